@@ -1,0 +1,116 @@
+"""The hook specifications: the only place distsched declares hooks.
+
+Plugins implement these with ``@distsched.hookimpl`` in a module named by an entry point in
+the ``distsched`` group. Registration hooks are called once per plugin, in no defined order
+(do not rely on one); each gets a registry and adds *named* things to it, so names can be
+listed by ``distsched plugins`` and duplicates refused with both plugins named.
+
+Every hook is listed with an example in ``docs/hooks.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .model.events import Event
+    from .plugin.registry import (
+        BalancerRegistry,
+        ElectionRegistry,
+        ExecutorRegistry,
+        FunctionRegistry,
+        StorageRegistry,
+    )
+
+PROJECT = "distsched"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def distsched_register_storage(registry: StorageRegistry) -> None:
+    """Register storage backends, chosen by the storage URL's scheme.
+
+    Called once per plugin when a plugin manager is built (an engine, a CLI command).
+    ``registry.add(name, schemes=(...), factory=..., description=...)``; the factory is
+    called as ``factory(url, *, options)`` when an engine opens that URL and returns a
+    :class:`distsched.ports.StorageBackend` (or an awaitable of one). Returns nothing;
+    every plugin's registrations are kept (no first-result-wins); a scheme registered
+    twice is an error naming both plugins.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def distsched_register_election(registry: ElectionRegistry) -> None:
+    """Register leader-election (lease) implementations, chosen by URL scheme.
+
+    Called once per plugin when a plugin manager is built. The election URL defaults to the
+    storage URL. The factory is called as ``factory(url, *, storage, options)`` and returns a
+    :class:`distsched.ports.Election`; it receives the opened storage so the lease can live
+    in the same store that checks the fencing term. Returns nothing; all registrations kept.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def distsched_register_executors(registry: ExecutorRegistry) -> None:
+    """Register executors by name (``local``, ``http``, ``rpc``, ...).
+
+    Called once per plugin when a plugin manager is built. The factory is called once per
+    worker process as ``factory(context)`` with a :class:`distsched.ports.ExecutorContext`
+    and returns a :class:`distsched.ports.Executor` (optionally with ``async close()``).
+    Returns nothing; all registrations kept; a duplicate name is an error.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def distsched_register_balancers(registry: BalancerRegistry) -> None:
+    """Register load-balancing strategies by name (``least-tasks``, ``round-robin``, ...).
+
+    Called once per plugin when a plugin manager is built. The factory is called with no
+    arguments, once per leader term, and returns a :class:`distsched.ports.Balancer`.
+    Returns nothing; all registrations kept; a duplicate name is an error.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def distsched_register_functions(registry: FunctionRegistry) -> None:
+    """Register Python callables the ``local`` executor may run, by name.
+
+    Called once per plugin when a plugin manager is built. ``registry.add(name, func)``;
+    ``func`` may be sync (run in a thread) or async. Only registered callables ever run: a
+    stored target is a name, never an import path. Returns nothing; all registrations kept.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def distsched_event(event: Event) -> None:
+    """Observe an engine event (task dispatched / finished / retry scheduled / skipped /
+    requeued / cancelled, leader elected / lost, worker joined / lost).
+
+    Called for every event, after the state change is stored, from a background queue off
+    the scheduling path. ``event`` is a frozen :class:`distsched.model.events.Event`; its
+    ``kind`` is a stable string. Return value ignored; all implementations are called. An
+    exception is logged with the plugin's name and swallowed: a failing observer never
+    breaks scheduling.
+
+    .. versionadded:: 0.1
+    """
+
+
+__all__ = [
+    "PROJECT", "distsched_event", "distsched_register_balancers", "distsched_register_election",
+    "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
+    "hookimpl", "hookspec",
+]

@@ -1,0 +1,29 @@
+"""The domain model: pure attrs objects, no I/O, no clock reads (time is passed in)."""
+
+from .errors import (
+    AlreadyExists,
+    DistschedError,
+    FencedError,
+    InvalidTransition,
+    NotFound,
+    StaleAttempt,
+    ValidationError,
+    VersionConflict,
+    WorkerFull,
+)
+from .events import Event
+from .job import FirePlan, JobState, MisfirePolicy, OverlapPolicy, PlannedSlot, TaskConfig
+from .result import Outcome, TaskResult
+from .retry import RetryPolicy
+from .spec import TaskSpec
+from .task import TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
+from .trigger import AtTrigger, CronTrigger, EveryTrigger, Slot, Trigger, parse_duration
+from .worker import Worker
+
+__all__ = [
+    "AlreadyExists", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
+    "FencedError", "FirePlan", "InvalidTransition", "JobState", "MisfirePolicy", "NotFound",
+    "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "TERMINAL",
+    "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",
+    "ValidationError", "VersionConflict", "Worker", "WorkerFull", "parse_duration", "slot_task_id",
+]

@@ -1,0 +1,59 @@
+"""Errors raised by the domain model and the ports.
+
+Every error names what it is about (a job, a task, a field) so that a user can act on it
+without reading a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DistschedError(Exception):
+    """Base class of every error distsched raises on purpose."""
+
+
+class ValidationError(DistschedError, ValueError):
+    """A value given to the model is invalid. ``field`` names it; ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str, *, where: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.where = where
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}{field}: {reason}")
+
+
+class InvalidTransition(DistschedError):
+    """A task was asked to move to a state its lifecycle does not allow."""
+
+    def __init__(self, task_id: str, current: str, target: str) -> None:
+        self.task_id = task_id
+        self.current = current
+        self.target = target
+        super().__init__(f"task {task_id!r}: cannot go from {current!r} to {target!r}")
+
+
+class WorkerFull(DistschedError):
+    """A worker was asked to accept a task beyond its capacity."""
+
+
+class StaleAttempt(DistschedError):
+    """A result or start arrived for an attempt that is no longer the task's current one."""
+
+
+class FencedError(DistschedError):
+    """A leader write carried a fencing term that is no longer current; nothing was written."""
+
+
+class VersionConflict(DistschedError):
+    """An optimistic update was based on a stale version; nothing was written."""
+
+
+class NotFound(DistschedError, KeyError):
+    """A job, task or worker that does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class AlreadyExists(DistschedError):
+    """A job with that name already exists."""

@@ -1,0 +1,222 @@
+"""TaskConfig (a job): a trigger, the call it makes, and its misfire and overlap policies.
+
+The config is the aggregate that creates tasks: ``create_task(slot, now)`` gives the task for
+a schedule slot a deterministic id, and ``plan(...)`` decides, for the slots that came due,
+which ones fire and which are recorded as skipped (misfire policy, DST gap).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from .errors import ValidationError
+from .spec import TaskSpec, check_name
+from .task import Task, slot_task_id
+from .trigger import Slot, Trigger, trigger_from_dict
+
+MISFIRE_MODES = ("skip", "fire-once", "fire-all")
+OVERLAP_MODES = ("parallel", "serial", "discard", "replace")
+#: At most this many slots are planned for one job in one pass; the rest come next pass.
+MAX_SLOTS_PER_PASS = 1000
+
+
+def _choice(options: tuple[str, ...], field: str):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in options:
+            raise ValidationError(field, f"must be one of {', '.join(options)}, not {value!r}")
+
+    return check
+
+
+def _grace(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= 366 * 86400:
+        raise ValidationError("misfire_grace", f"must be a number of seconds >= 0, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class MisfirePolicy:
+    """What happens to slots that came due while no leader ran.
+
+    A slot fired no later than ``grace`` seconds after its time is on time. Older slots are
+    *missed*: ``skip`` records them as skipped; ``fire-once`` runs one task for all of them
+    (the on-time slot if there is one, else the latest missed one) and records the others as
+    coalesced; ``fire-all`` runs every one.
+    """
+
+    mode: str = attrs.field(default="fire-once", validator=_choice(MISFIRE_MODES, "misfire"))
+    grace: float = attrs.field(default=60.0, validator=_grace)
+
+
+def _max_instances(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise ValidationError("max_instances", f"must be an integer between 1 and 10000, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class OverlapPolicy:
+    """What happens when a slot fires while ``max_instances`` tasks of the job are still live.
+
+    ``parallel``  no limit: every slot runs (``max_instances`` is ignored);
+    ``serial``    the new task waits (pending) until a live one finishes;
+    ``discard``   the new slot is recorded as skipped;
+    ``replace``   the oldest live task is cancelled and the new one runs.
+    """
+
+    mode: str = attrs.field(default="parallel", validator=_choice(OVERLAP_MODES, "overlap"))
+    max_instances: int = attrs.field(default=1, validator=_max_instances)
+
+    def decide(self, live: int) -> str:
+        """``fire``, ``queue``, ``discard`` or ``replace`` for a new slot, given live tasks."""
+        if self.mode == "parallel" or live < self.max_instances:
+            return "fire"
+        return {"serial": "queue", "discard": "discard", "replace": "replace"}[self.mode]
+
+
+@attrs.frozen
+class PlannedSlot:
+    """A slot the leader must record: ``fire`` it, or record it skipped with ``reason``."""
+
+    at: float
+    fire: bool
+    reason: str | None = None
+
+
+@attrs.frozen
+class FirePlan:
+    slots: tuple[PlannedSlot, ...]
+    #: The job's next slot after this pass (None: the trigger is exhausted).
+    next_fire_at: float | None
+
+
+@attrs.define(kw_only=True)
+class TaskConfig:
+    """A job definition. ``version`` is the store's optimistic version (0 = never stored)."""
+
+    name: str = attrs.field()
+    trigger: Trigger | None = None
+    spec: TaskSpec
+    enabled: bool = True
+    misfire: MisfirePolicy = attrs.field(factory=MisfirePolicy)
+    overlap: OverlapPolicy = attrs.field(factory=OverlapPolicy)
+    description: str = ""
+    version: int = 0
+
+    @name.validator
+    def _check_name(self, attribute: attrs.Attribute, value: Any) -> None:
+        check_name("name", value)
+
+    def __attrs_post_init__(self) -> None:
+        if self.spec.balance_key is None:
+            self.spec = attrs.evolve(self.spec, balance_key=self.name)
+
+    # -- schedule ------------------------------------------------------------------
+    def next_fire_after(self, t: float) -> float | None:
+        """The first slot strictly after ``t`` (UNIX seconds), skipped or not."""
+        if self.trigger is None:
+            return None
+        slot = self.trigger.next_after(t)
+        return None if slot is None else slot.at
+
+    def upcoming(self, after: float, count: int) -> list[Slot]:
+        """The next ``count`` slots after ``after`` (for ``distsched explain``)."""
+        out: list[Slot] = []
+        t = after
+        while self.trigger is not None and len(out) < count:
+            slot = self.trigger.next_after(t)
+            if slot is None:
+                break
+            out.append(slot)
+            t = slot.at
+        return out
+
+    def plan(self, next_fire_at: float, now: float, limit: int = MAX_SLOTS_PER_PASS) -> FirePlan:
+        """Decide the fate of every slot from ``next_fire_at`` up to ``now``.
+
+        Applies the DST gap policy (via the trigger) and the misfire policy. Every slot in the
+        range comes back, fired or skipped with a reason, so none is silently lost. At most
+        ``limit`` slots are planned; ``next_fire_at`` of the plan then points at the rest.
+        """
+        if self.trigger is None:
+            return FirePlan((), None)
+        due: list[Slot] = []
+        slot: Slot | None = self.trigger.next_after(next_fire_at - 1e-6)
+        while slot is not None and slot.at <= now and len(due) < limit:
+            due.append(slot)
+            slot = self.trigger.next_after(slot.at)
+        nxt = slot.at if slot is not None else None
+        grace = self.misfire.grace
+        mode = self.misfire.mode
+        runnable = [s for s in due if s.skip is None]
+        missed = [s for s in runnable if now - s.at > grace]
+        on_time = [s for s in runnable if now - s.at <= grace]
+        keep: set[float] = {s.at for s in on_time}
+        reasons: dict[float, str] = {s.at: s.skip for s in due if s.skip}
+        if mode == "fire-all":
+            keep.update(s.at for s in missed)
+        elif mode == "fire-once":
+            if missed and not on_time:
+                keep.add(missed[-1].at)
+            for s in missed:
+                if s.at not in keep:
+                    reasons[s.at] = "misfire: coalesced"
+        else:
+            for s in missed:
+                reasons[s.at] = "misfire: skipped"
+        planned = tuple(
+            PlannedSlot(s.at, True) if s.at in keep else PlannedSlot(s.at, False, reasons.get(s.at, "skipped"))
+            for s in due
+        )
+        return FirePlan(planned, nxt)
+
+    # -- tasks ---------------------------------------------------------------------
+    def create_task(self, slot: float, now: float) -> Task:
+        """The task for schedule slot ``slot``, with the deterministic id of that slot."""
+        return Task(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name, slot=slot, created_at=now)
+
+    def skipped_task(self, slot: float, reason: str, now: float) -> Task:
+        return Task.skipped(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name,
+                            slot=slot, reason=reason, now=now)
+
+    # -- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trigger": self.trigger.to_dict() if self.trigger is not None else None,
+            "spec": self.spec.to_dict(),
+            "enabled": self.enabled,
+            "misfire": attrs.asdict(self.misfire),
+            "overlap": attrs.asdict(self.overlap),
+            "description": self.description,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
+        return cls(
+            name=data["name"],
+            trigger=trigger_from_dict(data["trigger"]) if data.get("trigger") else None,
+            spec=TaskSpec.from_dict(data["spec"]),
+            enabled=data.get("enabled", True),
+            misfire=MisfirePolicy(**data.get("misfire", {})),
+            overlap=OverlapPolicy(**data.get("overlap", {})),
+            description=data.get("description", ""),
+            version=data.get("version", 0),
+        )
+
+
+@attrs.define(kw_only=True)
+class JobState:
+    """A job's schedule progress, kept by the store beside the config.
+
+    ``next_fire_at`` is the next slot not yet handled; ``last_slot`` is the high-water mark:
+    the latest slot already fired or recorded. A new leader resumes from there.
+    """
+
+    name: str
+    next_fire_at: float | None
+    last_slot: float | None = None
+    paused: bool = False

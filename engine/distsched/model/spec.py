@@ -1,0 +1,99 @@
+"""TaskSpec: the call a task makes (which executor, what target, with what arguments)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import attrs
+
+from .errors import ValidationError
+from .retry import RetryPolicy
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+MAX_TIMEOUT = 7 * 24 * 3600.0
+#: Largest JSON payload (args + kwargs + options) a task may carry.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_EXECUTOR = "local"
+DEFAULT_BALANCER = "least-tasks"
+
+
+def check_name(field: str, value: Any) -> None:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ValidationError(
+            field,
+            f"must be 1-128 characters of letters, digits, '_', '-', '.', ':' "
+            f"(starting with a letter or digit), not {value!r}",
+        )
+
+
+def _name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    check_name(attribute.name, value)
+
+
+def _timeout(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError("timeout", f"must be a number of seconds, not {value!r}")
+    if not 0 < value <= MAX_TIMEOUT:
+        raise ValidationError("timeout", f"must be > 0 and <= {MAX_TIMEOUT:g} seconds, not {value!r}")
+
+
+def _target(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        raise ValidationError("target", f"must be a non-empty string of at most 4096 characters, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """What to run: executor name, target (a registered function name, a URL, an endpoint),
+    JSON arguments, executor options, the timeout, the retry policy and the balancer."""
+
+    executor: str = attrs.field(default=DEFAULT_EXECUTOR, validator=_name)
+    target: str = attrs.field(validator=_target)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    kwargs: dict[str, Any] = attrs.field(factory=dict)
+    options: dict[str, Any] = attrs.field(factory=dict)
+    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_timeout)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    balancer: str = attrs.field(default=DEFAULT_BALANCER, validator=_name)
+    #: What consistent-hash balancing hashes; defaults to the job name (or the task id).
+    balance_key: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.kwargs, dict):
+            raise ValidationError("kwargs", f"must be a table/object, not {type(self.kwargs).__name__}")
+        if not isinstance(self.options, dict):
+            raise ValidationError("options", f"must be a table/object, not {type(self.options).__name__}")
+        try:
+            size = len(
+                json.dumps([self.args, self.kwargs, self.options], allow_nan=False, separators=(",", ":"))
+            )
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValidationError("args", f"must be plain JSON (no {exc})") from None
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValidationError(
+                "args", f"payload is {size} bytes of JSON; the limit is {MAX_PAYLOAD_BYTES}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "executor": self.executor,
+            "target": self.target,
+            "args": list(self.args),
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "timeout": self.timeout,
+            "retry": self.retry.to_dict(),
+            "balancer": self.balancer,
+            "balance_key": self.balance_key,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        data = dict(data)
+        if isinstance(data.get("retry"), dict):
+            data["retry"] = RetryPolicy.from_dict(data["retry"])
+        return cls(**data)

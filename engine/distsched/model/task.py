@@ -1,0 +1,282 @@
+"""Task: one execution of a job's call (a schedule slot, or a one-off submission).
+
+The task owns its lifecycle. States (``TaskState``):
+
+``pending``     created, waiting for the leader to dispatch it
+``dispatched``  pushed into one worker's queue (``worker_id`` says which)
+``running``     the worker took it from its queue and started it
+``retrying``    an attempt failed or timed out and the retry policy allows another one;
+                the task waits until ``not_before`` and is then dispatched again
+``succeeded``   terminal: the current attempt succeeded
+``failed``      terminal: the last attempt failed and no retry is left (or it was not retryable)
+``timed_out``   terminal: the last attempt exceeded the timeout and no retry is left
+``cancelled``   terminal: cancelled by a user or replaced by a newer slot (overlap ``replace``)
+``skipped``     terminal: a schedule slot that was deliberately not run (misfire policy, DST gap,
+                overlap ``discard``, coalesced slots); ``reason`` says which. Recorded so that no
+                slot is ever silently lost.
+
+Each dispatch increments ``dispatches`` and so creates a new *attempt id*
+(``"<task id>#<dispatches>"``): a start or result that carries an older attempt id is stale
+and refused. A worker crash puts a dispatched or running task back to ``pending``
+(``redeliveries`` + 1) without consuming the retry budget (``attempt`` stays).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+from .errors import InvalidTransition, StaleAttempt, ValidationError
+from .result import TaskResult
+from .retry import RetryPolicy
+from .spec import TaskSpec
+
+
+class TaskState(str, enum.Enum):
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+S = TaskState
+TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.SKIPPED})
+#: Non-terminal states in which a task occupies a worker.
+ASSIGNED = frozenset({S.DISPATCHED, S.RUNNING})
+#: Every legal move. Terminal states have none: a finished task never changes again.
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    S.PENDING: frozenset({S.DISPATCHED, S.CANCELLED}),
+    S.RETRYING: frozenset({S.DISPATCHED, S.CANCELLED}),
+    # dispatched -> finished directly: the result can overtake the "started" record.
+    S.DISPATCHED: frozenset(
+        {S.RUNNING, S.PENDING, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.RETRYING, S.CANCELLED}
+    ),
+    S.RUNNING: frozenset({S.PENDING, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.RETRYING, S.CANCELLED}),
+    **{state: frozenset() for state in TERMINAL},
+}
+
+#: After this many crash re-deliveries a task fails instead of looping forever (poison task).
+DEFAULT_MAX_REDELIVERIES = 10
+
+
+def slot_task_id(job: str, slot: float) -> str:
+    """The deterministic id of the task for ``job``'s schedule slot at ``slot`` (UNIX seconds).
+
+    Two leaders that fire the same slot compute the same id, which is what makes slot
+    creation idempotent.
+    """
+    return f"{job}@{int(round(slot * 1000))}"
+
+
+@attrs.define(kw_only=True)
+class Task:
+    """A task and its lifecycle. Mutating methods check the transition and record the time."""
+
+    id: str
+    spec: TaskSpec
+    job: str | None = None
+    slot: float | None = None
+    state: TaskState = TaskState.PENDING
+    created_at: float
+    updated_at: float = attrs.field()
+    not_before: float = attrs.field()
+    attempt: int = 1
+    dispatches: int = 0
+    redeliveries: int = 0
+    worker_id: str | None = None
+    dispatched_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: TaskResult | None = None
+    reason: str | None = None
+    #: Storage's optimistic version; the store bumps it on every write.
+    version: int = 0
+
+    @updated_at.default
+    def _updated_default(self) -> float:
+        return self.created_at
+
+    @not_before.default
+    def _not_before_default(self) -> float:
+        return self.created_at
+
+    def __attrs_post_init__(self) -> None:
+        if not self.id or not isinstance(self.id, str):
+            raise ValidationError("id", f"must be a non-empty string, not {self.id!r}")
+        if not isinstance(self.state, TaskState):
+            self.state = TaskState(self.state)
+
+    # -- derived --------------------------------------------------------------------
+    @property
+    def attempt_id(self) -> str:
+        """Identity of the current dispatch; results must carry it to be accepted."""
+        return f"{self.id}#{self.dispatches}"
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.spec.retry
+
+    def deadline(self, grace: float = 0.0) -> float | None:
+        """When a running attempt must have finished (start + timeout + grace)."""
+        if self.state not in ASSIGNED:
+            return None
+        since = self.started_at if self.started_at is not None else self.dispatched_at
+        if since is None:
+            return None
+        return since + self.spec.timeout + grace
+
+    # -- transitions ---------------------------------------------------------------
+    def _move(self, target: TaskState, now: float) -> None:
+        if target not in TRANSITIONS[self.state]:
+            raise InvalidTransition(self.id, self.state.value, target.value)
+        self.state = target
+        self.updated_at = now
+
+    def _check_attempt(self, attempt_id: str) -> None:
+        if attempt_id != self.attempt_id:
+            raise StaleAttempt(
+                f"task {self.id!r}: attempt {attempt_id!r} is not the current one "
+                f"({self.attempt_id!r})"
+            )
+
+    def dispatch(self, worker_id: str, now: float) -> str:
+        """pending/retrying -> dispatched to ``worker_id``; returns the new attempt id."""
+        if now < self.not_before and self.state is TaskState.RETRYING:
+            raise InvalidTransition(self.id, self.state.value, "dispatched (retry not yet due)")
+        self._move(TaskState.DISPATCHED, now)
+        self.dispatches += 1
+        self.worker_id = worker_id
+        self.dispatched_at = now
+        self.started_at = None
+        return self.attempt_id
+
+    def start(self, attempt_id: str, now: float) -> None:
+        """dispatched -> running, for the current attempt only."""
+        self._check_attempt(attempt_id)
+        self._move(TaskState.RUNNING, now)
+        self.started_at = now
+
+    def finish(self, result: TaskResult, now: float, *, rand: float = 0.5) -> TaskState:
+        """Apply an attempt's result and the retry policy; returns the new state.
+
+        A success ends the task. A failure or timeout becomes ``retrying`` (with
+        ``not_before`` set by the policy and ``attempt`` + 1) when the result is retryable
+        and the policy allows another attempt; otherwise ``failed`` / ``timed_out``.
+        Raises ``StaleAttempt`` for a result of a superseded attempt.
+        """
+        self._check_attempt(result.attempt_id)
+        if self.state not in ASSIGNED:
+            raise InvalidTransition(self.id, self.state.value, result.outcome)
+        self.result = result
+        if self.started_at is None:
+            self.started_at = result.started_at
+        if result.ok:
+            target = TaskState.SUCCEEDED
+        else:
+            delay = (
+                self.spec.retry.delay_after(self.attempt, rand=rand, retry_after=result.retry_after)
+                if result.retryable
+                else None
+            )
+            if delay is None:
+                target = TaskState.TIMED_OUT if result.outcome == "timed_out" else TaskState.FAILED
+            else:
+                self._move(TaskState.RETRYING, now)
+                self.attempt += 1
+                self.not_before = now + delay
+                self.worker_id = None
+                return self.state
+        self._move(target, now)
+        self.finished_at = now
+        return self.state
+
+    def requeue(
+        self, reason: str, now: float, *, max_redeliveries: int = DEFAULT_MAX_REDELIVERIES
+    ) -> TaskState:
+        """The worker holding the task was lost: back to ``pending`` for re-dispatch.
+
+        Does not consume the retry budget. After ``max_redeliveries`` crash re-deliveries
+        the task fails instead (a poison task must not loop forever).
+        """
+        if self.state not in ASSIGNED:
+            raise InvalidTransition(self.id, self.state.value, "pending (requeue)")
+        self.reason = reason
+        self.worker_id = None
+        if self.redeliveries >= max_redeliveries:
+            self._move(TaskState.FAILED, now)
+            self.finished_at = now
+            self.reason = f"{reason}; gave up after {self.redeliveries} re-deliveries"
+            return self.state
+        self._move(TaskState.PENDING, now)
+        self.redeliveries += 1
+        self.not_before = now
+        return self.state
+
+    def cancel(self, reason: str, now: float) -> None:
+        self._move(TaskState.CANCELLED, now)
+        self.reason = reason
+        self.finished_at = now
+
+    # -- constructors and serialisation ---------------------------------------------
+    @classmethod
+    def skipped(cls, *, id: str, spec: TaskSpec, job: str, slot: float, reason: str, now: float) -> Task:
+        """The record of a schedule slot that was deliberately not run."""
+        return cls(
+            id=id,
+            spec=spec,
+            job=job,
+            slot=slot,
+            state=TaskState.SKIPPED,
+            created_at=now,
+            finished_at=now,
+            reason=reason,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "spec": self.spec.to_dict(),
+            "job": self.job,
+            "slot": self.slot,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "not_before": self.not_before,
+            "attempt": self.attempt,
+            "dispatches": self.dispatches,
+            "redeliveries": self.redeliveries,
+            "worker_id": self.worker_id,
+            "dispatched_at": self.dispatched_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "result": self.result.to_dict() if self.result is not None else None,
+            "reason": self.reason,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        data = dict(data)
+        data["spec"] = TaskSpec.from_dict(data["spec"])
+        data["state"] = TaskState(data["state"])
+        if data.get("result") is not None:
+            data["result"] = TaskResult.from_dict(data["result"])
+        return cls(**data)

@@ -1,0 +1,251 @@
+"""Triggers: when a job's schedule slots fall.
+
+Three kinds, all pure (time is passed in as UNIX seconds, UTC):
+
+``CronTrigger``   a cron expression (5 fields, or 6 with seconds first) read in the job's time
+                  zone. The cron library (croniter) walks wall-clock time; this module maps each
+                  wall-clock time to instants and applies the DST policies:
+                  ``dst_gap``  a wall time that does not exist (spring forward):
+                               ``shift`` runs it at the shifted instant (02:30 -> 03:30),
+                               ``skip`` records it as a skipped slot;
+                  ``dst_fold`` a wall time that happens twice (fall back):
+                               ``once`` runs the first occurrence, ``twice`` runs both.
+``EveryTrigger``  a fixed interval ("10s", "5m", "1h30m"), aligned to ``anchor`` (default the
+                  UNIX epoch, so every node computes the same slots without coordination).
+``AtTrigger``     one instant (ISO-8601; a naive time is read in the job's time zone).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+from croniter import croniter
+from croniter.croniter import CroniterError
+
+from .errors import ValidationError
+
+UTC = timezone.utc
+DST_GAP = ("shift", "skip")
+DST_FOLD = ("once", "twice")
+MIN_INTERVAL = 0.01
+MAX_INTERVAL = 366 * 24 * 3600.0
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+
+
+@attrs.frozen
+class Slot:
+    """One schedule slot: its instant, and why it must not run (``skip``) if it must not."""
+
+    at: float
+    skip: str | None = None
+
+
+def parse_duration(value: Any, field: str = "every") -> float:
+    """``"10s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValidationError(field, f"must be a duration such as '10s' or '5m', not {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        pos, seconds = 0, 0.0
+        for match in _DURATION_RE.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2).lower()]
+            pos = match.end()
+        if pos != len(text) or not text:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValidationError(
+                    field, f"must be a duration such as '10s', '5m', '1h30m', not {value!r}"
+                ) from None
+    else:
+        raise ValidationError(field, f"must be a duration such as '10s' or '5m', not {value!r}")
+    if not math.isfinite(seconds) or not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise ValidationError(
+            field, f"must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL:g}s, not {value!r}"
+        )
+    return seconds
+
+
+def load_zone(name: str, field: str = "timezone") -> ZoneInfo:
+    if not isinstance(name, str) or not name:
+        raise ValidationError(field, f"must be an IANA time zone name such as 'Europe/Paris', not {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValidationError(field, f"unknown time zone {name!r} (use an IANA name such as 'Europe/Paris')") from None
+
+
+def _choice(options: tuple[str, ...]):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in options:
+            raise ValidationError(attribute.name, f"must be one of {', '.join(options)}, not {value!r}")
+
+    return check
+
+
+def _zone(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    load_zone(value)
+
+
+@attrs.frozen
+class CronTrigger:
+    expr: str
+    timezone: str = attrs.field(default="UTC", validator=_zone)
+    dst_gap: str = attrs.field(default="shift", validator=_choice(DST_GAP))
+    dst_fold: str = attrs.field(default="once", validator=_choice(DST_FOLD))
+    _zone: ZoneInfo = attrs.field(init=False, repr=False, eq=False)
+    _seconds: bool = attrs.field(init=False, repr=False, eq=False)
+
+    kind = "cron"
+
+    def __attrs_post_init__(self) -> None:
+        expr = self.expr
+        if not isinstance(expr, str) or not expr.strip():
+            raise ValidationError("cron", f"must be a cron expression such as '*/5 * * * *', not {expr!r}")
+        fields = expr.split()
+        if not expr.startswith("@") and len(fields) not in (5, 6):
+            raise ValidationError(
+                "cron",
+                f"{expr!r} has {len(fields)} fields; use 5 (minute hour day month weekday) "
+                "or 6 (second first)",
+            )
+        seconds = len(fields) == 6
+        try:
+            croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds)
+        except (CroniterError, ValueError, KeyError, TypeError) as exc:
+            raise ValidationError("cron", f"invalid expression {expr!r}: {exc}") from None
+        object.__setattr__(self, "_zone", load_zone(self.timezone))
+        object.__setattr__(self, "_seconds", seconds)
+
+    def _walls_after(self, wall: datetime):
+        it = croniter(self.expr, wall, second_at_beginning=self._seconds, max_years_between_matches=5)
+        while True:
+            try:
+                yield it.get_next(datetime)
+            except (CroniterError, ValueError):
+                return
+
+    def _instants(self, wall: datetime) -> list[Slot]:
+        zone = self._zone
+        first = wall.replace(tzinfo=zone, fold=0)
+        utc0 = first.astimezone(UTC)
+        if utc0.astimezone(zone).replace(tzinfo=None) != wall:
+            # Does not exist (spring forward); fold=0 reads it with the pre-transition
+            # offset, which is the wall time shifted by the gap.
+            return [Slot(utc0.timestamp(), "dst-gap" if self.dst_gap == "skip" else None)]
+        utc1 = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        if utc1 != utc0 and self.dst_fold == "twice":
+            return [Slot(utc0.timestamp()), Slot(utc1.timestamp())]
+        return [Slot(utc0.timestamp())]
+
+    def next_after(self, t: float) -> Slot | None:
+        """The first slot strictly after ``t``, or None when the expression never fires again."""
+        if self.timezone == "UTC":
+            wall = datetime.fromtimestamp(t, UTC).replace(tzinfo=None)
+            for nxt in self._walls_after(wall):
+                at = nxt.replace(tzinfo=UTC).timestamp()
+                if at > t:
+                    return Slot(at)
+            return None
+        # Walk wall-clock time from a little before t's wall time (an instant in a repeated
+        # hour can map to an earlier wall time) and keep the earliest instant after t.
+        wall = datetime.fromtimestamp(t, self._zone).replace(tzinfo=None) - timedelta(hours=3)
+        best: Slot | None = None
+        for count, nxt in enumerate(self._walls_after(wall)):
+            for slot in self._instants(nxt):
+                if slot.at > t and (best is None or slot.at < best.at):
+                    best = slot
+            # Wall time and real time differ by at most a few hours around a transition.
+            if best is not None and nxt.replace(tzinfo=UTC).timestamp() - 6 * 3600 > best.at:
+                break
+            if count > 100_000:
+                break
+        return best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "cron", "expr": self.expr, "timezone": self.timezone,
+                "dst_gap": self.dst_gap, "dst_fold": self.dst_fold}
+
+
+def _interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        raise ValidationError("every", f"must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL:g}s, not {value!r}")
+
+
+@attrs.frozen
+class EveryTrigger:
+    interval: float = attrs.field(validator=_interval)
+    anchor: float = 0.0
+    timezone: str = attrs.field(default="UTC", validator=_zone)
+
+    kind = "every"
+
+    def next_after(self, t: float) -> Slot | None:
+        if t < self.anchor:
+            return Slot(self.anchor)
+        k = math.floor((t - self.anchor) / self.interval) + 1
+        at = self.anchor + k * self.interval
+        while at <= t:  # float rounding
+            k += 1
+            at = self.anchor + k * self.interval
+        # Millisecond resolution keeps slot ids stable across nodes.
+        return Slot(round(at, 3))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "every", "interval": self.interval, "anchor": self.anchor, "timezone": self.timezone}
+
+
+@attrs.frozen
+class AtTrigger:
+    at: float
+    timezone: str = attrs.field(default="UTC", validator=_zone)
+
+    kind = "at"
+
+    @classmethod
+    def parse(cls, value: Any, timezone_name: str = "UTC") -> AtTrigger:
+        zone = load_zone(timezone_name)
+        if isinstance(value, datetime):
+            when = value
+        elif isinstance(value, str):
+            try:
+                when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise ValidationError("at", f"must be an ISO-8601 date-time such as '2030-01-01T09:00:00+01:00', not {value!r}") from None
+        else:
+            raise ValidationError("at", f"must be an ISO-8601 date-time, not {value!r}")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=zone)
+        return cls(when.timestamp(), timezone_name)
+
+    def next_after(self, t: float) -> Slot | None:
+        return Slot(self.at) if self.at > t else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "at", "at": self.at, "timezone": self.timezone}
+
+
+Trigger = CronTrigger | EveryTrigger | AtTrigger
+
+
+def trigger_from_dict(data: dict[str, Any]) -> Trigger:
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind == "cron":
+        return CronTrigger(**data)
+    if kind == "every":
+        return EveryTrigger(**data)
+    if kind == "at":
+        return AtTrigger(**data)
+    raise ValidationError("trigger", f"unknown kind {kind!r} (cron, every, at)")

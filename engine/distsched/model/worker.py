@@ -1,0 +1,90 @@
+"""Worker: a process that executes tasks from its own queue, within its capacity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .errors import ValidationError, WorkerFull
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_HEARTBEAT_TTL = 10.0
+
+
+def _positive_int(limit: int):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValidationError(attribute.name, f"must be an integer between 1 and {limit}, not {value!r}")
+
+    return check
+
+
+@attrs.define(kw_only=True)
+class Worker:
+    """A registered worker and its load.
+
+    ``concurrency`` is how many tasks it executes at once; ``capacity`` is how many it may
+    hold (queued + running). ``load`` is the number it holds now. A worker is healthy while
+    its last heartbeat is younger than the heartbeat TTL and it is not draining.
+    """
+
+    id: str
+    host: str = ""
+    pid: int = 0
+    concurrency: int = attrs.field(default=DEFAULT_CONCURRENCY, validator=_positive_int(10_000))
+    capacity: int = attrs.field(validator=_positive_int(1_000_000))
+    load: int = 0
+    started_at: float
+    last_heartbeat: float = attrs.field()
+    draining: bool = False
+
+    @capacity.default
+    def _capacity_default(self) -> int:
+        # Room for a batch in the queue while `concurrency` tasks run.
+        return max(self.concurrency * 4, 64)
+
+    @last_heartbeat.default
+    def _hb_default(self) -> float:
+        return self.started_at
+
+    def __attrs_post_init__(self) -> None:
+        if self.capacity < self.concurrency:
+            raise ValidationError("capacity", f"must be >= concurrency ({self.concurrency}), not {self.capacity}")
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.load)
+
+    def is_alive(self, now: float, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
+        return now - self.last_heartbeat <= ttl
+
+    def can_accept(self, now: float | None = None, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
+        """True when the worker is healthy (if ``now`` is given), not draining and not full."""
+        if self.draining or self.load >= self.capacity:
+            return False
+        return now is None or self.is_alive(now, ttl)
+
+    def accept(self, task_id: str = "") -> None:
+        """Take one more task; refuses beyond capacity or while draining."""
+        if self.draining:
+            raise WorkerFull(f"worker {self.id!r} is draining and accepts no task {task_id!r}")
+        if self.load >= self.capacity:
+            raise WorkerFull(f"worker {self.id!r} is full ({self.load}/{self.capacity}); cannot accept {task_id!r}")
+        self.load += 1
+
+    def complete(self, task_id: str = "") -> None:
+        """One task it held is finished or taken away."""
+        self.load = max(0, self.load - 1)
+
+    def heartbeat(self, now: float, load: int | None = None) -> None:
+        self.last_heartbeat = max(self.last_heartbeat, now)
+        if load is not None:
+            self.load = load
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Worker:
+        return cls(**data)

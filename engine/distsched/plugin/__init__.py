@@ -1,0 +1,1 @@
+"""Plugin discovery (entry points), named registries and isolated event fan-out."""

@@ -1,0 +1,248 @@
+"""Ports: the interfaces between the application services and the plugins.
+
+The scheduler (leader) and worker loops talk to storage, election, executors and balancers
+only through these protocols. A storage plugin implements :class:`StorageBackend` (a bundle
+of the repositories, the per-worker queues and the result channel); see ``docs/plugins.md``
+for what each method must guarantee and ``distsched.testing.contracts`` for the tests that
+check it.
+
+Conventions:
+
+* Times are UNIX seconds (float, UTC) from :meth:`StorageBackend.clock`.
+* Every *leader write* takes a :class:`Fence` (the leader's node id and election term). The
+  store refuses it with :class:`~distsched.model.FencedError` when the term is no longer the
+  current one, atomically with the write: a paused ex-leader cannot change anything.
+* Task writes are optimistic: ``save`` writes a task only when the stored version equals
+  ``task.version`` and then bumps it; the result list says which writes were applied.
+* Payloads are JSON. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from .model import JobState, Outcome, Task, TaskConfig, TaskResult, Worker
+
+
+@attrs.frozen
+class Fence:
+    """A leader's credentials for one term of leadership."""
+
+    node_id: str
+    term: int
+
+
+@attrs.frozen(kw_only=True)
+class Firing:
+    """One job's fired slots, committed by :meth:`JobRepository.fire` in one atomic step.
+
+    ``expected_next`` is the ``next_fire_at`` the leader read; the store applies the firing
+    only if it is still the stored one (so two leaders cannot both advance a job).
+    ``tasks`` are the new slot tasks (pending, or skipped records); a task whose id already
+    exists is left as it is (slot creation is idempotent). ``last_slot`` is the new
+    high-water mark.
+    """
+
+    job: str
+    expected_next: float
+    next_fire_at: float | None
+    last_slot: float
+    tasks: tuple[Task, ...]
+
+
+@attrs.frozen(kw_only=True)
+class FireReport:
+    created: int = 0
+    existing: int = 0
+    conflicts: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class JobRepository(Protocol):
+    """Job definitions (TaskConfig) and their schedule state (JobState)."""
+
+    async def add(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        """Store a new job (version becomes 1). Raises AlreadyExists."""
+
+    async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        """Replace a job if ``config.version`` is the stored one; returns it with version + 1.
+        Raises VersionConflict (stale version) or NotFound. ``next_fire_at`` replaces the
+        schedule's next slot; the high-water mark is kept."""
+
+    async def get(self, name: str) -> TaskConfig:
+        """Raises NotFound."""
+
+    async def list(self) -> list[TaskConfig]: ...
+
+    async def remove(self, name: str) -> bool:
+        """Delete the job and its schedule; its existing tasks stay. False if absent."""
+
+    async def state(self, name: str) -> JobState:
+        """Raises NotFound."""
+
+    async def set_paused(self, name: str, paused: bool, *, next_fire_at: float | None = None) -> None:
+        """Pause or resume; resuming may move ``next_fire_at`` (None keeps it)."""
+
+    async def due(self, now: float, limit: int) -> list[tuple[TaskConfig, JobState]]:
+        """Enabled, unpaused jobs whose ``next_fire_at <= now``, earliest first, at most
+        ``limit``. Cost grows with the number of due jobs, not with the number defined."""
+
+    async def next_due_at(self) -> float | None:
+        """The earliest ``next_fire_at`` of an enabled, unpaused job."""
+
+    async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
+        """Fenced. Atomically, per firing: check ``expected_next``, create the tasks that do
+        not exist yet, make new pending ones ready, advance the schedule."""
+
+
+@runtime_checkable
+class TaskRepository(Protocol):
+    async def submit(self, tasks: Sequence[Task]) -> list[bool]:
+        """Store new pending tasks (one-off submissions; not fenced). Idempotent by id:
+        False for a task whose id already exists (it is left unchanged)."""
+
+    async def get(self, task_id: str) -> Task | None: ...
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]: ...
+
+    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
+        """Most recently updated first."""
+
+    async def counts(self) -> dict[str, int]:
+        """Number of tasks per state."""
+
+    async def ready(self, now: float, limit: int) -> list[Task]:
+        """Pending tasks and retrying tasks whose ``not_before <= now``, oldest first."""
+
+    async def next_ready_at(self) -> float | None:
+        """The earliest ``not_before`` among pending and retrying tasks."""
+
+    async def live(self, job: str) -> list[Task]:
+        """Non-terminal tasks of a job (for the overlap policy)."""
+
+    async def assigned(self, worker_id: str) -> list[Task]:
+        """Dispatched and running tasks assigned to a worker."""
+
+    async def overdue(self, now: float, limit: int) -> list[Task]:
+        """Dispatched/running tasks whose deadline (start + timeout) is before ``now``."""
+
+    async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
+        """Fenced optimistic write (see module doc); keeps the indexes and the workers' loads
+        right. ``ack_results`` drops that many results (the oldest, as returned by
+        ``ResultChannel.peek``) in the same atomic step."""
+
+    async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
+        """Fenced optimistic write of tasks the leader moved to ``dispatched``, and, for each
+        one written, a push onto the queue of ``task.worker_id`` - in one atomic step."""
+
+
+@runtime_checkable
+class WorkerRepository(Protocol):
+    async def register(self, worker: Worker) -> None: ...
+
+    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+        """Refresh the heartbeat (store time). False when the worker is unknown: it was
+        declared dead and must stop and re-register under a new id."""
+
+    async def deregister(self, worker_id: str) -> None:
+        """The worker is leaving (drained or stopping): mark it dead at once so the leader
+        reaps it without waiting for the heartbeat TTL, requeuing whatever it still holds."""
+
+    async def list(self) -> list[Worker]:
+        """Every registered worker, with ``load`` = tasks assigned to it."""
+
+    async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
+        """Fenced. Remove a dead worker, drop its queue and in-flight list, and save
+        ``tasks`` (its tasks, requeued by the leader) - atomically."""
+
+
+@runtime_checkable
+class WorkerQueue(Protocol):
+    """Per-worker queues. A worker only ever reads its own."""
+
+    async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
+        """Wait up to ``timeout`` s for tasks in ``worker_id``'s queue; take up to
+        ``max_items`` into its in-flight list and mark them running. Entries whose attempt
+        is no longer current are dropped, never returned."""
+
+    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+        """Append results to the result channel and take their tasks out of in-flight."""
+
+
+@runtime_checkable
+class ResultChannel(Protocol):
+    async def peek(self, max_items: int) -> list[TaskResult]:
+        """The oldest unacknowledged results (leader side; acknowledged through
+        ``TaskRepository.save(..., ack_results=n)``)."""
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    url: str
+    jobs: JobRepository
+    tasks: TaskRepository
+    workers: WorkerRepository
+    queues: WorkerQueue
+    results: ResultChannel
+
+    def clock(self) -> float:
+        """Current time in UNIX seconds, as the store sees it (shared by all nodes)."""
+
+    async def wait_for_activity(self, timeout: float) -> None:
+        """Return after ``timeout`` s, or earlier when a result, a submission, a job change
+        or a worker change arrived: the leader sleeps here instead of polling."""
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Election(Protocol):
+    """A lease with a fencing term. Terms strictly increase with every acquisition."""
+
+    ttl: float
+    renew_interval: float
+
+    async def acquire(self, node_id: str) -> Fence | None:
+        """Try once to take the lease; the new term on success, else None."""
+
+    async def renew(self, fence: Fence) -> bool:
+        """Extend the lease if ``fence`` still holds it (compare-and-set)."""
+
+    async def release(self, fence: Fence) -> None:
+        """Give the lease up if ``fence`` still holds it, so another node takes over at once."""
+
+    async def current(self) -> Fence | None:
+        """The current holder and term, if any."""
+
+
+@runtime_checkable
+class Executor(Protocol):
+    async def run(self, task: Task) -> Outcome:
+        """Run one task and return its Outcome. Raising is allowed (a failed, retryable
+        outcome). The worker enforces ``task.spec.timeout`` around this call."""
+
+
+@runtime_checkable
+class Balancer(Protocol):
+    def select(self, task: Task, workers: Sequence[Worker], *, now: float, ttl: float) -> Worker | None:
+        """Pick a worker for ``task``, or None when none can take it. Must never pick a
+        worker that is full, draining, or whose heartbeat is older than ``ttl``."""
+
+
+@attrs.frozen(kw_only=True)
+class ExecutorContext:
+    """What an executor factory receives: the worker's settings and the app's functions."""
+
+    functions: Any  # distsched.plugin.registry.FunctionRegistry
+    concurrency: int = 8
+    settings: dict[str, Any] = attrs.field(factory=dict)
+
+
+__all__ = [
+    "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing",
+    "JobRepository", "ResultChannel", "StorageBackend", "TaskRepository", "WorkerQueue",
+    "WorkerRepository",
+]

@@ -1,0 +1,1 @@
+"""Built-in distsched plugin: balancers (work in progress)."""

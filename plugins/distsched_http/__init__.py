@@ -1,0 +1,1 @@
+"""Built-in distsched plugin: http (work in progress)."""

@@ -1,0 +1,1 @@
+"""Built-in distsched plugin: the ``local`` executor (functions the application registered)."""

@@ -1,0 +1,20 @@
+"""Entry point of the ``local`` plugin: hook implementations only, nothing heavy."""
+
+from __future__ import annotations
+
+from distsched import hookimpl
+
+
+@hookimpl
+def distsched_register_executors(registry):
+    registry.add(
+        "local",
+        _make,
+        description="Runs a Python function the application registered by name (sync ones in a thread pool)",
+    )
+
+
+def _make(context):
+    from .executor import LocalExecutor
+
+    return LocalExecutor(context)

@@ -1,0 +1,1 @@
+"""In-process storage and election for distsched: the embedded default (``memory://``)."""

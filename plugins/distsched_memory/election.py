@@ -1,0 +1,44 @@
+"""An in-process lease with fencing terms, sharing the memory store's state."""
+
+from __future__ import annotations
+
+from distsched.ports import Fence
+
+from .storage import MemoryStorage
+
+
+class MemoryElection:
+    def __init__(self, storage: MemoryStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
+        if not isinstance(storage, MemoryStorage):
+            raise TypeError("the memory election needs memory:// storage")
+        self.state = storage.state
+        self.clock = storage.clock
+        self.ttl = float(ttl)
+        self.renew_interval = float(renew_interval)
+
+    async def acquire(self, node_id: str) -> Fence | None:
+        lease = self.state.lease
+        now = self.clock()
+        if lease.holder is not None and lease.expires_at > now and lease.holder != node_id:
+            return None
+        lease.term += 1
+        lease.holder = node_id
+        lease.expires_at = now + self.ttl
+        return Fence(node_id, lease.term)
+
+    async def renew(self, fence: Fence) -> bool:
+        if not self.state.holds(fence, self.clock()):
+            return False
+        self.state.lease.expires_at = self.clock() + self.ttl
+        return True
+
+    async def release(self, fence: Fence) -> None:
+        if self.state.holds(fence, self.clock()):
+            self.state.lease.holder = None
+            self.state.lease.expires_at = 0.0
+
+    async def current(self) -> Fence | None:
+        lease = self.state.lease
+        if lease.holder is None or lease.expires_at <= self.clock():
+            return None
+        return Fence(lease.holder, lease.term)

@@ -1,0 +1,503 @@
+"""``memory://`` storage: every port of distsched in one process, with the same semantics as
+the distributed stores (fenced leader writes, optimistic versions, per-worker queues,
+idempotent slot creation), so the embedded default behaves like production.
+
+``memory://`` opens a private store; ``memory://NAME`` opens (or creates) a store shared by
+every engine of this process that names it, which is how several in-process schedulers and
+workers can share one store in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import heapq
+import itertools
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from distsched.model import (
+    AlreadyExists,
+    FencedError,
+    JobState,
+    NotFound,
+    Task,
+    TaskConfig,
+    TaskResult,
+    TaskState,
+    ValidationError,
+    VersionConflict,
+    Worker,
+)
+from distsched.model.task import ASSIGNED
+from distsched.ports import Fence, FireReport, Firing
+
+READY = (TaskState.PENDING, TaskState.RETRYING)
+#: Terminal tasks kept (oldest dropped first) so a long run does not grow without bound.
+DEFAULT_KEEP_FINISHED = 100_000
+
+
+@attrs.define
+class Lease:
+    holder: str | None = None
+    term: int = 0
+    expires_at: float = 0.0
+
+
+class _Signal:
+    """An asyncio.Event that follows the running loop (stores outlive test loops)."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._event is None or self._loop is not loop:
+            self._event, self._loop = asyncio.Event(), loop
+        return self._event
+
+    def set(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        event = self._get()
+        if event.is_set():
+            event.clear()
+            return True
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, timeout))
+        except asyncio.TimeoutError:
+            return False
+        event.clear()
+        return True
+
+
+class _State:
+    def __init__(self, keep_finished: int = DEFAULT_KEEP_FINISHED) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.job_state: dict[str, JobState] = {}
+        self.due_heap: list[tuple[float, str]] = []
+        self.tasks: dict[str, Task] = {}
+        self.ready_heap: list[tuple[float, int, str]] = []
+        self.deadline_heap: list[tuple[float, str]] = []
+        self.assigned: dict[str, set[str]] = {}
+        self.live_by_job: dict[str, set[str]] = {}
+        self.finished: deque[str] = deque()
+        self.keep_finished = keep_finished
+        self.queues: dict[str, deque[tuple[str, str]]] = {}
+        self.inflight: dict[str, set[str]] = {}
+        self.results: deque[TaskResult] = deque()
+        self.workers: dict[str, Worker] = {}
+        self.lease = Lease()
+        self.activity = _Signal()
+        self.queue_signals: dict[str, _Signal] = {}
+        self.seq = itertools.count()
+
+    def holds(self, fence: Fence, now: float) -> bool:
+        lease = self.lease
+        return lease.holder == fence.node_id and lease.term == fence.term and lease.expires_at > now
+
+    # -- task indexes -----------------------------------------------------------------
+    def put_task(self, old: Task | None, new: Task) -> None:
+        self.tasks[new.id] = new
+        if new.state in READY and (old is None or old.state not in READY or old.not_before != new.not_before):
+            heapq.heappush(self.ready_heap, (new.not_before, next(self.seq), new.id))
+        if old is not None and old.state in ASSIGNED and old.worker_id:
+            self.assigned.get(old.worker_id, set()).discard(old.id)
+            if new.state not in ASSIGNED or new.worker_id != old.worker_id:
+                self.inflight.get(old.worker_id, set()).discard(old.id)
+        if new.state in ASSIGNED and new.worker_id:
+            self.assigned.setdefault(new.worker_id, set()).add(new.id)
+            deadline = new.deadline()
+            if deadline is not None:
+                heapq.heappush(self.deadline_heap, (deadline, new.id))
+        if new.job is not None:
+            live = self.live_by_job.setdefault(new.job, set())
+            if new.terminal:
+                live.discard(new.id)
+            else:
+                live.add(new.id)
+        if new.terminal and (old is None or not old.terminal):
+            self.finished.append(new.id)
+            while len(self.finished) > self.keep_finished:
+                gone = self.finished.popleft()
+                task = self.tasks.get(gone)
+                if task is not None and task.terminal:
+                    del self.tasks[gone]
+
+
+class MemoryStorage:
+    """All ports over one in-process :class:`_State`."""
+
+    _shared: dict[str, _State] = {}
+
+    def __init__(self, url: str, state: _State) -> None:
+        self.url = url
+        self.state = state
+        self.jobs = _Jobs(self)
+        self.tasks = _Tasks(self)
+        self.workers = _Workers(self)
+        self.queues = _Queues(self)
+        self.results = _Results(self)
+
+    @classmethod
+    def open(cls, url: str) -> MemoryStorage:
+        parts = urlsplit(url)
+        if parts.scheme != "memory":
+            raise ValidationError("storage", f"{url!r} is not a memory:// URL")
+        name = (parts.netloc + parts.path).strip("/")
+        if not name:
+            return cls(url, _State())
+        state = cls._shared.get(name)
+        if state is None:
+            state = cls._shared[name] = _State()
+        return cls(url, state)
+
+    def clock(self) -> float:
+        return time.time()
+
+    async def wait_for_activity(self, timeout: float) -> None:
+        await self.state.activity.wait(timeout)
+
+    async def close(self) -> None:
+        return None
+
+    def check_fence(self, fence: Fence) -> None:
+        if not self.state.holds(fence, self.clock()):
+            lease = self.state.lease
+            raise FencedError(
+                f"write by {fence.node_id!r} with term {fence.term} refused: the current lease is "
+                f"held by {lease.holder!r} with term {lease.term}"
+            )
+
+    def _cas(self, tasks: Sequence[Task]) -> list[bool]:
+        out = []
+        state = self.state
+        for task in tasks:
+            old = state.tasks.get(task.id)
+            if old is None or old.version != task.version:
+                out.append(False)
+                continue
+            task.version += 1
+            state.put_task(old, copy.copy(task))
+            out.append(True)
+        return out
+
+
+class _Jobs:
+    def __init__(self, store: MemoryStorage) -> None:
+        self.store = store
+        self.s = store.state
+
+    def _push(self, name: str, st: JobState) -> None:
+        if st.next_fire_at is not None and not st.paused:
+            heapq.heappush(self.s.due_heap, (st.next_fire_at, name))
+        self.s.activity.set()
+
+    async def add(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        if config.name in self.s.jobs:
+            raise AlreadyExists(f"job {config.name!r} already exists")
+        stored = attrs.evolve(config, version=1)
+        self.s.jobs[config.name] = stored.to_dict()
+        st = self.s.job_state[config.name] = JobState(name=config.name, next_fire_at=next_fire_at)
+        self._push(config.name, st)
+        return stored
+
+    async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        current = self.s.jobs.get(config.name)
+        if current is None:
+            raise NotFound(f"job {config.name!r} does not exist")
+        if current["version"] != config.version:
+            raise VersionConflict(
+                f"job {config.name!r}: update based on version {config.version}, but the stored "
+                f"version is {current['version']}; reload the job and apply the change again"
+            )
+        stored = attrs.evolve(config, version=config.version + 1)
+        self.s.jobs[config.name] = stored.to_dict()
+        st = self.s.job_state[config.name]
+        st.next_fire_at = next_fire_at
+        self._push(config.name, st)
+        return stored
+
+    async def get(self, name: str) -> TaskConfig:
+        data = self.s.jobs.get(name)
+        if data is None:
+            raise NotFound(f"job {name!r} does not exist")
+        return TaskConfig.from_dict(data)
+
+    async def list(self) -> list[TaskConfig]:
+        return [TaskConfig.from_dict(d) for _, d in sorted(self.s.jobs.items())]
+
+    async def remove(self, name: str) -> bool:
+        self.s.job_state.pop(name, None)
+        return self.s.jobs.pop(name, None) is not None
+
+    async def state(self, name: str) -> JobState:
+        st = self.s.job_state.get(name)
+        if st is None:
+            raise NotFound(f"job {name!r} does not exist")
+        return copy.copy(st)
+
+    async def set_paused(self, name: str, paused: bool, *, next_fire_at: float | None = None) -> None:
+        st = self.s.job_state.get(name)
+        if st is None:
+            raise NotFound(f"job {name!r} does not exist")
+        st.paused = paused
+        if next_fire_at is not None:
+            st.next_fire_at = next_fire_at
+        self._push(name, st)
+
+    def _valid(self, at: float, name: str) -> bool:
+        st = self.s.job_state.get(name)
+        data = self.s.jobs.get(name)
+        return (
+            st is not None and data is not None and not st.paused and data["enabled"]
+            and st.next_fire_at == at
+        )
+
+    async def due(self, now: float, limit: int) -> list[tuple[TaskConfig, JobState]]:
+        heap = self.s.due_heap
+        taken: list[tuple[float, str]] = []
+        seen: set[str] = set()
+        while heap and heap[0][0] <= now and len(taken) < limit:
+            at, name = heapq.heappop(heap)
+            if name not in seen and self._valid(at, name):
+                seen.add(name)
+                taken.append((at, name))
+        for item in taken:
+            heapq.heappush(heap, item)
+        return [
+            (TaskConfig.from_dict(self.s.jobs[name]), copy.copy(self.s.job_state[name]))
+            for _, name in taken
+        ]
+
+    async def next_due_at(self) -> float | None:
+        heap = self.s.due_heap
+        while heap and not self._valid(*heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
+        self.store.check_fence(fence)
+        created = existing = 0
+        conflicts = []
+        for f in firings:
+            st = self.s.job_state.get(f.job)
+            if st is None or st.next_fire_at != f.expected_next:
+                conflicts.append(f.job)
+                continue
+            for task in f.tasks:
+                if task.id in self.s.tasks:
+                    existing += 1
+                    continue
+                new = copy.copy(task)
+                new.version = 1
+                self.s.put_task(None, new)
+                created += 1
+            st.next_fire_at = f.next_fire_at
+            st.last_slot = f.last_slot
+            self._push(f.job, st)
+        return FireReport(created=created, existing=existing, conflicts=tuple(conflicts))
+
+
+class _Tasks:
+    def __init__(self, store: MemoryStorage) -> None:
+        self.store = store
+        self.s = store.state
+
+    async def submit(self, tasks: Sequence[Task]) -> list[bool]:
+        out = []
+        for task in tasks:
+            if task.id in self.s.tasks:
+                out.append(False)
+                continue
+            new = copy.copy(task)
+            new.version = 1
+            task.version = 1
+            self.s.put_task(None, new)
+            out.append(True)
+        self.s.activity.set()
+        return out
+
+    async def get(self, task_id: str) -> Task | None:
+        task = self.s.tasks.get(task_id)
+        return copy.copy(task) if task is not None else None
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        return [await self.get(t) for t in task_ids]
+
+    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
+        found = [
+            t for t in self.s.tasks.values()
+            if (state is None or t.state.value == state) and (job is None or t.job == job)
+        ]
+        found.sort(key=lambda t: t.updated_at, reverse=True)
+        return [copy.copy(t) for t in found[:limit]]
+
+    async def counts(self) -> dict[str, int]:
+        return dict(Counter(t.state.value for t in self.s.tasks.values()))
+
+    async def ready(self, now: float, limit: int) -> list[Task]:
+        heap = self.s.ready_heap
+        taken: list[tuple[float, int, str]] = []
+        out: list[Task] = []
+        seen: set[str] = set()
+        while heap and heap[0][0] <= now and len(out) < limit:
+            item = heapq.heappop(heap)
+            task = self.s.tasks.get(item[2])
+            if task is None or task.state not in READY or task.not_before != item[0] or task.id in seen:
+                continue
+            seen.add(task.id)
+            taken.append(item)
+            out.append(copy.copy(task))
+        for item in taken:
+            heapq.heappush(heap, item)
+        return out
+
+    async def next_ready_at(self) -> float | None:
+        heap = self.s.ready_heap
+        while heap:
+            at, _, task_id = heap[0]
+            task = self.s.tasks.get(task_id)
+            if task is not None and task.state in READY and task.not_before == at:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    async def live(self, job: str) -> list[Task]:
+        ids = self.s.live_by_job.get(job, ())
+        return sorted((copy.copy(self.s.tasks[i]) for i in ids if i in self.s.tasks), key=lambda t: t.created_at)
+
+    async def assigned(self, worker_id: str) -> list[Task]:
+        return [copy.copy(self.s.tasks[i]) for i in self.s.assigned.get(worker_id, ()) if i in self.s.tasks]
+
+    async def overdue(self, now: float, limit: int) -> list[Task]:
+        heap = self.s.deadline_heap
+        taken: list[tuple[float, str]] = []
+        out: list[Task] = []
+        while heap and heap[0][0] < now and len(out) < limit:
+            item = heapq.heappop(heap)
+            task = self.s.tasks.get(item[1])
+            if task is None or task.deadline() != item[0]:
+                continue
+            taken.append(item)
+            out.append(copy.copy(task))
+        for item in taken:
+            heapq.heappush(heap, item)
+        return out
+
+    async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
+        self.store.check_fence(fence)
+        out = self.store._cas(tasks)
+        for _ in range(min(ack_results, len(self.s.results))):
+            self.s.results.popleft()
+        return out
+
+    async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
+        self.store.check_fence(fence)
+        out = self.store._cas(tasks)
+        for task, ok in zip(tasks, out):
+            if ok and task.worker_id:
+                self.s.queues.setdefault(task.worker_id, deque()).append((task.id, task.attempt_id))
+                signal = self.s.queue_signals.get(task.worker_id)
+                if signal is not None:
+                    signal.set()
+        return out
+
+
+class _Workers:
+    def __init__(self, store: MemoryStorage) -> None:
+        self.store = store
+        self.s = store.state
+
+    async def register(self, worker: Worker) -> None:
+        stored = copy.copy(worker)
+        stored.last_heartbeat = self.store.clock()
+        self.s.workers[worker.id] = stored
+        self.s.activity.set()
+
+    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+        worker = self.s.workers.get(worker_id)
+        if worker is None:
+            return False
+        worker.heartbeat(self.store.clock())
+        worker.draining = draining
+        return True
+
+    async def deregister(self, worker_id: str) -> None:
+        worker = self.s.workers.get(worker_id)
+        if worker is not None:
+            worker.draining = True
+            worker.last_heartbeat = 0.0  # dead now: the leader reaps it and requeues its tasks
+        self.s.activity.set()
+
+    async def list(self) -> list[Worker]:
+        out = []
+        for worker in self.s.workers.values():
+            w = copy.copy(worker)
+            w.load = len(self.s.assigned.get(w.id, ()))
+            out.append(w)
+        return out
+
+    async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
+        self.store.check_fence(fence)
+        self.s.workers.pop(worker_id, None)
+        self.s.queues.pop(worker_id, None)
+        self.s.inflight.pop(worker_id, None)
+        signal = self.s.queue_signals.get(worker_id)
+        if signal is not None:
+            signal.set()
+        return self.store._cas(tasks)
+
+
+class _Queues:
+    def __init__(self, store: MemoryStorage) -> None:
+        self.store = store
+        self.s = store.state
+
+    async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
+        queue = self.s.queues.setdefault(worker_id, deque())
+        if not queue:
+            signal = self.s.queue_signals.setdefault(worker_id, _Signal())
+            await signal.wait(timeout)
+            queue = self.s.queues.get(worker_id) or deque()
+        out: list[Task] = []
+        now = self.store.clock()
+        inflight = self.s.inflight.setdefault(worker_id, set())
+        while queue and len(out) < max_items:
+            task_id, attempt_id = queue.popleft()
+            task = self.s.tasks.get(task_id)
+            if (
+                task is None or task.attempt_id != attempt_id
+                or task.state is not TaskState.DISPATCHED or task.worker_id != worker_id
+            ):
+                continue  # stale entry: the task was re-dispatched, cancelled or finished
+            new = copy.copy(task)
+            new.start(attempt_id, now)
+            new.version += 1
+            self.s.put_task(task, new)
+            inflight.add(task_id)
+            out.append(copy.copy(new))
+        return out
+
+    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+        inflight = self.s.inflight.get(worker_id, set())
+        for result in results:
+            self.s.results.append(result)
+            inflight.discard(result.task_id)
+        self.s.activity.set()
+
+
+class _Results:
+    def __init__(self, store: MemoryStorage) -> None:
+        self.s = store.state
+
+    async def peek(self, max_items: int) -> list[TaskResult]:
+        return list(itertools.islice(self.s.results, max_items))

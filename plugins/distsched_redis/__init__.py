@@ -1,0 +1,1 @@
+"""Built-in distsched plugin: redis (work in progress)."""
