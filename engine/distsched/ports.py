@@ -49,7 +49,7 @@ class Firing:
     job: str
     expected_next: float
     next_fire_at: float | None
-    last_slot: float
+    last_slot: float | None
     tasks: tuple[Task, ...]
 
 

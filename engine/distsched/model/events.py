@@ -48,6 +48,8 @@ class TaskRetryScheduled(Event):
     task_id: str
     job: str | None
     failed_attempt: int
+    outcome: str
+    duration: float
     delay: float
     error: str | None = None
 

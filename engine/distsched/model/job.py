@@ -175,7 +175,9 @@ class TaskConfig:
     # -- tasks ---------------------------------------------------------------------
     def create_task(self, slot: float, now: float) -> Task:
         """The task for schedule slot ``slot``, with the deterministic id of that slot."""
-        return Task(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name, slot=slot, created_at=now)
+        serial = self.overlap.max_instances if self.overlap.mode == "serial" else None
+        return Task(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name, slot=slot,
+                    created_at=now, serial_limit=serial)
 
     def skipped_task(self, slot: float, reason: str, now: float) -> Task:
         return Task.skipped(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name,

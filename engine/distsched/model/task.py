@@ -103,6 +103,8 @@ class Task:
     finished_at: float | None = None
     result: TaskResult | None = None
     reason: str | None = None
+    #: Overlap ``serial``: dispatch only while fewer than this many tasks of the job run.
+    serial_limit: int | None = None
     #: Storage's optimistic version; the store bumps it on every write.
     version: int = 0
 
@@ -269,6 +271,7 @@ class Task:
             "finished_at": self.finished_at,
             "result": self.result.to_dict() if self.result is not None else None,
             "reason": self.reason,
+            "serial_limit": self.serial_limit,
             "version": self.version,
         }
 

@@ -1,0 +1,29 @@
+"""Exponential backoff for reconnecting to a store that went away."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+
+class Backoff:
+    def __init__(self, first: float = 0.05, cap: float = 2.0) -> None:
+        self.first, self.cap, self.current = first, cap, 0.0
+
+    def next(self) -> float:
+        self.current = self.first if self.current == 0 else min(self.cap, self.current * 2)
+        return self.current * (0.5 + random.random() / 2)
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+async def wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
+    """Sleep ``delay`` seconds or until ``stop`` is set; True when stopped."""
+    if stop.is_set():
+        return True
+    try:
+        await asyncio.wait_for(stop.wait(), max(0.0, delay))
+    except asyncio.TimeoutError:
+        return False
+    return True

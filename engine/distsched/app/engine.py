@@ -1,0 +1,131 @@
+"""The engine: builds the plugin manager, opens storage and election through their plugins,
+and runs a scheduler and/or a worker in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..config import EngineConfig, WorkerConfig
+from ..model.events import Event
+from ..plugin.events import EventBus
+from ..plugin.manager import PluginManager, check_returns
+from ..plugin.registry import FunctionRegistry
+from ..ports import Election, StorageBackend
+from .scheduler import Scheduler
+from .worker import WorkerService
+
+log = logging.getLogger("distsched.engine")
+
+
+class Engine:
+    """One process's part in a deployment: its store, its election and its services."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        plugins: PluginManager | None = None,
+        functions: FunctionRegistry | None = None,
+        listeners: list[Callable[[Event], Any]] | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.plugins = plugins if plugins is not None else PluginManager()
+        self.functions = functions if functions is not None else FunctionRegistry()
+        self.events = EventBus(self.plugins, listeners)
+        self.storage: StorageBackend | None = None
+        self.election: Election | None = None
+        self.scheduler: Scheduler | None = None
+        self.worker: WorkerService | None = None
+
+    def all_functions(self) -> FunctionRegistry:
+        """Functions from plugins (``distsched_register_functions``) plus the application's."""
+        return self.plugins.functions.merged(self.functions)
+
+    async def open(self) -> StorageBackend:
+        if self.storage is not None:
+            return self.storage
+        url = self.config.storage
+        reg = self.plugins.storage.for_url(url, where="storage")
+        storage = self.plugins.call_factory(reg, url, options=dict(self.config.storage_options))
+        if inspect.isawaitable(storage):
+            try:
+                storage = await storage
+            except Exception as exc:
+                from ..plugin.errors import PluginError
+
+                raise PluginError(f"storage {reg.name!r} from {reg.origin} could not open {_redact(url)}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        self.storage = check_returns(storage, StorageBackend, reg, "StorageBackend")
+        return self.storage
+
+    async def open_election(self) -> Election:
+        if self.election is not None:
+            return self.election
+        storage = await self.open()
+        url = self.config.election or self.config.storage
+        reg = self.plugins.election.for_url(url, where="election")
+        options = {"ttl": self.config.lease_ttl, "renew_interval": self.config.renew_interval}
+        election = self.plugins.call_factory(reg, url, storage=storage, options=options)
+        if inspect.isawaitable(election):
+            election = await election
+        self.election = check_returns(election, Election, reg, "Election")
+        return self.election
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        scheduler: bool = True,
+        worker: WorkerConfig | None = None,
+        on_ready: Callable[[], Any] | None = None,
+    ) -> None:
+        """Run the requested services until ``stop`` is set; then drain and close."""
+        storage = await self.open()
+        services = []
+        if scheduler:
+            if not len(self.plugins.balancers):
+                self.plugins.balancers.get("least-tasks", where="scheduler")  # raises, naming why
+            election = await self.open_election()
+            self.scheduler = Scheduler(storage=storage, election=election, plugins=self.plugins,
+                                       events=self.events, config=self.config)
+            services.append(asyncio.create_task(self.scheduler.run(stop), name="distsched-scheduler"))
+        if worker is not None:
+            self.worker = WorkerService(storage=storage, plugins=self.plugins, functions=self.all_functions(),
+                                        config=worker, engine_config=self.config, events=self.events)
+            services.append(asyncio.create_task(self.worker.run(stop), name="distsched-worker"))
+        if on_ready is not None:
+            on_ready()
+        try:
+            done, _ = await asyncio.wait(services, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    stop.set()
+                    await asyncio.gather(*services, return_exceptions=True)
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in services:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*services, return_exceptions=True)
+            await self.events.aclose()
+
+    async def close(self) -> None:
+        await self.events.aclose()
+        if self.storage is not None:
+            await self.storage.close()
+            self.storage = None
+            self.election = None
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"

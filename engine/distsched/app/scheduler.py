@@ -1,0 +1,374 @@
+"""The scheduler: campaigns for the lease and, while it holds it, leads.
+
+One pass of the leader loop: apply the workers' results (retry policy, events), fire the
+jobs that came due (misfire, DST and overlap policies; every slot recorded), requeue the
+tasks of dead workers, time out tasks whose result never came, and dispatch ready tasks to
+workers chosen by each task's balancer. Then it sleeps until the next due job or retry, or
+until the store signals activity (a result, a submission, a job change) - it never polls on
+a fixed tick. Every write carries the fence of the current term; when the lease is lost the
+loop is cancelled at once, and the store refuses anything a stale leader still sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..config import EngineConfig
+from ..model import FencedError, InvalidTransition, StaleAttempt, Task, TaskResult, TaskState, Worker
+from ..model import events as ev
+from ..model.task import ASSIGNED
+from ..plugin.events import EventBus
+from ..plugin.manager import PluginManager, check_returns
+from ..ports import Balancer, Election, Fence, Firing, StorageBackend
+from .backoff import Backoff, wait_or_stop
+
+log = logging.getLogger("distsched.scheduler")
+FIRE_BATCH = 500
+#: Longest the leader sleeps without any reason to wake (housekeeping: reaping, timeouts).
+MAX_IDLE = 1.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        storage: StorageBackend,
+        election: Election,
+        plugins: PluginManager,
+        events: EventBus,
+        config: EngineConfig,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.storage = storage
+        self.election = election
+        self.plugins = plugins
+        self.events = events
+        self.config = config
+        self.node_id = config.node_id
+        self.rand = rand
+        self.fence: Fence | None = None
+        self.stats: Counter[str] = Counter()
+        self.is_leader = asyncio.Event()
+        self._balancers: dict[str, Balancer] = {}
+        self._known_workers: set[str] = set()
+
+    # -- campaign -------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                fence = await self.election.acquire(self.node_id)
+            except Exception as exc:
+                log.warning("%s: cannot reach the election store (%s: %s); retrying", self.node_id, type(exc).__name__, exc)
+                await wait_or_stop(stop, backoff.next())
+                continue
+            backoff.reset()
+            if fence is None:
+                await wait_or_stop(stop, min(self.config.renew_interval, 1.0))
+                continue
+            await self._term(fence, stop)
+
+    async def _term(self, fence: Fence, stop: asyncio.Event) -> None:
+        self.fence = fence
+        self._balancers = {}
+        self._known_workers = set()
+        self.stats["terms"] += 1
+        log.info("%s: leading with term %d", self.node_id, fence.term)
+        self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term))
+        self.is_leader.set()
+        lost = asyncio.Event()
+        tasks = {
+            asyncio.create_task(self._lead(fence), name="distsched-lead"),
+            asyncio.create_task(self._renew(fence, lost), name="distsched-renew"),
+            asyncio.create_task(stop.wait(), name="distsched-stop"),
+            asyncio.create_task(lost.wait(), name="distsched-lost"),
+        }
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        self.is_leader.clear()
+        self.fence = None
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        reason = "shutdown" if stop.is_set() else "lease lost"
+        for task in done:
+            if task.get_name() == "distsched-lead" and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if isinstance(exc, FencedError):
+                    self.stats["fenced"] += 1
+                    reason = "fenced"
+                else:
+                    reason = f"error: {type(exc).__name__}: {exc}"
+                    log.error("%s: leader loop failed: %s", self.node_id, reason, exc_info=exc)
+        if stop.is_set():
+            try:
+                await asyncio.wait_for(self.election.release(fence), timeout=2.0)
+            except Exception as exc:
+                log.warning("%s: could not release the lease: %s", self.node_id, exc)
+        log.info("%s: stopped leading term %d (%s)", self.node_id, fence.term, reason)
+        self.events.emit(ev.LeadershipLost(at=self.storage.clock(), node_id=self.node_id, term=fence.term, reason=reason))
+        if not stop.is_set() and reason.startswith("error"):
+            await wait_or_stop(stop, self.config.renew_interval)
+
+    async def _renew(self, fence: Fence, lost: asyncio.Event) -> None:
+        cfg = self.config
+        while True:
+            await asyncio.sleep(cfg.renew_interval)
+            try:
+                ok = await asyncio.wait_for(self.election.renew(fence), timeout=max(0.05, cfg.lease_ttl - cfg.renew_interval))
+            except Exception as exc:
+                log.warning("%s: lease renewal failed (%s: %s); stepping down", self.node_id, type(exc).__name__, exc)
+                ok = False
+            if not ok:
+                lost.set()
+                return
+
+    # -- leading --------------------------------------------------------------------
+    async def _lead(self, fence: Fence) -> None:
+        cfg = self.config
+        storage = self.storage
+        last_house = 0.0
+        while True:
+            now = storage.clock()
+            applied = await self.apply_results(fence, now)
+            now = storage.clock()
+            fired = await self.fire_due(fence, now)
+            if now - last_house >= min(cfg.heartbeat_interval, MAX_IDLE):
+                await self.reap_workers(fence, now)
+                await self.check_timeouts(fence, now)
+                last_house = now
+            dispatched, blocked = await self.dispatch_ready(fence, storage.clock())
+            if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
+                await asyncio.sleep(0)
+                continue
+            wake = [last_house + min(cfg.heartbeat_interval, MAX_IDLE)]
+            nxt = await storage.jobs.next_due_at()
+            if nxt is not None:
+                wake.append(nxt)
+            if not blocked:
+                ready_at = await storage.tasks.next_ready_at()
+                if ready_at is not None:
+                    wake.append(ready_at)
+            delay = min(wake) - storage.clock()
+            if delay > 0:
+                await storage.wait_for_activity(min(delay, MAX_IDLE))
+
+    async def apply_results(self, fence: Fence, now: float) -> int:
+        """Apply the oldest results: each task moves on by its retry policy."""
+        results = await self.storage.results.peek(self.config.result_batch)
+        if not results:
+            return 0
+        changed = await self._finish(results, now)
+        ok = await self.storage.tasks.save(fence, list(changed.values()), ack_results=len(results))
+        retry = [task for task, written in zip(changed.values(), ok) if not written]
+        self._finished_events(task for task, written in zip(changed.values(), ok) if written)
+        if retry:
+            # Changed under us (a worker marked it running, a user cancelled it): re-read and
+            # apply this batch's results for those tasks once more.
+            ids = {t.id for t in retry}
+            again = await self._finish([r for r in results if r.task_id in ids], now)
+            if again:
+                ok = await self.storage.tasks.save(fence, list(again.values()))
+                self._finished_events(t for t, w in zip(again.values(), ok) if w)
+        return len(results)
+
+    async def _finish(self, results: Sequence[TaskResult], now: float) -> dict[str, Task]:
+        ids = list(dict.fromkeys(r.task_id for r in results))
+        found = {t.id: t for t in await self.storage.tasks.get_many(ids) if t is not None}
+        changed: dict[str, Task] = {}
+        for result in results:
+            task = found.get(result.task_id)
+            if task is None:
+                self.stats["stale_results"] += 1
+                continue
+            try:
+                task.finish(result, now, rand=self.rand())
+            except (StaleAttempt, InvalidTransition):
+                self.stats["stale_results"] += 1
+                continue
+            changed[task.id] = task
+        return changed
+
+    def _finished_events(self, tasks: Any) -> None:
+        for task in tasks:
+            self.stats[task.state.value] += 1
+            if not self.events.active:
+                continue
+            result = task.result
+            if task.state is TaskState.RETRYING:
+                self.events.emit(ev.TaskRetryScheduled(
+                    at=task.updated_at, task_id=task.id, job=task.job, failed_attempt=task.attempt - 1,
+                    outcome=result.outcome if result else "failed", duration=result.duration if result else 0.0,
+                    delay=max(0.0, task.not_before - task.updated_at), error=result.error if result else None))
+            else:
+                self.events.emit(ev.TaskFinished(
+                    at=task.updated_at, task_id=task.id, job=task.job, state=task.state.value,
+                    attempt=task.attempt, duration=result.duration if result else 0.0,
+                    error=result.error if result else task.reason))
+
+    async def fire_due(self, fence: Fence, now: float) -> int:
+        """Fire the jobs whose next slot came due; returns how many jobs were handled."""
+        storage = self.storage
+        due = await storage.jobs.due(now, FIRE_BATCH)
+        if not due:
+            return 0
+        firings: list[Firing] = []
+        cancels: list[Task] = []
+        for config, state in due:
+            if state.next_fire_at is None:
+                continue
+            plan = config.plan(state.next_fire_at, now)
+            tasks: list[Task] = []
+            live: list[Task] | None = None
+            for slot in plan.slots:
+                if not slot.fire:
+                    tasks.append(config.skipped_task(slot.at, slot.reason or "skipped", now))
+                    continue
+                if config.overlap.mode in ("discard", "replace"):
+                    if live is None:
+                        live = await storage.tasks.live(config.name)
+                    decision = config.overlap.decide(len(live))
+                    if decision == "discard":
+                        tasks.append(config.skipped_task(
+                            slot.at, f"overlap: discarded ({len(live)} instance(s) still live)", now))
+                        continue
+                    while decision == "replace" and len(live) >= config.overlap.max_instances:
+                        victim = live.pop(0)
+                        if victim.version:  # stored (not one created in this pass)
+                            victim.cancel(f"overlap: replaced by the slot at {slot.at:.3f}", now)
+                            cancels.append(victim)
+                task = config.create_task(slot.at, now)
+                tasks.append(task)
+                if live is not None:
+                    live.append(task)
+            last = plan.slots[-1].at if plan.slots else state.last_slot
+            nxt = plan.next_fire_at if plan.slots else config.next_fire_after(now)
+            firings.append(Firing(job=config.name, expected_next=state.next_fire_at,
+                                  next_fire_at=nxt, last_slot=last, tasks=tuple(tasks)))
+        if cancels:
+            saved = await storage.tasks.save(fence, cancels)
+            for task, written in zip(cancels, saved):
+                if written:
+                    self.events.emit(ev.TaskCancelled(at=now, task_id=task.id, job=task.job, reason=task.reason or ""))
+        report = await storage.jobs.fire(fence, firings)
+        self.stats["slots_created"] += report.created
+        self.stats["slots_existing"] += report.existing
+        self.stats["fire_conflicts"] += len(report.conflicts)
+        if self.events.active:
+            for firing in firings:
+                for task in firing.tasks:
+                    if task.state is TaskState.SKIPPED:
+                        self.events.emit(ev.TaskSkipped(at=now, task_id=task.id, job=task.job, slot=task.slot,
+                                                        reason=task.reason or ""))
+        return len(due)
+
+    def balancer(self, name: str) -> Balancer:
+        found = self._balancers.get(name)
+        if found is None:
+            registry = self.plugins.balancers
+            if name not in registry:
+                fallback = "least-tasks" if "least-tasks" in registry else (registry.names() or [None])[0]
+                log.error("balancer %r is not registered; using %r", name, fallback)
+                if fallback is None:
+                    registry.get(name)  # raises UnknownName with the full story
+                name = fallback
+            reg = registry.get(name)
+            found = check_returns(self.plugins.call_factory(reg), Balancer, reg, "Balancer")
+            self._balancers[name] = found
+        return found
+
+    async def dispatch_ready(self, fence: Fence, now: float) -> tuple[int, bool]:
+        """Push ready tasks to workers; returns (dispatched, blocked-for-capacity)."""
+        storage = self.storage
+        ttl = self.config.heartbeat_ttl
+        workers = [w for w in await storage.workers.list() if w.can_accept(now, ttl)]
+        free = sum(w.free for w in workers)
+        if free == 0:
+            return 0, True
+        ready = await storage.tasks.ready(now, min(self.config.dispatch_batch, free))
+        if not ready:
+            return 0, False
+        chosen: list[Task] = []
+        blocked = False
+        running: dict[str, int] = {}
+        for task in ready:
+            if task.serial_limit is not None and task.job is not None:
+                if task.job not in running:
+                    running[task.job] = sum(1 for t in await storage.tasks.live(task.job) if t.state in ASSIGNED)
+                if running[task.job] >= task.serial_limit:
+                    blocked = True
+                    continue
+                running[task.job] += 1
+            worker = self.balancer(task.spec.balancer).select(task, workers, now=now, ttl=ttl)
+            if worker is None or not worker.can_accept(now, ttl):
+                blocked = True
+                continue
+            worker.accept(task.id)
+            task.dispatch(worker.id, now)
+            chosen.append(task)
+        if not chosen:
+            return 0, True
+        ok = await storage.tasks.dispatch(fence, chosen)
+        sent = sum(ok)
+        self.stats["dispatched"] += sent
+        if self.events.active:
+            for task, written in zip(chosen, ok):
+                if written:
+                    self.events.emit(ev.TaskDispatched(at=now, task_id=task.id, job=task.job,
+                                                       worker_id=task.worker_id or "", attempt_id=task.attempt_id))
+        return sent, blocked
+
+    async def reap_workers(self, fence: Fence, now: float) -> int:
+        """Requeue the tasks of workers whose heartbeat is older than the TTL."""
+        storage = self.storage
+        reaped = 0
+        workers: list[Worker] = await storage.workers.list()
+        for worker in workers:
+            if worker.id not in self._known_workers and worker.is_alive(now, self.config.heartbeat_ttl):
+                self._known_workers.add(worker.id)
+                self.events.emit(ev.WorkerJoined(at=now, worker_id=worker.id))
+            if worker.is_alive(now, self.config.heartbeat_ttl):
+                continue
+            tasks = await storage.tasks.assigned(worker.id)
+            reason = "worker left" if worker.draining else f"worker {worker.id} lost (no heartbeat for {now - worker.last_heartbeat:.1f}s)"
+            for task in tasks:
+                task.requeue(reason, now, max_redeliveries=self.config.max_redeliveries)
+            ok = await storage.workers.reap(fence, worker.id, tasks)
+            self._known_workers.discard(worker.id)
+            reaped += 1
+            self.stats["workers_lost"] += 1
+            self.stats["requeued"] += sum(ok)
+            if tasks or not worker.draining:
+                log.warning("%s; requeued %d task(s)", reason, sum(ok))
+            self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=sum(ok)))
+            for task, written in zip(tasks, ok):
+                if written:
+                    self.events.emit(ev.TaskRequeued(at=now, task_id=task.id, job=task.job,
+                                                     worker_id=worker.id, reason=reason))
+        return reaped
+
+    async def check_timeouts(self, fence: Fence, now: float) -> int:
+        """The leader's double check: a task with no result ``timeout + grace`` after it
+        started is timed out (and retried by its policy)."""
+        overdue = await self.storage.tasks.overdue(now - self.config.timeout_grace, FIRE_BATCH)
+        changed = []
+        for task in overdue:
+            started = task.started_at if task.started_at is not None else (task.dispatched_at or now)
+            result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
+                                          finished_at=now, timeout=task.spec.timeout, worker_id=task.worker_id)
+            try:
+                task.finish(result, now, rand=self.rand())
+            except (StaleAttempt, InvalidTransition):
+                continue
+            changed.append(task)
+        if not changed:
+            return 0
+        ok = await self.storage.tasks.save(fence, changed)
+        self.stats["leader_timeouts"] += sum(ok)
+        self._finished_events(t for t, w in zip(changed, ok) if w)
+        return sum(ok)
+

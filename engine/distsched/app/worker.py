@@ -1,0 +1,265 @@
+"""The worker: pulls from its own queue, executes under the timeout, reports results.
+
+It registers under a new incarnation id at every start, heartbeats asynchronously, pulls
+only as many tasks as it has free execution slots (so pulled = started), runs each with the
+task's executor under ``asyncio.wait_for(timeout)``, and reports results in batches. When
+the store says it was declared dead (its heartbeat was too old), it drops what it holds -
+the leader has already requeued it - and re-registers under a new id. On stop it drains:
+stops pulling, lets running tasks finish (up to ``drain_timeout``), reports, deregisters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+
+from ..config import EngineConfig, WorkerConfig
+from ..model import Outcome, Task, TaskResult, Worker
+from ..plugin.errors import PluginError, UnknownName
+from ..plugin.events import EventBus
+from ..plugin.manager import PluginManager, check_returns
+from ..plugin.registry import FunctionRegistry
+from ..ports import Executor, ExecutorContext, StorageBackend
+from .backoff import Backoff, wait_or_stop
+
+log = logging.getLogger("distsched.worker")
+PULL_TIMEOUT = 0.5
+#: Results are reported in batches of at most this many.
+REPORT_BATCH = 500
+#: Largest JSON result value kept; bigger ones become a failure (storage must stay bounded).
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+class WorkerService:
+    def __init__(
+        self,
+        *,
+        storage: StorageBackend,
+        plugins: PluginManager,
+        functions: FunctionRegistry,
+        config: WorkerConfig,
+        engine_config: EngineConfig,
+        events: EventBus | None = None,
+    ) -> None:
+        self.storage = storage
+        self.plugins = plugins
+        self.functions = functions
+        self.config = config
+        self.engine_config = engine_config
+        self.events = events
+        self.id = self._new_id()
+        self.registered = asyncio.Event()
+        self._executors: dict[str, Executor] = {}
+        self._running: dict[asyncio.Task[None], str] = {}
+        self._results: list[TaskResult] = []
+        self._results_ready = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._draining = False
+        self.executed = 0
+        self.on_result: Callable[[TaskResult], None] | None = None
+
+    def _new_id(self) -> str:
+        base = self.config.name or socket.gethostname()
+        return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def _worker_record(self) -> Worker:
+        concurrency = self.config.concurrency
+        capacity = self.config.capacity or max(concurrency * 4, 64)
+        return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
+                      capacity=capacity, started_at=self.storage.clock())
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                await self.storage.workers.register(self._worker_record())
+                break
+            except Exception as exc:
+                log.warning("worker %s: cannot register (%s: %s); retrying", self.id, type(exc).__name__, exc)
+                await wait_or_stop(stop, backoff.next())
+        if stop.is_set():
+            return
+        self.registered.set()
+        log.info("worker %s: registered (concurrency %d)", self.id, self.config.concurrency)
+        heartbeat = asyncio.create_task(self._heartbeat_loop(stop), name="distsched-heartbeat")
+        reporter = asyncio.create_task(self._report_loop(), name="distsched-report")
+        try:
+            await self._pull_loop(stop)
+        finally:
+            await self._drain()
+            heartbeat.cancel()
+            reporter.cancel()
+            await asyncio.gather(heartbeat, reporter, return_exceptions=True)
+            await self._flush_results(final=True)
+            try:
+                await self.storage.workers.deregister(self.id)
+            except Exception as exc:
+                log.warning("worker %s: could not deregister: %s", self.id, exc)
+            for executor in self._executors.values():
+                close = getattr(executor, "close", None)
+                if close is not None:
+                    try:
+                        await close()
+                    except Exception:
+                        log.exception("closing an executor failed")
+
+    async def _pull_loop(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        concurrency = self.config.concurrency
+        while not stop.is_set():
+            free = concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                tasks = await self.storage.queues.pull(self.id, free, PULL_TIMEOUT)
+            except Exception as exc:
+                log.warning("worker %s: pull failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
+                await wait_or_stop(stop, backoff.next())
+                continue
+            backoff.reset()
+            for task in tasks:
+                job = asyncio.create_task(self._execute(task))
+                self._running[job] = self.id
+                job.add_done_callback(self._done)
+
+    def _done(self, job: asyncio.Task[None]) -> None:
+        self._running.pop(job, None)
+        self._slot_free.set()
+
+    async def _drain(self) -> None:
+        self._draining = True
+        if not self._running:
+            return
+        try:
+            await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True), timeout=2.0)
+        except Exception:
+            pass
+        done, pending = await asyncio.wait(set(self._running), timeout=self.config.drain_timeout)
+        for job in pending:
+            job.cancel()  # the leader requeues these once we deregister
+        if pending:
+            log.warning("worker %s: %d task(s) still running after %gs; returned for re-dispatch",
+                        self.id, len(pending), self.config.drain_timeout)
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        interval = self.engine_config.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                alive = await asyncio.wait_for(
+                    self.storage.workers.heartbeat(self.id, draining=self._draining), timeout=interval * 2)
+            except Exception as exc:
+                log.warning("worker %s: heartbeat failed (%s: %s)", self.id, type(exc).__name__, exc)
+                continue
+            if not alive and not stop.is_set():
+                await self._reincarnate()
+
+    async def _reincarnate(self) -> None:
+        """We were declared dead: the leader requeued what we held. Drop it, start anew."""
+        old = self.id
+        for job, owner in list(self._running.items()):
+            if owner == old:
+                job.cancel()
+        self._results = [r for r in self._results if r.worker_id != old]
+        self.id = self._new_id()
+        log.warning("worker %s was declared dead by the leader; dropped its tasks, re-registering as %s", old, self.id)
+        await self.storage.workers.register(self._worker_record())
+
+    # -- execution ------------------------------------------------------------------
+    def executor(self, name: str) -> Executor:
+        found = self._executors.get(name)
+        if found is None:
+            reg = self.plugins.executors.get(name, where=f"worker {self.id}")
+            context = ExecutorContext(functions=self.functions, concurrency=self.config.concurrency,
+                                      settings=dict(self.config.settings))
+            found = check_returns(self.plugins.call_factory(reg, context), Executor, reg, "Executor")
+            self._executors[name] = found
+        return found
+
+    async def _execute(self, task: Task) -> None:
+        clock = self.storage.clock
+        started = clock()
+        timeout = task.spec.timeout
+        worker_id = self.id
+        try:
+            executor = self.executor(task.spec.executor)
+            outcome = await asyncio.wait_for(executor.run(task), timeout)
+            outcome = _checked(outcome, task.spec.executor)
+            result = TaskResult.from_outcome(outcome, task_id=task.id, attempt_id=task.attempt_id,
+                                             started_at=started, finished_at=clock(), worker_id=worker_id)
+        except asyncio.TimeoutError:
+            finished = clock()
+            if finished - started < timeout * 0.999:  # the function itself raised TimeoutError
+                result = _failure(task, started, finished, worker_id, "TimeoutError", "the task raised TimeoutError", True)
+            else:
+                result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
+                                              finished_at=finished, timeout=timeout, worker_id=worker_id)
+        except (UnknownName, PluginError) as exc:
+            result = _failure(task, started, clock(), worker_id, type(exc).__name__, str(exc), False)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            result = _failure(task, started, clock(), worker_id, type(exc).__name__, f"{type(exc).__name__}: {exc}", True)
+        self.executed += 1
+        self._results.append(result)
+        self._results_ready.set()
+        if self.on_result is not None:
+            self.on_result(result)
+
+    # -- reporting ------------------------------------------------------------------
+    async def _report_loop(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await self._flush_results()
+
+    async def _flush_results(self, final: bool = False) -> None:
+        backoff = Backoff()
+        attempts = 0
+        while self._results:
+            batch = self._results[:REPORT_BATCH]
+            try:
+                await self.storage.queues.report(self.id, batch)
+            except Exception as exc:
+                attempts += 1
+                log.warning("worker %s: reporting %d result(s) failed (%s: %s); retrying",
+                            self.id, len(batch), type(exc).__name__, exc)
+                if final and attempts > 20:
+                    log.error("worker %s: gave up reporting %d result(s); the leader will time them out", self.id, len(self._results))
+                    return
+                await asyncio.sleep(backoff.next())
+                continue
+            del self._results[: len(batch)]
+
+
+def _failure(task: Task, started: float, finished: float, worker_id: str, kind: str, error: str, retryable: bool) -> TaskResult:
+    return TaskResult.from_outcome(
+        Outcome.failure(error, error_type=kind, retryable=retryable),
+        task_id=task.id, attempt_id=task.attempt_id, started_at=started, finished_at=finished, worker_id=worker_id)
+
+
+def _checked(outcome: object, executor: str) -> Outcome:
+    """An executor must return an Outcome whose value is (bounded) JSON."""
+    if not isinstance(outcome, Outcome):
+        return Outcome.failure(f"executor {executor!r} returned {type(outcome).__name__}, not an Outcome",
+                               error_type="PluginError", retryable=False)
+    if outcome.value is None or isinstance(outcome.value, (bool, int)):
+        return outcome
+    try:
+        size = len(json.dumps(outcome.value, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        return Outcome.failure(f"the task returned a value that is not JSON: {exc}", error_type="ResultNotJSON",
+                               retryable=False)
+    if size > MAX_RESULT_BYTES:
+        return Outcome.failure(f"the task returned {size} bytes of JSON; the limit is {MAX_RESULT_BYTES}",
+                               error_type="ResultTooLarge", retryable=False)
+    return outcome

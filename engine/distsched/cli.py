@@ -1,0 +1,491 @@
+"""The ``distsched`` command.
+
+    distsched run JOBS_FILE            scheduler + worker in one process (default memory://)
+    distsched explain JOBS_FILE [JOB]  the next fire times of the jobs, in UTC and their zone
+    distsched plugins                  discovered plugins, their distribution and what they provide
+    distsched scheduler / worker       the distributed roles, on a shared store (redis://...)
+    distsched status                   leader, workers, task counts of a shared store
+    distsched jobs ...                 list / add / remove / pause / resume / trigger jobs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .__about__ import __version__
+from .config import STORAGE_ENV, WorkerConfig, default_storage_url
+from .model import events as ev
+from .model.errors import DistschedError
+from .plugin.manager import DISABLE_ENV
+
+T = TypeVar("T")
+log = logging.getLogger("distsched.cli")
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _disabled(ctx: click.Context) -> list[str] | None:
+    names = ctx.find_root().obj.get("disable") if ctx.find_root().obj else None
+    if not names:
+        return None
+    import os
+
+    env = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n]
+    return list(names) + env
+
+
+def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run a coroutine with SIGINT/SIGTERM setting the stop event (clean shutdown)."""
+
+    async def main() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
+                pass
+        return await coro_factory(stop)
+
+    try:
+        return asyncio.run(main())
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _ts(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
+def task_line(event: ev.Event) -> str | None:
+    """One line per finished attempt or skipped slot (job, attempt, state, duration)."""
+    if isinstance(event, ev.TaskFinished):
+        tail = f"  {event.error}" if event.error and event.state != "succeeded" else ""
+        return f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} {event.duration:8.3f}s{tail}"
+    if isinstance(event, ev.TaskRetryScheduled):
+        return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.failed_attempt:<3} {event.outcome:<10} "
+                f"{event.duration:8.3f}s  retry in {event.delay:.2f}s: {event.error}")
+    if isinstance(event, ev.TaskSkipped):
+        return f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
+    if isinstance(event, ev.WorkerLost) and event.requeued:
+        return f"{_ts(event.at)}  worker {event.worker_id} lost; {event.requeued} task(s) requeued"
+    return None
+
+
+def _print_tasks(event: ev.Event) -> None:
+    line = task_line(event)
+    if line is not None:
+        click.echo(line)
+
+
+def _load_jobs(path: str) -> Any:
+    from .jobs import load_jobs_file
+
+    try:
+        return load_jobs_file(path)
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
+    from .facade import DistributeSchedule
+
+    try:
+        return DistributeSchedule(storage, disabled_plugins=_disabled(ctx), **kw)
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> None:
+    """Import the worker's task modules and check every job's executor, balancer and target."""
+    from .jobs import import_task_modules
+
+    problems = []
+    try:
+        import_task_modules(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports),
+                            base=jobs_file.path.parent if jobs_file else None, register=app.functions.add)
+    except DistschedError as exc:
+        raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
+    functions = app.engine.all_functions()
+    for job in jobs_file.jobs if jobs_file else ():
+        for family, name in (("executors", job.spec.executor), ("balancers", job.spec.balancer)):
+            registry = getattr(app.plugins, family)
+            if name not in registry:
+                try:
+                    registry.get(name, where=f"job {job.name!r}")
+                except DistschedError as exc:
+                    problems.append(str(exc))
+        if job.spec.executor == "local" and job.spec.target not in functions:
+            problems.append(f"job {job.name!r}: target: function {job.spec.target!r} is not registered "
+                            f"(registered: {', '.join(functions.names()) or 'none'}; list its module in [worker] imports)")
+    if problems:
+        raise click.ClickException(f"{jobs_file.path}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _worker_config(jobs_file: Any, *, name: str | None = None, concurrency: int | None = None) -> WorkerConfig:
+    section = jobs_file.worker if jobs_file else None
+    return WorkerConfig(
+        name=name or (section.name if section else None),
+        concurrency=concurrency or (section.concurrency if section and section.concurrency else 8),
+        capacity=section.capacity if section else None,
+        drain_timeout=section.drain_timeout if section and section.drain_timeout is not None else 30.0,
+        settings=dict(section.settings) if section else {},
+    )
+
+
+storage_option = click.option(
+    "--storage", "storage", metavar="URL", default=None,
+    help=f"Storage URL (memory://, redis://host:6379/0, ...). Default: ${STORAGE_ENV} or memory://.",
+)
+
+
+# -- the command group -----------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="distsched")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug) on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--disable-plugin", "disable", multiple=True, metavar="NAME",
+              help=f"Do not load this plugin (repeatable; also ${DISABLE_ENV}=a,b).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...]) -> None:
+    """distsched: a distributed task scheduler with pluggable storage, executors and balancers."""
+    ctx.obj = {"disable": disable}
+    _setup_logging(verbose, quiet)
+
+
+@cli.command()
+@click.argument("jobs_file", type=click.Path(dir_okay=False))
+@storage_option
+@click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
+@click.pass_context
+def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None) -> None:
+    """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
+
+    Prints one line per finished attempt: time, job, attempt, state, duration.
+    Stops cleanly on Ctrl-C / SIGTERM or after --duration.
+    """
+    jobs = _load_jobs(jobs_file)
+    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency))
+    _prepare(app, jobs)
+    app.listeners.append(_print_tasks)
+
+    async def main(stop: asyncio.Event) -> None:
+        for job in jobs.jobs:
+            await app.put_job(job, replace=True)
+        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {app.config.storage}"
+                   + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop"), err=True)
+        await app.run_async(duration=duration, stop=stop)
+        scheduler = app.engine.scheduler
+        if scheduler is not None:
+            s = scheduler.stats
+            click.echo(f"stopped: {s['succeeded']} succeeded, {s['failed']} failed, {s['timed_out']} timed out, "
+                       f"{s['retrying']} retries scheduled", err=True)
+
+    _run(main)
+
+
+@cli.command()
+@click.argument("jobs_file", type=click.Path(dir_okay=False))
+@click.argument("job", required=False)
+@click.option("-n", "count", type=click.IntRange(1, 10_000), default=5, show_default=True, help="How many fire times.")
+@click.option("--after", metavar="ISO-8601", default=None, help="Start from this time instead of now.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_json: bool) -> None:
+    """Preview the next fire times of the jobs in JOBS_FILE (or of JOB), in UTC and in the
+    job's time zone, with the slots its DST policy skips."""
+    import time as _time
+    from zoneinfo import ZoneInfo
+
+    from .model import AtTrigger, CronTrigger
+
+    jobs = _load_jobs(jobs_file)
+    start = _time.time()
+    if after is not None:
+        try:
+            parsed = datetime.fromisoformat(after.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter(f"not an ISO-8601 date-time: {after!r}", param_hint="--after") from None
+        start = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    try:
+        selected = [jobs.job(job)] if job else list(jobs.jobs)
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
+    out = []
+    for config in selected:
+        trigger = config.trigger
+        zone = ZoneInfo(trigger.timezone) if trigger else ZoneInfo("UTC")
+        slots = config.upcoming(start, count)
+        if isinstance(trigger, CronTrigger):
+            what = f"cron {trigger.expr!r} (dst_gap={trigger.dst_gap}, dst_fold={trigger.dst_fold})"
+        elif isinstance(trigger, AtTrigger):
+            what = "at"
+        else:
+            what = f"every {trigger.interval:g}s" if trigger else "no trigger"
+        rows = [{"utc": datetime.fromtimestamp(s.at, timezone.utc).isoformat().replace("+00:00", "Z"),
+                 "local": datetime.fromtimestamp(s.at, zone).isoformat(), "skip": s.skip} for s in slots]
+        out.append({"job": config.name, "trigger": what, "timezone": str(zone.key), "slots": rows})
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for item in out:
+        click.echo(f"{item['job']}: {item['trigger']}, time zone {item['timezone']}")
+        if not item["slots"]:
+            click.echo("    (no more fire times)")
+        for i, row in enumerate(item["slots"], 1):
+            skip = f"   skipped ({row['skip']})" if row["skip"] else ""
+            click.echo(f"  {i:>3}  {row['utc']:<26} {row['local']}{skip}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List the discovered plugins: distribution, version, module, hooks and what each provides."""
+    from .plugin.manager import PluginManager
+
+    pm = PluginManager(disabled=_disabled(ctx))
+    data = pm.describe()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not data:
+        click.echo("no plugins found in entry-point group 'distsched' (is distsched installed? try `pip install -e .`)")
+    for item in data:
+        dist = f"{item['dist']} {item['version']}" if item["dist"] else "(no distribution)"
+        state = " [disabled]" if item["disabled"] else (" [BROKEN]" if item["error"] else "")
+        click.echo(f"{item['name']:<12} {dist:<22} {item['module']}{state}")
+        for family, names in sorted(item["provides"].items()):
+            click.echo(f"    {family:<10} {', '.join(names)}")
+        if item["error"]:
+            click.echo(f"    error: {item['error']}")
+
+
+@cli.command()
+@storage_option
+@click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
+              help="Add or update the jobs of this file in the store at start.")
+@click.option("--node-id", default=None, help="This node's id (default: host-pid-random).")
+@click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
+@click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
+@click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
+@click.pass_context
+def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float) -> None:
+    """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
+
+    Run several on different machines against one shared store; exactly one leads.
+    """
+    jobs = _load_jobs(jobs_file) if jobs_file else None
+    options: dict[str, Any] = {"lease_ttl": lease_ttl, "renew_interval": renew_interval, "heartbeat_ttl": heartbeat_ttl,
+                               "heartbeat_interval": min(2.0, heartbeat_ttl / 3)}
+    if node_id:
+        options["node_id"] = node_id
+    app = _app(ctx, storage, **options)
+    app.listeners.append(_print_tasks)
+    if jobs is not None:
+        for job in jobs.jobs:
+            app._check_names(job.spec, f"job {job.name!r}")
+
+    async def main(stop: asyncio.Event) -> None:
+        for job in jobs.jobs if jobs else ():
+            await app.put_job(job, replace=True)
+        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}", err=True)
+        await app.run_async(stop=stop, worker=False)
+
+    _run(main)
+
+
+@cli.command()
+@storage_option
+@click.option("--name", default=None, help="Worker name prefix (default: the host name).")
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default 8).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module with @distsched.task functions (repeatable).")
+@click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
+              help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
+@click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
+@click.pass_context
+def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None,
+           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float) -> None:
+    """Run a worker: execute the tasks the leader pushes into this worker's own queue.
+
+    SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
+    """
+    jobs = _load_jobs(jobs_file) if jobs_file else None
+    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency),
+               heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3))
+    _prepare(app, jobs, imports)
+
+    async def main(stop: asyncio.Event) -> None:
+        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}", err=True)
+        await app.run_async(stop=stop, scheduler=False)
+
+    _run(main)
+
+
+def _safe(url: str) -> str:
+    from .app.engine import _redact
+
+    return _redact(url)
+
+
+@cli.command()
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
+    """Show the leader and its term, the workers with load and last heartbeat, jobs and task counts."""
+    app = _app(ctx, storage)
+
+    async def main(stop: asyncio.Event) -> dict[str, Any]:
+        try:
+            store = await app.storage()
+            election = await app.engine.open_election()
+            leader = await election.current()
+            now = store.clock()
+            workers = await store.workers.list()
+            counts = await store.tasks.counts()
+            jobs = await store.jobs.list()
+            return {
+                "storage": _safe(app.config.storage),
+                "leader": {"node_id": leader.node_id, "term": leader.term} if leader else None,
+                "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "load": w.load, "capacity": w.capacity,
+                             "concurrency": w.concurrency, "heartbeat_age": round(now - w.last_heartbeat, 3),
+                             "draining": w.draining} for w in sorted(workers, key=lambda w: w.id)],
+                "jobs": len(jobs),
+                "tasks": dict(sorted(counts.items())),
+            }
+        finally:
+            await app.engine.close()
+
+    data = _run(main)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    leader = data["leader"]
+    click.echo(f"storage  {data['storage']}")
+    click.echo(f"leader   {leader['node_id']} (term {leader['term']})" if leader else "leader   none")
+    click.echo(f"workers  {len(data['workers'])}")
+    for w in data["workers"]:
+        click.echo(f"  {w['id']:<40} load {w['load']}/{w['capacity']}  heartbeat {w['heartbeat_age']:.1f}s ago"
+                   + ("  draining" if w["draining"] else ""))
+    click.echo(f"jobs     {data['jobs']}")
+    click.echo("tasks    " + (", ".join(f"{k} {v}" for k, v in data["tasks"].items()) or "none"))
+
+
+# -- jobs ------------------------------------------------------------------------------
+@cli.group()
+def jobs() -> None:
+    """Manage the jobs of a shared store."""
+
+
+def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]]) -> T:
+    app = _app(ctx, storage)
+
+    async def main(stop: asyncio.Event) -> T:
+        try:
+            return await call(app)
+        finally:
+            await app.engine.close()
+
+    return _run(main)
+
+
+@jobs.command("list")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
+    """List jobs with their next fire time."""
+
+    async def call(app: Any) -> list[dict[str, Any]]:
+        store = await app.storage()
+        out = []
+        for job in await store.jobs.list():
+            state = await store.jobs.state(job.name)
+            out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
+                        "executor": job.spec.executor, "target": job.spec.target, "enabled": job.enabled,
+                        "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
+        return out
+
+    data = _jobs_call(ctx, storage, call)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for job in data:
+        nxt = datetime.fromtimestamp(job["next_fire_at"], timezone.utc).isoformat() if job["next_fire_at"] else "-"
+        flag = " paused" if job["paused"] else ("" if job["enabled"] else " disabled")
+        click.echo(f"{job['name']:<24} {job['executor']}:{job['target']:<24} next {nxt}{flag}")
+
+
+@jobs.command("add")
+@click.argument("jobs_file", type=click.Path(dir_okay=False))
+@click.argument("names", nargs=-1)
+@storage_option
+@click.pass_context
+def jobs_add(ctx: click.Context, jobs_file: str, names: tuple[str, ...], storage: str | None) -> None:
+    """Add (or update) the jobs of JOBS_FILE, or only NAMES, in the store."""
+    loaded = _load_jobs(jobs_file)
+    try:
+        selected = [loaded.job(n) for n in names] if names else list(loaded.jobs)
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def call(app: Any) -> None:
+        for job in selected:
+            app._check_names(job.spec, f"job {job.name!r}")
+        for job in selected:
+            stored = await app.put_job(job, replace=True)
+            click.echo(f"{stored.name}: version {stored.version}")
+
+    _jobs_call(ctx, storage, call)
+
+
+def _simple(action: str, help_text: str) -> None:
+    @jobs.command(action, help=help_text)
+    @click.argument("name")
+    @storage_option
+    @click.pass_context
+    def command(ctx: click.Context, name: str, storage: str | None) -> None:
+        async def call(app: Any) -> Any:
+            if action == "remove":
+                if not await app.remove_job(name):
+                    raise click.ClickException(f"job {name!r} does not exist")
+                return f"removed {name}"
+            if action == "pause":
+                await app.pause_job(name)
+                return f"paused {name}"
+            if action == "resume":
+                await app.resume_job(name)
+                return f"resumed {name}"
+            return f"triggered {name}: task {await app.trigger_job(name)}"
+
+        click.echo(_jobs_call(ctx, storage, call))
+
+
+_simple("remove", "Remove job NAME (its past tasks stay).")
+_simple("pause", "Pause job NAME: no slot fires until it is resumed.")
+_simple("resume", "Resume job NAME from its next slot after now.")
+_simple("trigger", "Run job NAME once now, outside its schedule.")
+
+
+def main() -> None:
+    cli(prog_name="distsched")
+
+
+__all__ = ["cli", "main", "task_line", "default_storage_url", "Path"]

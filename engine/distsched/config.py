@@ -1,0 +1,93 @@
+"""Engine settings, with defaults an operator would expect and validation naming the field."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import uuid
+from typing import Any
+
+import attrs
+
+from .model.errors import ValidationError
+
+STORAGE_ENV = "DISTSCHED_STORAGE"
+DEFAULT_STORAGE = "memory://"
+
+
+def default_storage_url() -> str:
+    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def check_storage_url(url: Any, field: str = "storage") -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise ValidationError(field, f"must be a URL such as memory:// or redis://host:6379/0, not {url!r}")
+    return url
+
+
+def _seconds(low: float, high: float):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not low <= value <= high:
+            raise ValidationError(attribute.name, f"must be a number of seconds between {low:g} and {high:g}, not {value!r}")
+
+    return check
+
+
+def _positive(limit: int):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValidationError(attribute.name, f"must be an integer between 1 and {limit}, not {value!r}")
+
+    return check
+
+
+def new_node_id(prefix: str = "node") -> str:
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@attrs.frozen(kw_only=True)
+class EngineConfig:
+    """How one process takes part: which store, and the timing of leases and heartbeats.
+
+    ``lease_ttl`` / ``renew_interval``: the leader's lease (renewed every 3 s by default; a
+    leader that cannot renew steps down at once). ``heartbeat_interval`` / ``heartbeat_ttl``:
+    a worker is dead when its heartbeat is older than the TTL; the leader then requeues what
+    it held. ``timeout_grace``: the leader marks a task timed out when no result arrived
+    ``timeout + grace`` after it started (the worker enforces the timeout itself first).
+    """
+
+    storage: str = attrs.field(factory=default_storage_url, validator=lambda i, a, v: check_storage_url(v))
+    election: str | None = None
+    storage_options: dict[str, Any] = attrs.field(factory=dict)
+    node_id: str = attrs.field(factory=new_node_id)
+    lease_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 3600))
+    renew_interval: float = attrs.field(default=3.0, validator=_seconds(0.05, 3600))
+    heartbeat_interval: float = attrs.field(default=2.0, validator=_seconds(0.05, 3600))
+    heartbeat_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 86400))
+    timeout_grace: float = attrs.field(default=5.0, validator=_seconds(0, 86400))
+    dispatch_batch: int = attrs.field(default=500, validator=_positive(100_000))
+    result_batch: int = attrs.field(default=500, validator=_positive(100_000))
+    max_redeliveries: int = attrs.field(default=10, validator=_positive(10_000))
+
+    def __attrs_post_init__(self) -> None:
+        if self.renew_interval >= self.lease_ttl:
+            raise ValidationError("renew_interval", f"must be shorter than lease_ttl ({self.lease_ttl:g}s)")
+        if self.heartbeat_interval >= self.heartbeat_ttl:
+            raise ValidationError("heartbeat_interval", f"must be shorter than heartbeat_ttl ({self.heartbeat_ttl:g}s)")
+
+
+@attrs.frozen(kw_only=True)
+class WorkerConfig:
+    """One worker process: its name, concurrency, capacity and executor settings.
+
+    ``settings`` is the jobs file's ``[worker]`` table minus the keys above; executors read
+    their own keys from it (``http_allow``, ``http_body_limit``, ...).
+    """
+
+    name: str | None = None
+    concurrency: int = attrs.field(default=8, validator=_positive(10_000))
+    capacity: int | None = None
+    drain_timeout: float = attrs.field(default=30.0, validator=_seconds(0, 86400))
+    settings: dict[str, Any] = attrs.field(factory=dict)

@@ -1,0 +1,410 @@
+"""The public API: the seed's ``DistributeSchedule`` facade.
+
+>>> app = DistributeSchedule()                      # memory:// (or $DISTSCHED_STORAGE)
+>>> @app.task
+... def hello(name): return f"hello {name}"
+>>> async def main():
+...     async with app.running():                  # scheduler + worker in this process
+...         await app.add_job("greet", every="10s", target="hello", args=["world"])
+...         task_id = await app.submit("hello", "you")
+...         print((await app.result(task_id, timeout=5)).value)
+
+Job and task calls only need the store: a process that merely adds jobs or submits tasks to
+a shared Redis runs no scheduler and no worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+import attrs
+
+from .app.engine import Engine
+from .config import EngineConfig, WorkerConfig, default_storage_url
+from .model import (
+    MisfirePolicy,
+    NotFound,
+    OverlapPolicy,
+    RetryPolicy,
+    Slot,
+    Task,
+    TaskConfig,
+    TaskResult,
+    TaskSpec,
+    ValidationError,
+)
+from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
+from .plugin.manager import PluginManager
+from .plugin.registry import APP, FunctionRegistry
+from .ports import StorageBackend
+from .tasks import marked_functions
+
+
+class DistributeSchedule:
+    """Register functions, define jobs, submit tasks, and run scheduler and worker."""
+
+    def __init__(
+        self,
+        storage: str | None = None,
+        *,
+        plugins: Iterable[Any] = (),
+        entry_points: bool = True,
+        disabled_plugins: Iterable[str] | None = None,
+        worker: WorkerConfig | None = None,
+        **engine_options: Any,
+    ) -> None:
+        self.config = EngineConfig(storage=storage or default_storage_url(), **engine_options)
+        self.plugins = PluginManager(entry_points=entry_points, plugins=plugins, disabled=disabled_plugins)
+        self.functions = FunctionRegistry()
+        self.worker_config = worker or WorkerConfig()
+        self.listeners: list[Callable[[Any], Any]] = []
+        self.engine = Engine(self.config, plugins=self.plugins, functions=self.functions, listeners=self.listeners)
+        self._stop: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    # -- functions --------------------------------------------------------------------
+    def task(self, func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """Decorator: let the ``local`` executor run ``func`` under ``name`` (default __name__)."""
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            self.functions.current = APP
+            self.functions.add(name or f.__name__, f)
+            return f
+
+        return register(func) if func is not None else register
+
+    def register_module(self, module: ModuleType) -> list[str]:
+        """Register the functions of ``module`` marked with ``@distsched.task``."""
+        found = marked_functions(module)
+        for task_name, func in found.items():
+            self.functions.add(task_name, func)
+        return sorted(found)
+
+    # -- store ------------------------------------------------------------------------
+    async def storage(self) -> StorageBackend:
+        return await self.engine.open()
+
+    def _check_names(self, spec: TaskSpec, where: str) -> None:
+        self.plugins.executors.get(spec.executor, where=where)
+        self.plugins.balancers.get(spec.balancer, where=where)
+
+    # -- jobs -------------------------------------------------------------------------
+    async def add_job(self, name: str, *, replace: bool = False, **fields: Any) -> TaskConfig:
+        """Define a job. Exactly one of ``cron=``, ``every=``, ``at=``; see :func:`build_job`
+        for every field. ``replace=True`` updates an existing job of that name."""
+        config = build_job(name, **fields)
+        return await self.put_job(config, replace=replace)
+
+    async def put_job(self, config: TaskConfig, *, replace: bool = False) -> TaskConfig:
+        """Store ``config``; with ``replace``, update an existing job (keeping its progress
+        unless its trigger changed)."""
+        self._check_names(config.spec, f"job {config.name!r}")
+        storage = await self.storage()
+        now = storage.clock()
+        try:
+            current = await storage.jobs.get(config.name)
+        except NotFound:
+            return await storage.jobs.add(config, next_fire_at=first_fire(config, now))
+        if not replace:
+            from .model import AlreadyExists
+
+            raise AlreadyExists(f"job {config.name!r} already exists (use replace=True to update it)")
+        if attrs.evolve(current, version=0) == attrs.evolve(config, version=0):
+            return current
+        state = await storage.jobs.state(config.name)
+        nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, now)
+        return await storage.jobs.update(attrs.evolve(config, version=current.version), next_fire_at=nxt)
+
+    async def update_job(self, name: str, **changes: Any) -> TaskConfig:
+        """Change some fields of a job (optimistic: a concurrent change raises VersionConflict)."""
+        storage = await self.storage()
+        current = await storage.jobs.get(name)
+        fields = job_fields(current)
+        fields.update(changes)
+        config = attrs.evolve(build_job(name, **fields), version=current.version)
+        self._check_names(config.spec, f"job {name!r}")
+        state = await storage.jobs.state(name)
+        nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, storage.clock())
+        return await storage.jobs.update(config, next_fire_at=nxt)
+
+    async def get_job(self, name: str) -> TaskConfig:
+        return await (await self.storage()).jobs.get(name)
+
+    async def jobs(self) -> list[TaskConfig]:
+        return await (await self.storage()).jobs.list()
+
+    async def remove_job(self, name: str) -> bool:
+        return await (await self.storage()).jobs.remove(name)
+
+    async def pause_job(self, name: str) -> None:
+        await (await self.storage()).jobs.set_paused(name, True)
+
+    async def resume_job(self, name: str) -> None:
+        """Resume from the next slot after now (slots while paused are not run)."""
+        storage = await self.storage()
+        config = await storage.jobs.get(name)
+        await storage.jobs.set_paused(name, False, next_fire_at=config.next_fire_after(storage.clock()))
+
+    async def trigger_job(self, name: str) -> str:
+        """Run a job once now, outside its schedule; returns the task id."""
+        storage = await self.storage()
+        config = await storage.jobs.get(name)
+        now = storage.clock()
+        task = Task(id=f"{name}@manual-{uuid.uuid4().hex[:12]}", spec=config.spec, job=name, created_at=now)
+        await storage.tasks.submit([task])
+        return task.id
+
+    async def explain(self, name: str, count: int = 5, *, after: float | None = None) -> list[Slot]:
+        config = await self.get_job(name)
+        return config.upcoming(time.time() if after is None else after, count)
+
+    # -- tasks ------------------------------------------------------------------------
+    async def submit(
+        self,
+        target: str,
+        *args: Any,
+        executor: str = "local",
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        timeout: float | str = 60.0,
+        retry: RetryPolicy | dict[str, Any] | None = None,
+        balancer: str = "least-tasks",
+        task_id: str | None = None,
+    ) -> str:
+        """Submit a one-off task; returns its id (a given ``task_id`` makes it idempotent)."""
+        spec = TaskSpec(executor=executor, target=target, args=args, kwargs=kwargs or {}, options=options or {},
+                        timeout=parse_duration(timeout, "timeout"), retry=_retry(retry), balancer=balancer)
+        return (await self.submit_many([spec], task_ids=[task_id] if task_id else None))[0]
+
+    async def submit_many(self, specs: Sequence[TaskSpec], *, task_ids: Sequence[str] | None = None) -> list[str]:
+        """Submit many one-off tasks in one store round trip; returns their ids."""
+        checked: set[tuple[str, str]] = set()
+        for spec in specs:
+            if (spec.executor, spec.balancer) not in checked:
+                self._check_names(spec, "task")
+                checked.add((spec.executor, spec.balancer))
+        storage = await self.storage()
+        now = storage.clock()
+        ids = list(task_ids) if task_ids is not None else [uuid.uuid4().hex for _ in specs]
+        tasks = [Task(id=i, spec=s if s.balance_key else attrs.evolve(s, balance_key=i), created_at=now)
+                 for i, s in zip(ids, specs)]
+        await storage.tasks.submit(tasks)
+        return ids
+
+    async def get_task(self, task_id: str) -> Task:
+        task = await (await self.storage()).tasks.get(task_id)
+        if task is None:
+            raise NotFound(f"task {task_id!r} does not exist")
+        return task
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Wait until the task is terminal; returns it. Raises TimeoutError."""
+        storage = await self.storage()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            task = await storage.tasks.get(task_id)
+            if task is None:
+                raise NotFound(f"task {task_id!r} does not exist")
+            if task.terminal:
+                return task
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id!r} is still {task.state.value} after {timeout}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """The final TaskResult of a task (success, or the last failed attempt)."""
+        task = await self.wait(task_id, timeout)
+        if task.result is None:
+            raise NotFound(f"task {task_id!r} ended {task.state.value} without a result ({task.reason})")
+        return task.result
+
+    # -- running ----------------------------------------------------------------------
+    async def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
+        """Start the scheduler and/or a worker in the background of this event loop."""
+        if self._runner is not None:
+            raise RuntimeError("already running")
+        await self.engine.open()
+        self._stop = asyncio.Event()
+        ready = asyncio.Event()
+        self._runner = asyncio.create_task(self.engine.run(
+            self._stop, scheduler=scheduler, worker=self.worker_config if worker else None, on_ready=ready.set))
+        await ready.wait()
+        if self.engine.worker is not None:
+            await _first(self.engine.worker.registered.wait(), self._runner)
+        if self._runner.done():
+            await self._runner
+
+    async def stop(self) -> None:
+        """Stop the services (workers drain) and close the store."""
+        if self._runner is not None and self._stop is not None:
+            self._stop.set()
+            try:
+                await self._runner
+            finally:
+                self._runner = None
+        await self.engine.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, scheduler: bool = True, worker: bool = True) -> AsyncIterator[DistributeSchedule]:
+        await self.start(scheduler=scheduler, worker=worker)
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> DistributeSchedule:
+        await self.engine.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run_async(self, *, duration: float | None = None, stop: asyncio.Event | None = None,
+                        scheduler: bool = True, worker: bool = True) -> None:
+        """Run until ``stop`` is set or ``duration`` seconds passed."""
+        stop = stop or asyncio.Event()
+        timer = asyncio.get_running_loop().call_later(duration, stop.set) if duration is not None else None
+        try:
+            await self.engine.run(stop, scheduler=scheduler, worker=self.worker_config if worker else None)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            await self.engine.close()
+
+    def run(self, *, duration: float | None = None, scheduler: bool = True, worker: bool = True) -> None:
+        """Blocking entry: run scheduler and worker until Ctrl-C or ``duration``."""
+        asyncio.run(self.run_async(duration=duration, scheduler=scheduler, worker=worker))
+
+
+async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:
+    waiter = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+
+
+def _retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
+    if value is None:
+        return RetryPolicy()
+    if isinstance(value, RetryPolicy):
+        return value
+    if not isinstance(value, dict):
+        raise ValidationError("retry", f"must be a table with max_attempts, backoff, delay, max_delay, jitter; not {value!r}")
+    data = dict(value)
+    for key in ("delay", "max_delay"):
+        if key in data:
+            data[key] = parse_duration(data[key], f"retry.{key}") if isinstance(data[key], str) else data[key]
+    unknown = set(data) - {"max_attempts", "backoff", "delay", "max_delay", "jitter"}
+    if unknown:
+        raise ValidationError(f"retry.{sorted(unknown)[0]}", "unknown field (expected max_attempts, backoff, delay, max_delay, jitter)")
+    try:
+        return RetryPolicy(**data)
+    except ValidationError as exc:
+        raise ValidationError(f"retry.{exc.field}", exc.reason) from None
+
+
+JOB_FIELDS = (
+    "cron", "every", "at", "timezone", "executor", "target", "args", "kwargs", "options", "timeout",
+    "balancer", "balance_key", "retry", "enabled", "misfire", "misfire_grace", "overlap", "max_instances",
+    "dst_gap", "dst_fold", "description",
+)
+
+
+def build_job(
+    name: str,
+    *,
+    cron: str | None = None,
+    every: str | float | None = None,
+    at: str | None = None,
+    timezone: str = "UTC",
+    executor: str = "local",
+    target: str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    timeout: float | str = 60.0,
+    balancer: str = "least-tasks",
+    balance_key: str | None = None,
+    retry: RetryPolicy | dict[str, Any] | None = None,
+    enabled: bool = True,
+    misfire: str = "fire-once",
+    misfire_grace: float | str = 60.0,
+    overlap: str = "parallel",
+    max_instances: int = 1,
+    dst_gap: str = "shift",
+    dst_fold: str = "once",
+    description: str = "",
+) -> TaskConfig:
+    """Build and validate a job. Raises ValidationError naming the field and the reason."""
+    given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
+    if len(given) != 1:
+        raise ValidationError("cron/every/at", f"give exactly one of cron, every, at (got {', '.join(given) or 'none'})")
+    trigger: Any
+    if cron is not None:
+        trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold)
+    elif every is not None:
+        trigger = EveryTrigger(parse_duration(every, "every"), timezone=timezone)
+    else:
+        trigger = AtTrigger.parse(at, timezone)
+    if not isinstance(args, (list, tuple)):
+        raise ValidationError("args", f"must be a list, not {type(args).__name__}")
+    if not isinstance(enabled, bool):
+        raise ValidationError("enabled", f"must be true or false, not {enabled!r}")
+    spec = TaskSpec(
+        executor=executor, target=target if target is not None else name, args=tuple(args),
+        kwargs=kwargs if kwargs is not None else {}, options=options if options is not None else {},
+        timeout=parse_duration(timeout, "timeout"), retry=_retry(retry), balancer=balancer,
+        balance_key=balance_key,
+    )
+    return TaskConfig(
+        name=name, trigger=trigger, spec=spec, enabled=enabled,
+        misfire=MisfirePolicy(mode=misfire, grace=parse_duration(misfire_grace, "misfire_grace")
+                              if isinstance(misfire_grace, str) else misfire_grace),
+        overlap=OverlapPolicy(mode=overlap, max_instances=max_instances),
+        description=description,
+    )
+
+
+def job_fields(config: TaskConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`build_job` that rebuild ``config``."""
+    trigger = config.trigger
+    fields: dict[str, Any] = {}
+    if isinstance(trigger, CronTrigger):
+        fields.update(cron=trigger.expr, dst_gap=trigger.dst_gap, dst_fold=trigger.dst_fold)
+    elif isinstance(trigger, EveryTrigger):
+        fields.update(every=trigger.interval)
+    elif isinstance(trigger, AtTrigger):
+        from datetime import datetime, timezone
+
+        fields.update(at=datetime.fromtimestamp(trigger.at, timezone.utc).isoformat())
+    if trigger is not None:
+        fields["timezone"] = trigger.timezone
+    spec = config.spec
+    fields.update(
+        executor=spec.executor, target=spec.target, args=list(spec.args), kwargs=spec.kwargs,
+        options=spec.options, timeout=spec.timeout, balancer=spec.balancer,
+        balance_key=None if spec.balance_key == config.name else spec.balance_key,
+        retry=spec.retry, enabled=config.enabled, misfire=config.misfire.mode,
+        misfire_grace=config.misfire.grace, overlap=config.overlap.mode,
+        max_instances=config.overlap.max_instances, description=config.description,
+    )
+    return fields
+
+
+def first_fire(config: TaskConfig, now: float) -> float | None:
+    """The first slot of a new (or re-timed) job: the next one after now; a one-shot ``at``
+    still inside its misfire grace fires at once, one further in the past is refused."""
+    if isinstance(config.trigger, AtTrigger):
+        if config.trigger.at <= now - config.misfire.grace:
+            raise ValidationError("at", f"job {config.name!r}: {config.trigger.at:.0f} is in the past "
+                                        f"(beyond the misfire grace of {config.misfire.grace:g}s)")
+        return config.trigger.at
+    return config.next_fire_after(now)

@@ -1,0 +1,190 @@
+"""The TOML jobs file: ``[[jobs]]`` tables and a ``[worker]`` table.
+
+Loading validates everything before anything is stored, and reports every problem at once,
+one line each, naming the job, the field and the reason: a bad file changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .facade import JOB_FIELDS, build_job
+from .model import TaskConfig, ValidationError
+from .model.errors import DistschedError
+from .tasks import marked_functions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+WORKER_KEYS = ("imports", "concurrency", "capacity", "name", "drain_timeout")
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_JOBS = 100_000
+
+
+class JobsFileError(DistschedError):
+    """A jobs file is invalid; ``problems`` lists every problem found, one per line."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s):\n{lines}")
+
+
+@attrs.frozen(kw_only=True)
+class WorkerSection:
+    imports: tuple[str, ...] = ()
+    concurrency: int | None = None
+    capacity: int | None = None
+    name: str | None = None
+    drain_timeout: float | None = None
+    #: Every other key of ``[worker]``: executor settings (``http_allow``, ...).
+    settings: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class JobsFile:
+    path: Path
+    jobs: tuple[TaskConfig, ...]
+    worker: WorkerSection
+
+    def job(self, name: str) -> TaskConfig:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise ValidationError("job", f"no job named {name!r} in {self.path} (jobs: {', '.join(j.name for j in self.jobs)})")
+
+
+def _suggest(key: str, options: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_jobs_file(path: str | Path) -> JobsFile:
+    """Parse and validate a jobs file. Raises JobsFileError listing every problem."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise JobsFileError(str(path), [f"file is {size} bytes; the limit is {MAX_FILE_BYTES}"])
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise JobsFileError(str(path), ["file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise JobsFileError(str(path), [f"not UTF-8 text: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise JobsFileError(str(path), [f"invalid TOML: {exc}"]) from None
+    except RecursionError:
+        raise JobsFileError(str(path), ["invalid TOML: nested too deeply"]) from None
+    return parse_jobs(data, path)
+
+
+def parse_jobs(data: dict[str, Any], path: Path) -> JobsFile:
+    problems: list[str] = []
+    for key in data:
+        if key not in ("jobs", "worker"):
+            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker'))} (expected [[jobs]] and [worker])")
+    raw_jobs = data.get("jobs", [])
+    if not isinstance(raw_jobs, list):
+        problems.append("jobs: must be an array of tables ([[jobs]])")
+        raw_jobs = []
+    if len(raw_jobs) > MAX_JOBS:
+        problems.append(f"jobs: {len(raw_jobs)} jobs; the limit per file is {MAX_JOBS}")
+        raw_jobs = []
+    jobs: list[TaskConfig] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_jobs):
+        if not isinstance(raw, dict):
+            problems.append(f"jobs[{index}]: must be a table")
+            continue
+        name = raw.get("name")
+        where = f"job {name!r}" if isinstance(name, str) and name else f"jobs[{index}]"
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}: name: missing (every job needs a unique name)")
+            continue
+        if name in seen:
+            problems.append(f"{where}: name: duplicate job name")
+            continue
+        seen.add(name)
+        fields = {k: v for k, v in raw.items() if k != "name"}
+        unknown = [k for k in fields if k not in JOB_FIELDS]
+        for key in unknown:
+            problems.append(f"{where}: {key}: unknown field{_suggest(key, JOB_FIELDS)}")
+        if unknown:
+            continue
+        try:
+            jobs.append(build_job(name, **fields))
+        except ValidationError as exc:
+            problems.append(f"{where}: {exc.field}: {exc.reason}")
+        except TypeError as exc:
+            problems.append(f"{where}: {exc}")
+    worker = WorkerSection()
+    raw_worker = data.get("worker", {})
+    if not isinstance(raw_worker, dict):
+        problems.append("worker: must be a table ([worker])")
+    else:
+        try:
+            worker = _worker(raw_worker)
+        except ValidationError as exc:
+            problems.append(f"[worker]: {exc.field}: {exc.reason}")
+    if problems:
+        raise JobsFileError(str(path), problems)
+    return JobsFile(path=path, jobs=tuple(jobs), worker=worker)
+
+
+def _worker(raw: dict[str, Any]) -> WorkerSection:
+    imports = raw.get("imports", [])
+    if isinstance(imports, str):
+        imports = [imports]
+    if not isinstance(imports, list) or not all(isinstance(m, str) and m for m in imports):
+        raise ValidationError("imports", f"must be a list of module names, not {imports!r}")
+    for key in ("concurrency", "capacity"):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000):
+            raise ValidationError(key, f"must be an integer between 1 and 100000, not {value!r}")
+    name = raw.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ValidationError("name", f"must be a string, not {name!r}")
+    drain = raw.get("drain_timeout")
+    if drain is not None:
+        from .model.trigger import parse_duration
+
+        drain = parse_duration(drain, "drain_timeout")
+    return WorkerSection(
+        imports=tuple(imports), concurrency=raw.get("concurrency"), capacity=raw.get("capacity"), name=name,
+        drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS},
+    )
+
+
+def import_task_modules(
+    modules: tuple[str, ...] | list[str], *, base: Path | None = None, register: Callable[[str, Any], None]
+) -> list[str]:
+    """Import the ``[worker] imports`` modules and register their ``@distsched.task``
+    functions. Modules resolve relative to ``base`` (the jobs file's folder), then the
+    current directory. Returns the registered names."""
+    for folder in (Path.cwd(), base):
+        if folder is not None and str(folder.resolve()) not in sys.path:
+            sys.path.insert(0, str(folder.resolve()))
+    names: list[str] = []
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            where = f" (looked in {base} and the current directory)" if base else ""
+            raise ValidationError("imports", f"cannot import {module_name!r}{where}: {type(exc).__name__}: {exc}") from None
+        found = marked_functions(module)
+        if not found:
+            raise ValidationError("imports", f"module {module_name!r} has no function marked with @distsched.task")
+        for task_name, func in found.items():
+            register(task_name, func)
+            names.append(task_name)
+    return names
