@@ -89,8 +89,17 @@ class WorkerService:
         log.info("worker %s: registered (concurrency %d)", self.id, self.config.concurrency)
         heartbeat = asyncio.create_task(self._heartbeat_loop(stop), name="distsched-heartbeat")
         reporter = asyncio.create_task(self._report_loop(), name="distsched-report")
+        puller = asyncio.create_task(self._pull_loop(stop), name="distsched-pull")
+        stopper = asyncio.create_task(stop.wait(), name="distsched-worker-stop")
         try:
-            await self._pull_loop(stop)
+            await asyncio.wait({puller, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            # Stop pulling at once; a pull cut short leaves at most a few tasks marked
+            # running here, which the leader requeues when this worker deregisters.
+            puller.cancel()
+            stopper.cancel()
+            results = await asyncio.gather(puller, stopper, return_exceptions=True)
+            if isinstance(results[0], Exception) and not isinstance(results[0], asyncio.CancelledError):
+                raise results[0]
         finally:
             await self._drain()
             heartbeat.cancel()

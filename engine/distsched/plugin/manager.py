@@ -233,10 +233,8 @@ class PluginManager:
 def check_returns(obj: Any, protocol: type, registration: Any, what: str) -> Any:
     """Refuse a factory result that does not implement ``protocol``, naming the plugin."""
     if obj is None or not isinstance(obj, protocol):
-        missing = [
-            name for name in getattr(protocol, "__protocol_attrs__", ())
-            if not hasattr(obj, name)
-        ] if obj is not None else []
+        members = {n for n in vars(protocol) if not n.startswith("_")} | set(getattr(protocol, "__annotations__", {}))
+        missing = [name for name in members if not hasattr(obj, name)] if obj is not None else []
         detail = f" (missing: {', '.join(sorted(missing))})" if missing else ""
         raise PluginError(
             f"{registration.family} {registration.name!r} from {registration.origin} returned "

@@ -1,0 +1,39 @@
+"""Test helpers for distsched and its plugins (importing this module imports no plugin).
+
+* :func:`discovered_plugins` - the names found in the ``distsched`` entry-point group; the
+  first test of every plugin should assert its own name is there.
+* :mod:`distsched.testing.pytest_plugin` - opt-in fixtures:
+  ``pytest_plugins = ["distsched.testing.pytest_plugin"]`` in your root conftest.py.
+* :mod:`distsched.testing.contracts` - the contract suites a storage, election, executor or
+  balancer plugin must pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import EveryTrigger, Task, TaskConfig, TaskSpec, Worker
+
+
+def discovered_plugins() -> list[str]:
+    from ..plugin.manager import PluginManager
+
+    return sorted(PluginManager().plugins)
+
+
+def make_task(task_id: str = "t1", *, now: float = 0.0, **spec: Any) -> Task:
+    spec.setdefault("target", "noop")
+    return Task(id=task_id, spec=TaskSpec(**spec), created_at=now)
+
+
+def make_job(name: str = "job", *, every: float = 10.0, **spec: Any) -> TaskConfig:
+    spec.setdefault("target", "noop")
+    return TaskConfig(name=name, trigger=EveryTrigger(every), spec=TaskSpec(**spec))
+
+
+def make_worker(worker_id: str = "w1", *, now: float = 0.0, **fields: Any) -> Worker:
+    fields.setdefault("concurrency", 2)
+    return Worker(id=worker_id, started_at=now, last_heartbeat=now, **fields)
+
+
+__all__ = ["discovered_plugins", "make_job", "make_task", "make_worker"]

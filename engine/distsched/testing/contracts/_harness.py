@@ -1,0 +1,67 @@
+"""Runs a contract body in a fresh event loop with a freshly opened backend."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from ...plugin.manager import PluginManager, check_returns
+from ...ports import Election, Fence, StorageBackend
+
+
+@attrs.define
+class Harness:
+    plugins: PluginManager
+    url: str
+    options: dict[str, Any]
+    opened: list[StorageBackend] = attrs.field(factory=list)
+
+    async def storage(self) -> StorageBackend:
+        reg = self.plugins.storage.for_url(self.url)
+        backend = reg.factory(self.url, options=dict(self.options))
+        if inspect.isawaitable(backend):
+            backend = await backend
+        self.opened.append(backend)
+        return check_returns(backend, StorageBackend, reg, "StorageBackend")
+
+    async def election(self, storage: StorageBackend, *, ttl: float = 10.0, renew_interval: float = 3.0) -> Election:
+        reg = self.plugins.election.for_url(self.url)
+        election = reg.factory(self.url, storage=storage, options={"ttl": ttl, "renew_interval": renew_interval})
+        if inspect.isawaitable(election):
+            election = await election
+        return check_returns(election, Election, reg, "Election")
+
+    async def leader(self, storage: StorageBackend, node: str = "leader-1", **kw: Any) -> tuple[Election, Fence]:
+        election = await self.election(storage, **kw)
+        fence = await election.acquire(node)
+        assert fence is not None, "a fresh store must grant the lease to the first node"
+        return election, fence
+
+    async def close(self) -> None:
+        for backend in self.opened:
+            await backend.close()
+
+    def run(self, body: Callable[..., Awaitable[Any]]) -> Any:
+        async def main() -> Any:
+            try:
+                return await body(self)
+            finally:
+                await self.close()
+
+        return asyncio.run(main())
+
+
+async def poll(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """Await ``predicate`` until it is true or ``timeout`` passed (no blind sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if await predicate():
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(interval)

@@ -1,0 +1,89 @@
+"""ElectionContract: one holder at a time, expiry, strictly increasing terms, release."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ...plugin.manager import PluginManager
+from ._harness import Harness, poll
+
+
+class ElectionContract:
+    @pytest.fixture
+    def election_url(self) -> str:  # pragma: no cover - must be overridden
+        raise NotImplementedError("an ElectionContract subclass must provide the election_url fixture")
+
+    @pytest.fixture
+    def storage_options(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def election_harness(self, election_url: str, storage_options: dict[str, Any]) -> Harness:
+        return Harness(PluginManager(), election_url, storage_options)
+
+    def test_one_holder_at_a_time(self, election_harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            a, b = await h.election(s), await h.election(s)
+            fa = await a.acquire("a")
+            assert fa is not None
+            assert await b.acquire("b") is None
+            assert await a.current() == fa
+            assert await a.renew(fa) is True
+            results = await asyncio.gather(*(b.acquire(f"n{i}") for i in range(10)))
+            assert results == [None] * 10
+
+        election_harness.run(body)
+
+    def test_release_hands_over_with_a_higher_term(self, election_harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            a, b = await h.election(s), await h.election(s)
+            fa = await a.acquire("a")
+            await a.release(fa)
+            assert await a.current() is None
+            fb = await b.acquire("b")
+            assert fb is not None and fb.term > fa.term
+            assert await a.renew(fa) is False, "a released lease cannot be renewed"
+            await a.release(fa)  # releasing someone else's lease does nothing
+            assert await b.current() == fb
+
+        election_harness.run(body)
+
+    def test_expiry_lets_another_node_in(self, election_harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            a = await h.election(s, ttl=0.3, renew_interval=0.1)
+            b = await h.election(s, ttl=0.3, renew_interval=0.1)
+            fa = await a.acquire("a")
+            assert fa is not None
+            got: list[Any] = []
+
+            async def takeover() -> bool:
+                fence = await b.acquire("b")
+                if fence is not None:
+                    got.append(fence)
+                return bool(got)
+
+            assert await poll(takeover, 5.0, 0.02)
+            assert got[0].term > fa.term
+            assert await a.renew(fa) is False
+
+        election_harness.run(body)
+
+    def test_terms_strictly_increase(self, election_harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            e = await h.election(s)
+            terms = []
+            for i in range(5):
+                fence = await e.acquire(f"n{i}")
+                assert fence is not None
+                terms.append(fence.term)
+                await e.release(fence)
+            assert terms == sorted(set(terms))
+
+        election_harness.run(body)

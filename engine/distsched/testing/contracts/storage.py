@@ -1,0 +1,438 @@
+"""StorageContract: what every storage backend must guarantee.
+
+Subclass it and provide ``storage_url`` (a fixture returning a URL whose store is empty and
+private to the test, e.g. a unique namespace); optionally ``storage_options``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ...model import (
+    AlreadyExists,
+    FencedError,
+    NotFound,
+    RetryPolicy,
+    TaskResult,
+    TaskState,
+    VersionConflict,
+)
+from ...plugin.manager import PluginManager
+from ...ports import Firing
+from .. import make_job, make_task, make_worker
+from ._harness import Harness, poll
+
+
+def _result(task, outcome="succeeded", worker="w1", now=0.0, **kw: Any) -> TaskResult:
+    return TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome=outcome, started_at=now,
+                      finished_at=now, worker_id=worker, **kw)
+
+
+class StorageContract:
+    @pytest.fixture
+    def storage_url(self) -> str:  # pragma: no cover - must be overridden
+        raise NotImplementedError("a StorageContract subclass must provide the storage_url fixture")
+
+    @pytest.fixture
+    def storage_options(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def harness(self, storage_url: str, storage_options: dict[str, Any]) -> Harness:
+        return Harness(PluginManager(), storage_url, storage_options)
+
+    # -- jobs ---------------------------------------------------------------------------
+    def test_job_add_get_list_remove(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            stored = await s.jobs.add(make_job("a"), next_fire_at=100.0)
+            assert stored.version == 1
+            assert (await s.jobs.get("a")).name == "a"
+            with pytest.raises(AlreadyExists):
+                await s.jobs.add(make_job("a"), next_fire_at=100.0)
+            await s.jobs.add(make_job("b"), next_fire_at=50.0)
+            assert [j.name for j in await s.jobs.list()] == ["a", "b"]
+            assert (await s.jobs.state("a")).next_fire_at == 100.0
+            assert await s.jobs.remove("a") is True
+            assert await s.jobs.remove("a") is False
+            with pytest.raises(NotFound):
+                await s.jobs.get("a")
+            with pytest.raises(NotFound):
+                await s.jobs.state("a")
+
+        harness.run(body)
+
+    def test_job_update_is_optimistic(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            v1 = await s.jobs.add(make_job("a", timeout=5.0), next_fire_at=10.0)
+            assert v1.version == 1
+            change = make_job("a", timeout=6.0)
+            change.version = 1
+            v2 = await s.jobs.update(change, next_fire_at=20.0)
+            assert v2.version == 2 and v2.spec.timeout == 6.0
+            stale = make_job("a", timeout=7.0)
+            stale.version = 1
+            with pytest.raises(VersionConflict):
+                await s.jobs.update(stale, next_fire_at=30.0)
+            after = await s.jobs.get("a")
+            assert after.version == 2 and after.spec.timeout == 6.0, "a stale update must change nothing"
+            assert (await s.jobs.state("a")).next_fire_at == 20.0
+            missing = make_job("zzz")
+            missing.version = 1
+            with pytest.raises(NotFound):
+                await s.jobs.update(missing, next_fire_at=1.0)
+
+        harness.run(body)
+
+    def test_due_is_ordered_limited_and_skips_paused_and_disabled(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            for name, at in (("c", 30.0), ("a", 10.0), ("b", 20.0), ("later", 1000.0)):
+                await s.jobs.add(make_job(name), next_fire_at=at)
+            off = make_job("off")
+            off.enabled = False
+            await s.jobs.add(off, next_fire_at=5.0)
+            assert [c.name for c, _ in await s.jobs.due(100.0, 10)] == ["a", "b", "c"]
+            assert [c.name for c, _ in await s.jobs.due(100.0, 2)] == ["a", "b"]
+            await s.jobs.set_paused("a", True)
+            assert [c.name for c, _ in await s.jobs.due(100.0, 10)] == ["b", "c"]
+            assert await s.jobs.next_due_at() == 20.0
+            await s.jobs.set_paused("a", False, next_fire_at=15.0)
+            due = await s.jobs.due(100.0, 10)
+            assert [c.name for c, _ in due] == ["a", "b", "c"]
+            assert due[0][1].next_fire_at == 15.0
+            assert await s.jobs.next_due_at() == 15.0
+
+        harness.run(body)
+
+    def test_fire_creates_slot_tasks_once_and_advances_the_schedule(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            job = make_job("j")
+            await s.jobs.add(job, next_fire_at=10.0)
+            firing = Firing(job="j", expected_next=10.0, next_fire_at=20.0, last_slot=10.0,
+                            tasks=(job.create_task(10.0, 11.0),))
+            report = await s.jobs.fire(fence, [firing])
+            assert report.created == 1 and not report.conflicts
+            state = await s.jobs.state("j")
+            assert (state.next_fire_at, state.last_slot) == (20.0, 10.0)
+            # The same slot again (a second leader, a retry): refused by expected_next...
+            again = await s.jobs.fire(fence, [firing])
+            assert again.created == 0 and again.conflicts == ("j",)
+            # ...and even with the right expected_next the slot's task is not created twice.
+            replay = Firing(job="j", expected_next=20.0, next_fire_at=30.0, last_slot=20.0,
+                            tasks=(job.create_task(10.0, 21.0), job.create_task(20.0, 21.0)))
+            report = await s.jobs.fire(fence, [replay])
+            assert (report.created, report.existing) == (1, 1)
+            tasks = await s.tasks.list(job="j")
+            assert sorted(t.slot for t in tasks) == [10.0, 20.0]
+            assert all(t.state is TaskState.PENDING for t in tasks)
+            assert [t.id for t in await s.tasks.ready(100.0, 10)] == [job.create_task(10.0, 0).id, job.create_task(20.0, 0).id]
+
+        harness.run(body)
+
+    def test_fire_records_skipped_slots_as_terminal(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            job = make_job("j")
+            await s.jobs.add(job, next_fire_at=10.0)
+            skipped = job.skipped_task(10.0, "misfire: skipped", 50.0)
+            await s.jobs.fire(fence, [Firing(job="j", expected_next=10.0, next_fire_at=60.0, last_slot=10.0,
+                                             tasks=(skipped,))])
+            stored = await s.tasks.get(skipped.id)
+            assert stored is not None and stored.state is TaskState.SKIPPED and stored.reason == "misfire: skipped"
+            assert await s.tasks.ready(100.0, 10) == []
+            assert (await s.tasks.counts()).get("skipped") == 1
+
+        harness.run(body)
+
+    # -- fencing ------------------------------------------------------------------------
+    def test_a_stale_leader_cannot_write(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            election, old = await h.leader(s, "old")
+            job = make_job("j")
+            await s.jobs.add(job, next_fire_at=10.0)
+            task = make_task("t")
+            await s.tasks.submit([task])
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            await election.release(old)
+            new = await election.acquire("new")
+            assert new is not None and new.term > old.term
+            firing = Firing(job="j", expected_next=10.0, next_fire_at=20.0, last_slot=10.0,
+                            tasks=(job.create_task(10.0, 11.0),))
+            with pytest.raises(FencedError):
+                await s.jobs.fire(old, [firing])
+            t = await s.tasks.get("t")
+            t.dispatch("w1", s.clock())
+            with pytest.raises(FencedError):
+                await s.tasks.dispatch(old, [t])
+            t2 = await s.tasks.get("t")
+            t2.cancel("x", s.clock())
+            with pytest.raises(FencedError):
+                await s.tasks.save(old, [t2])
+            with pytest.raises(FencedError):
+                await s.workers.reap(old, "w1", [])
+            # Nothing of it landed.
+            assert (await s.jobs.state("j")).next_fire_at == 10.0
+            assert (await s.tasks.get("t")).state is TaskState.PENDING
+            assert await s.tasks.get(job.create_task(10.0, 0).id) is None
+            assert [w.id for w in await s.workers.list()] == ["w1"]
+            assert await s.queues.pull("w1", 10, 0.05) == []
+            # The new leader can.
+            assert (await s.jobs.fire(new, [firing])).created == 1
+
+        harness.run(body)
+
+    # -- tasks --------------------------------------------------------------------------
+    def test_submit_is_idempotent_and_tasks_are_readable(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            assert await s.tasks.submit([make_task("a", now=1.0), make_task("b", now=2.0)]) == [True, True]
+            assert await s.tasks.submit([make_task("a", now=3.0, target="other")]) == [False]
+            a = await s.tasks.get("a")
+            assert a is not None and a.spec.target == "noop" and a.created_at == 1.0 and a.version >= 1
+            assert await s.tasks.get("missing") is None
+            got = await s.tasks.get_many(["b", "missing", "a"])
+            assert [t.id if t else None for t in got] == ["b", None, "a"]
+            assert (await s.tasks.counts()).get("pending") == 2
+            assert {t.id for t in await s.tasks.list(state="pending")} == {"a", "b"}
+
+        harness.run(body)
+
+    def test_ready_respects_not_before_and_order(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            retry = RetryPolicy(max_attempts=3, delay=50.0)
+            await s.tasks.submit([make_task("late", now=30.0), make_task("early", now=10.0, retry=retry),
+                                  make_task("mid", now=20.0)])
+            assert [t.id for t in await s.tasks.ready(25.0, 10)] == ["early", "mid"]
+            assert [t.id for t in await s.tasks.ready(100.0, 2)] == ["early", "mid"]
+            assert await s.tasks.next_ready_at() == 10.0
+            # A failed attempt with retries left waits for its retry time.
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            t = (await s.tasks.get_many(["early"]))[0]
+            t.dispatch("w1", 40.0)
+            assert await s.tasks.dispatch(fence, [t]) == [True]
+            t.finish(_result(t, "failed", now=41.0), 41.0)
+            assert t.state is TaskState.RETRYING and t.not_before == 91.0
+            assert await s.tasks.save(fence, [t]) == [True]
+            assert [x.id for x in await s.tasks.ready(90.0, 10)] == ["mid", "late"]
+            assert [x.id for x in await s.tasks.ready(91.0, 10)] == ["mid", "late", "early"]
+
+        harness.run(body)
+
+    def test_save_is_optimistic(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.tasks.submit([make_task("t")])
+            first = await s.tasks.get("t")
+            second = await s.tasks.get("t")
+            first.cancel("by first", 1.0)
+            second.cancel("by second", 2.0)
+            assert await s.tasks.save(fence, [first]) == [True]
+            assert await s.tasks.save(fence, [second]) == [False]
+            stored = await s.tasks.get("t")
+            assert stored.reason == "by first" and stored.version == first.version
+
+        harness.run(body)
+
+    def test_two_writers_one_winner(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            a, b = await h.storage(), await h.storage()
+            _, fence = await h.leader(a)
+            await a.tasks.submit([make_task(f"t{i}") for i in range(20)])
+            ta = await a.tasks.get_many([f"t{i}" for i in range(20)])
+            tb = await b.tasks.get_many([f"t{i}" for i in range(20)])
+            for x in ta:
+                x.cancel("a", 1.0)
+            for x in tb:
+                x.cancel("b", 1.0)
+            ra, rb = await asyncio.gather(a.tasks.save(fence, ta), b.tasks.save(fence, tb))
+            assert all(x != y for x, y in zip(ra, rb)), "exactly one writer wins each task"
+            stored = await a.tasks.get_many([f"t{i}" for i in range(20)])
+            for i, task in enumerate(stored):
+                assert task.reason == ("a" if ra[i] else "b")
+
+        harness.run(body)
+
+    # -- queues, workers, results ------------------------------------------------------
+    def test_dispatch_pull_report_ack(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            now = s.clock()
+            await s.workers.register(make_worker("w1", now=now))
+            await s.workers.register(make_worker("w2", now=now))
+            await s.tasks.submit([make_task("a"), make_task("b")])
+            a, b = await s.tasks.get_many(["a", "b"])
+            a.dispatch("w1", now)
+            b.dispatch("w2", now)
+            assert await s.tasks.dispatch(fence, [a, b]) == [True, True]
+            loads = {w.id: w.load for w in await s.workers.list()}
+            assert loads == {"w1": 1, "w2": 1}
+            assert {t.id for t in await s.tasks.assigned("w1")} == {"a"}
+            pulled = await s.queues.pull("w1", 10, 1.0)
+            assert [t.id for t in pulled] == ["a"], "a worker only ever gets its own queue"
+            assert pulled[0].state is TaskState.RUNNING and pulled[0].attempt_id == a.attempt_id
+            assert (await s.tasks.get("a")).state is TaskState.RUNNING
+            assert await s.queues.pull("w1", 10, 0.05) == []
+            await s.queues.report("w1", [_result(pulled[0], value={"x": 1})])
+            results = await s.results.peek(10)
+            assert [(r.task_id, r.value) for r in results] == [("a", {"x": 1})]
+            task = await s.tasks.get("a")
+            task.finish(results[0], s.clock())
+            assert await s.tasks.save(fence, [task], ack_results=1) == [True]
+            assert await s.results.peek(10) == []
+            assert (await s.tasks.get("a")).state is TaskState.SUCCEEDED
+            assert {w.id: w.load for w in await s.workers.list()} == {"w1": 0, "w2": 1}
+
+        harness.run(body)
+
+    def test_pull_drops_stale_queue_entries(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            await s.tasks.submit([make_task("a"), make_task("b")])
+            a, b = await s.tasks.get_many(["a", "b"])
+            a.dispatch("w1", s.clock())
+            b.dispatch("w1", s.clock())
+            await s.tasks.dispatch(fence, [a, b])
+            a.cancel("changed my mind", s.clock())
+            assert await s.tasks.save(fence, [a]) == [True]
+            pulled = await s.queues.pull("w1", 10, 1.0)
+            assert [t.id for t in pulled] == ["b"]
+            assert (await s.tasks.get("a")).state is TaskState.CANCELLED
+
+        harness.run(body)
+
+    def test_pull_waits_for_work_and_wakes_on_dispatch(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            await s.tasks.submit([make_task("a")])
+            waiter = asyncio.create_task(s.queues.pull("w1", 1, 5.0))
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+            a = await s.tasks.get("a")
+            a.dispatch("w1", s.clock())
+            await s.tasks.dispatch(fence, [a])
+            pulled = await asyncio.wait_for(waiter, 3.0)
+            assert [t.id for t in pulled] == ["a"]
+
+        harness.run(body)
+
+    def test_wait_for_activity_wakes_on_results_and_submissions(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            loop = asyncio.get_running_loop()
+            await s.wait_for_activity(0.01)  # drain any earlier signal
+            t0 = loop.time()
+            waiter = asyncio.create_task(s.wait_for_activity(5.0))
+            await asyncio.sleep(0.05)
+            await s.tasks.submit([make_task("a")])
+            await asyncio.wait_for(waiter, 3.0)
+            assert loop.time() - t0 < 3.0
+
+        harness.run(body)
+
+    def test_reap_requeues_a_dead_workers_tasks(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            await s.tasks.submit([make_task("a"), make_task("b")])
+            a, b = await s.tasks.get_many(["a", "b"])
+            for t in (a, b):
+                t.dispatch("w1", s.clock())
+            await s.tasks.dispatch(fence, [a, b])
+            await s.queues.pull("w1", 1, 1.0)  # one running, one still queued
+            held = await s.tasks.assigned("w1")
+            assert {t.id for t in held} == {"a", "b"}
+            for t in held:
+                t.requeue("worker lost", s.clock())
+            assert await s.workers.reap(fence, "w1", held) == [True, True]
+            assert await s.workers.list() == []
+            assert await s.workers.heartbeat("w1") is False, "a reaped worker learns it was declared dead"
+            again = await s.tasks.get_many(["a", "b"])
+            assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.attempt == 1 for t in again)
+            assert {t.id for t in await s.tasks.ready(s.clock() + 1, 10)} == {"a", "b"}
+            assert await s.tasks.assigned("w1") == []
+
+        harness.run(body)
+
+    def test_worker_heartbeat_and_deregister(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            start = s.clock()
+            await s.workers.register(make_worker("w1", now=start, concurrency=3, capacity=12))
+            [w] = await s.workers.list()
+            assert (w.concurrency, w.capacity, w.load) == (3, 12, 0)
+            assert w.is_alive(s.clock(), 5.0)
+            assert await s.workers.heartbeat("w1", draining=True) is True
+            [w] = await s.workers.list()
+            assert w.draining and not w.can_accept(s.clock(), 5.0)
+            await s.workers.deregister("w1")
+            assert all(not w.is_alive(s.clock(), 5.0) for w in await s.workers.list())
+            assert await s.workers.heartbeat("nobody") is False
+
+        harness.run(body)
+
+    def test_overdue_live_and_assigned(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            job = make_job("j", timeout=0.05)
+            await s.jobs.add(job, next_fire_at=1.0)
+            t = job.create_task(1.0, s.clock())
+            await s.jobs.fire(fence, [Firing(job="j", expected_next=1.0, next_fire_at=2.0, last_slot=1.0, tasks=(t,))])
+            assert [x.id for x in await s.tasks.live("j")] == [t.id]
+            t = await s.tasks.get(t.id)
+            t.dispatch("w1", s.clock())
+            await s.tasks.dispatch(fence, [t])
+            assert await s.tasks.overdue(s.clock() - 10, 10) == []
+
+            async def late() -> bool:
+                return [x.id for x in await s.tasks.overdue(s.clock(), 10)] == [t.id]
+
+            assert await poll(late, 3.0)
+            t = await s.tasks.get(t.id)
+            t.cancel("done", s.clock())
+            await s.tasks.save(fence, [t])
+            assert await s.tasks.live("j") == []
+            assert await s.tasks.overdue(s.clock() + 100, 10) == []
+
+        harness.run(body)
+
+    def test_results_keep_order_and_json_values(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            tasks = [make_task(f"t{i}") for i in range(5)]
+            await s.tasks.submit(tasks)
+            stored = await s.tasks.get_many([t.id for t in tasks])
+            for t in stored:
+                t.dispatch("w1", s.clock())
+            await s.tasks.dispatch(fence, stored)
+            pulled = await s.queues.pull("w1", 10, 1.0)
+            value = {"nested": [1, 2.5, "three", None, True], "unicode": "h\u00e9llo \u2603"}
+            await s.queues.report("w1", [_result(t, value=value, meta={"status": 200}) for t in pulled])
+            results = await s.results.peek(3)
+            assert [r.task_id for r in results] == [t.id for t in pulled][:3]
+            assert results[0].value == value and results[0].meta == {"status": 200}
+            assert await s.tasks.save(fence, [], ack_results=3) == []
+            assert [r.task_id for r in await s.results.peek(10)] == [t.id for t in pulled][3:]
+
+        harness.run(body)

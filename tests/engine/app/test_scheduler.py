@@ -1,0 +1,229 @@
+"""The leader's passes, driven with explicit times on the memory store."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from distsched import DistributeSchedule
+from distsched.app.scheduler import Scheduler
+from distsched.facade import build_job
+from distsched.model import TaskResult, TaskState
+from distsched.testing import make_worker
+
+
+class Leader:
+    """A scheduler whose passes the test calls itself, with its own clock values."""
+
+    @classmethod
+    async def create(cls, **engine_options):
+        self = cls()
+        self.app = DistributeSchedule(f"memory://sched-{uuid.uuid4().hex}", **engine_options)
+        self.storage = await self.app.engine.open()
+        self.election = await self.app.engine.open_election()
+        self.scheduler = Scheduler(storage=self.storage, election=self.election, plugins=self.app.plugins,
+                                   events=self.app.engine.events, config=self.app.config, rand=lambda: 0.5)
+        self.fence = await self.election.acquire(self.app.config.node_id)
+        return self
+
+    async def add(self, name, first, **fields):
+        job = build_job(name, **fields)
+        return await self.storage.jobs.add(job, next_fire_at=first)
+
+    async def tasks(self, job):
+        return sorted(await self.storage.tasks.list(job=job, limit=10_000), key=lambda t: t.slot or 0)
+
+
+@pytest.fixture
+async def leader():
+    lead = await Leader.create()
+    yield lead
+    await lead.app.stop()
+
+
+async def test_each_due_slot_fires_once_with_a_deterministic_id(leader):
+    await leader.add("j", 100.0, every="10s")
+    assert await leader.scheduler.fire_due(leader.fence, 105.0) == 1
+    assert await leader.scheduler.fire_due(leader.fence, 105.0) == 0
+    await leader.scheduler.fire_due(leader.fence, 125.0)
+    tasks = await leader.tasks("j")
+    assert [(t.id, t.state.value) for t in tasks] == [
+        ("j@100000", "pending"), ("j@110000", "pending"), ("j@120000", "pending")]
+    state = await leader.storage.jobs.state("j")
+    assert (state.next_fire_at, state.last_slot) == (130.0, 120.0)
+
+
+@pytest.mark.parametrize("mode, fired, reasons", [
+    ("fire-all", [100, 110, 120, 130, 140, 150], []),
+    ("fire-once", [150], ["misfire: coalesced"] * 5),
+    ("skip", [150], ["misfire: skipped"] * 5),
+])
+async def test_misfire_policies_record_every_missed_slot(leader, mode, fired, reasons):
+    # The job was due at 100 but no leader ran until 155: slots 100..140 are missed
+    # (grace 10 s), 150 is on time.
+    await leader.add("j", 100.0, every="10s", misfire=mode, misfire_grace=10)
+    await leader.scheduler.fire_due(leader.fence, 155.0)
+    tasks = await leader.tasks("j")
+    assert [t.slot for t in tasks] == [100, 110, 120, 130, 140, 150], "every slot is recorded"
+    assert [t.slot for t in tasks if t.state is TaskState.PENDING] == fired
+    assert [t.reason for t in tasks if t.state is TaskState.SKIPPED] == reasons
+
+
+async def test_fire_once_with_only_missed_slots_runs_the_latest(leader):
+    await leader.add("j", 100.0, every="10s", misfire="fire-once", misfire_grace=1)
+    await leader.scheduler.fire_due(leader.fence, 135.0)
+    tasks = await leader.tasks("j")
+    assert [(t.slot, t.state.value) for t in tasks] == [
+        (100, "skipped"), (110, "skipped"), (120, "skipped"), (130, "pending")]
+
+
+async def _one_worker(leader, capacity=10):
+    await leader.storage.workers.register(make_worker("w1", now=leader.storage.clock(), concurrency=1, capacity=capacity))
+
+
+async def test_overlap_discard_records_the_dropped_slot(leader):
+    await _one_worker(leader)
+    await leader.add("j", 100.0, every="10s", overlap="discard")
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
+    await leader.scheduler.fire_due(leader.fence, 110.0)
+    tasks = await leader.tasks("j")
+    assert [t.state.value for t in tasks] == ["dispatched", "skipped"]
+    assert tasks[1].reason == "overlap: discarded (1 instance(s) still live)"
+
+
+async def test_overlap_replace_cancels_the_running_one(leader):
+    await _one_worker(leader)
+    await leader.add("j", 100.0, every="10s", overlap="replace")
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
+    await leader.scheduler.fire_due(leader.fence, 110.0)
+    tasks = await leader.tasks("j")
+    assert [t.state.value for t in tasks] == ["cancelled", "pending"]
+    assert tasks[0].reason.startswith("overlap: replaced by the slot at 110")
+
+
+async def test_overlap_serial_queues_behind_the_running_one(leader):
+    await _one_worker(leader)
+    await leader.add("j", 100.0, every="10s", overlap="serial")
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    await leader.scheduler.fire_due(leader.fence, 110.0)
+    dispatched, blocked = await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
+    assert (dispatched, blocked) == (1, True)
+    tasks = await leader.tasks("j")
+    assert [t.state.value for t in tasks] == ["dispatched", "pending"]
+    # The first finishes: the second goes.
+    first = tasks[0]
+    await leader.storage.queues.pull("w1", 1, 1.0)
+    first = await leader.storage.tasks.get(first.id)
+    await leader.storage.queues.report("w1", [TaskResult(
+        task_id=first.id, attempt_id=first.attempt_id, outcome="succeeded", started_at=1, finished_at=2)])
+    await leader.scheduler.apply_results(leader.fence, leader.storage.clock())
+    assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (1, False)
+    assert [t.state.value for t in await leader.tasks("j")] == ["succeeded", "dispatched"]
+
+
+async def test_overlap_parallel_runs_everything(leader):
+    await _one_worker(leader)
+    await leader.add("j", 100.0, every="10s")
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    await leader.scheduler.fire_due(leader.fence, 110.0)
+    assert (await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()))[0] == 2
+
+
+async def test_a_dead_workers_tasks_are_requeued_without_using_retries(leader):
+    await leader.storage.workers.register(make_worker("dead", now=leader.storage.clock(), concurrency=1, capacity=5))
+    await leader.app.submit_many([build_job("x", every="1s", target="noop").spec] * 3)
+    now = leader.storage.clock()
+    assert (await leader.scheduler.dispatch_ready(leader.fence, now))[0] == 3
+    await leader.storage.queues.pull("dead", 1, 1.0)
+    # Ten seconds of silence later the leader reaps it.
+    reaped = await leader.scheduler.reap_workers(leader.fence, now + leader.app.config.heartbeat_ttl + 1)
+    assert reaped == 1
+    tasks = await leader.storage.tasks.list(limit=10)
+    assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.attempt == 1 for t in tasks)
+    assert leader.scheduler.stats["requeued"] == 3
+
+
+async def test_the_leader_times_out_a_task_whose_result_never_came(leader):
+    await _one_worker(leader)
+    [task_id] = await leader.app.submit_many([build_job("x", every="1s", target="noop", timeout=1,
+                                                        retry={"max_attempts": 2, "delay": 5}).spec])
+    now = leader.storage.clock()
+    await leader.scheduler.dispatch_ready(leader.fence, now)
+    assert await leader.scheduler.check_timeouts(leader.fence, now + 1 + leader.app.config.timeout_grace - 0.5) == 0
+    assert await leader.scheduler.check_timeouts(leader.fence, now + 1 + leader.app.config.timeout_grace + 0.5) == 1
+    task = await leader.storage.tasks.get(task_id)
+    assert task.state is TaskState.RETRYING and task.attempt == 2 and task.result.outcome == "timed_out"
+
+
+async def test_a_stale_result_is_never_accepted():
+    leader = await Leader.create(heartbeat_ttl=0.3, heartbeat_interval=0.1)
+    try:
+        await _one_worker(leader)
+        [task_id] = await leader.app.submit_many([build_job("x", every="1s", target="noop").spec])
+        await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
+        old = await leader.storage.tasks.get(task_id)
+        # w1 goes silent: the leader declares it dead and requeues its task.
+        for _ in range(100):
+            if await leader.scheduler.reap_workers(leader.fence, leader.storage.clock()):
+                break
+            await asyncio.sleep(0.02)
+        await leader.storage.workers.register(make_worker("w2", now=leader.storage.clock()))
+        await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
+        # The zombie reports for the old attempt.
+        await leader.storage.queues.report("w1", [TaskResult(
+            task_id=task_id, attempt_id=old.attempt_id, outcome="succeeded", started_at=1, finished_at=2)])
+        await leader.scheduler.apply_results(leader.fence, leader.storage.clock())
+        task = await leader.storage.tasks.get(task_id)
+        assert task.state is TaskState.DISPATCHED and task.worker_id == "w2" and task.dispatches == 2
+        assert leader.scheduler.stats["stale_results"] == 1
+        assert await leader.storage.results.peek(10) == [], "the stale result is consumed, not left to block"
+    finally:
+        await leader.app.stop()
+
+
+async def test_a_fenced_leader_steps_down():
+    from distsched.model import FencedError
+
+    lead = await Leader.create()
+    try:
+        await lead.add("j", 1.0, every="1s")
+        assert await lead.election.acquire("other") is None
+        await lead.election.release(lead.fence)
+        newer = await lead.election.acquire("other")
+        assert newer.term > lead.fence.term
+        with pytest.raises(FencedError):
+            await lead.scheduler.fire_due(lead.fence, 5.0)
+        assert (await lead.storage.jobs.state("j")).next_fire_at == 1.0
+        assert await lead.storage.tasks.list(job="j") == []
+    finally:
+        await lead.app.stop()
+
+
+async def test_failover_between_two_in_process_schedulers():
+    url = f"memory://failover-{uuid.uuid4().hex}"
+    options = {"lease_ttl": 0.4, "renew_interval": 0.1}
+    a, b = DistributeSchedule(url, **options), DistributeSchedule(url, **options)
+    await a.start(worker=False)
+    await b.start(worker=False)
+    try:
+        async def leader_of():
+            for app in (a, b):
+                if app.engine.scheduler.is_leader.is_set():
+                    return app
+            return None
+
+        for _ in range(200):
+            if await leader_of():
+                break
+            await asyncio.sleep(0.01)
+        first = await leader_of()
+        assert first is not None
+        second = b if first is a else a
+        await first.stop()  # graceful: releases the lease
+        await asyncio.wait_for(second.engine.scheduler.is_leader.wait(), 2.0)
+        assert second.engine.scheduler.fence.term > 1
+    finally:
+        await a.stop()
+        await b.stop()

@@ -1,0 +1,165 @@
+"""The public API end to end on the embedded default (memory://), scheduler and worker in-process."""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from distsched import DistributeSchedule, hookimpl
+from distsched.model import AlreadyExists, NotFound, TaskState, ValidationError, VersionConflict
+from distsched.plugin.errors import UnknownName
+
+
+@pytest.fixture
+async def app():
+    app = DistributeSchedule(f"memory://facade-{uuid.uuid4().hex}")
+    calls = []
+
+    @app.task
+    def add(a, b):
+        calls.append((a, b))
+        return a + b
+
+    @app.task
+    async def sleepy(seconds):
+        await asyncio.sleep(seconds)
+        return "woke"
+
+    @app.task(name="boom")
+    def explode():
+        raise ValueError("bad input")
+
+    @app.task
+    def not_json():
+        return {1, 2}
+
+    app.calls = calls
+    await app.start()
+    yield app
+    await app.stop()
+
+
+async def test_submit_and_await_the_result(app):
+    task_id = await app.submit("add", 2, 3)
+    result = await app.result(task_id, timeout=5)
+    assert result.ok and result.value == 5 and result.worker_id
+    assert app.calls == [(2, 3)]
+
+
+async def test_async_functions_and_timeouts(app):
+    ok = await app.submit("sleepy", 0.01, timeout=2)
+    late = await app.submit("sleepy", 5, timeout=0.2)
+    assert (await app.result(ok, timeout=5)).value == "woke"
+    task = await app.wait(late, timeout=5)
+    assert task.state is TaskState.TIMED_OUT and task.result.outcome == "timed_out"
+    assert 0.19 <= task.result.duration < 1.0
+
+
+async def test_retries_follow_the_policy(app):
+    task_id = await app.submit("boom", retry={"max_attempts": 3, "delay": 0.01, "backoff": "fixed"})
+    task = await app.wait(task_id, timeout=5)
+    assert task.state is TaskState.FAILED and task.attempt == 3 and task.dispatches == 3
+    assert task.result.error == "ValueError: bad input" and task.result.error_type == "ValueError"
+
+
+async def test_results_must_be_json(app):
+    task = await app.wait(await app.submit("not_json"), timeout=5)
+    assert task.state is TaskState.FAILED and task.result.error_type == "ResultNotJSON"
+
+
+@pytest.mark.parametrize("target", ["os:system", "builtins:eval", "subprocess:run", "os.system", "__import__"])
+async def test_only_registered_functions_ever_run(app, target):
+    task = await app.wait(await app.submit(target, "touch /tmp/distsched-canary"), timeout=5)
+    assert task.state is TaskState.FAILED and task.result.error_type == "UnknownFunction"
+    assert task.attempt == 1, "an unknown function is not retried"
+
+
+async def test_jobs_fire_on_schedule(app):
+    await app.add_job("fast", every="0.1s", target="add", args=[1, 1])
+    deadline = time.monotonic() + 5
+    while len(app.calls) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert len(app.calls) >= 3
+    tasks = await (await app.storage()).tasks.list(job="fast")
+    slots = sorted(t.slot for t in tasks)
+    assert len(set(slots)) == len(slots), "no slot fired twice"
+
+
+async def test_job_management(app):
+    job = await app.add_job("j", cron="0 3 * * *", timezone="Europe/Paris", target="add", args=[1, 2])
+    assert job.version == 1
+    with pytest.raises(AlreadyExists):
+        await app.add_job("j", every="1s", target="add")
+    updated = await app.update_job("j", args=[5, 5])
+    assert updated.version == 2 and updated.spec.args == (5, 5)
+    storage = await app.storage()
+    stale = job
+    stale.version = 1
+    with pytest.raises(VersionConflict):
+        await storage.jobs.update(stale, next_fire_at=0)
+    await app.pause_job("j")
+    assert (await storage.jobs.state("j")).paused
+    await app.resume_job("j")
+    assert not (await storage.jobs.state("j")).paused
+    task_id = await app.trigger_job("j")
+    assert (await app.result(task_id, timeout=5)).value == 10
+    [slot] = await app.explain("j", 1, after=0)
+    assert slot.at == 2 * 3600  # 1970-01-01 03:00 Paris = 02:00 UTC
+    assert await app.remove_job("j") is True
+    with pytest.raises(NotFound):
+        await app.get_job("j")
+
+
+async def test_bad_jobs_are_refused_before_anything_is_stored(app):
+    with pytest.raises(UnknownName, match="job 'x': executor 'htp' is not registered"):
+        await app.add_job("x", every="1s", executor="htp", target="u")
+    with pytest.raises(UnknownName, match="balancer 'fastest'"):
+        await app.add_job("x", every="1s", target="add", balancer="fastest")
+    with pytest.raises(ValidationError, match="cron"):
+        await app.add_job("x", cron="every day", target="add")
+    with pytest.raises(ValidationError, match="at"):
+        await app.add_job("x", at="2001-01-01T00:00:00Z", target="add")
+    assert await app.jobs() == []
+
+
+class Recorder:
+    def __init__(self):
+        self.kinds = []
+
+    @hookimpl
+    def distsched_event(self, event):
+        self.kinds.append(event.kind)
+
+
+async def test_observers_see_events():
+    recorder = Recorder()
+    app = DistributeSchedule(f"memory://events-{uuid.uuid4().hex}", plugins=[("recorder", recorder)])
+    app.task(lambda: 1, name="one")
+    async with app.running():
+        await app.result(await app.submit("one"), timeout=5)
+        for _ in range(100):
+            if "task.finished" in recorder.kinds:
+                break
+            await asyncio.sleep(0.01)
+    assert {"leader.elected", "task.dispatched", "task.finished"} <= set(recorder.kinds)
+    assert "leader.lost" in recorder.kinds
+
+
+async def test_stopping_drains_running_tasks():
+    app = DistributeSchedule(f"memory://drain-{uuid.uuid4().hex}")
+    finished = []
+
+    @app.task
+    async def work():
+        await asyncio.sleep(0.3)
+        finished.append(1)
+
+    await app.start()
+    await app.submit("work")
+    for _ in range(100):
+        if app.engine.worker._running:
+            break
+        await asyncio.sleep(0.01)
+    await app.stop()
+    assert finished == [1], "the running task finished before the worker left"

@@ -1,0 +1,141 @@
+"""The TOML jobs file: every problem reported at once, naming job, field and reason."""
+
+import textwrap
+
+import pytest
+
+from distsched.jobs import JobsFileError, import_task_modules, load_jobs_file
+from distsched.model import CronTrigger, EveryTrigger, ValidationError
+
+
+def write(tmp_path, text, name="jobs.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_example_file_loads():
+    jobs = load_jobs_file("examples/jobs.toml")
+    names = [j.name for j in jobs.jobs]
+    assert names == ["tick", "flaky", "slow", "nightly-report", "http-ping"][: len(names)]
+    flaky = jobs.job("flaky")
+    assert flaky.spec.retry.max_attempts == 3 and flaky.spec.retry.delay == 0.5
+    assert isinstance(jobs.job("nightly-report").trigger, CronTrigger)
+    assert jobs.worker.imports == ("tasks",) and jobs.worker.concurrency == 4
+
+
+def test_every_field_is_read(tmp_path):
+    path = write(tmp_path, """
+        [worker]
+        imports = ["mod"]
+        concurrency = 3
+        http_allow = ["127.0.0.1"]
+
+        [[jobs]]
+        name = "full"
+        every = "1m30s"
+        timezone = "Europe/Paris"
+        executor = "local"
+        target = "f"
+        args = [1, "two"]
+        kwargs = { k = true }
+        timeout = "45s"
+        balancer = "consistent-hash"
+        balance_key = "tenant-1"
+        retry = { max_attempts = 4, backoff = "fixed", delay = "2s", max_delay = "10s", jitter = 0.1 }
+        enabled = false
+        misfire = "skip"
+        misfire_grace = "5s"
+        overlap = "serial"
+        max_instances = 2
+        description = "everything"
+    """)
+    [job] = load_jobs_file(path).jobs
+    assert isinstance(job.trigger, EveryTrigger) and job.trigger.interval == 90
+    assert job.spec.args == (1, "two") and job.spec.kwargs == {"k": True}
+    assert job.spec.timeout == 45 and job.spec.balancer == "consistent-hash" and job.spec.balance_key == "tenant-1"
+    assert (job.spec.retry.max_attempts, job.spec.retry.backoff, job.spec.retry.delay) == (4, "fixed", 2.0)
+    assert not job.enabled and job.misfire.mode == "skip" and job.misfire.grace == 5
+    assert job.overlap.mode == "serial" and job.overlap.max_instances == 2
+    settings = load_jobs_file(path).worker.settings
+    assert settings == {"http_allow": ["127.0.0.1"]}
+
+
+def test_all_problems_are_reported_with_job_field_and_reason(tmp_path):
+    path = write(tmp_path, """
+        [[jobs]]
+        name = "a"
+        cron = "61 * * * *"
+
+        [[jobs]]
+        name = "b"
+        every = "10s"
+        timout = 5
+
+        [[jobs]]
+        name = "c"
+        every = "10s"
+        cron = "* * * * *"
+
+        [[jobs]]
+        name = "d"
+        every = "soon"
+
+        [[jobs]]
+        name = "e"
+        every = "1s"
+        timeout = -1
+
+        [[jobs]]
+        name = "f"
+        every = "1s"
+        retry = { max_attempts = 1000000 }
+
+        [[jobs]]
+        name = "a"
+        every = "1s"
+
+        [[jobs]]
+        every = "1s"
+    """)
+    with pytest.raises(JobsFileError) as err:
+        load_jobs_file(path)
+    problems = err.value.problems
+    text = "\n".join(problems)
+    assert "job 'a': cron: invalid expression '61 * * * *'" in text
+    assert "job 'b': timout: unknown field (did you mean 'timeout'?)" in text
+    assert "job 'c': cron/every/at: give exactly one of cron, every, at" in text
+    assert "job 'd': every: must be a duration" in text
+    assert "job 'e': timeout:" in text
+    assert "job 'f': retry.max_attempts: must be between 1 and 1000" in text
+    assert "job 'a': name: duplicate job name" in text
+    assert "jobs[7]: name: missing" in text
+    assert len(problems) == 8
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[[jobs]\nname=", "invalid TOML"),
+    ("jobs = 3", "must be an array of tables"),
+    ("[workers]\n", "unknown top-level key 'workers' (did you mean 'worker'?)"),
+    ("[worker]\nconcurrency = 0", "[worker]: concurrency: must be an integer"),
+])
+def test_bad_files(tmp_path, text, expected):
+    with pytest.raises(JobsFileError) as err:
+        load_jobs_file(write(tmp_path, text))
+    assert expected in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(JobsFileError, match="file not found"):
+        load_jobs_file(tmp_path / "nope.toml")
+
+
+def test_task_modules_resolve_next_to_the_jobs_file(tmp_path, monkeypatch):
+    (tmp_path / "my_jobs_tasks_mod.py").write_text(
+        "from distsched import task\n@task\ndef hello():\n    return 1\n@task(name='other')\ndef f():\n    return 2\n")
+    monkeypatch.chdir("/")
+    found = {}
+    names = import_task_modules(["my_jobs_tasks_mod"], base=tmp_path, register=found.__setitem__)
+    assert sorted(names) == ["hello", "other"] and found["hello"]() == 1
+    with pytest.raises(ValidationError, match="cannot import 'no_such_tasks_mod'"):
+        import_task_modules(["no_such_tasks_mod"], base=tmp_path, register=found.__setitem__)
