@@ -1,1 +1,34 @@
-"""Entry point of this plugin: hook implementations only (none yet)."""
+"""Entry point of the ``http`` plugin: hook implementations only, nothing heavy.
+
+httpx and the executors are imported inside the factories, when a worker builds them.
+"""
+
+from __future__ import annotations
+
+from distsched import hookimpl
+
+
+@hookimpl
+def distsched_register_executors(registry):
+    registry.add(
+        "http",
+        _make_http,
+        description="Makes one HTTP(S) request to the target URL (status, latency and a body excerpt in meta)",
+    )
+    registry.add(
+        "rpc",
+        _make_rpc,
+        description="Calls a JSON-RPC 2.0 method over HTTP(S) POST at the target endpoint",
+    )
+
+
+def _make_http(context):
+    from .executor import HttpExecutor
+
+    return HttpExecutor(context)
+
+
+def _make_rpc(context):
+    from .executor import RpcExecutor
+
+    return RpcExecutor(context)

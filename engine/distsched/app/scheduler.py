@@ -19,7 +19,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import EngineConfig
-from ..model import FencedError, InvalidTransition, StaleAttempt, Task, TaskResult, TaskState, Worker
+from ..model import (
+    FencedError,
+    InvalidTransition,
+    StaleAttempt,
+    Task,
+    TaskResult,
+    TaskState,
+    Worker,
+)
 from ..model import events as ev
 from ..model.task import ASSIGNED
 from ..plugin.events import EventBus

@@ -55,6 +55,10 @@ class WorkerService:
         self.id = self._new_id()
         self.registered = asyncio.Event()
         self._executors: dict[str, Executor] = {}
+        #: One context for every executor of this process, so executors can share resources
+        #: keyed on it (the http and rpc executors share one pooled client).
+        self._context = ExecutorContext(functions=functions, concurrency=config.concurrency,
+                                        settings=dict(config.settings))
         self._running: dict[asyncio.Task[None], str] = {}
         self._results: list[TaskResult] = []
         self._results_ready = asyncio.Event()
@@ -188,9 +192,7 @@ class WorkerService:
         found = self._executors.get(name)
         if found is None:
             reg = self.plugins.executors.get(name, where=f"worker {self.id}")
-            context = ExecutorContext(functions=self.functions, concurrency=self.config.concurrency,
-                                      settings=dict(self.config.settings))
-            found = check_returns(self.plugins.call_factory(reg, context), Executor, reg, "Executor")
+            found = check_returns(self.plugins.call_factory(reg, self._context), Executor, reg, "Executor")
             self._executors[name] = found
         return found
 

@@ -18,7 +18,7 @@ import attrs
 import pluggy
 
 from .. import hookspecs
-from .errors import PluginError, PluginLoadError
+from .errors import PluginError
 from .registry import (
     BalancerRegistry,
     ElectionRegistry,

@@ -1,0 +1,164 @@
+"""Secrets from the worker's environment, the allow-list and the scheme check."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+
+import pytest
+from distsched_http.executor import parse_retry_after
+from distsched_http.safety import AllowList, Scrubber
+
+CANARY = "s3cr3t-canary"
+
+
+def assert_clean(outcome, caplog):
+    assert CANARY not in repr(outcome)
+    assert CANARY not in repr(outcome.meta)
+    assert CANARY not in str(outcome.error)
+    assert CANARY not in caplog.text
+    for record in caplog.records:
+        assert CANARY not in record.getMessage()
+
+
+async def test_env_header_reaches_the_server_but_not_the_outcome(server, make_executor, task_factory,
+                                                                 monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    task = task_factory(
+        server.url("/echo-headers"),
+        options={"headers": {"Authorization": "Bearer ${DISTSCHED_TEST_TOKEN}", "X-Key": "${DISTSCHED_TEST_TOKEN}"}},
+    )
+    outcome = await make_executor().run(task)
+    assert outcome.ok, outcome
+    received = server.requests[0]["headers"]
+    assert received["Authorization"] == f"Bearer {CANARY}"
+    assert received["X-Key"] == CANARY
+    # The echo came back, scrubbed.
+    assert outcome.value["headers"]["Authorization"] == "Bearer ***"
+    assert_clean(outcome, caplog)
+    # Nothing was written back into the task.
+    assert task.spec.options["headers"]["X-Key"] == "${DISTSCHED_TEST_TOKEN}"
+
+
+async def test_env_in_url_is_scrubbed_everywhere(server, make_executor, task_factory, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    executor = make_executor()
+    outcome = await executor.run(task_factory(server.url("/echo-headers?token=${DISTSCHED_TEST_TOKEN}")))
+    assert outcome.ok
+    assert server.requests[0]["target"] == f"/echo-headers?token={CANARY}"
+    assert "httpx" in caplog.text  # httpx logged the request line, scrubbed
+    assert_clean(outcome, caplog)
+    # An error path: a 404 for a path carrying the secret.
+    outcome = await executor.run(task_factory(server.url("/missing/${DISTSCHED_TEST_TOKEN}")))
+    assert outcome.error_type == "HTTPStatus"
+    assert_clean(outcome, caplog)
+
+
+async def test_truncated_excerpt_does_not_leak_a_secret_prefix(server, make_executor, task_factory, monkeypatch):
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    task = task_factory(server.url("/echo-headers"), options={"headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}"}})
+    full = (await make_executor().run(task)).meta["body_excerpt"]
+    cut = full.index("***") + 6  # the excerpt would end in the middle of the secret
+    outcome = await make_executor().run(
+        task_factory(server.url("/echo-headers"),
+                     options={"headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}"}, "body_limit": cut})
+    )
+    assert outcome.meta["truncated"] is True
+    assert not outcome.meta["body_excerpt"].endswith(CANARY[:6])
+    assert outcome.meta["body_excerpt"].endswith("***")
+
+
+async def test_secret_headers_are_dropped_on_a_cross_origin_redirect(server, make_executor, task_factory,
+                                                                    monkeypatch):
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    elsewhere = server.url("/echo-headers", host="localhost")
+    task = task_factory(
+        server.url(f"/redirect?to={elsewhere}"),
+        options={"follow_redirects": True, "headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}", "X-Plain": "p"}},
+    )
+    outcome = await make_executor().run(task)
+    assert outcome.ok, outcome
+    assert server.requests[0]["headers"]["X-Key"] == CANARY
+    assert "X-Key" not in server.requests[1]["headers"]
+    assert server.requests[1]["headers"]["X-Plain"] == "p"
+
+
+async def test_unset_variable_is_a_config_error(server, make_executor, task_factory, monkeypatch):
+    monkeypatch.delenv("DISTSCHED_TEST_UNSET", raising=False)
+    task = task_factory(server.url("/ok"), options={"headers": {"X-Key": "${DISTSCHED_TEST_UNSET}"}})
+    outcome = await make_executor().run(task)
+    assert outcome.error_type == "ConfigError"
+    assert outcome.retryable is False
+    assert "DISTSCHED_TEST_UNSET" in outcome.error and "'X-Key'" in outcome.error
+    assert server.requests == []
+
+
+async def test_host_outside_the_allow_list_is_refused(server, make_executor, task_factory):
+    executor = make_executor(http_allow=["10.0.0.0/8", "api.example.com", "*.example.org"])
+    outcome = await executor.run(task_factory(server.url("/ok")))
+    assert not outcome.ok
+    assert outcome.error_type == "Forbidden"
+    assert outcome.retryable is False
+    assert "'127.0.0.1'" in outcome.error
+    assert server.requests == []
+    rpc = make_executor("rpc", http_allow=["localhost"])
+    outcome = await rpc.run(task_factory(server.url("/rpc"), executor="rpc", options={"method": "add"}))
+    assert outcome.error_type == "Forbidden"
+    assert server.requests == []
+
+
+async def test_allowed_host_passes(server, make_executor, task_factory):
+    executor = make_executor(http_allow=["127.0.0.0/8"])
+    assert (await executor.run(task_factory(server.url("/ok")))).ok
+
+
+async def test_empty_allow_list_allows_nothing(server, make_executor, task_factory):
+    outcome = await make_executor(http_allow=[]).run(task_factory(server.url("/ok")))
+    assert outcome.error_type == "Forbidden"
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "gopher://127.0.0.1:70/x", "ftp://127.0.0.1/"])
+async def test_other_schemes_are_always_refused(make_executor, task_factory, target):
+    outcome = await make_executor().run(task_factory(target))
+    assert outcome.error_type == "Forbidden"
+    assert outcome.retryable is False
+
+
+def test_allow_list_matching():
+    allow = AllowList.from_setting(["127.0.0.1", "10.0.0.0/8", "api.example.com", "*.example.org", "::1"])
+    assert allow.allows("127.0.0.1")
+    assert not allow.allows("127.0.0.2")
+    assert allow.allows("10.20.30.40")
+    assert allow.allows("API.Example.com.")
+    assert not allow.allows("example.com")
+    assert not allow.allows("api.example.com.evil.net")
+    assert allow.allows("a.example.org") and allow.allows("a.b.example.org")
+    assert not allow.allows("example.org")  # *.suffix means sub-domains only
+    assert not allow.allows("badexample.org")
+    assert allow.allows("::1") and allow.allows("[::1]")
+    assert allow.allows("::ffff:10.1.2.3")  # IPv4-mapped IPv6
+    assert not allow.allows("localhost")  # networks match IP literals only
+    assert AllowList.from_setting(None) is None
+
+
+def test_scrubber_forms():
+    scrub = Scrubber(["a b/c", "xyz"])
+    assert scrub.text("1 a b/c 2 a%20b%2Fc 3 a+b%2Fc 4 xyz") == "1 *** 2 *** 3 *** 4 ***"
+    assert scrub.value({"k": ["xyz", 1, {"xyz": "a b/c"}]}) == {"k": ["***", 1, {"***": "***"}]}
+    assert scrub.tail("prefix a b") == "prefix ***"
+    assert scrub.tail("prefix xy") == "prefix xy"  # too short to be told from text
+    assert Scrubber([""]).text("anything") == "anything"
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("2") == 2
+    assert parse_retry_after(" 0 ") == 0
+    assert parse_retry_after("-1") is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    now = 1_700_000_000.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0
