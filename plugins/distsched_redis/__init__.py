@@ -1,1 +1,2 @@
-"""Built-in distsched plugin: redis (work in progress)."""
+"""Built-in distsched plugin: Redis storage and election (``redis://``, ``rediss://``,
+``redis+sentinel://``). See ``docs/redis.md``."""

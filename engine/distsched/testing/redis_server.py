@@ -1,0 +1,440 @@
+"""Throwaway ``redis-server`` (and Sentinel) processes for tests.
+
+>>> server = RedisServer(config={"maxmemory-policy": "allkeys-lru"})
+>>> server.start()
+>>> server.url                 # redis://127.0.0.1:<port>/0
+>>> server.kill(); server.restart()   # kill -9, then the same port again
+>>> server.stop()              # terminate and remove the temp dir
+
+Each server runs on a free loopback port in its own temp dir with ``--save ''`` and
+``--appendonly no`` unless told otherwise. It never uses 6379 (a shared Redis may live
+there). TLS (``tls=True``) uses a CA and certificates generated at start: with ``trustme``
+when installed, else with the ``openssl`` command. ``users={"name": "password"}`` adds ACL
+users (all keys and commands), ``default_user=False`` turns the password-less default user off.
+:class:`RedisSentinel` runs a Sentinel monitoring a :class:`RedisServer`.
+
+Only processes started here are ever signalled, by their own pid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+SHARED_PORT = 6379
+LOOPBACK = "127.0.0.1"
+_live: set[_Process] = set()
+
+
+def redis_server_binary() -> str | None:
+    """The ``redis-server`` on PATH, or None."""
+    return shutil.which("redis-server")
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (never the shared 6379)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port != SHARED_PORT:
+            return port
+
+
+def _ping(port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 0.5,
+          command: bytes = b"PING\r\n") -> bytes | None:
+    """Send one inline command and return the first reply line, or None if nobody answers."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as raw:
+            sock = tls.wrap_socket(raw, server_hostname="localhost") if tls else raw
+            with sock:
+                sock.sendall(command)
+                data = b""
+                while not data.endswith(b"\r\n"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                return data or None
+    except (OSError, ssl.SSLError):
+        return None
+
+
+class _Process:
+    """A child process we started (and only ever signal by its pid)."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        _live.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        _live.discard(self)
+
+    def terminate(self, timeout: float = 5.0) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc.wait(10)
+        _live.discard(self)
+
+
+@atexit.register
+def _kill_leftovers() -> None:  # pragma: no cover - only when a test run forgot to stop one
+    for proc in list(_live):
+        with contextlib.suppress(Exception):
+            proc.kill()
+
+
+class Certificates:
+    """A throwaway CA plus a server and a client certificate for ``localhost``/127.0.0.1."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.ca = directory / "ca.crt"
+        self.server_cert = directory / "server.crt"
+        self.server_key = directory / "server.key"
+        self.client_cert = directory / "client.crt"
+        self.client_key = directory / "client.key"
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            import trustme
+        except ImportError:
+            self._openssl()
+        else:
+            ca = trustme.CA()
+            ca.cert_pem.write_to_path(str(self.ca))
+            server = ca.issue_cert("localhost", LOOPBACK)
+            server.private_key_pem.write_to_path(str(self.server_key))
+            server.cert_chain_pems[0].write_to_path(str(self.server_cert))
+            client = ca.issue_cert("distsched-client")
+            client.private_key_pem.write_to_path(str(self.client_key))
+            client.cert_chain_pems[0].write_to_path(str(self.client_cert))
+
+    def _openssl(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise RuntimeError("TLS test certificates need the 'trustme' package or the 'openssl' command")
+        d = self.dir
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+        def run(*args: str) -> None:
+            subprocess.run([openssl, *args], check=True, capture_output=True, cwd=d)
+
+        run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=distsched test CA")
+        (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                      "extendedKeyUsage=serverAuth\n")
+        (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+        for name in ("server", "client"):
+            run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={'localhost' if name == 'server' else 'distsched-client'}")
+            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+
+class RedisServer:
+    """One throwaway ``redis-server`` on a free loopback port.
+
+    ``config`` are extra settings (``{"maxmemory-policy": "allkeys-lru"}`` or a list of
+    ``("name", "value"...)`` tuples); ``tls`` serves TLS only (``rediss://``);
+    ``tls_auth_clients`` is Redis's ``tls-auth-clients`` (``no``, ``optional``, ``yes``);
+    ``users`` adds ACL users with full access; ``default_user=False`` disables the
+    password-less default user; ``appendonly`` / ``appendfsync`` turn the AOF on.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        config: Mapping[str, Any] | Iterable[tuple[str, ...]] = (),
+        tls: bool = False,
+        tls_auth_clients: str = "optional",
+        users: Mapping[str, str] | None = None,
+        default_user: bool = True,
+        appendonly: bool = False,
+        appendfsync: str = "everysec",
+        binary: str | None = None,
+        start_timeout: float = 10.0,
+    ) -> None:
+        if port == SHARED_PORT:
+            raise ValueError("refusing port 6379: a shared Redis may be running there")
+        self.binary = binary or redis_server_binary()
+        if self.binary is None:
+            raise RuntimeError("redis-server is not on PATH")
+        self.port = port
+        if isinstance(config, Mapping):
+            self.config: list[tuple[str, ...]] = [(str(k), str(v)) for k, v in config.items()]
+        else:
+            self.config = [tuple(str(x) for x in item) for item in config]
+        self.tls = tls
+        self.tls_auth_clients = tls_auth_clients
+        self.users = dict(users or {})
+        self.default_user = default_user
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.start_timeout = start_timeout
+        self.host = LOOPBACK
+        self.dir: Path | None = None
+        self.certs: Certificates | None = None
+        self._proc: _Process | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _args(self) -> list[str]:
+        assert self.dir is not None and self.port is not None
+        args = [self.binary, "--bind", LOOPBACK, "--dir", str(self.dir), "--daemonize", "no",
+                "--logfile", str(self.dir / "redis.log"), "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync]
+        if self.tls:
+            assert self.certs is not None
+            args += ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", str(self.certs.server_cert),
+                     "--tls-key-file", str(self.certs.server_key),
+                     "--tls-ca-cert-file", str(self.certs.ca),
+                     "--tls-auth-clients", self.tls_auth_clients]
+        else:
+            args += ["--port", str(self.port)]
+        if not self.default_user:
+            args += ["--user", "default", "off"]
+        for name, password in self.users.items():
+            args += ["--user", name, "on", f">{password}", "~*", "&*", "+@all"]
+        for item in self.config:
+            args += [f"--{item[0]}", *item[1:]]
+        return [str(a) for a in args]
+
+    def start(self) -> RedisServer:
+        """Start the server and wait until it answers PING (raises after ``start_timeout``)."""
+        if self._proc is not None and self._proc.alive():
+            return self
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="distsched-redis-"))
+        if self.tls and self.certs is None:
+            self.certs = Certificates(self.dir / "tls")
+        fixed = self.port is not None
+        for _ in range(1 if fixed else 5):
+            if not fixed:
+                self.port = free_port()
+            self._proc = _Process(self._args(), self.dir / "stdout.log")
+            if self._wait_ready():
+                return self
+            self._proc.kill()
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or not self._proc.alive():
+                return False
+            if self.ping():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def ping(self) -> bool:
+        """True when the server answers (PONG, or an auth error when the default user is off)."""
+        reply = _ping(self.port or 0, tls=self.certs.client_context() if self.tls and self.certs else None)
+        return reply is not None and reply.startswith((b"+PONG", b"-NOAUTH", b"-NOPERM"))
+
+    def kill(self) -> None:
+        """SIGKILL (a crash): data not persisted is gone; the temp dir stays for restart()."""
+        if self._proc is not None:
+            self._proc.kill()
+
+    def restart(self) -> RedisServer:
+        """Start again on the same port (after kill() or stop())."""
+        if self._proc is not None and self._proc.alive():
+            self._proc.terminate()
+        return self.start()
+
+    def stop(self) -> None:
+        """Terminate the server and remove its temp dir."""
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+            self.certs = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.alive() else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.alive()
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.dir is None:
+            return ""
+        out = []
+        for name in ("redis.log", "stdout.log"):
+            path = self.dir / name
+            if path.exists():
+                out += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(out)
+
+    # -- URLs ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The storage URL of database 0 (``rediss://`` with the CA when TLS is on)."""
+        return self.url_for()
+
+    def url_for(self, user: str | None = None, password: str | None = None, *, db: int = 0,
+                client_cert: bool = False, **query: Any) -> str:
+        """A URL with credentials and query options, e.g. ``url_for("app", "pw", namespace="x")``."""
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        creds = ""
+        if user is not None or password is not None:
+            creds = quote(user or "", safe="")
+            if password is not None:
+                creds += ":" + quote(password, safe="")
+            creds += "@"
+        params = dict(query)
+        if self.tls:
+            assert self.certs is not None
+            params.setdefault("ssl_ca_certs", str(self.certs.ca))
+            if client_cert:
+                params.setdefault("ssl_certfile", str(self.certs.client_cert))
+                params.setdefault("ssl_keyfile", str(self.certs.client_key))
+        scheme = "rediss" if self.tls else "redis"
+        host = "localhost" if self.tls else self.host
+        tail = f"?{urlencode(params)}" if params else ""
+        return f"{scheme}://{creds}{host}:{self.port}/{db}{tail}"
+
+    def client(self, **kwargs: Any) -> Any:
+        """A synchronous redis-py client for assertions (plain TCP servers)."""
+        import redis
+
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        kwargs.setdefault("decode_responses", True)
+        return redis.Redis(host=self.host, port=self.port, **kwargs)
+
+
+class RedisSentinel:
+    """A Sentinel (``redis-server --sentinel``) monitoring ``master`` as ``service``."""
+
+    def __init__(self, master: RedisServer, *, service: str = "mymaster", start_timeout: float = 10.0) -> None:
+        if master.tls:
+            raise ValueError("RedisSentinel supports plain-TCP masters only")
+        self.master = master
+        self.service = service
+        self.start_timeout = start_timeout
+        self.port: int | None = None
+        self.dir: Path | None = None
+        self._proc: _Process | None = None
+
+    def __enter__(self) -> RedisSentinel:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> RedisSentinel:
+        if self.master.port is None:
+            raise RuntimeError("start the master first")
+        self.dir = Path(tempfile.mkdtemp(prefix="distsched-sentinel-"))
+        binary = self.master.binary
+        for _ in range(5):
+            self.port = free_port()
+            conf = self.dir / "sentinel.conf"  # Sentinel rewrites it: it must be writable
+            lines = [
+                f"port {self.port}",
+                f"bind {LOOPBACK}",
+                f"dir {self.dir}",
+                f"logfile {self.dir / 'sentinel.log'}",
+                f"sentinel monitor {self.service} {LOOPBACK} {self.master.port} 1",
+                f"sentinel down-after-milliseconds {self.service} 5000",
+            ]
+            user = next(iter(self.master.users.items()), None)
+            if user is not None and not self.master.default_user:
+                lines += [f"sentinel auth-user {self.service} {user[0]}",
+                          f"sentinel auth-pass {self.service} {user[1]}"]
+            conf.write_text("\n".join(lines) + "\n")
+            self._proc = _Process([str(binary), str(conf), "--sentinel"], self.dir / "stdout.log")
+            if self._wait_ready():
+                return self
+            self._proc.kill()
+        raise RuntimeError(f"redis sentinel did not start: {self.log_tail()}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        command = f"SENTINEL get-master-addr-by-name {self.service}\r\n".encode()
+        while time.monotonic() < deadline:
+            if self._proc is None or not self._proc.alive():
+                return False
+            reply = _ping(self.port or 0, command=command)
+            if reply and reply.startswith(b"*2"):
+                return True
+            time.sleep(0.05)
+        return False
+
+    @property
+    def url(self) -> str:
+        return self.url_for()
+
+    def url_for(self, user: str | None = None, password: str | None = None, *, db: int = 0, **query: Any) -> str:
+        creds = ""
+        if user is not None or password is not None:
+            creds = quote(user or "", safe="") + (":" + quote(password, safe="") if password is not None else "") + "@"
+        tail = f"?{urlencode(query)}" if query else ""
+        return f"redis+sentinel://{creds}{LOOPBACK}:{self.port}/{self.service}/{db}{tail}"
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.dir is None:
+            return ""
+        path = self.dir / "sentinel.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+__all__ = ["Certificates", "RedisSentinel", "RedisServer", "free_port", "redis_server_binary"]

@@ -1,0 +1,172 @@
+"""How model objects become Redis values and back. JSON only, never pickle.
+
+A task is stored as a hash (see ``lua/lib/tasks.lua``): ``sp`` the spec JSON, ``d`` the
+remaining fields as compact JSON (``None`` values left out), and the fields the scripts read
+or change: ``s`` state, ``v`` version, ``w`` worker, ``n`` dispatches, ``u`` updated_at,
+``sa`` started_at, ``to`` timeout, ``j`` job. ``s``, ``v``, ``u`` and ``sa`` are authoritative
+(a worker's pull changes them in Lua without rewriting the JSON).
+
+Floats travel as ``repr(float)`` text, which Redis and Lua read back exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import attrs
+
+from distsched.model import JobState, Task, TaskConfig, TaskResult, TaskSpec, TaskState, Worker
+from distsched.model.task import ASSIGNED
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Fields of Task kept in ``d``; computed from the model so a new field is stored too.
+_OVERLAY = {"id", "spec", "state", "version", "started_at", "updated_at"}
+_D_FIELDS = tuple(f.name for f in attrs.fields(Task) if f.name not in _OVERLAY)
+_R_FIELDS = tuple(f.name for f in attrs.fields(TaskResult))
+#: Worker fields kept in its JSON (heartbeat, draining and load live elsewhere).
+_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.name not in ("load", "last_heartbeat", "draining"))
+#: Separates the fields of a task in script arguments and replies.
+SEP = "\x1f"
+
+
+def num(value: float | None) -> str:
+    """A float as exact text ('' for None)."""
+    return "" if value is None else repr(float(value))
+
+
+def dumps(value: Any) -> str:
+    return _dumps(value)
+
+
+# -- specs: many tasks share one; cache both directions --------------------------------
+_spec_json: dict[int, tuple[TaskSpec, str]] = {}
+
+
+def spec_json(spec: TaskSpec) -> str:
+    hit = _spec_json.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    text = _dumps(spec.to_dict())
+    if len(_spec_json) >= 4096:
+        _spec_json.clear()
+    _spec_json[id(spec)] = (spec, text)  # holds the spec, so its id is not reused meanwhile
+    return text
+
+
+@lru_cache(maxsize=4096)
+def spec_from_json(text: str) -> TaskSpec:
+    """TaskSpec is frozen; tasks of one job share the decoded instance."""
+    return TaskSpec.from_dict(json.loads(text))
+
+
+# -- tasks --------------------------------------------------------------------------------
+def _blen(text: str) -> str:
+    return str(len(text.encode("utf-8")))
+
+
+def task_args(task: Task, expected_version: int | None = None) -> str:
+    """``task`` as one script argument (see ``parse_task`` in lua/lib/tasks.lua): fields
+    separated by \\x1f (JSON never holds a raw one), the free-text ones (job, worker, id) last,
+    with their byte lengths, so any id is safe."""
+    d: dict[str, Any] = {}
+    for name in _D_FIELDS:
+        value = getattr(task, name)
+        if value is None:
+            continue
+        if name == "result":
+            value = _result_dict(value)
+        d[name] = value
+    state = task.state
+    deadline = task.deadline() if state in ASSIGNED else None
+    job = task.job or ""
+    worker = task.worker_id or ""
+    return SEP.join((
+        state.value,
+        str(task.version if expected_version is None else expected_version),
+        num(task.not_before),
+        num(deadline),
+        num(task.updated_at),
+        num(task.started_at),
+        str(task.dispatches),
+        num(task.spec.timeout),
+        spec_json(task.spec),
+        _dumps(d),
+        _blen(job),
+        _blen(worker),
+        job + worker + task.id,
+    ))
+
+
+def decode_task(row: str) -> Task:
+    """A task string from a script: "s\\x1fv\\x1fsa\\x1fu\\x1fsp\\x1fd\\x1fid"."""
+    s, v, sa, u, sp, d, task_id = row.split(SEP, 6)
+    data = json.loads(d)
+    result = data.get("result")
+    if result is not None:
+        data["result"] = TaskResult.from_dict(result)
+    return Task(
+        id=task_id,
+        spec=spec_from_json(sp),
+        state=TaskState(s),
+        version=int(v),
+        started_at=float(sa) if sa else None,
+        updated_at=float(u),
+        **data,
+    )
+
+
+def _result_dict(result: TaskResult) -> dict[str, Any]:
+    """Like ``result.to_dict()`` without attrs.asdict's deep copy (JSON encodes it at once)."""
+    return {name: getattr(result, name) for name in _R_FIELDS}
+
+
+def result_json(result: TaskResult) -> str:
+    return json.dumps(_result_dict(result), separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_result(text: str) -> TaskResult:
+    return TaskResult.from_dict(json.loads(text))
+
+
+# -- jobs ---------------------------------------------------------------------------------
+def config_json(config: TaskConfig) -> str:
+    """Compact: the name (the hash field) and the version (in the state) are not repeated, nor
+    the spec's balance_key when it is the job name (TaskConfig restores exactly that)."""
+    data = config.to_dict()
+    data.pop("version", None)
+    data.pop("name", None)
+    if data["spec"].get("balance_key") == config.name:
+        del data["spec"]["balance_key"]
+    return _dumps(data)
+
+
+def decode_job(name: str, config: str, state: str) -> tuple[TaskConfig, JobState]:
+    """A job from its config JSON and its state text "v|next|last|paused|enabled|op"."""
+    version, nxt, last, paused = state.split("|")[:4]
+    data = json.loads(config)
+    data["name"] = name
+    data["version"] = int(version)
+    job_state = JobState(
+        name=name,
+        next_fire_at=float(nxt) if nxt else None,
+        last_slot=float(last) if last else None,
+        paused=paused == "1",
+    )
+    return TaskConfig.from_dict(data), job_state
+
+
+# -- workers ------------------------------------------------------------------------------
+def worker_json(worker: Worker) -> str:
+    return _dumps({name: getattr(worker, name) for name in _W_FIELDS})
+
+
+def decode_worker(data: str, heartbeat: Any, draining: Any, load: Any) -> Worker:
+    fields = json.loads(data)
+    return Worker(
+        **fields,
+        last_heartbeat=float(heartbeat),
+        draining=bool(int(draining)),
+        load=int(load),
+    )

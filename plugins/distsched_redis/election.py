@@ -1,0 +1,72 @@
+"""The lease with fencing terms, in the same Redis data set (and pool) as the storage.
+
+Key ``{ns}:lease`` = ``"<node_id>|<term>"`` with a PX TTL; ``{ns}:term`` holds the last term
+issued. Acquire, renew and release are scripts (``lua/lease_*.lua``); the leader-write scripts
+check the same key with the same snippet (``fence_ok`` in ``lua/lib/common.lua``), so a write
+carrying a term that no longer holds the lease is refused where it lands.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from distsched.model import ValidationError
+from distsched.ports import Fence
+
+from .storage import RedisStorage, _token
+from .url import parse
+
+
+class RedisElection:
+    def __init__(self, storage: RedisStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
+        if not isinstance(storage, RedisStorage):
+            raise TypeError("the redis election needs redis:// (or rediss://, redis+sentinel://) storage")
+        for name, value in (("ttl", ttl), ("renew_interval", renew_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ValidationError(name, f"must be a positive number of seconds, not {value!r}")
+        if renew_interval >= ttl:
+            raise ValidationError("renew_interval", f"must be shorter than the lease ttl ({ttl:g}s)")
+        self.storage = storage
+        self.ttl = float(ttl)
+        self.renew_interval = float(renew_interval)
+        self._ttl_ms = str(max(1, int(round(self.ttl * 1000))))
+
+    @classmethod
+    def for_url(cls, url: str, *, storage: Any, **options: Any) -> RedisElection:
+        """The election of ``url``, which must name the storage's data set: the fence is only
+        checked where the lease lives."""
+        if isinstance(storage, RedisStorage) and url != storage.url:
+            mine = parse(url).target()
+            if mine != storage.settings.target():
+                raise ValidationError(
+                    "election",
+                    f"{parse(url).redacted} must name the same Redis and namespace as the storage "
+                    f"({storage.settings.redacted}): the leader's writes are fenced by the lease "
+                    "stored beside the data",
+                )
+        return cls(storage, **options)
+
+    async def acquire(self, node_id: str) -> Fence | None:
+        if not isinstance(node_id, str) or not node_id:
+            raise ValidationError("node_id", f"must be a non-empty string, not {node_id!r}")
+        term = await self.storage.run(self.storage.scripts.lease_acquire, [node_id, self._ttl_ms], op=False)
+        return None if term is None else Fence(node_id, int(term))
+
+    async def renew(self, fence: Fence) -> bool:
+        ok = await self.storage.run(self.storage.scripts.lease_renew, [_token(fence), self._ttl_ms], op=False)
+        return bool(ok)
+
+    async def release(self, fence: Fence) -> None:
+        await self.storage.run(self.storage.scripts.lease_release, [_token(fence)], op=False)
+
+    async def current(self) -> Fence | None:
+        value = await self.storage.client.get(self.storage.prefix + "lease")
+        if not value:
+            return None
+        node_id, _, term = value.rpartition("|")
+        try:
+            return Fence(node_id, int(term))
+        except ValueError:
+            return None

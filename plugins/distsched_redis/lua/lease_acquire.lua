@@ -1,0 +1,20 @@
+--! requires: common
+-- election.acquire: take the lease if it is free (or already ours) with a new term.
+-- term = max(stored term + 1, server time in microseconds): strictly increasing, and still
+-- increasing after Redis lost recent writes (a restart without AOF, a failover), as long as
+-- the server clock does not step back.
+-- ARGV: prefix, node id, ttl (ms). Reply: the new term (string), or false when held by another.
+local node, ttl = ARGV[2], tonumber(ARGV[3])
+local cur = redis.call('GET', P .. 'lease')
+if cur then
+  local holder = string.match(cur, '^(.*)|%d+$')
+  if holder ~= node then
+    return false
+  end
+end
+local stored = tonumber(redis.call('GET', P .. 'term') or '0') or 0
+local micros = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
+local term = string.format('%.0f', math.max(stored + 1, micros))
+redis.call('SET', P .. 'term', term)
+redis.call('SET', P .. 'lease', node .. '|' .. term, 'PX', ttl)
+return term

@@ -1,0 +1,8 @@
+--! requires: common
+-- election.release: give the lease up only if the caller's token still holds it.
+-- ARGV: prefix, token. Reply: 1 released, 0 not ours.
+if not fence_ok(ARGV[2]) then
+  return 0
+end
+redis.call('DEL', P .. 'lease')
+return 1

@@ -1,0 +1,47 @@
+-- distsched: helpers shared by every script (prepended by scripts.py; exists once here).
+--
+-- Conventions of every script:
+--   ARGV[1]  the key prefix "{<namespace>}:" - every key is built from it, so all keys of a
+--            deployment share one hash tag (one cluster slot);
+--   KEYS[1]  a real key of that slot (the op-id reply cache for writes) so cluster clients
+--            route the call; keys derived from data are built here from the prefix.
+local P = ARGV[1]
+
+-- Server time, read once per script: a number and the exact text "<sec>.<usec>".
+local NOW_T = redis.call('TIME')
+local NOW_S = NOW_T[1] .. '.' .. string.format('%06d', tonumber(NOW_T[2]))
+local NOW = tonumber(NOW_S)
+
+-- How long reply caches (op ids) live, in milliseconds.
+local OP_TTL_MS = 60000
+
+-- The fence: the first step of every leader write. The lease key holds "<node_id>|<term>";
+-- a write is allowed only while it holds exactly the writer's token.
+local function fence_ok(token)
+  return redis.call('GET', P .. 'lease') == token
+end
+
+local function fenced_reply()
+  return {'FENCED', redis.call('GET', P .. 'lease') or ''}
+end
+
+-- Idempotent replies: every mutating call carries an op id (KEYS[1] = P.."op:"..id). A call
+-- retried by the client after a lost reply finds the first reply here and changes nothing.
+local function op_replay()
+  local cached = redis.call('GET', KEYS[1])
+  if cached then
+    return cjson.decode(cached)
+  end
+  return nil
+end
+
+local function op_reply(reply)
+  redis.call('SET', KEYS[1], cjson.encode(reply), 'PX', OP_TTL_MS)
+  return reply
+end
+
+-- Wake the leader (BLPOP in wait_for_activity); the list holds at most one token.
+local function notify()
+  redis.call('LPUSH', P .. 'notify', '1')
+  redis.call('LTRIM', P .. 'notify', 0, 0)
+end

@@ -1,0 +1,27 @@
+-- distsched: job schedule state (prepended by scripts.py).
+--
+-- P.."jobs" HASH name -> config JSON (without name and version)
+-- P.."jst"  HASH name -> "<version>|<next_fire_at>|<last_slot>|<paused 0/1>|<enabled 0/1>|<op>"
+--           floats as the exact text Python wrote ("" = none); op = id of the last add or
+--           update, so a retried call is recognised without a reply-cache key per job
+-- P.."due"  ZSET name -> next_fire_at of the enabled, unpaused jobs that have a next slot,
+--           so due() costs O(log jobs + due jobs).
+
+local function job_state(name)
+  local raw = redis.call('HGET', P .. 'jst', name)
+  if not raw then
+    return nil
+  end
+  local v, n, l, p, e, op = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
+  return {v = v, n = n, l = l, p = p, e = e, op = op or ''}
+end
+
+local function put_job_state(name, st)
+  redis.call('HSET', P .. 'jst', name,
+             st.v .. '|' .. st.n .. '|' .. st.l .. '|' .. st.p .. '|' .. st.e .. '|' .. st.op)
+  if st.e == '1' and st.p == '0' and st.n ~= '' then
+    redis.call('ZADD', P .. 'due', st.n, name)
+  else
+    redis.call('ZREM', P .. 'due', name)
+  end
+end

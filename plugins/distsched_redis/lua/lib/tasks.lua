@@ -1,0 +1,195 @@
+-- distsched: task records and their indexes (prepended by scripts.py after common.lua).
+--
+-- Task hash P.."t:"..id:  sp = spec JSON, d = the other fields as JSON, and the fields the
+-- scripts read or change: s state, v version, w worker ("" = none), n dispatches (the attempt
+-- number), u updated_at, sa started_at ("" = none), to timeout, j job ("" = none).
+-- s, v, u and sa are authoritative (they override what d says).
+--
+-- Indexes kept by reindex():
+--   P.."cnt"           HASH state -> number of tasks, for the non-terminal states
+--   P.."ready"         ZSET id -> not_before of pending and retrying tasks
+--   P.."dl"            ZSET id -> deadline of dispatched and running tasks
+--   P.."wa:"..worker   SET of the dispatched/running tasks of a worker (its load)
+--   P.."if:"..worker   LIST in-flight attempt ids of a worker (started, not yet reported)
+--   P.."jl:"..job      SET of the non-terminal tasks of a job
+--   P.."jt:"..job      ZSET id -> created_at of every retained task of a job
+--   P.."x:"..state     ZSET "<#job>:<job><id>" -> expiry (server time), one per terminal
+--                      state: the retained finished tasks (counts, list, pruning)
+local TERMINAL = {succeeded = true, failed = true, timed_out = true, cancelled = true, skipped = true}
+local READY = {pending = true, retrying = true}
+local ASSIGNED = {dispatched = true, running = true}
+local TERMINAL_STATES = {'succeeded', 'failed', 'timed_out', 'cancelled', 'skipped'}
+local SEP = '\31'
+
+-- Retention of terminal tasks, in seconds (set by configure_retention).
+local RETENTION = 604800
+
+local function configure_retention(seconds)
+  RETENTION = math.max(1, math.floor(tonumber(seconds)))
+end
+
+local function task_key(id)
+  return P .. 't:' .. id
+end
+
+local function exp_member(j, id)
+  return #j .. ':' .. j .. id
+end
+
+local function split_exp_member(member)
+  local len, rest = string.match(member, '^(%d+):(.*)$')
+  if not len then return nil end
+  len = tonumber(len)
+  return string.sub(rest, 1, len), string.sub(rest, len + 1)
+end
+
+-- A task as sent by Python: one string, fields separated by \31, the free-text fields last:
+-- s, expected version, not_before, deadline, u, sa, n, to, sp, d, #job, #worker, then
+-- job .. worker .. id (lengths in bytes). JSON never holds a raw \31.
+local function parse_task(str)
+  local f, pos = {}, 1
+  for k = 1, 12 do
+    local e = string.find(str, SEP, pos, true)
+    f[k] = string.sub(str, pos, e - 1)
+    pos = e + 1
+  end
+  local jl, wl = tonumber(f[11]), tonumber(f[12])
+  return {
+    s = f[1], ev = f[2], nb = f[3], dl = f[4], u = f[5], sa = f[6], n = f[7], to = f[8],
+    sp = f[9], d = f[10],
+    j = string.sub(str, pos, pos + jl - 1),
+    w = string.sub(str, pos + jl, pos + jl + wl - 1),
+    id = string.sub(str, pos + jl + wl),
+  }
+end
+
+-- A task as returned to Python: one string "s\31v\31sa\31u\31sp\31d\31id".
+local function task_reply(id, s, v, sa, u, sp, d)
+  return table.concat({s, v, sa or '', u or '', sp, d, id}, SEP)
+end
+
+local function task_row(id)
+  local r = redis.call('HMGET', task_key(id), 's', 'v', 'sa', 'u', 'sp', 'd')
+  if not r[1] then
+    return nil
+  end
+  return task_reply(id, r[1], r[2], r[3], r[4], r[5], r[6])
+end
+
+-- Keep every index right for task t (parsed, or a table with the same fields) that moved from
+-- old = {s, w, n} (nil for a new task).
+local function reindex(key, t, old)
+  local id, s, w, j = t.id, t.s, t.w, t.j
+  local os, ow = nil, nil
+  if old then os, ow = old[1], old[2] end
+  if os ~= s then
+    if os and not TERMINAL[os] then redis.call('HINCRBY', P .. 'cnt', os, -1) end
+    if not TERMINAL[s] then redis.call('HINCRBY', P .. 'cnt', s, 1) end
+  end
+  if READY[s] then
+    redis.call('ZADD', P .. 'ready', t.nb, id)
+  elseif os and READY[os] then
+    redis.call('ZREM', P .. 'ready', id)
+  end
+  if ASSIGNED[s] and t.dl ~= '' then
+    redis.call('ZADD', P .. 'dl', t.dl, id)
+  elseif os and ASSIGNED[os] then
+    redis.call('ZREM', P .. 'dl', id)
+  end
+  local same_worker = os and ASSIGNED[os] and ASSIGNED[s] and w == ow
+  if os and ASSIGNED[os] and ow and ow ~= '' and not same_worker then
+    redis.call('SREM', P .. 'wa:' .. ow, id)
+    if os == 'running' then
+      redis.call('LREM', P .. 'if:' .. ow, 1, id .. '#' .. old[3])
+    end
+  end
+  if ASSIGNED[s] and w ~= '' and not same_worker then
+    redis.call('SADD', P .. 'wa:' .. w, id)
+  end
+  if j ~= '' then
+    if not old then
+      redis.call('ZADD', P .. 'jt:' .. j, t.created, id)
+    end
+    local was_live = os and not TERMINAL[os]
+    if TERMINAL[s] then
+      if was_live then redis.call('SREM', P .. 'jl:' .. j, id) end
+    elseif not was_live then
+      redis.call('SADD', P .. 'jl:' .. j, id)
+    end
+  end
+  if TERMINAL[s] then
+    -- retention: the record expires; its index entries are pruned by prune_expired()
+    redis.call('EXPIRE', key, RETENTION)
+    if os and TERMINAL[os] and os ~= s then
+      redis.call('ZREM', P .. 'x:' .. os, exp_member(j, id))
+    end
+    redis.call('ZADD', P .. 'x:' .. s, NOW + RETENTION, exp_member(j, id))
+  elseif os and TERMINAL[os] then
+    redis.call('PERSIST', key)
+    redis.call('ZREM', P .. 'x:' .. os, exp_member(j, id))
+  end
+end
+
+-- Write parsed task t with version v; old = {s, w, n} or nil.
+local function write_task(t, v, old)
+  local key = task_key(t.id)
+  redis.call('HSET', key, 'sp', t.sp, 'd', t.d, 's', t.s, 'v', v, 'w', t.w, 'n', t.n, 'u', t.u,
+             'sa', t.sa, 'to', t.to, 'j', t.j)
+  reindex(key, t, old)
+end
+
+-- Create the task in string `str` (version 1) unless its id exists. True when created.
+local function create_task(str)
+  local t = parse_task(str)
+  if redis.call('EXISTS', task_key(t.id)) == 1 then
+    return false
+  end
+  -- jt is ordered by creation: created_at is in d; u of a new task is its creation time
+  t.created = t.u
+  write_task(t, 1, nil)
+  return true
+end
+
+-- Optimistic write of the task in `str`: only when the stored version is the expected one;
+-- the stored version becomes expected + 1. Returns the parsed task when written, else nil.
+local function cas_task(str)
+  local t = parse_task(str)
+  local cur = redis.call('HMGET', task_key(t.id), 'v', 's', 'w', 'n')
+  if not cur[1] or tonumber(cur[1]) ~= tonumber(t.ev) then
+    return nil
+  end
+  write_task(t, tonumber(cur[1]) + 1, {cur[2], cur[3], cur[4]})
+  return t
+end
+
+-- CAS-write the tasks ARGV[first..]; returns a string of '1'/'0' (one per task) and the
+-- parsed tasks written.
+local function cas_tasks(first)
+  local bits, written = {}, {}
+  for i = first, #ARGV do
+    local t = cas_task(ARGV[i])
+    if t then
+      bits[#bits + 1] = '1'
+      written[#written + 1] = t
+    else
+      bits[#bits + 1] = '0'
+    end
+  end
+  return table.concat(bits), written
+end
+
+-- Drop the index entries of terminal tasks whose retention ended (their records expired);
+-- at most `limit` per state and call.
+local function prune_expired(limit)
+  for _, s in ipairs(TERMINAL_STATES) do
+    local x = P .. 'x:' .. s
+    local gone = redis.call('ZRANGEBYSCORE', x, '-inf', NOW, 'LIMIT', 0, math.floor(limit))
+    for _, member in ipairs(gone) do
+      local j, id = split_exp_member(member)
+      if j and j ~= '' and redis.call('EXISTS', task_key(id)) == 0 then
+        redis.call('ZREM', P .. 'jt:' .. j, id)
+      end
+      redis.call('ZREM', x, member)
+    end
+  end
+end

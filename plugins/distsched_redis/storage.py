@@ -1,0 +1,529 @@
+"""``redis://`` / ``rediss://`` / ``redis+sentinel://`` storage: every port of distsched on
+``redis.asyncio``, with exactly the semantics of the memory backend.
+
+All multi-key changes are Lua scripts (``lua/``) called by SHA; every leader write checks the
+fence inside its script first; task writes are optimistic per task; every mutating call
+carries an op id so a retry after a lost reply is answered from the first call's reply
+instead of being applied twice. See ``docs/redis.md`` for the key layout and the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import ConnectionPool, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from distsched.model import (
+    AlreadyExists,
+    FencedError,
+    JobState,
+    NotFound,
+    Task,
+    TaskConfig,
+    TaskResult,
+    ValidationError,
+    VersionConflict,
+    Worker,
+)
+from distsched.ports import Fence, FireReport, Firing
+
+from . import codec
+from .codec import num, task_args
+from .scripts import Scripts
+from .url import RedisSettings, parse
+
+log = logging.getLogger("distsched.redis")
+
+#: Tasks per script call for bulk writes (keeps each script short: Redis runs one at a time).
+WRITE_CHUNK = 500
+#: Re-measure the offset to the server clock this often (seconds).
+CLOCK_REFRESH = 60.0
+EVICTING_OK = ("noeviction",)
+
+
+def _op_id() -> str:
+    """A random id for one mutating call (64 bits: unique within the reply cache's minute)."""
+    return os.urandom(8).hex()
+
+
+def _token(fence: Fence) -> str:
+    return f"{fence.node_id}|{fence.term}"
+
+
+class RedisStorage:
+    """All ports of distsched over one Redis data set (one namespace)."""
+
+    def __init__(self, settings: RedisSettings, client: Redis, waiter: Redis, sentinel: Any = None) -> None:
+        self.settings = settings
+        self.url = settings.url
+        self.client = client
+        self._waiter = waiter
+        self._sentinel = sentinel
+        self.prefix = settings.prefix
+        self.retention = str(int(settings.retention))
+        self.scripts = Scripts(client)
+        # Blocking commands (BLMOVE, BLPOP) wait in chunks shorter than the socket timeout.
+        self._block = max(0.05, min(settings.socket_timeout * 0.8, settings.socket_timeout - 0.5, 2.0))
+        self._clock_last = 0.0
+        self._clock_server = time.time()
+        self._clock_mono = time.monotonic()
+        self._clock_at = float("-inf")
+        self.jobs = _Jobs(self)
+        self.tasks = _Tasks(self)
+        self.workers = _Workers(self)
+        self.queues = _Queues(self)
+        self.results = _Results(self)
+
+    def __repr__(self) -> str:
+        return f"<RedisStorage {self.settings.redacted} namespace={self.settings.namespace!r}>"
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, url: str, options: dict[str, Any] | None = None) -> RedisStorage:
+        """Parse and validate ``url``, connect, check the server, load the scripts."""
+        settings = parse(url, options)
+        client, waiter, sentinel = _clients(settings)
+        store = cls(settings, client, waiter, sentinel)
+        try:
+            # The first contact goes through the waiter's retry-free connection, so a wrong
+            # password or an untrusted certificate fails at once instead of being retried.
+            await store._sync_clock(store._waiter)
+            await store._check_server(store._waiter)
+            await store.scripts.load(store._waiter)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _check_server(self, client: Redis) -> None:
+        settings = self.settings
+        try:
+            reply = await client.config_get("maxmemory-policy")
+        except ResponseError as exc:  # NOPERM, or CONFIG renamed/disabled
+            log.info("%s: cannot read maxmemory-policy (%s); make sure it is noeviction", settings.redacted, exc)
+            return
+        policy = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        if policy is None or policy in EVICTING_OK:
+            return
+        message = (
+            f"{settings.redacted}: Redis maxmemory-policy is {policy!r}: under memory pressure Redis "
+            f"would silently evict distsched's keys (tasks, queues, the lease). Set "
+            f"'maxmemory-policy noeviction'"
+        )
+        if settings.strict:
+            raise ValidationError("storage", message + " (refused because strict=true)")
+        log.warning("%s (or add strict=true to refuse to start)", message)
+
+    # -- clock --------------------------------------------------------------------------
+    async def _sync_clock(self, client: Redis | None = None) -> None:
+        """Offset to the server clock: the sample with the shortest round trip of three
+        (on a connection that is already open, so connecting does not skew it)."""
+        client = client or self.client
+        await client.ping()
+        best: tuple[float, float, float] | None = None
+        for _ in range(3):
+            before = time.monotonic()
+            sec, usec = await client.time()
+            after = time.monotonic()
+            if best is None or after - before < best[0]:
+                best = (after - before, sec + usec / 1e6, (before + after) / 2)
+        assert best is not None
+        self._clock_server, self._clock_mono = best[1], best[2]
+        self._clock_at = time.monotonic()
+
+    async def _maybe_sync_clock(self) -> None:
+        if time.monotonic() - self._clock_at >= CLOCK_REFRESH:
+            try:
+                await self._sync_clock(self._waiter)  # retry-free: never stalls a caller long
+            except RedisError as exc:
+                log.debug("clock refresh failed: %s", exc)
+                self._clock_at = time.monotonic()
+
+    def clock(self) -> float:
+        """Server time (measured with TIME at open, refreshed every minute) advanced by the
+        local monotonic clock: cheap, and the same on every node."""
+        now = self._clock_server + (time.monotonic() - self._clock_mono)
+        if now < self._clock_last:  # a refresh moved the offset back a little: never go back
+            return self._clock_last
+        self._clock_last = now
+        return now
+
+    # -- plumbing -----------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _opkey(self) -> str:
+        return f"{self.prefix}op:{_op_id()}"
+
+    async def run(self, script: Any, args: Sequence[Any], *, op: bool = True) -> Any:
+        keys = [self._opkey()] if op else [self.prefix + "lease"]
+        return await script(keys=keys, args=[self.prefix, *args])
+
+    async def leader_write(self, script: Any, fence: Fence, args: Sequence[Any]) -> list[Any]:
+        reply = await self.run(script, [_token(fence), *args])
+        if reply[0] == "FENCED":
+            holder = reply[1] or "nobody (the lease expired)"
+            raise FencedError(
+                f"write by {fence.node_id!r} with term {fence.term} refused: the lease is now held by {holder}"
+            )
+        return reply
+
+    async def wait_for_activity(self, timeout: float) -> None:
+        await self._maybe_sync_clock()
+        deadline = time.monotonic() + max(0.0, timeout)
+        notify = self.prefix + "notify"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining < 0.01:
+                return
+            try:
+                if await self._waiter.blpop([notify], timeout=round(min(remaining, self._block), 3)):
+                    return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.debug("wait_for_activity: %s", exc)
+                await asyncio.sleep(min(max(0.0, deadline - time.monotonic()), 0.5))
+                return
+
+    async def close(self) -> None:
+        for client in (self._waiter, self.client):
+            try:
+                await client.aclose(close_connection_pool=True)
+            except Exception as exc:  # pragma: no cover - closing a broken connection
+                log.debug("close: %s", exc)
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                try:
+                    await sentinel.aclose()
+                except Exception as exc:  # pragma: no cover
+                    log.debug("close sentinel: %s", exc)
+
+
+def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
+    """The main client (one pool for the process) and the waiter's own client."""
+    common: dict[str, Any] = {
+        "db": settings.db,
+        "username": settings.username,
+        "password": settings.password,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+        "socket_keepalive": True,
+        "health_check_interval": settings.health_check_interval,
+        "decode_responses": True,
+        "client_name": "distsched",
+    }
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
+    if settings.scheme == "redis+sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel_kwargs = {
+            "socket_timeout": settings.socket_timeout,
+            "socket_connect_timeout": settings.connect_timeout,
+            "decode_responses": True,
+        }
+        if settings.sentinel_password is not None:
+            sentinel_kwargs["password"] = settings.sentinel_password
+        if settings.sentinel_username is not None:
+            sentinel_kwargs["username"] = settings.sentinel_username
+        sentinel = Sentinel(list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common)
+        client = sentinel.master_for(settings.service, retry=retry,
+                                     max_connections=settings.max_connections or 2**31)
+        waiter = sentinel.master_for(settings.service, retry=Retry(NoBackoff(), 0))
+        return client, waiter, sentinel
+    host, port = settings.hosts[0]
+    kwargs = dict(common, host=host, port=port)
+    if settings.scheme == "rediss":
+        kwargs["connection_class"] = SSLConnection
+        ssl = dict(settings.ssl)
+        if ssl.get("ssl_cert_reqs") == "none":
+            ssl.setdefault("ssl_check_hostname", False)
+        kwargs.update(ssl)
+    pool = ConnectionPool(retry=retry, max_connections=settings.max_connections, **kwargs)
+    waiter_pool = ConnectionPool(retry=Retry(NoBackoff(), 0), **kwargs)
+    return Redis(connection_pool=pool), Redis(connection_pool=waiter_pool), None
+
+
+def _bits(reply: list[Any]) -> list[bool]:
+    return [c == "1" for c in reply[1]]
+
+
+def _chunks(items: Sequence[Any], size: int = WRITE_CHUNK):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+# -- jobs ---------------------------------------------------------------------------------
+class _Jobs:
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+        self.s = store.scripts
+
+    async def add(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        reply = await self.store.run(self.s.job_add, [
+            config.name, codec.config_json(config), num(next_fire_at), "1" if config.enabled else "0",
+            _op_id()], op=False)
+        if reply == "EXISTS":
+            raise AlreadyExists(f"job {config.name!r} already exists")
+        return _evolve(config, 1)
+
+    async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        reply = await self.store.run(self.s.job_update, [
+            config.name, codec.config_json(config), str(config.version), num(next_fire_at),
+            "1" if config.enabled else "0", _op_id()], op=False)
+        if reply[0] == "NOTFOUND":
+            raise NotFound(f"job {config.name!r} does not exist")
+        if reply[0] == "CONFLICT":
+            raise VersionConflict(
+                f"job {config.name!r}: update based on version {config.version}, but the stored "
+                f"version is {reply[1]}; reload the job and apply the change again"
+            )
+        return _evolve(config, int(reply[1]))
+
+    async def _read(self, *args: Any) -> list[tuple[TaskConfig, JobState]]:
+        flat = await self.store.run(self.s.job_read, args, op=False)
+        return [codec.decode_job(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+
+    async def get(self, name: str) -> TaskConfig:
+        found = await self._read("get", name)
+        if not found:
+            raise NotFound(f"job {name!r} does not exist")
+        return found[0][0]
+
+    async def list(self) -> list[TaskConfig]:
+        return sorted((config for config, _ in await self._read("list")), key=lambda c: c.name)
+
+    async def remove(self, name: str) -> bool:
+        return bool(await self.store.run(self.s.job_remove, [name], op=False))
+
+    async def state(self, name: str) -> JobState:
+        found = await self._read("get", name)
+        if not found:
+            raise NotFound(f"job {name!r} does not exist")
+        return found[0][1]
+
+    async def set_paused(self, name: str, paused: bool, *, next_fire_at: float | None = None) -> None:
+        ok = await self.store.run(self.s.job_pause, [name, "1" if paused else "0", num(next_fire_at)], op=False)
+        if not ok:
+            raise NotFound(f"job {name!r} does not exist")
+
+    async def due(self, now: float, limit: int) -> list[tuple[TaskConfig, JobState]]:
+        if limit <= 0:
+            return []
+        return await self._read("due", num(now), str(int(limit)))
+
+    async def next_due_at(self) -> float | None:
+        first = await self.store.client.zrange(self.store.prefix + "due", 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
+        args: list[str] = [self.store.retention]
+        for f in firings:
+            args += [f.job, num(f.expected_next), num(f.next_fire_at), num(f.last_slot), str(len(f.tasks))]
+            args += [task_args(task, 0) for task in f.tasks]
+        reply = await self.store.leader_write(self.s.fire, fence, args)
+        return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[3:]))
+
+
+def _evolve(config: TaskConfig, version: int) -> TaskConfig:
+    import attrs
+
+    return attrs.evolve(config, version=version)
+
+
+# -- tasks --------------------------------------------------------------------------------
+class _Tasks:
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+        self.s = store.scripts
+
+    async def submit(self, tasks: Sequence[Task]) -> list[bool]:
+        out: list[bool] = []
+        for chunk in _chunks(tasks):
+            args = [self.store.retention, *(task_args(task, 0) for task in chunk)]
+            reply = await self.store.run(self.s.submit, args)
+            bits = _bits(reply)
+            for task, created in zip(chunk, bits, strict=True):
+                if created:
+                    task.version = 1
+            out += bits
+        if not tasks:  # nothing stored, but memory:// signals activity too
+            await self.store.run(self.s.submit, [self.store.retention])
+        return out
+
+    async def _read(self, *args: Any) -> list[Task]:
+        rows = await self.store.run(self.s.task_read, args, op=False)
+        return [codec.decode_task(row) for row in rows if row]
+
+    async def get(self, task_id: str) -> Task | None:
+        return (await self.get_many([task_id]))[0]
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        out: list[Task | None] = []
+        for chunk in _chunks(list(task_ids), 1000):
+            rows = await self.store.run(self.s.task_read, ["get", *chunk], op=False)
+            out += [codec.decode_task(row) if row else None for row in rows]
+        return out
+
+    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
+        if limit <= 0:
+            return []
+        found = await self._read("list", state or "", job or "", str(int(limit)))
+        found.sort(key=lambda t: t.updated_at, reverse=True)
+        return found[:limit]
+
+    async def counts(self) -> dict[str, int]:
+        flat = await self.store.run(self.s.counts, [self.store.retention], op=False)
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def ready(self, now: float, limit: int) -> list[Task]:
+        if limit <= 0:
+            return []
+        return await self._read("ready", num(now), str(int(limit)))
+
+    async def next_ready_at(self) -> float | None:
+        first = await self.store.client.zrange(self.store.prefix + "ready", 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def live(self, job: str) -> list[Task]:
+        return sorted(await self._read("live", job), key=lambda t: t.created_at)
+
+    async def assigned(self, worker_id: str) -> list[Task]:
+        return await self._read("assigned", worker_id)
+
+    async def overdue(self, now: float, limit: int) -> list[Task]:
+        if limit <= 0:
+            return []
+        return await self._read("overdue", num(now), str(int(limit)))
+
+    async def _cas(self, script: Any, fence: Fence, tasks: Sequence[Task], head: list[str]) -> list[bool]:
+        out: list[bool] = []
+        chunks = list(_chunks(tasks)) or [[]]
+        for n, chunk in enumerate(chunks):
+            # results are acknowledged once, with the last chunk
+            args = list(head) if n == len(chunks) - 1 else _no_ack(head, script is self.s.save)
+            args += [task_args(task) for task in chunk]
+            bits = _bits(await self.store.leader_write(script, fence, args))
+            for task, written in zip(chunk, bits, strict=True):
+                if written:
+                    task.version += 1
+            out += bits
+        return out
+
+    async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
+        return await self._cas(self.s.save, fence, tasks, [self.store.retention, str(max(0, int(ack_results)))])
+
+    async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
+        return await self._cas(self.s.dispatch, fence, tasks, [self.store.retention])
+
+
+def _no_ack(head: list[str], is_save: bool) -> list[str]:
+    """Arguments of the chunks before the last: no acknowledgement."""
+    return [head[0], "0"] if is_save else list(head)
+
+
+# -- workers ------------------------------------------------------------------------------
+class _Workers:
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+        self.s = store.scripts
+
+    async def register(self, worker: Worker) -> None:
+        await self.store.run(self.s.worker_register, [
+            worker.id, codec.worker_json(worker), "1" if worker.draining else "0"], op=False)
+
+    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+        await self.store._maybe_sync_clock()
+        ok = await self.store.run(self.s.worker_heartbeat, [worker_id, "1" if draining else "0"], op=False)
+        return bool(ok)
+
+    async def deregister(self, worker_id: str) -> None:
+        await self.store.run(self.s.worker_deregister, [worker_id], op=False)
+
+    async def list(self) -> list[Worker]:
+        flat = await self.store.run(self.s.worker_list, [], op=False)
+        workers = [codec.decode_worker(*flat[i + 1:i + 5]) for i in range(0, len(flat), 5)]
+        return sorted(workers, key=lambda w: w.id)
+
+    async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
+        args = [self.store.retention, worker_id, *(task_args(task) for task in tasks)]
+        bits = _bits(await self.store.leader_write(self.s.reap, fence, args))
+        for task, written in zip(tasks, bits, strict=True):
+            if written:
+                task.version += 1
+        return bits
+
+
+# -- queues and results -------------------------------------------------------------------
+class _Queues:
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+        self.s = store.scripts
+
+    async def _take(self, worker_id: str, max_items: int) -> list[Task]:
+        rows = await self.store.run(self.s.pull, [worker_id, str(int(max_items))])
+        return [codec.decode_task(row) for row in rows]
+
+    async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
+        """Take what is queued; if nothing is, block on the queue (BLMOVE into the claim
+        list, in chunks shorter than the socket timeout) and take again when it fills."""
+        if max_items <= 0:
+            return []
+        out = await self._take(worker_id, max_items)
+        if out:
+            return out
+        store = self.store
+        queue, claim = store.key("q", worker_id), store.key("c", worker_id)
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining < 0.01:
+                return []
+            moved = await store.client.execute_command(
+                "BLMOVE", queue, claim, "LEFT", "RIGHT", round(min(remaining, store._block), 3))
+            if moved is not None:
+                out = await self._take(worker_id, max_items)
+                if out:
+                    return out
+
+    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+        for chunk in list(_chunks(results)) or [[]]:  # an empty report still wakes the leader
+            args = [worker_id, str(self.store.settings.results_max)]
+            for result in chunk:
+                args += [result.attempt_id, codec.result_json(result)]
+            await self.store.run(self.s.report, args)
+
+
+class _Results:
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+
+    async def peek(self, max_items: int) -> list[TaskResult]:
+        if max_items <= 0:
+            return []
+        key = self.store.prefix + "results"
+        while True:
+            raw = await self.store.client.lrange(key, 0, max_items - 1)
+            out: list[TaskResult] = []
+            bad = None
+            for text in raw:
+                try:
+                    out.append(codec.decode_result(text))
+                except (ValueError, TypeError, KeyError) as exc:
+                    bad = (text, exc)
+                    break
+            if bad is None:
+                return out
+            # An undecodable entry would block the channel forever (the leader acknowledges
+            # by count): drop it, loudly, and read again.
+            log.error("dropping an undecodable entry of %s: %s: %.200r", key, bad[1], bad[0])
+            await self.store.client.lrem(key, 1, bad[0])

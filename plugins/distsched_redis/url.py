@@ -1,0 +1,280 @@
+"""Storage URLs and options of the Redis backend, validated with errors that name the problem.
+
+``redis://[user:password@]host[:port][/db][?option=value&...]``
+``rediss://...``  the same over TLS (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+                  ``ssl_cert_reqs``, ``ssl_check_hostname``)
+``redis+sentinel://[user:password@]host[:port][,host2[:port2]...]/SERVICE[/db][?...]``
+                  the master of ``SERVICE`` as the sentinels report it (``user:password`` are the
+                  master's; ``sentinel_username`` / ``sentinel_password`` authenticate to the
+                  sentinels)
+
+Options (URL query or the engine's storage options; an option given both ways takes the
+engine's value): ``namespace`` (default ``distsched``), ``retention`` (how long finished tasks
+are kept, default ``7d``), ``results_max`` (cap of the result list, default 100000),
+``strict`` (refuse an evicting ``maxmemory-policy``), ``socket_timeout`` (default 5 s),
+``connect_timeout`` (default 3 s), ``health_check_interval`` (default 15 s),
+``max_connections``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import attrs
+
+from distsched.model import ValidationError, parse_duration
+
+SCHEMES = ("redis", "rediss", "redis+sentinel")
+DEFAULT_NAMESPACE = "distsched"
+DEFAULT_RETENTION = 7 * 86400.0
+DEFAULT_RESULTS_MAX = 100_000
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+SSL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+OPTIONS = (
+    "namespace", "retention", "results_max", "strict", "socket_timeout", "connect_timeout",
+    "health_check_interval", "max_connections", *SSL_OPTIONS, *SENTINEL_OPTIONS,
+)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@attrs.frozen(kw_only=True)
+class RedisSettings:
+    """A parsed, validated storage URL plus options."""
+
+    url: str
+    scheme: str
+    hosts: tuple[tuple[str, int], ...]
+    db: int = 0
+    username: str | None = attrs.field(default=None, repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+    service: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    retention: float = DEFAULT_RETENTION
+    results_max: int = DEFAULT_RESULTS_MAX
+    strict: bool = False
+    socket_timeout: float = 5.0
+    connect_timeout: float = 3.0
+    health_check_interval: float = 15.0
+    max_connections: int | None = None
+    ssl: dict[str, Any] = attrs.field(factory=dict)
+    sentinel_username: str | None = attrs.field(default=None, repr=False)
+    sentinel_password: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def prefix(self) -> str:
+        """Every key starts with this: the namespace as a hash tag."""
+        return "{" + self.namespace + "}:"
+
+    @property
+    def redacted(self) -> str:
+        """The URL without its passwords, for messages and logs."""
+        return redact(self.url)
+
+    def target(self) -> tuple[Any, ...]:
+        """What identifies the data set (for checking that election and storage match)."""
+        return (self.scheme, self.hosts, self.db, self.service, self.namespace)
+
+
+def redact(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url.split("?", 1)[0])
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, hosts = netloc.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        netloc = f"{user}:***@{hosts}" if ":" in creds else f"{user}@{hosts}"
+    query = "&".join(
+        f"{k}=***" if "password" in k else f"{k}={v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    out = f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{out}?{query}" if query else out
+
+
+def _fail(url: str, reason: str) -> ValidationError:
+    return ValidationError("storage", f"{redact(url)}: {reason}")
+
+
+def _host_port(url: str, text: str, default_port: int) -> tuple[str, int]:
+    if not text:
+        raise _fail(url, "the host is missing (expected HOST[:PORT])")
+    if text.startswith("["):  # [IPv6]:port
+        end = text.find("]")
+        if end < 0:
+            raise _fail(url, f"unterminated IPv6 address in {text!r}")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise _fail(url, f"unexpected {rest!r} after the IPv6 address")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") > 1:
+        raise _fail(url, f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:6379")
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise _fail(url, f"the host is missing in {text!r}")
+    if port_text == "":
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise _fail(url, f"the port must be a number between 1 and 65535, not {port_text!r}")
+    return host, int(port_text)
+
+
+def _db(url: str, text: str) -> int:
+    if text == "":
+        return 0
+    if not text.isdigit():
+        raise _fail(url, f"the database must be a number such as /0, not {text!r}")
+    return int(text)
+
+
+def _bool(url: str, name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _fail(url, f"option {name} must be true or false, not {value!r}")
+
+
+def _number(url: str, name: str, value: Any, low: float, high: float) -> float:
+    try:
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = parse_duration(value, name)
+        else:
+            number = value
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError
+        number = float(number)
+    except (ValueError, ValidationError):
+        raise _fail(url, f"option {name} must be a number of seconds (or a duration such as '5s'), "
+                         f"not {value!r}") from None
+    if not low <= number <= high:
+        raise _fail(url, f"option {name} must be between {low:g} and {high:g} seconds, not {value!r}")
+    return number
+
+
+def _int(url: str, name: str, value: Any, low: int, high: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise _fail(url, f"option {name} must be an integer, not {value!r}") from None
+    if not low <= number <= high:
+        raise _fail(url, f"option {name} must be between {low} and {high}, not {value!r}")
+    return number
+
+
+def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
+    """Validate ``url`` (and the engine's ``options``) into :class:`RedisSettings`."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ValidationError("storage", f"must be a URL such as redis://host:6379/0, not {url!r}")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise _fail(url, f"unsupported scheme {scheme}:// (use one of {', '.join(s + '://' for s in SCHEMES)})")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise _fail(url, f"not a valid URL ({exc})") from None
+    if parts.fragment:
+        raise _fail(url, "a URL fragment (#...) is not allowed")
+    netloc = parts.netloc
+    username = password = None
+    if "@" in netloc:
+        creds, netloc = netloc.rsplit("@", 1)
+        user, sep, pw = creds.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if sep else None
+        if password == "":
+            password = None
+    path = parts.path.strip("/")
+    segments = path.split("/") if path else []
+    service = None
+    if scheme == "redis+sentinel":
+        hosts = tuple(_host_port(url, h.strip(), 26379) for h in netloc.split(","))
+        if not segments or not segments[0]:
+            raise _fail(url, "the sentinel service name is missing "
+                             "(redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB])")
+        service = unquote(segments[0])
+        if len(segments) > 2:
+            raise _fail(url, f"unexpected path {parts.path!r} (expected /SERVICE[/DB])")
+        db = _db(url, segments[1] if len(segments) > 1 else "")
+    else:
+        if "," in netloc:
+            raise _fail(url, "several hosts are only allowed with redis+sentinel://")
+        hosts = (_host_port(url, netloc, 6379),)
+        if len(segments) > 1:
+            raise _fail(url, f"unexpected path {parts.path!r} (expected /DB, a number)")
+        db = _db(url, segments[0] if segments else "")
+
+    values: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in values:
+            raise _fail(url, f"option {key} is given twice")
+        values[key] = value
+    for key, value in (options or {}).items():
+        values[key] = value
+    unknown = sorted(set(values) - set(OPTIONS))
+    if unknown:
+        raise _fail(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+    if scheme != "rediss":
+        given = [k for k in SSL_OPTIONS if k in values]
+        if given:
+            raise _fail(url, f"TLS option(s) {', '.join(given)} need a rediss:// URL")
+    if scheme != "redis+sentinel":
+        given = [k for k in SENTINEL_OPTIONS if k in values]
+        if given:
+            raise _fail(url, f"option(s) {', '.join(given)} need a redis+sentinel:// URL")
+
+    kw: dict[str, Any] = {}
+    if "namespace" in values:
+        ns = values["namespace"]
+        if not isinstance(ns, str) or not NAMESPACE_RE.match(ns):
+            raise _fail(url, f"namespace must be 1-64 characters of letters, digits, '_', '-', '.', ':' "
+                             f"(starting with a letter or digit), not {ns!r}")
+        kw["namespace"] = ns
+    if "retention" in values:
+        kw["retention"] = _number(url, "retention", values["retention"], 1, 366 * 86400)
+    if "results_max" in values:
+        kw["results_max"] = _int(url, "results_max", values["results_max"], 1, 100_000_000)
+    if "strict" in values:
+        kw["strict"] = _bool(url, "strict", values["strict"])
+    for name, low, high in (("socket_timeout", 0.1, 300), ("connect_timeout", 0.1, 300),
+                            ("health_check_interval", 0, 3600)):
+        if name in values:
+            kw[name] = _number(url, name, values[name], low, high)
+    if "max_connections" in values:
+        kw["max_connections"] = _int(url, "max_connections", values["max_connections"], 2, 100_000)
+    for name in SENTINEL_OPTIONS:
+        if name in values:
+            kw[name] = str(values[name])
+    ssl: dict[str, Any] = {}
+    if scheme == "rediss":
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if name in values:
+                ssl[name] = str(values[name])
+        if "ssl_cert_reqs" in values:
+            reqs = str(values["ssl_cert_reqs"]).lower()
+            if reqs not in ("required", "optional", "none"):
+                raise _fail(url, f"option ssl_cert_reqs must be required, optional or none, not {reqs!r}")
+            ssl["ssl_cert_reqs"] = reqs
+        if "ssl_check_hostname" in values:
+            ssl["ssl_check_hostname"] = _bool(url, "ssl_check_hostname", values["ssl_check_hostname"])
+        if ("ssl_certfile" in ssl) != ("ssl_keyfile" in ssl):
+            raise _fail(url, "ssl_certfile and ssl_keyfile go together (a client certificate and its key)")
+    return RedisSettings(
+        url=url, scheme=scheme, hosts=hosts, db=db, username=username, password=password,
+        service=service, ssl=ssl, **kw,
+    )

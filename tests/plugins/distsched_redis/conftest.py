@@ -1,0 +1,123 @@
+"""Fixtures for the Redis plugin's tests: real ``redis-server`` processes, never 6379.
+
+* ``redis_server`` (session, from ``distsched.testing.pytest_plugin``): one shared throwaway
+  server; every test gets its own ``namespace`` on it, so tests are isolated without FLUSHALL.
+* ``private_server``: a server of the test's own, for kill/restart and config tests.
+* ``storage`` / ``election`` / ``fence``: an opened backend on the test's namespace, its
+  election, and a fence acquired as ``leader-1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from distsched.testing.redis_server import RedisServer
+
+
+def _need_redis() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH (install it: apt-get install redis-server)")
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, namespace: str) -> str:
+    return redis_server.url_for(namespace=namespace)
+
+
+@pytest.fixture
+def private_server() -> Iterator[RedisServer]:
+    _need_redis()
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., RedisServer]]:
+    """Start servers with a given configuration: ``make_server(config={...}, tls=True)``."""
+    _need_redis()
+    started: list[RedisServer] = []
+
+    def make(**kwargs: Any) -> RedisServer:
+        server = RedisServer(**kwargs)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+async def open_storage() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await open_storage(url, **options)``; every store opened is closed after the test."""
+    from distsched_redis.storage import RedisStorage
+
+    opened: list[Any] = []
+
+    async def open_(url: str, **options: Any) -> Any:
+        store = await RedisStorage.open(url, options)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def storage(open_storage: Callable[..., Awaitable[Any]], redis_url: str) -> Any:
+    return await open_storage(redis_url)
+
+
+@pytest.fixture
+def election(storage: Any) -> Any:
+    from distsched_redis.election import RedisElection
+
+    return RedisElection(storage)
+
+
+@pytest.fixture
+async def fence(election: Any) -> Any:
+    fence = await election.acquire("leader-1")
+    assert fence is not None
+    return fence
+
+
+async def _poll(predicate: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Await ``predicate`` until it returns something truthy or ``timeout`` passes; errors
+    (e.g. Redis still restarting) count as not yet."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            value = await predicate()
+        except Exception as exc:  # e.g. Redis still restarting
+            value, last = None, exc
+        else:
+            last = None
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last error: {last!r})")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def poll() -> Callable[..., Awaitable[Any]]:
+    """``await poll(predicate, timeout)``: a poll with a deadline instead of a sleep."""
+    return _poll

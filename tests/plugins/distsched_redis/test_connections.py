@@ -1,0 +1,86 @@
+"""Connections: TLS, ACL users, Sentinel, and the checks made when the store opens."""
+
+import logging
+
+import pytest
+from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError
+
+from distsched.model import Task, TaskSpec, ValidationError
+from distsched.testing.redis_server import RedisSentinel
+from distsched_redis.election import RedisElection
+
+pytestmark = pytest.mark.redis
+
+
+async def roundtrip(storage) -> None:
+    task = Task(id="hello", spec=TaskSpec(target="f"), created_at=1.0)
+    assert await storage.tasks.submit([task]) == [True]
+    assert await storage.tasks.get("hello") == task
+    assert await RedisElection(storage).acquire("n") is not None
+
+
+async def test_tls(make_server, open_storage) -> None:
+    server = make_server(tls=True)
+    await roundtrip(await open_storage(server.url_for(namespace="tls")))
+    with pytest.raises(ConnectionError):  # the test CA is not trusted by default
+        await open_storage(f"rediss://localhost:{server.port}/0", connect_timeout=1.0)
+
+
+async def test_tls_with_a_client_certificate(make_server, open_storage) -> None:
+    server = make_server(tls=True, tls_auth_clients="yes")
+    await roundtrip(await open_storage(server.url_for(client_cert=True)))
+    with pytest.raises(ConnectionError):
+        await open_storage(server.url_for(), connect_timeout=1.0)
+
+
+async def test_acl_user(make_server, open_storage) -> None:
+    server = make_server(users={"app": "s3cr:t/@"}, default_user=False)
+    await roundtrip(await open_storage(server.url_for("app", "s3cr:t/@", namespace="acl")))
+    with pytest.raises(AuthenticationError):
+        await open_storage(server.url_for("app", "wrong"))
+
+
+async def test_sentinel(make_server, open_storage) -> None:
+    master = make_server()
+    sentinel = RedisSentinel(master, service="dsmaster")
+    sentinel.start()
+    try:
+        url = sentinel.url_for(namespace="sent")
+        assert url.startswith("redis+sentinel://127.0.0.1:") and "/dsmaster/0" in url
+        storage = await open_storage(url)
+        await roundtrip(storage)
+        assert master.client().exists("{sent}:t:hello") == 1, "the data lives on the master"
+    finally:
+        sentinel.stop()
+
+
+async def test_an_evicting_maxmemory_policy_is_reported(make_server, open_storage, caplog) -> None:
+    server = make_server(config={"maxmemory-policy": "allkeys-lru"})
+    with caplog.at_level(logging.WARNING, logger="distsched.redis"):
+        await open_storage(server.url)
+    assert any("allkeys-lru" in r.getMessage() and "noeviction" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValidationError, match="allkeys-lru.*strict=true"):
+        await open_storage(server.url_for(strict="true"))
+    with pytest.raises(ValidationError):
+        await open_storage(server.url, strict=True)
+
+
+async def test_noeviction_is_quiet_and_config_noperm_is_tolerated(make_server, open_storage, caplog) -> None:
+    server = make_server(config=[("user", "limited", "on", ">pw", "~*", "&*", "+@all", "-config")])
+    with caplog.at_level(logging.INFO, logger="distsched.redis"):
+        await open_storage(server.url)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        await roundtrip(await open_storage(server.url_for("limited", "pw", namespace="lim", strict="true")))
+    assert any("cannot read maxmemory-policy" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_least_privilege_acl_user_limited_to_its_namespace(make_server, open_storage) -> None:
+    """The user docs/redis.md recommends: its own keys only, no dangerous commands but CONFIG GET."""
+    rule = ("user", "ds", "on", ">pw", "~{prod}:*", "resetchannels", "+@all", "-@dangerous", "+config|get")
+    server = make_server(config=[rule])
+    storage = await open_storage(server.url_for("ds", "pw", namespace="prod", strict="true"))
+    await roundtrip(storage)
+    await storage.wait_for_activity(0.05)
+    other = await open_storage(server.url_for("ds", "pw", namespace="other"))
+    with pytest.raises(NoPermissionError):
+        await other.tasks.submit([Task(id="x", spec=TaskSpec(target="f"), created_at=1.0)])

@@ -1,0 +1,106 @@
+"""The Redis lease: one holder, expiry, release, strictly increasing terms (even after Redis
+lost its data), and the fence that every leader-write script checks first."""
+
+import re
+from importlib import resources
+
+import pytest
+
+from distsched.model import FencedError, Task, TaskSpec, TaskState, ValidationError
+from distsched.ports import Fence
+from distsched_redis.election import RedisElection
+from distsched_redis.scripts import NAMES, source
+
+pytestmark = pytest.mark.redis
+
+
+async def test_acquire_renew_release_current(storage, election) -> None:
+    other = RedisElection(storage)
+    assert await election.current() is None
+    fa = await election.acquire("node|a")  # a '|' in a node id is fine
+    assert fa is not None and fa.node_id == "node|a"
+    assert await other.acquire("b") is None
+    assert await other.current() == fa
+    assert await storage.client.get(storage.prefix + "lease") == f"node|a|{fa.term}"
+    assert 0 < await storage.client.pttl(storage.prefix + "lease") <= 10_000
+    assert await election.renew(fa) is True
+    assert await other.renew(Fence("b", fa.term)) is False
+    again = await election.acquire("node|a")
+    assert again is not None and again.term > fa.term, "re-acquiring gives a new term"
+    assert await election.renew(fa) is False, "the superseded term cannot renew"
+    await other.release(Fence("b", again.term))
+    assert await election.current() == again, "releasing someone else's lease does nothing"
+    await election.release(again)
+    assert await election.current() is None
+    fb = await other.acquire("b")
+    assert fb is not None and fb.term > again.term
+
+
+async def test_expiry_hands_over_and_the_old_leader_is_fenced(storage, poll) -> None:
+    a = RedisElection(storage, ttl=0.3, renew_interval=0.1)
+    b = RedisElection(storage, ttl=0.3, renew_interval=0.1)
+    fa = await a.acquire("a")
+    await storage.tasks.submit([Task(id="t", spec=TaskSpec(target="f"), created_at=1.0)])
+    fb = await poll(lambda: b.acquire("b"), timeout=5.0)
+    assert fb.term > fa.term
+    assert await a.renew(fa) is False
+    t = await storage.tasks.get("t")
+    t.cancel("by the old leader", 2.0)
+    with pytest.raises(FencedError, match=f"term {fa.term} refused"):
+        await storage.tasks.save(fa, [t])
+    assert (await storage.tasks.get("t")).state is TaskState.PENDING
+    t.version = 1
+    assert await storage.tasks.save(fb, [t]) == [True]
+
+
+async def test_terms_keep_increasing_after_redis_lost_its_data(private_server, open_storage, poll) -> None:
+    s = await open_storage(private_server.url)
+    e = RedisElection(s)
+    first = await e.acquire("a")
+    await e.release(first)
+    second = await e.acquire("a")
+    assert second.term > first.term
+    private_server.kill()  # no persistence: the term counter is gone with everything else
+    private_server.restart()
+    third = await poll(lambda: e.acquire("b"), timeout=10.0)
+    assert third.term > second.term, "terms derive from server time, so they survive data loss"
+
+
+def test_options_are_validated(storage) -> None:
+    with pytest.raises(ValidationError, match="renew_interval"):
+        RedisElection(storage, ttl=2.0, renew_interval=3.0)
+    with pytest.raises(ValidationError, match="ttl"):
+        RedisElection(storage, ttl=0)
+    with pytest.raises(TypeError):
+        RedisElection(object())
+
+
+async def test_election_factory_reuses_the_storage_and_checks_the_url(storage, redis_url) -> None:
+    from distsched.plugin.manager import PluginManager
+
+    reg = PluginManager().election.for_url(redis_url)
+    election = reg.factory(redis_url, storage=storage, options={"ttl": 5.0, "renew_interval": 1.0})
+    assert (election.ttl, election.renew_interval) == (5.0, 1.0)
+    assert election.storage.client is storage.client, "the lease uses the storage's connection pool"
+    other_ns = redis_url.replace("namespace=", "namespace=x")
+    with pytest.raises(ValidationError, match="same Redis and namespace"):
+        reg.factory(other_ns, storage=storage, options={})
+
+
+def _body(name: str) -> str:
+    return resources.files("distsched_redis").joinpath("lua", f"{name}.lua").read_text()
+
+
+def test_the_fence_check_exists_once_and_comes_first_in_every_leader_write() -> None:
+    lua = resources.files("distsched_redis").joinpath("lua")
+    defining = [p.name for p in lua.iterdir() if p.name.endswith(".lua") and "function fence_ok" in p.read_text()]
+    defining += [f"lib/{p.name}" for p in lua.joinpath("lib").iterdir() if "function fence_ok" in p.read_text()]
+    assert defining == ["lib/common.lua"]
+    for name in ("save", "dispatch", "fire", "reap"):
+        code = [line.strip() for line in _body(name).splitlines() if line.strip() and not line.strip().startswith("--")]
+        # the reply-cache lookup (a read) may precede it; nothing else may
+        assert code[0] == "local replay = op_replay()" and code[1].startswith("if replay then return")
+        assert code[2] == "if not fence_ok(ARGV[2]) then return fenced_reply() end", name
+    for name in NAMES:
+        assert source(name).count("local function fence_ok") == 1
+        assert re.search(r"redis\.call\('(EVAL|KEYS|FLUSH)", source(name)) is None

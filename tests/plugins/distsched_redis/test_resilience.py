@@ -1,0 +1,72 @@
+"""Redis restarts: the backend reconnects (pool, scripts reloaded) and works again."""
+
+import asyncio
+import time
+
+import pytest
+from redis.exceptions import RedisError
+
+from distsched.model import Task, TaskSpec, TaskState, Worker
+from distsched_redis.election import RedisElection
+
+pytestmark = pytest.mark.redis
+
+
+def task(task_id: str) -> Task:
+    return Task(id=task_id, spec=TaskSpec(target="f"), created_at=1.0)
+
+
+async def test_operations_succeed_again_after_a_redis_restart(private_server, open_storage, poll) -> None:
+    s = await open_storage(private_server.url, socket_timeout=1.0, connect_timeout=0.5)
+    assert await s.tasks.submit([task("before")]) == [True]
+    private_server.kill()  # kill -9 mid-use
+    with pytest.raises(RedisError):
+        await s.tasks.get("before")
+    t0 = time.monotonic()
+    await s.wait_for_activity(0.2)  # a leader sleeping through the outage does not crash
+    assert time.monotonic() - t0 < 2.0
+    private_server.restart()  # same port, empty (no persistence): scripts must be reloaded
+    assert await poll(lambda: s.tasks.submit([task("after")]), timeout=10.0) == [True]
+    fence = await RedisElection(s).acquire("leader")
+    await s.workers.register(Worker(id="w1", concurrency=1, started_at=s.clock()))
+    [t] = await s.tasks.get_many(["after"])
+    t.dispatch("w1", s.clock())
+    assert await s.tasks.dispatch(fence, [t]) == [True]
+    [pulled] = await s.queues.pull("w1", 1, 1.0)
+    assert pulled.state is TaskState.RUNNING
+
+
+async def test_a_blocked_pull_survives_a_restart(private_server, open_storage, poll) -> None:
+    s = await open_storage(private_server.url, socket_timeout=1.0, connect_timeout=0.5)
+    await s.workers.register(Worker(id="w1", concurrency=1, started_at=s.clock()))
+
+    async def pull_forever():
+        while True:
+            try:
+                got = await s.queues.pull("w1", 1, 0.5)
+            except RedisError:
+                await asyncio.sleep(0.05)
+                continue
+            if got:
+                return got
+
+    puller = asyncio.create_task(pull_forever())
+    await asyncio.sleep(0.2)
+    private_server.kill()
+    await asyncio.sleep(0.3)
+    private_server.restart()
+    fence = await poll(lambda: RedisElection(s).acquire("leader"), timeout=10.0)
+    await poll(lambda: s.tasks.submit([task("t")]), timeout=10.0)
+    await s.workers.register(Worker(id="w1", concurrency=1, started_at=s.clock()))
+    [t] = await s.tasks.get_many(["t"])
+    t.dispatch("w1", s.clock())
+    await s.tasks.dispatch(fence, [t])
+    got = await asyncio.wait_for(puller, 10.0)
+    assert [x.id for x in got] == ["t"]
+
+
+async def test_clock_is_the_servers(storage) -> None:
+    sec, usec = await storage.client.time()
+    assert abs(storage.clock() - (sec + usec / 1e6)) < 0.25
+    t1 = storage.clock()
+    assert storage.clock() >= t1

@@ -1,0 +1,217 @@
+"""Tasks on Redis: idempotent submission, reads and indexes, optimistic fenced writes,
+dispatch onto the worker's queue, retention - each batch in one script call."""
+
+import asyncio
+
+import pytest
+
+from distsched.model import (
+    EveryTrigger,
+    FencedError,
+    RetryPolicy,
+    Task,
+    TaskConfig,
+    TaskResult,
+    TaskSpec,
+    TaskState,
+    Worker,
+)
+
+pytestmark = pytest.mark.redis
+
+
+def task(task_id: str, now: float = 0.0, **spec) -> Task:
+    spec.setdefault("target", "f")
+    return Task(id=task_id, spec=TaskSpec(**spec), created_at=now)
+
+
+def worker(worker_id: str, now: float) -> Worker:
+    return Worker(id=worker_id, concurrency=2, started_at=now)
+
+
+def result(t: Task, outcome: str = "succeeded", now: float = 0.0, **kw) -> TaskResult:
+    return TaskResult(task_id=t.id, attempt_id=t.attempt_id, outcome=outcome, started_at=now,
+                      finished_at=now, worker_id=t.worker_id, **kw)
+
+
+async def test_submit_is_idempotent_by_id(storage) -> None:
+    a, b = task("a", 1.0, args=[1, "x", 2.5]), task("b", 2.0)
+    assert await storage.tasks.submit([a, b]) == [True, True]
+    assert (a.version, b.version) == (1, 1)
+    dup = task("a", 3.0, target="other")
+    assert await storage.tasks.submit([dup, task("c", 4.0)]) == [False, True]
+    assert dup.version == 0, "a refused submission is not marked stored"
+    got = await storage.tasks.get("a")
+    assert got == a, "the stored task reads back equal (spec, args, times, version)"
+    assert [t.id if t else None for t in await storage.tasks.get_many(["c", "zz", "a"])] == ["c", None, "a"]
+    assert await storage.tasks.get("zz") is None
+    assert await storage.tasks.counts() == {"pending": 3}
+
+
+async def test_bulk_submission_of_thousands(storage) -> None:
+    tasks = [task(f"bulk-{i}", float(i)) for i in range(1200)]
+    assert all(await storage.tasks.submit(tasks))
+    assert (await storage.tasks.counts())["pending"] == 1200
+    ready = await storage.tasks.ready(1e12, 1200)
+    assert [t.id for t in ready] == [t.id for t in tasks], "oldest first"
+    assert await storage.tasks.next_ready_at() == 0.0
+
+
+async def test_ready_respects_not_before_and_retry_time(storage, fence) -> None:
+    assert await storage.tasks.next_ready_at() is None
+    await storage.tasks.submit([task("late", 30.0), task("early", 10.0, retry=RetryPolicy(max_attempts=2, delay=50.0)),
+                                task("mid", 20.0)])
+    assert [t.id for t in await storage.tasks.ready(25.0, 10)] == ["early", "mid"]
+    assert [t.id for t in await storage.tasks.ready(100.0, 1)] == ["early"]
+    assert await storage.tasks.ready(100.0, 0) == []
+    await storage.workers.register(worker("w1", storage.clock()))
+    [t] = await storage.tasks.get_many(["early"])
+    t.dispatch("w1", 40.0)
+    assert await storage.tasks.dispatch(fence, [t]) == [True]
+    assert "early" not in [x.id for x in await storage.tasks.ready(1e12, 10)]
+    t.finish(result(t, "failed", 41.0), 41.0)
+    assert await storage.tasks.save(fence, [t]) == [True]
+    assert [x.id for x in await storage.tasks.ready(90.0, 10)] == ["mid", "late"]
+    assert [x.id for x in await storage.tasks.ready(91.0, 10)] == ["mid", "late", "early"]
+    assert await storage.tasks.next_ready_at() == 20.0
+
+
+async def test_save_is_optimistic_and_bumps_versions(storage, fence) -> None:
+    await storage.tasks.submit([task("t"), task("u")])
+    first, second = await storage.tasks.get("t"), await storage.tasks.get("t")
+    u = await storage.tasks.get("u")
+    first.cancel("by first", 1.0)
+    second.cancel("by second", 2.0)
+    u.cancel("u too", 3.0)
+    assert await storage.tasks.save(fence, [first, u]) == [True, True]
+    assert (first.version, u.version) == (2, 2), "written tasks carry their new version"
+    assert await storage.tasks.save(fence, [second]) == [False]
+    assert second.version == 1
+    stored = await storage.tasks.get("t")
+    assert (stored.reason, stored.version, stored.state) == ("by first", 2, TaskState.CANCELLED)
+    assert await storage.tasks.ready(1e12, 10) == []
+    assert await storage.tasks.counts() == {"cancelled": 2}
+    assert await storage.tasks.save(fence, [task("never-stored")]) == [False]
+
+
+async def test_dispatch_pushes_the_attempt_onto_the_workers_queue(storage, fence) -> None:
+    now = storage.clock()
+    await storage.workers.register(worker("w1", now))
+    await storage.tasks.submit([task("a"), task("b"), task("c")])
+    a, b, c = await storage.tasks.get_many(["a", "b", "c"])
+    for t in (a, b):
+        t.dispatch("w1", now)
+    stale = await storage.tasks.get("c")
+    c.cancel("gone", now)
+    await storage.tasks.save(fence, [c])
+    stale.dispatch("w1", now)
+    assert await storage.tasks.dispatch(fence, [a, b, stale]) == [True, True, False]
+    queue = await storage.client.lrange(storage.prefix + "q:w1", 0, -1)
+    assert queue == ["a#1", "b#1"], "only written tasks are queued, as '<task id>#<dispatches>'"
+    assert [(w.id, w.load) for w in await storage.workers.list()] == [("w1", 2)]
+    assert {t.id for t in await storage.tasks.assigned("w1")} == {"a", "b"}
+    assert await storage.tasks.counts() == {"dispatched": 2, "cancelled": 1}
+
+
+async def test_overdue_live_and_list(storage, fence) -> None:
+    now = storage.clock()
+    await storage.workers.register(worker("w1", now))
+    cfg = TaskConfig(name="j", trigger=EveryTrigger(10), spec=TaskSpec(target="f", timeout=5.0))
+    await storage.jobs.add(cfg, next_fire_at=10.0)
+    from distsched.ports import Firing
+
+    slots = (cfg.create_task(10.0, now), cfg.create_task(20.0, now + 1))
+    await storage.jobs.fire(fence, [Firing(job="j", expected_next=10.0, next_fire_at=30.0, last_slot=20.0, tasks=slots)])
+    assert [t.id for t in await storage.tasks.live("j")] == [s.id for s in slots]
+    first = await storage.tasks.get(slots[0].id)
+    first.dispatch("w1", now)
+    await storage.tasks.dispatch(fence, [first])
+    assert await storage.tasks.overdue(now + 4.9, 10) == []
+    assert [t.id for t in await storage.tasks.overdue(now + 5.1, 10)] == [first.id]
+    assert await storage.tasks.overdue(now + 5.1, 0) == []
+    first.finish(result(first, now=now + 2), now + 2)
+    await storage.tasks.save(fence, [first])
+    assert await storage.tasks.overdue(now + 100, 10) == []
+    assert [t.id for t in await storage.tasks.live("j")] == [slots[1].id]
+    listed = await storage.tasks.list(job="j")
+    assert [t.id for t in listed] == [slots[0].id, slots[1].id], "most recently updated first"
+    assert [t.id for t in await storage.tasks.list(job="j", state="pending")] == [slots[1].id]
+    assert [t.id for t in await storage.tasks.list(state="succeeded")] == [slots[0].id]
+    assert [t.id for t in await storage.tasks.list(limit=1)] == [slots[0].id]
+    assert await storage.tasks.list(job="other") == []
+
+
+async def test_leader_writes_are_fenced_and_change_nothing(storage, election, fence) -> None:
+    await storage.workers.register(worker("w1", storage.clock()))
+    await storage.tasks.submit([task("t")])
+    await storage.queues.report("w1", [result(task("x"))])
+    await election.release(fence)
+    assert await election.acquire("leader-2") is not None
+    t = await storage.tasks.get("t")
+    t.dispatch("w1", storage.clock())
+    with pytest.raises(FencedError):
+        await storage.tasks.dispatch(fence, [t])
+    with pytest.raises(FencedError):
+        await storage.tasks.save(fence, [t], ack_results=1)
+    with pytest.raises(FencedError):
+        await storage.tasks.save(fence, [])
+    with pytest.raises(FencedError):
+        await storage.workers.reap(fence, "w1", [])
+    assert (await storage.tasks.get("t")).state is TaskState.PENDING and t.version == 1
+    assert await storage.client.llen(storage.prefix + "q:w1") == 0
+    assert len(await storage.results.peek(10)) == 1, "a fenced save acknowledges nothing"
+    assert [w.id for w in await storage.workers.list()] == ["w1"]
+
+
+async def test_one_script_call_per_batch(storage, fence) -> None:
+    """save/dispatch/submit/get_many of hundreds of tasks: a constant number of round trips."""
+    calls = []
+    client = storage.client
+    original = client.execute_command
+
+    async def counting(*args, **kwargs):
+        calls.append(args[0])
+        return await original(*args, **kwargs)
+
+    await storage.workers.register(worker("w1", storage.clock()))
+    tasks = [task(f"t{i}", float(i)) for i in range(400)]
+    client.execute_command = counting
+    try:
+        await storage.tasks.submit(tasks)
+        ready = await storage.tasks.ready(1e12, 400)
+        for t in ready:
+            t.dispatch("w1", storage.clock())
+        assert all(await storage.tasks.dispatch(fence, ready))
+        again = await storage.tasks.get_many([t.id for t in ready])
+        for t in again:
+            t.cancel("done", storage.clock())
+        assert all(await storage.tasks.save(fence, again, ack_results=0))
+    finally:
+        client.execute_command = original
+    assert calls == ["EVALSHA"] * 5, calls
+
+
+async def test_terminal_tasks_expire_after_the_retention(open_storage, redis_server, namespace) -> None:
+    s = await open_storage(redis_server.url_for(namespace=namespace + "r", retention="1s"))
+    from distsched_redis.election import RedisElection
+
+    f = await RedisElection(s).acquire("n1")
+    cfg = TaskConfig(name="j", trigger=EveryTrigger(10), spec=TaskSpec(target="f"))
+    await s.jobs.add(cfg, next_fire_at=10.0)
+    t = cfg.create_task(10.0, 1.0)
+    await s.tasks.submit([t, task("keep")])
+    t.cancel("x", 2.0)
+    await s.tasks.save(f, [t])
+    assert await s.client.pttl(s.prefix + "t:" + t.id) > 0
+    assert await s.client.ttl(s.prefix + "t:keep") == -1, "live tasks never expire"
+
+    async def gone() -> bool:
+        return await s.tasks.counts() == {"pending": 1} and await s.tasks.get(t.id) is None
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while not await gone():
+        assert asyncio.get_running_loop().time() < deadline, await s.tasks.counts()
+        await asyncio.sleep(0.1)
+    assert await s.tasks.list(job="j") == [] and await s.tasks.list(state="cancelled") == []
+    assert await s.client.zcard(s.prefix + "x:cancelled") == 0, "the index entries are pruned too"
+    assert await s.client.exists(s.prefix + "jt:j") == 0

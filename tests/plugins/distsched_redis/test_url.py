@@ -1,0 +1,78 @@
+"""Storage URLs: what is accepted, and clear errors naming the problem for what is not."""
+
+import pytest
+
+from distsched.model import ValidationError
+from distsched_redis.url import parse, redact
+
+
+def test_plain_url_defaults() -> None:
+    s = parse("redis://localhost")
+    assert s.hosts == (("localhost", 6379),) and s.db == 0
+    assert s.namespace == "distsched" and s.prefix == "{distsched}:"
+    assert s.retention == 7 * 86400 and s.strict is False
+
+
+def test_credentials_db_and_options() -> None:
+    s = parse("redis://app:p%40ss@10.0.0.5:6380/3?namespace=prod.eu&retention=1d&strict=true&results_max=50")
+    assert (s.username, s.password) == ("app", "p@ss")
+    assert s.hosts == (("10.0.0.5", 6380),) and s.db == 3
+    assert (s.namespace, s.retention, s.strict, s.results_max) == ("prod.eu", 86400.0, True, 50)
+    assert "p@ss" not in repr(s) and "p%40ss" not in s.redacted and "***" in s.redacted
+
+
+def test_engine_options_override_the_query() -> None:
+    s = parse("redis://h/0?namespace=a&retention=60", {"namespace": "b", "strict": True})
+    assert (s.namespace, s.retention, s.strict) == ("b", 60.0, True)
+
+
+def test_tls_url() -> None:
+    s = parse("rediss://h:6390/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required&ssl_certfile=/c&ssl_keyfile=/k")
+    assert s.scheme == "rediss" and s.ssl == {
+        "ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "required", "ssl_certfile": "/c", "ssl_keyfile": "/k"}
+
+
+def test_sentinel_url() -> None:
+    s = parse("redis+sentinel://u:pw@s1:26379,s2,[::1]:26380/mymaster/2?namespace=x&sentinel_password=sp")
+    assert s.hosts == (("s1", 26379), ("s2", 26379), ("::1", 26380))
+    assert (s.service, s.db, s.namespace, s.sentinel_password) == ("mymaster", 2, "x", "sp")
+    assert "sp" not in redact("redis+sentinel://s1/m?sentinel_password=sp").split("?")[1]
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("redis://", "host is missing"),
+    ("redis://h:99999/0", "port must be a number between 1 and 65535"),
+    ("redis://h:abc/0", "port must be a number"),
+    ("redis://h/zero", "database must be a number"),
+    ("redis://h/0/extra", "unexpected path"),
+    ("redis://h1,h2/0", "several hosts are only allowed with redis+sentinel"),
+    ("redis://h/0?namespace=a{b}", "namespace must be"),
+    ("redis://h/0?namespace=", "namespace must be"),
+    ("redis://h/0?bogus=1", "unknown option(s) bogus"),
+    ("redis://h/0?strict=maybe", "strict must be true or false"),
+    ("redis://h/0?retention=forever", "retention must be a number of seconds"),
+    ("redis://h/0?retention=0", "retention must be between"),
+    ("redis://h/0?results_max=-5", "results_max must be between"),
+    ("redis://h/0?ssl_ca_certs=/x", "need a rediss:// URL"),
+    ("rediss://h/0?ssl_cert_reqs=maybe", "ssl_cert_reqs must be required, optional or none"),
+    ("rediss://h/0?ssl_certfile=/c", "ssl_certfile and ssl_keyfile go together"),
+    ("redis://h/0?sentinel_password=x", "need a redis+sentinel:// URL"),
+    ("redis+sentinel://s1:26379", "sentinel service name is missing"),
+    ("redis+sentinel://s1/m/0/1", "unexpected path"),
+    ("redis://h/0?namespace=a&namespace=b", "given twice"),
+    ("redis://[::1/0", "not a valid URL"),
+    ("redis://a:pw@[::1/0", "not a valid URL"),
+    ("memcached://h/0", "unsupported scheme memcached://"),
+    ("redis://h/0#frag", "fragment"),
+])
+def test_bad_urls_name_the_problem(url: str, fragment: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse(url)
+    assert info.value.field == "storage"
+    assert fragment in info.value.reason, info.value.reason
+
+
+def test_passwords_never_appear_in_errors() -> None:
+    with pytest.raises(ValidationError) as info:
+        parse("redis://app:s3cret@h/0?bogus=1")
+    assert "s3cret" not in str(info.value)

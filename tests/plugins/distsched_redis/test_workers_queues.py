@@ -1,0 +1,212 @@
+"""Workers, per-worker queues and the result channel on Redis."""
+
+import asyncio
+import time
+
+import pytest
+
+from distsched.model import FencedError, Task, TaskResult, TaskSpec, TaskState, Worker
+
+pytestmark = pytest.mark.redis
+
+
+def task(task_id: str, now: float = 0.0, **spec) -> Task:
+    spec.setdefault("target", "f")
+    return Task(id=task_id, spec=TaskSpec(**spec), created_at=now)
+
+
+def worker(worker_id: str, now: float, **fields) -> Worker:
+    fields.setdefault("concurrency", 2)
+    return Worker(id=worker_id, started_at=now, **fields)
+
+
+def result(t: Task, outcome: str = "succeeded", now: float = 0.0, **kw) -> TaskResult:
+    return TaskResult(task_id=t.id, attempt_id=t.attempt_id, outcome=outcome, started_at=now,
+                      finished_at=now, worker_id=t.worker_id, **kw)
+
+
+async def dispatched(storage, fence, ids, worker_id="w1"):
+    await storage.tasks.submit([task(i) for i in ids])
+    tasks = await storage.tasks.get_many(ids)
+    for t in tasks:
+        t.dispatch(worker_id, storage.clock())
+    assert all(await storage.tasks.dispatch(fence, tasks))
+    return tasks
+
+
+async def test_register_heartbeat_deregister(storage) -> None:
+    start = storage.clock()
+    await storage.workers.register(worker("w1", start, host="h1", pid=42, concurrency=3, capacity=12))
+    [w] = await storage.workers.list()
+    assert (w.id, w.host, w.pid, w.concurrency, w.capacity, w.load, w.started_at, w.draining) == \
+        ("w1", "h1", 42, 3, 12, 0, start, False)
+    assert abs(w.last_heartbeat - storage.clock()) < 1.0, "heartbeats are stamped with server time"
+    before = w.last_heartbeat
+    assert await storage.workers.heartbeat("w1", draining=True) is True
+    [w] = await storage.workers.list()
+    assert w.draining and w.last_heartbeat >= before
+    assert await storage.workers.heartbeat("w1") is True
+    assert not (await storage.workers.list())[0].draining
+    await storage.workers.deregister("w1")
+    [w] = await storage.workers.list()
+    assert w.draining and w.last_heartbeat == 0.0, "a leaving worker is dead at once (the leader reaps it)"
+    assert await storage.workers.heartbeat("nobody") is False
+    await storage.workers.deregister("nobody")
+    assert [x.id for x in await storage.workers.list()] == ["w1"]
+
+
+async def test_pull_marks_running_with_server_time_and_tracks_in_flight(storage, fence) -> None:
+    await storage.workers.register(worker("w1", storage.clock()))
+    a, b, c = await dispatched(storage, fence, ["a", "b", "c"])
+    before = storage.clock()
+    pulled = await storage.queues.pull("w1", 2, 1.0)
+    assert [t.id for t in pulled] == ["a", "b"], "FIFO, at most max_items"
+    for t in pulled:
+        assert t.state is TaskState.RUNNING and t.attempt_id == a.attempt_id.replace("a", t.id)
+        assert t.version == 3 and abs(t.started_at - before) < 1.0 and t.started_at == t.updated_at
+    stored = await storage.tasks.get("a")
+    assert stored == pulled[0]
+    assert await storage.client.lrange(storage.prefix + "if:w1", 0, -1) == ["a#1", "b#1"]
+    assert await storage.tasks.overdue(pulled[0].started_at + 59.0, 10) == []
+    assert {t.id for t in await storage.tasks.overdue(pulled[0].started_at + 61.0, 10)} >= {"a", "b"}
+    assert (await storage.workers.list())[0].load == 3
+    # report: results appended, in-flight emptied; the leader peeks and acknowledges via save
+    await storage.queues.report("w1", [result(pulled[0], value={"n": 1}), result(pulled[1], "failed", error="boom")])
+    assert await storage.client.lrange(storage.prefix + "if:w1", 0, -1) == []
+    peeked = await storage.results.peek(10)
+    assert [(r.task_id, r.outcome, r.value, r.error) for r in peeked] == \
+        [("a", "succeeded", {"n": 1}, None), ("b", "failed", None, "boom")]
+    assert [r.task_id for r in await storage.results.peek(1)] == ["a"]
+    t = await storage.tasks.get("a")
+    t.finish(peeked[0], storage.clock())
+    assert await storage.tasks.save(fence, [t], ack_results=1) == [True]
+    assert [r.task_id for r in await storage.results.peek(10)] == ["b"]
+    assert (await storage.workers.list())[0].load == 2
+
+
+async def test_pull_drops_stale_entries_and_keeps_taking(storage, fence) -> None:
+    await storage.workers.register(worker("w1", storage.clock()))
+    await storage.workers.register(worker("w2", storage.clock()))
+    a, b, c, d = await dispatched(storage, fence, ["a", "b", "c", "d"])
+    a.cancel("cancelled", storage.clock())
+    await storage.tasks.save(fence, [a])
+    # b is re-dispatched to w2: w1's entry "b#1" is stale (wrong attempt and worker)
+    b.requeue("moved", storage.clock())
+    await storage.tasks.save(fence, [b])
+    b.dispatch("w2", storage.clock())
+    await storage.tasks.dispatch(fence, [b])
+    await storage.client.rpush(storage.prefix + "q:w1", "nonsense", "ghost#1")
+    pulled = await storage.queues.pull("w1", 2, 1.0)
+    assert [t.id for t in pulled] == ["c", "d"], "stale entries are dropped, live ones behind them taken"
+    assert (await storage.tasks.get("a")).state is TaskState.CANCELLED
+    assert (await storage.tasks.get("b")).state is TaskState.DISPATCHED
+    assert await storage.queues.pull("w1", 5, 0.05) == []
+    assert [t.id for t in await storage.queues.pull("w2", 5, 1.0)] == ["b"]
+
+
+async def test_pull_blocks_until_dispatch_and_times_out(storage, fence) -> None:
+    await storage.workers.register(worker("w1", storage.clock()))
+    t0 = time.monotonic()
+    assert await storage.queues.pull("w1", 5, 0.3) == []
+    waited = time.monotonic() - t0
+    assert 0.25 <= waited < 1.5, waited
+    waiter = asyncio.create_task(storage.queues.pull("w1", 5, 10.0))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    t0 = time.monotonic()
+    await dispatched(storage, fence, ["a"])
+    pulled = await asyncio.wait_for(waiter, 5.0)
+    assert [t.id for t in pulled] == ["a"] and time.monotonic() - t0 < 2.0
+    assert await storage.queues.pull("w1", 0, 1.0) == []
+
+
+async def test_an_entry_left_in_the_claim_list_is_not_lost(storage, fence) -> None:
+    """A BLMOVE whose reply was lost leaves the entry in the claim list; the next pull takes it."""
+    await storage.workers.register(worker("w1", storage.clock()))
+    await dispatched(storage, fence, ["a", "b"])
+    await storage.client.lmove(storage.prefix + "q:w1", storage.prefix + "c:w1", "LEFT", "RIGHT")
+    assert [t.id for t in await storage.queues.pull("w1", 5, 0.5)] == ["a", "b"]
+
+
+async def test_a_retried_pull_returns_the_same_tasks(storage, fence) -> None:
+    await storage.workers.register(worker("w1", storage.clock()))
+    await dispatched(storage, fence, ["a", "b"])
+    s = storage
+    keys, args = [s.prefix + "op:retry-1"], [s.prefix, "w1", "1"]
+    first = await s.scripts.pull(keys=keys, args=args)
+    again = await s.scripts.pull(keys=keys, args=args)
+    assert first == again and [r.rsplit("\x1f", 1)[1] for r in first] == ["a"], "same op id: the same answer"
+    assert (await s.tasks.get("b")).state is TaskState.DISPATCHED
+
+
+async def test_reap_removes_the_worker_and_requeues_atomically(storage, election, fence) -> None:
+    await storage.workers.register(worker("w1", storage.clock()))
+    await storage.workers.register(worker("w2", storage.clock()))
+    await dispatched(storage, fence, ["a", "b"])
+    await dispatched(storage, fence, ["x"], "w2")
+    await storage.queues.pull("w1", 1, 1.0)
+    held = await storage.tasks.assigned("w1")
+    assert {t.id: t.state for t in held} == {"a": TaskState.RUNNING, "b": TaskState.DISPATCHED}
+    for t in held:
+        t.requeue("worker lost", storage.clock())
+    await election.release(fence)
+    newer = await election.acquire("leader-2")
+    with pytest.raises(FencedError):
+        await storage.workers.reap(fence, "w1", held)
+    assert {w.id for w in await storage.workers.list()} == {"w1", "w2"}, "a fenced reap changes nothing"
+    assert await storage.workers.reap(newer, "w1", held) == [True, True]
+    assert {t.id: t.version for t in held} == {"a": 4, "b": 3}
+    assert [w.id for w in await storage.workers.list()] == ["w2"]
+    assert await storage.workers.heartbeat("w1") is False, "a reaped worker learns it is dead"
+    for key in ("q:w1", "if:w1", "c:w1", "wa:w1"):
+        assert await storage.client.exists(storage.prefix + key) == 0, key
+    again = await storage.tasks.get_many(["a", "b"])
+    assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.worker_id is None for t in again)
+    assert {t.id for t in await storage.tasks.ready(storage.clock() + 1, 10)} == {"a", "b"}
+    assert await storage.tasks.assigned("w1") == [] and await storage.tasks.overdue(1e12, 10) == [
+        await storage.tasks.get("x")]
+
+
+async def test_report_caps_the_result_list(open_storage, redis_server, namespace) -> None:
+    s = await open_storage(redis_server.url_for(namespace=namespace, results_max=3))
+    await s.queues.report("w1", [result(task(f"t{i}")) for i in range(5)])
+    assert [r.task_id for r in await s.results.peek(10)] == ["t2", "t3", "t4"], "the oldest are dropped"
+
+
+async def test_an_undecodable_result_is_dropped_not_blocking(storage) -> None:
+    await storage.client.rpush(storage.prefix + "results", "{not json")
+    await storage.queues.report("w1", [result(task("ok"))])
+    assert [r.task_id for r in await storage.results.peek(10)] == ["ok"]
+
+
+async def test_wait_for_activity(storage, fence) -> None:
+    loop = asyncio.get_running_loop()
+    await storage.wait_for_activity(0.01)  # consume an earlier token
+    t0 = loop.time()
+    await storage.wait_for_activity(0.3)
+    assert 0.25 <= loop.time() - t0 < 1.5, "nothing happened: it waits the timeout"
+
+    async def woken_by(action) -> float:
+        await storage.wait_for_activity(0.01)
+        waiter = asyncio.create_task(storage.wait_for_activity(10.0))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        t0 = loop.time()
+        await action()
+        await asyncio.wait_for(waiter, 5.0)
+        return loop.time() - t0
+
+    from distsched.model import EveryTrigger, TaskConfig
+
+    actions = [
+        lambda: storage.tasks.submit([task("s")]),
+        lambda: storage.queues.report("w1", [result(task("s"))]),
+        lambda: storage.jobs.add(TaskConfig(name="j", trigger=EveryTrigger(5), spec=TaskSpec(target="f")),
+                                 next_fire_at=1.0),
+        lambda: storage.jobs.set_paused("j", True),
+        lambda: storage.workers.register(worker("w9", storage.clock())),
+        lambda: storage.workers.deregister("w9"),
+    ]
+    for action in actions:
+        assert await woken_by(action) < 2.0
+    assert await storage.client.llen(storage.prefix + "notify") <= 1, "the token list stays capped"
