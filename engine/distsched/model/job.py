@@ -158,7 +158,10 @@ class TaskConfig:
         if mode == "fire-all":
             keep.update(s.at for s in missed)
         elif mode == "fire-once":
-            if missed and not on_time:
+            # When ``limit`` cut the range short, a later pass plans the later due slots and
+            # fires the one run: firing the latest missed slot of this part too would run twice.
+            more_due = nxt is not None and nxt <= now
+            if missed and not on_time and not more_due:
                 keep.add(missed[-1].at)
             for s in missed:
                 if s.at not in keep:

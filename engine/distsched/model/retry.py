@@ -86,8 +86,9 @@ class RetryPolicy:
         if self.backoff == "fixed":
             base = self.delay
         else:
-            # 2 ** 1000 overflows float maths; the cap is reached long before that.
-            base = self.delay * 2.0 ** min(attempt - 1, 64)
+            # 2.0 ** 1024 overflows float maths (attempt < max_attempts <= 1000 anyway); a
+            # lower bound such as 64 would be wrong for a tiny ``delay``.
+            base = self.delay * 2.0 ** min(attempt - 1, 1023)
         base = min(base, self.max_delay)
         if self.jitter:
             base = base * (1.0 + self.jitter * (2.0 * rand - 1.0))

@@ -148,6 +148,30 @@ class CronTrigger:
             return [Slot(utc0.timestamp()), Slot(utc1.timestamp())]
         return [Slot(utc0.timestamp())]
 
+    def _ambiguous_or_missing(self, wall: datetime) -> bool:
+        zone = self._zone
+        first = wall.replace(tzinfo=zone, fold=0)
+        if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:
+            return True  # does not exist
+        return first.utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset()
+
+    def _next_plain(self, t: float) -> Slot | None:
+        """The common case away from DST transitions, in one croniter step.
+
+        When t's own wall time is unambiguous, every wall time before it maps to an instant
+        before t, so croniter's next wall time is the answer - unless that wall time is
+        itself missing or repeated, where the careful walk takes over (returns None).
+        """
+        local = datetime.fromtimestamp(t, self._zone)
+        wall = local.replace(tzinfo=None)
+        if self._ambiguous_or_missing(wall):
+            return None
+        nxt = next(self._walls_after(wall), None)
+        if nxt is None or self._ambiguous_or_missing(nxt):
+            return None
+        at = nxt.replace(tzinfo=self._zone).timestamp()
+        return Slot(at) if at > t else None
+
     def next_after(self, t: float) -> Slot | None:
         """The first slot strictly after ``t``, or None when the expression never fires again."""
         if self.timezone == "UTC":
@@ -157,16 +181,29 @@ class CronTrigger:
                 if at > t:
                     return Slot(at)
             return None
+        fast = self._next_plain(t)
+        if fast is not None:
+            return fast
         # Walk wall-clock time from a little before t's wall time (an instant in a repeated
         # hour can map to an earlier wall time) and keep the earliest instant after t.
         wall = datetime.fromtimestamp(t, self._zone).replace(tzinfo=None) - timedelta(hours=3)
         best: Slot | None = None
+        best_wall: datetime | None = None
         for count, nxt in enumerate(self._walls_after(wall)):
             for slot in self._instants(nxt):
-                if slot.at > t and (best is None or slot.at < best.at):
+                if slot.at > t and (
+                    best is None
+                    or slot.at < best.at
+                    # A shifted non-existent wall time (dst_gap=skip) can land on the instant
+                    # of a real slot: the real slot wins, it must not be recorded as skipped.
+                    or (slot.at == best.at and best.skip is not None and slot.skip is None)
+                ):
                     best = slot
-            # Wall time and real time differ by at most a few hours around a transition.
-            if best is not None and nxt.replace(tzinfo=UTC).timestamp() - 6 * 3600 > best.at:
+                    best_wall = datetime.fromtimestamp(slot.at, self._zone).replace(tzinfo=None)
+            # A later wall time maps to an instant whose own wall time differs from it by at
+            # most a DST shift (<= 2 h): compare wall times, not wall time to UTC (the zone's
+            # offset, up to 14 h, must not end the walk early).
+            if best_wall is not None and nxt - best_wall > timedelta(hours=3):
                 break
             if count > 100_000:
                 break
@@ -194,13 +231,17 @@ class EveryTrigger:
     def next_after(self, t: float) -> Slot | None:
         if t < self.anchor:
             return Slot(self.anchor)
+        # Millisecond resolution keeps slot ids stable across nodes. The comparisons are made
+        # on the rounded instants: a slot rounded down onto (or below) ``t`` is not after it.
+        def at(k: int) -> float:
+            return round(self.anchor + k * self.interval, 3)
+
         k = math.floor((t - self.anchor) / self.interval) + 1
-        at = self.anchor + k * self.interval
-        while at <= t:  # float rounding
+        while k > 0 and at(k - 1) > t:  # float rounding overshot: do not skip a slot
+            k -= 1
+        while at(k) <= t:  # float rounding undershot
             k += 1
-            at = self.anchor + k * self.interval
-        # Millisecond resolution keeps slot ids stable across nodes.
-        return Slot(round(at, 3))
+        return Slot(at(k))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "every", "interval": self.interval, "anchor": self.anchor, "timezone": self.timezone}

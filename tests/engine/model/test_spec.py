@@ -1,0 +1,153 @@
+"""TaskSpec: validation of the call a task makes, payload limits, serialisation."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distsched.model import RetryPolicy, TaskSpec, ValidationError
+from distsched.model.spec import MAX_PAYLOAD_BYTES, MAX_TIMEOUT
+
+
+def test_defaults():
+    spec = TaskSpec(target="pkg.mod:func")
+    assert spec.executor == "local" and spec.balancer == "least-tasks"
+    assert spec.args == () and spec.kwargs == {} and spec.options == {}
+    assert spec.timeout == 60.0 and spec.retry == RetryPolicy() and spec.balance_key is None
+
+
+def test_args_list_becomes_a_tuple():
+    assert TaskSpec(target="f", args=[1, "a", None]).args == (1, "a", None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"executor": ""}, "executor"),
+        ({"executor": "bad name"}, "executor"),
+        ({"executor": "-dash-first"}, "executor"),
+        ({"executor": "x" * 129}, "executor"),
+        ({"executor": None}, "executor"),
+        ({"executor": "a/b"}, "executor"),
+        ({"balancer": ""}, "balancer"),
+        ({"balancer": "least tasks"}, "balancer"),
+        ({"balancer": 3}, "balancer"),
+        ({"target": ""}, "target"),
+        ({"target": None}, "target"),
+        ({"target": 42}, "target"),
+        ({"target": "x" * 4097}, "target"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -1.0}, "timeout"),
+        ({"timeout": MAX_TIMEOUT + 1}, "timeout"),
+        ({"timeout": math.nan}, "timeout"),
+        ({"timeout": math.inf}, "timeout"),
+        ({"timeout": True}, "timeout"),
+        ({"timeout": "60"}, "timeout"),
+        ({"kwargs": [1, 2]}, "kwargs"),
+        ({"kwargs": "a=1"}, "kwargs"),
+        ({"kwargs": None}, "kwargs"),
+        ({"options": ["x"]}, "options"),
+        ({"args": [{1, 2}]}, "args"),
+        ({"args": [object()]}, "args"),
+        ({"args": [math.nan]}, "args"),
+        ({"args": [math.inf]}, "args"),
+        ({"args": [b"bytes"]}, "args"),
+        ({"kwargs": {"when": object()}}, "args"),
+        ({"options": {"s": {1}}}, "args"),
+    ],
+)
+def test_invalid_values_name_the_field(kwargs, field):
+    kwargs = {"target": "f", **kwargs}
+    with pytest.raises(ValidationError) as exc:
+        TaskSpec(**kwargs)
+    assert exc.value.field == field
+
+
+def test_valid_names_and_limits():
+    spec = TaskSpec(executor="my_exec.v2:x", balancer="consistent-hash", target="x" * 4096,
+                    timeout=MAX_TIMEOUT)
+    assert spec.timeout == MAX_TIMEOUT
+    assert TaskSpec(target="f", timeout=0.001).timeout == 0.001
+
+
+def test_payload_limit_applies_to_args_kwargs_and_options_together():
+    big = "x" * (MAX_PAYLOAD_BYTES // 2)
+    TaskSpec(target="f", args=[big])
+    with pytest.raises(ValidationError) as exc:
+        TaskSpec(target="f", args=[big], kwargs={"b": big})
+    assert exc.value.field == "args" and "limit" in exc.value.reason
+    with pytest.raises(ValidationError):
+        TaskSpec(target="f", args=["x" * (MAX_PAYLOAD_BYTES + 1)])
+    with pytest.raises(ValidationError):
+        TaskSpec(target="f", options={"body": "x" * (MAX_PAYLOAD_BYTES + 1)})
+
+
+def test_payload_just_under_the_limit_is_accepted():
+    overhead = len(json.dumps([[""], {}, {}], separators=(",", ":")))
+    spec = TaskSpec(target="f", args=["x" * (MAX_PAYLOAD_BYTES - overhead)])
+    assert len(spec.args[0]) == MAX_PAYLOAD_BYTES - overhead
+    with pytest.raises(ValidationError):
+        TaskSpec(target="f", args=["x" * (MAX_PAYLOAD_BYTES - overhead + 1)])
+
+
+def nested(depth: int) -> list:
+    root: list = []
+    cur = root
+    for _ in range(depth):
+        nxt: list = []
+        cur.append(nxt)
+        cur = nxt
+    return root
+
+
+@pytest.mark.parametrize("where", ["args", "kwargs", "options"])
+def test_deeply_nested_payload_is_refused_quickly(where):
+    deep = nested(10_000)
+    value = {"args": [deep], "kwargs": {"k": deep}, "options": {"o": deep}}[where]
+    started = time.perf_counter()
+    with pytest.raises(ValidationError) as exc:
+        TaskSpec(target="f", **{where: value})
+    assert time.perf_counter() - started < 2.0
+    assert exc.value.field == "args"
+
+
+def test_circular_payload_is_refused():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValidationError) as exc:
+        TaskSpec(target="f", args=[loop])
+    assert exc.value.field == "args"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=8,
+)
+
+
+@given(
+    args=st.lists(json_values, max_size=4),
+    kwargs=st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=4),
+    options=st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=3),
+    timeout=st.floats(min_value=0.001, max_value=MAX_TIMEOUT),
+    balance_key=st.none() | st.text(max_size=10),
+)
+@settings(max_examples=30)
+def test_round_trip_through_json(args, kwargs, options, timeout, balance_key):
+    spec = TaskSpec(target="f", args=args, kwargs=kwargs, options=options, timeout=timeout,
+                    retry=RetryPolicy(max_attempts=3, jitter=0.5), balance_key=balance_key)
+    again = TaskSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+    assert again.retry == spec.retry
+
+
+def test_from_dict_accepts_a_retry_policy_object():
+    policy = RetryPolicy(max_attempts=2)
+    assert TaskSpec.from_dict({"target": "f", "retry": policy}).retry is policy

@@ -1,0 +1,503 @@
+"""Triggers: cron (5/6 fields, time zones, DST gap and fold), every, at; parse_duration."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+import pytest
+from croniter import croniter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distsched.model import (
+    AtTrigger,
+    CronTrigger,
+    EveryTrigger,
+    Slot,
+    ValidationError,
+    parse_duration,
+)
+from distsched.model.trigger import MAX_INTERVAL, MIN_INTERVAL, trigger_from_dict
+
+UTC = timezone.utc
+
+
+def utc(text: str) -> float:
+    """'2026-03-08T07:30' -> UNIX seconds (the text is UTC)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def local(text: str, zone: str, fold: int = 0) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone), fold=fold).timestamp()
+
+
+def walk(trigger, start: float, end: float, limit: int = 10_000) -> list[Slot]:
+    """Every slot in (start, end], by repeated next_after."""
+    out: list[Slot] = []
+    t = start
+    while len(out) < limit:
+        slot = trigger.next_after(t)
+        if slot is None or slot.at > end:
+            break
+        assert slot.at > t, "next_after must be strictly after t"
+        out.append(slot)
+        t = slot.at
+    return out
+
+
+def ats(slots: list[Slot]) -> list[float]:
+    return [s.at for s in slots]
+
+
+# -- parse_duration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("10s", 10.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("1h 30m", 5400.0),
+        (" 2H ", 7200.0),
+        ("250ms", 0.25),
+        ("1m30s", 90.0),
+        ("1.5s", 1.5),
+        ("2d", 172800.0),
+        ("1w", 604800.0),
+        ("42", 42.0),
+        ("0.01", 0.01),
+        (2.5, 2.5),
+        (60, 60.0),
+        (MIN_INTERVAL, MIN_INTERVAL),
+        (MAX_INTERVAL, MAX_INTERVAL),
+    ],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "   ", "abc", "10x", "5m10", "10s!", "m5", "-5s", "1h-30m", "nan", "inf", "0s", "5ms",
+     "367d", "53w", 0, -1, 0.001, math.nan, math.inf, -math.inf, MAX_INTERVAL * 2, True, False,
+     None, [10], {"s": 1}],
+)
+def test_parse_duration_refuses_bad_values_naming_the_field(bad):
+    with pytest.raises(ValidationError) as exc:
+        parse_duration(bad)
+    assert exc.value.field == "every"
+    with pytest.raises(ValidationError) as exc:
+        parse_duration(bad, "timeout")
+    assert exc.value.field == "timeout"
+
+
+@given(parts=st.lists(st.tuples(st.integers(min_value=1, max_value=50),
+                                st.sampled_from(["ms", "s", "m", "h"])), min_size=1, max_size=4))
+@settings(max_examples=60)
+def test_parse_duration_sums_its_parts(parts):
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    text = "".join(f"{n}{u}" for n, u in parts)
+    total = sum(n * units[u] for n, u in parts)
+    if MIN_INTERVAL <= total <= MAX_INTERVAL:
+        assert parse_duration(text) == pytest.approx(total)
+    else:
+        with pytest.raises(ValidationError):
+            parse_duration(text)
+
+
+# -- cron: basics --------------------------------------------------------------------------
+
+
+def test_five_field_cron_in_utc():
+    trigger = CronTrigger("*/15 * * * *")
+    slots = walk(trigger, utc("2026-01-01T00:00"), utc("2026-01-01T01:00"))
+    assert ats(slots) == [utc(f"2026-01-01T00:{m:02d}") for m in (15, 30, 45)] + [utc("2026-01-01T01:00")]
+    assert all(s.skip is None for s in slots)
+
+
+def test_six_field_cron_has_seconds_first():
+    trigger = CronTrigger("*/20 * * * * *")
+    start = utc("2026-01-01T12:00:00") - 1
+    slots = walk(trigger, start, utc("2026-01-01T12:01:00"))
+    assert ats(slots) == [utc("2026-01-01T12:00:00"), utc("2026-01-01T12:00:20"),
+                          utc("2026-01-01T12:00:40"), utc("2026-01-01T12:01:00")]
+
+
+def test_next_after_is_strictly_after():
+    trigger = CronTrigger("0 * * * *")
+    at = utc("2026-01-01T05:00")
+    assert trigger.next_after(at - 0.001).at == at
+    assert trigger.next_after(at).at == utc("2026-01-01T06:00")
+    assert trigger.next_after(at + 0.5).at == utc("2026-01-01T06:00")
+
+
+def test_aliases_are_accepted():
+    trigger = CronTrigger("@daily")
+    assert trigger.next_after(utc("2026-01-01T05:00")).at == utc("2026-01-02T00:00")
+
+
+def test_cron_that_never_fires_is_exhausted():
+    assert CronTrigger("0 0 31 2 *").next_after(utc("2026-01-01T00:00")) is None
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["", "   ", "* * * *", "* * * * * * *", "61 * * * *", "* 25 * * *", "* * 32 * *",
+     "* * * 13 *", "60 * * * * *", "*/0 * * * *", "garbage", "a b c d e", "@fortnightly",
+     None, 5, ["*"] * 5],
+)
+def test_invalid_cron_names_the_cron_field(expr):
+    with pytest.raises(ValidationError) as exc:
+        CronTrigger(expr)
+    assert exc.value.field == "cron"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
+        ({"timezone": ""}, "timezone"),
+        ({"timezone": None}, "timezone"),
+        ({"dst_gap": "jump"}, "dst_gap"),
+        ({"dst_fold": "thrice"}, "dst_fold"),
+    ],
+)
+def test_invalid_cron_options_name_their_field(kwargs, field):
+    with pytest.raises(ValidationError) as exc:
+        CronTrigger("* * * * *", **kwargs)
+    assert exc.value.field == field
+
+
+# -- cron: time zones and DST --------------------------------------------------------------
+
+
+def test_cron_is_read_in_its_time_zone():
+    trigger = CronTrigger("0 9 * * *", timezone="Asia/Tokyo")
+    slots = walk(trigger, utc("2026-01-01T00:00"), utc("2026-01-03T23:00"))
+    assert ats(slots) == [utc("2026-01-02T00:00"), utc("2026-01-03T00:00")]
+
+
+NY = "America/New_York"
+PARIS = "Europe/Paris"
+
+
+def test_new_york_spring_forward_shift():
+    trigger = CronTrigger("30 2 * * *", timezone=NY, dst_gap="shift")
+    slots = walk(trigger, utc("2026-03-06T12:00"), utc("2026-03-09T12:00"))
+    assert slots == [
+        Slot(utc("2026-03-07T07:30")),  # 02:30 EST
+        Slot(utc("2026-03-08T07:30")),  # 02:30 does not exist: 03:30 EDT
+        Slot(utc("2026-03-09T06:30")),  # 02:30 EDT
+    ]
+
+
+def test_new_york_spring_forward_skip_records_the_slot():
+    trigger = CronTrigger("30 2 * * *", timezone=NY, dst_gap="skip")
+    slots = walk(trigger, utc("2026-03-06T12:00"), utc("2026-03-09T12:00"))
+    assert slots == [
+        Slot(utc("2026-03-07T07:30")),
+        Slot(utc("2026-03-08T07:30"), "dst-gap"),
+        Slot(utc("2026-03-09T06:30")),
+    ]
+
+
+def test_new_york_fall_back_once_and_twice():
+    once = CronTrigger("30 1 * * *", timezone=NY, dst_fold="once")
+    twice = CronTrigger("30 1 * * *", timezone=NY, dst_fold="twice")
+    start, end = utc("2026-10-31T12:00"), utc("2026-11-02T12:00")
+    assert ats(walk(once, start, end)) == [utc("2026-11-01T05:30"), utc("2026-11-02T06:30")]
+    assert ats(walk(twice, start, end)) == [utc("2026-11-01T05:30"), utc("2026-11-01T06:30"),
+                                            utc("2026-11-02T06:30")]
+
+
+def test_fold_once_from_inside_the_repeated_hour():
+    once = CronTrigger("30 1 * * *", timezone=NY, dst_fold="once")
+    twice = CronTrigger("30 1 * * *", timezone=NY, dst_fold="twice")
+    t = utc("2026-11-01T06:00")  # 01:00 EST, between the two 01:30s
+    assert once.next_after(t).at == utc("2026-11-02T06:30")
+    assert twice.next_after(t).at == utc("2026-11-01T06:30")
+
+
+def test_paris_spring_forward_and_fall_back():
+    shift = CronTrigger("30 2 * * *", timezone=PARIS, dst_gap="shift")
+    skip = CronTrigger("30 2 * * *", timezone=PARIS, dst_gap="skip")
+    start, end = utc("2026-03-28T12:00"), utc("2026-03-30T12:00")
+    assert walk(shift, start, end) == [Slot(utc("2026-03-29T01:30")), Slot(utc("2026-03-30T00:30"))]
+    assert walk(skip, start, end) == [Slot(utc("2026-03-29T01:30"), "dst-gap"),
+                                      Slot(utc("2026-03-30T00:30"))]
+    once = CronTrigger("30 2 * * *", timezone=PARIS, dst_fold="once")
+    twice = CronTrigger("30 2 * * *", timezone=PARIS, dst_fold="twice")
+    start, end = utc("2026-10-24T12:00"), utc("2026-10-26T12:00")
+    assert ats(walk(once, start, end)) == [utc("2026-10-25T00:30"), utc("2026-10-26T01:30")]
+    assert ats(walk(twice, start, end)) == [utc("2026-10-25T00:30"), utc("2026-10-25T01:30"),
+                                            utc("2026-10-26T01:30")]
+
+
+def test_every_minute_across_fall_back_is_strictly_increasing_without_duplicates():
+    # 2026-11-01 06:00 UTC: 02:00 EDT becomes 01:00 EST.
+    start, end = utc("2026-11-01T05:55"), utc("2026-11-01T06:05")
+    twice = walk(CronTrigger("* * * * *", timezone=NY, dst_fold="twice"), start, end)
+    instants = ats(twice)
+    assert all(b > a for a, b in pairwise(instants))
+    assert len(set(instants)) == len(instants)
+    # Every real minute fires exactly once.
+    assert instants == [start + 60 * i for i in range(1, 11)]
+    once = ats(walk(CronTrigger("* * * * *", timezone=NY, dst_fold="once"), start, utc("2026-11-01T07:03")))
+    assert all(b > a for a, b in pairwise(once))
+    # 'once' runs the first occurrence of each repeated wall time only: nothing between
+    # 06:00 and 07:00 UTC (01:00-01:59 EST), then 02:00 EST onwards.
+    assert [t for t in once if utc("2026-11-01T06:00") <= t < utc("2026-11-01T07:00")] == []
+    assert once == ([start + 60 * i for i in range(1, 5)]
+                    + [utc("2026-11-01T07:00") + 60 * i for i in range(4)])
+
+
+def test_every_minute_across_spring_forward_loses_no_real_minute():
+    # 2026-03-08 07:00 UTC: 02:00 EST becomes 03:00 EDT. The non-existent 02:xx wall times
+    # land on the real 03:xx instants; with dst_gap="skip" the real slots must still run.
+    start, end = utc("2026-03-08T06:56"), utc("2026-03-08T07:04")
+    for gap in ("shift", "skip"):
+        slots = walk(CronTrigger("* * * * *", timezone=NY, dst_gap=gap), start, end)
+        assert ats(slots) == [start + 60 * i for i in range(1, 9)], gap
+        assert all(s.skip is None for s in slots), gap
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("Australia/Sydney", "2026-04-05"), ("Pacific/Auckland", "2026-04-05"),
+     ("Australia/Lord_Howe", "2026-04-05"), (NY, "2026-11-01"), (PARIS, "2026-10-25")],
+)
+def test_fold_twice_in_zones_east_and_west_of_utc(zone, day):
+    trigger = CronTrigger("*/15 * * * *", timezone=zone, dst_fold="twice")
+    start = local(f"{day}T00:50", zone)
+    instants = ats(walk(trigger, start, start + 5 * 3600))
+    # Every real quarter hour, whatever the offset, fires once; no slot skipped.
+    first = math.ceil(start / 900) * 900
+    assert instants == [first + 900 * i for i in range(len(instants))]
+    assert len(instants) == 20
+
+
+# A brute-force oracle for minute-resolution crons: the instants whose local wall time matches
+# (the second occurrence of a repeated wall time only with dst_fold="twice").
+ZONES = [NY, PARIS, "Australia/Sydney", "Pacific/Auckland", "Australia/Lord_Howe", "Asia/Tokyo"]
+TRANSITIONS_2026 = [
+    (NY, "2026-03-08T07:00"), (NY, "2026-11-01T06:00"),
+    (PARIS, "2026-03-29T01:00"), (PARIS, "2026-10-25T01:00"),
+    ("Australia/Sydney", "2026-04-04T16:00"), ("Australia/Sydney", "2026-10-03T16:00"),
+    ("Pacific/Auckland", "2026-04-04T14:00"), ("Pacific/Auckland", "2026-09-26T14:00"),
+    ("Australia/Lord_Howe", "2026-04-04T15:00"), ("Australia/Lord_Howe", "2026-10-03T15:30"),
+    ("Asia/Tokyo", "2026-06-01T00:00"),
+]
+
+
+def oracle_matches(expr: str, zone: str, instant: float, fold: str) -> bool:
+    wall = datetime.fromtimestamp(instant, ZoneInfo(zone))
+    if fold == "once" and wall.fold == 1:
+        return False
+    return croniter.match(expr, wall.replace(tzinfo=None))
+
+
+@given(
+    where=st.sampled_from(TRANSITIONS_2026),
+    offset_min=st.integers(min_value=-240, max_value=240),
+    second=st.integers(min_value=0, max_value=59),
+    expr=st.sampled_from(["*/15 * * * *", "0,45 * * * *", "*/7 * * * *", "5 */2 * * *"]),
+    fold=st.sampled_from(["once", "twice"]),
+    gap=st.sampled_from(["shift", "skip"]),
+)
+@settings(max_examples=40, deadline=None)
+def test_no_matching_instant_is_skipped_near_transitions(where, offset_min, second, expr, fold, gap):
+    zone, transition = where
+    t = utc(transition) + offset_min * 60 + second
+    slot = CronTrigger(expr, timezone=zone, dst_gap=gap, dst_fold=fold).next_after(t)
+    assert slot is not None and slot.at > t
+    # No instant strictly between t and the slot matches the expression.
+    minute = math.floor(t / 60) * 60 + 60
+    while minute < slot.at:
+        assert not oracle_matches(expr, zone, minute, fold), (
+            datetime.fromtimestamp(minute, ZoneInfo(zone)).isoformat()
+        )
+        minute += 60
+    # The slot itself is a match, or a shifted non-existent wall time (DST gap).
+    if not oracle_matches(expr, zone, slot.at, fold):
+        wall = datetime.fromtimestamp(slot.at, ZoneInfo(zone)).replace(tzinfo=None)
+        offsets = {datetime.fromtimestamp(slot.at + d, ZoneInfo(zone)).utcoffset()
+                   for d in (-3 * 3600, 3 * 3600)}
+        assert len(offsets) == 2, "an unmatched slot must come from a DST gap"
+        gap_size = max(offsets) - min(offsets)
+        assert croniter.match(expr, wall - gap_size)
+        assert slot.skip == ("dst-gap" if gap == "skip" else None)
+    else:
+        assert slot.skip is None
+
+
+def test_utc_fast_path_matches_the_zone_path():
+    plain = CronTrigger("*/10 * * * *")
+    zoned = CronTrigger("*/10 * * * *", timezone="Etc/UTC")
+    t = utc("2026-05-05T05:05:05")
+    for _ in range(10):
+        a, b = plain.next_after(t), zoned.next_after(t)
+        assert a == b
+        t = a.at
+
+
+# -- every ---------------------------------------------------------------------------------
+
+
+def test_every_is_aligned_to_the_epoch():
+    trigger = EveryTrigger(10.0)
+    assert trigger.next_after(utc("2026-01-01T00:00:03")).at == utc("2026-01-01T00:00:10")
+    assert trigger.next_after(utc("2026-01-01T00:00:10")).at == utc("2026-01-01T00:00:20")
+    hourly = EveryTrigger(3600.0)
+    assert hourly.next_after(utc("2026-01-01T10:59:59")).at == utc("2026-01-01T11:00")
+
+
+def test_every_with_an_anchor():
+    trigger = EveryTrigger(60.0, anchor=1000.0)
+    assert trigger.next_after(0.0) == Slot(1000.0)
+    assert trigger.next_after(999.999) == Slot(1000.0)
+    assert trigger.next_after(1000.0) == Slot(1060.0)
+    assert trigger.next_after(1061.0) == Slot(1120.0)
+
+
+def test_every_with_a_fractional_interval_advances():
+    # Regression: 1.1 * k is not exact in binary; the millisecond-rounded slot used to come
+    # back equal to t, so the schedule stuck on one instant.
+    trigger = EveryTrigger(1.1)
+    t = utc("2026-01-01T00:00")
+    seen = []
+    for _ in range(500):
+        t = trigger.next_after(t).at
+        seen.append(t)
+    assert all(b > a for a, b in pairwise(seen))
+    assert all(abs((b - a) - 1.1) < 1e-3 for a, b in pairwise(seen))
+
+
+intervals = st.one_of(
+    st.integers(min_value=1, max_value=86_400).map(float),
+    st.integers(min_value=10, max_value=100_000).map(lambda ms: ms / 1000),
+    st.floats(min_value=MIN_INTERVAL, max_value=MAX_INTERVAL, allow_nan=False),
+)
+instants = st.floats(min_value=0.0, max_value=4_102_444_800.0, allow_nan=False)
+
+
+@given(interval=intervals, t=instants,
+       anchor=st.one_of(st.just(0.0), st.integers(min_value=0, max_value=2_000_000_000).map(float)))
+@settings(max_examples=100)
+def test_every_next_is_after_t_within_one_interval_and_on_the_grid(interval, t, anchor):
+    trigger = EveryTrigger(interval, anchor=anchor)
+    slot = trigger.next_after(t)
+    assert slot.skip is None
+    assert slot.at > t
+    if t < anchor:
+        assert slot.at == anchor
+        return
+    # Slots are rounded to the millisecond: exact for a whole number of milliseconds, else
+    # each slot may move by half a millisecond.
+    slack = 1e-6 if round(interval, 3) == interval else 1e-3 + 1e-6
+    assert slot.at - t <= interval + slack
+    k = round((slot.at - anchor) / interval)
+    assert abs(anchor + k * interval - slot.at) <= 5e-4 + 1e-9 * abs(slot.at)
+    assert slot.at == round(slot.at, 3)
+    # No grid slot lies between t and the returned one.
+    if k > 0:
+        assert round(anchor + (k - 1) * interval, 3) <= t
+
+
+@given(interval=intervals, t=instants)
+@settings(max_examples=50)
+def test_every_walk_is_strictly_increasing(interval, t):
+    trigger = EveryTrigger(interval)
+    a = trigger.next_after(t)
+    b = trigger.next_after(a.at)
+    c = trigger.next_after(b.at)
+    assert t < a.at < b.at < c.at
+
+
+@pytest.mark.parametrize("bad", [0, 0.001, -10, MAX_INTERVAL + 1, math.nan, math.inf, True, "10s", None])
+def test_every_refuses_bad_intervals(bad):
+    with pytest.raises(ValidationError) as exc:
+        EveryTrigger(bad)
+    assert exc.value.field == "every"
+
+
+# -- at ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "zone", "expected"),
+    [
+        ("2030-01-01T09:00:00+01:00", "UTC", "2030-01-01T08:00"),
+        ("2030-01-01T08:00:00Z", "UTC", "2030-01-01T08:00"),
+        ("2030-01-01T08:00:00Z", "Asia/Tokyo", "2030-01-01T08:00"),  # explicit offset wins
+        ("2030-01-01T09:00:00", "Europe/Paris", "2030-01-01T08:00"),  # naive: the job's zone
+        ("2030-07-01T09:00:00", "Europe/Paris", "2030-07-01T07:00"),
+        ("2030-01-01T09:00:00", "UTC", "2030-01-01T09:00"),
+        (" 2030-01-01 09:00 ", "UTC", "2030-01-01T09:00"),
+        (datetime(2030, 1, 1, 9, 0), "Asia/Tokyo", "2030-01-01T00:00"),
+        (datetime(2030, 1, 1, 9, 0, tzinfo=UTC), "Asia/Tokyo", "2030-01-01T09:00"),
+    ],
+)
+def test_at_parse(value, zone, expected):
+    trigger = AtTrigger.parse(value, zone)
+    assert trigger.at == utc(expected)
+    assert trigger.timezone == zone
+
+
+@pytest.mark.parametrize("bad", ["tomorrow", "2030-13-01T00:00", "", 1893456000, None])
+def test_at_parse_refuses_bad_values(bad):
+    with pytest.raises(ValidationError) as exc:
+        AtTrigger.parse(bad)
+    assert exc.value.field == "at"
+
+
+def test_at_parse_refuses_an_unknown_zone():
+    with pytest.raises(ValidationError) as exc:
+        AtTrigger.parse("2030-01-01T00:00", "Nowhere/Special")
+    assert exc.value.field == "timezone"
+
+
+def test_at_fires_once():
+    trigger = AtTrigger.parse("2030-01-01T00:00:00Z")
+    assert trigger.next_after(trigger.at - 1) == Slot(trigger.at)
+    assert trigger.next_after(trigger.at) is None
+    assert trigger.next_after(trigger.at + 1) is None
+
+
+# -- serialisation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        CronTrigger("*/5 * * * *"),
+        CronTrigger("0 */20 * * * *", timezone=PARIS, dst_gap="skip", dst_fold="twice"),
+        EveryTrigger(2.5),
+        EveryTrigger(60.0, anchor=30.0, timezone=NY),
+        AtTrigger.parse("2030-01-01T09:00:00", "Asia/Tokyo"),
+    ],
+)
+def test_trigger_round_trip(trigger):
+    data = json.loads(json.dumps(trigger.to_dict()))
+    again = trigger_from_dict(data)
+    assert again == trigger
+    assert type(again) is type(trigger)
+    t = utc("2026-06-01T00:00")
+    assert again.next_after(t) == trigger.next_after(t)
+
+
+def test_trigger_from_dict_refuses_an_unknown_kind():
+    with pytest.raises(ValidationError) as exc:
+        trigger_from_dict({"kind": "sometimes"})
+    assert exc.value.field == "trigger"
+
+
+def test_timedelta_helper_sanity():
+    # Guards the helpers above: local() honours fold.
+    first = local("2026-11-01T01:30", NY, fold=0)
+    second = local("2026-11-01T01:30", NY, fold=1)
+    assert second - first == timedelta(hours=1).total_seconds()
