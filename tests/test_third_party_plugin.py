@@ -1,0 +1,295 @@
+"""A third-party plugin, built and installed the way a user installs one from PyPI, works.
+
+A fresh virtual environment (created once for the module) gets distsched from this
+repository (a real, non-editable install) and the example plugin
+``examples/plugins/distsched-example``. In that environment:
+
+* ``distsched plugins --json`` lists ``example`` with its distribution, version, executor
+  and balancer;
+* ``distsched run`` runs a job through the plugin's ``echo`` executor and ``most-free``
+  balancer, and the plugin's observer writes the ``task.finished`` event to its file;
+* the plugin's own test suite (built on ``distsched.testing``'s contract suites) passes;
+* a disabled plugin is shown as disabled and a job that needs it is refused with the
+  missing name, and a broken plugin next to it is reported without breaking anything else.
+
+Everything runs in subprocesses with timeouts; nothing waits on a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = ROOT / "examples" / "plugins" / "distsched-example"
+
+#: Upper bounds, not expected durations (the whole module takes ~30-40 s with a warm pip cache).
+VENV_TIMEOUT = 120
+PIP_TIMEOUT = 300
+CLI_TIMEOUT = 60
+SUITE_TIMEOUT = 180
+
+#: pip output that means the package index cannot be reached: skip rather than fail.
+OFFLINE_SIGNS = (
+    "No matching distribution found",
+    "Could not find a version that satisfies",
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+)
+
+JOBS = """\
+[[jobs]]
+name = "echo-job"
+every = "1s"
+executor = "echo"
+balancer = "most-free"
+target = "hello"
+args = [1, "two"]
+kwargs = { three = 3 }
+timeout = "5s"
+"""
+
+
+def _text(data: str | bytes | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Venv:
+    """A virtual environment and a clean way to run its programs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bin = path / ("Scripts" if os.name == "nt" else "bin")
+        self.python = self.bin / ("python.exe" if os.name == "nt" else "python")
+        self.distsched_exe = self.bin / ("distsched.exe" if os.name == "nt" else "distsched")
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        # Nothing of the outer test run leaks in: no DISTSCHED_* settings (storage URL,
+        # disabled plugins), no PYTHONPATH, no pytest variables. No .pyc or cache files are
+        # written next to the sources in the repository.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DISTSCHED_", "PYTHON", "PYTEST_", "VIRTUAL_ENV"))}
+        env["PATH"] = str(self.bin) + os.pathsep + env.get("PATH", "")
+        env["VIRTUAL_ENV"] = str(self.path)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.update(extra or {})
+        return env
+
+    def run(self, *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        cmd = [str(a) for a in args]
+        try:
+            return subprocess.run(cmd, env=self.env(env), cwd=cwd or self.path, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"`{' '.join(cmd)}` did not finish within {timeout}s\n"
+                        f"stdout:\n{_tail(_text(exc.stdout))}\nstderr:\n{_tail(_text(exc.stderr))}")
+
+    def pip_install(self, *args: str | Path) -> None:
+        proc = self.run(self.python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args,
+                        timeout=PIP_TIMEOUT)
+        if proc.returncode != 0:
+            what = " ".join(str(a) for a in args)
+            if any(sign in proc.stderr for sign in OFFLINE_SIGNS):
+                pytest.skip(f"cannot install {what} into a fresh virtual environment: the package index "
+                            f"is unreachable (offline?):\n{_tail(proc.stderr, 5)}")
+            pytest.fail(f"pip install {what} failed:\n{_tail(proc.stderr)}")
+
+    def distsched(self, *args: str | Path, env: dict[str, str] | None = None,
+                  cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(self.distsched_exe, *args, env=env, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """distsched (from this repository, non-editable) + the example plugin + the test kit."""
+    started = time.monotonic()
+    path = tmp_path_factory.mktemp("third-party") / "venv"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "venv", str(path)], capture_output=True, text=True,
+                              timeout=VENV_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot create a virtual environment with `{sys.executable} -m venv`: {exc}")
+    if proc.returncode != 0:
+        pytest.skip(f"cannot create a virtual environment with `{sys.executable} -m venv` "
+                    f"(on Debian/Ubuntu: apt-get install python3-venv):\n{_tail(proc.stderr, 5)}")
+    env = Venv(path)
+    # hatchling first, so both projects build in this environment (--no-build-isolation):
+    # one download of the build backend instead of one isolated build env per project.
+    env.pip_install("hatchling>=1.21")
+    env.pip_install("--no-build-isolation", f"{ROOT}[testing]", PLUGIN)
+    print(f"venv with distsched and distsched-example ready in {time.monotonic() - started:.1f}s")
+    return env
+
+
+@pytest.fixture
+def jobs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "echo.toml"
+    path.write_text(JOBS)
+    return path
+
+
+def _plugins(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    assert proc.returncode == 0, proc.stderr
+    return {item["name"]: item for item in json.loads(proc.stdout)}
+
+
+def _task_lines(stdout: str, job: str) -> list[list[str]]:
+    # "HH:MM:SS.mmm  echo-job  attempt 1  succeeded  0.001s"
+    return [fields for fields in (line.split() for line in stdout.splitlines()) if fields[1:2] == [job]]
+
+
+def test_distsched_plugins_lists_the_installed_plugin(venv: Venv) -> None:
+    plugins = _plugins(venv.distsched("plugins", "--json"))
+    example = plugins["example"]
+    assert (example["dist"], example["version"]) == ("distsched-example", "0.1.0")
+    assert example["module"] == "distsched_example.hooks"
+    assert example["provides"] == {"executor": ["echo"], "balancer": ["most-free"]}
+    assert example["hooks"] == ["distsched_event", "distsched_register_balancers", "distsched_register_executors"]
+    assert example["error"] is None and example["disabled"] is False
+    # The built-ins are discovered next to it, from the installed distsched wheel.
+    assert {"memory", "local", "balancers"} <= plugins.keys()
+    assert plugins["local"]["dist"] == "distsched"
+
+
+def test_run_uses_the_plugins_executor_balancer_and_observer(venv: Venv, jobs_file: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = venv.distsched("run", jobs_file, "--duration", "3",
+                          env={"DISTSCHED_EXAMPLE_EVENTS": str(events)}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = _task_lines(proc.stdout, "echo-job")
+    assert lines, f"no finished attempt of echo-job in the output:\n{proc.stdout}\n{proc.stderr}"
+    assert all(fields[4] == "succeeded" for fields in lines), proc.stdout
+    assert "0 failed" in proc.stderr
+
+    assert events.exists(), "the plugin's observer wrote no events"
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    finished = [r for r in records if r["kind"] == "task.finished" and r["job"] == "echo-job"]
+    assert finished, records
+    assert {r["state"] for r in finished} == {"succeeded"}
+    dispatched = {r["task_id"] for r in records if r["kind"] == "task.dispatched"}
+    assert {r["task_id"] for r in finished} <= dispatched
+    assert len(finished) == len(lines)  # one event per attempt the CLI printed
+
+
+def test_the_plugins_own_test_suite_passes(venv: Venv, tmp_path: Path) -> None:
+    # Run from tmp_path (hypothesis keeps its database in the working directory) without the
+    # cache provider, so the repository gets no .pytest_cache or .hypothesis.
+    proc = venv.run(venv.python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", PLUGIN / "tests",
+                    cwd=tmp_path, timeout=SUITE_TIMEOUT)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "skipped" not in summary, summary
+
+
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_a_disabled_plugin_is_shown_and_a_job_needing_it_is_refused(
+    venv: Venv, jobs_file: Path, tmp_path: Path, how: str
+) -> None:
+    if how == "env":
+        args, env = [], {"DISTSCHED_DISABLE_PLUGINS": "example"}
+    else:
+        args, env = ["--disable-plugin", "example"], {}
+    example = _plugins(venv.distsched(*args, "plugins", "--json", env=env))["example"]
+    assert example["disabled"] is True
+    assert example["dist"] == "distsched-example" and example["provides"] == {}
+
+    proc = venv.distsched(*args, "run", jobs_file, "--duration", "3", env=env, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "job 'echo-job': executor 'echo' is not registered (available: " in proc.stderr, proc.stderr
+    assert "balancer 'most-free' is not registered" in proc.stderr
+    assert _task_lines(proc.stdout, "echo-job") == []
+
+
+def test_a_broken_plugin_is_reported_and_does_not_break_the_others(
+    venv: Venv, jobs_file: Path, tmp_path: Path
+) -> None:
+    # A second "installed" distribution whose hooks module cannot be imported: a dist-info
+    # directory with an entry point, on PYTHONPATH (no pip install: the shared venv stays clean).
+    site = tmp_path / "site"
+    (site / "distsched_broken").mkdir(parents=True)
+    (site / "distsched_broken" / "__init__.py").write_text("")
+    (site / "distsched_broken" / "hooks.py").write_text("import distsched_broken_missing_dependency\n")
+    info = site / "distsched_broken-0.3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: distsched-broken\nVersion: 0.3.0\n")
+    (info / "entry_points.txt").write_text("[distsched]\nbroken = distsched_broken.hooks\n")
+    env = {"PYTHONPATH": str(site)}
+
+    plugins = _plugins(venv.distsched("plugins", "--json", env=env))
+    error = plugins["broken"]["error"]
+    assert "distsched-broken 0.3.0" in error and "distsched_broken_missing_dependency" in error, error
+    assert "DISTSCHED_DISABLE_PLUGINS=broken" in error
+    assert plugins["example"]["error"] is None
+    text = venv.distsched("plugins", env=env)
+    assert text.returncode == 0 and "[BROKEN]" in text.stdout
+
+    proc = venv.distsched("run", jobs_file, "--duration", "2", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = _task_lines(proc.stdout, "echo-job")
+    assert lines and all(fields[4] == "succeeded" for fields in lines), proc.stdout
+
+
+# -- docs/plugins.md: its code samples use the real API ------------------------------------
+def _load_samples(tmp_path: Path) -> list[ModuleType]:
+    page = (ROOT / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert len(blocks) >= 6, "docs/plugins.md lost its Python samples"
+    modules = []
+    for i, block in enumerate(blocks):
+        if "hookimpl" in block and "import hookimpl" not in block:
+            block = "from distsched import hookimpl\n" + block  # a fragment continuing the hooks module
+        path = tmp_path / f"plugins_md_sample_{i}.py"
+        path.write_text(block)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules.append(module)
+    return modules
+
+
+def test_the_plugins_page_samples_work_with_the_real_api(tmp_path: Path) -> None:
+    from distsched.model import Outcome
+    from distsched.plugin.manager import PluginManager
+    from distsched.plugin.registry import FunctionRegistry
+    from distsched.ports import ExecutorContext
+    from distsched.testing import make_task, make_worker
+
+    modules = _load_samples(tmp_path)
+    hook_modules = [(m.__name__, m) for m in modules if any(n.startswith("distsched_") for n in vars(m))]
+    pm = PluginManager(entry_points=False, plugins=hook_modules)
+    assert pm.broken() == {}
+    assert "acme" in pm.executors and "acme-sync" in pm.functions
+    assert pm.storage.for_url("postgresql://db/x").name == "postgres"
+    assert pm.election.for_url("postgres://db/x").name == "postgres"
+
+    [executor_cls] = [m.AcmeExecutor for m in modules if hasattr(m, "AcmeExecutor")]
+    executor = executor_cls(ExecutorContext(functions=FunctionRegistry(), settings={"acme_endpoint": "e"}))
+    ok = asyncio.run(executor.run(make_task(executor="acme", target="nightly")))
+    bad = asyncio.run(executor.run(make_task(executor="acme", target="unknown")))
+    assert ok == Outcome.success({"job": "nightly"}, endpoint="e")
+    assert not bad.ok and bad.retryable is False
+
+    [balancer_cls] = [m.MostFreeBalancer for m in modules if hasattr(m, "MostFreeBalancer")]
+    workers = [make_worker("a", now=10.0, capacity=4, load=3), make_worker("b", now=10.0, capacity=4, load=1),
+               make_worker("c", now=10.0, capacity=9, draining=True)]
+    assert balancer_cls().select(make_task(), workers, now=10.0, ttl=5.0).id == "b"
