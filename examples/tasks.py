@@ -1,9 +1,43 @@
-"""Task functions for examples/jobs.toml. Only functions marked @task can be run by jobs."""
+"""Task functions for examples/jobs.toml. Only functions marked @task can be run by jobs.
+
+Importing this module also starts a tiny HTTP endpoint on a free loopback port, so the
+example's `http` job has something to call without the internet; its URL is published as
+the environment variable DISTSCHED_EXAMPLE_URL, which the job's target references as
+${DISTSCHED_EXAMPLE_URL} (resolved by the worker when the task runs).
+"""
 
 import asyncio
 import datetime
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from distsched import task
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"status": "ok", "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _start_example_endpoint():
+    if "DISTSCHED_EXAMPLE_URL" in os.environ:
+        return
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ["DISTSCHED_EXAMPLE_URL"] = f"http://127.0.0.1:{server.server_address[1]}"
+
+
+_start_example_endpoint()
 
 
 @task

@@ -269,7 +269,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     for item in data:
         dist = f"{item['dist']} {item['version']}" if item["dist"] else "(no distribution)"
         state = " [disabled]" if item["disabled"] else (" [BROKEN]" if item["error"] else "")
-        click.echo(f"{item['name']:<12} {dist:<22} {item['module']}{state}")
+        click.echo(f"{item['name']:<12} {dist:<26} {item['module']}{state}")
         for family, names in sorted(item["provides"].items()):
             click.echo(f"    {family:<10} {', '.join(names)}")
         if item["error"]:

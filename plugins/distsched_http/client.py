@@ -19,6 +19,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
+
 from distsched import __version__
 
 USER_AGENT = f"distsched-http/{__version__}"

@@ -44,6 +44,7 @@ from typing import Any
 
 import attrs
 import httpx
+
 from distsched.model import Outcome, Task
 from distsched.ports import ExecutorContext
 

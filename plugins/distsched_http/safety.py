@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import attrs
+
 from distsched.model import Outcome
 
 REDACTED = "***"

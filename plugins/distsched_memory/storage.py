@@ -50,33 +50,45 @@ class Lease:
 
 
 class _Signal:
-    """An asyncio.Event that follows the running loop (stores outlive test loops)."""
+    """A wake-up flag waiters can await with a timeout.
+
+    Built on plain futures and ``call_later`` rather than ``asyncio.wait_for``: on Python
+    3.11 ``wait_for`` can swallow a cancellation that races with the inner wait completing,
+    which would leave a cancelled leader loop running. Futures follow the running loop, so
+    a store can outlive the event loops of successive tests.
+    """
 
     def __init__(self) -> None:
-        self._event: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _get(self) -> asyncio.Event:
-        loop = asyncio.get_running_loop()
-        if self._event is None or self._loop is not loop:
-            self._event, self._loop = asyncio.Event(), loop
-        return self._event
+        self._flag = False
+        self._waiters: set[asyncio.Future[bool]] = set()
 
     def set(self) -> None:
-        if self._event is not None:
-            self._event.set()
+        self._flag = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(True)
 
     async def wait(self, timeout: float) -> bool:
-        event = self._get()
-        if event.is_set():
-            event.clear()
+        if self._flag:
+            self._flag = False
             return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(max(0.0, timeout), _resolve, waiter, False)
         try:
-            await asyncio.wait_for(event.wait(), max(0.0, timeout))
-        except asyncio.TimeoutError:
-            return False
-        event.clear()
-        return True
+            woke = await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
+        if woke:
+            self._flag = False
+        return woke
+
+
+def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
 
 
 class _State:

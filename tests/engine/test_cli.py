@@ -88,6 +88,7 @@ def test_the_readme_example_runs(tmp_path):
     assert any("attempt 2" in line and "retry in 1.00s" in line for line in flaky), out
     assert any("attempt 3" in line and "failed" in line and "retry" not in line for line in flaky), out
     assert any(" slow " in line and "timed_out" in line for line in lines), out
+    assert any(" http-ping " in line and "succeeded" in line for line in lines), out
     assert "stopped:" in err
 
 

@@ -101,7 +101,10 @@ class Scheduler:
         self.fence = None
         for task in pending:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        _, stuck = await asyncio.wait(pending, timeout=10.0)
+        if stuck:  # pragma: no cover - a store call that ignores cancellation
+            log.error("%s: %d leader task(s) did not stop within 10 s: %s", self.node_id, len(stuck),
+                      ", ".join(t.get_name() for t in stuck))
         reason = "shutdown" if stop.is_set() else "lease lost"
         for task in done:
             if task.get_name() == "distsched-lead" and not task.cancelled() and task.exception() is not None:

@@ -155,6 +155,8 @@ class WorkerService:
             await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True), timeout=2.0)
         except Exception:
             pass
+        if not self._running:  # they may have finished during the heartbeat
+            return
         done, pending = await asyncio.wait(set(self._running), timeout=self.config.drain_timeout)
         for job in pending:
             job.cancel()  # the leader requeues these once we deregister

@@ -190,8 +190,10 @@ class PluginManager:
                 if added:
                     info.provides.setdefault(family, []).extend(added)
         broken = {name: info.error for name, info in self.plugins.items() if info.error}
+        disabled = [name for name, info in self.plugins.items() if info.disabled]
         for registry in registries.values():
             registry.broken = dict(broken)
+            registry.disabled = list(disabled)
 
     # -- inspection -----------------------------------------------------------------
     def broken(self) -> dict[str, str]:

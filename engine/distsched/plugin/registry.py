@@ -8,6 +8,7 @@ names both.
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ import attrs
 
 from .errors import DuplicateRegistration, UnknownName
 
+log = logging.getLogger("distsched.plugins")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.\-]*$")
 
@@ -45,6 +47,9 @@ class Registration:
     origin: Origin
     description: str = ""
     schemes: tuple[str, ...] = ()
+    #: Registered with ``replace=True``: it wins over the plain registration of the same
+    #: name whichever plugin happens to register first.
+    override: bool = False
 
 
 class Registry:
@@ -55,24 +60,33 @@ class Registry:
     def __init__(self) -> None:
         self._items: dict[str, Registration] = {}
         self.current: Origin = APP
-        #: Set by the plugin manager: broken plugins, mentioned when a name is unknown.
+        #: Set by the plugin manager: broken and disabled plugins, mentioned when a name is
+        #: unknown.
         self.broken: dict[str, str] = {}
+        self.disabled: list[str] = []
 
-    def _add(self, reg: Registration, replace: bool) -> None:
+    def _add(self, reg: Registration, replace: bool) -> bool:
+        """Store ``reg``; False when an earlier ``replace=True`` registration keeps the name."""
         if not isinstance(reg.name, str) or not _NAME_RE.match(reg.name):
             raise ValueError(f"{self.current}: {self.family} name {reg.name!r} is not a valid name")
         if not callable(reg.factory):
             raise TypeError(f"{self.current}: {self.family} {reg.name!r}: factory {reg.factory!r} is not callable")
         old = self._items.get(reg.name)
+        if old is not None and old.override and not replace:
+            log.info("%s %r of %s is overridden by %s", self.family, reg.name, reg.origin, old.origin)
+            return False
         if old is not None and not replace:
             raise DuplicateRegistration(
                 f"{self.family} {reg.name!r} registered by {old.origin} and by {reg.origin}; "
                 f"pass replace=True to override on purpose, or disable one with DISTSCHED_DISABLE_PLUGINS"
             )
+        if old is not None:
+            log.info("%s %r of %s is overridden by %s", self.family, reg.name, old.origin, reg.origin)
         self._items[reg.name] = reg
+        return True
 
     def add(self, name: str, factory: Callable[..., Any], *, description: str = "", replace: bool = False) -> None:
-        self._add(Registration(self.family, name, factory, self.current, description), replace)
+        self._add(Registration(self.family, name, factory, self.current, description, override=replace), replace)
 
     def get(self, name: str, *, where: str = "") -> Registration:
         try:
@@ -84,14 +98,21 @@ class Registry:
         prefix = f"{where}: " if where else ""
         available = ", ".join(sorted(self.names())) or "none"
         msg = f"{prefix}{what} is not registered (available: {available})"
-        if self.broken:
-            msg += "; broken plugins: " + "; ".join(f"{k}: {v}" for k, v in sorted(self.broken.items()))
-        elif not self._items:
+        msg += self._plugin_notes()
+        if not self.broken and not self._items:
             msg += (
                 " - is distsched installed? (no plugins found in entry-point group 'distsched'; "
                 "run `pip install -e .` in the repository)"
             )
         return msg
+
+    def _plugin_notes(self) -> str:
+        notes = ""
+        if self.broken:
+            notes += "; broken plugins: " + "; ".join(f"{k}: {v}" for k, v in sorted(self.broken.items()))
+        if self.disabled:
+            notes += f"; disabled plugins: {', '.join(sorted(self.disabled))}"
+        return notes
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -125,17 +146,20 @@ class SchemeRegistry(Registry):
         schemes = tuple(schemes)
         if not schemes or not all(isinstance(s, str) and _SCHEME_RE.match(s) for s in schemes):
             raise ValueError(f"{self.current}: {self.family} {name!r}: schemes must be lowercase URL schemes, not {schemes!r}")
-        reg = Registration(self.family, name, factory, self.current, description, schemes)
+        reg = Registration(self.family, name, factory, self.current, description, schemes, override=replace)
         for scheme in schemes:
             old = self._schemes.get(scheme)
+            if old is not None and old.override and not replace:
+                log.info("%s scheme %r of %s is overridden by %s", self.family, scheme, reg.origin, old.origin)
+                return
             if old is not None and not replace and old.name != name:
                 raise DuplicateRegistration(
                     f"{self.family} scheme {scheme!r} registered by {old.origin} (as {old.name!r}) "
                     f"and by {reg.origin} (as {name!r})"
                 )
-        self._add(reg, replace)
-        for scheme in schemes:
-            self._schemes[scheme] = reg
+        if self._add(reg, replace):
+            for scheme in schemes:
+                self._schemes[scheme] = reg
 
     def for_url(self, url: str, *, where: str = "storage") -> Registration:
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
@@ -149,9 +173,7 @@ class SchemeRegistry(Registry):
         except KeyError:
             available = ", ".join(f"{s}://" for s in sorted(self._schemes)) or "none"
             msg = f"{where}: no {self.family} plugin handles {scheme}:// (available: {available})"
-            if self.broken:
-                msg += "; broken plugins: " + "; ".join(f"{k}: {v}" for k, v in sorted(self.broken.items()))
-            raise UnknownName(msg) from None
+            raise UnknownName(msg + self._plugin_notes()) from None
 
     def schemes(self) -> list[str]:
         return sorted(self._schemes)

@@ -13,8 +13,9 @@ Fixtures:
                               ``$DISTSCHED_TEST_STORAGE``, default a private ``memory://`` store.
 ``redis_server``              a throwaway ``redis-server`` on a free loopback port (session
                               scope; skipped when the binary is missing). Never the shared 6379.
-``distsched_app``             a factory: ``await distsched_app(storage_url, ...)`` gives a started
-                              DistributeSchedule (scheduler + worker) that is stopped after the test.
+``distsched_app``             a factory: ``await distsched_app(storage_url, functions={...})`` gives a
+                              started DistributeSchedule (scheduler + worker in this event loop),
+                              stopped after the test (needs pytest-asyncio).
 ``distsched_cli``             runs the ``distsched`` command in-process: ``distsched_cli("plugins")``
                               returns a click Result (exit_code, output).
 """
@@ -70,18 +71,23 @@ def redis_server() -> Iterator[Any]:
 
 @pytest.fixture
 async def distsched_app(distsched_plugins: list[Any]) -> AsyncIterator[Any]:
+    """A factory of *started* apps (scheduler and/or worker in this event loop), stopped
+    after the test. Needs pytest-asyncio (``asyncio_mode = "auto"`` or a marker)."""
     from ..facade import DistributeSchedule
 
     started: list[Any] = []
 
-    async def make(storage: str | None = None, *, scheduler: bool = True, worker: bool = True, **kw: Any) -> Any:
+    async def make(storage: str | None = None, *, scheduler: bool = True, worker: bool = True,
+                   functions: dict[str, Any] | None = None, **kw: Any) -> Any:
         app = DistributeSchedule(storage or f"memory://app-{uuid.uuid4().hex}", plugins=distsched_plugins, **kw)
-        started.append((app, scheduler, worker))
+        for name, func in (functions or {}).items():
+            app.task(func, name=name)
+        await app.start(scheduler=scheduler, worker=worker)
+        started.append(app)
         return app
 
-    make.start = True  # type: ignore[attr-defined]
     yield make
-    for app, _, _ in reversed(started):
+    for app in reversed(started):
         await app.stop()
 
 

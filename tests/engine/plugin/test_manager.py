@@ -137,3 +137,28 @@ def test_a_failing_observer_is_logged_and_swallowed(caplog):
     pm.notify(WorkerJoined(at=0.0, worker_id="w"))
     assert obs.seen == ["worker.joined"]
     assert "event observer of plugin 'obs' failed" in caplog.text
+
+
+class _Override:
+    @hookimpl
+    def distsched_register_executors(self, registry):
+        registry.add("local", lambda ctx: None, description="mine", replace=True)
+
+
+def test_replace_wins_whichever_plugin_registers_first():
+    for plugins in ([("override", _Override())],):
+        pm = PluginManager(plugins=plugins)
+        assert pm.executors.get("local").origin.plugin == "override"
+        assert not pm.plugins["local"].error and not pm.plugins["override"].error
+    # Registered before the built-in (no entry points first, then the built-in by hand).
+    import distsched_local.hooks
+
+    pm = PluginManager(entry_points=False, plugins=[("override", _Override()), ("local", distsched_local.hooks)])
+    assert pm.executors.get("local").origin.plugin == "override"
+    assert not pm.plugins["local"].error
+
+
+def test_unknown_name_mentions_disabled_plugins():
+    pm = PluginManager(disabled=["local"])
+    with pytest.raises(UnknownName, match="disabled plugins: local"):
+        pm.executors.get("local")

@@ -6,11 +6,12 @@ import functools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from distsched.model import Task, TaskSpec, Worker
 from distsched.plugin.manager import PluginManager, check_returns
 from distsched.ports import Balancer
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NAMES = ["consistent-hash", "least-tasks", "round-robin"]
 NOW = 1_000.0

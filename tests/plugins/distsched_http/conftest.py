@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from distsched.model import Task, TaskSpec
 from distsched.plugin.manager import PluginManager
 from distsched.plugin.registry import FunctionRegistry

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+
 from distsched.model import RetryPolicy, TaskResult, TaskState
 from distsched.plugin.manager import PluginManager
 from distsched.plugin.registry import FunctionRegistry

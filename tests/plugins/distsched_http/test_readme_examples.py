@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import distsched_http
-import pytest
 from distsched.jobs import load_jobs_file
 from distsched.model import Task
 from distsched.plugin.registry import FunctionRegistry

@@ -6,6 +6,7 @@ import email.utils
 import logging
 
 import pytest
+
 from distsched_http.executor import parse_retry_after
 from distsched_http.safety import AllowList, Scrubber
 

@@ -13,6 +13,19 @@ from ...plugin.manager import PluginManager, check_returns
 from ...ports import Election, Fence, StorageBackend
 
 
+def plugin_manager_for(request: Any) -> PluginManager:
+    """Entry points plus the ``distsched_plugins`` fixture's extra plugins, when the
+    distsched pytest plugin (or the test module) defines that fixture: override it to run a
+    contract against a plugin that is not installed."""
+    import pytest
+
+    try:
+        extra = request.getfixturevalue("distsched_plugins")
+    except pytest.FixtureLookupError:
+        extra = []
+    return PluginManager(plugins=extra)
+
+
 @attrs.define
 class Harness:
     plugins: PluginManager

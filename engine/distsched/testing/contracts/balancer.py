@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ...model import Worker
-from ...plugin.manager import PluginManager
 from .. import make_task
+from ._harness import plugin_manager_for
 
 TTL = 10.0
 NOW = 1000.0
@@ -37,8 +37,8 @@ class BalancerContract:
         raise NotImplementedError("a BalancerContract subclass must provide the balancer_name fixture")
 
     @pytest.fixture
-    def make_balancer(self, balancer_name: str):
-        reg = PluginManager().balancers.get(balancer_name)
+    def make_balancer(self, request: pytest.FixtureRequest, balancer_name: str):
+        reg = plugin_manager_for(request).balancers.get(balancer_name)
         return reg.factory
 
     def test_never_picks_an_ineligible_worker(self, make_balancer) -> None:

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from ...plugin.manager import PluginManager
-from ._harness import Harness, poll
+from ._harness import Harness, plugin_manager_for, poll
 
 
 class ElectionContract:
@@ -21,8 +20,9 @@ class ElectionContract:
         return {}
 
     @pytest.fixture
-    def election_harness(self, election_url: str, storage_options: dict[str, Any]) -> Harness:
-        return Harness(PluginManager(), election_url, storage_options)
+    def election_harness(self, request: pytest.FixtureRequest, election_url: str,
+                  storage_options: dict[str, Any]) -> Harness:
+        return Harness(plugin_manager_for(request), election_url, storage_options)
 
     def test_one_holder_at_a_time(self, election_harness: Harness) -> None:
         async def body(h: Harness) -> None:

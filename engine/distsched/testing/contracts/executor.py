@@ -14,9 +14,9 @@ import time
 import pytest
 
 from ...model import Outcome, Task
-from ...plugin.manager import PluginManager
 from ...plugin.registry import FunctionRegistry
 from ...ports import Executor, ExecutorContext
+from ._harness import plugin_manager_for
 
 
 class ExecutorContract:
@@ -29,8 +29,8 @@ class ExecutorContract:
         return ExecutorContext(functions=FunctionRegistry(), concurrency=2)
 
     @pytest.fixture
-    def make_executor(self, executor_name: str, executor_context: ExecutorContext):
-        reg = PluginManager().executors.get(executor_name)
+    def make_executor(self, request: pytest.FixtureRequest, executor_name: str, executor_context: ExecutorContext):
+        reg = plugin_manager_for(request).executors.get(executor_name)
 
         def make() -> Executor:
             executor = reg.factory(executor_context)

@@ -20,10 +20,9 @@ from ...model import (
     TaskState,
     VersionConflict,
 )
-from ...plugin.manager import PluginManager
 from ...ports import Firing
 from .. import make_job, make_task, make_worker
-from ._harness import Harness, poll
+from ._harness import Harness, plugin_manager_for, poll
 
 
 def _result(task, outcome="succeeded", worker="w1", now=0.0, **kw: Any) -> TaskResult:
@@ -41,8 +40,9 @@ class StorageContract:
         return {}
 
     @pytest.fixture
-    def harness(self, storage_url: str, storage_options: dict[str, Any]) -> Harness:
-        return Harness(PluginManager(), storage_url, storage_options)
+    def harness(self, request: pytest.FixtureRequest, storage_url: str,
+                  storage_options: dict[str, Any]) -> Harness:
+        return Harness(plugin_manager_for(request), storage_url, storage_options)
 
     # -- jobs ---------------------------------------------------------------------------
     def test_job_add_get_list_remove(self, harness: Harness) -> None:
