@@ -64,6 +64,7 @@ class WorkerService:
         self._results_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._draining = False
+        self._closing = False
         self.executed = 0
         self.on_result: Callable[[TaskResult], None] | None = None
 
@@ -99,16 +100,20 @@ class WorkerService:
             await asyncio.wait({puller, stopper}, return_when=asyncio.FIRST_COMPLETED)
             # Stop pulling at once; a pull cut short leaves at most a few tasks marked
             # running here, which the leader requeues when this worker deregisters.
-            puller.cancel()
             stopper.cancel()
-            results = await asyncio.gather(puller, stopper, return_exceptions=True)
-            if isinstance(results[0], Exception) and not isinstance(results[0], asyncio.CancelledError):
-                raise results[0]
+            await _cancel_and_wait(puller, "pull")
+            if puller.done() and not puller.cancelled() and puller.exception() is not None:
+                raise puller.exception()  # type: ignore[misc]
         finally:
             await self._drain()
-            heartbeat.cancel()
-            reporter.cancel()
-            await asyncio.gather(heartbeat, reporter, return_exceptions=True)
+            # The reporter is told to finish (not cancelled mid-write): it flushes what is
+            # left and returns. A store client can turn a cancellation into a connection
+            # error, which would leave a cancelled loop running.
+            self._closing = True
+            self._results_ready.set()
+            await asyncio.wait({reporter}, timeout=10.0)
+            await _cancel_and_wait(reporter, "report")
+            await _cancel_and_wait(heartbeat, "heartbeat")
             await self._flush_results(final=True)
             try:
                 await self.storage.workers.deregister(self.id)
@@ -230,7 +235,7 @@ class WorkerService:
 
     # -- reporting ------------------------------------------------------------------
     async def _report_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._results_ready.wait()
             self._results_ready.clear()
             await self._flush_results()
@@ -252,6 +257,16 @@ class WorkerService:
                 await asyncio.sleep(backoff.next())
                 continue
             del self._results[: len(batch)]
+
+
+async def _cancel_and_wait(task: asyncio.Task[None], what: str, timeout: float = 5.0) -> None:
+    """Cancel ``task`` and wait for it to end, but never forever."""
+    if task.done():
+        return
+    task.cancel()
+    await asyncio.wait({task}, timeout=timeout)
+    if not task.done():  # pragma: no cover - a client that swallowed the cancellation
+        log.error("the worker's %s loop did not stop within %gs", what, timeout)
 
 
 def _failure(task: Task, started: float, finished: float, worker_id: str, kind: str, error: str, retryable: bool) -> TaskResult:
