@@ -26,7 +26,7 @@ from .__about__ import __version__
 from .config import STORAGE_ENV, WorkerConfig, default_storage_url
 from .model import events as ev
 from .model.errors import DistschedError
-from .plugin.manager import DISABLE_ENV
+from .plugin.manager import DISABLE_ENV, PLUGINS_ENV
 
 T = TypeVar("T")
 log = logging.getLogger("distsched.cli")
@@ -101,11 +101,21 @@ def _load_jobs(path: str) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+def _extra_plugins(ctx: click.Context) -> list[tuple[str, Any]]:
+    from .plugin.manager import load_plugin_modules, modules_from_env
+
+    obj = ctx.find_root().obj or {}
+    try:
+        return load_plugin_modules(list(obj.get("plugins", ())) + modules_from_env())
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
     from .facade import DistributeSchedule
 
     try:
-        return DistributeSchedule(storage, disabled_plugins=_disabled(ctx), **kw)
+        return DistributeSchedule(storage, disabled_plugins=_disabled(ctx), plugins=_extra_plugins(ctx), **kw)
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -160,10 +170,12 @@ storage_option = click.option(
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--disable-plugin", "disable", multiple=True, metavar="NAME",
               help=f"Do not load this plugin (repeatable; also ${DISABLE_ENV}=a,b).")
+@click.option("-p", "--plugin", "extra", multiple=True, metavar="MODULE",
+              help=f"Also load this module as a plugin, without an entry point (repeatable; also ${PLUGINS_ENV}=a,b).")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...]) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...], extra: tuple[str, ...]) -> None:
     """distsched: a distributed task scheduler with pluggable storage, executors and balancers."""
-    ctx.obj = {"disable": disable}
+    ctx.obj = {"disable": disable, "plugins": extra}
     _setup_logging(verbose, quiet)
 
 
@@ -259,7 +271,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     """List the discovered plugins: distribution, version, module, hooks and what each provides."""
     from .plugin.manager import PluginManager
 
-    pm = PluginManager(disabled=_disabled(ctx))
+    pm = PluginManager(disabled=_disabled(ctx), plugins=_extra_plugins(ctx))
     data = pm.describe()
     if as_json:
         click.echo(json.dumps(data, indent=2))

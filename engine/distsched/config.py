@@ -70,6 +70,8 @@ class EngineConfig:
     dispatch_batch: int = attrs.field(default=500, validator=_positive(100_000))
     result_batch: int = attrs.field(default=500, validator=_positive(100_000))
     max_redeliveries: int = attrs.field(default=10, validator=_positive(10_000))
+    #: When True a task lost with its worker uses up an attempt of its retry policy.
+    redeliveries_use_attempts: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.renew_interval >= self.lease_ttl:

@@ -114,3 +114,21 @@ def test_sigterm_stops_run_cleanly():
 def test_bad_storage_urls(distsched_cli, args, message):
     result = distsched_cli(*args)
     assert result.exit_code != 0 and message in result.output
+
+
+def test_extra_plugin_modules_and_the_storage_env(distsched_cli, tmp_path, monkeypatch):
+    (tmp_path / "my_observer_plugin.py").write_text(
+        "from distsched import hookimpl\n"
+        "@hookimpl\n"
+        "def distsched_register_executors(registry):\n"
+        "    registry.add('noop-x', lambda ctx: None)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = json.loads(distsched_cli("-p", "my_observer_plugin", "plugins", "--json").output)
+    assert {p["name"]: p["provides"] for p in data}["my_observer_plugin"] == {"executor": ["noop-x"]}
+    data = json.loads(distsched_cli("plugins", "--json", env={"DISTSCHED_PLUGINS": "my_observer_plugin"}).output)
+    assert "my_observer_plugin" in {p["name"] for p in data}
+    bad = distsched_cli("-p", "no_such_plugin_module", "plugins")
+    assert bad.exit_code != 0 and "plugin module 'no_such_plugin_module' failed to import" in bad.output
+    # DISTSCHED_STORAGE is the default storage URL.
+    result = distsched_cli("run", "examples/jobs.toml", "--duration", "0", env={"DISTSCHED_STORAGE": "nosuch://x"})
+    assert result.exit_code != 0 and "no storage plugin handles nosuch://" in result.output

@@ -347,7 +347,8 @@ class Scheduler:
             tasks = await storage.tasks.assigned(worker.id)
             reason = "worker left" if worker.draining else f"worker {worker.id} lost (no heartbeat for {now - worker.last_heartbeat:.1f}s)"
             for task in tasks:
-                task.requeue(reason, now, max_redeliveries=self.config.max_redeliveries)
+                task.requeue(reason, now, max_redeliveries=self.config.max_redeliveries,
+                             consume_attempt=self.config.redeliveries_use_attempts)
             ok = await storage.workers.reap(fence, worker.id, tasks)
             self._known_workers.discard(worker.id)
             reaped += 1

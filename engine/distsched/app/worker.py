@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from ..config import EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, Worker
+from ..model import events as ev
 from ..plugin.errors import PluginError, UnknownName
 from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
@@ -208,6 +209,10 @@ class WorkerService:
         started = clock()
         timeout = task.spec.timeout
         worker_id = self.id
+        events = self.events if self.events is not None and self.events.active else None
+        if events is not None:
+            events.emit(ev.AttemptStarted(at=started, task_id=task.id, job=task.job, attempt_id=task.attempt_id,
+                                          worker_id=worker_id))
         try:
             executor = self.executor(task.spec.executor)
             outcome = await asyncio.wait_for(executor.run(task), timeout)
@@ -228,6 +233,10 @@ class WorkerService:
         except Exception as exc:
             result = _failure(task, started, clock(), worker_id, type(exc).__name__, f"{type(exc).__name__}: {exc}", True)
         self.executed += 1
+        if events is not None:
+            events.emit(ev.AttemptFinished(at=result.finished_at, task_id=task.id, job=task.job,
+                                           attempt_id=task.attempt_id, worker_id=worker_id,
+                                           outcome=result.outcome, duration=result.duration))
         self._results.append(result)
         self._results_ready.set()
         if self.on_result is not None:

@@ -30,6 +30,30 @@ class TaskDispatched(Event):
 
 
 @attrs.frozen(kw_only=True)
+class AttemptStarted(Event):
+    """Emitted by the worker that started an attempt (on that worker's process)."""
+
+    kind: ClassVar[str] = "attempt.started"
+    task_id: str
+    job: str | None
+    attempt_id: str
+    worker_id: str
+
+
+@attrs.frozen(kw_only=True)
+class AttemptFinished(Event):
+    """Emitted by the worker when an attempt ended, before its result is reported."""
+
+    kind: ClassVar[str] = "attempt.finished"
+    task_id: str
+    job: str | None
+    attempt_id: str
+    worker_id: str
+    outcome: str
+    duration: float
+
+
+@attrs.frozen(kw_only=True)
 class TaskFinished(Event):
     """A task reached a terminal state through a result: succeeded, failed or timed_out."""
 

@@ -211,22 +211,35 @@ class Task:
         return self.state
 
     def requeue(
-        self, reason: str, now: float, *, max_redeliveries: int = DEFAULT_MAX_REDELIVERIES
+        self,
+        reason: str,
+        now: float,
+        *,
+        max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,
+        consume_attempt: bool = False,
     ) -> TaskState:
         """The worker holding the task was lost: back to ``pending`` for re-dispatch.
 
-        Does not consume the retry budget. After ``max_redeliveries`` crash re-deliveries
-        the task fails instead (a poison task must not loop forever).
+        Does not consume the retry budget unless ``consume_attempt`` (then the lost attempt
+        counts, and a task with no attempt left fails). After ``max_redeliveries`` crash
+        re-deliveries the task fails instead (a poison task must not loop forever).
         """
         if self.state not in ASSIGNED:
             raise InvalidTransition(self.id, self.state.value, "pending (requeue)")
         self.reason = reason
         self.worker_id = None
+        if consume_attempt and self.attempt >= self.spec.retry.max_attempts:
+            self._move(TaskState.FAILED, now)
+            self.finished_at = now
+            self.reason = f"{reason}; no attempt left ({self.attempt} of {self.spec.retry.max_attempts})"
+            return self.state
         if self.redeliveries >= max_redeliveries:
             self._move(TaskState.FAILED, now)
             self.finished_at = now
             self.reason = f"{reason}; gave up after {self.redeliveries} re-deliveries"
             return self.state
+        if consume_attempt:
+            self.attempt += 1
         self._move(TaskState.PENDING, now)
         self.redeliveries += 1
         self.not_before = now

@@ -18,7 +18,7 @@ import attrs
 import pluggy
 
 from .. import hookspecs
-from .errors import PluginError
+from .errors import PluginError, PluginLoadError
 from .registry import (
     BalancerRegistry,
     ElectionRegistry,
@@ -37,6 +37,7 @@ else:  # the backport is faster and de-duplicates distributions on older Pythons
 log = logging.getLogger("distsched.plugins")
 GROUP = "distsched"
 DISABLE_ENV = "DISTSCHED_DISABLE_PLUGINS"
+PLUGINS_ENV = "DISTSCHED_PLUGINS"
 
 _REGISTRATION_HOOKS = {
     "storage": "distsched_register_storage",
@@ -75,6 +76,25 @@ def _entry_points() -> tuple[EntryPoint, ...]:
 
 def disabled_from_env() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def modules_from_env() -> list[str]:
+    """Extra plugin modules named in ``DISTSCHED_PLUGINS`` (comma-separated import paths)."""
+    return [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+
+
+def load_plugin_modules(names: Iterable[str]) -> list[tuple[str, Any]]:
+    """Import plugin modules named on the command line or in ``DISTSCHED_PLUGINS`` (like
+    pytest's ``-p NAME``): configuration given by the operator, never stored data."""
+    import importlib
+
+    out = []
+    for name in names:
+        try:
+            out.append((name, importlib.import_module(name)))
+        except Exception as exc:
+            raise PluginLoadError(f"plugin module {name!r} failed to import: {type(exc).__name__}: {exc}") from None
+    return out
 
 
 class PluginManager:

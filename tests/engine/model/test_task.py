@@ -561,3 +561,18 @@ def test_round_trip_in_any_reachable_state(steps, args):
         except (InvalidTransition, StaleAttempt):
             pass
     assert Task.from_dict(json.loads(json.dumps(task.to_dict()))) == task
+
+
+def test_a_lost_attempt_counts_only_when_configured():
+    from distsched.model import RetryPolicy, Task, TaskSpec, TaskState
+
+    task = Task(id="t", spec=TaskSpec(target="f", retry=RetryPolicy(max_attempts=2)), created_at=0.0)
+    task.dispatch("w", 1.0)
+    task.requeue("lost", 2.0)
+    assert (task.state, task.attempt, task.redeliveries) == (TaskState.PENDING, 1, 1)
+    task.dispatch("w", 3.0)
+    task.requeue("lost", 4.0, consume_attempt=True)
+    assert (task.state, task.attempt) == (TaskState.PENDING, 2)
+    task.dispatch("w", 5.0)
+    task.requeue("lost", 6.0, consume_attempt=True)
+    assert task.state is TaskState.FAILED and "no attempt left (2 of 2)" in task.reason
