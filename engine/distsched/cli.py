@@ -146,12 +146,13 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
         raise click.ClickException(f"{jobs_file.path}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _worker_config(jobs_file: Any, *, name: str | None = None, concurrency: int | None = None) -> WorkerConfig:
+def _worker_config(jobs_file: Any, *, name: str | None = None, concurrency: int | None = None,
+                   capacity: int | None = None) -> WorkerConfig:
     section = jobs_file.worker if jobs_file else None
     return WorkerConfig(
         name=name or (section.name if section else None),
         concurrency=concurrency or (section.concurrency if section and section.concurrency else 8),
-        capacity=section.capacity if section else None,
+        capacity=capacity or (section.capacity if section else None),
         drain_timeout=section.drain_timeout if section and section.drain_timeout is not None else 30.0,
         settings=dict(section.settings) if section else {},
     )
@@ -327,19 +328,21 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 @storage_option
 @click.option("--name", default=None, help="Worker name prefix (default: the host name).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default 8).")
+@click.option("--capacity", type=click.IntRange(1, 1_000_000), default=None,
+              help="Tasks this worker may hold, queued + running (default max(4 x concurrency, 64)).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module with @distsched.task functions (repeatable).")
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
 @click.pass_context
-def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None,
+def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None, capacity: int | None,
            imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
     SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
-    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency),
+    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity),
                heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3))
     _prepare(app, jobs, imports)
 

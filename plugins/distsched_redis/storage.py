@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from distsched.asyncutil import WakeSignal
 from distsched.model import (
     AlreadyExists,
     FencedError,
@@ -69,6 +70,8 @@ class RedisStorage:
         self.url = settings.url
         self.client = client
         self._waiter = waiter
+        self._activity = WakeSignal()
+        self._listener: asyncio.Task[None] | None = None
         self._sentinel = sentinel
         self.prefix = settings.prefix
         self.retention = str(int(settings.retention))
@@ -180,22 +183,35 @@ class RedisStorage:
         return reply
 
     async def wait_for_activity(self, timeout: float) -> None:
+        """Sleep until ``timeout`` or a wake-up token on the notify list.
+
+        A background task blocks on the notify list (BLPOP on the waiter's own connection)
+        and sets a local signal; the wait itself is a local timer. Redis checks blocked
+        clients' timeouts only every 1/hz seconds (100 ms by default), so a BLPOP timeout
+        alone would wake the leader up to 100 ms after a job is due.
+        """
         await self._maybe_sync_clock()
-        deadline = time.monotonic() + max(0.0, timeout)
+        loop = asyncio.get_running_loop()
+        if self._listener is None or self._listener.done() or self._listener.get_loop() is not loop:
+            self._listener = loop.create_task(self._listen(), name="distsched-redis-notify")
+        await self._activity.wait(timeout)
+
+    async def _listen(self) -> None:
         notify = self.prefix + "notify"
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining < 0.01:
-                return
             try:
-                if await self._waiter.blpop([notify], timeout=round(min(remaining, self._block), 3)):
-                    return
+                if await self._waiter.blpop([notify], timeout=round(self._block, 3)):
+                    self._activity.set()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.debug("wait_for_activity: %s", exc)
-                await asyncio.sleep(min(max(0.0, deadline - time.monotonic()), 0.5))
-                return
+                log.debug("notify listener: %s", exc)
+                self._activity.set()  # let the leader look at the store itself
+                await asyncio.sleep(0.5)
 
     async def close(self) -> None:
+        if self._listener is not None and not self._listener.done():
+            self._listener.cancel()
+            await asyncio.wait({self._listener}, timeout=2.0)
+        self._listener = None
         for client in (self._waiter, self.client):
             try:
                 await client.aclose(close_connection_pool=True)

@@ -39,6 +39,8 @@ log = logging.getLogger("distsched.scheduler")
 FIRE_BATCH = 500
 #: Longest the leader sleeps without any reason to wake (housekeeping: reaping, timeouts).
 MAX_IDLE = 1.0
+#: How often a follower tries to take the lease.
+FOLLOWER_POLL = 0.2
 
 
 class Scheduler:
@@ -77,7 +79,9 @@ class Scheduler:
                 continue
             backoff.reset()
             if fence is None:
-                await wait_or_stop(stop, min(self.config.renew_interval, 1.0))
+                # A follower asks often (one cheap read) so that a graceful handoff - the
+                # leader releases its lease on shutdown - takes well under a second.
+                await wait_or_stop(stop, min(self.config.renew_interval, FOLLOWER_POLL))
                 continue
             await self._term(fence, stop)
 

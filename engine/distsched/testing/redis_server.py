@@ -148,11 +148,18 @@ class Certificates:
         def run(*args: str) -> None:
             subprocess.run([openssl, *args], check=True, capture_output=True, cwd=d)
 
+        # The extensions Python 3.13's default VERIFY_X509_STRICT requires: a critical
+        # basicConstraints and key usage on the CA, key identifiers on both sides.
         run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=distsched test CA")
-        (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+            "-subj", "/CN=distsched test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext", "subjectKeyIdentifier=hash")
+        common = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                  "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+        (d / "server.ext").write_text(common + "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
                                       "extendedKeyUsage=serverAuth\n")
-        (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+        (d / "client.ext").write_text(common + "extendedKeyUsage=clientAuth\n")
         for name in ("server", "client"):
             run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
                 "-subj", f"/CN={'localhost' if name == 'server' else 'distsched-client'}")

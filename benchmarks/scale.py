@@ -1,0 +1,111 @@
+"""Scale: 100,000 cron jobs defined; add time, Redis memory per job, idle CPU, per-tick cost.
+
+    python benchmarks/scale.py [--jobs 100000] [--idle 30] [--json]
+
+On a throwaway redis-server:
+
+1. adds N cron jobs spread over the day (`M H * * *`) through the storage port, 32 at a
+   time concurrently (the client pool's size), and reports the time and the Redis memory per job (INFO used_memory);
+2. starts a real `distsched scheduler` process and measures its CPU over `--idle` seconds
+   (jobs keep coming due about every 86400/N seconds: this is the realistic idle);
+3. in-process, times the leader's fire pass (`Scheduler.fire_due`) with 10 jobs due while
+   N exist, with 10 due while only 10 exist, and with 10,000 due (in passes of 500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from _common import Deployment, parser, proc_cpu_seconds, report
+
+
+async def add_jobs(url: str, n: int, namespace_jobs: int = 32) -> float:
+    from distsched import DistributeSchedule
+    from distsched.facade import build_job, first_fire
+
+    app = DistributeSchedule(url)
+    storage = await app.storage()
+    try:
+        start = time.perf_counter()
+        now = storage.clock()
+        for first in range(0, n, namespace_jobs):
+            batch = []
+            for i in range(first, min(n, first + namespace_jobs)):
+                minute_of_day = i * 1440 // n
+                job = build_job(f"cron-{i}", cron=f"{minute_of_day % 60} {minute_of_day // 60} * * *", target="noop")
+                batch.append(storage.jobs.add(job, next_fire_at=first_fire(job, now)))
+            await asyncio.gather(*batch)
+        return time.perf_counter() - start
+    finally:
+        await app.engine.close()
+
+
+async def tick_times(url: str, due_counts: tuple[int, ...]) -> dict[str, float]:
+    """Milliseconds of the leader's fire pass(es) for jobs that are already due."""
+    from distsched import DistributeSchedule
+    from distsched.app.scheduler import Scheduler
+    from distsched.facade import build_job
+
+    app = DistributeSchedule(url)
+    storage = await app.storage()
+    election = await app.engine.open_election()
+    scheduler = Scheduler(storage=storage, election=election, plugins=app.plugins, events=app.engine.events,
+                          config=app.config)
+    fence = await election.acquire("bench-leader")
+    assert fence is not None
+    out: dict[str, float] = {}
+    try:
+        for count in due_counts:
+            now = storage.clock()
+            past = now - 5.0
+            for first in range(0, count, 32):
+                await asyncio.gather(*(storage.jobs.add(build_job(f"due-{count}-{i}", every="1h", target="noop",
+                                                                   misfire="fire-once"), next_fire_at=past)
+                                       for i in range(first, min(count, first + 32))))
+            start = time.perf_counter()
+            while await scheduler.fire_due(fence, now):
+                pass
+            out[str(count)] = (time.perf_counter() - start) * 1000
+        return out
+    finally:
+        await election.release(fence)
+        await app.engine.close()
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=100_000, help="cron jobs (default 100000)")
+    p.add_argument("--idle", type=float, default=30.0, help="seconds of leader CPU measured (default 30)")
+    args = p.parse_args()
+    with Deployment("scale") as dep:
+        client = dep.redis.client()
+        before = int(client.info("memory")["used_memory"])
+        add_seconds = asyncio.run(add_jobs(dep.url, args.jobs))
+        per_job = (int(client.info("memory")["used_memory"]) - before) / args.jobs
+        leader = dep.start("scheduler", "-v", "scheduler", "--storage", dep.url)
+        dep.wait_for(lambda: "leading with term" in dep.log("scheduler") or leader.poll() is not None, 30,
+                     "the scheduler to lead", interval=0.1)
+        time.sleep(2.0)  # past start-up
+        cpu0, t0 = proc_cpu_seconds(leader.pid), time.monotonic()
+        time.sleep(args.idle)
+        cpu = (proc_cpu_seconds(leader.pid) - cpu0) / (time.monotonic() - t0) * 100
+        dep.stop("scheduler")
+        big = asyncio.run(tick_times(dep.url, (10, 10_000)))
+    with Deployment("small") as small:
+        alone = asyncio.run(tick_times(small.url, (10,)))
+    figures = {
+        "jobs": args.jobs, "add_seconds": round(add_seconds, 2), "jobs_per_s": round(args.jobs / add_seconds),
+        "redis_bytes_per_job": round(per_job), "leader_idle_cpu_percent": round(cpu, 2),
+        "tick_ms_10_due_of_many": round(big["10"], 2), "tick_ms_10_due_of_10": round(alone["10"], 2),
+        "tick_ms_10000_due": round(big["10000"], 1),
+    }
+    line = (f"scale: {args.jobs} cron jobs added in {figures['add_seconds']} s; {figures['redis_bytes_per_job']} B of "
+            f"Redis memory per job; idle leader CPU {figures['leader_idle_cpu_percent']} % over {args.idle:g} s; "
+            f"fire pass with 10 due: {figures['tick_ms_10_due_of_many']} ms among {args.jobs} jobs vs "
+            f"{figures['tick_ms_10_due_of_10']} ms among 10; 10,000 due: {figures['tick_ms_10000_due']} ms")
+    report(figures, line, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Throughput: N no-op local tasks submitted in bulk, 1 scheduler + 2 worker processes.
+
+    python benchmarks/throughput.py [-n 20000] [--runs 1] [--json]
+
+Starts its own redis-server. In the same run it measures a raw-Redis baseline: one
+producer LPUSHing JSON messages, two consumer processes BLMPOP-ing batches of 100. Then
+it starts `distsched scheduler` and two `distsched worker` processes, submits N one-off
+tasks through the public API (`submit_many`), and measures the seconds from the first
+submit until every result is recorded. Lost = tasks not succeeded; duplicated = extra
+executions (each worker records what it ran and writes it out at exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from _common import Deployment, parser, proc_peak_rss_mb, report
+
+TASKS = '''
+import atexit, json, os
+from distsched import task
+
+_ran = []
+
+@task
+async def noop(i):
+    _ran.append(i)
+
+def _dump():
+    with open(os.path.join(os.environ["BENCH_DIR"], f"ran-{os.getpid()}.json"), "w") as f:
+        json.dump(_ran, f)
+
+atexit.register(_dump)
+'''
+
+CONSUMER = '''
+import json, sys, redis
+r = redis.Redis(port=int(sys.argv[1]))
+got = 0
+print("ready", flush=True)
+while True:
+    item = r.blmpop(5, 1, "raw:q", direction="LEFT", count=100)
+    if item is None:
+        break
+    batch = item[1]
+    for k, raw in enumerate(batch):
+        msg = json.loads(raw)
+        if msg.get("stop"):
+            rest = [b for b in batch[k + 1:]]
+            if rest:
+                r.lpush("raw:q", *reversed(rest))  # e.g. the other consumer's stop
+            print(got, flush=True)
+            sys.exit(0)
+        got += 1
+print(got, flush=True)
+'''
+
+
+def raw_baseline(dep: Deployment, n: int) -> float:
+    import redis
+
+    consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, str(dep.redis.port)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    for c in consumers:
+        assert c.stdout.readline().strip() == "ready"
+    client = redis.Redis(port=dep.redis.port)
+    start = time.perf_counter()
+    for i in range(n):  # one LPUSH per message, as a plain producer would
+        client.lpush("raw:q", json.dumps({"id": i, "target": "noop", "args": [i]}))
+    client.rpush("raw:q", json.dumps({"stop": True}), json.dumps({"stop": True}))
+    got = sum(int(c.stdout.readline()) for c in consumers)
+    elapsed = time.perf_counter() - start
+    for c in consumers:
+        c.wait()
+    assert got == n, f"raw baseline lost messages: {got} of {n}"
+    return n / elapsed
+
+
+async def submit_and_wait(url: str, n: int, timeout: float) -> tuple[float, dict[str, int]]:
+    from distsched import DistributeSchedule
+    from distsched.model import TaskSpec
+
+    app = DistributeSchedule(url)
+    storage = await app.storage()
+    try:
+        specs = [TaskSpec(target="noop", args=(i,)) for i in range(n)]
+        start = time.perf_counter()
+        for first in range(0, n, 2000):
+            await app.submit_many(specs[first:first + 2000])
+        deadline = start + timeout
+        counts: dict[str, int] = {}
+        while time.perf_counter() < deadline:
+            counts = await storage.tasks.counts()
+            if counts.get("succeeded", 0) + counts.get("failed", 0) >= n:
+                break
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - start, counts
+    finally:
+        await app.engine.close()
+
+
+def one_run(n: int) -> dict:
+    with Deployment() as dep:
+        raw = raw_baseline(dep, n)
+        dep.write("bench_tasks.py", TASKS)
+        env = {"BENCH_DIR": str(dep.dir)}
+        dep.start("scheduler", "scheduler", "--storage", dep.url, env=env)
+        workers = [dep.start(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks",
+                             "--concurrency", "64", "--capacity", "1024", env=env) for i in (1, 2)]
+
+        def ready() -> bool:
+            async def count() -> int:
+                from distsched import DistributeSchedule
+
+                app = DistributeSchedule(dep.url)
+                try:
+                    return len(await (await app.storage()).workers.list())
+                finally:
+                    await app.engine.close()
+
+            return asyncio.run(count()) == 2
+
+        dep.wait_for(ready, 30, "two workers to register", interval=0.1)
+        elapsed, counts = asyncio.run(submit_and_wait(dep.url, n, timeout=120))
+        rss = [proc_peak_rss_mb(w.pid) for w in workers]
+        for name in ("worker1", "worker2", "scheduler"):
+            dep.stop(name)
+        ran: Counter[int] = Counter()
+        for path in dep.dir.glob("ran-*.json"):
+            ran.update(json.loads(path.read_text()))
+    succeeded = counts.get("succeeded", 0)
+    return {
+        "n": n, "seconds": round(elapsed, 3), "tasks_per_s": round(n / elapsed, 1),
+        "raw_redis_per_s": round(raw, 1), "ratio_to_raw": round(n / elapsed / raw, 3),
+        "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
+        "executed": len(ran), "worker_peak_rss_mb": [round(r, 1) for r in rss],
+    }
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, default=20_000, help="tasks (default 20000)")
+    p.add_argument("--runs", type=int, default=1, help="runs; the median run is reported (default 1)")
+    args = p.parse_args()
+    runs = [one_run(args.n) for _ in range(args.runs)]
+    figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
+    figures["runs"] = [r["tasks_per_s"] for r in runs]
+    figures["median_ratio"] = statistics.median(r["ratio_to_raw"] for r in runs)
+    line = (f"throughput: {figures['n']} tasks in {figures['seconds']}s = {figures['tasks_per_s']} tasks/s "
+            f"(raw Redis baseline {figures['raw_redis_per_s']}/s, ratio {figures['ratio_to_raw']}); "
+            f"lost {figures['lost']}, duplicated {figures['duplicated']}; "
+            f"worker peak RSS {'/'.join(str(r) for r in figures['worker_peak_rss_mb'])} MB")
+    report(figures, line, args.json)
+    if any(r["lost"] or r["duplicated"] for r in runs):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Every benchmark runs once in a short mode so it cannot rot. Only correctness is asserted
+(lost 0, duplicated 0, missed 0 - each script exits non-zero otherwise), never speed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distsched.testing.redis_server import redis_server_binary
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+pytestmark = [pytest.mark.slow, pytest.mark.redis,
+              pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
+
+
+def run(script: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--json"], capture_output=True, text=True,
+                          cwd=BENCH, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{script}: {figures}")
+    return figures
+
+
+def test_throughput_short():
+    figures = run("throughput.py", "-n", "2000")
+    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["executed"] == 2000
+
+
+def test_lag_short():
+    figures = run("lag.py", "--jobs", "5", "--duration", "3")
+    assert figures["missed"] == 0 and figures["duplicated"] == 0 and figures["slots"] == 15
+
+
+def test_scale_short():
+    figures = run("scale.py", "--jobs", "500", "--idle", "1")
+    assert figures["redis_bytes_per_job"] > 0 and figures["tick_ms_10000_due"] > 0
+
+
+def test_failover_short():
+    figures = run("failover.py", "--kills", "1", "--handoffs", "1", "--jobs", "3")
+    assert figures["missed"] == 0 and figures["doubled"] == 0
+
+
+def test_http_short():
+    figures = run("http_bench.py", "-n", "100", "--paced", "10")
+    assert figures["burst_succeeded"] == 100 and figures["paced_succeeded"] == 10
