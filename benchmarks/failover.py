@@ -91,8 +91,11 @@ def main() -> None:
                 proc.kill()
             else:
                 proc.terminate()
-            new = dep.wait_for(lambda: (lambda n: n if n and n != old else None)(leader_of(dep.url)),
-                               args.lease_ttl * 3 + 10, "a new leader", interval=0.01)
+            def other_leader(old: str = old) -> str | None:
+                name = leader_of(dep.url)
+                return name if name and name != old else None
+
+            new = dep.wait_for(other_leader, args.lease_ttl * 3 + 10, "a new leader", interval=0.01)
             takeovers[kind].append(time.monotonic() - t0)
             proc.wait(timeout=30)
             scheduler(old)
