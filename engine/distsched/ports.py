@@ -19,6 +19,7 @@ Conventions:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -75,7 +76,7 @@ class JobRepository(Protocol):
     async def get(self, name: str) -> TaskConfig:
         """Raises NotFound."""
 
-    async def list(self) -> list[TaskConfig]: ...
+    async def list(self) -> builtins.list[TaskConfig]: ...
 
     async def remove(self, name: str) -> bool:
         """Delete the job and its schedule; its existing tasks stay. False if absent."""
@@ -86,7 +87,7 @@ class JobRepository(Protocol):
     async def set_paused(self, name: str, paused: bool, *, next_fire_at: float | None = None) -> None:
         """Pause or resume; resuming may move ``next_fire_at`` (None keeps it)."""
 
-    async def due(self, now: float, limit: int) -> list[tuple[TaskConfig, JobState]]:
+    async def due(self, now: float, limit: int) -> builtins.list[tuple[TaskConfig, JobState]]:
         """Enabled, unpaused jobs whose ``next_fire_at <= now``, earliest first, at most
         ``limit``. Cost grows with the number of due jobs, not with the number defined."""
 
@@ -100,41 +101,41 @@ class JobRepository(Protocol):
 
 @runtime_checkable
 class TaskRepository(Protocol):
-    async def submit(self, tasks: Sequence[Task]) -> list[bool]:
+    async def submit(self, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Store new pending tasks (one-off submissions; not fenced). Idempotent by id:
         False for a task whose id already exists (it is left unchanged)."""
 
     async def get(self, task_id: str) -> Task | None: ...
 
-    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]: ...
+    async def get_many(self, task_ids: Sequence[str]) -> builtins.list[Task | None]: ...
 
-    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
+    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> builtins.list[Task]:
         """Most recently updated first."""
 
     async def counts(self) -> dict[str, int]:
         """Number of tasks per state."""
 
-    async def ready(self, now: float, limit: int) -> list[Task]:
+    async def ready(self, now: float, limit: int) -> builtins.list[Task]:
         """Pending tasks and retrying tasks whose ``not_before <= now``, oldest first."""
 
     async def next_ready_at(self) -> float | None:
         """The earliest ``not_before`` among pending and retrying tasks."""
 
-    async def live(self, job: str) -> list[Task]:
+    async def live(self, job: str) -> builtins.list[Task]:
         """Non-terminal tasks of a job (for the overlap policy)."""
 
-    async def assigned(self, worker_id: str) -> list[Task]:
+    async def assigned(self, worker_id: str) -> builtins.list[Task]:
         """Dispatched and running tasks assigned to a worker."""
 
-    async def overdue(self, now: float, limit: int) -> list[Task]:
+    async def overdue(self, now: float, limit: int) -> builtins.list[Task]:
         """Dispatched/running tasks whose deadline (start + timeout) is before ``now``."""
 
-    async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
+    async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> builtins.list[bool]:
         """Fenced optimistic write (see module doc); keeps the indexes and the workers' loads
         right. ``ack_results`` drops that many results (the oldest, as returned by
         ``ResultChannel.peek``) in the same atomic step."""
 
-    async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
+    async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Fenced optimistic write of tasks the leader moved to ``dispatched``, and, for each
         one written, a push onto the queue of ``task.worker_id`` - in one atomic step."""
 
@@ -151,10 +152,10 @@ class WorkerRepository(Protocol):
         """The worker is leaving (drained or stopping): mark it dead at once so the leader
         reaps it without waiting for the heartbeat TTL, requeuing whatever it still holds."""
 
-    async def list(self) -> list[Worker]:
+    async def list(self) -> builtins.list[Worker]:
         """Every registered worker, with ``load`` = tasks assigned to it."""
 
-    async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
+    async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Fenced. Remove a dead worker, drop its queue and in-flight list, and save
         ``tasks`` (its tasks, requeued by the leader) - atomically."""
 
@@ -163,7 +164,7 @@ class WorkerRepository(Protocol):
 class WorkerQueue(Protocol):
     """Per-worker queues. A worker only ever reads its own."""
 
-    async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
+    async def pull(self, worker_id: str, max_items: int, timeout: float) -> builtins.list[Task]:
         """Wait up to ``timeout`` s for tasks in ``worker_id``'s queue; take up to
         ``max_items`` into its in-flight list and mark them running. Entries whose attempt
         is no longer current are dropped, never returned."""
@@ -174,7 +175,7 @@ class WorkerQueue(Protocol):
 
 @runtime_checkable
 class ResultChannel(Protocol):
-    async def peek(self, max_items: int) -> list[TaskResult]:
+    async def peek(self, max_items: int) -> builtins.list[TaskResult]:
         """The oldest unacknowledged results (leader side; acknowledged through
         ``TaskRepository.save(..., ack_results=n)``)."""
 

@@ -286,10 +286,11 @@ class Scheduler:
         if found is None:
             registry = self.plugins.balancers
             if name not in registry:
-                fallback = "least-tasks" if "least-tasks" in registry else (registry.names() or [None])[0]
-                log.error("balancer %r is not registered; using %r", name, fallback)
-                if fallback is None:
+                names = registry.names()
+                if not names:
                     registry.get(name)  # raises UnknownName with the full story
+                fallback = "least-tasks" if "least-tasks" in registry else names[0]
+                log.error("balancer %r is not registered; using %r", name, fallback)
                 name = fallback
             reg = registry.get(name)
             found = check_returns(self.plugins.call_factory(reg), Balancer, reg, "Balancer")
