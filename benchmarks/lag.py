@@ -51,6 +51,7 @@ def main() -> None:
         env = {"BENCH_DIR": str(dep.dir)}
         for i in (1, 2):
             dep.start(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import", "bench_tasks",
+                      "--concurrency", "64",
                       env=env)
         dep.start("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
         # Measure whole seconds, after a warm-up second.

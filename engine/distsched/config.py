@@ -69,6 +69,9 @@ class EngineConfig:
     timeout_grace: float = attrs.field(default=5.0, validator=_seconds(0, 86400))
     dispatch_batch: int = attrs.field(default=500, validator=_positive(100_000))
     result_batch: int = attrs.field(default=500, validator=_positive(100_000))
+    #: The leader fires and dispatches slots this many seconds ahead; the worker starts each
+    #: task at its slot, so the leader's own work does not delay it.
+    fire_ahead: float = attrs.field(default=0.2, validator=_seconds(0, 60))
     max_redeliveries: int = attrs.field(default=10, validator=_positive(10_000))
     #: When True a task lost with its worker uses up an attempt of its retry policy.
     redeliveries_use_attempts: bool = False

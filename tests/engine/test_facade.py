@@ -163,3 +163,20 @@ async def test_stopping_drains_running_tasks():
         await asyncio.sleep(0.01)
     await app.stop()
     assert finished == [1], "the running task finished before the worker left"
+
+
+async def test_a_task_never_starts_before_its_slot():
+    app = DistributeSchedule(f"memory://ahead-{uuid.uuid4().hex}")
+    app.task(lambda: None, name="noop")
+    starts = []
+    app.listeners.append(lambda e: starts.append((e.task_id, e.at)) if e.kind == "attempt.started" else None)
+    async with app.running():
+        await app.add_job("fast", every="0.2s", target="noop")
+        for _ in range(300):
+            if len(starts) >= 5:
+                break
+            await asyncio.sleep(0.01)
+    assert len(starts) >= 5
+    for task_id, at in starts:
+        slot = int(task_id.rsplit("@", 1)[1]) / 1000
+        assert slot <= at < slot + 0.5, (task_id, at)

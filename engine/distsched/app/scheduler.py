@@ -151,23 +151,23 @@ class Scheduler:
             now = storage.clock()
             applied = await self.apply_results(fence, now)
             now = storage.clock()
-            fired = await self.fire_due(fence, now)
+            fired = await self.fire_due(fence, now, horizon=now + cfg.fire_ahead)
             if now - last_house >= min(cfg.heartbeat_interval, MAX_IDLE):
                 await self.reap_workers(fence, now)
                 await self.check_timeouts(fence, now)
                 last_house = now
-            dispatched, blocked = await self.dispatch_ready(fence, storage.clock())
+            dispatched, blocked = await self.dispatch_ready(fence, storage.clock(), ahead=cfg.fire_ahead)
             if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
                 await asyncio.sleep(0)
                 continue
             wake = [last_house + min(cfg.heartbeat_interval, MAX_IDLE)]
             nxt = await storage.jobs.next_due_at()
             if nxt is not None:
-                wake.append(nxt)
+                wake.append(nxt - cfg.fire_ahead)
             if not blocked:
                 ready_at = await storage.tasks.next_ready_at()
                 if ready_at is not None:
-                    wake.append(ready_at)
+                    wake.append(ready_at - cfg.fire_ahead)
             delay = min(wake) - storage.clock()
             if delay > 0:
                 await storage.wait_for_activity(min(delay, MAX_IDLE))
@@ -225,10 +225,13 @@ class Scheduler:
                     attempt=task.attempt, duration=result.duration if result else 0.0,
                     error=result.error if result else task.reason))
 
-    async def fire_due(self, fence: Fence, now: float) -> int:
-        """Fire the jobs whose next slot came due; returns how many jobs were handled."""
+    async def fire_due(self, fence: Fence, now: float, *, horizon: float | None = None) -> int:
+        """Fire the jobs whose next slot comes due by ``horizon`` (default ``now``); returns
+        how many jobs were handled. Slots later than ``now`` wait for their time on the
+        worker (``not_before``)."""
         storage = self.storage
-        due = await storage.jobs.due(now, FIRE_BATCH)
+        horizon = now if horizon is None else max(now, horizon)
+        due = await storage.jobs.due(horizon, FIRE_BATCH)
         if not due:
             return 0
         firings: list[Firing] = []
@@ -236,7 +239,7 @@ class Scheduler:
         for config, state in due:
             if state.next_fire_at is None:
                 continue
-            plan = config.plan(state.next_fire_at, now)
+            plan = config.plan(state.next_fire_at, horizon)
             tasks: list[Task] = []
             live: list[Task] | None = None
             for slot in plan.slots:
@@ -261,7 +264,7 @@ class Scheduler:
                 if live is not None:
                     live.append(task)
             last = plan.slots[-1].at if plan.slots else state.last_slot
-            nxt = plan.next_fire_at if plan.slots else config.next_fire_after(now)
+            nxt = plan.next_fire_at if plan.slots else config.next_fire_after(horizon)
             firings.append(Firing(job=config.name, expected_next=state.next_fire_at,
                                   next_fire_at=nxt, last_slot=last, tasks=tuple(tasks)))
         if cancels:
@@ -297,15 +300,16 @@ class Scheduler:
             self._balancers[name] = found
         return found
 
-    async def dispatch_ready(self, fence: Fence, now: float) -> tuple[int, bool]:
-        """Push ready tasks to workers; returns (dispatched, blocked-for-capacity)."""
+    async def dispatch_ready(self, fence: Fence, now: float, *, ahead: float = 0.0) -> tuple[int, bool]:
+        """Push ready tasks - and those due within ``ahead`` seconds, which the worker holds
+        until their time - to workers; returns (dispatched, blocked-for-capacity)."""
         storage = self.storage
         ttl = self.config.heartbeat_ttl
         workers = [w for w in await storage.workers.list() if w.can_accept(now, ttl)]
         free = sum(w.free for w in workers)
         if free == 0:
             return 0, True
-        ready = await storage.tasks.ready(now, min(self.config.dispatch_batch, free))
+        ready = await storage.tasks.ready(now + ahead, min(self.config.dispatch_batch, free))
         if not ready:
             return 0, False
         chosen: list[Task] = []

@@ -206,6 +206,9 @@ class WorkerService:
 
     async def _execute(self, task: Task) -> None:
         clock = self.storage.clock
+        early = task.not_before - clock()
+        if early > 0:  # dispatched ahead of its slot: start it on time
+            await asyncio.sleep(early)
         started = clock()
         timeout = task.spec.timeout
         worker_id = self.id

@@ -177,10 +177,13 @@ class TaskConfig:
 
     # -- tasks ---------------------------------------------------------------------
     def create_task(self, slot: float, now: float) -> Task:
-        """The task for schedule slot ``slot``, with the deterministic id of that slot."""
+        """The task for schedule slot ``slot``, with the deterministic id of that slot.
+
+        It may not start before its slot (``not_before``): a leader that fires a little
+        ahead lets the worker start it on time."""
         serial = self.overlap.max_instances if self.overlap.mode == "serial" else None
         return Task(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name, slot=slot,
-                    created_at=now, serial_limit=serial)
+                    created_at=now, not_before=slot, serial_limit=serial)
 
     def skipped_task(self, slot: float, reason: str, now: float) -> Task:
         return Task.skipped(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name,

@@ -160,9 +160,10 @@ class Task:
             )
 
     def dispatch(self, worker_id: str, now: float) -> str:
-        """pending/retrying -> dispatched to ``worker_id``; returns the new attempt id."""
-        if now < self.not_before and self.state is TaskState.RETRYING:
-            raise InvalidTransition(self.id, self.state.value, "dispatched (retry not yet due)")
+        """pending/retrying -> dispatched to ``worker_id``; returns the new attempt id.
+
+        The task may be dispatched before ``not_before`` (a leader dispatches a little
+        ahead); the worker does not start it before that time."""
         self._move(TaskState.DISPATCHED, now)
         self.dispatches += 1
         self.worker_id = worker_id

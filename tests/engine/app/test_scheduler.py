@@ -227,3 +227,14 @@ async def test_failover_between_two_in_process_schedulers():
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_slots_are_fired_ahead_and_held_until_their_time(leader):
+    await _one_worker(leader)
+    await leader.add("j", 100.0, every="10s")
+    assert await leader.scheduler.fire_due(leader.fence, 99.8, horizon=100.0) == 1
+    [task] = await leader.tasks("j")
+    assert task.slot == 100.0 and task.not_before == 100.0
+    # Dispatched 0.2 s early: the worker holds it until its not_before.
+    assert await leader.scheduler.dispatch_ready(leader.fence, 99.8, ahead=0.2) == (1, False)
+    assert await leader.scheduler.fire_due(leader.fence, 99.8, horizon=100.0) == 0
