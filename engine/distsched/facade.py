@@ -407,4 +407,8 @@ def first_fire(config: TaskConfig, now: float) -> float | None:
             raise ValidationError("at", f"job {config.name!r}: {config.trigger.at:.0f} is in the past "
                                         f"(beyond the misfire grace of {config.misfire.grace:g}s)")
         return config.trigger.at
-    return config.next_fire_after(now)
+    first = config.next_fire_after(now)
+    if first is None and isinstance(config.trigger, CronTrigger):
+        raise ValidationError("cron", f"job {config.name!r}: {config.trigger.expr!r} never fires "
+                                      "(no matching date within the next years)")
+    return first

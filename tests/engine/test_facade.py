@@ -180,3 +180,9 @@ async def test_a_task_never_starts_before_its_slot():
     for task_id, at in starts:
         slot = int(task_id.rsplit("@", 1)[1]) / 1000
         assert slot <= at < slot + 0.5, (task_id, at)
+
+
+async def test_a_cron_that_never_fires_is_refused(app):
+    with pytest.raises(ValidationError, match="never fires"):
+        await app.add_job("feb30", cron="0 0 30 2 *", target="add")
+    assert await app.jobs() == []

@@ -46,6 +46,14 @@ def _target(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValidationError("target", f"must be a non-empty string of at most 4096 characters, not {value!r}")
 
 
+def _args(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, list):
+        return tuple(value)
+    raise ValidationError("args", f"must be a list of JSON values, not {type(value).__name__}")
+
+
 @attrs.frozen(kw_only=True)
 class TaskSpec:
     """What to run: executor name, target (a registered function name, a URL, an endpoint),
@@ -53,7 +61,7 @@ class TaskSpec:
 
     executor: str = attrs.field(default=DEFAULT_EXECUTOR, validator=_name)
     target: str = attrs.field(validator=_target)
-    args: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_args)
     kwargs: dict[str, Any] = attrs.field(factory=dict)
     options: dict[str, Any] = attrs.field(factory=dict)
     timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_timeout)
@@ -67,6 +75,10 @@ class TaskSpec:
             raise ValidationError("kwargs", f"must be a table/object, not {type(self.kwargs).__name__}")
         if not isinstance(self.options, dict):
             raise ValidationError("options", f"must be a table/object, not {type(self.options).__name__}")
+        for field, table in (("kwargs", self.kwargs), ("options", self.options)):
+            bad = next((k for k in table if not isinstance(k, str)), None)
+            if bad is not None:
+                raise ValidationError(field, f"keys must be strings, not {bad!r}")
         try:
             size = len(
                 json.dumps([self.args, self.kwargs, self.options], allow_nan=False, separators=(",", ":"))
