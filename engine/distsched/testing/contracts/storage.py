@@ -30,6 +30,17 @@ def _result(task, outcome="succeeded", worker="w1", now=0.0, **kw: Any) -> TaskR
                       finished_at=now, worker_id=worker, **kw)
 
 
+async def _dispatched(s: Any, fence: Any, ids: list[str], worker: str = "w1") -> list[Any]:
+    """Register ``worker``, submit tasks ``ids`` and dispatch them all to it."""
+    await s.workers.register(make_worker(worker, now=s.clock()))
+    await s.tasks.submit([make_task(i) for i in ids])
+    tasks = await s.tasks.get_many(ids)
+    for task in tasks:
+        task.dispatch(worker, s.clock())
+    assert await s.tasks.dispatch(fence, tasks) == [True] * len(ids)
+    return tasks
+
+
 class StorageContract:
     @pytest.fixture
     def storage_url(self) -> str:  # pragma: no cover - must be overridden
@@ -301,12 +312,7 @@ class StorageContract:
         async def body(h: Harness) -> None:
             s = await h.storage()
             _, fence = await h.leader(s)
-            await s.workers.register(make_worker("w1", now=s.clock()))
-            await s.tasks.submit([make_task("a"), make_task("b")])
-            a, b = await s.tasks.get_many(["a", "b"])
-            a.dispatch("w1", s.clock())
-            b.dispatch("w1", s.clock())
-            await s.tasks.dispatch(fence, [a, b])
+            a, b = await _dispatched(s, fence, ["a", "b"])
             a.cancel("changed my mind", s.clock())
             assert await s.tasks.save(fence, [a]) == [True]
             pulled = await s.queues.pull("w1", 10, 1.0)
@@ -350,12 +356,7 @@ class StorageContract:
         async def body(h: Harness) -> None:
             s = await h.storage()
             _, fence = await h.leader(s)
-            await s.workers.register(make_worker("w1", now=s.clock()))
-            await s.tasks.submit([make_task("a"), make_task("b")])
-            a, b = await s.tasks.get_many(["a", "b"])
-            for t in (a, b):
-                t.dispatch("w1", s.clock())
-            await s.tasks.dispatch(fence, [a, b])
+            await _dispatched(s, fence, ["a", "b"])
             await s.queues.pull("w1", 1, 1.0)  # one running, one still queued
             held = await s.tasks.assigned("w1")
             assert {t.id for t in held} == {"a", "b"}
@@ -419,13 +420,7 @@ class StorageContract:
         async def body(h: Harness) -> None:
             s = await h.storage()
             _, fence = await h.leader(s)
-            await s.workers.register(make_worker("w1", now=s.clock()))
-            tasks = [make_task(f"t{i}") for i in range(5)]
-            await s.tasks.submit(tasks)
-            stored = await s.tasks.get_many([t.id for t in tasks])
-            for t in stored:
-                t.dispatch("w1", s.clock())
-            await s.tasks.dispatch(fence, stored)
+            await _dispatched(s, fence, [f"t{i}" for i in range(5)])
             pulled = await s.queues.pull("w1", 10, 1.0)
             value = {"nested": [1, 2.5, "three", None, True], "unicode": "h\u00e9llo \u2603"}
             await s.queues.report("w1", [_result(t, value=value, meta={"status": 200}) for t in pulled])
