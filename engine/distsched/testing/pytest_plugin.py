@@ -16,6 +16,8 @@ Fixtures:
 ``distsched_app``             a factory: ``await distsched_app(storage_url, functions={...})`` gives a
                               started DistributeSchedule (scheduler + worker in this event loop),
                               stopped after the test (needs pytest-asyncio).
+``distsched_workers``         a factory of worker pools: ``await distsched_workers(url, 3, functions={...})``
+                              starts N workers (no scheduler) on a store, stopped after the test.
 ``distsched_cli``             runs the ``distsched`` command in-process: ``distsched_cli("plugins")``
                               returns a click Result (exit_code, output).
 """
@@ -85,6 +87,34 @@ async def distsched_app(distsched_plugins: list[Any]) -> AsyncIterator[Any]:
         await app.start(scheduler=scheduler, worker=worker)
         started.append(app)
         return app
+
+    yield make
+    for app in reversed(started):
+        await app.stop()
+
+
+@pytest.fixture
+async def distsched_workers(distsched_plugins: list[Any]) -> AsyncIterator[Any]:
+    """A factory of worker pools: ``await distsched_workers(storage_url, 3, functions={...})``
+    starts that many workers (no scheduler) in this event loop on the store and returns
+    their apps; all are drained and stopped after the test (needs pytest-asyncio)."""
+    from ..config import WorkerConfig
+    from ..facade import DistributeSchedule
+
+    started: list[Any] = []
+
+    async def make(storage: str, count: int = 2, *, functions: dict[str, Any] | None = None,
+                   concurrency: int = 4, **kw: Any) -> list[Any]:
+        pool = []
+        for i in range(count):
+            app = DistributeSchedule(storage, plugins=distsched_plugins,
+                                     worker=WorkerConfig(name=f"pool{i}", concurrency=concurrency), **kw)
+            for name, func in (functions or {}).items():
+                app.task(func, name=name)
+            await app.start(scheduler=False, worker=True)
+            started.append(app)
+            pool.append(app)
+        return pool
 
     yield make
     for app in reversed(started):
