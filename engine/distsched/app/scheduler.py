@@ -66,6 +66,7 @@ class Scheduler:
         self.is_leader = asyncio.Event()
         self._balancers: dict[str, Balancer] = {}
         self._known_workers: set[str] = set()
+        self._term_started = float("-inf")
 
     # -- campaign -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -89,6 +90,7 @@ class Scheduler:
         self.fence = fence
         self._balancers = {}
         self._known_workers = set()
+        self._term_started = self.storage.clock()
         self.stats["terms"] += 1
         log.info("%s: leading with term %d", self.node_id, fence.term)
         self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term))
@@ -352,6 +354,10 @@ class Scheduler:
                 self._known_workers.add(worker.id)
                 self.events.emit(ev.WorkerJoined(at=now, worker_id=worker.id))
             if worker.is_alive(now, self.config.heartbeat_ttl):
+                continue
+            if not worker.draining and now - self._term_started < self.config.heartbeat_ttl:
+                # A new term (after a failover or a store outage) first gives every worker
+                # one TTL to heartbeat to the store again; one that deregistered goes at once.
                 continue
             tasks = await storage.tasks.assigned(worker.id)
             reason = "worker left" if worker.draining else f"worker {worker.id} lost (no heartbeat for {now - worker.last_heartbeat:.1f}s)"

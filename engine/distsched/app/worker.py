@@ -182,7 +182,10 @@ class WorkerService:
                 log.warning("worker %s: heartbeat failed (%s: %s)", self.id, type(exc).__name__, exc)
                 continue
             if not alive and not stop.is_set():
-                await self._reincarnate()
+                try:
+                    await self._reincarnate()
+                except Exception as exc:  # the next beat tries again
+                    log.warning("worker %s: re-registering failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
 
     async def _reincarnate(self) -> None:
         """We were declared dead: the leader requeued what we held. Drop it, start anew."""

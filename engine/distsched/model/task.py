@@ -188,6 +188,11 @@ class Task:
         self._check_attempt(result.attempt_id)
         if self.state not in ASSIGNED:
             raise InvalidTransition(self.id, self.state.value, result.outcome)
+        if result.worker_id is not None and self.worker_id is not None and result.worker_id != self.worker_id:
+            raise StaleAttempt(
+                f"task {self.id!r}: result from worker {result.worker_id!r}, but attempt "
+                f"{self.attempt_id!r} was dispatched to {self.worker_id!r}"
+            )
         self.result = result
         if self.started_at is None:
             self.started_at = result.started_at

@@ -4,17 +4,25 @@
 -- running (state, started_at = server time, version + 1, deadline = now + timeout). Entries
 -- whose task is no longer dispatched to this worker with that attempt are dropped.
 -- ARGV: prefix, worker id, max. Reply: task strings (see task_reply).
--- The op cache keeps only the ids taken; a retried call returns their current rows.
+-- The op cache keeps the entries taken ("<id>#<n>"); a retried call returns the current rows
+-- of those that are still running on this worker with that attempt - never an attempt that
+-- was re-dispatched elsewhere (or finished) while the reply was lost.
+local w, max = ARGV[2], tonumber(ARGV[3])
 local cached = redis.call('GET', KEYS[1])
 if cached then
   local out = {}
-  for _, id in ipairs(cjson.decode(cached)) do
-    local row = task_row(id)
-    if row then out[#out + 1] = row end
+  for _, entry in ipairs(cjson.decode(cached)) do
+    local id, n = string.match(entry, '^(.*)#(%d+)$')
+    if id then
+      local cur = redis.call('HMGET', task_key(id), 's', 'w', 'n')
+      if cur[1] == 'running' and cur[2] == w and cur[3] == n then
+        local row = task_row(id)
+        if row then out[#out + 1] = row end
+      end
+    end
   end
   return out
 end
-local w, max = ARGV[2], tonumber(ARGV[3])
 local queue, claim, inflight = P .. 'q:' .. w, P .. 'c:' .. w, P .. 'if:' .. w
 local out, ids = {}, {}
 
@@ -31,7 +39,7 @@ local function take(entry)
   reindex(key, {id = id, s = 'running', w = w, j = cur[6] or '', dl = NOW + tonumber(cur[5])},
           {'dispatched', w, n})
   redis.call('RPUSH', inflight, entry)
-  ids[#ids + 1] = id
+  ids[#ids + 1] = entry
   out[#out + 1] = task_reply(id, 'running', tostring(v), NOW_S, NOW_S, cur[7], cur[8])
 end
 

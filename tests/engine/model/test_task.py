@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -53,7 +54,7 @@ def result_for(task: Task, outcome: str, now: float, *, attempt_id: str | None =
         outcome=outcome,
         started_at=now - 1.0,
         finished_at=now,
-        worker_id="w1",
+        worker_id=task.worker_id,  # the attempt's own worker
         error=None if outcome == "succeeded" else "boom",
         retryable=retryable,
         retry_after=retry_after,
@@ -575,3 +576,12 @@ def test_a_lost_attempt_counts_only_when_configured():
     task.dispatch("w", 5.0)
     task.requeue("lost", 6.0, consume_attempt=True)
     assert task.state is TaskState.FAILED and "no attempt left (2 of 2)" in task.reason
+
+
+def test_a_result_from_another_worker_than_the_attempts_is_refused():
+    task = make_task()
+    task.dispatch("w2", T0)
+    stray = attrs.evolve(result_for(task, "succeeded", T0 + 1), worker_id="w1")
+    with pytest.raises(StaleAttempt, match="was dispatched to 'w2'"):
+        task.finish(stray, T0 + 1)
+    assert task.state is TaskState.DISPATCHED and task.result is None

@@ -1,0 +1,99 @@
+"""Deterministic reproductions of problems the chaos harness found (tests/chaos/harness.py).
+
+Each was marked ``xfail(strict=True)`` while the engine had the problem; both are fixed now
+and the tests guard against their return. They need a redis-server but are fast.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from distsched.model import Task, TaskResult, TaskSpec, TaskState, Worker
+from distsched.testing.redis_server import redis_server_binary
+
+pytestmark = [pytest.mark.redis,
+              pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
+
+
+@pytest.fixture
+async def store(redis_server):
+    from distsched_redis.storage import RedisStorage
+
+    s = await RedisStorage.open(redis_server.url_for(namespace=f"chaos{uuid.uuid4().hex[:10]}"), {})
+    yield s
+    await s.close()
+
+
+async def _dispatch(store, fence, task_id: str, worker_id: str) -> Task:
+    [t] = await store.tasks.get_many([task_id])
+    t.dispatch(worker_id, store.clock())
+    assert await store.tasks.dispatch(fence, [t]) == [True]
+    return t
+
+
+async def test_a_replayed_pull_never_hands_out_another_workers_attempt(store) -> None:
+    from distsched_redis import codec
+    from distsched_redis.election import RedisElection
+
+    fence = await RedisElection(store).acquire("leader")
+    now = store.clock()
+    for w in ("w1", "w2"):
+        await store.workers.register(Worker(id=w, concurrency=1, started_at=now))
+    await store.tasks.submit([Task(id="t", spec=TaskSpec(target="f"), created_at=now)])
+    await _dispatch(store, fence, "t", "w1")
+    # w1 pulls; the reply never reaches it (paused / partitioned past the socket timeout).
+    op = [store.prefix + "op:" + uuid.uuid4().hex]
+    first = [codec.decode_task(r) for r in await store.scripts.pull(keys=op, args=[store.prefix, "w1", "1"])]
+    assert [x.attempt_id for x in first] == ["t#1"]
+    # Meanwhile the leader declares w1 dead and re-dispatches t to w2 (attempt 2).
+    [t] = await store.tasks.get_many(["t"])
+    t.requeue("w1 lost", store.clock())
+    assert await store.workers.reap(fence, "w1", [t]) == [True]
+    current = await _dispatch(store, fence, "t", "w2")
+    assert current.attempt_id == "t#2"
+    # w1's client retries the pull with the same op id (what redis-py does after a timeout).
+    replay = [codec.decode_task(r) for r in await store.scripts.pull(keys=op, args=[store.prefix, "w1", "1"])]
+    handed = [x.attempt_id for x in replay]
+    if handed and handed != ["t#1"]:
+        # w1 runs what it was handed and reports it; the leader applies results exactly so
+        # (Scheduler._finish: Task.finish, then a fenced save): it takes w1's result for the
+        # attempt that runs on w2.
+        late = TaskResult(task_id="t", attempt_id=replay[0].attempt_id, outcome="succeeded",
+                          started_at=store.clock(), finished_at=store.clock(), worker_id="w1")
+        [stored] = await store.tasks.get_many(["t"])
+        stored.finish(late, store.clock())
+        assert await store.tasks.save(fence, [stored]) == [True]
+        [final] = await store.tasks.get_many(["t"])
+        assert final.state is TaskState.SUCCEEDED and final.result.worker_id == "w1"
+        pytest.fail(f"w1, declared dead, was handed {handed} (dispatched to w2) and its result was accepted")
+    assert handed in ([], ["t#1"])
+
+
+async def test_workers_are_not_declared_dead_for_a_redis_outage(tmp_path) -> None:
+    import asyncio
+
+    from distsched import DistributeSchedule
+    from distsched.model.events import WorkerLost
+    from distsched.testing.redis_server import RedisServer
+
+    server = RedisServer(appendonly=True, appendfsync="always").start()
+    app = DistributeSchedule(server.url_for(namespace="outage"), lease_ttl=2.0, renew_interval=0.5,
+                             heartbeat_ttl=2.0, heartbeat_interval=0.3)
+    lost: list[str] = []
+    app.listeners.append(lambda e: lost.append(e.worker_id) if isinstance(e, WorkerLost) else None)
+    try:
+        store = await app.storage()
+        await store.workers.register(Worker(id="w1", concurrency=1, started_at=store.clock()))
+        server.kill()               # Redis is down for 2.5 s (> heartbeat_ttl): nobody can heartbeat
+        await asyncio.sleep(2.5)
+        server.restart()            # AOF always: the worker record is still there
+        await app.start(worker=False)   # a leader takes over at once
+        await asyncio.sleep(0.5)
+        alive = await store.workers.heartbeat("w1")   # the worker's next heartbeat, 0.5 s later
+        await asyncio.sleep(1.0)
+        assert alive and "w1" not in lost, "a live worker was declared dead because Redis was down"
+    finally:
+        await app.stop()
+        server.stop()
