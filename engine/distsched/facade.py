@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -189,9 +190,12 @@ class DistributeSchedule:
             if (spec.executor, spec.balancer) not in checked:
                 self._check_names(spec, "task")
                 checked.add((spec.executor, spec.balancer))
+        ids = list(task_ids) if task_ids is not None else [uuid.uuid4().hex for _ in specs]
+        if task_ids is not None:
+            for task_id in ids:
+                check_task_id(task_id)
         storage = await self.storage()
         now = storage.clock()
-        ids = list(task_ids) if task_ids is not None else [uuid.uuid4().hex for _ in specs]
         tasks = [Task(id=i, spec=s if s.balance_key else attrs.evolve(s, balance_key=i), created_at=now)
                  for i, s in zip(ids, specs)]
         await storage.tasks.submit(tasks)
@@ -289,6 +293,15 @@ async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:
     done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         waiter.cancel()
+
+
+_TASK_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+def check_task_id(task_id: Any) -> None:
+    """A caller-chosen task id: 1-256 characters, no control characters (it becomes a key)."""
+    if not isinstance(task_id, str) or not _TASK_ID_RE.match(task_id):
+        raise ValidationError("task_id", "must be 1-256 characters without control characters")
 
 
 def _retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:

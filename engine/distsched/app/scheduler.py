@@ -149,7 +149,10 @@ class Scheduler:
         cfg = self.config
         storage = self.storage
         last_house = 0.0
-        while True:
+        # The loop also ends when the term is over, not only when cancelled: a store client
+        # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
+        # an old term's loop running.
+        while self.fence is fence:
             now = storage.clock()
             applied = await self.apply_results(fence, now)
             now = storage.clock()

@@ -14,7 +14,12 @@ class DistschedError(Exception):
 class ValidationError(DistschedError, ValueError):
     """A value given to the model is invalid. ``field`` names it; ``reason`` says why."""
 
+    #: Longest reason kept: a hostile value echoed in full would make a megabyte error line.
+    MAX_REASON = 500
+
     def __init__(self, field: str, reason: str, *, where: str | None = None) -> None:
+        if len(reason) > self.MAX_REASON:
+            reason = reason[: self.MAX_REASON - 40] + f"... ({len(reason)} characters in all)"
         self.field = field
         self.reason = reason
         self.where = where

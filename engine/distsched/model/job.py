@@ -21,6 +21,7 @@ MISFIRE_MODES = ("skip", "fire-once", "fire-all")
 OVERLAP_MODES = ("parallel", "serial", "discard", "replace")
 #: At most this many slots are planned for one job in one pass; the rest come next pass.
 MAX_SLOTS_PER_PASS = 1000
+MAX_DESCRIPTION = 4096
 
 
 def _choice(options: tuple[str, ...], field: str):
@@ -102,12 +103,17 @@ class TaskConfig:
     enabled: bool = True
     misfire: MisfirePolicy = attrs.field(factory=MisfirePolicy)
     overlap: OverlapPolicy = attrs.field(factory=OverlapPolicy)
-    description: str = ""
+    description: str = attrs.field(default="")
     version: int = 0
 
     @name.validator
     def _check_name(self, attribute: attrs.Attribute, value: Any) -> None:
         check_name("name", value)
+
+    @description.validator
+    def _check_description(self, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+            raise ValidationError("description", f"must be text of at most {MAX_DESCRIPTION} characters")
 
     def __attrs_post_init__(self) -> None:
         if self.spec.balance_key is None:

@@ -33,6 +33,7 @@ UTC = timezone.utc
 DST_GAP = ("shift", "skip")
 DST_FOLD = ("once", "twice")
 MIN_INTERVAL = 0.01
+MAX_CRON_LENGTH = 1024
 MAX_INTERVAL = 366 * 24 * 3600.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
@@ -112,6 +113,8 @@ class CronTrigger:
         expr = self.expr
         if not isinstance(expr, str) or not expr.strip():
             raise ValidationError("cron", f"must be a cron expression such as '*/5 * * * *', not {expr!r}")
+        if len(expr) > MAX_CRON_LENGTH:
+            raise ValidationError("cron", f"expression is {len(expr)} characters; the limit is {MAX_CRON_LENGTH}")
         fields = expr.split()
         if not expr.startswith("@") and len(fields) not in (5, 6):
             raise ValidationError(
@@ -126,6 +129,8 @@ class CronTrigger:
             raise ValidationError("cron", f"invalid expression {expr!r}: {exc}") from None
         object.__setattr__(self, "_zone", load_zone(self.timezone))
         object.__setattr__(self, "_seconds", seconds)
+        if next(self._walls_after(datetime(2000, 1, 1)), None) is None:
+            raise ValidationError("cron", f"{expr!r} never fires (no matching date within years)")
 
     def _walls_after(self, wall: datetime):
         it = croniter(self.expr, wall, second_at_beginning=self._seconds, max_years_between_matches=5)

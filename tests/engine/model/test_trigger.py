@@ -141,8 +141,10 @@ def test_aliases_are_accepted():
     assert trigger.next_after(utc("2026-01-01T05:00")).at == utc("2026-01-02T00:00")
 
 
-def test_cron_that_never_fires_is_exhausted():
-    assert CronTrigger("0 0 31 2 *").next_after(utc("2026-01-01T00:00")) is None
+def test_cron_that_never_fires_is_refused():
+    with pytest.raises(ValidationError, match="never fires") as err:
+        CronTrigger("0 0 31 2 *")
+    assert err.value.field == "cron"
 
 
 @pytest.mark.parametrize(
