@@ -557,7 +557,7 @@ RESULT_GARBAGE = [
     b"A" * 10_000_000, b'"' + b"s" * 10_000_000 + b'"',
 ]
 
-#: Garbage that stops the leader today (see the xfail reason).
+#: Garbage pushed into the result list: the leader drops it and keeps leading.
 RESULT_POISON = [
     pytest.param(PICKLE_OS_SYSTEM, id="pickle-opcodes"),
     pytest.param(random.Random(7).randbytes(512), id="random-bytes"),
@@ -602,14 +602,6 @@ async def test_garbage_in_the_result_list_is_dropped_and_the_leader_keeps_leadin
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG plugins/distsched_redis/storage.py _Results.peek: it drops undecodable entries only on "
-    "ValueError/TypeError/KeyError raised by decode_result. Bytes that are not UTF-8 (pickle "
-    "opcodes, random bytes) make the client's own reply decoding raise UnicodeDecodeError inside "
-    "LRANGE (before the try); a deeply nested JSON raises RecursionError; a result whose task_id "
-    "is an object/list decodes but makes Scheduler._finish fail (unhashable). Each escapes the "
-    "leader loop, the leader steps down, re-elects itself and hits the same entry again: one "
-    "poisoned entry stops all result handling and dispatching for the whole deployment"))
 @pytest.mark.parametrize("payload", RESULT_POISON)
 async def test_a_poisoned_result_entry_does_not_stop_the_leader(redis_server: Any, canary: Path,
                                                                  payload: bytes) -> None:

@@ -127,7 +127,16 @@ def result_json(result: TaskResult) -> str:
 
 
 def decode_result(text: str) -> TaskResult:
-    return TaskResult.from_dict(json.loads(text))
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError(f"a result must be a JSON object, not {type(data).__name__}")
+    for field in ("task_id", "attempt_id", "outcome"):
+        if not isinstance(data.get(field), str):
+            raise TypeError(f"result field {field!r} must be a string")
+    for field in ("started_at", "finished_at"):
+        if isinstance(data.get(field), bool) or not isinstance(data.get(field), (int, float)):
+            raise TypeError(f"result field {field!r} must be a number")
+    return TaskResult.from_dict(data)
 
 
 # -- jobs ---------------------------------------------------------------------------------

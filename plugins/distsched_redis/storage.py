@@ -528,14 +528,15 @@ class _Results:
             return []
         key = self.store.prefix + "results"
         while True:
-            raw = await self.store.client.lrange(key, 0, max_items - 1)
+            # Raw bytes: an entry that is not UTF-8 must not fail the whole read.
+            raw = await self.store.client.execute_command("LRANGE", key, 0, max_items - 1, NEVER_DECODE=True)
             out: list[TaskResult] = []
             bad = None
-            for text in raw:
+            for data in raw:
                 try:
-                    out.append(codec.decode_result(text))
-                except (ValueError, TypeError, KeyError) as exc:
-                    bad = (text, exc)
+                    out.append(codec.decode_result(data.decode("utf-8")))
+                except Exception as exc:  # anything in the list that is not a valid result
+                    bad = (data, exc)
                     break
             if bad is None:
                 return out
