@@ -25,7 +25,7 @@ SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, pytestconfig):
     run_dir = tmp_path_factory.mktemp("chaos") / "run"
     proc = subprocess.run(
         [sys.executable, str(HERE / "run.py"), "--profile", "smoke", "--seed", str(SEED), "--json", "--quiet",
@@ -34,7 +34,10 @@ def smoke(tmp_path_factory):
     )
     lines = proc.stdout.strip().splitlines()
     assert lines, f"the harness printed no figures (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    print("\n" + proc.stderr.strip())  # the summary lines, shown with -s or on failure
+    # The summary lines go to the terminal (not captured), so CI logs show every figure.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n" + "\n".join(line for line in proc.stderr.splitlines() if line.strip()))
     return json.loads(lines[-1])
 
 
