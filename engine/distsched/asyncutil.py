@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 
 class WakeSignal:
@@ -45,3 +46,15 @@ class WakeSignal:
 def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
     if not waiter.done():
         waiter.set_result(value)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]], timeout: float = 5.0) -> set[asyncio.Task[object]]:
+    """Cancel ``tasks`` and wait for them to end, but never forever; returns those that did
+    not stop in time (a store client can swallow a cancellation)."""
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return set()
+    _, stuck = await asyncio.wait(pending, timeout=timeout)
+    return stuck

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..asyncutil import cancel_and_wait
 from ..config import EngineConfig
 from ..model import (
     FencedError,
@@ -105,9 +106,7 @@ class Scheduler:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         self.is_leader.clear()
         self.fence = None
-        for task in pending:
-            task.cancel()
-        _, stuck = await asyncio.wait(pending, timeout=10.0)
+        stuck = await cancel_and_wait(pending, timeout=10.0)
         if stuck:  # pragma: no cover - a store call that ignores cancellation
             log.error("%s: %d leader task(s) did not stop within 10 s: %s", self.node_id, len(stuck),
                       ", ".join(t.get_name() for t in stuck))

@@ -18,6 +18,7 @@ import socket
 import uuid
 from collections.abc import Callable
 
+from ..asyncutil import cancel_and_wait
 from ..config import EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, Worker
 from ..model import events as ev
@@ -275,12 +276,7 @@ class WorkerService:
 
 
 async def _cancel_and_wait(task: asyncio.Task[None], what: str, timeout: float = 5.0) -> None:
-    """Cancel ``task`` and wait for it to end, but never forever."""
-    if task.done():
-        return
-    task.cancel()
-    await asyncio.wait({task}, timeout=timeout)
-    if not task.done():  # pragma: no cover - a client that swallowed the cancellation
+    if await cancel_and_wait([task], timeout):  # pragma: no cover - a client that swallowed it
         log.error("the worker's %s loop did not stop within %gs", what, timeout)
 
 

@@ -63,12 +63,8 @@ def redis_server() -> Iterator[Any]:
         pytest.skip("redis-server is not on PATH (install it: apt-get install redis-server)")
     from .redis_server import RedisServer
 
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

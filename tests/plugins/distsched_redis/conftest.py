@@ -38,12 +38,8 @@ def redis_url(redis_server: RedisServer, namespace: str) -> str:
 @pytest.fixture
 def private_server() -> Iterator[RedisServer]:
     _need_redis()
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
