@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 
-from _common import Deployment, parser, proc_peak_rss_mb, report
+from _common import Deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, report
 
 TASKS = '''
 import atexit, json, os
@@ -127,7 +127,13 @@ def one_run(n: int) -> dict:
             return asyncio.run(count()) == 2
 
         dep.wait_for(ready, 30, "two workers to register", interval=0.1)
+        pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid,
+                "redis": dep.redis.pid}
+        cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
+        own0 = time.process_time()
         elapsed, counts = asyncio.run(submit_and_wait(dep.url, n, timeout=120))
+        cpu = {name: round(proc_cpu_seconds(pid) - cpu0[name], 2) for name, pid in pids.items()}
+        cpu["submitter"] = round(time.process_time() - own0, 2)
         rss = [proc_peak_rss_mb(w.pid) for w in workers]
         for name in ("worker1", "worker2", "scheduler"):
             dep.stop(name)
@@ -140,6 +146,7 @@ def one_run(n: int) -> dict:
         "raw_redis_per_s": round(raw, 1), "ratio_to_raw": round(n / elapsed / raw, 3),
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
         "executed": len(ran), "worker_peak_rss_mb": [round(r, 1) for r in rss],
+        "cpu_seconds": cpu, "cpu_us_per_task": {k: round(v / n * 1e6) for k, v in cpu.items()},
     }
 
 
@@ -155,7 +162,8 @@ def main() -> None:
     line = (f"throughput: {figures['n']} tasks in {figures['seconds']}s = {figures['tasks_per_s']} tasks/s "
             f"(raw Redis baseline {figures['raw_redis_per_s']}/s, ratio {figures['ratio_to_raw']}); "
             f"lost {figures['lost']}, duplicated {figures['duplicated']}; "
-            f"worker peak RSS {'/'.join(str(r) for r in figures['worker_peak_rss_mb'])} MB")
+            f"worker peak RSS {'/'.join(str(r) for r in figures['worker_peak_rss_mb'])} MB; "
+            f"CPU us/task {' '.join(f'{k} {v}' for k, v in figures['cpu_us_per_task'].items())}")
     report(figures, line, args.json)
     if any(r["lost"] or r["duplicated"] for r in runs):
         sys.exit(1)
