@@ -67,8 +67,15 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
+_ts_second: list[Any] = [None, ""]
+
+
 def _ts(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    """``HH:MM:SS.mmm`` (UTC); the seconds part is formatted once per second."""
+    second = int(at)
+    if _ts_second[0] != second:
+        _ts_second[:] = [second, datetime.fromtimestamp(second, timezone.utc).strftime("%H:%M:%S")]
+    return f"{_ts_second[1]}.{min(999, int((at - second) * 1000)):03d}"
 
 
 def task_line(event: ev.Event) -> str | None:
@@ -86,10 +93,27 @@ def task_line(event: ev.Event) -> str | None:
     return None
 
 
-def _print_tasks(event: ev.Event) -> None:
-    line = task_line(event)
-    if line is not None:
-        click.echo(line)
+class _TaskLog:
+    """The task log on stdout: the lines of one event batch go out in one write."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, event: ev.Event) -> None:
+        line = task_line(event)
+        if line is None:
+            return
+        self.lines.append(line)
+        if len(self.lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop: write at once
+                self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            lines, self.lines = self.lines, []
+            click.echo("\n".join(lines))
 
 
 def _load_jobs(path: str) -> Any:
@@ -196,7 +220,7 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     jobs = _load_jobs(jobs_file)
     app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency))
     _prepare(app, jobs)
-    app.listeners.append(_print_tasks)
+    app.listeners.append(_TaskLog())
 
     async def main(stop: asyncio.Event) -> None:
         for job in jobs.jobs:
@@ -310,7 +334,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
     if node_id:
         options["node_id"] = node_id
     app = _app(ctx, storage, **options)
-    app.listeners.append(_print_tasks)
+    app.listeners.append(_TaskLog())
     if jobs is not None:
         for job in jobs.jobs:
             app._check_names(job.spec, f"job {job.name!r}")

@@ -196,8 +196,8 @@ class DistributeSchedule:
                 check_task_id(task_id)
         storage = await self.storage()
         now = storage.clock()
-        tasks = [Task(id=i, spec=s if s.balance_key else attrs.evolve(s, balance_key=i), created_at=now)
-                 for i, s in zip(ids, specs)]
+        # A one-off task's balance key defaults to its id (the balancers fall back to it).
+        tasks = [Task(id=i, spec=s, created_at=now) for i, s in zip(ids, specs)]
         await storage.tasks.submit(tasks)
         return ids
 

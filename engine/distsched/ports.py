@@ -61,6 +61,31 @@ class FireReport:
     conflicts: tuple[str, ...] = ()
 
 
+@attrs.frozen(kw_only=True)
+class SettledTask:
+    """A task :meth:`ResultChannel.settle` finished: enough for the ``TaskFinished`` event."""
+
+    task_id: str
+    job: str | None
+    attempt: int
+    started_at: float
+    finished_at: float
+    #: When the store settled it (the task's ``updated_at``).
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class Settled:
+    """What :meth:`ResultChannel.settle` did: ``settled`` successes applied, ``stale`` results
+    of superseded attempts dropped, ``left`` results still waiting for :meth:`~ResultChannel.peek`,
+    and the settled tasks (only when asked for, in the order settled)."""
+
+    settled: int = 0
+    stale: int = 0
+    left: int = 0
+    tasks: tuple[SettledTask, ...] = ()
+
+
 @runtime_checkable
 class JobRepository(Protocol):
     """Job definitions (TaskConfig) and their schedule state (JobState)."""
@@ -136,8 +161,10 @@ class TaskRepository(Protocol):
         ``ResultChannel.peek``) in the same atomic step."""
 
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> builtins.list[bool]:
-        """Fenced optimistic write of tasks the leader moved to ``dispatched``, and, for each
-        one written, a push onto the queue of ``task.worker_id`` - in one atomic step."""
+        """Fenced optimistic write of tasks the leader moved to ``dispatched`` (read as
+        pending or retrying, then only ``Task.dispatch`` applied: a store may write just the
+        fields a dispatch changes), and, for each one written, a push onto the queue of
+        ``task.worker_id`` - in one atomic step."""
 
 
 @runtime_checkable
@@ -166,15 +193,29 @@ class WorkerQueue(Protocol):
 
     async def pull(self, worker_id: str, max_items: int, timeout: float) -> builtins.list[Task]:
         """Wait up to ``timeout`` s for tasks in ``worker_id``'s queue; take up to
-        ``max_items`` into its in-flight list and mark them running. Entries whose attempt
+        ``max_items`` and mark them running. Entries whose attempt
         is no longer current are dropped, never returned."""
 
     async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
-        """Append results to the result channel and take their tasks out of in-flight."""
+        """Append results to the result channel (and wake the leader)."""
 
 
 @runtime_checkable
 class ResultChannel(Protocol):
+    """The results workers report, oldest first, for the leader."""
+
+    async def settle(self, fence: Fence, max_items: int, *, want_tasks: bool = False) -> Settled:
+        """Fenced. The leader's fast path for successes, in one atomic step: walk the oldest
+        results (at most ``max_items``) and, for as long as each one is a success, apply it
+        as ``Task.finish`` would (the task of its current attempt, dispatched or running on
+        the worker that reported it, becomes ``succeeded``) or drop it as stale (a
+        superseded attempt, a task that is gone); stop at the first result that needs the
+        retry policy (a failure, a timeout) or that the store cannot judge, and leave it
+        and everything after it for :meth:`peek`. The walked results are removed.
+
+        A store may settle nothing and return ``Settled(left=n)``: the leader then applies
+        every result itself through ``peek`` and ``TaskRepository.save``."""
+
     async def peek(self, max_items: int) -> builtins.list[TaskResult]:
         """The oldest unacknowledged results (leader side; acknowledged through
         ``TaskRepository.save(..., ack_results=n)``)."""
@@ -244,6 +285,6 @@ class ExecutorContext:
 
 __all__ = [
     "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing",
-    "JobRepository", "ResultChannel", "StorageBackend", "TaskRepository", "WorkerQueue",
+    "JobRepository", "ResultChannel", "Settled", "SettledTask", "StorageBackend", "TaskRepository", "WorkerQueue",
     "WorkerRepository",
 ]

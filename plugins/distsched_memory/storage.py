@@ -24,8 +24,10 @@ from distsched.asyncutil import WakeSignal as _Signal
 from distsched.model import (
     AlreadyExists,
     FencedError,
+    InvalidTransition,
     JobState,
     NotFound,
+    StaleAttempt,
     Task,
     TaskConfig,
     TaskResult,
@@ -35,7 +37,7 @@ from distsched.model import (
     Worker,
 )
 from distsched.model.task import ASSIGNED
-from distsched.ports import Fence, FireReport, Firing
+from distsched.ports import Fence, FireReport, Firing, Settled, SettledTask
 
 READY = (TaskState.PENDING, TaskState.RETRYING)
 #: Terminal tasks kept (oldest dropped first) so a long run does not grow without bound.
@@ -465,9 +467,41 @@ class _Queues:
         self.s.activity.set()
 
 
+def _settled(task: Task) -> SettledTask:
+    result = task.result
+    assert result is not None
+    return SettledTask(task_id=task.id, job=task.job, attempt=task.attempt, started_at=result.started_at,
+                       finished_at=result.finished_at, at=task.updated_at)
+
+
 class _Results:
     def __init__(self, store: MemoryStorage) -> None:
+        self.store = store
         self.s = store.state
+
+    async def settle(self, fence: Fence, max_items: int, *, want_tasks: bool = False) -> Settled:
+        self.store.check_fence(fence)
+        results = self.s.results
+        settled: list[Task] = []
+        stale = 0
+        now = self.store.clock()
+        while results and len(settled) + stale < max_items and results[0].ok:
+            result = results.popleft()
+            task = self.s.tasks.get(result.task_id)
+            if task is None:
+                stale += 1
+                continue
+            new = copy.copy(task)
+            try:
+                new.finish(result, now)
+            except (StaleAttempt, InvalidTransition):
+                stale += 1
+                continue
+            new.version += 1
+            self.s.put_task(task, new)
+            settled.append(new)
+        return Settled(settled=len(settled), stale=stale, left=len(results),
+                       tasks=tuple(_settled(t) for t in settled) if want_tasks else ())
 
     async def peek(self, max_items: int) -> list[TaskResult]:
         return list(itertools.islice(self.s.results, max_items))

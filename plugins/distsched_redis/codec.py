@@ -1,10 +1,15 @@
 """How model objects become Redis values and back. JSON only, never pickle.
 
-A task is stored as a hash (see ``lua/lib/tasks.lua``): ``sp`` the spec JSON, ``d`` the
-remaining fields as compact JSON (``None`` values left out), and the fields the scripts read
-or change: ``s`` state, ``v`` version, ``w`` worker, ``n`` dispatches, ``u`` updated_at,
-``sa`` started_at, ``to`` timeout, ``j`` job. ``s``, ``v``, ``u`` and ``sa`` are authoritative
-(a worker's pull changes them in Lua without rewriting the JSON).
+A task is stored as a hash (see ``lua/lib/tasks.lua``): ``sp`` the spec JSON, ``d`` the fields
+that change rarely as compact JSON (``None`` values left out), and one hash field for each
+field the scripts change on their own - ``s`` state, ``v`` version, ``w`` worker, ``n``
+dispatches, ``u`` updated_at, ``sa`` started_at, ``da`` dispatched_at, ``fa`` finished_at,
+``r`` the result JSON - plus ``to`` timeout and ``j`` job for the indexes. A dispatch, a
+worker's pull and the leader's settling of successes change only those fields, in Lua,
+without reading or rewriting the JSON.
+
+Records read back from the store are rebuilt without running the model's validators again
+(``distsched.model.trusted``): the engine validated them when they were created.
 
 Floats travel as ``repr(float)`` text, which Redis and Lua read back exactly.
 """
@@ -18,11 +23,15 @@ from typing import Any
 import attrs
 
 from distsched.model import JobState, Task, TaskConfig, TaskResult, TaskSpec, TaskState, Worker
+from distsched.model.retry import RetryPolicy
 from distsched.model.task import ASSIGNED
+from distsched.model.trusted import unchecked
+from distsched.ports import SettledTask
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: Fields of Task kept in ``d``; computed from the model so a new field is stored too.
-_OVERLAY = {"id", "spec", "state", "version", "started_at", "updated_at"}
+_OVERLAY = {"id", "spec", "state", "version", "started_at", "updated_at", "worker_id", "dispatches",
+            "dispatched_at", "finished_at", "result"}
 _D_FIELDS = tuple(f.name for f in attrs.fields(Task) if f.name not in _OVERLAY)
 _R_FIELDS = tuple(f.name for f in attrs.fields(TaskResult))
 #: Worker fields kept in its JSON (heartbeat, draining and load live elsewhere).
@@ -58,7 +67,16 @@ def spec_json(spec: TaskSpec) -> str:
 @lru_cache(maxsize=4096)
 def spec_from_json(text: str) -> TaskSpec:
     """TaskSpec is frozen; tasks of one job share the decoded instance."""
-    return TaskSpec.from_dict(json.loads(text))
+    data = json.loads(text)
+    data["args"] = tuple(data.get("args") or ())
+    retry = data.get("retry")
+    data["retry"] = _retry(tuple(sorted(retry.items()))) if retry else _retry(())
+    return unchecked(TaskSpec, data)
+
+
+@lru_cache(maxsize=256)
+def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
+    return unchecked(RetryPolicy, dict(items))
 
 
 # -- tasks --------------------------------------------------------------------------------
@@ -67,21 +85,19 @@ def _blen(text: str) -> str:
 
 
 def task_args(task: Task, expected_version: int | None = None) -> str:
-    """``task`` as one script argument (see ``parse_task`` in lua/lib/tasks.lua): fields
-    separated by \\x1f (JSON never holds a raw one), the free-text ones (job, worker, id) last,
-    with their byte lengths, so any id is safe."""
+    """``task`` as one script argument for a full write (see ``parse_task`` in
+    lua/lib/tasks.lua): fields separated by \\x1f (JSON never holds a raw one), the free-text
+    ones (job, worker, id) last, with their byte lengths, so any id is safe."""
     d: dict[str, Any] = {}
     for name in _D_FIELDS:
         value = getattr(task, name)
-        if value is None:
-            continue
-        if name == "result":
-            value = _result_dict(value)
-        d[name] = value
+        if value is not None:
+            d[name] = value
     state = task.state
     deadline = task.deadline() if state in ASSIGNED else None
     job = task.job or ""
     worker = task.worker_id or ""
+    result = task.result
     return SEP.join((
         state.value,
         str(task.version if expected_version is None else expected_version),
@@ -91,30 +107,59 @@ def task_args(task: Task, expected_version: int | None = None) -> str:
         num(task.started_at),
         str(task.dispatches),
         num(task.spec.timeout),
+        num(task.dispatched_at),
+        num(task.finished_at),
         spec_json(task.spec),
         _dumps(d),
+        "" if result is None else result_json(result),
         _blen(job),
         _blen(worker),
         job + worker + task.id,
     ))
 
 
+def dispatch_args(task: Task) -> str:
+    """A task the leader moved to ``dispatched``, as lua/dispatch.lua reads it: only the
+    fields a dispatch changes (the expected version is ``task.version``)."""
+    worker = task.worker_id or ""
+    return SEP.join((
+        str(task.version),
+        str(task.dispatches),
+        num(task.updated_at),
+        num(task.dispatched_at),
+        num(task.deadline()),
+        _blen(worker),
+        worker + task.id,
+    ))
+
+
+_STATES = {state.value: state for state in TaskState}
+
+
 def decode_task(row: str) -> Task:
-    """A task string from a script: "s\\x1fv\\x1fsa\\x1fu\\x1fsp\\x1fd\\x1fid"."""
-    s, v, sa, u, sp, d, task_id = row.split(SEP, 6)
+    """A task row from a script: "s\\x1fv\\x1fsa\\x1fu\\x1fw\\x1fn\\x1fda\\x1ffa\\x1fr\\x1fsp\\x1fd\\x1fid"
+    (see ``task_reply`` in lua/lib/tasks.lua)."""
+    s, v, sa, u, w, n, da, fa, r, sp, d, task_id = row.split(SEP, 11)
     data = json.loads(d)
-    result = data.get("result")
-    if result is not None:
-        data["result"] = TaskResult.from_dict(result)
-    return Task(
-        id=task_id,
-        spec=spec_from_json(sp),
-        state=TaskState(s),
-        version=int(v),
-        started_at=float(sa) if sa else None,
-        updated_at=float(u),
-        **data,
-    )
+    data["id"] = task_id
+    data["spec"] = spec_from_json(sp)
+    data["state"] = _STATES[s]
+    data["version"] = int(v)
+    data["started_at"] = float(sa) if sa else None
+    data["updated_at"] = float(u)
+    data["worker_id"] = w or None
+    data["dispatches"] = int(n)
+    data["dispatched_at"] = float(da) if da else None
+    data["finished_at"] = float(fa) if fa else None
+    data["result"] = unchecked(TaskResult, json.loads(r)) if r else None
+    return unchecked(Task, data)
+
+
+def decode_settled(row: str) -> SettledTask:
+    """A summary from lua/settle.lua: "job\\x1fd\\x1fstarted\\x1ffinished\\x1fat\\x1fid"."""
+    job, d, started, finished, at, task_id = row.split(SEP, 5)
+    return SettledTask(task_id=task_id, job=job or None, attempt=int(json.loads(d).get("attempt", 1)),
+                       started_at=float(started), finished_at=float(finished), at=float(at))
 
 
 def _result_dict(result: TaskResult) -> dict[str, Any]:
@@ -123,7 +168,7 @@ def _result_dict(result: TaskResult) -> dict[str, Any]:
 
 
 def result_json(result: TaskResult) -> str:
-    return json.dumps(_result_dict(result), separators=(",", ":"), ensure_ascii=False)
+    return _dumps(_result_dict(result))
 
 
 def decode_result(text: str) -> TaskResult:

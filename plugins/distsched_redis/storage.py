@@ -37,7 +37,7 @@ from distsched.model import (
     VersionConflict,
     Worker,
 )
-from distsched.ports import Fence, FireReport, Firing
+from distsched.ports import Fence, FireReport, Firing, Settled
 
 from . import codec
 from .codec import num, task_args
@@ -421,13 +421,14 @@ class _Tasks:
             return []
         return await self._read("overdue", num(now), str(int(limit)))
 
-    async def _cas(self, script: Any, fence: Fence, tasks: Sequence[Task], head: list[str]) -> list[bool]:
+    async def _cas(self, script: Any, fence: Fence, tasks: Sequence[Task], head: list[str],
+                   encode: Any = task_args) -> list[bool]:
         out: list[bool] = []
         chunks = list(_chunks(tasks)) or [[]]
         for n, chunk in enumerate(chunks):
             # results are acknowledged once, with the last chunk
             args = list(head) if n == len(chunks) - 1 else _no_ack(head, script is self.s.save)
-            args += [task_args(task) for task in chunk]
+            args += [encode(task) for task in chunk]
             bits = _bits(await self.store.leader_write(script, fence, args))
             for task, written in zip(chunk, bits, strict=True):
                 if written:
@@ -439,7 +440,8 @@ class _Tasks:
         return await self._cas(self.s.save, fence, tasks, [self.store.retention, str(max(0, int(ack_results)))])
 
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
-        return await self._cas(self.s.dispatch, fence, tasks, [self.store.retention])
+        # Only the dispatch fields travel (codec.dispatch_args): a dispatch changes nothing else.
+        return await self._cas(self.s.dispatch, fence, tasks, [self.store.retention], codec.dispatch_args)
 
 
 def _no_ack(head: list[str], is_save: bool) -> list[str]:
@@ -514,14 +516,22 @@ class _Queues:
     async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
         for chunk in list(_chunks(results)) or [[]]:  # an empty report still wakes the leader
             args = [worker_id, str(self.store.settings.results_max)]
-            for result in chunk:
-                args += [result.attempt_id, codec.result_json(result)]
+            args += [codec.result_json(result) for result in chunk]
             await self.store.run(self.s.report, args)
 
 
 class _Results:
     def __init__(self, store: RedisStorage) -> None:
         self.store = store
+
+    async def settle(self, fence: Fence, max_items: int, *, want_tasks: bool = False) -> Settled:
+        """lua/settle.lua: successes of current attempts are finished in the store itself."""
+        if max_items <= 0:
+            return Settled()
+        reply = await self.store.leader_write(self.store.scripts.settle, fence, [
+            self.store.retention, str(int(max_items)), "1" if want_tasks else "0"])
+        return Settled(settled=int(reply[1]), stale=int(reply[2]), left=int(reply[3]),
+                       tasks=tuple(codec.decode_settled(row) for row in reply[4:]))
 
     async def peek(self, max_items: int) -> list[TaskResult]:
         if max_items <= 0:

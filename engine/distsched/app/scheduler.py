@@ -177,10 +177,26 @@ class Scheduler:
                 await storage.wait_for_activity(min(delay, MAX_IDLE))
 
     async def apply_results(self, fence: Fence, now: float) -> int:
-        """Apply the oldest results: each task moves on by its retry policy."""
-        results = await self.storage.results.peek(self.config.result_batch)
+        """Apply the oldest results: each task moves on by its retry policy. The store
+        settles the successes at the head of the channel itself (``ResultChannel.settle``);
+        what needs the retry policy comes back through ``peek``. Returns how many results
+        were handled."""
+        batch = self.config.result_batch
+        want = self.events.active
+        settled = await self.storage.results.settle(fence, batch, want_tasks=want)
+        self.stats["succeeded"] += settled.settled
+        self.stats["stale_results"] += settled.stale
+        for done in settled.tasks:
+            self.events.emit(ev.TaskFinished(at=done.at, task_id=done.task_id, job=done.job, state="succeeded",
+                                             attempt=done.attempt, duration=max(0.0, done.finished_at - done.started_at),
+                                             error=None))
+        handled = settled.settled + settled.stale
+        if not settled.left or handled >= batch:
+            # nothing left, or a full batch settled: the loop comes back at once for more
+            return handled
+        results = await self.storage.results.peek(batch)
         if not results:
-            return 0
+            return handled
         changed = await self._finish(results, now)
         ok = await self.storage.tasks.save(fence, list(changed.values()), ack_results=len(results))
         retry = [task for task, written in zip(changed.values(), ok) if not written]
@@ -193,7 +209,7 @@ class Scheduler:
             if again:
                 ok = await self.storage.tasks.save(fence, list(again.values()))
                 self._finished_events(t for t, w in zip(again.values(), ok) if w)
-        return len(results)
+        return handled + len(results)
 
     async def _finish(self, results: Sequence[TaskResult], now: float) -> dict[str, Task]:
         ids = list(dict.fromkeys(r.task_id for r in results))

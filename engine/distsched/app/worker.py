@@ -30,6 +30,7 @@ from ..ports import Executor, ExecutorContext, StorageBackend
 from .backoff import Backoff, wait_or_stop
 
 log = logging.getLogger("distsched.worker")
+_timeout = getattr(asyncio, "timeout", None)
 PULL_TIMEOUT = 0.5
 #: Results are reported in batches of at most this many.
 REPORT_BATCH = 500
@@ -222,7 +223,11 @@ class WorkerService:
                                           worker_id=worker_id))
         try:
             executor = self.executor(task.spec.executor)
-            outcome = await asyncio.wait_for(executor.run(task), timeout)
+            if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution
+                async with _timeout(timeout):
+                    outcome = await executor.run(task)
+            else:  # pragma: no cover - Python 3.10
+                outcome = await asyncio.wait_for(executor.run(task), timeout)
             outcome = _checked(outcome, task.spec.executor)
             result = TaskResult.from_outcome(outcome, task_id=task.id, attempt_id=task.attempt_id,
                                              started_at=started, finished_at=clock(), worker_id=worker_id)

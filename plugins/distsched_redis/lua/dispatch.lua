@@ -1,6 +1,10 @@
 --! requires: common tasks
--- tasks.dispatch (fenced): optimistic write of tasks moved to `dispatched` and, for each one
--- written, a push of its attempt id ("<task id>#<dispatches>") onto its worker's queue.
+-- tasks.dispatch (fenced): move ready tasks to `dispatched` and, for each one moved, push its
+-- attempt id ("<task id>#<dispatches>") onto its worker's queue. Only the fields a dispatch
+-- changes travel (the spec and the rest of the record stay as stored): each task is one
+-- string "<expected version>\31<n>\31<u>\31<da>\31<deadline>\31<#worker>\31" .. worker .. id.
+-- A task is written only while its stored version is the expected one and it is pending or
+-- retrying.
 -- ARGV: prefix, fence token, retention, then one task string each.
 -- Reply: {'OK', bits} or {'FENCED', current lease}.
 local replay = op_replay()
@@ -8,10 +12,36 @@ if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
 prune_expired(100 + 2 * (#ARGV - 3))
-local bits, written = cas_tasks(4)
-for _, t in ipairs(written) do
-  if t.w ~= '' then
-    redis.call('RPUSH', P .. 'q:' .. t.w, t.id .. '#' .. t.n)
+
+local function parse_dispatch(str)
+  local f, pos = {}, 1
+  for k = 1, 6 do
+    local e = string.find(str, SEP, pos, true)
+    f[k] = string.sub(str, pos, e - 1)
+    pos = e + 1
+  end
+  local wl = tonumber(f[6])
+  return {ev = f[1], n = f[2], u = f[3], da = f[4], dl = f[5],
+          w = string.sub(str, pos, pos + wl - 1), id = string.sub(str, pos + wl)}
+end
+
+local bits = {}
+for i = 4, #ARGV do
+  local t = parse_dispatch(ARGV[i])
+  local key = task_key(t.id)
+  local cur = redis.call('HMGET', key, 'v', 's')
+  if cur[1] and tonumber(cur[1]) == tonumber(t.ev) and READY[cur[2]] then
+    redis.call('HSET', key, 's', 'dispatched', 'v', tonumber(cur[1]) + 1, 'w', t.w, 'n', t.n,
+               'u', t.u, 'da', t.da, 'sa', '')
+    -- a pending or retrying task holds no worker; the job's sets do not change here
+    t.s, t.j = 'dispatched', ''
+    reindex(key, t, {cur[2], '', tostring(tonumber(t.n) - 1)})
+    if t.w ~= '' then
+      redis.call('RPUSH', P .. 'q:' .. t.w, t.id .. '#' .. t.n)
+    end
+    bits[#bits + 1] = '1'
+  else
+    bits[#bits + 1] = '0'
   end
 end
-return op_reply({'OK', bits})
+return op_reply({'OK', table.concat(bits)})

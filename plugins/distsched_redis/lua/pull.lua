@@ -1,6 +1,6 @@
 --! requires: common tasks
 -- queues.pull: take up to `max` entries of a worker's own queue (first the claim list that a
--- blocking BLMOVE filled, then the queue), move them to its in-flight list and mark them
+-- blocking BLMOVE filled, then the queue) and mark them
 -- running (state, started_at = server time, version + 1, deadline = now + timeout). Entries
 -- whose task is no longer dispatched to this worker with that attempt are dropped.
 -- ARGV: prefix, worker id, max. Reply: task strings (see task_reply).
@@ -23,36 +23,37 @@ if cached then
   end
   return out
 end
-local queue, claim, inflight = P .. 'q:' .. w, P .. 'c:' .. w, P .. 'if:' .. w
+local queue, claim = P .. 'q:' .. w, P .. 'c:' .. w
 local out, ids = {}, {}
 
 local function take(entry)
   local id, n = string.match(entry, '^(.*)#(%d+)$')
   if not id then return end
   local key = task_key(id)
-  local cur = redis.call('HMGET', key, 's', 'w', 'n', 'v', 'to', 'j', 'sp', 'd')
-  if cur[1] ~= 'dispatched' or cur[2] ~= w or cur[3] ~= n then
+  local cur = redis.call('HMGET', key, 's', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd', 'to', 'j')
+  if cur[1] ~= 'dispatched' or cur[5] ~= w or cur[6] ~= n then
     return  -- stale: re-dispatched, cancelled, finished or reassigned
   end
-  local v = tonumber(cur[4]) + 1
+  local v = tonumber(cur[2]) + 1
   redis.call('HSET', key, 's', 'running', 'v', v, 'sa', NOW_S, 'u', NOW_S)
-  reindex(key, {id = id, s = 'running', w = w, j = cur[6] or '', dl = NOW + tonumber(cur[5])},
+  reindex(key, {id = id, s = 'running', w = w, j = cur[13] or '', dl = NOW + tonumber(cur[12])},
           {'dispatched', w, n})
-  redis.call('RPUSH', inflight, entry)
   ids[#ids + 1] = entry
-  out[#out + 1] = task_reply(id, 'running', tostring(v), NOW_S, NOW_S, cur[7], cur[8])
+  cur[1], cur[2], cur[3], cur[4] = 'running', tostring(v), NOW_S, NOW_S
+  out[#out + 1] = task_reply(id, cur)
 end
 
 while #out < max do
-  local entry = redis.call('LPOP', claim)
-  if not entry then break end
-  take(entry)
+  local entries = redis.call('LPOP', claim, max - #out)
+  if not entries then break end
+  for _, entry in ipairs(entries) do take(entry) end
 end
 while #out < max do
   local entries = redis.call('LPOP', queue, max - #out)
   if not entries then break end
   for _, entry in ipairs(entries) do take(entry) end
 end
+flush_counts()
 if #ids > 0 then
   redis.call('SET', KEYS[1], cjson.encode(ids), 'PX', OP_TTL_MS)
 end

@@ -238,3 +238,39 @@ async def test_slots_are_fired_ahead_and_held_until_their_time(leader):
     # Dispatched 0.2 s early: the worker holds it until its not_before.
     assert await leader.scheduler.dispatch_ready(leader.fence, 99.8, ahead=0.2) == (1, False)
     assert await leader.scheduler.fire_due(leader.fence, 99.8, horizon=100.0) == 0
+
+
+@pytest.mark.parametrize("settles", [True, False], ids=["store-settles", "store-settles-nothing"])
+async def test_results_are_applied_whether_or_not_the_store_settles(leader, settles):
+    """Successes are finished by the store's settle; with a store that settles nothing the
+    leader applies them itself. Either way: the same states, stats and events."""
+    from distsched.ports import Settled
+
+    if not settles:
+        async def settle_nothing(fence, max_items, *, want_tasks=False):
+            return Settled(left=len(await leader.storage.results.peek(10_000)))
+
+        leader.storage.results.settle = settle_nothing
+    events = []
+    leader.app.engine.events.listeners.append(events.append)
+    await _one_worker(leader)
+    spec = build_job("x", every="1s", target="noop").spec
+    failing = build_job("y", every="1s", target="noop", retry={"max_attempts": 2, "delay": 5}).spec
+    ids = await leader.app.submit_many([spec, failing, spec])
+    now = leader.storage.clock()
+    assert (await leader.scheduler.dispatch_ready(leader.fence, now))[0] == 3
+    pulled = {t.id: t for t in await leader.storage.queues.pull("w1", 10, 1.0)}
+    outcomes = ["succeeded", "failed", "succeeded"]
+    await leader.storage.queues.report("w1", [
+        TaskResult(task_id=i, attempt_id=pulled[i].attempt_id, outcome=o, started_at=now, finished_at=now + 0.25,
+                   worker_id="w1") for i, o in zip(ids, outcomes)])
+    assert await leader.scheduler.apply_results(leader.fence, leader.storage.clock()) >= 1
+    while await leader.storage.results.peek(10):
+        await leader.scheduler.apply_results(leader.fence, leader.storage.clock())
+    states = [t.state for t in await leader.storage.tasks.get_many(ids)]
+    assert states == [TaskState.SUCCEEDED, TaskState.RETRYING, TaskState.SUCCEEDED]
+    assert (leader.scheduler.stats["succeeded"], leader.scheduler.stats["retrying"]) == (2, 1)
+    leader.app.engine.events.flush()  # deliver now instead of on the bus's next loop turn
+    finished = sorted((e.task_id, e.state, e.attempt, round(e.duration, 6)) for e in events
+                      if type(e).__name__ == "TaskFinished")
+    assert finished == sorted([(ids[0], "succeeded", 1, 0.25), (ids[2], "succeeded", 1, 0.25)])

@@ -68,7 +68,7 @@ async def test_every_key_carries_the_namespace_hash_tag(private_server, open_sto
     assert sorted(k for k in keys if not k.startswith("{prod}:")) == []
     assert {key_slot(k.encode()) for k in keys} == {key_slot(b"{prod}")}, "one cluster slot"
     kinds = {k.split(":")[1] for k in keys}
-    assert {"t", "ready", "dl", "cnt", "x", "q", "if", "wa", "results", "jobs", "jst", "due", "workers",
+    assert {"t", "ready", "dl", "cnt", "x", "q", "wa", "results", "jobs", "jst", "due", "workers",
             "hb", "drain", "lease", "term", "jl", "jt", "op"} <= kinds, kinds
 
 

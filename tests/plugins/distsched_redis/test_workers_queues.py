@@ -66,13 +66,12 @@ async def test_pull_marks_running_with_server_time_and_tracks_in_flight(storage,
         assert t.version == 3 and abs(t.started_at - before) < 1.0 and t.started_at == t.updated_at
     stored = await storage.tasks.get("a")
     assert stored == pulled[0]
-    assert await storage.client.lrange(storage.prefix + "if:w1", 0, -1) == ["a#1", "b#1"]
+    assert await storage.client.lrange(storage.prefix + "q:w1", 0, -1) == ["c#1"], "taken off the queue"
     assert await storage.tasks.overdue(pulled[0].started_at + 59.0, 10) == []
     assert {t.id for t in await storage.tasks.overdue(pulled[0].started_at + 61.0, 10)} >= {"a", "b"}
     assert (await storage.workers.list())[0].load == 3
-    # report: results appended, in-flight emptied; the leader peeks and acknowledges via save
+    # report: results appended; the leader peeks and acknowledges via save
     await storage.queues.report("w1", [result(pulled[0], value={"n": 1}), result(pulled[1], "failed", error="boom")])
-    assert await storage.client.lrange(storage.prefix + "if:w1", 0, -1) == []
     peeked = await storage.results.peek(10)
     assert [(r.task_id, r.outcome, r.value, r.error) for r in peeked] == \
         [("a", "succeeded", {"n": 1}, None), ("b", "failed", None, "boom")]

@@ -431,3 +431,51 @@ class StorageContract:
             assert [r.task_id for r in await s.results.peek(10)] == [t.id for t in pulled][3:]
 
         harness.run(body)
+
+    def test_settle_finishes_current_successes_and_stops_at_a_failure(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await _dispatched(s, fence, ["a", "b", "c", "d"])
+            a, b, c, d = await s.queues.pull("w1", 10, 1.0)
+            stale = _result(a, value=1)
+            stale = TaskResult(**{**stale.to_dict(), "attempt_id": "a#7"})  # not the current attempt
+            intruder = _result(b, worker="w9")  # another worker's claim on b's attempt
+            timed = TaskResult(**{**_result(a, value={"x": 1}).to_dict(), "started_at": 0.5, "finished_at": 1.5})
+            await s.queues.report("w1", [stale, intruder, timed,
+                                         _result(c, "failed", error="boom"), _result(d)])
+            done = await s.results.settle(fence, 10, want_tasks=True)
+            assert (done.settled, done.stale, done.left) == (1, 2, 2), done
+            assert [(t.task_id, t.attempt, t.started_at, t.finished_at) for t in done.tasks] == [("a", 1, 0.5, 1.5)]
+            stored = await s.tasks.get("a")
+            assert stored.state is TaskState.SUCCEEDED and stored.result is not None
+            assert (stored.result.attempt_id, stored.result.value) == (a.attempt_id, {"x": 1})
+            assert stored.finished_at is not None and stored.started_at == a.started_at
+            assert stored.version == a.version + 1 and stored.finished_at == done.tasks[0].at
+            assert (await s.tasks.get("b")).state is TaskState.RUNNING, "a result from another worker is refused"
+            assert [(r.task_id, r.outcome) for r in await s.results.peek(10)] == [("c", "failed"), ("d", "succeeded")]
+            again = await s.results.settle(fence, 10)
+            assert (again.settled, again.stale, again.left) == (0, 0, 2), "it stops at the failure"
+            assert {w.id: w.load for w in await s.workers.list()} == {"w1": 3}
+            counts = await s.tasks.counts()
+            assert (counts.get("succeeded"), counts.get("running")) == (1, 3), counts
+
+        harness.run(body)
+
+    def test_settle_is_fenced_and_limited(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            election, fence = await h.leader(s)
+            await _dispatched(s, fence, ["a", "b", "c"])
+            pulled = await s.queues.pull("w1", 10, 1.0)
+            await s.queues.report("w1", [_result(t) for t in pulled])
+            first = await s.results.settle(fence, 2)
+            assert (first.settled, first.stale, first.left, first.tasks) == (2, 0, 1, ())
+            await election.release(fence)
+            assert await election.acquire("other") is not None
+            with pytest.raises(FencedError):
+                await s.results.settle(fence, 10)
+            assert (await s.tasks.get("c")).state is TaskState.RUNNING, "a fenced settle changes nothing"
+            assert [r.task_id for r in await s.results.peek(10)] == ["c"]
+
+        harness.run(body)

@@ -35,7 +35,23 @@ local function op_replay()
   return nil
 end
 
+-- Per-state task counts (P.."cnt") change by many small steps in one script; they are
+-- summed here and written once, at the end (op_reply, or an explicit flush_counts()).
+local CNT = {}
+
+local function count_delta(state, delta)
+  CNT[state] = (CNT[state] or 0) + delta
+end
+
+local function flush_counts()
+  for state, delta in pairs(CNT) do
+    if delta ~= 0 then redis.call('HINCRBY', P .. 'cnt', state, delta) end
+  end
+  CNT = {}
+end
+
 local function op_reply(reply)
+  flush_counts()
   redis.call('SET', KEYS[1], cjson.encode(reply), 'PX', OP_TTL_MS)
   return reply
 end

@@ -1,16 +1,17 @@
 -- distsched: task records and their indexes (prepended by scripts.py after common.lua).
 --
--- Task hash P.."t:"..id:  sp = spec JSON, d = the other fields as JSON, and the fields the
--- scripts read or change: s state, v version, w worker ("" = none), n dispatches (the attempt
--- number), u updated_at, sa started_at ("" = none), to timeout, j job ("" = none).
--- s, v, u and sa are authoritative (they override what d says).
+-- Task hash P.."t:"..id:  sp = spec JSON and d = the fields that change rarely, as JSON
+-- (written whole by Python), and one hash field for each field the scripts read or change,
+-- which is authoritative (Python does not keep it in d): s state, v version, w worker
+-- ("" = none), n dispatches (the attempt number), u updated_at, sa started_at, da
+-- dispatched_at, fa finished_at ("" = none for the times), r the result JSON ("" = none);
+-- and to timeout, j job ("" = none), copies the indexes need.
 --
 -- Indexes kept by reindex():
 --   P.."cnt"           HASH state -> number of tasks, for the non-terminal states
 --   P.."ready"         ZSET id -> not_before of pending and retrying tasks
 --   P.."dl"            ZSET id -> deadline of dispatched and running tasks
 --   P.."wa:"..worker   SET of the dispatched/running tasks of a worker (its load)
---   P.."if:"..worker   LIST in-flight attempt ids of a worker (started, not yet reported)
 --   P.."jl:"..job      SET of the non-terminal tasks of a job
 --   P.."jt:"..job      ZSET id -> created_at of every retained task of a job
 --   P.."x:"..state     ZSET "<#job>:<job><id>" -> expiry (server time), one per terminal
@@ -43,48 +44,55 @@ local function split_exp_member(member)
   return string.sub(rest, 1, len), string.sub(rest, len + 1)
 end
 
--- A task as sent by Python: one string, fields separated by \31, the free-text fields last:
--- s, expected version, not_before, deadline, u, sa, n, to, sp, d, #job, #worker, then
--- job .. worker .. id (lengths in bytes). JSON never holds a raw \31.
+-- A task as sent by Python for a full write: one string, fields separated by \31, the
+-- free-text fields last: s, expected version, not_before, deadline, u, sa, n, to, da, fa, sp,
+-- d, r, #job, #worker, then job .. worker .. id (lengths in bytes). JSON never holds a raw \31.
 local function parse_task(str)
   local f, pos = {}, 1
-  for k = 1, 12 do
+  for k = 1, 15 do
     local e = string.find(str, SEP, pos, true)
     f[k] = string.sub(str, pos, e - 1)
     pos = e + 1
   end
-  local jl, wl = tonumber(f[11]), tonumber(f[12])
+  local jl, wl = tonumber(f[14]), tonumber(f[15])
   return {
     s = f[1], ev = f[2], nb = f[3], dl = f[4], u = f[5], sa = f[6], n = f[7], to = f[8],
-    sp = f[9], d = f[10],
+    da = f[9], fa = f[10], sp = f[11], d = f[12], r = f[13],
     j = string.sub(str, pos, pos + jl - 1),
     w = string.sub(str, pos + jl, pos + jl + wl - 1),
     id = string.sub(str, pos + jl + wl),
   }
 end
 
--- A task as returned to Python: one string "s\31v\31sa\31u\31sp\31d\31id".
-local function task_reply(id, s, v, sa, u, sp, d)
-  return table.concat({s, v, sa or '', u or '', sp, d, id}, SEP)
+-- The fields of a task row, in the order Python reads them (codec.decode_task).
+local ROW_FIELDS = {'s', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd'}
+
+-- A task as returned to Python: "s\31v\31sa\31u\31w\31n\31da\31fa\31r\31sp\31d\31id", from
+-- the values of ROW_FIELDS (HMGET order; false = missing field).
+local function task_reply(id, f)
+  local parts = {}
+  for k = 1, 11 do parts[k] = f[k] or '' end
+  parts[12] = id
+  return table.concat(parts, SEP)
 end
 
 local function task_row(id)
-  local r = redis.call('HMGET', task_key(id), 's', 'v', 'sa', 'u', 'sp', 'd')
+  local r = redis.call('HMGET', task_key(id), unpack(ROW_FIELDS))
   if not r[1] then
     return nil
   end
-  return task_reply(id, r[1], r[2], r[3], r[4], r[5], r[6])
+  return task_reply(id, r)
 end
 
 -- Keep every index right for task t (parsed, or a table with the same fields) that moved from
--- old = {s, w, n} (nil for a new task).
+-- old = {s, w, n} (nil for a new task). The count changes are written by flush_counts().
 local function reindex(key, t, old)
   local id, s, w, j = t.id, t.s, t.w, t.j
   local os, ow = nil, nil
   if old then os, ow = old[1], old[2] end
   if os ~= s then
-    if os and not TERMINAL[os] then redis.call('HINCRBY', P .. 'cnt', os, -1) end
-    if not TERMINAL[s] then redis.call('HINCRBY', P .. 'cnt', s, 1) end
+    if os and not TERMINAL[os] then count_delta(os, -1) end
+    if not TERMINAL[s] then count_delta(s, 1) end
   end
   if READY[s] then
     redis.call('ZADD', P .. 'ready', t.nb, id)
@@ -99,9 +107,6 @@ local function reindex(key, t, old)
   local same_worker = os and ASSIGNED[os] and ASSIGNED[s] and w == ow
   if os and ASSIGNED[os] and ow and ow ~= '' and not same_worker then
     redis.call('SREM', P .. 'wa:' .. ow, id)
-    if os == 'running' then
-      redis.call('LREM', P .. 'if:' .. ow, 1, id .. '#' .. old[3])
-    end
   end
   if ASSIGNED[s] and w ~= '' and not same_worker then
     redis.call('SADD', P .. 'wa:' .. w, id)
@@ -134,7 +139,7 @@ end
 local function write_task(t, v, old)
   local key = task_key(t.id)
   redis.call('HSET', key, 'sp', t.sp, 'd', t.d, 's', t.s, 'v', v, 'w', t.w, 'n', t.n, 'u', t.u,
-             'sa', t.sa, 'to', t.to, 'j', t.j)
+             'sa', t.sa, 'da', t.da, 'fa', t.fa, 'r', t.r, 'to', t.to, 'j', t.j)
   reindex(key, t, old)
 end
 

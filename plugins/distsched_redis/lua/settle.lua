@@ -1,0 +1,75 @@
+--! requires: common tasks
+-- results.settle (fenced): the leader's fast path for successes. Walks the oldest results
+-- and, for as long as each one is a success it can judge here, applies it exactly as
+-- Task.finish would: a success of the current attempt (attempt id "<id>#<n>" with n the
+-- stored dispatches, the task dispatched or running, on the worker that reported it) makes
+-- the task `succeeded` (result, finished_at = server time, started_at if unset); a success
+-- of a superseded attempt, or of a task that no longer exists, is dropped as stale. It stops
+-- at the first result it cannot judge - a failure or timeout (the retry policy is the
+-- leader's, in Python), or anything malformed - and leaves it, and all after it, for
+-- results.peek. The results it walked are removed in the same step.
+-- ARGV: prefix, fence token, retention, max, want rows ('1': reply with a summary of each).
+-- Reply: {'OK', settled, stale, results left, summary...} or {'FENCED', current lease}; with
+-- want rows, one summary per settled task, in the order settled:
+-- "job\31d\31started_at\31finished_at\31settled at\31id" (d: the task's JSON, for its attempt).
+local replay = op_replay()
+if replay then return replay end
+if not fence_ok(ARGV[2]) then return fenced_reply() end
+configure_retention(ARGV[3])
+local max, want = tonumber(ARGV[4]), ARGV[5] == '1'
+local list = P .. 'results'
+local entries = redis.call('LRANGE', list, 0, max - 1)
+if #entries == 0 then
+  return op_reply({'OK', 0, 0, 0})
+end
+prune_expired(100 + 2 * #entries)
+
+-- The fields a result may have (model.result.TaskResult) and the type of the required ones.
+local FIELDS = {task_id = 'string', attempt_id = 'string', outcome = 'string', started_at = 'number',
+                finished_at = 'number', worker_id = true, value = true, error = true,
+                error_type = true, retryable = true, retry_after = true, meta = true}
+
+local function judgeable(r)
+  if type(r) ~= 'table' or r.outcome ~= 'succeeded' then return false end
+  for k, kind in pairs(FIELDS) do
+    if kind ~= true and type(r[k]) ~= kind then return false end
+  end
+  for k, _ in pairs(r) do
+    if not FIELDS[k] then return false end
+  end
+  return true
+end
+
+local settled, stale, walked, rows = 0, 0, 0, {}
+for _, entry in ipairs(entries) do
+  local ok, r = pcall(cjson.decode, entry)
+  if not ok or not judgeable(r) then break end
+  walked = walked + 1
+  local id = r.task_id
+  local key = task_key(id)
+  local cur = redis.call('HMGET', key, 's', 'w', 'n', 'sa', 'j', 'v', 'd')
+  local rw = r.worker_id
+  if not cur[1] or not ASSIGNED[cur[1]] or r.attempt_id ~= id .. '#' .. cur[3]
+      or (type(rw) == 'string' and cur[2] ~= '' and rw ~= cur[2]) then
+    stale = stale + 1
+  else
+    local sa = cur[4]
+    if not sa or sa == '' then sa = string.format('%.17g', r.started_at) end
+    redis.call('HSET', key, 's', 'succeeded', 'v', tonumber(cur[6]) + 1, 'u', NOW_S, 'fa', NOW_S,
+               'sa', sa, 'r', entry)
+    reindex(key, {id = id, s = 'succeeded', w = cur[2], j = cur[5] or ''}, {cur[1], cur[2], cur[3]})
+    settled = settled + 1
+    if want then
+      rows[#rows + 1] = table.concat({cur[5] or '', cur[7] or '{}', string.format('%.17g', r.started_at),
+                                      string.format('%.17g', r.finished_at), NOW_S, id}, SEP)
+    end
+  end
+end
+if walked > 0 then
+  redis.call('LTRIM', list, walked, -1)
+end
+-- The reply cache keeps the counts only (a replayed call returns no rows: the leader then
+-- misses the events of that batch, never a state change).
+local reply = op_reply({'OK', settled, stale, redis.call('LLEN', list)})
+for _, row in ipairs(rows) do reply[#reply + 1] = row end
+return reply
