@@ -33,11 +33,15 @@ for i = 4, #ARGV do
   if cur[1] and tonumber(cur[1]) == tonumber(t.ev) and READY[cur[2]] then
     redis.call('HSET', key, 's', 'dispatched', 'v', tonumber(cur[1]) + 1, 'w', t.w, 'n', t.n,
                'u', t.u, 'da', t.da, 'sa', '')
-    -- a pending or retrying task holds no worker; the job's sets do not change here
-    t.s, t.j = 'dispatched', ''
-    reindex(key, t, {cur[2], '', tostring(tonumber(t.n) - 1)})
+    -- reindex() for pending/retrying -> dispatched, by hand: such a task holds no worker,
+    -- and its job's sets do not change
+    count_delta(cur[2], -1)
+    count_delta('dispatched', 1)
+    batch1('ZREM', P .. 'ready', t.id)
+    if t.dl ~= '' then batch2('ZADD', P .. 'dl', t.dl, t.id) end
     if t.w ~= '' then
-      redis.call('RPUSH', P .. 'q:' .. t.w, t.id .. '#' .. t.n)
+      batch1('SADD', P .. 'wa:' .. t.w, t.id)
+      batch1('RPUSH', P .. 'q:' .. t.w, t.id .. '#' .. t.n)
     end
     bits[#bits + 1] = '1'
   else

@@ -36,8 +36,10 @@ local function take(entry)
   end
   local v = tonumber(cur[2]) + 1
   redis.call('HSET', key, 's', 'running', 'v', v, 'sa', NOW_S, 'u', NOW_S)
-  reindex(key, {id = id, s = 'running', w = w, j = cur[13] or '', dl = NOW + tonumber(cur[12])},
-          {'dispatched', w, n})
+  -- reindex() for dispatched -> running on the same worker, by hand
+  count_delta('dispatched', -1)
+  count_delta('running', 1)
+  batch2('ZADD', P .. 'dl', NOW + tonumber(cur[12]), id)
   ids[#ids + 1] = entry
   cur[1], cur[2], cur[3], cur[4] = 'running', tostring(v), NOW_S, NOW_S
   out[#out + 1] = task_reply(id, cur)
@@ -53,6 +55,7 @@ while #out < max do
   if not entries then break end
   for _, entry in ipairs(entries) do take(entry) end
 end
+flush_batched()
 flush_counts()
 if #ids > 0 then
   redis.call('SET', KEYS[1], cjson.encode(ids), 'PX', OP_TTL_MS)

@@ -24,15 +24,17 @@ if #entries == 0 then
 end
 prune_expired(100 + 2 * #entries)
 
--- The fields a result may have (model.result.TaskResult) and the type of the required ones.
-local FIELDS = {task_id = 'string', attempt_id = 'string', outcome = 'string', started_at = 'number',
-                finished_at = 'number', worker_id = true, value = true, error = true,
-                error_type = true, retryable = true, retry_after = true, meta = true}
+-- The fields a result may have (model.result.TaskResult).
+local FIELDS = {task_id = true, attempt_id = true, outcome = true, started_at = true, finished_at = true,
+                worker_id = true, value = true, error = true, error_type = true, retryable = true,
+                retry_after = true, meta = true}
 
+-- A success this script can judge: the required fields typed right, nothing unknown.
 local function judgeable(r)
-  if type(r) ~= 'table' or r.outcome ~= 'succeeded' then return false end
-  for k, kind in pairs(FIELDS) do
-    if kind ~= true and type(r[k]) ~= kind then return false end
+  if type(r) ~= 'table' or r.outcome ~= 'succeeded' or type(r.task_id) ~= 'string'
+      or type(r.attempt_id) ~= 'string' or type(r.started_at) ~= 'number'
+      or type(r.finished_at) ~= 'number' then
+    return false
   end
   for k, _ in pairs(r) do
     if not FIELDS[k] then return false end
@@ -57,7 +59,14 @@ for _, entry in ipairs(entries) do
     if not sa or sa == '' then sa = string.format('%.17g', r.started_at) end
     redis.call('HSET', key, 's', 'succeeded', 'v', tonumber(cur[6]) + 1, 'u', NOW_S, 'fa', NOW_S,
                'sa', sa, 'r', entry)
-    reindex(key, {id = id, s = 'succeeded', w = cur[2], j = cur[5] or ''}, {cur[1], cur[2], cur[3]})
+    -- reindex() for dispatched/running -> succeeded, by hand
+    local w, j = cur[2] or '', cur[5] or ''
+    count_delta(cur[1], -1)
+    batch1('ZREM', P .. 'dl', id)
+    if w ~= '' then batch1('SREM', P .. 'wa:' .. w, id) end
+    if j ~= '' then batch1('SREM', P .. 'jl:' .. j, id) end
+    redis.call('EXPIRE', key, RETENTION)
+    batch2('ZADD', P .. 'x:succeeded', NOW + RETENTION, exp_member(j, id))
     settled = settled + 1
     if want then
       rows[#rows + 1] = table.concat({cur[5] or '', cur[7] or '{}', string.format('%.17g', r.started_at),

@@ -50,7 +50,50 @@ local function flush_counts()
   CNT = {}
 end
 
+-- Set and sorted-set writes of many tasks are collected per (command, key) and written at
+-- the end of the script (op_reply, or an explicit flush_batched()): one ZADD, ZREM, SADD,
+-- SREM or RPUSH per key instead of one per task. Order between keys does not matter (the
+-- script is atomic); a script touches a member at most once per key. Read an index written
+-- by this script only after flush_batched().
+local BATCH, BATCH_ORDER = {}, {}
+
+local function batch_args(cmd, key)
+  local id = cmd .. ' ' .. key
+  local args = BATCH[id]
+  if not args then
+    args = {}
+    BATCH[id] = args
+    BATCH_ORDER[#BATCH_ORDER + 1] = {cmd, key, args}
+  end
+  return args
+end
+
+-- cmd key member (ZREM, SADD, SREM, RPUSH)
+local function batch1(cmd, key, member)
+  local args = batch_args(cmd, key)
+  args[#args + 1] = member
+end
+
+-- ZADD key score member
+local function batch2(cmd, key, score, member)
+  local args = batch_args(cmd, key)
+  args[#args + 1] = score
+  args[#args + 1] = member
+end
+
+local function flush_batched()
+  for _, b in ipairs(BATCH_ORDER) do
+    local cmd, key, args = b[1], b[2], b[3]
+    local n = #args
+    for first = 1, n, 1000 do  -- 1000 is even: ZADD pairs stay together
+      redis.call(cmd, key, unpack(args, first, math.min(n, first + 999)))
+    end
+  end
+  BATCH, BATCH_ORDER = {}, {}
+end
+
 local function op_reply(reply)
+  flush_batched()
   flush_counts()
   redis.call('SET', KEYS[1], cjson.encode(reply), 'PX', OP_TTL_MS)
   return reply

@@ -85,7 +85,7 @@ local function task_row(id)
 end
 
 -- Keep every index right for task t (parsed, or a table with the same fields) that moved from
--- old = {s, w, n} (nil for a new task). The count changes are written by flush_counts().
+-- old = {s, w, n} (nil for a new task). Count changes and set writes are batched (common.lua).
 local function reindex(key, t, old)
   local id, s, w, j = t.id, t.s, t.w, t.j
   local os, ow = nil, nil
@@ -95,43 +95,43 @@ local function reindex(key, t, old)
     if not TERMINAL[s] then count_delta(s, 1) end
   end
   if READY[s] then
-    redis.call('ZADD', P .. 'ready', t.nb, id)
+    batch2('ZADD', P .. 'ready', t.nb, id)
   elseif os and READY[os] then
-    redis.call('ZREM', P .. 'ready', id)
+    batch1('ZREM', P .. 'ready', id)
   end
   if ASSIGNED[s] and t.dl ~= '' then
-    redis.call('ZADD', P .. 'dl', t.dl, id)
+    batch2('ZADD', P .. 'dl', t.dl, id)
   elseif os and ASSIGNED[os] then
-    redis.call('ZREM', P .. 'dl', id)
+    batch1('ZREM', P .. 'dl', id)
   end
   local same_worker = os and ASSIGNED[os] and ASSIGNED[s] and w == ow
   if os and ASSIGNED[os] and ow and ow ~= '' and not same_worker then
-    redis.call('SREM', P .. 'wa:' .. ow, id)
+    batch1('SREM', P .. 'wa:' .. ow, id)
   end
   if ASSIGNED[s] and w ~= '' and not same_worker then
-    redis.call('SADD', P .. 'wa:' .. w, id)
+    batch1('SADD', P .. 'wa:' .. w, id)
   end
   if j ~= '' then
     if not old then
-      redis.call('ZADD', P .. 'jt:' .. j, t.created, id)
+      batch2('ZADD', P .. 'jt:' .. j, t.created, id)
     end
     local was_live = os and not TERMINAL[os]
     if TERMINAL[s] then
-      if was_live then redis.call('SREM', P .. 'jl:' .. j, id) end
+      if was_live then batch1('SREM', P .. 'jl:' .. j, id) end
     elseif not was_live then
-      redis.call('SADD', P .. 'jl:' .. j, id)
+      batch1('SADD', P .. 'jl:' .. j, id)
     end
   end
   if TERMINAL[s] then
     -- retention: the record expires; its index entries are pruned by prune_expired()
     redis.call('EXPIRE', key, RETENTION)
     if os and TERMINAL[os] and os ~= s then
-      redis.call('ZREM', P .. 'x:' .. os, exp_member(j, id))
+      batch1('ZREM', P .. 'x:' .. os, exp_member(j, id))
     end
-    redis.call('ZADD', P .. 'x:' .. s, NOW + RETENTION, exp_member(j, id))
+    batch2('ZADD', P .. 'x:' .. s, NOW + RETENTION, exp_member(j, id))
   elseif os and TERMINAL[os] then
     redis.call('PERSIST', key)
-    redis.call('ZREM', P .. 'x:' .. os, exp_member(j, id))
+    batch1('ZREM', P .. 'x:' .. os, exp_member(j, id))
   end
 end
 
@@ -146,7 +146,8 @@ end
 -- Create the task in string `str` (version 1) unless its id exists. True when created.
 local function create_task(str)
   local t = parse_task(str)
-  if redis.call('EXISTS', task_key(t.id)) == 1 then
+  local key = task_key(t.id)
+  if redis.call('EXISTS', key) == 1 then
     return false
   end
   -- jt is ordered by creation: created_at is in d; u of a new task is its creation time
