@@ -11,7 +11,7 @@
 -- ARGV: prefix, fence token, retention, max, want rows ('1': reply with a summary of each).
 -- Reply: {'OK', settled, stale, results left, summary...} or {'FENCED', current lease}; with
 -- want rows, one summary per settled task, in the order settled:
--- "job\31d\31started_at\31finished_at\31settled at\31id" (d: the task's JSON, for its attempt).
+-- "job\31attempt\31started_at\31finished_at\31settled at\31id".
 local replay = op_replay()
 if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
@@ -69,7 +69,10 @@ for _, entry in ipairs(entries) do
     batch2('ZADD', P .. 'x:succeeded', NOW + RETENTION, exp_member(j, id))
     settled = settled + 1
     if want then
-      rows[#rows + 1] = table.concat({cur[5] or '', cur[7] or '{}', string.format('%.17g', r.started_at),
+      -- d is compact JSON written by Python: '"attempt":' occurs once, as its top-level key
+      -- (a quote inside a string value is escaped)
+      local attempt = string.match(cur[7] or '', '"attempt":(%d+)') or '1'
+      rows[#rows + 1] = table.concat({cur[5] or '', attempt, string.format('%.17g', r.started_at),
                                       string.format('%.17g', r.finished_at), NOW_S, id}, SEP)
     end
   end
