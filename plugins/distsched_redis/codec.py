@@ -13,15 +13,14 @@ Records read back from the store are rebuilt without running the model's validat
 
 Floats travel as ``repr(float)`` text, which Redis and Lua read back exactly. JSON goes
 through orjson (several times faster than the standard library on these small documents),
-with the standard library where orjson would differ: encoding an integer beyond 64 bits, and
-decoding a text with a run of 19 or more digits (orjson would read such an integer as a
-float).
+with the standard library where orjson would differ: an integer beyond 64 bits, which orjson
+cannot encode (and would decode as a float). Such a text is written by the standard library
+with a leading space, and read back by it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -36,7 +35,6 @@ from distsched.ports import SettledTask
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _ORJSON = orjson.OPT_NON_STR_KEYS  # int keys become strings, as with the standard library
-_LONG_DIGITS = re.compile(r"\d{19}")
 
 
 def _dumps(value: Any) -> str:
@@ -44,11 +42,11 @@ def _dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, option=_ORJSON).decode()
     except TypeError:  # an integer beyond 64 bits (or a type neither library encodes: it raises)
-        return _std_dumps(value)
+        return " " + _std_dumps(value)  # the space: read it back with the standard library
 
 
 def loads(text: str) -> Any:
-    if _LONG_DIGITS.search(text):  # maybe an integer beyond 64 bits, which orjson reads as a float
+    if text[:1] == " ":  # written by the standard library: may hold integers beyond 64 bits
         return json.loads(text)
     return orjson.loads(text)
 
@@ -160,10 +158,10 @@ def dispatch_args(task: Task) -> str:
 _STATES = {state.value: state for state in TaskState}
 
 
-def decode_task(row: str) -> Task:
-    """A task row from a script: "s\\x1fv\\x1fsa\\x1fu\\x1fw\\x1fn\\x1fda\\x1ffa\\x1fr\\x1fsp\\x1fd\\x1fid"
-    (see ``task_reply`` in lua/lib/tasks.lua)."""
-    s, v, sa, u, w, n, da, fa, r, sp, d, task_id = row.split(SEP, 11)
+def decode_task(row: list[Any]) -> Task:
+    """A task row from a script: [s, v, sa, u, w, n, da, fa, r, sp, d, id], None for a field
+    not stored (see ``task_reply`` in lua/lib/tasks.lua)."""
+    s, v, sa, u, w, n, da, fa, r, sp, d, task_id = row
     data = loads(d)
     data["id"] = task_id
     data["spec"] = spec_from_json(sp)

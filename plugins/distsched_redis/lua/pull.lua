@@ -3,7 +3,7 @@
 -- blocking BLMOVE filled, then the queue) and mark them
 -- running (state, started_at = server time, version + 1, deadline = now + timeout). Entries
 -- whose task is no longer dispatched to this worker with that attempt are dropped.
--- ARGV: prefix, worker id, max. Reply: task strings (see task_reply).
+-- ARGV: prefix, worker id, max. Reply: task rows (see task_reply).
 -- The op cache keeps the entries taken ("<id>#<n>"); a retried call returns the current rows
 -- of those that are still running on this worker with that attempt - never an attempt that
 -- was re-dispatched elsewhere (or finished) while the reply was lost.

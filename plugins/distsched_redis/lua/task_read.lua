@@ -1,5 +1,5 @@
 --! requires: common tasks
--- Task reads, each one consistent snapshot. Reply: task strings (see task_reply); for 'get',
+-- Task reads, each one consistent snapshot. Reply: task rows (see task_reply); for 'get',
 -- false (nil) in place of a missing task.
 --   prefix, 'get', id...                     the tasks by id
 --   prefix, 'ready', now, limit              pending/retrying with not_before <= now, oldest first
@@ -44,7 +44,7 @@ elseif mode == 'list' then
           _, id = split_exp_member(m)
         end
         local row = id and task_row(id)
-        if row and (state == '' or string.sub(row, 1, #state + 1) == state .. SEP) then
+        if row and (state == '' or row[1] == state) then
           out[#out + 1] = row
           found = found + 1
           if found >= limit then break end

@@ -27,6 +27,7 @@ def test_integers_beyond_64_bits_stay_integers() -> None:
     for big in (2**63, 2**64 - 1, 2**64, 2**70, -(2**70), 123456789012345678901234567890):
         text = codec.dumps({"args": [big]})
         assert codec.loads(text) == {"args": [big]} and isinstance(codec.loads(text)["args"][0], int)
+        assert json.loads(text) == {"args": [big]}, "still plain JSON for anyone else (Lua, tools)"
 
 
 def test_what_the_standard_library_would_write() -> None:

@@ -35,7 +35,7 @@ def result(t: Task, outcome: str = "succeeded", now: float = 0.0, **kw) -> TaskR
 
 
 async def test_submit_is_idempotent_by_id(storage) -> None:
-    a, b = task("a", 1.0, args=[1, "x", 2.5]), task("b", 2.0)
+    a, b = task("a", 1.0, args=[1, "x", 2.5, 2**70, {"k": -(2**65)}]), task("b", 2.0)
     assert await storage.tasks.submit([a, b]) == [True, True]
     assert (a.version, b.version) == (1, 1)
     dup = task("a", 3.0, target="other")

@@ -67,13 +67,13 @@ end
 -- The fields of a task row, in the order Python reads them (codec.decode_task).
 local ROW_FIELDS = {'s', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd'}
 
--- A task as returned to Python: "s\31v\31sa\31u\31w\31n\31da\31fa\31r\31sp\31d\31id", from
--- the values of ROW_FIELDS (HMGET order; false = missing field).
+-- A task as returned to Python: an array {s, v, sa, u, w, n, da, fa, r, sp, d, id} (false -
+-- a nil reply - for a missing field), from the first 11 values of `f` (ROW_FIELDS order, as
+-- HMGET returns them). Reuses `f`.
 local function task_reply(id, f)
-  local parts = {}
-  for k = 1, 11 do parts[k] = f[k] or '' end
-  parts[12] = id
-  return table.concat(parts, SEP)
+  for k = #f, 12, -1 do f[k] = nil end
+  f[12] = id
+  return f
 end
 
 local function task_row(id)
