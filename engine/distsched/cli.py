@@ -223,8 +223,7 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     app.listeners.append(_TaskLog())
 
     async def main(stop: asyncio.Event) -> None:
-        for job in jobs.jobs:
-            await app.put_job(job, replace=True)
+        await app.put_jobs(jobs.jobs, replace=True)
         click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {app.config.storage}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop"), err=True)
         await app.run_async(duration=duration, stop=stop)
@@ -340,8 +339,8 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
             app._check_names(job.spec, f"job {job.name!r}")
 
     async def main(stop: asyncio.Event) -> None:
-        for job in jobs.jobs if jobs else ():
-            await app.put_job(job, replace=True)
+        if jobs is not None:
+            await app.put_jobs(jobs.jobs, replace=True)
         click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
@@ -486,10 +485,7 @@ def jobs_add(ctx: click.Context, jobs_file: str, names: tuple[str, ...], storage
         raise click.ClickException(str(exc)) from None
 
     async def call(app: Any) -> None:
-        for job in selected:
-            app._check_names(job.spec, f"job {job.name!r}")
-        for job in selected:
-            stored = await app.put_job(job, replace=True)
+        for stored in await app.put_jobs(selected, replace=True):
             click.echo(f"{stored.name}: version {stored.version}")
 
     _jobs_call(ctx, storage, call)

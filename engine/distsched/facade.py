@@ -122,6 +122,43 @@ class DistributeSchedule:
         nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, now)
         return await storage.jobs.update(attrs.evolve(config, version=current.version), next_fire_at=nxt)
 
+    async def put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool = False) -> list[TaskConfig]:
+        """Store many jobs at once: the new ones in bulk (one store call per few hundred, each
+        distinct schedule computed once), then, with ``replace``, the existing ones updated
+        one by one as :meth:`put_job` does. Without ``replace`` an existing name raises
+        AlreadyExists naming them - after the new jobs were stored. Returns the stored jobs
+        in the order given."""
+        names = [c.name for c in configs]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValidationError("name", f"given more than once: {', '.join(twice[:5])}")
+        checked: set[tuple[str, str]] = set()
+        for config in configs:
+            if (config.spec.executor, config.spec.balancer) not in checked:
+                self._check_names(config.spec, f"job {config.name!r}")
+                checked.add((config.spec.executor, config.spec.balancer))
+        storage = await self.storage()
+        now = storage.clock()
+        firsts: dict[Any, float | None] = {}
+        items = []
+        for config in configs:
+            if isinstance(config.trigger, AtTrigger):  # depends on the misfire grace too
+                items.append((config, first_fire(config, now)))
+                continue
+            if config.trigger not in firsts:
+                firsts[config.trigger] = first_fire(config, now)
+            items.append((config, firsts[config.trigger]))
+        stored = await storage.jobs.add_many(items)
+        existing = [c for c, s in zip(configs, stored) if s is None]
+        if existing and not replace:
+            from .model import AlreadyExists
+
+            shown = ", ".join(repr(c.name) for c in existing[:5]) + (" ..." if len(existing) > 5 else "")
+            raise AlreadyExists(f"{len(existing)} job(s) already exist: {shown} (use replace=True to update "
+                                f"them); the {len(configs) - len(existing)} other(s) were stored")
+        updated = {c.name: await self.put_job(c, replace=True) for c in existing}
+        return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
+
     async def update_job(self, name: str, **changes: Any) -> TaskConfig:
         """Change some fields of a job (optimistic: a concurrent change raises VersionConflict)."""
         storage = await self.storage()
@@ -375,7 +412,7 @@ def build_job(
         executor=executor, target=target if target is not None else name, args=tuple(args),
         kwargs=kwargs if kwargs is not None else {}, options=options if options is not None else {},
         timeout=parse_duration(timeout, "timeout"), retry=_retry(retry), balancer=balancer,
-        balance_key=balance_key,
+        balance_key=balance_key if balance_key is not None else name,  # TaskConfig's default, without a copy
     )
     return TaskConfig(
         name=name, trigger=trigger, spec=spec, enabled=enabled,

@@ -182,6 +182,15 @@ class _Jobs:
         self._push(config.name, st)
         return stored
 
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+        out: list[TaskConfig | None] = []
+        for config, next_fire_at in jobs:
+            try:
+                out.append(await self.add(config, next_fire_at=next_fire_at))
+            except AlreadyExists:
+                out.append(None)
+        return out
+
     async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
         current = self.s.jobs.get(config.name)
         if current is None:

@@ -10,6 +10,7 @@ instead of being applied twice. See ``docs/redis.md`` for the key layout and the
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import time
@@ -292,6 +293,16 @@ class _Jobs:
             raise AlreadyExists(f"job {config.name!r} already exists")
         return _evolve(config, 1)
 
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+        out: list[TaskConfig | None] = []
+        for chunk in _chunks(jobs):
+            # one argument per job (fewer arguments to pack): names never hold \x1f, JSON neither
+            args = [codec.SEP.join((config.name, num(next_fire_at), "1" if config.enabled else "0",
+                                    codec.config_json(config))) for config, next_fire_at in chunk]
+            bits = _bits(await self.store.run(self.s.job_add_many, args))
+            out += [_evolve(config, 1) if created else None for (config, _), created in zip(chunk, bits, strict=True)]
+        return out
+
     async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
         reply = await self.store.run(self.s.job_update, [
             config.name, codec.config_json(config), str(config.version), num(next_fire_at),
@@ -351,9 +362,11 @@ class _Jobs:
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:
-    import attrs
-
-    return attrs.evolve(config, version=version)
+    """``config`` as stored, with ``version`` (a copy: the caller's object is not changed; the
+    fields were validated when it was built, so no validator runs again)."""
+    stored = copy.copy(config)
+    stored.version = version
+    return stored
 
 
 # -- tasks --------------------------------------------------------------------------------

@@ -111,6 +111,34 @@ async def test_job_management(app):
         await app.get_job("j")
 
 
+async def test_put_jobs_in_bulk(app):
+    from distsched.facade import build_job, first_fire
+
+    storage = await app.storage()
+    jobs = [build_job(f"c{i}", cron=f"{i % 60} {i % 24} * * *", target="add") for i in range(300)]
+    jobs.append(build_job("e", every="7s", target="add"))
+    stored = await app.put_jobs(jobs)
+    assert [j.name for j in stored] == [j.name for j in jobs] and all(j.version == 1 for j in stored)
+    for job in (jobs[0], jobs[123], jobs[-1]):
+        state = await storage.jobs.state(job.name)
+        assert abs(state.next_fire_at - first_fire(job, storage.clock())) < 60, "each job's own next slot"
+    assert (await storage.jobs.state("c5")).next_fire_at == (await storage.jobs.state("c125")).next_fire_at
+
+    with pytest.raises(ValidationError, match="name: given more than once: x"):
+        await app.put_jobs([build_job("x", every="1s", target="add")] * 2)
+    with pytest.raises(UnknownName, match="executor 'htp'"):
+        await app.put_jobs([build_job("y", every="1s", target="add"), build_job("z", every="1s", executor="htp", target="u")])
+    assert {"x", "y", "z"}.isdisjoint(j.name for j in await app.jobs()), "refused before anything is stored"
+
+    with pytest.raises(AlreadyExists, match=r"1 job\(s\) already exist: 'e' .* the 1 other\(s\) were stored"):
+        await app.put_jobs([build_job("e", every="9s", target="add"), build_job("new", every="1s", target="add")])
+    assert (await app.get_job("new")).version == 1
+    assert (await app.get_job("e")).trigger.interval == 7, "left unchanged"
+    [again, new] = await app.put_jobs([build_job("e", every="9s", target="add"),
+                                      build_job("new", every="1s", target="add")], replace=True)
+    assert again.version == 2 and again.trigger.interval == 9 and new.version == 1
+
+
 async def test_bad_jobs_are_refused_before_anything_is_stored(app):
     with pytest.raises(UnknownName, match="job 'x': executor 'htp' is not registered"):
         await app.add_job("x", every="1s", executor="htp", target="u")

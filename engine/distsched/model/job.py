@@ -202,8 +202,8 @@ class TaskConfig:
             "trigger": self.trigger.to_dict() if self.trigger is not None else None,
             "spec": self.spec.to_dict(),
             "enabled": self.enabled,
-            "misfire": attrs.asdict(self.misfire),
-            "overlap": attrs.asdict(self.overlap),
+            "misfire": {"mode": self.misfire.mode, "grace": self.misfire.grace},
+            "overlap": {"mode": self.overlap.mode, "max_instances": self.overlap.max_instances},
             "description": self.description,
             "version": self.version,
         }

@@ -95,7 +95,8 @@ class RetryPolicy:
         return min(max(base, 0.0), self.max_delay)
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {"max_attempts": self.max_attempts, "backoff": self.backoff, "delay": self.delay,
+                "max_delay": self.max_delay, "jitter": self.jitter}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:

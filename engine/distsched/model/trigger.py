@@ -17,9 +17,11 @@ Three kinds, all pure (time is passed in as UNIX seconds, UTC):
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -98,6 +100,21 @@ def _zone(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     load_zone(value)
 
 
+@lru_cache(maxsize=4096)
+def _parsed_cron(expr: str, seconds: bool) -> croniter:
+    """croniter's parse of ``expr`` (most of its cost), checked to fire at all; done once per
+    expression and copied for every walk. Raises ValidationError (not cached)."""
+    try:
+        parsed = croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds, max_years_between_matches=5)
+    except (CroniterError, ValueError, KeyError, TypeError) as exc:
+        raise ValidationError("cron", f"invalid expression {expr!r}: {exc}") from None
+    try:
+        copy.copy(parsed).get_next(datetime)
+    except (CroniterError, ValueError):
+        raise ValidationError("cron", f"{expr!r} never fires (no matching date within years)") from None
+    return parsed
+
+
 @attrs.frozen
 class CronTrigger:
     expr: str
@@ -123,17 +140,13 @@ class CronTrigger:
                 "or 6 (second first)",
             )
         seconds = len(fields) == 6
-        try:
-            croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds)
-        except (CroniterError, ValueError, KeyError, TypeError) as exc:
-            raise ValidationError("cron", f"invalid expression {expr!r}: {exc}") from None
+        _parsed_cron(expr, seconds)
         object.__setattr__(self, "_zone", load_zone(self.timezone))
         object.__setattr__(self, "_seconds", seconds)
-        if next(self._walls_after(datetime(2000, 1, 1)), None) is None:
-            raise ValidationError("cron", f"{expr!r} never fires (no matching date within years)")
 
     def _walls_after(self, wall: datetime):
-        it = croniter(self.expr, wall, second_at_beginning=self._seconds, max_years_between_matches=5)
+        it = copy.copy(_parsed_cron(self.expr, self._seconds))
+        it.set_current(wall, force=True)
         while True:
             try:
                 yield it.get_next(datetime)

@@ -13,10 +13,13 @@ import pytest
 
 from ...model import (
     AlreadyExists,
+    EveryTrigger,
     FencedError,
     NotFound,
     RetryPolicy,
+    TaskConfig,
     TaskResult,
+    TaskSpec,
     TaskState,
     VersionConflict,
 )
@@ -73,6 +76,27 @@ class StorageContract:
                 await s.jobs.get("a")
             with pytest.raises(NotFound):
                 await s.jobs.state("a")
+
+        harness.run(body)
+
+    def test_job_add_many_stores_new_names_and_leaves_existing_ones(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            await s.jobs.add(make_job("b", every=5.0), next_fire_at=7.0)
+            paused = TaskConfig(name="p", trigger=EveryTrigger(10.0), spec=TaskSpec(target="noop"), enabled=False)
+            many = [(make_job(f"m{i:03d}"), 100.0 + i) for i in range(600)]  # more than one batch
+            stored = await s.jobs.add_many([(make_job("a"), 50.0), (make_job("b", every=99.0), 1.0),
+                                            (paused, 60.0), *many])
+            assert [c.name if c else None for c in stored[:3]] == ["a", None, "p"]
+            assert all(c is not None and c.version == 1 for c in stored[3:])
+            assert (await s.jobs.get("b")).trigger == EveryTrigger(5.0), "an existing job is left unchanged"
+            assert (await s.jobs.state("b")).next_fire_at == 7.0
+            assert len(await s.jobs.list()) == 603
+            assert (await s.jobs.state("m599")).next_fire_at == 699.0
+            assert await s.jobs.next_due_at() == 7.0
+            due = [c.name for c, _ in await s.jobs.due(60.0, 10)]
+            assert due == ["b", "a"], "the disabled job is not due"
+            assert await s.jobs.add_many([]) == []
 
         harness.run(body)
 

@@ -1,0 +1,26 @@
+--! requires: common jobs
+-- jobs.add_many: store new jobs with version 1; a name that exists (or comes twice in this
+-- call) is left alone and answered '0'.
+-- ARGV: prefix, then one string per job: "name\31next_fire_at\31enabled\31config JSON"
+-- (next_fire_at "" = none, enabled 0/1).
+-- Reply: {'OK', bits} ('1' stored, '0' exists); a retried call (same op id) gets the first reply.
+local replay = op_replay()
+if replay then return replay end
+local bits, seen = {}, {}
+for i = 2, #ARGV do
+  local name, nxt, enabled, config = string.match(ARGV[i], '^([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
+  if seen[name] or redis.call('HEXISTS', P .. 'jst', name) == 1 then
+    bits[#bits + 1] = '0'
+  else
+    seen[name] = true
+    -- as put_job_state() for a new job, batched
+    batch2('HSET', P .. 'jobs', name, config)
+    batch2('HSET', P .. 'jst', name, '1|' .. nxt .. '||0|' .. enabled .. '|')
+    if enabled == '1' and nxt ~= '' then
+      batch2('ZADD', P .. 'due', nxt, name)
+    end
+    bits[#bits + 1] = '1'
+  end
+end
+notify()
+return op_reply({'OK', table.concat(bits)})
