@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import heapq
+import itertools
+from collections.abc import Callable, Iterable
 
 
 class WakeSignal:
@@ -58,3 +60,57 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]], timeout: float 
         return set()
     _, stuck = await asyncio.wait(pending, timeout=timeout)
     return stuck
+
+
+class PreciseTimer:
+    """Wakes waiters at instants of ``clock`` to a fraction of a millisecond.
+
+    The event loop alone wakes up to a millisecond late (epoll's timeout is in whole
+    milliseconds, rounded up), plus whatever the loop is busy with. One timer serves every
+    waiter: it sleeps until ``spin`` seconds before the earliest instant, then yields the loop
+    (``sleep(0)``, so everything else keeps running) until the instant has come, and releases
+    the waiters due, earliest first. The yielding costs at most ``spin`` of CPU per distinct
+    instant, which is why the worker uses it only for schedule slots (whole seconds).
+    """
+
+    def __init__(self, clock: Callable[[], float], spin: float = 0.0015) -> None:
+        self.clock = clock
+        self.spin = spin
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._signal = WakeSignal()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def wait_until(self, at: float) -> None:
+        if at <= self.clock():
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._heap, (at, next(self._seq), waiter))
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run(), name="distsched-precise-timer")
+        else:
+            self._signal.set()  # it may be earlier than what the runner sleeps for
+        await waiter
+
+    async def _run(self) -> None:
+        heap, clock = self._heap, self.clock
+        while heap:
+            delay = heap[0][0] - clock()
+            if delay > self.spin:
+                await self._signal.wait(delay - self.spin)
+            elif delay > 0:
+                await asyncio.sleep(0)
+            else:
+                now = clock()
+                while heap and heap[0][0] <= now:
+                    waiter = heapq.heappop(heap)[2]
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        for _, _, waiter in self._heap:
+            waiter.cancel()
+        self._heap.clear()

@@ -18,7 +18,7 @@ import socket
 import uuid
 from collections.abc import Callable
 
-from ..asyncutil import cancel_and_wait
+from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, Worker
 from ..model import events as ev
@@ -66,6 +66,7 @@ class WorkerService:
         self._results: list[TaskResult] = []
         self._results_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._timer = PreciseTimer(storage.clock)
         self._draining = False
         self._closing = False
         self.executed = 0
@@ -117,6 +118,7 @@ class WorkerService:
             await asyncio.wait({reporter}, timeout=10.0)
             await _cancel_and_wait(reporter, "report")
             await _cancel_and_wait(heartbeat, "heartbeat")
+            self._timer.close()
             await self._flush_results(final=True)
             try:
                 await self.storage.workers.deregister(self.id)
@@ -212,8 +214,11 @@ class WorkerService:
     async def _execute(self, task: Task) -> None:
         clock = self.storage.clock
         early = task.not_before - clock()
-        if early > 0:  # dispatched ahead of its slot: start it on time
-            await asyncio.sleep(early)
+        if early > 0:  # dispatched ahead of its time: start it on time
+            if task.slot is not None and task.slot == task.not_before:
+                await self._timer.wait_until(task.not_before)  # a schedule slot: to the sub-millisecond
+            else:
+                await asyncio.sleep(early)
         started = clock()
         timeout = task.spec.timeout
         worker_id = self.id
