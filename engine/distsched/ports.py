@@ -156,8 +156,14 @@ class WorkerRepository(Protocol):
         """Every registered worker, with ``load`` = tasks assigned to it."""
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> builtins.list[bool]:
-        """Fenced. Remove a dead worker, drop its queue and in-flight list, and save
-        ``tasks`` (its tasks, requeued by the leader) - atomically."""
+        """Fenced. Save ``tasks`` (its tasks, requeued by the leader) and remove a dead
+        worker with its queue and in-flight list - atomically.
+
+        The worker is removed only when every write succeeded and no task is assigned to it
+        any more. Otherwise (a task changed after the leader read it: the worker, only slow,
+        took it) the writes that could be made are made, the worker is declared dead - its
+        ``heartbeat`` returns False from now on and its ``last_heartbeat`` reads 0 - and its
+        record stays for the leader's next pass to requeue what it still holds."""
 
 
 @runtime_checkable

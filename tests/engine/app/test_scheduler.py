@@ -145,6 +145,46 @@ async def test_a_dead_workers_tasks_are_requeued_without_using_retries(leader):
     assert leader.scheduler.stats["requeued"] == 3
 
 
+async def test_a_worker_that_takes_a_task_while_it_is_reaped_is_reaped_again_next_pass(leader):
+    from distsched.model import events as ev
+
+    events = []
+    leader.app.listeners.append(events.append)
+    await leader.storage.workers.register(make_worker("slow", now=leader.storage.clock(), concurrency=1, capacity=5))
+    await leader.app.submit_many([build_job("x", every="1s", target="noop").spec] * 2)
+    now = leader.storage.clock()
+    assert (await leader.scheduler.dispatch_ready(leader.fence, now))[0] == 2
+    # The worker is only slow: it takes a task after the leader read what it held.
+    assigned = leader.storage.tasks.assigned
+
+    async def assigned_then_pull(worker_id):
+        held = await assigned(worker_id)
+        await leader.storage.queues.pull(worker_id, 1, 0.01)
+        return held
+
+    leader.storage.tasks.assigned = assigned_then_pull
+    later = now + leader.app.config.heartbeat_ttl + 1
+    assert await leader.scheduler.reap_workers(leader.fence, later) == 0
+    leader.storage.tasks.assigned = assigned
+    states = sorted(t.state.value for t in await leader.storage.tasks.list(limit=10))
+    assert states == ["pending", "running"]
+    [kept] = await leader.storage.workers.list()
+    assert kept.id == "slow" and not kept.is_alive(later, leader.app.config.heartbeat_ttl)
+    assert await leader.storage.workers.heartbeat("slow") is False, "it is told it was declared dead"
+    leader.scheduler.events.flush()
+    assert [type(e) for e in events if isinstance(e, (ev.WorkerLost, ev.TaskRequeued))] == [ev.TaskRequeued]
+    # The next pass requeues the task it took and removes it: one worker.lost for both.
+    assert await leader.scheduler.reap_workers(leader.fence, later + 1) == 1
+    assert await leader.storage.workers.list() == []
+    tasks = await leader.storage.tasks.list(limit=10)
+    assert all(t.state is TaskState.PENDING and t.redeliveries == 1 for t in tasks)
+    leader.scheduler.events.flush()
+    lost = [e for e in events if isinstance(e, ev.WorkerLost)]
+    assert [(e.worker_id, e.requeued) for e in lost] == [("slow", 2)]
+    assert sum(isinstance(e, ev.TaskRequeued) for e in events) == 2
+    assert leader.scheduler.stats["requeued"] == 2 and leader.scheduler.stats["workers_lost"] == 1
+
+
 async def test_the_leader_times_out_a_task_whose_result_never_came(leader):
     await _one_worker(leader)
     [task_id] = await leader.app.submit_many([build_job("x", every="1s", target="noop", timeout=1,
