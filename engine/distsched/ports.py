@@ -188,6 +188,11 @@ class ResultChannel(Protocol):
 
 @runtime_checkable
 class StorageBackend(Protocol):
+    """All the ports over one store. A backend may also define ``transient_errors``, a tuple
+    of the exception types that mean the store is unreachable or not ready for now (down,
+    restarting, cut off): a leader whose pass fails with one of them (or with an ``OSError``
+    or ``asyncio.TimeoutError``) steps down with a warning instead of an error."""
+
     url: str
     jobs: JobRepository
     tasks: TaskRepository

@@ -121,6 +121,10 @@ class Scheduler:
                 if isinstance(exc, FencedError):
                     self.stats["fenced"] += 1
                     reason = "fenced"
+                elif isinstance(exc, (OSError, asyncio.TimeoutError, *getattr(self.storage, "transient_errors", ()))):
+                    # the store is down, restarting or cut off: nothing to fix here
+                    reason = f"store unreachable: {type(exc).__name__}: {exc}"
+                    log.warning("%s: %s; stepping down", self.node_id, reason)
                 else:
                     reason = f"error: {type(exc).__name__}: {exc}"
                     log.error("%s: leader loop failed: %s", self.node_id, reason, exc_info=exc)
@@ -131,7 +135,7 @@ class Scheduler:
                 log.warning("%s: could not release the lease: %s", self.node_id, exc)
         log.info("%s: stopped leading term %d (%s)", self.node_id, fence.term, reason)
         self.events.emit(ev.LeadershipLost(at=self.storage.clock(), node_id=self.node_id, term=fence.term, reason=reason))
-        if not stop.is_set() and reason.startswith("error"):
+        if not stop.is_set() and reason.startswith(("error", "store unreachable")):
             await wait_or_stop(stop, self.config.renew_interval)
 
     async def _renew(self, fence: Fence, lost: asyncio.Event) -> None:

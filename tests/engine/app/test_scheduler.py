@@ -278,3 +278,48 @@ async def test_slots_are_fired_ahead_and_held_until_their_time(leader):
     # Dispatched 0.2 s early: the worker holds it until its not_before.
     assert await leader.scheduler.dispatch_ready(leader.fence, 99.8, ahead=0.2) == (1, False)
     assert await leader.scheduler.fire_due(leader.fence, 99.8, horizon=100.0) == 0
+
+
+@pytest.mark.parametrize("error, level, reason", [
+    (ConnectionResetError("store went away"), "WARNING", "store unreachable"),
+    (RuntimeError("a bug"), "ERROR", "error"),
+])
+async def test_a_leader_whose_pass_fails_steps_down_quietly_only_for_a_store_outage(error, level, reason, caplog):
+    import logging
+
+    from distsched.model import events as ev
+
+    lead = await Leader.create(lease_ttl=1.0, renew_interval=0.2)
+    lost = []
+    lead.app.listeners.append(lambda e: lost.append(e) if isinstance(e, ev.LeadershipLost) else None)
+    await lead.election.release(lead.fence)
+    ready = lead.storage.tasks.ready
+    calls = 0
+
+    async def failing_once(now, limit):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise error
+        return await ready(now, limit)
+
+    lead.storage.tasks.ready = failing_once
+    await lead.storage.workers.register(make_worker("w1", now=lead.storage.clock()))
+    scheduler = lead.scheduler
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="distsched.scheduler"):
+        runner = asyncio.create_task(scheduler.run(stop))
+        try:
+            for _ in range(300):  # it steps down, then leads again
+                if calls >= 2 and scheduler.is_leader.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            assert scheduler.is_leader.is_set() and scheduler.stats["terms"] == 2
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, 5.0)
+            await lead.app.stop()
+    scheduler.events.flush()
+    assert lost[0].reason.startswith(reason + ":"), lost[0].reason
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in records] == [level], [(r.levelname, r.getMessage()) for r in records]
