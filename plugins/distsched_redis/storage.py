@@ -51,6 +51,9 @@ WRITE_CHUNK = 500
 #: Re-measure the offset to the server clock this often (seconds).
 CLOCK_REFRESH = 60.0
 EVICTING_OK = ("noeviction",)
+#: How long Redis keeps a write's reply for a retry with the same op id (OP_TTL_MS in
+#: lua/lib/common.lua), less a margin (seconds).
+OP_REPLY_TTL = 55.0
 #: How long a call waits for Redis to finish loading its data set (after a restart) before
 #: it fails with BusyLoadingError, and the longest pause between two tries meanwhile (seconds).
 LOADING_WAIT = 60.0
@@ -530,9 +533,28 @@ class _Queues:
     def __init__(self, store: RedisStorage) -> None:
         self.store = store
         self.s = store.scripts
+        #: worker id -> (op key, when) of a pull whose reply never came (see _take)
+        self._unanswered: dict[str, tuple[str, float]] = {}
 
     async def _take(self, worker_id: str, max_items: int) -> list[Task]:
-        rows = await self.store.run(self.s.pull, [worker_id, str(int(max_items))])
+        """Run pull.lua. A call that failed without a reply may still have run and marked
+        tasks running on this worker - after redis-py's own retries ran out (Redis down
+        longer than they last, e.g. killed while the script's write was being fsynced). The
+        next pull of that worker sends the same op key again, so the script's reply cache
+        hands over those tasks (the ones still running here) instead of leaving them marked
+        running on a worker that never got them until the leader times them out."""
+        store = self.store
+        now = time.monotonic()
+        key, since = self._unanswered.pop(worker_id, (None, now))
+        if key is None or now - since > OP_REPLY_TTL:
+            key, since = store._opkey(), now
+        try:
+            rows = await self.s.pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items))])
+        except BaseException:
+            self._unanswered[worker_id] = (key, since)
+            for stale in [w for w, (_, t) in self._unanswered.items() if now - t > OP_REPLY_TTL]:
+                del self._unanswered[stale]
+            raise
         return [codec.decode_task(row) for row in rows]
 
     async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
