@@ -188,8 +188,14 @@ class WorkerRepository(Protocol):
         """Every registered worker, with ``load`` = tasks assigned to it."""
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> builtins.list[bool]:
-        """Fenced. Remove a dead worker, drop its queue and in-flight list, and save
-        ``tasks`` (its tasks, requeued by the leader) - atomically."""
+        """Fenced. Save ``tasks`` (its tasks, requeued by the leader) and remove a dead
+        worker with its queue - atomically.
+
+        The worker is removed only when every write succeeded and no task is assigned to it
+        any more. Otherwise (a task changed after the leader read it: the worker, only slow,
+        took it) the writes that could be made are made, the worker is declared dead - its
+        ``heartbeat`` returns False from now on and its ``last_heartbeat`` reads 0 - and its
+        record stays for the leader's next pass to requeue what it still holds."""
 
 
 @runtime_checkable
@@ -228,6 +234,11 @@ class ResultChannel(Protocol):
 
 @runtime_checkable
 class StorageBackend(Protocol):
+    """All the ports over one store. A backend may also define ``transient_errors``, a tuple
+    of the exception types that mean the store is unreachable or not ready for now (down,
+    restarting, cut off): a leader whose pass fails with one of them (or with an ``OSError``
+    or ``asyncio.TimeoutError``) steps down with a warning instead of an error."""
+
     url: str
     jobs: JobRepository
     tasks: TaskRepository

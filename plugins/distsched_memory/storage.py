@@ -67,6 +67,8 @@ class _State:
         self.inflight: dict[str, set[str]] = {}
         self.results: deque[TaskResult] = deque()
         self.workers: dict[str, Worker] = {}
+        #: Workers declared dead whose record stays until a reap could requeue all they held.
+        self.dead: set[str] = set()
         self.lease = Lease()
         self.activity = _Signal()
         self.queue_signals: dict[str, _Signal] = {}
@@ -402,11 +404,12 @@ class _Workers:
         stored = copy.copy(worker)
         stored.last_heartbeat = self.store.clock()
         self.s.workers[worker.id] = stored
+        self.s.dead.discard(worker.id)
         self.s.activity.set()
 
     async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
         worker = self.s.workers.get(worker_id)
-        if worker is None:
+        if worker is None or worker_id in self.s.dead:
             return False
         worker.heartbeat(self.store.clock())
         worker.draining = draining
@@ -414,7 +417,7 @@ class _Workers:
 
     async def deregister(self, worker_id: str) -> None:
         worker = self.s.workers.get(worker_id)
-        if worker is not None:
+        if worker is not None and worker_id not in self.s.dead:
             worker.draining = True
             worker.last_heartbeat = 0.0  # dead now: the leader reaps it and requeues its tasks
         self.s.activity.set()
@@ -429,13 +432,24 @@ class _Workers:
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
         self.store.check_fence(fence)
+        out = self.store._cas(tasks)
+        worker = self.s.workers.get(worker_id)
+        if not all(out) or self.s.assigned.get(worker_id):
+            # A task changed since the leader read it (the worker, only slow, took it): the
+            # worker is dead from now on (its heartbeat is refused) and stays for the next
+            # pass to requeue what it still holds.
+            if worker is not None:
+                self.s.dead.add(worker_id)
+                worker.last_heartbeat = 0.0
+            return out
         self.s.workers.pop(worker_id, None)
+        self.s.dead.discard(worker_id)
         self.s.queues.pop(worker_id, None)
         self.s.inflight.pop(worker_id, None)
         signal = self.s.queue_signals.get(worker_id)
         if signal is not None:
             signal.set()
-        return self.store._cas(tasks)
+        return out
 
 
 class _Queues:

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from distsched.asyncutil import WakeSignal
@@ -52,6 +52,13 @@ WRITE_CHUNK = 500
 #: Re-measure the offset to the server clock this often (seconds).
 CLOCK_REFRESH = 60.0
 EVICTING_OK = ("noeviction",)
+#: How long Redis keeps a write's reply for a retry with the same op id (OP_TTL_MS in
+#: lua/lib/common.lua), less a margin (seconds).
+OP_REPLY_TTL = 55.0
+#: How long a call waits for Redis to finish loading its data set (after a restart) before
+#: it fails with BusyLoadingError, and the longest pause between two tries meanwhile (seconds).
+LOADING_WAIT = 60.0
+LOADING_POLL = 0.25
 
 
 def _op_id() -> str:
@@ -65,6 +72,10 @@ def _token(fence: Fence) -> str:
 
 class RedisStorage:
     """All ports of distsched over one Redis data set (one namespace)."""
+
+    #: Errors that mean Redis is unreachable or not ready for now (down, restarting, loading,
+    #: cut off): the leader steps down on them with a warning, not an error.
+    transient_errors: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
 
     def __init__(self, settings: RedisSettings, client: Redis, waiter: Redis, sentinel: Any = None) -> None:
         self.settings = settings
@@ -101,14 +112,18 @@ class RedisStorage:
         store = cls(settings, client, waiter, sentinel)
         try:
             # The first contact goes through the waiter's retry-free connection, so a wrong
-            # password or an untrusted certificate fails at once instead of being retried.
-            await store._sync_clock(store._waiter)
-            await store._check_server(store._waiter)
-            await store.scripts.load(store._waiter)
+            # password or an untrusted certificate fails at once instead of being retried;
+            # a Redis still loading its data set is waited for.
+            await _while_loading(store._first_contact)
         except BaseException:
             await store.close()
             raise
         return store
+
+    async def _first_contact(self) -> None:
+        await self._sync_clock(self._waiter)
+        await self._check_server(self._waiter)
+        await self.scripts.load(self._waiter)
 
     async def _check_server(self, client: Redis) -> None:
         settings = self.settings
@@ -226,6 +241,40 @@ class RedisStorage:
                     log.debug("close sentinel: %s", exc)
 
 
+async def _while_loading(call: Any) -> Any:
+    """Await ``call()``; while Redis answers LOADING (a restart loading its AOF or RDB), try
+    again (0.05 s doubling to LOADING_POLL apart) for up to LOADING_WAIT seconds."""
+    deadline: float | None = None
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except BusyLoadingError:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + LOADING_WAIT
+                log.debug("Redis is loading its data set; waiting (up to %gs)", LOADING_WAIT)
+            if now >= deadline:
+                raise
+            await asyncio.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, LOADING_POLL)
+
+
+class _Retry(Retry):
+    """redis-py's Retry that also waits while Redis loads its data set.
+
+    A LOADING reply raises BusyLoadingError, a ConnectionError: redis-py's Retry does retry
+    it, but counts it against the same small budget as a lost connection (6 retries, at most
+    2.55 s of jittered backoff, about 1.3 s on average), so a load longer than that failed
+    the call - and a leader's pass with it. Here each try is first repeated while Redis
+    answers LOADING (the command did not run, so sending it again is safe), and only other
+    errors use the budget.
+    """
+
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        return await super().call_with_retry(lambda: _while_loading(do), fail, *args, **kwargs)
+
+
 def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
     """The main client (one pool for the process) and the waiter's own client."""
     common: dict[str, Any] = {
@@ -239,7 +288,7 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
         "decode_responses": True,
         "client_name": "distsched",
     }
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
+    retry = _Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
     if settings.scheme == "redis+sentinel":
         from redis.asyncio.sentinel import Sentinel
 
@@ -499,9 +548,28 @@ class _Queues:
     def __init__(self, store: RedisStorage) -> None:
         self.store = store
         self.s = store.scripts
+        #: worker id -> (op key, when) of a pull whose reply never came (see _take)
+        self._unanswered: dict[str, tuple[str, float]] = {}
 
     async def _take(self, worker_id: str, max_items: int) -> list[Task]:
-        rows = await self.store.run(self.s.pull, [worker_id, str(int(max_items))])
+        """Run pull.lua. A call that failed without a reply may still have run and marked
+        tasks running on this worker - after redis-py's own retries ran out (Redis down
+        longer than they last, e.g. killed while the script's write was being fsynced). The
+        next pull of that worker sends the same op key again, so the script's reply cache
+        hands over those tasks (the ones still running here) instead of leaving them marked
+        running on a worker that never got them until the leader times them out."""
+        store = self.store
+        now = time.monotonic()
+        key, since = self._unanswered.pop(worker_id, (None, now))
+        if key is None or now - since > OP_REPLY_TTL:
+            key, since = store._opkey(), now
+        try:
+            rows = await self.s.pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items))])
+        except BaseException:
+            self._unanswered[worker_id] = (key, since)
+            for stale in [w for w, (_, t) in self._unanswered.items() if now - t > OP_REPLY_TTL]:
+                del self._unanswered[stale]
+            raise
         return [codec.decode_task(row) for row in rows]
 
     async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:

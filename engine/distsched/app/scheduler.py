@@ -67,6 +67,9 @@ class Scheduler:
         self.is_leader = asyncio.Event()
         self._balancers: dict[str, Balancer] = {}
         self._known_workers: set[str] = set()
+        #: Workers declared dead but not removed yet (a reap found a task changed since it
+        #: read it): worker id -> tasks requeued so far.
+        self._reaping: dict[str, int] = {}
         self._term_started = float("-inf")
 
     # -- campaign -------------------------------------------------------------------
@@ -91,6 +94,7 @@ class Scheduler:
         self.fence = fence
         self._balancers = {}
         self._known_workers = set()
+        self._reaping = {}
         self._term_started = self.storage.clock()
         self.stats["terms"] += 1
         log.info("%s: leading with term %d", self.node_id, fence.term)
@@ -117,6 +121,10 @@ class Scheduler:
                 if isinstance(exc, FencedError):
                     self.stats["fenced"] += 1
                     reason = "fenced"
+                elif isinstance(exc, (OSError, asyncio.TimeoutError, *getattr(self.storage, "transient_errors", ()))):
+                    # the store is down, restarting or cut off: nothing to fix here
+                    reason = f"store unreachable: {type(exc).__name__}: {exc}"
+                    log.warning("%s: %s; stepping down", self.node_id, reason)
                 else:
                     reason = f"error: {type(exc).__name__}: {exc}"
                     log.error("%s: leader loop failed: %s", self.node_id, reason, exc_info=exc)
@@ -127,7 +135,7 @@ class Scheduler:
                 log.warning("%s: could not release the lease: %s", self.node_id, exc)
         log.info("%s: stopped leading term %d (%s)", self.node_id, fence.term, reason)
         self.events.emit(ev.LeadershipLost(at=self.storage.clock(), node_id=self.node_id, term=fence.term, reason=reason))
-        if not stop.is_set() and reason.startswith("error"):
+        if not stop.is_set() and reason.startswith(("error", "store unreachable")):
             await wait_or_stop(stop, self.config.renew_interval)
 
     async def _renew(self, fence: Fence, lost: asyncio.Event) -> None:
@@ -373,27 +381,42 @@ class Scheduler:
                 self.events.emit(ev.WorkerJoined(at=now, worker_id=worker.id))
             if worker.is_alive(now, self.config.heartbeat_ttl):
                 continue
-            if not worker.draining and now - self._term_started < self.config.heartbeat_ttl:
+            # (last_heartbeat 0: deregistered, or declared dead by an earlier reap)
+            if (not worker.draining and worker.last_heartbeat > 0
+                    and now - self._term_started < self.config.heartbeat_ttl):
                 # A new term (after a failover or a store outage) first gives every worker
                 # one TTL to heartbeat to the store again; one that deregistered goes at once.
                 continue
             tasks = await storage.tasks.assigned(worker.id)
-            reason = "worker left" if worker.draining else f"worker {worker.id} lost (no heartbeat for {now - worker.last_heartbeat:.1f}s)"
+            if worker.draining:
+                reason = "worker left"
+            elif worker.last_heartbeat <= 0:
+                reason = f"worker {worker.id} lost (declared dead)"
+            else:
+                reason = f"worker {worker.id} lost (no heartbeat for {now - worker.last_heartbeat:.1f}s)"
             for task in tasks:
                 task.requeue(reason, now, max_redeliveries=self.config.max_redeliveries,
                              consume_attempt=self.config.redeliveries_use_attempts)
             ok = await storage.workers.reap(fence, worker.id, tasks)
-            self._known_workers.discard(worker.id)
-            reaped += 1
-            self.stats["workers_lost"] += 1
             self.stats["requeued"] += sum(ok)
-            if tasks or not worker.draining:
-                log.warning("%s; requeued %d task(s)", reason, sum(ok))
-            self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=sum(ok)))
             for task, written in zip(tasks, ok):
                 if written:
                     self.events.emit(ev.TaskRequeued(at=now, task_id=task.id, job=task.job,
                                                      worker_id=worker.id, reason=reason))
+            requeued = self._reaping.pop(worker.id, 0) + sum(ok)
+            if not all(ok):
+                # A task changed after we read it (the worker, only slow, took it): the store
+                # declared the worker dead but kept it; the next pass requeues the rest.
+                self._reaping[worker.id] = requeued
+                log.warning("%s; requeued %d of %d task(s), %d changed meanwhile: reaping it again next pass",
+                            reason, sum(ok), len(tasks), len(tasks) - sum(ok))
+                continue
+            self._known_workers.discard(worker.id)
+            reaped += 1
+            self.stats["workers_lost"] += 1
+            if tasks or not worker.draining:
+                log.warning("%s; requeued %d task(s)", reason, sum(ok))
+            self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=requeued))
         return reaped
 
     async def check_timeouts(self, fence: Fence, now: float) -> int:

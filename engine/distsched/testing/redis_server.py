@@ -4,6 +4,7 @@
 >>> server.start()
 >>> server.url                 # redis://127.0.0.1:<port>/0
 >>> server.kill(); server.restart()   # kill -9, then the same port again
+>>> server.prepare_slow_load(); server.kill(); server.restart(loaded=False)  # answers -LOADING a while
 >>> server.stop()              # terminate and remove the temp dir
 
 Each server runs on a free loopback port in its own temp dir with ``--save ''`` and
@@ -248,8 +249,10 @@ class RedisServer:
             args += [f"--{item[0]}", *item[1:]]
         return [str(a) for a in args]
 
-    def start(self) -> RedisServer:
-        """Start the server and wait until it answers PING (raises after ``start_timeout``)."""
+    def start(self, *, loaded: bool = True) -> RedisServer:
+        """Start the server and wait until it answers PING (raises after ``start_timeout``);
+        with ``loaded=False`` only until it answers at all, possibly still loading its data
+        set (``-LOADING``)."""
         if self._proc is not None and self._proc.alive():
             return self
         if self.dir is None:
@@ -261,17 +264,17 @@ class RedisServer:
             if not fixed:
                 self.port = free_port()
             self._proc = _Process(self._args(), self.dir / "stdout.log")
-            if self._wait_ready():
+            if self._wait_ready(loaded):
                 return self
             self._proc.kill()
         raise RuntimeError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
 
-    def _wait_ready(self) -> bool:
+    def _wait_ready(self, loaded: bool = True) -> bool:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc is None or not self._proc.alive():
                 return False
-            if self.ping():
+            if self.ping() or (not loaded and self.loading):
                 return True
             time.sleep(0.02)
         return False
@@ -281,16 +284,22 @@ class RedisServer:
         reply = _ping(self.port or 0, tls=self.certs.client_context() if self.tls and self.certs else None)
         return reply is not None and reply.startswith((b"+PONG", b"-NOAUTH", b"-NOPERM"))
 
+    @property
+    def loading(self) -> bool:
+        """True while the server answers ``-LOADING`` (loading its AOF or RDB after a start)."""
+        reply = _ping(self.port or 0, tls=self.certs.client_context() if self.tls and self.certs else None)
+        return reply is not None and reply.startswith(b"-LOADING")
+
     def kill(self) -> None:
         """SIGKILL (a crash): data not persisted is gone; the temp dir stays for restart()."""
         if self._proc is not None:
             self._proc.kill()
 
-    def restart(self) -> RedisServer:
-        """Start again on the same port (after kill() or stop())."""
+    def restart(self, *, loaded: bool = True) -> RedisServer:
+        """Start again on the same port (after kill() or stop()); ``loaded`` as for start()."""
         if self._proc is not None and self._proc.alive():
             self._proc.terminate()
-        return self.start()
+        return self.start(loaded=loaded)
 
     def stop(self) -> None:
         """Terminate the server and remove its temp dir."""
@@ -357,6 +366,34 @@ class RedisServer:
             raise RuntimeError("the server is not started")
         kwargs.setdefault("decode_responses", True)
         return redis.Redis(host=self.host, port=self.port, **kwargs)
+
+    def prepare_slow_load(self, keys: int = 20_000, key_load_delay: int = 100) -> None:
+        """Make the next restart spend a few seconds loading (answering ``-LOADING``): write
+        ``keys`` filler keys, rewrite the AOF (its RDB preamble is loaded key by key) and
+        start from then on with ``key-load-delay`` (microseconds per key) and a small
+        ``loading-process-events-interval-bytes`` (so clients are answered meanwhile). Needs
+        ``appendonly=True``; about 0.25 ms per key here with the default delay."""
+        if not self.appendonly:
+            raise RuntimeError("prepare_slow_load needs appendonly=True")
+        raw = self.client()
+        try:
+            pipe = raw.pipeline(transaction=False)
+            for i in range(keys):
+                pipe.set(f"filler:{i}", "x")
+            pipe.execute()
+            raw.bgrewriteaof()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                info = raw.info("persistence")
+                if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("the AOF rewrite did not finish within 60 s")
+        finally:
+            raw.close()
+        self.config = [c for c in self.config if c[0] not in ("key-load-delay", "loading-process-events-interval-bytes")]
+        self.config += [("key-load-delay", str(key_load_delay)), ("loading-process-events-interval-bytes", "1024")]
 
 
 class RedisSentinel:

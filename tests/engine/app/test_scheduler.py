@@ -145,6 +145,46 @@ async def test_a_dead_workers_tasks_are_requeued_without_using_retries(leader):
     assert leader.scheduler.stats["requeued"] == 3
 
 
+async def test_a_worker_that_takes_a_task_while_it_is_reaped_is_reaped_again_next_pass(leader):
+    from distsched.model import events as ev
+
+    events = []
+    leader.app.listeners.append(events.append)
+    await leader.storage.workers.register(make_worker("slow", now=leader.storage.clock(), concurrency=1, capacity=5))
+    await leader.app.submit_many([build_job("x", every="1s", target="noop").spec] * 2)
+    now = leader.storage.clock()
+    assert (await leader.scheduler.dispatch_ready(leader.fence, now))[0] == 2
+    # The worker is only slow: it takes a task after the leader read what it held.
+    assigned = leader.storage.tasks.assigned
+
+    async def assigned_then_pull(worker_id):
+        held = await assigned(worker_id)
+        await leader.storage.queues.pull(worker_id, 1, 0.01)
+        return held
+
+    leader.storage.tasks.assigned = assigned_then_pull
+    later = now + leader.app.config.heartbeat_ttl + 1
+    assert await leader.scheduler.reap_workers(leader.fence, later) == 0
+    leader.storage.tasks.assigned = assigned
+    states = sorted(t.state.value for t in await leader.storage.tasks.list(limit=10))
+    assert states == ["pending", "running"]
+    [kept] = await leader.storage.workers.list()
+    assert kept.id == "slow" and not kept.is_alive(later, leader.app.config.heartbeat_ttl)
+    assert await leader.storage.workers.heartbeat("slow") is False, "it is told it was declared dead"
+    leader.scheduler.events.flush()
+    assert [type(e) for e in events if isinstance(e, (ev.WorkerLost, ev.TaskRequeued))] == [ev.TaskRequeued]
+    # The next pass requeues the task it took and removes it: one worker.lost for both.
+    assert await leader.scheduler.reap_workers(leader.fence, later + 1) == 1
+    assert await leader.storage.workers.list() == []
+    tasks = await leader.storage.tasks.list(limit=10)
+    assert all(t.state is TaskState.PENDING and t.redeliveries == 1 for t in tasks)
+    leader.scheduler.events.flush()
+    lost = [e for e in events if isinstance(e, ev.WorkerLost)]
+    assert [(e.worker_id, e.requeued) for e in lost] == [("slow", 2)]
+    assert sum(isinstance(e, ev.TaskRequeued) for e in events) == 2
+    assert leader.scheduler.stats["requeued"] == 2 and leader.scheduler.stats["workers_lost"] == 1
+
+
 async def test_the_leader_times_out_a_task_whose_result_never_came(leader):
     await _one_worker(leader)
     [task_id] = await leader.app.submit_many([build_job("x", every="1s", target="noop", timeout=1,
@@ -274,3 +314,48 @@ async def test_results_are_applied_whether_or_not_the_store_settles(leader, sett
     finished = sorted((e.task_id, e.state, e.attempt, round(e.duration, 6)) for e in events
                       if type(e).__name__ == "TaskFinished")
     assert finished == sorted([(ids[0], "succeeded", 1, 0.25), (ids[2], "succeeded", 1, 0.25)])
+
+
+@pytest.mark.parametrize("error, level, reason", [
+    (ConnectionResetError("store went away"), "WARNING", "store unreachable"),
+    (RuntimeError("a bug"), "ERROR", "error"),
+])
+async def test_a_leader_whose_pass_fails_steps_down_quietly_only_for_a_store_outage(error, level, reason, caplog):
+    import logging
+
+    from distsched.model import events as ev
+
+    lead = await Leader.create(lease_ttl=1.0, renew_interval=0.2)
+    lost = []
+    lead.app.listeners.append(lambda e: lost.append(e) if isinstance(e, ev.LeadershipLost) else None)
+    await lead.election.release(lead.fence)
+    ready = lead.storage.tasks.ready
+    calls = 0
+
+    async def failing_once(now, limit):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise error
+        return await ready(now, limit)
+
+    lead.storage.tasks.ready = failing_once
+    await lead.storage.workers.register(make_worker("w1", now=lead.storage.clock()))
+    scheduler = lead.scheduler
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="distsched.scheduler"):
+        runner = asyncio.create_task(scheduler.run(stop))
+        try:
+            for _ in range(300):  # it steps down, then leads again
+                if calls >= 2 and scheduler.is_leader.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            assert scheduler.is_leader.is_set() and scheduler.stats["terms"] == 2
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, 5.0)
+            await lead.app.stop()
+    scheduler.events.flush()
+    assert lost[0].reason.startswith(reason + ":"), lost[0].reason
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in records] == [level], [(r.levelname, r.getMessage()) for r in records]

@@ -70,3 +70,39 @@ async def test_clock_is_the_servers(storage) -> None:
     assert abs(storage.clock() - (sec + usec / 1e6)) < 0.25
     t1 = storage.clock()
     assert storage.clock() >= t1
+
+
+async def test_calls_wait_while_redis_loads_its_data_set_after_a_restart(make_server, open_storage) -> None:
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import BusyLoadingError
+
+    server = make_server(appendonly=True, appendfsync="always")
+    s = await open_storage(server.url_for(namespace="loading"), socket_timeout=1.0)
+    await s.workers.register(Worker(id="w1", concurrency=1, started_at=s.clock()))
+    server.prepare_slow_load()
+    server.kill()
+    server.restart(loaded=False)
+    assert server.loading
+    # redis-py's own Retry (the budget the store used to have) gives up while Redis loads:
+    plain = Redis(host=server.host, port=server.port, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6))
+    try:
+        with pytest.raises(BusyLoadingError):
+            await plain.get("x")
+    finally:
+        await plain.aclose()
+    assert server.loading, "the load was too short to show anything: more keys for prepare_slow_load"
+    # the store's calls wait for the load instead
+    t0 = time.monotonic()
+    assert await s.workers.heartbeat("w1") is True
+    assert not server.loading and time.monotonic() - t0 > 0.2
+    fence = await RedisElection(s).acquire("leader")
+    assert fence is not None and await s.tasks.submit([task("after")]) == [True]
+    # and a store opened while Redis loads waits for it too
+    server.kill()
+    server.restart(loaded=False)
+    assert server.loading
+    late = await open_storage(server.url_for(namespace="loading"), socket_timeout=1.0)
+    assert not server.loading
+    assert (await late.tasks.get("after")).id == "after"

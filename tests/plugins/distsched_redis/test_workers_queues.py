@@ -157,7 +157,7 @@ async def test_reap_removes_the_worker_and_requeues_atomically(storage, election
     assert {t.id: t.version for t in held} == {"a": 4, "b": 3}
     assert [w.id for w in await storage.workers.list()] == ["w2"]
     assert await storage.workers.heartbeat("w1") is False, "a reaped worker learns it is dead"
-    for key in ("q:w1", "if:w1", "c:w1", "wa:w1"):
+    for key in ("q:w1", "c:w1", "wa:w1"):
         assert await storage.client.exists(storage.prefix + key) == 0, key
     again = await storage.tasks.get_many(["a", "b"])
     assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.worker_id is None for t in again)

@@ -396,6 +396,43 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_a_reap_that_loses_a_task_to_a_late_pull_keeps_the_worker_for_the_next_pass(
+            self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await _dispatched(s, fence, ["a", "b"])
+            held = await s.tasks.assigned("w1")  # the leader: w1's heartbeat is too old
+            assert {t.id for t in held} == {"a", "b"}
+            # w1 is only slow: it takes a task after the leader read what it held
+            assert [t.id for t in await s.queues.pull("w1", 1, 1.0)] == ["a"]
+            held.sort(key=lambda t: t.id)
+            for t in held:
+                t.requeue("worker lost", s.clock())
+            assert await s.workers.reap(fence, "w1", held) == [False, True]
+            # b is requeued; a runs on w1, which is kept but dead: its heartbeat is refused
+            # (so it drops what it runs) and it is never alive again
+            assert (await s.tasks.get("b")).state is TaskState.PENDING
+            [a] = await s.tasks.assigned("w1")
+            assert a.id == "a" and a.state is TaskState.RUNNING and a.worker_id == "w1"
+            assert await s.workers.heartbeat("w1") is False
+            [w] = await s.workers.list()
+            assert w.id == "w1" and w.load == 1 and w.last_heartbeat == 0 and not w.is_alive(s.clock(), 1e6)
+            assert await s.queues.pull("w1", 10, 0.05) == []
+            # the leader's next pass requeues what it still holds and removes it
+            again = await s.tasks.assigned("w1")
+            for t in again:
+                t.requeue("worker lost", s.clock())
+            assert await s.workers.reap(fence, "w1", again) == [True]
+            assert await s.workers.list() == []
+            assert await s.tasks.assigned("w1") == []
+            assert await s.workers.heartbeat("w1") is False
+            tasks = await s.tasks.get_many(["a", "b"])
+            assert all(t.state is TaskState.PENDING and t.redeliveries == 1 for t in tasks)
+            assert {t.id for t in await s.tasks.ready(s.clock() + 1, 10)} == {"a", "b"}
+
+        harness.run(body)
+
     def test_worker_heartbeat_and_deregister(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()
