@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Iterable
 
 
@@ -67,14 +68,18 @@ class PreciseTimer:
 
     The event loop alone wakes up to a millisecond late (epoll's timeout is in whole
     milliseconds, rounded up), plus whatever the loop is busy with. One timer serves every
-    waiter: it sleeps until ``spin`` seconds before the earliest instant, then yields the loop
-    (``sleep(0)``, so everything else keeps running) until the instant has come, and releases
-    the waiters due, earliest first. The yielding costs at most ``spin`` of CPU per distinct
-    instant, which is why the worker uses it only for schedule slots (whole seconds).
+    waiter: it sleeps on the loop until ``block`` seconds before the earliest instant, then
+    blocks the thread in ``time.sleep`` until ``spin`` seconds before it (the CPU stays free for
+    other processes; the kernel wakes a sleeper 0.1-0.5 ms late) and busy-waits the last
+    ``spin`` seconds, and releases the waiters due, earliest first. ``block`` is generous because
+    the loop's own wake-up can itself be a few milliseconds late on a busy machine. The loop is blocked at most
+    ``block`` seconds per distinct instant, which is why the worker uses it only for schedule
+    slots (whole seconds).
     """
 
-    def __init__(self, clock: Callable[[], float], spin: float = 0.0015) -> None:
+    def __init__(self, clock: Callable[[], float], block: float = 0.003, spin: float = 0.0004) -> None:
         self.clock = clock
+        self.block = block
         self.spin = spin
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
@@ -97,16 +102,20 @@ class PreciseTimer:
         heap, clock = self._heap, self.clock
         while heap:
             delay = heap[0][0] - clock()
+            if delay > self.block:
+                await self._signal.wait(delay - self.block)
+                continue
             if delay > self.spin:
-                await self._signal.wait(delay - self.spin)
-            elif delay > 0:
-                await asyncio.sleep(0)
-            else:
-                now = clock()
-                while heap and heap[0][0] <= now:
-                    waiter = heapq.heappop(heap)[2]
-                    if not waiter.done():
-                        waiter.set_result(None)
+                time.sleep(delay - self.spin)
+            at = heap[0][0]
+            while clock() < at:
+                pass
+            now = clock()
+            while heap and heap[0][0] <= now:
+                waiter = heapq.heappop(heap)[2]
+                if not waiter.done():
+                    waiter.set_result(None)
+            await asyncio.sleep(0)  # let the released waiters run before the next instant
 
     def close(self) -> None:
         if self._runner is not None:

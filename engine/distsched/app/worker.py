@@ -214,9 +214,11 @@ class WorkerService:
     async def _execute(self, task: Task) -> None:
         clock = self.storage.clock
         early = task.not_before - clock()
+        precise = False
         if early > 0:  # dispatched ahead of its time: start it on time
             if task.slot is not None and task.slot == task.not_before:
                 await self._timer.wait_until(task.not_before)  # a schedule slot: to the sub-millisecond
+                precise = True
             else:
                 await asyncio.sleep(early)
         started = clock()
@@ -233,9 +235,14 @@ class WorkerService:
                     outcome = await executor.run(task)
             else:  # pragma: no cover - Python 3.10
                 outcome = await asyncio.wait_for(executor.run(task), timeout)
+            finished = clock()
+            if precise:
+                # Tasks of the same slot start one after another on this loop: let the others
+                # start before this one's bookkeeping (they were released together).
+                await asyncio.sleep(0)
             outcome = _checked(outcome, task.spec.executor)
             result = TaskResult.from_outcome(outcome, task_id=task.id, attempt_id=task.attempt_id,
-                                             started_at=started, finished_at=clock(), worker_id=worker_id)
+                                             started_at=started, finished_at=finished, worker_id=worker_id)
         except asyncio.TimeoutError:
             finished = clock()
             if finished - started < timeout * 0.999:  # the function itself raised TimeoutError
