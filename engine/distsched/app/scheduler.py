@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +43,10 @@ FIRE_BATCH = 500
 MAX_IDLE = 1.0
 #: How often a follower tries to take the lease.
 FOLLOWER_POLL = 0.2
+#: A store call (a pass's first calls, a lease renewal) slower than this means the store
+#: stalled or was unreachable for a while: workers' heartbeats stalled with it, so the
+#: leader gives every worker one heartbeat TTL before it reaps silent ones (seconds).
+STORE_STALL = 0.25
 
 
 class Scheduler:
@@ -71,6 +76,15 @@ class Scheduler:
         #: read it): worker id -> tasks requeued so far.
         self._reaping: dict[str, int] = {}
         self._term_started = float("-inf")
+        #: Store time of the last stall of the store seen by this leader (see STORE_STALL).
+        self._stalled_at = float("-inf")
+        #: time.monotonic() when the lease renewal in flight started (None: none in flight).
+        self._renewing_since: float | None = None
+
+    def note_store_stall(self) -> None:
+        """The store was slow or unreachable just now: workers could not heartbeat either."""
+        self._stalled_at = self.storage.clock()
+        self.stats["store_stalls"] += 1
 
     # -- campaign -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -142,11 +156,16 @@ class Scheduler:
         cfg = self.config
         while True:
             await asyncio.sleep(cfg.renew_interval)
+            started = self._renewing_since = time.monotonic()
             try:
                 ok = await asyncio.wait_for(self.election.renew(fence), timeout=max(0.05, cfg.lease_ttl - cfg.renew_interval))
             except Exception as exc:
                 log.warning("%s: lease renewal failed (%s: %s); stepping down", self.node_id, type(exc).__name__, exc)
                 ok = False
+            finally:
+                self._renewing_since = None
+            if time.monotonic() - started > STORE_STALL:
+                self.note_store_stall()
             if not ok:
                 lost.set()
                 return
@@ -160,10 +179,13 @@ class Scheduler:
         # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
         # an old term's loop running.
         while self.fence is fence:
+            began = time.monotonic()
             now = storage.clock()
             applied = await self.apply_results(fence, now)
             now = storage.clock()
             fired = await self.fire_due(fence, now, horizon=now + cfg.fire_ahead)
+            if time.monotonic() - began > STORE_STALL:
+                self.note_store_stall()
             if now - last_house >= min(cfg.heartbeat_interval, MAX_IDLE):
                 await self.reap_workers(fence, now)
                 await self.check_timeouts(fence, now)
@@ -382,10 +404,10 @@ class Scheduler:
             if worker.is_alive(now, self.config.heartbeat_ttl):
                 continue
             # (last_heartbeat 0: deregistered, or declared dead by an earlier reap)
-            if (not worker.draining and worker.last_heartbeat > 0
-                    and now - self._term_started < self.config.heartbeat_ttl):
-                # A new term (after a failover or a store outage) first gives every worker
-                # one TTL to heartbeat to the store again; one that deregistered goes at once.
+            if not worker.draining and worker.last_heartbeat > 0 and self._in_grace(now):
+                # A new term (after a failover or a store outage), or a store that just stalled
+                # or came back, first gives every worker one TTL to heartbeat to the store
+                # again; one that deregistered goes at once.
                 continue
             tasks = await storage.tasks.assigned(worker.id)
             if worker.draining:
@@ -418,6 +440,12 @@ class Scheduler:
                 log.warning("%s; requeued %d task(s)", reason, sum(ok))
             self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=requeued))
         return reaped
+
+    def _in_grace(self, now: float) -> bool:
+        renewing = self._renewing_since
+        if renewing is not None and time.monotonic() - renewing > STORE_STALL:
+            self.note_store_stall()  # a renewal hangs right now: the store is not answering
+        return now - max(self._term_started, self._stalled_at) < self.config.heartbeat_ttl
 
     async def check_timeouts(self, fence: Fence, now: float) -> int:
         """The leader's double check: a task with no result ``timeout + grace`` after it

@@ -359,3 +359,49 @@ async def test_a_leader_whose_pass_fails_steps_down_quietly_only_for_a_store_out
     assert lost[0].reason.startswith(reason + ":"), lost[0].reason
     records = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.levelname for r in records] == [level], [(r.levelname, r.getMessage()) for r in records]
+
+
+async def test_a_store_stall_gives_workers_a_heartbeat_ttl_before_they_are_reaped(leader):
+    """Redis was down for a while, but not long enough for the lease to expire: the term goes
+    on, yet the workers could not heartbeat either. The leader must not reap them at once."""
+    ttl = leader.app.config.heartbeat_ttl
+    leader.scheduler._term_started = float("-inf")  # well into the term
+    await leader.storage.workers.register(make_worker("w1", now=0.0))
+    beat = (await leader.storage.workers.list())[0].last_heartbeat
+    leader.scheduler._stalled_at = beat + ttl  # the stall ended just as w1's heartbeat got too old
+    assert await leader.scheduler.reap_workers(leader.fence, beat + ttl + 0.1) == 0
+    assert await leader.scheduler.reap_workers(leader.fence, beat + 2 * ttl - 0.1) == 0
+    assert await leader.scheduler.reap_workers(leader.fence, beat + 2 * ttl + 0.1) == 1, "silent after the grace"
+
+
+async def test_a_slow_or_hanging_lease_renewal_counts_as_a_store_stall():
+    import time
+
+    leader = await Leader.create(renew_interval=0.05, lease_ttl=5.0)
+    try:
+        renewed = asyncio.Event()
+        real_renew = leader.election.renew
+
+        async def slow_renew(fence):
+            await asyncio.sleep(0.3)
+            renewed.set()
+            return await real_renew(fence)
+
+        leader.election.renew = slow_renew
+        renewing = asyncio.create_task(leader.scheduler._renew(leader.fence, asyncio.Event()))
+        await asyncio.wait_for(renewed.wait(), 5)
+        deadline = time.monotonic() + 5
+        while not leader.scheduler.stats["store_stalls"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        renewing.cancel()
+        assert leader.scheduler.stats["store_stalls"] >= 1
+        # a renewal hanging right now puts the leader in the grace too
+        leader.scheduler._stalled_at = float("-inf")
+        leader.scheduler._term_started = float("-inf")
+        leader.scheduler._renewing_since = time.monotonic() - 1.0
+        assert leader.scheduler._in_grace(leader.storage.clock())
+        leader.scheduler._renewing_since = None
+        leader.scheduler._stalled_at = float("-inf")
+        assert not leader.scheduler._in_grace(leader.storage.clock())
+    finally:
+        await leader.app.stop()
