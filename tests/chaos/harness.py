@@ -196,7 +196,7 @@ def chaos_block(seconds):
 
 
 MUTANTS = {
-    # The fence check removed from every leader write (fire, save, dispatch, reap); lease
+    # The fence check removed from every leader write (fire, save, dispatch, settle, reap); lease
     # renewal still checks the lease. For checking the harness itself: it must catch this.
     "no-fence": '''\
 """Test-only mutation loaded by the chaos harness (--mutate no-fence) into the schedulers:
@@ -209,7 +209,7 @@ _FENCE = "if not fence_ok(ARGV[2]) then return fenced_reply() end"
 
 def _read(rel):
     text = _original(rel)
-    if rel in ("dispatch.lua", "fire.lua", "save.lua", "reap.lua"):
+    if rel in ("dispatch.lua", "fire.lua", "save.lua", "settle.lua", "reap.lua"):
         assert _FENCE in text, rel
         text = text.replace(_FENCE, "-- (fence removed by the chaos mutant)")
     return text

@@ -20,41 +20,35 @@ _MISSING = object()
 
 
 @cache
-def _builder(cls: type) -> Any:
-    """A function ``build(values)`` for ``cls``, generated once (as attrs generates
-    ``__init__``): one plain attribute store per field, defaults and factories inlined."""
-    env: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "_cls": cls, "_M": _MISSING}
-    frozen = not _plain_setattr(cls)
-    lines = ["def build(values):", "    inst = _new(_cls)", "    get = values.get"]
-    if frozen:
-        lines.append("    _s = _set.__get__(inst)")
-
-    def store(name: str, expr: str) -> str:
-        return f"    _s({name!r}, {expr})" if frozen else f"    inst.{name} = {expr}"
-
-    for i, field in enumerate(attrs.fields(cls)):
-        name = field.name
+def _plan(cls: type) -> tuple[tuple[str, Any, Any, Any], ...]:
+    """Per field of ``cls``: its name, the raw slot setter (a slotted attrs class keeps each
+    field in a member descriptor; its ``__set__`` bypasses a frozen class's ``__setattr__``
+    and every on-setattr hook), its default and its factory."""
+    out = []
+    for field in attrs.fields(cls):
+        setter = cls.__dict__[field.name].__set__
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            env[f"_f{i}"] = default.factory
-            lines += [f"    v = get({name!r}, _M)", store(name, f"_f{i}() if v is _M else v")]
-        elif default is attrs.NOTHING:
-            lines.append(store(name, f"values[{name!r}]"))
+            out.append((field.name, setter, _MISSING, default.factory))
         else:
-            env[f"_d{i}"] = default
-            lines.append(store(name, f"get({name!r}, _d{i})"))
-    lines.append("    return inst")
-    exec("\n".join(lines), env)  # noqa: S102 - source built from the class's own field names
-    return env["build"]
-
-
-def _plain_setattr(cls: type) -> bool:
-    """True when assigning an attribute of ``cls`` runs no validator or converter hook."""
-    return all(field.validator is None and field.converter is None for field in attrs.fields(cls)) and \
-        getattr(cls, "__attrs_own_setattr__", False) is False
+            out.append((field.name, setter, default, None))
+    return tuple(out)
 
 
 def unchecked(cls: type[T], values: dict[str, Any]) -> T:
-    """An instance of attrs class ``cls`` with ``values`` (defaults for the others), built
-    without validators. Raises ``KeyError`` for a missing mandatory field."""
-    return _builder(cls)(values)  # type: ignore[no-any-return, arg-type]
+    """An instance of the slotted attrs class ``cls`` with ``values`` (defaults for the
+    others), built without validators, converters or ``__attrs_post_init__``. Raises
+    ``KeyError`` for a missing mandatory field."""
+    inst = object.__new__(cls)
+    get = values.get
+    for name, setter, default, factory in _plan(cls):  # type: ignore[arg-type]
+        value = get(name, _MISSING)
+        if value is _MISSING:
+            if factory is not None:
+                value = factory()
+            elif default is _MISSING or default is attrs.NOTHING:
+                raise KeyError(name)
+            else:
+                value = default
+        setter(inst, value)
+    return inst
