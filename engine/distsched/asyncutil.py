@@ -108,7 +108,9 @@ class PreciseTimer:
             if delay > self.spin:
                 time.sleep(delay - self.spin)
             at = heap[0][0]
-            while clock() < at:
+            # bounded by the monotonic clock too: ``clock`` may be wall time, which can step back
+            stop = time.monotonic() + min(max(delay, 0.0), self.block) + 0.001
+            while clock() < at and time.monotonic() < stop:
                 pass
             now = clock()
             while heap and heap[0][0] <= now:

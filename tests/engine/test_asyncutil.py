@@ -45,3 +45,22 @@ async def test_close_cancels_waiters() -> None:
     timer.close()
     await asyncio.gather(waiter, return_exceptions=True)
     assert waiter.cancelled()
+
+
+async def test_a_clock_that_steps_back_does_not_hold_the_loop() -> None:
+    """``clock`` may be wall time: if it steps back just before an instant, the waiter waits
+    for the instant again - but the timer must not busy-wait the whole step on the loop."""
+    reads = {"n": 0}
+
+    def clock() -> float:
+        reads["n"] += 1
+        return 100.0 if reads["n"] <= 3 else 90.0  # 10 s back after the first reads
+
+    timer = PreciseTimer(clock)
+    waiter = asyncio.ensure_future(timer.wait_until(100.001))
+    started = time.monotonic()
+    await asyncio.sleep(0.05)  # the loop must get here promptly
+    assert time.monotonic() - started < 0.5
+    assert not waiter.done(), "the instant has not come again"
+    timer.close()
+    await asyncio.gather(waiter, return_exceptions=True)
