@@ -95,6 +95,14 @@ class DistributeSchedule:
         self.plugins.executors.get(spec.executor, where=where)
         self.plugins.balancers.get(spec.balancer, where=where)
 
+    def _check_many(self, specs: Iterable[tuple[TaskSpec, str]]) -> None:
+        """``_check_names`` for many specs, once per (executor, balancer) pair."""
+        checked: set[tuple[str, str]] = set()
+        for spec, where in specs:
+            if (spec.executor, spec.balancer) not in checked:
+                self._check_names(spec, where)
+                checked.add((spec.executor, spec.balancer))
+
     # -- jobs -------------------------------------------------------------------------
     async def add_job(self, name: str, *, replace: bool = False, **fields: Any) -> TaskConfig:
         """Define a job. Exactly one of ``cron=``, ``every=``, ``at=``; see :func:`build_job`
@@ -132,11 +140,7 @@ class DistributeSchedule:
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             raise ValidationError("name", f"given more than once: {', '.join(twice[:5])}")
-        checked: set[tuple[str, str]] = set()
-        for config in configs:
-            if (config.spec.executor, config.spec.balancer) not in checked:
-                self._check_names(config.spec, f"job {config.name!r}")
-                checked.add((config.spec.executor, config.spec.balancer))
+        self._check_many((c.spec, f"job {c.name!r}") for c in configs)
         storage = await self.storage()
         now = storage.clock()
         firsts: dict[Any, float | None] = {}
@@ -222,11 +226,7 @@ class DistributeSchedule:
 
     async def submit_many(self, specs: Sequence[TaskSpec], *, task_ids: Sequence[str] | None = None) -> list[str]:
         """Submit many one-off tasks in one store round trip; returns their ids."""
-        checked: set[tuple[str, str]] = set()
-        for spec in specs:
-            if (spec.executor, spec.balancer) not in checked:
-                self._check_names(spec, "task")
-                checked.add((spec.executor, spec.balancer))
+        self._check_many((spec, "task") for spec in specs)
         ids = list(task_ids) if task_ids is not None else [uuid.uuid4().hex for _ in specs]
         if task_ids is not None:
             for task_id in ids:

@@ -14,12 +14,7 @@ configure_retention(ARGV[3])
 prune_expired(100 + 2 * (#ARGV - 3))
 
 local function parse_dispatch(str)
-  local f, pos = {}, 1
-  for k = 1, 6 do
-    local e = string.find(str, SEP, pos, true)
-    f[k] = string.sub(str, pos, e - 1)
-    pos = e + 1
-  end
+  local f, pos = split_fields(str, 6)
   local wl = tonumber(f[6])
   return {ev = f[1], n = f[2], u = f[3], da = f[4], dl = f[5],
           w = string.sub(str, pos, pos + wl - 1), id = string.sub(str, pos + wl)}

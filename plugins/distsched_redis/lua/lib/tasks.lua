@@ -44,16 +44,22 @@ local function split_exp_member(member)
   return string.sub(rest, 1, len), string.sub(rest, len + 1)
 end
 
--- A task as sent by Python for a full write: one string, fields separated by \31, the
--- free-text fields last: s, expected version, not_before, deadline, u, sa, n, to, da, fa, sp,
--- d, r, #job, #worker, then job .. worker .. id (lengths in bytes). JSON never holds a raw \31.
-local function parse_task(str)
+-- The first `count` fields of `str` (separated by \31) and the position of the rest.
+local function split_fields(str, count)
   local f, pos = {}, 1
-  for k = 1, 15 do
+  for k = 1, count do
     local e = string.find(str, SEP, pos, true)
     f[k] = string.sub(str, pos, e - 1)
     pos = e + 1
   end
+  return f, pos
+end
+
+-- A task as sent by Python for a full write: one string, fields separated by \31, the
+-- free-text fields last: s, expected version, not_before, deadline, u, sa, n, to, da, fa, sp,
+-- d, r, #job, #worker, then job .. worker .. id (lengths in bytes). JSON never holds a raw \31.
+local function parse_task(str)
+  local f, pos = split_fields(str, 15)
   local jl, wl = tonumber(f[14]), tonumber(f[15])
   return {
     s = f[1], ev = f[2], nb = f[3], dl = f[4], u = f[5], sa = f[6], n = f[7], to = f[8],
