@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 
 import click
 
-from .__about__ import __version__
-from .config import STORAGE_ENV, WorkerConfig, default_storage_url
-from .model import events as ev
-from .model.errors import DistschedError
-from .plugin.manager import DISABLE_ENV, PLUGINS_ENV
+from ..__about__ import __version__
+from ..config import STORAGE_ENV, WorkerConfig, default_storage_url
+from ..model import events as ev
+from ..model.errors import DistschedError
+from ..plugin.manager import DISABLE_ENV, PLUGINS_ENV
 
 T = TypeVar("T")
 log = logging.getLogger("distsched.cli")
@@ -117,7 +117,7 @@ class _TaskLog:
 
 
 def _load_jobs(path: str) -> Any:
-    from .jobs import load_jobs_file
+    from ..jobs import load_jobs_file
 
     try:
         return load_jobs_file(path)
@@ -126,7 +126,7 @@ def _load_jobs(path: str) -> Any:
 
 
 def _extra_plugins(ctx: click.Context) -> list[tuple[str, Any]]:
-    from .plugin.manager import load_plugin_modules, modules_from_env
+    from ..plugin.manager import load_plugin_modules, modules_from_env
 
     obj = ctx.find_root().obj or {}
     try:
@@ -136,7 +136,7 @@ def _extra_plugins(ctx: click.Context) -> list[tuple[str, Any]]:
 
 
 def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
-    from .facade import DistributeSchedule
+    from ..facade import DistributeSchedule
 
     try:
         return DistributeSchedule(storage, disabled_plugins=_disabled(ctx), plugins=_extra_plugins(ctx), **kw)
@@ -146,7 +146,7 @@ def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
 
 def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> None:
     """Import the worker's task modules and check every job's executor, balancer and target."""
-    from .jobs import import_task_modules
+    from ..jobs import import_task_modules
 
     problems = []
     try:
@@ -248,7 +248,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
     import time as _time
     from zoneinfo import ZoneInfo
 
-    from .model import AtTrigger, CronTrigger
+    from ..model import AtTrigger, CronTrigger
 
     jobs = _load_jobs(jobs_file)
     start = _time.time()
@@ -293,7 +293,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
     """List the discovered plugins: distribution, version, module, hooks and what each provides."""
-    from .plugin.manager import PluginManager
+    from ..plugin.manager import PluginManager
 
     pm = PluginManager(disabled=_disabled(ctx), plugins=_extra_plugins(ctx))
     data = pm.describe()
@@ -377,7 +377,7 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
 
 
 def _safe(url: str) -> str:
-    from .app.engine import _redact
+    from ..app.engine import _redact
 
     return _redact(url)
 
