@@ -176,9 +176,11 @@ class TaskRepository(Protocol):
 class WorkerRepository(Protocol):
     async def register(self, worker: Worker) -> None: ...
 
-    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
-        """Refresh the heartbeat (store time). False when the worker is unknown: it was
-        declared dead and must stop and re-register under a new id."""
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
+        """Refresh the heartbeat (store time), the draining flag and ``blocked`` (execution
+        slots held by attempts that are over but cannot be stopped; see ``Worker.blocked``),
+        in one atomic step. False when the worker is unknown: it was declared dead and must
+        stop and re-register under a new id."""
 
     async def deregister(self, worker_id: str) -> None:
         """The worker is leaving (drained or stopping): mark it dead at once so the leader

@@ -407,12 +407,13 @@ class _Workers:
         self.s.dead.discard(worker.id)
         self.s.activity.set()
 
-    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
         worker = self.s.workers.get(worker_id)
         if worker is None or worker_id in self.s.dead:
             return False
         worker.heartbeat(self.store.clock())
         worker.draining = draining
+        worker.blocked = max(0, int(blocked))
         return True
 
     async def deregister(self, worker_id: str) -> None:

@@ -57,7 +57,7 @@ _OVERLAY = {"id", "spec", "state", "version", "started_at", "updated_at", "worke
 _D_FIELDS = tuple(f.name for f in attrs.fields(Task) if f.name not in _OVERLAY)
 _R_FIELDS = tuple(f.name for f in attrs.fields(TaskResult))
 #: Worker fields kept in its JSON (heartbeat, draining and load live elsewhere).
-_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.name not in ("load", "last_heartbeat", "draining"))
+_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.name not in ("load", "last_heartbeat", "draining", "blocked"))
 #: Separates the fields of a task in script arguments and replies.
 SEP = "\x1f"
 
@@ -238,11 +238,12 @@ def worker_json(worker: Worker) -> str:
     return _dumps({name: getattr(worker, name) for name in _W_FIELDS})
 
 
-def decode_worker(data: str, heartbeat: Any, draining: Any, load: Any) -> Worker:
+def decode_worker(data: str, heartbeat: Any, draining: Any, load: Any, blocked: Any = 0) -> Worker:
     fields = loads(data)
     return Worker(
         **fields,
         last_heartbeat=float(heartbeat),
         draining=bool(int(draining)),
         load=int(load),
+        blocked=int(blocked or 0),
     )

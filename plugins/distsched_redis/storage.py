@@ -521,9 +521,10 @@ class _Workers:
         await self.store.run(self.s.worker_register, [
             worker.id, codec.worker_json(worker), "1" if worker.draining else "0"], op=False)
 
-    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
         await self.store._maybe_sync_clock()
-        ok = await self.store.run(self.s.worker_heartbeat, [worker_id, "1" if draining else "0"], op=False)
+        ok = await self.store.run(self.s.worker_heartbeat,
+                                  [worker_id, "1" if draining else "0", str(max(0, int(blocked)))], op=False)
         return bool(ok)
 
     async def deregister(self, worker_id: str) -> None:
@@ -531,7 +532,7 @@ class _Workers:
 
     async def list(self) -> list[Worker]:
         flat = await self.store.run(self.s.worker_list, [], op=False)
-        workers = [codec.decode_worker(*flat[i + 1:i + 5]) for i in range(0, len(flat), 5)]
+        workers = [codec.decode_worker(*flat[i + 1:i + 6]) for i in range(0, len(flat), 6)]
         return sorted(workers, key=lambda w: w.id)
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:

@@ -11,7 +11,6 @@ stops pulling, lets running tasks finish (up to ``drain_timeout``), reports, der
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -22,6 +21,7 @@ from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, Worker
 from ..model import events as ev
+from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
 from ..plugin.errors import PluginError, UnknownName
 from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
@@ -32,10 +32,12 @@ from .backoff import Backoff, wait_or_stop
 log = logging.getLogger("distsched.worker")
 _timeout = getattr(asyncio, "timeout", None)
 PULL_TIMEOUT = 0.5
+#: How often a worker whose slots are all taken by blocked threads looks whether one returned.
+BLOCKED_RECHECK = 0.5
 #: Results are reported in batches of at most this many.
 REPORT_BATCH = 500
-#: Largest JSON result value kept; bigger ones become a failure (storage must stay bounded).
-MAX_RESULT_BYTES = 1024 * 1024
+#: Exceptions a task may raise that must not stop the worker: they fail the task.
+_TASK_EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class WorkerService:
@@ -69,6 +71,7 @@ class WorkerService:
         self._timer = PreciseTimer(storage.clock)
         self._draining = False
         self._closing = False
+        self._blocked_reported = 0
         self.executed = 0
         self.on_result: Callable[[TaskResult], None] | None = None
 
@@ -132,14 +135,35 @@ class WorkerService:
                     except Exception:
                         log.exception("closing an executor failed")
 
+    def blocked(self) -> int:
+        """Execution slots held by attempts that are over but could not be stopped (a
+        timed-out sync function's thread): the executors that can tell say so through an
+        optional ``blocked()`` method."""
+        total = 0
+        for executor in self._executors.values():
+            count = getattr(executor, "blocked", None)
+            if count is not None:
+                try:
+                    total += max(0, int(count()))
+                except Exception:  # a plugin's bug must not stop the pull loop
+                    log.exception("executor %r: blocked() failed", executor)
+        return min(total, self.config.concurrency)
+
     async def _pull_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
         concurrency = self.config.concurrency
         while not stop.is_set():
-            free = concurrency - len(self._running)
+            blocked = self.blocked() if self._executors else 0
+            free = concurrency - len(self._running) - blocked
             if free <= 0:
                 self._slot_free.clear()
-                await self._slot_free.wait()
+                if blocked:  # a blocked thread frees its slot without telling this loop: look again
+                    try:
+                        await asyncio.wait_for(self._slot_free.wait(), BLOCKED_RECHECK)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await self._slot_free.wait()
                 continue
             try:
                 tasks = await self.storage.queues.pull(self.id, free, PULL_TIMEOUT)
@@ -162,7 +186,8 @@ class WorkerService:
         if not self._running:
             return
         try:
-            await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True), timeout=2.0)
+            await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True, blocked=self.blocked()),
+                                   timeout=2.0)
         except Exception:
             pass
         if not self._running:  # they may have finished during the heartbeat
@@ -180,8 +205,15 @@ class WorkerService:
         while True:
             await asyncio.sleep(interval)
             try:
+                blocked = self.blocked()
+                if blocked and blocked != self._blocked_reported:
+                    log.warning("worker %s: %d of %d execution slot(s) held by timed-out sync function(s) "
+                                "that are still running; this worker takes fewer tasks until they return",
+                                self.id, blocked, self.config.concurrency)
+                self._blocked_reported = blocked
                 alive = await asyncio.wait_for(
-                    self.storage.workers.heartbeat(self.id, draining=self._draining), timeout=interval * 2)
+                    self.storage.workers.heartbeat(self.id, draining=self._draining, blocked=blocked),
+                    timeout=interval * 2)
             except Exception as exc:
                 log.warning("worker %s: heartbeat failed (%s: %s)", self.id, type(exc).__name__, exc)
                 continue
@@ -255,7 +287,12 @@ class WorkerService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            result = _failure(task, started, clock(), worker_id, type(exc).__name__, f"{type(exc).__name__}: {exc}", True)
+            kind = type(exc).__name__
+            result = _failure(task, started, clock(), worker_id, kind, f"{kind}: {safe_str(exc)}", True)
+        except _TASK_EXITS as exc:  # sys.exit() or a stray KeyboardInterrupt in a task: its failure only
+            kind = type(exc).__name__
+            result = _failure(task, started, clock(), worker_id, kind,
+                              f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
         self.executed += 1
         if events is not None:
             events.emit(ev.AttemptFinished(at=result.finished_at, task_id=task.id, job=task.job,
@@ -280,6 +317,14 @@ class WorkerService:
             batch = self._results[:REPORT_BATCH]
             try:
                 await self.storage.queues.report(self.id, batch)
+            except _ENCODING_ERRORS as exc:
+                # The store could not encode something in the batch: never let one result
+                # wedge the reporting of every result behind it.
+                log.error("worker %s: the store could not encode a result batch (%s: %s); reporting one by one",
+                          self.id, type(exc).__name__, safe_str(exc)[:300])
+                await self._report_one_by_one(batch)
+                del self._results[: len(batch)]
+                continue
             except Exception as exc:
                 attempts += 1
                 log.warning("worker %s: reporting %d result(s) failed (%s: %s); retrying",
@@ -290,6 +335,33 @@ class WorkerService:
                 await asyncio.sleep(backoff.next())
                 continue
             del self._results[: len(batch)]
+
+
+    async def _report_one_by_one(self, batch: list[TaskResult]) -> None:
+        """Report each result alone; one the store cannot encode is replaced by a failure of
+        its own attempt that says so."""
+        for result in batch:
+            for attempt in (result, _unencodable(result)):
+                try:
+                    await self.storage.queues.report(self.id, [attempt])
+                    break
+                except _ENCODING_ERRORS:
+                    continue
+                except Exception as exc:  # the store is down: keep it for the normal retry
+                    log.warning("worker %s: reporting failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
+                    self._results.append(attempt)
+                    break
+
+
+#: What a store's encoder raises on a value it cannot encode (as opposed to a store outage).
+_ENCODING_ERRORS = (TypeError, ValueError, UnicodeError, OverflowError, RecursionError)
+
+
+def _unencodable(result: TaskResult) -> TaskResult:
+    return TaskResult(task_id=result.task_id, attempt_id=result.attempt_id, outcome="failed",
+                      started_at=result.started_at, finished_at=result.finished_at, worker_id=result.worker_id,
+                      error="the store could not encode this attempt's result", error_type="ResultNotJSON",
+                      retryable=False)
 
 
 async def _cancel_and_wait(task: asyncio.Task[None], what: str, timeout: float = 5.0) -> None:
@@ -304,18 +376,18 @@ def _failure(task: Task, started: float, finished: float, worker_id: str, kind: 
 
 
 def _checked(outcome: object, executor: str) -> Outcome:
-    """An executor must return an Outcome whose value is (bounded) JSON."""
+    """An executor must return an Outcome whose value and meta are storable JSON (see
+    :func:`distsched.model.result.json_problem`); anything else fails this attempt alone."""
     if not isinstance(outcome, Outcome):
         return Outcome.failure(f"executor {executor!r} returned {type(outcome).__name__}, not an Outcome",
                                error_type="PluginError", retryable=False)
-    if outcome.value is None or isinstance(outcome.value, (bool, int)):
-        return outcome
-    try:
-        size = len(json.dumps(outcome.value, allow_nan=False))
-    except (TypeError, ValueError, RecursionError) as exc:
-        return Outcome.failure(f"the task returned a value that is not JSON: {exc}", error_type="ResultNotJSON",
-                               retryable=False)
-    if size > MAX_RESULT_BYTES:
-        return Outcome.failure(f"the task returned {size} bytes of JSON; the limit is {MAX_RESULT_BYTES}",
-                               error_type="ResultTooLarge", retryable=False)
+    problem = json_problem(outcome.value)
+    if problem is not None:
+        kind, reason = problem
+        return Outcome.failure(f"the task's result cannot be stored: {reason}", error_type=kind, retryable=False)
+    if outcome.meta:
+        problem = json_problem(outcome.meta, MAX_RESULT_BYTES // 4)
+        if problem is not None:
+            return Outcome.failure(f"executor {executor!r} returned meta that cannot be stored: {problem[1]}",
+                                   error_type="PluginError", retryable=False)
     return outcome

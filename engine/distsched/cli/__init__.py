@@ -454,7 +454,7 @@ def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
                 "leader": {"node_id": leader.node_id, "term": leader.term} if leader else None,
                 "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "load": w.load, "capacity": w.capacity,
                              "concurrency": w.concurrency, "heartbeat_age": round(now - w.last_heartbeat, 3),
-                             "draining": w.draining} for w in sorted(workers, key=lambda w: w.id)],
+                             "draining": w.draining, "blocked": w.blocked} for w in sorted(workers, key=lambda w: w.id)],
                 "jobs": len(jobs),
                 "tasks": dict(sorted(counts.items())),
             }
@@ -471,7 +471,8 @@ def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     click.echo(f"workers  {len(data['workers'])}")
     for w in data["workers"]:
         click.echo(f"  {w['id']:<40} load {w['load']}/{w['capacity']}  heartbeat {w['heartbeat_age']:.1f}s ago"
-                   + ("  draining" if w["draining"] else ""))
+                   + ("  draining" if w["draining"] else "")
+                   + (f"  {w['blocked']}/{w['concurrency']} slot(s) blocked by timed-out sync calls" if w["blocked"] else ""))
     click.echo(f"jobs     {data['jobs']}")
     click.echo("tasks    " + (", ".join(f"{k} {v}" for k, v in data["tasks"].items()) or "none"))
 
