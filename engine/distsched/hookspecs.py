@@ -97,7 +97,7 @@ def distsched_register_functions(registry: FunctionRegistry) -> None:
 @hookspec
 def distsched_event(event: Event) -> None:
     """Observe an engine event (task dispatched / finished / retry scheduled / skipped /
-    requeued / cancelled, leader elected / lost, worker joined / lost - in the scheduler's
+    requeued / cancelled, leader elected / lost, worker joined / lost, record quarantined - in the scheduler's
     process; attempt started / finished - in the worker's process).
 
     Called for every event, after the state change is stored, from a background queue off

@@ -234,12 +234,44 @@ class ResultChannel(Protocol):
         ``TaskRepository.save(..., ack_results=n)``)."""
 
 
+@attrs.frozen(kw_only=True)
+class Quarantined:
+    """A stored record the engine could not decode, moved out of the way (see
+    :class:`Quarantine`): ``kind`` is ``job``, ``task``, ``worker``, ``count`` (or a
+    backend's own), ``key`` its name or id, ``reason`` the decoding error, ``at`` store time."""
+
+    kind: str
+    key: str
+    reason: str
+    at: float
+
+
+@runtime_checkable
+class Quarantine(Protocol):
+    """Records moved aside because they could not be decoded (poison isolation).
+
+    A backend whose records can be corrupted from outside (a shared server anyone with
+    credentials can write to) never lets one bad record fail a read: the read leaves it out
+    and moves it aside - out of every index, its bytes kept, the reason recorded - in one
+    atomic step, logs an ERROR once, and goes on. Not fenced (any node may meet the record;
+    moving garbage aside twice is harmless). Optional: a backend offers it as
+    ``StorageBackend.quarantine``; the leader reports new entries as ``record.quarantined``
+    events and ``distsched status`` shows them."""
+
+    async def count(self) -> int:
+        """Number of quarantined records (O(1))."""
+
+    async def list_quarantined(self, limit: int = 100) -> builtins.list[Quarantined]:
+        """The quarantined records, newest first, at most ``limit``."""
+
+
 @runtime_checkable
 class StorageBackend(Protocol):
     """All the ports over one store. A backend may also define ``transient_errors``, a tuple
     of the exception types that mean the store is unreachable or not ready for now (down,
     restarting, cut off): a leader whose pass fails with one of them (or with an ``OSError``
-    or ``asyncio.TimeoutError``) steps down with a warning instead of an error."""
+    or ``asyncio.TimeoutError``) steps down with a warning instead of an error. A backend
+    may also define ``quarantine`` (a :class:`Quarantine`)."""
 
     url: str
     jobs: JobRepository
@@ -303,6 +335,6 @@ class ExecutorContext:
 
 __all__ = [
     "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing",
-    "JobRepository", "ResultChannel", "Settled", "SettledTask", "StorageBackend", "TaskRepository", "WorkerQueue",
+    "JobRepository", "Quarantine", "Quarantined", "ResultChannel", "Settled", "SettledTask", "StorageBackend", "TaskRepository", "WorkerQueue",
     "WorkerRepository",
 ]

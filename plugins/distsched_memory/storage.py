@@ -37,7 +37,7 @@ from distsched.model import (
     Worker,
 )
 from distsched.model.task import ASSIGNED
-from distsched.ports import Fence, FireReport, Firing, Settled, SettledTask
+from distsched.ports import Fence, FireReport, Firing, Quarantined, Settled, SettledTask
 
 READY = (TaskState.PENDING, TaskState.RETRYING)
 #: Terminal tasks kept (oldest dropped first) so a long run does not grow without bound.
@@ -120,6 +120,7 @@ class MemoryStorage:
         self.workers = _Workers(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
+        self.quarantine = _Quarantine()
 
     @classmethod
     def open(cls, url: str) -> MemoryStorage:
@@ -529,3 +530,13 @@ class _Results:
 
     async def peek(self, max_items: int) -> list[TaskResult]:
         return list(itertools.islice(self.s.results, max_items))
+
+
+class _Quarantine:
+    """Memory holds objects, never bytes: nothing here can fail to decode."""
+
+    async def count(self) -> int:
+        return 0
+
+    async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
+        return []

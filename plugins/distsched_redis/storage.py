@@ -38,7 +38,7 @@ from distsched.model import (
     VersionConflict,
     Worker,
 )
-from distsched.ports import Fence, FireReport, Firing, Settled
+from distsched.ports import Fence, FireReport, Firing, Quarantined, Settled
 
 from . import codec
 from .codec import num, task_args
@@ -99,6 +99,7 @@ class RedisStorage:
         self.workers = _Workers(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
+        self.quarantine = _Quarantine(self)
 
     def __repr__(self) -> str:
         return f"<RedisStorage {self.settings.redacted} namespace={self.settings.namespace!r}>"
@@ -188,6 +189,20 @@ class RedisStorage:
     async def run(self, script: Any, args: Sequence[Any], *, op: bool = True) -> Any:
         keys = [self._opkey()] if op else [self.prefix + "lease"]
         return await script(keys=keys, args=[self.prefix, *args])
+
+    async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
+        """Quarantine a record the engine cannot decode (lua/quarantine.lua): it leaves every
+        index, its bytes are kept under ``qd:<kind>:<key>``, and ``qr`` says why. Logged as
+        an ERROR the first time; the read that met it goes on without it."""
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        try:
+            new = await self.run(self.scripts.quarantine, [kind, key, reason], op=False)
+        except RedisError as err:  # the read goes on; the next one tries again
+            log.warning("could not quarantine %s %r (%s: %s)", kind, key, type(err).__name__, err)
+            return
+        if new:
+            log.error("quarantined %s %r: it cannot be decoded (%s); the rest goes on. "
+                      "Its bytes are kept under %sqd:%s:%s", kind, key, reason, self.prefix, kind, key)
 
     async def leader_write(self, script: Any, fence: Fence, args: Sequence[Any]) -> list[Any]:
         reply = await self.run(script, [_token(fence), *args])
@@ -286,6 +301,10 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
         "socket_keepalive": True,
         "health_check_interval": settings.health_check_interval,
         "decode_responses": True,
+        # Bytes that are not UTF-8 (a record written by something else) decode to lone
+        # surrogates and encode back to the same bytes, instead of failing the whole reply:
+        # the record alone is then found undecodable and quarantined.
+        "encoding_errors": "surrogateescape",
         "client_name": "distsched",
     }
     retry = _Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
@@ -367,7 +386,13 @@ class _Jobs:
 
     async def _read(self, *args: Any) -> list[tuple[TaskConfig, JobState]]:
         flat = await self.store.run(self.s.job_read, args, op=False)
-        return [codec.decode_job(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        out = []
+        for i in range(0, len(flat), 3):
+            try:
+                out.append(codec.decode_job(flat[i], flat[i + 1], flat[i + 2]))
+            except Exception as exc:  # one bad record never stops the reader
+                await self.store.put_aside("job", flat[i], exc)
+        return out
 
     async def get(self, name: str) -> TaskConfig:
         found = await self._read("get", name)
@@ -440,7 +465,15 @@ class _Tasks:
 
     async def _read(self, *args: Any) -> list[Task]:
         rows = await self.store.run(self.s.task_read, args, op=False)
-        return [codec.decode_task(row) for row in rows if row]
+        return [task for task in [await self._decode(row) for row in rows if row] if task is not None]
+
+    async def _decode(self, row: list[Any]) -> Task | None:
+        """A task row, or None after quarantining a record that cannot be decoded."""
+        try:
+            return codec.decode_task(row)
+        except Exception as exc:
+            await self.store.put_aside("task", str(row[-1]), exc)
+            return None
 
     async def get(self, task_id: str) -> Task | None:
         return (await self.get_many([task_id]))[0]
@@ -449,7 +482,7 @@ class _Tasks:
         out: list[Task | None] = []
         for chunk in _chunks(list(task_ids), 1000):
             rows = await self.store.run(self.s.task_read, ["get", *chunk], op=False)
-            out += [codec.decode_task(row) if row else None for row in rows]
+            out += [await self._decode(row) if row else None for row in rows]
         return out
 
     async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
@@ -461,7 +494,13 @@ class _Tasks:
 
     async def counts(self) -> dict[str, int]:
         flat = await self.store.run(self.s.counts, [self.store.retention], op=False)
-        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        out = {}
+        for i in range(0, len(flat), 2):
+            try:
+                out[flat[i]] = int(flat[i + 1])
+            except ValueError as exc:
+                await self.store.put_aside("count", flat[i], exc)
+        return out
 
     async def ready(self, now: float, limit: int) -> list[Task]:
         if limit <= 0:
@@ -532,7 +571,12 @@ class _Workers:
 
     async def list(self) -> list[Worker]:
         flat = await self.store.run(self.s.worker_list, [], op=False)
-        workers = [codec.decode_worker(*flat[i + 1:i + 6]) for i in range(0, len(flat), 6)]
+        workers = []
+        for i in range(0, len(flat), 6):
+            try:
+                workers.append(codec.decode_worker(*flat[i + 1:i + 6]))
+            except Exception as exc:  # a garbage entry: moved aside, the others listed
+                await self.store.put_aside("worker", flat[i], exc)
         return sorted(workers, key=lambda w: w.id)
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
@@ -542,6 +586,29 @@ class _Workers:
             if written:
                 task.version += 1
         return bits
+
+
+class _Quarantine:
+    """What :meth:`RedisStorage.put_aside` moved out of the way (``qr``)."""
+
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+
+    async def count(self) -> int:
+        return int(await self.store.client.hlen(self.store.prefix + "qr"))
+
+    async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
+        out = []
+        for field, raw in (await self.store.client.hgetall(self.store.prefix + "qr")).items():
+            try:
+                data = codec.loads(raw)
+                out.append(Quarantined(kind=str(data["kind"]), key=str(data["id"]), reason=str(data["reason"]),
+                                       at=float(data["at"])))
+            except Exception:
+                kind, _, key = str(field).partition(":")
+                out.append(Quarantined(kind=kind, key=key, reason="(unreadable quarantine entry)", at=0.0))
+        out.sort(key=lambda q: q.at, reverse=True)
+        return out[:limit]
 
 
 # -- queues and results -------------------------------------------------------------------
@@ -571,7 +638,16 @@ class _Queues:
             for stale in [w for w, (_, t) in self._unanswered.items() if now - t > OP_REPLY_TTL]:
                 del self._unanswered[stale]
             raise
-        return [codec.decode_task(row) for row in rows]
+        out = []
+        for row in rows:
+            if row and row[0] == "!bad":  # pull.lua could not read this record's fields
+                await store.put_aside("task", row[1], ValueError("its version or timeout is not a number"))
+                continue
+            try:
+                out.append(codec.decode_task(row))
+            except Exception as exc:
+                await store.put_aside("task", str(row[-1]), exc)
+        return out
 
     async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
         """Take what is queued; if nothing is, block on the queue (BLMOVE into the claim

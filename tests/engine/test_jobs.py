@@ -139,3 +139,18 @@ def test_task_modules_resolve_next_to_the_jobs_file(tmp_path, monkeypatch):
     assert sorted(names) == ["hello", "other"] and found["hello"]() == 1
     with pytest.raises(ValidationError, match="cannot import 'no_such_tasks_mod'"):
         import_task_modules(["no_such_tasks_mod"], base=tmp_path, register=found.__setitem__)
+
+
+def test_an_integer_balance_key_is_refused_at_load(tmp_path):
+    """It used to load, then crash every leader pass in consistent-hash (issue 16.2)."""
+    path = write(tmp_path, """
+        [[jobs]]
+        name = "hashed"
+        every = "1s"
+        target = "noop"
+        balancer = "consistent-hash"
+        balance_key = 5
+    """)
+    with pytest.raises(JobsFileError) as err:
+        load_jobs_file(path)
+    assert "job 'hashed': balance_key: must be a string, not int 5" in str(err.value)

@@ -31,6 +31,7 @@ from ..model import (
     Worker,
 )
 from ..model import events as ev
+from ..model.result import safe_str
 from ..model.task import ASSIGNED
 from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
@@ -80,6 +81,8 @@ class Scheduler:
         self._stalled_at = float("-inf")
         #: time.monotonic() when the lease renewal in flight started (None: none in flight).
         self._renewing_since: float | None = None
+        #: Quarantined records already reported as events (None: not looked yet this term).
+        self._quarantined_seen: int | None = None
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -175,6 +178,8 @@ class Scheduler:
         cfg = self.config
         storage = self.storage
         last_house = 0.0
+        self._quarantined_seen = None
+        await self.report_quarantine(storage.clock())  # the baseline: reported from here on
         # The loop also ends when the term is over, not only when cancelled: a store client
         # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
         # an old term's loop running.
@@ -189,6 +194,7 @@ class Scheduler:
             if now - last_house >= min(cfg.heartbeat_interval, MAX_IDLE):
                 await self.reap_workers(fence, now)
                 await self.check_timeouts(fence, now)
+                await self.report_quarantine(now)
                 last_house = now
             dispatched, blocked = await self.dispatch_ready(fence, storage.clock(), ahead=cfg.fire_ahead)
             if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
@@ -289,7 +295,11 @@ class Scheduler:
         for config, state in due:
             if state.next_fire_at is None:
                 continue
-            plan = config.plan(state.next_fire_at, horizon)
+            try:
+                plan = config.plan(state.next_fire_at, horizon)
+            except Exception as exc:  # one job's broken schedule never stops the others
+                await self._pause_poisoned(config.name, exc, now)
+                continue
             tasks: list[Task] = []
             live: list[Task] | None = None
             for slot in plan.slots:
@@ -334,6 +344,33 @@ class Scheduler:
                                                         reason=task.reason or ""))
         return len(due)
 
+    async def _pause_poisoned(self, name: str, exc: BaseException, now: float) -> None:
+        reason = f"its schedule failed: {type(exc).__name__}: {safe_str(exc)}"[:500]
+        log.error("job %r paused: %s", name, reason)
+        try:
+            await self.storage.jobs.set_paused(name, True)
+        except Exception as err:  # gone meanwhile, or the store is down: the next pass retries
+            log.warning("could not pause job %r: %s: %s", name, type(err).__name__, err)
+            return
+        self.events.emit(ev.RecordQuarantined(at=now, record="job", key=name, reason=reason, action="paused"))
+
+    async def report_quarantine(self, now: float) -> int:
+        """Emit a ``record.quarantined`` event for each record the store moved aside since the
+        last look (one O(1) count per housekeeping pass; the list only when it grew)."""
+        quarantine = getattr(self.storage, "quarantine", None)
+        if quarantine is None:
+            return 0
+        count = await quarantine.count()
+        if self._quarantined_seen is None or count <= self._quarantined_seen:
+            self._quarantined_seen = count
+            return 0
+        fresh = await quarantine.list_quarantined(count - self._quarantined_seen)
+        self._quarantined_seen = count
+        for item in fresh:
+            self.events.emit(ev.RecordQuarantined(at=now, record=item.kind, key=item.key, reason=item.reason,
+                                                  action="quarantined"))
+        return len(fresh)
+
     def balancer(self, name: str) -> Balancer:
         found = self._balancers.get(name)
         if found is None:
@@ -363,6 +400,7 @@ class Scheduler:
         if not ready:
             return 0, False
         chosen: list[Task] = []
+        poisoned: list[tuple[Task, str]] = []
         blocked = False
         running: dict[str, int] = {}
         for task in ready:
@@ -373,13 +411,20 @@ class Scheduler:
                     blocked = True
                     continue
                 running[task.job] += 1
-            worker = self.balancer(task.spec.balancer).select(task, workers, now=now, ttl=ttl)
+            try:
+                worker = self.balancer(task.spec.balancer).select(task, workers, now=now, ttl=ttl)
+            except Exception as exc:  # the balancer fails on this task: it alone is cancelled
+                poisoned.append((task, f"balancer {task.spec.balancer!r} failed on this task: "
+                                       f"{type(exc).__name__}: {safe_str(exc)}"[:500]))
+                continue
             if worker is None or not worker.can_accept(now, ttl):
                 blocked = True
                 continue
             worker.accept(task.id)
             task.dispatch(worker.id, now)
             chosen.append(task)
+        if poisoned:
+            await self._cancel_poisoned(fence, poisoned, now)
         if not chosen:
             return 0, True
         ok = await storage.tasks.dispatch(fence, chosen)
@@ -391,6 +436,17 @@ class Scheduler:
                     self.events.emit(ev.TaskDispatched(at=now, task_id=task.id, job=task.job,
                                                        worker_id=task.worker_id or "", attempt_id=task.attempt_id))
         return sent, blocked
+
+    async def _cancel_poisoned(self, fence: Fence, poisoned: list[tuple[Task, str]], now: float) -> None:
+        for task, reason in poisoned:
+            log.error("task %s cancelled: %s", task.id, reason)
+            task.cancel(reason, now)
+        ok = await self.storage.tasks.save(fence, [task for task, _ in poisoned])
+        for (task, reason), written in zip(poisoned, ok):
+            if written:
+                self.events.emit(ev.TaskCancelled(at=now, task_id=task.id, job=task.job, reason=reason))
+                self.events.emit(ev.RecordQuarantined(at=now, record="task", key=task.id, reason=reason,
+                                                      action="cancelled"))
 
     async def reap_workers(self, fence: Fence, now: float) -> int:
         """Requeue the tasks of workers whose heartbeat is older than the TTL."""

@@ -449,6 +449,8 @@ def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
             workers = await store.workers.list()
             counts = await store.tasks.counts()
             jobs = await store.jobs.list()
+            quarantine = getattr(store, "quarantine", None)
+            quarantined = await quarantine.list_quarantined(5) if quarantine is not None else []
             return {
                 "storage": _safe(app.config.storage),
                 "leader": {"node_id": leader.node_id, "term": leader.term} if leader else None,
@@ -457,6 +459,10 @@ def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
                              "draining": w.draining, "blocked": w.blocked} for w in sorted(workers, key=lambda w: w.id)],
                 "jobs": len(jobs),
                 "tasks": dict(sorted(counts.items())),
+                "quarantined": {
+                    "count": await quarantine.count() if quarantine is not None else 0,
+                    "newest": [{"kind": q.kind, "key": q.key, "reason": q.reason, "at": q.at} for q in quarantined],
+                },
             }
         finally:
             await app.engine.close()
@@ -475,6 +481,11 @@ def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
                    + (f"  {w['blocked']}/{w['concurrency']} slot(s) blocked by timed-out sync calls" if w["blocked"] else ""))
     click.echo(f"jobs     {data['jobs']}")
     click.echo("tasks    " + (", ".join(f"{k} {v}" for k, v in data["tasks"].items()) or "none"))
+    quarantined = data["quarantined"]
+    if quarantined["count"]:
+        click.echo(f"quarantined  {quarantined['count']} record(s) the engine could not decode, moved aside:")
+        for q in quarantined["newest"]:
+            click.echo(f"  {q['kind']} {q['key']!r}: {q['reason']}")
 
 
 # -- jobs ------------------------------------------------------------------------------

@@ -51,6 +51,10 @@ for _, entry in ipairs(entries) do
   local key = task_key(id)
   local cur = redis.call('HMGET', key, 's', 'w', 'n', 'sa', 'j', 'v', 'd')
   local rw = r.worker_id
+  if cur[1] and not tonumber(cur[6]) then
+    walked = walked - 1
+    break  -- a record this script cannot read: left for the leader's own path (peek)
+  end
   if not cur[1] or not ASSIGNED[cur[1]] or r.attempt_id ~= id .. '#' .. cur[3]
       or (type(rw) == 'string' and cur[2] ~= '' and rw ~= cur[2]) then
     stale = stale + 1
