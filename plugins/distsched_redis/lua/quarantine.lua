@@ -3,7 +3,7 @@
 -- P.."qr"               HASH "<kind>:<id>" -> JSON {kind, id, reason, at}: what is quarantined
 -- P.."qd:<kind>:<id>"   the record's bytes (a task's hash renamed; a HASH of the raw fields
 --                       of a job, worker or count)
--- ARGV: prefix, kind (task | job | worker | count), id, reason.
+-- ARGV: prefix, kind (task | job | worker | scheduler | count), id, reason.
 -- Reply: 1 when newly quarantined, 0 when it already was (or is gone).
 local kind, id, reason = ARGV[2], ARGV[3], ARGV[4]
 local data = P .. 'qd:' .. kind .. ':' .. id
@@ -16,7 +16,12 @@ if kind == 'task' then
     local s, w, j = cur[1], cur[2], cur[3]
     redis.call('ZREM', P .. 'ready', id)
     redis.call('ZREM', P .. 'dl', id)
-    if type(w) == 'string' and w ~= '' then redis.call('SREM', P .. 'wa:' .. w, id) end
+    redis.call('ZREM', P .. 'tc', id)
+    if type(s) == 'string' and s ~= '' then redis.call('ZREM', P .. 'ts:' .. ts_group(s), id) end
+    if type(w) == 'string' and w ~= '' then
+      redis.call('SREM', P .. 'wa:' .. w, id)
+      redis.call('ZREM', P .. 'tw:' .. w, id)
+    end
     if type(j) == 'string' and j ~= '' then
       redis.call('SREM', P .. 'jl:' .. j, id)
       redis.call('ZREM', P .. 'jt:' .. j, id)
@@ -44,6 +49,15 @@ elseif kind == 'worker' then
     redis.call('ZREM', P .. 'hb', id)
     redis.call('SREM', P .. 'drain', id)
     redis.call('HDEL', P .. 'blk', id)
+    moved = true
+  end
+elseif kind == 'scheduler' then
+  local rec = redis.call('HGET', P .. 'sched', id)
+  if rec then
+    redis.call('HSET', data, 'record', rec)
+    redis.call('HDEL', P .. 'sched', id)
+    redis.call('HDEL', P .. 'srole', id)
+    redis.call('ZREM', P .. 'shb', id)
     moved = true
   end
 elseif kind == 'count' then

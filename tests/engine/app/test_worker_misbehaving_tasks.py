@@ -78,7 +78,7 @@ async def _run_bad_then_good(app, bad: str):
     good = await app.result(await app.submit("ok"), timeout=20)
     assert good.value == "fine"
     assert app.engine.worker.id == worker_before, "the worker was not re-registered"
-    workers = await (await app.storage()).workers.list()
+    workers = await (await app.storage()).workers.list_workers()
     assert [w.id for w in workers] == [worker_before]
     return bad_task
 
@@ -143,7 +143,7 @@ async def test_stuck_sync_functions_shrink_the_workers_capacity(distsched_app, d
         storage = await app.storage()
 
         async def blocked_of_stuck():
-            return {w.id: w.blocked for w in await storage.workers.list()}.get(stuck_id)
+            return {w.id: w.blocked for w in await storage.workers.list_workers()}.get(stuck_id)
 
         deadline = time.monotonic() + 10
         while await blocked_of_stuck() != 2:

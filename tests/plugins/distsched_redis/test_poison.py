@@ -51,8 +51,15 @@ async def _start(distsched_app, redis_server, ns, **kw):
 
 
 async def _succeeded(app, job: str = "healthy") -> int:
+    """How many of the job's tasks succeeded (every page of its history)."""
     storage = await app.storage()
-    return sum(1 for t in await storage.tasks.list(job=job, limit=10_000) if t.state.value == "succeeded")
+    total, cursor = 0, None
+    while True:
+        page = await storage.tasks.query(job=job, state="succeeded", cursor=cursor, limit=200)
+        total += len(page.tasks)
+        if page.next_cursor is None:
+            return total
+        cursor = page.next_cursor
 
 
 async def _wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
