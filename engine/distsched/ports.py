@@ -191,6 +191,8 @@ class SchedulerNode:
     started_at: float
     last_heartbeat: float
     role: str = "standby"
+    #: The node signs what it dispatches when it leads (it has a signing key).
+    signed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -688,7 +688,8 @@ class _Schedulers:
         self.s = store.scripts
 
     async def register(self, node: SchedulerNode) -> None:
-        data = codec.dumps({"id": node.id, "host": node.host, "pid": node.pid, "started_at": node.started_at})
+        data = codec.dumps({"id": node.id, "host": node.host, "pid": node.pid, "started_at": node.started_at,
+                            "signed": node.signed})
         await self.store.run(self.s.scheduler_node, ["register", node.id, data, node.role], op=False)
 
     async def heartbeat(self, node_id: str, *, role: str) -> bool:

@@ -39,7 +39,8 @@ from ..model.result import safe_str
 from ..model.task import ASSIGNED
 from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
-from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, StorageBackend
+from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, Settled, StorageBackend
+from ..signing import signer_from
 from .backoff import Backoff, wait_or_stop
 
 log = logging.getLogger("distsched.scheduler")
@@ -68,6 +69,8 @@ class Scheduler:
         self.storage = storage
         self.election = election
         self.plugins = plugins
+        #: Signs what this leader dispatches and checks the results (None: unsigned deployment).
+        self.signer = signer_from(config.signing_keys)
         self.events = events
         self.config = config
         self.node_id = config.node_id
@@ -106,7 +109,8 @@ class Scheduler:
         standbys. Never fatal: a store error is logged and tried again next beat."""
         storage = self.storage
         node = SchedulerNode(id=self.node_id, host=socket.gethostname(), pid=os.getpid(),
-                             started_at=storage.clock(), last_heartbeat=0.0, role=self.role)
+                             started_at=storage.clock(), last_heartbeat=0.0, role=self.role,
+                             signed=self.signer is not None)
         registered = False
         interval = min(self.config.heartbeat_interval, self.config.renew_interval)
         while not stop.is_set():
@@ -274,7 +278,11 @@ class Scheduler:
         were handled."""
         batch = self.config.result_batch
         want = self.events.active
-        settled = await self.storage.results.settle(fence, batch, want_tasks=want)
+        if self.signer is not None:
+            # The store cannot check a signature: every result goes through _finish.
+            settled = Settled(left=1)
+        else:
+            settled = await self.storage.results.settle(fence, batch, want_tasks=want)
         self.stats["succeeded"] += settled.settled
         self.stats["stale_results"] += settled.stale
         for done in settled.tasks:
@@ -306,7 +314,16 @@ class Scheduler:
         ids = list(dict.fromkeys(r.task_id for r in results))
         found = {t.id: t for t in await self.storage.tasks.get_many(ids) if t is not None}
         changed: dict[str, Task] = {}
+        signer = self.signer
         for result in results:
+            if signer is not None:
+                why = signer.check_result(result)
+                if why is not None:
+                    self.stats["forged_results"] += 1
+                    log.error("result for task %s (attempt %s, worker %s) refused: %s%s", result.task_id,
+                              result.attempt_id, result.worker_id,
+                              why, " (does that worker have DISTSCHED_SIGNING_KEY?)" if not result.signature else "")
+                    continue
             task = found.get(result.task_id)
             if task is None:
                 self.stats["stale_results"] += 1
@@ -477,6 +494,8 @@ class Scheduler:
                 continue
             worker.accept(task.id)
             task.dispatch(worker.id, now)
+            if self.signer is not None:
+                task.signature = self.signer.sign_dispatch(task)
             chosen.append(task)
         if poisoned:
             await self._cancel_poisoned(fence, poisoned, now)

@@ -17,9 +17,11 @@ import socket
 import uuid
 from collections.abc import Callable
 
+import attrs
+
 from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import EngineConfig, WorkerConfig
-from ..model import Outcome, Task, TaskResult, Worker
+from ..model import Outcome, Task, TaskResult, TaskSpec, ValidationError, Worker
 from ..model import events as ev
 from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
 from ..plugin.errors import PluginError, UnknownName
@@ -27,6 +29,7 @@ from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
 from ..plugin.registry import FunctionRegistry
 from ..ports import Executor, ExecutorContext, StorageBackend
+from ..signing import signer_from
 from .backoff import Backoff, wait_or_stop
 
 log = logging.getLogger("distsched.worker")
@@ -74,6 +77,10 @@ class WorkerService:
         self._blocked_reported = 0
         self.executed = 0
         self.on_result: Callable[[TaskResult], None] | None = None
+        #: Checks the leader's signature of each task and signs results (None: unsigned).
+        self.signer = signer_from(engine_config.signing_keys)
+        #: Specs already validated (by identity: the store's decoder shares them), bounded.
+        self._valid_specs: dict[int, TaskSpec] = {}
 
     def _new_id(self) -> str:
         base = self.config.name or socket.gethostname()
@@ -83,7 +90,7 @@ class WorkerService:
         concurrency = self.config.concurrency
         capacity = self.config.capacity or max(concurrency * 4, 64)
         return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
-                      capacity=capacity, started_at=self.storage.clock())
+                      capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None)
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -261,6 +268,9 @@ class WorkerService:
             events.emit(ev.AttemptStarted(at=started, task_id=task.id, job=task.job, attempt_id=task.attempt_id,
                                           worker_id=worker_id))
         try:
+            refused = self._refusal(task)
+            if refused is not None:
+                raise _Refused(refused)
             executor = self.executor(task.spec.executor)
             if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution
                 async with _timeout(timeout):
@@ -284,6 +294,9 @@ class WorkerService:
                                               finished_at=finished, timeout=timeout, worker_id=worker_id)
         except (UnknownName, PluginError) as exc:
             result = _failure(task, started, clock(), worker_id, type(exc).__name__, str(exc), False)
+        except _Refused as exc:
+            log.error("worker %s: refused to run task %s: %s", worker_id, task.id, exc.reason)
+            result = _failure(task, started, clock(), worker_id, exc.kind, f"refused to run: {exc.reason}", False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -294,6 +307,8 @@ class WorkerService:
             result = _failure(task, started, clock(), worker_id, kind,
                               f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
         self.executed += 1
+        if self.signer is not None:
+            result = attrs.evolve(result, signature=self.signer.sign_result(result))
         if events is not None:
             events.emit(ev.AttemptFinished(at=result.finished_at, task_id=task.id, job=task.job,
                                            attempt_id=task.attempt_id, worker_id=worker_id,
@@ -302,6 +317,29 @@ class WorkerService:
         self._results_ready.set()
         if self.on_result is not None:
             self.on_result(result)
+
+    def _refusal(self, task: Task) -> tuple[str, str] | None:
+        """Why ``task`` must not run here, as (error type, reason), or None.
+
+        With a signing key, the leader's signature must match the task's content and this
+        worker. Always, the spec read back from the store must be valid (a ``timeout`` of
+        1e308 or ``args = "abc"`` written straight into the store is refused)."""
+        if self.signer is not None:
+            why = self.signer.check_dispatch(task)
+            if why is not None:
+                return "BadSignature", why
+        spec = task.spec
+        if self._valid_specs.get(id(spec)) is not spec:
+            if not isinstance(spec.args, tuple):
+                return "InvalidTask", f"its stored spec is not valid: args: must be a list, not {type(spec.args).__name__}"
+            try:
+                TaskSpec.from_dict(spec.to_dict())
+            except (ValidationError, TypeError, ValueError) as exc:
+                return "InvalidTask", f"its stored spec is not valid: {safe_str(exc)}"
+            if len(self._valid_specs) >= 4096:
+                self._valid_specs.clear()
+            self._valid_specs[id(spec)] = spec  # holds the spec, so its id is not reused meanwhile
+        return None
 
     # -- reporting ------------------------------------------------------------------
     async def _report_loop(self) -> None:
@@ -351,6 +389,12 @@ class WorkerService:
                     log.warning("worker %s: reporting failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
                     self._results.append(attempt)
                     break
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: tuple[str, str]) -> None:
+        super().__init__(refusal[1])
+        self.kind, self.reason = refusal
 
 
 #: What a store's encoder raises on a value it cannot encode (as opposed to a store outage).

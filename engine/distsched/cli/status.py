@@ -45,6 +45,14 @@ def ago(seconds: float | None) -> str:
 def render(data: dict[str, Any]) -> str:
     """The status as text (``data``: ``Status.to_dict()`` plus ``storage``)."""
     out = [f"storage     {data['storage']}"]
+    signing = data.get("signing", "unsigned")
+    if signing == "signed":
+        out.append("signing     signed: the leader signs every dispatch, every live worker checks")
+    elif signing == "mixed":
+        out.append("signing     MIXED: some nodes have no DISTSCHED_SIGNING_KEY (their tasks or results are refused)")
+    else:
+        out.append("signing     unsigned: anyone who can write to the store can run tasks on the workers "
+                   "(set DISTSCHED_SIGNING_KEY, see docs/security.md)")
     leader = data["leader"]
     if leader is None:
         out.append("leader      none (no scheduler ever took the lease)")

@@ -149,6 +149,8 @@ class TaskResult:
     retryable: bool = True
     retry_after: float | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)
+    #: The worker's signature of this result (``distsched.signing``); None unsigned.
+    signature: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -43,6 +43,8 @@ class Worker:
     draining: bool = False
     blocked: int = attrs.field(default=0, validator=attrs.validators.and_(
         attrs.validators.instance_of(int), attrs.validators.ge(0)))
+    #: The worker checks the leader's signatures (it has a signing key).
+    signed: bool = False
 
     @capacity.default
     def _capacity_default(self) -> int:

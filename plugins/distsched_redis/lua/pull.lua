@@ -32,11 +32,11 @@ local function take(entry)
   local id, n = string.match(entry, '^(.*)#(%d+)$')
   if not id then return end
   local key = task_key(id)
-  local cur = redis.call('HMGET', key, 's', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd', 'to', 'j')
+  local cur = redis.call('HMGET', key, 's', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd', 'g', 'to', 'j')
   if cur[1] ~= 'dispatched' or cur[5] ~= w or cur[6] ~= n then
     return  -- stale: re-dispatched, cancelled, finished or reassigned
   end
-  if not tonumber(cur[2]) or not tonumber(cur[12]) then
+  if not tonumber(cur[2]) or not tonumber(cur[13]) then
     -- a record this script cannot read: moved aside by the caller (the row tells it why),
     -- never an error that would stop the entries behind it
     bad[#bad + 1] = id
@@ -47,7 +47,7 @@ local function take(entry)
   -- reindex() for dispatched -> running on the same worker, by hand
   count_delta('dispatched', -1)
   count_delta('running', 1)
-  batch2('ZADD', P .. 'dl', NOW + tonumber(cur[12]), id)
+  batch2('ZADD', P .. 'dl', NOW + tonumber(cur[13]), id)
   ids[#ids + 1] = entry
   cur[1], cur[2], cur[3], cur[4] = 'running', tostring(v), NOW_S, NOW_S
   out[#out + 1] = task_reply(id, cur)

@@ -29,7 +29,7 @@ prune_expired(100 + 2 * #entries)
 -- The fields a result may have (model.result.TaskResult).
 local FIELDS = {task_id = true, attempt_id = true, outcome = true, started_at = true, finished_at = true,
                 worker_id = true, value = true, error = true, error_type = true, retryable = true,
-                retry_after = true, meta = true}
+                retry_after = true, meta = true, signature = true}
 
 -- A success this script can judge: the required fields typed right, nothing unknown.
 local function judgeable(r)

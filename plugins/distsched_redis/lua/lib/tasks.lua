@@ -87,15 +87,16 @@ local function parse_task(str)
   }
 end
 
--- The fields of a task row, in the order Python reads them (codec.decode_task).
-local ROW_FIELDS = {'s', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd'}
+-- The fields of a task row, in the order Python reads them (codec.decode_task); g is the
+-- leader's signature of the current dispatch ("" or absent when unsigned).
+local ROW_FIELDS = {'s', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd', 'g'}
 
--- A task as returned to Python: an array {s, v, sa, u, w, n, da, fa, r, sp, d, id} (false -
--- a nil reply - for a missing field), from the first 11 values of `f` (ROW_FIELDS order, as
+-- A task as returned to Python: an array {s, v, sa, u, w, n, da, fa, r, sp, d, g, id} (false -
+-- a nil reply - for a missing field), from the first 12 values of `f` (ROW_FIELDS order, as
 -- HMGET returns them). Reuses `f`.
 local function task_reply(id, f)
-  for k = #f, 12, -1 do f[k] = nil end
-  f[12] = id
+  for k = #f, 13, -1 do f[k] = nil end
+  f[13] = id
   return f
 end
 
