@@ -462,7 +462,11 @@ class StorageBackend(Protocol):
     of the exception types that mean the store is unreachable or not ready for now (down,
     restarting, cut off): a leader whose pass fails with one of them (or with an ``OSError``
     or ``asyncio.TimeoutError``) steps down with a warning instead of an error. A backend
-    may also define ``quarantine`` (a :class:`Quarantine`)."""
+    may also define ``quarantine`` (a :class:`Quarantine`) and ``async housekeeping(budget)
+    -> int``: the leader calls it on every housekeeping pass (each heartbeat interval) to
+    drop what the retention let expire (index entries of finished tasks whose records are
+    gone), at most ``budget`` entries per call, not fenced (idempotent); it returns how many
+    entries were due, and the leader calls again at once while that is ``budget`` or more."""
 
     url: str
     jobs: JobRepository

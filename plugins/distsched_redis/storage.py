@@ -213,6 +213,10 @@ class RedisStorage:
         keys = [self._opkey()] if op else [self.prefix + "lease"]
         return await script(keys=keys, args=[self.prefix, *args])
 
+    async def housekeeping(self, budget: int) -> int:
+        """lua/prune.lua: drop the index entries of finished tasks whose hashes expired."""
+        return int(await self.run(self.scripts.prune, [str(int(budget))], op=False))
+
     async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
         """Quarantine a record the engine cannot decode (lua/quarantine.lua): it leaves every
         index, its bytes are kept under ``qd:<kind>:<key>``, and ``qr`` says why. Logged as

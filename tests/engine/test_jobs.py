@@ -154,3 +154,26 @@ def test_an_integer_balance_key_is_refused_at_load(tmp_path):
     with pytest.raises(JobsFileError) as err:
         load_jobs_file(path)
     assert "job 'hashed': balance_key: must be a string, not int 5" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_jobs_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    """/dev/zero used to be read until memory ran out; a FIFO blocked forever (issue 16.6)."""
+    import os
+
+    if kind == "device":
+        path = "/dev/zero"
+    elif kind == "fifo":
+        path = tmp_path / "jobs.fifo"
+        os.mkfifo(path)
+    else:
+        path = tmp_path
+    with pytest.raises(JobsFileError) as err:
+        load_jobs_file(path)
+    assert "must be a regular file" in str(err.value)
+
+
+def test_distsched_run_on_dev_zero_is_one_line(distsched_cli):
+    result = distsched_cli("run", "/dev/zero", "--duration", "0")
+    assert result.exit_code != 0
+    assert "must be a regular file" in result.output and "Traceback" not in result.output

@@ -45,6 +45,9 @@ from .backoff import Backoff, wait_or_stop
 
 log = logging.getLogger("distsched.scheduler")
 FIRE_BATCH = 500
+#: Retention pruning per housekeeping pass: entries per call per state, calls at most.
+HOUSEKEEPING_BUDGET = 2000
+HOUSEKEEPING_ROUNDS = 5
 #: Longest the leader sleeps without any reason to wake (housekeeping: reaping, timeouts).
 MAX_IDLE = 1.0
 #: How often a follower tries to take the lease.
@@ -254,6 +257,7 @@ class Scheduler:
                 await self.reap_workers(fence, now)
                 await self.check_timeouts(fence, now)
                 await self.report_quarantine(now)
+                await self.housekeeping()
                 last_house = now
             dispatched, blocked = await self.dispatch_ready(fence, storage.clock(), ahead=cfg.fire_ahead)
             if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
@@ -425,6 +429,22 @@ class Scheduler:
             log.warning("could not pause job %r: %s: %s", name, type(err).__name__, err)
             return
         self.events.emit(ev.RecordQuarantined(at=now, record="job", key=name, reason=reason, action="paused"))
+
+    async def housekeeping(self) -> int:
+        """The store's own housekeeping (``StorageBackend.housekeeping``: retention pruning),
+        with a bounded budget per pass so that a backlog never stalls the leader."""
+        prune = getattr(self.storage, "housekeeping", None)
+        if prune is None:
+            return 0
+        total = 0
+        for _ in range(HOUSEKEEPING_ROUNDS):
+            due = await prune(HOUSEKEEPING_BUDGET)
+            total += min(due, HOUSEKEEPING_BUDGET)
+            if due < HOUSEKEEPING_BUDGET:
+                break
+            await asyncio.sleep(0)
+        self.stats["pruned"] += total
+        return total
 
     async def report_quarantine(self, now: float) -> int:
         """Emit a ``record.quarantined`` event for each record the store moved aside since the
