@@ -71,7 +71,7 @@ DEFAULT_KEEP_FINISHED = 100_000
 
 
 #: Scheduler records whose heartbeat is older than this are dropped (seconds).
-SCHEDULER_FORGET = 86400.0
+SCHEDULER_FORGET = 3600.0
 #: Finished states counted per minute (skipped slots are not work done).
 COUNTED = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
 
