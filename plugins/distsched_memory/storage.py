@@ -177,8 +177,8 @@ class _State:
                 minute = int(now // 60)
                 self.minutes.setdefault(minute, Counter())[new.state.value] += 1
                 if len(self.minutes) > THROUGHPUT_KEEP // 60:
-                    for gone in [m for m in self.minutes if m < minute - THROUGHPUT_KEEP // 60]:
-                        del self.minutes[gone]
+                    for stale in [m for m in self.minutes if m < minute - THROUGHPUT_KEEP // 60]:
+                        del self.minutes[stale]
             if new.job is not None and new.state is not TaskState.SKIPPED:
                 st = self.job_state.get(new.job)
                 if st is not None:
