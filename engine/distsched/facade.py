@@ -277,7 +277,10 @@ class DistributeSchedule:
         ready = asyncio.Event()
         self._runner = asyncio.create_task(self.engine.run(
             self._stop, scheduler=scheduler, worker=self.worker_config if worker else None, on_ready=ready.set))
-        await ready.wait()
+        await _first(ready.wait(), self._runner)  # the runner ends early when a server cannot start
+        if self._runner.done():
+            runner, self._runner = self._runner, None
+            await runner
         if self.engine.worker is not None:
             await _first(self.engine.worker.registered.wait(), self._runner)
         if self._runner.done():

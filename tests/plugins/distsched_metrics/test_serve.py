@@ -1,0 +1,94 @@
+"""`/metrics` beside an in-process engine (memory://), scraped over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+
+import httpx
+import pytest
+
+from distsched import DistributeSchedule
+from distsched.plugin.errors import PluginError
+from distsched.testing.redis_server import free_port
+
+
+def _app(address: str) -> DistributeSchedule:
+    app = DistributeSchedule(f"memory://metrics-{uuid.uuid4().hex}", serve={"metrics": address})
+
+    @app.task
+    def ok():
+        return 1
+
+    @app.task
+    def boom():
+        raise RuntimeError("no")
+
+    return app
+
+
+async def _poll(predicate, timeout: float = 10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await asyncio.to_thread(predicate)
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {predicate}")
+        await asyncio.sleep(0.05)
+
+
+async def test_counters_move_as_tasks_run_fail_and_retry(scrape):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    app = _app(f"127.0.0.1:{port}")
+    async with app.running():
+        server = app.engine.servers["metrics"]
+        assert server.url == url
+        before = await asyncio.to_thread(scrape, url)
+        assert before.total("distsched_tasks_finished_total") == 0
+        await app.add_job("tick", every="0.2s", target="ok")
+        failing = await app.submit("boom", retry={"max_attempts": 2, "delay": 0.01, "backoff": "fixed"})
+        await app.wait(failing, timeout=10)
+        s = await _poll(lambda: (s := scrape(url)).get_value("distsched_tasks_finished_total", job="tick",
+                                                              outcome="succeeded") >= 2 and s)
+        assert s.get_value("distsched_tasks_finished_total", job="_none", outcome="failed") == 1
+        assert s.get_value("distsched_retries_total", job="_none", outcome="failed") == 1
+        assert s.get_value("distsched_attempts_total", job="_none", outcome="failed") == 2
+        assert s.get_value("distsched_attempts_total", job="tick", outcome="succeeded") >= 2
+        assert s.get_value("distsched_fire_lag_seconds_count") >= 2
+        assert s.get_value("distsched_run_duration_seconds_count", job="tick") >= 2
+        assert s.get_value("distsched_leader") == 1 and s.get_value("distsched_leader_term") >= 1
+        assert s.get_value("distsched_workers_alive") == 1
+        assert s.total("distsched_worker_queue_depth") >= 0
+        assert s.get_value("distsched_tasks_dispatched_total") >= 4
+        assert s.get_value("process_cpu_seconds_total") > 0
+    # stopped: the port is closed and the observer is gone
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=2.0)
+    assert not app.engine.events.active
+
+
+async def test_a_port_in_use_is_an_error_naming_the_plugin():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = _app(f"127.0.0.1:{port}")
+        with pytest.raises(PluginError, match=r"plugin 'metrics'.*could not serve metrics on 127\.0\.0\.1:\d+: OSError"):
+            await app.start()
+        await app.stop()
+    assert not app.engine.events.active
+
+
+def test_port_zero_picks_a_free_port(scrape):
+    async def main():
+        app = _app("127.0.0.1:0")
+        async with app.running():
+            server = app.engine.servers["metrics"]
+            assert server.port > 0
+            return await asyncio.to_thread(scrape, server.url)
+
+    samples = asyncio.run(main())
+    assert ("distsched_leader", frozenset()) in samples
