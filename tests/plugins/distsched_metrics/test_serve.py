@@ -14,8 +14,8 @@ from distsched.plugin.errors import PluginError
 from distsched.testing.redis_server import free_port
 
 
-def _app(address: str) -> DistributeSchedule:
-    app = DistributeSchedule(f"memory://metrics-{uuid.uuid4().hex}", serve={"metrics": address})
+def _app(address: str | None) -> DistributeSchedule:
+    app = DistributeSchedule(f"memory://metrics-{uuid.uuid4().hex}", serve={"metrics": address} if address else {})
 
     @app.task
     def ok():
@@ -92,3 +92,41 @@ def test_port_zero_picks_a_free_port(scrape):
 
     samples = asyncio.run(main())
     assert ("distsched_leader", frozenset()) in samples
+
+
+async def test_the_asgi_app_the_web_server_mounts():
+    from distsched_metrics import asgi_app, observer_for
+
+    app = _app(None)  # no --metrics
+    async with app.running():
+        assert not app.engine.servers
+        asgi = asgi_app(app.engine)  # registers the observer on first use
+        assert observer_for(app.engine) is observer_for(app.engine)
+        task_id = await app.submit("ok")
+        await app.result(task_id, timeout=5)
+
+        async def get() -> tuple[int, str]:
+            sent: list[dict] = []
+
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message):
+                sent.append(message)
+
+            await asgi({"type": "http", "method": "GET", "path": "/metrics", "query_string": b"", "headers": []},
+                       receive, send)
+            body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()
+            return sent[0]["status"], body
+
+        async def finished() -> str:
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                status, body = await get()
+                assert status == 200
+                if 'distsched_tasks_finished_total{job="_none",outcome="succeeded"} 1.0' in body:
+                    return body
+                assert asyncio.get_running_loop().time() < deadline, body
+                await asyncio.sleep(0.05)
+
+        await finished()
