@@ -111,6 +111,22 @@ def distsched_event(event: Event) -> None:
     """
 
 
+@hookspec
+def distsched_cli_commands() -> list[Any]:  # type: ignore[empty-body]
+    """Add subcommands to the ``distsched`` command line.
+
+    Called once, when the ``distsched`` command needs a name it does not define itself (or
+    lists its commands for ``--help``); plugins named by ``--disable-plugin`` /
+    ``DISTSCHED_DISABLE_PLUGINS`` are not asked. Returns a list of :class:`click.Command`
+    (or :class:`click.Group`) objects, each added under its ``name``. A name that a built-in
+    command already has, or that two plugins both return, is refused: the command is left
+    out and ``distsched`` says which plugin(s) asked for it. The commands receive the root
+    context, so ``ctx.find_root().obj`` holds the global options (``disable``, ``plugins``).
+
+    .. versionadded:: 0.2
+    """
+
+
 @hookspec(firstresult=True)
 def distsched_serve(engine: Engine, name: str, address: str) -> Any:
     """Start a server beside a running engine: ``name`` is what to serve (``metrics``,
@@ -135,7 +151,7 @@ def distsched_serve(engine: Engine, name: str, address: str) -> Any:
 
 
 __all__ = [
-    "PROJECT", "distsched_event", "distsched_serve", "distsched_register_balancers", "distsched_register_election",
+    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve", "distsched_register_balancers", "distsched_register_election",
     "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
     "hookimpl", "hookspec",
 ]
