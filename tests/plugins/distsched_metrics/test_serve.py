@@ -11,7 +11,7 @@ import pytest
 
 from distsched import DistributeSchedule
 from distsched.plugin.errors import PluginError
-from distsched.testing.redis_server import free_port
+from distsched.testing.redis_server import RedisServer, free_port, redis_server_binary
 
 
 def _app(address: str | None) -> DistributeSchedule:
@@ -94,6 +94,22 @@ def test_port_zero_picks_a_free_port(scrape):
     assert ("distsched_leader", frozenset()) in samples
 
 
+async def asgi_get(asgi) -> tuple[int, str]:
+    """One GET /metrics through an ASGI app, called as an ASGI server calls it."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await asgi({"type": "http", "method": "GET", "path": "/metrics", "query_string": b"", "headers": []},
+               receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()
+    return sent[0]["status"], body
+
+
 async def test_the_asgi_app_the_web_server_mounts():
     from distsched_metrics import asgi_app, observer_for
 
@@ -101,32 +117,45 @@ async def test_the_asgi_app_the_web_server_mounts():
     async with app.running():
         assert not app.engine.servers
         asgi = asgi_app(app.engine)  # registers the observer on first use
+        only_engine = asgi_app(app.engine, store=False)
         assert observer_for(app.engine) is observer_for(app.engine)
         task_id = await app.submit("ok")
         await app.result(task_id, timeout=5)
+        deadline = asyncio.get_running_loop().time() + 10
+        want = 'distsched_tasks_finished_total{job="_none",outcome="succeeded"} 1.0'
+        while True:
+            status, body = await asgi_get(asgi)
+            assert status == 200
+            if want in body:
+                break
+            assert asyncio.get_running_loop().time() < deadline, body
+            await asyncio.sleep(0.05)
+        # the store's own figures, read at the scrape
+        assert "distsched_store_up 1.0" in body
+        assert 'distsched_store_tasks{state="succeeded"} 1.0' in body
+        assert "distsched_store_workers_alive 1.0" in body
+        assert "distsched_store_leader_term 1.0" in body
+        assert body.count("distsched_store_worker_queue_depth{worker=") == 1
+        status, body = await asgi_get(only_engine)
+        assert status == 200 and want in body and "distsched_store" not in body
 
-        async def get() -> tuple[int, str]:
-            sent: list[dict] = []
 
-            async def receive():
-                return {"type": "http.request", "body": b"", "more_body": False}
+@pytest.mark.redis
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
+async def test_a_store_that_does_not_answer_is_a_gauge_not_an_error():
+    from distsched_metrics import asgi_app
 
-            async def send(message):
-                sent.append(message)
-
-            await asgi({"type": "http", "method": "GET", "path": "/metrics", "query_string": b"", "headers": []},
-                       receive, send)
-            body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()
-            return sent[0]["status"], body
-
-        async def finished() -> str:
-            deadline = asyncio.get_running_loop().time() + 10
-            while True:
-                status, body = await get()
-                assert status == 200
-                if 'distsched_tasks_finished_total{job="_none",outcome="succeeded"} 1.0' in body:
-                    return body
-                assert asyncio.get_running_loop().time() < deadline, body
-                await asyncio.sleep(0.05)
-
-        await finished()
+    with RedisServer() as redis:
+        app = DistributeSchedule(redis.url)
+        try:
+            asgi = asgi_app(app.engine)
+            status, body = await asgi_get(asgi)
+            assert status == 200 and "distsched_store_up 1.0" in body
+            assert "distsched_store_workers_alive 0.0" in body
+            redis.kill()
+            status, body = await asyncio.wait_for(asgi_get(asgi), 60)
+            assert status == 200 and "distsched_store_up 0.0" in body
+            assert "distsched_store_tasks" not in body
+            assert "distsched_fire_lag_seconds_count 0.0" in body  # the engine's metrics still answer
+        finally:
+            await app.engine.close()
