@@ -35,3 +35,11 @@ def test_a_port_in_use_stops_run_with_one_line_naming_the_plugin(distsched_cli):
 def test_help_mentions_metrics(distsched_cli):
     for command in ("run", "scheduler", "worker"):
         assert "--metrics HOST:PORT" in distsched_cli(command, "--help").output
+
+
+def test_the_start_line_says_where_metrics_are_and_hides_the_password(distsched_cli):
+    result = distsched_cli("run", EXAMPLE, "--storage", "memory://user:s3cret@x", "--duration", "0",
+                           "--metrics", "127.0.0.1:0")
+    assert result.exit_code == 0, result.output
+    assert "on memory://user:***@x" in result.output and "s3cret" not in result.output
+    assert "metrics on a free port" in result.output

@@ -86,6 +86,7 @@ def test_scheduler_and_worker_metrics_move_as_tasks_run_fail_and_retry(tmp_path,
                              and s.get_value("distsched_workers_alive") == 1) else None
 
             first = poll("the scheduler to count successes, failures and retries", lambda: scheduler_has(2))
+            assert f"metrics at {urls['scheduler']}" in (tmp_path / "scheduler.log").read_text()
             assert first.get_value("distsched_retries_total", job="broken", outcome="failed") >= 1
             assert first.get_value("distsched_leader") == 1 and first.get_value("distsched_leader_term") >= 1
             assert first.get_value("distsched_leader_elections_total") == 1
