@@ -266,7 +266,8 @@ class WorkerService:
         events = self.events if self.events is not None and self.events.active else None
         if events is not None:
             events.emit(ev.AttemptStarted(at=started, task_id=task.id, job=task.job, attempt_id=task.attempt_id,
-                                          worker_id=worker_id))
+                                          worker_id=worker_id, slot=task.slot, due_at=task.not_before,
+                                          dispatched_at=task.dispatched_at))
         try:
             refused = self._refusal(task)
             if refused is not None:

@@ -66,8 +66,8 @@ def render(data: dict[str, Any]) -> str:
     standbys = sum(1 for n in nodes if n["role"] != "leader" and n["alive"])
     out.append(f"schedulers  {len(nodes)} ({standbys} standby)")
     for n in nodes:
-        state = n["role"] if n["alive"] else f"{n['role']}, silent"
-        out.append(f"  {n['id']:<36} {state:<16} heartbeat {ago(n['heartbeat_age'])} ago  host {n['host']} pid {n['pid']}")
+        state = n["role"] if n["alive"] else f"silent (was {n['role']})"
+        out.append(f"  {n['id']:<36} {state:<20} heartbeat {ago(n['heartbeat_age'])} ago  host {n['host']} pid {n['pid']}")
     workers = data["workers"]
     alive = sum(1 for w in workers if w["state"] in ("alive", "draining"))
     out.append(f"workers     {len(workers)} ({alive} alive)")
