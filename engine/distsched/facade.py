@@ -282,7 +282,8 @@ class DistributeSchedule:
 
     async def cancel_task(self, task_id: str, reason: str = "cancelled by user") -> Task:
         """Cancel a task that has not finished: it will not run (again). An attempt already
-        running is not interrupted; its result is dropped. Raises NotFound, or
+        running is stopped by its worker within one heartbeat (a sync function's thread is
+        abandoned); any late result is dropped. Raises NotFound, or
         InvalidTransition when the task already finished. Returns the cancelled task."""
         storage = await self.storage()
         for _ in range(20):  # optimistic: re-read when the leader changed it meanwhile

@@ -24,6 +24,7 @@ from ..config import EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, TaskSpec, ValidationError, Worker
 from ..model import events as ev
 from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
+from ..model.task import ASSIGNED
 from ..plugin.errors import PluginError, UnknownName
 from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
@@ -68,6 +69,11 @@ class WorkerService:
         self._context = ExecutorContext(functions=functions, concurrency=config.concurrency,
                                         settings=dict(config.settings))
         self._running: dict[asyncio.Task[None], str] = {}
+        #: The task each running execution holds (for the heartbeat's check of cancellations).
+        self._holding: dict[asyncio.Task[None], Task] = {}
+        #: Attempts stopped here because the store no longer had them current (cancelled,
+        #: e.g. replaced by a newer slot under overlap ``replace``, or requeued).
+        self.abandoned = 0
         self._results: list[TaskResult] = []
         self._results_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -182,10 +188,12 @@ class WorkerService:
             for task in tasks:
                 job = asyncio.create_task(self._execute(task))
                 self._running[job] = self.id
+                self._holding[job] = task
                 job.add_done_callback(self._done)
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self._running.pop(job, None)
+        self._holding.pop(job, None)
         self._slot_free.set()
 
     async def _drain(self) -> None:
@@ -229,6 +237,39 @@ class WorkerService:
                     await self._reincarnate()
                 except Exception as exc:  # the next beat tries again
                     log.warning("worker %s: re-registering failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
+            elif alive:
+                try:
+                    await asyncio.wait_for(self.stop_superseded(), timeout=interval * 2)
+                except Exception as exc:  # the next beat looks again
+                    log.warning("worker %s: checking its running tasks failed (%s: %s)",
+                                self.id, type(exc).__name__, exc)
+
+    async def stop_superseded(self) -> int:
+        """Stop the executions whose attempt the store no longer holds as current on this
+        worker: the task was cancelled (by a user, or replaced by a newer slot under overlap
+        ``replace``), requeued, or it is gone. Called after each heartbeat, so the worker
+        learns it within one heartbeat interval. A coroutine is cancelled; a sync function's
+        thread cannot be killed and is abandoned (it holds its slot until it returns, see
+        :meth:`blocked`). No result is reported for a stopped attempt (the store would drop
+        it as stale anyway). Returns how many were stopped."""
+        holding = [(job, task) for job, task in self._holding.items() if not job.done()]
+        if not holding:
+            return 0
+        stored = await self.storage.tasks.get_many([task.id for _, task in holding])
+        stopped = 0
+        for (job, task), now in zip(holding, stored):
+            current = (now is not None and now.state in ASSIGNED and now.attempt_id == task.attempt_id
+                       and now.worker_id == task.worker_id)
+            if current or job.done():
+                continue
+            why = "it is gone" if now is None else (
+                f"it is {now.state.value}" + (f" ({now.reason})" if now.reason else "")
+                if now.attempt_id == task.attempt_id else f"attempt {now.attempt_id} superseded it")
+            log.warning("worker %s: stopping attempt %s: %s", self.id, task.attempt_id, why)
+            job.cancel()
+            stopped += 1
+        self.abandoned += stopped
+        return stopped
 
     async def _reincarnate(self) -> None:
         """We were declared dead: the leader requeued what we held. Drop it, start anew."""
