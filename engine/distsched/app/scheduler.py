@@ -479,17 +479,12 @@ class Scheduler:
         return len(fresh)
 
     def balancer(self, name: str) -> Balancer:
+        """This term's balancer of ``name``. Raises UnknownName (a LookupError) for a name no
+        plugin of this node provides: the task that asks for it fails (no silent fallback)."""
         found = self._balancers.get(name)
         if found is None:
             registry = self.plugins.balancers
-            if name not in registry:
-                names = registry.names()
-                if not names:
-                    registry.get(name)  # raises UnknownName with the full story
-                fallback = "least-tasks" if "least-tasks" in registry else names[0]
-                log.error("balancer %r is not registered; using %r", name, fallback)
-                name = fallback
-            reg = registry.get(name)
+            reg = registry.get(name, where="the leader")
             found = check_returns(self.plugins.call_factory(reg), Balancer, reg, "Balancer")
             self._balancers[name] = found
         return found
@@ -508,6 +503,7 @@ class Scheduler:
             return 0, False
         chosen: list[Task] = []
         poisoned: list[tuple[Task, str]] = []
+        unknown: list[tuple[Task, str]] = []
         #: when each chosen task became ready (for the dispatch lag), only with observers
         ready_at: list[float] | None = [] if self.events.active else None
         blocked = False
@@ -521,7 +517,12 @@ class Scheduler:
                     continue
                 running[task.job] += 1
             try:
-                worker = self.balancer(task.spec.balancer).select(task, workers, now=now, ttl=ttl)
+                balancer = self.balancer(task.spec.balancer)
+            except LookupError as exc:  # not registered on this leader: the task fails, no fallback
+                unknown.append((task, f"cannot dispatch: {safe_str(exc)}"[:500]))
+                continue
+            try:
+                worker = balancer.select(task, workers, now=now, ttl=ttl)
             except Exception as exc:  # the balancer fails on this task: it alone is cancelled
                 poisoned.append((task, f"balancer {task.spec.balancer!r} failed on this task: "
                                        f"{type(exc).__name__}: {safe_str(exc)}"[:500]))
@@ -538,6 +539,8 @@ class Scheduler:
             chosen.append(task)
         if poisoned:
             await self._cancel_poisoned(fence, poisoned, now)
+        if unknown:
+            await self._fail_undispatchable(fence, unknown, now)
         if not chosen:
             return 0, True
         ok = await storage.tasks.dispatch(fence, chosen)
@@ -550,6 +553,14 @@ class Scheduler:
                                                        worker_id=task.worker_id or "", attempt_id=task.attempt_id,
                                                        ready_at=min(became, now)))
         return sent, blocked
+
+    async def _fail_undispatchable(self, fence: Fence, failing: list[tuple[Task, str]], now: float) -> None:
+        for task, reason in failing:
+            log.error("task %s failed: %s", task.id, reason)
+            task.undispatchable(reason, now)
+        ok = await self.storage.tasks.save(fence, [task for task, _ in failing])
+        self.stats["undispatchable"] += sum(ok)
+        self._finished_events(task for (task, _), written in zip(failing, ok) if written)
 
     async def _cancel_poisoned(self, fence: Fence, poisoned: list[tuple[Task, str]], now: float) -> None:
         for task, reason in poisoned:

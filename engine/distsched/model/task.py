@@ -59,8 +59,9 @@ TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.SKIPPED
 ASSIGNED = frozenset({S.DISPATCHED, S.RUNNING})
 #: Every legal move. Terminal states have none: a finished task never changes again.
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
-    S.PENDING: frozenset({S.DISPATCHED, S.CANCELLED}),
-    S.RETRYING: frozenset({S.DISPATCHED, S.CANCELLED}),
+    # pending/retrying -> failed: the leader cannot dispatch it at all (``Task.undispatchable``).
+    S.PENDING: frozenset({S.DISPATCHED, S.CANCELLED, S.FAILED}),
+    S.RETRYING: frozenset({S.DISPATCHED, S.CANCELLED, S.FAILED}),
     # dispatched -> finished directly: the result can overtake the "started" record.
     S.DISPATCHED: frozenset(
         {S.RUNNING, S.PENDING, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.RETRYING, S.CANCELLED}
@@ -252,6 +253,17 @@ class Task:
         self.redeliveries += 1
         self.not_before = now
         return self.state
+
+    def undispatchable(self, reason: str, now: float) -> None:
+        """The leader cannot dispatch this task at all (its balancer is not registered on
+        the leader): it fails, not retried, with ``reason`` saying why."""
+        if self.state not in (TaskState.PENDING, TaskState.RETRYING):
+            raise InvalidTransition(self.id, self.state.value, "failed (undispatchable)")
+        self._move(TaskState.FAILED, now)
+        self.reason = reason
+        self.result = None  # (a retrying task's: that attempt's failure is not why it ends)
+        self.worker_id = None
+        self.finished_at = now
 
     def cancel(self, reason: str, now: float) -> None:
         self._move(TaskState.CANCELLED, now)

@@ -405,3 +405,23 @@ async def test_a_slow_or_hanging_lease_renewal_counts_as_a_store_stall():
         assert not leader.scheduler._in_grace(leader.storage.clock())
     finally:
         await leader.app.stop()
+
+
+async def test_a_task_whose_balancer_the_leader_lacks_fails_naming_it(leader):
+    # Stored past the facade's check (another node with other plugins, or a plugin removed
+    # since): the leader must not run it on some other balancer.
+    await _one_worker(leader)
+    await leader.add("j", 100.0, every="10s", balancer="fastest")
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    sent, _ = await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
+    assert sent == 0
+    (task,) = await leader.tasks("j")
+    assert task.state is TaskState.FAILED and task.worker_id is None
+    assert "balancer 'fastest' is not registered" in task.reason
+    assert "available: consistent-hash, least-tasks, round-robin" in task.reason
+    assert leader.scheduler.stats["undispatchable"] == 1
+    # a task of a known balancer in the same batch is dispatched as usual
+    await leader.add("k", 100.0, every="10s")
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    sent, _ = await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
+    assert sent == 1
