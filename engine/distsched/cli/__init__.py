@@ -388,7 +388,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
         zone = ZoneInfo(trigger.timezone) if trigger else ZoneInfo("UTC")
         slots = config.upcoming(start, count)
         if isinstance(trigger, CronTrigger):
-            what = f"cron {trigger.expr!r} (dst_gap={trigger.dst_gap}, dst_fold={trigger.dst_fold})"
+            what = f"cron {trigger.expr!r} ({trigger.dst_summary()})"
         elif isinstance(trigger, AtTrigger):
             what = "at"
         else:

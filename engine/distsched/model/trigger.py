@@ -3,13 +3,23 @@
 Three kinds, all pure (time is passed in as UNIX seconds, UTC):
 
 ``CronTrigger``   a cron expression (5 fields, or 6 with seconds first) read in the job's time
-                  zone. The cron library (croniter) walks wall-clock time; this module maps each
-                  wall-clock time to instants and applies the DST policies:
+                  zone, with the day fields of Vixie/Debian cron (day-of-month and
+                  day-of-week both restricted: a day matches if either does; but a field
+                  that starts with ``*``, such as ``*/10``, counts as unrestricted, so both
+                  must match - croniter's ``implement_cron_bug``). The cron library
+                  (croniter) walks wall-clock time; this module maps each wall-clock time
+                  to instants and applies the DST policies:
                   ``dst_gap``  a wall time that does not exist (spring forward):
                                ``shift`` runs it at the shifted instant (02:30 -> 03:30),
-                               ``skip`` records it as a skipped slot;
+                               ``skip`` records it as a skipped slot,
+                               ``transition`` (Debian cron's rule) runs a fixed-time job at
+                               the transition instant (02:30 -> 03:00) and records a
+                               wildcard job's (below) as skipped;
                   ``dst_fold`` a wall time that happens twice (fall back):
-                               ``once`` runs the first occurrence, ``twice`` runs both.
+                               ``once`` runs the first occurrence, ``twice`` runs both. As in
+                               cron, a *wildcard* job - its minute or hour field (or seconds
+                               field) starts with ``*``, or ``@hourly`` - follows real time:
+                               it runs in both occurrences whatever ``dst_fold`` says.
 ``EveryTrigger``  a fixed interval ("10s", "5m", "1h30m"), aligned to ``anchor`` (default the
                   UNIX epoch, so every node computes the same slots without coordination).
 ``AtTrigger``     one instant (ISO-8601; a naive time is read in the job's time zone).
@@ -32,7 +42,7 @@ from croniter.croniter import CroniterError
 from .errors import ValidationError
 
 UTC = timezone.utc
-DST_GAP = ("shift", "skip")
+DST_GAP = ("shift", "skip", "transition")
 DST_FOLD = ("once", "twice")
 MIN_INTERVAL = 0.01
 MAX_CRON_LENGTH = 1024
@@ -100,12 +110,27 @@ def _zone(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     load_zone(value)
 
 
+#: What cron's @ aliases stand for (for the wildcard test; croniter expands them itself).
+_ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+
+
+def is_wildcard(expr: str) -> bool:
+    """A cron job that Vixie/Debian cron runs by real time across DST changes: its minute or
+    hour field (or, with 6 fields, its seconds field) starts with ``*``."""
+    fields = _ALIASES.get(expr.strip().lower(), expr).split()
+    times = fields[:3] if len(fields) == 6 else fields[:2]
+    return any(f.startswith("*") for f in times)
+
+
 @lru_cache(maxsize=4096)
 def _parsed_cron(expr: str, seconds: bool) -> croniter:
     """croniter's parse of ``expr`` (most of its cost), checked to fire at all; done once per
     expression and copied for every walk. Raises ValidationError (not cached)."""
     try:
-        parsed = croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds, max_years_between_matches=5)
+        # implement_cron_bug: the day fields of Vixie/Debian cron (see the module doc)
+        parsed = croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds, max_years_between_matches=5,
+                          implement_cron_bug=True)
     except (CroniterError, ValueError, KeyError, TypeError) as exc:
         raise ValidationError("cron", f"invalid expression {expr!r}: {exc}") from None
     try:
@@ -123,6 +148,8 @@ class CronTrigger:
     dst_fold: str = attrs.field(default="once", validator=_choice(DST_FOLD))
     _zone: ZoneInfo = attrs.field(init=False, repr=False, eq=False)
     _seconds: bool = attrs.field(init=False, repr=False, eq=False)
+    #: Runs by real time across DST changes, as cron runs it (see :func:`is_wildcard`).
+    wildcard: bool = attrs.field(init=False, repr=False, eq=False)
 
     kind = "cron"
 
@@ -143,6 +170,16 @@ class CronTrigger:
         _parsed_cron(expr, seconds)
         object.__setattr__(self, "_zone", load_zone(self.timezone))
         object.__setattr__(self, "_seconds", seconds)
+        object.__setattr__(self, "wildcard", is_wildcard(expr))
+
+    def dst_summary(self) -> str:
+        """What the DST policies do for this expression, in words (for ``explain``)."""
+        gap = {"shift": "shifted by the gap", "skip": "skipped",
+               "transition": "skipped" if self.wildcard else "run at the transition"}[self.dst_gap]
+        fold = "both" if self.wildcard or self.dst_fold == "twice" else "the first"
+        why = " (wildcard minute/hour: real time, as cron)" if self.wildcard and self.dst_fold == "once" else ""
+        return (f"dst_gap={self.dst_gap}, dst_fold={self.dst_fold}: a wall time in a spring-forward gap is {gap}; "
+                f"a repeated wall time runs {fold} occurrence{'s' if fold == 'both' else ''}{why}")
 
     def _walls_after(self, wall: datetime):
         it = copy.copy(_parsed_cron(self.expr, self._seconds))
@@ -160,11 +197,25 @@ class CronTrigger:
         if utc0.astimezone(zone).replace(tzinfo=None) != wall:
             # Does not exist (spring forward); fold=0 reads it with the pre-transition
             # offset, which is the wall time shifted by the gap.
-            return [Slot(utc0.timestamp(), "dst-gap" if self.dst_gap == "skip" else None)]
+            if self.dst_gap == "transition" and not self.wildcard:
+                return [Slot(self._transition(wall))]
+            return [Slot(utc0.timestamp(), None if self.dst_gap == "shift" else "dst-gap")]
         utc1 = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-        if utc1 != utc0 and self.dst_fold == "twice":
+        if utc1 != utc0 and (self.dst_fold == "twice" or self.wildcard):
             return [Slot(utc0.timestamp()), Slot(utc1.timestamp())]
         return [Slot(utc0.timestamp())]
+
+    def _transition(self, wall: datetime) -> float:
+        """The instant a spring-forward gap containing the non-existent ``wall`` ends: the
+        first whole minute after it that exists (every zone's gaps are whole minutes)."""
+        zone = self._zone
+        probe = wall.replace(second=0, microsecond=0)
+        for _ in range(2 * 24 * 60):
+            probe += timedelta(minutes=1)
+            aware = probe.replace(tzinfo=zone, fold=0)
+            if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == probe:
+                return aware.timestamp()
+        raise ValueError(f"no end found for the DST gap at {wall.isoformat()} in {self.timezone}")  # pragma: no cover
 
     def _ambiguous_or_missing(self, wall: datetime) -> bool:
         zone = self._zone
@@ -176,13 +227,17 @@ class CronTrigger:
     def _next_plain(self, t: float) -> Slot | None:
         """The common case away from DST transitions, in one croniter step.
 
-        When t's own wall time is unambiguous, every wall time before it maps to an instant
-        before t, so croniter's next wall time is the answer - unless that wall time is
+        When t's own wall time is unambiguous and no transition happened in the 3 hours
+        before it, every wall time before it maps to an instant before t, so croniter's next wall time is the answer - unless that wall time is
         itself missing or repeated, where the careful walk takes over (returns None).
         """
         local = datetime.fromtimestamp(t, self._zone)
         wall = local.replace(tzinfo=None)
         if self._ambiguous_or_missing(wall):
+            return None
+        if datetime.fromtimestamp(t - 3 * 3600, self._zone).utcoffset() != local.utcoffset():
+            # Just after a transition: a non-existent wall time before t's can still map
+            # (shifted) to an instant after t - the careful walk finds it.
             return None
         nxt = next(self._walls_after(wall), None)
         if nxt is None or self._ambiguous_or_missing(nxt):

@@ -21,7 +21,7 @@ from distsched.model import (
     ValidationError,
     parse_duration,
 )
-from distsched.model.trigger import MAX_INTERVAL, MIN_INTERVAL, trigger_from_dict
+from distsched.model.trigger import MAX_INTERVAL, MIN_INTERVAL, is_wildcard, trigger_from_dict
 
 UTC = timezone.utc
 
@@ -249,13 +249,67 @@ def test_every_minute_across_fall_back_is_strictly_increasing_without_duplicates
     assert len(set(instants)) == len(instants)
     # Every real minute fires exactly once.
     assert instants == [start + 60 * i for i in range(1, 11)]
+    # A wildcard job runs by real time, as cron runs it: 'once' does not skip the repeated
+    # hour (01:00-01:59 EST, 06:00-07:00 UTC) of an every-minute job (issue 15.1).
     once = ats(walk(CronTrigger("* * * * *", timezone=NY, dst_fold="once"), start, utc("2026-11-01T07:03")))
-    assert all(b > a for a, b in pairwise(once))
-    # 'once' runs the first occurrence of each repeated wall time only: nothing between
-    # 06:00 and 07:00 UTC (01:00-01:59 EST), then 02:00 EST onwards.
-    assert [t for t in once if utc("2026-11-01T06:00") <= t < utc("2026-11-01T07:00")] == []
-    assert once == ([start + 60 * i for i in range(1, 5)]
-                    + [utc("2026-11-01T07:00") + 60 * i for i in range(4)])
+    assert once == [start + 60 * i for i in range(1, 69)]
+
+
+def test_fold_once_keeps_the_first_occurrence_for_fixed_times_only():
+    # 2026-11-01: 01:00-01:59 happens twice in New York (EDT, then EST from 06:00 UTC).
+    start, end = utc("2026-11-01T04:00"), utc("2026-11-01T08:00")
+    wild = ats(walk(CronTrigger("*/30 1 * * *", timezone=NY, dst_fold="once"), start, end))
+    assert wild == [utc("2026-11-01T05:00"), utc("2026-11-01T05:30"), utc("2026-11-01T06:00"), utc("2026-11-01T06:30")]
+    hourly = ats(walk(CronTrigger("@hourly", timezone=NY, dst_fold="once"), start, end))
+    assert hourly == [utc("2026-11-01T05:00"), utc("2026-11-01T06:00"), utc("2026-11-01T07:00"), utc("2026-11-01T08:00")]
+    fixed = ats(walk(CronTrigger("0,30 1 * * *", timezone=NY, dst_fold="once"), start, end))
+    assert fixed == [utc("2026-11-01T05:00"), utc("2026-11-01T05:30")]
+    assert CronTrigger("* 1 * * *", timezone=NY).wildcard and not CronTrigger("0,30 1 * * *", timezone=NY).wildcard
+
+
+def test_explain_says_what_the_dst_policies_do():
+    assert "repeated wall time runs both occurrences (wildcard minute/hour: real time, as cron)" in \
+        CronTrigger("* * * * *", timezone=NY).dst_summary()
+    assert "repeated wall time runs the first occurrence" in CronTrigger("30 1 * * *", timezone=NY).dst_summary()
+    assert "gap is run at the transition" in CronTrigger("30 2 * * *", timezone=NY, dst_gap="transition").dst_summary()
+
+
+def test_dst_gap_transition_runs_a_fixed_time_job_at_the_transition_instant():
+    # Debian cron: a job whose time falls in the skipped hour runs when the hour is skipped.
+    trigger = CronTrigger("30 2 * * *", timezone=NY, dst_gap="transition")
+    slots = walk(trigger, utc("2026-03-06T12:00"), utc("2026-03-09T12:00"))
+    assert slots == [Slot(utc("2026-03-07T07:30")), Slot(utc("2026-03-08T07:00")), Slot(utc("2026-03-09T06:30"))]
+    # several wall times in the gap: one run at the transition
+    both = walk(CronTrigger("0,30 2 * * *", timezone=NY, dst_gap="transition"), utc("2026-03-08T06:00"),
+                utc("2026-03-08T12:00"))
+    assert both == [Slot(utc("2026-03-08T07:00"))]
+    # Lord Howe's 30-minute gap (02:00 -> 02:30 on 2026-10-04)
+    howe = CronTrigger("15 2 * * *", timezone="Australia/Lord_Howe", dst_gap="transition")
+    assert howe.next_after(utc("2026-10-03T12:00")) == Slot(local("2026-10-04T02:30", "Australia/Lord_Howe"))
+    # a wildcard job's non-existent times are recorded as skipped (cron runs it by real time)
+    wild = walk(CronTrigger("*/20 2 * * *", timezone=NY, dst_gap="transition"), utc("2026-03-08T06:00"),
+                utc("2026-03-08T08:00"))
+    assert [s.skip for s in wild] == ["dst-gap"] * 3
+
+
+@pytest.mark.parametrize(("expr", "start", "days"), [
+    # both day fields restricted: either matches (the 1st or the 15th, or a Monday)
+    ("0 0 1,15 * 1", "2026-06-01", [1, 8, 15, 22, 29]),
+    # a field that starts with '*' counts as unrestricted: both must match
+    # (days 1, 11, 21, 31 that are a Sunday, Wednesday or Saturday)
+    ("26 1 */10 * */3", "2026-01-01", [(1, 11), (1, 21), (1, 31), (2, 1)]),
+    ("0 0 */10 * 1-5", "2026-06-01", [1, 11]),
+])
+def test_day_fields_follow_vixie_cron(expr, start, days):
+    trigger = CronTrigger(expr)
+    t = utc(f"{start}T00:00") - 1
+    got = []
+    for _ in range(len(days)):
+        slot = trigger.next_after(t)
+        when = datetime.fromtimestamp(slot.at, UTC)
+        got.append(when.day if isinstance(days[0], int) else (when.month, when.day))
+        t = slot.at
+    assert got == days
 
 
 def test_every_minute_across_spring_forward_loses_no_real_minute():
@@ -298,7 +352,7 @@ TRANSITIONS_2026 = [
 
 def oracle_matches(expr: str, zone: str, instant: float, fold: str) -> bool:
     wall = datetime.fromtimestamp(instant, ZoneInfo(zone))
-    if fold == "once" and wall.fold == 1:
+    if fold == "once" and wall.fold == 1 and not is_wildcard(expr):
         return False
     return croniter.match(expr, wall.replace(tzinfo=None))
 
@@ -503,3 +557,13 @@ def test_timedelta_helper_sanity():
     first = local("2026-11-01T01:30", NY, fold=0)
     second = local("2026-11-01T01:30", NY, fold=1)
     assert second - first == timedelta(hours=1).total_seconds()
+
+
+@pytest.mark.parametrize("gap", ["shift", "skip"])
+def test_every_non_existent_wall_time_of_a_gap_is_planned(gap):
+    # Was: after the first shifted slot (03:00 EDT) the fast path jumped to the next day,
+    # losing 02:20 and 02:40 (-> 03:20, 03:40) on spring-forward day.
+    slots = walk(CronTrigger("*/20 2 * * *", timezone=NY, dst_gap=gap), utc("2026-03-08T06:00"),
+                 utc("2026-03-08T08:00"))
+    assert ats(slots) == [utc("2026-03-08T07:00"), utc("2026-03-08T07:20"), utc("2026-03-08T07:40")]
+    assert {s.skip for s in slots} == ({None} if gap == "shift" else {"dst-gap"})
