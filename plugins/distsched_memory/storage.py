@@ -643,6 +643,9 @@ class _Workers:
         self.store.check_fence(fence)
         out = self.store._cas(tasks)
         worker = self.s.workers.get(worker_id)
+        held = self.s.assigned.get(worker_id)
+        if held:  # entries whose task is gone would keep the worker forever
+            held.difference_update([i for i in held if i not in self.s.tasks])
         if not all(out) or self.s.assigned.get(worker_id):
             # A task changed since the leader read it (the worker, only slow, took it): the
             # worker is dead from now on (its heartbeat is refused) and stays for the next

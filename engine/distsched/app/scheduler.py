@@ -88,6 +88,10 @@ class Scheduler:
         #: Workers declared dead but not removed yet (a reap found a task changed since it
         #: read it): worker id -> tasks requeued so far.
         self._reaping: dict[str, int] = {}
+        #: Workers this node reported lost (ids, oldest first, bounded; kept across terms): a
+        #: worker the store kept after a reap this node took for complete is reaped again
+        #: without a second ``worker.lost``.
+        self._reported_lost: dict[str, None] = {}
         self._term_started = float("-inf")
         #: Store time of the last stall of the store seen by this leader (see STORE_STALL).
         self._stalled_at = float("-inf")
@@ -620,6 +624,13 @@ class Scheduler:
                             reason, sum(ok), len(tasks), len(tasks) - sum(ok))
                 continue
             self._known_workers.discard(worker.id)
+            if worker.id in self._reported_lost:
+                if tasks:
+                    log.warning("%s; requeued %d more task(s)", reason, sum(ok))
+                continue
+            self._reported_lost[worker.id] = None
+            if len(self._reported_lost) > 10_000:
+                del self._reported_lost[next(iter(self._reported_lost))]
             reaped += 1
             self.stats["workers_lost"] += 1
             if tasks or not worker.draining:

@@ -21,7 +21,7 @@ import attrs
 
 from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import EngineConfig, WorkerConfig
-from ..model import Outcome, Task, TaskResult, TaskSpec, ValidationError, Worker
+from ..model import Outcome, Task, TaskResult, TaskSpec, TaskState, ValidationError, Worker
 from ..model import events as ev
 from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
 from ..model.task import ASSIGNED
@@ -74,6 +74,14 @@ class WorkerService:
         #: Attempts stopped here because the store no longer had them current (cancelled,
         #: e.g. replaced by a newer slot under overlap ``replace``, or requeued).
         self.abandoned = 0
+        #: A pull failed: its reply may have been lost after the store marked tasks running
+        #: here. The next pull that succeeds looks for them (:meth:`_lost_pulls`).
+        self._pull_failed = False
+        #: Attempts this worker ran to the end (newest last, bounded): their tasks read
+        #: ``running`` here until the leader applies the result, and must not run again.
+        self._finished_attempts: dict[str, None] = {}
+        #: Tasks of a pull whose reply was lost that this worker took back (and ran).
+        self.recovered = 0
         self._results: list[TaskResult] = []
         self._results_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -181,15 +189,39 @@ class WorkerService:
             try:
                 tasks = await self.storage.queues.pull(self.id, free, PULL_TIMEOUT)
             except Exception as exc:
+                self._pull_failed = True
                 log.warning("worker %s: pull failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
                 await wait_or_stop(stop, backoff.next())
                 continue
             backoff.reset()
+            if self._pull_failed:
+                tasks = [*tasks, *await self._lost_pulls(tasks)]
             for task in tasks:
                 job = asyncio.create_task(self._execute(task))
                 self._running[job] = self.id
                 self._holding[job] = task
                 job.add_done_callback(self._done)
+
+    async def _lost_pulls(self, pulled: list[Task]) -> list[Task]:
+        """After a failed pull: the tasks the store marked running on this worker that it
+        neither runs nor ran - a pull whose reply was lost took them. They are taken back at
+        once (their attempt is current) instead of waiting for the leader's timeout check.
+        Called from the pull loop only, after a pull returned: no pull is in flight."""
+        try:
+            assigned = await self.storage.tasks.assigned(self.id)
+        except Exception as exc:  # the next pull looks again
+            log.warning("worker %s: looking for tasks of a lost pull failed (%s: %s)", self.id, type(exc).__name__, exc)
+            return []
+        self._pull_failed = False
+        known = {t.attempt_id for t in pulled} | {t.attempt_id for t in self._holding.values()}
+        known.update(r.attempt_id for r in self._results)
+        lost = [t for t in assigned if t.state is TaskState.RUNNING and t.worker_id == self.id
+                and t.attempt_id not in known and t.attempt_id not in self._finished_attempts]
+        if lost:
+            self.recovered += len(lost)
+            log.warning("worker %s: took back %d task(s) of a pull whose reply was lost: %s", self.id, len(lost),
+                        ", ".join(t.attempt_id for t in lost[:5]))
+        return lost
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self._running.pop(job, None)
@@ -349,6 +381,9 @@ class WorkerService:
             result = _failure(task, started, clock(), worker_id, kind,
                               f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
         self.executed += 1
+        self._finished_attempts[task.attempt_id] = None
+        if len(self._finished_attempts) > 10_000:
+            del self._finished_attempts[next(iter(self._finished_attempts))]
         if self.signer is not None:
             result = attrs.evolve(result, signature=self.signer.sign_result(result))
         if events is not None:

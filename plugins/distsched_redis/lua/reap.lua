@@ -18,6 +18,14 @@ local id = ARGV[4]
 local bits = cas_tasks(5)
 flush_batched()  -- the task writes' index changes (wa:<id> among them) before reading wa:<id>
 redis.call('ZREM', P .. 'hb', id)
+-- Entries of the assigned index whose task is gone or no longer assigned to this worker (a
+-- record that expired or was quarantined) would keep the worker forever: drop them.
+for _, tid in ipairs(redis.call('SMEMBERS', P .. 'wa:' .. id)) do
+  local cur = redis.call('HMGET', task_key(tid), 's', 'w')
+  if not cur[1] or not ASSIGNED[cur[1]] or cur[2] ~= id then
+    redis.call('SREM', P .. 'wa:' .. id, tid)
+  end
+end
 if string.find(bits, '0', 1, true) or redis.call('SCARD', P .. 'wa:' .. id) > 0 then
   return op_reply({'OK', bits})
 end

@@ -89,8 +89,8 @@ end
 if walked > 0 then
   redis.call('LTRIM', list, walked, -1)
 end
--- The reply cache keeps the counts only (a replayed call returns no rows: the leader then
--- misses the events of that batch, never a state change).
-local reply = op_reply({'OK', settled, stale, redis.call('LLEN', list)})
+-- The reply cache keeps the rows too: a call replayed after a lost reply returns them, so the
+-- leader still emits the TaskFinished events of that batch.
+local reply = {'OK', settled, stale, redis.call('LLEN', list)}
 for _, row in ipairs(rows) do reply[#reply + 1] = row end
-return reply
+return op_reply(reply)

@@ -425,3 +425,19 @@ async def test_a_task_whose_balancer_the_leader_lacks_fails_naming_it(leader):
     await leader.scheduler.fire_due(leader.fence, 100.0)
     sent, _ = await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock())
     assert sent == 1
+
+
+async def test_a_worker_is_reported_lost_once(leader):
+    # A task id left in the store's assigned index after its record is gone: the reap drops
+    # it and removes the worker; it is reported lost once, not on every pass.
+    seen = []
+    leader.app.engine.events.emit = seen.append
+    leader.scheduler.events = leader.app.engine.events
+    await leader.storage.workers.register(make_worker("w1", now=leader.storage.clock()))
+    leader.storage.state.assigned.setdefault("w1", set()).add("ghost")
+    leader.scheduler._term_started = float("-inf")  # no new-term grace
+    now = leader.storage.clock() + 60  # its heartbeat is a minute old
+    for _ in range(3):
+        await leader.scheduler.reap_workers(leader.fence, now)
+    assert [e.worker_id for e in seen if e.kind == "worker.lost"] == ["w1"]
+    assert await leader.storage.workers.list_workers() == []

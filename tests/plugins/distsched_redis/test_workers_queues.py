@@ -209,3 +209,30 @@ async def test_wait_for_activity(storage, fence) -> None:
     for action in actions:
         assert await woken_by(action) < 2.0
     assert await storage.client.llen(storage.prefix + "notify") <= 1, "the token list stays capped"
+
+
+async def test_a_replayed_settle_returns_the_settled_tasks_again(storage, fence) -> None:
+    """A settle whose reply was lost is retried with the same op id: the cached reply carries
+    the settled tasks too, so the leader still emits their TaskFinished events (issue 15.1)."""
+    from distsched_redis import codec
+    from distsched_redis.storage import _token
+
+    tasks = await dispatched(storage, fence, ["a", "b"])
+    await storage.queues.report("w1", [result(t, now=storage.clock()) for t in tasks])
+    op = [storage.prefix + "op:settle-replay"]
+    args = [storage.prefix, _token(fence), storage.retention, "10", "1"]
+    first = await storage.scripts.settle(keys=op, args=args)
+    again = await storage.scripts.settle(keys=op, args=args)  # the client's retry
+    assert [int(x) for x in first[1:4]] == [2, 0, 0]
+    assert [int(x) for x in again[1:4]] == [2, 0, 0]
+    assert [codec.decode_settled(r).task_id for r in again[4:]] == ["a", "b"]
+    assert again[4:] == first[4:]
+
+
+async def test_a_reap_drops_index_entries_of_tasks_that_are_gone(storage, fence) -> None:
+    """An assigned-index entry whose task record expired or was moved aside must not keep a
+    dead worker forever (the leader reported it lost on every pass)."""
+    await storage.workers.register(worker("w1", storage.clock()))
+    await storage.client.sadd(storage.prefix + "wa:w1", "ghost")
+    assert await storage.workers.reap(fence, "w1", []) == []
+    assert [w.id for w in await storage.workers.list_workers()] == []
