@@ -136,9 +136,9 @@ class DistributeSchedule:
     async def put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool = False) -> list[TaskConfig]:
         """Store many jobs at once: the new ones in bulk (one store call per few hundred, each
         distinct schedule computed once), then, with ``replace``, the existing ones updated
-        one by one as :meth:`put_job` does. Without ``replace`` an existing name raises
-        AlreadyExists naming them - after the new jobs were stored. Returns the stored jobs
-        in the order given."""
+        one by one as :meth:`put_job` does. Without ``replace`` it is all or nothing: when any
+        name already exists nothing is stored and AlreadyExists names every one of them
+        (``names``). Returns the stored jobs in the order given."""
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
@@ -155,14 +155,18 @@ class DistributeSchedule:
             if config.trigger not in firsts:
                 firsts[config.trigger] = first_fire(config, now)
             items.append((config, firsts[config.trigger]))
-        stored = await storage.jobs.add_many(items)
-        existing = [c for c, s in zip(configs, stored) if s is None]
-        if existing and not replace:
+        if not replace:
             from .model import AlreadyExists
 
-            shown = ", ".join(repr(c.name) for c in existing[:5]) + (" ..." if len(existing) > 5 else "")
-            raise AlreadyExists(f"{len(existing)} job(s) already exist: {shown} (use replace=True to update "
-                                f"them); the {len(configs) - len(existing)} other(s) were stored")
+            try:
+                return [s for s in await storage.jobs.add_many(items, all_or_nothing=True) if s is not None]
+            except AlreadyExists as exc:
+                existing_names = exc.names
+                raise AlreadyExists(f"{len(existing_names)} job(s) already exist: {', '.join(map(repr, existing_names))} (use "
+                                    f"replace=True to update them); none of the {len(configs)} was stored",
+                                    names=existing_names) from None
+        stored = await storage.jobs.add_many(items)
+        existing = [c for c, s in zip(configs, stored) if s is None]
         updated = {c.name: await self.put_job(c, replace=True) for c in existing}
         return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
 

@@ -210,10 +210,15 @@ class JobRepository(Protocol):
     async def add(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
         """Store a new job (version becomes 1). Raises AlreadyExists."""
 
-    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> builtins.list[TaskConfig | None]:
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]], *,
+                       all_or_nothing: bool = False) -> builtins.list[TaskConfig | None]:
         """Store new jobs in bulk, each with its ``next_fire_at``: each one whose name is free
         is stored (version 1) and returned; ``None`` for a name that already exists (that job
-        is left unchanged). Names are distinct within one call."""
+        is left unchanged). Names are distinct within one call.
+
+        With ``all_or_nothing``, one atomic step for the whole call: when any name already
+        exists nothing is stored and AlreadyExists is raised, its ``names`` listing every
+        existing one in the order given; else every job is stored."""
 
     async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
         """Replace a job if ``config.version`` is the stored one; returns it with version + 1.

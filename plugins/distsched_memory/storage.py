@@ -300,7 +300,12 @@ class _Jobs:
         self._push(config.name, st)
         return stored
 
-    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]], *,
+                       all_or_nothing: bool = False) -> list[TaskConfig | None]:
+        if all_or_nothing:  # (no await before the writes below: one atomic step)
+            existing = tuple(c.name for c, _ in jobs if c.name in self.s.jobs)
+            if existing:
+                raise AlreadyExists(f"{len(existing)} job(s) already exist", names=existing)
         out: list[TaskConfig | None] = []
         for config, next_fire_at in jobs:
             try:

@@ -388,13 +388,19 @@ class _Jobs:
             raise AlreadyExists(f"job {config.name!r} already exists")
         return _evolve(config, 1)
 
-    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]], *,
+                       all_or_nothing: bool = False) -> list[TaskConfig | None]:
         out: list[TaskConfig | None] = []
-        for chunk in _chunks(jobs):
+        # all or nothing: one script call for the whole batch (one atomic step)
+        for chunk in ([jobs] if all_or_nothing and jobs else _chunks(jobs)):
             # one argument per job (fewer arguments to pack): names never hold \x1f, JSON neither
             args = [codec.SEP.join((config.name, num(next_fire_at), "1" if config.enabled else "0",
                                     codec.config_json(config))) for config, next_fire_at in chunk]
-            bits = _bits(await self.store.run(self.s.job_add_many, args))
+            reply = await self.store.run(self.s.job_add_many, ["all" if all_or_nothing else "each", *args])
+            if reply[0] == "EXISTS":
+                names = tuple(reply[1:])
+                raise AlreadyExists(f"{len(names)} job(s) already exist", names=names)
+            bits = _bits(reply)
             out += [_evolve(config, 1) if created else None for (config, _), created in zip(chunk, bits, strict=True)]
         return out
 

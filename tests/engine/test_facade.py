@@ -131,9 +131,13 @@ async def test_put_jobs_in_bulk(app):
         await app.put_jobs([build_job("y", every="1s", target="add"), build_job("z", every="1s", executor="htp", target="u")])
     assert {"x", "y", "z"}.isdisjoint(j.name for j in await app.jobs()), "refused before anything is stored"
 
-    with pytest.raises(AlreadyExists, match=r"1 job\(s\) already exist: 'e' .* the 1 other\(s\) were stored"):
-        await app.put_jobs([build_job("e", every="9s", target="add"), build_job("new", every="1s", target="add")])
-    assert (await app.get_job("new")).version == 1
+    # all or nothing (issue 15.1): every existing name listed, nothing stored
+    with pytest.raises(AlreadyExists, match=r"2 job\(s\) already exist: 'e', 'c7' .* none of the 3 was stored") as err:
+        await app.put_jobs([build_job("e", every="9s", target="add"), build_job("new", every="1s", target="add"),
+                            build_job("c7", every="1s", target="add")])
+    assert err.value.names == ("e", "c7")
+    with pytest.raises(NotFound):
+        await app.get_job("new")
     assert (await app.get_job("e")).trigger.interval == 7, "left unchanged"
     [again, new] = await app.put_jobs([build_job("e", every="9s", target="add"),
                                       build_job("new", every="1s", target="add")], replace=True)

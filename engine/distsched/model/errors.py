@@ -61,4 +61,9 @@ class NotFound(DistschedError, KeyError):
 
 
 class AlreadyExists(DistschedError):
-    """A job with that name already exists."""
+    """A job with that name already exists. ``names``: every existing name, when a bulk
+    call refused several at once."""
+
+    def __init__(self, message: str, *, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = tuple(names)

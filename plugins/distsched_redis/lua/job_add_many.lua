@@ -1,13 +1,24 @@
 --! requires: common jobs
 -- jobs.add_many: store new jobs with version 1; a name that exists (or comes twice in this
 -- call) is left alone and answered '0'.
--- ARGV: prefix, then one string per job: "name\31next_fire_at\31enabled\31config JSON"
--- (next_fire_at "" = none, enabled 0/1).
--- Reply: {'OK', bits} ('1' stored, '0' exists); a retried call (same op id) gets the first reply.
+-- ARGV: prefix, mode ('each', or 'all': all or nothing), then one string per job:
+-- "name\31next_fire_at\31enabled\31config JSON" (next_fire_at "" = none, enabled 0/1).
+-- Reply: {'OK', bits} ('1' stored, '0' exists); in mode 'all', when any name exists,
+-- {'EXISTS', name...} (every existing name, in the order given) and nothing is written.
+-- A retried call (same op id) gets the first reply.
 local replay = op_replay()
 if replay then return replay end
+local FIRST = 3
+if ARGV[2] == 'all' then
+  local existing = {'EXISTS'}
+  for i = FIRST, #ARGV do
+    local name = string.match(ARGV[i], '^([^\31]*)\31')
+    if redis.call('HEXISTS', P .. 'jst', name) == 1 then existing[#existing + 1] = name end
+  end
+  if #existing > 1 then return op_reply(existing) end
+end
 local bits, seen = {}, {}
-for i = 2, #ARGV do
+for i = FIRST, #ARGV do
   local name, nxt, enabled, config = string.match(ARGV[i], '^([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
   if seen[name] or redis.call('HEXISTS', P .. 'jst', name) == 1 then
     bits[#bits + 1] = '0'

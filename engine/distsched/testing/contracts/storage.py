@@ -81,6 +81,27 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_job_add_many_all_or_nothing(self, harness: Harness) -> None:
+        """``all_or_nothing=True``: one existing name (here after more than one batch of new
+        ones) stores nothing, and the error lists every existing name in the order given."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            await s.jobs.add(make_job("b"), next_fire_at=7.0)
+            await s.jobs.add(make_job("z"), next_fire_at=8.0)
+            many = [(make_job(f"m{i:03d}"), 100.0 + i) for i in range(600)]
+            with pytest.raises(AlreadyExists) as err:
+                await s.jobs.add_many([(make_job("z", every=3.0), 1.0), *many, (make_job("b", every=3.0), 1.0)],
+                                      all_or_nothing=True)
+            assert err.value.names == ("z", "b")
+            assert sorted(c.name for c in await s.jobs.list_jobs()) == ["b", "z"], "nothing stored"
+            assert (await s.jobs.get("b")).trigger == make_job("b").trigger, "left unchanged"
+            stored = await s.jobs.add_many(many, all_or_nothing=True)
+            assert [c.name if c else None for c in stored] == [c.name for c, _ in many]
+            assert len(await s.jobs.list_jobs()) == 602
+            assert await s.jobs.add_many([], all_or_nothing=True) == []
+
+        harness.run(body)
+
     def test_job_add_many_stores_new_names_and_leaves_existing_ones(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()
