@@ -498,7 +498,11 @@ class Scheduler:
         until their time - to workers; returns (dispatched, blocked-for-capacity)."""
         storage = self.storage
         ttl = self.config.heartbeat_ttl
-        workers = [w for w in await storage.workers.list_workers() if w.can_accept(now, ttl)]
+        beat = self.config.heartbeat_interval
+        # No worker silent for two heartbeat intervals is offered to any balancer: a worker
+        # killed with kill -9 gets no more work although it is reaped only after the TTL.
+        workers = [w for w in await storage.workers.list_workers()
+                   if w.can_accept(now, ttl) and w.is_fresh(now, beat, ttl)]
         free = sum(w.free for w in workers)
         if free == 0:
             return 0, True
@@ -646,10 +650,32 @@ class Scheduler:
 
     async def check_timeouts(self, fence: Fence, now: float) -> int:
         """The leader's double check: a task with no result ``timeout + grace`` after it
-        started is timed out (and retried by its policy)."""
+        started is timed out (and retried by its policy) - unless its worker is silent (no
+        heartbeat for two heartbeat intervals, or gone): then the attempt was lost with its
+        worker and the task is requeued as a crash re-delivery, as a reap would. Returns how
+        many tasks were timed out or requeued."""
         overdue = await self.storage.tasks.overdue(now - self.config.timeout_grace, FIRE_BATCH)
-        changed = []
+        if not overdue:
+            return 0
+        cfg = self.config
+        workers = {w.id: w for w in await self.storage.workers.list_workers()}
+        changed: list[Task] = []
+        #: the requeued ones: task id -> (worker id, reason)
+        lost: dict[str, tuple[str, str]] = {}
         for task in overdue:
+            holder = workers.get(task.worker_id or "")
+            if task.state in ASSIGNED and (holder is None or not holder.is_fresh(now, cfg.heartbeat_interval,
+                                                                                  cfg.heartbeat_ttl)):
+                if holder is not None and holder.last_heartbeat > 0:
+                    silent = f"no heartbeat for {now - holder.last_heartbeat:.1f}s"
+                else:
+                    silent = "gone" if holder is None else "declared dead"
+                reason = f"worker {task.worker_id} lost ({silent} when the attempt was overdue)"
+                lost[task.id] = (task.worker_id or "", reason)
+                task.requeue(reason, now, max_redeliveries=cfg.max_redeliveries,
+                             consume_attempt=cfg.redeliveries_use_attempts)
+                changed.append(task)
+                continue
             started = task.started_at if task.started_at is not None else (task.dispatched_at or now)
             result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
                                           finished_at=now, timeout=task.spec.timeout, worker_id=task.worker_id)
@@ -661,7 +687,16 @@ class Scheduler:
         if not changed:
             return 0
         ok = await self.storage.tasks.save(fence, changed)
-        self.stats["leader_timeouts"] += sum(ok)
-        self._finished_events(t for t, w in zip(changed, ok) if w)
-        return sum(ok)
-
+        written = [t for t, w in zip(changed, ok) if w]
+        timed = [t for t in written if t.id not in lost]
+        self.stats["leader_timeouts"] += len(timed)
+        for task in written:
+            if task.id in lost and task.state is TaskState.PENDING:
+                worker_id, reason = lost[task.id]
+                self.stats["requeued"] += 1
+                self.stats["requeued_overdue"] += 1
+                log.warning("task %s requeued: %s", task.id, reason)
+                self.events.emit(ev.TaskRequeued(at=now, task_id=task.id, job=task.job, worker_id=worker_id,
+                                                 reason=reason))
+        self._finished_events(t for t in written if t.id not in lost or t.state is not TaskState.PENDING)
+        return len(written)

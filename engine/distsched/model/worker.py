@@ -45,6 +45,16 @@ class Worker:
         attrs.validators.instance_of(int), attrs.validators.ge(0)))
     #: The worker checks the leader's signatures (it has a signing key).
     signed: bool = False
+    #: Seconds between its heartbeats, as it registered (None: not said; the leader then
+    #: assumes its own setting). The leader chooses no worker silent for two of them.
+    heartbeat_interval: float | None = None
+
+    def is_fresh(self, now: float, default_interval: float, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
+        """Its last heartbeat is younger than two of its heartbeat intervals (at most ``ttl``):
+        a worker that missed more than one beat may be dead (``kill -9``) - do not send it
+        work, though it is reaped only after ``ttl``."""
+        interval = self.heartbeat_interval or default_interval
+        return self.is_alive(now, min(ttl, 2 * interval))
 
     @capacity.default
     def _capacity_default(self) -> int:

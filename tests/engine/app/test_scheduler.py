@@ -77,8 +77,9 @@ async def test_fire_once_with_only_missed_slots_runs_the_latest(leader):
         (100, "skipped"), (110, "skipped"), (120, "skipped"), (130, "pending")]
 
 
-async def _one_worker(leader, capacity=10):
-    await leader.storage.workers.register(make_worker("w1", now=leader.storage.clock(), concurrency=1, capacity=capacity))
+async def _one_worker(leader, capacity=10, heartbeat_interval=None):
+    await leader.storage.workers.register(make_worker("w1", now=leader.storage.clock(), concurrency=1, capacity=capacity,
+                                                      heartbeat_interval=heartbeat_interval))
 
 
 async def test_overlap_discard_records_the_dropped_slot(leader):
@@ -186,7 +187,8 @@ async def test_a_worker_that_takes_a_task_while_it_is_reaped_is_reaped_again_nex
 
 
 async def test_the_leader_times_out_a_task_whose_result_never_came(leader):
-    await _one_worker(leader)
+    # (a worker that still heartbeats: its interval is long enough for the times below)
+    await _one_worker(leader, heartbeat_interval=5.0)
     [task_id] = await leader.app.submit_many([build_job("x", every="1s", target="noop", timeout=1,
                                                         retry={"max_attempts": 2, "delay": 5}).spec])
     now = leader.storage.clock()
@@ -441,3 +443,30 @@ async def test_a_worker_is_reported_lost_once(leader):
         await leader.scheduler.reap_workers(leader.fence, now)
     assert [e.worker_id for e in seen if e.kind == "worker.lost"] == ["w1"]
     assert await leader.storage.workers.list_workers() == []
+
+
+async def test_an_overdue_attempt_of_a_silent_worker_is_a_crash_redelivery(leader):
+    # kill -9 of the worker (default settings: heartbeats every 2 s, TTL 10 s): at timeout +
+    # grace its heartbeat is 6.5 s old - silent for more than two intervals, not reaped yet.
+    await _one_worker(leader, heartbeat_interval=2.0)
+    [task_id] = await leader.app.submit_many([build_job("x", every="1s", target="noop", timeout=1,
+                                                        retry={"max_attempts": 1}).spec])
+    now = leader.storage.clock()
+    await leader.scheduler.dispatch_ready(leader.fence, now)
+    seen = []
+    leader.scheduler.events.emit = seen.append
+    assert await leader.scheduler.check_timeouts(leader.fence, now + 1 + leader.app.config.timeout_grace + 0.5) == 1
+    task = await leader.storage.tasks.get(task_id)
+    assert task.state is TaskState.PENDING and task.redeliveries == 1 and task.attempt == 1 and task.result is None
+    assert task.worker_id is None and "worker w1 lost (no heartbeat for" in task.reason
+    assert [e.kind for e in seen] == ["task.requeued"]
+    assert leader.scheduler.stats["leader_timeouts"] == 0
+
+
+async def test_a_worker_silent_for_two_heartbeat_intervals_is_not_chosen(leader):
+    await _one_worker(leader, heartbeat_interval=2.0)
+    now = leader.storage.clock()
+    await leader.app.submit_many([build_job("x", every="1s", target="noop").spec])
+    # 4.5 s without a heartbeat (TTL 10 s: still "alive", not reaped): no balancer gets it
+    assert await leader.scheduler.dispatch_ready(leader.fence, now + 4.5) == (0, True)
+    assert await leader.scheduler.dispatch_ready(leader.fence, now + 3.5) == (1, False)

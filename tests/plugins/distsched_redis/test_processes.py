@@ -300,3 +300,58 @@ def _sleepy_spec(seconds: float):
     from distsched.model import TaskSpec
 
     return TaskSpec(target="sleepy", args=(seconds,), timeout=30, balancer="round-robin")
+
+
+def test_a_worker_killed_with_kill9_under_default_settings(deployment, capsys):
+    """README defaults (heartbeat every 2 s, TTL 10 s, timeout grace 5 s; issue 15.1): after a
+    worker's kill -9 no balancer chooses it once its heartbeat is two intervals old, and the
+    attempt it held, overdue at timeout + grace before the TTL reaps it, runs elsewhere as a
+    crash re-delivery instead of ending timed_out."""
+    url = deployment.url
+    deployment._start("s1", "scheduler", "--storage", url, "--node-id", "s1")
+    victim = deployment._start("w1", "worker", "--storage", url, "--name", "w1", "--import", "mp_tasks")
+    deployment.wait_for(deployment.leader, 20, "a leader")
+
+    def workers():
+        return deployment.call(lambda app, storage: storage.workers.list_workers())
+
+    deployment.wait_for(lambda: len(workers()) == 1, 20, "w1 to register")
+    held = deployment.call(lambda app, storage: app.submit("sleepy", 1.5, timeout=2))
+
+    def held_state():
+        return deployment.call(lambda app, storage: storage.tasks.get(held))
+
+    deployment.wait_for(lambda: held_state().state is TaskState.RUNNING, 20, "w1 to run the task")
+    deployment._start("w2", "worker", "--storage", url, "--name", "w2", "--import", "mp_tasks")
+    deployment.wait_for(lambda: len(workers()) == 2, 20, "w2 to register")
+    victim.kill()
+    killed_at = time.time()  # (the store's clock is this machine's: Redis on loopback)
+    victim.wait(timeout=10)
+    # a stream of round-robin tasks for the 9 s after the kill (the TTL is 10 s)
+    stream = []
+    while time.time() < killed_at + 9:
+        stream.append(deployment.call(lambda app, storage: app.submit("quick", balancer="round-robin")))
+        time.sleep(0.25)
+
+    def all_done():
+        tasks = deployment.call(lambda app, storage: storage.tasks.get_many([held, *stream]))
+        return tasks if all(t.terminal for t in tasks) else None
+
+    final = deployment.wait_for(all_done, 30, "every task to finish")
+    first = final[0]
+
+    async def attempts(app, storage):
+        return [await app.task_detail(t) for t in stream]
+
+    late = [a for d in deployment.call(attempts) for a in d.attempts
+            if a.worker_id and a.worker_id.startswith("w1-") and a.dispatched_at and a.dispatched_at > killed_at + 5.0]
+    to_victim = [a for d in deployment.call(attempts) for a in d.attempts
+                 if a.worker_id and a.worker_id.startswith("w1-")]
+    with capsys.disabled():
+        print(f"\n[figure] worker kill -9 (defaults): tasks dispatched to the dead worker after the kill: {len(to_victim)} "
+              f"(more than 5 s after it: {len(late)}); its held task ended {first.state.value} on "
+              f"{(first.worker_id or '-').split('-')[0]} after {first.finished_at - killed_at:.1f}s "
+              f"(redeliveries {first.redeliveries})")
+    assert late == [], "a worker silent for two heartbeat intervals was still chosen"
+    assert first.state is TaskState.SUCCEEDED and first.redeliveries == 1 and first.worker_id.startswith("w2-")
+    assert all(t.state is TaskState.SUCCEEDED for t in final)
