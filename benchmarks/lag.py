@@ -15,7 +15,9 @@ import sys
 import time
 from collections import defaultdict
 
-from _common import Deployment, parser, percentile, report
+from _common import deployment, parser, report, rounded
+
+from distsched.testing.processes import percentile
 
 OBSERVER = '''
 import json, os
@@ -43,19 +45,20 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
     args = p.parse_args()
-    with Deployment() as dep:
+    with deployment() as dep:
         dep.write("bench_observer.py", OBSERVER)
         dep.write("bench_tasks.py", TASKS)
         jobs = dep.write("jobs.toml", "\n".join(
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
         for i in (1, 2):
-            dep.start(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import", "bench_tasks",
+            dep.spawn(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import", "bench_tasks",
                       "--concurrency", "64",
                       env=env)
-        dep.start("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
+        dep.spawn("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
         # Measure whole seconds, after a warm-up second.
-        dep.wait_for(lambda: any(path.stat().st_size for path in dep.dir.glob("events-*.jsonl")), 30, "a first run")
+        dep.wait_for(lambda: any(path.stat().st_size for path in dep.dir.glob("events-*.jsonl")), 30, "a first run",
+                     interval=0.02)
         start = float(int(time.time()) + 2)
         end = start + args.duration
         time.sleep(max(0.0, end - time.time()) + 1.5)
@@ -79,7 +82,7 @@ def main() -> None:
     missed = len(expected - seen)
     figures = {
         "jobs": args.jobs, "seconds": args.duration, "slots": len(expected),
-        "lag_p50_ms": round(percentile(lags, 50), 2), "lag_p99_ms": round(percentile(lags, 99), 2),
+        "lag_p50_ms": rounded(percentile(lags, 50), 2), "lag_p99_ms": rounded(percentile(lags, 99), 2),
         "lag_max_ms": round(max(lags), 2) if lags else None, "missed": missed, "duplicated": duplicated,
     }
     line = (f"lag: {args.jobs} jobs every 1s for {args.duration:g}s ({len(expected)} slots): fire lag p50 "
