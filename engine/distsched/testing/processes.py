@@ -115,9 +115,9 @@ class StoreServer(Protocol):
     def restart(self) -> StoreServer:
         """Start the server again on the same address (after :meth:`kill` or :meth:`stop`)."""
 
-    def url_for(self, user: str | None = None, password: str | None = None, **query: Any) -> str:
-        """A distsched storage URL of this server, with credentials and URL options such as
-        ``namespace``."""
+    def url_for(self, **options: Any) -> str:
+        """A distsched storage URL of this server with these URL options (``namespace=...``,
+        or whatever the store's plugin reads)."""
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's own log (for failure messages)."""
