@@ -168,27 +168,34 @@ class Faults:
             raise RuntimeError(f"no leader found (current: {node})")
         return proc
 
-    async def fault_leader_kill(self, f: Fault) -> None:
-        proc = await self._leader_proc()
-        f.target, f.node_id, f.pid, f.was_leader = proc.name, proc.node_id, proc.pid, True
+    async def _kill_and_restart(self, f: Fault, proc: Proc) -> None:
+        """kill -9, then start a new generation after a seeded delay."""
         f.restart_delay = self.rng.uniform(0.5, 2.0)
         f.t0 = now()
         proc.kill9()
         await asyncio.sleep(f.restart_delay)
         proc.start()
         f.t1 = now()
+
+    async def _pause(self, f: Fault, proc: Proc) -> None:
+        """SIGSTOP for ``f.duration`` seconds, then SIGCONT."""
+        f.t0 = now()
+        proc.pause()
+        await asyncio.sleep(f.duration)
+        proc.resume()
+        f.t1 = now()
+
+    async def fault_leader_kill(self, f: Fault) -> None:
+        proc = await self._leader_proc()
+        f.target, f.node_id, f.pid, f.was_leader = proc.name, proc.node_id, proc.pid, True
+        await self._kill_and_restart(f, proc)
         f.extra["new_node_id"] = proc.node_id
 
     async def fault_worker_kill(self, f: Fault) -> None:
         proc = self.cluster.procs[self.rng.choice(WORKERS)]
         f.target, f.pid = proc.name, proc.pid
         f.extra["worker_ids"] = await self._worker_ids(proc.pid)
-        f.restart_delay = self.rng.uniform(0.5, 2.0)
-        f.t0 = now()
-        proc.kill9()
-        await asyncio.sleep(f.restart_delay)
-        proc.start()
-        f.t1 = now()
+        await self._kill_and_restart(f, proc)
 
     async def _busy_leader(self, f: Fault) -> None:
         """A burst of the stream, then a short wait: the leader is mid-pass (reading, deciding,
@@ -202,11 +209,7 @@ class Faults:
         proc = await self._leader_proc()
         f.target, f.node_id, f.pid, f.was_leader = proc.name, proc.node_id, proc.pid, True
         fenced_before = self.fenced_on_wire()
-        f.t0 = now()
-        proc.pause()
-        await asyncio.sleep(f.duration)
-        proc.resume()
-        f.t1 = now()
+        await self._pause(f, proc)
         await asyncio.sleep(0.5)
         f.extra["fenced_replies"] = self.fenced_on_wire() - fenced_before
 
@@ -260,11 +263,7 @@ class Faults:
         # Past the heartbeat TTL (it is reaped) and around/past the client's socket timeout (5 s),
         # so a call in flight is retried by redis-py on resume.
         f.duration = self.rng.uniform(HEARTBEAT_TTL + 2.0, HEARTBEAT_TTL + 6.0)
-        f.t0 = now()
-        proc.pause()
-        await asyncio.sleep(f.duration)
-        proc.resume()
-        f.t1 = now()
+        await self._pause(f, proc)
 
     async def _redis_back(self, f: Fault) -> None:
         await asyncio.to_thread(self.cluster.store.restart)
