@@ -18,6 +18,7 @@ from typing import Any
 
 from _common import deployment, parser, report, rounded
 
+from distsched.testing import all_tasks
 from distsched.testing.processes import Deployment, percentile
 
 TASKS = '''
@@ -31,7 +32,7 @@ async def noop():
 
 def slot_figures(dep: Deployment[Any], start: float, end: float, jobs: int) -> tuple[int, int]:
     async def tasks(app, storage):
-        return [t for i in range(jobs) for t in await storage.tasks.list(job=f"j{i}", limit=100_000)]
+        return [t for i in range(jobs) for t in await all_tasks(storage, job=f"j{i}")]
 
     found = dep.call(tasks)
     seen = {(t.job, round(t.slot)) for t in found if start <= t.slot < end}

@@ -118,7 +118,7 @@ def one_run(n: int) -> dict:
                              "--concurrency", "64", "--capacity", "1024", env=env) for i in (1, 2)]
 
         async def registered(app, storage) -> bool:
-            return len(await storage.workers.list()) == 2
+            return len(await storage.workers.list_workers()) == 2
 
         dep.wait_for(lambda: dep.call(registered), 30, "two workers to register", interval=0.1)
         pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid,

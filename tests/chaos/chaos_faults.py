@@ -144,7 +144,7 @@ class Faults:
 
         async def reaped() -> bool:
             try:
-                ids = {w.id for w in await asyncio.wait_for(storage.workers.list(), 3.0)}
+                ids = {w.id for w in await asyncio.wait_for(storage.workers.list_workers(), 3.0)}
             except Exception:
                 return False
             return not ids & set(old)
@@ -157,7 +157,7 @@ class Faults:
     async def _worker_ids(self, pid: int | None) -> list[str]:
         try:
             storage = await self.run.app.storage()
-            return [w.id for w in await asyncio.wait_for(storage.workers.list(), 3.0) if w.pid == pid]
+            return [w.id for w in await asyncio.wait_for(storage.workers.list_workers(), 3.0) if w.pid == pid]
         except Exception:
             return []
 
@@ -250,7 +250,7 @@ class Faults:
         loads: dict[int, int] = {}
         try:
             storage = await self.run.app.storage()
-            for w in await asyncio.wait_for(storage.workers.list(), 3.0):
+            for w in await asyncio.wait_for(storage.workers.list_workers(), 3.0):
                 loads[w.pid] = loads.get(w.pid, 0) + w.load
         except Exception:
             pass

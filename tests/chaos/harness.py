@@ -65,6 +65,7 @@ from chaos_cluster import (
 )
 from chaos_faults import PROFILES, Faults, Profile
 
+from distsched.testing import all_tasks
 from distsched.testing.processes import WaitTimeout, wait_until_async
 
 
@@ -280,10 +281,10 @@ class Run:
         jobs: dict[str, Any] = {}
         for i in range(JOBS):
             name = f"tick-{i:02d}"
-            listed = await self._retry("list job", lambda name=name: storage.tasks.list(job=name, limit=1_000_000), 60)
+            listed = await self._retry("list job", lambda name=name: all_tasks(storage, job=name), 60)
             jobs[name] = [compact(t) for t in listed]
         counts = await self._retry("counts", storage.tasks.counts)
-        workers = await self._retry("workers", storage.workers.list)
+        workers = await self._retry("workers", storage.workers.list_workers)
         fence = await self._retry("lease", self.election.current)
         clock = storage.clock()
         alive = {p.name: p.pid for p in self.cluster.procs.values() if p.role == "worker" and p.alive()}
@@ -335,7 +336,7 @@ class Run:
         storage = await self.app.storage()
 
         async def workers_up() -> bool:
-            ws = await storage.workers.list()
+            ws = await storage.workers.list_workers()
             return len({w.pid for w in ws if w.is_alive(storage.clock(), HEARTBEAT_TTL)}) >= len(WORKERS)
 
         with contextlib.suppress(WaitTimeout):
