@@ -10,8 +10,8 @@
 ...     dep.stop("s1")                                 # SIGTERM, then SIGKILL after the timeout
 
 * :class:`StoreServer` - the protocol of a throwaway store server a :class:`Deployment` runs
-  against. :class:`~distsched.testing.redis_server.RedisServer` fits it; a PostgreSQL server
-  fits it the same way.
+  against. :class:`~distsched.testing.redis_server.RedisServer` implements it; a PostgreSQL
+  test server implements the same members to stand where Redis stands.
 * :class:`ChildProcess` - one child process with its output in a log file.
 * :class:`NodeProcess` - one ``python -m distsched ...`` role (scheduler, worker, ...),
   started again as a new generation with its own log.
