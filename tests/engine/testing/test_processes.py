@@ -3,9 +3,12 @@ node processes with their logs, and a Deployment on a real redis-server."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,7 @@ from distsched.testing.processes import (
 )
 from distsched.testing.redis_server import RedisServer, redis_server_binary
 
+ROOT = Path(__file__).resolve().parents[3]
 needs_redis = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
 
 
@@ -137,3 +141,20 @@ def test_a_deployment_runs_nodes_on_its_store(tmp_path):
         assert dep.leader() is None, "it released its lease on the way out"
         store = dep.store
     assert not store.running, "closing the deployment stops the store"
+
+
+@needs_redis
+@pytest.mark.redis
+@pytest.mark.slow
+def test_the_plugins_page_sample_runs(tmp_path):
+    page = (ROOT / "docs" / "plugins.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "Deployment(" in b]
+    path = tmp_path / "plugins_md_processes_sample.py"
+    path.write_text(block)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "run").mkdir()
+    module.test_a_task_runs_on_real_processes(tmp_path / "run")
+    assert (tmp_path / "run" / "w1.log").exists() and (tmp_path / "run" / "s1.log").exists()
