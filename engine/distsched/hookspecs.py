@@ -126,8 +126,41 @@ def distsched_cli_commands() -> list[Any]:  # type: ignore[empty-body]
     """
 
 
+@hookspec(firstresult=True)
+def distsched_serve_beside(app: Any, service: str, bind: str) -> Any:
+    """Offer a server that runs in the engine's process, beside the scheduler and worker.
+
+    Called by ``distsched run JOBS_FILE --web [HOST:PORT]`` (``service="web"``), once, after
+    the jobs are stored and before the engine starts, with ``app`` the running
+    :class:`distsched.DistributeSchedule` (so an embedded ``memory://`` store is shared) and
+    ``bind`` the ``HOST:PORT`` asked for. A plugin that provides ``service`` returns an async
+    callable ``serve(stop: asyncio.Event) -> None`` that serves until ``stop`` is set (it may
+    raise :class:`distsched.model.ValidationError` naming ``bind``, e.g. for a refused
+    address); other plugins return None. Returns the first non-None result (firstresult);
+    none at all makes the command say which extra to install.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def distsched_web_routes(app: Any) -> list[Any]:  # type: ignore[empty-body]
+    """Add pages and API routes to the web dashboard (the ``web`` plugin).
+
+    Called once per plugin when the dashboard builds its ASGI application, with ``app`` the
+    :class:`distsched.DistributeSchedule` it shows. Returns a list of Starlette routes
+    (``starlette.routing.Route`` / ``Mount``) or None. Routes under ``/api/`` are API routes;
+    a ``Route`` with a ``name`` and a path without parameters also gets a link in the
+    navigation bar. Plugin routes are matched before the built-in ones; all plugins' lists
+    are used. The dashboard's login and token checks apply only to its own routes: a plugin
+    route that changes anything must check ``request.app.state.dashboard.security`` itself.
+
+    .. versionadded:: 0.2
+    """
+
+
 __all__ = [
-    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_register_balancers", "distsched_register_election",
+    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve_beside", "distsched_web_routes", "distsched_register_balancers", "distsched_register_election",
     "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
     "hookimpl", "hookspec",
 ]

@@ -260,8 +260,12 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
+@click.option("--web", "web", is_flag=False, flag_value="127.0.0.1:8787", default=None, metavar="[HOST:PORT]",
+              help="Also serve the web dashboard (the 'web' plugin: pip install 'distsched[web]') on HOST:PORT "
+                   "(default 127.0.0.1:8787).")
 @click.pass_context
-def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None) -> None:
+def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None,
+        web: str | None) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
     Prints one line per finished attempt: time, job, attempt, state, duration.
@@ -271,12 +275,24 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency))
     _prepare(app, jobs)
     app.listeners.append(_TaskLog())
+    serve_web = _beside(app, "web", web) if web is not None else None
 
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {app.config.storage}"
+        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {_safe(app.config.storage)}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop"), err=True)
-        await app.run_async(duration=duration, stop=stop)
+        beside = asyncio.create_task(serve_web(stop)) if serve_web is not None else None
+        if beside is not None:
+            beside.add_done_callback(lambda _: stop.set())  # a server that cannot start stops the run
+        try:
+            await app.run_async(duration=duration, stop=stop)
+        finally:
+            if beside is not None:
+                stop.set()
+                try:
+                    await beside
+                except OSError as exc:
+                    raise click.ClickException(f"--web: {exc}") from None
         scheduler = app.engine.scheduler
         if scheduler is not None:
             s = scheduler.stats
@@ -424,6 +440,17 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
+
+
+def _beside(app: Any, service: str, bind: str) -> Any:
+    """The server a plugin runs beside the engine (hook ``distsched_serve_beside``)."""
+    try:
+        serve = app.plugins.hook_manager.hook.distsched_serve_beside(app=app, service=service, bind=bind)
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
+    if serve is None:
+        raise click.ClickException(f"no plugin serves {service!r}: pip install 'distsched[{service}]'")
+    return serve
 
 
 def _safe(url: str) -> str:
