@@ -59,7 +59,7 @@ def _seconds(value: float) -> str:
 
 
 def check_limit(value: Any, default: int = 50) -> int:
-    if value is None or value == "":
+    if value is None:
         return default
     try:
         limit = int(value)
@@ -71,7 +71,7 @@ def check_limit(value: Any, default: int = 50) -> int:
 
 
 def check_offset(value: Any) -> int:
-    if value is None or value == "":
+    if value is None:
         return 0
     try:
         offset = int(value)
@@ -82,8 +82,9 @@ def check_offset(value: Any) -> int:
     return offset
 
 
-def check_state(value: Any) -> str | None:
-    if value is None or value == "":
+def check_state(value: Any, *, empty_is_any: bool = False) -> str | None:
+    """A task state filter; ``""`` means any state only on the pages (their form sends it)."""
+    if value is None or (value == "" and empty_is_any):
         return None
     if value not in TASK_STATES:
         raise ValidationError("state", f"must be one of {', '.join(TASK_STATES)}, not {value!r}")

@@ -74,7 +74,7 @@ _JOB_INPUT = {
     "description": "The fields of a [[jobs]] table of the jobs file (docs/jobs-file.md); exactly one of "
                    "cron, every, at.",
     "properties": {
-        "name": _STR, "cron": _STR, "every": _DURATION, "at": _STR, "timezone": _STR, "executor": _STR,
+        "name": {"type": "string", "minLength": 1, "maxLength": 200}, "cron": _STR, "every": _DURATION, "at": _STR, "timezone": _STR, "executor": _STR,
         "target": _STR, "args": {"type": "array"}, "kwargs": {"type": "object"}, "options": {"type": "object"},
         "timeout": _DURATION, "balancer": _STR, "balance_key": _NSTR, "retry": _RETRY,
         "enabled": {"type": "boolean"}, "misfire": {"type": "string", "enum": ["skip", "fire-once", "fire-all"]},

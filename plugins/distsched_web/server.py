@@ -305,9 +305,16 @@ async def api_tasks(d: Dashboard, request: Request) -> Response:
         return JSONResponse(await d.data.task(task_id), status_code=201)
     offset, limit = _params(request)
     state = q.check_state(request.query_params.get("state"))
-    job = request.query_params.get("job") or None
-    worker = request.query_params.get("worker") or None
+    job = _text_param(request, "job")
+    worker = _text_param(request, "worker")
     return JSONResponse(await d.data.tasks(state=state, job=job, worker=worker, offset=offset, limit=limit))
+
+
+def _text_param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and not 1 <= len(value) <= 256:
+        raise ValidationError(name, "must be 1-256 characters when given")
+    return value
 
 
 SUBMIT_FIELDS = ("target", "executor", "args", "kwargs", "options", "timeout", "retry", "balancer", "task_id")
@@ -411,11 +418,12 @@ async def job_action_page(d: Dashboard, request: Request) -> Response:
 @page
 async def tasks_page(d: Dashboard, request: Request) -> Response:
     offset, limit = _params(request)
-    state = q.check_state(request.query_params.get("state"))
+    state = q.check_state(request.query_params.get("state"), empty_is_any=True)
     job = request.query_params.get("job") or None
-    tasks = await d.data.tasks(state=state, job=job, offset=offset, limit=limit)
+    worker = request.query_params.get("worker") or None
+    tasks = await d.data.tasks(state=state, job=job, worker=worker, offset=offset, limit=limit)
     return d.render(request, "tasks.html", page=tasks, states=q.TASK_STATES, title="Tasks",
-                    filters={"state": state, "job": job})
+                    filters={"state": state, "job": job, "worker": worker})
 
 
 @page
@@ -515,9 +523,10 @@ def create_app(app: Any, security: Security) -> Starlette:
         detail = getattr(exc, "detail", "not found")
         err = ApiError(status, None, str(detail) if status != 404 else f"no such page: {request.url.path}",
                        "not_found" if status == 404 else "http")
-        if request.url.path.startswith("/api/"):
-            return _json_error(err)
-        return d.render(request, "error.html", status=status, error=err)
+        response = (_json_error(err) if request.url.path.startswith("/api/")
+                    else d.render(request, "error.html", status=status, error=err))
+        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
+        return response
 
     web = Starlette(routes=extra + routes, exception_handlers={HTTPException: not_found})
     web.state.dashboard = d
