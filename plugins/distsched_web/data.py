@@ -7,7 +7,6 @@ the store, counts come from the store's counters.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +15,6 @@ from distsched.model import (
     AtTrigger,
     CronTrigger,
     EveryTrigger,
-    NotFound,
     Task,
     TaskConfig,
     ValidationError,
@@ -70,16 +68,13 @@ def check_limit(value: Any, default: int = 50) -> int:
     return limit
 
 
-def check_offset(value: Any) -> int:
+def check_cursor(value: Any, field: str = "cursor") -> str | None:
+    """An opaque page cursor (or a job name for the jobs pages); None for the first page."""
     if value is None:
-        return 0
-    try:
-        offset = int(value)
-    except (TypeError, ValueError):
-        raise ValidationError("offset", f"must be a non-negative integer, not {value!r}") from None
-    if not 0 <= offset <= 100_000:
-        raise ValidationError("offset", f"must be between 0 and 100000, not {offset}")
-    return offset
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 1024:
+        raise ValidationError(field, "must be the cursor of a previous page (1-1024 characters)")
+    return value
 
 
 def check_state(value: Any, *, empty_is_any: bool = False) -> str | None:
@@ -108,45 +103,39 @@ def task_row(task: Task) -> dict[str, Any]:
     }
 
 
-def task_detail(task: Task) -> dict[str, Any]:
-    """One task with its attempt, result or error and its retry schedule."""
+def attempt_row(a: Any) -> dict[str, Any]:
+    duration = (a.finished_at - a.started_at) if a.started_at is not None and a.finished_at is not None else None
+    return {
+        "attempt": a.number, "attempt_id": a.attempt_id, "worker_id": a.worker_id,
+        "dispatched_at": a.dispatched_at, "started_at": a.started_at, "started_iso": iso(a.started_at),
+        "finished_at": a.finished_at, "finished_iso": iso(a.finished_at),
+        "duration": round(duration, 6) if duration is not None else None, "outcome": a.outcome,
+        "value": scrub(a.value), "error": scrub(a.error), "error_type": a.error_type,
+        "retry_at": a.retry_at, "retry_iso": iso(a.retry_at), "truncated": a.truncated,
+    }
+
+
+def task_detail(task: Task, attempts: Any) -> dict[str, Any]:
+    """One task with every attempt (result or error) and its retry schedule."""
     row = task_row(task)
     spec = task.spec
     retry = spec.retry
-    schedule = []
-    for attempt in range(1, retry.max_attempts):
-        delay = retry.delay_after(attempt)
-        schedule.append({"after_attempt": attempt, "delay": delay})
-    result = task.result
-    attempts = []
-    if result is not None:
-        attempts.append({
-            "attempt": task.attempt, "attempt_id": result.attempt_id, "worker_id": result.worker_id,
-            "started_at": result.started_at, "started_iso": iso(result.started_at),
-            "finished_at": result.finished_at, "finished_iso": iso(result.finished_at),
-            "duration": round(result.finished_at - result.started_at, 6), "outcome": result.outcome,
-            "value": scrub(result.value), "error": scrub(result.error), "error_type": result.error_type,
-        })
-    elif task.dispatches:
-        attempts.append({
-            "attempt": task.attempt, "attempt_id": task.attempt_id, "worker_id": task.worker_id,
-            "started_at": task.started_at, "started_iso": iso(task.started_at), "finished_at": None,
-            "finished_iso": None, "duration": None, "outcome": None, "value": None, "error": None,
-            "error_type": None,
-        })
+    schedule = [{"after_attempt": n, "delay": retry.delay_after(n)} for n in range(1, min(retry.max_attempts, 51))]
+    retrying = task.state.value == "retrying"
     row.update(
         spec=scrub(spec.to_dict()), dispatches=task.dispatches, redeliveries=task.redeliveries,
         not_before=task.not_before, not_before_iso=iso(task.not_before), dispatched_at=task.dispatched_at,
-        version=task.version, attempts=attempts,
+        version=task.version, attempts=[attempt_row(a) for a in attempts],
         retry={"policy": retry.to_dict(), "schedule": schedule,
-               "next_attempt_at": task.not_before if task.state.value == "retrying" else None,
-               "next_attempt_iso": iso(task.not_before) if task.state.value == "retrying" else None},
+               "next_attempt_at": task.not_before if retrying else None,
+               "next_attempt_iso": iso(task.not_before) if retrying else None},
     )
     return row
 
 
 class WebData:
-    """The queries behind the pages and the API, over one DistributeSchedule."""
+    """The queries behind the pages and the API, over one DistributeSchedule (its history
+    queries: ``status``, ``throughput``, ``jobs_page``, ``tasks``, ``task_detail``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -155,185 +144,102 @@ class WebData:
         return await self.app.storage()
 
     # -- overview ---------------------------------------------------------------------
-    async def leader(self) -> dict[str, Any] | None:
-        election = await self.app.engine.open_election()
-        fence = await election.current()
-        if fence is None:
-            return None
-        since = None
-        scheduler = getattr(self.app.engine, "scheduler", None)
-        fence_here = getattr(scheduler, "fence", None) if scheduler is not None else None
-        if fence_here is not None and getattr(fence_here, "term", None) == fence.term:
-            since = getattr(scheduler, "leader_since", None)
-        return {"node_id": fence.node_id, "term": fence.term, "since": since, "since_iso": iso(since)}
-
-    async def workers(self) -> list[dict[str, Any]]:
-        store = await self.store()
-        now = store.clock()
-        ttl = self.app.config.heartbeat_ttl
-        out = []
-        for w in sorted(await _list_workers(store), key=lambda w: w.id):
-            out.append({"id": w.id, "host": w.host, "pid": w.pid, "load": w.load, "capacity": w.capacity,
-                        "concurrency": w.concurrency, "heartbeat_age": round(max(0.0, now - w.last_heartbeat), 3),
-                        "alive": w.is_alive(now, ttl), "draining": w.draining, "started_iso": iso(w.started_at)})
-        return out
+    async def status(self) -> dict[str, Any]:
+        status = await self.app.status()
+        leader = status.leader
+        return {
+            "now": status.now, "now_iso": iso(status.now),
+            "leader": None if leader is None else {
+                "node_id": leader.node_id, "term": leader.term, "since": leader.acquired_at,
+                "since_iso": iso(leader.acquired_at), "lease_age": round(leader.lease_age, 3),
+                "expires_in": round(leader.expires_in, 3), "expired": leader.expired},
+            "schedulers": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role,
+                            "heartbeat_age": round(n.heartbeat_age, 3), "alive": n.alive} for n in status.schedulers],
+            "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "state": w.state, "load": w.load,
+                         "capacity": w.capacity, "concurrency": w.concurrency, "queued": w.queued,
+                         "heartbeat_age": None if w.heartbeat_age is None else round(w.heartbeat_age, 3),
+                         "alive": w.state in ("alive", "draining"), "draining": w.draining,
+                         "started_iso": iso(w.started_at)} for w in sorted(status.workers, key=lambda w: w.id)],
+            "tasks": {s: int(status.counts.get(s, 0)) for s in TASK_STATES},
+            "oldest_pending_age": status.oldest_pending_age,
+        }
 
     async def overview(self) -> dict[str, Any]:
-        store = await self.store()
-        now = store.clock()
-        counts = await store.tasks.counts()
+        data = await self.status()
+        now = data["now"]
         failures = []
         for state in FAILED_STATES:
-            for task in await _query(store, state=state, limit=20):
-                if task.updated_at >= now - 3600:
-                    failures.append(task_row(task))
+            page = await self.app.tasks(state=state, since=now - 3600, limit=20)
+            failures += [task_row(t) for t in page.tasks]
         failures.sort(key=lambda r: r["updated_at"], reverse=True)
-        return {
-            "storage": redact_url(self.app.config.storage),
-            "now": now, "now_iso": iso(now),
-            "leader": await self.leader(),
-            "workers": await self.workers(),
-            "tasks": {s: int(counts.get(s, 0)) for s in TASK_STATES},
-            "throughput": await self.throughput(now),
-            "failures": failures[:20],
-        }
-
-    async def throughput(self, now: float) -> list[dict[str, Any]]:
-        """Tasks finished per minute over the last hour, oldest minute first."""
-        per_minute = getattr(self.app, "throughput", None)
-        if per_minute is not None:
-            data = await per_minute(minutes=60)
-            return [{"minute": int(m), "minute_iso": iso(m), "count": int(c)} for m, c in data]
-        first = int(now // 60) * 60 - 59 * 60
-        buckets = dict.fromkeys(range(first, first + 60 * 60, 60), 0)
-        store = await self.store()
-        for state in ("succeeded", *FAILED_STATES):
-            for task in await _query(store, state=state, limit=500):
-                end = task.finished_at or task.updated_at
-                minute = int(end // 60) * 60
-                if minute in buckets:
-                    buckets[minute] += 1
-        return [{"minute": m, "minute_iso": iso(m), "count": c} for m, c in buckets.items()]
+        buckets = await self.app.throughput(60)
+        data.update(
+            storage=redact_url(self.app.config.storage),
+            throughput=[{"minute": b.minute, "minute_iso": iso(b.minute), "count": sum(b.counts.values()),
+                         "counts": dict(b.counts)} for b in buckets],
+            failures=failures[:20],
+        )
+        return data
 
     # -- jobs -------------------------------------------------------------------------
-    async def jobs(self, *, offset: int = 0, limit: int = 50) -> dict[str, Any]:
-        store = await self.store()
-        now = store.clock()
-        page_call = getattr(self.app, "jobs_page", None)
-        if page_call is not None:
-            page = await page_call(offset=offset, limit=limit)
-            configs, total = list(page.items), page.total
-        else:
-            every = sorted(await _list_jobs(store), key=lambda c: c.name)
-            total = len(every)
-            configs = every[offset:offset + limit]
-        rows = []
-        for config in configs:
-            rows.append(await self._job_row(store, config, now))
-        return {"items": rows, "total": total, "offset": offset, "limit": limit}
-
-    async def _job_row(self, store: Any, config: TaskConfig, now: float) -> dict[str, Any]:
-        state = await store.jobs.state(config.name)
-        zone = config.trigger.timezone if config.trigger is not None else "UTC"
-        last = await _query(store, job=config.name, limit=1)
-        last_task = last[0] if last else None
-        return {
-            "name": config.name, "trigger": trigger_words(config), "timezone": zone,
-            "executor": config.spec.executor, "target": redact_url(config.spec.target),
-            "enabled": config.enabled, "paused": state.paused, "version": config.version,
-            "next_fire_at": state.next_fire_at, "next_fire_utc": iso(state.next_fire_at),
-            "next_fire_local": iso(state.next_fire_at, zone),
-            "last_state": last_task.state.value if last_task else None,
-            "last_at": last_task.updated_at if last_task else None,
-            "last_iso": iso(last_task.updated_at) if last_task else None,
-            "last_task": last_task.id if last_task else None,
-            "description": config.description,
-        }
+    async def jobs(self, *, after: str | None = None, limit: int = 50) -> dict[str, Any]:
+        page = await self.app.jobs_page(after=after, limit=limit)
+        return {"items": [job_row(c, s) for c, s in page.jobs], "after": after, "limit": limit,
+                "next_after": page.next_after}
 
     async def job(self, name: str, *, count: int = 10) -> dict[str, Any]:
-        store = await self.store()
-        now = store.clock()
-        config = await store.jobs.get(name)
-        row = await self._job_row(store, config, now)
-        zone = row["timezone"]
         from distsched.facade import job_fields
 
+        store = await self.store()
+        config = await store.jobs.get(name)
+        state = await store.jobs.state(name)
+        row = job_row(config, state)
         fields = job_fields(config)
         fields["retry"] = config.spec.retry.to_dict()
         if fields.get("balance_key") is None:
             fields.pop("balance_key", None)
         row["spec"] = scrub(fields)
-        row["upcoming"] = [{"at": s.at, "utc": iso(s.at), "local": iso(s.at, zone), "skip": s.skip}
-                           for s in config.upcoming(now, count)]
+        row["upcoming"] = [{"at": s.at, "utc": iso(s.at), "local": iso(s.at, row["timezone"]), "skip": s.skip}
+                           for s in config.upcoming(store.clock(), count)]
         return row
 
-    async def job_history(self, name: str, *, offset: int = 0, limit: int = 20) -> dict[str, Any]:
-        store = await self.store()
-        await store.jobs.get(name)  # NotFound for an unknown job
-        history = getattr(self.app, "job_history", None)
-        if history is not None:
-            page = await history(name, offset=offset, limit=limit)
-            tasks = list(page.items)
-        else:
-            tasks = (await _query(store, job=name, limit=offset + limit + 1))[offset:]
-        more = len(tasks) > limit
-        return {"items": [task_row(t) for t in tasks[:limit]], "offset": offset, "limit": limit, "more": more}
+    async def job_history(self, name: str, *, cursor: str | None = None, limit: int = 20) -> dict[str, Any]:
+        await self.app.get_job(name)  # NotFound for an unknown job
+        page = await self.app.job_history(name, cursor=cursor, limit=limit)
+        return {"items": [task_row(t) for t in page.tasks], "cursor": cursor, "limit": limit,
+                "next_cursor": page.next_cursor}
 
     # -- tasks ------------------------------------------------------------------------
     async def tasks(self, *, state: str | None = None, job: str | None = None, worker: str | None = None,
-                    offset: int = 0, limit: int = 50) -> dict[str, Any]:
-        store = await self.store()
-        if worker:
-            found = [t for t in await store.tasks.assigned(worker) if (not state or t.state.value == state)
-                     and (not job or t.job == job)]
-            found.sort(key=lambda t: t.updated_at, reverse=True)
-            found = found[offset:offset + limit + 1]
-        else:
-            found = (await _query(store, state=state, job=job, limit=offset + limit + 1))[offset:]
-        more = len(found) > limit
-        return {"items": [task_row(t) for t in found[:limit]], "offset": offset, "limit": limit, "more": more,
-                "state": state, "job": job}
+                    cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        page = await self.app.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit)
+        return {"items": [task_row(t) for t in page.tasks], "cursor": cursor, "limit": limit,
+                "next_cursor": page.next_cursor, "state": state, "job": job, "worker": worker}
 
     async def task(self, task_id: str) -> dict[str, Any]:
-        store = await self.store()
-        task = await store.tasks.get(task_id)
-        if task is None:
-            raise NotFound(f"task {task_id!r} does not exist")
-        return task_detail(task)
+        detail = await self.app.task_detail(task_id)
+        return task_detail(detail.task, detail.attempts)
 
-    async def worker_tasks(self, worker_id: str, *, recent: int = 20) -> dict[str, Any]:
+    # -- workers ----------------------------------------------------------------------
+    async def workers(self, *, recent: int = 10) -> list[dict[str, Any]]:
         store = await self.store()
-        live = sorted(await store.tasks.assigned(worker_id), key=lambda t: t.updated_at, reverse=True)
-        recent_tasks = []
-        by_worker = getattr(self.app, "worker_history", None)
-        if by_worker is not None:
-            recent_tasks = list((await by_worker(worker_id, limit=recent)).items)
-        return {"live": [task_row(t) for t in live[:100]], "recent": [task_row(t) for t in recent_tasks]}
-
-    async def workers_page(self) -> list[dict[str, Any]]:
         out = []
-        for w in await self.workers():
-            w.update(await self.worker_tasks(w["id"]))
+        for w in (await self.status())["workers"]:
+            live = sorted(await store.tasks.assigned(w["id"]), key=lambda t: t.updated_at, reverse=True)
+            page = await self.app.tasks(worker=w["id"], limit=recent)
+            w.update(live=[task_row(t) for t in live[:100]], recent=[task_row(t) for t in page.tasks])
             out.append(w)
         return out
 
 
-async def _list_jobs(store: Any) -> list[TaskConfig]:
-    repo = store.jobs
-    call = getattr(repo, "list_jobs", None) or repo.list
-    return list(await call())
-
-
-async def _list_workers(store: Any) -> list[Any]:
-    repo = store.workers
-    call = getattr(repo, "list_workers", None) or repo.list
-    return list(await call())
-
-
-async def _query(store: Any, *, state: str | None = None, job: str | None = None, limit: int = 50) -> list[Task]:
-    repo = store.tasks
-    return list(await repo.list(state=state, job=job, limit=limit))
-
-
-def now() -> float:
-    return time.time()
+def job_row(config: TaskConfig, state: Any) -> dict[str, Any]:
+    zone = config.trigger.timezone if config.trigger is not None else "UTC"
+    return {
+        "name": config.name, "trigger": trigger_words(config), "timezone": zone,
+        "executor": config.spec.executor, "target": redact_url(config.spec.target),
+        "enabled": config.enabled, "paused": state.paused, "version": config.version,
+        "next_fire_at": state.next_fire_at, "next_fire_utc": iso(state.next_fire_at),
+        "next_fire_local": iso(state.next_fire_at, zone),
+        "last_state": state.last_outcome, "last_at": state.last_outcome_at, "last_iso": iso(state.last_outcome_at),
+        "last_task": state.last_task, "description": config.description,
+    }

@@ -44,9 +44,10 @@ _TASK_ROW = _obj({
     "outcome": _NSTR, "error": _NSTR, "reason": _NSTR,
 })
 _ATTEMPT = _obj({
-    "attempt": _INT, "attempt_id": _STR, "worker_id": _NSTR, "started_at": _NNUM, "started_iso": _NSTR,
-    "finished_at": _NNUM, "finished_iso": _NSTR, "duration": _NNUM, "outcome": _NSTR,
-    "value": {"nullable": True}, "error": _NSTR, "error_type": _NSTR,
+    "attempt": _INT, "attempt_id": _STR, "worker_id": _NSTR, "dispatched_at": _NNUM, "started_at": _NNUM,
+    "started_iso": _NSTR, "finished_at": _NNUM, "finished_iso": _NSTR, "duration": _NNUM, "outcome": _STR,
+    "value": {"nullable": True}, "error": _NSTR, "error_type": _NSTR, "retry_at": _NNUM, "retry_iso": _NSTR,
+    "truncated": {"type": "boolean"},
 })
 _TASK = {"allOf": [_ref("TaskRow"), _obj({
     "spec": {"type": "object"}, "dispatches": _INT, "redeliveries": _INT, "not_before": _NUM,
@@ -66,8 +67,10 @@ _JOB = {"allOf": [_ref("JobRow"), _obj({
     "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR})},
 })]}
 _WORKER = _obj({
-    "id": _STR, "host": _STR, "pid": _INT, "load": _INT, "capacity": _INT, "concurrency": _INT,
-    "heartbeat_age": _NUM, "alive": {"type": "boolean"}, "draining": {"type": "boolean"}, "started_iso": _NSTR,
+    "id": _STR, "host": _STR, "pid": _INT, "state": {"type": "string", "enum": ["alive", "draining", "stale", "stopped"]},
+    "load": _INT, "capacity": _INT, "concurrency": _INT, "queued": _INT, "heartbeat_age": _NNUM,
+    "alive": {"type": "boolean"}, "draining": {"type": "boolean"}, "started_iso": _NSTR,
+    "live": {"type": "array", "items": _ref("TaskRow")}, "recent": {"type": "array", "items": _ref("TaskRow")},
 })
 _JOB_INPUT = {
     "type": "object", "additionalProperties": False,
@@ -92,8 +95,12 @@ _SUBMIT = {
     },
 }
 
-_OFFSET = {"name": "offset", "in": "query", "required": False,
-           "schema": {"type": "integer", "minimum": 0, "maximum": 100_000}}
+_CURSOR = {"name": "cursor", "in": "query", "required": False,
+           "description": "The next_cursor of the previous page (opaque).",
+           "schema": {"type": "string", "minLength": 1, "maxLength": 1024}}
+_AFTER = {"name": "after", "in": "query", "required": False,
+          "description": "The next_after of the previous page (the last name shown).",
+          "schema": {"type": "string", "minLength": 1, "maxLength": 1024}}
 _LIMIT = {"name": "limit", "in": "query", "required": False,
           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -115,8 +122,8 @@ _SECURED = [{"bearer": []}]
 
 
 def openapi_document() -> dict[str, Any]:
-    page = lambda items: _obj({"items": {"type": "array", "items": items}, "offset": _INT, "limit": _INT})  # noqa: E731
-    more_page = lambda items: {"allOf": [page(items), _obj({"more": {"type": "boolean"}})]}  # noqa: E731
+    page = lambda items: _obj({"items": {"type": "array", "items": items}, "cursor": _NSTR, "limit": _INT,  # noqa: E731
+                               "next_cursor": _NSTR})
     action = lambda what: {  # noqa: E731
         "post": {"summary": f"{what.title()} a job", "operationId": f"{what}Job", "parameters": [_NAME],
                  "security": _SECURED, "responses": {"200": _json({"type": "object"}), **_errors(*_WRITE)}}}
@@ -130,8 +137,9 @@ def openapi_document() -> dict[str, Any]:
                                          "operationId": "overview", "responses": {"200": _json({"type": "object"})}}},
             "/api/v1/jobs": {
                 "get": {"summary": "Jobs, by name, paginated", "operationId": "listJobs",
-                        "parameters": [_OFFSET, _LIMIT],
-                        "responses": {"200": _json({"allOf": [page(_ref("JobRow")), _obj({"total": _INT})]}),
+                        "parameters": [_AFTER, _LIMIT],
+                        "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("JobRow")},
+                                                         "after": _NSTR, "limit": _INT, "next_after": _NSTR})),
                                       **_errors(400)}},
                 "post": {"summary": "Create a job from jobs-file fields", "operationId": "createJob",
                          "security": _SECURED,
@@ -152,8 +160,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/jobs/{name}/history": {
                 "get": {"summary": "A job's runs, newest first", "operationId": "jobHistory",
-                        "parameters": [_NAME, _OFFSET, _LIMIT],
-                        "responses": {"200": _json(more_page(_ref("TaskRow"))), **_errors(400, 404)}}},
+                        "parameters": [_NAME, _CURSOR, _LIMIT],
+                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400, 404)}}},
             "/api/v1/jobs/{name}/pause": action("pause"),
             "/api/v1/jobs/{name}/resume": action("resume"),
             "/api/v1/jobs/{name}/trigger": action("trigger"),
@@ -164,8 +172,8 @@ def openapi_document() -> dict[str, Any]:
                              "schema": {"type": "string", "enum": list(TASK_STATES)}},
                             {"name": "job", "in": "query", "required": False, "schema": _STR},
                             {"name": "worker", "in": "query", "required": False, "schema": _STR},
-                            _OFFSET, _LIMIT],
-                        "responses": {"200": _json(more_page(_ref("TaskRow"))), **_errors(400)}},
+                            _CURSOR, _LIMIT],
+                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400)}},
                 "post": {"summary": "Submit a one-off task", "operationId": "submitTask", "security": _SECURED,
                          "requestBody": {"required": True, "content": {"application/json": {"schema": _SUBMIT}}},
                          "responses": {"201": _json(_ref("Task"), "Submitted"), **_errors(*_WRITE)}},

@@ -124,7 +124,7 @@ class Dashboard:
 
 
 def _qs(base: dict[str, Any], **changes: Any) -> str:
-    merged = {k: v for k, v in {**base, **changes}.items() if v not in (None, "", 0) or k == "offset" and v}
+    merged = {k: v for k, v in {**base, **changes}.items() if v not in (None, "")}
     return "?" + urlencode(merged) if merged else ""
 
 
@@ -203,9 +203,10 @@ async def _body(request: Request) -> dict[str, Any]:
     return value
 
 
-def _params(request: Request, default_limit: int = 50) -> tuple[int, int]:
-    return q.check_offset(request.query_params.get("offset")), q.check_limit(request.query_params.get("limit"),
-                                                                              default_limit)
+def _params(request: Request, default_limit: int = 50, cursor: str = "cursor") -> tuple[str | None, int]:
+    """The page's cursor (``after`` for the jobs) and its size, checked."""
+    return (q.check_cursor(request.query_params.get(cursor), cursor),
+            q.check_limit(request.query_params.get("limit"), default_limit))
 
 
 @api
@@ -219,8 +220,8 @@ async def api_jobs(d: Dashboard, request: Request) -> Response:
         body = await _body(request)
         stored = await _put_job(d, body, replace=False)
         return JSONResponse(await d.data.job(stored.name), status_code=201)
-    offset, limit = _params(request)
-    return JSONResponse(await d.data.jobs(offset=offset, limit=limit))
+    after, limit = _params(request, cursor="after")
+    return JSONResponse(await d.data.jobs(after=after, limit=limit))
 
 
 async def _put_job(d: Dashboard, body: dict[str, Any], *, replace: bool, name: str | None = None) -> Any:
@@ -266,8 +267,8 @@ async def api_job(d: Dashboard, request: Request) -> Response:
 
 @api
 async def api_job_history(d: Dashboard, request: Request) -> Response:
-    offset, limit = _params(request, 20)
-    return JSONResponse(await d.data.job_history(request.path_params["name"], offset=offset, limit=limit))
+    cursor, limit = _params(request, 20)
+    return JSONResponse(await d.data.job_history(request.path_params["name"], cursor=cursor, limit=limit))
 
 
 def _job_action(action: str) -> Handler:
@@ -303,11 +304,11 @@ async def api_tasks(d: Dashboard, request: Request) -> Response:
         body = await _body(request)
         task_id = await _submit(d, body)
         return JSONResponse(await d.data.task(task_id), status_code=201)
-    offset, limit = _params(request)
+    cursor, limit = _params(request)
     state = q.check_state(request.query_params.get("state"))
     job = _text_param(request, "job")
     worker = _text_param(request, "worker")
-    return JSONResponse(await d.data.tasks(state=state, job=job, worker=worker, offset=offset, limit=limit))
+    return JSONResponse(await d.data.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit))
 
 
 def _text_param(request: Request, name: str) -> str | None:
@@ -361,7 +362,7 @@ async def api_task(d: Dashboard, request: Request) -> Response:
 
 @api
 async def api_workers(d: Dashboard, request: Request) -> Response:
-    return JSONResponse({"items": await d.data.workers_page()})
+    return JSONResponse({"items": await d.data.workers()})
 
 
 @api
@@ -379,17 +380,17 @@ async def overview_page(d: Dashboard, request: Request) -> Response:
 
 @page
 async def jobs_page(d: Dashboard, request: Request) -> Response:
-    offset, limit = _params(request)
-    return d.render(request, "jobs.html", page=await d.data.jobs(offset=offset, limit=limit), title="Jobs",
+    after, limit = _params(request, cursor="after")
+    return d.render(request, "jobs.html", page=await d.data.jobs(after=after, limit=limit), title="Jobs",
                     flash=request.query_params.get("done"))
 
 
 @page
 async def job_page(d: Dashboard, request: Request) -> Response:
     name = request.path_params["name"]
-    offset, limit = _params(request, 20)
+    cursor, limit = _params(request, 20)
     job = await d.data.job(name)
-    history = await d.data.job_history(name, offset=offset, limit=limit)
+    history = await d.data.job_history(name, cursor=cursor, limit=limit)
     return d.render(request, "job.html", job=job, history=history, title=f"Job {name}",
                     flash=request.query_params.get("done"))
 
@@ -417,11 +418,11 @@ async def job_action_page(d: Dashboard, request: Request) -> Response:
 
 @page
 async def tasks_page(d: Dashboard, request: Request) -> Response:
-    offset, limit = _params(request)
+    cursor, limit = _params(request)
     state = q.check_state(request.query_params.get("state"), empty_is_any=True)
     job = request.query_params.get("job") or None
     worker = request.query_params.get("worker") or None
-    tasks = await d.data.tasks(state=state, job=job, worker=worker, offset=offset, limit=limit)
+    tasks = await d.data.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit)
     return d.render(request, "tasks.html", page=tasks, states=q.TASK_STATES, title="Tasks",
                     filters={"state": state, "job": job, "worker": worker})
 
@@ -434,7 +435,7 @@ async def task_page(d: Dashboard, request: Request) -> Response:
 
 @page
 async def workers_page(d: Dashboard, request: Request) -> Response:
-    return d.render(request, "workers.html", workers=await d.data.workers_page(), title="Workers")
+    return d.render(request, "workers.html", workers=await d.data.workers(), title="Workers")
 
 
 async def login_page(d: Dashboard, request: Request) -> Response:

@@ -108,7 +108,7 @@ def test_bad_jobs_are_refused_naming_the_field(web_server, body, field, status):
         assert response.status_code == status, response.text
         error = error_of(response)
         assert error["field"] == field and error["reason"]
-        assert http.get("/api/v1/jobs").json()["total"] == 0  # nothing half-written
+        assert http.get("/api/v1/jobs").json()["items"] == []  # nothing half-written
 
 
 def test_bad_bodies_and_parameters(web_server):
@@ -120,7 +120,7 @@ def test_bad_bodies_and_parameters(web_server):
         big = http.post("/api/v1/tasks", content=b"[" + b"1," * 600_000 + b"1]")
         assert big.status_code == 413 and error_of(big)["code"] == "too_large"
         for query, field in (("state=lost", "state"), ("limit=0", "limit"), ("limit=x", "limit"),
-                             ("offset=-1", "offset")):
+                             ("cursor=not-a-cursor", "cursor"), ("cursor=", "cursor")):
             response = http.get(f"/api/v1/tasks?{query}")
             assert response.status_code == 400 and error_of(response)["field"] == field
         missing = http.get("/api/v1/no/such/thing")
@@ -142,15 +142,16 @@ def test_submit_and_read_tasks(web_server):
         assert done["attempts"][0]["value"] == 5 and done["attempts"][0]["outcome"] == "succeeded"
         failed = wait_for(lambda: (t := http.get(f"/api/v1/tasks/{bad_id}").json())["state"] == "failed" and t,
                           what="boom to fail")
-        assert failed["attempt"] == 2 and "boom: the upstream said no" in failed["attempts"][0]["error"]
+        assert failed["attempt"] == 2 and [a["attempt"] for a in failed["attempts"]] == [1, 2]
+        assert all("boom: the upstream said no" in a["error"] for a in failed["attempts"])
+        assert failed["attempts"][0]["retry_at"] is not None and failed["attempts"][1]["retry_at"] is None
         assert failed["retry"]["schedule"] == [{"after_attempt": 1, "delay": 0.05}]
         only_failed = http.get("/api/v1/tasks?state=failed").json()["items"]
         assert [t["id"] for t in only_failed] == [bad_id]
         page1 = http.get("/api/v1/tasks?limit=1").json()
-        page2 = http.get("/api/v1/tasks?limit=1&offset=1").json()
-        assert page1["more"] is True and page2["more"] is False
-        assert {page1["items"][0]["id"], page2["items"][0]["id"]} == {"sum-1", bad_id}
-        assert page1["items"][0]["updated_at"] >= page2["items"][0]["updated_at"]
+        page2 = http.get("/api/v1/tasks", params={"limit": 1, "cursor": page1["next_cursor"]}).json()
+        assert page1["next_cursor"] and page2["next_cursor"] is None
+        assert [page1["items"][0]["id"], page2["items"][0]["id"]] == [bad_id, "sum-1"]  # newest first
 
 
 def test_trigger_shows_in_the_job_history_newest_first(web_server):
@@ -189,8 +190,7 @@ class ExtraRoutes:
 
         async def count(request):
             store = await app.storage()
-            return JSONResponse({"jobs": len(await store.jobs.list()) if hasattr(store.jobs, "list")
-                                 else len(await store.jobs.list_jobs())})
+            return JSONResponse({"jobs": len((await store.jobs.page(None, 100)).jobs)})
 
         async def page(request):
             return HTMLResponse("<h1>Extra page</h1>")
