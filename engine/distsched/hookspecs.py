@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from .app.engine import Engine
     from .model.events import Event
     from .plugin.registry import (
         BalancerRegistry,
@@ -126,23 +127,6 @@ def distsched_cli_commands() -> list[Any]:  # type: ignore[empty-body]
     """
 
 
-@hookspec(firstresult=True)
-def distsched_serve_beside(app: Any, service: str, bind: str) -> Any:
-    """Offer a server that runs in the engine's process, beside the scheduler and worker.
-
-    Called by ``distsched run JOBS_FILE --web [HOST:PORT]`` (``service="web"``), once, after
-    the jobs are stored and before the engine starts, with ``app`` the running
-    :class:`distsched.DistributeSchedule` (so an embedded ``memory://`` store is shared) and
-    ``bind`` the ``HOST:PORT`` asked for. A plugin that provides ``service`` returns an async
-    callable ``serve(stop: asyncio.Event) -> None`` that serves until ``stop`` is set (it may
-    raise :class:`distsched.model.ValidationError` naming ``bind``, e.g. for a refused
-    address); other plugins return None. Returns the first non-None result (firstresult);
-    none at all makes the command say which extra to install.
-
-    .. versionadded:: 0.2
-    """
-
-
 @hookspec
 def distsched_web_routes(app: Any) -> list[Any]:  # type: ignore[empty-body]
     """Add pages and API routes to the web dashboard (the ``web`` plugin).
@@ -159,8 +143,32 @@ def distsched_web_routes(app: Any) -> list[Any]:  # type: ignore[empty-body]
     """
 
 
+@hookspec(firstresult=True)
+def distsched_serve(engine: Engine, name: str, address: str) -> Any:
+    """Start a server beside a running engine: ``name`` is what to serve (``metrics``,
+    ``web``, ...), ``address`` where (``HOST:PORT`` as the operator gave it).
+
+    Called by :meth:`distsched.app.engine.Engine.run` once per entry of
+    ``EngineConfig.serve`` (the CLI's ``--metrics HOST:PORT``, or
+    ``DistributeSchedule(serve={"metrics": "127.0.0.1:9100"})``), after the store is open
+    and before the scheduler and worker start, in the engine's event loop. A plugin that
+    does not serve ``name`` returns None; the first one that does returns a handle (or an
+    awaitable of one) with ``async aclose()`` or ``close()``, which the engine calls once
+    when it stops, after its services stopped and its last events were delivered. The
+    server may observe the engine: ``engine.plugins.register(observer, name)`` adds an
+    object with ``@hookimpl distsched_event`` for as long as it runs, so an engine nobody
+    serves metrics for pays nothing for them. Returns the first non-None handle
+    (firstresult); when no plugin serves ``name`` the engine does not start and the error
+    names what is missing; an exception raised here stops the engine with a PluginError
+    naming the plugin (a port in use, a bad address: say which field and why).
+
+    .. versionadded:: 0.2
+    """
+
+
 __all__ = [
-    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve_beside", "distsched_web_routes", "distsched_register_balancers", "distsched_register_election",
+    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve", "distsched_web_routes",
+    "distsched_register_balancers", "distsched_register_election",
     "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
     "hookimpl", "hookspec",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from typing import Any
 
@@ -48,9 +47,7 @@ def web(ctx: click.Context, storage: str | None, bind: str) -> None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         try:
-            await serve(app, bind, stop, ready=lambda port: click.echo(
-                f"dashboard on http://{_host(bind)}:{port}/ over {_safe(app.config.storage)}"
-                + ("" if os.environ.get(TOKEN_ENV) else f" (read-only: ${TOKEN_ENV} is not set)"), err=True))
+            await serve(app, bind, stop)
         finally:
             await app.engine.close()
 

@@ -19,20 +19,16 @@ def distsched_cli_commands() -> list[Any]:
 
 
 @hookimpl
-def distsched_serve_beside(app: Any, service: str, bind: str) -> Any:
-    if service != "web":
+def distsched_serve(engine: Any, name: str, address: str) -> Any:
+    """``distsched run --web``: the dashboard beside the engine, over the same store."""
+    if name != "web":
         return None
     _require_extra()
-    from .auth import Security, parse_bind
+    from distsched import DistributeSchedule
 
-    Security.for_bind(parse_bind(bind)[0])  # refuse a bad bind before the engine starts
+    from .server import start
 
-    async def serve(stop: Any) -> None:
-        from .server import serve as serve_web
-
-        await serve_web(app, bind, stop)
-
-    return serve
+    return start(DistributeSchedule.of_engine(engine), address)
 
 
 def _require_extra() -> None:

@@ -554,12 +554,31 @@ def _metrics_app() -> Any:
 
 
 # -- serving ----------------------------------------------------------------------------
-async def serve(app: Any, bind: str, stop: asyncio.Event, *, token: str | None = None,
-                ready: Callable[[int], None] | None = None) -> None:
-    """Serve the dashboard of ``app`` on ``bind`` until ``stop`` is set.
+@attrs.define
+class WebServer:
+    """A running dashboard (what ``distsched_serve`` returns): ``port`` it listens on,
+    ``aclose()`` to stop it."""
 
-    Raises ValidationError (field ``bind``) for a non-loopback bind without a token.
-    ``ready`` is called with the bound port once the server listens.
+    server: Any
+    task: asyncio.Task[None]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host if ':' not in self.host else f'[{self.host}]'}:{self.port}/"
+
+    async def aclose(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, SystemExit):
+            await self.task
+
+
+async def start(app: Any, bind: str, *, token: str | None = None) -> WebServer:
+    """Start the dashboard of ``app`` (a DistributeSchedule) on ``bind`` in this event loop.
+
+    Raises ValidationError (field ``bind``) for a non-loopback bind without a token, and
+    OSError when the address cannot be bound.
     """
     import uvicorn
 
@@ -571,26 +590,31 @@ async def serve(app: Any, bind: str, stop: asyncio.Event, *, token: str | None =
     config = uvicorn.Config(web, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
                             server_header=False)
     server = uvicorn.Server(config)
-    # The CLI owns SIGINT/SIGTERM (they set ``stop``): uvicorn must not replace its handlers.
+    # The process owns SIGINT/SIGTERM (the CLI sets its stop event): uvicorn must not take them.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:  # uvicorn has no start event; it binds within milliseconds
         if task.done():
             with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
                 await task
-            raise OSError(f"the dashboard could not listen on {host}:{port} (address in use?)")
+            raise OSError(f"the dashboard could not listen on {bind} (address in use?)")
         await asyncio.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+    handle = WebServer(server=server, task=task, host=host, port=bound)
+    log.warning("dashboard on %s (%s)", handle.url,
+                "read-only: DISTSCHED_WEB_TOKEN is not set" if not security.writable else "changes need the token")
+    return handle
+
+
+async def serve(app: Any, bind: str, stop: asyncio.Event, *, token: str | None = None,
+                ready: Callable[[int], None] | None = None) -> None:
+    """Serve the dashboard of ``app`` on ``bind`` until ``stop`` is set (``ready`` gets the port)."""
+    handle = await start(app, bind, token=token)
     if ready is not None:
-        ready(bound)
-    else:
-        log.warning("dashboard on http://%s:%s/ (%s)", host if ":" not in host else f"[{host}]", bound,
-                    "read-only" if not security.writable else "changes need the token")
+        ready(handle.port)
     waiter = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({handle.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        server.should_exit = True
         waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await handle.aclose()

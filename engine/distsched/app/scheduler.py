@@ -80,6 +80,8 @@ class Scheduler:
         self._stalled_at = float("-inf")
         #: time.monotonic() when the lease renewal in flight started (None: none in flight).
         self._renewing_since: float | None = None
+        #: Store time of this node's last refused lease acquisition (another node held it).
+        self._lease_seen_held_at: float | None = None
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -98,6 +100,7 @@ class Scheduler:
                 continue
             backoff.reset()
             if fence is None:
+                self._lease_seen_held_at = self.storage.clock()
                 # A follower asks often (one cheap read) so that a graceful handoff - the
                 # leader releases its lease on shutdown - takes well under a second.
                 await wait_or_stop(stop, min(self.config.renew_interval, FOLLOWER_POLL))
@@ -112,7 +115,8 @@ class Scheduler:
         self._term_started = self.storage.clock()
         self.stats["terms"] += 1
         log.info("%s: leading with term %d", self.node_id, fence.term)
-        self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term))
+        self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term,
+                                          lease_seen_held_at=self._lease_seen_held_at))
         self.is_leader.set()
         lost = asyncio.Event()
         tasks = {
@@ -216,6 +220,8 @@ class Scheduler:
         settled = await self.storage.results.settle(fence, batch, want_tasks=want)
         self.stats["succeeded"] += settled.settled
         self.stats["stale_results"] += settled.stale
+        if settled.stale and want:
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="result", count=settled.stale))
         for done in settled.tasks:
             self.events.emit(ev.TaskFinished(at=done.at, task_id=done.task_id, job=done.job, state="succeeded",
                                              attempt=done.attempt, duration=max(0.0, done.finished_at - done.started_at),
@@ -245,17 +251,21 @@ class Scheduler:
         ids = list(dict.fromkeys(r.task_id for r in results))
         found = {t.id: t for t in await self.storage.tasks.get_many(ids) if t is not None}
         changed: dict[str, Task] = {}
+        stale = 0
         for result in results:
             task = found.get(result.task_id)
             if task is None:
-                self.stats["stale_results"] += 1
+                stale += 1
                 continue
             try:
                 task.finish(result, now, rand=self.rand())
             except (StaleAttempt, InvalidTransition):
-                self.stats["stale_results"] += 1
+                stale += 1
                 continue
             changed[task.id] = task
+        if stale:
+            self.stats["stale_results"] += stale
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="result", count=stale))
         return changed
 
     def _finished_events(self, tasks: Any) -> None:
@@ -326,6 +336,8 @@ class Scheduler:
         self.stats["slots_created"] += report.created
         self.stats["slots_existing"] += report.existing
         self.stats["fire_conflicts"] += len(report.conflicts)
+        if report.existing:
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="slot", count=report.existing))
         if self.events.active:
             for firing in firings:
                 for task in firing.tasks:
@@ -363,6 +375,8 @@ class Scheduler:
         if not ready:
             return 0, False
         chosen: list[Task] = []
+        #: when each chosen task became ready (for the dispatch lag), only with observers
+        ready_at: list[float] | None = [] if self.events.active else None
         blocked = False
         running: dict[str, int] = {}
         for task in ready:
@@ -378,6 +392,8 @@ class Scheduler:
                 blocked = True
                 continue
             worker.accept(task.id)
+            if ready_at is not None:
+                ready_at.append(max(task.updated_at, task.not_before - ahead))
             task.dispatch(worker.id, now)
             chosen.append(task)
         if not chosen:
@@ -385,11 +401,12 @@ class Scheduler:
         ok = await storage.tasks.dispatch(fence, chosen)
         sent = sum(ok)
         self.stats["dispatched"] += sent
-        if self.events.active:
-            for task, written in zip(chosen, ok):
+        if ready_at is not None:
+            for task, written, became in zip(chosen, ok, ready_at):
                 if written:
                     self.events.emit(ev.TaskDispatched(at=now, task_id=task.id, job=task.job,
-                                                       worker_id=task.worker_id or "", attempt_id=task.attempt_id))
+                                                       worker_id=task.worker_id or "", attempt_id=task.attempt_id,
+                                                       ready_at=min(became, now)))
         return sent, blocked
 
     async def reap_workers(self, fence: Fence, now: float) -> int:
@@ -397,6 +414,11 @@ class Scheduler:
         storage = self.storage
         reaped = 0
         workers: list[Worker] = await storage.workers.list_workers()
+        ttl = self.config.heartbeat_ttl
+        if self.events.active:
+            self.events.emit(ev.WorkersSeen(at=now, workers=tuple(
+                ev.WorkerLoad(worker_id=w.id, load=w.load, capacity=w.capacity, alive=w.is_alive(now, ttl),
+                              draining=w.draining) for w in workers)))
         for worker in workers:
             if worker.id not in self._known_workers and worker.is_alive(now, self.config.heartbeat_ttl):
                 self._known_workers.add(worker.id)

@@ -188,6 +188,30 @@ storage_option = click.option(
 )
 
 
+def _check_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from ..config import parse_address
+
+    if value is None:
+        return None
+    try:
+        parse_address(value, f"--{param.name}")
+    except DistschedError as exc:
+        raise click.BadParameter(getattr(exc, "reason", str(exc))) from None
+    return value
+
+
+metrics_option = click.option(
+    "--metrics", "metrics", metavar="HOST:PORT", default=None, callback=_check_address,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics while running (the metrics "
+         "plugin: pip install 'distsched[metrics]'; see docs/metrics.md).",
+)
+
+
+def _serve(metrics: str | None, web: str | None = None) -> dict[str, str]:
+    """``EngineConfig.serve`` from the serve options (``distsched_serve`` starts each)."""
+    return {name: address for name, address in (("metrics", metrics), ("web", web)) if address}
+
+
 # -- the command group -----------------------------------------------------------------
 class _DistschedGroup(click.Group):
     """The built-in commands plus those plugins add through ``distsched_cli_commands``.
@@ -260,39 +284,29 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
+@metrics_option
 @click.option("--web", "web", is_flag=False, flag_value="127.0.0.1:8787", default=None, metavar="[HOST:PORT]",
-              help="Also serve the web dashboard (the 'web' plugin: pip install 'distsched[web]') on HOST:PORT "
-                   "(default 127.0.0.1:8787).")
+              callback=_check_address,
+              help="Also serve the web dashboard and REST API on HOST:PORT (default 127.0.0.1:8787; the web "
+                   "plugin: pip install 'distsched[web]'; see docs/web.md).")
 @click.pass_context
 def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None,
-        web: str | None) -> None:
+        metrics: str | None, web: str | None) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
     Prints one line per finished attempt: time, job, attempt, state, duration.
     Stops cleanly on Ctrl-C / SIGTERM or after --duration.
     """
     jobs = _load_jobs(jobs_file)
-    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency))
+    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics, web))
     _prepare(app, jobs)
     app.listeners.append(_TaskLog())
-    serve_web = _beside(app, "web", web) if web is not None else None
 
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
         click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {_safe(app.config.storage)}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop"), err=True)
-        beside = asyncio.create_task(serve_web(stop)) if serve_web is not None else None
-        if beside is not None:
-            beside.add_done_callback(lambda _: stop.set())  # a server that cannot start stops the run
-        try:
-            await app.run_async(duration=duration, stop=stop)
-        finally:
-            if beside is not None:
-                stop.set()
-                try:
-                    await beside
-                except OSError as exc:
-                    raise click.ClickException(f"--web: {exc}") from None
+        await app.run_async(duration=duration, stop=stop)
         scheduler = app.engine.scheduler
         if scheduler is not None:
             s = scheduler.stats
@@ -386,16 +400,17 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
+@metrics_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
     options: dict[str, Any] = {"lease_ttl": lease_ttl, "renew_interval": renew_interval, "heartbeat_ttl": heartbeat_ttl,
-                               "heartbeat_interval": min(2.0, heartbeat_ttl / 3)}
+                               "heartbeat_interval": min(2.0, heartbeat_ttl / 3), "serve": _serve(metrics)}
     if node_id:
         options["node_id"] = node_id
     app = _app(ctx, storage, **options)
@@ -423,16 +438,18 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
+@metrics_option
 @click.pass_context
 def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None, capacity: int | None,
-           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float) -> None:
+           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, metrics: str | None) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
     SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
     app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity),
-               heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3))
+               heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3),
+               serve=_serve(metrics))
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
@@ -440,17 +457,6 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
-
-
-def _beside(app: Any, service: str, bind: str) -> Any:
-    """The server a plugin runs beside the engine (hook ``distsched_serve_beside``)."""
-    try:
-        serve = app.plugins.hook_manager.hook.distsched_serve_beside(app=app, service=service, bind=bind)
-    except DistschedError as exc:
-        raise click.ClickException(str(exc)) from None
-    if serve is None:
-        raise click.ClickException(f"no plugin serves {service!r}: pip install 'distsched[{service}]'")
-    return serve
 
 
 def _safe(url: str) -> str:

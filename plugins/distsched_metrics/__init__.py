@@ -1,0 +1,39 @@
+"""Built-in distsched plugin: Prometheus metrics from the engine's events.
+
+``distsched scheduler|worker|run --metrics HOST:PORT`` serves ``/metrics`` beside the
+engine (the ``distsched_serve`` hook). The metrics come only from the public event hook
+(``distsched_event``): :class:`MetricsObserver` is an ordinary observer a third party could
+write. Every metric, its type, labels and meaning: docs/metrics.md.
+
+For another server (the web dashboard), :func:`asgi_app` gives the ``/metrics`` ASGI app of
+an engine and :func:`observer_for` the engine's observer (registered on first use).
+Needs ``prometheus-client`` (``pip install 'distsched[metrics]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OBSERVER_NAME = "metrics-observer"
+
+__all__ = ["OBSERVER_NAME", "asgi_app", "observer_for"]
+
+
+def observer_for(engine: Any, *, max_jobs: int | None = None) -> Any:
+    """The :class:`~distsched_metrics.observer.MetricsObserver` of ``engine``, registered on
+    its plugin manager (as ``metrics-observer``) the first time it is asked for."""
+    from .observer import MetricsObserver
+
+    found = engine.plugins.hook_manager.get_plugin(OBSERVER_NAME)
+    if found is None:
+        found = MetricsObserver() if max_jobs is None else MetricsObserver(max_jobs=max_jobs)
+        engine.plugins.register(found, OBSERVER_NAME)
+    return found
+
+
+def asgi_app(engine: Any) -> Any:
+    """An ASGI app answering the Prometheus text format with ``engine``'s metrics (mount it
+    at ``/metrics``): ``prometheus_client.make_asgi_app`` over the observer's registry."""
+    from prometheus_client import make_asgi_app
+
+    return make_asgi_app(observer_for(engine).registry)
