@@ -77,6 +77,7 @@ async def load(url: str, jobs: int, tasks: int) -> dict[str, Any]:
                                 error_type=None if ok else "RuntimeError", retryable=False)
             task.finish(result, at + 0.005)
             done.append(task)
+        assert await election.renew(fence), "the loader lost the lease"
         written = await storage.tasks.save(fence, done)
         assert all(written), "a finished task was not written"
     tasks_s = time.perf_counter() - t1
