@@ -37,6 +37,9 @@ def web(ctx: click.Context, storage: str | None, bind: str) -> None:
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
     app = _app(ctx, storage)
+    if app.config.storage.rstrip("/") == "memory:":
+        click.echo("note: memory:// is private to this process, so there is nothing to show; use "
+                   "`distsched run JOBS_FILE --web` for the embedded engine, or --storage redis://...", err=True)
 
     async def main() -> None:
         from .server import serve
@@ -69,16 +72,3 @@ def _app(ctx: click.Context, storage: str | None) -> Any:
         return DistributeSchedule(storage, disabled_plugins=disabled, plugins=extra)
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _host(bind: str) -> str:
-    from .auth import parse_bind
-
-    host = parse_bind(bind)[0]
-    return f"[{host}]" if ":" in host else host
-
-
-def _safe(url: Any) -> str:
-    from .redact import redact_url
-
-    return redact_url(str(url))
