@@ -515,9 +515,9 @@ def create_app(app: Any, security: Security) -> Starlette:
         path = getattr(route, "path", "")
         if name and isinstance(route, Route) and not path.startswith("/api/") and "{" not in path:
             d.nav.append((name, path))
-    metrics = _metrics_app()
-    if metrics is not None:
-        routes.append(Mount("/metrics", metrics))
+    metrics = _metrics_app(app)
+    if metrics is not None:  # a Route, not a Mount: /metrics itself answers (no redirect to /metrics/)
+        routes.append(Route("/metrics", _Asgi(metrics), methods=["GET"]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -545,8 +545,28 @@ def _plugin_routes(app: Any) -> list[BaseRoute]:
     return out
 
 
-def _metrics_app() -> Any:
+class _Asgi:
+    """An ASGI callable Starlette's Route passes the raw request to (not a request handler)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def _metrics_app(app: Any) -> Any:
+    """``/metrics``: the metrics plugin's ASGI app for this engine when that plugin is
+    installed (its ``asgi_app(engine)``: the engine's metrics and the store's gauges), else
+    prometheus-client's default registry, else nothing. No other tie between the plugins."""
     try:
+        import distsched_metrics
+    except ImportError:
+        distsched_metrics = None  # type: ignore[assignment]
+    make = getattr(distsched_metrics, "asgi_app", None)
+    try:
+        if make is not None:
+            return make(app.engine)
         import prometheus_client
     except ImportError:
         return None

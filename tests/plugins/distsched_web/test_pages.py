@@ -130,3 +130,15 @@ def test_non_loopback_server_needs_login_to_read(web_server, monkeypatch):
         assert http.get("/api/v1/jobs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         login(http)
         assert http.get("/jobs").status_code == 200
+
+
+def test_metrics_are_served_when_prometheus_client_is_installed(web_server):
+    pytest.importorskip("prometheus_client")
+    server = web_server(jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        task_id = server.call(lambda app: app.submit("add", 1, 1))
+        wait_for(lambda: http.get(f"/api/v1/tasks/{task_id}").json()["state"] == "succeeded", what="task")
+        response = http.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "# TYPE" in response.text
