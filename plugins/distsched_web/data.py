@@ -22,6 +22,12 @@ from distsched.model import (
 
 from .redact import redact_url, scrub
 
+try:  # the job builders live in distsched.model (issue 12.1); distsched.facade before that
+    from distsched.model import JOB_FIELDS, build_job, job_fields  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until that change is merged
+    from distsched.facade import JOB_FIELDS, build_job, job_fields
+__all__ = ["JOB_FIELDS", "WebData", "build_job", "job_fields"]
+
 #: Largest page the pages and the API hand out.
 MAX_LIMIT = 200
 TASK_STATES = ("pending", "dispatched", "running", "retrying", "succeeded", "failed", "timed_out",
@@ -188,8 +194,6 @@ class WebData:
                 "next_after": page.next_after}
 
     async def job(self, name: str, *, count: int = 10) -> dict[str, Any]:
-        from distsched.facade import job_fields
-
         store = await self.store()
         config = await store.jobs.get(name)
         state = await store.jobs.state(name)

@@ -71,6 +71,7 @@ def test_web_refuses_a_public_bind_without_a_token():
     assert run.returncode != 0 and "DISTSCHED_WEB_TOKEN" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.redis
 def test_web_over_a_store_with_the_token(redis_server):
     token = "cli-token-0123456789abcdef"
     url = redis_server.url_for(namespace=f"webcli{os.getpid()}")
