@@ -176,11 +176,22 @@ def test_dashboard_in_chromium(deployment, tmp_path):
             assert "manual" in row.inner_text()
             shot(page, "job")
 
-            # A failed task and its error.
-            page.goto(f"{base}/tasks?state=failed&job=flaky")
+            # A failed task and its error; live refresh keeps the filters and the scroll.
             wait_for(lambda: httpx.get(f"{base}/api/v1/tasks?state=failed&job=flaky").json()["items"], 30,
                      "a failed flaky task")
-            page.reload()
+            page.set_viewport_size({"width": 1280, "height": 160})
+            page.goto(f"{base}/tasks?state=failed&job=flaky")
+            page.evaluate("window.scrollTo(0, 60)")
+            scrolled = page.evaluate("window.scrollY")
+            assert scrolled > 0
+            # (polled from here: the page's CSP forbids the eval wait_for_function would need)
+            wait_for(lambda: page.evaluate("document.documentElement.dataset.refreshed"), 10, "a live refresh")
+            assert page.evaluate("window.scrollY") == scrolled
+            assert page.input_value("select[name=state]") == "failed" and page.input_value("input[name=job]") == "flaky"
+            states = page.locator("#tasks tbody td.state-failed")
+            assert states.count() >= 1 and states.count() == page.locator("#tasks tbody tr").count()
+            page.set_viewport_size({"width": 1280, "height": 860})
+            page.evaluate("window.scrollTo(0, 0)")
             shot(page, "tasks")
             page.locator("#tasks tbody a[href^='/tasks/']").first.click()
             sync_api.expect(page.locator("#task-state")).to_have_text("failed")
