@@ -20,13 +20,12 @@ from distsched.model import (
     ValidationError,
 )
 
-from .redact import redact_url, scrub
+from .redact import safe_url, scrub
 
 try:  # the job builders live in distsched.model (issue 12.1); distsched.facade before that
     from distsched.model import JOB_FIELDS, build_job, job_fields  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - until that change is merged
-    from distsched.facade import JOB_FIELDS, build_job, job_fields
-__all__ = ["JOB_FIELDS", "WebData", "build_job", "job_fields"]
+    from distsched.facade import JOB_FIELDS, build_job, job_fields  # noqa: F401
 
 #: Largest page the pages and the API hand out.
 MAX_LIMIT = 200
@@ -180,7 +179,7 @@ class WebData:
         failures.sort(key=lambda r: r["updated_at"], reverse=True)
         buckets = await self.app.throughput(60)
         data.update(
-            storage=redact_url(self.app.config.storage),
+            storage=safe_url(self.app.config.storage),
             throughput=[{"minute": b.minute, "minute_iso": iso(b.minute), "count": sum(b.counts.values()),
                          "counts": dict(b.counts)} for b in buckets],
             failures=failures[:20],
@@ -240,7 +239,7 @@ def job_row(config: TaskConfig, state: Any) -> dict[str, Any]:
     zone = config.trigger.timezone if config.trigger is not None else "UTC"
     return {
         "name": config.name, "trigger": trigger_words(config), "timezone": zone,
-        "executor": config.spec.executor, "target": redact_url(config.spec.target),
+        "executor": config.spec.executor, "target": safe_url(config.spec.target),
         "enabled": config.enabled, "paused": state.paused, "version": config.version,
         "next_fire_at": state.next_fire_at, "next_fire_utc": iso(state.next_fire_at),
         "next_fire_local": iso(state.next_fire_at, zone),
