@@ -387,13 +387,16 @@ class DistributeSchedule:
         await self.engine.open()
         self._stop = asyncio.Event()
         ready = asyncio.Event()
-        self._runner = asyncio.create_task(self.engine.run(
+        runner = self._runner = asyncio.create_task(self.engine.run(
             self._stop, scheduler=scheduler, worker=self.worker_config if worker else None, on_ready=ready.set))
-        await ready.wait()
+        await _first(ready.wait(), runner)  # the runner ends early when a server cannot start
+        if runner.done():
+            self._runner = None
+            await runner
         if self.engine.worker is not None:
-            await _first(self.engine.worker.registered.wait(), self._runner)
-        if self._runner.done():
-            await self._runner
+            await _first(self.engine.worker.registered.wait(), runner)
+        if runner.done():
+            await runner
 
     async def stop(self) -> None:
         """Stop the services (workers drain) and close the store."""

@@ -98,8 +98,9 @@ def distsched_register_functions(registry: FunctionRegistry) -> None:
 @hookspec
 def distsched_event(event: Event) -> None:
     """Observe an engine event (task dispatched / finished / retry scheduled / skipped /
-    requeued / cancelled, leader elected / lost, worker joined / lost - in the scheduler's
-    process; attempt started / finished - in the worker's process).
+    requeued / cancelled, leader elected / lost, worker joined / lost, workers seen,
+    duplicates suppressed - in the scheduler's process; attempt started / finished - in the
+    worker's process).
 
     Called for every event, after the state change is stored, from a background queue off
     the scheduling path. ``event`` is a frozen :class:`distsched.model.events.Event`; its

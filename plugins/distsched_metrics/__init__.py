@@ -31,9 +31,43 @@ def observer_for(engine: Any, *, max_jobs: int | None = None) -> Any:
     return found
 
 
-def asgi_app(engine: Any) -> Any:
-    """An ASGI app answering the Prometheus text format with ``engine``'s metrics (mount it
-    at ``/metrics``): ``prometheus_client.make_asgi_app`` over the observer's registry."""
-    from prometheus_client import make_asgi_app
+def asgi_app(engine: Any, *, store: bool = True) -> Any:
+    """An ASGI app answering the Prometheus text format with ``engine``'s metrics: mount it
+    at ``/metrics`` (``prometheus_client.make_asgi_app`` over the observer's registry).
 
-    return make_asgi_app(observer_for(engine).registry)
+    With ``store`` (the default), each scrape first reads the deployment's figures from the
+    store (``distsched_store_*``: tasks by state, workers alive, queue depth per worker, the
+    leader's term: three reads), which is what a dashboard that runs no scheduler and no
+    worker can show. The engine's own metrics are there as well (its observer is
+    registered on first use); they move only when the engine runs a scheduler or a worker
+    (``distsched run --web``)."""
+    from prometheus_client import CollectorRegistry, make_asgi_app
+
+    observer = observer_for(engine)
+    if not store:
+        return make_asgi_app(observer.registry)
+    from .store import StoreGauges
+
+    gauges = StoreGauges(engine)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Both(observer.registry, gauges))
+    inner = make_asgi_app(registry)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            await gauges.refresh()
+        await inner(scope, receive, send)
+
+    return app
+
+
+class _Both:
+    """A collector yielding an engine registry's metrics, then the store's gauges."""
+
+    def __init__(self, registry: Any, gauges: Any) -> None:
+        self.registry = registry
+        self.gauges = gauges
+
+    def collect(self) -> Any:
+        yield from self.registry.collect()
+        yield from self.gauges.collect()

@@ -64,6 +64,8 @@ class MetricsObserver:
         self.max_jobs = max_jobs
         self._jobs: set[str] = set()
         self._workers: set[str] = set()
+        #: labelled children by label values: ``labels()`` takes a lock and builds a key each time
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         if process:
             ProcessCollector(registry=self.registry)
@@ -165,6 +167,13 @@ class MetricsObserver:
     def outcome(value: str) -> str:
         return value if value in OUTCOMES else "other"
 
+    def child(self, metric: Any, *values: str) -> Any:
+        key = (metric, *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
     # -- handlers -----------------------------------------------------------------------
     def _attempt_started(self, e: Any) -> None:
         if e.slot is not None and (e.due_at is None or e.due_at == e.slot):
@@ -175,7 +184,7 @@ class MetricsObserver:
             self.queue_wait.observe(max(0.0, e.at - due))
 
     def _attempt_finished(self, e: Any) -> None:
-        self.attempts.labels(self.job(e.job), self.outcome(e.outcome)).inc()
+        self.child(self.attempts, self.job(e.job), self.outcome(e.outcome)).inc()
 
     def _dispatched(self, e: Any) -> None:
         self.dispatched.inc()
@@ -184,13 +193,13 @@ class MetricsObserver:
 
     def _finished(self, e: Any) -> None:
         job = self.job(e.job)
-        self.finished.labels(job, self.outcome(e.state)).inc()
-        self.run_duration.labels(job).observe(e.duration)
+        self.child(self.finished, job, self.outcome(e.state)).inc()
+        self.child(self.run_duration, job).observe(e.duration)
 
     def _retry(self, e: Any) -> None:
         job = self.job(e.job)
-        self.retries.labels(job, self.outcome(e.outcome)).inc()
-        self.run_duration.labels(job).observe(e.duration)
+        self.child(self.retries, job, self.outcome(e.outcome)).inc()
+        self.child(self.run_duration, job).observe(e.duration)
 
     def _skipped(self, e: Any) -> None:
         self.skipped.labels(self.job(e.job), skip_reason(e.reason)).inc()

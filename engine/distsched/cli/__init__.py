@@ -236,6 +236,15 @@ def _serve(metrics: str | None, web: str | None = None) -> dict[str, str]:
     return {name: address for name, address in (("metrics", metrics), ("web", web)) if address}
 
 
+def _serving(metrics: str | None) -> str:
+    """The tail of a command's start line: where metrics are served (port 0: see -v)."""
+    if not metrics:
+        return ""
+    if metrics.endswith(":0"):
+        return "; metrics on a free port (-v logs it)"
+    return f"; metrics at http://{metrics}/metrics"
+
+
 # -- the command group -----------------------------------------------------------------
 class _DistschedGroup(click.Group):
     """The built-in commands plus those plugins add through ``distsched_cli_commands``.
@@ -331,7 +340,7 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
         click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {_safe(app.config.storage)}"
-                   + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop"), err=True)
+                   + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
         await app.run_async(duration=duration, stop=stop)
         scheduler = app.engine.scheduler
         if scheduler is not None:
@@ -450,7 +459,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
     async def main(stop: asyncio.Event) -> None:
         if jobs is not None:
             await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}", err=True)
+        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
     _run(main)
@@ -481,7 +490,8 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
-        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}", err=True)
+        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}"
+                   f"{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
