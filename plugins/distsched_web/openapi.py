@@ -134,13 +134,13 @@ def openapi_document() -> dict[str, Any]:
                                 "'Authorization: Bearer <DISTSCHED_WEB_TOKEN>'."},
         "paths": {
             "/api/v1/overview": {"get": {"summary": "Leader, workers, task counts, throughput, recent failures",
-                                         "operationId": "overview", "responses": {"200": _json({"type": "object"})}}},
+                                         "operationId": "overview", "responses": {"200": _json({"type": "object"}), **_errors(401)}}},
             "/api/v1/jobs": {
                 "get": {"summary": "Jobs, by name, paginated", "operationId": "listJobs",
                         "parameters": [_AFTER, _LIMIT],
                         "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("JobRow")},
                                                          "after": _NSTR, "limit": _INT, "next_after": _NSTR})),
-                                      **_errors(400)}},
+                                      **_errors(400, 401)}},
                 "post": {"summary": "Create a job from jobs-file fields", "operationId": "createJob",
                          "security": _SECURED,
                          "requestBody": {"required": True, "content": {"application/json": {"schema": _JOB_INPUT}}},
@@ -148,7 +148,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/jobs/{name}": {
                 "get": {"summary": "One job: spec, next fire times", "operationId": "getJob", "parameters": [_NAME],
-                        "responses": {"200": _json(_ref("Job")), **_errors(404)}},
+                        "responses": {"200": _json(_ref("Job")), **_errors(401, 404)}},
                 "put": {"summary": "Create or update a job", "operationId": "putJob", "parameters": [_NAME],
                         "security": _SECURED,
                         "requestBody": {"required": True, "content": {"application/json": {"schema": _JOB_INPUT}}},
@@ -161,7 +161,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/jobs/{name}/history": {
                 "get": {"summary": "A job's runs, newest first", "operationId": "jobHistory",
                         "parameters": [_NAME, _CURSOR, _LIMIT],
-                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400, 404)}}},
+                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400, 401, 404)}}},
             "/api/v1/jobs/{name}/pause": action("pause"),
             "/api/v1/jobs/{name}/resume": action("resume"),
             "/api/v1/jobs/{name}/trigger": action("trigger"),
@@ -173,7 +173,7 @@ def openapi_document() -> dict[str, Any]:
                             {"name": "job", "in": "query", "required": False, "schema": _STR},
                             {"name": "worker", "in": "query", "required": False, "schema": _STR},
                             _CURSOR, _LIMIT],
-                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400)}},
+                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400, 401)}},
                 "post": {"summary": "Submit a one-off task", "operationId": "submitTask", "security": _SECURED,
                          "requestBody": {"required": True, "content": {"application/json": {"schema": _SUBMIT}}},
                          "responses": {"201": _json(_ref("Task"), "Submitted"), **_errors(*_WRITE)}},
@@ -181,10 +181,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/tasks/{task_id}": {
                 "get": {"summary": "One task: attempts, result or error, retry schedule", "operationId": "getTask",
                         "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": _STR}],
-                        "responses": {"200": _json(_ref("Task")), **_errors(404)}}},
+                        "responses": {"200": _json(_ref("Task")), **_errors(401, 404)}}},
             "/api/v1/workers": {
                 "get": {"summary": "Workers with load, heartbeat age and live tasks", "operationId": "listWorkers",
-                        "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("Worker")}}))}}},
+                        "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("Worker")}})),
+                                      **_errors(401)}}},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
