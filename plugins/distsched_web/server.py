@@ -440,8 +440,8 @@ async def workers_page(d: Dashboard, request: Request) -> Response:
 
 async def login_page(d: Dashboard, request: Request) -> Response:
     next_url = request.query_params.get("next") or "/"
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"
+    if not next_url.startswith("/") or next_url.startswith("//") or "\\" in next_url or "\n" in next_url:
+        next_url = "/"  # only a path of this site: never an open redirect (//host, /\host)
     if request.method == "GET":
         return d.render(request, "login.html", title="Log in", next=next_url, failed=False)
     try:

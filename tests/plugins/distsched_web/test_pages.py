@@ -82,6 +82,15 @@ def test_login_logout_and_csrf(web_server):
         assert http.get("/api/v1/jobs/every2").json()["paused"] is True
 
 
+@pytest.mark.parametrize("target", ["//evil.example/", "/\\evil.example/", "https://evil.example/"])
+def test_login_never_redirects_off_site(web_server, target):
+    server = web_server(token=TOKEN)
+    with httpx.Client(base_url=server.url) as http:
+        csrf = csrf_of(http.get("/login").text)
+        response = http.post("/login", params={"next": target}, data={"token": TOKEN, "csrf": csrf})
+        assert response.status_code == 303 and response.headers["location"] == "/"
+
+
 def test_a_forged_session_cookie_is_not_a_login(web_server):
     server = web_server(token=TOKEN, jobs=JOBS)
     with httpx.Client(base_url=server.url) as http:
