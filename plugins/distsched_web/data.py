@@ -45,12 +45,28 @@ def iso(at: float | None, zone: str | None = None) -> str | None:
 def trigger_words(config: TaskConfig) -> str:
     trigger = config.trigger
     if isinstance(trigger, CronTrigger):
-        return f"cron {trigger.expr} ({trigger.timezone})"
+        words = cron_words(trigger.expr)
+        return f"{words} ({trigger.timezone}; cron {trigger.expr})" if words else f"cron {trigger.expr} ({trigger.timezone})"
     if isinstance(trigger, EveryTrigger):
         return f"every {_seconds(trigger.interval)}"
     if isinstance(trigger, AtTrigger):
         return f"once at {iso(trigger.at)}"
     return "no trigger (trigger now only)"
+
+
+def cron_words(expr: str) -> str | None:
+    """A cron expression in English (cron-descriptor), or None when it cannot say."""
+    try:
+        from cron_descriptor import ExpressionDescriptor, Options
+    except ImportError:  # pragma: no cover - installed without the 'web' extra
+        return None
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        return str(ExpressionDescriptor(expr, options).get_description())
+    except Exception:  # its own errors for the forms it does not know (@hourly...)
+        return None
 
 
 def _seconds(value: float) -> str:
