@@ -131,3 +131,11 @@ def test_web_bad_bind_names_the_field(bind):
     out = subprocess.run([sys.executable, "-m", "distsched", "web", "--bind", bind], capture_output=True, text=True,
                          env=_env(), timeout=60)
     assert out.returncode != 0 and "bind" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_run_with_web_without_the_plugin_says_what_to_install():
+    out = subprocess.run([sys.executable, "-m", "distsched", "run", str(ROOT / "examples" / "jobs.toml"),
+                          "--web", "127.0.0.1:0", "--duration", "5"], capture_output=True, text=True,
+                         env=_env(DISTSCHED_DISABLE_PLUGINS="web"), timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "no plugin serves 'web'" in out.stderr and "pip install 'distsched[web]'" in out.stderr
