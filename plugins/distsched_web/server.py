@@ -50,9 +50,13 @@ class ApiError(Exception):
         self.status, self.field, self.reason, self.code = status, field, reason, code
 
 
-def _error_of(exc: BaseException) -> ApiError:
+def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = ()) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, (OSError, asyncio.TimeoutError, *transient)):
+        log.warning("web: the store did not answer: %s", type(exc).__name__)
+        return ApiError(503, None, f"the store does not answer ({type(exc).__name__}); try again shortly",
+                        "unavailable")
     if isinstance(exc, ValidationError):
         return ApiError(400, exc.field, exc.reason)
     if isinstance(exc, NotFound):
@@ -84,6 +88,12 @@ class Dashboard:
     nav: list[tuple[str, str]] = attrs.field(factory=list)
 
     # -- helpers ----------------------------------------------------------------------
+    def transient(self) -> tuple[type[BaseException], ...]:
+        """The exception types that mean the store is unreachable for now (its backend's
+        ``transient_errors``)."""
+        storage = getattr(self.app.engine, "storage", None)
+        return tuple(getattr(storage, "transient_errors", ()))
+
     def logged_in(self, request: Request) -> bool:
         return self.security.session_ok(request.cookies.get(SESSION_COOKIE))
 
@@ -142,7 +152,7 @@ def api(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable[
                 _check_api_auth(d, request)
                 return await method(d, request)
             except Exception as exc:  # every error becomes JSON, never a traceback
-                return _json_error(_error_of(exc))
+                return _json_error(_error_of(exc, d.transient()))
 
         return endpoint
 
@@ -179,7 +189,7 @@ def page(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable
                     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
                 return await method(d, request)
             except Exception as exc:
-                err = _error_of(exc)
+                err = _error_of(exc, d.transient())
                 return d.render(request, "error.html", status=err.status, error=err)
 
         return endpoint

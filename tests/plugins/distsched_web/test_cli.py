@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -139,3 +140,33 @@ def test_run_with_web_without_the_plugin_says_what_to_install():
                          env=_env(DISTSCHED_DISABLE_PLUGINS="web"), timeout=60)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "no plugin serves 'web'" in out.stderr and "pip install 'distsched[web]'" in out.stderr
+
+
+@pytest.mark.redis
+def test_a_store_outage_is_a_503_and_the_dashboard_recovers(tmp_path):
+    from distsched.testing.redis_server import RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH")
+    with RedisServer() as redis:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "distsched", "web", "--storage", redis.url,
+                                 "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=_env())
+        try:
+            base = f"http://127.0.0.1:{port}"
+            assert _get_when_up(f"{base}/api/v1/overview", proc).status_code == 200
+            redis.kill()
+            down = httpx.get(f"{base}/api/v1/overview", timeout=30)
+            assert down.status_code == 503 and down.json()["error"]["code"] == "unavailable"
+            page = httpx.get(f"{base}/", timeout=30)
+            assert page.status_code == 503 and "the store does not answer" in page.text
+            redis.restart()
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{base}/api/v1/overview", timeout=30).status_code != 200:
+                assert time.monotonic() < deadline, "the dashboard did not recover"
+                time.sleep(0.2)
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=20)
+        assert "Traceback" not in err
