@@ -4,6 +4,7 @@ and never a server error."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -18,6 +19,9 @@ from .conftest import TOKEN, ServerThread  # noqa: E402
 from .test_api import JOBS  # noqa: E402
 
 schema = schemathesis.openapi.from_dict(openapi_document())
+#: Examples per operation: the same ones every run (derandomized); WEB_FUZZ_EXAMPLES=300
+#: explores further (it passed with 300 when this was written).
+EXAMPLES = int(os.environ.get("WEB_FUZZ_EXAMPLES", "30"))
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def test_the_served_document_is_the_one_tested(api_server):
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case, api_server):
     # positive_data_acceptance is left out: a schema-valid body may still be refused with a
     # 400 naming the field (an "every" of "" or a cron expression that never fires cannot be
