@@ -15,8 +15,24 @@ from __future__ import annotations
 from typing import Any
 
 OBSERVER_NAME = "metrics-observer"
+#: Distinct job names labelled per process (default 100; the others count as ``_other``).
+MAX_JOBS_ENV = "DISTSCHED_METRICS_MAX_JOBS"
 
-__all__ = ["OBSERVER_NAME", "asgi_app", "observer_for"]
+__all__ = ["MAX_JOBS_ENV", "OBSERVER_NAME", "asgi_app", "max_jobs_from_env", "observer_for"]
+
+
+def max_jobs_from_env() -> int | None:
+    """``$DISTSCHED_METRICS_MAX_JOBS`` as an integer >= 0, None when unset."""
+    import os
+
+    text = os.environ.get(MAX_JOBS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        from distsched.model.errors import ValidationError
+
+        raise ValidationError(MAX_JOBS_ENV, f"must be an integer >= 0, not {text!r}")
+    return int(text)
 
 
 def observer_for(engine: Any, *, max_jobs: int | None = None) -> Any:
@@ -26,6 +42,8 @@ def observer_for(engine: Any, *, max_jobs: int | None = None) -> Any:
 
     found = engine.plugins.hook_manager.get_plugin(OBSERVER_NAME)
     if found is None:
+        if max_jobs is None:
+            max_jobs = max_jobs_from_env()
         found = MetricsObserver() if max_jobs is None else MetricsObserver(max_jobs=max_jobs)
         engine.plugins.register(found, OBSERVER_NAME)
     return found

@@ -24,6 +24,8 @@ def distsched_serve(engine: Any, name: str, address: str) -> Any:
         from distsched.plugin.errors import PluginError
 
         raise PluginError("serving metrics needs prometheus-client: pip install 'distsched[metrics]'") from None
+    from . import max_jobs_from_env
     from .server import MetricsServer
 
-    return MetricsServer.start(engine, host, port)
+    max_jobs = max_jobs_from_env()  # a bad value: ValidationError naming the variable, nothing started
+    return MetricsServer.start(engine, host, port, max_jobs=max_jobs)

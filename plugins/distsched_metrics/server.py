@@ -26,9 +26,9 @@ class MetricsServer:
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/metrics"
 
     @classmethod
-    def start(cls, engine: Any, host: str, port: int) -> MetricsServer:
+    def start(cls, engine: Any, host: str, port: int, *, max_jobs: int | None = None) -> MetricsServer:
         owns = engine.plugins.hook_manager.get_plugin(OBSERVER_NAME) is None
-        observer = observer_for(engine)
+        observer = observer_for(engine, max_jobs=max_jobs)
         try:
             # A daemon thread running the standard library's WSGI server; metric updates
             # (on the engine's loop) and scrapes (on this thread) are made safe by the

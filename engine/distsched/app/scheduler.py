@@ -153,6 +153,8 @@ class Scheduler:
                 continue
             backoff.reset()
             if fence is None:
+                if self._lease_seen_held_at is None:
+                    log.info("%s: following: another node holds the lease", self.node_id)
                 self._lease_seen_held_at = self.storage.clock()
                 # A follower asks often (one cheap read) so that a graceful handoff - the
                 # leader releases its lease on shutdown - takes well under a second.
@@ -170,6 +172,7 @@ class Scheduler:
         log.info("%s: leading with term %d", self.node_id, fence.term)
         self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term,
                                           lease_seen_held_at=self._lease_seen_held_at))
+        self._lease_seen_held_at = None  # (a later term measures from a later refusal)
         self.is_leader.set()
         self._role_changed.set()
         lost = asyncio.Event()

@@ -317,15 +317,15 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
+@log_format_option
 @metrics_option
 @click.option("--web", "web", is_flag=False, flag_value="127.0.0.1:8787", default=None, metavar="[HOST:PORT]",
               callback=_check_address,
               help="Also serve the web dashboard and REST API on HOST:PORT (default 127.0.0.1:8787; the web "
                    "plugin: pip install 'distsched[web]'; see docs/web.md).")
-@log_format_option
 @click.pass_context
 def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None,
-        metrics: str | None, web: str | None, log_format: str) -> None:
+        log_format: str, metrics: str | None, web: str | None) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
     Prints one line per finished attempt: time, job, attempt, state, duration, task id
@@ -435,12 +435,12 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
-@metrics_option
 @log_format_option
+@metrics_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, metrics: str | None,
-              log_format: str) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, log_format: str,
+              metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.

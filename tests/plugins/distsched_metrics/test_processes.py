@@ -130,3 +130,65 @@ def test_scheduler_and_worker_metrics_move_as_tasks_run_fail_and_retry(tmp_path,
         # SIGTERM stopped both cleanly, closing their metrics servers
         assert [procs[n].returncode for n in ("scheduler", "worker")] == [0, 0], \
             (tmp_path / "scheduler.log").read_text()[-2000:]
+
+
+def test_a_handover_shows_in_the_new_leaders_metrics(tmp_path, scrape, capsys):
+    (tmp_path / "metrics_tasks.py").write_text(TASKS)
+    (tmp_path / "jobs.toml").write_text(textwrap.dedent(JOBS))
+    procs: dict[str, subprocess.Popen] = {}
+    urls: dict[str, str] = {}
+
+    def poll(what: str, predicate, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = predicate()
+            except Exception:  # not listening yet
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-2000:]}" for n in procs)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+            time.sleep(0.1)
+
+    with RedisServer() as redis:
+        url = f"{redis.url}?namespace=handover"
+        try:
+            for name in ("s1", "s2"):
+                port = free_port()
+                urls[name] = f"http://127.0.0.1:{port}/metrics"
+                log = open(tmp_path / f"{name}.log", "w")
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "distsched", "-v", "scheduler", "--storage", url, "--jobs", "jobs.toml",
+                     "--node-id", name, "--lease-ttl", "2", "--renew-interval", "0.5", "--metrics", f"127.0.0.1:{port}"],
+                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            leader = poll("one leader", lambda: [n for n in urls if scrape(urls[n]).get_value("distsched_leader") == 1])
+            assert len(leader) == 1
+            old, new = leader[0], next(n for n in urls if n != leader[0])
+            # the follower has tried (and been refused) at least once before the hand-over
+            poll("the follower to be refused the lease", lambda: "following" in (tmp_path / f"{new}.log").read_text())
+            follower = poll("the follower's metrics", lambda: scrape(urls[new]))
+            assert follower.get_value("distsched_leader") == 0 and follower.get_value("distsched_workers_alive") == 0
+            old_term = scrape(urls[old]).get_value("distsched_leader_term")
+            assert old_term > 0
+            procs[old].terminate()  # SIGTERM: the leader releases its lease
+            assert procs[old].wait(timeout=15) == 0
+            s = poll("the other node to lead", lambda: (s := scrape(urls[new])).get_value("distsched_leader") == 1 and s)
+            assert s.get_value("distsched_leader_elections_total") == 1
+            assert s.get_value("distsched_leader_term") > old_term
+            assert s.get_value("distsched_leader_takeover_seconds_count") == 1
+            takeover = s.get_value("distsched_leader_takeover_seconds_sum")
+            with capsys.disabled():
+                print(f"\n[figure] graceful hand-over: takeover seen by the new leader {takeover * 1000:.0f} ms")
+            assert 0 <= takeover < 1.0  # about one follower poll (0.2 s) after a release
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)

@@ -159,3 +159,20 @@ async def test_a_store_that_does_not_answer_is_a_gauge_not_an_error():
             assert "distsched_fire_lag_seconds_count 0.0" in body  # the engine's metrics still answer
         finally:
             await app.engine.close()
+
+
+async def test_the_job_label_limit_comes_from_the_environment(monkeypatch):
+    from distsched_metrics import observer_for
+
+    monkeypatch.setenv("DISTSCHED_METRICS_MAX_JOBS", "1")
+    app = _app("127.0.0.1:0")
+    async with app.running():
+        observer = observer_for(app.engine)
+        assert observer.max_jobs == 1
+        assert observer.job("a") == "a" and observer.job("b") == "_other"
+    monkeypatch.setenv("DISTSCHED_METRICS_MAX_JOBS", "many")
+    app = _app("127.0.0.1:0")
+    with pytest.raises(PluginError, match="DISTSCHED_METRICS_MAX_JOBS.*must be an integer >= 0, not 'many'"):
+        await app.start()
+    await app.stop()
+    assert not app.engine.events.active and not app.engine.servers
