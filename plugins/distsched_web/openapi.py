@@ -83,7 +83,7 @@ _JOB_INPUT = {
         "enabled": {"type": "boolean"}, "misfire": {"type": "string", "enum": ["skip", "fire-once", "fire-all"]},
         "misfire_grace": _DURATION,
         "overlap": {"type": "string", "enum": ["parallel", "serial", "discard", "replace"]},
-        "max_instances": {"type": "integer", "minimum": 1}, "dst_gap": {"type": "string", "enum": ["shift", "skip"]},
+        "max_instances": {"type": "integer", "minimum": 1}, "dst_gap": {"type": "string", "enum": ["shift", "skip", "transition"]},
         "dst_fold": {"type": "string", "enum": ["once", "twice"]}, "description": _STR,
     },
 }
