@@ -258,8 +258,8 @@ def test_a_worker_killed_with_kill9_under_default_settings(deployment, capsys):
     attempt it held, overdue at timeout + grace before the TTL reaps it, runs elsewhere as a
     crash re-delivery instead of ending timed_out."""
     url = deployment.url
-    deployment._start("s1", "scheduler", "--storage", url, "--node-id", "s1")
-    victim = deployment._start("w1", "worker", "--storage", url, "--name", "w1", "--import", "mp_tasks")
+    deployment.spawn("s1", "-v", "scheduler", "--storage", url, "--node-id", "s1")
+    victim = deployment.spawn("w1", "-v", "worker", "--storage", url, "--name", "w1", "--import", "mp_tasks")
     deployment.wait_for(deployment.leader, 20, "a leader")
 
     def workers():
@@ -272,11 +272,10 @@ def test_a_worker_killed_with_kill9_under_default_settings(deployment, capsys):
         return deployment.call(lambda app, storage: storage.tasks.get(held))
 
     deployment.wait_for(lambda: held_state().state is TaskState.RUNNING, 20, "w1 to run the task")
-    deployment._start("w2", "worker", "--storage", url, "--name", "w2", "--import", "mp_tasks")
+    deployment.spawn("w2", "-v", "worker", "--storage", url, "--name", "w2", "--import", "mp_tasks")
     deployment.wait_for(lambda: len(workers()) == 2, 20, "w2 to register")
-    victim.kill()
+    victim.kill()  # kill -9, reaped
     killed_at = time.time()  # (the store's clock is this machine's: Redis on loopback)
-    victim.wait(timeout=10)
     # a stream of round-robin tasks for the 9 s after the kill (the TTL is 10 s)
     stream = []
     while time.time() < killed_at + 9:
