@@ -66,3 +66,28 @@ def test_plugin_hook_modules_import_nothing_heavy():
         for node in top_level:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             assert not any(n.split(".")[0] in heavy for n in names), f"{path}: imports {names} at module level"
+
+
+def test_the_jobs_file_loader_imports_only_the_model():
+    """``distsched.jobs`` (and ``distsched explain`` through it) builds jobs with the model
+    alone: importing it, in a fresh interpreter, loads no facade, engine or plugin module."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, distsched.jobs, distsched.model.build; "
+             "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('distsched'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout.split()
+    assert "distsched.model.build" in loaded
+    forbidden = [m for m in loaded if m == "distsched.facade"
+                 or m.startswith(("distsched.app", "distsched.plugin", "distsched.cli", "distsched_"))]
+    assert forbidden == [], f"distsched.jobs pulls in {forbidden}"
+    # The same, read from the source: no import of those modules anywhere in the loader or the model.
+    offenders = []
+    for path in [ROOT / "engine/distsched/jobs.py", *_python_files("engine/distsched/model")]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                if any(part in ("facade", "app", "plugin", "cli") for part in module.lstrip(".").split(".")):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module}")
+    assert offenders == []

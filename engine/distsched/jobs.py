@@ -15,8 +15,7 @@ from typing import Any
 
 import attrs
 
-from .facade import JOB_FIELDS, build_job
-from .model import TaskConfig, ValidationError
+from .model import JOB_FIELDS, TaskConfig, ValidationError, build_job
 from .model.errors import DistschedError
 from .tasks import marked_functions
 
