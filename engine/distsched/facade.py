@@ -38,10 +38,11 @@ from .model import (
     ValidationError,
 )
 from .model.build import build_job, build_retry, check_task_id, first_fire, job_fields
+from .model.errors import DistschedError
 from .model.trigger import AtTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
-from .ports import StorageBackend
+from .ports import Fence, StorageBackend
 from .tasks import marked_functions
 
 
@@ -89,17 +90,44 @@ class DistributeSchedule:
     async def storage(self) -> StorageBackend:
         return await self.engine.open()
 
-    def _check_names(self, spec: TaskSpec, where: str) -> None:
-        self.plugins.executors.get(spec.executor, where=where)
+    # -- checks -----------------------------------------------------------------------
+    def check_spec(self, spec: TaskSpec, where: str = "task") -> None:
+        """Refuse a spec this deployment could never run, before anything is stored: its
+        executor or balancer is not registered (UnknownName), or its executor's validator
+        refuses it (ValidationError naming ``where``, the field and the reason - e.g. an
+        ``http`` target that is not an http(s) URL). Called by every facade method that adds
+        a job or submits a task, and by the CLI."""
+        self.plugins.executors.validate(spec, where=where)
+        self._check_balancer(spec, where=where)
+
+    def _check_balancer(self, spec: TaskSpec, *, where: str) -> None:
         self.plugins.balancers.get(spec.balancer, where=where)
 
+    def check_jobs(self, configs: Iterable[TaskConfig], *, functions: bool = False) -> list[str]:
+        """Every problem of these jobs, one line each (``job 'x': field: reason``), without
+        raising: what :meth:`check_spec` refuses and, with ``functions=True``, a ``local``
+        target that is not registered in this process (a worker's check)."""
+        problems: list[str] = []
+        registered = self.plugins.functions.merged(self.functions) if functions else None
+        for config in configs:
+            where = f"job {config.name!r}"
+            for check in (self.plugins.executors.validate, self._check_balancer):
+                try:
+                    check(config.spec, where=where)
+                except DistschedError as exc:
+                    problems.append(str(exc))
+            if registered is not None and config.spec.executor == "local" and config.spec.target not in registered:
+                problems.append(f"{where}: target: function {config.spec.target!r} is not registered (registered: "
+                                f"{', '.join(registered.names()) or 'none'}; list its module in [worker] imports)")
+        return problems
+
+    def function_names(self) -> list[str]:
+        """The functions the ``local`` executor of this process may run (plugins' and the app's)."""
+        return self.plugins.functions.merged(self.functions).names()
+
     def _check_many(self, specs: Iterable[tuple[TaskSpec, str]]) -> None:
-        """``_check_names`` for many specs, once per (executor, balancer) pair."""
-        checked: set[tuple[str, str]] = set()
         for spec, where in specs:
-            if (spec.executor, spec.balancer) not in checked:
-                self._check_names(spec, where)
-                checked.add((spec.executor, spec.balancer))
+            self.check_spec(spec, where)
 
     # -- jobs -------------------------------------------------------------------------
     async def add_job(self, name: str, *, replace: bool = False, **fields: Any) -> TaskConfig:
@@ -111,7 +139,7 @@ class DistributeSchedule:
     async def put_job(self, config: TaskConfig, *, replace: bool = False) -> TaskConfig:
         """Store ``config``; with ``replace``, update an existing job (keeping its progress
         unless its trigger changed)."""
-        self._check_names(config.spec, f"job {config.name!r}")
+        self.check_spec(config.spec, f"job {config.name!r}")
         storage = await self.storage()
         now = storage.clock()
         try:
@@ -168,7 +196,7 @@ class DistributeSchedule:
         fields = job_fields(current)
         fields.update(changes)
         config = attrs.evolve(build_job(name, **fields), version=current.version)
-        self._check_names(config.spec, f"job {name!r}")
+        self.check_spec(config.spec, f"job {name!r}")
         state = await storage.jobs.state(name)
         nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, storage.clock())
         return await storage.jobs.update(config, next_fire_at=nxt)
@@ -264,6 +292,19 @@ class DistributeSchedule:
         if task.result is None:
             raise NotFound(f"task {task_id!r} ended {task.state.value} without a result ({task.reason})")
         return task.result
+
+    # -- deployment -------------------------------------------------------------------
+    async def leader(self) -> Fence | None:
+        """The current leader's lease (node id and term), or None when no node leads."""
+        election = await self.engine.open_election()
+        return await election.current()
+
+    @property
+    def stats(self) -> dict[str, int] | None:
+        """This process's scheduler counters (succeeded, failed, timed_out, retrying...)
+        once it has run a scheduler, else None."""
+        scheduler = self.engine.scheduler
+        return dict(scheduler.stats) if scheduler is not None else None
 
     # -- running ----------------------------------------------------------------------
     async def start(self, *, scheduler: bool = True, worker: bool = True) -> None:

@@ -38,6 +38,7 @@ from distsched.model import (
 )
 from distsched.model.task import ASSIGNED
 from distsched.ports import Fence, FireReport, Firing, Settled, SettledTask
+from distsched.urls import redact_url
 
 READY = (TaskState.PENDING, TaskState.RETRYING)
 #: Terminal tasks kept (oldest dropped first) so a long run does not grow without bound.
@@ -125,7 +126,7 @@ class MemoryStorage:
     def open(cls, url: str) -> MemoryStorage:
         parts = urlsplit(url)
         if parts.scheme != "memory":
-            raise ValidationError("storage", f"{url!r} is not a memory:// URL")
+            raise ValidationError("storage", f"{redact_url(url)!r} is not a memory:// URL")
         name = (parts.netloc + parts.path).strip("/")
         if not name:
             return cls(url, _State())
