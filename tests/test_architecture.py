@@ -91,3 +91,67 @@ def test_the_jobs_file_loader_imports_only_the_model():
                 if any(part in ("facade", "app", "plugin", "cli") for part in module.lstrip(".").split(".")):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module}")
     assert offenders == []
+
+
+def test_the_cli_uses_only_the_public_facade():
+    """No private names (``_redact``, ``_check_names``...) and no reaching through
+    ``app.engine`` / ``app.plugins`` from the CLI package: the facade is its whole face."""
+    offenders = []
+    for path in _python_files("engine/distsched/cli"):
+        tree = ast.parse(path.read_text())
+        where = path.relative_to(ROOT)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if module.split(".")[0] in ("app", "engine") or ".app" in f".{module}":
+                    offenders.append(f"{where}:{node.lineno} imports {module}")
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        offenders.append(f"{where}:{node.lineno} imports the private {alias.name}")
+            elif isinstance(node, ast.Attribute):
+                if node.attr in ("engine", "plugins") and isinstance(node.value, ast.Name) and node.value.id == "app":
+                    offenders.append(f"{where}:{node.lineno} reaches through app.{node.attr}")
+                if node.attr.startswith("_") and not node.attr.startswith("__"):
+                    offenders.append(f"{where}:{node.lineno} uses the private .{node.attr}")
+    assert offenders == []
+
+
+def test_all_lists_only_what_a_module_defines():
+    """``__all__`` of a module names its own definitions, not names it imported (a package's
+    ``__init__`` re-exports its submodules' names on purpose)."""
+    offenders = []
+    for folder in ("engine", "plugins"):
+        for path in _python_files(folder):
+            if path.name == "__init__.py":
+                continue
+            tree = ast.parse(path.read_text())
+            defined: set[str] = set()
+            listed: list[str] = []
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    defined.add(node.name)
+                elif isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        if isinstance(target, ast.Name):
+                            defined.add(target.id)
+                            if target.id == "__all__":
+                                listed = [e.value for e in node.value.elts]
+                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                    defined.add(node.target.id)
+            offenders += [f"{path.relative_to(ROOT)}: {name}" for name in listed if name not in defined]
+    assert offenders == []
+
+
+def test_one_url_redactor():
+    """Storage URLs are redacted by ``distsched.urls.redact_url`` only: no other module
+    defines a redactor of its own."""
+    offenders = []
+    for folder in ("engine", "plugins"):
+        for path in _python_files(folder):
+            if path.relative_to(ROOT).as_posix() == "engine/distsched/urls.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "redact" in node.name.lower() \
+                        and node.name != "redacted":
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} defines {node.name}")
+    assert offenders == []
