@@ -155,3 +155,18 @@ def test_one_url_redactor():
                         and node.name != "redacted":
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} defines {node.name}")
     assert offenders == []
+
+
+def test_distsched_explain_loads_no_facade_engine_or_plugin_manager():
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom distsched.cli import cli\n"
+             "cli(['explain', 'examples/jobs.toml', '-n', '1'], standalone_mode=False)\n"
+             "print('MODULES', ' '.join(sorted(m for m in sys.modules if m.startswith('distsched'))))")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    assert "nightly-report" in out
+    loaded = out.split("MODULES", 1)[1].split()
+    forbidden = [m for m in loaded if m == "distsched.facade"
+                 or m.startswith(("distsched.app", "distsched.plugin", "distsched_"))]
+    assert "distsched.model.build" in loaded and forbidden == []

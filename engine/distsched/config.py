@@ -14,6 +14,9 @@ from .model.errors import ValidationError
 from .urls import redact_url
 
 STORAGE_ENV = "DISTSCHED_STORAGE"
+#: Plugins not to load (comma-separated names) and extra plugin modules to load.
+DISABLE_ENV = "DISTSCHED_DISABLE_PLUGINS"
+PLUGINS_ENV = "DISTSCHED_PLUGINS"
 DEFAULT_STORAGE = "memory://"
 
 

@@ -22,10 +22,9 @@ from typing import Any, TypeVar
 import click
 
 from ..__about__ import __version__
-from ..config import STORAGE_ENV, WorkerConfig
+from ..config import DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
 from ..model import events as ev
 from ..model.errors import DistschedError
-from ..plugin.manager import DISABLE_ENV, PLUGINS_ENV
 from ..urls import redact_url
 
 T = TypeVar("T")
