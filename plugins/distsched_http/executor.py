@@ -22,6 +22,9 @@ Forbidden           no         a scheme other than http(s), or a host outside ``
 ConfigError         no         bad options, an unset ``${NAME}``, an invalid URL or header
 ==================  =========  ==========================================================
 
+Option parsing and validation live in :mod:`.options` (pure, shared with the ``validate``
+hooks that check a job when it is added); this module makes the calls.
+
 Resolved secrets never reach the Outcome or the logs: the Outcome is scrubbed as a whole
 before it is returned, and a log filter scrubs records emitted while a request runs.
 """
@@ -35,7 +38,6 @@ import email.utils
 import json
 import logging
 import math
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -45,30 +47,26 @@ from typing import Any
 import attrs
 import httpx
 
-from distsched.model import Outcome, Task
+from distsched.model import Outcome, Task, ValidationError
 from distsched.ports import ExecutorContext
 
 from .client import acquire
+from .options import (
+    DEFAULT_BODY_LIMIT,
+    RPC_DEFAULT_BODY_LIMIT,
+    SCHEMES,
+    body_limit,
+    parse_http,
+    parse_rpc,
+)
 from .safety import ACTIVE, AllowList, MissingVariable, Scrubber, install_log_filter, resolve
 
 log = logging.getLogger("distsched.http")
 
-DEFAULT_BODY_LIMIT = 64 * 1024
-RPC_DEFAULT_BODY_LIMIT = 1024 * 1024
-MAX_BODY_LIMIT = 16 * 1024 * 1024
 MAX_REDIRECTS = 10
 #: How much of a bad JSON-RPC response goes into ``meta.body_excerpt``.
 RPC_EXCERPT = 1024
-SCHEMES = ("http", "https")
 
-HTTP_OPTIONS = frozenset(
-    {"method", "headers", "query", "params", "json", "body", "success_codes",
-     "follow_redirects", "body_limit"}
-)
-RPC_OPTIONS = frozenset({"method", "params", "headers", "follow_redirects", "body_limit"})
-
-_METHOD_RE = re.compile(r"^[A-Za-z]{1,20}$")
-_CODE_RE = re.compile(r"^([1-5])(xx|\d\d)$", re.IGNORECASE)
 #: JSON-RPC codes another attempt cannot fix (parse error, invalid request/method/params).
 RPC_FINAL_CODES = frozenset({-32700, -32600, -32601, -32602})
 
@@ -115,89 +113,17 @@ class _Fetched:
     charset: str | None
 
 
-# -- options ---------------------------------------------------------------------------------
-def _check_options(options: Mapping[str, Any], known: frozenset[str], kind: str) -> None:
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise _config_error(
-            f"{kind} executor: unknown option(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-
-
-def _method(value: Any, default: str) -> str:
-    if value is None:
-        return default
-    if not isinstance(value, str) or not _METHOD_RE.match(value):
-        raise _config_error(f"option 'method' must be an HTTP method such as GET or POST, not {value!r}")
-    return value.upper()
-
-
-def _bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = options.get(name, default)
-    if not isinstance(value, bool):
-        raise _config_error(f"option {name!r} must be true or false, not {value!r}")
-    return value
-
-
-def _body_limit(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BODY_LIMIT:
-        raise ValueError(f"{where} must be a number of bytes between 0 and {MAX_BODY_LIMIT}, not {value!r}")
-    return value
-
-
-def _option_limit(options: Mapping[str, Any], default: int) -> int:
-    if "body_limit" not in options:
-        return default
-    try:
-        return _body_limit(options["body_limit"], "option 'body_limit'")
-    except ValueError as exc:
-        raise _config_error(str(exc)) from None
-
-
-def _success_codes(value: Any) -> frozenset[int]:
-    if value is None:
-        return frozenset(range(200, 300))
-    if isinstance(value, (str, int)):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise _config_error(f"option 'success_codes' must be a list of status codes or classes like '2xx', not {value!r}")
-    codes: set[int] = set()
-    for item in value:
-        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
-            codes.add(item)
-            continue
-        match = _CODE_RE.match(item.strip()) if isinstance(item, str) else None
-        if match is None:
-            raise _config_error(
-                f"option 'success_codes': {item!r} is not a status code (100-599) or a class like '2xx'"
-            )
-        if match.group(2).lower() == "xx":
-            base = int(match.group(1)) * 100
-            codes.update(range(base, base + 100))
-        else:
-            codes.add(int(item.strip()))
-    return frozenset(codes)
-
-
-def _headers(value: Any, secrets: set[str]) -> tuple[dict[str, str], frozenset[str]]:
-    if value is None:
-        return {}, frozenset()
-    if not isinstance(value, dict):
-        raise _config_error(f"option 'headers' must be a table of name = value, not {type(value).__name__}")
-    headers: dict[str, str] = {}
+# -- requests ------------------------------------------------------------------------------
+def _resolved_headers(given: Mapping[str, str], secrets: set[str]) -> tuple[dict[str, str], frozenset[str]]:
+    """The headers with ``${NAME}`` resolved, and the (lower-cased) names that held one."""
+    out: dict[str, str] = {}
     secret: set[str] = set()
-    for name, raw in value.items():
-        if not isinstance(name, str) or not name:
-            raise _config_error(f"option 'headers': {name!r} is not a header name")
-        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-            raise _config_error(f"option 'headers': the value of {name!r} must be a string")
-        text = str(raw)
+    for name, text in given.items():
         resolved = resolve(text, f"header {name!r}", secrets)
         if resolved != text:
             secret.add(name.lower())
-        headers[name] = resolved
-    return headers, frozenset(secret)
+        out[name] = resolved
+    return out, frozenset(secret)
 
 
 def _with_idempotency_key(headers: dict[str, str], task: Task) -> dict[str, str]:
@@ -326,7 +252,7 @@ class _HttpBase:
         self.allow = AllowList.from_setting(settings.get("http_allow"))
         limit = settings.get("http_body_limit")
         self.body_limit = (
-            self.default_body_limit if limit is None else _body_limit(limit, "setting http_body_limit")
+            self.default_body_limit if limit is None else body_limit(limit, "setting http_body_limit")
         )
         install_log_filter()
         self._shared = acquire(context)
@@ -344,6 +270,8 @@ class _HttpBase:
         try:
             try:
                 request, extra = self._prepare(task, secrets)
+            except ValidationError as exc:  # bad options (see .options)
+                raise _config_error(exc.reason) from None
             finally:
                 scrubber = Scrubber(secrets)
                 token = ACTIVE.set(scrubber)
@@ -475,40 +403,20 @@ class HttpExecutor(_HttpBase):
     kind = "http"
 
     def _prepare(self, task: Task, secrets: set[str]) -> tuple[_Request, Any]:
-        options = task.spec.options
-        _check_options(options, HTTP_OPTIONS, self.kind)
-        has_json, has_body = "json" in options, "body" in options
-        if has_json and has_body:
-            raise _config_error("options 'json' and 'body' are exclusive: give one request body")
-        if has_body and not isinstance(options["body"], str):
-            raise _config_error(f"option 'body' must be a string, not {type(options['body']).__name__}")
-        if "query" in options and "params" in options:
-            raise _config_error("options 'query' and 'params' are the same thing: give one")
-        query = options.get("query", options.get("params"))
-        if query is not None and not (isinstance(query, dict) and all(isinstance(k, str) for k in query)):
-            raise _config_error("option 'query' must be a table of name = value")
-        method = _method(options.get("method"), "POST" if has_json or has_body else "GET")
-        success = _success_codes(options.get("success_codes"))
-        follow = _bool(options, "follow_redirects", False)
-        limit = _option_limit(options, self.body_limit)
+        options = parse_http(task.spec)
         url = self._url(task.spec.target, secrets)
-        headers, secret_headers = _headers(options.get("headers"), secrets)
-        content = None
-        if has_json:
-            try:
-                content = json.dumps(options["json"], allow_nan=False, separators=(",", ":")).encode()
-            except (TypeError, ValueError) as exc:
-                raise _config_error(f"option 'json' is not plain JSON: {exc}") from None
+        headers, secret_headers = _resolved_headers(options.headers, secrets)
+        if options.json_body:
             _set_default(headers, "Content-Type", "application/json")
-        elif has_body:
-            content = options["body"].encode("utf-8")
         _with_idempotency_key(headers, task)
         request = _Request(
-            method=method, url=url, headers=headers, params=query, content=content,
-            follow_redirects=follow, body_limit=limit, timeout=float(task.spec.timeout),
-            secret_headers=secret_headers,
+            method=options.method, url=url, headers=headers,
+            params=dict(options.query) if options.query is not None else None, content=options.content,
+            follow_redirects=options.follow_redirects,
+            body_limit=self.body_limit if options.body_limit is None else options.body_limit,
+            timeout=float(task.spec.timeout), secret_headers=secret_headers,
         )
-        return request, success
+        return request, options.success_codes
 
     async def _execute(self, task: Task, request: _Request, success: Any, scrubber: Scrubber) -> Outcome:
         fetched = await self._fetch(request)
@@ -532,37 +440,13 @@ class RpcExecutor(_HttpBase):
     default_body_limit = RPC_DEFAULT_BODY_LIMIT
 
     def _prepare(self, task: Task, secrets: set[str]) -> tuple[_Request, Any]:
-        options = task.spec.options
-        _check_options(options, RPC_OPTIONS, self.kind)
-        method = options.get("method")
-        if not isinstance(method, str) or not method:
-            raise _config_error(
-                "rpc executor: options.method is required (the JSON-RPC method name, a non-empty string)"
-                if method is None else f"rpc executor: options.method must be a non-empty string, not {method!r}"
-            )
-        if "params" in options:
-            params = options["params"]
-            if not isinstance(params, (list, dict)):
-                raise _config_error(f"option 'params' must be a list or a table, not {type(params).__name__}")
-        elif task.spec.args and task.spec.kwargs:
-            raise _config_error(
-                "JSON-RPC params are positional (args) or named (kwargs), not both; "
-                "give one, or set options.params"
-            )
-        elif task.spec.kwargs:
-            params = dict(task.spec.kwargs)
-        elif task.spec.args:
-            params = list(task.spec.args)
-        else:
-            params = None
-        follow = _bool(options, "follow_redirects", False)
-        limit = _option_limit(options, self.body_limit)
+        options = parse_rpc(task.spec)
         url = self._url(task.spec.target, secrets)
-        headers, secret_headers = _headers(options.get("headers"), secrets)
+        headers, secret_headers = _resolved_headers(options.headers, secrets)
         rpc_id = uuid.uuid4().hex
-        payload: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": rpc_id}
-        if params is not None:
-            payload["params"] = params
+        payload: dict[str, Any] = {"jsonrpc": "2.0", "method": options.method, "id": rpc_id}
+        if options.params is not None:
+            payload["params"] = options.params
         try:
             content = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
@@ -572,8 +456,9 @@ class RpcExecutor(_HttpBase):
         _with_idempotency_key(headers, task)
         request = _Request(
             method="POST", url=url, headers=headers, params=None, content=content,
-            follow_redirects=follow, body_limit=limit, timeout=float(task.spec.timeout),
-            secret_headers=secret_headers,
+            follow_redirects=options.follow_redirects,
+            body_limit=self.body_limit if options.body_limit is None else options.body_limit,
+            timeout=float(task.spec.timeout), secret_headers=secret_headers,
         )
         return request, rpc_id
 

@@ -16,7 +16,8 @@ import click
 
 from ..model.errors import DistschedError
 from ..model.task import TaskState
-from . import _app, _run, _safe, cli, storage_option
+from ..urls import redact_url
+from . import _app, _run, cli, storage_option
 
 #: Task states in the order the status prints them.
 STATE_ORDER = [s.value for s in TaskState]
@@ -102,7 +103,7 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
     age on the store's clock, load, queue depth; `stopped` once deregistered), the task counts
     and the age of the oldest pending task."""
     app = _app(ctx, storage)
-    where = _safe(app.config.storage)
+    where = redact_url(app.config.storage)
 
     def show(data: dict[str, Any]) -> None:
         text = json.dumps(data, indent=None if watch else 2) if as_json else render(data)
@@ -131,6 +132,6 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
                 except asyncio.TimeoutError:
                     pass
         finally:
-            await app.engine.close()
+            await app.stop()
 
     _run(main)
