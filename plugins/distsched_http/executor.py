@@ -18,8 +18,10 @@ RPCError            -32603,    the JSON-RPC response is an error object
                     -32000..
                     -32099
 MalformedResponse   no         an undecodable body, or a JSON-RPC response that breaks 2.0
-Forbidden           no         a scheme other than http(s), or a host outside ``http_allow``
-ConfigError         no         bad options, an unset ``${NAME}``, an invalid URL or header
+Forbidden           no         a scheme other than http(s), a host outside ``http_allow``, or a
+                               link-local / cloud metadata address ``http_allow`` does not name
+ConfigError         no         bad options, an unset or unlisted ``${NAME}``, an invalid URL or
+                               header
 ==================  =========  ==========================================================
 
 Option parsing and validation live in :mod:`.options` (pure, shared with the ``validate``
@@ -32,6 +34,7 @@ before it is returned, and a log filter scrubs records emitted while a request r
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import contextlib
 import email.utils
@@ -40,9 +43,11 @@ import logging
 import math
 import time
 import uuid
+import zlib
 from collections.abc import Mapping
 from datetime import timezone
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 import httpx
@@ -59,7 +64,18 @@ from .options import (
     parse_http,
     parse_rpc,
 )
-from .safety import ACTIVE, AllowList, MissingVariable, Scrubber, install_log_filter, resolve
+from .safety import (
+    ACTIVE,
+    AddressRefused,
+    AllowList,
+    Scrubber,
+    VariableError,
+    check_address,
+    install_log_filter,
+    parse_ip,
+    resolve,
+    secrets_setting,
+)
 
 log = logging.getLogger("distsched.http")
 
@@ -114,12 +130,13 @@ class _Fetched:
 
 
 # -- requests ------------------------------------------------------------------------------
-def _resolved_headers(given: Mapping[str, str], secrets: set[str]) -> tuple[dict[str, str], frozenset[str]]:
+def _resolved_headers(given: Mapping[str, str], secrets: set[str],
+                      allowed: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
     """The headers with ``${NAME}`` resolved, and the (lower-cased) names that held one."""
     out: dict[str, str] = {}
     secret: set[str] = set()
     for name, text in given.items():
-        resolved = resolve(text, f"header {name!r}", secrets)
+        resolved = resolve(text, f"header {name!r}", secrets, allowed)
         if resolved != text:
             secret.add(name.lower())
         out[name] = resolved
@@ -231,12 +248,67 @@ def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
     return a.scheme == "http" and b.scheme == "https" and a.port in (None, 80) and b.port in (None, 443)
 
 
+class _Inflater:
+    """A ``gzip`` / ``deflate`` decoder that never produces more than it is asked for.
+
+    httpx's own decoders inflate each network chunk whole (a 64 KiB chunk of a gzip bomb is
+    64 MiB in memory); this one passes ``max_length`` to zlib and keeps the rest compressed.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.raw_deflate_tried = False
+        wbits = zlib.MAX_WBITS | 16 if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._z = zlib.decompressobj(wbits)
+        self._started = False
+
+    def take(self, data: bytes, most: int) -> bytes:
+        """Up to ``most`` (>= 1) bytes inflated from ``data`` plus what is left over."""
+        data = self._z.unconsumed_tail + data
+        try:
+            out = self._z.decompress(data, most)
+        except zlib.error as exc:
+            if self.encoding == "deflate" and not self._started:  # raw deflate, as httpx accepts
+                self._z, self._started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                return self.take(data, most)
+            raise httpx.DecodingError(f"{self.encoding} body: {exc}") from None
+        self._started = True
+        return out
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._z.unconsumed_tail)
+
+
+def _inflater(headers: httpx.Headers) -> _Inflater | None:
+    codings = [c.strip().lower() for c in headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise httpx.DecodingError(
+            f"Content-Encoding {headers.get('content-encoding')!r} is not supported "
+            f"(gzip, deflate and identity are)"
+        )
+    return _Inflater(codings[0])
+
+
 async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the body, and whether there was more (never reads it all)."""
+    """At most ``limit`` bytes of the (decoded) body, and whether there was more.
+
+    Never reads the whole body, and never inflates a compressed one past ``limit + 1``
+    bytes: memory stays bounded by the limit plus one network chunk.
+    """
     buffer = bytearray()
-    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+    inflater = _inflater(response.headers)
+    async with contextlib.aclosing(response.aiter_raw()) as chunks:
         async for chunk in chunks:
-            buffer += chunk[: limit + 1 - len(buffer)]
+            if inflater is None:
+                buffer += chunk[: limit + 1 - len(buffer)]
+            else:
+                buffer += inflater.take(chunk, limit + 1 - len(buffer))
+                while inflater.pending and len(buffer) <= limit:
+                    buffer += inflater.take(b"", limit + 1 - len(buffer))
             if len(buffer) > limit:
                 return bytes(buffer[:limit]), True
     return bytes(buffer), False
@@ -250,6 +322,7 @@ class _HttpBase:
     def __init__(self, context: ExecutorContext) -> None:
         settings = dict(context.settings or {})
         self.allow = AllowList.from_setting(settings.get("http_allow"))
+        self.secret_names = secrets_setting(settings.get("secrets"))
         limit = settings.get("http_body_limit")
         self.body_limit = (
             self.default_body_limit if limit is None else body_limit(limit, "setting http_body_limit")
@@ -278,7 +351,7 @@ class _HttpBase:
             outcome = await self._execute(task, request, extra, scrubber)
         except _Refused as refused:
             outcome = refused.outcome
-        except MissingVariable as exc:
+        except VariableError as exc:
             outcome = Outcome.failure(str(exc), error_type="ConfigError", retryable=False)
         except Exception as exc:
             log.warning("%s executor: unexpected error in task %s", self.kind, task.id, exc_info=True)
@@ -296,12 +369,17 @@ class _HttpBase:
 
     # -- shared steps --------------------------------------------------------------------
     def _url(self, target: str, secrets: set[str]) -> httpx.URL:
-        resolved = resolve(target, "the target URL", secrets)
+        resolved = resolve(target, "the target URL", secrets, self.secret_names)
         try:
             url = httpx.URL(resolved)
         except (httpx.InvalidURL, ValueError, TypeError) as exc:
             raise _config_error(f"the target is not a valid URL: {exc}") from None
         self._check_url(url)
+        if url.userinfo and secrets and any(s in unquote(url.userinfo.decode("ascii", "replace")) for s in secrets):
+            # httpx turns the userinfo into "Authorization: Basic <base64>": an endpoint that
+            # echoes it must not hand the secret back in another encoding.
+            userpass = f"{url.username}:{url.password}".encode()
+            secrets.add(base64.b64encode(userpass).decode("ascii"))
         return url
 
     def _check_url(self, url: httpx.URL, **meta: Any) -> None:
@@ -314,6 +392,12 @@ class _HttpBase:
             raise _config_error("the target URL has no host")
         if self.allow is not None and not self.allow.allows(url.raw_host.decode("ascii", "replace")):
             raise _forbidden(f"{hop}host {url.host!r} refused: not in this worker's http_allow list", **meta)
+        literal = parse_ip(url.host)
+        if literal is not None:  # names are checked once resolved, when connecting (see .client)
+            try:
+                check_address(literal, self.allow, url.host)
+            except AddressRefused as exc:
+                raise _forbidden(f"{hop}{exc}", **meta) from None
 
     async def _fetch(self, request: _Request) -> _Fetched:
         started = time.perf_counter()
@@ -341,7 +425,13 @@ class _HttpBase:
         origin = request.url
         redirects = 0
         while True:
-            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                response = await client.send(request, stream=True, follow_redirects=False)
+            except AddressRefused as exc:
+                latency = round((time.perf_counter() - started) * 1000, 1)
+                hop = "redirect to " if redirects else ""
+                extra = {"redirects": redirects} if redirects else {}
+                raise _forbidden(f"{hop}{exc}", latency_ms=latency, **extra) from None
             try:
                 following = response.next_request
                 if req.follow_redirects and following is not None:
@@ -405,7 +495,7 @@ class HttpExecutor(_HttpBase):
     def _prepare(self, task: Task, secrets: set[str]) -> tuple[_Request, Any]:
         options = parse_http(task.spec)
         url = self._url(task.spec.target, secrets)
-        headers, secret_headers = _resolved_headers(options.headers, secrets)
+        headers, secret_headers = _resolved_headers(options.headers, secrets, self.secret_names)
         if options.json_body:
             _set_default(headers, "Content-Type", "application/json")
         _with_idempotency_key(headers, task)
@@ -442,7 +532,7 @@ class RpcExecutor(_HttpBase):
     def _prepare(self, task: Task, secrets: set[str]) -> tuple[_Request, Any]:
         options = parse_rpc(task.spec)
         url = self._url(task.spec.target, secrets)
-        headers, secret_headers = _resolved_headers(options.headers, secrets)
+        headers, secret_headers = _resolved_headers(options.headers, secrets, self.secret_names)
         rpc_id = uuid.uuid4().hex
         payload: dict[str, Any] = {"jsonrpc": "2.0", "method": options.method, "id": rpc_id}
         if options.params is not None:

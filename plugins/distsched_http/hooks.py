@@ -16,12 +16,14 @@ def distsched_register_executors(registry):
         _make_http,
         description="Makes one HTTP(S) request to the target URL (status, latency and a body excerpt in meta)",
         validate=_validate_http,
+        check_settings=_check_settings,
     )
     registry.add(
         "rpc",
         _make_rpc,
         description="Calls a JSON-RPC 2.0 method over HTTP(S) POST at the target endpoint",
         validate=_validate_rpc,
+        check_settings=_check_settings,
     )
 
 
@@ -47,3 +49,9 @@ def _validate_rpc(spec):
     from .options import validate_rpc
 
     validate_rpc(spec)
+
+
+def _check_settings(settings):
+    from .options import check_settings
+
+    check_settings(settings)

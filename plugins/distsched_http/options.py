@@ -34,6 +34,9 @@ RPC_OPTIONS = frozenset({"method", "params", "headers", "follow_redirects", "bod
 
 _METHOD_RE = re.compile(r"^[A-Za-z]{1,20}$")
 _CODE_RE = re.compile(r"^([1-5])(xx|\d\d)$", re.IGNORECASE)
+#: Headers the client computes from the body it sends: a job setting them could desync the
+#: request framing (request smuggling through a proxy) or cut the body.
+FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length"})
 #: A target made of one ``${NAME}`` reference (resolved by the worker; cannot be checked).
 _WHOLE_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
@@ -167,6 +170,9 @@ def headers(value: Any) -> dict[str, str]:
     for name, raw in value.items():
         if not isinstance(name, str) or not name:
             raise _error("options.headers", f"option 'headers': {name!r} is not a header name")
+        if name.strip().lower() in FRAMING_HEADERS:
+            raise _error("options.headers", f"option 'headers': {name!r} may not be set: the executor computes "
+                                            f"Content-Length and Transfer-Encoding from the body it sends")
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise _error("options.headers", f"option 'headers': the value of {name!r} must be a string")
         out[name] = str(raw)
@@ -243,6 +249,24 @@ def parse_rpc(spec: TaskSpec) -> RpcOptions:
     return RpcOptions(method=method, params=params, headers=given_headers, follow_redirects=follow, body_limit=limit)
 
 
+# -- worker settings -------------------------------------------------------------------------
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """The worker settings the http/rpc executors read (``http_allow``, ``http_body_limit``,
+    ``secrets``), checked when the worker starts: ValidationError naming the setting and the
+    bad entry."""
+    from .safety import AllowList, secrets_setting
+
+    for name, check in (
+        ("http_allow", AllowList.from_setting),
+        ("secrets", secrets_setting),
+        ("http_body_limit", lambda v: v is None or body_limit(v, "setting http_body_limit")),
+    ):
+        try:
+            check(settings.get(name))
+        except ValueError as exc:
+            raise _error(f"[worker] {name}", str(exc)) from None
+
+
 # -- the executors' validators (run when a job is added or a task submitted) -----------------
 def validate_http(spec: TaskSpec) -> None:
     """What an ``http`` job must satisfy before it is stored: an http(s) URL target and
@@ -259,7 +283,7 @@ def validate_rpc(spec: TaskSpec) -> None:
 
 
 __all__ = [
-    "DEFAULT_BODY_LIMIT", "HTTP_OPTIONS", "MAX_BODY_LIMIT", "RPC_DEFAULT_BODY_LIMIT", "RPC_OPTIONS", "SCHEMES",
-    "HttpOptions", "RpcOptions", "body_limit", "check_known", "check_target", "flag", "headers", "http_method",
+    "DEFAULT_BODY_LIMIT", "FRAMING_HEADERS", "HTTP_OPTIONS", "MAX_BODY_LIMIT", "RPC_DEFAULT_BODY_LIMIT", "RPC_OPTIONS", "SCHEMES",
+    "HttpOptions", "RpcOptions", "body_limit", "check_known", "check_settings", "check_target", "flag", "headers", "http_method",
     "option_body_limit", "parse_http", "parse_rpc", "success_codes", "validate_http", "validate_rpc",
 ]

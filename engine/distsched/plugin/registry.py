@@ -55,6 +55,9 @@ class Registration:
     #: Executors only: ``validate(spec)`` checks a task spec when a job is added or a task
     #: submitted (raises ``distsched.model.ValidationError(field, reason)``); None: no check.
     validate: Callable[[Any], None] | None = None
+    #: Executors only: ``check_settings(settings)`` checks the worker's settings (the jobs
+    #: file's ``[worker]`` table) when a worker starts; a ValidationError stops the worker.
+    check_settings: Callable[[Any], None] | None = None
 
 
 class Registry:
@@ -196,16 +199,36 @@ class ExecutorRegistry(Registry):
     """Executors by name. ``add(name, factory, description=..., validate=...)``: the optional
     ``validate(spec)`` runs wherever a job is added or a task submitted, in any process (no
     worker needed), and refuses a spec its executor could never run by raising
-    ``distsched.model.ValidationError(field, reason)``."""
+    ``distsched.model.ValidationError(field, reason)``. The optional ``check_settings(settings)``
+    runs when a worker starts, with its settings (the ``[worker]`` table): a ValidationError
+    stops the worker, naming the setting."""
 
     family = "executor"
 
     def add(self, name: str, factory: Callable[..., Any], *, description: str = "", replace: bool = False,
-            validate: Callable[[Any], None] | None = None) -> None:
+            validate: Callable[[Any], None] | None = None,
+            check_settings: Callable[[Any], None] | None = None) -> None:
         if validate is not None and not callable(validate):
             raise TypeError(f"{self.current}: executor {name!r}: validate {validate!r} is not callable")
+        if check_settings is not None and not callable(check_settings):
+            raise TypeError(f"{self.current}: executor {name!r}: check_settings {check_settings!r} is not callable")
         self._add(Registration(self.family, name, factory, self.current, description, override=replace,
-                               validate=validate), replace)
+                               validate=validate, check_settings=check_settings), replace)
+
+    def check_settings(self, settings: Any, *, where: str = "worker") -> None:
+        """Run every executor's ``check_settings`` on a worker's settings: the first refusal
+        -> ValidationError naming ``where``, the setting and the reason; a checker that fails
+        otherwise -> PluginError naming its plugin."""
+        for reg in self:
+            if reg.check_settings is None:
+                continue
+            try:
+                reg.check_settings(settings)
+            except ValidationError as exc:
+                raise ValidationError(exc.field, exc.reason, where=where) from None
+            except Exception as exc:
+                raise PluginError(f"{where}: the settings check of executor {reg.name!r} from {reg.origin} "
+                                  f"failed: {type(exc).__name__}: {exc}") from exc
 
     def validate(self, spec: Any, *, where: str = "") -> None:
         """Check ``spec`` with its executor's validator: unknown executor -> UnknownName;

@@ -11,6 +11,7 @@ from distsched_http.executor import parse_retry_after
 from distsched_http.safety import AllowList, Scrubber
 
 CANARY = "s3cr3t-canary"
+LISTED = ["DISTSCHED_TEST_TOKEN", "DISTSCHED_TEST_UNSET"]
 
 
 def assert_clean(outcome, caplog):
@@ -30,7 +31,7 @@ async def test_env_header_reaches_the_server_but_not_the_outcome(server, make_ex
         server.url("/echo-headers"),
         options={"headers": {"Authorization": "Bearer ${DISTSCHED_TEST_TOKEN}", "X-Key": "${DISTSCHED_TEST_TOKEN}"}},
     )
-    outcome = await make_executor().run(task)
+    outcome = await make_executor(secrets=LISTED).run(task)
     assert outcome.ok, outcome
     received = server.requests[0]["headers"]
     assert received["Authorization"] == f"Bearer {CANARY}"
@@ -45,7 +46,7 @@ async def test_env_header_reaches_the_server_but_not_the_outcome(server, make_ex
 async def test_env_in_url_is_scrubbed_everywhere(server, make_executor, task_factory, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
-    executor = make_executor()
+    executor = make_executor(secrets=LISTED)
     outcome = await executor.run(task_factory(server.url("/echo-headers?token=${DISTSCHED_TEST_TOKEN}")))
     assert outcome.ok
     assert server.requests[0]["target"] == f"/echo-headers?token={CANARY}"
@@ -60,9 +61,9 @@ async def test_env_in_url_is_scrubbed_everywhere(server, make_executor, task_fac
 async def test_truncated_excerpt_does_not_leak_a_secret_prefix(server, make_executor, task_factory, monkeypatch):
     monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
     task = task_factory(server.url("/echo-headers"), options={"headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}"}})
-    full = (await make_executor().run(task)).meta["body_excerpt"]
+    full = (await make_executor(secrets=LISTED).run(task)).meta["body_excerpt"]
     cut = full.index("***") + 6  # the excerpt would end in the middle of the secret
-    outcome = await make_executor().run(
+    outcome = await make_executor(secrets=LISTED).run(
         task_factory(server.url("/echo-headers"),
                      options={"headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}"}, "body_limit": cut})
     )
@@ -79,7 +80,7 @@ async def test_secret_headers_are_dropped_on_a_cross_origin_redirect(server, mak
         server.url(f"/redirect?to={elsewhere}"),
         options={"follow_redirects": True, "headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}", "X-Plain": "p"}},
     )
-    outcome = await make_executor().run(task)
+    outcome = await make_executor(secrets=LISTED).run(task)
     assert outcome.ok, outcome
     assert server.requests[0]["headers"]["X-Key"] == CANARY
     assert "X-Key" not in server.requests[1]["headers"]
@@ -89,7 +90,7 @@ async def test_secret_headers_are_dropped_on_a_cross_origin_redirect(server, mak
 async def test_unset_variable_is_a_config_error(server, make_executor, task_factory, monkeypatch):
     monkeypatch.delenv("DISTSCHED_TEST_UNSET", raising=False)
     task = task_factory(server.url("/ok"), options={"headers": {"X-Key": "${DISTSCHED_TEST_UNSET}"}})
-    outcome = await make_executor().run(task)
+    outcome = await make_executor(secrets=LISTED).run(task)
     assert outcome.error_type == "ConfigError"
     assert outcome.retryable is False
     assert "DISTSCHED_TEST_UNSET" in outcome.error and "'X-Key'" in outcome.error
@@ -123,7 +124,7 @@ async def test_empty_allow_list_allows_nothing(server, make_executor, task_facto
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "gopher://127.0.0.1:70/x", "ftp://127.0.0.1/"])
 async def test_other_schemes_are_always_refused(make_executor, task_factory, target):
-    outcome = await make_executor().run(task_factory(target))
+    outcome = await make_executor(secrets=LISTED).run(task_factory(target))
     assert outcome.error_type == "Forbidden"
     assert outcome.retryable is False
 
