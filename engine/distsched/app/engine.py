@@ -98,6 +98,10 @@ class Engine:
     async def _run_services(self, storage: StorageBackend, stop: asyncio.Event, *, scheduler: bool,
                             worker: WorkerConfig | None, on_ready: Callable[[], Any] | None) -> None:
         services = []
+        if worker is not None:
+            # Settings the executors refuse (a bad http_allow entry...) stop the process here,
+            # before anything starts, rather than failing each task later.
+            self.plugins.executors.check_settings(worker.settings, where="worker")
         if scheduler:
             if not len(self.plugins.balancers):
                 self.plugins.balancers.get("least-tasks", where="scheduler")  # raises, naming why

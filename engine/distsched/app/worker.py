@@ -94,9 +94,6 @@ class WorkerService:
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        # Settings the executors refuse (a bad http_allow entry...) stop the worker here,
-        # before it registers, rather than failing each task later.
-        self.plugins.executors.check_settings(self._context.settings, where=f"worker {self.config.name or ''}".strip())
         backoff = Backoff()
         while not stop.is_set():
             try:

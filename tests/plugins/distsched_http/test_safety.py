@@ -97,6 +97,47 @@ async def test_unset_variable_is_a_config_error(server, make_executor, task_fact
     assert server.requests == []
 
 
+async def test_a_variable_the_worker_does_not_list_is_not_expanded(server, make_executor, task_factory,
+                                                                  monkeypatch):
+    """16.1: a job cannot read the worker's environment beyond its ``secrets`` list."""
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    monkeypatch.setenv("DISTSCHED_TEST_OTHER", "other-" + CANARY)
+    cases = [
+        (make_executor(secrets=["DISTSCHED_TEST_TOKEN"]), "DISTSCHED_TEST_OTHER", "it lists DISTSCHED_TEST_TOKEN"),
+        (make_executor(), "DISTSCHED_TEST_TOKEN", "it lists none"),  # no list: no expansion at all
+    ]
+    for executor, name, listed in cases:
+        for target, headers, where in (
+            (server.url("/echo-headers?k=${%s}" % name), {}, "the target URL"),
+            (server.url("/echo-headers"), {"X-Key": "${%s}" % name}, "header 'X-Key'"),
+        ):
+            outcome = await executor.run(task_factory(target, options={"headers": headers}))
+            assert outcome.error_type == "ConfigError" and outcome.retryable is False, outcome
+            assert f"environment variable {name!r} referenced in {where}" in outcome.error
+            assert listed in outcome.error
+            assert f"[worker] secrets = [{name!r}]" in outcome.error  # how to allow it
+            assert CANARY not in repr(outcome)
+    assert server.requests == []
+
+
+async def test_a_secret_in_the_userinfo_is_not_echoed_in_base64(server, make_executor, task_factory,
+                                                                monkeypatch, caplog):
+    """16.4: httpx sends the userinfo as ``Authorization: Basic <base64>``; an endpoint that
+    echoes it must not hand the secret back in that form."""
+    import base64
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    encoded = base64.b64encode(f"user:{CANARY}".encode()).decode()
+    outcome = await make_executor(secrets=LISTED).run(
+        task_factory(server.url("/echo-headers").replace("://", "://user:${DISTSCHED_TEST_TOKEN}@")))
+    assert outcome.ok, outcome
+    assert server.requests[0]["headers"]["Authorization"] == f"Basic {encoded}"
+    assert outcome.value["headers"]["Authorization"] == "Basic ***"
+    assert encoded not in repr(outcome) and encoded not in caplog.text
+    assert_clean(outcome, caplog)
+
+
 async def test_host_outside_the_allow_list_is_refused(server, make_executor, task_factory):
     executor = make_executor(http_allow=["10.0.0.0/8", "api.example.com", "*.example.org"])
     outcome = await executor.run(task_factory(server.url("/ok")))
