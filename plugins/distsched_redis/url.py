@@ -13,7 +13,8 @@ engine's value): ``namespace`` (default ``distsched``), ``retention`` (how long 
 are kept, default ``7d``), ``results_max`` (cap of the result list, default 100000),
 ``strict`` (refuse an evicting ``maxmemory-policy``), ``socket_timeout`` (default 5 s),
 ``connect_timeout`` (default 3 s), ``health_check_interval`` (default 15 s),
-``max_connections``.
+``max_connections``, ``max_reply`` (largest reply accepted, in bytes, default 256 MiB: see
+:mod:`.parser`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import attrs
 from distsched.model import ValidationError, parse_duration
 from distsched.urls import redact_url, userinfo_end
 
+from .parser import DEFAULT_MAX_REPLY
+
 SCHEMES = ("redis", "rediss", "redis+sentinel")
 DEFAULT_NAMESPACE = "distsched"
 DEFAULT_RETENTION = 7 * 86400.0
@@ -36,7 +39,7 @@ SSL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "
 SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 OPTIONS = (
     "namespace", "retention", "results_max", "strict", "socket_timeout", "connect_timeout",
-    "health_check_interval", "max_connections", *SSL_OPTIONS, *SENTINEL_OPTIONS,
+    "health_check_interval", "max_connections", "max_reply", *SSL_OPTIONS, *SENTINEL_OPTIONS,
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -61,6 +64,7 @@ class RedisSettings:
     connect_timeout: float = 3.0
     health_check_interval: float = 15.0
     max_connections: int | None = None
+    max_reply: int = DEFAULT_MAX_REPLY
     ssl: dict[str, Any] = attrs.field(factory=dict)
     sentinel_username: str | None = attrs.field(default=None, repr=False)
     sentinel_password: str | None = attrs.field(default=None, repr=False)
@@ -248,6 +252,8 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
             kw[name] = _number(url, name, values[name], low, high)
     if "max_connections" in values:
         kw["max_connections"] = _int(url, "max_connections", values["max_connections"], 2, 100_000)
+    if "max_reply" in values:
+        kw["max_reply"] = _int(url, "max_reply", values["max_reply"], 1024 * 1024, 1 << 40)
     for name in SENTINEL_OPTIONS:
         if name in values:
             kw[name] = str(values[name])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import email.utils
 import gzip
 import json
-import zlib
 import socket
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 

@@ -108,8 +108,8 @@ async def test_a_variable_the_worker_does_not_list_is_not_expanded(server, make_
     ]
     for executor, name, listed in cases:
         for target, headers, where in (
-            (server.url("/echo-headers?k=${%s}" % name), {}, "the target URL"),
-            (server.url("/echo-headers"), {"X-Key": "${%s}" % name}, "header 'X-Key'"),
+            (server.url("/echo-headers?k=${" + name + "}"), {}, "the target URL"),
+            (server.url("/echo-headers"), {"X-Key": "${" + name + "}"}, "header 'X-Key'"),
         ):
             outcome = await executor.run(task_factory(target, options={"headers": headers}))
             assert outcome.error_type == "ConfigError" and outcome.retryable is False, outcome
