@@ -51,13 +51,15 @@ class CappedHiredisParser(_AsyncHiredisParser):
         self._pending = 0
 
     async def read_from_socket(self) -> bool:
-        buffer = await self._stream.read(self._read_size)
+        stream: Any = self._stream
+        buffer = await stream.read(self._read_size)
         if not buffer or not isinstance(buffer, bytes):
             raise ConnectionError("Connection closed by server.") from None
         self._pending += len(buffer)
         if self._pending > self.max_reply:
             raise _too_large(self.max_reply, f"more than {self._pending} bytes")
-        self._reader.feed(buffer)
+        reader: Any = self._reader
+        reader.feed(buffer)
         return True
 
     async def read_response(self, disable_decoding: bool = False, push_request: bool = False) -> Any:
