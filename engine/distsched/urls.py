@@ -14,6 +14,8 @@ lines, ``repr(EngineConfig)``) goes through :func:`redact_url`. It hides:
   ``credential``...), up to the next ``&name=`` (so an unencoded ``&`` or ``#`` inside the
   value does not end it), or the end of the URL.
 
+:func:`redact_text` applies it to every URL inside a longer text (an error message).
+
 It errs on the side of hiding: text it cannot place is redacted rather than shown. It never
 raises and never decodes anything it shows.
 """
@@ -32,6 +34,8 @@ SECRET_PARAM = re.compile(r"pass|pwd|secret|token|api[_-]?key|auth|credential|si
 
 #: A query parameter start: ``name=`` at the start of the query or after ``&`` / ``;``.
 _PARAM = re.compile(r"(?:^|(?<=[&;]))([^&;=]*)=")
+#: A URL inside a longer text.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
 #: Where a query surely starts: '?name='.
 _QUERY = re.compile(r"\?[A-Za-z_][A-Za-z0-9_.\-]*=")
 #: Characters that end a user name: a user part containing one is not a userinfo.
@@ -47,6 +51,14 @@ def redact_url(url: object) -> str:
     prefix = f"{scheme}://" if sep else ""
     rest = _redact_userinfo(rest)
     return prefix + _redact_query(rest)
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, a log line) with every URL in it redacted by
+    :func:`redact_url`; a URL runs from its ``scheme://`` to the next whitespace."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
 
 
 def userinfo_end(url: str) -> int:
@@ -106,4 +118,4 @@ def _redact_query(rest: str) -> str:
     return "".join(out)
 
 
-__all__ = ["REDACTED", "SECRET_PARAM", "redact_url", "userinfo_end"]
+__all__ = ["REDACTED", "SECRET_PARAM", "redact_text", "redact_url", "userinfo_end"]

@@ -66,3 +66,15 @@ def test_the_engine_config_never_shows_the_password():
     with pytest.raises(ValidationError) as info:
         check_storage_url(f"default:{CANARY}@localhost")
     assert CANARY not in str(info.value) and "must be a URL" in str(info.value)
+
+
+def test_urls_inside_a_text_are_redacted():
+    from distsched.urls import redact_text
+
+    text = (f"could not open redis://default:{CANARY}@db:6379/0: AuthenticationError; "
+            f"tried 'redis+sentinel://s1/m?sentinel_password=Pass#w/rd{CANARY}' and (rediss://u:p?w{CANARY}@h/1)")
+    shown = redact_text(text)
+    assert CANARY not in shown
+    assert shown == ("could not open redis://default:***@db:6379/0: AuthenticationError; "
+                     "tried 'redis+sentinel://s1/m?sentinel_password=*** and (rediss://u:***@h/1)")
+    assert redact_text("no url here: a:b@c") == "no url here: a:b@c"

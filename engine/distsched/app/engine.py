@@ -15,7 +15,7 @@ from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
 from ..plugin.registry import FunctionRegistry
 from ..ports import Election, StorageBackend
-from ..urls import redact_url
+from ..urls import redact_text, redact_url
 from .scheduler import Scheduler
 from .worker import WorkerService
 
@@ -62,7 +62,7 @@ class Engine:
                 from ..plugin.errors import PluginError
 
                 raise PluginError(f"storage {reg.name!r} from {reg.origin} could not open {redact_url(url)}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                                  f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
         self.storage = check_returns(storage, StorageBackend, reg, "StorageBackend")
         return self.storage
 

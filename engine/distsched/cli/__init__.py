@@ -26,7 +26,7 @@ from ..__about__ import __version__
 from ..config import DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
 from ..model import events as ev
 from ..model.errors import DistschedError
-from ..urls import redact_url
+from ..urls import redact_text, redact_url
 
 T = TypeVar("T")
 log = logging.getLogger("distsched.cli")
@@ -64,7 +64,7 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except DistschedError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact_text(str(exc))) from None
     except (KeyboardInterrupt, click.ClickException):
         raise
     except Exception as exc:
@@ -73,7 +73,7 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
         text = str(exc).splitlines()[0] if str(exc) else ""
-        raise click.ClickException(f"{type(exc).__name__}: {text} (run with -vv for the traceback)") from None
+        raise click.ClickException(f"{type(exc).__name__}: {redact_text(text)} (run with -vv for the traceback)") from None
 
 
 _ts_second: list[Any] = [None, ""]

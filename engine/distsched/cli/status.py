@@ -16,7 +16,7 @@ import click
 
 from ..model.errors import DistschedError
 from ..model.task import TaskState
-from ..urls import redact_url
+from ..urls import redact_text, redact_url
 from . import _app, _run, cli, storage_option
 
 #: Task states in the order the status prints them.
@@ -119,8 +119,8 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
                     raise
                 except Exception as exc:
                     if not watch:
-                        raise click.ClickException(f"{where}: {type(exc).__name__}: {exc}") from None
-                    click.echo(f"{CLEAR if not as_json else ''}{where}: unreachable ({type(exc).__name__}: {exc})",
+                        raise click.ClickException(f"{where}: {type(exc).__name__}: {redact_text(str(exc))}") from None
+                    click.echo(f"{CLEAR if not as_json else ''}{where}: unreachable ({type(exc).__name__}: {redact_text(str(exc))})",
                                color=True)
                 else:
                     show({"storage": where, **snapshot.to_dict()})
