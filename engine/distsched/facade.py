@@ -40,6 +40,7 @@ from .model import (
     TaskSpec,
     ValidationError,
 )
+from .model.sync import SyncPlan, plan_sync
 from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
@@ -162,6 +163,28 @@ class DistributeSchedule:
                                 f"them); the {len(configs) - len(existing)} other(s) were stored")
         updated = {c.name: await self.put_job(c, replace=True) for c in existing}
         return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
+
+    async def sync_jobs(self, configs: Sequence[TaskConfig], *, prune: bool = False,
+                        dry_run: bool = False) -> SyncPlan:
+        """Make the stored jobs equal ``configs`` (a jobs file as the source of truth): add the
+        new ones, update the changed ones (a job whose trigger is unchanged keeps its
+        progress) and, with ``prune``, remove the stored jobs not in ``configs``. Returns the
+        :class:`~distsched.model.sync.SyncPlan` (what changes, field by field); ``dry_run``
+        computes it and changes nothing. Every name is checked before anything is written."""
+        names = [c.name for c in configs]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValidationError("name", f"given more than once: {', '.join(twice[:5])}")
+        self._check_many((c.spec, f"job {c.name!r}") for c in configs)
+        plan = plan_sync(await self.jobs(), configs, prune=prune)
+        if dry_run:
+            return plan
+        changed = set(plan.added) | {c.name for c in plan.updated}
+        if changed:
+            await self.put_jobs([c for c in configs if c.name in changed], replace=True)
+        for name in plan.removed:
+            await self.remove_job(name)
+        return attrs.evolve(plan, applied=True)
 
     async def update_job(self, name: str, **changes: Any) -> TaskConfig:
         """Change some fields of a job (optimistic: a concurrent change raises VersionConflict)."""

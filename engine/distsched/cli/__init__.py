@@ -365,18 +365,21 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @cli.command()
 @storage_option
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
-              help="Add or update the jobs of this file in the store at start.")
+              help="Add or update the jobs of this file in the store at start (and name the stored jobs it lacks).")
 @click.option("--node-id", default=None, help="This node's id (default: host-pid-random).")
 @click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
+@click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, prune: bool) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
     """
+    if prune and not jobs_file:
+        raise click.UsageError("--prune needs --jobs FILE (the jobs it keeps)")
     jobs = _load_jobs(jobs_file) if jobs_file else None
     options: dict[str, Any] = {"lease_ttl": lease_ttl, "renew_interval": renew_interval, "heartbeat_ttl": heartbeat_ttl,
                                "heartbeat_interval": min(2.0, heartbeat_ttl / 3)}
@@ -390,7 +393,9 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 
     async def main(stop: asyncio.Event) -> None:
         if jobs is not None:
-            await app.put_jobs(jobs.jobs, replace=True)
+            from .sync import report_sync
+
+            await report_sync(app, jobs, prune=prune)
         click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
@@ -487,6 +492,10 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 
     async def main(stop: asyncio.Event) -> T:
         try:
+            from .format import MEMORY_NOTE, is_memory
+
+            if is_memory(app.config.storage) and not await app.jobs():
+                click.echo(MEMORY_NOTE, err=True)
             return await call(app)
         finally:
             await app.engine.close()
@@ -499,7 +508,9 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
-    """List jobs with their next fire time."""
+    """List the jobs: schedule in words, executor:target, next fire time (UTC), paused/disabled."""
+
+    from ..model.words import schedule_words
 
     async def call(app: Any) -> list[dict[str, Any]]:
         store = await app.storage()
@@ -507,6 +518,7 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
         for job in await store.jobs.list():
             state = await store.jobs.state(job.name)
             out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
+                        "schedule": schedule_words(job.trigger),
                         "executor": job.spec.executor, "target": job.spec.target, "enabled": job.enabled,
                         "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
         return out
@@ -515,10 +527,9 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    for job in data:
-        nxt = datetime.fromtimestamp(job["next_fire_at"], timezone.utc).isoformat() if job["next_fire_at"] else "-"
-        flag = " paused" if job["paused"] else ("" if job["enabled"] else " disabled")
-        click.echo(f"{job['name']:<24} {job['executor']}:{job['target']:<24} next {nxt}{flag}")
+    from .format import jobs_table
+
+    click.echo("\n".join(jobs_table(data)) if data else "no jobs")
 
 
 @jobs.command("add")
@@ -567,6 +578,10 @@ _simple("remove", "Remove job NAME (its past tasks stay).")
 _simple("pause", "Pause job NAME: no slot fires until it is resumed.")
 _simple("resume", "Resume job NAME from its next slot after now.")
 _simple("trigger", "Run job NAME once now, outside its schedule.")
+
+from .sync import sync as _sync  # noqa: E402  (jobs sync: its own module)
+
+jobs.add_command(_sync)
 
 
 def main() -> None:
