@@ -430,15 +430,18 @@ class Scheduler:
                 # A task changed after we read it (the worker, only slow, took it): the store
                 # declared the worker dead but kept it; the next pass requeues the rest.
                 self._reaping[worker.id] = requeued
-                log.warning("%s; requeued %d of %d task(s), %d changed meanwhile: reaping it again next pass",
-                            reason, sum(ok), len(tasks), len(tasks) - sum(ok))
+                # (reported once, with the WorkerLost event, when the worker is removed)
+                log.info("%s; requeued %d of %d task(s), %d changed meanwhile: reaping it again next pass",
+                         reason, sum(ok), len(tasks), len(tasks) - sum(ok))
                 continue
             self._known_workers.discard(worker.id)
             reaped += 1
             self.stats["workers_lost"] += 1
-            if tasks or not worker.draining:
-                log.warning("%s; requeued %d task(s)", reason, sum(ok))
-            self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=requeued))
+            if requeued or not worker.draining:
+                # ``distsched_event`` marks the record as also told by the WorkerLost event: a
+                # command that prints the events (distsched run / scheduler) filters it out.
+                log.warning("%s; requeued %d task(s)", reason, requeued, extra={"distsched_event": ev.WorkerLost.kind})
+            self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=requeued, reason=reason))
         return reaped
 
     def _in_grace(self, now: float) -> bool:

@@ -88,9 +88,15 @@ def task_line(event: ev.Event) -> str | None:
                 f"{event.duration:8.3f}s  retry in {event.delay:.2f}s: {event.error}")
     if isinstance(event, ev.TaskSkipped):
         return f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
-    if isinstance(event, ev.WorkerLost) and event.requeued:
-        return f"{_ts(event.at)}  worker {event.worker_id} lost; {event.requeued} task(s) requeued"
+    if isinstance(event, ev.WorkerLost) and (event.requeued or event.reason not in ("", "worker left")):
+        what = event.reason if event.reason.startswith("worker ") else f"worker {event.worker_id} lost"
+        return f"{_ts(event.at)}  {what}; {event.requeued} task(s) requeued"
     return None
+
+
+def _told_by_event(record: logging.LogRecord) -> bool:
+    """Log filter: drop the records the task log already prints as an event line."""
+    return getattr(record, "distsched_event", None) is None
 
 
 class _TaskLog:
@@ -98,6 +104,10 @@ class _TaskLog:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        # A lost worker is reported once: by its event line here, not also by the log.
+        scheduler_log = logging.getLogger("distsched.scheduler")
+        if _told_by_event not in scheduler_log.filters:
+            scheduler_log.addFilter(_told_by_event)
 
     def __call__(self, event: ev.Event) -> None:
         line = task_line(event)

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 
 import pytest
@@ -168,7 +167,7 @@ async def test_facade_sync_jobs_dry_run_and_apply():
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
-def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, distsched_cli):
+def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, distsched_cli, lines):
     url = f"{redis_server.url}?namespace=sched-sync-{uuid.uuid4().hex[:6]}"
     first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
     assert distsched_cli("jobs", "sync", first, "--storage", url).exit_code == 0
@@ -179,20 +178,11 @@ def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, dist
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def first_lines(proc, until):
-        lines, deadline = [], time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if until in line:
-                return "".join(lines)
-        raise AssertionError("".join(lines))
-
     proc = start()
     try:
-        text = first_lines(proc, "scheduler ")
+        out = lines(proc.stderr)
+        out.until("scheduler ")
+        text = "".join(out.seen)
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
@@ -201,7 +191,9 @@ def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, dist
 
     proc = start("--prune")
     try:
-        text = first_lines(proc, "scheduler ")
+        out = lines(proc.stderr)
+        out.until("scheduler ")
+        text = "".join(out.seen)
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
