@@ -38,6 +38,7 @@ from .model import (
     TaskConfig,
     TaskResult,
     TaskSpec,
+    TaskState,
     ValidationError,
 )
 from .model.sync import SyncPlan, plan_sync
@@ -82,8 +83,9 @@ class DistributeSchedule:
         return register(func) if func is not None else register
 
     def register_module(self, module: ModuleType) -> list[str]:
-        """Register the functions of ``module`` marked with ``@distsched.task``."""
-        found = marked_functions(module)
+        """Register the functions of ``module`` marked with ``@distsched.task`` and those
+        registered with ``@app.task`` on a DistributeSchedule defined at its top level."""
+        found = functions_in_module(module)
         for task_name, func in found.items():
             self.functions.add(task_name, func)
         return sorted(found)
@@ -279,9 +281,39 @@ class DistributeSchedule:
             if task.terminal:
                 return task
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {task_id!r} is still {task.state.value} after {timeout}s")
+                raise TimeoutError(f"task {task_id!r} is still {task.state.value} after {timeout}s"
+                                   + await self._why_waiting(task))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    async def _why_waiting(self, task: Task) -> str:
+        """Why a task that is not dispatched yet may never run: no live worker, none that
+        offers its function, or all of them full. Empty when none of these holds."""
+        if task.state not in (TaskState.PENDING, TaskState.RETRYING):
+            return ""
+        storage = await self.storage()
+        now = storage.clock()
+        live = [w for w in await storage.workers.list()
+                if w.is_alive(now, self.config.heartbeat_ttl) and not w.draining]
+        if not live:
+            return (f": no live worker is registered on {_redact_url(self.config.storage)}; start one "
+                    f"(distsched worker --storage URL --import MODULE) or run one in this process "
+                    f"(async with app.running(): ...)")
+        target = task.spec.target
+        if task.spec.executor == "local" and not any(target in w.functions for w in live):
+            offered = sorted({name for w in live for name in w.functions})
+            return (f": none of the {len(live)} live worker(s) offers function {target!r} (they offer: "
+                    f"{', '.join(offered) or 'nothing'}); start a worker that imports the module defining it "
+                    f"(distsched worker --import MODULE, with @distsched.task or @app.task on it)")
+        if all(w.free == 0 for w in live):
+            return f": all {len(live)} live worker(s) are full"
+        try:
+            leader = await (await self.engine.open_election()).current()
+        except Exception:  # only a hint: the timeout is what the caller gets
+            return ""
+        if leader is None:
+            return ": no scheduler is leading, so nothing dispatches it (start one: distsched scheduler --storage URL)"
+        return ""
 
     async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The final TaskResult of a task (success, or the last failed attempt)."""
@@ -346,6 +378,35 @@ class DistributeSchedule:
     def run(self, *, duration: float | None = None, scheduler: bool = True, worker: bool = True) -> None:
         """Blocking entry: run scheduler and worker until Ctrl-C or ``duration``."""
         asyncio.run(self.run_async(duration=duration, scheduler=scheduler, worker=worker))
+
+
+def functions_in_module(module: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The functions a worker importing ``module`` can run, by task name: those marked with
+    ``@distsched.task`` and those registered with ``@app.task`` on a
+    :class:`DistributeSchedule` instance defined at the module's top level."""
+    found = dict(marked_functions(module))
+    for value in list(vars(module).values()):
+        if isinstance(value, DistributeSchedule):
+            for reg in value.functions:
+                found.setdefault(reg.name, reg.factory)
+    return found
+
+
+def missing_functions_hint(module: ModuleType) -> str:
+    """What to do when ``module`` gives a worker no function (for the error message)."""
+    apps = [name for name, value in vars(module).items() if isinstance(value, DistributeSchedule)]
+    if apps:
+        return (f"its DistributeSchedule {apps[0]!r} has no function registered when the module is imported: "
+                f"decorate module-level functions with @{apps[0]}.task (a registration inside main() or "
+                "`if __name__ == '__main__':` does not run on import)")
+    return ("mark its functions with @distsched.task, or define the app at its top level "
+            "(app = DistributeSchedule(...)) and decorate them with @app.task")
+
+
+def _redact_url(url: str) -> str:
+    from .app.engine import _redact
+
+    return _redact(url)
 
 
 async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:

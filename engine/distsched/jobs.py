@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -166,11 +167,15 @@ def _worker(raw: dict[str, Any]) -> WorkerSection:
 
 
 def import_task_modules(
-    modules: tuple[str, ...] | list[str], *, base: Path | None = None, register: Callable[[str, Any], None]
+    modules: tuple[str, ...] | list[str], *, base: Path | None = None, register: Callable[[str, Any], None],
+    collect: Callable[[ModuleType], dict[str, Callable[..., Any]]] = marked_functions,
+    hint: Callable[[ModuleType], str] | None = None,
 ) -> list[str]:
-    """Import the ``[worker] imports`` modules and register their ``@distsched.task``
-    functions. Modules resolve relative to ``base`` (the jobs file's folder), then the
-    current directory. Returns the registered names."""
+    """Import the ``[worker] imports`` modules and register their functions: ``collect``
+    finds them (default: the ``@distsched.task`` ones; the CLI also takes ``@app.task``
+    functions of a DistributeSchedule in the module), ``hint`` says what to do when a module
+    has none. Modules resolve relative to ``base`` (the jobs file's folder), then the current
+    directory. Returns the registered names."""
     for folder in (Path.cwd(), base):
         if folder is not None and str(folder.resolve()) not in sys.path:
             sys.path.insert(0, str(folder.resolve()))
@@ -181,9 +186,10 @@ def import_task_modules(
         except Exception as exc:
             where = f" (looked in {base} and the current directory)" if base else ""
             raise ValidationError("imports", f"cannot import {module_name!r}{where}: {type(exc).__name__}: {exc}") from None
-        found = marked_functions(module)
+        found = collect(module)
         if not found:
-            raise ValidationError("imports", f"module {module_name!r} has no function marked with @distsched.task")
+            what = hint(module) if hint is not None else "mark its functions with @distsched.task"
+            raise ValidationError("imports", f"module {module_name!r} gives the worker no function: {what}")
         for task_name, func in found.items():
             register(task_name, func)
             names.append(task_name)

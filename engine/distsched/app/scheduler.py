@@ -355,7 +355,8 @@ class Scheduler:
         until their time - to workers; returns (dispatched, blocked-for-capacity)."""
         storage = self.storage
         ttl = self.config.heartbeat_ttl
-        workers = [w for w in await storage.workers.list() if w.can_accept(now, ttl)]
+        alive = [w for w in await storage.workers.list() if w.is_alive(now, ttl)]
+        workers = [w for w in alive if w.can_accept(now, ttl)]
         free = sum(w.free for w in workers)
         if free == 0:
             return 0, True
@@ -365,6 +366,10 @@ class Scheduler:
         chosen: list[Task] = []
         blocked = False
         running: dict[str, int] = {}
+        #: function name -> the workers that may run it: a ``local`` task goes to a worker
+        #: that advertises its function (or advertises none: an older one) when any live
+        #: worker offers it, else to any (whose executor then fails it as unknown, at once)
+        offering: dict[str, list[Worker]] = {}
         for task in ready:
             if task.serial_limit is not None and task.job is not None:
                 if task.job not in running:
@@ -373,7 +378,20 @@ class Scheduler:
                     blocked = True
                     continue
                 running[task.job] += 1
-            worker = self.balancer(task.spec.balancer).select(task, workers, now=now, ttl=ttl)
+            pool = workers
+            if task.spec.executor == "local":
+                target = task.spec.target
+                pool = offering.get(target)  # type: ignore[assignment]
+                if pool is None:
+                    if any(target in w.functions for w in alive):
+                        pool = [w for w in workers if not w.functions or target in w.functions]
+                    else:  # nobody offers it: the worker's executor reports the unknown function
+                        pool = workers
+                    offering[target] = pool
+                if not pool:  # those that offer it are full
+                    blocked = True
+                    continue
+            worker = self.balancer(task.spec.balancer).select(task, pool, now=now, ttl=ttl)
             if worker is None or not worker.can_accept(now, ttl):
                 blocked = True
                 continue

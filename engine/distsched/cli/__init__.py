@@ -156,12 +156,14 @@ def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
 
 def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> None:
     """Import the worker's task modules and check every job's executor, balancer and target."""
+    from ..facade import functions_in_module, missing_functions_hint
     from ..jobs import import_task_modules
 
     problems = []
     try:
         import_task_modules(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports),
-                            base=jobs_file.path.parent if jobs_file else None, register=app.functions.add)
+                            base=jobs_file.path.parent if jobs_file else None, register=app.functions.add,
+                            collect=functions_in_module, hint=missing_functions_hint)
     except DistschedError as exc:
         raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
     functions = app.engine.all_functions()
@@ -418,7 +420,8 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default 8).")
 @click.option("--capacity", type=click.IntRange(1, 1_000_000), default=None,
               help="Tasks this worker may hold, queued + running (default max(4 x concurrency, 64)).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module with @distsched.task functions (repeatable).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Module with @distsched.task functions, or a DistributeSchedule with @app.task ones (repeatable).")
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")

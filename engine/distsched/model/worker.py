@@ -25,7 +25,7 @@ class Worker:
     """A registered worker and its load.
 
     ``concurrency`` is how many tasks it executes at once; ``capacity`` is how many it may
-    hold (queued + running). ``load`` is the number it holds now. A worker is healthy while
+    hold (queued + running); ``functions`` are the names its ``local`` executor runs. ``load`` is the number it holds now. A worker is healthy while
     its last heartbeat is younger than the heartbeat TTL and it is not draining.
     """
 
@@ -38,6 +38,9 @@ class Worker:
     started_at: float
     last_heartbeat: float = attrs.field()
     draining: bool = False
+    #: The function names its ``local`` executor can run (advertised at registration, so a
+    #: caller waiting on a task can tell when no live worker offers its function).
+    functions: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     @capacity.default
     def _capacity_default(self) -> int:
