@@ -40,7 +40,7 @@ class Worker:
     draining: bool = False
     #: The function names its ``local`` executor can run (advertised at registration, so a
     #: caller waiting on a task can tell when no live worker offers its function).
-    functions: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    functions: tuple[str, ...] = attrs.field(default=(), converter=lambda names: tuple(names))
 
     @capacity.default
     def _capacity_default(self) -> int:
