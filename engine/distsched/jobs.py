@@ -27,6 +27,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 WORKER_KEYS = ("imports", "concurrency", "capacity", "name", "drain_timeout")
+#: ``[worker]`` keys that are options of ``distsched worker`` (read by the command, see
+#: distsched.cli.config), not executor settings.
+WORKER_OPTION_KEYS = ("storage", "heartbeat_interval", "fail_fast", "jobs")
+#: ``[scheduler]``: options of ``distsched scheduler`` (checked by the command).
+SCHEDULER_TABLE = "scheduler"
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_JOBS = 100_000
 
@@ -92,8 +97,11 @@ def load_jobs_file(path: str | Path) -> JobsFile:
 def parse_jobs(data: dict[str, Any], path: Path) -> JobsFile:
     problems: list[str] = []
     for key in data:
-        if key not in ("jobs", "worker"):
-            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker'))} (expected [[jobs]] and [worker])")
+        if key not in ("jobs", "worker", SCHEDULER_TABLE):
+            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker', 'scheduler'))} "
+                            "(expected [[jobs]], [worker] and [scheduler])")
+        elif key == SCHEDULER_TABLE and not isinstance(data[key], dict):
+            problems.append("scheduler: must be a table ([scheduler])")
     raw_jobs = data.get("jobs", [])
     if not isinstance(raw_jobs, list):
         problems.append("jobs: must be an array of tables ([[jobs]])")
@@ -162,7 +170,7 @@ def _worker(raw: dict[str, Any]) -> WorkerSection:
         drain = parse_duration(drain, "drain_timeout")
     return WorkerSection(
         imports=tuple(imports), concurrency=raw.get("concurrency"), capacity=raw.get("capacity"), name=name,
-        drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS},
+        drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS + WORKER_OPTION_KEYS},
     )
 
 

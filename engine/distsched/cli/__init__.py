@@ -27,6 +27,7 @@ from ..config import STORAGE_ENV, WorkerConfig, default_storage_url
 from ..model import events as ev
 from ..model.errors import DistschedError
 from ..plugin.manager import DISABLE_ENV, PLUGINS_ENV
+from .config import configurable
 
 T = TypeVar("T")
 log = logging.getLogger("distsched.cli")
@@ -161,7 +162,7 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
 
     problems = []
     try:
-        import_task_modules(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports),
+        import_task_modules(list(dict.fromkeys(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports))),
                             base=jobs_file.path.parent if jobs_file else None, register=app.functions.add,
                             collect=functions_in_module, hint=missing_functions_hint)
     except DistschedError as exc:
@@ -183,14 +184,18 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
 
 
 def _worker_config(jobs_file: Any, *, name: str | None = None, concurrency: int | None = None,
-                   capacity: int | None = None) -> WorkerConfig:
+                   capacity: int | None = None, drain_timeout: float | None = None) -> WorkerConfig:
+    from .config import config_settings
+
     section = jobs_file.worker if jobs_file else None
+    if drain_timeout is None:
+        drain_timeout = section.drain_timeout if section and section.drain_timeout is not None else 30.0
     return WorkerConfig(
         name=name or (section.name if section else None),
         concurrency=concurrency or (section.concurrency if section and section.concurrency else 8),
         capacity=capacity or (section.capacity if section else None),
-        drain_timeout=section.drain_timeout if section and section.drain_timeout is not None else 30.0,
-        settings=dict(section.settings) if section else {},
+        drain_timeout=drain_timeout,
+        settings={**(dict(section.settings) if section else {}), **config_settings()},
     )
 
 
@@ -383,9 +388,10 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
 @click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
+@click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, prune: bool) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, prune: bool, fail_fast: bool) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
@@ -404,6 +410,10 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
             app._check_names(job.spec, f"job {job.name!r}")
 
     async def main(stop: asyncio.Event) -> None:
+        from .service import wait_for_store
+
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=_safe(app.config.storage)):
+            return
         if jobs is not None:
             from .sync import report_sync
 
@@ -412,6 +422,9 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
         await app.run_async(stop=stop, worker=False)
 
     _run(main)
+
+
+configurable("scheduler")(scheduler)
 
 
 @cli.command()
@@ -425,23 +438,35 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
+@click.option("--drain-timeout", type=click.FloatRange(0, 86400), default=None,
+              help="Seconds a stopping worker lets running tasks finish before returning them (default 30).")
+@click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @click.pass_context
 def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None, capacity: int | None,
-           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float) -> None:
+           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, drain_timeout: float | None,
+           fail_fast: bool) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
     SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
-    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity),
+    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity,
+                                                   drain_timeout=drain_timeout),
                heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3))
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
+        from .service import wait_for_store
+
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=_safe(app.config.storage)):
+            return
         click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
+
+
+configurable("worker")(worker)
 
 
 def _safe(url: str) -> str:
