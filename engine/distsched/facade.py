@@ -28,6 +28,7 @@ import attrs
 
 from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
+from .history import check_since
 from .model import (
     MisfirePolicy,
     NotFound,
@@ -40,12 +41,14 @@ from .model import (
     TaskSpec,
     TaskState,
     ValidationError,
+    VersionConflict,
 )
 from .model.sync import SyncPlan, plan_sync
 from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
-from .ports import StorageBackend
+from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
+from .status import Status, leader_status, scheduler_status, worker_status
 from .tasks import marked_functions
 
 
@@ -204,7 +207,12 @@ class DistributeSchedule:
         return await (await self.storage()).jobs.get(name)
 
     async def jobs(self) -> list[TaskConfig]:
-        return await (await self.storage()).jobs.list()
+        """Every job, by name (reads them all: :meth:`jobs_page` reads one page)."""
+        return await (await self.storage()).jobs.list_jobs()
+
+    async def jobs_page(self, *, after: str | None = None, limit: int = 50) -> JobPage:
+        """Jobs by name with their schedule state and last outcome, ``limit`` after ``after``."""
+        return await (await self.storage()).jobs.page(after, limit)
 
     async def remove_job(self, name: str) -> bool:
         return await (await self.storage()).jobs.remove(name)
@@ -269,6 +277,92 @@ class DistributeSchedule:
             raise NotFound(f"task {task_id!r} does not exist")
         return task
 
+    async def tasks(
+        self,
+        *,
+        job: str | None = None,
+        state: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        """Tasks newest first (by creation), filtered; pass ``page.next_cursor`` as ``cursor``
+        for the next page. ``since`` is a UNIX time (store clock). See ``TaskRepository.query``."""
+        storage = await self.storage()
+        return await storage.tasks.query(job=job, state=state, worker=worker, since=check_since(since),
+                                         cursor=cursor, limit=limit)
+
+    async def task_detail(self, task_id: str) -> TaskDetail:
+        """A task with every attempt (worker, timings, outcome, result or error, retry time).
+        Raises NotFound. (Not ``app.task``: that name is the function decorator.)"""
+        detail = await (await self.storage()).tasks.detail(task_id)
+        if detail is None:
+            raise NotFound(f"task {task_id!r} does not exist")
+        return detail
+
+    async def job_history(self, name: str, *, cursor: str | None = None, limit: int = 50) -> TaskPage:
+        """The tasks of job ``name``, newest first, paginated (the job may have been removed)."""
+        return await self.tasks(job=name, cursor=cursor, limit=limit)
+
+    async def cancel_task(self, task_id: str, reason: str = "cancelled by user") -> Task:
+        """Cancel a task that has not finished: it will not run (again). An attempt already
+        running is not interrupted; its result is dropped. Raises NotFound, or
+        InvalidTransition when the task already finished. Returns the cancelled task."""
+        storage = await self.storage()
+        for _ in range(20):  # optimistic: re-read when the leader changed it meanwhile
+            task = await storage.tasks.get(task_id)
+            if task is None:
+                raise NotFound(f"task {task_id!r} does not exist")
+            task.cancel(reason, storage.clock())  # raises InvalidTransition when it is final
+            if await storage.tasks.cancel(task):
+                return task
+        raise VersionConflict(f"task {task_id!r} kept changing; try again")
+
+    async def retry_task(self, task_id: str) -> str:
+        """Run a finished task again as a new task (same call; a job's task stays with its
+        job); returns the new task's id. Raises NotFound, or ValidationError when the task
+        has not finished."""
+        storage = await self.storage()
+        task = await storage.tasks.get(task_id)
+        if task is None:
+            raise NotFound(f"task {task_id!r} does not exist")
+        if not task.terminal:
+            raise ValidationError("task", f"task {task_id!r} is {task.state.value}: only a finished task can be "
+                                          "retried (cancel it first)")
+        suffix = uuid.uuid4().hex[:12]
+        new_id = f"{task.job}@retry-{suffix}" if task.job else uuid.uuid4().hex
+        new = Task(id=new_id, spec=task.spec, job=task.job, created_at=storage.clock())
+        await storage.tasks.submit([new])
+        return new_id
+
+    async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
+        """Tasks finished per minute (by final state) over the last ``minutes`` minutes."""
+        return await (await self.storage()).tasks.throughput(minutes)
+
+    async def status(self) -> Status:
+        """The deployment now, on the store's clock: the lease (and whether it lapsed), the
+        scheduler nodes, every worker with its heartbeat age and queue, the task counts and
+        the age of the oldest task waiting to be dispatched."""
+        storage = await self.storage()
+        election = await self.engine.open_election()
+        info = await election.lease()
+        nodes = await storage.schedulers.list_schedulers()
+        workers = await storage.workers.list_workers()
+        depths = await storage.workers.queue_depths()
+        counts = await storage.tasks.counts()
+        ready_at = await storage.tasks.next_ready_at()
+        now = storage.clock()
+        cfg = self.config
+        return Status(
+            now=now,
+            leader=leader_status(info),
+            schedulers=tuple(scheduler_status(n, now, cfg.lease_ttl) for n in nodes),
+            workers=tuple(worker_status(w, now, cfg.heartbeat_ttl, depths.get(w.id, 0)) for w in workers),
+            counts=counts,
+            oldest_pending_age=None if ready_at is None or ready_at > now else now - ready_at,
+        )
+
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Wait until the task is terminal; returns it. Raises TimeoutError."""
         storage = await self.storage()
@@ -293,7 +387,7 @@ class DistributeSchedule:
             return ""
         storage = await self.storage()
         now = storage.clock()
-        live = [w for w in await storage.workers.list()
+        live = [w for w in await storage.workers.list_workers()
                 if w.is_alive(now, self.config.heartbeat_ttl) and not w.draining]
         if not live:
             return (f": no live worker is registered on {_redact_url(self.config.storage)}; start one "
@@ -330,13 +424,16 @@ class DistributeSchedule:
         await self.engine.open()
         self._stop = asyncio.Event()
         ready = asyncio.Event()
-        self._runner = asyncio.create_task(self.engine.run(
+        runner = self._runner = asyncio.create_task(self.engine.run(
             self._stop, scheduler=scheduler, worker=self.worker_config if worker else None, on_ready=ready.set))
-        await ready.wait()
+        await _first(ready.wait(), runner)  # the runner ends early when a server cannot start
+        if runner.done():
+            self._runner = None
+            await runner
         if self.engine.worker is not None:
-            await _first(self.engine.worker.registered.wait(), self._runner)
-        if self._runner.done():
-            await self._runner
+            await _first(self.engine.worker.registered.wait(), runner)
+        if runner.done():
+            await runner
 
     async def stop(self) -> None:
         """Stop the services (workers drain) and close the store."""

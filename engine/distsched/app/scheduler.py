@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import attrs
 
 from ..asyncutil import cancel_and_wait
 from ..config import EngineConfig
@@ -34,7 +38,7 @@ from ..model import events as ev
 from ..model.task import ASSIGNED
 from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
-from ..ports import Balancer, Election, Fence, Firing, StorageBackend
+from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, StorageBackend
 from .backoff import Backoff, wait_or_stop
 
 log = logging.getLogger("distsched.scheduler")
@@ -70,6 +74,8 @@ class Scheduler:
         self.fence: Fence | None = None
         self.stats: Counter[str] = Counter()
         self.is_leader = asyncio.Event()
+        #: Set whenever is_leader changes (the presence loop reports the new role at once).
+        self._role_changed = asyncio.Event()
         self._balancers: dict[str, Balancer] = {}
         self._known_workers: set[str] = set()
         #: Workers declared dead but not removed yet (a reap found a task changed since it
@@ -80,14 +86,63 @@ class Scheduler:
         self._stalled_at = float("-inf")
         #: time.monotonic() when the lease renewal in flight started (None: none in flight).
         self._renewing_since: float | None = None
+        #: Store time of this node's last refused lease acquisition (another node held it).
+        self._lease_seen_held_at: float | None = None
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
         self._stalled_at = self.storage.clock()
         self.stats["store_stalls"] += 1
 
+    # -- presence ---------------------------------------------------------------------
+    @property
+    def role(self) -> str:
+        return "leader" if self.is_leader.is_set() else "standby"
+
+    async def _presence(self, stop: asyncio.Event) -> None:
+        """Register this node in the store's scheduler registry and heartbeat there (every
+        heartbeat interval, and at once when the role changes), so a status lists the
+        standbys. Never fatal: a store error is logged and tried again next beat."""
+        storage = self.storage
+        node = SchedulerNode(id=self.node_id, host=socket.gethostname(), pid=os.getpid(),
+                             started_at=storage.clock(), last_heartbeat=0.0, role=self.role)
+        registered = False
+        interval = min(self.config.heartbeat_interval, self.config.renew_interval)
+        while not stop.is_set():
+            self._role_changed.clear()
+            role = self.role
+            try:
+                if not registered:
+                    await asyncio.wait_for(storage.schedulers.register(attrs.evolve(node, role=role)), interval * 2)
+                    registered = True
+                elif not await asyncio.wait_for(storage.schedulers.heartbeat(self.node_id, role=role), interval * 2):
+                    registered = False
+                    continue
+            except Exception as exc:
+                log.debug("%s: scheduler heartbeat failed: %s: %s", self.node_id, type(exc).__name__, exc)
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._role_changed.wait())}
+            try:
+                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if registered:
+            try:
+                await asyncio.wait_for(storage.schedulers.deregister(self.node_id), timeout=2.0)
+            except Exception as exc:
+                log.warning("%s: could not deregister the scheduler node: %s", self.node_id, exc)
+
     # -- campaign -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        presence = asyncio.create_task(self._presence(stop), name="distsched-scheduler-presence")
+        try:
+            await self._campaign(stop)
+        finally:
+            if stop.is_set():  # it deregisters the node and ends
+                await asyncio.wait({presence}, timeout=3.0)
+            await cancel_and_wait({presence}, timeout=1.0)
+
+    async def _campaign(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
         while not stop.is_set():
             try:
@@ -98,6 +153,9 @@ class Scheduler:
                 continue
             backoff.reset()
             if fence is None:
+                if self._lease_seen_held_at is None:
+                    log.info("%s: following: another node holds the lease", self.node_id)
+                self._lease_seen_held_at = self.storage.clock()
                 # A follower asks often (one cheap read) so that a graceful handoff - the
                 # leader releases its lease on shutdown - takes well under a second.
                 await wait_or_stop(stop, min(self.config.renew_interval, FOLLOWER_POLL))
@@ -112,8 +170,11 @@ class Scheduler:
         self._term_started = self.storage.clock()
         self.stats["terms"] += 1
         log.info("%s: leading with term %d", self.node_id, fence.term)
-        self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term))
+        self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term,
+                                          lease_seen_held_at=self._lease_seen_held_at))
+        self._lease_seen_held_at = None  # (a later term measures from a later refusal)
         self.is_leader.set()
+        self._role_changed.set()
         lost = asyncio.Event()
         tasks = {
             asyncio.create_task(self._lead(fence), name="distsched-lead"),
@@ -123,6 +184,7 @@ class Scheduler:
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         self.is_leader.clear()
+        self._role_changed.set()
         self.fence = None
         stuck = await cancel_and_wait(pending, timeout=10.0)
         if stuck:  # pragma: no cover - a store call that ignores cancellation
@@ -216,6 +278,8 @@ class Scheduler:
         settled = await self.storage.results.settle(fence, batch, want_tasks=want)
         self.stats["succeeded"] += settled.settled
         self.stats["stale_results"] += settled.stale
+        if settled.stale and want:
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="result", count=settled.stale))
         for done in settled.tasks:
             self.events.emit(ev.TaskFinished(at=done.at, task_id=done.task_id, job=done.job, state="succeeded",
                                              attempt=done.attempt, duration=max(0.0, done.finished_at - done.started_at),
@@ -245,17 +309,21 @@ class Scheduler:
         ids = list(dict.fromkeys(r.task_id for r in results))
         found = {t.id: t for t in await self.storage.tasks.get_many(ids) if t is not None}
         changed: dict[str, Task] = {}
+        stale = 0
         for result in results:
             task = found.get(result.task_id)
             if task is None:
-                self.stats["stale_results"] += 1
+                stale += 1
                 continue
             try:
                 task.finish(result, now, rand=self.rand())
             except (StaleAttempt, InvalidTransition):
-                self.stats["stale_results"] += 1
+                stale += 1
                 continue
             changed[task.id] = task
+        if stale:
+            self.stats["stale_results"] += stale
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="result", count=stale))
         return changed
 
     def _finished_events(self, tasks: Any) -> None:
@@ -326,6 +394,8 @@ class Scheduler:
         self.stats["slots_created"] += report.created
         self.stats["slots_existing"] += report.existing
         self.stats["fire_conflicts"] += len(report.conflicts)
+        if report.existing:
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="slot", count=report.existing))
         if self.events.active:
             for firing in firings:
                 for task in firing.tasks:
@@ -355,7 +425,7 @@ class Scheduler:
         until their time - to workers; returns (dispatched, blocked-for-capacity)."""
         storage = self.storage
         ttl = self.config.heartbeat_ttl
-        alive = [w for w in await storage.workers.list() if w.is_alive(now, ttl)]
+        alive = [w for w in await storage.workers.list_workers() if w.is_alive(now, ttl)]
         workers = [w for w in alive if w.can_accept(now, ttl)]
         free = sum(w.free for w in workers)
         if free == 0:
@@ -364,6 +434,8 @@ class Scheduler:
         if not ready:
             return 0, False
         chosen: list[Task] = []
+        #: when each chosen task became ready (for the dispatch lag), only with observers
+        ready_at: list[float] | None = [] if self.events.active else None
         blocked = False
         running: dict[str, int] = {}
         #: function name -> the workers that may run it: a ``local`` task goes to a worker
@@ -396,6 +468,8 @@ class Scheduler:
                 blocked = True
                 continue
             worker.accept(task.id)
+            if ready_at is not None:
+                ready_at.append(max(task.updated_at, task.not_before - ahead))
             task.dispatch(worker.id, now)
             chosen.append(task)
         if not chosen:
@@ -403,18 +477,24 @@ class Scheduler:
         ok = await storage.tasks.dispatch(fence, chosen)
         sent = sum(ok)
         self.stats["dispatched"] += sent
-        if self.events.active:
-            for task, written in zip(chosen, ok):
+        if ready_at is not None:
+            for task, written, became in zip(chosen, ok, ready_at):
                 if written:
                     self.events.emit(ev.TaskDispatched(at=now, task_id=task.id, job=task.job,
-                                                       worker_id=task.worker_id or "", attempt_id=task.attempt_id))
+                                                       worker_id=task.worker_id or "", attempt_id=task.attempt_id,
+                                                       ready_at=min(became, now)))
         return sent, blocked
 
     async def reap_workers(self, fence: Fence, now: float) -> int:
         """Requeue the tasks of workers whose heartbeat is older than the TTL."""
         storage = self.storage
         reaped = 0
-        workers: list[Worker] = await storage.workers.list()
+        workers: list[Worker] = await storage.workers.list_workers()
+        ttl = self.config.heartbeat_ttl
+        if self.events.active:
+            self.events.emit(ev.WorkersSeen(at=now, workers=tuple(
+                ev.WorkerLoad(worker_id=w.id, load=w.load, capacity=w.capacity, alive=w.is_alive(now, ttl),
+                              draining=w.draining) for w in workers)))
         for worker in workers:
             if worker.id not in self._known_workers and worker.is_alive(now, self.config.heartbeat_ttl):
                 self._known_workers.add(worker.id)

@@ -227,7 +227,8 @@ class WorkerService:
         events = self.events if self.events is not None and self.events.active else None
         if events is not None:
             events.emit(ev.AttemptStarted(at=started, task_id=task.id, job=task.job, attempt_id=task.attempt_id,
-                                          worker_id=worker_id))
+                                          worker_id=worker_id, slot=task.slot, due_at=task.not_before,
+                                          dispatched_at=task.dispatched_at))
         try:
             executor = self.executor(task.spec.executor)
             if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution

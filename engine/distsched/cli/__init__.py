@@ -4,7 +4,8 @@
     distsched explain JOBS_FILE [JOB]  the next fire times of the jobs, in UTC and their zone
     distsched plugins                  discovered plugins, their distribution and what they provide
     distsched scheduler / worker       the distributed roles, on a shared store (redis://...)
-    distsched status                   leader, workers, task counts of a shared store
+    distsched status                   leader and lease, schedulers, workers, task counts
+    distsched tasks ...                list / show / submit / retry / cancel tasks
     distsched jobs ...                 list / add / remove / pause / resume / trigger jobs
 """
 
@@ -80,15 +81,17 @@ def _ts(at: float) -> str:
 
 
 def task_line(event: ev.Event) -> str | None:
-    """One line per finished attempt or skipped slot (job, attempt, state, duration)."""
+    """One line per finished attempt or skipped slot (job, attempt, state, duration, task id)."""
     if isinstance(event, ev.TaskFinished):
         tail = f"  {event.error}" if event.error and event.state != "succeeded" else ""
-        return f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} {event.duration:8.3f}s{tail}"
+        return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} "
+                f"{event.duration:8.3f}s  task {event.task_id}{tail}")
     if isinstance(event, ev.TaskRetryScheduled):
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.failed_attempt:<3} {event.outcome:<10} "
-                f"{event.duration:8.3f}s  retry in {event.delay:.2f}s: {event.error}")
+                f"{event.duration:8.3f}s  task {event.task_id}  retry in {event.delay:.2f}s: {event.error}")
     if isinstance(event, ev.TaskSkipped):
-        return f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
+        return (f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
+                f"  task {event.task_id}")
     if isinstance(event, ev.WorkerLost) and (event.requeued or event.reason not in ("", "worker left")):
         what = event.reason if event.reason.startswith("worker ") else f"worker {event.worker_id} lost"
         return f"{_ts(event.at)}  {what}; {event.requeued} task(s) requeued"
@@ -100,18 +103,34 @@ def _told_by_event(record: logging.LogRecord) -> bool:
     return getattr(record, "distsched_event", None) is None
 
 
+#: Events ``--log-format json`` writes (one JSON object a line).
+JSON_LOG_EVENTS = (ev.TaskFinished, ev.TaskRetryScheduled, ev.TaskSkipped, ev.TaskCancelled, ev.WorkerLost)
+
+
+def task_json(event: ev.Event) -> str | None:
+    """One JSON object (one line) per finished attempt, skipped slot, cancel or lost worker:
+    the event's fields (``kind``, ``at`` in UNIX seconds, ``task_id``, ...) plus ``time``
+    (ISO-8601 UTC), for log shippers."""
+    if not isinstance(event, JSON_LOG_EVENTS):
+        return None
+    data = event.to_dict()
+    data["time"] = datetime.fromtimestamp(event.at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps(data, separators=(",", ":"), default=str)
+
+
 class _TaskLog:
     """The task log on stdout: the lines of one event batch go out in one write."""
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: str = "text") -> None:
         self.lines: list[str] = []
+        self.format = task_json if fmt == "json" else task_line
         # A lost worker is reported once: by its event line here, not also by the log.
         scheduler_log = logging.getLogger("distsched.scheduler")
         if _told_by_event not in scheduler_log.filters:
             scheduler_log.addFilter(_told_by_event)
 
     def __call__(self, event: ev.Event) -> None:
-        line = task_line(event)
+        line = self.format(event)
         if line is None:
             return
         self.lines.append(line)
@@ -125,6 +144,11 @@ class _TaskLog:
         if self.lines:
             lines, self.lines = self.lines, []
             click.echo("\n".join(lines))
+
+
+log_format_option = click.option(
+    "--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="The task log on stdout: a line per finished attempt, or one JSON object a line (for log shippers).")
 
 
 def _load_jobs(path: str) -> Any:
@@ -205,6 +229,39 @@ storage_option = click.option(
 )
 
 
+def _check_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from ..config import parse_address
+
+    if value is None:
+        return None
+    try:
+        parse_address(value, f"--{param.name}")
+    except DistschedError as exc:
+        raise click.BadParameter(getattr(exc, "reason", str(exc))) from None
+    return value
+
+
+metrics_option = click.option(
+    "--metrics", "metrics", metavar="HOST:PORT", default=None, callback=_check_address,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics while running (the metrics "
+         "plugin: pip install 'distsched[metrics]'; see docs/metrics.md).",
+)
+
+
+def _serve(metrics: str | None) -> dict[str, str]:
+    """``EngineConfig.serve`` from the serve options (``distsched_serve`` starts each)."""
+    return {"metrics": metrics} if metrics else {}
+
+
+def _serving(metrics: str | None) -> str:
+    """The tail of a command's start line: where metrics are served (port 0: see -v)."""
+    if not metrics:
+        return ""
+    if metrics.endswith(":0"):
+        return "; metrics on a free port (-v logs it)"
+    return f"; metrics at http://{metrics}/metrics"
+
+
 # -- the command group -----------------------------------------------------------------
 class _DistschedGroup(click.Group):
     """The built-in commands plus those plugins add through ``distsched_cli_commands``.
@@ -277,22 +334,26 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
+@log_format_option
+@metrics_option
 @click.pass_context
-def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None) -> None:
+def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None,
+        log_format: str, metrics: str | None) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
-    Prints one line per finished attempt: time, job, attempt, state, duration.
-    Stops cleanly on Ctrl-C / SIGTERM or after --duration.
+    Prints one line per finished attempt: time, job, attempt, state, duration, task id
+    (--log-format json: one JSON object a line). Stops cleanly on Ctrl-C / SIGTERM or after
+    --duration.
     """
     jobs = _load_jobs(jobs_file)
-    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency))
+    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics))
     _prepare(app, jobs)
-    app.listeners.append(_TaskLog())
+    app.listeners.append(_TaskLog(log_format))
 
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {app.config.storage}"
-                   + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop"), err=True)
+        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {_safe(app.config.storage)}"
+                   + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
         await app.run_async(duration=duration, stop=stop)
         scheduler = app.engine.scheduler
         if scheduler is not None:
@@ -389,9 +450,12 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
 @click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
 @click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
+@log_format_option
+@metrics_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, prune: bool, fail_fast: bool) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, prune: bool, fail_fast: bool,
+              log_format: str, metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
@@ -400,11 +464,11 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
         raise click.UsageError("--prune needs --jobs FILE (the jobs it keeps)")
     jobs = _load_jobs(jobs_file) if jobs_file else None
     options: dict[str, Any] = {"lease_ttl": lease_ttl, "renew_interval": renew_interval, "heartbeat_ttl": heartbeat_ttl,
-                               "heartbeat_interval": min(2.0, heartbeat_ttl / 3)}
+                               "heartbeat_interval": min(2.0, heartbeat_ttl / 3), "serve": _serve(metrics)}
     if node_id:
         options["node_id"] = node_id
     app = _app(ctx, storage, **options)
-    app.listeners.append(_TaskLog())
+    app.listeners.append(_TaskLog(log_format))
     if jobs is not None:
         for job in jobs.jobs:
             app._check_names(job.spec, f"job {job.name!r}")
@@ -418,7 +482,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
             from .sync import report_sync
 
             await report_sync(app, jobs, prune=prune)
-        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}", err=True)
+        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
     _run(main)
@@ -441,10 +505,11 @@ configurable("scheduler")(scheduler)
 @click.option("--drain-timeout", type=click.FloatRange(0, 86400), default=None,
               help="Seconds a stopping worker lets running tasks finish before returning them (default 30).")
 @click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
+@metrics_option
 @click.pass_context
 def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None, capacity: int | None,
            imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, drain_timeout: float | None,
-           fail_fast: bool) -> None:
+           fail_fast: bool, metrics: str | None) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
     SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
@@ -452,7 +517,8 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
     jobs = _load_jobs(jobs_file) if jobs_file else None
     app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity,
                                                    drain_timeout=drain_timeout),
-               heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3))
+               heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3),
+               serve=_serve(metrics))
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
@@ -460,7 +526,8 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
 
         if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=_safe(app.config.storage)):
             return
-        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}", err=True)
+        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}"
+                   f"{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
@@ -473,50 +540,6 @@ def _safe(url: str) -> str:
     from ..app.engine import _redact
 
     return _redact(url)
-
-
-@cli.command()
-@storage_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
-    """Show the leader and its term, the workers with load and last heartbeat, jobs and task counts."""
-    app = _app(ctx, storage)
-
-    async def main(stop: asyncio.Event) -> dict[str, Any]:
-        try:
-            store = await app.storage()
-            election = await app.engine.open_election()
-            leader = await election.current()
-            now = store.clock()
-            workers = await store.workers.list()
-            counts = await store.tasks.counts()
-            jobs = await store.jobs.list()
-            return {
-                "storage": _safe(app.config.storage),
-                "leader": {"node_id": leader.node_id, "term": leader.term} if leader else None,
-                "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "load": w.load, "capacity": w.capacity,
-                             "concurrency": w.concurrency, "heartbeat_age": round(now - w.last_heartbeat, 3),
-                             "draining": w.draining} for w in sorted(workers, key=lambda w: w.id)],
-                "jobs": len(jobs),
-                "tasks": dict(sorted(counts.items())),
-            }
-        finally:
-            await app.engine.close()
-
-    data = _run(main)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    leader = data["leader"]
-    click.echo(f"storage  {data['storage']}")
-    click.echo(f"leader   {leader['node_id']} (term {leader['term']})" if leader else "leader   none")
-    click.echo(f"workers  {len(data['workers'])}")
-    for w in data["workers"]:
-        click.echo(f"  {w['id']:<40} load {w['load']}/{w['capacity']}  heartbeat {w['heartbeat_age']:.1f}s ago"
-                   + ("  draining" if w["draining"] else ""))
-    click.echo(f"jobs     {data['jobs']}")
-    click.echo("tasks    " + (", ".join(f"{k} {v}" for k, v in data["tasks"].items()) or "none"))
 
 
 # -- jobs ------------------------------------------------------------------------------
@@ -553,7 +576,7 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     async def call(app: Any) -> list[dict[str, Any]]:
         store = await app.storage()
         out = []
-        for job in await store.jobs.list():
+        for job in await store.jobs.list_jobs():
             state = await store.jobs.state(job.name)
             out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
                         "schedule": schedule_words(job.trigger),
@@ -625,5 +648,8 @@ jobs.add_command(_sync)
 def main() -> None:
     cli(prog_name="distsched")
 
+
+from . import status as _status  # noqa: E402,F401  (distsched status)
+from . import tasks as _tasks  # noqa: E402,F401  (distsched tasks ...)
 
 __all__ = ["cli", "main", "task_line", "default_storage_url", "Path"]

@@ -75,7 +75,7 @@ async def test_result_says_no_worker_offers_the_function():
 
     caller = DistributeSchedule(url)
     async with worker.running(scheduler=False):
-        (record,) = await (await caller.storage()).workers.list()
+        (record,) = await (await caller.storage()).workers.list_workers()
         assert record.functions == ("other",)
         with pytest.raises(TimeoutError) as info:
             await caller.result(await caller.submit("add", 1, 2), timeout=0.3)
@@ -130,7 +130,7 @@ async def test_worker_import_runs_app_task_functions(redis_server, tmp_path, lin
             second = await app.submit("greet", "you")
             assert (await app.result(first, timeout=10)).value == 5
             assert (await app.result(second, timeout=10)).value == "hello you"
-            (record,) = await (await app.storage()).workers.list()
+            (record,) = await (await app.storage()).workers.list_workers()
             assert record.functions == ("add", "greet")
     finally:
         proc.send_signal(signal.SIGTERM)
