@@ -167,3 +167,15 @@ def test_a_store_that_refuses_is_not_retried(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "no storage plugin handles nosuch://" in result.stderr
     assert "retrying" not in result.stderr
+
+
+def test_shell_completion_as_documented(tmp_path):
+    env = {**os.environ, "_DISTSCHED_COMPLETE": "bash_source"}
+    exe = os.path.join(os.path.dirname(sys.executable), "distsched")
+    source = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "_distsched_completion()" in source.stdout and "complete " in source.stdout
+    env = {**os.environ, "_DISTSCHED_COMPLETE": "bash_complete", "COMP_WORDS": "distsched scheduler --lea", "COMP_CWORD": "2"}
+    words = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout
+    assert "plain,--lease-ttl" in words.split()
+    env["COMP_WORDS"], env["COMP_CWORD"] = "distsched jobs sy", "2"
+    assert "plain,sync" in subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout.split()
