@@ -380,6 +380,34 @@ class DistributeSchedule:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
 
+    async def wait_for_storage(
+        self, *, stop: asyncio.Event | None = None, retry: bool = True, max_delay: float = 30.0,
+        on_retry: Callable[[int, BaseException, float], Any] | None = None,
+    ) -> bool:
+        """Open the store, waiting while it is unreachable: retry with exponential backoff
+        (0.5 s doubling up to ``max_delay``, with jitter), calling ``on_retry(attempt, error,
+        delay)`` before each wait. Returns True once open, False when ``stop`` was set first.
+        Raises the error at once when ``retry`` is False or when the store refused the
+        request (see :func:`store_unreachable`)."""
+        from .app.backoff import Backoff, wait_or_stop
+
+        stop = stop or asyncio.Event()
+        backoff = Backoff(first=min(0.5, max_delay), cap=max_delay)
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                await self.storage()
+                return True
+            except Exception as exc:
+                if not retry or not store_unreachable(exc):
+                    raise
+                delay = backoff.next()
+                if on_retry is not None:
+                    on_retry(attempt, exc, delay)
+                await wait_or_stop(stop, delay)
+        return False
+
     async def _why_waiting(self, task: Task) -> str:
         """Why a task that is not dispatched yet may never run: no live worker, none that
         offers its function, or all of them full. Empty when none of these holds."""
@@ -390,7 +418,7 @@ class DistributeSchedule:
         live = [w for w in await storage.workers.list_workers()
                 if w.is_alive(now, self.config.heartbeat_ttl) and not w.draining]
         if not live:
-            return (f": no live worker is registered on {_redact_url(self.config.storage)}; start one "
+            return (f": no live worker is registered on {display_url(self.config.storage)}; start one "
                     f"(distsched worker --storage URL --import MODULE) or run one in this process "
                     f"(async with app.running(): ...)")
         target = task.spec.target
@@ -500,10 +528,39 @@ def missing_functions_hint(module: ModuleType) -> str:
             "(app = DistributeSchedule(...)) and decorate them with @app.task")
 
 
-def _redact_url(url: str) -> str:
+def display_url(url: str) -> str:
+    """A storage URL as it may be shown: without its password."""
     from .app.engine import _redact
 
     return _redact(url)
+
+
+#: Names of exception types (anywhere in their class hierarchy) that mean "not reachable
+#: now, try again": a server down, restarting, loading, or a network cut. A store plugin's
+#: errors reach the core wrapped, so they are recognised by name (the core imports no client).
+RETRYABLE_ERRORS = frozenset({"ConnectionError", "TimeoutError", "BusyLoadingError", "ConnectionRefusedError",
+                              "ConnectionResetError", "OperationalError", "MasterNotFoundError"})
+#: ... unless one of these says the request itself is wrong (retrying cannot help).
+FATAL_ERRORS = frozenset({"AuthenticationError", "AuthenticationWrongNumberOfArgsError", "AuthorizationError",
+                          "NoPermissionError", "SSLError", "SSLCertVerificationError", "CertificateError",
+                          "ValidationError", "UnknownName", "ResponseError"})
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the store is unreachable for now, False when
+    it refused the request (a bad URL, a wrong password, an untrusted certificate)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    retry = False
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if names & FATAL_ERRORS:
+            return False
+        if names & RETRYABLE_ERRORS or isinstance(current, (OSError, asyncio.TimeoutError)):
+            retry = True
+        current = current.__cause__ or current.__context__
+    return retry
 
 
 async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:

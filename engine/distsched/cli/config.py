@@ -210,9 +210,9 @@ def _show(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return ", ".join(map(str, value)) or "-"
     if isinstance(value, str) and "://" in value:
-        from ..app.engine import _redact
+        from ..facade import display_url
 
-        return _redact(value)
+        return display_url(value)
     return "-" if value is None else str(value)
 
 
