@@ -43,6 +43,12 @@ def _positive(limit: int):
     return check
 
 
+def _signing_keys_from_env() -> tuple[bytes, ...]:
+    from .signing import keys_from_env
+
+    return keys_from_env()
+
+
 def new_node_id(prefix: str = "node") -> str:
     return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -87,6 +93,12 @@ class EngineConfig:
     node_id: str = attrs.field(factory=new_node_id)
     lease_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 3600))
     renew_interval: float = attrs.field(default=3.0, validator=_seconds(0.05, 3600))
+    #: Keys for signed tasks and results (``distsched.signing``): the first signs, all verify.
+    #: Default: ``DISTSCHED_SIGNING_KEY`` / ``DISTSCHED_SIGNING_KEY_FILE``; () signs nothing.
+    signing_keys: tuple[bytes, ...] = attrs.field(factory=lambda: _signing_keys_from_env(), repr=False,
+                                                  converter=lambda keys: tuple(
+                                                      k.encode("utf-8") if isinstance(k, str) else bytes(k)
+                                                      for k in keys))
     heartbeat_interval: float = attrs.field(default=2.0, validator=_seconds(0.05, 3600))
     heartbeat_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 86400))
     timeout_grace: float = attrs.field(default=5.0, validator=_seconds(0, 86400))

@@ -98,7 +98,7 @@ def distsched_register_functions(registry: FunctionRegistry) -> None:
 @hookspec
 def distsched_event(event: Event) -> None:
     """Observe an engine event (task dispatched / finished / retry scheduled / skipped /
-    requeued / cancelled, leader elected / lost, worker joined / lost, workers seen,
+    requeued / cancelled, leader elected / lost, worker joined / lost, record quarantined, workers seen,
     duplicates suppressed - in the scheduler's process; attempt started / finished - in the
     worker's process).
 

@@ -67,6 +67,15 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
+    except (KeyboardInterrupt, click.ClickException):
+        raise
+    except Exception as exc:
+        # The store refused or failed (a permission an ACL user lacks, a connection
+        # refused, ...): one line naming the error; the traceback with -vv.
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        raise click.ClickException(f"{type(exc).__name__}: {text} (run with -vv for the traceback)") from None
 
 
 _ts_second: list[Any] = [None, ""]

@@ -116,6 +116,20 @@ class TaskCancelled(Event):
 
 
 @attrs.frozen(kw_only=True)
+class RecordQuarantined(Event):
+    """A stored record the engine could not use was put out of the way so that the rest
+    goes on: ``kind`` ``job`` / ``task`` / ``worker`` / ``count``; ``action`` says what was
+    done (``quarantined`` by the store, ``paused`` for a job whose schedule fails,
+    ``cancelled`` for a task its balancer fails on)."""
+
+    kind: ClassVar[str] = "record.quarantined"
+    record: str
+    key: str
+    reason: str
+    action: str
+
+
+@attrs.frozen(kw_only=True)
 class LeaderElected(Event):
     kind: ClassVar[str] = "leader.elected"
     node_id: str
