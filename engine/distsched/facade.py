@@ -30,6 +30,7 @@ from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
 from .history import check_since
 from .model import (
+    AlreadyExists,
     MisfirePolicy,
     NotFound,
     OverlapPolicy,
@@ -50,6 +51,9 @@ from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
 from .status import Status, leader_status, scheduler_status, signing_state, worker_status
 from .tasks import marked_functions
+
+#: How many times a sync retries one job when a concurrent write got in its way.
+SYNC_ATTEMPTS = 5
 
 
 class DistributeSchedule:
@@ -185,11 +189,28 @@ class DistributeSchedule:
         if dry_run:
             return plan
         changed = set(plan.added) | {c.name for c in plan.updated}
-        if changed:
-            await self.put_jobs([c for c in configs if c.name in changed], replace=True)
+        wanted = [c for c in configs if c.name in changed]
+        try:
+            if wanted:
+                await self.put_jobs(wanted, replace=True)
+        except (VersionConflict, AlreadyExists):
+            # Another node synced at the same moment (two schedulers started together with
+            # the same file): converge job by job - a job it already made equal is left as is.
+            for config in wanted:
+                await self._converge(config)
         for name in plan.removed:
             await self.remove_job(name)
         return attrs.evolve(plan, applied=True)
+
+    async def _converge(self, config: TaskConfig) -> TaskConfig:
+        """``put_job(config, replace=True)``, again when a concurrent write got in the way."""
+        for attempt in range(1, SYNC_ATTEMPTS + 1):
+            try:
+                return await self.put_job(config, replace=True)
+            except (VersionConflict, AlreadyExists):
+                if attempt == SYNC_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def update_job(self, name: str, **changes: Any) -> TaskConfig:
         """Change some fields of a job (optimistic: a concurrent change raises VersionConflict)."""

@@ -204,3 +204,26 @@ def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, dist
 def test_prune_needs_a_jobs_file(distsched_cli):
     result = distsched_cli("scheduler", "--prune")
     assert result.exit_code == 2 and "--prune needs --jobs FILE" in result.output
+
+
+@pytest.mark.redis
+async def test_two_nodes_syncing_the_same_file_at_once_both_succeed(redis_server):
+    """Two schedulers started together with a changed file: neither fails on the other's write."""
+    from distsched.facade import build_job
+
+    url = f"{redis_server.url}?namespace=race-{uuid.uuid4().hex[:6]}"
+    first = [build_job(f"job-{i}", every="10s", target="t") for i in range(50)]
+    second = [build_job(f"job-{i}", every="20s", target="t", timeout="5s") for i in range(50)]
+    apps = [DistributeSchedule(url) for _ in range(4)]
+    try:
+        await apps[0].sync_jobs(first)
+        import asyncio
+
+        plans = await asyncio.gather(*(app.sync_jobs(second, prune=True) for app in apps))
+        assert all(plan.applied for plan in plans)
+        assert sum(len(p.updated) for p in plans) >= 50  # every job updated, by one node or another
+        stored = {j.name: j for j in await apps[0].jobs()}
+        assert len(stored) == 50 and all(j.spec.timeout == 5.0 for j in stored.values())
+    finally:
+        for app in apps:
+            await app.stop()
