@@ -30,7 +30,7 @@ else:  # pragma: no cover
 WORKER_KEYS = ("imports", "concurrency", "capacity", "name", "drain_timeout")
 #: ``[worker]`` keys that are options of ``distsched worker`` (read by the command, see
 #: distsched.cli.config), not executor settings.
-WORKER_OPTION_KEYS = ("storage", "heartbeat_interval", "fail_fast", "jobs")
+WORKER_OPTION_KEYS = ("storage", "heartbeat_interval", "fail_fast", "metrics", "jobs")
 #: ``[scheduler]``: options of ``distsched scheduler`` (checked by the command).
 SCHEDULER_TABLE = "scheduler"
 MAX_FILE_BYTES = 10 * 1024 * 1024
