@@ -1,61 +1,43 @@
-"""Helpers for the tests that run `distsched` as real processes."""
+"""Helpers for the tests that run `distsched` as real processes (distsched.testing.processes)."""
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
-from typing import IO
+from pathlib import Path
 
 import pytest
 
+from distsched.testing.processes import NodeProcess, wait_until
 
-class Lines:
-    """Reads a process's output stream on a thread, so waiting for a line has a deadline."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.seen: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+def line_matching(node: NodeProcess, pattern: str, timeout: float = 30.0) -> str:
+    """The first line of ``node``'s log matching ``pattern``, waiting up to ``timeout`` s
+    (WaitTimeout with the log otherwise)."""
+    regex = re.compile(pattern)
 
-    def _pump(self, stream: IO[str]) -> None:
-        for line in iter(stream.readline, ""):
-            self._queue.put(line)
-        self._queue.put(None)
+    def found() -> str | None:
+        return next((line for line in node.log_text().splitlines() if regex.search(line)), None)
 
-    def until(self, pattern: str, timeout: float = 30.0) -> str:
-        """The first new line matching ``pattern``; AssertionError (with what was seen)
-        when the stream ends or ``timeout`` seconds pass first."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                raise AssertionError(f"no line matching {pattern!r} within {timeout}s in:\n{''.join(self.seen)}")
-            self.seen.append(line)
-            if re.search(pattern, line):
-                return line
-
-    def rest(self, timeout: float = 30.0) -> str:
-        """Everything until the stream ends (the process exited)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.seen.append(line)
-        return "".join(self.seen)
+    return wait_until(found, timeout, what=f"a line matching {pattern!r} from {node.name}", detail=node.log_text)
 
 
 @pytest.fixture
-def lines():
-    return Lines
+def distsched_process(tmp_path: Path):
+    """``distsched_process(name, *args, cwd=tmp_path)``: a started ``python -m distsched ARGS``
+    (its output in ``<name>.log``), stopped after the test."""
+    started: list[NodeProcess] = []
+
+    def start(name: str, *args: str, cwd: Path | None = None) -> NodeProcess:
+        node = NodeProcess(name, args, directory=cwd or tmp_path).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop(timeout=30)
+
+
+@pytest.fixture(name="line_matching")
+def line_matching_fixture():
+    """:func:`line_matching` as a fixture (test modules cannot import the conftest)."""
+    return line_matching

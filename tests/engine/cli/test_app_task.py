@@ -4,10 +4,6 @@ can run says why."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import uuid
 
@@ -114,24 +110,17 @@ async def test_local_tasks_go_to_the_workers_that_offer_their_function():
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
-async def test_worker_import_runs_app_task_functions(redis_server, tmp_path, lines):
+async def test_worker_import_runs_app_task_functions(redis_server, tmp_path, distsched_process, line_matching):
     url = f"{redis_server.url}?namespace=apptask-{uuid.uuid4().hex[:6]}"
     (tmp_path / "my_app_mod.py").write_text(textwrap.dedent(APP_MODULE))
-    proc = subprocess.Popen([sys.executable, "-m", "distsched", "-v", "worker", "--storage", url, "--import", "my_app_mod"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        err = lines(proc.stderr)
-        assert "functions: add, greet" in err.until("worker on ")
-        err.until("registered")
-        app = DistributeSchedule(url)
-        async with app.running(worker=False):
-            first = await app.submit("add", 2, 3)
-            second = await app.submit("greet", "you")
-            assert (await app.result(first, timeout=10)).value == 5
-            assert (await app.result(second, timeout=10)).value == "hello you"
-            (record,) = await (await app.storage()).workers.list_workers()
-            assert record.functions == ("add", "greet")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    worker = distsched_process("worker", "-v", "worker", "--storage", url, "--import", "my_app_mod")
+    assert "functions: add, greet" in line_matching(worker, r"worker on ")
+    line_matching(worker, r"registered")
+    app = DistributeSchedule(url)
+    async with app.running(worker=False):
+        first = await app.submit("add", 2, 3)
+        second = await app.submit("greet", "you")
+        assert (await app.result(first, timeout=10)).value == 5
+        assert (await app.result(second, timeout=10)).value == "hello you"
+        (record,) = await (await app.storage()).workers.list_workers()
+        assert record.functions == ("add", "greet")

@@ -5,7 +5,6 @@ for an unreachable store instead of exiting (`--fail-fast` for the old behaviour
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -118,40 +117,28 @@ def test_a_bad_config_value_names_the_file_table_and_key(distsched_cli, deploy_d
     assert "Traceback" not in result.output
 
 
-def _role(args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "distsched", "-v", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
-def test_roles_wait_for_a_store_that_comes_up_later(tmp_path, lines):
+def test_roles_wait_for_a_store_that_comes_up_later(tmp_path, distsched_process, line_matching):
     (tmp_path / "cfg_tasks.py").write_text("from distsched import task\n\n@task\ndef ping():\n    return 'pong'\n")
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0?namespace=late"
-    scheduler = _role(["scheduler", "--storage", url], tmp_path)
-    worker = _role(["worker", "--storage", url, "--import", "cfg_tasks"], tmp_path)
-    server = None
+    scheduler = distsched_process("scheduler", "-v", "scheduler", "--storage", url)
+    worker = distsched_process("worker", "-v", "worker", "--storage", url, "--import", "cfg_tasks")
+    for node in (scheduler, worker):
+        line_matching(node, rf"{node.name}: store redis://127.0.0.1:{port}/0\?namespace=late unreachable \(attempt 1: ")
+        line_matching(node, r"unreachable \(attempt 2: .*retrying in \d+\.\ds \(--fail-fast to exit instead\)")
+    server = RedisServer(port=port).start()
     try:
-        s_out, w_out = lines(scheduler.stdout), lines(worker.stdout)
-        for out, role in ((s_out, "scheduler"), (w_out, "worker")):
-            out.until(rf"{role}: store redis://127.0.0.1:{port}/0\?namespace=late unreachable \(attempt 1: ")
-            out.until(r"unreachable \(attempt 2: .*retrying in \d+\.\ds \(--fail-fast to exit instead\)")
-        server = RedisServer(port=port).start()
-        s_out.until(r"scheduler: store .* reachable after \d+ attempts")
-        s_out.until(r"leading with term")
-        w_out.until(r"worker: store .* reachable after \d+ attempts")
-        w_out.until(r"registered")
-        assert scheduler.poll() is None and worker.poll() is None
+        line_matching(scheduler, r"scheduler: store .* reachable after \d+ attempts")
+        line_matching(scheduler, r"leading with term")
+        line_matching(worker, r"worker: store .* reachable after \d+ attempts")
+        line_matching(worker, r"registered")
+        assert scheduler.alive() and worker.alive()
+        assert worker.stop() == 0 and scheduler.stop() == 0
     finally:
-        for proc in (scheduler, worker):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (scheduler, worker):
-            proc.wait(timeout=30)
-        if server is not None:
-            server.stop()
-    assert scheduler.returncode == 0 and worker.returncode == 0
+        server.stop()
 
 
 def test_fail_fast_exits_with_the_error(tmp_path):

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import uuid
 
@@ -167,36 +164,24 @@ async def test_facade_sync_jobs_dry_run_and_apply():
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
-def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, distsched_cli, lines):
+def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, distsched_cli, distsched_process,
+                                                    line_matching):
     url = f"{redis_server.url}?namespace=sched-sync-{uuid.uuid4().hex[:6]}"
     first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
     assert distsched_cli("jobs", "sync", first, "--storage", url).exit_code == 0
 
-    def start(*extra):
-        return subprocess.Popen([sys.executable, "-m", "distsched", "scheduler", "--storage", url, "--jobs", second,
-                                 "--lease-ttl", "1", "--renew-interval", "0.3", *extra],
-                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    def start(name, *extra):
+        node = distsched_process(name, "scheduler", "--storage", url, "--jobs", second, "--lease-ttl", "1",
+                                 "--renew-interval", "0.3", *extra)
+        line_matching(node, r"^scheduler \S+ on ")  # printed after the sync
+        node.stop()
+        return node.log_text()
 
-    proc = start()
-    try:
-        out = lines(proc.stderr)
-        out.until("scheduler ")
-        text = "".join(out.seen)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
+    text = start("keeping")
     assert "! stray" in text and "1 stored job(s) not in" in text and "(kept; --prune removes them)" in text, text
     assert set(_names(distsched_cli, url)) == {"keep", "change", "stray", "new"}
 
-    proc = start("--prune")
-    try:
-        out = lines(proc.stderr)
-        out.until("scheduler ")
-        text = "".join(out.seen)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
+    text = start("pruning", "--prune")
     assert "- stray" in text and "1 removed" in text, text
     assert set(_names(distsched_cli, url)) == {"keep", "change", "new"}
 
