@@ -179,3 +179,12 @@ def test_a_bad_http_allow_entry_stops_the_worker_command(tmp_path, distsched_cli
     assert result.exit_code != 0
     assert "'http://x/'" in result.output and "http_allow" in result.output
     assert "Traceback" not in result.output
+
+
+def test_worker_settings_from_the_config_file_are_checked_too(tmp_path, distsched_cli):
+    config = tmp_path / "distsched.toml"
+    config.write_text('[worker]\nsecrets = ["API_TOKEN", "bad-name"]\n', encoding="utf-8")
+    result = distsched_cli("worker", "--config", str(config), "--storage", "memory://bad-secrets")
+    assert result.exit_code != 0
+    assert "secrets" in result.output and "'bad-name'" in result.output, result.output
+    assert "Traceback" not in result.output
