@@ -1,0 +1,609 @@
+"""``postgresql://`` / ``postgres://`` storage: every port of distsched on asyncpg, with the
+semantics of the memory and Redis backends.
+
+Every write is one call of a PL/pgSQL function (migrations/0001_initial.sql): one statement,
+one round trip, one transaction. Leader writes check the fence inside that transaction. Task
+writes are optimistic per task. A worker's queue is its dispatched tasks, taken with
+``FOR UPDATE SKIP LOCKED``; wake-ups travel by LISTEN/NOTIFY on one dedicated connection per
+storage. See ``docs/postgres.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from distsched.asyncutil import WakeSignal
+from distsched.model import (
+    AlreadyExists,
+    FencedError,
+    JobState,
+    NotFound,
+    Task,
+    TaskConfig,
+    TaskResult,
+    ValidationError,
+    VersionConflict,
+    Worker,
+)
+from distsched.ports import Fence, FireReport, Firing, Settled, SettledTask
+
+from . import codec, migrate
+from .codec import TASK_COLUMNS
+from .url import PostgresSettings, parse
+
+log = logging.getLogger("distsched.postgres")
+
+T = TypeVar("T")
+
+#: Re-measure the offset to the database clock this often (seconds).
+CLOCK_REFRESH = 60.0
+#: Tasks per function call for bulk writes.
+WRITE_CHUNK = 1000
+#: A pull retried after a lost reply may ask for the tasks the lost call took, this long.
+OP_REPLY_TTL = 55.0
+#: While the LISTEN connection is down, waits last at most this long (then look at the store).
+RELISTEN_POLL = 1.0
+#: SQLSTATE of a refused fence (raised by ds_fence).
+FENCED = "DSFEN"
+#: Retried at once: the whole transaction was rolled back, nothing of the call landed.
+_RETRY = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+def _op_id() -> str:
+    return os.urandom(8).hex()
+
+
+def _chunks(items: Sequence[T], size: int = WRITE_CHUNK) -> list[Sequence[T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class PostgresStorage:
+    """All ports of distsched over one PostgreSQL schema."""
+
+    #: Errors that mean PostgreSQL is unreachable or not ready for now: the leader steps down
+    #: on them with a warning, not an error.
+    transient_errors: tuple[type[BaseException], ...] = (
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.CrashShutdownError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.InterfaceError,
+        ConnectionError,
+    )
+
+    def __init__(self, settings: PostgresSettings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.url = settings.url
+        self.pool = pool
+        self.retention = float(settings.retention)
+        self._activity = WakeSignal()
+        self._queue_signals: dict[str, WakeSignal] = {}
+        self._listen_conn: Any = None
+        self._listen_lock = asyncio.Lock()
+        self._activity_channel = settings.channel("activity")
+        self._clock_last = 0.0
+        self._clock_server = time.time()
+        self._clock_mono = time.monotonic()
+        self._clock_at = float("-inf")
+        self.jobs = _Jobs(self)
+        self.tasks = _Tasks(self)
+        self.workers = _Workers(self)
+        self.queues = _Queues(self)
+        self.results = _Results(self)
+
+    def __repr__(self) -> str:
+        return f"<PostgresStorage {self.settings.redacted} schema={self.settings.schema!r}>"
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, url: str, options: dict[str, Any] | None = None) -> PostgresStorage:
+        """Parse and validate ``url``, bring the schema up to date (or check it), open the pool."""
+        settings = parse(url, options)
+        conn = await connect(settings)
+        try:
+            await migrate.upgrade(conn, settings, apply=settings.migrate)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            settings.dsn(), min_size=settings.pool_min, max_size=settings.pool_size,
+            timeout=settings.connect_timeout, command_timeout=settings.command_timeout,
+            server_settings=_server_settings(settings))
+        store = cls(settings, pool)
+        try:
+            await store._sync_clock()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # -- clock --------------------------------------------------------------------------
+    async def _sync_clock(self) -> None:
+        """Offset to the database clock: the sample with the shortest round trip of three."""
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+            best: tuple[float, float, float] | None = None
+            for _ in range(3):
+                before = time.monotonic()
+                server = await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
+                after = time.monotonic()
+                if best is None or after - before < best[0]:
+                    best = (after - before, server, (before + after) / 2)
+        assert best is not None
+        self._clock_server, self._clock_mono = best[1], best[2]
+        self._clock_at = time.monotonic()
+
+    async def _maybe_sync_clock(self) -> None:
+        if time.monotonic() - self._clock_at >= CLOCK_REFRESH:
+            self._clock_at = time.monotonic()
+            try:
+                await self._sync_clock()
+            except (asyncpg.PostgresError, *self.transient_errors, OSError, asyncio.TimeoutError) as exc:
+                log.debug("clock refresh failed: %s", exc)
+
+    def clock(self) -> float:
+        """Database time (measured at open, refreshed every minute) advanced by the local
+        monotonic clock: cheap, and the same on every node."""
+        now = self._clock_server + (time.monotonic() - self._clock_mono)
+        if now < self._clock_last:
+            return self._clock_last
+        self._clock_last = now
+        return now
+
+    # -- plumbing -----------------------------------------------------------------------
+    async def call(self, method: str, sql: str, *args: Any) -> Any:
+        """``pool.<method>(sql, *args)``, retried when PostgreSQL rolled the call back for a
+        deadlock or a serialization failure (nothing of it landed)."""
+        for attempt in range(5):
+            try:
+                return await getattr(self.pool, method)(sql, *args)
+            except _RETRY:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def leader_write(self, fence: Fence, method: str, sql: str, *args: Any) -> Any:
+        """A fenced function call: ``sql`` takes the node id and the term as $1 and $2."""
+        try:
+            return await self.call(method, sql, fence.node_id, fence.term, *args)
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == FENCED:
+                raise FencedError(str(exc)) from None
+            raise
+
+    # -- LISTEN/NOTIFY ------------------------------------------------------------------
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if channel == self._activity_channel:
+            self._activity.set()
+            return
+        for worker_id, signal in self._queue_signals.items():
+            if self.settings.channel("q", worker_id) == channel:
+                signal.set()
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        self._activity.set()  # let the leader look at the store itself
+        for signal in self._queue_signals.values():
+            signal.set()
+
+    async def _listener(self) -> bool:
+        """The LISTEN connection, (re)connected when needed; False when it is down."""
+        conn = self._listen_conn
+        if conn is not None and not conn.is_closed():
+            return True
+        async with self._listen_lock:
+            conn = self._listen_conn
+            if conn is not None and not conn.is_closed():
+                return True
+            try:
+                conn = await connect(self.settings)
+                conn.add_termination_listener(self._on_listener_lost)
+                await conn.add_listener(self._activity_channel, self._on_notify)
+                for worker_id in list(self._queue_signals):
+                    await conn.add_listener(self.settings.channel("q", worker_id), self._on_notify)
+            except (asyncpg.PostgresError, *self.transient_errors, OSError, asyncio.TimeoutError) as exc:
+                log.debug("LISTEN connection: %s", exc)
+                return False
+            self._listen_conn = conn
+            # anything may have happened while nobody listened
+            self._on_listener_lost(conn)
+            return True
+
+    async def _listen_queue(self, worker_id: str) -> WakeSignal:
+        signal = self._queue_signals.get(worker_id)
+        if signal is not None:
+            return signal
+        signal = self._queue_signals[worker_id] = WakeSignal()
+        conn = self._listen_conn
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.add_listener(self.settings.channel("q", worker_id), self._on_notify)
+            except (asyncpg.PostgresError, *self.transient_errors, OSError) as exc:
+                log.debug("LISTEN for %s: %s", worker_id, exc)
+                del self._queue_signals[worker_id]
+                raise
+        return signal
+
+    async def wait_for_activity(self, timeout: float) -> None:
+        """Sleep until ``timeout`` or a NOTIFY on the activity channel (a submission, a
+        result, a job or worker change)."""
+        await self._maybe_sync_clock()
+        if not await self._listener():
+            timeout = min(timeout, RELISTEN_POLL)
+        await self._activity.wait(timeout)
+
+    async def close(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), 2.0)
+            except Exception as exc:  # pragma: no cover - closing a broken connection
+                log.debug("close: %s", exc)
+                conn.terminate()
+        try:
+            await asyncio.wait_for(self.pool.close(), 5.0)
+        except Exception as exc:  # pragma: no cover
+            log.debug("close: %s", exc)
+            self.pool.terminate()
+
+
+def _server_settings(settings: PostgresSettings) -> dict[str, str]:
+    out = {"search_path": settings.quoted_schema}
+    if "application_name" not in settings.libpq:
+        out["application_name"] = "distsched"
+    return out
+
+
+async def connect(settings: PostgresSettings) -> Any:
+    """One connection with the deployment's search_path (the LISTEN connection, migrations)."""
+    try:
+        return await asyncpg.connect(settings.dsn(), timeout=settings.connect_timeout,
+                                     command_timeout=settings.command_timeout,
+                                     server_settings=_server_settings(settings))
+    except asyncpg.exceptions.InvalidPasswordError:
+        raise ValidationError("storage", f"{settings.redacted}: authentication failed for user "
+                                         f"{settings.user!r}") from None
+    except asyncpg.exceptions.InvalidCatalogNameError:
+        raise ValidationError("storage", f"{settings.redacted}: database {settings.database!r} does not "
+                                         "exist (create it: createdb NAME)") from None
+
+
+# -- jobs ---------------------------------------------------------------------------------
+_JOB_COLUMNS = "name, config, version, enabled, next_fire_at, last_slot, paused"
+
+
+class _Jobs:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def add(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        [stored] = await self.add_many([(config, next_fire_at)])
+        if stored is None:
+            raise AlreadyExists(f"job {config.name!r} already exists")
+        return stored
+
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+        out: list[TaskConfig | None] = []
+        for chunk in _chunks(jobs):
+            param = codec.dumps([{"name": c.name, "config": codec.config_json(c), "enabled": c.enabled,
+                                  "next_fire_at": nfa} for c, nfa in chunk])
+            stored = set(await self.store.call("fetchval", "SELECT ds_job_add($1::json)", param))
+            out += [_evolve(c, 1) if c.name in stored else None for c, _ in chunk]
+        return out
+
+    async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        version = await self.store.call("fetchval", "SELECT ds_job_update($1, $2, $3, $4, $5)", config.name,
+                                        codec.config_json(config), config.version, next_fire_at, config.enabled)
+        if version == 0:
+            raise NotFound(f"job {config.name!r} does not exist")
+        if version < 0:
+            raise VersionConflict(
+                f"job {config.name!r}: update based on version {config.version}, but the stored "
+                f"version is {-version}; reload the job and apply the change again"
+            )
+        return _evolve(config, version)
+
+    async def _one(self, name: str) -> tuple[TaskConfig, JobState]:
+        row = await self.store.call("fetchrow", f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = $1", name)
+        if row is None:
+            raise NotFound(f"job {name!r} does not exist")
+        return codec.decode_job(row)
+
+    async def get(self, name: str) -> TaskConfig:
+        return (await self._one(name))[0]
+
+    async def list(self) -> list[TaskConfig]:
+        rows = await self.store.call("fetch", f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name")
+        return [codec.decode_job(row)[0] for row in rows]
+
+    async def remove(self, name: str) -> bool:
+        return await self.store.call("fetchval", "DELETE FROM jobs WHERE name = $1 RETURNING true", name) is True
+
+    async def state(self, name: str) -> JobState:
+        return (await self._one(name))[1]
+
+    async def set_paused(self, name: str, paused: bool, *, next_fire_at: float | None = None) -> None:
+        if not await self.store.call("fetchval", "SELECT ds_job_pause($1, $2, $3)", name, paused, next_fire_at):
+            raise NotFound(f"job {name!r} does not exist")
+
+    async def due(self, now: float, limit: int) -> list[tuple[TaskConfig, JobState]]:
+        if limit <= 0:
+            return []
+        rows = await self.store.call(
+            "fetch", f"SELECT {_JOB_COLUMNS} FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
+                     "AND next_fire_at <= $1 ORDER BY next_fire_at, name LIMIT $2", now, int(limit))
+        return [codec.decode_job(row) for row in rows]
+
+    async def next_due_at(self) -> float | None:
+        return await self.store.call(
+            "fetchval", "SELECT next_fire_at FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
+                        "ORDER BY next_fire_at, name LIMIT 1")
+
+    async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
+        meta = codec.dumps([{"job": f.job, "expected": f.expected_next, "nxt": f.next_fire_at,
+                             "last": f.last_slot, "idx": i} for i, f in enumerate(firings)])
+        tasks = codec.dumps([codec.task_in(t, i) for i, f in enumerate(firings) for t in f.tasks])
+        row = await self.store.leader_write(fence, "fetchrow", "SELECT * FROM ds_fire($1, $2, $3::json, $4::json, $5)",
+                                            meta, tasks, self.store.retention)
+        return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]))
+
+
+def _evolve(config: TaskConfig, version: int) -> TaskConfig:
+    stored = copy.copy(config)
+    stored.version = version
+    return stored
+
+
+# -- tasks --------------------------------------------------------------------------------
+_LIVE = "state NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')"
+_UNEXPIRED = "(expires_at IS NULL OR expires_at >= ds_now())"
+
+
+class _Tasks:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def submit(self, tasks: Sequence[Task]) -> list[bool]:
+        out: list[bool] = []
+        for chunk in _chunks(tasks) or [[]]:  # an empty submission still wakes the leader
+            created = set(await self.store.call("fetchval", "SELECT ds_submit($1::json, $2)",
+                                                codec.tasks_param(chunk), self.store.retention))
+            for task in chunk:
+                ok = task.id in created
+                if ok:
+                    task.version = 1
+                out.append(ok)
+        return out
+
+    async def _read(self, where: str, *args: Any) -> list[Task]:
+        rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}", *args)
+        return [codec.decode_task(row) for row in rows]
+
+    async def get(self, task_id: str) -> Task | None:
+        return (await self.get_many([task_id]))[0]
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        ids = list(task_ids)
+        found = {t.id: t for t in await self._read(f"id = ANY($1::text[]) AND {_UNEXPIRED}", ids)}
+        return [copy.copy(found[i]) if i in found else None for i in ids]
+
+    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
+        if limit <= 0:
+            return []
+        return await self._read(
+            f"($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR job = $2) AND {_UNEXPIRED} "
+            "ORDER BY updated_at DESC LIMIT $3", state, job, int(limit))
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.store.call("fetch", f"SELECT state, count(*) AS n FROM tasks WHERE {_UNEXPIRED} GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    async def ready(self, now: float, limit: int) -> list[Task]:
+        if limit <= 0:
+            return []
+        return await self._read("state IN ('pending', 'retrying') AND not_before <= $1 ORDER BY not_before, id "
+                                "LIMIT $2", now, int(limit))
+
+    async def next_ready_at(self) -> float | None:
+        return await self.store.call("fetchval", "SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') "
+                                                 "ORDER BY not_before, id LIMIT 1")
+
+    async def live(self, job: str) -> list[Task]:
+        return await self._read(f"job = $1 AND {_LIVE} ORDER BY created_at", job)
+
+    async def assigned(self, worker_id: str) -> list[Task]:
+        return await self._read("worker_id = $1 AND state IN ('dispatched', 'running') ORDER BY dispatched_at, id",
+                                worker_id)
+
+    async def overdue(self, now: float, limit: int) -> list[Task]:
+        if limit <= 0:
+            return []
+        return await self._read("deadline IS NOT NULL AND deadline < $1 ORDER BY deadline LIMIT $2", now, int(limit))
+
+    async def _cas(self, tasks: Sequence[Task], write: Callable[[str, bool], Awaitable[list[str]]]) -> list[bool]:
+        out: list[bool] = []
+        chunks = _chunks(tasks) or [[]]
+        for n, chunk in enumerate(chunks):
+            written = set(await write(codec.tasks_param(chunk), n == len(chunks) - 1))
+            for task in chunk:
+                ok = task.id in written
+                if ok:
+                    task.version += 1
+                out.append(ok)
+        return out
+
+    async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
+        store = self.store
+
+        async def write(param: str, last: bool) -> list[str]:
+            # results are acknowledged once, with the last chunk: the seqs the last peek returned
+            ack = store.results.acked(ack_results) if last else []
+            written = await store.leader_write(fence, "fetchval", "SELECT ds_save($1, $2, $3::json, $4::bigint[], $5)",
+                                               param, ack, store.retention)
+            if ack:
+                store.results.forget(len(ack))
+            return written
+
+        return await self._cas(tasks, write)
+
+    async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
+        store = self.store
+
+        async def write(param: str, last: bool) -> list[str]:
+            return await store.leader_write(fence, "fetchval", "SELECT ds_dispatch($1, $2, $3::json, $4)",
+                                            param, store.retention)
+
+        return await self._cas(tasks, write)
+
+
+# -- workers ------------------------------------------------------------------------------
+class _Workers:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def register(self, worker: Worker) -> None:
+        await self.store.call("execute", "SELECT ds_register($1, $2, $3)", worker.id, codec.worker_json(worker),
+                              worker.draining)
+
+    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+        await self.store._maybe_sync_clock()
+        ok = await self.store.call("fetchval", "UPDATE workers SET heartbeat = ds_now(), draining = $2 "
+                                               "WHERE id = $1 AND NOT dead RETURNING true", worker_id, draining)
+        return ok is True
+
+    async def deregister(self, worker_id: str) -> None:
+        await self.store.call("execute", "SELECT ds_deregister($1)", worker_id)
+
+    async def list(self) -> list[Worker]:
+        rows = await self.store.call(
+            "fetch", "SELECT w.id, w.data, w.heartbeat, w.draining, (SELECT count(*) FROM tasks t "
+                     "WHERE t.worker_id = w.id AND t.state IN ('dispatched', 'running')) AS load "
+                     "FROM workers w ORDER BY w.id")
+        return [codec.decode_worker(row) for row in rows]
+
+    async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
+        written = set(await self.store.leader_write(fence, "fetchval", "SELECT ds_reap($1, $2, $3, $4::json, $5)",
+                                                    worker_id, codec.tasks_param(tasks), self.store.retention))
+        out = []
+        for task in tasks:
+            ok = task.id in written
+            if ok:
+                task.version += 1
+            out.append(ok)
+        return out
+
+
+# -- queues and results -------------------------------------------------------------------
+class _Queues:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+        #: worker id -> (op id, when) of a pull whose reply never came (see _take)
+        self._unanswered: dict[str, tuple[str, float]] = {}
+
+    async def _take(self, worker_id: str, max_items: int) -> list[Task]:
+        """Run ds_pull. A call that failed without a reply may still have committed and marked
+        tasks running on this worker: the next pull of that worker names the lost call's op
+        id, and gets back those of its tasks that still run here."""
+        now = time.monotonic()
+        prev, since = self._unanswered.pop(worker_id, (None, now))
+        if prev is not None and now - since > OP_REPLY_TTL:
+            prev = None
+        op = _op_id()
+        try:
+            rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM ds_pull($1, $2, $3, $4)",
+                                         worker_id, int(max_items), op, prev)
+        except BaseException:
+            self._unanswered[worker_id] = (op, now)
+            raise
+        tasks = [codec.decode_task(row) for row in rows]
+        tasks.sort(key=lambda t: (t.dispatched_at or 0.0, t.id))
+        return tasks
+
+    async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
+        """Take what is queued; if nothing is, wait for a NOTIFY on the worker's channel (or
+        the timeout) and take again."""
+        if max_items <= 0:
+            return []
+        store = self.store
+        listening = await store._listener()
+        signal = await store._listen_queue(worker_id) if listening else None
+        out = await self._take(worker_id, max_items)
+        if out:
+            return out
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining < 0.005:
+                return []
+            if signal is None:
+                await asyncio.sleep(min(remaining, RELISTEN_POLL))
+                if await store._listener():
+                    signal = await store._listen_queue(worker_id)
+            else:
+                await signal.wait(remaining if store._listen_conn is not None else min(remaining, RELISTEN_POLL))
+            out = await self._take(worker_id, max_items)
+            if out:
+                return out
+
+    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+        for chunk in _chunks(results) or [[]]:  # an empty report still wakes the leader
+            param = codec.dumps([{"task_id": r.task_id, "attempt_id": r.attempt_id, "worker_id": r.worker_id,
+                                  "ok": r.ok, "started_at": r.started_at, "data": codec.result_json(r)}
+                                 for r in chunk])
+            await self.store.call("execute", "SELECT ds_report($1::json, $2)", param, self.store.settings.results_max)
+
+
+class _Results:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+        #: seqs of the results the last peek returned, oldest first: save(ack_results=n)
+        #: deletes exactly the first n of them (a result committed later with a lower seq -
+        #: sequence order is not commit order - is never dropped unseen)
+        self._peeked: list[int] = []
+
+    def acked(self, n: int) -> list[int]:
+        return self._peeked[:max(0, int(n))]
+
+    def forget(self, n: int) -> None:
+        del self._peeked[:n]
+
+    async def settle(self, fence: Fence, max_items: int, *, want_tasks: bool = False) -> Settled:
+        if max_items <= 0:
+            return Settled()
+        text = await self.store.leader_write(fence, "fetchval", "SELECT ds_settle($1, $2, $3, $4, $5)",
+                                             int(max_items), self.store.retention, want_tasks)
+        reply = codec.loads(text)
+        tasks = []
+        for task_id, job, attempt, data, at in reply["rows"] or ():
+            result = codec.loads(data)
+            tasks.append(SettledTask(task_id=task_id, job=job, attempt=attempt, started_at=result["started_at"],
+                                     finished_at=result["finished_at"], at=at))
+        return Settled(settled=reply["settled"], stale=reply["stale"], left=reply["left"], tasks=tuple(tasks))
+
+    async def peek(self, max_items: int) -> list[TaskResult]:
+        if max_items <= 0:
+            return []
+        while True:
+            rows = await self.store.call("fetch", "SELECT seq, data FROM results ORDER BY seq LIMIT $1", int(max_items))
+            out: list[TaskResult] = []
+            bad = None
+            for row in rows:
+                try:
+                    out.append(codec.decode_result(row["data"]))
+                except Exception as exc:  # anything in the channel that is not a valid result
+                    bad = (row, exc)
+                    break
+            if bad is None:
+                self._peeked = [row["seq"] for row in rows]
+                return out
+            # An undecodable entry would block the channel forever: drop it, loudly.
+            log.error("dropping an undecodable result (seq %s): %s: %.200r", bad[0]["seq"], bad[1], bad[0]["data"])
+            await self.store.call("execute", "DELETE FROM results WHERE seq = $1", bad[0]["seq"])
