@@ -238,6 +238,26 @@ class PluginManager:
                 f"failed: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def cli_commands(self) -> list[tuple[str, Any]]:
+        """What ``distsched_cli_commands`` returned: ``(origin, command)`` pairs, in plugin
+        registration order. A plugin that raises or returns something that is not a list of
+        click commands is logged, named, and left out."""
+        import click
+
+        found: list[tuple[str, Any]] = []
+        for impl in self.hook_manager.hook.distsched_cli_commands.get_hookimpls():
+            origin = self.origin_of(impl.plugin_name)
+            try:
+                commands = impl.function()
+            except Exception as exc:
+                log.error("%s raised in distsched_cli_commands: %s: %s", origin, type(exc).__name__, exc)
+                continue
+            if not isinstance(commands, (list, tuple)) or not all(isinstance(c, click.Command) for c in commands):
+                log.error("%s: distsched_cli_commands must return a list of click commands, got %r", origin, commands)
+                continue
+            found.extend((origin, command) for command in commands)
+        return found
+
     # -- events ---------------------------------------------------------------------
     @property
     def has_observers(self) -> bool:
