@@ -375,7 +375,7 @@ class _Jobs:
             raise NotFound(f"job {name!r} does not exist")
         return found[0][0]
 
-    async def list(self) -> list[TaskConfig]:
+    async def list_jobs(self) -> list[TaskConfig]:
         return sorted((config for config, _ in await self._read("list")), key=lambda c: c.name)
 
     async def remove(self, name: str) -> bool:
@@ -529,7 +529,7 @@ class _Workers:
     async def deregister(self, worker_id: str) -> None:
         await self.store.run(self.s.worker_deregister, [worker_id], op=False)
 
-    async def list(self) -> list[Worker]:
+    async def list_workers(self) -> list[Worker]:
         flat = await self.store.run(self.s.worker_list, [], op=False)
         workers = [codec.decode_worker(*flat[i + 1:i + 5]) for i in range(0, len(flat), 5)]
         return sorted(workers, key=lambda w: w.id)

@@ -24,7 +24,7 @@ from ...model import (
     VersionConflict,
 )
 from ...ports import Firing
-from .. import make_job, make_task, make_worker
+from .. import all_tasks, make_job, make_task, make_worker
 from ._harness import Harness, plugin_manager_for, poll
 
 
@@ -68,7 +68,7 @@ class StorageContract:
             with pytest.raises(AlreadyExists):
                 await s.jobs.add(make_job("a"), next_fire_at=100.0)
             await s.jobs.add(make_job("b"), next_fire_at=50.0)
-            assert [j.name for j in await s.jobs.list()] == ["a", "b"]
+            assert [j.name for j in await s.jobs.list_jobs()] == ["a", "b"]
             assert (await s.jobs.state("a")).next_fire_at == 100.0
             assert await s.jobs.remove("a") is True
             assert await s.jobs.remove("a") is False
@@ -91,7 +91,7 @@ class StorageContract:
             assert all(c is not None and c.version == 1 for c in stored[3:])
             assert (await s.jobs.get("b")).trigger == EveryTrigger(5.0), "an existing job is left unchanged"
             assert (await s.jobs.state("b")).next_fire_at == 7.0
-            assert len(await s.jobs.list()) == 603
+            assert len(await s.jobs.list_jobs()) == 603
             assert (await s.jobs.state("m599")).next_fire_at == 699.0
             assert await s.jobs.next_due_at() == 7.0
             due = [c.name for c, _ in await s.jobs.due(60.0, 10)]
@@ -164,7 +164,7 @@ class StorageContract:
                             tasks=(job.create_task(10.0, 21.0), job.create_task(20.0, 21.0)))
             report = await s.jobs.fire(fence, [replay])
             assert (report.created, report.existing) == (1, 1)
-            tasks = await s.tasks.list(job="j")
+            tasks = await all_tasks(s, job="j")
             assert sorted(t.slot for t in tasks) == [10.0, 20.0]
             assert all(t.state is TaskState.PENDING for t in tasks)
             assert [t.id for t in await s.tasks.ready(100.0, 10)] == [job.create_task(10.0, 0).id, job.create_task(20.0, 0).id]
@@ -218,7 +218,7 @@ class StorageContract:
             assert (await s.jobs.state("j")).next_fire_at == 10.0
             assert (await s.tasks.get("t")).state is TaskState.PENDING
             assert await s.tasks.get(job.create_task(10.0, 0).id) is None
-            assert [w.id for w in await s.workers.list()] == ["w1"]
+            assert [w.id for w in await s.workers.list_workers()] == ["w1"]
             assert await s.queues.pull("w1", 10, 0.05) == []
             # The new leader can.
             assert (await s.jobs.fire(new, [firing])).created == 1
@@ -237,7 +237,7 @@ class StorageContract:
             got = await s.tasks.get_many(["b", "missing", "a"])
             assert [t.id if t else None for t in got] == ["b", None, "a"]
             assert (await s.tasks.counts()).get("pending") == 2
-            assert {t.id for t in await s.tasks.list(state="pending")} == {"a", "b"}
+            assert {t.id for t in await all_tasks(s, state="pending")} == {"a", "b"}
 
         harness.run(body)
 
@@ -312,7 +312,7 @@ class StorageContract:
             a.dispatch("w1", now)
             b.dispatch("w2", now)
             assert await s.tasks.dispatch(fence, [a, b]) == [True, True]
-            loads = {w.id: w.load for w in await s.workers.list()}
+            loads = {w.id: w.load for w in await s.workers.list_workers()}
             assert loads == {"w1": 1, "w2": 1}
             assert {t.id for t in await s.tasks.assigned("w1")} == {"a"}
             pulled = await s.queues.pull("w1", 10, 1.0)
@@ -328,7 +328,7 @@ class StorageContract:
             assert await s.tasks.save(fence, [task], ack_results=1) == [True]
             assert await s.results.peek(10) == []
             assert (await s.tasks.get("a")).state is TaskState.SUCCEEDED
-            assert {w.id: w.load for w in await s.workers.list()} == {"w1": 0, "w2": 1}
+            assert {w.id: w.load for w in await s.workers.list_workers()} == {"w1": 0, "w2": 1}
 
         harness.run(body)
 
@@ -387,7 +387,7 @@ class StorageContract:
             for t in held:
                 t.requeue("worker lost", s.clock())
             assert await s.workers.reap(fence, "w1", held) == [True, True]
-            assert await s.workers.list() == []
+            assert await s.workers.list_workers() == []
             assert await s.workers.heartbeat("w1") is False, "a reaped worker learns it was declared dead"
             again = await s.tasks.get_many(["a", "b"])
             assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.attempt == 1 for t in again)
@@ -416,7 +416,7 @@ class StorageContract:
             [a] = await s.tasks.assigned("w1")
             assert a.id == "a" and a.state is TaskState.RUNNING and a.worker_id == "w1"
             assert await s.workers.heartbeat("w1") is False
-            [w] = await s.workers.list()
+            [w] = await s.workers.list_workers()
             assert w.id == "w1" and w.load == 1 and w.last_heartbeat == 0 and not w.is_alive(s.clock(), 1e6)
             assert await s.queues.pull("w1", 10, 0.05) == []
             # the leader's next pass requeues what it still holds and removes it
@@ -424,7 +424,7 @@ class StorageContract:
             for t in again:
                 t.requeue("worker lost", s.clock())
             assert await s.workers.reap(fence, "w1", again) == [True]
-            assert await s.workers.list() == []
+            assert await s.workers.list_workers() == []
             assert await s.tasks.assigned("w1") == []
             assert await s.workers.heartbeat("w1") is False
             tasks = await s.tasks.get_many(["a", "b"])
@@ -438,14 +438,14 @@ class StorageContract:
             s = await h.storage()
             start = s.clock()
             await s.workers.register(make_worker("w1", now=start, concurrency=3, capacity=12))
-            [w] = await s.workers.list()
+            [w] = await s.workers.list_workers()
             assert (w.concurrency, w.capacity, w.load) == (3, 12, 0)
             assert w.is_alive(s.clock(), 5.0)
             assert await s.workers.heartbeat("w1", draining=True) is True
-            [w] = await s.workers.list()
+            [w] = await s.workers.list_workers()
             assert w.draining and not w.can_accept(s.clock(), 5.0)
             await s.workers.deregister("w1")
-            assert all(not w.is_alive(s.clock(), 5.0) for w in await s.workers.list())
+            assert all(not w.is_alive(s.clock(), 5.0) for w in await s.workers.list_workers())
             assert await s.workers.heartbeat("nobody") is False
 
         harness.run(body)
@@ -517,7 +517,7 @@ class StorageContract:
             assert [(r.task_id, r.outcome) for r in await s.results.peek(10)] == [("c", "failed"), ("d", "succeeded")]
             again = await s.results.settle(fence, 10)
             assert (again.settled, again.stale, again.left) == (0, 0, 2), "it stops at the failure"
-            assert {w.id: w.load for w in await s.workers.list()} == {"w1": 3}
+            assert {w.id: w.load for w in await s.workers.list_workers()} == {"w1": 3}
             counts = await s.tasks.counts()
             assert (counts.get("succeeded"), counts.get("running")) == (1, 3), counts
 
