@@ -20,9 +20,12 @@ from typing import Any
 import attrs
 import orjson
 
+from distsched.history import ended_attempt
 from distsched.model import JobState, Task, TaskConfig, TaskResult, TaskSpec, TaskState, Worker
 from distsched.model.retry import RetryPolicy
+from distsched.model.task import ASSIGNED
 from distsched.model.trusted import unchecked
+from distsched.ports import Attempt, SchedulerNode
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _ORJSON = orjson.OPT_NON_STR_KEYS
@@ -85,8 +88,25 @@ def decode_result(text: str) -> TaskResult:
     return TaskResult.from_dict(loads(text))
 
 
-def task_in(task: Task, firing: int | None = None) -> dict[str, Any]:
-    """``task`` as an object of the SQL type ``task_in``."""
+def ended_json(task: Task) -> str | None:
+    """The record of the attempt a write of ``task`` would end (filed by the store only when
+    the write moves it out of dispatched/running; the store adds the worker it was on)."""
+    if task.dispatches <= 0 or task.state in ASSIGNED:
+        return None
+    record = ended_attempt(task, None)
+    return None if record is None else dumps(record.to_dict())
+
+
+def decode_attempt(data: str, worker_id: str | None) -> Attempt:
+    values = loads(data)
+    if worker_id:
+        values["worker_id"] = worker_id
+    return Attempt.from_dict(values)
+
+
+def task_in(task: Task, firing: int | None = None, *, ended: bool = False) -> dict[str, Any]:
+    """``task`` as an object of the SQL type ``task_in`` (with the attempt record it ends
+    when ``ended``: the writes of an existing task)."""
     result = task.result
     return {
         "id": task.id, "job": task.job, "slot": task.slot, "state": task.state.value,
@@ -96,11 +116,12 @@ def task_in(task: Task, firing: int | None = None) -> dict[str, Any]:
         "dispatched_at": task.dispatched_at, "started_at": task.started_at, "finished_at": task.finished_at,
         "result": None if result is None else result_json(result), "reason": task.reason,
         "serial_limit": task.serial_limit, "version": task.version, "firing": firing,
+        "ended": ended_json(task) if ended else None,
     }
 
 
-def tasks_param(tasks: Any, firing: int | None = None) -> str:
-    return dumps([task_in(task, firing) for task in tasks])
+def tasks_param(tasks: Any, *, ended: bool = False) -> str:
+    return dumps([task_in(task, ended=ended) for task in tasks])
 
 
 #: The columns of ``tasks`` a read selects, in this order (decode_task).
@@ -134,7 +155,8 @@ def decode_job(row: Any) -> tuple[TaskConfig, JobState]:
     data["enabled"] = row["enabled"]
     config = TaskConfig.from_dict(data)
     state = JobState(name=row["name"], next_fire_at=row["next_fire_at"], last_slot=row["last_slot"],
-                     paused=row["paused"])
+                     paused=row["paused"], last_outcome=row["last_outcome"],
+                     last_outcome_at=row["last_outcome_at"], last_task=row["last_task"])
     return config, state
 
 
@@ -148,3 +170,15 @@ def decode_worker(row: Any) -> Worker:
     data["draining"] = row["draining"]
     data["load"] = row["load"]
     return unchecked(Worker, data)
+
+
+_N_FIELDS = ("host", "pid", "started_at")
+
+
+def scheduler_json(node: SchedulerNode) -> str:
+    return dumps({name: getattr(node, name) for name in _N_FIELDS})
+
+
+def decode_scheduler(row: Any) -> SchedulerNode:
+    data = loads(row["data"])
+    return SchedulerNode(id=row["id"], last_heartbeat=row["heartbeat"], role=row["role"], **data)

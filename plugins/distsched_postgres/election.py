@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from distsched.model import ValidationError
-from distsched.ports import Fence
+from distsched.ports import Fence, LeaseInfo
 
 from .storage import PostgresStorage
 from .url import parse
@@ -52,31 +52,30 @@ class PostgresElection:
     async def acquire(self, node_id: str) -> Fence | None:
         if not isinstance(node_id, str) or not node_id:
             raise ValidationError("node_id", f"must be a non-empty string, not {node_id!r}")
-        term = await self.storage.call(
-            "fetchval",
-            "UPDATE lease SET holder = $1, term = term + 1, "
-            "expires_at = clock_timestamp() + make_interval(secs => $2) "
-            "WHERE id = 1 AND (holder IS NULL OR holder = $1 OR expires_at <= clock_timestamp()) RETURNING term",
-            node_id, self.ttl)
+        term = await self.storage.call("fetchval", "SELECT ds_lease_acquire($1, $2)", node_id, self.ttl)
         return None if term is None else Fence(node_id, int(term))
 
     async def renew(self, fence: Fence) -> bool:
-        ok = await self.storage.call(
-            "fetchval",
-            "UPDATE lease SET expires_at = clock_timestamp() + make_interval(secs => $3) "
-            "WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at > clock_timestamp() RETURNING true",
-            fence.node_id, fence.term, self.ttl)
+        ok = await self.storage.call("fetchval", "SELECT ds_lease_renew($1, $2, $3)", fence.node_id, fence.term,
+                                     self.ttl)
         return ok is True
 
     async def release(self, fence: Fence) -> None:
-        await self.storage.call(
-            "execute",
-            "UPDATE lease SET holder = NULL, expires_at = '-infinity' "
-            "WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at > clock_timestamp()",
-            fence.node_id, fence.term)
+        await self.storage.call("execute", "SELECT ds_lease_release($1, $2)", fence.node_id, fence.term)
 
     async def current(self) -> Fence | None:
         row = await self.storage.call(
             "fetchrow", "SELECT holder, term FROM lease WHERE id = 1 AND holder IS NOT NULL "
                         "AND expires_at > clock_timestamp()")
         return None if row is None else Fence(row["holder"], int(row["term"]))
+
+    async def lease(self) -> LeaseInfo | None:
+        row = await self.storage.call(
+            "fetchrow", "SELECT last_holder, term, extract(epoch FROM acquired_at)::float8 AS acquired_at, "
+                        "extract(epoch FROM renewed_at)::float8 AS renewed_at, "
+                        "extract(epoch FROM expires_at)::float8 AS expires_at, ds_now() AS now "
+                        "FROM lease WHERE id = 1 AND last_holder IS NOT NULL")
+        if row is None:
+            return None
+        return LeaseInfo(holder=row["last_holder"], term=int(row["term"]), acquired_at=row["acquired_at"],
+                         renewed_at=row["renewed_at"], expires_at=row["expires_at"], now=row["now"])

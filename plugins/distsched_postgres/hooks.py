@@ -31,7 +31,13 @@ def distsched_register_election(registry):
 
 
 def _open_storage(url, *, options):
-    from .storage import PostgresStorage
+    try:
+        from .storage import PostgresStorage
+    except ImportError as exc:  # the extra is not installed
+        from distsched.model import ValidationError
+
+        raise ValidationError("storage", f"postgresql:// needs the asyncpg driver ({exc}): "
+                                         "pip install 'distsched[postgres]'") from None
 
     return PostgresStorage.open(url, options)  # a coroutine: connects in the engine's loop
 
@@ -40,3 +46,10 @@ def _open_election(url, *, storage, options):
     from .election import PostgresElection
 
     return PostgresElection.for_url(url, storage=storage, **options)
+
+
+@hookimpl
+def distsched_cli_commands():
+    from .cli import db
+
+    return [db]

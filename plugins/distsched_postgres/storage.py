@@ -21,6 +21,14 @@ from typing import Any, TypeVar
 import asyncpg
 
 from distsched.asyncutil import WakeSignal
+from distsched.history import (
+    check_limit,
+    check_since,
+    check_state,
+    decode_cursor,
+    encode_cursor,
+    merge_attempts,
+)
 from distsched.model import (
     AlreadyExists,
     FencedError,
@@ -33,7 +41,18 @@ from distsched.model import (
     VersionConflict,
     Worker,
 )
-from distsched.ports import Fence, FireReport, Firing, Settled, SettledTask
+from distsched.ports import (
+    Fence,
+    FireReport,
+    Firing,
+    JobPage,
+    SchedulerNode,
+    Settled,
+    SettledTask,
+    TaskDetail,
+    TaskPage,
+    ThroughputBucket,
+)
 
 from . import codec, migrate
 from .codec import TASK_COLUMNS
@@ -97,6 +116,7 @@ class PostgresStorage:
         self.jobs = _Jobs(self)
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
+        self.schedulers = _Schedulers(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
 
@@ -277,7 +297,7 @@ async def connect(settings: PostgresSettings) -> Any:
 
 
 # -- jobs ---------------------------------------------------------------------------------
-_JOB_COLUMNS = "name, config, version, enabled, next_fire_at, last_slot, paused"
+_JOB_COLUMNS = "name, config, version, enabled, next_fire_at, last_slot, paused, last_outcome, last_outcome_at, last_task"
 
 
 class _Jobs:
@@ -320,9 +340,20 @@ class _Jobs:
     async def get(self, name: str) -> TaskConfig:
         return (await self._one(name))[0]
 
-    async def list(self) -> list[TaskConfig]:
-        rows = await self.store.call("fetch", f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name")
+    async def list_jobs(self) -> list[TaskConfig]:
+        rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name COLLATE "C"')
         return [codec.decode_job(row)[0] for row in rows]
+
+    async def page(self, after: str | None = None, limit: int = 50) -> JobPage:
+        check_limit(limit)
+        if after is not None and not isinstance(after, str):
+            raise ValidationError("after", f"must be a job name, not {after!r}")
+        rows = await self.store.call(
+            "fetch", f'SELECT {_JOB_COLUMNS} FROM jobs WHERE $1::text IS NULL OR name COLLATE "C" > $1 '
+                     'ORDER BY name COLLATE "C" LIMIT $2', after, limit + 1)
+        jobs = [codec.decode_job(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
     async def remove(self, name: str) -> bool:
         return await self.store.call("fetchval", "DELETE FROM jobs WHERE name = $1 RETURNING true", name) is True
@@ -339,7 +370,7 @@ class _Jobs:
             return []
         rows = await self.store.call(
             "fetch", f"SELECT {_JOB_COLUMNS} FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
-                     "AND next_fire_at <= $1 ORDER BY next_fire_at, name LIMIT $2", now, int(limit))
+                     'AND next_fire_at <= $1 ORDER BY next_fire_at, name COLLATE "C" LIMIT $2', now, int(limit))
         return [codec.decode_job(row) for row in rows]
 
     async def next_due_at(self) -> float | None:
@@ -395,12 +426,48 @@ class _Tasks:
         found = {t.id: t for t in await self._read(f"id = ANY($1::text[]) AND {_UNEXPIRED}", ids)}
         return [copy.copy(found[i]) if i in found else None for i in ids]
 
-    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
-        if limit <= 0:
-            return []
-        return await self._read(
-            f"($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR job = $2) AND {_UNEXPIRED} "
-            "ORDER BY updated_at DESC LIMIT $3", state, job, int(limit))
+    async def query(self, *, job: str | None = None, state: str | None = None, worker: str | None = None,
+                    since: float | None = None, cursor: str | None = None, limit: int = 50) -> TaskPage:
+        check_limit(limit)
+        state = check_state(state)
+        since = check_since(since)
+        at, after = decode_cursor(cursor) if cursor is not None else (None, None)
+        for name, value in (("job", job), ("worker", worker)):
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(name, f"must be a string, not {value!r}")
+        found = await self._read(
+            "($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR state = $2) "
+            "AND ($3::text IS NULL OR worker_id = $3 OR id IN (SELECT task_id FROM attempts WHERE worker_id = $3)) "
+            "AND ($4::float8 IS NULL OR created_at >= $4) "
+            "AND ($5::float8 IS NULL OR (created_at, id COLLATE \"C\") < ($5, $6::text COLLATE \"C\")) "
+            f"AND {_UNEXPIRED} ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $7",
+            job, state, worker, since, at, after, limit + 1)
+        tasks = found[:limit]
+        more = len(found) > limit
+        return TaskPage(tasks=tuple(tasks),
+                        next_cursor=encode_cursor(tasks[-1].created_at, tasks[-1].id) if more and tasks else None)
+
+    async def detail(self, task_id: str) -> TaskDetail | None:
+        async with self.store.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND {_UNEXPIRED}", task_id)
+            if row is None:
+                return None
+            rows = await conn.fetch("SELECT worker_id, data FROM attempts WHERE task_id = $1 ORDER BY n", task_id)
+        task = codec.decode_task(row)
+        recorded = [codec.decode_attempt(r["data"], r["worker_id"]) for r in rows]
+        return TaskDetail(task=task, attempts=merge_attempts(task, recorded))
+
+    async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
+            raise ValidationError("minutes", f"must be an integer between 1 and 120, not {minutes!r}")
+        current = int(self.store.clock() // 60)
+        rows = await self.store.call("fetch", "SELECT minute, state, n FROM throughput WHERE minute > $1",
+                                     current - minutes)
+        counts: dict[int, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["minute"], {})[row["state"]] = row["n"]
+        return [ThroughputBucket(minute=m * 60.0, counts=counts.get(m, {}))
+                for m in range(current - minutes + 1, current + 1)]
 
     async def counts(self) -> dict[str, int]:
         rows = await self.store.call("fetch", f"SELECT state, count(*) AS n FROM tasks WHERE {_UNEXPIRED} GROUP BY state")
@@ -428,11 +495,12 @@ class _Tasks:
             return []
         return await self._read("deadline IS NOT NULL AND deadline < $1 ORDER BY deadline LIMIT $2", now, int(limit))
 
-    async def _cas(self, tasks: Sequence[Task], write: Callable[[str, bool], Awaitable[list[str]]]) -> list[bool]:
+    async def _cas(self, tasks: Sequence[Task], write: Callable[[str, bool], Awaitable[list[str]]], *,
+                   ended: bool = True) -> list[bool]:
         out: list[bool] = []
         chunks = _chunks(tasks) or [[]]
         for n, chunk in enumerate(chunks):
-            written = set(await write(codec.tasks_param(chunk), n == len(chunks) - 1))
+            written = set(await write(codec.tasks_param(chunk, ended=ended), n == len(chunks) - 1))
             for task in chunk:
                 ok = task.id in written
                 if ok:
@@ -461,7 +529,7 @@ class _Tasks:
             return await store.leader_write(fence, "fetchval", "SELECT ds_dispatch($1, $2, $3::json, $4)",
                                             param, store.retention)
 
-        return await self._cas(tasks, write)
+        return await self._cas(tasks, write, ended=False)
 
 
 # -- workers ------------------------------------------------------------------------------
@@ -482,16 +550,22 @@ class _Workers:
     async def deregister(self, worker_id: str) -> None:
         await self.store.call("execute", "SELECT ds_deregister($1)", worker_id)
 
-    async def list(self) -> list[Worker]:
+    async def list_workers(self) -> list[Worker]:
         rows = await self.store.call(
             "fetch", "SELECT w.id, w.data, w.heartbeat, w.draining, (SELECT count(*) FROM tasks t "
                      "WHERE t.worker_id = w.id AND t.state IN ('dispatched', 'running')) AS load "
                      "FROM workers w ORDER BY w.id")
         return [codec.decode_worker(row) for row in rows]
 
+    async def queue_depths(self) -> dict[str, int]:
+        rows = await self.store.call(
+            "fetch", "SELECT w.id, (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id AND t.state = 'dispatched') "
+                     "AS depth FROM workers w")
+        return {row["id"]: row["depth"] for row in rows}
+
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
         written = set(await self.store.leader_write(fence, "fetchval", "SELECT ds_reap($1, $2, $3, $4::json, $5)",
-                                                    worker_id, codec.tasks_param(tasks), self.store.retention))
+                                                    worker_id, codec.tasks_param(tasks, ended=True), self.store.retention))
         out = []
         for task in tasks:
             ok = task.id in written
@@ -499,6 +573,27 @@ class _Workers:
                 task.version += 1
             out.append(ok)
         return out
+
+
+class _Schedulers:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def register(self, node: SchedulerNode) -> None:
+        await self.store.call("execute", "SELECT ds_scheduler_register($1, $2, $3)", node.id,
+                              codec.scheduler_json(node), node.role)
+
+    async def heartbeat(self, node_id: str, *, role: str) -> bool:
+        ok = await self.store.call("fetchval", "UPDATE schedulers SET heartbeat = ds_now(), role = $2 WHERE id = $1 "
+                                               "RETURNING true", node_id, role)
+        return ok is True
+
+    async def deregister(self, node_id: str) -> None:
+        await self.store.call("execute", "DELETE FROM schedulers WHERE id = $1", node_id)
+
+    async def list_schedulers(self) -> list[SchedulerNode]:
+        rows = await self.store.call("fetch", 'SELECT id, data, heartbeat, role FROM schedulers ORDER BY id COLLATE "C"')
+        return [codec.decode_scheduler(row) for row in rows]
 
 
 # -- queues and results -------------------------------------------------------------------
