@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: a throwaway Redis, real distsched processes, figures."""
+"""Shared pieces of the benchmarks: a throwaway store (Redis, or a PostgreSQL database), real
+distsched processes, figures."""
 
 from __future__ import annotations
 
@@ -24,10 +25,36 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+STORAGES = ("redis", "postgres")
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--storage", choices=(*STORAGES, "both"), default="redis",
+                   help="the store: a throwaway redis-server, a throwaway database on the PostgreSQL server at "
+                        "$DISTSCHED_TEST_POSTGRES (default postgres@127.0.0.1:5432), or both in the same run "
+                        "(default redis)")
     return p
+
+
+def run_storages(args: argparse.Namespace, measure: Callable[[Any, str], tuple[dict[str, Any], str, bool]]) -> None:
+    """Run ``measure(args, storage)`` on the storage(s) asked for and print the figures: one
+    line (or JSON object) per storage; ``--storage both`` prints them side by side (JSON:
+    ``{"redis": {...}, "postgres": {...}}``). Exits 1 when a run failed its checks."""
+    storages = list(STORAGES) if args.storage == "both" else [args.storage]
+    results = {storage: measure(args, storage) for storage in storages}
+    failed = any(bad for _, _, bad in results.values())
+    if len(storages) == 1:
+        figures, line, _ = results[storages[0]]
+        report(figures, line, args.json)
+    elif args.json:
+        print(json.dumps({storage: figures for storage, (figures, _, _) in results.items()}), flush=True)
+    else:
+        for storage, (_, line, _) in results.items():
+            print(f"[{storage}] {line}", flush=True)
+    if failed:
+        sys.exit(1)
 
 
 def report(figures: dict[str, Any], line: str, as_json: bool) -> None:
@@ -49,14 +76,27 @@ def proc_peak_rss_mb(pid: int) -> float:
 
 
 class Deployment:
-    """A throwaway redis-server and the distsched processes run against it."""
+    """A throwaway store - a redis-server, or a database of its own on the PostgreSQL server
+    (created here, dropped at the end) - and the distsched processes run against it."""
 
-    def __init__(self, namespace: str = "bench") -> None:
-        from distsched.testing.redis_server import RedisServer
-
+    def __init__(self, namespace: str = "bench", storage: str = "redis") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="distsched-bench-"))
-        self.redis = RedisServer(config={"maxmemory-policy": "noeviction"}).start()
-        self.url = f"{self.redis.url}?namespace={namespace}"
+        self.storage = storage
+        self.redis: Any = None
+        self.database: Any = None
+        if storage == "postgres":
+            from distsched.testing.postgres_server import PostgresDatabase, server_answers
+
+            reason = server_answers()
+            if reason is not None:
+                raise SystemExit(reason)
+            self.database = PostgresDatabase().create()
+            self.url = self.database.url_for(schema=namespace)
+        else:
+            from distsched.testing.redis_server import RedisServer
+
+            self.redis = RedisServer(config={"maxmemory-policy": "noeviction"}).start()
+            self.url = f"{self.redis.url}?namespace={namespace}"
         self.procs: dict[str, subprocess.Popen] = {}
 
     def write(self, name: str, text: str) -> Path:
@@ -99,7 +139,10 @@ class Deployment:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        self.redis.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.database is not None:
+            self.database.drop()
 
     def __enter__(self) -> Deployment:
         return self

@@ -11,11 +11,10 @@ window without a task that started; duplicated = slots started more than once.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import defaultdict
 
-from _common import Deployment, parser, percentile, report
+from _common import Deployment, parser, percentile, run_storages
 
 OBSERVER = '''
 import json, os
@@ -38,12 +37,8 @@ async def noop():
 '''
 
 
-def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
-    args = p.parse_args()
-    with Deployment() as dep:
+def measure(args, storage: str) -> tuple[dict, str, bool]:
+    with Deployment(storage=storage) as dep:
         dep.write("bench_observer.py", OBSERVER)
         dep.write("bench_tasks.py", TASKS)
         jobs = dep.write("jobs.toml", "\n".join(
@@ -78,16 +73,21 @@ def main() -> None:
     expected = {f"j{i}@{int(s * 1000)}" for i in range(args.jobs) for s in range(int(start), int(end))}
     missed = len(expected - seen)
     figures = {
-        "jobs": args.jobs, "seconds": args.duration, "slots": len(expected),
+        "storage": storage, "jobs": args.jobs, "seconds": args.duration, "slots": len(expected),
         "lag_p50_ms": round(percentile(lags, 50), 2), "lag_p99_ms": round(percentile(lags, 99), 2),
         "lag_max_ms": round(max(lags), 2) if lags else None, "missed": missed, "duplicated": duplicated,
     }
     line = (f"lag: {args.jobs} jobs every 1s for {args.duration:g}s ({len(expected)} slots): fire lag p50 "
             f"{figures['lag_p50_ms']} ms, p99 {figures['lag_p99_ms']} ms, max {figures['lag_max_ms']} ms; "
             f"missed {missed}, duplicated {duplicated}")
-    report(figures, line, args.json)
-    if missed or duplicated:
-        sys.exit(1)
+    return figures, line, bool(missed or duplicated)
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
+    run_storages(p.parse_args(), measure)
 
 
 if __name__ == "__main__":
