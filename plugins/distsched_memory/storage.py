@@ -568,6 +568,16 @@ class _Tasks:
             self.s.results.popleft()
         return out
 
+    async def cancel(self, task: Task) -> bool:
+        if task.state is not TaskState.CANCELLED:
+            raise ValidationError("state", f"cancel writes a cancelled task, not a {task.state.value} one")
+        old = self.s.tasks.get(task.id)
+        if old is None or old.terminal:
+            return False
+        ok = self.store._cas([task])[0]
+        self.s.activity.set()
+        return ok
+
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
         self.store.check_fence(fence)
         out = self.store._cas(tasks)

@@ -135,10 +135,10 @@ async def test_overdue_live_and_list(storage, fence) -> None:
     assert await storage.tasks.overdue(now + 100, 10) == []
     assert [t.id for t in await storage.tasks.live("j")] == [slots[1].id]
     listed = await all_tasks(storage, job="j")
-    assert [t.id for t in listed] == [slots[0].id, slots[1].id], "most recently updated first"
+    assert [t.id for t in listed] == [slots[1].id, slots[0].id], "newest created first"
     assert [t.id for t in await all_tasks(storage, job="j", state="pending")] == [slots[1].id]
     assert [t.id for t in await all_tasks(storage, state="succeeded")] == [slots[0].id]
-    assert [t.id for t in (await storage.tasks.query(limit=1)).tasks] == [slots[0].id]
+    assert [t.id for t in (await storage.tasks.query(limit=1)).tasks] == [slots[1].id]
     assert await all_tasks(storage, job="other") == []
 
 
