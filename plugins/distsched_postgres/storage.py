@@ -508,6 +508,13 @@ class _Tasks:
                 out.append(ok)
         return out
 
+    async def cancel(self, task: Task) -> bool:
+        ok = await self.store.call("fetchval", "SELECT ds_cancel($1::json, $2)",
+                                   codec.tasks_param([task], ended=True), self.store.retention)
+        if ok:
+            task.version += 1
+        return bool(ok)
+
     async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
         store = self.store
 
