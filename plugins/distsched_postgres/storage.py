@@ -348,9 +348,12 @@ class _Jobs:
         check_limit(limit)
         if after is not None and not isinstance(after, str):
             raise ValidationError("after", f"must be a job name, not {after!r}")
-        rows = await self.store.call(
-            "fetch", f'SELECT {_JOB_COLUMNS} FROM jobs WHERE $1::text IS NULL OR name COLLATE "C" > $1 '
-                     'ORDER BY name COLLATE "C" LIMIT $2', after, limit + 1)
+        if after is None:
+            rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name COLLATE "C" '
+                                                  "LIMIT $1", limit + 1)
+        else:
+            rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs WHERE name COLLATE "C" > $1 '
+                                                  'ORDER BY name COLLATE "C" LIMIT $2', after, limit + 1)
         jobs = [codec.decode_job(row) for row in rows[:limit]]
         more = len(rows) > limit
         return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
@@ -435,13 +438,29 @@ class _Tasks:
         for name, value in (("job", job), ("worker", worker)):
             if value is not None and not isinstance(value, str):
                 raise ValidationError(name, f"must be a string, not {value!r}")
-        found = await self._read(
-            "($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR state = $2) "
-            "AND ($3::text IS NULL OR worker_id = $3 OR id IN (SELECT task_id FROM attempts WHERE worker_id = $3)) "
-            "AND ($4::float8 IS NULL OR created_at >= $4) "
-            "AND ($5::float8 IS NULL OR (created_at, id COLLATE \"C\") < ($5, $6::text COLLATE \"C\")) "
-            f"AND {_UNEXPIRED} ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $7",
-            job, state, worker, since, at, after, limit + 1)
+        # only the filters given: each combination is its own (prepared) statement, planned
+        # on the index it can walk (job, else worker, else created_at)
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if job is not None:
+            where.append(f"job = {arg(job)}")
+        if state is not None:
+            where.append(f"state = {arg(state)}")
+        if worker is not None:
+            w = arg(worker)
+            where.append(f"(worker_id = {w} OR id IN (SELECT task_id FROM attempts WHERE worker_id = {w}))")
+        if since is not None:
+            where.append(f"created_at >= {arg(since)}")
+        if at is not None:
+            where.append(f'(created_at, id COLLATE "C") < ({arg(at)}, {arg(after)}::text COLLATE "C")')
+        where.append(_UNEXPIRED)
+        found = await self._read(f'{" AND ".join(where)} ORDER BY created_at DESC, id COLLATE "C" DESC '
+                                 f"LIMIT {arg(limit + 1)}", *args)
         tasks = found[:limit]
         more = len(found) > limit
         return TaskPage(tasks=tuple(tasks),
