@@ -21,7 +21,16 @@ import attrs
 import orjson
 
 from distsched.history import ended_attempt
-from distsched.model import JobState, Task, TaskConfig, TaskResult, TaskSpec, TaskState, Worker
+from distsched.model import (
+    JobState,
+    Task,
+    TaskConfig,
+    TaskResult,
+    TaskSpec,
+    TaskState,
+    ValidationError,
+    Worker,
+)
 from distsched.model.retry import RetryPolicy
 from distsched.model.task import ASSIGNED
 from distsched.model.trusted import unchecked
@@ -104,17 +113,32 @@ def decode_attempt(data: str, worker_id: str | None) -> Attempt:
     return Attempt.from_dict(values)
 
 
+def _no_nul(field: str, value: str | None) -> str | None:
+    """PostgreSQL ``text`` cannot hold U+0000 (JSON texts can: they escape it)."""
+    if value is not None and "\x00" in value:
+        raise ValidationError(field, "must not contain a NUL character (U+0000): PostgreSQL text cannot hold it")
+    return value
+
+
 def task_in(task: Task, firing: int | None = None, *, ended: bool = False) -> dict[str, Any]:
     """``task`` as an object of the SQL type ``task_in`` (with the attempt record it ends
-    when ``ended``: the writes of an existing task)."""
+    when ``ended``: the writes of an existing task). A NUL in an id is refused; in the free
+    text ``reason`` it becomes U+FFFD."""
     result = task.result
+    reason = task.reason
+    if reason is not None and "\x00" in reason:
+        reason = reason.replace("\x00", "\ufffd")
+    if "\x00" in task.id or (task.job and "\x00" in task.job) or (task.worker_id and "\x00" in task.worker_id):
+        _no_nul("id", task.id)
+        _no_nul("job", task.job)
+        _no_nul("worker_id", task.worker_id)
     return {
         "id": task.id, "job": task.job, "slot": task.slot, "state": task.state.value,
         "spec": spec_json(task.spec), "timeout": task.spec.timeout, "created_at": task.created_at,
         "updated_at": task.updated_at, "not_before": task.not_before, "attempt": task.attempt,
         "dispatches": task.dispatches, "redeliveries": task.redeliveries, "worker_id": task.worker_id,
         "dispatched_at": task.dispatched_at, "started_at": task.started_at, "finished_at": task.finished_at,
-        "result": None if result is None else result_json(result), "reason": task.reason,
+        "result": None if result is None else result_json(result), "reason": reason,
         "serial_limit": task.serial_limit, "version": task.version, "firing": firing,
         "ended": ended_json(task) if ended else None,
     }

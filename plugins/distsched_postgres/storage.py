@@ -74,6 +74,8 @@ RELISTEN_POLL = 1.0
 FENCED = "DSFEN"
 #: Retried at once: the whole transaction was rolled back, nothing of the call landed.
 _RETRY = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+#: A NUL character sent in a text parameter (refused as a ValidationError).
+_NUL = (asyncpg.exceptions.CharacterNotInRepertoireError, asyncpg.exceptions.UntranslatableCharacterError)
 
 
 def _op_id() -> str:
@@ -185,6 +187,9 @@ class PostgresStorage:
         for attempt in range(5):
             try:
                 return await getattr(self.pool, method)(sql, *args)
+            except _NUL as exc:
+                raise ValidationError("value", f"must not contain a NUL character (U+0000): PostgreSQL text "
+                                               f"cannot hold it ({exc.__class__.__name__})") from None
             except _RETRY:
                 if attempt == 4:
                     raise
@@ -426,7 +431,8 @@ class _Tasks:
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         ids = list(task_ids)
-        found = {t.id: t for t in await self._read(f"id = ANY($1::text[]) AND {_UNEXPIRED}", ids)}
+        wanted = [i for i in ids if "\x00" not in i]  # no stored id holds one
+        found = {t.id: t for t in await self._read(f"id = ANY($1::text[]) AND {_UNEXPIRED}", wanted)}
         return [copy.copy(found[i]) if i in found else None for i in ids]
 
     async def query(self, *, job: str | None = None, state: str | None = None, worker: str | None = None,

@@ -122,3 +122,25 @@ async def test_waits_do_not_poll(storage) -> None:
     started = time.monotonic()
     assert await storage.queues.pull("idle", 5, 0.4) == []
     assert time.monotonic() - started >= 0.38
+
+
+async def test_nul_characters(storage, fence) -> None:
+    """PostgreSQL text cannot hold U+0000: JSON values (results) keep it, a free-text reason
+    gets U+FFFD, an id is refused with the field named - nothing half-written."""
+    await storage.workers.register(make_worker("w1", now=storage.clock()))
+    await storage.tasks.submit([make_task("a"), make_task("b")])
+    tasks = await storage.tasks.get_many(["a", "b"])
+    for t in tasks:
+        t.dispatch("w1", storage.clock())
+    await storage.tasks.dispatch(fence, tasks)
+    a, b = await storage.queues.pull("w1", 5, 1.0)
+    await storage.queues.report("w1", [TaskResult(task_id="a", attempt_id=a.attempt_id, outcome="succeeded",
+                                                  started_at=1.0, finished_at=2.0, worker_id="w1", value="x\x00y")])
+    assert (await storage.results.settle(fence, 10)).settled == 1
+    assert (await storage.tasks.get("a")).result.value == "x\x00y"
+    b.cancel("by \x00 user", storage.clock())
+    assert await storage.tasks.save(fence, [b]) == [True]
+    assert (await storage.tasks.get("b")).reason == "by \ufffd user"
+    with pytest.raises(ValidationError, match="id: must not contain a NUL"):
+        await storage.tasks.submit([make_task("c\x00"), make_task("d")])
+    assert await storage.tasks.get_many(["c\x00", "d"]) == [None, None], "nothing of the batch was stored"
