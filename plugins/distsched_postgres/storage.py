@@ -659,9 +659,7 @@ class _Queues:
         the timeout) and take again."""
         if max_items <= 0:
             return []
-        store = self.store
-        listening = await store._listener()
-        signal = await store._listen_queue(worker_id) if listening else None
+        signal = await self._signal(worker_id)
         out = await self._take(worker_id, max_items)
         if out:
             return out
@@ -670,15 +668,25 @@ class _Queues:
             remaining = deadline - time.monotonic()
             if remaining < 0.005:
                 return []
-            if signal is None:
+            if signal is None:  # no LISTEN connection (PostgreSQL restarting): look again soon
                 await asyncio.sleep(min(remaining, RELISTEN_POLL))
-                if await store._listener():
-                    signal = await store._listen_queue(worker_id)
             else:
-                await signal.wait(remaining if store._listen_conn is not None else min(remaining, RELISTEN_POLL))
+                await signal.wait(remaining)
+            # re-opened (and listening again) when the LISTEN connection was lost meanwhile
+            signal = await self._signal(worker_id)
             out = await self._take(worker_id, max_items)
             if out:
                 return out
+
+    async def _signal(self, worker_id: str) -> WakeSignal | None:
+        """The worker's wake-up signal, LISTENed to on a live connection; None while there is none."""
+        store = self.store
+        if not await store._listener():
+            return None
+        try:
+            return await store._listen_queue(worker_id)
+        except (asyncpg.PostgresError, *store.transient_errors, OSError):
+            return None
 
     async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
         for chunk in _chunks(results) or [[]]:  # an empty report still wakes the leader
