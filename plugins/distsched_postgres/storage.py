@@ -555,13 +555,19 @@ class _Tasks:
         return await self._cas(tasks, write)
 
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
-        store = self.store
-
-        async def write(param: str, last: bool) -> list[str]:
-            return await store.leader_write(fence, "fetchval", "SELECT ds_dispatch($1, $2, $3::json, $4)",
-                                            param, store.retention)
-
-        return await self._cas(tasks, write, ended=False)
+        """Only the fields a dispatch changes travel (ds_dispatch_slim), as arrays."""
+        out: list[bool] = []
+        for chunk in _chunks(tasks) or [[]]:
+            written = set(await self.store.leader_write(
+                fence, "fetchval", "SELECT ds_dispatch_slim($1, $2, $3, $4, $5, $6, $7, $8)",
+                [t.id for t in chunk], [t.version for t in chunk], [t.worker_id for t in chunk],
+                [t.dispatches for t in chunk], [t.dispatched_at for t in chunk], [t.updated_at for t in chunk]))
+            for task in chunk:
+                ok = task.id in written
+                if ok:
+                    task.version += 1
+                out.append(ok)
+        return out
 
 
 # -- workers ------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ database, one fresh schema (and event loop) per example.
 Only what touches the backend directly differs: a refused (fenced) write must leave every
 table of the schema as it was (all rows compared before and after); the lease lapses by
 moving its expiry into the past or clearing its holder; a worker's queue is its dispatched
-tasks (so there are no queue lists to compare). The mutation test replaces ``ds_dispatch``
-in one example's schema with a copy without its fence check, and the model must catch it.
+tasks (so there are no queue lists to compare). The mutation test replaces the dispatch
+function (``ds_dispatch_slim``) in one example's schema with a copy without its fence check,
+and the model must catch it.
 """
 
 from __future__ import annotations
@@ -39,16 +40,22 @@ TABLES = ("lease", "jobs", "tasks", "workers", "results", "attempts", "throughpu
 FENCE_CHECK = "PERFORM ds_fence(p_node, p_term);"
 
 
+#: The function tasks.dispatch calls.
+DISPATCH_FUNCTION = "ds_dispatch_slim"
+
+
 def mutant_dispatch_source() -> str:
-    """ds_dispatch as migration 0001 creates it, with its fence check deleted."""
+    """The dispatch function as the latest migration that defines it creates it, with its
+    fence check deleted."""
     from distsched_postgres import migrate
 
-    sql = migrate.migrations()[0].sql
-    match = re.search(r"CREATE FUNCTION ds_dispatch\(.*?END \$\$;", sql, re.S)
-    assert match is not None, "ds_dispatch moved: update the mutation test"
-    source = match.group(0)
+    found = [m.group(0) for migration in migrate.migrations()
+             for m in re.finditer(rf"CREATE (?:OR REPLACE )?FUNCTION {DISPATCH_FUNCTION}\(.*?END \$\$;",
+                                  migration.sql, re.S)]
+    assert found, f"{DISPATCH_FUNCTION} not found: update the mutation test"
+    source = found[-1]
     assert source.count(FENCE_CHECK) == 1
-    return source.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+    return source.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1).replace(
         FENCE_CHECK, "-- (fence check removed by the mutation test)")
 
 
@@ -154,5 +161,5 @@ def test_the_model_catches_a_dispatch_function_without_its_fence_check(
     MutantDispatchModel.database = None
     examples = model.totals["examples"] - before.get("examples", 0)
     with capsys.disabled():
-        print(f"\nR13 mutation (fence check deleted from ds_dispatch): caught - counterexample found "
+        print(f"\nR13 mutation (fence check deleted from ds_dispatch_slim): caught - counterexample found "
               f"within {examples} examples: {str(caught.value).splitlines()[0]}")
