@@ -374,7 +374,7 @@ class SchedulerRepository(Protocol):
 
     async def register(self, node: SchedulerNode) -> None:
         """Store (or replace) the node; its heartbeat becomes store time. Records whose
-        heartbeat is older than a day are dropped in the same step."""
+        heartbeat is older than an hour are dropped in the same step."""
 
     async def heartbeat(self, node_id: str, *, role: str) -> bool:
         """Refresh the heartbeat (store time) and the role (``leader`` / ``standby``).

@@ -582,6 +582,14 @@ class StorageContract:
             assert [t.id for t in since.tasks] == ["same-c", "same-b", "same-a", "t6"]
             more = await s.tasks.query(since=105.0, limit=4, cursor=since.next_cursor)
             assert [t.id for t in more.tasks] == ["t5"] and more.next_cursor is None
+            # the cursor's own task leaves the index between two pages: the walk goes on after it
+            page1 = await s.tasks.query(state="pending", limit=1)
+            assert [t.id for t in page1.tasks] == ["same-c"]
+            moved = await s.tasks.get("same-c")
+            moved.dispatch("w2", s.clock())
+            assert await s.tasks.dispatch(fence, [moved]) == [True]
+            page2 = await s.tasks.query(state="pending", limit=2, cursor=page1.next_cursor)
+            assert [t.id for t in page2.tasks] == ["same-b", "same-a"]
             assert (await s.tasks.query(worker="nobody")).tasks == ()
             assert (await s.tasks.query(job="nojob")).tasks == ()
 
