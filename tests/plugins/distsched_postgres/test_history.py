@@ -144,3 +144,33 @@ async def test_nul_characters(storage, fence) -> None:
     with pytest.raises(ValidationError, match="id: must not contain a NUL"):
         await storage.tasks.submit([make_task("c\x00"), make_task("d")])
     assert await storage.tasks.get_many(["c\x00", "d"]) == [None, None], "nothing of the batch was stored"
+
+
+async def test_finished_tasks_expire_after_the_retention(postgres_database) -> None:
+    """retention=1s: a finished task is gone from reads and counts once its retention ended,
+    its id is free again, and the next write deletes its row; live tasks never expire."""
+    import asyncio
+    import time
+
+    from distsched_postgres.election import PostgresElection
+    from distsched_postgres.storage import PostgresStorage
+
+    store = await PostgresStorage.open(postgres_database.url_for(schema="retention_t", retention="1"))
+    try:
+        fence = await PostgresElection(store).acquire("n1")
+        await store.tasks.submit([make_task("done"), make_task("live")])
+        [done] = await store.tasks.get_many(["done"])
+        done.cancel("finished", store.clock())
+        assert await store.tasks.save(fence, [done]) == [True]
+        assert (await store.tasks.counts()) == {"cancelled": 1, "pending": 1}
+        deadline = time.monotonic() + 10
+        while await store.tasks.get("done") is not None:
+            assert time.monotonic() < deadline, "the finished task did not expire"
+            await asyncio.sleep(0.1)
+        assert (await store.tasks.counts()) == {"pending": 1}
+        assert (await store.tasks.get("live")) is not None
+        await store.tasks.submit([make_task("other")])  # a write prunes expired rows
+        assert await store.pool.fetchval("SELECT count(*) FROM tasks WHERE id = 'done'") == 0
+        assert await store.tasks.submit([make_task("done")]) == [True], "an expired id is free again"
+    finally:
+        await store.close()
