@@ -97,7 +97,7 @@ class PostgresStorage:
         asyncpg.exceptions.AdminShutdownError,
         asyncpg.exceptions.CrashShutdownError,
         asyncpg.exceptions.ConnectionDoesNotExistError,
-        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.TooManyConnectionsError,
         ConnectionError,
     )
 
@@ -108,6 +108,8 @@ class PostgresStorage:
         self.retention = float(settings.retention)
         self._activity = WakeSignal()
         self._queue_signals: dict[str, WakeSignal] = {}
+        #: LISTEN channel -> the signal of the worker it belongs to
+        self._channel_signals: dict[str, WakeSignal] = {}
         self._listen_conn: Any = None
         self._listen_lock = asyncio.Lock()
         self._activity_channel = settings.channel("activity")
@@ -210,9 +212,9 @@ class PostgresStorage:
         if channel == self._activity_channel:
             self._activity.set()
             return
-        for worker_id, signal in self._queue_signals.items():
-            if self.settings.channel("q", worker_id) == channel:
-                signal.set()
+        signal = self._channel_signals.get(channel)
+        if signal is not None:
+            signal.set()
 
     def _on_listener_lost(self, conn: Any) -> None:
         self._activity.set()  # let the leader look at the store itself
@@ -247,6 +249,7 @@ class PostgresStorage:
         if signal is not None:
             return signal
         signal = self._queue_signals[worker_id] = WakeSignal()
+        self._channel_signals[self.settings.channel("q", worker_id)] = signal
         conn = self._listen_conn
         if conn is not None and not conn.is_closed():
             try:
@@ -254,6 +257,7 @@ class PostgresStorage:
             except (asyncpg.PostgresError, *self.transient_errors, OSError) as exc:
                 log.debug("LISTEN for %s: %s", worker_id, exc)
                 del self._queue_signals[worker_id]
+                del self._channel_signals[self.settings.channel("q", worker_id)]
                 raise
         return signal
 
