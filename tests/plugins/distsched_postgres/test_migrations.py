@@ -76,3 +76,43 @@ def test_db_commands_fail_clearly(distsched_cli, postgres_database) -> None:
     assert bad.exit_code != 0 and "does not exist" in bad.output and "pw@" not in bad.output
     missing = distsched_cli("db", "status", env={"DISTSCHED_STORAGE": ""})
     assert missing.exit_code != 0 and "--storage" in missing.output
+
+
+async def test_an_old_schema_with_data_is_upgraded_in_place(pg_url, monkeypatch) -> None:
+    """A deployment created by a distsched that knew only migration 0001 keeps its data when a
+    newer node opens it: the later migrations are applied over it and everything works."""
+    from distsched.model import TaskResult
+    from distsched.testing import make_job, make_task, make_worker
+    from distsched_postgres import codec
+    from distsched_postgres.election import PostgresElection
+
+    everything = migrate.migrations()
+    monkeypatch.setattr(migrate, "migrations", lambda: everything[:1])
+    old = await PostgresStorage.open(pg_url)
+    try:
+        await old.pool.execute("INSERT INTO jobs (name, config, version, enabled, next_fire_at) "
+                               "VALUES ('j', $1, 1, true, 5.0)", codec.config_json(make_job("j")))
+        # the task as 0001's task_in knows it (no 'ended' attribute yet: json_populate ignores it)
+        await old.pool.execute("SELECT ds_submit($1::json, 60)", codec.tasks_param([make_task("a")]))
+    finally:
+        await old.close()
+    assert await _versions(pg_url) == [1]
+    monkeypatch.setattr(migrate, "migrations", lambda: everything)
+
+    store = await PostgresStorage.open(pg_url)
+    try:
+        assert await _versions(pg_url) == [m.version for m in everything]
+        assert (await store.jobs.state("j")).next_fire_at == 5.0
+        fence = await PostgresElection(store).acquire("n1")
+        await store.workers.register(make_worker("w1", now=store.clock()))
+        [a] = await store.tasks.get_many(["a"])
+        assert a is not None and a.version == 1
+        a.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [a]) == [True]
+        [a] = await store.queues.pull("w1", 1, 1.0)
+        await store.queues.report("w1", [TaskResult(task_id="a", attempt_id=a.attempt_id, outcome="succeeded",
+                                                    started_at=1.0, finished_at=2.0, worker_id="w1")])
+        assert (await store.results.settle(fence, 10)).settled == 1
+        assert [t.id for t in (await store.tasks.query(state="succeeded")).tasks] == ["a"]
+    finally:
+        await store.close()
