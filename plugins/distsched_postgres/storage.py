@@ -230,6 +230,7 @@ class PostgresStorage:
             conn = self._listen_conn
             if conn is not None and not conn.is_closed():
                 return True
+            conn = None
             try:
                 conn = await connect(self.settings)
                 conn.add_termination_listener(self._on_listener_lost)
@@ -238,6 +239,8 @@ class PostgresStorage:
                     await conn.add_listener(self.settings.channel("q", worker_id), self._on_notify)
             except (asyncpg.PostgresError, *self.transient_errors, OSError, asyncio.TimeoutError) as exc:
                 log.debug("LISTEN connection: %s", exc)
+                if conn is not None:
+                    conn.terminate()
                 return False
             self._listen_conn = conn
             # anything may have happened while nobody listened
