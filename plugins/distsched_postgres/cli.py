@@ -35,7 +35,7 @@ def _run(settings: Any, work: Any) -> Any:
     from .storage import PostgresStorage, connect
 
     async def main() -> Any:
-        conn = await connect(settings)
+        conn = await connect(settings, migrations=True)
         try:
             return await work(conn)
         finally:

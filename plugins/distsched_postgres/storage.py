@@ -132,7 +132,7 @@ class PostgresStorage:
     async def open(cls, url: str, options: dict[str, Any] | None = None) -> PostgresStorage:
         """Parse and validate ``url``, bring the schema up to date (or check it), open the pool."""
         settings = parse(url, options)
-        conn = await connect(settings)
+        conn = await connect(settings, migrations=True)
         try:
             await migrate.upgrade(conn, settings, apply=settings.migrate)
         finally:
@@ -294,11 +294,12 @@ def _server_settings(settings: PostgresSettings) -> dict[str, str]:
     return out
 
 
-async def connect(settings: PostgresSettings) -> Any:
-    """One connection with the deployment's search_path (the LISTEN connection, migrations)."""
+async def connect(settings: PostgresSettings, *, migrations: bool = False) -> Any:
+    """One connection with the deployment's search_path (the LISTEN connection, migrations:
+    those run without the command timeout - an index built over a large table takes long)."""
     try:
         return await asyncpg.connect(settings.dsn(), timeout=settings.connect_timeout,
-                                     command_timeout=settings.command_timeout,
+                                     command_timeout=None if migrations else settings.command_timeout,
                                      server_settings=_server_settings(settings))
     except asyncpg.exceptions.InvalidPasswordError:
         raise ValidationError("storage", f"{settings.redacted}: authentication failed for user "
