@@ -55,7 +55,8 @@ def loads(text: str) -> Any:
 
 
 _R_FIELDS = tuple(f.name for f in attrs.fields(TaskResult))
-_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.name not in ("load", "last_heartbeat", "draining"))
+_W_FIELDS = tuple(f.name for f in attrs.fields(Worker)
+                  if f.name not in ("load", "last_heartbeat", "draining", "blocked"))
 _STATES = {state.value: state for state in TaskState}
 
 # -- specs: many tasks share one; cache both directions -------------------------------------
@@ -193,10 +194,12 @@ def decode_worker(row: Any) -> Worker:
     data["last_heartbeat"] = row["heartbeat"]
     data["draining"] = row["draining"]
     data["load"] = row["load"]
+    data["blocked"] = row["blocked"]
     return unchecked(Worker, data)
 
 
-_N_FIELDS = ("host", "pid", "started_at")
+#: SchedulerNode fields kept in its JSON (id, heartbeat and role are columns).
+_N_FIELDS = tuple(f.name for f in attrs.fields(SchedulerNode) if f.name not in ("id", "last_heartbeat", "role"))
 
 
 def scheduler_json(node: SchedulerNode) -> str:

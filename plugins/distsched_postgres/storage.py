@@ -207,6 +207,14 @@ class PostgresStorage:
                 raise FencedError(str(exc)) from None
             raise
 
+    async def housekeeping(self, budget: int) -> int:
+        """Delete up to ``budget`` finished tasks whose retention ended (the write functions
+        prune too, a batch's worth each); returns how many were due."""
+        return int(await self.call("fetchval", "WITH gone AS (DELETE FROM tasks WHERE id IN ("
+                                               "SELECT id FROM tasks WHERE expires_at < ds_now() ORDER BY expires_at "
+                                               "LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone",
+                                   max(1, int(budget))))
+
     # -- LISTEN/NOTIFY ------------------------------------------------------------------
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if channel == self._activity_channel:
@@ -587,10 +595,11 @@ class _Workers:
         await self.store.call("execute", "SELECT ds_register($1, $2, $3)", worker.id, codec.worker_json(worker),
                               worker.draining)
 
-    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
         await self.store._maybe_sync_clock()
-        ok = await self.store.call("fetchval", "UPDATE workers SET heartbeat = ds_now(), draining = $2 "
-                                               "WHERE id = $1 AND NOT dead RETURNING true", worker_id, draining)
+        ok = await self.store.call("fetchval", "UPDATE workers SET heartbeat = ds_now(), draining = $2, blocked = $3 "
+                                               "WHERE id = $1 AND NOT dead RETURNING true", worker_id, draining,
+                                   max(0, int(blocked)))
         return ok is True
 
     async def deregister(self, worker_id: str) -> None:
@@ -598,7 +607,7 @@ class _Workers:
 
     async def list_workers(self) -> list[Worker]:
         rows = await self.store.call(
-            "fetch", "SELECT w.id, w.data, w.heartbeat, w.draining, (SELECT count(*) FROM tasks t "
+            "fetch", "SELECT w.id, w.data, w.heartbeat, w.draining, w.blocked, (SELECT count(*) FROM tasks t "
                      "WHERE t.worker_id = w.id AND t.state IN ('dispatched', 'running')) AS load "
                      "FROM workers w ORDER BY w.id")
         return [codec.decode_worker(row) for row in rows]

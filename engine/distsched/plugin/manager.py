@@ -258,6 +258,47 @@ class PluginManager:
             found.extend((origin, command) for command in commands)
         return found
 
+    # -- run-time registration -------------------------------------------------------
+    def register(self, obj: Any, name: str) -> None:
+        """Register ``obj``'s hook implementations at run time, under ``name``, for this
+        manager only: a server started through ``distsched_serve`` adds its event observer
+        this way while it runs. Only hooks called from now on see it (``distsched_event``,
+        ``distsched_serve``); the registration hooks already ran. A name in use is an error.
+        """
+        if name in self.plugins or self.hook_manager.has_plugin(name):
+            raise PluginError(f"a plugin named {name!r} is already registered")
+        self.hook_manager.register(obj, name=name)
+        self._observers = self.hook_manager.hook.distsched_event.get_hookimpls()
+
+    def unregister(self, name: str) -> None:
+        """Remove what :meth:`register` added under ``name`` (nothing if it is not there)."""
+        if name in self.plugins:
+            raise PluginError(f"plugin {name!r} was loaded at start and cannot be unregistered")
+        if self.hook_manager.has_plugin(name):
+            self.hook_manager.unregister(name=name)
+            self._observers = self.hook_manager.hook.distsched_event.get_hookimpls()
+
+    def serve(self, engine: Any, name: str, address: str) -> tuple[Any, str]:
+        """Ask the plugins to serve ``name`` on ``address`` beside ``engine`` (the
+        ``distsched_serve`` hook, first non-None result); returns (handle, plugin origin).
+        An exception becomes a PluginError naming the plugin; nobody serving ``name`` is a
+        PluginError that names the broken plugins, if any."""
+        for impl in reversed(self.hook_manager.hook.distsched_serve.get_hookimpls()):
+            origin = self.origin_of(impl.plugin_name)
+            try:
+                handle = impl.function(**{arg: {"engine": engine, "name": name, "address": address}[arg]
+                                          for arg in impl.argnames})
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"{origin} could not serve {name} on {address}: {type(exc).__name__}: {exc}") from exc
+            if handle is not None:
+                return handle, origin
+        broken = self.broken()
+        hint = ("; broken plugins: " + "; ".join(broken.values())) if broken else ""
+        raise PluginError(f"no plugin serves {name!r} (asked to serve it on {address}); install the plugin "
+                          f"that provides it (for metrics: pip install 'distsched[metrics]'){hint}")
+
     # -- events ---------------------------------------------------------------------
     @property
     def has_observers(self) -> bool:

@@ -174,3 +174,16 @@ async def test_finished_tasks_expire_after_the_retention(postgres_database) -> N
         assert await store.tasks.submit([make_task("done")]) == [True], "an expired id is free again"
     finally:
         await store.close()
+
+
+async def test_heartbeat_blocked_slots_housekeeping_and_signed_schedulers(storage, postgres_database) -> None:
+    await storage.workers.register(make_worker("w1", now=storage.clock(), concurrency=4))
+    assert await storage.workers.heartbeat("w1", blocked=3) is True
+    [w] = await storage.workers.list_workers()
+    assert w.blocked == 3
+    assert await storage.workers.heartbeat("w1") is True
+    assert (await storage.workers.list_workers())[0].blocked == 0
+    now = storage.clock()
+    await storage.schedulers.register(SchedulerNode(id="s", started_at=now, last_heartbeat=now, signed=True))
+    assert [n.signed for n in await storage.schedulers.list_schedulers()] == [True]
+    assert await storage.housekeeping(100) == 0
