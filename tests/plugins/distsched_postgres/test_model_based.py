@@ -123,7 +123,11 @@ def test_invariants_hold_for_any_interleaving(model: type[PostgresModel], capsys
     examples = int(os.environ.get("DISTSCHED_MODEL_EXAMPLES", "60"))
     steps = int(os.environ.get("DISTSCHED_MODEL_STEPS", "30"))
     started = time.monotonic()
-    run_state_machine_as_test(model, settings=base._settings(max_examples=examples, stateful_step_count=steps))
+    # derandomized: the same examples every run, so the coverage checks below cannot be
+    # flaky (DISTSCHED_MODEL_SEED=random explores new ones, e.g. in a soak)
+    randomize = os.environ.get("DISTSCHED_MODEL_SEED") == "random"
+    run_state_machine_as_test(model, settings=base._settings(max_examples=examples, stateful_step_count=steps,
+                                                             derandomize=not randomize))
     elapsed = time.monotonic() - started
     t = model.totals
     assert t["fenced"] > 0 and t["dispatched"] > 0 and t["results_applied"] > 0 and t["slots_fired"] > 0, t
