@@ -46,6 +46,7 @@ from distsched.ports import (
     FireReport,
     Firing,
     JobPage,
+    Quarantined,
     SchedulerNode,
     Settled,
     SettledTask,
@@ -121,6 +122,7 @@ class PostgresStorage:
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
         self.schedulers = _Schedulers(self)
+        self.quarantine = _Quarantine(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
 
@@ -206,6 +208,30 @@ class PostgresStorage:
             if getattr(exc, "sqlstate", None) == FENCED:
                 raise FencedError(str(exc)) from None
             raise
+
+    async def decode(self, kind: str, rows: Sequence[Any], decode: Callable[[Any], T], key: str = "id") -> list[T]:
+        """``decode`` each row; a row that cannot be decoded is put aside (quarantined) and
+        left out, so one bad record never fails a read."""
+        out: list[T] = []
+        for row in rows:
+            try:
+                out.append(decode(row))
+            except Exception as exc:  # anything: the row was not written by distsched
+                await self.put_aside(kind, str(row[key]), exc)
+        return out
+
+    async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
+        """Move a row the engine cannot decode into ``quarantine`` (ds_put_aside): logged as
+        an ERROR when moved; the read that met it goes on without it."""
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        try:
+            moved = await self.call("fetchval", "SELECT ds_put_aside($1, $2, $3)", kind, key, reason)
+        except (asyncpg.PostgresError, ValidationError, *self.transient_errors, OSError) as err:
+            log.warning("could not quarantine %s %r (%s: %s)", kind, key, type(err).__name__, err)
+            return
+        if moved:
+            log.error("quarantined %s %r: it cannot be decoded (%s); the rest goes on. Its row is kept in "
+                      "%s.quarantine", kind, key, reason, self.settings.quoted_schema)
 
     async def housekeeping(self, budget: int) -> int:
         """Delete up to ``budget`` finished tasks whose retention ended (the write functions
@@ -354,16 +380,17 @@ class _Jobs:
 
     async def _one(self, name: str) -> tuple[TaskConfig, JobState]:
         row = await self.store.call("fetchrow", f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = $1", name)
-        if row is None:
+        found = await self.store.decode("job", [row], codec.decode_job, "name") if row is not None else []
+        if not found:
             raise NotFound(f"job {name!r} does not exist")
-        return codec.decode_job(row)
+        return found[0]
 
     async def get(self, name: str) -> TaskConfig:
         return (await self._one(name))[0]
 
     async def list_jobs(self) -> list[TaskConfig]:
         rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name COLLATE "C"')
-        return [codec.decode_job(row)[0] for row in rows]
+        return [config for config, _ in await self.store.decode("job", rows, codec.decode_job, "name")]
 
     async def page(self, after: str | None = None, limit: int = 50) -> JobPage:
         check_limit(limit)
@@ -375,7 +402,7 @@ class _Jobs:
         else:
             rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs WHERE name COLLATE "C" > $1 '
                                                   'ORDER BY name COLLATE "C" LIMIT $2', after, limit + 1)
-        jobs = [codec.decode_job(row) for row in rows[:limit]]
+        jobs = await self.store.decode("job", rows[:limit], codec.decode_job, "name")
         more = len(rows) > limit
         return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
@@ -395,7 +422,7 @@ class _Jobs:
         rows = await self.store.call(
             "fetch", f"SELECT {_JOB_COLUMNS} FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
                      'AND next_fire_at <= $1 ORDER BY next_fire_at, name COLLATE "C" LIMIT $2', now, int(limit))
-        return [codec.decode_job(row) for row in rows]
+        return await self.store.decode("job", rows, codec.decode_job, "name")
 
     async def next_due_at(self) -> float | None:
         return await self.store.call(
@@ -440,7 +467,7 @@ class _Tasks:
 
     async def _read(self, where: str, *args: Any) -> list[Task]:
         rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}", *args)
-        return [codec.decode_task(row) for row in rows]
+        return await self.store.decode("task", rows, codec.decode_task)
 
     async def get(self, task_id: str) -> Task | None:
         return (await self.get_many([task_id]))[0]
@@ -494,7 +521,10 @@ class _Tasks:
             if row is None:
                 return None
             rows = await conn.fetch("SELECT worker_id, data FROM attempts WHERE task_id = $1 ORDER BY n", task_id)
-        task = codec.decode_task(row)
+        found = await self.store.decode("task", [row], codec.decode_task)
+        if not found:
+            return None
+        task = found[0]
         recorded = [codec.decode_attempt(r["data"], r["worker_id"]) for r in rows]
         return TaskDetail(task=task, attempts=merge_attempts(task, recorded))
 
@@ -610,7 +640,7 @@ class _Workers:
             "fetch", "SELECT w.id, w.data, w.heartbeat, w.draining, w.blocked, (SELECT count(*) FROM tasks t "
                      "WHERE t.worker_id = w.id AND t.state IN ('dispatched', 'running')) AS load "
                      "FROM workers w ORDER BY w.id")
-        return [codec.decode_worker(row) for row in rows]
+        return await self.store.decode("worker", rows, codec.decode_worker)
 
     async def queue_depths(self) -> dict[str, int]:
         rows = await self.store.call(
@@ -648,7 +678,20 @@ class _Schedulers:
 
     async def list_schedulers(self) -> list[SchedulerNode]:
         rows = await self.store.call("fetch", 'SELECT id, data, heartbeat, role FROM schedulers ORDER BY id COLLATE "C"')
-        return [codec.decode_scheduler(row) for row in rows]
+        return await self.store.decode("scheduler", rows, codec.decode_scheduler)
+
+
+class _Quarantine:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def count(self) -> int:
+        return int(await self.store.call("fetchval", "SELECT count(*) FROM quarantine"))
+
+    async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
+        rows = await self.store.call("fetch", "SELECT kind, key, reason, at FROM quarantine ORDER BY at DESC LIMIT $1",
+                                     max(1, int(limit)))
+        return [Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"], at=r["at"]) for r in rows]
 
 
 # -- queues and results -------------------------------------------------------------------
@@ -673,7 +716,7 @@ class _Queues:
         except BaseException:
             self._unanswered[worker_id] = (op, now)
             raise
-        tasks = [codec.decode_task(row) for row in rows]
+        tasks = await self.store.decode("task", rows, codec.decode_task)
         tasks.sort(key=lambda t: (t.dispatched_at or 0.0, t.id))
         return tasks
 
@@ -741,9 +784,13 @@ class _Results:
         reply = codec.loads(text)
         tasks = []
         for task_id, job, attempt, data, at in reply["rows"] or ():
-            result = codec.loads(data)
-            tasks.append(SettledTask(task_id=task_id, job=job, attempt=attempt, started_at=result["started_at"],
-                                     finished_at=result["finished_at"], at=at))
+            try:
+                result = codec.loads(data)
+                started, finished = float(result["started_at"]), float(result["finished_at"])
+            except Exception:  # a result row not written by distsched: its task is put aside on read
+                started = finished = at
+            tasks.append(SettledTask(task_id=task_id, job=job, attempt=attempt, started_at=started,
+                                     finished_at=finished, at=at))
         return Settled(settled=reply["settled"], stale=reply["stale"], left=reply["left"], tasks=tuple(tasks))
 
     async def peek(self, max_items: int) -> list[TaskResult]:
