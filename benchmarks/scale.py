@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from _common import Deployment, parser, proc_cpu_seconds, run_storages
+from _common import deployment, parser, proc_cpu_seconds, run_storages
 
 
 async def add_jobs(url: str, n: int) -> tuple[float, float]:
@@ -76,15 +77,15 @@ async def tick_times(url: str, due_counts: tuple[int, ...]) -> dict[str, float]:
         await app.engine.close()
 
 
-def store_bytes(dep: Deployment) -> int:
+def store_bytes(dep: Any) -> int:
     """Redis: used_memory; PostgreSQL: the size of the schema's jobs table with its indexes."""
-    if dep.redis is not None:
-        return int(dep.redis.client().info("memory")["used_memory"])
+    if dep.url.startswith("redis"):
+        return int(dep.store.client().info("memory")["used_memory"])
 
     async def size() -> int:
         import asyncpg
 
-        conn = await asyncpg.connect(dep.database.url)
+        conn = await asyncpg.connect(dep.store.url)
         try:
             return int(await conn.fetchval("SELECT coalesce(pg_total_relation_size('scale.jobs'), 0)"))
         finally:
@@ -97,12 +98,12 @@ def store_bytes(dep: Deployment) -> int:
 
 
 def measure(args, storage: str) -> tuple[dict, str, bool]:
-    with Deployment("scale", storage=storage) as dep:
+    with deployment("scale", storage=storage) as dep:
         before = store_bytes(dep)
         build_seconds, store_seconds = asyncio.run(add_jobs(dep.url, args.jobs))
         add_seconds = build_seconds + store_seconds
         per_job = (store_bytes(dep) - before) / args.jobs
-        leader = dep.start("scheduler", "-v", "scheduler", "--storage", dep.url)
+        leader = dep.spawn("scheduler", "-v", "scheduler", "--storage", dep.url)
         dep.wait_for(lambda: "leading with term" in dep.log("scheduler") or leader.poll() is not None, 30,
                      "the scheduler to lead", interval=0.1)
         time.sleep(2.0)  # past start-up
@@ -111,7 +112,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         cpu = (proc_cpu_seconds(leader.pid) - cpu0) / (time.monotonic() - t0) * 100
         dep.stop("scheduler")
         big = asyncio.run(tick_times(dep.url, (10, 10_000)))
-    with Deployment("small", storage=storage) as small:
+    with deployment("small", storage=storage) as small:
         alone = asyncio.run(tick_times(small.url, (10,)))
     figures = {
         "jobs": args.jobs, "add_seconds": round(add_seconds, 2), "jobs_per_s": round(args.jobs / add_seconds),

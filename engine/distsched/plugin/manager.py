@@ -296,8 +296,9 @@ class PluginManager:
                 return handle, origin
         broken = self.broken()
         hint = ("; broken plugins: " + "; ".join(broken.values())) if broken else ""
+        extra = f"pip install 'distsched[{name}]'" if name in ("metrics", "web") else "for metrics: pip install 'distsched[metrics]'"
         raise PluginError(f"no plugin serves {name!r} (asked to serve it on {address}); install the plugin "
-                          f"that provides it (for metrics: pip install 'distsched[metrics]'){hint}")
+                          f"that provides it ({extra}){hint}")
 
     # -- events ---------------------------------------------------------------------
     @property

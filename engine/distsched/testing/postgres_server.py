@@ -96,6 +96,29 @@ class PostgresDatabase:
         self.created = False
         asyncio.run(_admin(self.admin, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
+    # -- the StoreServer protocol of distsched.testing.processes (what a Deployment needs) ---
+    @property
+    def running(self) -> bool:
+        return self.created
+
+    def start(self) -> PostgresDatabase:
+        """Create the database (a no-op when it exists)."""
+        return self if self.created else self.create()
+
+    def stop(self) -> None:
+        """Drop the database."""
+        self.drop()
+
+    def kill(self) -> None:
+        raise NotImplementedError("a database on a shared server is never crashed: use PostgresServer "
+                                  "(a cluster of its own) for fault tests")
+
+    def restart(self) -> PostgresDatabase:
+        raise NotImplementedError("a database on a shared server is never restarted: use PostgresServer")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return ""
+
     def __enter__(self) -> PostgresDatabase:
         return self.create()
 
