@@ -105,6 +105,7 @@ class WorkerService:
         capacity = self.config.capacity or max(concurrency * 4, 64)
         return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
                       capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None,
+                      functions=self.functions.names(),
                       heartbeat_interval=self.engine_config.heartbeat_interval)
 
     # -- lifecycle ------------------------------------------------------------------
