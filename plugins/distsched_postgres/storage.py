@@ -357,7 +357,10 @@ class _Jobs:
             raise AlreadyExists(f"job {config.name!r} already exists")
         return stored
 
-    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]], *,
+                       all_or_nothing: bool = False) -> list[TaskConfig | None]:
+        if all_or_nothing and jobs:
+            return await self._add_all(jobs)
         out: list[TaskConfig | None] = []
         for chunk in _chunks(jobs):
             param = codec.dumps([{"name": c.name, "config": codec.config_json(c), "enabled": c.enabled,
@@ -365,6 +368,26 @@ class _Jobs:
             stored = set(await self.store.call("fetchval", "SELECT ds_job_add($1::json)", param))
             out += [_evolve(c, 1) if c.name in stored else None for c, _ in chunk]
         return out
+
+    async def _add_all(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+        """Every job or none, in one transaction: a name that exists rolls every chunk back."""
+        class _Exists(Exception):
+            pass
+
+        existing: tuple[str, ...] = ()
+        try:
+            async with self.store.pool.acquire() as conn, conn.transaction():
+                stored: set[str] = set()
+                for chunk in _chunks(jobs):
+                    param = codec.dumps([{"name": c.name, "config": codec.config_json(c), "enabled": c.enabled,
+                                          "next_fire_at": nfa} for c, nfa in chunk])
+                    stored.update(await conn.fetchval("SELECT ds_job_add($1::json)", param))
+                existing = tuple(c.name for c, _ in jobs if c.name not in stored)
+                if existing:
+                    raise _Exists  # rolls the transaction back
+        except _Exists:
+            raise AlreadyExists(f"{len(existing)} job(s) already exist", names=existing) from None
+        return [_evolve(c, 1) for c, _ in jobs]
 
     async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
         version = await self.store.call("fetchval", "SELECT ds_job_update($1, $2, $3, $4, $5)", config.name,
