@@ -5,7 +5,6 @@
 local replay = op_replay()
 if replay then return replay end
 configure_retention(ARGV[2])
-prune_expired(100 + 2 * (#ARGV - 2))
 local bits = {}
 for i = 3, #ARGV do
   bits[#bits + 1] = create_task(ARGV[i]) and '1' or '0'
