@@ -465,9 +465,13 @@ def check_task_id(task_id: Any) -> None:
         raise ValidationError("task_id", "must be 1-256 characters without control characters")
 
 
+#: The policy of a task submitted without one (frozen: one instance serves every call).
+_DEFAULT_RETRY = RetryPolicy()
+
+
 def _retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
     if value is None:
-        return RetryPolicy()
+        return _DEFAULT_RETRY
     if isinstance(value, RetryPolicy):
         return value
     if not isinstance(value, dict):
