@@ -245,3 +245,29 @@ async def test_a_finished_task_costs_what_docs_redis_md_says(distsched_app, redi
           f"its hash {per_hash:.0f} B")
     assert 1500 < per_task < 3500, per_task  # docs/redis.md: about 2.7 KiB
     assert 1200 < per_hash < 2600, per_hash  # docs/redis.md: about 2.1 KiB
+
+
+async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, private_server) -> None:
+    """Issue 13.3: a one-task submit stores the task and its indexes and wakes the leader -
+    nothing else (retention pruning is the leader's housekeeping now). Counted by the
+    server itself (INFO commandstats) on a server nothing else talks to."""
+    s = await open_storage(private_server.url_for(namespace="lean"))
+    client = private_server.client()
+    try:
+        def calls() -> dict[str, int]:
+            stats = client.info("commandstats")
+            return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"}
+
+        await s.tasks.submit([task("warm", 1.0)])
+        before = calls()
+        n = 20
+        for i in range(n):
+            assert await s.tasks.submit([task(f"t{i}", 2.0)]) == [True]
+        after = calls()
+    finally:
+        client.close()
+    per_submit = {k: (v - before.get(k, 0)) / n for k, v in after.items() if v != before.get(k, 0)}
+    assert sum(per_submit.values()) <= 12, per_submit
+    assert per_submit["evalsha"] == 1, "one round trip per submit"
+    assert "zrangebyscore" not in per_submit, f"a submit must not prune: {per_submit}"
+    assert await s.tasks.counts() == {"pending": n + 1}
