@@ -27,9 +27,10 @@ import time
 from typing import Any
 
 import httpx
-from _common import Deployment, parser, percentile, proc_cpu_seconds, report
+from _common import deployment, parser, proc_cpu_seconds, report, rounded
 from throughput import TASKS, submit_and_wait
 
+from distsched.testing.processes import NodeProcess, percentile
 from distsched.testing.redis_server import free_port
 
 DUE_NEVER = "24h"
@@ -87,16 +88,15 @@ async def load(url: str, jobs: int, tasks: int) -> dict[str, Any]:
     return {"jobs_load_s": round(jobs_s, 1), "tasks_load_s": round(tasks_s, 1), "counts": counts}
 
 
-def wait_http(url: str, proc: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(url, timeout=5)
-            return
-        except httpx.TransportError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"distsched web did not answer at {url}") from None
-            time.sleep(0.1)
+def answers(url: str, proc: NodeProcess) -> bool:
+    """True once ``url`` answers; a SystemExit when the process serving it has exited."""
+    try:
+        httpx.get(url, timeout=5)
+        return True
+    except httpx.TransportError:
+        if proc.poll() is not None:
+            raise SystemExit(f"distsched web exited ({proc.returncode}) without answering at {url}") from None
+        return False
 
 
 def calls(base: str, jobs: int, failed_task: str, done_task: str, tasks_cursor: str | None) -> dict[str, str]:
@@ -120,16 +120,16 @@ def calls(base: str, jobs: int, failed_task: str, done_task: str, tasks_cursor: 
 
 
 def part1(jobs: int, tasks: int, requests: int) -> dict[str, Any]:
-    with Deployment(namespace="webbench") as dep:
+    with deployment("webbench") as dep:
         loaded = asyncio.run(load(dep.url, jobs, tasks))
         port = free_port()
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
-        web = dep.start("web", "web", "--storage", dep.url, "--bind", f"127.0.0.1:{port}", env=env)
+        web = dep.spawn("web", "web", "--storage", dep.url, "--bind", f"127.0.0.1:{port}", env=env)
         for i in (1, 2):
-            dep.start(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks", env=env)
+            dep.spawn(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks", env=env)
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/api/v1/openapi.json", web)
+        dep.wait_for(lambda: answers(base + "/api/v1/openapi.json", web), 30, "distsched web", interval=0.1)
         with httpx.Client(timeout=30) as http:
             dep.wait_for(lambda: len(http.get(base + "/api/v1/workers").json()["items"]) == 2, 30, "2 workers")
             failed = http.get(base + "/api/v1/tasks?state=failed&limit=1").json()["items"][0]["id"]
@@ -146,28 +146,28 @@ def part1(jobs: int, tasks: int, requests: int) -> dict[str, Any]:
                     response = http.get(url)
                     times[name].append((time.perf_counter() - t) * 1000)
                     assert response.status_code == 200, (name, response.status_code)
-    table = {name: {"p50_ms": round(percentile(v, 50), 1), "p95_ms": round(percentile(v, 95), 1)}
+    table = {name: {"p50_ms": rounded(percentile(v, 50), 1), "p95_ms": rounded(percentile(v, 95), 1)}
              for name, v in times.items()}
     return {"jobs": jobs, "tasks": tasks, "requests_each": requests, **loaded, "calls": table,
             "worst_p95_ms": max(v["p95_ms"] for v in table.values())}
 
 
 def throughput_run(n: int, poll: bool) -> dict[str, Any]:
-    with Deployment(namespace="webtp") as dep:
+    with deployment("webtp") as dep:
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
-        dep.start("scheduler", "scheduler", "--storage", dep.url, env=env)
+        dep.spawn("scheduler", "scheduler", "--storage", dep.url, env=env)
         for i in (1, 2):
-            dep.start(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks", "--concurrency", "64",
+            dep.spawn(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks", "--concurrency", "64",
                       "--capacity", "1024", env=env)
         stop = threading.Event()
         polls: list[float] = []
         poller = None
         if poll:
             port = free_port()
-            web = dep.start("web", "web", "--storage", dep.url, "--bind", f"127.0.0.1:{port}", env=env)
+            web = dep.spawn("web", "web", "--storage", dep.url, "--bind", f"127.0.0.1:{port}", env=env)
             base = f"http://127.0.0.1:{port}"
-            wait_http(base + "/api/v1/openapi.json", web)
+            dep.wait_for(lambda: answers(base + "/api/v1/openapi.json", web), 30, "distsched web", interval=0.1)
             httpx.get(base + "/", timeout=30)  # warm-up: templates compiled before the measurement
 
             def poll_loop() -> None:  # a browser tab on the overview: one page load every 2 s
@@ -180,20 +180,11 @@ def throughput_run(n: int, poll: bool) -> dict[str, Any]:
 
             poller = threading.Thread(target=poll_loop, daemon=True)
 
-        def ready() -> bool:
-            async def count() -> int:
-                from distsched import DistributeSchedule
+        async def registered(app, storage) -> bool:
+            return len(await storage.workers.list_workers()) == 2
 
-                app = DistributeSchedule(dep.url)
-                try:
-                    return len(await (await app.storage()).workers.list_workers())
-                finally:
-                    await app.engine.close()
-
-            return asyncio.run(count()) == 2
-
-        dep.wait_for(ready, 30, "two workers", interval=0.1)
-        pids = [dep.procs[name].pid for name in ("scheduler", "worker1", "worker2")] + [dep.redis.pid]
+        dep.wait_for(lambda: dep.call(registered), 30, "two workers", interval=0.1)
+        pids = [dep.procs[name].pid for name in ("scheduler", "worker1", "worker2")] + [dep.store.pid]
         if poll:
             pids.append(dep.procs["web"].pid)
         cpu0 = sum(proc_cpu_seconds(pid) for pid in pids)

@@ -30,6 +30,7 @@ from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
 from .history import check_since
 from .model import (
+    AlreadyExists,
     MisfirePolicy,
     NotFound,
     OverlapPolicy,
@@ -39,15 +40,20 @@ from .model import (
     TaskConfig,
     TaskResult,
     TaskSpec,
+    TaskState,
     ValidationError,
     VersionConflict,
 )
+from .model.sync import SyncPlan, plan_sync
 from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
 from .status import Status, leader_status, scheduler_status, signing_state, worker_status
 from .tasks import marked_functions
+
+#: How many times a sync retries one job when a concurrent write got in its way.
+SYNC_ATTEMPTS = 5
 
 
 class DistributeSchedule:
@@ -102,8 +108,9 @@ class DistributeSchedule:
         return register(func) if func is not None else register
 
     def register_module(self, module: ModuleType) -> list[str]:
-        """Register the functions of ``module`` marked with ``@distsched.task``."""
-        found = marked_functions(module)
+        """Register the functions of ``module`` marked with ``@distsched.task`` and those
+        registered with ``@app.task`` on a DistributeSchedule defined at its top level."""
+        found = functions_in_module(module)
         for task_name, func in found.items():
             self.functions.add(task_name, func)
         return sorted(found)
@@ -183,6 +190,45 @@ class DistributeSchedule:
                                 f"them); the {len(configs) - len(existing)} other(s) were stored")
         updated = {c.name: await self.put_job(c, replace=True) for c in existing}
         return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
+
+    async def sync_jobs(self, configs: Sequence[TaskConfig], *, prune: bool = False,
+                        dry_run: bool = False) -> SyncPlan:
+        """Make the stored jobs equal ``configs`` (a jobs file as the source of truth): add the
+        new ones, update the changed ones (a job whose trigger is unchanged keeps its
+        progress) and, with ``prune``, remove the stored jobs not in ``configs``. Returns the
+        :class:`~distsched.model.sync.SyncPlan` (what changes, field by field); ``dry_run``
+        computes it and changes nothing. Every name is checked before anything is written."""
+        names = [c.name for c in configs]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValidationError("name", f"given more than once: {', '.join(twice[:5])}")
+        self._check_many((c.spec, f"job {c.name!r}") for c in configs)
+        plan = plan_sync(await self.jobs(), configs, prune=prune)
+        if dry_run:
+            return plan
+        changed = set(plan.added) | {c.name for c in plan.updated}
+        wanted = [c for c in configs if c.name in changed]
+        try:
+            if wanted:
+                await self.put_jobs(wanted, replace=True)
+        except (VersionConflict, AlreadyExists):
+            # Another node synced at the same moment (two schedulers started together with
+            # the same file): converge job by job - a job it already made equal is left as is.
+            for config in wanted:
+                await self._converge(config)
+        for name in plan.removed:
+            await self.remove_job(name)
+        return attrs.evolve(plan, applied=True)
+
+    async def _converge(self, config: TaskConfig) -> TaskConfig:
+        """``put_job(config, replace=True)``, again when a concurrent write got in the way."""
+        for attempt in range(1, SYNC_ATTEMPTS + 1):
+            try:
+                return await self.put_job(config, replace=True)
+            except (VersionConflict, AlreadyExists):
+                if attempt == SYNC_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def update_job(self, name: str, **changes: Any) -> TaskConfig:
         """Change some fields of a job (optimistic: a concurrent change raises VersionConflict)."""
@@ -377,9 +423,67 @@ class DistributeSchedule:
             if task.terminal:
                 return task
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {task_id!r} is still {task.state.value} after {timeout}s")
+                raise TimeoutError(f"task {task_id!r} is still {task.state.value} after {timeout}s"
+                                   + await self._why_waiting(task))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    async def wait_for_storage(
+        self, *, stop: asyncio.Event | None = None, retry: bool = True, max_delay: float = 30.0,
+        on_retry: Callable[[int, BaseException, float], Any] | None = None,
+    ) -> bool:
+        """Open the store, waiting while it is unreachable: retry with exponential backoff
+        (0.5 s doubling up to ``max_delay``, with jitter), calling ``on_retry(attempt, error,
+        delay)`` before each wait. Returns True once open, False when ``stop`` was set first.
+        Raises the error at once when ``retry`` is False or when the store refused the
+        request (see :func:`store_unreachable`)."""
+        from .app.backoff import Backoff, wait_or_stop
+
+        stop = stop or asyncio.Event()
+        backoff = Backoff(first=min(0.5, max_delay), cap=max_delay)
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                await self.storage()
+                return True
+            except Exception as exc:
+                if not retry or not store_unreachable(exc):
+                    raise
+                delay = backoff.next()
+                if on_retry is not None:
+                    on_retry(attempt, exc, delay)
+                await wait_or_stop(stop, delay)
+        return False
+
+    async def _why_waiting(self, task: Task) -> str:
+        """Why a task that is not dispatched yet may never run: no live worker, none that
+        offers its function, or all of them full. Empty when none of these holds."""
+        if task.state not in (TaskState.PENDING, TaskState.RETRYING):
+            return ""
+        storage = await self.storage()
+        now = storage.clock()
+        live = [w for w in await storage.workers.list_workers()
+                if w.is_alive(now, self.config.heartbeat_ttl) and not w.draining]
+        if not live:
+            return (f": no live worker is registered on {display_url(self.config.storage)}; start one "
+                    f"(distsched worker --storage URL --import MODULE) or run one in this process "
+                    f"(async with app.running(): ...)")
+        target = task.spec.target
+        if task.spec.executor == "local" and not any(target in w.functions for w in live):
+            offered = sorted({name for w in live for name in w.functions})
+            return (f": none of the {len(live)} live worker(s) offers function {target!r} (they offer: "
+                    f"{', '.join(offered) or 'nothing'}); start a worker that imports the module defining it "
+                    f"(distsched worker --import MODULE, with @distsched.task or @app.task on it)")
+        if all(w.free == 0 for w in live):
+            return f": all {len(live)} live worker(s) are full"
+        try:
+            leader = await (await self.engine.open_election()).current()
+        except Exception:  # only a hint: the timeout is what the caller gets
+            return ""
+        if leader is None:
+            return ": no scheduler is leading, so nothing dispatches it (start one: distsched scheduler --storage URL)"
+        return ""
 
     async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The final TaskResult of a task (success, or the last failed attempt)."""
@@ -447,6 +551,64 @@ class DistributeSchedule:
     def run(self, *, duration: float | None = None, scheduler: bool = True, worker: bool = True) -> None:
         """Blocking entry: run scheduler and worker until Ctrl-C or ``duration``."""
         asyncio.run(self.run_async(duration=duration, scheduler=scheduler, worker=worker))
+
+
+def functions_in_module(module: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The functions a worker importing ``module`` can run, by task name: those marked with
+    ``@distsched.task`` and those registered with ``@app.task`` on a
+    :class:`DistributeSchedule` instance defined at the module's top level."""
+    found = dict(marked_functions(module))
+    for value in list(vars(module).values()):
+        if isinstance(value, DistributeSchedule):
+            for reg in value.functions:
+                found.setdefault(reg.name, reg.factory)
+    return found
+
+
+def missing_functions_hint(module: ModuleType) -> str:
+    """What to do when ``module`` gives a worker no function (for the error message)."""
+    apps = [name for name, value in vars(module).items() if isinstance(value, DistributeSchedule)]
+    if apps:
+        return (f"its DistributeSchedule {apps[0]!r} has no function registered when the module is imported: "
+                f"decorate module-level functions with @{apps[0]}.task (a registration inside main() or "
+                "`if __name__ == '__main__':` does not run on import)")
+    return ("mark its functions with @distsched.task, or define the app at its top level "
+            "(app = DistributeSchedule(...)) and decorate them with @app.task")
+
+
+def display_url(url: str) -> str:
+    """A storage URL as it may be shown: without its password."""
+    from .app.engine import _redact
+
+    return _redact(url)
+
+
+#: Names of exception types (anywhere in their class hierarchy) that mean "not reachable
+#: now, try again": a server down, restarting, loading, or a network cut. A store plugin's
+#: errors reach the core wrapped, so they are recognised by name (the core imports no client).
+RETRYABLE_ERRORS = frozenset({"ConnectionError", "TimeoutError", "BusyLoadingError", "ConnectionRefusedError",
+                              "ConnectionResetError", "OperationalError", "MasterNotFoundError"})
+#: ... unless one of these says the request itself is wrong (retrying cannot help).
+FATAL_ERRORS = frozenset({"AuthenticationError", "AuthenticationWrongNumberOfArgsError", "AuthorizationError",
+                          "NoPermissionError", "SSLError", "SSLCertVerificationError", "CertificateError",
+                          "ValidationError", "UnknownName", "ResponseError"})
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the store is unreachable for now, False when
+    it refused the request (a bad URL, a wrong password, an untrusted certificate)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    retry = False
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if names & FATAL_ERRORS:
+            return False
+        if names & RETRYABLE_ERRORS or isinstance(current, (OSError, asyncio.TimeoutError)):
+            retry = True
+        current = current.__cause__ or current.__context__
+    return retry
 
 
 async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:

@@ -12,6 +12,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -27,6 +28,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 WORKER_KEYS = ("imports", "concurrency", "capacity", "name", "drain_timeout")
+#: ``[worker]`` keys that are options of ``distsched worker`` (read by the command, see
+#: distsched.cli.config), not executor settings.
+WORKER_OPTION_KEYS = ("storage", "heartbeat_interval", "fail_fast", "metrics", "jobs")
+#: ``[scheduler]``: options of ``distsched scheduler`` (checked by the command).
+SCHEDULER_TABLE = "scheduler"
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_JOBS = 100_000
 
@@ -103,8 +109,11 @@ def load_jobs_file(path: str | Path) -> JobsFile:
 def parse_jobs(data: dict[str, Any], path: Path) -> JobsFile:
     problems: list[str] = []
     for key in data:
-        if key not in ("jobs", "worker"):
-            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker'))} (expected [[jobs]] and [worker])")
+        if key not in ("jobs", "worker", SCHEDULER_TABLE):
+            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker', 'scheduler'))} "
+                            "(expected [[jobs]], [worker] and [scheduler])")
+        elif key == SCHEDULER_TABLE and not isinstance(data[key], dict):
+            problems.append("scheduler: must be a table ([scheduler])")
     raw_jobs = data.get("jobs", [])
     if not isinstance(raw_jobs, list):
         problems.append("jobs: must be an array of tables ([[jobs]])")
@@ -173,16 +182,20 @@ def _worker(raw: dict[str, Any]) -> WorkerSection:
         drain = parse_duration(drain, "drain_timeout")
     return WorkerSection(
         imports=tuple(imports), concurrency=raw.get("concurrency"), capacity=raw.get("capacity"), name=name,
-        drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS},
+        drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS + WORKER_OPTION_KEYS},
     )
 
 
 def import_task_modules(
-    modules: tuple[str, ...] | list[str], *, base: Path | None = None, register: Callable[[str, Any], None]
+    modules: tuple[str, ...] | list[str], *, base: Path | None = None, register: Callable[[str, Any], None],
+    collect: Callable[[ModuleType], dict[str, Callable[..., Any]]] = marked_functions,
+    hint: Callable[[ModuleType], str] | None = None,
 ) -> list[str]:
-    """Import the ``[worker] imports`` modules and register their ``@distsched.task``
-    functions. Modules resolve relative to ``base`` (the jobs file's folder), then the
-    current directory. Returns the registered names."""
+    """Import the ``[worker] imports`` modules and register their functions: ``collect``
+    finds them (default: the ``@distsched.task`` ones; the CLI also takes ``@app.task``
+    functions of a DistributeSchedule in the module), ``hint`` says what to do when a module
+    has none. Modules resolve relative to ``base`` (the jobs file's folder), then the current
+    directory. Returns the registered names."""
     for folder in (Path.cwd(), base):
         if folder is not None and str(folder.resolve()) not in sys.path:
             sys.path.insert(0, str(folder.resolve()))
@@ -193,9 +206,10 @@ def import_task_modules(
         except Exception as exc:
             where = f" (looked in {base} and the current directory)" if base else ""
             raise ValidationError("imports", f"cannot import {module_name!r}{where}: {type(exc).__name__}: {exc}") from None
-        found = marked_functions(module)
+        found = collect(module)
         if not found:
-            raise ValidationError("imports", f"module {module_name!r} has no function marked with @distsched.task")
+            what = hint(module) if hint is not None else "mark its functions with @distsched.task"
+            raise ValidationError("imports", f"module {module_name!r} gives the worker no function: {what}")
         for task_name, func in found.items():
             register(task_name, func)
             names.append(task_name)

@@ -90,7 +90,8 @@ class WorkerService:
         concurrency = self.config.concurrency
         capacity = self.config.capacity or max(concurrency * 4, 64)
         return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
-                      capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None)
+                      capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None,
+                      functions=self.functions.names())
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

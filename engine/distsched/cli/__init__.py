@@ -28,6 +28,7 @@ from ..config import STORAGE_ENV, WorkerConfig, default_storage_url
 from ..model import events as ev
 from ..model.errors import DistschedError
 from ..plugin.manager import DISABLE_ENV, PLUGINS_ENV
+from .config import configurable
 
 T = TypeVar("T")
 log = logging.getLogger("distsched.cli")
@@ -100,9 +101,15 @@ def task_line(event: ev.Event) -> str | None:
     if isinstance(event, ev.TaskSkipped):
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
                 f"  task {event.task_id}")
-    if isinstance(event, ev.WorkerLost) and event.requeued:
-        return f"{_ts(event.at)}  worker {event.worker_id} lost; {event.requeued} task(s) requeued"
+    if isinstance(event, ev.WorkerLost) and (event.requeued or event.reason not in ("", "worker left")):
+        what = event.reason if event.reason.startswith("worker ") else f"worker {event.worker_id} lost"
+        return f"{_ts(event.at)}  {what}; {event.requeued} task(s) requeued"
     return None
+
+
+def _told_by_event(record: logging.LogRecord) -> bool:
+    """Log filter: drop the records the task log already prints as an event line."""
+    return getattr(record, "distsched_event", None) is None
 
 
 #: Events ``--log-format json`` writes (one JSON object a line).
@@ -126,6 +133,10 @@ class _TaskLog:
     def __init__(self, fmt: str = "text") -> None:
         self.lines: list[str] = []
         self.format = task_json if fmt == "json" else task_line
+        # A lost worker is reported once: by its event line here, not also by the log.
+        scheduler_log = logging.getLogger("distsched.scheduler")
+        if _told_by_event not in scheduler_log.filters:
+            scheduler_log.addFilter(_told_by_event)
 
     def __call__(self, event: ev.Event) -> None:
         line = self.format(event)
@@ -179,12 +190,14 @@ def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
 
 def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> None:
     """Import the worker's task modules and check every job's executor, balancer and target."""
+    from ..facade import functions_in_module, missing_functions_hint
     from ..jobs import import_task_modules
 
     problems = []
     try:
-        import_task_modules(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports),
-                            base=jobs_file.path.parent if jobs_file else None, register=app.functions.add)
+        import_task_modules(list(dict.fromkeys(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports))),
+                            base=jobs_file.path.parent if jobs_file else None, register=app.functions.add,
+                            collect=functions_in_module, hint=missing_functions_hint)
     except DistschedError as exc:
         raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
     functions = app.engine.all_functions()
@@ -204,14 +217,18 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
 
 
 def _worker_config(jobs_file: Any, *, name: str | None = None, concurrency: int | None = None,
-                   capacity: int | None = None) -> WorkerConfig:
+                   capacity: int | None = None, drain_timeout: float | None = None) -> WorkerConfig:
+    from .config import config_settings
+
     section = jobs_file.worker if jobs_file else None
+    if drain_timeout is None:
+        drain_timeout = section.drain_timeout if section and section.drain_timeout is not None else 30.0
     return WorkerConfig(
         name=name or (section.name if section else None),
         concurrency=concurrency or (section.concurrency if section and section.concurrency else 8),
         capacity=capacity or (section.capacity if section else None),
-        drain_timeout=section.drain_timeout if section and section.drain_timeout is not None else 30.0,
-        settings=dict(section.settings) if section else {},
+        drain_timeout=drain_timeout,
+        settings={**(dict(section.settings) if section else {}), **config_settings()},
     )
 
 
@@ -439,21 +456,25 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @cli.command()
 @storage_option
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
-              help="Add or update the jobs of this file in the store at start.")
+              help="Add or update the jobs of this file in the store at start (and name the stored jobs it lacks).")
 @click.option("--node-id", default=None, help="This node's id (default: host-pid-random).")
 @click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
+@click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
+@click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @log_format_option
 @metrics_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, log_format: str,
-              metrics: str | None) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, prune: bool, fail_fast: bool,
+              log_format: str, metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
     """
+    if prune and not jobs_file:
+        raise click.UsageError("--prune needs --jobs FILE (the jobs it keeps)")
     jobs = _load_jobs(jobs_file) if jobs_file else None
     options: dict[str, Any] = {"lease_ttl": lease_ttl, "renew_interval": renew_interval, "heartbeat_ttl": heartbeat_ttl,
                                "heartbeat_interval": min(2.0, heartbeat_ttl / 3), "serve": _serve(metrics)}
@@ -466,12 +487,21 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
             app._check_names(job.spec, f"job {job.name!r}")
 
     async def main(stop: asyncio.Event) -> None:
+        from .service import wait_for_store
+
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=_safe(app.config.storage)):
+            return
         if jobs is not None:
-            await app.put_jobs(jobs.jobs, replace=True)
+            from .sync import report_sync
+
+            await report_sync(app, jobs, prune=prune)
         click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
     _run(main)
+
+
+configurable("scheduler")(scheduler)
 
 
 @cli.command()
@@ -480,30 +510,43 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default 8).")
 @click.option("--capacity", type=click.IntRange(1, 1_000_000), default=None,
               help="Tasks this worker may hold, queued + running (default max(4 x concurrency, 64)).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module with @distsched.task functions (repeatable).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Module with @distsched.task functions, or a DistributeSchedule with @app.task ones (repeatable).")
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
+@click.option("--drain-timeout", type=click.FloatRange(0, 86400), default=None,
+              help="Seconds a stopping worker lets running tasks finish before returning them (default 30).")
+@click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @metrics_option
 @click.pass_context
 def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None, capacity: int | None,
-           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, metrics: str | None) -> None:
+           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, drain_timeout: float | None,
+           fail_fast: bool, metrics: str | None) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
     SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
-    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity),
+    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity,
+                                                   drain_timeout=drain_timeout),
                heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3),
                serve=_serve(metrics))
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
+        from .service import wait_for_store
+
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=_safe(app.config.storage)):
+            return
         click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}"
                    f"{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
+
+
+configurable("worker")(worker)
 
 
 def _safe(url: str) -> str:
@@ -523,6 +566,10 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 
     async def main(stop: asyncio.Event) -> T:
         try:
+            from .format import MEMORY_NOTE, is_memory
+
+            if is_memory(app.config.storage) and not await app.jobs():
+                click.echo(MEMORY_NOTE, err=True)
             return await call(app)
         finally:
             await app.engine.close()
@@ -535,7 +582,9 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
-    """List jobs with their next fire time."""
+    """List the jobs: schedule in words, executor:target, next fire time (UTC), paused/disabled."""
+
+    from ..model.words import schedule_words
 
     async def call(app: Any) -> list[dict[str, Any]]:
         store = await app.storage()
@@ -543,6 +592,7 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
         for job in await store.jobs.list_jobs():
             state = await store.jobs.state(job.name)
             out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
+                        "schedule": schedule_words(job.trigger),
                         "executor": job.spec.executor, "target": job.spec.target, "enabled": job.enabled,
                         "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
         return out
@@ -551,10 +601,9 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    for job in data:
-        nxt = datetime.fromtimestamp(job["next_fire_at"], timezone.utc).isoformat() if job["next_fire_at"] else "-"
-        flag = " paused" if job["paused"] else ("" if job["enabled"] else " disabled")
-        click.echo(f"{job['name']:<24} {job['executor']}:{job['target']:<24} next {nxt}{flag}")
+    from .format import jobs_table
+
+    click.echo("\n".join(jobs_table(data)) if data else "no jobs")
 
 
 @jobs.command("add")
@@ -603,6 +652,10 @@ _simple("remove", "Remove job NAME (its past tasks stay).")
 _simple("pause", "Pause job NAME: no slot fires until it is resumed.")
 _simple("resume", "Resume job NAME from its next slot after now.")
 _simple("trigger", "Run job NAME once now, outside its schedule.")
+
+from .sync import sync as _sync  # noqa: E402  (jobs sync: its own module)
+
+jobs.add_command(_sync)
 
 
 def main() -> None:
