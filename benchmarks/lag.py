@@ -28,7 +28,7 @@ import sys
 import time
 from collections import defaultdict
 
-from _common import deployment, parser, report, rounded
+from _common import deployment, parser, rounded, run_storages
 
 from distsched.testing.processes import percentile
 
@@ -130,16 +130,9 @@ def window(started: dict[str, list[tuple[float, str]]], jobs: int, start: float,
     }
 
 
-def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
-    p.add_argument("--no-load", action="store_true", help="measure the idle window only")
-    p.add_argument("--metrics", action="store_true",
-                   help="workers serve /metrics; compare their fire-lag histogram with the figures")
-    args = p.parse_args()
+def measure(args, storage: str) -> tuple[dict, str, bool]:
     metric_urls: list[str] = []
-    with deployment() as dep:
+    with deployment(storage=storage) as dep:
         dep.write("bench_observer.py", OBSERVER)
         dep.write("bench_tasks.py", TASKS)
         jobs = dep.write("jobs.toml", "\n".join(
@@ -198,7 +191,7 @@ def main() -> None:
     idle = window(started, args.jobs, start, end)
     lags = idle.pop("lags")
     missed, duplicated = idle["missed"], idle["duplicated"]
-    figures = {"jobs": args.jobs, "seconds": args.duration, **idle}
+    figures = {"storage": storage, "jobs": args.jobs, "seconds": args.duration, **idle}
     line = (f"lag idle: {args.jobs} jobs every 1s for {args.duration:g}s ({idle['slots']} slots): fire lag p50 "
             f"{figures['lag_p50_ms']} ms, p99 {figures['lag_p99_ms']} ms, max {figures['lag_max_ms']} ms; "
             f"missed {missed}, duplicated {duplicated}")
@@ -222,9 +215,17 @@ def main() -> None:
         figures.update(metrics_count=count, metrics_p99_bucket_ms=[low, high], metrics_agree=agree)
         line += (f"\n/metrics: {count:.0f} fire-lag observations in the window, the p99 lies in the bucket "
                  f"({low:g}, {high:g}] ms: {'agrees' if agree else 'DISAGREES'} with p99 {figures['lag_p99_ms']} ms")
-    report(figures, line, args.json)
-    if missed or duplicated or not agree:
-        sys.exit(1)
+    return figures, line, bool(missed or duplicated or not agree)
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
+    p.add_argument("--no-load", action="store_true", help="measure the idle window only")
+    p.add_argument("--metrics", action="store_true",
+                   help="workers serve /metrics; compare their fire-lag histogram with the figures")
+    run_storages(p.parse_args(), measure)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Throughput: N no-op local tasks, 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
 
-    python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both] [--runs 1] [--metrics] [--json]
+    python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both] [--runs 1] [--metrics]
+        [--storage redis|postgres|both] [--json]
 
-Starts its own redis-server. Per mode and run, in the same Redis:
+Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database:
+then without the raw-Redis ceilings and the Redis command counts). Per mode and run, in the
+same store:
 
 - two raw-Redis ceilings: a **pipelined** producer (LPUSH in batches of 100) and a
   **sequential** one (one LPUSH round trip per message), each with two consumer processes
@@ -32,7 +35,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from _common import deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, report
+from _common import deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, run_storages
 
 from distsched.testing.processes import Deployment
 from distsched.testing.redis_server import RedisServer
@@ -158,6 +161,7 @@ async def submit_and_wait(url: str, mode: str, n: int, timeout: float) -> tuple[
 
     app = DistributeSchedule(url)
     storage = await app.storage()
+    client = getattr(storage, "client", None)  # Redis: one ZCARD per poll, not counts()
     done_key = getattr(storage, "prefix", "") + "x:succeeded"  # one entry per succeeded task
     polls = 0
     try:
@@ -167,7 +171,11 @@ async def submit_and_wait(url: str, mode: str, n: int, timeout: float) -> tuple[
         deadline = start + timeout
         while time.perf_counter() < deadline:
             polls += 1  # one ZCARD: subtracted from the commands counted
-            if await storage.client.zcard(done_key) >= n:  # type: ignore[attr-defined]
+            if client is not None and hasattr(client, "zcard"):
+                done = await client.zcard(done_key)
+            else:
+                done = (await storage.tasks.counts()).get("succeeded", 0)
+            if done >= n:
                 break
             await asyncio.sleep(0.01)
         return time.perf_counter() - start, polls, cpu
@@ -193,15 +201,19 @@ def _metrics(on: bool) -> list[str]:
     return ["--metrics", f"127.0.0.1:{free_port()}"]
 
 
-def one_run(n: int, mode: str, metrics: bool = False) -> dict:
-    with deployment() as dep:
-        raw_pipelined = raw_baseline(dep, n, pipelined=True)
-        raw_sequential = raw_baseline(dep, n, pipelined=False)
-        port = dep.store.port
-        assert port is not None
-        before = command_calls(port)
+def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis") -> dict:
+    redis = storage == "redis"
+    with deployment(storage=storage) as dep:
+        raw_pipelined = raw_baseline(dep, n, pipelined=True) if redis else None
+        raw_sequential = raw_baseline(dep, n, pipelined=False) if redis else None
+        port = dep.store.port if redis else None
+
+        def calls() -> Counter[str]:
+            return command_calls(port) if port is not None else Counter()
+
+        before = calls()
         enq_rate, enq_cpu = asyncio.run(enqueue_only(dep.store.url_for(namespace="enqueue"), mode, n))
-        enq_cmds = command_calls(port) - before
+        enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
         dep.spawn("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
@@ -213,14 +225,16 @@ def one_run(n: int, mode: str, metrics: bool = False) -> dict:
             return len(await storage.workers.list_workers()) == 2
 
         dep.wait_for(lambda: dep.call(registered), 30, "two workers to register", interval=0.1)
-        pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid,
-                "redis": dep.store.pid}
+        pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid}
+        if redis:  # PostgreSQL's server processes are not counted
+            pids["redis"] = dep.store.pid
         cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
-        before = command_calls(port)
+        before = calls()
         own0 = time.process_time()
         elapsed, polls, submit_cpu = asyncio.run(submit_and_wait(dep.url, mode, n, timeout=120))
-        cmds = command_calls(port) - before
-        cmds["zcard"] -= polls
+        cmds = calls() - before
+        if redis:
+            cmds["zcard"] -= polls
         cpu = {name: round(proc_cpu_seconds(pid) - cpu0[name], 2) for name, pid in pids.items()}
         cpu["submitter"] = round(time.process_time() - own0, 2)
         counts = asyncio.run(final_counts(dep.url))
@@ -234,12 +248,14 @@ def one_run(n: int, mode: str, metrics: bool = False) -> dict:
     rate = n / elapsed
     total_cmds = sum(cmds.values())
     return {
-        "mode": mode, "n": n, "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
+        "storage": storage, "mode": mode, "n": n, "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
         "enqueue_per_s": round(enq_rate, 1), "enqueue_cpu_us_per_submit": round(enq_cpu / n * 1e6, 1),
-        "enqueue_commands_per_submit": round(sum(enq_cmds.values()) / n, 2),
-        "raw_pipelined_per_s": round(raw_pipelined, 1), "raw_sequential_per_s": round(raw_sequential, 1),
-        "ratio_to_pipelined": round(rate / raw_pipelined, 3), "ratio_to_sequential": round(rate / raw_sequential, 3),
-        "commands_per_task": round(total_cmds / n, 2),
+        "enqueue_commands_per_submit": round(sum(enq_cmds.values()) / n, 2) if redis else None,
+        "raw_pipelined_per_s": round(raw_pipelined, 1) if raw_pipelined else None,
+        "raw_sequential_per_s": round(raw_sequential, 1) if raw_sequential else None,
+        "ratio_to_pipelined": round(rate / raw_pipelined, 3) if raw_pipelined else None,
+        "ratio_to_sequential": round(rate / raw_sequential, 3) if raw_sequential else None,
+        "commands_per_task": round(total_cmds / n, 2) if redis else None,
         "commands_per_task_by_command": {k: round(v / n, 2) for k, v in cmds.most_common() if v / n >= 0.05},
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
         "executed": len(ran), "worker_peak_rss_mb": [round(r, 1) for r in rss],
@@ -249,14 +265,41 @@ def one_run(n: int, mode: str, metrics: bool = False) -> dict:
 
 
 def summary(f: dict) -> str:
+    redis = (f" ({f['enqueue_commands_per_submit']} Redis commands, {f['enqueue_cpu_us_per_submit']} us CPU per submit); "
+             f"raw Redis pipelined {f['raw_pipelined_per_s']}/s (ratio {f['ratio_to_pipelined']}), "
+             f"sequential {f['raw_sequential_per_s']}/s (ratio {f['ratio_to_sequential']}); "
+             f"Redis commands/task {f['commands_per_task']}" if f["storage"] == "redis"
+             else f" ({f['enqueue_cpu_us_per_submit']} us CPU per submit)")
     return (f"throughput {f['mode']}: {f['n']} tasks in {f['seconds']}s = {f['tasks_per_s']} tasks/s end to end "
-            f"(runs {f['runs']}); enqueue only {f['enqueue_per_s']} submits/s "
-            f"({f['enqueue_commands_per_submit']} Redis commands, {f['enqueue_cpu_us_per_submit']} us CPU per submit); "
-            f"raw Redis pipelined {f['raw_pipelined_per_s']}/s (ratio {f['ratio_to_pipelined']}), "
-            f"sequential {f['raw_sequential_per_s']}/s (ratio {f['ratio_to_sequential']}); "
-            f"Redis commands/task {f['commands_per_task']}; lost {f['lost']}, duplicated {f['duplicated']}; "
+            f"(runs {f['runs']}); enqueue only {f['enqueue_per_s']} submits/s{redis}; "
+            f"lost {f['lost']}, duplicated {f['duplicated']}; "
             f"worker peak RSS {'/'.join(str(r) for r in f['worker_peak_rss_mb'])} MB; "
             f"CPU us/task {' '.join(f'{k} {v}' for k, v in f['cpu_us_per_task'].items())}")
+
+
+def measure(args: Any, storage: str) -> tuple[dict, str, bool]:
+    modes = ("single", "bulk") if args.mode == "both" else (args.mode,)
+    results: dict[str, dict] = {}
+    failed = False
+    for mode in modes:
+        runs = [one_run(args.n, mode, args.metrics, storage) for _ in range(args.runs)]
+        figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
+        figures["runs"] = [r["tasks_per_s"] for r in runs]
+        ratios = [r["ratio_to_pipelined"] for r in runs if r["ratio_to_pipelined"] is not None]
+        figures["median_ratio_to_pipelined"] = statistics.median(ratios) if ratios else None
+        results[mode] = figures
+        failed = failed or any(r["lost"] or r["duplicated"] for r in runs)
+    out: dict[str, Any] = dict(results[modes[0]]) if len(modes) == 1 else {"storage": storage, "modes": results}
+    line = "\n".join(summary(f) for f in results.values())
+    if len(modes) == 2 and storage == "redis":
+        out["single_to_bulk_commands"] = round(results["single"]["commands_per_task"]
+                                               / results["bulk"]["commands_per_task"], 2)
+        line += f"\nRedis commands per task, single / bulk: {out['single_to_bulk_commands']}"
+    # the correctness figures at the top level, for either shape
+    out["lost"] = sum(r["lost"] for r in results.values())
+    out["duplicated"] = sum(r["duplicated"] for r in results.values())
+    out["executed"] = min(r["executed"] for r in results.values())
+    return out, line, failed
 
 
 def main() -> None:
@@ -266,31 +309,7 @@ def main() -> None:
                    help="single: sequential app.submit; bulk: submit_many (default both)")
     p.add_argument("--runs", type=int, default=1, help="runs per mode; the median run is reported (default 1)")
     p.add_argument("--metrics", action="store_true", help="scheduler and workers serve /metrics (--metrics)")
-    args = p.parse_args()
-    modes = ("single", "bulk") if args.mode == "both" else (args.mode,)
-    results: dict[str, dict] = {}
-    failed = False
-    for mode in modes:
-        runs = [one_run(args.n, mode, args.metrics) for _ in range(args.runs)]
-        figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
-        figures["runs"] = [r["tasks_per_s"] for r in runs]
-        figures["median_ratio_to_pipelined"] = statistics.median(r["ratio_to_pipelined"] for r in runs)
-        results[mode] = figures
-        failed = failed or any(r["lost"] or r["duplicated"] for r in runs)
-    out: dict[str, Any] = dict(results[modes[0]]) if len(modes) == 1 else {"modes": results}
-    if len(modes) == 2:
-        out["single_to_bulk_commands"] = round(results["single"]["commands_per_task"]
-                                               / results["bulk"]["commands_per_task"], 2)
-    # the correctness figures at the top level, for either shape
-    out["lost"] = sum(r["lost"] for r in results.values())
-    out["duplicated"] = sum(r["duplicated"] for r in results.values())
-    out["executed"] = min(r["executed"] for r in results.values())
-    line = "\n".join(summary(f) for f in results.values())
-    if "single_to_bulk_commands" in out:
-        line += f"\nRedis commands per task, single / bulk: {out['single_to_bulk_commands']}"
-    report(out, line, args.json)
-    if failed:
-        sys.exit(1)
+    run_storages(p.parse_args(), measure)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -31,9 +30,7 @@ from .config import EngineConfig, WorkerConfig, default_storage_url
 from .history import check_since
 from .model import (
     AlreadyExists,
-    MisfirePolicy,
     NotFound,
-    OverlapPolicy,
     RetryPolicy,
     Slot,
     Task,
@@ -44,8 +41,10 @@ from .model import (
     ValidationError,
     VersionConflict,
 )
+from .model.build import build_job, build_retry, check_task_id, first_fire, job_fields
+from .model.errors import DistschedError
 from .model.sync import SyncPlan, plan_sync
-from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
+from .model.trigger import AtTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
@@ -119,21 +118,48 @@ class DistributeSchedule:
     async def storage(self) -> StorageBackend:
         return await self.engine.open()
 
-    def _check_names(self, spec: TaskSpec, where: str) -> None:
-        self.plugins.executors.get(spec.executor, where=where)
+    # -- checks -----------------------------------------------------------------------
+    def check_spec(self, spec: TaskSpec, where: str = "task") -> None:
+        """Refuse a spec this deployment could never run, before anything is stored: its
+        executor or balancer is not registered (UnknownName), or its executor's validator
+        refuses it (ValidationError naming ``where``, the field and the reason - e.g. an
+        ``http`` target that is not an http(s) URL). Called by every facade method that adds
+        a job or submits a task, and by the CLI."""
+        self.plugins.executors.validate(spec, where=where)
+        self._check_balancer(spec, where=where)
+
+    def _check_balancer(self, spec: TaskSpec, *, where: str) -> None:
         self.plugins.balancers.get(spec.balancer, where=where)
 
+    def check_jobs(self, configs: Iterable[TaskConfig], *, functions: bool = False) -> list[str]:
+        """Every problem of these jobs, one line each (``job 'x': field: reason``), without
+        raising: what :meth:`check_spec` refuses and, with ``functions=True``, a ``local``
+        target that is not registered in this process (a worker's check)."""
+        problems: list[str] = []
+        registered = self.plugins.functions.merged(self.functions) if functions else None
+        for config in configs:
+            where = f"job {config.name!r}"
+            for check in (self.plugins.executors.validate, self._check_balancer):
+                try:
+                    check(config.spec, where=where)
+                except DistschedError as exc:
+                    problems.append(str(exc))
+            if registered is not None and config.spec.executor == "local" and config.spec.target not in registered:
+                problems.append(f"{where}: target: function {config.spec.target!r} is not registered (registered: "
+                                f"{', '.join(registered.names()) or 'none'}; list its module in [worker] imports)")
+        return problems
+
+    def function_names(self) -> list[str]:
+        """The functions the ``local`` executor of this process may run (plugins' and the app's)."""
+        return self.plugins.functions.merged(self.functions).names()
+
     def _check_many(self, specs: Iterable[tuple[TaskSpec, str]]) -> None:
-        """``_check_names`` for many specs, once per (executor, balancer) pair."""
-        checked: set[tuple[str, str]] = set()
         for spec, where in specs:
-            if (spec.executor, spec.balancer) not in checked:
-                self._check_names(spec, where)
-                checked.add((spec.executor, spec.balancer))
+            self.check_spec(spec, where)
 
     # -- jobs -------------------------------------------------------------------------
     async def add_job(self, name: str, *, replace: bool = False, **fields: Any) -> TaskConfig:
-        """Define a job. Exactly one of ``cron=``, ``every=``, ``at=``; see :func:`build_job`
+        """Define a job. Exactly one of ``cron=``, ``every=``, ``at=``; see :func:`distsched.model.build_job`
         for every field. ``replace=True`` updates an existing job of that name."""
         config = build_job(name, **fields)
         return await self.put_job(config, replace=replace)
@@ -141,7 +167,7 @@ class DistributeSchedule:
     async def put_job(self, config: TaskConfig, *, replace: bool = False) -> TaskConfig:
         """Store ``config``; with ``replace``, update an existing job (keeping its progress
         unless its trigger changed)."""
-        self._check_names(config.spec, f"job {config.name!r}")
+        self.check_spec(config.spec, f"job {config.name!r}")
         storage = await self.storage()
         now = storage.clock()
         try:
@@ -237,7 +263,7 @@ class DistributeSchedule:
         fields = job_fields(current)
         fields.update(changes)
         config = attrs.evolve(build_job(name, **fields), version=current.version)
-        self._check_names(config.spec, f"job {name!r}")
+        self.check_spec(config.spec, f"job {name!r}")
         state = await storage.jobs.state(name)
         nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, storage.clock())
         return await storage.jobs.update(config, next_fire_at=nxt)
@@ -293,7 +319,7 @@ class DistributeSchedule:
     ) -> str:
         """Submit a one-off task; returns its id (a given ``task_id`` makes it idempotent)."""
         spec = TaskSpec(executor=executor, target=target, args=args, kwargs=kwargs or {}, options=options or {},
-                        timeout=parse_duration(timeout, "timeout"), retry=_retry(retry), balancer=balancer)
+                        timeout=parse_duration(timeout, "timeout"), retry=build_retry(retry), balancer=balancer)
         return (await self.submit_many([spec], task_ids=[task_id] if task_id else None))[0]
 
     async def submit_many(self, specs: Sequence[TaskSpec], *, task_ids: Sequence[str] | None = None) -> list[str]:
@@ -492,6 +518,14 @@ class DistributeSchedule:
             raise NotFound(f"task {task_id!r} ended {task.state.value} without a result ({task.reason})")
         return task.result
 
+    # -- deployment -------------------------------------------------------------------
+    @property
+    def stats(self) -> dict[str, int] | None:
+        """This process's scheduler counters (succeeded, failed, timed_out, retrying...)
+        once it has run a scheduler, else None."""
+        scheduler = self.engine.scheduler
+        return dict(scheduler.stats) if scheduler is not None else None
+
     # -- running ----------------------------------------------------------------------
     async def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
         """Start the scheduler and/or a worker in the background of this event loop."""
@@ -578,9 +612,9 @@ def missing_functions_hint(module: ModuleType) -> str:
 
 def display_url(url: str) -> str:
     """A storage URL as it may be shown: without its password."""
-    from .app.engine import _redact
+    from .urls import redact_url
 
-    return _redact(url)
+    return redact_url(url)
 
 
 #: Names of exception types (anywhere in their class hierarchy) that mean "not reachable
@@ -616,139 +650,3 @@ async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:
     done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         waiter.cancel()
-
-
-_TASK_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
-
-
-def check_task_id(task_id: Any) -> None:
-    """A caller-chosen task id: 1-256 characters, no control characters (it becomes a key)."""
-    if not isinstance(task_id, str) or not _TASK_ID_RE.match(task_id):
-        raise ValidationError("task_id", "must be 1-256 characters without control characters")
-
-
-#: The policy of a task submitted without one (frozen: one instance serves every call).
-_DEFAULT_RETRY = RetryPolicy()
-
-
-def _retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
-    if value is None:
-        return _DEFAULT_RETRY
-    if isinstance(value, RetryPolicy):
-        return value
-    if not isinstance(value, dict):
-        raise ValidationError("retry", f"must be a table with max_attempts, backoff, delay, max_delay, jitter; not {value!r}")
-    data = dict(value)
-    for key in ("delay", "max_delay"):
-        if key in data:
-            data[key] = parse_duration(data[key], f"retry.{key}") if isinstance(data[key], str) else data[key]
-    unknown = set(data) - {"max_attempts", "backoff", "delay", "max_delay", "jitter"}
-    if unknown:
-        raise ValidationError(f"retry.{sorted(unknown)[0]}", "unknown field (expected max_attempts, backoff, delay, max_delay, jitter)")
-    try:
-        return RetryPolicy(**data)
-    except ValidationError as exc:
-        raise ValidationError(f"retry.{exc.field}", exc.reason) from None
-
-
-JOB_FIELDS = (
-    "cron", "every", "at", "timezone", "executor", "target", "args", "kwargs", "options", "timeout",
-    "balancer", "balance_key", "retry", "enabled", "misfire", "misfire_grace", "overlap", "max_instances",
-    "dst_gap", "dst_fold", "description",
-)
-
-
-def build_job(
-    name: str,
-    *,
-    cron: str | None = None,
-    every: str | float | None = None,
-    at: str | None = None,
-    timezone: str = "UTC",
-    executor: str = "local",
-    target: str | None = None,
-    args: Sequence[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    timeout: float | str = 60.0,
-    balancer: str = "least-tasks",
-    balance_key: str | None = None,
-    retry: RetryPolicy | dict[str, Any] | None = None,
-    enabled: bool = True,
-    misfire: str = "fire-once",
-    misfire_grace: float | str = 60.0,
-    overlap: str = "parallel",
-    max_instances: int = 1,
-    dst_gap: str = "shift",
-    dst_fold: str = "once",
-    description: str = "",
-) -> TaskConfig:
-    """Build and validate a job. Raises ValidationError naming the field and the reason."""
-    given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
-    if len(given) != 1:
-        raise ValidationError("cron/every/at", f"give exactly one of cron, every, at (got {', '.join(given) or 'none'})")
-    trigger: Any
-    if cron is not None:
-        trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold)
-    elif every is not None:
-        trigger = EveryTrigger(parse_duration(every, "every"), timezone=timezone)
-    else:
-        trigger = AtTrigger.parse(at, timezone)
-    if not isinstance(args, (list, tuple)):
-        raise ValidationError("args", f"must be a list, not {type(args).__name__}")
-    if not isinstance(enabled, bool):
-        raise ValidationError("enabled", f"must be true or false, not {enabled!r}")
-    spec = TaskSpec(
-        executor=executor, target=target if target is not None else name, args=tuple(args),
-        kwargs=kwargs if kwargs is not None else {}, options=options if options is not None else {},
-        timeout=parse_duration(timeout, "timeout"), retry=_retry(retry), balancer=balancer,
-        balance_key=balance_key if balance_key is not None else name,  # TaskConfig's default, without a copy
-    )
-    return TaskConfig(
-        name=name, trigger=trigger, spec=spec, enabled=enabled,
-        misfire=MisfirePolicy(mode=misfire, grace=parse_duration(misfire_grace, "misfire_grace")
-                              if isinstance(misfire_grace, str) else misfire_grace),
-        overlap=OverlapPolicy(mode=overlap, max_instances=max_instances),
-        description=description,
-    )
-
-
-def job_fields(config: TaskConfig) -> dict[str, Any]:
-    """The keyword arguments of :func:`build_job` that rebuild ``config``."""
-    trigger = config.trigger
-    fields: dict[str, Any] = {}
-    if isinstance(trigger, CronTrigger):
-        fields.update(cron=trigger.expr, dst_gap=trigger.dst_gap, dst_fold=trigger.dst_fold)
-    elif isinstance(trigger, EveryTrigger):
-        fields.update(every=trigger.interval)
-    elif isinstance(trigger, AtTrigger):
-        from datetime import datetime, timezone
-
-        fields.update(at=datetime.fromtimestamp(trigger.at, timezone.utc).isoformat())
-    if trigger is not None:
-        fields["timezone"] = trigger.timezone
-    spec = config.spec
-    fields.update(
-        executor=spec.executor, target=spec.target, args=list(spec.args), kwargs=spec.kwargs,
-        options=spec.options, timeout=spec.timeout, balancer=spec.balancer,
-        balance_key=None if spec.balance_key == config.name else spec.balance_key,
-        retry=spec.retry, enabled=config.enabled, misfire=config.misfire.mode,
-        misfire_grace=config.misfire.grace, overlap=config.overlap.mode,
-        max_instances=config.overlap.max_instances, description=config.description,
-    )
-    return fields
-
-
-def first_fire(config: TaskConfig, now: float) -> float | None:
-    """The first slot of a new (or re-timed) job: the next one after now; a one-shot ``at``
-    still inside its misfire grace fires at once, one further in the past is refused."""
-    if isinstance(config.trigger, AtTrigger):
-        if config.trigger.at <= now - config.misfire.grace:
-            raise ValidationError("at", f"job {config.name!r}: {config.trigger.at:.0f} is in the past "
-                                        f"(beyond the misfire grace of {config.misfire.grace:g}s)")
-        return config.trigger.at
-    first = config.next_fire_after(now)
-    if first is None and isinstance(config.trigger, CronTrigger):
-        raise ValidationError("cron", f"job {config.name!r}: {config.trigger.expr!r} never fires "
-                                      "(no matching date within the next years)")
-    return first

@@ -2,6 +2,11 @@
 
 Loading validates everything before anything is stored, and reports every problem at once,
 one line each, naming the job, the field and the reason: a bad file changes nothing.
+
+This module builds jobs with the model alone (no facade, engine or plugin manager). What
+only the plugins know - that an executor exists and accepts the job's target - is checked
+by the ``check_spec`` callable a caller passes in, typically
+``DistributeSchedule.check_spec``: ``load_jobs_file(path, check_spec=app.check_spec)``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,7 @@ from typing import Any
 
 import attrs
 
-from .facade import JOB_FIELDS, build_job
-from .model import TaskConfig, ValidationError
+from .model import JOB_FIELDS, TaskConfig, TaskSpec, ValidationError, build_job
 from .model.errors import DistschedError
 from .tasks import marked_functions
 
@@ -76,8 +80,14 @@ def _suggest(key: str, options: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def load_jobs_file(path: str | Path) -> JobsFile:
-    """Parse and validate a jobs file. Raises JobsFileError listing every problem."""
+#: Checks one job's spec where only the plugins can (``check_spec(spec, where)``, raising a
+#: DistschedError): :meth:`distsched.DistributeSchedule.check_spec`.
+SpecCheck = Callable[[TaskSpec, str], None]
+
+
+def load_jobs_file(path: str | Path, *, check_spec: SpecCheck | None = None) -> JobsFile:
+    """Parse and validate a jobs file. Raises JobsFileError listing every problem, including
+    what ``check_spec`` refuses (an unknown executor, an ``http`` target that is not a URL)."""
     path = Path(path)
     try:
         info = path.stat()
@@ -103,10 +113,10 @@ def load_jobs_file(path: str | Path) -> JobsFile:
         raise JobsFileError(str(path), [f"invalid TOML: {exc}"]) from None
     except RecursionError:
         raise JobsFileError(str(path), ["invalid TOML: nested too deeply"]) from None
-    return parse_jobs(data, path)
+    return parse_jobs(data, path, check_spec=check_spec)
 
 
-def parse_jobs(data: dict[str, Any], path: Path) -> JobsFile:
+def parse_jobs(data: dict[str, Any], path: Path, *, check_spec: SpecCheck | None = None) -> JobsFile:
     problems: list[str] = []
     for key in data:
         if key not in ("jobs", "worker", SCHEDULER_TABLE):
@@ -143,11 +153,20 @@ def parse_jobs(data: dict[str, Any], path: Path) -> JobsFile:
         if unknown:
             continue
         try:
-            jobs.append(build_job(name, **fields))
+            config = build_job(name, **fields)
         except ValidationError as exc:
             problems.append(f"{where}: {exc.field}: {exc.reason}")
+            continue
         except TypeError as exc:
             problems.append(f"{where}: {exc}")
+            continue
+        if check_spec is not None:
+            try:
+                check_spec(config.spec, where)
+            except DistschedError as exc:
+                problems.append(str(exc) if str(exc).startswith(f"{where}: ") else f"{where}: {exc}")
+                continue
+        jobs.append(config)
     worker = WorkerSection()
     raw_worker = data.get("worker", {})
     if not isinstance(raw_worker, dict):

@@ -15,6 +15,7 @@ from ..plugin.events import EventBus
 from ..plugin.manager import PluginManager, check_returns
 from ..plugin.registry import FunctionRegistry
 from ..ports import Election, StorageBackend
+from ..urls import redact_text, redact_url
 from .scheduler import Scheduler
 from .worker import WorkerService
 
@@ -60,8 +61,8 @@ class Engine:
             except Exception as exc:
                 from ..plugin.errors import PluginError
 
-                raise PluginError(f"storage {reg.name!r} from {reg.origin} could not open {_redact(url)}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise PluginError(f"storage {reg.name!r} from {reg.origin} could not open {redact_url(url)}: "
+                                  f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
         self.storage = check_returns(storage, StorageBackend, reg, "StorageBackend")
         return self.storage
 
@@ -97,6 +98,10 @@ class Engine:
     async def _run_services(self, storage: StorageBackend, stop: asyncio.Event, *, scheduler: bool,
                             worker: WorkerConfig | None, on_ready: Callable[[], Any] | None) -> None:
         services = []
+        if worker is not None:
+            # Settings the executors refuse (a bad http_allow entry...) stop the process here,
+            # before anything starts, rather than failing each task later.
+            self.plugins.executors.check_settings(worker.settings, where="worker")
         if scheduler:
             if not len(self.plugins.balancers):
                 self.plugins.balancers.get("least-tasks", where="scheduler")  # raises, naming why
@@ -167,12 +172,3 @@ class Engine:
             self.storage = None
             self.election = None
 
-
-def _redact(url: str) -> str:
-    """A URL without its password, for messages and logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"

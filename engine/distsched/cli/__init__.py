@@ -18,16 +18,15 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from ..__about__ import __version__
-from ..config import STORAGE_ENV, WorkerConfig, default_storage_url
+from ..config import DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
 from ..model import events as ev
 from ..model.errors import DistschedError
-from ..plugin.manager import DISABLE_ENV, PLUGINS_ENV
+from ..urls import redact_text, redact_url
 from .config import configurable
 
 T = TypeVar("T")
@@ -66,7 +65,7 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except DistschedError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact_text(str(exc))) from None
     except (KeyboardInterrupt, click.ClickException):
         raise
     except Exception as exc:
@@ -75,7 +74,7 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
         text = str(exc).splitlines()[0] if str(exc) else ""
-        raise click.ClickException(f"{type(exc).__name__}: {text} (run with -vv for the traceback)") from None
+        raise click.ClickException(f"{type(exc).__name__}: {redact_text(text)} (run with -vv for the traceback)") from None
 
 
 _ts_second: list[Any] = [None, ""]
@@ -193,25 +192,22 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
     from ..facade import functions_in_module, missing_functions_hint
     from ..jobs import import_task_modules
 
-    problems = []
     try:
         import_task_modules(list(dict.fromkeys(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports))),
                             base=jobs_file.path.parent if jobs_file else None, register=app.functions.add,
                             collect=functions_in_module, hint=missing_functions_hint)
     except DistschedError as exc:
         raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
-    functions = app.engine.all_functions()
-    for job in jobs_file.jobs if jobs_file else ():
-        for family, name in (("executors", job.spec.executor), ("balancers", job.spec.balancer)):
-            registry = getattr(app.plugins, family)
-            if name not in registry:
-                try:
-                    registry.get(name, where=f"job {job.name!r}")
-                except DistschedError as exc:
-                    problems.append(str(exc))
-        if job.spec.executor == "local" and job.spec.target not in functions:
-            problems.append(f"job {job.name!r}: target: function {job.spec.target!r} is not registered "
-                            f"(registered: {', '.join(functions.names()) or 'none'}; list its module in [worker] imports)")
+    if jobs_file:
+        _refuse(jobs_file, app.check_jobs(jobs_file.jobs, functions=True))
+
+
+def _check_jobs(app: Any, jobs_file: Any, jobs: Any = None) -> None:
+    """Check every job's executor, balancer and target (the executor's validator) before any is stored."""
+    _refuse(jobs_file, app.check_jobs(jobs_file.jobs if jobs is None else jobs))
+
+
+def _refuse(jobs_file: Any, problems: list[str]) -> None:
     if problems:
         raise click.ClickException(f"{jobs_file.path}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -365,14 +361,13 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
 
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {_safe(app.config.storage)}"
+        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {redact_url(app.config.storage)}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
         await app.run_async(duration=duration, stop=stop)
-        scheduler = app.engine.scheduler
-        if scheduler is not None:
-            s = scheduler.stats
-            click.echo(f"stopped: {s['succeeded']} succeeded, {s['failed']} failed, {s['timed_out']} timed out, "
-                       f"{s['retrying']} retries scheduled", err=True)
+        s = app.stats
+        if s is not None:
+            click.echo(f"stopped: {s.get('succeeded', 0)} succeeded, {s.get('failed', 0)} failed, "
+                       f"{s.get('timed_out', 0)} timed out, {s.get('retrying', 0)} retries scheduled", err=True)
 
     _run(main)
 
@@ -483,19 +478,18 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
     app = _app(ctx, storage, **options)
     app.listeners.append(_TaskLog(log_format))
     if jobs is not None:
-        for job in jobs.jobs:
-            app._check_names(job.spec, f"job {job.name!r}")
+        _check_jobs(app, jobs)
 
     async def main(stop: asyncio.Event) -> None:
         from .service import wait_for_store
 
-        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=_safe(app.config.storage)):
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=redact_url(app.config.storage)):
             return
         if jobs is not None:
             from .sync import report_sync
 
             await report_sync(app, jobs, prune=prune)
-        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}{_serving(metrics)}", err=True)
+        click.echo(f"scheduler {app.config.node_id} on {redact_url(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
     _run(main)
@@ -537,9 +531,9 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
     async def main(stop: asyncio.Event) -> None:
         from .service import wait_for_store
 
-        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=_safe(app.config.storage)):
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=redact_url(app.config.storage)):
             return
-        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}"
+        click.echo(f"worker on {redact_url(app.config.storage)}; functions: {', '.join(app.function_names()) or 'none'}"
                    f"{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
@@ -547,12 +541,6 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
 
 
 configurable("worker")(worker)
-
-
-def _safe(url: str) -> str:
-    from ..app.engine import _redact
-
-    return _redact(url)
 
 
 # -- jobs ------------------------------------------------------------------------------
@@ -572,7 +560,7 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
                 click.echo(MEMORY_NOTE, err=True)
             return await call(app)
         finally:
-            await app.engine.close()
+            await app.stop()
 
     return _run(main)
 
@@ -620,6 +608,7 @@ def jobs_add(ctx: click.Context, jobs_file: str, names: tuple[str, ...], storage
         raise click.ClickException(str(exc)) from None
 
     async def call(app: Any) -> None:
+        _check_jobs(app, loaded, selected)
         for stored in await app.put_jobs(selected, replace=True):
             click.echo(f"{stored.name}: version {stored.version}")
 
@@ -665,4 +654,4 @@ def main() -> None:
 from . import status as _status  # noqa: E402,F401  (distsched status)
 from . import tasks as _tasks  # noqa: E402,F401  (distsched tasks ...)
 
-__all__ = ["cli", "main", "task_line", "default_storage_url", "Path"]
+__all__ = ["cli", "main", "task_line"]

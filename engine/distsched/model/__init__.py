@@ -1,5 +1,6 @@
 """The domain model: pure attrs objects, no I/O, no clock reads (time is passed in)."""
 
+from .build import JOB_FIELDS, build_job, build_retry, check_task_id, first_fire, job_fields
 from .errors import (
     AlreadyExists,
     DistschedError,
@@ -21,9 +22,10 @@ from .trigger import AtTrigger, CronTrigger, EveryTrigger, Slot, Trigger, parse_
 from .worker import Worker
 
 __all__ = [
-    "AlreadyExists", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
+    "JOB_FIELDS", "AlreadyExists", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
     "FencedError", "FirePlan", "InvalidTransition", "JobState", "MisfirePolicy", "NotFound",
     "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "TERMINAL",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",
-    "ValidationError", "VersionConflict", "Worker", "WorkerFull", "parse_duration", "slot_task_id",
+    "ValidationError", "VersionConflict", "Worker", "WorkerFull", "build_job", "build_retry", "check_task_id",
+    "first_fire", "job_fields", "parse_duration", "slot_task_id",
 ]

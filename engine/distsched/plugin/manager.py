@@ -18,6 +18,7 @@ import attrs
 import pluggy
 
 from .. import hookspecs
+from ..config import DISABLE_ENV, PLUGINS_ENV
 from .errors import PluginError, PluginLoadError
 from .registry import (
     BalancerRegistry,
@@ -36,8 +37,6 @@ else:  # the backport is faster and de-duplicates distributions on older Pythons
 
 log = logging.getLogger("distsched.plugins")
 GROUP = "distsched"
-DISABLE_ENV = "DISTSCHED_DISABLE_PLUGINS"
-PLUGINS_ENV = "DISTSCHED_PLUGINS"
 
 _REGISTRATION_HOOKS = {
     "storage": "distsched_register_storage",

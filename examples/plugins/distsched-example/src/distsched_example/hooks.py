@@ -17,7 +17,12 @@ EVENTS_ENV = "DISTSCHED_EXAMPLE_EVENTS"
 
 @hookimpl
 def distsched_register_executors(registry):
-    registry.add("echo", _echo, description="Returns the task's target, args and kwargs; runs nothing")
+    registry.add(
+        "echo",
+        _echo,
+        description="Returns the task's target, args and kwargs; runs nothing",
+        validate=_validate_echo,
+    )
 
 
 @hookimpl
@@ -42,6 +47,16 @@ def _echo(context):
     from .executor import EchoExecutor
 
     return EchoExecutor(context)
+
+
+def _validate_echo(spec):
+    # Called wherever a job is added or a task submitted (no worker needed): refuse what the
+    # executor could never run, with the field and the reason. echo takes no options.
+    if spec.options:
+        from distsched.model import ValidationError
+
+        name = sorted(spec.options)[0]
+        raise ValidationError(f"options.{name}", "the echo executor takes no options")
 
 
 def _most_free():
