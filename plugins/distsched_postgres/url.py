@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import attrs
 
 from distsched.model import ValidationError, parse_duration
+from distsched.urls import redact_url
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "distsched"
@@ -63,7 +64,7 @@ class PostgresSettings:
 
     @property
     def redacted(self) -> str:
-        return redact(self.url)
+        return redact_url(self.url)
 
     @property
     def quoted_schema(self) -> str:
@@ -98,25 +99,8 @@ class PostgresSettings:
         return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def redact(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url.split("?", 1)[0])
-    netloc = parts.netloc
-    if "@" in netloc:
-        creds, hosts = netloc.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        netloc = f"{user}:***@{hosts}" if ":" in creds else f"{user}@{hosts}"
-    query = "&".join(
-        f"{k}=***" if "password" in k else f"{k}={v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    out = f"{parts.scheme}://{netloc}{parts.path}"
-    return f"{out}?{query}" if query else out
-
-
 def _fail(url: str, reason: str) -> ValidationError:
-    return ValidationError("storage", f"{redact(url)}: {reason}")
+    return ValidationError("storage", f"{redact_url(url)}: {reason}")
 
 
 def _bool(url: str, name: str, value: Any) -> bool:

@@ -101,6 +101,9 @@ class Scheduler:
         self._quarantined_seen: int | None = None
         #: Store time of this node's last refused lease acquisition (another node held it).
         self._lease_seen_held_at: float | None = None
+        #: Free worker slots at the last dispatch that listed the workers (the next pass's
+        #: read of ready tasks asks for that many).
+        self._last_free = config.dispatch_batch
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -499,16 +502,24 @@ class Scheduler:
         storage = self.storage
         ttl = self.config.heartbeat_ttl
         beat = self.config.heartbeat_interval
+        # The ready tasks first: a pass with nothing ready (most passes under a trickle: the
+        # one a worker's report wakes) costs one read, not the worker list too. The limit is
+        # the free slots seen last time (never more than a batch), trimmed once known.
+        limit = min(self.config.dispatch_batch, max(1, self._last_free))
+        ready = await storage.tasks.ready(now + ahead, limit)
+        if not ready:
+            return 0, False
         alive = [w for w in await storage.workers.list_workers() if w.is_alive(now, ttl)]
         # No worker silent for two heartbeat intervals is offered to any balancer: a worker
         # killed with kill -9 gets no more work although it is reaped only after the TTL.
         workers = [w for w in alive if w.can_accept(now, ttl) and w.is_fresh(now, beat, ttl)]
-        free = sum(w.free for w in workers)
+        free = self._last_free = sum(w.free for w in workers)
         if free == 0:
             return 0, True
-        ready = await storage.tasks.ready(now + ahead, min(self.config.dispatch_batch, free))
-        if not ready:
-            return 0, False
+        if len(ready) < min(self.config.dispatch_batch, free) and len(ready) == limit:
+            # more slots than last time: read up to them
+            ready = await storage.tasks.ready(now + ahead, min(self.config.dispatch_batch, free))
+        del ready[free:]
         chosen: list[Task] = []
         poisoned: list[tuple[Task, str]] = []
         unknown: list[tuple[Task, str]] = []

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from ..urls import redact_url
+
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PREFIX = "distsched_test_"
 
@@ -54,16 +56,8 @@ def server_answers(url: str | None = None, timeout: float = 3.0) -> str | None:
     try:
         asyncio.run(_admin(url or admin_url(), "SELECT 1", timeout))
     except Exception as exc:
-        return f"no PostgreSQL server answers at {_redact(url or admin_url())}: {type(exc).__name__}: {exc}"
+        return f"no PostgreSQL server answers at {redact_url(url or admin_url())}: {type(exc).__name__}: {exc}"
     return None
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 class PostgresDatabase:
