@@ -20,7 +20,7 @@ Conventions:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -290,17 +290,34 @@ class Balancer(Protocol):
         worker that is full, draining, or whose heartbeat is older than ``ttl``."""
 
 
+@runtime_checkable
+class FunctionLookup(Protocol):
+    """The functions an executor may run, by registered name (what
+    ``ExecutorContext.functions`` is: the plugins' ``distsched_register_functions`` plus the
+    application's ``@app.task``; a :class:`distsched.registry.FunctionRegistry`)."""
+
+    def __contains__(self, name: object) -> bool:
+        """True when ``name`` is registered and usable (not provided twice)."""
+
+    def names(self) -> builtins.list[str]:
+        """The usable names, sorted."""
+
+    def function(self, name: str) -> Callable[..., Any]:
+        """The callable registered as ``name``. Raises ``distsched.model.errors.UnknownName``
+        (nobody registered it) or ``NameConflict`` (two plugins did)."""
+
+
 @attrs.frozen(kw_only=True)
 class ExecutorContext:
     """What an executor factory receives: the worker's settings and the app's functions."""
 
-    functions: Any  # distsched.plugin.registry.FunctionRegistry
+    functions: FunctionLookup
     concurrency: int = 8
     settings: dict[str, Any] = attrs.field(factory=dict)
 
 
 __all__ = [
-    "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing",
+    "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing", "FunctionLookup",
     "JobRepository", "ResultChannel", "Settled", "SettledTask", "StorageBackend", "TaskRepository", "WorkerQueue",
     "WorkerRepository",
 ]

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..asyncutil import cancel_and_wait
@@ -32,12 +32,13 @@ from ..model import (
 )
 from ..model import events as ev
 from ..model.task import ASSIGNED
-from ..plugin.events import EventBus
-from ..plugin.manager import PluginManager, check_returns
 from ..ports import Balancer, Election, Fence, Firing, StorageBackend
 from .backoff import Backoff, wait_or_stop
+from .events import EventBus
 
 log = logging.getLogger("distsched.scheduler")
+#: The balancer a task whose balancer cannot be built falls back to.
+FALLBACK_BALANCER = "least-tasks"
 FIRE_BATCH = 500
 #: Longest the leader sleeps without any reason to wake (housekeeping: reaping, timeouts).
 MAX_IDLE = 1.0
@@ -55,14 +56,16 @@ class Scheduler:
         *,
         storage: StorageBackend,
         election: Election,
-        plugins: PluginManager,
+        balancers: Callable[[str], Awaitable[Balancer]],
         events: EventBus,
         config: EngineConfig,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.storage = storage
         self.election = election
-        self.plugins = plugins
+        #: Builds the balancer of a name (a fresh one; called once per name and term). Raises
+        #: LookupError for a name nobody (or more than one plugin) provides.
+        self.make_balancer = balancers
         self.events = events
         self.config = config
         self.node_id = config.node_id
@@ -334,19 +337,18 @@ class Scheduler:
                                                         reason=task.reason or ""))
         return len(due)
 
-    def balancer(self, name: str) -> Balancer:
+    async def balancer(self, name: str) -> Balancer:
+        """This term's balancer of ``name``; one that is not registered (or is provided by two
+        plugins) is logged once and replaced by ``least-tasks``."""
         found = self._balancers.get(name)
         if found is None:
-            registry = self.plugins.balancers
-            if name not in registry:
-                names = registry.names()
-                if not names:
-                    registry.get(name)  # raises UnknownName with the full story
-                fallback = "least-tasks" if "least-tasks" in registry else names[0]
-                log.error("balancer %r is not registered; using %r", name, fallback)
-                name = fallback
-            reg = registry.get(name)
-            found = check_returns(self.plugins.call_factory(reg), Balancer, reg, "Balancer")
+            try:
+                found = await self.make_balancer(name)
+            except LookupError as exc:
+                if name == FALLBACK_BALANCER:
+                    raise
+                log.error("%s; using %r", exc, FALLBACK_BALANCER)
+                found = await self.balancer(FALLBACK_BALANCER)
             self._balancers[name] = found
         return found
 
@@ -373,7 +375,8 @@ class Scheduler:
                     blocked = True
                     continue
                 running[task.job] += 1
-            worker = self.balancer(task.spec.balancer).select(task, workers, now=now, ttl=ttl)
+            balancer = self._balancers.get(task.spec.balancer) or await self.balancer(task.spec.balancer)
+            worker = balancer.select(task, workers, now=now, ttl=ttl)
             if worker is None or not worker.can_accept(now, ttl):
                 blocked = True
                 continue

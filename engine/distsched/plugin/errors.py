@@ -1,21 +1,17 @@
-"""Errors about plugins. Each names the plugin and the distribution it came from."""
+"""Errors about plugins. Each names the plugin and the distribution it came from.
+
+Public module for plugin authors; the classes are defined in :mod:`distsched.model.errors`
+(so that the application services can tell them apart without importing the plugin layer).
+"""
 
 from __future__ import annotations
 
-from ..model.errors import DistschedError
+from ..model.errors import (
+    DuplicateRegistration,
+    NameConflict,
+    PluginError,
+    PluginLoadError,
+    UnknownName,
+)
 
-
-class PluginError(DistschedError):
-    """A plugin failed: it did not import, a hook raised, or it returned something unusable."""
-
-
-class PluginLoadError(PluginError):
-    """A plugin's entry point could not be loaded."""
-
-
-class DuplicateRegistration(PluginError):
-    """Two plugins registered the same name in the same family."""
-
-
-class UnknownName(PluginError, LookupError):
-    """A configuration names an executor, balancer, storage scheme... nobody registered."""
+__all__ = ["DuplicateRegistration", "NameConflict", "PluginError", "PluginLoadError", "UnknownName"]

@@ -21,7 +21,7 @@ class Leader:
         self.app = DistributeSchedule(f"memory://sched-{uuid.uuid4().hex}", **engine_options)
         self.storage = await self.app.engine.open()
         self.election = await self.app.engine.open_election()
-        self.scheduler = Scheduler(storage=self.storage, election=self.election, plugins=self.app.plugins,
+        self.scheduler = Scheduler(storage=self.storage, election=self.election, balancers=self.app.engine.balancer,
                                    events=self.app.engine.events, config=self.app.config, rand=lambda: 0.5)
         self.fence = await self.election.acquire(self.app.config.node_id)
         return self

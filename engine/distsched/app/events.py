@@ -1,24 +1,29 @@
 """Event fan-out to observers, off the scheduling path.
 
-``emit`` only appends to a queue (and costs nothing when no observer is registered); a
-background task calls the observers, each isolated: an exception is logged with the
-plugin's name and swallowed.
+``emit`` only appends to a queue (and costs nothing when nobody observes); a background task
+hands each event to ``notify`` (the composition root passes the plugin manager's, which
+calls the plugins' ``distsched_event`` hooks, each isolated) and to in-process listeners
+(an exception is logged and swallowed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..model.events import Event
-from .manager import PluginManager
+
+log = logging.getLogger("distsched.events")
 
 
 class EventBus:
-    def __init__(self, plugins: PluginManager, listeners: list[Callable[[Event], Any]] | None = None) -> None:
-        self.plugins = plugins
+    def __init__(self, notify: Callable[[Event], Any] | None = None,
+                 listeners: list[Callable[[Event], Any]] | None = None) -> None:
+        #: Called with every event when set (the plugins' observers); must not raise.
+        self.notify = notify
         #: In-process listeners (the CLI's task log, the facade); same isolation rules.
         self.listeners: list[Callable[[Event], Any]] = listeners if listeners is not None else []
         self._queue: deque[Event] = deque()
@@ -27,7 +32,7 @@ class EventBus:
 
     @property
     def active(self) -> bool:
-        return self.plugins.has_observers or bool(self.listeners)
+        return self.notify is not None or bool(self.listeners)
 
     def emit(self, event: Event) -> None:
         if not self.active:
@@ -54,14 +59,13 @@ class EventBus:
     def flush(self) -> None:
         while self._queue:
             event = self._queue.popleft()
-            self.plugins.notify(event)
+            if self.notify is not None:
+                self.notify(event)
             for listener in self.listeners:
                 try:
                     listener(event)
                 except Exception:
-                    import logging
-
-                    logging.getLogger("distsched.events").exception("event listener failed on %s", event.kind)
+                    log.exception("event listener failed on %s", event.kind)
 
     async def aclose(self) -> None:
         self.flush()
