@@ -18,6 +18,8 @@ Every hook is listed with an example in ``docs/hooks.md``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
 # Runtime imports (not under TYPE_CHECKING): the hooks are typed against the public types a
@@ -30,6 +32,9 @@ from .registry import (
     FunctionRegistry,
     StorageRegistry,
 )
+
+if TYPE_CHECKING:  # click is a dependency, not a distsched module: no import loop
+    import click
 
 PROJECT = "distsched"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -120,8 +125,24 @@ def distsched_event(event: Event) -> None:
     """
 
 
+@hookspec
+def distsched_cli_commands() -> list[click.Command]:  # type: ignore[empty-body]
+    """Add subcommands to the ``distsched`` command line.
+
+    Called once, when the ``distsched`` command needs a name it does not define itself (or
+    lists its commands for ``--help``); plugins named by ``--disable-plugin`` /
+    ``DISTSCHED_DISABLE_PLUGINS`` are not asked. Returns a list of :class:`click.Command`
+    (or :class:`click.Group`) objects, each added under its ``name``. A name that a built-in
+    command already has, or that two plugins both return, is refused: the command is left
+    out and ``distsched`` says which plugin(s) asked for it. The commands receive the root
+    context, so ``ctx.find_root().obj`` holds the global options (``disable``, ``plugins``).
+
+    .. versionadded:: 0.2
+    """
+
+
 __all__ = [
-    "PROJECT", "distsched_event", "distsched_register_balancers", "distsched_register_election",
+    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_register_balancers", "distsched_register_election",
     "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
     "hookimpl", "hookspec",
 ]

@@ -201,13 +201,63 @@ storage_option = click.option(
 
 
 # -- the command group -----------------------------------------------------------------
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _DistschedGroup(click.Group):
+    """The built-in commands plus those plugins add through ``distsched_cli_commands``.
+
+    Plugins are only consulted for a name no built-in command has (and for ``--help``), so
+    the built-in commands start without loading every plugin first."""
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, Any]:
+        root = ctx.find_root()
+        meta = root.meta
+        if "distsched.plugin_commands" in meta:
+            return dict(meta["distsched.plugin_commands"])
+        from ..plugin.manager import PluginManager, load_plugin_modules, modules_from_env
+
+        disable = list(root.params.get("disable") or ())
+        disabled = None
+        if disable:
+            import os
+
+            disabled = disable + [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n]
+        try:
+            extra = load_plugin_modules(list(root.params.get("extra") or ()) + modules_from_env())
+            pm = PluginManager(disabled=disabled, plugins=extra)
+        except DistschedError as exc:
+            raise click.ClickException(str(exc)) from None
+        by_name: dict[str, list[tuple[str, Any]]] = {}
+        for origin, command in pm.cli_commands():
+            by_name.setdefault(command.name or "", []).append((origin, command))
+        commands: dict[str, Any] = {}
+        for name, offers in by_name.items():
+            origins = " and ".join(origin for origin, _ in offers)
+            if name in self.commands:
+                log.warning("command %r of %s ignored: distsched has a built-in command of that name", name, origins)
+            elif len(offers) > 1:
+                log.warning("command %r is offered by %s; neither is used (disable one with --disable-plugin)",
+                            name, origins)
+            else:
+                commands[name] = offers[0][1]
+        meta["distsched.plugin_commands"] = commands
+        return dict(commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return self._plugin_commands(ctx).get(cmd_name)
+
+
+@click.group(cls=_DistschedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="distsched")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug) on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.option("--disable-plugin", "disable", multiple=True, metavar="NAME",
+@click.option("--disable-plugin", "disable", multiple=True, metavar="NAME", is_eager=True,
               help=f"Do not load this plugin (repeatable; also ${DISABLE_ENV}=a,b).")
-@click.option("-p", "--plugin", "extra", multiple=True, metavar="MODULE",
+@click.option("-p", "--plugin", "extra", multiple=True, metavar="MODULE", is_eager=True,
               help=f"Also load this module as a plugin, without an entry point (repeatable; also ${PLUGINS_ENV}=a,b).")
 @click.option("--allow-replace", "allow_replace", multiple=True, metavar="NAME",
               help="Let the plugin that registers NAME (or URL scheme) with replace=True take it over from "

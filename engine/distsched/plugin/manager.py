@@ -165,6 +165,8 @@ class PluginManager:
         self.hook_manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.hook_manager.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
+        #: id(command) -> the origin of the plugin whose distsched_cli_commands returned it.
+        self._command_origins: dict[int, str] = {}
         self.disabled = set(disabled_from_env() if disabled is None else disabled)
         self.allow_replace = set(allow_replace_from_env() if allow_replace is None else allow_replace)
         extra = [item if isinstance(item, tuple) else (_default_name(item), item) for item in plugins]
@@ -278,9 +280,35 @@ class PluginManager:
                     return None
 
             return observe
+        if hook_name == "distsched_cli_commands":
+            def commands(*args: Any, **kwargs: Any) -> Any:
+                import click
+
+                origin = self.origin_of(plugin_name)
+                try:
+                    result = function(*args, **kwargs)
+                except Exception as exc:
+                    log.error("%s raised in %s: %s: %s", origin, hook_name, type(exc).__name__, exc)
+                    return None
+                if not isinstance(result, (list, tuple)) or not all(isinstance(c, click.Command) for c in result):
+                    log.error("%s: %s must return a list of click commands, got %r", origin, hook_name, result)
+                    return None
+                for command in result:
+                    self._command_origins[id(command)] = origin
+                return list(result)
+
+            return commands
         family = _FAMILY_OF_HOOK.get(hook_name)
-        if family is None:  # pragma: no cover - every hook of hookspecs is handled above
-            return function
+        if family is None:  # any other hook: an exception is charged to the plugin, logged
+            def other(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return function(*args, **kwargs)
+                except Exception as exc:
+                    log.error("%s raised in %s: %s: %s", self.origin_of(plugin_name), hook_name,
+                              type(exc).__name__, exc)
+                    return None
+
+            return other
 
         def register(*args: Any, **kwargs: Any) -> Any:
             info = self.plugins[plugin_name]
@@ -405,6 +433,19 @@ class PluginManager:
                               f"{type(exc).__name__}: {exc}") from exc
         checked: T = check_returns(obj, family.protocol, reg, family.protocol.__name__)
         return checked
+
+    def cli_commands(self) -> list[tuple[str, Any]]:
+        """What ``distsched_cli_commands`` returned, called through pluggy: ``(origin,
+        command)`` pairs, in plugin registration order. A plugin that raises or returns
+        something that is not a list of click commands is logged, named, and left out (by
+        its guard, :meth:`_guard`)."""
+        results = self.hook_manager.hook.distsched_cli_commands()
+        found: list[tuple[str, Any]] = []
+        for commands in reversed(results):  # pluggy calls the last registered first
+            for command in commands:
+                origin = self._command_origins.get(id(command), "a wrapper of distsched_cli_commands")
+                found.append((origin, command))
+        return found
 
     # -- events ---------------------------------------------------------------------
     @property
