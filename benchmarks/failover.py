@@ -17,6 +17,8 @@ import time
 
 from _common import Deployment, parser, percentile, report
 
+from distsched.testing import all_tasks
+
 TASKS = '''
 from distsched import task
 
@@ -48,7 +50,7 @@ def slot_figures(url: str, start: float, end: float, jobs: int) -> tuple[int, in
         app = DistributeSchedule(url)
         try:
             storage = await app.storage()
-            return [t for i in range(jobs) for t in await storage.tasks.list(job=f"j{i}", limit=100_000)]
+            return [t for i in range(jobs) for t in await all_tasks(storage, job=f"j{i}")]
         finally:
             await app.engine.close()
 

@@ -120,7 +120,7 @@ def one_run(n: int) -> dict:
 
                 app = DistributeSchedule(dep.url)
                 try:
-                    return len(await (await app.storage()).workers.list())
+                    return len(await (await app.storage()).workers.list_workers())
                 finally:
                     await app.engine.close()
 

@@ -514,7 +514,7 @@ async def test_garbage_and_forged_queue_entries_are_dropped_and_never_run(redis_
         assert raw.lrange(f"{prefix}q:ghost", 0, -1) == [b"ghost-canary#1"]
         assert (legit.state, legit.attempt_id) == (TaskState.RUNNING, "legit-tally#1")
         assert raw.lrange(f"{prefix}if:{wid}", 0, -1) == []
-        assert wid in {w.id for w in await storage.workers.list()}
+        assert wid in {w.id for w in await storage.workers.list_workers()}
 
         # Now a real leader: cancel the bait, hand the lease over; the result is applied and a
         # task submitted afterwards runs on the same worker.

@@ -28,6 +28,7 @@ import attrs
 
 from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
+from .history import check_since
 from .model import (
     MisfirePolicy,
     NotFound,
@@ -43,7 +44,8 @@ from .model import (
 from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
-from .ports import StorageBackend
+from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
+from .status import Status, leader_status, scheduler_status, worker_status
 from .tasks import marked_functions
 
 
@@ -181,7 +183,12 @@ class DistributeSchedule:
         return await (await self.storage()).jobs.get(name)
 
     async def jobs(self) -> list[TaskConfig]:
-        return await (await self.storage()).jobs.list()
+        """Every job, by name (reads them all: :meth:`jobs_page` reads one page)."""
+        return await (await self.storage()).jobs.list_jobs()
+
+    async def jobs_page(self, *, after: str | None = None, limit: int = 50) -> JobPage:
+        """Jobs by name with their schedule state and last outcome, ``limit`` after ``after``."""
+        return await (await self.storage()).jobs.page(after, limit)
 
     async def remove_job(self, name: str) -> bool:
         return await (await self.storage()).jobs.remove(name)
@@ -245,6 +252,61 @@ class DistributeSchedule:
         if task is None:
             raise NotFound(f"task {task_id!r} does not exist")
         return task
+
+    async def tasks(
+        self,
+        *,
+        job: str | None = None,
+        state: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        """Tasks newest first (by creation), filtered; pass ``page.next_cursor`` as ``cursor``
+        for the next page. ``since`` is a UNIX time (store clock). See ``TaskRepository.query``."""
+        storage = await self.storage()
+        return await storage.tasks.query(job=job, state=state, worker=worker, since=check_since(since),
+                                         cursor=cursor, limit=limit)
+
+    async def task_detail(self, task_id: str) -> TaskDetail:
+        """A task with every attempt (worker, timings, outcome, result or error, retry time).
+        Raises NotFound. (Not ``app.task``: that name is the function decorator.)"""
+        detail = await (await self.storage()).tasks.detail(task_id)
+        if detail is None:
+            raise NotFound(f"task {task_id!r} does not exist")
+        return detail
+
+    async def job_history(self, name: str, *, cursor: str | None = None, limit: int = 50) -> TaskPage:
+        """The tasks of job ``name``, newest first, paginated (the job may have been removed)."""
+        return await self.tasks(job=name, cursor=cursor, limit=limit)
+
+    async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
+        """Tasks finished per minute (by final state) over the last ``minutes`` minutes."""
+        return await (await self.storage()).tasks.throughput(minutes)
+
+    async def status(self) -> Status:
+        """The deployment now, on the store's clock: the lease (and whether it lapsed), the
+        scheduler nodes, every worker with its heartbeat age and queue, the task counts and
+        the age of the oldest task waiting to be dispatched."""
+        storage = await self.storage()
+        election = await self.engine.open_election()
+        info = await election.lease()
+        nodes = await storage.schedulers.list_schedulers()
+        workers = await storage.workers.list_workers()
+        depths = await storage.workers.queue_depths()
+        counts = await storage.tasks.counts()
+        ready_at = await storage.tasks.next_ready_at()
+        now = storage.clock()
+        cfg = self.config
+        return Status(
+            now=now,
+            leader=leader_status(info),
+            schedulers=tuple(scheduler_status(n, now, cfg.lease_ttl) for n in nodes),
+            workers=tuple(worker_status(w, now, cfg.heartbeat_ttl, depths.get(w.id, 0)) for w in workers),
+            counts=counts,
+            oldest_pending_age=None if ready_at is None or ready_at > now else now - ready_at,
+        )
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Wait until the task is terminal; returns it. Raises TimeoutError."""

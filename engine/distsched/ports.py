@@ -86,6 +86,121 @@ class Settled:
     tasks: tuple[SettledTask, ...] = ()
 
 
+#: Longest error text and result value (as JSON text) kept in an attempt record.
+ATTEMPT_TEXT_CAP = 2000
+#: Earlier attempts kept per task (the oldest dropped first); the current one is always read.
+ATTEMPTS_KEPT = 50
+#: Per-minute throughput buckets are kept this long by the store (seconds).
+THROUGHPUT_KEEP = 7200
+
+
+@attrs.frozen(kw_only=True)
+class TaskPage:
+    """One page of :meth:`TaskRepository.query`: tasks newest first (by ``created_at``, ties
+    by id, both descending) and the opaque cursor of the next page (None: no more)."""
+
+    tasks: tuple[Task, ...]
+    next_cursor: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Attempt:
+    """One attempt (one dispatch) of a task, as :meth:`TaskRepository.detail` reads it.
+
+    ``number`` is the retry-policy attempt (1 = first; a crash re-delivery keeps it), and
+    ``attempt_id`` the dispatch (``"<task id>#<dispatches>"``). ``outcome`` is the result's
+    (``succeeded``, ``failed``, ``timed_out``), or ``lost`` (its worker died and the task was
+    requeued), ``cancelled``, or - for the attempt in flight - ``dispatched`` / ``running``.
+    ``error`` and ``value`` are capped (:data:`ATTEMPT_TEXT_CAP`); ``truncated`` says so.
+    ``retry_at`` is when the retry policy scheduled the next attempt (None: no retry)."""
+
+    number: int
+    attempt_id: str
+    worker_id: str | None = None
+    dispatched_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome: str
+    value: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    retry_at: float | None = None
+    truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attempt:
+        known = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@attrs.frozen(kw_only=True)
+class TaskDetail:
+    """A task and every attempt it made, oldest first (one consistent read)."""
+
+    task: Task
+    attempts: tuple[Attempt, ...]
+
+
+@attrs.frozen(kw_only=True)
+class JobPage:
+    """One page of :meth:`JobRepository.page`: jobs by name with their schedule state, and
+    the name to pass as ``after`` for the next page (None: no more)."""
+
+    jobs: tuple[tuple[TaskConfig, JobState], ...]
+    next_after: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ThroughputBucket:
+    """Tasks that reached a final state during one minute (``minute``: its start, UNIX
+    seconds), by state (``succeeded``, ``failed``, ``timed_out``, ``cancelled``)."""
+
+    minute: float
+    counts: dict[str, int] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class LeaseInfo:
+    """The lease as the store last recorded it, in store time. ``holder`` is kept after the
+    lease lapsed or was released, so a status can say "expired" rather than nothing:
+    ``expired`` is true once ``now >= expires_at``."""
+
+    holder: str
+    term: int
+    acquired_at: float
+    renewed_at: float
+    expires_at: float
+    now: float
+
+    @property
+    def expired(self) -> bool:
+        return self.now >= self.expires_at
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerNode:
+    """A scheduler process as it registered itself (heartbeats in store time). ``role`` is
+    ``leader`` or ``standby`` as the node last reported it."""
+
+    id: str
+    host: str = ""
+    pid: int = 0
+    started_at: float
+    last_heartbeat: float
+    role: str = "standby"
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SchedulerNode:
+        known = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @runtime_checkable
 class JobRepository(Protocol):
     """Job definitions (TaskConfig) and their schedule state (JobState)."""
@@ -106,13 +221,21 @@ class JobRepository(Protocol):
     async def get(self, name: str) -> TaskConfig:
         """Raises NotFound."""
 
-    async def list(self) -> builtins.list[TaskConfig]: ...
+    async def list_jobs(self) -> builtins.list[TaskConfig]:
+        """Every job, by name. Reads them all: for pages use :meth:`page`."""
+
+    async def page(self, after: str | None = None, limit: int = 50) -> JobPage:
+        """Jobs with their state, by name (code point order), the first ``limit`` whose name
+        is greater than ``after``. One consistent read; cost grows with ``limit`` (plus the
+        log of the number of jobs), never with the number of jobs."""
 
     async def remove(self, name: str) -> bool:
         """Delete the job and its schedule; its existing tasks stay. False if absent."""
 
     async def state(self, name: str) -> JobState:
-        """Raises NotFound."""
+        """Raises NotFound. ``last_outcome`` / ``last_outcome_at`` / ``last_task`` are
+        written by the store in the same atomic step that finishes a task of the job (a
+        skipped slot is not an outcome)."""
 
     async def set_paused(self, name: str, paused: bool, *, next_fire_at: float | None = None) -> None:
         """Pause or resume; resuming may move ``next_fire_at`` (None keeps it)."""
@@ -139,11 +262,44 @@ class TaskRepository(Protocol):
 
     async def get_many(self, task_ids: Sequence[str]) -> builtins.list[Task | None]: ...
 
-    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> builtins.list[Task]:
-        """Most recently updated first."""
+    async def query(
+        self,
+        *,
+        job: str | None = None,
+        state: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        """Retained tasks newest first by ``created_at`` (ties: by id; both descending), at
+        most ``limit`` (1..1000), after ``cursor`` (the ``next_cursor`` of the page before;
+        opaque; ValidationError naming ``cursor`` when it is not one).
+
+        Filters: ``job``; ``state`` (a TaskState value); ``worker`` (tasks dispatched to that
+        worker at least once); ``since`` (created at or after, store time). Any combination
+        is allowed; the store walks one index (job, else worker, else state, else all, by
+        creation) and filters the rest, so a combination of several may return a short
+        page with a ``next_cursor`` - keep paging. Cost grows with the page (and the
+        entries a combined filter skips, capped per call), never with the store size.
+        Not atomic across pages: a task created meanwhile shows up on no page already read."""
+
+    async def detail(self, task_id: str) -> TaskDetail | None:
+        """The task and every attempt it made, oldest first, in one consistent read; None
+        when the task does not exist. The store records an attempt in the same atomic step
+        that ends it (``save``/``reap``: a result applied, a requeue, a cancel); the latest
+        attempt - the one in flight, or the one the task ended with, e.g. settled by
+        ``ResultChannel.settle`` - is read from the task itself. At most
+        :data:`ATTEMPTS_KEPT` earlier attempts are kept; they expire with the task."""
 
     async def counts(self) -> dict[str, int]:
         """Number of tasks per state."""
+
+    async def throughput(self, minutes: int = 60) -> builtins.list[ThroughputBucket]:
+        """Tasks that reached succeeded / failed / timed_out / cancelled per minute over the
+        last ``minutes`` (1..120) minutes of store time, oldest first, one bucket per minute
+        (empty ones included, the current minute last). Counted in the atomic step that
+        finished the tasks (``save``, ``reap``, ``settle``); kept :data:`THROUGHPUT_KEEP` s."""
 
     async def ready(self, now: float, limit: int) -> builtins.list[Task]:
         """Pending tasks and retrying tasks whose ``not_before <= now``, oldest first."""
@@ -184,8 +340,13 @@ class WorkerRepository(Protocol):
         """The worker is leaving (drained or stopping): mark it dead at once so the leader
         reaps it without waiting for the heartbeat TTL, requeuing whatever it still holds."""
 
-    async def list(self) -> builtins.list[Worker]:
-        """Every registered worker, with ``load`` = tasks assigned to it."""
+    async def list_workers(self) -> builtins.list[Worker]:
+        """Every registered worker, with ``load`` = tasks assigned to it. A deregistered
+        (or declared dead) worker stays, with ``last_heartbeat`` 0, until the leader reaps it."""
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Per registered worker, the entries waiting in its queue (not yet pulled; stale
+        entries a pull would drop may be counted). One read; cost grows with the workers."""
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Fenced. Save ``tasks`` (its tasks, requeued by the leader) and remove a dead
@@ -196,6 +357,26 @@ class WorkerRepository(Protocol):
         took it) the writes that could be made are made, the worker is declared dead - its
         ``heartbeat`` returns False from now on and its ``last_heartbeat`` reads 0 - and its
         record stays for the leader's next pass to requeue what it still holds."""
+
+
+@runtime_checkable
+class SchedulerRepository(Protocol):
+    """Scheduler nodes register themselves like workers do, so a status lists the standbys.
+    Not fenced (a standby writes here too); each call is one atomic step."""
+
+    async def register(self, node: SchedulerNode) -> None:
+        """Store (or replace) the node; its heartbeat becomes store time. Records whose
+        heartbeat is older than a day are dropped in the same step."""
+
+    async def heartbeat(self, node_id: str, *, role: str) -> bool:
+        """Refresh the heartbeat (store time) and the role (``leader`` / ``standby``).
+        False when the node is unknown (it must register again)."""
+
+    async def deregister(self, node_id: str) -> None:
+        """The node stops cleanly: remove its record."""
+
+    async def list_schedulers(self) -> builtins.list[SchedulerNode]:
+        """Every registered node, by id."""
 
 
 @runtime_checkable
@@ -243,6 +424,7 @@ class StorageBackend(Protocol):
     jobs: JobRepository
     tasks: TaskRepository
     workers: WorkerRepository
+    schedulers: SchedulerRepository
     queues: WorkerQueue
     results: ResultChannel
 
@@ -274,6 +456,11 @@ class Election(Protocol):
 
     async def current(self) -> Fence | None:
         """The current holder and term, if any."""
+
+    async def lease(self) -> LeaseInfo | None:
+        """The lease as last recorded (holder, term, acquired / renewed / expiry times and
+        the store's ``now``), also after it lapsed or was released (then ``expired``); None
+        when no lease was ever taken. One read."""
 
 
 @runtime_checkable
@@ -317,7 +504,10 @@ class ExecutorContext:
 
 
 __all__ = [
-    "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing", "FunctionLookup",
-    "JobRepository", "ResultChannel", "Settled", "SettledTask", "StorageBackend", "TaskRepository", "WorkerQueue",
+    "ATTEMPTS_KEPT", "ATTEMPT_TEXT_CAP", "THROUGHPUT_KEEP",
+    "Attempt", "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing",
+    "FunctionLookup", "JobPage", "JobRepository", "LeaseInfo", "ResultChannel", "SchedulerNode",
+    "SchedulerRepository", "Settled", "SettledTask", "StorageBackend", "TaskDetail", "TaskPage", "TaskRepository",
+    "ThroughputBucket", "WorkerQueue",
     "WorkerRepository",
 ]

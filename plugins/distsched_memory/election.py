@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distsched.ports import Fence
+from distsched.ports import Fence, LeaseInfo
 
 from .storage import MemoryStorage
 
@@ -22,23 +22,34 @@ class MemoryElection:
         if lease.holder is not None and lease.expires_at > now and lease.holder != node_id:
             return None
         lease.term += 1
-        lease.holder = node_id
+        lease.holder = lease.last_holder = node_id
         lease.expires_at = now + self.ttl
+        lease.acquired_at = lease.renewed_at = now
         return Fence(node_id, lease.term)
 
     async def renew(self, fence: Fence) -> bool:
-        if not self.state.holds(fence, self.clock()):
+        now = self.clock()
+        if not self.state.holds(fence, now):
             return False
-        self.state.lease.expires_at = self.clock() + self.ttl
+        self.state.lease.expires_at = now + self.ttl
+        self.state.lease.renewed_at = now
         return True
 
     async def release(self, fence: Fence) -> None:
-        if self.state.holds(fence, self.clock()):
+        now = self.clock()
+        if self.state.holds(fence, now):
             self.state.lease.holder = None
-            self.state.lease.expires_at = 0.0
+            self.state.lease.expires_at = now
 
     async def current(self) -> Fence | None:
         lease = self.state.lease
         if lease.holder is None or lease.expires_at <= self.clock():
             return None
         return Fence(lease.holder, lease.term)
+
+    async def lease(self) -> LeaseInfo | None:
+        lease = self.state.lease
+        if lease.last_holder is None:
+            return None
+        return LeaseInfo(holder=lease.last_holder, term=lease.term, acquired_at=lease.acquired_at,
+                         renewed_at=lease.renewed_at, expires_at=lease.expires_at, now=self.clock())

@@ -9,6 +9,7 @@ workers can share one store in tests.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import heapq
 import itertools
@@ -21,6 +22,17 @@ from urllib.parse import urlsplit
 import attrs
 
 from distsched.asyncutil import WakeSignal as _Signal
+from distsched.history import (
+    SCAN_BASE,
+    SCAN_FACTOR,
+    check_limit,
+    check_since,
+    check_state,
+    decode_cursor,
+    encode_cursor,
+    ended_attempt,
+    merge_attempts,
+)
 from distsched.model import (
     AlreadyExists,
     FencedError,
@@ -37,11 +49,31 @@ from distsched.model import (
     Worker,
 )
 from distsched.model.task import ASSIGNED
-from distsched.ports import Fence, FireReport, Firing, Settled, SettledTask
+from distsched.ports import (
+    ATTEMPTS_KEPT,
+    THROUGHPUT_KEEP,
+    Attempt,
+    Fence,
+    FireReport,
+    Firing,
+    JobPage,
+    SchedulerNode,
+    Settled,
+    SettledTask,
+    TaskDetail,
+    TaskPage,
+    ThroughputBucket,
+)
 
 READY = (TaskState.PENDING, TaskState.RETRYING)
 #: Terminal tasks kept (oldest dropped first) so a long run does not grow without bound.
 DEFAULT_KEEP_FINISHED = 100_000
+
+
+#: Scheduler records whose heartbeat is older than this are dropped (seconds).
+SCHEDULER_FORGET = 86400.0
+#: Finished states counted per minute (skipped slots are not work done).
+COUNTED = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
 
 
 @attrs.define
@@ -49,6 +81,38 @@ class Lease:
     holder: str | None = None
     term: int = 0
     expires_at: float = 0.0
+    acquired_at: float = 0.0
+    renewed_at: float = 0.0
+    #: The last holder, kept after a release or expiry (for the status).
+    last_holder: str | None = None
+
+
+class _Index:
+    """Task ids sorted by (created_at, id), read newest first from a cursor."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[float, str]] = []
+
+    def add(self, key: tuple[float, str]) -> None:
+        keys = self.keys
+        if not keys or keys[-1] < key:
+            keys.append(key)
+            return
+        i = bisect.bisect_left(keys, key)
+        if i == len(keys) or keys[i] != key:
+            keys.insert(i, key)
+
+    def discard(self, key: tuple[float, str]) -> None:
+        keys = self.keys
+        i = bisect.bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            del keys[i]
+
+    def before(self, cursor: tuple[float, str] | None) -> int:
+        """Position just after the first entry to return (walk down from there)."""
+        return len(self.keys) if cursor is None else bisect.bisect_left(self.keys, cursor)
 
 
 class _State:
@@ -73,6 +137,14 @@ class _State:
         self.activity = _Signal()
         self.queue_signals: dict[str, _Signal] = {}
         self.seq = itertools.count()
+        # history indexes (TaskRepository.query / detail / throughput)
+        self.by_created = _Index()
+        self.by_job: dict[str, _Index] = {}
+        self.by_state: dict[str, _Index] = {}
+        self.by_worker: dict[str, _Index] = {}
+        self.attempts: dict[str, deque[Attempt]] = {}
+        self.minutes: dict[int, Counter[str]] = {}
+        self.schedulers: dict[str, SchedulerNode] = {}
 
     def holds(self, fence: Fence, now: float) -> bool:
         lease = self.lease
@@ -81,6 +153,34 @@ class _State:
     # -- task indexes -----------------------------------------------------------------
     def put_task(self, old: Task | None, new: Task) -> None:
         self.tasks[new.id] = new
+        key = (new.created_at, new.id)
+        if old is None:
+            self.by_created.add(key)
+            if new.job is not None:
+                self.by_job.setdefault(new.job, _Index()).add(key)
+        if old is None or old.state is not new.state:
+            if old is not None:
+                self.by_state.setdefault(old.state.value, _Index()).discard(key)
+            self.by_state.setdefault(new.state.value, _Index()).add(key)
+        if new.state in ASSIGNED and new.worker_id and (
+                old is None or old.state not in ASSIGNED or old.worker_id != new.worker_id):
+            self.by_worker.setdefault(new.worker_id, _Index()).add(key)
+        if old is not None and old.state in ASSIGNED and new.state not in ASSIGNED:
+            record = ended_attempt(new, old.worker_id)
+            if record is not None:
+                self.attempts.setdefault(new.id, deque(maxlen=ATTEMPTS_KEPT)).append(record)
+        if new.terminal and old is not None and not old.terminal:
+            now = time.time()
+            if new.state in COUNTED:
+                minute = int(now // 60)
+                self.minutes.setdefault(minute, Counter())[new.state.value] += 1
+                if len(self.minutes) > THROUGHPUT_KEEP // 60:
+                    for gone in [m for m in self.minutes if m < minute - THROUGHPUT_KEEP // 60]:
+                        del self.minutes[gone]
+            if new.job is not None and new.state is not TaskState.SKIPPED:
+                st = self.job_state.get(new.job)
+                if st is not None:
+                    st.last_outcome, st.last_outcome_at, st.last_task = new.state.value, now, new.id
         if new.state in READY and (old is None or old.state not in READY or old.not_before != new.not_before):
             heapq.heappush(self.ready_heap, (new.not_before, next(self.seq), new.id))
         if old is not None and old.state in ASSIGNED and old.worker_id:
@@ -104,7 +204,17 @@ class _State:
                 gone = self.finished.popleft()
                 task = self.tasks.get(gone)
                 if task is not None and task.terminal:
-                    del self.tasks[gone]
+                    self.drop_task(task)
+
+    def drop_task(self, task: Task) -> None:
+        """Forget a finished task and its index entries (its worker indexes drop it lazily)."""
+        del self.tasks[task.id]
+        key = (task.created_at, task.id)
+        self.by_created.discard(key)
+        if task.job is not None and task.job in self.by_job:
+            self.by_job[task.job].discard(key)
+        self.by_state.setdefault(task.state.value, _Index()).discard(key)
+        self.attempts.pop(task.id, None)
 
 
 class MemoryStorage:
@@ -118,6 +228,7 @@ class MemoryStorage:
         self.jobs = _Jobs(self)
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
+        self.schedulers = _Schedulers(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
 
@@ -215,8 +326,21 @@ class _Jobs:
             raise NotFound(f"job {name!r} does not exist")
         return TaskConfig.from_dict(data)
 
-    async def list(self) -> list[TaskConfig]:
+    async def list_jobs(self) -> list[TaskConfig]:
         return [TaskConfig.from_dict(d) for _, d in sorted(self.s.jobs.items())]
+
+    async def page(self, after: str | None = None, limit: int = 50) -> JobPage:
+        check_limit(limit)
+        if after is not None and not isinstance(after, str):
+            raise ValidationError("after", f"must be a job name, not {after!r}")
+        names = sorted(self.s.jobs)  # memory:// is for one process and small job sets
+        start = 0 if after is None else bisect.bisect_right(names, after)
+        chosen = names[start:start + limit]
+        more = start + limit < len(names)
+        return JobPage(
+            jobs=tuple((TaskConfig.from_dict(self.s.jobs[n]), copy.copy(self.s.job_state[n])) for n in chosen),
+            next_after=chosen[-1] if more and chosen else None,
+        )
 
     async def remove(self, name: str) -> bool:
         self.s.job_state.pop(name, None)
@@ -316,16 +440,77 @@ class _Tasks:
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         return [await self.get(t) for t in task_ids]
 
-    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
-        found = [
-            t for t in self.s.tasks.values()
-            if (state is None or t.state.value == state) and (job is None or t.job == job)
-        ]
-        found.sort(key=lambda t: t.updated_at, reverse=True)
-        return [copy.copy(t) for t in found[:limit]]
+    async def query(
+        self,
+        *,
+        job: str | None = None,
+        state: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        check_limit(limit)
+        state = check_state(state)
+        since = check_since(since)
+        after = decode_cursor(cursor) if cursor is not None else None
+        s = self.s
+        if job is not None:
+            index = s.by_job.get(job)
+        elif worker is not None:
+            index = s.by_worker.get(worker)
+        elif state is not None:
+            index = s.by_state.get(state)
+        else:
+            index = s.by_created
+        if index is None:
+            return TaskPage(tasks=())
+        keys = index.keys
+        i = index.before(after)
+        out: list[Task] = []
+        budget = SCAN_BASE + SCAN_FACTOR * limit
+        last: tuple[float, str] | None = None
+        while i > 0 and len(out) < limit and budget > 0:
+            i -= 1
+            key = keys[i]
+            if since is not None and key[0] < since:
+                return TaskPage(tasks=tuple(out))
+            budget -= 1
+            last = key
+            task = s.tasks.get(key[1])
+            if task is None or task.created_at != key[0]:
+                del keys[i]  # forgotten since (a worker index is pruned lazily)
+                continue
+            if (state is not None and task.state.value != state) or (job is not None and task.job != job) \
+                    or (worker is not None and not self._on_worker(task, worker)):
+                continue
+            out.append(copy.copy(task))
+        more = i > 0 and last is not None and not (since is not None and keys[i - 1][0] < since)
+        return TaskPage(tasks=tuple(out), next_cursor=encode_cursor(*last) if more and last else None)
+
+    def _on_worker(self, task: Task, worker: str) -> bool:
+        index = self.s.by_worker.get(worker)
+        if index is None:
+            return False
+        key = (task.created_at, task.id)
+        i = bisect.bisect_left(index.keys, key)
+        return i < len(index.keys) and index.keys[i] == key
+
+    async def detail(self, task_id: str) -> TaskDetail | None:
+        task = self.s.tasks.get(task_id)
+        if task is None:
+            return None
+        return TaskDetail(task=copy.copy(task), attempts=merge_attempts(task, self.s.attempts.get(task_id, ())))
 
     async def counts(self) -> dict[str, int]:
         return dict(Counter(t.state.value for t in self.s.tasks.values()))
+
+    async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
+            raise ValidationError("minutes", f"must be an integer between 1 and 120, not {minutes!r}")
+        current = int(self.store.clock() // 60)
+        return [ThroughputBucket(minute=m * 60.0, counts=dict(self.s.minutes.get(m, {})))
+                for m in range(current - minutes + 1, current + 1)]
 
     async def ready(self, now: float, limit: int) -> list[Task]:
         heap = self.s.ready_heap
@@ -422,13 +607,16 @@ class _Workers:
             worker.last_heartbeat = 0.0  # dead now: the leader reaps it and requeues its tasks
         self.s.activity.set()
 
-    async def list(self) -> list[Worker]:
+    async def list_workers(self) -> list[Worker]:
         out = []
         for worker in self.s.workers.values():
             w = copy.copy(worker)
             w.load = len(self.s.assigned.get(w.id, ()))
             out.append(w)
         return out
+
+    async def queue_depths(self) -> dict[str, int]:
+        return {w: len(self.s.queues.get(w, ())) for w in self.s.workers}
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
         self.store.check_fence(fence)
@@ -450,6 +638,31 @@ class _Workers:
         if signal is not None:
             signal.set()
         return out
+
+
+class _Schedulers:
+    def __init__(self, store: MemoryStorage) -> None:
+        self.store = store
+        self.s = store.state
+
+    async def register(self, node: SchedulerNode) -> None:
+        now = self.store.clock()
+        for gone in [n.id for n in self.s.schedulers.values() if n.last_heartbeat < now - SCHEDULER_FORGET]:
+            del self.s.schedulers[gone]
+        self.s.schedulers[node.id] = attrs.evolve(node, last_heartbeat=now)
+
+    async def heartbeat(self, node_id: str, *, role: str) -> bool:
+        node = self.s.schedulers.get(node_id)
+        if node is None:
+            return False
+        self.s.schedulers[node_id] = attrs.evolve(node, last_heartbeat=self.store.clock(), role=role)
+        return True
+
+    async def deregister(self, node_id: str) -> None:
+        self.s.schedulers.pop(node_id, None)
+
+    async def list_schedulers(self) -> list[SchedulerNode]:
+        return [self.s.schedulers[k] for k in sorted(self.s.schedulers)]
 
 
 class _Queues:

@@ -27,11 +27,12 @@ from typing import Any
 import attrs
 import orjson
 
+from distsched.history import ended_attempt
 from distsched.model import JobState, Task, TaskConfig, TaskResult, TaskSpec, TaskState, Worker
 from distsched.model.retry import RetryPolicy
 from distsched.model.task import ASSIGNED
 from distsched.model.trusted import unchecked
-from distsched.ports import SettledTask
+from distsched.ports import Attempt, SettledTask
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _ORJSON = orjson.OPT_NON_STR_KEYS  # int keys become strings, as with the standard library
@@ -134,10 +135,28 @@ def task_args(task: Task, expected_version: int | None = None) -> str:
         spec_json(task.spec),
         _dumps(d),
         "" if result is None else result_json(result),
+        num(task.created_at),
+        _attempt_json(task) if task.dispatches and state not in ASSIGNED else "",
         _blen(job),
         _blen(worker),
         job + worker + task.id,
     ))
+
+
+def _attempt_json(task: Task) -> str:
+    """The record of the attempt ``task`` ends if the stored one was dispatched or running
+    (the script decides, and adds the worker it was on)."""
+    record = ended_attempt(task, None)
+    return "" if record is None else _dumps(record.to_dict())
+
+
+def decode_attempt(entry: str) -> Attempt:
+    """An entry of ``ta:<id>``: "<worker>\x1f<attempt JSON>"."""
+    worker, _, text = entry.partition(SEP)
+    data = loads(text)
+    if not data.get("worker_id") and worker:
+        data["worker_id"] = worker
+    return Attempt.from_dict(data)
 
 
 def dispatch_args(task: Task) -> str:
@@ -218,9 +237,11 @@ def config_json(config: TaskConfig) -> str:
     return _dumps(data)
 
 
-def decode_job(name: str, config: str, state: str) -> tuple[TaskConfig, JobState]:
-    """A job from its config JSON and its state text "v|next|last|paused|enabled|op"."""
+def decode_job(name: str, config: str, state: str, last_outcome: str = "") -> tuple[TaskConfig, JobState]:
+    """A job from its config JSON, its state text "v|next|last|paused|enabled|op" and its
+    last outcome "state|at|task id" ("" = none yet)."""
     version, nxt, last, paused = state.split("|")[:4]
+    outcome, at, task_id = last_outcome.split("|", 2) if last_outcome else (None, None, None)
     data = loads(config)
     data["name"] = name
     data["version"] = int(version)
@@ -229,6 +250,9 @@ def decode_job(name: str, config: str, state: str) -> tuple[TaskConfig, JobState
         next_fire_at=float(nxt) if nxt else None,
         last_slot=float(last) if last else None,
         paused=paused == "1",
+        last_outcome=outcome or None,
+        last_outcome_at=float(at) if at else None,
+        last_task=task_id or None,
     )
     return TaskConfig.from_dict(data), job_state
 

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from distsched.model import ValidationError
-from distsched.ports import Fence
+from distsched.ports import Fence, LeaseInfo
 
 from .storage import RedisStorage, _token
 from .url import parse
@@ -70,3 +70,11 @@ class RedisElection:
             return Fence(node_id, int(term))
         except ValueError:
             return None
+
+    async def lease(self) -> LeaseInfo | None:
+        reply = await self.storage.run(self.storage.scripts.stats_read, ["lease"], op=False)
+        if not reply:
+            return None
+        holder, term, acquired, renewed, expires, now = reply
+        return LeaseInfo(holder=holder, term=int(term), acquired_at=float(acquired), renewed_at=float(renewed),
+                         expires_at=float(expires), now=float(now))

@@ -26,6 +26,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from distsched.asyncutil import WakeSignal
+from distsched.history import (
+    SCAN_BASE,
+    SCAN_FACTOR,
+    check_limit,
+    check_since,
+    check_state,
+    decode_cursor,
+    encode_cursor,
+    merge_attempts,
+)
 from distsched.model import (
     AlreadyExists,
     FencedError,
@@ -38,7 +48,18 @@ from distsched.model import (
     VersionConflict,
     Worker,
 )
-from distsched.ports import Fence, FireReport, Firing, Settled
+from distsched.model.task import ASSIGNED
+from distsched.ports import (
+    Fence,
+    FireReport,
+    Firing,
+    JobPage,
+    SchedulerNode,
+    Settled,
+    TaskDetail,
+    TaskPage,
+    ThroughputBucket,
+)
 
 from . import codec
 from .codec import num, task_args
@@ -97,6 +118,7 @@ class RedisStorage:
         self.jobs = _Jobs(self)
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
+        self.schedulers = _Schedulers(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
 
@@ -367,7 +389,7 @@ class _Jobs:
 
     async def _read(self, *args: Any) -> list[tuple[TaskConfig, JobState]]:
         flat = await self.store.run(self.s.job_read, args, op=False)
-        return [codec.decode_job(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        return _decode_jobs(flat)
 
     async def get(self, name: str) -> TaskConfig:
         found = await self._read("get", name)
@@ -375,8 +397,17 @@ class _Jobs:
             raise NotFound(f"job {name!r} does not exist")
         return found[0][0]
 
-    async def list(self) -> list[TaskConfig]:
+    async def list_jobs(self) -> list[TaskConfig]:
         return sorted((config for config, _ in await self._read("list")), key=lambda c: c.name)
+
+    async def page(self, after: str | None = None, limit: int = 50) -> JobPage:
+        check_limit(limit)
+        if after is not None and not isinstance(after, str):
+            raise ValidationError("after", f"must be a job name, not {after!r}")
+        flat = await self.store.run(self.s.job_read, ["page", after or "", str(limit)], op=False)
+        jobs = _decode_jobs(flat[1:])
+        more = int(flat[0]) == 1
+        return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
     async def remove(self, name: str) -> bool:
         return bool(await self.store.run(self.s.job_remove, [name], op=False))
@@ -408,6 +439,10 @@ class _Jobs:
             args += [task_args(task, 0) for task in f.tasks]
         reply = await self.store.leader_write(self.s.fire, fence, args)
         return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[3:]))
+
+
+def _decode_jobs(flat: list[Any]) -> list[tuple[TaskConfig, JobState]]:
+    return [codec.decode_job(flat[i], flat[i + 1], flat[i + 2], flat[i + 3]) for i in range(0, len(flat), 4)]
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:
@@ -452,12 +487,52 @@ class _Tasks:
             out += [codec.decode_task(row) if row else None for row in rows]
         return out
 
-    async def list(self, *, state: str | None = None, job: str | None = None, limit: int = 100) -> list[Task]:
-        if limit <= 0:
-            return []
-        found = await self._read("list", state or "", job or "", str(int(limit)))
-        found.sort(key=lambda t: t.updated_at, reverse=True)
-        return found[:limit]
+    async def query(
+        self,
+        *,
+        job: str | None = None,
+        state: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        check_limit(limit)
+        state = check_state(state)
+        since = check_since(since)
+        score, after = decode_cursor(cursor) if cursor is not None else (None, "")
+        if job is not None:
+            index = "jt:" + job
+        elif worker is not None:
+            index = "tw:" + worker
+        elif state is not None:
+            index = "ts:" + ("assigned" if state in _ASSIGNED_VALUES else state)
+        else:
+            index = "tc"
+        rows = await self.store.run(self.s.task_read, [
+            "query", index, state or "", job or "", worker or "", num(since), num(score), after,
+            str(limit), str(SCAN_BASE + SCAN_FACTOR * limit)], op=False)
+        tasks = tuple(codec.decode_task(row) for row in rows[2:])
+        nxt = encode_cursor(float(rows[0]), rows[1]) if rows[0] != "" else None
+        return TaskPage(tasks=tasks, next_cursor=nxt)
+
+    async def detail(self, task_id: str) -> TaskDetail | None:
+        reply = await self.store.run(self.s.task_read, ["detail", task_id], op=False)
+        if not reply or not reply[0]:
+            return None
+        task = codec.decode_task(reply[0])
+        return TaskDetail(task=task, attempts=merge_attempts(task, (codec.decode_attempt(e) for e in reply[1:])))
+
+    async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
+            raise ValidationError("minutes", f"must be an integer between 1 and 120, not {minutes!r}")
+        flat = await self.store.run(self.s.stats_read, ["throughput", str(minutes)], op=False)
+        out = []
+        for i in range(0, len(flat), 2):
+            parts = flat[i + 1].split("|") if flat[i + 1] else []
+            counts = {parts[k]: int(parts[k + 1]) for k in range(0, len(parts), 2)}
+            out.append(ThroughputBucket(minute=int(flat[i]) * 60.0, counts=counts))
+        return out
 
     async def counts(self) -> dict[str, int]:
         flat = await self.store.run(self.s.counts, [self.store.retention], op=False)
@@ -506,6 +581,9 @@ class _Tasks:
         return await self._cas(self.s.dispatch, fence, tasks, [self.store.retention], codec.dispatch_args)
 
 
+_ASSIGNED_VALUES = frozenset(s.value for s in ASSIGNED)
+
+
 def _no_ack(head: list[str], is_save: bool) -> list[str]:
     """Arguments of the chunks before the last: no acknowledgement."""
     return [head[0], "0"] if is_save else list(head)
@@ -529,10 +607,14 @@ class _Workers:
     async def deregister(self, worker_id: str) -> None:
         await self.store.run(self.s.worker_deregister, [worker_id], op=False)
 
-    async def list(self) -> list[Worker]:
+    async def list_workers(self) -> list[Worker]:
         flat = await self.store.run(self.s.worker_list, [], op=False)
         workers = [codec.decode_worker(*flat[i + 1:i + 5]) for i in range(0, len(flat), 5)]
         return sorted(workers, key=lambda w: w.id)
+
+    async def queue_depths(self) -> dict[str, int]:
+        flat = await self.store.run(self.s.stats_read, ["queues"], op=False)
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
         args = [self.store.retention, worker_id, *(task_args(task) for task in tasks)]
@@ -541,6 +623,31 @@ class _Workers:
             if written:
                 task.version += 1
         return bits
+
+
+class _Schedulers:
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+        self.s = store.scripts
+
+    async def register(self, node: SchedulerNode) -> None:
+        data = codec.dumps({"id": node.id, "host": node.host, "pid": node.pid, "started_at": node.started_at})
+        await self.store.run(self.s.scheduler_node, ["register", node.id, data, node.role], op=False)
+
+    async def heartbeat(self, node_id: str, *, role: str) -> bool:
+        return bool(await self.store.run(self.s.scheduler_node, ["heartbeat", node_id, role], op=False))
+
+    async def deregister(self, node_id: str) -> None:
+        await self.store.run(self.s.scheduler_node, ["deregister", node_id], op=False)
+
+    async def list_schedulers(self) -> list[SchedulerNode]:
+        flat = await self.store.run(self.s.stats_read, ["schedulers"], op=False)
+        nodes = []
+        for i in range(0, len(flat), 4):
+            data = codec.loads(flat[i + 1])
+            data.update(last_heartbeat=float(flat[i + 2]), role=flat[i + 3])
+            nodes.append(SchedulerNode.from_dict(data))
+        return sorted(nodes, key=lambda n: n.id)
 
 
 # -- queues and results -------------------------------------------------------------------

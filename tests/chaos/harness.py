@@ -948,7 +948,7 @@ class Run:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                ids = {w.id for w in await asyncio.wait_for(storage.workers.list(), 3.0)}
+                ids = {w.id for w in await asyncio.wait_for(storage.workers.list_workers(), 3.0)}
                 if not ids & set(old):
                     return
             except Exception:
@@ -959,7 +959,7 @@ class Run:
     async def _worker_ids(self, pid: int | None) -> list[str]:
         try:
             storage = await self.app.storage()
-            return [w.id for w in await asyncio.wait_for(storage.workers.list(), 3.0) if w.pid == pid]
+            return [w.id for w in await asyncio.wait_for(storage.workers.list_workers(), 3.0) if w.pid == pid]
         except Exception:
             return []
 
@@ -1049,7 +1049,7 @@ class Run:
         loads: dict[int, int] = {}
         try:
             storage = await self.app.storage()
-            for w in await asyncio.wait_for(storage.workers.list(), 3.0):
+            for w in await asyncio.wait_for(storage.workers.list_workers(), 3.0):
                 loads[w.pid] = loads.get(w.pid, 0) + w.load
         except Exception:
             pass
@@ -1202,6 +1202,8 @@ class Run:
 
     async def snapshot(self) -> dict[str, Any]:
         """The final store state (tasks of the stream and of the jobs, counts, workers, lease)."""
+        from distsched.testing import all_tasks as _all_tasks
+
         storage = await self.app.storage()
         acked = [r["id"] for r in read_jsonl(self.dir / "acked.jsonl")]
         found = await self._retry("read tasks", lambda: storage.tasks.get_many(acked), 60)
@@ -1211,7 +1213,7 @@ class Run:
         jobs: dict[str, Any] = {}
         for i in range(JOBS):
             name = f"tick-{i:02d}"
-            listed = await self._retry("list job", lambda name=name: storage.tasks.list(job=name, limit=1_000_000), 60)
+            listed = await self._retry("list job", lambda name=name: _all_tasks(storage, job=name), 60)
             jobs[name] = [compact(t) for t in listed]
         counts = await self._retry("counts", storage.tasks.counts)
         workers = await self._retry("workers", storage.workers.list)
@@ -1273,7 +1275,7 @@ class Run:
         storage = await self.app.storage()
 
         async def workers_up() -> bool:
-            ws = await storage.workers.list()
+            ws = await storage.workers.list_workers()
             return len({w.pid for w in ws if w.is_alive(storage.clock(), HEARTBEAT_TTL)}) >= len(WORKERS)
 
         deadline = time.monotonic() + 45

@@ -357,7 +357,7 @@ class Scheduler:
         until their time - to workers; returns (dispatched, blocked-for-capacity)."""
         storage = self.storage
         ttl = self.config.heartbeat_ttl
-        workers = [w for w in await storage.workers.list() if w.can_accept(now, ttl)]
+        workers = [w for w in await storage.workers.list_workers() if w.can_accept(now, ttl)]
         free = sum(w.free for w in workers)
         if free == 0:
             return 0, True
@@ -399,7 +399,7 @@ class Scheduler:
         """Requeue the tasks of workers whose heartbeat is older than the TTL."""
         storage = self.storage
         reaped = 0
-        workers: list[Worker] = await storage.workers.list()
+        workers: list[Worker] = await storage.workers.list_workers()
         for worker in workers:
             if worker.id not in self._known_workers and worker.is_alive(now, self.config.heartbeat_ttl):
                 self._known_workers.add(worker.id)

@@ -484,9 +484,9 @@ def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
             election = await app.engine.open_election()
             leader = await election.current()
             now = store.clock()
-            workers = await store.workers.list()
+            workers = await store.workers.list_workers()
             counts = await store.tasks.counts()
-            jobs = await store.jobs.list()
+            jobs = await store.jobs.list_jobs()
             return {
                 "storage": _safe(app.config.storage),
                 "leader": {"node_id": leader.node_id, "term": leader.term} if leader else None,
@@ -542,7 +542,7 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     async def call(app: Any) -> list[dict[str, Any]]:
         store = await app.storage()
         out = []
-        for job in await store.jobs.list():
+        for job in await store.jobs.list_jobs():
             state = await store.jobs.state(job.name)
             out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
                         "executor": job.spec.executor, "target": job.spec.target, "enabled": job.enabled,

@@ -228,9 +228,14 @@ class JobState:
 
     ``next_fire_at`` is the next slot not yet handled; ``last_slot`` is the high-water mark:
     the latest slot already fired or recorded. A new leader resumes from there.
+    ``last_outcome`` (a final TaskState value), ``last_outcome_at`` (store time) and
+    ``last_task`` describe the job's task that finished last (skipped slots excepted).
     """
 
     name: str
     next_fire_at: float | None
     last_slot: float | None = None
     paused: bool = False
+    last_outcome: str | None = None
+    last_outcome_at: float | None = None
+    last_task: str | None = None

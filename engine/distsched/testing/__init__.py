@@ -31,9 +31,22 @@ def make_job(name: str = "job", *, every: float = 10.0, **spec: Any) -> TaskConf
     return TaskConfig(name=name, trigger=EveryTrigger(every), spec=TaskSpec(**spec))
 
 
+async def all_tasks(storage: Any, **filters: Any) -> list[Task]:
+    """Every task ``storage.tasks.query(**filters)`` pages through, newest first (for tests
+    and tools that want them all; a page is at most 1000)."""
+    out: list[Task] = []
+    cursor = None
+    while True:
+        page = await storage.tasks.query(cursor=cursor, limit=1000, **filters)
+        out += page.tasks
+        if page.next_cursor is None:
+            return out
+        cursor = page.next_cursor
+
+
 def make_worker(worker_id: str = "w1", *, now: float = 0.0, **fields: Any) -> Worker:
     fields.setdefault("concurrency", 2)
     return Worker(id=worker_id, started_at=now, last_heartbeat=now, **fields)
 
 
-__all__ = ["discovered_plugins", "make_job", "make_task", "make_worker"]
+__all__ = ["all_tasks", "discovered_plugins", "make_job", "make_task", "make_worker"]

@@ -20,11 +20,11 @@ local function parse_dispatch(str)
           w = string.sub(str, pos, pos + wl - 1), id = string.sub(str, pos + wl)}
 end
 
-local bits = {}
+local bits, seen_workers = {}, {}
 for i = 4, #ARGV do
   local t = parse_dispatch(ARGV[i])
   local key = task_key(t.id)
-  local cur = redis.call('HMGET', key, 'v', 's')
+  local cur = redis.call('HMGET', key, 'v', 's', 'c', 'u')
   if cur[1] and tonumber(cur[1]) == tonumber(t.ev) and READY[cur[2]] then
     redis.call('HSET', key, 's', 'dispatched', 'v', tonumber(cur[1]) + 1, 'w', t.w, 'n', t.n,
                'u', t.u, 'da', t.da, 'sa', '')
@@ -34,13 +34,23 @@ for i = 4, #ARGV do
     count_delta('dispatched', 1)
     batch1('ZREM', P .. 'ready', t.id)
     if t.dl ~= '' then batch2('ZADD', P .. 'dl', t.dl, t.id) end
+    -- history indexes (by created_at; a task stored before they existed: its update time)
+    local c = cur[3] or cur[4]
+    batch1('ZREM', P .. 'ts:' .. cur[2], t.id)
+    batch2('ZADD', P .. 'ts:assigned', c, t.id)
     if t.w ~= '' then
       batch1('SADD', P .. 'wa:' .. t.w, t.id)
       batch1('RPUSH', P .. 'q:' .. t.w, t.id .. '#' .. t.n)
+      batch2('ZADD', P .. 'tw:' .. t.w, c, t.id)
+      seen_workers[t.w] = true
     end
     bits[#bits + 1] = '1'
   else
     bits[#bits + 1] = '0'
   end
+end
+for w, _ in pairs(seen_workers) do
+  -- the key goes once nothing was dispatched to the worker for a retention period
+  redis.call('EXPIRE', P .. 'tw:' .. w, RETENTION)
 end
 return op_reply({'OK', table.concat(bits)})

@@ -9,6 +9,7 @@ if st then
   return 'EXISTS'
 end
 redis.call('HSET', P .. 'jobs', name, ARGV[3])
+redis.call('ZADD', P .. 'jn', 0, name)
 put_job_state(name, {v = '1', n = ARGV[4], l = '', p = '0', e = ARGV[5], op = op})
 notify()
 return 'OK'

@@ -15,6 +15,7 @@ for i = 2, #ARGV do
     seen[name] = true
     -- as put_job_state() for a new job, batched
     batch2('HSET', P .. 'jobs', name, config)
+    batch2('ZADD', P .. 'jn', 0, name)
     batch2('HSET', P .. 'jst', name, '1|' .. nxt .. '||0|' .. enabled .. '|')
     if enabled == '1' and nxt ~= '' then
       batch2('ZADD', P .. 'due', nxt, name)

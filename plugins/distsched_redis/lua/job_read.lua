@@ -1,8 +1,12 @@
 --! requires: common jobs
 -- Job reads, each one consistent snapshot:
---   ARGV: prefix, 'get', name          -> {config JSON, state} or {} when unknown
---   ARGV: prefix, 'list'               -> {name, config JSON, state, ...}
---   ARGV: prefix, 'due', now, limit    -> {name, config JSON, state, ...} earliest first
+--   ARGV: prefix, 'get', name          -> {name, config JSON, state, last} or {} when unknown
+--   ARGV: prefix, 'list'               -> {name, config JSON, state, last, ...}
+--   ARGV: prefix, 'due', now, limit    -> {name, config JSON, state, last, ...} earliest first
+--   ARGV: prefix, 'page', after|'', limit -> {more 0/1, name, config JSON, state, last, ...}
+--                                        by name after `after` (P.."jn": ZSET of the names,
+--                                        all scored 0, read by ZRANGEBYLEX)
+-- last: P.."jlast" "<state>|<at>|<task id>" of the job's last finished task ('' = none).
 local mode = ARGV[2]
 local out = {}
 local function add(name)
@@ -12,12 +16,23 @@ local function add(name)
     out[#out + 1] = name
     out[#out + 1] = cfg
     out[#out + 1] = st
+    out[#out + 1] = redis.call('HGET', P .. 'jlast', name) or ''
   end
 end
 if mode == 'get' then
   add(ARGV[3])
 elseif mode == 'list' then
   for _, name in ipairs(redis.call('HKEYS', P .. 'jobs')) do add(name) end
+elseif mode == 'page' then
+  local after, limit = ARGV[3], tonumber(ARGV[4])
+  if redis.call('ZCARD', P .. 'jn') ~= redis.call('HLEN', P .. 'jobs') then
+    -- jobs stored before the name index existed: build it (once)
+    redis.call('DEL', P .. 'jn')
+    for _, name in ipairs(redis.call('HKEYS', P .. 'jobs')) do redis.call('ZADD', P .. 'jn', 0, name) end
+  end
+  local names = redis.call('ZRANGEBYLEX', P .. 'jn', after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, limit + 1)
+  out[1] = #names > limit and 1 or 0
+  for k = 1, math.min(#names, limit) do add(names[k]) end
 elseif mode == 'due' then
   local names = redis.call('ZRANGEBYSCORE', P .. 'due', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
   for _, name in ipairs(names) do add(name) end

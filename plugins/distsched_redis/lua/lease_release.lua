@@ -5,4 +5,5 @@ if not fence_ok(ARGV[2]) then
   return 0
 end
 redis.call('DEL', P .. 'lease')
+redis.call('HSET', P .. 'leaseinfo', 'e', NOW_S)
 return 1

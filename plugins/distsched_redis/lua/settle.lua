@@ -7,7 +7,9 @@
 -- of a superseded attempt, or of a task that no longer exists, is dropped as stale. It stops
 -- at the first result it cannot judge - a failure or timeout (the retry policy is the
 -- leader's, in Python), or anything malformed - and leaves it, and all after it, for
--- results.peek. The results it walked are removed in the same step.
+-- results.peek. The results it walked are removed in the same step. The attempt needs no
+-- record of its own (tasks.detail reads the latest attempt from the task), but the history
+-- index, the minute's throughput and the job's last outcome are written here too.
 -- ARGV: prefix, fence token, retention, max, want rows ('1': reply with a summary of each).
 -- Reply: {'OK', settled, stale, results left, summary...} or {'FENCED', current lease}; with
 -- want rows, one summary per settled task, in the order settled:
@@ -49,7 +51,7 @@ for _, entry in ipairs(entries) do
   walked = walked + 1
   local id = r.task_id
   local key = task_key(id)
-  local cur = redis.call('HMGET', key, 's', 'w', 'n', 'sa', 'j', 'v', 'd')
+  local cur = redis.call('HMGET', key, 's', 'w', 'n', 'sa', 'j', 'v', 'd', 'c', 'u')
   local rw = r.worker_id
   if not cur[1] or not ASSIGNED[cur[1]] or r.attempt_id ~= id .. '#' .. cur[3]
       or (type(rw) == 'string' and cur[2] ~= '' and rw ~= cur[2]) then
@@ -67,6 +69,9 @@ for _, entry in ipairs(entries) do
     if j ~= '' then batch1('SREM', P .. 'jl:' .. j, id) end
     redis.call('EXPIRE', key, RETENTION)
     batch2('ZADD', P .. 'x:succeeded', NOW + RETENTION, exp_member(j, id))
+    batch1('ZREM', P .. 'ts:assigned', id)
+    batch2('ZADD', P .. 'ts:succeeded', cur[8] or cur[9], id)
+    note_finished('succeeded', j, id)
     settled = settled + 1
     if want then
       -- d is compact JSON written by Python: '"attempt":' occurs once, as its top-level key

@@ -6,8 +6,17 @@
 --   prefix, 'overdue', now, limit            dispatched/running with deadline < now, earliest first
 --   prefix, 'assigned', worker               dispatched/running tasks of a worker
 --   prefix, 'live', job                      non-terminal tasks of a job
---   prefix, 'list', state|'', job|'', limit  candidates for tasks.list (Python sorts them by
---                                            updated_at and keeps `limit`)
+--   prefix, 'query', index key, state|'', job|'', worker|'', since|'', cursor score|'',
+--           cursor id, limit, budget
+--                                            tasks.query: walk the index (a ZSET scored by
+--                                            created_at) from the newest entry below the
+--                                            cursor, keep the tasks that match the filters,
+--                                            until `limit` are found, `budget` entries were
+--                                            examined, or an entry is older than `since`.
+--                                            Reply: {next score|'', next id|'', rows...}
+--                                            (next: the last entry examined, when more may
+--                                            follow). Entries whose task is gone are removed.
+--   prefix, 'detail', id                     {row or false, attempt entries...}
 local mode = ARGV[2]
 local out = {}
 local function add_ids(ids)
@@ -29,44 +38,60 @@ elseif mode == 'assigned' then
   add_ids(redis.call('SMEMBERS', P .. 'wa:' .. ARGV[3]))
 elseif mode == 'live' then
   add_ids(redis.call('SMEMBERS', P .. 'jl:' .. ARGV[3]))
-elseif mode == 'list' then
-  local state, job, limit = ARGV[3], ARGV[4], tonumber(ARGV[5])
-  -- walk an index from its newest end, keeping tasks in `state` (any when ''), until `limit`
-  local function scan(key, parse_member)
-    local found, start = 0, 0
-    while found < limit do
-      local members = redis.call('ZREVRANGE', key, start, start + 199)
-      if #members == 0 then break end
-      for _, m in ipairs(members) do
-        local id = m
-        if parse_member then
-          local _
-          _, id = split_exp_member(m)
-        end
-        local row = id and task_row(id)
-        if row and (state == '' or row[1] == state) then
-          out[#out + 1] = row
-          found = found + 1
-          if found >= limit then break end
-        end
-      end
-      start = start + 200
+elseif mode == 'query' then
+  local key, state, job, worker = P .. ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+  local since = ARGV[7] ~= '' and tonumber(ARGV[7]) or nil
+  local cscore, cid = ARGV[8], ARGV[9]
+  local limit, budget = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local start = 0
+  local tie = nil  -- score of the cursor when its entry is gone: skip ties >= its id
+  if cscore ~= '' then
+    local sc = redis.call('ZSCORE', key, cid)
+    if sc and tonumber(sc) == tonumber(cscore) then
+      start = redis.call('ZREVRANK', key, cid) + 1
+    else
+      start = redis.call('ZCOUNT', key, '(' .. cscore, '+inf')
+      tie = tonumber(cscore)
     end
   end
-  if job ~= '' then
-    scan(P .. 'jt:' .. job, false)
-  elseif state ~= '' then
-    if TERMINAL[state] then
-      scan(P .. 'x:' .. state, true)
-    elseif READY[state] then
-      scan(P .. 'ready', false)
-    elseif ASSIGNED[state] then
-      scan(P .. 'dl', false)
+  out[1], out[2] = '', ''
+  local found, examined, gone, last_s, last_id, done = 0, 0, {}, nil, nil, false
+  while not done and found < limit and examined < budget do
+    local batch = redis.call('ZREVRANGE', key, start, start + 199, 'WITHSCORES')
+    if #batch == 0 then done = true break end
+    for k = 1, #batch, 2 do
+      local id, score = batch[k], tonumber(batch[k + 1])
+      if since and score < since then done = true break end
+      examined = examined + 1
+      last_s, last_id = batch[k + 1], id
+      if not (tie and score == tie and id >= cid) then
+        local row = task_row(id)
+        if not row then
+          gone[#gone + 1] = id
+        elseif (state == '' or row[1] == state)
+            and (job == '' or redis.call('HGET', task_key(id), 'j') == job)
+            and (worker == '' or redis.call('ZSCORE', P .. 'tw:' .. worker, id)) then
+          out[#out + 1] = row
+          found = found + 1
+        end
+      end
+      if found >= limit or examined >= budget then break end
     end
-  else
-    for _, s in ipairs(TERMINAL_STATES) do scan(P .. 'x:' .. s, true) end
-    scan(P .. 'ready', false)
-    scan(P .. 'dl', false)
+    start = start + 200
+  end
+  if not done and last_id then
+    -- more may follow: is there an entry after the last one examined (and not too old)?
+    local rank = redis.call('ZREVRANK', key, last_id)
+    local nxt = rank and redis.call('ZREVRANGE', key, rank + 1, rank + 1, 'WITHSCORES') or {}
+    if #nxt > 0 and not (since and tonumber(nxt[2]) < since) then
+      out[1], out[2] = last_s, last_id
+    end
+  end
+  for _, id in ipairs(gone) do redis.call('ZREM', key, id) end
+elseif mode == 'detail' then
+  out[1] = task_row(ARGV[3]) or false
+  if out[1] then
+    for _, entry in ipairs(redis.call('LRANGE', P .. 'ta:' .. ARGV[3], 0, -1)) do out[#out + 1] = entry end
   end
 end
 return out

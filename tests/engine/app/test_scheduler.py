@@ -9,7 +9,7 @@ from distsched import DistributeSchedule
 from distsched.app.scheduler import Scheduler
 from distsched.facade import build_job
 from distsched.model import TaskResult, TaskState
-from distsched.testing import make_worker
+from distsched.testing import all_tasks, make_worker
 
 
 class Leader:
@@ -31,7 +31,7 @@ class Leader:
         return await self.storage.jobs.add(job, next_fire_at=first)
 
     async def tasks(self, job):
-        return sorted(await self.storage.tasks.list(job=job, limit=10_000), key=lambda t: t.slot or 0)
+        return sorted(await all_tasks(self.storage, job=job), key=lambda t: t.slot or 0)
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ async def test_a_dead_workers_tasks_are_requeued_without_using_retries(leader):
     # Ten seconds of silence later the leader reaps it.
     reaped = await leader.scheduler.reap_workers(leader.fence, now + leader.app.config.heartbeat_ttl + 1)
     assert reaped == 1
-    tasks = await leader.storage.tasks.list(limit=10)
+    tasks = await all_tasks(leader.storage)
     assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.attempt == 1 for t in tasks)
     assert leader.scheduler.stats["requeued"] == 3
 
@@ -166,17 +166,17 @@ async def test_a_worker_that_takes_a_task_while_it_is_reaped_is_reaped_again_nex
     later = now + leader.app.config.heartbeat_ttl + 1
     assert await leader.scheduler.reap_workers(leader.fence, later) == 0
     leader.storage.tasks.assigned = assigned
-    states = sorted(t.state.value for t in await leader.storage.tasks.list(limit=10))
+    states = sorted(t.state.value for t in await all_tasks(leader.storage))
     assert states == ["pending", "running"]
-    [kept] = await leader.storage.workers.list()
+    [kept] = await leader.storage.workers.list_workers()
     assert kept.id == "slow" and not kept.is_alive(later, leader.app.config.heartbeat_ttl)
     assert await leader.storage.workers.heartbeat("slow") is False, "it is told it was declared dead"
     leader.scheduler.events.flush()
     assert [type(e) for e in events if isinstance(e, (ev.WorkerLost, ev.TaskRequeued))] == [ev.TaskRequeued]
     # The next pass requeues the task it took and removes it: one worker.lost for both.
     assert await leader.scheduler.reap_workers(leader.fence, later + 1) == 1
-    assert await leader.storage.workers.list() == []
-    tasks = await leader.storage.tasks.list(limit=10)
+    assert await leader.storage.workers.list_workers() == []
+    tasks = await all_tasks(leader.storage)
     assert all(t.state is TaskState.PENDING and t.redeliveries == 1 for t in tasks)
     leader.scheduler.events.flush()
     lost = [e for e in events if isinstance(e, ev.WorkerLost)]
@@ -236,7 +236,7 @@ async def test_a_fenced_leader_steps_down():
         with pytest.raises(FencedError):
             await lead.scheduler.fire_due(lead.fence, 5.0)
         assert (await lead.storage.jobs.state("j")).next_fire_at == 1.0
-        assert await lead.storage.tasks.list(job="j") == []
+        assert await all_tasks(lead.storage, job="j") == []
     finally:
         await lead.app.stop()
 
@@ -367,7 +367,7 @@ async def test_a_store_stall_gives_workers_a_heartbeat_ttl_before_they_are_reape
     ttl = leader.app.config.heartbeat_ttl
     leader.scheduler._term_started = float("-inf")  # well into the term
     await leader.storage.workers.register(make_worker("w1", now=0.0))
-    beat = (await leader.storage.workers.list())[0].last_heartbeat
+    beat = (await leader.storage.workers.list_workers())[0].last_heartbeat
     leader.scheduler._stalled_at = beat + ttl  # the stall ended just as w1's heartbeat got too old
     assert await leader.scheduler.reap_workers(leader.fence, beat + ttl + 0.1) == 0
     assert await leader.scheduler.reap_workers(leader.fence, beat + 2 * ttl - 0.1) == 0

@@ -32,7 +32,7 @@ async def test_add_get_list_remove(storage) -> None:
         await storage.jobs.add(job("a"), next_fire_at=99.0)
     got = await storage.jobs.get("b")
     assert got == stored, "a job reads back exactly as stored (spec, trigger, policies, version)"
-    assert [j.name for j in await storage.jobs.list()] == ["a", "b"]
+    assert [j.name for j in await storage.jobs.list_jobs()] == ["a", "b"]
     state = await storage.jobs.state("a")
     assert (state.name, state.next_fire_at, state.last_slot, state.paused) == ("a", 10.0, None, False)
     assert await storage.jobs.remove("a") is True

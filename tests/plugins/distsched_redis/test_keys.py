@@ -6,6 +6,7 @@ from redis.crc import key_slot
 
 from distsched.model import EveryTrigger, Task, TaskConfig, TaskResult, TaskSpec, Worker
 from distsched.ports import Firing
+from distsched.testing import all_tasks
 from distsched_redis.election import RedisElection
 
 pytestmark = pytest.mark.redis
@@ -76,10 +77,10 @@ async def test_two_namespaces_do_not_see_each_other(redis_server, open_storage, 
     a = await open_storage(redis_server.url_for(namespace=namespace + "-a"))
     b = await open_storage(redis_server.url_for(namespace=namespace + "-b"))
     await workload(a)
-    assert await b.jobs.list() == [] and await b.jobs.next_due_at() is None
-    assert await b.tasks.counts() == {} and await b.tasks.list() == []
+    assert await b.jobs.list_jobs() == [] and await b.jobs.next_due_at() is None
+    assert await b.tasks.counts() == {} and await all_tasks(b) == []
     assert await b.tasks.get("one-off 0") is None
-    assert await b.workers.list() == [] and await b.results.peek(10) == []
+    assert await b.workers.list_workers() == [] and await b.results.peek(10) == []
     assert await b.queues.pull("w1", 10, 0.01) == []
     fence_b = await RedisElection(b).acquire("other")
     assert fence_b is not None, "each namespace has its own lease"

@@ -85,6 +85,7 @@ from distsched.model import (
 )
 from distsched.model.task import ASSIGNED
 from distsched.ports import Fence, Firing
+from distsched.testing import all_tasks
 
 pytestmark = pytest.mark.redis
 
@@ -276,7 +277,7 @@ class SchedulerModel(RuleBasedStateMachine):
         """What a leader decides: ready tasks onto registered workers with room (a worker that
         died a moment ago still looks alive until it is reaped)."""
         now = self.store.clock()
-        workers = [w for w in self._await(self.store.workers.list()) if w.can_accept()]
+        workers = [w for w in self._await(self.store.workers.list_workers()) if w.can_accept()]
         if not workers:
             return []
         chosen = []
@@ -668,7 +669,7 @@ class SchedulerModel(RuleBasedStateMachine):
         # a reaped worker's set was checked empty when it was reaped (and nothing adds to it)
         assigned = {w: {t.id for t in await store.tasks.assigned(w)}
                     for w in known_workers if self.workers[w] != "reaped"}
-        registered = {w.id: w for w in await store.workers.list()}
+        registered = {w.id: w for w in await store.workers.list_workers()}
         assert set(registered) == {w for w, s in self.workers.items() if s != "reaped"}, registered
         for w, members in assigned.items():
             if w in registered:
@@ -719,7 +720,7 @@ class SchedulerModel(RuleBasedStateMachine):
         overdue = {t.id for t in await store.tasks.overdue(1e12, 10_000)}
         assert overdue == {t.id for t in tasks if t.state in ASSIGNED}
         # one task per slot
-        slot_tasks = await store.tasks.list(job=JOB, limit=10_000)
+        slot_tasks = await all_tasks(store, job=JOB)
         slots = [t.slot for t in slot_tasks]
         assert len(slots) == len(set(slots)), f"several tasks for one slot: {sorted(slots)}"
         assert all(t.id == slot_task_id(JOB, t.slot) for t in slot_tasks)
@@ -818,7 +819,7 @@ async def test_a_pull_racing_the_reap_leaves_no_task_on_a_removed_worker(storage
     for t in held:
         t.requeue("worker w1 lost", storage.clock())
     bits = await storage.workers.reap(fence, "w1", held)
-    registered = {w.id for w in await storage.workers.list()}
+    registered = {w.id for w in await storage.workers.list_workers()}
     stored = await storage.tasks.get("a")
     assert await storage.workers.heartbeat("w1") is False  # w1 now drops what it runs
     assert stored.state not in ASSIGNED or stored.worker_id in registered, (
@@ -830,5 +831,5 @@ async def test_a_pull_racing_the_reap_leaves_no_task_on_a_removed_worker(storage
     for t in again:
         t.requeue("worker w1 lost", storage.clock())
     assert await storage.workers.reap(fence, "w1", again) == [True]
-    assert "w1" not in {w.id for w in await storage.workers.list()}
+    assert "w1" not in {w.id for w in await storage.workers.list_workers()}
     assert (await storage.tasks.get("a")).state is S.PENDING

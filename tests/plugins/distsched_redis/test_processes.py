@@ -20,6 +20,7 @@ import pytest
 
 from distsched import DistributeSchedule
 from distsched.model import TaskState
+from distsched.testing import all_tasks
 from distsched.testing.redis_server import RedisServer, redis_server_binary
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow,
@@ -104,7 +105,7 @@ class Deployment:
 
     def job_tasks(self, job: str):
         async def tasks(app, storage):
-            return sorted(await storage.tasks.list(job=job, limit=100_000), key=lambda t: t.slot)
+            return sorted(await all_tasks(storage, job=job), key=lambda t: t.slot)
 
         return self.call(tasks)
 
@@ -205,7 +206,7 @@ def test_a_killed_workers_tasks_are_redispatched(deployment, capsys):
     deployment.worker("w2", concurrency=4)
 
     async def both_registered(app, storage):
-        return len([w for w in await storage.workers.list() if w.is_alive(storage.clock(), 5)]) == 2
+        return len([w for w in await storage.workers.list_workers() if w.is_alive(storage.clock(), 5)]) == 2
 
     deployment.wait_for(lambda: deployment.call(both_registered), 15, "two workers")
 
@@ -244,7 +245,7 @@ def test_sigterm_drains_a_worker(deployment):
     w1 = deployment.worker("w1")
 
     async def registered(app, storage):
-        return bool(await storage.workers.list())
+        return bool(await storage.workers.list_workers())
 
     deployment.wait_for(lambda: deployment.call(registered), 15, "the worker")
     [task_id] = deployment.call(lambda app, storage: app.submit_many([_sleepy_spec(1.0)]))
@@ -259,7 +260,7 @@ def test_sigterm_drains_a_worker(deployment):
     assert task.state is TaskState.SUCCEEDED and task.worker_id.startswith("w1-") and task.redeliveries == 0
 
     async def gone(app, storage):
-        return not [w for w in await storage.workers.list() if w.is_alive(storage.clock(), 10)]
+        return not [w for w in await storage.workers.list_workers() if w.is_alive(storage.clock(), 10)]
 
     deployment.wait_for(lambda: deployment.call(gone), 10, "the worker to deregister")
 

@@ -16,6 +16,7 @@ from distsched.model import (
     TaskState,
     Worker,
 )
+from distsched.testing import all_tasks
 
 pytestmark = pytest.mark.redis
 
@@ -108,7 +109,7 @@ async def test_dispatch_pushes_the_attempt_onto_the_workers_queue(storage, fence
     assert await storage.tasks.dispatch(fence, [a, b, stale]) == [True, True, False]
     queue = await storage.client.lrange(storage.prefix + "q:w1", 0, -1)
     assert queue == ["a#1", "b#1"], "only written tasks are queued, as '<task id>#<dispatches>'"
-    assert [(w.id, w.load) for w in await storage.workers.list()] == [("w1", 2)]
+    assert [(w.id, w.load) for w in await storage.workers.list_workers()] == [("w1", 2)]
     assert {t.id for t in await storage.tasks.assigned("w1")} == {"a", "b"}
     assert await storage.tasks.counts() == {"dispatched": 2, "cancelled": 1}
 
@@ -133,12 +134,12 @@ async def test_overdue_live_and_list(storage, fence) -> None:
     await storage.tasks.save(fence, [first])
     assert await storage.tasks.overdue(now + 100, 10) == []
     assert [t.id for t in await storage.tasks.live("j")] == [slots[1].id]
-    listed = await storage.tasks.list(job="j")
-    assert [t.id for t in listed] == [slots[0].id, slots[1].id], "most recently updated first"
-    assert [t.id for t in await storage.tasks.list(job="j", state="pending")] == [slots[1].id]
-    assert [t.id for t in await storage.tasks.list(state="succeeded")] == [slots[0].id]
-    assert [t.id for t in await storage.tasks.list(limit=1)] == [slots[0].id]
-    assert await storage.tasks.list(job="other") == []
+    listed = await all_tasks(storage, job="j")
+    assert [t.id for t in listed] == [slots[1].id, slots[0].id], "newest created first"
+    assert [t.id for t in await all_tasks(storage, job="j", state="pending")] == [slots[1].id]
+    assert [t.id for t in await all_tasks(storage, state="succeeded")] == [slots[0].id]
+    assert [t.id for t in (await storage.tasks.query(limit=1)).tasks] == [slots[1].id]
+    assert await all_tasks(storage, job="other") == []
 
 
 async def test_leader_writes_are_fenced_and_change_nothing(storage, election, fence) -> None:
@@ -160,7 +161,7 @@ async def test_leader_writes_are_fenced_and_change_nothing(storage, election, fe
     assert (await storage.tasks.get("t")).state is TaskState.PENDING and t.version == 1
     assert await storage.client.llen(storage.prefix + "q:w1") == 0
     assert len(await storage.results.peek(10)) == 1, "a fenced save acknowledges nothing"
-    assert [w.id for w in await storage.workers.list()] == ["w1"]
+    assert [w.id for w in await storage.workers.list_workers()] == ["w1"]
 
 
 async def test_one_script_call_per_batch(storage, fence) -> None:
@@ -212,6 +213,6 @@ async def test_terminal_tasks_expire_after_the_retention(open_storage, redis_ser
     while not await gone():
         assert asyncio.get_running_loop().time() < deadline, await s.tasks.counts()
         await asyncio.sleep(0.1)
-    assert await s.tasks.list(job="j") == [] and await s.tasks.list(state="cancelled") == []
+    assert await all_tasks(s, job="j") == [] and await all_tasks(s, state="cancelled") == []
     assert await s.client.zcard(s.prefix + "x:cancelled") == 0, "the index entries are pruned too"
     assert await s.client.exists(s.prefix + "jt:j") == 0

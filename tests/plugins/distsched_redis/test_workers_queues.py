@@ -37,22 +37,22 @@ async def dispatched(storage, fence, ids, worker_id="w1"):
 async def test_register_heartbeat_deregister(storage) -> None:
     start = storage.clock()
     await storage.workers.register(worker("w1", start, host="h1", pid=42, concurrency=3, capacity=12))
-    [w] = await storage.workers.list()
+    [w] = await storage.workers.list_workers()
     assert (w.id, w.host, w.pid, w.concurrency, w.capacity, w.load, w.started_at, w.draining) == \
         ("w1", "h1", 42, 3, 12, 0, start, False)
     assert abs(w.last_heartbeat - storage.clock()) < 1.0, "heartbeats are stamped with server time"
     before = w.last_heartbeat
     assert await storage.workers.heartbeat("w1", draining=True) is True
-    [w] = await storage.workers.list()
+    [w] = await storage.workers.list_workers()
     assert w.draining and w.last_heartbeat >= before
     assert await storage.workers.heartbeat("w1") is True
-    assert not (await storage.workers.list())[0].draining
+    assert not (await storage.workers.list_workers())[0].draining
     await storage.workers.deregister("w1")
-    [w] = await storage.workers.list()
+    [w] = await storage.workers.list_workers()
     assert w.draining and w.last_heartbeat == 0.0, "a leaving worker is dead at once (the leader reaps it)"
     assert await storage.workers.heartbeat("nobody") is False
     await storage.workers.deregister("nobody")
-    assert [x.id for x in await storage.workers.list()] == ["w1"]
+    assert [x.id for x in await storage.workers.list_workers()] == ["w1"]
 
 
 async def test_pull_marks_running_with_server_time_and_tracks_in_flight(storage, fence) -> None:
@@ -69,7 +69,7 @@ async def test_pull_marks_running_with_server_time_and_tracks_in_flight(storage,
     assert await storage.client.lrange(storage.prefix + "q:w1", 0, -1) == ["c#1"], "taken off the queue"
     assert await storage.tasks.overdue(pulled[0].started_at + 59.0, 10) == []
     assert {t.id for t in await storage.tasks.overdue(pulled[0].started_at + 61.0, 10)} >= {"a", "b"}
-    assert (await storage.workers.list())[0].load == 3
+    assert (await storage.workers.list_workers())[0].load == 3
     # report: results appended; the leader peeks and acknowledges via save
     await storage.queues.report("w1", [result(pulled[0], value={"n": 1}), result(pulled[1], "failed", error="boom")])
     peeked = await storage.results.peek(10)
@@ -80,7 +80,7 @@ async def test_pull_marks_running_with_server_time_and_tracks_in_flight(storage,
     t.finish(peeked[0], storage.clock())
     assert await storage.tasks.save(fence, [t], ack_results=1) == [True]
     assert [r.task_id for r in await storage.results.peek(10)] == ["b"]
-    assert (await storage.workers.list())[0].load == 2
+    assert (await storage.workers.list_workers())[0].load == 2
 
 
 async def test_pull_drops_stale_entries_and_keeps_taking(storage, fence) -> None:
@@ -152,10 +152,10 @@ async def test_reap_removes_the_worker_and_requeues_atomically(storage, election
     newer = await election.acquire("leader-2")
     with pytest.raises(FencedError):
         await storage.workers.reap(fence, "w1", held)
-    assert {w.id for w in await storage.workers.list()} == {"w1", "w2"}, "a fenced reap changes nothing"
+    assert {w.id for w in await storage.workers.list_workers()} == {"w1", "w2"}, "a fenced reap changes nothing"
     assert await storage.workers.reap(newer, "w1", held) == [True, True]
     assert {t.id: t.version for t in held} == {"a": 4, "b": 3}
-    assert [w.id for w in await storage.workers.list()] == ["w2"]
+    assert [w.id for w in await storage.workers.list_workers()] == ["w2"]
     assert await storage.workers.heartbeat("w1") is False, "a reaped worker learns it is dead"
     for key in ("q:w1", "c:w1", "wa:w1"):
         assert await storage.client.exists(storage.prefix + key) == 0, key

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import attrs
 import pytest
 
 from ...model import (
@@ -21,10 +22,11 @@ from ...model import (
     TaskResult,
     TaskSpec,
     TaskState,
+    ValidationError,
     VersionConflict,
 )
-from ...ports import Firing
-from .. import make_job, make_task, make_worker
+from ...ports import ATTEMPT_TEXT_CAP, Firing, SchedulerNode
+from .. import all_tasks, make_job, make_task, make_worker
 from ._harness import Harness, plugin_manager_for, poll
 
 
@@ -68,7 +70,7 @@ class StorageContract:
             with pytest.raises(AlreadyExists):
                 await s.jobs.add(make_job("a"), next_fire_at=100.0)
             await s.jobs.add(make_job("b"), next_fire_at=50.0)
-            assert [j.name for j in await s.jobs.list()] == ["a", "b"]
+            assert [j.name for j in await s.jobs.list_jobs()] == ["a", "b"]
             assert (await s.jobs.state("a")).next_fire_at == 100.0
             assert await s.jobs.remove("a") is True
             assert await s.jobs.remove("a") is False
@@ -91,7 +93,7 @@ class StorageContract:
             assert all(c is not None and c.version == 1 for c in stored[3:])
             assert (await s.jobs.get("b")).trigger == EveryTrigger(5.0), "an existing job is left unchanged"
             assert (await s.jobs.state("b")).next_fire_at == 7.0
-            assert len(await s.jobs.list()) == 603
+            assert len(await s.jobs.list_jobs()) == 603
             assert (await s.jobs.state("m599")).next_fire_at == 699.0
             assert await s.jobs.next_due_at() == 7.0
             due = [c.name for c, _ in await s.jobs.due(60.0, 10)]
@@ -164,7 +166,7 @@ class StorageContract:
                             tasks=(job.create_task(10.0, 21.0), job.create_task(20.0, 21.0)))
             report = await s.jobs.fire(fence, [replay])
             assert (report.created, report.existing) == (1, 1)
-            tasks = await s.tasks.list(job="j")
+            tasks = await all_tasks(s, job="j")
             assert sorted(t.slot for t in tasks) == [10.0, 20.0]
             assert all(t.state is TaskState.PENDING for t in tasks)
             assert [t.id for t in await s.tasks.ready(100.0, 10)] == [job.create_task(10.0, 0).id, job.create_task(20.0, 0).id]
@@ -218,7 +220,7 @@ class StorageContract:
             assert (await s.jobs.state("j")).next_fire_at == 10.0
             assert (await s.tasks.get("t")).state is TaskState.PENDING
             assert await s.tasks.get(job.create_task(10.0, 0).id) is None
-            assert [w.id for w in await s.workers.list()] == ["w1"]
+            assert [w.id for w in await s.workers.list_workers()] == ["w1"]
             assert await s.queues.pull("w1", 10, 0.05) == []
             # The new leader can.
             assert (await s.jobs.fire(new, [firing])).created == 1
@@ -237,7 +239,7 @@ class StorageContract:
             got = await s.tasks.get_many(["b", "missing", "a"])
             assert [t.id if t else None for t in got] == ["b", None, "a"]
             assert (await s.tasks.counts()).get("pending") == 2
-            assert {t.id for t in await s.tasks.list(state="pending")} == {"a", "b"}
+            assert {t.id for t in await all_tasks(s, state="pending")} == {"a", "b"}
 
         harness.run(body)
 
@@ -312,7 +314,7 @@ class StorageContract:
             a.dispatch("w1", now)
             b.dispatch("w2", now)
             assert await s.tasks.dispatch(fence, [a, b]) == [True, True]
-            loads = {w.id: w.load for w in await s.workers.list()}
+            loads = {w.id: w.load for w in await s.workers.list_workers()}
             assert loads == {"w1": 1, "w2": 1}
             assert {t.id for t in await s.tasks.assigned("w1")} == {"a"}
             pulled = await s.queues.pull("w1", 10, 1.0)
@@ -328,7 +330,7 @@ class StorageContract:
             assert await s.tasks.save(fence, [task], ack_results=1) == [True]
             assert await s.results.peek(10) == []
             assert (await s.tasks.get("a")).state is TaskState.SUCCEEDED
-            assert {w.id: w.load for w in await s.workers.list()} == {"w1": 0, "w2": 1}
+            assert {w.id: w.load for w in await s.workers.list_workers()} == {"w1": 0, "w2": 1}
 
         harness.run(body)
 
@@ -387,7 +389,7 @@ class StorageContract:
             for t in held:
                 t.requeue("worker lost", s.clock())
             assert await s.workers.reap(fence, "w1", held) == [True, True]
-            assert await s.workers.list() == []
+            assert await s.workers.list_workers() == []
             assert await s.workers.heartbeat("w1") is False, "a reaped worker learns it was declared dead"
             again = await s.tasks.get_many(["a", "b"])
             assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.attempt == 1 for t in again)
@@ -416,7 +418,7 @@ class StorageContract:
             [a] = await s.tasks.assigned("w1")
             assert a.id == "a" and a.state is TaskState.RUNNING and a.worker_id == "w1"
             assert await s.workers.heartbeat("w1") is False
-            [w] = await s.workers.list()
+            [w] = await s.workers.list_workers()
             assert w.id == "w1" and w.load == 1 and w.last_heartbeat == 0 and not w.is_alive(s.clock(), 1e6)
             assert await s.queues.pull("w1", 10, 0.05) == []
             # the leader's next pass requeues what it still holds and removes it
@@ -424,7 +426,7 @@ class StorageContract:
             for t in again:
                 t.requeue("worker lost", s.clock())
             assert await s.workers.reap(fence, "w1", again) == [True]
-            assert await s.workers.list() == []
+            assert await s.workers.list_workers() == []
             assert await s.tasks.assigned("w1") == []
             assert await s.workers.heartbeat("w1") is False
             tasks = await s.tasks.get_many(["a", "b"])
@@ -438,14 +440,14 @@ class StorageContract:
             s = await h.storage()
             start = s.clock()
             await s.workers.register(make_worker("w1", now=start, concurrency=3, capacity=12))
-            [w] = await s.workers.list()
+            [w] = await s.workers.list_workers()
             assert (w.concurrency, w.capacity, w.load) == (3, 12, 0)
             assert w.is_alive(s.clock(), 5.0)
             assert await s.workers.heartbeat("w1", draining=True) is True
-            [w] = await s.workers.list()
+            [w] = await s.workers.list_workers()
             assert w.draining and not w.can_accept(s.clock(), 5.0)
             await s.workers.deregister("w1")
-            assert all(not w.is_alive(s.clock(), 5.0) for w in await s.workers.list())
+            assert all(not w.is_alive(s.clock(), 5.0) for w in await s.workers.list_workers())
             assert await s.workers.heartbeat("nobody") is False
 
         harness.run(body)
@@ -517,7 +519,7 @@ class StorageContract:
             assert [(r.task_id, r.outcome) for r in await s.results.peek(10)] == [("c", "failed"), ("d", "succeeded")]
             again = await s.results.settle(fence, 10)
             assert (again.settled, again.stale, again.left) == (0, 0, 2), "it stops at the failure"
-            assert {w.id: w.load for w in await s.workers.list()} == {"w1": 3}
+            assert {w.id: w.load for w in await s.workers.list_workers()} == {"w1": 3}
             counts = await s.tasks.counts()
             assert (counts.get("succeeded"), counts.get("running")) == (1, 3), counts
 
@@ -538,5 +540,203 @@ class StorageContract:
                 await s.results.settle(fence, 10)
             assert (await s.tasks.get("c")).state is TaskState.RUNNING, "a fenced settle changes nothing"
             assert [r.task_id for r in await s.results.peek(10)] == ["c"]
+
+        harness.run(body)
+
+    # -- history queries (issue 11.6) -------------------------------------------------------
+    def test_query_pages_newest_first_with_filters_and_cursor(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            # 7 one-off tasks created at t = 100..106, 3 of them dispatched to w1, 1 to w2
+            tasks = [make_task(f"t{i}", now=100.0 + i) for i in range(7)]
+            await s.tasks.submit(tasks)
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            await s.workers.register(make_worker("w2", now=s.clock()))
+            stored = await s.tasks.get_many(["t1", "t3", "t5", "t6"])
+            for task, worker in zip(stored, ["w1", "w1", "w1", "w2"]):
+                task.dispatch(worker, s.clock())
+            assert await s.tasks.dispatch(fence, stored) == [True] * 4
+            # same created_at for 3 tasks: ties go by id, descending
+            await s.tasks.submit([make_task(f"same-{c}", now=200.0) for c in "abc"])
+
+            page = await s.tasks.query(limit=4)
+            assert [t.id for t in page.tasks] == ["same-c", "same-b", "same-a", "t6"]
+            assert page.next_cursor is not None
+            rest = await s.tasks.query(limit=100, cursor=page.next_cursor)
+            assert [t.id for t in rest.tasks] == ["t5", "t4", "t3", "t2", "t1", "t0"]
+            assert rest.next_cursor is None
+            two = await s.tasks.query(limit=2, cursor=(await s.tasks.query(limit=2)).next_cursor)
+            assert [t.id for t in two.tasks] == ["same-a", "t6"], "a cursor inside a tie group"
+
+            by_state = await s.tasks.query(state="dispatched")
+            assert [t.id for t in by_state.tasks] == ["t6", "t5", "t3", "t1"]
+            assert [t.id for t in (await s.tasks.query(state="pending", limit=3)).tasks] == \
+                ["same-c", "same-b", "same-a"]
+            assert (await s.tasks.query(state="running")).tasks == ()
+            assert [t.id for t in (await s.tasks.query(worker="w1")).tasks] == ["t5", "t3", "t1"]
+            assert [t.id for t in (await s.tasks.query(worker="w1", state="dispatched", limit=1)).tasks] == ["t5"]
+            assert [t.id for t in (await s.tasks.query(since=104.0, state="pending")).tasks] == \
+                ["same-c", "same-b", "same-a", "t4"]
+            since = await s.tasks.query(since=105.0, limit=4)
+            assert [t.id for t in since.tasks] == ["same-c", "same-b", "same-a", "t6"]
+            more = await s.tasks.query(since=105.0, limit=4, cursor=since.next_cursor)
+            assert [t.id for t in more.tasks] == ["t5"] and more.next_cursor is None
+            assert (await s.tasks.query(worker="nobody")).tasks == ()
+            assert (await s.tasks.query(job="nojob")).tasks == ()
+
+            with pytest.raises(ValidationError) as err:
+                await s.tasks.query(cursor="not a cursor!")
+            assert err.value.field == "cursor"
+            with pytest.raises(ValidationError) as err:
+                await s.tasks.query(state="sleeping")
+            assert err.value.field == "state"
+            with pytest.raises(ValidationError) as err:
+                await s.tasks.query(limit=0)
+            assert err.value.field == "limit"
+
+        harness.run(body)
+
+    def test_query_by_job_follows_the_tasks_through_their_states(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            cfg = make_job("j", every=10.0)
+            await s.jobs.add(cfg, next_fire_at=10.0)
+            slots = tuple(cfg.create_task(10.0 * i, 50.0 + i) for i in (1, 2, 3))
+            skipped = cfg.skipped_task(40.0, "misfire: skipped", 60.0)
+            await s.jobs.fire(fence, [Firing(job="j", expected_next=10.0, next_fire_at=50.0, last_slot=40.0,
+                                             tasks=(*slots, skipped))])
+            await _dispatched(s, fence, [], worker="w1")
+            first = await s.tasks.get(slots[0].id)
+            first.dispatch("w1", s.clock())
+            await s.tasks.dispatch(fence, [first])
+            [running] = await s.queues.pull("w1", 1, 1.0)
+            running.finish(_result(running, "failed", error="boom", retryable=False), s.clock())
+            assert await s.tasks.save(fence, [running]) == [True]
+
+            page = await s.tasks.query(job="j")
+            assert [t.id for t in page.tasks] == [skipped.id, slots[2].id, slots[1].id, slots[0].id]
+            assert [t.id for t in (await s.tasks.query(job="j", state="failed")).tasks] == [slots[0].id]
+            assert [t.id for t in (await s.tasks.query(state="failed")).tasks] == [slots[0].id]
+            assert [t.id for t in (await s.tasks.query(state="skipped")).tasks] == [skipped.id]
+            assert [t.id for t in (await s.tasks.query(worker="w1")).tasks] == [slots[0].id], \
+                "a task stays on its worker's history after it finished"
+            st = await s.jobs.state("j")
+            assert (st.last_outcome, st.last_task) == ("failed", slots[0].id)
+            assert st.last_outcome_at is not None and abs(st.last_outcome_at - s.clock()) < 60
+
+        harness.run(body)
+
+    def test_detail_records_every_attempt(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w2", now=s.clock()))
+            retry = RetryPolicy(max_attempts=3, backoff="fixed", delay=0.0, jitter=0.0)
+            [task] = await _dispatched(s, fence, ["x"])
+            assert await s.tasks.detail("nope") is None
+            detail = await s.tasks.detail("x")
+            assert detail is not None and [a.outcome for a in detail.attempts] == ["dispatched"]
+            # attempt 1 on w1 fails (long error: capped) and is retried
+            [t] = await s.queues.pull("w1", 1, 1.0)
+            t.spec = attrs.evolve(t.spec, retry=retry)  # the policy is the leader's, in Python
+            t.finish(_result(t, "failed", error="E" * 5000, now=s.clock()), s.clock())
+            assert t.state is TaskState.RETRYING
+            assert await s.tasks.save(fence, [t]) == [True]
+            # attempt 2 goes to w2, whose worker is lost: requeued (same attempt number)
+            t = await s.tasks.get("x")
+            t.dispatch("w2", s.clock())
+            assert await s.tasks.dispatch(fence, [t]) == [True]
+            t = await s.tasks.get("x")
+            t.requeue("worker w2 lost", s.clock())
+            assert await s.workers.reap(fence, "w2", [t]) == [True]
+            # attempt 3 on w1 succeeds through the store's fast path
+            t = await s.tasks.get("x")
+            t.dispatch("w1", s.clock())
+            assert await s.tasks.dispatch(fence, [t]) == [True]
+            [t] = await s.queues.pull("w1", 1, 1.0)
+            await s.queues.report("w1", [_result(t, value={"big": "v" * 5000}, now=s.clock())])
+            done = await s.results.settle(fence, 10)
+            assert done.settled == 1
+            detail = await s.tasks.detail("x")
+            assert detail is not None and detail.task.state is TaskState.SUCCEEDED
+            got = [(a.number, a.attempt_id, a.worker_id, a.outcome) for a in detail.attempts]
+            assert got == [(1, "x#1", "w1", "failed"), (2, "x#2", "w2", "lost"), (2, "x#3", "w1", "succeeded")]
+            failed, lost, ok = detail.attempts
+            assert failed.error is not None and len(failed.error) == ATTEMPT_TEXT_CAP and failed.truncated
+            assert failed.retry_at is not None and failed.finished_at is not None
+            assert lost.error == "worker w2 lost" and lost.retry_at is None
+            assert ok.truncated and isinstance(ok.value, str) and len(ok.value) == ATTEMPT_TEXT_CAP
+            assert ok.dispatched_at is not None and ok.started_at is not None and ok.finished_at is not None
+
+        harness.run(body)
+
+    def test_throughput_counts_finished_tasks_per_minute(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await _dispatched(s, fence, ["a", "b", "c"])
+            a, b, c = await s.queues.pull("w1", 10, 1.0)
+            await s.queues.report("w1", [_result(a), _result(b)])
+            assert (await s.results.settle(fence, 10)).settled == 2
+            c.finish(_result(c, "failed", error="x", retryable=False), s.clock())
+            assert await s.tasks.save(fence, [c]) == [True]
+            buckets = await s.tasks.throughput(5)
+            assert len(buckets) == 5
+            assert [b.minute for b in buckets] == sorted(b.minute for b in buckets)
+            assert buckets[-1].minute <= s.clock() < buckets[-1].minute + 60 or \
+                buckets[-2].counts, "the current minute comes last"
+            total: dict[str, int] = {}
+            for bucket in buckets:
+                for state, n in bucket.counts.items():
+                    total[state] = total.get(state, 0) + n
+            assert total == {"succeeded": 2, "failed": 1}
+            with pytest.raises(ValidationError):
+                await s.tasks.throughput(0)
+
+        harness.run(body)
+
+    def test_jobs_page_by_name(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            await s.jobs.add_many([(make_job(f"j{i:02d}"), 100.0 + i) for i in range(25)])
+            await s.jobs.add(make_job("a-first"), next_fire_at=1.0)
+            first = await s.jobs.page(None, 10)
+            assert [c.name for c, _ in first.jobs] == ["a-first", *[f"j{i:02d}" for i in range(9)]]
+            assert first.next_after == "j08"
+            assert first.jobs[1][1].next_fire_at == 100.0 and first.jobs[1][1].last_outcome is None
+            second = await s.jobs.page(first.next_after, 10)
+            assert [c.name for c, _ in second.jobs] == [f"j{i:02d}" for i in range(9, 19)]
+            await s.jobs.remove("j20")
+            last = await s.jobs.page(second.next_after, 10)
+            assert [c.name for c, _ in last.jobs] == ["j19", "j21", "j22", "j23", "j24"]
+            assert last.next_after is None
+            assert (await s.jobs.page("zzz", 10)).jobs == ()
+
+        harness.run(body)
+
+    def test_queue_depths_and_scheduler_registry(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await _dispatched(s, fence, ["a", "b", "c"])
+            await s.workers.register(make_worker("w2", now=s.clock()))
+            assert await s.workers.queue_depths() == {"w1": 3, "w2": 0}
+            await s.queues.pull("w1", 2, 1.0)
+            assert await s.workers.queue_depths() == {"w1": 1, "w2": 0}
+
+            now = s.clock()
+            await s.schedulers.register(SchedulerNode(id="s1", host="h", pid=1, started_at=now,
+                                                      last_heartbeat=0.0, role="standby"))
+            await s.schedulers.register(SchedulerNode(id="s0", host="h", pid=2, started_at=now,
+                                                      last_heartbeat=0.0, role="leader"))
+            nodes = await s.schedulers.list_schedulers()
+            assert [(n.id, n.role, n.pid) for n in nodes] == [("s0", "leader", 2), ("s1", "standby", 1)]
+            assert all(abs(n.last_heartbeat - s.clock()) < 5 for n in nodes), "heartbeat in store time"
+            assert await s.schedulers.heartbeat("s1", role="leader") is True
+            assert await s.schedulers.heartbeat("ghost", role="standby") is False
+            await s.schedulers.deregister("s0")
+            assert [(n.id, n.role) for n in await s.schedulers.list_schedulers()] == [("s1", "leader")]
 
         harness.run(body)

@@ -92,9 +92,40 @@ local function flush_batched()
   BATCH, BATCH_ORDER = {}, {}
 end
 
+-- Tasks that reached a final state in this script, counted per minute of server time
+-- (P.."tp:"..minute HASH state -> count, kept 2 hours), and each job's last finished task
+-- (P.."jlast" HASH job -> "<state>|<at>|<task id>"); written once at the end (op_reply).
+local FIN, JLAST = {}, {}
+local THROUGHPUT_KEEP = 7200
+
+local function note_finished(state, job, id)
+  if state == 'skipped' then return end
+  FIN[state] = (FIN[state] or 0) + 1
+  if job ~= '' then JLAST[job] = state .. '|' .. NOW_S .. '|' .. id end
+end
+
+local function flush_finished()
+  local key = nil
+  for state, n in pairs(FIN) do
+    key = key or (P .. 'tp:' .. math.floor(NOW / 60))
+    redis.call('HINCRBY', key, state, n)
+  end
+  if key then redis.call('EXPIRE', key, THROUGHPUT_KEEP) end
+  local pairs_ = {}
+  for job, v in pairs(JLAST) do
+    if redis.call('HEXISTS', P .. 'jobs', job) == 1 then
+      pairs_[#pairs_ + 1] = job
+      pairs_[#pairs_ + 1] = v
+    end
+  end
+  if #pairs_ > 0 then redis.call('HSET', P .. 'jlast', unpack(pairs_)) end
+  FIN, JLAST = {}, {}
+end
+
 local function op_reply(reply)
   flush_batched()
   flush_counts()
+  flush_finished()
   redis.call('SET', KEYS[1], cjson.encode(reply), 'PX', OP_TTL_MS)
   return reply
 end

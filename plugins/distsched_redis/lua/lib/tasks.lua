@@ -5,7 +5,7 @@
 -- which is authoritative (Python does not keep it in d): s state, v version, w worker
 -- ("" = none), n dispatches (the attempt number), u updated_at, sa started_at, da
 -- dispatched_at, fa finished_at ("" = none for the times), r the result JSON ("" = none);
--- and to timeout, j job ("" = none), copies the indexes need.
+-- and to timeout, j job ("" = none), c created_at, copies the indexes need.
 --
 -- Indexes kept by reindex():
 --   P.."cnt"           HASH state -> number of tasks, for the non-terminal states
@@ -15,12 +15,28 @@
 --   P.."jl:"..job      SET of the non-terminal tasks of a job
 --   P.."jt:"..job      ZSET id -> created_at of every retained task of a job
 --   P.."x:"..state     ZSET "<#job>:<job><id>" -> expiry (server time), one per terminal
---                      state: the retained finished tasks (counts, list, pruning)
+--                      state: the retained finished tasks (counts, pruning)
+-- History indexes (tasks.query: newest first by creation), all scored by created_at:
+--   P.."tc"            ZSET every retained task
+--   P.."ts:"..group    ZSET per state group: pending, retrying, assigned (dispatched and
+--                      running: a pull changes no index), and each terminal state
+--   P.."tw:"..worker   ZSET the tasks ever dispatched to a worker (pruned when read; the
+--                      key expires `retention` after its last dispatch)
+-- Attempts (tasks.detail): P.."ta:"..id LIST of "<worker>\31<attempt JSON>", the attempts
+-- that ended in a save or a reap (the latest one is read from the task itself), the last
+-- ATTEMPTS_KEPT; the key expires with the task.
 local TERMINAL = {succeeded = true, failed = true, timed_out = true, cancelled = true, skipped = true}
 local READY = {pending = true, retrying = true}
 local ASSIGNED = {dispatched = true, running = true}
 local TERMINAL_STATES = {'succeeded', 'failed', 'timed_out', 'cancelled', 'skipped'}
 local SEP = '\31'
+local ATTEMPTS_KEPT = 50
+
+-- The history index group of a state.
+local function ts_group(s)
+  if ASSIGNED[s] then return 'assigned' end
+  return s
+end
 
 -- Retention of terminal tasks, in seconds (set by configure_retention).
 local RETENTION = 604800
@@ -57,13 +73,14 @@ end
 
 -- A task as sent by Python for a full write: one string, fields separated by \31, the
 -- free-text fields last: s, expected version, not_before, deadline, u, sa, n, to, da, fa, sp,
--- d, r, #job, #worker, then job .. worker .. id (lengths in bytes). JSON never holds a raw \31.
+-- d, r, c (created_at), a (the attempt record JSON, "" = none), #job, #worker, then
+-- job .. worker .. id (lengths in bytes). JSON never holds a raw \31.
 local function parse_task(str)
-  local f, pos = split_fields(str, 15)
-  local jl, wl = tonumber(f[14]), tonumber(f[15])
+  local f, pos = split_fields(str, 17)
+  local jl, wl = tonumber(f[16]), tonumber(f[17])
   return {
     s = f[1], ev = f[2], nb = f[3], dl = f[4], u = f[5], sa = f[6], n = f[7], to = f[8],
-    da = f[9], fa = f[10], sp = f[11], d = f[12], r = f[13],
+    da = f[9], fa = f[10], sp = f[11], d = f[12], r = f[13], c = f[14], a = f[15],
     j = string.sub(str, pos, pos + jl - 1),
     w = string.sub(str, pos + jl, pos + jl + wl - 1),
     id = string.sub(str, pos + jl + wl),
@@ -93,12 +110,25 @@ end
 -- Keep every index right for task t (parsed, or a table with the same fields) that moved from
 -- old = {s, w, n} (nil for a new task). Count changes and set writes are batched (common.lua).
 local function reindex(key, t, old)
-  local id, s, w, j = t.id, t.s, t.w, t.j
+  local id, s, w, j, c = t.id, t.s, t.w, t.j, t.c
   local os, ow = nil, nil
   if old then os, ow = old[1], old[2] end
   if os ~= s then
     if os and not TERMINAL[os] then count_delta(os, -1) end
     if not TERMINAL[s] then count_delta(s, 1) end
+    if os and TERMINAL[s] and not TERMINAL[os] then note_finished(s, j, id) end
+  end
+  if not old then
+    batch2('ZADD', P .. 'tc', c, id)
+  end
+  local g = ts_group(s)
+  if not os or ts_group(os) ~= g then
+    if os then batch1('ZREM', P .. 'ts:' .. ts_group(os), id) end
+    batch2('ZADD', P .. 'ts:' .. g, c, id)
+  end
+  if ASSIGNED[s] and w ~= '' and not (os and ASSIGNED[os] and w == ow) then
+    batch2('ZADD', P .. 'tw:' .. w, c, id)
+    redis.call('EXPIRE', P .. 'tw:' .. w, RETENTION)
   end
   if READY[s] then
     batch2('ZADD', P .. 'ready', t.nb, id)
@@ -119,7 +149,7 @@ local function reindex(key, t, old)
   end
   if j ~= '' then
     if not old then
-      batch2('ZADD', P .. 'jt:' .. j, t.created, id)
+      batch2('ZADD', P .. 'jt:' .. j, c, id)
     end
     local was_live = os and not TERMINAL[os]
     if TERMINAL[s] then
@@ -145,8 +175,15 @@ end
 local function write_task(t, v, old)
   local key = task_key(t.id)
   redis.call('HSET', key, 'sp', t.sp, 'd', t.d, 's', t.s, 'v', v, 'w', t.w, 'n', t.n, 'u', t.u,
-             'sa', t.sa, 'da', t.da, 'fa', t.fa, 'r', t.r, 'to', t.to, 'j', t.j)
+             'sa', t.sa, 'da', t.da, 'fa', t.fa, 'r', t.r, 'to', t.to, 'j', t.j, 'c', t.c)
   reindex(key, t, old)
+  -- an attempt ended (out of dispatched/running): record it, with the worker it was on
+  if old and ASSIGNED[old[1]] and not ASSIGNED[t.s] and t.a ~= '' then
+    local ta = P .. 'ta:' .. t.id
+    redis.call('RPUSH', ta, (old[2] or '') .. SEP .. t.a)
+    redis.call('LTRIM', ta, -ATTEMPTS_KEPT, -1)
+    redis.call('EXPIRE', ta, TERMINAL[t.s] and RETENTION or 2 * RETENTION)
+  end
 end
 
 -- Create the task in string `str` (version 1) unless its id exists. True when created.
@@ -156,8 +193,6 @@ local function create_task(str)
   if redis.call('EXISTS', key) == 1 then
     return false
   end
-  -- jt is ordered by creation: created_at is in d; u of a new task is its creation time
-  t.created = t.u
   write_task(t, 1, nil)
   return true
 end
@@ -198,8 +233,10 @@ local function prune_expired(limit)
     local gone = redis.call('ZRANGEBYSCORE', x, '-inf', NOW, 'LIMIT', 0, math.floor(limit))
     for _, member in ipairs(gone) do
       local j, id = split_exp_member(member)
-      if j and j ~= '' and redis.call('EXISTS', task_key(id)) == 0 then
-        redis.call('ZREM', P .. 'jt:' .. j, id)
+      if j and redis.call('EXISTS', task_key(id)) == 0 then
+        if j ~= '' then redis.call('ZREM', P .. 'jt:' .. j, id) end
+        redis.call('ZREM', P .. 'tc', id)
+        redis.call('ZREM', P .. 'ts:' .. s, id)
       end
       redis.call('ZREM', x, member)
     end

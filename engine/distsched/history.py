@@ -1,0 +1,147 @@
+"""Helpers storage backends share for the history queries (``TaskRepository.query`` and
+``detail``): the opaque page cursor, and the attempt records built from a task.
+
+Public for storage plugins: a third-party backend uses these to answer exactly like the
+built-in ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .model import Task, TaskState, ValidationError
+from .model.task import ASSIGNED
+from .ports import ATTEMPT_TEXT_CAP, Attempt
+
+#: Most tasks one ``query`` call may return.
+MAX_PAGE = 1000
+#: A ``query`` whose index entries do not all match its other filters examines at most
+#: this many entries per returned slot (plus a base) before it returns a short page.
+SCAN_FACTOR = 20
+SCAN_BASE = 200
+
+
+def check_limit(limit: Any, field: str = "limit") -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(field, f"must be an integer between 1 and {MAX_PAGE}, not {limit!r}")
+    return limit
+
+
+def check_state(state: Any) -> str | None:
+    if state is None:
+        return None
+    try:
+        return TaskState(state).value
+    except ValueError:
+        raise ValidationError("state", f"must be one of {', '.join(s.value for s in TaskState)}, "
+                                       f"not {state!r}") from None
+
+
+def check_since(since: Any) -> float | None:
+    if since is None:
+        return None
+    if isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since):
+        raise ValidationError("since", f"must be a time in UNIX seconds, not {since!r}")
+    return float(since)
+
+
+def encode_cursor(created_at: float, task_id: str) -> str:
+    """The cursor after the task (created_at, id): URL-safe text, opaque to callers."""
+    raw = json.dumps([repr(float(created_at)), task_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """(created_at, id) of a cursor; ValidationError naming ``cursor`` when it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, task_id = json.loads(raw)
+        value = float(score)
+        if not isinstance(task_id, str) or not math.isfinite(value):
+            raise ValueError
+        return value, task_id
+    except Exception:
+        raise ValidationError("cursor", "is not a cursor returned by a previous page") from None
+
+
+def _capped_value(value: Any) -> tuple[Any, bool]:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+        return text[:ATTEMPT_TEXT_CAP], True
+    if len(text) <= ATTEMPT_TEXT_CAP:
+        return value, False
+    return text[:ATTEMPT_TEXT_CAP], True
+
+
+def _capped_text(text: str | None) -> tuple[str | None, bool]:
+    if text is None or len(text) <= ATTEMPT_TEXT_CAP:
+        return text, False
+    return text[:ATTEMPT_TEXT_CAP], True
+
+
+def _attempt(task: Task, *, outcome: str, worker_id: str | None, number: int, retry_at: float | None) -> Attempt:
+    result = task.result if task.result is not None and task.result.attempt_id == task.attempt_id else None
+    value, cut_v = _capped_value(result.value) if result is not None else (None, False)
+    error, cut_e = _capped_text(result.error if result is not None else
+                                (task.reason if outcome in ("lost", "cancelled", "failed") else None))
+    started = task.started_at if task.started_at is not None else (result.started_at if result else None)
+    finished = None if outcome in ("dispatched", "running") else (
+        result.finished_at if result is not None else task.updated_at)
+    return Attempt(
+        number=number, attempt_id=task.attempt_id,
+        worker_id=worker_id if worker_id else (result.worker_id if result is not None else None),
+        dispatched_at=task.dispatched_at, started_at=started, finished_at=finished, outcome=outcome,
+        value=value, error=error, error_type=result.error_type if result is not None else None,
+        retry_at=retry_at, truncated=cut_v or cut_e,
+    )
+
+
+def ended_attempt(task: Task, worker_id: str | None) -> Attempt | None:
+    """The record of the attempt ``task`` just ended: ``task`` as written, moved out of
+    dispatched/running (a result applied, a requeue, a cancel); ``worker_id`` the worker it
+    was assigned to before the write. None when the task never was dispatched."""
+    if task.dispatches <= 0 or task.state in ASSIGNED:
+        return None
+    result = task.result if task.result is not None and task.result.attempt_id == task.attempt_id else None
+    state = task.state
+    if state is TaskState.RETRYING:
+        return _attempt(task, outcome=result.outcome if result else "failed", worker_id=worker_id,
+                        number=max(1, task.attempt - 1), retry_at=task.not_before)
+    if result is not None:
+        return _attempt(task, outcome=result.outcome, worker_id=worker_id, number=task.attempt, retry_at=None)
+    outcome = {TaskState.PENDING: "lost", TaskState.CANCELLED: "cancelled"}.get(state, state.value)
+    return _attempt(task, outcome=outcome, worker_id=worker_id, number=task.attempt, retry_at=None)
+
+
+def current_attempt(task: Task) -> Attempt | None:
+    """The latest attempt as the task record itself tells it: the one in flight
+    (dispatched / running), or the one whose result the task holds. None otherwise."""
+    if task.dispatches <= 0:
+        return None
+    if task.state in ASSIGNED:
+        return _attempt(task, outcome=task.state.value, worker_id=task.worker_id, number=task.attempt,
+                        retry_at=None)
+    if task.result is not None and task.result.attempt_id == task.attempt_id:
+        return ended_attempt(task, task.worker_id)
+    return None
+
+
+def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ...]:
+    """The recorded attempts (oldest first) and the task's latest one when not recorded."""
+    out = list(recorded)
+    latest = current_attempt(task)
+    if latest is not None and all(a.attempt_id != latest.attempt_id for a in out):
+        out.append(latest)
+    return tuple(out)
+
+
+__all__ = [
+    "MAX_PAGE", "check_limit", "check_since", "check_state", "current_attempt", "decode_cursor",
+    "encode_cursor", "ended_attempt", "merge_attempts",
+]

@@ -1,0 +1,103 @@
+"""``Status``: what ``app.status()`` and ``distsched status`` report about a deployment - the
+lease and its leader, the scheduler nodes, the workers, the tasks - all measured on the
+store's clock, so an age is never counted from another machine's clock (or from 1970).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .model import Worker
+from .ports import LeaseInfo, SchedulerNode
+
+
+@attrs.frozen(kw_only=True)
+class LeaderStatus:
+    """The lease: its holder and term, how long it has been held (``lease_age``: since it was
+    acquired), seconds since its last renewal, and until it expires (negative: ``expired``)."""
+
+    node_id: str
+    term: int
+    acquired_at: float
+    lease_age: float
+    renewed_age: float
+    expires_in: float
+    expired: bool
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerStatus:
+    """A scheduler node as it registered itself; ``alive`` while its heartbeat is younger than
+    the lease TTL."""
+
+    id: str
+    host: str
+    pid: int
+    role: str
+    started_at: float
+    heartbeat_age: float
+    alive: bool
+
+
+@attrs.frozen(kw_only=True)
+class WorkerStatus:
+    """A worker: ``state`` is ``alive``, ``draining``, ``stale`` (heartbeat older than the TTL,
+    not reaped yet) or ``stopped`` (deregistered or declared dead: no heartbeat age then)."""
+
+    id: str
+    host: str
+    pid: int
+    state: str
+    heartbeat_age: float | None
+    load: int
+    capacity: int
+    concurrency: int
+    draining: bool
+    queued: int
+    started_at: float
+
+
+@attrs.frozen(kw_only=True)
+class Status:
+    """A deployment at one moment of store time (``now``)."""
+
+    now: float
+    leader: LeaderStatus | None
+    schedulers: tuple[SchedulerStatus, ...]
+    workers: tuple[WorkerStatus, ...]
+    counts: dict[str, int]
+    oldest_pending_age: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def leader_status(info: LeaseInfo | None) -> LeaderStatus | None:
+    if info is None:
+        return None
+    return LeaderStatus(node_id=info.holder, term=info.term, acquired_at=info.acquired_at,
+                        lease_age=max(0.0, info.now - info.acquired_at),
+                        renewed_age=max(0.0, info.now - info.renewed_at),
+                        expires_in=info.expires_at - info.now, expired=info.expired)
+
+
+def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerStatus:
+    age = max(0.0, now - node.last_heartbeat)
+    return SchedulerStatus(id=node.id, host=node.host, pid=node.pid, role=node.role, started_at=node.started_at,
+                           heartbeat_age=age, alive=age <= ttl)
+
+
+def worker_status(worker: Worker, now: float, ttl: float, queued: int) -> WorkerStatus:
+    if worker.last_heartbeat <= 0:
+        state, age = "stopped", None
+    else:
+        age = max(0.0, now - worker.last_heartbeat)
+        state = "stale" if age > ttl else ("draining" if worker.draining else "alive")
+    return WorkerStatus(id=worker.id, host=worker.host, pid=worker.pid, state=state, heartbeat_age=age,
+                        load=worker.load, capacity=worker.capacity, concurrency=worker.concurrency,
+                        draining=worker.draining, queued=queued, started_at=worker.started_at)
+
+
+__all__ = ["LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus"]
