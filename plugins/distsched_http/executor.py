@@ -38,9 +38,9 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import timezone
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import httpx
@@ -308,7 +308,7 @@ def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
 async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     """At most ``limit`` bytes of the body, and whether there was more (never reads it all)."""
     buffer = bytearray()
-    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+    async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_bytes())) as chunks:
         async for chunk in chunks:
             buffer += chunk[: limit + 1 - len(buffer)]
             if len(buffer) > limit:

@@ -16,12 +16,12 @@ from .job import FirePlan, JobState, MisfirePolicy, OverlapPolicy, PlannedSlot, 
 from .result import Outcome, TaskResult
 from .retry import RetryPolicy
 from .spec import TaskSpec
-from .task import TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
+from .task import ASSIGNED, TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
 from .trigger import AtTrigger, CronTrigger, EveryTrigger, Slot, Trigger, parse_duration
 from .worker import Worker
 
 __all__ = [
-    "AlreadyExists", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
+    "ASSIGNED", "AlreadyExists", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
     "FencedError", "FirePlan", "InvalidTransition", "JobState", "MisfirePolicy", "NotFound",
     "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "TERMINAL",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",

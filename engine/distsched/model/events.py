@@ -132,3 +132,20 @@ class WorkerLost(Event):
     kind: ClassVar[str] = "worker.lost"
     worker_id: str
     requeued: int
+
+
+__all__ = [
+    "AttemptFinished",
+    "AttemptStarted",
+    "Event",
+    "LeaderElected",
+    "LeadershipLost",
+    "TaskCancelled",
+    "TaskDispatched",
+    "TaskFinished",
+    "TaskRequeued",
+    "TaskRetryScheduled",
+    "TaskSkipped",
+    "WorkerJoined",
+    "WorkerLost",
+]
