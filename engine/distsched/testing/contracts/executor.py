@@ -144,11 +144,11 @@ class ExecutorContract:
 
     @staticmethod
     def check_nothing_left_behind(make: Callable[[], object], succeeding_task: Task, hanging_task: Task, *,
-                                  cut_after: float | None) -> None:
+                                  cut_after: float | None, grace: float = GRACE) -> None:
         """Run ``succeeding_task`` (the executor sets up what it keeps), then ``hanging_task``,
         cut by its timeout (``cut_after=None``, as the worker does) or cancelled after
         ``cut_after`` seconds; then the processes and asyncio tasks the cut attempt started
-        must be gone within :data:`GRACE` seconds. Whatever is left is killed (or cancelled)
+        must be gone within ``grace`` seconds. Whatever is left is killed (or cancelled)
         before the assertion fails, so a failing executor does not leak into other tests."""
 
         async def main() -> tuple[dict[int, int], list[str]]:
@@ -168,7 +168,7 @@ class ExecutorContract:
                 except BaseException:  # noqa: S110 - cancelled, or its error: both end the attempt
                     pass
                 loop = asyncio.get_running_loop()
-                wind_down = loop.time() + GRACE
+                wind_down = loop.time() + grace
                 while True:
                     left = _alive(started)
                     stray = [t for t in asyncio.all_tasks() - tasks_before if not t.done()
@@ -192,7 +192,7 @@ class ExecutorContract:
             except ProcessLookupError:
                 pass
         how = "timed out" if cut_after is None else "cancelled"
-        assert not left, (f"a {how} attempt left {len(left)} child process(es) running {GRACE}s later "
+        assert not left, (f"a {how} attempt left {len(left)} child process(es) running {grace}s later "
                           f"(pids {sorted(left)}): kill the process (group) when run() is cancelled")
-        assert not stray, (f"a {how} attempt left asyncio task(s) running {GRACE}s later: {stray}; "
+        assert not stray, (f"a {how} attempt left asyncio task(s) running {grace}s later: {stray}; "
                            f"cancel and await them when run() is cancelled")
