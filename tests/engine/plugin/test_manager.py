@@ -305,3 +305,24 @@ def test_unknown_name_mentions_disabled_plugins():
     pm = PluginManager(disabled=["local"])
     with pytest.raises(UnknownName, match="disabled plugins: local"):
         pm.executors.get("local")
+
+
+async def test_a_name_in_conflict_is_refused_at_submit_and_fails_a_task_that_gets_through():
+    import uuid
+
+    from distsched import DistributeSchedule
+    from distsched.testing import make_task
+
+    app = DistributeSchedule(f"memory://conflict-{uuid.uuid4().hex}", plugins=[("dup", _Dup())])
+    app.task(lambda: 1, name="one")
+    with pytest.raises(NameConflict, match=r"executor 'local' is provided by plugin 'dup' and plugin 'local' \(distsched"):
+        await app.submit("one")
+    # A task stored before the conflict appeared (written straight into the store here).
+    storage = await app.storage()
+    await storage.tasks.submit([make_task("old-task", target="one")])
+    async with app.running():
+        result = await app.result("old-task", timeout=10)
+    assert result.outcome == "failed" and result.error_type == "NameConflict"
+    assert "plugin 'dup' and plugin 'local' (distsched" in result.error and "--disable-plugin" in result.error
+    task = await storage.tasks.get("old-task")
+    assert task.state.value == "failed" and task.attempt == 1  # not retried: another attempt cannot help
