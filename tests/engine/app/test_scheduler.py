@@ -5,11 +5,11 @@ import uuid
 
 import pytest
 
-from distsched import DistributeSchedule
+from distsched import DistributeSchedule, hookimpl
 from distsched.app.scheduler import Scheduler
 from distsched.facade import build_job
 from distsched.model import TaskResult, TaskState
-from distsched.testing import all_tasks, make_worker
+from distsched.testing import all_tasks, make_task, make_worker
 
 
 class Leader:
@@ -405,3 +405,24 @@ async def test_a_slow_or_hanging_lease_renewal_counts_as_a_store_stall():
         assert not leader.scheduler._in_grace(leader.storage.clock())
     finally:
         await leader.app.stop()
+
+
+class _SecondRoundRobin:
+    @hookimpl
+    def distsched_register_balancers(self, registry):
+        registry.add("round-robin", lambda: None)
+
+
+@pytest.mark.parametrize("name, why", [("round-robin", "is provided by plugin 'balancers'"),
+                                       ("no-such-balancer", "is not registered")])
+async def test_a_balancer_nobody_or_two_plugins_provide_falls_back_to_least_tasks(name, why, caplog):
+    lead = await Leader.create(plugins=[("second", _SecondRoundRobin())])
+    try:
+        await _one_worker(lead)
+        # Stored before the conflict appeared (the facade refuses such a task now).
+        await lead.storage.tasks.submit([make_task("t1", balancer=name)])
+        assert await lead.scheduler.dispatch_ready(lead.fence, lead.storage.clock()) == (1, False)
+        assert (await lead.storage.tasks.get("t1")).worker_id == "w1"
+        assert f"balancer {name!r} {why}" in caplog.text and "using 'least-tasks'" in caplog.text
+    finally:
+        await lead.app.stop()

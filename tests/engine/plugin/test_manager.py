@@ -326,3 +326,25 @@ async def test_a_name_in_conflict_is_refused_at_submit_and_fails_a_task_that_get
     assert "plugin 'dup' and plugin 'local' (distsched" in result.error and "--disable-plugin" in result.error
     task = await storage.tasks.get("old-task")
     assert task.state.value == "failed" and task.attempt == 1  # not retried: another attempt cannot help
+
+
+class _EventWrapper:
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl(wrapper=True)
+    def distsched_event(self, event):
+        self.seen.append(f"before {event.kind}")
+        result = yield
+        self.seen.append(f"after {event.kind}")
+        return result
+
+
+def test_observers_are_called_through_pluggy_and_a_wrapper_sees_around_them(caplog):
+    from distsched.model.events import WorkerJoined
+
+    wrapper, failing = _EventWrapper(), _Observer()
+    pm = PluginManager(plugins=[("wrapper", wrapper), ("failing", failing)])
+    pm.notify(WorkerJoined(at=0.0, worker_id="w"))
+    assert wrapper.seen == ["before worker.joined", "after worker.joined"]
+    assert failing.seen == ["worker.joined"] and "event observer of plugin 'failing' failed" in caplog.text
