@@ -181,10 +181,6 @@ class PluginManager:
             "storage": self.storage, "election": self.election, "executor": self.executors,
             "balancer": self.balancers, "function": self.functions,
         }
-        self._families: dict[str, Registry] = {
-            STORAGE.name: self.storage, ELECTION.name: self.election, EXECUTOR.name: self.executors,
-            BALANCER.name: self.balancers,
-        }
         if entry_points:
             self._load_entry_points()
         for name, obj in extra:
@@ -404,7 +400,7 @@ class PluginManager:
     def registration(self, family: Family[Any], key: str, *, where: str = "") -> Registration:
         """The usable registration of ``key`` (a URL for storage and election, else a name).
         Raises UnknownName or NameConflict, both naming what is available and why."""
-        registry = self._families[family.name]
+        registry = self._registries[family.name]
         if family.by_url:
             assert isinstance(registry, SchemeRegistry)
             return registry.for_url(key, where=where or family.name)
