@@ -39,7 +39,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.plugins = plugins if plugins is not None else PluginManager()
         self.functions = functions if functions is not None else FunctionRegistry()
-        self.events = EventBus(self.plugins.notify if self.plugins.has_observers else None, listeners)
+        self.events = EventBus(self.plugins.notify, listeners, observed=lambda: self.plugins.has_observers)
         self.storage: StorageBackend | None = None
         self.election: Election | None = None
         self.scheduler: Scheduler | None = None

@@ -21,9 +21,13 @@ log = logging.getLogger("distsched.events")
 
 class EventBus:
     def __init__(self, notify: Callable[[Event], Any] | None = None,
-                 listeners: list[Callable[[Event], Any]] | None = None) -> None:
+                 listeners: list[Callable[[Event], Any]] | None = None, *,
+                 observed: Callable[[], bool] | None = None) -> None:
         #: Called with every event when set (the plugins' observers); must not raise.
         self.notify = notify
+        #: Whether ``notify`` has anyone to tell right now (asked on every event; observers
+        #: may come and go at run time). None: always, when ``notify`` is set.
+        self.observed = observed
         #: In-process listeners (the CLI's task log, the facade); same isolation rules.
         self.listeners: list[Callable[[Event], Any]] = listeners if listeners is not None else []
         self._queue: deque[Event] = deque()
@@ -32,7 +36,7 @@ class EventBus:
 
     @property
     def active(self) -> bool:
-        return self.notify is not None or bool(self.listeners)
+        return bool(self.listeners) or (self.notify is not None and (self.observed is None or self.observed()))
 
     def emit(self, event: Event) -> None:
         if not self.active:
@@ -59,7 +63,7 @@ class EventBus:
     def flush(self) -> None:
         while self._queue:
             event = self._queue.popleft()
-            if self.notify is not None:
+            if self.notify is not None and (self.observed is None or self.observed()):
                 self.notify(event)
             for listener in self.listeners:
                 try:

@@ -167,6 +167,8 @@ class PluginManager:
         self.plugins: dict[str, PluginInfo] = {}
         #: id(command) -> the origin of the plugin whose distsched_cli_commands returned it.
         self._command_origins: dict[int, str] = {}
+        #: The distsched_event implementations (kept current by _guard_plugin).
+        self._observers: list[Any] = []
         self.disabled = set(disabled_from_env() if disabled is None else disabled)
         self.allow_replace = set(allow_replace_from_env() if allow_replace is None else allow_replace)
         extra = [item if isinstance(item, tuple) else (_default_name(item), item) for item in plugins]
@@ -249,14 +251,21 @@ class PluginManager:
             self.plugins.setdefault(name, info)
             return
         self.plugins[name] = info
+        info.hooks = self._guard_plugin(obj, name)
+
+    def _guard_plugin(self, obj: Any, name: str) -> list[str]:
+        """Guard every plain hook implementation of the registered plugin ``obj`` (see
+        :meth:`_guard`); returns the names of the hooks it implements. Whatever registers a
+        plugin with ``hook_manager`` (at start or later) calls this."""
         callers = self.hook_manager.get_hookcallers(obj) or ()
-        info.hooks = sorted(caller.name for caller in callers)
         for caller in callers:
             for impl in caller.get_hookimpls():
                 if impl.plugin is obj and not (impl.wrapper or impl.hookwrapper):
                     # pluggy calls ``impl.function``; the guard around it charges an exception
                     # to this plugin instead of aborting the other plugins' implementations.
                     setattr(impl, "function", self._guard(caller.name, name, impl.function))  # noqa: B010
+        self._observers = self.hook_manager.hook.distsched_event.get_hookimpls()
+        return sorted(caller.name for caller in callers)
 
     def _guard(self, hook_name: str, plugin_name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         """``function`` (a plain hook implementation of ``plugin_name``) as pluggy will call it.
@@ -446,7 +455,8 @@ class PluginManager:
     # -- events ---------------------------------------------------------------------
     @property
     def has_observers(self) -> bool:
-        return bool(self.hook_manager.hook.distsched_event.get_hookimpls())
+        """Whether any plugin observes events (cheap: read on every event emitted)."""
+        return bool(self._observers)
 
     def notify(self, event: Event) -> None:
         """Call every observer with ``event`` through pluggy; each failure is logged with its
