@@ -304,16 +304,8 @@ class PluginManager:
 
             return commands
         family = _FAMILY_OF_HOOK.get(hook_name)
-        if family is None:  # any other hook: an exception is charged to the plugin, logged
-            def other(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    return function(*args, **kwargs)
-                except Exception as exc:
-                    log.error("%s raised in %s: %s: %s", self.origin_of(plugin_name), hook_name,
-                              type(exc).__name__, exc)
-                    return None
-
-            return other
+        if family is None:  # another hook: its caller decides what an exception means
+            return function
 
         def register(*args: Any, **kwargs: Any) -> Any:
             info = self.plugins[plugin_name]
