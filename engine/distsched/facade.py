@@ -40,6 +40,7 @@ from .model import (
     TaskResult,
     TaskSpec,
     ValidationError,
+    VersionConflict,
 )
 from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
 from .plugin.manager import PluginManager
@@ -280,6 +281,37 @@ class DistributeSchedule:
     async def job_history(self, name: str, *, cursor: str | None = None, limit: int = 50) -> TaskPage:
         """The tasks of job ``name``, newest first, paginated (the job may have been removed)."""
         return await self.tasks(job=name, cursor=cursor, limit=limit)
+
+    async def cancel_task(self, task_id: str, reason: str = "cancelled by user") -> Task:
+        """Cancel a task that has not finished: it will not run (again). An attempt already
+        running is not interrupted; its result is dropped. Raises NotFound, or
+        InvalidTransition when the task already finished. Returns the cancelled task."""
+        storage = await self.storage()
+        for _ in range(20):  # optimistic: re-read when the leader changed it meanwhile
+            task = await storage.tasks.get(task_id)
+            if task is None:
+                raise NotFound(f"task {task_id!r} does not exist")
+            task.cancel(reason, storage.clock())  # raises InvalidTransition when it is final
+            if await storage.tasks.cancel(task):
+                return task
+        raise VersionConflict(f"task {task_id!r} kept changing; try again")
+
+    async def retry_task(self, task_id: str) -> str:
+        """Run a finished task again as a new task (same call; a job's task stays with its
+        job); returns the new task's id. Raises NotFound, or ValidationError when the task
+        has not finished."""
+        storage = await self.storage()
+        task = await storage.tasks.get(task_id)
+        if task is None:
+            raise NotFound(f"task {task_id!r} does not exist")
+        if not task.terminal:
+            raise ValidationError("task", f"task {task_id!r} is {task.state.value}: only a finished task can be "
+                                          "retried (cancel it first)")
+        suffix = uuid.uuid4().hex[:12]
+        new_id = f"{task.job}@retry-{suffix}" if task.job else uuid.uuid4().hex
+        new = Task(id=new_id, spec=task.spec, job=task.job, created_at=storage.clock())
+        await storage.tasks.submit([new])
+        return new_id
 
     async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
         """Tasks finished per minute (by final state) over the last ``minutes`` minutes."""

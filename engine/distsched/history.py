@@ -90,7 +90,8 @@ def _attempt(task: Task, *, outcome: str, worker_id: str | None, number: int, re
     value, cut_v = _capped_value(result.value) if result is not None else (None, False)
     error, cut_e = _capped_text(result.error if result is not None else
                                 (task.reason if outcome in ("lost", "cancelled", "failed") else None))
-    started = task.started_at if task.started_at is not None else (result.started_at if result else None)
+    # the worker's own start when it reported (a task dispatched ahead waits for its slot)
+    started = result.started_at if result is not None else task.started_at
     finished = None if outcome in ("dispatched", "running") else (
         result.finished_at if result is not None else task.updated_at)
     return Attempt(

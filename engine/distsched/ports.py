@@ -321,6 +321,14 @@ class TaskRepository(Protocol):
         right. ``ack_results`` drops that many results (the oldest, as returned by
         ``ResultChannel.peek``) in the same atomic step."""
 
+    async def cancel(self, task: Task) -> bool:
+        """Not fenced (any caller may cancel): an optimistic write of ``task`` after
+        ``Task.cancel`` - written only when the stored version is ``task.version`` and the
+        stored task is not final, then the version is bumped. Keeps the indexes, the
+        worker's load and the counts right, records the attempt it ends (a dispatched or
+        running one: its late result is then stale and dropped), and wakes the leader. One
+        atomic step. False when not written (re-read and try again, or it finished)."""
+
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Fenced optimistic write of tasks the leader moved to ``dispatched`` (read as
         pending or retrying, then only ``Task.dispatch`` applied: a store may write just the
@@ -366,7 +374,7 @@ class SchedulerRepository(Protocol):
 
     async def register(self, node: SchedulerNode) -> None:
         """Store (or replace) the node; its heartbeat becomes store time. Records whose
-        heartbeat is older than a day are dropped in the same step."""
+        heartbeat is older than an hour are dropped in the same step."""
 
     async def heartbeat(self, node_id: str, *, role: str) -> bool:
         """Refresh the heartbeat (store time) and the role (``leader`` / ``standby``).

@@ -71,7 +71,7 @@ DEFAULT_KEEP_FINISHED = 100_000
 
 
 #: Scheduler records whose heartbeat is older than this are dropped (seconds).
-SCHEDULER_FORGET = 86400.0
+SCHEDULER_FORGET = 3600.0
 #: Finished states counted per minute (skipped slots are not work done).
 COUNTED = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
 
@@ -118,6 +118,8 @@ class _Index:
 class _State:
     def __init__(self, keep_finished: int = DEFAULT_KEEP_FINISHED) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
+        #: The job names, sorted (jobs.page).
+        self.job_names: list[str] = []
         self.job_state: dict[str, JobState] = {}
         self.due_heap: list[tuple[float, str]] = []
         self.tasks: dict[str, Task] = {}
@@ -175,8 +177,8 @@ class _State:
                 minute = int(now // 60)
                 self.minutes.setdefault(minute, Counter())[new.state.value] += 1
                 if len(self.minutes) > THROUGHPUT_KEEP // 60:
-                    for gone in [m for m in self.minutes if m < minute - THROUGHPUT_KEEP // 60]:
-                        del self.minutes[gone]
+                    for stale in [m for m in self.minutes if m < minute - THROUGHPUT_KEEP // 60]:
+                        del self.minutes[stale]
             if new.job is not None and new.state is not TaskState.SKIPPED:
                 st = self.job_state.get(new.job)
                 if st is not None:
@@ -291,6 +293,7 @@ class _Jobs:
             raise AlreadyExists(f"job {config.name!r} already exists")
         stored = attrs.evolve(config, version=1)
         self.s.jobs[config.name] = stored.to_dict()
+        bisect.insort(self.s.job_names, config.name)
         st = self.s.job_state[config.name] = JobState(name=config.name, next_fire_at=next_fire_at)
         self._push(config.name, st)
         return stored
@@ -333,7 +336,7 @@ class _Jobs:
         check_limit(limit)
         if after is not None and not isinstance(after, str):
             raise ValidationError("after", f"must be a job name, not {after!r}")
-        names = sorted(self.s.jobs)  # memory:// is for one process and small job sets
+        names = self.s.job_names
         start = 0 if after is None else bisect.bisect_right(names, after)
         chosen = names[start:start + limit]
         more = start + limit < len(names)
@@ -344,6 +347,10 @@ class _Jobs:
 
     async def remove(self, name: str) -> bool:
         self.s.job_state.pop(name, None)
+        names = self.s.job_names
+        i = bisect.bisect_left(names, name)
+        if i < len(names) and names[i] == name:
+            del names[i]
         return self.s.jobs.pop(name, None) is not None
 
     async def state(self, name: str) -> JobState:
@@ -503,7 +510,8 @@ class _Tasks:
         return TaskDetail(task=copy.copy(task), attempts=merge_attempts(task, self.s.attempts.get(task_id, ())))
 
     async def counts(self) -> dict[str, int]:
-        return dict(Counter(t.state.value for t in self.s.tasks.values()))
+        # the per-state history indexes hold every stored task exactly once
+        return {state: len(index.keys) for state, index in self.s.by_state.items() if index.keys}
 
     async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
@@ -567,6 +575,16 @@ class _Tasks:
         for _ in range(min(ack_results, len(self.s.results))):
             self.s.results.popleft()
         return out
+
+    async def cancel(self, task: Task) -> bool:
+        if task.state is not TaskState.CANCELLED:
+            raise ValidationError("state", f"cancel writes a cancelled task, not a {task.state.value} one")
+        old = self.s.tasks.get(task.id)
+        if old is None or old.terminal:
+            return False
+        ok = self.store._cas([task])[0]
+        self.s.activity.set()
+        return ok
 
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
         self.store.check_fence(fence)

@@ -19,7 +19,7 @@ _REQUIRES = re.compile(r"^--!\s*requires:\s*(.*)$")
 
 #: Every script the backend calls, by name (the file name without ``.lua``).
 NAMES = (
-    "submit", "save", "dispatch", "settle", "fire", "reap", "pull", "report", "task_read", "counts",
+    "submit", "save", "cancel", "dispatch", "settle", "fire", "reap", "pull", "report", "task_read", "counts",
     "job_add", "job_add_many", "job_update", "job_remove", "job_pause", "job_read",
     "worker_register", "worker_heartbeat", "worker_deregister", "worker_list",
     "lease_acquire", "lease_renew", "lease_release", "stats_read", "scheduler_node",

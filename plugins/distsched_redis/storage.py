@@ -576,6 +576,15 @@ class _Tasks:
     async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
         return await self._cas(self.s.save, fence, tasks, [self.store.retention, str(max(0, int(ack_results)))])
 
+    async def cancel(self, task: Task) -> bool:
+        if task.state.value != "cancelled":
+            raise ValidationError("state", f"cancel writes a cancelled task, not a {task.state.value} one")
+        reply = await self.store.run(self.s.cancel, [self.store.retention, task_args(task)])
+        if reply[1] == "1":
+            task.version += 1
+            return True
+        return False
+
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
         # Only the dispatch fields travel (codec.dispatch_args): a dispatch changes nothing else.
         return await self._cas(self.s.dispatch, fence, tasks, [self.store.retention], codec.dispatch_args)

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import attrs
 
 from ..asyncutil import cancel_and_wait
 from ..config import EngineConfig
@@ -32,7 +36,7 @@ from ..model import (
 )
 from ..model import events as ev
 from ..model.task import ASSIGNED
-from ..ports import Balancer, Election, Fence, Firing, StorageBackend
+from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, StorageBackend
 from .backoff import Backoff, wait_or_stop
 from .events import EventBus
 
@@ -73,6 +77,8 @@ class Scheduler:
         self.fence: Fence | None = None
         self.stats: Counter[str] = Counter()
         self.is_leader = asyncio.Event()
+        #: Set whenever is_leader changes (the presence loop reports the new role at once).
+        self._role_changed = asyncio.Event()
         self._balancers: dict[str, Balancer] = {}
         self._known_workers: set[str] = set()
         #: Workers declared dead but not removed yet (a reap found a task changed since it
@@ -89,8 +95,55 @@ class Scheduler:
         self._stalled_at = self.storage.clock()
         self.stats["store_stalls"] += 1
 
+    # -- presence ---------------------------------------------------------------------
+    @property
+    def role(self) -> str:
+        return "leader" if self.is_leader.is_set() else "standby"
+
+    async def _presence(self, stop: asyncio.Event) -> None:
+        """Register this node in the store's scheduler registry and heartbeat there (every
+        heartbeat interval, and at once when the role changes), so a status lists the
+        standbys. Never fatal: a store error is logged and tried again next beat."""
+        storage = self.storage
+        node = SchedulerNode(id=self.node_id, host=socket.gethostname(), pid=os.getpid(),
+                             started_at=storage.clock(), last_heartbeat=0.0, role=self.role)
+        registered = False
+        interval = min(self.config.heartbeat_interval, self.config.renew_interval)
+        while not stop.is_set():
+            self._role_changed.clear()
+            role = self.role
+            try:
+                if not registered:
+                    await asyncio.wait_for(storage.schedulers.register(attrs.evolve(node, role=role)), interval * 2)
+                    registered = True
+                elif not await asyncio.wait_for(storage.schedulers.heartbeat(self.node_id, role=role), interval * 2):
+                    registered = False
+                    continue
+            except Exception as exc:
+                log.debug("%s: scheduler heartbeat failed: %s: %s", self.node_id, type(exc).__name__, exc)
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._role_changed.wait())}
+            try:
+                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if registered:
+            try:
+                await asyncio.wait_for(storage.schedulers.deregister(self.node_id), timeout=2.0)
+            except Exception as exc:
+                log.warning("%s: could not deregister the scheduler node: %s", self.node_id, exc)
+
     # -- campaign -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        presence = asyncio.create_task(self._presence(stop), name="distsched-scheduler-presence")
+        try:
+            await self._campaign(stop)
+        finally:
+            if stop.is_set():  # it deregisters the node and ends
+                await asyncio.wait({presence}, timeout=3.0)
+            await cancel_and_wait({presence}, timeout=1.0)
+
+    async def _campaign(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
         while not stop.is_set():
             try:
@@ -117,6 +170,7 @@ class Scheduler:
         log.info("%s: leading with term %d", self.node_id, fence.term)
         self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term))
         self.is_leader.set()
+        self._role_changed.set()
         lost = asyncio.Event()
         tasks = {
             asyncio.create_task(self._lead(fence), name="distsched-lead"),
@@ -126,6 +180,7 @@ class Scheduler:
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         self.is_leader.clear()
+        self._role_changed.set()
         self.fence = None
         stuck = await cancel_and_wait(pending, timeout=10.0)
         if stuck:  # pragma: no cover - a store call that ignores cancellation

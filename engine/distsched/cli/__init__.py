@@ -4,7 +4,8 @@
     distsched explain JOBS_FILE [JOB]  the next fire times of the jobs, in UTC and their zone
     distsched plugins                  discovered plugins, their distribution and what they provide
     distsched scheduler / worker       the distributed roles, on a shared store (redis://...)
-    distsched status                   leader, workers, task counts of a shared store
+    distsched status                   leader and lease, schedulers, workers, task counts
+    distsched tasks ...                list / show / submit / retry / cancel tasks
     distsched jobs ...                 list / add / remove / pause / resume / trigger jobs
 """
 
@@ -90,28 +91,46 @@ def _ts(at: float) -> str:
 
 
 def task_line(event: ev.Event) -> str | None:
-    """One line per finished attempt or skipped slot (job, attempt, state, duration)."""
+    """One line per finished attempt or skipped slot (job, attempt, state, duration, task id)."""
     if isinstance(event, ev.TaskFinished):
         tail = f"  {event.error}" if event.error and event.state != "succeeded" else ""
-        return f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} {event.duration:8.3f}s{tail}"
+        return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} "
+                f"{event.duration:8.3f}s  task {event.task_id}{tail}")
     if isinstance(event, ev.TaskRetryScheduled):
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.failed_attempt:<3} {event.outcome:<10} "
-                f"{event.duration:8.3f}s  retry in {event.delay:.2f}s: {event.error}")
+                f"{event.duration:8.3f}s  task {event.task_id}  retry in {event.delay:.2f}s: {event.error}")
     if isinstance(event, ev.TaskSkipped):
-        return f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
+        return (f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
+                f"  task {event.task_id}")
     if isinstance(event, ev.WorkerLost) and event.requeued:
         return f"{_ts(event.at)}  worker {event.worker_id} lost; {event.requeued} task(s) requeued"
     return None
 
 
+#: Events ``--log-format json`` writes (one JSON object a line).
+JSON_LOG_EVENTS = (ev.TaskFinished, ev.TaskRetryScheduled, ev.TaskSkipped, ev.TaskCancelled, ev.WorkerLost)
+
+
+def task_json(event: ev.Event) -> str | None:
+    """One JSON object (one line) per finished attempt, skipped slot, cancel or lost worker:
+    the event's fields (``kind``, ``at`` in UNIX seconds, ``task_id``, ...) plus ``time``
+    (ISO-8601 UTC), for log shippers."""
+    if not isinstance(event, JSON_LOG_EVENTS):
+        return None
+    data = event.to_dict()
+    data["time"] = datetime.fromtimestamp(event.at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps(data, separators=(",", ":"), default=str)
+
+
 class _TaskLog:
     """The task log on stdout: the lines of one event batch go out in one write."""
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: str = "text") -> None:
         self.lines: list[str] = []
+        self.format = task_json if fmt == "json" else task_line
 
     def __call__(self, event: ev.Event) -> None:
-        line = task_line(event)
+        line = self.format(event)
         if line is None:
             return
         self.lines.append(line)
@@ -125,6 +144,11 @@ class _TaskLog:
         if self.lines:
             lines, self.lines = self.lines, []
             click.echo("\n".join(lines))
+
+
+log_format_option = click.option(
+    "--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="The task log on stdout: a line per finished attempt, or one JSON object a line (for log shippers).")
 
 
 def _load_jobs(path: str) -> Any:
@@ -277,17 +301,20 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
+@log_format_option
 @click.pass_context
-def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None) -> None:
+def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None,
+        log_format: str) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
-    Prints one line per finished attempt: time, job, attempt, state, duration.
-    Stops cleanly on Ctrl-C / SIGTERM or after --duration.
+    Prints one line per finished attempt: time, job, attempt, state, duration, task id
+    (--log-format json: one JSON object a line). Stops cleanly on Ctrl-C / SIGTERM or after
+    --duration.
     """
     jobs = _load_jobs(jobs_file)
     app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency))
     _prepare(app, jobs)
-    app.listeners.append(_TaskLog())
+    app.listeners.append(_TaskLog(log_format))
 
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
@@ -408,9 +435,10 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
+@log_format_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, log_format: str) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
@@ -421,7 +449,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
     if node_id:
         options["node_id"] = node_id
     app = _app(ctx, storage, **options)
-    app.listeners.append(_TaskLog())
+    app.listeners.append(_TaskLog(log_format))
     if jobs is not None:
         for job in jobs.jobs:
             app._check_names(job.spec, f"job {job.name!r}")
@@ -468,50 +496,6 @@ def _safe(url: str) -> str:
     from ..app.engine import _redact
 
     return _redact(url)
-
-
-@cli.command()
-@storage_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-def status(ctx: click.Context, storage: str | None, as_json: bool) -> None:
-    """Show the leader and its term, the workers with load and last heartbeat, jobs and task counts."""
-    app = _app(ctx, storage)
-
-    async def main(stop: asyncio.Event) -> dict[str, Any]:
-        try:
-            store = await app.storage()
-            election = await app.engine.open_election()
-            leader = await election.current()
-            now = store.clock()
-            workers = await store.workers.list_workers()
-            counts = await store.tasks.counts()
-            jobs = await store.jobs.list_jobs()
-            return {
-                "storage": _safe(app.config.storage),
-                "leader": {"node_id": leader.node_id, "term": leader.term} if leader else None,
-                "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "load": w.load, "capacity": w.capacity,
-                             "concurrency": w.concurrency, "heartbeat_age": round(now - w.last_heartbeat, 3),
-                             "draining": w.draining} for w in sorted(workers, key=lambda w: w.id)],
-                "jobs": len(jobs),
-                "tasks": dict(sorted(counts.items())),
-            }
-        finally:
-            await app.engine.close()
-
-    data = _run(main)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    leader = data["leader"]
-    click.echo(f"storage  {data['storage']}")
-    click.echo(f"leader   {leader['node_id']} (term {leader['term']})" if leader else "leader   none")
-    click.echo(f"workers  {len(data['workers'])}")
-    for w in data["workers"]:
-        click.echo(f"  {w['id']:<40} load {w['load']}/{w['capacity']}  heartbeat {w['heartbeat_age']:.1f}s ago"
-                   + ("  draining" if w["draining"] else ""))
-    click.echo(f"jobs     {data['jobs']}")
-    click.echo("tasks    " + (", ".join(f"{k} {v}" for k, v in data["tasks"].items()) or "none"))
 
 
 # -- jobs ------------------------------------------------------------------------------
@@ -610,5 +594,8 @@ _simple("trigger", "Run job NAME once now, outside its schedule.")
 def main() -> None:
     cli(prog_name="distsched")
 
+
+from . import status as _status  # noqa: E402,F401  (distsched status)
+from . import tasks as _tasks  # noqa: E402,F401  (distsched tasks ...)
 
 __all__ = ["cli", "main", "task_line", "default_storage_url", "Path"]

@@ -5,7 +5,7 @@
 --   prefix, 'register', id, JSON, role -> 1 (also drops nodes silent for FORGET seconds)
 --   prefix, 'heartbeat', id, role      -> 1, or 0 when the node is unknown
 --   prefix, 'deregister', id           -> 1
-local FORGET = 86400
+local FORGET = 3600
 local mode, id = ARGV[2], ARGV[3]
 if mode == 'register' then
   for _, old in ipairs(redis.call('ZRANGEBYSCORE', P .. 'shb', '-inf', NOW - FORGET)) do

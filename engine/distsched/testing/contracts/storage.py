@@ -582,6 +582,14 @@ class StorageContract:
             assert [t.id for t in since.tasks] == ["same-c", "same-b", "same-a", "t6"]
             more = await s.tasks.query(since=105.0, limit=4, cursor=since.next_cursor)
             assert [t.id for t in more.tasks] == ["t5"] and more.next_cursor is None
+            # the cursor's own task leaves the index between two pages: the walk goes on after it
+            page1 = await s.tasks.query(state="pending", limit=1)
+            assert [t.id for t in page1.tasks] == ["same-c"]
+            moved = await s.tasks.get("same-c")
+            moved.dispatch("w2", s.clock())
+            assert await s.tasks.dispatch(fence, [moved]) == [True]
+            page2 = await s.tasks.query(state="pending", limit=2, cursor=page1.next_cursor)
+            assert [t.id for t in page2.tasks] == ["same-b", "same-a"]
             assert (await s.tasks.query(worker="nobody")).tasks == ()
             assert (await s.tasks.query(job="nojob")).tasks == ()
 
@@ -738,5 +746,38 @@ class StorageContract:
             assert await s.schedulers.heartbeat("ghost", role="standby") is False
             await s.schedulers.deregister("s0")
             assert [(n.id, n.role) for n in await s.schedulers.list_schedulers()] == [("s1", "leader")]
+
+        harness.run(body)
+
+    def test_cancel_is_optimistic_unfenced_and_refuses_final_tasks(self, harness: Harness) -> None:
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.tasks.submit([make_task("p")])
+            await _dispatched(s, fence, ["r"])
+            [running] = await s.queues.pull("w1", 1, 1.0)
+            pending = await s.tasks.get("p")
+            stale = await s.tasks.get("p")
+            pending.cancel("by user", s.clock())
+            assert await s.tasks.cancel(pending) is True
+            stale.cancel("twice", s.clock())
+            assert await s.tasks.cancel(stale) is False, "optimistic: a stale version is refused"
+            got = await s.tasks.get("p")
+            assert got is not None and got.state is TaskState.CANCELLED and got.reason == "by user"
+            assert await s.tasks.ready(s.clock() + 100, 10) == []
+            running.cancel("stop it", s.clock())
+            assert await s.tasks.cancel(running) is True
+            assert {w.id: w.load for w in await s.workers.list_workers()} == {"w1": 0}, "its load is freed"
+            detail = await s.tasks.detail("r")
+            assert detail is not None and [(a.outcome, a.worker_id, a.error) for a in detail.attempts] == \
+                [("cancelled", "w1", "stop it")]
+            await s.queues.report("w1", [_result(running)])
+            assert (await s.results.settle(fence, 10)).stale == 1, "the late result is dropped"
+            assert [t.id for t in (await s.tasks.query(state="cancelled")).tasks] == ["r", "p"]
+            counts = await s.tasks.counts()
+            assert counts.get("cancelled") == 2 and not counts.get("pending") and not counts.get("running")
+            final = await s.tasks.get("r")
+            final.state = TaskState.CANCELLED
+            assert await s.tasks.cancel(final) is False, "a final task is not written again"
 
         harness.run(body)

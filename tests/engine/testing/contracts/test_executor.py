@@ -80,10 +80,11 @@ def _factory(cls):
 
 @pytest.mark.parametrize("cut_after", [None, 0.5], ids=["timed-out", "cancelled"])
 def test_a_naive_subprocess_executor_fails_the_contract(cut_after):
+    before = descendants()  # other tests' servers, if any
     with pytest.raises(AssertionError, match=r"attempt left 2 child process\(es\) running"):
         ExecutorContract.check_nothing_left_behind(_factory(NaiveSubprocessExecutor), OK, HANG,
                                                    cut_after=cut_after, grace=1.0)
-    assert descendants() == {}, "the contract kills what a failing executor left behind"
+    assert descendants().items() <= before.items(), "the contract kills what a failing executor left behind"
 
 
 def test_a_grandchild_left_behind_is_caught():
@@ -98,5 +99,6 @@ def test_a_stray_asyncio_task_is_caught():
 
 @pytest.mark.parametrize("cut_after", [None, 0.5], ids=["timed-out", "cancelled"])
 def test_an_executor_that_kills_its_process_group_passes(cut_after):
+    before = descendants()
     ExecutorContract.check_nothing_left_behind(_factory(CarefulSubprocessExecutor), OK, HANG, cut_after=cut_after)
-    assert descendants() == {}
+    assert descendants().items() <= before.items()

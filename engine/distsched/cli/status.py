@@ -1,0 +1,120 @@
+"""``distsched status``: the truthful state of a deployment (``app.status()``).
+
+The lease with its term and age ("EXPIRED" once it lapsed, never a dead leader shown as
+leading), the scheduler nodes (leader and standbys), every worker with its heartbeat age on
+the store's clock (``stopped`` once deregistered), load, capacity and queue depth, the task
+counts and the age of the oldest task waiting for dispatch. ``--watch`` redraws in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import click
+
+from ..model.errors import DistschedError
+from ..model.task import TaskState
+from . import _app, _run, _safe, cli, storage_option
+
+#: Task states in the order the status prints them.
+STATE_ORDER = [s.value for s in TaskState]
+#: ANSI: cursor home, clear the screen below.
+CLEAR = "\x1b[H\x1b[J"
+
+
+def ago(seconds: float | None) -> str:
+    """A short age: ``0.4s``, ``12s``, ``5m12s``, ``3h04m``, ``2d03h``."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def render(data: dict[str, Any]) -> str:
+    """The status as text (``data``: ``Status.to_dict()`` plus ``storage``)."""
+    out = [f"storage     {data['storage']}"]
+    leader = data["leader"]
+    if leader is None:
+        out.append("leader      none (no scheduler ever took the lease)")
+    elif leader["expired"]:
+        out.append(f"leader      none: the lease EXPIRED {ago(-leader['expires_in'])} ago "
+                   f"(last holder {leader['node_id']}, term {leader['term']})")
+    else:
+        out.append(f"leader      {leader['node_id']}  term {leader['term']}  leading for {ago(leader['lease_age'])}"
+                   f"  (renewed {ago(leader['renewed_age'])} ago, expires in {ago(leader['expires_in'])})")
+    nodes = data["schedulers"]
+    standbys = sum(1 for n in nodes if n["role"] != "leader" and n["alive"])
+    out.append(f"schedulers  {len(nodes)} ({standbys} standby)")
+    for n in nodes:
+        state = n["role"] if n["alive"] else f"silent (was {n['role']})"
+        out.append(f"  {n['id']:<36} {state:<20} heartbeat {ago(n['heartbeat_age'])} ago  host {n['host']} pid {n['pid']}")
+    workers = data["workers"]
+    alive = sum(1 for w in workers if w["state"] in ("alive", "draining"))
+    out.append(f"workers     {len(workers)} ({alive} alive)")
+    for w in workers:
+        beat = "-" if w["heartbeat_age"] is None else f"{ago(w['heartbeat_age'])} ago"
+        out.append(f"  {w['id']:<36} {w['state']:<9} load {w['load']}/{w['capacity']}  queued {w['queued']}"
+                   f"  heartbeat {beat}  host {w['host']} pid {w['pid']}")
+    counts = data["counts"]
+    ordered = [s for s in STATE_ORDER if counts.get(s)] + sorted(s for s in counts if s not in STATE_ORDER)
+    out.append("tasks       " + (", ".join(f"{s} {counts[s]}" for s in ordered) or "none"))
+    out.append(f"oldest pending  {ago(data['oldest_pending_age']) if data['oldest_pending_age'] is not None else '-'}")
+    return "\n".join(out)
+
+
+@cli.command()
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON document per refresh).")
+@click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True, metavar="SECONDS",
+              help="Seconds between refreshes with --watch.")
+@click.pass_context
+def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, interval: float) -> None:
+    """Show the leader (term, lease age, or EXPIRED), the scheduler nodes, the workers (heartbeat
+    age on the store's clock, load, queue depth; `stopped` once deregistered), the task counts
+    and the age of the oldest pending task."""
+    app = _app(ctx, storage)
+    where = _safe(app.config.storage)
+
+    def show(data: dict[str, Any]) -> None:
+        text = json.dumps(data, indent=None if watch else 2) if as_json else render(data)
+        # color=True: click would strip the escape sequence when stdout is not a terminal
+        click.echo((CLEAR if watch and not as_json else "") + text, color=True)
+
+    async def main(stop: asyncio.Event) -> None:
+        try:
+            while True:
+                try:
+                    snapshot = await app.status()
+                except DistschedError:
+                    raise
+                except Exception as exc:
+                    if not watch:
+                        raise click.ClickException(f"{where}: {type(exc).__name__}: {exc}") from None
+                    click.echo(f"{CLEAR if not as_json else ''}{where}: unreachable ({type(exc).__name__}: {exc})",
+                               color=True)
+                else:
+                    show({"storage": where, **snapshot.to_dict()})
+                if not watch:
+                    return
+                try:
+                    await asyncio.wait_for(stop.wait(), interval)
+                    return
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await app.engine.close()
+
+    _run(main)

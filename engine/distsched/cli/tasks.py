@@ -1,0 +1,288 @@
+"""``distsched tasks``: the task history of a store, and one-off task operations.
+
+    distsched tasks list [--job J] [--state S] [--worker W] [--since DURATION] [-n N] [--json]
+    distsched tasks show ID [--json]
+    distsched tasks submit TARGET [ARGS...]
+    distsched tasks retry ID
+    distsched tasks cancel ID
+
+Every read goes through the storage port's history queries (``TaskRepository.query`` /
+``detail``): a page costs what the page holds, never a scan of the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import click
+
+from ..model import Task, TaskState
+from ..model.errors import DistschedError
+from ..ports import Attempt
+from . import _app, _run, cli, storage_option
+
+T = TypeVar("T")
+#: Characters of an error shown in one line of ``tasks list``.
+SHORT_ERROR = 60
+
+
+def _call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]]) -> T:
+    app = _app(ctx, storage)
+
+    async def main(stop: asyncio.Event) -> T:
+        try:
+            return await call(app)
+        except DistschedError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await app.engine.close()
+
+    return _run(main)
+
+
+def when(at: float | None, *, date: bool = True) -> str:
+    """UTC time of ``at`` (``-`` for none): ``YYYY-MM-DD HH:MM:SS`` or ``HH:MM:SS``."""
+    if at is None:
+        return "-"
+    fmt = "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S"
+    return datetime.fromtimestamp(at, timezone.utc).strftime(fmt)
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.3f}s"
+    minutes, sec = divmod(value, 60)
+    if minutes < 60:
+        return f"{int(minutes)}m{sec:04.1f}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)}h{int(minutes):02d}m"
+
+
+def _duration(task: Task, now: float) -> float | None:
+    if task.result is not None and task.result.attempt_id == task.attempt_id:
+        return task.result.duration
+    if task.started_at is not None:
+        end = task.finished_at if task.finished_at is not None else now
+        return max(0.0, end - task.started_at)
+    return None
+
+
+def _error(task: Task) -> str | None:
+    if task.state is TaskState.SUCCEEDED:
+        return None
+    if task.result is not None and task.result.error:
+        return task.result.error
+    return task.reason
+
+
+def _short(text: str | None, limit: int = SHORT_ERROR) -> str:
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def task_row(task: Task, now: float) -> dict[str, Any]:
+    """The fields ``tasks list --json`` gives for one task."""
+    return {
+        "id": task.id, "job": task.job, "slot": task.slot, "state": task.state.value, "attempt": task.attempt,
+        "worker": task.worker_id or (task.result.worker_id if task.result else None),
+        "created_at": task.created_at, "started_at": task.started_at, "finished_at": task.finished_at,
+        "duration": _duration(task, now), "error": _error(task),
+    }
+
+
+def _attempt_dict(a: Attempt) -> dict[str, Any]:
+    data = a.to_dict()
+    data["duration"] = (a.finished_at - a.started_at) if a.finished_at is not None and a.started_at is not None else None
+    return data
+
+
+@cli.group()
+def tasks() -> None:
+    """The task history of a store: list, show; submit, retry, cancel tasks."""
+
+
+@tasks.command("list")
+@storage_option
+@click.option("--job", default=None, help="Only the tasks of this job.")
+@click.option("--state", type=click.Choice([s.value for s in TaskState]), default=None, help="Only tasks in this state.")
+@click.option("--worker", default=None, help="Only tasks dispatched to this worker.")
+@click.option("--since", default=None, metavar="DURATION", help="Only tasks created in the last DURATION (30s, 15m, 2h).")
+@click.option("-n", "limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many tasks.")
+@click.option("--cursor", default=None, help="Continue after the page that printed this cursor.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: str | None, worker: str | None,
+               since: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List tasks newest first (by creation): id, job, slot, state, attempt, worker, started,
+    duration and the error in short."""
+    from ..model import parse_duration
+
+    try:
+        window = parse_duration(since, "since") if since is not None else None
+    except DistschedError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+
+    async def call(app: Any) -> tuple[list[dict[str, Any]], str | None]:
+        store = await app.storage()
+        now = store.clock()
+        page = await app.tasks(job=job, state=state, worker=worker, cursor=cursor, limit=limit,
+                               since=None if window is None else now - window)
+        return [task_row(t, now) for t in page.tasks], page.next_cursor
+
+    rows, nxt = _call(ctx, storage, call)
+    if as_json:
+        click.echo(json.dumps({"tasks": rows, "next_cursor": nxt}, indent=2))
+        return
+    if not rows:
+        click.echo("no tasks")
+        return
+    width = max(12, min(48, max(len(r["id"]) for r in rows)))
+    job_w = max(3, min(24, max(len(r["job"] or "-") for r in rows)))
+    click.echo(f"{'ID':<{width}}  {'JOB':<{job_w}}  {'SLOT':<8}  {'STATE':<10} {'ATT':>3}  {'WORKER':<20} "
+               f"{'STARTED':<19}  {'DURATION':>9}  ERROR")
+    for r in rows:
+        click.echo(f"{r['id']:<{width}}  {r['job'] or '-':<{job_w}}  {when(r['slot'], date=False):<8}  {r['state']:<10} "
+                   f"{r['attempt']:>3}  {(r['worker'] or '-')[:20]:<20} {when(r['started_at']):<19}  "
+                   f"{seconds(r['duration']):>9}  {_short(r['error'])}".rstrip())
+    if nxt:
+        click.echo(f"more: --cursor {nxt}", err=True)
+
+
+@tasks.command("show")
+@click.argument("task_id")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: bool) -> None:
+    """One task: its call, state and every attempt (worker, timings, result value or error,
+    retry schedule)."""
+
+    async def call(app: Any) -> dict[str, Any]:
+        detail = await app.task_detail(task_id)
+        t = detail.task
+        return {
+            "task": t.to_dict(), "attempts": [_attempt_dict(a) for a in detail.attempts],
+            "next_attempt_at": t.not_before if t.state in (TaskState.RETRYING, TaskState.PENDING) else None,
+            "max_attempts": t.spec.retry.max_attempts,
+        }
+
+    data = _call(ctx, storage, call)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    t = data["task"]
+    spec = t["spec"]
+    click.echo(f"task      {t['id']}")
+    click.echo(f"job       {t['job'] or '-'}" + (f"   slot {when(t['slot'])}" if t["slot"] is not None else ""))
+    call_args = ", ".join([json.dumps(a) for a in spec["args"]] + [f"{k}={json.dumps(v)}" for k, v in spec["kwargs"].items()])
+    click.echo(f"call      {spec['executor']}:{spec['target']}({call_args})   timeout {spec['timeout']:g}s")
+    state = t["state"] + (f" ({t['reason']})" if t.get("reason") else "")
+    click.echo(f"state     {state}   attempt {t['attempt']} of {data['max_attempts']}")
+    click.echo(f"created   {when(t['created_at'])}   updated {when(t['updated_at'])}")
+    if data["next_attempt_at"] is not None and t["state"] == "retrying":
+        click.echo(f"retry at  {when(data['next_attempt_at'])}")
+    if t["result"] is not None and t["state"] == "succeeded":
+        click.echo(f"result    {_short(json.dumps(t['result']['value']), 200)}")
+    click.echo(f"attempts  {len(data['attempts'])}")
+    for a in data["attempts"]:
+        click.echo(f"  #{a['number']} {a['attempt_id']}  {a['outcome']:<10} worker {a['worker_id'] or '-'}")
+        click.echo(f"      dispatched {when(a['dispatched_at'])}  started {when(a['started_at'])}  "
+                   f"finished {when(a['finished_at'])}  took {seconds(a['duration'])}")
+        if a["outcome"] == "succeeded":
+            click.echo(f"      value  {_short(json.dumps(a['value']), 200)}" + ("  (truncated)" if a["truncated"] else ""))
+        elif a["error"]:
+            kind = f"{a['error_type']}: " if a["error_type"] and not a["error"].startswith(a["error_type"]) else ""
+            click.echo(f"      error  {kind}{a['error']}" + ("  (truncated)" if a["truncated"] else ""))
+        if a["retry_at"] is not None:
+            click.echo(f"      retry scheduled at {when(a['retry_at'])}")
+
+
+def _json_or_text(value: str) -> Any:
+    """A command-line argument: JSON when it parses (3, true, "x", [1], {"a": 1}), else text."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+@tasks.command("submit")
+@click.argument("target")
+@click.argument("args", nargs=-1)
+@storage_option
+@click.option("--executor", default="local", show_default=True, help="Executor that runs it (local, http, rpc, ...).")
+@click.option("--kwargs", "kwargs_json", default=None, metavar="JSON", help="Keyword arguments as a JSON object.")
+@click.option("--timeout", default="60s", show_default=True, help="Timeout of each attempt.")
+@click.option("--retries", type=click.IntRange(1, 100), default=1, show_default=True, help="Attempts at most.")
+@click.option("--id", "task_id", default=None, help="Task id (makes the submission idempotent).")
+@click.option("--wait", "wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Wait this long for the result and print it.")
+@click.pass_context
+def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage: str | None, executor: str,
+                 kwargs_json: str | None, timeout: str, retries: int, task_id: str | None, wait: float | None) -> None:
+    """Submit a one-off task calling TARGET with ARGS (each JSON when it parses, else text);
+    prints its id. A worker offering TARGET runs it."""
+    try:
+        kwargs = json.loads(kwargs_json) if kwargs_json is not None else {}
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--kwargs") from None
+    if not isinstance(kwargs, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+
+    async def call(app: Any) -> tuple[str, Any]:
+        new_id = await app.submit(target, *[_json_or_text(a) for a in args], executor=executor, kwargs=kwargs,
+                                  timeout=timeout, retry={"max_attempts": retries}, task_id=task_id)
+        if wait is None:
+            return new_id, None
+        try:
+            task = await app.wait(new_id, timeout=wait)
+        except TimeoutError as exc:
+            raise click.ClickException(f"{new_id}: {exc}") from None
+        return new_id, task
+
+    new_id, task = _call(ctx, storage, call)
+    click.echo(new_id)
+    if task is not None:
+        result = task.result
+        if task.state is TaskState.SUCCEEDED and result is not None:
+            click.echo(json.dumps(result.value))
+        else:
+            raise click.ClickException(f"{new_id} {task.state.value}: {_error(task) or ''}")
+
+
+@tasks.command("retry")
+@click.argument("task_id")
+@storage_option
+@click.pass_context
+def tasks_retry(ctx: click.Context, task_id: str, storage: str | None) -> None:
+    """Run finished task TASK_ID again, as a new task; prints the new task's id."""
+    click.echo(_call(ctx, storage, lambda app: app.retry_task(task_id)))
+
+
+@tasks.command("cancel")
+@click.argument("task_id")
+@storage_option
+@click.option("--reason", default="cancelled by user", show_default=True, help="Recorded on the task.")
+@click.pass_context
+def tasks_cancel(ctx: click.Context, task_id: str, storage: str | None, reason: str) -> None:
+    """Cancel task TASK_ID: it will not run (again). A running attempt is not interrupted;
+    its result is dropped."""
+
+    async def call(app: Any) -> str:
+        from ..model import InvalidTransition
+
+        try:
+            task = await app.cancel_task(task_id, reason)
+        except InvalidTransition:
+            current = await app.get_task(task_id)
+            raise click.ClickException(f"task {task_id!r} already finished ({current.state.value})") from None
+        return f"cancelled {task.id} (was running on {task.worker_id})" if task.worker_id else f"cancelled {task.id}"
+
+    click.echo(_call(ctx, storage, call))

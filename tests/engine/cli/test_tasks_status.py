@@ -1,0 +1,241 @@
+"""``distsched tasks ...`` and ``distsched status`` through the real CLI, on memory:// (a store
+named in this process, so the CLI invoked in-process sees it) and on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from distsched import DistributeSchedule
+from distsched.config import WorkerConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return f"memory://cli-{uuid.uuid4().hex}"
+    server = request.getfixturevalue("redis_server")
+    return server.url_for(namespace=f"cli{uuid.uuid4().hex[:10]}")
+
+
+def _double(x: int) -> int:
+    return x * 2
+
+
+def _boom() -> None:
+    raise ValueError("boom! " + "x" * 100)
+
+
+def _app(url: str, **kw: Any) -> DistributeSchedule:
+    app = DistributeSchedule(url, heartbeat_interval=0.2, heartbeat_ttl=2.0, lease_ttl=2.0, renew_interval=0.5,
+                             worker=WorkerConfig(name="cli-worker", concurrency=2), **kw)
+    app.task(_double, name="double")
+    app.task(_boom, name="boom")
+    return app
+
+
+def _history(url: str) -> dict[str, Any]:
+    """Run a scheduler and a worker: one success, one task failing twice, one job task."""
+    app = _app(url)
+
+    async def main() -> dict[str, Any]:
+        async with app.running():
+            ok = await app.submit("double", 21)
+            bad = await app.submit("boom", retry={"max_attempts": 2, "backoff": "fixed", "delay": 0.05, "jitter": 0})
+            await app.add_job("nightly", every="1h", target="double", args=[1])
+            job_task = await app.trigger_job("nightly")
+            for task_id in (ok, bad, job_task):
+                await app.wait(task_id, timeout=20)
+            return {"ok": ok, "bad": bad, "job": job_task, "node": app.config.node_id}
+
+    return asyncio.run(main())
+
+
+def _json(result: Any) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_tasks_list_show_retry_cancel_submit(distsched_cli: Any, store_url: str) -> None:
+    ids = _history(store_url)
+    cli = lambda *args: distsched_cli(*args, "--storage", store_url)  # noqa: E731
+
+    listed = _json(cli("tasks", "list", "--json"))
+    assert [t["id"] for t in listed["tasks"]] == [ids["job"], ids["bad"], ids["ok"]], "newest first"
+    assert listed["next_cursor"] is None
+    by_id = {t["id"]: t for t in listed["tasks"]}
+    assert by_id[ids["ok"]]["state"] == "succeeded" and by_id[ids["ok"]]["worker"].startswith("cli-worker")
+    assert by_id[ids["bad"]]["state"] == "failed" and by_id[ids["bad"]]["attempt"] == 2
+    assert "boom! " in by_id[ids["bad"]]["error"]
+    assert by_id[ids["ok"]]["duration"] is not None and by_id[ids["ok"]]["started_at"] is not None
+    assert by_id[ids["job"]]["job"] == "nightly"
+
+    assert [t["id"] for t in _json(cli("tasks", "list", "--job", "nightly", "--json"))["tasks"]] == [ids["job"]]
+    assert [t["id"] for t in _json(cli("tasks", "list", "--state", "failed", "--json"))["tasks"]] == [ids["bad"]]
+    worker = by_id[ids["ok"]]["worker"]
+    assert ids["ok"] in [t["id"] for t in _json(cli("tasks", "list", "--worker", worker, "--json"))["tasks"]]
+    assert len(_json(cli("tasks", "list", "--since", "1h", "--json"))["tasks"]) == 3
+    first = _json(cli("tasks", "list", "-n", "2", "--json"))
+    assert [t["id"] for t in first["tasks"]] == [ids["job"], ids["bad"]] and first["next_cursor"]
+    rest = _json(cli("tasks", "list", "-n", "2", "--cursor", first["next_cursor"], "--json"))
+    assert [t["id"] for t in rest["tasks"]] == [ids["ok"]] and rest["next_cursor"] is None
+
+    text = cli("tasks", "list")
+    assert text.exit_code == 0
+    header, *rows = text.output.splitlines()
+    assert header.split()[:4] == ["ID", "JOB", "SLOT", "STATE"]
+    bad_row = next(r for r in rows if r.startswith(ids["bad"]))
+    assert " failed " in bad_row and "boom! xxx" in bad_row and bad_row.endswith("..."), "the error, in short"
+
+    shown = _json(cli("tasks", "show", ids["bad"], "--json"))
+    attempts = shown["attempts"]
+    assert [(a["number"], a["outcome"]) for a in attempts] == [(1, "failed"), (2, "failed")]
+    assert attempts[0]["retry_at"] is not None and attempts[1]["retry_at"] is None
+    assert all("boom! " in a["error"] and a["error_type"] == "ValueError" for a in attempts)
+    assert all(a["worker_id"] and a["started_at"] and a["finished_at"] for a in attempts)
+    text = cli("tasks", "show", ids["bad"]).output
+    assert "attempts  2" in text and "retry scheduled at" in text and "ValueError: boom!" in text
+    ok = _json(cli("tasks", "show", ids["ok"], "--json"))
+    assert [(a["outcome"], a["value"]) for a in ok["attempts"]] == [("succeeded", 42)]
+    assert "value  42" in cli("tasks", "show", ids["ok"]).output
+
+    missing = cli("tasks", "show", "no-such-task")
+    assert missing.exit_code == 1 and "task 'no-such-task' does not exist" in missing.output
+
+    again = cli("tasks", "retry", ids["bad"])
+    assert again.exit_code == 0, again.output
+    new_id = again.output.strip()
+    assert new_id != ids["bad"]
+    assert _json(cli("tasks", "show", new_id, "--json"))["task"]["state"] == "pending", "no scheduler runs now"
+    refused = cli("tasks", "retry", new_id)
+    assert refused.exit_code == 1 and "only a finished task can be retried" in refused.output
+    cancelled = cli("tasks", "cancel", new_id)
+    assert cancelled.exit_code == 0 and f"cancelled {new_id}" in cancelled.output
+    twice = cli("tasks", "cancel", new_id)
+    assert twice.exit_code == 1 and "already finished (cancelled)" in twice.output
+
+    submitted = cli("tasks", "submit", "double", "5", "--id", "my-task")
+    assert submitted.exit_code == 0 and submitted.output.strip() == "my-task"
+    task = _json(cli("tasks", "show", "my-task", "--json"))["task"]
+    assert task["spec"]["target"] == "double" and task["spec"]["args"] == [5], "an argument that parses is JSON"
+    assert [t["id"] for t in _json(cli("tasks", "list", "-n", "1", "--json"))["tasks"]] == ["my-task"]
+
+    bad_since = cli("tasks", "list", "--since", "soon")
+    assert bad_since.exit_code == 2 and "--since" in bad_since.output
+    bad_cursor = cli("tasks", "list", "--cursor", "nonsense")
+    assert bad_cursor.exit_code == 1 and "cursor" in bad_cursor.output and "Traceback" not in bad_cursor.output
+
+
+def test_status_after_a_clean_stop_tells_the_truth(distsched_cli: Any, store_url: str) -> None:
+    ids = _history(store_url)
+    data = _json(distsched_cli("status", "--storage", store_url, "--json"))
+    leader = data["leader"]
+    assert leader["node_id"] == ids["node"] and leader["expired"], "a released lease is shown expired, not leading"
+    assert data["schedulers"] == [], "the scheduler deregistered on its clean stop"
+    assert all(w["state"] == "stopped" and w["heartbeat_age"] is None for w in data["workers"]), data["workers"]
+    assert data["counts"]["succeeded"] == 2 and data["counts"]["failed"] == 1
+    text = distsched_cli("status", "--storage", store_url).output
+    assert "EXPIRED" in text and f"last holder {ids['node']}" in text
+    assert "1970" not in text
+
+
+class _Deployment:
+    """A leader (scheduler + worker) and a standby scheduler, in a thread with its own loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ready = threading.Event()
+        self.apps: list[DistributeSchedule] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
+
+    async def _main(self) -> None:
+        self.stop = asyncio.Event()
+        leader = _app(self.url, node_id="node-a")
+        await leader.start()
+        await leader.engine.scheduler.is_leader.wait()
+        standby = _app(self.url, node_id="node-b")
+        await standby.start(worker=False)
+        self.apps = [leader, standby]
+        await leader.submit("double", 1)
+        self.ready.set()
+        await self.stop.wait()
+        for app in reversed(self.apps):
+            await app.stop()
+
+    def __enter__(self) -> _Deployment:
+        self.thread.start()
+        assert self.ready.wait(30), "the deployment did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(30)
+
+
+def test_status_of_a_live_deployment(distsched_cli: Any, redis_server: Any) -> None:
+    url = redis_server.url_for(namespace=f"live{uuid.uuid4().hex[:10]}")
+    with _Deployment(url):
+        deadline = time.monotonic() + 10
+        while True:  # both nodes register within a heartbeat
+            data = _json(distsched_cli("status", "--storage", url, "--json"))
+            if len(data["schedulers"]) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        leader = data["leader"]
+        assert leader["node_id"] == "node-a" and not leader["expired"] and leader["term"] > 0
+        assert 0 <= leader["lease_age"] < 30 and 0 < leader["expires_in"] <= 2.0
+        assert [(n["id"], n["role"], n["alive"]) for n in data["schedulers"]] == \
+            [("node-a", "leader", True), ("node-b", "standby", True)]
+        [worker] = data["workers"]
+        assert worker["state"] == "alive" and 0 <= worker["heartbeat_age"] < 2.0
+        assert worker["capacity"] >= worker["load"] >= 0 and worker["queued"] >= 0
+        text = distsched_cli("status", "--storage", url).output
+        assert "leader      node-a" in text and "schedulers  2 (1 standby)" in text and " alive " in text
+
+        proc = subprocess.Popen([sys.executable, "-m", "distsched", "status", "--storage", url, "--watch",
+                                 "--interval", "0.2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            frames = 0
+            deadline = time.monotonic() + 20
+            while frames < 2 and time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if "\x1b[H\x1b[J" in line:
+                    frames += 1
+            assert frames == 2, "--watch redraws in place"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+
+
+def test_run_names_the_task_and_logs_json(distsched_cli: Any, tmp_path: Any) -> None:
+    (tmp_path / "mytasks.py").write_text("from distsched import task\n\n@task\ndef hi():\n    return 'hi'\n")
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[worker]\nimports = ["mytasks"]\n\n[[jobs]]\nname = "hi"\nevery = "0.3s"\ntarget = "hi"\n')
+    for fmt in ("text", "json"):
+        proc = subprocess.run([sys.executable, "-m", "distsched", "run", str(jobs), "--duration", "1.5",
+                               "--log-format", fmt], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) >= 2, proc.stdout
+        if fmt == "text":
+            assert all(" hi " in line and " task hi@" in line for line in lines), lines
+        else:
+            events = [json.loads(line) for line in lines]
+            assert {e["kind"] for e in events} == {"task.finished"}
+            assert all(e["task_id"].startswith("hi@") and e["state"] == "succeeded" and e["job"] == "hi"
+                       and e["time"].endswith("Z") for e in events), events
