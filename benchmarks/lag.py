@@ -1,11 +1,17 @@
 """Fire lag: 50 jobs firing every second for 30 s; 1 scheduler + 2 worker processes on Redis.
 
-    python benchmarks/lag.py [--jobs 50] [--duration 30] [--json]
+    python benchmarks/lag.py [--jobs 50] [--duration 30] [--metrics] [--json]
 
 Fire lag = the moment a worker starts the slot's task minus the slot time. The workers
 load a small observer plugin (`distsched -p`) that appends every `attempt.started` event to
 a file; the slot comes from the task id (`<job>@<slot ms>`). Missed = slots in the run's
 window without a task that started; duplicated = slots started more than once.
+
+With ``--metrics`` the workers also serve Prometheus metrics (``--metrics 127.0.0.1:PORT``);
+their fire-lag histograms are scraped over HTTP just before and at the end of the measured
+window, and the histogram of the window (the difference, summed over both workers) is
+compared with the figures above: its count must be the slots measured and the bucket that
+holds the 99th percentile must contain the p99 printed (see docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -16,6 +22,37 @@ import time
 from collections import defaultdict
 
 from _common import Deployment, parser, percentile, report
+
+METRIC = "distsched_fire_lag_seconds"
+
+
+def scrape_fire_lag(urls: list[str]) -> dict[float, float]:
+    """Cumulative fire-lag bucket counts (upper bound in seconds -> count), summed over the
+    workers' /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: dict[float, float] = defaultdict(float)
+    for url in urls:
+        for family in text_string_to_metric_families(httpx.get(url, timeout=5.0).text):
+            for sample in family.samples:
+                if sample.name == METRIC + "_bucket":
+                    buckets[float(sample.labels["le"])] += sample.value
+    return dict(buckets)
+
+
+def p99_bucket(before: dict[float, float], after: dict[float, float], n: int) -> tuple[float, float, float]:
+    """(count in the window, lower and upper bound in ms of the bucket holding the sample
+    of rank ``percentile(.., 99)`` uses)."""
+    window = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    count = window[-1][1]
+    rank = min(n - 1, int(round(0.99 * (n - 1)))) + 1  # 1-based rank of the nearest-rank p99
+    lower = float("-inf")
+    for le, cumulative in window:
+        if cumulative >= rank:
+            return count, lower * 1000, le * 1000
+        lower = le
+    return count, lower * 1000, float("inf")
 
 OBSERVER = '''
 import json, os
@@ -42,7 +79,10 @@ def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
+    p.add_argument("--metrics", action="store_true",
+                   help="workers serve /metrics; compare their fire-lag histogram with the figures")
     args = p.parse_args()
+    metric_urls: list[str] = []
     with Deployment() as dep:
         dep.write("bench_observer.py", OBSERVER)
         dep.write("bench_tasks.py", TASKS)
@@ -50,14 +90,26 @@ def main() -> None:
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
         for i in (1, 2):
+            metrics: list[str] = []
+            if args.metrics:
+                from distsched.testing.redis_server import free_port
+
+                port = free_port()
+                metrics = ["--metrics", f"127.0.0.1:{port}"]
+                metric_urls.append(f"http://127.0.0.1:{port}/metrics")
             dep.start(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import", "bench_tasks",
-                      "--concurrency", "64",
+                      "--concurrency", "64", *metrics,
                       env=env)
         dep.start("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
         # Measure whole seconds, after a warm-up second.
         dep.wait_for(lambda: any(path.stat().st_size for path in dep.dir.glob("events-*.jsonl")), 30, "a first run")
         start = float(int(time.time()) + 2)
         end = start + args.duration
+        if metric_urls:  # half-way between slots: the window's scrapes miss no start
+            time.sleep(max(0.0, start - 0.5 - time.time()))
+            hist_before = scrape_fire_lag(metric_urls)
+            time.sleep(max(0.0, end - 0.5 - time.time()))
+            hist_after = scrape_fire_lag(metric_urls)
         time.sleep(max(0.0, end - time.time()) + 1.5)
         for name in ("scheduler", "worker1", "worker2"):
             dep.stop(name)
@@ -85,8 +137,17 @@ def main() -> None:
     line = (f"lag: {args.jobs} jobs every 1s for {args.duration:g}s ({len(expected)} slots): fire lag p50 "
             f"{figures['lag_p50_ms']} ms, p99 {figures['lag_p99_ms']} ms, max {figures['lag_max_ms']} ms; "
             f"missed {missed}, duplicated {duplicated}")
+    agree = True
+    if metric_urls:
+        count, low, high = p99_bucket(hist_before, hist_after, len(lags))
+        p99 = percentile(lags, 99)
+        # the histogram saw the same starts (first attempts) as the observer file
+        agree = count == len(lags) and low - 0.01 < p99 <= high + 0.01
+        figures.update(metrics_count=count, metrics_p99_bucket_ms=[low, high], metrics_agree=agree)
+        line += (f"\n/metrics: {count:.0f} fire-lag observations in the window, the p99 lies in the bucket "
+                 f"({low:g}, {high:g}] ms: {'agrees' if agree else 'DISAGREES'} with p99 {figures['lag_p99_ms']} ms")
     report(figures, line, args.json)
-    if missed or duplicated:
+    if missed or duplicated or not agree:
         sys.exit(1)
 
 

@@ -1,13 +1,15 @@
 """Throughput: N no-op local tasks submitted in bulk, 1 scheduler + 2 worker processes.
 
-    python benchmarks/throughput.py [-n 20000] [--runs 1] [--json]
+    python benchmarks/throughput.py [-n 20000] [--runs 1] [--metrics] [--json]
 
 Starts its own redis-server. In the same run it measures a raw-Redis baseline: one
 producer LPUSHing JSON messages, two consumer processes BLMPOP-ing batches of 100. Then
 it starts `distsched scheduler` and two `distsched worker` processes, submits N one-off
 tasks through the public API (`submit_many`), and measures the seconds from the first
 submit until every result is recorded. Lost = tasks not succeeded; duplicated = extra
-executions (each worker records what it ran and writes it out at exit).
+executions (each worker records what it ran and writes it out at exit). ``--metrics``: the
+scheduler and the workers also serve Prometheus metrics (the cost of metrics shows in the
+CPU per task).
 """
 
 from __future__ import annotations
@@ -105,14 +107,23 @@ async def submit_and_wait(url: str, n: int, timeout: float) -> tuple[float, dict
         await app.engine.close()
 
 
-def one_run(n: int) -> dict:
+def _metrics(on: bool) -> list[str]:
+    if not on:
+        return []
+    from distsched.testing.redis_server import free_port
+
+    return ["--metrics", f"127.0.0.1:{free_port()}"]
+
+
+def one_run(n: int, metrics: bool = False) -> dict:
     with Deployment() as dep:
         raw = raw_baseline(dep, n)
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
-        dep.start("scheduler", "scheduler", "--storage", dep.url, env=env)
+        dep.start("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
         workers = [dep.start(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks",
-                             "--concurrency", "64", "--capacity", "1024", env=env) for i in (1, 2)]
+                             "--concurrency", "64", "--capacity", "1024", *_metrics(metrics), env=env)
+                   for i in (1, 2)]
 
         def ready() -> bool:
             async def count() -> int:
@@ -154,8 +165,9 @@ def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=20_000, help="tasks (default 20000)")
     p.add_argument("--runs", type=int, default=1, help="runs; the median run is reported (default 1)")
+    p.add_argument("--metrics", action="store_true", help="scheduler and workers serve /metrics (--metrics)")
     args = p.parse_args()
-    runs = [one_run(args.n) for _ in range(args.runs)]
+    runs = [one_run(args.n, args.metrics) for _ in range(args.runs)]
     figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
     figures["runs"] = [r["tasks_per_s"] for r in runs]
     figures["median_ratio"] = statistics.median(r["ratio_to_raw"] for r in runs)

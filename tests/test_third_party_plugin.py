@@ -444,4 +444,5 @@ class TestTwoProvidersOfOneName:
         proc = installed.distsched("--disable-plugin", "shadw", "plugins")
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert ("cannot disable 'shadw' (--disable-plugin / DISTSCHED_DISABLE_PLUGINS): no plugin of that name "
-                "(known plugins: balancers, example, http, local, memory, redis, shadow, takeover)") in proc.stderr
+                "(known plugins: balancers, example, http, local, memory, ") in proc.stderr
+        assert "redis, shadow, takeover)" in proc.stderr

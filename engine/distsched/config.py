@@ -43,8 +43,37 @@ def _positive(limit: int):
     return check
 
 
+def _signing_keys_from_env() -> tuple[bytes, ...]:
+    from .signing import keys_from_env
+
+    return keys_from_env()
+
+
 def new_node_id(prefix: str = "node") -> str:
     return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def parse_address(value: Any, field: str = "address") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port); ValidationError naming ``field``."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValidationError(field, f"must be HOST:PORT such as 127.0.0.1:9100, not {value!r}")
+    host, _, port_text = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(c.isspace() for c in host):
+        raise ValidationError(field, f"must be HOST:PORT with a host before the colon, not {value!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValidationError(field, f"port must be an integer between 0 and 65535, not {port_text!r}")
+    return host, int(port_text)
+
+
+def _check_serve(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("serve", f"must be a mapping of name to HOST:PORT, not {type(value).__name__}")
+    for name, address in value.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValidationError("serve", f"names must be identifiers such as 'metrics', not {name!r}")
+        parse_address(address, f"serve.{name}")
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +93,12 @@ class EngineConfig:
     node_id: str = attrs.field(factory=new_node_id)
     lease_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 3600))
     renew_interval: float = attrs.field(default=3.0, validator=_seconds(0.05, 3600))
+    #: Keys for signed tasks and results (``distsched.signing``): the first signs, all verify.
+    #: Default: ``DISTSCHED_SIGNING_KEY`` / ``DISTSCHED_SIGNING_KEY_FILE``; () signs nothing.
+    signing_keys: tuple[bytes, ...] = attrs.field(factory=lambda: _signing_keys_from_env(), repr=False,
+                                                  converter=lambda keys: tuple(
+                                                      k.encode("utf-8") if isinstance(k, str) else bytes(k)
+                                                      for k in keys))
     heartbeat_interval: float = attrs.field(default=2.0, validator=_seconds(0.05, 3600))
     heartbeat_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 86400))
     timeout_grace: float = attrs.field(default=5.0, validator=_seconds(0, 86400))
@@ -75,6 +110,10 @@ class EngineConfig:
     max_redeliveries: int = attrs.field(default=10, validator=_positive(10_000))
     #: When True a task lost with its worker uses up an attempt of its retry policy.
     redeliveries_use_attempts: bool = False
+    #: Servers to start beside the engine while it runs, by name: ``{"metrics":
+    #: "127.0.0.1:9100"}``; each is started by the plugin that serves that name (the
+    #: ``distsched_serve`` hook). The CLI's ``--metrics HOST:PORT`` fills it.
+    serve: dict[str, str] = attrs.field(factory=dict, validator=_check_serve)
 
     def __attrs_post_init__(self) -> None:
         if self.renew_interval >= self.lease_ttl:
@@ -96,3 +135,9 @@ class WorkerConfig:
     capacity: int | None = None
     drain_timeout: float = attrs.field(default=30.0, validator=_seconds(0, 86400))
     settings: dict[str, Any] = attrs.field(factory=dict)
+
+
+__all__ = [
+    "DEFAULT_STORAGE", "STORAGE_ENV", "EngineConfig", "WorkerConfig", "check_storage_url", "default_storage_url",
+    "new_node_id", "parse_address",
+]

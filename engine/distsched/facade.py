@@ -46,7 +46,7 @@ from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
-from .status import Status, leader_status, scheduler_status, worker_status
+from .status import Status, leader_status, scheduler_status, signing_state, worker_status
 from .tasks import marked_functions
 
 
@@ -329,15 +329,24 @@ class DistributeSchedule:
         depths = await storage.workers.queue_depths()
         counts = await storage.tasks.counts()
         ready_at = await storage.tasks.next_ready_at()
+        quarantine = getattr(storage, "quarantine", None)
+        quarantined = await quarantine.count() if quarantine is not None else 0
+        newest = tuple(await quarantine.list_quarantined(5)) if quarantine is not None and quarantined else ()
         now = storage.clock()
         cfg = self.config
+        leader = leader_status(info)
+        schedulers = tuple(scheduler_status(n, now, cfg.lease_ttl) for n in nodes)
+        worker_rows = tuple(worker_status(w, now, cfg.heartbeat_ttl, depths.get(w.id, 0)) for w in workers)
         return Status(
             now=now,
-            leader=leader_status(info),
-            schedulers=tuple(scheduler_status(n, now, cfg.lease_ttl) for n in nodes),
-            workers=tuple(worker_status(w, now, cfg.heartbeat_ttl, depths.get(w.id, 0)) for w in workers),
+            leader=leader,
+            schedulers=schedulers,
+            workers=worker_rows,
+            signing=signing_state(schedulers, worker_rows, leader, {n.id for n in nodes if n.signed}),
             counts=counts,
             oldest_pending_age=None if ready_at is None or ready_at > now else now - ready_at,
+            quarantined=quarantined,
+            quarantine=newest,
         )
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
@@ -371,13 +380,16 @@ class DistributeSchedule:
         await self.engine.open()
         self._stop = asyncio.Event()
         ready = asyncio.Event()
-        self._runner = asyncio.create_task(self.engine.run(
+        runner = self._runner = asyncio.create_task(self.engine.run(
             self._stop, scheduler=scheduler, worker=self.worker_config if worker else None, on_ready=ready.set))
-        await ready.wait()
+        await _first(ready.wait(), runner)  # the runner ends early when a server cannot start
+        if runner.done():
+            self._runner = None
+            await runner
         if self.engine.worker is not None:
-            await _first(self.engine.worker.registered.wait(), self._runner)
-        if self._runner.done():
-            await self._runner
+            await _first(self.engine.worker.registered.wait(), runner)
+        if runner.done():
+            await runner
 
     async def stop(self) -> None:
         """Stop the services (workers drain) and close the store."""

@@ -18,13 +18,14 @@ Every hook is listed with an example in ``docs/hooks.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 # Runtime imports (not under TYPE_CHECKING): the hooks are typed against the public types a
-# plugin receives, and neither module imports this one back (no import loop).
+# plugin receives, and none of these modules imports this one back (no import loop).
 from .model.events import Event
+from .ports import ServedEngine
 from .registry import (
     BalancerRegistry,
     ElectionRegistry,
@@ -112,8 +113,9 @@ def distsched_register_functions(registry: FunctionRegistry) -> None:
 @hookspec
 def distsched_event(event: Event) -> None:
     """Observe an engine event (task dispatched / finished / retry scheduled / skipped /
-    requeued / cancelled, leader elected / lost, worker joined / lost - in the scheduler's
-    process; attempt started / finished - in the worker's process).
+    requeued / cancelled, leader elected / lost, worker joined / lost, record quarantined, workers seen,
+    duplicates suppressed - in the scheduler's process; attempt started / finished - in the
+    worker's process).
 
     Called for every event, after the state change is stored, from a background queue off
     the scheduling path. ``event`` is a frozen :class:`distsched.model.events.Event`; its
@@ -141,8 +143,31 @@ def distsched_cli_commands() -> list[click.Command]:  # type: ignore[empty-body]
     """
 
 
+@hookspec(firstresult=True)
+def distsched_serve(engine: ServedEngine, name: str, address: str) -> Any:
+    """Start a server beside a running engine: ``name`` is what to serve (``metrics``,
+    ``web``, ...), ``address`` where (``HOST:PORT`` as the operator gave it).
+
+    Called by :meth:`distsched.app.engine.Engine.run` once per entry of
+    ``EngineConfig.serve`` (the CLI's ``--metrics HOST:PORT``, or
+    ``DistributeSchedule(serve={"metrics": "127.0.0.1:9100"})``), after the store is open
+    and before the scheduler and worker start, in the engine's event loop. A plugin that
+    does not serve ``name`` returns None; the first one that does returns a handle (or an
+    awaitable of one) with ``async aclose()`` or ``close()``, which the engine calls once
+    when it stops, after its services stopped and its last events were delivered. The
+    server may observe the engine: ``engine.plugins.register(observer, name)`` adds an
+    object with ``@hookimpl distsched_event`` for as long as it runs, so an engine nobody
+    serves metrics for pays nothing for them. Returns the first non-None handle
+    (firstresult); when no plugin serves ``name`` the engine does not start and the error
+    names what is missing; an exception raised here stops the engine with a PluginError
+    naming the plugin (a port in use, a bad address: say which field and why).
+
+    .. versionadded:: 0.2
+    """
+
+
 __all__ = [
-    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_register_balancers", "distsched_register_election",
+    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve", "distsched_register_balancers", "distsched_register_election",
     "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
     "hookimpl", "hookspec",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -73,12 +74,23 @@ def load_jobs_file(path: str | Path) -> JobsFile:
     """Parse and validate a jobs file. Raises JobsFileError listing every problem."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            # a device (/dev/zero) or a FIFO would be read until memory runs out, or block
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
+            raise JobsFileError(str(path), [f"{kind}: a jobs file must be a regular file"])
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             raise JobsFileError(str(path), [f"file is {size} bytes; the limit is {MAX_FILE_BYTES}"])
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:  # bounded even if the file grows after the stat
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise JobsFileError(str(path), [f"file is over {MAX_FILE_BYTES} bytes, the limit"])
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise JobsFileError(str(path), ["file not found"]) from None
+    except PermissionError:
+        raise JobsFileError(str(path), ["permission denied"]) from None
     except UnicodeDecodeError as exc:
         raise JobsFileError(str(path), [f"not UTF-8 text: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:

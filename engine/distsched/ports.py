@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from .config import EngineConfig
 from .model import JobState, Outcome, Task, TaskConfig, TaskResult, Worker
 
 
@@ -191,6 +192,8 @@ class SchedulerNode:
     started_at: float
     last_heartbeat: float
     role: str = "standby"
+    #: The node signs what it dispatches when it leads (it has a signing key).
+    signed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -340,9 +343,11 @@ class TaskRepository(Protocol):
 class WorkerRepository(Protocol):
     async def register(self, worker: Worker) -> None: ...
 
-    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
-        """Refresh the heartbeat (store time). False when the worker is unknown: it was
-        declared dead and must stop and re-register under a new id."""
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
+        """Refresh the heartbeat (store time), the draining flag and ``blocked`` (execution
+        slots held by attempts that are over but cannot be stopped; see ``Worker.blocked``),
+        in one atomic step. False when the worker is unknown: it was declared dead and must
+        stop and re-register under a new id."""
 
     async def deregister(self, worker_id: str) -> None:
         """The worker is leaving (drained or stopping): mark it dead at once so the leader
@@ -421,12 +426,48 @@ class ResultChannel(Protocol):
         ``TaskRepository.save(..., ack_results=n)``)."""
 
 
+@attrs.frozen(kw_only=True)
+class Quarantined:
+    """A stored record the engine could not decode, moved out of the way (see
+    :class:`Quarantine`): ``kind`` is ``job``, ``task``, ``worker``, ``count`` (or a
+    backend's own), ``key`` its name or id, ``reason`` the decoding error, ``at`` store time."""
+
+    kind: str
+    key: str
+    reason: str
+    at: float
+
+
+@runtime_checkable
+class Quarantine(Protocol):
+    """Records moved aside because they could not be decoded (poison isolation).
+
+    A backend whose records can be corrupted from outside (a shared server anyone with
+    credentials can write to) never lets one bad record fail a read: the read leaves it out
+    and moves it aside - out of every index, its bytes kept, the reason recorded - in one
+    atomic step, logs an ERROR once, and goes on. Not fenced (any node may meet the record;
+    moving garbage aside twice is harmless). Optional: a backend offers it as
+    ``StorageBackend.quarantine``; the leader reports new entries as ``record.quarantined``
+    events and ``distsched status`` shows them."""
+
+    async def count(self) -> int:
+        """Number of quarantined records (O(1))."""
+
+    async def list_quarantined(self, limit: int = 100) -> builtins.list[Quarantined]:
+        """The quarantined records, newest first, at most ``limit``."""
+
+
 @runtime_checkable
 class StorageBackend(Protocol):
     """All the ports over one store. A backend may also define ``transient_errors``, a tuple
     of the exception types that mean the store is unreachable or not ready for now (down,
     restarting, cut off): a leader whose pass fails with one of them (or with an ``OSError``
-    or ``asyncio.TimeoutError``) steps down with a warning instead of an error."""
+    or ``asyncio.TimeoutError``) steps down with a warning instead of an error. A backend
+    may also define ``quarantine`` (a :class:`Quarantine`) and ``async housekeeping(budget)
+    -> int``: the leader calls it on every housekeeping pass (each heartbeat interval) to
+    drop what the retention let expire (index entries of finished tasks whose records are
+    gone), at most ``budget`` entries per call, not fenced (idempotent); it returns how many
+    entries were due, and the leader calls again at once while that is ``budget`` or more."""
 
     url: str
     jobs: JobRepository
@@ -485,6 +526,24 @@ class Balancer(Protocol):
         worker that is full, draining, or whose heartbeat is older than ``ttl``."""
 
 
+class ServedEngine(Protocol):
+    """What a server started through ``distsched_serve`` may use of the engine it runs beside
+    (a ``distsched.app.engine.Engine``; typed here so that the hook specifications need not
+    import the application layer)."""
+
+    #: The engine's configuration.
+    config: EngineConfig
+    #: The engine's plugin manager: ``register(obj, name)`` adds an observer for as long as
+    #: the server runs, ``unregister(name)`` removes it.
+    plugins: Any
+
+    async def open(self) -> StorageBackend:
+        """The engine's store (opened once, shared)."""
+
+    async def open_election(self) -> Election:
+        """The engine's election (opened once, shared)."""
+
+
 @runtime_checkable
 class FunctionLookup(Protocol):
     """The functions an executor may run, by registered name (what
@@ -514,8 +573,8 @@ class ExecutorContext:
 __all__ = [
     "ATTEMPTS_KEPT", "ATTEMPT_TEXT_CAP", "THROUGHPUT_KEEP",
     "Attempt", "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing",
-    "FunctionLookup", "JobPage", "JobRepository", "LeaseInfo", "ResultChannel", "SchedulerNode",
-    "SchedulerRepository", "Settled", "SettledTask", "StorageBackend", "TaskDetail", "TaskPage", "TaskRepository",
-    "ThroughputBucket", "WorkerQueue",
+    "FunctionLookup", "JobPage", "JobRepository", "LeaseInfo", "Quarantine", "Quarantined", "ResultChannel",
+    "SchedulerNode", "SchedulerRepository", "ServedEngine", "Settled", "SettledTask", "StorageBackend", "TaskDetail", "TaskPage",
+    "TaskRepository", "ThroughputBucket", "WorkerQueue",
     "WorkerRepository",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from .model import Worker
-from .ports import LeaseInfo, SchedulerNode
+from .ports import LeaseInfo, Quarantined, SchedulerNode
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +57,10 @@ class WorkerStatus:
     draining: bool
     queued: int
     started_at: float
+    #: Execution slots held by timed-out sync calls still running (``Worker.blocked``).
+    blocked: int = 0
+    #: The worker checks the leader's signatures.
+    signed: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -69,9 +73,30 @@ class Status:
     workers: tuple[WorkerStatus, ...]
     counts: dict[str, int]
     oldest_pending_age: float | None
+    #: Records the store moved aside because they could not be decoded: how many, and the
+    #: newest few (see ``distsched.ports.Quarantine``).
+    quarantined: int = 0
+    quarantine: tuple[Quarantined, ...] = ()
+    #: ``signed`` (the leader signs and every live worker checks), ``unsigned`` (nobody
+    #: signs: anyone who can write to the store can run tasks on the workers) or ``mixed``.
+    signing: str = "unsigned"
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+def signing_state(schedulers: tuple[SchedulerStatus, ...], workers: tuple[WorkerStatus, ...],
+                  leader: LeaderStatus | None, signed_nodes: set[str]) -> str:
+    """``signed`` when the leader (or, without one, every live scheduler) signs and every live
+    worker checks; ``unsigned`` when none does; ``mixed`` otherwise."""
+    live_nodes = [s.id for s in schedulers if s.alive]
+    signers = [leader.node_id] if leader is not None and not leader.expired else live_nodes
+    flags = [n in signed_nodes for n in signers] + [w.signed for w in workers if w.state in ("alive", "draining")]
+    if flags and all(flags):
+        return "signed"
+    if not any(flags):
+        return "unsigned"
+    return "mixed"
 
 
 def leader_status(info: LeaseInfo | None) -> LeaderStatus | None:
@@ -97,7 +122,8 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int) -> Worker
         state = "stale" if age > ttl else ("draining" if worker.draining else "alive")
     return WorkerStatus(id=worker.id, host=worker.host, pid=worker.pid, state=state, heartbeat_age=age,
                         load=worker.load, capacity=worker.capacity, concurrency=worker.concurrency,
-                        draining=worker.draining, queued=queued, started_at=worker.started_at)
+                        draining=worker.draining, queued=queued, started_at=worker.started_at,
+                        blocked=worker.blocked, signed=worker.signed)
 
 
-__all__ = ["LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus"]
+__all__ = ["LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "signing_state"]

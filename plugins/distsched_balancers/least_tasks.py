@@ -1,4 +1,4 @@
-"""``least-tasks``: the eligible worker with the lowest load relative to its capacity."""
+"""``least-tasks``: the eligible worker with the lowest load relative to its usable capacity."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ._eligible import eligible
 
 def _rank(worker: Worker) -> tuple[float, int, str]:
     # Ratio first (a 2/64 worker beats a 1/4 one), then absolute load, then id: deterministic.
-    return (worker.load / worker.capacity, worker.load, worker.id)
+    return (worker.load / max(1, worker.usable_capacity), worker.load, worker.id)
 
 
 class LeastTasksBalancer:

@@ -3,7 +3,9 @@
 A task's ``target`` is a *registered name*, never an import path: a stored ``os:system`` or
 ``builtins.eval`` is refused because nobody registered it. Async functions are awaited;
 sync ones run in a thread pool sized to the worker's concurrency (a timed-out sync function
-cannot be killed: its thread finishes in the background and its result is discarded).
+cannot be killed: its thread finishes in the background and its result is discarded). Such
+abandoned threads still hold a slot of the pool: :meth:`LocalExecutor.blocked` counts them,
+so the worker pulls no task it could not start and reports its real free capacity.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from distsched.model import Outcome, Task
 from distsched.plugin.errors import NameConflict
@@ -22,6 +24,12 @@ class LocalExecutor:
     def __init__(self, context: ExecutorContext) -> None:
         self.functions = context.functions
         self._pool = ThreadPoolExecutor(max_workers=max(1, context.concurrency), thread_name_prefix="distsched-local")
+        #: Calls whose attempt was abandoned (timed out, cancelled) while their thread runs on.
+        self._abandoned: set[Future[object]] = set()
+
+    def blocked(self) -> int:
+        """Threads of the pool still running a call whose attempt is over."""
+        return len(self._abandoned)
 
     async def run(self, task: Task) -> Outcome:
         target = task.spec.target
@@ -43,8 +51,14 @@ class LocalExecutor:
         if inspect.iscoroutinefunction(func):
             value = await func(*args, **kwargs)
         else:
-            loop = asyncio.get_running_loop()
-            value = await loop.run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
+            future = self._pool.submit(functools.partial(func, *args, **kwargs))
+            try:
+                value = await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                if not future.cancel():  # already running: its thread stays busy until it returns
+                    self._abandoned.add(future)
+                    future.add_done_callback(self._abandoned.discard)
+                raise
             if inspect.isawaitable(value):
                 value = await value
         return Outcome.success(value)

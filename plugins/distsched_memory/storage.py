@@ -57,6 +57,7 @@ from distsched.ports import (
     FireReport,
     Firing,
     JobPage,
+    Quarantined,
     SchedulerNode,
     Settled,
     SettledTask,
@@ -233,6 +234,7 @@ class MemoryStorage:
         self.schedulers = _Schedulers(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
+        self.quarantine = _Quarantine()
 
     @classmethod
     def open(cls, url: str) -> MemoryStorage:
@@ -610,12 +612,13 @@ class _Workers:
         self.s.dead.discard(worker.id)
         self.s.activity.set()
 
-    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
         worker = self.s.workers.get(worker_id)
         if worker is None or worker_id in self.s.dead:
             return False
         worker.heartbeat(self.store.clock())
         worker.draining = draining
+        worker.blocked = max(0, int(blocked))
         return True
 
     async def deregister(self, worker_id: str) -> None:
@@ -759,3 +762,13 @@ class _Results:
 
     async def peek(self, max_items: int) -> list[TaskResult]:
         return list(itertools.islice(self.s.results, max_items))
+
+
+class _Quarantine:
+    """Memory holds objects, never bytes: nothing here can fail to decode."""
+
+    async def count(self) -> int:
+        return 0
+
+    async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
+        return []

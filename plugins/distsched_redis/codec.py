@@ -62,11 +62,11 @@ def loads(text: str) -> Any:
 
 #: Fields of Task kept in ``d``; computed from the model so a new field is stored too.
 _OVERLAY = {"id", "spec", "state", "version", "started_at", "updated_at", "worker_id", "dispatches",
-            "dispatched_at", "finished_at", "result"}
+            "dispatched_at", "finished_at", "result", "signature"}
 _D_FIELDS = tuple(f.name for f in attrs.fields(Task) if f.name not in _OVERLAY)
 _R_FIELDS = tuple(f.name for f in attrs.fields(TaskResult))
 #: Worker fields kept in its JSON (heartbeat, draining and load live elsewhere).
-_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.name not in ("load", "last_heartbeat", "draining"))
+_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.name not in ("load", "last_heartbeat", "draining", "blocked"))
 #: Separates the fields of a task in script arguments and replies.
 SEP = "\x1f"
 
@@ -99,7 +99,10 @@ def spec_json(spec: TaskSpec) -> str:
 def spec_from_json(text: str) -> TaskSpec:
     """TaskSpec is frozen; tasks of one job share the decoded instance."""
     data = loads(text)
-    data["args"] = tuple(data.get("args") or ())
+    args = data.get("args") or ()
+    # a list becomes the tuple the model holds; anything else stays as it is, for the worker's
+    # check of the stored spec to refuse (a str must not turn into its characters)
+    data["args"] = tuple(args) if isinstance(args, list) else args
     retry = data.get("retry")
     data["retry"] = _retry(tuple(sorted(retry.items()))) if retry else _retry(())
     return unchecked(TaskSpec, data)
@@ -177,6 +180,7 @@ def dispatch_args(task: Task) -> str:
         num(task.updated_at),
         num(task.dispatched_at),
         num(task.deadline()),
+        task.signature or "",
         _blen(worker),
         worker + task.id,
     ))
@@ -186,9 +190,9 @@ _STATES = {state.value: state for state in TaskState}
 
 
 def decode_task(row: list[Any]) -> Task:
-    """A task row from a script: [s, v, sa, u, w, n, da, fa, r, sp, d, id], None for a field
+    """A task row from a script: [s, v, sa, u, w, n, da, fa, r, sp, d, g, id], None for a field
     not stored (see ``task_reply`` in lua/lib/tasks.lua)."""
-    s, v, sa, u, w, n, da, fa, r, sp, d, task_id = row
+    s, v, sa, u, w, n, da, fa, r, sp, d, g, task_id = row
     data = loads(d)
     data["id"] = task_id
     data["spec"] = spec_from_json(sp)
@@ -201,6 +205,7 @@ def decode_task(row: list[Any]) -> Task:
     data["dispatched_at"] = float(da) if da else None
     data["finished_at"] = float(fa) if fa else None
     data["result"] = unchecked(TaskResult, loads(r)) if r else None
+    data["signature"] = g or None
     return unchecked(Task, data)
 
 
@@ -270,11 +275,12 @@ def worker_json(worker: Worker) -> str:
     return _dumps({name: getattr(worker, name) for name in _W_FIELDS})
 
 
-def decode_worker(data: str, heartbeat: Any, draining: Any, load: Any) -> Worker:
+def decode_worker(data: str, heartbeat: Any, draining: Any, load: Any, blocked: Any = 0) -> Worker:
     fields = loads(data)
     return Worker(
         **fields,
         last_heartbeat=float(heartbeat),
         draining=bool(int(draining)),
         load=int(load),
+        blocked=int(blocked or 0),
     )

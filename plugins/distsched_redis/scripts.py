@@ -23,6 +23,7 @@ NAMES = (
     "job_add", "job_add_many", "job_update", "job_remove", "job_pause", "job_read",
     "worker_register", "worker_heartbeat", "worker_deregister", "worker_list",
     "lease_acquire", "lease_renew", "lease_release", "stats_read", "scheduler_node",
+    "quarantine", "prune",
 )
 
 

@@ -54,6 +54,7 @@ from distsched.ports import (
     FireReport,
     Firing,
     JobPage,
+    Quarantined,
     SchedulerNode,
     Settled,
     TaskDetail,
@@ -121,6 +122,7 @@ class RedisStorage:
         self.schedulers = _Schedulers(self)
         self.queues = _Queues(self)
         self.results = _Results(self)
+        self.quarantine = _Quarantine(self)
 
     def __repr__(self) -> str:
         return f"<RedisStorage {self.settings.redacted} namespace={self.settings.namespace!r}>"
@@ -210,6 +212,24 @@ class RedisStorage:
     async def run(self, script: Any, args: Sequence[Any], *, op: bool = True) -> Any:
         keys = [self._opkey()] if op else [self.prefix + "lease"]
         return await script(keys=keys, args=[self.prefix, *args])
+
+    async def housekeeping(self, budget: int) -> int:
+        """lua/prune.lua: drop the index entries of finished tasks whose hashes expired."""
+        return int(await self.run(self.scripts.prune, [str(int(budget))], op=False))
+
+    async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
+        """Quarantine a record the engine cannot decode (lua/quarantine.lua): it leaves every
+        index, its bytes are kept under ``qd:<kind>:<key>``, and ``qr`` says why. Logged as
+        an ERROR the first time; the read that met it goes on without it."""
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        try:
+            new = await self.run(self.scripts.quarantine, [kind, key, reason], op=False)
+        except RedisError as err:  # the read goes on; the next one tries again
+            log.warning("could not quarantine %s %r (%s: %s)", kind, key, type(err).__name__, err)
+            return
+        if new:
+            log.error("quarantined %s %r: it cannot be decoded (%s); the rest goes on. "
+                      "Its bytes are kept under %sqd:%s:%s", kind, key, reason, self.prefix, kind, key)
 
     async def leader_write(self, script: Any, fence: Fence, args: Sequence[Any]) -> list[Any]:
         reply = await self.run(script, [_token(fence), *args])
@@ -308,6 +328,10 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
         "socket_keepalive": True,
         "health_check_interval": settings.health_check_interval,
         "decode_responses": True,
+        # Bytes that are not UTF-8 (a record written by something else) decode to lone
+        # surrogates and encode back to the same bytes, instead of failing the whole reply:
+        # the record alone is then found undecodable and quarantined.
+        "encoding_errors": "surrogateescape",
         "client_name": "distsched",
     }
     retry = _Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
@@ -389,7 +413,7 @@ class _Jobs:
 
     async def _read(self, *args: Any) -> list[tuple[TaskConfig, JobState]]:
         flat = await self.store.run(self.s.job_read, args, op=False)
-        return _decode_jobs(flat)
+        return await _decode_jobs(self.store, flat)
 
     async def get(self, name: str) -> TaskConfig:
         found = await self._read("get", name)
@@ -405,7 +429,7 @@ class _Jobs:
         if after is not None and not isinstance(after, str):
             raise ValidationError("after", f"must be a job name, not {after!r}")
         flat = await self.store.run(self.s.job_read, ["page", after or "", str(limit)], op=False)
-        jobs = _decode_jobs(flat[1:])
+        jobs = await _decode_jobs(self.store, flat[1:])
         more = int(flat[0]) == 1
         return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
@@ -441,8 +465,14 @@ class _Jobs:
         return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[3:]))
 
 
-def _decode_jobs(flat: list[Any]) -> list[tuple[TaskConfig, JobState]]:
-    return [codec.decode_job(flat[i], flat[i + 1], flat[i + 2], flat[i + 3]) for i in range(0, len(flat), 4)]
+async def _decode_jobs(store: RedisStorage, flat: list[Any]) -> list[tuple[TaskConfig, JobState]]:
+    out = []
+    for i in range(0, len(flat), 4):
+        try:
+            out.append(codec.decode_job(flat[i], flat[i + 1], flat[i + 2], flat[i + 3]))
+        except Exception as exc:  # one bad record never stops the reader
+            await store.put_aside("job", flat[i], exc)
+    return out
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:
@@ -475,7 +505,15 @@ class _Tasks:
 
     async def _read(self, *args: Any) -> list[Task]:
         rows = await self.store.run(self.s.task_read, args, op=False)
-        return [codec.decode_task(row) for row in rows if row]
+        return [task for task in [await self._decode(row) for row in rows if row] if task is not None]
+
+    async def _decode(self, row: list[Any]) -> Task | None:
+        """A task row, or None after quarantining a record that cannot be decoded."""
+        try:
+            return codec.decode_task(row)
+        except Exception as exc:
+            await self.store.put_aside("task", str(row[-1]), exc)
+            return None
 
     async def get(self, task_id: str) -> Task | None:
         return (await self.get_many([task_id]))[0]
@@ -484,7 +522,7 @@ class _Tasks:
         out: list[Task | None] = []
         for chunk in _chunks(list(task_ids), 1000):
             rows = await self.store.run(self.s.task_read, ["get", *chunk], op=False)
-            out += [codec.decode_task(row) if row else None for row in rows]
+            out += [await self._decode(row) if row else None for row in rows]
         return out
 
     async def query(
@@ -512,7 +550,7 @@ class _Tasks:
         rows = await self.store.run(self.s.task_read, [
             "query", index, state or "", job or "", worker or "", num(since), num(score), after,
             str(limit), str(SCAN_BASE + SCAN_FACTOR * limit)], op=False)
-        tasks = tuple(codec.decode_task(row) for row in rows[2:])
+        tasks = tuple(task for task in [await self._decode(row) for row in rows[2:]] if task is not None)
         nxt = encode_cursor(float(rows[0]), rows[1]) if rows[0] != "" else None
         return TaskPage(tasks=tasks, next_cursor=nxt)
 
@@ -520,7 +558,9 @@ class _Tasks:
         reply = await self.store.run(self.s.task_read, ["detail", task_id], op=False)
         if not reply or not reply[0]:
             return None
-        task = codec.decode_task(reply[0])
+        task = await self._decode(reply[0])
+        if task is None:
+            return None
         return TaskDetail(task=task, attempts=merge_attempts(task, (codec.decode_attempt(e) for e in reply[1:])))
 
     async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
@@ -536,7 +576,13 @@ class _Tasks:
 
     async def counts(self) -> dict[str, int]:
         flat = await self.store.run(self.s.counts, [self.store.retention], op=False)
-        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        out = {}
+        for i in range(0, len(flat), 2):
+            try:
+                out[flat[i]] = int(flat[i + 1])
+            except ValueError as exc:
+                await self.store.put_aside("count", flat[i], exc)
+        return out
 
     async def ready(self, now: float, limit: int) -> list[Task]:
         if limit <= 0:
@@ -608,9 +654,10 @@ class _Workers:
         await self.store.run(self.s.worker_register, [
             worker.id, codec.worker_json(worker), "1" if worker.draining else "0"], op=False)
 
-    async def heartbeat(self, worker_id: str, *, draining: bool = False) -> bool:
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
         await self.store._maybe_sync_clock()
-        ok = await self.store.run(self.s.worker_heartbeat, [worker_id, "1" if draining else "0"], op=False)
+        ok = await self.store.run(self.s.worker_heartbeat,
+                                  [worker_id, "1" if draining else "0", str(max(0, int(blocked)))], op=False)
         return bool(ok)
 
     async def deregister(self, worker_id: str) -> None:
@@ -618,7 +665,12 @@ class _Workers:
 
     async def list_workers(self) -> list[Worker]:
         flat = await self.store.run(self.s.worker_list, [], op=False)
-        workers = [codec.decode_worker(*flat[i + 1:i + 5]) for i in range(0, len(flat), 5)]
+        workers = []
+        for i in range(0, len(flat), 6):
+            try:
+                workers.append(codec.decode_worker(*flat[i + 1:i + 6]))
+            except Exception as exc:  # a garbage entry: moved aside, the others listed
+                await self.store.put_aside("worker", flat[i], exc)
         return sorted(workers, key=lambda w: w.id)
 
     async def queue_depths(self) -> dict[str, int]:
@@ -640,7 +692,8 @@ class _Schedulers:
         self.s = store.scripts
 
     async def register(self, node: SchedulerNode) -> None:
-        data = codec.dumps({"id": node.id, "host": node.host, "pid": node.pid, "started_at": node.started_at})
+        data = codec.dumps({"id": node.id, "host": node.host, "pid": node.pid, "started_at": node.started_at,
+                            "signed": node.signed})
         await self.store.run(self.s.scheduler_node, ["register", node.id, data, node.role], op=False)
 
     async def heartbeat(self, node_id: str, *, role: str) -> bool:
@@ -653,10 +706,36 @@ class _Schedulers:
         flat = await self.store.run(self.s.stats_read, ["schedulers"], op=False)
         nodes = []
         for i in range(0, len(flat), 4):
-            data = codec.loads(flat[i + 1])
-            data.update(last_heartbeat=float(flat[i + 2]), role=flat[i + 3])
-            nodes.append(SchedulerNode.from_dict(data))
+            try:
+                data = codec.loads(flat[i + 1])
+                data.update(last_heartbeat=float(flat[i + 2]), role=flat[i + 3])
+                nodes.append(SchedulerNode.from_dict(data))
+            except Exception as exc:  # a garbage entry: moved aside, the others listed
+                await self.store.put_aside("scheduler", flat[i], exc)
         return sorted(nodes, key=lambda n: n.id)
+
+
+class _Quarantine:
+    """What :meth:`RedisStorage.put_aside` moved out of the way (``qr``)."""
+
+    def __init__(self, store: RedisStorage) -> None:
+        self.store = store
+
+    async def count(self) -> int:
+        return int(await self.store.client.hlen(self.store.prefix + "qr"))
+
+    async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
+        out = []
+        for field, raw in (await self.store.client.hgetall(self.store.prefix + "qr")).items():
+            try:
+                data = codec.loads(raw if isinstance(raw, str) else raw.decode())
+                out.append(Quarantined(kind=str(data["kind"]), key=str(data["id"]), reason=str(data["reason"]),
+                                       at=float(data["at"])))
+            except Exception:
+                kind, _, key = str(field).partition(":")
+                out.append(Quarantined(kind=kind, key=key, reason="(unreadable quarantine entry)", at=0.0))
+        out.sort(key=lambda q: q.at, reverse=True)
+        return out[:limit]
 
 
 # -- queues and results -------------------------------------------------------------------
@@ -686,7 +765,16 @@ class _Queues:
             for stale in [w for w, (_, t) in self._unanswered.items() if now - t > OP_REPLY_TTL]:
                 del self._unanswered[stale]
             raise
-        return [codec.decode_task(row) for row in rows]
+        out = []
+        for row in rows:
+            if row and row[0] == "!bad":  # pull.lua could not read this record's fields
+                await store.put_aside("task", row[1], ValueError("its version or timeout is not a number"))
+                continue
+            try:
+                out.append(codec.decode_task(row))
+            except Exception as exc:
+                await store.put_aside("task", str(row[-1]), exc)
+        return out
 
     async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
         """Take what is queued; if nothing is, block on the queue (BLMOVE into the claim

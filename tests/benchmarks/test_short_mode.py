@@ -34,6 +34,15 @@ def test_lag_short():
     assert figures["missed"] == 0 and figures["duplicated"] == 0 and figures["slots"] == 15
 
 
+def test_lag_short_metrics_agree():
+    """The workers' /metrics fire-lag histogram agrees with the benchmark's own figures."""
+    figures = run("lag.py", "--jobs", "5", "--duration", "3", "--metrics")
+    assert figures["missed"] == 0 and figures["duplicated"] == 0
+    assert figures["metrics_count"] == figures["slots"] == 15
+    low, high = figures["metrics_p99_bucket_ms"]
+    assert figures["metrics_agree"] and low - 0.01 < figures["lag_p99_ms"] <= high + 0.01
+
+
 def test_scale_short():
     figures = run("scale.py", "--jobs", "500", "--idle", "1")
     assert figures["redis_bytes_per_job"] > 0 and figures["tick_ms_10000_due"] > 0

@@ -1216,7 +1216,7 @@ class Run:
             listed = await self._retry("list job", lambda name=name: _all_tasks(storage, job=name), 60)
             jobs[name] = [compact(t) for t in listed]
         counts = await self._retry("counts", storage.tasks.counts)
-        workers = await self._retry("workers", storage.workers.list)
+        workers = await self._retry("workers", storage.workers.list_workers)
         fence = await self._retry("lease", self.election.current)
         clock = storage.clock()
         alive = {p.name: p.pid for p in self.cluster.procs.values() if p.role == "worker" and p.alive()}

@@ -139,3 +139,41 @@ def test_task_modules_resolve_next_to_the_jobs_file(tmp_path, monkeypatch):
     assert sorted(names) == ["hello", "other"] and found["hello"]() == 1
     with pytest.raises(ValidationError, match="cannot import 'no_such_tasks_mod'"):
         import_task_modules(["no_such_tasks_mod"], base=tmp_path, register=found.__setitem__)
+
+
+def test_an_integer_balance_key_is_refused_at_load(tmp_path):
+    """It used to load, then crash every leader pass in consistent-hash (issue 16.2)."""
+    path = write(tmp_path, """
+        [[jobs]]
+        name = "hashed"
+        every = "1s"
+        target = "noop"
+        balancer = "consistent-hash"
+        balance_key = 5
+    """)
+    with pytest.raises(JobsFileError) as err:
+        load_jobs_file(path)
+    assert "job 'hashed': balance_key: must be a string, not int 5" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_jobs_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    """/dev/zero used to be read until memory ran out; a FIFO blocked forever (issue 16.6)."""
+    import os
+
+    if kind == "device":
+        path = "/dev/zero"
+    elif kind == "fifo":
+        path = tmp_path / "jobs.fifo"
+        os.mkfifo(path)
+    else:
+        path = tmp_path
+    with pytest.raises(JobsFileError) as err:
+        load_jobs_file(path)
+    assert "must be a regular file" in str(err.value)
+
+
+def test_distsched_run_on_dev_zero_is_one_line(distsched_cli):
+    result = distsched_cli("run", "/dev/zero", "--duration", "0")
+    assert result.exit_code != 0
+    assert "must be a regular file" in result.output and "Traceback" not in result.output

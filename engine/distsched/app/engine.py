@@ -9,6 +9,7 @@ callables (``name -> Balancer``, ``name -> Executor``) and depend on the ports o
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,6 +45,9 @@ class Engine:
         self.election: Election | None = None
         self.scheduler: Scheduler | None = None
         self.worker: WorkerService | None = None
+        #: The servers running beside the engine (``EngineConfig.serve``), by name: the
+        #: handles their plugins returned from ``distsched_serve``.
+        self.servers: dict[str, Any] = {}
 
     def all_functions(self) -> FunctionRegistry:
         """Functions from plugins (``distsched_register_functions``) plus the application's."""
@@ -93,6 +97,14 @@ class Engine:
     ) -> None:
         """Run the requested services until ``stop`` is set; then drain and close."""
         storage = await self.open()
+        await self._serve()
+        try:
+            await self._run_services(storage, stop, scheduler=scheduler, worker=worker, on_ready=on_ready)
+        finally:
+            await self._close_servers()
+
+    async def _run_services(self, storage: StorageBackend, stop: asyncio.Event, *, scheduler: bool,
+                            worker: WorkerConfig | None, on_ready: Callable[[], Any] | None) -> None:
         services = []
         if scheduler:
             if not len(self.plugins.balancers):
@@ -108,6 +120,9 @@ class Engine:
         if on_ready is not None:
             on_ready()
         try:
+            if not services:  # nothing to run but the servers: until stopped
+                await stop.wait()
+                return
             done, _ = await asyncio.wait(services, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
@@ -120,6 +135,39 @@ class Engine:
                     task.cancel()
             await asyncio.gather(*services, return_exceptions=True)
             await self.events.aclose()
+
+    async def _serve(self) -> None:
+        """Start the servers of ``config.serve`` through their plugins (``distsched_serve``)."""
+        try:
+            for name, address in self.config.serve.items():
+                if name in self.servers:
+                    continue
+                handle, origin = self.plugins.serve(self, name, address)
+                if inspect.isawaitable(handle):
+                    try:
+                        handle = await handle
+                    except Exception as exc:
+                        from ..plugin.errors import PluginError
+
+                        raise PluginError(f"{origin} could not serve {name} on {address}: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+                self.servers[name] = handle
+                log.info("serving %s on %s (%s)", name, address, origin)
+        except BaseException:
+            await self._close_servers()
+            raise
+
+    async def _close_servers(self) -> None:
+        while self.servers:
+            name, handle = self.servers.popitem()
+            try:
+                closer = getattr(handle, "aclose", None) or getattr(handle, "close", None)
+                if closer is not None:
+                    done = closer()
+                    if inspect.isawaitable(done):
+                        await done
+            except Exception:
+                log.exception("closing the %s server failed", name)
 
     async def close(self) -> None:
         await self.events.aclose()

@@ -35,8 +35,10 @@ from ..model import (
     Worker,
 )
 from ..model import events as ev
+from ..model.result import safe_str
 from ..model.task import ASSIGNED
-from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, StorageBackend
+from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, Settled, StorageBackend
+from ..signing import signer_from
 from .backoff import Backoff, wait_or_stop
 from .events import EventBus
 
@@ -44,6 +46,9 @@ log = logging.getLogger("distsched.scheduler")
 #: The balancer a task whose balancer cannot be built falls back to.
 FALLBACK_BALANCER = "least-tasks"
 FIRE_BATCH = 500
+#: Retention pruning per housekeeping pass: entries per call per state, calls at most.
+HOUSEKEEPING_BUDGET = 2000
+HOUSEKEEPING_ROUNDS = 5
 #: Longest the leader sleeps without any reason to wake (housekeeping: reaping, timeouts).
 MAX_IDLE = 1.0
 #: How often a follower tries to take the lease.
@@ -70,6 +75,8 @@ class Scheduler:
         #: Builds the balancer of a name (a fresh one; called once per name and term). Raises
         #: LookupError for a name nobody (or more than one plugin) provides.
         self.make_balancer = balancers
+        #: Signs what this leader dispatches and checks the results (None: unsigned deployment).
+        self.signer = signer_from(config.signing_keys)
         self.events = events
         self.config = config
         self.node_id = config.node_id
@@ -89,6 +96,10 @@ class Scheduler:
         self._stalled_at = float("-inf")
         #: time.monotonic() when the lease renewal in flight started (None: none in flight).
         self._renewing_since: float | None = None
+        #: Quarantined records already reported as events (None: not looked yet this term).
+        self._quarantined_seen: int | None = None
+        #: Store time of this node's last refused lease acquisition (another node held it).
+        self._lease_seen_held_at: float | None = None
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -106,7 +117,8 @@ class Scheduler:
         standbys. Never fatal: a store error is logged and tried again next beat."""
         storage = self.storage
         node = SchedulerNode(id=self.node_id, host=socket.gethostname(), pid=os.getpid(),
-                             started_at=storage.clock(), last_heartbeat=0.0, role=self.role)
+                             started_at=storage.clock(), last_heartbeat=0.0, role=self.role,
+                             signed=self.signer is not None)
         registered = False
         interval = min(self.config.heartbeat_interval, self.config.renew_interval)
         while not stop.is_set():
@@ -154,6 +166,9 @@ class Scheduler:
                 continue
             backoff.reset()
             if fence is None:
+                if self._lease_seen_held_at is None:
+                    log.info("%s: following: another node holds the lease", self.node_id)
+                self._lease_seen_held_at = self.storage.clock()
                 # A follower asks often (one cheap read) so that a graceful handoff - the
                 # leader releases its lease on shutdown - takes well under a second.
                 await wait_or_stop(stop, min(self.config.renew_interval, FOLLOWER_POLL))
@@ -168,7 +183,9 @@ class Scheduler:
         self._term_started = self.storage.clock()
         self.stats["terms"] += 1
         log.info("%s: leading with term %d", self.node_id, fence.term)
-        self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term))
+        self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term,
+                                          lease_seen_held_at=self._lease_seen_held_at))
+        self._lease_seen_held_at = None  # (a later term measures from a later refusal)
         self.is_leader.set()
         self._role_changed.set()
         lost = asyncio.Event()
@@ -233,6 +250,8 @@ class Scheduler:
         cfg = self.config
         storage = self.storage
         last_house = 0.0
+        self._quarantined_seen = None
+        await self.report_quarantine(storage.clock())  # the baseline: reported from here on
         # The loop also ends when the term is over, not only when cancelled: a store client
         # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
         # an old term's loop running.
@@ -247,6 +266,8 @@ class Scheduler:
             if now - last_house >= min(cfg.heartbeat_interval, MAX_IDLE):
                 await self.reap_workers(fence, now)
                 await self.check_timeouts(fence, now)
+                await self.report_quarantine(now)
+                await self.housekeeping()
                 last_house = now
             dispatched, blocked = await self.dispatch_ready(fence, storage.clock(), ahead=cfg.fire_ahead)
             if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
@@ -271,9 +292,15 @@ class Scheduler:
         were handled."""
         batch = self.config.result_batch
         want = self.events.active
-        settled = await self.storage.results.settle(fence, batch, want_tasks=want)
+        if self.signer is not None:
+            # The store cannot check a signature: every result goes through _finish.
+            settled = Settled(left=1)
+        else:
+            settled = await self.storage.results.settle(fence, batch, want_tasks=want)
         self.stats["succeeded"] += settled.settled
         self.stats["stale_results"] += settled.stale
+        if settled.stale and want:
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="result", count=settled.stale))
         for done in settled.tasks:
             self.events.emit(ev.TaskFinished(at=done.at, task_id=done.task_id, job=done.job, state="succeeded",
                                              attempt=done.attempt, duration=max(0.0, done.finished_at - done.started_at),
@@ -303,17 +330,30 @@ class Scheduler:
         ids = list(dict.fromkeys(r.task_id for r in results))
         found = {t.id: t for t in await self.storage.tasks.get_many(ids) if t is not None}
         changed: dict[str, Task] = {}
+        signer = self.signer
+        stale = 0
         for result in results:
+            if signer is not None:
+                why = signer.check_result(result)
+                if why is not None:
+                    self.stats["forged_results"] += 1
+                    log.error("result for task %s (attempt %s, worker %s) refused: %s%s", result.task_id,
+                              result.attempt_id, result.worker_id,
+                              why, " (does that worker have DISTSCHED_SIGNING_KEY?)" if not result.signature else "")
+                    continue
             task = found.get(result.task_id)
             if task is None:
-                self.stats["stale_results"] += 1
+                stale += 1
                 continue
             try:
                 task.finish(result, now, rand=self.rand())
             except (StaleAttempt, InvalidTransition):
-                self.stats["stale_results"] += 1
+                stale += 1
                 continue
             changed[task.id] = task
+        if stale:
+            self.stats["stale_results"] += stale
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="result", count=stale))
         return changed
 
     def _finished_events(self, tasks: Any) -> None:
@@ -347,7 +387,11 @@ class Scheduler:
         for config, state in due:
             if state.next_fire_at is None:
                 continue
-            plan = config.plan(state.next_fire_at, horizon)
+            try:
+                plan = config.plan(state.next_fire_at, horizon)
+            except Exception as exc:  # one job's broken schedule never stops the others
+                await self._pause_poisoned(config.name, exc, now)
+                continue
             tasks: list[Task] = []
             live: list[Task] | None = None
             for slot in plan.slots:
@@ -384,6 +428,8 @@ class Scheduler:
         self.stats["slots_created"] += report.created
         self.stats["slots_existing"] += report.existing
         self.stats["fire_conflicts"] += len(report.conflicts)
+        if report.existing:
+            self.events.emit(ev.DuplicatesSuppressed(at=now, what="slot", count=report.existing))
         if self.events.active:
             for firing in firings:
                 for task in firing.tasks:
@@ -391,6 +437,49 @@ class Scheduler:
                         self.events.emit(ev.TaskSkipped(at=now, task_id=task.id, job=task.job, slot=task.slot,
                                                         reason=task.reason or ""))
         return len(due)
+
+    async def _pause_poisoned(self, name: str, exc: BaseException, now: float) -> None:
+        reason = f"its schedule failed: {type(exc).__name__}: {safe_str(exc)}"[:500]
+        log.error("job %r paused: %s", name, reason)
+        try:
+            await self.storage.jobs.set_paused(name, True)
+        except Exception as err:  # gone meanwhile, or the store is down: the next pass retries
+            log.warning("could not pause job %r: %s: %s", name, type(err).__name__, err)
+            return
+        self.events.emit(ev.RecordQuarantined(at=now, record="job", key=name, reason=reason, action="paused"))
+
+    async def housekeeping(self) -> int:
+        """The store's own housekeeping (``StorageBackend.housekeeping``: retention pruning),
+        with a bounded budget per pass so that a backlog never stalls the leader."""
+        prune = getattr(self.storage, "housekeeping", None)
+        if prune is None:
+            return 0
+        total = 0
+        for _ in range(HOUSEKEEPING_ROUNDS):
+            due = await prune(HOUSEKEEPING_BUDGET)
+            total += min(due, HOUSEKEEPING_BUDGET)
+            if due < HOUSEKEEPING_BUDGET:
+                break
+            await asyncio.sleep(0)
+        self.stats["pruned"] += total
+        return total
+
+    async def report_quarantine(self, now: float) -> int:
+        """Emit a ``record.quarantined`` event for each record the store moved aside since the
+        last look (one O(1) count per housekeeping pass; the list only when it grew)."""
+        quarantine = getattr(self.storage, "quarantine", None)
+        if quarantine is None:
+            return 0
+        count = await quarantine.count()
+        if self._quarantined_seen is None or count <= self._quarantined_seen:
+            self._quarantined_seen = count
+            return 0
+        fresh = await quarantine.list_quarantined(count - self._quarantined_seen)
+        self._quarantined_seen = count
+        for item in fresh:
+            self.events.emit(ev.RecordQuarantined(at=now, record=item.kind, key=item.key, reason=item.reason,
+                                                  action="quarantined"))
+        return len(fresh)
 
     async def balancer(self, name: str) -> Balancer:
         """This term's balancer of ``name``; one that is not registered (or is provided by two
@@ -420,6 +509,9 @@ class Scheduler:
         if not ready:
             return 0, False
         chosen: list[Task] = []
+        poisoned: list[tuple[Task, str]] = []
+        #: when each chosen task became ready (for the dispatch lag), only with observers
+        ready_at: list[float] | None = [] if self.events.active else None
         blocked = False
         running: dict[str, int] = {}
         for task in ready:
@@ -430,31 +522,59 @@ class Scheduler:
                     blocked = True
                     continue
                 running[task.job] += 1
-            balancer = self._balancers.get(task.spec.balancer) or await self.balancer(task.spec.balancer)
-            worker = balancer.select(task, workers, now=now, ttl=ttl)
+            try:
+                balancer = self._balancers.get(task.spec.balancer) or await self.balancer(task.spec.balancer)
+                worker = balancer.select(task, workers, now=now, ttl=ttl)
+            except Exception as exc:  # the balancer fails on this task: it alone is cancelled
+                poisoned.append((task, f"balancer {task.spec.balancer!r} failed on this task: "
+                                       f"{type(exc).__name__}: {safe_str(exc)}"[:500]))
+                continue
             if worker is None or not worker.can_accept(now, ttl):
                 blocked = True
                 continue
             worker.accept(task.id)
+            if ready_at is not None:
+                ready_at.append(max(task.updated_at, task.not_before - ahead))
             task.dispatch(worker.id, now)
+            if self.signer is not None:
+                task.signature = self.signer.sign_dispatch(task)
             chosen.append(task)
+        if poisoned:
+            await self._cancel_poisoned(fence, poisoned, now)
         if not chosen:
             return 0, True
         ok = await storage.tasks.dispatch(fence, chosen)
         sent = sum(ok)
         self.stats["dispatched"] += sent
-        if self.events.active:
-            for task, written in zip(chosen, ok):
+        if ready_at is not None:
+            for task, written, became in zip(chosen, ok, ready_at):
                 if written:
                     self.events.emit(ev.TaskDispatched(at=now, task_id=task.id, job=task.job,
-                                                       worker_id=task.worker_id or "", attempt_id=task.attempt_id))
+                                                       worker_id=task.worker_id or "", attempt_id=task.attempt_id,
+                                                       ready_at=min(became, now)))
         return sent, blocked
+
+    async def _cancel_poisoned(self, fence: Fence, poisoned: list[tuple[Task, str]], now: float) -> None:
+        for task, reason in poisoned:
+            log.error("task %s cancelled: %s", task.id, reason)
+            task.cancel(reason, now)
+        ok = await self.storage.tasks.save(fence, [task for task, _ in poisoned])
+        for (task, reason), written in zip(poisoned, ok):
+            if written:
+                self.events.emit(ev.TaskCancelled(at=now, task_id=task.id, job=task.job, reason=reason))
+                self.events.emit(ev.RecordQuarantined(at=now, record="task", key=task.id, reason=reason,
+                                                      action="cancelled"))
 
     async def reap_workers(self, fence: Fence, now: float) -> int:
         """Requeue the tasks of workers whose heartbeat is older than the TTL."""
         storage = self.storage
         reaped = 0
         workers: list[Worker] = await storage.workers.list_workers()
+        ttl = self.config.heartbeat_ttl
+        if self.events.active:
+            self.events.emit(ev.WorkersSeen(at=now, workers=tuple(
+                ev.WorkerLoad(worker_id=w.id, load=w.load, capacity=w.capacity, alive=w.is_alive(now, ttl),
+                              draining=w.draining) for w in workers)))
         for worker in workers:
             if worker.id not in self._known_workers and worker.is_alive(now, self.config.heartbeat_ttl):
                 self._known_workers.add(worker.id)

@@ -11,29 +11,34 @@ stops pulling, lets running tasks finish (up to ``drain_timeout``), reports, der
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
+import attrs
+
 from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import EngineConfig, WorkerConfig
-from ..model import Outcome, Task, TaskResult, Worker
+from ..model import Outcome, Task, TaskResult, TaskSpec, ValidationError, Worker
 from ..model import events as ev
 from ..model.errors import PluginError
+from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
 from ..ports import Executor, StorageBackend
+from ..signing import signer_from
 from .backoff import Backoff, wait_or_stop
 from .events import EventBus
 
 log = logging.getLogger("distsched.worker")
 _timeout = getattr(asyncio, "timeout", None)
 PULL_TIMEOUT = 0.5
+#: How often a worker whose slots are all taken by blocked threads looks whether one returned.
+BLOCKED_RECHECK = 0.5
 #: Results are reported in batches of at most this many.
 REPORT_BATCH = 500
-#: Largest JSON result value kept; bigger ones become a failure (storage must stay bounded).
-MAX_RESULT_BYTES = 1024 * 1024
+#: Exceptions a task may raise that must not stop the worker: they fail the task.
+_TASK_EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class WorkerService:
@@ -65,8 +70,13 @@ class WorkerService:
         self._timer = PreciseTimer(storage.clock)
         self._draining = False
         self._closing = False
+        self._blocked_reported = 0
         self.executed = 0
         self.on_result: Callable[[TaskResult], None] | None = None
+        #: Checks the leader's signature of each task and signs results (None: unsigned).
+        self.signer = signer_from(engine_config.signing_keys)
+        #: Specs already validated (by identity: the store's decoder shares them), bounded.
+        self._valid_specs: dict[int, TaskSpec] = {}
 
     def _new_id(self) -> str:
         base = self.config.name or socket.gethostname()
@@ -76,7 +86,7 @@ class WorkerService:
         concurrency = self.config.concurrency
         capacity = self.config.capacity or max(concurrency * 4, 64)
         return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
-                      capacity=capacity, started_at=self.storage.clock())
+                      capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None)
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -128,14 +138,35 @@ class WorkerService:
                     except Exception:
                         log.exception("closing an executor failed")
 
+    def blocked(self) -> int:
+        """Execution slots held by attempts that are over but could not be stopped (a
+        timed-out sync function's thread): the executors that can tell say so through an
+        optional ``blocked()`` method."""
+        total = 0
+        for executor in self._executors.values():
+            count = getattr(executor, "blocked", None)
+            if count is not None:
+                try:
+                    total += max(0, int(count()))
+                except Exception:  # a plugin's bug must not stop the pull loop
+                    log.exception("executor %r: blocked() failed", executor)
+        return min(total, self.config.concurrency)
+
     async def _pull_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
         concurrency = self.config.concurrency
         while not stop.is_set():
-            free = concurrency - len(self._running)
+            blocked = self.blocked() if self._executors else 0
+            free = concurrency - len(self._running) - blocked
             if free <= 0:
                 self._slot_free.clear()
-                await self._slot_free.wait()
+                if blocked:  # a blocked thread frees its slot without telling this loop: look again
+                    try:
+                        await asyncio.wait_for(self._slot_free.wait(), BLOCKED_RECHECK)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await self._slot_free.wait()
                 continue
             try:
                 tasks = await self.storage.queues.pull(self.id, free, PULL_TIMEOUT)
@@ -158,7 +189,8 @@ class WorkerService:
         if not self._running:
             return
         try:
-            await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True), timeout=2.0)
+            await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True, blocked=self.blocked()),
+                                   timeout=2.0)
         except Exception:
             pass
         if not self._running:  # they may have finished during the heartbeat
@@ -176,8 +208,15 @@ class WorkerService:
         while True:
             await asyncio.sleep(interval)
             try:
+                blocked = self.blocked()
+                if blocked and blocked != self._blocked_reported:
+                    log.warning("worker %s: %d of %d execution slot(s) held by timed-out sync function(s) "
+                                "that are still running; this worker takes fewer tasks until they return",
+                                self.id, blocked, self.config.concurrency)
+                self._blocked_reported = blocked
                 alive = await asyncio.wait_for(
-                    self.storage.workers.heartbeat(self.id, draining=self._draining), timeout=interval * 2)
+                    self.storage.workers.heartbeat(self.id, draining=self._draining, blocked=blocked),
+                    timeout=interval * 2)
             except Exception as exc:
                 log.warning("worker %s: heartbeat failed (%s: %s)", self.id, type(exc).__name__, exc)
                 continue
@@ -226,8 +265,12 @@ class WorkerService:
         events = self.events if self.events is not None and self.events.active else None
         if events is not None:
             events.emit(ev.AttemptStarted(at=started, task_id=task.id, job=task.job, attempt_id=task.attempt_id,
-                                          worker_id=worker_id))
+                                          worker_id=worker_id, slot=task.slot, due_at=task.not_before,
+                                          dispatched_at=task.dispatched_at))
         try:
+            refused = self._refusal(task)
+            if refused is not None:
+                raise _Refused(refused)
             executor = self._executors.get(task.spec.executor) or await self.executor(task.spec.executor)
             if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution
                 async with _timeout(timeout):
@@ -251,11 +294,21 @@ class WorkerService:
                                               finished_at=finished, timeout=timeout, worker_id=worker_id)
         except PluginError as exc:  # the executor is unknown, provided twice, or its factory failed
             result = _failure(task, started, clock(), worker_id, type(exc).__name__, str(exc), False)
+        except _Refused as exc:
+            log.error("worker %s: refused to run task %s: %s", worker_id, task.id, exc.reason)
+            result = _failure(task, started, clock(), worker_id, exc.kind, f"refused to run: {exc.reason}", False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            result = _failure(task, started, clock(), worker_id, type(exc).__name__, f"{type(exc).__name__}: {exc}", True)
+            kind = type(exc).__name__
+            result = _failure(task, started, clock(), worker_id, kind, f"{kind}: {safe_str(exc)}", True)
+        except _TASK_EXITS as exc:  # sys.exit() or a stray KeyboardInterrupt in a task: its failure only
+            kind = type(exc).__name__
+            result = _failure(task, started, clock(), worker_id, kind,
+                              f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
         self.executed += 1
+        if self.signer is not None:
+            result = attrs.evolve(result, signature=self.signer.sign_result(result))
         if events is not None:
             events.emit(ev.AttemptFinished(at=result.finished_at, task_id=task.id, job=task.job,
                                            attempt_id=task.attempt_id, worker_id=worker_id,
@@ -264,6 +317,29 @@ class WorkerService:
         self._results_ready.set()
         if self.on_result is not None:
             self.on_result(result)
+
+    def _refusal(self, task: Task) -> tuple[str, str] | None:
+        """Why ``task`` must not run here, as (error type, reason), or None.
+
+        With a signing key, the leader's signature must match the task's content and this
+        worker. Always, the spec read back from the store must be valid (a ``timeout`` of
+        1e308 or ``args = "abc"`` written straight into the store is refused)."""
+        if self.signer is not None:
+            why = self.signer.check_dispatch(task)
+            if why is not None:
+                return "BadSignature", why
+        spec = task.spec
+        if self._valid_specs.get(id(spec)) is not spec:
+            if not isinstance(spec.args, tuple):
+                return "InvalidTask", f"its stored spec is not valid: args: must be a list, not {type(spec.args).__name__}"
+            try:
+                TaskSpec.from_dict(spec.to_dict())
+            except (ValidationError, TypeError, ValueError) as exc:
+                return "InvalidTask", f"its stored spec is not valid: {safe_str(exc)}"
+            if len(self._valid_specs) >= 4096:
+                self._valid_specs.clear()
+            self._valid_specs[id(spec)] = spec  # holds the spec, so its id is not reused meanwhile
+        return None
 
     # -- reporting ------------------------------------------------------------------
     async def _report_loop(self) -> None:
@@ -279,6 +355,14 @@ class WorkerService:
             batch = self._results[:REPORT_BATCH]
             try:
                 await self.storage.queues.report(self.id, batch)
+            except _ENCODING_ERRORS as exc:
+                # The store could not encode something in the batch: never let one result
+                # wedge the reporting of every result behind it.
+                log.error("worker %s: the store could not encode a result batch (%s: %s); reporting one by one",
+                          self.id, type(exc).__name__, safe_str(exc)[:300])
+                await self._report_one_by_one(batch)
+                del self._results[: len(batch)]
+                continue
             except Exception as exc:
                 attempts += 1
                 log.warning("worker %s: reporting %d result(s) failed (%s: %s); retrying",
@@ -289,6 +373,39 @@ class WorkerService:
                 await asyncio.sleep(backoff.next())
                 continue
             del self._results[: len(batch)]
+
+
+    async def _report_one_by_one(self, batch: list[TaskResult]) -> None:
+        """Report each result alone; one the store cannot encode is replaced by a failure of
+        its own attempt that says so."""
+        for result in batch:
+            for attempt in (result, _unencodable(result)):
+                try:
+                    await self.storage.queues.report(self.id, [attempt])
+                    break
+                except _ENCODING_ERRORS:
+                    continue
+                except Exception as exc:  # the store is down: keep it for the normal retry
+                    log.warning("worker %s: reporting failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
+                    self._results.append(attempt)
+                    break
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: tuple[str, str]) -> None:
+        super().__init__(refusal[1])
+        self.kind, self.reason = refusal
+
+
+#: What a store's encoder raises on a value it cannot encode (as opposed to a store outage).
+_ENCODING_ERRORS = (TypeError, ValueError, UnicodeError, OverflowError, RecursionError)
+
+
+def _unencodable(result: TaskResult) -> TaskResult:
+    return TaskResult(task_id=result.task_id, attempt_id=result.attempt_id, outcome="failed",
+                      started_at=result.started_at, finished_at=result.finished_at, worker_id=result.worker_id,
+                      error="the store could not encode this attempt's result", error_type="ResultNotJSON",
+                      retryable=False)
 
 
 async def _cancel_and_wait(task: asyncio.Task[None], what: str, timeout: float = 5.0) -> None:
@@ -303,18 +420,18 @@ def _failure(task: Task, started: float, finished: float, worker_id: str, kind: 
 
 
 def _checked(outcome: object, executor: str) -> Outcome:
-    """An executor must return an Outcome whose value is (bounded) JSON."""
+    """An executor must return an Outcome whose value and meta are storable JSON (see
+    :func:`distsched.model.result.json_problem`); anything else fails this attempt alone."""
     if not isinstance(outcome, Outcome):
         return Outcome.failure(f"executor {executor!r} returned {type(outcome).__name__}, not an Outcome",
                                error_type="PluginError", retryable=False)
-    if outcome.value is None or isinstance(outcome.value, (bool, int)):
-        return outcome
-    try:
-        size = len(json.dumps(outcome.value, allow_nan=False))
-    except (TypeError, ValueError, RecursionError) as exc:
-        return Outcome.failure(f"the task returned a value that is not JSON: {exc}", error_type="ResultNotJSON",
-                               retryable=False)
-    if size > MAX_RESULT_BYTES:
-        return Outcome.failure(f"the task returned {size} bytes of JSON; the limit is {MAX_RESULT_BYTES}",
-                               error_type="ResultTooLarge", retryable=False)
+    problem = json_problem(outcome.value)
+    if problem is not None:
+        kind, reason = problem
+        return Outcome.failure(f"the task's result cannot be stored: {reason}", error_type=kind, retryable=False)
+    if outcome.meta:
+        problem = json_problem(outcome.meta, MAX_RESULT_BYTES // 4)
+        if problem is not None:
+            return Outcome.failure(f"executor {executor!r} returned meta that cannot be stored: {problem[1]}",
+                                   error_type="PluginError", retryable=False)
     return outcome

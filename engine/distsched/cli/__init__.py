@@ -77,6 +77,15 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
+    except (KeyboardInterrupt, click.ClickException):
+        raise
+    except Exception as exc:
+        # The store refused or failed (a permission an ACL user lacks, a connection
+        # refused, ...): one line naming the error; the traceback with -vv.
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        raise click.ClickException(f"{type(exc).__name__}: {text} (run with -vv for the traceback)") from None
 
 
 _ts_second: list[Any] = [None, ""]
@@ -224,6 +233,39 @@ storage_option = click.option(
 )
 
 
+def _check_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from ..config import parse_address
+
+    if value is None:
+        return None
+    try:
+        parse_address(value, f"--{param.name}")
+    except DistschedError as exc:
+        raise click.BadParameter(getattr(exc, "reason", str(exc))) from None
+    return value
+
+
+metrics_option = click.option(
+    "--metrics", "metrics", metavar="HOST:PORT", default=None, callback=_check_address,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics while running (the metrics "
+         "plugin: pip install 'distsched[metrics]'; see docs/metrics.md).",
+)
+
+
+def _serve(metrics: str | None) -> dict[str, str]:
+    """``EngineConfig.serve`` from the serve options (``distsched_serve`` starts each)."""
+    return {"metrics": metrics} if metrics else {}
+
+
+def _serving(metrics: str | None) -> str:
+    """The tail of a command's start line: where metrics are served (port 0: see -v)."""
+    if not metrics:
+        return ""
+    if metrics.endswith(":0"):
+        return "; metrics on a free port (-v logs it)"
+    return f"; metrics at http://{metrics}/metrics"
+
+
 # -- the command group -----------------------------------------------------------------
 class _DistschedGroup(click.Group):
     """The built-in commands plus those plugins add through ``distsched_cli_commands``.
@@ -302,9 +344,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
 @log_format_option
+@metrics_option
 @click.pass_context
 def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None,
-        log_format: str) -> None:
+        log_format: str, metrics: str | None) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
     Prints one line per finished attempt: time, job, attempt, state, duration, task id
@@ -312,14 +355,14 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     --duration.
     """
     jobs = _load_jobs(jobs_file)
-    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency))
+    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics))
     _prepare(app, jobs)
     app.listeners.append(_TaskLog(log_format))
 
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {app.config.storage}"
-                   + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop"), err=True)
+        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {_safe(app.config.storage)}"
+                   + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
         await app.run_async(duration=duration, stop=stop)
         scheduler = app.engine.scheduler
         if scheduler is not None:
@@ -436,16 +479,18 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
 @log_format_option
+@metrics_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, log_format: str) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, log_format: str,
+              metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
     options: dict[str, Any] = {"lease_ttl": lease_ttl, "renew_interval": renew_interval, "heartbeat_ttl": heartbeat_ttl,
-                               "heartbeat_interval": min(2.0, heartbeat_ttl / 3)}
+                               "heartbeat_interval": min(2.0, heartbeat_ttl / 3), "serve": _serve(metrics)}
     if node_id:
         options["node_id"] = node_id
     app = _app(ctx, storage, **options)
@@ -457,7 +502,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
     async def main(stop: asyncio.Event) -> None:
         if jobs is not None:
             await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}", err=True)
+        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
     _run(main)
@@ -473,20 +518,23 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
+@metrics_option
 @click.pass_context
 def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None, capacity: int | None,
-           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float) -> None:
+           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, metrics: str | None) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
     SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
     app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity),
-               heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3))
+               heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3),
+               serve=_serve(metrics))
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
-        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}", err=True)
+        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}"
+                   f"{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)

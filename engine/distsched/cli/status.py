@@ -45,6 +45,14 @@ def ago(seconds: float | None) -> str:
 def render(data: dict[str, Any]) -> str:
     """The status as text (``data``: ``Status.to_dict()`` plus ``storage``)."""
     out = [f"storage     {data['storage']}"]
+    signing = data.get("signing", "unsigned")
+    if signing == "signed":
+        out.append("signing     signed: the leader signs every dispatch, every live worker checks")
+    elif signing == "mixed":
+        out.append("signing     MIXED: some nodes have no DISTSCHED_SIGNING_KEY (their tasks or results are refused)")
+    else:
+        out.append("signing     unsigned: anyone who can write to the store can run tasks on the workers "
+                   "(set DISTSCHED_SIGNING_KEY, see docs/security.md)")
     leader = data["leader"]
     if leader is None:
         out.append("leader      none (no scheduler ever took the lease)")
@@ -67,10 +75,18 @@ def render(data: dict[str, Any]) -> str:
         beat = "-" if w["heartbeat_age"] is None else f"{ago(w['heartbeat_age'])} ago"
         out.append(f"  {w['id']:<36} {w['state']:<9} load {w['load']}/{w['capacity']}  queued {w['queued']}"
                    f"  heartbeat {beat}  host {w['host']} pid {w['pid']}")
+        if w.get("blocked"):
+            out.append(f"  {'':<36} {w['blocked']} of {w['concurrency']} execution slot(s) blocked by timed-out "
+                       "sync calls still running: it takes fewer tasks")
     counts = data["counts"]
     ordered = [s for s in STATE_ORDER if counts.get(s)] + sorted(s for s in counts if s not in STATE_ORDER)
     out.append("tasks       " + (", ".join(f"{s} {counts[s]}" for s in ordered) or "none"))
     out.append(f"oldest pending  {ago(data['oldest_pending_age']) if data['oldest_pending_age'] is not None else '-'}")
+    if data.get("quarantined"):
+        out.append(f"quarantined {data['quarantined']} record(s) the engine could not decode, moved aside "
+                   "(see docs/redis.md, Failure modes):")
+        for q in data["quarantine"]:
+            out.append(f"  {q['kind']} {q['key']!r}: {q['reason']}")
     return "\n".join(out)
 
 

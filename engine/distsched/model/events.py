@@ -27,6 +27,9 @@ class TaskDispatched(Event):
     job: str | None
     worker_id: str
     attempt_id: str
+    #: When the task became ready for dispatch: its creation, retry time or requeue, or its
+    #: slot minus the leader's ``fire_ahead``; ``at - ready_at`` is the dispatch lag.
+    ready_at: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -38,6 +41,12 @@ class AttemptStarted(Event):
     job: str | None
     attempt_id: str
     worker_id: str
+    #: The schedule slot of a slot task (``at - slot`` is the fire lag), else None.
+    slot: float | None = None
+    #: When the attempt was due: its slot, retry time or submission (``not_before``).
+    due_at: float | None = None
+    #: When the leader pushed it into this worker's queue (the leader's clock).
+    dispatched_at: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -107,10 +116,28 @@ class TaskCancelled(Event):
 
 
 @attrs.frozen(kw_only=True)
+class RecordQuarantined(Event):
+    """A stored record the engine could not use was put out of the way so that the rest
+    goes on: ``kind`` ``job`` / ``task`` / ``worker`` / ``count``; ``action`` says what was
+    done (``quarantined`` by the store, ``paused`` for a job whose schedule fails,
+    ``cancelled`` for a task its balancer fails on)."""
+
+    kind: ClassVar[str] = "record.quarantined"
+    record: str
+    key: str
+    reason: str
+    action: str
+
+
+@attrs.frozen(kw_only=True)
 class LeaderElected(Event):
     kind: ClassVar[str] = "leader.elected"
     node_id: str
     term: int
+    #: When this node last found the lease held by another node (its last refused
+    #: acquisition), None if it never did: ``at - lease_seen_held_at`` is the hand-over gap
+    #: this node saw. It cannot include the time a crashed leader's lease took to expire.
+    lease_seen_held_at: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -134,12 +161,46 @@ class WorkerLost(Event):
     requeued: int
 
 
+@attrs.frozen(kw_only=True)
+class WorkerLoad:
+    """One worker's load as the leader read it from the store (part of ``WorkersSeen``):
+    ``load`` counts the tasks it holds, queued and running."""
+
+    worker_id: str
+    load: int
+    capacity: int
+    alive: bool
+    draining: bool
+
+
+@attrs.frozen(kw_only=True)
+class WorkersSeen(Event):
+    """The leader's view of every registered worker, at each housekeeping pass (about
+    once a second while it leads): one event for all workers, not one per worker."""
+
+    kind: ClassVar[str] = "workers.seen"
+    workers: tuple[WorkerLoad, ...]
+
+
+@attrs.frozen(kw_only=True)
+class DuplicatesSuppressed(Event):
+    """The store refused duplicates: ``what`` is ``slot`` (a slot task that already
+    existed, e.g. fired again by a new leader) or ``result`` (a result of a superseded
+    attempt, or reported twice). One event per leader pass, with the count."""
+
+    kind: ClassVar[str] = "duplicates.suppressed"
+    what: str
+    count: int
+
+
 __all__ = [
     "AttemptFinished",
     "AttemptStarted",
+    "DuplicatesSuppressed",
     "Event",
     "LeaderElected",
     "LeadershipLost",
+    "RecordQuarantined",
     "TaskCancelled",
     "TaskDispatched",
     "TaskFinished",
@@ -147,5 +208,7 @@ __all__ = [
     "TaskRetryScheduled",
     "TaskSkipped",
     "WorkerJoined",
+    "WorkerLoad",
     "WorkerLost",
+    "WorkersSeen",
 ]

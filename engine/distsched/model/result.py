@@ -1,12 +1,81 @@
-"""TaskResult: the immutable record of what one attempt of a task produced."""
+"""TaskResult: the immutable record of what one attempt of a task produced.
+
+Whatever a task or an executor hands back is made safe to store here, the same way for every
+backend: error texts are valid UTF-8 and capped (:data:`MAX_ERROR_CHARS`), and
+:func:`json_problem` says why a value cannot be stored as JSON (a lone surrogate, an integer
+too long to print, NaN, a non-JSON type, more than :data:`MAX_RESULT_BYTES`).
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
 
 from .errors import ValidationError
+
+#: Longest error text kept (characters); a longer one is cut, saying how much was cut.
+MAX_ERROR_CHARS = 8 * 1024
+#: Longest ``error_type`` kept.
+MAX_ERROR_TYPE_CHARS = 200
+#: Largest JSON result value kept; a bigger one makes its attempt fail.
+MAX_RESULT_BYTES = 1024 * 1024
+_INT64 = (-(1 << 63), (1 << 64) - 1)
+
+
+def clean_text(text: Any, limit: int = MAX_ERROR_CHARS) -> str | None:
+    """``text`` as valid UTF-8 of at most ``limit`` characters (None stays None).
+
+    Lone surrogates and other unencodable code points become ``\\udcff``-style escapes; a
+    longer text is cut with ``... [N more characters]`` at the end."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        text = safe_str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        cut = len(text) - limit
+        text = f"{text[:limit]}... [{cut} more characters]"
+    return text
+
+
+def safe_str(obj: Any) -> str:
+    """``str(obj)``, or a placeholder naming its type when its ``__str__`` raises (a task's
+    exception must never lose its result because it cannot be printed)."""
+    try:
+        text = str(obj)
+        if not isinstance(text, str):  # pragma: no cover - str() enforces this already
+            raise TypeError(f"__str__ returned {type(text).__name__}")
+        return text
+    except (Exception, KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
+        return f"<{type(obj).__name__} object: str() raised {type(exc).__name__}>"
+
+
+def json_problem(value: Any, limit: int = MAX_RESULT_BYTES) -> tuple[str, str] | None:
+    """Why ``value`` cannot be stored as a JSON result, as ``(error_type, reason)`` with
+    ``error_type`` ``"ResultNotJSON"`` or ``"ResultTooLarge"``; None when it can.
+
+    The check every backend relies on (the worker applies it before a result leaves it):
+    strict JSON (no NaN or Infinity, str keys), valid UTF-8 text (no lone surrogates),
+    integers short enough to print, at most ``limit`` bytes encoded."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+        return None
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return "ResultNotJSON", f"it holds text that is not valid UTF-8 ({exc.reason} at position {exc.start})"
+    except (TypeError, ValueError, RecursionError) as exc:
+        return "ResultNotJSON", f"it is not JSON: {clean_text(safe_str(exc), 300)}"
+    if len(encoded) > limit:
+        return "ResultTooLarge", f"it is {len(encoded)} bytes of JSON; the limit is {limit}"
+    return None
+
 
 #: The outcomes an attempt can have. ``timed_out`` is set by the worker (or by the leader's
 #: double check) when the attempt exceeded the job's timeout.
@@ -30,8 +99,8 @@ class Outcome:
 
     ok: bool
     value: Any = None
-    error: str | None = None
-    error_type: str | None = None
+    error: str | None = attrs.field(default=None, converter=clean_text)
+    error_type: str | None = attrs.field(default=None, converter=lambda t: clean_text(t, MAX_ERROR_TYPE_CHARS))
     retryable: bool = True
     retry_after: float | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)
@@ -75,11 +144,13 @@ class TaskResult:
     finished_at: float
     worker_id: str | None = None
     value: Any = None
-    error: str | None = None
-    error_type: str | None = None
+    error: str | None = attrs.field(default=None, converter=clean_text)
+    error_type: str | None = attrs.field(default=None, converter=lambda t: clean_text(t, MAX_ERROR_TYPE_CHARS))
     retryable: bool = True
     retry_after: float | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)
+    #: The worker's signature of this result (``distsched.signing``); None unsigned.
+    signature: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -46,6 +46,11 @@ def _target(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValidationError("target", f"must be a non-empty string of at most 4096 characters, not {value!r}")
 
 
+def _balance_key(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError("balance_key", f"must be a string, not {type(value).__name__} {value!r:.80}")
+
+
 def _args(value: Any) -> tuple[Any, ...]:
     if isinstance(value, tuple):
         return value
@@ -68,7 +73,7 @@ class TaskSpec:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     balancer: str = attrs.field(default=DEFAULT_BALANCER, validator=_name)
     #: What consistent-hash balancing hashes; defaults to the job name (or the task id).
-    balance_key: str | None = None
+    balance_key: str | None = attrs.field(default=None, validator=_balance_key)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.kwargs, dict):

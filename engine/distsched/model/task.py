@@ -107,6 +107,8 @@ class Task:
     serial_limit: int | None = None
     #: Storage's optimistic version; the store bumps it on every write.
     version: int = 0
+    #: The leader's signature of the current dispatch (``distsched.signing``); None unsigned.
+    signature: str | None = None
 
     @updated_at.default
     def _updated_default(self) -> float:

@@ -25,8 +25,11 @@ class Worker:
     """A registered worker and its load.
 
     ``concurrency`` is how many tasks it executes at once; ``capacity`` is how many it may
-    hold (queued + running). ``load`` is the number it holds now. A worker is healthy while
-    its last heartbeat is younger than the heartbeat TTL and it is not draining.
+    hold (queued + running). ``load`` is the number it holds now. ``blocked`` is how many of
+    its execution slots are held by attempts that are over but cannot be stopped (a timed-out
+    sync function's thread runs on): its capacity shrinks in proportion, and a worker whose
+    every slot is blocked accepts nothing. A worker is healthy while its last heartbeat is
+    younger than the heartbeat TTL and it is not draining.
     """
 
     id: str
@@ -38,6 +41,10 @@ class Worker:
     started_at: float
     last_heartbeat: float = attrs.field()
     draining: bool = False
+    blocked: int = attrs.field(default=0, validator=attrs.validators.and_(
+        attrs.validators.instance_of(int), attrs.validators.ge(0)))
+    #: The worker checks the leader's signatures (it has a signing key).
+    signed: bool = False
 
     @capacity.default
     def _capacity_default(self) -> int:
@@ -53,15 +60,23 @@ class Worker:
             raise ValidationError("capacity", f"must be >= concurrency ({self.concurrency}), not {self.capacity}")
 
     @property
+    def usable_capacity(self) -> int:
+        """``capacity`` shrunk by the share of execution slots that are blocked."""
+        if not self.blocked:
+            return self.capacity
+        free_slots = max(0, self.concurrency - self.blocked)
+        return self.capacity * free_slots // self.concurrency
+
+    @property
     def free(self) -> int:
-        return max(0, self.capacity - self.load)
+        return max(0, self.usable_capacity - self.load)
 
     def is_alive(self, now: float, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
         return now - self.last_heartbeat <= ttl
 
     def can_accept(self, now: float | None = None, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
         """True when the worker is healthy (if ``now`` is given), not draining and not full."""
-        if self.draining or self.load >= self.capacity:
+        if self.draining or self.load >= self.usable_capacity:
             return False
         return now is None or self.is_alive(now, ttl)
 
@@ -69,8 +84,8 @@ class Worker:
         """Take one more task; refuses beyond capacity or while draining."""
         if self.draining:
             raise WorkerFull(f"worker {self.id!r} is draining and accepts no task {task_id!r}")
-        if self.load >= self.capacity:
-            raise WorkerFull(f"worker {self.id!r} is full ({self.load}/{self.capacity}); cannot accept {task_id!r}")
+        if self.load >= self.usable_capacity:
+            raise WorkerFull(f"worker {self.id!r} is full ({self.load}/{self.usable_capacity}); cannot accept {task_id!r}")
         self.load += 1
 
     def complete(self, task_id: str = "") -> None:

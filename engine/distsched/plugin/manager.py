@@ -169,6 +169,8 @@ class PluginManager:
         self._command_origins: dict[int, str] = {}
         #: The distsched_event implementations (kept current by _guard_plugin).
         self._observers: list[Any] = []
+        #: id(handle) -> the origin of the plugin whose distsched_serve returned it.
+        self._served_by: dict[int, str] = {}
         self.disabled = set(disabled_from_env() if disabled is None else disabled)
         self.allow_replace = set(allow_replace_from_env() if allow_replace is None else allow_replace)
         extra = [item if isinstance(item, tuple) else (_default_name(item), item) for item in plugins]
@@ -303,6 +305,20 @@ class PluginManager:
                 return list(result)
 
             return commands
+        if hook_name == "distsched_serve":
+            def serve(*args: Any, **kwargs: Any) -> Any:
+                origin = self.origin_of(plugin_name)
+                try:
+                    handle = function(*args, **kwargs)
+                except PluginError:
+                    raise
+                except Exception as exc:  # stops the call: the caller names the plugin
+                    raise _HookFailed(origin, exc) from exc
+                if handle is not None:
+                    self._served_by[id(handle)] = origin
+                return handle
+
+            return serve
         family = _FAMILY_OF_HOOK.get(hook_name)
         if family is None:  # another hook: its caller decides what an exception means
             return function
@@ -444,6 +460,44 @@ class PluginManager:
                 found.append((origin, command))
         return found
 
+    # -- run-time registration -------------------------------------------------------
+    def register(self, obj: Any, name: str) -> None:
+        """Register ``obj``'s hook implementations at run time, under ``name``, for this
+        manager only: a server started through ``distsched_serve`` adds its event observer
+        this way while it runs. Only hooks called from now on see it (``distsched_event``,
+        ``distsched_serve``); the registration hooks already ran. A name in use is an error.
+        """
+        if name in self.plugins or self.hook_manager.has_plugin(name):
+            raise PluginError(f"a plugin named {name!r} is already registered")
+        self.hook_manager.register(obj, name=name)
+        self._guard_plugin(obj, name)
+
+    def unregister(self, name: str) -> None:
+        """Remove what :meth:`register` added under ``name`` (nothing if it is not there)."""
+        if name in self.plugins:
+            raise PluginError(f"plugin {name!r} was loaded at start and cannot be unregistered")
+        if self.hook_manager.has_plugin(name):
+            self.hook_manager.unregister(name=name)
+            self._observers = self.hook_manager.hook.distsched_event.get_hookimpls()
+
+    def serve(self, engine: Any, name: str, address: str) -> tuple[Any, str]:
+        """Ask the plugins to serve ``name`` on ``address`` beside ``engine`` (the
+        ``distsched_serve`` hook, first non-None result); returns (handle, plugin origin).
+        An exception becomes a PluginError naming the plugin; nobody serving ``name`` is a
+        PluginError that names the broken plugins, if any."""
+        try:
+            handle = self.hook_manager.hook.distsched_serve(engine=engine, name=name, address=address)
+        except _HookFailed as failed:
+            exc = failed.error
+            raise PluginError(f"{failed.origin} could not serve {name} on {address}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if handle is not None:
+            return handle, self._served_by.pop(id(handle), "a wrapper of distsched_serve")
+        broken = self.broken()
+        hint = ("; broken plugins: " + "; ".join(broken.values())) if broken else ""
+        raise PluginError(f"no plugin serves {name!r} (asked to serve it on {address}); install the plugin "
+                          f"that provides it (for metrics: pip install 'distsched[metrics]'){hint}")
+
     # -- events ---------------------------------------------------------------------
     @property
     def has_observers(self) -> bool:
@@ -457,6 +511,15 @@ class PluginManager:
             self.hook_manager.hook.distsched_event(event=event)
         except Exception:
             log.exception("an event wrapper failed on %s", event.kind)
+
+
+class _HookFailed(Exception):
+    """A guarded hook implementation raised (carries its plugin's origin to the caller)."""
+
+    def __init__(self, origin: str, error: Exception) -> None:
+        super().__init__(f"{origin}: {type(error).__name__}: {error}")
+        self.origin = origin
+        self.error = error
 
 
 def check_returns(obj: Any, protocol: type, registration: Registration, what: str) -> Any:

@@ -15,7 +15,8 @@ Fixtures:
                               scope; skipped when the binary is missing). Never the shared 6379.
 ``distsched_app``             a factory: ``await distsched_app(storage_url, functions={...})`` gives a
                               started DistributeSchedule (scheduler + worker in this event loop),
-                              stopped after the test (needs pytest-asyncio).
+                              stopped after the test (needs pytest-asyncio); ``worker=`` takes
+                              False (no worker) or a ``WorkerConfig`` (its name, concurrency...).
 ``distsched_workers``         a factory of worker pools: ``await distsched_workers(url, 3, functions={...})``
                               starts N workers (no scheduler) on a store, stopped after the test.
 ``distsched_cli``             runs the ``distsched`` command in-process: ``distsched_cli("plugins")``
@@ -71,16 +72,20 @@ def redis_server() -> Iterator[Any]:
 async def distsched_app(distsched_plugins: list[Any]) -> AsyncIterator[Any]:
     """A factory of *started* apps (scheduler and/or worker in this event loop), stopped
     after the test. Needs pytest-asyncio (``asyncio_mode = "auto"`` or a marker)."""
+    from ..config import WorkerConfig
     from ..facade import DistributeSchedule
 
     started: list[Any] = []
 
-    async def make(storage: str | None = None, *, scheduler: bool = True, worker: bool = True,
+    async def make(storage: str | None = None, *, scheduler: bool = True, worker: Any = True,
                    functions: dict[str, Any] | None = None, **kw: Any) -> Any:
-        app = DistributeSchedule(storage or f"memory://app-{uuid.uuid4().hex}", plugins=distsched_plugins, **kw)
+        # worker: True / False, or a WorkerConfig for the app's worker (name, concurrency, ...)
+        config = worker if isinstance(worker, WorkerConfig) else None
+        app = DistributeSchedule(storage or f"memory://app-{uuid.uuid4().hex}", plugins=distsched_plugins,
+                                 worker=config, **kw)
         for name, func in (functions or {}).items():
             app.task(func, name=name)
-        await app.start(scheduler=scheduler, worker=worker)
+        await app.start(scheduler=scheduler, worker=bool(worker))
         started.append(app)
         return app
 

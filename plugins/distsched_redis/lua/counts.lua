@@ -1,19 +1,20 @@
 --! requires: common tasks
--- tasks.counts: number of tasks per state (index entries of terminal tasks past their
--- retention are pruned first, so expired tasks are not counted).
+-- tasks.counts: number of tasks per state; finished tasks past their retention are not
+-- counted (some index entries are pruned first; the leader's housekeeping prunes the rest).
 -- ARGV: prefix, retention. Reply: {state, count, ...} for the states that have tasks.
 configure_retention(ARGV[2])
 prune_expired(10000)
 local out = {}
 local live = redis.call('HGETALL', P .. 'cnt')
 for k = 1, #live, 2 do
-  if tonumber(live[k + 1]) > 0 then
+  if not tonumber(live[k + 1]) or tonumber(live[k + 1]) > 0 then  -- Python quarantines a non-number
     out[#out + 1] = live[k]
     out[#out + 1] = live[k + 1]
   end
 end
 for _, s in ipairs(TERMINAL_STATES) do
-  local c = redis.call('ZCARD', P .. 'x:' .. s)
+  -- only the retained ones: entries whose expiry passed are not counted, pruned or not
+  local c = redis.call('ZCOUNT', P .. 'x:' .. s, '(' .. NOW_S, '+inf')
   if c > 0 then
     out[#out + 1] = s
     out[#out + 1] = tostring(c)

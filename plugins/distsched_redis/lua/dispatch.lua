@@ -14,9 +14,9 @@ configure_retention(ARGV[3])
 prune_expired(100 + 2 * (#ARGV - 3))
 
 local function parse_dispatch(str)
-  local f, pos = split_fields(str, 6)
-  local wl = tonumber(f[6])
-  return {ev = f[1], n = f[2], u = f[3], da = f[4], dl = f[5],
+  local f, pos = split_fields(str, 7)
+  local wl = tonumber(f[7])
+  return {ev = f[1], n = f[2], u = f[3], da = f[4], dl = f[5], g = f[6],
           w = string.sub(str, pos, pos + wl - 1), id = string.sub(str, pos + wl)}
 end
 
@@ -27,7 +27,7 @@ for i = 4, #ARGV do
   local cur = redis.call('HMGET', key, 'v', 's', 'c', 'u')
   if cur[1] and tonumber(cur[1]) == tonumber(t.ev) and READY[cur[2]] then
     redis.call('HSET', key, 's', 'dispatched', 'v', tonumber(cur[1]) + 1, 'w', t.w, 'n', t.n,
-               'u', t.u, 'da', t.da, 'sa', '')
+               'u', t.u, 'da', t.da, 'sa', '', 'g', t.g)
     -- reindex() for pending/retrying -> dispatched, by hand: such a task holds no worker,
     -- and its job's sets do not change
     count_delta(cur[2], -1)
@@ -36,6 +36,7 @@ for i = 4, #ARGV do
     if t.dl ~= '' then batch2('ZADD', P .. 'dl', t.dl, t.id) end
     -- history indexes (by created_at; a task stored before they existed: its update time)
     local c = cur[3] or cur[4]
+    if not tonumber(c) then c = t.u end  -- a broken stored time must not fail the script half-way
     batch1('ZREM', P .. 'ts:' .. cur[2], t.id)
     batch2('ZADD', P .. 'ts:assigned', c, t.id)
     if t.w ~= '' then

@@ -23,5 +23,6 @@ if string.find(bits, '0', 1, true) or redis.call('SCARD', P .. 'wa:' .. id) > 0 
 end
 redis.call('HDEL', P .. 'workers', id)
 redis.call('SREM', P .. 'drain', id)
+redis.call('HDEL', P .. 'blk', id)
 redis.call('DEL', P .. 'q:' .. id, P .. 'c:' .. id)
 return op_reply({'OK', bits})

@@ -29,7 +29,7 @@ prune_expired(100 + 2 * #entries)
 -- The fields a result may have (model.result.TaskResult).
 local FIELDS = {task_id = true, attempt_id = true, outcome = true, started_at = true, finished_at = true,
                 worker_id = true, value = true, error = true, error_type = true, retryable = true,
-                retry_after = true, meta = true}
+                retry_after = true, meta = true, signature = true}
 
 -- A success this script can judge: the required fields typed right, nothing unknown.
 local function judgeable(r)
@@ -53,6 +53,10 @@ for _, entry in ipairs(entries) do
   local key = task_key(id)
   local cur = redis.call('HMGET', key, 's', 'w', 'n', 'sa', 'j', 'v', 'd', 'c', 'u')
   local rw = r.worker_id
+  if cur[1] and not tonumber(cur[6]) then
+    walked = walked - 1
+    break  -- a record this script cannot read: left for the leader's own path (peek)
+  end
   if not cur[1] or not ASSIGNED[cur[1]] or r.attempt_id ~= id .. '#' .. cur[3]
       or (type(rw) == 'string' and cur[2] ~= '' and rw ~= cur[2]) then
     stale = stale + 1

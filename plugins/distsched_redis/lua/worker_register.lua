@@ -7,6 +7,7 @@
 local id = ARGV[2]
 redis.call('HSET', P .. 'workers', id, ARGV[3])
 redis.call('ZADD', P .. 'hb', NOW, id)
+redis.call('HDEL', P .. 'blk', id)
 if ARGV[4] == '1' then
   redis.call('SADD', P .. 'drain', id)
 else

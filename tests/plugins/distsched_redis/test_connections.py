@@ -84,3 +84,14 @@ async def test_a_least_privilege_acl_user_limited_to_its_namespace(make_server, 
     other = await open_storage(server.url_for("ds", "pw", namespace="other"))
     with pytest.raises(NoPermissionError):
         await other.tasks.submit([Task(id="x", spec=TaskSpec(target="f"), created_at=1.0)])
+
+
+def test_status_as_a_user_lacking_a_permission_is_one_line(make_server, distsched_cli) -> None:
+    """It used to print a traceback (issue 16.6)."""
+    rule = ("user", "ro", "on", ">pw", "~*", "resetchannels", "+@all", "-evalsha", "-eval", "-fcall")
+    server = make_server(config=[rule])
+    result = distsched_cli("status", "--storage", server.url_for("ro", "pw", namespace="acl1"))
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "NoPermissionError" in lines[0], result.output
+    assert "Traceback" not in result.output and "pw@" not in result.output

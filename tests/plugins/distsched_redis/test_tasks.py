@@ -216,3 +216,32 @@ async def test_terminal_tasks_expire_after_the_retention(open_storage, redis_ser
     assert await all_tasks(s, job="j") == [] and await all_tasks(s, state="cancelled") == []
     assert await s.client.zcard(s.prefix + "x:cancelled") == 0, "the index entries are pruned too"
     assert await s.client.exists(s.prefix + "jt:j") == 0
+
+
+async def test_a_finished_task_costs_what_docs_redis_md_says(distsched_app, redis_server) -> None:
+    """docs/redis.md's per-task memory figure is this measurement (issue 16.6): the Redis
+    memory a finished, retained task takes with its index entries (used_memory before and
+    after 5,000 tasks ran), and its hash alone (MEMORY USAGE)."""
+    import asyncio
+    import uuid
+
+    from distsched.model import TaskSpec
+
+    ns = f"mem{uuid.uuid4().hex[:8]}"
+    client = redis_server.client()
+    try:
+        app = await distsched_app(redis_server.url_for(namespace=ns), functions={"noop": lambda: None})
+        before = client.info("memory")["used_memory"]
+        n = 5000
+        await app.submit_many([TaskSpec(target="noop") for _ in range(n)])
+        while app.engine.scheduler.stats["succeeded"] < n:
+            await asyncio.sleep(0.05)
+        per_task = (client.info("memory")["used_memory"] - before) / n
+        keys = [k for _, k in zip(range(500), client.scan_iter("{" + ns + "}:t:*", count=1000))]
+        per_hash = sum(client.memory_usage(k, samples=0) for k in keys) / len(keys)
+    finally:
+        client.close()
+    print(f"\n[figure] a finished task: {per_task:.0f} B of Redis memory with its index entries, "
+          f"its hash {per_hash:.0f} B")
+    assert 1500 < per_task < 3500, per_task  # docs/redis.md: about 2.7 KiB
+    assert 1200 < per_hash < 2600, per_hash  # docs/redis.md: about 2.1 KiB

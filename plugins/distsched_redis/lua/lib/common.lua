@@ -45,7 +45,18 @@ end
 
 local function flush_counts()
   for state, delta in pairs(CNT) do
-    if delta ~= 0 then redis.call('HINCRBY', P .. 'cnt', state, delta) end
+    if delta ~= 0 then
+      local r = redis.pcall('HINCRBY', P .. 'cnt', state, delta)
+      if type(r) == 'table' and r.err then
+        -- a count that is not an integer (a hostile or broken write): keep its bytes in
+        -- quarantine and start the count again, instead of failing every script after it
+        local raw = redis.call('HGET', P .. 'cnt', state) or ''
+        redis.call('HSET', P .. 'qd:count:' .. state, 'value', raw)
+        redis.call('HSET', P .. 'qr', 'count:' .. state, cjson.encode({kind = 'count', id = state,
+                   reason = 'the count of state ' .. state .. ' was not an integer', at = NOW}))
+        redis.call('HSET', P .. 'cnt', state, math.max(0, delta))
+      end
+    end
   end
   CNT = {}
 end

@@ -87,15 +87,16 @@ local function parse_task(str)
   }
 end
 
--- The fields of a task row, in the order Python reads them (codec.decode_task).
-local ROW_FIELDS = {'s', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd'}
+-- The fields of a task row, in the order Python reads them (codec.decode_task); g is the
+-- leader's signature of the current dispatch ("" or absent when unsigned).
+local ROW_FIELDS = {'s', 'v', 'sa', 'u', 'w', 'n', 'da', 'fa', 'r', 'sp', 'd', 'g'}
 
--- A task as returned to Python: an array {s, v, sa, u, w, n, da, fa, r, sp, d, id} (false -
--- a nil reply - for a missing field), from the first 11 values of `f` (ROW_FIELDS order, as
+-- A task as returned to Python: an array {s, v, sa, u, w, n, da, fa, r, sp, d, g, id} (false -
+-- a nil reply - for a missing field), from the first 12 values of `f` (ROW_FIELDS order, as
 -- HMGET returns them). Reuses `f`.
 local function task_reply(id, f)
-  for k = #f, 12, -1 do f[k] = nil end
-  f[12] = id
+  for k = #f, 13, -1 do f[k] = nil end
+  f[13] = id
   return f
 end
 
@@ -233,12 +234,20 @@ local function prune_expired(limit)
     local gone = redis.call('ZRANGEBYSCORE', x, '-inf', NOW, 'LIMIT', 0, math.floor(limit))
     for _, member in ipairs(gone) do
       local j, id = split_exp_member(member)
-      if j and redis.call('EXISTS', task_key(id)) == 0 then
-        if j ~= '' then redis.call('ZREM', P .. 'jt:' .. j, id) end
-        redis.call('ZREM', P .. 'tc', id)
-        redis.call('ZREM', P .. 'ts:' .. s, id)
+      local ttl = j and redis.call('PTTL', task_key(id)) or -2
+      if ttl == -2 then
+        -- the record is gone: so are its index entries
+        if j and j ~= '' then redis.call('ZREM', P .. 'jt:' .. j, id) end
+        if j then
+          redis.call('ZREM', P .. 'tc', id)
+          redis.call('ZREM', P .. 'ts:' .. s, id)
+        end
+        redis.call('ZREM', x, member)
+      elseif ttl == -1 then
+        redis.call('ZREM', x, member)  -- the id lives again (not expiring): this entry is stale
       end
-      redis.call('ZREM', x, member)
+      -- else the record expires within moments (its key's clock runs a little behind this
+      -- score): a later prune takes it, with its index entries
     end
   end
 end

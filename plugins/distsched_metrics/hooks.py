@@ -1,0 +1,31 @@
+"""Entry point of the ``metrics`` plugin: hook implementations only, nothing heavy.
+
+prometheus-client is imported only when metrics are served, so the plugin loads (and
+``distsched plugins`` lists it) without the ``metrics`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distsched import hookimpl
+
+
+@hookimpl
+def distsched_serve(engine: Any, name: str, address: str) -> Any:
+    if name != "metrics":
+        return None
+    from distsched.config import parse_address
+
+    host, port = parse_address(address, "metrics")
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        from distsched.plugin.errors import PluginError
+
+        raise PluginError("serving metrics needs prometheus-client: pip install 'distsched[metrics]'") from None
+    from . import max_jobs_from_env
+    from .server import MetricsServer
+
+    max_jobs = max_jobs_from_env()  # a bad value: ValidationError naming the variable, nothing started
+    return MetricsServer.start(engine, host, port, max_jobs=max_jobs)

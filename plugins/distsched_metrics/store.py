@@ -1,0 +1,69 @@
+"""Deployment gauges read from the store at each scrape, for a server that runs no scheduler
+and no worker (the web dashboard over a store): no events reach it, the store knows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("distsched.metrics")
+
+
+class StoreGauges(Collector):
+    """The figures of the last :meth:`refresh`, as gauges (a custom collector: each scrape
+    shows exactly the store's current workers, none left over from an earlier one)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._tasks: dict[str, int] = {}
+        self._workers: list[tuple[str, int, bool]] = []
+        self._term: int | None = None
+        self._up = 0
+
+    async def refresh(self) -> None:
+        """Read task counts, workers and the lease (three store reads). A store that does
+        not answer gives ``distsched_store_up 0`` and no other store gauge, not an error."""
+        try:
+            await self._read()
+        except Exception as exc:
+            log.warning("metrics: cannot read the store (%s: %s)", type(exc).__name__, exc)
+            self._up = 0
+            self._tasks, self._workers, self._term = {}, [], None
+        else:
+            self._up = 1
+
+    async def _read(self) -> None:
+        engine = self.engine
+        storage = await engine.open()
+        now = storage.clock()
+        ttl = engine.config.heartbeat_ttl
+        workers = storage.workers
+        listing = getattr(workers, "list_workers", None) or workers.list  # list_workers after the port rename
+        self._tasks = dict(await storage.tasks.counts())
+        self._workers = [(w.id, w.load, w.is_alive(now, ttl)) for w in await listing()]
+        fence = await (await engine.open_election()).current()
+        self._term = fence.term if fence is not None else None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("distsched_store_up", "1 when the store answered the last scrape's reads.",
+                                value=self._up)
+        if not self._up:
+            return
+        tasks = GaugeMetricFamily("distsched_store_tasks", "Tasks in the store by state.", labels=["state"])
+        for state, count in sorted(self._tasks.items()):
+            tasks.add_metric([state], count)
+        yield tasks
+        yield GaugeMetricFamily("distsched_store_workers_alive", "Registered workers with a fresh heartbeat.",
+                                value=sum(1 for _, _, alive in self._workers if alive))
+        depth = GaugeMetricFamily("distsched_store_worker_queue_depth",
+                                  "Tasks each registered worker holds, queued and running.", labels=["worker"])
+        for worker_id, load, _ in self._workers:
+            depth.add_metric([worker_id], load)
+        yield depth
+        if self._term is not None:
+            yield GaugeMetricFamily("distsched_store_leader_term", "Fencing term of the current lease holder.",
+                                    value=self._term)

@@ -1,0 +1,160 @@
+"""A misbehaving task affects only itself (issue 16.3), on memory and on real Redis.
+
+Each test runs a scheduler and a worker, submits the bad task and then a healthy one: the bad
+one fails with a clear error, the healthy one still runs, and the worker that ran both is
+the same one (it was not deregistered or wedged)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from distsched.config import WorkerConfig
+from distsched.model.result import MAX_ERROR_CHARS
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_url(request):
+    if request.param == "memory":
+        return f"memory://hostile-{uuid.uuid4().hex}"
+    server = request.getfixturevalue("redis_server")
+    return server.url_for(namespace=f"h{uuid.uuid4().hex[:10]}")
+
+
+def ok():
+    return "fine"
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+
+def lone_surrogate():
+    return {"text": "\udcff"}
+
+
+def huge_int():
+    return 10**5000
+
+
+def exits():
+    sys.exit(3)
+
+
+async def exits_async():
+    sys.exit("bye")
+
+
+def interrupts():
+    raise KeyboardInterrupt
+
+
+async def generator_exit():
+    raise GeneratorExit
+
+
+def unprintable():
+    raise Unprintable()
+
+
+def huge_error():
+    raise ValueError("x" * (50 * 1024 * 1024))
+
+
+FUNCTIONS = {f.__name__: f for f in (ok, lone_surrogate, huge_int, exits, exits_async, interrupts,
+                                     generator_exit, unprintable, huge_error)}
+
+
+async def _run_bad_then_good(app, bad: str):
+    worker_before = app.engine.worker.id
+    bad_id = await app.submit(bad)
+    bad_task = await app.wait(bad_id, timeout=20)
+    good = await app.result(await app.submit("ok"), timeout=20)
+    assert good.value == "fine"
+    assert app.engine.worker.id == worker_before, "the worker was not re-registered"
+    workers = await (await app.storage()).workers.list_workers()
+    assert [w.id for w in workers] == [worker_before]
+    return bad_task
+
+
+@pytest.mark.parametrize("func", ["lone_surrogate", "huge_int"])
+async def test_a_result_the_store_cannot_encode_fails_only_its_task(distsched_app, store_url, func):
+    app = await distsched_app(store_url, functions=FUNCTIONS)
+    task = await _run_bad_then_good(app, func)
+    if func == "huge_int" and sys.version_info < (3, 11):  # no int-to-str limit: it is storable
+        assert task.state.value == "succeeded" and task.result.value == 10**5000
+        return
+    assert task.state.value == "failed"
+    assert task.result.error_type == "ResultNotJSON"
+    assert "cannot be stored" in task.result.error
+
+
+@pytest.mark.parametrize("func, kind", [("exits", "SystemExit"), ("exits_async", "SystemExit"),
+                                        ("interrupts", "KeyboardInterrupt"), ("generator_exit", "GeneratorExit")])
+async def test_exit_and_interrupt_in_a_task_are_its_failure(distsched_app, store_url, func, kind):
+    app = await distsched_app(store_url, functions=FUNCTIONS)
+    task = await _run_bad_then_good(app, func)
+    assert task.state.value == "failed"
+    assert task.result.error_type == kind
+    assert "the worker goes on" in task.result.error
+
+
+async def test_an_exception_that_cannot_be_printed_still_fails_its_task(distsched_app, store_url):
+    app = await distsched_app(store_url, functions=FUNCTIONS)
+    task = await _run_bad_then_good(app, "unprintable")
+    assert task.state.value == "failed"
+    assert task.result.error == "Unprintable: <Unprintable object: str() raised RuntimeError>"
+
+
+async def test_a_huge_error_message_is_capped(distsched_app, store_url):
+    app = await distsched_app(store_url, functions=FUNCTIONS)
+    task = await _run_bad_then_good(app, "huge_error")
+    assert task.state.value == "failed"
+    assert len(task.result.error) < MAX_ERROR_CHARS + 100
+    assert task.result.error.endswith("more characters]")
+
+
+async def test_stuck_sync_functions_shrink_the_workers_capacity(distsched_app, distsched_workers, store_url):
+    """Two sync calls that outlive their timeout hold both threads of a concurrency-2 worker:
+    it reports them as blocked, takes no new task, and the leader sends work elsewhere."""
+    release = threading.Event()
+
+    def hang():
+        release.wait(60)
+        return "late"
+
+    def where():
+        return threading.current_thread().name
+
+    functions = {"hang": hang, "where": where}
+    app = await distsched_app(store_url, functions=functions, worker=WorkerConfig(name="stuck", concurrency=2),
+                              heartbeat_interval=0.1)
+    try:
+        stuck_id = app.engine.worker.id
+        hung = [await app.submit("hang", timeout=0.3, retry={"max_attempts": 1}) for _ in range(2)]
+        for task_id in hung:
+            assert (await app.wait(task_id, timeout=20)).state.value == "timed_out"
+        storage = await app.storage()
+
+        async def blocked_of_stuck():
+            return {w.id: w.blocked for w in await storage.workers.list_workers()}.get(stuck_id)
+
+        deadline = time.monotonic() + 10
+        while await blocked_of_stuck() != 2:
+            assert time.monotonic() < deadline, "the worker never reported its blocked slots"
+            await asyncio.sleep(0.05)
+        (other,) = await distsched_workers(store_url, 1, functions=functions)
+        results = [await app.result(await app.submit("where"), timeout=20) for _ in range(4)]
+        assert {r.worker_id for r in results} == {other.engine.worker.id}
+    finally:
+        release.set()
+    deadline = time.monotonic() + 10
+    while await blocked_of_stuck() != 0:  # the threads returned: the slots are free again
+        assert time.monotonic() < deadline, "blocked slots were never given back"
+        await asyncio.sleep(0.05)

@@ -1,0 +1,194 @@
+"""`--metrics` on real `distsched scheduler` and `distsched worker` processes on a throwaway
+redis-server: the counters move as tasks run, fail and retry (scraped over HTTP)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from distsched.testing.redis_server import RedisServer, free_port, redis_server_binary
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow,
+              pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
+
+TASKS = '''
+from distsched import task
+
+@task
+def fine():
+    return "ok"
+
+@task
+def broken():
+    raise RuntimeError("the upstream is down")
+'''
+
+JOBS = '''
+[worker]
+imports = ["metrics_tasks"]
+
+[[jobs]]
+name = "fine"
+every = "0.5s"
+target = "fine"
+
+[[jobs]]
+name = "broken"
+every = "1s"
+target = "broken"
+retry = { max_attempts = 2, backoff = "fixed", delay = "0.1s" }
+'''
+
+
+def test_scheduler_and_worker_metrics_move_as_tasks_run_fail_and_retry(tmp_path, scrape, capsys):
+    (tmp_path / "metrics_tasks.py").write_text(TASKS)
+    (tmp_path / "jobs.toml").write_text(textwrap.dedent(JOBS))
+    procs: dict[str, subprocess.Popen] = {}
+    ports = {"scheduler": free_port(), "worker": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+
+    def start(name: str, *args: str) -> None:
+        log = open(tmp_path / f"{name}.log", "w")
+        procs[name] = subprocess.Popen([sys.executable, "-m", "distsched", "-v", *args], cwd=tmp_path, stdout=log,
+                                       stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def poll(what: str, predicate, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = predicate()
+            except Exception:  # not listening yet
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-2000:]}" for n in procs)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+            time.sleep(0.1)
+
+    with RedisServer() as redis:
+        url = f"{redis.url}?namespace=metrics"
+        try:
+            start("scheduler", "scheduler", "--storage", url, "--jobs", "jobs.toml",
+                  "--metrics", f"127.0.0.1:{ports['scheduler']}")
+            start("worker", "worker", "--storage", url, "--jobs", "jobs.toml", "--heartbeat-interval", "0.3",
+                  "--metrics", f"127.0.0.1:{ports['worker']}")
+
+            def scheduler_has(minimum: float):
+                s = scrape(urls["scheduler"])
+                return s if (s.get_value("distsched_tasks_finished_total", job="fine", outcome="succeeded") >= minimum
+                             and s.get_value("distsched_tasks_finished_total", job="broken", outcome="failed") >= 1
+                             and s.get_value("distsched_workers_alive") == 1) else None
+
+            first = poll("the scheduler to count successes, failures and retries", lambda: scheduler_has(2))
+            assert f"metrics at {urls['scheduler']}" in (tmp_path / "scheduler.log").read_text()
+            assert first.get_value("distsched_retries_total", job="broken", outcome="failed") >= 1
+            assert first.get_value("distsched_leader") == 1 and first.get_value("distsched_leader_term") >= 1
+            assert first.get_value("distsched_leader_elections_total") == 1
+            assert first.get_value("distsched_tasks_dispatched_total") >= 4
+            assert first.get_value("distsched_dispatch_lag_seconds_count") >= 4
+            assert first.get_value("distsched_run_duration_seconds_count", job="fine") >= 2
+            depth = {ls: v for (n, ls), v in first.items() if n == "distsched_worker_queue_depth"}
+            assert len(depth) == 1 and next(iter(depth))  # one series, labelled with the worker's id
+            # no attempt runs in the scheduler process: the worker's side stays empty there
+            assert first.total("distsched_attempts_total") == 0
+
+            w = poll("the worker to count attempts", lambda: (s := scrape(urls["worker"])).get_value(
+                "distsched_attempts_total", job="broken", outcome="failed") >= 2 and s)
+            assert w.get_value("distsched_attempts_total", job="fine", outcome="succeeded") >= 2
+            assert w.get_value("distsched_fire_lag_seconds_count") >= 2
+            assert w.get_value("distsched_queue_wait_seconds_count") >= 2
+            assert w.get_value("distsched_leader") == 0  # a worker does not lead
+
+            # counters keep moving as the jobs go on firing
+            finished = first.total("distsched_tasks_finished_total")
+            later = poll("more finished tasks", lambda: (s := scrape(urls["scheduler"])).total(
+                "distsched_tasks_finished_total") >= finished + 3 and s)
+            assert later.get_value("distsched_retries_total", job="broken", outcome="failed") >= \
+                first.get_value("distsched_retries_total", job="broken", outcome="failed")
+            p99_bucket = w.get_value("distsched_fire_lag_seconds_bucket", le="0.1")
+            with capsys.disabled():
+                print(f"\n[figure] worker fire lag: {w.get_value('distsched_fire_lag_seconds_count'):.0f} slots, "
+                      f"{p99_bucket:.0f} started within 100 ms; scheduler: "
+                      f"{later.total('distsched_tasks_finished_total'):.0f} finished, "
+                      f"{later.total('distsched_retries_total'):.0f} retries")
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        # SIGTERM stopped both cleanly, closing their metrics servers
+        assert [procs[n].returncode for n in ("scheduler", "worker")] == [0, 0], \
+            (tmp_path / "scheduler.log").read_text()[-2000:]
+
+
+def test_a_handover_shows_in_the_new_leaders_metrics(tmp_path, scrape, capsys):
+    (tmp_path / "metrics_tasks.py").write_text(TASKS)
+    (tmp_path / "jobs.toml").write_text(textwrap.dedent(JOBS))
+    procs: dict[str, subprocess.Popen] = {}
+    urls: dict[str, str] = {}
+
+    def poll(what: str, predicate, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = predicate()
+            except Exception:  # not listening yet
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-2000:]}" for n in procs)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+            time.sleep(0.1)
+
+    with RedisServer() as redis:
+        url = f"{redis.url}?namespace=handover"
+        try:
+            for name in ("s1", "s2"):
+                port = free_port()
+                urls[name] = f"http://127.0.0.1:{port}/metrics"
+                log = open(tmp_path / f"{name}.log", "w")
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "distsched", "-v", "scheduler", "--storage", url, "--jobs", "jobs.toml",
+                     "--node-id", name, "--lease-ttl", "2", "--renew-interval", "0.5", "--metrics", f"127.0.0.1:{port}"],
+                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            leader = poll("one leader", lambda: [n for n in urls if scrape(urls[n]).get_value("distsched_leader") == 1])
+            assert len(leader) == 1
+            old, new = leader[0], next(n for n in urls if n != leader[0])
+            # the follower has tried (and been refused) at least once before the hand-over
+            poll("the follower to be refused the lease", lambda: "following" in (tmp_path / f"{new}.log").read_text())
+            follower = poll("the follower's metrics", lambda: scrape(urls[new]))
+            assert follower.get_value("distsched_leader") == 0 and follower.get_value("distsched_workers_alive") == 0
+            old_term = scrape(urls[old]).get_value("distsched_leader_term")
+            assert old_term > 0
+            procs[old].terminate()  # SIGTERM: the leader releases its lease
+            assert procs[old].wait(timeout=15) == 0
+            s = poll("the other node to lead", lambda: (s := scrape(urls[new])).get_value("distsched_leader") == 1 and s)
+            assert s.get_value("distsched_leader_elections_total") == 1
+            assert s.get_value("distsched_leader_term") > old_term
+            assert s.get_value("distsched_leader_takeover_seconds_count") == 1
+            takeover = s.get_value("distsched_leader_takeover_seconds_sum")
+            with capsys.disabled():
+                print(f"\n[figure] graceful hand-over: takeover seen by the new leader {takeover * 1000:.0f} ms")
+            assert 0 <= takeover < 1.0  # about one follower poll (0.2 s) after a release
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)

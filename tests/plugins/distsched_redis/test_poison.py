@@ -1,0 +1,238 @@
+"""Poison isolation (issue 16.2): one bad record never stops the deployment.
+
+Each reproduction writes a bad record straight into Redis (as a broken client, a bad
+migration or an attacker with credentials could) while a healthy job fires every 0.3 s on a
+scheduler + worker. The healthy job must keep firing, the leader must keep its term (no
+crash loop), and the bad record must be moved aside (quarantined with its reason, its bytes
+kept) or, for a task its balancer fails on, cancelled with the reason. A fuzz test writes
+random bytes into every kind of record and checks the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from distsched.config import WorkerConfig
+from distsched.model import Task, TaskSpec
+
+pytestmark = pytest.mark.redis
+
+HEALTHY_EVERY = 0.3
+
+
+def noop(*args: Any, **kwargs: Any) -> str:
+    return "ok"
+
+
+@pytest.fixture
+def ns() -> str:
+    return f"p{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def raw(redis_server):
+    client = redis_server.client(decode_responses=False)
+    yield client
+    client.close()
+
+
+async def _start(distsched_app, redis_server, ns, **kw):
+    app = await distsched_app(redis_server.url_for(namespace=ns), functions={"noop": noop},
+                              worker=WorkerConfig(name="w", concurrency=4), heartbeat_interval=0.2, **kw)
+    await app.add_job("healthy", every=f"{HEALTHY_EVERY}s", target="noop")
+    return app
+
+
+async def _succeeded(app, job: str = "healthy") -> int:
+    """How many of the job's tasks succeeded (every page of its history)."""
+    storage = await app.storage()
+    total, cursor = 0, None
+    while True:
+        page = await storage.tasks.query(job=job, state="succeeded", cursor=cursor, limit=200)
+        total += len(page.tasks)
+        if page.next_cursor is None:
+            return total
+        cursor = page.next_cursor
+
+
+async def _wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def _healthy_keeps_firing(app, seconds: float = 2.0) -> None:
+    """The healthy job keeps succeeding at its pace, under one and the same leader term."""
+    election = await app.engine.open_election()
+    before_term = (await election.current()).term
+    before = await _succeeded(app)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # a fixed observation window, not a synchronisation
+        await asyncio.sleep(0.1)
+    after = await _succeeded(app)
+    expected = seconds / HEALTHY_EVERY
+    assert after - before >= expected * 0.6, f"healthy job ran {after - before} times in {seconds}s"
+    assert (await election.current()).term == before_term, "the leader lost its lease (crash loop)"
+
+
+async def _quarantined(app, kind: str, key: str, timeout: float = 10.0):
+    storage = await app.storage()
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [q for q in await storage.quarantine.list_quarantined() if (q.kind, q.key) == (kind, key)]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"{kind} {key!r} was never quarantined"
+        await asyncio.sleep(0.05)
+
+
+async def _later_task(app, task_id: str, **spec: Any) -> None:
+    """A stored pending task that no pass dispatches for an hour (a record to corrupt)."""
+    storage = await app.storage()
+    now = storage.clock()
+    await storage.tasks.submit([Task(id=task_id, spec=TaskSpec(target="noop", **spec), created_at=now,
+                                     not_before=now + 3600)])
+
+
+async def test_a_job_whose_config_is_not_json_is_quarantined(distsched_app, redis_server, ns, raw):
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    raw.hset(p + "jobs", "poison", b"{not json\xff")
+    raw.hset(p + "jst", "poison", b"1|1|||1|x")
+    raw.zadd(p + "due", {"poison": 1})
+    entry = await _quarantined(app, "job", "poison")
+    assert b"poison" not in raw.hkeys(p + "jobs")
+    assert raw.hget(p + "qd:job:poison", "config") == b"{not json\xff", "the bytes are kept"
+    assert entry.reason
+    await _healthy_keeps_firing(app)
+
+
+async def test_a_garbage_worker_entry_is_quarantined(distsched_app, redis_server, ns, raw):
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    raw.hset(p + "workers", "ghost", b"\x00\x01garbage")
+    raw.zadd(p + "hb", {"ghost": time.time()})
+    await _quarantined(app, "worker", "ghost")
+    await _healthy_keeps_firing(app)
+
+
+async def test_a_ready_task_with_a_garbage_spec_is_quarantined(distsched_app, redis_server, ns, raw):
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    await _later_task(app, "bad-task")
+    raw.hset(p + "t:bad-task", "sp", b"\xfe\xfe")
+    raw.zadd(p + "ready", {"bad-task": 1})
+    await _quarantined(app, "task", "bad-task")
+    assert raw.zscore(p + "ready", "bad-task") is None
+    assert raw.hget(p + "qd:task:bad-task", "sp") == b"\xfe\xfe", "the bytes are kept"
+    await _healthy_keeps_firing(app)
+
+
+async def test_a_count_that_is_not_a_number_is_quarantined(distsched_app, redis_server, ns, raw):
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    raw.hset(p + "cnt", "pending", b"many")
+    raw.hset(p + "cnt", "dispatched", b"lots")
+    await _healthy_keeps_firing(app)
+    counts = await (await app.storage()).tasks.counts()
+    assert all(isinstance(v, int) for v in counts.values())
+    assert {b"count:pending", b"count:dispatched"} <= set(raw.hkeys(p + "qr"))
+
+
+async def test_a_balancer_failing_on_one_task_cancels_that_task_only(distsched_app, redis_server, ns, raw):
+    """A job stored with an integer balance_key (what the loader accepted before the key was
+    checked) is quarantined when read; the pending task it left behind crashed every leader
+    pass in consistent-hash: now that task alone is cancelled, with the reason."""
+    app = await _start(distsched_app, redis_server, ns)
+    events: list[Any] = []
+    app.listeners.append(events.append)
+    p = "{" + ns + "}:"
+    spec = {"executor": "local", "target": "noop", "args": [], "kwargs": {}, "options": {}, "timeout": 5,
+            "retry": {}, "balancer": "consistent-hash", "balance_key": 5}
+    raw.hset(p + "jobs", "hashed", json.dumps({"spec": spec, "trigger": None}))
+    raw.hset(p + "jst", "hashed", "1|1|||1|")
+    raw.zadd(p + "due", {"hashed": 1})
+    await _quarantined(app, "job", "hashed")
+    await _later_task(app, "hashed@1", balancer="consistent-hash")
+    raw.hset(p + "t:hashed@1", "sp", json.dumps(spec))  # the task the job left behind
+    raw.zadd(p + "ready", {"hashed@1": 1})
+    task = await app.wait("hashed@1", timeout=10)
+    assert task.state.value == "cancelled"
+    assert "balancer 'consistent-hash' failed on this task" in (task.reason or "")
+
+    async def evented():
+        return any(e.kind == "record.quarantined" and e.key == "hashed@1" and e.action == "cancelled"
+                   for e in events)
+
+    await _wait_for(evented, what="the record.quarantined event")
+    await _healthy_keeps_firing(app)
+
+
+async def test_pull_takes_the_entries_behind_a_task_with_a_broken_version(distsched_app, redis_server, ns, raw):
+    """Five tasks queued behind one whose version is not a number all start at once."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    worker_id = app.engine.worker.id
+    await _later_task(app, "broken")
+    raw.hset(p + "t:broken", mapping={"s": "dispatched", "v": "NaN-ish", "w": worker_id, "n": "1"})
+    raw.rpush(p + "q:" + worker_id, "broken#1")
+    ids = [await app.submit("noop", i) for i in range(5)]
+    for task_id in ids:
+        assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
+    await _quarantined(app, "task", "broken")
+    await _healthy_keeps_firing(app)
+
+
+async def test_fuzz_random_bytes_in_every_kind_of_record(distsched_app, redis_server, ns, raw):
+    """Seeded: victims of every kind get random bytes in random fields, round after round;
+    the healthy job (never a victim) keeps firing under one leader term."""
+    rng = random.Random(1604)
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    for i in range(6):
+        await app.add_job(f"victim-{i}", every="0.4s", target="noop")
+    victims = [f"victim-task-{i}" for i in range(10)]
+    for victim in victims:
+        await _later_task(app, victim)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+
+    def junk() -> bytes:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 24)))
+
+    task_fields = ["s", "v", "sp", "d", "u", "w", "n", "sa", "da", "fa", "r", "to", "j"]
+    kinds = ["job", "jst", "task", "worker", "count", "queue", "result"]
+    for _round in range(8):
+        for _ in range(6):
+            kind = rng.choice(kinds)
+            if kind == "job":
+                raw.hset(p + "jobs", f"victim-{rng.randrange(6)}", junk())
+            elif kind == "jst":
+                raw.hset(p + "jst", f"victim-{rng.randrange(6)}", junk())
+            elif kind == "task":
+                victim = rng.choice(victims)
+                raw.hset(p + "t:" + victim, rng.choice(task_fields), junk())
+                raw.zadd(p + "ready", {victim: 1})
+            elif kind == "worker":
+                ghost = f"fuzz-{rng.randrange(3)}"
+                raw.hset(p + "workers", ghost, junk())
+                raw.zadd(p + "hb", {ghost: time.time()})
+            elif kind == "count":
+                raw.hset(p + "cnt", rng.choice(["pending", "dispatched", "running", "retrying"]), junk())
+            elif kind == "queue":
+                for key in raw.keys(p + "q:*"):
+                    raw.rpush(key, junk())
+            else:
+                raw.rpush(p + "results", junk())
+        await _healthy_keeps_firing(app, seconds=1.2)
+    storage = await app.storage()
+    assert isinstance(await storage.tasks.counts(), dict)  # the status view still works
+    assert await storage.quarantine.count() > 0
