@@ -1,27 +1,18 @@
-"""Shared pieces of the benchmarks: a throwaway Redis, real distsched processes, figures."""
+"""Shared pieces of the benchmarks: figures and their report. The deployment (a throwaway
+Redis and real distsched processes) and ``percentile`` come from ``distsched.testing.processes``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from distsched.testing.processes import Deployment
+from distsched.testing.redis_server import RedisServer
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -48,61 +39,14 @@ def proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-class Deployment:
-    """A throwaway redis-server and the distsched processes run against it."""
+def deployment(namespace: str = "bench") -> Deployment[RedisServer]:
+    """A throwaway redis-server (``noeviction``) for the distsched processes of a benchmark;
+    ``with deployment() as dep:`` starts it, ``dep.spawn(name, *args)`` starts a process."""
+    return Deployment(RedisServer(config={"maxmemory-policy": "noeviction"}), prefix="distsched-bench-",
+                      url_options={"namespace": namespace})
 
-    def __init__(self, namespace: str = "bench") -> None:
-        from distsched.testing.redis_server import RedisServer
 
-        self.dir = Path(tempfile.mkdtemp(prefix="distsched-bench-"))
-        self.redis = RedisServer(config={"maxmemory-policy": "noeviction"}).start()
-        self.url = f"{self.redis.url}?namespace={namespace}"
-        self.procs: dict[str, subprocess.Popen] = {}
+def rounded(value: float | None, digits: int) -> float | None:
+    """``round(value, digits)``, None for None (a percentile of no values)."""
+    return None if value is None else round(value, digits)
 
-    def write(self, name: str, text: str) -> Path:
-        path = self.dir / name
-        path.write_text(text)
-        return path
-
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = open(self.dir / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "distsched", *args], cwd=self.dir, stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.dir / f"{name}.log").read_text()
-
-    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise SystemExit(f"timed out after {timeout}s waiting for {what}; logs in {self.dir}")
-
-    def stop(self, name: str, timeout: float = 30.0) -> int | None:
-        proc = self.procs[name]
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self.redis.stop()
-
-    def __enter__(self) -> Deployment:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

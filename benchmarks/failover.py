@@ -11,13 +11,15 @@ the run must have exactly one task: missed and doubled slots are counted.
 
 from __future__ import annotations
 
-import asyncio
+import signal
 import sys
 import time
+from typing import Any
 
-from _common import Deployment, parser, percentile, report
+from _common import deployment, parser, report, rounded
 
 from distsched.testing import all_tasks
+from distsched.testing.processes import Deployment, percentile
 
 TASKS = '''
 from distsched import task
@@ -28,33 +30,11 @@ async def noop():
 '''
 
 
-def leader_of(url: str) -> str | None:
-    from distsched import DistributeSchedule
+def slot_figures(dep: Deployment[Any], start: float, end: float, jobs: int) -> tuple[int, int]:
+    async def tasks(app, storage):
+        return [t for i in range(jobs) for t in await all_tasks(storage, job=f"j{i}")]
 
-    async def current() -> str | None:
-        app = DistributeSchedule(url)
-        try:
-            await app.storage()
-            fence = await (await app.engine.open_election()).current()
-            return fence.node_id if fence else None
-        finally:
-            await app.engine.close()
-
-    return asyncio.run(current())
-
-
-def slot_figures(url: str, start: float, end: float, jobs: int) -> tuple[int, int]:
-    from distsched import DistributeSchedule
-
-    async def tasks():
-        app = DistributeSchedule(url)
-        try:
-            storage = await app.storage()
-            return [t for i in range(jobs) for t in await all_tasks(storage, job=f"j{i}")]
-        finally:
-            await app.engine.close()
-
-    found = asyncio.run(tasks())
+    found = dep.call(tasks)
     seen = {(t.job, round(t.slot)) for t in found if start <= t.slot < end}
     expected = {(f"j{i}", s) for i in range(jobs) for s in range(int(start), int(end))}
     doubled = sum(1 for t in found if start <= t.slot < end and t.dispatches > 1 + t.redeliveries)
@@ -69,32 +49,32 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=10, help="jobs firing every second (default 10)")
     args = p.parse_args()
     renew = args.lease_ttl / 3
-    with Deployment() as dep:
+    with deployment() as dep:
         dep.write("bench_tasks.py", TASKS)
         jobs = dep.write("jobs.toml", "\n".join(
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\nmisfire = "fire-all"\nmisfire_grace = "30s"\n'
             for i in range(args.jobs)))
 
         def scheduler(name: str) -> None:
-            dep.start(name, "scheduler", "--storage", dep.url, "--jobs", str(jobs), "--node-id", name,
+            dep.spawn(name, "scheduler", "--storage", dep.url, "--jobs", str(jobs), "--node-id", name,
                       "--lease-ttl", str(args.lease_ttl), "--renew-interval", f"{renew:.3f}")
 
         for name in ("s1", "s2", "s3"):
             scheduler(name)
-        dep.start("worker", "worker", "--storage", dep.url, "--import", "bench_tasks")
-        dep.wait_for(lambda: leader_of(dep.url), 30, "a leader", interval=0.05)
+        dep.spawn("worker", "worker", "--storage", dep.url, "--import", "bench_tasks")
+        dep.wait_for(dep.leader, 30, "a leader", interval=0.05)
         start = float(int(time.time()) + 1)
         takeovers: dict[str, list[float]] = {"kill": [], "term": []}
         for kind in ["kill"] * args.kills + ["term"] * args.handoffs:
-            old = dep.wait_for(lambda: leader_of(dep.url), 30, "a leader", interval=0.02)
+            old = dep.wait_for(dep.leader, 30, "a leader", interval=0.02)
             proc = dep.procs[old]
             t0 = time.monotonic()
             if kind == "kill":
                 proc.kill()
             else:
-                proc.terminate()
+                proc.send_signal(signal.SIGTERM)
             def other_leader(old: str = old) -> str | None:
-                name = leader_of(dep.url)
+                name = dep.leader()
                 return name if name and name != old else None
 
             new = dep.wait_for(other_leader, args.lease_ttl * 3 + 10, "a new leader", interval=0.01)
@@ -105,12 +85,12 @@ def main() -> None:
             assert new != old
         end = float(int(time.time()) - 2)
         time.sleep(3.0)
-        missed, doubled = slot_figures(dep.url, start, end, args.jobs)
+        missed, doubled = slot_figures(dep, start, end, args.jobs)
     figures = {
         "lease_ttl": args.lease_ttl, "kills": args.kills, "handoffs": args.handoffs,
-        "kill_takeover_p50_s": round(percentile(takeovers["kill"], 50), 3) if takeovers["kill"] else None,
+        "kill_takeover_p50_s": rounded(percentile(takeovers["kill"], 50), 3),
         "kill_takeover_max_s": round(max(takeovers["kill"]), 3) if takeovers["kill"] else None,
-        "handoff_p50_s": round(percentile(takeovers["term"], 50), 3) if takeovers["term"] else None,
+        "handoff_p50_s": rounded(percentile(takeovers["term"], 50), 3),
         "handoff_max_s": round(max(takeovers["term"]), 3) if takeovers["term"] else None,
         "slots": int(end - start) * args.jobs, "missed": missed, "doubled": doubled,
     }

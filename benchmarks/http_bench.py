@@ -27,6 +27,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from distsched.testing.processes import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = r"""
 import asyncio
@@ -52,12 +54,11 @@ async def main():
 
 asyncio.run(main())
 """
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
 LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3})\s+(\S+)\s+attempt\s+\d+\s+(\S+)")
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))] if values else float("nan")
 
 
 async def direct(url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -138,7 +139,7 @@ def main() -> None:
         "direct_rps": round(args.n / direct_total, 1), "direct_latency_p50_ms": round(base * 1000, 2),
         "distsched_rps": round(args.n / max(burst), 1) if burst else None,
         "burst_succeeded": ok_burst, "paced_succeeded": ok_paced,
-        "added_p50_ms": round(pct(added, 50) * 1000, 1), "added_p99_ms": round(pct(added, 99) * 1000, 1),
+        "added_p50_ms": ms(percentile(added, 50)), "added_p99_ms": ms(percentile(added, 99)),
     }
     if args.json:
         print(json.dumps(figures))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from _common import Deployment, parser, proc_cpu_seconds, report
+from _common import deployment, parser, proc_cpu_seconds, report
 
 
 async def add_jobs(url: str, n: int) -> tuple[float, float]:
@@ -78,13 +78,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=100_000, help="cron jobs (default 100000)")
     p.add_argument("--idle", type=float, default=30.0, help="seconds of leader CPU measured (default 30)")
     args = p.parse_args()
-    with Deployment("scale") as dep:
-        client = dep.redis.client()
+    with deployment("scale") as dep:
+        client = dep.store.client()
         before = int(client.info("memory")["used_memory"])
         build_seconds, store_seconds = asyncio.run(add_jobs(dep.url, args.jobs))
         add_seconds = build_seconds + store_seconds
         per_job = (int(client.info("memory")["used_memory"]) - before) / args.jobs
-        leader = dep.start("scheduler", "-v", "scheduler", "--storage", dep.url)
+        leader = dep.spawn("scheduler", "-v", "scheduler", "--storage", dep.url)
         dep.wait_for(lambda: "leading with term" in dep.log("scheduler") or leader.poll() is not None, 30,
                      "the scheduler to lead", interval=0.1)
         time.sleep(2.0)  # past start-up
@@ -93,7 +93,7 @@ def main() -> None:
         cpu = (proc_cpu_seconds(leader.pid) - cpu0) / (time.monotonic() - t0) * 100
         dep.stop("scheduler")
         big = asyncio.run(tick_times(dep.url, (10, 10_000)))
-    with Deployment("small") as small:
+    with deployment("small") as small:
         alone = asyncio.run(tick_times(small.url, (10,)))
     figures = {
         "jobs": args.jobs, "add_seconds": round(add_seconds, 2), "jobs_per_s": round(args.jobs / add_seconds),

@@ -22,7 +22,10 @@ import sys
 import time
 from collections import Counter
 
-from _common import Deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, report
+from _common import deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, report
+
+from distsched.testing.processes import Deployment
+from distsched.testing.redis_server import RedisServer
 
 TASKS = '''
 import atexit, json, os
@@ -64,14 +67,14 @@ print(got, flush=True)
 '''
 
 
-def raw_baseline(dep: Deployment, n: int) -> float:
+def raw_baseline(dep: Deployment[RedisServer], n: int) -> float:
     import redis
 
-    consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, str(dep.redis.port)], stdout=subprocess.PIPE, text=True)
+    consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, str(dep.store.port)], stdout=subprocess.PIPE, text=True)
                  for _ in range(2)]
     for c in consumers:
         assert c.stdout.readline().strip() == "ready"
-    client = redis.Redis(port=dep.redis.port)
+    client = redis.Redis(port=dep.store.port)
     start = time.perf_counter()
     for i in range(n):  # one LPUSH per message, as a plain producer would
         client.lpush("raw:q", json.dumps({"id": i, "target": "noop", "args": [i]}))
@@ -116,30 +119,21 @@ def _metrics(on: bool) -> list[str]:
 
 
 def one_run(n: int, metrics: bool = False) -> dict:
-    with Deployment() as dep:
+    with deployment() as dep:
         raw = raw_baseline(dep, n)
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
-        dep.start("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
-        workers = [dep.start(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks",
+        dep.spawn("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
+        workers = [dep.spawn(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks",
                              "--concurrency", "64", "--capacity", "1024", *_metrics(metrics), env=env)
                    for i in (1, 2)]
 
-        def ready() -> bool:
-            async def count() -> int:
-                from distsched import DistributeSchedule
+        async def registered(app, storage) -> bool:
+            return len(await storage.workers.list_workers()) == 2
 
-                app = DistributeSchedule(dep.url)
-                try:
-                    return len(await (await app.storage()).workers.list_workers())
-                finally:
-                    await app.engine.close()
-
-            return asyncio.run(count()) == 2
-
-        dep.wait_for(ready, 30, "two workers to register", interval=0.1)
+        dep.wait_for(lambda: dep.call(registered), 30, "two workers to register", interval=0.1)
         pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid,
-                "redis": dep.redis.pid}
+                "redis": dep.store.pid}
         cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
         own0 = time.process_time()
         elapsed, counts = asyncio.run(submit_and_wait(dep.url, n, timeout=120))

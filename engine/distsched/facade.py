@@ -74,6 +74,24 @@ class DistributeSchedule:
         self._stop: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
 
+    @classmethod
+    def of_engine(cls, engine: Engine) -> DistributeSchedule:
+        """A facade over an engine built elsewhere - for a plugin that serves beside it
+        (``distsched_serve`` hands it the engine): the same store (an embedded ``memory://``
+        one included), plugins, functions and configuration. Its job and task calls work at
+        once; it never starts or stops that engine itself (``stop``/``running`` are for the
+        facade that built the engine)."""
+        app = cls.__new__(cls)
+        app.config = engine.config
+        app.plugins = engine.plugins
+        app.functions = engine.functions
+        app.worker_config = WorkerConfig()
+        app.listeners = []
+        app.engine = engine
+        app._stop = None
+        app._runner = None
+        return app
+
     # -- functions --------------------------------------------------------------------
     def task(self, func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Decorator: let the ``local`` executor run ``func`` under ``name`` (default __name__)."""

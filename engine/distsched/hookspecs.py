@@ -143,6 +143,22 @@ def distsched_cli_commands() -> list[click.Command]:  # type: ignore[empty-body]
     """
 
 
+@hookspec
+def distsched_web_routes(app: Any) -> list[Any]:  # type: ignore[empty-body]
+    """Add pages and API routes to the web dashboard (the ``web`` plugin).
+
+    Called once per plugin when the dashboard builds its ASGI application, with ``app`` the
+    :class:`distsched.DistributeSchedule` it shows. Returns a list of Starlette routes
+    (``starlette.routing.Route`` / ``Mount``) or None. Routes under ``/api/`` are API routes;
+    a ``Route`` with a ``name`` and a path without parameters also gets a link in the
+    navigation bar. Plugin routes are matched before the built-in ones; all plugins' lists
+    are used. The dashboard's login and token checks apply only to its own routes: a plugin
+    route that changes anything must check ``request.app.state.dashboard.security`` itself.
+
+    .. versionadded:: 0.2
+    """
+
+
 @hookspec(firstresult=True)
 def distsched_serve(engine: ServedEngine, name: str, address: str) -> Any:
     """Start a server beside a running engine: ``name`` is what to serve (``metrics``,
@@ -167,7 +183,8 @@ def distsched_serve(engine: ServedEngine, name: str, address: str) -> Any:
 
 
 __all__ = [
-    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve", "distsched_register_balancers", "distsched_register_election",
+    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve", "distsched_web_routes",
+    "distsched_register_balancers", "distsched_register_election",
     "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
     "hookimpl", "hookspec",
 ]

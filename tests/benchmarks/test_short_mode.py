@@ -56,3 +56,10 @@ def test_failover_short():
 def test_http_short():
     figures = run("http_bench.py", "-n", "100", "--paced", "10")
     assert figures["burst_succeeded"] == 100 and figures["paced_succeeded"] == 10
+
+
+def test_web_short():
+    figures = run("web_bench.py", "--jobs", "2000", "--tasks", "4000", "--requests", "3", "-n", "2000", "--runs", "1")
+    assert figures["part1"]["tasks"] == 4000 and figures["part1"]["counts"]["failed"] == 400
+    assert set(figures["part1"]["calls"]) >= {"page /", "page /jobs", "api tasks", "api task", "page /workers"}
+    assert figures["part2"]["lost"] == 0

@@ -252,9 +252,9 @@ metrics_option = click.option(
 )
 
 
-def _serve(metrics: str | None) -> dict[str, str]:
+def _serve(metrics: str | None, web: str | None = None) -> dict[str, str]:
     """``EngineConfig.serve`` from the serve options (``distsched_serve`` starts each)."""
-    return {"metrics": metrics} if metrics else {}
+    return {name: address for name, address in (("metrics", metrics), ("web", web)) if address}
 
 
 def _serving(metrics: str | None) -> str:
@@ -345,9 +345,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
 @log_format_option
 @metrics_option
+@click.option("--web", "web", is_flag=False, flag_value="127.0.0.1:8787", default=None, metavar="[HOST:PORT]",
+              callback=_check_address,
+              help="Also serve the web dashboard and REST API on HOST:PORT (default 127.0.0.1:8787; the web "
+                   "plugin: pip install 'distsched[web]'; see docs/web.md).")
 @click.pass_context
 def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float | None, concurrency: int | None,
-        log_format: str, metrics: str | None) -> None:
+        log_format: str, metrics: str | None, web: str | None) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
     Prints one line per finished attempt: time, job, attempt, state, duration, task id
@@ -355,7 +359,7 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     --duration.
     """
     jobs = _load_jobs(jobs_file)
-    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics))
+    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics, web))
     _prepare(app, jobs)
     app.listeners.append(_TaskLog(log_format))
 

@@ -495,8 +495,9 @@ class PluginManager:
             return handle, self._served_by.pop(id(handle), "a wrapper of distsched_serve")
         broken = self.broken()
         hint = ("; broken plugins: " + "; ".join(broken.values())) if broken else ""
+        extra = f"pip install 'distsched[{name}]'" if name in ("metrics", "web") else "for metrics: pip install 'distsched[metrics]'"
         raise PluginError(f"no plugin serves {name!r} (asked to serve it on {address}); install the plugin "
-                          f"that provides it (for metrics: pip install 'distsched[metrics]'){hint}")
+                          f"that provides it ({extra}){hint}")
 
     # -- events ---------------------------------------------------------------------
     @property
@@ -541,3 +542,9 @@ def _module_name(obj: Any) -> str:
 
 def _default_name(obj: Any) -> str:
     return obj.__name__ if isinstance(obj, ModuleType) else f"{type(obj).__name__}-{id(obj):x}"
+
+
+__all__ = [
+    "BALANCER", "ELECTION", "EXECUTOR", "GROUP", "PLUGINS_ENV", "STORAGE", "Family", "PluginInfo", "PluginManager",
+    "allow_replace_from_env", "check_returns", "disabled_from_env", "load_plugin_modules", "modules_from_env",
+]

@@ -6,6 +6,9 @@
   ``pytest_plugins = ["distsched.testing.pytest_plugin"]`` in your root conftest.py.
 * :mod:`distsched.testing.contracts` - the contract suites a storage, election, executor or
   balancer plugin must pass.
+* :mod:`distsched.testing.processes` - real ``python -m distsched`` processes on a throwaway
+  store server (:class:`~distsched.testing.processes.Deployment`), waiting with a deadline.
+* :mod:`distsched.testing.redis_server` - throwaway ``redis-server`` and Sentinel processes.
 """
 
 from __future__ import annotations

@@ -19,11 +19,7 @@ Only processes started here are ever signalled, by their own pid.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -31,12 +27,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
+
+from .processes import ChildProcess, StoreServer
 
 SHARED_PORT = 6379
 LOOPBACK = "127.0.0.1"
-_live: set[_Process] = set()
 
 
 def redis_server_binary() -> str | None:
@@ -71,47 +68,6 @@ def _ping(port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 0.5,
                 return data or None
     except (OSError, ssl.SSLError):
         return None
-
-
-class _Process:
-    """A child process we started (and only ever signal by its pid)."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        _live.add(self)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        _live.discard(self)
-
-    def terminate(self, timeout: float = 5.0) -> None:
-        if self.alive():
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc.wait(10)
-        _live.discard(self)
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # pragma: no cover - only when a test run forgot to stop one
-    for proc in list(_live):
-        with contextlib.suppress(Exception):
-            proc.kill()
 
 
 class Certificates:
@@ -217,7 +173,7 @@ class RedisServer:
         self.host = LOOPBACK
         self.dir: Path | None = None
         self.certs: Certificates | None = None
-        self._proc: _Process | None = None
+        self._proc: ChildProcess | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> RedisServer:
@@ -263,7 +219,7 @@ class RedisServer:
         for _ in range(1 if fixed else 5):
             if not fixed:
                 self.port = free_port()
-            self._proc = _Process(self._args(), self.dir / "stdout.log")
+            self._proc = ChildProcess(self._args(), self.dir / "stdout.log")
             if self._wait_ready(loaded):
                 return self
             self._proc.kill()
@@ -298,13 +254,13 @@ class RedisServer:
     def restart(self, *, loaded: bool = True) -> RedisServer:
         """Start again on the same port (after kill() or stop()); ``loaded`` as for start()."""
         if self._proc is not None and self._proc.alive():
-            self._proc.terminate()
+            self._proc.stop()
         return self.start(loaded=loaded)
 
     def stop(self) -> None:
         """Terminate the server and remove its temp dir."""
         if self._proc is not None:
-            self._proc.terminate()
+            self._proc.stop()
             self._proc = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -407,7 +363,7 @@ class RedisSentinel:
         self.start_timeout = start_timeout
         self.port: int | None = None
         self.dir: Path | None = None
-        self._proc: _Process | None = None
+        self._proc: ChildProcess | None = None
 
     def __enter__(self) -> RedisSentinel:
         self.start()
@@ -437,7 +393,7 @@ class RedisSentinel:
                 lines += [f"sentinel auth-user {self.service} {user[0]}",
                           f"sentinel auth-pass {self.service} {user[1]}"]
             conf.write_text("\n".join(lines) + "\n")
-            self._proc = _Process([str(binary), str(conf), "--sentinel"], self.dir / "stdout.log")
+            self._proc = ChildProcess([str(binary), str(conf), "--sentinel"], self.dir / "stdout.log")
             if self._wait_ready():
                 return self
             self._proc.kill()
@@ -468,7 +424,7 @@ class RedisSentinel:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
+            self._proc.stop()
             self._proc = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -479,6 +435,11 @@ class RedisSentinel:
             return ""
         path = self.dir / "sentinel.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+if TYPE_CHECKING:
+    def _a_redis_server_is_a_store_server(server: RedisServer) -> StoreServer:
+        return server
 
 
 __all__ = ["Certificates", "RedisSentinel", "RedisServer", "free_port", "redis_server_binary"]

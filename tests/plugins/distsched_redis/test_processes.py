@@ -6,9 +6,7 @@ twice, tasks lost), so the CI log shows them.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from distsched import DistributeSchedule
 from distsched.model import TaskState
 from distsched.testing import all_tasks
+from distsched.testing.processes import Deployment, NodeProcess
 from distsched.testing.redis_server import RedisServer, redis_server_binary
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow,
@@ -42,66 +40,25 @@ def sleepy(seconds):
 '''
 
 
-class Deployment:
-    """A Redis server and the distsched processes started against it."""
+class MultiProcess(Deployment[RedisServer]):
+    """The shared Deployment with the scheduler and worker options of these tests."""
 
     def __init__(self, tmp_path: Path, **redis_options) -> None:
-        self.tmp = tmp_path
-        self.redis = RedisServer(**redis_options).start()
-        self.url = f"{self.redis.url}?namespace=mp"
-        self.procs: dict[str, subprocess.Popen] = {}
-        (tmp_path / "mp_tasks.py").write_text(TASKS)
+        super().__init__(RedisServer(**redis_options), directory=tmp_path, url_options={"namespace": "mp"})
+        self.start()
+        self.write("mp_tasks.py", TASKS)
 
     def jobs_file(self, body: str) -> Path:
-        path = self.tmp / "jobs.toml"
-        path.write_text('[worker]\nimports = ["mp_tasks"]\nconcurrency = 2\n\n' + textwrap.dedent(body))
-        return path
+        return self.write("jobs.toml", '[worker]\nimports = ["mp_tasks"]\nconcurrency = 2\n\n' + textwrap.dedent(body))
 
-    def _start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "distsched", "-v", *args], cwd=self.tmp,
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.procs[name] = proc
-        return proc
-
-    def scheduler(self, name: str, jobs: Path | None = None) -> subprocess.Popen:
+    def scheduler(self, name: str, jobs: Path | None = None) -> NodeProcess:
         args = ["scheduler", "--storage", self.url, "--node-id", name, "--lease-ttl", str(LEASE_TTL),
                 "--renew-interval", str(RENEW), "--heartbeat-ttl", str(HEARTBEAT_TTL)]
-        return self._start(name, *args, *(["--jobs", str(jobs)] if jobs else []))
+        return self.spawn(name, "-v", *args, *(["--jobs", str(jobs)] if jobs else []))
 
-    def worker(self, name: str, concurrency: int = 2) -> subprocess.Popen:
-        return self._start(name, "worker", "--storage", self.url, "--name", name, "--import", "mp_tasks",
-                           "--concurrency", str(concurrency), "--heartbeat-interval", "0.3")
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text()
-
-    def call(self, coro_fn):
-        async def main():
-            app = DistributeSchedule(self.url)
-            try:
-                return await coro_fn(app, await app.storage())
-            finally:
-                await app.engine.close()
-
-        return asyncio.run(main())
-
-    def leader(self) -> str | None:
-        async def current(app, storage):
-            fence = await (await app.engine.open_election()).current()
-            return fence.node_id if fence else None
-
-        return self.call(current)
-
-    def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.05):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        logs = "\n".join(f"--- {n}\n{self.log(n)[-2000:]}" for n in self.procs)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+    def worker(self, name: str, concurrency: int = 2) -> NodeProcess:
+        return self.spawn(name, "-v", "worker", "--storage", self.url, "--name", name, "--import", "mp_tasks",
+                          "--concurrency", str(concurrency), "--heartbeat-interval", "0.3")
 
     def job_tasks(self, job: str):
         async def tasks(app, storage):
@@ -109,17 +66,10 @@ class Deployment:
 
         return self.call(tasks)
 
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-        self.redis.stop()
-
 
 @pytest.fixture
 def deployment(tmp_path):
-    dep = Deployment(tmp_path)
+    dep = MultiProcess(tmp_path)
     yield dep
     dep.close()
 
@@ -180,12 +130,12 @@ def test_a_paused_leader_is_fenced(deployment, capsys):
     deployment.worker("w1")
     first = deployment.wait_for(deployment.leader, 15, "a leader")
     paused = procs[first]
-    paused.send_signal(signal.SIGSTOP)
+    paused.pause()
     stopped_at = time.monotonic()
     other = deployment.wait_for(lambda: (lambda n: n if n and n != first else None)(deployment.leader()),
                                 LEASE_TTL + RENEW + 5, "the other scheduler to lead")
     takeover = time.monotonic() - stopped_at
-    paused.send_signal(signal.SIGCONT)
+    paused.resume()
     deployment.wait_for(lambda: "stopped leading term" in deployment.log(first), 10, "the old leader to step down")
     time.sleep(1.5)  # the resumed process runs its stale loop, if it had one
     log = deployment.log(first)
@@ -266,7 +216,7 @@ def test_sigterm_drains_a_worker(deployment):
 
 
 def test_redis_restart_mid_run(tmp_path, capsys):
-    dep = Deployment(tmp_path, appendonly=True, appendfsync="always")
+    dep = MultiProcess(tmp_path, appendonly=True, appendfsync="always")
     try:
         jobs = dep.jobs_file('''
             [[jobs]]
@@ -281,9 +231,9 @@ def test_redis_restart_mid_run(tmp_path, capsys):
             return [t for t in dep.job_tasks("beat") if t.state is TaskState.SUCCEEDED and t.slot > t0]
 
         dep.wait_for(lambda: len(succeeded_after(0)) >= 2, 20, "the job to run")
-        dep.redis.kill()
+        dep.store.kill()
         time.sleep(1.0)  # the outage (fault injection, not synchronisation)
-        dep.redis.restart()
+        dep.store.restart()
         back = time.time()
         first = dep.wait_for(lambda: succeeded_after(back), 30, "a run after Redis returned")
         recovery = min(t.finished_at for t in first) - back

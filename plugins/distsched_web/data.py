@@ -1,0 +1,264 @@
+"""What the pages and the API show, read through the public facade and the storage ports.
+
+Every function returns plain JSON-ready dicts (the API serialises them as they are; the
+templates render them). Nothing here scans all jobs or all tasks: listings are paginated by
+the store, counts come from the store's counters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from distsched.model import (
+    AtTrigger,
+    CronTrigger,
+    EveryTrigger,
+    Task,
+    TaskConfig,
+    ValidationError,
+)
+
+from .redact import safe_url, scrub
+
+try:  # the job builders live in distsched.model (issue 12.1); distsched.facade before that
+    from distsched.model import JOB_FIELDS, build_job, job_fields  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until that change is merged
+    from distsched.facade import JOB_FIELDS, build_job, job_fields  # noqa: F401
+
+#: Largest page the pages and the API hand out.
+MAX_LIMIT = 200
+TASK_STATES = ("pending", "dispatched", "running", "retrying", "succeeded", "failed", "timed_out",
+               "cancelled", "skipped")
+FAILED_STATES = ("failed", "timed_out")
+
+
+def iso(at: float | None, zone: str | None = None) -> str | None:
+    if at is None:
+        return None
+    tz = ZoneInfo(zone) if zone and zone != "UTC" else timezone.utc
+    text = datetime.fromtimestamp(at, tz).isoformat(timespec="seconds")
+    return text.replace("+00:00", "Z") if tz is timezone.utc else text
+
+
+def trigger_words(config: TaskConfig) -> str:
+    trigger = config.trigger
+    if isinstance(trigger, CronTrigger):
+        words = cron_words(trigger.expr)
+        return f"{words} ({trigger.timezone}; cron {trigger.expr})" if words else f"cron {trigger.expr} ({trigger.timezone})"
+    if isinstance(trigger, EveryTrigger):
+        return f"every {_seconds(trigger.interval)}"
+    if isinstance(trigger, AtTrigger):
+        return f"once at {iso(trigger.at)}"
+    return "no trigger (trigger now only)"
+
+
+def cron_words(expr: str) -> str | None:
+    """A cron expression in English (cron-descriptor), or None when it cannot say."""
+    try:
+        from cron_descriptor import ExpressionDescriptor, Options
+    except ImportError:  # pragma: no cover - installed without the 'web' extra
+        return None
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        return str(ExpressionDescriptor(expr, options).get_description())
+    except Exception:  # its own errors for the forms it does not know (@hourly...)
+        return None
+
+
+def _seconds(value: float) -> str:
+    if value >= 3600 and value % 3600 == 0:
+        return f"{value / 3600:g}h"
+    if value >= 60 and value % 60 == 0:
+        return f"{value / 60:g}m"
+    return f"{value:g}s"
+
+
+def check_limit(value: Any, default: int = 50) -> int:
+    if value is None:
+        return default
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError("limit", f"must be an integer between 1 and {MAX_LIMIT}, not {value!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError("limit", f"must be an integer between 1 and {MAX_LIMIT}, not {limit}")
+    return limit
+
+
+def check_cursor(value: Any, field: str = "cursor") -> str | None:
+    """An opaque page cursor (or a job name for the jobs pages); None for the first page."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 1024:
+        raise ValidationError(field, "must be the cursor of a previous page (1-1024 characters)")
+    return value
+
+
+def check_state(value: Any, *, empty_is_any: bool = False) -> str | None:
+    """A task state filter; ``""`` means any state only on the pages (their form sends it)."""
+    if value is None or (value == "" and empty_is_any):
+        return None
+    if value not in TASK_STATES:
+        raise ValidationError("state", f"must be one of {', '.join(TASK_STATES)}, not {value!r}")
+    return str(value)
+
+
+def task_row(task: Task) -> dict[str, Any]:
+    """One task as a listing row."""
+    result = task.result
+    started = task.started_at
+    finished = task.finished_at
+    return {
+        "id": task.id, "job": task.job, "state": task.state.value, "slot": task.slot, "slot_iso": iso(task.slot),
+        "attempt": task.attempt, "worker_id": task.worker_id,
+        "created_at": task.created_at, "updated_at": task.updated_at, "updated_iso": iso(task.updated_at),
+        "started_at": started, "started_iso": iso(started), "finished_at": finished,
+        "duration": round(finished - started, 6) if started is not None and finished is not None else None,
+        "outcome": result.outcome if result is not None else None,
+        "error": scrub(result.error) if result is not None and result.error else (task.reason if task.state.value == "skipped" else None),
+        "reason": task.reason,
+    }
+
+
+def attempt_row(a: Any) -> dict[str, Any]:
+    duration = (a.finished_at - a.started_at) if a.started_at is not None and a.finished_at is not None else None
+    return {
+        "attempt": a.number, "attempt_id": a.attempt_id, "worker_id": a.worker_id,
+        "dispatched_at": a.dispatched_at, "started_at": a.started_at, "started_iso": iso(a.started_at),
+        "finished_at": a.finished_at, "finished_iso": iso(a.finished_at),
+        "duration": round(duration, 6) if duration is not None else None, "outcome": a.outcome,
+        "value": scrub(a.value), "error": scrub(a.error), "error_type": a.error_type,
+        "retry_at": a.retry_at, "retry_iso": iso(a.retry_at), "truncated": a.truncated,
+    }
+
+
+def task_detail(task: Task, attempts: Any) -> dict[str, Any]:
+    """One task with every attempt (result or error) and its retry schedule."""
+    row = task_row(task)
+    spec = task.spec
+    retry = spec.retry
+    schedule = [{"after_attempt": n, "delay": retry.delay_after(n)} for n in range(1, min(retry.max_attempts, 51))]
+    retrying = task.state.value == "retrying"
+    row.update(
+        spec=scrub(spec.to_dict()), dispatches=task.dispatches, redeliveries=task.redeliveries,
+        not_before=task.not_before, not_before_iso=iso(task.not_before), dispatched_at=task.dispatched_at,
+        version=task.version, attempts=[attempt_row(a) for a in attempts],
+        retry={"policy": retry.to_dict(), "schedule": schedule,
+               "next_attempt_at": task.not_before if retrying else None,
+               "next_attempt_iso": iso(task.not_before) if retrying else None},
+    )
+    return row
+
+
+class WebData:
+    """The queries behind the pages and the API, over one DistributeSchedule (its history
+    queries: ``status``, ``throughput``, ``jobs_page``, ``tasks``, ``task_detail``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def store(self) -> Any:
+        return await self.app.storage()
+
+    # -- overview ---------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        status = await self.app.status()
+        leader = status.leader
+        return {
+            "now": status.now, "now_iso": iso(status.now),
+            "leader": None if leader is None else {
+                "node_id": leader.node_id, "term": leader.term, "since": leader.acquired_at,
+                "since_iso": iso(leader.acquired_at), "lease_age": round(leader.lease_age, 3),
+                "expires_in": round(leader.expires_in, 3), "expired": leader.expired},
+            "schedulers": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role,
+                            "heartbeat_age": round(n.heartbeat_age, 3), "alive": n.alive} for n in status.schedulers],
+            "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "state": w.state, "load": w.load,
+                         "capacity": w.capacity, "concurrency": w.concurrency, "queued": w.queued,
+                         "heartbeat_age": None if w.heartbeat_age is None else round(w.heartbeat_age, 3),
+                         "alive": w.state in ("alive", "draining"), "draining": w.draining,
+                         "started_iso": iso(w.started_at)} for w in sorted(status.workers, key=lambda w: w.id)],
+            "tasks": {s: int(status.counts.get(s, 0)) for s in TASK_STATES},
+            "oldest_pending_age": status.oldest_pending_age,
+        }
+
+    async def overview(self) -> dict[str, Any]:
+        data = await self.status()
+        now = data["now"]
+        failures = []
+        for state in FAILED_STATES:
+            page = await self.app.tasks(state=state, since=now - 3600, limit=20)
+            failures += [task_row(t) for t in page.tasks]
+        failures.sort(key=lambda r: r["updated_at"], reverse=True)
+        buckets = await self.app.throughput(60)
+        data.update(
+            storage=safe_url(self.app.config.storage),
+            throughput=[{"minute": b.minute, "minute_iso": iso(b.minute), "count": sum(b.counts.values()),
+                         "counts": dict(b.counts)} for b in buckets],
+            failures=failures[:20],
+        )
+        return data
+
+    # -- jobs -------------------------------------------------------------------------
+    async def jobs(self, *, after: str | None = None, limit: int = 50) -> dict[str, Any]:
+        page = await self.app.jobs_page(after=after, limit=limit)
+        return {"items": [job_row(c, s) for c, s in page.jobs], "after": after, "limit": limit,
+                "next_after": page.next_after}
+
+    async def job(self, name: str, *, count: int = 10) -> dict[str, Any]:
+        store = await self.store()
+        config = await store.jobs.get(name)
+        state = await store.jobs.state(name)
+        row = job_row(config, state)
+        fields = job_fields(config)
+        fields["retry"] = config.spec.retry.to_dict()
+        if fields.get("balance_key") is None:
+            fields.pop("balance_key", None)
+        row["spec"] = scrub(fields)
+        row["upcoming"] = [{"at": s.at, "utc": iso(s.at), "local": iso(s.at, row["timezone"]), "skip": s.skip}
+                           for s in config.upcoming(store.clock(), count)]
+        return row
+
+    async def job_history(self, name: str, *, cursor: str | None = None, limit: int = 20) -> dict[str, Any]:
+        await self.app.get_job(name)  # NotFound for an unknown job
+        page = await self.app.job_history(name, cursor=cursor, limit=limit)
+        return {"items": [task_row(t) for t in page.tasks], "cursor": cursor, "limit": limit,
+                "next_cursor": page.next_cursor}
+
+    # -- tasks ------------------------------------------------------------------------
+    async def tasks(self, *, state: str | None = None, job: str | None = None, worker: str | None = None,
+                    cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        page = await self.app.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit)
+        return {"items": [task_row(t) for t in page.tasks], "cursor": cursor, "limit": limit,
+                "next_cursor": page.next_cursor, "state": state, "job": job, "worker": worker}
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        detail = await self.app.task_detail(task_id)
+        return task_detail(detail.task, detail.attempts)
+
+    # -- workers ----------------------------------------------------------------------
+    async def workers(self, *, recent: int = 10) -> list[dict[str, Any]]:
+        store = await self.store()
+        out = []
+        for w in (await self.status())["workers"]:
+            live = sorted(await store.tasks.assigned(w["id"]), key=lambda t: t.updated_at, reverse=True)
+            page = await self.app.tasks(worker=w["id"], limit=recent)
+            w.update(live=[task_row(t) for t in live[:100]], recent=[task_row(t) for t in page.tasks])
+            out.append(w)
+        return out
+
+
+def job_row(config: TaskConfig, state: Any) -> dict[str, Any]:
+    zone = config.trigger.timezone if config.trigger is not None else "UTC"
+    return {
+        "name": config.name, "trigger": trigger_words(config), "timezone": zone,
+        "executor": config.spec.executor, "target": safe_url(config.spec.target),
+        "enabled": config.enabled, "paused": state.paused, "version": config.version,
+        "next_fire_at": state.next_fire_at, "next_fire_utc": iso(state.next_fire_at),
+        "next_fire_local": iso(state.next_fire_at, zone),
+        "last_state": state.last_outcome, "last_at": state.last_outcome_at, "last_iso": iso(state.last_outcome_at),
+        "last_task": state.last_task, "description": config.description,
+    }

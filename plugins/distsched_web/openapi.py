@@ -1,0 +1,196 @@
+"""The OpenAPI 3.0 document of ``/api/v1`` (served at ``/api/v1/openapi.json``).
+
+Written by hand next to the handlers in ``server.py``; schemathesis checks the handlers
+against it in the test suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distsched import __version__
+
+from .data import MAX_LIMIT, TASK_STATES
+
+_NUM = {"type": "number"}
+_NNUM = {"type": "number", "nullable": True}
+_NSTR = {"type": "string", "nullable": True}
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None, extra: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props, "required": required or list(props)}
+    if not extra:
+        out["additionalProperties"] = False
+    return out
+
+
+_ERROR = _obj({"error": _obj({"code": _STR, "field": _NSTR, "reason": _STR})})
+_DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}
+_RETRY = {"type": "object", "properties": {
+    "max_attempts": {"type": "integer", "minimum": 1}, "backoff": {"type": "string", "enum": ["fixed", "exponential"]},
+    "delay": _DURATION, "max_delay": _DURATION, "jitter": {"type": "number", "minimum": 0, "maximum": 1}},
+    "additionalProperties": False}
+
+_TASK_ROW = _obj({
+    "id": _STR, "job": _NSTR, "state": {"type": "string", "enum": list(TASK_STATES)}, "slot": _NNUM,
+    "slot_iso": _NSTR, "attempt": _INT, "worker_id": _NSTR, "created_at": _NUM, "updated_at": _NUM,
+    "updated_iso": _NSTR, "started_at": _NNUM, "started_iso": _NSTR, "finished_at": _NNUM, "duration": _NNUM,
+    "outcome": _NSTR, "error": _NSTR, "reason": _NSTR,
+})
+_ATTEMPT = _obj({
+    "attempt": _INT, "attempt_id": _STR, "worker_id": _NSTR, "dispatched_at": _NNUM, "started_at": _NNUM,
+    "started_iso": _NSTR, "finished_at": _NNUM, "finished_iso": _NSTR, "duration": _NNUM, "outcome": _STR,
+    "value": {"nullable": True}, "error": _NSTR, "error_type": _NSTR, "retry_at": _NNUM, "retry_iso": _NSTR,
+    "truncated": {"type": "boolean"},
+})
+_TASK = {"allOf": [_ref("TaskRow"), _obj({
+    "spec": {"type": "object"}, "dispatches": _INT, "redeliveries": _INT, "not_before": _NUM,
+    "not_before_iso": _NSTR, "dispatched_at": _NNUM, "version": _INT,
+    "attempts": {"type": "array", "items": _ref("Attempt")},
+    "retry": _obj({"policy": {"type": "object"}, "schedule": {"type": "array", "items": {"type": "object"}},
+                   "next_attempt_at": _NNUM, "next_attempt_iso": _NSTR}),
+})]}
+_JOB_ROW = _obj({
+    "name": _STR, "trigger": _STR, "timezone": _STR, "executor": _STR, "target": _STR, "enabled": {"type": "boolean"},
+    "paused": {"type": "boolean"}, "version": _INT, "next_fire_at": _NNUM, "next_fire_utc": _NSTR,
+    "next_fire_local": _NSTR, "last_state": _NSTR, "last_at": _NNUM, "last_iso": _NSTR, "last_task": _NSTR,
+    "description": _STR,
+})
+_JOB = {"allOf": [_ref("JobRow"), _obj({
+    "spec": {"type": "object"},
+    "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR})},
+})]}
+_WORKER = _obj({
+    "id": _STR, "host": _STR, "pid": _INT, "state": {"type": "string", "enum": ["alive", "draining", "stale", "stopped"]},
+    "load": _INT, "capacity": _INT, "concurrency": _INT, "queued": _INT, "heartbeat_age": _NNUM,
+    "alive": {"type": "boolean"}, "draining": {"type": "boolean"}, "started_iso": _NSTR,
+    "live": {"type": "array", "items": _ref("TaskRow")}, "recent": {"type": "array", "items": _ref("TaskRow")},
+})
+_JOB_INPUT = {
+    "type": "object", "additionalProperties": False,
+    "description": "The fields of a [[jobs]] table of the jobs file (docs/jobs-file.md); exactly one of "
+                   "cron, every, at.",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200}, "cron": _STR, "every": _DURATION, "at": _STR, "timezone": _STR, "executor": _STR,
+        "target": _STR, "args": {"type": "array"}, "kwargs": {"type": "object"}, "options": {"type": "object"},
+        "timeout": _DURATION, "balancer": _STR, "balance_key": _NSTR, "retry": _RETRY,
+        "enabled": {"type": "boolean"}, "misfire": {"type": "string", "enum": ["skip", "fire-once", "fire-all"]},
+        "misfire_grace": _DURATION,
+        "overlap": {"type": "string", "enum": ["parallel", "serial", "discard", "replace"]},
+        "max_instances": {"type": "integer", "minimum": 1}, "dst_gap": {"type": "string", "enum": ["shift", "skip"]},
+        "dst_fold": {"type": "string", "enum": ["once", "twice"]}, "description": _STR,
+    },
+}
+_SUBMIT = {
+    "type": "object", "additionalProperties": False, "required": ["target"],
+    "properties": {
+        "target": _STR, "executor": _STR, "args": {"type": "array"}, "kwargs": {"type": "object"},
+        "options": {"type": "object"}, "timeout": _DURATION, "retry": _RETRY, "balancer": _STR, "task_id": _STR,
+    },
+}
+
+_CURSOR = {"name": "cursor", "in": "query", "required": False,
+           "description": "The next_cursor of the previous page (opaque).",
+           "schema": {"type": "string", "minLength": 1, "maxLength": 1024}}
+_AFTER = {"name": "after", "in": "query", "required": False,
+          "description": "The next_after of the previous page (the last name shown).",
+          "schema": {"type": "string", "minLength": 1, "maxLength": 1024}}
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    words = {400: "Invalid input: the field and the reason", 401: "Missing or wrong bearer token",
+             403: "Read-only dashboard (no DISTSCHED_WEB_TOKEN)", 404: "Not found",
+             409: "Conflict (exists, or changed meanwhile)", 413: "Body too large",
+             503: "The store does not answer"}
+    return {str(c): _json(_ref("Error"), words[c]) for c in codes}
+
+
+_WRITE = (400, 401, 403, 404, 409, 413)
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def openapi_document() -> dict[str, Any]:
+    page = lambda items: _obj({"items": {"type": "array", "items": items}, "cursor": _NSTR, "limit": _INT,  # noqa: E731
+                               "next_cursor": _NSTR})
+    action = lambda what: {  # noqa: E731
+        "post": {"summary": f"{what.title()} a job", "operationId": f"{what}Job", "parameters": [_NAME],
+                 "security": _SECURED, "responses": {"200": _json({"type": "object"}), **_errors(*_WRITE)}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "distsched REST API", "version": __version__,
+                 "description": "Read a deployment and operate its jobs. Mutating calls need "
+                                "'Authorization: Bearer <DISTSCHED_WEB_TOKEN>'."},
+        "paths": {
+            "/api/v1/overview": {"get": {"summary": "Leader, workers, task counts, throughput, recent failures",
+                                         "operationId": "overview", "responses": {"200": _json({"type": "object"}), **_errors(401)}}},
+            "/api/v1/jobs": {
+                "get": {"summary": "Jobs, by name, paginated", "operationId": "listJobs",
+                        "parameters": [_AFTER, _LIMIT],
+                        "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("JobRow")},
+                                                         "after": _NSTR, "limit": _INT, "next_after": _NSTR})),
+                                      **_errors(400, 401)}},
+                "post": {"summary": "Create a job from jobs-file fields", "operationId": "createJob",
+                         "security": _SECURED,
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": _JOB_INPUT}}},
+                         "responses": {"201": _json(_ref("Job"), "Created"), **_errors(*_WRITE)}},
+            },
+            "/api/v1/jobs/{name}": {
+                "get": {"summary": "One job: spec, next fire times", "operationId": "getJob", "parameters": [_NAME],
+                        "responses": {"200": _json(_ref("Job")), **_errors(401, 404)}},
+                "put": {"summary": "Create or update a job", "operationId": "putJob", "parameters": [_NAME],
+                        "security": _SECURED,
+                        "requestBody": {"required": True, "content": {"application/json": {"schema": _JOB_INPUT}}},
+                        "responses": {"200": _json(_ref("Job"), "Updated"), "201": _json(_ref("Job"), "Created"),
+                                      **_errors(*_WRITE)}},
+                "delete": {"summary": "Remove a job (its tasks stay)", "operationId": "removeJob",
+                           "parameters": [_NAME], "security": _SECURED,
+                           "responses": {"200": _json(_obj({"removed": _STR})), **_errors(*_WRITE)}},
+            },
+            "/api/v1/jobs/{name}/history": {
+                "get": {"summary": "A job's runs, newest first", "operationId": "jobHistory",
+                        "parameters": [_NAME, _CURSOR, _LIMIT],
+                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400, 401, 404)}}},
+            "/api/v1/jobs/{name}/pause": action("pause"),
+            "/api/v1/jobs/{name}/resume": action("resume"),
+            "/api/v1/jobs/{name}/trigger": action("trigger"),
+            "/api/v1/tasks": {
+                "get": {"summary": "Tasks, most recently updated first, filtered", "operationId": "listTasks",
+                        "parameters": [
+                            {"name": "state", "in": "query", "required": False,
+                             "schema": {"type": "string", "enum": list(TASK_STATES)}},
+                            {"name": "job", "in": "query", "required": False, "schema": _STR},
+                            {"name": "worker", "in": "query", "required": False, "schema": _STR},
+                            _CURSOR, _LIMIT],
+                        "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400, 401)}},
+                "post": {"summary": "Submit a one-off task", "operationId": "submitTask", "security": _SECURED,
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": _SUBMIT}}},
+                         "responses": {"201": _json(_ref("Task"), "Submitted"), **_errors(*_WRITE)}},
+            },
+            "/api/v1/tasks/{task_id}": {
+                "get": {"summary": "One task: attempts, result or error, retry schedule", "operationId": "getTask",
+                        "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": _STR}],
+                        "responses": {"200": _json(_ref("Task")), **_errors(401, 404)}}},
+            "/api/v1/workers": {
+                "get": {"summary": "Workers with load, heartbeat age and live tasks", "operationId": "listWorkers",
+                        "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("Worker")}})),
+                                      **_errors(401)}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _ERROR, "TaskRow": _TASK_ROW, "Attempt": _ATTEMPT, "Task": _TASK,
+                        "JobRow": _JOB_ROW, "Job": _JOB, "Worker": _WORKER},
+        },
+    }

@@ -1,0 +1,655 @@
+"""The dashboard and REST API: one Starlette application over one DistributeSchedule.
+
+Pages are server-rendered with Jinja2 and work without JavaScript; ``static/live.js``
+refreshes the ``data-live`` regions of the page every few seconds by fetching the same URL
+(filters live in the query string, so they survive; scroll is untouched because only those
+regions are replaced). The JSON API under ``/api/v1`` serves the same data
+(``/api/v1/openapi.json`` documents it). Plugins add pages and API routes through the
+``distsched_web_routes`` hook; ``/metrics`` serves prometheus-client's registry when that
+library is installed (the metrics plugin fills it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import attrs
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from distsched.model import (
+    AlreadyExists,
+    DistschedError,
+    NotFound,
+    ValidationError,
+    VersionConflict,
+)
+
+from . import data as q
+from .auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Security
+from .openapi import openapi_document
+from .redact import safe_url
+
+log = logging.getLogger("distsched.web")
+HERE = Path(__file__).parent
+MAX_BODY = 1_000_000
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, field: str | None, reason: str, code: str = "invalid") -> None:
+        super().__init__(reason)
+        self.status, self.field, self.reason, self.code = status, field, reason, code
+
+
+def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = ()) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, (OSError, asyncio.TimeoutError, *transient)):
+        log.warning("web: the store did not answer: %s", type(exc).__name__)
+        return ApiError(503, None, f"the store does not answer ({type(exc).__name__}); try again shortly",
+                        "unavailable")
+    if isinstance(exc, ValidationError):
+        return ApiError(400, exc.field, exc.reason)
+    if isinstance(exc, NotFound):
+        return ApiError(404, None, str(exc), "not_found")
+    if isinstance(exc, (AlreadyExists, VersionConflict)):
+        return ApiError(409, None, str(exc), "conflict")
+    if isinstance(exc, DistschedError):
+        return ApiError(400, None, str(exc))
+    if isinstance(exc, HTTPException):
+        return ApiError(exc.status_code, None, str(exc.detail), "http")
+    log.exception("web: unexpected error")
+    return ApiError(500, None, "internal error (see the server log)", "internal")
+
+
+def _json_error(err: ApiError) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"code": err.code, "field": err.field, "reason": err.reason}}
+    headers = {"WWW-Authenticate": 'Bearer realm="distsched"'} if err.status == 401 else None
+    return JSONResponse(body, status_code=err.status, headers=headers)
+
+
+@attrs.define
+class Dashboard:
+    """The web application's state: the facade, the queries, security and templates."""
+
+    app: Any
+    security: Security
+    data: q.WebData
+    env: jinja2.Environment
+    nav: list[tuple[str, str]] = attrs.field(factory=list)
+
+    # -- helpers ----------------------------------------------------------------------
+    def transient(self) -> tuple[type[BaseException], ...]:
+        """The exception types that mean the store is unreachable for now (its backend's
+        ``transient_errors``)."""
+        storage = getattr(self.app.engine, "storage", None)
+        return tuple(getattr(storage, "transient_errors", ()))
+
+    def logged_in(self, request: Request) -> bool:
+        return self.security.session_ok(request.cookies.get(SESSION_COOKIE))
+
+    def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        csrf_cookie = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+        new_cookie = None
+        if not csrf_cookie:
+            csrf_cookie = new_cookie = self.security.new_csrf_cookie()
+        context.update(
+            request=request, nav=self.nav, logged_in=self.logged_in(request), writable=self.security.writable,
+            csrf=self.security.csrf_token(csrf_cookie), storage=safe_url(self.app.config.storage),
+            path=request.url.path, qs=_qs,
+        )
+        html = self.env.get_template(name).render(**context)
+        response = HTMLResponse(html, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self'; script-src 'self'; "
+                                                       "img-src 'self' data:; frame-ancestors 'none'")
+        if new_cookie:
+            self._cookie(response, CSRF_COOKIE, new_cookie, max_age=None)
+        return response
+
+    def _cookie(self, response: Response, name: str, value: str, *, max_age: int | None) -> None:
+        response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict",
+                            secure=self.security.secure_cookies, path="/")
+
+    async def form(self, request: Request) -> dict[str, str]:
+        """The form of a page POST, after the CSRF check."""
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            raise ApiError(413, None, "form too large")
+        form = await request.form()
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not self.security.csrf_ok(request.cookies.get(CSRF_COOKIE), values.get("csrf")):
+            raise ApiError(403, "csrf", "the form's CSRF token is missing or stale: reload the page and try again",
+                           "csrf")
+        return values
+
+
+def _qs(base: dict[str, Any], **changes: Any) -> str:
+    merged = {k: v for k, v in {**base, **changes}.items() if v not in (None, "")}
+    return "?" + urlencode(merged) if merged else ""
+
+
+# -- decorators -------------------------------------------------------------------------
+Handler = Callable[[Dashboard, Request], Awaitable[Response]]
+
+
+def api(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable[Response]]]:
+    """An API endpoint: token check on mutating methods, JSON errors."""
+
+    def bind(d: Dashboard) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(method)
+        async def endpoint(request: Request) -> Response:
+            try:
+                _check_api_auth(d, request)
+                return await method(d, request)
+            except Exception as exc:  # every error becomes JSON, never a traceback
+                return _json_error(_error_of(exc, d.transient()))
+
+        return endpoint
+
+    return bind
+
+
+def _check_api_auth(d: Dashboard, request: Request) -> None:
+    mutating = request.method in MUTATING
+    if not mutating and not d.security.reads_need_login:
+        return
+    if not d.security.writable:
+        raise ApiError(403, None, "the dashboard is read-only: start it with DISTSCHED_WEB_TOKEN set to allow "
+                                  "changes", "read_only")
+    if not d.security.bearer_ok(request.headers.get("authorization")):
+        raise ApiError(401, "Authorization", "a valid 'Authorization: Bearer <token>' header is required",
+                       "unauthorized")
+
+
+def page(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable[Response]]]:
+    """A page: login required for reads on a non-loopback bind, and for every POST; HTML errors."""
+
+    def bind(d: Dashboard) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(method)
+        async def endpoint(request: Request) -> Response:
+            try:
+                if request.method in MUTATING:
+                    await d.form(request)  # CSRF first: it needs no session
+                    if not d.security.writable:
+                        raise ApiError(403, None, "the dashboard is read-only: start it with DISTSCHED_WEB_TOKEN "
+                                                  "set to allow changes", "read_only")
+                    if not d.logged_in(request):
+                        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+                elif d.security.reads_need_login and not d.logged_in(request):
+                    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+                return await method(d, request)
+            except Exception as exc:
+                err = _error_of(exc, d.transient())
+                return d.render(request, "error.html", status=err.status, error=err)
+
+        return endpoint
+
+    return bind
+
+
+# -- API --------------------------------------------------------------------------------
+async def _body(request: Request) -> dict[str, Any]:
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise ApiError(413, None, f"body larger than {MAX_BODY} bytes", "too_large")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, None, f"body larger than {MAX_BODY} bytes", "too_large")
+    try:
+        value = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "body", f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "body", f"must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _params(request: Request, default_limit: int = 50, cursor: str = "cursor") -> tuple[str | None, int]:
+    """The page's cursor (``after`` for the jobs) and its size, checked."""
+    return (q.check_cursor(request.query_params.get(cursor), cursor),
+            q.check_limit(request.query_params.get("limit"), default_limit))
+
+
+@api
+async def api_overview(d: Dashboard, request: Request) -> Response:
+    return JSONResponse(await d.data.overview())
+
+
+@api
+async def api_jobs(d: Dashboard, request: Request) -> Response:
+    if request.method == "POST":
+        body = await _body(request)
+        stored = await _put_job(d, body, replace=False)
+        return JSONResponse(await d.data.job(stored.name), status_code=201)
+    after, limit = _params(request, cursor="after")
+    return JSONResponse(await d.data.jobs(after=after, limit=limit))
+
+
+async def _put_job(d: Dashboard, body: dict[str, Any], *, replace: bool, name: str | None = None) -> Any:
+    from .data import JOB_FIELDS, build_job
+
+    body = dict(body)
+    given = body.pop("name", None)
+    if name is not None and given is not None and given != name:
+        raise ValidationError("name", f"the body names {given!r} but the path names {name!r}")
+    name = name if name is not None else given
+    if not isinstance(name, str) or not name:
+        raise ValidationError("name", "missing (every job needs a unique name)")
+    for key in body:
+        if key not in JOB_FIELDS:
+            raise ValidationError(key, f"unknown field (expected name, {', '.join(JOB_FIELDS)})")
+    try:
+        config = build_job(name, **body)
+    except ValidationError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError("body", f"{type(exc).__name__}: {exc}") from None
+    return await d.app.put_job(config, replace=replace)
+
+
+@api
+async def api_job(d: Dashboard, request: Request) -> Response:
+    name = request.path_params["name"]
+    if request.method == "PUT":
+        body = await _body(request)
+        existed = True
+        try:
+            await d.app.get_job(name)
+        except NotFound:
+            existed = False
+        stored = await _put_job(d, body, replace=True, name=name)
+        return JSONResponse(await d.data.job(stored.name), status_code=200 if existed else 201)
+    if request.method == "DELETE":
+        if not await d.app.remove_job(name):
+            raise NotFound(f"job {name!r} does not exist")
+        return JSONResponse({"removed": name})
+    return JSONResponse(await d.data.job(name))
+
+
+@api
+async def api_job_history(d: Dashboard, request: Request) -> Response:
+    cursor, limit = _params(request, 20)
+    return JSONResponse(await d.data.job_history(request.path_params["name"], cursor=cursor, limit=limit))
+
+
+def _job_action(action: str) -> Handler:
+    async def handler(d: Dashboard, request: Request) -> Response:
+        name = request.path_params["name"]
+        return JSONResponse(await _do_action(d, name, action))
+
+    handler.__name__ = f"api_job_{action}"
+    return handler
+
+
+async def _do_action(d: Dashboard, name: str, action: str) -> dict[str, Any]:
+    if action == "pause":
+        await d.app.get_job(name)
+        await d.app.pause_job(name)
+        return {"job": name, "paused": True}
+    if action == "resume":
+        await d.app.get_job(name)
+        await d.app.resume_job(name)
+        return {"job": name, "paused": False}
+    if action == "trigger":
+        return {"job": name, "task_id": await d.app.trigger_job(name)}
+    if action == "remove":
+        if not await d.app.remove_job(name):
+            raise NotFound(f"job {name!r} does not exist")
+        return {"removed": name}
+    raise NotFound(f"no action {action!r}")
+
+
+@api
+async def api_tasks(d: Dashboard, request: Request) -> Response:
+    if request.method == "POST":
+        body = await _body(request)
+        task_id = await _submit(d, body)
+        return JSONResponse(await d.data.task(task_id), status_code=201)
+    cursor, limit = _params(request)
+    state = q.check_state(request.query_params.get("state"))
+    job = _text_param(request, "job")
+    worker = _text_param(request, "worker")
+    return JSONResponse(await d.data.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit))
+
+
+def _text_param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and not 1 <= len(value) <= 256:
+        raise ValidationError(name, "must be 1-256 characters when given")
+    return value
+
+
+SUBMIT_FIELDS = ("target", "executor", "args", "kwargs", "options", "timeout", "retry", "balancer", "task_id")
+
+
+async def _submit(d: Dashboard, body: dict[str, Any]) -> str:
+    for key in body:
+        if key not in SUBMIT_FIELDS:
+            raise ValidationError(key, f"unknown field (expected {', '.join(SUBMIT_FIELDS)})")
+    target = body.get("target")
+    if not isinstance(target, str) or not target:
+        raise ValidationError("target", "missing: the function name, URL or method to run")
+    args = body.get("args", [])
+    if not isinstance(args, list):
+        raise ValidationError("args", f"must be a list, not {type(args).__name__}")
+    for key in ("kwargs", "options"):
+        if not isinstance(body.get(key, {}), dict):
+            raise ValidationError(key, "must be an object")
+    for key in ("executor", "balancer", "task_id"):
+        if key in body and not isinstance(body[key], str):
+            raise ValidationError(key, "must be a string")
+    timeout = body.get("timeout", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, str)):
+        raise ValidationError("timeout", "must be seconds or a duration such as '30s'")
+    retry = body.get("retry")
+    if retry is not None and not isinstance(retry, dict):
+        raise ValidationError("retry", "must be an object with max_attempts, backoff, delay, max_delay, jitter")
+    try:
+        result: str = await d.app.submit(
+            target, *args, executor=body.get("executor", "local"), kwargs=body.get("kwargs") or {},
+            options=body.get("options") or {}, timeout=timeout, retry=retry,
+            balancer=body.get("balancer", "least-tasks"), task_id=body.get("task_id"))
+    except (ValidationError, DistschedError):
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError("body", f"{type(exc).__name__}: {exc}") from None
+    return result
+
+
+@api
+async def api_task(d: Dashboard, request: Request) -> Response:
+    return JSONResponse(await d.data.task(request.path_params["task_id"]))
+
+
+@api
+async def api_workers(d: Dashboard, request: Request) -> Response:
+    return JSONResponse({"items": await d.data.workers()})
+
+
+@api
+async def api_openapi(d: Dashboard, request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+# -- pages ------------------------------------------------------------------------------
+@page
+async def overview_page(d: Dashboard, request: Request) -> Response:
+    data = await d.data.overview()
+    peak = max([b["count"] for b in data["throughput"]] or [0]) or 1
+    return d.render(request, "overview.html", o=data, peak=peak, title="Overview")
+
+
+@page
+async def jobs_page(d: Dashboard, request: Request) -> Response:
+    after, limit = _params(request, cursor="after")
+    return d.render(request, "jobs.html", page=await d.data.jobs(after=after, limit=limit), title="Jobs",
+                    flash=request.query_params.get("done"))
+
+
+@page
+async def job_page(d: Dashboard, request: Request) -> Response:
+    name = request.path_params["name"]
+    cursor, limit = _params(request, 20)
+    job = await d.data.job(name)
+    history = await d.data.job_history(name, cursor=cursor, limit=limit)
+    return d.render(request, "job.html", job=job, history=history, title=f"Job {name}",
+                    flash=request.query_params.get("done"))
+
+
+@page
+async def job_confirm_page(d: Dashboard, request: Request) -> Response:
+    name = request.path_params["name"]
+    action = request.path_params["action"]
+    if action not in ("pause", "resume", "trigger", "remove"):
+        raise NotFound(f"no action {action!r}")
+    job = await d.data.job(name)
+    return d.render(request, "confirm.html", job=job, action=action, title=f"{action.title()} {name}?")
+
+
+@page
+async def job_action_page(d: Dashboard, request: Request) -> Response:
+    name = request.path_params["name"]
+    action = request.path_params["action"]
+    result = await _do_action(d, name, action)
+    if action == "remove":
+        return RedirectResponse(f"/jobs?done={quote('removed ' + name)}", status_code=303)
+    note = f"triggered: task {result['task_id']}" if action == "trigger" else f"{action}d"
+    return RedirectResponse(f"/jobs/{quote(name, safe='')}?done={quote(note)}", status_code=303)
+
+
+@page
+async def tasks_page(d: Dashboard, request: Request) -> Response:
+    cursor, limit = _params(request)
+    state = q.check_state(request.query_params.get("state"), empty_is_any=True)
+    job = request.query_params.get("job") or None
+    worker = request.query_params.get("worker") or None
+    tasks = await d.data.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit)
+    return d.render(request, "tasks.html", page=tasks, states=q.TASK_STATES, title="Tasks",
+                    filters={"state": state, "job": job, "worker": worker})
+
+
+@page
+async def task_page(d: Dashboard, request: Request) -> Response:
+    task = await d.data.task(request.path_params["task_id"])
+    return d.render(request, "task.html", task=task, title=f"Task {task['id']}")
+
+
+@page
+async def workers_page(d: Dashboard, request: Request) -> Response:
+    return d.render(request, "workers.html", workers=await d.data.workers(), title="Workers")
+
+
+async def login_page(d: Dashboard, request: Request) -> Response:
+    next_url = request.query_params.get("next") or "/"
+    if not next_url.startswith("/") or next_url.startswith("//") or "\\" in next_url or "\n" in next_url:
+        next_url = "/"  # only a path of this site: never an open redirect (//host, /\host)
+    if request.method == "GET":
+        return d.render(request, "login.html", title="Log in", next=next_url, failed=False)
+    try:
+        form = await d.form(request)
+    except ApiError as err:
+        return d.render(request, "error.html", status=err.status, error=err)
+    if not d.security.writable:
+        read_only = ApiError(403, None, "the dashboard is read-only: there is nothing to log in to "
+                                        "(start it with DISTSCHED_WEB_TOKEN)", "read_only")
+        return d.render(request, "error.html", status=403, error=read_only)
+    if not d.security.token_ok(form.get("token", "")):
+        log.warning("web: failed login from %s", request.client.host if request.client else "?")
+        return d.render(request, "login.html", status=401, title="Log in", next=next_url, failed=True)
+    response = RedirectResponse(next_url, status_code=303)
+    d._cookie(response, SESSION_COOKIE, d.security.new_session(), max_age=SESSION_SECONDS)
+    return response
+
+
+async def logout_page(d: Dashboard, request: Request) -> Response:
+    try:
+        await d.form(request)
+    except ApiError as err:
+        return d.render(request, "error.html", status=err.status, error=err)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# -- the application --------------------------------------------------------------------
+def create_app(app: Any, security: Security) -> Starlette:
+    """The ASGI application of the dashboard over ``app`` (a DistributeSchedule)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                             autoescape=jinja2.select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+    env.filters["urlpart"] = lambda s: quote(str(s), safe="")
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+    d = Dashboard(app=app, security=security, data=q.WebData(app), env=env)
+    d.nav = [("Overview", "/"), ("Jobs", "/jobs"), ("Tasks", "/tasks"), ("Workers", "/workers")]
+
+    def both(handler: Callable[[Dashboard, Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await handler(d, request)
+
+        return endpoint
+
+    routes: list[BaseRoute] = [
+        Route("/api/v1/openapi.json", api_openapi(d)),
+        Route("/api/v1/overview", api_overview(d)),
+        Route("/api/v1/jobs", api_jobs(d), methods=["GET", "POST"]),
+        Route("/api/v1/jobs/{name}", api_job(d), methods=["GET", "PUT", "DELETE"]),
+        Route("/api/v1/jobs/{name}/history", api_job_history(d)),
+        *[Route(f"/api/v1/jobs/{{name}}/{a}", api(_job_action(a))(d), methods=["POST"])
+          for a in ("pause", "resume", "trigger")],
+        Route("/api/v1/tasks", api_tasks(d), methods=["GET", "POST"]),
+        Route("/api/v1/tasks/{task_id:path}", api_task(d)),
+        Route("/api/v1/workers", api_workers(d)),
+        Route("/", overview_page(d)),
+        Route("/jobs", jobs_page(d)),
+        Route("/jobs/{name}", job_page(d)),
+        Route("/jobs/{name}/{action}", job_confirm_page(d), methods=["GET"]),
+        Route("/jobs/{name}/{action}", job_action_page(d), methods=["POST"]),
+        Route("/tasks", tasks_page(d)),
+        Route("/tasks/{task_id:path}", task_page(d)),
+        Route("/workers", workers_page(d)),
+        Route("/login", both(login_page), methods=["GET", "POST"]),
+        Route("/logout", both(logout_page), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    extra = _plugin_routes(app)
+    for route in extra:
+        name = getattr(route, "name", None)
+        path = getattr(route, "path", "")
+        if name and isinstance(route, Route) and not path.startswith("/api/") and "{" not in path:
+            d.nav.append((name, path))
+    metrics = _metrics_app(app)
+    if metrics is not None:  # a Route, not a Mount: /metrics itself answers (no redirect to /metrics/)
+        routes.append(Route("/metrics", _Asgi(metrics), methods=["GET"]))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        detail = getattr(exc, "detail", "not found")
+        err = ApiError(status, None, str(detail) if status != 404 else f"no such page: {request.url.path}",
+                       "not_found" if status == 404 else "http")
+        response = (_json_error(err) if request.url.path.startswith("/api/")
+                    else d.render(request, "error.html", status=status, error=err))
+        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
+        return response
+
+    web = Starlette(routes=extra + routes, exception_handlers={HTTPException: not_found})
+    web.state.dashboard = d
+    return web
+
+
+def _plugin_routes(app: Any) -> list[BaseRoute]:
+    """Routes that plugins add through ``distsched_web_routes``."""
+    hook = getattr(app.plugins.hook_manager.hook, "distsched_web_routes", None)
+    if hook is None:
+        return []
+    out: list[BaseRoute] = []
+    for routes in hook(app=app):
+        out.extend(routes or ())
+    return out
+
+
+class _Asgi:
+    """An ASGI callable Starlette's Route passes the raw request to (not a request handler)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def _metrics_app(app: Any) -> Any:
+    """``/metrics``: the metrics plugin's ASGI app for this engine when that plugin is
+    installed (its ``asgi_app(engine)``: the engine's metrics and the store's gauges), else
+    prometheus-client's default registry, else nothing. No other tie between the plugins."""
+    try:
+        import distsched_metrics
+    except ImportError:
+        distsched_metrics = None  # type: ignore[assignment]
+    make = getattr(distsched_metrics, "asgi_app", None)
+    try:
+        if make is not None:
+            return make(app.engine)
+        import prometheus_client
+    except ImportError:
+        return None
+    return prometheus_client.make_asgi_app()
+
+
+# -- serving ----------------------------------------------------------------------------
+@attrs.define
+class WebServer:
+    """A running dashboard (what ``distsched_serve`` returns): ``port`` it listens on,
+    ``aclose()`` to stop it."""
+
+    server: Any
+    task: asyncio.Task[None]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host if ':' not in self.host else f'[{self.host}]'}:{self.port}/"
+
+    async def aclose(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, SystemExit):
+            await self.task
+
+
+async def start(app: Any, bind: str, *, token: str | None = None) -> WebServer:
+    """Start the dashboard of ``app`` (a DistributeSchedule) on ``bind`` in this event loop.
+
+    Raises ValidationError (field ``bind``) for a non-loopback bind without a token, and
+    OSError when the address cannot be bound.
+    """
+    import uvicorn
+
+    from .auth import parse_bind
+
+    host, port = parse_bind(bind)
+    security = Security.for_bind(host, token)
+    web = create_app(app, security)
+    config = uvicorn.Config(web, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                            server_header=False)
+    server = uvicorn.Server(config)
+    # The process owns SIGINT/SIGTERM (the CLI sets its stop event): uvicorn must not take them.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # uvicorn has no start event; it binds within milliseconds
+        if task.done():
+            with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
+                await task
+            raise OSError(f"the dashboard could not listen on {bind} (address in use?)")
+        await asyncio.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+    handle = WebServer(server=server, task=task, host=host, port=bound)
+    log.warning("dashboard on %s (%s)", handle.url,
+                "read-only: DISTSCHED_WEB_TOKEN is not set" if not security.writable else "changes need the token")
+    return handle
+
+
+async def serve(app: Any, bind: str, stop: asyncio.Event, *, token: str | None = None,
+                ready: Callable[[int], None] | None = None) -> None:
+    """Serve the dashboard of ``app`` on ``bind`` until ``stop`` is set (``ready`` gets the port)."""
+    handle = await start(app, bind, token=token)
+    if ready is not None:
+        ready(handle.port)
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({handle.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        await handle.aclose()

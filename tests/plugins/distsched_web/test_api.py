@@ -1,0 +1,206 @@
+"""The REST API against a real server: reads, changes with the token, errors as JSON."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from distsched import hookimpl
+
+from .conftest import TOKEN
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JOBS = {"every2": {"every": "2s", "target": "add", "args": [1, 2]},
+        "failing": {"every": "1h", "target": "boom", "retry": {"max_attempts": 2, "delay": "0.1s"}}}
+
+
+def wait_for(check: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    body = response.json()
+    assert set(body) == {"error"} and "Traceback" not in response.text
+    return body["error"]
+
+
+def test_read_only_without_token(web_server):
+    server = web_server(jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        overview = http.get("/api/v1/overview").json()
+        assert overview["leader"]["node_id"] == server.app.config.node_id
+        assert len(overview["workers"]) == 1
+        assert {j["name"] for j in http.get("/api/v1/jobs").json()["items"]} == {"every2", "failing"}
+        for call in (lambda: http.post("/api/v1/jobs/every2/pause"),
+                     lambda: http.post("/api/v1/jobs/every2/pause", headers=AUTH),
+                     lambda: http.delete("/api/v1/jobs/every2", headers=AUTH),
+                     lambda: http.post("/api/v1/tasks", json={"target": "add", "args": [1, 2]}, headers=AUTH)):
+            response = call()
+            assert response.status_code == 403
+            assert error_of(response)["code"] == "read_only"
+        assert http.get("/api/v1/jobs/every2").json()["paused"] is False
+
+
+def test_mutating_calls_need_the_bearer_token(web_server):
+    server = web_server(token=TOKEN, jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN}):
+            response = http.post("/api/v1/jobs/every2/pause", headers=headers)
+            assert response.status_code == 401
+            assert error_of(response)["field"] == "Authorization"
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        assert http.get("/api/v1/jobs/every2").json()["paused"] is False
+        assert http.post("/api/v1/jobs/every2/pause", headers=AUTH).json() == {"job": "every2", "paused": True}
+        assert http.get("/api/v1/jobs/every2").json()["paused"] is True
+        assert http.post("/api/v1/jobs/every2/resume", headers=AUTH).status_code == 200
+        assert http.get("/api/v1/jobs/every2").json()["paused"] is False
+        assert TOKEN not in http.get("/api/v1/overview").text
+
+
+def test_jobs_create_update_remove(web_server):
+    server = web_server(token=TOKEN)
+    with httpx.Client(base_url=server.url, headers=AUTH) as http:
+        created = http.post("/api/v1/jobs", json={"name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Paris",
+                                                  "target": "add", "args": [1, 2], "timeout": "10m",
+                                                  "retry": {"max_attempts": 3, "delay": "30s"}})
+        assert created.status_code == 201, created.text
+        job = created.json()
+        assert job["trigger"] == "At 02:30 (Europe/Paris; cron 30 2 * * *)" and job["version"] == 1
+        assert len(job["upcoming"]) == 10 and job["upcoming"][0]["local"].endswith(("+01:00", "+02:00"))
+        assert job["spec"]["timeout"] == 600 and job["spec"]["retry"]["max_attempts"] == 3
+        again = http.post("/api/v1/jobs", json={"name": "nightly", "every": "1m", "target": "add"})
+        assert again.status_code == 409
+        updated = http.put("/api/v1/jobs/nightly", json={"every": "1m", "target": "add"})
+        assert updated.status_code == 200 and updated.json()["version"] == 2
+        assert updated.json()["trigger"] == "every 1m"
+        assert http.put("/api/v1/jobs/fresh", json={"every": "5s", "target": "add"}).status_code == 201
+        assert http.delete("/api/v1/jobs/nightly").json() == {"removed": "nightly"}
+        assert http.get("/api/v1/jobs/nightly").status_code == 404
+        assert http.delete("/api/v1/jobs/nightly").status_code == 404
+        assert [j["name"] for j in http.get("/api/v1/jobs").json()["items"]] == ["fresh"]
+
+
+@pytest.mark.parametrize(("body", "field", "status"), [
+    ({"name": "x", "every": "soon", "target": "add"}, "every", 400),
+    ({"name": "x", "cron": "61 * * * *", "target": "add"}, "cron", 400),
+    ({"name": "x", "target": "add"}, "cron/every/at", 400),
+    ({"name": "x", "every": "1s", "target": "add", "colour": "red"}, "colour", 400),
+    ({"name": "x", "every": "1s", "target": "add", "retry": {"max_attempts": 0}}, "retry.max_attempts", 400),
+    ({"name": "x", "every": "1s", "target": "add", "timeout": [1]}, "timeout", 400),
+    ({"every": "1s", "target": "add"}, "name", 400),
+    ({"name": "x", "every": "1s", "executor": "teleport"}, None, 400),
+])
+def test_bad_jobs_are_refused_naming_the_field(web_server, body, field, status):
+    server = web_server(token=TOKEN)
+    with httpx.Client(base_url=server.url, headers=AUTH) as http:
+        response = http.post("/api/v1/jobs", json=body)
+        assert response.status_code == status, response.text
+        error = error_of(response)
+        assert error["field"] == field and error["reason"]
+        assert http.get("/api/v1/jobs").json()["items"] == []  # nothing half-written
+
+
+def test_bad_bodies_and_parameters(web_server):
+    server = web_server(token=TOKEN)
+    with httpx.Client(base_url=server.url, headers=AUTH) as http:
+        for content, field in ((b"{not json", "body"), (b"[1, 2]", "body"), (b"", "body")):
+            response = http.post("/api/v1/jobs", content=content, headers={"content-type": "application/json"})
+            assert response.status_code == 400 and error_of(response)["field"] == field
+        big = http.post("/api/v1/tasks", content=b"[" + b"1," * 600_000 + b"1]")
+        assert big.status_code == 413 and error_of(big)["code"] == "too_large"
+        for query, field in (("state=lost", "state"), ("limit=0", "limit"), ("limit=x", "limit"),
+                             ("cursor=not-a-cursor", "cursor"), ("cursor=", "cursor")):
+            response = http.get(f"/api/v1/tasks?{query}")
+            assert response.status_code == 400 and error_of(response)["field"] == field
+        missing = http.get("/api/v1/no/such/thing")
+        assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
+        assert http.get("/api/v1/tasks/nope").status_code == 404
+        submit = http.post("/api/v1/tasks", json={"args": [1]})
+        assert submit.status_code == 400 and error_of(submit)["field"] == "target"
+
+
+def test_submit_and_read_tasks(web_server):
+    server = web_server(token=TOKEN)
+    with httpx.Client(base_url=server.url, headers=AUTH) as http:
+        ok = http.post("/api/v1/tasks", json={"target": "add", "args": [2, 3], "task_id": "sum-1"})
+        assert ok.status_code == 201 and ok.json()["id"] == "sum-1"
+        bad = http.post("/api/v1/tasks", json={"target": "boom", "retry": {"max_attempts": 2, "delay": 0.05}})
+        bad_id = bad.json()["id"]
+        done = wait_for(lambda: (t := http.get("/api/v1/tasks/sum-1").json())["state"] == "succeeded" and t,
+                        what="sum-1 to succeed")
+        assert done["attempts"][0]["value"] == 5 and done["attempts"][0]["outcome"] == "succeeded"
+        failed = wait_for(lambda: (t := http.get(f"/api/v1/tasks/{bad_id}").json())["state"] == "failed" and t,
+                          what="boom to fail")
+        assert failed["attempt"] == 2 and [a["attempt"] for a in failed["attempts"]] == [1, 2]
+        assert all("boom: the upstream said no" in a["error"] for a in failed["attempts"])
+        assert failed["attempts"][0]["retry_at"] is not None and failed["attempts"][1]["retry_at"] is None
+        assert failed["retry"]["schedule"] == [{"after_attempt": 1, "delay": 0.05}]
+        only_failed = http.get("/api/v1/tasks?state=failed").json()["items"]
+        assert [t["id"] for t in only_failed] == [bad_id]
+        page1 = http.get("/api/v1/tasks?limit=1").json()
+        page2 = http.get("/api/v1/tasks", params={"limit": 1, "cursor": page1["next_cursor"]}).json()
+        assert page1["next_cursor"] and page2["next_cursor"] is None
+        assert [page1["items"][0]["id"], page2["items"][0]["id"]] == [bad_id, "sum-1"]  # newest first
+
+
+def test_trigger_shows_in_the_job_history_newest_first(web_server):
+    server = web_server(token=TOKEN, jobs={"failing": JOBS["failing"]})
+    with httpx.Client(base_url=server.url, headers=AUTH) as http:
+        first = http.post("/api/v1/jobs/failing/trigger").json()["task_id"]
+        wait_for(lambda: http.get(f"/api/v1/tasks/{first}").json()["state"] == "failed", what="first run")
+        second = http.post("/api/v1/jobs/failing/trigger").json()["task_id"]
+        wait_for(lambda: http.get(f"/api/v1/tasks/{second}").json()["state"] == "failed", what="second run")
+        history = http.get("/api/v1/jobs/failing/history").json()
+        assert [t["id"] for t in history["items"]] == [second, first]
+        assert all(t["error"] and "upstream said no" in t["error"] for t in history["items"])
+        job = http.get("/api/v1/jobs").json()["items"][0]
+        assert job["last_state"] == "failed" and job["last_task"] == second
+        assert http.get("/api/v1/jobs/nope/history").status_code == 404
+
+
+def test_secrets_stay_out_of_pages_and_api(web_server):
+    server = web_server(token=TOKEN, jobs={
+        "call": {"every": "1h", "executor": "http", "target": "https://user:hunter2@example.invalid/hook",
+                 "options": {"headers": {"Authorization": "Bearer s3cr3t-value"}, "password": "pw-s3cr3t"}}})
+    with httpx.Client(base_url=server.url) as http:
+        for path in ("/api/v1/jobs", "/api/v1/jobs/call", "/jobs", "/jobs/call", "/", "/api/v1/overview"):
+            text = http.get(path).text
+            assert "hunter2" not in text and "s3cr3t" not in text and TOKEN not in text, path
+        assert "user:***@example.invalid" in http.get("/api/v1/jobs/call").text
+
+
+class ExtraRoutes:
+    """A third-party plugin adding a page and an API route to the dashboard."""
+
+    @hookimpl
+    def distsched_web_routes(self, app):
+        from starlette.responses import HTMLResponse, JSONResponse
+        from starlette.routing import Route
+
+        async def count(request):
+            store = await app.storage()
+            return JSONResponse({"jobs": len((await store.jobs.page(None, 100)).jobs)})
+
+        async def page(request):
+            return HTMLResponse("<h1>Extra page</h1>")
+
+        return [Route("/api/v1/x/count", count), Route("/extra", page, name="Extra")]
+
+
+def test_a_plugin_adds_a_page_and_an_api_route(web_server):
+    server = web_server(jobs=JOBS, plugins=(("extra-routes", ExtraRoutes()),))
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/api/v1/x/count").json() == {"jobs": 2}
+        assert http.get("/extra").text == "<h1>Extra page</h1>"
+        assert '<a href="/extra">Extra</a>' in http.get("/").text

@@ -1,0 +1,153 @@
+"""The pages over HTTP: every page renders, login sets a safe cookie, forms need CSRF."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from distsched.model import ValidationError
+from distsched_web.auth import Security, parse_bind
+
+from .conftest import TOKEN
+from .test_api import JOBS, wait_for
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', html)
+    assert match, "the page has a CSRF field"
+    return match.group(1)
+
+
+def test_every_page_renders(web_server):
+    server = web_server(jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        task_id = server.call(lambda app: app.submit("add", 2, 3))
+        wait_for(lambda: http.get(f"/api/v1/tasks/{task_id}").json()["state"] == "succeeded", what="task")
+        pages = {"/": "Overview", "/jobs": "every2", "/jobs/every2": "Run history", "/tasks": task_id,
+                 "/tasks?state=succeeded&job=": task_id, f"/tasks/{task_id}": "Attempts",
+                 "/workers": http.get("/api/v1/workers").json()["items"][0]["id"],
+                 "/jobs/every2/pause": "Pause job every2?", "/jobs/every2/remove": "Remove job every2?",
+                 "/login": "Log in"}
+        for path, text in pages.items():
+            response = http.get(path)
+            assert response.status_code == 200, (path, response.text)
+            assert text in response.text, path
+            assert response.headers["content-security-policy"].startswith("default-src 'self'")
+        assert "read-only" in http.get("/").text
+        assert http.get("/jobs/nope").status_code == 404
+        assert "no such page" in http.get("/nowhere").text
+        bad = http.get("/tasks?state=lost")
+        assert bad.status_code == 400 and "state: must be one of" in bad.text
+
+
+def login(http: httpx.Client) -> httpx.Response:
+    page = http.get("/login")
+    return http.post("/login?next=/jobs", data={"token": TOKEN, "csrf": csrf_of(page.text)})
+
+
+def test_login_logout_and_csrf(web_server):
+    server = web_server(token=TOKEN, jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        confirm = http.get("/jobs/every2/pause")
+        csrf = csrf_of(confirm.text)
+        # Not logged in: the action sends the browser to the login page and changes nothing.
+        refused = http.post("/jobs/every2/pause", data={"csrf": csrf})
+        assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
+        wrong = http.post("/login", data={"token": "not-the-token-at-all", "csrf": csrf})
+        assert wrong.status_code == 401 and "Wrong token" in wrong.text
+        no_csrf = http.post("/login", data={"token": TOKEN})
+        assert no_csrf.status_code == 403 and "session" not in http.cookies
+        response = login(http)
+        assert response.status_code == 303 and response.headers["location"] == "/jobs"
+        cookie = response.headers["set-cookie"]
+        assert "distsched_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert TOKEN not in cookie
+        assert 'id="logout"' in http.get("/").text
+        # Logged in but without the CSRF field (a forged cross-site form): refused.
+        forged = http.post("/jobs/every2/pause", data={})
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        assert http.get("/api/v1/jobs/every2").json()["paused"] is False
+        done = http.post("/jobs/every2/pause", data={"csrf": csrf})
+        assert done.status_code == 303 and done.headers["location"].startswith("/jobs/every2")
+        assert http.get("/api/v1/jobs/every2").json()["paused"] is True
+        trigger = http.post("/jobs/every2/trigger", data={"csrf": csrf})
+        assert "triggered" in http.get(trigger.headers["location"]).text
+        out = http.post("/logout", data={"csrf": csrf})
+        assert out.status_code == 303 and 'distsched_session=""' in out.headers["set-cookie"]
+        assert 'id="login"' in http.get("/").text
+        after = http.post("/jobs/every2/resume", data={"csrf": csrf})
+        assert after.status_code == 303 and after.headers["location"].startswith("/login")
+        assert http.get("/api/v1/jobs/every2").json()["paused"] is True
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "/\\evil.example/", "https://evil.example/"])
+def test_login_never_redirects_off_site(web_server, target):
+    server = web_server(token=TOKEN)
+    with httpx.Client(base_url=server.url) as http:
+        csrf = csrf_of(http.get("/login").text)
+        response = http.post("/login", params={"next": target}, data={"token": TOKEN, "csrf": csrf})
+        assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+def test_a_forged_session_cookie_is_not_a_login(web_server):
+    server = web_server(token=TOKEN, jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        csrf = csrf_of(http.get("/jobs/every2/pause").text)
+        other = Security.for_bind("127.0.0.1", "another-token-another-token")
+        http.cookies.set("distsched_session", other.new_session())
+        response = http.post("/jobs/every2/pause", data={"csrf": csrf})
+        assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "example.com"])
+def test_non_loopback_bind_needs_a_token(host, monkeypatch):
+    monkeypatch.delenv("DISTSCHED_WEB_TOKEN", raising=False)
+    with pytest.raises(ValidationError) as info:
+        Security.for_bind(host)
+    assert info.value.field == "bind" and "DISTSCHED_WEB_TOKEN" in info.value.reason
+    secured = Security.for_bind(host, TOKEN)
+    assert secured.reads_need_login and secured.writable
+
+
+def test_token_rules(monkeypatch):
+    monkeypatch.delenv("DISTSCHED_WEB_TOKEN", raising=False)
+    assert not Security.for_bind("127.0.0.1").writable
+    assert not Security.for_bind("::1").reads_need_login
+    with pytest.raises(ValidationError, match="at least 16"):
+        Security.for_bind("127.0.0.1", "short")
+    monkeypatch.setenv("DISTSCHED_WEB_TOKEN", TOKEN)
+    security = Security.for_bind("localhost")
+    assert security.bearer_ok(f"Bearer {TOKEN}") and not security.bearer_ok(f"Basic {TOKEN}")
+    assert TOKEN not in repr(security)
+    for bad in ("nohost", "host:port", "host:70000", ":80"):
+        with pytest.raises(ValidationError, match="bind"):
+            parse_bind(bad)
+    assert parse_bind("[::1]:8787") == ("::1", 8787)
+
+
+def test_non_loopback_server_needs_login_to_read(web_server, monkeypatch):
+    # A server that believes it is public (reads need a login) - bound to loopback for the test.
+    from distsched_web import auth
+
+    monkeypatch.setattr(auth, "is_loopback", lambda host: False)
+    server = web_server(token=TOKEN, jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/jobs").status_code == 303
+        assert http.get("/api/v1/jobs").status_code == 401
+        assert http.get("/api/v1/jobs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        login(http)
+        assert http.get("/jobs").status_code == 200
+
+
+def test_metrics_are_served_when_prometheus_client_is_installed(web_server):
+    pytest.importorskip("prometheus_client")
+    server = web_server(jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        task_id = server.call(lambda app: app.submit("add", 1, 1))
+        wait_for(lambda: http.get(f"/api/v1/tasks/{task_id}").json()["state"] == "succeeded", what="task")
+        response = http.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "# TYPE" in response.text
