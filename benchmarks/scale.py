@@ -24,7 +24,7 @@ from _common import deployment, parser, proc_cpu_seconds, report
 async def add_jobs(url: str, n: int) -> tuple[float, float]:
     """Seconds to build (and validate) N jobs, and to store them with put_jobs."""
     from distsched import DistributeSchedule
-    from distsched.facade import build_job
+    from distsched.model import build_job
 
     app = DistributeSchedule(url)
     await app.storage()
@@ -45,7 +45,7 @@ async def tick_times(url: str, due_counts: tuple[int, ...]) -> dict[str, float]:
     """Milliseconds of the leader's fire pass(es) for jobs that are already due."""
     from distsched import DistributeSchedule
     from distsched.app.scheduler import Scheduler
-    from distsched.facade import build_job
+    from distsched.model import build_job
 
     app = DistributeSchedule(url)
     storage = await app.storage()

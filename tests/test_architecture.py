@@ -201,8 +201,8 @@ def test_no_import_loop_even_under_type_checking():
 #: the names in their ``__all__``.
 PUBLIC_MODULES = (
     "distsched", "distsched.hookspecs", "distsched.ports", "distsched.registry", "distsched.config", "distsched.model",
-    "distsched.model.events", "distsched.model.trusted", "distsched.plugin.errors", "distsched.plugin.manager",
-    "distsched.asyncutil",
+    "distsched.model.events", "distsched.model.trusted", "distsched.plugin.manager", "distsched.asyncutil",
+    "distsched.urls",
     "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.redis_server",
 )
 PLUGIN_SOURCES = ("plugins", "examples/plugins")
@@ -288,3 +288,108 @@ def test_the_public_plugin_api_is_documented_and_complete():
         assert hasattr(mod, "__all__"), f"{module} has no __all__"
         missing = [name for name in mod.__all__ if not hasattr(mod, name)]
         assert missing == [], f"{module}.__all__ names what it does not have: {missing}"
+
+
+def test_the_jobs_file_loader_imports_only_the_model():
+    """``distsched.jobs`` (and ``distsched explain`` through it) builds jobs with the model
+    alone: importing it, in a fresh interpreter, loads no facade, engine or plugin module."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, distsched.jobs, distsched.model.build; "
+             "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('distsched'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout.split()
+    assert "distsched.model.build" in loaded
+    forbidden = [m for m in loaded if m == "distsched.facade"
+                 or m.startswith(("distsched.app", "distsched.plugin", "distsched.cli", "distsched_"))]
+    assert forbidden == [], f"distsched.jobs pulls in {forbidden}"
+    # The same, read from the source: no import of those modules anywhere in the loader or the model.
+    offenders = []
+    for path in [ROOT / "engine/distsched/jobs.py", *_python_files("engine/distsched/model")]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                if any(part in ("facade", "app", "plugin", "cli") for part in module.lstrip(".").split(".")):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module}")
+    assert offenders == []
+
+
+def test_the_cli_uses_only_the_public_facade():
+    """No private names (``_redact``, ``_check_names``...) and no reaching through
+    ``app.engine`` / ``app.plugins`` from the CLI package: the facade is its whole face."""
+    offenders = []
+    for path in _python_files("engine/distsched/cli"):
+        tree = ast.parse(path.read_text())
+        where = path.relative_to(ROOT)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if module.split(".")[0] in ("app", "engine") or ".app" in f".{module}":
+                    offenders.append(f"{where}:{node.lineno} imports {module}")
+                for alias in node.names:  # the CLI package's own helpers (from . import _app) are fine
+                    if alias.name.startswith("_") and not alias.name.startswith("__") and node.level != 1:
+                        offenders.append(f"{where}:{node.lineno} imports the private {alias.name}")
+            elif isinstance(node, ast.Attribute):
+                if node.attr in ("engine", "plugins") and isinstance(node.value, ast.Name) and node.value.id == "app":
+                    offenders.append(f"{where}:{node.lineno} reaches through app.{node.attr}")
+                if node.attr.startswith("_") and not node.attr.startswith("__") \
+                        and not (isinstance(node.value, ast.Name) and node.value.id == "self"):  # its own classes
+                    offenders.append(f"{where}:{node.lineno} uses the private .{node.attr}")
+    assert offenders == []
+
+
+def test_all_lists_only_what_a_module_defines():
+    """``__all__`` of a module names its own definitions, not names it imported (a package's
+    ``__init__`` re-exports its submodules' names on purpose)."""
+    offenders = []
+    for folder in ("engine", "plugins"):
+        for path in _python_files(folder):
+            if path.name == "__init__.py":
+                continue
+            tree = ast.parse(path.read_text())
+            defined: set[str] = set()
+            listed: list[str] = []
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    defined.add(node.name)
+                elif isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        if isinstance(target, ast.Name):
+                            defined.add(target.id)
+                            if target.id == "__all__":
+                                listed = [e.value for e in node.value.elts]
+                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                    defined.add(node.target.id)
+            offenders += [f"{path.relative_to(ROOT)}: {name}" for name in listed if name not in defined]
+    assert offenders == []
+
+
+def test_one_url_redactor():
+    """Storage URLs are redacted by ``distsched.urls.redact_url`` only: no other module
+    defines a redactor of its own."""
+    offenders = []
+    for folder in ("engine", "plugins"):
+        for path in _python_files(folder):
+            if path.relative_to(ROOT).as_posix() == "engine/distsched/urls.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "redact" in node.name.lower() \
+                        and node.name != "redacted":
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} defines {node.name}")
+    assert offenders == []
+
+
+def test_distsched_explain_loads_no_facade_engine_or_plugin_manager():
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom distsched.cli import cli\n"
+             "cli(['explain', 'examples/jobs.toml', '-n', '1'], standalone_mode=False)\n"
+             "print('MODULES', ' '.join(sorted(m for m in sys.modules if m.startswith('distsched'))))")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    assert "nightly-report" in out
+    loaded = out.split("MODULES", 1)[1].split()
+    forbidden = [m for m in loaded if m == "distsched.facade"
+                 or m.startswith(("distsched.app", "distsched.plugin", "distsched_"))]
+    assert "distsched.model.build" in loaded and forbidden == []

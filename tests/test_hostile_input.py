@@ -302,7 +302,7 @@ def test_a_pathologically_long_cron_is_refused_fast(tmp_path: Path) -> None:
 
 
 def test_an_oversized_description_is_refused() -> None:
-    from distsched.facade import build_job
+    from distsched.model import build_job
 
     error, _ = _timed(lambda: build_job("evil", every="1m", target="canary", description="d" * 5_000_000))
     assert isinstance(error, ValidationError) and error.field == "description", f"{error!r:.200}"
@@ -310,7 +310,7 @@ def test_an_oversized_description_is_refused() -> None:
 
 @pytest.mark.parametrize("field", ["target", "name", "timezone", "every", "cron"])
 def test_an_error_about_a_huge_value_stays_short(field: str) -> None:
-    from distsched.facade import build_job
+    from distsched.model import build_job
 
     huge = "x" * 1_000_000
     fields: dict[str, Any] = {"every": "1m", "target": "canary"}

@@ -58,7 +58,7 @@ def test_a_plugin_misusing_the_api_fails_the_type_check(tmp_path: Path) -> None:
     proc = _mypy(tmp_path, bad)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout
-    assert 'Argument 2 to "add" of "Registry" has incompatible type "int"' in lines, lines
+    assert 'Argument 2 to "add" of "ExecutorRegistry" has incompatible type "int"' in lines, lines
     assert 'Argument "replace" to "add" of "Registry" has incompatible type "str"' in lines, lines
     assert '"FunctionLookup" has no attribute "get"' in lines, lines
     assert '"TaskSpec" has no attribute "no_such_field"' in lines, lines

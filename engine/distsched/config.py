@@ -11,8 +11,15 @@ from typing import Any
 import attrs
 
 from .model.errors import ValidationError
+from .urls import redact_url
 
 STORAGE_ENV = "DISTSCHED_STORAGE"
+#: Plugins not to load (comma-separated names) and extra plugin modules to load.
+DISABLE_ENV = "DISTSCHED_DISABLE_PLUGINS"
+PLUGINS_ENV = "DISTSCHED_PLUGINS"
+#: The names (or URL schemes) a plugin declaring ``replace=True`` may take over from another
+#: plugin (comma-separated); see distsched.registry.
+ALLOW_REPLACE_ENV = "DISTSCHED_ALLOW_REPLACE"
 DEFAULT_STORAGE = "memory://"
 
 
@@ -22,7 +29,8 @@ def default_storage_url() -> str:
 
 def check_storage_url(url: Any, field: str = "storage") -> str:
     if not isinstance(url, str) or "://" not in url:
-        raise ValidationError(field, f"must be a URL such as memory:// or redis://host:6379/0, not {url!r}")
+        shown = repr(redact_url(url)) if isinstance(url, str) else type(url).__name__
+        raise ValidationError(field, f"must be a URL such as memory:// or redis://host:6379/0, not {shown}")
     return url
 
 
@@ -87,8 +95,9 @@ class EngineConfig:
     ``timeout + grace`` after it started (the worker enforces the timeout itself first).
     """
 
-    storage: str = attrs.field(factory=default_storage_url, validator=lambda i, a, v: check_storage_url(v))
-    election: str | None = None
+    storage: str = attrs.field(factory=default_storage_url, validator=lambda i, a, v: check_storage_url(v),
+                               repr=redact_url)
+    election: str | None = attrs.field(default=None, repr=lambda url: "None" if url is None else redact_url(url))
     storage_options: dict[str, Any] = attrs.field(factory=dict)
     node_id: str = attrs.field(factory=new_node_id)
     lease_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 3600))
@@ -138,6 +147,6 @@ class WorkerConfig:
 
 
 __all__ = [
-    "DEFAULT_STORAGE", "STORAGE_ENV", "EngineConfig", "WorkerConfig", "check_storage_url", "default_storage_url",
+    "ALLOW_REPLACE_ENV", "DEFAULT_STORAGE", "DISABLE_ENV", "PLUGINS_ENV", "STORAGE_ENV", "EngineConfig", "WorkerConfig", "check_storage_url", "default_storage_url",
     "new_node_id", "parse_address",
 ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -30,24 +29,30 @@ from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
 from .history import check_since
 from .model import (
-    MisfirePolicy,
+    AlreadyExists,
     NotFound,
-    OverlapPolicy,
     RetryPolicy,
     Slot,
     Task,
     TaskConfig,
     TaskResult,
     TaskSpec,
+    TaskState,
     ValidationError,
     VersionConflict,
 )
-from .model.trigger import AtTrigger, CronTrigger, EveryTrigger, parse_duration
+from .model.build import build_job, build_retry, check_task_id, first_fire, job_fields
+from .model.errors import DistschedError
+from .model.sync import SyncPlan, plan_sync
+from .model.trigger import AtTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
 from .status import Status, leader_status, scheduler_status, signing_state, worker_status
 from .tasks import marked_functions
+
+#: How many times a sync retries one job when a concurrent write got in its way.
+SYNC_ATTEMPTS = 5
 
 
 class DistributeSchedule:
@@ -104,8 +109,9 @@ class DistributeSchedule:
         return register(func) if func is not None else register
 
     def register_module(self, module: ModuleType) -> list[str]:
-        """Register the functions of ``module`` marked with ``@distsched.task``."""
-        found = marked_functions(module)
+        """Register the functions of ``module`` marked with ``@distsched.task`` and those
+        registered with ``@app.task`` on a DistributeSchedule defined at its top level."""
+        found = functions_in_module(module)
         for task_name, func in found.items():
             self.functions.add(task_name, func)
         return sorted(found)
@@ -114,21 +120,48 @@ class DistributeSchedule:
     async def storage(self) -> StorageBackend:
         return await self.engine.open()
 
-    def _check_names(self, spec: TaskSpec, where: str) -> None:
-        self.plugins.executors.get(spec.executor, where=where)
+    # -- checks -----------------------------------------------------------------------
+    def check_spec(self, spec: TaskSpec, where: str = "task") -> None:
+        """Refuse a spec this deployment could never run, before anything is stored: its
+        executor or balancer is not registered (UnknownName), or its executor's validator
+        refuses it (ValidationError naming ``where``, the field and the reason - e.g. an
+        ``http`` target that is not an http(s) URL). Called by every facade method that adds
+        a job or submits a task, and by the CLI."""
+        self.plugins.executors.validate(spec, where=where)
+        self._check_balancer(spec, where=where)
+
+    def _check_balancer(self, spec: TaskSpec, *, where: str) -> None:
         self.plugins.balancers.get(spec.balancer, where=where)
 
+    def check_jobs(self, configs: Iterable[TaskConfig], *, functions: bool = False) -> list[str]:
+        """Every problem of these jobs, one line each (``job 'x': field: reason``), without
+        raising: what :meth:`check_spec` refuses and, with ``functions=True``, a ``local``
+        target that is not registered in this process (a worker's check)."""
+        problems: list[str] = []
+        registered = self.plugins.functions.merged(self.functions) if functions else None
+        for config in configs:
+            where = f"job {config.name!r}"
+            for check in (self.plugins.executors.validate, self._check_balancer):
+                try:
+                    check(config.spec, where=where)
+                except DistschedError as exc:
+                    problems.append(str(exc))
+            if registered is not None and config.spec.executor == "local" and config.spec.target not in registered:
+                problems.append(f"{where}: target: function {config.spec.target!r} is not registered (registered: "
+                                f"{', '.join(registered.names()) or 'none'}; list its module in [worker] imports)")
+        return problems
+
+    def function_names(self) -> list[str]:
+        """The functions the ``local`` executor of this process may run (plugins' and the app's)."""
+        return self.plugins.functions.merged(self.functions).names()
+
     def _check_many(self, specs: Iterable[tuple[TaskSpec, str]]) -> None:
-        """``_check_names`` for many specs, once per (executor, balancer) pair."""
-        checked: set[tuple[str, str]] = set()
         for spec, where in specs:
-            if (spec.executor, spec.balancer) not in checked:
-                self._check_names(spec, where)
-                checked.add((spec.executor, spec.balancer))
+            self.check_spec(spec, where)
 
     # -- jobs -------------------------------------------------------------------------
     async def add_job(self, name: str, *, replace: bool = False, **fields: Any) -> TaskConfig:
-        """Define a job. Exactly one of ``cron=``, ``every=``, ``at=``; see :func:`build_job`
+        """Define a job. Exactly one of ``cron=``, ``every=``, ``at=``; see :func:`distsched.model.build_job`
         for every field. ``replace=True`` updates an existing job of that name."""
         config = build_job(name, **fields)
         return await self.put_job(config, replace=replace)
@@ -136,7 +169,7 @@ class DistributeSchedule:
     async def put_job(self, config: TaskConfig, *, replace: bool = False) -> TaskConfig:
         """Store ``config``; with ``replace``, update an existing job (keeping its progress
         unless its trigger changed)."""
-        self._check_names(config.spec, f"job {config.name!r}")
+        self.check_spec(config.spec, f"job {config.name!r}")
         storage = await self.storage()
         now = storage.clock()
         try:
@@ -186,6 +219,45 @@ class DistributeSchedule:
         updated = {c.name: await self.put_job(c, replace=True) for c in existing}
         return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
 
+    async def sync_jobs(self, configs: Sequence[TaskConfig], *, prune: bool = False,
+                        dry_run: bool = False) -> SyncPlan:
+        """Make the stored jobs equal ``configs`` (a jobs file as the source of truth): add the
+        new ones, update the changed ones (a job whose trigger is unchanged keeps its
+        progress) and, with ``prune``, remove the stored jobs not in ``configs``. Returns the
+        :class:`~distsched.model.sync.SyncPlan` (what changes, field by field); ``dry_run``
+        computes it and changes nothing. Every name is checked before anything is written."""
+        names = [c.name for c in configs]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValidationError("name", f"given more than once: {', '.join(twice[:5])}")
+        self._check_many((c.spec, f"job {c.name!r}") for c in configs)
+        plan = plan_sync(await self.jobs(), configs, prune=prune)
+        if dry_run:
+            return plan
+        changed = set(plan.added) | {c.name for c in plan.updated}
+        wanted = [c for c in configs if c.name in changed]
+        try:
+            if wanted:
+                await self.put_jobs(wanted, replace=True)
+        except (VersionConflict, AlreadyExists):
+            # Another node synced at the same moment (two schedulers started together with
+            # the same file): converge job by job - a job it already made equal is left as is.
+            for config in wanted:
+                await self._converge(config)
+        for name in plan.removed:
+            await self.remove_job(name)
+        return attrs.evolve(plan, applied=True)
+
+    async def _converge(self, config: TaskConfig) -> TaskConfig:
+        """``put_job(config, replace=True)``, again when a concurrent write got in the way."""
+        for attempt in range(1, SYNC_ATTEMPTS + 1):
+            try:
+                return await self.put_job(config, replace=True)
+            except (VersionConflict, AlreadyExists):
+                if attempt == SYNC_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def update_job(self, name: str, **changes: Any) -> TaskConfig:
         """Change some fields of a job (optimistic: a concurrent change raises VersionConflict)."""
         storage = await self.storage()
@@ -193,7 +265,7 @@ class DistributeSchedule:
         fields = job_fields(current)
         fields.update(changes)
         config = attrs.evolve(build_job(name, **fields), version=current.version)
-        self._check_names(config.spec, f"job {name!r}")
+        self.check_spec(config.spec, f"job {name!r}")
         state = await storage.jobs.state(name)
         nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, storage.clock())
         return await storage.jobs.update(config, next_fire_at=nxt)
@@ -249,7 +321,7 @@ class DistributeSchedule:
     ) -> str:
         """Submit a one-off task; returns its id (a given ``task_id`` makes it idempotent)."""
         spec = TaskSpec(executor=executor, target=target, args=args, kwargs=kwargs or {}, options=options or {},
-                        timeout=parse_duration(timeout, "timeout"), retry=_retry(retry), balancer=balancer)
+                        timeout=parse_duration(timeout, "timeout"), retry=build_retry(retry), balancer=balancer)
         return (await self.submit_many([spec], task_ids=[task_id] if task_id else None))[0]
 
     async def submit_many(self, specs: Sequence[TaskSpec], *, task_ids: Sequence[str] | None = None) -> list[str]:
@@ -379,9 +451,67 @@ class DistributeSchedule:
             if task.terminal:
                 return task
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {task_id!r} is still {task.state.value} after {timeout}s")
+                raise TimeoutError(f"task {task_id!r} is still {task.state.value} after {timeout}s"
+                                   + await self._why_waiting(task))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    async def wait_for_storage(
+        self, *, stop: asyncio.Event | None = None, retry: bool = True, max_delay: float = 30.0,
+        on_retry: Callable[[int, BaseException, float], Any] | None = None,
+    ) -> bool:
+        """Open the store, waiting while it is unreachable: retry with exponential backoff
+        (0.5 s doubling up to ``max_delay``, with jitter), calling ``on_retry(attempt, error,
+        delay)`` before each wait. Returns True once open, False when ``stop`` was set first.
+        Raises the error at once when ``retry`` is False or when the store refused the
+        request (see :func:`store_unreachable`)."""
+        from .app.backoff import Backoff, wait_or_stop
+
+        stop = stop or asyncio.Event()
+        backoff = Backoff(first=min(0.5, max_delay), cap=max_delay)
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                await self.storage()
+                return True
+            except Exception as exc:
+                if not retry or not store_unreachable(exc):
+                    raise
+                delay = backoff.next()
+                if on_retry is not None:
+                    on_retry(attempt, exc, delay)
+                await wait_or_stop(stop, delay)
+        return False
+
+    async def _why_waiting(self, task: Task) -> str:
+        """Why a task that is not dispatched yet may never run: no live worker, none that
+        offers its function, or all of them full. Empty when none of these holds."""
+        if task.state not in (TaskState.PENDING, TaskState.RETRYING):
+            return ""
+        storage = await self.storage()
+        now = storage.clock()
+        live = [w for w in await storage.workers.list_workers()
+                if w.is_alive(now, self.config.heartbeat_ttl) and not w.draining]
+        if not live:
+            return (f": no live worker is registered on {display_url(self.config.storage)}; start one "
+                    f"(distsched worker --storage URL --import MODULE) or run one in this process "
+                    f"(async with app.running(): ...)")
+        target = task.spec.target
+        if task.spec.executor == "local" and not any(target in w.functions for w in live):
+            offered = sorted({name for w in live for name in w.functions})
+            return (f": none of the {len(live)} live worker(s) offers function {target!r} (they offer: "
+                    f"{', '.join(offered) or 'nothing'}); start a worker that imports the module defining it "
+                    f"(distsched worker --import MODULE, with @distsched.task or @app.task on it)")
+        if all(w.free == 0 for w in live):
+            return f": all {len(live)} live worker(s) are full"
+        try:
+            leader = await (await self.engine.open_election()).current()
+        except Exception:  # only a hint: the timeout is what the caller gets
+            return ""
+        if leader is None:
+            return ": no scheduler is leading, so nothing dispatches it (start one: distsched scheduler --storage URL)"
+        return ""
 
     async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The final TaskResult of a task (success, or the last failed attempt)."""
@@ -389,6 +519,14 @@ class DistributeSchedule:
         if task.result is None:
             raise NotFound(f"task {task_id!r} ended {task.state.value} without a result ({task.reason})")
         return task.result
+
+    # -- deployment -------------------------------------------------------------------
+    @property
+    def stats(self) -> dict[str, int] | None:
+        """This process's scheduler counters (succeeded, failed, timed_out, retrying...)
+        once it has run a scheduler, else None."""
+        scheduler = self.engine.scheduler
+        return dict(scheduler.stats) if scheduler is not None else None
 
     # -- running ----------------------------------------------------------------------
     async def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
@@ -451,140 +589,66 @@ class DistributeSchedule:
         asyncio.run(self.run_async(duration=duration, scheduler=scheduler, worker=worker))
 
 
+def functions_in_module(module: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The functions a worker importing ``module`` can run, by task name: those marked with
+    ``@distsched.task`` and those registered with ``@app.task`` on a
+    :class:`DistributeSchedule` instance defined at the module's top level."""
+    found = dict(marked_functions(module))
+    for value in list(vars(module).values()):
+        if isinstance(value, DistributeSchedule):
+            for reg in value.functions:
+                found.setdefault(reg.name, reg.factory)
+    return found
+
+
+def missing_functions_hint(module: ModuleType) -> str:
+    """What to do when ``module`` gives a worker no function (for the error message)."""
+    apps = [name for name, value in vars(module).items() if isinstance(value, DistributeSchedule)]
+    if apps:
+        return (f"its DistributeSchedule {apps[0]!r} has no function registered when the module is imported: "
+                f"decorate module-level functions with @{apps[0]}.task (a registration inside main() or "
+                "`if __name__ == '__main__':` does not run on import)")
+    return ("mark its functions with @distsched.task, or define the app at its top level "
+            "(app = DistributeSchedule(...)) and decorate them with @app.task")
+
+
+def display_url(url: str) -> str:
+    """A storage URL as it may be shown: without its password."""
+    from .urls import redact_url
+
+    return redact_url(url)
+
+
+#: Names of exception types (anywhere in their class hierarchy) that mean "not reachable
+#: now, try again": a server down, restarting, loading, or a network cut. A store plugin's
+#: errors reach the core wrapped, so they are recognised by name (the core imports no client).
+RETRYABLE_ERRORS = frozenset({"ConnectionError", "TimeoutError", "BusyLoadingError", "ConnectionRefusedError",
+                              "ConnectionResetError", "OperationalError", "MasterNotFoundError"})
+#: ... unless one of these says the request itself is wrong (retrying cannot help).
+FATAL_ERRORS = frozenset({"AuthenticationError", "AuthenticationWrongNumberOfArgsError", "AuthorizationError",
+                          "NoPermissionError", "SSLError", "SSLCertVerificationError", "CertificateError",
+                          "ValidationError", "UnknownName", "ResponseError"})
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the store is unreachable for now, False when
+    it refused the request (a bad URL, a wrong password, an untrusted certificate)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    retry = False
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if names & FATAL_ERRORS:
+            return False
+        if names & RETRYABLE_ERRORS or isinstance(current, (OSError, asyncio.TimeoutError)):
+            retry = True
+        current = current.__cause__ or current.__context__
+    return retry
+
+
 async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:
     waiter = asyncio.ensure_future(awaitable)
     done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         waiter.cancel()
-
-
-_TASK_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
-
-
-def check_task_id(task_id: Any) -> None:
-    """A caller-chosen task id: 1-256 characters, no control characters (it becomes a key)."""
-    if not isinstance(task_id, str) or not _TASK_ID_RE.match(task_id):
-        raise ValidationError("task_id", "must be 1-256 characters without control characters")
-
-
-def _retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
-    if value is None:
-        return RetryPolicy()
-    if isinstance(value, RetryPolicy):
-        return value
-    if not isinstance(value, dict):
-        raise ValidationError("retry", f"must be a table with max_attempts, backoff, delay, max_delay, jitter; not {value!r}")
-    data = dict(value)
-    for key in ("delay", "max_delay"):
-        if key in data:
-            data[key] = parse_duration(data[key], f"retry.{key}") if isinstance(data[key], str) else data[key]
-    unknown = set(data) - {"max_attempts", "backoff", "delay", "max_delay", "jitter"}
-    if unknown:
-        raise ValidationError(f"retry.{sorted(unknown)[0]}", "unknown field (expected max_attempts, backoff, delay, max_delay, jitter)")
-    try:
-        return RetryPolicy(**data)
-    except ValidationError as exc:
-        raise ValidationError(f"retry.{exc.field}", exc.reason) from None
-
-
-JOB_FIELDS = (
-    "cron", "every", "at", "timezone", "executor", "target", "args", "kwargs", "options", "timeout",
-    "balancer", "balance_key", "retry", "enabled", "misfire", "misfire_grace", "overlap", "max_instances",
-    "dst_gap", "dst_fold", "description",
-)
-
-
-def build_job(
-    name: str,
-    *,
-    cron: str | None = None,
-    every: str | float | None = None,
-    at: str | None = None,
-    timezone: str = "UTC",
-    executor: str = "local",
-    target: str | None = None,
-    args: Sequence[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    timeout: float | str = 60.0,
-    balancer: str = "least-tasks",
-    balance_key: str | None = None,
-    retry: RetryPolicy | dict[str, Any] | None = None,
-    enabled: bool = True,
-    misfire: str = "fire-once",
-    misfire_grace: float | str = 60.0,
-    overlap: str = "parallel",
-    max_instances: int = 1,
-    dst_gap: str = "shift",
-    dst_fold: str = "once",
-    description: str = "",
-) -> TaskConfig:
-    """Build and validate a job. Raises ValidationError naming the field and the reason."""
-    given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
-    if len(given) != 1:
-        raise ValidationError("cron/every/at", f"give exactly one of cron, every, at (got {', '.join(given) or 'none'})")
-    trigger: Any
-    if cron is not None:
-        trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold)
-    elif every is not None:
-        trigger = EveryTrigger(parse_duration(every, "every"), timezone=timezone)
-    else:
-        trigger = AtTrigger.parse(at, timezone)
-    if not isinstance(args, (list, tuple)):
-        raise ValidationError("args", f"must be a list, not {type(args).__name__}")
-    if not isinstance(enabled, bool):
-        raise ValidationError("enabled", f"must be true or false, not {enabled!r}")
-    spec = TaskSpec(
-        executor=executor, target=target if target is not None else name, args=tuple(args),
-        kwargs=kwargs if kwargs is not None else {}, options=options if options is not None else {},
-        timeout=parse_duration(timeout, "timeout"), retry=_retry(retry), balancer=balancer,
-        balance_key=balance_key if balance_key is not None else name,  # TaskConfig's default, without a copy
-    )
-    return TaskConfig(
-        name=name, trigger=trigger, spec=spec, enabled=enabled,
-        misfire=MisfirePolicy(mode=misfire, grace=parse_duration(misfire_grace, "misfire_grace")
-                              if isinstance(misfire_grace, str) else misfire_grace),
-        overlap=OverlapPolicy(mode=overlap, max_instances=max_instances),
-        description=description,
-    )
-
-
-def job_fields(config: TaskConfig) -> dict[str, Any]:
-    """The keyword arguments of :func:`build_job` that rebuild ``config``."""
-    trigger = config.trigger
-    fields: dict[str, Any] = {}
-    if isinstance(trigger, CronTrigger):
-        fields.update(cron=trigger.expr, dst_gap=trigger.dst_gap, dst_fold=trigger.dst_fold)
-    elif isinstance(trigger, EveryTrigger):
-        fields.update(every=trigger.interval)
-    elif isinstance(trigger, AtTrigger):
-        from datetime import datetime, timezone
-
-        fields.update(at=datetime.fromtimestamp(trigger.at, timezone.utc).isoformat())
-    if trigger is not None:
-        fields["timezone"] = trigger.timezone
-    spec = config.spec
-    fields.update(
-        executor=spec.executor, target=spec.target, args=list(spec.args), kwargs=spec.kwargs,
-        options=spec.options, timeout=spec.timeout, balancer=spec.balancer,
-        balance_key=None if spec.balance_key == config.name else spec.balance_key,
-        retry=spec.retry, enabled=config.enabled, misfire=config.misfire.mode,
-        misfire_grace=config.misfire.grace, overlap=config.overlap.mode,
-        max_instances=config.overlap.max_instances, description=config.description,
-    )
-    return fields
-
-
-def first_fire(config: TaskConfig, now: float) -> float | None:
-    """The first slot of a new (or re-timed) job: the next one after now; a one-shot ``at``
-    still inside its misfire grace fires at once, one further in the past is refused."""
-    if isinstance(config.trigger, AtTrigger):
-        if config.trigger.at <= now - config.misfire.grace:
-            raise ValidationError("at", f"job {config.name!r}: {config.trigger.at:.0f} is in the past "
-                                        f"(beyond the misfire grace of {config.misfire.grace:g}s)")
-        return config.trigger.at
-    first = config.next_fire_after(now)
-    if first is None and isinstance(config.trigger, CronTrigger):
-        raise ValidationError("cron", f"job {config.name!r}: {config.trigger.expr!r} never fires "
-                                      "(no matching date within the next years)")
-    return first

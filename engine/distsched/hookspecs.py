@@ -81,6 +81,18 @@ def distsched_register_executors(registry: ExecutorRegistry) -> None:
     an awaitable of one. Returns nothing; all registrations kept; a name two plugins
     register is unusable (a task using it fails, naming both).
 
+    ``registry.add(name, factory, description=..., validate=...)``: the optional
+    ``validate(spec)`` is called with a :class:`distsched.model.TaskSpec` whose ``executor``
+    is ``name`` each time a job using it is added or updated, or a task submitted (the
+    facade's ``add_job`` / ``put_job(s)`` / ``update_job`` / ``submit(_many)``, ``distsched
+    run``, ``jobs add``, ``scheduler --jobs``, and the jobs-file loader given
+    ``check_spec=app.check_spec``), in whatever process does that - no worker, no context.
+    It returns nothing to accept the spec and raises
+    ``distsched.model.ValidationError(field, reason)`` to refuse it (the caller adds the job's
+    name); nothing is stored. Any other exception is reported as a PluginError naming the
+    plugin. Keep it pure and fast (no I/O): the ``http`` executor checks that the target is
+    an http(s) URL and that the options parse.
+
     .. versionadded:: 0.1
     """
 

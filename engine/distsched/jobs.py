@@ -2,6 +2,11 @@
 
 Loading validates everything before anything is stored, and reports every problem at once,
 one line each, naming the job, the field and the reason: a bad file changes nothing.
+
+This module builds jobs with the model alone (no facade, engine or plugin manager). What
+only the plugins know - that an executor exists and accepts the job's target - is checked
+by the ``check_spec`` callable a caller passes in, typically
+``DistributeSchedule.check_spec``: ``load_jobs_file(path, check_spec=app.check_spec)``.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import attrs
 
-from .facade import JOB_FIELDS, build_job
-from .model import TaskConfig, ValidationError
+from .model import JOB_FIELDS, TaskConfig, TaskSpec, ValidationError, build_job
 from .model.errors import DistschedError
 from .tasks import marked_functions
 
@@ -27,6 +32,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 WORKER_KEYS = ("imports", "concurrency", "capacity", "name", "drain_timeout")
+#: ``[worker]`` keys that are options of ``distsched worker`` (read by the command, see
+#: distsched.cli.config), not executor settings.
+WORKER_OPTION_KEYS = ("storage", "heartbeat_interval", "fail_fast", "metrics", "jobs")
+#: ``[scheduler]``: options of ``distsched scheduler`` (checked by the command).
+SCHEDULER_TABLE = "scheduler"
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_JOBS = 100_000
 
@@ -70,8 +80,14 @@ def _suggest(key: str, options: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def load_jobs_file(path: str | Path) -> JobsFile:
-    """Parse and validate a jobs file. Raises JobsFileError listing every problem."""
+#: Checks one job's spec where only the plugins can (``check_spec(spec, where)``, raising a
+#: DistschedError): :meth:`distsched.DistributeSchedule.check_spec`.
+SpecCheck = Callable[[TaskSpec, str], None]
+
+
+def load_jobs_file(path: str | Path, *, check_spec: SpecCheck | None = None) -> JobsFile:
+    """Parse and validate a jobs file. Raises JobsFileError listing every problem, including
+    what ``check_spec`` refuses (an unknown executor, an ``http`` target that is not a URL)."""
     path = Path(path)
     try:
         info = path.stat()
@@ -97,14 +113,17 @@ def load_jobs_file(path: str | Path) -> JobsFile:
         raise JobsFileError(str(path), [f"invalid TOML: {exc}"]) from None
     except RecursionError:
         raise JobsFileError(str(path), ["invalid TOML: nested too deeply"]) from None
-    return parse_jobs(data, path)
+    return parse_jobs(data, path, check_spec=check_spec)
 
 
-def parse_jobs(data: dict[str, Any], path: Path) -> JobsFile:
+def parse_jobs(data: dict[str, Any], path: Path, *, check_spec: SpecCheck | None = None) -> JobsFile:
     problems: list[str] = []
     for key in data:
-        if key not in ("jobs", "worker"):
-            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker'))} (expected [[jobs]] and [worker])")
+        if key not in ("jobs", "worker", SCHEDULER_TABLE):
+            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker', 'scheduler'))} "
+                            "(expected [[jobs]], [worker] and [scheduler])")
+        elif key == SCHEDULER_TABLE and not isinstance(data[key], dict):
+            problems.append("scheduler: must be a table ([scheduler])")
     raw_jobs = data.get("jobs", [])
     if not isinstance(raw_jobs, list):
         problems.append("jobs: must be an array of tables ([[jobs]])")
@@ -134,11 +153,20 @@ def parse_jobs(data: dict[str, Any], path: Path) -> JobsFile:
         if unknown:
             continue
         try:
-            jobs.append(build_job(name, **fields))
+            config = build_job(name, **fields)
         except ValidationError as exc:
             problems.append(f"{where}: {exc.field}: {exc.reason}")
+            continue
         except TypeError as exc:
             problems.append(f"{where}: {exc}")
+            continue
+        if check_spec is not None:
+            try:
+                check_spec(config.spec, where)
+            except DistschedError as exc:
+                problems.append(str(exc) if str(exc).startswith(f"{where}: ") else f"{where}: {exc}")
+                continue
+        jobs.append(config)
     worker = WorkerSection()
     raw_worker = data.get("worker", {})
     if not isinstance(raw_worker, dict):
@@ -173,16 +201,20 @@ def _worker(raw: dict[str, Any]) -> WorkerSection:
         drain = parse_duration(drain, "drain_timeout")
     return WorkerSection(
         imports=tuple(imports), concurrency=raw.get("concurrency"), capacity=raw.get("capacity"), name=name,
-        drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS},
+        drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS + WORKER_OPTION_KEYS},
     )
 
 
 def import_task_modules(
-    modules: tuple[str, ...] | list[str], *, base: Path | None = None, register: Callable[[str, Any], None]
+    modules: tuple[str, ...] | list[str], *, base: Path | None = None, register: Callable[[str, Any], None],
+    collect: Callable[[ModuleType], dict[str, Callable[..., Any]]] = marked_functions,
+    hint: Callable[[ModuleType], str] | None = None,
 ) -> list[str]:
-    """Import the ``[worker] imports`` modules and register their ``@distsched.task``
-    functions. Modules resolve relative to ``base`` (the jobs file's folder), then the
-    current directory. Returns the registered names."""
+    """Import the ``[worker] imports`` modules and register their functions: ``collect``
+    finds them (default: the ``@distsched.task`` ones; the CLI also takes ``@app.task``
+    functions of a DistributeSchedule in the module), ``hint`` says what to do when a module
+    has none. Modules resolve relative to ``base`` (the jobs file's folder), then the current
+    directory. Returns the registered names."""
     for folder in (Path.cwd(), base):
         if folder is not None and str(folder.resolve()) not in sys.path:
             sys.path.insert(0, str(folder.resolve()))
@@ -193,9 +225,10 @@ def import_task_modules(
         except Exception as exc:
             where = f" (looked in {base} and the current directory)" if base else ""
             raise ValidationError("imports", f"cannot import {module_name!r}{where}: {type(exc).__name__}: {exc}") from None
-        found = marked_functions(module)
+        found = collect(module)
         if not found:
-            raise ValidationError("imports", f"module {module_name!r} has no function marked with @distsched.task")
+            what = hint(module) if hint is not None else "mark its functions with @distsched.task"
+            raise ValidationError("imports", f"module {module_name!r} gives the worker no function: {what}")
         for task_name, func in found.items():
             register(task_name, func)
             names.append(task_name)

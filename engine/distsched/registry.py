@@ -24,15 +24,18 @@ from typing import Any
 
 import attrs
 
-from .model.errors import DuplicateRegistration, NameConflict, UnknownName
+from .config import ALLOW_REPLACE_ENV, DISABLE_ENV
+from .model.errors import (
+    DuplicateRegistration,
+    NameConflict,
+    PluginError,
+    UnknownName,
+    ValidationError,
+)
+from .urls import redact_url
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.\-]*$")
-#: Environment variable naming the plugins not to load (comma-separated entry-point names).
-DISABLE_ENV = "DISTSCHED_DISABLE_PLUGINS"
-#: Environment variable naming the names (or URL schemes) a plugin declaring
-#: ``replace=True`` may take over from another plugin (comma-separated).
-ALLOW_REPLACE_ENV = "DISTSCHED_ALLOW_REPLACE"
 
 
 @attrs.frozen
@@ -66,6 +69,12 @@ class Registration:
     #: The plugin declared ``replace=True``: it may take the name over from another plugin,
     #: if the operator allows it (``DISTSCHED_ALLOW_REPLACE``).
     override: bool = False
+    #: Executors only: ``validate(spec)`` checks a task spec when a job is added or a task
+    #: submitted (raises ``distsched.model.ValidationError(field, reason)``); None: no check.
+    validate: Callable[[Any], None] | None = None
+    #: Executors only: ``check_settings(settings)`` checks the worker's settings (the jobs
+    #: file's ``[worker]`` table) when a worker starts; a ValidationError stops the worker.
+    check_settings: Callable[[Any], None] | None = None
 
 
 @attrs.frozen
@@ -310,7 +319,7 @@ class SchemeRegistry(Registry):
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if not scheme:
             raise UnknownName(
-                f"{where}: {url!r} is not a URL; expected SCHEME://... "
+                f"{where}: {redact_url(url)!r} is not a URL; expected SCHEME://... "
                 f"(schemes: {', '.join(self.schemes()) or 'none'})"
             )
         found = self._resolved.get(("scheme", scheme))
@@ -340,9 +349,56 @@ class ElectionRegistry(SchemeRegistry):
 
 
 class ExecutorRegistry(Registry):
-    """What ``distsched_register_executors`` receives."""
+    """What ``distsched_register_executors`` receives: executors by name.
+    ``add(name, factory, description=..., validate=..., check_settings=...)``: the optional
+    ``validate(spec)`` runs wherever a job is added or a task submitted, in any process (no
+    worker needed), and refuses a spec its executor could never run by raising
+    ``distsched.model.ValidationError(field, reason)``. The optional ``check_settings(settings)``
+    runs when a worker starts, with its settings (the ``[worker]`` table): a ValidationError
+    stops the worker, naming the setting."""
 
     family = "executor"
+
+    def add(self, name: str, factory: Callable[..., Any], *, description: str = "", replace: bool = False,
+            validate: Callable[[Any], None] | None = None,
+            check_settings: Callable[[Any], None] | None = None) -> None:
+        if validate is not None and not callable(validate):
+            raise TypeError(f"{self.current}: executor {name!r}: validate {validate!r} is not callable")
+        if check_settings is not None and not callable(check_settings):
+            raise TypeError(f"{self.current}: executor {name!r}: check_settings {check_settings!r} is not callable")
+        self._add(Registration(self.family, name, factory, self.current, description, override=replace,
+                               validate=validate, check_settings=check_settings))
+
+    def check_settings(self, settings: Any, *, where: str = "worker") -> None:
+        """Run every usable executor's ``check_settings`` on a worker's settings: the first
+        refusal -> ValidationError naming ``where``, the setting and the reason; a checker that
+        fails otherwise -> PluginError naming its plugin."""
+        for reg in self:
+            if reg.check_settings is None:
+                continue
+            try:
+                reg.check_settings(settings)
+            except ValidationError as exc:
+                raise ValidationError(exc.field, exc.reason, where=where) from None
+            except Exception as exc:
+                raise PluginError(f"{where}: the settings check of executor {reg.name!r} from {reg.origin} "
+                                  f"failed: {type(exc).__name__}: {exc}") from exc
+
+    def validate(self, spec: Any, *, where: str = "") -> None:
+        """Check ``spec`` with its executor's validator: unknown executor -> UnknownName; one
+        two plugins provide -> NameConflict; refused -> ValidationError naming ``where``, the
+        field and the reason; a validator that fails otherwise -> PluginError naming its plugin."""
+        reg = self.get(spec.executor, where=where)
+        if reg.validate is None:
+            return
+        try:
+            reg.validate(spec)
+        except ValidationError as exc:
+            raise ValidationError(exc.field, exc.reason, where=where or None) from None
+        except Exception as exc:
+            prefix = f"{where}: " if where else ""
+            raise PluginError(f"{prefix}the validator of executor {reg.name!r} from {reg.origin} failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
 
 class BalancerRegistry(Registry):
@@ -385,7 +441,7 @@ class FunctionRegistry(Registry):
 
 
 __all__ = [
-    "ALLOW_REPLACE_ENV", "APP", "BalancerRegistry", "Conflict", "DISABLE_ENV", "ElectionRegistry",
+    "APP", "BalancerRegistry", "Conflict", "ElectionRegistry",
     "ExecutorRegistry", "FunctionRegistry", "Origin", "Registration", "Registry", "Replacement",
     "SchemeRegistry", "StorageRegistry",
 ]

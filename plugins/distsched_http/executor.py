@@ -18,9 +18,14 @@ RPCError            -32603,    the JSON-RPC response is an error object
                     -32000..
                     -32099
 MalformedResponse   no         an undecodable body, or a JSON-RPC response that breaks 2.0
-Forbidden           no         a scheme other than http(s), or a host outside ``http_allow``
-ConfigError         no         bad options, an unset ``${NAME}``, an invalid URL or header
+Forbidden           no         a scheme other than http(s), a host outside ``http_allow``, or a
+                               link-local / cloud metadata address ``http_allow`` does not name
+ConfigError         no         bad options, an unset or unlisted ``${NAME}``, an invalid URL or
+                               header
 ==================  =========  ==========================================================
+
+Option parsing and validation live in :mod:`.options` (pure, shared with the ``validate``
+hooks that check a job when it is added); this module makes the calls.
 
 Resolved secrets never reach the Outcome or the logs: the Outcome is scrubbed as a whole
 before it is returned, and a log filter scrubs records emitted while a request runs.
@@ -29,46 +34,55 @@ before it is returned, and a log filter scrubs records emitted while a request r
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import contextlib
 import email.utils
 import json
 import logging
 import math
-import re
 import time
 import uuid
+import zlib
 from collections.abc import AsyncGenerator, Mapping
 from datetime import timezone
 from typing import Any, cast
+from urllib.parse import unquote
 
 import attrs
 import httpx
 
-from distsched.model import Outcome, Task
+from distsched.model import Outcome, Task, ValidationError
 from distsched.ports import ExecutorContext
 
 from .client import acquire
-from .safety import ACTIVE, AllowList, MissingVariable, Scrubber, install_log_filter, resolve
+from .options import (
+    DEFAULT_BODY_LIMIT,
+    RPC_DEFAULT_BODY_LIMIT,
+    SCHEMES,
+    body_limit,
+    parse_http,
+    parse_rpc,
+)
+from .safety import (
+    ACTIVE,
+    AddressRefused,
+    AllowList,
+    Scrubber,
+    VariableError,
+    check_address,
+    install_log_filter,
+    parse_ip,
+    resolve,
+    secrets_setting,
+)
 
 log = logging.getLogger("distsched.http")
 
-DEFAULT_BODY_LIMIT = 64 * 1024
-RPC_DEFAULT_BODY_LIMIT = 1024 * 1024
-MAX_BODY_LIMIT = 16 * 1024 * 1024
 MAX_REDIRECTS = 10
 #: How much of a bad JSON-RPC response goes into ``meta.body_excerpt``.
 RPC_EXCERPT = 1024
-SCHEMES = ("http", "https")
 
-HTTP_OPTIONS = frozenset(
-    {"method", "headers", "query", "params", "json", "body", "success_codes",
-     "follow_redirects", "body_limit"}
-)
-RPC_OPTIONS = frozenset({"method", "params", "headers", "follow_redirects", "body_limit"})
-
-_METHOD_RE = re.compile(r"^[A-Za-z]{1,20}$")
-_CODE_RE = re.compile(r"^([1-5])(xx|\d\d)$", re.IGNORECASE)
 #: JSON-RPC codes another attempt cannot fix (parse error, invalid request/method/params).
 RPC_FINAL_CODES = frozenset({-32700, -32600, -32601, -32602})
 
@@ -115,89 +129,18 @@ class _Fetched:
     charset: str | None
 
 
-# -- options ---------------------------------------------------------------------------------
-def _check_options(options: Mapping[str, Any], known: frozenset[str], kind: str) -> None:
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise _config_error(
-            f"{kind} executor: unknown option(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-
-
-def _method(value: Any, default: str) -> str:
-    if value is None:
-        return default
-    if not isinstance(value, str) or not _METHOD_RE.match(value):
-        raise _config_error(f"option 'method' must be an HTTP method such as GET or POST, not {value!r}")
-    return value.upper()
-
-
-def _bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = options.get(name, default)
-    if not isinstance(value, bool):
-        raise _config_error(f"option {name!r} must be true or false, not {value!r}")
-    return value
-
-
-def _body_limit(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BODY_LIMIT:
-        raise ValueError(f"{where} must be a number of bytes between 0 and {MAX_BODY_LIMIT}, not {value!r}")
-    return value
-
-
-def _option_limit(options: Mapping[str, Any], default: int) -> int:
-    if "body_limit" not in options:
-        return default
-    try:
-        return _body_limit(options["body_limit"], "option 'body_limit'")
-    except ValueError as exc:
-        raise _config_error(str(exc)) from None
-
-
-def _success_codes(value: Any) -> frozenset[int]:
-    if value is None:
-        return frozenset(range(200, 300))
-    if isinstance(value, (str, int)):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise _config_error(f"option 'success_codes' must be a list of status codes or classes like '2xx', not {value!r}")
-    codes: set[int] = set()
-    for item in value:
-        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
-            codes.add(item)
-            continue
-        match = _CODE_RE.match(item.strip()) if isinstance(item, str) else None
-        if match is None:
-            raise _config_error(
-                f"option 'success_codes': {item!r} is not a status code (100-599) or a class like '2xx'"
-            )
-        if match.group(2).lower() == "xx":
-            base = int(match.group(1)) * 100
-            codes.update(range(base, base + 100))
-        else:
-            codes.add(int(item.strip()))
-    return frozenset(codes)
-
-
-def _headers(value: Any, secrets: set[str]) -> tuple[dict[str, str], frozenset[str]]:
-    if value is None:
-        return {}, frozenset()
-    if not isinstance(value, dict):
-        raise _config_error(f"option 'headers' must be a table of name = value, not {type(value).__name__}")
-    headers: dict[str, str] = {}
+# -- requests ------------------------------------------------------------------------------
+def _resolved_headers(given: Mapping[str, str], secrets: set[str],
+                      allowed: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+    """The headers with ``${NAME}`` resolved, and the (lower-cased) names that held one."""
+    out: dict[str, str] = {}
     secret: set[str] = set()
-    for name, raw in value.items():
-        if not isinstance(name, str) or not name:
-            raise _config_error(f"option 'headers': {name!r} is not a header name")
-        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-            raise _config_error(f"option 'headers': the value of {name!r} must be a string")
-        text = str(raw)
-        resolved = resolve(text, f"header {name!r}", secrets)
+    for name, text in given.items():
+        resolved = resolve(text, f"header {name!r}", secrets, allowed)
         if resolved != text:
             secret.add(name.lower())
-        headers[name] = resolved
-    return headers, frozenset(secret)
+        out[name] = resolved
+    return out, frozenset(secret)
 
 
 def _with_idempotency_key(headers: dict[str, str], task: Task) -> dict[str, str]:
@@ -305,12 +248,67 @@ def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
     return a.scheme == "http" and b.scheme == "https" and a.port in (None, 80) and b.port in (None, 443)
 
 
+class _Inflater:
+    """A ``gzip`` / ``deflate`` decoder that never produces more than it is asked for.
+
+    httpx's own decoders inflate each network chunk whole (a 64 KiB chunk of a gzip bomb is
+    64 MiB in memory); this one passes ``max_length`` to zlib and keeps the rest compressed.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.raw_deflate_tried = False
+        wbits = zlib.MAX_WBITS | 16 if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._z = zlib.decompressobj(wbits)
+        self._started = False
+
+    def take(self, data: bytes, most: int) -> bytes:
+        """Up to ``most`` (>= 1) bytes inflated from ``data`` plus what is left over."""
+        data = self._z.unconsumed_tail + data
+        try:
+            out = self._z.decompress(data, most)
+        except zlib.error as exc:
+            if self.encoding == "deflate" and not self._started:  # raw deflate, as httpx accepts
+                self._z, self._started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                return self.take(data, most)
+            raise httpx.DecodingError(f"{self.encoding} body: {exc}") from None
+        self._started = True
+        return out
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._z.unconsumed_tail)
+
+
+def _inflater(headers: httpx.Headers) -> _Inflater | None:
+    codings = [c.strip().lower() for c in headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise httpx.DecodingError(
+            f"Content-Encoding {headers.get('content-encoding')!r} is not supported "
+            f"(gzip, deflate and identity are)"
+        )
+    return _Inflater(codings[0])
+
+
 async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the body, and whether there was more (never reads it all)."""
+    """At most ``limit`` bytes of the (decoded) body, and whether there was more.
+
+    Never reads the whole body, and never inflates a compressed one past ``limit + 1``
+    bytes: memory stays bounded by the limit plus one network chunk.
+    """
     buffer = bytearray()
-    async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_bytes())) as chunks:
+    inflater = _inflater(response.headers)
+    async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_raw())) as chunks:
         async for chunk in chunks:
-            buffer += chunk[: limit + 1 - len(buffer)]
+            if inflater is None:
+                buffer += chunk[: limit + 1 - len(buffer)]
+            else:
+                buffer += inflater.take(chunk, limit + 1 - len(buffer))
+                while inflater.pending and len(buffer) <= limit:
+                    buffer += inflater.take(b"", limit + 1 - len(buffer))
             if len(buffer) > limit:
                 return bytes(buffer[:limit]), True
     return bytes(buffer), False
@@ -324,9 +322,10 @@ class _HttpBase:
     def __init__(self, context: ExecutorContext) -> None:
         settings = dict(context.settings or {})
         self.allow = AllowList.from_setting(settings.get("http_allow"))
+        self.secret_names = secrets_setting(settings.get("secrets"))
         limit = settings.get("http_body_limit")
         self.body_limit = (
-            self.default_body_limit if limit is None else _body_limit(limit, "setting http_body_limit")
+            self.default_body_limit if limit is None else body_limit(limit, "setting http_body_limit")
         )
         install_log_filter()
         self._shared = acquire(context)
@@ -344,13 +343,15 @@ class _HttpBase:
         try:
             try:
                 request, extra = self._prepare(task, secrets)
+            except ValidationError as exc:  # bad options (see .options)
+                raise _config_error(exc.reason) from None
             finally:
                 scrubber = Scrubber(secrets)
                 token = ACTIVE.set(scrubber)
             outcome = await self._execute(task, request, extra, scrubber)
         except _Refused as refused:
             outcome = refused.outcome
-        except MissingVariable as exc:
+        except VariableError as exc:
             outcome = Outcome.failure(str(exc), error_type="ConfigError", retryable=False)
         except Exception as exc:
             log.warning("%s executor: unexpected error in task %s", self.kind, task.id, exc_info=True)
@@ -368,12 +369,17 @@ class _HttpBase:
 
     # -- shared steps --------------------------------------------------------------------
     def _url(self, target: str, secrets: set[str]) -> httpx.URL:
-        resolved = resolve(target, "the target URL", secrets)
+        resolved = resolve(target, "the target URL", secrets, self.secret_names)
         try:
             url = httpx.URL(resolved)
         except (httpx.InvalidURL, ValueError, TypeError) as exc:
             raise _config_error(f"the target is not a valid URL: {exc}") from None
         self._check_url(url)
+        if url.userinfo and secrets and any(s in unquote(url.userinfo.decode("ascii", "replace")) for s in secrets):
+            # httpx turns the userinfo into "Authorization: Basic <base64>": an endpoint that
+            # echoes it must not hand the secret back in another encoding.
+            userpass = f"{url.username}:{url.password}".encode()
+            secrets.add(base64.b64encode(userpass).decode("ascii"))
         return url
 
     def _check_url(self, url: httpx.URL, **meta: Any) -> None:
@@ -386,6 +392,12 @@ class _HttpBase:
             raise _config_error("the target URL has no host")
         if self.allow is not None and not self.allow.allows(url.raw_host.decode("ascii", "replace")):
             raise _forbidden(f"{hop}host {url.host!r} refused: not in this worker's http_allow list", **meta)
+        literal = parse_ip(url.host)
+        if literal is not None:  # names are checked once resolved, when connecting (see .client)
+            try:
+                check_address(literal, self.allow, url.host)
+            except AddressRefused as exc:
+                raise _forbidden(f"{hop}{exc}", **meta) from None
 
     async def _fetch(self, request: _Request) -> _Fetched:
         started = time.perf_counter()
@@ -413,7 +425,13 @@ class _HttpBase:
         origin = request.url
         redirects = 0
         while True:
-            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                response = await client.send(request, stream=True, follow_redirects=False)
+            except AddressRefused as exc:
+                latency = round((time.perf_counter() - started) * 1000, 1)
+                hop = "redirect to " if redirects else ""
+                extra = {"redirects": redirects} if redirects else {}
+                raise _forbidden(f"{hop}{exc}", latency_ms=latency, **extra) from None
             try:
                 following = response.next_request
                 if req.follow_redirects and following is not None:
@@ -475,40 +493,20 @@ class HttpExecutor(_HttpBase):
     kind = "http"
 
     def _prepare(self, task: Task, secrets: set[str]) -> tuple[_Request, Any]:
-        options = task.spec.options
-        _check_options(options, HTTP_OPTIONS, self.kind)
-        has_json, has_body = "json" in options, "body" in options
-        if has_json and has_body:
-            raise _config_error("options 'json' and 'body' are exclusive: give one request body")
-        if has_body and not isinstance(options["body"], str):
-            raise _config_error(f"option 'body' must be a string, not {type(options['body']).__name__}")
-        if "query" in options and "params" in options:
-            raise _config_error("options 'query' and 'params' are the same thing: give one")
-        query = options.get("query", options.get("params"))
-        if query is not None and not (isinstance(query, dict) and all(isinstance(k, str) for k in query)):
-            raise _config_error("option 'query' must be a table of name = value")
-        method = _method(options.get("method"), "POST" if has_json or has_body else "GET")
-        success = _success_codes(options.get("success_codes"))
-        follow = _bool(options, "follow_redirects", False)
-        limit = _option_limit(options, self.body_limit)
+        options = parse_http(task.spec)
         url = self._url(task.spec.target, secrets)
-        headers, secret_headers = _headers(options.get("headers"), secrets)
-        content = None
-        if has_json:
-            try:
-                content = json.dumps(options["json"], allow_nan=False, separators=(",", ":")).encode()
-            except (TypeError, ValueError) as exc:
-                raise _config_error(f"option 'json' is not plain JSON: {exc}") from None
+        headers, secret_headers = _resolved_headers(options.headers, secrets, self.secret_names)
+        if options.json_body:
             _set_default(headers, "Content-Type", "application/json")
-        elif has_body:
-            content = options["body"].encode("utf-8")
         _with_idempotency_key(headers, task)
         request = _Request(
-            method=method, url=url, headers=headers, params=query, content=content,
-            follow_redirects=follow, body_limit=limit, timeout=float(task.spec.timeout),
-            secret_headers=secret_headers,
+            method=options.method, url=url, headers=headers,
+            params=dict(options.query) if options.query is not None else None, content=options.content,
+            follow_redirects=options.follow_redirects,
+            body_limit=self.body_limit if options.body_limit is None else options.body_limit,
+            timeout=float(task.spec.timeout), secret_headers=secret_headers,
         )
-        return request, success
+        return request, options.success_codes
 
     async def _execute(self, task: Task, request: _Request, success: Any, scrubber: Scrubber) -> Outcome:
         fetched = await self._fetch(request)
@@ -532,37 +530,13 @@ class RpcExecutor(_HttpBase):
     default_body_limit = RPC_DEFAULT_BODY_LIMIT
 
     def _prepare(self, task: Task, secrets: set[str]) -> tuple[_Request, Any]:
-        options = task.spec.options
-        _check_options(options, RPC_OPTIONS, self.kind)
-        method = options.get("method")
-        if not isinstance(method, str) or not method:
-            raise _config_error(
-                "rpc executor: options.method is required (the JSON-RPC method name, a non-empty string)"
-                if method is None else f"rpc executor: options.method must be a non-empty string, not {method!r}"
-            )
-        if "params" in options:
-            params = options["params"]
-            if not isinstance(params, (list, dict)):
-                raise _config_error(f"option 'params' must be a list or a table, not {type(params).__name__}")
-        elif task.spec.args and task.spec.kwargs:
-            raise _config_error(
-                "JSON-RPC params are positional (args) or named (kwargs), not both; "
-                "give one, or set options.params"
-            )
-        elif task.spec.kwargs:
-            params = dict(task.spec.kwargs)
-        elif task.spec.args:
-            params = list(task.spec.args)
-        else:
-            params = None
-        follow = _bool(options, "follow_redirects", False)
-        limit = _option_limit(options, self.body_limit)
+        options = parse_rpc(task.spec)
         url = self._url(task.spec.target, secrets)
-        headers, secret_headers = _headers(options.get("headers"), secrets)
+        headers, secret_headers = _resolved_headers(options.headers, secrets, self.secret_names)
         rpc_id = uuid.uuid4().hex
-        payload: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": rpc_id}
-        if params is not None:
-            payload["params"] = params
+        payload: dict[str, Any] = {"jsonrpc": "2.0", "method": options.method, "id": rpc_id}
+        if options.params is not None:
+            payload["params"] = options.params
         try:
             content = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
@@ -572,8 +546,9 @@ class RpcExecutor(_HttpBase):
         _with_idempotency_key(headers, task)
         request = _Request(
             method="POST", url=url, headers=headers, params=None, content=content,
-            follow_redirects=follow, body_limit=limit, timeout=float(task.spec.timeout),
-            secret_headers=secret_headers,
+            follow_redirects=options.follow_redirects,
+            body_limit=self.body_limit if options.body_limit is None else options.body_limit,
+            timeout=float(task.spec.timeout), secret_headers=secret_headers,
         )
         return request, rpc_id
 

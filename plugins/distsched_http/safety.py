@@ -2,13 +2,18 @@
 the host allow-list.
 
 * ``${NAME}`` in a header value or in the URL is replaced at execution time by the worker's
-  environment variable ``NAME``. The task is never changed: the resolved text exists only
-  for the request. Every resolved value is a *secret*: it is replaced by ``***`` in the
+  environment variable ``NAME``, if the worker lists ``NAME`` in its ``secrets`` setting
+  (no list: nothing is expanded, so a job cannot read the worker's environment). The task
+  is never changed: the resolved text exists only for the request. Every resolved value is a *secret*: it is replaced by ``***`` in the
   Outcome (value, error, meta) and in log records emitted while the request runs (ours and
   httpx/httpcore's), in its plain, percent-encoded and JSON-escaped forms.
 * The allow-list (worker setting ``http_allow``) names the hosts a worker may call: exact
   host names, ``*.suffix`` wildcards (sub-domains only) and IP networks. Networks match
   IP-literal URLs only; names are never resolved to check them.
+* Link-local and cloud metadata addresses (:data:`BLOCKED_NETWORKS`) are refused whatever
+  the allow-list says, unless an ``http_allow`` IP entry inside those ranges names them;
+  the check is made on the addresses a name resolves to, at connection time (see
+  :mod:`.client`), so it holds on every redirect hop and against DNS rebinding.
 """
 
 from __future__ import annotations
@@ -33,23 +38,69 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MIN_TAIL = 3
 
 
-class MissingVariable(Exception):
-    """A ``${NAME}`` reference to a variable that is not set on this worker."""
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-    def __init__(self, name: str, where: str) -> None:
-        super().__init__(
-            f"environment variable {name!r} referenced in {where} is not set on this worker"
-        )
+
+class VariableError(Exception):
+    """A ``${NAME}`` reference the worker cannot expand (a ``ConfigError`` outcome)."""
+
+    def __init__(self, message: str, name: str, where: str) -> None:
+        super().__init__(message)
         self.name = name
         self.where = where
 
 
-def resolve(text: str, where: str, secrets: set[str], environ: Mapping[str, str] | None = None) -> str:
-    """Replace every ``${NAME}`` in ``text``; add the values used to ``secrets``."""
+class MissingVariable(VariableError):
+    """A ``${NAME}`` reference to a listed variable that is not set on this worker."""
+
+    def __init__(self, name: str, where: str) -> None:
+        super().__init__(
+            f"environment variable {name!r} referenced in {where} is not set on this worker", name, where
+        )
+
+
+class UnlistedVariable(VariableError):
+    """A ``${NAME}`` reference to a variable the worker does not list in ``secrets``."""
+
+    def __init__(self, name: str, where: str, allowed: frozenset[str]) -> None:
+        listed = f"it lists {', '.join(sorted(allowed))}" if allowed else "it lists none, so nothing is expanded"
+        super().__init__(
+            f"environment variable {name!r} referenced in {where} is not in this worker's secrets "
+            f"({listed}); to allow it, add it to the worker's settings: [worker] secrets = [{name!r}]",
+            name, where,
+        )
+
+
+def secrets_setting(value: Any) -> frozenset[str]:
+    """The worker setting ``secrets``: the environment variables ``${NAME}`` may expand.
+
+    None (not set) is the empty set: no expansion at all. ValueError naming the bad entry.
+    """
+    if value is None:
+        return frozenset()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"secrets must be a list of environment variable names, not {value!r}")
+    for entry in value:
+        if not isinstance(entry, str) or not _NAME_RE.match(entry):
+            raise ValueError(
+                f"secrets: entry {entry!r} is not an environment variable name (letters, digits, _)"
+            )
+    return frozenset(value)
+
+
+def resolve(text: str, where: str, secrets: set[str], allowed: frozenset[str] = frozenset(),
+            environ: Mapping[str, str] | None = None) -> str:
+    """Replace every ``${NAME}`` in ``text``; add the values used to ``secrets``.
+
+    Only names in ``allowed`` (the worker's ``secrets`` setting) are expanded: any other
+    raises :class:`UnlistedVariable`, an unset one :class:`MissingVariable`.
+    """
     env = os.environ if environ is None else environ
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name not in allowed:
+            raise UnlistedVariable(name, where, allowed)
         value = env.get(name)
         if value is None:
             raise MissingVariable(name, where)
@@ -197,6 +248,48 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+#: Refused whatever ``http_allow`` says unless an IP entry inside them names the address:
+#: link-local (where cloud metadata services live) and the metadata addresses of clouds.
+BLOCKED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(n) for n in (
+        "169.254.0.0/16",      # IPv4 link-local: AWS, GCP, Azure, OpenStack... metadata at 169.254.169.254
+        "fe80::/10",           # IPv6 link-local
+        "fd00:ec2::/32",       # AWS IPv6 metadata (fd00:ec2::254) and DNS
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+    )
+)
+
+
+def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address a URL host names (brackets, a zone, a trailing dot allowed), or None."""
+    return _ip(normalise_host(host).split("%", 1)[0])
+
+
+def _blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    candidates = [address]
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        candidates.append(mapped)
+    return any(a in net for a in candidates for net in BLOCKED_NETWORKS if a.version == net.version)
+
+
+class AddressRefused(Exception):
+    """A connection to a link-local or metadata address that ``http_allow`` does not name."""
+
+
+def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow: AllowList | None,
+                  host: str | None = None) -> None:
+    """Raise :class:`AddressRefused` if ``address`` is in :data:`BLOCKED_NETWORKS` and not
+    named by an ``http_allow`` IP entry inside those ranges (``0.0.0.0/0`` does not count)."""
+    if not _blocked(address) or (allow is not None and allow.names_blocked(address)):
+        return
+    via = f"host {host!r} resolves to " if host and parse_ip(host) is None else ""
+    raise AddressRefused(
+        f"{via}address {address} refused: link-local and cloud metadata addresses are called only "
+        f"when http_allow lists them (for example http_allow = [\"{address}\"])"
+    )
+
+
 @attrs.frozen
 class AllowList:
     hosts: frozenset[str] = frozenset()
@@ -237,6 +330,17 @@ class AllowList:
             else:
                 hosts.add(host)
         return cls(frozenset(hosts), tuple(suffixes), tuple(networks))
+
+    def names_blocked(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """An entry inside :data:`BLOCKED_NETWORKS` contains ``address`` (explicitly listed)."""
+        candidates = [address]
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            candidates.append(mapped)
+        return any(
+            a in net and any(net.version == b.version and net.subnet_of(b) for b in BLOCKED_NETWORKS)  # type: ignore[arg-type]
+            for a in candidates for net in self.networks if a.version == net.version
+        )
 
     def allows(self, host: str) -> bool:
         host = normalise_host(host)

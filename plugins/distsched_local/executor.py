@@ -15,8 +15,7 @@ import functools
 import inspect
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from distsched.model import Outcome, Task
-from distsched.plugin.errors import NameConflict
+from distsched.model import NameConflict, Outcome, Task
 from distsched.ports import ExecutorContext
 
 

@@ -65,6 +65,7 @@ from distsched.ports import (
     TaskPage,
     ThroughputBucket,
 )
+from distsched.urls import redact_url
 
 READY = (TaskState.PENDING, TaskState.RETRYING)
 #: Terminal tasks kept (oldest dropped first) so a long run does not grow without bound.
@@ -240,7 +241,7 @@ class MemoryStorage:
     def open(cls, url: str) -> MemoryStorage:
         parts = urlsplit(url)
         if parts.scheme != "memory":
-            raise ValidationError("storage", f"{url!r} is not a memory:// URL")
+            raise ValidationError("storage", f"{redact_url(url)!r} is not a memory:// URL")
         name = (parts.netloc + parts.path).strip("/")
         if not name:
             return cls(url, _State())

@@ -64,6 +64,7 @@ from distsched.ports import (
 
 from . import codec
 from .codec import num, task_args
+from .parser import parser_class
 from .scripts import Scripts
 from .url import RedisSettings, parse
 
@@ -333,6 +334,9 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
         # the record alone is then found undecodable and quarantined.
         "encoding_errors": "surrogateescape",
         "client_name": "distsched",
+        # Refuses a reply larger than max_reply instead of buffering it (a hostile server's
+        # "$2000000000" would otherwise fill memory at network speed).
+        "parser_class": parser_class(settings.max_reply),
     }
     retry = _Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
     if settings.scheme == "redis+sentinel":
@@ -342,6 +346,8 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
             "socket_timeout": settings.socket_timeout,
             "socket_connect_timeout": settings.connect_timeout,
             "decode_responses": True,
+            # (redis-py's Sentinel builds Redis(**these), which takes no parser_class: the
+            # sentinels' own small replies are not capped; the master's are, through common)
         }
         if settings.sentinel_password is not None:
             sentinel_kwargs["password"] = settings.sentinel_password

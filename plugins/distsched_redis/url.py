@@ -13,7 +13,8 @@ engine's value): ``namespace`` (default ``distsched``), ``retention`` (how long 
 are kept, default ``7d``), ``results_max`` (cap of the result list, default 100000),
 ``strict`` (refuse an evicting ``maxmemory-policy``), ``socket_timeout`` (default 5 s),
 ``connect_timeout`` (default 3 s), ``health_check_interval`` (default 15 s),
-``max_connections``.
+``max_connections``, ``max_reply`` (largest reply accepted, in bytes, default 256 MiB: see
+:mod:`.parser`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import attrs
 
 from distsched.model import ValidationError, parse_duration
+from distsched.urls import redact_url, userinfo_end
+
+from .parser import DEFAULT_MAX_REPLY
 
 SCHEMES = ("redis", "rediss", "redis+sentinel")
 DEFAULT_NAMESPACE = "distsched"
@@ -35,7 +39,7 @@ SSL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "
 SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 OPTIONS = (
     "namespace", "retention", "results_max", "strict", "socket_timeout", "connect_timeout",
-    "health_check_interval", "max_connections", *SSL_OPTIONS, *SENTINEL_OPTIONS,
+    "health_check_interval", "max_connections", "max_reply", *SSL_OPTIONS, *SENTINEL_OPTIONS,
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -60,6 +64,7 @@ class RedisSettings:
     connect_timeout: float = 3.0
     health_check_interval: float = 15.0
     max_connections: int | None = None
+    max_reply: int = DEFAULT_MAX_REPLY
     ssl: dict[str, Any] = attrs.field(factory=dict)
     sentinel_username: str | None = attrs.field(default=None, repr=False)
     sentinel_password: str | None = attrs.field(default=None, repr=False)
@@ -72,32 +77,15 @@ class RedisSettings:
     @property
     def redacted(self) -> str:
         """The URL without its passwords, for messages and logs."""
-        return redact(self.url)
+        return redact_url(self.url)
 
     def target(self) -> tuple[Any, ...]:
         """What identifies the data set (for checking that election and storage match)."""
         return (self.scheme, self.hosts, self.db, self.service, self.namespace)
 
 
-def redact(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url.split("?", 1)[0])
-    netloc = parts.netloc
-    if "@" in netloc:
-        creds, hosts = netloc.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        netloc = f"{user}:***@{hosts}" if ":" in creds else f"{user}@{hosts}"
-    query = "&".join(
-        f"{k}=***" if "password" in k else f"{k}={v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    out = f"{parts.scheme}://{netloc}{parts.path}"
-    return f"{out}?{query}" if query else out
-
-
 def _fail(url: str, reason: str) -> ValidationError:
-    return ValidationError("storage", f"{redact(url)}: {reason}")
+    return ValidationError("storage", f"{redact_url(url)}: {reason}")
 
 
 def _host_port(url: str, text: str, default_port: int) -> tuple[str, int]:
@@ -180,7 +168,8 @@ def _int(url: str, name: str, value: Any, low: int, high: int) -> int:
 def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
     """Validate ``url`` (and the engine's ``options``) into :class:`RedisSettings`."""
     if not isinstance(url, str) or "://" not in url:
-        raise ValidationError("storage", f"must be a URL such as redis://host:6379/0, not {url!r}")
+        shown = repr(redact_url(url)) if isinstance(url, str) else type(url).__name__
+        raise ValidationError("storage", f"must be a URL such as redis://host:6379/0, not {shown}")
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
         raise _fail(url, f"unsupported scheme {scheme}:// (use one of {', '.join(s + '://' for s in SCHEMES)})")
@@ -188,6 +177,12 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         parts = urlsplit(url)
     except ValueError as exc:
         raise _fail(url, f"not a valid URL ({exc})") from None
+    netloc_at = url.index("://") + 3 + parts.netloc.rfind("@") if "@" in parts.netloc else -1
+    if userinfo_end(url) != netloc_at:
+        # The password (or user name) holds a '/', '?' or '#' that ends the host part early:
+        # say so without echoing any piece of it.
+        raise _fail(url, "the user name or password holds an unencoded '/', '?', '#' or '@': percent-encode "
+                         "it (%2F, %3F, %23, %40)")
     if parts.fragment:
         raise _fail(url, "a URL fragment (#...) is not allowed")
     netloc = parts.netloc
@@ -257,6 +252,8 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
             kw[name] = _number(url, name, values[name], low, high)
     if "max_connections" in values:
         kw["max_connections"] = _int(url, "max_connections", values["max_connections"], 2, 100_000)
+    if "max_reply" in values:
+        kw["max_reply"] = _int(url, "max_reply", values["max_reply"], 1024 * 1024, 1 << 40)
     for name in SENTINEL_OPTIONS:
         if name in values:
             kw[name] = str(values[name])

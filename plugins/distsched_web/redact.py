@@ -1,6 +1,6 @@
 """Secrets never leave the dashboard: URL passwords and values under secret-looking keys.
 
-URLs go through the project's one URL redactor (``distsched.urls.redact_url``) - passwords
+URLs go through the project's one URL redactor (``distsched.urls.redact_text``) - passwords
 and secret query values hidden; values under keys such as ``password``, ``token``,
 ``secret``, ``authorization`` or ``api_key`` become ``***`` in everything the pages and the
 API show.
@@ -11,24 +11,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_SECRET_KEY = re.compile(r"pass(word)?|token|secret|authori[sz]ation|api[_-]?key|cookie|credential", re.I)
-_URL_CREDS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I)
-_ONE_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S*", re.I)
+from distsched.urls import redact_text
 
-try:
-    from distsched.urls import redact_url as _project_redactor
-except ImportError:  # pragma: no cover - until the one redactor (issue 16.4) is merged
-    _project_redactor = None
+_SECRET_KEY = re.compile(r"pass(word)?|token|secret|authori[sz]ation|api[_-]?key|cookie|credential", re.I)
 
 
 def safe_url(text: str) -> str:
-    """``text`` with the secrets of its URLs hidden: a whole URL by the project's redactor,
-    URLs inside longer text (an error message) at least by their ``user:***@``."""
-    if not isinstance(text, str) or "://" not in text:
+    """``text`` with the secrets of its URLs hidden (a whole URL, or URLs inside a longer
+    text such as an error message), by the project's one redactor."""
+    if not isinstance(text, str):
         return text
-    if _project_redactor is not None and _ONE_URL.fullmatch(text):
-        return _project_redactor(text)
-    return _URL_CREDS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return redact_text(text)
 
 
 def scrub(value: Any, _depth: int = 0) -> Any:

@@ -240,7 +240,7 @@ async def api_jobs(d: Dashboard, request: Request) -> Response:
 
 
 async def _put_job(d: Dashboard, body: dict[str, Any], *, replace: bool, name: str | None = None) -> Any:
-    from .data import JOB_FIELDS, build_job
+    from distsched.model import JOB_FIELDS, build_job
 
     body = dict(body)
     given = body.pop("name", None)

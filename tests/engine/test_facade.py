@@ -113,7 +113,7 @@ async def test_job_management(app):
 
 
 async def test_put_jobs_in_bulk(app):
-    from distsched.facade import build_job, first_fire
+    from distsched.model import build_job, first_fire
 
     storage = await app.storage()
     jobs = [build_job(f"c{i}", cron=f"{i % 60} {i % 24} * * *", target="add") for i in range(300)]

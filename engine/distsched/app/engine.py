@@ -19,6 +19,7 @@ from ..model.events import Event
 from ..plugin.manager import BALANCER, ELECTION, EXECUTOR, STORAGE, PluginManager
 from ..ports import Balancer, Election, Executor, ExecutorContext, StorageBackend
 from ..registry import FunctionRegistry
+from ..urls import redact_url
 from .events import EventBus
 from .scheduler import FALLBACK_BALANCER, Scheduler
 from .worker import WorkerService
@@ -58,7 +59,7 @@ class Engine:
             return self.storage
         url = self.config.storage
         self.storage = await self.plugins.build(STORAGE, url, url, options=dict(self.config.storage_options),
-                                                where="storage", subject=_redact(url))
+                                                where="storage", failed="could not open", subject=redact_url(url))
         return self.storage
 
     async def open_election(self) -> Election:
@@ -68,19 +69,20 @@ class Engine:
         url = self.config.election or self.config.storage
         options = {"ttl": self.config.lease_ttl, "renew_interval": self.config.renew_interval}
         self.election = await self.plugins.build(ELECTION, url, url, storage=storage, options=options,
-                                                 where="election", subject=_redact(url))
+                                                 where="election", failed="could not open", subject=redact_url(url))
         return self.election
 
     async def balancer(self, name: str) -> Balancer:
         """A new balancer of ``name`` (what the scheduler is given, once per name and term)."""
         return await self.plugins.build(BALANCER, name, where="scheduler")
 
-    def executors_for(self, worker: WorkerConfig) -> Callable[[str], Awaitable[Executor]]:
+    def executors_for(self, worker: WorkerConfig,
+                      functions: FunctionRegistry | None = None) -> Callable[[str], Awaitable[Executor]]:
         """``name -> Executor`` for a worker of this process: one ExecutorContext for all its
         executors, so they can share resources keyed on it (the http and rpc executors share
-        one pooled client)."""
-        context = ExecutorContext(functions=self.all_functions(), concurrency=worker.concurrency,
-                                  settings=dict(worker.settings))
+        one pooled client). ``functions`` defaults to :meth:`all_functions`."""
+        context = ExecutorContext(functions=self.all_functions() if functions is None else functions,
+                                  concurrency=worker.concurrency, settings=dict(worker.settings))
 
         async def build(name: str) -> Executor:
             return await self.plugins.build(EXECUTOR, name, context)
@@ -106,6 +108,10 @@ class Engine:
     async def _run_services(self, storage: StorageBackend, stop: asyncio.Event, *, scheduler: bool,
                             worker: WorkerConfig | None, on_ready: Callable[[], Any] | None) -> None:
         services = []
+        if worker is not None:
+            # Settings the executors refuse (a bad http_allow entry...) stop the process here,
+            # before anything starts, rather than failing each task later.
+            self.plugins.executors.check_settings(worker.settings, where="worker")
         if scheduler:
             if not len(self.plugins.balancers):
                 self.plugins.balancers.get(FALLBACK_BALANCER, where="scheduler")  # raises, naming why
@@ -114,7 +120,9 @@ class Engine:
                                        events=self.events, config=self.config)
             services.append(asyncio.create_task(self.scheduler.run(stop), name="distsched-scheduler"))
         if worker is not None:
-            self.worker = WorkerService(storage=storage, executors=self.executors_for(worker),
+            functions = self.all_functions()
+            self.worker = WorkerService(storage=storage, executors=self.executors_for(worker, functions),
+                                        functions=functions,
                                         config=worker, engine_config=self.config, events=self.events)
             services.append(asyncio.create_task(self.worker.run(stop), name="distsched-worker"))
         if on_ready is not None:
@@ -176,12 +184,3 @@ class Engine:
             self.storage = None
             self.election = None
 
-
-def _redact(url: str) -> str:
-    """A URL without its password, for messages and logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"

@@ -501,7 +501,8 @@ class Scheduler:
         until their time - to workers; returns (dispatched, blocked-for-capacity)."""
         storage = self.storage
         ttl = self.config.heartbeat_ttl
-        workers = [w for w in await storage.workers.list_workers() if w.can_accept(now, ttl)]
+        alive = [w for w in await storage.workers.list_workers() if w.is_alive(now, ttl)]
+        workers = [w for w in alive if w.can_accept(now, ttl)]
         free = sum(w.free for w in workers)
         if free == 0:
             return 0, True
@@ -514,6 +515,10 @@ class Scheduler:
         ready_at: list[float] | None = [] if self.events.active else None
         blocked = False
         running: dict[str, int] = {}
+        #: function name -> the workers that may run it: a ``local`` task goes to a worker
+        #: that advertises its function (or advertises none: an older one) when any live
+        #: worker offers it, else to any (whose executor then fails it as unknown, at once)
+        offering: dict[str, list[Worker]] = {}
         for task in ready:
             if task.serial_limit is not None and task.job is not None:
                 if task.job not in running:
@@ -522,9 +527,22 @@ class Scheduler:
                     blocked = True
                     continue
                 running[task.job] += 1
+            pool = workers
+            if task.spec.executor == "local":
+                target = task.spec.target
+                pool = offering.get(target)  # type: ignore[assignment]
+                if pool is None:
+                    if any(target in w.functions for w in alive):
+                        pool = [w for w in workers if not w.functions or target in w.functions]
+                    else:  # nobody offers it: the worker's executor reports the unknown function
+                        pool = workers
+                    offering[target] = pool
+                if not pool:  # those that offer it are full
+                    blocked = True
+                    continue
             try:
                 balancer = self._balancers.get(task.spec.balancer) or await self.balancer(task.spec.balancer)
-                worker = balancer.select(task, workers, now=now, ttl=ttl)
+                worker = balancer.select(task, pool, now=now, ttl=ttl)
             except Exception as exc:  # the balancer fails on this task: it alone is cancelled
                 poisoned.append((task, f"balancer {task.spec.balancer!r} failed on this task: "
                                        f"{type(exc).__name__}: {safe_str(exc)}"[:500]))
@@ -608,15 +626,18 @@ class Scheduler:
                 # A task changed after we read it (the worker, only slow, took it): the store
                 # declared the worker dead but kept it; the next pass requeues the rest.
                 self._reaping[worker.id] = requeued
-                log.warning("%s; requeued %d of %d task(s), %d changed meanwhile: reaping it again next pass",
-                            reason, sum(ok), len(tasks), len(tasks) - sum(ok))
+                # (reported once, with the WorkerLost event, when the worker is removed)
+                log.info("%s; requeued %d of %d task(s), %d changed meanwhile: reaping it again next pass",
+                         reason, sum(ok), len(tasks), len(tasks) - sum(ok))
                 continue
             self._known_workers.discard(worker.id)
             reaped += 1
             self.stats["workers_lost"] += 1
-            if tasks or not worker.draining:
-                log.warning("%s; requeued %d task(s)", reason, sum(ok))
-            self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=requeued))
+            if requeued or not worker.draining:
+                # ``distsched_event`` marks the record as also told by the WorkerLost event: a
+                # command that prints the events (distsched run / scheduler) filters it out.
+                log.warning("%s; requeued %d task(s)", reason, requeued, extra={"distsched_event": ev.WorkerLost.kind})
+            self.events.emit(ev.WorkerLost(at=now, worker_id=worker.id, requeued=requeued, reason=reason))
         return reaped
 
     def _in_grace(self, now: float) -> bool:

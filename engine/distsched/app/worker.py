@@ -25,7 +25,7 @@ from ..model import Outcome, Task, TaskResult, TaskSpec, ValidationError, Worker
 from ..model import events as ev
 from ..model.errors import PluginError
 from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
-from ..ports import Executor, StorageBackend
+from ..ports import Executor, FunctionLookup, StorageBackend
 from ..signing import signer_from
 from .backoff import Backoff, wait_or_stop
 from .events import EventBus
@@ -47,6 +47,7 @@ class WorkerService:
         *,
         storage: StorageBackend,
         executors: Callable[[str], Awaitable[Executor]],
+        functions: FunctionLookup,
         config: WorkerConfig,
         engine_config: EngineConfig,
         events: EventBus | None = None,
@@ -56,6 +57,8 @@ class WorkerService:
         #: root binds it to this process's ExecutorContext). Raises PluginError (UnknownName,
         #: NameConflict) when no usable executor has that name or its factory failed.
         self.make_executor = executors
+        #: The functions this worker offers (registered with its record, for the leader).
+        self.functions = functions
         self.config = config
         self.engine_config = engine_config
         self.events = events
@@ -86,7 +89,8 @@ class WorkerService:
         concurrency = self.config.concurrency
         capacity = self.config.capacity or max(concurrency * 4, 64)
         return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
-                      capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None)
+                      capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None,
+                      functions=self.functions.names())
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

@@ -18,17 +18,16 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from ..__about__ import __version__
-from ..config import STORAGE_ENV, WorkerConfig, default_storage_url
+from ..config import ALLOW_REPLACE_ENV, DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
 from ..model import events as ev
 from ..model.errors import DistschedError
-from ..plugin.manager import PLUGINS_ENV
-from ..registry import ALLOW_REPLACE_ENV, DISABLE_ENV
+from ..urls import redact_text, redact_url
+from .config import configurable
 
 T = TypeVar("T")
 log = logging.getLogger("distsched.cli")
@@ -76,7 +75,7 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except DistschedError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact_text(str(exc))) from None
     except (KeyboardInterrupt, click.ClickException):
         raise
     except Exception as exc:
@@ -85,7 +84,7 @@ def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
         text = str(exc).splitlines()[0] if str(exc) else ""
-        raise click.ClickException(f"{type(exc).__name__}: {text} (run with -vv for the traceback)") from None
+        raise click.ClickException(f"{type(exc).__name__}: {redact_text(text)} (run with -vv for the traceback)") from None
 
 
 _ts_second: list[Any] = [None, ""]
@@ -111,9 +110,15 @@ def task_line(event: ev.Event) -> str | None:
     if isinstance(event, ev.TaskSkipped):
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
                 f"  task {event.task_id}")
-    if isinstance(event, ev.WorkerLost) and event.requeued:
-        return f"{_ts(event.at)}  worker {event.worker_id} lost; {event.requeued} task(s) requeued"
+    if isinstance(event, ev.WorkerLost) and (event.requeued or event.reason not in ("", "worker left")):
+        what = event.reason if event.reason.startswith("worker ") else f"worker {event.worker_id} lost"
+        return f"{_ts(event.at)}  {what}; {event.requeued} task(s) requeued"
     return None
+
+
+def _told_by_event(record: logging.LogRecord) -> bool:
+    """Log filter: drop the records the task log already prints as an event line."""
+    return getattr(record, "distsched_event", None) is None
 
 
 #: Events ``--log-format json`` writes (one JSON object a line).
@@ -137,6 +142,10 @@ class _TaskLog:
     def __init__(self, fmt: str = "text") -> None:
         self.lines: list[str] = []
         self.format = task_json if fmt == "json" else task_line
+        # A lost worker is reported once: by its event line here, not also by the log.
+        scheduler_log = logging.getLogger("distsched.scheduler")
+        if _told_by_event not in scheduler_log.filters:
+            scheduler_log.addFilter(_told_by_event)
 
     def __call__(self, event: ev.Event) -> None:
         line = self.format(event)
@@ -191,39 +200,42 @@ def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
 
 def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> None:
     """Import the worker's task modules and check every job's executor, balancer and target."""
+    from ..facade import functions_in_module, missing_functions_hint
     from ..jobs import import_task_modules
 
-    problems = []
     try:
-        import_task_modules(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports),
-                            base=jobs_file.path.parent if jobs_file else None, register=app.functions.add)
+        import_task_modules(list(dict.fromkeys(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports))),
+                            base=jobs_file.path.parent if jobs_file else None, register=app.functions.add,
+                            collect=functions_in_module, hint=missing_functions_hint)
     except DistschedError as exc:
         raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
-    functions = app.engine.all_functions()
-    for job in jobs_file.jobs if jobs_file else ():
-        for family, name in (("executors", job.spec.executor), ("balancers", job.spec.balancer)):
-            registry = getattr(app.plugins, family)
-            if name not in registry:
-                try:
-                    registry.get(name, where=f"job {job.name!r}")
-                except DistschedError as exc:
-                    problems.append(str(exc))
-        if job.spec.executor == "local" and job.spec.target not in functions:
-            problems.append(f"job {job.name!r}: target: function {job.spec.target!r} is not registered "
-                            f"(registered: {', '.join(functions.names()) or 'none'}; list its module in [worker] imports)")
+    if jobs_file:
+        _refuse(jobs_file, app.check_jobs(jobs_file.jobs, functions=True))
+
+
+def _check_jobs(app: Any, jobs_file: Any, jobs: Any = None) -> None:
+    """Check every job's executor, balancer and target (the executor's validator) before any is stored."""
+    _refuse(jobs_file, app.check_jobs(jobs_file.jobs if jobs is None else jobs))
+
+
+def _refuse(jobs_file: Any, problems: list[str]) -> None:
     if problems:
         raise click.ClickException(f"{jobs_file.path}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def _worker_config(jobs_file: Any, *, name: str | None = None, concurrency: int | None = None,
-                   capacity: int | None = None) -> WorkerConfig:
+                   capacity: int | None = None, drain_timeout: float | None = None) -> WorkerConfig:
+    from .config import config_settings
+
     section = jobs_file.worker if jobs_file else None
+    if drain_timeout is None:
+        drain_timeout = section.drain_timeout if section and section.drain_timeout is not None else 30.0
     return WorkerConfig(
         name=name or (section.name if section else None),
         concurrency=concurrency or (section.concurrency if section and section.concurrency else 8),
         capacity=capacity or (section.capacity if section else None),
-        drain_timeout=section.drain_timeout if section and section.drain_timeout is not None else 30.0,
-        settings=dict(section.settings) if section else {},
+        drain_timeout=drain_timeout,
+        settings={**(dict(section.settings) if section else {}), **config_settings()},
     )
 
 
@@ -365,14 +377,13 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
 
     async def main(stop: asyncio.Event) -> None:
         await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {_safe(app.config.storage)}"
+        click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {redact_url(app.config.storage)}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
         await app.run_async(duration=duration, stop=stop)
-        scheduler = app.engine.scheduler
-        if scheduler is not None:
-            s = scheduler.stats
-            click.echo(f"stopped: {s['succeeded']} succeeded, {s['failed']} failed, {s['timed_out']} timed out, "
-                       f"{s['retrying']} retries scheduled", err=True)
+        s = app.stats
+        if s is not None:
+            click.echo(f"stopped: {s.get('succeeded', 0)} succeeded, {s.get('failed', 0)} failed, "
+                       f"{s.get('timed_out', 0)} timed out, {s.get('retrying', 0)} retries scheduled", err=True)
 
     _run(main)
 
@@ -477,21 +488,25 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @cli.command()
 @storage_option
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
-              help="Add or update the jobs of this file in the store at start.")
+              help="Add or update the jobs of this file in the store at start (and name the stored jobs it lacks).")
 @click.option("--node-id", default=None, help="This node's id (default: host-pid-random).")
 @click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
 @click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
 @click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
+@click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
+@click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @log_format_option
 @metrics_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, log_format: str,
-              metrics: str | None) -> None:
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, prune: bool, fail_fast: bool,
+              log_format: str, metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
     Run several on different machines against one shared store; exactly one leads.
     """
+    if prune and not jobs_file:
+        raise click.UsageError("--prune needs --jobs FILE (the jobs it keeps)")
     jobs = _load_jobs(jobs_file) if jobs_file else None
     options: dict[str, Any] = {"lease_ttl": lease_ttl, "renew_interval": renew_interval, "heartbeat_ttl": heartbeat_ttl,
                                "heartbeat_interval": min(2.0, heartbeat_ttl / 3), "serve": _serve(metrics)}
@@ -500,16 +515,24 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
     app = _app(ctx, storage, **options)
     app.listeners.append(_TaskLog(log_format))
     if jobs is not None:
-        for job in jobs.jobs:
-            app._check_names(job.spec, f"job {job.name!r}")
+        _check_jobs(app, jobs)
 
     async def main(stop: asyncio.Event) -> None:
+        from .service import wait_for_store
+
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=redact_url(app.config.storage)):
+            return
         if jobs is not None:
-            await app.put_jobs(jobs.jobs, replace=True)
-        click.echo(f"scheduler {app.config.node_id} on {_safe(app.config.storage)}{_serving(metrics)}", err=True)
+            from .sync import report_sync
+
+            await report_sync(app, jobs, prune=prune)
+        click.echo(f"scheduler {app.config.node_id} on {redact_url(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
     _run(main)
+
+
+configurable("scheduler")(scheduler)
 
 
 @cli.command()
@@ -518,36 +541,43 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default 8).")
 @click.option("--capacity", type=click.IntRange(1, 1_000_000), default=None,
               help="Tasks this worker may hold, queued + running (default max(4 x concurrency, 64)).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module with @distsched.task functions (repeatable).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Module with @distsched.task functions, or a DistributeSchedule with @app.task ones (repeatable).")
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
+@click.option("--drain-timeout", type=click.FloatRange(0, 86400), default=None,
+              help="Seconds a stopping worker lets running tasks finish before returning them (default 30).")
+@click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @metrics_option
 @click.pass_context
 def worker(ctx: click.Context, storage: str | None, name: str | None, concurrency: int | None, capacity: int | None,
-           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, metrics: str | None) -> None:
+           imports: tuple[str, ...], jobs_file: str | None, heartbeat_interval: float, drain_timeout: float | None,
+           fail_fast: bool, metrics: str | None) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
     SIGTERM drains: it stops pulling, finishes what it holds (or returns it), deregisters.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
-    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity),
+    app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity,
+                                                   drain_timeout=drain_timeout),
                heartbeat_interval=heartbeat_interval, heartbeat_ttl=max(10.0, heartbeat_interval * 3),
                serve=_serve(metrics))
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
-        click.echo(f"worker on {_safe(app.config.storage)}; functions: {', '.join(app.engine.all_functions().names()) or 'none'}"
+        from .service import wait_for_store
+
+        if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=redact_url(app.config.storage)):
+            return
+        click.echo(f"worker on {redact_url(app.config.storage)}; functions: {', '.join(app.function_names()) or 'none'}"
                    f"{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
 
 
-def _safe(url: str) -> str:
-    from ..app.engine import _redact
-
-    return _redact(url)
+configurable("worker")(worker)
 
 
 # -- jobs ------------------------------------------------------------------------------
@@ -561,9 +591,13 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 
     async def main(stop: asyncio.Event) -> T:
         try:
+            from .format import MEMORY_NOTE, is_memory
+
+            if is_memory(app.config.storage) and not await app.jobs():
+                click.echo(MEMORY_NOTE, err=True)
             return await call(app)
         finally:
-            await app.engine.close()
+            await app.stop()
 
     return _run(main)
 
@@ -573,7 +607,9 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
-    """List jobs with their next fire time."""
+    """List the jobs: schedule in words, executor:target, next fire time (UTC), paused/disabled."""
+
+    from ..model.words import schedule_words
 
     async def call(app: Any) -> list[dict[str, Any]]:
         store = await app.storage()
@@ -581,6 +617,7 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
         for job in await store.jobs.list_jobs():
             state = await store.jobs.state(job.name)
             out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
+                        "schedule": schedule_words(job.trigger),
                         "executor": job.spec.executor, "target": job.spec.target, "enabled": job.enabled,
                         "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
         return out
@@ -589,10 +626,9 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    for job in data:
-        nxt = datetime.fromtimestamp(job["next_fire_at"], timezone.utc).isoformat() if job["next_fire_at"] else "-"
-        flag = " paused" if job["paused"] else ("" if job["enabled"] else " disabled")
-        click.echo(f"{job['name']:<24} {job['executor']}:{job['target']:<24} next {nxt}{flag}")
+    from .format import jobs_table
+
+    click.echo("\n".join(jobs_table(data)) if data else "no jobs")
 
 
 @jobs.command("add")
@@ -609,6 +645,7 @@ def jobs_add(ctx: click.Context, jobs_file: str, names: tuple[str, ...], storage
         raise click.ClickException(str(exc)) from None
 
     async def call(app: Any) -> None:
+        _check_jobs(app, loaded, selected)
         for stored in await app.put_jobs(selected, replace=True):
             click.echo(f"{stored.name}: version {stored.version}")
 
@@ -642,6 +679,10 @@ _simple("pause", "Pause job NAME: no slot fires until it is resumed.")
 _simple("resume", "Resume job NAME from its next slot after now.")
 _simple("trigger", "Run job NAME once now, outside its schedule.")
 
+from .sync import sync as _sync  # noqa: E402  (jobs sync: its own module)
+
+jobs.add_command(_sync)
+
 
 def main() -> None:
     cli(prog_name="distsched")
@@ -650,4 +691,4 @@ def main() -> None:
 from . import status as _status  # noqa: E402,F401  (distsched status)
 from . import tasks as _tasks  # noqa: E402,F401  (distsched tasks ...)
 
-__all__ = ["cli", "main", "task_line", "default_storage_url", "Path"]
+__all__ = ["cli", "main", "task_line"]

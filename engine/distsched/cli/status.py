@@ -16,7 +16,8 @@ import click
 
 from ..model.errors import DistschedError
 from ..model.task import TaskState
-from . import _app, _run, _safe, cli, storage_option
+from ..urls import redact_text, redact_url
+from . import _app, _run, cli, storage_option
 
 #: Task states in the order the status prints them.
 STATE_ORDER = [s.value for s in TaskState]
@@ -102,7 +103,7 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
     age on the store's clock, load, queue depth; `stopped` once deregistered), the task counts
     and the age of the oldest pending task."""
     app = _app(ctx, storage)
-    where = _safe(app.config.storage)
+    where = redact_url(app.config.storage)
 
     def show(data: dict[str, Any]) -> None:
         text = json.dumps(data, indent=None if watch else 2) if as_json else render(data)
@@ -118,8 +119,8 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
                     raise
                 except Exception as exc:
                     if not watch:
-                        raise click.ClickException(f"{where}: {type(exc).__name__}: {exc}") from None
-                    click.echo(f"{CLEAR if not as_json else ''}{where}: unreachable ({type(exc).__name__}: {exc})",
+                        raise click.ClickException(f"{where}: {type(exc).__name__}: {redact_text(str(exc))}") from None
+                    click.echo(f"{CLEAR if not as_json else ''}{where}: unreachable ({type(exc).__name__}: {redact_text(str(exc))})",
                                color=True)
                 else:
                     show({"storage": where, **snapshot.to_dict()})
@@ -131,6 +132,6 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
                 except asyncio.TimeoutError:
                     pass
         finally:
-            await app.engine.close()
+            await app.stop()
 
     _run(main)

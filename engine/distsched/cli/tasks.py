@@ -39,7 +39,7 @@ def _call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitab
         except DistschedError as exc:
             raise click.ClickException(str(exc)) from None
         finally:
-            await app.engine.close()
+            await app.stop()
 
     return _run(main)
 

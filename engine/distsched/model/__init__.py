@@ -1,12 +1,18 @@
 """The domain model: pure attrs objects, no I/O, no clock reads (time is passed in)."""
 
+from .build import JOB_FIELDS, build_job, build_retry, check_task_id, first_fire, job_fields
 from .errors import (
     AlreadyExists,
     DistschedError,
+    DuplicateRegistration,
     FencedError,
     InvalidTransition,
+    NameConflict,
     NotFound,
+    PluginError,
+    PluginLoadError,
     StaleAttempt,
+    UnknownName,
     ValidationError,
     VersionConflict,
     WorkerFull,
@@ -21,9 +27,11 @@ from .trigger import AtTrigger, CronTrigger, EveryTrigger, Slot, Trigger, parse_
 from .worker import Worker
 
 __all__ = [
-    "ASSIGNED", "AlreadyExists", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
+    "ASSIGNED", "JOB_FIELDS", "AlreadyExists", "DuplicateRegistration", "NameConflict", "PluginError",
+    "PluginLoadError", "UnknownName", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
     "FencedError", "FirePlan", "InvalidTransition", "JobState", "MisfirePolicy", "NotFound",
     "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "TERMINAL",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",
-    "ValidationError", "VersionConflict", "Worker", "WorkerFull", "parse_duration", "slot_task_id",
+    "ValidationError", "VersionConflict", "Worker", "WorkerFull", "build_job", "build_retry", "check_task_id",
+    "first_fire", "job_fields", "parse_duration", "slot_task_id",
 ]

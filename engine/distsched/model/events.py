@@ -156,9 +156,14 @@ class WorkerJoined(Event):
 
 @attrs.frozen(kw_only=True)
 class WorkerLost(Event):
+    """The leader removed a worker: it left (``reason`` "worker left") or was lost (no
+    heartbeat within the TTL, or declared dead); ``requeued`` tasks it held went back to
+    pending. Emitted once per worker, when its record is removed."""
+
     kind: ClassVar[str] = "worker.lost"
     worker_id: str
     requeued: int
+    reason: str = ""
 
 
 @attrs.frozen(kw_only=True)

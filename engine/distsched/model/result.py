@@ -204,7 +204,7 @@ class TaskResult:
             started_at=started_at,
             finished_at=finished_at,
             worker_id=worker_id,
-            error=f"timed out after {timeout:g}s",
+            error=f"timed out after {timeout:g}s (attempt took {max(0.0, finished_at - started_at):.1f}s)",
             error_type="Timeout",
         )
 

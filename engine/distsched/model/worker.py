@@ -25,8 +25,8 @@ class Worker:
     """A registered worker and its load.
 
     ``concurrency`` is how many tasks it executes at once; ``capacity`` is how many it may
-    hold (queued + running). ``load`` is the number it holds now. ``blocked`` is how many of
-    its execution slots are held by attempts that are over but cannot be stopped (a timed-out
+    hold (queued + running); ``functions`` are the names its ``local`` executor runs.
+    ``load`` is the number it holds now. ``blocked`` is how many of its execution slots are held by attempts that are over but cannot be stopped (a timed-out
     sync function's thread runs on): its capacity shrinks in proportion, and a worker whose
     every slot is blocked accepts nothing. A worker is healthy while its last heartbeat is
     younger than the heartbeat TTL and it is not draining.
@@ -45,6 +45,9 @@ class Worker:
         attrs.validators.instance_of(int), attrs.validators.ge(0)))
     #: The worker checks the leader's signatures (it has a signing key).
     signed: bool = False
+    #: The function names its ``local`` executor can run (advertised at registration, so the
+    #: leader sends a ``local`` task to a worker that offers its function).
+    functions: tuple[str, ...] = attrs.field(default=(), converter=lambda names: tuple(names))
 
     @capacity.default
     def _capacity_default(self) -> int:

@@ -19,11 +19,10 @@ import attrs
 import pluggy
 
 from .. import hookspecs
+from ..config import ALLOW_REPLACE_ENV, DISABLE_ENV, PLUGINS_ENV
 from ..model.events import Event
 from ..ports import Balancer, Election, Executor, StorageBackend
 from ..registry import (
-    ALLOW_REPLACE_ENV,
-    DISABLE_ENV,
     BalancerRegistry,
     Conflict,
     ElectionRegistry,
@@ -36,6 +35,7 @@ from ..registry import (
     SchemeRegistry,
     StorageRegistry,
 )
+from ..urls import redact_text
 from .errors import PluginError, PluginLoadError
 
 if sys.version_info >= (3, 12):
@@ -46,7 +46,6 @@ else:  # the backport is faster and de-duplicates distributions on older Pythons
 T = TypeVar("T")
 log = logging.getLogger("distsched.plugins")
 GROUP = "distsched"
-PLUGINS_ENV = "DISTSCHED_PLUGINS"
 
 #: Registration hooks, in the order they are called, with the family each fills.
 _REGISTRATION_HOOKS = {
@@ -423,15 +422,16 @@ class PluginManager:
             return registry.for_url(key, where=where or family.name)
         return registry.get(key, where=where)
 
-    async def build(self, family: Family[T], key: str, *args: Any, where: str = "", subject: str | None = None,
-                    **kwargs: Any) -> T:
+    async def build(self, family: Family[T], key: str, *args: Any, where: str = "", failed: str = "failed",
+                    subject: str | None = None, **kwargs: Any) -> T:
         """The one way to build what a plugin provides: look up the registration of ``key``,
         call its factory with ``args`` and ``kwargs``, await the result when it is awaitable,
         and check it implements the family's port.
 
         Raises UnknownName / NameConflict (lookup) or PluginError naming the plugin and its
-        distribution (the factory raised, or returned something that is not the port).
-        ``subject`` (e.g. a redacted URL) is named in a factory's error.
+        distribution (the factory raised, or returned something that is not the port), as
+        ``<family> <name> from <plugin> <failed> <subject>: <error>``: ``subject`` is e.g. a
+        redacted URL; any URL in the error's text is redacted too.
         """
         reg = self.registration(family, key, where=where)
         try:
@@ -441,9 +441,9 @@ class PluginManager:
         except PluginError:
             raise
         except Exception as exc:
-            on = f" on {subject}" if subject else ""
-            raise PluginError(f"{reg.family} {reg.name!r} from {reg.origin} failed{on}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            what = f"{failed} {subject}" if subject else failed
+            raise PluginError(f"{reg.family} {reg.name!r} from {reg.origin} {what}: "
+                              f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
         checked: T = check_returns(obj, family.protocol, reg, family.protocol.__name__)
         return checked
 
@@ -545,6 +545,6 @@ def _default_name(obj: Any) -> str:
 
 
 __all__ = [
-    "BALANCER", "ELECTION", "EXECUTOR", "GROUP", "PLUGINS_ENV", "STORAGE", "Family", "PluginInfo", "PluginManager",
+    "BALANCER", "ELECTION", "EXECUTOR", "GROUP", "STORAGE", "Family", "PluginInfo", "PluginManager",
     "allow_replace_from_env", "check_returns", "disabled_from_env", "load_plugin_modules", "modules_from_env",
 ]

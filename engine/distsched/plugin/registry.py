@@ -3,22 +3,15 @@
 
 from __future__ import annotations
 
-from ..registry import (
-    APP,
-    BalancerRegistry,
-    Conflict,
-    ElectionRegistry,
-    ExecutorRegistry,
-    FunctionRegistry,
-    Origin,
-    Registration,
-    Registry,
-    Replacement,
-    SchemeRegistry,
-    StorageRegistry,
-)
-
-__all__ = [
-    "APP", "BalancerRegistry", "Conflict", "ElectionRegistry", "ExecutorRegistry", "FunctionRegistry", "Origin",
-    "Registration", "Registry", "Replacement", "SchemeRegistry", "StorageRegistry",
-]
+from ..registry import APP as APP
+from ..registry import BalancerRegistry as BalancerRegistry
+from ..registry import Conflict as Conflict
+from ..registry import ElectionRegistry as ElectionRegistry
+from ..registry import ExecutorRegistry as ExecutorRegistry
+from ..registry import FunctionRegistry as FunctionRegistry
+from ..registry import Origin as Origin
+from ..registry import Registration as Registration
+from ..registry import Registry as Registry
+from ..registry import Replacement as Replacement
+from ..registry import SchemeRegistry as SchemeRegistry
+from ..registry import StorageRegistry as StorageRegistry

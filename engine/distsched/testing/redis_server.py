@@ -353,14 +353,18 @@ class RedisServer:
 
 
 class RedisSentinel:
-    """A Sentinel (``redis-server --sentinel``) monitoring ``master`` as ``service``."""
+    """A Sentinel (``redis-server --sentinel``) monitoring ``master`` as ``service``;
+    ``password`` makes the Sentinel itself require it (``requirepass``: clients pass it as
+    the URL's ``sentinel_password``)."""
 
-    def __init__(self, master: RedisServer, *, service: str = "mymaster", start_timeout: float = 10.0) -> None:
+    def __init__(self, master: RedisServer, *, service: str = "mymaster", start_timeout: float = 10.0,
+                 password: str | None = None) -> None:
         if master.tls:
             raise ValueError("RedisSentinel supports plain-TCP masters only")
         self.master = master
         self.service = service
         self.start_timeout = start_timeout
+        self.password = password
         self.port: int | None = None
         self.dir: Path | None = None
         self._proc: ChildProcess | None = None
@@ -392,6 +396,8 @@ class RedisSentinel:
             if user is not None and not self.master.default_user:
                 lines += [f"sentinel auth-user {self.service} {user[0]}",
                           f"sentinel auth-pass {self.service} {user[1]}"]
+            if self.password is not None:
+                lines.append(f"requirepass {self.password}")
             conf.write_text("\n".join(lines) + "\n")
             self._proc = ChildProcess([str(binary), str(conf), "--sentinel"], self.dir / "stdout.log")
             if self._wait_ready():
@@ -402,11 +408,15 @@ class RedisSentinel:
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + self.start_timeout
         command = f"SENTINEL get-master-addr-by-name {self.service}\r\n".encode()
+        if self.password is not None:  # the master is in the config file: answering AUTH is enough
+            command, expected = f"AUTH {self.password}\r\n".encode(), b"+OK"
+        else:
+            expected = b"*2"
         while time.monotonic() < deadline:
             if self._proc is None or not self._proc.alive():
                 return False
             reply = _ping(self.port or 0, command=command)
-            if reply and reply.startswith(b"*2"):
+            if reply and reply.startswith(expected):
                 return True
             time.sleep(0.05)
         return False

@@ -76,7 +76,7 @@ async def test_a_storage_that_cannot_open_is_named_with_its_plugin_and_a_redacte
     with pytest.raises(PluginError) as err:
         await engine.open()
     message = str(err.value)
-    assert message == ("storage 'broken' from plugin 'contexts' failed on broken://admin:***@db.example:5432/x: "
+    assert message == ("storage 'broken' from plugin 'contexts' could not open broken://admin:***@db.example:5432/x: "
                        "ConnectionError: connection refused")
     assert "s3cret" not in message
 

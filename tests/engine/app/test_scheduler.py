@@ -7,8 +7,7 @@ import pytest
 
 from distsched import DistributeSchedule, hookimpl
 from distsched.app.scheduler import Scheduler
-from distsched.facade import build_job
-from distsched.model import TaskResult, TaskState
+from distsched.model import TaskResult, TaskState, build_job
 from distsched.testing import all_tasks, make_task, make_worker
 
 

@@ -50,7 +50,7 @@ def test_timed_out():
     result = TaskResult.timed_out(task_id="t", attempt_id="t#1", started_at=0.0, finished_at=30.0,
                                   timeout=30.0, worker_id="w")
     assert result.outcome == "timed_out" and not result.ok
-    assert result.error == "timed out after 30s" and result.error_type == "Timeout"
+    assert result.error == f"timed out after 30s (attempt took {result.duration:.1f}s)" and result.error_type == "Timeout"
     assert result.retryable
 
 

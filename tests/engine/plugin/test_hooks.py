@@ -79,3 +79,61 @@ async def test_every_hook_through_the_facade():
     assert plugin.opened and plugin.opened[0].startswith("toy://")
     kinds = [e.kind for e in plugin.events]
     assert kinds.count("task.finished") == 2 and "leader.elected" in kinds
+
+
+class ValidatingPlugin:
+    """An executor that registers ``validate``: its targets must be upper case; ``crash``
+    stands for a validator with a bug."""
+
+    @hookimpl
+    def distsched_register_executors(self, registry):
+        registry.add("shout", lambda context: Echo(), validate=self.validate)
+
+    @staticmethod
+    def validate(spec):
+        from distsched.model import ValidationError
+
+        if spec.target == "crash":
+            raise KeyError("a bug in the validator")
+        if spec.target != spec.target.upper():
+            raise ValidationError("target", f"the shout executor needs an upper-case target, not {spec.target!r}")
+
+
+async def test_an_executor_validator_refuses_a_job_before_it_is_stored():
+    import pytest
+
+    from distsched.jobs import JobsFileError, parse_jobs
+    from distsched.model import ValidationError
+    from distsched.plugin.errors import PluginError
+
+    app = DistributeSchedule(f"memory://validate-{uuid.uuid4().hex}", plugins=[("shouter", ValidatingPlugin())])
+    async with app:
+        with pytest.raises(ValidationError) as info:
+            await app.add_job("quiet", every="1s", executor="shout", target="hello")
+        assert str(info.value) == "job 'quiet': target: the shout executor needs an upper-case target, not 'hello'"
+        with pytest.raises(PluginError) as crash:
+            await app.submit("crash", executor="shout")
+        assert "validator of executor 'shout' from plugin 'shouter' failed: KeyError" in str(crash.value)
+        assert await app.jobs() == []
+        await app.add_job("loud", every="1s", executor="shout", target="HELLO")
+        assert [job.name for job in await app.jobs()] == ["loud"]
+    data = {"jobs": [{"name": "quiet", "every": "1s", "executor": "shout", "target": "hello"},
+                     {"name": "bug", "every": "1s", "executor": "shout", "target": "crash"}]}
+    with pytest.raises(JobsFileError) as loaded:
+        parse_jobs(data, "jobs.toml", check_spec=app.check_spec)
+    assert loaded.value.problems[0] == "job 'quiet': target: the shout executor needs an upper-case target, not 'hello'"
+    assert loaded.value.problems[1].startswith("job 'bug': the validator of executor 'shout' from plugin 'shouter'")
+
+
+def test_a_validate_that_is_not_callable_breaks_only_its_plugin():
+    from distsched.plugin.manager import PluginManager
+
+    class Broken:
+        @hookimpl
+        def distsched_register_executors(self, registry):
+            registry.add("bad", lambda context: Echo(), validate="not a function")
+
+    pm = PluginManager(plugins=[("broken", Broken())])
+    [info] = [p for p in pm.describe() if p["name"] == "broken"]
+    assert "validate 'not a function' is not callable" in info["error"]
+    assert "bad" not in pm.executors and "http" in pm.executors

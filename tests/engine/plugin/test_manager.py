@@ -245,9 +245,13 @@ def test_factory_errors_and_garbage_name_the_plugin():
     reg = pm.storage.for_url("memory://")
     with pytest.raises(PluginError, match=r"storage 'memory' from plugin 'memory' \(distsched .*\) returned int"):
         check_returns(42, StorageBackend, reg, "StorageBackend")
-    with pytest.raises(PluginError, match=r"storage 'memory' from plugin 'memory' \(distsched .*\) failed on "
+    with pytest.raises(PluginError, match=r"storage 'memory' from plugin 'memory' \(distsched .*\) could not open "
                                           r"memory://x: ValidationError"):
-        asyncio.run(pm.build(STORAGE, "memory://x", "redis://not-memory", options={}, subject="memory://x"))
+        asyncio.run(pm.build(STORAGE, "memory://x", "redis://not-memory", options={}, failed="could not open",
+                             subject="memory://x"))
+    with pytest.raises(PluginError, match=r"storage 'memory' from plugin 'memory' \(distsched .*\) failed: "
+                                          r"ValidationError: .*'redis://u:\*\*\*@not-memory'"):
+        asyncio.run(pm.build(STORAGE, "memory://x", "redis://u:s3cret@not-memory", options={}))  # redacted
 
 
 class _Builds:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import gzip
 import json
 import socket
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +21,23 @@ from distsched.ports import ExecutorContext
 
 HUGE_SIZE = 20 * 1024 * 1024
 HUGE_CHUNK = 64 * 1024
+#: About 305 KB of gzip that inflates to 300 MiB of zeros (the bomb of issue 16.5).
+BOMB_INFLATED = 300 * 1024 * 1024
+
+
+def _gzip_bomb() -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1024 * 1024)
+    return b"".join(z.compress(block) for _ in range(BOMB_INFLATED // len(block))) + z.flush()
+
+
+_BOMB: list[bytes] = []
+
+
+def gzip_bomb() -> bytes:
+    if not _BOMB:
+        _BOMB.append(_gzip_bomb())
+    return _BOMB[0]
 
 
 class FixtureServer:
@@ -120,6 +139,20 @@ class Handler(BaseHTTPRequestHandler):
             self._huge()
         elif route == "/echo-headers":
             self._reply(200, {k: v for k, v in record.items() if k != "client"})
+        elif route == "/gzip-bomb":  # compressed although the client asked for identity
+            try:
+                self._reply(200, gzip_bomb(), content_type="text/plain", headers={"Content-Encoding": "gzip"})
+            except OSError:  # the client stopped reading at its limit and hung up: the point
+                self.close_connection = True
+        elif route == "/gzip-small":
+            self._reply(200, gzip.compress(b'{"small": true}'), content_type="application/json",
+                        headers={"Content-Encoding": "gzip"})
+        elif route == "/deflate-small":
+            encoder = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS if "raw" in query else zlib.MAX_WBITS)
+            self._reply(200, encoder.compress(b"deflated") + encoder.flush(), content_type="text/plain",
+                        headers={"Content-Encoding": "deflate"})
+        elif route == "/brotli":
+            self._reply(200, b"\x0b\x02\x80hello\x03", content_type="text/plain", headers={"Content-Encoding": "br"})
         elif route == "/redirect":
             self._reply(302, "", headers={"Location": query["to"][0]})
         elif route == "/rpc":

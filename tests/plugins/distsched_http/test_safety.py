@@ -11,6 +11,7 @@ from distsched_http.executor import parse_retry_after
 from distsched_http.safety import AllowList, Scrubber
 
 CANARY = "s3cr3t-canary"
+LISTED = ["DISTSCHED_TEST_TOKEN", "DISTSCHED_TEST_UNSET"]
 
 
 def assert_clean(outcome, caplog):
@@ -30,7 +31,7 @@ async def test_env_header_reaches_the_server_but_not_the_outcome(server, make_ex
         server.url("/echo-headers"),
         options={"headers": {"Authorization": "Bearer ${DISTSCHED_TEST_TOKEN}", "X-Key": "${DISTSCHED_TEST_TOKEN}"}},
     )
-    outcome = await make_executor().run(task)
+    outcome = await make_executor(secrets=LISTED).run(task)
     assert outcome.ok, outcome
     received = server.requests[0]["headers"]
     assert received["Authorization"] == f"Bearer {CANARY}"
@@ -45,7 +46,7 @@ async def test_env_header_reaches_the_server_but_not_the_outcome(server, make_ex
 async def test_env_in_url_is_scrubbed_everywhere(server, make_executor, task_factory, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
-    executor = make_executor()
+    executor = make_executor(secrets=LISTED)
     outcome = await executor.run(task_factory(server.url("/echo-headers?token=${DISTSCHED_TEST_TOKEN}")))
     assert outcome.ok
     assert server.requests[0]["target"] == f"/echo-headers?token={CANARY}"
@@ -60,9 +61,9 @@ async def test_env_in_url_is_scrubbed_everywhere(server, make_executor, task_fac
 async def test_truncated_excerpt_does_not_leak_a_secret_prefix(server, make_executor, task_factory, monkeypatch):
     monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
     task = task_factory(server.url("/echo-headers"), options={"headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}"}})
-    full = (await make_executor().run(task)).meta["body_excerpt"]
+    full = (await make_executor(secrets=LISTED).run(task)).meta["body_excerpt"]
     cut = full.index("***") + 6  # the excerpt would end in the middle of the secret
-    outcome = await make_executor().run(
+    outcome = await make_executor(secrets=LISTED).run(
         task_factory(server.url("/echo-headers"),
                      options={"headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}"}, "body_limit": cut})
     )
@@ -79,7 +80,7 @@ async def test_secret_headers_are_dropped_on_a_cross_origin_redirect(server, mak
         server.url(f"/redirect?to={elsewhere}"),
         options={"follow_redirects": True, "headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}", "X-Plain": "p"}},
     )
-    outcome = await make_executor().run(task)
+    outcome = await make_executor(secrets=LISTED).run(task)
     assert outcome.ok, outcome
     assert server.requests[0]["headers"]["X-Key"] == CANARY
     assert "X-Key" not in server.requests[1]["headers"]
@@ -89,11 +90,52 @@ async def test_secret_headers_are_dropped_on_a_cross_origin_redirect(server, mak
 async def test_unset_variable_is_a_config_error(server, make_executor, task_factory, monkeypatch):
     monkeypatch.delenv("DISTSCHED_TEST_UNSET", raising=False)
     task = task_factory(server.url("/ok"), options={"headers": {"X-Key": "${DISTSCHED_TEST_UNSET}"}})
-    outcome = await make_executor().run(task)
+    outcome = await make_executor(secrets=LISTED).run(task)
     assert outcome.error_type == "ConfigError"
     assert outcome.retryable is False
     assert "DISTSCHED_TEST_UNSET" in outcome.error and "'X-Key'" in outcome.error
     assert server.requests == []
+
+
+async def test_a_variable_the_worker_does_not_list_is_not_expanded(server, make_executor, task_factory,
+                                                                  monkeypatch):
+    """16.1: a job cannot read the worker's environment beyond its ``secrets`` list."""
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    monkeypatch.setenv("DISTSCHED_TEST_OTHER", "other-" + CANARY)
+    cases = [
+        (make_executor(secrets=["DISTSCHED_TEST_TOKEN"]), "DISTSCHED_TEST_OTHER", "it lists DISTSCHED_TEST_TOKEN"),
+        (make_executor(), "DISTSCHED_TEST_TOKEN", "it lists none"),  # no list: no expansion at all
+    ]
+    for executor, name, listed in cases:
+        for target, headers, where in (
+            (server.url("/echo-headers?k=${" + name + "}"), {}, "the target URL"),
+            (server.url("/echo-headers"), {"X-Key": "${" + name + "}"}, "header 'X-Key'"),
+        ):
+            outcome = await executor.run(task_factory(target, options={"headers": headers}))
+            assert outcome.error_type == "ConfigError" and outcome.retryable is False, outcome
+            assert f"environment variable {name!r} referenced in {where}" in outcome.error
+            assert listed in outcome.error
+            assert f"[worker] secrets = [{name!r}]" in outcome.error  # how to allow it
+            assert CANARY not in repr(outcome)
+    assert server.requests == []
+
+
+async def test_a_secret_in_the_userinfo_is_not_echoed_in_base64(server, make_executor, task_factory,
+                                                                monkeypatch, caplog):
+    """16.4: httpx sends the userinfo as ``Authorization: Basic <base64>``; an endpoint that
+    echoes it must not hand the secret back in that form."""
+    import base64
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", CANARY)
+    encoded = base64.b64encode(f"user:{CANARY}".encode()).decode()
+    outcome = await make_executor(secrets=LISTED).run(
+        task_factory(server.url("/echo-headers").replace("://", "://user:${DISTSCHED_TEST_TOKEN}@")))
+    assert outcome.ok, outcome
+    assert server.requests[0]["headers"]["Authorization"] == f"Basic {encoded}"
+    assert outcome.value["headers"]["Authorization"] == "Basic ***"
+    assert encoded not in repr(outcome) and encoded not in caplog.text
+    assert_clean(outcome, caplog)
 
 
 async def test_host_outside_the_allow_list_is_refused(server, make_executor, task_factory):
@@ -123,7 +165,7 @@ async def test_empty_allow_list_allows_nothing(server, make_executor, task_facto
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "gopher://127.0.0.1:70/x", "ftp://127.0.0.1/"])
 async def test_other_schemes_are_always_refused(make_executor, task_factory, target):
-    outcome = await make_executor().run(task_factory(target))
+    outcome = await make_executor(secrets=LISTED).run(task_factory(target))
     assert outcome.error_type == "Forbidden"
     assert outcome.retryable is False
 

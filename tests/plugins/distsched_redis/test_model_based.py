@@ -69,7 +69,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from distsched.facade import build_job
 from distsched.model import (
     TRANSITIONS,
     FencedError,
@@ -81,6 +80,7 @@ from distsched.model import (
     TaskSpec,
     TaskState,
     Worker,
+    build_job,
     slot_task_id,
 )
 from distsched.model.task import ASSIGNED

@@ -3,7 +3,8 @@
 import pytest
 
 from distsched.model import ValidationError
-from distsched_redis.url import parse, redact
+from distsched.urls import redact_url as redact
+from distsched_redis.url import parse
 
 
 def test_plain_url_defaults() -> None:

@@ -172,7 +172,8 @@ def test_trigger_shows_in_the_job_history_newest_first(web_server):
 def test_secrets_stay_out_of_pages_and_api(web_server):
     server = web_server(token=TOKEN, jobs={
         "call": {"every": "1h", "executor": "http", "target": "https://user:hunter2@example.invalid/hook",
-                 "options": {"headers": {"Authorization": "Bearer s3cr3t-value"}, "password": "pw-s3cr3t"}}})
+                 "options": {"headers": {"Authorization": "Bearer s3cr3t-value"},
+                             "json": {"password": "pw-s3cr3t"}}}})  # (an unknown option is refused at add)
     with httpx.Client(base_url=server.url) as http:
         for path in ("/api/v1/jobs", "/api/v1/jobs/call", "/jobs", "/jobs/call", "/", "/api/v1/overview"):
             text = http.get(path).text

@@ -27,6 +27,22 @@ def test_it_registers_the_echo_executor_and_the_most_free_balancer(distsched_plu
     ]
 
 
+async def test_echo_refuses_options_when_a_job_is_added(tmp_path):
+    # The validator registered with the executor runs before anything is stored.
+    import pytest
+
+    from distsched import DistributeSchedule
+    from distsched.model import ValidationError
+
+    async with DistributeSchedule(f"memory://{tmp_path.name}") as app:
+        with pytest.raises(ValidationError) as info:
+            await app.add_job("e", every="1s", executor="echo", target="hi", options={"colour": "red"})
+        assert str(info.value) == "job 'e': options.colour: the echo executor takes no options"
+        assert await app.jobs() == []
+        await app.add_job("e", every="1s", executor="echo", target="hi")
+        assert [job.name for job in await app.jobs()] == ["e"]
+
+
 def test_the_hooks_module_imports_nothing_heavy():
     # The executor, balancer and observer modules are imported by the factories, not here.
     assert hooks.__dict__.keys().isdisjoint({"EchoExecutor", "MostFreeBalancer", "append_event"})

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from distsched import hookimpl
 
 if TYPE_CHECKING:
+    from distsched.model import TaskSpec
     from distsched.model.events import Event
     from distsched.ports import Balancer, Executor, ExecutorContext
     from distsched.registry import BalancerRegistry, ExecutorRegistry
@@ -24,7 +25,12 @@ EVENTS_ENV = "DISTSCHED_EXAMPLE_EVENTS"
 
 @hookimpl
 def distsched_register_executors(registry: ExecutorRegistry) -> None:
-    registry.add("echo", _echo, description="Returns the task's target, args and kwargs; runs nothing")
+    registry.add(
+        "echo",
+        _echo,
+        description="Returns the task's target, args and kwargs; runs nothing",
+        validate=_validate_echo,
+    )
 
 
 @hookimpl
@@ -49,6 +55,16 @@ def _echo(context: ExecutorContext) -> Executor:
     from .executor import EchoExecutor
 
     return EchoExecutor(context)
+
+
+def _validate_echo(spec: TaskSpec) -> None:
+    # Called wherever a job is added or a task submitted (no worker needed): refuse what the
+    # executor could never run, with the field and the reason. echo takes no options.
+    if spec.options:
+        from distsched.model import ValidationError
+
+        name = sorted(spec.options)[0]
+        raise ValidationError(f"options.{name}", "the echo executor takes no options")
 
 
 def _most_free() -> Balancer:

@@ -1,0 +1,42 @@
+"""Text output of the ``distsched`` commands that print tables (``jobs list``)."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import datetime, timezone
+from typing import Any
+
+MEMORY_NOTE = ("note: memory:// storage lives only inside one process, so this command sees a new, empty "
+               "store - not the one of a `distsched run` or `scheduler` elsewhere. Give the shared store with "
+               "--storage redis://HOST:6379/0 (or $DISTSCHED_STORAGE).")
+
+#: Column widths of ``jobs list``; longer names, schedules and targets wrap onto more lines.
+NAME_WIDTH, SCHEDULE_WIDTH, TARGET_WIDTH = 24, 34, 36
+
+
+def is_memory(url: str) -> bool:
+    return url.split("://", 1)[0].lower() == "memory"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> list[str]:
+    """``jobs list`` as lines: name, schedule in words, executor:target, next fire time (UTC)
+    and flags; a long name, schedule or target wraps within its column."""
+    if not rows:
+        return []
+    lines = [f"{'NAME':<{NAME_WIDTH}} {'SCHEDULE':<{SCHEDULE_WIDTH}} {'TARGET':<{TARGET_WIDTH}} NEXT (UTC)"]
+    for row in rows:
+        nxt = (datetime.fromtimestamp(row["next_fire_at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+               if row["next_fire_at"] else "-")
+        flag = " paused" if row["paused"] else ("" if row["enabled"] else " disabled")
+        name = _wrap(row["name"], NAME_WIDTH)
+        schedule = _wrap(row["schedule"], SCHEDULE_WIDTH)
+        target = _wrap(f"{row['executor']}:{row['target']}", TARGET_WIDTH)
+        for i in range(max(len(name), len(schedule), len(target))):
+            cells = [part[i] if i < len(part) else "" for part in (name, schedule, target)]
+            tail = f" {nxt}{flag}" if i == 0 else ""
+            lines.append(f"{cells[0]:<{NAME_WIDTH}} {cells[1]:<{SCHEDULE_WIDTH}} {cells[2]:<{TARGET_WIDTH}}{tail}".rstrip())
+    return lines

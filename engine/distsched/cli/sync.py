@@ -1,0 +1,113 @@
+"""``distsched jobs sync FILE [--prune] [--dry-run]``: a jobs file as the source of truth.
+
+Also the diff printer the ``scheduler --jobs FILE [--prune]`` start uses.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ..model import RetryPolicy, Trigger
+from ..model.sync import SyncPlan
+from ..model.words import duration_words, schedule_words
+
+
+def _value(field: str, value: Any) -> str:
+    if field == "schedule":
+        return schedule_words(value)
+    if field in ("timeout", "misfire_grace") and isinstance(value, (int, float)):
+        return duration_words(value)
+    if isinstance(value, RetryPolicy):
+        return json.dumps(value.to_dict(), sort_keys=True)
+    if isinstance(value, (tuple, list, dict)):
+        return json.dumps(value, default=str, sort_keys=True)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def plan_lines(plan: SyncPlan, source: str, configs: dict[str, Any]) -> list[str]:
+    """The diff of a sync, one line per job (a changed job: one line per field)."""
+    lines: list[str] = []
+    for name in plan.added:
+        config = configs[name]
+        trigger: Trigger | None = config.trigger
+        lines.append(f"+ {name:<24} {schedule_words(trigger)}  {config.spec.executor}:{config.spec.target}")
+    for change in plan.updated:
+        for i, field in enumerate(change.changes):
+            head = f"~ {change.name:<24}" if i == 0 else f"  {'':<24}"
+            lines.append(f"{head} {field.field}: {_value(field.field, field.old)} -> {_value(field.field, field.new)}")
+    for name in plan.removed:
+        lines.append(f"- {name:<24} not in {source}: removed")
+    for name in plan.kept:
+        lines.append(f"! {name:<24} stored, not in {source}: kept (--prune removes it)")
+    if plan.unchanged:
+        lines.append(f"= {len(plan.unchanged)} job(s) unchanged")
+    return lines
+
+
+def summary(plan: SyncPlan) -> str:
+    verb = "" if plan.applied else "would be "
+    text = (f"{len(plan.added)} {verb}added, {len(plan.updated)} {verb}updated, "
+            f"{len(plan.removed)} {verb}removed, {len(plan.unchanged)} unchanged")
+    if plan.kept:
+        text += f", {len(plan.kept)} stored job(s) not in the file kept"
+    return text + ("" if plan.applied else " (dry run: nothing changed)")
+
+
+@click.command("sync")
+@click.argument("jobs_file", type=click.Path(dir_okay=False))
+@click.option("--storage", "storage", metavar="URL", default=None,
+              help="Storage URL (memory://, redis://host:6379/0, ...). Default: $DISTSCHED_STORAGE or memory://.")
+@click.option("--prune", is_flag=True, help="Also remove the stored jobs that are not in JOBS_FILE.")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the plan).")
+@click.pass_context
+def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, dry_run: bool, as_json: bool) -> None:
+    """Make the stored jobs equal JOBS_FILE: add the new jobs, update the changed ones and,
+    with --prune, remove the stored jobs the file does not have. The diff is printed first."""
+    from . import _jobs_call, _load_jobs
+
+    loaded = _load_jobs(jobs_file)
+    configs = {c.name: c for c in loaded.jobs}
+
+    async def call(app: Any) -> SyncPlan:
+        plan = await app.sync_jobs(loaded.jobs, prune=prune, dry_run=True)
+        if not as_json:
+            for line in plan_lines(plan, jobs_file, configs):
+                click.echo(line)
+        if dry_run or not plan.changes:
+            return plan
+        return await app.sync_jobs(loaded.jobs, prune=prune)
+
+    plan = _jobs_call(ctx, storage, call)
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), indent=2))
+        return
+    click.echo(summary(plan if plan.changes or dry_run else _as_applied(plan)))
+
+
+async def report_sync(app: Any, jobs_file: Any, *, prune: bool) -> SyncPlan:
+    """The scheduler's start with ``--jobs FILE``: sync the file's jobs and print the diff on
+    stderr (without ``prune``, the stored jobs the file lacks are named and kept)."""
+    configs = {c.name: c for c in jobs_file.jobs}
+    plan = await app.sync_jobs(jobs_file.jobs, prune=prune, dry_run=True)
+    lines = [line for line in plan_lines(plan, str(jobs_file.path), configs) if not line.startswith("=")]
+    if plan.changes:
+        plan = await app.sync_jobs(jobs_file.jobs, prune=prune)
+    else:
+        plan = _as_applied(plan)
+    for line in lines:
+        click.echo(line, err=True)
+    if plan.kept:
+        click.echo(f"{len(plan.kept)} stored job(s) not in {jobs_file.path}: {', '.join(plan.kept[:20])}"
+                   f"{' ...' if len(plan.kept) > 20 else ''} (kept; --prune removes them)", err=True)
+    click.echo(f"jobs from {jobs_file.path}: {summary(plan)}", err=True)
+    return plan
+
+
+def _as_applied(plan: SyncPlan) -> SyncPlan:
+    import attrs
+
+    return attrs.evolve(plan, applied=True)

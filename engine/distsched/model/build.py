@@ -1,0 +1,155 @@
+"""Building and validating jobs from plain keyword arguments (a jobs file, the facade, the CLI).
+
+Pure like the rest of the model: no I/O, no clock reads (``first_fire`` is given ``now``).
+
+>>> config = build_job("tick", every="2s", target="tick")
+>>> build_job("tick", **job_fields(config)) == config
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import ValidationError
+from .job import MisfirePolicy, OverlapPolicy, TaskConfig
+from .retry import RetryPolicy
+from .spec import TaskSpec
+from .trigger import AtTrigger, CronTrigger, EveryTrigger, Trigger, parse_duration
+
+_TASK_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+def check_task_id(task_id: Any) -> None:
+    """A caller-chosen task id: 1-256 characters, no control characters (it becomes a key)."""
+    if not isinstance(task_id, str) or not _TASK_ID_RE.match(task_id):
+        raise ValidationError("task_id", "must be 1-256 characters without control characters")
+
+
+def build_retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
+    """A RetryPolicy from a policy, a table (durations may be strings such as ``"30s"``) or None
+    (the default policy). Errors name the field as ``retry.<name>``."""
+    if value is None:
+        return RetryPolicy()
+    if isinstance(value, RetryPolicy):
+        return value
+    if not isinstance(value, dict):
+        raise ValidationError("retry", f"must be a table with max_attempts, backoff, delay, max_delay, jitter; not {value!r}")
+    data = dict(value)
+    for key in ("delay", "max_delay"):
+        if key in data:
+            data[key] = parse_duration(data[key], f"retry.{key}") if isinstance(data[key], str) else data[key]
+    unknown = set(data) - {"max_attempts", "backoff", "delay", "max_delay", "jitter"}
+    if unknown:
+        raise ValidationError(f"retry.{sorted(unknown)[0]}", "unknown field (expected max_attempts, backoff, delay, max_delay, jitter)")
+    try:
+        return RetryPolicy(**data)
+    except ValidationError as exc:
+        raise ValidationError(f"retry.{exc.field}", exc.reason) from None
+
+
+JOB_FIELDS = (
+    "cron", "every", "at", "timezone", "executor", "target", "args", "kwargs", "options", "timeout",
+    "balancer", "balance_key", "retry", "enabled", "misfire", "misfire_grace", "overlap", "max_instances",
+    "dst_gap", "dst_fold", "description",
+)
+
+
+def build_job(
+    name: str,
+    *,
+    cron: str | None = None,
+    every: str | float | None = None,
+    at: str | None = None,
+    timezone: str = "UTC",
+    executor: str = "local",
+    target: str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    timeout: float | str = 60.0,
+    balancer: str = "least-tasks",
+    balance_key: str | None = None,
+    retry: RetryPolicy | dict[str, Any] | None = None,
+    enabled: bool = True,
+    misfire: str = "fire-once",
+    misfire_grace: float | str = 60.0,
+    overlap: str = "parallel",
+    max_instances: int = 1,
+    dst_gap: str = "shift",
+    dst_fold: str = "once",
+    description: str = "",
+) -> TaskConfig:
+    """Build and validate a job. Raises ValidationError naming the field and the reason."""
+    given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
+    if len(given) != 1:
+        raise ValidationError("cron/every/at", f"give exactly one of cron, every, at (got {', '.join(given) or 'none'})")
+    trigger: Trigger
+    if cron is not None:
+        trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold)
+    elif every is not None:
+        trigger = EveryTrigger(parse_duration(every, "every"), timezone=timezone)
+    else:
+        trigger = AtTrigger.parse(at, timezone)
+    if not isinstance(args, (list, tuple)):
+        raise ValidationError("args", f"must be a list, not {type(args).__name__}")
+    if not isinstance(enabled, bool):
+        raise ValidationError("enabled", f"must be true or false, not {enabled!r}")
+    spec = TaskSpec(
+        executor=executor, target=target if target is not None else name, args=tuple(args),
+        kwargs=kwargs if kwargs is not None else {}, options=options if options is not None else {},
+        timeout=parse_duration(timeout, "timeout"), retry=build_retry(retry), balancer=balancer,
+        balance_key=balance_key if balance_key is not None else name,  # TaskConfig's default, without a copy
+    )
+    return TaskConfig(
+        name=name, trigger=trigger, spec=spec, enabled=enabled,
+        misfire=MisfirePolicy(mode=misfire, grace=parse_duration(misfire_grace, "misfire_grace")
+                              if isinstance(misfire_grace, str) else misfire_grace),
+        overlap=OverlapPolicy(mode=overlap, max_instances=max_instances),
+        description=description,
+    )
+
+
+def job_fields(config: TaskConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`build_job` that rebuild ``config``."""
+    trigger = config.trigger
+    fields: dict[str, Any] = {}
+    if isinstance(trigger, CronTrigger):
+        fields.update(cron=trigger.expr, dst_gap=trigger.dst_gap, dst_fold=trigger.dst_fold)
+    elif isinstance(trigger, EveryTrigger):
+        fields.update(every=trigger.interval)
+    elif isinstance(trigger, AtTrigger):
+        fields.update(at=datetime.fromtimestamp(trigger.at, timezone.utc).isoformat())
+    if trigger is not None:
+        fields["timezone"] = trigger.timezone
+    spec = config.spec
+    fields.update(
+        executor=spec.executor, target=spec.target, args=list(spec.args), kwargs=spec.kwargs,
+        options=spec.options, timeout=spec.timeout, balancer=spec.balancer,
+        balance_key=None if spec.balance_key == config.name else spec.balance_key,
+        retry=spec.retry, enabled=config.enabled, misfire=config.misfire.mode,
+        misfire_grace=config.misfire.grace, overlap=config.overlap.mode,
+        max_instances=config.overlap.max_instances, description=config.description,
+    )
+    return fields
+
+
+def first_fire(config: TaskConfig, now: float) -> float | None:
+    """The first slot of a new (or re-timed) job: the next one after now; a one-shot ``at``
+    still inside its misfire grace fires at once, one further in the past is refused."""
+    if isinstance(config.trigger, AtTrigger):
+        if config.trigger.at <= now - config.misfire.grace:
+            raise ValidationError("at", f"job {config.name!r}: {config.trigger.at:.0f} is in the past "
+                                        f"(beyond the misfire grace of {config.misfire.grace:g}s)")
+        return config.trigger.at
+    first = config.next_fire_after(now)
+    if first is None and isinstance(config.trigger, CronTrigger):
+        raise ValidationError("cron", f"job {config.name!r}: {config.trigger.expr!r} never fires "
+                                      "(no matching date within the next years)")
+    return first
+
+
+__all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "first_fire", "job_fields"]

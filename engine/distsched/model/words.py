@@ -1,0 +1,65 @@
+"""A job's schedule in words, for people: ``every 2s``, ``at 02:30 (Europe/Paris)``.
+
+Cron expressions are described by ``cron-descriptor``; an expression it cannot describe is
+shown as it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .trigger import AtTrigger, CronTrigger, EveryTrigger
+
+#: The aliases croniter accepts, as 5-field expressions (cron-descriptor does not read them).
+_ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+
+
+def duration_words(seconds: float) -> str:
+    """``90`` -> ``1m30s``; ``0.25`` -> ``250ms``; ``86400`` -> ``1d``."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    out = []
+    rest = seconds
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if rest >= size:
+            count = int(rest // size)
+            out.append(f"{count}{unit}")
+            rest -= count * size
+    if rest or not out:
+        out.append(f"{round(rest, 3):g}s")
+    return "".join(out)
+
+
+def cron_words(expr: str) -> str:
+    """A cron expression (5 fields, or 6 with seconds first) in English; the expression
+    itself when it cannot be described."""
+    try:
+        from cron_descriptor import ExpressionDescriptor, Options
+    except ImportError:  # pragma: no cover - a dependency of distsched
+        return f"cron {expr!r}"
+    fields = _ALIASES.get(expr.strip().lower(), expr).split()
+    if len(fields) == 6:  # seconds first: cron-descriptor reads 7 fields as seconds + year
+        fields.append("*")
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        text = ExpressionDescriptor(" ".join(fields), options).get_description()
+    except Exception:
+        return f"cron {expr!r}"
+    return text[:1].lower() + text[1:]
+
+
+def schedule_words(trigger: Any) -> str:
+    """A trigger in words: ``every 10s``, ``at 02:30 (cron '30 2 * * *', Europe/Paris)``,
+    ``once at 2030-01-01T08:00:00Z``."""
+    if isinstance(trigger, CronTrigger):
+        zone = "" if trigger.timezone == "UTC" else f", {trigger.timezone}"
+        return f"{cron_words(trigger.expr)} (cron '{trigger.expr}'{zone})"
+    if isinstance(trigger, EveryTrigger):
+        return f"every {duration_words(trigger.interval)}"
+    if isinstance(trigger, AtTrigger):
+        when = datetime.fromtimestamp(trigger.at, timezone.utc).isoformat().replace("+00:00", "Z")
+        return f"once at {when}"
+    return "no schedule"

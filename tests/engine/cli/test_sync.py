@@ -1,0 +1,214 @@
+"""Jobs files as the source of truth (issue 17.3): `distsched jobs sync` and
+`distsched scheduler --jobs FILE [--prune]`, through the real command, on memory and Redis."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+
+import pytest
+
+from distsched import DistributeSchedule
+from distsched.model.sync import plan_sync
+from distsched.testing.redis_server import redis_server_binary
+
+FIRST = """
+[[jobs]]
+name = "keep"
+every = "10s"
+target = "x"
+
+[[jobs]]
+name = "change"
+cron = "30 2 * * *"
+timezone = "Europe/Paris"
+target = "y"
+
+[[jobs]]
+name = "stray"
+every = "1m"
+target = "z"
+"""
+
+SECOND = """
+[[jobs]]
+name = "keep"
+every = "10s"
+target = "x"
+
+[[jobs]]
+name = "change"
+cron = "0 3 * * *"
+timezone = "Europe/Paris"
+target = "y"
+timeout = "5s"
+
+[[jobs]]
+name = "new"
+every = "250ms"
+target = "w"
+"""
+
+
+def _write(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def _names(distsched_cli, url):
+    result = distsched_cli("jobs", "list", "--storage", url, "--json")
+    assert result.exit_code == 0, result.output
+    return {job["name"]: job for job in json.loads(result.stdout)}
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_url(request):
+    if request.param == "memory":
+        return f"memory://sync-{uuid.uuid4().hex[:8]}"  # shared by the in-process commands of this test
+    server = request.getfixturevalue("redis_server")
+    return f"{server.url}?namespace=sync-{uuid.uuid4().hex[:8]}"
+
+
+def test_jobs_sync_adds_updates_and_prunes_with_a_diff(distsched_cli, tmp_path, store_url):
+    first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
+    result = distsched_cli("jobs", "sync", first, "--storage", store_url)
+    assert result.exit_code == 0, result.output
+    assert "+ keep" in result.stdout and "+ stray" in result.stdout
+    assert "3 added, 0 updated, 0 removed, 0 unchanged" in result.stdout
+    before = _names(distsched_cli, store_url)
+    assert set(before) == {"keep", "change", "stray"}
+
+    # A dry run prints the diff and changes nothing.
+    dry = distsched_cli("jobs", "sync", second, "--storage", store_url, "--prune", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    lines = dry.stdout.splitlines()
+    assert any(line.startswith("+ new") and "every 250ms" in line for line in lines), dry.stdout
+    assert any(line.startswith("~ change") and "schedule: at 02:30" in line and "-> at 03:00" in line for line in lines), dry.stdout
+    assert any("timeout: 1m -> 5s" in line for line in lines), dry.stdout
+    assert any(line.startswith("- stray") for line in lines), dry.stdout
+    assert "= 1 job(s) unchanged" in dry.stdout
+    assert "(dry run: nothing changed)" in dry.stdout
+    assert _names(distsched_cli, store_url) == before
+
+    # Without --prune the stray job is named and kept.
+    kept = distsched_cli("jobs", "sync", second, "--storage", store_url)
+    assert kept.exit_code == 0, kept.output
+    assert "! stray" in kept.stdout and "kept (--prune removes it)" in kept.stdout
+    assert "1 added, 1 updated, 0 removed, 1 unchanged, 1 stored job(s) not in the file kept" in kept.stdout
+    after = _names(distsched_cli, store_url)
+    assert set(after) == {"keep", "change", "stray", "new"}
+    assert after["keep"]["version"] == before["keep"]["version"]  # unchanged: not rewritten
+    assert after["change"]["version"] == before["change"]["version"] + 1
+    assert after["change"]["trigger"]["expr"] == "0 3 * * *"
+
+    # With --prune the store equals the file.
+    pruned = distsched_cli("jobs", "sync", second, "--storage", store_url, "--prune", "--json")
+    assert pruned.exit_code == 0, pruned.output
+    plan = json.loads(pruned.stdout)
+    assert plan["removed"] == ["stray"] and plan["applied"] is True and sorted(plan["unchanged"]) == ["change", "keep", "new"]
+    assert set(_names(distsched_cli, store_url)) == {"keep", "change", "new"}
+
+    # Nothing to do: said so.
+    again = distsched_cli("jobs", "sync", second, "--storage", store_url, "--prune")
+    assert "0 added, 0 updated, 0 removed, 3 unchanged" in again.stdout
+
+
+def test_jobs_sync_refuses_a_bad_file_and_changes_nothing(distsched_cli, tmp_path, store_url):
+    first = _write(tmp_path, "first.toml", FIRST)
+    assert distsched_cli("jobs", "sync", first, "--storage", store_url).exit_code == 0
+    bad = _write(tmp_path, "bad.toml", """
+        [[jobs]]
+        name = "keep"
+        every = "10s"
+        target = "x"
+        executor = "htp"
+    """)
+    result = distsched_cli("jobs", "sync", bad, "--storage", store_url, "--prune")
+    assert result.exit_code != 0
+    assert "executor 'htp' is not registered" in result.output and "Traceback" not in result.output
+    assert set(_names(distsched_cli, store_url)) == {"keep", "change", "stray"}
+
+
+def test_plan_sync_names_each_changed_field():
+    from distsched.facade import build_job
+
+    old = [build_job("a", every="10s", target="t"), build_job("b", every="1m", target="t")]
+    new = [build_job("a", every="10s", target="u", retry={"max_attempts": 3}), build_job("c", at="2099-01-01T00:00:00Z", target="t")]
+    plan = plan_sync(old, new, prune=False)
+    assert plan.added == ("c",) and plan.kept == ("b",) and plan.removed == ()
+    (change,) = plan.updated
+    assert [f.field for f in change.changes] == ["target", "retry"]
+    assert change.changes[0].old == "t" and change.changes[0].new == "u"
+    assert plan_sync(old, new, prune=True).removed == ("b",)
+    assert plan.to_dict()["updated"][0]["changes"][1]["new"]["max_attempts"] == 3
+
+
+async def test_facade_sync_jobs_dry_run_and_apply():
+    app = DistributeSchedule(f"memory://facade-sync-{uuid.uuid4().hex[:6]}")
+    try:
+        await app.add_job("old", every="5s", target="t")
+        from distsched.facade import build_job
+
+        wanted = [build_job("fresh", every="5s", target="t")]
+        plan = await app.sync_jobs(wanted, prune=True, dry_run=True)
+        assert plan.added == ("fresh",) and plan.removed == ("old",) and not plan.applied
+        assert [j.name for j in await app.jobs()] == ["old"]
+        plan = await app.sync_jobs(wanted, prune=True)
+        assert plan.applied and [j.name for j in await app.jobs()] == ["fresh"]
+    finally:
+        await app.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
+def test_scheduler_names_stray_jobs_and_prunes_them(redis_server, tmp_path, distsched_cli, distsched_process,
+                                                    line_matching):
+    url = f"{redis_server.url}?namespace=sched-sync-{uuid.uuid4().hex[:6]}"
+    first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
+    assert distsched_cli("jobs", "sync", first, "--storage", url).exit_code == 0
+
+    def start(name, *extra):
+        node = distsched_process(name, "scheduler", "--storage", url, "--jobs", second, "--lease-ttl", "1",
+                                 "--renew-interval", "0.3", *extra)
+        line_matching(node, r"^scheduler \S+ on ")  # printed after the sync
+        node.stop()
+        return node.log_text()
+
+    text = start("keeping")
+    assert "! stray" in text and "1 stored job(s) not in" in text and "(kept; --prune removes them)" in text, text
+    assert set(_names(distsched_cli, url)) == {"keep", "change", "stray", "new"}
+
+    text = start("pruning", "--prune")
+    assert "- stray" in text and "1 removed" in text, text
+    assert set(_names(distsched_cli, url)) == {"keep", "change", "new"}
+
+
+def test_prune_needs_a_jobs_file(distsched_cli):
+    result = distsched_cli("scheduler", "--prune")
+    assert result.exit_code == 2 and "--prune needs --jobs FILE" in result.output
+
+
+@pytest.mark.redis
+async def test_two_nodes_syncing_the_same_file_at_once_both_succeed(redis_server):
+    """Two schedulers started together with a changed file: neither fails on the other's write."""
+    from distsched.facade import build_job
+
+    url = f"{redis_server.url}?namespace=race-{uuid.uuid4().hex[:6]}"
+    first = [build_job(f"job-{i}", every="10s", target="t") for i in range(50)]
+    second = [build_job(f"job-{i}", every="20s", target="t", timeout="5s") for i in range(50)]
+    apps = [DistributeSchedule(url) for _ in range(4)]
+    try:
+        await apps[0].sync_jobs(first)
+        import asyncio
+
+        plans = await asyncio.gather(*(app.sync_jobs(second, prune=True) for app in apps))
+        assert all(plan.applied for plan in plans)
+        assert sum(len(p.updated) for p in plans) >= 50  # every job updated, by one node or another
+        stored = {j.name: j for j in await apps[0].jobs()}
+        assert len(stored) == 50 and all(j.spec.timeout == 5.0 for j in stored.values())
+    finally:
+        for app in apps:
+            await app.stop()
