@@ -1,11 +1,14 @@
-"""Shared pieces of the benchmarks: figures and their report. The deployment (a throwaway
-Redis and real distsched processes) and ``percentile`` come from ``distsched.testing.processes``."""
+"""Shared pieces of the benchmarks: figures and their report, and ``--storage``. The deployment
+(a throwaway store - a redis-server, or a database of its own on the PostgreSQL server - and
+real distsched processes) and ``percentile`` come from ``distsched.testing.processes``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,36 @@ from distsched.testing.redis_server import RedisServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
+STORAGES = ("redis", "postgres")
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--storage", choices=(*STORAGES, "both"), default="redis",
+                   help="the store: a throwaway redis-server, a throwaway database on the PostgreSQL server at "
+                        "$DISTSCHED_TEST_POSTGRES (default postgres@127.0.0.1:5432), or both in the same run "
+                        "(default redis)")
     return p
+
+
+def run_storages(args: argparse.Namespace, measure: Callable[[Any, str], tuple[dict[str, Any], str, bool]]) -> None:
+    """Run ``measure(args, storage)`` on the storage(s) asked for and print the figures: one
+    line (or JSON object) per storage; ``--storage both`` prints them side by side (JSON:
+    ``{"redis": {...}, "postgres": {...}}``). Exits 1 when a run failed its checks."""
+    storages = list(STORAGES) if args.storage == "both" else [args.storage]
+    results = {storage: measure(args, storage) for storage in storages}
+    failed = any(bad for _, _, bad in results.values())
+    if len(storages) == 1:
+        figures, line, _ = results[storages[0]]
+        report(figures, line, args.json)
+    elif args.json:
+        print(json.dumps({storage: figures for storage, (figures, _, _) in results.items()}), flush=True)
+    else:
+        for storage, (_, line, _) in results.items():
+            print(f"[{storage}] {line}", flush=True)
+    if failed:
+        sys.exit(1)
 
 
 def report(figures: dict[str, Any], line: str, as_json: bool) -> None:
@@ -39,9 +68,18 @@ def proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def deployment(namespace: str = "bench") -> Deployment[RedisServer]:
-    """A throwaway redis-server (``noeviction``) for the distsched processes of a benchmark;
-    ``with deployment() as dep:`` starts it, ``dep.spawn(name, *args)`` starts a process."""
+def deployment(namespace: str = "bench", storage: str = "redis") -> Deployment[Any]:
+    """A throwaway redis-server (``noeviction``), or with ``storage="postgres"`` a database of
+    its own on the PostgreSQL server (created, then dropped), for the distsched processes of a
+    benchmark; ``with deployment() as dep:`` starts it, ``dep.spawn(name, *args)`` starts a
+    process. ``dep.store`` is the RedisServer or the PostgresDatabase."""
+    if storage == "postgres":
+        from distsched.testing.postgres_server import PostgresDatabase, server_answers
+
+        reason = server_answers()
+        if reason is not None:
+            raise SystemExit(reason)
+        return Deployment(PostgresDatabase(), prefix="distsched-bench-", url_options={"namespace": namespace})
     return Deployment(RedisServer(config={"maxmemory-policy": "noeviction"}), prefix="distsched-bench-",
                       url_options={"namespace": namespace})
 

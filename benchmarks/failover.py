@@ -12,11 +12,10 @@ the run must have exactly one task: missed and doubled slots are counted.
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from typing import Any
 
-from _common import deployment, parser, report, rounded
+from _common import deployment, parser, rounded, run_storages
 
 from distsched.testing import all_tasks
 from distsched.testing.processes import Deployment, percentile
@@ -41,15 +40,9 @@ def slot_figures(dep: Deployment[Any], start: float, end: float, jobs: int) -> t
     return len(expected - seen), doubled
 
 
-def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--kills", type=int, default=10, help="leader kill -9 rounds (default 10)")
-    p.add_argument("--handoffs", type=int, default=10, help="leader SIGTERM rounds (default 10)")
-    p.add_argument("--lease-ttl", type=float, default=3.0, help="lease TTL in seconds (default 3)")
-    p.add_argument("--jobs", type=int, default=10, help="jobs firing every second (default 10)")
-    args = p.parse_args()
+def measure(args, storage: str) -> tuple[dict, str, bool]:
     renew = args.lease_ttl / 3
-    with deployment() as dep:
+    with deployment(storage=storage) as dep:
         dep.write("bench_tasks.py", TASKS)
         jobs = dep.write("jobs.toml", "\n".join(
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\nmisfire = "fire-all"\nmisfire_grace = "30s"\n'
@@ -87,7 +80,7 @@ def main() -> None:
         time.sleep(3.0)
         missed, doubled = slot_figures(dep, start, end, args.jobs)
     figures = {
-        "lease_ttl": args.lease_ttl, "kills": args.kills, "handoffs": args.handoffs,
+        "storage": storage, "lease_ttl": args.lease_ttl, "kills": args.kills, "handoffs": args.handoffs,
         "kill_takeover_p50_s": rounded(percentile(takeovers["kill"], 50), 3),
         "kill_takeover_max_s": round(max(takeovers["kill"]), 3) if takeovers["kill"] else None,
         "handoff_p50_s": rounded(percentile(takeovers["term"], 50), 3),
@@ -98,9 +91,16 @@ def main() -> None:
             f"{figures['kill_takeover_max_s']} s (lease TTL {args.lease_ttl:g} s); {args.handoffs} x SIGTERM -> "
             f"handoff p50 {figures['handoff_p50_s']} s, max {figures['handoff_max_s']} s; "
             f"{figures['slots']} slots, missed {missed}, doubled {doubled}")
-    report(figures, line, args.json)
-    if missed or doubled:
-        sys.exit(1)
+    return figures, line, bool(missed or doubled)
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--kills", type=int, default=10, help="leader kill -9 rounds (default 10)")
+    p.add_argument("--handoffs", type=int, default=10, help="leader SIGTERM rounds (default 10)")
+    p.add_argument("--lease-ttl", type=float, default=3.0, help="lease TTL in seconds (default 3)")
+    p.add_argument("--jobs", type=int, default=10, help="jobs firing every second (default 10)")
+    run_storages(p.parse_args(), measure)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections import defaultdict
 
-from _common import deployment, parser, report, rounded
+from _common import deployment, parser, rounded, run_storages
 
 from distsched.testing.processes import percentile
 
@@ -78,15 +77,9 @@ async def noop():
 '''
 
 
-def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
-    p.add_argument("--metrics", action="store_true",
-                   help="workers serve /metrics; compare their fire-lag histogram with the figures")
-    args = p.parse_args()
+def measure(args, storage: str) -> tuple[dict, str, bool]:
     metric_urls: list[str] = []
-    with deployment() as dep:
+    with deployment(storage=storage) as dep:
         dep.write("bench_observer.py", OBSERVER)
         dep.write("bench_tasks.py", TASKS)
         jobs = dep.write("jobs.toml", "\n".join(
@@ -134,7 +127,7 @@ def main() -> None:
     expected = {f"j{i}@{int(s * 1000)}" for i in range(args.jobs) for s in range(int(start), int(end))}
     missed = len(expected - seen)
     figures = {
-        "jobs": args.jobs, "seconds": args.duration, "slots": len(expected),
+        "storage": storage, "jobs": args.jobs, "seconds": args.duration, "slots": len(expected),
         "lag_p50_ms": rounded(percentile(lags, 50), 2), "lag_p99_ms": rounded(percentile(lags, 99), 2),
         "lag_max_ms": round(max(lags), 2) if lags else None, "missed": missed, "duplicated": duplicated,
     }
@@ -150,9 +143,16 @@ def main() -> None:
         figures.update(metrics_count=count, metrics_p99_bucket_ms=[low, high], metrics_agree=agree)
         line += (f"\n/metrics: {count:.0f} fire-lag observations in the window, the p99 lies in the bucket "
                  f"({low:g}, {high:g}] ms: {'agrees' if agree else 'DISAGREES'} with p99 {figures['lag_p99_ms']} ms")
-    report(figures, line, args.json)
-    if missed or duplicated or not agree:
-        sys.exit(1)
+    return figures, line, bool(missed or duplicated or not agree)
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
+    p.add_argument("--metrics", action="store_true",
+                   help="workers serve /metrics; compare their fire-lag histogram with the figures")
+    run_storages(p.parse_args(), measure)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Throughput: N no-op local tasks submitted in bulk, 1 scheduler + 2 worker processes.
 
-    python benchmarks/throughput.py [-n 20000] [--runs 1] [--metrics] [--json]
+    python benchmarks/throughput.py [-n 20000] [--runs 1] [--metrics] [--storage redis|postgres|both] [--json]
 
-Starts its own redis-server. In the same run it measures a raw-Redis baseline: one
+Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database).
+On Redis it also measures, in the same run, a raw-Redis baseline: one
 producer LPUSHing JSON messages, two consumer processes BLMPOP-ing batches of 100. Then
 it starts `distsched scheduler` and two `distsched worker` processes, submits N one-off
 tasks through the public API (`submit_many`), and measures the seconds from the first
@@ -22,7 +23,7 @@ import sys
 import time
 from collections import Counter
 
-from _common import deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, report
+from _common import deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, run_storages
 
 from distsched.testing.processes import Deployment
 from distsched.testing.redis_server import RedisServer
@@ -118,9 +119,9 @@ def _metrics(on: bool) -> list[str]:
     return ["--metrics", f"127.0.0.1:{free_port()}"]
 
 
-def one_run(n: int, metrics: bool = False) -> dict:
-    with deployment() as dep:
-        raw = raw_baseline(dep, n)
+def one_run(n: int, metrics: bool = False, storage: str = "redis") -> dict:
+    with deployment(storage=storage) as dep:
+        raw = raw_baseline(dep, n) if storage == "redis" else None
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
         dep.spawn("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
@@ -132,8 +133,9 @@ def one_run(n: int, metrics: bool = False) -> dict:
             return len(await storage.workers.list_workers()) == 2
 
         dep.wait_for(lambda: dep.call(registered), 30, "two workers to register", interval=0.1)
-        pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid,
-                "redis": dep.store.pid}
+        pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid}
+        if storage == "redis":  # PostgreSQL's server processes are not counted
+            pids["redis"] = dep.store.pid
         cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
         own0 = time.process_time()
         elapsed, counts = asyncio.run(submit_and_wait(dep.url, n, timeout=120))
@@ -148,11 +150,27 @@ def one_run(n: int, metrics: bool = False) -> dict:
     succeeded = counts.get("succeeded", 0)
     return {
         "n": n, "seconds": round(elapsed, 3), "tasks_per_s": round(n / elapsed, 1),
-        "raw_redis_per_s": round(raw, 1), "ratio_to_raw": round(n / elapsed / raw, 3),
+        "storage": storage, "raw_redis_per_s": round(raw, 1) if raw else None,
+        "ratio_to_raw": round(n / elapsed / raw, 3) if raw else None,
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
         "executed": len(ran), "worker_peak_rss_mb": [round(r, 1) for r in rss],
         "cpu_seconds": cpu, "cpu_us_per_task": {k: round(v / n * 1e6) for k, v in cpu.items()},
     }
+
+
+def measure(args, storage: str) -> tuple[dict, str, bool]:
+    runs = [one_run(args.n, args.metrics, storage) for _ in range(args.runs)]
+    figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
+    figures["runs"] = [r["tasks_per_s"] for r in runs]
+    ratios = [r["ratio_to_raw"] for r in runs if r["ratio_to_raw"] is not None]
+    figures["median_ratio"] = statistics.median(ratios) if ratios else None
+    baseline = (f" (raw Redis baseline {figures['raw_redis_per_s']}/s, ratio {figures['ratio_to_raw']})"
+                if figures["raw_redis_per_s"] else "")
+    line = (f"throughput: {figures['n']} tasks in {figures['seconds']}s = {figures['tasks_per_s']} tasks/s"
+            f"{baseline}; lost {figures['lost']}, duplicated {figures['duplicated']}; "
+            f"worker peak RSS {'/'.join(str(r) for r in figures['worker_peak_rss_mb'])} MB; "
+            f"CPU us/task {' '.join(f'{k} {v}' for k, v in figures['cpu_us_per_task'].items())}")
+    return figures, line, any(r["lost"] or r["duplicated"] for r in runs)
 
 
 def main() -> None:
@@ -160,19 +178,7 @@ def main() -> None:
     p.add_argument("-n", type=int, default=20_000, help="tasks (default 20000)")
     p.add_argument("--runs", type=int, default=1, help="runs; the median run is reported (default 1)")
     p.add_argument("--metrics", action="store_true", help="scheduler and workers serve /metrics (--metrics)")
-    args = p.parse_args()
-    runs = [one_run(args.n, args.metrics) for _ in range(args.runs)]
-    figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
-    figures["runs"] = [r["tasks_per_s"] for r in runs]
-    figures["median_ratio"] = statistics.median(r["ratio_to_raw"] for r in runs)
-    line = (f"throughput: {figures['n']} tasks in {figures['seconds']}s = {figures['tasks_per_s']} tasks/s "
-            f"(raw Redis baseline {figures['raw_redis_per_s']}/s, ratio {figures['ratio_to_raw']}); "
-            f"lost {figures['lost']}, duplicated {figures['duplicated']}; "
-            f"worker peak RSS {'/'.join(str(r) for r in figures['worker_peak_rss_mb'])} MB; "
-            f"CPU us/task {' '.join(f'{k} {v}' for k, v in figures['cpu_us_per_task'].items())}")
-    report(figures, line, args.json)
-    if any(r["lost"] or r["duplicated"] for r in runs):
-        sys.exit(1)
+    run_storages(p.parse_args(), measure)
 
 
 if __name__ == "__main__":

@@ -392,10 +392,13 @@ HOSTILE_TARGETS = [
 ]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def storage_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return f"memory://{_ns()}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=_ns())
     return request.getfixturevalue("redis_server").url_for(namespace=_ns())
 
 

@@ -283,8 +283,8 @@ def test_the_plugins_page_samples_work_with_the_real_api(tmp_path: Path) -> None
     pm = PluginManager(entry_points=False, plugins=hook_modules)
     assert pm.broken() == {}
     assert "acme" in pm.executors and "acme-sync" in pm.functions
-    assert pm.storage.for_url("postgresql://db/x").name == "postgres"
-    assert pm.election.for_url("postgres://db/x").name == "postgres"
+    assert pm.storage.for_url("mysql://db/x").name == "mysql"
+    assert pm.election.for_url("mysql://db/x").name == "mysql"
 
     [executor_cls] = [m.AcmeExecutor for m in modules if hasattr(m, "AcmeExecutor")]
     executor = executor_cls(ExecutorContext(functions=FunctionRegistry(), settings={"acme_endpoint": "e"}))

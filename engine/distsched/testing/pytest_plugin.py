@@ -13,6 +13,9 @@ Fixtures:
                               ``$DISTSCHED_TEST_STORAGE``, default a private ``memory://`` store.
 ``redis_server``              a throwaway ``redis-server`` on a free loopback port (session
                               scope; skipped when the binary is missing). Never the shared 6379.
+``postgres_database``         a throwaway database ``distsched_test_<random>`` on the PostgreSQL server
+                              at ``$DISTSCHED_TEST_POSTGRES`` (default postgres@127.0.0.1:5432), dropped
+                              at the end (session scope; skipped when no server answers).
 ``distsched_app``             a factory: ``await distsched_app(storage_url, functions={...})`` gives a
                               started DistributeSchedule (scheduler + worker in this event loop),
                               stopped after the test (needs pytest-asyncio); ``worker=`` takes
@@ -66,6 +69,17 @@ def redis_server() -> Iterator[Any]:
 
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[Any]:
+    from .postgres_server import PostgresDatabase, server_answers
+
+    reason = server_answers()
+    if reason is not None:
+        pytest.skip(reason + " (start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)")
+    with PostgresDatabase() as database:
+        yield database
 
 
 @pytest.fixture

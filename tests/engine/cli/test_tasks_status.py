@@ -22,10 +22,12 @@ from distsched.config import WorkerConfig
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return f"memory://cli-{uuid.uuid4().hex}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"cli{uuid.uuid4().hex[:10]}")
     server = request.getfixturevalue("redis_server")
     return server.url_for(namespace=f"cli{uuid.uuid4().hex[:10]}")
 

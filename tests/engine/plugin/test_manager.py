@@ -41,8 +41,8 @@ def test_unknown_names_list_what_is_available():
         pm.executors.get("htp", where="job 'x'")
     assert "job 'x': executor 'htp' is not registered (available: " in str(err.value)
     assert "local" in str(err.value)
-    with pytest.raises(UnknownName, match=r"no storage plugin handles postgres://"):
-        pm.storage.for_url("postgres://db")
+    with pytest.raises(UnknownName, match=r"no storage plugin handles mysql://"):
+        pm.storage.for_url("mysql://db")
     with pytest.raises(UnknownName, match="not a URL"):
         pm.storage.for_url("localhost:6379")
 

@@ -1,0 +1,1 @@
+"""distsched's built-in PostgreSQL storage and election (``postgresql://``, ``postgres://``)."""

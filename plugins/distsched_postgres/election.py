@@ -1,0 +1,81 @@
+"""The lease with fencing terms, in the ``lease`` row of the same schema as the storage.
+
+Acquire, renew and release are single UPDATE statements on that row, judged on the database
+clock (``clock_timestamp()``), never the client's. The term rises by one with every
+acquisition. The leader-write functions check the same row (``ds_fence``) in their own
+transaction and hold a share lock on it until they commit, so a node taking the lease over
+waits until a write that passed the check has landed: a write carrying a term that no longer
+holds the lease is refused where it lands.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from distsched.model import ValidationError
+from distsched.ports import Fence, LeaseInfo
+
+from .storage import PostgresStorage
+from .url import parse
+
+
+class PostgresElection:
+    def __init__(self, storage: PostgresStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
+        if not isinstance(storage, PostgresStorage):
+            raise TypeError("the postgres election needs postgresql:// (or postgres://) storage")
+        for name, value in (("ttl", ttl), ("renew_interval", renew_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ValidationError(name, f"must be a positive number of seconds, not {value!r}")
+        if renew_interval >= ttl:
+            raise ValidationError("renew_interval", f"must be shorter than the lease ttl ({ttl:g}s)")
+        self.storage = storage
+        self.ttl = float(ttl)
+        self.renew_interval = float(renew_interval)
+
+    @classmethod
+    def for_url(cls, url: str, *, storage: Any, **options: Any) -> PostgresElection:
+        """The election of ``url``, which must name the storage's schema: the fence is only
+        checked where the lease lives."""
+        if isinstance(storage, PostgresStorage) and url != storage.url:
+            mine = parse(url)
+            if mine.target() != storage.settings.target():
+                raise ValidationError(
+                    "election",
+                    f"{mine.redacted} must name the same database and schema as the storage "
+                    f"({storage.settings.redacted}): the leader's writes are fenced by the lease "
+                    "stored beside the data",
+                )
+        return cls(storage, **options)
+
+    async def acquire(self, node_id: str) -> Fence | None:
+        if not isinstance(node_id, str) or not node_id:
+            raise ValidationError("node_id", f"must be a non-empty string, not {node_id!r}")
+        term = await self.storage.call("fetchval", "SELECT ds_lease_acquire($1, $2)", node_id, self.ttl)
+        return None if term is None else Fence(node_id, int(term))
+
+    async def renew(self, fence: Fence) -> bool:
+        ok = await self.storage.call("fetchval", "SELECT ds_lease_renew($1, $2, $3)", fence.node_id, fence.term,
+                                     self.ttl)
+        return ok is True
+
+    async def release(self, fence: Fence) -> None:
+        await self.storage.call("execute", "SELECT ds_lease_release($1, $2)", fence.node_id, fence.term)
+
+    async def current(self) -> Fence | None:
+        row = await self.storage.call(
+            "fetchrow", "SELECT holder, term FROM lease WHERE id = 1 AND holder IS NOT NULL "
+                        "AND expires_at > clock_timestamp()")
+        return None if row is None else Fence(row["holder"], int(row["term"]))
+
+    async def lease(self) -> LeaseInfo | None:
+        row = await self.storage.call(
+            "fetchrow", "SELECT last_holder, term, extract(epoch FROM acquired_at)::float8 AS acquired_at, "
+                        "extract(epoch FROM renewed_at)::float8 AS renewed_at, "
+                        "extract(epoch FROM expires_at)::float8 AS expires_at, ds_now() AS now "
+                        "FROM lease WHERE id = 1 AND last_holder IS NOT NULL")
+        if row is None:
+            return None
+        return LeaseInfo(holder=row["last_holder"], term=int(row["term"]), acquired_at=row["acquired_at"],
+                         renewed_at=row["renewed_at"], expires_at=row["expires_at"], now=row["now"])

@@ -1,0 +1,79 @@
+-- distsched PostgreSQL schema, version 4: the hot paths made cheaper. results.settle is one
+-- set-based UPDATE (no loop) that does its own accounting for the whole batch (the row trigger
+-- skips rows whose `ended` is '': already accounted); fewer indexes on tasks (every state
+-- change rewrites the row into each of them): query(state=) walks tasks_created and filters,
+-- except for the rare final states, which keep a small index of their own.
+
+CREATE INDEX results_not_ok ON results (seq) WHERE NOT ok;
+
+DROP INDEX tasks_state_created;
+CREATE INDEX tasks_rare_created ON tasks (state, created_at, id COLLATE "C")
+    WHERE state IN ('failed', 'timed_out', 'cancelled', 'skipped');
+DROP INDEX tasks_job_created;
+CREATE INDEX tasks_job_created ON tasks (job, created_at, id COLLATE "C") WHERE job IS NOT NULL;
+DROP INDEX tasks_worker_created;
+CREATE INDEX tasks_worker_created ON tasks (worker_id, created_at, id COLLATE "C") WHERE worker_id IS NOT NULL;
+
+DROP TRIGGER tasks_changed ON tasks;
+CREATE TRIGGER tasks_changed AFTER UPDATE ON tasks FOR EACH ROW
+    WHEN (NEW.ended IS DISTINCT FROM ''
+          AND ((OLD.state IN ('dispatched', 'running') AND NEW.state NOT IN ('dispatched', 'running'))
+               OR (NEW.state IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')
+                   AND OLD.state NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped'))))
+    EXECUTE FUNCTION ds_task_changed();
+
+CREATE OR REPLACE FUNCTION ds_settle(p_node text, p_term bigint, p_max int, p_retention float8, p_want boolean)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    now float8;
+    stop bigint;
+    walked bigint[];
+    rows json;
+    n_walked int;
+    n_settled int;
+    n_left bigint;
+    fresh boolean;
+BEGIN
+    PERFORM ds_fence(p_node, p_term);
+    now := ds_now();
+    -- the walk: the oldest results up to (not including) the first failure or timeout
+    SELECT min(seq) INTO stop FROM results WHERE NOT ok;
+    SELECT array_agg(seq ORDER BY seq) INTO walked FROM (
+        SELECT seq FROM results WHERE stop IS NULL OR seq < stop ORDER BY seq LIMIT p_max) w;
+    n_walked := coalesce(cardinality(walked), 0);
+    IF n_walked = 0 THEN
+        SELECT count(*) INTO n_left FROM results;
+        RETURN json_build_object('settled', 0, 'stale', 0, 'left', n_left, 'rows', '[]'::json)::text;
+    END IF;
+    -- a success of the current attempt, dispatched or running on the worker that reported it,
+    -- finishes its task (several results of one attempt: one of them is applied)
+    WITH done AS (
+        UPDATE tasks t SET state = 'succeeded', version = t.version + 1, updated_at = now, finished_at = now,
+                           started_at = coalesce(t.started_at, r.started_at), result = r.data,
+                           expires_at = now + p_retention, ended = ''
+        FROM results r
+        WHERE r.seq = ANY (walked) AND t.id = r.task_id AND t.state IN ('dispatched', 'running')
+          AND r.attempt_id = t.id || '#' || t.dispatches
+          AND (r.worker_id IS NULL OR t.worker_id IS NULL OR r.worker_id = t.worker_id)
+        RETURNING r.seq, t.id, t.job, t.attempt, r.data),
+    -- what the row trigger does for the other writes, once for the batch
+    per_job AS (
+        UPDATE jobs j SET last_outcome = 'succeeded', last_outcome_at = now, last_task = d.id
+        FROM (SELECT DISTINCT ON (job) job, id FROM done WHERE job IS NOT NULL ORDER BY job, seq DESC) d
+        WHERE j.name = d.job)
+    SELECT count(*), CASE WHEN p_want THEN
+               coalesce(json_agg(json_build_array(id, job, attempt, data, now) ORDER BY seq), '[]'::json) END
+    INTO n_settled, rows FROM done;
+    IF n_settled > 0 THEN
+        INSERT INTO throughput (minute, state, n) VALUES (floor(now / 60)::bigint, 'succeeded', n_settled)
+        ON CONFLICT (minute, state) DO UPDATE SET n = throughput.n + excluded.n
+        RETURNING xmax = 0 INTO fresh;
+        IF fresh THEN  -- a new minute: forget the minutes older than two hours
+            DELETE FROM throughput WHERE minute < floor(now / 60)::bigint - 120;
+        END IF;
+    END IF;
+    DELETE FROM results WHERE seq = ANY (walked);
+    SELECT count(*) INTO n_left FROM results;
+    RETURN json_build_object('settled', n_settled, 'stale', n_walked - n_settled, 'left', n_left,
+                             'rows', coalesce(rows, '[]'::json))::text;
+END $$;

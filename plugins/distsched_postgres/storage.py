@@ -1,0 +1,814 @@
+"""``postgresql://`` / ``postgres://`` storage: every port of distsched on asyncpg, with the
+semantics of the memory and Redis backends.
+
+Every write is one call of a PL/pgSQL function (migrations/0001_initial.sql): one statement,
+one round trip, one transaction. Leader writes check the fence inside that transaction. Task
+writes are optimistic per task. A worker's queue is its dispatched tasks, taken with
+``FOR UPDATE SKIP LOCKED``; wake-ups travel by LISTEN/NOTIFY on one dedicated connection per
+storage. See ``docs/postgres.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from distsched.asyncutil import WakeSignal
+from distsched.history import (
+    check_limit,
+    check_since,
+    check_state,
+    decode_cursor,
+    encode_cursor,
+    merge_attempts,
+)
+from distsched.model import (
+    AlreadyExists,
+    FencedError,
+    JobState,
+    NotFound,
+    Task,
+    TaskConfig,
+    TaskResult,
+    ValidationError,
+    VersionConflict,
+    Worker,
+)
+from distsched.ports import (
+    Fence,
+    FireReport,
+    Firing,
+    JobPage,
+    Quarantined,
+    SchedulerNode,
+    Settled,
+    SettledTask,
+    TaskDetail,
+    TaskPage,
+    ThroughputBucket,
+)
+
+from . import codec, migrate
+from .codec import TASK_COLUMNS
+from .url import PostgresSettings, parse
+
+log = logging.getLogger("distsched.postgres")
+
+T = TypeVar("T")
+
+#: Re-measure the offset to the database clock this often (seconds).
+CLOCK_REFRESH = 60.0
+#: Tasks per function call for bulk writes.
+WRITE_CHUNK = 1000
+#: A pull retried after a lost reply may ask for the tasks the lost call took, this long.
+OP_REPLY_TTL = 55.0
+#: While the LISTEN connection is down, waits last at most this long (then look at the store).
+RELISTEN_POLL = 1.0
+#: SQLSTATE of a refused fence (raised by ds_fence).
+FENCED = "DSFEN"
+#: Retried at once: the whole transaction was rolled back, nothing of the call landed.
+_RETRY = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+#: A NUL character sent in a text parameter (refused as a ValidationError).
+_NUL = (asyncpg.exceptions.CharacterNotInRepertoireError, asyncpg.exceptions.UntranslatableCharacterError)
+
+
+def _op_id() -> str:
+    return os.urandom(8).hex()
+
+
+def _chunks(items: Sequence[T], size: int = WRITE_CHUNK) -> list[Sequence[T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class PostgresStorage:
+    """All ports of distsched over one PostgreSQL schema."""
+
+    #: Errors that mean PostgreSQL is unreachable or not ready for now: the leader steps down
+    #: on them with a warning, not an error.
+    transient_errors: tuple[type[BaseException], ...] = (
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.CrashShutdownError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.TooManyConnectionsError,
+        ConnectionError,
+    )
+
+    def __init__(self, settings: PostgresSettings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.url = settings.url
+        self.pool = pool
+        self.retention = float(settings.retention)
+        self._activity = WakeSignal()
+        self._queue_signals: dict[str, WakeSignal] = {}
+        #: LISTEN channel -> the signal of the worker it belongs to
+        self._channel_signals: dict[str, WakeSignal] = {}
+        self._listen_conn: Any = None
+        self._listen_lock = asyncio.Lock()
+        self._activity_channel = settings.channel("activity")
+        self._clock_last = 0.0
+        self._clock_server = time.time()
+        self._clock_mono = time.monotonic()
+        self._clock_at = float("-inf")
+        self.jobs = _Jobs(self)
+        self.tasks = _Tasks(self)
+        self.workers = _Workers(self)
+        self.schedulers = _Schedulers(self)
+        self.quarantine = _Quarantine(self)
+        self.queues = _Queues(self)
+        self.results = _Results(self)
+
+    def __repr__(self) -> str:
+        return f"<PostgresStorage {self.settings.redacted} schema={self.settings.schema!r}>"
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, url: str, options: dict[str, Any] | None = None) -> PostgresStorage:
+        """Parse and validate ``url``, bring the schema up to date (or check it), open the pool."""
+        settings = parse(url, options)
+        conn = await connect(settings, migrations=True)
+        try:
+            await migrate.upgrade(conn, settings, apply=settings.migrate)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            settings.dsn(), min_size=settings.pool_min, max_size=settings.pool_size,
+            timeout=settings.connect_timeout, command_timeout=settings.command_timeout,
+            server_settings=_server_settings(settings))
+        store = cls(settings, pool)
+        try:
+            await store._sync_clock()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # -- clock --------------------------------------------------------------------------
+    async def _sync_clock(self) -> None:
+        """Offset to the database clock: the sample with the shortest round trip of three."""
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+            best: tuple[float, float, float] | None = None
+            for _ in range(3):
+                before = time.monotonic()
+                server = await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
+                after = time.monotonic()
+                if best is None or after - before < best[0]:
+                    best = (after - before, server, (before + after) / 2)
+        assert best is not None
+        self._clock_server, self._clock_mono = best[1], best[2]
+        self._clock_at = time.monotonic()
+
+    async def _maybe_sync_clock(self) -> None:
+        if time.monotonic() - self._clock_at >= CLOCK_REFRESH:
+            self._clock_at = time.monotonic()
+            try:
+                await self._sync_clock()
+            except (asyncpg.PostgresError, *self.transient_errors, OSError, asyncio.TimeoutError) as exc:
+                log.debug("clock refresh failed: %s", exc)
+
+    def clock(self) -> float:
+        """Database time (measured at open, refreshed every minute) advanced by the local
+        monotonic clock: cheap, and the same on every node."""
+        now = self._clock_server + (time.monotonic() - self._clock_mono)
+        if now < self._clock_last:
+            return self._clock_last
+        self._clock_last = now
+        return now
+
+    # -- plumbing -----------------------------------------------------------------------
+    async def call(self, method: str, sql: str, *args: Any) -> Any:
+        """``pool.<method>(sql, *args)``, retried when PostgreSQL rolled the call back for a
+        deadlock or a serialization failure (nothing of it landed)."""
+        for attempt in range(5):
+            try:
+                return await getattr(self.pool, method)(sql, *args)
+            except _NUL as exc:
+                raise ValidationError("value", f"must not contain a NUL character (U+0000): PostgreSQL text "
+                                               f"cannot hold it ({exc.__class__.__name__})") from None
+            except _RETRY:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def leader_write(self, fence: Fence, method: str, sql: str, *args: Any) -> Any:
+        """A fenced function call: ``sql`` takes the node id and the term as $1 and $2."""
+        try:
+            return await self.call(method, sql, fence.node_id, fence.term, *args)
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == FENCED:
+                raise FencedError(str(exc)) from None
+            raise
+
+    async def decode(self, kind: str, rows: Sequence[Any], decode: Callable[[Any], T], key: str = "id") -> list[T]:
+        """``decode`` each row; a row that cannot be decoded is put aside (quarantined) and
+        left out, so one bad record never fails a read."""
+        out: list[T] = []
+        for row in rows:
+            try:
+                out.append(decode(row))
+            except Exception as exc:  # anything: the row was not written by distsched
+                await self.put_aside(kind, str(row[key]), exc)
+        return out
+
+    async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
+        """Move a row the engine cannot decode into ``quarantine`` (ds_put_aside): logged as
+        an ERROR when moved; the read that met it goes on without it."""
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        try:
+            moved = await self.call("fetchval", "SELECT ds_put_aside($1, $2, $3)", kind, key, reason)
+        except (asyncpg.PostgresError, ValidationError, *self.transient_errors, OSError) as err:
+            log.warning("could not quarantine %s %r (%s: %s)", kind, key, type(err).__name__, err)
+            return
+        if moved:
+            log.error("quarantined %s %r: it cannot be decoded (%s); the rest goes on. Its row is kept in "
+                      "%s.quarantine", kind, key, reason, self.settings.quoted_schema)
+
+    async def housekeeping(self, budget: int) -> int:
+        """Delete up to ``budget`` finished tasks whose retention ended (the write functions
+        prune too, a batch's worth each); returns how many were due."""
+        return int(await self.call("fetchval", "WITH gone AS (DELETE FROM tasks WHERE id IN ("
+                                               "SELECT id FROM tasks WHERE expires_at < ds_now() ORDER BY expires_at "
+                                               "LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone",
+                                   max(1, int(budget))))
+
+    # -- LISTEN/NOTIFY ------------------------------------------------------------------
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if channel == self._activity_channel:
+            self._activity.set()
+            return
+        signal = self._channel_signals.get(channel)
+        if signal is not None:
+            signal.set()
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        self._activity.set()  # let the leader look at the store itself
+        for signal in self._queue_signals.values():
+            signal.set()
+
+    async def _listener(self) -> bool:
+        """The LISTEN connection, (re)connected when needed; False when it is down."""
+        conn = self._listen_conn
+        if conn is not None and not conn.is_closed():
+            return True
+        async with self._listen_lock:
+            conn = self._listen_conn
+            if conn is not None and not conn.is_closed():
+                return True
+            conn = None
+            try:
+                conn = await connect(self.settings)
+                conn.add_termination_listener(self._on_listener_lost)
+                await conn.add_listener(self._activity_channel, self._on_notify)
+                for worker_id in list(self._queue_signals):
+                    await conn.add_listener(self.settings.channel("q", worker_id), self._on_notify)
+            except (asyncpg.PostgresError, *self.transient_errors, OSError, asyncio.TimeoutError) as exc:
+                log.debug("LISTEN connection: %s", exc)
+                if conn is not None:
+                    conn.terminate()
+                return False
+            self._listen_conn = conn
+            # anything may have happened while nobody listened
+            self._on_listener_lost(conn)
+            return True
+
+    async def _listen_queue(self, worker_id: str) -> WakeSignal:
+        signal = self._queue_signals.get(worker_id)
+        if signal is not None:
+            return signal
+        signal = self._queue_signals[worker_id] = WakeSignal()
+        self._channel_signals[self.settings.channel("q", worker_id)] = signal
+        conn = self._listen_conn
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.add_listener(self.settings.channel("q", worker_id), self._on_notify)
+            except (asyncpg.PostgresError, *self.transient_errors, OSError) as exc:
+                log.debug("LISTEN for %s: %s", worker_id, exc)
+                del self._queue_signals[worker_id]
+                del self._channel_signals[self.settings.channel("q", worker_id)]
+                raise
+        return signal
+
+    async def wait_for_activity(self, timeout: float) -> None:
+        """Sleep until ``timeout`` or a NOTIFY on the activity channel (a submission, a
+        result, a job or worker change)."""
+        await self._maybe_sync_clock()
+        if not await self._listener():
+            timeout = min(timeout, RELISTEN_POLL)
+        await self._activity.wait(timeout)
+
+    async def close(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), 2.0)
+            except Exception as exc:  # pragma: no cover - closing a broken connection
+                log.debug("close: %s", exc)
+                conn.terminate()
+        try:
+            await asyncio.wait_for(self.pool.close(), 5.0)
+        except Exception as exc:  # pragma: no cover
+            log.debug("close: %s", exc)
+            self.pool.terminate()
+
+
+def _server_settings(settings: PostgresSettings) -> dict[str, str]:
+    out = {"search_path": settings.quoted_schema}
+    if "application_name" not in settings.libpq:
+        out["application_name"] = "distsched"
+    return out
+
+
+async def connect(settings: PostgresSettings, *, migrations: bool = False) -> Any:
+    """One connection with the deployment's search_path (the LISTEN connection, migrations:
+    those run without the command timeout - an index built over a large table takes long)."""
+    try:
+        return await asyncpg.connect(settings.dsn(), timeout=settings.connect_timeout,
+                                     command_timeout=None if migrations else settings.command_timeout,
+                                     server_settings=_server_settings(settings))
+    except asyncpg.exceptions.InvalidPasswordError:
+        raise ValidationError("storage", f"{settings.redacted}: authentication failed for user "
+                                         f"{settings.user!r}") from None
+    except asyncpg.exceptions.InvalidCatalogNameError:
+        raise ValidationError("storage", f"{settings.redacted}: database {settings.database!r} does not "
+                                         "exist (create it: createdb NAME)") from None
+
+
+# -- jobs ---------------------------------------------------------------------------------
+_JOB_COLUMNS = "name, config, version, enabled, next_fire_at, last_slot, paused, last_outcome, last_outcome_at, last_task"
+
+
+class _Jobs:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def add(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        [stored] = await self.add_many([(config, next_fire_at)])
+        if stored is None:
+            raise AlreadyExists(f"job {config.name!r} already exists")
+        return stored
+
+    async def add_many(self, jobs: Sequence[tuple[TaskConfig, float | None]]) -> list[TaskConfig | None]:
+        out: list[TaskConfig | None] = []
+        for chunk in _chunks(jobs):
+            param = codec.dumps([{"name": c.name, "config": codec.config_json(c), "enabled": c.enabled,
+                                  "next_fire_at": nfa} for c, nfa in chunk])
+            stored = set(await self.store.call("fetchval", "SELECT ds_job_add($1::json)", param))
+            out += [_evolve(c, 1) if c.name in stored else None for c, _ in chunk]
+        return out
+
+    async def update(self, config: TaskConfig, *, next_fire_at: float | None) -> TaskConfig:
+        version = await self.store.call("fetchval", "SELECT ds_job_update($1, $2, $3, $4, $5)", config.name,
+                                        codec.config_json(config), config.version, next_fire_at, config.enabled)
+        if version == 0:
+            raise NotFound(f"job {config.name!r} does not exist")
+        if version < 0:
+            raise VersionConflict(
+                f"job {config.name!r}: update based on version {config.version}, but the stored "
+                f"version is {-version}; reload the job and apply the change again"
+            )
+        return _evolve(config, version)
+
+    async def _one(self, name: str) -> tuple[TaskConfig, JobState]:
+        row = await self.store.call("fetchrow", f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = $1", name)
+        found = await self.store.decode("job", [row], codec.decode_job, "name") if row is not None else []
+        if not found:
+            raise NotFound(f"job {name!r} does not exist")
+        return found[0]
+
+    async def get(self, name: str) -> TaskConfig:
+        return (await self._one(name))[0]
+
+    async def list_jobs(self) -> list[TaskConfig]:
+        rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name COLLATE "C"')
+        return [config for config, _ in await self.store.decode("job", rows, codec.decode_job, "name")]
+
+    async def page(self, after: str | None = None, limit: int = 50) -> JobPage:
+        check_limit(limit)
+        if after is not None and not isinstance(after, str):
+            raise ValidationError("after", f"must be a job name, not {after!r}")
+        if after is None:
+            rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name COLLATE "C" '
+                                                  "LIMIT $1", limit + 1)
+        else:
+            rows = await self.store.call("fetch", f'SELECT {_JOB_COLUMNS} FROM jobs WHERE name COLLATE "C" > $1 '
+                                                  'ORDER BY name COLLATE "C" LIMIT $2', after, limit + 1)
+        jobs = await self.store.decode("job", rows[:limit], codec.decode_job, "name")
+        more = len(rows) > limit
+        return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
+
+    async def remove(self, name: str) -> bool:
+        return await self.store.call("fetchval", "DELETE FROM jobs WHERE name = $1 RETURNING true", name) is True
+
+    async def state(self, name: str) -> JobState:
+        return (await self._one(name))[1]
+
+    async def set_paused(self, name: str, paused: bool, *, next_fire_at: float | None = None) -> None:
+        if not await self.store.call("fetchval", "SELECT ds_job_pause($1, $2, $3)", name, paused, next_fire_at):
+            raise NotFound(f"job {name!r} does not exist")
+
+    async def due(self, now: float, limit: int) -> list[tuple[TaskConfig, JobState]]:
+        if limit <= 0:
+            return []
+        rows = await self.store.call(
+            "fetch", f"SELECT {_JOB_COLUMNS} FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
+                     'AND next_fire_at <= $1 ORDER BY next_fire_at, name COLLATE "C" LIMIT $2', now, int(limit))
+        return await self.store.decode("job", rows, codec.decode_job, "name")
+
+    async def next_due_at(self) -> float | None:
+        return await self.store.call(
+            "fetchval", "SELECT next_fire_at FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
+                        "ORDER BY next_fire_at, name LIMIT 1")
+
+    async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
+        meta = codec.dumps([{"job": f.job, "expected": f.expected_next, "nxt": f.next_fire_at,
+                             "last": f.last_slot, "idx": i} for i, f in enumerate(firings)])
+        tasks = codec.dumps([codec.task_in(t, i) for i, f in enumerate(firings) for t in f.tasks])
+        row = await self.store.leader_write(fence, "fetchrow", "SELECT * FROM ds_fire($1, $2, $3::json, $4::json, $5)",
+                                            meta, tasks, self.store.retention)
+        return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]))
+
+
+def _evolve(config: TaskConfig, version: int) -> TaskConfig:
+    stored = copy.copy(config)
+    stored.version = version
+    return stored
+
+
+# -- tasks --------------------------------------------------------------------------------
+_LIVE = "state NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')"
+_UNEXPIRED = "(expires_at IS NULL OR expires_at >= ds_now())"
+
+
+class _Tasks:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def submit(self, tasks: Sequence[Task]) -> list[bool]:
+        out: list[bool] = []
+        for chunk in _chunks(tasks) or [[]]:  # an empty submission still wakes the leader
+            created = set(await self.store.call("fetchval", "SELECT ds_submit($1::json, $2)",
+                                                codec.tasks_param(chunk), self.store.retention))
+            for task in chunk:
+                ok = task.id in created
+                if ok:
+                    task.version = 1
+                out.append(ok)
+        return out
+
+    async def _read(self, where: str, *args: Any) -> list[Task]:
+        rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}", *args)
+        return await self.store.decode("task", rows, codec.decode_task)
+
+    async def get(self, task_id: str) -> Task | None:
+        return (await self.get_many([task_id]))[0]
+
+    async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
+        ids = list(task_ids)
+        wanted = [i for i in ids if "\x00" not in i]  # no stored id holds one
+        found = {t.id: t for t in await self._read(f"id = ANY($1::text[]) AND {_UNEXPIRED}", wanted)}
+        return [copy.copy(found[i]) if i in found else None for i in ids]
+
+    async def query(self, *, job: str | None = None, state: str | None = None, worker: str | None = None,
+                    since: float | None = None, cursor: str | None = None, limit: int = 50) -> TaskPage:
+        check_limit(limit)
+        state = check_state(state)
+        since = check_since(since)
+        at, after = decode_cursor(cursor) if cursor is not None else (None, None)
+        for name, value in (("job", job), ("worker", worker)):
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(name, f"must be a string, not {value!r}")
+        # only the filters given: each combination is its own (prepared) statement, planned
+        # on the index it can walk (job, else worker, else created_at)
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if job is not None:
+            where.append(f"job = {arg(job)}")
+        if state is not None:
+            where.append(f"state = {arg(state)}")
+        if worker is not None:
+            w = arg(worker)
+            where.append(f"(worker_id = {w} OR id IN (SELECT task_id FROM attempts WHERE worker_id = {w}))")
+        if since is not None:
+            where.append(f"created_at >= {arg(since)}")
+        if at is not None:
+            where.append(f'(created_at, id COLLATE "C") < ({arg(at)}, {arg(after)}::text COLLATE "C")')
+        where.append(_UNEXPIRED)
+        found = await self._read(f'{" AND ".join(where)} ORDER BY created_at DESC, id COLLATE "C" DESC '
+                                 f"LIMIT {arg(limit + 1)}", *args)
+        tasks = found[:limit]
+        more = len(found) > limit
+        return TaskPage(tasks=tuple(tasks),
+                        next_cursor=encode_cursor(tasks[-1].created_at, tasks[-1].id) if more and tasks else None)
+
+    async def detail(self, task_id: str) -> TaskDetail | None:
+        async with self.store.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND {_UNEXPIRED}", task_id)
+            if row is None:
+                return None
+            rows = await conn.fetch("SELECT worker_id, data FROM attempts WHERE task_id = $1 ORDER BY n", task_id)
+        found = await self.store.decode("task", [row], codec.decode_task)
+        if not found:
+            return None
+        task = found[0]
+        recorded = [codec.decode_attempt(r["data"], r["worker_id"]) for r in rows]
+        return TaskDetail(task=task, attempts=merge_attempts(task, recorded))
+
+    async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:
+            raise ValidationError("minutes", f"must be an integer between 1 and 120, not {minutes!r}")
+        current = int(self.store.clock() // 60)
+        rows = await self.store.call("fetch", "SELECT minute, state, n FROM throughput WHERE minute > $1",
+                                     current - minutes)
+        counts: dict[int, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["minute"], {})[row["state"]] = row["n"]
+        return [ThroughputBucket(minute=m * 60.0, counts=counts.get(m, {}))
+                for m in range(current - minutes + 1, current + 1)]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.store.call("fetch", f"SELECT state, count(*) AS n FROM tasks WHERE {_UNEXPIRED} GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    async def ready(self, now: float, limit: int) -> list[Task]:
+        if limit <= 0:
+            return []
+        return await self._read("state IN ('pending', 'retrying') AND not_before <= $1 ORDER BY not_before, id "
+                                "LIMIT $2", now, int(limit))
+
+    async def next_ready_at(self) -> float | None:
+        return await self.store.call("fetchval", "SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') "
+                                                 "ORDER BY not_before, id LIMIT 1")
+
+    async def live(self, job: str) -> list[Task]:
+        return await self._read(f"job = $1 AND {_LIVE} ORDER BY created_at", job)
+
+    async def assigned(self, worker_id: str) -> list[Task]:
+        return await self._read("worker_id = $1 AND state IN ('dispatched', 'running') ORDER BY dispatched_at, id",
+                                worker_id)
+
+    async def overdue(self, now: float, limit: int) -> list[Task]:
+        if limit <= 0:
+            return []
+        return await self._read("deadline IS NOT NULL AND deadline < $1 ORDER BY deadline LIMIT $2", now, int(limit))
+
+    async def _cas(self, tasks: Sequence[Task], write: Callable[[str, bool], Awaitable[list[str]]], *,
+                   ended: bool = True) -> list[bool]:
+        out: list[bool] = []
+        chunks = _chunks(tasks) or [[]]
+        for n, chunk in enumerate(chunks):
+            written = set(await write(codec.tasks_param(chunk, ended=ended), n == len(chunks) - 1))
+            for task in chunk:
+                ok = task.id in written
+                if ok:
+                    task.version += 1
+                out.append(ok)
+        return out
+
+    async def cancel(self, task: Task) -> bool:
+        ok = await self.store.call("fetchval", "SELECT ds_cancel($1::json, $2)",
+                                   codec.tasks_param([task], ended=True), self.store.retention)
+        if ok:
+            task.version += 1
+        return bool(ok)
+
+    async def save(self, fence: Fence, tasks: Sequence[Task], *, ack_results: int = 0) -> list[bool]:
+        store = self.store
+
+        async def write(param: str, last: bool) -> list[str]:
+            # results are acknowledged once, with the last chunk: the seqs the last peek returned
+            ack = store.results.acked(ack_results) if last else []
+            written = await store.leader_write(fence, "fetchval", "SELECT ds_save($1, $2, $3::json, $4::bigint[], $5)",
+                                               param, ack, store.retention)
+            if ack:
+                store.results.forget(len(ack))
+            return written
+
+        return await self._cas(tasks, write)
+
+    async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
+        """Only the fields a dispatch changes travel (ds_dispatch_slim), as arrays."""
+        out: list[bool] = []
+        for chunk in _chunks(tasks) or [[]]:
+            written = set(await self.store.leader_write(
+                fence, "fetchval", "SELECT ds_dispatch_slim($1, $2, $3, $4, $5, $6, $7, $8)",
+                [t.id for t in chunk], [t.version for t in chunk], [t.worker_id for t in chunk],
+                [t.dispatches for t in chunk], [t.dispatched_at for t in chunk], [t.updated_at for t in chunk]))
+            for task in chunk:
+                ok = task.id in written
+                if ok:
+                    task.version += 1
+                out.append(ok)
+        return out
+
+
+# -- workers ------------------------------------------------------------------------------
+class _Workers:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def register(self, worker: Worker) -> None:
+        await self.store.call("execute", "SELECT ds_register($1, $2, $3)", worker.id, codec.worker_json(worker),
+                              worker.draining)
+
+    async def heartbeat(self, worker_id: str, *, draining: bool = False, blocked: int = 0) -> bool:
+        await self.store._maybe_sync_clock()
+        ok = await self.store.call("fetchval", "UPDATE workers SET heartbeat = ds_now(), draining = $2, blocked = $3 "
+                                               "WHERE id = $1 AND NOT dead RETURNING true", worker_id, draining,
+                                   max(0, int(blocked)))
+        return ok is True
+
+    async def deregister(self, worker_id: str) -> None:
+        await self.store.call("execute", "SELECT ds_deregister($1)", worker_id)
+
+    async def list_workers(self) -> list[Worker]:
+        rows = await self.store.call(
+            "fetch", "SELECT w.id, w.data, w.heartbeat, w.draining, w.blocked, (SELECT count(*) FROM tasks t "
+                     "WHERE t.worker_id = w.id AND t.state IN ('dispatched', 'running')) AS load "
+                     "FROM workers w ORDER BY w.id")
+        return await self.store.decode("worker", rows, codec.decode_worker)
+
+    async def queue_depths(self) -> dict[str, int]:
+        rows = await self.store.call(
+            "fetch", "SELECT w.id, (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id AND t.state = 'dispatched') "
+                     "AS depth FROM workers w")
+        return {row["id"]: row["depth"] for row in rows}
+
+    async def reap(self, fence: Fence, worker_id: str, tasks: Sequence[Task]) -> list[bool]:
+        written = set(await self.store.leader_write(fence, "fetchval", "SELECT ds_reap($1, $2, $3, $4::json, $5)",
+                                                    worker_id, codec.tasks_param(tasks, ended=True), self.store.retention))
+        out = []
+        for task in tasks:
+            ok = task.id in written
+            if ok:
+                task.version += 1
+            out.append(ok)
+        return out
+
+
+class _Schedulers:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def register(self, node: SchedulerNode) -> None:
+        await self.store.call("execute", "SELECT ds_scheduler_register($1, $2, $3)", node.id,
+                              codec.scheduler_json(node), node.role)
+
+    async def heartbeat(self, node_id: str, *, role: str) -> bool:
+        ok = await self.store.call("fetchval", "UPDATE schedulers SET heartbeat = ds_now(), role = $2 WHERE id = $1 "
+                                               "RETURNING true", node_id, role)
+        return ok is True
+
+    async def deregister(self, node_id: str) -> None:
+        await self.store.call("execute", "DELETE FROM schedulers WHERE id = $1", node_id)
+
+    async def list_schedulers(self) -> list[SchedulerNode]:
+        rows = await self.store.call("fetch", 'SELECT id, data, heartbeat, role FROM schedulers ORDER BY id COLLATE "C"')
+        return await self.store.decode("scheduler", rows, codec.decode_scheduler)
+
+
+class _Quarantine:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+
+    async def count(self) -> int:
+        return int(await self.store.call("fetchval", "SELECT count(*) FROM quarantine"))
+
+    async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
+        rows = await self.store.call("fetch", "SELECT kind, key, reason, at FROM quarantine ORDER BY at DESC LIMIT $1",
+                                     max(1, int(limit)))
+        return [Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"], at=r["at"]) for r in rows]
+
+
+# -- queues and results -------------------------------------------------------------------
+class _Queues:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+        #: worker id -> (op id, when) of a pull whose reply never came (see _take)
+        self._unanswered: dict[str, tuple[str, float]] = {}
+
+    async def _take(self, worker_id: str, max_items: int) -> list[Task]:
+        """Run ds_pull. A call that failed without a reply may still have committed and marked
+        tasks running on this worker: the next pull of that worker names the lost call's op
+        id, and gets back those of its tasks that still run here."""
+        now = time.monotonic()
+        prev, since = self._unanswered.pop(worker_id, (None, now))
+        if prev is not None and now - since > OP_REPLY_TTL:
+            prev = None
+        op = _op_id()
+        try:
+            rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM ds_pull($1, $2, $3, $4)",
+                                         worker_id, int(max_items), op, prev)
+        except BaseException:
+            self._unanswered[worker_id] = (op, now)
+            raise
+        tasks = await self.store.decode("task", rows, codec.decode_task)
+        tasks.sort(key=lambda t: (t.dispatched_at or 0.0, t.id))
+        return tasks
+
+    async def pull(self, worker_id: str, max_items: int, timeout: float) -> list[Task]:
+        """Take what is queued; if nothing is, wait for a NOTIFY on the worker's channel (or
+        the timeout) and take again."""
+        if max_items <= 0:
+            return []
+        signal = await self._signal(worker_id)
+        out = await self._take(worker_id, max_items)
+        if out:
+            return out
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining < 0.005:
+                return []
+            if signal is None:  # no LISTEN connection (PostgreSQL restarting): look again soon
+                await asyncio.sleep(min(remaining, RELISTEN_POLL))
+            else:
+                await signal.wait(remaining)
+            # re-opened (and listening again) when the LISTEN connection was lost meanwhile
+            signal = await self._signal(worker_id)
+            out = await self._take(worker_id, max_items)
+            if out:
+                return out
+
+    async def _signal(self, worker_id: str) -> WakeSignal | None:
+        """The worker's wake-up signal, LISTENed to on a live connection; None while there is none."""
+        store = self.store
+        if not await store._listener():
+            return None
+        try:
+            return await store._listen_queue(worker_id)
+        except (asyncpg.PostgresError, *store.transient_errors, OSError):
+            return None
+
+    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+        for chunk in _chunks(results) or [[]]:  # an empty report still wakes the leader
+            param = codec.dumps([{"task_id": r.task_id, "attempt_id": r.attempt_id, "worker_id": r.worker_id,
+                                  "ok": r.ok, "started_at": r.started_at, "data": codec.result_json(r)}
+                                 for r in chunk])
+            await self.store.call("execute", "SELECT ds_report($1::json, $2)", param, self.store.settings.results_max)
+
+
+class _Results:
+    def __init__(self, store: PostgresStorage) -> None:
+        self.store = store
+        #: seqs of the results the last peek returned, oldest first: save(ack_results=n)
+        #: deletes exactly the first n of them (a result committed later with a lower seq -
+        #: sequence order is not commit order - is never dropped unseen)
+        self._peeked: list[int] = []
+
+    def acked(self, n: int) -> list[int]:
+        return self._peeked[:max(0, int(n))]
+
+    def forget(self, n: int) -> None:
+        del self._peeked[:n]
+
+    async def settle(self, fence: Fence, max_items: int, *, want_tasks: bool = False) -> Settled:
+        if max_items <= 0:
+            return Settled()
+        text = await self.store.leader_write(fence, "fetchval", "SELECT ds_settle($1, $2, $3, $4, $5)",
+                                             int(max_items), self.store.retention, want_tasks)
+        reply = codec.loads(text)
+        tasks = []
+        for task_id, job, attempt, data, at in reply["rows"] or ():
+            try:
+                result = codec.loads(data)
+                started, finished = float(result["started_at"]), float(result["finished_at"])
+            except Exception:  # a result row not written by distsched: its task is put aside on read
+                started = finished = at
+            tasks.append(SettledTask(task_id=task_id, job=job, attempt=attempt, started_at=started,
+                                     finished_at=finished, at=at))
+        return Settled(settled=reply["settled"], stale=reply["stale"], left=reply["left"], tasks=tuple(tasks))
+
+    async def peek(self, max_items: int) -> list[TaskResult]:
+        if max_items <= 0:
+            return []
+        while True:
+            rows = await self.store.call("fetch", "SELECT seq, data FROM results ORDER BY seq LIMIT $1", int(max_items))
+            out: list[TaskResult] = []
+            bad = None
+            for row in rows:
+                try:
+                    out.append(codec.decode_result(row["data"]))
+                except Exception as exc:  # anything in the channel that is not a valid result
+                    bad = (row, exc)
+                    break
+            if bad is None:
+                self._peeked = [row["seq"] for row in rows]
+                return out
+            # An undecodable entry would block the channel forever: drop it, loudly.
+            log.error("dropping an undecodable result (seq %s): %s: %.200r", bad[0]["seq"], bad[1], bad[0]["data"])
+            await self.store.call("execute", "DELETE FROM results WHERE seq = $1", bad[0]["seq"])
