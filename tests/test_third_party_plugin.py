@@ -444,5 +444,6 @@ class TestTwoProvidersOfOneName:
         proc = installed.distsched("--disable-plugin", "shadw", "plugins")
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert ("cannot disable 'shadw' (--disable-plugin / DISTSCHED_DISABLE_PLUGINS): no plugin of that name "
-                "(known plugins: balancers, example, http, local, memory, ") in proc.stderr
-        assert "redis, shadow, takeover)" in proc.stderr
+                "(known plugins: ") in proc.stderr
+        known = proc.stderr.split("(known plugins: ", 1)[1].split(")", 1)[0].split(", ")
+        assert {"balancers", "example", "local", "memory", "shadow", "takeover"} <= set(known) and known == sorted(known)
