@@ -1,11 +1,17 @@
-"""Fire lag: 50 jobs firing every second for 30 s; 1 scheduler + 2 worker processes on Redis.
+"""Fire lag: 50 jobs firing every second for 30 s, idle and then under load; 1 scheduler + 2 workers on Redis.
 
-    python benchmarks/lag.py [--jobs 50] [--duration 30] [--metrics] [--json]
+    python benchmarks/lag.py [--jobs 50] [--duration 30] [--no-load] [--metrics] [--json]
 
 Fire lag = the moment a worker starts the slot's task minus the slot time. The workers
 load a small observer plugin (`distsched -p`) that appends every `attempt.started` event to
 a file; the slot comes from the task id (`<job>@<slot ms>`). Missed = slots in the run's
 window without a task that started; duplicated = slots started more than once.
+
+Two windows of ``--duration`` seconds each: first idle (only the jobs), then under load - a
+client process submitting one-off no-op tasks one at a time (``await app.submit``, the
+single mode of throughput.py) for as long as the window lasts, so the leader and both
+workers stay busy. Both windows' figures are printed (``--no-load``: the idle one only);
+the load's submits/s and how many of its tasks finished are printed with them.
 
 With ``--metrics`` the workers also serve Prometheus metrics (``--metrics 127.0.0.1:PORT``);
 their fire-lag histograms are scraped over HTTP just before and at the end of the measured
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import defaultdict
 
@@ -74,7 +81,53 @@ from distsched import task
 @task
 async def noop():
     return None
+
+@task
+async def load(i):
+    return None
 '''
+
+# The load: sequential submits until SIGTERM; prints how many it made and in how many seconds.
+LOAD = '''
+import asyncio, signal, sys, time
+from distsched import DistributeSchedule
+
+async def main():
+    app = DistributeSchedule(sys.argv[1])
+    await app.storage()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    n, start = 0, time.perf_counter()
+    while not stop.is_set():
+        await app.submit("load", n)
+        n += 1
+    print(n, time.perf_counter() - start, flush=True)
+    await app.engine.close()
+
+asyncio.run(main())
+'''
+
+
+def window(started: dict[str, list[tuple[float, str]]], jobs: int, start: float, end: float) -> dict:
+    """Fire lag of the slots in [start, end): p50 / p99 / max (ms), missed, duplicated."""
+    lags, duplicated = [], 0
+    seen: set[str] = set()
+    for task_id, starts in started.items():
+        if "@" not in task_id:
+            continue  # a load task
+        slot = int(task_id.rsplit("@", 1)[1]) / 1000
+        if not start <= slot < end:
+            continue
+        seen.add(task_id)
+        duplicated += len({attempt for _, attempt in starts}) - 1
+        lags.append((min(at for at, _ in starts) - slot) * 1000)
+    expected = {f"j{i}@{int(s * 1000)}" for i in range(jobs) for s in range(int(start), int(end))}
+    return {
+        "slots": len(expected), "lags": lags,
+        "lag_p50_ms": rounded(percentile(lags, 50), 2), "lag_p99_ms": rounded(percentile(lags, 99), 2),
+        "lag_max_ms": round(max(lags), 2) if lags else None, "missed": len(expected - seen), "duplicated": duplicated,
+    }
 
 
 def measure(args, storage: str) -> tuple[dict, str, bool]:
@@ -107,7 +160,27 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             hist_before = scrape_fire_lag(metric_urls)
             time.sleep(max(0.0, end - 0.5 - time.time()))
             hist_after = scrape_fire_lag(metric_urls)
-        time.sleep(max(0.0, end - time.time()) + 1.5)
+        loaded: dict | None = None
+        if not args.no_load:
+            import subprocess
+
+            time.sleep(max(0.0, end - time.time()) + 0.2)
+            load = subprocess.Popen([sys.executable, "-c", LOAD, dep.url], stdout=subprocess.PIPE, text=True)
+            assert load.stdout is not None and load.stdout.readline().strip() == "ready"
+            load_start = float(int(time.time()) + 2)
+            load_end = load_start + args.duration
+            time.sleep(max(0.0, load_end - time.time()))
+            load.terminate()
+            submitted, load_seconds = load.stdout.readline().split()
+            load.wait(30)
+
+            async def finished(app, storage) -> int:
+                return (await storage.tasks.counts()).get("succeeded", 0)
+
+            done = dep.wait_for(lambda: dep.call(finished) or None, 5, "the counts")
+            loaded = {"submitted": int(submitted), "submits_per_s": round(int(submitted) / float(load_seconds), 1),
+                      "succeeded_in_all": done}
+        time.sleep(1.5)
         for name in ("scheduler", "worker1", "worker2"):
             dep.stop(name)
         started: dict[str, list[tuple[float, str]]] = defaultdict(list)
@@ -115,25 +188,24 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             for line in path.read_text().splitlines():
                 event = json.loads(line)
                 started[event["task_id"]].append((event["at"], event["attempt"]))
-    lags, duplicated = [], 0
-    seen: set[str] = set()
-    for task_id, starts in started.items():
-        slot = int(task_id.rsplit("@", 1)[1]) / 1000
-        if not start <= slot < end:
-            continue
-        seen.add(task_id)
-        duplicated += len({attempt for _, attempt in starts}) - 1
-        lags.append((min(at for at, _ in starts) - slot) * 1000)
-    expected = {f"j{i}@{int(s * 1000)}" for i in range(args.jobs) for s in range(int(start), int(end))}
-    missed = len(expected - seen)
-    figures = {
-        "storage": storage, "jobs": args.jobs, "seconds": args.duration, "slots": len(expected),
-        "lag_p50_ms": rounded(percentile(lags, 50), 2), "lag_p99_ms": rounded(percentile(lags, 99), 2),
-        "lag_max_ms": round(max(lags), 2) if lags else None, "missed": missed, "duplicated": duplicated,
-    }
-    line = (f"lag: {args.jobs} jobs every 1s for {args.duration:g}s ({len(expected)} slots): fire lag p50 "
+    idle = window(started, args.jobs, start, end)
+    lags = idle.pop("lags")
+    missed, duplicated = idle["missed"], idle["duplicated"]
+    figures = {"storage": storage, "jobs": args.jobs, "seconds": args.duration, **idle}
+    line = (f"lag idle: {args.jobs} jobs every 1s for {args.duration:g}s ({idle['slots']} slots): fire lag p50 "
             f"{figures['lag_p50_ms']} ms, p99 {figures['lag_p99_ms']} ms, max {figures['lag_max_ms']} ms; "
             f"missed {missed}, duplicated {duplicated}")
+    if loaded is not None:
+        busy = window(started, args.jobs, load_start, load_end)
+        busy.pop("lags")
+        busy.update(loaded)
+        figures["loaded"] = busy
+        missed += busy["missed"]
+        duplicated += busy["duplicated"]
+        line += (f"\nlag under load ({busy['submits_per_s']} single submits/s of no-op tasks, "
+                 f"{busy['succeeded_in_all']} tasks succeeded in all by its end): fire lag p50 "
+                 f"{busy['lag_p50_ms']} ms, p99 {busy['lag_p99_ms']} ms, max {busy['lag_max_ms']} ms; "
+                 f"missed {busy['missed']}, duplicated {busy['duplicated']}")
     agree = True
     if metric_urls:
         count, low, high = p99_bucket(hist_before, hist_after, len(lags))
@@ -150,6 +222,7 @@ def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
+    p.add_argument("--no-load", action="store_true", help="measure the idle window only")
     p.add_argument("--metrics", action="store_true",
                    help="workers serve /metrics; compare their fire-lag histogram with the figures")
     run_storages(p.parse_args(), measure)

@@ -1,16 +1,27 @@
-"""Throughput: N no-op local tasks submitted in bulk, 1 scheduler + 2 worker processes.
+"""Throughput: N no-op local tasks, 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
 
-    python benchmarks/throughput.py [-n 20000] [--runs 1] [--metrics] [--storage redis|postgres|both] [--json]
+    python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both] [--runs 1] [--metrics]
+        [--storage redis|postgres|both] [--json]
 
-Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database).
-On Redis it also measures, in the same run, a raw-Redis baseline: one
-producer LPUSHing JSON messages, two consumer processes BLMPOP-ing batches of 100. Then
-it starts `distsched scheduler` and two `distsched worker` processes, submits N one-off
-tasks through the public API (`submit_many`), and measures the seconds from the first
-submit until every result is recorded. Lost = tasks not succeeded; duplicated = extra
-executions (each worker records what it ran and writes it out at exit). ``--metrics``: the
-scheduler and the workers also serve Prometheus metrics (the cost of metrics shows in the
-CPU per task).
+Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database:
+then without the raw-Redis ceilings and the Redis command counts). Per mode and run, in the
+same store:
+
+- two raw-Redis ceilings: a **pipelined** producer (LPUSH in batches of 100) and a
+  **sequential** one (one LPUSH round trip per message), each with two consumer processes
+  BLMPOP-ing batches of 100;
+- **enqueue only**: N submits into a namespace nobody consumes (``single``: sequential
+  ``await app.submit("noop", i)``, the way a web handler submits; ``bulk``: ``submit_many``
+  in chunks of 2,000): submits/s, Redis commands per submit, the submitter's CPU;
+- **end to end**: `distsched scheduler` and two `distsched worker` processes; the same N
+  submits, timed from the first submit until every result is recorded.
+
+Printed per mode: both rates, Redis commands per task (``INFO commandstats``, every command
+any client or script ran in the window, less the benchmark's own polls), CPU microseconds per
+task per process, lost (tasks not succeeded) and duplicated (extra executions: each worker
+records what it ran and writes it out at exit), and the ratio of the end-to-end rate to
+both raw ceilings. ``--metrics``: the scheduler and the workers also serve Prometheus
+metrics (the cost of metrics shows in the CPU per task).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 from _common import deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, run_storages
 
@@ -67,46 +79,116 @@ while True:
 print(got, flush=True)
 '''
 
+BULK_CHUNK = 2000
+RAW_BATCH = 100
 
-def raw_baseline(dep: Deployment[RedisServer], n: int) -> float:
+
+def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> float:
+    """Messages/s through a plain Redis list: one producer (pipelined: LPUSH batches of 100
+    in one round trip each; else one LPUSH round trip per message), two BLMPOP-100 consumers."""
     import redis
 
     consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, str(dep.store.port)], stdout=subprocess.PIPE, text=True)
                  for _ in range(2)]
     for c in consumers:
-        assert c.stdout.readline().strip() == "ready"
+        assert c.stdout is not None and c.stdout.readline().strip() == "ready"
     client = redis.Redis(port=dep.store.port)
     start = time.perf_counter()
-    for i in range(n):  # one LPUSH per message, as a plain producer would
-        client.lpush("raw:q", json.dumps({"id": i, "target": "noop", "args": [i]}))
+    if pipelined:
+        for first in range(0, n, RAW_BATCH):
+            client.lpush("raw:q", *[json.dumps({"id": i, "target": "noop", "args": [i]})
+                                   for i in range(first, min(n, first + RAW_BATCH))])
+    else:
+        for i in range(n):
+            client.lpush("raw:q", json.dumps({"id": i, "target": "noop", "args": [i]}))
     client.rpush("raw:q", json.dumps({"stop": True}), json.dumps({"stop": True}))
-    got = sum(int(c.stdout.readline()) for c in consumers)
+    got = sum(int(c.stdout.readline()) for c in consumers if c.stdout is not None)
     elapsed = time.perf_counter() - start
     for c in consumers:
         c.wait()
+    client.close()
     assert got == n, f"raw baseline lost messages: {got} of {n}"
     return n / elapsed
 
 
-async def submit_and_wait(url: str, n: int, timeout: float) -> tuple[float, dict[str, int]]:
+def command_calls(port: int) -> Counter[str]:
+    """Calls per command since the server started (``INFO commandstats``), without INFO itself."""
+    import redis
+
+    client = redis.Redis(port=port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    calls: Counter[str] = Counter()
+    for name, fields in stats.items():
+        cmd = name.removeprefix("cmdstat_")
+        if cmd != "info":
+            calls[cmd] = int(fields["calls"])
+    return calls
+
+
+async def submit(app: Any, mode: str, n: int) -> None:
+    if mode == "single":
+        for i in range(n):
+            await app.submit("noop", i)
+    else:
+        from distsched.model import TaskSpec
+
+        specs = [TaskSpec(target="noop", args=(i,)) for i in range(n)]
+        for first in range(0, n, BULK_CHUNK):
+            await app.submit_many(specs[first:first + BULK_CHUNK])
+
+
+async def enqueue_only(url: str, mode: str, n: int) -> tuple[float, float]:
+    """(submits/s, submitter CPU seconds) into a namespace nobody consumes."""
     from distsched import DistributeSchedule
-    from distsched.model import TaskSpec
+
+    app = DistributeSchedule(url)
+    await app.storage()
+    try:
+        await app.submit("noop", -1)  # warm: the connection, the first-call imports
+        cpu0, start = time.process_time(), time.perf_counter()
+        await submit(app, mode, n)
+        return n / (time.perf_counter() - start), time.process_time() - cpu0
+    finally:
+        await app.engine.close()
+
+
+async def submit_and_wait(url: str, mode: str, n: int, timeout: float) -> tuple[float, int, float]:
+    """(seconds from the first submit to the last result, polls made, submitter CPU seconds)."""
+    from distsched import DistributeSchedule
 
     app = DistributeSchedule(url)
     storage = await app.storage()
+    client = getattr(storage, "client", None)  # Redis: one ZCARD per poll, not counts()
+    done_key = getattr(storage, "prefix", "") + "x:succeeded"  # one entry per succeeded task
+    polls = 0
     try:
-        specs = [TaskSpec(target="noop", args=(i,)) for i in range(n)]
-        start = time.perf_counter()
-        for first in range(0, n, 2000):
-            await app.submit_many(specs[first:first + 2000])
+        cpu0, start = time.process_time(), time.perf_counter()
+        await submit(app, mode, n)
+        cpu = time.process_time() - cpu0
         deadline = start + timeout
-        counts: dict[str, int] = {}
         while time.perf_counter() < deadline:
-            counts = await storage.tasks.counts()
-            if counts.get("succeeded", 0) + counts.get("failed", 0) >= n:
+            polls += 1  # one ZCARD: subtracted from the commands counted
+            if client is not None and hasattr(client, "zcard"):
+                done = await client.zcard(done_key)
+            else:
+                done = (await storage.tasks.counts()).get("succeeded", 0)
+            if done >= n:
                 break
-            await asyncio.sleep(0.02)
-        return time.perf_counter() - start, counts
+            await asyncio.sleep(0.01)
+        return time.perf_counter() - start, polls, cpu
+    finally:
+        await app.engine.close()
+
+
+async def final_counts(url: str) -> dict[str, int]:
+    from distsched import DistributeSchedule
+
+    app = DistributeSchedule(url)
+    try:
+        return await (await app.storage()).tasks.counts()
     finally:
         await app.engine.close()
 
@@ -119,9 +201,19 @@ def _metrics(on: bool) -> list[str]:
     return ["--metrics", f"127.0.0.1:{free_port()}"]
 
 
-def one_run(n: int, metrics: bool = False, storage: str = "redis") -> dict:
+def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis") -> dict:
+    redis = storage == "redis"
     with deployment(storage=storage) as dep:
-        raw = raw_baseline(dep, n) if storage == "redis" else None
+        raw_pipelined = raw_baseline(dep, n, pipelined=True) if redis else None
+        raw_sequential = raw_baseline(dep, n, pipelined=False) if redis else None
+        port = dep.store.port if redis else None
+
+        def calls() -> Counter[str]:
+            return command_calls(port) if port is not None else Counter()
+
+        before = calls()
+        enq_rate, enq_cpu = asyncio.run(enqueue_only(dep.store.url_for(namespace="enqueue"), mode, n))
+        enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
         dep.spawn("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
@@ -134,13 +226,18 @@ def one_run(n: int, metrics: bool = False, storage: str = "redis") -> dict:
 
         dep.wait_for(lambda: dep.call(registered), 30, "two workers to register", interval=0.1)
         pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid}
-        if storage == "redis":  # PostgreSQL's server processes are not counted
+        if redis:  # PostgreSQL's server processes are not counted
             pids["redis"] = dep.store.pid
         cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
+        before = calls()
         own0 = time.process_time()
-        elapsed, counts = asyncio.run(submit_and_wait(dep.url, n, timeout=120))
+        elapsed, polls, submit_cpu = asyncio.run(submit_and_wait(dep.url, mode, n, timeout=120))
+        cmds = calls() - before
+        if redis:
+            cmds["zcard"] -= polls
         cpu = {name: round(proc_cpu_seconds(pid) - cpu0[name], 2) for name, pid in pids.items()}
         cpu["submitter"] = round(time.process_time() - own0, 2)
+        counts = asyncio.run(final_counts(dep.url))
         rss = [proc_peak_rss_mb(w.pid) for w in workers]
         for name in ("worker1", "worker2", "scheduler"):
             dep.stop(name)
@@ -148,35 +245,69 @@ def one_run(n: int, metrics: bool = False, storage: str = "redis") -> dict:
         for path in dep.dir.glob("ran-*.json"):
             ran.update(json.loads(path.read_text()))
     succeeded = counts.get("succeeded", 0)
+    rate = n / elapsed
+    total_cmds = sum(cmds.values())
     return {
-        "n": n, "seconds": round(elapsed, 3), "tasks_per_s": round(n / elapsed, 1),
-        "storage": storage, "raw_redis_per_s": round(raw, 1) if raw else None,
-        "ratio_to_raw": round(n / elapsed / raw, 3) if raw else None,
+        "storage": storage, "mode": mode, "n": n, "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
+        "enqueue_per_s": round(enq_rate, 1), "enqueue_cpu_us_per_submit": round(enq_cpu / n * 1e6, 1),
+        "enqueue_commands_per_submit": round(sum(enq_cmds.values()) / n, 2) if redis else None,
+        "raw_pipelined_per_s": round(raw_pipelined, 1) if raw_pipelined else None,
+        "raw_sequential_per_s": round(raw_sequential, 1) if raw_sequential else None,
+        "ratio_to_pipelined": round(rate / raw_pipelined, 3) if raw_pipelined else None,
+        "ratio_to_sequential": round(rate / raw_sequential, 3) if raw_sequential else None,
+        "commands_per_task": round(total_cmds / n, 2) if redis else None,
+        "commands_per_task_by_command": {k: round(v / n, 2) for k, v in cmds.most_common() if v / n >= 0.05},
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
         "executed": len(ran), "worker_peak_rss_mb": [round(r, 1) for r in rss],
         "cpu_seconds": cpu, "cpu_us_per_task": {k: round(v / n * 1e6) for k, v in cpu.items()},
+        "submit_cpu_us_per_task": round(submit_cpu / n * 1e6, 1),
     }
 
 
-def measure(args, storage: str) -> tuple[dict, str, bool]:
-    runs = [one_run(args.n, args.metrics, storage) for _ in range(args.runs)]
-    figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
-    figures["runs"] = [r["tasks_per_s"] for r in runs]
-    ratios = [r["ratio_to_raw"] for r in runs if r["ratio_to_raw"] is not None]
-    figures["median_ratio"] = statistics.median(ratios) if ratios else None
-    baseline = (f" (raw Redis baseline {figures['raw_redis_per_s']}/s, ratio {figures['ratio_to_raw']})"
-                if figures["raw_redis_per_s"] else "")
-    line = (f"throughput: {figures['n']} tasks in {figures['seconds']}s = {figures['tasks_per_s']} tasks/s"
-            f"{baseline}; lost {figures['lost']}, duplicated {figures['duplicated']}; "
-            f"worker peak RSS {'/'.join(str(r) for r in figures['worker_peak_rss_mb'])} MB; "
-            f"CPU us/task {' '.join(f'{k} {v}' for k, v in figures['cpu_us_per_task'].items())}")
-    return figures, line, any(r["lost"] or r["duplicated"] for r in runs)
+def summary(f: dict) -> str:
+    redis = (f" ({f['enqueue_commands_per_submit']} Redis commands, {f['enqueue_cpu_us_per_submit']} us CPU per submit); "
+             f"raw Redis pipelined {f['raw_pipelined_per_s']}/s (ratio {f['ratio_to_pipelined']}), "
+             f"sequential {f['raw_sequential_per_s']}/s (ratio {f['ratio_to_sequential']}); "
+             f"Redis commands/task {f['commands_per_task']}" if f["storage"] == "redis"
+             else f" ({f['enqueue_cpu_us_per_submit']} us CPU per submit)")
+    return (f"throughput {f['mode']}: {f['n']} tasks in {f['seconds']}s = {f['tasks_per_s']} tasks/s end to end "
+            f"(runs {f['runs']}); enqueue only {f['enqueue_per_s']} submits/s{redis}; "
+            f"lost {f['lost']}, duplicated {f['duplicated']}; "
+            f"worker peak RSS {'/'.join(str(r) for r in f['worker_peak_rss_mb'])} MB; "
+            f"CPU us/task {' '.join(f'{k} {v}' for k, v in f['cpu_us_per_task'].items())}")
+
+
+def measure(args: Any, storage: str) -> tuple[dict, str, bool]:
+    modes = ("single", "bulk") if args.mode == "both" else (args.mode,)
+    results: dict[str, dict] = {}
+    failed = False
+    for mode in modes:
+        runs = [one_run(args.n, mode, args.metrics, storage) for _ in range(args.runs)]
+        figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
+        figures["runs"] = [r["tasks_per_s"] for r in runs]
+        ratios = [r["ratio_to_pipelined"] for r in runs if r["ratio_to_pipelined"] is not None]
+        figures["median_ratio_to_pipelined"] = statistics.median(ratios) if ratios else None
+        results[mode] = figures
+        failed = failed or any(r["lost"] or r["duplicated"] for r in runs)
+    out: dict[str, Any] = dict(results[modes[0]]) if len(modes) == 1 else {"storage": storage, "modes": results}
+    line = "\n".join(summary(f) for f in results.values())
+    if len(modes) == 2 and storage == "redis":
+        out["single_to_bulk_commands"] = round(results["single"]["commands_per_task"]
+                                               / results["bulk"]["commands_per_task"], 2)
+        line += f"\nRedis commands per task, single / bulk: {out['single_to_bulk_commands']}"
+    # the correctness figures at the top level, for either shape
+    out["lost"] = sum(r["lost"] for r in results.values())
+    out["duplicated"] = sum(r["duplicated"] for r in results.values())
+    out["executed"] = min(r["executed"] for r in results.values())
+    return out, line, failed
 
 
 def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=20_000, help="tasks (default 20000)")
-    p.add_argument("--runs", type=int, default=1, help="runs; the median run is reported (default 1)")
+    p.add_argument("--mode", choices=("single", "bulk", "both"), default="both",
+                   help="single: sequential app.submit; bulk: submit_many (default both)")
+    p.add_argument("--runs", type=int, default=1, help="runs per mode; the median run is reported (default 1)")
     p.add_argument("--metrics", action="store_true", help="scheduler and workers serve /metrics (--metrics)")
     run_storages(p.parse_args(), measure)
 

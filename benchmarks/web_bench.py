@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 from _common import deployment, parser, proc_cpu_seconds, report, rounded
-from throughput import TASKS, submit_and_wait
+from throughput import TASKS, final_counts, submit_and_wait
 
 from distsched.testing.processes import NodeProcess, percentile
 from distsched.testing.redis_server import free_port
@@ -191,8 +191,9 @@ def throughput_run(n: int, poll: bool) -> dict[str, Any]:
         web_cpu0 = proc_cpu_seconds(dep.procs["web"].pid) if poll else 0.0
         if poller is not None:
             poller.start()
-        elapsed, counts = asyncio.run(submit_and_wait(dep.url, n, timeout=180))
+        elapsed, _, _ = asyncio.run(submit_and_wait(dep.url, "bulk", n, timeout=180))
         stop.set()
+        counts = asyncio.run(final_counts(dep.url))
         if poller is not None:
             poller.join(15)
         web_cpu = proc_cpu_seconds(dep.procs["web"].pid) - web_cpu0 if poll else 0.0

@@ -25,18 +25,28 @@ def run(script: str, *args: str) -> dict:
 
 
 def test_throughput_short():
+    """Both modes (single: one ``await app.submit`` at a time; bulk: ``submit_many``) with
+    their raw-Redis ceilings and Redis command counts."""
     figures = run("throughput.py", "-n", "2000")
     assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["executed"] == 2000
+    for mode in ("single", "bulk"):
+        f = figures["modes"][mode]
+        assert f["lost"] == 0 and f["duplicated"] == 0 and f["executed"] == 2000, mode
+        assert f["commands_per_task"] > 0 and f["enqueue_commands_per_submit"] > 0, mode
+        assert f["raw_pipelined_per_s"] > 0 and f["raw_sequential_per_s"] > 0, mode
 
 
 def test_lag_short():
     figures = run("lag.py", "--jobs", "5", "--duration", "3")
     assert figures["missed"] == 0 and figures["duplicated"] == 0 and figures["slots"] == 15
+    loaded = figures["loaded"]  # the second window, under a sequential submitter's load
+    assert loaded["missed"] == 0 and loaded["duplicated"] == 0 and loaded["slots"] == 15
+    assert loaded["submitted"] > 0
 
 
 def test_lag_short_metrics_agree():
     """The workers' /metrics fire-lag histogram agrees with the benchmark's own figures."""
-    figures = run("lag.py", "--jobs", "5", "--duration", "3", "--metrics")
+    figures = run("lag.py", "--jobs", "5", "--duration", "3", "--metrics", "--no-load")
     assert figures["missed"] == 0 and figures["duplicated"] == 0
     assert figures["metrics_count"] == figures["slots"] == 15
     low, high = figures["metrics_p99_bucket_ms"]

@@ -100,6 +100,9 @@ class Scheduler:
         self._quarantined_seen: int | None = None
         #: Store time of this node's last refused lease acquisition (another node held it).
         self._lease_seen_held_at: float | None = None
+        #: Free worker slots at the last dispatch that listed the workers (the next pass's
+        #: read of ready tasks asks for that many).
+        self._last_free = config.dispatch_batch
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -501,14 +504,22 @@ class Scheduler:
         until their time - to workers; returns (dispatched, blocked-for-capacity)."""
         storage = self.storage
         ttl = self.config.heartbeat_ttl
-        alive = [w for w in await storage.workers.list_workers() if w.is_alive(now, ttl)]
-        workers = [w for w in alive if w.can_accept(now, ttl)]
-        free = sum(w.free for w in workers)
-        if free == 0:
-            return 0, True
-        ready = await storage.tasks.ready(now + ahead, min(self.config.dispatch_batch, free))
+        # The ready tasks first: a pass with nothing ready (most passes under a trickle: the
+        # one a worker's report wakes) costs one read, not the worker list too. The limit is
+        # the free slots seen last time (never more than a batch), trimmed once known.
+        limit = min(self.config.dispatch_batch, max(1, self._last_free))
+        ready = await storage.tasks.ready(now + ahead, limit)
         if not ready:
             return 0, False
+        alive = [w for w in await storage.workers.list_workers() if w.is_alive(now, ttl)]
+        workers = [w for w in alive if w.can_accept(now, ttl)]
+        free = self._last_free = sum(w.free for w in workers)
+        if free == 0:
+            return 0, True
+        if len(ready) < min(self.config.dispatch_batch, free) and len(ready) == limit:
+            # more slots than last time: read up to them
+            ready = await storage.tasks.ready(now + ahead, min(self.config.dispatch_batch, free))
+        del ready[free:]
         chosen: list[Task] = []
         poisoned: list[tuple[Task, str]] = []
         #: when each chosen task became ready (for the dispatch lag), only with observers

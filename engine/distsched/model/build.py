@@ -29,11 +29,15 @@ def check_task_id(task_id: Any) -> None:
         raise ValidationError("task_id", "must be 1-256 characters without control characters")
 
 
+#: The policy of a task submitted without one (frozen: one instance serves every call).
+_DEFAULT_RETRY = RetryPolicy()
+
+
 def build_retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
     """A RetryPolicy from a policy, a table (durations may be strings such as ``"30s"``) or None
     (the default policy). Errors name the field as ``retry.<name>``."""
     if value is None:
-        return RetryPolicy()
+        return _DEFAULT_RETRY
     if isinstance(value, RetryPolicy):
         return value
     if not isinstance(value, dict):

@@ -11,7 +11,6 @@ local replay = op_replay()
 if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
-prune_expired(100 + 2 * (#ARGV - 3))
 
 local function parse_dispatch(str)
   local f, pos = split_fields(str, 7)

@@ -9,7 +9,6 @@ local replay = op_replay()
 if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
-prune_expired(100 + 2 * (#ARGV - 3))
 local created, existing, conflicts = 0, 0, {}
 local i = 4
 while i <= #ARGV do

@@ -53,15 +53,15 @@ local function take(entry)
   out[#out + 1] = task_reply(id, cur)
 end
 
-while #out < max do
-  local entries = redis.call('LPOP', claim, max - #out)
-  if not entries then break end
-  for _, entry in ipairs(entries) do take(entry) end
-end
-while #out < max do
-  local entries = redis.call('LPOP', queue, max - #out)
-  if not entries then break end
-  for _, entry in ipairs(entries) do take(entry) end
+-- a list that gave fewer entries than asked for is empty: not asked again
+for _, list in ipairs({claim, queue}) do
+  while #out < max do
+    local want = max - #out
+    local entries = redis.call('LPOP', list, want)
+    if not entries then break end
+    for _, entry in ipairs(entries) do take(entry) end
+    if #entries < want then break end
+  end
 end
 flush_batched()
 flush_counts()

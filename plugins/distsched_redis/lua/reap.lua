@@ -13,7 +13,6 @@ local replay = op_replay()
 if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
-prune_expired(100 + 2 * (#ARGV - 4))
 local id = ARGV[4]
 local bits = cas_tasks(5)
 flush_batched()  -- the task writes' index changes (wa:<id> among them) before reading wa:<id>

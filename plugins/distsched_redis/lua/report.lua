@@ -5,9 +5,11 @@
 local replay = op_replay()
 if replay then return replay end
 local cap = tonumber(ARGV[3])
-local len = redis.call('LLEN', P .. 'results')
+local len
 if #ARGV >= 4 then
   len = redis.call('RPUSH', P .. 'results', unpack(ARGV, 4))
+else
+  len = redis.call('LLEN', P .. 'results')
 end
 if len > cap then
   redis.call('LTRIM', P .. 'results', -cap, -1)

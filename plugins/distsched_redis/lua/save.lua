@@ -7,7 +7,6 @@ local replay = op_replay()
 if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
-prune_expired(100 + 2 * (#ARGV - 4))
 local bits = cas_tasks(5)
 local ack = tonumber(ARGV[4])
 if ack > 0 then

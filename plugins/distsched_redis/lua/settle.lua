@@ -24,7 +24,6 @@ local entries = redis.call('LRANGE', list, 0, max - 1)
 if #entries == 0 then
   return op_reply({'OK', 0, 0, 0})
 end
-prune_expired(100 + 2 * #entries)
 
 -- The fields a result may have (model.result.TaskResult).
 local FIELDS = {task_id = true, attempt_id = true, outcome = true, started_at = true, finished_at = true,

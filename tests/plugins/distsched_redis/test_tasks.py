@@ -245,3 +245,46 @@ async def test_a_finished_task_costs_what_docs_redis_md_says(distsched_app, redi
           f"its hash {per_hash:.0f} B")
     assert 1500 < per_task < 3500, per_task  # docs/redis.md: about 2.7 KiB
     assert 1200 < per_hash < 2600, per_hash  # docs/redis.md: about 2.1 KiB
+
+
+async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, private_server) -> None:
+    """Issue 13.3: a one-task submit stores the task and its indexes and wakes the leader -
+    nothing else (retention pruning is the leader's housekeeping now; no reply cache: a
+    submit is idempotent by id on its own). Counted by the
+    server itself (INFO commandstats) on a server nothing else talks to."""
+    s = await open_storage(private_server.url_for(namespace="lean"))
+    client = private_server.client()
+    try:
+        def calls() -> dict[str, int]:
+            stats = client.info("commandstats")
+            return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"}
+
+        await s.tasks.submit([task("warm", 1.0)])
+        before = calls()
+        n = 20
+        for i in range(n):
+            assert await s.tasks.submit([task(f"t{i}", 2.0)]) == [True]
+        after = calls()
+    finally:
+        client.close()
+    per_submit = {k: (v - before.get(k, 0)) / n for k, v in after.items() if v != before.get(k, 0)}
+    assert sum(per_submit.values()) <= 10, per_submit
+    assert per_submit["evalsha"] == 1, "one round trip per submit"
+    assert "zrangebyscore" not in per_submit, f"a submit must not prune: {per_submit}"
+    assert "set" not in per_submit and "get" not in per_submit, f"no reply cache: {per_submit}"
+    assert await s.tasks.counts() == {"pending": n + 1}
+
+
+async def test_a_retried_submit_counts_its_own_tasks_as_created(storage) -> None:
+    """A submit retried after a lost reply (the same call again: the same tasks, the same
+    created_at) answers created, as the first try did; another submission of an existing id
+    answers not created, and neither changes the stored task."""
+    a = task("a", 1.5, args=[1])
+    assert await storage.tasks.submit([a]) == [True]
+    retry = task("a", 1.5, args=[1])  # what a client retry sends: the same string
+    assert await storage.tasks.submit([retry]) == [True]
+    assert await storage.tasks.submit([task("a", 2.5, args=[1])]) == [False]
+    assert await storage.tasks.submit([task("a", 1.5, args=[2])]) == [False]
+    stored = await storage.tasks.get("a")
+    assert stored is not None and stored.spec.args == (1,) and stored.created_at == 1.5 and stored.version == 1
+    assert await storage.tasks.counts() == {"pending": 1}
