@@ -51,7 +51,7 @@ async def tick_times(url: str, due_counts: tuple[int, ...]) -> dict[str, float]:
     app = DistributeSchedule(url)
     storage = await app.storage()
     election = await app.engine.open_election()
-    scheduler = Scheduler(storage=storage, election=election, plugins=app.plugins, events=app.engine.events,
+    scheduler = Scheduler(storage=storage, election=election, balancers=app.engine.balancer, events=app.engine.events,
                           config=app.config)
     fence = None
     out: dict[str, float] = {}

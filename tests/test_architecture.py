@@ -68,6 +68,228 @@ def test_plugin_hook_modules_import_nothing_heavy():
             assert not any(n.split(".")[0] in heavy for n in names), f"{path}: imports {names} at module level"
 
 
+# -- layers and import loops ---------------------------------------------------------------
+ENGINE = ROOT / "engine"
+
+
+def _module_name(path):
+    parts = list(path.relative_to(ENGINE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_level_imports(tree):
+    """Import statements run when the module is imported - at module level, including those
+    under ``if TYPE_CHECKING:`` and ``try:`` - but not those inside functions (lazy)."""
+    found = []
+
+    def visit(statements):
+        for node in statements:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.append(node)
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+                for handler in node.handlers:
+                    visit(handler.body)
+
+    visit(tree.body)
+    return found
+
+
+def _import_graph(*, lazy=False):
+    """distsched module -> the distsched modules it imports (relative imports resolved;
+    ``from pkg import sub`` counts as importing ``pkg.sub``)."""
+    modules = {_module_name(p): p for p in sorted((ENGINE / "distsched").rglob("*.py"))}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text())
+        nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))] if lazy \
+            else _module_level_imports(tree)
+        targets = set()
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                names = [f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names]
+            for target in names:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def _cycles(graph):
+    """The strongly connected components with more than one node (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_application_layer_knows_the_plugin_manager_only_in_its_composition_root():
+    graph = _import_graph(lazy=True)  # lazy imports count too
+    offenders = [f"{name} imports {target}" for name, targets in sorted(graph.items())
+                 if name.startswith("distsched.app.") and name != "distsched.app.engine"
+                 for target in sorted(targets)
+                 if target.startswith(("distsched.plugin", "distsched.registry"))]
+    assert offenders == []
+    assert any(t.startswith("distsched.plugin") for t in graph["distsched.app.engine"]), \
+        "the check looks at the wrong modules: app/engine.py is the composition root"
+
+
+def test_no_import_loop_even_under_type_checking():
+    graph = _import_graph()
+    # A package importing its own submodules at its end (how cli/__init__.py registers the
+    # command groups of cli/<name>.py) is not a loop between modules: Python always runs the
+    # package first, and the submodule uses what the package defined above that line.
+    modules = {name: {t for t in targets if not t.startswith(name + ".")} for name, targets in graph.items()}
+    assert _cycles(modules) == []
+    # Nor between the parts of the package (hookspecs, plugin, app, model, ...): the package
+    # root (which re-exports) and __main__ aside.
+    def part(module):
+        return ".".join(module.split(".")[:2])
+
+    parts = {}
+    for name, targets in graph.items():
+        if name in ("distsched", "distsched.__main__"):
+            continue
+        for target in targets:
+            if target != "distsched" and part(target) != part(name):
+                parts.setdefault(part(name), set()).add(part(target))
+    assert _cycles(parts) == []
+    # The check can see a loop: hookspecs -> registry, and a made-up registry -> hookspecs.
+    assert _cycles({**parts, "distsched.registry": {"distsched.hookspecs"}})
+
+
+# -- the public plugin API -------------------------------------------------------------------
+#: The modules a plugin may import from (docs/plugins.md, "The public plugin API"), and only
+#: the names in their ``__all__``.
+PUBLIC_MODULES = (
+    "distsched", "distsched.hookspecs", "distsched.ports", "distsched.registry", "distsched.config", "distsched.model",
+    "distsched.model.events", "distsched.model.trusted", "distsched.plugin.manager", "distsched.asyncutil",
+    "distsched.urls",
+    "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.redis_server",
+)
+PLUGIN_SOURCES = ("plugins", "examples/plugins")
+
+
+def _import_guards(tree):
+    """Import nodes -> "try" (in a try whose handler catches ImportError: it may name what
+    does not exist yet) or "fallback" (in that handler: runs only when the first failed)."""
+    guards = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                for h in node.handlers):
+            for part, statements in (("try", node.body), *(("fallback", h.body) for h in node.handlers)):
+                for statement in statements:
+                    for inner in ast.walk(statement):
+                        guards.setdefault(inner, part)
+    return guards
+
+
+def _distsched_imports(path):
+    tree = ast.parse(path.read_text())
+    guards = _import_guards(tree)
+    for node in ast.walk(tree):
+        if guards.get(node) == "fallback":
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "distsched":
+                    yield node.lineno, alias.name, None, node in guards
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                and node.module.split(".")[0] == "distsched":
+            for alias in node.names:
+                yield node.lineno, node.module, alias.name, node in guards
+
+
+def _exists(module, name):
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return False
+    return name is None or hasattr(mod, name)
+
+
+def test_plugins_use_only_the_public_plugin_api():
+    import importlib
+
+    offenders = []
+    seen = 0
+    for folder in PLUGIN_SOURCES:
+        for path in _python_files(folder):
+            for lineno, module, name, guarded in _distsched_imports(path):
+                seen += 1
+                where = f"{path.relative_to(ROOT)}:{lineno}"
+                if guarded and not _exists(module, name):
+                    continue  # a forward-compatible import of what this version does not have yet
+                if module not in PUBLIC_MODULES:
+                    offenders.append(f"{where} imports the undocumented module {module}")
+                    continue
+                if name is None:
+                    continue
+                public = getattr(importlib.import_module(module), "__all__", ())
+                if f"{module}.{name}" in PUBLIC_MODULES:  # from distsched.model import events
+                    continue
+                if name.startswith("_") and not name.endswith("__"):
+                    offenders.append(f"{where} imports the private name {module}.{name}")
+                elif name not in public:
+                    offenders.append(f"{where} imports {module}.{name}, which is not in its __all__")
+    assert seen > 30, "the scan found (almost) no imports: it looks in the wrong place"
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_the_public_plugin_api_is_documented_and_complete():
+    import importlib
+
+    page = (ROOT / "docs" / "plugins.md").read_text()
+    section = page.split("## The public plugin API", 1)[1].split("\n## ", 1)[0]
+    for module in PUBLIC_MODULES:
+        assert f"`{module}`" in section, f"docs/plugins.md: the public plugin API does not list {module}"
+        mod = importlib.import_module(module)
+        assert hasattr(mod, "__all__"), f"{module} has no __all__"
+        missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+        assert missing == [], f"{module}.__all__ names what it does not have: {missing}"
+
+
 def test_the_jobs_file_loader_imports_only_the_model():
     """``distsched.jobs`` (and ``distsched explain`` through it) builds jobs with the model
     alone: importing it, in a fresh interpreter, loads no facade, engine or plugin module."""

@@ -10,7 +10,11 @@ repository (a real, non-editable install) and the example plugin
   balancer, and the plugin's observer writes the ``task.finished`` event to its file;
 * the plugin's own test suite (built on ``distsched.testing``'s contract suites) passes;
 * a disabled plugin is shown as disabled and a job that needs it is refused with the
-  missing name, and a broken plugin next to it is reported without breaking anything else.
+  missing name, and a broken plugin next to it is reported without breaking anything else;
+* two more packages built here, registering an executor named ``local`` like the built-in
+  (one plainly, one with ``replace=True``), make the name unusable - shown by ``distsched
+  plugins``, a job using it refused naming both distributions - until one is disabled, or
+  the operator allows the declared replacement.
 
 Everything runs in subprocesses with timeouts; nothing waits on a sleep.
 """
@@ -293,3 +297,153 @@ def test_the_plugins_page_samples_work_with_the_real_api(tmp_path: Path) -> None
     workers = [make_worker("a", now=10.0, capacity=4, load=3), make_worker("b", now=10.0, capacity=4, load=1),
                make_worker("c", now=10.0, capacity=9, draining=True)]
     assert balancer_cls().select(make_task(), workers, now=10.0, ttl=5.0).id == "b"
+
+
+# -- two providers of one name (issue 12.7) ---------------------------------------------------
+SHADOW_HOOKS = '''
+from distsched import hookimpl
+
+
+@hookimpl
+def distsched_register_executors(registry):
+    registry.add("local", _make, description="a third party's executor under the built-in's name"{replace})
+
+
+def _make(context):
+    from .executor import Shadow
+
+    return Shadow()
+'''
+
+SHADOW_EXECUTOR = '''
+import os
+
+from distsched.model import Outcome
+
+
+class Shadow:
+    async def run(self, task):
+        with open(os.environ["{env}"], "a", encoding="utf-8") as out:
+            out.write(task.id + "\\n")
+        return Outcome.success("{dist} ran it")
+'''
+
+LOCAL_JOBS = """\
+[worker]
+imports = ["conflict_tasks"]
+
+[[jobs]]
+name = "local-job"
+every = "1s"
+target = "hello"
+timeout = "5s"
+"""
+
+
+def _write_package(root: Path, dist: str, *, replace: bool) -> Path:
+    package = dist.replace("-", "_")
+    src = root / dist / "src" / package
+    src.mkdir(parents=True)
+    (root / dist / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling>=1.21"]\nbuild-backend = "hatchling.build"\n\n'
+        f'[project]\nname = "{dist}"\nversion = "1.0.0"\ndependencies = ["distsched"]\n\n'
+        f'[project.entry-points.distsched]\n{package.removeprefix("distsched_")} = "{package}.hooks"\n\n'
+        f'[tool.hatch.build.targets.wheel]\npackages = ["src/{package}"]\n')
+    (src / "__init__.py").write_text("")
+    (src / "hooks.py").write_text(SHADOW_HOOKS.format(replace=", replace=True" if replace else ""))
+    env = f"{package.upper()}_LOG"
+    (src / "executor.py").write_text(SHADOW_EXECUTOR.format(env=env, dist=dist))
+    return root / dist
+
+
+@pytest.fixture(scope="class")
+def installed(venv: Venv, tmp_path_factory: pytest.TempPathFactory):
+    """The venv with distsched-shadow and distsched-takeover installed (for one class)."""
+    root = tmp_path_factory.mktemp("conflicting-plugins")
+    packages = [_write_package(root, "distsched-shadow", replace=False),
+                _write_package(root, "distsched-takeover", replace=True)]
+    venv.pip_install("--no-build-isolation", "--no-deps", *packages)
+    yield venv
+    venv.run(venv.python, "-m", "pip", "uninstall", "-y", "-q", "distsched-shadow", "distsched-takeover")
+
+
+class TestTwoProvidersOfOneName:
+    """Two third-party packages, built and installed into the fresh environment, register an
+    executor named ``local`` next to the built-in: ``distsched-shadow`` plainly,
+    ``distsched-takeover`` with ``replace=True``. Each test disables one of them (or both);
+    they are uninstalled after the class."""
+
+    @pytest.fixture
+    def jobs(self, tmp_path: Path) -> Path:
+        (tmp_path / "conflict_tasks.py").write_text("import distsched\n\n\n@distsched.task\ndef hello():\n    return 'hi'\n")
+        path = tmp_path / "local.toml"
+        path.write_text(LOCAL_JOBS)
+        return path
+
+    @staticmethod
+    def _logs(tmp_path: Path) -> dict[str, str]:
+        return {"DISTSCHED_SHADOW_LOG": str(tmp_path / "shadow.log"),
+                "DISTSCHED_TAKEOVER_LOG": str(tmp_path / "takeover.log")}
+
+    def test_plugins_shows_the_conflict_on_the_name(self, installed: Venv) -> None:
+        env = {"DISTSCHED_DISABLE_PLUGINS": "takeover"}
+        plugins = _plugins(installed.distsched("plugins", "--json", env=env))
+        for name in ("local", "shadow"):
+            assert plugins[name]["error"] is None, plugins[name]  # neither is "broken"
+            [conflict] = plugins[name]["conflicts"]
+            assert (conflict["family"], conflict["key"]) == ("executor", "local")
+            assert {p["dist"] for p in conflict["providers"]} == {"distsched", "distsched-shadow"}
+        text = installed.distsched("plugins", env=env)
+        assert text.returncode == 0, text.stderr
+        assert "local [CONFLICT with shadow: unusable]" in text.stdout
+        assert "local [CONFLICT with local: unusable]" in text.stdout
+        assert "CONFLICTS: 1 name(s) provided by more than one plugin" in text.stdout
+        assert "[BROKEN]" not in text.stdout
+
+    def test_a_job_using_the_name_fails_naming_both_distributions(self, installed: Venv, jobs: Path,
+                                                                  tmp_path: Path) -> None:
+        env = {"DISTSCHED_DISABLE_PLUGINS": "takeover", **self._logs(tmp_path)}
+        proc = installed.distsched("run", jobs, "--duration", "2", env=env, cwd=tmp_path)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert ("job 'local-job': executor 'local' is provided by plugin 'local' (distsched 0.1.0) and "
+                "plugin 'shadow' (distsched-shadow 1.0.0): the name is unusable until one of them is disabled "
+                "(--disable-plugin NAME or DISTSCHED_DISABLE_PLUGINS=NAME, NAME one of: local, shadow)") in proc.stderr
+        assert _task_lines(proc.stdout, "local-job") == []
+        assert not (tmp_path / "shadow.log").exists()
+
+    def test_a_declared_replacement_needs_the_operators_consent(self, installed: Venv, jobs: Path,
+                                                               tmp_path: Path) -> None:
+        env = {"DISTSCHED_DISABLE_PLUGINS": "shadow", **self._logs(tmp_path)}
+        refused = installed.distsched("run", jobs, "--duration", "2", env=env, cwd=tmp_path)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert ("or until the operator lets plugin 'takeover' (distsched-takeover 1.0.0), which declares "
+                "replace=True, take it over (--allow-replace local or DISTSCHED_ALLOW_REPLACE=local)") in refused.stderr
+        assert not (tmp_path / "takeover.log").exists()
+
+        allowed = installed.distsched("--allow-replace", "local", "run", jobs, "--duration", "2", env=env,
+                                      cwd=tmp_path)
+        assert allowed.returncode == 0, allowed.stderr
+        lines = _task_lines(allowed.stdout, "local-job")
+        assert lines and all(fields[4] == "succeeded" for fields in lines), allowed.stdout
+        assert len((tmp_path / "takeover.log").read_text().split()) == len(lines)  # the takeover ran them all
+        listed = _plugins(installed.distsched("plugins", "--json", env={**env, "DISTSCHED_ALLOW_REPLACE": "local"}))
+        assert listed["local"]["replacements"][0]["by"]["dist"] == "distsched-takeover"
+        assert listed["local"]["conflicts"] == [] and listed["takeover"]["conflicts"] == []
+
+    def test_disabling_both_gives_the_name_back_to_the_builtin(self, installed: Venv, jobs: Path,
+                                                               tmp_path: Path) -> None:
+        env = self._logs(tmp_path)
+        proc = installed.distsched("--disable-plugin", "shadow", "--disable-plugin", "takeover", "run", jobs,
+                                   "--duration", "2", env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        lines = _task_lines(proc.stdout, "local-job")
+        assert lines and all(fields[4] == "succeeded" for fields in lines), proc.stdout
+        assert not (tmp_path / "shadow.log").exists() and not (tmp_path / "takeover.log").exists()
+
+    def test_a_misspelled_disabled_plugin_is_an_error_naming_the_known_ones(self, installed: Venv) -> None:
+        proc = installed.distsched("--disable-plugin", "shadw", "plugins")
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert ("cannot disable 'shadw' (--disable-plugin / DISTSCHED_DISABLE_PLUGINS): no plugin of that name "
+                "(known plugins: ") in proc.stderr
+        known = proc.stderr.split("(known plugins: ", 1)[1].split(")", 1)[0].split(", ")
+        assert {"balancers", "example", "local", "memory", "shadow", "takeover"} <= set(known) and known == sorted(known)

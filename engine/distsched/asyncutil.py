@@ -1,4 +1,5 @@
-"""Small asyncio helpers shared by the core and the plugins."""
+"""Small asyncio helpers shared by the core and the plugins (public plugin API: a storage
+plugin wakes its waiters with :class:`WakeSignal`)."""
 
 from __future__ import annotations
 
@@ -125,3 +126,6 @@ class PreciseTimer:
         for _, _, waiter in self._heap:
             waiter.cancel()
         self._heap.clear()
+
+
+__all__ = ["PreciseTimer", "WakeSignal", "cancel_and_wait"]

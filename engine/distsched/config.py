@@ -17,6 +17,9 @@ STORAGE_ENV = "DISTSCHED_STORAGE"
 #: Plugins not to load (comma-separated names) and extra plugin modules to load.
 DISABLE_ENV = "DISTSCHED_DISABLE_PLUGINS"
 PLUGINS_ENV = "DISTSCHED_PLUGINS"
+#: The names (or URL schemes) a plugin declaring ``replace=True`` may take over from another
+#: plugin (comma-separated); see distsched.registry.
+ALLOW_REPLACE_ENV = "DISTSCHED_ALLOW_REPLACE"
 DEFAULT_STORAGE = "memory://"
 
 
@@ -141,3 +144,9 @@ class WorkerConfig:
     capacity: int | None = None
     drain_timeout: float = attrs.field(default=30.0, validator=_seconds(0, 86400))
     settings: dict[str, Any] = attrs.field(factory=dict)
+
+
+__all__ = [
+    "ALLOW_REPLACE_ENV", "DEFAULT_STORAGE", "DISABLE_ENV", "PLUGINS_ENV", "STORAGE_ENV", "EngineConfig", "WorkerConfig", "check_storage_url", "default_storage_url",
+    "new_node_id", "parse_address",
+]

@@ -65,11 +65,13 @@ class DistributeSchedule:
         plugins: Iterable[Any] = (),
         entry_points: bool = True,
         disabled_plugins: Iterable[str] | None = None,
+        allow_replace: Iterable[str] | None = None,
         worker: WorkerConfig | None = None,
         **engine_options: Any,
     ) -> None:
         self.config = EngineConfig(storage=storage or default_storage_url(), **engine_options)
-        self.plugins = PluginManager(entry_points=entry_points, plugins=plugins, disabled=disabled_plugins)
+        self.plugins = PluginManager(entry_points=entry_points, plugins=plugins, disabled=disabled_plugins,
+                                     allow_replace=allow_replace)
         self.functions = FunctionRegistry()
         self.worker_config = worker or WorkerConfig()
         self.listeners: list[Callable[[Any], Any]] = []

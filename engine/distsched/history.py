@@ -143,6 +143,6 @@ def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ..
 
 
 __all__ = [
-    "MAX_PAGE", "check_limit", "check_since", "check_state", "current_attempt", "decode_cursor",
+    "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "check_limit", "check_since", "check_state", "current_attempt", "decode_cursor",
     "encode_cursor", "ended_attempt", "merge_attempts",
 ]

@@ -3,7 +3,15 @@
 Plugins implement these with ``@distsched.hookimpl`` in a module named by an entry point in
 the ``distsched`` group. Registration hooks are called once per plugin, in no defined order
 (do not rely on one); each gets a registry and adds *named* things to it, so names can be
-listed by ``distsched plugins`` and duplicates refused with both plugins named.
+listed by ``distsched plugins``. A name (or URL scheme) two plugins provide is unusable
+until one is disabled, or the operator lets the one declaring ``replace=True`` take it over
+(see :mod:`distsched.registry`).
+
+Hook implementations are called through pluggy's own hook calling, so ``tryfirst``,
+``trylast`` and ``wrapper=True`` behave as pluggy documents them; the plugin manager adds
+one thing per implementation: an exception is charged to the plugin that raised it (its
+registrations of that call are dropped and it is reported broken; an observer's is logged
+and swallowed), so one broken plugin never stops the others.
 
 Every hook is listed with an example in ``docs/hooks.md``.
 """
@@ -14,16 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-if TYPE_CHECKING:
-    from .app.engine import Engine
-    from .model.events import Event
-    from .plugin.registry import (
-        BalancerRegistry,
-        ElectionRegistry,
-        ExecutorRegistry,
-        FunctionRegistry,
-        StorageRegistry,
-    )
+# Runtime imports (not under TYPE_CHECKING): the hooks are typed against the public types a
+# plugin receives, and none of these modules imports this one back (no import loop).
+from .model.events import Event
+from .ports import ServedEngine
+from .registry import (
+    BalancerRegistry,
+    ElectionRegistry,
+    ExecutorRegistry,
+    FunctionRegistry,
+    StorageRegistry,
+)
+
+if TYPE_CHECKING:  # click is a dependency, not a distsched module: no import loop
+    import click
 
 PROJECT = "distsched"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -38,8 +50,8 @@ def distsched_register_storage(registry: StorageRegistry) -> None:
     ``registry.add(name, schemes=(...), factory=..., description=...)``; the factory is
     called as ``factory(url, *, options)`` when an engine opens that URL and returns a
     :class:`distsched.ports.StorageBackend` (or an awaitable of one). Returns nothing;
-    every plugin's registrations are kept (no first-result-wins); a scheme registered
-    twice is an error naming both plugins.
+    every plugin's registrations are kept (no first-result-wins); a scheme two plugins
+    register is unusable until one is disabled (the error names both).
 
     .. versionadded:: 0.1
     """
@@ -51,8 +63,9 @@ def distsched_register_election(registry: ElectionRegistry) -> None:
 
     Called once per plugin when a plugin manager is built. The election URL defaults to the
     storage URL. The factory is called as ``factory(url, *, storage, options)`` and returns a
-    :class:`distsched.ports.Election`; it receives the opened storage so the lease can live
-    in the same store that checks the fencing term. Returns nothing; all registrations kept.
+    :class:`distsched.ports.Election` (or an awaitable of one); it receives the opened storage
+    so the lease can live in the same store that checks the fencing term. Returns nothing;
+    all registrations kept.
 
     .. versionadded:: 0.1
     """
@@ -64,8 +77,9 @@ def distsched_register_executors(registry: ExecutorRegistry) -> None:
 
     Called once per plugin when a plugin manager is built. The factory is called once per
     worker process as ``factory(context)`` with a :class:`distsched.ports.ExecutorContext`
-    and returns a :class:`distsched.ports.Executor` (optionally with ``async close()``).
-    Returns nothing; all registrations kept; a duplicate name is an error.
+    and returns a :class:`distsched.ports.Executor` (optionally with ``async close()``), or
+    an awaitable of one. Returns nothing; all registrations kept; a name two plugins
+    register is unusable (a task using it fails, naming both).
 
     ``registry.add(name, factory, description=..., validate=...)``: the optional
     ``validate(spec)`` is called with a :class:`distsched.model.TaskSpec` whose ``executor``
@@ -88,8 +102,9 @@ def distsched_register_balancers(registry: BalancerRegistry) -> None:
     """Register load-balancing strategies by name (``least-tasks``, ``round-robin``, ...).
 
     Called once per plugin when a plugin manager is built. The factory is called with no
-    arguments, once per leader term, and returns a :class:`distsched.ports.Balancer`.
-    Returns nothing; all registrations kept; a duplicate name is an error.
+    arguments, once per leader term, and returns a :class:`distsched.ports.Balancer` (or an
+    awaitable of one). Returns nothing; all registrations kept; a name two plugins register
+    is unusable.
 
     .. versionadded:: 0.1
     """
@@ -125,7 +140,7 @@ def distsched_event(event: Event) -> None:
 
 
 @hookspec
-def distsched_cli_commands() -> list[Any]:  # type: ignore[empty-body]
+def distsched_cli_commands() -> list[click.Command]:  # type: ignore[empty-body]
     """Add subcommands to the ``distsched`` command line.
 
     Called once, when the ``distsched`` command needs a name it does not define itself (or
@@ -157,7 +172,7 @@ def distsched_web_routes(app: Any) -> list[Any]:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def distsched_serve(engine: Engine, name: str, address: str) -> Any:
+def distsched_serve(engine: ServedEngine, name: str, address: str) -> Any:
     """Start a server beside a running engine: ``name`` is what to serve (``metrics``,
     ``web``, ...), ``address`` where (``HOST:PORT`` as the operator gave it).
 

@@ -20,11 +20,12 @@ Conventions:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from .config import EngineConfig
 from .model import JobState, Outcome, Task, TaskConfig, TaskResult, Worker
 
 
@@ -530,11 +531,46 @@ class Balancer(Protocol):
         worker that is full, draining, or whose heartbeat is older than ``ttl``."""
 
 
+class ServedEngine(Protocol):
+    """What a server started through ``distsched_serve`` may use of the engine it runs beside
+    (a ``distsched.app.engine.Engine``; typed here so that the hook specifications need not
+    import the application layer)."""
+
+    #: The engine's configuration.
+    config: EngineConfig
+    #: The engine's plugin manager: ``register(obj, name)`` adds an observer for as long as
+    #: the server runs, ``unregister(name)`` removes it.
+    plugins: Any
+
+    async def open(self) -> StorageBackend:
+        """The engine's store (opened once, shared)."""
+
+    async def open_election(self) -> Election:
+        """The engine's election (opened once, shared)."""
+
+
+@runtime_checkable
+class FunctionLookup(Protocol):
+    """The functions an executor may run, by registered name (what
+    ``ExecutorContext.functions`` is: the plugins' ``distsched_register_functions`` plus the
+    application's ``@app.task``; a :class:`distsched.registry.FunctionRegistry`)."""
+
+    def __contains__(self, name: object) -> bool:
+        """True when ``name`` is registered and usable (not provided twice)."""
+
+    def names(self) -> builtins.list[str]:
+        """The usable names, sorted."""
+
+    def function(self, name: str) -> Callable[..., Any]:
+        """The callable registered as ``name``. Raises ``distsched.model.errors.UnknownName``
+        (nobody registered it) or ``NameConflict`` (two plugins did)."""
+
+
 @attrs.frozen(kw_only=True)
 class ExecutorContext:
     """What an executor factory receives: the worker's settings and the app's functions."""
 
-    functions: Any  # distsched.plugin.registry.FunctionRegistry
+    functions: FunctionLookup
     concurrency: int = 8
     settings: dict[str, Any] = attrs.field(factory=dict)
 
@@ -542,7 +578,8 @@ class ExecutorContext:
 __all__ = [
     "ATTEMPTS_KEPT", "ATTEMPT_TEXT_CAP", "THROUGHPUT_KEEP",
     "Attempt", "Balancer", "Election", "Executor", "ExecutorContext", "Fence", "FireReport", "Firing",
-    "JobPage", "JobRepository", "LeaseInfo", "Quarantine", "Quarantined", "ResultChannel", "SchedulerNode", "SchedulerRepository", "Settled",
-    "SettledTask", "StorageBackend", "TaskDetail", "TaskPage", "TaskRepository", "ThroughputBucket", "WorkerQueue",
+    "FunctionLookup", "JobPage", "JobRepository", "LeaseInfo", "Quarantine", "Quarantined", "ResultChannel",
+    "SchedulerNode", "SchedulerRepository", "ServedEngine", "Settled", "SettledTask", "StorageBackend", "TaskDetail", "TaskPage",
+    "TaskRepository", "ThroughputBucket", "WorkerQueue",
     "WorkerRepository",
 ]

@@ -44,9 +44,9 @@ import math
 import time
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import timezone
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import attrs
@@ -301,7 +301,7 @@ async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bo
     """
     buffer = bytearray()
     inflater = _inflater(response.headers)
-    async with contextlib.aclosing(response.aiter_raw()) as chunks:
+    async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_raw())) as chunks:
         async for chunk in chunks:
             if inflater is None:
                 buffer += chunk[: limit + 1 - len(buffer)]

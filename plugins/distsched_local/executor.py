@@ -15,7 +15,7 @@ import functools
 import inspect
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from distsched.model import Outcome, Task
+from distsched.model import NameConflict, Outcome, Task
 from distsched.ports import ExecutorContext
 
 
@@ -33,13 +33,19 @@ class LocalExecutor:
     async def run(self, task: Task) -> Outcome:
         target = task.spec.target
         if target not in self.functions:
+            try:
+                self.functions.function(target)
+            except NameConflict as exc:  # two plugins registered it: refuse (fail closed)
+                return Outcome.failure(str(exc), error_type="NameConflict", retryable=False)
+            except LookupError:
+                pass
             names = ", ".join(self.functions.names()) or "none"
             return Outcome.failure(
                 f"function {target!r} is not registered on this worker (registered: {names})",
                 error_type="UnknownFunction",
                 retryable=False,
             )
-        func = self.functions.get(target).factory
+        func = self.functions.function(target)
         args, kwargs = task.spec.args, task.spec.kwargs
         if inspect.iscoroutinefunction(func):
             value = await func(*args, **kwargs)

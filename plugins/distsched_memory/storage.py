@@ -34,6 +34,7 @@ from distsched.history import (
     merge_attempts,
 )
 from distsched.model import (
+    ASSIGNED,
     AlreadyExists,
     FencedError,
     InvalidTransition,
@@ -48,7 +49,6 @@ from distsched.model import (
     VersionConflict,
     Worker,
 )
-from distsched.model.task import ASSIGNED
 from distsched.ports import (
     ATTEMPTS_KEPT,
     THROUGHPUT_KEEP,
@@ -205,8 +205,8 @@ class _State:
         if new.terminal and (old is None or not old.terminal):
             self.finished.append(new.id)
             while len(self.finished) > self.keep_finished:
-                gone = self.finished.popleft()
-                task = self.tasks.get(gone)
+                gone_id = self.finished.popleft()
+                task = self.tasks.get(gone_id)
                 if task is not None and task.terminal:
                     self.drop_task(task)
 

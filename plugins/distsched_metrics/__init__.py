@@ -29,7 +29,7 @@ def max_jobs_from_env() -> int | None:
     if not text:
         return None
     if not text.isdigit():
-        from distsched.model.errors import ValidationError
+        from distsched.model import ValidationError
 
         raise ValidationError(MAX_JOBS_ENV, f"must be an integer >= 0, not {text!r}")
     return int(text)

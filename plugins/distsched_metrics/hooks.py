@@ -21,7 +21,7 @@ def distsched_serve(engine: Any, name: str, address: str) -> Any:
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
-        from distsched.plugin.errors import PluginError
+        from distsched.model import PluginError
 
         raise PluginError("serving metrics needs prometheus-client: pip install 'distsched[metrics]'") from None
     from . import max_jobs_from_env

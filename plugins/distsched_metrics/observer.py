@@ -58,7 +58,7 @@ class MetricsObserver:
     def __init__(self, *, max_jobs: int = DEFAULT_MAX_JOBS, registry: CollectorRegistry | None = None,
                  process: bool = True) -> None:
         if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 0:
-            from distsched.model.errors import ValidationError
+            from distsched.model import ValidationError
 
             raise ValidationError("max_jobs", f"must be an integer >= 0, not {max_jobs!r}")
         self.max_jobs = max_jobs

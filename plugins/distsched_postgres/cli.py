@@ -41,11 +41,12 @@ def _run(settings: Any, work: Any) -> Any:
         finally:
             await conn.close()
 
+    unreachable: tuple[type[BaseException], ...] = (*PostgresStorage.transient_errors, OSError, asyncio.TimeoutError)
     try:
         return asyncio.run(main())
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
-    except (*PostgresStorage.transient_errors, OSError, asyncio.TimeoutError) as exc:
+    except unreachable as exc:
         raise click.ClickException(f"{settings.redacted}: cannot connect: {exc}") from None
 
 

@@ -22,7 +22,9 @@ import orjson
 
 from distsched.history import ended_attempt
 from distsched.model import (
+    ASSIGNED,
     JobState,
+    RetryPolicy,
     Task,
     TaskConfig,
     TaskResult,
@@ -31,8 +33,6 @@ from distsched.model import (
     ValidationError,
     Worker,
 )
-from distsched.model.retry import RetryPolicy
-from distsched.model.task import ASSIGNED
 from distsched.model.trusted import unchecked
 from distsched.ports import Attempt, SchedulerNode
 

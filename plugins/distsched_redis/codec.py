@@ -28,9 +28,17 @@ import attrs
 import orjson
 
 from distsched.history import ended_attempt
-from distsched.model import JobState, Task, TaskConfig, TaskResult, TaskSpec, TaskState, Worker
-from distsched.model.retry import RetryPolicy
-from distsched.model.task import ASSIGNED
+from distsched.model import (
+    ASSIGNED,
+    JobState,
+    RetryPolicy,
+    Task,
+    TaskConfig,
+    TaskResult,
+    TaskSpec,
+    TaskState,
+    Worker,
+)
 from distsched.model.trusted import unchecked
 from distsched.ports import Attempt, SettledTask
 

@@ -65,6 +65,8 @@ class RedisElection:
         value = await self.storage.client.get(self.storage.prefix + "lease")
         if not value:
             return None
+        if isinstance(value, bytes):  # decode_responses=True gives str; be safe
+            value = value.decode()
         node_id, _, term = value.rpartition("|")
         try:
             return Fence(node_id, int(term))

@@ -28,7 +28,7 @@ NAMES = (
 
 
 def _read(rel: str) -> str:
-    return resources.files(__package__).joinpath("lua", rel).read_text(encoding="utf-8")
+    return (resources.files(__package__) / "lua" / rel).read_text(encoding="utf-8")
 
 
 @cache

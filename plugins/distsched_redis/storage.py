@@ -37,6 +37,7 @@ from distsched.history import (
     merge_attempts,
 )
 from distsched.model import (
+    ASSIGNED,
     AlreadyExists,
     FencedError,
     JobState,
@@ -48,7 +49,6 @@ from distsched.model import (
     VersionConflict,
     Worker,
 )
-from distsched.model.task import ASSIGNED
 from distsched.ports import (
     Fence,
     FireReport,
@@ -342,7 +342,7 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
     if settings.scheme == "redis+sentinel":
         from redis.asyncio.sentinel import Sentinel
 
-        sentinel_kwargs = {
+        sentinel_kwargs: dict[str, Any] = {
             "socket_timeout": settings.socket_timeout,
             "socket_connect_timeout": settings.connect_timeout,
             "decode_responses": True,
@@ -353,10 +353,10 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
             sentinel_kwargs["password"] = settings.sentinel_password
         if settings.sentinel_username is not None:
             sentinel_kwargs["username"] = settings.sentinel_username
+        service = settings.service or ""  # the URL parser requires it for redis+sentinel://
         sentinel = Sentinel(list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common)
-        client = sentinel.master_for(settings.service, retry=retry,
-                                     max_connections=settings.max_connections or 2**31)
-        waiter = sentinel.master_for(settings.service, retry=Retry(NoBackoff(), 0))
+        client = sentinel.master_for(service, retry=retry, max_connections=settings.max_connections or 2**31)
+        waiter = sentinel.master_for(service, retry=Retry(NoBackoff(), 0))
         return client, waiter, sentinel
     host, port = settings.hosts[0]
     kwargs = dict(common, host=host, port=port)
@@ -740,7 +740,7 @@ class _Quarantine:
         out = []
         for field, raw in (await self.store.client.hgetall(self.store.prefix + "qr")).items():
             try:
-                data = codec.loads(raw)
+                data = codec.loads(raw if isinstance(raw, str) else raw.decode())
                 out.append(Quarantined(kind=str(data["kind"]), key=str(data["id"]), reason=str(data["reason"]),
                                        at=float(data["at"])))
             except Exception:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from distsched.config import STORAGE_ENV
-from distsched.model.errors import DistschedError
+from distsched.model import DistschedError
 
 from .auth import DEFAULT_BIND, TOKEN_ENV
 
@@ -61,14 +61,22 @@ def web(ctx: click.Context, storage: str | None, bind: str) -> None:
 
 
 def _app(ctx: click.Context, storage: str | None) -> Any:
-    """The facade, with the global --disable-plugin / -p options of the root command."""
+    """The facade, with the global --disable-plugin / -p / --allow-replace options of the root
+    command."""
     from distsched import DistributeSchedule
-    from distsched.plugin.manager import disabled_from_env, load_plugin_modules, modules_from_env
+    from distsched.plugin.manager import (
+        allow_replace_from_env,
+        disabled_from_env,
+        load_plugin_modules,
+        modules_from_env,
+    )
 
     obj = ctx.find_root().obj or {}
     disabled = list(obj.get("disable") or ()) + sorted(disabled_from_env()) if obj.get("disable") else None
+    allowed = (list(obj.get("allow_replace") or ()) + sorted(allow_replace_from_env())
+               if obj.get("allow_replace") else None)
     try:
         extra = load_plugin_modules(list(obj.get("plugins") or ()) + modules_from_env())
-        return DistributeSchedule(storage, disabled_plugins=disabled, plugins=extra)
+        return DistributeSchedule(storage, disabled_plugins=disabled, allow_replace=allowed, plugins=extra)
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None

@@ -11,21 +11,17 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from distsched.model import (
+from distsched.model import (  # the job builders (issue 12.1)
     AtTrigger,
     CronTrigger,
     EveryTrigger,
     Task,
     TaskConfig,
     ValidationError,
+    job_fields,
 )
 
 from .redact import safe_url, scrub
-
-try:  # the job builders live in distsched.model (issue 12.1); distsched.facade before that
-    from distsched.model import JOB_FIELDS, build_job, job_fields  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until that change is merged
-    from distsched.facade import JOB_FIELDS, build_job, job_fields  # noqa: F401
 
 #: Largest page the pages and the API hand out.
 MAX_LIMIT = 200

@@ -32,7 +32,7 @@ def distsched_serve(engine: Any, name: str, address: str) -> Any:
 
 
 def _require_extra() -> None:
-    from distsched.model.errors import DistschedError
+    from distsched.model import DistschedError
 
     try:
         import jinja2  # noqa: F401

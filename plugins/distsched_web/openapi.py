@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distsched.__about__ import __version__
+from distsched import __version__
 
 from .data import MAX_LIMIT, TASK_STATES
 
@@ -119,7 +119,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 _WRITE = (400, 401, 403, 404, 409, 413)
-_SECURED = [{"bearer": []}]
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def openapi_document() -> dict[str, Any]:

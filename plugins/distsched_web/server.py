@@ -30,8 +30,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from distsched.model import AlreadyExists, NotFound, ValidationError, VersionConflict
-from distsched.model.errors import DistschedError
+from distsched.model import (
+    AlreadyExists,
+    DistschedError,
+    NotFound,
+    ValidationError,
+    VersionConflict,
+)
 
 from . import data as q
 from .auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Security
@@ -235,7 +240,7 @@ async def api_jobs(d: Dashboard, request: Request) -> Response:
 
 
 async def _put_job(d: Dashboard, body: dict[str, Any], *, replace: bool, name: str | None = None) -> Any:
-    from .data import JOB_FIELDS, build_job
+    from distsched.model import JOB_FIELDS, build_job
 
     body = dict(body)
     given = body.pop("name", None)
@@ -459,9 +464,9 @@ async def login_page(d: Dashboard, request: Request) -> Response:
     except ApiError as err:
         return d.render(request, "error.html", status=err.status, error=err)
     if not d.security.writable:
-        err = ApiError(403, None, "the dashboard is read-only: there is nothing to log in to "
-                                  "(start it with DISTSCHED_WEB_TOKEN)", "read_only")
-        return d.render(request, "error.html", status=403, error=err)
+        read_only = ApiError(403, None, "the dashboard is read-only: there is nothing to log in to "
+                                        "(start it with DISTSCHED_WEB_TOKEN)", "read_only")
+        return d.render(request, "error.html", status=403, error=read_only)
     if not d.security.token_ok(form.get("token", "")):
         log.warning("web: failed login from %s", request.client.host if request.client else "?")
         return d.render(request, "login.html", status=401, title="Log in", next=next_url, failed=True)
@@ -621,7 +626,7 @@ async def start(app: Any, bind: str, *, token: str | None = None) -> WebServer:
                             server_header=False)
     server = uvicorn.Server(config)
     # The process owns SIGINT/SIGTERM (the CLI sets its stop event): uvicorn must not take them.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve())
     while not server.started:  # uvicorn has no start event; it binds within milliseconds
         if task.done():

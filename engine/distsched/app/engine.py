@@ -1,22 +1,27 @@
 """The engine: builds the plugin manager, opens storage and election through their plugins,
-and runs a scheduler and/or a worker in this process."""
+and runs a scheduler and/or a worker in this process.
+
+This is the composition root: the one module of ``distsched.app`` that knows the plugin
+manager (tests/test_architecture.py checks it). The scheduler and the worker get plain
+callables (``name -> Balancer``, ``name -> Executor``) and depend on the ports only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config import EngineConfig, WorkerConfig
 from ..model.events import Event
-from ..plugin.events import EventBus
-from ..plugin.manager import PluginManager, check_returns
-from ..plugin.registry import FunctionRegistry
-from ..ports import Election, StorageBackend
-from ..urls import redact_text, redact_url
-from .scheduler import Scheduler
+from ..plugin.manager import BALANCER, ELECTION, EXECUTOR, STORAGE, PluginManager
+from ..ports import Balancer, Election, Executor, ExecutorContext, StorageBackend
+from ..registry import FunctionRegistry
+from ..urls import redact_url
+from .events import EventBus
+from .scheduler import FALLBACK_BALANCER, Scheduler
 from .worker import WorkerService
 
 log = logging.getLogger("distsched.engine")
@@ -36,7 +41,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.plugins = plugins if plugins is not None else PluginManager()
         self.functions = functions if functions is not None else FunctionRegistry()
-        self.events = EventBus(self.plugins, listeners)
+        self.events = EventBus(self.plugins.notify, listeners, observed=lambda: self.plugins.has_observers)
         self.storage: StorageBackend | None = None
         self.election: Election | None = None
         self.scheduler: Scheduler | None = None
@@ -53,17 +58,8 @@ class Engine:
         if self.storage is not None:
             return self.storage
         url = self.config.storage
-        reg = self.plugins.storage.for_url(url, where="storage")
-        storage = self.plugins.call_factory(reg, url, options=dict(self.config.storage_options))
-        if inspect.isawaitable(storage):
-            try:
-                storage = await storage
-            except Exception as exc:
-                from ..plugin.errors import PluginError
-
-                raise PluginError(f"storage {reg.name!r} from {reg.origin} could not open {redact_url(url)}: "
-                                  f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
-        self.storage = check_returns(storage, StorageBackend, reg, "StorageBackend")
+        self.storage = await self.plugins.build(STORAGE, url, url, options=dict(self.config.storage_options),
+                                                where="storage", failed="could not open", subject=redact_url(url))
         return self.storage
 
     async def open_election(self) -> Election:
@@ -71,13 +67,27 @@ class Engine:
             return self.election
         storage = await self.open()
         url = self.config.election or self.config.storage
-        reg = self.plugins.election.for_url(url, where="election")
         options = {"ttl": self.config.lease_ttl, "renew_interval": self.config.renew_interval}
-        election = self.plugins.call_factory(reg, url, storage=storage, options=options)
-        if inspect.isawaitable(election):
-            election = await election
-        self.election = check_returns(election, Election, reg, "Election")
+        self.election = await self.plugins.build(ELECTION, url, url, storage=storage, options=options,
+                                                 where="election", failed="could not open", subject=redact_url(url))
         return self.election
+
+    async def balancer(self, name: str) -> Balancer:
+        """A new balancer of ``name`` (what the scheduler is given, once per name and term)."""
+        return await self.plugins.build(BALANCER, name, where="scheduler")
+
+    def executors_for(self, worker: WorkerConfig,
+                      functions: FunctionRegistry | None = None) -> Callable[[str], Awaitable[Executor]]:
+        """``name -> Executor`` for a worker of this process: one ExecutorContext for all its
+        executors, so they can share resources keyed on it (the http and rpc executors share
+        one pooled client). ``functions`` defaults to :meth:`all_functions`."""
+        context = ExecutorContext(functions=self.all_functions() if functions is None else functions,
+                                  concurrency=worker.concurrency, settings=dict(worker.settings))
+
+        async def build(name: str) -> Executor:
+            return await self.plugins.build(EXECUTOR, name, context)
+
+        return build
 
     async def run(
         self,
@@ -104,13 +114,15 @@ class Engine:
             self.plugins.executors.check_settings(worker.settings, where="worker")
         if scheduler:
             if not len(self.plugins.balancers):
-                self.plugins.balancers.get("least-tasks", where="scheduler")  # raises, naming why
+                self.plugins.balancers.get(FALLBACK_BALANCER, where="scheduler")  # raises, naming why
             election = await self.open_election()
-            self.scheduler = Scheduler(storage=storage, election=election, plugins=self.plugins,
+            self.scheduler = Scheduler(storage=storage, election=election, balancers=self.balancer,
                                        events=self.events, config=self.config)
             services.append(asyncio.create_task(self.scheduler.run(stop), name="distsched-scheduler"))
         if worker is not None:
-            self.worker = WorkerService(storage=storage, plugins=self.plugins, functions=self.all_functions(),
+            functions = self.all_functions()
+            self.worker = WorkerService(storage=storage, executors=self.executors_for(worker, functions),
+                                        functions=functions,
                                         config=worker, engine_config=self.config, events=self.events)
             services.append(asyncio.create_task(self.worker.run(stop), name="distsched-worker"))
         if on_ready is not None:

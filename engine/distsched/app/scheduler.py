@@ -18,7 +18,7 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -37,13 +37,14 @@ from ..model import (
 from ..model import events as ev
 from ..model.result import safe_str
 from ..model.task import ASSIGNED
-from ..plugin.events import EventBus
-from ..plugin.manager import PluginManager, check_returns
 from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, Settled, StorageBackend
 from ..signing import signer_from
 from .backoff import Backoff, wait_or_stop
+from .events import EventBus
 
 log = logging.getLogger("distsched.scheduler")
+#: The balancer a task whose balancer cannot be built falls back to.
+FALLBACK_BALANCER = "least-tasks"
 FIRE_BATCH = 500
 #: Retention pruning per housekeeping pass: entries per call per state, calls at most.
 HOUSEKEEPING_BUDGET = 2000
@@ -64,14 +65,16 @@ class Scheduler:
         *,
         storage: StorageBackend,
         election: Election,
-        plugins: PluginManager,
+        balancers: Callable[[str], Awaitable[Balancer]],
         events: EventBus,
         config: EngineConfig,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.storage = storage
         self.election = election
-        self.plugins = plugins
+        #: Builds the balancer of a name (a fresh one; called once per name and term). Raises
+        #: LookupError for a name nobody (or more than one plugin) provides.
+        self.make_balancer = balancers
         #: Signs what this leader dispatches and checks the results (None: unsigned deployment).
         self.signer = signer_from(config.signing_keys)
         self.events = events
@@ -485,14 +488,13 @@ class Scheduler:
                                                   action="quarantined"))
         return len(fresh)
 
-    def balancer(self, name: str) -> Balancer:
-        """This term's balancer of ``name``. Raises UnknownName (a LookupError) for a name no
-        plugin of this node provides: the task that asks for it fails (no silent fallback)."""
+    async def balancer(self, name: str) -> Balancer:
+        """This term's balancer of ``name``. Raises a LookupError (UnknownName, NameConflict)
+        for a name no plugin of this node provides, or two provide: the task that asks for it
+        fails naming why (no silent fallback)."""
         found = self._balancers.get(name)
         if found is None:
-            registry = self.plugins.balancers
-            reg = registry.get(name, where="the leader")
-            found = check_returns(self.plugins.call_factory(reg), Balancer, reg, "Balancer")
+            found = await self.make_balancer(name)
             self._balancers[name] = found
         return found
 
@@ -553,7 +555,7 @@ class Scheduler:
                     blocked = True
                     continue
             try:
-                balancer = self.balancer(task.spec.balancer)
+                balancer = self._balancers.get(task.spec.balancer) or await self.balancer(task.spec.balancer)
             except LookupError as exc:  # not registered on this leader: the task fails, no fallback
                 unknown.append((task, f"cannot dispatch: {safe_str(exc)}"[:500]))
                 continue

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 
@@ -23,15 +23,13 @@ from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, TaskSpec, TaskState, ValidationError, Worker
 from ..model import events as ev
+from ..model.errors import PluginError
 from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
 from ..model.task import ASSIGNED
-from ..plugin.errors import PluginError, UnknownName
-from ..plugin.events import EventBus
-from ..plugin.manager import PluginManager, check_returns
-from ..plugin.registry import FunctionRegistry
-from ..ports import Executor, ExecutorContext, StorageBackend
+from ..ports import Executor, FunctionLookup, StorageBackend
 from ..signing import signer_from
 from .backoff import Backoff, wait_or_stop
+from .events import EventBus
 
 log = logging.getLogger("distsched.worker")
 _timeout = getattr(asyncio, "timeout", None)
@@ -49,14 +47,18 @@ class WorkerService:
         self,
         *,
         storage: StorageBackend,
-        plugins: PluginManager,
-        functions: FunctionRegistry,
+        executors: Callable[[str], Awaitable[Executor]],
+        functions: FunctionLookup,
         config: WorkerConfig,
         engine_config: EngineConfig,
         events: EventBus | None = None,
     ) -> None:
         self.storage = storage
-        self.plugins = plugins
+        #: Builds the executor of a name (called once per name and process; the composition
+        #: root binds it to this process's ExecutorContext). Raises PluginError (UnknownName,
+        #: NameConflict) when no usable executor has that name or its factory failed.
+        self.make_executor = executors
+        #: The functions this worker offers (registered with its record, for the leader).
         self.functions = functions
         self.config = config
         self.engine_config = engine_config
@@ -64,10 +66,7 @@ class WorkerService:
         self.id = self._new_id()
         self.registered = asyncio.Event()
         self._executors: dict[str, Executor] = {}
-        #: One context for every executor of this process, so executors can share resources
-        #: keyed on it (the http and rpc executors share one pooled client).
-        self._context = ExecutorContext(functions=functions, concurrency=config.concurrency,
-                                        settings=dict(config.settings))
+        self._building = asyncio.Lock()
         self._running: dict[asyncio.Task[None], str] = {}
         #: The task each running execution holds (for the heartbeat's check of cancellations).
         self._holding: dict[asyncio.Task[None], Task] = {}
@@ -317,12 +316,15 @@ class WorkerService:
         await self.storage.workers.register(self._worker_record())
 
     # -- execution ------------------------------------------------------------------
-    def executor(self, name: str) -> Executor:
+    async def executor(self, name: str) -> Executor:
+        """This process's executor of ``name``, built on first use (one at a time, so two
+        tasks starting together do not build two)."""
         found = self._executors.get(name)
         if found is None:
-            reg = self.plugins.executors.get(name, where=f"worker {self.id}")
-            found = check_returns(self.plugins.call_factory(reg, self._context), Executor, reg, "Executor")
-            self._executors[name] = found
+            async with self._building:
+                found = self._executors.get(name)
+                if found is None:
+                    found = self._executors[name] = await self.make_executor(name)
         return found
 
     async def _execute(self, task: Task) -> None:
@@ -347,7 +349,7 @@ class WorkerService:
             refused = self._refusal(task)
             if refused is not None:
                 raise _Refused(refused)
-            executor = self.executor(task.spec.executor)
+            executor = self._executors.get(task.spec.executor) or await self.executor(task.spec.executor)
             if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution
                 async with _timeout(timeout):
                     outcome = await executor.run(task)
@@ -368,7 +370,7 @@ class WorkerService:
             else:
                 result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
                                               finished_at=finished, timeout=timeout, worker_id=worker_id)
-        except (UnknownName, PluginError) as exc:
+        except PluginError as exc:  # the executor is unknown, provided twice, or its factory failed
             result = _failure(task, started, clock(), worker_id, type(exc).__name__, str(exc), False)
         except _Refused as exc:
             log.error("worker %s: refused to run task %s: %s", worker_id, task.id, exc.reason)

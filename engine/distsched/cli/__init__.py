@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from ..__about__ import __version__
-from ..config import DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
+from ..config import ALLOW_REPLACE_ENV, DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
 from ..model import events as ev
 from ..model.errors import DistschedError
 from ..urls import redact_text, redact_url
@@ -39,14 +39,24 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
-def _disabled(ctx: click.Context) -> list[str] | None:
-    names = ctx.find_root().obj.get("disable") if ctx.find_root().obj else None
+def _from_option_and_env(ctx: click.Context, key: str, env_var: str) -> list[str] | None:
+    """The names of a repeatable group option plus those of its environment variable; None
+    when the option is not given (the plugin manager then reads the variable itself)."""
+    names = ctx.find_root().obj.get(key) if ctx.find_root().obj else None
     if not names:
         return None
     import os
 
-    env = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n]
+    env = [n.strip() for n in os.environ.get(env_var, "").split(",") if n.strip()]
     return list(names) + env
+
+
+def _disabled(ctx: click.Context) -> list[str] | None:
+    return _from_option_and_env(ctx, "disable", DISABLE_ENV)
+
+
+def _allow_replace(ctx: click.Context) -> list[str] | None:
+    return _from_option_and_env(ctx, "allow_replace", ALLOW_REPLACE_ENV)
 
 
 def _run(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
@@ -182,7 +192,8 @@ def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
     from ..facade import DistributeSchedule
 
     try:
-        return DistributeSchedule(storage, disabled_plugins=_disabled(ctx), plugins=_extra_plugins(ctx), **kw)
+        return DistributeSchedule(storage, disabled_plugins=_disabled(ctx), allow_replace=_allow_replace(ctx),
+                                 plugins=_extra_plugins(ctx), **kw)
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -326,10 +337,15 @@ class _DistschedGroup(click.Group):
               help=f"Do not load this plugin (repeatable; also ${DISABLE_ENV}=a,b).")
 @click.option("-p", "--plugin", "extra", multiple=True, metavar="MODULE", is_eager=True,
               help=f"Also load this module as a plugin, without an entry point (repeatable; also ${PLUGINS_ENV}=a,b).")
+@click.option("--allow-replace", "allow_replace", multiple=True, metavar="NAME",
+              help="Let the plugin that registers NAME (or URL scheme) with replace=True take it over from "
+                   f"another plugin (repeatable; also ${ALLOW_REPLACE_ENV}=a,b). Without it, a name two plugins "
+                   "provide is unusable.")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...], extra: tuple[str, ...]) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...], extra: tuple[str, ...],
+        allow_replace: tuple[str, ...]) -> None:
     """distsched: a distributed task scheduler with pluggable storage, executors and balancers."""
-    ctx.obj = {"disable": disable, "plugins": extra}
+    ctx.obj = {"disable": disable, "plugins": extra, "allow_replace": allow_replace}
     _setup_logging(verbose, quiet)
 
 
@@ -431,7 +447,10 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     """List the discovered plugins: distribution, version, module, hooks and what each provides."""
     from ..plugin.manager import PluginManager
 
-    pm = PluginManager(disabled=_disabled(ctx), plugins=_extra_plugins(ctx))
+    try:
+        pm = PluginManager(disabled=_disabled(ctx), plugins=_extra_plugins(ctx), allow_replace=_allow_replace(ctx))
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
     data = pm.describe()
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -442,10 +461,28 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         dist = f"{item['dist']} {item['version']}" if item["dist"] else "(no distribution)"
         state = " [disabled]" if item["disabled"] else (" [BROKEN]" if item["error"] else "")
         click.echo(f"{item['name']:<12} {dist:<26} {item['module']}{state}")
+        marks: dict[tuple[str, str, str], str] = {}
+        for conflict in item["conflicts"]:
+            others = [p["plugin"] for p in conflict["providers"] if p["plugin"] != item["name"]]
+            marks[(conflict["family"], conflict["kind"], conflict["key"])] = \
+                f" [CONFLICT with {', '.join(others)}: unusable]"
+        for rep in item["replacements"]:
+            if rep["by"]["plugin"] == item["name"]:
+                what = f" [replaces {', '.join(r['plugin'] for r in rep['replaced'])}]"
+            else:
+                what = f" [replaced by {rep['by']['plugin']}]"
+            marks[(rep["family"], rep["kind"], rep["key"])] = what
         for family, names in sorted(item["provides"].items()):
-            click.echo(f"    {family:<10} {', '.join(names)}")
+            click.echo(f"    {family:<10} " + ", ".join(n + marks.pop((family, "name", n), "") for n in names))
+        for (family, _, key), mark in sorted(marks.items()):  # URL schemes
+            click.echo(f"    {family:<10} scheme {key}://{mark}")
         if item["error"]:
             click.echo(f"    error: {item['error']}")
+    conflicts = pm.conflicts()
+    if conflicts:
+        click.echo(f"\nCONFLICTS: {len(conflicts)} name(s) provided by more than one plugin, unusable until resolved:")
+        for conflict in conflicts:
+            click.echo(f"  - {conflict.message()}")
 
 
 @cli.command()

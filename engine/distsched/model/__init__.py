@@ -4,10 +4,15 @@ from .build import JOB_FIELDS, build_job, build_retry, check_task_id, first_fire
 from .errors import (
     AlreadyExists,
     DistschedError,
+    DuplicateRegistration,
     FencedError,
     InvalidTransition,
+    NameConflict,
     NotFound,
+    PluginError,
+    PluginLoadError,
     StaleAttempt,
+    UnknownName,
     ValidationError,
     VersionConflict,
     WorkerFull,
@@ -17,12 +22,13 @@ from .job import FirePlan, JobState, MisfirePolicy, OverlapPolicy, PlannedSlot, 
 from .result import Outcome, TaskResult
 from .retry import RetryPolicy
 from .spec import TaskSpec
-from .task import TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
+from .task import ASSIGNED, TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
 from .trigger import AtTrigger, CronTrigger, EveryTrigger, Slot, Trigger, parse_duration
 from .worker import Worker
 
 __all__ = [
-    "JOB_FIELDS", "AlreadyExists", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
+    "ASSIGNED", "JOB_FIELDS", "AlreadyExists", "DuplicateRegistration", "NameConflict", "PluginError",
+    "PluginLoadError", "UnknownName", "AtTrigger", "CronTrigger", "DistschedError", "Event", "EveryTrigger",
     "FencedError", "FirePlan", "InvalidTransition", "JobState", "MisfirePolicy", "NotFound",
     "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "TERMINAL",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",

@@ -67,3 +67,30 @@ class AlreadyExists(DistschedError):
     def __init__(self, message: str, *, names: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.names = tuple(names)
+
+
+# -- plugins ------------------------------------------------------------------------------
+# Defined here (not in distsched.plugin) so that the application services, which depend on
+# the ports only, can tell a plugin failure from a task failure; ``distsched.plugin.errors``
+# re-exports them for plugin authors.
+class PluginError(DistschedError):
+    """A plugin failed: it did not import, a hook raised, or it returned something unusable.
+    The message names the plugin and the distribution it came from."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin's entry point could not be loaded."""
+
+
+class DuplicateRegistration(PluginError):
+    """One name registered twice in the same family (by one plugin, or by the application)."""
+
+
+class UnknownName(PluginError, LookupError):
+    """A configuration names an executor, balancer, storage scheme... nobody registered."""
+
+
+class NameConflict(DuplicateRegistration, LookupError):
+    """Two plugins provide the same name and the operator allowed neither to replace the
+    other: the name is unusable (fail closed). The message names both distributions and how
+    to disable one (or to allow a declared replacement)."""

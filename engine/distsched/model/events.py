@@ -196,3 +196,24 @@ class DuplicatesSuppressed(Event):
     kind: ClassVar[str] = "duplicates.suppressed"
     what: str
     count: int
+
+
+__all__ = [
+    "AttemptFinished",
+    "AttemptStarted",
+    "DuplicatesSuppressed",
+    "Event",
+    "LeaderElected",
+    "LeadershipLost",
+    "RecordQuarantined",
+    "TaskCancelled",
+    "TaskDispatched",
+    "TaskFinished",
+    "TaskRequeued",
+    "TaskRetryScheduled",
+    "TaskSkipped",
+    "WorkerJoined",
+    "WorkerLoad",
+    "WorkerLost",
+    "WorkersSeen",
+]

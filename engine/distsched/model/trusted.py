@@ -52,3 +52,6 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
                 value = default
         setter(inst, value)
     return inst
+
+
+__all__ = ["unchecked"]

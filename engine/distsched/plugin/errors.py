@@ -1,21 +1,15 @@
-"""Errors about plugins. Each names the plugin and the distribution it came from."""
+"""Errors about plugins. Each names the plugin and the distribution it came from.
+
+Kept for code written against earlier versions: the classes are defined in
+:mod:`distsched.model.errors` and exported by :mod:`distsched.model` (the public plugin
+API), so that the application services can tell them apart without importing the plugin
+layer.
+"""
 
 from __future__ import annotations
 
-from ..model.errors import DistschedError
-
-
-class PluginError(DistschedError):
-    """A plugin failed: it did not import, a hook raised, or it returned something unusable."""
-
-
-class PluginLoadError(PluginError):
-    """A plugin's entry point could not be loaded."""
-
-
-class DuplicateRegistration(PluginError):
-    """Two plugins registered the same name in the same family."""
-
-
-class UnknownName(PluginError, LookupError):
-    """A configuration names an executor, balancer, storage scheme... nobody registered."""
+from ..model.errors import DuplicateRegistration as DuplicateRegistration
+from ..model.errors import NameConflict as NameConflict
+from ..model.errors import PluginError as PluginError
+from ..model.errors import PluginLoadError as PluginLoadError
+from ..model.errors import UnknownName as UnknownName

@@ -6,38 +6,48 @@ reload tricks. Discovery scans the ``distsched`` entry-point group once per proc
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 import pluggy
 
 from .. import hookspecs
-from ..config import DISABLE_ENV, PLUGINS_ENV
-from .errors import PluginError, PluginLoadError
-from .registry import (
+from ..config import ALLOW_REPLACE_ENV, DISABLE_ENV, PLUGINS_ENV
+from ..model.events import Event
+from ..ports import Balancer, Election, Executor, StorageBackend
+from ..registry import (
     BalancerRegistry,
+    Conflict,
     ElectionRegistry,
     ExecutorRegistry,
     FunctionRegistry,
     Origin,
+    Registration,
     Registry,
+    Replacement,
+    SchemeRegistry,
     StorageRegistry,
 )
+from ..urls import redact_text
+from .errors import PluginError, PluginLoadError
 
 if sys.version_info >= (3, 12):
     from importlib.metadata import EntryPoint, entry_points
 else:  # the backport is faster and de-duplicates distributions on older Pythons
     from importlib_metadata import EntryPoint, entry_points
 
+T = TypeVar("T")
 log = logging.getLogger("distsched.plugins")
 GROUP = "distsched"
 
+#: Registration hooks, in the order they are called, with the family each fills.
 _REGISTRATION_HOOKS = {
     "storage": "distsched_register_storage",
     "election": "distsched_register_election",
@@ -45,6 +55,24 @@ _REGISTRATION_HOOKS = {
     "balancer": "distsched_register_balancers",
     "function": "distsched_register_functions",
 }
+_FAMILY_OF_HOOK = {hook: family for family, hook in _REGISTRATION_HOOKS.items()}
+
+
+@attrs.frozen
+class Family(Generic[T]):
+    """A family of plugin-provided things: the registry it lives in, the port its factories
+    must return, and whether it is chosen by URL scheme (storage, election) or by name."""
+
+    name: str
+    #: The port (a runtime-checkable Protocol) a factory's result must implement.
+    protocol: type
+    by_url: bool = False
+
+
+STORAGE: Family[StorageBackend] = Family("storage", StorageBackend, by_url=True)
+ELECTION: Family[Election] = Family("election", Election, by_url=True)
+EXECUTOR: Family[Executor] = Family("executor", Executor)
+BALANCER: Family[Balancer] = Family("balancer", Balancer)
 
 
 @attrs.define
@@ -59,6 +87,12 @@ class PluginInfo:
     provides: dict[str, list[str]] = attrs.field(factory=dict)
     error: str | None = None
     disabled: bool = False
+    #: Names this plugin provides that another plugin provides too (unusable), as
+    #: :meth:`Conflict.to_dict`.
+    conflicts: list[dict[str, Any]] = attrs.field(factory=list)
+    #: Names taken over by one plugin from another (declared and allowed), as
+    #: :meth:`Replacement.to_dict`.
+    replacements: list[dict[str, Any]] = attrs.field(factory=list)
 
     @property
     def origin(self) -> Origin:
@@ -73,8 +107,16 @@ def _entry_points() -> tuple[EntryPoint, ...]:
     return tuple(entry_points(group=GROUP))
 
 
+def _names_from_env(var: str) -> set[str]:
+    return {n.strip() for n in os.environ.get(var, "").split(",") if n.strip()}
+
+
 def disabled_from_env() -> set[str]:
-    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    return _names_from_env(DISABLE_ENV)
+
+
+def allow_replace_from_env() -> set[str]:
+    return _names_from_env(ALLOW_REPLACE_ENV)
 
 
 def modules_from_env() -> list[str]:
@@ -101,7 +143,14 @@ class PluginManager:
 
     ``entry_points=False`` skips discovery (bare tests); ``plugins`` are extra modules or
     objects to register (``(name, obj)`` pairs or plain objects); ``disabled`` names plugins
-    to skip (default: ``DISTSCHED_DISABLE_PLUGINS``, comma-separated).
+    to skip (default: ``DISTSCHED_DISABLE_PLUGINS``, comma-separated) - a name no plugin
+    has is an error naming the known plugins; ``allow_replace`` names the names (or URL
+    schemes) a plugin declaring ``replace=True`` may take over from another (default:
+    ``DISTSCHED_ALLOW_REPLACE``) - a name nobody registered is an error.
+
+    Hook implementations are called through pluggy's hook calling (``tryfirst``,
+    ``trylast`` and ``wrapper=True`` work as pluggy documents); each plain implementation is
+    guarded so that its exception is charged to its plugin (see :meth:`_guard`).
     """
 
     def __init__(
@@ -110,23 +159,44 @@ class PluginManager:
         entry_points: bool = True,
         plugins: Iterable[Any] = (),
         disabled: Iterable[str] | None = None,
+        allow_replace: Iterable[str] | None = None,
     ) -> None:
         self.hook_manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.hook_manager.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
+        #: id(command) -> the origin of the plugin whose distsched_cli_commands returned it.
+        self._command_origins: dict[int, str] = {}
+        #: The distsched_event implementations (kept current by _guard_plugin).
+        self._observers: list[Any] = []
+        #: id(handle) -> the origin of the plugin whose distsched_serve returned it.
+        self._served_by: dict[int, str] = {}
         self.disabled = set(disabled_from_env() if disabled is None else disabled)
-        if entry_points:
-            self._load_entry_points()
-        for item in plugins:
-            name, obj = item if isinstance(item, tuple) else (_default_name(item), item)
-            self._register(name, obj, PluginInfo(name=name, module=_module_name(obj)))
+        self.allow_replace = set(allow_replace_from_env() if allow_replace is None else allow_replace)
+        extra = [item if isinstance(item, tuple) else (_default_name(item), item) for item in plugins]
+        self._check_disabled_names([ep.name for ep in _entry_points()] if entry_points else [],
+                                   [name for name, _ in extra])
         self.storage = StorageRegistry()
         self.election = ElectionRegistry()
         self.executors = ExecutorRegistry()
         self.balancers = BalancerRegistry()
         self.functions = FunctionRegistry()
+        self._registries: dict[str, Registry] = {
+            "storage": self.storage, "election": self.election, "executor": self.executors,
+            "balancer": self.balancers, "function": self.functions,
+        }
+        if entry_points:
+            self._load_entry_points()
+        for name, obj in extra:
+            self._register(name, obj, PluginInfo(name=name, module=_module_name(obj)))
         self._fill_registries()
-        self._observers = self.hook_manager.hook.distsched_event.get_hookimpls()
+
+    def _check_disabled_names(self, discovered: list[str], extra: list[str]) -> None:
+        known = sorted(set(discovered) | set(extra))
+        unknown = sorted(self.disabled - set(known))
+        if unknown:
+            raise PluginError(
+                f"cannot disable {', '.join(repr(n) for n in unknown)} (--disable-plugin / {DISABLE_ENV}): "
+                f"no plugin of that name (known plugins: {', '.join(known) or 'none'})")
 
     # -- discovery ------------------------------------------------------------------
     def _load_entry_points(self) -> None:
@@ -167,6 +237,10 @@ class PluginManager:
             self._register(ep.name, obj, info)
 
     def _register(self, name: str, obj: Any, info: PluginInfo) -> None:
+        if name in self.disabled:
+            info.disabled = True
+            self.plugins[name] = info
+            return
         try:
             self.hook_manager.register(obj, name=name)
             self.hook_manager.check_pending()
@@ -177,46 +251,159 @@ class PluginManager:
             log.error("%s", info.error)
             self.plugins.setdefault(name, info)
             return
-        info.hooks = sorted(
-            caller.name for caller in self.hook_manager.get_hookcallers(obj) or ()
-        )
         self.plugins[name] = info
+        info.hooks = self._guard_plugin(obj, name)
+
+    def _guard_plugin(self, obj: Any, name: str) -> list[str]:
+        """Guard every plain hook implementation of the registered plugin ``obj`` (see
+        :meth:`_guard`); returns the names of the hooks it implements. Whatever registers a
+        plugin with ``hook_manager`` (at start or later) calls this."""
+        callers = self.hook_manager.get_hookcallers(obj) or ()
+        for caller in callers:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is obj and not (impl.wrapper or impl.hookwrapper):
+                    # pluggy calls ``impl.function``; the guard around it charges an exception
+                    # to this plugin instead of aborting the other plugins' implementations.
+                    setattr(impl, "function", self._guard(caller.name, name, impl.function))  # noqa: B010
+        self._observers = self.hook_manager.hook.distsched_event.get_hookimpls()
+        return sorted(caller.name for caller in callers)
+
+    def _guard(self, hook_name: str, plugin_name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` (a plain hook implementation of ``plugin_name``) as pluggy will call it.
+
+        A registration hook: the registry is told which plugin registers (attribution), and
+        keeps what it registered only when it returns; an exception marks the plugin broken.
+        An observer: an exception is logged with the plugin's name and swallowed.
+        """
+        if hook_name == "distsched_event":
+            def observe(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return function(*args, **kwargs)
+                except Exception:
+                    event = args[0] if args else kwargs.get("event")
+                    log.exception("event observer of %s failed on %s", self.origin_of(plugin_name),
+                                  getattr(event, "kind", event))
+                    return None
+
+            return observe
+        if hook_name == "distsched_cli_commands":
+            def commands(*args: Any, **kwargs: Any) -> Any:
+                import click
+
+                origin = self.origin_of(plugin_name)
+                try:
+                    result = function(*args, **kwargs)
+                except Exception as exc:
+                    log.error("%s raised in %s: %s: %s", origin, hook_name, type(exc).__name__, exc)
+                    return None
+                if not isinstance(result, (list, tuple)) or not all(isinstance(c, click.Command) for c in result):
+                    log.error("%s: %s must return a list of click commands, got %r", origin, hook_name, result)
+                    return None
+                for command in result:
+                    self._command_origins[id(command)] = origin
+                return list(result)
+
+            return commands
+        if hook_name == "distsched_serve":
+            def serve(*args: Any, **kwargs: Any) -> Any:
+                origin = self.origin_of(plugin_name)
+                try:
+                    handle = function(*args, **kwargs)
+                except PluginError:
+                    raise
+                except Exception as exc:  # stops the call: the caller names the plugin
+                    raise _HookFailed(origin, exc) from exc
+                if handle is not None:
+                    self._served_by[id(handle)] = origin
+                return handle
+
+            return serve
+        family = _FAMILY_OF_HOOK.get(hook_name)
+        if family is None:  # another hook: its caller decides what an exception means
+            return function
+
+        def register(*args: Any, **kwargs: Any) -> Any:
+            info = self.plugins[plugin_name]
+            if info.error:
+                return None
+            registry = self._registries[family]
+            registry.begin(info.origin)
+            try:
+                result = function(*args, **kwargs)
+            except Exception as exc:
+                registry.rollback()
+                info.error = f"{info.origin} raised in {hook_name}: {type(exc).__name__}: {exc}"
+                log.error("%s", info.error)
+                return None
+            added = registry.commit()
+            if added:
+                info.provides.setdefault(family, []).extend(sorted({reg.name for reg in added}))
+            return result
+
+        return register
 
     # -- registration ---------------------------------------------------------------
     def _fill_registries(self) -> None:
-        registries: dict[str, Registry] = {
-            "storage": self.storage,
-            "election": self.election,
-            "executor": self.executors,
-            "balancer": self.balancers,
-            "function": self.functions,
-        }
         for family, hook_name in _REGISTRATION_HOOKS.items():
-            registry = registries[family]
-            for impl in getattr(self.hook_manager.hook, hook_name).get_hookimpls():
-                info = self.plugins.get(impl.plugin_name) or PluginInfo(impl.plugin_name, _module_name(impl.plugin))
-                if info.error:
-                    continue
-                registry.current = info.origin
-                before = set(registry.names())
-                try:
-                    impl.function(**{arg: registry for arg in impl.argnames})
-                except Exception as exc:
-                    info.error = f"{info.origin} raised in {hook_name}: {type(exc).__name__}: {exc}"
+            registry = self._registries[family]
+            try:
+                getattr(self.hook_manager.hook, hook_name)(registry=registry)
+            except Exception as exc:  # only a wrapper can raise here: the plain ones are guarded
+                wrappers = [impl.plugin_name for impl in getattr(self.hook_manager.hook, hook_name).get_hookimpls()
+                            if impl.wrapper or impl.hookwrapper]
+                for name in wrappers:
+                    info = self.plugins[name]
+                    info.error = info.error or (f"{info.origin} (a wrapper of {hook_name}) or another wrapper "
+                                                f"raised: {type(exc).__name__}: {exc}")
                     log.error("%s", info.error)
-                    continue
-                added = sorted(set(registry.names()) - before)
-                if added:
-                    info.provides.setdefault(family, []).extend(added)
-        broken = {name: info.error for name, info in self.plugins.items() if info.error}
+        self._check_allow_replace()
+        broken = self.broken()
         disabled = [name for name, info in self.plugins.items() if info.disabled]
-        for registry in registries.values():
+        for registry in self._registries.values():
             registry.broken = dict(broken)
             registry.disabled = list(disabled)
+            registry.set_allow_replace(self.allow_replace)
+        for registry in self._registries.values():
+            for conflict in registry.conflicts():
+                log.error("%s", conflict.message())
+                for reg in conflict.providers:
+                    if reg.origin.plugin in self.plugins:
+                        self.plugins[reg.origin.plugin].conflicts.append(conflict.to_dict())
+            for replacement in registry.replacements():
+                log.warning("%s %r of %s replaced by %s (declared by the plugin, allowed by the operator)",
+                            replacement.family, replacement.key, ", ".join(str(r.origin) for r in replacement.replaced),
+                            replacement.winner.origin)
+                for reg in (replacement.winner, *replacement.replaced):
+                    if reg.origin.plugin in self.plugins:
+                        self.plugins[reg.origin.plugin].replacements.append(replacement.to_dict())
+
+    def _check_allow_replace(self) -> None:
+        if not self.allow_replace:
+            return
+        keys: set[str] = set()
+        for registry in self._registries.values():
+            for reg in registry.all_registrations():
+                keys.add(reg.name)
+                keys.update(reg.schemes)
+        unknown = sorted(self.allow_replace - keys)
+        if unknown:
+            declared = sorted({reg.name for registry in self._registries.values()
+                               for reg in registry.all_registrations() if reg.override})
+            raise PluginError(
+                f"cannot allow a replacement of {', '.join(repr(n) for n in unknown)} (--allow-replace / "
+                f"{ALLOW_REPLACE_ENV}): no plugin registers that name (names declared with replace=True: "
+                f"{', '.join(declared) or 'none'})")
 
     # -- inspection -----------------------------------------------------------------
     def broken(self) -> dict[str, str]:
         return {name: info.error for name, info in self.plugins.items() if info.error}
+
+    def conflicts(self) -> list[Conflict]:
+        """Every name (or scheme) two plugins provide, over all families: each is unusable."""
+        return [c for registry in self._registries.values() for c in registry.conflicts()]
+
+    def replacements(self) -> list[Replacement]:
+        return [r for registry in self._registries.values() for r in registry.replacements()]
 
     def describe(self) -> list[dict[str, Any]]:
         return [info.to_dict() for info in sorted(self.plugins.values(), key=lambda i: i.name)]
@@ -225,36 +412,52 @@ class PluginManager:
         info = self.plugins.get(plugin_name)
         return str(info.origin) if info else f"plugin {plugin_name!r}"
 
-    def call_factory(self, registration: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call a registered factory; an exception becomes a PluginError naming the plugin."""
+    # -- building what a plugin provides ----------------------------------------------
+    def registration(self, family: Family[Any], key: str, *, where: str = "") -> Registration:
+        """The usable registration of ``key`` (a URL for storage and election, else a name).
+        Raises UnknownName or NameConflict, both naming what is available and why."""
+        registry = self._registries[family.name]
+        if family.by_url:
+            assert isinstance(registry, SchemeRegistry)
+            return registry.for_url(key, where=where or family.name)
+        return registry.get(key, where=where)
+
+    async def build(self, family: Family[T], key: str, *args: Any, where: str = "", failed: str = "failed",
+                    subject: str | None = None, **kwargs: Any) -> T:
+        """The one way to build what a plugin provides: look up the registration of ``key``,
+        call its factory with ``args`` and ``kwargs``, await the result when it is awaitable,
+        and check it implements the family's port.
+
+        Raises UnknownName / NameConflict (lookup) or PluginError naming the plugin and its
+        distribution (the factory raised, or returned something that is not the port), as
+        ``<family> <name> from <plugin> <failed> <subject>: <error>``: ``subject`` is e.g. a
+        redacted URL; any URL in the error's text is redacted too.
+        """
+        reg = self.registration(family, key, where=where)
         try:
-            return registration.factory(*args, **kwargs)
+            obj = reg.factory(*args, **kwargs)
+            if inspect.isawaitable(obj):
+                obj = await obj
         except PluginError:
             raise
         except Exception as exc:
-            raise PluginError(
-                f"{registration.family} {registration.name!r} from {registration.origin} "
-                f"failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            what = f"{failed} {subject}" if subject else failed
+            raise PluginError(f"{reg.family} {reg.name!r} from {reg.origin} {what}: "
+                              f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
+        checked: T = check_returns(obj, family.protocol, reg, family.protocol.__name__)
+        return checked
 
     def cli_commands(self) -> list[tuple[str, Any]]:
-        """What ``distsched_cli_commands`` returned: ``(origin, command)`` pairs, in plugin
-        registration order. A plugin that raises or returns something that is not a list of
-        click commands is logged, named, and left out."""
-        import click
-
+        """What ``distsched_cli_commands`` returned, called through pluggy: ``(origin,
+        command)`` pairs, in plugin registration order. A plugin that raises or returns
+        something that is not a list of click commands is logged, named, and left out (by
+        its guard, :meth:`_guard`)."""
+        results = self.hook_manager.hook.distsched_cli_commands()
         found: list[tuple[str, Any]] = []
-        for impl in self.hook_manager.hook.distsched_cli_commands.get_hookimpls():
-            origin = self.origin_of(impl.plugin_name)
-            try:
-                commands = impl.function()
-            except Exception as exc:
-                log.error("%s raised in distsched_cli_commands: %s: %s", origin, type(exc).__name__, exc)
-                continue
-            if not isinstance(commands, (list, tuple)) or not all(isinstance(c, click.Command) for c in commands):
-                log.error("%s: distsched_cli_commands must return a list of click commands, got %r", origin, commands)
-                continue
-            found.extend((origin, command) for command in commands)
+        for commands in reversed(results):  # pluggy calls the last registered first
+            for command in commands:
+                origin = self._command_origins.get(id(command), "a wrapper of distsched_cli_commands")
+                found.append((origin, command))
         return found
 
     # -- run-time registration -------------------------------------------------------
@@ -267,7 +470,7 @@ class PluginManager:
         if name in self.plugins or self.hook_manager.has_plugin(name):
             raise PluginError(f"a plugin named {name!r} is already registered")
         self.hook_manager.register(obj, name=name)
-        self._observers = self.hook_manager.hook.distsched_event.get_hookimpls()
+        self._guard_plugin(obj, name)
 
     def unregister(self, name: str) -> None:
         """Remove what :meth:`register` added under ``name`` (nothing if it is not there)."""
@@ -282,17 +485,14 @@ class PluginManager:
         ``distsched_serve`` hook, first non-None result); returns (handle, plugin origin).
         An exception becomes a PluginError naming the plugin; nobody serving ``name`` is a
         PluginError that names the broken plugins, if any."""
-        for impl in reversed(self.hook_manager.hook.distsched_serve.get_hookimpls()):
-            origin = self.origin_of(impl.plugin_name)
-            try:
-                handle = impl.function(**{arg: {"engine": engine, "name": name, "address": address}[arg]
-                                          for arg in impl.argnames})
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(f"{origin} could not serve {name} on {address}: {type(exc).__name__}: {exc}") from exc
-            if handle is not None:
-                return handle, origin
+        try:
+            handle = self.hook_manager.hook.distsched_serve(engine=engine, name=name, address=address)
+        except _HookFailed as failed:
+            exc = failed.error
+            raise PluginError(f"{failed.origin} could not serve {name} on {address}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if handle is not None:
+            return handle, self._served_by.pop(id(handle), "a wrapper of distsched_serve")
         broken = self.broken()
         hint = ("; broken plugins: " + "; ".join(broken.values())) if broken else ""
         extra = f"pip install 'distsched[{name}]'" if name in ("metrics", "web") else "for metrics: pip install 'distsched[metrics]'"
@@ -302,18 +502,28 @@ class PluginManager:
     # -- events ---------------------------------------------------------------------
     @property
     def has_observers(self) -> bool:
+        """Whether any plugin observes events (cheap: read on every event emitted)."""
         return bool(self._observers)
 
-    def notify(self, event: Any) -> None:
-        """Call every observer with ``event``; each failure is logged and swallowed."""
-        for impl in self._observers:
-            try:
-                impl.function(**{arg: event for arg in impl.argnames})
-            except Exception:
-                log.exception("event observer of %s failed on %s", self.origin_of(impl.plugin_name), event.kind)
+    def notify(self, event: Event) -> None:
+        """Call every observer with ``event`` through pluggy; each failure is logged with its
+        plugin and swallowed (so is a failing wrapper's)."""
+        try:
+            self.hook_manager.hook.distsched_event(event=event)
+        except Exception:
+            log.exception("an event wrapper failed on %s", event.kind)
 
 
-def check_returns(obj: Any, protocol: type, registration: Any, what: str) -> Any:
+class _HookFailed(Exception):
+    """A guarded hook implementation raised (carries its plugin's origin to the caller)."""
+
+    def __init__(self, origin: str, error: Exception) -> None:
+        super().__init__(f"{origin}: {type(error).__name__}: {error}")
+        self.origin = origin
+        self.error = error
+
+
+def check_returns(obj: Any, protocol: type, registration: Registration, what: str) -> Any:
     """Refuse a factory result that does not implement ``protocol``, naming the plugin."""
     if obj is None or not isinstance(obj, protocol):
         members = {n for n in vars(protocol) if not n.startswith("_")} | set(getattr(protocol, "__annotations__", {}))
@@ -332,3 +542,9 @@ def _module_name(obj: Any) -> str:
 
 def _default_name(obj: Any) -> str:
     return obj.__name__ if isinstance(obj, ModuleType) else f"{type(obj).__name__}-{id(obj):x}"
+
+
+__all__ = [
+    "BALANCER", "ELECTION", "EXECUTOR", "GROUP", "STORAGE", "Family", "PluginInfo", "PluginManager",
+    "allow_replace_from_env", "check_returns", "disabled_from_env", "load_plugin_modules", "modules_from_env",
+]

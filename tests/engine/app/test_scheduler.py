@@ -5,10 +5,10 @@ import uuid
 
 import pytest
 
-from distsched import DistributeSchedule
+from distsched import DistributeSchedule, hookimpl
 from distsched.app.scheduler import Scheduler
 from distsched.model import TaskResult, TaskState, build_job
-from distsched.testing import all_tasks, make_worker
+from distsched.testing import all_tasks, make_task, make_worker
 
 
 class Leader:
@@ -20,7 +20,7 @@ class Leader:
         self.app = DistributeSchedule(f"memory://sched-{uuid.uuid4().hex}", **engine_options)
         self.storage = await self.app.engine.open()
         self.election = await self.app.engine.open_election()
-        self.scheduler = Scheduler(storage=self.storage, election=self.election, plugins=self.app.plugins,
+        self.scheduler = Scheduler(storage=self.storage, election=self.election, balancers=self.app.engine.balancer,
                                    events=self.app.engine.events, config=self.app.config, rand=lambda: 0.5)
         self.fence = await self.election.acquire(self.app.config.node_id)
         return self
@@ -469,3 +469,23 @@ async def test_a_worker_silent_for_two_heartbeat_intervals_is_not_chosen(leader)
     # 4.5 s without a heartbeat (TTL 10 s: still "alive", not reaped): no balancer gets it
     assert await leader.scheduler.dispatch_ready(leader.fence, now + 4.5) == (0, True)
     assert await leader.scheduler.dispatch_ready(leader.fence, now + 3.5) == (1, False)
+class _SecondRoundRobin:
+    @hookimpl
+    def distsched_register_balancers(self, registry):
+        registry.add("round-robin", lambda: None)
+
+
+@pytest.mark.parametrize("name, why", [("round-robin", "is provided by plugin 'balancers'"),
+                                       ("no-such-balancer", "is not registered")])
+async def test_a_task_whose_balancer_nobody_or_two_plugins_provide_fails_naming_why(name, why):
+    lead = await Leader.create(plugins=[("second", _SecondRoundRobin())])
+    try:
+        await _one_worker(lead)
+        # Stored before the conflict appeared (the facade refuses such a task now).
+        await lead.storage.tasks.submit([make_task("t1", balancer=name)])
+        assert await lead.scheduler.dispatch_ready(lead.fence, lead.storage.clock()) == (0, True)
+        task = await lead.storage.tasks.get("t1")
+        assert task.state is TaskState.FAILED and task.worker_id is None
+        assert f"balancer {name!r} {why}" in task.reason
+    finally:
+        await lead.app.stop()

@@ -74,7 +74,7 @@ async def test_a_finished_task_awaiting_its_result_is_not_taken_back(distsched_a
     storage = await app.storage()
     election = await app.engine.open_election()
     fence = await election.acquire("test-leader")
-    leader = Scheduler(storage=storage, election=election, plugins=app.plugins, events=app.engine.events,
+    leader = Scheduler(storage=storage, election=election, balancers=app.engine.balancer, events=app.engine.events,
                        config=app.config)
     task_id = await app.submit("work", 1, timeout=60)
     assert await leader.dispatch_ready(fence, storage.clock()) == (1, False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distsched.model import Task, TaskSpec, Worker
-from distsched.plugin.manager import PluginManager, check_returns
+from distsched.plugin.manager import BALANCER, PluginManager
 from distsched.ports import Balancer
 
 NAMES = ["consistent-hash", "least-tasks", "round-robin"]
@@ -24,9 +25,7 @@ def manager() -> PluginManager:
 
 
 def make(name: str) -> Balancer:
-    pm = manager()
-    registration = pm.balancers.get(name)
-    return check_returns(pm.call_factory(registration), Balancer, registration, "Balancer")
+    return asyncio.run(manager().build(BALANCER, name))
 
 
 def worker(

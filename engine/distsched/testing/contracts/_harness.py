@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 
-from ...plugin.manager import PluginManager, check_returns
+from ...plugin.manager import ELECTION, STORAGE, PluginManager
 from ...ports import Election, Fence, StorageBackend
 
 
@@ -34,19 +33,13 @@ class Harness:
     opened: list[StorageBackend] = attrs.field(factory=list)
 
     async def storage(self) -> StorageBackend:
-        reg = self.plugins.storage.for_url(self.url)
-        backend = reg.factory(self.url, options=dict(self.options))
-        if inspect.isawaitable(backend):
-            backend = await backend
+        backend = await self.plugins.build(STORAGE, self.url, self.url, options=dict(self.options))
         self.opened.append(backend)
-        return check_returns(backend, StorageBackend, reg, "StorageBackend")
+        return backend
 
     async def election(self, storage: StorageBackend, *, ttl: float = 10.0, renew_interval: float = 3.0) -> Election:
-        reg = self.plugins.election.for_url(self.url)
-        election = reg.factory(self.url, storage=storage, options={"ttl": ttl, "renew_interval": renew_interval})
-        if inspect.isawaitable(election):
-            election = await election
-        return check_returns(election, Election, reg, "Election")
+        return await self.plugins.build(ELECTION, self.url, self.url, storage=storage,
+                                        options={"ttl": ttl, "renew_interval": renew_interval})
 
     async def leader(self, storage: StorageBackend, node: str = "leader-1", **kw: Any) -> tuple[Election, Fence]:
         election = await self.election(storage, **kw)

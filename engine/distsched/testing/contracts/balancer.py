@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ...model import Worker
+from ...plugin.manager import BALANCER
+from ...ports import Balancer
 from .. import make_task
 from ._harness import plugin_manager_for
 
@@ -38,8 +42,15 @@ class BalancerContract:
 
     @pytest.fixture
     def make_balancer(self, request: pytest.FixtureRequest, balancer_name: str):
-        reg = plugin_manager_for(request).balancers.get(balancer_name)
-        return reg.factory
+        """A function building a new balancer through the plugin manager (looked up, built,
+        checked against the Balancer port)."""
+        plugins = plugin_manager_for(request)
+        plugins.registration(BALANCER, balancer_name)  # an unknown name fails here, clearly
+
+        def make() -> Balancer:
+            return asyncio.run(plugins.build(BALANCER, balancer_name))
+
+        return make
 
     def test_never_picks_an_ineligible_worker(self, make_balancer) -> None:
         balancer = make_balancer()

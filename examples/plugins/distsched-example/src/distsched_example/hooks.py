@@ -2,21 +2,29 @@
 
 Every ``distsched`` command imports this module (``distsched --help`` included), so it
 imports only ``os`` and the ``hookimpl`` marker; the executor, the balancer and the
-observer are imported inside their factories, the first time they are used.
+observer are imported inside their factories, the first time they are used. The types come
+from distsched's public plugin API and are imported for the type checker only.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from distsched import hookimpl
+
+if TYPE_CHECKING:
+    from distsched.model import TaskSpec
+    from distsched.model.events import Event
+    from distsched.ports import Balancer, Executor, ExecutorContext
+    from distsched.registry import BalancerRegistry, ExecutorRegistry
 
 #: The file the observer appends events to (one JSON object per line); unset = no log.
 EVENTS_ENV = "DISTSCHED_EXAMPLE_EVENTS"
 
 
 @hookimpl
-def distsched_register_executors(registry):
+def distsched_register_executors(registry: ExecutorRegistry) -> None:
     registry.add(
         "echo",
         _echo,
@@ -26,7 +34,7 @@ def distsched_register_executors(registry):
 
 
 @hookimpl
-def distsched_register_balancers(registry):
+def distsched_register_balancers(registry: BalancerRegistry) -> None:
     registry.add(
         "most-free",
         _most_free,
@@ -35,7 +43,7 @@ def distsched_register_balancers(registry):
 
 
 @hookimpl
-def distsched_event(event):
+def distsched_event(event: Event) -> None:
     path = os.environ.get(EVENTS_ENV)
     if path:
         from .observer import append_event
@@ -43,13 +51,13 @@ def distsched_event(event):
         append_event(path, event)
 
 
-def _echo(context):
+def _echo(context: ExecutorContext) -> Executor:
     from .executor import EchoExecutor
 
     return EchoExecutor(context)
 
 
-def _validate_echo(spec):
+def _validate_echo(spec: TaskSpec) -> None:
     # Called wherever a job is added or a task submitted (no worker needed): refuse what the
     # executor could never run, with the field and the reason. echo takes no options.
     if spec.options:
@@ -59,7 +67,7 @@ def _validate_echo(spec):
         raise ValidationError(f"options.{name}", "the echo executor takes no options")
 
 
-def _most_free():
+def _most_free() -> Balancer:
     from .balancer import MostFreeBalancer
 
     return MostFreeBalancer()

@@ -1,24 +1,33 @@
 """Event fan-out to observers, off the scheduling path.
 
-``emit`` only appends to a queue (and costs nothing when no observer is registered); a
-background task calls the observers, each isolated: an exception is logged with the
-plugin's name and swallowed.
+``emit`` only appends to a queue (and costs nothing when nobody observes); a background task
+hands each event to ``notify`` (the composition root passes the plugin manager's, which
+calls the plugins' ``distsched_event`` hooks, each isolated) and to in-process listeners
+(an exception is logged and swallowed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..model.events import Event
-from .manager import PluginManager
+
+log = logging.getLogger("distsched.events")
 
 
 class EventBus:
-    def __init__(self, plugins: PluginManager, listeners: list[Callable[[Event], Any]] | None = None) -> None:
-        self.plugins = plugins
+    def __init__(self, notify: Callable[[Event], Any] | None = None,
+                 listeners: list[Callable[[Event], Any]] | None = None, *,
+                 observed: Callable[[], bool] | None = None) -> None:
+        #: Called with every event when set (the plugins' observers); must not raise.
+        self.notify = notify
+        #: Whether ``notify`` has anyone to tell right now (asked on every event; observers
+        #: may come and go at run time). None: always, when ``notify`` is set.
+        self.observed = observed
         #: In-process listeners (the CLI's task log, the facade); same isolation rules.
         self.listeners: list[Callable[[Event], Any]] = listeners if listeners is not None else []
         self._queue: deque[Event] = deque()
@@ -27,7 +36,7 @@ class EventBus:
 
     @property
     def active(self) -> bool:
-        return self.plugins.has_observers or bool(self.listeners)
+        return bool(self.listeners) or (self.notify is not None and (self.observed is None or self.observed()))
 
     def emit(self, event: Event) -> None:
         if not self.active:
@@ -54,14 +63,13 @@ class EventBus:
     def flush(self) -> None:
         while self._queue:
             event = self._queue.popleft()
-            self.plugins.notify(event)
+            if self.notify is not None and (self.observed is None or self.observed()):
+                self.notify(event)
             for listener in self.listeners:
                 try:
                     listener(event)
                 except Exception:
-                    import logging
-
-                    logging.getLogger("distsched.events").exception("event listener failed on %s", event.kind)
+                    log.exception("event listener failed on %s", event.kind)
 
     async def aclose(self) -> None:
         self.flush()

@@ -1,0 +1,104 @@
+"""The executor contract catches an executor that leaves a process or an asyncio task behind
+when its attempt is cut (timed out or cancelled), and passes one that cleans up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import pytest
+
+from distsched.model import Outcome, Task
+from distsched.testing import make_task
+from distsched.testing.contracts import ExecutorContract
+from distsched.testing.contracts.executor import descendants
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child processes are read from /proc")
+
+OK = make_task("ok", executor="proc", target="ok")
+HANG = make_task("hang", executor="proc", target="hang", timeout=1.0)
+#: The child of a hanging attempt: a shell that waits for its own child (a grandchild).
+HANG_COMMAND = "sleep 60; exit 0"
+
+
+class NaiveSubprocessExecutor:
+    """Starts a process and awaits it: a cancelled ``run`` leaves it running."""
+
+    async def run(self, task: Task) -> Outcome:
+        command = "exit 0" if task.spec.target == "ok" else HANG_COMMAND
+        proc = await asyncio.create_subprocess_shell(command)
+        return Outcome.success(await proc.wait())
+
+
+class KillsOnlyItsChild:
+    """Kills the shell on cancel, but not the shell's own child (orphaned, still running)."""
+
+    async def run(self, task: Task) -> Outcome:
+        command = "exit 0" if task.spec.target == "ok" else HANG_COMMAND
+        proc = await asyncio.create_subprocess_shell(command)
+        try:
+            return Outcome.success(await proc.wait())
+        except asyncio.CancelledError:
+            proc.kill()
+            await proc.wait()
+            raise
+
+
+class LeavesATask:
+    """Runs its work in a background task it never cancels."""
+
+    async def run(self, task: Task) -> Outcome:
+        if task.spec.target == "ok":
+            return Outcome.success(None)
+        work = asyncio.create_task(asyncio.sleep(60), name="forgotten-work")
+        await asyncio.shield(work)
+        return Outcome.success(None)
+
+
+class CarefulSubprocessExecutor:
+    """A process group per attempt, killed (and reaped) when the attempt is cancelled."""
+
+    async def run(self, task: Task) -> Outcome:
+        command = "exit 0" if task.spec.target == "ok" else HANG_COMMAND
+        proc = await asyncio.create_subprocess_shell(command, start_new_session=True)
+        try:
+            return Outcome.success(await proc.wait())
+        except asyncio.CancelledError:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            raise
+
+
+def _factory(cls):
+    async def make():
+        return cls()
+
+    return make
+
+
+@pytest.mark.parametrize("cut_after", [None, 0.5], ids=["timed-out", "cancelled"])
+def test_a_naive_subprocess_executor_fails_the_contract(cut_after):
+    before = descendants()  # other tests' servers, if any
+    with pytest.raises(AssertionError, match=r"attempt left 2 child process\(es\) running"):
+        ExecutorContract.check_nothing_left_behind(_factory(NaiveSubprocessExecutor), OK, HANG,
+                                                   cut_after=cut_after, grace=1.0)
+    assert descendants().items() <= before.items(), "the contract kills what a failing executor left behind"
+
+
+def test_a_grandchild_left_behind_is_caught():
+    with pytest.raises(AssertionError, match=r"attempt left 1 child process\(es\) running"):
+        ExecutorContract.check_nothing_left_behind(_factory(KillsOnlyItsChild), OK, HANG, cut_after=None, grace=1.0)
+
+
+def test_a_stray_asyncio_task_is_caught():
+    with pytest.raises(AssertionError, match=r"left asyncio task\(s\) running .*forgotten-work"):
+        ExecutorContract.check_nothing_left_behind(_factory(LeavesATask), OK, HANG, cut_after=0.5, grace=1.0)
+
+
+@pytest.mark.parametrize("cut_after", [None, 0.5], ids=["timed-out", "cancelled"])
+def test_an_executor_that_kills_its_process_group_passes(cut_after):
+    before = descendants()
+    ExecutorContract.check_nothing_left_behind(_factory(CarefulSubprocessExecutor), OK, HANG, cut_after=cut_after)
+    assert descendants().items() <= before.items()
