@@ -44,10 +44,13 @@ def test_memory_in_a_fresh_process_says_why_nothing_is_listed(tmp_path):
     assert "--storage redis://" in result.stderr
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request):
     if request.param == "memory":
         return f"memory://list-{uuid.uuid4().hex[:8]}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"list{uuid.uuid4().hex[:8]}")
     return f"{request.getfixturevalue('redis_server').url}?namespace=list-{uuid.uuid4().hex[:8]}"
 
 

@@ -63,10 +63,13 @@ def _names(distsched_cli, url):
     return {job["name"]: job for job in json.loads(result.stdout)}
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request):
     if request.param == "memory":
         return f"memory://sync-{uuid.uuid4().hex[:8]}"  # shared by the in-process commands of this test
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"sync{uuid.uuid4().hex[:8]}")
     server = request.getfixturevalue("redis_server")
     return f"{server.url}?namespace=sync-{uuid.uuid4().hex[:8]}"
 
