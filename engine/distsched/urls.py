@@ -23,7 +23,11 @@ raises and never decodes anything it shows.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import unquote
+
+from .model.errors import ValidationError
+from .model.trigger import parse_duration
 
 #: What replaces a secret.
 REDACTED = "***"
@@ -118,4 +122,68 @@ def _redact_query(rest: str) -> str:
     return "".join(out)
 
 
-__all__ = ["REDACTED", "SECRET_PARAM", "redact_text", "redact_url", "userinfo_end"]
+# -- options of a storage URL ------------------------------------------------------------
+# For storage plugins that read options from their URL's query string (``?retention=1d``):
+# each check raises a ValidationError on the field ``storage`` that shows the URL redacted
+# and names the option and the reason.
+
+#: The spellings of a true and a false option value.
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def url_error(url: str, reason: str) -> ValidationError:
+    """A ValidationError about storage URL ``url`` (shown redacted)."""
+    return ValidationError("storage", f"{redact_url(url)}: {reason}")
+
+
+def option_bool(url: str, name: str, value: Any) -> bool:
+    """Option ``name`` as a boolean (``1/true/yes/on``, ``0/false/no/off``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise url_error(url, f"option {name} must be true or false, not {value!r}")
+
+
+def option_seconds(url: str, name: str, value: Any, low: float, high: float) -> float:
+    """Option ``name`` as seconds between ``low`` and ``high``: a number or a duration (``5s``)."""
+    try:
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = parse_duration(value, name)
+        else:
+            number = value
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError
+        number = float(number)
+    except (ValueError, ValidationError):
+        raise url_error(url, f"option {name} must be a number of seconds (or a duration such as '5s'), "
+                             f"not {value!r}") from None
+    if not low <= number <= high:
+        raise url_error(url, f"option {name} must be between {low:g} and {high:g} seconds, not {value!r}")
+    return number
+
+
+def option_int(url: str, name: str, value: Any, low: int, high: int) -> int:
+    """Option ``name`` as an integer between ``low`` and ``high``."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise url_error(url, f"option {name} must be an integer, not {value!r}") from None
+    if not low <= number <= high:
+        raise url_error(url, f"option {name} must be between {low} and {high}, not {value!r}")
+    return number
+
+
+__all__ = ["FALSE_WORDS", "REDACTED", "SECRET_PARAM", "TRUE_WORDS", "option_bool", "option_int", "option_seconds",
+           "redact_text", "redact_url", "url_error", "userinfo_end"]

@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
 
-from distsched.model import ValidationError, parse_duration
-from distsched.urls import redact_url
+from distsched.model import ValidationError
+from distsched.urls import option_bool, option_int, option_seconds, redact_url, url_error
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "distsched"
@@ -38,10 +38,6 @@ LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpa
                  "application_name", "target_session_attrs", "passfile")
 OPTIONS = ("schema", "namespace", "pool_size", "pool_min", "retention", "results_max", "migrate",
            "connect_timeout", "command_timeout", *LIBPQ_OPTIONS)
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
 @attrs.frozen(kw_only=True)
 class PostgresSettings:
     """A parsed, validated storage URL plus options."""
@@ -99,72 +95,23 @@ class PostgresSettings:
         return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _fail(url: str, reason: str) -> ValidationError:
-    return ValidationError("storage", f"{redact_url(url)}: {reason}")
-
-
-def _bool(url: str, name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _fail(url, f"option {name} must be true or false, not {value!r}")
-
-
-def _number(url: str, name: str, value: Any, low: float, high: float) -> float:
-    try:
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                number = parse_duration(value, name)
-        else:
-            number = value
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise ValueError
-        number = float(number)
-    except (ValueError, ValidationError):
-        raise _fail(url, f"option {name} must be a number of seconds (or a duration such as '5s'), "
-                         f"not {value!r}") from None
-    if not low <= number <= high:
-        raise _fail(url, f"option {name} must be between {low:g} and {high:g} seconds, not {value!r}")
-    return number
-
-
-def _int(url: str, name: str, value: Any, low: int, high: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = int(value)
-        if isinstance(value, float) and number != value:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise _fail(url, f"option {name} must be an integer, not {value!r}") from None
-    if not low <= number <= high:
-        raise _fail(url, f"option {name} must be between {low} and {high}, not {value!r}")
-    return number
-
-
 def parse(url: Any, options: dict[str, Any] | None = None) -> PostgresSettings:
     """Validate ``url`` (and the engine's ``options``) into :class:`PostgresSettings`."""
     if not isinstance(url, str) or "://" not in url:
         raise ValidationError("storage", f"must be a URL such as postgresql://user@host:5432/db, not {url!r}")
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise _fail(url, f"unsupported scheme {scheme}:// (use postgresql:// or postgres://)")
+        raise url_error(url, f"unsupported scheme {scheme}:// (use postgresql:// or postgres://)")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise _fail(url, f"not a valid URL ({exc}); the port must be a number between 1 and 65535") from None
+        raise url_error(url, f"not a valid URL ({exc}); the port must be a number between 1 and 65535") from None
     if parts.fragment:
-        raise _fail(url, "a URL fragment (#...) is not allowed")
+        raise url_error(url, "a URL fragment (#...) is not allowed")
     netloc = parts.netloc
     if "," in netloc:
-        raise _fail(url, "several hosts are not supported; name one host")
+        raise url_error(url, "several hosts are not supported; name one host")
     user = password = None
     if "@" in netloc:
         creds = netloc.rsplit("@", 1)[0]
@@ -173,51 +120,51 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> PostgresSettings:
         password = unquote(pw) if sep and pw else None
     host = parts.hostname
     if not host:
-        raise _fail(url, "the host is missing (postgresql://[user[:password]@]HOST[:PORT]/DATABASE)")
+        raise url_error(url, "the host is missing (postgresql://[user[:password]@]HOST[:PORT]/DATABASE)")
     database = unquote(parts.path.lstrip("/"))
     if not database:
-        raise _fail(url, "the database name is missing (postgresql://HOST[:PORT]/DATABASE)")
+        raise url_error(url, "the database name is missing (postgresql://HOST[:PORT]/DATABASE)")
     if "/" in database:
-        raise _fail(url, f"unexpected path {parts.path!r} (expected /DATABASE)")
+        raise url_error(url, f"unexpected path {parts.path!r} (expected /DATABASE)")
 
     values: dict[str, Any] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in values:
-            raise _fail(url, f"option {key} is given twice")
+            raise url_error(url, f"option {key} is given twice")
         values[key] = value
     for key, value in (options or {}).items():
         values[key] = value
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
-        raise _fail(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+        raise url_error(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
 
     kw: dict[str, Any] = {}
     if "schema" in values and "namespace" in values and values["schema"] != values["namespace"]:
-        raise _fail(url, "options schema and namespace name the same thing: give one")
+        raise url_error(url, "options schema and namespace name the same thing: give one")
     schema = values.get("schema", values.get("namespace"))
     if schema is not None:
         if not isinstance(schema, str) or not SCHEMA_RE.match(schema):
-            raise _fail(url, "schema (namespace) must be 1-63 characters of letters, digits, '_' and '-' "
+            raise url_error(url, "schema (namespace) must be 1-63 characters of letters, digits, '_' and '-' "
                              f"(not starting with '-'), not {schema!r}")
         kw["schema"] = schema
     if "pool_size" in values:
-        kw["pool_size"] = _int(url, "pool_size", values["pool_size"], 2, 1000)
+        kw["pool_size"] = option_int(url, "pool_size", values["pool_size"], 2, 1000)
     if "pool_min" in values:
-        kw["pool_min"] = _int(url, "pool_min", values["pool_min"], 0, 1000)
+        kw["pool_min"] = option_int(url, "pool_min", values["pool_min"], 0, 1000)
     if kw.get("pool_min", 1) > kw.get("pool_size", 10):
-        raise _fail(url, f"option pool_min ({kw.get('pool_min', 1)}) must not exceed pool_size "
+        raise url_error(url, f"option pool_min ({kw.get('pool_min', 1)}) must not exceed pool_size "
                          f"({kw.get('pool_size', 10)})")
     if "retention" in values:
-        kw["retention"] = _number(url, "retention", values["retention"], 1, 366 * 86400)
+        kw["retention"] = option_seconds(url, "retention", values["retention"], 1, 366 * 86400)
     if "results_max" in values:
-        kw["results_max"] = _int(url, "results_max", values["results_max"], 1, 100_000_000)
+        kw["results_max"] = option_int(url, "results_max", values["results_max"], 1, 100_000_000)
     if "migrate" in values:
-        kw["migrate"] = _bool(url, "migrate", values["migrate"])
+        kw["migrate"] = option_bool(url, "migrate", values["migrate"])
     for name, low, high in (("connect_timeout", 0.1, 300), ("command_timeout", 0.1, 3600)):
         if name in values:
-            kw[name] = _number(url, name, values[name], low, high)
+            kw[name] = option_seconds(url, name, values[name], low, high)
     libpq = {k: str(values[k]) for k in LIBPQ_OPTIONS if k in values}
     if "sslmode" in libpq and libpq["sslmode"] not in SSLMODES:
-        raise _fail(url, f"option sslmode must be one of {', '.join(SSLMODES)}, not {libpq['sslmode']!r}")
+        raise url_error(url, f"option sslmode must be one of {', '.join(SSLMODES)}, not {libpq['sslmode']!r}")
     return PostgresSettings(url=url, host=host, port=port or 5432, database=database, user=user,
                             password=password, libpq=libpq, **kw)

@@ -25,8 +25,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 
-from distsched.model import ValidationError, parse_duration
-from distsched.urls import redact_url, userinfo_end
+from distsched.model import ValidationError
+from distsched.urls import (
+    option_bool,
+    option_int,
+    option_seconds,
+    redact_url,
+    url_error,
+    userinfo_end,
+)
 
 from .parser import DEFAULT_MAX_REPLY
 
@@ -41,10 +48,6 @@ OPTIONS = (
     "namespace", "retention", "results_max", "strict", "socket_timeout", "connect_timeout",
     "health_check_interval", "max_connections", "max_reply", *SSL_OPTIONS, *SENTINEL_OPTIONS,
 )
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
 @attrs.frozen(kw_only=True)
 class RedisSettings:
     """A parsed, validated storage URL plus options."""
@@ -84,31 +87,27 @@ class RedisSettings:
         return (self.scheme, self.hosts, self.db, self.service, self.namespace)
 
 
-def _fail(url: str, reason: str) -> ValidationError:
-    return ValidationError("storage", f"{redact_url(url)}: {reason}")
-
-
 def _host_port(url: str, text: str, default_port: int) -> tuple[str, int]:
     if not text:
-        raise _fail(url, "the host is missing (expected HOST[:PORT])")
+        raise url_error(url, "the host is missing (expected HOST[:PORT])")
     if text.startswith("["):  # [IPv6]:port
         end = text.find("]")
         if end < 0:
-            raise _fail(url, f"unterminated IPv6 address in {text!r}")
+            raise url_error(url, f"unterminated IPv6 address in {text!r}")
         host, rest = text[1:end], text[end + 1:]
         if rest and not rest.startswith(":"):
-            raise _fail(url, f"unexpected {rest!r} after the IPv6 address")
+            raise url_error(url, f"unexpected {rest!r} after the IPv6 address")
         port_text = rest[1:] if rest else ""
     elif text.count(":") > 1:
-        raise _fail(url, f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:6379")
+        raise url_error(url, f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:6379")
     else:
         host, _, port_text = text.partition(":")
     if not host:
-        raise _fail(url, f"the host is missing in {text!r}")
+        raise url_error(url, f"the host is missing in {text!r}")
     if port_text == "":
         return host, default_port
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise _fail(url, f"the port must be a number between 1 and 65535, not {port_text!r}")
+        raise url_error(url, f"the port must be a number between 1 and 65535, not {port_text!r}")
     return host, int(port_text)
 
 
@@ -116,53 +115,8 @@ def _db(url: str, text: str) -> int:
     if text == "":
         return 0
     if not text.isdigit():
-        raise _fail(url, f"the database must be a number such as /0, not {text!r}")
+        raise url_error(url, f"the database must be a number such as /0, not {text!r}")
     return int(text)
-
-
-def _bool(url: str, name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _fail(url, f"option {name} must be true or false, not {value!r}")
-
-
-def _number(url: str, name: str, value: Any, low: float, high: float) -> float:
-    try:
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                number = parse_duration(value, name)
-        else:
-            number = value
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise ValueError
-        number = float(number)
-    except (ValueError, ValidationError):
-        raise _fail(url, f"option {name} must be a number of seconds (or a duration such as '5s'), "
-                         f"not {value!r}") from None
-    if not low <= number <= high:
-        raise _fail(url, f"option {name} must be between {low:g} and {high:g} seconds, not {value!r}")
-    return number
-
-
-def _int(url: str, name: str, value: Any, low: int, high: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = int(value)
-        if isinstance(value, float) and number != value:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise _fail(url, f"option {name} must be an integer, not {value!r}") from None
-    if not low <= number <= high:
-        raise _fail(url, f"option {name} must be between {low} and {high}, not {value!r}")
-    return number
 
 
 def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
@@ -172,19 +126,19 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         raise ValidationError("storage", f"must be a URL such as redis://host:6379/0, not {shown}")
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise _fail(url, f"unsupported scheme {scheme}:// (use one of {', '.join(s + '://' for s in SCHEMES)})")
+        raise url_error(url, f"unsupported scheme {scheme}:// (use one of {', '.join(s + '://' for s in SCHEMES)})")
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise _fail(url, f"not a valid URL ({exc})") from None
+        raise url_error(url, f"not a valid URL ({exc})") from None
     netloc_at = url.index("://") + 3 + parts.netloc.rfind("@") if "@" in parts.netloc else -1
     if userinfo_end(url) != netloc_at:
         # The password (or user name) holds a '/', '?' or '#' that ends the host part early:
         # say so without echoing any piece of it.
-        raise _fail(url, "the user name or password holds an unencoded '/', '?', '#' or '@': percent-encode "
+        raise url_error(url, "the user name or password holds an unencoded '/', '?', '#' or '@': percent-encode "
                          "it (%2F, %3F, %23, %40)")
     if parts.fragment:
-        raise _fail(url, "a URL fragment (#...) is not allowed")
+        raise url_error(url, "a URL fragment (#...) is not allowed")
     netloc = parts.netloc
     username = password = None
     if "@" in netloc:
@@ -200,60 +154,60 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
     if scheme == "redis+sentinel":
         hosts = tuple(_host_port(url, h.strip(), 26379) for h in netloc.split(","))
         if not segments or not segments[0]:
-            raise _fail(url, "the sentinel service name is missing "
+            raise url_error(url, "the sentinel service name is missing "
                              "(redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB])")
         service = unquote(segments[0])
         if len(segments) > 2:
-            raise _fail(url, f"unexpected path {parts.path!r} (expected /SERVICE[/DB])")
+            raise url_error(url, f"unexpected path {parts.path!r} (expected /SERVICE[/DB])")
         db = _db(url, segments[1] if len(segments) > 1 else "")
     else:
         if "," in netloc:
-            raise _fail(url, "several hosts are only allowed with redis+sentinel://")
+            raise url_error(url, "several hosts are only allowed with redis+sentinel://")
         hosts = (_host_port(url, netloc, 6379),)
         if len(segments) > 1:
-            raise _fail(url, f"unexpected path {parts.path!r} (expected /DB, a number)")
+            raise url_error(url, f"unexpected path {parts.path!r} (expected /DB, a number)")
         db = _db(url, segments[0] if segments else "")
 
     values: dict[str, Any] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in values:
-            raise _fail(url, f"option {key} is given twice")
+            raise url_error(url, f"option {key} is given twice")
         values[key] = value
     for key, value in (options or {}).items():
         values[key] = value
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
-        raise _fail(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+        raise url_error(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
     if scheme != "rediss":
         given = [k for k in SSL_OPTIONS if k in values]
         if given:
-            raise _fail(url, f"TLS option(s) {', '.join(given)} need a rediss:// URL")
+            raise url_error(url, f"TLS option(s) {', '.join(given)} need a rediss:// URL")
     if scheme != "redis+sentinel":
         given = [k for k in SENTINEL_OPTIONS if k in values]
         if given:
-            raise _fail(url, f"option(s) {', '.join(given)} need a redis+sentinel:// URL")
+            raise url_error(url, f"option(s) {', '.join(given)} need a redis+sentinel:// URL")
 
     kw: dict[str, Any] = {}
     if "namespace" in values:
         ns = values["namespace"]
         if not isinstance(ns, str) or not NAMESPACE_RE.match(ns):
-            raise _fail(url, f"namespace must be 1-64 characters of letters, digits, '_', '-', '.', ':' "
+            raise url_error(url, f"namespace must be 1-64 characters of letters, digits, '_', '-', '.', ':' "
                              f"(starting with a letter or digit), not {ns!r}")
         kw["namespace"] = ns
     if "retention" in values:
-        kw["retention"] = _number(url, "retention", values["retention"], 1, 366 * 86400)
+        kw["retention"] = option_seconds(url, "retention", values["retention"], 1, 366 * 86400)
     if "results_max" in values:
-        kw["results_max"] = _int(url, "results_max", values["results_max"], 1, 100_000_000)
+        kw["results_max"] = option_int(url, "results_max", values["results_max"], 1, 100_000_000)
     if "strict" in values:
-        kw["strict"] = _bool(url, "strict", values["strict"])
+        kw["strict"] = option_bool(url, "strict", values["strict"])
     for name, low, high in (("socket_timeout", 0.1, 300), ("connect_timeout", 0.1, 300),
                             ("health_check_interval", 0, 3600)):
         if name in values:
-            kw[name] = _number(url, name, values[name], low, high)
+            kw[name] = option_seconds(url, name, values[name], low, high)
     if "max_connections" in values:
-        kw["max_connections"] = _int(url, "max_connections", values["max_connections"], 2, 100_000)
+        kw["max_connections"] = option_int(url, "max_connections", values["max_connections"], 2, 100_000)
     if "max_reply" in values:
-        kw["max_reply"] = _int(url, "max_reply", values["max_reply"], 1024 * 1024, 1 << 40)
+        kw["max_reply"] = option_int(url, "max_reply", values["max_reply"], 1024 * 1024, 1 << 40)
     for name in SENTINEL_OPTIONS:
         if name in values:
             kw[name] = str(values[name])
@@ -265,12 +219,12 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         if "ssl_cert_reqs" in values:
             reqs = str(values["ssl_cert_reqs"]).lower()
             if reqs not in ("required", "optional", "none"):
-                raise _fail(url, f"option ssl_cert_reqs must be required, optional or none, not {reqs!r}")
+                raise url_error(url, f"option ssl_cert_reqs must be required, optional or none, not {reqs!r}")
             ssl["ssl_cert_reqs"] = reqs
         if "ssl_check_hostname" in values:
-            ssl["ssl_check_hostname"] = _bool(url, "ssl_check_hostname", values["ssl_check_hostname"])
+            ssl["ssl_check_hostname"] = option_bool(url, "ssl_check_hostname", values["ssl_check_hostname"])
         if ("ssl_certfile" in ssl) != ("ssl_keyfile" in ssl):
-            raise _fail(url, "ssl_certfile and ssl_keyfile go together (a client certificate and its key)")
+            raise url_error(url, "ssl_certfile and ssl_keyfile go together (a client certificate and its key)")
     return RedisSettings(
         url=url, scheme=scheme, hosts=hosts, db=db, username=username, password=password,
         service=service, ssl=ssl, **kw,
