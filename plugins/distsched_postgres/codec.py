@@ -24,7 +24,6 @@ from distsched.history import ended_attempt
 from distsched.model import (
     ASSIGNED,
     JobState,
-    RetryPolicy,
     Task,
     TaskConfig,
     TaskResult,
@@ -33,7 +32,7 @@ from distsched.model import (
     ValidationError,
     Worker,
 )
-from distsched.model.trusted import unchecked
+from distsched.model.trusted import stored_spec, unchecked
 from distsched.ports import Attempt, SchedulerNode
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -76,16 +75,8 @@ def spec_json(spec: TaskSpec) -> str:
 
 @lru_cache(maxsize=4096)
 def spec_from_json(text: str) -> TaskSpec:
-    data = loads(text)
-    data["args"] = tuple(data.get("args") or ())
-    retry = data.get("retry")
-    data["retry"] = _retry(tuple(sorted(retry.items()))) if retry else _retry(())
-    return unchecked(TaskSpec, data)
-
-
-@lru_cache(maxsize=256)
-def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
-    return unchecked(RetryPolicy, dict(items))
+    """TaskSpec is frozen; tasks of one job share the decoded instance."""
+    return stored_spec(loads(text))
 
 
 # -- tasks ----------------------------------------------------------------------------------

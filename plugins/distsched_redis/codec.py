@@ -31,7 +31,6 @@ from distsched.history import ended_attempt
 from distsched.model import (
     ASSIGNED,
     JobState,
-    RetryPolicy,
     Task,
     TaskConfig,
     TaskResult,
@@ -39,7 +38,7 @@ from distsched.model import (
     TaskState,
     Worker,
 )
-from distsched.model.trusted import unchecked
+from distsched.model.trusted import stored_spec, unchecked
 from distsched.ports import Attempt, SettledTask
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -98,19 +97,7 @@ def spec_json(spec: TaskSpec) -> str:
 @lru_cache(maxsize=4096)
 def spec_from_json(text: str) -> TaskSpec:
     """TaskSpec is frozen; tasks of one job share the decoded instance."""
-    data = loads(text)
-    args = data.get("args") or ()
-    # a list becomes the tuple the model holds; anything else stays as it is, for the worker's
-    # check of the stored spec to refuse (a str must not turn into its characters)
-    data["args"] = tuple(args) if isinstance(args, list) else args
-    retry = data.get("retry")
-    data["retry"] = _retry(tuple(sorted(retry.items()))) if retry else _retry(())
-    return unchecked(TaskSpec, data)
-
-
-@lru_cache(maxsize=256)
-def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
-    return unchecked(RetryPolicy, dict(items))
+    return stored_spec(loads(text))
 
 
 # -- tasks --------------------------------------------------------------------------------

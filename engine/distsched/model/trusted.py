@@ -10,10 +10,14 @@ normal constructor.
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any, TypeVar
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
+
+if TYPE_CHECKING:
+    from .retry import RetryPolicy
+    from .spec import TaskSpec
 
 T = TypeVar("T")
 _MISSING = object()
@@ -54,4 +58,25 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
     return inst
 
 
-__all__ = ["unchecked"]
+def stored_spec(data: dict[str, Any]) -> TaskSpec:
+    """A TaskSpec from its stored JSON object (``TaskSpec.to_dict()`` as a store wrote it),
+    without validators: a list of ``args`` becomes the tuple the model holds, anything else
+    stays as it is (a str must not turn into its characters: the worker's check of the
+    stored spec refuses it); equal retry policies share one instance. ``data`` is consumed."""
+    from .spec import TaskSpec
+
+    args = data.get("args") or ()
+    data["args"] = tuple(args) if isinstance(args, list) else args
+    retry = data.get("retry")
+    data["retry"] = _retry(tuple(sorted(retry.items()))) if retry else _retry(())
+    return unchecked(TaskSpec, data)
+
+
+@lru_cache(maxsize=256)
+def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
+    from .retry import RetryPolicy
+
+    return unchecked(RetryPolicy, dict(items))
+
+
+__all__ = ["stored_spec", "unchecked"]
