@@ -132,6 +132,9 @@ def test_a_deployment_runs_nodes_on_its_store(tmp_path):
         assert dep.url.endswith("?namespace=dep") and dep.store.running
         s1 = dep.spawn("s1", "-v", "scheduler", "--storage", dep.url, "--node-id", "s1")
         assert dep.wait_for(dep.leader, 30, "s1 to lead") == "s1"
+        # The store names the leader a moment before s1 logs it: pausing s1 in between would
+        # freeze it before the line the timeout message below must show.
+        dep.wait_for(lambda: "leading with term" in s1.log_text(), 30, "s1 to log its leadership")
         s1.pause()
         assert s1.paused and s1.alive()
         with pytest.raises(WaitTimeout, match=r"(?s)waiting for the impossible.*--- s1\n.*leading with term"):
