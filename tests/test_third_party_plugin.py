@@ -150,8 +150,8 @@ def jobs_file(tmp_path: Path) -> Path:
     return path
 
 
-def _plugins(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
-    assert proc.returncode == 0, proc.stderr
+def _plugins(proc: subprocess.CompletedProcess[str], returncode: int = 0) -> dict[str, dict]:
+    assert proc.returncode == returncode, proc.stderr
     return {item["name"]: item for item in json.loads(proc.stdout)}
 
 
@@ -238,13 +238,13 @@ def test_a_broken_plugin_is_reported_and_does_not_break_the_others(
     (info / "entry_points.txt").write_text("[distsched]\nbroken = distsched_broken.hooks\n")
     env = {"PYTHONPATH": str(site)}
 
-    plugins = _plugins(venv.distsched("plugins", "--json", env=env))
+    plugins = _plugins(venv.distsched("plugins", "--json", env=env), returncode=1)
     error = plugins["broken"]["error"]
     assert "distsched-broken 0.3.0" in error and "distsched_broken_missing_dependency" in error, error
     assert "DISTSCHED_DISABLE_PLUGINS=broken" in error
     assert plugins["example"]["error"] is None
     text = venv.distsched("plugins", env=env)
-    assert text.returncode == 0 and "[BROKEN]" in text.stdout
+    assert text.returncode == 1 and "[BROKEN]" in text.stdout, "a broken plugin fails the check"
 
     proc = venv.distsched("run", jobs_file, "--duration", "2", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -387,14 +387,14 @@ class TestTwoProvidersOfOneName:
 
     def test_plugins_shows_the_conflict_on_the_name(self, installed: Venv) -> None:
         env = {"DISTSCHED_DISABLE_PLUGINS": "takeover"}
-        plugins = _plugins(installed.distsched("plugins", "--json", env=env))
+        plugins = _plugins(installed.distsched("plugins", "--json", env=env), returncode=1)
         for name in ("local", "shadow"):
             assert plugins[name]["error"] is None, plugins[name]  # neither is "broken"
             [conflict] = plugins[name]["conflicts"]
             assert (conflict["family"], conflict["key"]) == ("executor", "local")
             assert {p["dist"] for p in conflict["providers"]} == {"distsched", "distsched-shadow"}
         text = installed.distsched("plugins", env=env)
-        assert text.returncode == 0, text.stderr
+        assert text.returncode == 1, "a conflict fails the check"
         assert "local [CONFLICT with shadow: unusable]" in text.stdout
         assert "local [CONFLICT with local: unusable]" in text.stdout
         assert "CONFLICTS: 1 name(s) provided by more than one plugin" in text.stdout

@@ -444,7 +444,10 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
-    """List the discovered plugins: distribution, version, module, hooks and what each provides."""
+    """List the discovered plugins: distribution, version, module, hooks and what each provides.
+
+    Exits 1 when a plugin failed to load or a name is provided by more than one plugin (the
+    name is then unusable), so a deploy script can check an environment with it."""
     from ..plugin.manager import PluginManager
 
     try:
@@ -452,9 +455,11 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
     data = pm.describe()
+    conflicts = pm.conflicts()
+    unhealthy = bool(conflicts) or any(item["error"] and not item["disabled"] for item in data)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
+        ctx.exit(1 if unhealthy else 0)
     if not data:
         click.echo("no plugins found in entry-point group 'distsched' (is distsched installed? try `pip install -e .`)")
     for item in data:
@@ -478,11 +483,11 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"    {family:<10} scheme {key}://{mark}")
         if item["error"]:
             click.echo(f"    error: {item['error']}")
-    conflicts = pm.conflicts()
     if conflicts:
         click.echo(f"\nCONFLICTS: {len(conflicts)} name(s) provided by more than one plugin, unusable until resolved:")
         for conflict in conflicts:
             click.echo(f"  - {conflict.message()}")
+    ctx.exit(1 if unhealthy else 0)
 
 
 @cli.command()
