@@ -34,6 +34,19 @@ def check_storage_url(url: Any, field: str = "storage") -> str:
     return url
 
 
+def lease_timing(ttl: Any, renew_interval: Any) -> tuple[float, float]:
+    """Check an election's ``ttl`` and ``renew_interval`` (positive seconds, the renewal
+    shorter than the lease) and return them as floats; a :class:`ValidationError` names the
+    field. Every election plugin's constructor calls it, so the rule is one rule."""
+    for name, value in (("ttl", ttl), ("renew_interval", renew_interval)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value <= 0:
+            raise ValidationError(name, f"must be a positive number of seconds, not {value!r}")
+    if renew_interval >= ttl:
+        raise ValidationError("renew_interval", f"must be shorter than the lease ttl ({ttl:g}s)")
+    return float(ttl), float(renew_interval)
+
+
 def _seconds(low: float, high: float):
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -148,5 +161,5 @@ class WorkerConfig:
 
 __all__ = [
     "ALLOW_REPLACE_ENV", "DEFAULT_STORAGE", "DISABLE_ENV", "PLUGINS_ENV", "STORAGE_ENV", "EngineConfig", "WorkerConfig", "check_storage_url", "default_storage_url",
-    "new_node_id", "parse_address",
+    "lease_timing", "new_node_id", "parse_address",
 ]

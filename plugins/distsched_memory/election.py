@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from distsched.config import lease_timing
 from distsched.ports import Fence, LeaseInfo
 
 from .storage import MemoryStorage
@@ -13,8 +14,7 @@ class MemoryElection:
             raise TypeError("the memory election needs memory:// storage")
         self.state = storage.state
         self.clock = storage.clock
-        self.ttl = float(ttl)
-        self.renew_interval = float(renew_interval)
+        self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
 
     async def acquire(self, node_id: str) -> Fence | None:
         lease = self.state.lease

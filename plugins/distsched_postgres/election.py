@@ -10,9 +10,9 @@ holds the lease is refused where it lands.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from distsched.config import lease_timing
 from distsched.model import ValidationError
 from distsched.ports import Fence, LeaseInfo
 
@@ -24,15 +24,8 @@ class PostgresElection:
     def __init__(self, storage: PostgresStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
         if not isinstance(storage, PostgresStorage):
             raise TypeError("the postgres election needs postgresql:// (or postgres://) storage")
-        for name, value in (("ttl", ttl), ("renew_interval", renew_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                raise ValidationError(name, f"must be a positive number of seconds, not {value!r}")
-        if renew_interval >= ttl:
-            raise ValidationError("renew_interval", f"must be shorter than the lease ttl ({ttl:g}s)")
         self.storage = storage
-        self.ttl = float(ttl)
-        self.renew_interval = float(renew_interval)
+        self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
 
     @classmethod
     def for_url(cls, url: str, *, storage: Any, **options: Any) -> PostgresElection:

@@ -8,9 +8,9 @@ carrying a term that no longer holds the lease is refused where it lands.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from distsched.config import lease_timing
 from distsched.model import ValidationError
 from distsched.ports import Fence, LeaseInfo
 
@@ -22,15 +22,8 @@ class RedisElection:
     def __init__(self, storage: RedisStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
         if not isinstance(storage, RedisStorage):
             raise TypeError("the redis election needs redis:// (or rediss://, redis+sentinel://) storage")
-        for name, value in (("ttl", ttl), ("renew_interval", renew_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                raise ValidationError(name, f"must be a positive number of seconds, not {value!r}")
-        if renew_interval >= ttl:
-            raise ValidationError("renew_interval", f"must be shorter than the lease ttl ({ttl:g}s)")
         self.storage = storage
-        self.ttl = float(ttl)
-        self.renew_interval = float(renew_interval)
+        self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
         self._ttl_ms = str(max(1, int(round(self.ttl * 1000))))
 
     @classmethod

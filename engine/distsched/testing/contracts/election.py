@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from distsched.model import PluginError, ValidationError
+
 from ._harness import Harness, plugin_manager_for, poll
 
 
@@ -71,6 +73,21 @@ class ElectionContract:
             assert await poll(takeover, 5.0, 0.02)
             assert got[0].term > fa.term
             assert await a.renew(fa) is False
+
+        election_harness.run(body)
+
+    def test_refuses_a_lease_timing_that_cannot_work(self, election_harness: Harness) -> None:
+        """A TTL that is not a positive number of seconds, or a renewal not shorter than the
+        lease, is refused naming the field (``distsched.config.lease_timing``)."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            for ttl, renew, field in ((1.0, 1.0, "renew_interval"), (1.0, 2.0, "renew_interval"),
+                                      (0, 0.1, "ttl"), (float("nan"), 0.1, "ttl"), (True, 0.1, "ttl"),
+                                      (1.0, -1, "renew_interval")):
+                with pytest.raises(PluginError) as refused:  # the plugin manager names the plugin
+                    await h.election(s, ttl=ttl, renew_interval=renew)
+                cause = refused.value.__cause__
+                assert isinstance(cause, ValidationError) and cause.field == field, (ttl, renew, str(refused.value))
 
         election_harness.run(body)
 
