@@ -12,14 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from distsched.model import (  # the job builders (issue 12.1)
-    AtTrigger,
-    CronTrigger,
-    EveryTrigger,
     Task,
     TaskConfig,
     ValidationError,
     job_fields,
 )
+from distsched.model.words import schedule_words
 
 from .redact import safe_url, scrub
 
@@ -39,38 +37,8 @@ def iso(at: float | None, zone: str | None = None) -> str | None:
 
 
 def trigger_words(config: TaskConfig) -> str:
-    trigger = config.trigger
-    if isinstance(trigger, CronTrigger):
-        words = cron_words(trigger.expr)
-        return f"{words} ({trigger.timezone}; cron {trigger.expr})" if words else f"cron {trigger.expr} ({trigger.timezone})"
-    if isinstance(trigger, EveryTrigger):
-        return f"every {_seconds(trigger.interval)}"
-    if isinstance(trigger, AtTrigger):
-        return f"once at {iso(trigger.at)}"
-    return "no trigger (trigger now only)"
-
-
-def cron_words(expr: str) -> str | None:
-    """A cron expression in English (cron-descriptor), or None when it cannot say."""
-    try:
-        from cron_descriptor import ExpressionDescriptor, Options
-    except ImportError:  # pragma: no cover - installed without the 'web' extra
-        return None
-    options = Options()
-    options.use_24hour_time_format = True
-    options.verbose = False
-    try:
-        return str(ExpressionDescriptor(expr, options).get_description())
-    except Exception:  # its own errors for the forms it does not know (@hourly...)
-        return None
-
-
-def _seconds(value: float) -> str:
-    if value >= 3600 and value % 3600 == 0:
-        return f"{value / 3600:g}h"
-    if value >= 60 and value % 60 == 0:
-        return f"{value / 60:g}m"
-    return f"{value:g}s"
+    """The job's schedule in the same words as ``distsched jobs list`` prints."""
+    return schedule_words(config.trigger)
 
 
 def check_limit(value: Any, default: int = 50) -> int:

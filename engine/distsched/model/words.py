@@ -63,3 +63,6 @@ def schedule_words(trigger: Any) -> str:
         when = datetime.fromtimestamp(trigger.at, timezone.utc).isoformat().replace("+00:00", "Z")
         return f"once at {when}"
     return "no schedule"
+
+
+__all__ = ["cron_words", "duration_words", "schedule_words"]

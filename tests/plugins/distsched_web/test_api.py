@@ -76,7 +76,7 @@ def test_jobs_create_update_remove(web_server):
                                                   "retry": {"max_attempts": 3, "delay": "30s"}})
         assert created.status_code == 201, created.text
         job = created.json()
-        assert job["trigger"] == "At 02:30 (Europe/Paris; cron 30 2 * * *)" and job["version"] == 1
+        assert job["trigger"] == "at 02:30 (cron '30 2 * * *', Europe/Paris)" and job["version"] == 1
         assert len(job["upcoming"]) == 10 and job["upcoming"][0]["local"].endswith(("+01:00", "+02:00"))
         assert job["spec"]["timeout"] == 600 and job["spec"]["retry"]["max_attempts"] == 3
         again = http.post("/api/v1/jobs", json={"name": "nightly", "every": "1m", "target": "add"})
