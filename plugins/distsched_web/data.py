@@ -7,6 +7,7 @@ the store, counts come from the store's counters.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -206,13 +207,17 @@ class WebData:
     # -- workers ----------------------------------------------------------------------
     async def workers(self, *, recent: int = 10) -> list[dict[str, Any]]:
         store = await self.store()
-        out = []
-        for w in (await self.status())["workers"]:
-            live = sorted(await store.tasks.assigned(w["id"]), key=lambda t: t.updated_at, reverse=True)
-            page = await self.app.tasks(worker=w["id"], limit=recent)
+
+        async def detail(w: dict[str, Any]) -> dict[str, Any]:
+            assigned, page = await asyncio.gather(store.tasks.assigned(w["id"]),
+                                                  self.app.tasks(worker=w["id"], limit=recent))
+            live = sorted(assigned, key=lambda t: t.updated_at, reverse=True)
             w.update(live=[task_row(t) for t in live[:100]], recent=[task_row(t) for t in page.tasks])
-            out.append(w)
-        return out
+            return w
+
+        # Two queries per worker, all in flight at once: the page costs about one round trip
+        # however many workers there are, not two per worker in turn.
+        return list(await asyncio.gather(*(detail(w) for w in (await self.status())["workers"])))
 
 
 def job_row(config: TaskConfig, state: Any) -> dict[str, Any]:
