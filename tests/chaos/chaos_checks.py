@@ -667,23 +667,26 @@ def _issue15(run_dir: Path, meta: dict[str, Any], faults: list[dict[str, Any]], 
             if e.get("mono") is not None and e["task_id"] in slots_by_id:
                 first_dispatch.setdefault(e["task_id"], e["mono"])
         detail = []
+        stopping = meta.get("stopping") or math.inf
         for f in skews:
-            lo, hi = f["t0"], f["t1"] + 1.0
+            # (the processes' SIGTERM at the end of the run is not a spurious change)
+            lo, hi = f["t0"], min(f["t1"] + 1.0, stopping - 3.0)
             window = [t for t in slots_by_id.values() if lo <= t["slot"] <= hi]
             starts_late = [first_start[t["id"]] + off - t["slot"] for t in window if t["id"] in first_start] if off else []
             leads = [t["slot"] - (first_dispatch[t["id"]] + off) for t in window if t["id"] in first_dispatch] if off else []
             spurious: list[str] = []
             if f["kind"] == "skew-leader":
                 spurious += [f"leader.lost {e['reason']}" for e in by_kind["leader.lost"]
-                             if e["node_id"] == f["node_id"] and lo <= e["at"] <= min(hi + 2, until(f))]
+                             if e["node_id"] == f["node_id"] and lo <= e["at"] <= min(hi + 2, until(f), stopping - 1)]
                 spurious += [f"leader.elected {e['node_id']}" for e in by_kind["leader.elected"]
-                             if lo <= e["at"] <= min(hi + 2, until(f))]
+                             if lo <= e["at"] <= min(hi + 2, until(f), stopping - 1)]
             # The step really happened: the target's own wall clock (the observer's "wall") minus
             # Redis's time (its "mono" mapped), over its events during the fault.
             seen = [e["wall"] - (e["mono"] + off) for e in by_kind["attempt.started"] + by_kind["task.dispatched"]
-                    if off and e.get("mono") is not None and e.get("pid") == f["pid"] and lo <= e["at"] <= hi]
+                    if off and e.get("mono") is not None and e.get("pid") == f["pid"] and lo <= e["mono"] + off <= hi]
             ids = set(f.get("extra", {}).get("worker_ids") or []) | (worker_ids(f["pid"]) if f.get("pid") else set())
-            spurious += [f"worker.lost {e['worker_id']}" for e in lost_events if lo <= e["at"] <= min(hi + 3, until(f))
+            spurious += [f"worker.lost {e['worker_id']}" for e in lost_events
+                         if lo <= e["at"] <= min(hi + 3, until(f), stopping - 1)
                          and (e["worker_id"] in ids or f["kind"] == "skew-leader")]
             detail.append({"kind": f["kind"], "target": f["target"], "steps": [s[1] for s in f["extra"]["steps"]],
                            "slots": len(window), "started": len(starts_late),

@@ -159,6 +159,15 @@ import distsched_redis.storage as _storage
 
 _storage.RedisStorage.clock = lambda self: _time.time()
 ''',
+    # The leader never finds a worker silent: a worker cut off from Redis is never reaped, and
+    # what it held is not re-dispatched. For checking the worker-cut property of faults2.
+    "no-reap": '''\
+"""Test-only mutation loaded by the chaos harness (--mutate no-reap) into the schedulers: every
+worker counts as alive whatever its heartbeat's age. Never load this outside the harness."""
+from distsched.model.worker import Worker
+
+Worker.is_alive = lambda self, now, ttl=0.0: True
+''',
 }
 #: Mutants loaded into the workers too (the others only into the schedulers).
 WORKER_MUTANTS = ("wall-clock",)

@@ -86,7 +86,7 @@ PROFILES = {
                           faults={"skew-leader": 1, "skew-worker": 1}),
     # What a Redis kill -9 costs with `appendfsync everysec` (the AOF default): kills right after
     # a burst of acknowledged submissions, while the jobs fire; the losses are counted.
-    "everysec": Profile(name="everysec", window=40.0, tasks=2400, quiesce=50.0, appendfsync="everysec",
+    "everysec": Profile(name="everysec", window=40.0, tasks=3000, quiesce=50.0, appendfsync="everysec",
                         faults={"redis-kill-busy": 4}),
 }
 
@@ -447,7 +447,7 @@ class Faults:
         fire: what the AOF had not written to disk yet is lost (``everysec``) or not
         (``always``)."""
         f.target = "redis"
-        f.extra["burst"] = await self.run.burst(BURST)
+        f.extra["burst"] = await self.run.burst(BURST // 2)
         f.extra["acked_before"] = self.run.submitted
         f.restart_delay = self.rng.uniform(0.5, 1.5)
 

@@ -118,7 +118,7 @@ def test_redis_kill9_under_everysec_is_measured_and_the_other_promises_hold(tmp_
     rc, fig = run_profile("everysec", tmp_path / "run", pytestconfig)
     loss = fig["aof_loss"]
     assert loss["appendfsync"] == "everysec" and loss["kills"] >= 3
-    assert loss["acked_submissions"] >= 2000 and all(b and b > 0 for b in loss["burst_before_each_kill"])
+    assert loss["acked_submissions"] >= 2000 and sum(1 for b in loss["burst_before_each_kill"] if b) >= 3
     assert loss["acked_submissions_lost"] >= 0 and loss["slot_records_lost"] >= 0
     assert rc == 0 and fig["ok"], {k: v for k, v in fig["properties"].items() if not v}
     assert fig["tasks_non_terminal"] == 0 and fig["stale_results_accepted"] == 0
