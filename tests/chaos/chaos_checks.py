@@ -18,6 +18,7 @@ from chaos_cluster import (
     HEARTBEAT_TTL,
     LEASE_TTL,
     PROXIED,
+    PROXIED_WORKER,
     RENEW_INTERVAL,
     TIMEOUT_GRACE,
     read_jsonl,
@@ -32,6 +33,15 @@ TAKEOVER_BOUND = LEASE_TTL + RENEW_INTERVAL + 1.0
 REDISPATCH_BOUND = HEARTBEAT_TTL + 1.0 + LEADER_PASS
 #: A Redis fault is recovered when a task is dispatched again within this many seconds.
 RECOVERY_BOUND = 15.0
+#: Cuts of the worker PROXIED_WORKER (issue 15.2); they count as worker faults (re-dispatch).
+WORKER_CUTS = ("wcut-drop", "wcut-blackhole", "wcut-reply-drop")
+#: EngineConfig.fire_ahead: the leader fires and dispatches a slot this much ahead of its time.
+FIRE_AHEAD = 0.2
+#: A slot whose time falls in a clock-skew fault must be dispatched no earlier than FIRE_AHEAD +
+#: SKEW_EARLY before it and start on a worker within [-SKEW_EARLY, SKEW_LATE] of it, measured
+#: against Redis's time (the events' monotonic stamps, which libfaketime leaves alone).
+SKEW_EARLY = 0.25
+SKEW_LATE = 2.0
 #: Tolerance between the server-time clocks of two processes (each measures the offset once a
 #: minute; see RedisStorage.clock).
 CLOCK_TOLERANCE = 0.25
@@ -329,7 +339,7 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
     redispatch: list[float] = []
     detection: list[float] = []
     no_redispatch = 0
-    worker_faults = sorted((f for f in faults if f["kind"] in ("worker-kill", "worker-stop") and f.get("pid")),
+    worker_faults = sorted((f for f in faults if f["kind"] in ("worker-kill", "worker-stop", *WORKER_CUTS) and f.get("pid")),
                            key=lambda f: f["t0"])
     for f in worker_faults:
         ids = worker_ids(f["pid"])
@@ -540,7 +550,214 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
     props.append(Prop("clean_shutdown", not bad_exit,
                       f"SIGTERM shutdown: {len(codes) - len(bad_exit)} of {len(codes)} processes exited 0"
                       + (f"; others: {bad_exit}" if bad_exit else "")))
+    props += _issue15(run_dir, meta, faults, by_kind, dispatched, requeued, all_tasks, worker_ids, fig)
+    if not any(f["kind"] == "leader-zombie" for f in faults):
+        # Refusals are expected only where a leader is paused with a write in flight.
+        for p in props:
+            if p.key == "fenced_writes_refused":
+                p.ok = True
+    if meta["profile"].get("appendfsync", "always") != "always":
+        # Without `appendfsync always` a Redis crash loses acknowledged writes: what they cost is
+        # measured (the aof_loss line), the properties that assume none is lost are not gated.
+        for p in props:
+            if p.key in LOSS_PROPERTIES:
+                p.gate = False
     fig["ok"] = all(p.ok for p in props if p.gate)
     fig["properties"] = {p.key: p.ok for p in props if p.gate}
     fig["notes"] = {p.key: p.ok for p in props if not p.gate}
     return fig, props
+
+
+#: Properties that hold only if Redis loses no acknowledged write (not gated under everysec).
+LOSS_PROPERTIES = ("slots_dispatched_twice", "missing_slots", "tasks_lost", "duplicate_executions")
+
+
+def _issue15(run_dir: Path, meta: dict[str, Any], faults: list[dict[str, Any]], by_kind: dict[str, list[dict]],
+             dispatched: dict[str, list[dict]], requeued: dict[str, list[dict]], all_tasks: dict[str, Any],
+             worker_ids: Any, fig: dict[str, Any]) -> list[Prop]:
+    """The properties of the faults issue 15.2 added: worker cuts, reply-drop cuts, clock skew,
+    and the loss of a Redis kill -9 under `appendfsync everysec`. Only for runs that had them."""
+    props: list[Prop] = []
+    lost_events = by_kind["worker.lost"]
+    starts = sorted(f["t0"] for f in faults if f.get("t0"))
+
+    def until(f: dict[str, Any]) -> float:
+        return min([g for g in starts if g > f["t0"]] + [f["t0"] + 30])
+
+    # worker cut (drop / blackhole): reaped, its tasks re-dispatched, its late results refused
+    cuts = [f for f in faults if f["kind"] in WORKER_CUTS and f.get("pid")]
+    if cuts:
+        detail = []
+        for f in cuts:
+            ids = set(f.get("extra", {}).get("worker_ids") or []) | worker_ids(f["pid"])
+            end = until(f)
+            lost = [e for e in lost_events if e["worker_id"] in ids and f["t0"] <= e["at"] < end]
+            req = [e for e in by_kind["task.requeued"] if e.get("worker_id") in ids and f["t0"] <= e["at"] < end]
+            elsewhere = to_itself = not_again = 0
+            superseded: set[str] = set()
+            for e in req:
+                nxt = [d for d in dispatched.get(e["task_id"], ()) if d["at"] >= e["at"]]
+                if not nxt:
+                    not_again += 1
+                    continue
+                if worker_pid(nxt[0]["worker_id"]) == f["pid"]:
+                    to_itself += 1
+                else:
+                    elsewhere += 1
+            for e in req:
+                superseded |= {d["attempt_id"] for d in dispatched.get(e["task_id"], ())
+                               if d["worker_id"] in ids and d["at"] <= e["at"]}
+            late = [e for e in by_kind["attempt.finished"] if e["worker_id"] in ids and e["attempt_id"] in superseded]
+            accepted = [e for e in late if (all_tasks.get(e["task_id"]) or {}).get("result")
+                        and all_tasks[e["task_id"]]["result"]["attempt_id"] == e["attempt_id"]]
+            detail.append({"mode": f["mode"], "duration": round(f["duration"], 2), "reaped": len(lost),
+                           "requeued": len(req), "redispatched_elsewhere": elsewhere,
+                           "redispatched_to_its_new_incarnation": to_itself, "not_dispatched_again": not_again,
+                           "late_results": len(late), "late_results_accepted": len(accepted),
+                           "reaped_after": round(min(e["at"] for e in lost) - f["t0"], 2) if lost else None})
+        fig["worker_cuts"] = detail
+        # A drop or blackhole cut past the TTL must get the worker reaped; under reply-drop its
+        # heartbeats reach Redis but the next one waits for the lost reply, so it may or may not be.
+        ok = all((d["reaped"] >= 1 or d["mode"] == "reply-drop") and d["late_results_accepted"] == 0 for d in detail)
+        props.append(Prop("worker_cut", ok, f"network cut of {PROXIED_WORKER} ("
+                          + "; ".join(f"{d['mode']} {d['duration']:.1f}s: reaped after {fmt(d['reaped_after'])}, "
+                                      f"{d['requeued']} task(s) requeued, re-dispatched to another worker "
+                                      f"{d['redispatched_elsewhere']} / to its new incarnation "
+                                      f"{d['redispatched_to_its_new_incarnation']} / not again {d['not_dispatched_again']}, "
+                                      f"late results of superseded attempts {d['late_results']}, accepted "
+                                      f"{d['late_results_accepted']}" for d in detail) + ")"))
+
+    # reply-drop cuts: requests delivered, replies dropped
+    rd = [f for f in faults if f["kind"] in ("cut-reply-drop", "wcut-reply-drop")]
+    if rd:
+        parts = []
+        ok = True
+        took_back = 0
+        for path in sorted((run_dir / "logs").glob(f"{PROXIED_WORKER}-*.log")):
+            took_back += sum(int(m.group(1)) for m in re.finditer(r"took back (\d+) task", path.read_text(errors="replace")))
+        for f in rd:
+            if f["kind"] == "cut-reply-drop":
+                lost = [e["at"] for e in by_kind["leader.lost"] if e["node_id"] == f["node_id"] and e["at"] >= f["t0"]]
+                new = [e["at"] for e in by_kind["leader.elected"] if e["at"] >= f["t0"] and e["node_id"] != f["node_id"]]
+                step = min(lost) - f["t0"] if f.get("was_leader") and lost else None
+                if f.get("was_leader"):
+                    ok = ok and step is not None and step <= LEASE_TTL + RENEW_INTERVAL
+                parts.append(f"{PROXIED} {'(the leader) ' if f.get('was_leader') else ''}{f['duration']:.1f}s: "
+                             + (f"stepped down after {fmt(step)}, another node led after "
+                                f"{fmt(min(new) - f['t0'] if new else None)}, " if f.get("was_leader") else "")
+                             + f"FENCED replies {f.get('extra', {}).get('fenced_replies')}")
+            else:
+                parts.append(f"{PROXIED_WORKER} {f['duration']:.1f}s: reply chunks dropped "
+                             f"{f.get('extra', {}).get('replies_dropped')} (see the cut line)")
+        fig["reply_drop"] = {"n": len(rd), "tasks_taken_back_after_a_lost_pull_reply": took_back}
+        props.append(Prop("reply_drop", ok, "requests delivered, replies dropped: " + "; ".join(parts)
+                          + f"; tasks {PROXIED_WORKER} took back after a pull whose reply was lost: {took_back}"))
+
+    # clock skew: a node's wall clock stepped +-30 s; everything runs on Redis's time
+    skews = [f for f in faults if f["kind"] in ("skew-leader", "skew-worker") and f.get("t0")]
+    if skews:
+        off = meta.get("mono_to_server")
+        slots_by_id = {t["id"]: t for t in all_tasks.values() if t.get("job") and t.get("slot")}
+        first_start: dict[str, float] = {}
+        first_dispatch: dict[str, float] = {}
+        for e in by_kind["attempt.started"]:
+            if e.get("mono") is not None and e["task_id"] in slots_by_id:
+                first_start.setdefault(e["task_id"], e["mono"])
+        for e in by_kind["task.dispatched"]:
+            if e.get("mono") is not None and e["task_id"] in slots_by_id:
+                first_dispatch.setdefault(e["task_id"], e["mono"])
+        detail = []
+        stopping = meta.get("stopping") or math.inf
+        for f in skews:
+            # (the processes' SIGTERM at the end of the run is not a spurious change)
+            lo, hi = f["t0"], min(f["t1"] + 1.0, stopping - 3.0)
+            window = [t for t in slots_by_id.values() if lo <= t["slot"] <= hi]
+            starts_late = [first_start[t["id"]] + off - t["slot"] for t in window if t["id"] in first_start] if off else []
+            leads = [t["slot"] - (first_dispatch[t["id"]] + off) for t in window if t["id"] in first_dispatch] if off else []
+            spurious: list[str] = []
+            if f["kind"] == "skew-leader":
+                spurious += [f"leader.lost {e['reason']}" for e in by_kind["leader.lost"]
+                             if e["node_id"] == f["node_id"] and lo <= e["at"] <= min(hi + 2, until(f), stopping - 1)]
+                spurious += [f"leader.elected {e['node_id']}" for e in by_kind["leader.elected"]
+                             if lo <= e["at"] <= min(hi + 2, until(f), stopping - 1)]
+            # The step really happened: the target's own wall clock (the observer's "wall") minus
+            # Redis's time (its "mono" mapped), over its events during the fault.
+            seen = [e["wall"] - (e["mono"] + off) for e in by_kind["attempt.started"] + by_kind["task.dispatched"]
+                    if off and e.get("mono") is not None and e.get("pid") == f["pid"] and lo <= e["mono"] + off <= hi]
+            ids = set(f.get("extra", {}).get("worker_ids") or []) | (worker_ids(f["pid"]) if f.get("pid") else set())
+            spurious += [f"worker.lost {e['worker_id']}" for e in lost_events
+                         if lo <= e["at"] <= min(hi + 3, until(f), stopping - 1)
+                         and (e["worker_id"] in ids or f["kind"] == "skew-leader")]
+            detail.append({"kind": f["kind"], "target": f["target"], "steps": [s[1] for s in f["extra"]["steps"]],
+                           "slots": len(window), "started": len(starts_late),
+                           "start_lateness_min": min(starts_late) if starts_late else None,
+                           "start_lateness_p99": percentile(starts_late, 99),
+                           "start_lateness_max": max(starts_late) if starts_late else None,
+                           "dispatch_lead_max": max(leads) if leads else None,
+                           "early": sum(1 for x in starts_late if x < -SKEW_EARLY)
+                           + sum(1 for x in leads if x > FIRE_AHEAD + SKEW_EARLY),
+                           "late": sum(1 for x in starts_late if x > SKEW_LATE), "spurious": spurious,
+                           "wall_clock_offset_seen": [round(min(seen), 1), round(max(seen), 1)] if seen else None})
+        fig["clock_skew"] = detail
+        ok = off is not None and all(d["slots"] and d["started"] == d["slots"] and not d["early"] and not d["late"]
+                                     and not d["spurious"] and d["wall_clock_offset_seen"]
+                                     and d["wall_clock_offset_seen"][0] < -25 and d["wall_clock_offset_seen"][1] > 25
+                                     for d in detail)
+        props.append(Prop("clock_skew", ok, "wall clock stepped +-30 s ("
+                          + "; ".join(f"{d['kind']} {d['target']} {'/'.join(f'{x:+.0f}' for x in d['steps'])} "
+                                      f"(its wall clock seen {d['wall_clock_offset_seen']} s off): "
+                                      f"{d['slots']} slots, start vs Redis time min {fmt(d['start_lateness_min'])} / "
+                                      f"p99 {fmt(d['start_lateness_p99'])} / max {fmt(d['start_lateness_max'])}, "
+                                      f"dispatched ahead at most {fmt(d['dispatch_lead_max'])} (bounds: start within "
+                                      f"-{SKEW_EARLY:g}..{SKEW_LATE:g}s, dispatch at most {FIRE_AHEAD + SKEW_EARLY:g}s "
+                                      f"ahead); early {d['early']}, late {d['late']}, spurious leader/worker changes "
+                                      f"{len(d['spurious'])}" + (f" {d['spurious'][:3]}" if d["spurious"] else "")
+                                      for d in detail) + ")"))
+
+    # Redis kill -9 right after acknowledged submissions: what the AOF setting lost
+    kills = [f for f in faults if f["kind"] == "redis-kill-busy"]
+    if kills:
+        final_tasks = json.loads((run_dir / "final.json").read_text())["tasks"]
+        acked_lost = [tid for tid, t in final_tasks.items() if t is None]
+        # A slot record lost: the same attempt of a slot dispatched twice (the record and the
+        # job's high-water mark rolled back, the slot fired again) or a dispatched slot gone.
+        same: list[str] = []
+        slot_ids = slots_ids(all_tasks)
+        for tid, evs in dispatched.items():
+            if tid in slot_ids or any(e.get("job") for e in evs):
+                per = Counter(e["attempt_id"] for e in evs)
+                if any(n > 1 for n in per.values()):
+                    same.append(tid)
+        gone = fig.get("slot_tasks_vanished", 0)
+        reran = [tid for tid, evs in dispatched.items() if not any(e.get("job") for e in evs)
+                 and any(n > 1 for n in Counter(e["attempt_id"] for e in evs).values())]
+        fsync = meta["profile"].get("appendfsync", "always")
+        # What an OS crash or power loss at the same instants would put at risk under everysec
+        # (not injected here: the kernel keeps what Redis wrote): writes acknowledged within
+        # the second before each kill, i.e. possibly not fsynced yet.
+        acked_at = [r["acked"] for r in read_jsonl(run_dir / "acked.jsonl")]
+        at_risk = sum(1 for f in kills for t in acked_at if f["t0"] - 1.0 < t <= f["t0"])
+        slot_risk = sum(1 for f in kills for e in by_kind["task.dispatched"]
+                        if e.get("job") and f["t0"] - 1.0 < e["at"] <= f["t0"])
+        fig["aof_loss"] = {"acked_within_1s_before_a_kill": at_risk, "slots_dispatched_within_1s_before_a_kill": slot_risk,
+                           "appendfsync": fsync, "kills": len(kills), "acked_submissions": fig.get("tasks_acked"),
+                           "acked_submissions_lost": len(acked_lost), "slot_records_lost": len(same) + gone,
+                           "slots_fired_again": len(same), "slots_vanished": gone,
+                           "one_off_attempts_dispatched_again": len(reran),
+                           "burst_before_each_kill": [f.get("extra", {}).get("burst") for f in kills],
+                           "aof_delayed_fsync_max": max((f.get("extra", {}).get("aof") or {}).get("aof_delayed_fsync")
+                                                        or 0 for f in kills)}
+        a = fig["aof_loss"]
+        props.append(Prop("aof_loss", fsync != "always" or (not acked_lost and not same and not gone),
+                          f"Redis kill -9 x{len(kills)} under load, appendfsync {fsync}: acknowledged submissions lost "
+                          f"{a['acked_submissions_lost']} of {a['acked_submissions']}; slot records lost "
+                          f"{a['slot_records_lost']} (fired again {len(same)}, vanished {gone}); one-off attempts "
+                          f"dispatched again after a rollback {len(reran)}; AOF writes Redis postponed behind a slow "
+                          f"fsync before a kill (aof_delayed_fsync): {a['aof_delayed_fsync_max']}; at risk on a power loss at "
+                          f"the same instants (acknowledged within the second before a kill): {at_risk} submissions, "
+                          f"{slot_risk} slot dispatches", gate=fsync == "always"))
+    return props
+
+
+def slots_ids(all_tasks: dict[str, Any]) -> set[str]:
+    return {tid for tid, t in all_tasks.items() if t.get("job")}

@@ -35,6 +35,10 @@ SCHEDULERS = ("s1", "s2", "s3")
 WORKERS = ("w1", "w2", "w3", "w4")
 #: The process whose Redis connection goes through the proxy (the network-cut target).
 PROXIED = "s1"
+#: The worker whose Redis connection goes through a proxy of its own (the worker-cut target).
+PROXIED_WORKER = "w1"
+#: libfaketime (Debian package ``faketime``): preloaded into the nodes of a clock-skew profile.
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 JOBS = 20
 WORKER_CONCURRENCY = 8
 
@@ -61,6 +65,9 @@ def distsched_event(event):
     data["proc"] = _NAME
     data["pid"] = os.getpid()
     data["wall"] = time.time()
+    # CLOCK_MONOTONIC is one clock for every process of the machine and libfaketime leaves it
+    # alone: the offline check maps it to Redis's time (run.json "mono_to_server").
+    data["mono"] = time.monotonic()
     line = json.dumps(data, default=str) + "\\n"
     with _LOCK:
         _FILE.write(line)
@@ -140,7 +147,54 @@ def _read(rel):
 _scripts._read = _read
 _scripts.source.cache_clear()
 ''',
+    # The store's clock made the node's own wall clock (time.time()) instead of Redis's time
+    # advanced by the monotonic clock. For checking the clock-skew profile: a node whose wall
+    # clock is stepped must then fire slots early or late, or be declared dead.
+    "wall-clock": '''\
+"""Test-only mutation loaded by the chaos harness (--mutate wall-clock) into every node: the
+Redis store's clock() is the local wall clock. Never load this outside the harness."""
+import time as _time
+
+import distsched_redis.storage as _storage
+
+_storage.RedisStorage.clock = lambda self: _time.time()
+''',
+    # The leader never finds a worker silent: a worker cut off from Redis is never reaped, and
+    # what it held is not re-dispatched. For checking the worker-cut property of faults2.
+    "no-reap": '''\
+"""Test-only mutation loaded by the chaos harness (--mutate no-reap) into the schedulers: every
+worker counts as alive whatever its heartbeat's age. Never load this outside the harness."""
+from distsched.model.worker import Worker
+
+Worker.is_alive = lambda self, now, ttl=0.0: True
+''',
 }
+#: Mutants loaded into the workers too (the others only into the schedulers).
+WORKER_MUTANTS = ("wall-clock",)
+
+#: Written into the run directory of a clock-skew profile and imported at interpreter start
+#: (``sitecustomize``) by the processes run under libfaketime only: libfaketime 0.9.10 with
+#: ``FAKETIME_DONT_FAKE_MONOTONIC=1`` breaks ``clock_nanosleep(CLOCK_MONOTONIC,
+#: TIMER_ABSTIME)`` (EINVAL: wolfcw/libfaketime#426), which Python 3.11's ``time.sleep`` uses;
+#: this ``time.sleep`` waits in ``select`` instead (monotonic, not faked). Nothing else changes.
+SITECUSTOMIZE = '''\
+"""chaos harness: time.sleep without clock_nanosleep under libfaketime (wolfcw/libfaketime#426)."""
+import os
+
+if os.environ.get("CHAOS_FAKETIME"):
+    import select as _select
+    import time as _time
+
+    def _sleep(seconds):
+        end = _time.monotonic() + seconds
+        while True:
+            left = end - _time.monotonic()
+            if left <= 0:
+                return
+            _select.select([], [], [], left)
+
+    _time.sleep = _sleep
+'''
 
 
 def jobs_toml() -> str:
@@ -216,7 +270,7 @@ class Proc(NodeProcess):
         c = self.cluster
         url = c.url_of(self.name)
         head = [sys.executable, "-m", "distsched", "-v", "-p", "chaos_observer"]
-        if self.role == "scheduler" and c.mutant:
+        if self.role == "scheduler" and c.mutant or self.role == "worker" and c.mutant in WORKER_MUTANTS:
             head += ["-p", "chaos_mutant"]
         if self.role == "scheduler":
             return head + ["scheduler", "--storage", url, "--jobs", str(c.dir / "jobs.toml"),
@@ -226,7 +280,14 @@ class Proc(NodeProcess):
                        "--concurrency", str(WORKER_CONCURRENCY), "--heartbeat-interval", str(HEARTBEAT_INTERVAL)]
 
     def environment(self) -> dict[str, str]:
-        return {**super().environment(), "CHAOS_PROC": f"{self.name}-g{self.gen}"}
+        env = {**super().environment(), "CHAOS_PROC": f"{self.name}-g{self.gen}"}
+        if self.cluster.faketime:
+            # The wall clock (CLOCK_REALTIME) is this file's offset from the real one, re-read
+            # at most once a second; the monotonic clock is not faked.
+            env.update({"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(self.cluster.skew_file(self.name)),
+                        "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                        "CHAOS_FAKETIME": "1"})
+        return env
 
     def start(self) -> Proc:
         super().start()
@@ -243,13 +304,23 @@ class Proc(NodeProcess):
 class Cluster(Deployment[RedisServer]):
     """The run directory, Redis, one proxy per scheduler and the processes."""
 
-    def __init__(self, run_dir: Path, mutant: str | None = None) -> None:
+    def __init__(self, run_dir: Path, mutant: str | None = None, *, appendfsync: str = "always",
+                 faketime: bool = False) -> None:
         pythonpath = os.pathsep.join(p for p in (str(run_dir), os.environ.get("PYTHONPATH", "")) if p)
-        super().__init__(RedisServer(appendonly=True, appendfsync="always",
+        super().__init__(RedisServer(appendonly=True, appendfsync=appendfsync,
                                      config={"maxmemory-policy": "noeviction", "enable-debug-command": "local"}),
                          directory=run_dir, log_dir=run_dir / "logs", url_options={"namespace": NAMESPACE},
                          env={"CHAOS_DIR": str(run_dir), "PYTHONPATH": pythonpath})
         self.mutant = mutant
+        self.appendfsync = appendfsync
+        #: Every node runs under libfaketime, its wall clock offset by ``skew/<name>`` (+0 s
+        #: until a clock-skew fault steps it).
+        self.faketime = faketime
+        if faketime:
+            if not os.path.exists(LIBFAKETIME):
+                raise SystemExit(f"{LIBFAKETIME} is missing: install the Debian package faketime")
+            (run_dir / "skew").mkdir(parents=True, exist_ok=True)
+            (run_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
         if mutant:
             (run_dir / "chaos_mutant.py").write_text(MUTANTS[mutant])
         for sub in ("history", "logs", "exec"):
@@ -262,8 +333,21 @@ class Cluster(Deployment[RedisServer]):
         self.proxies: dict[str, Proxy] = {}
         self.procs: dict[str, Proc] = {}  # type: ignore[assignment]
 
+    def skew_file(self, name: str) -> Path:
+        path = self.dir / "skew" / name
+        if not path.exists():
+            path.write_text("+0\n")
+        return path
+
+    def set_skew(self, name: str, seconds: float) -> None:
+        """Step the wall clock of ``name`` (all its generations) to real time + ``seconds``;
+        libfaketime reads the file again within a second."""
+        tmp = self.dir / "skew" / f".{name}.tmp"
+        tmp.write_text(f"{seconds:+.0f}s\n" if seconds else "+0\n")
+        os.replace(tmp, self.dir / "skew" / name)
+
     async def start_proxies(self) -> None:
-        for name in SCHEDULERS:
+        for name in (*SCHEDULERS, PROXIED_WORKER):
             proxy = Proxy(self.store.port)
             await proxy.start()
             self.proxies[name] = proxy

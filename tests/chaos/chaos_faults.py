@@ -13,7 +13,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chaos_cluster import HEARTBEAT_TTL, LEASE_TTL, NAMESPACE, PROXIED, WORKERS, Proc, now
+from chaos_cluster import (
+    HEARTBEAT_TTL,
+    LEASE_TTL,
+    NAMESPACE,
+    PROXIED,
+    PROXIED_WORKER,
+    WORKERS,
+    Proc,
+    now,
+)
 
 from distsched.testing.processes import WaitTimeout, wait_until, wait_until_async
 
@@ -40,6 +49,11 @@ class Profile:
     hang_fraction: float = 0.015
     block_fraction: float = 0.005
     slow_fraction: float = 0.04
+    #: Redis's ``appendfsync`` (``always``: no acknowledged write lost; ``everysec``: the
+    #: loss is measured, the loss properties are reported, not gated).
+    appendfsync: str = "always"
+    #: Every node runs under libfaketime, so clock-skew faults can step its wall clock.
+    faketime: bool = False
 
 
 PROFILES = {
@@ -58,6 +72,22 @@ PROFILES = {
     # harness itself catches a leader write accepted from a superseded term.
     "fence-check": Profile(name="fence-check", window=16.0, tasks=300, quiesce=15.0, warmup=2.0,
                            faults={"leader-zombie": 2}),
+    # The faults the smoke does not inject (issue 15.2): network cuts between a worker and
+    # Redis (drop, blackhole), cuts that deliver requests and drop the replies (a scheduler and
+    # a worker), and a node's wall clock stepped +-30 s while it runs (the leader, a worker).
+    "faults2": Profile(
+        name="faults2", window=66.0, tasks=1600, quiesce=45.0, faketime=True,
+        faults={"wcut-drop": 1, "wcut-blackhole": 1, "wcut-reply-drop": 1, "cut-reply-drop": 1, "skew-leader": 1,
+                "skew-worker": 1},
+    ),
+    # The clock-skew faults only: with --mutate wall-clock it checks that the harness catches a
+    # node that reads its own wall clock.
+    "skew-check": Profile(name="skew-check", window=22.0, tasks=300, quiesce=20.0, warmup=2.0, faketime=True,
+                          faults={"skew-leader": 1, "skew-worker": 1}),
+    # What a Redis kill -9 costs with `appendfsync everysec` (the AOF default): kills right after
+    # a burst of acknowledged submissions, while the jobs fire; the losses are counted.
+    "everysec": Profile(name="everysec", window=40.0, tasks=3000, quiesce=50.0, appendfsync="everysec",
+                        faults={"redis-kill-busy": 4}),
 }
 
 
@@ -98,8 +128,8 @@ class Faults:
 
     def estimate(self, kind: str) -> float:
         return {"leader-kill": 6, "worker-kill": 3.5, "leader-stop": 8, "leader-zombie": 7, "worker-stop": 10,
-                "redis-kill": 6,
-                "redis-shutdown": 6, "redis-sleep": 7}.get(kind, 9.0)
+                "redis-kill": 6, "redis-kill-busy": 5,
+                "redis-shutdown": 6, "redis-sleep": 7, "skew-leader": 11, "skew-worker": 11}.get(kind, 9.0)
 
     async def run_faults(self, started: float) -> list[Fault]:
         """Run the seeded schedule; when it is done before the window closes, run it again
@@ -346,3 +376,96 @@ class Faults:
 
     async def fault_cut_delay(self, f: Fault) -> None:
         await self._cut(f, "delay")
+
+
+    # -- issue 15.2: worker cuts, reply-drop cuts, clock skew, kill -9 under everysec --------
+    async def fault_cut_reply_drop(self, f: Fault) -> None:
+        """``s1``'s requests reach Redis (and run), Redis's replies to it are dropped."""
+        await self._cut(f, "reply-drop")
+
+    async def _worker_cut(self, f: Fault, mode: str) -> None:
+        """A cut between worker ``w1`` and Redis, past the heartbeat TTL, after a burst so that
+        it holds tasks: with ``drop`` / ``blackhole`` its heartbeats stop, the leader reaps it
+        and re-dispatches what it held; after the heal its late results must be refused."""
+        proxy = self.cluster.proxies[PROXIED_WORKER]
+        proc = self.cluster.procs[PROXIED_WORKER]
+        f.extra["burst"] = await self.run.burst(BURST // 2)
+        await asyncio.sleep(0.3)
+        f.target, f.pid, f.mode = proc.name, proc.pid, mode
+        f.extra["worker_ids"] = await self._worker_ids(proc.pid)
+        f.duration = self.rng.uniform(HEARTBEAT_TTL + 2.0, HEARTBEAT_TTL + 4.0)
+        dropped_before = proxy.replies_dropped
+        f.t0 = now()
+        proxy.set_mode(mode)
+        await asyncio.sleep(f.duration)
+        proxy.set_mode("pass")
+        f.t1 = now()
+        f.extra["replies_dropped"] = proxy.replies_dropped - dropped_before
+        if mode != "reply-drop":
+            await self.wait_reaped(f)
+        await asyncio.sleep(1.0)  # held bytes drain, the worker re-registers and reports
+
+    async def fault_wcut_drop(self, f: Fault) -> None:
+        await self._worker_cut(f, "drop")
+
+    async def fault_wcut_blackhole(self, f: Fault) -> None:
+        await self._worker_cut(f, "blackhole")
+
+    async def fault_wcut_reply_drop(self, f: Fault) -> None:
+        await self._worker_cut(f, "reply-drop")
+
+    async def _skew(self, f: Fault, proc: Proc) -> None:
+        """Step ``proc``'s wall clock by +30 s and -30 s (seeded order, about 4 s each), then
+        back: libfaketime rereads the offset within a second. Its monotonic clock is real."""
+        offsets = [30.0, -30.0]
+        self.rng.shuffle(offsets)
+        f.target, f.pid = proc.name, proc.pid
+        f.extra["steps"] = steps = []
+        f.t0 = now()
+        for offset in offsets:
+            self.cluster.set_skew(proc.name, offset)
+            steps.append((now(), offset))
+            await asyncio.sleep(self.rng.uniform(3.5, 4.5))
+        self.cluster.set_skew(proc.name, 0.0)
+        steps.append((now(), 0.0))
+        await asyncio.sleep(1.2)  # the last step takes effect
+        f.t1 = now()
+        f.duration = f.t1 - f.t0
+
+    async def fault_skew_leader(self, f: Fault) -> None:
+        proc = await self._leader_proc()
+        f.node_id, f.was_leader = proc.node_id, True
+        await self._skew(f, proc)
+
+    async def fault_skew_worker(self, f: Fault) -> None:
+        proc = self.cluster.procs[self.rng.choice(WORKERS)]
+        f.extra["worker_ids"] = await self._worker_ids(proc.pid)
+        await self._skew(f, proc)
+
+    async def fault_redis_kill_busy(self, f: Fault) -> None:
+        """Redis ``kill -9`` right after a burst of submissions was acknowledged, while the jobs
+        fire: what the AOF had not written to disk yet is lost (``everysec``) or not
+        (``always``)."""
+        f.target = "redis"
+        f.extra["burst"] = await self.run.burst(BURST // 2)
+        f.extra["acked_before"] = self.run.submitted
+        f.restart_delay = self.rng.uniform(0.5, 1.5)
+
+        def aof_state() -> dict[str, Any]:
+            client = self.cluster.redis_client(timeout=2.0)
+            try:
+                info = client.info("persistence")
+            except Exception as exc:
+                return {"error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                client.close()
+            return {k: info.get(k) for k in ("aof_delayed_fsync", "aof_pending_bio_fsync", "aof_last_write_status")}
+
+        # Whether Redis had postponed an AOF write behind a slow fsync (what a process crash
+        # under everysec can lose), read just before the kill.
+        f.extra["aof"] = await asyncio.to_thread(aof_state)
+        f.t0 = now()
+        await asyncio.to_thread(self.cluster.store.kill)
+        await asyncio.sleep(f.restart_delay)
+        await self._redis_back(f)
+        f.t1 = f.t_back or now()

@@ -113,7 +113,10 @@ class Proxy:
     Modes: ``pass``; ``drop`` (reset every connection, refuse new ones); ``blackhole`` (hold
     every byte, in both directions, until the mode changes - a partition that TCP rides out;
     new connections are accepted but not connected upstream meanwhile); ``delay`` (each chunk
-    is forwarded ``delay`` seconds after it arrived, in order, each way).
+    is forwarded ``delay`` seconds after it arrived, in order, each way); ``reply-drop``
+    (requests reach Redis and are executed, its replies are discarded - a one-way cut of the
+    return path; new connections are connected; a connection that lost a reply is reset
+    when the mode changes back).
 
     It also logs every fenced leader write passing through (:class:`WireLog`): its token
     (node and term) and whether the store accepted it or refused it as FENCED - seen on the
@@ -132,6 +135,8 @@ class Proxy:
         self.connections = 0
         self.refused = 0
         self.reset = 0
+        #: Reply chunks discarded in ``reply-drop`` mode.
+        self.replies_dropped = 0
         self._changed = asyncio.Event()
         self._conns: set[_ProxyConn] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -168,12 +173,20 @@ class Proxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     def set_mode(self, mode: str, delay: float = 0.0) -> None:
-        assert mode in ("pass", "drop", "blackhole", "delay"), mode
+        assert mode in ("pass", "drop", "blackhole", "delay", "reply-drop"), mode
         self.mode, self.delay = mode, delay
         if mode == "drop":
             for conn in list(self._conns):
                 conn.abort()
                 self.reset += 1
+        if mode != "reply-drop":
+            # A connection that lost part of its reply stream cannot carry on (the next reply
+            # would answer an earlier request): it is reset when the cut heals, as TCP would
+            # once the return path is back and the peers disagree.
+            for conn in list(self._conns):
+                if conn.replies_dropped:
+                    conn.abort()
+                    self.reset += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -206,7 +219,7 @@ class Proxy:
 
     def stats(self) -> dict[str, Any]:
         return {"port": self.port, "connections": self.connections, "refused": self.refused,
-                "reset": self.reset, "fenced_replies": len(self.fenced), "fenced_at": self.fenced,
+                "reset": self.reset, "replies_dropped": self.replies_dropped, "fenced_replies": len(self.fenced), "fenced_at": self.fenced,
                 "leader_writes": self.writes, "unparsed_connections": self.unparsed}
 
 
@@ -218,6 +231,8 @@ class _ProxyConn:
         self.u_writer: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.aborted = False
+        #: Set once a reply chunk was discarded (``reply-drop``): the stream is broken for good.
+        self.replies_dropped = False
 
     def abort(self) -> None:
         self.aborted = True
@@ -304,6 +319,10 @@ class _ProxyConn:
                 if upstream and chunk is not None:
                     await self.proxy._maybe_hold(chunk)
                 queue.popleft()
+                if not upstream and chunk is not None and (self.proxy.mode == "reply-drop" or self.replies_dropped):
+                    self.replies_dropped = True
+                    self.proxy.replies_dropped += 1
+                    continue
                 if chunk is None:
                     # Half-close: the peer still gets (and answers) what was sent before.
                     if writer.can_write_eof():

@@ -81,7 +81,7 @@ class Run:
         self.rng = random.Random(seed)
         self.dir = run_dir
         self.verbose = verbose
-        self.cluster = Cluster(run_dir, mutant)
+        self.cluster = Cluster(run_dir, mutant, appendfsync=profile.appendfsync, faketime=profile.faketime)
         self.faults_log = JsonlWriter(run_dir / "faults.jsonl")
         self.acked_log = JsonlWriter(run_dir / "acked.jsonl")
         self.supervisor_log = JsonlWriter(run_dir / "supervisor.jsonl")
@@ -110,6 +110,21 @@ class Run:
         self.app = DistributeSchedule(self.cluster.url)
         await self.app.storage()
         self.election = await self.app.engine.open_election()
+
+    async def mono_to_server(self) -> float:
+        """Redis's time minus this machine's monotonic clock (best of a few TIME round trips):
+        the check maps the events' ``mono`` stamps to the server's time with it."""
+        client = self.cluster.redis_client()
+        try:
+            best: tuple[float, float] = (float("inf"), 0.0)
+            for _ in range(5):
+                t0 = time.monotonic()
+                sec, usec = await asyncio.to_thread(client.time)
+                t1 = time.monotonic()
+                best = min(best, (t1 - t0, sec + usec / 1e6 - (t0 + t1) / 2))
+            return best[1]
+        finally:
+            client.close()
 
     async def leader(self) -> str | None:
         try:
@@ -314,7 +329,8 @@ class Run:
         await asyncio.to_thread(c.start)
         await c.start_proxies()
         self.meta["redis"] = {"port": c.store.port, "dir": str(c.store.dir), "appendonly": "yes",
-                              "appendfsync": "always", "maxmemory-policy": "noeviction"}
+                              "appendfsync": c.appendfsync, "maxmemory-policy": "noeviction"}
+        self.meta["mono_to_server"] = await self.mono_to_server()
         self.meta["proxy_ports"] = {n: p.port for n, p in c.proxies.items()}
         await self.open_client()
         # The jobs of the jobs file go in once through the API (the schedulers' --jobs then
