@@ -216,7 +216,7 @@ class Proc(NodeProcess):
         c = self.cluster
         url = c.url_of(self.name)
         head = [sys.executable, "-m", "distsched", "-v", "-p", "chaos_observer"]
-        if self.role == "scheduler" and c.mutant:
+        if self.role == "scheduler" and c.mutant and c.storage == "redis":
             head += ["-p", "chaos_mutant"]
         if self.role == "scheduler":
             return head + ["scheduler", "--storage", url, "--jobs", str(c.dir / "jobs.toml"),
@@ -240,17 +240,33 @@ class Proc(NodeProcess):
         self.kill()
 
 
-class Cluster(Deployment[RedisServer]):
-    """The run directory, Redis, one proxy per scheduler and the processes."""
+def store_server(storage: str) -> Any:
+    """The throwaway store server of a run: ``redis`` (AOF always) or ``postgres`` (a
+    cluster of its own, see chaos_pg)."""
+    if storage == "postgres":
+        from chaos_pg import SETTINGS
 
-    def __init__(self, run_dir: Path, mutant: str | None = None) -> None:
+        from distsched.testing.postgres_server import PostgresServer
+
+        return PostgresServer(settings=SETTINGS)
+    return RedisServer(appendonly=True, appendfsync="always",
+                       config={"maxmemory-policy": "noeviction", "enable-debug-command": "local"})
+
+
+class Cluster(Deployment[Any]):
+    """The run directory, the store (Redis, or PostgreSQL with ``storage="postgres"``), one
+    proxy per scheduler and the processes."""
+
+    def __init__(self, run_dir: Path, mutant: str | None = None, storage: str = "redis") -> None:
         pythonpath = os.pathsep.join(p for p in (str(run_dir), os.environ.get("PYTHONPATH", "")) if p)
-        super().__init__(RedisServer(appendonly=True, appendfsync="always",
-                                     config={"maxmemory-policy": "noeviction", "enable-debug-command": "local"}),
+        super().__init__(store_server(storage),
                          directory=run_dir, log_dir=run_dir / "logs", url_options={"namespace": NAMESPACE},
                          env={"CHAOS_DIR": str(run_dir), "PYTHONPATH": pythonpath})
+        self.storage = storage
         self.mutant = mutant
-        if mutant:
+        # On PostgreSQL the fence is checked in the database: the mutant is applied there
+        # (chaos_pg.MUTANT_SQL), not loaded into the schedulers.
+        if mutant and storage == "redis":
             (run_dir / "chaos_mutant.py").write_text(MUTANTS[mutant])
         for sub in ("history", "logs", "exec"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -263,13 +279,20 @@ class Cluster(Deployment[RedisServer]):
         self.procs: dict[str, Proc] = {}  # type: ignore[assignment]
 
     async def start_proxies(self) -> None:
+        proxy_class = Proxy
+        if self.storage == "postgres":
+            from chaos_pg import PgProxy
+
+            proxy_class = PgProxy
         for name in SCHEDULERS:
-            proxy = Proxy(self.store.port)
+            proxy = proxy_class(self.store.port)
             await proxy.start()
             self.proxies[name] = proxy
 
     def url_of(self, name: str) -> str:
         proxy = self.proxies.get(name)
+        if proxy is not None and self.storage == "postgres":
+            return self.url.replace(f"@{LOOPBACK}:{self.store.port}/", f"@{LOOPBACK}:{proxy.port}/")
         return self.url if proxy is None else f"redis://{LOOPBACK}:{proxy.port}/0?namespace={NAMESPACE}"
 
     @property
