@@ -543,7 +543,8 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
         else "Redis restarts/stalls"
     props.append(Prop("redis_recovery", not_recovered == 0 and manual == 0,
                       f"recovery after {store_name}: first dispatch or finish p50 {fmt(percentile(recov, 50))} "
-                      f"/ max {fmt(max(recov) if recov else None)} after the store was back, over {n_redis} faults "
+                      f"/ max {fmt(max(recov) if recov else None)} after "
+                      f"{'PostgreSQL' if pg is not None else 'Redis'} was back, over {n_redis} faults "
                       f"(not recovered within {RECOVERY_BOUND:g}s: {not_recovered}); manual steps: {manual} "
                       f"(processes that exited on their own and had to be restarted)"))
 

@@ -80,8 +80,10 @@ def test_postgres_smoke_zombie_leader_is_fenced(pg_smoke):
     assert pg_smoke["terms_strictly_increasing"]
     assert pg_smoke["fenced_writes_refused"] > 0
     zombies = pg_smoke["zombie_pauses"]
+    # Every late write of a paused leader is refused (the DSFEN count of the server log rose
+    # across each such pause). Whether the resumed node steps down on that refusal or on its
+    # renewal's timeout, which also expired during the pause, is a race: not asserted.
     assert zombies["write_in_flight"] >= 1 and zombies["refused_on_wire"] == zombies["write_in_flight"]
-    assert pg_smoke["fenced_step_downs"] >= 1
 
 
 def test_postgres_smoke_recovers_unaided_within_bounds(pg_smoke):
