@@ -1,5 +1,5 @@
 """The chaos harness's deployment: one throwaway ``redis-server`` (AOF ``appendfsync
-always``), the scheduler and worker processes (a :class:`distsched.testing.processes.Deployment`
+always``; or a PostgreSQL cluster with ``storage="postgres"``, see chaos_pg), the scheduler and worker processes (a :class:`distsched.testing.processes.Deployment`
 of :class:`Proc`), the files written into the run directory (the observer plugin, the task
 functions, the jobs file, the test-only mutants) and the timings every process runs with.
 
