@@ -64,9 +64,13 @@ class Prop:
     line: str
     #: False: reported, but does not decide the exit status (an observation, not a promise).
     gate: bool = True
+    #: True: a check that does not apply to this store (printed "n/a", never passed silently).
+    na: bool = False
 
     @property
     def label(self) -> str:
+        if self.na:
+            return "n/a"
         return ("ok" if self.ok else "FAIL") if self.gate else ("info" if self.ok else "note")
 
 
@@ -93,7 +97,9 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
         by_kind[e["kind"]].append(e)
     for rows in by_kind.values():
         rows.sort(key=lambda e: e["at"])
-    fig: dict[str, Any] = {"profile": meta["profile"]["name"], "seed": meta["seed"],
+    #: On PostgreSQL: the audit of leader writes and the server log's refusals (chaos_pg.collect).
+    pg = meta.get("postgres") if meta.get("storage") == "postgres" else None
+    fig: dict[str, Any] = {"profile": meta["profile"]["name"], "seed": meta["seed"], "storage": meta.get("storage", "redis"),
                            "wall_seconds": meta.get("wall_seconds"), "faults": meta.get("faults_run", {}),
                            "events": len(events)}
     props: list[Prop] = []
@@ -146,8 +152,13 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
             if m:
                 reasons[m.group(2).split(":")[0]] += 1
     lost_reasons = Counter(e["reason"].split(":")[0] for e in by_kind["leader.lost"])
-    wire_by = {n: p.get("fenced_replies", 0) for n, p in meta.get("proxies", {}).items()}
+    if pg is not None:
+        # No wire parser on PostgreSQL: each refusal is a DSFEN error line of the server log.
+        wire_by = dict(Counter(r["node"].split("-g", 1)[0] for r in pg["refusals"]))
+    else:
+        wire_by = {n: p.get("fenced_replies", 0) for n, p in meta.get("proxies", {}).items()}
     wire = sum(wire_by.values())
+    wire_label = "DSFEN errors in the PostgreSQL server log" if pg is not None else "FENCED replies on the wire"
     fig["fenced_replies_on_wire_by_scheduler"] = wire_by
     fig["step_downs_by_reason"] = dict(reasons)
     fig["leader_lost_events_by_reason"] = dict(lost_reasons)
@@ -176,7 +187,7 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
     props.append(Prop("fenced_writes_refused", refused > 0 and zombie_fenced == len(held),
                       f"fenced writes refused: {refused} (leaders stepping down '(fenced)' in logs: "
                       f"{reasons.get('fenced', 0)}, leader.lost reason fenced: {lost_reasons.get('fenced', 0)}, "
-                      f"FENCED replies on the wire: {wire}; other step-downs: "
+                      f"{wire_label}: {wire}; other step-downs: "
                       + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items()) if k != "fenced") or "none")
                       + f"); leader paused with a write in flight: refused {zombie_fenced}/{len(held)}, stepped down "
                       f"'(fenced)' {zombie_stepped}/{len(held)}; leader paused at a random busy moment: a write refused "
@@ -449,21 +460,47 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
         term = int(tok.rsplit("|", 1)[1])
         if any(tt > term and at < t - CLOCK_TOLERANCE for at, tt, _ in terms):
             stale_accepted_wire.append((t, tok))
+    if pg is not None:
+        # The audit table (chaos_pg): each committed leader write and each acquisition, with
+        # its commit time on the server; a write of term T committed after a term > T was
+        # acquired was accepted from a superseded term.
+        acquired = [(c, t) for _, t, c in pg["acquisitions"] if c is not None]
+        accepted = [(c, f"{n}|{t}") for n, t, c in pg["writes"]]
+        stale_accepted_wire = [(c, tok) for c, tok in accepted
+                               if c is None or any(tt > int(tok.rsplit("|", 1)[1]) and at < c for at, tt in acquired)]
+        acquired.sort()
+        fig["store_leader_writes"] = {"accepted": len(accepted), "refused": len(pg["refusals"]),
+                                      "accepted_from_a_superseded_term": len(stale_accepted_wire),
+                                      "acquisitions": len(acquired),
+                                      "acquisition_terms_increasing": all(b[1] > a[1] for a, b in
+                                                                          zip(acquired, acquired[1:])),
+                                      "source": "audit table (commit times) + server log (DSFEN)"}
+        wire_writes = []
+        monotonic = monotonic and fig["store_leader_writes"]["acquisition_terms_increasing"]
     fig["wire_leader_writes"] = {"accepted": len(accepted),
                                  "refused": sum(1 for w in wire_writes if w[2] == "FENCED"),
                                  "other": sum(1 for w in wire_writes if w[2] not in ("OK", "FENCED")),
                                  "accepted_from_a_superseded_term": len(stale_accepted_wire),
                                  "unparsed_connections": sum(p.get("unparsed_connections", 0)
                                                              for p in meta.get("proxies", {}).values())}
+    if pg is not None:
+        fig["wire_leader_writes"] = "n/a on postgres"
     fig["elections"] = len(terms)
     fig["terms_strictly_increasing"] = monotonic
     fig["dispatches_outside_a_term"] = bad_order
     fig["dispatches_from_a_superseded_term"] = zombie_dispatch
+    where = (f"committed per the audit table, {len(pg['refusals'])} refused DSFEN, judged on server commit times"
+             if pg is not None else f"accepted on the wire ({fig['wire_leader_writes']['refused']} refused FENCED)")
     props.append(Prop("zombie_leader", bad_order == 0 and zombie_dispatch == 0 and monotonic and not stale_accepted_wire,
                       f"zombie leader: leader writes accepted after a higher term was elected: {len(stale_accepted_wire)} "
-                      f"of {len(accepted)} accepted on the wire ({fig['wire_leader_writes']['refused']} refused FENCED); "
+                      f"of {len(accepted)} {where}; "
                       f"dispatch events from an old term: {zombie_dispatch} (outside any term of the node: {bad_order}); "
                       f"terms strictly increasing over {len(terms)} elections: {'yes' if monotonic else 'NO'}"))
+
+    if pg is not None:
+        props.append(Prop("wire_log", True, "leader writes read off the wire (RESP: FENCED replies, unparsed "
+                          "connections): n/a on postgres - the proxy only forwards bytes; refusals come from the "
+                          "server log, accepted writes from the audit table", gate=False, na=True))
 
     # 10. timeouts -------------------------------------------------------------------------
     end = final["now"]
@@ -494,7 +531,7 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
     recov_detail = []
     finished_ev = by_kind["task.finished"]
     for f in faults:
-        if f["kind"] not in ("redis-kill", "redis-shutdown", "redis-sleep") or not f.get("t_back"):
+        if f["kind"] not in ("redis-kill", "redis-shutdown", "redis-sleep", "pg-crash") or not f.get("t_back"):
             continue
         back = f["t_back"]
         d = next((e["at"] for e in by_kind["task.dispatched"] if e["at"] > back), None)
@@ -508,15 +545,23 @@ def check(run_dir: Path) -> tuple[dict[str, Any], list[Prop]]:
     n_redis = len(recov_detail)
     not_recovered = n_redis - sum(1 for x in recov if x <= RECOVERY_BOUND)
     manual = len(sup)
-    fig["redis_recovery"] = {"n": n_redis, "p50": percentile(recov, 50), "max": max(recov) if recov else None,
+    fig["postgres_recovery" if pg is not None else "redis_recovery"] = {"n": n_redis, "p50": percentile(recov, 50), "max": max(recov) if recov else None,
                              "detail": recov_detail, "not_recovered": not_recovered}
     fig["unexpected_process_exits"] = manual
     fig["manual_steps"] = manual
+    store_name = "PostgreSQL crashes (pg_ctl stop -m immediate) and restarts" if pg is not None \
+        else "Redis restarts/stalls"
     props.append(Prop("redis_recovery", not_recovered == 0 and manual == 0,
-                      f"recovery after Redis restarts/stalls: first dispatch or finish p50 {fmt(percentile(recov, 50))} "
-                      f"/ max {fmt(max(recov) if recov else None)} after Redis was back, over {n_redis} faults "
+                      f"recovery after {store_name}: first dispatch or finish p50 {fmt(percentile(recov, 50))} "
+                      f"/ max {fmt(max(recov) if recov else None)} after "
+                      f"{'PostgreSQL' if pg is not None else 'Redis'} was back, over {n_redis} faults "
                       f"(not recovered within {RECOVERY_BOUND:g}s: {not_recovered}); manual steps: {manual} "
                       f"(processes that exited on their own and had to be restarted)"))
+
+    if pg is not None:
+        props.append(Prop("store_stall", True, "store stall (Redis DEBUG SLEEP) and SHUTDOWN NOSAVE: n/a on postgres - "
+                          "the PostgreSQL faults are pg_ctl stop -m immediate + restart on the same port",
+                          gate=False, na=True))
 
     # 12. network cut of s1 (information + bound on self-demotion) --------------------------
     demotion: list[float] = []

@@ -1,5 +1,5 @@
 """The chaos harness's deployment: one throwaway ``redis-server`` (AOF ``appendfsync
-always``), the scheduler and worker processes (a :class:`distsched.testing.processes.Deployment`
+always``; or a PostgreSQL cluster with ``storage="postgres"``, see chaos_pg), the scheduler and worker processes (a :class:`distsched.testing.processes.Deployment`
 of :class:`Proc`), the files written into the run directory (the observer plugin, the task
 functions, the jobs file, the test-only mutants) and the timings every process runs with.
 
@@ -270,7 +270,8 @@ class Proc(NodeProcess):
         c = self.cluster
         url = c.url_of(self.name)
         head = [sys.executable, "-m", "distsched", "-v", "-p", "chaos_observer"]
-        if self.role == "scheduler" and c.mutant or self.role == "worker" and c.mutant in WORKER_MUTANTS:
+        if c.storage == "redis" and (self.role == "scheduler" and c.mutant
+                                     or self.role == "worker" and c.mutant in WORKER_MUTANTS):
             head += ["-p", "chaos_mutant"]
         if self.role == "scheduler":
             return head + ["scheduler", "--storage", url, "--jobs", str(c.dir / "jobs.toml"),
@@ -301,16 +302,30 @@ class Proc(NodeProcess):
         self.kill()
 
 
-class Cluster(Deployment[RedisServer]):
-    """The run directory, Redis, one proxy per scheduler and the processes."""
+def store_server(storage: str, appendfsync: str = "always") -> Any:
+    """The throwaway store server of a run: ``redis`` (AOF, ``appendfsync`` always unless a
+    profile says otherwise) or ``postgres`` (a cluster of its own, see chaos_pg)."""
+    if storage == "postgres":
+        from chaos_pg import SETTINGS
 
-    def __init__(self, run_dir: Path, mutant: str | None = None, *, appendfsync: str = "always",
-                 faketime: bool = False) -> None:
+        from distsched.testing.postgres_server import PostgresServer
+
+        return PostgresServer(settings=SETTINGS)
+    return RedisServer(appendonly=True, appendfsync=appendfsync,
+                       config={"maxmemory-policy": "noeviction", "enable-debug-command": "local"})
+
+
+class Cluster(Deployment[Any]):
+    """The run directory, the store (Redis, or PostgreSQL with ``storage="postgres"``), one
+    proxy per scheduler (and one for worker ``w1``) and the processes."""
+
+    def __init__(self, run_dir: Path, mutant: str | None = None, storage: str = "redis", *,
+                 appendfsync: str = "always", faketime: bool = False) -> None:
         pythonpath = os.pathsep.join(p for p in (str(run_dir), os.environ.get("PYTHONPATH", "")) if p)
-        super().__init__(RedisServer(appendonly=True, appendfsync=appendfsync,
-                                     config={"maxmemory-policy": "noeviction", "enable-debug-command": "local"}),
+        super().__init__(store_server(storage, appendfsync),
                          directory=run_dir, log_dir=run_dir / "logs", url_options={"namespace": NAMESPACE},
                          env={"CHAOS_DIR": str(run_dir), "PYTHONPATH": pythonpath})
+        self.storage = storage
         self.mutant = mutant
         self.appendfsync = appendfsync
         #: Every node runs under libfaketime, its wall clock offset by ``skew/<name>`` (+0 s
@@ -321,7 +336,9 @@ class Cluster(Deployment[RedisServer]):
                 raise SystemExit(f"{LIBFAKETIME} is missing: install the Debian package faketime")
             (run_dir / "skew").mkdir(parents=True, exist_ok=True)
             (run_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        if mutant:
+        # On PostgreSQL the fence is checked in the database: the mutant is applied there
+        # (chaos_pg.MUTANT_SQL), not loaded into the schedulers.
+        if mutant and storage == "redis":
             (run_dir / "chaos_mutant.py").write_text(MUTANTS[mutant])
         for sub in ("history", "logs", "exec"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -347,13 +364,20 @@ class Cluster(Deployment[RedisServer]):
         os.replace(tmp, self.dir / "skew" / name)
 
     async def start_proxies(self) -> None:
+        proxy_class = Proxy
+        if self.storage == "postgres":
+            from chaos_pg import PgProxy
+
+            proxy_class = PgProxy
         for name in (*SCHEDULERS, PROXIED_WORKER):
-            proxy = Proxy(self.store.port)
+            proxy = proxy_class(self.store.port)
             await proxy.start()
             self.proxies[name] = proxy
 
     def url_of(self, name: str) -> str:
         proxy = self.proxies.get(name)
+        if proxy is not None and self.storage == "postgres":
+            return self.url.replace(f"@{LOOPBACK}:{self.store.port}/", f"@{LOOPBACK}:{proxy.port}/")
         return self.url if proxy is None else f"redis://{LOOPBACK}:{proxy.port}/0?namespace={NAMESPACE}"
 
     @property

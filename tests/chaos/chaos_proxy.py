@@ -168,6 +168,10 @@ class Proxy:
         self.hold_caught.set()
         await release.wait()
 
+    def make_wire_log(self) -> Any:
+        """The per-connection wire log (RESP: :class:`WireLog`; chaos_pg.PgProxy: none)."""
+        return WireLog(self)
+
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, LOOPBACK, 0)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -260,7 +264,7 @@ class _ProxyConn:
         c2s: deque[tuple[float, bytes | None]] = deque()
         s2c: deque[tuple[float, bytes | None]] = deque()
         c2s_ready, s2c_ready = asyncio.Event(), asyncio.Event()
-        self.wire = WireLog(self.proxy)
+        self.wire = self.proxy.make_wire_log()
         reader_c = asyncio.create_task(self._read(self.c_reader, c2s, c2s_ready, parse=self.wire.client))
         self.tasks.append(reader_c)
         try:

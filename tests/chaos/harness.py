@@ -29,7 +29,11 @@ profiles and the fault schedule), ``chaos_checks`` (the offline check); this mod
 them (:class:`Run`, :func:`run`).
 
 Only processes started here are ever signalled, by their own pid; all traffic is on 127.0.0.1.
-Entry point: ``python tests/chaos/run.py --profile smoke|soak [--seed N] [--json]``.
+``--storage postgres`` runs the same on a throwaway PostgreSQL cluster (``initdb`` +
+``pg_ctl``); what differs there (the store's faults, how fenced writes are counted without a
+wire parser) is in ``chaos_pg``.
+
+Entry point: ``python tests/chaos/run.py --profile smoke|soak [--seed N] [--json] [--storage redis|postgres]``.
 """
 
 import asyncio
@@ -75,13 +79,23 @@ class Run:
     quiesce, snapshot the store and stop everything; then :func:`check` judges the files."""
 
     def __init__(self, profile: Profile, seed: int, run_dir: Path, *, verbose: bool = True,
-                 mutant: str | None = None) -> None:
+                 mutant: str | None = None, storage: str = "redis") -> None:
+        if storage == "postgres":
+            import logging
+
+            from chaos_pg import profile_for
+
+            profile = profile_for(profile)
+            # The harness's own client pool warns (with a traceback) at every reconnection
+            # while the server is down; the nodes' logs keep their own.
+            logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
+        self.storage = storage
         self.profile = profile
         self.seed = seed
         self.rng = random.Random(seed)
         self.dir = run_dir
         self.verbose = verbose
-        self.cluster = Cluster(run_dir, mutant, appendfsync=profile.appendfsync, faketime=profile.faketime)
+        self.cluster = Cluster(run_dir, mutant, storage, appendfsync=profile.appendfsync, faketime=profile.faketime)
         self.faults_log = JsonlWriter(run_dir / "faults.jsonl")
         self.acked_log = JsonlWriter(run_dir / "acked.jsonl")
         self.supervisor_log = JsonlWriter(run_dir / "supervisor.jsonl")
@@ -94,6 +108,7 @@ class Run:
         self._submit_lock = asyncio.Lock()
         self._submit_app: Any = None
         self.meta: dict[str, Any] = {"profile": asdict(profile), "seed": seed, "dir": str(run_dir), "mutant": mutant,
+                                     "storage": storage,
                                      "timings": {"lease_ttl": LEASE_TTL, "renew_interval": RENEW_INTERVAL,
                                                  "heartbeat_ttl": HEARTBEAT_TTL,
                                                  "heartbeat_interval": HEARTBEAT_INTERVAL,
@@ -328,11 +343,16 @@ class Run:
         self.meta["started"] = t_start
         await asyncio.to_thread(c.start)
         await c.start_proxies()
-        self.meta["redis"] = {"port": c.store.port, "dir": str(c.store.dir), "appendonly": "yes",
-                              "appendfsync": c.appendfsync, "maxmemory-policy": "noeviction"}
-        self.meta["mono_to_server"] = await self.mono_to_server()
+        if self.storage == "redis":
+            self.meta["redis"] = {"port": c.store.port, "dir": str(c.store.dir), "appendonly": "yes",
+                                  "appendfsync": c.appendfsync, "maxmemory-policy": "noeviction"}
+            self.meta["mono_to_server"] = await self.mono_to_server()
         self.meta["proxy_ports"] = {n: p.port for n, p in c.proxies.items()}
         await self.open_client()
+        if self.storage == "postgres":
+            from chaos_pg import install
+
+            await install(await self.app.storage(), c.mutant)
         # The jobs of the jobs file go in once through the API (the schedulers' --jobs then
         # find them identical), so three schedulers starting at once do not race to add them.
         from distsched.jobs import load_jobs_file
@@ -357,14 +377,19 @@ class Run:
 
         with contextlib.suppress(WaitTimeout):
             await wait_until_async(workers_up, 45, what="every worker", interval=0.2)
-        self.say(f"{len(c.procs)} processes up on redis port {c.store.port} (proxies {', '.join(str(p.port) for p in c.proxies.values())}); "
+        self.say(f"{len(c.procs)} processes up on {self.storage} port {c.store.port} (proxies {', '.join(str(p.port) for p in c.proxies.values())}); "
                  f"profile {p.name}, seed {self.seed}")
         self.items = items = self.workload()
         t_faults = time.monotonic() + p.warmup
         submit_task = asyncio.create_task(self.submitter(span=p.window * 0.85 + p.warmup))
         await asyncio.sleep(p.warmup)
         self.meta["faults_started"] = now()
-        faults = await Faults(self).run_faults(t_faults)
+        if self.storage == "postgres":
+            from chaos_pg import PgFaults
+
+            faults = await PgFaults(self).run_faults(t_faults)
+        else:
+            faults = await Faults(self).run_faults(t_faults)
         self.meta["faults_ended"] = now()
         self.meta["faults_run"] = dict(Counter(f.kind for f in faults))
         self.say(f"faults over ({len(faults)}); quiescing (submitted {self.submitted}/{len(items)})")
@@ -378,6 +403,10 @@ class Run:
         self.meta["stopping"] = now()
         self.meta["exit_codes"] = await self.stop_all()
         self.meta["proxies"] = {n: p.stats() for n, p in c.proxies.items()}
+        if self.storage == "postgres":
+            from chaos_pg import collect
+
+            self.meta["postgres"] = await collect(self)
         self.meta["submit_errors"] = self.submit_errors
         self.meta["submitted"] = self.submitted
         self.meta["ended"] = now()
@@ -394,6 +423,10 @@ class Run:
     def cleanup(self) -> None:
         # kill -9 what still runs; stopping Redis removes its temp dir, keeping the AOF out of
         # the run directory.
+        if self.storage == "postgres" and not (self.dir / "postgres.log").exists():
+            from chaos_pg import server_log
+
+            (self.dir / "postgres.log").write_text(server_log(self.cluster))
         self.cluster.close()
         for w in (self.faults_log, self.acked_log, self.supervisor_log, self.cluster.proc_log):
             w.close()
@@ -414,14 +447,20 @@ def compact(task: Any) -> dict[str, Any]:
 
 # -- entry point ---------------------------------------------------------------------------
 def run(profile: str = "smoke", seed: int | None = None, *, workdir: str | None = None, as_json: bool = False,
-        keep: bool = True, verbose: bool = True, mutant: str | None = None) -> tuple[dict[str, Any], list[Prop]]:
-    if shutil.which("redis-server") is None:
+        keep: bool = True, verbose: bool = True, mutant: str | None = None,
+        storage: str = "redis") -> tuple[dict[str, Any], list[Prop]]:
+    if storage == "postgres":
+        from distsched.testing.postgres_server import postgres_bindir
+
+        if postgres_bindir() is None:
+            raise SystemExit("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    elif shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not on PATH")
     prof = PROFILES[profile]
     seed = int(seed if seed is not None else random.SystemRandom().randrange(1, 10**6))
     run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"distsched-chaos-{profile}-"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    harness = Run(prof, seed, run_dir, verbose=verbose, mutant=mutant)
+    harness = Run(prof, seed, run_dir, verbose=verbose, mutant=mutant, storage=storage)
     try:
         asyncio.run(harness.main())
     finally:
@@ -429,9 +468,12 @@ def run(profile: str = "smoke", seed: int | None = None, *, workdir: str | None 
     fig, props = check(run_dir)
     fig["dir"] = str(run_dir)
     fig["command"] = f"python tests/chaos/run.py --profile {profile} --seed {seed}" + (f" --mutate {mutant}" if mutant else "")
+    if storage != "redis":
+        fig["command"] += f" --storage {storage}"
     fig["mutant"] = mutant
     out = sys.stderr if as_json else sys.stdout
-    print(f"chaos {profile} seed {seed}{' MUTANT ' + mutant if mutant else ''}: {meta_line(run_dir)}", file=out)
+    on = "" if storage == "redis" else f" on {storage}"
+    print(f"chaos {profile}{on} seed {seed}{' MUTANT ' + mutant if mutant else ''}: {meta_line(run_dir)}", file=out)
     for p in props:
         print(f"  [{p.label}] {p.line}", file=out)
     print(f"  run directory: {run_dir}", file=out)

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", metavar="DIR", default=None, help="only re-check the files of an earlier run")
     parser.add_argument("--mutate", choices=sorted(harness.MUTANTS), default=None,
                         help="run the schedulers with a deliberate engine defect (checks the harness catches it)")
+    parser.add_argument("--storage", choices=("redis", "postgres"), default="redis",
+                        help="the store under test: a throwaway redis-server (default) or PostgreSQL cluster")
     args = parser.parse_args(argv)
     if args.check:
         fig, props = harness.check(Path(args.check))
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(fig, default=str))
         return 0 if fig["ok"] else 1
     fig, _ = harness.run(args.profile, args.seed, workdir=args.workdir, as_json=args.json,
-                         keep=not args.clean, verbose=not args.quiet, mutant=args.mutate)
+                         keep=not args.clean, verbose=not args.quiet, mutant=args.mutate,
+                         storage=args.storage)
     return 0 if fig["ok"] else 1
 
 

@@ -100,6 +100,8 @@ class Scheduler:
         self._stalled_at = float("-inf")
         #: time.monotonic() when the lease renewal in flight started (None: none in flight).
         self._renewing_since: float | None = None
+        #: Renewals given up on (timed out) that have not unwound yet.
+        self._abandoned: set[asyncio.Future[bool]] = set()
         #: Quarantined records already reported as events (None: not looked yet this term).
         self._quarantined_seen: int | None = None
         #: Store time of this node's last refused lease acquisition (another node held it).
@@ -203,6 +205,9 @@ class Scheduler:
             asyncio.create_task(lost.wait(), name="distsched-lost"),
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # It stops leading here; a leader write stuck in its store client may take longer to
+        # unwind (below), which must not delay when the step-down is recorded.
+        stopped_at = self.storage.clock()
         self.is_leader.clear()
         self._role_changed.set()
         self.fence = None
@@ -230,17 +235,35 @@ class Scheduler:
             except Exception as exc:
                 log.warning("%s: could not release the lease: %s", self.node_id, exc)
         log.info("%s: stopped leading term %d (%s)", self.node_id, fence.term, reason)
-        self.events.emit(ev.LeadershipLost(at=self.storage.clock(), node_id=self.node_id, term=fence.term, reason=reason))
+        self.events.emit(ev.LeadershipLost(at=stopped_at, node_id=self.node_id, term=fence.term, reason=reason))
         if not stop.is_set() and reason.startswith(("error", "store unreachable")):
             await wait_or_stop(stop, self.config.renew_interval)
+
+    def _unwound(self, renewal: asyncio.Future[bool]) -> None:
+        self._abandoned.discard(renewal)
+        if not renewal.cancelled():
+            renewal.exception()  # retrieved: it was given up on already
 
     async def _renew(self, fence: Fence, lost: asyncio.Event) -> None:
         cfg = self.config
         while True:
             await asyncio.sleep(cfg.renew_interval)
             started = self._renewing_since = time.monotonic()
+            # Not asyncio.wait_for: it waits for the cancelled call to end, and a store client
+            # may wait out its own cancellation (asyncpg sends a cancel request and waits for
+            # it, through the same cut network): the timeout must bound the step-down.
+            renewal = asyncio.ensure_future(self.election.renew(fence))
             try:
-                ok = await asyncio.wait_for(self.election.renew(fence), timeout=max(0.05, cfg.lease_ttl - cfg.renew_interval))
+                done, _ = await asyncio.wait({renewal}, timeout=max(0.05, cfg.lease_ttl - cfg.renew_interval))
+                if not done:
+                    renewal.cancel()
+                    self._abandoned.add(renewal)
+                    renewal.add_done_callback(self._unwound)
+                    raise asyncio.TimeoutError("no answer within the lease ttl minus the renew interval")
+                ok = renewal.result()
+            except asyncio.CancelledError:
+                renewal.cancel()
+                raise
             except Exception as exc:
                 log.warning("%s: lease renewal failed (%s: %s); stepping down", self.node_id, type(exc).__name__, exc)
                 ok = False

@@ -408,6 +408,60 @@ async def test_a_slow_or_hanging_lease_renewal_counts_as_a_store_stall():
         await leader.app.stop()
 
 
+async def test_a_renewal_stuck_in_its_own_cancellation_still_steps_the_leader_down_in_time():
+    """A store client may wait out its own cancellation (asyncpg sends a cancel request and
+    waits for it - through the same cut network): the renewal's timeout must still bound the
+    step-down, and leader.lost must record when the node stopped leading, not when the stuck
+    call unwound (found by the chaos harness on PostgreSQL: a blackholed leader led on for the
+    whole cut)."""
+    import time
+
+    from distsched.model import events as ev
+
+    lead = await Leader.create(lease_ttl=1.0, renew_interval=0.2)
+    lost = []
+    lead.app.listeners.append(lambda e: lost.append(e) if isinstance(e, ev.LeadershipLost) else None)
+    await lead.election.release(lead.fence)
+    # The stored lease outlives the scheduler's renewal budget (0.8 s): no leader write is
+    # refused meanwhile, so only the renewal's own timeout can end the term.
+    lead.election.ttl = 30.0
+    unstick = asyncio.Event()
+    hung_at: list[float] = []
+    real_renew = lead.election.renew
+
+    async def stuck_renew(fence):
+        if hung_at:  # only the first renewal hangs
+            return await real_renew(fence)
+        hung_at.append(lead.storage.clock())
+        try:
+            await unstick.wait()
+        except asyncio.CancelledError:
+            await unstick.wait()  # unwinds only when the network heals
+            raise
+        return await real_renew(fence)
+
+    lead.election.renew = stuck_renew
+    scheduler = lead.scheduler
+    stop = asyncio.Event()
+    runner = asyncio.create_task(scheduler.run(stop))
+    try:
+        deadline = time.monotonic() + 5
+        while not hung_at and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert hung_at, "the renewal never ran"
+        while not lost and time.monotonic() < deadline:
+            scheduler.events.flush()
+            await asyncio.sleep(0.01)
+        assert lost, "the leader never stepped down"
+        # the renewal's budget is lease ttl - renew interval = 0.8 s
+        assert lost[0].at - hung_at[0] < 1.5 and lost[0].reason == "lease lost", (lost, hung_at)
+    finally:
+        unstick.set()
+        stop.set()
+        await asyncio.wait_for(runner, 5.0)
+        await lead.app.stop()
+
+
 async def test_a_task_whose_balancer_the_leader_lacks_fails_naming_it(leader):
     # Stored past the facade's check (another node with other plugins, or a plugin removed
     # since): the leader must not run it on some other balancer.
