@@ -51,6 +51,12 @@ HOUSEKEEPING_BUDGET = 2000
 HOUSEKEEPING_ROUNDS = 5
 #: Longest the leader sleeps without any reason to wake (housekeeping: reaping, timeouts).
 MAX_IDLE = 1.0
+#: The leader reuses the worker list an earlier pass read for up to this long (seconds; at
+#: most a quarter of the heartbeat interval) while it has room for the ready tasks: under a
+#: trickle of submissions every pass would otherwise read every worker's entry again. The
+#: copy counts the tasks this leader dispatched since, not those finished since (it
+#: underestimates the room); a pass that finds too little room reads the list again.
+WORKER_LIST_REUSE = 0.1
 #: How often a follower tries to take the lease.
 FOLLOWER_POLL = 0.2
 #: A store call (a pass's first calls, a lease renewal) slower than this means the store
@@ -107,6 +113,8 @@ class Scheduler:
         #: Free worker slots at the last dispatch that listed the workers (the next pass's
         #: read of ready tasks asks for that many).
         self._last_free = config.dispatch_batch
+        #: (time.monotonic() when read, the workers) of the last list a dispatch read
+        self._workers_seen: tuple[float, list[Worker]] | None = None
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -258,6 +266,7 @@ class Scheduler:
         storage = self.storage
         last_house = 0.0
         self._quarantined_seen = None
+        self._workers_seen = None
         await self.report_quarantine(storage.clock())  # the baseline: reported from here on
         # The loop also ends when the term is over, not only when cancelled: a store client
         # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
@@ -511,11 +520,20 @@ class Scheduler:
         ready = await storage.tasks.ready(now + ahead, limit)
         if not ready:
             return 0, False
-        alive = [w for w in await storage.workers.list_workers() if w.is_alive(now, ttl)]
-        # No worker silent for two heartbeat intervals is offered to any balancer: a worker
-        # killed with kill -9 gets no more work although it is reaped only after the TTL.
-        workers = [w for w in alive if w.can_accept(now, ttl) and w.is_fresh(now, beat, ttl)]
-        free = self._last_free = sum(w.free for w in workers)
+        seen = self._workers_seen
+        reuse = seen is not None and time.monotonic() - seen[0] < min(WORKER_LIST_REUSE, beat / 4)
+        while True:
+            if not reuse or seen is None:
+                seen = self._workers_seen = (time.monotonic(), await storage.workers.list_workers())
+            alive = [w for w in seen[1] if w.is_alive(now, ttl)]
+            # No worker silent for two heartbeat intervals is offered to any balancer: a worker
+            # killed with kill -9 gets no more work although it is reaped only after the TTL.
+            workers = [w for w in alive if w.can_accept(now, ttl) and w.is_fresh(now, beat, ttl)]
+            free = sum(w.free for w in workers)
+            if not reuse or free >= len(ready):
+                break
+            reuse = False  # the copy has too little room: read the workers again
+        self._last_free = free
         if free == 0:
             return 0, True
         if len(ready) < min(self.config.dispatch_batch, free) and len(ready) == limit:
@@ -615,6 +633,7 @@ class Scheduler:
         """Requeue the tasks of workers whose heartbeat is older than the TTL."""
         storage = self.storage
         reaped = 0
+        self._workers_seen = None  # a reap may remove workers: the next dispatch reads them again
         workers: list[Worker] = await storage.workers.list_workers()
         ttl = self.config.heartbeat_ttl
         if self.events.active:
