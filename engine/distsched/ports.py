@@ -406,8 +406,20 @@ class WorkerQueue(Protocol):
         ``max_items`` and mark them running. Entries whose attempt
         is no longer current are dropped, never returned."""
 
-    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
-        """Append results to the result channel (and wake the leader)."""
+    async def report(self, worker_id: str, results: Sequence[TaskResult], *, settle: bool = False) -> None:
+        """Append results to the result channel (and wake the leader). Atomic per call (per
+        chunk of a few thousand results); not fenced.
+
+        ``settle=True`` (a worker that does not sign its results) lets the store, in the
+        same atomic step, finish each success of this worker's current attempt whose
+        dispatch was not signed exactly as :meth:`ResultChannel.settle` would, instead of
+        appending it. The store then keeps a summary of each such task for the leader: the
+        next ``settle`` counts them in ``Settled.settled`` and returns them in
+        ``Settled.tasks`` (when asked), so the leader still emits every ``TaskFinished``
+        event and counts every outcome. Everything else - failures, timeouts, stale or
+        signed successes - is appended as without it. A report that only settled
+        successes need not wake the leader while no task waits to be dispatched (its next
+        pass takes the summaries). A store may ignore ``settle``."""
 
 
 @runtime_checkable

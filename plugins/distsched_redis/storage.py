@@ -810,9 +810,11 @@ class _Queues:
                 if out:
                     return out
 
-    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+    async def report(self, worker_id: str, results: Sequence[TaskResult], *, settle: bool = False) -> None:
+        # settle: lua/report.lua finishes this worker's unsigned current successes itself
+        retention = self.store.retention if settle else ""
         for chunk in list(_chunks(results)) or [[]]:  # an empty report still wakes the leader
-            args = [worker_id, str(self.store.settings.results_max)]
+            args = [worker_id, str(self.store.settings.results_max), retention]
             args += [codec.result_json(result) for result in chunk]
             await self.store.run(self.s.report, args)
 

@@ -236,3 +236,58 @@ async def test_a_reap_drops_index_entries_of_tasks_that_are_gone(storage, fence)
     await storage.client.sadd(storage.prefix + "wa:w1", "ghost")
     assert await storage.workers.reap(fence, "w1", []) == []
     assert [w.id for w in await storage.workers.list_workers()] == []
+
+
+async def test_a_settling_report_finishes_unsigned_current_successes_at_once(storage, fence) -> None:
+    """report(settle=True) finishes this worker's current, unsigned successes in the report's
+    own script (the task is succeeded before any settle), leaves a summary row for the
+    leader's next settle, and hands everything else to the leader as before: a failure, a
+    stale success, a success of a signed dispatch, another worker's claim."""
+    a, b, c, d, e = await dispatched(storage, fence, ["a", "b", "c", "d", "e"])
+    await storage.client.hset(storage.prefix + "t:d", "g", "signed-by-the-leader")
+    assert len(await storage.queues.pull("w1", 10, 1.0)) == 5
+    stale = TaskResult(**{**result(c).to_dict(), "attempt_id": "c#7"})
+    foreign = TaskResult(**{**result(e).to_dict(), "worker_id": "w9"})
+    await storage.client.delete(storage.prefix + "notify")
+    await storage.queues.report("w1", [result(a, value=1), result(b, "failed", error="boom"), stale,
+                                       result(d), foreign], settle=True)
+    assert (await storage.tasks.get("a")).state is TaskState.SUCCEEDED, "settled by the report itself"
+    assert [(await storage.tasks.get(i)).state for i in "bcde"] == [TaskState.RUNNING] * 4
+    assert [r.task_id for r in await storage.results.peek(10)] == ["b", "c", "d", "e"]
+    assert await storage.client.llen(storage.prefix + "notify") == 1, "results for the leader: it is woken"
+    done = await storage.results.settle(fence, 10, want_tasks=True)
+    assert (done.settled, [t.task_id for t in done.tasks], done.left) == (1, ["a"], 4), done
+    counts = await storage.tasks.counts()
+    assert (counts.get("succeeded"), counts.get("running")) == (1, 4), counts
+
+
+async def test_a_report_that_only_settled_wakes_the_leader_only_when_tasks_wait(storage, fence) -> None:
+    first, second = await dispatched(storage, fence, ["a", "b"])
+    await storage.queues.pull("w1", 10, 1.0)
+    notify = storage.prefix + "notify"
+    await storage.client.delete(notify)
+    await storage.queues.report("w1", [result(first)], settle=True)
+    assert await storage.client.llen(notify) == 0, "nothing waits to be dispatched: nobody is woken"
+    await storage.tasks.submit([task("waiting")])
+    await storage.client.delete(notify)
+    await storage.queues.report("w1", [result(second)], settle=True)
+    assert await storage.client.llen(notify) == 1, "a freed slot may take the ready task"
+    done = await storage.results.settle(fence, 10, want_tasks=True)
+    assert (done.settled, [t.task_id for t in done.tasks]) == (2, ["a", "b"])
+    await storage.queues.report("w1", [], settle=True)
+    assert await storage.client.llen(notify) == 1, "an empty report still wakes the leader"
+
+
+async def test_settled_rows_are_capped_and_taken_up_to_the_batch(open_storage, redis_server, namespace, fence) -> None:
+    s = await open_storage(redis_server.url_for(namespace=namespace, results_max=3))
+    from distsched.testing.contracts.storage import _dispatched  # a Harness-free helper
+
+    await _dispatched(s, fence, [f"t{i}" for i in range(5)])
+    pulled = await s.queues.pull("w1", 10, 1.0)
+    await s.queues.report("w1", [result(t) for t in pulled], settle=True)
+    assert await s.client.llen(s.prefix + "fin") == 3, "no leader for that long: the oldest rows go"
+    first = await s.results.settle(fence, 2, want_tasks=True)
+    assert (first.settled, [t.task_id for t in first.tasks]) == (2, ["t2", "t3"])
+    second = await s.results.settle(fence, 2, want_tasks=True)
+    assert (second.settled, [t.task_id for t in second.tasks]) == (1, ["t4"])
+    assert (await s.tasks.counts()).get("succeeded") == 5
