@@ -484,7 +484,11 @@ class StorageBackend(Protocol):
     -> int``: the leader calls it on every housekeeping pass (each heartbeat interval) to
     drop what the retention let expire (index entries of finished tasks whose records are
     gone), at most ``budget`` entries per call, not fenced (idempotent); it returns how many
-    entries were due, and the leader calls again at once while that is ``budget`` or more."""
+    entries were due, and the leader calls again at once while that is ``budget`` or more.
+    And ``async next_times() -> (next_due_at, next_ready_at)``: the results of
+    ``jobs.next_due_at()`` and ``tasks.next_ready_at()`` (each read as those do, not
+    necessarily atomic together) in one round trip; the leader calls it at the end of every
+    pass instead of the two."""
 
     url: str
     jobs: JobRepository

@@ -218,6 +218,15 @@ class RedisStorage:
         """lua/prune.lua: drop the index entries of finished tasks whose hashes expired."""
         return int(await self.run(self.scripts.prune, [str(int(budget))], op=False))
 
+    async def next_times(self) -> tuple[float | None, float | None]:
+        """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (a pipeline of
+        the two reads, not atomic together): the leader's end of every pass."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrange(self.prefix + "due", 0, 0, withscores=True)
+            pipe.zrange(self.prefix + "ready", 0, 0, withscores=True)
+            due, ready = await pipe.execute()
+        return (float(due[0][1]) if due else None, float(ready[0][1]) if ready else None)
+
     async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
         """Quarantine a record the engine cannot decode (lua/quarantine.lua): it leaves every
         index, its bytes are kept under ``qd:<kind>:<key>``, and ``qr`` says why. Logged as
@@ -757,6 +766,10 @@ class _Queues:
         self.s = store.scripts
         #: worker id -> (op key, when) of a pull whose reply never came (see _take)
         self._unanswered: dict[str, tuple[str, float]] = {}
+        #: workers whose last take here emptied their claim list and queue (it returned fewer
+        #: than asked for): their next blocking pull goes straight to BLMOVE, which returns
+        #: at once if something was queued since (only BLMOVE fills the claim list)
+        self._drained: set[str] = set()
 
     async def _take(self, worker_id: str, max_items: int) -> list[Task]:
         """Run pull.lua. A call that failed without a reply may still have run and marked
@@ -773,6 +786,7 @@ class _Queues:
         try:
             rows = await self.s.pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items))])
         except BaseException:
+            self._drained.discard(worker_id)  # the next pull takes first (and replays this key)
             self._unanswered[worker_id] = (key, since)
             for stale in [w for w, (_, t) in self._unanswered.items() if now - t > OP_REPLY_TTL]:
                 del self._unanswered[stale]
@@ -793,20 +807,35 @@ class _Queues:
         list, in chunks shorter than the socket timeout) and take again when it fills."""
         if max_items <= 0:
             return []
-        out = await self._take(worker_id, max_items)
-        if out:
-            return out
+        drained = self._drained
+        # A blocking pull after a take that emptied both lists skips the take that would find
+        # nothing (one round trip per task under a trickle): the BLMOVE sees what came since.
+        if worker_id not in drained or timeout < 0.05:
+            out = await self._take(worker_id, max_items)
+            if len(out) < max_items:
+                drained.add(worker_id)
+            if out:
+                return out
         store = self.store
         queue, claim = store.key("q", worker_id), store.key("c", worker_id)
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             remaining = deadline - time.monotonic()
             if remaining < 0.01:
+                # nothing came: the next pull takes first (a BLMOVE whose reply redis-py's
+                # retry swallowed may have left an entry in the claim list)
+                drained.discard(worker_id)
                 return []
-            moved = await store.client.execute_command(
-                "BLMOVE", queue, claim, "LEFT", "RIGHT", round(min(remaining, store._block), 3))
+            try:
+                moved = await store.client.execute_command(
+                    "BLMOVE", queue, claim, "LEFT", "RIGHT", round(min(remaining, store._block), 3))
+            except BaseException:
+                drained.discard(worker_id)  # it may have moved an entry: the next pull takes first
+                raise
             if moved is not None:
                 out = await self._take(worker_id, max_items)
+                if len(out) >= max_items:
+                    drained.discard(worker_id)
                 if out:
                     return out
 

@@ -290,13 +290,16 @@ class Scheduler:
                 await asyncio.sleep(0)
                 continue
             wake = [last_house + min(cfg.heartbeat_interval, MAX_IDLE)]
-            nxt = await storage.jobs.next_due_at()
+            both = getattr(storage, "next_times", None)  # the two reads in one round trip
+            if both is not None:
+                nxt, ready_at = await both()
+            else:
+                nxt = await storage.jobs.next_due_at()
+                ready_at = None if blocked else await storage.tasks.next_ready_at()
             if nxt is not None:
                 wake.append(nxt - cfg.fire_ahead)
-            if not blocked:
-                ready_at = await storage.tasks.next_ready_at()
-                if ready_at is not None:
-                    wake.append(ready_at - cfg.fire_ahead)
+            if not blocked and ready_at is not None:
+                wake.append(ready_at - cfg.fire_ahead)
             delay = min(wake) - storage.clock()
             if delay > 0:
                 await storage.wait_for_activity(min(delay, MAX_IDLE))

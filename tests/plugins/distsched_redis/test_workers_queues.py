@@ -291,3 +291,43 @@ async def test_settled_rows_are_capped_and_taken_up_to_the_batch(open_storage, r
     second = await s.results.settle(fence, 2, want_tasks=True)
     assert (second.settled, [t.task_id for t in second.tasks]) == (1, ["t4"])
     assert (await s.tasks.counts()).get("succeeded") == 5
+
+
+async def test_a_blocking_pull_after_an_emptying_take_does_not_take_first(open_storage, private_server) -> None:
+    """Under a trickle a worker's pull empties its queue, then blocks for the next task: it
+    goes straight to BLMOVE (which returns at once when something was queued since) instead
+    of running the pull script once more to find nothing - one script call per task, not two.
+    Counted by a server nothing else talks to."""
+    from distsched_redis.election import RedisElection
+
+    s = await open_storage(private_server.url_for(namespace="trickle"))
+    fence = await RedisElection(s).acquire("leader-1")
+    client = private_server.client()
+
+    def calls(name: str) -> int:
+        return int(client.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    try:
+        await dispatched(s, fence, ["a"])
+        assert [t.id for t in await s.queues.pull("w1", 10, 1.0)] == ["a"]  # empties the queue
+        before = calls("evalsha")
+        waiting = asyncio.create_task(s.queues.pull("w1", 10, 5.0))
+        await asyncio.sleep(0.1)  # let it block (the test only gets slower if it has not yet)
+        await dispatched(s, fence, ["b"])  # submit, read, dispatch: 3 script calls
+        assert [t.id for t in await asyncio.wait_for(waiting, 5.0)] == ["b"]
+        assert calls("evalsha") - before == 3 + 1, "the pull ran its script once: after the BLMOVE"
+        await dispatched(s, fence, ["c"])  # queued while nobody pulls: taken at once
+        assert [t.id for t in await s.queues.pull("w1", 10, 1.0)] == ["c"]
+        assert [t.id for t in await s.queues.pull("w1", 10, 0.01)] == [], "a short pull still takes"
+    finally:
+        client.close()
+
+
+async def test_next_times_reads_both_in_one_round_trip(storage) -> None:
+    from distsched.model import EveryTrigger, TaskConfig
+
+    assert await storage.next_times() == (None, None)
+    await storage.tasks.submit([Task(id="later", spec=TaskSpec(target="f"), created_at=0.0, not_before=123.5)])
+    await storage.jobs.add(TaskConfig(name="j", trigger=EveryTrigger(5), spec=TaskSpec(target="f")), next_fire_at=77.25)
+    assert await storage.next_times() == (77.25, 123.5)
+    assert await storage.next_times() == (await storage.jobs.next_due_at(), await storage.tasks.next_ready_at())
