@@ -488,7 +488,11 @@ class StorageBackend(Protocol):
     And ``async next_times() -> (next_due_at, next_ready_at)``: the results of
     ``jobs.next_due_at()`` and ``tasks.next_ready_at()`` (each read as those do, not
     necessarily atomic together) in one round trip; the leader calls it at the end of every
-    pass instead of the two."""
+    pass instead of the two. And ``async waiting_for_room(waiting: bool)``: the leader's hint,
+    said when it changes (and again each second while true), that ready tasks wait for room
+    (worker capacity, a serial limit); a store whose settling reports (``WorkerQueue.report``
+    with ``settle=True``) wake the leader only when needed must wake it on every report while
+    the hint holds, and may forget it a few seconds after it was last said. Not fenced."""
 
     url: str
     jobs: JobRepository

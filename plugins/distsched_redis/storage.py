@@ -74,6 +74,8 @@ log = logging.getLogger("distsched.redis")
 WRITE_CHUNK = 500
 #: Re-measure the offset to the server clock this often (seconds).
 CLOCK_REFRESH = 60.0
+#: How long the leader's "ready tasks wait for room" hint lasts unless said again (ms).
+ROOM_TTL_MS = 5000
 EVICTING_OK = ("noeviction",)
 #: How long Redis keeps a write's reply for a retry with the same op id (OP_TTL_MS in
 #: lua/lib/common.lua), less a margin (seconds).
@@ -226,6 +228,15 @@ class RedisStorage:
             pipe.zrange(self.prefix + "ready", 0, 0, withscores=True)
             due, ready = await pipe.execute()
         return (float(due[0][1]) if due else None, float(ready[0][1]) if ready else None)
+
+    async def waiting_for_room(self, waiting: bool) -> None:
+        """The leader's hint that ready tasks wait for room: ``{ns}:room`` (expires after
+        ROOM_TTL, the leader says it again while it holds). While it exists, a report that
+        only settled successes wakes the leader too (lua/report.lua)."""
+        if waiting:
+            await self.client.set(self.prefix + "room", "1", px=ROOM_TTL_MS)
+        else:
+            await self.client.delete(self.prefix + "room")
 
     async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
         """Quarantine a record the engine cannot decode (lua/quarantine.lua): it leaves every

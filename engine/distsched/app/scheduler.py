@@ -57,6 +57,13 @@ MAX_IDLE = 1.0
 #: copy counts the tasks this leader dispatched since, not those finished since (it
 #: underestimates the room); a pass that finds too little room reads the list again.
 WORKER_LIST_REUSE = 0.1
+#: After a wake-up by activity (a submit, a report), the leader lets this many seconds pass
+#: before its pass, so that a trickle of one-task submits is handled a few at a time: the
+#: pass costs the same round trips for one task or many. Timer wake-ups (a due job, a
+#: retry's not_before) are not delayed.
+COALESCE = 0.002
+#: While ready tasks wait for room, the leader says so to the store again this often (s).
+ROOM_REFRESH = 1.0
 #: How often a follower tries to take the lease.
 FOLLOWER_POLL = 0.2
 #: A store call (a pass's first calls, a lease renewal) slower than this means the store
@@ -115,6 +122,8 @@ class Scheduler:
         self._last_free = config.dispatch_batch
         #: (time.monotonic() when read, the workers) of the last list a dispatch read
         self._workers_seen: tuple[float, list[Worker]] | None = None
+        #: (waiting, time.monotonic()) last told to the store's waiting_for_room (None: not yet this term)
+        self._room_said: tuple[bool, float] | None = None
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -267,6 +276,7 @@ class Scheduler:
         last_house = 0.0
         self._quarantined_seen = None
         self._workers_seen = None
+        self._room_said = None
         await self.report_quarantine(storage.clock())  # the baseline: reported from here on
         # The loop also ends when the term is over, not only when cancelled: a store client
         # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
@@ -286,6 +296,7 @@ class Scheduler:
                 await self.housekeeping()
                 last_house = now
             dispatched, blocked = await self.dispatch_ready(fence, storage.clock(), ahead=cfg.fire_ahead)
+            await self._say_waiting_for_room(blocked)
             if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
                 await asyncio.sleep(0)
                 continue
@@ -302,7 +313,25 @@ class Scheduler:
                 wake.append(ready_at - cfg.fire_ahead)
             delay = min(wake) - storage.clock()
             if delay > 0:
-                await storage.wait_for_activity(min(delay, MAX_IDLE))
+                timeout = min(delay, MAX_IDLE)
+                waited = time.monotonic()
+                await storage.wait_for_activity(timeout)
+                if COALESCE > 0 and time.monotonic() - waited < timeout - COALESCE:
+                    await asyncio.sleep(COALESCE)  # woken early by activity: let more arrive
+
+    async def _say_waiting_for_room(self, waiting: bool) -> None:
+        """Tell the store whether ready tasks wait for room (worker capacity, a serial limit):
+        a store whose reports wake the leader only when needed wakes it on every report while
+        this holds (``StorageBackend.waiting_for_room``, optional). Said on a change, and
+        again every ROOM_REFRESH seconds while waiting (the store forgets it after a while)."""
+        say = getattr(self.storage, "waiting_for_room", None)
+        if say is None:
+            return
+        said, mono = self._room_said or (None, 0.0)
+        if said is waiting and (not waiting or time.monotonic() - mono < ROOM_REFRESH):
+            return
+        await say(waiting)
+        self._room_said = (waiting, time.monotonic())
 
     async def apply_results(self, fence: Fence, now: float) -> int:
         """Apply the oldest results: each task moves on by its retry policy. The store

@@ -6,10 +6,11 @@
 -- leaves a summary row in P.."fin" instead of a result: the leader's next settle takes the
 -- rows (counted as settled, with their TaskFinished events). Everything else - failures,
 -- timeouts, stale or signed successes, anything malformed - goes to the result list as
--- without settling. The leader is woken when the result list got something, when tasks wait
--- in `ready` (a freed slot may take one), when the summary rows pile up (FIN_WAKE), or for an
--- empty report; a report that only settled successes while nothing waits wakes nobody (the
--- leader's next pass, at most MAX_IDLE away, takes the rows).
+-- without settling. The leader is woken when the result list got something, when it said
+-- that ready tasks wait for room (P.."room", Python's waiting_for_room: a freed slot may take
+-- one), when the summary rows pile up (FIN_WAKE), or for an empty report; a report that only
+-- settled successes otherwise wakes nobody (the leader's next pass, at most MAX_IDLE away,
+-- takes the rows).
 -- ARGV: prefix, worker id, results cap, retention ('' = do not settle), then one result JSON
 -- each (at most a few thousand).
 local replay = op_replay()
@@ -47,7 +48,7 @@ if #fin > 0 then
   if flen > cap then
     redis.call('LTRIM', P .. 'fin', -cap, -1)  -- no leader for that long: the oldest rows go
   end
-  wake = wake or flen >= FIN_WAKE or redis.call('ZCARD', P .. 'ready') > 0
+  wake = wake or flen >= FIN_WAKE or redis.call('EXISTS', P .. 'room') == 1
 end
 if wake then notify() end
 return op_reply(len or 0)

@@ -261,17 +261,20 @@ async def test_a_settling_report_finishes_unsigned_current_successes_at_once(sto
     assert (counts.get("succeeded"), counts.get("running")) == (1, 4), counts
 
 
-async def test_a_report_that_only_settled_wakes_the_leader_only_when_tasks_wait(storage, fence) -> None:
+async def test_a_report_that_only_settled_wakes_the_leader_only_when_it_waits_for_room(storage, fence) -> None:
     first, second = await dispatched(storage, fence, ["a", "b"])
     await storage.queues.pull("w1", 10, 1.0)
     notify = storage.prefix + "notify"
+    await storage.tasks.submit([task("waiting")])  # ready, but the leader did not say it lacks room
     await storage.client.delete(notify)
     await storage.queues.report("w1", [result(first)], settle=True)
-    assert await storage.client.llen(notify) == 0, "nothing waits to be dispatched: nobody is woken"
-    await storage.tasks.submit([task("waiting")])
-    await storage.client.delete(notify)
+    assert await storage.client.llen(notify) == 0, "the leader waits for no room: nobody is woken"
+    await storage.waiting_for_room(True)
+    assert 0 < await storage.client.pttl(storage.prefix + "room") <= 5000, "the hint lasts a few seconds"
     await storage.queues.report("w1", [result(second)], settle=True)
-    assert await storage.client.llen(notify) == 1, "a freed slot may take the ready task"
+    assert await storage.client.llen(notify) == 1, "a freed slot may take a ready task"
+    await storage.waiting_for_room(False)
+    assert await storage.client.exists(storage.prefix + "room") == 0
     done = await storage.results.settle(fence, 10, want_tasks=True)
     assert (done.settled, [t.task_id for t in done.tasks]) == (2, ["a", "b"])
     await storage.queues.report("w1", [], settle=True)
