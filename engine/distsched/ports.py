@@ -418,8 +418,9 @@ class WorkerQueue(Protocol):
         ``Settled.tasks`` (when asked), so the leader still emits every ``TaskFinished``
         event and counts every outcome. Everything else - failures, timeouts, stale or
         signed successes - is appended as without it. A report that only settled
-        successes need not wake the leader while no task waits to be dispatched (its next
-        pass takes the summaries). A store may ignore ``settle``."""
+        successes need not wake the leader unless it said that ready tasks wait for room
+        (``StorageBackend.waiting_for_room``); its next pass takes the summaries. A store
+        may ignore ``settle``."""
 
 
 @runtime_checkable
