@@ -1,6 +1,6 @@
 """Throughput: N no-op local tasks, 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
 
-    python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both] [--runs 1] [--metrics]
+    python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both|lone] [--runs 1] [--metrics] [--pace R]
         [--storage redis|postgres|both] [--json]
 
 Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database:
@@ -14,7 +14,10 @@ same store:
   ``await app.submit("noop", i)``, the way a web handler submits; ``bulk``: ``submit_many``
   in chunks of 2,000): submits/s, Redis commands per submit, the submitter's CPU;
 - **end to end**: `distsched scheduler` and two `distsched worker` processes; the same N
-  submits, timed from the first submit until every result is recorded.
+  submits, timed from the first submit until every result is recorded (``--pace R``: single
+  mode submits at most R a second; ``--mode lone``: each task is submitted once the one
+  before succeeded, so every pass handles one task - its Redis commands and CPU per task are
+  the cost of one task alone, whatever the machine's load).
 
 Printed per mode: both rates, Redis commands per task (``INFO commandstats``, every command
 any client or script ran in the window, less the benchmark's own polls), CPU microseconds per
@@ -80,6 +83,8 @@ print(got, flush=True)
 '''
 
 BULK_CHUNK = 2000
+#: --pace: single mode's end-to-end part submits at most this many tasks per second (0: no limit)
+PACE = 0.0
 RAW_BATCH = 100
 
 
@@ -128,8 +133,15 @@ def command_calls(port: int) -> Counter[str]:
     return calls
 
 
-async def submit(app: Any, mode: str, n: int) -> None:
-    if mode == "single":
+async def submit(app: Any, mode: str, n: int, pace: float = 0.0) -> None:
+    if mode == "single" and pace > 0:  # a trickle: at most `pace` submits per second
+        start = time.perf_counter()
+        for i in range(n):
+            delay = start + i / pace - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await app.submit("noop", i)
+    elif mode in ("single", "lone"):
         for i in range(n):
             await app.submit("noop", i)
     else:
@@ -164,18 +176,27 @@ async def submit_and_wait(url: str, mode: str, n: int, timeout: float) -> tuple[
     client = getattr(storage, "client", None)  # Redis: one ZCARD per poll, not counts()
     done_key = getattr(storage, "prefix", "") + "x:succeeded"  # one entry per succeeded task
     polls = 0
+
+    async def succeeded() -> int:
+        nonlocal polls
+        polls += 1  # one ZCARD: subtracted from the commands counted
+        if client is not None and hasattr(client, "zcard"):
+            return int(await client.zcard(done_key))
+        return (await storage.tasks.counts()).get("succeeded", 0)
+
     try:
         cpu0, start = time.process_time(), time.perf_counter()
-        await submit(app, mode, n)
+        if mode == "lone":  # each task alone: submitted once the one before succeeded
+            for i in range(n):
+                await app.submit("noop", i)
+                while await succeeded() <= i and time.perf_counter() < start + timeout:
+                    await asyncio.sleep(0.001)
+        else:
+            await submit(app, mode, n, PACE)
         cpu = time.process_time() - cpu0
         deadline = start + timeout
         while time.perf_counter() < deadline:
-            polls += 1  # one ZCARD: subtracted from the commands counted
-            if client is not None and hasattr(client, "zcard"):
-                done = await client.zcard(done_key)
-            else:
-                done = (await storage.tasks.counts()).get("succeeded", 0)
-            if done >= n:
+            if await succeeded() >= n:
                 break
             await asyncio.sleep(0.01)
         return time.perf_counter() - start, polls, cpu
@@ -305,11 +326,20 @@ def measure(args: Any, storage: str) -> tuple[dict, str, bool]:
 def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=20_000, help="tasks (default 20000)")
-    p.add_argument("--mode", choices=("single", "bulk", "both"), default="both",
-                   help="single: sequential app.submit; bulk: submit_many (default both)")
+    p.add_argument("--mode", choices=("single", "bulk", "both", "lone"), default="both",
+                   help="single: sequential app.submit; bulk: submit_many (default both); lone: each task "
+                        "submitted once the one before succeeded (the path of one task alone, whatever the "
+                        "machine's load; use a small -n)")
     p.add_argument("--runs", type=int, default=1, help="runs per mode; the median run is reported (default 1)")
     p.add_argument("--metrics", action="store_true", help="scheduler and workers serve /metrics (--metrics)")
-    run_storages(p.parse_args(), measure)
+    p.add_argument("--pace", type=float, default=0.0,
+                   help="single mode end to end: submit at most this many tasks per second, a trickle in "
+                        "which every task is alone in its passes (commands and CPU per task then measure the "
+                        "path of one task, whatever the machine's load); default 0: as fast as possible")
+    args = p.parse_args()
+    global PACE
+    PACE = max(0.0, args.pace)
+    run_storages(args, measure)
 
 
 if __name__ == "__main__":

@@ -504,22 +504,24 @@ async def test_garbage_and_forged_queue_entries_are_dropped_and_never_run(redis_
                 await asyncio.sleep(0.005)  # let the worker's blocking pull take some as they come
         await _eventually(lambda: raw.llen(queue) == 0 and raw.llen(claim) == 0, 20.0, "the queue drained")
         drained = time.monotonic() - started
-        await _eventually(lambda: raw.llen(f"{prefix}results") == 1, 5.0, "the legitimate result")
+        # the worker's report settles its own unsigned success (queues.report(settle=True)):
+        # the leader gets a summary row of it, not a result to apply
+        await _eventually(lambda: raw.llen(f"{prefix}fin") == 1, 5.0, "the legitimate success")
 
         assert not worker_app._runner.done(), "the worker crashed"
         assert tally == [1] and worker.executed == 1, (tally, worker.executed)
         assert not canary.exists()
-        [result] = await storage.results.peek(10)
-        assert (result.attempt_id, result.outcome) == ("legit-tally#1", "succeeded")
+        assert await storage.results.peek(10) == []
         pending, ghost, legit = await storage.tasks.get_many(["pending-canary", "ghost-canary", "legit-tally"])
         assert (pending.state, pending.version, pending.dispatches) == (TaskState.PENDING, 1, 0)
         assert (ghost.state, ghost.worker_id, ghost.version, ghost.dispatches) == (TaskState.DISPATCHED, "ghost", 2, 1)
         assert raw.lrange(f"{prefix}q:ghost", 0, -1) == [b"ghost-canary#1"]
-        assert (legit.state, legit.attempt_id) == (TaskState.RUNNING, "legit-tally#1")
+        assert (legit.state, legit.attempt_id) == (TaskState.SUCCEEDED, "legit-tally#1")
+        assert (legit.result.attempt_id, legit.result.outcome) == ("legit-tally#1", "succeeded")
         assert raw.lrange(f"{prefix}if:{wid}", 0, -1) == []
         assert wid in {w.id for w in await storage.workers.list_workers()}
 
-        # Now a real leader: cancel the bait, hand the lease over; the result is applied and a
+        # Now a real leader: cancel the bait, hand the lease over; the settled task is seen and a
         # task submitted afterwards runs on the same worker.
         for task in (pending, ghost):
             task.cancel("test over", storage.clock())

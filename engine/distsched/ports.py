@@ -406,8 +406,21 @@ class WorkerQueue(Protocol):
         ``max_items`` and mark them running. Entries whose attempt
         is no longer current are dropped, never returned."""
 
-    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
-        """Append results to the result channel (and wake the leader)."""
+    async def report(self, worker_id: str, results: Sequence[TaskResult], *, settle: bool = False) -> None:
+        """Append results to the result channel (and wake the leader). Atomic per call (per
+        chunk of a few thousand results); not fenced.
+
+        ``settle=True`` (a worker that does not sign its results) lets the store, in the
+        same atomic step, finish each success of this worker's current attempt whose
+        dispatch was not signed exactly as :meth:`ResultChannel.settle` would, instead of
+        appending it. The store then keeps a summary of each such task for the leader: the
+        next ``settle`` counts them in ``Settled.settled`` and returns them in
+        ``Settled.tasks`` (when asked), so the leader still emits every ``TaskFinished``
+        event and counts every outcome. Everything else - failures, timeouts, stale or
+        signed successes - is appended as without it. A report that only settled
+        successes need not wake the leader unless it said that ready tasks wait for room
+        (``StorageBackend.waiting_for_room``); its next pass takes the summaries. A store
+        may ignore ``settle``."""
 
 
 @runtime_checkable
@@ -472,7 +485,15 @@ class StorageBackend(Protocol):
     -> int``: the leader calls it on every housekeeping pass (each heartbeat interval) to
     drop what the retention let expire (index entries of finished tasks whose records are
     gone), at most ``budget`` entries per call, not fenced (idempotent); it returns how many
-    entries were due, and the leader calls again at once while that is ``budget`` or more."""
+    entries were due, and the leader calls again at once while that is ``budget`` or more.
+    And ``async next_times() -> (next_due_at, next_ready_at)``: the results of
+    ``jobs.next_due_at()`` and ``tasks.next_ready_at()`` (each read as those do, not
+    necessarily atomic together) in one round trip; the leader calls it at the end of every
+    pass instead of the two. And ``async waiting_for_room(waiting: bool)``: the leader's hint,
+    said when it changes (and again each second while true), that ready tasks wait for room
+    (worker capacity, a serial limit); a store whose settling reports (``WorkerQueue.report``
+    with ``settle=True``) wake the leader only when needed must wake it on every report while
+    the hint holds, and may forget it a few seconds after it was last said. Not fenced."""
 
     url: str
     jobs: JobRepository

@@ -725,7 +725,8 @@ class _Queues:
             out.append(copy.copy(new))
         return out
 
-    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+    async def report(self, worker_id: str, results: Sequence[TaskResult], *, settle: bool = False) -> None:
+        # settle is a hint this store does not take: results.settle finishes the successes
         inflight = self.s.inflight.get(worker_id, set())
         for result in results:
             self.s.results.append(result)

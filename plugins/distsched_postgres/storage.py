@@ -777,7 +777,8 @@ class _Queues:
         except (asyncpg.PostgresError, *store.transient_errors, OSError):
             return None
 
-    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+    async def report(self, worker_id: str, results: Sequence[TaskResult], *, settle: bool = False) -> None:
+        # settle is a hint this store does not take: results.settle finishes the successes
         for chunk in _chunks(results) or [[]]:  # an empty report still wakes the leader
             param = codec.dumps([{"task_id": r.task_id, "attempt_id": r.attempt_id, "worker_id": r.worker_id,
                                   "ok": r.ok, "started_at": r.started_at, "data": codec.result_json(r)}

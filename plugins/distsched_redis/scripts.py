@@ -3,7 +3,9 @@
 Each script names the shared snippets it needs on its first line, e.g.
 ``--! requires: common tasks``; the loader prepends ``lua/lib/common.lua`` and
 ``lua/lib/tasks.lua`` (in that order), so every helper - above all the fence check that is
-the first step of every leader write - exists once in the source. Scripts are registered
+the first step of every leader write - exists once in the source. A script whose header also
+says ``--! clock: lazy`` reads the server time only when it calls ``read_clock()`` (every
+other script reads it once at the start). Scripts are registered
 with redis-py (EVALSHA, with a NOSCRIPT fallback that reloads them, e.g. after a Redis
 restart) and loaded once when the store opens.
 """
@@ -16,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 _REQUIRES = re.compile(r"^--!\s*requires:\s*(.*)$")
+_LAZY_CLOCK = re.compile(r"^--!\s*clock:\s*lazy\s*$", re.MULTILINE)
 
 #: Every script the backend calls, by name (the file name without ``.lua``).
 NAMES = (
@@ -38,7 +41,9 @@ def source(name: str) -> str:
     first = body.split("\n", 1)[0]
     match = _REQUIRES.match(first)
     libs = match.group(1).split() if match else []
-    parts = [f"-- distsched script {name!r} (generated: lib snippets + {name}.lua)"]
+    parts = [f"-- distsched script {name!r} (generated: lib snippets + {name}.lua)",
+             # "--! clock: lazy": the script reads the server time only if it needs it
+             f"local LAZY_CLOCK = {'true' if _LAZY_CLOCK.search(body) else 'false'}"]
     for lib in libs:
         parts.append(f"-- >>> lib/{lib}.lua\n{_read(f'lib/{lib}.lua')}")
     parts.append(f"-- >>> {name}.lua\n{body}")

@@ -74,6 +74,8 @@ log = logging.getLogger("distsched.redis")
 WRITE_CHUNK = 500
 #: Re-measure the offset to the server clock this often (seconds).
 CLOCK_REFRESH = 60.0
+#: How long the leader's "ready tasks wait for room" hint lasts unless said again (ms).
+ROOM_TTL_MS = 5000
 EVICTING_OK = ("noeviction",)
 #: How long Redis keeps a write's reply for a retry with the same op id (OP_TTL_MS in
 #: lua/lib/common.lua), less a margin (seconds).
@@ -217,6 +219,24 @@ class RedisStorage:
     async def housekeeping(self, budget: int) -> int:
         """lua/prune.lua: drop the index entries of finished tasks whose hashes expired."""
         return int(await self.run(self.scripts.prune, [str(int(budget))], op=False))
+
+    async def next_times(self) -> tuple[float | None, float | None]:
+        """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (a pipeline of
+        the two reads, not atomic together): the leader's end of every pass."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrange(self.prefix + "due", 0, 0, withscores=True)
+            pipe.zrange(self.prefix + "ready", 0, 0, withscores=True)
+            due, ready = await pipe.execute()
+        return (float(due[0][1]) if due else None, float(ready[0][1]) if ready else None)
+
+    async def waiting_for_room(self, waiting: bool) -> None:
+        """The leader's hint that ready tasks wait for room: ``{ns}:room`` (expires after
+        ROOM_TTL, the leader says it again while it holds). While it exists, a report that
+        only settled successes wakes the leader too (lua/report.lua)."""
+        if waiting:
+            await self.client.set(self.prefix + "room", "1", px=ROOM_TTL_MS)
+        else:
+            await self.client.delete(self.prefix + "room")
 
     async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
         """Quarantine a record the engine cannot decode (lua/quarantine.lua): it leaves every
@@ -757,6 +777,10 @@ class _Queues:
         self.s = store.scripts
         #: worker id -> (op key, when) of a pull whose reply never came (see _take)
         self._unanswered: dict[str, tuple[str, float]] = {}
+        #: workers whose last take here emptied their claim list and queue (it returned fewer
+        #: than asked for): their next blocking pull goes straight to BLMOVE, which returns
+        #: at once if something was queued since (only BLMOVE fills the claim list)
+        self._drained: set[str] = set()
 
     async def _take(self, worker_id: str, max_items: int) -> list[Task]:
         """Run pull.lua. A call that failed without a reply may still have run and marked
@@ -773,6 +797,7 @@ class _Queues:
         try:
             rows = await self.s.pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items))])
         except BaseException:
+            self._drained.discard(worker_id)  # the next pull takes first (and replays this key)
             self._unanswered[worker_id] = (key, since)
             for stale in [w for w, (_, t) in self._unanswered.items() if now - t > OP_REPLY_TTL]:
                 del self._unanswered[stale]
@@ -793,26 +818,43 @@ class _Queues:
         list, in chunks shorter than the socket timeout) and take again when it fills."""
         if max_items <= 0:
             return []
-        out = await self._take(worker_id, max_items)
-        if out:
-            return out
+        drained = self._drained
+        # A blocking pull after a take that emptied both lists skips the take that would find
+        # nothing (one round trip per task under a trickle): the BLMOVE sees what came since.
+        if worker_id not in drained or timeout < 0.05:
+            out = await self._take(worker_id, max_items)
+            if len(out) < max_items:
+                drained.add(worker_id)
+            if out:
+                return out
         store = self.store
         queue, claim = store.key("q", worker_id), store.key("c", worker_id)
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             remaining = deadline - time.monotonic()
             if remaining < 0.01:
+                # nothing came: the next pull takes first (a BLMOVE whose reply redis-py's
+                # retry swallowed may have left an entry in the claim list)
+                drained.discard(worker_id)
                 return []
-            moved = await store.client.execute_command(
-                "BLMOVE", queue, claim, "LEFT", "RIGHT", round(min(remaining, store._block), 3))
+            try:
+                moved = await store.client.execute_command(
+                    "BLMOVE", queue, claim, "LEFT", "RIGHT", round(min(remaining, store._block), 3))
+            except BaseException:
+                drained.discard(worker_id)  # it may have moved an entry: the next pull takes first
+                raise
             if moved is not None:
                 out = await self._take(worker_id, max_items)
+                if len(out) >= max_items:
+                    drained.discard(worker_id)
                 if out:
                     return out
 
-    async def report(self, worker_id: str, results: Sequence[TaskResult]) -> None:
+    async def report(self, worker_id: str, results: Sequence[TaskResult], *, settle: bool = False) -> None:
+        # settle: lua/report.lua finishes this worker's unsigned current successes itself
+        retention = self.store.retention if settle else ""
         for chunk in list(_chunks(results)) or [[]]:  # an empty report still wakes the leader
-            args = [worker_id, str(self.store.settings.results_max)]
+            args = [worker_id, str(self.store.settings.results_max), retention]
             args += [codec.result_json(result) for result in chunk]
             await self.store.run(self.s.report, args)
 

@@ -51,6 +51,19 @@ HOUSEKEEPING_BUDGET = 2000
 HOUSEKEEPING_ROUNDS = 5
 #: Longest the leader sleeps without any reason to wake (housekeeping: reaping, timeouts).
 MAX_IDLE = 1.0
+#: The leader reuses the worker list an earlier pass read for up to this long (seconds; at
+#: most a quarter of the heartbeat interval) while it has room for the ready tasks: under a
+#: trickle of submissions every pass would otherwise read every worker's entry again. The
+#: copy counts the tasks this leader dispatched since, not those finished since (it
+#: underestimates the room); a pass that finds too little room reads the list again.
+WORKER_LIST_REUSE = 0.1
+#: After a wake-up by activity (a submit, a report), the leader lets this many seconds pass
+#: before its pass, so that a trickle of one-task submits is handled a few at a time: the
+#: pass costs the same round trips for one task or many. Timer wake-ups (a due job, a
+#: retry's not_before) are not delayed.
+COALESCE = 0.002
+#: While ready tasks wait for room, the leader says so to the store again this often (s).
+ROOM_REFRESH = 1.0
 #: How often a follower tries to take the lease.
 FOLLOWER_POLL = 0.2
 #: A store call (a pass's first calls, a lease renewal) slower than this means the store
@@ -109,6 +122,10 @@ class Scheduler:
         #: Free worker slots at the last dispatch that listed the workers (the next pass's
         #: read of ready tasks asks for that many).
         self._last_free = config.dispatch_batch
+        #: (time.monotonic() when read, the workers) of the last list a dispatch read
+        self._workers_seen: tuple[float, list[Worker]] | None = None
+        #: (waiting, time.monotonic()) last told to the store's waiting_for_room (None: not yet this term)
+        self._room_said: tuple[bool, float] | None = None
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -281,6 +298,8 @@ class Scheduler:
         storage = self.storage
         last_house = 0.0
         self._quarantined_seen = None
+        self._workers_seen = None
+        self._room_said = None
         await self.report_quarantine(storage.clock())  # the baseline: reported from here on
         # The loop also ends when the term is over, not only when cancelled: a store client
         # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
@@ -300,20 +319,42 @@ class Scheduler:
                 await self.housekeeping()
                 last_house = now
             dispatched, blocked = await self.dispatch_ready(fence, storage.clock(), ahead=cfg.fire_ahead)
+            await self._say_waiting_for_room(blocked)
             if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
                 await asyncio.sleep(0)
                 continue
             wake = [last_house + min(cfg.heartbeat_interval, MAX_IDLE)]
-            nxt = await storage.jobs.next_due_at()
+            both = getattr(storage, "next_times", None)  # the two reads in one round trip
+            if both is not None:
+                nxt, ready_at = await both()
+            else:
+                nxt = await storage.jobs.next_due_at()
+                ready_at = None if blocked else await storage.tasks.next_ready_at()
             if nxt is not None:
                 wake.append(nxt - cfg.fire_ahead)
-            if not blocked:
-                ready_at = await storage.tasks.next_ready_at()
-                if ready_at is not None:
-                    wake.append(ready_at - cfg.fire_ahead)
+            if not blocked and ready_at is not None:
+                wake.append(ready_at - cfg.fire_ahead)
             delay = min(wake) - storage.clock()
             if delay > 0:
-                await storage.wait_for_activity(min(delay, MAX_IDLE))
+                timeout = min(delay, MAX_IDLE)
+                waited = time.monotonic()
+                await storage.wait_for_activity(timeout)
+                if COALESCE > 0 and time.monotonic() - waited < timeout - COALESCE:
+                    await asyncio.sleep(COALESCE)  # woken early by activity: let more arrive
+
+    async def _say_waiting_for_room(self, waiting: bool) -> None:
+        """Tell the store whether ready tasks wait for room (worker capacity, a serial limit):
+        a store whose reports wake the leader only when needed wakes it on every report while
+        this holds (``StorageBackend.waiting_for_room``, optional). Said on a change, and
+        again every ROOM_REFRESH seconds while waiting (the store forgets it after a while)."""
+        say = getattr(self.storage, "waiting_for_room", None)
+        if say is None:
+            return
+        said, mono = self._room_said or (None, 0.0)
+        if said is waiting and (not waiting or time.monotonic() - mono < ROOM_REFRESH):
+            return
+        await say(waiting)
+        self._room_said = (waiting, time.monotonic())
 
     async def apply_results(self, fence: Fence, now: float) -> int:
         """Apply the oldest results: each task moves on by its retry policy. The store
@@ -534,11 +575,20 @@ class Scheduler:
         ready = await storage.tasks.ready(now + ahead, limit)
         if not ready:
             return 0, False
-        alive = [w for w in await storage.workers.list_workers() if w.is_alive(now, ttl)]
-        # No worker silent for two heartbeat intervals is offered to any balancer: a worker
-        # killed with kill -9 gets no more work although it is reaped only after the TTL.
-        workers = [w for w in alive if w.can_accept(now, ttl) and w.is_fresh(now, beat, ttl)]
-        free = self._last_free = sum(w.free for w in workers)
+        seen = self._workers_seen
+        reuse = seen is not None and time.monotonic() - seen[0] < min(WORKER_LIST_REUSE, beat / 4)
+        while True:
+            if not reuse or seen is None:
+                seen = self._workers_seen = (time.monotonic(), await storage.workers.list_workers())
+            alive = [w for w in seen[1] if w.is_alive(now, ttl)]
+            # No worker silent for two heartbeat intervals is offered to any balancer: a worker
+            # killed with kill -9 gets no more work although it is reaped only after the TTL.
+            workers = [w for w in alive if w.can_accept(now, ttl) and w.is_fresh(now, beat, ttl)]
+            free = sum(w.free for w in workers)
+            if not reuse or free >= len(ready):
+                break
+            reuse = False  # the copy has too little room: read the workers again
+        self._last_free = free
         if free == 0:
             return 0, True
         if len(ready) < min(self.config.dispatch_batch, free) and len(ready) == limit:
@@ -638,6 +688,7 @@ class Scheduler:
         """Requeue the tasks of workers whose heartbeat is older than the TTL."""
         storage = self.storage
         reaped = 0
+        self._workers_seen = None  # a reap may remove workers: the next dispatch reads them again
         workers: list[Worker] = await storage.workers.list_workers()
         ttl = self.config.heartbeat_ttl
         if self.events.active:

@@ -435,7 +435,9 @@ class WorkerService:
         while self._results:
             batch = self._results[:REPORT_BATCH]
             try:
-                await self.storage.queues.report(self.id, batch)
+                # Unsigned results: the store may settle this worker's successes in the
+                # report itself (signed ones are checked by the leader, as always).
+                await self.storage.queues.report(self.id, batch, settle=self.signer is None)
             except _ENCODING_ERRORS as exc:
                 # The store could not encode something in the batch: never let one result
                 # wedge the reporting of every result behind it.
@@ -462,7 +464,7 @@ class WorkerService:
         for result in batch:
             for attempt in (result, _unencodable(result)):
                 try:
-                    await self.storage.queues.report(self.id, [attempt])
+                    await self.storage.queues.report(self.id, [attempt], settle=self.signer is None)
                     break
                 except _ENCODING_ERRORS:
                     continue

@@ -59,6 +59,28 @@ def _args(value: Any) -> tuple[Any, ...]:
     raise ValidationError("args", f"must be a list of JSON values, not {type(value).__name__}")
 
 
+#: Bounds of _plain_and_small: at most this many arguments, strings this long.
+_PLAIN_ARGS, _PLAIN_STR = 32, 1024
+
+
+def _plain_and_small(args: tuple[Any, ...]) -> bool:
+    """True when ``args`` are only None, bools, 64-bit ints, finite floats and short strings,
+    and few: then they are valid JSON and their encoding is far under MAX_PAYLOAD_BYTES (a
+    string's JSON is at most 6 bytes a character plus quotes), so validating needs no encoding."""
+    if len(args) > _PLAIN_ARGS:
+        return False
+    for a in args:
+        kind = type(a)
+        if a is None or kind is bool or kind is str and len(a) <= _PLAIN_STR:
+            continue
+        if kind is int and -(1 << 63) <= a < (1 << 63):
+            continue
+        if kind is float and math.isfinite(a):
+            continue
+        return False
+    return True
+
+
 @attrs.frozen(kw_only=True)
 class TaskSpec:
     """What to run: executor name, target (a registered function name, a URL, an endpoint),
@@ -84,6 +106,8 @@ class TaskSpec:
             bad = next((k for k in table if not isinstance(k, str)), None)
             if bad is not None:
                 raise ValidationError(field, f"keys must be strings, not {bad!r}")
+        if not self.kwargs and not self.options and _plain_and_small(self.args):
+            return  # the common one-off task: plain JSON far under the limit, no need to encode it
         try:
             size = len(
                 json.dumps([self.args, self.kwargs, self.options], allow_nan=False, separators=(",", ":"))

@@ -1,4 +1,5 @@
 --! requires: common tasks
+--! clock: lazy
 -- tasks.submit (not fenced): store new tasks, idempotent by id (an existing id is left
 -- unchanged), and wake the leader. No reply cache (no op key written per call): a call
 -- retried after its reply was lost finds its own tasks stored, and a stored task whose
@@ -15,6 +16,7 @@ for i = 3, #ARGV do
   local key = task_key(t.id)
   local created = false
   if redis.call('EXISTS', key) == 0 then
+    if TERMINAL[t.s] then read_clock() end  -- its retention entry is scored by server time
     write_task(t, 1, nil)
     created = true
   else

@@ -543,3 +543,31 @@ async def test_a_task_whose_balancer_nobody_or_two_plugins_provide_fails_naming_
         assert f"balancer {name!r} {why}" in task.reason
     finally:
         await lead.app.stop()
+
+
+async def test_the_leader_tells_a_store_that_wants_it_when_ready_tasks_wait_for_room(leader, monkeypatch):
+    """StorageBackend.waiting_for_room (optional): said when it changes, and again while it
+    holds after ROOM_REFRESH; a store without it is left alone (the memory store here)."""
+    import distsched.app.scheduler as scheduler_module
+
+    said: list[bool] = []
+
+    async def waiting_for_room(waiting):
+        said.append(waiting)
+
+    monkeypatch.setattr(leader.storage, "waiting_for_room", waiting_for_room, raising=False)
+    await leader.app.submit_many([build_job("x", every="1s", target="noop").spec])
+    now = leader.storage.clock()
+    blocked = (await leader.scheduler.dispatch_ready(leader.fence, now))[1]
+    assert blocked, "no worker: the ready task waits for room"
+    for _ in range(3):
+        await leader.scheduler._say_waiting_for_room(blocked)
+    assert said == [True], "said once while it holds"
+    monkeypatch.setattr(scheduler_module, "ROOM_REFRESH", 0.0)
+    await leader.scheduler._say_waiting_for_room(True)
+    assert said == [True, True], "and again after ROOM_REFRESH (the store may forget it)"
+    await _one_worker(leader)
+    assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (1, False)
+    await leader.scheduler._say_waiting_for_room(False)
+    await leader.scheduler._say_waiting_for_room(False)
+    assert said == [True, True, False]

@@ -151,3 +151,21 @@ def test_round_trip_through_json(args, kwargs, options, timeout, balance_key):
 def test_from_dict_accepts_a_retry_policy_object():
     policy = RetryPolicy(max_attempts=2)
     assert TaskSpec.from_dict({"target": "f", "retry": policy}).retry is policy
+
+
+@pytest.mark.parametrize("args", [
+    (float("nan"),), (float("inf"),), (1, float("-inf")), (object(),), (b"bytes",), ({1, 2},),
+])
+def test_plain_looking_args_that_are_not_json_are_still_refused(args) -> None:
+    """The shortcut for plain, small arguments (no encoding) takes only what the encoding
+    would accept: a non-finite float or a non-JSON value still fails naming the field."""
+    with pytest.raises(ValidationError) as err:
+        TaskSpec(target="f", args=args)
+    assert err.value.field == "args"
+
+
+def test_big_arguments_past_the_shortcut_are_measured() -> None:
+    TaskSpec(target="f", args=(None, True, -(1 << 63), 2.5, "x" * 1024) * 6)  # 30 plain args: fine
+    TaskSpec(target="f", args=tuple(range(40)), kwargs={"a": 1 << 70})  # past the shortcut, still JSON
+    with pytest.raises(ValidationError, match="payload is"):
+        TaskSpec(target="f", args=("\u2603" * (MAX_PAYLOAD_BYTES // 6 + 1),))  # 6 bytes each as JSON

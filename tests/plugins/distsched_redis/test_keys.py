@@ -38,7 +38,12 @@ async def workload(storage, snapshots=None) -> None:
     await storage.queues.report("w1", [
         TaskResult(task_id=t.id, attempt_id=t.attempt_id, outcome="succeeded", started_at=now, finished_at=now)
         for t in pulled])
-    await storage.queues.pull("w1", 1, 1.0)
+    second = await storage.queues.pull("w1", 1, 1.0)
+    await storage.waiting_for_room(True)  # the leader's hint: {ns}:room
+    await storage.queues.report("w1", [  # settled by the report itself: a row in {ns}:fin
+        TaskResult(task_id=t.id, attempt_id=t.attempt_id, outcome="succeeded", started_at=now, finished_at=now,
+                   worker_id="w1")
+        for t in second], settle=True)
     await snapshot()
     pulled += await storage.queues.pull("w1", 10, 1.0)
     await storage.queues.report("w1", [
@@ -70,7 +75,7 @@ async def test_every_key_carries_the_namespace_hash_tag(private_server, open_sto
     assert {key_slot(k.encode()) for k in keys} == {key_slot(b"{prod}")}, "one cluster slot"
     kinds = {k.split(":")[1] for k in keys}
     assert {"t", "ready", "dl", "cnt", "x", "q", "wa", "results", "jobs", "jst", "due", "workers",
-            "hb", "drain", "lease", "term", "jl", "jt", "op"} <= kinds, kinds
+            "hb", "drain", "lease", "term", "jl", "jt", "op", "fin", "room"} <= kinds, kinds
 
 
 async def test_two_namespaces_do_not_see_each_other(redis_server, open_storage, namespace) -> None:

@@ -18,7 +18,7 @@ table (``ACTIONS``):
   ``race`` forces a worker to take a task the leader is timing out);
 * clients submit tasks (and retry a submission: same id, nothing changes);
 * workers pull (``queues.pull(w, n, 0.01)``), report success / retryable or final failure /
-  timeout, crash or deregister, start under new incarnation ids; a dead worker lives on as a
+  timeout (with or without ``settle=True``: the report may finish its own successes), crash or deregister, start under new incarnation ids; a dead worker lives on as a
   zombie that pulls (nothing once reaped) and reports attempts it held (stale once requeued).
 
 A write with a fence that no longer holds the lease must raise ``FencedError`` and change
@@ -268,7 +268,7 @@ class SchedulerModel(RuleBasedStateMachine):
             assert t.attempt_id not in self.pulled, f"attempt {t.attempt_id} was handed out twice"
             self.pulled.add(t.attempt_id)
 
-    def _report(self, worker_id: str, task_id: str, attempt_id: str, outcome: str) -> None:
+    def _report(self, worker_id: str, task_id: str, attempt_id: str, outcome: str, settle: bool = False) -> None:
         now = self.store.clock()
         kind = "failed" if outcome.startswith("failed") else outcome
         result = TaskResult(task_id=task_id, attempt_id=attempt_id, outcome=kind, started_at=now,
@@ -276,8 +276,10 @@ class SchedulerModel(RuleBasedStateMachine):
                             value={"attempt": attempt_id} if kind == "succeeded" else None,
                             error=None if kind == "succeeded" else f"{outcome} in {attempt_id}",
                             retryable=outcome != "failed-final")
-        self._await(self.store.queues.report(worker_id, [result]))
+        # settle: as an unsigned worker reports - the report's own script may finish the success
+        self._await(self.store.queues.report(worker_id, [result], settle=settle))
         self.reported.add((attempt_id, kind))
+        self.totals["settling_reports"] += settle
 
     def _plan_dispatch(self, data: Any) -> list[Task]:
         """What a leader decides: ready tasks onto registered workers with room (a worker that
@@ -610,7 +612,8 @@ class SchedulerModel(RuleBasedStateMachine):
         held = self.held[worker_id]
         for _ in range(data.draw(st.integers(min(1, len(held)), len(held)), label="reports")):
             task_id, attempt_id = held.pop(data.draw(st.integers(0, len(held) - 1), label="which"))
-            self._report(worker_id, task_id, attempt_id, data.draw(OUTCOME, label="outcome"))
+            self._report(worker_id, task_id, attempt_id, data.draw(OUTCOME, label="outcome"),
+                         data.draw(st.booleans(), label="settle"))
 
     def _pull(self, data: Any) -> None:
         self._work(data, hold=True)
@@ -638,7 +641,7 @@ class SchedulerModel(RuleBasedStateMachine):
         for _ in range(data.draw(st.integers(0, len(mine)), label="reports")):
             item = mine.pop(data.draw(st.integers(0, len(mine) - 1), label="which"))
             self.zombie.remove(item)
-            self._report(*item, data.draw(OUTCOME, label="outcome"))
+            self._report(*item, data.draw(OUTCOME, label="outcome"), data.draw(st.booleans(), label="settle"))
             self.totals["zombie_reports"] += 1
 
     # -- invariants -------------------------------------------------------------------------
@@ -773,14 +776,15 @@ def test_invariants_hold_for_any_interleaving(model: type[SchedulerModel], capsy
     elapsed = time.monotonic() - started
     t = model.totals
     assert t["fenced"] > 0 and t["dispatched"] > 0 and t["results_applied"] > 0 and t["slots_fired"] > 0, t
-    assert t["results_settled"] > 0, t
+    assert t["results_settled"] > 0 and t["settling_reports"] > 0, t
     assert t["stale_results_dropped"] > 0 and t["reaped"] > 0 and t["failovers"] > 0, t
     assert t["cas_refused"] > 0 and t["timed_out"] > 0 and t["fire_conflicts"] > 0, t
     assert t["partial_reaps"] > 0, t
     with capsys.disabled():
         print(f"\nR13 model-based (redis): {t['examples']} examples x <= {steps} steps = {t['steps']} steps "
               f"in {elapsed:.1f}s; stale-leader writes refused (FencedError, nothing changed): {t['fenced']}; "
-              f"dispatches {t['dispatched']}, results settled in the store {t['results_settled']}, applied by "
+              f"dispatches {t['dispatched']}, results settled in the store {t['results_settled']} (reports that may "
+              f"settle their own: {t['settling_reports']}), applied by "
               f"the leader {t['results_applied']}, stale results dropped "
               f"{t['stale_results_dropped']}, timeouts {t['timed_out']}, writes lost to a newer version "
               f"{t['cas_refused']}, workers reaped {t['reaped']} (partial reaps, a task lost to a late pull: {t['partial_reaps']}), failovers {t['failovers']}, slots fired "

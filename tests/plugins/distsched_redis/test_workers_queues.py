@@ -236,3 +236,101 @@ async def test_a_reap_drops_index_entries_of_tasks_that_are_gone(storage, fence)
     await storage.client.sadd(storage.prefix + "wa:w1", "ghost")
     assert await storage.workers.reap(fence, "w1", []) == []
     assert [w.id for w in await storage.workers.list_workers()] == []
+
+
+async def test_a_settling_report_finishes_unsigned_current_successes_at_once(storage, fence) -> None:
+    """report(settle=True) finishes this worker's current, unsigned successes in the report's
+    own script (the task is succeeded before any settle), leaves a summary row for the
+    leader's next settle, and hands everything else to the leader as before: a failure, a
+    stale success, a success of a signed dispatch, another worker's claim."""
+    a, b, c, d, e = await dispatched(storage, fence, ["a", "b", "c", "d", "e"])
+    await storage.client.hset(storage.prefix + "t:d", "g", "signed-by-the-leader")
+    assert len(await storage.queues.pull("w1", 10, 1.0)) == 5
+    stale = TaskResult(**{**result(c).to_dict(), "attempt_id": "c#7"})
+    foreign = TaskResult(**{**result(e).to_dict(), "worker_id": "w9"})
+    await storage.client.delete(storage.prefix + "notify")
+    await storage.queues.report("w1", [result(a, value=1), result(b, "failed", error="boom"), stale,
+                                       result(d), foreign], settle=True)
+    assert (await storage.tasks.get("a")).state is TaskState.SUCCEEDED, "settled by the report itself"
+    assert [(await storage.tasks.get(i)).state for i in "bcde"] == [TaskState.RUNNING] * 4
+    assert [r.task_id for r in await storage.results.peek(10)] == ["b", "c", "d", "e"]
+    assert await storage.client.llen(storage.prefix + "notify") == 1, "results for the leader: it is woken"
+    done = await storage.results.settle(fence, 10, want_tasks=True)
+    assert (done.settled, [t.task_id for t in done.tasks], done.left) == (1, ["a"], 4), done
+    counts = await storage.tasks.counts()
+    assert (counts.get("succeeded"), counts.get("running")) == (1, 4), counts
+
+
+async def test_a_report_that_only_settled_wakes_the_leader_only_when_it_waits_for_room(storage, fence) -> None:
+    first, second = await dispatched(storage, fence, ["a", "b"])
+    await storage.queues.pull("w1", 10, 1.0)
+    notify = storage.prefix + "notify"
+    await storage.tasks.submit([task("waiting")])  # ready, but the leader did not say it lacks room
+    await storage.client.delete(notify)
+    await storage.queues.report("w1", [result(first)], settle=True)
+    assert await storage.client.llen(notify) == 0, "the leader waits for no room: nobody is woken"
+    await storage.waiting_for_room(True)
+    assert 0 < await storage.client.pttl(storage.prefix + "room") <= 5000, "the hint lasts a few seconds"
+    await storage.queues.report("w1", [result(second)], settle=True)
+    assert await storage.client.llen(notify) == 1, "a freed slot may take a ready task"
+    await storage.waiting_for_room(False)
+    assert await storage.client.exists(storage.prefix + "room") == 0
+    done = await storage.results.settle(fence, 10, want_tasks=True)
+    assert (done.settled, [t.task_id for t in done.tasks]) == (2, ["a", "b"])
+    await storage.queues.report("w1", [], settle=True)
+    assert await storage.client.llen(notify) == 1, "an empty report still wakes the leader"
+
+
+async def test_settled_rows_are_capped_and_taken_up_to_the_batch(open_storage, redis_server, namespace, fence) -> None:
+    s = await open_storage(redis_server.url_for(namespace=namespace, results_max=3))
+    from distsched.testing.contracts.storage import _dispatched  # a Harness-free helper
+
+    await _dispatched(s, fence, [f"t{i}" for i in range(5)])
+    pulled = await s.queues.pull("w1", 10, 1.0)
+    await s.queues.report("w1", [result(t) for t in pulled], settle=True)
+    assert await s.client.llen(s.prefix + "fin") == 3, "no leader for that long: the oldest rows go"
+    first = await s.results.settle(fence, 2, want_tasks=True)
+    assert (first.settled, [t.task_id for t in first.tasks]) == (2, ["t2", "t3"])
+    second = await s.results.settle(fence, 2, want_tasks=True)
+    assert (second.settled, [t.task_id for t in second.tasks]) == (1, ["t4"])
+    assert (await s.tasks.counts()).get("succeeded") == 5
+
+
+async def test_a_blocking_pull_after_an_emptying_take_does_not_take_first(open_storage, private_server) -> None:
+    """Under a trickle a worker's pull empties its queue, then blocks for the next task: it
+    goes straight to BLMOVE (which returns at once when something was queued since) instead
+    of running the pull script once more to find nothing - one script call per task, not two.
+    Counted by a server nothing else talks to."""
+    from distsched_redis.election import RedisElection
+
+    s = await open_storage(private_server.url_for(namespace="trickle"))
+    fence = await RedisElection(s).acquire("leader-1")
+    client = private_server.client()
+
+    def calls(name: str) -> int:
+        return int(client.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    try:
+        await dispatched(s, fence, ["a"])
+        assert [t.id for t in await s.queues.pull("w1", 10, 1.0)] == ["a"]  # empties the queue
+        before = calls("evalsha")
+        waiting = asyncio.create_task(s.queues.pull("w1", 10, 5.0))
+        await asyncio.sleep(0.1)  # let it block (the test only gets slower if it has not yet)
+        await dispatched(s, fence, ["b"])  # submit, read, dispatch: 3 script calls
+        assert [t.id for t in await asyncio.wait_for(waiting, 5.0)] == ["b"]
+        assert calls("evalsha") - before == 3 + 1, "the pull ran its script once: after the BLMOVE"
+        await dispatched(s, fence, ["c"])  # queued while nobody pulls: taken at once
+        assert [t.id for t in await s.queues.pull("w1", 10, 1.0)] == ["c"]
+        assert [t.id for t in await s.queues.pull("w1", 10, 0.01)] == [], "a short pull still takes"
+    finally:
+        client.close()
+
+
+async def test_next_times_reads_both_in_one_round_trip(storage) -> None:
+    from distsched.model import EveryTrigger, TaskConfig
+
+    assert await storage.next_times() == (None, None)
+    await storage.tasks.submit([Task(id="later", spec=TaskSpec(target="f"), created_at=0.0, not_before=123.5)])
+    await storage.jobs.add(TaskConfig(name="j", trigger=EveryTrigger(5), spec=TaskSpec(target="f")), next_fire_at=77.25)
+    assert await storage.next_times() == (77.25, 123.5)
+    assert await storage.next_times() == (await storage.jobs.next_due_at(), await storage.tasks.next_ready_at())

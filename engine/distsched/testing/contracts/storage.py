@@ -546,6 +546,33 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_a_settling_report_still_gives_the_leader_every_outcome(self, harness: Harness) -> None:
+        """``report(settle=True)``: a store may finish the worker's current successes in the
+        report itself; either way the next ``settle`` counts them and returns their rows, and
+        what needs the leader (a failure, a stale success) is left as without it."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await _dispatched(s, fence, ["a", "b", "c"])
+            a, b, c = await s.queues.pull("w1", 10, 1.0)
+            stale = TaskResult(**{**_result(c).to_dict(), "attempt_id": "c#7"})
+            await s.queues.report("w1", [_result(a, value={"x": 1}, now=2.0), _result(b, "failed", error="boom"),
+                                         stale], settle=True)
+            done = await s.results.settle(fence, 10, want_tasks=True)
+            assert (done.settled, done.stale, done.left) == (1, 0, 2), done
+            assert [(t.task_id, t.attempt, t.started_at) for t in done.tasks] == [("a", 1, 2.0)]
+            stored = await s.tasks.get("a")
+            assert stored.state is TaskState.SUCCEEDED and stored.result is not None
+            assert (stored.result.attempt_id, stored.result.value) == (a.attempt_id, {"x": 1})
+            assert stored.finished_at == done.tasks[0].at
+            assert [(r.task_id, r.attempt_id) for r in await s.results.peek(10)] == [("b", b.attempt_id),
+                                                                                    ("c", "c#7")]
+            assert (await s.results.settle(fence, 10)).settled == 0, "each success is settled once"
+            counts = await s.tasks.counts()
+            assert (counts.get("succeeded"), counts.get("running")) == (1, 2), counts
+
+        harness.run(body)
+
     def test_settle_is_fenced_and_limited(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()

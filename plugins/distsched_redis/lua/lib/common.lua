@@ -7,10 +7,17 @@
 --            route the call; keys derived from data are built here from the prefix.
 local P = ARGV[1]
 
--- Server time, read once per script: a number and the exact text "<sec>.<usec>".
-local NOW_T = redis.call('TIME')
-local NOW_S = NOW_T[1] .. '.' .. string.format('%06d', tonumber(NOW_T[2]))
-local NOW = tonumber(NOW_S)
+-- Server time, read once per script: a number and the exact text "<sec>.<usec>". A script
+-- marked "--! clock: lazy" (LAZY_CLOCK, set by scripts.py) reads it only when it calls
+-- read_clock() - submit, which needs no time for a new pending task.
+local NOW_T, NOW_S, NOW
+local function read_clock()
+  if NOW then return end
+  NOW_T = redis.call('TIME')
+  NOW_S = NOW_T[1] .. '.' .. string.format('%06d', tonumber(NOW_T[2]))
+  NOW = tonumber(NOW_S)
+end
+if not LAZY_CLOCK then read_clock() end
 
 -- How long reply caches (op ids) live, in milliseconds.
 local OP_TTL_MS = 60000
@@ -50,6 +57,7 @@ local function flush_counts()
       if type(r) == 'table' and r.err then
         -- a count that is not an integer (a hostile or broken write): keep its bytes in
         -- quarantine and start the count again, instead of failing every script after it
+        read_clock()
         local raw = redis.call('HGET', P .. 'cnt', state) or ''
         redis.call('HSET', P .. 'qd:count:' .. state, 'value', raw)
         redis.call('HSET', P .. 'qr', 'count:' .. state, cjson.encode({kind = 'count', id = state,
@@ -141,8 +149,10 @@ local function op_reply(reply)
   return reply
 end
 
--- Wake the leader (BLPOP in wait_for_activity); the list holds at most one token.
+-- Wake the leader (BLPOP in wait_for_activity); the list holds at most one token (trimmed
+-- only when a token was there already: a listening leader has taken it).
 local function notify()
-  redis.call('LPUSH', P .. 'notify', '1')
-  redis.call('LTRIM', P .. 'notify', 0, 0)
+  if redis.call('LPUSH', P .. 'notify', '1') > 1 then
+    redis.call('LTRIM', P .. 'notify', 0, 0)
+  end
 end

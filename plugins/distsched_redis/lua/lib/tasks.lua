@@ -251,3 +251,69 @@ local function prune_expired(limit)
     end
   end
 end
+
+-- Settling a success in the store (settle.lua: the leader's fast path; report.lua: a
+-- worker's report of its own successes, when it asks for it).
+-- The fields a result may have (model.result.TaskResult).
+local RESULT_FIELDS = {task_id = true, attempt_id = true, outcome = true, started_at = true, finished_at = true,
+                       worker_id = true, value = true, error = true, error_type = true, retryable = true,
+                       retry_after = true, meta = true, signature = true}
+
+-- A success this script can judge: the required fields typed right, nothing unknown.
+local function judgeable(r)
+  if type(r) ~= 'table' or r.outcome ~= 'succeeded' or type(r.task_id) ~= 'string'
+      or type(r.attempt_id) ~= 'string' or type(r.started_at) ~= 'number'
+      or type(r.finished_at) ~= 'number' then
+    return false
+  end
+  for k, _ in pairs(r) do
+    if not RESULT_FIELDS[k] then return false end
+  end
+  return true
+end
+
+-- Apply judgeable success r (its JSON text `entry`) exactly as Task.finish would, when it is
+-- the task's current attempt (attempt id "<id>#<n>" with n the stored dispatches, the task
+-- dispatched or running, on the worker that reported it): the task becomes `succeeded`
+-- (result, finished_at = server time, started_at if unset), with every index, the minute's
+-- throughput and the job's last outcome. Returns 'settled' and the summary row
+-- "job\31attempt\31started_at\31finished_at\31settled at\31id"; 'stale' (a superseded attempt,
+-- a task that is gone, another worker's claim); 'unreadable' (a record this script cannot
+-- read); or, with unsigned_only, 'signed' for a task whose dispatch the leader signed (the
+-- leader checks the result's signature itself).
+local function settle_success(entry, r, unsigned_only)
+  local id = r.task_id
+  local key = task_key(id)
+  local cur = redis.call('HMGET', key, 's', 'w', 'n', 'sa', 'j', 'v', 'd', 'c', 'u', 'g')
+  local rw = r.worker_id
+  if cur[1] and not tonumber(cur[6]) then
+    return 'unreadable'
+  end
+  if not cur[1] or not ASSIGNED[cur[1]] or r.attempt_id ~= id .. '#' .. cur[3]
+      or (type(rw) == 'string' and cur[2] ~= '' and rw ~= cur[2]) then
+    return 'stale'
+  end
+  if unsigned_only and cur[10] and cur[10] ~= '' then
+    return 'signed'
+  end
+  local sa = cur[4]
+  if not sa or sa == '' then sa = string.format('%.17g', r.started_at) end
+  redis.call('HSET', key, 's', 'succeeded', 'v', tonumber(cur[6]) + 1, 'u', NOW_S, 'fa', NOW_S,
+             'sa', sa, 'r', entry)
+  -- reindex() for dispatched/running -> succeeded, by hand
+  local w, j = cur[2] or '', cur[5] or ''
+  count_delta(cur[1], -1)
+  batch1('ZREM', P .. 'dl', id)
+  if w ~= '' then batch1('SREM', P .. 'wa:' .. w, id) end
+  if j ~= '' then batch1('SREM', P .. 'jl:' .. j, id) end
+  redis.call('EXPIRE', key, RETENTION)
+  batch2('ZADD', P .. 'x:succeeded', NOW + RETENTION, exp_member(j, id))
+  batch1('ZREM', P .. 'ts:assigned', id)
+  batch2('ZADD', P .. 'ts:succeeded', cur[8] or cur[9], id)
+  note_finished('succeeded', j, id)
+  -- d is compact JSON written by Python: '"attempt":' occurs once, as its top-level key
+  -- (a quote inside a string value is escaped)
+  local attempt = string.match(cur[7] or '', '"attempt":(%d+)') or '1'
+  return 'settled', table.concat({j, attempt, string.format('%.17g', r.started_at),
+                                  string.format('%.17g', r.finished_at), NOW_S, id}, SEP)
+end
