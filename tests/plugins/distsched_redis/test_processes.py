@@ -266,14 +266,19 @@ def test_a_worker_killed_with_kill9_under_default_settings(deployment, capsys):
         return deployment.call(lambda app, storage: storage.workers.list_workers())
 
     deployment.wait_for(lambda: len(workers()) == 1, 20, "w1 to register")
-    held = deployment.call(lambda app, storage: app.submit("sleepy", 1.5, timeout=2))
+    # 3.5 s of work under a 4 s timeout: overdue at timeout + grace = 9 s, before the 10 s TTL
+    # reaps w1; w2 is started as soon as the task is w1's, so it has the 3.5 s to register
+    # (under load a worker can take more than a second to start).
+    held = deployment.call(lambda app, storage: app.submit("sleepy", 3.5, timeout=4))
 
     def held_state():
         return deployment.call(lambda app, storage: storage.tasks.get(held))
 
-    deployment.wait_for(lambda: held_state().state is TaskState.RUNNING, 20, "w1 to run the task")
+    deployment.wait_for(lambda: (held_state().worker_id or "").startswith("w1-"), 20, "the task to go to w1")
     deployment.spawn("w2", "-v", "worker", "--storage", url, "--name", "w2", "--import", "mp_tasks")
+    deployment.wait_for(lambda: held_state().state is TaskState.RUNNING, 20, "w1 to run the task")
     deployment.wait_for(lambda: len(workers()) == 2, 20, "w2 to register")
+    assert held_state().state is TaskState.RUNNING, "w2 registered too late: w1 already finished the task"
     victim.kill()  # kill -9, reaped
     killed_at = time.time()  # (the store's clock is this machine's: Redis on loopback)
     # a stream of round-robin tasks for the 9 s after the kill (the TTL is 10 s)
