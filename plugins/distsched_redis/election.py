@@ -21,7 +21,7 @@ from .url import parse
 class RedisElection:
     def __init__(self, storage: RedisStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
         if not isinstance(storage, RedisStorage):
-            raise TypeError("the redis election needs redis:// (or rediss://, redis+sentinel://) storage")
+            raise TypeError("the redis election needs redis:// (or rediss://, redis+sentinel://, redis+cluster://) storage")
         for name, value in (("ttl", ttl), ("renew_interval", renew_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value <= 0:
