@@ -74,6 +74,16 @@ async def test_a_namespace_lives_in_one_slot_on_one_master(redis_cluster, open_s
     assert {"{slotcheck}:lease", "{slotcheck}:jobs", "{slotcheck}:t:t0"} <= set(keys)
 
 
+async def test_the_election_must_name_the_same_cluster_namespace(redis_cluster, open_storage):
+    from distsched.model import ValidationError
+    from distsched_redis.election import RedisElection
+
+    store = await open_storage(redis_cluster.url_for(namespace="elect"))
+    assert RedisElection.for_url(redis_cluster.url_for(namespace="elect"), storage=store).storage is store
+    with pytest.raises(ValidationError, match="same Redis and namespace"):
+        RedisElection.for_url(redis_cluster.url_for(namespace="other"), storage=store)
+
+
 async def test_replies_are_capped_on_cluster_connections(redis_cluster, open_storage):
     ns = "capped"
     store = await open_storage(redis_cluster.url_for(namespace=ns, max_reply=str(1024 * 1024)))
