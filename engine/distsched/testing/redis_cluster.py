@@ -146,6 +146,8 @@ class RedisClusterServer:
             if create.returncode != 0 or "[OK] All 16384 slots covered" not in create.stdout:
                 raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout[-2000:]}{create.stderr[-2000:]}")
             self.wait_healthy(self.start_timeout)
+            wait_until(self._formed, self.start_timeout, what="every replica attached to its master",
+                       interval=0.05, detail=self.log_tail)
         except BaseException:
             self.stop()
             raise
@@ -258,6 +260,24 @@ class RedisClusterServer:
                           if e.is_master and not e.failed and self.node_by_port(e.port).running
                           for low, high in e.slots)
             return covered == 16384
+        except Exception:
+            return False
+
+    def _formed(self) -> bool:
+        """Every node sees the same layout: ``masters`` masters, each with ``replicas`` replicas."""
+        try:
+            for node in self.nodes:
+                client = node.client(socket_timeout=2)
+                try:
+                    entries = parse_cluster_nodes(client.execute_command("CLUSTER", "NODES"))
+                finally:
+                    client.close()
+                masters = {e.id for e in entries if e.is_master and e.slots and not e.failed}
+                attached = [e for e in entries if not e.is_master and e.master_id in masters and not e.failed
+                            and "handshake" not in e.flags]
+                if len(masters) != self.masters or len(attached) != self.masters * self.replicas:
+                    return False
+            return True
         except Exception:
             return False
 

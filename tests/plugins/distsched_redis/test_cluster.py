@@ -10,6 +10,8 @@ prints its figures).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -310,3 +312,89 @@ def test_a_master_failover_keeps_the_promises(tmp_path: Path, capsys):
             submitter.halt.set()
             submitter.join(30)
         deployment.close()
+
+
+async def _submit_while_stalled(store, seconds: float) -> tuple[list[str], int, float | None]:
+    """Submit batches of 500 tasks for ``seconds``: the ids acknowledged, the batches refused
+    (NOREPLICAS) and when the first refusal came (seconds after the start)."""
+    from redis.exceptions import ResponseError
+
+    from distsched.testing import make_task
+
+    acked: list[str] = []
+    refused, first_refusal, n = 0, None, 0
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        batch = [make_task(f"t{n + i}", now=store.clock(), args=["x" * 200]) for i in range(500)]
+        n += 500
+        try:
+            stored = await store.tasks.submit(batch)
+        except ResponseError as exc:
+            assert "NOREPLICAS" in str(exc), exc
+            refused += 1
+            first_refusal = first_refusal or time.monotonic() - began
+            await asyncio.sleep(0.02)
+        else:
+            assert first_refusal is None, "a write was acknowledged after the master refused one"
+            acked += [task.id for task, ok in zip(batch, stored) if ok]
+    return acked, refused, first_refusal
+
+
+@pytest.mark.slow
+async def test_a_master_crash_loses_what_its_stalled_replica_had_not_received(open_storage, capsys):
+    """Replication is asynchronous: a master killed while its replica lags takes the writes it
+    acknowledged but had not sent with it. ``min-replicas-to-write 1`` /
+    ``min-replicas-max-lag 1`` bounds that: the master refuses writes (``NOREPLICAS``) once
+    its replica has not acknowledged for about that long. The price: the promoted replica has
+    no replica of its own, so it refuses writes until the crashed node is back."""
+    from redis.exceptions import ResponseError
+
+    from distsched.testing import make_task
+
+    max_lag, stall = 1, 3.0
+    figures = {}
+    for bounded in (False, True):
+        config = {"min-replicas-to-write": "1", "min-replicas-max-lag": str(max_lag)} if bounded else {}
+        with RedisClusterServer(node_timeout_ms=NODE_TIMEOUT_MS, config=config) as cluster:
+            store = await open_storage(cluster.url_for(namespace="lag"))
+            master = cluster.master_for_key("{lag}:lease")
+            replica = cluster.replicas_of(master)[0]
+            assert replica.pid is not None
+            os.kill(replica.pid, signal.SIGSTOP)
+            try:
+                acked, refused, first = await _submit_while_stalled(store, stall)
+                cluster.kill_node(master)
+            finally:
+                os.kill(replica.pid, signal.SIGCONT)
+            cluster.wait_healthy(30)
+            assert cluster.master_for_key("{lag}:lease").port == replica.port
+            found = 0
+            for i in range(0, len(acked), 1000):
+                found += sum(1 for task in await store.tasks.get_many(acked[i:i + 1000]) if task is not None)
+            back = None
+            if bounded:  # the new master has no replica: it refuses writes until the old one is back
+                with pytest.raises(ResponseError, match="NOREPLICAS"):
+                    await store.tasks.submit([make_task("while-alone", now=store.clock())])
+                restarted = time.monotonic()
+                cluster.restart()
+                deadline = restarted + 20
+                while True:
+                    try:
+                        await store.tasks.submit([make_task("after", now=store.clock())])
+                        break
+                    except ResponseError:
+                        assert time.monotonic() < deadline, "writes still refused 20 s after the restart"
+                        await asyncio.sleep(0.05)
+                back = time.monotonic() - restarted
+            figures[bounded] = (len(acked), refused, first, len(acked) - found, back)
+            await store.close()
+    (a0, r0, _, lost0, _), (a1, r1, first1, lost1, back1) = figures[False], figures[True]
+    with capsys.disabled():
+        print(f"\n[figure] replica stalled {stall:g} s (SIGSTOP) under bulk submissions, then its master kill -9: "
+              f"without min-replicas {a0} tasks acknowledged, {lost0} of them lost; with min-replicas-to-write 1 / "
+              f"min-replicas-max-lag {max_lag}: {a1} acknowledged, {lost1} lost, {r1} batches refused (the first "
+              f"{first1 if first1 is None else round(first1, 2)}s into the stall), writes refused after the "
+              f"promotion until the crashed node was back ({back1 if back1 is None else round(back1, 2)}s after "
+              f"its restart)")
+    assert r0 == 0 and lost0 > 0  # what asynchronous replication costs
+    assert first1 is not None and first1 <= max_lag + 2.5 and a1 < a0 and lost1 <= a1
