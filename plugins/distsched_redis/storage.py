@@ -270,7 +270,8 @@ class RedisStorage:
             try:
                 if await self._waiter.blpop([notify], timeout=round(self._block, 3)):
                     self._activity.set()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisError, OSError) as exc:
+                # down, cut off, or (a failover) "UNBLOCKED ... master -> replica", CLUSTERDOWN
                 log.debug("notify listener: %s", exc)
                 self._activity.set()  # let the leader look at the store itself
                 await asyncio.sleep(0.5)

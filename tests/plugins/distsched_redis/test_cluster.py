@@ -114,6 +114,31 @@ async def test_scripts_are_loaded_again_after_a_script_flush(redis_cluster, open
     assert fence is not None and await RedisElection(store).current() == fence
 
 
+async def test_the_leaders_wakeup_listener_survives_an_unblocked_wait(redis_cluster, open_storage, poll):
+    # A failover answers a blocked BLPOP with "-UNBLOCKED ... (master -> replica?)", a
+    # ResponseError: the listener must go on (it used to die of it, leaving the leader to
+    # its timer until the next wait re-created it). CLIENT UNBLOCK ... ERROR sends the same.
+    ns = "unblock"
+    store = await open_storage(redis_cluster.url_for(namespace=ns))
+    await store.wait_for_activity(0.01)
+    listener = store._listener
+    master = redis_cluster.master_for_key("{" + ns + "}:notify")
+    client = master.client()
+    try:
+        async def blocked_id():
+            for entry in client.client_list():
+                if entry.get("cmd") == "blpop" and entry.get("name") == "distsched" and "b" in entry.get("flags", ""):
+                    return entry["id"]
+            return None
+
+        waiter_id = await poll(blocked_id, 10)
+        assert client.execute_command("CLIENT", "UNBLOCK", waiter_id, "ERROR") == 1
+        assert await poll(blocked_id, 10)  # blocking again, on the same listener
+    finally:
+        client.close()
+    assert store._listener is listener and not listener.done()
+
+
 async def test_two_namespaces_on_different_masters_run_side_by_side(redis_cluster, distsched_app):
     ns_a, ns_b = _namespaces_on_different_masters(redis_cluster, "side")
     master_a = redis_cluster.master_for_key("{" + ns_a + "}:lease")
