@@ -139,6 +139,55 @@ async def test_the_leaders_wakeup_listener_survives_an_unblocked_wait(redis_clus
     assert store._listener is listener and not listener.done()
 
 
+async def test_quarantine_prune_and_history_work_on_a_cluster(redis_cluster, distsched_app, poll):
+    # quarantine.lua renames a task hash and moves job fields aside; prune.lua walks the
+    # expiry indexes; task_read walks the history indexes: all inside the namespace's slot.
+    from distsched.model import TaskSpec
+
+    ns = "hygiene"
+    app = await distsched_app(redis_cluster.url_for(namespace=ns, retention=1), functions={"noop": lambda: None},
+                              heartbeat_interval=0.2)
+    storage = await app.storage()
+    raw = redis_cluster.master_for_key("{" + ns + "}:jobs").client(decode_responses=False)
+    p = "{" + ns + "}:"
+    try:
+        raw.hset(p + "jobs", "poison", b"{not json\xff")
+        raw.hset(p + "jst", "poison", b"1|1|||1|x")
+        raw.zadd(p + "due", {"poison": 1})
+        now = storage.clock()
+        from distsched.model import Task
+
+        await storage.tasks.submit([Task(id="bad-task", spec=TaskSpec(target="noop"), created_at=now,
+                                         not_before=now + 3600)])
+        raw.hset(p + "t:bad-task", "sp", b"\xfe\xfe")
+        raw.zadd(p + "ready", {"bad-task": 1})
+
+        async def quarantined():
+            keys = {(q.kind, q.key) for q in await storage.quarantine.list_quarantined()}
+            return {("job", "poison"), ("task", "bad-task")} <= keys
+
+        await poll(quarantined, 15)
+        assert raw.hget(p + "qd:job:poison", "config") == b"{not json\xff"
+        assert raw.hget(p + "qd:task:bad-task", "sp") == b"\xfe\xfe"
+
+        ids = await app.submit_many([TaskSpec(target="noop") for _ in range(200)])
+        done = await all_tasks(storage, state="succeeded")
+        assert {t.id for t in done} <= set(ids)
+        for task_id in ids:
+            assert (await app.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
+        worker = (await storage.tasks.get(ids[0])).worker_id
+        assert {t.id for t in await all_tasks(storage, worker=worker)} >= {ids[0]}
+
+        async def pruned():  # every hash expires 1 s after its task finished; the leader prunes then
+            return raw.zcard(p + "x:succeeded") == 0 and raw.zcard(p + "tc") <= 1  # (the pending bad-task gone too)
+
+        await poll(pruned, 30)
+        assert app.engine.scheduler.stats["pruned"] >= 200  # by the leader's housekeeping (prune.lua)
+        assert (await storage.tasks.counts()).get("succeeded", 0) == 0
+    finally:
+        raw.close()
+
+
 async def test_two_namespaces_on_different_masters_run_side_by_side(redis_cluster, distsched_app):
     ns_a, ns_b = _namespaces_on_different_masters(redis_cluster, "side")
     master_a = redis_cluster.master_for_key("{" + ns_a + "}:lease")
