@@ -434,6 +434,8 @@ async def test_a_master_crash_loses_what_its_stalled_replica_had_not_received(op
             master = cluster.master_for_key("{lag}:lease")
             replica = cluster.replicas_of(master)[0]
             assert replica.pid is not None
+            # the first call discovers the cluster: not from the replica about to be stalled
+            assert await store.tasks.submit([make_task("before", now=store.clock())]) == [True]
             os.kill(replica.pid, signal.SIGSTOP)
             try:
                 acked, refused, first = await _submit_while_stalled(store, stall)
@@ -471,4 +473,5 @@ async def test_a_master_crash_loses_what_its_stalled_replica_had_not_received(op
               f"promotion until the crashed node was back ({back1 if back1 is None else round(back1, 2)}s after "
               f"its restart)")
     assert r0 == 0 and lost0 > 0  # what asynchronous replication costs
-    assert first1 is not None and first1 <= max_lag + 2.5 and a1 < a0 and lost1 <= a1
+    # refused within about max-lag + 1 s (and nothing acknowledged after the first refusal: above)
+    assert first1 is not None and first1 <= max_lag + 2.5 and lost1 <= a1
