@@ -22,6 +22,7 @@ from redis.asyncio.connection import ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import (
+    AskError,
     BusyLoadingError,
     ClusterDownError,
     RedisError,
@@ -158,6 +159,16 @@ class RedisStorage:
         await self._sync_clock(self._waiter)
         await self._check_server(self._waiter)
         await self.scripts.load(self._waiter)
+        if self.settings.scheme != "redis+cluster":
+            try:  # a node of a Redis Cluster answers MOVED for a slot it does not serve
+                await self._waiter.exists(self.prefix + "lease")
+            except AskError as exc:
+                raise ValidationError(
+                    "storage", f"{self.settings.redacted} is a Redis Cluster node that does not serve the "
+                    f"namespace's slot ({exc}): use redis+cluster://HOST:PORT[,HOST:PORT...]/?namespace=...",
+                ) from None
+            except ResponseError as exc:  # NOPERM (an ACL user without these keys): the calls will say so
+                log.debug("%s: EXISTS at open: %s", self.settings.redacted, exc)
 
     async def _check_server(self, client: Redis) -> None:
         settings = self.settings
@@ -376,8 +387,11 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
         return client
 
     # (the loading wait of _Retry does not apply: RedisCluster runs its own retry loop, and
-    # after a failover it is a replica, not the master serving calls, that loads)
-    return make(retry, settings.max_connections or 2**31), make(Retry(NoBackoff(), 0), 100)
+    # after a failover it is a replica, not the master serving calls, that loads.) The
+    # waiter retries at once, as often as there are start nodes: a key-less command (PING at
+    # open) goes to the first start node, and only a failed try replaces a dead one.
+    waiter_retry = Retry(NoBackoff(), len(settings.hosts))
+    return make(retry, settings.max_connections or 2**31), make(waiter_retry, 100)
 
 
 def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:

@@ -86,6 +86,17 @@ async def test_the_election_must_name_the_same_cluster_namespace(redis_cluster, 
         RedisElection.for_url(redis_cluster.url_for(namespace="other"), storage=store)
 
 
+async def test_a_single_server_url_to_a_cluster_node_is_refused_with_the_reason(redis_cluster, open_storage):
+    from distsched.model import ValidationError
+
+    ns = "wrongurl"
+    serving = redis_cluster.master_for_key("{" + ns + "}:lease")
+    other = next(n for n in redis_cluster.nodes if n.port != serving.port)
+    with pytest.raises(ValidationError, match=r"is a Redis Cluster node .* use redis\+cluster://") as info:
+        await open_storage(f"redis://default:secret@127.0.0.1:{other.port}/0?namespace={ns}")
+    assert "secret" not in str(info.value)
+
+
 async def test_replies_are_capped_on_cluster_connections(redis_cluster, open_storage):
     ns = "capped"
     store = await open_storage(redis_cluster.url_for(namespace=ns, max_reply=str(1024 * 1024)))
