@@ -204,6 +204,7 @@ PUBLIC_MODULES = (
     "distsched.model.events", "distsched.model.trusted", "distsched.plugin.manager", "distsched.asyncutil",
     "distsched.urls",
     "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.redis_server",
+    "distsched.testing.redis_cluster",
 )
 PLUGIN_SOURCES = ("plugins", "examples/plugins")
 
