@@ -117,6 +117,7 @@ class RedisStorage:
         self._waiter = waiter
         self._activity = WakeSignal()
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self._sentinel = sentinel
         self.prefix = settings.prefix
         self.retention = str(int(settings.retention))
@@ -277,35 +278,48 @@ class RedisStorage:
 
     async def _listen(self) -> None:
         notify = self.prefix + "notify"
-        while True:
+        while not self._closing:
             try:
                 if await self._waiter.blpop([notify], timeout=round(self._block, 3)):
                     self._activity.set()
             except (RedisError, OSError) as exc:
                 # down, cut off, or (a failover) "UNBLOCKED ... master -> replica", CLUSTERDOWN
+                if self._closing:
+                    return
                 log.debug("notify listener: %s", exc)
                 self._activity.set()  # let the leader look at the store itself
                 await asyncio.sleep(0.5)
 
     async def close(self) -> None:
-        if self._listener is not None and not self._listener.done():
-            self._listener.cancel()
-            await asyncio.wait({self._listener}, timeout=2.0)
-        self._listener = None
+        self._closing = True
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.done():
+            listener.cancel()
+            if not isinstance(self._waiter, Redis):
+                # redis-py's cluster client can swallow the cancellation of a blocked BLPOP
+                # (the listener then blocked again, and close() waited for it in vain):
+                # closing the waiter's connections ends the BLPOP, and the listener sees
+                # that the store is closing.
+                await _aclose(self._waiter)
+            await asyncio.wait({listener}, timeout=self._block + 1.0)
         for client in (self._waiter, self.client):
-            try:
-                if isinstance(client, Redis):
-                    await client.aclose(close_connection_pool=True)
-                else:  # a RedisCluster closes its nodes' connections
-                    await client.aclose()
-            except Exception as exc:  # pragma: no cover - closing a broken connection
-                log.debug("close: %s", exc)
+            await _aclose(client)
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 try:
                     await sentinel.aclose()
                 except Exception as exc:  # pragma: no cover
                     log.debug("close sentinel: %s", exc)
+
+
+async def _aclose(client: Any) -> None:
+    try:
+        if isinstance(client, Redis):
+            await client.aclose(close_connection_pool=True)
+        else:  # a RedisCluster closes its nodes' connections
+            await client.aclose()
+    except Exception as exc:  # pragma: no cover - closing a broken connection
+        log.debug("close: %s", exc)
 
 
 async def _while_loading(call: Any) -> Any:
@@ -388,10 +402,9 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
 
     # (the loading wait of _Retry does not apply: RedisCluster runs its own retry loop, and
     # after a failover it is a replica, not the master serving calls, that loads.) The
-    # waiter retries at once, as often as there are start nodes: a key-less command (PING at
-    # open) goes to the first start node, and only a failed try replaces a dead one.
-    waiter_retry = Retry(NoBackoff(), len(settings.hosts))
-    return make(retry, settings.max_connections or 2**31), make(waiter_retry, 100)
+    # waiter does not retry, as on a single server: with retries, redis-py's cluster client
+    # retried a cancelled BLPOP instead of letting the cancellation through (close() hung).
+    return make(retry, settings.max_connections or 2**31), make(Retry(NoBackoff(), 0), 100)
 
 
 def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:

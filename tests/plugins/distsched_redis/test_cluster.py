@@ -199,6 +199,37 @@ async def test_quarantine_prune_and_history_work_on_a_cluster(redis_cluster, dis
         raw.close()
 
 
+async def test_close_ends_the_wakeup_listener_at_once(redis_cluster, poll):
+    # redis-py's cluster client swallowed the cancellation of the listener's blocked BLPOP:
+    # close() waited 2 s for it in vain and left it running (asyncio.run then hung on it).
+    from distsched.testing import make_task
+    from distsched_redis.storage import RedisStorage
+
+    ns = "closing"
+    master = redis_cluster.master_for_key("{" + ns + "}:notify")
+    client = master.client()
+    try:
+        for _ in range(3):
+            store = await RedisStorage.open(redis_cluster.url_for(namespace=ns))
+            await store.wait_for_activity(0.01)
+            listener = store._listener
+            assert listener is not None
+
+            async def blocked():
+                return any(e.get("cmd") == "blpop" and "b" in e.get("flags", "") for e in client.client_list())
+
+            await poll(blocked, 10)  # the BLPOP is in flight
+            waiter = asyncio.create_task(store.wait_for_activity(5.0))
+            await store.tasks.submit([make_task(f"t{_}", now=store.clock())])  # a token wakes it
+            await asyncio.wait_for(waiter, 3.0)
+            await poll(blocked, 10)  # blocking again
+            began = time.monotonic()
+            await store.close()
+            assert time.monotonic() - began < 1.0 and listener.done()
+    finally:
+        client.close()
+
+
 async def test_two_namespaces_on_different_masters_run_side_by_side(redis_cluster, distsched_app):
     ns_a, ns_b = _namespaces_on_different_masters(redis_cluster, "side")
     master_a = redis_cluster.master_for_key("{" + ns_a + "}:lease")
