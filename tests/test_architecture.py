@@ -205,6 +205,7 @@ PUBLIC_MODULES = (
     "distsched.asyncutil",
     "distsched.urls",
     "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.redis_server",
+    "distsched.testing.redis_cluster",
 )
 PLUGIN_SOURCES = ("plugins", "examples/plugins")
 

@@ -1,4 +1,4 @@
-"""``redis://`` / ``rediss://`` / ``redis+sentinel://`` storage: every port of distsched on
+"""``redis://`` / ``rediss://`` / ``redis+sentinel://`` / ``redis+cluster://`` storage: every port of distsched on
 ``redis.asyncio``, with exactly the semantics of the memory backend.
 
 All multi-key changes are Lua scripts (``lua/``) called by SHA; every leader write checks the
@@ -21,7 +21,15 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import BusyLoadingError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -99,8 +107,10 @@ class RedisStorage:
     """All ports of distsched over one Redis data set (one namespace)."""
 
     #: Errors that mean Redis is unreachable or not ready for now (down, restarting, loading,
-    #: cut off): the leader steps down on them with a warning, not an error.
-    transient_errors: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+    #: cut off; on a cluster, a slot without a master during a failover): the leader steps
+    #: down on them with a warning, not an error.
+    transient_errors: tuple[type[BaseException], ...] = (
+        RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError, SlotNotCoveredError)
 
     def __init__(self, settings: RedisSettings, client: Redis, waiter: Redis, sentinel: Any = None) -> None:
         self.settings = settings
@@ -109,6 +119,7 @@ class RedisStorage:
         self._waiter = waiter
         self._activity = WakeSignal()
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self._sentinel = sentinel
         self.prefix = settings.prefix
         self.retention = str(int(settings.retention))
@@ -151,16 +162,26 @@ class RedisStorage:
         await self._sync_clock(self._waiter)
         await self._check_server(self._waiter)
         await self.scripts.load(self._waiter)
+        if self.settings.scheme != "redis+cluster":
+            try:  # a node of a Redis Cluster answers MOVED for a slot it does not serve
+                await self._waiter.exists(self.prefix + "lease")
+            except AskError as exc:
+                raise ValidationError(
+                    "storage", f"{self.settings.redacted} is a Redis Cluster node that does not serve the "
+                    f"namespace's slot ({exc}): use redis+cluster://HOST:PORT[,HOST:PORT...]/?namespace=...",
+                ) from None
+            except ResponseError as exc:  # NOPERM (an ACL user without these keys): the calls will say so
+                log.debug("%s: EXISTS at open: %s", self.settings.redacted, exc)
 
     async def _check_server(self, client: Redis) -> None:
         settings = self.settings
         try:
-            reply = await client.config_get("maxmemory-policy")
+            policies = await _maxmemory_policies(client)
         except ResponseError as exc:  # NOPERM, or CONFIG renamed/disabled
             log.info("%s: cannot read maxmemory-policy (%s); make sure it is noeviction", settings.redacted, exc)
             return
-        policy = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
-        if policy is None or policy in EVICTING_OK:
+        policy = next((p for p in policies if p is not None and p not in EVICTING_OK), None)
+        if policy is None:
             return
         message = (
             f"{settings.redacted}: Redis maxmemory-policy is {policy!r}: under memory pressure Redis "
@@ -180,7 +201,7 @@ class RedisStorage:
         best: tuple[float, float, float] | None = None
         for _ in range(3):
             before = time.monotonic()
-            sec, usec = await client.time()
+            sec, usec = await _time(client, self.prefix)
             after = time.monotonic()
             if best is None or after - before < best[0]:
                 best = (after - before, sec + usec / 1e6, (before + after) / 2)
@@ -277,31 +298,48 @@ class RedisStorage:
 
     async def _listen(self) -> None:
         notify = self.prefix + "notify"
-        while True:
+        while not self._closing:
             try:
                 if await self._waiter.blpop([notify], timeout=round(self._block, 3)):
                     self._activity.set()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisError, OSError) as exc:
+                # down, cut off, or (a failover) "UNBLOCKED ... master -> replica", CLUSTERDOWN
+                if self._closing:
+                    return
                 log.debug("notify listener: %s", exc)
                 self._activity.set()  # let the leader look at the store itself
                 await asyncio.sleep(0.5)
 
     async def close(self) -> None:
-        if self._listener is not None and not self._listener.done():
-            self._listener.cancel()
-            await asyncio.wait({self._listener}, timeout=2.0)
-        self._listener = None
+        self._closing = True
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.done():
+            listener.cancel()
+            if not isinstance(self._waiter, Redis):
+                # redis-py's cluster client can swallow the cancellation of a blocked BLPOP
+                # (the listener then blocked again, and close() waited for it in vain):
+                # closing the waiter's connections ends the BLPOP, and the listener sees
+                # that the store is closing.
+                await _aclose(self._waiter)
+            await asyncio.wait({listener}, timeout=self._block + 1.0)
         for client in (self._waiter, self.client):
-            try:
-                await client.aclose(close_connection_pool=True)
-            except Exception as exc:  # pragma: no cover - closing a broken connection
-                log.debug("close: %s", exc)
+            await _aclose(client)
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 try:
                     await sentinel.aclose()
                 except Exception as exc:  # pragma: no cover
                     log.debug("close sentinel: %s", exc)
+
+
+async def _aclose(client: Any) -> None:
+    try:
+        if isinstance(client, Redis):
+            await client.aclose(close_connection_pool=True)
+        else:  # a RedisCluster closes its nodes' connections
+            await client.aclose()
+    except Exception as exc:  # pragma: no cover - closing a broken connection
+        log.debug("close: %s", exc)
 
 
 async def _while_loading(call: Any) -> Any:
@@ -338,7 +376,58 @@ class _Retry(Retry):
         return await super().call_with_retry(lambda: _while_loading(do), fail, *args, **kwargs)
 
 
-def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
+async def _time(client: Any, prefix: str) -> tuple[int, int]:
+    """``TIME`` of the server holding the data: on a cluster, the master of the namespace's
+    slot (the clock its scripts read), not a random node."""
+    if isinstance(client, Redis):
+        return await client.time()  # type: ignore[no-any-return]
+    reply = await client.execute_command("TIME", target_nodes=client.get_node_from_key(prefix))
+    return int(reply[0]), int(reply[1])
+
+
+async def _maxmemory_policies(client: Any) -> list[str | None]:
+    """``maxmemory-policy`` of the server, or of every node of a cluster (a replica is
+    promoted by a failover)."""
+    if isinstance(client, Redis):
+        targets = [None]
+    else:
+        targets = list(client.get_nodes())
+    out: list[str | None] = []
+    for node in targets:
+        if node is None:
+            reply = await client.config_get("maxmemory-policy")
+        else:
+            reply = await client.execute_command("CONFIG GET", "maxmemory-policy", target_nodes=node)
+        out.append(reply.get("maxmemory-policy") if isinstance(reply, dict) else None)
+    return out
+
+
+def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Retry) -> tuple[Any, Any]:
+    """A RedisCluster for the calls and one for the waiter. Every key of a namespace carries
+    the hash tag ``{namespace}``, so each call (each script: its declared key and every key
+    it builds from the prefix) lands on the one master of that slot, and redis-py follows
+    MOVED after a failover. Replies are capped (``max_reply``) as on a single server: redis-py's
+    RedisCluster takes no ``parser_class``, so it is set on the nodes' connection settings."""
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    kwargs = {k: v for k, v in common.items() if k not in ("db", "parser_class")}
+    nodes = [ClusterNode(host, port) for host, port in settings.hosts]
+
+    def make(retries: Retry, max_connections: int) -> Any:
+        client = RedisCluster(startup_nodes=nodes, retry=retries, max_connections=max_connections, **kwargs)
+        client.connection_kwargs["parser_class"] = common["parser_class"]  # shared with its nodes manager
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_kwargs["parser_class"] = common["parser_class"]
+        return client
+
+    # (the loading wait of _Retry does not apply: RedisCluster runs its own retry loop, and
+    # after a failover it is a replica, not the master serving calls, that loads.) The
+    # waiter does not retry, as on a single server: with retries, redis-py's cluster client
+    # retried a cancelled BLPOP instead of letting the cancellation through (close() hung).
+    return make(retry, settings.max_connections or 2**31), make(Retry(NoBackoff(), 0), 100)
+
+
+def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
     """The main client (one pool for the process) and the waiter's own client."""
     common: dict[str, Any] = {
         "db": settings.db,
@@ -359,6 +448,8 @@ def _clients(settings: RedisSettings) -> tuple[Redis, Redis, Any]:
         "parser_class": parser_class(settings.max_reply),
     }
     retry = _Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
+    if settings.scheme == "redis+cluster":
+        return (*_cluster_clients(settings, common, retry), None)
     if settings.scheme == "redis+sentinel":
         from redis.asyncio.sentinel import Sentinel
 

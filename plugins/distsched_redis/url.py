@@ -7,6 +7,10 @@
                   the master of ``SERVICE`` as the sentinels report it (``user:password`` are the
                   master's; ``sentinel_username`` / ``sentinel_password`` authenticate to the
                   sentinels)
+``redis+cluster://[user:password@]host[:port][,host2[:port2]...][/][?...]``
+                  a Redis Cluster, found from these start nodes; the namespace's keys all
+                  hash to one slot (``{namespace}`` is their hash tag), so one namespace lives
+                  on one master
 
 Options (URL query or the engine's storage options; an option given both ways takes the
 engine's value): ``namespace`` (default ``distsched``), ``retention`` (how long finished tasks
@@ -37,7 +41,7 @@ from distsched.urls import (
 
 from .parser import DEFAULT_MAX_REPLY
 
-SCHEMES = ("redis", "rediss", "redis+sentinel")
+SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster")
 DEFAULT_NAMESPACE = "distsched"
 DEFAULT_RETENTION = 7 * 86400.0
 DEFAULT_RESULTS_MAX = 100_000
@@ -160,9 +164,17 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         if len(segments) > 2:
             raise url_error(url, f"unexpected path {parts.path!r} (expected /SERVICE[/DB])")
         db = _db(url, segments[1] if len(segments) > 1 else "")
+    elif scheme == "redis+cluster":
+        hosts = tuple(_host_port(url, h.strip(), 6379) for h in netloc.split(","))
+        if len(set(hosts)) != len(hosts):
+            raise url_error(url, "a start node is listed twice")
+        if segments and segments != ["0"]:
+            raise url_error(url, f"unexpected path {parts.path!r}: a Redis Cluster has one database "
+                             "(redis+cluster://HOST:PORT[,HOST:PORT...]/?namespace=...)")
+        db = 0
     else:
         if "," in netloc:
-            raise url_error(url, "several hosts are only allowed with redis+sentinel://")
+            raise url_error(url, "several hosts are only allowed with redis+sentinel:// or redis+cluster://")
         hosts = (_host_port(url, netloc, 6379),)
         if len(segments) > 1:
             raise url_error(url, f"unexpected path {parts.path!r} (expected /DB, a number)")

@@ -2,6 +2,7 @@
 (lost 0, duplicated 0, missed 0 - each script exits non-zero otherwise), never speed."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,13 @@ def test_web_short():
     assert figures["part1"]["tasks"] == 4000 and figures["part1"]["counts"]["failed"] == 400
     assert set(figures["part1"]["calls"]) >= {"page /", "page /jobs", "api tasks", "api task", "page /workers"}
     assert figures["part2"]["lost"] == 0
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not on PATH")
+def test_cluster_short():
+    """The same end-to-end run on one redis-server and on a Redis Cluster (3 + 3 nodes)."""
+    figures = run("cluster.py", "-n", "1000")
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    for kind in ("single", "cluster"):
+        assert figures[kind]["executed"] == 1000 and figures[kind]["commands_per_task"] > 0, kind

@@ -9,6 +9,7 @@
 * :mod:`distsched.testing.processes` - real ``python -m distsched`` processes on a throwaway
   store server (:class:`~distsched.testing.processes.Deployment`), waiting with a deadline.
 * :mod:`distsched.testing.redis_server` - throwaway ``redis-server`` and Sentinel processes.
+* :mod:`distsched.testing.redis_cluster` - a throwaway Redis Cluster (3 masters + 3 replicas).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Fixtures:
                               ``$DISTSCHED_TEST_STORAGE``, default a private ``memory://`` store.
 ``redis_server``              a throwaway ``redis-server`` on a free loopback port (session
                               scope; skipped when the binary is missing). Never the shared 6379.
+``redis_cluster``             a throwaway Redis Cluster (3 masters + 3 replicas, session scope;
+                              ``url_for(namespace=...)`` gives its ``redis+cluster://`` URL); tests
+                              that kill or fail over nodes start their own ``RedisClusterServer``.
 ``postgres_database``         a throwaway database ``distsched_test_<random>`` on the PostgreSQL server
                               at ``$DISTSCHED_TEST_POSTGRES`` (default postgres@127.0.0.1:5432), dropped
                               at the end (session scope; skipped when no server answers).
@@ -69,6 +72,16 @@ def redis_server() -> Iterator[Any]:
 
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server and redis-cli are not on PATH (install them: apt-get install redis-server)")
+    from .redis_cluster import RedisClusterServer
+
+    with RedisClusterServer() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.redis
 def test_discovered_with_its_schemes() -> None:
     assert "redis" in discovered_plugins()
     pm = PluginManager()
-    for scheme in ("redis", "rediss", "redis+sentinel"):
+    for scheme in ("redis", "rediss", "redis+sentinel", "redis+cluster"):
         assert pm.storage.for_url(f"{scheme}://h/0").name == "redis"
         assert pm.election.for_url(f"{scheme}://h/0").name == "redis"
     assert "redis" in pm.plugins["redis"].provides.get("storage", [])

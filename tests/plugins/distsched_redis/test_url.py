@@ -40,6 +40,33 @@ def test_sentinel_url() -> None:
     assert "sp" not in redact("redis+sentinel://s1/m?sentinel_password=sp").split("?")[1]
 
 
+def test_cluster_url() -> None:
+    s = parse("redis+cluster://u:p%40w@c1:7000,c2,[::1]:7002/?namespace=prod&retention=1h")
+    assert s.scheme == "redis+cluster" and s.hosts == (("c1", 7000), ("c2", 6379), ("::1", 7002))
+    assert (s.db, s.namespace, s.prefix, s.retention) == (0, "prod", "{prod}:", 3600.0)
+    assert (s.username, s.password) == ("u", "p@w") and "p@w" not in repr(s)
+    assert s.redacted == "redis+cluster://u:***@c1:7000,c2,[::1]:7002/?namespace=prod&retention=1h"
+    assert parse("redis+cluster://c1:7000").hosts == (("c1", 7000),)
+    assert parse("redis+cluster://c1:7000/0").db == 0
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("redis+cluster://", "host is missing"),
+    ("redis+cluster://c1/3", "a Redis Cluster has one database"),
+    ("redis+cluster://c1/0/x", "unexpected path"),
+    ("redis+cluster://c1,c1:6379/", "a start node is listed twice"),
+    ("redis+cluster://c1:0/", "port must be a number between 1 and 65535"),
+    ("redis+cluster://c1/?ssl_ca_certs=/x", "need a rediss:// URL"),
+    ("redis+cluster://c1/?sentinel_password=x", "need a redis+sentinel:// URL"),
+    ("redis+cluster://c1/?namespace={x}", "namespace must be"),
+])
+def test_bad_cluster_urls_name_the_problem(url: str, fragment: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse(url)
+    assert info.value.field == "storage" and fragment in info.value.reason, info.value.reason
+    assert "x@" not in str(info.value)
+
+
 @pytest.mark.parametrize(("url", "fragment"), [
     ("redis://", "host is missing"),
     ("redis://h:99999/0", "port must be a number between 1 and 65535"),

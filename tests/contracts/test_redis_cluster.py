@@ -1,0 +1,23 @@
+"""The Redis backend on a real Redis Cluster (``redis+cluster://``, 3 masters + 3 replicas)
+runs the shared storage and election contract suites, each test on its own namespace (its
+own hash slot, on whichever master serves it)."""
+
+import uuid
+
+import pytest
+
+from distsched.testing.contracts import ElectionContract, StorageContract
+
+pytestmark = [pytest.mark.redis, pytest.mark.cluster]
+
+
+class TestRedisClusterStorageContract(StorageContract):
+    @pytest.fixture
+    def storage_url(self, redis_cluster):
+        return redis_cluster.url_for(namespace=f"contract-{uuid.uuid4().hex[:12]}")
+
+
+class TestRedisClusterElectionContract(ElectionContract):
+    @pytest.fixture
+    def election_url(self, redis_cluster):
+        return redis_cluster.url_for(namespace=f"election-{uuid.uuid4().hex[:12]}")
