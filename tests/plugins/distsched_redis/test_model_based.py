@@ -772,7 +772,11 @@ def test_invariants_hold_for_any_interleaving(model: type[SchedulerModel], capsy
     examples = int(os.environ.get("DISTSCHED_MODEL_EXAMPLES", "120"))
     steps = int(os.environ.get("DISTSCHED_MODEL_STEPS", "30"))
     started = time.monotonic()
-    run_state_machine_as_test(model, settings=_settings(max_examples=examples, stateful_step_count=steps))
+    # The same examples every run (the coverage counters asserted below are then the same;
+    # drawn at random they once missed a re-fire conflict); DISTSCHED_MODEL_RANDOM=1 explores.
+    derandomize = os.environ.get("DISTSCHED_MODEL_RANDOM", "") in ("", "0")
+    run_state_machine_as_test(model, settings=_settings(max_examples=examples, stateful_step_count=steps,
+                                                        derandomize=derandomize))
     elapsed = time.monotonic() - started
     t = model.totals
     assert t["fenced"] > 0 and t["dispatched"] > 0 and t["results_applied"] > 0 and t["slots_fired"] > 0, t
