@@ -69,8 +69,8 @@ ROOM_REFRESH = 1.0
 #: balancer found no worker) and workers still have room, the leader reads further into the
 #: ready queue - at most ``HOL_READS`` extra reads per pass, each asking ``HOL_GROWTH`` times
 #: more tasks than the last (at least ``HOL_MIN_WINDOW``), never more than ``dispatch_batch``:
-#: a task behind fewer than ``dispatch_batch`` unplaceable ones is dispatched in the same
-#: pass. A pass that skipped nothing makes no extra read.
+#: a task behind fewer than ``min(dispatch_batch, 512)`` unplaceable ones is dispatched in
+#: the same pass. A pass that skipped nothing makes no extra read.
 HOL_READS = 2
 HOL_GROWTH = 8
 HOL_MIN_WINDOW = 64

@@ -584,6 +584,19 @@ async def any_leader(request):
     await lead.app.stop()
 
 
+def _count_ready_reads(leader, monkeypatch):
+    """The limits of the pass's reads of the ready queue, in order."""
+    reads = []
+    ready = leader.storage.tasks.ready
+
+    async def counted(until, limit):
+        reads.append(limit)
+        return await ready(until, limit)
+
+    monkeypatch.setattr(leader.storage.tasks, "ready", counted)
+    return reads
+
+
 async def _dispatched(leader):
     return {t.id: t.worker_id for t in await all_tasks(leader.storage) if t.state is TaskState.DISPATCHED}
 
@@ -600,14 +613,7 @@ async def test_tasks_an_idle_worker_offers_are_not_stuck_behind_those_only_a_ful
     assert await _dispatched(leader) == {"a-f-000": "wf", "a-f-001": "wf"}, "wf is now full"
     # The last pass saw 4 free slots: this one reads 4 ready tasks, all for f, then further.
     await leader.storage.tasks.submit([make_task(f"z-g-{i}", target="g") for i in range(2)])
-    reads = []
-    ready = leader.storage.tasks.ready
-
-    async def counted(until, limit):
-        reads.append(limit)
-        return await ready(until, limit)
-
-    monkeypatch.setattr(leader.storage.tasks, "ready", counted)
+    reads = _count_ready_reads(leader, monkeypatch)
     assert await leader.scheduler.dispatch_ready(leader.fence, now) == (2, True)
     assert len(reads) <= 1 + HOL_READS and max(reads) <= leader.app.config.dispatch_batch, "bounded"
     assert await _dispatched(leader) == {"a-f-000": "wf", "a-f-001": "wf", "z-g-0": "wg", "z-g-1": "wg"}
@@ -625,3 +631,12 @@ async def test_a_serial_jobs_backlog_does_not_hold_back_the_tasks_behind_it(any_
     assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (2, True)
     assert await _dispatched(leader) == {"s@100000": "w1", "p1": "w1"}
     assert [t.state.value for t in await leader.tasks("s")] == ["dispatched"] + ["pending"] * 4
+
+
+async def test_a_pass_that_skips_nothing_reads_the_ready_queue_once(any_leader, monkeypatch):
+    leader = any_leader
+    await _one_worker(leader, capacity=3)
+    await leader.storage.tasks.submit([make_task(f"t{i}") for i in range(5)])
+    reads = _count_ready_reads(leader, monkeypatch)
+    assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (3, False)
+    assert len(reads) == 1
