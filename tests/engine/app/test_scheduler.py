@@ -6,7 +6,8 @@ import uuid
 import pytest
 
 from distsched import DistributeSchedule, hookimpl
-from distsched.app.scheduler import HOL_READS, Scheduler
+from distsched.app import scheduler as scheduler_module
+from distsched.app.scheduler import Scheduler
 from distsched.model import TaskResult, TaskState, build_job
 from distsched.testing import all_tasks, make_task, make_worker
 
@@ -548,7 +549,6 @@ async def test_a_task_whose_balancer_nobody_or_two_plugins_provide_fails_naming_
 async def test_the_leader_tells_a_store_that_wants_it_when_ready_tasks_wait_for_room(leader, monkeypatch):
     """StorageBackend.waiting_for_room (optional): said when it changes, and again while it
     holds after ROOM_REFRESH; a store without it is left alone (the memory store here)."""
-    import distsched.app.scheduler as scheduler_module
 
     said: list[bool] = []
 
@@ -615,7 +615,7 @@ async def test_tasks_an_idle_worker_offers_are_not_stuck_behind_those_only_a_ful
     await leader.storage.tasks.submit([make_task(f"z-g-{i}", target="g") for i in range(2)])
     reads = _count_ready_reads(leader, monkeypatch)
     assert await leader.scheduler.dispatch_ready(leader.fence, now) == (2, True)
-    assert len(reads) <= 1 + HOL_READS and max(reads) <= leader.app.config.dispatch_batch, "bounded"
+    assert len(reads) <= 1 + scheduler_module.HOL_READS and max(reads) <= leader.app.config.dispatch_batch, "bounded"
     assert await _dispatched(leader) == {"a-f-000": "wf", "a-f-001": "wf", "z-g-0": "wg", "z-g-1": "wg"}
     # Nothing placeable is left: the queue keeps the f tasks, in their order.
     assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
