@@ -18,7 +18,7 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -64,6 +64,16 @@ WORKER_LIST_REUSE = 0.1
 COALESCE = 0.002
 #: While ready tasks wait for room, the leader says so to the store again this often (s).
 ROOM_REFRESH = 1.0
+#: Head-of-line blocking: when a dispatch pass skipped ready tasks it could not place (the
+#: workers that offer their function are full, their job is at its serial limit, the
+#: balancer found no worker) and workers still have room, the leader reads further into the
+#: ready queue - at most ``HOL_READS`` extra reads per pass, each asking ``HOL_GROWTH`` times
+#: more tasks than the last (at least ``HOL_MIN_WINDOW``), never more than ``dispatch_batch``:
+#: a task behind fewer than ``min(dispatch_batch, 512)`` unplaceable ones is dispatched in
+#: the same pass. A pass that skipped nothing makes no extra read.
+HOL_READS = 2
+HOL_GROWTH = 8
+HOL_MIN_WINDOW = 64
 #: How often a follower tries to take the lease.
 FOLLOWER_POLL = 0.2
 #: A store call (a pass's first calls, a lease renewal) slower than this means the store
@@ -591,10 +601,31 @@ class Scheduler:
         self._last_free = free
         if free == 0:
             return 0, True
-        if len(ready) < min(self.config.dispatch_batch, free) and len(ready) == limit:
+        batch = self.config.dispatch_batch
+        if len(ready) < min(batch, free) and len(ready) == limit:
             # more slots than last time: read up to them
-            ready = await storage.tasks.ready(now + ahead, min(self.config.dispatch_batch, free))
-        del ready[free:]
+            limit = min(batch, free)
+            ready = await storage.tasks.ready(now + ahead, limit)
+        room = free
+
+        async def window(ready: list[Task], limit: int) -> AsyncIterator[Task]:
+            """The ready tasks read, oldest first, while workers have ``room``; then, if some
+            were skipped (``blocked``) and there is still room, those further in the queue
+            (head-of-line blocking: see HOL_READS)."""
+            considered: set[str] = set()
+            for reads in range(HOL_READS + 1):
+                if reads:
+                    if not (blocked and room > 0 and len(ready) >= limit and limit < batch):
+                        return
+                    limit = min(batch, max(HOL_MIN_WINDOW, limit * HOL_GROWTH))
+                    ready = await storage.tasks.ready(now + ahead, limit)
+                for task in ready:
+                    if room <= 0:
+                        return
+                    if task.id not in considered:
+                        considered.add(task.id)
+                        yield task
+
         chosen: list[Task] = []
         poisoned: list[tuple[Task, str]] = []
         unknown: list[tuple[Task, str]] = []
@@ -606,7 +637,7 @@ class Scheduler:
         #: that advertises its function (or advertises none: an older one) when any live
         #: worker offers it, else to any (whose executor then fails it as unknown, at once)
         offering: dict[str, list[Worker]] = {}
-        for task in ready:
+        async for task in window(ready, limit):
             if task.serial_limit is not None and task.job is not None:
                 if task.job not in running:
                     running[task.job] = sum(1 for t in await storage.tasks.live(task.job) if t.state in ASSIGNED)
@@ -648,6 +679,7 @@ class Scheduler:
             if self.signer is not None:
                 task.signature = self.signer.sign_dispatch(task)
             chosen.append(task)
+            room -= 1
         if poisoned:
             await self._cancel_poisoned(fence, poisoned, now)
         if unknown:

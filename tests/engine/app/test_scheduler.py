@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from distsched import DistributeSchedule, hookimpl
+from distsched.app import scheduler as scheduler_module
 from distsched.app.scheduler import Scheduler
 from distsched.model import TaskResult, TaskState, build_job
 from distsched.testing import all_tasks, make_task, make_worker
@@ -15,9 +16,9 @@ class Leader:
     """A scheduler whose passes the test calls itself, with its own clock values."""
 
     @classmethod
-    async def create(cls, **engine_options):
+    async def create(cls, url=None, **engine_options):
         self = cls()
-        self.app = DistributeSchedule(f"memory://sched-{uuid.uuid4().hex}", **engine_options)
+        self.app = DistributeSchedule(url or f"memory://sched-{uuid.uuid4().hex}", **engine_options)
         self.storage = await self.app.engine.open()
         self.election = await self.app.engine.open_election()
         self.scheduler = Scheduler(storage=self.storage, election=self.election, balancers=self.app.engine.balancer,
@@ -548,7 +549,6 @@ async def test_a_task_whose_balancer_nobody_or_two_plugins_provide_fails_naming_
 async def test_the_leader_tells_a_store_that_wants_it_when_ready_tasks_wait_for_room(leader, monkeypatch):
     """StorageBackend.waiting_for_room (optional): said when it changes, and again while it
     holds after ROOM_REFRESH; a store without it is left alone (the memory store here)."""
-    import distsched.app.scheduler as scheduler_module
 
     said: list[bool] = []
 
@@ -571,3 +571,72 @@ async def test_the_leader_tells_a_store_that_wants_it_when_ready_tasks_wait_for_
     await leader.scheduler._say_waiting_for_room(False)
     await leader.scheduler._say_waiting_for_room(False)
     assert said == [True, True, False]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def any_leader(request):
+    """A leader on the memory store or on a real Redis (a namespace of the test's own)."""
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url_for(namespace=f"s{uuid.uuid4().hex[:10]}")
+    lead = await Leader.create(url)
+    yield lead
+    await lead.app.stop()
+
+
+def _count_ready_reads(leader, monkeypatch):
+    """The limits of the pass's reads of the ready queue, in order."""
+    reads = []
+    ready = leader.storage.tasks.ready
+
+    async def counted(until, limit):
+        reads.append(limit)
+        return await ready(until, limit)
+
+    monkeypatch.setattr(leader.storage.tasks, "ready", counted)
+    return reads
+
+
+async def _dispatched(leader):
+    return {t.id: t.worker_id for t in await all_tasks(leader.storage) if t.state is TaskState.DISPATCHED}
+
+
+async def test_tasks_an_idle_worker_offers_are_not_stuck_behind_those_only_a_full_one_offers(any_leader, monkeypatch):
+    """Head-of-line blocking: 100 ready tasks for f, whose only worker is full, head the
+    queue; the idle worker that offers g gets the g tasks behind them in the same pass."""
+    leader = any_leader
+    now = leader.storage.clock()
+    await leader.storage.workers.register(make_worker("wf", now=now, concurrency=1, capacity=2, functions=["f"]))
+    await leader.storage.workers.register(make_worker("wg", now=now, concurrency=1, capacity=2, functions=["g"]))
+    await leader.storage.tasks.submit([make_task(f"a-f-{i:03}", target="f") for i in range(100)])
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (2, True)
+    assert await _dispatched(leader) == {"a-f-000": "wf", "a-f-001": "wf"}, "wf is now full"
+    # The last pass saw 4 free slots: this one reads 4 ready tasks, all for f, then further.
+    await leader.storage.tasks.submit([make_task(f"z-g-{i}", target="g") for i in range(2)])
+    reads = _count_ready_reads(leader, monkeypatch)
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (2, True)
+    assert len(reads) <= 1 + scheduler_module.HOL_READS and max(reads) <= leader.app.config.dispatch_batch, "bounded"
+    assert await _dispatched(leader) == {"a-f-000": "wf", "a-f-001": "wf", "z-g-0": "wg", "z-g-1": "wg"}
+    # Nothing placeable is left: the queue keeps the f tasks, in their order.
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+    assert [t.id for t in await leader.storage.tasks.ready(now, 3)] == ["a-f-002", "a-f-003", "a-f-004"]
+
+
+async def test_a_serial_jobs_backlog_does_not_hold_back_the_tasks_behind_it(any_leader):
+    leader = any_leader
+    await _one_worker(leader, capacity=2)
+    await leader.add("s", 100.0, every="10s", overlap="serial")
+    await leader.scheduler.fire_due(leader.fence, 140.0)  # slots 100..140: five tasks, one may run
+    await leader.storage.tasks.submit([make_task("p1", now=150.0), make_task("p2", now=150.0)])
+    assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (2, True)
+    assert await _dispatched(leader) == {"s@100000": "w1", "p1": "w1"}
+    assert [t.state.value for t in await leader.tasks("s")] == ["dispatched"] + ["pending"] * 4
+
+
+async def test_a_pass_that_skips_nothing_reads_the_ready_queue_once(any_leader, monkeypatch):
+    leader = any_leader
+    await _one_worker(leader, capacity=3)
+    await leader.storage.tasks.submit([make_task(f"t{i}") for i in range(5)])
+    reads = _count_ready_reads(leader, monkeypatch)
+    assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (3, False)
+    assert len(reads) == 1
