@@ -1,6 +1,7 @@
 """Throughput: N no-op local tasks, 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
 
     python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both|lone] [--runs 1] [--metrics] [--pace R]
+        [--concurrency C]
         [--storage redis|postgres|both] [--json]
 
 Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database:
@@ -85,6 +86,8 @@ print(got, flush=True)
 BULK_CHUNK = 2000
 #: --pace: single mode's end-to-end part submits at most this many tasks per second (0: no limit)
 PACE = 0.0
+#: Each worker's concurrency (--concurrency).
+CONCURRENCY = 64
 RAW_BATCH = 100
 
 
@@ -239,7 +242,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis") ->
         env = {"BENCH_DIR": str(dep.dir)}
         dep.spawn("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
         workers = [dep.spawn(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks",
-                             "--concurrency", "64", "--capacity", "1024", *_metrics(metrics), env=env)
+                             "--concurrency", str(CONCURRENCY), "--capacity", "1024", *_metrics(metrics), env=env)
                    for i in (1, 2)]
 
         async def registered(app, storage) -> bool:
@@ -336,9 +339,13 @@ def main() -> None:
                    help="single mode end to end: submit at most this many tasks per second, a trickle in "
                         "which every task is alone in its passes (commands and CPU per task then measure the "
                         "path of one task, whatever the machine's load); default 0: as fast as possible")
+    p.add_argument("--concurrency", type=int, default=64,
+                   help="each worker's concurrency (default 64); a small one keeps the workers' slots full "
+                        "with a backlog queued, as with slow tasks")
     args = p.parse_args()
-    global PACE
+    global PACE, CONCURRENCY
     PACE = max(0.0, args.pace)
+    CONCURRENCY = max(1, args.concurrency)
     run_storages(args, measure)
 
 

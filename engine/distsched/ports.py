@@ -420,7 +420,17 @@ class WorkerQueue(Protocol):
         signed successes - is appended as without it. A report that only settled
         successes need not wake the leader unless it said that ready tasks wait for room
         (``StorageBackend.waiting_for_room``); its next pass takes the summaries. A store
-        may ignore ``settle``."""
+        may ignore ``settle``.
+
+        A store may also define ``async report_and_pull(worker_id, results, max_items, *,
+        settle=False) -> list[Task]``: :meth:`report` of ``results`` (as with that
+        ``settle``) and then :meth:`pull` of up to ``max_items`` without waiting (what is
+        queued now, nothing when the queue is empty), in one atomic step (one round trip):
+        the worker carries its finished results on its next pull. Not fenced, like both.
+        A call that failed may have done both or neither (never the take without the
+        report): the worker reports those results again (the leader drops a repeated
+        result as stale) and, as after a failed ``pull``, looks for tasks the lost reply
+        took. A store without it gets ``report`` then ``pull``, two calls."""
 
 
 @runtime_checkable

@@ -705,7 +705,10 @@ class _Queues:
         if not queue:
             signal = self.s.queue_signals.setdefault(worker_id, _Signal())
             await signal.wait(timeout)
-            queue = self.s.queues.get(worker_id) or deque()
+        return self._take(worker_id, max_items)
+
+    def _take(self, worker_id: str, max_items: int) -> list[Task]:
+        queue = self.s.queues.get(worker_id) or deque()
         out: list[Task] = []
         now = self.store.clock()
         inflight = self.s.inflight.setdefault(worker_id, set())
@@ -732,6 +735,12 @@ class _Queues:
             self.s.results.append(result)
             inflight.discard(result.task_id)
         self.s.activity.set()
+
+    async def report_and_pull(self, worker_id: str, results: Sequence[TaskResult], max_items: int, *,
+                              settle: bool = False) -> list[Task]:
+        # one step: nothing between the report and the take awaits
+        await self.report(worker_id, results, settle=settle)
+        return self._take(worker_id, max(0, max_items))
 
 
 def _settled(task: Task) -> SettledTask:

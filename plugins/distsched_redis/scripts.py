@@ -22,7 +22,7 @@ _LAZY_CLOCK = re.compile(r"^--!\s*clock:\s*lazy\s*$", re.MULTILINE)
 
 #: Every script the backend calls, by name (the file name without ``.lua``).
 NAMES = (
-    "submit", "save", "cancel", "dispatch", "settle", "fire", "reap", "pull", "report", "task_read", "counts",
+    "submit", "save", "cancel", "dispatch", "settle", "fire", "reap", "pull", "report", "report_pull", "task_read", "counts",
     "job_add", "job_add_many", "job_update", "job_remove", "job_pause", "job_read",
     "worker_register", "worker_heartbeat", "worker_deregister", "worker_list",
     "lease_acquire", "lease_renew", "lease_release", "stats_read", "scheduler_node",

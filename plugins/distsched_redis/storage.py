@@ -873,20 +873,25 @@ class _Queues:
         #: at once if something was queued since (only BLMOVE fills the claim list)
         self._drained: set[str] = set()
 
-    async def _take(self, worker_id: str, max_items: int) -> list[Task]:
+    async def _take(self, worker_id: str, max_items: int, report: Sequence[str] | None = None) -> list[Task]:
         """Run pull.lua. A call that failed without a reply may still have run and marked
         tasks running on this worker - after redis-py's own retries ran out (Redis down
         longer than they last, e.g. killed while the script's write was being fsynced). The
         next pull of that worker sends the same op key again, so the script's reply cache
         hands over those tasks (the ones still running here) instead of leaving them marked
-        running on a worker that never got them until the leader times them out."""
+        running on a worker that never got them until the leader times them out.
+        ``report`` (the arguments of a report after the worker id): lua/report_pull.lua
+        instead, the report and the take in one call (it writes the same reply cache)."""
         store = self.store
         now = time.monotonic()
         key, since = self._unanswered.pop(worker_id, (None, now))
         if key is None or now - since > OP_REPLY_TTL:
             key, since = store._opkey(), now
         try:
-            rows = await self.s.pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items))])
+            if report is None:
+                rows = await self.s.pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items))])
+            else:
+                rows = await self.s.report_pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items)), *report])
         except BaseException:
             self._drained.discard(worker_id)  # the next pull takes first (and replays this key)
             self._unanswered[worker_id] = (key, since)
@@ -948,6 +953,28 @@ class _Queues:
             args = [worker_id, str(self.store.settings.results_max), retention]
             args += [codec.result_json(result) for result in chunk]
             await self.store.run(self.s.report, args)
+
+    async def report_and_pull(self, worker_id: str, results: Sequence[TaskResult], max_items: int, *,
+                              settle: bool = False) -> list[Task]:
+        """lua/report_pull.lua: the report (as :meth:`report`) and a take that never blocks
+        (as :meth:`pull` with no wait) in one script call. A report of more than one chunk
+        sends the others first, as :meth:`report` would."""
+        chunks = list(_chunks(results))
+        if len(chunks) > 1:
+            await self.report(worker_id, [r for chunk in chunks[:-1] for r in chunk], settle=settle)
+        if max_items <= 0:
+            await self.report(worker_id, chunks[-1] if chunks else [], settle=settle)
+            return []
+        last = chunks[-1] if chunks else []
+        args = [str(self.store.settings.results_max), self.store.retention if settle else ""]
+        args += [codec.result_json(result) for result in last]
+        out = await self._take(worker_id, max_items, args)
+        drained = self._drained
+        if len(out) < max_items:
+            drained.add(worker_id)  # its next blocking pull goes straight to BLMOVE
+        else:
+            drained.discard(worker_id)
+        return out
 
 
 class _Results:

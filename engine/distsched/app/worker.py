@@ -83,6 +83,14 @@ class WorkerService:
         self.recovered = 0
         self._results: list[TaskResult] = []
         self._results_ready = asyncio.Event()
+        #: Held while results are being reported (by the report loop, or carried by a pull).
+        self._reporting = asyncio.Lock()
+        #: The store's optional ``queues.report_and_pull`` (None: report, then pull).
+        self._carry = getattr(storage.queues, "report_and_pull", None)
+        #: A carried report failed: the report loop reports what is left before pulls carry again.
+        self._carry_failed = False
+        #: The pull loop waits for a slot to free (a finishing task frees one: it carries the result).
+        self._waiting_for_slot = False
         self._slot_free = asyncio.Event()
         self._timer = PreciseTimer(storage.clock)
         self._draining = False
@@ -179,21 +187,30 @@ class WorkerService:
             free = concurrency - len(self._running) - blocked
             if free <= 0:
                 self._slot_free.clear()
-                if blocked:  # a blocked thread frees its slot without telling this loop: look again
-                    try:
-                        await asyncio.wait_for(self._slot_free.wait(), BLOCKED_RECHECK)
-                    except asyncio.TimeoutError:
-                        pass
-                else:
-                    await self._slot_free.wait()
+                self._waiting_for_slot = True
+                try:
+                    if blocked:  # a blocked thread frees its slot without telling this loop: look again
+                        try:
+                            await asyncio.wait_for(self._slot_free.wait(), BLOCKED_RECHECK)
+                        except asyncio.TimeoutError:
+                            pass
+                    else:
+                        await self._slot_free.wait()
+                finally:
+                    self._waiting_for_slot = False
                 continue
-            try:
-                tasks = await self.storage.queues.pull(self.id, free, PULL_TIMEOUT)
-            except Exception as exc:
-                self._pull_failed = True
-                log.warning("worker %s: pull failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
-                await wait_or_stop(stop, backoff.next())
-                continue
+            tasks = None
+            if self._results and self._carry is not None and not self._carry_failed and not self._reporting.locked():
+                # The finished results ride on this pull: one round trip instead of two.
+                tasks = await self._carry_results(free)
+            if not tasks:
+                try:
+                    tasks = await self.storage.queues.pull(self.id, free, PULL_TIMEOUT)
+                except Exception as exc:
+                    self._pull_failed = True
+                    log.warning("worker %s: pull failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
+                    await wait_or_stop(stop, backoff.next())
+                    continue
             backoff.reset()
             if self._pull_failed:
                 tasks = [*tasks, *await self._lost_pulls(tasks)]
@@ -202,6 +219,30 @@ class WorkerService:
                 self._running[job] = self.id
                 self._holding[job] = task
                 job.add_done_callback(self._done)
+
+    async def _carry_results(self, free: int) -> list[Task]:
+        """Report the oldest results and take what is queued (up to ``free``) in one store
+        call (``queues.report_and_pull``). If it fails, the results stay for the report
+        loop (which reports them again, one by one if one cannot be encoded) and the next
+        pull looks for tasks whose reply was lost, as after a failed pull."""
+        async with self._reporting:
+            batch = self._results[:REPORT_BATCH]
+            if not batch:
+                return []
+            assert self._carry is not None
+            try:
+                tasks: list[Task] = await self._carry(self.id, batch, free, settle=self.signer is None)
+            except Exception as exc:
+                self._pull_failed = True
+                self._carry_failed = True
+                self._results_ready.set()
+                log.warning("worker %s: reporting %d result(s) with a pull failed (%s: %s); retrying",
+                            self.id, len(batch), type(exc).__name__, exc)
+                return []
+            del self._results[: len(batch)]
+            if self._results:
+                self._results_ready.set()
+            return tasks
 
     async def _lost_pulls(self, pulled: list[Task]) -> list[Task]:
         """After a failed pull: the tasks the store marked running on this worker that it
@@ -427,35 +468,48 @@ class WorkerService:
         while not self._closing:
             await self._results_ready.wait()
             self._results_ready.clear()
+            if self._carry is not None and self._waiting_for_slot and not self._closing:
+                # The task that finished frees its slot once its callbacks ran: let the pull
+                # loop wake up first and carry the result on its pull (whatever it leaves,
+                # e.g. a slot still held by a blocked thread, is reported here).
+                for _ in range(3):
+                    await asyncio.sleep(0)
             await self._flush_results()
 
     async def _flush_results(self, final: bool = False) -> None:
         backoff = Backoff()
         attempts = 0
         while self._results:
-            batch = self._results[:REPORT_BATCH]
-            try:
-                # Unsigned results: the store may settle this worker's successes in the
-                # report itself (signed ones are checked by the leader, as always).
-                await self.storage.queues.report(self.id, batch, settle=self.signer is None)
-            except _ENCODING_ERRORS as exc:
-                # The store could not encode something in the batch: never let one result
-                # wedge the reporting of every result behind it.
-                log.error("worker %s: the store could not encode a result batch (%s: %s); reporting one by one",
-                          self.id, type(exc).__name__, safe_str(exc)[:300])
-                await self._report_one_by_one(batch)
-                del self._results[: len(batch)]
-                continue
-            except Exception as exc:
-                attempts += 1
-                log.warning("worker %s: reporting %d result(s) failed (%s: %s); retrying",
-                            self.id, len(batch), type(exc).__name__, exc)
-                if final and attempts > 20:
-                    log.error("worker %s: gave up reporting %d result(s); the leader will time them out", self.id, len(self._results))
-                    return
+            async with self._reporting:
+                batch = self._results[:REPORT_BATCH]
+                if not batch:  # a pull carried them meanwhile
+                    break
+                try:
+                    # Unsigned results: the store may settle this worker's successes in the
+                    # report itself (signed ones are checked by the leader, as always).
+                    await self.storage.queues.report(self.id, batch, settle=self.signer is None)
+                except _ENCODING_ERRORS as exc:
+                    # The store could not encode something in the batch: never let one result
+                    # wedge the reporting of every result behind it.
+                    log.error("worker %s: the store could not encode a result batch (%s: %s); reporting one by one",
+                              self.id, type(exc).__name__, safe_str(exc)[:300])
+                    await self._report_one_by_one(batch)
+                    del self._results[: len(batch)]
+                    continue
+                except Exception as exc:
+                    attempts += 1
+                    log.warning("worker %s: reporting %d result(s) failed (%s: %s); retrying",
+                                self.id, len(batch), type(exc).__name__, exc)
+                    if final and attempts > 20:
+                        log.error("worker %s: gave up reporting %d result(s); the leader will time them out", self.id, len(self._results))
+                        return
+                    failed = True
+                else:
+                    failed = False
+                    del self._results[: len(batch)]
+            if failed:
                 await asyncio.sleep(backoff.next())
-                continue
-            del self._results[: len(batch)]
+        self._carry_failed = False
 
 
     async def _report_one_by_one(self, batch: list[TaskResult]) -> None:

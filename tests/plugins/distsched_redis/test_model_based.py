@@ -19,7 +19,8 @@ table (``ACTIONS``):
 * clients submit tasks (and retry a submission: same id, nothing changes);
 * workers pull (``queues.pull(w, n, 0.01)``), report success / retryable or final failure /
   timeout (with or without ``settle=True``: the report may finish its own successes), crash or deregister, start under new incarnation ids; a dead worker lives on as a
-  zombie that pulls (nothing once reaped) and reports attempts it held (stale once requeued).
+  zombie that pulls (nothing once reaped) and reports attempts it held (stale once requeued);
+  a live worker's report may carry its next take (``queues.report_and_pull``).
 
 A write with a fence that no longer holds the lease must raise ``FencedError`` and change
 nothing (every key of the namespace is compared, byte for byte, before and after); a write with
@@ -108,6 +109,7 @@ ACTIONS = (
     ("work", 3), ("leader_tick", 3), ("lease_acquire", 1), ("lease_expire", 1), ("failover", 2),
     ("dispatch", 2), ("plan", 2), ("commit", 1), ("apply", 1), ("reap_one", 1), ("fire_one", 1),
     ("timeouts", 1), ("race", 1), ("submit_some", 2), ("start_worker", 1), ("pull", 2), ("crash", 2), ("zombie", 2),
+    ("carry", 2),
 )
 S = TaskState
 
@@ -268,18 +270,38 @@ class SchedulerModel(RuleBasedStateMachine):
             assert t.attempt_id not in self.pulled, f"attempt {t.attempt_id} was handed out twice"
             self.pulled.add(t.attempt_id)
 
-    def _report(self, worker_id: str, task_id: str, attempt_id: str, outcome: str, settle: bool = False) -> None:
+    def _result(self, worker_id: str, task_id: str, attempt_id: str, outcome: str) -> TaskResult:
         now = self.store.clock()
         kind = "failed" if outcome.startswith("failed") else outcome
-        result = TaskResult(task_id=task_id, attempt_id=attempt_id, outcome=kind, started_at=now,
-                            finished_at=now, worker_id=worker_id,
-                            value={"attempt": attempt_id} if kind == "succeeded" else None,
-                            error=None if kind == "succeeded" else f"{outcome} in {attempt_id}",
-                            retryable=outcome != "failed-final")
+        return TaskResult(task_id=task_id, attempt_id=attempt_id, outcome=kind, started_at=now,
+                          finished_at=now, worker_id=worker_id,
+                          value={"attempt": attempt_id} if kind == "succeeded" else None,
+                          error=None if kind == "succeeded" else f"{outcome} in {attempt_id}",
+                          retryable=outcome != "failed-final")
+
+    def _report(self, worker_id: str, task_id: str, attempt_id: str, outcome: str, settle: bool = False) -> None:
+        result = self._result(worker_id, task_id, attempt_id, outcome)
         # settle: as an unsigned worker reports - the report's own script may finish the success
         self._await(self.store.queues.report(worker_id, [result], settle=settle))
-        self.reported.add((attempt_id, kind))
+        self.reported.add((attempt_id, result.outcome))
         self.totals["settling_reports"] += settle
+
+    def _carry(self, data: Any) -> None:
+        """A live worker reports some of what it holds and takes what is queued in one call
+        (``queues.report_and_pull``, as a worker's pull carries its finished results)."""
+        worker_id = data.draw(st.sampled_from(self._live()), label="worker")
+        held = self.held[worker_id]
+        results = []
+        for _ in range(data.draw(st.integers(0, len(held)), label="reports")):
+            task_id, attempt_id = held.pop(data.draw(st.integers(0, len(held) - 1), label="which"))
+            results.append(self._result(worker_id, task_id, attempt_id, data.draw(OUTCOME, label="outcome")))
+        settle = data.draw(st.booleans(), label="settle")
+        got = self._await(self.store.queues.report_and_pull(
+            worker_id, results, data.draw(st.integers(1, 3), label="n"), settle=settle))
+        self.reported.update((r.attempt_id, r.outcome) for r in results)
+        self.totals["carried_reports"] += len(results)
+        self._check_pulled(worker_id, got)
+        self.held[worker_id] += [(t.id, t.attempt_id) for t in got]
 
     def _plan_dispatch(self, data: Any) -> list[Task]:
         """What a leader decides: ready tasks onto registered workers with room (a worker that
@@ -351,7 +373,7 @@ class SchedulerModel(RuleBasedStateMachine):
             return bool(self.plans)
         if name == "reap_one":
             return any(s == "dead" for s in self.workers.values())
-        if name in ("work", "pull", "crash"):
+        if name in ("work", "pull", "crash", "carry"):
             return bool(self._live())
         if name == "start_worker":
             return len(self.workers) < MAX_WORKERS

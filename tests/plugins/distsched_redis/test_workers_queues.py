@@ -334,3 +334,53 @@ async def test_next_times_reads_both_in_one_round_trip(storage) -> None:
     await storage.jobs.add(TaskConfig(name="j", trigger=EveryTrigger(5), spec=TaskSpec(target="f")), next_fire_at=77.25)
     assert await storage.next_times() == (77.25, 123.5)
     assert await storage.next_times() == (await storage.jobs.next_due_at(), await storage.tasks.next_ready_at())
+
+
+async def test_report_and_pull_is_one_script_call_and_a_replay_reports_nothing_again(
+        open_storage, private_server) -> None:
+    """queues.report_and_pull: the report and the take in one script call (one round trip,
+    counted by a server nothing else talks to). Its reply cache is the take's: a call retried
+    with the same op key (a lost reply) reports nothing twice and returns the tasks still
+    running here; the next blocking pull after a take that emptied the queue goes straight
+    to BLMOVE."""
+    from distsched_redis.election import RedisElection
+
+    s = await open_storage(private_server.url_for(namespace="carry"))
+    fence = await RedisElection(s).acquire("leader-1")
+    client = private_server.client()
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"}
+
+    try:
+        await dispatched(s, fence, ["a", "b", "c"])
+        [a] = await s.queues.pull("w1", 1, 1.0)
+        before = calls()
+        got = await s.queues.report_and_pull("w1", [result(a, value=1)], 1, settle=True)
+        used = {k: v - before.get(k, 0) for k, v in calls().items() if v != before.get(k, 0)}
+        assert [t.id for t in got] == ["b"] and used["evalsha"] == 1, used
+        assert (await s.tasks.get("a")).state is TaskState.SUCCEEDED, "settled by the same script"
+        [b] = got
+        keys = [s.prefix + "op:carry-1"]
+        args = [s.prefix, "w1", "5", "100", "", codec_json(result(b, "failed", error="boom"))]
+        first = await s.scripts.report_pull(keys=keys, args=args)
+        again = await s.scripts.report_pull(keys=keys, args=args)
+        assert first == again and [r[-1] for r in first] == ["c"], "same op id: the same answer"
+        assert [r.task_id for r in await s.results.peek(10)] == ["b"], "reported once"
+        assert await s.scripts.pull(keys=keys, args=[s.prefix, "w1", "5"]) == first, "a pull replays it too"
+        assert await s.queues.report_and_pull("w1", [], 5) == []
+        before = calls()
+        waiting = asyncio.create_task(s.queues.pull("w1", 5, 5.0))
+        await asyncio.sleep(0.1)  # let it block (the test only gets slower if it has not yet)
+        await dispatched(s, fence, ["d"])  # submit, read, dispatch: 3 script calls
+        assert [t.id for t in await asyncio.wait_for(waiting, 5.0)] == ["d"]
+        assert calls()["evalsha"] - before["evalsha"] == 3 + 1, "the emptying carry let the pull block at once"
+    finally:
+        client.close()
+
+
+def codec_json(r: TaskResult) -> str:
+    from distsched_redis import codec
+
+    return codec.result_json(r)

@@ -573,6 +573,38 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_report_and_pull_reports_then_takes_what_is_queued(self, harness: Harness) -> None:
+        """The optional ``queues.report_and_pull``: ``report`` (with its ``settle``) and then
+        a ``pull`` that never waits, in one step; a store without it is not asked."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            carry = getattr(s.queues, "report_and_pull", None)
+            if carry is None:
+                pytest.skip("this store has no report_and_pull (the worker reports, then pulls)")
+            _, fence = await h.leader(s)
+            _, b0, c0 = await _dispatched(s, fence, ["a", "b", "c"])
+            [a] = await s.queues.pull("w1", 1, 1.0)
+            got = await carry("w1", [_result(a, value={"x": 1}, now=2.0)], 1, settle=True)
+            assert [(t.id, t.state, t.attempt_id) for t in got] == [("b", TaskState.RUNNING, b0.attempt_id)]
+            assert (await s.tasks.get("b")).state is TaskState.RUNNING
+            stale = TaskResult(**{**_result(c0).to_dict(), "attempt_id": "c#7"})
+            got = await carry("w1", [_result(got[0], "failed", error="boom"), stale], 10)
+            assert [(t.id, t.state) for t in got] == [("c", TaskState.RUNNING)], "only what is queued"
+            assert await carry("w1", [], 10) == [], "an empty queue: nothing, at once"
+            done = await s.results.settle(fence, 10, want_tasks=True)
+            assert (done.settled, done.stale, done.left) == (1, 0, 2), done
+            assert [(t.task_id, t.started_at) for t in done.tasks] == [("a", 2.0)]
+            stored = await s.tasks.get("a")
+            assert stored.state is TaskState.SUCCEEDED and stored.result is not None
+            assert stored.result.value == {"x": 1}
+            assert [(r.task_id, r.outcome, r.attempt_id) for r in await s.results.peek(10)] == [
+                ("b", "failed", b0.attempt_id), ("c", "succeeded", "c#7")]
+            counts = await s.tasks.counts()
+            assert (counts.get("succeeded"), counts.get("running"), counts.get("dispatched")) == (1, 2, None), counts
+            assert await s.queues.pull("w1", 10, 0.05) == [], "each task is taken once"
+
+        harness.run(body)
+
     def test_settle_is_fenced_and_limited(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()
