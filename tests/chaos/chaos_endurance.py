@@ -737,6 +737,8 @@ def stints(samples: list[dict[str, Any]], p: EnduranceProfile) -> list[dict[str,
             if info["rss_kb"] is None:
                 continue
             if info["role"] == "scheduler":
+                if s.get("leader") is None:
+                    continue  # who leads was not known at that sample (no answer in 3 s): no break
                 if not info["leader"]:
                     last_leading[node] = False
                     continue
