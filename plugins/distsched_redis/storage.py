@@ -238,8 +238,9 @@ class RedisStorage:
         return await script(keys=keys, args=[self.prefix, *args])
 
     async def housekeeping(self, budget: int) -> int:
-        """lua/prune.lua: drop the index entries of finished tasks whose hashes expired."""
-        return int(await self.run(self.scripts.prune, [str(int(budget))], op=False))
+        """lua/prune.lua: drop the index entries of finished tasks whose hashes expired, and
+        sweep the per-worker history indexes of the workers still known."""
+        return int(await self.run(self.scripts.prune, [str(int(budget)), self.retention], op=False))
 
     async def next_times(self) -> tuple[float | None, float | None]:
         """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (a pipeline of

@@ -43,3 +43,43 @@ def raw_client(redis_server):
     client = redis_server.client()
     yield client
     client.close()
+
+
+async def test_a_live_workers_history_index_is_pruned_too(distsched_app, redis_server, raw_client):
+    """Issue 15.3 (endurance: Redis memory grew past the retention plateau): `tw:<worker>` of a
+    worker that keeps getting tasks never expires, and the x: pruning cannot reach it, so it
+    kept an entry for every task ever dispatched to the worker. The leader's housekeeping
+    sweeps it: while tasks keep flowing, the entries of expired tasks leave it."""
+    ns = f"r{uuid.uuid4().hex[:10]}"
+    app = await distsched_app(redis_server.url_for(namespace=ns, retention=1), functions={"noop": lambda: None},
+                              heartbeat_interval=0.2)
+    await app.submit_many([TaskSpec(target="noop") for _ in range(2000)])
+    stats = app.engine.scheduler.stats
+    deadline = time.monotonic() + 30
+    while stats["succeeded"] < 2000:
+        assert time.monotonic() < deadline, f"only {stats['succeeded']} of 2000 succeeded"
+        await asyncio.sleep(0.05)
+    p = "{" + ns + "}:"
+
+    def stale_history() -> tuple[int, int]:
+        """(entries of tw:* keys whose task record is gone, entries in all)"""
+        stale = total = 0
+        for key in raw_client.scan_iter(match=p + "tw:*"):
+            ids = raw_client.zrange(key, 0, -1)
+            pipe = raw_client.pipeline(transaction=False)
+            for i in ids:
+                pipe.exists(p + "t:" + i)
+            stale += sum(1 for e in pipe.execute() if not e)
+            total += len(ids)
+        return stale, total
+
+    # a trickle of tasks keeps the worker's tw key alive (each dispatch renews its expiry);
+    # the 2,000 first tasks expire 1 s after they finished, and their entries must go
+    deadline = time.monotonic() + 30
+    while True:
+        await app.submit_many([TaskSpec(target="noop") for _ in range(5)])
+        stale, total = stale_history()
+        if 0 < total < 1000 and stale < 200:  # (without the sweep: all 2,000 + the trickle, forever)
+            break
+        assert time.monotonic() < deadline, f"{stale} of {total} tw:* entries name expired tasks"
+        await asyncio.sleep(0.1)
