@@ -679,12 +679,14 @@ class Endurance:
             h.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         # final sweep: everything acked, every slot up to the last, every recheck
-        deadline = time.monotonic() + max(60.0, p.quiesce)
+        # (a loaded machine reads slowly: a sweep that read further waits for nothing - it
+        # once ran out of time with 5 s of slots unread, counted as "expected, not checked")
+        deadline = time.monotonic() + max(120.0, 2 * p.quiesce)
         while (self.pending_ranges or self.recheck or self.slot_recheck or self.next_slot <= self.last_slot) \
                 and time.monotonic() < deadline:
-            before = (len(self.recheck), len(self.slot_recheck))
+            before = (len(self.recheck), len(self.slot_recheck), self.next_slot)
             await self.sweep_once(final=True)
-            if (len(self.recheck), len(self.slot_recheck)) == before and not self.pending_ranges:
+            if (len(self.recheck), len(self.slot_recheck), self.next_slot) == before and not self.pending_ranges:
                 await asyncio.sleep(1.0)
         self.meta["non_terminal_at_end"] = [e[1] for e in self.recheck][:20]
         self.meta["non_terminal_count"] = len(self.recheck)

@@ -108,6 +108,10 @@ class Engine:
     async def _run_services(self, storage: StorageBackend, stop: asyncio.Event, *, scheduler: bool,
                             worker: WorkerConfig | None, on_ready: Callable[[], Any] | None) -> None:
         services = []
+        # With a worker in this process, the scheduler stops after it: the worker drains and
+        # reports first, and the leader's last settle (Scheduler._term) then applies those
+        # results and emits their events instead of leaving them to the next leader.
+        scheduler_stop = asyncio.Event() if scheduler and worker is not None else stop
         if worker is not None:
             # Settings the executors refuse (a bad http_allow entry...) stop the process here,
             # before anything starts, rather than failing each task later.
@@ -118,13 +122,21 @@ class Engine:
             election = await self.open_election()
             self.scheduler = Scheduler(storage=storage, election=election, balancers=self.balancer,
                                        events=self.events, config=self.config)
-            services.append(asyncio.create_task(self.scheduler.run(stop), name="distsched-scheduler"))
+            services.append(asyncio.create_task(self.scheduler.run(scheduler_stop), name="distsched-scheduler"))
         if worker is not None:
             functions = self.all_functions()
             self.worker = WorkerService(storage=storage, executors=self.executors_for(worker, functions),
                                         functions=functions,
                                         config=worker, engine_config=self.config, events=self.events)
-            services.append(asyncio.create_task(self.worker.run(stop), name="distsched-worker"))
+            worker_task = asyncio.create_task(self.worker.run(stop), name="distsched-worker")
+            services.append(worker_task)
+            if scheduler_stop is not stop:
+                async def stop_scheduler_after_worker() -> None:
+                    await stop.wait()
+                    await asyncio.wait({worker_task}, timeout=worker.drain_timeout + 5.0)
+                    scheduler_stop.set()
+
+                services.append(asyncio.create_task(stop_scheduler_after_worker(), name="distsched-stop-order"))
         if on_ready is not None:
             on_ready()
         try:

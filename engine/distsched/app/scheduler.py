@@ -256,6 +256,14 @@ class Scheduler:
                 else:
                     reason = f"error: {type(exc).__name__}: {exc}"
                     log.error("%s: leader loop failed: %s", self.node_id, reason, exc_info=exc)
+        if stop.is_set() and reason == "shutdown":
+            # One last settle before the lease goes: what was reported up to now - a worker's
+            # own settled successes too, whose counts and events come with the leader's
+            # settle - is applied and its events emitted here, not left to the next leader.
+            try:
+                await asyncio.wait_for(self.apply_results(fence, self.storage.clock()), timeout=2.0)
+            except Exception as exc:
+                log.warning("%s: last settle before stopping failed: %s: %s", self.node_id, type(exc).__name__, exc)
         if stop.is_set():
             try:
                 await asyncio.wait_for(self.election.release(fence), timeout=2.0)
@@ -538,11 +546,12 @@ class Scheduler:
         total = 0
         for _ in range(HOUSEKEEPING_ROUNDS):
             due = await prune(HOUSEKEEPING_BUDGET)
-            total += min(due, HOUSEKEEPING_BUDGET)
+            done = min(due, HOUSEKEEPING_BUDGET)
+            total += done
+            self.stats["pruned"] += done  # counted per round: a later round failing keeps this one
             if due < HOUSEKEEPING_BUDGET:
                 break
             await asyncio.sleep(0)
-        self.stats["pruned"] += total
         return total
 
     async def report_quarantine(self, now: float) -> int:

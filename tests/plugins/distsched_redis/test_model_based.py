@@ -373,7 +373,9 @@ class SchedulerModel(RuleBasedStateMachine):
             return bool(self.plans)
         if name == "reap_one":
             return any(s == "dead" for s in self.workers.values())
-        if name in ("work", "pull", "crash", "carry"):
+        if name == "carry":  # an optional storage method (PostgreSQL has none: report, then pull)
+            return bool(self._live()) and hasattr(self.store.queues, "report_and_pull")
+        if name in ("work", "pull", "crash"):
             return bool(self._live())
         if name == "start_worker":
             return len(self.workers) < MAX_WORKERS
