@@ -81,7 +81,9 @@ async def test_calls_wait_while_redis_loads_its_data_set_after_a_restart(make_se
     server = make_server(appendonly=True, appendfsync="always")
     s = await open_storage(server.url_for(namespace="loading"), socket_timeout=1.0)
     await s.workers.register(Worker(id="w1", concurrency=1, started_at=s.clock()))
-    server.prepare_slow_load()
+    # 60,000 keys at >= 100 us each: a load of at least 6 s, longer than the at most ~2.6 s
+    # redis-py's 6 jittered retries below can wait (20,000 keys, >= 2 s, once did not outlast them)
+    server.prepare_slow_load(keys=60_000)
     server.kill()
     server.restart(loaded=False)
     assert server.loading
