@@ -161,7 +161,9 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             time.sleep(max(0.0, end - 0.5 - time.time()))
             hist_after = scrape_fire_lag(metric_urls)
         loaded: dict | None = None
-        if not args.no_load:
+        if args.no_load:  # the idle window only: wait for its end (the loaded branch waits below)
+            time.sleep(max(0.0, end - time.time()) + 0.2)
+        else:
             import subprocess
 
             time.sleep(max(0.0, end - time.time()) + 0.2)
