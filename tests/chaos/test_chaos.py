@@ -23,22 +23,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis,
 HERE = Path(__file__).resolve().parent
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
+sys.path.insert(0, str(HERE))
+from chaos_run import run_profile  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, pytestconfig):
     run_dir = tmp_path_factory.mktemp("chaos") / "run"
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--profile", "smoke", "--seed", str(SEED), "--json", "--quiet",
-         "--workdir", str(run_dir)],
-        capture_output=True, text=True, timeout=240, cwd=HERE.parent.parent,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"the harness printed no figures (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    # The summary lines go to the terminal (not captured), so CI logs show every figure.
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print("\n" + "\n".join(line for line in proc.stderr.splitlines() if line.strip()))
-    return json.loads(lines[-1])
+    return run_profile("smoke", run_dir, pytestconfig, timeout=240)[1]
 
 
 def test_at_most_one_dispatch_per_slot_and_no_slot_lost(smoke):

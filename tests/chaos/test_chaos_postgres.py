@@ -36,23 +36,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres,
 HERE = Path(__file__).resolve().parent
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
+sys.path.insert(0, str(HERE))
+from chaos_run import run_profile  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def pg_smoke(tmp_path_factory, pytestconfig):
     """One smoke run on a throwaway PostgreSQL cluster (initdb + pg_ctl on a free port): the
     same faults, with pg_ctl stop -m immediate + restart as the store's fault."""
     run_dir = tmp_path_factory.mktemp("chaos-pg") / "run"
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--profile", "smoke", "--storage", "postgres", "--seed", str(SEED),
-         "--json", "--quiet", "--workdir", str(run_dir)],
-        capture_output=True, text=True, timeout=300, cwd=HERE.parent.parent,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"the harness printed no figures (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print("\n" + "\n".join(line for line in proc.stderr.splitlines() if line.strip()))
-    return json.loads(lines[-1])
+    return run_profile("smoke", run_dir, pytestconfig, "--storage", "postgres")[1]
 
 
 def test_postgres_smoke_at_most_one_dispatch_per_slot_no_task_lost_no_stale_result(pg_smoke):

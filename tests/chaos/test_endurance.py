@@ -15,9 +15,7 @@ only as far as a loaded machine cannot break them.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +27,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis,
               pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
 
 HERE = Path(__file__).resolve().parent
-SEED = int(os.environ.get("CHAOS_SEED", "7"))
+
+sys.path.insert(0, str(HERE))
+from chaos_run import run_profile  # noqa: E402
+
 RATE = int(os.environ.get("ENDURANCE_RATE", "500"))
 JOBS = int(os.environ.get("ENDURANCE_JOBS", "250"))
 
@@ -37,18 +38,8 @@ JOBS = int(os.environ.get("ENDURANCE_JOBS", "250"))
 @pytest.fixture(scope="module")
 def endurance(tmp_path_factory, pytestconfig):
     run_dir = tmp_path_factory.mktemp("endurance") / "run"
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--profile", "endurance-ci", "--seed", str(SEED), "--json", "--quiet",
-         "--rate", str(RATE), "--jobs", str(JOBS), "--workdir", str(run_dir)],
-        capture_output=True, text=True, timeout=600, cwd=HERE.parent.parent,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"the harness printed no figures (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    # The summary lines go to the terminal (not captured), so CI logs show every figure.
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print("\n" + "\n".join(line for line in proc.stderr.splitlines() if line.strip()))
-    return json.loads(lines[-1])
+    return run_profile("endurance-ci", run_dir, pytestconfig, "--rate", str(RATE), "--jobs", str(JOBS),
+                       timeout=600)[1]
 
 
 def test_every_acked_task_is_read_back_terminal(endurance):

@@ -11,10 +11,8 @@ the seed (default 7).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,29 +23,12 @@ from distsched.testing.redis_server import redis_server_binary
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaos_cluster import LIBFAKETIME  # noqa: E402
+from chaos_run import run_profile  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis,
               pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
 needs_faketime = pytest.mark.skipif(not os.path.exists(LIBFAKETIME) or shutil.which("faketime") is None,
                                     reason="libfaketime is not installed (Debian package faketime)")
-
-HERE = Path(__file__).resolve().parent
-SEED = int(os.environ.get("CHAOS_SEED", "7"))
-
-
-def run_profile(profile: str, run_dir: Path, pytestconfig, *extra: str) -> tuple[int, dict]:
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--profile", profile, "--seed", str(SEED), "--json", "--quiet",
-         "--workdir", str(run_dir), *extra],
-        capture_output=True, text=True, timeout=300, cwd=HERE.parent.parent,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"the harness printed no figures (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print("\n" + "\n".join(line for line in proc.stderr.splitlines() if line.strip()))
-    return proc.returncode, json.loads(lines[-1])
-
 
 @pytest.fixture(scope="module")
 def faults2(tmp_path_factory, pytestconfig):
