@@ -225,9 +225,15 @@ def _metrics(on: bool) -> list[str]:
     return ["--metrics", f"127.0.0.1:{free_port()}"]
 
 
-def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis") -> dict:
+def _with_option(url: str, option: str) -> str:
+    return url + ("&" if "?" in url else "?") + option
+
+
+def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", lean: bool = True) -> dict:
     redis = storage == "redis"
     with deployment(storage=storage) as dep:
+        # --lean off: every process's Redis calls go through redis-py's client (storage option lean=false)
+        url = dep.url if lean or not redis else _with_option(dep.url, "lean=false")
         raw_pipelined = raw_baseline(dep, n, pipelined=True) if redis else None
         raw_sequential = raw_baseline(dep, n, pipelined=False) if redis else None
         port = dep.store.port if redis else None
@@ -236,12 +242,14 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis") ->
             return command_calls(port) if port is not None else Counter()
 
         before = calls()
-        enq_rate, enq_cpu = asyncio.run(enqueue_only(dep.store.url_for(namespace="enqueue"), mode, n))
+        enq_url = dep.store.url_for(namespace="enqueue")
+        enq_rate, enq_cpu = asyncio.run(enqueue_only(enq_url if url == dep.url else _with_option(enq_url, "lean=false"),
+                                                     mode, n))
         enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
-        dep.spawn("scheduler", "scheduler", "--storage", dep.url, *_metrics(metrics), env=env)
-        workers = [dep.spawn(f"worker{i}", "worker", "--storage", dep.url, "--import", "bench_tasks",
+        dep.spawn("scheduler", "scheduler", "--storage", url, *_metrics(metrics), env=env)
+        workers = [dep.spawn(f"worker{i}", "worker", "--storage", url, "--import", "bench_tasks",
                              "--concurrency", str(CONCURRENCY), "--capacity", "1024", *_metrics(metrics), env=env)
                    for i in (1, 2)]
 
@@ -255,13 +263,13 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis") ->
         cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
         before = calls()
         own0 = time.process_time()
-        elapsed, polls, submit_cpu = asyncio.run(submit_and_wait(dep.url, mode, n, timeout=120))
+        elapsed, polls, submit_cpu = asyncio.run(submit_and_wait(url, mode, n, timeout=120))
         cmds = calls() - before
         if redis:
             cmds["zcard"] -= polls
         cpu = {name: round(proc_cpu_seconds(pid) - cpu0[name], 2) for name, pid in pids.items()}
         cpu["submitter"] = round(time.process_time() - own0, 2)
-        counts = asyncio.run(final_counts(dep.url))
+        counts = asyncio.run(final_counts(url))
         rss = [proc_peak_rss_mb(w.pid) for w in workers]
         for name in ("worker1", "worker2", "scheduler"):
             dep.stop(name)
@@ -272,7 +280,8 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis") ->
     rate = n / elapsed
     total_cmds = sum(cmds.values())
     return {
-        "storage": storage, "mode": mode, "n": n, "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
+        "storage": storage, "lean": lean if redis else None, "mode": mode, "n": n,
+        "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
         "enqueue_per_s": round(enq_rate, 1), "enqueue_cpu_us_per_submit": round(enq_cpu / n * 1e6, 1),
         "enqueue_commands_per_submit": round(sum(enq_cmds.values()) / n, 2) if redis else None,
         "raw_pipelined_per_s": round(raw_pipelined, 1) if raw_pipelined else None,
@@ -306,7 +315,7 @@ def measure(args: Any, storage: str) -> tuple[dict, str, bool]:
     results: dict[str, dict] = {}
     failed = False
     for mode in modes:
-        runs = [one_run(args.n, mode, args.metrics, storage) for _ in range(args.runs)]
+        runs = [one_run(args.n, mode, args.metrics, storage, args.lean == "on") for _ in range(args.runs)]
         figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
         figures["runs"] = [r["tasks_per_s"] for r in runs]
         ratios = [r["ratio_to_pipelined"] for r in runs if r["ratio_to_pipelined"] is not None]
@@ -333,6 +342,8 @@ def main() -> None:
                    help="single: sequential app.submit; bulk: submit_many (default both); lone: each task "
                         "submitted once the one before succeeded (the path of one task alone, whatever the "
                         "machine's load; use a small -n)")
+    p.add_argument("--lean", choices=("on", "off"), default="on",
+                   help="Redis: the lean connection of the hot calls (default on); off = storage option lean=false")
     p.add_argument("--runs", type=int, default=1, help="runs per mode; the median run is reported (default 1)")
     p.add_argument("--metrics", action="store_true", help="scheduler and workers serve /metrics (--metrics)")
     p.add_argument("--pace", type=float, default=0.0,

@@ -72,6 +72,7 @@ from distsched.ports import (
 
 from . import codec
 from .codec import num, task_args
+from .lean import BlockingClients, LeanClient
 from .parser import parser_class
 from .scripts import Scripts
 from .url import RedisSettings, parse
@@ -116,6 +117,12 @@ class RedisStorage:
         self.settings = settings
         self.url = settings.url
         self.client = client
+        #: the lean pipelined connection of the hot calls (plain redis:// only; see lean.py)
+        self.lean = _lean_client(settings)
+        # ... and lean connections of their own for the blocking calls (BLMOVE; BLPOP without retries)
+        self._blocking = BlockingClients(lambda: _lean_client(settings)) if self.lean is not None else None
+        self._lean_waiter = (BlockingClients(lambda: _lean_client(settings, Retry(NoBackoff(), 0)))
+                             if self.lean is not None else None)
         self._waiter = waiter
         self._activity = WakeSignal()
         self._listener: asyncio.Task[None] | None = None
@@ -235,6 +242,8 @@ class RedisStorage:
 
     async def run(self, script: Any, args: Sequence[Any], *, op: bool = True) -> Any:
         keys = [self._opkey()] if op else [self.prefix + "lease"]
+        if self.lean is not None:
+            return await self.lean.evalsha(script, keys, [self.prefix, *args])
         return await script(keys=keys, args=[self.prefix, *args])
 
     async def housekeeping(self, budget: int) -> int:
@@ -245,6 +254,10 @@ class RedisStorage:
     async def next_times(self) -> tuple[float | None, float | None]:
         """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (a pipeline of
         the two reads, not atomic together): the leader's end of every pass."""
+        if self.lean is not None:
+            due_, ready_ = await self.lean.pipeline(("ZRANGE", self.prefix + "due", 0, 0, "WITHSCORES"),
+                                                    ("ZRANGE", self.prefix + "ready", 0, 0, "WITHSCORES"))
+            return (float(due_[1]) if due_ else None, float(ready_[1]) if ready_ else None)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.zrange(self.prefix + "due", 0, 0, withscores=True)
             pipe.zrange(self.prefix + "ready", 0, 0, withscores=True)
@@ -255,7 +268,10 @@ class RedisStorage:
         """The leader's hint that ready tasks wait for room: ``{ns}:room`` (expires after
         ROOM_TTL, the leader says it again while it holds). While it exists, a report that
         only settled successes wakes the leader too (lua/report.lua)."""
-        if waiting:
+        if self.lean is not None:
+            await self.lean.execute(*(("SET", self.prefix + "room", "1", "PX", ROOM_TTL_MS) if waiting
+                                      else ("DEL", self.prefix + "room")))
+        elif waiting:
             await self.client.set(self.prefix + "room", "1", px=ROOM_TTL_MS)
         else:
             await self.client.delete(self.prefix + "room")
@@ -301,7 +317,11 @@ class RedisStorage:
         notify = self.prefix + "notify"
         while not self._closing:
             try:
-                if await self._waiter.blpop([notify], timeout=round(self._block, 3)):
+                if self._lean_waiter is not None:
+                    woken = await self._lean_waiter.execute("BLPOP", notify, round(self._block, 3))
+                else:
+                    woken = await self._waiter.blpop([notify], timeout=round(self._block, 3))
+                if woken:
                     self._activity.set()
             except (RedisError, OSError) as exc:
                 # down, cut off, or (a failover) "UNBLOCKED ... master -> replica", CLUSTERDOWN
@@ -323,6 +343,9 @@ class RedisStorage:
                 # that the store is closing.
                 await _aclose(self._waiter)
             await asyncio.wait({listener}, timeout=self._block + 1.0)
+        for lean in (self.lean, self._blocking, self._lean_waiter):
+            if lean is not None:
+                await lean.aclose()
         for client in (self._waiter, self.client):
             await _aclose(client)
         if self._sentinel is not None:
@@ -428,6 +451,23 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
     return make(retry, settings.max_connections or 2**31), make(Retry(NoBackoff(), 0), 100)
 
 
+def _retry() -> _Retry:
+    """The calls' retries: 6 tries with jittered backoff (0.05 s doubling to 1 s), plus the
+    wait while Redis loads its data set."""
+    return _Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
+
+
+def _lean_client(settings: RedisSettings, retry: Any = None) -> LeanClient | None:
+    """A lean connection for the hot calls: on a plain ``redis://`` server unless
+    ``lean=false`` (TLS, sentinel and cluster URLs keep redis-py's client for every call)."""
+    if settings.scheme != "redis" or not settings.lean:
+        return None
+    host, port = settings.hosts[0]
+    return LeanClient(host, port, db=settings.db, username=settings.username, password=settings.password,
+                      socket_timeout=settings.socket_timeout, connect_timeout=settings.connect_timeout,
+                      max_reply=settings.max_reply, retry=retry or _retry())
+
+
 def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
     """The main client (one pool for the process) and the waiter's own client."""
     common: dict[str, Any] = {
@@ -448,7 +488,7 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
         # "$2000000000" would otherwise fill memory at network speed).
         "parser_class": parser_class(settings.max_reply),
     }
-    retry = _Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 6)
+    retry = _retry()
     if settings.scheme == "redis+cluster":
         return (*_cluster_clients(settings, common, retry), None)
     if settings.scheme == "redis+sentinel":
@@ -935,8 +975,11 @@ class _Queues:
                 drained.discard(worker_id)
                 return []
             try:
-                moved = await store.client.execute_command(
-                    "BLMOVE", queue, claim, "LEFT", "RIGHT", round(min(remaining, store._block), 3))
+                args = ("BLMOVE", queue, claim, "LEFT", "RIGHT", round(min(remaining, store._block), 3))
+                if store._blocking is not None:
+                    moved = await store._blocking.execute(*args)
+                else:
+                    moved = await store.client.execute_command(*args)
             except BaseException:
                 drained.discard(worker_id)  # it may have moved an entry: the next pull takes first
                 raise

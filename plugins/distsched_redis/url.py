@@ -18,7 +18,8 @@ are kept, default ``7d``), ``results_max`` (cap of the result list, default 1000
 ``strict`` (refuse an evicting ``maxmemory-policy``), ``socket_timeout`` (default 5 s),
 ``connect_timeout`` (default 3 s), ``health_check_interval`` (default 15 s),
 ``max_connections``, ``max_reply`` (largest reply accepted, in bytes, default 256 MiB: see
-:mod:`.parser`).
+:mod:`.parser`), ``lean`` (default true: on ``redis://`` the hot calls go through one lean
+pipelined connection, :mod:`.lean`; ``lean=false`` sends every call through redis-py's client).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ SSL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "
 SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 OPTIONS = (
     "namespace", "retention", "results_max", "strict", "socket_timeout", "connect_timeout",
-    "health_check_interval", "max_connections", "max_reply", *SSL_OPTIONS, *SENTINEL_OPTIONS,
+    "health_check_interval", "max_connections", "max_reply", "lean", *SSL_OPTIONS, *SENTINEL_OPTIONS,
 )
 @attrs.frozen(kw_only=True)
 class RedisSettings:
@@ -72,6 +73,7 @@ class RedisSettings:
     health_check_interval: float = 15.0
     max_connections: int | None = None
     max_reply: int = DEFAULT_MAX_REPLY
+    lean: bool = True
     ssl: dict[str, Any] = attrs.field(factory=dict)
     sentinel_username: str | None = attrs.field(default=None, repr=False)
     sentinel_password: str | None = attrs.field(default=None, repr=False)
@@ -212,6 +214,8 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         kw["results_max"] = option_int(url, "results_max", values["results_max"], 1, 100_000_000)
     if "strict" in values:
         kw["strict"] = option_bool(url, "strict", values["strict"])
+    if "lean" in values:
+        kw["lean"] = option_bool(url, "lean", values["lean"])
     for name, low, high in (("socket_timeout", 0.1, 300), ("connect_timeout", 0.1, 300),
                             ("health_check_interval", 0, 3600)):
         if name in values:

@@ -19,6 +19,7 @@ def test_credentials_db_and_options() -> None:
     assert (s.username, s.password) == ("app", "p@ss")
     assert s.hosts == (("10.0.0.5", 6380),) and s.db == 3
     assert (s.namespace, s.retention, s.strict, s.results_max) == ("prod.eu", 86400.0, True, 50)
+    assert s.lean is True and parse("redis://h/0?lean=false").lean is False
     assert "p@ss" not in repr(s) and "p%40ss" not in s.redacted and "***" in s.redacted
 
 
@@ -78,6 +79,7 @@ def test_bad_cluster_urls_name_the_problem(url: str, fragment: str) -> None:
     ("redis://h/0?namespace=", "namespace must be"),
     ("redis://h/0?bogus=1", "unknown option(s) bogus"),
     ("redis://h/0?strict=maybe", "strict must be true or false"),
+    ("redis://h/0?lean=sometimes", "lean must be true or false"),
     ("redis://h/0?retention=forever", "retention must be a number of seconds"),
     ("redis://h/0?retention=0", "retention must be between"),
     ("redis://h/0?results_max=-5", "results_max must be between"),
