@@ -131,7 +131,7 @@ class _Protocol(asyncio.Protocol):
 
     # -- calls --------------------------------------------------------------------------
     def send(self, payload: bytes, replies: int) -> asyncio.Future[Any]:
-        if self.closed or self.transport is None:
+        if self.closed or self.transport is None or self.transport.is_closing():
             raise RedisConnectionError("Connection closed.")
         future = asyncio.get_running_loop().create_future()
         self.pending.append([future, replies, [] if replies > 1 else None, time.monotonic()])
