@@ -242,9 +242,13 @@ class RedisStorage:
 
     async def run(self, script: Any, args: Sequence[Any], *, op: bool = True) -> Any:
         keys = [self._opkey()] if op else [self.prefix + "lease"]
+        return await self.call(script, keys, [self.prefix, *args])
+
+    async def call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """One script call: on the lean connection where there is one, else through redis-py."""
         if self.lean is not None:
-            return await self.lean.evalsha(script, keys, [self.prefix, *args])
-        return await script(keys=keys, args=[self.prefix, *args])
+            return await self.lean.evalsha(script, keys, args)
+        return await script(keys=keys, args=args)
 
     async def housekeeping(self, budget: int) -> int:
         """lua/prune.lua: drop the index entries of finished tasks whose hashes expired, and
@@ -930,9 +934,9 @@ class _Queues:
             key, since = store._opkey(), now
         try:
             if report is None:
-                rows = await self.s.pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items))])
+                rows = await store.call(self.s.pull, [key], [store.prefix, worker_id, str(int(max_items))])
             else:
-                rows = await self.s.report_pull(keys=[key], args=[store.prefix, worker_id, str(int(max_items)), *report])
+                rows = await store.call(self.s.report_pull, [key], [store.prefix, worker_id, str(int(max_items)), *report])
         except BaseException:
             self._drained.discard(worker_id)  # the next pull takes first (and replays this key)
             self._unanswered[worker_id] = (key, since)

@@ -22,6 +22,8 @@ def _redis_texts(client) -> list[bytes]:
     for key in client.scan_iter(count=1000):
         out.append(key)
         kind = client.type(key).decode()
+        if kind == "none":  # expired (an op reply cache lives 60 s) or deleted since the SCAN
+            continue
         if kind == "string":
             out.append(client.get(key) or b"")
         elif kind == "hash":
