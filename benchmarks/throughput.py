@@ -232,8 +232,11 @@ def _with_option(url: str, option: str) -> str:
 def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", lean: bool = True) -> dict:
     redis = storage == "redis"
     with deployment(storage=storage) as dep:
-        # --lean off: every process's Redis calls go through redis-py's client (storage option lean=false)
-        url = dep.url if lean or not redis else _with_option(dep.url, "lean=false")
+        def store_url(url: str) -> str:
+            # --lean off: every process's Redis calls go through redis-py's client (storage option lean=false)
+            return url if lean or not redis else _with_option(url, "lean=false")
+
+        url = store_url(dep.url)
         raw_pipelined = raw_baseline(dep, n, pipelined=True) if redis else None
         raw_sequential = raw_baseline(dep, n, pipelined=False) if redis else None
         port = dep.store.port if redis else None
@@ -242,9 +245,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
             return command_calls(port) if port is not None else Counter()
 
         before = calls()
-        enq_url = dep.store.url_for(namespace="enqueue")
-        enq_rate, enq_cpu = asyncio.run(enqueue_only(enq_url if url == dep.url else _with_option(enq_url, "lean=false"),
-                                                     mode, n))
+        enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url(dep.store.url_for(namespace="enqueue")), mode, n))
         enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}

@@ -5,12 +5,12 @@ end of a pass, the lease) is one ``EVALSHA`` or a short pipeline. Through redis-
 client each costs 70-110 us of CPU on this project's 2-core reference machine: the
 connection pool, the retry wrapper, a ``wait_for`` per read, command packing and a socket
 ``send`` per call. A bare ``asyncio.Protocol`` with hiredis' reader costs 15-35 us for the
-same call (``docs/performance.md``, "A lean connection for the hot calls"). This module is that
+same call (``docs/performance.md``, "a lean connection for the hot calls"). This module is that
 protocol, with what redis-py's client gives those calls and nothing else:
 
 * **one connection per store, pipelined**: calls from concurrent coroutines are written as they
   come and answered in order (Redis answers in order on a connection); blocking commands
-  (``BLMOVE``, ``BLPOP``) never come here - they keep redis-py's pool and the waiter;
+  never share it (see below);
 * **replies** decoded as redis-py's ``decode_responses=True`` client decodes them (UTF-8 with
   ``surrogateescape``), error replies raised as the same redis-py exception classes
   (``NoScriptError``, ``BusyLoadingError``, ``ResponseError``...), and refused once a reply
@@ -285,26 +285,27 @@ class LeanClient:
             script.sha = await self.execute("SCRIPT", "LOAD", script.script)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
-    def abort(self) -> None:
-        """Close at once (a caller cancelled in a blocking command: the connection may stay
-        blocked, so it is not used again)."""
+    def _shut(self) -> _Protocol | None:
+        """No more calls: stop the watchdog and hand back the connection to close."""
         self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
         conn, self._conn = self._conn, None
+        return conn
+
+    def abort(self) -> None:
+        """Close at once (a caller cancelled in a blocking command: the connection may stay
+        blocked, so it is not used again)."""
+        conn = self._shut()
         if conn is not None and not conn.closed:
             conn.fail(RedisConnectionError("aborted"))
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        conn = self._shut()
         connecting, self._connecting = self._connecting, None
         if connecting is not None and not connecting.done():
             connecting.cancel()
-        conn, self._conn = self._conn, None
         if conn is not None and conn.loop is not asyncio.get_running_loop():
             conn.fail(RedisConnectionError("the store is closed"))
         elif conn is not None and conn.transport is not None and not conn.closed:
