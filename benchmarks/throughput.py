@@ -25,7 +25,8 @@ any client or script ran in the window, less the benchmark's own polls), CPU mic
 task per process, lost (tasks not succeeded) and duplicated (extra executions: each worker
 records what it ran and writes it out at exit), and the ratio of the end-to-end rate to
 both raw ceilings. ``--metrics``: the scheduler and the workers also serve Prometheus
-metrics (the cost of metrics shows in the CPU per task).
+metrics (the cost of metrics shows in the CPU per task). ``--json`` adds the commands and
+the server's microseconds per task of each command (``INFO commandstats``).
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> fl
     return n / elapsed
 
 
-def command_calls(port: int) -> Counter[str]:
-    """Calls per command since the server started (``INFO commandstats``), without INFO itself."""
+def command_calls(port: int, field: str = "calls") -> Counter[str]:
+    """Calls per command since the server started (``INFO commandstats``), without INFO itself;
+    ``field="usec"``: the server's microseconds in each command instead (a script's or a
+    function's own figure includes the commands it runs, which are also counted apart)."""
     import redis
 
     client = redis.Redis(port=port)
@@ -132,7 +135,7 @@ def command_calls(port: int) -> Counter[str]:
     for name, fields in stats.items():
         cmd = name.removeprefix("cmdstat_")
         if cmd != "info":
-            calls[cmd] = int(fields["calls"])
+            calls[cmd] = int(fields[field])
     return calls
 
 
@@ -241,8 +244,8 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         raw_sequential = raw_baseline(dep, n, pipelined=False) if redis else None
         port = dep.store.port if redis else None
 
-        def calls() -> Counter[str]:
-            return command_calls(port) if port is not None else Counter()
+        def calls(field: str = "calls") -> Counter[str]:
+            return command_calls(port, field) if port is not None else Counter()
 
         before = calls()
         enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url(dep.store.url_for(namespace="enqueue")), mode, n))
@@ -262,10 +265,10 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         if redis:  # PostgreSQL's server processes are not counted
             pids["redis"] = dep.store.pid
         cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
-        before = calls()
+        before, usec0 = calls(), calls("usec")
         own0 = time.process_time()
         elapsed, polls, submit_cpu = asyncio.run(submit_and_wait(url, mode, n, timeout=120))
-        cmds = calls() - before
+        cmds, usec = calls() - before, calls("usec") - usec0
         if redis:
             cmds["zcard"] -= polls
         cpu = {name: round(proc_cpu_seconds(pid) - cpu0[name], 2) for name, pid in pids.items()}
@@ -291,6 +294,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         "ratio_to_sequential": round(rate / raw_sequential, 3) if raw_sequential else None,
         "commands_per_task": round(total_cmds / n, 2) if redis else None,
         "commands_per_task_by_command": {k: round(v / n, 2) for k, v in cmds.most_common() if v / n >= 0.05},
+        "redis_us_per_task_by_command": {k: round(v / n, 1) for k, v in usec.most_common() if v / n >= 0.5},
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
         "executed": len(ran), "worker_peak_rss_mb": [round(r, 1) for r in rss],
         "cpu_seconds": cpu, "cpu_us_per_task": {k: round(v / n * 1e6) for k, v in cpu.items()},

@@ -48,7 +48,7 @@ from typing import Any
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, NoScriptError
+from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .parser import _too_large
@@ -284,6 +284,21 @@ class LeanClient:
         except NoScriptError:
             script.sha = await self.execute("SCRIPT", "LOAD", script.script)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def fcall(self, function: str, keys: list[Any], args: list[Any], library: str) -> Any:
+        """``FCALL`` of a function of ``library``, loading the library first when the server
+        does not know the function (after a restart or a ``FUNCTION FLUSH``)."""
+        try:
+            return await self.execute("FCALL", function, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("Function not found"):
+                raise
+        try:
+            await self.execute("FUNCTION", "LOAD", library)
+        except ResponseError as exc:  # loaded meanwhile by another client
+            if "already exists" not in str(exc):
+                raise
+        return await self.execute("FCALL", function, len(keys), *keys, *args)
 
     def _shut(self) -> _Protocol | None:
         """No more calls: stop the watchdog and hand back the connection to close."""

@@ -169,6 +169,8 @@ class RedisStorage:
         await self._sync_clock(self._waiter)
         await self._check_server(self._waiter)
         await self.scripts.load(self._waiter)
+        if self.lean is not None:  # the lean connection calls the library's functions (Redis 7+)
+            await self.scripts.load_library(self._waiter)
         if self.settings.scheme != "redis+cluster":
             try:  # a node of a Redis Cluster answers MOVED for a slot it does not serve
                 await self._waiter.exists(self.prefix + "lease")
@@ -245,8 +247,12 @@ class RedisStorage:
         return await self.call(script, keys, [self.prefix, *args])
 
     async def call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """One script call: on the lean connection where there is one, else through redis-py."""
+        """One script call: on the lean connection where there is one (as the library's
+        function where the server took the library, else as a script), else through redis-py."""
         if self.lean is not None:
+            function = self.scripts.function(script)
+            if function is not None:
+                return await self.lean.fcall(function, keys, args, self.scripts.library)
             return await self.lean.evalsha(script, keys, args)
         return await script(keys=keys, args=args)
 

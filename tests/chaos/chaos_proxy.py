@@ -52,7 +52,8 @@ def resp_head(buf: bytearray, end: int, count: int) -> list[bytes]:
 
 class WireLog:
     """Pairs each client command with its reply (RESP is in order per connection) and records
-    every fenced leader write - ``EVALSHA <sha> 1 <ns>:op:<id> <ns> <node|term> ...`` - with
+    every fenced leader write - ``EVALSHA <sha> 1 <ns>:op:<id> <ns> <node|term> ...``, or
+    ``FCALL <function> ...`` with the same arguments (the lean connection, Redis 7+) - with
     its outcome (``OK`` accepted, ``FENCED`` refused) and the time Redis answered."""
 
     def __init__(self, proxy: Proxy) -> None:
@@ -85,7 +86,7 @@ class WireLog:
                 return
             head = resp_head(self.c_buf, end, 6)
             token = None
-            if len(head) == 6 and head[0].upper() == b"EVALSHA" and head[2] == b"1" and b":op:" in head[3] \
+            if len(head) == 6 and head[0].upper() in (b"EVALSHA", b"FCALL") and head[2] == b"1" and b":op:" in head[3] \
                     and b"|" in head[5]:
                 token = head[5].decode("utf-8", "replace")
             self.pending.append(token)

@@ -225,3 +225,17 @@ async def test_blocking_calls_each_take_a_connection_of_their_own(private_server
     finally:
         await blocking.aclose()
         await hot.aclose()
+
+
+async def test_fcall_loads_the_library_the_server_does_not_know(private_server) -> None:
+    library = ("#!lua name=lean_test\n"
+               "redis.register_function('lean_test_echo', function(keys, argv) return argv[1] .. keys[1] end)")
+    client = lean(private_server)
+    try:
+        assert await client.fcall("lean_test_echo", ["k"], ["a"], library) == "ak"  # loads it
+        await client.execute("FUNCTION", "FLUSH")  # as after a restart of a Redis without persistence
+        assert await client.fcall("lean_test_echo", ["k2"], ["b"], library) == "bk2"
+        with pytest.raises(ResponseError, match="attempt to concatenate"):  # other errors are raised
+            await client.fcall("lean_test_echo", ["k"], [], library)
+    finally:
+        await client.aclose()

@@ -175,13 +175,14 @@ async def test_one_script_call_per_batch(open_storage, private_server, lean) -> 
     fence = await RedisElection(storage).acquire("leader-1")
     client = private_server.client()
 
-    def evalsha() -> int:
-        return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {cmd: int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in ("evalsha", "fcall")}
 
     try:
         await storage.workers.register(worker("w1", storage.clock()))
         tasks = [task(f"t{i}", float(i)) for i in range(400)]
-        before = evalsha()
+        before = calls()
         await storage.tasks.submit(tasks)
         ready = await storage.tasks.ready(1e12, 400)
         for t in ready:
@@ -191,7 +192,11 @@ async def test_one_script_call_per_batch(open_storage, private_server, lean) -> 
         for t in again:
             t.cancel("done", storage.clock())
         assert all(await storage.tasks.save(fence, again, ack_results=0))
-        assert evalsha() - before == 5
+        after = calls()
+        # the lean connection calls the scripts as functions of the library (Redis 7+)
+        used = "fcall" if lean == "true" else "evalsha"
+        assert {cmd: after[cmd] - before[cmd] for cmd in after} == {
+            "evalsha": 0, "fcall": 0, used: 5}
         assert (storage.lean is not None) == (lean == "true")
     finally:
         client.close()
@@ -273,10 +278,10 @@ async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, 
     finally:
         client.close()
     per_submit = {k: (v - before.get(k, 0)) / n for k, v in after.items() if v != before.get(k, 0)}
-    # EVALSHA, EXISTS, HSET, ZADD x3 (tc, ts:pending, ready), HINCRBY, LPUSH and - only because
+    # FCALL, EXISTS, HSET, ZADD x3 (tc, ts:pending, ready), HINCRBY, LPUSH and - only because
     # nobody takes the wake-up token here - LTRIM; no TIME (a new pending task needs none)
     assert sum(per_submit.values()) <= 9, per_submit
-    assert per_submit["evalsha"] == 1, "one round trip per submit"
+    assert per_submit == {**per_submit, "fcall": 1}, "one round trip per submit, a function of the library"
     assert "time" not in per_submit, f"a submit needs no server time: {per_submit}"
     assert "zrangebyscore" not in per_submit, f"a submit must not prune: {per_submit}"
     assert "set" not in per_submit and "get" not in per_submit, f"no reply cache: {per_submit}"
@@ -296,3 +301,42 @@ async def test_a_retried_submit_counts_its_own_tasks_as_created(storage) -> None
     stored = await storage.tasks.get("a")
     assert stored is not None and stored.spec.args == (1,) and stored.created_at == 1.5 and stored.version == 1
     assert await storage.tasks.counts() == {"pending": 1}
+
+
+async def test_the_lean_connection_calls_the_function_library_and_reloads_it(open_storage, private_server) -> None:
+    """The scripts as one function library (Redis 7+, FCALL on the lean connection): loaded
+    when the store opens, loaded again after the server lost it (a restart of a Redis that
+    keeps nothing on disk), and the library's functions keep no state of one call in the
+    next (every call starts with fresh per-call state: retention, counts, batches)."""
+    s = await open_storage(private_server.url_for(namespace="lib"))
+    client = private_server.client()
+    try:
+        def libraries() -> list[str]:
+            return [dict(zip(lib[::2], lib[1::2]))["library_name"] for lib in client.function_list()]
+
+        assert libraries() == [s.scripts.library.split("\n", 1)[0].removeprefix("#!lua name=")]
+        assert await s.tasks.submit([task("a", 1.0)]) == [True]
+        client.function_flush()
+        assert await s.tasks.submit([task("b", 1.0), task("a", 1.0)]) == [True, True]
+        assert len(libraries()) == 1, "loaded again by the call that found it missing"
+        assert await s.tasks.counts() == {"pending": 2}, "the second call counted only its new task"
+        assert client.info("commandstats").get("cmdstat_evalsha") is None
+    finally:
+        client.close()
+
+
+async def test_a_user_that_may_not_load_functions_calls_the_scripts(open_storage, make_server) -> None:
+    """An ACL user without FUNCTION (or a Redis before 7): the store calls its scripts with
+    EVALSHA on the lean connection instead, and works the same."""
+    server = make_server(config=[("user", "app", "on", ">pw", "~*", "resetchannels", "+@all", "-function")])
+    s = await open_storage(server.url_for("app", "pw", namespace="nofn"))
+    client = server.client()
+    try:
+        assert s.lean is not None
+        assert await s.tasks.submit([task("a", 1.0)]) == [True]
+        assert [t.id for t in await s.tasks.ready(1e12, 10)] == ["a"]
+        stats = client.info("commandstats")
+        assert "cmdstat_fcall" not in stats and int(stats["cmdstat_evalsha"]["calls"]) >= 2
+        assert client.function_list() == []
+    finally:
+        client.close()

@@ -5,11 +5,14 @@
 --            deployment share one hash tag (one cluster slot);
 --   KEYS[1]  a real key of that slot (the op-id reply cache for writes) so cluster clients
 --            route the call; keys derived from data are built here from the prefix.
-local P = ARGV[1]
+-- The current call's KEYS, ARGV and prefix, set by begin_call (below), which scripts.py
+-- makes the first step of every script: as an EVAL script and as a function of the library
+-- (FCALL), whose locals live on between calls, so all per-call state is reset there.
+local KEYS, ARGV, P
 
 -- Server time, read once per script: a number and the exact text "<sec>.<usec>". A script
--- marked "--! clock: lazy" (LAZY_CLOCK, set by scripts.py) reads it only when it calls
--- read_clock() - submit, which needs no time for a new pending task.
+-- marked "--! clock: lazy" (begin_call's lazy_clock, set by scripts.py) reads it only when
+-- it calls read_clock() - submit, which needs no time for a new pending task.
 local NOW_T, NOW_S, NOW
 local function read_clock()
   if NOW then return end
@@ -17,7 +20,6 @@ local function read_clock()
   NOW_S = NOW_T[1] .. '.' .. string.format('%06d', tonumber(NOW_T[2]))
   NOW = tonumber(NOW_S)
 end
-if not LAZY_CLOCK then read_clock() end
 
 -- How long reply caches (op ids) live, in milliseconds.
 local OP_TTL_MS = 60000
@@ -155,4 +157,17 @@ local function notify()
   if redis.call('LPUSH', P .. 'notify', '1') > 1 then
     redis.call('LTRIM', P .. 'notify', 0, 0)
   end
+end
+
+-- Per-call resets of the snippets loaded after this one (tasks.lua's retention).
+local RESETS = {}
+
+-- The first step of every script: this call's keys and arguments, fresh per-call state, and
+-- the server time unless the script reads it lazily.
+local function begin_call(keys, argv, lazy_clock)
+  KEYS, ARGV, P = keys, argv, argv[1]
+  NOW_T, NOW_S, NOW = nil, nil, nil
+  CNT, BATCH, BATCH_ORDER, FIN, JLAST = {}, {}, {}, {}, {}
+  for i = 1, #RESETS do RESETS[i]() end
+  if not lazy_clock then read_clock() end
 end

@@ -39,11 +39,13 @@ local function ts_group(s)
 end
 
 -- Retention of terminal tasks, in seconds (set by configure_retention).
-local RETENTION = 604800
+local RETENTION_DEFAULT = 604800
+local RETENTION = RETENTION_DEFAULT
 
 local function configure_retention(seconds)
   RETENTION = math.max(1, math.floor(tonumber(seconds)))
 end
+RESETS[#RESETS + 1] = function() RETENTION = RETENTION_DEFAULT end
 
 local function task_key(id)
   return P .. 't:' .. id
