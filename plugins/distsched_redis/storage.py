@@ -25,6 +25,8 @@ from redis.exceptions import (
     AskError,
     BusyLoadingError,
     ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
     SlotNotCoveredError,
@@ -252,7 +254,14 @@ class RedisStorage:
         if self.lean is not None:
             function = self.scripts.function(script)
             if function is not None:
-                return await self.lean.fcall(function, keys, args, self.scripts.library)
+                try:
+                    return await self.lean.fcall(function, keys, args, self.scripts.library)
+                except (OutOfMemoryError, ReadOnlyError):
+                    # Refused before it ran: a function may write, so Redis refuses it whole
+                    # when out of memory (or on a replica). As a script it runs by EVAL's
+                    # rules: reads and memory-freeing writes go on, and its first write that
+                    # needs memory is refused - what every store call promised before.
+                    pass
             return await self.lean.evalsha(script, keys, args)
         return await script(keys=keys, args=args)
 

@@ -340,3 +340,33 @@ async def test_a_user_that_may_not_load_functions_calls_the_scripts(open_storage
         assert client.function_list() == []
     finally:
         client.close()
+
+
+async def test_out_of_memory_a_store_call_keeps_the_rules_of_a_script(open_storage, private_server) -> None:
+    """Redis refuses a function that may write, whole, while it is out of memory; a script
+    only has its first write that needs memory refused. So a refused FCALL runs as the
+    script: reads (counts, the dashboard's) and memory-freeing housekeeping go on, a submit
+    is refused with Redis's OOM error, and nothing is half-written."""
+    from redis.exceptions import OutOfMemoryError
+
+    s = await open_storage(private_server.url_for(namespace="oom"))
+    client = private_server.client()
+    try:
+        assert await s.tasks.submit([task("a", 1.0)]) == [True]
+        client.config_set("maxmemory", "1")  # below what is used: out of memory at once
+        try:
+            stats0 = client.info("commandstats")
+            assert await s.tasks.counts() == {"pending": 1}
+            with pytest.raises(OutOfMemoryError):
+                await s.tasks.submit([task("b", 1.0)])
+            assert await s.housekeeping(100) == 0
+            stats = client.info("commandstats")
+            assert stats["cmdstat_fcall"]["rejected_calls"] - stats0["cmdstat_fcall"]["rejected_calls"] == 3
+            assert stats["cmdstat_evalsha"]["calls"] - stats0.get("cmdstat_evalsha", {}).get("calls", 0) == 3
+        finally:
+            client.config_set("maxmemory", "0")
+        assert await s.tasks.get("b") is None, "the refused submit wrote nothing"
+        assert await s.tasks.submit([task("b", 1.0)]) == [True]
+        assert await s.tasks.counts() == {"pending": 2}
+    finally:
+        client.close()
