@@ -30,6 +30,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 _REQUIRES = re.compile(r"^--!\s*requires:\s*(.*)$")
 _LAZY_CLOCK = re.compile(r"^--!\s*clock:\s*lazy\s*$", re.MULTILINE)
 
@@ -131,7 +133,7 @@ class Scripts:
         Redis older than 7, or a user whose ACL does not allow ``FUNCTION``."""
         try:
             await client.execute_command("FUNCTION", "LOAD", self.library)
-        except Exception as exc:  # noqa: BLE001 - any refusal means: use the scripts
+        except ResponseError as exc:  # a refusal (unknown command, NOPERM...): use the scripts
             if "already exists" not in str(exc):
                 self._functions = {}
                 return False

@@ -305,9 +305,8 @@ async def test_a_retried_submit_counts_its_own_tasks_as_created(storage) -> None
 
 async def test_the_lean_connection_calls_the_function_library_and_reloads_it(open_storage, private_server) -> None:
     """The scripts as one function library (Redis 7+, FCALL on the lean connection): loaded
-    when the store opens, loaded again after the server lost it (a restart of a Redis that
-    keeps nothing on disk), and the library's functions keep no state of one call in the
-    next (every call starts with fresh per-call state: retention, counts, batches)."""
+    when the store opens, and loaded again by the call that finds it missing (as after a
+    restart of a Redis that keeps nothing on disk), which then runs once."""
     s = await open_storage(private_server.url_for(namespace="lib"))
     client = private_server.client()
     try:
@@ -369,4 +368,33 @@ async def test_out_of_memory_a_store_call_keeps_the_rules_of_a_script(open_stora
         assert await s.tasks.submit([task("b", 1.0)]) == [True]
         assert await s.tasks.counts() == {"pending": 2}
     finally:
+        client.close()
+
+
+def test_a_function_that_fails_half_way_leaves_nothing_to_the_next_call(private_server) -> None:
+    """A library's locals live on between calls: begin_call, every script's first step, sets
+    all per-call state afresh. A function that queued counts and index writes and changed the
+    retention, then failed, leaves none of it to the next call of the library."""
+    from redis.exceptions import ResponseError
+
+    from distsched_redis import scripts
+    from distsched_redis.codec import task_args
+
+    text, _ = scripts.library()
+    name = text.split("\n", 1)[0].removeprefix("#!lua name=")
+    text = text.replace(name, "statecheck") + (
+        "\nredis.register_function('statecheck_fail', function(KEYS, ARGV) begin_call(KEYS, ARGV, true)\n"
+        "  count_delta('pending', 5); batch2('ZADD', P .. 'ready', 1, 'ghost'); configure_retention(1)\n"
+        "  error('half-way') end)")
+    client = private_server.client()
+    try:
+        client.function_load(text)
+        with pytest.raises(ResponseError, match="half-way"):
+            client.fcall("statecheck_fail", 1, "{st}:op:1", "{st}:")
+        assert client.fcall("statecheck_submit", 1, "{st}:op:2", "{st}:", "604800", task_args(task("a", 1.0), 0)) \
+            == ["OK", "1"]
+        assert client.hgetall("{st}:cnt") == {"pending": "1"}, "no count of the failed call"
+        assert client.zrange("{st}:ready", 0, -1) == ["a"], "no index write of the failed call"
+    finally:
+        client.function_delete("statecheck")
         client.close()
