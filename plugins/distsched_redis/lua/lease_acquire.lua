@@ -17,7 +17,8 @@ local micros = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
 local term = string.format('%.0f', math.max(stored + 1, micros))
 redis.call('SET', P .. 'term', term)
 redis.call('SET', P .. 'lease', node .. '|' .. term, 'PX', ttl)
--- for the status: who holds it since when, kept after it lapses (P.."leaseinfo")
-local exp = string.format('%.6f', NOW + ttl / 1000)
+-- for the status: who holds it since when, kept after it lapses (P.."leaseinfo"); the expiry
+-- it says is never before the key's own (see lease_expiry in common.lua)
+local exp = lease_expiry(ttl)
 redis.call('HSET', P .. 'leaseinfo', 'h', node, 't', term, 'a', NOW_S, 'r', NOW_S, 'e', exp)
 return term

@@ -5,5 +5,5 @@ if not fence_ok(ARGV[2]) then
   return 0
 end
 redis.call('PEXPIRE', P .. 'lease', tonumber(ARGV[3]))
-redis.call('HSET', P .. 'leaseinfo', 'r', NOW_S, 'e', string.format('%.6f', NOW + tonumber(ARGV[3]) / 1000))
+redis.call('HSET', P .. 'leaseinfo', 'r', NOW_S, 'e', lease_expiry(tonumber(ARGV[3])))
 return 1

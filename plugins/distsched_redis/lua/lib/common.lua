@@ -21,6 +21,14 @@ local function read_clock()
   NOW = tonumber(NOW_S)
 end
 
+-- The lease's expiry as the status tells it ("<sec>.<usec>"), for a lease key just given a
+-- TTL of `ttl` ms. Redis drops the key once its millisecond clock is past the key's expiry
+-- (a whole millisecond: the time of the SET/PEXPIRE, truncated, plus ttl), i.e. up to 1 ms
+-- after NOW + ttl; 2 ms more, so that a lease said to be expired can always be taken.
+local function lease_expiry(ttl)
+  return string.format('%.6f', NOW + ttl / 1000 + 0.002)
+end
+
 -- How long reply caches (op ids) live, in milliseconds.
 local OP_TTL_MS = 60000
 
