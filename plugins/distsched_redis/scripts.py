@@ -81,9 +81,11 @@ def source(name: str) -> str:
     return "\n".join(parts)
 
 
+@cache
 def library() -> tuple[str, dict[str, str]]:
     """The function library of every script: its source (for ``FUNCTION LOAD``) and the
-    function name of each script. Each script's body becomes the body of its function."""
+    function name of each script. Each script's body becomes the body of its function.
+    Built once per process, like :func:`source` (every store opened shares it)."""
     parts = [f"-- >>> lib/{lib}.lua\n{_read(f'lib/{lib}.lua')}" for lib in LIBS]
     for name in NAMES:
         _, lazy, body = _parts(name)

@@ -146,6 +146,7 @@ def _read(rel):
 
 _scripts._read = _read
 _scripts.source.cache_clear()
+_scripts.library.cache_clear()
 ''',
     # The store's clock made the node's own wall clock (time.time()) instead of Redis's time
     # advanced by the monotonic clock. For checking the clock-skew profile: a node whose wall

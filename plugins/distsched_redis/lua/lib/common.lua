@@ -167,8 +167,13 @@ local function notify()
   end
 end
 
--- Per-call resets of the snippets loaded after this one (tasks.lua's retention).
-local RESETS = {}
+-- Retention of terminal tasks, in seconds (set by configure_retention; tasks.lua uses it).
+local RETENTION_DEFAULT = 604800
+local RETENTION = RETENTION_DEFAULT
+
+local function configure_retention(seconds)
+  RETENTION = math.max(1, math.floor(tonumber(seconds)))
+end
 
 -- The first step of every script: this call's keys and arguments, fresh per-call state, and
 -- the server time unless the script reads it lazily.
@@ -176,6 +181,6 @@ local function begin_call(keys, argv, lazy_clock)
   KEYS, ARGV, P = keys, argv, argv[1]
   NOW_T, NOW_S, NOW = nil, nil, nil
   CNT, BATCH, BATCH_ORDER, FIN, JLAST = {}, {}, {}, {}, {}
-  for i = 1, #RESETS do RESETS[i]() end
+  RETENTION = RETENTION_DEFAULT
   if not lazy_clock then read_clock() end
 end

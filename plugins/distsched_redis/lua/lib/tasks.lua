@@ -38,15 +38,6 @@ local function ts_group(s)
   return s
 end
 
--- Retention of terminal tasks, in seconds (set by configure_retention).
-local RETENTION_DEFAULT = 604800
-local RETENTION = RETENTION_DEFAULT
-
-local function configure_retention(seconds)
-  RETENTION = math.max(1, math.floor(tonumber(seconds)))
-end
-RESETS[#RESETS + 1] = function() RETENTION = RETENTION_DEFAULT end
-
 local function task_key(id)
   return P .. 't:' .. id
 end
