@@ -84,3 +84,19 @@ def test_cluster_short():
     assert figures["lost"] == 0 and figures["duplicated"] == 0
     for kind in ("single", "cluster"):
         assert figures[kind]["executed"] == 1000 and figures[kind]["commands_per_task"] > 0, kind
+
+
+def test_peers_short():
+    """huey and taskiq beside distsched's single mode: each one's tasks all ran. The peers are
+    installed into a virtual environment of their own, from the package index: where it cannot
+    be reached, peers.py says so (exit status 3) and this is skipped."""
+    proc = subprocess.run([sys.executable, str(BENCH / "peers.py"), "-n", "300", "--runs", "1", "--json"],
+                          capture_output=True, text=True, cwd=BENCH, timeout=400)
+    if proc.returncode == 3:
+        pytest.skip(f"the peers could not be installed: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    for system in ("distsched", "huey", "taskiq"):
+        assert figures[system]["tasks_per_s"] > 0 and figures[system]["enqueue_median"] > 0, system
+    assert figures["fastest_peer"] in ("huey", "taskiq") and figures["ratio_to_fastest_peer"] > 0

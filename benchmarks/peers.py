@@ -1,0 +1,242 @@
+"""Peers: huey and taskiq beside distsched's single mode, on this machine, in the same minutes.
+
+    python benchmarks/peers.py [-n 20000] [--runs 3] [--peers huey,taskiq] [--venv DIR] [--json]
+
+Issue 13 sets its single-mode targets as multiples of the fastest peer "measured here", and
+this VM's speed moves from one session (and minute) to the next: a figure means something only
+beside the peers' figures of the same minutes. Per run, alternating, each on a redis-server of
+its own:
+
+- **distsched**: ``throughput.py``'s single mode (1 scheduler + 2 worker processes; a
+  sequential ``await app.submit("noop", i)``), enqueue only and end to end;
+- **huey** (``RedisHuey``, no result store): enqueue only, N sequential ``noop(i)`` calls
+  (huey's client is synchronous redis-py); end to end, one ``huey_consumer -k process -w 2``
+  (a consumer process and two worker processes);
+- **taskiq** (``taskiq-redis``'s ``ListQueueBroker``): enqueue only, N sequential
+  ``await noop.kiq(i)``; end to end, one ``taskiq worker --workers 2``.
+
+A peer's task does one Redis write (``INCR``) by which the benchmark sees it ran; the end to
+end time runs from the first enqueue until the counter reads N (polled every 2 ms). The peers
+keep no task state, history or results: a peer's task is about 3 Redis commands, a distsched
+task about 24 (docs/performance.md). Printed: the median run of each, and distsched's ratio to
+the fastest peer, enqueue only and end to end.
+
+The peers are installed, pinned (``PINS``), into a virtual environment of their own
+(``--venv``, default ``~/.cache/distsched-bench/peers-<hash of the pins>``, made on first use
+with pip: it needs the package index once), never into distsched's. Exits 3 when that
+install fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+from typing import Any
+
+from _common import parser, report
+
+from distsched.testing.redis_server import RedisServer
+
+#: The peers' packages, pinned: the figures of docs/performance.md were taken with these.
+PINS = ("huey==3.5.4", "taskiq==0.13.0", "taskiq-redis==1.2.4", "redis==8.2.0", "hiredis==3.5.0")
+PEERS = ("huey", "taskiq")
+#: The exit status when the peers cannot be installed (no package index, say).
+NO_PEERS = 3
+
+HUEY_APP = '''
+import os
+from huey import RedisHuey
+
+huey = RedisHuey("bench", url=os.environ["PEER_REDIS_URL"], results=False)
+
+
+@huey.task()
+def noop(i):
+    huey.storage.conn.incr("done")
+'''
+
+TASKIQ_APP = '''
+import os
+import redis.asyncio as aioredis
+from taskiq_redis import ListQueueBroker
+
+URL = os.environ["PEER_REDIS_URL"]
+broker = ListQueueBroker(URL)
+_conn = None
+
+
+@broker.task
+async def noop(i):
+    global _conn
+    if _conn is None:
+        _conn = aioredis.Redis.from_url(URL)
+    await _conn.incr("done")
+'''
+
+#: Run in the peers' environment: ``driver.py <peer> <n>`` prints one JSON object.
+DRIVER = '''
+import asyncio, json, os, subprocess, sys, time
+import redis
+
+peer, n = sys.argv[1], int(sys.argv[2])
+r = redis.Redis.from_url(os.environ["PEER_REDIS_URL"])
+CONSUMER = {
+    "huey": [sys.executable, "-m", "huey.bin.huey_consumer", "huey_app.huey", "-k", "process", "-w", "2"],
+    "taskiq": [sys.executable, "-m", "taskiq", "worker", "taskiq_app:broker", "--workers", "2"],
+}[peer]
+
+
+def wait_done(deadline):
+    while int(r.get("done") or 0) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{peer}: {int(r.get('done') or 0)} of {n} tasks ran within the time allowed")
+        time.sleep(0.002)
+
+
+def start_consumer():
+    r.flushall()
+    proc = subprocess.Popen(CONSUMER, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc
+
+
+async def main():
+    if peer == "huey":
+        from huey_app import noop
+        async def submit(i):
+            noop(i)
+    else:
+        from taskiq_app import broker, noop
+        await broker.startup()
+        async def submit(i):
+            await noop.kiq(i)
+    r.flushall()
+    await submit(-1)  # warm: the connection
+    cpu0, start = time.process_time(), time.perf_counter()
+    for i in range(n):
+        await submit(i)
+    enqueue = n / (time.perf_counter() - start)
+    enqueue_cpu = (time.process_time() - cpu0) / n * 1e6
+    proc = start_consumer()
+    try:
+        # ready: a warm-up task has run (the consumer and its workers are up)
+        await submit(-1)
+        deadline = time.monotonic() + 30
+        while int(r.get("done") or 0) < 1:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{peer}: the consumer did not start")
+            time.sleep(0.01)
+        r.set("done", 0)
+        start = time.perf_counter()
+        for i in range(n):
+            await submit(i)
+        wait_done(time.monotonic() + 120)
+        end_to_end = n / (time.perf_counter() - start)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(json.dumps({"enqueue_per_s": round(enqueue, 1), "enqueue_cpu_us_per_submit": round(enqueue_cpu, 1),
+                      "tasks_per_s": round(end_to_end, 1)}))
+
+
+asyncio.run(main())
+'''
+
+
+def peers_python(where: Path | None) -> Path:
+    """The Python of the peers' environment, made (and the PINS installed) on first use."""
+    tag = hashlib.sha256(" ".join(PINS).encode()).hexdigest()[:12]
+    home = where or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distsched-bench" / f"peers-{tag}"
+    python = home / "bin" / "python"
+    stamp = home / "pins.txt"
+    if python.exists() and stamp.exists() and stamp.read_text() == "\n".join(PINS):
+        return python
+    print(f"installing the peers into {home} ({', '.join(PINS)})", file=sys.stderr, flush=True)
+    venv.create(home, with_pip=True, clear=True)
+    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"peers: could not install {', '.join(PINS)} into {home}:\n{proc.stderr.strip()[-2000:]}",
+              file=sys.stderr)
+        sys.exit(NO_PEERS)
+    stamp.write_text("\n".join(PINS))
+    return python
+
+
+def peer_run(python: Path, peer: str, n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="distsched-peers-") as tmp, RedisServer() as server:
+        Path(tmp, "huey_app.py").write_text(HUEY_APP)
+        Path(tmp, "taskiq_app.py").write_text(TASKIQ_APP)
+        Path(tmp, "driver.py").write_text(DRIVER)
+        env = {**os.environ, "PEER_REDIS_URL": server.url, "PYTHONPATH": tmp}
+        proc = subprocess.run([str(python), "driver.py", peer, str(n)], cwd=tmp, env=env, capture_output=True,
+                              text=True, timeout=300)
+        if proc.returncode != 0:
+            raise SystemExit(f"peers: {peer} failed:\n{proc.stdout}{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of the median run by end-to-end rate, with every run's rates."""
+    figures = dict(sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2])
+    figures["runs"] = [r["tasks_per_s"] for r in runs]
+    figures["enqueue_runs"] = [r["enqueue_per_s"] for r in runs]
+    figures["enqueue_median"] = statistics.median(figures["enqueue_runs"])
+    return figures
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, default=20_000, help="tasks per run and system (default 20000)")
+    p.add_argument("--runs", type=int, default=3, help="runs of each, alternated; the median is reported (default 3)")
+    p.add_argument("--peers", default=",".join(PEERS), help=f"which peers, comma-separated (default {','.join(PEERS)})")
+    p.add_argument("--venv", type=Path, default=None,
+                   help="the peers' virtual environment (default ~/.cache/distsched-bench/peers-<hash of the pins>)")
+    args = p.parse_args()
+    peers = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in peers if name not in PEERS]
+    if unknown or not peers:
+        p.error(f"--peers: {', '.join(unknown) or 'none given'}: the peers are {', '.join(PEERS)}")
+    if args.storage != "redis":
+        p.error("--storage: the peers run on Redis only")
+    python = peers_python(args.venv)
+    from throughput import one_run  # the same single mode as throughput.py
+
+    runs: dict[str, list[dict[str, Any]]] = {"distsched": [], **{name: [] for name in peers}}
+    for _ in range(args.runs):
+        runs["distsched"].append(one_run(args.n, "single"))
+        for name in peers:
+            runs[name].append(peer_run(python, name, args.n))
+    own = runs["distsched"]
+    if any(r["lost"] or r["duplicated"] for r in own):
+        report({"distsched": own}, f"distsched lost or duplicated tasks: {own}", args.json)
+        sys.exit(1)
+    figures: dict[str, Any] = {"n": args.n, "pins": list(PINS)}
+    for name, got in runs.items():
+        m = median_run(got)
+        figures[name] = {k: m[k] for k in ("tasks_per_s", "runs", "enqueue_median", "enqueue_runs")}
+    fastest = max(peers, key=lambda name: figures[name]["tasks_per_s"])
+    fastest_enqueue = max(peers, key=lambda name: figures[name]["enqueue_median"])
+    figures["fastest_peer"] = fastest
+    figures["ratio_to_fastest_peer"] = round(figures["distsched"]["tasks_per_s"] / figures[fastest]["tasks_per_s"], 2)
+    figures["enqueue_ratio_to_fastest_peer"] = round(
+        figures["distsched"]["enqueue_median"] / figures[fastest_enqueue]["enqueue_median"], 2)
+    figures["lost"] = sum(r["lost"] for r in own)
+    figures["duplicated"] = sum(r["duplicated"] for r in own)
+    line = "\n".join(
+        f"peers {name}: {figures[name]['tasks_per_s']} tasks/s end to end (runs {figures[name]['runs']}); "
+        f"enqueue only {figures[name]['enqueue_median']}/s (runs {figures[name]['enqueue_runs']})"
+        for name in runs)
+    line += (f"\ndistsched / fastest peer: end to end {figures['ratio_to_fastest_peer']} ({fastest}), "
+             f"enqueue only {figures['enqueue_ratio_to_fastest_peer']} ({fastest_enqueue}); "
+             f"lost {figures['lost']}, duplicated {figures['duplicated']}")
+    report(figures, line, args.json)
+
+
+if __name__ == "__main__":
+    main()
