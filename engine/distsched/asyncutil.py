@@ -23,6 +23,10 @@ class WakeSignal:
         self._flag = False
         self._waiters: set[asyncio.Future[bool]] = set()
 
+    def is_set(self) -> bool:
+        """Whether a wake-up is pending (the next ``wait`` returns at once)."""
+        return self._flag
+
     def set(self) -> None:
         self._flag = True
         for waiter in self._waiters:

@@ -127,6 +127,9 @@ class RedisStorage:
                              if self.lean is not None else None)
         self._waiter = waiter
         self._activity = WakeSignal()
+        #: set by wait_for_activity: the listener blocks on the notify list only when asked
+        self._wanted = WakeSignal()
+        self._waiting = 0  # waits in progress
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
         self._sentinel = sentinel
@@ -325,30 +328,51 @@ class RedisStorage:
         and sets a local signal; the wait itself is a local timer. Redis checks blocked
         clients' timeouts only every 1/hz seconds (100 ms by default), so a BLPOP timeout
         alone would wake the leader up to 100 ms after a job is due.
+
+        The listener blocks only when a wait asked it to, and once it took a token it waits
+        to be asked again: a token pushed meanwhile (the leader is busy in a pass) stays on
+        the list, and the next wait takes it at once. A leader under a stream of submissions
+        thus makes one BLPOP per pass, not one per token.
         """
         await self._maybe_sync_clock()
         loop = asyncio.get_running_loop()
         if self._listener is None or self._listener.done() or self._listener.get_loop() is not loop:
             self._listener = loop.create_task(self._listen(), name="distsched-redis-notify")
-        await self._activity.wait(timeout)
+        if not self._activity.is_set():
+            self._wanted.set()
+        self._waiting += 1
+        try:
+            await self._activity.wait(timeout)
+        finally:
+            self._waiting -= 1
 
     async def _listen(self) -> None:
         notify = self.prefix + "notify"
         while not self._closing:
-            try:
-                if self._lean_waiter is not None:
-                    woken = await self._lean_waiter.execute("BLPOP", notify, round(self._block, 3))
-                else:
-                    woken = await self._waiter.blpop([notify], timeout=round(self._block, 3))
+            if not await self._wanted.wait(self._block):
+                continue  # nobody asked: block on nothing
+            # asked: block until a token comes, for as long as a wait is in progress
+            while not self._closing:
+                try:
+                    if self._lean_waiter is not None:
+                        woken = await self._lean_waiter.execute("BLPOP", notify, round(self._block, 3))
+                    else:
+                        woken = await self._waiter.blpop([notify], timeout=round(self._block, 3))
+                except (RedisError, OSError) as exc:
+                    # down, cut off, or (a failover) "UNBLOCKED ... master -> replica", CLUSTERDOWN
+                    if self._closing:
+                        return
+                    log.debug("notify listener: %s", exc)
+                    self._activity.set()  # let the leader look at the store itself
+                    await asyncio.sleep(0.5)
+                    break
                 if woken:
                     self._activity.set()
-            except (RedisError, OSError) as exc:
-                # down, cut off, or (a failover) "UNBLOCKED ... master -> replica", CLUSTERDOWN
-                if self._closing:
-                    return
-                log.debug("notify listener: %s", exc)
-                self._activity.set()  # let the leader look at the store itself
-                await asyncio.sleep(0.5)
+                    if self._wanted.is_set():  # asked again meanwhile: this token answers it
+                        await self._wanted.wait(0)
+                    break
+                if not self._waiting:
+                    break  # timed out, and the wait that asked is over
 
     async def close(self) -> None:
         self._closing = True

@@ -144,7 +144,14 @@ async def test_the_leaders_wakeup_listener_survives_an_unblocked_wait(redis_clus
 
         waiter_id = await poll(blocked_id, 10)
         assert client.execute_command("CLIENT", "UNBLOCK", waiter_id, "ERROR") == 1
-        assert await poll(blocked_id, 10)  # blocking again, on the same listener
+        # the error woke the leader (it looks at the store itself); its next wait asks the
+        # listener to block again, and the same listener does
+        assert await store._activity.wait(5.0)
+        waiter = asyncio.create_task(store.wait_for_activity(10.0))
+        try:
+            assert await poll(blocked_id, 10)
+        finally:
+            waiter.cancel()
     finally:
         client.close()
     assert store._listener is listener and not listener.done()
@@ -222,10 +229,12 @@ async def test_close_ends_the_wakeup_listener_at_once(redis_cluster, poll):
             waiter = asyncio.create_task(store.wait_for_activity(5.0))
             await store.tasks.submit([make_task(f"t{_}", now=store.clock())])  # a token wakes it
             await asyncio.wait_for(waiter, 3.0)
-            await poll(blocked, 10)  # blocking again
+            again = asyncio.create_task(store.wait_for_activity(5.0))  # asks the listener to block again
+            await poll(blocked, 10)
             began = time.monotonic()
             await store.close()
             assert time.monotonic() - began < 1.0 and listener.done()
+            again.cancel()
     finally:
         client.close()
 

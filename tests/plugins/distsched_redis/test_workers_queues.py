@@ -211,6 +211,49 @@ async def test_wait_for_activity(storage, fence) -> None:
     assert await storage.client.llen(storage.prefix + "notify") <= 1, "the token list stays capped"
 
 
+@pytest.mark.parametrize("lean", ["true", "false"])
+async def test_the_wakeup_listener_blocks_once_per_wait_not_once_per_token(open_storage, private_server, poll,
+                                                                           lean) -> None:
+    """A leader busy in a pass while tasks are submitted one by one: the listener took the
+    first token and waits to be asked again, the others stay on the list (capped at one);
+    the next wait takes it at once. Counted by the server (INFO commandstats) on a server
+    nothing else talks to: it used to make one BLPOP per token."""
+    storage = await open_storage(private_server.url_for(namespace="wake"), lean=lean)
+    client = private_server.client()
+
+    def blpops() -> int:
+        return int(client.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
+
+    def blpops_reach(n: int):
+        async def reached() -> bool:
+            return blpops() == n
+        return reached
+
+    async def token_taken() -> bool:
+        return storage._activity.is_set()
+
+    try:
+        await storage.wait_for_activity(0.01)  # the listener starts, blocked on the list
+        await poll(blpops_reach(1), 10)
+        for i in range(20):  # the leader is "in a pass": nobody waits
+            await storage.tasks.submit([task(f"s{i}")])
+        assert await poll(token_taken, 10)  # the first token was taken
+        assert client.llen(storage.prefix + "notify") == 1, "the others wait on the list, capped at one"
+        assert blpops() == 1
+        await asyncio.wait_for(storage.wait_for_activity(10.0), 5.0)  # the token already taken
+        assert blpops() == 1
+        await asyncio.wait_for(storage.wait_for_activity(10.0), 5.0)  # the one on the list
+        assert blpops() == 2 and client.llen(storage.prefix + "notify") == 0
+        # nothing more: the next wait blocks until a token comes
+        waiter = asyncio.create_task(storage.wait_for_activity(10.0))
+        await poll(blpops_reach(3), 10)
+        assert not waiter.done()
+        await storage.tasks.submit([task("last")])
+        await asyncio.wait_for(waiter, 5.0)
+    finally:
+        client.close()
+
+
 async def test_a_replayed_settle_returns_the_settled_tasks_again(storage, fence) -> None:
     """A settle whose reply was lost is retried with the same op id: the cached reply carries
     the settled tasks too, so the leader still emits their TaskFinished events (issue 15.1)."""
