@@ -12,11 +12,13 @@ if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
 
+local DISPATCH_PATTERN = '^' .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. FIELD .. '(.*)$'
+
 local function parse_dispatch(str)
-  local f, pos = split_fields(str, 7)
-  local wl = tonumber(f[7])
-  return {ev = f[1], n = f[2], u = f[3], da = f[4], dl = f[5], g = f[6],
-          w = string.sub(str, pos, pos + wl - 1), id = string.sub(str, pos + wl)}
+  local ev, n, u, da, dl, g, wl, rest = string.match(str, DISPATCH_PATTERN)
+  wl = tonumber(wl)
+  if not wl then error('distsched: a dispatch string without its 7 fields') end
+  return {ev = ev, n = n, u = u, da = da, dl = dl, g = g, w = string.sub(rest, 1, wl), id = string.sub(rest, wl + 1)}
 end
 
 local bits, seen_workers = {}, {}
