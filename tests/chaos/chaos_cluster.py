@@ -8,6 +8,7 @@ Only processes started here are ever signalled, by their own pid; all traffic is
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -37,8 +38,10 @@ WORKERS = ("w1", "w2", "w3", "w4")
 PROXIED = "s1"
 #: The worker whose Redis connection goes through a proxy of its own (the worker-cut target).
 PROXIED_WORKER = "w1"
-#: libfaketime (Debian package ``faketime``): preloaded into the nodes of a clock-skew profile.
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+#: libfaketime (Debian package ``faketime``): preloaded into the nodes of a clock-skew profile;
+#: under the multiarch directory of the machine (x86_64-linux-gnu, aarch64-linux-gnu, ...).
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))),
+                   "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 JOBS = 20
 WORKER_CONCURRENCY = 8
 
