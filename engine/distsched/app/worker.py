@@ -455,7 +455,7 @@ class WorkerService:
             if not isinstance(spec.args, tuple):
                 return "InvalidTask", f"its stored spec is not valid: args: must be a list, not {type(spec.args).__name__}"
             try:
-                TaskSpec.from_dict(spec.to_dict())
+                spec.validate()
             except (ValidationError, TypeError, ValueError) as exc:
                 return "InvalidTask", f"its stored spec is not valid: {safe_str(exc)}"
             if len(self._valid_specs) >= 4096:

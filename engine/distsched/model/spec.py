@@ -119,6 +119,22 @@ class TaskSpec:
                 "args", f"payload is {size} bytes of JSON; the limit is {MAX_PAYLOAD_BYTES}"
             )
 
+    def validate(self) -> None:
+        """Run the checks of construction again on this instance: for a spec built without
+        them from a store's bytes (``trusted.stored_spec``), which may have been written
+        straight into the store. Raises ValidationError (TypeError for a value of a type
+        the checks cannot compare), as ``TaskSpec.from_dict(spec.to_dict())`` would, without
+        building a new spec."""
+        if not isinstance(self.args, tuple):
+            raise ValidationError("args", f"must be a list of JSON values, not {type(self.args).__name__}")
+        attrs.validate(self)  # executor, target, timeout, balancer, balance_key
+        self.__attrs_post_init__()  # kwargs and options tables, the payload plain JSON and small enough
+        retry = self.retry
+        if type(retry) is not RetryPolicy:
+            raise ValidationError("retry", f"must be a retry policy, not {type(retry).__name__}")
+        attrs.validate(retry)
+        retry.__attrs_post_init__()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "executor": self.executor,

@@ -169,3 +169,40 @@ def test_big_arguments_past_the_shortcut_are_measured() -> None:
     TaskSpec(target="f", args=tuple(range(40)), kwargs={"a": 1 << 70})  # past the shortcut, still JSON
     with pytest.raises(ValidationError, match="payload is"):
         TaskSpec(target="f", args=("\u2603" * (MAX_PAYLOAD_BYTES // 6 + 1),))  # 6 bytes each as JSON
+
+
+# A spec read back from a store is built without validators (trusted.stored_spec); a worker
+# checks it with TaskSpec.validate before running it. Each hostile value written straight
+# into the store is refused with the error a constructor gives it.
+_HOSTILE_STORED = [
+    ({"timeout": 1e308}, "timeout"), ({"timeout": "x"}, "timeout"), ({"timeout": float("nan")}, "timeout"),
+    ({"args": "abc"}, "args"), ({"args": [float("inf")]}, "args"), ({"args": ["x" * 1_100_000]}, "args"),
+    ({"executor": "bad name!"}, "executor"), ({"target": ""}, "target"), ({"target": 5}, "target"),
+    ({"balancer": None}, "balancer"), ({"balance_key": 5}, "balance_key"), ({"kwargs": []}, "kwargs"),
+    ({"options": {1: 2}}, "options"), ({"retry": {"max_attempts": -1}}, "max_attempts"),
+    ({"retry": {"delay": 5, "max_delay": 1}}, "max_delay"), ({"retry": {"backoff": "weird"}}, "backoff"),
+    ({"retry": {"jitter": 7}}, "jitter"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), _HOSTILE_STORED, ids=[f for _, f in _HOSTILE_STORED])
+def test_validate_refuses_a_stored_spec_as_its_constructor_would(change, field):
+    from distsched.model.trusted import stored_spec
+
+    data = TaskSpec(target="noop", args=(1,)).to_dict()
+    data.update(change)
+    spec = stored_spec(data)  # built without validators, as a store reads it back
+    with pytest.raises(ValidationError) as refused:
+        spec.validate()
+    assert refused.value.field == field
+    if isinstance(spec.args, tuple):  # the rebuild the check replaces refuses it the same way
+        with pytest.raises(ValidationError) as rebuilt:
+            TaskSpec.from_dict(spec.to_dict())
+        assert str(rebuilt.value) == str(refused.value)
+
+
+def test_validate_accepts_a_valid_stored_spec():
+    from distsched.model.trusted import stored_spec
+
+    spec = TaskSpec(target="noop", args=(1, "a", None), kwargs={"k": [1]}, timeout=5)
+    stored_spec(spec.to_dict()).validate()
