@@ -3,6 +3,7 @@
 * ``redis_server`` (session, from ``distsched.testing.pytest_plugin``): one shared throwaway
   server; every test gets its own ``namespace`` on it, so tests are isolated without FLUSHALL.
 * ``private_server``: a server of the test's own, for kill/restart and config tests.
+* ``command_calls``: the calls per command a server counted (``INFO commandstats``).
 * ``storage`` / ``election`` / ``fence``: an opened backend on the test's namespace, its
   election, and a fence acquired as ``leader-1``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -40,6 +42,21 @@ def private_server() -> Iterator[RedisServer]:
     _need_redis()
     with RedisServer() as server:
         yield server
+
+
+def _command_calls(client: Any) -> Counter[str]:
+    stats = client.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()
+                    if name != "cmdstat_info"})
+
+
+@pytest.fixture
+def command_calls() -> Callable[[Any], Counter[str]]:
+    """``command_calls(client)``: the calls per command (lower case) the client's server has
+    counted so far (``INFO commandstats``, the INFO calls left out); 0 for a command never
+    called. On a ``private_server`` nothing else talks to, the difference of two readings
+    is what the code between them sent."""
+    return _command_calls
 
 
 @pytest.fixture

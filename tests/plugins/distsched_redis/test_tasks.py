@@ -165,7 +165,7 @@ async def test_leader_writes_are_fenced_and_change_nothing(storage, election, fe
 
 
 @pytest.mark.parametrize("lean", ["true", "false"])
-async def test_one_script_call_per_batch(open_storage, private_server, lean) -> None:
+async def test_one_script_call_per_batch(open_storage, private_server, command_calls, lean) -> None:
     """save/dispatch/submit/get_many of hundreds of tasks: a constant number of round trips,
     on the lean connection and on redis-py's client alike. Counted by the server itself
     (INFO commandstats) on a server nothing else talks to."""
@@ -176,8 +176,8 @@ async def test_one_script_call_per_batch(open_storage, private_server, lean) -> 
     client = private_server.client()
 
     def calls() -> dict[str, int]:
-        stats = client.info("commandstats")
-        return {cmd: int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)) for cmd in ("evalsha", "fcall")}
+        counted = command_calls(client)
+        return {cmd: counted[cmd] for cmd in ("evalsha", "fcall")}
 
     try:
         await storage.workers.register(worker("w1", storage.clock()))
@@ -257,7 +257,7 @@ async def test_a_finished_task_costs_what_docs_redis_md_says(distsched_app, redi
     assert 1200 < per_hash < 2600, per_hash  # docs/redis.md: about 2.1 KiB
 
 
-async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, private_server) -> None:
+async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, private_server, command_calls) -> None:
     """Issue 13.3: a one-task submit stores the task and its indexes and wakes the leader -
     nothing else (retention pruning is the leader's housekeeping now; no reply cache: a
     submit is idempotent by id on its own). Counted by the
@@ -265,16 +265,12 @@ async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, 
     s = await open_storage(private_server.url_for(namespace="lean"))
     client = private_server.client()
     try:
-        def calls() -> dict[str, int]:
-            stats = client.info("commandstats")
-            return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"}
-
         await s.tasks.submit([task("warm", 1.0)])
-        before = calls()
+        before = command_calls(client)
         n = 20
         for i in range(n):
             assert await s.tasks.submit([task(f"t{i}", 2.0)]) == [True]
-        after = calls()
+        after = command_calls(client)
     finally:
         client.close()
     per_submit = {k: (v - before.get(k, 0)) / n for k, v in after.items() if v != before.get(k, 0)}

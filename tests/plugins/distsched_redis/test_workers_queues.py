@@ -213,7 +213,7 @@ async def test_wait_for_activity(storage, fence) -> None:
 
 @pytest.mark.parametrize("lean", ["true", "false"])
 async def test_the_wakeup_listener_blocks_once_per_wait_not_once_per_token(open_storage, private_server, poll,
-                                                                           lean) -> None:
+                                                                           command_calls, lean) -> None:
     """A leader busy in a pass while tasks are submitted one by one: the listener took the
     first token and waits to be asked again, the others stay on the list (capped at one);
     the next wait takes it at once. Counted by the server (INFO commandstats) on a server
@@ -222,7 +222,7 @@ async def test_the_wakeup_listener_blocks_once_per_wait_not_once_per_token(open_
     client = private_server.client()
 
     def blpops() -> int:
-        return int(client.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
+        return command_calls(client)["blpop"]
 
     def blpops_reach(n: int):
         async def reached() -> bool:
@@ -339,7 +339,8 @@ async def test_settled_rows_are_capped_and_taken_up_to_the_batch(open_storage, r
     assert (await s.tasks.counts()).get("succeeded") == 5
 
 
-async def test_a_blocking_pull_after_an_emptying_take_does_not_take_first(open_storage, private_server) -> None:
+async def test_a_blocking_pull_after_an_emptying_take_does_not_take_first(open_storage, private_server,
+                                                                          command_calls) -> None:
     """Under a trickle a worker's pull empties its queue, then blocks for the next task: it
     goes straight to BLMOVE (which returns at once when something was queued since) instead
     of running the pull script once more to find nothing - one script call per task, not two.
@@ -350,11 +351,9 @@ async def test_a_blocking_pull_after_an_emptying_take_does_not_take_first(open_s
     fence = await RedisElection(s).acquire("leader-1")
     client = private_server.client()
 
-    def calls(name: str) -> int:
-        return int(client.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0))
-
     def script_calls() -> int:  # as functions of the library on the lean connection
-        return calls("evalsha") + calls("fcall")
+        counted = command_calls(client)
+        return counted["evalsha"] + counted["fcall"]
 
     try:
         await dispatched(s, fence, ["a"])
@@ -383,7 +382,7 @@ async def test_next_times_reads_both_in_one_round_trip(storage) -> None:
 
 
 async def test_report_and_pull_is_one_script_call_and_a_replay_reports_nothing_again(
-        open_storage, private_server) -> None:
+        open_storage, private_server, command_calls) -> None:
     """queues.report_and_pull: the report and the take in one script call (one round trip,
     counted by a server nothing else talks to). Its reply cache is the take's: a call retried
     with the same op key (a lost reply) reports nothing twice and returns the tasks still
@@ -396,8 +395,7 @@ async def test_report_and_pull_is_one_script_call_and_a_replay_reports_nothing_a
     client = private_server.client()
 
     def calls() -> dict[str, int]:
-        stats = client.info("commandstats")
-        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"}
+        return command_calls(client)
 
     try:
         await dispatched(s, fence, ["a", "b", "c"])
