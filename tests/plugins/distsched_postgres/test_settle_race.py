@@ -38,8 +38,9 @@ async def test_a_failure_reported_during_a_settle_never_finishes_its_task_succee
         settle = asyncio.create_task(storage.results.settle(fence, 100))
 
         deadline = asyncio.get_running_loop().time() + 10
-        while await storage.pool.fetchval(  # until the settle is inside the function, before its walk
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%ds_settle%'") != 1:
+        while not await storage.pool.fetchval(  # until the settle is inside the function, before its walk
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'"
+                " AND query LIKE '%ds_settle%'"):
             assert asyncio.get_running_loop().time() < deadline and not settle.done(), "the settle never paused"
             await asyncio.sleep(0.01)
         now = storage.clock()
