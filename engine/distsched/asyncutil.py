@@ -27,6 +27,10 @@ class WakeSignal:
         """Whether a wake-up is pending (the next ``wait`` returns at once)."""
         return self._flag
 
+    def waiting(self) -> bool:
+        """Whether a ``wait`` is in progress."""
+        return bool(self._waiters)
+
     def set(self) -> None:
         self._flag = True
         for waiter in self._waiters:

@@ -129,7 +129,6 @@ class RedisStorage:
         self._activity = WakeSignal()
         #: set by wait_for_activity: the listener blocks on the notify list only when asked
         self._wanted = WakeSignal()
-        self._waiting = 0  # waits in progress
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
         self._sentinel = sentinel
@@ -340,11 +339,7 @@ class RedisStorage:
             self._listener = loop.create_task(self._listen(), name="distsched-redis-notify")
         if not self._activity.is_set():
             self._wanted.set()
-        self._waiting += 1
-        try:
-            await self._activity.wait(timeout)
-        finally:
-            self._waiting -= 1
+        await self._activity.wait(timeout)
 
     async def _listen(self) -> None:
         notify = self.prefix + "notify"
@@ -371,7 +366,7 @@ class RedisStorage:
                     if self._wanted.is_set():  # asked again meanwhile: this token answers it
                         await self._wanted.wait(0)
                     break
-                if not self._waiting:
+                if not self._activity.waiting():
                     break  # timed out, and the wait that asked is over
 
     async def close(self) -> None:

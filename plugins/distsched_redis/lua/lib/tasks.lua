@@ -55,7 +55,7 @@ end
 
 -- One field of a task string and its separator, as a pattern capture; the patterns below are
 -- built by concatenation (a library's top level, run at FUNCTION LOAD, has no string library).
-local FIELD = '([^\31]*)\31'
+local FIELD = '([^' .. SEP .. ']*)' .. SEP
 
 -- A task as sent by Python for a full write: one string, fields separated by \31, the
 -- free-text fields last: s, expected version, not_before, deadline, u, sa, n, to, da, fa, sp,
