@@ -1,6 +1,6 @@
-"""Peers: huey and taskiq beside distsched's single mode, on this machine, in the same minutes.
+"""Peers: huey, taskiq and dramatiq beside distsched's single mode, on this machine, in the same minutes.
 
-    python benchmarks/peers.py [-n 20000] [--runs 3] [--peers huey,taskiq] [--venv DIR] [--json]
+    python benchmarks/peers.py [-n 20000] [--runs 3] [--peers huey,taskiq,dramatiq] [--venv DIR] [--json]
 
 Issue 13 sets its single-mode targets as multiples of the fastest peer "measured here", and
 this VM's speed moves from one session (and minute) to the next: a figure means something only
@@ -13,7 +13,10 @@ its own:
   (huey's client is synchronous redis-py); end to end, one ``huey_consumer -k process -w 2``
   (a consumer process and two worker processes);
 - **taskiq** (``taskiq-redis``'s ``ListQueueBroker``): enqueue only, N sequential
-  ``await noop.kiq(i)``; end to end, one ``taskiq worker --workers 2``.
+  ``await noop.kiq(i)``; end to end, one ``taskiq worker --workers 2``;
+- **dramatiq** (``RedisBroker``, its default middleware): enqueue only, N sequential
+  ``noop.send(i)`` (synchronous redis-py, as huey); end to end, one ``dramatiq
+  --processes 2`` (two worker processes of dramatiq's default 8 threads each).
 
 A peer's task does one Redis write (``INCR``) by which the benchmark sees it ran; the end to
 end time runs from the first enqueue until the counter reads N (polled every 2 ms). The peers
@@ -45,8 +48,9 @@ from _common import parser, report
 from distsched.testing.redis_server import RedisServer
 
 #: The peers' packages, pinned: the figures of docs/performance.md were taken with these.
-PINS = ("huey==3.5.4", "taskiq==0.13.0", "taskiq-redis==1.2.4", "redis==8.2.0", "hiredis==3.5.0")
-PEERS = ("huey", "taskiq")
+PINS = ("huey==3.5.4", "taskiq==0.13.0", "taskiq-redis==1.2.4", "dramatiq==2.2.1", "redis==8.2.0",
+        "hiredis==3.5.0")
+PEERS = ("huey", "taskiq", "dramatiq")
 #: The exit status when the peers cannot be installed (no package index, say).
 NO_PEERS = 3
 
@@ -80,6 +84,22 @@ async def noop(i):
     await _conn.incr("done")
 '''
 
+DRAMATIQ_APP = '''
+import os
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+URL = os.environ["PEER_REDIS_URL"]
+dramatiq.set_broker(RedisBroker(url=URL))
+_conn = redis.Redis.from_url(URL)
+
+
+@dramatiq.actor
+def noop(i):
+    _conn.incr("done")
+'''
+
 #: Run in the peers' environment: ``driver.py <peer> <n>`` prints one JSON object.
 DRIVER = '''
 import asyncio, json, os, subprocess, sys, time
@@ -90,6 +110,7 @@ r = redis.Redis.from_url(os.environ["PEER_REDIS_URL"])
 CONSUMER = {
     "huey": [sys.executable, "-m", "huey.bin.huey_consumer", "huey_app.huey", "-k", "process", "-w", "2"],
     "taskiq": [sys.executable, "-m", "taskiq", "worker", "taskiq_app:broker", "--workers", "2"],
+    "dramatiq": [sys.executable, "-m", "dramatiq", "dramatiq_app", "--processes", "2"],
 }[peer]
 
 
@@ -111,6 +132,10 @@ async def main():
         from huey_app import noop
         async def submit(i):
             noop(i)
+    elif peer == "dramatiq":
+        from dramatiq_app import noop
+        async def submit(i):
+            noop.send(i)
     else:
         from taskiq_app import broker, noop
         await broker.startup()
@@ -172,6 +197,7 @@ def peer_run(python: Path, peer: str, n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="distsched-peers-") as tmp, RedisServer() as server:
         Path(tmp, "huey_app.py").write_text(HUEY_APP)
         Path(tmp, "taskiq_app.py").write_text(TASKIQ_APP)
+        Path(tmp, "dramatiq_app.py").write_text(DRAMATIQ_APP)
         Path(tmp, "driver.py").write_text(DRIVER)
         env = {**os.environ, "PEER_REDIS_URL": server.url, "PYTHONPATH": tmp}
         proc = subprocess.run([str(python), "driver.py", peer, str(n)], cwd=tmp, env=env, capture_output=True,

@@ -87,7 +87,7 @@ def test_cluster_short():
 
 
 def test_peers_short():
-    """huey and taskiq beside distsched's single mode: each one's tasks all ran. The peers are
+    """huey, taskiq and dramatiq beside distsched's single mode: each one's tasks all ran. The peers are
     installed into a virtual environment of their own, from the package index: where it cannot
     be reached, peers.py says so (exit status 3) and this is skipped."""
     proc = subprocess.run([sys.executable, str(BENCH / "peers.py"), "-n", "300", "--runs", "1", "--json"],
@@ -97,6 +97,6 @@ def test_peers_short():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["lost"] == 0 and figures["duplicated"] == 0
-    for system in ("distsched", "huey", "taskiq"):
+    for system in ("distsched", "huey", "taskiq", "dramatiq"):
         assert figures[system]["tasks_per_s"] > 0 and figures[system]["enqueue_median"] > 0, system
-    assert figures["fastest_peer"] in ("huey", "taskiq") and figures["ratio_to_fastest_peer"] > 0
+    assert figures["fastest_peer"] in ("huey", "taskiq", "dramatiq") and figures["ratio_to_fastest_peer"] > 0
