@@ -87,6 +87,12 @@ def _chunks(items: Sequence[T], size: int = WRITE_CHUNK) -> list[Sequence[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+#: Per kind of row, the text columns its decode can fail on (the others are typed): a row is
+#: put aside only while they are as read (ds_put_aside's p_seen).
+_POISON_COLUMNS = {"task": ("state", "spec", "result"), "job": ("config",), "worker": ("data",),
+                   "scheduler": ("data", "role")}
+
+
 class PostgresStorage:
     """All ports of distsched over one PostgreSQL schema."""
 
@@ -217,15 +223,21 @@ class PostgresStorage:
             try:
                 out.append(decode(row))
             except Exception as exc:  # anything: the row was not written by distsched
-                await self.put_aside(kind, str(row[key]), exc)
+                await self.put_aside(kind, str(row[key]), exc, row)
         return out
 
-    async def put_aside(self, kind: str, key: str, exc: BaseException) -> None:
+    async def put_aside(self, kind: str, key: str, exc: BaseException, row: Any = None) -> None:
         """Move a row the engine cannot decode into ``quarantine`` (ds_put_aside): logged as
-        an ERROR when moved; the read that met it goes on without it."""
+        an ERROR when moved; the read that met it goes on without it. With ``row`` (the row
+        as read), only while its text columns a decode can fail on (``_POISON_COLUMNS``)
+        are still the ones read: a row rewritten since (a worker registering again) stays."""
         reason = f"{type(exc).__name__}: {exc}"[:500]
+        seen = None
+        if row is not None:
+            names = set(row.keys())
+            seen = codec.dumps({c: row[c] for c in _POISON_COLUMNS.get(kind, ()) if c in names})
         try:
-            moved = await self.call("fetchval", "SELECT ds_put_aside($1, $2, $3)", kind, key, reason)
+            moved = await self.call("fetchval", "SELECT ds_put_aside($1, $2, $3, $4::json)", kind, key, reason, seen)
         except (asyncpg.PostgresError, ValidationError, *self.transient_errors, OSError) as err:
             log.warning("could not quarantine %s %r (%s: %s)", kind, key, type(err).__name__, err)
             return

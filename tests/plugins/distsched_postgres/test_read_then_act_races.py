@@ -1,13 +1,19 @@
-"""queues.pull against a pull whose reply was lost, and workers.reap against a registration (PostgreSQL).
+"""PL/pgSQL functions that decide from one read and act in a later statement (PostgreSQL).
 
-A pull whose reply never came may still commit: the worker's next pull names it and gets back
-the tasks it marked running (``ds_pull``'s ``p_prev``). The look-up of the lost pull's tasks
-and the take of new ones were two statements: under READ COMMITTED a lost pull committing
-between them (a slow commit), or after both (its request delivered late), left its tasks
-``running`` on a worker that never got them, until their timeout spent an attempt on a task
-that never ran. Here the lost pull is a direct call of ``ds_pull`` with op id ``lost`` whose
-reply nobody reads as the worker's; the worker's store is told that its pull ``lost`` went
-unanswered, as ``_take`` records it after a failed call."""
+Under READ COMMITTED each statement sees the rows committed before it began, so a write
+committed between a function's read and its action (or between a Python read and the call
+that acts on it) can make the action wrong. Each test pauses the installed function at the
+gap, in the test's own schema, commits the other write during the pause, and fails on the
+function before the fix (ds_settle's case is test_settle_race.py).
+
+* ds_pull: a pull whose reply never came may still commit; the worker's next pull names it
+  and gets back the tasks it marked running. The look-up and the take of new ones were two
+  statements: a lost pull committing between them (a slow commit), or after both (its
+  request delivered late), left its tasks ``running`` on a worker that never got them. Here
+  the lost pull is a direct call of ``ds_pull`` with op id ``lost``; the worker's store is
+  told that its pull ``lost`` went unanswered, as ``_take`` records it after a failed call.
+* ds_reap of a worker row already gone deleted a registration committed meanwhile.
+* ds_put_aside moved a row rewritten (good again) after the read that could not decode it."""
 
 import asyncio
 import time
@@ -99,3 +105,30 @@ async def test_a_reap_of_a_worker_already_gone_keeps_a_registration_made_meanwhi
     finally:
         await worker_store.close()
     assert [w.id for w in await storage.workers.list_workers()] == ["w1"], "the new registration stays"
+
+
+async def test_a_row_rewritten_after_a_read_failed_to_decode_it_is_not_put_aside(storage, pg_url) -> None:
+    """A read that cannot decode a row puts it aside in a later call: a worker registering
+    again in between (its row good now) used to be moved into quarantine all the same."""
+    from distsched_postgres.storage import PostgresStorage
+
+    source = await storage.pool.fetchval("SELECT pg_get_functiondef('ds_put_aside'::regproc)")
+    begin = "BEGIN\n    IF p_kind = 'task' THEN"
+    assert source.count(begin) == 1
+    await storage.pool.execute(source.replace(begin, "BEGIN\n    PERFORM pg_sleep(0.5);\n    IF p_kind = 'task' THEN"))
+    await storage.pool.execute("INSERT INTO workers (id, data, heartbeat) VALUES ('w1', 'not json', ds_now())")
+    other = await PostgresStorage.open(pg_url)
+    try:
+        read = asyncio.create_task(storage.workers.list_workers())
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await other.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'"
+                " AND query LIKE '%ds_put_aside%'"):
+            assert asyncio.get_running_loop().time() < deadline and not read.done(), "the put-aside never paused"
+            await asyncio.sleep(0.01)
+        await other.workers.register(make_worker("w1", now=storage.clock()))  # good data now
+        assert await asyncio.wait_for(read, 10) == [], "the read goes on without the row it could not decode"
+    finally:
+        await other.close()
+    assert await storage.pool.fetchval("SELECT count(*) FROM quarantine") == 0, "nothing was put aside"
+    assert [w.id for w in await storage.workers.list_workers()] == ["w1"], "the good registration stays"
