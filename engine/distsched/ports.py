@@ -256,8 +256,10 @@ class JobRepository(Protocol):
         """The earliest ``next_fire_at`` of an enabled, unpaused job."""
 
     async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
-        """Fenced. Atomically, per firing: check ``expected_next``, create the tasks that do
-        not exist yet, make new pending ones ready, advance the schedule."""
+        """Fenced. Atomically, per firing: check ``expected_next`` and that the job is still
+        enabled and not paused (a pause or disable committed after :meth:`due` read the job
+        makes the firing a conflict: nothing is created, the schedule stays), create the
+        tasks that do not exist yet, make new pending ones ready, advance the schedule."""
 
 
 @runtime_checkable

@@ -412,7 +412,9 @@ class _Jobs:
         conflicts = []
         for f in firings:
             st = self.s.job_state.get(f.job)
-            if st is None or st.next_fire_at != f.expected_next:
+            data = self.s.jobs.get(f.job)
+            # a job paused or disabled since the leader read it due does not fire
+            if st is None or data is None or st.next_fire_at != f.expected_next or st.paused or not data["enabled"]:
                 conflicts.append(f.job)
                 continue
             for task in f.tasks:

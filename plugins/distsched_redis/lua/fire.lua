@@ -1,7 +1,9 @@
 --! requires: common tasks jobs
 -- jobs.fire (fenced): per firing, atomically: check that the job's next_fire_at is still the
--- expected one, create the slot tasks whose ids do not exist yet, advance next_fire_at and
--- the high-water mark last_slot, and keep the due index right.
+-- expected one and that the job is enabled and not paused (a pause committed after the leader
+-- read the job due wins: the firing is a conflict), create the slot tasks whose ids do not
+-- exist yet, advance next_fire_at and the high-water mark last_slot, and keep the due index
+-- right.
 -- ARGV: prefix, fence token, retention, then per firing:
 --   job, expected_next, next_fire_at ("" = none), last_slot ("" = none), task count, tasks.
 -- Reply: {'OK', created, existing, conflicting job names...} or {'FENCED', current lease}.
@@ -17,7 +19,8 @@ while i <= #ARGV do
   local first = i + 5
   i = first + ntasks
   local st = job_state(job)
-  if not st or st.n == '' or tonumber(st.n) ~= tonumber(expected) then
+  -- a job paused or disabled since the leader read it due does not fire
+  if not st or st.n == '' or tonumber(st.n) ~= tonumber(expected) or st.p ~= '0' or st.e ~= '1' then
     conflicts[#conflicts + 1] = job
   else
     for k = first, first + ntasks - 1 do

@@ -194,6 +194,36 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_fire_refuses_a_job_paused_or_disabled_after_it_was_read_due(self, harness: Harness) -> None:
+        """The leader reads the due jobs, then fires them: a pause (or a disable) committed in
+        between must win - the firing is a conflict, no task is created, the schedule stays."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            for name in ("paused", "disabled", "kept"):
+                await s.jobs.add(make_job(name), next_fire_at=10.0)
+            due = await s.jobs.due(100.0, 10)
+            assert sorted(c.name for c, _ in due) == ["disabled", "kept", "paused"]
+            paused = next(c for c, _ in due if c.name == "paused")
+            await s.jobs.set_paused("paused", True)
+            off = await s.jobs.get("disabled")
+            off.enabled = False
+            await s.jobs.update(off, next_fire_at=10.0)
+            report = await s.jobs.fire(fence, [
+                Firing(job=c.name, expected_next=10.0, next_fire_at=20.0, last_slot=10.0,
+                       tasks=(c.create_task(10.0, 11.0),)) for c, _ in due])
+            assert sorted(report.conflicts) == ["disabled", "paused"] and report.created == 1
+            assert [t.job for t in await all_tasks(s)] == ["kept"]
+            for name in ("paused", "disabled"):
+                assert (await s.jobs.state(name)).next_fire_at == 10.0, name
+            # resumed, it fires from where its schedule is
+            await s.jobs.set_paused("paused", False)
+            report = await s.jobs.fire(fence, [Firing(job="paused", expected_next=10.0, next_fire_at=20.0,
+                                                      last_slot=10.0, tasks=(paused.create_task(10.0, 12.0),))])
+            assert report.created == 1 and not report.conflicts
+
+        harness.run(body)
+
     def test_fire_records_skipped_slots_as_terminal(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()
