@@ -45,7 +45,9 @@ async def drive(url: str, k: int, rounds: int) -> None:
 
     store = await RedisStorage.open(url)
     try:
-        fence = await RedisElection(store).acquire("leader")
+        # a lease longer than any run (a slow machine's K=1 run of 4,000 tasks takes over 10 s);
+        # nothing renews it here
+        fence = await RedisElection(store, ttl=3600.0, renew_interval=60.0).acquire("leader")
         assert fence is not None
         await store.workers.register(Worker(id="w1", started_at=store.clock(), concurrency=k, capacity=100 * k))
         spec = TaskSpec(target="noop", args=(1,))
