@@ -54,18 +54,31 @@ def report(figures: dict[str, Any], line: str, as_json: bool) -> None:
     print(json.dumps(figures) if as_json else line, flush=True)
 
 
-def proc_cpu_seconds(pid: int) -> float:
+def _started(pid: int | None) -> int:
+    if pid is None:
+        raise ValueError("the process has not started: no pid")
+    return pid
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
+    pid = _started(pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def proc_peak_rss_mb(pid: int) -> float:
+def proc_peak_rss_mb(pid: int | None) -> float:
+    pid = _started(pid)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def median_run(runs: list[dict[str, Any]], key: str = "tasks_per_s") -> dict[str, Any]:
+    """The run whose ``key`` is the median (the upper middle one of an even count)."""
+    return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
 
 
 def deployment(namespace: str = "bench", storage: str = "redis") -> Deployment[Any]:

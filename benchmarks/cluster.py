@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from _common import proc_cpu_seconds, report
+from _common import median_run, proc_cpu_seconds, report
 from throughput import TASKS, command_calls, submit
 
 from distsched.testing.processes import Deployment
@@ -112,8 +112,7 @@ def main() -> None:
             runs[kind].append(one_run(kind, args.n, args.mode))
     figures: dict[str, Any] = {}
     for kind, results in runs.items():
-        median = sorted(results, key=lambda r: r["tasks_per_s"])[len(results) // 2]
-        figures[kind] = dict(median, runs=[r["tasks_per_s"] for r in results])
+        figures[kind] = dict(median_run(results), runs=[r["tasks_per_s"] for r in results])
     figures["lost"] = sum(r["lost"] for rs in runs.values() for r in rs)
     figures["duplicated"] = sum(r["duplicated"] for rs in runs.values() for r in rs)
     line = "\n".join(

@@ -60,6 +60,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         takeovers: dict[str, list[float]] = {"kill": [], "term": []}
         for kind in ["kill"] * args.kills + ["term"] * args.handoffs:
             old = dep.wait_for(dep.leader, 30, "a leader", interval=0.02)
+            assert old is not None
             proc = dep.procs[old]
             t0 = time.monotonic()
             if kind == "kill":

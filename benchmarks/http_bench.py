@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
     try:
         url = f"http://127.0.0.1:{int(server.stdout.readline())}/ok"
         direct_total, _ = asyncio.run(direct(url, args.n, args.concurrency))

@@ -43,7 +43,7 @@ import venv
 from pathlib import Path
 from typing import Any
 
-from _common import parser, report
+from _common import median_run, parser, report
 
 from distsched.testing.redis_server import RedisServer
 
@@ -207,9 +207,9 @@ def peer_run(python: Path, peer: str, n: int) -> dict[str, Any]:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The figures of the median run by end-to-end rate, with every run's rates."""
-    figures = dict(sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2])
+    figures = dict(median_run(runs))
     figures["runs"] = [r["tasks_per_s"] for r in runs]
     figures["enqueue_runs"] = [r["enqueue_per_s"] for r in runs]
     figures["enqueue_median"] = statistics.median(figures["enqueue_runs"])
@@ -244,7 +244,7 @@ def main() -> None:
         sys.exit(1)
     figures: dict[str, Any] = {"n": args.n, "pins": list(PINS)}
     for name, got in runs.items():
-        m = median_run(got)
+        m = summary(got)
         figures[name] = {k: m[k] for k in ("tasks_per_s", "runs", "enqueue_median", "enqueue_runs")}
     fastest = max(peers, key=lambda name: figures[name]["tasks_per_s"])
     fastest_enqueue = max(peers, key=lambda name: figures[name]["enqueue_median"])

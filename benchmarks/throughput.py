@@ -40,7 +40,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from _common import deployment, parser, proc_cpu_seconds, proc_peak_rss_mb, run_storages
+from _common import deployment, median_run, parser, proc_cpu_seconds, proc_peak_rss_mb, run_storages
 
 from distsched.testing.processes import Deployment
 from distsched.testing.redis_server import RedisServer
@@ -101,6 +101,7 @@ def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> fl
                  for _ in range(2)]
     for c in consumers:
         assert c.stdout is not None and c.stdout.readline().strip() == "ready"
+    assert dep.store.port is not None
     client = redis.Redis(port=dep.store.port)
     start = time.perf_counter()
     if pipelined:
@@ -321,7 +322,7 @@ def measure(args: Any, storage: str) -> tuple[dict, str, bool]:
     failed = False
     for mode in modes:
         runs = [one_run(args.n, mode, args.metrics, storage, args.lean == "on") for _ in range(args.runs)]
-        figures = sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2]
+        figures = median_run(runs)
         figures["runs"] = [r["tasks_per_s"] for r in runs]
         ratios = [r["ratio_to_pipelined"] for r in runs if r["ratio_to_pipelined"] is not None]
         figures["median_ratio_to_pipelined"] = statistics.median(ratios) if ratios else None
