@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -41,3 +42,33 @@ async def fence(election: Any) -> Any:
     fence = await election.acquire("leader-1")
     assert fence is not None
     return fence
+
+
+@pytest.fixture
+def rewrite_function(storage: Any) -> Callable[[str, str, str], Awaitable[None]]:
+    """``await rewrite_function("ds_pull", old, new)``: the installed function of the test's
+    schema with the text ``old`` (found exactly once) replaced by ``new`` - a pause put at a
+    gap between two statements, say, to make a race deterministic."""
+    async def rewrite(function: str, old: str, new: str) -> None:
+        source = await storage.pool.fetchval(f"SELECT pg_get_functiondef('{function}'::regproc)")
+        assert source.count(old) == 1, f"{function}: {old!r} found {source.count(old)} times"
+        await storage.pool.execute(source.replace(old, new))
+
+    return rewrite
+
+
+@pytest.fixture
+def wait_paused(storage: Any) -> Callable[[str, asyncio.Task[Any]], Awaitable[None]]:
+    """``await wait_paused("ds_pull", call)``: until a call of that function sleeps in the
+    ``pg_sleep`` a test put in it (``pg_stat_activity``, this database only), while ``call``
+    (the asyncio task making it) has not finished; 10 s at most."""
+    async def wait(function: str, call: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not await storage.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event = 'PgSleep' AND query LIKE $1", f"%{function}%"):
+            assert loop.time() < deadline and not call.done(), f"{function} never paused"
+            await asyncio.sleep(0.01)
+
+    return wait

@@ -25,8 +25,6 @@ from distsched.testing import make_task, make_worker
 
 pytestmark = pytest.mark.postgres
 
-END = "    RETURNING t.*;\nEND"
-
 
 async def _dispatched(storage, fence, ids: list[str]) -> None:
     await storage.workers.register(make_worker("w1", now=storage.clock()))
@@ -37,24 +35,18 @@ async def _dispatched(storage, fence, ids: list[str]) -> None:
     assert await storage.tasks.dispatch(fence, tasks) == [True] * len(ids)
 
 
-async def test_a_retry_waits_for_the_lost_pull_still_committing_and_gets_its_tasks(storage, fence, pg_url) -> None:
+async def test_a_retry_waits_for_the_lost_pull_still_committing_and_gets_its_tasks(
+        storage, fence, pg_url, rewrite_function, wait_paused) -> None:
     from distsched_postgres.storage import PostgresStorage
 
-    source = await storage.pool.fetchval("SELECT pg_get_functiondef('ds_pull'::regproc)")
-    assert source.count(END) == 1, "the end of the take"
     # the lost pull pauses after its take, before it commits
-    await storage.pool.execute(source.replace(END, "    RETURNING t.*;\n    IF p_op = 'lost' THEN PERFORM pg_sleep(0.5);"
-                                                   " END IF;\nEND"))
+    end = "    RETURNING t.*;\nEND"
+    await rewrite_function("ds_pull", end, "    RETURNING t.*;\n    IF p_op = 'lost' THEN PERFORM pg_sleep(0.5); END IF;\nEND")
     await _dispatched(storage, fence, ["t"])
     worker_store = await PostgresStorage.open(pg_url)
     try:
         lost = asyncio.create_task(storage.pool.fetch("SELECT id FROM ds_pull('w1', 10, 'lost', NULL)"))
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await storage.pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'"
-                " AND query LIKE '%ds_pull%'"):
-            assert asyncio.get_running_loop().time() < deadline and not lost.done(), "the lost pull never paused"
-            await asyncio.sleep(0.01)
+        await wait_paused("ds_pull", lost)
         worker_store.queues._unanswered["w1"] = ("lost", time.monotonic())
         got = await asyncio.wait_for(worker_store.queues.pull("w1", 10, 0), 10)
         assert [row["id"] for row in await lost] == ["t"]
@@ -81,25 +73,19 @@ async def test_a_lost_pull_arriving_after_its_retry_takes_nothing(storage, fence
         await worker_store.close()
 
 
-async def test_a_reap_of_a_worker_already_gone_keeps_a_registration_made_meanwhile(storage, fence, pg_url) -> None:
+async def test_a_reap_of_a_worker_already_gone_keeps_a_registration_made_meanwhile(
+        storage, fence, pg_url, rewrite_function, wait_paused) -> None:
     """ds_reap locks the worker's row, then decides in later statements whether to delete it.
     With the row already gone (moved aside by another node's read) nothing was locked, and a
     registration committed between the check and the delete was deleted."""
     from distsched_postgres.storage import PostgresStorage
 
-    source = await storage.pool.fetchval("SELECT pg_get_functiondef('ds_reap'::regproc)")
     write = "written := ds_write(p_tasks, now, p_retention);"
-    assert source.count(write) == 1
-    await storage.pool.execute(source.replace(write, write + "\n    PERFORM pg_sleep(0.5);"))
+    await rewrite_function("ds_reap", write, write + "\n    PERFORM pg_sleep(0.5);")
     worker_store = await PostgresStorage.open(pg_url)
     try:
         reap = asyncio.create_task(storage.workers.reap(fence, "w1", []))  # w1 is not there
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await storage.pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'"
-                " AND query LIKE '%ds_reap%'"):
-            assert asyncio.get_running_loop().time() < deadline and not reap.done(), "the reap never paused"
-            await asyncio.sleep(0.01)
+        await wait_paused("ds_reap", reap)
         await worker_store.workers.register(make_worker("w1", now=storage.clock()))
         assert await asyncio.wait_for(reap, 10) == []
     finally:
@@ -107,25 +93,19 @@ async def test_a_reap_of_a_worker_already_gone_keeps_a_registration_made_meanwhi
     assert [w.id for w in await storage.workers.list_workers()] == ["w1"], "the new registration stays"
 
 
-async def test_a_row_rewritten_after_a_read_failed_to_decode_it_is_not_put_aside(storage, pg_url) -> None:
+async def test_a_row_rewritten_after_a_read_failed_to_decode_it_is_not_put_aside(
+        storage, pg_url, rewrite_function, wait_paused) -> None:
     """A read that cannot decode a row puts it aside in a later call: a worker registering
     again in between (its row good now) used to be moved into quarantine all the same."""
     from distsched_postgres.storage import PostgresStorage
 
-    source = await storage.pool.fetchval("SELECT pg_get_functiondef('ds_put_aside'::regproc)")
     begin = "BEGIN\n    IF p_kind = 'task' THEN"
-    assert source.count(begin) == 1
-    await storage.pool.execute(source.replace(begin, "BEGIN\n    PERFORM pg_sleep(0.5);\n    IF p_kind = 'task' THEN"))
+    await rewrite_function("ds_put_aside", begin, "BEGIN\n    PERFORM pg_sleep(0.5);\n    IF p_kind = 'task' THEN")
     await storage.pool.execute("INSERT INTO workers (id, data, heartbeat) VALUES ('w1', 'not json', ds_now())")
     other = await PostgresStorage.open(pg_url)
     try:
         read = asyncio.create_task(storage.workers.list_workers())
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await other.pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'"
-                " AND query LIKE '%ds_put_aside%'"):
-            assert asyncio.get_running_loop().time() < deadline and not read.done(), "the put-aside never paused"
-            await asyncio.sleep(0.01)
+        await wait_paused("ds_put_aside", read)
         await other.workers.register(make_worker("w1", now=storage.clock()))  # good data now
         assert await asyncio.wait_for(read, 10) == [], "the read goes on without the row it could not decode"
     finally:

@@ -21,12 +21,11 @@ pytestmark = pytest.mark.postgres
 WALK = "SELECT array_agg(seq ORDER BY seq) INTO walked"
 
 
-async def test_a_failure_reported_during_a_settle_never_finishes_its_task_succeeded(storage, fence, pg_url) -> None:
+async def test_a_failure_reported_during_a_settle_never_finishes_its_task_succeeded(
+        storage, fence, pg_url, rewrite_function, wait_paused) -> None:
     from distsched_postgres.storage import PostgresStorage
 
-    source = await storage.pool.fetchval("SELECT pg_get_functiondef('ds_settle'::regproc)")
-    assert source.count(WALK) == 1, "the statement that collects the walk"
-    await storage.pool.execute(source.replace(WALK, "PERFORM pg_sleep(0.5);\n    " + WALK))
+    await rewrite_function("ds_settle", WALK, "PERFORM pg_sleep(0.5);\n    " + WALK)  # the statement of the walk
 
     await storage.workers.register(make_worker("w1", now=storage.clock()))
     await storage.tasks.submit([make_task("t", now=storage.clock())])
@@ -36,13 +35,7 @@ async def test_a_failure_reported_during_a_settle_never_finishes_its_task_succee
     worker_store = await PostgresStorage.open(pg_url)  # the worker's own store, as in its own process
     try:
         settle = asyncio.create_task(storage.results.settle(fence, 100))
-
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await storage.pool.fetchval(  # until the settle is inside the function, before its walk
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'"
-                " AND query LIKE '%ds_settle%'"):
-            assert asyncio.get_running_loop().time() < deadline and not settle.done(), "the settle never paused"
-            await asyncio.sleep(0.01)
+        await wait_paused("ds_settle", settle)  # inside the function, before its walk
         now = storage.clock()
         await worker_store.queues.report("w1", [TaskResult(
             task_id=task.id, attempt_id=task.attempt_id, outcome="failed", started_at=now, finished_at=now,
