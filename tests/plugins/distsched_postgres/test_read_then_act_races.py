@@ -112,3 +112,14 @@ async def test_a_row_rewritten_after_a_read_failed_to_decode_it_is_not_put_aside
         await other.close()
     assert await storage.pool.fetchval("SELECT count(*) FROM quarantine") == 0, "nothing was put aside"
     assert [w.id for w in await storage.workers.list_workers()] == ["w1"], "the good registration stays"
+
+
+async def test_put_aside_compares_the_columns_the_read_sent_and_only_those(storage) -> None:
+    pool = storage.pool
+    for worker_id in ("w1", "w2", "w3"):
+        await pool.execute("INSERT INTO workers (id, data, heartbeat) VALUES ($1, 'not json', ds_now())", worker_id)
+    assert await pool.fetchval("""SELECT ds_put_aside('worker', 'w1', 'r', '{"data": "other"}'::json)""") is False
+    assert await pool.fetchval("""SELECT ds_put_aside('worker', 'w2', 'r', '{"data": "not json"}'::json)""") is True
+    assert await pool.fetchval("""SELECT ds_put_aside('worker', 'w3', 'r', '{}'::json)""") is True, "nothing to compare"
+    assert sorted(r["key"] for r in await pool.fetch("SELECT key FROM quarantine")) == ["w2", "w3"]
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM workers")] == ["w1"]
