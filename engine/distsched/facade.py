@@ -27,7 +27,7 @@ import attrs
 
 from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
-from .history import check_since
+from .history import check_finished, check_since
 from .model import (
     AlreadyExists,
     NotFound,
@@ -363,6 +363,23 @@ class DistributeSchedule:
         storage = await self.storage()
         return await storage.tasks.query(job=job, state=state, worker=worker, since=check_since(since),
                                          cursor=cursor, limit=limit)
+
+    async def finished_tasks(self, states: Sequence[str], *, since: float, limit: int = 20) -> list[Task]:
+        """Tasks that ended in one of ``states`` (terminal states) at or after ``since`` (a
+        UNIX time, store clock), newest finish first - whenever they were created. A store
+        without ``tasks.finished`` (see ``TaskRepository.query``) is asked by creation
+        instead: a task created before ``since`` is then missed."""
+        storage = await self.storage()
+        finished = getattr(storage.tasks, "finished", None)
+        if finished is not None:
+            return list(await finished(list(states), since, limit))
+        names, since = check_finished(list(states), since)
+        out: list[Task] = []
+        for state in names:
+            page = await storage.tasks.query(state=state, since=since, limit=limit)
+            out += [t for t in page.tasks if t.finished_at is not None and t.finished_at >= since]
+        out.sort(key=lambda t: (t.finished_at or 0.0, t.id), reverse=True)
+        return out[:limit]
 
     async def task_detail(self, task_id: str) -> TaskDetail:
         """A task with every attempt (worker, timings, outcome, result or error, retry time).

@@ -41,6 +41,28 @@ def check_state(state: Any) -> str | None:
                                        f"not {state!r}") from None
 
 
+#: The states a task ends in (``finished`` takes only these).
+FINISHED_STATES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
+
+
+def check_finished(states: Any, since: Any) -> tuple[list[str], float]:
+    """The arguments of ``TaskRepository.finished``: a list of terminal states (each once)
+    and a time; ValidationError naming ``states`` or ``since`` otherwise."""
+    if isinstance(states, str) or not isinstance(states, (list, tuple)) or not states:
+        raise ValidationError("states", f"must be a non-empty list of task states, not {states!r}")
+    out: list[str] = []
+    for state in states:
+        if state not in FINISHED_STATES:
+            raise ValidationError("states", f"must be states a task ends in ({', '.join(FINISHED_STATES)}), "
+                                            f"not {state!r}")
+        if state not in out:
+            out.append(state)
+    checked = check_since(since)
+    if checked is None:
+        raise ValidationError("since", "must be a time (store clock), not None")
+    return out, checked
+
+
 def check_since(since: Any) -> float | None:
     if since is None:
         return None
@@ -143,6 +165,7 @@ def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ..
 
 
 __all__ = [
-    "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "check_limit", "check_since", "check_state", "current_attempt", "decode_cursor",
+    "FINISHED_STATES", "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "check_finished", "check_limit", "check_since",
+    "check_state", "current_attempt", "decode_cursor",
     "encode_cursor", "ended_attempt", "merge_attempts",
 ]

@@ -292,7 +292,16 @@ class TaskRepository(Protocol):
         creation) and filters the rest, so a combination of several may return a short
         page with a ``next_cursor`` - keep paging. Cost grows with the page (and the
         entries a combined filter skips, capped per call), never with the store size.
-        Not atomic across pages: a task created meanwhile shows up on no page already read."""
+        Not atomic across pages: a task created meanwhile shows up on no page already read.
+
+        A store may also define ``async finished(states, since, limit) -> list[Task]``:
+        retained tasks in one of the terminal ``states`` whose ``finished_at`` is at or after
+        ``since`` (store time), newest finish first (ties: by id, descending), at most
+        ``limit`` (1..1000) - "what failed in the last hour", whenever the tasks were
+        created. Cost grows with ``limit`` or at most with the tasks of those states that
+        finished since ``since``, never with the store size. Without it, the
+        facade's :meth:`~distsched.facade.DistributeSchedule.finished_tasks` falls back to
+        :meth:`query` by creation (a task created before ``since`` is then missed)."""
 
     async def detail(self, task_id: str) -> TaskDetail | None:
         """The task and every attempt it made, oldest first, in one consistent read; None

@@ -25,6 +25,7 @@ from distsched.asyncutil import WakeSignal as _Signal
 from distsched.history import (
     SCAN_BASE,
     SCAN_FACTOR,
+    check_finished,
     check_limit,
     check_since,
     check_state,
@@ -456,6 +457,20 @@ class _Tasks:
 
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         return [await self.get(t) for t in task_ids]
+
+    async def finished(self, states: Sequence[str], since: float, limit: int) -> list[Task]:
+        # scans the tasks of those states: this store holds every task in memory anyway
+        check_limit(limit)
+        names, since = check_finished(states, since)
+        out = []
+        for state in names:
+            index = self.s.by_state.get(state)
+            for _, task_id in index.keys if index is not None else ():
+                task = self.s.tasks.get(task_id)
+                if task is not None and task.state.value == state and (task.finished_at or 0.0) >= since:
+                    out.append(task)
+        out.sort(key=lambda t: (t.finished_at or 0.0, t.id), reverse=True)
+        return [copy.copy(t) for t in out[:limit]]
 
     async def query(
         self,

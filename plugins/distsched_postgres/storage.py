@@ -22,6 +22,7 @@ import asyncpg
 
 from distsched.asyncutil import WakeSignal
 from distsched.history import (
+    check_finished,
     check_limit,
     check_since,
     check_state,
@@ -512,6 +513,14 @@ class _Tasks:
         wanted = [i for i in ids if "\x00" not in i]  # no stored id holds one
         found = {t.id: t for t in await self._read(f"id = ANY($1::text[]) AND {_UNEXPIRED}", wanted)}
         return [copy.copy(found[i]) if i in found else None for i in ids]
+
+    async def finished(self, states: Sequence[str], since: float, limit: int) -> list[Task]:
+        check_limit(limit)
+        names, since = check_finished(states, since)
+        # a finished task's last write is its finish: updated_at >= finished_at walks the
+        # (state, updated_at) index
+        return await self._read(f'state = ANY($1::text[]) AND updated_at >= $2 AND finished_at >= $2 AND {_UNEXPIRED} '
+                                'ORDER BY finished_at DESC, id COLLATE "C" DESC LIMIT $3', names, since, limit)
 
     async def query(self, *, job: str | None = None, state: str | None = None, worker: str | None = None,
                     since: float | None = None, cursor: str | None = None, limit: int = 50) -> TaskPage:

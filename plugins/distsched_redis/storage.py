@@ -39,6 +39,7 @@ from distsched.asyncutil import WakeSignal
 from distsched.history import (
     SCAN_BASE,
     SCAN_FACTOR,
+    check_finished,
     check_limit,
     check_since,
     check_state,
@@ -726,6 +727,28 @@ class _Tasks:
             rows = await self.store.run(self.s.task_read, ["get", *chunk], op=False)
             out += [await self._decode(row) if row else None for row in rows]
         return out
+
+    async def finished(self, states: Sequence[str], since: float, limit: int) -> list[Task]:
+        """Per state, the newest entries of the retention index ``x:<state>`` (scored by the
+        server time of the finish plus the retention), read by finish time: an entry scored
+        at or after ``since`` + retention may be one of them; each task read is checked by
+        its own ``finished_at``. The score uses the retention of the write that finished the
+        task: a task finished under a shorter retention than the store's now is missed."""
+        check_limit(limit)
+        names, since = check_finished(states, since)
+        store = self.store
+        ids: list[str] = []
+        for state in names:
+            members = await store.client.zrevrangebyscore(store.prefix + "x:" + state, "+inf",
+                                                          since + float(store.retention), start=0, num=limit)
+            for member in members:  # "<#job>:<job><id>" (text: the client decodes replies)
+                length, sep, rest = str(member).partition(":")
+                if sep and length.isdigit() and int(length) <= len(rest):
+                    ids.append(rest[int(length):])
+        found = [t for t in await self.get_many(ids) if t is not None and t.state.value in names
+                 and t.finished_at is not None and t.finished_at >= since]
+        found.sort(key=lambda t: (t.finished_at or 0.0, t.id), reverse=True)
+        return found[:limit]
 
     async def query(
         self,

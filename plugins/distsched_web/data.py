@@ -153,11 +153,8 @@ class WebData:
     async def overview(self) -> dict[str, Any]:
         data = await self.status()
         now = data["now"]
-        failures = []
-        for state in FAILED_STATES:
-            page = await self.app.tasks(state=state, since=now - 3600, limit=20)
-            failures += [task_row(t) for t in page.tasks]
-        failures.sort(key=lambda r: r["updated_at"], reverse=True)
+        # what failed in the last hour, whenever it was created
+        failures = [task_row(t) for t in await self.app.finished_tasks(FAILED_STATES, since=now - 3600, limit=20)]
         buckets = await self.app.throughput(60)
         data.update(
             storage=safe_url(self.app.config.storage),

@@ -219,3 +219,25 @@ async def test_a_cron_that_never_fires_is_refused(app):
     with pytest.raises(ValidationError, match="never fires"):
         await app.add_job("feb30", cron="0 0 30 2 *", target="add")
     assert await app.jobs() == []
+
+
+async def test_finished_tasks_lists_what_ended_since_and_asks_by_creation_without_the_store_method(app, monkeypatch):
+    task_id = await app.submit("boom")
+    deadline = time.monotonic() + 10
+    while (await app.task_detail(task_id)).task.state is not TaskState.FAILED:
+        assert time.monotonic() < deadline, "the task never failed"
+        await asyncio.sleep(0.02)
+    failed = (await app.task_detail(task_id)).task
+    assert [t.id for t in await app.finished_tasks(["failed", "timed_out"], since=failed.created_at)] == [task_id]
+    assert await app.finished_tasks(["failed"], since=failed.finished_at + 1) == []
+    with pytest.raises(ValidationError) as err:
+        await app.finished_tasks(["pending"], since=0.0)
+    assert err.value.field == "states"
+    storage = await app.storage()
+    monkeypatch.delattr(type(storage.tasks), "finished")  # a store without it: asked by creation
+    assert not hasattr(storage.tasks, "finished")
+    assert [t.id for t in await app.finished_tasks(["failed"], since=failed.created_at)] == [task_id]
+    assert await app.finished_tasks(["failed"], since=failed.finished_at + 1) == []
+    with pytest.raises(ValidationError) as err:
+        await app.finished_tasks(["failed"], since=None)
+    assert err.value.field == "since"

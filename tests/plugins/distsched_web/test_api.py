@@ -166,6 +166,8 @@ def test_trigger_shows_in_the_job_history_newest_first(web_server):
         assert all(t["error"] and "upstream said no" in t["error"] for t in history["items"])
         job = http.get("/api/v1/jobs").json()["items"][0]
         assert job["last_state"] == "failed" and job["last_task"] == second
+        failures = http.get("/api/v1/overview").json()["failures"]
+        assert [t["id"] for t in failures] == [second, first], "the overview: newest failure first"
         assert http.get("/api/v1/jobs/nope/history").status_code == 404
 
 

@@ -746,6 +746,40 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_finished_lists_by_finish_time_whenever_the_tasks_were_created(self, harness: Harness) -> None:
+        """The optional ``tasks.finished``: "what failed since T", newest finish first - a
+        task created long before T that failed after it is there."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            finished = getattr(s.tasks, "finished", None)
+            if finished is None:
+                pytest.skip("this store has no tasks.finished (the facade asks by creation)")
+            _, fence = await h.leader(s)
+            created = {"early": 50.0, "old": 100.0, "mid": 4000.0, "gone": 4100.0, "new": 4900.0}
+            await s.tasks.submit([make_task(i, now=at) for i, at in created.items()])
+            # saved one by one in the order they finish (a store may index by its own clock)
+            for task_id, at, end in (("early", 200.0, "fail"), ("mid", 4500.0, "fail"), ("gone", 4800.0, "cancel"),
+                                     ("old", 5000.0, "fail")):
+                task = await s.tasks.get(task_id)
+                if end == "fail":
+                    task.undispatchable("no balancer", at)
+                else:
+                    task.cancel("by user", at)
+                assert await s.tasks.save(fence, [task]) == [True]
+            assert [t.id for t in await finished(["failed", "timed_out"], 4400.0, 10)] == ["old", "mid"]
+            assert [t.id for t in await finished(["failed"], 4400.0, 1)] == ["old"]
+            assert [t.id for t in await finished(["failed"], 4600.0, 10)] == ["old"]
+            assert [t.id for t in await finished(["failed"], 0.0, 10)] == ["old", "mid", "early"]
+            assert [t.id for t in await finished(["cancelled"], 0.0, 10)] == ["gone"]
+            assert await finished(["timed_out"], 0.0, 10) == []
+            for states, since, field in ((["pending"], 0.0, "states"), ("failed", 0.0, "states"), ([], 0.0, "states"),
+                                         (["failed"], None, "since"), (["failed"], "soon", "since")):
+                with pytest.raises(ValidationError) as err:
+                    await finished(states, since, 10)
+                assert err.value.field == field, (states, since)
+
+        harness.run(body)
+
     def test_detail_records_every_attempt(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()
