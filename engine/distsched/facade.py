@@ -27,7 +27,7 @@ import attrs
 
 from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
-from .history import check_finished, check_since
+from .history import check_finished, check_since, newest_finished
 from .model import (
     AlreadyExists,
     NotFound,
@@ -378,8 +378,7 @@ class DistributeSchedule:
         for state in names:
             page = await storage.tasks.query(state=state, since=since, limit=limit)
             out += [t for t in page.tasks if t.finished_at is not None and t.finished_at >= since]
-        out.sort(key=lambda t: (t.finished_at or 0.0, t.id), reverse=True)
-        return out[:limit]
+        return newest_finished(out, limit)
 
     async def task_detail(self, task_id: str) -> TaskDetail:
         """A task with every attempt (worker, timings, outcome, result or error, retry time).

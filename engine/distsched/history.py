@@ -41,8 +41,8 @@ def check_state(state: Any) -> str | None:
                                        f"not {state!r}") from None
 
 
-#: The states a task ends in (``finished`` takes only these).
-FINISHED_STATES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
+#: The states a task ends in (``finished`` takes only these): the model's terminal states.
+FINISHED_STATES = tuple(state.value for state in TaskState if state.terminal)
 
 
 def check_finished(states: Any, since: Any) -> tuple[list[str], float]:
@@ -61,6 +61,12 @@ def check_finished(states: Any, since: Any) -> tuple[list[str], float]:
     if checked is None:
         raise ValidationError("since", "must be a time (store clock), not None")
     return out, checked
+
+
+def newest_finished(tasks: Iterable[Task], limit: int) -> list[Task]:
+    """The first ``limit`` of ``tasks`` by ``finished_at``, newest first (ties: by id,
+    descending) - the order of ``TaskRepository.finished``."""
+    return sorted(tasks, key=lambda t: (t.finished_at or 0.0, t.id), reverse=True)[:limit]
 
 
 def check_since(since: Any) -> float | None:
@@ -166,6 +172,6 @@ def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ..
 
 __all__ = [
     "FINISHED_STATES", "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "check_finished", "check_limit", "check_since",
-    "check_state", "current_attempt", "decode_cursor",
+    "check_state", "current_attempt", "decode_cursor", "newest_finished",
     "encode_cursor", "ended_attempt", "merge_attempts",
 ]

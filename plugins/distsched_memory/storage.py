@@ -33,6 +33,7 @@ from distsched.history import (
     encode_cursor,
     ended_attempt,
     merge_attempts,
+    newest_finished,
 )
 from distsched.model import (
     ASSIGNED,
@@ -469,8 +470,7 @@ class _Tasks:
                 task = self.s.tasks.get(task_id)
                 if task is not None and task.state.value == state and (task.finished_at or 0.0) >= since:
                     out.append(task)
-        out.sort(key=lambda t: (t.finished_at or 0.0, t.id), reverse=True)
-        return [copy.copy(t) for t in out[:limit]]
+        return [copy.copy(t) for t in newest_finished(out, limit)]
 
     async def query(
         self,

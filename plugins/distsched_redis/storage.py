@@ -46,6 +46,7 @@ from distsched.history import (
     decode_cursor,
     encode_cursor,
     merge_attempts,
+    newest_finished,
 )
 from distsched.model import (
     ASSIGNED,
@@ -745,10 +746,8 @@ class _Tasks:
                 length, sep, rest = str(member).partition(":")
                 if sep and length.isdigit() and int(length) <= len(rest):
                     ids.append(rest[int(length):])
-        found = [t for t in await self.get_many(ids) if t is not None and t.state.value in names
-                 and t.finished_at is not None and t.finished_at >= since]
-        found.sort(key=lambda t: (t.finished_at or 0.0, t.id), reverse=True)
-        return found[:limit]
+        return newest_finished((t for t in await self.get_many(ids) if t is not None and t.state.value in names
+                                and t.finished_at is not None and t.finished_at >= since), limit)
 
     async def query(
         self,
