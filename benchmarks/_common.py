@@ -60,12 +60,28 @@ def _started(pid: int | None) -> int:
     return pid
 
 
-def proc_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
+def proc_cpu_split(pid: int | None) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (Linux /proc): the system part is the kernel's
+    work for it - its socket writes and reads, its waits, its wake-ups."""
     pid = _started(pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    return sum(proc_cpu_split(pid))
+
+
+def proc_switches(pid: int | None) -> int:
+    """Voluntary context switches of a process so far (Linux /proc): how often it waited -
+    for a reply, for work - and was woken."""
+    pid = _started(pid)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise ValueError(f"no voluntary_ctxt_switches in /proc/{pid}/status")
 
 
 def proc_peak_rss_mb(pid: int | None) -> float:

@@ -21,8 +21,11 @@ its own:
 A peer's task does one Redis write (``INCR``) by which the benchmark sees it ran; the end to
 end time runs from the first enqueue until the counter reads N (polled every 2 ms). The peers
 keep no task state, history or results: a peer's task is about 3 Redis commands, a distsched
-task about 24 (docs/performance.md). Printed: the median run of each, and distsched's ratio to
-the fastest peer, enqueue only and end to end.
+task about 24 (docs/performance.md); distsched's task does the same write (``throughput.py``'s
+``--task-write on``). Printed: the median run of each, with the CPU microseconds per task of
+all its processes in the end-to-end run (a peer: the producer, the consumer and every process
+under it, redis-server; distsched: the submitter, the scheduler, both workers, redis-server),
+and distsched's ratio to the fastest peer, enqueue only and end to end.
 
 The peers are installed, pinned (``PINS``), into a virtual environment of their own
 (``--venv``, default ``~/.cache/distsched-bench/peers-<hash of the pins>``, made on first use
@@ -114,6 +117,30 @@ CONSUMER = {
 }[peer]
 
 
+def tree_cpu(root):
+    """CPU seconds (user + system) of ``root`` and every process under it (Linux /proc)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            parent[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += parent.get(pid, (0, 0.0))[1]
+        todo += [child for child, (ppid, _) in parent.items() if ppid == pid]
+    return total
+
+
+def redis_cpu():
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def wait_done(deadline):
     while int(r.get("done") or 0) < n:
         if time.monotonic() > deadline:
@@ -158,16 +185,20 @@ async def main():
                 raise SystemExit(f"{peer}: the consumer did not start")
             time.sleep(0.01)
         r.set("done", 0)
+        cpu0 = (time.process_time(), tree_cpu(proc.pid), redis_cpu())
         start = time.perf_counter()
         for i in range(n):
             await submit(i)
         wait_done(time.monotonic() + 120)
         end_to_end = n / (time.perf_counter() - start)
+        cpu1 = (time.process_time(), tree_cpu(proc.pid), redis_cpu())
+        cpu = {name: round((b - a) / n * 1e6) for name, a, b in zip(("producer", "consumer", "redis"), cpu0, cpu1)}
     finally:
         proc.terminate()
         proc.wait(10)
     print(json.dumps({"enqueue_per_s": round(enqueue, 1), "enqueue_cpu_us_per_submit": round(enqueue_cpu, 1),
-                      "tasks_per_s": round(end_to_end, 1)}))
+                      "tasks_per_s": round(end_to_end, 1), "cpu_us_per_task": cpu,
+                      "cpu_us_per_task_all": sum(cpu.values())}))
 
 
 asyncio.run(main())
@@ -235,7 +266,9 @@ def main() -> None:
 
     runs: dict[str, list[dict[str, Any]]] = {"distsched": [], **{name: [] for name in peers}}
     for _ in range(args.runs):
-        runs["distsched"].append(one_run(args.n, "single"))
+        own_run = one_run(args.n, "single")
+        own_run["cpu_us_per_task_all"] = sum(own_run["cpu_us_per_task"].values())
+        runs["distsched"].append(own_run)
         for name in peers:
             runs[name].append(peer_run(python, name, args.n))
     own = runs["distsched"]
@@ -245,7 +278,8 @@ def main() -> None:
     figures: dict[str, Any] = {"n": args.n, "pins": list(PINS)}
     for name, got in runs.items():
         m = summary(got)
-        figures[name] = {k: m[k] for k in ("tasks_per_s", "runs", "enqueue_median", "enqueue_runs")}
+        figures[name] = {k: m[k] for k in ("tasks_per_s", "runs", "enqueue_median", "enqueue_runs",
+                                           "cpu_us_per_task_all", "cpu_us_per_task")}
     fastest = max(peers, key=lambda name: figures[name]["tasks_per_s"])
     fastest_enqueue = max(peers, key=lambda name: figures[name]["enqueue_median"])
     figures["fastest_peer"] = fastest
@@ -256,7 +290,9 @@ def main() -> None:
     figures["duplicated"] = sum(r["duplicated"] for r in own)
     line = "\n".join(
         f"peers {name}: {figures[name]['tasks_per_s']} tasks/s end to end (runs {figures[name]['runs']}); "
-        f"enqueue only {figures[name]['enqueue_median']}/s (runs {figures[name]['enqueue_runs']})"
+        f"enqueue only {figures[name]['enqueue_median']}/s (runs {figures[name]['enqueue_runs']}); "
+        f"CPU {figures[name]['cpu_us_per_task_all']} us per task in all processes "
+        f"({', '.join(f'{k} {v}' for k, v in figures[name]['cpu_us_per_task'].items())})"
         for name in runs)
     line += (f"\ndistsched / fastest peer: end to end {figures['ratio_to_fastest_peer']} ({fastest}), "
              f"enqueue only {figures['enqueue_ratio_to_fastest_peer']} ({fastest_enqueue}); "

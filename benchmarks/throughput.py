@@ -1,7 +1,7 @@
 """Throughput: N no-op local tasks, 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
 
     python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both|lone] [--runs 1] [--metrics] [--pace R]
-        [--concurrency C]
+        [--concurrency C] [--task-write on|off]
         [--storage redis|postgres|both] [--json]
 
 Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database:
@@ -15,14 +15,18 @@ same store:
   ``await app.submit("noop", i)``, the way a web handler submits; ``bulk``: ``submit_many``
   in chunks of 2,000): submits/s, Redis commands per submit, the submitter's CPU;
 - **end to end**: `distsched scheduler` and two `distsched worker` processes; the same N
-  submits, timed from the first submit until every result is recorded (``--pace R``: single
-  mode submits at most R a second; ``--mode lone``: each task is submitted once the one
-  before succeeded, so every pass handles one task - its Redis commands and CPU per task are
-  the cost of one task alone, whatever the machine's load).
+  submits, timed from the first submit until every result is recorded. Each task does one
+  Redis write of its own (an ``INCR`` on its own connection, as issue 13 measures and the
+  peers' tasks do; not counted in the engine's commands per task; ``--task-write off``: it
+  only records that it ran). ``--pace R``: single mode submits at most R a second; ``--mode
+  lone``: each task is submitted once the one before succeeded, so every pass handles one
+  task - its Redis commands and CPU per task are the cost of one task alone, whatever the
+  machine's load.
 
 Printed per mode: both rates, Redis commands per task (``INFO commandstats``, every command
 any client or script ran in the window, less the benchmark's own polls), CPU microseconds per
-task per process, lost (tasks not succeeded) and duplicated (extra executions: each worker
+task per process (and the kernel's part of it), voluntary context switches per task per
+process, lost (tasks not succeeded) and duplicated (extra executions: each worker
 records what it ran and writes it out at exit), and the ratio of the end-to-end rate to
 both raw ceilings. ``--metrics``: the scheduler and the workers also serve Prometheus
 metrics (the cost of metrics shows in the CPU per task). ``--json`` adds the commands and
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -40,7 +45,15 @@ import time
 from collections import Counter
 from typing import Any
 
-from _common import deployment, median_run, parser, proc_cpu_seconds, proc_peak_rss_mb, run_storages
+from _common import (
+    deployment,
+    median_run,
+    parser,
+    proc_cpu_split,
+    proc_peak_rss_mb,
+    proc_switches,
+    run_storages,
+)
 
 from distsched.testing.processes import Deployment
 from distsched.testing.redis_server import RedisServer
@@ -50,9 +63,17 @@ import atexit, json, os
 from distsched import task
 
 _ran = []
+_port = os.environ.get("BENCH_TASK_REDIS_PORT")
+_conn = None
 
 @task
 async def noop(i):
+    global _conn
+    if _port:  # one Redis write of its own, as issue 13's task and the peers' tasks do
+        if _conn is None:
+            import redis.asyncio
+            _conn = redis.asyncio.Redis(port=int(_port))
+        await _conn.incr("bench:task-writes")
     _ran.append(i)
 
 def _dump():
@@ -87,6 +108,8 @@ print(got, flush=True)
 BULK_CHUNK = 2000
 #: --pace: single mode's end-to-end part submits at most this many tasks per second (0: no limit)
 PACE = 0.0
+#: each task does one Redis write of its own (--task-write on), as issue 13 measures
+TASK_WRITE = True
 #: Each worker's concurrency (--concurrency).
 CONCURRENCY = 64
 RAW_BATCH = 100
@@ -253,6 +276,8 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
+        if TASK_WRITE and port is not None:
+            env["BENCH_TASK_REDIS_PORT"] = str(port)
         dep.spawn("scheduler", "scheduler", "--storage", url, *_metrics(metrics), env=env)
         workers = [dep.spawn(f"worker{i}", "worker", "--storage", url, "--import", "bench_tasks",
                              "--concurrency", str(CONCURRENCY), "--capacity", "1024", *_metrics(metrics), env=env)
@@ -265,16 +290,28 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid}
         if redis:  # PostgreSQL's server processes are not counted
             pids["redis"] = dep.store.pid
-        cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
+        pids["submitter"] = os.getpid()
+        cpu0 = {name: proc_cpu_split(pid) for name, pid in pids.items()}
+        switches0 = {name: proc_switches(pid) for name, pid in pids.items()}
         before, usec0 = calls(), calls("usec")
-        own0 = time.process_time()
         elapsed, polls, submit_cpu = asyncio.run(submit_and_wait(url, mode, n, timeout=120))
         cmds, usec = calls() - before, calls("usec") - usec0
         if redis:
             cmds["zcard"] -= polls
-        cpu = {name: round(proc_cpu_seconds(pid) - cpu0[name], 2) for name, pid in pids.items()}
-        cpu["submitter"] = round(time.process_time() - own0, 2)
+            if TASK_WRITE:  # the tasks' own writes are not the engine's commands
+                cmds["incr"] -= n
+                usec["incr"] = 0
+        cpu1 = {name: proc_cpu_split(pid) for name, pid in pids.items()}
+        switches = {name: proc_switches(pid) - switches0[name] for name, pid in pids.items()}
+        cpu = {name: round(sum(cpu1[name]) - sum(cpu0[name]), 2) for name in pids}
+        kernel = {name: cpu1[name][1] - cpu0[name][1] for name in pids}
         counts = asyncio.run(final_counts(url))
+        task_writes = None
+        if TASK_WRITE and port is not None:
+            import redis as redis_py
+
+            with redis_py.Redis(port=port) as direct:
+                task_writes = int(direct.get("bench:task-writes") or 0)
         rss = [proc_peak_rss_mb(w.pid) for w in workers]
         for name in ("worker1", "worker2", "scheduler"):
             dep.stop(name)
@@ -297,8 +334,12 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         "commands_per_task_by_command": {k: round(v / n, 2) for k, v in cmds.most_common() if v / n >= 0.05},
         "redis_us_per_task_by_command": {k: round(v / n, 1) for k, v in usec.most_common() if v / n >= 0.5},
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
-        "executed": len(ran), "worker_peak_rss_mb": [round(r, 1) for r in rss],
+        "executed": len(ran), "task_writes": task_writes, "worker_peak_rss_mb": [round(r, 1) for r in rss],
         "cpu_seconds": cpu, "cpu_us_per_task": {k: round(v / n * 1e6) for k, v in cpu.items()},
+        # of which the kernel's (system time): socket writes and reads, waits, wake-ups
+        "kernel_us_per_task": {k: round(v / n * 1e6) for k, v in kernel.items()},
+        # voluntary context switches per task: how often each process waited and was woken
+        "switches_per_task": {k: round(v / n, 2) for k, v in switches.items()},
         "submit_cpu_us_per_task": round(submit_cpu / n * 1e6, 1),
     }
 
@@ -313,7 +354,9 @@ def summary(f: dict) -> str:
             f"(runs {f['runs']}); enqueue only {f['enqueue_per_s']} submits/s{redis}; "
             f"lost {f['lost']}, duplicated {f['duplicated']}; "
             f"worker peak RSS {'/'.join(str(r) for r in f['worker_peak_rss_mb'])} MB; "
-            f"CPU us/task {' '.join(f'{k} {v}' for k, v in f['cpu_us_per_task'].items())}")
+            f"CPU us/task {' '.join(f'{k} {v}' for k, v in f['cpu_us_per_task'].items())} "
+            f"(kernel {' '.join(str(v) for v in f['kernel_us_per_task'].values())}); "
+            f"context switches/task {' '.join(str(v) for v in f['switches_per_task'].values())}")
 
 
 def measure(args: Any, storage: str) -> tuple[dict, str, bool]:
@@ -356,12 +399,18 @@ def main() -> None:
                    help="single mode end to end: submit at most this many tasks per second, a trickle in "
                         "which every task is alone in its passes (commands and CPU per task then measure the "
                         "path of one task, whatever the machine's load); default 0: as fast as possible")
+    p.add_argument("--task-write", choices=("on", "off"), default="on",
+                   help="Redis: each task does one Redis write of its own (an INCR on its own connection, as "
+                        "issue 13's measurement and the peers' tasks do; not counted in the engine's commands per "
+                        "task); off: a task only records that it ran, as in the figures docs/performance.md recorded before "
+                        "round 2's eighth session (default on)")
     p.add_argument("--concurrency", type=int, default=64,
                    help="each worker's concurrency (default 64); a small one keeps the workers' slots full "
                         "with a backlog queued, as with slow tasks")
     args = p.parse_args()
-    global PACE, CONCURRENCY
+    global PACE, CONCURRENCY, TASK_WRITE
     PACE = max(0.0, args.pace)
+    TASK_WRITE = args.task_write == "on"
     CONCURRENCY = max(1, args.concurrency)
     run_storages(args, measure)
 

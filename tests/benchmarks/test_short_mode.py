@@ -35,6 +35,9 @@ def test_throughput_short():
         assert f["lost"] == 0 and f["duplicated"] == 0 and f["executed"] == 2000, mode
         assert f["commands_per_task"] > 0 and f["enqueue_commands_per_submit"] > 0, mode
         assert f["raw_pipelined_per_s"] > 0 and f["raw_sequential_per_s"] > 0, mode
+        assert set(f["kernel_us_per_task"]) == set(f["switches_per_task"]) == set(f["cpu_us_per_task"]), mode
+        assert f["task_writes"] >= 2000, mode  # each task wrote (a retried one may write twice)
+        assert f["commands_per_task_by_command"].get("incr", 0) == 0, mode  # the tasks' own writes left out
 
 
 def test_lag_short():
@@ -99,4 +102,26 @@ def test_peers_short():
     assert figures["lost"] == 0 and figures["duplicated"] == 0
     for system in ("distsched", "huey", "taskiq", "dramatiq"):
         assert figures[system]["tasks_per_s"] > 0 and figures[system]["enqueue_median"] > 0, system
+        assert figures[system]["cpu_us_per_task_all"] > 0 and figures[system]["cpu_us_per_task"]["redis"] > 0, system
     assert figures["fastest_peer"] in ("huey", "taskiq", "dramatiq") and figures["ratio_to_fastest_peer"] > 0
+
+
+def test_redis_steps_short():
+    """Each step of a task's path, as functions and as scripts: every step was seen."""
+    figures = run("redis_steps.py", "--batch", "2", "--tasks", "20", "--reps", "1")
+    for how in ("fcall", "evalsha"):
+        b = figures["batches"]["2"][how]
+        assert all(us > 0 for us in b["us_per_task"].values()), (how, b)
+        assert b["calls_per_task"] == pytest.approx(3.0), (how, b)  # six calls of two tasks each
+
+
+def test_submit_floor_short():
+    """Every layer of a sequential submit, with the Python clients' floor: an LPUSH layer is one
+    command per call, and the layers above the submit function add no Redis command to it."""
+    figures = run("submit_floor.py", "-n", "200", "--reps", "1")
+    layers = figures["layers"]
+    for name in ("sync LPUSH", "asyncio LPUSH", "lean LPUSH"):
+        assert layers[name]["commands"] == pytest.approx(1.0), (name, layers[name])
+    submits = {layers[name]["commands"] for name in ("lean submit", "store submit", "app submit")}
+    assert len(submits) == 1 and submits.pop() > 1, layers
+    assert all(f["wall_us"] > 0 and f["client_cpu_us"] > 0 for f in layers.values()), layers
