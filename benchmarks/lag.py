@@ -8,8 +8,8 @@ a file; the slot comes from the task id (`<job>@<slot ms>`). Missed = slots in t
 window without a task that started; duplicated = slots started more than once.
 
 Two windows of ``--duration`` seconds each: first idle (only the jobs), then under load - a
-client process submitting one-off no-op tasks one at a time (``await app.submit``, the
-single mode of throughput.py) for as long as the window lasts, so the leader and both
+client process submitting one-off tasks one at a time (``await app.submit``, the single
+mode of throughput.py; on Redis each does one Redis write of its own, as throughput.py's) for as long as the window lasts, so the leader and both
 workers stay busy. Both windows' figures are printed (``--no-load``: the idle one only);
 the load's submits/s and how many of its tasks finished are printed with them.
 
@@ -76,7 +76,11 @@ def distsched_event(event):
 '''
 
 TASKS = '''
+import os
 from distsched import task
+
+_port = os.environ.get("BENCH_TASK_REDIS_PORT")
+_conn = None
 
 @task
 async def noop():
@@ -84,7 +88,12 @@ async def noop():
 
 @task
 async def load(i):
-    return None
+    global _conn
+    if _port:  # one Redis write of its own, as throughput.py's tasks (issue 13's measurement)
+        if _conn is None:
+            import redis.asyncio
+            _conn = redis.asyncio.Redis(port=int(_port))
+        await _conn.incr("bench:task-writes")
 '''
 
 # The load: sequential submits until SIGTERM; prints how many it made and in how many seconds.
@@ -138,6 +147,8 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         jobs = dep.write("jobs.toml", "\n".join(
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
+        if storage == "redis":  # each load task writes once, as throughput.py's do
+            env["BENCH_TASK_REDIS_PORT"] = str(dep.store.port)
         for i in (1, 2):
             metrics: list[str] = []
             if args.metrics:
@@ -181,7 +192,10 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
 
             done = dep.wait_for(lambda: dep.call(finished) or None, 5, "the counts")
             loaded = {"submitted": int(submitted), "submits_per_s": round(int(submitted) / float(load_seconds), 1),
-                      "succeeded_in_all": done}
+                      "succeeded_in_all": done, "task_writes": None}
+            if storage == "redis":  # the load tasks' own writes (one each)
+                with dep.store.client() as direct:
+                    loaded["task_writes"] = int(direct.get("bench:task-writes") or 0)
         time.sleep(1.5)
         for name in ("scheduler", "worker1", "worker2"):
             dep.stop(name)
@@ -204,7 +218,8 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         figures["loaded"] = busy
         missed += busy["missed"]
         duplicated += busy["duplicated"]
-        line += (f"\nlag under load ({busy['submits_per_s']} single submits/s of no-op tasks, "
+        writes = "" if busy["task_writes"] is None else f", {busy['task_writes']} task writes"
+        line += (f"\nlag under load ({busy['submits_per_s']} single submits/s{writes}, "
                  f"{busy['succeeded_in_all']} tasks succeeded in all by its end): fire lag p50 "
                  f"{busy['lag_p50_ms']} ms, p99 {busy['lag_p99_ms']} ms, max {busy['lag_max_ms']} ms; "
                  f"missed {busy['missed']}, duplicated {busy['duplicated']}")

@@ -46,6 +46,7 @@ def test_lag_short():
     loaded = figures["loaded"]  # the second window, under a sequential submitter's load
     assert loaded["missed"] == 0 and loaded["duplicated"] == 0 and loaded["slots"] == 15
     assert loaded["submitted"] > 0
+    assert 0 < loaded["task_writes"] <= loaded["submitted"]  # the load tasks wrote, once each
 
 
 def test_lag_short_metrics_agree():
