@@ -14,11 +14,18 @@ when installed, else with the ``openssl`` command. ``users={"name": "password"}`
 users (all keys and commands), ``default_user=False`` turns the password-less default user off.
 :class:`RedisSentinel` runs a Sentinel monitoring a :class:`RedisServer`.
 
+``binary=`` runs a given ``redis-server`` (default the one on PATH), e.g. a Redis 6.2 built by
+``.ci/redis6``; :func:`redis_server_version` tells which version a binary is. Tuning directives
+that only newer servers know (:data:`NEWER_DIRECTIVES`: ``cluster-port``,
+``loading-process-events-interval-bytes``) are left out of an older server's command line.
+
 Only processes started here are ever signalled, by their own pid.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 import ssl
@@ -26,6 +33,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -35,10 +43,45 @@ from .processes import ChildProcess, StoreServer
 SHARED_PORT = 6379
 LOOPBACK = "127.0.0.1"
 
+#: Directives this helper and its callers set that older servers refuse at start ("Bad
+#: directive"), with the version that brought each. Each only tunes the test setup (an
+#: explicit cluster bus port, how often a loading server answers clients), so it is left
+#: out of an older server's command line and that server's default applies.
+NEWER_DIRECTIVES: dict[str, tuple[int, int]] = {
+    "cluster-port": (7, 0),
+    "loading-process-events-interval-bytes": (7, 0),
+}
+
+_VERSION = re.compile(r"\bv=(\d+)\.(\d+)\.(\d+)")
+
 
 def redis_server_binary() -> str | None:
     """The ``redis-server`` on PATH, or None."""
     return shutil.which("redis-server")
+
+
+def redis_server_version(binary: str | None = None) -> tuple[int, int, int]:
+    """The version of a ``redis-server`` binary (default the one on PATH), from
+    ``redis-server --version`` (``Redis server v=6.2.14 ...``), e.g. ``(6, 2, 14)``. Raises
+    RuntimeError naming the binary when it cannot be run or does not say its version."""
+    path = binary or redis_server_binary()
+    if path is None:
+        raise RuntimeError("redis-server is not on PATH")
+    return _version(os.path.abspath(path))
+
+
+@cache
+def _version(path: str) -> tuple[int, int, int]:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"cannot run {path} --version: {exc}") from None
+    match = _VERSION.search(out.stdout)
+    if out.returncode != 0 or match is None:
+        raise RuntimeError(f"{path} --version did not say a Redis version (exit {out.returncode}): "
+                           f"{(out.stdout + out.stderr).strip()[:200]!r}")
+    major, minor, patch = (int(x) for x in match.groups())
+    return major, minor, patch
 
 
 def free_port() -> int:
@@ -136,7 +179,8 @@ class RedisServer:
     ``("name", "value"...)`` tuples); ``tls`` serves TLS only (``rediss://``);
     ``tls_auth_clients`` is Redis's ``tls-auth-clients`` (``no``, ``optional``, ``yes``);
     ``users`` adds ACL users with full access; ``default_user=False`` disables the
-    password-less default user; ``appendonly`` / ``appendfsync`` turn the AOF on.
+    password-less default user; ``appendonly`` / ``appendfsync`` turn the AOF on;
+    ``binary`` is the ``redis-server`` to run (default the one on PATH).
     """
 
     def __init__(
@@ -155,9 +199,10 @@ class RedisServer:
     ) -> None:
         if port == SHARED_PORT:
             raise ValueError("refusing port 6379: a shared Redis may be running there")
-        self.binary = binary or redis_server_binary()
-        if self.binary is None:
+        found = binary or redis_server_binary()
+        if found is None:
             raise RuntimeError("redis-server is not on PATH")
+        self.binary: str = found
         self.port = port
         if isinstance(config, Mapping):
             self.config: list[tuple[str, ...]] = [(str(k), str(v)) for k, v in config.items()]
@@ -174,6 +219,16 @@ class RedisServer:
         self.dir: Path | None = None
         self.certs: Certificates | None = None
         self._proc: ChildProcess | None = None
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """The version of :attr:`binary` (``redis-server --version``), e.g. ``(7, 0, 15)``."""
+        return redis_server_version(self.binary)
+
+    def knows(self, directive: str) -> bool:
+        """False for a directive of :data:`NEWER_DIRECTIVES` that this server's version predates."""
+        since = NEWER_DIRECTIVES.get(directive.lower())
+        return since is None or self.version[:2] >= since
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> RedisServer:
@@ -202,7 +257,8 @@ class RedisServer:
         for name, password in self.users.items():
             args += ["--user", name, "on", f">{password}", "~*", "&*", "+@all"]
         for item in self.config:
-            args += [f"--{item[0]}", *item[1:]]
+            if self.knows(item[0]):
+                args += [f"--{item[0]}", *item[1:]]
         return [str(a) for a in args]
 
     def start(self, *, loaded: bool = True) -> RedisServer:
@@ -328,9 +384,13 @@ class RedisServer:
         ``keys`` filler keys, rewrite the AOF (its RDB preamble is loaded key by key) and
         start from then on with ``key-load-delay`` (microseconds per key) and a small
         ``loading-process-events-interval-bytes`` (so clients are answered meanwhile). Needs
-        ``appendonly=True``; about 0.25 ms per key here with the default delay."""
+        ``appendonly=True`` and Redis 7 or later (before 7, a loading server answers clients
+        only every 2 MB loaded); about 0.25 ms per key here with the default delay."""
         if not self.appendonly:
             raise RuntimeError("prepare_slow_load needs appendonly=True")
+        if not self.knows("loading-process-events-interval-bytes"):
+            raise RuntimeError(f"prepare_slow_load needs Redis 7 or later (loading-process-events-interval-bytes): "
+                               f"{self.binary} is {'.'.join(map(str, self.version))}")
         raw = self.client()
         try:
             pipe = raw.pipeline(transaction=False)
@@ -452,4 +512,5 @@ if TYPE_CHECKING:
         return server
 
 
-__all__ = ["Certificates", "RedisSentinel", "RedisServer", "free_port", "redis_server_binary"]
+__all__ = ["NEWER_DIRECTIVES", "Certificates", "RedisSentinel", "RedisServer", "free_port", "redis_server_binary",
+           "redis_server_version"]

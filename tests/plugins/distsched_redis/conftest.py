@@ -3,6 +3,8 @@
 * ``redis_server`` (session, from ``distsched.testing.pytest_plugin``): one shared throwaway
   server; every test gets its own ``namespace`` on it, so tests are isolated without FLUSHALL.
 * ``private_server``: a server of the test's own, for kill/restart and config tests.
+* ``redis6_server`` (session, tests/conftest.py) and ``private_server6``: the same on Redis 6.2
+  (``$DISTSCHED_TEST_REDIS6``, built by ``.ci/redis6``; skipped when unset, failing under CI=true).
 * ``command_calls``: the calls per command a server counted (``INFO commandstats``).
 * ``storage`` / ``election`` / ``fence``: an opened backend on the test's namespace, its
   election, and a fence acquired as ``leader-1``.
@@ -41,6 +43,13 @@ def redis_url(redis_server: RedisServer, namespace: str) -> str:
 def private_server() -> Iterator[RedisServer]:
     _need_redis()
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def private_server6(redis6_binary: str) -> Iterator[RedisServer]:
+    """A Redis 6.2 server of the test's own (``redis6_binary``: ``$DISTSCHED_TEST_REDIS6``)."""
+    with RedisServer(binary=redis6_binary) as server:
         yield server
 
 
