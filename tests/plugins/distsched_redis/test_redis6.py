@@ -1,0 +1,111 @@
+"""The Redis backend on a real Redis 6.2 (``$DISTSCHED_TEST_REDIS6``, built by ``.ci/redis6``):
+no function library (``FUNCTION`` is Redis 7's), so every store call is a script, called with
+``EVALSHA`` on the lean connection and loaded again when the server lost it."""
+
+from __future__ import annotations
+
+import pytest
+from redis.exceptions import ResponseError
+
+from distsched.model import Task, TaskSpec, TaskState, Worker
+from distsched_redis.scripts import NAMES
+
+pytestmark = pytest.mark.redis
+
+def task(task_id: str, now: float = 1.0) -> Task:
+    return Task(id=task_id, spec=TaskSpec(target="f"), created_at=now)
+
+
+def test_the_server_is_redis_6_2_without_functions(private_server6) -> None:
+    """What the other tests here rely on: the binary is 6.2, and it has no FUNCTION command."""
+    assert private_server6.version[:2] == (6, 2)
+    client = private_server6.client()
+    try:
+        assert client.info("server")["redis_version"].startswith("6.2.")
+        with pytest.raises(ResponseError, match="unknown command"):
+            client.execute_command("FUNCTION", "LIST")
+    finally:
+        client.close()
+
+
+async def test_the_store_calls_its_scripts_with_evalsha_on_the_lean_connection(
+        open_storage, private_server6, command_calls) -> None:
+    """Opening loaded no library (the server refused FUNCTION LOAD); submit, ready, dispatch,
+    get_many and save are one EVALSHA each, sent on the lean connection: the client whose
+    last command is EVALSHA is the lean one, and no other. Counted by the server itself
+    (INFO commandstats) on a server nothing else talks to."""
+    from distsched_redis.election import RedisElection
+
+    s = await open_storage(private_server6.url_for(namespace="six"))
+    assert s.lean is not None, "a plain redis:// store has a lean connection"
+    assert all(s.scripts.function(getattr(s.scripts, name)) is None for name in NAMES), "no library function"
+    fence = await RedisElection(s).acquire("leader-1")
+    assert fence is not None
+    await s.workers.register(Worker(id="w1", concurrency=2, started_at=s.clock()))
+    lean_id = int(await s.lean.execute("CLIENT", "ID"))
+    client = private_server6.client()
+    try:
+        before = command_calls(client)
+        assert await s.tasks.submit([task(f"t{i}") for i in range(50)]) == [True] * 50
+        ready = await s.tasks.ready(1e12, 50)
+        for t in ready:
+            t.dispatch("w1", s.clock())
+        assert all(await s.tasks.dispatch(fence, ready))
+        again = await s.tasks.get_many([t.id for t in ready])
+        for t in again:
+            t.cancel("done", s.clock())
+        assert all(await s.tasks.save(fence, again, ack_results=0))
+        after = command_calls(client)
+        assert (after["evalsha"] - before["evalsha"], after["fcall"], after["function"]) == (5, 0, 0)
+        last = {int(c["id"]): c["cmd"] for c in client.client_list() if c["name"] == "distsched"}
+        assert last[lean_id] == "evalsha", last
+        assert [i for i, cmd in last.items() if cmd == "evalsha"] == [lean_id], f"only the lean one: {last}"
+    finally:
+        client.close()
+    assert await s.tasks.counts() == {"cancelled": 50}
+
+
+async def test_a_call_loads_its_script_again_after_a_flush_and_a_restart(
+        open_storage, private_server6, command_calls) -> None:
+    """A script the server no longer knows (SCRIPT FLUSH; a restart of a Redis that keeps
+    nothing on disk) answers NOSCRIPT: the call loads it (SCRIPT LOAD) and runs once."""
+    s = await open_storage(private_server6.url_for(namespace="noscript"))
+    assert await s.tasks.submit([task("a")]) == [True]
+    client = private_server6.client()
+    try:
+        client.script_flush()
+        before, errors0 = command_calls(client), client.info("errorstats")
+        assert await s.tasks.submit([task("b")]) == [True]
+        after, errors = command_calls(client), client.info("errorstats")
+        assert (after["script"] - before["script"], after["evalsha"] - before["evalsha"]) == (1, 2), \
+            "one NOSCRIPT, one SCRIPT LOAD, one EVALSHA that ran"
+        assert errors["errorstat_NOSCRIPT"]["count"] - errors0.get("errorstat_NOSCRIPT", {}).get("count", 0) == 1
+        assert await s.tasks.counts() == {"pending": 2}, "the retried call ran once"
+    finally:
+        client.close()
+
+    private_server6.kill()  # kill -9: the scripts and the data are gone, the connections cut
+    private_server6.restart()
+    assert await s.tasks.submit([task("c")]) == [True]
+    assert await s.tasks.counts() == {"pending": 1}
+    assert [t.id for t in await s.tasks.ready(1e12, 10)] == ["c"]
+
+
+async def test_a_deployment_runs_tasks_on_redis_6(distsched_app, redis6_server, namespace) -> None:
+    """End to end on 6.2: a scheduler and a worker (BLMOVE, the scripts) run tasks to success,
+    one of them after a failed first attempt and its retry."""
+    tries: list[int] = []
+
+    def flaky(x: int) -> int:
+        tries.append(x)
+        if len(tries) == 1:
+            raise ValueError("first attempt fails")
+        return x
+
+    app = await distsched_app(redis6_server.url_for(namespace=namespace),
+                              functions={"double": lambda x: 2 * x, "flaky": flaky})
+    ids = [await app.submit("double", i) for i in range(5)]
+    retried = await app.submit("flaky", 7, retry={"max_attempts": 2, "delay": 0})
+    assert [(await app.result(i, timeout=15)).value for i in ids] == [0, 2, 4, 6, 8]
+    task = await app.wait(retried, timeout=15)
+    assert (task.state, task.result.value if task.result else None, tries) == (TaskState.SUCCEEDED, 7, [7, 7])
