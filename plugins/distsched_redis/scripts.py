@@ -30,6 +30,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from redis._parsers.base import BaseParser
 from redis.exceptions import ResponseError
 
 _REQUIRES = re.compile(r"^--!\s*requires:\s*(.*)$")
@@ -43,6 +44,14 @@ NAMES = (
     "lease_acquire", "lease_renew", "lease_release", "stats_read", "scheduler_node",
     "quarantine", "prune",
 )
+
+#: How Redis before 7 answers a script whose write it refused before running the command (out
+#: of memory, a read-only replica, a failed save, too few replicas): a generic ERR around the
+#: command's error, ``Error running script (call to f_<sha>): @user_script:<line>:
+#: @user_script: <line>: -OOM command not allowed when used memory > 'maxmemory'.``
+_WRAPPED_REFUSAL = re.compile(
+    r"^Error running script \(call to f_([0-9a-f]+)\): @user_script:(\d+): (?:@user_script: \d+: )?"
+    r"-(OOM|READONLY|MISCONF|NOREPLICAS) (.*?)\s*$", re.DOTALL)
 
 #: The shared snippets in the order a library defines them (a snippet may use the ones
 #: before it: every script's ``requires`` line lists them in this order).
@@ -141,3 +150,16 @@ class Scripts:
                 return False
         self._functions = {id(self._scripts[name]): fn for name, fn in self._names.items()}
         return True
+
+
+def unwrap_refusal(exc: ResponseError) -> ResponseError:
+    """The error Redis 7 gives for a script's refused write, from the ERR that Redis 6 wraps
+    around it (:data:`_WRAPPED_REFUSAL`): ``OutOfMemoryError`` for OOM, ``ReadOnlyError`` for
+    READONLY (redis-py's classes, as for any command), with Redis 7's text (``command not
+    allowed when used memory > 'maxmemory'. script: <sha>, on @user_script:<line>.``).
+    Any other error is returned as it is."""
+    match = _WRAPPED_REFUSAL.match(str(exc))
+    if match is None:
+        return exc
+    sha, line, code, text = match.groups()
+    return BaseParser.parse_error(f"{code} {text} script: {sha}, on @user_script:{line}.")

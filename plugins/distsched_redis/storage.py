@@ -78,7 +78,7 @@ from . import codec
 from .codec import num, task_args
 from .lean import BlockingClients, LeanClient
 from .parser import parser_class
-from .scripts import Scripts
+from .scripts import Scripts, unwrap_refusal
 from .url import RedisSettings, parse
 
 log = logging.getLogger("distsched.redis")
@@ -255,19 +255,28 @@ class RedisStorage:
     async def call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """One script call: on the lean connection where there is one (as the library's
         function where the server took the library, else as a script), else through redis-py."""
-        if self.lean is not None:
-            function = self.scripts.function(script)
-            if function is not None:
-                try:
-                    return await self.lean.fcall(function, keys, args, self.scripts.library)
-                except (OutOfMemoryError, ReadOnlyError):
-                    # Refused before it ran: a function may write, so Redis refuses it whole
-                    # when out of memory (or on a replica). As a script it runs by EVAL's
-                    # rules: reads and memory-freeing writes go on, and its first write that
-                    # needs memory is refused - what every store call promised before.
-                    pass
-            return await self.lean.evalsha(script, keys, args)
-        return await script(keys=keys, args=args)
+        try:
+            if self.lean is not None:
+                function = self.scripts.function(script)
+                if function is not None:
+                    try:
+                        return await self.lean.fcall(function, keys, args, self.scripts.library)
+                    except (OutOfMemoryError, ReadOnlyError):
+                        # Refused before it ran: a function may write, so Redis refuses it whole
+                        # when out of memory (or on a replica). As a script it runs by EVAL's
+                        # rules: reads and memory-freeing writes go on, and its first write that
+                        # needs memory is refused - what every store call promised before.
+                        pass
+                return await self.lean.evalsha(script, keys, args)
+            return await script(keys=keys, args=args)
+        except ResponseError as exc:
+            # Redis 6 wraps a script's refused write in a generic ERR ("Error running
+            # script ... -OOM command not allowed ..."): raised as Redis 7 says it
+            # (OutOfMemoryError, ReadOnlyError), so callers and users see the same error.
+            refusal = unwrap_refusal(exc)
+            if refusal is exc:
+                raise
+            raise refusal from exc
 
     async def housekeeping(self, budget: int) -> int:
         """lua/prune.lua: drop the index entries of finished tasks whose hashes expired, and

@@ -1,16 +1,22 @@
 """The Redis backend on a real Redis 6.2 (``$DISTSCHED_TEST_REDIS6``, built by ``.ci/redis6``):
 no function library (``FUNCTION`` is Redis 7's), so every store call is a script, called with
-``EVALSHA`` on the lean connection and loaded again when the server lost it."""
+``EVALSHA`` on the lean connection and loaded again when the server lost it; out of memory,
+6.2 refuses a script at its first write, and the store raises the error Redis 7 gives."""
 
 from __future__ import annotations
 
 import pytest
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
 from distsched.model import Task, TaskSpec, TaskState, Worker
+from distsched.testing.redis_server import RedisServer, redis_server_binary
 from distsched_redis.scripts import NAMES
 
 pytestmark = pytest.mark.redis
+
+#: What a refused write says, on Redis 6.2 and 7 alike (the start of redis-py's message).
+OOM_TEXT = "command not allowed when used memory > 'maxmemory'."
+
 
 def task(task_id: str, now: float = 1.0) -> Task:
     return Task(id=task_id, spec=TaskSpec(target="f"), created_at=now)
@@ -89,6 +95,72 @@ async def test_a_call_loads_its_script_again_after_a_flush_and_a_restart(
     assert await s.tasks.submit([task("c")]) == [True]
     assert await s.tasks.counts() == {"pending": 1}
     assert [t.id for t in await s.tasks.ready(1e12, 10)] == ["c"]
+
+
+async def test_out_of_memory_a_refused_submit_writes_nothing(open_storage, private_server6) -> None:
+    """test_tasks.py's out-of-memory test on 6.2: reads (counts) and memory-freeing
+    housekeeping go on; a submit is refused - not before it ran, as a FCALL is on 7, but at
+    its first write (the call fails) - and nothing is half-written. The store raises the
+    OutOfMemoryError Redis 7 gives, not the generic error 6.2 wraps around it."""
+    s = await open_storage(private_server6.url_for(namespace="oom"))
+    client = private_server6.client()
+    try:
+        assert await s.tasks.submit([task("a")]) == [True]
+        client.config_set("maxmemory", "1")  # below what is used: out of memory at once
+        try:
+            stats0 = client.info("commandstats")["cmdstat_evalsha"]
+            assert await s.tasks.counts() == {"pending": 1}
+            with pytest.raises(OutOfMemoryError) as refused:
+                await s.tasks.submit([task("b")])
+            assert str(refused.value).startswith(OOM_TEXT) and "script: " in str(refused.value)
+            assert "Error running script" in str(refused.value.__cause__), "6.2's own error is the cause"
+            assert await s.housekeeping(100) == 0
+            stats = client.info("commandstats")["cmdstat_evalsha"]
+            assert {k: stats[k] - stats0[k] for k in ("calls", "rejected_calls", "failed_calls")} == {
+                "calls": 3, "rejected_calls": 0, "failed_calls": 1}
+        finally:
+            client.config_set("maxmemory", "0")
+        assert await s.tasks.get("b") is None, "the refused submit wrote nothing"
+        assert await s.tasks.submit([task("b")]) == [True]
+        assert await s.tasks.counts() == {"pending": 2}
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("version", ["6.2", "7"])
+def test_the_cli_says_out_of_memory_alike_on_redis_6_2_and_7(request, distsched_cli, version) -> None:
+    """`distsched tasks submit` on a Redis out of memory: the same one line on both versions
+    (6.2 alone said "ResponseError: Error running script (call to f_...): ... -OOM ...")."""
+    if version == "7":
+        if redis_server_binary() is None:
+            pytest.skip("redis-server is not on PATH (install it: apt-get install redis-server)")
+        server = RedisServer()
+    else:
+        server = RedisServer(binary=request.getfixturevalue("redis6_binary"))
+    with server:
+        assert server.version[0] == (6 if version == "6.2" else 7), server.version
+        url = server.url_for(namespace="cli")
+        client = server.client()
+        try:
+            assert distsched_cli("tasks", "submit", "f", "--storage", url).exit_code == 0
+            client.config_set("maxmemory", "1")
+            refused = distsched_cli("tasks", "submit", "f", "--storage", url)
+        finally:
+            client.close()
+    assert refused.exit_code == 1
+    assert f"Error: OutOfMemoryError: {OOM_TEXT} script: " in refused.output, refused.output
+    assert "Error running script" not in refused.output
+
+
+async def test_a_replica_refuses_a_write_as_readonly(open_storage, redis6_binary) -> None:
+    """The other refusal 6.2 wraps: a write on a read-only replica raises ReadOnlyError (as on
+    7), while reads answer."""
+    with RedisServer(binary=redis6_binary) as master, \
+            RedisServer(binary=redis6_binary, config=[("replicaof", master.host, str(master.port))]) as replica:
+        s = await open_storage(replica.url_for(namespace="ro"))
+        with pytest.raises(ReadOnlyError, match="read only replica"):
+            await s.tasks.submit([task("a")])
+        assert await s.tasks.counts() == {}
 
 
 async def test_a_deployment_runs_tasks_on_redis_6(distsched_app, redis6_server, namespace) -> None:
