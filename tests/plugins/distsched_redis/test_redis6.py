@@ -163,9 +163,11 @@ async def test_a_replica_refuses_a_write_as_readonly(open_storage, redis6_binary
         assert await s.tasks.counts() == {}
 
 
-async def test_a_deployment_runs_tasks_on_redis_6(distsched_app, redis6_server, namespace) -> None:
+@pytest.mark.parametrize("lean", ["true", "false"])
+async def test_a_deployment_runs_tasks_on_redis_6(distsched_app, redis6_server, namespace, lean) -> None:
     """End to end on 6.2: a scheduler and a worker (BLMOVE, the scripts) run tasks to success,
-    one of them after a failed first attempt and its retry."""
+    one of them after a failed first attempt and its retry - on the lean connection, and
+    through redis-py's client alone (``lean=false``: its script objects, its BLMOVE)."""
     tries: list[int] = []
 
     def flaky(x: int) -> int:
@@ -174,10 +176,11 @@ async def test_a_deployment_runs_tasks_on_redis_6(distsched_app, redis6_server, 
             raise ValueError("first attempt fails")
         return x
 
-    app = await distsched_app(redis6_server.url_for(namespace=namespace),
+    app = await distsched_app(redis6_server.url_for(namespace=namespace, lean=lean),
                               functions={"double": lambda x: 2 * x, "flaky": flaky})
     ids = [await app.submit("double", i) for i in range(5)]
     retried = await app.submit("flaky", 7, retry={"max_attempts": 2, "delay": 0})
     assert [(await app.result(i, timeout=15)).value for i in ids] == [0, 2, 4, 6, 8]
     task = await app.wait(retried, timeout=15)
     assert (task.state, task.result.value if task.result else None, tries) == (TaskState.SUCCEEDED, 7, [7, 7])
+    assert ((await app.storage()).lean is not None) == (lean == "true")
