@@ -7,6 +7,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 
@@ -77,23 +78,42 @@ class PreciseTimer:
 
     The event loop alone wakes up to a millisecond late (epoll's timeout is in whole
     milliseconds, rounded up), plus whatever the loop is busy with. One timer serves every
-    waiter: it sleeps on the loop until ``block`` seconds before the earliest instant, then
-    blocks the thread in ``time.sleep`` until ``spin`` seconds before it (the CPU stays free for
-    other processes; the kernel wakes a sleeper 0.1-0.5 ms late) and busy-waits the last
-    ``spin`` seconds, and releases the waiters due, earliest first. ``block`` is generous because
-    the loop's own wake-up can itself be a few milliseconds late on a busy machine. The loop is blocked at most
-    ``block`` seconds per distinct instant, which is why the worker uses it only for schedule
-    slots (whole seconds).
+    waiter: it sleeps on the loop until a *lead* before the earliest instant, then blocks the
+    thread in ``time.sleep`` until ``spin`` seconds before it (the CPU stays free for other
+    processes, and a process that sleeps is woken ahead of busy ones) and busy-waits the last
+    ``spin`` seconds, and releases the waiters due, earliest first.
+
+    The lead is ``block`` plus how late the loop woke the timer at worst over the last
+    ``LATE_WINDOW`` instants: on a machine whose cores are all busy, a process waits for a CPU
+    about as long as it runs (a loaded worker's loop woke the timer up to 15-30 ms late,
+    measured), and a timer that left the loop only 3 ms before the instant started its slot
+    that late (docs/performance.md, round 2's eighth session). ``block`` (10 ms) covers the
+    first busy instants, before any lateness was seen. A machine that quiets down gets the short lead back after that many
+    instants (a minute of once-a-second slots). The lead is at most ``max_block``: the loop is
+    blocked at most that long per distinct instant, which is why the worker uses it only for
+    schedule slots (whole seconds).
     """
 
-    def __init__(self, clock: Callable[[], float], block: float = 0.003, spin: float = 0.0004) -> None:
+    #: how many of the last instants' wake-ups the lead covers
+    LATE_WINDOW = 60
+
+    def __init__(self, clock: Callable[[], float], block: float = 0.01, spin: float = 0.0004,
+                 max_block: float = 0.025) -> None:
         self.clock = clock
         self.block = block
         self.spin = spin
+        self.max_block = max(block, max_block)
+        #: how late (seconds) the loop woke the runner for each of the last instants
+        self._late: deque[float] = deque(maxlen=self.LATE_WINDOW)
+        self._late_now = 0.0  # for the instant being waited for
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._signal = WakeSignal()
         self._runner: asyncio.Task[None] | None = None
+
+    def lead(self) -> float:
+        """How long before an instant the runner leaves the loop for ``time.sleep``."""
+        return min(self.max_block, self.block + max(self._late, default=0.0))
 
     async def wait_until(self, at: float) -> None:
         if at <= self.clock():
@@ -110,15 +130,20 @@ class PreciseTimer:
     async def _run(self) -> None:
         heap, clock = self._heap, self.clock
         while heap:
+            lead = self.lead()
             delay = heap[0][0] - clock()
-            if delay > self.block:
-                await self._signal.wait(delay - self.block)
+            if delay > lead:
+                signalled = await self._signal.wait(delay - lead)
+                if not signalled and heap:
+                    # woken by its own timeout, meant for ``lead`` before the instant: how late,
+                    # beyond the millisecond epoll rounds up to (which ``block`` covers)?
+                    self._late_now = max(self._late_now, lead - (heap[0][0] - clock()) - 0.001)
                 continue
             if delay > self.spin:
                 time.sleep(delay - self.spin)
             at = heap[0][0]
             # bounded by the monotonic clock too: ``clock`` may be wall time, which can step back
-            stop = time.monotonic() + min(max(delay, 0.0), self.block) + 0.001
+            stop = time.monotonic() + min(max(delay, 0.0), self.max_block) + 0.001
             while clock() < at and time.monotonic() < stop:
                 pass
             now = clock()
@@ -126,6 +151,8 @@ class PreciseTimer:
                 waiter = heapq.heappop(heap)[2]
                 if not waiter.done():
                     waiter.set_result(None)
+            self._late.append(self._late_now)
+            self._late_now = 0.0
             await asyncio.sleep(0)  # let the released waiters run before the next instant
 
     def close(self) -> None:

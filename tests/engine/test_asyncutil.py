@@ -64,3 +64,40 @@ async def test_a_clock_that_steps_back_does_not_hold_the_loop() -> None:
     assert not waiter.done(), "the instant has not come again"
     timer.close()
     await asyncio.gather(waiter, return_exceptions=True)
+
+
+async def test_a_loop_that_woke_the_timer_late_gets_a_longer_lead() -> None:
+    """A busy loop (a callback holding it 30 ms, as a loaded worker's loop or a process
+    waiting for a CPU) wakes the timer late, and that slot starts late. The timer remembers
+    it: for the next instant it leaves the loop earlier, well before a callback due 4 ms
+    before the instant (inside the 3 ms lead of a timer that learnt nothing, it would run
+    first), so that slot is released first. After LATE_WINDOW timely instants the lead is
+    short again."""
+    timer = PreciseTimer(time.monotonic, block=0.003, max_block=0.025)
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+
+    def hold_the_loop(name: str) -> None:
+        order.append(name)
+        time.sleep(0.03)
+
+    async def slot(name: str, at: float) -> float:
+        await timer.wait_until(at)
+        order.append(name)
+        return time.monotonic() - at
+
+    first = time.monotonic() + 0.05
+    loop.call_at(first - 0.005, hold_the_loop, "busy 1")  # before the timer's 3 ms lead
+    late = await slot("slot 1", first)
+    assert order == ["busy 1", "slot 1"] and late >= 0.02, (order, late)
+    assert timer.lead() >= timer.block + 0.015, timer.lead()
+
+    second = time.monotonic() + 0.05
+    loop.call_at(second - 0.004, hold_the_loop, "busy 2")  # well inside the lead now
+    await asyncio.gather(slot("slot 2", second), asyncio.sleep(0.09))
+    assert order == ["busy 1", "slot 1", "slot 2", "busy 2"], order
+
+    for i in range(timer.LATE_WINDOW):  # instants closer than the lead: no wait on the loop
+        await slot(f"quick {i}", time.monotonic() + 0.002)
+    assert timer.lead() < timer.block + 0.002, timer.lead()
+    timer.close()
