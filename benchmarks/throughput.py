@@ -1,4 +1,4 @@
-"""Throughput: N no-op local tasks, 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
+"""Throughput: N local tasks (each one Redis write of its own), 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
 
     python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both|lone] [--runs 1] [--metrics] [--pace R]
         [--concurrency C] [--task-write on|off]
