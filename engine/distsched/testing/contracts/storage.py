@@ -35,6 +35,16 @@ def _result(task, outcome="succeeded", worker="w1", now=0.0, **kw: Any) -> TaskR
                       finished_at=now, worker_id=worker, **kw)
 
 
+def _optional(s: Any, name: str, without: str) -> Any:
+    """The store's optional method ``name`` ("queues.report_and_pull"); a store without it
+    skips the test, saying what the engine does instead (``without``)."""
+    part, method = name.split(".")
+    found = getattr(getattr(s, part), method, None)
+    if found is None:
+        pytest.skip(f"this store has no {name} ({without})")
+    return found
+
+
 async def _dispatched(s: Any, fence: Any, ids: list[str], worker: str = "w1") -> list[Any]:
     """Register ``worker``, submit tasks ``ids`` and dispatch them all to it."""
     await s.workers.register(make_worker(worker, now=s.clock()))
@@ -608,9 +618,7 @@ class StorageContract:
         a ``pull`` that never waits, in one step; a store without it is not asked."""
         async def body(h: Harness) -> None:
             s = await h.storage()
-            carry = getattr(s.queues, "report_and_pull", None)
-            if carry is None:
-                pytest.skip("this store has no report_and_pull (the worker reports, then pulls)")
+            carry = _optional(s, "queues.report_and_pull", "the worker reports, then pulls")
             _, fence = await h.leader(s)
             _, b0, c0 = await _dispatched(s, fence, ["a", "b", "c"])
             [a] = await s.queues.pull("w1", 1, 1.0)
@@ -751,9 +759,7 @@ class StorageContract:
         task created long before T that failed after it is there."""
         async def body(h: Harness) -> None:
             s = await h.storage()
-            finished = getattr(s.tasks, "finished", None)
-            if finished is None:
-                pytest.skip("this store has no tasks.finished (the facade asks by creation)")
+            finished = _optional(s, "tasks.finished", "the facade asks by creation")
             _, fence = await h.leader(s)
             created = {"early": 50.0, "old": 100.0, "mid": 4000.0, "gone": 4100.0, "new": 4900.0}
             await s.tasks.submit([make_task(i, now=at) for i, at in created.items()])
