@@ -6,6 +6,7 @@
 * ``redis6_server`` (session, tests/conftest.py) and ``private_server6``: the same on Redis 6.2
   (``$DISTSCHED_TEST_REDIS6``, built by ``.ci/redis6``; skipped when unset, failing under CI=true).
 * ``command_calls``: the calls per command a server counted (``INFO commandstats``).
+* ``five_calls``: submit, ready, dispatch, get_many and save of a batch: one script call each.
 * ``storage`` / ``election`` / ``fence``: an opened backend on the test's namespace, its
   election, and a fence acquired as ``leader-1``.
 """
@@ -66,6 +67,27 @@ def command_calls() -> Callable[[Any], Counter[str]]:
     called. On a ``private_server`` nothing else talks to, the difference of two readings
     is what the code between them sent."""
     return _command_calls
+
+
+async def _five_calls(storage: Any, fence: Any, tasks: list[Any]) -> None:
+    assert await storage.tasks.submit(tasks) == [True] * len(tasks)
+    ready = await storage.tasks.ready(1e12, len(tasks))
+    for t in ready:
+        t.dispatch("w1", storage.clock())
+    assert all(await storage.tasks.dispatch(fence, ready))
+    again = await storage.tasks.get_many([t.id for t in ready])
+    for t in again:
+        t.cancel("done", storage.clock())
+    assert all(await storage.tasks.save(fence, again, ack_results=0))
+
+
+@pytest.fixture
+def five_calls() -> Callable[[Any, Any, list[Any]], Awaitable[None]]:
+    """``await five_calls(storage, fence, tasks)``: submits ``tasks`` (all new), reads them
+    ready, dispatches them to worker ``w1`` (registered by the caller), reads them back and
+    saves them cancelled - five store calls, one script call each however many the tasks (bracket it
+    with ``command_calls`` to count them)."""
+    return _five_calls
 
 
 @pytest.fixture

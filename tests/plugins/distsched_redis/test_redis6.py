@@ -35,7 +35,7 @@ def test_the_server_is_redis_6_2_without_functions(private_server6) -> None:
 
 
 async def test_the_store_calls_its_scripts_with_evalsha_on_the_lean_connection(
-        open_storage, private_server6, command_calls) -> None:
+        open_storage, private_server6, command_calls, five_calls) -> None:
     """Opening loaded no library (the server refused FUNCTION LOAD); submit, ready, dispatch,
     get_many and save are one EVALSHA each, sent on the lean connection: the client whose
     last command is EVALSHA is the lean one, and no other. Counted by the server itself
@@ -52,15 +52,7 @@ async def test_the_store_calls_its_scripts_with_evalsha_on_the_lean_connection(
     client = private_server6.client()
     try:
         before = command_calls(client)
-        assert await s.tasks.submit([task(f"t{i}") for i in range(50)]) == [True] * 50
-        ready = await s.tasks.ready(1e12, 50)
-        for t in ready:
-            t.dispatch("w1", s.clock())
-        assert all(await s.tasks.dispatch(fence, ready))
-        again = await s.tasks.get_many([t.id for t in ready])
-        for t in again:
-            t.cancel("done", s.clock())
-        assert all(await s.tasks.save(fence, again, ack_results=0))
+        await five_calls(s, fence, [task(f"t{i}") for i in range(50)])
         after = command_calls(client)
         assert (after["evalsha"] - before["evalsha"], after["fcall"], after["function"]) == (5, 0, 0)
         last = {int(c["id"]): c["cmd"] for c in client.client_list() if c["name"] == "distsched"}

@@ -165,7 +165,7 @@ async def test_leader_writes_are_fenced_and_change_nothing(storage, election, fe
 
 
 @pytest.mark.parametrize("lean", ["true", "false"])
-async def test_one_script_call_per_batch(open_storage, private_server, command_calls, lean) -> None:
+async def test_one_script_call_per_batch(open_storage, private_server, command_calls, five_calls, lean) -> None:
     """save/dispatch/submit/get_many of hundreds of tasks: a constant number of round trips,
     on the lean connection and on redis-py's client alike. Counted by the server itself
     (INFO commandstats) on a server nothing else talks to."""
@@ -183,15 +183,7 @@ async def test_one_script_call_per_batch(open_storage, private_server, command_c
         await storage.workers.register(worker("w1", storage.clock()))
         tasks = [task(f"t{i}", float(i)) for i in range(400)]
         before = calls()
-        await storage.tasks.submit(tasks)
-        ready = await storage.tasks.ready(1e12, 400)
-        for t in ready:
-            t.dispatch("w1", storage.clock())
-        assert all(await storage.tasks.dispatch(fence, ready))
-        again = await storage.tasks.get_many([t.id for t in ready])
-        for t in again:
-            t.cancel("done", storage.clock())
-        assert all(await storage.tasks.save(fence, again, ack_results=0))
+        await five_calls(storage, fence, tasks)
         after = calls()
         # the lean connection calls the scripts as functions of the library (Redis 7+)
         used = "fcall" if lean == "true" else "evalsha"
