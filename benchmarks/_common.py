@@ -97,6 +97,34 @@ def median_run(runs: list[dict[str, Any]], key: str = "tasks_per_s") -> dict[str
     return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
 
 
+#: A task's own Redis write (issue 13 measures tasks that each do one): the Redis port the
+#: benchmark gives its processes, the counter every write increments, and the code a tasks
+#: module starts with - ``await write_once()`` writes when the port is given, else nothing.
+TASK_WRITE_ENV = "BENCH_TASK_REDIS_PORT"
+TASK_WRITES_KEY = "bench:task-writes"
+TASK_WRITE_CODE = f'''
+import os as _os
+_port = _os.environ.get("{TASK_WRITE_ENV}")
+_conn = None
+
+async def write_once():
+    global _conn
+    if _port:  # one Redis write of its own, on its own connection
+        if _conn is None:
+            import redis.asyncio
+            _conn = redis.asyncio.Redis(port=int(_port))
+        await _conn.incr("{TASK_WRITES_KEY}")
+'''
+
+
+def task_writes(port: int) -> int:
+    """How many task writes (``write_once``) the Redis server on ``port`` counted."""
+    import redis
+
+    with redis.Redis(port=port) as client:
+        return int(client.get(TASK_WRITES_KEY) or 0)
+
+
 def deployment(namespace: str = "bench", storage: str = "redis") -> Deployment[Any]:
     """A throwaway redis-server (``noeviction``), or with ``storage="postgres"`` a database of
     its own on the PostgreSQL server (created, then dropped), for the distsched processes of a

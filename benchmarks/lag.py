@@ -28,7 +28,15 @@ import sys
 import time
 from collections import defaultdict
 
-from _common import deployment, parser, rounded, run_storages
+from _common import (
+    TASK_WRITE_CODE,
+    TASK_WRITE_ENV,
+    deployment,
+    parser,
+    rounded,
+    run_storages,
+    task_writes,
+)
 
 from distsched.testing.processes import percentile
 
@@ -75,12 +83,8 @@ def distsched_event(event):
         _out.write(json.dumps({"task_id": event.task_id, "at": event.at, "attempt": event.attempt_id}) + "\\n")
 '''
 
-TASKS = '''
-import os
+TASKS = TASK_WRITE_CODE + '''
 from distsched import task
-
-_port = os.environ.get("BENCH_TASK_REDIS_PORT")
-_conn = None
 
 @task
 async def noop():
@@ -88,12 +92,7 @@ async def noop():
 
 @task
 async def load(i):
-    global _conn
-    if _port:  # one Redis write of its own, as throughput.py's tasks (issue 13's measurement)
-        if _conn is None:
-            import redis.asyncio
-            _conn = redis.asyncio.Redis(port=int(_port))
-        await _conn.incr("bench:task-writes")
+    await write_once()  # as throughput.py's tasks (issue 13's measurement)
 '''
 
 # The load: sequential submits until SIGTERM; prints how many it made and in how many seconds.
@@ -148,7 +147,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
         if storage == "redis":  # each load task writes once, as throughput.py's do
-            env["BENCH_TASK_REDIS_PORT"] = str(dep.store.port)
+            env[TASK_WRITE_ENV] = str(dep.store.port)
         for i in (1, 2):
             metrics: list[str] = []
             if args.metrics:
@@ -194,8 +193,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             loaded = {"submitted": int(submitted), "submits_per_s": round(int(submitted) / float(load_seconds), 1),
                       "succeeded_in_all": done, "task_writes": None}
             if storage == "redis":  # the load tasks' own writes (one each)
-                with dep.store.client() as direct:
-                    loaded["task_writes"] = int(direct.get("bench:task-writes") or 0)
+                loaded["task_writes"] = task_writes(dep.store.port)
         time.sleep(1.5)
         for name in ("scheduler", "worker1", "worker2"):
             dep.stop(name)

@@ -46,6 +46,8 @@ from collections import Counter
 from typing import Any
 
 from _common import (
+    TASK_WRITE_CODE,
+    TASK_WRITE_ENV,
     deployment,
     median_run,
     parser,
@@ -53,27 +55,21 @@ from _common import (
     proc_peak_rss_mb,
     proc_switches,
     run_storages,
+    task_writes,
 )
 
 from distsched.testing.processes import Deployment
 from distsched.testing.redis_server import RedisServer
 
-TASKS = '''
+TASKS = TASK_WRITE_CODE + '''
 import atexit, json, os
 from distsched import task
 
 _ran = []
-_port = os.environ.get("BENCH_TASK_REDIS_PORT")
-_conn = None
 
 @task
 async def noop(i):
-    global _conn
-    if _port:  # one Redis write of its own, as issue 13's task and the peers' tasks do
-        if _conn is None:
-            import redis.asyncio
-            _conn = redis.asyncio.Redis(port=int(_port))
-        await _conn.incr("bench:task-writes")
+    await write_once()  # as issue 13's task and the peers' tasks do (with TASK_WRITE_ENV set)
     _ran.append(i)
 
 def _dump():
@@ -277,7 +273,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
         if TASK_WRITE and port is not None:
-            env["BENCH_TASK_REDIS_PORT"] = str(port)
+            env[TASK_WRITE_ENV] = str(port)
         dep.spawn("scheduler", "scheduler", "--storage", url, *_metrics(metrics), env=env)
         workers = [dep.spawn(f"worker{i}", "worker", "--storage", url, "--import", "bench_tasks",
                              "--concurrency", str(CONCURRENCY), "--capacity", "1024", *_metrics(metrics), env=env)
@@ -306,12 +302,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         cpu = {name: round(sum(cpu1[name]) - sum(cpu0[name]), 2) for name in pids}
         kernel = {name: cpu1[name][1] - cpu0[name][1] for name in pids}
         counts = asyncio.run(final_counts(url))
-        task_writes = None
-        if TASK_WRITE and port is not None:
-            import redis as redis_py
-
-            with redis_py.Redis(port=port) as direct:
-                task_writes = int(direct.get("bench:task-writes") or 0)
+        writes = task_writes(port) if TASK_WRITE and port is not None else None
         rss = [proc_peak_rss_mb(w.pid) for w in workers]
         for name in ("worker1", "worker2", "scheduler"):
             dep.stop(name)
@@ -334,7 +325,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         "commands_per_task_by_command": {k: round(v / n, 2) for k, v in cmds.most_common() if v / n >= 0.05},
         "redis_us_per_task_by_command": {k: round(v / n, 1) for k, v in usec.most_common() if v / n >= 0.5},
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
-        "executed": len(ran), "task_writes": task_writes, "worker_peak_rss_mb": [round(r, 1) for r in rss],
+        "executed": len(ran), "task_writes": writes, "worker_peak_rss_mb": [round(r, 1) for r in rss],
         "cpu_seconds": cpu, "cpu_us_per_task": {k: round(v / n * 1e6) for k, v in cpu.items()},
         # of which the kernel's (system time): socket writes and reads, waits, wake-ups
         "kernel_us_per_task": {k: round(v / n * 1e6) for k, v in kernel.items()},
