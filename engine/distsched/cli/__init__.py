@@ -376,7 +376,10 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     app.listeners.append(_TaskLog(log_format))
 
     async def main(stop: asyncio.Event) -> None:
+        from .service import freeze_startup_objects
+
         await app.put_jobs(jobs.jobs, replace=True)
+        freeze_startup_objects()
         click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {redact_url(app.config.storage)}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
         await app.run_async(duration=duration, stop=stop)
@@ -523,7 +526,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
         _check_jobs(app, jobs)
 
     async def main(stop: asyncio.Event) -> None:
-        from .service import wait_for_store
+        from .service import freeze_startup_objects, wait_for_store
 
         if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=redact_url(app.config.storage)):
             return
@@ -531,6 +534,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
             from .sync import report_sync
 
             await report_sync(app, jobs, prune=prune)
+        freeze_startup_objects()
         click.echo(f"scheduler {app.config.node_id} on {redact_url(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)
 
@@ -571,10 +575,11 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
     _prepare(app, jobs, imports)
 
     async def main(stop: asyncio.Event) -> None:
-        from .service import wait_for_store
+        from .service import freeze_startup_objects, wait_for_store
 
         if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=redact_url(app.config.storage)):
             return
+        freeze_startup_objects()
         click.echo(f"worker on {redact_url(app.config.storage)}; functions: {', '.join(app.function_names()) or 'none'}"
                    f"{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
@@ -690,6 +695,11 @@ jobs.add_command(_sync)
 
 
 def main() -> None:
+    """The ``distsched`` console script and ``python -m distsched``: the command owns its
+    process (see :data:`distsched.cli.service.OWN_PROCESS`)."""
+    from . import service
+
+    service.OWN_PROCESS = True
     cli(prog_name="distsched")
 
 
