@@ -13,6 +13,12 @@ mode of throughput.py; on Redis each does one Redis write of its own, as through
 workers stay busy. Both windows' figures are printed (``--no-load``: the idle one only);
 the load's submits/s and how many of its tasks finished are printed with them.
 
+Beside both windows a sleeper process (real-time priority where it may, as root; else
+normal) notes every time it woke more than 5 ms late: the machine's own stalls (a VM whose
+host did not run it, seen here for 10-50 ms at a time). Printed per window: how many and the
+longest, and how many of the slots that started over 10 ms late overlapped one - a late slot
+during a stall is the machine's, not the engine's.
+
 With ``--metrics`` the workers also serve Prometheus metrics (``--metrics 127.0.0.1:PORT``);
 their fire-lag histograms are scraped over HTTP just before and at the end of the measured
 window, and the histogram of the window (the difference, summed over both workers) is
@@ -24,9 +30,13 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from _common import (
     TASK_WRITE_CODE,
@@ -117,10 +127,61 @@ asyncio.run(main())
 '''
 
 
+# The machine's own stalls: a sleeper that asks for 2 ms and notes each wake-up over 5 ms
+# later than that (its start and end, UNIX time), until killed. First line: its priority.
+STALL_PROBE = '''
+import os, sys, time
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))  # ahead of every process here
+    print("real-time", flush=True)
+except (AttributeError, OSError):
+    print("normal", flush=True)
+out = open(sys.argv[1], "w", buffering=1)
+last = time.time()
+while True:
+    time.sleep(0.002)
+    now = time.time()
+    if now - last > 0.007:
+        out.write(f"{last} {now}\\n")
+    last = now
+'''
+
+@contextmanager
+def stall_witness(path: Path) -> Iterator[str]:
+    """Run STALL_PROBE, writing to ``path``, for the block; yields its priority."""
+    probe = subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert probe.stdout is not None
+        yield probe.stdout.readline().strip()
+    finally:
+        probe.kill()
+        probe.wait(10)
+
+
+def read_stalls(path: Path) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in (line.split() for line in path.read_text().splitlines())]
+
+
+LATE_MS = 10.0  # a slot that started later than this is counted, with the stalls it overlapped
+
+
+def stalls_in(stalls: list[tuple[float, float]], lags_by_slot: dict[float, float], start: float,
+              end: float) -> dict:
+    """The stalls in [start, end) (count, longest in ms) and the slots over LATE_MS late (how
+    many, how many of them overlapped a stall between 10 ms before the slot and its start)."""
+    inside = [(a, b) for a, b in stalls if start <= b and a < end]
+    late = {slot: lag for slot, lag in lags_by_slot.items() if lag > LATE_MS}
+    overlapped = sum(1 for slot, lag in late.items()
+                     if any(a < slot + lag / 1000 and b > slot - LATE_MS / 1000 for a, b in inside))
+    return {"stalls": len(inside), "stall_max_ms": round(max((b - a) * 1000 for a, b in inside), 1) if inside else 0.0,
+            "late_slots": len(late), "late_slots_in_stalls": overlapped}
+
+
 def window(started: dict[str, list[tuple[float, str]]], jobs: int, start: float, end: float) -> dict:
     """Fire lag of the slots in [start, end): p50 / p99 / max (ms), missed, duplicated."""
     lags, duplicated = [], 0
     seen: set[str] = set()
+    by_slot: dict[float, float] = {}  # slot -> the latest first start of its tasks (ms)
     for task_id, starts in started.items():
         if "@" not in task_id:
             continue  # a load task
@@ -130,17 +191,19 @@ def window(started: dict[str, list[tuple[float, str]]], jobs: int, start: float,
         seen.add(task_id)
         duplicated += len({attempt for _, attempt in starts}) - 1
         lags.append((min(at for at, _ in starts) - slot) * 1000)
+        by_slot[slot] = max(by_slot.get(slot, lags[-1]), lags[-1])
     expected = {f"j{i}@{int(s * 1000)}" for i in range(jobs) for s in range(int(start), int(end))}
     return {
         "slots": len(expected), "lags": lags,
         "lag_p50_ms": rounded(percentile(lags, 50), 2), "lag_p99_ms": rounded(percentile(lags, 99), 2),
         "lag_max_ms": round(max(lags), 2) if lags else None, "missed": len(expected - seen), "duplicated": duplicated,
+        "by_slot": by_slot,
     }
 
 
 def measure(args, storage: str) -> tuple[dict, str, bool]:
     metric_urls: list[str] = []
-    with deployment(storage=storage) as dep:
+    with deployment(storage=storage) as dep, ExitStack() as witness:
         dep.write("bench_observer.py", OBSERVER)
         dep.write("bench_tasks.py", TASKS)
         jobs = dep.write("jobs.toml", "\n".join(
@@ -160,6 +223,8 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
                       "--concurrency", "64", *metrics,
                       env=env)
         dep.spawn("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
+        stall_file = dep.dir / "stalls.txt"
+        probe_priority = witness.enter_context(stall_witness(stall_file))
         # Measure whole seconds, after a warm-up second.
         dep.wait_for(lambda: any(path.stat().st_size for path in dep.dir.glob("events-*.jsonl")), 30, "a first run",
                      interval=0.02)
@@ -174,8 +239,6 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         if args.no_load:  # the idle window only: wait for its end (the loaded branch waits below)
             time.sleep(max(0.0, end - time.time()) + 0.2)
         else:
-            import subprocess
-
             time.sleep(max(0.0, end - time.time()) + 0.2)
             load = subprocess.Popen([sys.executable, "-c", LOAD, dep.url], stdout=subprocess.PIPE, text=True)
             assert load.stdout is not None and load.stdout.readline().strip() == "ready"
@@ -197,21 +260,31 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         time.sleep(1.5)
         for name in ("scheduler", "worker1", "worker2"):
             dep.stop(name)
+        witness.close()
+        stalls = read_stalls(stall_file)
         started: dict[str, list[tuple[float, str]]] = defaultdict(list)
         for path in dep.dir.glob("events-*.jsonl"):
             for line in path.read_text().splitlines():
                 event = json.loads(line)
                 started[event["task_id"]].append((event["at"], event["attempt"]))
+
+    def machine(figures: dict) -> str:
+        return (f"\n  the machine's stalls in this window ({probe_priority}-priority sleeper woke over 5 ms late): "
+                f"{figures['stalls']}, longest {figures['stall_max_ms']} ms; slots started over {LATE_MS:g} ms late: "
+                f"{figures['late_slots']}, {figures['late_slots_in_stalls']} of them during a stall")
+
     idle = window(started, args.jobs, start, end)
     lags = idle.pop("lags")
+    idle.update(stalls_in(stalls, idle.pop("by_slot"), start, end))
     missed, duplicated = idle["missed"], idle["duplicated"]
-    figures = {"storage": storage, "jobs": args.jobs, "seconds": args.duration, **idle}
+    figures = {"storage": storage, "jobs": args.jobs, "seconds": args.duration, "stall_probe": probe_priority, **idle}
     line = (f"lag idle: {args.jobs} jobs every 1s for {args.duration:g}s ({idle['slots']} slots): fire lag p50 "
             f"{figures['lag_p50_ms']} ms, p99 {figures['lag_p99_ms']} ms, max {figures['lag_max_ms']} ms; "
-            f"missed {missed}, duplicated {duplicated}")
+            f"missed {missed}, duplicated {duplicated}" + machine(idle))
     if loaded is not None:
         busy = window(started, args.jobs, load_start, load_end)
         busy.pop("lags")
+        busy.update(stalls_in(stalls, busy.pop("by_slot"), load_start, load_end))
         busy.update(loaded)
         figures["loaded"] = busy
         missed += busy["missed"]
@@ -220,7 +293,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         line += (f"\nlag under load ({busy['submits_per_s']} single submits/s{writes}, "
                  f"{busy['succeeded_in_all']} tasks succeeded in all by its end): fire lag p50 "
                  f"{busy['lag_p50_ms']} ms, p99 {busy['lag_p99_ms']} ms, max {busy['lag_max_ms']} ms; "
-                 f"missed {busy['missed']}, duplicated {busy['duplicated']}")
+                 f"missed {busy['missed']}, duplicated {busy['duplicated']}" + machine(busy))
     agree = True
     if metric_urls:
         count, low, high = p99_bucket(hist_before, hist_after, len(lags))

@@ -47,6 +47,9 @@ def test_lag_short():
     assert loaded["missed"] == 0 and loaded["duplicated"] == 0 and loaded["slots"] == 15
     assert loaded["submitted"] > 0
     assert 0 < loaded["task_writes"] <= loaded["submitted"]  # the load tasks wrote, once each
+    for f in (figures, loaded):  # the machine's stalls beside each window
+        assert f["stalls"] >= 0 and f["stall_max_ms"] >= 0 and 0 <= f["late_slots_in_stalls"] <= f["late_slots"]
+    assert figures["stall_probe"] in ("real-time", "normal")
 
 
 def test_lag_short_metrics_agree():
