@@ -8,11 +8,15 @@ import gc
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from distsched import DistributeSchedule
 from distsched.testing.processes import wait_until
+from distsched.testing.redis_server import redis_server_binary
 
 # A task that records, in the worker's own process, how many objects the collector has frozen.
 PROBE = '''
@@ -51,15 +55,19 @@ def test_run_in_its_own_process_freezes_the_startup_objects(tmp_path: Path) -> N
     assert min(counts) > 5_000, counts
 
 
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
 def test_a_worker_process_freezes_once_its_store_is_open(tmp_path: Path, redis_server: Any,
                                                          distsched_process: Any, monkeypatch: Any) -> None:
     out, env = _probe(tmp_path)
     monkeypatch.setenv("FREEZE_PROBE_OUT", env["FREEZE_PROBE_OUT"])  # the nodes inherit this environment
-    node = distsched_process("worker", "worker", "--storage", redis_server.url, "--import", "freeze_probe")
-    distsched_process("scheduler", "scheduler", "--storage", redis_server.url)
+    url = f"{redis_server.url}?namespace=freeze-{uuid.uuid4().hex[:6]}"  # the server is the session's
+    node = distsched_process("worker", "worker", "--storage", url, "--import", "freeze_probe")
+    distsched_process("scheduler", "scheduler", "--storage", url)
 
     async def submit() -> None:
-        app = DistributeSchedule(redis_server.url)
+        app = DistributeSchedule(url)
         try:
             await app.submit("frozen")
         finally:
