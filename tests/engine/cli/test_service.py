@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import subprocess
 import sys
 import uuid
@@ -30,24 +29,30 @@ def frozen():
 '''
 
 
-def _probe(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+# A jobs file whose one job runs the probe every 0.2 s, in the process that runs the jobs.
+JOBS = '[worker]\nimports = ["freeze_probe"]\n\n[[jobs]]\nname = "probe"\nevery = "0.2s"\ntarget = "frozen"\n'
+
+
+def _probe(tmp_path: Path, monkeypatch: Any) -> Path:
+    """Write the probe module into ``tmp_path`` and point it (``FREEZE_PROBE_OUT``, which the
+    processes started by the test inherit) at the file it appends to; that file."""
     (tmp_path / "freeze_probe.py").write_text(PROBE)
     out = tmp_path / "frozen.txt"
-    env = {**os.environ, "FREEZE_PROBE_OUT": str(out),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    return out, env
+    monkeypatch.setenv("FREEZE_PROBE_OUT", str(out))
+    return out
 
 
 def _counts(out: Path) -> list[int]:
     return [int(line) for line in out.read_text().split()] if out.exists() else []
 
 
-def test_run_in_its_own_process_freezes_the_startup_objects(tmp_path: Path) -> None:
-    out, env = _probe(tmp_path)
+def test_run_in_its_own_process_freezes_the_startup_objects(tmp_path: Path, monkeypatch: Any) -> None:
+    out = _probe(tmp_path, monkeypatch)
     jobs = tmp_path / "jobs.toml"
-    jobs.write_text('[worker]\nimports = ["freeze_probe"]\n\n[[jobs]]\nname = "probe"\nevery = "0.2s"\ntarget = "frozen"\n')
+    jobs.write_text(JOBS)
+    # ``python -m`` puts its working directory (the probe's) first on sys.path
     proc = subprocess.run([sys.executable, "-m", "distsched", "run", str(jobs), "--duration", "1"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     counts = _counts(out)
     assert counts, proc.stderr
@@ -60,8 +65,7 @@ def test_run_in_its_own_process_freezes_the_startup_objects(tmp_path: Path) -> N
 @pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
 def test_a_worker_process_freezes_once_its_store_is_open(tmp_path: Path, redis_server: Any,
                                                          distsched_process: Any, monkeypatch: Any) -> None:
-    out, env = _probe(tmp_path)
-    monkeypatch.setenv("FREEZE_PROBE_OUT", env["FREEZE_PROBE_OUT"])  # the nodes inherit this environment
+    out = _probe(tmp_path, monkeypatch)
     url = f"{redis_server.url}?namespace=freeze-{uuid.uuid4().hex[:6]}"  # the server is the session's
     node = distsched_process("worker", "worker", "--storage", url, "--import", "freeze_probe")
     distsched_process("scheduler", "scheduler", "--storage", url)
@@ -80,11 +84,10 @@ def test_a_worker_process_freezes_once_its_store_is_open(tmp_path: Path, redis_s
 
 def test_a_command_run_inside_another_program_leaves_its_collector_alone(distsched_cli: Any, tmp_path: Path,
                                                                         monkeypatch: Any) -> None:
-    out, env = _probe(tmp_path)
+    out = _probe(tmp_path, monkeypatch)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("FREEZE_PROBE_OUT", env["FREEZE_PROBE_OUT"])
     jobs = tmp_path / "jobs.toml"
-    jobs.write_text('[worker]\nimports = ["freeze_probe"]\n\n[[jobs]]\nname = "probe"\nevery = "0.2s"\ntarget = "frozen"\n')
+    jobs.write_text(JOBS)
     before = gc.get_freeze_count()
     result = distsched_cli("run", str(jobs), "--duration", "0.7")
     assert result.exit_code == 0, result.output
