@@ -1,2 +1,2 @@
 """Built-in distsched plugin: Redis storage and election (``redis://``, ``rediss://``,
-``redis+sentinel://``, ``redis+cluster://``). See ``docs/redis.md``."""
+``redis+unix://``, ``redis+sentinel://``, ``redis+cluster://``). See ``docs/redis.md``."""

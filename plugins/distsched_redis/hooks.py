@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from distsched import hookimpl
 
-SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster")
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 
 
 @hookimpl
@@ -15,6 +15,7 @@ def distsched_register_storage(registry):
         schemes=SCHEMES,
         factory=_open_storage,
         description="Redis storage: redis://[user:pass@]host:port/db?namespace=NAME, rediss:// (TLS), "
+                    "redis+unix:///path/to/redis.sock?db=N (a Unix socket), "
                     "redis+sentinel://host:port[,host:port]/SERVICE/db, "
                     "redis+cluster://host:port[,host:port]/?namespace=NAME (the namespace is one cluster slot)",
     )

@@ -1,4 +1,5 @@
-"""A lean pipelined connection for the hot, non-blocking calls on a plain ``redis://`` server.
+"""A lean pipelined connection for the hot, non-blocking calls on a plain ``redis://`` server
+(TCP) or a ``redis+unix://`` one (its Unix socket).
 
 Every call of a task's path (submit, dispatch, take, report, settle, the leader's reads at the
 end of a pass, the lease) is one ``EVALSHA`` or a short pipeline. Through redis-py's asyncio
@@ -22,7 +23,7 @@ protocol, with what redis-py's client gives those calls and nothing else:
   op id (``storage.run``), so Redis answers it from the first call's reply;
 * **timeouts**: a call unanswered after ``socket_timeout`` closes the connection (one timer
   per connection checks the oldest pending call every quarter of the timeout: no per-call
-  timer); connecting is bounded by ``connect_timeout``; TCP keepalive is on;
+  timer); connecting is bounded by ``connect_timeout``; TCP keepalive is on (over TCP);
 * **the handshake** redis-py does: ``AUTH`` (user and password), ``SELECT`` the database,
   ``CLIENT SETNAME distsched``.
 
@@ -84,7 +85,7 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        if sock is not None and sock.family != socket.AF_UNIX:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             except OSError:  # pragma: no cover - not a TCP socket
@@ -164,10 +165,11 @@ def _raise_errors(reply: Any) -> Any:
 class LeanClient:
     """One lean connection (see the module's docstring), connected on first use."""
 
-    def __init__(self, host: str, port: int, *, db: int = 0, username: str | None = None,
+    def __init__(self, host: str, port: int, *, path: str | None = None, db: int = 0, username: str | None = None,
                  password: str | None = None, socket_timeout: float = 5.0, connect_timeout: float = 3.0,
                  max_reply: int, retry: Any, client_name: str = "distsched") -> None:
-        self.host, self.port, self.db = host, port, db
+        self.host, self.port, self.path, self.db = host, port, path, db
+        self.address = path if path is not None else f"{host}:{port}"  # (for messages)
         self._username, self._password = username, password
         self.socket_timeout, self.connect_timeout = socket_timeout, connect_timeout
         self.max_reply = max_reply
@@ -180,7 +182,7 @@ class LeanClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<LeanClient {self.host}:{self.port}/{self.db}>"
+        return f"<LeanClient {self.address}/{self.db}>"
 
     # -- connection ---------------------------------------------------------------------
     async def _connection(self) -> _Protocol:
@@ -200,13 +202,15 @@ class LeanClient:
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(self.max_reply), self.host, self.port),
-                self.connect_timeout)
+            if self.path is not None:
+                connecting = loop.create_unix_connection(lambda: _Protocol(self.max_reply), self.path)
+            else:
+                connecting = loop.create_connection(lambda: _Protocol(self.max_reply), self.host, self.port)
+            _, conn = await asyncio.wait_for(connecting, self.connect_timeout)
         except asyncio.TimeoutError:
-            raise RedisTimeoutError(f"Timeout connecting to {self.host}:{self.port}") from None
+            raise RedisTimeoutError(f"Timeout connecting to {self.address}") from None
         except OSError as exc:
-            raise RedisConnectionError(f"Error connecting to {self.host}:{self.port}: {exc}") from None
+            raise RedisConnectionError(f"Error connecting to {self.address}: {exc}") from None
         try:
             hello: list[tuple[Any, ...]] = []
             if self._password is not None:
@@ -220,7 +224,7 @@ class LeanClient:
                 _raise_errors(reply)
         except asyncio.TimeoutError:
             conn.fail(RedisTimeoutError("handshake timed out"))
-            raise RedisTimeoutError(f"Timeout in the handshake with {self.host}:{self.port}") from None
+            raise RedisTimeoutError(f"Timeout in the handshake with {self.address}") from None
         except BaseException:
             conn.fail(RedisConnectionError("handshake failed"))
             raise
@@ -243,7 +247,7 @@ class LeanClient:
         if conn is None or conn.closed or self._closed or conn.loop is not loop:
             return
         if conn.pending and time.monotonic() - conn.pending[0][3] > self.socket_timeout:
-            conn.fail(RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}"))
+            conn.fail(RedisTimeoutError(f"Timeout reading from {self.address}"))
             return
         self._arm(loop)
 

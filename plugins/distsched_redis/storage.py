@@ -1,4 +1,4 @@
-"""``redis://`` / ``rediss://`` / ``redis+sentinel://`` / ``redis+cluster://`` storage: every port of distsched on
+"""``redis://`` / ``rediss://`` / ``redis+unix://`` / ``redis+sentinel://`` / ``redis+cluster://`` storage: every port of distsched on
 ``redis.asyncio``, with exactly the semantics of the memory backend.
 
 All multi-key changes are Lua scripts (``lua/``) called by SHA; every leader write checks the
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import ConnectionPool, SSLConnection
+from redis.asyncio.connection import ConnectionPool, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import (
@@ -507,12 +507,12 @@ def _retry() -> _Retry:
 
 
 def _lean_client(settings: RedisSettings, retry: Any = None) -> LeanClient | None:
-    """A lean connection for the hot calls: on a plain ``redis://`` server unless
-    ``lean=false`` (TLS, sentinel and cluster URLs keep redis-py's client for every call)."""
-    if settings.scheme != "redis" or not settings.lean:
+    """A lean connection for the hot calls: on a plain ``redis://`` or ``redis+unix://`` server
+    unless ``lean=false`` (TLS, sentinel and cluster URLs keep redis-py's client for every call)."""
+    if settings.scheme not in ("redis", "redis+unix") or not settings.lean:
         return None
-    host, port = settings.hosts[0]
-    return LeanClient(host, port, db=settings.db, username=settings.username, password=settings.password,
+    host, port = settings.hosts[0] if settings.hosts else ("", 0)
+    return LeanClient(host, port, path=settings.path, db=settings.db, username=settings.username, password=settings.password,
                       socket_timeout=settings.socket_timeout, connect_timeout=settings.connect_timeout,
                       max_reply=settings.max_reply, retry=retry or _retry())
 
@@ -559,8 +559,12 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
         client = sentinel.master_for(service, retry=retry, max_connections=settings.max_connections or 2**31)
         waiter = sentinel.master_for(service, retry=Retry(NoBackoff(), 0))
         return client, waiter, sentinel
-    host, port = settings.hosts[0]
-    kwargs = dict(common, host=host, port=port)
+    if settings.path is not None:  # redis+unix://
+        common.pop("socket_keepalive")  # (a TCP option)
+        kwargs = dict(common, connection_class=UnixDomainSocketConnection, path=settings.path)
+    else:
+        host, port = settings.hosts[0]
+        kwargs = dict(common, host=host, port=port)
     if settings.scheme == "rediss":
         kwargs["connection_class"] = SSLConnection
         ssl = dict(settings.ssl)

@@ -1,6 +1,9 @@
 """Storage URLs and options of the Redis backend, validated with errors that name the problem.
 
 ``redis://[user:password@]host[:port][/db][?option=value&...]``
+``redis+unix://[[user]:password@]/PATH/TO/redis.sock[?db=N&option=value&...]``
+                  a server on the same machine through its Unix socket (Redis's ``unixsocket``):
+                  the absolute path after three slashes, the database as ``db=N``
 ``rediss://...``  the same over TLS (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
                   ``ssl_cert_reqs``, ``ssl_check_hostname``)
 ``redis+sentinel://[user:password@]host[:port][,host2[:port2]...]/SERVICE[/db][?...]``
@@ -18,7 +21,7 @@ are kept, default ``7d``), ``results_max`` (cap of the result list, default 1000
 ``strict`` (refuse an evicting ``maxmemory-policy``), ``socket_timeout`` (default 5 s),
 ``connect_timeout`` (default 3 s), ``health_check_interval`` (default 15 s),
 ``max_connections``, ``max_reply`` (largest reply accepted, in bytes, default 256 MiB: see
-:mod:`.parser`), ``lean`` (default true: on ``redis://`` the hot calls go through one lean
+:mod:`.parser`), ``lean`` (default true: on ``redis://`` and ``redis+unix://`` the hot calls go through one lean
 pipelined connection, :mod:`.lean`; ``lean=false`` sends every call through redis-py's client).
 """
 
@@ -42,7 +45,7 @@ from distsched.urls import (
 
 from .parser import DEFAULT_MAX_REPLY
 
-SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster")
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 DEFAULT_NAMESPACE = "distsched"
 DEFAULT_RETENTION = 7 * 86400.0
 DEFAULT_RESULTS_MAX = 100_000
@@ -51,7 +54,7 @@ SSL_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "
 SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 OPTIONS = (
     "namespace", "retention", "results_max", "strict", "socket_timeout", "connect_timeout",
-    "health_check_interval", "max_connections", "max_reply", "lean", *SSL_OPTIONS, *SENTINEL_OPTIONS,
+    "health_check_interval", "max_connections", "max_reply", "lean", "db", *SSL_OPTIONS, *SENTINEL_OPTIONS,
 )
 @attrs.frozen(kw_only=True)
 class RedisSettings:
@@ -60,6 +63,8 @@ class RedisSettings:
     url: str
     scheme: str
     hosts: tuple[tuple[str, int], ...]
+    path: str | None = None
+    """The Unix socket of a ``redis+unix://`` URL (``hosts`` is then empty)."""
     db: int = 0
     username: str | None = attrs.field(default=None, repr=False)
     password: str | None = attrs.field(default=None, repr=False)
@@ -90,7 +95,7 @@ class RedisSettings:
 
     def target(self) -> tuple[Any, ...]:
         """What identifies the data set (for checking that election and storage match)."""
-        return (self.scheme, self.hosts, self.db, self.service, self.namespace)
+        return (self.scheme, self.hosts, self.path, self.db, self.service, self.namespace)
 
 
 def _host_port(url: str, text: str, default_port: int) -> tuple[str, int]:
@@ -156,8 +161,17 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
             password = None
     path = parts.path.strip("/")
     segments = path.split("/") if path else []
-    service = None
-    if scheme == "redis+sentinel":
+    service = socket_path = None
+    if scheme == "redis+unix":
+        if netloc:
+            raise url_error(url, f"redis+unix:// takes no host ({netloc!r}): write the socket's absolute path "
+                             "after three slashes, e.g. redis+unix:///run/redis/redis.sock")
+        if not path:
+            raise url_error(url, "the socket path is missing (redis+unix:///run/redis/redis.sock[?db=N])")
+        socket_path = unquote(parts.path)
+        hosts: tuple[tuple[str, int], ...] = ()
+        db = 0
+    elif scheme == "redis+sentinel":
         hosts = tuple(_host_port(url, h.strip(), 26379) for h in netloc.split(","))
         if not segments or not segments[0]:
             raise url_error(url, "the sentinel service name is missing "
@@ -201,6 +215,11 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         if given:
             raise url_error(url, f"option(s) {', '.join(given)} need a redis+sentinel:// URL")
 
+    if "db" in values:
+        if scheme != "redis+unix":
+            raise url_error(url, "option db is for redis+unix:// URLs; here the database is the path: "
+                             "redis://HOST:PORT/DB")
+        db = option_int(url, "db", values["db"], 0, 1_000_000)
     kw: dict[str, Any] = {}
     if "namespace" in values:
         ns = values["namespace"]
@@ -242,6 +261,6 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         if ("ssl_certfile" in ssl) != ("ssl_keyfile" in ssl):
             raise url_error(url, "ssl_certfile and ssl_keyfile go together (a client certificate and its key)")
     return RedisSettings(
-        url=url, scheme=scheme, hosts=hosts, db=db, username=username, password=password,
+        url=url, scheme=scheme, hosts=hosts, path=socket_path, db=db, username=username, password=password,
         service=service, ssl=ssl, **kw,
     )

@@ -42,6 +42,7 @@ from .processes import ChildProcess, StoreServer
 
 SHARED_PORT = 6379
 LOOPBACK = "127.0.0.1"
+SOCKET_NAME = "redis.sock"
 
 #: Directives this helper and its callers set that older servers refuse at start ("Bad
 #: directive"), with the version that brought each. Each only tunes the test setup (an
@@ -251,7 +252,8 @@ class RedisServer:
                      "--tls-ca-cert-file", str(self.certs.ca),
                      "--tls-auth-clients", self.tls_auth_clients]
         else:
-            args += ["--port", str(self.port)]
+            # and its Unix socket (redis+unix://, url_for(unix=True)), only its owner may connect
+            args += ["--port", str(self.port), "--unixsocket", str(self.dir / SOCKET_NAME), "--unixsocketperm", "700"]
         if not self.default_user:
             args += ["--user", "default", "off"]
         for name, password in self.users.items():
@@ -347,9 +349,17 @@ class RedisServer:
         """The storage URL of database 0 (``rediss://`` with the CA when TLS is on)."""
         return self.url_for()
 
+    @property
+    def socket_path(self) -> str:
+        """The server's Unix socket (plain TCP servers; they listen on both)."""
+        if self.dir is None or self.tls:
+            raise RuntimeError("the server is not started" if self.dir is None else "a TLS server has no Unix socket")
+        return str(self.dir / SOCKET_NAME)
+
     def url_for(self, user: str | None = None, password: str | None = None, *, db: int = 0,
-                client_cert: bool = False, **query: Any) -> str:
-        """A URL with credentials and query options, e.g. ``url_for("app", "pw", namespace="x")``."""
+                client_cert: bool = False, unix: bool = False, **query: Any) -> str:
+        """A URL with credentials and query options, e.g. ``url_for("app", "pw", namespace="x")``;
+        ``unix=True``: ``redis+unix://`` through the server's Unix socket."""
         if self.port is None:
             raise RuntimeError("the server is not started")
         creds = ""
@@ -365,6 +375,10 @@ class RedisServer:
             if client_cert:
                 params.setdefault("ssl_certfile", str(self.certs.client_cert))
                 params.setdefault("ssl_keyfile", str(self.certs.client_key))
+        if unix:
+            params = {"db": db, **params} if db else params
+            tail = f"?{urlencode(params)}" if params else ""
+            return f"redis+unix://{creds}{quote(self.socket_path)}{tail}"
         scheme = "rediss" if self.tls else "redis"
         host = "localhost" if self.tls else self.host
         tail = f"?{urlencode(params)}" if params else ""

@@ -16,6 +16,7 @@ from redis.exceptions import (
     NoScriptError,
     ResponseError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from distsched_redis.lean import BlockingClients, LeanClient
@@ -185,6 +186,26 @@ async def test_the_store_uses_it_on_redis_urls_only_unless_lean_false(open_stora
     assert on.lean is not None and off.lean is None
     for store in (on, off):
         assert await store.tasks.counts() == {}
+
+
+async def test_a_unix_socket_url_takes_the_lean_connection_through_the_socket(open_storage, private_server) -> None:
+    store = await open_storage(private_server.url_for(unix=True, db=2, namespace="unix"))
+    assert store.lean is not None and store.lean.path == private_server.socket_path
+    assert await store.tasks.counts() == {}
+    info = await store.lean.execute("CLIENT", "INFO")
+    assert "db=2" in info and "laddr=" + private_server.socket_path in info  # not a TCP connection
+    redis_py = await store.client.execute_command("CLIENT", "INFO")  # and redis-py's client too
+    assert "db=2" in redis_py and "laddr=" + private_server.socket_path in redis_py
+
+
+async def test_a_missing_socket_fails_with_an_error_naming_it(tmp_path) -> None:
+    path = str(tmp_path / "nothing.sock")
+    client = LeanClient("", 0, path=path, max_reply=1 << 20, retry=Retry(NoBackoff(), 0))
+    try:
+        with pytest.raises(RedisConnectionError, match=f"Error connecting to {path}"):
+            await client.execute("PING")
+    finally:
+        await client.aclose()
 
 
 async def test_blocking_calls_each_take_a_connection_of_their_own(private_server) -> None:

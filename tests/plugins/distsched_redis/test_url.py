@@ -51,6 +51,33 @@ def test_cluster_url() -> None:
     assert parse("redis+cluster://c1:7000/0").db == 0
 
 
+def test_unix_socket_url() -> None:
+    s = parse("redis+unix://app:p%40ss@/run/redis/my%20redis.sock?db=2&namespace=prod&retention=1h")
+    assert s.scheme == "redis+unix" and s.path == "/run/redis/my redis.sock" and s.hosts == ()
+    assert (s.db, s.namespace, s.retention, s.lean) == (2, "prod", 3600.0, True)
+    assert (s.username, s.password) == ("app", "p@ss") and "p@ss" not in repr(s)
+    assert s.redacted == "redis+unix://app:***@/run/redis/my%20redis.sock?db=2&namespace=prod&retention=1h"
+    assert parse("redis+unix:///tmp/r.sock").db == 0
+    # two sockets are two data sets (the election checks that it shares the storage's)
+    assert parse("redis+unix:///a.sock").target() != parse("redis+unix:///b.sock").target()
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("redis+unix://", "socket path is missing"),
+    ("redis+unix:///", "socket path is missing"),
+    ("redis+unix://run/redis.sock", "takes no host ('run')"),
+    ("redis+unix://localhost:6379/0", "takes no host"),
+    ("redis+unix:///r.sock?db=two", "option db must be an integer"),
+    ("redis+unix:///r.sock?db=-1", "option db must be between"),
+    ("redis+unix:///r.sock?ssl_ca_certs=/x", "need a rediss:// URL"),
+    ("redis://h/0?db=1", "option db is for redis+unix:// URLs"),
+])
+def test_bad_unix_socket_urls_name_the_problem(url: str, fragment: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse(url)
+    assert info.value.field == "storage" and fragment in info.value.reason, info.value.reason
+
+
 @pytest.mark.parametrize(("url", "fragment"), [
     ("redis+cluster://", "host is missing"),
     ("redis+cluster://c1/3", "a Redis Cluster has one database"),

@@ -1,0 +1,23 @@
+"""The Redis backend through a Unix socket (``redis+unix://``) runs the shared storage and
+election contract suites, as over TCP (test_redis.py), each test on its own namespace of the
+session's ``redis_server``, which listens on its socket too."""
+
+import uuid
+
+import pytest
+
+from distsched.testing.contracts import ElectionContract, StorageContract
+
+pytestmark = pytest.mark.redis
+
+
+class TestRedisUnixStorageContract(StorageContract):
+    @pytest.fixture
+    def storage_url(self, redis_server):
+        return redis_server.url_for(unix=True, namespace=f"contract-{uuid.uuid4().hex[:12]}")
+
+
+class TestRedisUnixElectionContract(ElectionContract):
+    @pytest.fixture
+    def election_url(self, redis_server):
+        return redis_server.url_for(unix=True, namespace=f"election-{uuid.uuid4().hex[:12]}")
