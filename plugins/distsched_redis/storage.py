@@ -548,7 +548,7 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
             "socket_connect_timeout": settings.connect_timeout,
             "decode_responses": True,
             # (redis-py's Sentinel builds Redis(**these), which takes no parser_class: the
-            # sentinels' own small replies are not capped; the master's are, through common)
+            # cap goes into each sentinel's pool below)
         }
         if settings.sentinel_password is not None:
             sentinel_kwargs["password"] = settings.sentinel_password
@@ -556,6 +556,10 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
             sentinel_kwargs["username"] = settings.sentinel_username
         service = settings.service or ""  # the URL parser requires it for redis+sentinel://
         sentinel = Sentinel(list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common)
+        for each in sentinel.sentinels:
+            # The sentinels' replies are capped like the master's: a hostile or broken
+            # sentinel's "$2000000000" is refused instead of buffered.
+            each.connection_pool.connection_kwargs["parser_class"] = common["parser_class"]
         client = sentinel.master_for(service, retry=retry, max_connections=settings.max_connections or 2**31)
         waiter = sentinel.master_for(service, retry=Retry(NoBackoff(), 0))
         return client, waiter, sentinel

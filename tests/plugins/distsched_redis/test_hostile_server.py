@@ -147,6 +147,20 @@ def test_a_flooded_huge_bulk_is_refused_at_the_reply_cap():
     assert peak_kib < 400 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
 
 
+def test_a_hostile_sentinel_is_refused_at_the_reply_cap():
+    """The sentinels' replies are capped too: a "sentinel" answering ``SENTINEL MASTERS`` with
+    ``$2000000000`` and a flood. Before the cap reached them: 1.8 GB of RSS within the 5 s
+    socket timeout and a ``MasterNotFoundError`` a page long (measured)."""
+    with HostileServer(b"$2000000000\r\n", trickle=0.0, chunk=b"x" * (1 << 20)) as server:
+        url = f"redis+sentinel://127.0.0.1:{server.port}/mymaster/0?connect_timeout=1&socket_timeout=5"
+        result, took, peak_kib = _run_measured([*DISTSCHED, "status", "--storage", url], deadline=60)
+    assert b"SENTINEL" in server.commands
+    line = _one_clear_line(result, server)
+    assert "max_reply" in line and "268435456 bytes" in line, line
+    assert took < 5 + 10, f"took {took:.1f} s"
+    assert peak_kib < 400 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
 def test_a_lower_max_reply_refuses_sooner_and_smaller():
     with HostileServer(b"$2000000000\r\n", trickle=0.0, chunk=b"x" * (1 << 20)) as server:
         result, _took, peak_kib = _status(server, "&socket_timeout=5&max_reply=8388608")
