@@ -100,21 +100,37 @@ def median_run(runs: list[dict[str, Any]], key: str = "tasks_per_s") -> dict[str
 #: A task's own Redis write (issue 13 measures tasks that each do one): the Redis port the
 #: benchmark gives its processes, the counter every write increments, and the code a tasks
 #: module starts with - ``await write_once()`` writes when the port is given, else nothing.
-TASK_WRITE_ENV = "BENCH_TASK_REDIS_PORT"
+#: the Redis a benchmark task writes to: a port on loopback, or a Unix socket's path (/...)
+TASK_WRITE_ENV = "BENCH_TASK_REDIS"
 TASK_WRITES_KEY = "bench:task-writes"
 TASK_WRITE_CODE = f'''
 import os as _os
-_port = _os.environ.get("{TASK_WRITE_ENV}")
+_where = _os.environ.get("{TASK_WRITE_ENV}")
 _conn = None
 
 async def write_once():
     global _conn
-    if _port:  # one Redis write of its own, on its own connection
+    if _where:  # one Redis write of its own, on its own connection
         if _conn is None:
             import redis.asyncio
-            _conn = redis.asyncio.Redis(port=int(_port))
+            _conn = redis.asyncio.Redis(**({{"unix_socket_path": _where}} if _where.startswith("/")
+                                           else {{"port": int(_where)}}))
         await _conn.incr("{TASK_WRITES_KEY}")
 '''
+
+
+TRANSPORTS = ("tcp", "unix")
+
+
+def redis_address(server: RedisServer, transport: str) -> str:
+    """Where a benchmark's own Redis clients connect (``--transport``): the server's loopback
+    port, or the path of its Unix socket."""
+    return server.socket_path if transport == "unix" else str(server.port)
+
+
+def redis_kwargs(address: str) -> dict[str, Any]:
+    """redis-py's connection arguments for a :func:`redis_address`."""
+    return {"unix_socket_path": address} if address.startswith("/") else {"port": int(address)}
 
 
 def task_writes(port: int) -> int:

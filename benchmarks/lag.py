@@ -127,10 +127,13 @@ asyncio.run(main())
 '''
 
 
-# The machine's own stalls: a sleeper that asks for 2 ms and notes each wake-up over 5 ms
+#: A stall: the sleeper below woke more than this many milliseconds after it asked to.
+STALL_MS = 5.0
+# The machine's own stalls: a sleeper that asks for 2 ms and notes each wake-up over STALL_MS
 # later than that (its start and end, UNIX time), until killed. First line: its priority.
 STALL_PROBE = '''
 import os, sys, time
+stall = float(sys.argv[2]) / 1000
 try:
     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))  # ahead of every process here
     print("real-time", flush=True)
@@ -141,7 +144,7 @@ last = time.time()
 while True:
     time.sleep(0.002)
     now = time.time()
-    if now - last > 0.007:
+    if now - last > 0.002 + stall:
         out.write(f"{last} {now}\\n")
     last = now
 '''
@@ -149,7 +152,8 @@ while True:
 @contextmanager
 def stall_witness(path: Path) -> Iterator[str]:
     """Run STALL_PROBE, writing to ``path``, for the block; yields its priority."""
-    probe = subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(path)], stdout=subprocess.PIPE, text=True)
+    probe = subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(path), str(STALL_MS)], stdout=subprocess.PIPE,
+                             text=True)
     try:
         assert probe.stdout is not None
         yield probe.stdout.readline().strip()
@@ -210,7 +214,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
         if storage == "redis":  # each load task writes once, as throughput.py's do
-            env[TASK_WRITE_ENV] = str(dep.store.port)
+            env[TASK_WRITE_ENV] = str(dep.store.port)  # (a port: lag.py runs on loopback TCP)
         for i in (1, 2):
             metrics: list[str] = []
             if args.metrics:
@@ -269,7 +273,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
                 started[event["task_id"]].append((event["at"], event["attempt"]))
 
     def machine(figures: dict) -> str:
-        return (f"\n  the machine's stalls in this window ({probe_priority}-priority sleeper woke over 5 ms late): "
+        return (f"\n  the machine's stalls in this window ({probe_priority}-priority sleeper woke over {STALL_MS:g} ms late): "
                 f"{figures['stalls']}, longest {figures['stall_max_ms']} ms; slots started over {LATE_MS:g} ms late: "
                 f"{figures['late_slots']}, {figures['late_slots_in_stalls']} of them during a stall")
 

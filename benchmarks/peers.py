@@ -1,6 +1,7 @@
 """Peers: huey, taskiq and dramatiq beside distsched's single mode, on this machine, in the same minutes.
 
-    python benchmarks/peers.py [-n 20000] [--runs 3] [--peers huey,taskiq,dramatiq] [--venv DIR] [--json]
+    python benchmarks/peers.py [-n 20000] [--runs 3] [--peers huey,taskiq,dramatiq] [--venv DIR]
+        [--transport tcp|unix] [--json]
 
 Issue 13 sets its single-mode targets as multiples of the fastest peer "measured here", and
 this VM's speed moves from one session (and minute) to the next: a figure means something only
@@ -25,7 +26,9 @@ task about 24 (docs/performance.md); distsched's task does the same write (``thr
 ``--task-write on``). Printed: the median run of each, with the CPU microseconds per task of
 all its processes in the end-to-end run (a peer: the producer, the consumer and every process
 under it, redis-server; distsched: the submitter, the scheduler, both workers, redis-server),
-and distsched's ratio to the fastest peer, enqueue only and end to end.
+and distsched's ratio to the fastest peer, enqueue only and end to end. ``--transport unix``:
+every system, its producer, consumers and tasks reach redis-server through its Unix socket
+(distsched ``redis+unix://``, the peers redis-py's ``unix://``) instead of loopback TCP.
 
 The peers are installed, pinned (``PINS``), into a virtual environment of their own
 (``--venv``, default ``~/.cache/distsched-bench/peers-<hash of the pins>``, made on first use
@@ -224,13 +227,14 @@ def peers_python(where: Path | None) -> Path:
     return python
 
 
-def peer_run(python: Path, peer: str, n: int) -> dict[str, Any]:
+def peer_run(python: Path, peer: str, n: int, transport: str = "tcp") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="distsched-peers-") as tmp, RedisServer() as server:
         Path(tmp, "huey_app.py").write_text(HUEY_APP)
         Path(tmp, "taskiq_app.py").write_text(TASKIQ_APP)
         Path(tmp, "dramatiq_app.py").write_text(DRAMATIQ_APP)
         Path(tmp, "driver.py").write_text(DRIVER)
-        env = {**os.environ, "PEER_REDIS_URL": server.url, "PYTHONPATH": tmp}
+        url = f"unix://{server.socket_path}" if transport == "unix" else server.url  # (redis-py's URL forms)
+        env = {**os.environ, "PEER_REDIS_URL": url, "PYTHONPATH": tmp}
         proc = subprocess.run([str(python), "driver.py", peer, str(n)], cwd=tmp, env=env, capture_output=True,
                               text=True, timeout=300)
         if proc.returncode != 0:
@@ -254,7 +258,11 @@ def main() -> None:
     p.add_argument("--peers", default=",".join(PEERS), help=f"which peers, comma-separated (default {','.join(PEERS)})")
     p.add_argument("--venv", type=Path, default=None,
                    help="the peers' virtual environment (default ~/.cache/distsched-bench/peers-<hash of the pins>)")
+    import throughput  # the same single mode as throughput.py
+
+    throughput.add_transport(p)
     args = p.parse_args()
+    throughput.TRANSPORT = args.transport
     peers = [name.strip() for name in args.peers.split(",") if name.strip()]
     unknown = [name for name in peers if name not in PEERS]
     if unknown or not peers:
@@ -262,20 +270,18 @@ def main() -> None:
     if args.storage != "redis":
         p.error("--storage: the peers run on Redis only")
     python = peers_python(args.venv)
-    from throughput import one_run  # the same single mode as throughput.py
-
     runs: dict[str, list[dict[str, Any]]] = {"distsched": [], **{name: [] for name in peers}}
     for _ in range(args.runs):
-        own_run = one_run(args.n, "single")
+        own_run = throughput.one_run(args.n, "single")
         own_run["cpu_us_per_task_all"] = sum(own_run["cpu_us_per_task"].values())
         runs["distsched"].append(own_run)
         for name in peers:
-            runs[name].append(peer_run(python, name, args.n))
+            runs[name].append(peer_run(python, name, args.n, args.transport))
     own = runs["distsched"]
     if any(r["lost"] or r["duplicated"] for r in own):
         report({"distsched": own}, f"distsched lost or duplicated tasks: {own}", args.json)
         sys.exit(1)
-    figures: dict[str, Any] = {"n": args.n, "pins": list(PINS)}
+    figures: dict[str, Any] = {"n": args.n, "pins": list(PINS), "transport": args.transport}
     for name, got in runs.items():
         m = summary(got)
         figures[name] = {k: m[k] for k in ("tasks_per_s", "runs", "enqueue_median", "enqueue_runs",

@@ -1,7 +1,7 @@
 """Throughput: N local tasks (each one Redis write of its own), 1 scheduler + 2 worker processes, submitted one at a time or in bulk.
 
     python benchmarks/throughput.py [-n 20000] [--mode single|bulk|both|lone] [--runs 1] [--metrics] [--pace R]
-        [--concurrency C] [--task-write on|off]
+        [--concurrency C] [--task-write on|off] [--transport tcp|unix]
         [--storage redis|postgres|both] [--json]
 
 Starts its own redis-server (or, with --storage postgres, a throwaway PostgreSQL database:
@@ -29,7 +29,9 @@ task per process (and the kernel's part of it), voluntary context switches per t
 process, lost (tasks not succeeded) and duplicated (extra executions: each worker
 records what it ran and writes it out at exit), and the ratio of the end-to-end rate to
 both raw ceilings. ``--metrics``: the scheduler and the workers also serve Prometheus
-metrics (the cost of metrics shows in the CPU per task). ``--json`` adds the commands and
+metrics (the cost of metrics shows in the CPU per task). ``--transport unix``: every process
+of the run reaches redis-server through its Unix socket (``redis+unix://``) instead of loopback
+TCP. ``--json`` adds the commands and
 the server's microseconds per task of each command (``INFO commandstats``).
 """
 
@@ -48,12 +50,15 @@ from typing import Any
 from _common import (
     TASK_WRITE_CODE,
     TASK_WRITE_ENV,
+    TRANSPORTS,
     deployment,
     median_run,
     parser,
     proc_cpu_split,
     proc_peak_rss_mb,
     proc_switches,
+    redis_address,
+    redis_kwargs,
     run_storages,
     task_writes,
 )
@@ -81,7 +86,8 @@ atexit.register(_dump)
 
 CONSUMER = '''
 import json, sys, redis
-r = redis.Redis(port=int(sys.argv[1]))
+a = sys.argv[1]
+r = redis.Redis(**({"unix_socket_path": a} if a.startswith("/") else {"port": int(a)}))
 got = 0
 print("ready", flush=True)
 while True:
@@ -109,6 +115,8 @@ TASK_WRITE = True
 #: Each worker's concurrency (--concurrency).
 CONCURRENCY = 64
 RAW_BATCH = 100
+#: how every process of a run reaches Redis (--transport): loopback TCP or its Unix socket
+TRANSPORT = "tcp"
 
 
 def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> float:
@@ -116,12 +124,12 @@ def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> fl
     in one round trip each; else one LPUSH round trip per message), two BLMPOP-100 consumers."""
     import redis
 
-    consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, str(dep.store.port)], stdout=subprocess.PIPE, text=True)
+    address = redis_address(dep.store, TRANSPORT)
+    consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, address], stdout=subprocess.PIPE, text=True)
                  for _ in range(2)]
     for c in consumers:
         assert c.stdout is not None and c.stdout.readline().strip() == "ready"
-    assert dep.store.port is not None
-    client = redis.Redis(port=dep.store.port)
+    client = redis.Redis(**redis_kwargs(address))
     start = time.perf_counter()
     if pipelined:
         for first in range(0, n, RAW_BATCH):
@@ -138,6 +146,17 @@ def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> fl
     client.close()
     assert got == n, f"raw baseline lost messages: {got} of {n}"
     return n / elapsed
+
+
+def client_transports(server: RedisServer) -> dict[str, int]:
+    """The connections named ``distsched`` that ``server`` has (``CLIENT LIST``), by whether
+    they came through its Unix socket or over TCP."""
+    import redis
+
+    with redis.Redis(port=server.port) as client:
+        names = [c for c in client.client_list() if c.get("name") == "distsched"]
+    unix = sum(1 for c in names if "U" in c.get("flags", ""))  # (U: connected through the Unix socket)
+    return {"unix": unix, "tcp": len(names) - unix}
 
 
 def command_calls(port: int, field: str = "calls") -> Counter[str]:
@@ -255,11 +274,13 @@ def _with_option(url: str, option: str) -> str:
 def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", lean: bool = True) -> dict:
     redis = storage == "redis"
     with deployment(storage=storage) as dep:
+        unix = redis and TRANSPORT == "unix"
+
         def store_url(url: str) -> str:
             # --lean off: every process's Redis calls go through redis-py's client (storage option lean=false)
             return url if lean or not redis else _with_option(url, "lean=false")
 
-        url = store_url(dep.url)
+        url = store_url(dep.store.url_for(unix=True, namespace="bench") if unix else dep.url)
         raw_pipelined = raw_baseline(dep, n, pipelined=True) if redis else None
         raw_sequential = raw_baseline(dep, n, pipelined=False) if redis else None
         port = dep.store.port if redis else None
@@ -268,12 +289,13 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
             return command_calls(port, field) if port is not None else Counter()
 
         before = calls()
-        enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url(dep.store.url_for(namespace="enqueue")), mode, n))
+        enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url(dep.store.url_for(unix=unix, namespace="enqueue")),
+                                                     mode, n))
         enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
         if TASK_WRITE and port is not None:
-            env[TASK_WRITE_ENV] = str(port)
+            env[TASK_WRITE_ENV] = redis_address(dep.store, TRANSPORT)
         dep.spawn("scheduler", "scheduler", "--storage", url, *_metrics(metrics), env=env)
         workers = [dep.spawn(f"worker{i}", "worker", "--storage", url, "--import", "bench_tasks",
                              "--concurrency", str(CONCURRENCY), "--capacity", "1024", *_metrics(metrics), env=env)
@@ -283,6 +305,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
             return len(await storage.workers.list_workers()) == 2
 
         dep.wait_for(lambda: dep.call(registered), 30, "two workers to register", interval=0.1)
+        transports = client_transports(dep.store) if redis else None
         pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid}
         if redis:  # PostgreSQL's server processes are not counted
             pids["redis"] = dep.store.pid
@@ -313,7 +336,8 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
     rate = n / elapsed
     total_cmds = sum(cmds.values())
     return {
-        "storage": storage, "lean": lean if redis else None, "mode": mode, "n": n,
+        "storage": storage, "lean": lean if redis else None, "transport": TRANSPORT if redis else None,
+        "mode": mode, "n": n,
         "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
         "enqueue_per_s": round(enq_rate, 1), "enqueue_cpu_us_per_submit": round(enq_cpu / n * 1e6, 1),
         "enqueue_commands_per_submit": round(sum(enq_cmds.values()) / n, 2) if redis else None,
@@ -325,7 +349,9 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         "commands_per_task_by_command": {k: round(v / n, 2) for k, v in cmds.most_common() if v / n >= 0.05},
         "redis_us_per_task_by_command": {k: round(v / n, 1) for k, v in usec.most_common() if v / n >= 0.5},
         "lost": n - succeeded, "duplicated": sum(c - 1 for c in ran.values() if c > 1),
-        "executed": len(ran), "task_writes": writes, "worker_peak_rss_mb": [round(r, 1) for r in rss],
+        "executed": len(ran), "task_writes": writes,
+        # the scheduler's and workers' connections (client name distsched), by how they reach Redis
+        "distsched_connections": transports, "worker_peak_rss_mb": [round(r, 1) for r in rss],
         "cpu_seconds": cpu, "cpu_us_per_task": {k: round(v / n * 1e6) for k, v in cpu.items()},
         # of which the kernel's (system time): socket writes and reads, waits, wake-ups
         "kernel_us_per_task": {k: round(v / n * 1e6) for k, v in kernel.items()},
@@ -375,6 +401,13 @@ def measure(args: Any, storage: str) -> tuple[dict, str, bool]:
     return out, line, failed
 
 
+def add_transport(p: Any) -> None:
+    p.add_argument("--transport", choices=TRANSPORTS, default="tcp",
+                   help="Redis: how every process (distsched's, the raw ceilings', the tasks' own writes; "
+                        "peers.py: the peers' too) reaches redis-server: loopback TCP, or its Unix socket "
+                        "(redis+unix://) (default tcp)")
+
+
 def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=20_000, help="tasks (default 20000)")
@@ -398,8 +431,10 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=64,
                    help="each worker's concurrency (default 64); a small one keeps the workers' slots full "
                         "with a backlog queued, as with slow tasks")
+    add_transport(p)
     args = p.parse_args()
-    global PACE, CONCURRENCY, TASK_WRITE
+    global PACE, CONCURRENCY, TASK_WRITE, TRANSPORT
+    TRANSPORT = args.transport
     PACE = max(0.0, args.pace)
     TASK_WRITE = args.task_write == "on"
     CONCURRENCY = max(1, args.concurrency)

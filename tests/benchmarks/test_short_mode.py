@@ -40,6 +40,17 @@ def test_throughput_short():
         assert f["commands_per_task_by_command"].get("incr", 0) == 0, mode  # the tasks' own writes left out
 
 
+def test_throughput_short_over_the_unix_socket():
+    """``--transport unix``: every distsched process reaches Redis through its socket
+    (``redis+unix://``), and so do the raw ceilings and the tasks' own writes."""
+    figures = run("throughput.py", "-n", "1000", "--mode", "single", "--transport", "unix")
+    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["executed"] == 1000
+    assert figures["transport"] == "unix" and figures["task_writes"] >= 1000
+    assert figures["raw_pipelined_per_s"] > 0 and figures["raw_sequential_per_s"] > 0
+    conns = figures["distsched_connections"]  # the scheduler's and the workers'
+    assert conns["unix"] >= 3 and conns["tcp"] == 0, conns
+
+
 def test_lag_short():
     figures = run("lag.py", "--jobs", "5", "--duration", "3")
     assert figures["missed"] == 0 and figures["duplicated"] == 0 and figures["slots"] == 15
@@ -104,6 +115,7 @@ def test_peers_short():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["transport"] == "tcp"
     for system in ("distsched", "huey", "taskiq", "dramatiq"):
         assert figures[system]["tasks_per_s"] > 0 and figures[system]["enqueue_median"] > 0, system
         assert figures[system]["cpu_us_per_task_all"] > 0 and figures[system]["cpu_us_per_task"]["redis"] > 0, system
