@@ -97,10 +97,10 @@ def median_run(runs: list[dict[str, Any]], key: str = "tasks_per_s") -> dict[str
     return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
 
 
-#: A task's own Redis write (issue 13 measures tasks that each do one): the Redis port the
-#: benchmark gives its processes, the counter every write increments, and the code a tasks
-#: module starts with - ``await write_once()`` writes when the port is given, else nothing.
-#: the Redis a benchmark task writes to: a port on loopback, or a Unix socket's path (/...)
+#: A task's own Redis write (issue 13 measures tasks that each do one): where the benchmark's
+#: processes reach Redis (a loopback port, or a Unix socket's path), the counter every write
+#: increments, and the code a tasks module starts with - ``await write_once()`` writes when
+#: that is given, else nothing.
 TASK_WRITE_ENV = "BENCH_TASK_REDIS"
 TASK_WRITES_KEY = "bench:task-writes"
 TASK_WRITE_CODE = f'''

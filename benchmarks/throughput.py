@@ -153,6 +153,7 @@ def client_transports(server: RedisServer) -> dict[str, int]:
     they came through its Unix socket or over TCP."""
     import redis
 
+    assert server.port is not None, "the server is not started"
     with redis.Redis(port=server.port) as client:
         names = [c for c in client.client_list() if c.get("name") == "distsched"]
     unix = sum(1 for c in names if "U" in c.get("flags", ""))  # (U: connected through the Unix socket)

@@ -43,6 +43,9 @@ from .processes import ChildProcess, StoreServer
 SHARED_PORT = 6379
 LOOPBACK = "127.0.0.1"
 SOCKET_NAME = "redis.sock"
+#: A Unix socket's path must fit ``sockaddr_un`` (108 bytes with its NUL on Linux): a server
+#: whose temp dir is deeper listens on TCP only.
+SOCKET_PATH_MAX = 100
 
 #: Directives this helper and its callers set that older servers refuse at start ("Bad
 #: directive"), with the version that brought each. Each only tunes the test setup (an
@@ -252,8 +255,9 @@ class RedisServer:
                      "--tls-ca-cert-file", str(self.certs.ca),
                      "--tls-auth-clients", self.tls_auth_clients]
         else:
-            # and its Unix socket (redis+unix://, url_for(unix=True)), only its owner may connect
-            args += ["--port", str(self.port), "--unixsocket", str(self.dir / SOCKET_NAME), "--unixsocketperm", "700"]
+            args += ["--port", str(self.port)]
+            if self._socket_fits():  # and its Unix socket (redis+unix://, url_for(unix=True)), for its owner only
+                args += ["--unixsocket", str(self.dir / SOCKET_NAME), "--unixsocketperm", "700"]
         if not self.default_user:
             args += ["--user", "default", "off"]
         for name, password in self.users.items():
@@ -349,11 +353,18 @@ class RedisServer:
         """The storage URL of database 0 (``rediss://`` with the CA when TLS is on)."""
         return self.url_for()
 
+    def _socket_fits(self) -> bool:
+        return self.dir is not None and len(str(self.dir / SOCKET_NAME).encode()) <= SOCKET_PATH_MAX
+
     @property
     def socket_path(self) -> str:
-        """The server's Unix socket (plain TCP servers; they listen on both)."""
+        """The server's Unix socket (plain TCP servers listen on both, unless the temp dir's
+        path is too long for a socket's: then this raises)."""
         if self.dir is None or self.tls:
             raise RuntimeError("the server is not started" if self.dir is None else "a TLS server has no Unix socket")
+        if not self._socket_fits():
+            raise RuntimeError(f"no Unix socket: {self.dir / SOCKET_NAME} is longer than {SOCKET_PATH_MAX} bytes "
+                               "(set TMPDIR to a shorter directory)")
         return str(self.dir / SOCKET_NAME)
 
     def url_for(self, user: str | None = None, password: str | None = None, *, db: int = 0,
