@@ -62,6 +62,23 @@ from .url import PostgresSettings, parse
 
 log = logging.getLogger("distsched.postgres")
 
+
+class _PoolFloorInOneLine(logging.Filter):
+    """asyncpg's pool, while it cannot reconnect its ``pool_min`` connections (the server down
+    or restarting), logs every try with the whole traceback (``Failed to restore the pool
+    connection floor; retrying``, WARNING, from 1 s to 60 s apart). The reason goes on that
+    one line instead; asyncpg's other records are left as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.msg, str) and record.msg.startswith("Failed to restore the pool"):
+            exc = record.exc_info[1]
+            record.msg = f"{record.msg} ({type(exc).__name__}: {exc})" if exc is not None else record.msg
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_PoolFloorInOneLine())
+
 T = TypeVar("T")
 
 #: Re-measure the offset to the database clock this often (seconds).

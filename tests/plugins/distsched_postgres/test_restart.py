@@ -3,6 +3,7 @@ and comes back; the store's calls fail with transient errors meanwhile, then wor
 the LISTEN connection is re-opened so wake-ups come by NOTIFY again (not by polling)."""
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -70,5 +71,34 @@ async def test_calls_fail_transiently_then_work_and_notify_again(server) -> None
         woke = time.monotonic() - sent
         assert [t.id for t in pulled] == ["a"]
         assert woke < 0.5, f"woken {woke:.2f}s after the dispatch: by polling, not by NOTIFY"
+    finally:
+        await store.close()
+
+
+async def test_the_pool_floor_is_retried_in_one_line_while_the_server_is_down(server, caplog) -> None:
+    """asyncpg logs each failed try to reconnect the pool's minimum connections with a whole
+    traceback (three to six per process in a chaos run's server kills); the store's filter
+    puts the reason on the warning's one line instead."""
+    from distsched_postgres.storage import PostgresStorage
+
+    caplog.set_level(logging.WARNING, logger="asyncpg.pool")
+    store = await PostgresStorage.open(server.url_for(schema="f"))
+    try:
+        await asyncio.to_thread(server.kill)
+        with pytest.raises(store.transient_errors + (OSError,)):
+            await store.tasks.counts()  # the pool's connection is lost: it reconnects its floor
+
+        def floor_records() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.name == "asyncpg.pool" and "pool connection floor" in r.getMessage()]
+
+        deadline = time.monotonic() + 10
+        while not floor_records():
+            assert time.monotonic() < deadline, f"asyncpg logged no floor warning: {caplog.text}"
+            await asyncio.sleep(0.05)
+        record = floor_records()[0]
+        assert record.levelno == logging.WARNING and record.exc_info is None
+        assert record.getMessage().startswith("Failed to restore the pool connection floor; retrying (")
+        assert "Error" in record.getMessage()  # the reason, by its class name
+        assert "Traceback" not in caplog.text
     finally:
         await store.close()
