@@ -290,8 +290,8 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
             return command_calls(port, field) if port is not None else Counter()
 
         before = calls()
-        enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url(dep.store.url_for(unix=unix, namespace="enqueue")),
-                                                     mode, n))
+        enqueue_url = dep.store.url_for(unix=True, namespace="enqueue") if unix else dep.store.url_for(namespace="enqueue")
+        enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url(enqueue_url), mode, n))
         enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
@@ -434,6 +434,8 @@ def main() -> None:
                         "with a backlog queued, as with slow tasks")
     add_transport(p)
     args = p.parse_args()
+    if args.transport == "unix" and args.storage != "redis":
+        p.error("--transport unix: the Unix socket is redis-server's; use it with --storage redis")
     global PACE, CONCURRENCY, TASK_WRITE, TRANSPORT
     TRANSPORT = args.transport
     PACE = max(0.0, args.pace)
