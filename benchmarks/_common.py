@@ -98,13 +98,13 @@ def median_run(runs: list[dict[str, Any]], key: str = "tasks_per_s") -> dict[str
 
 
 #: A task's own Redis write (issue 13 measures tasks that each do one): where the benchmark's
-#: processes reach Redis (a loopback port, or a Unix socket's path), the counter every write
-#: increments, and the code a tasks module starts with - ``await write_once()`` writes when
-#: that is given, else nothing.
+#: processes reach Redis (redis-py's connection arguments as JSON, :func:`redis_kwargs`), the
+#: counter every write increments, and the code a tasks module starts with - ``await
+#: write_once()`` writes when that is given, else nothing.
 TASK_WRITE_ENV = "BENCH_TASK_REDIS"
 TASK_WRITES_KEY = "bench:task-writes"
 TASK_WRITE_CODE = f'''
-import os as _os
+import json as _json, os as _os
 _where = _os.environ.get("{TASK_WRITE_ENV}")
 _conn = None
 
@@ -113,8 +113,7 @@ async def write_once():
     if _where:  # one Redis write of its own, on its own connection
         if _conn is None:
             import redis.asyncio
-            _conn = redis.asyncio.Redis(**({{"unix_socket_path": _where}} if _where.startswith("/")
-                                           else {{"port": int(_where)}}))
+            _conn = redis.asyncio.Redis(**_json.loads(_where))
         await _conn.incr("{TASK_WRITES_KEY}")
 '''
 
@@ -129,7 +128,8 @@ def redis_address(server: RedisServer, transport: str) -> str:
 
 
 def redis_kwargs(address: str) -> dict[str, Any]:
-    """redis-py's connection arguments for a :func:`redis_address`."""
+    """redis-py's connection arguments for a :func:`redis_address` (as JSON, what the
+    benchmarks' child processes are given)."""
     return {"unix_socket_path": address} if address.startswith("/") else {"port": int(address)}
 
 

@@ -43,6 +43,8 @@ from _common import (
     TASK_WRITE_ENV,
     deployment,
     parser,
+    redis_address,
+    redis_kwargs,
     rounded,
     run_storages,
     task_writes,
@@ -214,7 +216,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
         if storage == "redis":  # each load task writes once, as throughput.py's do
-            env[TASK_WRITE_ENV] = str(dep.store.port)  # (a port: lag.py runs on loopback TCP)
+            env[TASK_WRITE_ENV] = json.dumps(redis_kwargs(redis_address(dep.store, "tcp")))  # (lag.py: loopback TCP)
         for i in (1, 2):
             metrics: list[str] = []
             if args.metrics:

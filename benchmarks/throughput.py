@@ -86,8 +86,7 @@ atexit.register(_dump)
 
 CONSUMER = '''
 import json, sys, redis
-a = sys.argv[1]
-r = redis.Redis(**({"unix_socket_path": a} if a.startswith("/") else {"port": int(a)}))
+r = redis.Redis(**json.loads(sys.argv[1]))  # redis_kwargs()
 got = 0
 print("ready", flush=True)
 while True:
@@ -124,12 +123,12 @@ def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> fl
     in one round trip each; else one LPUSH round trip per message), two BLMPOP-100 consumers."""
     import redis
 
-    address = redis_address(dep.store, TRANSPORT)
-    consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, address], stdout=subprocess.PIPE, text=True)
+    where = redis_kwargs(redis_address(dep.store, TRANSPORT))
+    consumers = [subprocess.Popen([sys.executable, "-c", CONSUMER, json.dumps(where)], stdout=subprocess.PIPE, text=True)
                  for _ in range(2)]
     for c in consumers:
         assert c.stdout is not None and c.stdout.readline().strip() == "ready"
-    client = redis.Redis(**redis_kwargs(address))
+    client = redis.Redis(**where)
     start = time.perf_counter()
     if pipelined:
         for first in range(0, n, RAW_BATCH):
@@ -275,13 +274,14 @@ def _with_option(url: str, option: str) -> str:
 def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", lean: bool = True) -> dict:
     redis = storage == "redis"
     with deployment(storage=storage) as dep:
-        unix = redis and TRANSPORT == "unix"
+        via: dict[str, Any] = {"unix": True} if redis and TRANSPORT == "unix" else {}  # RedisServer.url_for's
 
-        def store_url(url: str) -> str:
+        def store_url(namespace: str) -> str:
+            url = dep.store.url_for(**via, namespace=namespace)
             # --lean off: every process's Redis calls go through redis-py's client (storage option lean=false)
             return url if lean or not redis else _with_option(url, "lean=false")
 
-        url = store_url(dep.store.url_for(unix=True, namespace="bench") if unix else dep.url)
+        url = store_url(dep.url_options["namespace"])
         raw_pipelined = raw_baseline(dep, n, pipelined=True) if redis else None
         raw_sequential = raw_baseline(dep, n, pipelined=False) if redis else None
         port = dep.store.port if redis else None
@@ -290,13 +290,12 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
             return command_calls(port, field) if port is not None else Counter()
 
         before = calls()
-        enqueue_url = dep.store.url_for(unix=True, namespace="enqueue") if unix else dep.store.url_for(namespace="enqueue")
-        enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url(enqueue_url), mode, n))
+        enq_rate, enq_cpu = asyncio.run(enqueue_only(store_url("enqueue"), mode, n))
         enq_cmds = calls() - before
         dep.write("bench_tasks.py", TASKS)
         env = {"BENCH_DIR": str(dep.dir)}
         if TASK_WRITE and port is not None:
-            env[TASK_WRITE_ENV] = redis_address(dep.store, TRANSPORT)
+            env[TASK_WRITE_ENV] = json.dumps(redis_kwargs(redis_address(dep.store, TRANSPORT)))
         dep.spawn("scheduler", "scheduler", "--storage", url, *_metrics(metrics), env=env)
         workers = [dep.spawn(f"worker{i}", "worker", "--storage", url, "--import", "bench_tasks",
                              "--concurrency", str(CONCURRENCY), "--capacity", "1024", *_metrics(metrics), env=env)

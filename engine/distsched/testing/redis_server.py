@@ -386,14 +386,12 @@ class RedisServer:
             if client_cert:
                 params.setdefault("ssl_certfile", str(self.certs.client_cert))
                 params.setdefault("ssl_keyfile", str(self.certs.client_key))
-        if unix:
+        if unix:  # the database is an option there
+            base = f"redis+unix://{creds}{quote(self.socket_path)}"
             params = {"db": db, **params} if db else params
-            tail = f"?{urlencode(params)}" if params else ""
-            return f"redis+unix://{creds}{quote(self.socket_path)}{tail}"
-        scheme = "rediss" if self.tls else "redis"
-        host = "localhost" if self.tls else self.host
-        tail = f"?{urlencode(params)}" if params else ""
-        return f"{scheme}://{creds}{host}:{self.port}/{db}{tail}"
+        else:
+            base = f"{'rediss' if self.tls else 'redis'}://{creds}{'localhost' if self.tls else self.host}:{self.port}/{db}"
+        return base + (f"?{urlencode(params)}" if params else "")
 
     def client(self, **kwargs: Any) -> Any:
         """A synchronous redis-py client for assertions (plain TCP servers)."""

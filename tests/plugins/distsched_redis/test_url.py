@@ -63,22 +63,6 @@ def test_unix_socket_url() -> None:
 
 
 @pytest.mark.parametrize(("url", "fragment"), [
-    ("redis+unix://", "socket path is missing"),
-    ("redis+unix:///", "socket path is missing"),
-    ("redis+unix://run/redis.sock", "takes no host ('run')"),
-    ("redis+unix://localhost:6379/0", "takes no host"),
-    ("redis+unix:///r.sock?db=two", "option db must be an integer"),
-    ("redis+unix:///r.sock?db=-1", "option db must be between"),
-    ("redis+unix:///r.sock?ssl_ca_certs=/x", "need a rediss:// URL"),
-    ("redis://h/0?db=1", "option db is for redis+unix:// URLs"),
-])
-def test_bad_unix_socket_urls_name_the_problem(url: str, fragment: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        parse(url)
-    assert info.value.field == "storage" and fragment in info.value.reason, info.value.reason
-
-
-@pytest.mark.parametrize(("url", "fragment"), [
     ("redis+cluster://", "host is missing"),
     ("redis+cluster://c1/3", "a Redis Cluster has one database"),
     ("redis+cluster://c1/0/x", "unexpected path"),
@@ -121,6 +105,14 @@ def test_bad_cluster_urls_name_the_problem(url: str, fragment: str) -> None:
     ("redis://a:pw@[::1/0", "not a valid URL"),
     ("memcached://h/0", "unsupported scheme memcached://"),
     ("redis://h/0#frag", "fragment"),
+    ("redis+unix://", "socket path is missing"),
+    ("redis+unix:///", "socket path is missing"),
+    ("redis+unix://run/redis.sock", "takes no host ('run')"),
+    ("redis+unix://localhost:6379/0", "takes no host"),
+    ("redis+unix:///r.sock?db=two", "option db must be an integer"),
+    ("redis+unix:///r.sock?db=-1", "option db must be between"),
+    ("redis+unix:///r.sock?ssl_ca_certs=/x", "need a rediss:// URL"),
+    ("redis://h/0?db=1", "option db is for redis+unix:// URLs"),
 ])
 def test_bad_urls_name_the_problem(url: str, fragment: str) -> None:
     with pytest.raises(ValidationError) as info:
