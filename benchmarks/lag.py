@@ -135,7 +135,7 @@ STALL_MS = 5.0
 # later than that (its start and end, UNIX time), until killed. First line: its priority.
 STALL_PROBE = '''
 import os, sys, time
-stall = float(sys.argv[2]) / 1000
+ask, stall = 0.002, float(sys.argv[2]) / 1000
 try:
     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))  # ahead of every process here
     print("real-time", flush=True)
@@ -144,9 +144,9 @@ except (AttributeError, OSError):
 out = open(sys.argv[1], "w", buffering=1)
 last = time.time()
 while True:
-    time.sleep(0.002)
+    time.sleep(ask)
     now = time.time()
-    if now - last > 0.002 + stall:
+    if now - last > ask + stall:
         out.write(f"{last} {now}\\n")
     last = now
 '''
