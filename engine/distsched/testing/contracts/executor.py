@@ -35,6 +35,8 @@ from ._harness import plugin_manager_for
 #: How long a cut attempt may take to wind down (its cancellation handlers, its children
 #: exiting) before what is left counts as left behind.
 GRACE = 3.0
+#: How long the contract waits for what it killed (SIGKILL) to be gone before it returns.
+KILL_WAIT = 5.0
 _PROC = Path("/proc")
 
 
@@ -191,6 +193,11 @@ class ExecutorContract:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # A killed process runs until the kernel schedules its exit: on a busy machine it may
+        # still show as running when this returns (seen once in CI); wait until it is gone.
+        gone_by = time.monotonic() + KILL_WAIT
+        while _alive(left) and time.monotonic() < gone_by:
+            time.sleep(0.01)
         how = "timed out" if cut_after is None else "cancelled"
         assert not left, (f"a {how} attempt left {len(left)} child process(es) running {grace}s later "
                           f"(pids {sorted(left)}): kill the process (group) when run() is cancelled")
