@@ -276,6 +276,29 @@ async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, 
     assert await s.tasks.counts() == {"pending": n + 1}
 
 
+async def test_an_index_that_grows_past_32_members_becomes_a_skiplist(open_storage, private_server) -> None:
+    """A sorted-set index of 32 members or more is made a skiplist at its next write (a
+    listpack's ZADD at the tail reads every score before it: docs/redis.md, "Small sorted
+    sets"), through a member added and removed in the same call, which no reader ever
+    sees; a smaller index stays a listpack."""
+    s = await open_storage(private_server.url_for(namespace="enc"))
+    client = private_server.client()
+    try:
+        ids = [f"t{i:02d}" for i in range(40)]
+        for i, task_id in enumerate(ids):
+            assert await s.tasks.submit([task(task_id, float(i))]) == [True]
+        for index in ("ready", "ts:pending", "tc"):
+            assert client.object("encoding", s.prefix + index) == "skiplist", index
+            assert client.zrange(s.prefix + index, 0, -1) == ids, f"{index} holds the tasks and nothing else"
+        assert [t.id for t in await s.tasks.ready(1e12, 100)] == ids
+        small = await open_storage(private_server.url_for(namespace="enc2"))
+        for i in range(10):
+            await small.tasks.submit([task(f"s{i}", float(i))])
+        assert client.object("encoding", small.prefix + "ready") == "listpack"
+    finally:
+        client.close()
+
+
 async def test_a_retried_submit_counts_its_own_tasks_as_created(storage) -> None:
     """A submit retried after a lost reply (the same call again: the same tasks, the same
     created_at) answers created, as the first try did; another submission of an existing id
