@@ -212,8 +212,9 @@ async def enqueue_only(url: str, mode: str, n: int) -> tuple[float, float]:
         await app.engine.close()
 
 
-async def submit_and_wait(url: str, mode: str, n: int, timeout: float) -> tuple[float, int, float]:
-    """(seconds from the first submit to the last result, polls made, submitter CPU seconds)."""
+async def submit_and_wait(url: str, mode: str, n: int, timeout: float) -> tuple[float, float, int, float]:
+    """(seconds from the first submit to the last result, seconds from the first submit to the
+    last submit's return, polls made, submitter CPU seconds)."""
     from distsched import DistributeSchedule
 
     app = DistributeSchedule(url)
@@ -238,13 +239,13 @@ async def submit_and_wait(url: str, mode: str, n: int, timeout: float) -> tuple[
                     await asyncio.sleep(0.001)
         else:
             await submit(app, mode, n, PACE)
-        cpu = time.process_time() - cpu0
+        cpu, submitted = time.process_time() - cpu0, time.perf_counter() - start
         deadline = start + timeout
         while time.perf_counter() < deadline:
             if await succeeded() >= n:
                 break
             await asyncio.sleep(0.01)
-        return time.perf_counter() - start, polls, cpu
+        return time.perf_counter() - start, submitted, polls, cpu
     finally:
         await app.engine.close()
 
@@ -313,7 +314,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         cpu0 = {name: proc_cpu_split(pid) for name, pid in pids.items()}
         switches0 = {name: proc_switches(pid) for name, pid in pids.items()}
         before, usec0 = calls(), calls("usec")
-        elapsed, polls, submit_cpu = asyncio.run(submit_and_wait(url, mode, n, timeout=120))
+        elapsed, submitted, polls, submit_cpu = asyncio.run(submit_and_wait(url, mode, n, timeout=120))
         cmds, usec = calls() - before, calls("usec") - usec0
         if redis:
             cmds["zcard"] -= polls
@@ -339,6 +340,9 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         "storage": storage, "lean": lean if redis else None, "transport": TRANSPORT if redis else None,
         "mode": mode, "n": n,
         "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
+        # the submitter's part of those seconds: once it is most of them, the end-to-end rate is
+        # the rate of a sequential producer on the loaded machine, and the rest keeps up
+        "submit_seconds": round(submitted, 3), "drain_ms": round((elapsed - submitted) * 1000, 1),
         "enqueue_per_s": round(enq_rate, 1), "enqueue_cpu_us_per_submit": round(enq_cpu / n * 1e6, 1),
         "enqueue_commands_per_submit": round(sum(enq_cmds.values()) / n, 2) if redis else None,
         "raw_pipelined_per_s": round(raw_pipelined, 1) if raw_pipelined else None,
@@ -368,7 +372,8 @@ def summary(f: dict) -> str:
              f"Redis commands/task {f['commands_per_task']}" if f["storage"] == "redis"
              else f" ({f['enqueue_cpu_us_per_submit']} us CPU per submit)")
     return (f"throughput {f['mode']}: {f['n']} tasks in {f['seconds']}s = {f['tasks_per_s']} tasks/s end to end "
-            f"(runs {f['runs']}); enqueue only {f['enqueue_per_s']} submits/s{redis}; "
+            f"(runs {f['runs']}; submitting took {f['submit_seconds']}s, the last result {f['drain_ms']} ms "
+            f"after); enqueue only {f['enqueue_per_s']} submits/s{redis}; "
             f"lost {f['lost']}, duplicated {f['duplicated']}; "
             f"worker peak RSS {'/'.join(str(r) for r in f['worker_peak_rss_mb'])} MB; "
             f"CPU us/task {' '.join(f'{k} {v}' for k, v in f['cpu_us_per_task'].items())} "

@@ -191,7 +191,7 @@ def throughput_run(n: int, poll: bool) -> dict[str, Any]:
         web_cpu0 = proc_cpu_seconds(dep.procs["web"].pid) if poll else 0.0
         if poller is not None:
             poller.start()
-        elapsed, _, _ = asyncio.run(submit_and_wait(dep.url, "bulk", n, timeout=180))
+        elapsed, *_ = asyncio.run(submit_and_wait(dep.url, "bulk", n, timeout=180))
         stop.set()
         counts = asyncio.run(final_counts(dep.url))
         if poller is not None:

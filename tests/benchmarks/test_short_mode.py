@@ -37,6 +37,8 @@ def test_throughput_short():
         assert f["raw_pipelined_per_s"] > 0 and f["raw_sequential_per_s"] > 0, mode
         assert set(f["kernel_us_per_task"]) == set(f["switches_per_task"]) == set(f["cpu_us_per_task"]), mode
         assert f["task_writes"] >= 2000, mode  # each task wrote (a retried one may write twice)
+        assert 0 < f["submit_seconds"] <= f["seconds"], mode
+        assert abs(f["drain_ms"] - (f["seconds"] - f["submit_seconds"]) * 1000) < 1.5, mode  # both rounded
         assert f["commands_per_task_by_command"].get("incr", 0) == 0, mode  # the tasks' own writes left out
 
 
