@@ -276,24 +276,25 @@ async def test_submitting_one_task_is_a_handful_of_redis_commands(open_storage, 
     assert await s.tasks.counts() == {"pending": n + 1}
 
 
-async def test_an_index_that_grows_past_32_members_becomes_a_skiplist(open_storage, private_server) -> None:
-    """A sorted-set index of 32 members or more is made a skiplist at its next write (a
-    listpack's ZADD at the tail reads every score before it: docs/redis.md, "Small sorted
-    sets"), through a member added and removed in the same call, which no reader ever
-    sees; a smaller index stays a listpack."""
-    s = await open_storage(private_server.url_for(namespace="enc"))
+@pytest.mark.parametrize("batch", [1, 40])
+async def test_an_index_that_reaches_32_members_is_a_skiplist(open_storage, private_server, batch) -> None:
+    """A sorted-set index written to 32 members or more is made a skiplist (a listpack's
+    ZADD at the tail reads every score before it: docs/redis.md, "Small sorted sets"),
+    whether it grows one task a call or takes 40 in one call, through a member that is in
+    it only during the call, which no reader ever sees; a smaller index stays a listpack."""
+    s = await open_storage(private_server.url_for(namespace=f"enc{batch}"))
     client = private_server.client()
     try:
         ids = [f"t{i:02d}" for i in range(40)]
-        for i, task_id in enumerate(ids):
-            assert await s.tasks.submit([task(task_id, float(i))]) == [True]
+        for first in range(0, len(ids), batch):
+            tasks = [task(task_id, float(first + i)) for i, task_id in enumerate(ids[first:first + batch])]
+            assert await s.tasks.submit(tasks) == [True] * len(tasks)
         for index in ("ready", "ts:pending", "tc"):
             assert client.object("encoding", s.prefix + index) == "skiplist", index
             assert client.zrange(s.prefix + index, 0, -1) == ids, f"{index} holds the tasks and nothing else"
         assert [t.id for t in await s.tasks.ready(1e12, 100)] == ids
-        small = await open_storage(private_server.url_for(namespace="enc2"))
-        for i in range(10):
-            await small.tasks.submit([task(f"s{i}", float(i))])
+        small = await open_storage(private_server.url_for(namespace=f"enc{batch}small"))
+        assert await small.tasks.submit([task(f"s{i}", float(i)) for i in range(10)]) == [True] * 10
         assert client.object("encoding", small.prefix + "ready") == "listpack"
     finally:
         client.close()

@@ -112,56 +112,63 @@ end
 
 -- A sorted set of up to 128 members (zset-max-listpack-entries) is a listpack, in which a
 -- ZADD of a member scored above the others (every index here: scores are times) reads and
--- parses each score before it: 10-19 us at 60-128 members against 0.5 us in a skiplist
--- (docs/redis.md, "Small sorted sets"). The indexes that fill and empty with every task
--- (ready, dl, ts:pending, ts:assigned) hover in that range under load, so a sorted set
--- about to be written that holds LISTPACK_MAX members or more is made a skiplist: a member
--- longer than zset-max-listpack-value (64 bytes; this one is 256) is added and removed in
--- the same script, and Redis does not turn a sorted set back into a listpack while it
--- exists. Smaller sets stay listpacks, where a write costs under 4 us and less memory.
+-- parses each score before it: 10-19 us at 60-128 members against 0.5 us in a skiplist, and
+-- a batch of 100 into an empty set about 7 us a member (docs/redis.md, "Small sorted sets").
+-- The indexes that fill and empty with every task (ready, dl, ts:pending, ts:assigned) sit
+-- in that range under load, so a sorted set that will hold LISTPACK_MAX members or more
+-- after a batched ZADD is made a skiplist first: a member longer than
+-- zset-max-listpack-value (64 bytes; this one is 256) is in it while the batch is written,
+-- and is removed right after; Redis does not turn a sorted set back into a listpack while
+-- it exists. Smaller sets stay listpacks (a write under 4 us, and less memory).
 -- Looking costs a command or two, so a key is looked at again only once that many members
 -- were written to it since (LOOK_AGAIN: the function library's locals live on between
--- calls; a script's start afresh, and look at every write): LISTPACK_MAX less its size for
--- a small set, RECHECK for a skiplist (which, emptied meanwhile, is deleted and born again
--- a listpack, and is then converted at most RECHECK members late). The encoding changes no
--- reply; only the time a write takes.
+-- calls; a script's start afresh, and look at every write): until it could reach
+-- LISTPACK_MAX for a small set, RECHECK for a skiplist (which, emptied meanwhile, is deleted
+-- and born again a listpack, and is then converted at most RECHECK members late). The
+-- encoding changes no reply; only the time a write takes.
 local LISTPACK_MAX, RECHECK, LOOKED_MAX = 32, 64, 1000
 local LONG_MEMBER = nil  -- 256 bytes 0xFF, never a task id (not UTF-8); built at first use (a
                          -- library's load runs without the string table)
 local LOOK_AGAIN, LOOKED = {}, 0  -- key -> members to be written to it before the next look
 
+-- Before `added` members are written to sorted set `key`: true when LONG_MEMBER was added
+-- to it (the caller removes it after the write).
 local function to_skiplist(key, added)
   local left = LOOK_AGAIN[key]
   if left then
     if left > added then
       LOOK_AGAIN[key] = left - added
-      return
+      return false
     end
-  elseif LOOKED >= LOOKED_MAX then
-    LOOK_AGAIN, LOOKED = {}, 0  -- bounded: jt:<job> keys are as many as the jobs
+  else
+    if LOOKED >= LOOKED_MAX then
+      LOOK_AGAIN, LOOKED = {}, 0  -- bounded: jt:<job> keys are as many as the jobs
+    end
+    LOOKED = LOOKED + 1
   end
-  if not left then LOOKED = LOOKED + 1 end
   local n = redis.call('ZCARD', key)
-  if n < LISTPACK_MAX then
-    LOOK_AGAIN[key] = LISTPACK_MAX - n
-    return
-  end
-  if redis.call('OBJECT', 'ENCODING', key) ~= 'skiplist' then
-    LONG_MEMBER = LONG_MEMBER or string.rep('\255', 256)
-    redis.call('ZADD', key, 0, LONG_MEMBER)
-    redis.call('ZREM', key, LONG_MEMBER)
+  if n + added < LISTPACK_MAX then
+    LOOK_AGAIN[key] = LISTPACK_MAX - n - added
+    return false
   end
   LOOK_AGAIN[key] = RECHECK
+  if n > 0 and redis.call('OBJECT', 'ENCODING', key) == 'skiplist' then
+    return false
+  end
+  LONG_MEMBER = LONG_MEMBER or string.rep('\255', 256)
+  redis.call('ZADD', key, 0, LONG_MEMBER)
+  return true
 end
 
 local function flush_batched()
   for _, b in ipairs(BATCH_ORDER) do
     local cmd, key, args = b[1], b[2], b[3]
     local n = #args
-    if cmd == 'ZADD' then to_skiplist(key, n / 2) end
+    local long = cmd == 'ZADD' and to_skiplist(key, n / 2)
     for first = 1, n, 1000 do  -- 1000 is even: ZADD pairs stay together
       redis.call(cmd, key, unpack(args, first, math.min(n, first + 999)))
     end
+    if long then redis.call('ZREM', key, LONG_MEMBER) end
   end
   BATCH, BATCH_ORDER = {}, {}
 end
