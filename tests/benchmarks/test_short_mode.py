@@ -126,11 +126,16 @@ def test_peers_short():
 
 def test_redis_steps_short():
     """Each step of a task's path, as functions and as scripts: every step was seen."""
-    figures = run("redis_steps.py", "--batch", "2", "--tasks", "20", "--reps", "1")
+    figures = run("redis_steps.py", "--batch", "2", "--tasks", "20", "--reps", "1", "--split")
     for how in ("fcall", "evalsha"):
         b = figures["batches"]["2"][how]
         assert all(us > 0 for us in b["us_per_task"].values()), (how, b)
         assert b["calls_per_task"] == pytest.approx(3.0), (how, b)  # six calls of two tasks each
+    split = figures["batches"]["2"]["fcall"]["split"]
+    assert set(split) == set(figures["batches"]["2"]["fcall"]["us_per_task"])
+    for step, f in split.items():  # every step runs commands, and its script's time is more than theirs
+        assert f["commands_us"] > 0 and f["script_us"] > 0 and "fcall" not in f["commands"], (step, f)
+    assert split["submit"]["commands"]["hset"][0] == pytest.approx(1.0), split["submit"]  # one HSET a new task
 
 
 def test_submit_floor_short():
