@@ -25,13 +25,16 @@ The same sources are served two ways:
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from redis._parsers.base import BaseParser
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
+
+log = logging.getLogger("distsched.redis")
 
 _REQUIRES = re.compile(r"^--!\s*requires:\s*(.*)$")
 _LAZY_CLOCK = re.compile(r"^--!\s*clock:\s*lazy\s*$", re.MULTILINE)
@@ -146,10 +149,20 @@ class Scripts:
             await client.execute_command("FUNCTION", "LOAD", self.library)
         except ResponseError as exc:  # a refusal (unknown command, NOPERM...): use the scripts
             if "already exists" not in str(exc):
+                if not refused(exc):  # anything else is a fault the operator should hear of
+                    log.warning("the function library was not loaded (%s); the scripts are called with "
+                                "EVALSHA instead", exc)
                 self._functions = {}
                 return False
         self._functions = {id(self._scripts[name]): fn for name, fn in self._names.items()}
         return True
+
+
+def refused(exc: ResponseError) -> bool:
+    """Whether ``FUNCTION LOAD`` failed because the server or the user may not run it: a
+    Redis older than 7 (unknown command) or an ACL without ``FUNCTION`` (NOPERM)."""
+    text = str(exc).lower()
+    return isinstance(exc, NoPermissionError) or "unknown command" in text or "noperm" in text
 
 
 def unwrap_refusal(exc: ResponseError) -> ResponseError:

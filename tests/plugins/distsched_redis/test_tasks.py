@@ -2,6 +2,7 @@
 dispatch onto the worker's queue, retention - each batch in one script call."""
 
 import asyncio
+import logging
 
 import pytest
 
@@ -336,11 +337,14 @@ async def test_the_lean_connection_calls_the_function_library_and_reloads_it(ope
         client.close()
 
 
-async def test_a_user_that_may_not_load_functions_calls_the_scripts(open_storage, make_server) -> None:
+async def test_a_user_that_may_not_load_functions_calls_the_scripts(open_storage, make_server, caplog) -> None:
     """An ACL user without FUNCTION (or a Redis before 7): the store calls its scripts with
-    EVALSHA on the lean connection instead, and works the same."""
+    EVALSHA on the lean connection instead, and works the same, without a warning (the
+    refusal is expected)."""
     server = make_server(config=[("user", "app", "on", ">pw", "~*", "resetchannels", "+@all", "-function")])
-    s = await open_storage(server.url_for("app", "pw", namespace="nofn"))
+    with caplog.at_level(logging.WARNING, logger="distsched.redis"):
+        s = await open_storage(server.url_for("app", "pw", namespace="nofn"))
+    assert not [r for r in caplog.records if "function library" in r.getMessage()]
     client = server.client()
     try:
         assert s.lean is not None
@@ -351,6 +355,21 @@ async def test_a_user_that_may_not_load_functions_calls_the_scripts(open_storage
         assert client.function_list() == []
     finally:
         client.close()
+
+
+async def test_a_library_the_server_cannot_load_is_said_and_the_scripts_are_called(open_storage, private_server,
+                                                                                    caplog) -> None:
+    """A function library Redis 7 refuses for another reason than a refusal of FUNCTION (here
+    a compile error) leaves the store on EVALSHA, as a refusal does, and says so once: the
+    fast path is not lost without a word."""
+    s = await open_storage(private_server.url_for(namespace="badlib"))
+    s.scripts.library = "#!lua name=distsched_broken\nthis is not Lua"
+    with caplog.at_level(logging.WARNING, logger="distsched.redis"):
+        assert await s.scripts.load_library(s.client) is False
+    [record] = [r for r in caplog.records if "function library" in r.getMessage()]
+    assert "EVALSHA" in record.getMessage() and "Error compiling function" in record.getMessage(), record.getMessage()
+    assert s.scripts.function(s.scripts.submit) is None
+    assert await s.tasks.submit([task("a", 1.0)]) == [True], "the scripts still work"
 
 
 async def test_out_of_memory_a_store_call_keeps_the_rules_of_a_script(open_storage, private_server) -> None:
