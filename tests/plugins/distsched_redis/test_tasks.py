@@ -337,6 +337,31 @@ async def test_the_lean_connection_calls_the_function_library_and_reloads_it(ope
         client.close()
 
 
+async def test_a_batch_that_fails_half_way_leaves_no_member_a_reader_returns(open_storage, private_server) -> None:
+    """The member that makes an index a skiplist is removed after the batch's write; were that
+    write to fail (here a task string whose not_before is not a number), the script stops with
+    the member still in the index, scored +inf: no read of the tasks due by now returns it."""
+    from redis.exceptions import ResponseError
+
+    from distsched_redis.codec import task_args
+
+    s = await open_storage(private_server.url_for(namespace="halfway"))
+    client = private_server.client()
+    try:
+        strings = [task_args(task(f"t{i:02d}", float(i)), 0) for i in range(40)]
+        fields = strings[-1].split("\x1f")
+        fields[2] = "soon"  # not_before: the ready index's score
+        strings[-1] = "\x1f".join(fields)
+        with pytest.raises(ResponseError, match="not a valid float"):
+            client.fcall(s.scripts.function(s.scripts.submit), 1, s.prefix + "op:x", s.prefix, "604800", *strings)
+        # one ZADD of the 40 is refused whole: the member stayed, alone
+        assert client.zcard(s.prefix + "ready") == 1 and client.object("encoding", s.prefix + "ready") == "skiplist"
+        assert client.zrangebyscore(s.prefix + "ready", "-inf", 1e12) == []
+        assert await s.tasks.ready(1e12, 100) == []
+    finally:
+        client.close()
+
+
 async def test_a_user_that_may_not_load_functions_calls_the_scripts(open_storage, make_server, caplog) -> None:
     """An ACL user without FUNCTION (or a Redis before 7): the store calls its scripts with
     EVALSHA on the lean connection instead, and works the same, without a warning (the

@@ -156,7 +156,10 @@ local function to_skiplist(key, added)
     return false
   end
   LONG_MEMBER = LONG_MEMBER or string.rep('\255', 256)
-  redis.call('ZADD', key, 0, LONG_MEMBER)
+  -- scored +inf: were the batch's write to fail and the script stop before the member is
+  -- removed, no read of the tasks due or overdue by now would ever return it (and a history
+  -- walk drops an entry whose task is gone)
+  redis.call('ZADD', key, '+inf', LONG_MEMBER)
   return true
 end
 
