@@ -145,6 +145,9 @@ def test_submit_floor_short():
     layers = figures["layers"]
     for name in ("sync LPUSH", "asyncio LPUSH", "lean LPUSH"):
         assert layers[name]["commands"] == pytest.approx(1.0), (name, layers[name])
-    submits = {layers[name]["commands"] for name in ("lean submit", "store submit", "app submit")}
-    assert len(submits) == 1 and submits.pop() > 1, layers
+    # the same commands per call (a layer that added one would add 1.0), give or take a few a
+    # layer: the look every few dozen writes that makes a growing index a skiplist
+    # (docs/redis.md, "Small sorted sets") falls on different calls of each layer's run
+    submits = [layers[name]["commands"] for name in ("lean submit", "store submit", "app submit")]
+    assert max(submits) - min(submits) < 0.2 and min(submits) > 1, layers
     assert all(f["wall_us"] > 0 and f["client_cpu_us"] > 0 for f in layers.values()), layers
