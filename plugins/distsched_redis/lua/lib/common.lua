@@ -122,7 +122,8 @@ end
 -- it exists. Smaller sets stay listpacks (a write under 4 us, and less memory).
 -- Looking costs a command or two, so a key is looked at again only once that many members
 -- were written to it since (LOOK_AGAIN: the function library's locals live on between
--- calls; a script's start afresh, and look at every write): until it could reach
+-- calls; a script's locals start afresh each call, so a script looks at every write): until
+-- it could reach
 -- LISTPACK_MAX for a small set, RECHECK for a skiplist (which, emptied meanwhile, is deleted
 -- and born again a listpack, and is then converted at most RECHECK members late). The
 -- encoding changes no reply; only the time a write takes.
