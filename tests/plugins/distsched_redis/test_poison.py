@@ -192,6 +192,43 @@ async def test_pull_takes_the_entries_behind_a_task_with_a_broken_version(distsc
     await _healthy_keeps_firing(app)
 
 
+async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(distsched_app, redis_server, ns, raw):
+    """A success whose task's stored created_at (the history index's score) is not a number
+    failed the worker's report half-way: the task written succeeded, its counts and the
+    indexes after it never (a `running` counted for ever). The script now leaves such a
+    success to the leader, whose own path finishes the task and writes the record whole."""
+    gate = asyncio.Event()
+
+    async def held() -> str:
+        await gate.wait()
+        return "done"
+
+    app = await distsched_app(redis_server.url_for(namespace=ns), functions={"noop": noop, "held": held},
+                              worker=WorkerConfig(name="w", concurrency=4), heartbeat_interval=0.2)
+    await app.add_job("healthy", every=f"{HEALTHY_EVERY}s", target="noop")
+    storage = await app.storage()
+    p = "{" + ns + "}:"
+    task_id = await app.submit("held")
+
+    async def running() -> bool:
+        task = await storage.tasks.get(task_id)
+        return task is not None and task.state.value == "running"
+
+    await _wait_for(running, what="the held task to run")
+    raw.hset(p + "t:" + task_id, "c", b"yesterday")
+    gate.set()
+    assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
+
+    async def nothing_running() -> bool:  # the healthy job's tasks take a millisecond
+        counts = await storage.tasks.counts()
+        return counts.get("running", 0) == 0 and counts.get("dispatched", 0) == 0
+
+    await _wait_for(nothing_running, what="no task counted as running or dispatched")
+    assert float(raw.hget(p + "t:" + task_id, "c")) > 0, "the record was written whole again"
+    assert task_id in [t.id for t in (await storage.tasks.query(state="succeeded", limit=200)).tasks]
+    await _healthy_keeps_firing(app)
+
+
 async def test_fuzz_random_bytes_in_every_kind_of_record(distsched_app, redis_server, ns, raw):
     """Seeded: victims of every kind get random bytes in random fields, round after round;
     the healthy job (never a victim) keeps firing under one leader term."""

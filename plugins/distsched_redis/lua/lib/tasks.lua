@@ -277,7 +277,10 @@ local function settle_success(entry, r, unsigned_only)
   local key = task_key(id)
   local cur = redis.call('HMGET', key, 's', 'w', 'n', 'sa', 'j', 'v', 'd', 'c', 'u', 'g')
   local rw = r.worker_id
-  if cur[1] and not tonumber(cur[6]) then
+  -- the version, and the created_at (else updated_at) that scores the history index: a
+  -- ZADD of a score that is not a number would fail the script half-way, after the task's
+  -- write and before its counts and indexes (the leader's own path writes the record whole)
+  if cur[1] and (not tonumber(cur[6]) or not tonumber(cur[8] or cur[9])) then
     return 'unreadable'
   end
   if not cur[1] or not ASSIGNED[cur[1]] or r.attempt_id ~= id .. '#' .. cur[3]
