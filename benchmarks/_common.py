@@ -97,6 +97,15 @@ def median_run(runs: list[dict[str, Any]], key: str = "tasks_per_s") -> dict[str
     return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
 
 
+def commandstats(client: Any) -> dict[str, tuple[int, int]]:
+    """{command: (calls, the server's microseconds in it)} since the server started or its
+    stats were reset (``INFO commandstats`` through ``client``, a redis-py client), INFO itself
+    left out. A script's or a function's own figure includes the commands it runs, which are
+    also counted apart."""
+    return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for name, v in client.info("commandstats").items() if name != "cmdstat_info"}
+
+
 #: A task's own Redis write (issue 13 measures tasks that each do one): where the benchmark's
 #: processes reach Redis (redis-py's connection arguments as JSON, :func:`redis_kwargs`), the
 #: counter every write increments, and the code a tasks module starts with - ``await

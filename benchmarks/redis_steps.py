@@ -31,7 +31,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from _common import parser, run_storages
+from _common import commandstats, parser, run_storages
 
 from distsched.model import Task, TaskResult, TaskSpec, Worker
 from distsched.testing.redis_server import RedisServer
@@ -41,12 +41,6 @@ STEPS = ("submit", "ready", "dispatch", "pull", "report", "settle")
 #: own successes; ``task_read`` is the leader's read of ready tasks)
 SCRIPT_STEP = {"submit": "submit", "task_read": "ready", "dispatch": "dispatch", "pull": "pull",
                "report": "report", "settle": "settle"}
-
-
-def commandstats(client: Any) -> dict[str, tuple[int, int]]:
-    """{command: (calls, microseconds)} from ``INFO commandstats`` (INFO itself left out)."""
-    return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
-            for name, v in client.info("commandstats").items() if name != "cmdstat_info"}
 
 
 async def drive(url: str, k: int, rounds: int, split: Any = None, client: Any = None) -> None:
@@ -176,9 +170,9 @@ def split_figures(split: dict[str, dict[str, list[int]]], n: int) -> dict[str, A
     out = {}
     for step in STEPS:
         commands = {c: v for c, v in split[step].items() if c != "fcall"}
-        own = split[step]["fcall"][1] - sum(usec for _, usec in commands.values())
-        out[step] = {"script_us": round(own / n, 1),
-                     "commands_us": round(sum(usec for _, usec in commands.values()) / n, 1),
+        nested = sum(usec for _, usec in commands.values())
+        out[step] = {"script_us": round((split[step]["fcall"][1] - nested) / n, 1),
+                     "commands_us": round(nested / n, 1),
                      "commands": {c: [round(calls / n, 2), round(usec / calls, 2)]
                                   for c, (calls, usec) in sorted(commands.items(), key=lambda kv: -kv[1][1])}}
     return out

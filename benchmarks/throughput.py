@@ -51,6 +51,7 @@ from _common import (
     TASK_WRITE_CODE,
     TASK_WRITE_ENV,
     TRANSPORTS,
+    commandstats,
     deployment,
     median_run,
     parser,
@@ -160,22 +161,17 @@ def client_transports(server: RedisServer) -> dict[str, int]:
 
 
 def command_calls(port: int, field: str = "calls") -> Counter[str]:
-    """Calls per command since the server started (``INFO commandstats``), without INFO itself;
-    ``field="usec"``: the server's microseconds in each command instead (a script's or a
-    function's own figure includes the commands it runs, which are also counted apart)."""
+    """Calls per command since the server started (:func:`commandstats`); ``field="usec"``:
+    the server's microseconds in each command instead."""
     import redis
 
     client = redis.Redis(port=port)
     try:
-        stats = client.info("commandstats")
+        stats = commandstats(client)
     finally:
         client.close()
-    calls: Counter[str] = Counter()
-    for name, fields in stats.items():
-        cmd = name.removeprefix("cmdstat_")
-        if cmd != "info":
-            calls[cmd] = int(fields[field])
-    return calls
+    index = {"calls": 0, "usec": 1}[field]
+    return Counter({cmd: pair[index] for cmd, pair in stats.items()})
 
 
 async def submit(app: Any, mode: str, n: int, pace: float = 0.0) -> None:
