@@ -43,8 +43,8 @@ def raw(redis_server):
     client.close()
 
 
-async def _start(distsched_app, redis_server, ns, **kw):
-    app = await distsched_app(redis_server.url_for(namespace=ns), functions={"noop": noop},
+async def _start(distsched_app, redis_server, ns, functions=None, **kw):
+    app = await distsched_app(redis_server.url_for(namespace=ns), functions={"noop": noop, **(functions or {})},
                               worker=WorkerConfig(name="w", concurrency=4), heartbeat_interval=0.2, **kw)
     await app.add_job("healthy", every=f"{HEALTHY_EVERY}s", target="noop")
     return app
@@ -203,9 +203,7 @@ async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(di
         await gate.wait()
         return "done"
 
-    app = await distsched_app(redis_server.url_for(namespace=ns), functions={"noop": noop, "held": held},
-                              worker=WorkerConfig(name="w", concurrency=4), heartbeat_interval=0.2)
-    await app.add_job("healthy", every=f"{HEALTHY_EVERY}s", target="noop")
+    app = await _start(distsched_app, redis_server, ns, functions={"held": held})
     storage = await app.storage()
     p = "{" + ns + "}:"
     task_id = await app.submit("held")
