@@ -1,6 +1,8 @@
 """The history queries on PostgreSQL: pages by cursor, attempts filed in the writing
 transaction, per-minute throughput, the job's last outcome, lease info, schedulers."""
 
+import json
+
 import pytest
 
 from distsched.model import RetryPolicy, TaskResult, TaskState, ValidationError
@@ -187,3 +189,74 @@ async def test_heartbeat_blocked_slots_housekeeping_and_signed_schedulers(storag
     await storage.schedulers.register(SchedulerNode(id="s", started_at=now, last_heartbeat=now, signed=True))
     assert [n.signed for n in await storage.schedulers.list_schedulers()] == [True]
     assert await storage.housekeeping(100) == 0
+
+
+def _plan_nodes(node: dict) -> list[dict]:
+    return [node] + [n for child in node.get("Plans", []) for n in _plan_nodes(child)]
+
+
+async def test_finished_reads_the_rare_finished_index_not_the_table(storage, monkeypatch) -> None:
+    """tasks.finished (the dashboard's "failed in the last hour", each page load) on 20,000
+    retained tasks, nearly all succeeded: the plan of the statement it runs - as bound (a
+    custom plan) and as a prepared statement's generic plan - is an index scan of
+    tasks_rare_finished bounded by finished_at (migration 0012), never a walk of the table or
+    of every retained failure; its results are the newest finishes, whatever the states."""
+    from distsched_postgres import codec
+
+    spec = codec.spec_json(make_task("x").spec)
+    # two days of tasks, one every ~8.6 s: 1 % failed or timed out, a few cancelled and
+    # skipped, the newest 40 still live; a finished task's last write is its finish
+    await storage.pool.execute("""
+        INSERT INTO tasks (id, job, state, spec, timeout, created_at, updated_at, not_before, attempt, dispatches,
+                           redeliveries, worker_id, finished_at, version, expires_at)
+        SELECT 'j' || (i % 20) || '@' || i, 'j' || (i % 20), st, $1, 60, c, c + f, c, 1, 1, 0, 'w' || (i % 4),
+               CASE WHEN st IN ('pending', 'running') THEN NULL ELSE c + f END, 4,
+               CASE WHEN st IN ('pending', 'running') THEN NULL ELSE c + f + 7 * 86400 END
+        FROM (SELECT i, ds_now() - 172800 * (1 - i / 20000.0) AS c, (i % 7) / 3.0 AS f,
+                     CASE WHEN i > 19960 THEN 'running' WHEN i % 200 = 0 THEN 'failed'
+                          WHEN i % 200 = 100 THEN 'timed_out' WHEN i % 1000 = 7 THEN 'cancelled'
+                          WHEN i % 1000 = 9 THEN 'skipped' ELSE 'succeeded' END AS st
+              FROM generate_series(1, 20000) i) g""", spec)
+    await storage.pool.execute("ANALYZE tasks")
+    since = storage.clock() - 3600
+
+    ran: list[tuple[str, tuple]] = []
+    call = storage.call
+
+    async def spy(method, sql, *args):
+        ran.append((sql, args))
+        return await call(method, sql, *args)
+
+    monkeypatch.setattr(storage, "call", spy)
+    for states in (["failed", "timed_out"], ["failed"], ["cancelled", "skipped"]):
+        ran.clear()
+        assert (await storage.tasks.finished(states, since, 20)) is not None
+        [(sql, args)] = ran
+        async with storage.pool.acquire() as conn:
+            [custom] = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args))
+            await conn.execute(f"PREPARE finished_q (text[], float8, bigint) AS {sql}")
+            try:
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+                execute = await conn.fetchval(  # EXECUTE takes no bound parameters: literals
+                    "SELECT format('EXECUTE finished_q (%L::text[], %L::float8, %L::bigint)', "
+                    "$1::text[], $2::float8, $3::bigint)", *args)
+                [generic] = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + execute))
+            finally:
+                await conn.execute("RESET plan_cache_mode; DEALLOCATE finished_q")
+        for name, plan in (("custom", custom), ("generic", generic)):
+            nodes = _plan_nodes(plan["Plan"])
+            scans = [(n["Node Type"], n.get("Index Name")) for n in nodes if "Scan" in n["Node Type"]]
+            assert scans == [("Index Scan", "tasks_rare_finished")], (states, name, scans)
+            [scan] = [n for n in nodes if n.get("Index Name") == "tasks_rare_finished"]
+            assert "finished_at >=" in scan["Index Cond"], (states, name, scan["Index Cond"])
+    monkeypatch.undo()
+
+    rows = await storage.pool.fetch("SELECT id, state, finished_at FROM tasks WHERE finished_at IS NOT NULL")
+    for states in (["failed", "timed_out"], ["failed"], ["cancelled", "skipped"], ["succeeded"],
+                   ["succeeded", "failed", "timed_out", "cancelled", "skipped"]):
+        for at, limit in ((since, 20), (since - 6 * 3600, 20), (since - 6 * 3600, 3)):
+            want = sorted(((r["finished_at"], r["id"]) for r in rows if r["state"] in states and r["finished_at"] >= at),
+                          reverse=True)[:limit]
+            got = await storage.tasks.finished(states, at, limit)
+            assert [t.id for t in got] == [i for _, i in want], (states, at, limit)
+            assert got or states == ["cancelled", "skipped"], "the data has finishes of these states"
