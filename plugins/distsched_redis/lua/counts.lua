@@ -7,7 +7,8 @@ prune_expired(10000)
 local out = {}
 local live = redis.call('HGETALL', P .. 'cnt')
 for k = 1, #live, 2 do
-  if not tonumber(live[k + 1]) or tonumber(live[k + 1]) > 0 then  -- Python quarantines a non-number
+  -- Python quarantines what is not an integer
+  if not integer_text(live[k + 1]) or tonumber(live[k + 1]) > 0 then
     out[#out + 1] = live[k]
     out[#out + 1] = live[k + 1]
   end

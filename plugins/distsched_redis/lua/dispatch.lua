@@ -37,7 +37,7 @@ for i = 4, #ARGV do
     if t.dl ~= '' then batch2('ZADD', P .. 'dl', t.dl, t.id) end
     -- history indexes (by created_at; a task stored before they existed: its update time)
     local c = cur[3] or cur[4]
-    if not tonumber(c) then c = t.u end  -- a broken stored time must not fail the script half-way
+    if not finite(c) then c = t.u end  -- a broken stored time must not fail the script half-way
     batch1('ZREM', P .. 'ts:' .. cur[2], t.id)
     batch2('ZADD', P .. 'ts:assigned', c, t.id)
     if t.w ~= '' then

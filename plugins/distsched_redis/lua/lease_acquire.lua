@@ -12,7 +12,9 @@ if cur then
     return false
   end
 end
-local stored = tonumber(redis.call('GET', P .. 'term') or '0') or 0
+-- a stored term that is not a finite number ("nan" and "inf" are numbers to Lua) counts as
+-- none: the term "nan" or "inf" it would give is a token no node can read
+local stored = finite(redis.call('GET', P .. 'term')) or 0
 local micros = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
 local term = string.format('%.0f', math.max(stored + 1, micros))
 redis.call('SET', P .. 'term', term)

@@ -26,6 +26,7 @@ for _, w in ipairs(redis.call('ZRANGE', P .. 'hb', 0, -1)) do
   known[w] = true
   local tw = P .. 'tw:' .. w
   local from = redis.call('HGET', cursors, w)
+  if from and not finite(from) then from = nil end  -- a broken resume point: start over
   local batch = redis.call('ZRANGEBYSCORE', tw, from and ('(' .. from) or '-inf', horizon,
                            'WITHSCORES', 'LIMIT', 0, limit)
   local removed = 0

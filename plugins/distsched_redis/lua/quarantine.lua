@@ -62,7 +62,7 @@ elseif kind == 'scheduler' then
   end
 elseif kind == 'count' then
   local raw = redis.call('HGET', P .. 'cnt', id)
-  if raw and not tonumber(raw) then
+  if raw and not integer_text(raw) then
     redis.call('HSET', data, 'value', raw)
     redis.call('HDEL', P .. 'cnt', id)
     moved = true

@@ -136,15 +136,23 @@ async def test_a_ready_task_with_a_garbage_spec_is_quarantined(distsched_app, re
     await _healthy_keeps_firing(app)
 
 
-async def test_a_count_that_is_not_a_number_is_quarantined(distsched_app, redis_server, ns, raw):
+@pytest.mark.parametrize("garbage", [b"many", b"nan", b"1.5"])
+async def test_a_count_that_is_not_a_number_is_quarantined(distsched_app, redis_server, ns, raw, garbage):
+    """Pending and dispatched change with every healthy task (a script's write moves the
+    count aside); nothing changes retrying, so only a read of the counts finds it. "nan"
+    and "1.5" are numbers to Lua and not counts: the quarantine refused to move them, and
+    every read of the counts asked again."""
     app = await _start(distsched_app, redis_server, ns)
     p = "{" + ns + "}:"
-    raw.hset(p + "cnt", "pending", b"many")
+    raw.hset(p + "cnt", "pending", garbage)
     raw.hset(p + "cnt", "dispatched", b"lots")
+    raw.hset(p + "cnt", "retrying", garbage)
     await _healthy_keeps_firing(app)
     counts = await (await app.storage()).tasks.counts()
     assert all(isinstance(v, int) for v in counts.values())
-    assert {b"count:pending", b"count:dispatched"} <= set(raw.hkeys(p + "qr"))
+    assert {b"count:pending", b"count:dispatched", b"count:retrying"} <= set(raw.hkeys(p + "qr"))
+    assert raw.hget(p + "qd:count:retrying", "value") == garbage, "the bytes are kept"
+    assert raw.hget(p + "cnt", "retrying") is None
 
 
 async def test_a_balancer_failing_on_one_task_cancels_that_task_only(distsched_app, redis_server, ns, raw):
@@ -192,11 +200,93 @@ async def test_pull_takes_the_entries_behind_a_task_with_a_broken_version(distsc
     await _healthy_keeps_firing(app)
 
 
-async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(distsched_app, redis_server, ns, raw):
+async def test_pull_takes_the_entries_behind_a_task_whose_timeout_is_nan(distsched_app, redis_server, ns, raw):
+    """A queued task whose stored timeout is "nan" (a number to Lua, whose deadline Redis
+    refuses as a score) failed the whole pull half-way: the tasks taken with it written
+    running, their deadlines never indexed, and the worker never told. It is moved aside;
+    the five tasks behind it start."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    worker_id = app.engine.worker.id
+    await _later_task(app, "broken")
+    raw.hset(p + "t:broken", mapping={"s": "dispatched", "v": "1", "w": worker_id, "n": "1", "to": "nan"})
+    raw.rpush(p + "q:" + worker_id, "broken#1")
+    ids = [await app.submit("noop", i) for i in range(5)]
+    for task_id in ids:
+        assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
+    await _quarantined(app, "task", "broken")
+    await _healthy_keeps_firing(app)
+
+
+async def test_a_ready_task_whose_created_at_is_nan_is_dispatched_whole(distsched_app, redis_server, ns, raw):
+    """A ready task whose stored created_at is "nan" failed the leader's dispatch half-way:
+    every task of the batch written dispatched, none pushed to its worker's queue nor given
+    a deadline (stuck for ever), and the same failure at every pass. It is scored by its
+    update time, as a created_at that is not a number already was, and runs."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    storage = await app.storage()
+    p = "{" + ns + "}:"
+    await _later_task(app, "nan-created")
+    key = p + "t:nan-created"
+    d = json.loads(raw.hget(key, "d"))
+    d["not_before"] = d["created_at"]  # due now
+    raw.hset(key, mapping={"c": b"nan", "d": json.dumps(d)})
+    raw.zadd(p + "ready", {"nan-created": 1})
+    assert (await app.wait("nan-created", timeout=10)).state.value == "succeeded"
+
+    async def nothing_assigned() -> bool:
+        counts = await storage.tasks.counts()
+        return counts.get("running", 0) == 0 and counts.get("dispatched", 0) == 0
+
+    await _wait_for(nothing_assigned, what="no task counted as running or dispatched")
+    await _healthy_keeps_firing(app)
+
+
+async def test_a_minute_figure_that_is_not_an_integer_starts_again(distsched_app, redis_server, ns, raw, caplog):
+    """The minute's count of finished tasks (the dashboard's throughput) holding a value that
+    is not an integer failed every script that finished a task, after the task's writes and
+    before its reply (a warning and a retry per report, all that minute). The figure now
+    starts again; the tasks finish as usual."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    minute = int(raw.time()[0]) // 60
+    for m in (minute, minute + 1):  # the test may cross a minute
+        raw.hset(p + f"tp:{m}", mapping={"succeeded": b"lots", "failed": b"1.5"})
+    ids = [await app.submit("noop", i) for i in range(5)]
+    for task_id in ids:
+        assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
+    assert "not an integer" not in caplog.text, "a script failed on the figure"
+    figures = [raw.hget(p + f"tp:{m}", "succeeded") for m in (minute, minute + 1)]
+    assert any(f.isdigit() for f in figures), figures  # started again where tasks finished
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize("term", [b"nan", b"inf", b"-inf", b"many"])
+async def test_a_stored_term_that_is_not_a_finite_number_does_not_stop_the_election(distsched_app, redis_server,
+                                                                                     ns, raw, term):
+    """The last term (``term``) is read by every lease acquisition. "nan" and "inf" are
+    numbers to Lua: the new term came out "nan" or "inf", a token no node could parse, and
+    no leader was ever elected again. A term that is not a finite number now counts as none:
+    the new one is the server time in microseconds, as after a store that lost it."""
+    p = "{" + ns + "}:"
+    raw.set(p + "term", term)
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    assert int(raw.get(p + "term")) > 10**15  # microseconds since 1970
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize("garbage", [b"yesterday", b"nan"])
+async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(distsched_app, redis_server, ns, raw,
+                                                                              garbage):
     """A success whose task's stored created_at (the history index's score) is not a number
     failed the worker's report half-way: the task written succeeded, its counts and the
     indexes after it never (a `running` counted for ever). The script now leaves such a
-    success to the leader, whose own path finishes the task and writes the record whole."""
+    success to the leader, whose own path finishes the task and writes the record whole.
+    "nan" is a number to Lua's tonumber, and not a score to Redis."""
     gate = asyncio.Event()
 
     async def held() -> str:
@@ -213,7 +303,7 @@ async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(di
         return task is not None and task.state.value == "running"
 
     await _wait_for(running, what="the held task to run")
-    raw.hset(p + "t:" + task_id, "c", b"yesterday")
+    raw.hset(p + "t:" + task_id, "c", garbage)
     gate.set()
     assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
 

@@ -83,3 +83,28 @@ async def test_a_live_workers_history_index_is_pruned_too(distsched_app, redis_s
             break
         assert time.monotonic() < deadline, f"{stale} of {total} tw:* entries name expired tasks"
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("cursor", [b"nan", b"soon"])
+async def test_a_sweep_cursor_that_is_not_a_number_starts_the_sweep_over(distsched_app, redis_server, raw_client,
+                                                                          cursor):
+    """The sweep's resume point (``twp``) holding something that is not a number failed the
+    housekeeping call at every pass (``ZRANGEBYSCORE`` refuses it), so no worker's history
+    index was ever swept again. The sweep now starts over from the oldest entry."""
+    ns = f"r{uuid.uuid4().hex[:10]}"
+    app = await distsched_app(redis_server.url_for(namespace=ns, retention=1), functions={"noop": lambda: None},
+                              heartbeat_interval=0.2)
+    await app.submit_many([TaskSpec(target="noop") for _ in range(20)])
+    stats = app.engine.scheduler.stats
+    deadline = time.monotonic() + 30
+    while stats["succeeded"] < 20:
+        assert time.monotonic() < deadline, f"only {stats['succeeded']} of 20 succeeded"
+        await asyncio.sleep(0.05)
+    p = "{" + ns + "}:"
+    worker_id = app.engine.worker.id
+    raw_client.hset(p + "twp", worker_id, cursor)
+    ghost = "gone-task"  # an entry whose record is gone, created long before the horizon
+    raw_client.zadd(p + "tw:" + worker_id, {ghost: 1.0})
+    storage = await app.storage()
+    await storage.housekeeping(1000)
+    assert raw_client.zscore(p + "tw:" + worker_id, ghost) is None, "the sweep did not reach the entry"

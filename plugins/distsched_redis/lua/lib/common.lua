@@ -29,6 +29,23 @@ local function lease_expiry(ttl)
   return string.format('%.6f', NOW + ttl / 1000 + 0.002)
 end
 
+-- A stored value a script computes with or scores an index by, as a finite number; nil when
+-- it is not one. Lua's tonumber takes "nan" and "inf" (it parses with strtod), and Redis
+-- refuses NaN as a score: a stored "nan" passed a tonumber check and failed the script at
+-- its batched ZADD, half-way (a script's writes are not rolled back). n - n is 0 only for a
+-- finite n.
+local function finite(x)
+  local n = tonumber(x)
+  if n and n - n == 0 then return n end
+  return nil
+end
+
+-- True when stored value x is an integer as HINCRBY takes it ("nan" and "1.5" are numbers to
+-- tonumber, and not counts).
+local function integer_text(x)
+  return string.match(x, '^%-?%d+$') ~= nil
+end
+
 -- How long reply caches (op ids) live, in milliseconds.
 local OP_TTL_MS = 60000
 
@@ -193,7 +210,10 @@ local function flush_finished()
   local key = nil
   for state, n in pairs(FIN) do
     key = key or (P .. 'tp:' .. math.floor(NOW / 60))
-    redis.call('HINCRBY', key, state, n)
+    local r = redis.pcall('HINCRBY', key, state, n)
+    -- a figure that is not an integer (a hostile or broken write) starts again: the tasks'
+    -- writes are done, and a statistic must not fail the script after them
+    if type(r) == 'table' and r.err then redis.call('HSET', key, state, n) end
   end
   if key then redis.call('EXPIRE', key, THROUGHPUT_KEEP) end
   local pairs_ = {}

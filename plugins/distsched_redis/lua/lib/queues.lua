@@ -71,18 +71,19 @@ local function take_entries(w, max)
     if cur[1] ~= 'dispatched' or cur[5] ~= w or cur[6] ~= n then
       return  -- stale: re-dispatched, cancelled, finished or reassigned
     end
-    if not tonumber(cur[2]) or not tonumber(cur[13]) then
+    local stored_v, timeout = finite(cur[2]), finite(cur[13])
+    if not stored_v or not timeout then
       -- a record this script cannot read: moved aside by the caller (the row tells it why),
       -- never an error that would stop the entries behind it
       bad[#bad + 1] = id
       return
     end
-    local v = tonumber(cur[2]) + 1
+    local v = stored_v + 1
     redis.call('HSET', key, 's', 'running', 'v', v, 'sa', NOW_S, 'u', NOW_S)
     -- reindex() for dispatched -> running on the same worker, by hand
     count_delta('dispatched', -1)
     count_delta('running', 1)
-    batch2('ZADD', P .. 'dl', NOW + tonumber(cur[13]), id)
+    batch2('ZADD', P .. 'dl', NOW + timeout, id)
     ids[#ids + 1] = entry
     cur[1], cur[2], cur[3], cur[4] = 'running', tostring(v), NOW_S, NOW_S
     out[#out + 1] = task_reply(id, cur)

@@ -279,8 +279,10 @@ local function settle_success(entry, r, unsigned_only)
   local rw = r.worker_id
   -- the version, and the created_at (else updated_at) that scores the history index: a
   -- ZADD of a score that is not a number would fail the script half-way, after the task's
-  -- write and before its counts and indexes (the leader's own path writes the record whole)
-  if cur[1] and (not tonumber(cur[6]) or not tonumber(cur[8] or cur[9])) then
+  -- write and before its counts and indexes (the leader's own path writes the record whole);
+  -- finite(): "nan" is a number to Lua and not a score to Redis
+  local stored_v = finite(cur[6])
+  if cur[1] and (not stored_v or not finite(cur[8] or cur[9])) then
     return 'unreadable'
   end
   if not cur[1] or not ASSIGNED[cur[1]] or r.attempt_id ~= id .. '#' .. cur[3]
@@ -292,7 +294,7 @@ local function settle_success(entry, r, unsigned_only)
   end
   local sa = cur[4]
   if not sa or sa == '' then sa = string.format('%.17g', r.started_at) end
-  redis.call('HSET', key, 's', 'succeeded', 'v', tonumber(cur[6]) + 1, 'u', NOW_S, 'fa', NOW_S,
+  redis.call('HSET', key, 's', 'succeeded', 'v', stored_v + 1, 'u', NOW_S, 'fa', NOW_S,
              'sa', sa, 'r', entry)
   -- reindex() for dispatched/running -> succeeded, by hand
   local w, j = cur[2] or '', cur[5] or ''
