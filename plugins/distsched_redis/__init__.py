@@ -1,2 +1,3 @@
 """Built-in distsched plugin: Redis storage and election (``redis://``, ``rediss://``,
-``redis+unix://``, ``redis+sentinel://``, ``redis+cluster://``). See ``docs/redis.md``."""
+``redis+unix://``, ``redis+sentinel://``, ``redis+cluster://``, ``rediss+cluster://``). See
+``docs/redis.md``."""

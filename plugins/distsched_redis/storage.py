@@ -1,4 +1,5 @@
-"""``redis://`` / ``rediss://`` / ``redis+unix://`` / ``redis+sentinel://`` / ``redis+cluster://`` storage: every port of distsched on
+"""``redis://`` / ``rediss://`` / ``redis+unix://`` / ``redis+sentinel://`` / ``redis+cluster://`` /
+``rediss+cluster://`` storage: every port of distsched on
 ``redis.asyncio``, with exactly the semantics of the memory backend.
 
 All multi-key changes are Lua scripts (``lua/``) called by SHA; every leader write checks the
@@ -177,13 +178,14 @@ class RedisStorage:
         await self.scripts.load(self._waiter)
         if self.lean is not None:  # the lean connection calls the library's functions (Redis 7+)
             await self.scripts.load_library(self._waiter)
-        if self.settings.scheme != "redis+cluster":
+        if not self.settings.cluster:
             try:  # a node of a Redis Cluster answers MOVED for a slot it does not serve
                 await self._waiter.exists(self.prefix + "lease")
             except AskError as exc:
                 raise ValidationError(
                     "storage", f"{self.settings.redacted} is a Redis Cluster node that does not serve the "
-                    f"namespace's slot ({exc}): use redis+cluster://HOST:PORT[,HOST:PORT...]/?namespace=...",
+                    f"namespace's slot ({exc}): use redis+cluster://HOST:PORT[,HOST:PORT...]/?namespace=... "
+                    "(rediss+cluster:// over TLS)",
                 ) from None
             except ResponseError as exc:  # NOPERM (an ACL user without these keys): the calls will say so
                 log.debug("%s: EXISTS at open: %s", self.settings.redacted, exc)
@@ -484,6 +486,8 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
     from redis.asyncio.cluster import ClusterNode, RedisCluster
 
     kwargs = {k: v for k, v in common.items() if k not in ("db", "parser_class")}
+    if settings.tls:  # every node, the start nodes and those found from them
+        kwargs.update(ssl=True, **_ssl_kwargs(settings))
     nodes = [ClusterNode(host, port) for host, port in settings.hosts]
 
     def make(retries: Retry, max_connections: int) -> Any:
@@ -498,6 +502,14 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
     # waiter does not retry, as on a single server: with retries, redis-py's cluster client
     # retried a cancelled BLPOP instead of letting the cancellation through (close() hung).
     return make(retry, settings.max_connections or 2**31), make(Retry(NoBackoff(), 0), 100)
+
+
+def _ssl_kwargs(settings: RedisSettings) -> dict[str, Any]:
+    """redis-py's TLS settings of a ``rediss://`` or ``rediss+cluster://`` URL."""
+    ssl = dict(settings.ssl)
+    if ssl.get("ssl_cert_reqs") == "none":
+        ssl.setdefault("ssl_check_hostname", False)
+    return ssl
 
 
 def _retry() -> _Retry:
@@ -538,7 +550,7 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
         "parser_class": parser_class(settings.max_reply),
     }
     retry = _retry()
-    if settings.scheme == "redis+cluster":
+    if settings.cluster:
         return (*_cluster_clients(settings, common, retry), None)
     if settings.scheme == "redis+sentinel":
         from redis.asyncio.sentinel import Sentinel
@@ -569,12 +581,9 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
     else:
         host, port = settings.hosts[0]
         kwargs = dict(common, host=host, port=port)
-    if settings.scheme == "rediss":
+    if settings.tls:
         kwargs["connection_class"] = SSLConnection
-        ssl = dict(settings.ssl)
-        if ssl.get("ssl_cert_reqs") == "none":
-            ssl.setdefault("ssl_check_hostname", False)
-        kwargs.update(ssl)
+        kwargs.update(_ssl_kwargs(settings))
     pool = ConnectionPool(retry=retry, max_connections=settings.max_connections, **kwargs)
     waiter_pool = ConnectionPool(retry=Retry(NoBackoff(), 0), **kwargs)
     return Redis(connection_pool=pool), Redis(connection_pool=waiter_pool), None

@@ -14,6 +14,8 @@
                   a Redis Cluster, found from these start nodes; the namespace's keys all
                   hash to one slot (``{namespace}`` is their hash tag), so one namespace lives
                   on one master
+``rediss+cluster://...``
+                  the same over TLS, to every node (the ``ssl_*`` options of ``rediss://``)
 
 Options (URL query or the engine's storage options; an option given both ways takes the
 engine's value): ``namespace`` (default ``distsched``), ``retention`` (how long finished tasks
@@ -45,7 +47,9 @@ from distsched.urls import (
 
 from .parser import DEFAULT_MAX_REPLY
 
-SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster", "rediss+cluster")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+TLS_SCHEMES = ("rediss", "rediss+cluster")
 DEFAULT_NAMESPACE = "distsched"
 DEFAULT_RETENTION = 7 * 86400.0
 DEFAULT_RESULTS_MAX = 100_000
@@ -87,6 +91,16 @@ class RedisSettings:
     def prefix(self) -> str:
         """Every key starts with this: the namespace as a hash tag."""
         return "{" + self.namespace + "}:"
+
+    @property
+    def cluster(self) -> bool:
+        """A Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+        return self.scheme in CLUSTER_SCHEMES
+
+    @property
+    def tls(self) -> bool:
+        """Every connection to the data is TLS (``rediss://``, ``rediss+cluster://``)."""
+        return self.scheme in TLS_SCHEMES
 
     @property
     def redacted(self) -> str:
@@ -180,17 +194,18 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         if len(segments) > 2:
             raise url_error(url, f"unexpected path {parts.path!r} (expected /SERVICE[/DB])")
         db = _db(url, segments[1] if len(segments) > 1 else "")
-    elif scheme == "redis+cluster":
+    elif scheme in CLUSTER_SCHEMES:
         hosts = tuple(_host_port(url, h.strip(), 6379) for h in netloc.split(","))
         if len(set(hosts)) != len(hosts):
             raise url_error(url, "a start node is listed twice")
         if segments and segments != ["0"]:
             raise url_error(url, f"unexpected path {parts.path!r}: a Redis Cluster has one database "
-                             "(redis+cluster://HOST:PORT[,HOST:PORT...]/?namespace=...)")
+                             f"({scheme}://HOST:PORT[,HOST:PORT...]/?namespace=...)")
         db = 0
     else:
         if "," in netloc:
-            raise url_error(url, "several hosts are only allowed with redis+sentinel:// or redis+cluster://")
+            raise url_error(url, "several hosts are only allowed with redis+sentinel://, redis+cluster:// or "
+                             "rediss+cluster://")
         hosts = (_host_port(url, netloc, 6379),)
         if len(segments) > 1:
             raise url_error(url, f"unexpected path {parts.path!r} (expected /DB, a number)")
@@ -206,10 +221,11 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
         raise url_error(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
-    if scheme != "rediss":
+    if scheme not in TLS_SCHEMES:
         given = [k for k in SSL_OPTIONS if k in values]
         if given:
-            raise url_error(url, f"TLS option(s) {', '.join(given)} need a rediss:// URL")
+            tls_scheme = "rediss+cluster" if scheme in CLUSTER_SCHEMES else "rediss"
+            raise url_error(url, f"TLS option(s) {', '.join(given)} need a {tls_scheme}:// URL")
     if scheme != "redis+sentinel":
         given = [k for k in SENTINEL_OPTIONS if k in values]
         if given:
@@ -247,7 +263,7 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         if name in values:
             kw[name] = str(values[name])
     ssl: dict[str, Any] = {}
-    if scheme == "rediss":
+    if scheme in TLS_SCHEMES:
         for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
             if name in values:
                 ssl[name] = str(values[name])

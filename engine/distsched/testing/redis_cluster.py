@@ -8,6 +8,10 @@
 >>> cluster.kill_node(node); cluster.wait_healthy() # kill -9 of a master: its replica takes over
 >>> cluster.stop()
 
+``tls=True``: every node serves TLS only, on its client port, its cluster bus and its
+replication link (one throwaway CA for all: ``tls-cluster``, ``tls-replication``), and
+:meth:`url_for` gives a ``rediss+cluster://`` URL with the CA.
+
 Each node is a :class:`~distsched.testing.redis_server.RedisServer` in its own temp dir (its
 ``nodes.conf`` there), on a free loopback port with an explicit ``cluster-port`` (a port +
 10000 may not exist). It fits :class:`~distsched.testing.processes.StoreServer`: ``kill``
@@ -19,15 +23,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import attrs
 
 from .processes import StoreServer, wait_until
-from .redis_server import LOOPBACK, RedisServer, free_port, redis_server_binary
+from .redis_server import LOOPBACK, Certificates, RedisServer, free_port, redis_server_binary
 
 
 def redis_cli_binary() -> str | None:
@@ -88,12 +94,13 @@ class RedisClusterServer:
     ``node_timeout_ms`` is ``cluster-node-timeout`` (how long a master must be unreachable
     before its replica is promoted; small here so that failover tests are quick); ``config``
     is added to every node's settings (e.g. ``{"appendonly": "yes"}``); ``appendonly`` /
-    ``appendfsync`` as for :class:`RedisServer`.
+    ``appendfsync`` as for :class:`RedisServer`; ``tls``: TLS only, everywhere (the module's
+    doc).
     """
 
     def __init__(self, *, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 1000,
                  config: Mapping[str, Any] | Iterable[tuple[str, ...]] = (), appendonly: bool = False,
-                 appendfsync: str = "everysec", start_timeout: float = 30.0) -> None:
+                 appendfsync: str = "everysec", start_timeout: float = 30.0, tls: bool = False) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         if redis_server_binary() is None or redis_cli_binary() is None:
@@ -108,6 +115,9 @@ class RedisClusterServer:
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.start_timeout = start_timeout
+        self.tls = tls
+        self.certs: Certificates | None = None
+        self._certs_dir: str | None = None
         self.nodes: list[RedisServer] = []
         self.host = LOOPBACK
 
@@ -130,17 +140,29 @@ class RedisClusterServer:
         if self.nodes:  # after kill(): the same nodes, the same ports
             return self.restart()
         try:
+            tls_config: list[tuple[str, ...]] = []
+            cli_tls: list[str] = []
+            if self.tls:
+                self._certs_dir = tempfile.mkdtemp(prefix="distsched-cluster-tls-")
+                certs = self.certs = Certificates(Path(self._certs_dir))
+                # the nodes' own connections (bus, replication) present the client certificate
+                tls_config = [("tls-cluster", "yes"), ("tls-replication", "yes"),
+                              ("tls-client-cert-file", str(certs.client_cert)),
+                              ("tls-client-key-file", str(certs.client_key))]
+                cli_tls = ["--tls", "--cacert", str(certs.ca), "--cert", str(certs.client_cert),
+                           "--key", str(certs.client_key)]
             for _ in range(self.masters * (1 + self.replicas)):
                 node = RedisServer(config=[
                     ("cluster-enabled", "yes"), ("cluster-config-file", "nodes.conf"),
                     ("cluster-node-timeout", str(self.node_timeout_ms)), ("cluster-port", str(free_port())),
-                    ("repl-diskless-sync-delay", "0"),
-                    *self.config], appendonly=self.appendonly, appendfsync=self.appendfsync)
+                    ("repl-diskless-sync-delay", "0"), *tls_config,
+                    *self.config], appendonly=self.appendonly, appendfsync=self.appendfsync,
+                    tls=self.tls, certs=self.certs)
                 self.nodes.append(node.start())
             cli = redis_cli_binary()
             assert cli is not None
             create = subprocess.run(
-                [cli, "--cluster", "create", *(f"{self.host}:{n.port}" for n in self.nodes),
+                [cli, *cli_tls, "--cluster", "create", *(f"{self.host}:{n.port}" for n in self.nodes),
                  "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 capture_output=True, text=True, timeout=self.start_timeout)
             if create.returncode != 0 or "[OK] All 16384 slots covered" not in create.stdout:
@@ -158,6 +180,9 @@ class RedisClusterServer:
         for node in self.nodes:
             node.stop()
         self.nodes = []
+        if self._certs_dir is not None:
+            shutil.rmtree(self._certs_dir, ignore_errors=True)
+            self._certs_dir, self.certs = None, None
 
     def kill(self) -> None:
         """kill -9 every node (what they persisted stays for :meth:`restart`)."""
@@ -182,15 +207,21 @@ class RedisClusterServer:
         return self.url_for()
 
     def url_for(self, user: str | None = None, password: str | None = None, **query: Any) -> str:
-        """``redis+cluster://`` with every node as a start node and these query options."""
+        """``redis+cluster://`` (``rediss+cluster://`` with the CA, for a TLS cluster) with every
+        node as a start node and these query options."""
         if not self.nodes:
             raise RuntimeError("the cluster is not started")
         creds = ""
         if user is not None or password is not None:
             creds = quote(user or "", safe="") + (":" + quote(password, safe="") if password is not None else "") + "@"
         hosts = ",".join(f"{self.host}:{n.port}" for n in self.nodes)
+        scheme = "redis+cluster"
+        if self.tls:
+            assert self.certs is not None
+            scheme = "rediss+cluster"
+            query = {"ssl_ca_certs": str(self.certs.ca), **query}
         tail = f"?{urlencode(query)}" if query else ""
-        return f"redis+cluster://{creds}{hosts}/{tail}"
+        return f"{scheme}://{creds}{hosts}/{tail}"
 
     # -- topology -------------------------------------------------------------------------
     def node_by_port(self, port: int) -> RedisServer:

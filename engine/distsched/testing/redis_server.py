@@ -184,7 +184,8 @@ class RedisServer:
     ``tls_auth_clients`` is Redis's ``tls-auth-clients`` (``no``, ``optional``, ``yes``);
     ``users`` adds ACL users with full access; ``default_user=False`` disables the
     password-less default user; ``appendonly`` / ``appendfsync`` turn the AOF on;
-    ``binary`` is the ``redis-server`` to run (default the one on PATH).
+    ``binary`` is the ``redis-server`` to run (default the one on PATH); ``certs`` are the
+    TLS certificates to serve (default: made at start; a cluster's nodes share one set).
     """
 
     def __init__(
@@ -200,6 +201,7 @@ class RedisServer:
         appendfsync: str = "everysec",
         binary: str | None = None,
         start_timeout: float = 10.0,
+        certs: Certificates | None = None,
     ) -> None:
         if port == SHARED_PORT:
             raise ValueError("refusing port 6379: a shared Redis may be running there")
@@ -221,7 +223,7 @@ class RedisServer:
         self.start_timeout = start_timeout
         self.host = LOOPBACK
         self.dir: Path | None = None
-        self.certs: Certificates | None = None
+        self.certs: Certificates | None = certs
         self._proc: ChildProcess | None = None
 
     @property
@@ -394,12 +396,18 @@ class RedisServer:
         return base + (f"?{urlencode(params)}" if params else "")
 
     def client(self, **kwargs: Any) -> Any:
-        """A synchronous redis-py client for assertions (plain TCP servers)."""
+        """A synchronous redis-py client for assertions (over TLS, with the client
+        certificate, for a TLS server)."""
         import redis
 
         if self.port is None:
             raise RuntimeError("the server is not started")
         kwargs.setdefault("decode_responses", True)
+        if self.tls and self.certs is not None:
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_ca_certs", str(self.certs.ca))
+            kwargs.setdefault("ssl_certfile", str(self.certs.client_cert))
+            kwargs.setdefault("ssl_keyfile", str(self.certs.client_key))
         return redis.Redis(host=self.host, port=self.port, **kwargs)
 
     def prepare_slow_load(self, keys: int = 20_000, key_load_delay: int = 100) -> None:

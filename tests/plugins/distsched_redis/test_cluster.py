@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, RedisClusterUnreachableError
 
 from distsched.model import TaskState
 from distsched.testing import all_tasks
@@ -276,6 +276,53 @@ async def test_two_namespaces_on_different_masters_run_side_by_side(redis_cluste
         == {master_a.port}
     assert {port for port, keys in by_node.items() if any(k.startswith("{" + ns_b + "}") for k in keys)} \
         == {master_b.port}
+
+
+# -- over TLS (rediss+cluster://) -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tls_cluster():
+    """3 masters + 3 replicas serving TLS only: no plain port, the cluster bus and the
+    replication links over TLS too, one throwaway CA."""
+    with RedisClusterServer(tls=True) as cluster:
+        yield cluster
+
+
+async def test_a_deployment_runs_on_a_cluster_over_tls(tls_cluster, distsched_app):
+    ns = "tlsdeploy"
+    url = tls_cluster.url_for(namespace=ns)
+    assert url.startswith("rediss+cluster://") and "ssl_ca_certs=" in url
+    ran: list[int] = []
+
+    def work(n: int) -> int:
+        ran.append(n)
+        return n
+
+    app = await distsched_app(url, functions={"work": work})
+    ids = [await app.submit("work", i) for i in range(10)]
+    for task_id in ids:
+        assert (await app.wait(task_id, timeout=30)).state is TaskState.SUCCEEDED
+    assert sorted(ran) == list(range(10))
+    await app.add_job("tick", every="0.2s", target="work", args=[-1])
+    storage = await app.storage()
+    deadline = time.monotonic() + 10
+    while len((await storage.tasks.query(job="tick", state="succeeded")).tasks) < 2:
+        assert time.monotonic() < deadline, "the job did not fire twice over TLS"
+        await asyncio.sleep(0.05)
+    master = tls_cluster.master_for_key("{" + ns + "}:lease")
+    client = master.client()  # (TLS: the nodes have no plain port)
+    try:
+        assert client.exists("{" + ns + "}:lease") == 1 and client.hexists("{" + ns + "}:jobs", "tick")
+    finally:
+        client.close()
+
+
+async def test_a_cluster_over_tls_is_refused_without_its_ca_with_the_reason(tls_cluster, open_storage):
+    url = tls_cluster.url_for(namespace="tlsca")
+    bare = url.split("?", 1)[0] + "?namespace=tlsca&connect_timeout=1"
+    with pytest.raises(RedisClusterUnreachableError, match="CERTIFICATE_VERIFY_FAILED"):
+        await open_storage(bare)
+    with pytest.raises(RedisClusterUnreachableError):  # in clear, to TLS-only nodes
+        await open_storage(bare.replace("rediss+cluster://", "redis+cluster://"))
 
 
 # -- failover with the engine running ------------------------------------------------------

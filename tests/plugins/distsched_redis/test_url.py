@@ -51,6 +51,17 @@ def test_cluster_url() -> None:
     assert parse("redis+cluster://c1:7000/0").db == 0
 
 
+def test_cluster_over_tls_url() -> None:
+    s = parse("rediss+cluster://u:pw@c1:7000,c2/?namespace=prod&ssl_ca_certs=/ca.pem&ssl_certfile=/c"
+              "&ssl_keyfile=/k&ssl_check_hostname=false")
+    assert s.scheme == "rediss+cluster" and s.cluster and s.tls
+    assert s.hosts == (("c1", 7000), ("c2", 6379)) and (s.db, s.namespace) == (0, "prod")
+    assert s.ssl == {"ssl_ca_certs": "/ca.pem", "ssl_certfile": "/c", "ssl_keyfile": "/k", "ssl_check_hostname": False}
+    assert "pw" not in s.redacted
+    plain = parse("redis+cluster://c1:7000")
+    assert plain.cluster and not plain.tls and not parse("redis://h").cluster and parse("rediss://h").tls
+
+
 def test_unix_socket_url() -> None:
     s = parse("redis+unix://app:p%40ss@/run/redis/my%20redis.sock?db=2&namespace=prod&retention=1h")
     assert s.scheme == "redis+unix" and s.path == "/run/redis/my redis.sock" and s.hosts == ()
@@ -68,7 +79,11 @@ def test_unix_socket_url() -> None:
     ("redis+cluster://c1/0/x", "unexpected path"),
     ("redis+cluster://c1,c1:6379/", "a start node is listed twice"),
     ("redis+cluster://c1:0/", "port must be a number between 1 and 65535"),
-    ("redis+cluster://c1/?ssl_ca_certs=/x", "need a rediss:// URL"),
+    ("redis+cluster://c1/?ssl_ca_certs=/x", "need a rediss+cluster:// URL"),
+    ("rediss+cluster://c1/3", "a Redis Cluster has one database"),
+    ("rediss+cluster://c1/?ssl_cert_reqs=maybe", "ssl_cert_reqs must be required, optional or none"),
+    ("rediss+cluster://c1/?ssl_certfile=/c", "ssl_certfile and ssl_keyfile go together"),
+    ("rediss+cluster://c1/?sentinel_password=x", "need a redis+sentinel:// URL"),
     ("redis+cluster://c1/?sentinel_password=x", "need a redis+sentinel:// URL"),
     ("redis+cluster://c1/?namespace={x}", "namespace must be"),
 ])
