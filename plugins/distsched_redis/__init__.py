@@ -1,3 +1,2 @@
 """Built-in distsched plugin: Redis storage and election (``redis://``, ``rediss://``,
-``redis+unix://``, ``redis+sentinel://``, ``redis+cluster://``, ``rediss+cluster://``). See
-``docs/redis.md``."""
+``redis+unix://``, ``redis(s)+sentinel://``, ``redis(s)+cluster://``). See ``docs/redis.md``."""

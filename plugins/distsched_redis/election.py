@@ -21,8 +21,8 @@ from .url import parse
 class RedisElection:
     def __init__(self, storage: RedisStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
         if not isinstance(storage, RedisStorage):
-            raise TypeError("the redis election needs redis:// (or rediss://, redis+unix://, redis+sentinel://, redis+cluster://, "
-                            "rediss+cluster://) storage")
+            raise TypeError("the redis election needs redis:// (or rediss://, redis+unix://, redis(s)+sentinel://, "
+                            "redis(s)+cluster://) storage")
         self.storage = storage
         self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
         self._ttl_ms = str(max(1, int(round(self.ttl * 1000))))

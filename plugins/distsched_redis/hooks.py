@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from distsched import hookimpl
 
-SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 
 
 @hookimpl
@@ -16,7 +16,7 @@ def distsched_register_storage(registry):
         factory=_open_storage,
         description="Redis storage: redis://[user:pass@]host:port/db?namespace=NAME, rediss:// (TLS), "
                     "redis+unix:///path/to/redis.sock?db=N (a Unix socket), "
-                    "redis+sentinel://host:port[,host:port]/SERVICE/db, "
+                    "redis+sentinel://host:port[,host:port]/SERVICE/db, rediss+sentinel:// (TLS), "
                     "redis+cluster://host:port[,host:port]/?namespace=NAME (the namespace is one cluster slot), "
                     "rediss+cluster:// (a cluster over TLS)",
     )

@@ -33,7 +33,7 @@ A cancelled caller's reply is read and dropped when it comes (the connection sta
 take a lean connection of their own for the call (:class:`BlockingClients`: an idle one, or a
 new one), so that they never hold up the pipelined one; one whose caller is cancelled or
 fails mid-call is closed, not reused.
-``rediss://``, ``redis+sentinel://`` and ``redis(s)+cluster://`` keep redis-py's client for every
+``rediss://``, ``redis(s)+sentinel://`` and ``redis(s)+cluster://`` keep redis-py's client for every
 call (TLS, master discovery and MOVED redirection are redis-py's); so does a store opened
 with ``lean=false``.
 """

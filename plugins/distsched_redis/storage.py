@@ -1,5 +1,5 @@
-"""``redis://`` / ``rediss://`` / ``redis+unix://`` / ``redis+sentinel://`` / ``redis+cluster://`` /
-``rediss+cluster://`` storage: every port of distsched on
+"""``redis://`` / ``rediss://`` / ``redis+unix://`` / ``redis(s)+sentinel://`` / ``redis(s)+cluster://``
+storage: every port of distsched on
 ``redis.asyncio``, with exactly the semantics of the memory backend.
 
 All multi-key changes are Lua scripts (``lua/``) called by SHA; every leader write checks the
@@ -504,6 +504,25 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
     return make(retry, settings.max_connections or 2**31), make(Retry(NoBackoff(), 0), 100)
 
 
+def _sentinel_class() -> Any:
+    """redis-py's Sentinel, whose "no master found" error names each sentinel by its address
+    (redis-py's names it by its client's repr: about 1,500 characters of pool settings)."""
+    from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+
+    class _Sentinel(Sentinel):  # type: ignore[misc]
+        async def discover_master(self, service_name: str) -> Any:
+            try:
+                return await super().discover_master(service_name)
+            except MasterNotFoundError as exc:
+                text = str(exc)
+                for each in self.sentinels:
+                    kw = each.connection_pool.connection_kwargs
+                    text = text.replace(str(each), f"sentinel {kw.get('host')}:{kw.get('port')}")
+                raise MasterNotFoundError(text) from None
+
+    return _Sentinel
+
+
 def _ssl_kwargs(settings: RedisSettings) -> dict[str, Any]:
     """redis-py's TLS settings of a ``rediss://`` or ``rediss+cluster://`` URL."""
     ssl = dict(settings.ssl)
@@ -552,9 +571,7 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
     retry = _retry()
     if settings.cluster:
         return (*_cluster_clients(settings, common, retry), None)
-    if settings.scheme == "redis+sentinel":
-        from redis.asyncio.sentinel import Sentinel
-
+    if settings.sentinel:
         sentinel_kwargs: dict[str, Any] = {
             "socket_timeout": settings.socket_timeout,
             "socket_connect_timeout": settings.connect_timeout,
@@ -566,8 +583,11 @@ def _clients(settings: RedisSettings) -> tuple[Any, Any, Any]:
             sentinel_kwargs["password"] = settings.sentinel_password
         if settings.sentinel_username is not None:
             sentinel_kwargs["username"] = settings.sentinel_username
+        if settings.tls:  # the sentinels and the master (SentinelManagedSSLConnection)
+            sentinel_kwargs.update(ssl=True, **_ssl_kwargs(settings))
+            common.update(ssl=True, **_ssl_kwargs(settings))
         service = settings.service or ""  # the URL parser requires it for redis+sentinel://
-        sentinel = Sentinel(list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common)
+        sentinel = _sentinel_class()(list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common)
         for each in sentinel.sentinels:
             # The sentinels' replies are capped like the master's: a hostile or broken
             # sentinel's "$2000000000" is refused instead of buffered.

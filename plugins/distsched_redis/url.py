@@ -10,6 +10,9 @@
                   the master of ``SERVICE`` as the sentinels report it (``user:password`` are the
                   master's; ``sentinel_username`` / ``sentinel_password`` authenticate to the
                   sentinels)
+``rediss+sentinel://...``
+                  the same over TLS, to the sentinels and to the master (the ``ssl_*``
+                  options of ``rediss://``)
 ``redis+cluster://[user:password@]host[:port][,host2[:port2]...][/][?...]``
                   a Redis Cluster, found from these start nodes; the namespace's keys all
                   hash to one slot (``{namespace}`` is their hash tag), so one namespace lives
@@ -47,9 +50,10 @@ from distsched.urls import (
 
 from .parser import DEFAULT_MAX_REPLY
 
-SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-TLS_SCHEMES = ("rediss", "rediss+cluster")
+TLS_SCHEMES = ("rediss", "rediss+sentinel", "rediss+cluster")
 DEFAULT_NAMESPACE = "distsched"
 DEFAULT_RETENTION = 7 * 86400.0
 DEFAULT_RESULTS_MAX = 100_000
@@ -98,8 +102,13 @@ class RedisSettings:
         return self.scheme in CLUSTER_SCHEMES
 
     @property
+    def sentinel(self) -> bool:
+        """A master found through Sentinel (``redis+sentinel://``, ``rediss+sentinel://``)."""
+        return self.scheme in SENTINEL_SCHEMES
+
+    @property
     def tls(self) -> bool:
-        """Every connection to the data is TLS (``rediss://``, ``rediss+cluster://``)."""
+        """Every connection is TLS (``rediss://``, ``rediss+sentinel://``, ``rediss+cluster://``)."""
         return self.scheme in TLS_SCHEMES
 
     @property
@@ -185,11 +194,11 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         socket_path = unquote(parts.path)
         hosts: tuple[tuple[str, int], ...] = ()
         db = 0
-    elif scheme == "redis+sentinel":
+    elif scheme in SENTINEL_SCHEMES:
         hosts = tuple(_host_port(url, h.strip(), 26379) for h in netloc.split(","))
         if not segments or not segments[0]:
             raise url_error(url, "the sentinel service name is missing "
-                             "(redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB])")
+                             f"({scheme}://HOST:PORT[,HOST:PORT]/SERVICE[/DB])")
         service = unquote(segments[0])
         if len(segments) > 2:
             raise url_error(url, f"unexpected path {parts.path!r} (expected /SERVICE[/DB])")
@@ -204,8 +213,8 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
         db = 0
     else:
         if "," in netloc:
-            raise url_error(url, "several hosts are only allowed with redis+sentinel://, redis+cluster:// or "
-                             "rediss+cluster://")
+            raise url_error(url, "several hosts are only allowed with redis+sentinel://, redis+cluster:// and their "
+                             "TLS forms rediss+sentinel://, rediss+cluster://")
         hosts = (_host_port(url, netloc, 6379),)
         if len(segments) > 1:
             raise url_error(url, f"unexpected path {parts.path!r} (expected /DB, a number)")
@@ -224,12 +233,12 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
     if scheme not in TLS_SCHEMES:
         given = [k for k in SSL_OPTIONS if k in values]
         if given:
-            tls_scheme = "rediss+cluster" if scheme in CLUSTER_SCHEMES else "rediss"
+            tls_scheme = {"redis+cluster": "rediss+cluster", "redis+sentinel": "rediss+sentinel"}.get(scheme, "rediss")
             raise url_error(url, f"TLS option(s) {', '.join(given)} need a {tls_scheme}:// URL")
-    if scheme != "redis+sentinel":
+    if scheme not in SENTINEL_SCHEMES:
         given = [k for k in SENTINEL_OPTIONS if k in values]
         if given:
-            raise url_error(url, f"option(s) {', '.join(given)} need a redis+sentinel:// URL")
+            raise url_error(url, f"option(s) {', '.join(given)} need a redis+sentinel:// or rediss+sentinel:// URL")
 
     if "db" in values:
         if scheme != "redis+unix":

@@ -446,12 +446,11 @@ class RedisServer:
 class RedisSentinel:
     """A Sentinel (``redis-server --sentinel``) monitoring ``master`` as ``service``;
     ``password`` makes the Sentinel itself require it (``requirepass``: clients pass it as
-    the URL's ``sentinel_password``)."""
+    the URL's ``sentinel_password``). For a TLS master the Sentinel serves TLS only too, with
+    the master's certificates, and reaches the master over TLS (``rediss+sentinel://``)."""
 
     def __init__(self, master: RedisServer, *, service: str = "mymaster", start_timeout: float = 10.0,
                  password: str | None = None) -> None:
-        if master.tls:
-            raise ValueError("RedisSentinel supports plain-TCP masters only")
         self.master = master
         self.service = service
         self.start_timeout = start_timeout
@@ -489,6 +488,14 @@ class RedisSentinel:
                           f"sentinel auth-pass {self.service} {user[1]}"]
             if self.password is not None:
                 lines.append(f"requirepass {self.password}")
+            certs = self.master.certs
+            if self.master.tls:
+                if certs is None:
+                    raise RuntimeError("start the TLS master first (its certificates)")
+                lines[0] = f"port 0\ntls-port {self.port}"
+                lines += [f"tls-cert-file {certs.server_cert}", f"tls-key-file {certs.server_key}",
+                          f"tls-ca-cert-file {certs.ca}", "tls-auth-clients optional", "tls-replication yes",
+                          f"tls-client-cert-file {certs.client_cert}", f"tls-client-key-file {certs.client_key}"]
             conf.write_text("\n".join(lines) + "\n")
             self._proc = ChildProcess([str(binary), str(conf), "--sentinel"], self.dir / "stdout.log")
             if self._wait_ready():
@@ -506,7 +513,8 @@ class RedisSentinel:
         while time.monotonic() < deadline:
             if self._proc is None or not self._proc.alive():
                 return False
-            reply = _ping(self.port or 0, command=command)
+            tls = self.master.certs.client_context() if self.master.tls and self.master.certs else None
+            reply = _ping(self.port or 0, command=command, tls=tls)
             if reply and reply.startswith(expected):
                 return True
             time.sleep(0.05)
@@ -517,11 +525,16 @@ class RedisSentinel:
         return self.url_for()
 
     def url_for(self, user: str | None = None, password: str | None = None, *, db: int = 0, **query: Any) -> str:
+        """``redis+sentinel://`` (``rediss+sentinel://`` with the CA, for a TLS master)."""
         creds = ""
         if user is not None or password is not None:
             creds = quote(user or "", safe="") + (":" + quote(password, safe="") if password is not None else "") + "@"
+        scheme = "redis+sentinel"
+        if self.master.tls and self.master.certs is not None:
+            scheme = "rediss+sentinel"
+            query = {"ssl_ca_certs": str(self.master.certs.ca), **query}
         tail = f"?{urlencode(query)}" if query else ""
-        return f"redis+sentinel://{creds}{LOOPBACK}:{self.port}/{self.service}/{db}{tail}"
+        return f"{scheme}://{creds}{LOOPBACK}:{self.port}/{self.service}/{db}{tail}"
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError
 
 from distsched.model import Task, TaskSpec, ValidationError
@@ -40,18 +41,32 @@ async def test_acl_user(make_server, open_storage) -> None:
         await open_storage(server.url_for("app", "wrong"))
 
 
-async def test_sentinel(make_server, open_storage) -> None:
-    master = make_server()
-    sentinel = RedisSentinel(master, service="dsmaster")
-    sentinel.start()
-    try:
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+async def test_sentinel(make_server, open_storage, tls: bool) -> None:
+    """The master as the sentinel reports it; with TLS (``rediss+sentinel://``) the sentinel
+    and the master serve TLS only (no plain port) and both are reached over TLS, with the
+    URL's CA."""
+    master = make_server(tls=tls)
+    with RedisSentinel(master, service="dsmaster") as sentinel:
         url = sentinel.url_for(namespace="sent")
-        assert url.startswith("redis+sentinel://127.0.0.1:") and "/dsmaster/0" in url
+        scheme = "rediss+sentinel" if tls else "redis+sentinel"
+        assert url.startswith(f"{scheme}://127.0.0.1:") and "/dsmaster/0" in url
         storage = await open_storage(url)
         await roundtrip(storage)
         assert master.client().exists("{sent}:t:hello") == 1, "the data lives on the master"
-    finally:
-        sentinel.stop()
+
+
+async def test_no_master_found_names_each_sentinel_by_its_address(make_server, open_storage) -> None:
+    """Without the CA no sentinel answers: the error names the sentinel by its address and
+    why, not by its client's repr (redis-py's: about 1,500 characters of pool settings)."""
+    master = make_server(tls=True)
+    with RedisSentinel(master, service="tlsmaster") as sentinel:
+        bare = sentinel.url_for(namespace="tlssent").split("?", 1)[0] + "?namespace=tlssent&connect_timeout=1"
+        with pytest.raises(MasterNotFoundError) as info:  # the test CA is not trusted by default
+            await open_storage(bare)
+    message = str(info.value)
+    assert f"sentinel 127.0.0.1:{sentinel.port} - " in message and "CERTIFICATE_VERIFY_FAILED" in message
+    assert "connection_pool" not in message and "ConnectionPool" not in message and len(message) < 400
 
 
 async def test_an_evicting_maxmemory_policy_is_reported(make_server, open_storage, caplog) -> None:

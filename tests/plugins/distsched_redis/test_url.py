@@ -41,6 +41,14 @@ def test_sentinel_url() -> None:
     assert "sp" not in redact("redis+sentinel://s1/m?sentinel_password=sp").split("?")[1]
 
 
+def test_sentinel_over_tls_url() -> None:
+    s = parse("rediss+sentinel://u:pw@s1:26379,s2/mymaster/2?namespace=x&sentinel_password=sp&ssl_ca_certs=/ca.pem")
+    assert s.scheme == "rediss+sentinel" and s.sentinel and s.tls and not s.cluster
+    assert s.hosts == (("s1", 26379), ("s2", 26379)) and (s.service, s.db, s.sentinel_password) == ("mymaster", 2, "sp")
+    assert s.ssl == {"ssl_ca_certs": "/ca.pem"}
+    assert parse("redis+sentinel://s1/m").sentinel and not parse("redis+sentinel://s1/m").tls
+
+
 def test_cluster_url() -> None:
     s = parse("redis+cluster://u:p%40w@c1:7000,c2,[::1]:7002/?namespace=prod&retention=1h")
     assert s.scheme == "redis+cluster" and s.hosts == (("c1", 7000), ("c2", 6379), ("::1", 7002))
@@ -83,8 +91,8 @@ def test_unix_socket_url() -> None:
     ("rediss+cluster://c1/3", "a Redis Cluster has one database"),
     ("rediss+cluster://c1/?ssl_cert_reqs=maybe", "ssl_cert_reqs must be required, optional or none"),
     ("rediss+cluster://c1/?ssl_certfile=/c", "ssl_certfile and ssl_keyfile go together"),
-    ("rediss+cluster://c1/?sentinel_password=x", "need a redis+sentinel:// URL"),
-    ("redis+cluster://c1/?sentinel_password=x", "need a redis+sentinel:// URL"),
+    ("rediss+cluster://c1/?sentinel_password=x", "need a redis+sentinel:// or rediss+sentinel:// URL"),
+    ("redis+cluster://c1/?sentinel_password=x", "need a redis+sentinel:// or rediss+sentinel:// URL"),
     ("redis+cluster://c1/?namespace={x}", "namespace must be"),
 ])
 def test_bad_cluster_urls_name_the_problem(url: str, fragment: str) -> None:
@@ -112,9 +120,12 @@ def test_bad_cluster_urls_name_the_problem(url: str, fragment: str) -> None:
     ("redis://h/0?ssl_ca_certs=/x", "need a rediss:// URL"),
     ("rediss://h/0?ssl_cert_reqs=maybe", "ssl_cert_reqs must be required, optional or none"),
     ("rediss://h/0?ssl_certfile=/c", "ssl_certfile and ssl_keyfile go together"),
-    ("redis://h/0?sentinel_password=x", "need a redis+sentinel:// URL"),
+    ("redis://h/0?sentinel_password=x", "need a redis+sentinel:// or rediss+sentinel:// URL"),
     ("redis+sentinel://s1:26379", "sentinel service name is missing"),
     ("redis+sentinel://s1/m/0/1", "unexpected path"),
+    ("redis+sentinel://s1/m/0?ssl_ca_certs=/x", "need a rediss+sentinel:// URL"),
+    ("rediss+sentinel://s1:26379", "sentinel service name is missing (rediss+sentinel://"),
+    ("rediss+sentinel://s1/m?ssl_certfile=/c", "ssl_certfile and ssl_keyfile go together"),
     ("redis://h/0?namespace=a&namespace=b", "given twice"),
     ("redis://[::1/0", "not a valid URL"),
     ("redis://a:pw@[::1/0", "not a valid URL"),
