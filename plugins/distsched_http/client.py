@@ -109,9 +109,14 @@ def guarded_transport(limits: httpx.Limits, allow: AllowList | None) -> httpx.As
     """httpx's transport over a connection pool that connects through :class:`GuardedBackend`.
 
     httpx takes no network backend, so the pool it built is replaced by an identical one
-    with ours (tests/plugins/distsched_http/test_addresses.py fails if that stops working).
+    with ours (tests/plugins/distsched_http/test_hostile_endpoints.py fails if that stops working).
+    It fails closed: an httpx whose transport keeps its pool elsewhere would send every
+    request through an unguarded pool while ours sat unused, so this refuses to build one.
     """
     transport = httpx.AsyncHTTPTransport(verify=ssl_context(), limits=limits, trust_env=False)
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        raise RuntimeError(f"httpx {httpx.__version__}: its transport keeps no connection pool where the http "
+                           "executor puts its guarded one; refusing to send requests unguarded")
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context(),
         max_connections=limits.max_connections,

@@ -109,6 +109,26 @@ async def test_an_explicit_entry_allows_a_metadata_address(make_executor):
         await GuardedBackend(None)._addresses("2852039166", 80, 1.0)
 
 
+def test_the_guarded_transport_fails_closed_if_httpx_keeps_its_pool_elsewhere(monkeypatch):
+    """The guard replaces httpx's private connection pool; an httpx that kept it under
+    another name would send requests through its own, unguarded, pool: refused instead."""
+    import httpx
+
+    from distsched_http.client import guarded_transport
+
+    limits = httpx.Limits(max_connections=2)
+    assert guarded_transport(limits, None)._pool._network_backend.__class__ is GuardedBackend
+
+    class Moved(httpx.AsyncHTTPTransport):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._connections = self.__dict__.pop("_pool")
+
+    monkeypatch.setattr(httpx, "AsyncHTTPTransport", Moved)
+    with pytest.raises(RuntimeError, match="refusing to send requests unguarded"):
+        guarded_transport(limits, None)
+
+
 def test_check_address_rules():
     allow = AllowList.from_setting(["169.254.169.254", "0.0.0.0/0"])
     check_address(ipaddress.ip_address("169.254.169.254"), allow)
