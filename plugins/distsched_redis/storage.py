@@ -506,7 +506,10 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
 
 def _sentinel_class() -> Any:
     """redis-py's Sentinel, whose "no master found" error names each sentinel by its address
-    (redis-py's names it by its client's repr: about 1,500 characters of pool settings)."""
+    (redis-py's names it by its client's repr: about 1,500 characters of pool settings), and
+    carries why the first sentinel could not be asked: redis-py keeps only the text, so a
+    certificate or a password every sentinel refused read as "not reachable now" (a role
+    waited for the store for ever instead of saying what is wrong)."""
     from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
     class _Sentinel(Sentinel):  # type: ignore[misc]
@@ -518,7 +521,15 @@ def _sentinel_class() -> Any:
                 for each in self.sentinels:
                     kw = each.connection_pool.connection_kwargs
                     text = text.replace(str(each), f"sentinel {kw.get('host')}:{kw.get('port')}")
-                raise MasterNotFoundError(text) from None
+                cause: BaseException | None = None
+                if " - " in text:  # some sentinel failed (else: they answered, none knows a master)
+                    for each in self.sentinels:
+                        try:
+                            await each.ping()
+                        except Exception as error:  # why this sentinel cannot be asked
+                            cause = error
+                            break
+                raise MasterNotFoundError(text) from cause
 
     return _Sentinel
 

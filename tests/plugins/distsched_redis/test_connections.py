@@ -6,6 +6,7 @@ import pytest
 from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError
 
+from distsched.facade import store_unreachable
 from distsched.model import Task, TaskSpec, ValidationError
 from distsched.testing.redis_server import RedisSentinel
 from distsched_redis.election import RedisElection
@@ -67,6 +68,23 @@ async def test_no_master_found_names_each_sentinel_by_its_address(make_server, o
     message = str(info.value)
     assert f"sentinel 127.0.0.1:{sentinel.port} - " in message and "CERTIFICATE_VERIFY_FAILED" in message
     assert "connection_pool" not in message and "ConnectionPool" not in message and len(message) < 400
+    # an untrusted certificate is no outage: a role starting says so instead of waiting for ever
+    assert not store_unreachable(info.value)
+
+
+async def test_no_master_found_tells_an_outage_from_a_refusal(make_server, open_storage) -> None:
+    """A sentinel that is down: the store is unreachable for now (a role waits for it). A
+    sentinel refusing the URL's password: it is not (a role says so and exits)."""
+    master = make_server()
+    with RedisSentinel(master, service="svc", password="right") as sentinel:
+        wrong = sentinel.url_for(namespace="s", sentinel_password="wrong", connect_timeout=1)
+        with pytest.raises(MasterNotFoundError) as refused:
+            await open_storage(wrong)
+        assert not store_unreachable(refused.value), str(refused.value)
+        await roundtrip(await open_storage(sentinel.url_for(namespace="s", sentinel_password="right")))
+    with pytest.raises(MasterNotFoundError) as down:  # the sentinel is gone now
+        await open_storage(wrong)
+    assert store_unreachable(down.value), str(down.value)
 
 
 async def test_an_evicting_maxmemory_policy_is_reported(make_server, open_storage, caplog) -> None:
