@@ -47,6 +47,11 @@ def lease_timing(ttl: Any, renew_interval: Any) -> tuple[float, float]:
     return float(ttl), float(renew_interval)
 
 
+#: The most ``fire_ahead`` may be: a worker refuses a task dispatched earlier than that
+#: before its ``not_before`` (a broken record), rather than hold a slot until then.
+FIRE_AHEAD_MAX = 60.0
+
+
 def _seconds(low: float, high: float):
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -128,7 +133,7 @@ class EngineConfig:
     result_batch: int = attrs.field(default=500, validator=_positive(100_000))
     #: The leader fires and dispatches slots this many seconds ahead; the worker starts each
     #: task at its slot, so the leader's own work does not delay it.
-    fire_ahead: float = attrs.field(default=0.2, validator=_seconds(0, 60))
+    fire_ahead: float = attrs.field(default=0.2, validator=_seconds(0, FIRE_AHEAD_MAX))
     max_redeliveries: int = attrs.field(default=10, validator=_positive(10_000))
     #: When True a task lost with its worker uses up an attempt of its retry policy.
     redeliveries_use_attempts: bool = False

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from ..asyncutil import PreciseTimer, cancel_and_wait
-from ..config import EngineConfig, WorkerConfig
+from ..config import FIRE_AHEAD_MAX, EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, TaskSpec, TaskState, ValidationError, Worker
 from ..model import events as ev
 from ..model.errors import PluginError
@@ -372,7 +372,12 @@ class WorkerService:
         clock = self.storage.clock
         early = task.not_before - clock()
         precise = False
-        if early > 0:  # dispatched ahead of its time: start it on time
+        # no leader dispatches further ahead than fire_ahead allows: a task that comes earlier
+        # (a broken record, or one written straight into the store) is refused below, rather
+        # than hold an execution slot until its time (an hour, or for ever for an infinite
+        # not_before; a few such tasks would stop the worker)
+        too_early = not early <= FIRE_AHEAD_MAX + 1.0
+        if 0 < early and not too_early:  # dispatched ahead of its time: start it on time
             if task.slot is not None and task.slot == task.not_before:
                 await self._timer.wait_until(task.not_before)  # a schedule slot: to the sub-millisecond
                 precise = True
@@ -388,6 +393,9 @@ class WorkerService:
                                           dispatched_at=task.dispatched_at))
         try:
             refused = self._refusal(task)
+            if refused is None and too_early:
+                refused = ("InvalidTask", f"dispatched {early:.1f} s before its not_before, more than a leader "
+                           f"dispatches ahead ({FIRE_AHEAD_MAX:g} s at most): its record is broken")
             if refused is not None:
                 raise _Refused(refused)
             executor = self._executors.get(task.spec.executor) or await self.executor(task.spec.executor)

@@ -19,10 +19,24 @@
 --   prefix, 'detail', id                     {row or false, attempt entries...}
 local mode = ARGV[2]
 local out = {}
-local function add_ids(ids)
+-- The rows of `ids`, read from index `key`, whose task is in one of the states the index
+-- holds (`wanted`; and on `worker`, when given). An entry whose task is gone, or in another
+-- state the engine knows, is misfiled (a write by something other than distsched): it
+-- leaves the index (`drop`, ZREM or SREM), so that no reader acts on it - the leader
+-- dispatched a failed task read from `ready`, and its pass failed on it at every try. A
+-- state the engine does not know is returned: the caller moves the record aside.
+local LIVE = {pending = true, retrying = true, dispatched = true, running = true}
+local function add_indexed(ids, key, drop, wanted, worker)
   for _, id in ipairs(ids) do
     local row = task_row(id)
-    if row then out[#out + 1] = row end
+    local s = row and row[1]
+    if row and not (LIVE[s] or TERMINAL[s]) then
+      out[#out + 1] = row
+    elseif row and wanted[s] and (not worker or row[5] == worker) then
+      out[#out + 1] = row
+    else
+      redis.call(drop, key, id)
+    end
   end
 end
 
@@ -31,13 +45,15 @@ if mode == 'get' then
     out[#out + 1] = task_row(ARGV[i]) or false
   end
 elseif mode == 'ready' then
-  add_ids(redis.call('ZRANGEBYSCORE', P .. 'ready', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4])))
+  add_indexed(redis.call('ZRANGEBYSCORE', P .. 'ready', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4])),
+              P .. 'ready', 'ZREM', READY)
 elseif mode == 'overdue' then
-  add_ids(redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[4])))
+  add_indexed(redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[4])),
+              P .. 'dl', 'ZREM', ASSIGNED)
 elseif mode == 'assigned' then
-  add_ids(redis.call('SMEMBERS', P .. 'wa:' .. ARGV[3]))
+  add_indexed(redis.call('SMEMBERS', P .. 'wa:' .. ARGV[3]), P .. 'wa:' .. ARGV[3], 'SREM', ASSIGNED, ARGV[3])
 elseif mode == 'live' then
-  add_ids(redis.call('SMEMBERS', P .. 'jl:' .. ARGV[3]))
+  add_indexed(redis.call('SMEMBERS', P .. 'jl:' .. ARGV[3]), P .. 'jl:' .. ARGV[3], 'SREM', LIVE)
 elseif mode == 'query' then
   local key, state, job, worker = P .. ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local since = ARGV[7] ~= '' and tonumber(ARGV[7]) or nil

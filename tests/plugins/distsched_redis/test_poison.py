@@ -244,6 +244,48 @@ async def test_a_ready_task_whose_created_at_is_nan_is_dispatched_whole(distsche
     await _healthy_keeps_firing(app)
 
 
+async def test_tasks_dispatched_long_before_their_time_do_not_hold_the_workers_slots(distsched_app, redis_server,
+                                                                                     ns, raw):
+    """Five tasks due in an hour, put in the ready index as due now (a broken index entry):
+    the worker held an execution slot for each until its not_before - its four slots for an
+    hour, and the healthy job stopped. No leader dispatches more than fire_ahead (60 s at
+    most) ahead, so the worker refuses them at once, naming why."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    early = [f"early-{i}" for i in range(5)]
+    for task_id in early:
+        await _later_task(app, task_id)
+        raw.zadd(p + "ready", {task_id: 1})
+    for task_id in early:
+        task = await app.wait(task_id, timeout=10)
+        assert task.state.value == "failed" and task.result.error_type == "InvalidTask"
+        assert "before its not_before" in task.result.error, task.result.error
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize("index", ["ready", "dl"])
+async def test_a_finished_task_misfiled_in_an_index_of_waiting_tasks_leaves_it(distsched_app, redis_server, ns,
+                                                                               raw, index):
+    """A finished task's id in the index of ready tasks: the leader read it as a task to
+    dispatch, its model refused the move, and every pass failed on it - a crash loop. In
+    the index of deadlines it was read again at every pass, for ever. The read now drops
+    the misfiled entry."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    done = await app.submit("noop")
+    assert (await app.wait(done, timeout=10)).state.value == "succeeded"
+    raw.zadd(p + index, {done: 1})
+
+    async def dropped() -> bool:
+        return raw.zscore(p + index, done) is None
+
+    await _wait_for(dropped, what=f"the misfiled entry to leave {index}")
+    assert (await (await app.storage()).tasks.get(done)).state.value == "succeeded"
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_minute_figure_that_is_not_an_integer_starts_again(distsched_app, redis_server, ns, raw, caplog):
     """The minute's count of finished tasks (the dashboard's throughput) holding a value that
     is not an integer failed every script that finished a task, after the task's writes and
@@ -361,3 +403,49 @@ async def test_fuzz_random_bytes_in_every_kind_of_record(distsched_app, redis_se
     storage = await app.storage()
     assert isinstance(await storage.tasks.counts(), dict)  # the status view still works
     assert await storage.quarantine.count() > 0
+
+
+#: What a number check might take for a number: Lua's tonumber takes all but the last four.
+NUMBERISH = [b"nan", b"-nan", b"inf", b"-inf", b"1e999", b"-1", b"0", b"1.5", b"9" * 30, b"0x10", b" 7",
+             b"1e-400", b"", b"-", b"1,5", b"\xff"]
+
+
+@pytest.mark.parametrize("seed", [7, 1604])
+async def test_fuzz_numberish_values_in_every_field_that_holds_a_number(distsched_app, redis_server, ns, raw, seed):
+    """Seeded: the stored fields the scripts read as numbers (a task's version, times,
+    timeout, attempt; a job's schedule state; the counts; the term) get values a number
+    check may take for numbers ("nan", "inf", "1e999", "0x10"...), round after round; the
+    healthy job keeps firing under one leader term and the status still reads."""
+    rng = random.Random(seed)
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    for i in range(4):
+        await app.add_job(f"victim-{i}", every="0.4s", target="noop")
+    victims = [f"victim-task-{i}" for i in range(8)]
+    for victim in victims:
+        await _later_task(app, victim)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    worker_id = app.engine.worker.id
+    task_fields = ["v", "u", "n", "sa", "da", "fa", "to", "c"]
+    for _round in range(6):
+        for _ in range(8):
+            value = rng.choice(NUMBERISH)
+            kind = rng.choice(["task", "queued", "jst", "count"])
+            victim = rng.choice(victims)
+            if kind == "task":
+                raw.hset(p + "t:" + victim, rng.choice(task_fields), value)
+                raw.zadd(p + "ready", {victim: 1})
+            elif kind == "queued":  # dispatched to the live worker, with a broken number
+                raw.hset(p + "t:" + victim, mapping={"s": "dispatched", "w": worker_id, "n": "1",
+                                                     rng.choice(task_fields): value})
+                raw.rpush(p + "q:" + worker_id, victim + "#1")
+            elif kind == "jst":
+                fields = ["1", "1", "", "0", "1", ""]
+                fields[rng.randrange(4)] = value.decode("latin-1")
+                raw.hset(p + "jst", f"victim-{rng.randrange(4)}", "|".join(fields).encode("latin-1"))
+            else:
+                raw.hset(p + "cnt", rng.choice(["pending", "dispatched", "running", "retrying"]), value)
+        await _healthy_keeps_firing(app, seconds=1.2)
+    storage = await app.storage()
+    counts = await storage.tasks.counts()
+    assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts
