@@ -32,7 +32,7 @@ from distsched.model import (
     ValidationError,
     Worker,
 )
-from distsched.model.trusted import stored_spec, unchecked
+from distsched.model.trusted import stored_spec, stored_task, unchecked
 from distsched.ports import Attempt, SchedulerNode
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -148,7 +148,7 @@ TASK_COLUMNS = ("id, job, slot, state, spec, created_at, updated_at, not_before,
 
 def decode_task(row: Any) -> Task:
     result = row["result"]
-    return unchecked(Task, {
+    return stored_task({
         "id": row["id"], "spec": spec_from_json(row["spec"]), "job": row["job"], "slot": row["slot"],
         "state": _STATES[row["state"]], "created_at": row["created_at"], "updated_at": row["updated_at"],
         "not_before": row["not_before"], "attempt": row["attempt"], "dispatches": row["dispatches"],

@@ -38,7 +38,7 @@ from distsched.model import (
     TaskState,
     Worker,
 )
-from distsched.model.trusted import stored_spec, unchecked
+from distsched.model.trusted import stored_spec, stored_task, unchecked
 from distsched.ports import Attempt, SettledTask
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -193,7 +193,7 @@ def decode_task(row: list[Any]) -> Task:
     data["finished_at"] = float(fa) if fa else None
     data["result"] = unchecked(TaskResult, loads(r)) if r else None
     data["signature"] = g or None
-    return unchecked(Task, data)
+    return stored_task(data)
 
 
 def decode_settled(row: str) -> SettledTask:

@@ -11,6 +11,7 @@ normal constructor.
 from __future__ import annotations
 
 from functools import cache, lru_cache
+from math import isfinite
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -18,6 +19,7 @@ import attrs
 if TYPE_CHECKING:
     from .retry import RetryPolicy
     from .spec import TaskSpec
+    from .task import Task
 
 T = TypeVar("T")
 _MISSING = object()
@@ -56,6 +58,26 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
                 value = default
         setter(inst, value)
     return inst
+
+
+#: A task's times (``None`` where unset).
+_TASK_TIMES = ("created_at", "updated_at", "not_before", "slot", "dispatched_at", "started_at", "finished_at")
+
+
+def stored_task(values: dict[str, Any]) -> Task:
+    """``unchecked(Task, values)`` for a task read back from a store, refusing (``ValueError``,
+    naming the field) a time that is not a finite number: NaN or an infinity in a float
+    column or a JSON number written by something other than distsched. No validator runs
+    on a stored task, and a leader that acted on one failed the write it made of it (a NOT
+    NULL column, a sorted-set score) at every pass; refused here, the store moves the record
+    aside like any other it cannot decode."""
+    from .task import Task
+
+    for name in _TASK_TIMES:
+        value = values.get(name)
+        if value is not None and not isfinite(value):
+            raise ValueError(f"its {name} is not a finite number ({value!r})")
+    return unchecked(Task, values)
 
 
 def stored_spec(data: dict[str, Any]) -> TaskSpec:

@@ -116,3 +116,65 @@ async def test_a_broken_row_does_not_fail_a_read(postgres_database, schema):
         assert "KeyError" in (await store.quarantine.list_quarantined())[0].reason
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+async def test_a_queued_task_whose_time_is_not_finite_is_quarantined(distsched_app, pg_url, value):
+    """A task queued to the worker with a not_before of NaN (float8 takes it): the worker
+    refused it, and the leader's write of its failure (the task JSON, NaN as null) broke the
+    column's NOT NULL at every pass - a crash loop. Reading it back now refuses the time."""
+    app = await _start(distsched_app, pg_url)
+    storage = await app.storage()
+    now = storage.clock()
+    await storage.tasks.submit([Task(id="odd-time", spec=TaskSpec(target="noop"), created_at=now,
+                                     not_before=now + 3600)])
+    await _sql(app, "UPDATE tasks SET not_before = $1::float8, state = 'dispatched', worker_id = $2, "
+                    "dispatched_at = ds_now(), dispatches = 1 WHERE id = 'odd-time'", value, app.engine.worker.id)
+    entry = await _quarantined(app, "task", "odd-time")
+    assert "not_before is not a finite number" in entry.reason
+    await _healthy_keeps_firing(app)
+
+
+#: float8 takes them all; NaN sorts above every number in PostgreSQL.
+NUMBERISH = [float("nan"), float("inf"), float("-inf"), 1e308, -1e308, -1.0, 0.0]
+
+
+@pytest.mark.parametrize("seed", [7, 1604])
+async def test_fuzz_numberish_values_in_every_time_column(distsched_app, pg_url, seed):
+    """Seeded (the Redis plugin's number-like fuzz): NaN, +-Infinity and huge times in the
+    time columns of waiting and queued tasks and of jobs, round after round; the healthy
+    job keeps firing under one leader term and the counts still read."""
+    import random
+
+    rng = random.Random(seed)
+    app = await _start(distsched_app, pg_url)
+    storage = await app.storage()
+    now = storage.clock()
+    victims = [f"victim-task-{i}" for i in range(8)]
+    await storage.tasks.submit([Task(id=v, spec=TaskSpec(target="noop"), created_at=now, not_before=now + 3600)
+                                for v in victims])
+    for i in range(4):
+        await app.add_job(f"victim-{i}", every="0.4s", target="noop")
+    worker_id = app.engine.worker.id
+    task_columns = ["not_before", "created_at", "updated_at", "timeout", "dispatched_at", "started_at", "expires_at"]
+    for _round in range(6):
+        for _ in range(8):
+            value = rng.choice(NUMBERISH)
+            victim = rng.choice(victims)
+            kind = rng.choice(["task", "queued", "job"])
+            if kind == "task":
+                column = rng.choice(task_columns)
+                await _sql(app, f"UPDATE tasks SET {column} = $1::float8, state = 'pending' WHERE id = $2",
+                           value, victim)
+            elif kind == "queued":
+                column = rng.choice([c for c in task_columns if c != "dispatched_at"])
+                await _sql(app, f"UPDATE tasks SET {column} = $1::float8, state = 'dispatched', worker_id = $2, "
+                                "dispatched_at = coalesce(dispatched_at, ds_now()) WHERE id = $3",
+                           value, worker_id, victim)
+            else:
+                column = rng.choice(["next_fire_at", "last_slot"])
+                await _sql(app, f"UPDATE jobs SET {column} = $1::float8 WHERE name = $2", value,
+                           f"victim-{rng.randrange(4)}")
+        await _healthy_keeps_firing(app, seconds=1.2)
+    counts = await storage.tasks.counts()
+    assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts
