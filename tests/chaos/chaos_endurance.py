@@ -2,7 +2,9 @@
 
 ``python tests/chaos/run.py --profile endurance`` (1 hour) or ``--profile endurance-ci``
 (5 minutes; ``--duration SECONDS`` overrides either) runs, on a throwaway ``redis-server``
-started here (never the shared 6379), 2 ``distsched scheduler`` and 3 ``distsched worker``
+started here (never the shared 6379) - or with ``--storage postgres`` on a throwaway
+PostgreSQL cluster (``initdb`` + ``pg_ctl`` on a free port, the deployment in schema
+``endure``; :class:`PostgresStore`) - 2 ``distsched scheduler`` and 3 ``distsched worker``
 processes (real subprocesses) under a steady load:
 
 * **one-off tasks** at ``rate`` per second (1,000), submitted the way a user's producer does
@@ -31,7 +33,12 @@ event. The accounting is online and lean, through the public API:
   its fire lag (the worker's ``started_at`` minus ``S``, as benchmarks/lag.py measures) goes
   into a per-window list;
 * every 5 s a **sampler** records each process's RSS (``VmRSS`` of ``/proc/PID/status``),
-  who leads, Redis ``used_memory`` and the store's counts per state (``samples.jsonl``).
+  who leads, the store's own figures (Redis ``used_memory``; PostgreSQL's on-disk size of the
+  schema's tables, see :class:`PostgresStore`) and the store's counts per state (``samples.jsonl``).
+
+Only the store-specific part differs between the stores (:class:`EnduranceStore`: the server,
+the URL options - ``retention`` on both -, the sampled figures, the name and the estimate of
+the size the plateau check judges); the load, the accounting and every check are shared.
 
 RSS "flat" (the issue: growth < 10 % after the first 5 minutes): processes are killed and
 restarted, and a scheduler changes role when it takes over, so it is judged per *stint*:
@@ -45,7 +52,13 @@ finish (60 s in CI mode, 300 s in the hour), so ``used_memory`` reaches its boun
 about ``retention`` + a few seconds; the plateau check compares the mean of the last
 ``plateau_window`` seconds with the mean of the ``plateau_window`` seconds starting at
 ``2 x retention`` (< 10 % higher), and reports the peak against the estimate of
-docs/redis.md (2.7 KiB a finished task x tasks/s x retention).
+docs/redis.md (2.7 KiB a finished task x tasks/s x retention). On PostgreSQL the same check
+(same windows, same limit) judges the on-disk size of every table of the deployment's schema
+(``pg_total_relation_size``: heap + indexes + TOAST, summed): finished tasks are deleted
+``retention`` after they finish, and the space is reusable once (auto)vacuum has cleaned the
+dead tuples, so the size plateaus only if vacuum keeps up - a bloat shows as growth. There is
+no documented per-task figure to estimate the bound from; the ``tasks`` table's size (heap,
+indexes), its live and dead tuples and its autovacuum count are reported beside it.
 
 Fire-lag p99 "stable": p99 per ``lag_window`` (10 minutes; 1 minute in CI mode) of the slots
 of that window; stable when the median window p99 of the second half of the run is at most
@@ -80,7 +93,6 @@ from distsched.testing.processes import (
     percentile,
     wait_until_async,
 )
-from distsched.testing.redis_server import RedisServer
 
 NAMESPACE = "endure"
 SCHEDULERS = ("s1", "s2")
@@ -212,10 +224,337 @@ def rss_kb(pid: int | None) -> int | None:
     return None
 
 
+# -- the store: what differs between Redis and PostgreSQL ----------------------------------
+class EnduranceStore:
+    """The store-specific part of an endurance run: the throwaway server, the URL options, what
+    the sampler records of the store (``samples.jsonl``: under :attr:`key`) and how the
+    "bounded by the retention" check names and estimates it. Everything else is shared.
+
+    The judging attributes are class attributes, so :func:`judge` works from a run's files
+    without a server (``STORES[meta["storage"]]``)."""
+
+    #: The ``--storage`` value.
+    name = ""
+    #: The samples' key of the store's figures, and its CPU row.
+    key = ""
+    #: The sampled size the plateau check judges, and the figures' / property's key.
+    size_field = ""
+    prop = ""
+    #: How the size is named in the property's line.
+    size_label = ""
+    #: How the size per stored task is named in the "sustained" line.
+    per_task_label = ""
+
+    def __init__(self) -> None:
+        self.dep: Deployment[Any] | None = None
+
+    # -- the deployment ------------------------------------------------------------------
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this store cannot run here (None: it can)."""
+        raise NotImplementedError
+
+    def server(self) -> Any:
+        raise NotImplementedError
+
+    def url_options(self, p: EnduranceProfile) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def where(self) -> str:
+        """Where the store runs, for the progress line."""
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def open(self, dep: Deployment[Any]) -> None:
+        self.dep = dep
+
+    async def sample(self) -> dict[str, Any]:
+        """The store's figures now (``{"error": ...}`` when it did not answer)."""
+        raise NotImplementedError
+
+    async def final(self) -> dict[str, Any]:
+        """The store's figures after the run (``run.json``)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+    def keep_logs(self, run_dir: Path) -> None:
+        """Before the store is removed: copy what is worth keeping into the run directory."""
+
+    # -- the checks (class-level: they read samples only) -----------------------------------
+    @classmethod
+    def estimate(cls, p: EnduranceProfile, first: float) -> float | None:
+        """The size expected at the bound (None: no documented per-task figure)."""
+        return None
+
+    @classmethod
+    def extra(cls, samples: list[dict[str, Any]], p: EnduranceProfile, load_s: float) -> tuple[dict[str, Any], str]:
+        """More figures of the store (and their text for the property's line)."""
+        return {}, ""
+
+
+class RedisStore(EnduranceStore):
+    """A throwaway ``redis-server``: no persistence (Redis faults are not this profile's subject);
+    ``noeviction`` so that memory the retention does not bound shows as growth, not as silent
+    eviction. Sampled: ``INFO memory`` (``used_memory``, ``used_memory_rss``), ``DBSIZE``,
+    ``INFO cpu``."""
+
+    name = key = "redis"
+    size_field = "used_memory"
+    prop = "redis_memory"
+    size_label = "Redis used_memory"
+    per_task_label = "Redis bytes per stored task (used_memory over the store's counts, after the first quarter)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: Any = None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        import shutil
+
+        return None if shutil.which("redis-server") else "redis-server is not on PATH"
+
+    def server(self) -> Any:
+        from distsched.testing.redis_server import RedisServer
+
+        return RedisServer(config={"maxmemory-policy": "noeviction"})
+
+    def url_options(self, p: EnduranceProfile) -> dict[str, Any]:
+        return {"namespace": NAMESPACE, "retention": p.retention}
+
+    def where(self) -> str:
+        assert self.dep is not None
+        return f"redis port {self.dep.store.port}"
+
+    def meta(self) -> dict[str, Any]:
+        assert self.dep is not None
+        return {"redis": {"port": self.dep.store.port, "persistence": "none", "maxmemory-policy": "noeviction"}}
+
+    async def open(self, dep: Deployment[Any]) -> None:
+        import redis.asyncio as aioredis
+
+        await super().open(dep)
+        self.client = aioredis.Redis(host="127.0.0.1", port=dep.store.port, decode_responses=True)
+
+    async def sample(self) -> dict[str, Any]:
+        try:
+            info = await bounded(self.client.info("memory"), 5.0)
+            out = {"used_memory": info.get("used_memory"), "used_memory_rss": info.get("used_memory_rss")}
+            out["dbsize"] = await bounded(self.client.dbsize(), 5.0)
+            cpu = await bounded(self.client.info("cpu"), 5.0)
+            out["cpu_s"] = float(cpu.get("used_cpu_user", 0)) + float(cpu.get("used_cpu_sys", 0))
+            return out
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    async def final(self) -> dict[str, Any]:
+        info = await bounded(self.client.info("memory"), 10.0)
+        return {"used_memory": info.get("used_memory"), "dbsize": await bounded(self.client.dbsize(), 10.0)}
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await bounded(self.client.aclose(), 10.0)
+
+    @classmethod
+    def estimate(cls, p: EnduranceProfile, first: float) -> float | None:
+        return first + (p.rate + p.jobs) * p.retention * TASK_BYTES
+
+
+#: Settings of the throwaway PostgreSQL cluster (beside PostgresServer's fsync and
+#: synchronous_commit on; autovacuum keeps PostgreSQL's defaults: what a deployment gets).
+PG_SETTINGS = {
+    "max_connections": "200",  # 5 nodes x (pool_size 10 + 1 LISTEN) + the harness's
+    "shared_buffers": "128MB",  # PostgreSQL's own default (PostgresServer's is 32MB)
+    "log_line_prefix": "%m [%p] ",
+    "log_timezone": "UTC",
+    "lc_messages": "C",
+    "log_autovacuum_min_duration": "0",  # every autovacuum in the server log (postgres.log)
+}
+
+#: Every table of the deployment's schema: on-disk size (heap + indexes + TOAST), and the
+#: statistics collector's live / dead tuples and vacuum counts.
+PG_SIZES = """
+SELECT c.relname AS name, pg_total_relation_size(c.oid) AS total, pg_relation_size(c.oid) AS heap,
+       pg_indexes_size(c.oid) AS indexes, s.n_live_tup AS live, s.n_dead_tup AS dead,
+       s.autovacuum_count AS autovacuums, s.n_tup_del AS deleted
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+"""
+PG_TASK_INDEXES = """
+SELECT i.relname AS name, pg_relation_size(i.oid) AS bytes
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE n.nspname = $1 AND t.relname = 'tasks'
+"""
+
+
+def pg_cluster_cpu_seconds(postmaster: int | None) -> float | None:
+    """CPU seconds of a PostgreSQL cluster: the postmaster's own and its reaped children's
+    (``cutime`` + ``cstime``: backends and autovacuum workers that exited) plus those of its
+    live children, from /proc (None when the postmaster is gone)."""
+    if postmaster is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{postmaster}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = sum(int(x) for x in fields[11:15]) / tick
+    except (OSError, ValueError, IndexError):
+        return None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+class PostgresStore(EnduranceStore):
+    """A throwaway PostgreSQL cluster (:class:`distsched.testing.postgres_server.PostgresServer`,
+    as the chaos smoke on PostgreSQL uses: ``initdb`` + ``pg_ctl`` on a free loopback port;
+    settings :data:`PG_SETTINGS`), the deployment in schema ``endure``. Sampled: the on-disk
+    size of every table of the schema (``pg_total_relation_size``: heap, indexes and TOAST)
+    summed, the ``tasks`` table alone (and its heap, its indexes each), ``n_live_tup`` /
+    ``n_dead_tup`` / ``autovacuum_count`` of ``pg_stat_user_tables``, the database's size, and
+    the cluster's CPU (:func:`pg_cluster_cpu_seconds`)."""
+
+    name = key = "postgres"
+    size_field = "total_bytes"
+    prop = "postgres_size"
+    size_label = f"PostgreSQL on-disk size of schema '{NAMESPACE}' (tables + indexes + TOAST)"
+    per_task_label = ("PostgreSQL bytes per stored task (the schema's on-disk size over the store's counts, "
+                      "after the first quarter)")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conn: Any = None
+        self.version: str | None = None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        from distsched.testing.postgres_server import postgres_bindir
+
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError:
+            return "asyncpg is not installed (pip install 'distsched[postgres]')"
+        return None if postgres_bindir() is not None else "PostgreSQL server binaries (initdb, pg_ctl) not found"
+
+    def server(self) -> Any:
+        from distsched.testing.postgres_server import PostgresServer
+
+        return PostgresServer(settings=PG_SETTINGS)
+
+    def url_options(self, p: EnduranceProfile) -> dict[str, Any]:
+        return {"schema": NAMESPACE, "retention": p.retention}
+
+    def where(self) -> str:
+        assert self.dep is not None
+        return f"postgres port {self.dep.store.port}"
+
+    def meta(self) -> dict[str, Any]:
+        assert self.dep is not None
+        return {"postgres": {"port": self.dep.store.port, "schema": NAMESPACE, "settings": self.dep.store.settings}}
+
+    async def open(self, dep: Deployment[Any]) -> None:
+        import asyncpg
+
+        await super().open(dep)
+        self.conn = await asyncpg.connect(dep.store.url, timeout=10)
+        self.version = await self.conn.fetchval("SHOW server_version")
+
+    def postmaster(self) -> int | None:
+        assert self.dep is not None
+        try:
+            return int((self.dep.store.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError, AssertionError):
+            return None
+
+    async def sample(self) -> dict[str, Any]:
+        try:
+            rows = await bounded(self.conn.fetch(PG_SIZES, NAMESPACE), 5.0)
+            idx = await bounded(self.conn.fetch(PG_TASK_INDEXES, NAMESPACE), 5.0)
+            db = await bounded(self.conn.fetchval("SELECT pg_database_size(current_database())"), 5.0)
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        tables = {r["name"]: r for r in rows}
+        tasks = tables.get("tasks")
+        out: dict[str, Any] = {"total_bytes": sum(r["total"] for r in rows), "database_bytes": db}
+        if tasks is not None:
+            out.update(tasks_bytes=tasks["total"], tasks_heap_bytes=tasks["heap"], tasks_index_bytes=tasks["indexes"],
+                       tasks_live=tasks["live"], tasks_dead=tasks["dead"], tasks_autovacuums=tasks["autovacuums"],
+                       tasks_deleted=tasks["deleted"])
+        out["tables"] = {n: r["total"] for n, r in sorted(tables.items())}
+        out["dead"] = {n: r["dead"] for n, r in sorted(tables.items()) if r["dead"]}
+        out["tasks_indexes"] = {r["name"]: r["bytes"] for r in idx}
+        out["cpu_s"] = pg_cluster_cpu_seconds(self.postmaster())
+        return out
+
+    async def final(self) -> dict[str, Any]:
+        out = await self.sample()
+        out["server_version"] = self.version
+        return out
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await bounded(self.conn.close(), 10.0)
+
+    def keep_logs(self, run_dir: Path) -> None:
+        assert self.dep is not None
+        with contextlib.suppress(OSError, AssertionError):
+            (run_dir / "postgres.log").write_text(self.dep.store.log.read_text(errors="replace"))
+
+    @classmethod
+    def extra(cls, samples: list[dict[str, Any]], p: EnduranceProfile, load_s: float) -> tuple[dict[str, Any], str]:
+        """The ``tasks`` table: its size (heap / indexes) and dead tuples, early window against late."""
+        rows = [(s["rel"], s[cls.key]) for s in samples if s.get("loading") and "tasks_bytes" in s.get(cls.key, {})]
+        if not rows:
+            return {}, ""
+        a0 = 2 * p.retention
+        early = [x for r, x in rows if a0 <= r < a0 + p.plateau_window]
+        late = [x for r, x in rows if r >= load_s - p.plateau_window]
+
+        def mean_mib(xs: list[dict[str, Any]], k: str) -> float | None:
+            return round(statistics.mean(x[k] for x in xs) / 2**20, 1) if xs else None
+
+        def mean_n(xs: list[dict[str, Any]], k: str) -> int | None:
+            vals = [x[k] for x in xs if x.get(k) is not None]
+            return round(statistics.mean(vals)) if vals else None
+
+        fig = {"tasks_mib": {"early": mean_mib(early, "tasks_bytes"), "late": mean_mib(late, "tasks_bytes"),
+                             "peak": round(max(x["tasks_bytes"] for _, x in rows) / 2**20, 1)},
+               "tasks_heap_mib": {"early": mean_mib(early, "tasks_heap_bytes"), "late": mean_mib(late, "tasks_heap_bytes")},
+               "tasks_index_mib": {"early": mean_mib(early, "tasks_index_bytes"),
+                                   "late": mean_mib(late, "tasks_index_bytes")},
+               "tasks_live": {"early": mean_n(early, "tasks_live"), "late": mean_n(late, "tasks_live")},
+               "tasks_dead": {"early": mean_n(early, "tasks_dead"), "late": mean_n(late, "tasks_dead"),
+                              "max": max((x.get("tasks_dead") or 0 for _, x in rows), default=None)},
+               "tasks_autovacuums": rows[-1][1].get("tasks_autovacuums")}
+        text = (f"; tasks table {fig['tasks_mib']['early']} -> {fig['tasks_mib']['late']} MiB (heap "
+                f"{fig['tasks_heap_mib']['early']} -> {fig['tasks_heap_mib']['late']}, indexes "
+                f"{fig['tasks_index_mib']['early']} -> {fig['tasks_index_mib']['late']}), live tuples "
+                f"{fig['tasks_live']['early']} -> {fig['tasks_live']['late']}, dead {fig['tasks_dead']['early']} -> "
+                f"{fig['tasks_dead']['late']} (max {fig['tasks_dead']['max']}), {fig['tasks_autovacuums']} autovacuums")
+        return fig, text
+
+
+STORES: dict[str, type[EnduranceStore]] = {"redis": RedisStore, "postgres": PostgresStore}
+
+
 class EProc(NodeProcess):
     """A scheduler or worker process; each start is a new generation with its own node id."""
 
-    def __init__(self, dep: Deployment[RedisServer], name: str, role: str) -> None:
+    def __init__(self, dep: Deployment[Any], name: str, role: str) -> None:
         super().__init__(name, directory=dep.dir, log_dir=dep.log_dir, env=dep.env, log_name="{name}-g{gen}.log")
         self.dep = dep
         self.role = role
@@ -298,19 +637,18 @@ def unexplained(task: Any) -> int:
 class Endurance:
     """One endurance run (see the module docstring)."""
 
-    def __init__(self, profile: EnduranceProfile, seed: int, run_dir: Path, *, verbose: bool = True) -> None:
+    def __init__(self, profile: EnduranceProfile, seed: int, run_dir: Path, *, verbose: bool = True,
+                 storage: str = "redis") -> None:
         self.p = profile
         self.seed = seed
         self.dir = run_dir
         self.verbose = verbose
         self.rng = random.Random(seed)
         pythonpath = os.pathsep.join(x for x in (str(run_dir), os.environ.get("PYTHONPATH", "")) if x)
-        # No persistence (Redis faults are not this profile's subject); noeviction so that
-        # memory the retention does not bound shows as growth, not as silent eviction.
-        self.dep: Deployment[RedisServer] = Deployment(
-            RedisServer(config={"maxmemory-policy": "noeviction"}), directory=run_dir, log_dir=run_dir / "logs",
-            url_options={"namespace": NAMESPACE, "retention": profile.retention},
-            env={"PYTHONPATH": pythonpath})
+        self.store = STORES[storage]()
+        self.dep: Deployment[Any] = Deployment(
+            self.store.server(), directory=run_dir, log_dir=run_dir / "logs",
+            url_options=self.store.url_options(profile), env={"PYTHONPATH": pythonpath})
         (run_dir / "endurance_tasks.py").write_text(TASKS)
         (run_dir / "jobs.toml").write_text(jobs_toml(profile.jobs))
         self.procs: dict[str, EProc] = {}
@@ -320,7 +658,6 @@ class Endurance:
         self.app: Any = None
         self.storage: Any = None
         self.election: Any = None
-        self.redis: Any = None
         self.t0 = 0.0  # wall time the load started
         self.loading = False
         #: (due monotonic, first n, last n + 1, wall time acked) of acked batches not read yet.
@@ -334,7 +671,7 @@ class Endurance:
         self.slot_recheck: deque[tuple[float, str, int]] = deque()
         self.lags: dict[int, list[float]] = {}
         self.kills: list[dict[str, Any]] = []
-        self.meta: dict[str, Any] = {"profile": asdict(profile), "seed": seed, "dir": str(run_dir),
+        self.meta: dict[str, Any] = {"profile": asdict(profile), "seed": seed, "dir": str(run_dir), "storage": storage,
                                      "timings": {"lease_ttl": LEASE_TTL, "renew_interval": RENEW_INTERVAL,
                                                  "heartbeat_ttl": HEARTBEAT_TTL,
                                                  "heartbeat_interval": HEARTBEAT_INTERVAL,
@@ -562,21 +899,13 @@ class Endurance:
                 if p.alive():
                     procs[p.node_id] = {"role": p.role, "rss_kb": rss_kb(p.pid), "cpu_s": cpu_seconds(p.pid),
                                        "leader": p.node_id == leader}
-            redis: dict[str, Any] = {}
-            try:
-                info = await bounded(self.redis.info("memory"), 5.0)
-                redis = {"used_memory": info.get("used_memory"), "used_memory_rss": info.get("used_memory_rss")}
-                redis["dbsize"] = await bounded(self.redis.dbsize(), 5.0)
-                cpu = await bounded(self.redis.info("cpu"), 5.0)
-                redis["cpu_s"] = float(cpu.get("used_cpu_user", 0)) + float(cpu.get("used_cpu_sys", 0))
-            except Exception as exc:
-                redis = {"error": f"{type(exc).__name__}: {exc}"}
+            store = await self.store.sample()
             try:
                 counts = await bounded(self.storage.tasks.counts(), 10.0)
             except Exception:
                 counts = None
             self.samples.write({"t": t, "rel": round(t - self.t0, 1), "leader": leader, "procs": procs,
-                                "redis": redis, "counts": counts, "acked": self.t.acked,
+                                self.store.key: store, "counts": counts, "acked": self.t.acked,
                                 "verified": self.t.verified, "slots_checked": self.t.slots_checked,
                                 "loading": self.loading, "harness_cpu_s": round(time.process_time(), 2),
                                 "loadavg": os.getloadavg()[0]})
@@ -607,14 +936,12 @@ class Endurance:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
         await asyncio.to_thread(self.dep.start)
-        self.meta["redis"] = {"port": self.dep.store.port, "persistence": "none", "maxmemory-policy": "noeviction"}
+        await self.store.open(self.dep)
+        self.meta.update(self.store.meta())
         self.meta["url"] = self.dep.url
         self.app = DistributeSchedule(self.dep.url)
         self.storage = await self.app.storage()
         self.election = await self.app.engine.open_election()
-        import redis.asyncio as aioredis
-
-        self.redis = aioredis.Redis(host="127.0.0.1", port=self.dep.store.port, decode_responses=True)
         await self.app.put_jobs(load_jobs_file(self.dir / "jobs.toml").jobs, replace=False)
         for name in SCHEDULERS:
             self.procs[name] = EProc(self.dep, name, "scheduler")
@@ -636,7 +963,7 @@ class Endurance:
         self.meta["load_started"] = self.t0
         self.meta["first_slot"] = self.first_slot
         self.loading = True
-        self.say(f"{len(self.procs)} processes up on redis port {self.dep.store.port}; profile {p.name}: "
+        self.say(f"{len(self.procs)} processes up on {self.store.where()}; profile {p.name}: "
                  f"{p.rate} tasks/s + {p.jobs} jobs every 1 s for {p.duration:.0f} s, retention {p.retention} s, "
                  f"kills at {[(int(a), k) for a, k in p.schedule()]}")
         helpers = [asyncio.create_task(c) for c in (self.sweeper(), self.sampler(), self.progress())]
@@ -704,15 +1031,15 @@ class Endurance:
         with contextlib.suppress(Exception):
             await bounded(self.app.engine.close(), 10.0)
         with contextlib.suppress(Exception):
-            await bounded(self.redis.aclose(), 10.0)
+            await self.store.close()
 
     async def sampler_once_final(self) -> None:
         with contextlib.suppress(Exception):
-            info = await bounded(self.redis.info("memory"), 10.0)
-            self.meta["redis_final"] = {"used_memory": info.get("used_memory"),
-                                        "dbsize": await bounded(self.redis.dbsize(), 10.0)}
+            self.meta[f"{self.store.key}_final"] = await self.store.final()
 
     def cleanup(self) -> None:
+        if self.store.dep is not None:
+            self.store.keep_logs(self.dir)
         self.dep.close()
         self.samples.close()
         self.events.close()
@@ -771,8 +1098,9 @@ def stints(samples: list[dict[str, Any]], p: EnduranceProfile) -> list[dict[str,
 def judge(p: EnduranceProfile, meta: dict[str, Any], t: Tally, samples: list[dict[str, Any]],
           lags: dict[int, list[float]]) -> tuple[dict[str, Any], list[Prop]]:
     props: list[Prop] = []
+    store = STORES[meta.get("storage") or "redis"]
     load_s = (meta.get("load_ended") or 0) - (meta.get("load_started") or 0)
-    fig: dict[str, Any] = {"profile": p.name, "seed": meta["seed"], "wall_seconds": meta.get("wall_seconds"),
+    fig: dict[str, Any] = {"profile": p.name, "storage": store.name, "seed": meta["seed"], "wall_seconds": meta.get("wall_seconds"),
                            "load_seconds": round(load_s, 1), "kills": meta.get("kills", [])}
 
     # throughput --------------------------------------------------------------------------
@@ -832,14 +1160,16 @@ def judge(p: EnduranceProfile, meta: dict[str, Any], t: Tally, samples: list[dic
                       f"limit {RSS_LIMIT * 100:.0f} %): worst {worst_text}; "
                       f"{detail or 'no stint long enough'}"))
 
-    # Redis memory ----------------------------------------------------------------------------
-    mem = [(s["rel"], s["redis"]["used_memory"]) for s in samples if s.get("loading") and "used_memory" in s["redis"]]
+    # the store's size, bounded by the retention (Redis used_memory, PostgreSQL on-disk size)
+    key, size_field = store.key, store.size_field
+    mem = [(s["rel"], s[key][size_field]) for s in samples
+           if s.get("loading") and size_field in (s.get(key) or {})]
     a0 = 2 * p.retention
     early = [m for r, m in mem if a0 <= r < a0 + p.plateau_window]
     late = [m for r, m in mem if r >= load_s - p.plateau_window]
     peak = max((m for _, m in mem), default=0)
     first_mem = mem[0][1] if mem else 0
-    bound = first_mem + (p.rate + p.jobs) * p.retention * TASK_BYTES
+    bound = store.estimate(p, first_mem)
     growth = (statistics.mean(late) / statistics.mean(early) - 1) if early and late else None
     per_window: list[float] = []
     w = p.lag_window
@@ -847,18 +1177,24 @@ def judge(p: EnduranceProfile, meta: dict[str, Any], t: Tally, samples: list[dic
         xs = [m for r, m in mem if k * w <= r < (k + 1) * w]
         if xs:
             per_window.append(round(max(xs) / 2**20, 1))
-    fig["redis_memory"] = {"first_mib": round(first_mem / 2**20, 1), "peak_mib": round(peak / 2**20, 1),
-                           "plateau_early_mib": round(statistics.mean(early) / 2**20, 1) if early else None,
-                           "plateau_late_mib": round(statistics.mean(late) / 2**20, 1) if late else None,
-                           "plateau_growth": None if growth is None else round(growth, 4),
-                           "estimate_mib": round(bound / 2**20, 1), "max_per_window_mib": per_window}
+    size: dict[str, Any] = {"first_mib": round(first_mem / 2**20, 1), "peak_mib": round(peak / 2**20, 1),
+                            "plateau_early_mib": round(statistics.mean(early) / 2**20, 1) if early else None,
+                            "plateau_late_mib": round(statistics.mean(late) / 2**20, 1) if late else None,
+                            "plateau_growth": None if growth is None else round(growth, 4)}
+    if bound is not None:
+        size["estimate_mib"] = round(bound / 2**20, 1)
+    size["max_per_window_mib"] = per_window
+    more, more_text = store.extra(samples, p, load_s)
+    size.update(more)
+    fig[store.prop] = size
     ok = growth is not None and growth < PLATEAU_LIMIT
-    props.append(Prop("redis_memory", ok,
-                      f"Redis used_memory (retention {p.retention} s): start {first_mem / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB "
-                      f"(estimate {bound / 2**20:.0f} MiB), mean {fig['redis_memory']['plateau_early_mib']} MiB over "
-                      f"[{a0:.0f}, {a0 + p.plateau_window:.0f}) s -> {fig['redis_memory']['plateau_late_mib']} MiB over the last "
+    estimate_text = "" if bound is None else f" (estimate {bound / 2**20:.0f} MiB)"
+    props.append(Prop(store.prop, ok,
+                      f"{store.size_label} (retention {p.retention} s): start {first_mem / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB"
+                      f"{estimate_text}, mean {size['plateau_early_mib']} MiB over "
+                      f"[{a0:.0f}, {a0 + p.plateau_window:.0f}) s -> {size['plateau_late_mib']} MiB over the last "
                       f"{p.plateau_window:.0f} s ({'n/a' if growth is None else f'{growth * 100:+.1f} %'}; limit {PLATEAU_LIMIT * 100:.0f} %); "
-                      f"max per {w:.0f} s: {per_window}"))
+                      f"max per {w:.0f} s: {per_window}{more_text}"))
 
     # kept up: the backlog (tasks not finished) stays within a few seconds of input -------
     backlog = [(s["rel"], sum(v for k, v in (s["counts"] or {}).items() if k in ("pending", "retrying", "dispatched", "running")))
@@ -866,20 +1202,19 @@ def judge(p: EnduranceProfile, meta: dict[str, Any], t: Tally, samples: list[dic
     per_s = p.rate + p.jobs
     tail = [b for r, b in backlog if r >= load_s - p.plateau_window]
     worst_tail = max(tail, default=None)
-    stored = [(s["redis"]["used_memory"], sum((s["counts"] or {}).values())) for s in samples
-              if s.get("loading") and s.get("counts") and "used_memory" in s["redis"]]
+    stored = [(s[key][size_field], sum((s["counts"] or {}).values())) for s in samples
+              if s.get("loading") and s.get("counts") and size_field in (s.get(key) or {})]
     if stored:
         b0 = stored[0][0]
         bpt = [round((m - b0) / n) for m, n in stored[len(stored) // 4:] if n]
-        fig["redis_memory"]["bytes_per_stored_task"] = {"min": min(bpt, default=None), "max": max(bpt, default=None)}
+        size["bytes_per_stored_task"] = {"min": min(bpt, default=None), "max": max(bpt, default=None)}
     fig["backlog"] = {"max": max((b for _, b in backlog), default=None), "last_window_max": worst_tail,
                       "limit": 10 * per_s}
     ok = worst_tail is not None and worst_tail <= 10 * per_s
     props.append(Prop("sustained", ok,
                       f"kept up: tasks not yet finished (pending + dispatched + running) at most {worst_tail} over the last "
                       f"{p.plateau_window:.0f} s of load (limit 10 s of input = {10 * per_s}); max over the run "
-                      f"{fig['backlog']['max']}; Redis bytes per stored task (used_memory over the store's counts, after "
-                      f"the first quarter) {fig['redis_memory'].get('bytes_per_stored_task')}"))
+                      f"{fig['backlog']['max']}; {store.per_task_label} {size.get('bytes_per_stored_task')}"))
 
     # fire lag --------------------------------------------------------------------------------
     windows = []
@@ -913,8 +1248,8 @@ def judge(p: EnduranceProfile, meta: dict[str, Any], t: Tally, samples: list[dic
                 last_seen[node] = (info["role"], info["cpu_s"])
         for node, (role, c) in last_seen.items():
             per[role] += c - first_seen[node]
-        rc = [s["redis"].get("cpu_s") for s in loaded if s["redis"].get("cpu_s") is not None]
-        per["redis"] = (rc[-1] - rc[0]) if len(rc) >= 2 else 0.0
+        rc = [s[key].get("cpu_s") for s in loaded if (s.get(key) or {}).get("cpu_s") is not None]
+        per[key] = (rc[-1] - rc[0]) if len(rc) >= 2 else 0.0
         per["harness (submit + sweep)"] = loaded[-1].get("harness_cpu_s", 0) - loaded[0].get("harness_cpu_s", 0)
         done = (loaded[-1]["verified"] - loaded[0]["verified"]) + (loaded[-1]["slots_checked"] - loaded[0]["slots_checked"])
         loads = [s.get("loadavg") or 0 for s in loaded]
@@ -944,13 +1279,13 @@ def judge(p: EnduranceProfile, meta: dict[str, Any], t: Tally, samples: list[dic
 
 def run_endurance(profile: str, seed: int | None = None, *, duration: float | None = None, rate: int | None = None,
                   jobs: int | None = None, workdir: str | None = None, as_json: bool = False,
-                  verbose: bool = True) -> tuple[dict[str, Any], list[Prop]]:
+                  verbose: bool = True, storage: str = "redis") -> tuple[dict[str, Any], list[Prop]]:
     import dataclasses
-    import shutil
     import tempfile
 
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is not on PATH")
+    why = STORES[storage].unavailable()
+    if why is not None:
+        raise SystemExit(why)
     prof = ENDURANCE_PROFILES[profile]
     if duration is not None:
         prof = dataclasses.replace(prof, duration=float(duration))
@@ -961,7 +1296,7 @@ def run_endurance(profile: str, seed: int | None = None, *, duration: float | No
     seed = int(seed if seed is not None else random.SystemRandom().randrange(1, 10**6))
     run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"distsched-{profile}-"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    e = Endurance(prof, seed, run_dir, verbose=verbose)
+    e = Endurance(prof, seed, run_dir, verbose=verbose, storage=storage)
     try:
         asyncio.run(e.main())
     finally:
@@ -972,6 +1307,7 @@ def run_endurance(profile: str, seed: int | None = None, *, duration: float | No
     fig, props = e.check()
     fig["dir"] = str(run_dir)
     fig["command"] = f"python tests/chaos/run.py --profile {profile} --seed {seed}" + (
+        f" --storage {storage}" if storage != "redis" else "") + (
         f" --duration {duration:g}" if duration is not None else "") + (
         f" --rate {rate}" if rate is not None else "") + (f" --jobs {jobs}" if jobs is not None else "")
     fig["load_avg"] = os.getloadavg()
@@ -988,4 +1324,5 @@ def run_endurance(profile: str, seed: int | None = None, *, duration: float | No
     return fig, props
 
 
-__all__ = ["ENDURANCE_PROFILES", "Endurance", "EnduranceProfile", "judge", "run_endurance"]
+__all__ = ["ENDURANCE_PROFILES", "STORES", "Endurance", "EnduranceProfile", "EnduranceStore", "PostgresStore",
+           "RedisStore", "judge", "run_endurance"]

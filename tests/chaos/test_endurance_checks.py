@@ -105,3 +105,71 @@ def test_dispatches_are_explained_by_redeliveries_and_retries():
     assert unexplained(T(dispatches=2, redeliveries=1)) == 0
     assert unexplained(T(dispatches=2, attempt=2)) == 0
     assert unexplained(T(dispatches=2)) == 1
+
+
+# -- PostgreSQL (--storage postgres): the same checks, the store's on-disk size in place of
+# Redis's used_memory ------------------------------------------------------------------------
+PG_META = {**META, "storage": "postgres"}
+
+
+def pg_samples(*, size_growth: float = 0.0, dead_growth: float = 0.0) -> list[dict]:
+    """As :func:`samples`, with a PostgreSQL sampler's figures: the schema's size reaches its
+    bound after about the retention, then grows by ``size_growth`` over the rest of the run."""
+    out = []
+    for s in samples():
+        rel = s["rel"]
+        ramp = min(rel / 70.0, 1.0)
+        grow = 1 + size_growth * max(0.0, rel - 120) / 180
+        tasks = int((1 + 150 * ramp) * MIB * grow)
+        s = {k: v for k, v in s.items() if k != "redis"}
+        s["postgres"] = {"total_bytes": tasks + 2 * MIB, "tasks_bytes": tasks, "tasks_heap_bytes": tasks * 2 // 3,
+                         "tasks_index_bytes": tasks // 3, "tasks_live": int(90_000 * ramp) + 110,
+                         "tasks_dead": int(5_000 * (1 + dead_growth * rel / 300)), "tasks_autovacuums": int(rel // 60),
+                         "database_bytes": tasks + 10 * MIB, "cpu_s": rel * 0.3}
+        out.append(s)
+    return out
+
+
+def pg_judge(**kw: object) -> tuple[dict, list]:
+    return judge(PROFILE, PG_META, kw.pop("t", tally()), kw.pop("samples", pg_samples()), kw.pop("lags", lags()))
+
+
+def test_a_clean_postgres_run_passes_every_gate():
+    fig, props = pg_judge()
+    assert all(fig["properties"].values()), fig["properties"]
+    assert "postgres_size" in fig["properties"] and "redis_memory" not in fig["properties"]
+    size = fig["postgres_size"]
+    assert abs(size["plateau_growth"]) < 0.01 and "estimate_mib" not in size
+    assert size["bytes_per_stored_task"]["min"] > 0
+    assert size["tasks_dead"]["max"] == 5_000 and size["tasks_autovacuums"] == 5
+    assert fig["cpu"]["postgres"]["cores"] > 0 and "redis" not in fig["cpu"]
+    line = next(pr.line for pr in props if pr.key == "postgres_size")
+    assert line.startswith("PostgreSQL on-disk size of schema 'endure'") and "tasks table" in line
+
+
+def test_postgres_size_growing_past_the_retention_fails():
+    assert pg_judge(samples=pg_samples(size_growth=0.3))[0]["properties"]["postgres_size"] is False
+    assert pg_judge(samples=pg_samples(size_growth=0.05))[0]["properties"]["postgres_size"] is True
+
+
+def test_the_postgres_plateau_uses_the_same_windows_as_redis():
+    # the same growth, as Redis used_memory or as PostgreSQL's size: the same verdict and figure
+    for growth in (0.0, 0.08, 0.3):
+        redis = judge(PROFILE, META, tally(), samples(memory_growth=growth), lags())[0]["redis_memory"]
+        pg = pg_judge(samples=pg_samples(size_growth=growth))[0]["postgres_size"]
+        assert (redis["plateau_growth"] < 0.10) == (pg["plateau_growth"] < 0.10)
+        assert abs(redis["plateau_growth"] - pg["plateau_growth"]) < 0.02, (growth, redis, pg)
+
+
+def test_postgres_samples_without_a_size_fail_the_plateau():
+    # the sampler could not read the size (an error every time): no figure, a failure, not a pass
+    broken = [{**s, "postgres": {"error": "TimeoutError: no answer in 5 s"}} for s in pg_samples()]
+    fig, _ = pg_judge(samples=broken)
+    assert fig["properties"]["postgres_size"] is False and fig["postgres_size"]["plateau_growth"] is None
+
+
+def test_a_redis_run_is_judged_as_before():
+    fig, props = judge(PROFILE, META, tally(), samples(), lags())
+    assert "redis_memory" in fig["properties"] and "estimate_mib" in fig["redis_memory"]
+    line = next(pr.line for pr in props if pr.key == "redis_memory")
+    assert line.startswith("Redis used_memory (retention 60 s): start 5 MiB, peak 125 MiB (estimate ")
