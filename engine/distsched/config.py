@@ -34,14 +34,23 @@ def check_storage_url(url: Any, field: str = "storage") -> str:
     return url
 
 
+#: The longest lease: no node holds one longer than this past its last renewal, so a store
+#: may take a lease that claims to run longer (one restored without its expiry, or written
+#: by hand) as broken.
+LEASE_TTL_MAX = 3600.0
+
+
 def lease_timing(ttl: Any, renew_interval: Any) -> tuple[float, float]:
     """Check an election's ``ttl`` and ``renew_interval`` (positive seconds, the renewal
-    shorter than the lease) and return them as floats; a :class:`ValidationError` names the
-    field. Every election plugin's constructor calls it, so the rule is one rule."""
+    shorter than the lease, the lease at most :data:`LEASE_TTL_MAX`) and return them as
+    floats; a :class:`ValidationError` names the field. Every election plugin's constructor
+    calls it, so the rule is one rule."""
     for name, value in (("ttl", ttl), ("renew_interval", renew_interval)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or value <= 0:
             raise ValidationError(name, f"must be a positive number of seconds, not {value!r}")
+    if ttl > LEASE_TTL_MAX:
+        raise ValidationError("ttl", f"must be at most {LEASE_TTL_MAX:g} seconds, not {ttl!r}")
     if renew_interval >= ttl:
         raise ValidationError("renew_interval", f"must be shorter than the lease ttl ({ttl:g}s)")
     return float(ttl), float(renew_interval)
@@ -118,7 +127,7 @@ class EngineConfig:
     election: str | None = attrs.field(default=None, repr=lambda url: "None" if url is None else redact_url(url))
     storage_options: dict[str, Any] = attrs.field(factory=dict)
     node_id: str = attrs.field(factory=new_node_id)
-    lease_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, 3600))
+    lease_ttl: float = attrs.field(default=10.0, validator=_seconds(0.2, LEASE_TTL_MAX))
     renew_interval: float = attrs.field(default=3.0, validator=_seconds(0.05, 3600))
     #: Keys for signed tasks and results (``distsched.signing``): the first signs, all verify.
     #: Default: ``DISTSCHED_SIGNING_KEY`` / ``DISTSCHED_SIGNING_KEY_FILE``; () signs nothing.

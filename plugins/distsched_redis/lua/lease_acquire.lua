@@ -9,6 +9,14 @@ local cur = redis.call('GET', P .. 'lease')
 if cur then
   local holder = string.match(cur, '^(.*)|%d+$')
   if holder ~= node then
+    -- A lease without an expiry (restored by DUMP/RESTORE with a TTL of 0, or SET by hand),
+    -- or one longer than any node takes (LEASE_TTL_MAX, 3600 s), would never lapse: no
+    -- leader for ever once its holder is gone. It gets the caller's TTL from now; a live
+    -- holder goes on renewing it (each renewal sets the TTL).
+    local left = redis.call('PTTL', P .. 'lease')
+    if left == -1 or left > 3600000 then
+      redis.call('PEXPIRE', P .. 'lease', ttl)
+    end
     return false
   end
 end

@@ -135,6 +135,24 @@ async def test_a_queued_task_whose_time_is_not_finite_is_quarantined(distsched_a
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("expiry", ["infinity", "a day"])
+async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url, expiry):
+    """The lease row held by a node that is gone, with an expiry of 'infinity' (timestamptz
+    takes it) or a day ahead - longer than any node takes one: it never lapsed, and no node
+    could lead again. Such a lease can now be taken."""
+    idle = await distsched_app(pg_url, scheduler=False, worker=False)  # the schema, nothing running
+    until = "'infinity'" if expiry == "infinity" else "clock_timestamp() + interval '1 day'"
+    await _sql(idle, f"UPDATE lease SET holder = 'ghost-node', last_holder = 'ghost-node', term = term + 5, "
+                     f"expires_at = {until} WHERE id = 1")
+    app = await _start(distsched_app, pg_url)
+    election = await app.engine.open_election()
+    deadline = time.monotonic() + 10
+    while (await election.current()) is None or (await election.current()).node_id == "ghost-node":
+        assert time.monotonic() < deadline, "no node took the lease"
+        await asyncio.sleep(0.05)
+    await _healthy_keeps_firing(app)
+
+
 #: float8 takes them all; NaN sorts above every number in PostgreSQL.
 NUMBERISH = [float("nan"), float("inf"), float("-inf"), 1e308, -1e308, -1.0, 0.0]
 

@@ -321,6 +321,21 @@ async def test_a_stored_term_that_is_not_a_finite_number_does_not_stop_the_elect
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("expiry", ["none", "a day"])
+async def test_a_lease_that_would_never_lapse_is_given_an_expiry(distsched_app, redis_server, ns, raw, expiry):
+    """A lease key without a TTL (DUMP/RESTORE with a TTL of 0 drops it) or with one longer
+    than any node takes, held by a node that is gone: it never lapsed, and no node could
+    lead again. A node campaigning gives it its own TTL; it then lapses and a node leads."""
+    p = "{" + ns + "}:"
+    raw.set(p + "lease", "ghost-node|5", px=86_400_000 if expiry == "a day" else None)
+    raw.set(p + "term", "5")
+    app = await _start(distsched_app, redis_server, ns, lease_ttl=1.0, renew_interval=0.3)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run under a new leader")
+    election = await app.engine.open_election()
+    assert (await election.current()).node_id != "ghost-node"
+    await _healthy_keeps_firing(app)
+
+
 @pytest.mark.parametrize("garbage", [b"yesterday", b"nan"])
 async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(distsched_app, redis_server, ns, raw,
                                                                               garbage):
