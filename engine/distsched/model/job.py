@@ -38,6 +38,14 @@ def _grace(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValidationError("misfire_grace", f"must be a number of seconds >= 0, not {value!r}")
 
 
+def _time_or_none(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    # a stored NaN (PostgreSQL's float8 takes it; float("nan") reads it from Redis) sorted
+    # after every slot: the job never came due again, without a word
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value)):
+        raise ValidationError(attribute.name, f"must be a finite time or none, not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class MisfirePolicy:
     """What happens to slots that came due while no leader ran.
@@ -233,9 +241,9 @@ class JobState:
     """
 
     name: str
-    next_fire_at: float | None
-    last_slot: float | None = None
+    next_fire_at: float | None = attrs.field(validator=_time_or_none)
+    last_slot: float | None = attrs.field(default=None, validator=_time_or_none)
     paused: bool = False
     last_outcome: str | None = None
-    last_outcome_at: float | None = None
+    last_outcome_at: float | None = attrs.field(default=None, validator=_time_or_none)
     last_task: str | None = None

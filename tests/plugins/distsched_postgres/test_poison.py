@@ -153,6 +153,18 @@ async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url
     await _healthy_keeps_firing(app)
 
 
+async def test_a_job_whose_next_fire_time_is_nan_is_quarantined(distsched_app, pg_url):
+    """NaN sorts after every time in PostgreSQL: a job whose next_fire_at is NaN never came
+    due again, and the job list showed it as if scheduled. Reading it now moves it aside."""
+    app = await _start(distsched_app, pg_url)
+    await app.add_job("odd-job", every="1s", target="noop")
+    await _sql(app, "UPDATE jobs SET next_fire_at = 'NaN'::float8 WHERE name = 'odd-job'")
+    assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
+    entry = await _quarantined(app, "job", "odd-job")
+    assert "next_fire_at" in entry.reason and "finite" in entry.reason
+    await _healthy_keeps_firing(app)
+
+
 #: float8 takes them all; NaN sorts above every number in PostgreSQL.
 NUMBERISH = [float("nan"), float("inf"), float("-inf"), 1e308, -1e308, -1.0, 0.0]
 

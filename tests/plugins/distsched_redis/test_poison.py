@@ -336,6 +336,21 @@ async def test_a_lease_that_would_never_lapse_is_given_an_expiry(distsched_app, 
     await _healthy_keeps_firing(app)
 
 
+async def test_a_job_whose_next_fire_time_is_nan_is_quarantined(distsched_app, redis_server, ns, raw):
+    """"nan" as a job's next fire time (float() reads it): the job never came due again, and
+    the job list showed it as if scheduled. Reading it now moves it aside."""
+    app = await _start(distsched_app, redis_server, ns)
+    await app.add_job("odd-job", every="1s", target="noop")
+    p = "{" + ns + "}:"
+    fields = raw.hget(p + "jst", "odd-job").decode().split("|")
+    fields[1] = "nan"
+    raw.hset(p + "jst", "odd-job", "|".join(fields))
+    assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
+    entry = await _quarantined(app, "job", "odd-job")
+    assert "next_fire_at" in entry.reason and "finite" in entry.reason
+    await _healthy_keeps_firing(app)
+
+
 @pytest.mark.parametrize("garbage", [b"yesterday", b"nan"])
 async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(distsched_app, redis_server, ns, raw,
                                                                               garbage):
