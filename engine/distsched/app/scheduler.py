@@ -753,6 +753,8 @@ class Scheduler:
                 reason = "worker left"
             elif worker.last_heartbeat <= 0:
                 reason = f"worker {worker.id} lost (declared dead)"
+            elif not now - worker.last_heartbeat > 0:
+                reason = f"worker {worker.id} lost (its heartbeat, {worker.last_heartbeat!r}, is not a time up to now)"
             else:
                 reason = f"worker {worker.id} lost (no heartbeat for {now - worker.last_heartbeat:.1f}s)"
             for task in tasks:

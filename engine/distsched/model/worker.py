@@ -85,7 +85,11 @@ class Worker:
         return max(0, self.usable_capacity - self.load)
 
     def is_alive(self, now: float, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
-        return now - self.last_heartbeat <= ttl
+        """Heard from within ``ttl`` of ``now`` (the store's clock, which heartbeats are
+        written in). A heartbeat more than ``ttl`` ahead of it is no sign of life but a
+        broken record (``+inf``, a year ahead: a worker that would never be reaped and kept
+        getting tasks), and NaN is none either."""
+        return -ttl <= now - self.last_heartbeat <= ttl
 
     def can_accept(self, now: float | None = None, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
         """True when the worker is healthy (if ``now`` is given), not draining and not full."""

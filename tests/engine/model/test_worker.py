@@ -48,6 +48,17 @@ def test_draining_worker_accepts_nothing():
     assert w.load == 0
 
 
+def test_a_heartbeat_far_ahead_or_nan_is_no_sign_of_life():
+    """Heartbeats are written in the store's clock: one more than a TTL ahead of it (+inf, a
+    day ahead) is a broken record, which would otherwise never be reaped."""
+    w = worker()
+    assert w.is_alive(T0 - DEFAULT_HEARTBEAT_TTL)  # the leader's clock a little behind
+    assert not w.is_alive(T0 - DEFAULT_HEARTBEAT_TTL - 0.001)
+    for broken in (float("inf"), T0 + 86400, float("nan")):
+        w.last_heartbeat = broken
+        assert not w.is_alive(T0) and not w.can_accept(now=T0)
+
+
 def test_heartbeat_ttl():
     w = worker()
     assert w.is_alive(T0 + DEFAULT_HEARTBEAT_TTL)

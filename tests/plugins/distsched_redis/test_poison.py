@@ -351,6 +351,27 @@ async def test_a_job_whose_next_fire_time_is_nan_is_quarantined(distsched_app, r
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("heartbeat", ["inf", "a day ahead"])
+async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app, redis_server, ns, raw, heartbeat):
+    """A worker record copied from a live one, its heartbeat +inf or a day ahead: it looked
+    alive for ever - never reaped, and given tasks that no one ran until they timed out. A
+    heartbeat more than a TTL ahead of the store's clock is no sign of life."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    record = json.loads(raw.hget(p + "workers", app.engine.worker.id))
+    record["id"] = "ghost"
+    raw.hset(p + "workers", "ghost", json.dumps(record))
+    raw.zadd(p + "hb", {"ghost": float("inf") if heartbeat == "inf" else raw.time()[0] + 86400})
+    ids = [await app.submit("noop", i) for i in range(12)]
+    for task_id in ids:
+        task = await app.wait(task_id, timeout=10)
+        assert task.state.value == "succeeded" and task.worker_id != "ghost"
+    storage = await app.storage()
+    assert (await storage.tasks.query(worker="ghost")).tasks == ()
+    await _healthy_keeps_firing(app)
+
+
 @pytest.mark.parametrize("garbage", [b"yesterday", b"nan"])
 async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(distsched_app, redis_server, ns, raw,
                                                                               garbage):
