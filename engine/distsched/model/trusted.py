@@ -60,24 +60,33 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
     return inst
 
 
-#: A task's times (``None`` where unset).
-_TASK_TIMES = ("created_at", "updated_at", "not_before", "slot", "dispatched_at", "started_at", "finished_at")
+#: A task's times: those it always has, and those ``None`` until set.
+_TASK_TIMES = ("created_at", "updated_at", "not_before")
+_TASK_TIMES_OR_NONE = ("slot", "dispatched_at", "started_at", "finished_at")
 
 
 def stored_task(values: dict[str, Any]) -> Task:
     """``unchecked(Task, values)`` for a task read back from a store, refusing (``ValueError``,
     naming the field) a time that is not a finite number: NaN or an infinity in a float
-    column or a JSON number written by something other than distsched. No validator runs
+    column, or a JSON value (a string, null for a time every task has) written by something
+    other than distsched. No validator runs
     on a stored task, and a leader that acted on one failed the write it made of it (a NOT
     NULL column, a sorted-set score) at every pass; refused here, the store moves the record
     aside like any other it cannot decode."""
     from .task import Task
 
     for name in _TASK_TIMES:
+        _finite(name, values.get(name))
+    for name in _TASK_TIMES_OR_NONE:
         value = values.get(name)
-        if value is not None and not isfinite(value):
-            raise ValueError(f"its {name} is not a finite number ({value!r})")
+        if value is not None:
+            _finite(name, value)
     return unchecked(Task, values)
+
+
+def _finite(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
+        raise ValueError(f"its {name} is not a finite number ({value!r})")
 
 
 def stored_spec(data: dict[str, Any]) -> TaskSpec:

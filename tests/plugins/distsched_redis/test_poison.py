@@ -500,3 +500,46 @@ async def test_fuzz_numberish_values_in_every_field_that_holds_a_number(distsche
     storage = await app.storage()
     counts = await storage.tasks.counts()
     assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts
+
+
+#: Integers a number check takes, out of any range the engine writes, or with stray text.
+INTLIKE = [b"-1", b"-999999999999", b"99999999999999999999999", b"0", b"1e3", b"+5", b" 3", b"3 "]
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+async def test_fuzz_out_of_range_values_in_task_records(distsched_app, redis_server, ns, raw, seed):
+    """Seeded: a task's version and attempt number get integers out of range or with stray
+    text, and the fields of its JSON (attempt, redeliveries, times) values of the wrong
+    type or size (-1, 10**30, 1e300, "x", null), waiting and queued, round after round; the
+    healthy job keeps firing under one leader term. (A null created_at was taken as a task
+    time, and the leader's write of it failed at every pass.)"""
+    rng = random.Random(seed)
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    victims = [f"victim-task-{i}" for i in range(8)]
+    for victim in victims:
+        await _later_task(app, victim)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    worker_id = app.engine.worker.id
+    for _round in range(5):
+        for _ in range(8):
+            value = rng.choice(INTLIKE)
+            victim = rng.choice(victims)
+            kind = rng.choice(["task", "queued", "json"])
+            field = rng.choice(["v", "n"])
+            if kind == "task":
+                raw.hset(p + "t:" + victim, field, value)
+                raw.zadd(p + "ready", {victim: 1})
+            elif kind == "queued":
+                raw.hset(p + "t:" + victim, mapping={"s": "dispatched", "w": worker_id, "n": "1", field: value})
+                raw.rpush(p + "q:" + worker_id, victim + "#" + (value.decode().strip() if field == "n" else "1"))
+            else:
+                text = raw.hget(p + "t:" + victim, "d")
+                if text is None:  # quarantined already
+                    continue
+                data = json.loads(text)
+                data[rng.choice(["attempt", "redeliveries", "not_before", "created_at"])] = rng.choice(
+                    [-1, 10**30, 0, 1e300, "x", None])
+                raw.hset(p + "t:" + victim, "d", json.dumps(data))
+                raw.zadd(p + "ready", {victim: 1})
+        await _healthy_keeps_firing(app, seconds=1.2)
