@@ -205,6 +205,6 @@ async def test_fuzz_numberish_values_in_every_time_column(distsched_app, pg_url,
                 column = rng.choice(["next_fire_at", "last_slot"])
                 await _sql(app, f"UPDATE jobs SET {column} = $1::float8 WHERE name = $2", value,
                            f"victim-{rng.randrange(4)}")
-        await _healthy_keeps_firing(app, seconds=1.2)
+        await _healthy_keeps_firing(app, seconds=2.0)
     counts = await storage.tasks.counts()
     assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts
