@@ -110,4 +110,4 @@ def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
     return unchecked(RetryPolicy, dict(items))
 
 
-__all__ = ["stored_spec", "unchecked"]
+__all__ = ["stored_spec", "stored_task", "unchecked"]
