@@ -535,7 +535,7 @@ def _sentinel_class() -> Any:
 
 
 def _ssl_kwargs(settings: RedisSettings) -> dict[str, Any]:
-    """redis-py's TLS settings of a ``rediss://`` or ``rediss+cluster://`` URL."""
+    """redis-py's TLS settings of a TLS URL (``rediss://``, ``rediss+sentinel://``, ``rediss+cluster://``)."""
     ssl = dict(settings.ssl)
     if ssl.get("ssl_cert_reqs") == "none":
         ssl.setdefault("ssl_check_hostname", False)
