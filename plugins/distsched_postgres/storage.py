@@ -501,8 +501,8 @@ def _evolve(config: TaskConfig, version: int) -> TaskConfig:
 _LIVE = "state NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')"
 _UNEXPIRED = "(expires_at IS NULL OR expires_at >= ds_now())"
 # the predicate of the partial indexes tasks_rare_created and tasks_rare_finished
-_RARE_STATES = frozenset(("failed", "timed_out", "cancelled", "skipped"))
-_RARE = "state IN ('failed', 'timed_out', 'cancelled', 'skipped')"
+_RARE_STATES = ("failed", "timed_out", "cancelled", "skipped")
+_RARE = f"state IN ({', '.join(repr(s) for s in _RARE_STATES)})"
 
 
 class _Tasks:
@@ -542,7 +542,7 @@ class _Tasks:
         # read the states from $1, still proves it; `succeeded` (nearly every row) has no
         # index by finish and is read from the table. updated_at >= finished_at holds (a
         # finished task's last write is its finish), so that condition filters nothing.
-        rare = f" AND {_RARE}" if set(names) <= _RARE_STATES else ""
+        rare = f" AND {_RARE}" if set(names).issubset(_RARE_STATES) else ""
         return await self._read(f"state = ANY($1::text[]){rare} AND updated_at >= $2 AND finished_at >= $2 AND "
                                 f'{_UNEXPIRED} ORDER BY finished_at DESC, id COLLATE "C" DESC LIMIT $3',
                                 names, since, limit)

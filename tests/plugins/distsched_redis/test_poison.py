@@ -184,33 +184,18 @@ async def test_a_balancer_failing_on_one_task_cancels_that_task_only(distsched_a
     await _healthy_keeps_firing(app)
 
 
-async def test_pull_takes_the_entries_behind_a_task_with_a_broken_version(distsched_app, redis_server, ns, raw):
-    """Five tasks queued behind one whose version is not a number all start at once."""
+@pytest.mark.parametrize("broken", [{"v": "NaN-ish"}, {"v": "1", "to": "nan"}], ids=["version", "timeout-nan"])
+async def test_pull_takes_the_entries_behind_a_task_it_cannot_read(distsched_app, redis_server, ns, raw, broken):
+    """Five tasks queued behind one whose version is not a number, or whose stored timeout
+    is "nan" (a number to Lua, whose deadline Redis refuses as a score: the whole pull
+    failed half-way, the tasks taken with it written running, their deadlines never
+    indexed, and the worker never told), all start at once; the broken one is moved aside."""
     app = await _start(distsched_app, redis_server, ns)
     await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
     p = "{" + ns + "}:"
     worker_id = app.engine.worker.id
     await _later_task(app, "broken")
-    raw.hset(p + "t:broken", mapping={"s": "dispatched", "v": "NaN-ish", "w": worker_id, "n": "1"})
-    raw.rpush(p + "q:" + worker_id, "broken#1")
-    ids = [await app.submit("noop", i) for i in range(5)]
-    for task_id in ids:
-        assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
-    await _quarantined(app, "task", "broken")
-    await _healthy_keeps_firing(app)
-
-
-async def test_pull_takes_the_entries_behind_a_task_whose_timeout_is_nan(distsched_app, redis_server, ns, raw):
-    """A queued task whose stored timeout is "nan" (a number to Lua, whose deadline Redis
-    refuses as a score) failed the whole pull half-way: the tasks taken with it written
-    running, their deadlines never indexed, and the worker never told. It is moved aside;
-    the five tasks behind it start."""
-    app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
-    p = "{" + ns + "}:"
-    worker_id = app.engine.worker.id
-    await _later_task(app, "broken")
-    raw.hset(p + "t:broken", mapping={"s": "dispatched", "v": "1", "w": worker_id, "n": "1", "to": "nan"})
+    raw.hset(p + "t:broken", mapping={"s": "dispatched", "w": worker_id, "n": "1", **broken})
     raw.rpush(p + "q:" + worker_id, "broken#1")
     ids = [await app.submit("noop", i) for i in range(5)]
     for task_id in ids:

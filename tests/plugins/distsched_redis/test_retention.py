@@ -15,18 +15,24 @@ from distsched.model import TaskSpec
 pytestmark = pytest.mark.redis
 
 
-async def test_expired_tasks_leave_the_counts_and_their_index_entries_are_pruned(distsched_app, redis_server, raw_client):
+async def _finished_with_retention_1s(distsched_app, redis_server, n: int):
+    """A deployment in a namespace of its own, finished tasks kept 1 s, that ran ``n`` no-op
+    tasks to success; returns the app and the namespace's key prefix."""
     ns = f"r{uuid.uuid4().hex[:10]}"
     app = await distsched_app(redis_server.url_for(namespace=ns, retention=1), functions={"noop": lambda: None},
                               heartbeat_interval=0.2)
-    await app.submit_many([TaskSpec(target="noop") for _ in range(3000)])
+    await app.submit_many([TaskSpec(target="noop") for _ in range(n)])
     stats = app.engine.scheduler.stats
     deadline = time.monotonic() + 30
-    while stats["succeeded"] < 3000:
-        assert time.monotonic() < deadline, f"only {stats['succeeded']} of 3000 succeeded"
+    while stats["succeeded"] < n:
+        assert time.monotonic() < deadline, f"only {stats['succeeded']} of {n} succeeded"
         await asyncio.sleep(0.05)
+    return app, "{" + ns + "}:"
+
+
+async def test_expired_tasks_leave_the_counts_and_their_index_entries_are_pruned(distsched_app, redis_server, raw_client):
+    app, p = await _finished_with_retention_1s(distsched_app, redis_server, 3000)
     storage = await app.storage()
-    p = "{" + ns + "}:"
     deadline = time.monotonic() + 30
     while True:  # every hash expires 1 s after its task finished; the leader prunes then
         counts = await storage.tasks.counts()
@@ -50,16 +56,7 @@ async def test_a_live_workers_history_index_is_pruned_too(distsched_app, redis_s
     worker that keeps getting tasks never expires, and the x: pruning cannot reach it, so it
     kept an entry for every task ever dispatched to the worker. The leader's housekeeping
     sweeps it: while tasks keep flowing, the entries of expired tasks leave it."""
-    ns = f"r{uuid.uuid4().hex[:10]}"
-    app = await distsched_app(redis_server.url_for(namespace=ns, retention=1), functions={"noop": lambda: None},
-                              heartbeat_interval=0.2)
-    await app.submit_many([TaskSpec(target="noop") for _ in range(2000)])
-    stats = app.engine.scheduler.stats
-    deadline = time.monotonic() + 30
-    while stats["succeeded"] < 2000:
-        assert time.monotonic() < deadline, f"only {stats['succeeded']} of 2000 succeeded"
-        await asyncio.sleep(0.05)
-    p = "{" + ns + "}:"
+    app, p = await _finished_with_retention_1s(distsched_app, redis_server, 2000)
 
     def stale_history() -> tuple[int, int]:
         """(entries of tw:* keys whose task record is gone, entries in all)"""
@@ -91,16 +88,7 @@ async def test_a_sweep_cursor_that_is_not_a_number_starts_the_sweep_over(distsch
     """The sweep's resume point (``twp``) holding something that is not a number failed the
     housekeeping call at every pass (``ZRANGEBYSCORE`` refuses it), so no worker's history
     index was ever swept again. The sweep now starts over from the oldest entry."""
-    ns = f"r{uuid.uuid4().hex[:10]}"
-    app = await distsched_app(redis_server.url_for(namespace=ns, retention=1), functions={"noop": lambda: None},
-                              heartbeat_interval=0.2)
-    await app.submit_many([TaskSpec(target="noop") for _ in range(20)])
-    stats = app.engine.scheduler.stats
-    deadline = time.monotonic() + 30
-    while stats["succeeded"] < 20:
-        assert time.monotonic() < deadline, f"only {stats['succeeded']} of 20 succeeded"
-        await asyncio.sleep(0.05)
-    p = "{" + ns + "}:"
+    app, p = await _finished_with_retention_1s(distsched_app, redis_server, 20)
     worker_id = app.engine.worker.id
     raw_client.hset(p + "twp", worker_id, cursor)
     ghost = "gone-task"  # an entry whose record is gone, created long before the horizon
