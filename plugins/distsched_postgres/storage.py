@@ -166,7 +166,7 @@ class PostgresStorage:
         pool = await asyncpg.create_pool(
             settings.dsn(), min_size=settings.pool_min, max_size=settings.pool_size,
             timeout=settings.connect_timeout, command_timeout=settings.command_timeout,
-            server_settings=_server_settings(settings))
+            server_settings=_server_settings(settings), reset=_keep_session)
         store = cls(settings, pool)
         try:
             await store._sync_clock()
@@ -264,12 +264,9 @@ class PostgresStorage:
                       "%s.quarantine", kind, key, reason, self.settings.quoted_schema)
 
     async def housekeeping(self, budget: int) -> int:
-        """Delete up to ``budget`` finished tasks whose retention ended (the write functions
-        prune too, a batch's worth each); returns how many were due."""
-        return int(await self.call("fetchval", "WITH gone AS (DELETE FROM tasks WHERE id IN ("
-                                               "SELECT id FROM tasks WHERE expires_at < ds_now() ORDER BY expires_at "
-                                               "LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone",
-                                   max(1, int(budget))))
+        """Delete up to ``budget`` finished tasks whose retention ended (``ds_prune``; the
+        only pruning: no write function prunes); returns how many were due."""
+        return int(await self.call("fetchval", "SELECT ds_prune($1)", max(1, int(budget))))
 
     # -- LISTEN/NOTIFY ------------------------------------------------------------------
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
@@ -349,6 +346,14 @@ class PostgresStorage:
         except Exception as exc:  # pragma: no cover
             log.debug("close: %s", exc)
             self.pool.terminate()
+
+
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset of a released connection: nothing to send. asyncpg's default
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) is a second round trip,
+    awaited inside every call; nothing of distsched's changes the session (LISTEN has a
+    connection of its own; advisory locks and ``SET LOCAL`` are transaction-scoped), and
+    asyncpg still rolls back a transaction left open."""
 
 
 def _server_settings(settings: PostgresSettings) -> dict[str, str]:
@@ -531,7 +536,8 @@ class _Tasks:
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         ids = list(task_ids)
         wanted = [i for i in ids if "\x00" not in i]  # no stored id holds one
-        found = {t.id: t for t in await self._read(f"id = ANY($1::text[]) AND {_UNEXPIRED}", wanted)}
+        rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM ds_get_tasks($1::text[])", wanted)
+        found = {t.id: t for t in await self.store.decode("task", rows, codec.decode_task)}
         return [copy.copy(found[i]) if i in found else None for i in ids]
 
     async def finished(self, states: Sequence[str], since: float, limit: int) -> list[Task]:

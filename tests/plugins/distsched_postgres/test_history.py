@@ -150,7 +150,8 @@ async def test_nul_characters(storage, fence) -> None:
 
 async def test_finished_tasks_expire_after_the_retention(postgres_database) -> None:
     """retention=1s: a finished task is gone from reads and counts once its retention ended,
-    its id is free again, and the next write deletes its row; live tasks never expire."""
+    its id is free again (submitted beside a new id), and the leader's housekeeping deletes
+    the rows of the others (no write prunes); live tasks never expire."""
     import asyncio
     import time
 
@@ -160,20 +161,25 @@ async def test_finished_tasks_expire_after_the_retention(postgres_database) -> N
     store = await PostgresStorage.open(postgres_database.url_for(schema="retention_t", retention="1"))
     try:
         fence = await PostgresElection(store).acquire("n1")
-        await store.tasks.submit([make_task("done"), make_task("live")])
-        [done] = await store.tasks.get_many(["done"])
-        done.cancel("finished", store.clock())
-        assert await store.tasks.save(fence, [done]) == [True]
-        assert (await store.tasks.counts()) == {"cancelled": 1, "pending": 1}
+        await store.tasks.submit([make_task("done"), make_task("gone"), make_task("live")])
+        finished = await store.tasks.get_many(["done", "gone"])
+        for task in finished:
+            task.cancel("finished", store.clock())
+        assert await store.tasks.save(fence, finished) == [True, True]
+        assert (await store.tasks.counts()) == {"cancelled": 2, "pending": 1}
         deadline = time.monotonic() + 10
         while await store.tasks.get("done") is not None:
             assert time.monotonic() < deadline, "the finished task did not expire"
             await asyncio.sleep(0.1)
         assert (await store.tasks.counts()) == {"pending": 1}
         assert (await store.tasks.get("live")) is not None
-        await store.tasks.submit([make_task("other")])  # a write prunes expired rows
-        assert await store.pool.fetchval("SELECT count(*) FROM tasks WHERE id = 'done'") == 0
-        assert await store.tasks.submit([make_task("done")]) == [True], "an expired id is free again"
+        assert await store.tasks.submit([make_task("new"), make_task("done"), make_task("live")]) == [
+            True, True, False], "an expired id is free again, a live one is not"
+        assert (await store.tasks.get("done")).state == "pending"
+        assert await store.pool.fetchval("SELECT count(*) FROM tasks WHERE id = 'gone'") == 1, "no write prunes"
+        assert await store.housekeeping(100) == 1
+        assert await store.pool.fetchval("SELECT count(*) FROM tasks WHERE id = 'gone'") == 0
+        assert await store.housekeeping(100) == 0
     finally:
         await store.close()
 
