@@ -263,6 +263,12 @@ class PostgresStorage:
             log.error("quarantined %s %r: it cannot be decoded (%s); the rest goes on. Its row is kept in "
                       "%s.quarantine", kind, key, reason, self.settings.quoted_schema)
 
+    async def next_times(self) -> tuple[float | None, float | None]:
+        """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (one statement,
+        so one snapshot): the leader's end of every pass."""
+        row = await self.call("fetchrow", f"SELECT ({_NEXT_DUE}) AS due, ({_NEXT_READY}) AS ready")
+        return row["due"], row["ready"]
+
     async def housekeeping(self, budget: int) -> int:
         """Delete up to ``budget`` finished tasks whose retention ended (``ds_prune``; the
         only pruning: no write function prunes); returns how many were due."""
@@ -483,9 +489,7 @@ class _Jobs:
         return await self.store.decode("job", rows, codec.decode_job, "name")
 
     async def next_due_at(self) -> float | None:
-        return await self.store.call(
-            "fetchval", "SELECT next_fire_at FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
-                        "ORDER BY next_fire_at, name LIMIT 1")
+        return await self.store.call("fetchval", _NEXT_DUE)
 
     async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
         meta = codec.dumps([{"job": f.job, "expected": f.expected_next, "nxt": f.next_fire_at,
@@ -503,6 +507,10 @@ def _evolve(config: TaskConfig, version: int) -> TaskConfig:
 
 
 # -- tasks --------------------------------------------------------------------------------
+#: The first due job's next fire time; the first ready task's not_before (jobs_due, tasks_ready).
+_NEXT_DUE = ("SELECT next_fire_at FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
+             "ORDER BY next_fire_at, name LIMIT 1")
+_NEXT_READY = "SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') ORDER BY not_before, id LIMIT 1"
 _LIVE = "state NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')"
 _UNEXPIRED = "(expires_at IS NULL OR expires_at >= ds_now())"
 # the predicate of the partial indexes tasks_rare_created and tasks_rare_finished
@@ -626,8 +634,7 @@ class _Tasks:
                                 "LIMIT $2", now, int(limit))
 
     async def next_ready_at(self) -> float | None:
-        return await self.store.call("fetchval", "SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') "
-                                                 "ORDER BY not_before, id LIMIT 1")
+        return await self.store.call("fetchval", _NEXT_READY)
 
     async def live(self, job: str) -> list[Task]:
         return await self._read(f"job = $1 AND {_LIVE} ORDER BY created_at", job)

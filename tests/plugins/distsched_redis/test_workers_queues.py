@@ -371,16 +371,6 @@ async def test_a_blocking_pull_after_an_emptying_take_does_not_take_first(open_s
         client.close()
 
 
-async def test_next_times_reads_both_in_one_round_trip(storage) -> None:
-    from distsched.model import EveryTrigger, TaskConfig
-
-    assert await storage.next_times() == (None, None)
-    await storage.tasks.submit([Task(id="later", spec=TaskSpec(target="f"), created_at=0.0, not_before=123.5)])
-    await storage.jobs.add(TaskConfig(name="j", trigger=EveryTrigger(5), spec=TaskSpec(target="f")), next_fire_at=77.25)
-    assert await storage.next_times() == (77.25, 123.5)
-    assert await storage.next_times() == (await storage.jobs.next_due_at(), await storage.tasks.next_ready_at())
-
-
 async def test_report_and_pull_is_one_script_call_and_a_replay_reports_nothing_again(
         open_storage, private_server, command_calls) -> None:
     """queues.report_and_pull: the report and the take in one script call (one round trip,

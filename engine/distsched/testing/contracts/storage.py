@@ -327,6 +327,24 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_next_times_are_next_due_at_and_next_ready_at(self, harness: Harness) -> None:
+        """The optional ``StorageBackend.next_times()``: the leader's two reads at the end of
+        a pass, ``(jobs.next_due_at(), tasks.next_ready_at())``, in one call."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            both = getattr(s, "next_times", None)
+            if both is None:
+                pytest.skip("this store has no next_times (the leader reads the two one after the other)")
+            assert await both() == (None, None)
+            await s.tasks.submit([make_task("later", now=123.5), make_task("soon", now=99.5)])
+            await s.jobs.add(make_job("j"), next_fire_at=77.25)
+            await s.jobs.add(make_job("paused"), next_fire_at=1.0)
+            await s.jobs.set_paused("paused", True)
+            assert await both() == (77.25, 99.5)
+            assert await both() == (await s.jobs.next_due_at(), await s.tasks.next_ready_at())
+
+        harness.run(body)
+
     def test_save_is_optimistic(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()
