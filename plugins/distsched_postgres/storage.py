@@ -89,6 +89,11 @@ WRITE_CHUNK = 1000
 OP_REPLY_TTL = 55.0
 #: While the LISTEN connection is down, waits last at most this long (then look at the store).
 RELISTEN_POLL = 1.0
+#: The tables whose growth the leader's housekeeping watches (see PostgresStorage.housekeeping).
+WATCHED_TABLES = ("tasks", "jobs", "attempts", "results")
+#: A watched table is analyzed once it holds twice the pages its statistics say (and this
+#: many at least: below that, a plan made for a smaller table costs too little to matter).
+ANALYZE_FLOOR_PAGES = 128
 #: SQLSTATE of a refused fence (raised by ds_fence).
 FENCED = "DSFEN"
 #: Retried at once: the whole transaction was rolled back, nothing of the call landed.
@@ -142,6 +147,10 @@ class PostgresStorage:
         self._clock_server = time.time()
         self._clock_mono = time.monotonic()
         self._clock_at = float("-inf")
+        #: the background ANALYZE of grown tables (housekeeping), and each table's size in
+        #: pages when one was last asked for
+        self._analyzing: asyncio.Task[None] | None = None
+        self._analyzed_pages: dict[str, int] = {}
         self.jobs = _Jobs(self)
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
@@ -271,8 +280,57 @@ class PostgresStorage:
 
     async def housekeeping(self, budget: int) -> int:
         """Delete up to ``budget`` finished tasks whose retention ended (``ds_prune``; the
-        only pruning: no write function prunes); returns how many were due."""
+        only pruning: no write function prunes); returns how many were due. And start an
+        ``ANALYZE`` of each watched table that has grown to twice the size its statistics
+        say (:meth:`_refresh_statistics`)."""
+        await self._refresh_statistics()
         return int(await self.call("fetchval", "SELECT ds_prune($1)", max(1, int(budget))))
+
+    async def _refresh_statistics(self) -> None:
+        """Every connection keeps its plans (PL/pgSQL's and the prepared statements'), from
+        the sixth call on a generic one, made for the table's size in its statistics; they
+        are made again when the statistics change. Autovacuum analyzes a table after 10 %
+        of it changed, at most once a naptime (a minute): a deployment that started empty
+        and took a burst ran a minute or more on plans made for a few rows - a join that
+        read every pending task, a lookup that read the whole table. So the leader asks for
+        an ``ANALYZE`` of a watched table as soon as it holds twice the pages its statistics
+        say (``ANALYZE_FLOOR_PAGES`` at least), in the background (one at a time; a table
+        of a million rows takes a fraction of a second): every node's plans are made again
+        for its size. A refusal (not the tables' owner) or a failure is logged once per
+        size and left to autovacuum."""
+        if self._analyzing is not None and not self._analyzing.done():
+            return
+        rows = await self.call(
+            "fetch", "SELECT c.relname, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int AS pages "
+                     "FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY ($1)",
+            list(WATCHED_TABLES))
+        grown = []
+        for row in rows:
+            name, pages = row["relname"], int(row["pages"])
+            if pages >= max(ANALYZE_FLOOR_PAGES, 2 * int(row["relpages"]), 2 * self._analyzed_pages.get(name, 0)):
+                grown.append(name)
+                self._analyzed_pages[name] = pages
+        if grown:
+            self._analyzing = asyncio.create_task(self._analyze(grown))
+
+    async def _analyze(self, tables: list[str]) -> None:
+        try:
+            warnings: list[str] = []
+
+            def listen(_conn: Any, message: Any) -> None:
+                warnings.append(str(message))
+
+            async with self.pool.acquire() as conn:
+                conn.add_log_listener(listen)
+                try:
+                    await conn.execute("ANALYZE " + ", ".join(tables), timeout=self.settings.command_timeout)
+                finally:
+                    conn.remove_log_listener(listen)
+            for warning in warnings:
+                log.warning("ANALYZE of grown tables: %s; autovacuum will analyze them", warning)
+        except (asyncpg.PostgresError, *self.transient_errors, OSError, asyncio.TimeoutError) as exc:
+            log.warning("ANALYZE of grown tables %s failed (%s: %s); autovacuum will analyze them",
+                        ", ".join(tables), type(exc).__name__, exc)
 
     # -- LISTEN/NOTIFY ------------------------------------------------------------------
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
@@ -340,6 +398,9 @@ class PostgresStorage:
         await self._activity.wait(timeout)
 
     async def close(self) -> None:
+        if self._analyzing is not None and not self._analyzing.done():
+            self._analyzing.cancel()
+            await asyncio.gather(self._analyzing, return_exceptions=True)
         conn, self._listen_conn = self._listen_conn, None
         if conn is not None and not conn.is_closed():
             try:
