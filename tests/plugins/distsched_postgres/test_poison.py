@@ -90,6 +90,28 @@ async def test_a_garbage_worker_row_is_quarantined(distsched_app, pg_url):
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("heartbeat", ["'infinity'::float8", "ds_now() + 86400"])
+async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app, pg_url, heartbeat):
+    """A worker row copied from a live one, its heartbeat +infinity or a day ahead (float8
+    takes both): it looked alive for ever - never reaped, and given tasks that no one ran
+    until they timed out. A heartbeat more than a TTL ahead of the store's clock is no sign
+    of life (the Redis plugin's test of the same)."""
+    app = await _start(distsched_app, pg_url)
+    deadline = time.monotonic() + 10
+    while not await _succeeded(app):  # the worker is registered and runs tasks
+        assert time.monotonic() < deadline, "the healthy job never ran"
+        await asyncio.sleep(0.05)
+    await _sql(app, "INSERT INTO workers (id, data, heartbeat) SELECT 'ghost', jsonb_set(data::jsonb, '{id}', "
+                    f"'\"ghost\"')::text, {heartbeat} FROM workers WHERE id = $1", app.engine.worker.id)
+    ids = [await app.submit("noop", i) for i in range(12)]
+    for task_id in ids:
+        task = await app.wait(task_id, timeout=10)
+        assert task.state.value == "succeeded" and task.worker_id != "ghost"
+    storage = await app.storage()
+    assert (await storage.tasks.query(worker="ghost")).tasks == ()
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_ready_task_with_a_garbage_spec_is_quarantined(distsched_app, pg_url):
     app = await _start(distsched_app, pg_url)
     storage = await app.storage()
