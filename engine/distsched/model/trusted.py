@@ -61,6 +61,11 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
 
 
 #: A task's times: those it always has, and those ``None`` until set.
+#: Above any count a task reaches: each stored counter is below it, so that the next write
+#: (+1) still fits the narrowest column a store keeps it in (PostgreSQL's integer).
+COUNTER_MAX = 2**31 - 1
+#: A stored task's counters and the least each can be.
+_TASK_COUNTERS = (("version", 0), ("attempt", 1), ("dispatches", 0), ("redeliveries", 0))
 _TASK_TIMES = ("created_at", "updated_at", "not_before")
 _TASK_TIMES_OR_NONE = ("slot", "dispatched_at", "started_at", "finished_at")
 
@@ -69,12 +74,17 @@ def stored_task(values: dict[str, Any]) -> Task:
     """``unchecked(Task, values)`` for a task read back from a store, refusing (``ValueError``,
     naming the field) a time that is not a finite number: NaN or an infinity in a float
     column, or a JSON value (a string, null for a time every task has) written by something
-    other than distsched. No validator runs
-    on a stored task, and a leader that acted on one failed the write it made of it (a NOT
-    NULL column, a sorted-set score) at every pass; refused here, the store moves the record
-    aside like any other it cannot decode."""
+    other than distsched; and a counter (version, attempt, dispatches, redeliveries) that is
+    not an integer from its least to ``COUNTER_MAX - 1``. No validator runs on a stored
+    task, and a leader that acted on one failed the write it made of it (a NOT NULL column,
+    a sorted-set score, a version + 1 out of PostgreSQL's integer range) at every pass;
+    refused here, the store moves the record aside like any other it cannot decode."""
     from .task import Task
 
+    for name, least in _TASK_COUNTERS:
+        value = values.get(name, least)  # missing: the Task default
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value < COUNTER_MAX:
+            raise ValueError(f"its {name} is not an integer from {least} to {COUNTER_MAX - 1} ({value!r})")
     for name in _TASK_TIMES:
         _finite(name, values.get(name))
     for name in _TASK_TIMES_OR_NONE:
@@ -110,4 +120,4 @@ def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
     return unchecked(RetryPolicy, dict(items))
 
 
-__all__ = ["stored_spec", "stored_task", "unchecked"]
+__all__ = ["COUNTER_MAX", "stored_spec", "stored_task", "unchecked"]

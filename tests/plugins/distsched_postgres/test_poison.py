@@ -157,6 +157,21 @@ async def test_a_queued_task_whose_time_is_not_finite_is_quarantined(distsched_a
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("column", ["version", "dispatches"])
+async def test_a_task_whose_counter_is_at_the_integer_limit_is_quarantined(distsched_app, pg_url, column):
+    """A ready task's version (or dispatch count) at 2^31 - 1, PostgreSQL's integer limit: the
+    leader's dispatch of it failed at every pass (version + 1, or the next dispatch count,
+    out of range), and no task was dispatched any more. Reading it now moves it aside."""
+    app = await _start(distsched_app, pg_url)
+    storage = await app.storage()
+    now = storage.clock()
+    await storage.tasks.submit([Task(id="odd", spec=TaskSpec(target="noop"), created_at=now, not_before=now + 0.5)])
+    await _sql(app, f"UPDATE tasks SET {column} = 2147483647 WHERE id = 'odd'")
+    entry = await _quarantined(app, "task", "odd")
+    assert f"{column} is not an integer" in entry.reason
+    await _healthy_keeps_firing(app)
+
+
 @pytest.mark.parametrize("expiry", ["infinity", "a day"])
 async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url, expiry):
     """The lease row held by a node that is gone, with an expiry of 'infinity' (timestamptz
