@@ -190,6 +190,24 @@ async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url
     await _healthy_keeps_firing(app)
 
 
+async def test_a_minute_count_at_the_integer_limit_saturates(distsched_app, pg_url):
+    """A minute's count of finished tasks at 2^31 - 1 (the column's limit), this minute and
+    the next: every write that finished a task in it failed ("integer out of range"), the
+    leader's settle at every pass - no task finished for the rest of the minute, nor in a
+    minute written ahead. The count now stops at the limit."""
+    app = await _start(distsched_app, pg_url)
+    deadline = time.monotonic() + 10
+    while not await _succeeded(app):
+        assert time.monotonic() < deadline, "the healthy job never ran"
+        await asyncio.sleep(0.05)
+    await _sql(app, "INSERT INTO throughput (minute, state, n) SELECT floor(ds_now() / 60)::bigint + m, s, 2147483647 "
+                    "FROM generate_series(0, 1) m, unnest(ARRAY['succeeded', 'failed']) s "
+                    "ON CONFLICT (minute, state) DO UPDATE SET n = excluded.n")
+    await _healthy_keeps_firing(app)
+    assert await _sql(app, "SELECT n FROM throughput WHERE state = 'succeeded' "
+                           "AND minute = floor(ds_now() / 60)::bigint") == 2147483647
+
+
 async def test_a_job_whose_next_fire_time_is_nan_is_quarantined(distsched_app, pg_url):
     """NaN sorts after every time in PostgreSQL: a job whose next_fire_at is NaN never came
     due again, and the job list showed it as if scheduled. Reading it now moves it aside."""
