@@ -190,6 +190,32 @@ async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url
     await _healthy_keeps_firing(app)
 
 
+async def test_a_task_at_the_version_limit_leaves_the_pull_and_the_settle_alone(storage, fence):
+    """ds_pull and ds_settle change rows they do not decode: a dispatched task whose version is
+    2^31 - 1 failed every pull of its worker (version + 1 out of range) - the worker ran
+    nothing until the leader's deadline check moved the task aside - and a running one failed
+    the settle of its result. The pull now takes the worker's other tasks, the settle drops
+    the result as stale."""
+    from distsched.model import TaskResult
+    from distsched.testing import make_task, make_worker
+
+    await storage.workers.register(make_worker("w1", now=storage.clock()))
+    await storage.tasks.submit([make_task(i) for i in ("a", "b", "c")])
+    tasks = await storage.tasks.get_many(["a", "b", "c"])
+    for task in tasks:
+        task.dispatch("w1", storage.clock())
+    assert await storage.tasks.dispatch(fence, tasks) == [True] * 3
+    await storage.pool.execute("UPDATE tasks SET version = 2147483647 WHERE id = 'a'")
+    pulled = await storage.queues.pull("w1", 10, 0.1)
+    assert sorted(t.id for t in pulled) == ["b", "c"]
+    await storage.pool.execute("UPDATE tasks SET version = 2147483647 WHERE id = 'b'")
+    await storage.queues.report("w1", [TaskResult(task_id=t.id, attempt_id=t.attempt_id, outcome="succeeded",
+                                                  started_at=0.0, finished_at=0.0, worker_id="w1") for t in pulled])
+    settled = await storage.results.settle(fence, 10)
+    assert (settled.settled, settled.stale) == (1, 1)
+    assert (await storage.tasks.get("c")).state.value == "succeeded"
+
+
 async def test_a_minute_count_at_the_integer_limit_saturates(distsched_app, pg_url):
     """A minute's count of finished tasks at 2^31 - 1 (the column's limit), this minute and
     the next: every write that finished a task in it failed ("integer out of range"), the

@@ -1,12 +1,22 @@
--- distsched PostgreSQL schema, version 15: a minute's count of finished tasks saturates
--- instead of failing. throughput.n is an integer; a row set to 2^31 - 1 (by something other
--- than distsched) made every write that finished a task that minute fail with "integer out
--- of range": the leader's settle at every pass, so the leader stopped for the rest of the
--- minute - and for good with rows written ahead for the minutes to come (the Redis scripts'
--- HINCRBY of the same figure runs protected since 29eb873). The count now stops at
--- 2^31 - 1, which no minute reaches, in one function both writers call: ds_count_finished,
--- the upsert the row trigger and ds_settle each had. Both are restated with that call only
--- (ds_settle as in version 8, with version 14's settings).
+-- distsched PostgreSQL schema, version 15: a counter at the limit of its integer column
+-- (written by something other than distsched) no longer fails the writes around it.
+--
+-- * A minute's count of finished tasks (throughput.n) at 2^31 - 1 made every write that
+--   finished a task that minute fail with "integer out of range": the leader's settle at
+--   every pass, so the leader stopped for the rest of the minute - and for good with rows
+--   written ahead for the minutes to come (the Redis scripts' HINCRBY of the same figure
+--   runs protected since 29eb873). The count now stops at 2^31 - 1, which no minute
+--   reaches, in one function both writers call: ds_count_finished, the upsert the row
+--   trigger and ds_settle each had.
+-- * A task's version at 2^31 - 1: the engine refuses to decode such a task (it is
+--   quarantined when read), but ds_pull and ds_settle change rows they do not decode. A
+--   dispatched task at the limit failed every pull of its worker (version + 1), which ran
+--   nothing until the leader's deadline check read and quarantined the task; a running one
+--   failed the settle of its result. Both now leave such a row alone: the pull takes the
+--   worker's other tasks, the settle drops the result as stale, and the leader's timeout
+--   check moves the task aside.
+-- ds_task_changed, ds_settle (as in version 8, with version 14's settings) and ds_pull (as
+-- in version 9, with version 14's settings) are restated with these changes only.
 
 -- Count p_n tasks finished in p_state at p_now's minute (at most 2^31 - 1); a new minute
 -- forgets the minutes older than two hours.
@@ -84,6 +94,7 @@ BEGIN
         WHERE r.seq = ANY (walked) AND r.ok AND t.id = r.task_id AND t.state IN ('dispatched', 'running')
           AND r.attempt_id = t.id || '#' || t.dispatches
           AND (r.worker_id IS NULL OR t.worker_id IS NULL OR r.worker_id = t.worker_id)
+          AND t.version < 2147483647
         RETURNING r.seq, t.id, t.job, t.attempt, r.data),
     -- what the row trigger does for the other writes, once for the batch
     per_job AS (
@@ -100,4 +111,31 @@ BEGIN
     SELECT count(*) INTO n_left FROM results;
     RETURN json_build_object('settled', n_settled, 'stale', n_walked - n_settled, 'left', n_left,
                              'rows', coalesce(rows, '[]'::json))::text;
+END $$;
+
+CREATE OR REPLACE FUNCTION ds_pull(p_worker text, p_max int, p_op text, p_prev text) RETURNS SETOF tasks
+LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    now float8 := ds_now();
+BEGIN
+    -- one pull of this worker at a time: each statement below sees the pulls before it
+    PERFORM pg_advisory_xact_lock(hashtextextended('distsched:pull:' || current_schema() || ':' || p_worker, 0));
+    IF EXISTS (SELECT 1 FROM lost_pulls WHERE worker_id = p_worker AND op = p_op) THEN
+        RETURN;  -- its retry already looked for it and went on: arriving now, it takes nothing
+    END IF;
+    IF p_prev IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM tasks WHERE worker_id = p_worker AND state = 'running' AND pull_op = p_prev;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        DELETE FROM lost_pulls WHERE at < now - 3600;
+        INSERT INTO lost_pulls (worker_id, op, at) VALUES (p_worker, p_prev, now) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN QUERY
+    UPDATE tasks t SET state = 'running', started_at = now, updated_at = now, version = t.version + 1,
+                       pull_op = p_op, ended = NULL
+    FROM (SELECT id FROM tasks WHERE worker_id = p_worker AND state = 'dispatched' AND version < 2147483647
+          ORDER BY dispatched_at, id LIMIT p_max FOR UPDATE SKIP LOCKED) p
+    WHERE t.id = p.id
+    RETURNING t.*;
 END $$;
