@@ -66,6 +66,11 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
 COUNTER_MAX = 2**31 - 1
 #: A stored task's counters and the least each can be.
 _TASK_COUNTERS = (("version", 0), ("attempt", 1), ("dispatches", 0), ("redeliveries", 0))
+#: The times a stored task's fields may hold: those a date can show (years 1 to 9999, UTC).
+#: The engine writes times within days of now; one outside these made the command that
+#: shows the task (``distsched tasks show``) end in a traceback ("year 33658 is out of range").
+TIME_MIN = -62135596800.0
+TIME_MAX = 253402300799.0
 _TASK_TIMES = ("created_at", "updated_at", "not_before")
 _TASK_TIMES_OR_NONE = ("slot", "dispatched_at", "started_at", "finished_at")
 
@@ -74,8 +79,9 @@ def stored_task(values: dict[str, Any]) -> Task:
     """``unchecked(Task, values)`` for a task read back from a store, refusing (``ValueError``,
     naming the field) a time that is not a finite number: NaN or an infinity in a float
     column, or a JSON value (a string, null for a time every task has) written by something
-    other than distsched; and a counter (version, attempt, dispatches, redeliveries) that is
-    not an integer from its least to ``COUNTER_MAX - 1``. No validator runs on a stored
+    other than distsched, or a time no date can show (before year 1 or after 9999); and a
+    counter (version, attempt, dispatches, redeliveries) that is not an integer from its
+    least to ``COUNTER_MAX - 1``. No validator runs on a stored
     task, and a leader that acted on one failed the write it made of it (a NOT NULL column,
     a sorted-set score, a version + 1 out of PostgreSQL's integer range) at every pass;
     refused here, the store moves the record aside like any other it cannot decode."""
@@ -97,6 +103,8 @@ def stored_task(values: dict[str, Any]) -> Task:
 def _finite(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
         raise ValueError(f"its {name} is not a finite number ({value!r})")
+    if not TIME_MIN <= value <= TIME_MAX:
+        raise ValueError(f"its {name} is not a time from year 1 to 9999 ({value!r})")
 
 
 def stored_spec(data: dict[str, Any]) -> TaskSpec:
@@ -120,4 +128,4 @@ def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
     return unchecked(RetryPolicy, dict(items))
 
 
-__all__ = ["COUNTER_MAX", "stored_spec", "stored_task", "unchecked"]
+__all__ = ["COUNTER_MAX", "TIME_MAX", "TIME_MIN", "stored_spec", "stored_task", "unchecked"]

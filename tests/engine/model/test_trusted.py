@@ -5,7 +5,7 @@ store then moves the record aside instead of a leader failing on it at every pas
 import attrs
 import pytest
 
-from distsched.model.trusted import COUNTER_MAX, stored_task
+from distsched.model.trusted import COUNTER_MAX, TIME_MAX, TIME_MIN, stored_task
 from distsched.testing import make_task
 
 
@@ -35,3 +35,15 @@ def test_a_counter_out_of_range_or_not_an_integer_is_refused(name, value):
 def test_a_time_that_is_not_a_finite_number_is_refused(name, value):
     with pytest.raises(ValueError, match=f"its {name} is not a finite number"):
         stored_task(_values(**{name: value}))
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("created_at", TIME_MAX + 1), ("not_before", 1e12), ("finished_at", TIME_MIN - 1), ("slot", -1e300),
+])
+def test_a_time_no_date_can_show_is_refused(name, value):
+    with pytest.raises(ValueError, match=f"its {name} is not a time from year 1 to 9999"):
+        stored_task(_values(**{name: value}))
+
+
+def test_the_first_and_last_second_of_the_dates_are_taken():
+    assert stored_task(_values(not_before=TIME_MAX, slot=TIME_MIN)).not_before == TIME_MAX

@@ -190,6 +190,18 @@ async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url
     await _healthy_keeps_firing(app)
 
 
+async def test_a_task_time_no_date_can_show_is_quarantined_when_read(storage):
+    """A task's created_at of 1e12 (year 33658; float8 takes it): ``distsched tasks show``
+    ended in a traceback ("year 33658 is out of range"). It is moved aside when read."""
+    from distsched.testing import make_task
+
+    await storage.tasks.submit([make_task("good"), make_task("odd")])
+    await storage.pool.execute("UPDATE tasks SET created_at = 1e12 WHERE id = 'odd'")
+    assert [t.id for t in (await storage.tasks.query()).tasks] == ["good"]
+    [entry] = await storage.quarantine.list_quarantined()
+    assert (entry.kind, entry.key) == ("task", "odd") and "not a time from year 1 to 9999" in entry.reason
+
+
 async def test_a_task_at_the_version_limit_leaves_the_pull_and_the_settle_alone(storage, fence):
     """ds_pull and ds_settle change rows they do not decode: a dispatched task whose version is
     2^31 - 1 failed every pull of its worker (version + 1 out of range) - the worker ran
