@@ -29,8 +29,8 @@ class LeaderStatus:
 
 @attrs.frozen(kw_only=True)
 class SchedulerStatus:
-    """A scheduler node as it registered itself; ``alive`` while its heartbeat is younger than
-    the lease TTL."""
+    """A scheduler node as it registered itself; ``alive`` while its heartbeat is within the
+    lease TTL of the store's clock (younger than it, and not further ahead)."""
 
     id: str
     host: str
@@ -43,8 +43,9 @@ class SchedulerStatus:
 
 @attrs.frozen(kw_only=True)
 class WorkerStatus:
-    """A worker: ``state`` is ``alive``, ``draining``, ``stale`` (heartbeat older than the TTL,
-    not reaped yet) or ``stopped`` (deregistered or declared dead: no heartbeat age then)."""
+    """A worker: ``state`` is ``alive``, ``draining``, ``stale`` (no heartbeat within the TTL
+    of the store's clock - older, or far ahead of it, a broken record - not reaped yet) or
+    ``stopped`` (deregistered or declared dead: no heartbeat age then)."""
 
     id: str
     host: str
@@ -109,17 +110,21 @@ def leader_status(info: LeaseInfo | None) -> LeaderStatus | None:
 
 
 def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerStatus:
-    age = max(0.0, now - node.last_heartbeat)
+    # alive as Worker.is_alive has it: heard from within the TTL of the store's clock, not
+    # from far ahead of it (a broken record that would otherwise look alive for ever)
     return SchedulerStatus(id=node.id, host=node.host, pid=node.pid, role=node.role, started_at=node.started_at,
-                           heartbeat_age=age, alive=age <= ttl)
+                           heartbeat_age=max(0.0, now - node.last_heartbeat),
+                           alive=-ttl <= now - node.last_heartbeat <= ttl)
 
 
 def worker_status(worker: Worker, now: float, ttl: float, queued: int) -> WorkerStatus:
     if worker.last_heartbeat <= 0:
         state, age = "stopped", None
     else:
+        # the leader's rule (Worker.is_alive): a heartbeat far ahead of the store's clock is
+        # no sign of life - the leader reaps such a worker, and status must not call it alive
         age = max(0.0, now - worker.last_heartbeat)
-        state = "stale" if age > ttl else ("draining" if worker.draining else "alive")
+        state = ("draining" if worker.draining else "alive") if worker.is_alive(now, ttl) else "stale"
     return WorkerStatus(id=worker.id, host=worker.host, pid=worker.pid, state=state, heartbeat_age=age,
                         load=worker.load, capacity=worker.capacity, concurrency=worker.concurrency,
                         draining=worker.draining, queued=queued, started_at=worker.started_at,
