@@ -273,10 +273,11 @@ async def test_failover_between_two_in_process_schedulers():
 
 async def test_slots_are_fired_ahead_and_held_until_their_time(leader):
     await _one_worker(leader)
-    # the next slot on the store's clock (a worker heard from far ahead of the leader's
-    # clock is not alive: the worker's heartbeat is the store's time)
-    slot = float(int(leader.storage.clock()) // 10 * 10 + 10)
-    await leader.add("j", slot, every="10s")
+    # the next slot on the store's clock, within a second of it: the leader's "now" below
+    # (slot - 0.2) must stay within the heartbeat TTL of the worker's heartbeat, which is
+    # the store's time (a slot up to 10 s ahead made the worker look dead now and then)
+    slot = float(int(leader.storage.clock()) + 1)
+    await leader.add("j", slot, every="1s")
     assert await leader.scheduler.fire_due(leader.fence, slot - 0.2, horizon=slot) == 1
     [task] = await leader.tasks("j")
     assert task.slot == slot and task.not_before == slot
