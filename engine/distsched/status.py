@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from .model import Worker
+from .model.worker import heard_within
 from .ports import LeaseInfo, Quarantined, SchedulerNode
 
 
@@ -110,11 +111,9 @@ def leader_status(info: LeaseInfo | None) -> LeaderStatus | None:
 
 
 def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerStatus:
-    # alive as Worker.is_alive has it: heard from within the TTL of the store's clock, not
-    # from far ahead of it (a broken record that would otherwise look alive for ever)
     return SchedulerStatus(id=node.id, host=node.host, pid=node.pid, role=node.role, started_at=node.started_at,
                            heartbeat_age=max(0.0, now - node.last_heartbeat),
-                           alive=-ttl <= now - node.last_heartbeat <= ttl)
+                           alive=heard_within(node.last_heartbeat, now, ttl))
 
 
 def worker_status(worker: Worker, now: float, ttl: float, queued: int) -> WorkerStatus:

@@ -596,7 +596,11 @@ class _Tasks:
         return out
 
     async def _read(self, where: str, *args: Any) -> list[Task]:
-        rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}", *args)
+        return await self._select(f"tasks WHERE {where}", *args)
+
+    async def _select(self, source: str, *args: Any) -> list[Task]:
+        """The tasks of ``SELECT <columns> FROM <source>``, decoded (a bad row is put aside)."""
+        rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM {source}", *args)
         return await self.store.decode("task", rows, codec.decode_task)
 
     async def get(self, task_id: str) -> Task | None:
@@ -605,8 +609,7 @@ class _Tasks:
     async def get_many(self, task_ids: Sequence[str]) -> list[Task | None]:
         ids = list(task_ids)
         wanted = [i for i in ids if "\x00" not in i]  # no stored id holds one
-        rows = await self.store.call("fetch", f"SELECT {TASK_COLUMNS} FROM ds_get_tasks($1::text[])", wanted)
-        found = {t.id: t for t in await self.store.decode("task", rows, codec.decode_task)}
+        found = {t.id: t for t in await self._select("ds_get_tasks($1::text[])", wanted)}
         return [copy.copy(found[i]) if i in found else None for i in ids]
 
     async def finished(self, states: Sequence[str], since: float, limit: int) -> list[Task]:

@@ -60,7 +60,6 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
     return inst
 
 
-#: A task's times: those it always has, and those ``None`` until set.
 #: Above any count a task reaches: each stored counter is below it, so that the next write
 #: (+1) still fits the narrowest column a store keeps it in (PostgreSQL's integer).
 COUNTER_MAX = 2**31 - 1
@@ -71,6 +70,7 @@ _TASK_COUNTERS = (("version", 0), ("attempt", 1), ("dispatches", 0), ("redeliver
 #: shows the task (``distsched tasks show``) end in a traceback ("year 33658 is out of range").
 TIME_MIN = -62135596800.0
 TIME_MAX = 253402300799.0
+#: A task's times: those it always has, and those ``None`` until set.
 _TASK_TIMES = ("created_at", "updated_at", "not_before")
 _TASK_TIMES_OR_NONE = ("slot", "dispatched_at", "started_at", "finished_at")
 
@@ -81,10 +81,10 @@ def stored_task(values: dict[str, Any]) -> Task:
     column, or a JSON value (a string, null for a time every task has) written by something
     other than distsched, or a time no date can show (before year 1 or after 9999); and a
     counter (version, attempt, dispatches, redeliveries) that is not an integer from its
-    least to ``COUNTER_MAX - 1``. No validator runs on a stored
-    task, and a leader that acted on one failed the write it made of it (a NOT NULL column,
-    a sorted-set score, a version + 1 out of PostgreSQL's integer range) at every pass;
-    refused here, the store moves the record aside like any other it cannot decode."""
+    least to ``COUNTER_MAX - 1``. No validator runs on a stored task, and a leader that
+    acted on one failed the write it made of it (a NOT NULL column, a sorted-set score, a
+    version + 1 out of PostgreSQL's integer range) at every pass; refused here, the store
+    moves the record aside like any other it cannot decode."""
     from .task import Task
 
     for name, least in _TASK_COUNTERS:
@@ -92,15 +92,15 @@ def stored_task(values: dict[str, Any]) -> Task:
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value < COUNTER_MAX:
             raise ValueError(f"its {name} is not an integer from {least} to {COUNTER_MAX - 1} ({value!r})")
     for name in _TASK_TIMES:
-        _finite(name, values.get(name))
+        _check_time(name, values.get(name))
     for name in _TASK_TIMES_OR_NONE:
         value = values.get(name)
         if value is not None:
-            _finite(name, value)
+            _check_time(name, value)
     return unchecked(Task, values)
 
 
-def _finite(name: str, value: Any) -> None:
+def _check_time(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
         raise ValueError(f"its {name} is not a finite number ({value!r})")
     if not TIME_MIN <= value <= TIME_MAX:

@@ -20,6 +20,14 @@ def _positive_int(limit: int):
     return check
 
 
+def heard_within(heartbeat: float, now: float, ttl: float) -> bool:
+    """A heartbeat within ``ttl`` of ``now`` (the store's clock, which heartbeats are written
+    in), either side. One more than ``ttl`` ahead of it is no sign of life but a broken record
+    (``+inf``, a year ahead: a worker that would never be reaped and kept getting tasks), and
+    NaN is none either. The leader's rule for workers, and ``status``'s for every node."""
+    return -ttl <= now - heartbeat <= ttl
+
+
 @attrs.define(kw_only=True)
 class Worker:
     """A registered worker and its load.
@@ -85,11 +93,8 @@ class Worker:
         return max(0, self.usable_capacity - self.load)
 
     def is_alive(self, now: float, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
-        """Heard from within ``ttl`` of ``now`` (the store's clock, which heartbeats are
-        written in). A heartbeat more than ``ttl`` ahead of it is no sign of life but a
-        broken record (``+inf``, a year ahead: a worker that would never be reaped and kept
-        getting tasks), and NaN is none either."""
-        return -ttl <= now - self.last_heartbeat <= ttl
+        """:func:`heard_within` ``ttl`` of ``now``."""
+        return heard_within(self.last_heartbeat, now, ttl)
 
     def can_accept(self, now: float | None = None, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
         """True when the worker is healthy (if ``now`` is given), not draining and not full."""

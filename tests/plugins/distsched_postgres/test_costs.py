@@ -5,9 +5,7 @@ the plans a connection cached while the tasks table was small read a few rows on
 grown: the keyed functions never scan it whole, and the leader's housekeeping has the
 grown table analyzed, so that every plan is made again for its size."""
 
-import asyncio
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from distsched.model import TaskResult
 from distsched.testing import make_task, make_worker
 from distsched.testing.postgres_server import PostgresServer, postgres_bindir
+from distsched.testing.processes import wait_until_async
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow,
               pytest.mark.skipif(postgres_bindir() is None, reason="PostgreSQL server binaries are not installed")]
@@ -115,11 +114,9 @@ async def test_plans_cached_while_the_table_was_small_use_the_index_once_it_has_
             await store.tasks.submit([make_task(f"g{chunk}-{k}") for k in range(1000)])
         # the leader's next housekeeping pass sees it and has it analyzed: every plan is made again
         await store.housekeeping(10)
-        deadline = time.monotonic() + 10
-        while not await store.pool.fetchval("SELECT analyze_count FROM pg_stat_user_tables "
-                                            "WHERE relid = 'tasks'::regclass"):
-            assert time.monotonic() < deadline, "the grown tasks table was not analyzed"
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: store.pool.fetchval("SELECT analyze_count FROM pg_stat_user_tables "
+                                                           "WHERE relid = 'tasks'::regclass"),
+                               10, what="the ANALYZE of the grown tasks table", interval=0.02)
         mark = server.log.stat().st_size
         for i in range(8, 11):
             await task_cycle(i)

@@ -14,6 +14,7 @@ import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import Task, TaskSpec
+from distsched.testing.processes import wait_until_async
 
 pytestmark = pytest.mark.postgres
 
@@ -97,10 +98,7 @@ async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app,
     until they timed out. A heartbeat more than a TTL ahead of the store's clock is no sign
     of life (the Redis plugin's test of the same)."""
     app = await _start(distsched_app, pg_url)
-    deadline = time.monotonic() + 10
-    while not await _succeeded(app):  # the worker is registered and runs tasks
-        assert time.monotonic() < deadline, "the healthy job never ran"
-        await asyncio.sleep(0.05)
+    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run (the worker is registered)")
     await _sql(app, "INSERT INTO workers (id, data, heartbeat) SELECT 'ghost', jsonb_set(data::jsonb, '{id}', "
                     f"'\"ghost\"')::text, {heartbeat} FROM workers WHERE id = $1", app.engine.worker.id)
     ids = [await app.submit("noop", i) for i in range(12)]
@@ -234,10 +232,7 @@ async def test_a_minute_count_at_the_integer_limit_saturates(distsched_app, pg_u
     leader's settle at every pass - no task finished for the rest of the minute, nor in a
     minute written ahead. The count now stops at the limit."""
     app = await _start(distsched_app, pg_url)
-    deadline = time.monotonic() + 10
-    while not await _succeeded(app):
-        assert time.monotonic() < deadline, "the healthy job never ran"
-        await asyncio.sleep(0.05)
+    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run")
     await _sql(app, "INSERT INTO throughput (minute, state, n) SELECT floor(ds_now() / 60)::bigint + m, s, 2147483647 "
                     "FROM generate_series(0, 1) m, unnest(ARRAY['succeeded', 'failed']) s "
                     "ON CONFLICT (minute, state) DO UPDATE SET n = excluded.n")
