@@ -201,7 +201,8 @@ def test_no_import_loop_even_under_type_checking():
 #: the names in their ``__all__``.
 PUBLIC_MODULES = (
     "distsched", "distsched.hookspecs", "distsched.ports", "distsched.registry", "distsched.config", "distsched.model",
-    "distsched.model.events", "distsched.model.trusted", "distsched.model.words", "distsched.plugin.manager",
+    "distsched.model.events", "distsched.model.times", "distsched.model.trusted",
+    "distsched.model.words", "distsched.plugin.manager",
     "distsched.asyncutil",
     "distsched.urls",
     "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.redis_server",

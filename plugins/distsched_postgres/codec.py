@@ -32,7 +32,7 @@ from distsched.model import (
     ValidationError,
     Worker,
 )
-from distsched.model.trusted import stored_spec, stored_task, unchecked
+from distsched.model.trusted import stored_spec, stored_task, stored_worker, unchecked
 from distsched.ports import Attempt, SchedulerNode
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -186,7 +186,7 @@ def decode_worker(row: Any) -> Worker:
     data["draining"] = row["draining"]
     data["load"] = row["load"]
     data["blocked"] = row["blocked"]
-    return unchecked(Worker, data)
+    return stored_worker(data)
 
 
 #: SchedulerNode fields kept in its JSON (id, heartbeat and role are columns).

@@ -8,7 +8,7 @@ the store, counts come from the store's counters.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from distsched.model import (  # the job builders (issue 12.1)
     ValidationError,
     job_fields,
 )
+from distsched.model.times import to_datetime
 from distsched.model.words import schedule_words
 
 from .redact import safe_url, scrub
@@ -30,10 +31,15 @@ FAILED_STATES = ("failed", "timed_out")
 
 
 def iso(at: float | None, zone: str | None = None) -> str | None:
+    """``at`` as ISO 8601 in ``zone`` (UTC: ``...Z``); None for none, and for a time no date
+    can show (past year 9999 in the zone: the number beside it still says it)."""
     if at is None:
         return None
     tz = ZoneInfo(zone) if zone and zone != "UTC" else timezone.utc
-    text = datetime.fromtimestamp(at, tz).isoformat(timespec="seconds")
+    when = to_datetime(at, tz)
+    if when is None:
+        return None
+    text = when.isoformat(timespec="seconds")
     return text.replace("+00:00", "Z") if tz is timezone.utc else text
 
 
@@ -148,6 +154,9 @@ class WebData:
                          "started_iso": iso(w.started_at)} for w in sorted(status.workers, key=lambda w: w.id)],
             "tasks": {s: int(status.counts.get(s, 0)) for s in TASK_STATES},
             "oldest_pending_age": status.oldest_pending_age,
+            "quarantined": status.quarantined,
+            "quarantine": [{"kind": q.kind, "key": q.key, "reason": q.reason, "at": q.at, "at_iso": iso(q.at)}
+                           for q in status.quarantine],
         }
 
     async def overview(self) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
+
+from ..model.times import to_datetime
 
 MEMORY_NOTE = ("note: memory:// storage lives only inside one process, so this command sees a new, empty "
                "store - not the one of a `distsched run` or `scheduler` elsewhere. Give the shared store with "
@@ -22,6 +24,17 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
 
 
+def when(at: float | None, *, date: bool = True) -> str:
+    """UTC time of ``at`` (``-`` for none): ``YYYY-MM-DD HH:MM:SS`` or ``HH:MM:SS``; a time
+    no date can show as its number (``1000000000000.0 (no date)``)."""
+    if at is None:
+        return "-"
+    when_ = to_datetime(at, timezone.utc)
+    if when_ is None:  # no date can show it: the number, as stored
+        return f"{at!r} (no date)"
+    return when_.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+
+
 def jobs_table(rows: list[dict[str, Any]]) -> list[str]:
     """``jobs list`` as lines: name, schedule in words, executor:target, next fire time (UTC)
     and flags; a long name, schedule or target wraps within its column."""
@@ -29,8 +42,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [f"{'NAME':<{NAME_WIDTH}} {'SCHEDULE':<{SCHEDULE_WIDTH}} {'TARGET':<{TARGET_WIDTH}} NEXT (UTC)"]
     for row in rows:
-        nxt = (datetime.fromtimestamp(row["next_fire_at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-               if row["next_fire_at"] else "-")
+        nxt = when(row["next_fire_at"]) if row["next_fire_at"] else "-"
         flag = " paused" if row["paused"] else ("" if row["enabled"] else " disabled")
         name = _wrap(row["name"], NAME_WIDTH)
         schedule = _wrap(row["schedule"], SCHEDULE_WIDTH)

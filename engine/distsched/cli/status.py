@@ -85,7 +85,7 @@ def render(data: dict[str, Any]) -> str:
     out.append(f"oldest pending  {ago(data['oldest_pending_age']) if data['oldest_pending_age'] is not None else '-'}")
     if data.get("quarantined"):
         out.append(f"quarantined {data['quarantined']} record(s) the engine could not decode, moved aside "
-                   "(see docs/redis.md, Failure modes):")
+                   "(see Failure modes in docs/redis.md or docs/postgres.md):")
         for q in data["quarantine"]:
             out.append(f"  {q['kind']} {q['key']!r}: {q['reason']}")
     return "\n".join(out)

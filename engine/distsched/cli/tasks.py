@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import click
@@ -24,6 +23,7 @@ from ..model import Task, TaskState
 from ..model.errors import DistschedError
 from ..ports import Attempt
 from . import _app, _run, cli, storage_option
+from .format import when
 
 T = TypeVar("T")
 #: Characters of an error shown in one line of ``tasks list``.
@@ -42,14 +42,6 @@ def _call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitab
             await app.stop()
 
     return _run(main)
-
-
-def when(at: float | None, *, date: bool = True) -> str:
-    """UTC time of ``at`` (``-`` for none): ``YYYY-MM-DD HH:MM:SS`` or ``HH:MM:SS``."""
-    if at is None:
-        return "-"
-    fmt = "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S"
-    return datetime.fromtimestamp(at, timezone.utc).strftime(fmt)
 
 
 def seconds(value: float | None) -> str:

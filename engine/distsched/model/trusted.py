@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from .times import is_time
+
 if TYPE_CHECKING:
     from .retry import RetryPolicy
     from .spec import TaskSpec
     from .task import Task
+    from .worker import Worker
 
 T = TypeVar("T")
 _MISSING = object()
@@ -65,11 +68,10 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
 COUNTER_MAX = 2**31 - 1
 #: A stored task's counters and the least each can be.
 _TASK_COUNTERS = (("version", 0), ("attempt", 1), ("dispatches", 0), ("redeliveries", 0))
-#: The times a stored task's fields may hold: those a date can show (years 1 to 9999, UTC).
-#: The engine writes times within days of now; one outside these made the command that
-#: shows the task (``distsched tasks show``) end in a traceback ("year 33658 is out of range").
-TIME_MIN = -62135596800.0
-TIME_MAX = 253402300799.0
+#: The times a stored task's fields may hold: those a date can show (``model.times``: years 1
+#: to 9999, UTC). The engine writes times within days of now; one outside these made the
+#: command that shows the task (``distsched tasks show``) end in a traceback ("year 33658 is
+#: out of range").
 #: A task's times: those it always has, and those ``None`` until set.
 _TASK_TIMES = ("created_at", "updated_at", "not_before")
 _TASK_TIMES_OR_NONE = ("slot", "dispatched_at", "started_at", "finished_at")
@@ -103,8 +105,20 @@ def stored_task(values: dict[str, Any]) -> Task:
 def _check_time(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
         raise ValueError(f"its {name} is not a finite number ({value!r})")
-    if not TIME_MIN <= value <= TIME_MAX:
+    if not is_time(value):
         raise ValueError(f"its {name} is not a time from year 1 to 9999 ({value!r})")
+
+
+def stored_worker(values: dict[str, Any]) -> Worker:
+    """``unchecked(Worker, values)`` for a worker record read back from a store, refusing
+    (``ValueError``, naming the field) a ``started_at`` that is not a time a date can show:
+    the dashboard's overview and workers pages showed it as a date and failed whole (HTTP
+    500) for one such record. (The heartbeat is not checked: one far from the store's clock
+    is a dead worker, which the leader reaps and ``status`` shows as stale.)"""
+    from .worker import Worker
+
+    _check_time("started_at", values.get("started_at"))
+    return unchecked(Worker, values)
 
 
 def stored_spec(data: dict[str, Any]) -> TaskSpec:
@@ -128,4 +142,4 @@ def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
     return unchecked(RetryPolicy, dict(items))
 
 
-__all__ = ["COUNTER_MAX", "TIME_MAX", "TIME_MIN", "stored_spec", "stored_task", "unchecked"]
+__all__ = ["COUNTER_MAX", "stored_spec", "stored_task", "stored_worker", "unchecked"]

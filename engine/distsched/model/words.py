@@ -6,9 +6,10 @@ shown as it is.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
+from .times import to_datetime
 from .trigger import AtTrigger, CronTrigger, EveryTrigger
 
 #: The aliases croniter accepts, as 5-field expressions (cron-descriptor does not read them).
@@ -60,8 +61,8 @@ def schedule_words(trigger: Any) -> str:
     if isinstance(trigger, EveryTrigger):
         return f"every {duration_words(trigger.interval)}"
     if isinstance(trigger, AtTrigger):
-        when = datetime.fromtimestamp(trigger.at, timezone.utc).isoformat().replace("+00:00", "Z")
-        return f"once at {when}"
+        when = to_datetime(trigger.at, timezone.utc)
+        return f"once at {when.isoformat().replace('+00:00', 'Z') if when else repr(trigger.at)}"
     return "no schedule"
 
 

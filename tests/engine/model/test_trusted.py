@@ -5,7 +5,8 @@ store then moves the record aside instead of a leader failing on it at every pas
 import attrs
 import pytest
 
-from distsched.model.trusted import COUNTER_MAX, TIME_MAX, TIME_MIN, stored_task
+from distsched.model.times import TIME_MAX, TIME_MIN
+from distsched.model.trusted import COUNTER_MAX, stored_task
 from distsched.testing import make_task
 
 

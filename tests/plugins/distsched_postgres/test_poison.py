@@ -241,15 +241,38 @@ async def test_a_minute_count_at_the_integer_limit_saturates(distsched_app, pg_u
                            "AND minute = floor(ds_now() / 60)::bigint") == 2147483647
 
 
-async def test_a_job_whose_next_fire_time_is_nan_is_quarantined(distsched_app, pg_url):
+@pytest.mark.parametrize(("field", "change"), [
+    ("next_fire_at", "next_fire_at = 'NaN'::float8"),
+    ("next_fire_at", "next_fire_at = 1e12"),
+    ("at", """config = jsonb_set(config::jsonb, '{trigger}', '{"kind": "at", "at": 1e12}')::text"""),
+    ("anchor", "config = jsonb_set(config::jsonb, '{trigger,anchor}', '1e12')::text"),
+], ids=["next-nan", "next-year-33658", "at-year-33658", "anchor-year-33658"])
+async def test_a_job_holding_a_time_no_date_can_show_is_quarantined(distsched_app, pg_url, field, change):
     """NaN sorts after every time in PostgreSQL: a job whose next_fire_at is NaN never came
-    due again, and the job list showed it as if scheduled. Reading it now moves it aside."""
+    due again, and the job list showed it as if scheduled. A time of 1e12 (year 33658) in
+    its state or its trigger made ``jobs list`` and the dashboard's jobs pages fail whole
+    ("year 33658 is out of range"). Reading such a job now moves it aside."""
     app = await _start(distsched_app, pg_url)
     await app.add_job("odd-job", every="1s", target="noop")
-    await _sql(app, "UPDATE jobs SET next_fire_at = 'NaN'::float8 WHERE name = 'odd-job'")
+    await _sql(app, f"UPDATE jobs SET {change} WHERE name = 'odd-job'")
     assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
     entry = await _quarantined(app, "job", "odd-job")
-    assert "next_fire_at" in entry.reason and "finite" in entry.reason
+    assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
+    await _healthy_keeps_firing(app)
+
+
+async def test_a_worker_whose_start_time_no_date_can_show_is_quarantined(distsched_app, pg_url):
+    """A worker row whose started_at is 1e12 (year 33658): the dashboard's overview and
+    workers pages failed whole (HTTP 500). Reading it now moves it aside."""
+    app = await _start(distsched_app, pg_url)
+    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run (the worker is registered)")
+    await _sql(app, "INSERT INTO workers (id, data, heartbeat) SELECT 'ghost', jsonb_set(jsonb_set(data::jsonb, "
+                    "'{id}', '\"ghost\"'), '{started_at}', '1e12')::text, heartbeat FROM workers WHERE id = $1",
+               app.engine.worker.id)
+    storage = await app.storage()
+    assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
+    entry = await _quarantined(app, "worker", "ghost")
+    assert "its started_at is not a time from year 1 to 9999" in entry.reason, entry.reason
     await _healthy_keeps_firing(app)
 
 

@@ -321,18 +321,45 @@ async def test_a_lease_that_would_never_lapse_is_given_an_expiry(distsched_app, 
     await _healthy_keeps_firing(app)
 
 
-async def test_a_job_whose_next_fire_time_is_nan_is_quarantined(distsched_app, redis_server, ns, raw):
+@pytest.mark.parametrize(("field", "value"), [("next_fire_at", "nan"), ("next_fire_at", "1e12"), ("at", 1e12),
+                                            ("anchor", 1e12)],
+                         ids=["next-nan", "next-year-33658", "at-year-33658", "anchor-year-33658"])
+async def test_a_job_holding_a_time_no_date_can_show_is_quarantined(distsched_app, redis_server, ns, raw, field,
+                                                                    value):
     """"nan" as a job's next fire time (float() reads it): the job never came due again, and
-    the job list showed it as if scheduled. Reading it now moves it aside."""
+    the job list showed it as if scheduled. A time of 1e12 (year 33658) in its state or its
+    trigger made ``jobs list`` and the dashboard's jobs pages fail whole ("year 33658 is out
+    of range"). Reading such a job now moves it aside."""
     app = await _start(distsched_app, redis_server, ns)
     await app.add_job("odd-job", every="1s", target="noop")
     p = "{" + ns + "}:"
-    fields = raw.hget(p + "jst", "odd-job").decode().split("|")
-    fields[1] = "nan"
-    raw.hset(p + "jst", "odd-job", "|".join(fields))
+    if field == "next_fire_at":
+        fields = raw.hget(p + "jst", "odd-job").decode().split("|")
+        fields[1] = value
+        raw.hset(p + "jst", "odd-job", "|".join(fields))
+    else:
+        config = json.loads(raw.hget(p + "jobs", "odd-job"))
+        config["trigger"] = {"kind": "at", "at": value} if field == "at" else {**config["trigger"], "anchor": value}
+        raw.hset(p + "jobs", "odd-job", json.dumps(config))
     assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
     entry = await _quarantined(app, "job", "odd-job")
-    assert "next_fire_at" in entry.reason and "finite" in entry.reason
+    assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
+    await _healthy_keeps_firing(app)
+
+
+async def test_a_worker_whose_start_time_no_date_can_show_is_quarantined(distsched_app, redis_server, ns, raw):
+    """A worker record whose started_at is 1e12 (year 33658): the dashboard's overview and
+    workers pages failed whole (HTTP 500). Reading it now moves it aside."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run (the worker is registered)")
+    p = "{" + ns + "}:"
+    record = json.loads(raw.hget(p + "workers", app.engine.worker.id))
+    raw.hset(p + "workers", "ghost", json.dumps({**record, "id": "ghost", "started_at": 1e12}))
+    raw.zadd(p + "hb", {"ghost": raw.time()[0]})
+    storage = await app.storage()
+    assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
+    entry = await _quarantined(app, "worker", "ghost")
+    assert "started_at: must be a time from year 1 to 9999" in entry.reason, entry.reason
     await _healthy_keeps_firing(app)
 
 

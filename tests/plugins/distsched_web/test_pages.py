@@ -151,3 +151,44 @@ def test_metrics_are_served_when_prometheus_client_is_installed(web_server):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         assert "# TYPE" in response.text
+
+
+@pytest.mark.redis
+def test_a_record_holding_a_time_no_date_can_show_leaves_every_page_up(web_server, redis_server):
+    """A job whose next fire time or trigger time is 1e12 (year 33658), and a worker whose
+    start time is, written straight into the store: the overview, the jobs and the workers
+    pages and their API failed whole ("year 33658 is out of range", HTTP 500). Each such
+    record is moved aside when read, named on the overview, and the rest is shown."""
+    import json
+    import uuid
+
+    ns = f"far{uuid.uuid4().hex[:8]}"
+    server = web_server(storage=redis_server.url_for(namespace=ns), jobs=JOBS)
+    p = "{" + ns + "}:"
+    raw = redis_server.client()
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            worker = wait_for(lambda: http.get("/api/v1/workers").json()["items"], what="the worker")[0]["id"]
+            for name in ("far-next", "far-at"):
+                server.call(lambda app, name=name: app.add_job(name, every="1h", target="add"))
+            state = raw.hget(p + "jst", "far-next").split("|")
+            raw.hset(p + "jst", "far-next", "|".join([state[0], "1e12", *state[2:]]))
+            config = json.loads(raw.hget(p + "jobs", "far-at"))
+            raw.hset(p + "jobs", "far-at", json.dumps({**config, "trigger": {"kind": "at", "at": 1e12}}))
+            record = json.loads(raw.hget(p + "workers", worker))
+            raw.hset(p + "workers", "ghost", json.dumps({**record, "id": "ghost", "started_at": 1e12}))
+            raw.zadd(p + "hb", {"ghost": float(raw.time()[0])})
+            for path, text in {"/jobs": "every2", "/api/v1/jobs": "every2", "/workers": worker,
+                               "/api/v1/workers": worker, "/": "far-at"}.items():
+                response = http.get(path)
+                assert response.status_code == 200, (path, response.text)
+                assert text in response.text, path
+                assert "ghost" not in response.text or path == "/", path
+            overview = http.get("/").text
+            assert "Quarantined records (3)" in overview
+            for name, field in (("far-next", "next_fire_at"), ("far-at", "at"), ("ghost", "started_at")):
+                assert f"{name}</td><td class=\"err\">ValidationError: {field}: must be a time from year 1 to 9999" \
+                    in overview, name
+            assert http.get("/api/v1/overview").json()["quarantined"] == 3
+    finally:
+        raw.close()
