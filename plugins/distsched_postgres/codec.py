@@ -181,7 +181,11 @@ def worker_json(worker: Worker) -> str:
 
 
 def decode_worker(row: Any) -> Worker:
+    """The worker of a ``workers`` row: its ``id`` column names it (its heartbeat and tasks
+    are kept under that id), not the copy of the id in its JSON - a row copied from another
+    worker listed twice under that worker's id."""
     data = loads(row["data"])
+    data["id"] = row["id"]
     data["last_heartbeat"] = row["heartbeat"]
     data["draining"] = row["draining"]
     data["load"] = row["load"]

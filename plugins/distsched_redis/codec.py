@@ -262,8 +262,12 @@ def worker_json(worker: Worker) -> str:
     return _dumps({name: getattr(worker, name) for name in _W_FIELDS})
 
 
-def decode_worker(data: str, heartbeat: Any, draining: Any, load: Any, blocked: Any = 0) -> Worker:
+def decode_worker(worker_id: str, data: str, heartbeat: Any, draining: Any, load: Any, blocked: Any = 0) -> Worker:
+    """The worker stored under ``worker_id``: the key names it (its heartbeat, queue and tasks
+    are kept under that id), not the copy of the id in its JSON - a record copied from
+    another worker listed twice under that worker's id."""
     fields = loads(data)
+    fields["id"] = worker_id
     return Worker(
         **fields,
         last_heartbeat=float(heartbeat),

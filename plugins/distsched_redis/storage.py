@@ -949,7 +949,7 @@ class _Workers:
         workers = []
         for i in range(0, len(flat), 6):
             try:
-                workers.append(codec.decode_worker(*flat[i + 1:i + 6]))
+                workers.append(codec.decode_worker(*flat[i:i + 6]))
             except Exception as exc:  # a garbage entry: moved aside, the others listed
                 await self.store.put_aside("worker", flat[i], exc)
         return sorted(workers, key=lambda w: w.id)

@@ -91,6 +91,20 @@ async def test_a_garbage_worker_row_is_quarantined(distsched_app, pg_url):
     await _healthy_keeps_firing(app)
 
 
+async def test_a_worker_row_copied_from_another_is_listed_under_its_own_id(distsched_app, pg_url):
+    """A worker row whose data is another worker's, id included (copied, as a restore or a
+    hand edit might): it was listed as that worker - twice the same id, one of them with the
+    copy's heartbeat. The id column names the worker."""
+    app = await _start(distsched_app, pg_url)
+    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run (the worker is registered)")
+    live = app.engine.worker.id
+    await _sql(app, "INSERT INTO workers (id, data, heartbeat) SELECT 'ghost', data, 0 FROM workers WHERE id = $1", live)
+    workers = {w.id: w for w in await (await app.storage()).workers.list_workers()}
+    assert sorted(workers) == sorted([live, "ghost"])
+    assert workers["ghost"].last_heartbeat == 0 and workers[live].last_heartbeat > 0
+    await _healthy_keeps_firing(app)
+
+
 @pytest.mark.parametrize("heartbeat", ["'infinity'::float8", "ds_now() + 86400"])
 async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app, pg_url, heartbeat):
     """A worker row copied from a live one, its heartbeat +infinity or a day ahead (float8

@@ -363,6 +363,22 @@ async def test_a_worker_whose_start_time_no_date_can_show_is_quarantined(distsch
     await _healthy_keeps_firing(app)
 
 
+async def test_a_worker_record_copied_from_another_is_listed_under_its_own_key(distsched_app, redis_server, ns, raw):
+    """A worker record whose JSON is another worker's, id included (copied, as a restore
+    or a hand edit might): it was listed as that worker - twice the same id, one of them
+    with the copy's heartbeat. The key names the worker."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run (the worker is registered)")
+    p = "{" + ns + "}:"
+    live = app.engine.worker.id
+    raw.hset(p + "workers", "ghost", raw.hget(p + "workers", live))
+    raw.zadd(p + "hb", {"ghost": 0})  # stopped: the leader sends it nothing
+    workers = {w.id: w for w in await (await app.storage()).workers.list_workers()}
+    assert sorted(workers) == sorted([live, "ghost"])
+    assert workers["ghost"].last_heartbeat == 0 and workers[live].last_heartbeat > 0
+    await _healthy_keeps_firing(app)
+
+
 @pytest.mark.parametrize("heartbeat", ["inf", "a day ahead"])
 async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app, redis_server, ns, raw, heartbeat):
     """A worker record copied from a live one, its heartbeat +inf or a day ahead: it looked
