@@ -5,6 +5,7 @@ store's clock, so an age is never counted from another machine's clock (or from 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -31,14 +32,15 @@ class LeaderStatus:
 @attrs.frozen(kw_only=True)
 class SchedulerStatus:
     """A scheduler node as it registered itself; ``alive`` while its heartbeat is within the
-    lease TTL of the store's clock (younger than it, and not further ahead)."""
+    lease TTL of the store's clock (younger than it, and not further ahead). ``heartbeat_age``:
+    see :func:`heartbeat_age` (negative: that far ahead of the store's clock)."""
 
     id: str
     host: str
     pid: int
     role: str
     started_at: float
-    heartbeat_age: float
+    heartbeat_age: float | None
     alive: bool
 
 
@@ -46,7 +48,8 @@ class SchedulerStatus:
 class WorkerStatus:
     """A worker: ``state`` is ``alive``, ``draining``, ``stale`` (no heartbeat within the TTL
     of the store's clock - older, or far ahead of it, a broken record - not reaped yet) or
-    ``stopped`` (deregistered or declared dead: no heartbeat age then)."""
+    ``stopped`` (deregistered or declared dead: no heartbeat age then). ``heartbeat_age``:
+    see :func:`heartbeat_age` (negative: that far ahead of the store's clock)."""
 
     id: str
     host: str
@@ -110,9 +113,20 @@ def leader_status(info: LeaseInfo | None) -> LeaderStatus | None:
                         expires_in=info.expires_at - info.now, expired=info.expired)
 
 
+def heartbeat_age(heartbeat: float, now: float, ttl: float) -> float | None:
+    """Seconds since ``heartbeat``, on the store's clock. A heartbeat ahead of it by up to
+    ``ttl`` (two reads of the store's clock, by two nodes) is 0; one further ahead keeps its
+    negative age - a broken record, shown as "ahead", never as a beat just now; None for a
+    heartbeat that is not a finite time (NaN, an infinity)."""
+    age = now - heartbeat
+    if not math.isfinite(age):
+        return None
+    return 0.0 if -ttl <= age < 0 else age
+
+
 def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerStatus:
     return SchedulerStatus(id=node.id, host=node.host, pid=node.pid, role=node.role, started_at=node.started_at,
-                           heartbeat_age=max(0.0, now - node.last_heartbeat),
+                           heartbeat_age=heartbeat_age(node.last_heartbeat, now, ttl),
                            alive=heard_within(node.last_heartbeat, now, ttl))
 
 
@@ -122,7 +136,7 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int) -> Worker
     else:
         # the leader's rule (Worker.is_alive): a heartbeat far ahead of the store's clock is
         # no sign of life - the leader reaps such a worker, and status must not call it alive
-        age = max(0.0, now - worker.last_heartbeat)
+        age = heartbeat_age(worker.last_heartbeat, now, ttl)
         state = ("draining" if worker.draining else "alive") if worker.is_alive(now, ttl) else "stale"
     return WorkerStatus(id=worker.id, host=worker.host, pid=worker.pid, state=state, heartbeat_age=age,
                         load=worker.load, capacity=worker.capacity, concurrency=worker.concurrency,
@@ -130,4 +144,4 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int) -> Worker
                         blocked=worker.blocked, signed=worker.signed)
 
 
-__all__ = ["LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "signing_state"]
+__all__ = ["LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]

@@ -3,6 +3,7 @@ scheduler node, on the store's clock - alive by the leader's own rule (Worker.is
 
 import pytest
 
+from distsched.cli.status import beat
 from distsched.ports import SchedulerNode
 from distsched.status import scheduler_status, worker_status
 from distsched.testing import make_worker
@@ -11,21 +12,22 @@ NOW = 1_800_000_000.0
 TTL = 10.0
 
 
-@pytest.mark.parametrize(("heartbeat", "state"), [
-    (NOW - 3, "alive"),
-    (NOW + 3, "alive"),  # a little ahead: the clocks of two reads of the store
-    (NOW - TTL - 1, "stale"),
-    (NOW + 86400, "stale"),  # a day ahead: a broken record the leader reaps, never alive
-    (float("inf"), "stale"),
-    (float("nan"), "stale"),
-    (0.0, "stopped"),
+@pytest.mark.parametrize(("heartbeat", "state", "age", "shown"), [
+    (NOW - 3, "alive", 3.0, "3.0s ago"),
+    (NOW + 3, "alive", 0.0, "0.0s ago"),  # a little ahead: the clocks of two reads of the store
+    (NOW - TTL - 1, "stale", TTL + 1, "11s ago"),
+    # a day ahead: a broken record the leader reaps, never alive - nor "0.0s ago", a beat just now
+    (NOW + 86400, "stale", -86400.0, "24h00m ahead"),
+    (float("inf"), "stale", None, "-"),
+    (float("nan"), "stale", None, "-"),
+    (0.0, "stopped", None, "-"),
 ])
-def test_a_worker_is_alive_by_the_leaders_rule(heartbeat, state):
+def test_a_worker_is_alive_by_the_leaders_rule_and_its_heartbeat_age_says_where_it_is(heartbeat, state, age, shown):
     worker = make_worker("w1", now=NOW)
     worker.last_heartbeat = heartbeat
     status = worker_status(worker, NOW, TTL, queued=0)
-    assert status.state == state
-    assert status.heartbeat_age is None if state == "stopped" else status.heartbeat_age >= 0
+    assert (status.state, status.heartbeat_age) == (state, age)
+    assert beat(status.heartbeat_age) == shown
 
 
 @pytest.mark.parametrize(("heartbeat", "alive"), [
@@ -33,4 +35,7 @@ def test_a_worker_is_alive_by_the_leaders_rule(heartbeat, state):
 ])
 def test_a_scheduler_node_is_alive_within_the_ttl_of_the_store_clock(heartbeat, alive):
     node = SchedulerNode(id="s1", started_at=NOW - 60, last_heartbeat=heartbeat)
-    assert scheduler_status(node, NOW, TTL).alive is alive
+    status = scheduler_status(node, NOW, TTL)
+    assert status.alive is alive
+    assert status.heartbeat_age == (None if heartbeat == float("inf") else -86400.0 if heartbeat == NOW + 86400
+                                    else max(0.0, NOW - heartbeat))

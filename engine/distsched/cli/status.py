@@ -25,6 +25,14 @@ STATE_ORDER = [s.value for s in TaskState]
 CLEAR = "\x1b[H\x1b[J"
 
 
+def beat(age: float | None) -> str:
+    """A heartbeat's age: ``1.2s ago``; ``24h00m ahead`` (of the store's clock: a broken
+    record); ``-`` for none."""
+    if age is None:
+        return "-"
+    return f"{ago(-age)} ahead" if age < 0 else f"{ago(age)} ago"
+
+
 def ago(seconds: float | None) -> str:
     """A short age: ``0.4s``, ``12s``, ``5m12s``, ``3h04m``, ``2d03h``."""
     if seconds is None:
@@ -68,14 +76,13 @@ def render(data: dict[str, Any]) -> str:
     out.append(f"schedulers  {len(nodes)} ({standbys} standby)")
     for n in nodes:
         state = n["role"] if n["alive"] else f"silent (was {n['role']})"
-        out.append(f"  {n['id']:<36} {state:<20} heartbeat {ago(n['heartbeat_age'])} ago  host {n['host']} pid {n['pid']}")
+        out.append(f"  {n['id']:<36} {state:<20} heartbeat {beat(n['heartbeat_age'])}  host {n['host']} pid {n['pid']}")
     workers = data["workers"]
     alive = sum(1 for w in workers if w["state"] in ("alive", "draining"))
     out.append(f"workers     {len(workers)} ({alive} alive)")
     for w in workers:
-        beat = "-" if w["heartbeat_age"] is None else f"{ago(w['heartbeat_age'])} ago"
         out.append(f"  {w['id']:<36} {w['state']:<9} load {w['load']}/{w['capacity']}  queued {w['queued']}"
-                   f"  heartbeat {beat}  host {w['host']} pid {w['pid']}")
+                   f"  heartbeat {beat(w['heartbeat_age'])}  host {w['host']} pid {w['pid']}")
         if w.get("blocked"):
             out.append(f"  {'':<36} {w['blocked']} of {w['concurrency']} execution slot(s) blocked by timed-out "
                        "sync calls still running: it takes fewer tasks")

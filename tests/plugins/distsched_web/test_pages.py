@@ -158,7 +158,8 @@ def test_a_record_holding_a_time_no_date_can_show_leaves_every_page_up(web_serve
     """A job whose next fire time or trigger time is 1e12 (year 33658), and a worker whose
     start time is, written straight into the store: the overview, the jobs and the workers
     pages and their API failed whole ("year 33658 is out of range", HTTP 500). Each such
-    record is moved aside when read, named on the overview, and the rest is shown."""
+    record is moved aside when read, named on the overview, and the rest is shown. (And a
+    worker whose heartbeat is a day ahead of the store's clock shows that, not "0.0 s".)"""
     import json
     import uuid
 
@@ -178,6 +179,9 @@ def test_a_record_holding_a_time_no_date_can_show_leaves_every_page_up(web_serve
             record = json.loads(raw.hget(p + "workers", worker))
             raw.hset(p + "workers", "ghost", json.dumps({**record, "id": "ghost", "started_at": 1e12}))
             raw.zadd(p + "hb", {"ghost": float(raw.time()[0])})
+            # and one whose heartbeat is a day ahead of the store's clock: stale, "ahead", not "0.0 s"
+            raw.hset(p + "workers", "ahead", json.dumps({**record, "id": "ahead"}))
+            raw.zadd(p + "hb", {"ahead": float(raw.time()[0] + 86400)})
             for path, text in {"/jobs": "every2", "/api/v1/jobs": "every2", "/workers": worker,
                                "/api/v1/workers": worker, "/": "far-at"}.items():
                 response = http.get(path)
@@ -190,5 +194,7 @@ def test_a_record_holding_a_time_no_date_can_show_leaves_every_page_up(web_serve
                 assert f"{name}</td><td class=\"err\">ValidationError: {field}: must be a time from year 1 to 9999" \
                     in overview, name
             assert http.get("/api/v1/overview").json()["quarantined"] == 3
+            assert re.search(r'<a href="/workers#ahead">ahead</a>.*?<td>86[34]\d\d\.\d s ahead</td>', overview, re.S)
+            assert re.search(r"heartbeat 86[34]\d\d\.\d s ahead", http.get("/workers").text)
     finally:
         raw.close()
