@@ -8,6 +8,8 @@ carrying a term that no longer holds the lease is refused where it lands.
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from distsched.config import lease_timing
@@ -16,6 +18,8 @@ from distsched.ports import Fence, LeaseInfo
 
 from .storage import RedisStorage, _token
 from .url import parse
+
+log = logging.getLogger("distsched.redis")
 
 
 class RedisElection:
@@ -26,6 +30,7 @@ class RedisElection:
         self.storage = storage
         self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
         self._ttl_ms = str(max(1, int(round(self.ttl * 1000))))
+        self._broken: list[Any] | None = None  # the last unreadable lease record, logged once
 
     @classmethod
     def for_url(cls, url: str, *, storage: Any, **options: Any) -> RedisElection:
@@ -72,5 +77,19 @@ class RedisElection:
         if not reply:
             return None
         holder, term, acquired, renewed, expires, now = reply
-        return LeaseInfo(holder=holder, term=int(term), acquired_at=float(acquired), renewed_at=float(renewed),
-                         expires_at=float(expires), now=float(now))
+        try:
+            times = [float(acquired), float(renewed), float(expires)]
+            if not all(map(math.isfinite, times)):
+                raise ValueError(f"times {acquired!r}, {renewed!r}, {expires!r}")
+            return LeaseInfo(holder=holder, term=int(term), acquired_at=times[0], renewed_at=times[1],
+                             expires_at=times[2], now=float(now))
+        except (TypeError, ValueError) as exc:
+            # {ns}:leaseinfo is the status's record only (the lease key decides who leads), and
+            # the holder's next renewal writes it whole again: until then, no lease to show
+            # rather than a status (and the dashboard's overview) that fails
+            if self._broken != reply:
+                self._broken = reply
+                log.warning("the lease record %sleaseinfo cannot be read (%s: %s); the status shows no lease "
+                            "until the holder's next renewal or a new leader writes it again",
+                            self.storage.prefix, type(exc).__name__, exc)
+            return None

@@ -851,7 +851,10 @@ class _Tasks:
         out = []
         for i in range(0, len(flat), 2):
             parts = flat[i + 1].split("|") if flat[i + 1] else []
-            counts = {parts[k]: int(parts[k + 1]) for k in range(0, len(parts), 2)}
+            # a figure that is not a count (written by something other than distsched; the
+            # scripts start it again at their next write) is left out, not a failed read
+            counts = {parts[k]: int(parts[k + 1]) for k in range(0, len(parts) - 1, 2)
+                      if parts[k + 1].isdigit() and parts[k + 1].isascii()}
             out.append(ThroughputBucket(minute=int(flat[i]) * 60.0, counts=counts))
         return out
 

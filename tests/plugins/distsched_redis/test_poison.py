@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 import uuid
@@ -360,6 +361,53 @@ async def test_a_worker_whose_start_time_no_date_can_show_is_quarantined(distsch
     assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
     entry = await _quarantined(app, "worker", "ghost")
     assert "started_at: must be a time from year 1 to 9999" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize("breakage", [{"t": "x"}, {"a": "nan"}, {"e": "inf"}, {"h": None}],
+                         ids=["term-not-a-number", "acquired-nan", "expiry-inf", "holder-gone"])
+async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_written_again(
+        distsched_app, redis_server, ns, raw, breakage):
+    """{ns}:leaseinfo is the status's record of the lease (the lease key decides who leads).
+    A term that is not a number made ``status`` - and the dashboard's overview and workers
+    pages - fail ("invalid literal for int()"); an acquisition time of NaN (the overview's
+    HTTP 500: no date, no JSON number) or a holder gone stayed so until the next takeover
+    (a renewal wrote two fields), an expiry of inf until the next renewal. The
+    status now shows no lease while the record cannot be read, and the holder's next
+    renewal writes it whole."""
+    app = await _start(distsched_app, redis_server, ns, lease_ttl=1.5, renew_interval=0.3)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    fence = await (await app.engine.open_election()).current()
+    p = "{" + ns + "}:"
+    for field, value in breakage.items():
+        if value is None:
+            raw.hdel(p + "leaseinfo", field)
+        else:
+            raw.hset(p + "leaseinfo", field, value)
+    await app.status()  # answers, whatever it shows of the lease meanwhile
+
+    async def written_again() -> bool:
+        leader = (await app.status()).leader
+        return leader is not None and (leader.node_id, leader.term) == (fence.node_id, fence.term) \
+            and math.isfinite(leader.acquired_at) and leader.lease_age < 3600 and 0 < leader.expires_in <= 2
+
+    await _wait_for(written_again, what="the lease record written whole by a renewal")
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize("figure", [b"1.5", b"x", b"nan", b""])
+async def test_a_throughput_figure_that_is_not_a_count_is_left_out_of_the_read(distsched_app, redis_server, ns, raw,
+                                                                              figure):
+    """A minute's figure of finished tasks (``{ns}:tp:<minute>``) that is not a count made
+    ``tasks.throughput`` - and so the dashboard's overview - fail ("invalid literal for
+    int()"). It is left out of the read; the others are read."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    minute = int(raw.time()[0]) // 60
+    raw.hset(p + f"tp:{minute}", mapping={"failed": figure, "cancelled": b"7"})
+    buckets = {b.minute: b.counts for b in await app.throughput(2)}
+    assert "failed" not in buckets[minute * 60.0] and buckets[minute * 60.0]["cancelled"] == 7
     await _healthy_keeps_firing(app)
 
 
