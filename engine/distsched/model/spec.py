@@ -51,6 +51,15 @@ def _balance_key(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValidationError("balance_key", f"must be a string, not {type(value).__name__} {value!r:.80}")
 
 
+def _retry(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    # a stored job's spec is rebuilt with from_dict: a retry that was not a table ("x",
+    # null, a list) was kept as it was, and the leader's firing of the job - and the
+    # job's page - failed on it at every pass (a crash loop: no job fired any more)
+    if type(value) is not RetryPolicy:
+        raise ValidationError("retry", f"must be a retry policy (a table such as {{max_attempts = 3}}), "
+                                       f"not {type(value).__name__} {value!r:.80}")
+
+
 def _args(value: Any) -> tuple[Any, ...]:
     if isinstance(value, tuple):
         return value
@@ -92,7 +101,7 @@ class TaskSpec:
     kwargs: dict[str, Any] = attrs.field(factory=dict)
     options: dict[str, Any] = attrs.field(factory=dict)
     timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_timeout)
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy, validator=_retry)
     balancer: str = attrs.field(default=DEFAULT_BALANCER, validator=_name)
     #: What consistent-hash balancing hashes; defaults to the job name (or the task id).
     balance_key: str | None = attrs.field(default=None, validator=_balance_key)
@@ -127,11 +136,9 @@ class TaskSpec:
         building a new spec."""
         if not isinstance(self.args, tuple):
             raise ValidationError("args", f"must be a list of JSON values, not {type(self.args).__name__}")
-        attrs.validate(self)  # executor, target, timeout, balancer, balance_key
+        attrs.validate(self)  # executor, target, timeout, retry (a RetryPolicy), balancer, balance_key
         self.__attrs_post_init__()  # kwargs and options tables, the payload plain JSON and small enough
         retry = self.retry
-        if type(retry) is not RetryPolicy:
-            raise ValidationError("retry", f"must be a retry policy, not {type(retry).__name__}")
         attrs.validate(retry)
         retry.__attrs_post_init__()
 

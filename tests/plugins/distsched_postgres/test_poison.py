@@ -91,6 +91,20 @@ async def test_a_garbage_worker_row_is_quarantined(distsched_app, pg_url):
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("retry", ['"x"', "null", "[1]"])
+async def test_a_job_whose_stored_spec_has_a_retry_that_is_not_a_policy_is_quarantined(distsched_app, pg_url, retry):
+    """A job config whose spec holds a retry policy that is not one ("x": the spec took it
+    as it was): the leader's firing of the job failed at every pass - a crash loop, no job
+    fired any more - and the job's page failed. Reading such a job now moves it aside."""
+    app = await _start(distsched_app, pg_url)
+    await app.add_job("odd-job", every="0.3s", target="noop")
+    await _sql(app, f"UPDATE jobs SET config = jsonb_set(config::jsonb, '{{spec,retry}}', '{retry}')::text "
+                    "WHERE name = 'odd-job'")
+    entry = await _quarantined(app, "job", "odd-job")
+    assert "retry: must be a retry policy" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_worker_row_copied_from_another_is_listed_under_its_own_id(distsched_app, pg_url):
     """A worker row whose data is another worker's, id included (copied, as a restore or a
     hand edit might): it was listed as that worker - twice the same id, one of them with the

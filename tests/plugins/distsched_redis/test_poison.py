@@ -411,6 +411,27 @@ async def test_a_throughput_figure_that_is_not_a_count_is_left_out_of_the_read(d
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize(("field", "value"), [("retry", "x"), ("retry", None), ("retry", [1]), ("args", {"a": 1})])
+async def test_a_job_whose_stored_spec_has_a_field_of_the_wrong_type_is_quarantined(distsched_app, redis_server, ns,
+                                                                                   raw, field, value):
+    """A job config whose spec holds a retry policy that is not one ("x": the spec took
+    it as it was) made the job's page and API fail (HTTP 500: 'str' has no to_dict), and
+    the leader's firing of the job failed at every pass: a crash loop, no job fired any
+    more. Reading such a job now moves it aside; the rest goes on. (Args that are not a
+    list were refused already.)"""
+    app = await _start(distsched_app, redis_server, ns)
+    await app.add_job("odd-job", every="0.3s", target="noop")
+    await _wait_for(lambda: _succeeded(app, "odd-job"), what="the odd job's first run")
+    p = "{" + ns + "}:"
+    config = json.loads(raw.hget(p + "jobs", "odd-job"))
+    config["spec"][field] = value
+    raw.hset(p + "jobs", "odd-job", json.dumps(config))
+    entry = await _quarantined(app, "job", "odd-job")
+    assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
+    assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_worker_record_copied_from_another_is_listed_under_its_own_key(distsched_app, redis_server, ns, raw):
     """A worker record whose JSON is another worker's, id included (copied, as a restore
     or a hand edit might): it was listed as that worker - twice the same id, one of them
