@@ -992,7 +992,10 @@ class _Schedulers:
         for i in range(0, len(flat), 4):
             try:
                 data = codec.loads(flat[i + 1])
-                data.update(last_heartbeat=float(flat[i + 2]), role=flat[i + 3])
+                # the key names the node (its heartbeat and role are kept under it), not the
+                # copy of the id in its JSON: one that is not a string failed the sort below,
+                # and with it the status and the dashboard's overview
+                data.update(id=flat[i], last_heartbeat=float(flat[i + 2]), role=flat[i + 3])
                 nodes.append(SchedulerNode.from_dict(data))
             except Exception as exc:  # a garbage entry: moved aside, the others listed
                 await self.store.put_aside("scheduler", flat[i], exc)

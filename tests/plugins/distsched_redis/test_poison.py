@@ -432,6 +432,26 @@ async def test_a_job_whose_stored_spec_has_a_field_of_the_wrong_type_is_quaranti
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("node_id", [["a", "list"], 7, None, "someone-else"], ids=["a-list", "a-number", "null", "another-node"])
+async def test_a_scheduler_record_whose_json_names_another_id_is_listed_under_its_key(distsched_app, redis_server, ns,
+                                                                                      raw, node_id):
+    """A scheduler node's JSON carries its id too, and the list took it from there: an id
+    that is not a string (a list) failed the sort of the nodes, and so ``status``, the
+    dashboard's overview and workers pages ('<' not supported between str and list); a
+    copy of another node's record listed that node twice. The key names the node."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    p = "{" + ns + "}:"
+    [live] = raw.hkeys(p + "sched")
+    record = json.loads(raw.hget(p + "sched", live))
+    raw.hset(p + "sched", "ghost", json.dumps({**record, "id": node_id}))
+    raw.zadd(p + "shb", {"ghost": 0})
+    raw.hset(p + "srole", "ghost", "standby")
+    status = await app.status()
+    assert sorted(n.id for n in status.schedulers) == sorted([live.decode(), "ghost"])
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_worker_record_copied_from_another_is_listed_under_its_own_key(distsched_app, redis_server, ns, raw):
     """A worker record whose JSON is another worker's, id included (copied, as a restore
     or a hand edit might): it was listed as that worker - twice the same id, one of them
