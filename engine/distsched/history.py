@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .model import Task, TaskState, ValidationError
+from .model.result import safe_str
 from .model.task import ASSIGNED
+from .model.times import is_time
 from .ports import ATTEMPT_TEXT_CAP, Attempt
+
+log = logging.getLogger("distsched.history")
 
 #: Most tasks one ``query`` call may return.
 MAX_PAGE = 1000
@@ -161,6 +166,50 @@ def current_attempt(task: Task) -> Attempt | None:
     return None
 
 
+#: An attempt record's fields that are text, and those that may be none; its times.
+_ATTEMPT_TEXT = ("attempt_id", "outcome")
+_ATTEMPT_TEXT_OR_NONE = ("worker_id", "error", "error_type")
+_ATTEMPT_TIMES = ("dispatched_at", "started_at", "finished_at", "retry_at")
+
+
+def stored_attempt(values: dict[str, Any]) -> Attempt:
+    """An :class:`~distsched.ports.Attempt` from a record a store kept (its JSON, as
+    :func:`ended_attempt` wrote it), refusing (``ValueError``, naming the field) a field of
+    another type than that: a start time that was a table made the task's page fail (the
+    duration is a subtraction). Fields it does not know are left out."""
+    number = values.get("number")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        raise ValueError(f"its number is not a count ({number!r:.80})")
+    for name in _ATTEMPT_TEXT:
+        if not isinstance(values.get(name), str):
+            raise ValueError(f"its {name} is not text ({values.get(name)!r:.80})")
+    for name in _ATTEMPT_TEXT_OR_NONE:
+        value = values.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"its {name} is not text ({value!r:.80})")
+    for name in _ATTEMPT_TIMES:
+        value = values.get(name)
+        if value is not None and not is_time(value):
+            raise ValueError(f"its {name} is not a time from year 1 to 9999 ({value!r:.80})")
+    if not isinstance(values.get("truncated", False), bool):
+        raise ValueError(f"its truncated is not true or false ({values.get('truncated')!r:.80})")
+    return Attempt.from_dict(values)
+
+
+def readable_attempts(task_id: str, entries: Iterable[Any], decode: Callable[[Any], Attempt]) -> list[Attempt]:
+    """``decode`` of each stored attempt record of task ``task_id``; a record it cannot
+    decode (written by something other than distsched) is left out of the history with a
+    warning, instead of failing the whole task's detail (its page, ``tasks show``)."""
+    out = []
+    for entry in entries:
+        try:
+            out.append(decode(entry))
+        except Exception as exc:
+            log.warning("task %r: an attempt record cannot be read (%s: %s); the history leaves it out",
+                        task_id, type(exc).__name__, safe_str(exc)[:300])
+    return out
+
+
 def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ...]:
     """The recorded attempts (oldest first) and the task's latest one when not recorded."""
     out = list(recorded)
@@ -173,5 +222,5 @@ def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ..
 __all__ = [
     "FINISHED_STATES", "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "check_finished", "check_limit", "check_since",
     "check_state", "current_attempt", "decode_cursor", "newest_finished",
-    "encode_cursor", "ended_attempt", "merge_attempts",
+    "encode_cursor", "ended_attempt", "merge_attempts", "readable_attempts", "stored_attempt",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import orjson
 
-from distsched.history import ended_attempt
+from distsched.history import ended_attempt, stored_attempt
 from distsched.model import (
     ASSIGNED,
     JobState,
@@ -32,7 +32,12 @@ from distsched.model import (
     ValidationError,
     Worker,
 )
-from distsched.model.trusted import stored_spec, stored_task, stored_worker, unchecked
+from distsched.model.trusted import (
+    stored_result,
+    stored_spec,
+    stored_task,
+    stored_worker,
+)
 from distsched.ports import Attempt, SchedulerNode
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -102,7 +107,7 @@ def decode_attempt(data: str, worker_id: str | None) -> Attempt:
     values = loads(data)
     if worker_id:
         values["worker_id"] = worker_id
-    return Attempt.from_dict(values)
+    return stored_attempt(values)
 
 
 def _no_nul(field: str, value: str | None) -> str | None:
@@ -155,7 +160,7 @@ def decode_task(row: Any) -> Task:
         "redeliveries": row["redeliveries"], "worker_id": row["worker_id"],
         "dispatched_at": row["dispatched_at"], "started_at": row["started_at"],
         "finished_at": row["finished_at"],
-        "result": None if result is None else unchecked(TaskResult, loads(result)),
+        "result": None if result is None else stored_result(loads(result)),
         "reason": row["reason"], "serial_limit": row["serial_limit"], "version": row["version"],
     })
 

@@ -29,6 +29,7 @@ from distsched.history import (
     decode_cursor,
     encode_cursor,
     merge_attempts,
+    readable_attempts,
 )
 from distsched.model import (
     AlreadyExists,
@@ -672,7 +673,7 @@ class _Tasks:
         if not found:
             return None
         task = found[0]
-        recorded = [codec.decode_attempt(r["data"], r["worker_id"]) for r in rows]
+        recorded = readable_attempts(task.id, rows, lambda r: codec.decode_attempt(r["data"], r["worker_id"]))
         return TaskDetail(task=task, attempts=merge_attempts(task, recorded))
 
     async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:

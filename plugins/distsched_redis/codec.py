@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import orjson
 
-from distsched.history import ended_attempt
+from distsched.history import ended_attempt, stored_attempt
 from distsched.model import (
     ASSIGNED,
     JobState,
@@ -38,7 +38,7 @@ from distsched.model import (
     TaskState,
     Worker,
 )
-from distsched.model.trusted import stored_spec, stored_task, unchecked
+from distsched.model.trusted import stored_result, stored_spec, stored_task
 from distsched.ports import Attempt, SettledTask
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -154,7 +154,7 @@ def decode_attempt(entry: str) -> Attempt:
     data = loads(text)
     if not data.get("worker_id") and worker:
         data["worker_id"] = worker
-    return Attempt.from_dict(data)
+    return stored_attempt(data)
 
 
 def dispatch_args(task: Task) -> str:
@@ -191,7 +191,7 @@ def decode_task(row: list[Any]) -> Task:
     data["dispatches"] = int(n)
     data["dispatched_at"] = float(da) if da else None
     data["finished_at"] = float(fa) if fa else None
-    data["result"] = unchecked(TaskResult, loads(r)) if r else None
+    data["result"] = stored_result(loads(r)) if r else None
     data["signature"] = g or None
     return stored_task(data)
 

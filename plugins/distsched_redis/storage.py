@@ -48,6 +48,7 @@ from distsched.history import (
     encode_cursor,
     merge_attempts,
     newest_finished,
+    readable_attempts,
 )
 from distsched.model import (
     ASSIGNED,
@@ -842,7 +843,8 @@ class _Tasks:
         task = await self._decode(reply[0])
         if task is None:
             return None
-        return TaskDetail(task=task, attempts=merge_attempts(task, (codec.decode_attempt(e) for e in reply[1:])))
+        return TaskDetail(task=task, attempts=merge_attempts(task, readable_attempts(task.id, reply[1:],
+                                                                                    codec.decode_attempt)))
 
     async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 120:

@@ -19,6 +19,7 @@ import attrs
 from .times import is_time
 
 if TYPE_CHECKING:
+    from .result import TaskResult
     from .retry import RetryPolicy
     from .spec import TaskSpec
     from .task import Task
@@ -121,6 +122,42 @@ def stored_worker(values: dict[str, Any]) -> Worker:
     return unchecked(Worker, values)
 
 
+#: A stored result's fields that are text, and those that may be none.
+_RESULT_TEXT = ("task_id", "attempt_id", "outcome")
+_RESULT_TEXT_OR_NONE = ("worker_id", "error", "error_type", "signature")
+
+
+def stored_result(values: dict[str, Any]) -> TaskResult:
+    """``unchecked(TaskResult, values)`` for a task's result read back from a store (as part
+    of its task), refusing (``ValueError``, naming the field) a field of another type than
+    the engine writes: an error that is a number made the task's page fail (its length is
+    taken) and the history record of the attempt that ended with it; times must be finite
+    and showable, ``retryable`` a bool, ``retry_after`` a finite number or none, ``meta`` a
+    table. The store then moves the task aside like any record it cannot decode."""
+    from .result import OUTCOMES, TaskResult
+
+    for name in _RESULT_TEXT:
+        if not isinstance(values.get(name), str):
+            raise ValueError(f"its result's {name} is not text ({values.get(name)!r:.80})")
+    if values["outcome"] not in OUTCOMES:
+        raise ValueError(f"its result's outcome is not one of {', '.join(OUTCOMES)} ({values['outcome']!r:.80})")
+    for name in _RESULT_TEXT_OR_NONE:
+        value = values.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"its result's {name} is not text ({value!r:.80})")
+    for name in ("started_at", "finished_at"):
+        _check_time(f"result's {name}", values.get(name))
+    retry_after = values.get("retry_after")
+    if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, (int, float))
+                                    or not isfinite(retry_after)):
+        raise ValueError(f"its result's retry_after is not a finite number ({retry_after!r:.80})")
+    if not isinstance(values.get("retryable", True), bool):
+        raise ValueError(f"its result's retryable is not true or false ({values.get('retryable')!r:.80})")
+    if not isinstance(values.get("meta", {}), dict):
+        raise ValueError(f"its result's meta is not a table ({values.get('meta')!r:.80})")
+    return unchecked(TaskResult, values)
+
+
 def stored_spec(data: dict[str, Any]) -> TaskSpec:
     """A TaskSpec from its stored JSON object (``TaskSpec.to_dict()`` as a store wrote it),
     without validators: a list of ``args`` becomes the tuple the model holds, anything else
@@ -142,4 +179,4 @@ def _retry(items: tuple[tuple[str, Any], ...]) -> RetryPolicy:
     return unchecked(RetryPolicy, dict(items))
 
 
-__all__ = ["COUNTER_MAX", "stored_spec", "stored_task", "stored_worker", "unchecked"]
+__all__ = ["COUNTER_MAX", "stored_result", "stored_spec", "stored_task", "stored_worker", "unchecked"]

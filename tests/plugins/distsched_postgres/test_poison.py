@@ -25,8 +25,13 @@ def noop(*args: Any, **kwargs: Any) -> str:
     return "ok"
 
 
+def _fails(*args: Any) -> None:
+    raise RuntimeError("no")
+
+
 async def _start(distsched_app, pg_url):
-    app = await distsched_app(pg_url, functions={"noop": noop}, worker=WorkerConfig(name="w", concurrency=4),
+    app = await distsched_app(pg_url, functions={"noop": noop, "fails": _fails},
+                              worker=WorkerConfig(name="w", concurrency=4),
                               heartbeat_interval=0.2)
     await app.add_job("healthy", every=f"{HEALTHY_EVERY}s", target="noop")
     return app
@@ -102,6 +107,46 @@ async def test_a_job_whose_stored_spec_has_a_retry_that_is_not_a_policy_is_quara
                     "WHERE name = 'odd-job'")
     entry = await _quarantined(app, "job", "odd-job")
     assert "retry: must be a retry policy" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+
+
+async def _failed_twice(app) -> str:
+    """A task that failed twice: one attempt recorded in its history, one in its row."""
+    task_id = await app.submit("fails", retry={"max_attempts": 2, "delay": "0.1s"})
+    assert (await app.wait(task_id, timeout=10)).state.value == "failed"
+    assert len((await app.task_detail(task_id)).attempts) == 2
+    return task_id
+
+
+@pytest.mark.parametrize(("field", "value"), [("error", "-1"), ("outcome", '"maybe"'), ("started_at", '"x"'),
+                                              ("meta", "[1]")])
+async def test_a_task_whose_result_has_a_field_of_the_wrong_type_is_quarantined(distsched_app, pg_url, field, value):
+    """A finished task's stored result with an error that is a number made the task's page
+    fail (HTTP 500: its length is taken); other fields of another type than the engine
+    writes, likewise or later. Reading such a task now moves it aside."""
+    app = await _start(distsched_app, pg_url)
+    task_id = await _failed_twice(app)
+    await _sql(app, f"UPDATE tasks SET result = jsonb_set(result::jsonb, '{{{field}}}', '{value}')::text WHERE id = $1",
+               task_id)
+    assert await (await app.storage()).tasks.get(task_id) is None
+    entry = await _quarantined(app, "task", task_id)
+    assert f"its result's {field} is not" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize(("field", "value"), [("started_at", '{"a": 1}'), ("number", '"1"'), ("error", "-1"),
+                                              ("finished_at", "1e12")])
+async def test_an_attempt_record_that_cannot_be_read_is_left_out_of_the_history(distsched_app, pg_url, field, value):
+    """An attempt row with a start time that is a table made the task's page fail (HTTP
+    500: the duration is a subtraction); one that is not JSON failed the whole detail. Such
+    a row is left out of the task's history (a warning); the others and the task are shown."""
+    app = await _start(distsched_app, pg_url)
+    task_id = await _failed_twice(app)
+    await _sql(app, f"UPDATE attempts SET data = jsonb_set(data::jsonb, '{{{field}}}', '{value}')::text "
+                    "WHERE task_id = $1", task_id)
+    await _sql(app, "INSERT INTO attempts (task_id, worker_id, data) VALUES ($1, NULL, '{\"number\": NaN')", task_id)
+    detail = await app.task_detail(task_id)
+    assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
     await _healthy_keeps_firing(app)
 
 

@@ -452,6 +452,55 @@ async def test_a_scheduler_record_whose_json_names_another_id_is_listed_under_it
     await _healthy_keeps_firing(app)
 
 
+def _fails(*args: Any) -> None:
+    raise RuntimeError("no")
+
+
+async def _failed_twice(app) -> str:
+    """A task that failed twice: one attempt recorded in its history, one in its record."""
+    task_id = await app.submit("fails", retry={"max_attempts": 2, "delay": "0.1s"})
+    assert (await app.wait(task_id, timeout=10)).state.value == "failed"
+    assert len((await app.task_detail(task_id)).attempts) == 2
+    return task_id
+
+
+@pytest.mark.parametrize(("field", "value"), [("error", -1), ("outcome", "maybe"), ("started_at", "x"),
+                                              ("meta", [1]), ("retryable", "yes"), ("attempt_id", None)])
+async def test_a_task_whose_result_has_a_field_of_the_wrong_type_is_quarantined(distsched_app, redis_server, ns, raw,
+                                                                              field, value):
+    """A finished task's stored result (``r``) with an error that is a number made the
+    task's page fail (HTTP 500: its length is taken); other fields of another type than the
+    engine writes, likewise or later. Reading such a task now moves it aside."""
+    app = await _start(distsched_app, redis_server, ns, functions={"fails": _fails})
+    task_id = await _failed_twice(app)
+    p = "{" + ns + "}:"
+    result = json.loads(raw.hget(p + "t:" + task_id, "r"))
+    raw.hset(p + "t:" + task_id, "r", json.dumps({**result, field: value}))
+    assert await (await app.storage()).tasks.get(task_id) is None
+    entry = await _quarantined(app, "task", task_id)
+    assert f"its result's {field} is not" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize(("field", "value"), [("started_at", {"a": 1}), ("number", "1"), ("error", -1),
+                                              ("finished_at", 1e12), ("truncated", None), ("outcome", None)])
+async def test_an_attempt_record_that_cannot_be_read_is_left_out_of_the_history(distsched_app, redis_server, ns, raw,
+                                                                               field, value):
+    """An attempt record (``ta:<id>``) with a start time that is a table made the task's
+    page fail (HTTP 500: the duration is a subtraction); one that is not JSON (a NaN
+    literal, cut bytes) failed the whole detail. Such a record is left out of the task's
+    history (a warning); the others and the task are shown."""
+    app = await _start(distsched_app, redis_server, ns, functions={"fails": _fails})
+    task_id = await _failed_twice(app)
+    p = "{" + ns + "}:"
+    worker, _, text = raw.lindex(p + "ta:" + task_id, 0).decode().partition("\x1f")
+    raw.lset(p + "ta:" + task_id, 0, worker + "\x1f" + json.dumps({**json.loads(text), field: value}))
+    raw.rpush(p + "ta:" + task_id, worker + "\x1f" + '{"number": NaN, "outcome": "fa')
+    detail = await app.task_detail(task_id)
+    assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_worker_record_copied_from_another_is_listed_under_its_own_key(distsched_app, redis_server, ns, raw):
     """A worker record whose JSON is another worker's, id included (copied, as a restore
     or a hand edit might): it was listed as that worker - twice the same id, one of them
