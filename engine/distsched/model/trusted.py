@@ -160,13 +160,18 @@ def stored_result(values: dict[str, Any]) -> TaskResult:
 
 def stored_spec(data: dict[str, Any]) -> TaskSpec:
     """A TaskSpec from its stored JSON object (``TaskSpec.to_dict()`` as a store wrote it),
-    without validators: a list of ``args`` becomes the tuple the model holds, anything else
-    stays as it is (a str must not turn into its characters: the worker's check of the
-    stored spec refuses it); equal retry policies share one instance. ``data`` is consumed."""
+    without validators: a list of ``args`` becomes the tuple the model holds (none: no
+    arguments); anything else is refused (``ValueError``): kept as it was, the leader's
+    write of the task failed on it at every pass (a crash loop: ``list(5)``), and so did the
+    task's page. Equal retry policies share one instance. ``data`` is consumed."""
     from .spec import TaskSpec
 
-    args = data.get("args") or ()
-    data["args"] = tuple(args) if isinstance(args, list) else args
+    args = data.get("args")
+    if args is None:
+        args = ()
+    elif not isinstance(args, list):
+        raise ValueError(f"its spec's args are not a list ({type(args).__name__} {args!r:.80})")
+    data["args"] = tuple(args)
     retry = data.get("retry")
     data["retry"] = _retry(tuple(sorted(retry.items()))) if retry else _retry(())
     return unchecked(TaskSpec, data)

@@ -110,6 +110,23 @@ async def test_a_job_whose_stored_spec_has_a_retry_that_is_not_a_policy_is_quara
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("args", ["5", "true", '"abc"'])
+async def test_a_task_whose_stored_args_are_not_a_list_is_quarantined(distsched_app, pg_url, args):
+    """A task whose stored spec has args that are not a list: kept as they were, the
+    leader's write of the task failed on them at every pass (list(5): a crash loop), and so
+    did the task's page. Reading such a task now moves it aside."""
+    app = await _start(distsched_app, pg_url)
+    storage = await app.storage()
+    now = storage.clock()
+    await storage.tasks.submit([Task(id="odd-args", spec=TaskSpec(target="noop"), created_at=now,
+                                     not_before=now + 3600)])
+    await _sql(app, f"UPDATE tasks SET spec = jsonb_set(spec::jsonb, '{{args}}', '{args}')::text, not_before = 1 "
+                    "WHERE id = 'odd-args'")
+    entry = await _quarantined(app, "task", "odd-args")
+    assert "its spec's args are not a list" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+
+
 async def _failed_twice(app) -> str:
     """A task that failed twice: one attempt recorded in its history, one in its row."""
     task_id = await app.submit("fails", retry={"max_attempts": 2, "delay": "0.1s"})

@@ -103,6 +103,23 @@ async def _later_task(app, task_id: str, **spec: Any) -> None:
                                      not_before=now + 3600)])
 
 
+@pytest.mark.parametrize("args", [5, "abc", {"a": 1}, True])
+async def test_a_task_whose_stored_args_are_not_a_list_is_quarantined(distsched_app, redis_server, ns, raw, args):
+    """A task whose stored spec has args that are not a list (5, a text, a table): kept as
+    they were, the leader's write of the task failed on them at every pass ('int' object is
+    not iterable: a crash loop, nothing dispatched or fired any more), and so did the task's
+    page. Reading such a task now moves it aside."""
+    app = await _start(distsched_app, redis_server, ns)
+    await _later_task(app, "odd-args")
+    p = "{" + ns + "}:"
+    spec = json.loads(raw.hget(p + "t:odd-args", "sp"))
+    raw.hset(p + "t:odd-args", "sp", json.dumps({**spec, "args": args}))
+    raw.zadd(p + "ready", {"odd-args": 1})
+    entry = await _quarantined(app, "task", "odd-args")
+    assert "its spec's args are not a list" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_job_whose_config_is_not_json_is_quarantined(distsched_app, redis_server, ns, raw):
     app = await _start(distsched_app, redis_server, ns)
     p = "{" + ns + "}:"
