@@ -161,10 +161,26 @@ def stored_result(values: dict[str, Any]) -> TaskResult:
 def stored_spec(data: dict[str, Any]) -> TaskSpec:
     """A TaskSpec from its stored JSON object (``TaskSpec.to_dict()`` as a store wrote it),
     without validators: a list of ``args`` becomes the tuple the model holds (none: no
-    arguments); anything else is refused (``ValueError``): kept as it was, the leader's
-    write of the task failed on it at every pass (a crash loop: ``list(5)``), and so did the
-    task's page. Equal retry policies share one instance. ``data`` is consumed."""
+    arguments). Refused (``ValueError``, naming the field): args that are not a list, and a
+    field the leader itself reads of another type than the engine writes - a ``target``,
+    ``executor`` or ``balancer`` that is not text, a ``timeout`` that is not a finite
+    number. Kept as they were, the leader's dispatch or write of the task failed on them at
+    every pass (a crash loop: ``list(5)``, a list as a dict key, ``now + None``), and so did
+    the task's page. A balance key its balancer fails on cancels that task alone, with the
+    reason; the rest (kwargs, options, the values' ranges) is the worker's check
+    (``TaskSpec.validate``), which fails the task saying why. Equal retry policies share one
+    instance. ``data`` is consumed."""
     from .spec import TaskSpec
+
+    if not isinstance(data.get("target"), str):
+        raise ValueError(f"its spec's target is not text ({data.get('target')!r:.80})")
+    for name in ("executor", "balancer"):
+        if name in data and not isinstance(data[name], str):
+            raise ValueError(f"its spec's {name} is not text ({data[name]!r:.80})")
+    if "timeout" in data:
+        timeout = data["timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not isfinite(timeout):
+            raise ValueError(f"its spec's timeout is not a finite number ({timeout!r:.80})")
 
     args = data.get("args")
     if args is None:

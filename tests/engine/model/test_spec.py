@@ -175,27 +175,39 @@ def test_big_arguments_past_the_shortcut_are_measured() -> None:
 # checks it with TaskSpec.validate before running it. Each hostile value written straight
 # into the store is refused with the error a constructor gives it.
 _HOSTILE_STORED = [
-    ({"timeout": 1e308}, "timeout"), ({"timeout": "x"}, "timeout"), ({"timeout": float("nan")}, "timeout"),
-    ({"args": [float("inf")]}, "args"), ({"args": ["x" * 1_100_000]}, "args"),
-    ({"executor": "bad name!"}, "executor"), ({"target": ""}, "target"), ({"target": 5}, "target"),
-    ({"balancer": None}, "balancer"), ({"balance_key": 5}, "balance_key"), ({"kwargs": []}, "kwargs"),
+    ({"timeout": 1e308}, "timeout"), ({"timeout": -1}, "timeout"), ({"args": [float("inf")]}, "args"), ({"args": ["x" * 1_100_000]}, "args"),
+    ({"executor": "bad name!"}, "executor"), ({"target": ""}, "target"), ({"balancer": "bad name!"}, "balancer"),
+    ({"balance_key": 5}, "balance_key"), ({"kwargs": []}, "kwargs"),
     ({"options": {1: 2}}, "options"), ({"retry": {"max_attempts": -1}}, "max_attempts"),
     ({"retry": {"delay": 5, "max_delay": 1}}, "max_delay"), ({"retry": {"backoff": "weird"}}, "backoff"),
     ({"retry": {"jitter": 7}}, "jitter"),
 ]
 
 
-@pytest.mark.parametrize("args", ["abc", 5, True, {"a": 1}])
-def test_stored_args_that_are_not_a_list_are_refused_when_read(args):
-    """Kept as they were, the leader's write of such a task failed at every pass (list(5));
-    the store moves the task aside instead."""
+_REFUSED_WHEN_READ = [
+    ("args", "abc"), ("args", 5), ("args", True), ("args", {"a": 1}), ("target", 5), ("target", ["f"]),
+    ("target", None), ("executor", 5), ("balancer", None), ("balancer", ["x"]),
+    ("timeout", "x"), ("timeout", None), ("timeout", float("nan")), ("timeout", True),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), _REFUSED_WHEN_READ)
+def test_a_stored_spec_field_the_leader_reads_is_refused_when_read_unless_of_its_type(field, value):
+    """Kept as they were, the leader's dispatch or write of such a task failed at every pass
+    (list(5), a list as a dict key, now + None: a crash loop); the store moves the task
+    aside instead. The ranges stay the worker's check (below)."""
     from distsched.model.trusted import stored_spec
 
     data = TaskSpec(target="noop", args=(1,)).to_dict()
-    data["args"] = args
-    with pytest.raises(ValueError, match="its spec's args are not a list"):
+    data[field] = value
+    with pytest.raises(ValueError, match=f"its spec's {field} (is|are) not"):
         stored_spec(data)
-    assert stored_spec({**data, "args": None}).args == ()
+
+
+def test_stored_args_that_are_null_are_no_arguments():
+    from distsched.model.trusted import stored_spec
+
+    assert stored_spec({**TaskSpec(target="noop", args=(1,)).to_dict(), "args": None}).args == ()
 
 
 @pytest.mark.parametrize(("change", "field"), _HOSTILE_STORED, ids=[f for _, f in _HOSTILE_STORED])

@@ -127,6 +127,25 @@ async def test_a_task_whose_stored_args_are_not_a_list_is_quarantined(distsched_
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize(("field", "value"), [("target", '["f"]'), ("balancer", '["x"]'), ("timeout", "null")])
+async def test_a_ready_task_whose_stored_spec_has_a_field_the_leader_reads_of_the_wrong_type_is_quarantined(
+        distsched_app, pg_url, field, value, caplog):
+    """A target or balancer that was a list, a timeout of null: the leader's dispatch of the
+    task failed at every pass (a list as a dict key, now + None: a crash loop, nothing
+    fired). Reading such a task now moves it aside."""
+    app = await _start(distsched_app, pg_url)
+    storage = await app.storage()
+    now = storage.clock()
+    await storage.tasks.submit([Task(id="odd-spec", spec=TaskSpec(target="noop"), created_at=now,
+                                     not_before=now + 3600)])
+    await _sql(app, f"UPDATE tasks SET spec = jsonb_set(spec::jsonb, '{{{field}}}', '{value}')::text, not_before = 1 "
+                    "WHERE id = 'odd-spec'")
+    entry = await _quarantined(app, "task", "odd-spec")
+    assert f"its spec's {field} is not" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+    assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
+
+
 async def _failed_twice(app) -> str:
     """A task that failed twice: one attempt recorded in its history, one in its row."""
     task_id = await app.submit("fails", retry={"max_attempts": 2, "delay": "0.1s"})

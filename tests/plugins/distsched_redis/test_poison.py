@@ -120,6 +120,36 @@ async def test_a_task_whose_stored_args_are_not_a_list_is_quarantined(distsched_
     await _healthy_keeps_firing(app)
 
 
+#: Values of the wrong type for a stored spec's fields; each field gets every one of them.
+SPEC_VALUES = [None, True, -1, 1e12, "x", "", [], {}, [1], {"a": 1}, 1.5]
+
+
+@pytest.mark.parametrize("field", ["executor", "target", "kwargs", "options", "timeout", "retry", "balancer",
+                                   "balance_key", "retry.max_attempts", "retry.backoff", "retry.delay",
+                                   "retry.jitter"])
+async def test_ready_tasks_whose_stored_spec_has_values_of_the_wrong_type_stop_nothing(distsched_app, redis_server,
+                                                                                       ns, raw, field, caplog):
+    """Ready tasks whose stored spec field holds a value of another type than the engine
+    writes, one task per value: a target or balancer that was a list, a timeout of null
+    crash-looped the leader (a list as a dict key, now + None: 'leader loop failed' at every
+    pass, nothing fired). Each such task is moved aside when read, or run and failed by the
+    worker's check saying why; the healthy job keeps firing under one term."""
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    ids = [f"odd-{i}" for i in range(len(SPEC_VALUES))]
+    for task_id, value in zip(ids, SPEC_VALUES):
+        await _later_task(app, task_id)
+        spec = json.loads(raw.hget(p + "t:" + task_id, "sp"))
+        if field.startswith("retry."):
+            spec["retry"] = {**spec["retry"], field[len("retry."):]: value}
+        else:
+            spec[field] = value
+        raw.hset(p + "t:" + task_id, "sp", json.dumps(spec))
+        raw.zadd(p + "ready", {task_id: 1})
+    await _healthy_keeps_firing(app)
+    assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
+
+
 async def test_a_job_whose_config_is_not_json_is_quarantined(distsched_app, redis_server, ns, raw):
     app = await _start(distsched_app, redis_server, ns)
     p = "{" + ns + "}:"
