@@ -69,11 +69,10 @@ def unchecked(cls: type[T], values: dict[str, Any]) -> T:
 COUNTER_MAX = 2**31 - 1
 #: A stored task's counters and the least each can be.
 _TASK_COUNTERS = (("version", 0), ("attempt", 1), ("dispatches", 0), ("redeliveries", 0))
-#: The times a stored task's fields may hold: those a date can show (``model.times``: years 1
-#: to 9999, UTC). The engine writes times within days of now; one outside these made the
-#: command that shows the task (``distsched tasks show``) end in a traceback ("year 33658 is
-#: out of range").
-#: A task's times: those it always has, and those ``None`` until set.
+#: A task's times: those it always has, and those ``None`` until set. Each must be one a date
+#: can show (``model.times``: years 1 to 9999, UTC): the engine writes times within days of
+#: now, and one outside these made ``distsched tasks show`` end in a traceback ("year 33658
+#: is out of range").
 _TASK_TIMES = ("created_at", "updated_at", "not_before")
 _TASK_TIMES_OR_NONE = ("slot", "dispatched_at", "started_at", "finished_at")
 
