@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -838,7 +839,10 @@ class _Quarantine:
     async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
         rows = await self.store.call("fetch", "SELECT kind, key, reason, at FROM quarantine ORDER BY at DESC LIMIT $1",
                                      max(1, int(limit)))
-        return [Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"], at=r["at"]) for r in rows]
+        # a time that is not finite (float8 takes NaN) is no JSON number: the dashboard's API
+        # failed on it; such an entry is listed at time 0
+        return [Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"],
+                            at=r["at"] if math.isfinite(r["at"]) else 0.0) for r in rows]
 
 
 # -- queues and results -------------------------------------------------------------------

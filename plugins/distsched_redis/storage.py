@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -1018,8 +1019,11 @@ class _Quarantine:
         for field, raw in (await self.store.client.hgetall(self.store.prefix + "qr")).items():
             try:
                 data = codec.loads(raw if isinstance(raw, str) else raw.decode())
+                at = float(data["at"])
+                if not math.isfinite(at):  # "nan": no JSON number (the dashboard's API failed on it)
+                    raise ValueError(at)
                 out.append(Quarantined(kind=str(data["kind"]), key=str(data["id"]), reason=str(data["reason"]),
-                                       at=float(data["at"])))
+                                       at=at))
             except Exception:
                 kind, _, key = str(field).partition(":")
                 out.append(Quarantined(kind=kind, key=key, reason="(unreadable quarantine entry)", at=0.0))

@@ -146,6 +146,17 @@ async def test_a_ready_task_whose_stored_spec_has_a_field_the_leader_reads_of_th
     assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
 
 
+@pytest.mark.parametrize("at", ["'NaN'", "'infinity'"])
+async def test_a_quarantine_entry_whose_time_is_not_finite_is_listed_at_time_0(distsched_app, pg_url, at):
+    """A quarantine row whose time is NaN (float8 takes it) was listed with that time, which
+    no JSON document holds: the dashboard's ``/api/v1/overview`` failed (HTTP 500)."""
+    app = await distsched_app(pg_url, scheduler=False, worker=False)
+    await _sql(app, f"INSERT INTO quarantine (kind, key, reason, at) VALUES ('task', 'odd', 'r', {at}::float8)")
+    [entry] = (await app.status()).quarantine
+    assert (entry.kind, entry.key, entry.at) == ("task", "odd", 0.0)
+    json.dumps((await app.status()).to_dict(), allow_nan=False)
+
+
 async def _failed_twice(app) -> str:
     """A task that failed twice: one attempt recorded in its history, one in its row."""
     task_id = await app.submit("fails", retry={"max_attempts": 2, "delay": "0.1s"})

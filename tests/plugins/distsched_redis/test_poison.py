@@ -442,6 +442,20 @@ async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_wr
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("at", ["nan", "inf", "x"])
+async def test_a_quarantine_entry_whose_time_is_not_a_number_is_listed_as_unreadable(distsched_app, redis_server, ns,
+                                                                                     raw, at):
+    """A quarantine entry (``qr``) whose time is "nan" was listed with a NaN time, which no
+    JSON document holds: the dashboard's ``/api/v1/overview`` failed (HTTP 500). Such an
+    entry is listed as unreadable, at time 0, like one that is not JSON."""
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    raw.hset(p + "qr", "task:odd", json.dumps({"kind": "task", "id": "odd", "reason": "r", "at": at}))
+    [entry] = (await app.status()).quarantine
+    assert (entry.kind, entry.key, entry.reason, entry.at) == ("task", "odd", "(unreadable quarantine entry)", 0.0)
+    json.dumps((await app.status()).to_dict(), allow_nan=False)
+
+
 @pytest.mark.parametrize("figure", [b"1.5", b"x", b"nan", b""])
 async def test_a_throughput_figure_that_is_not_a_count_is_left_out_of_the_read(distsched_app, redis_server, ns, raw,
                                                                               figure):
