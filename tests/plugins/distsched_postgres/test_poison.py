@@ -96,64 +96,54 @@ async def test_a_garbage_worker_row_is_quarantined(distsched_app, pg_url):
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize("retry", ['"x"', "null", "[1]"])
-async def test_a_job_whose_stored_spec_has_a_retry_that_is_not_a_policy_is_quarantined(distsched_app, pg_url, retry):
+async def test_jobs_whose_stored_spec_has_a_retry_that_is_not_a_policy_are_quarantined(distsched_app, pg_url):
     """A job config whose spec holds a retry policy that is not one ("x": the spec took it
     as it was): the leader's firing of the job failed at every pass - a crash loop, no job
     fired any more - and the job's page failed. Reading such a job now moves it aside."""
     app = await _start(distsched_app, pg_url)
-    await app.add_job("odd-job", every="0.3s", target="noop")
-    await _sql(app, f"UPDATE jobs SET config = jsonb_set(config::jsonb, '{{spec,retry}}', '{retry}')::text "
-                    "WHERE name = 'odd-job'")
-    entry = await _quarantined(app, "job", "odd-job")
-    assert "retry: must be a retry policy" in entry.reason, entry.reason
+    cases = {"retry-text": '"x"', "retry-null": "null", "retry-list": "[1]"}
+    for name, retry in cases.items():
+        await app.add_job(name, every="0.3s", target="noop")
+        await _sql(app, f"UPDATE jobs SET config = jsonb_set(config::jsonb, '{{spec,retry}}', '{retry}')::text "
+                        "WHERE name = $1", name)
+    for name in cases:
+        entry = await _quarantined(app, "job", name)
+        assert "retry: must be a retry policy" in entry.reason, entry.reason
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize("args", ["5", "true", '"abc"'])
-async def test_a_task_whose_stored_args_are_not_a_list_is_quarantined(distsched_app, pg_url, args):
-    """A task whose stored spec has args that are not a list: kept as they were, the
-    leader's write of the task failed on them at every pass (list(5): a crash loop), and so
-    did the task's page. Reading such a task now moves it aside."""
+async def test_tasks_whose_stored_spec_the_leader_cannot_use_are_quarantined(distsched_app, pg_url, caplog):
+    """Tasks whose stored spec has args that are not a list (5, true, a text), a target or
+    balancer that is a list, or a timeout of null: kept as they were, the leader's dispatch
+    or write of such a task failed at every pass (list(5), a list as a dict key, now + None:
+    a crash loop, nothing fired), and so did the task's page. Reading such a task now moves
+    it aside."""
     app = await _start(distsched_app, pg_url)
     storage = await app.storage()
+    cases = {"args-int": ("args", "5"), "args-bool": ("args", "true"), "args-text": ("args", '"abc"'),
+             "target-list": ("target", '["f"]'), "balancer-list": ("balancer", '["x"]'), "timeout-null": ("timeout", "null")}
     now = storage.clock()
-    await storage.tasks.submit([Task(id="odd-args", spec=TaskSpec(target="noop"), created_at=now,
-                                     not_before=now + 3600)])
-    await _sql(app, f"UPDATE tasks SET spec = jsonb_set(spec::jsonb, '{{args}}', '{args}')::text, not_before = 1 "
-                    "WHERE id = 'odd-args'")
-    entry = await _quarantined(app, "task", "odd-args")
-    assert "its spec's args are not a list" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
-
-
-@pytest.mark.parametrize(("field", "value"), [("target", '["f"]'), ("balancer", '["x"]'), ("timeout", "null")])
-async def test_a_ready_task_whose_stored_spec_has_a_field_the_leader_reads_of_the_wrong_type_is_quarantined(
-        distsched_app, pg_url, field, value, caplog):
-    """A target or balancer that was a list, a timeout of null: the leader's dispatch of the
-    task failed at every pass (a list as a dict key, now + None: a crash loop, nothing
-    fired). Reading such a task now moves it aside."""
-    app = await _start(distsched_app, pg_url)
-    storage = await app.storage()
-    now = storage.clock()
-    await storage.tasks.submit([Task(id="odd-spec", spec=TaskSpec(target="noop"), created_at=now,
-                                     not_before=now + 3600)])
-    await _sql(app, f"UPDATE tasks SET spec = jsonb_set(spec::jsonb, '{{{field}}}', '{value}')::text, not_before = 1 "
-                    "WHERE id = 'odd-spec'")
-    entry = await _quarantined(app, "task", "odd-spec")
-    assert f"its spec's {field} is not" in entry.reason, entry.reason
+    await storage.tasks.submit([Task(id=task_id, spec=TaskSpec(target="noop"), created_at=now, not_before=now + 3600)
+                                for task_id in cases])
+    for task_id, (field, value) in cases.items():
+        await _sql(app, f"UPDATE tasks SET spec = jsonb_set(spec::jsonb, '{{{field}}}', '{value}')::text, "
+                        "not_before = 1 WHERE id = $1", task_id)
+    for task_id, (field, _) in cases.items():
+        entry = await _quarantined(app, "task", task_id)
+        assert f"its spec's {field} {'are' if field == 'args' else 'is'} not" in entry.reason, entry.reason
     await _healthy_keeps_firing(app)
     assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
 
 
-@pytest.mark.parametrize("at", ["'NaN'", "'infinity'"])
-async def test_a_quarantine_entry_whose_time_is_not_finite_is_listed_at_time_0(distsched_app, pg_url, at):
-    """A quarantine row whose time is NaN (float8 takes it) was listed with that time, which
-    no JSON document holds: the dashboard's ``/api/v1/overview`` failed (HTTP 500)."""
+async def test_quarantine_entries_whose_time_is_not_finite_are_listed_at_time_0(distsched_app, pg_url):
+    """A quarantine row whose time is NaN or infinite (float8 takes both) was listed with
+    that time, which no JSON document holds: the dashboard's ``/api/v1/overview`` failed
+    (HTTP 500)."""
     app = await distsched_app(pg_url, scheduler=False, worker=False)
-    await _sql(app, f"INSERT INTO quarantine (kind, key, reason, at) VALUES ('task', 'odd', 'r', {at}::float8)")
-    [entry] = (await app.status()).quarantine
-    assert (entry.kind, entry.key, entry.at) == ("task", "odd", 0.0)
+    for at in ("NaN", "infinity"):
+        await _sql(app, f"INSERT INTO quarantine (kind, key, reason, at) VALUES ('task', 'odd-{at}', 'r', '{at}')")
+    entries = (await app.status()).quarantine
+    assert sorted((e.kind, e.key, e.at) for e in entries) == [("task", "odd-NaN", 0.0), ("task", "odd-infinity", 0.0)]
     json.dumps((await app.status()).to_dict(), allow_nan=False)
 
 
@@ -165,35 +155,39 @@ async def _failed_twice(app) -> str:
     return task_id
 
 
-@pytest.mark.parametrize(("field", "value"), [("error", "-1"), ("outcome", '"maybe"'), ("started_at", '"x"'),
-                                              ("meta", "[1]")])
-async def test_a_task_whose_result_has_a_field_of_the_wrong_type_is_quarantined(distsched_app, pg_url, field, value):
+async def test_tasks_whose_result_has_a_field_of_the_wrong_type_are_quarantined(distsched_app, pg_url):
     """A finished task's stored result with an error that is a number made the task's page
     fail (HTTP 500: its length is taken); other fields of another type than the engine
     writes, likewise or later. Reading such a task now moves it aside."""
     app = await _start(distsched_app, pg_url)
-    task_id = await _failed_twice(app)
-    await _sql(app, f"UPDATE tasks SET result = jsonb_set(result::jsonb, '{{{field}}}', '{value}')::text WHERE id = $1",
-               task_id)
-    assert await (await app.storage()).tasks.get(task_id) is None
-    entry = await _quarantined(app, "task", task_id)
-    assert f"its result's {field} is not" in entry.reason, entry.reason
+    cases = [("error", "-1"), ("outcome", '"maybe"'), ("started_at", '"x"'), ("meta", "[1]")]
+    ids = [await _failed_twice(app) for _ in cases]
+    for task_id, (field, value) in zip(ids, cases):
+        await _sql(app, f"UPDATE tasks SET result = jsonb_set(result::jsonb, '{{{field}}}', '{value}')::text "
+                        "WHERE id = $1", task_id)
+    storage = await app.storage()
+    for task_id, (field, _) in zip(ids, cases):
+        assert await storage.tasks.get(task_id) is None
+        entry = await _quarantined(app, "task", task_id)
+        assert f"its result's {field} is not" in entry.reason, entry.reason
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize(("field", "value"), [("started_at", '{"a": 1}'), ("number", '"1"'), ("error", "-1"),
-                                              ("finished_at", "1e12")])
-async def test_an_attempt_record_that_cannot_be_read_is_left_out_of_the_history(distsched_app, pg_url, field, value):
+async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(distsched_app, pg_url):
     """An attempt row with a start time that is a table made the task's page fail (HTTP
     500: the duration is a subtraction); one that is not JSON failed the whole detail. Such
     a row is left out of the task's history (a warning); the others and the task are shown."""
     app = await _start(distsched_app, pg_url)
-    task_id = await _failed_twice(app)
-    await _sql(app, f"UPDATE attempts SET data = jsonb_set(data::jsonb, '{{{field}}}', '{value}')::text "
-                    "WHERE task_id = $1", task_id)
-    await _sql(app, "INSERT INTO attempts (task_id, worker_id, data) VALUES ($1, NULL, '{\"number\": NaN')", task_id)
-    detail = await app.task_detail(task_id)
-    assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
+    cases = [("started_at", '{"a": 1}'), ("number", '"1"'), ("error", "-1"), ("finished_at", "1e12")]
+    ids = [await _failed_twice(app) for _ in cases]
+    for task_id, (field, value) in zip(ids, cases):
+        await _sql(app, f"UPDATE attempts SET data = jsonb_set(data::jsonb, '{{{field}}}', '{value}')::text "
+                        "WHERE task_id = $1", task_id)
+        await _sql(app, "INSERT INTO attempts (task_id, worker_id, data) VALUES ($1, NULL, '{\"number\": NaN')",
+                   task_id)
+    for task_id in ids:
+        detail = await app.task_detail(task_id)
+        assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
     await _healthy_keeps_firing(app)
 
 
@@ -361,23 +355,25 @@ async def test_a_minute_count_at_the_integer_limit_saturates(distsched_app, pg_u
                            "AND minute = floor(ds_now() / 60)::bigint") == 2147483647
 
 
-@pytest.mark.parametrize(("field", "change"), [
-    ("next_fire_at", "next_fire_at = 'NaN'::float8"),
-    ("next_fire_at", "next_fire_at = 1e12"),
-    ("at", """config = jsonb_set(config::jsonb, '{trigger}', '{"kind": "at", "at": 1e12}')::text"""),
-    ("anchor", "config = jsonb_set(config::jsonb, '{trigger,anchor}', '1e12')::text"),
-], ids=["next-nan", "next-year-33658", "at-year-33658", "anchor-year-33658"])
-async def test_a_job_holding_a_time_no_date_can_show_is_quarantined(distsched_app, pg_url, field, change):
+async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_app, pg_url):
     """NaN sorts after every time in PostgreSQL: a job whose next_fire_at is NaN never came
     due again, and the job list showed it as if scheduled. A time of 1e12 (year 33658) in
     its state or its trigger made ``jobs list`` and the dashboard's jobs pages fail whole
     ("year 33658 is out of range"). Reading such a job now moves it aside."""
     app = await _start(distsched_app, pg_url)
-    await app.add_job("odd-job", every="1s", target="noop")
-    await _sql(app, f"UPDATE jobs SET {change} WHERE name = 'odd-job'")
-    assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
-    entry = await _quarantined(app, "job", "odd-job")
-    assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
+    cases = {
+        "next-nan": ("next_fire_at", "next_fire_at = 'NaN'::float8"),
+        "next-far": ("next_fire_at", "next_fire_at = 1e12"),
+        "at-far": ("at", """config = jsonb_set(config::jsonb, '{trigger}', '{"kind": "at", "at": 1e12}')::text"""),
+        "anchor-far": ("anchor", "config = jsonb_set(config::jsonb, '{trigger,anchor}', '1e12')::text"),
+    }
+    for name, (_, change) in cases.items():
+        await app.add_job(name, every="1h", target="noop")
+        await _sql(app, f"UPDATE jobs SET {change} WHERE name = $1", name)
+    assert not set(cases) & {c.name for c in await (await app.storage()).jobs.list_jobs()}
+    for name, (field, _) in cases.items():
+        entry = await _quarantined(app, "job", name)
+        assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
     await _healthy_keeps_firing(app)
 
 

@@ -103,49 +103,51 @@ async def _later_task(app, task_id: str, **spec: Any) -> None:
                                      not_before=now + 3600)])
 
 
-@pytest.mark.parametrize("args", [5, "abc", {"a": 1}, True])
-async def test_a_task_whose_stored_args_are_not_a_list_is_quarantined(distsched_app, redis_server, ns, raw, args):
-    """A task whose stored spec has args that are not a list (5, a text, a table): kept as
-    they were, the leader's write of the task failed on them at every pass ('int' object is
-    not iterable: a crash loop, nothing dispatched or fired any more), and so did the task's
-    page. Reading such a task now moves it aside."""
+async def test_tasks_whose_stored_args_are_not_a_list_are_quarantined(distsched_app, redis_server, ns, raw):
+    """Tasks whose stored spec has args that are not a list (5, true, a text, a table):
+    kept as they were, the leader's write of such a task failed at every pass ('int' object
+    is not iterable: a crash loop, nothing dispatched or fired any more), and so did the
+    task's page. Reading such a task now moves it aside."""
     app = await _start(distsched_app, redis_server, ns)
-    await _later_task(app, "odd-args")
     p = "{" + ns + "}:"
-    spec = json.loads(raw.hget(p + "t:odd-args", "sp"))
-    raw.hset(p + "t:odd-args", "sp", json.dumps({**spec, "args": args}))
-    raw.zadd(p + "ready", {"odd-args": 1})
-    entry = await _quarantined(app, "task", "odd-args")
-    assert "its spec's args are not a list" in entry.reason, entry.reason
+    cases = {"odd-int": 5, "odd-text": "abc", "odd-table": {"a": 1}, "odd-bool": True}
+    for task_id, args in cases.items():
+        await _later_task(app, task_id)
+        spec = json.loads(raw.hget(p + "t:" + task_id, "sp"))
+        raw.hset(p + "t:" + task_id, "sp", json.dumps({**spec, "args": args}))
+        raw.zadd(p + "ready", {task_id: 1})
+    for task_id in cases:
+        entry = await _quarantined(app, "task", task_id)
+        assert "its spec's args are not a list" in entry.reason, entry.reason
     await _healthy_keeps_firing(app)
 
 
 #: Values of the wrong type for a stored spec's fields; each field gets every one of them.
 SPEC_VALUES = [None, True, -1, 1e12, "x", "", [], {}, [1], {"a": 1}, 1.5]
+SPEC_FIELDS = ["executor", "target", "kwargs", "options", "timeout", "retry", "balancer", "balance_key",
+               "retry.max_attempts", "retry.backoff", "retry.delay", "retry.jitter"]
 
 
-@pytest.mark.parametrize("field", ["executor", "target", "kwargs", "options", "timeout", "retry", "balancer",
-                                   "balance_key", "retry.max_attempts", "retry.backoff", "retry.delay",
-                                   "retry.jitter"])
 async def test_ready_tasks_whose_stored_spec_has_values_of_the_wrong_type_stop_nothing(distsched_app, redis_server,
-                                                                                       ns, raw, field, caplog):
+                                                                                       ns, raw, caplog):
     """Ready tasks whose stored spec field holds a value of another type than the engine
-    writes, one task per value: a target or balancer that was a list, a timeout of null
-    crash-looped the leader (a list as a dict key, now + None: 'leader loop failed' at every
-    pass, nothing fired). Each such task is moved aside when read, or run and failed by the
-    worker's check saying why; the healthy job keeps firing under one term."""
+    writes, one task per field and value: a target or balancer that was a list, a timeout of
+    null crash-looped the leader (a list as a dict key, now + None: 'leader loop failed' at
+    every pass, nothing fired). Each such task is moved aside when read, or run and failed
+    by the worker's check saying why; the healthy job keeps firing under one term."""
     app = await _start(distsched_app, redis_server, ns)
     p = "{" + ns + "}:"
-    ids = [f"odd-{i}" for i in range(len(SPEC_VALUES))]
-    for task_id, value in zip(ids, SPEC_VALUES):
-        await _later_task(app, task_id)
-        spec = json.loads(raw.hget(p + "t:" + task_id, "sp"))
-        if field.startswith("retry."):
-            spec["retry"] = {**spec["retry"], field[len("retry."):]: value}
-        else:
-            spec[field] = value
-        raw.hset(p + "t:" + task_id, "sp", json.dumps(spec))
-        raw.zadd(p + "ready", {task_id: 1})
+    for field in SPEC_FIELDS:
+        for i, value in enumerate(SPEC_VALUES):
+            task_id = f"odd-{field}-{i}"
+            await _later_task(app, task_id)
+            spec = json.loads(raw.hget(p + "t:" + task_id, "sp"))
+            if field.startswith("retry."):
+                spec["retry"] = {**spec["retry"], field[len("retry."):]: value}
+            else:
+                spec[field] = value
+            raw.hset(p + "t:" + task_id, "sp", json.dumps(spec))
+            raw.zadd(p + "ready", {task_id: 1})
     await _healthy_keeps_firing(app)
     assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
 
@@ -369,29 +371,29 @@ async def test_a_lease_that_would_never_lapse_is_given_an_expiry(distsched_app, 
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize(("field", "value"), [("next_fire_at", "nan"), ("next_fire_at", "1e12"), ("at", 1e12),
-                                            ("anchor", 1e12)],
-                         ids=["next-nan", "next-year-33658", "at-year-33658", "anchor-year-33658"])
-async def test_a_job_holding_a_time_no_date_can_show_is_quarantined(distsched_app, redis_server, ns, raw, field,
-                                                                    value):
+async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_app, redis_server, ns, raw):
     """"nan" as a job's next fire time (float() reads it): the job never came due again, and
     the job list showed it as if scheduled. A time of 1e12 (year 33658) in its state or its
     trigger made ``jobs list`` and the dashboard's jobs pages fail whole ("year 33658 is out
     of range"). Reading such a job now moves it aside."""
     app = await _start(distsched_app, redis_server, ns)
-    await app.add_job("odd-job", every="1s", target="noop")
     p = "{" + ns + "}:"
-    if field == "next_fire_at":
-        fields = raw.hget(p + "jst", "odd-job").decode().split("|")
-        fields[1] = value
-        raw.hset(p + "jst", "odd-job", "|".join(fields))
-    else:
-        config = json.loads(raw.hget(p + "jobs", "odd-job"))
-        config["trigger"] = {"kind": "at", "at": value} if field == "at" else {**config["trigger"], "anchor": value}
-        raw.hset(p + "jobs", "odd-job", json.dumps(config))
-    assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
-    entry = await _quarantined(app, "job", "odd-job")
-    assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
+    cases = {"next-nan": ("next_fire_at", "nan"), "next-far": ("next_fire_at", "1e12"), "at-far": ("at", 1e12),
+             "anchor-far": ("anchor", 1e12)}
+    for name, (field, value) in cases.items():
+        await app.add_job(name, every="1h", target="noop")
+        if field == "next_fire_at":
+            fields = raw.hget(p + "jst", name).decode().split("|")
+            fields[1] = value
+            raw.hset(p + "jst", name, "|".join(fields))
+        else:
+            config = json.loads(raw.hget(p + "jobs", name))
+            config["trigger"] = {"kind": "at", "at": value} if field == "at" else {**config["trigger"], "anchor": value}
+            raw.hset(p + "jobs", name, json.dumps(config))
+    assert not set(cases) & {c.name for c in await (await app.storage()).jobs.list_jobs()}
+    for name, (field, _) in cases.items():
+        entry = await _quarantined(app, "job", name)
+        assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
     await _healthy_keeps_firing(app)
 
 
@@ -411,54 +413,51 @@ async def test_a_worker_whose_start_time_no_date_can_show_is_quarantined(distsch
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize("breakage", [{"t": "x"}, {"a": "nan"}, {"e": "inf"}, {"h": None}],
-                         ids=["term-not-a-number", "acquired-nan", "expiry-inf", "holder-gone"])
-async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_written_again(
-        distsched_app, redis_server, ns, raw, breakage):
+async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_written_again(distsched_app, redis_server,
+                                                                                          ns, raw):
     """{ns}:leaseinfo is the status's record of the lease (the lease key decides who leads).
     A term that is not a number made ``status`` - and the dashboard's overview and workers
     pages - fail ("invalid literal for int()"); an acquisition time of NaN (the overview's
     HTTP 500: no date, no JSON number) or a holder gone stayed so until the next takeover
-    (a renewal wrote two fields), an expiry of inf until the next renewal. The
-    status now shows no lease while the record cannot be read, and the holder's next
-    renewal writes it whole."""
+    (a renewal wrote two fields), an expiry of inf until the next renewal. The status now
+    shows no lease while the record cannot be read, and the holder's next renewal writes it
+    whole. Each breakage in turn."""
     app = await _start(distsched_app, redis_server, ns, lease_ttl=1.5, renew_interval=0.3)
     await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
     fence = await (await app.engine.open_election()).current()
     p = "{" + ns + "}:"
-    for field, value in breakage.items():
-        if value is None:
-            raw.hdel(p + "leaseinfo", field)
-        else:
-            raw.hset(p + "leaseinfo", field, value)
-    await app.status()  # answers, whatever it shows of the lease meanwhile
 
     async def written_again() -> bool:
         leader = (await app.status()).leader
         return leader is not None and (leader.node_id, leader.term) == (fence.node_id, fence.term) \
             and math.isfinite(leader.acquired_at) and leader.lease_age < 3600 and 0 < leader.expires_in <= 2
 
-    await _wait_for(written_again, what="the lease record written whole by a renewal")
+    for field, value in (("t", "x"), ("a", "nan"), ("e", "inf"), ("h", None)):
+        if value is None:
+            raw.hdel(p + "leaseinfo", field)
+        else:
+            raw.hset(p + "leaseinfo", field, value)
+        await app.status()  # answers, whatever it shows of the lease meanwhile
+        await _wait_for(written_again, what=f"the lease record written whole after {field} = {value!r}")
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize("at", ["nan", "inf", "x"])
-async def test_a_quarantine_entry_whose_time_is_not_a_number_is_listed_as_unreadable(distsched_app, redis_server, ns,
-                                                                                     raw, at):
+async def test_quarantine_entries_whose_time_is_not_a_number_are_listed_as_unreadable(distsched_app, redis_server, ns,
+                                                                                      raw):
     """A quarantine entry (``qr``) whose time is "nan" was listed with a NaN time, which no
     JSON document holds: the dashboard's ``/api/v1/overview`` failed (HTTP 500). Such an
     entry is listed as unreadable, at time 0, like one that is not JSON."""
     app = await _start(distsched_app, redis_server, ns)
     p = "{" + ns + "}:"
-    raw.hset(p + "qr", "task:odd", json.dumps({"kind": "task", "id": "odd", "reason": "r", "at": at}))
-    [entry] = (await app.status()).quarantine
-    assert (entry.kind, entry.key, entry.reason, entry.at) == ("task", "odd", "(unreadable quarantine entry)", 0.0)
+    for at in ("nan", "inf", "x"):
+        raw.hset(p + "qr", f"task:odd-{at}", json.dumps({"kind": "task", "id": f"odd-{at}", "reason": "r", "at": at}))
+    entries = (await app.status()).quarantine
+    assert sorted((e.kind, e.key, e.reason, e.at) for e in entries) == [
+        ("task", f"odd-{at}", "(unreadable quarantine entry)", 0.0) for at in ("inf", "nan", "x")]
     json.dumps((await app.status()).to_dict(), allow_nan=False)
 
 
-@pytest.mark.parametrize("figure", [b"1.5", b"x", b"nan", b""])
-async def test_a_throughput_figure_that_is_not_a_count_is_left_out_of_the_read(distsched_app, redis_server, ns, raw,
-                                                                              figure):
+async def test_throughput_figures_that_are_not_counts_are_left_out_of_the_read(distsched_app, redis_server, ns, raw):
     """A minute's figure of finished tasks (``{ns}:tp:<minute>``) that is not a count made
     ``tasks.throughput`` - and so the dashboard's overview - fail ("invalid literal for
     int()"). It is left out of the read; the others are read."""
@@ -466,36 +465,41 @@ async def test_a_throughput_figure_that_is_not_a_count_is_left_out_of_the_read(d
     await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
     p = "{" + ns + "}:"
     minute = int(raw.time()[0]) // 60
-    raw.hset(p + f"tp:{minute}", mapping={"failed": figure, "cancelled": b"7"})
+    figures = {"failed": b"1.5", "timed_out": b"x", "skipped": b"nan", "retrying": b""}
+    raw.hset(p + f"tp:{minute}", mapping={**figures, "cancelled": b"7"})
     buckets = {b.minute: b.counts for b in await app.throughput(2)}
-    assert "failed" not in buckets[minute * 60.0] and buckets[minute * 60.0]["cancelled"] == 7
+    assert not set(figures) & set(buckets[minute * 60.0]) and buckets[minute * 60.0]["cancelled"] == 7
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize(("field", "value"), [("retry", "x"), ("retry", None), ("retry", [1]), ("args", {"a": 1})])
-async def test_a_job_whose_stored_spec_has_a_field_of_the_wrong_type_is_quarantined(distsched_app, redis_server, ns,
-                                                                                   raw, field, value):
+async def test_jobs_whose_stored_spec_has_a_field_of_the_wrong_type_are_quarantined(distsched_app, redis_server, ns,
+                                                                                    raw):
     """A job config whose spec holds a retry policy that is not one ("x": the spec took
     it as it was) made the job's page and API fail (HTTP 500: 'str' has no to_dict), and
     the leader's firing of the job failed at every pass: a crash loop, no job fired any
     more. Reading such a job now moves it aside; the rest goes on. (Args that are not a
     list were refused already.)"""
     app = await _start(distsched_app, redis_server, ns)
-    await app.add_job("odd-job", every="0.3s", target="noop")
-    await _wait_for(lambda: _succeeded(app, "odd-job"), what="the odd job's first run")
     p = "{" + ns + "}:"
-    config = json.loads(raw.hget(p + "jobs", "odd-job"))
-    config["spec"][field] = value
-    raw.hset(p + "jobs", "odd-job", json.dumps(config))
-    entry = await _quarantined(app, "job", "odd-job")
-    assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
-    assert "odd-job" not in [c.name for c in await (await app.storage()).jobs.list_jobs()]
+    cases = {"retry-text": ("retry", "x"), "retry-null": ("retry", None), "retry-list": ("retry", [1]),
+             "args-table": ("args", {"a": 1})}
+    for name in cases:
+        await app.add_job(name, every="0.3s", target="noop")
+    for name in cases:
+        await _wait_for(lambda name=name: _succeeded(app, name), what=f"the first run of {name}")
+    for name, (field, value) in cases.items():
+        config = json.loads(raw.hget(p + "jobs", name))
+        config["spec"][field] = value
+        raw.hset(p + "jobs", name, json.dumps(config))
+    for name, (field, _) in cases.items():
+        entry = await _quarantined(app, "job", name)
+        assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
+    assert not set(cases) & {c.name for c in await (await app.storage()).jobs.list_jobs()}
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize("node_id", [["a", "list"], 7, None, "someone-else"], ids=["a-list", "a-number", "null", "another-node"])
-async def test_a_scheduler_record_whose_json_names_another_id_is_listed_under_its_key(distsched_app, redis_server, ns,
-                                                                                      raw, node_id):
+async def test_scheduler_records_whose_json_names_another_id_are_listed_under_their_key(distsched_app, redis_server,
+                                                                                        ns, raw):
     """A scheduler node's JSON carries its id too, and the list took it from there: an id
     that is not a string (a list) failed the sort of the nodes, and so ``status``, the
     dashboard's overview and workers pages ('<' not supported between str and list); a
@@ -505,11 +509,13 @@ async def test_a_scheduler_record_whose_json_names_another_id_is_listed_under_it
     p = "{" + ns + "}:"
     [live] = raw.hkeys(p + "sched")
     record = json.loads(raw.hget(p + "sched", live))
-    raw.hset(p + "sched", "ghost", json.dumps({**record, "id": node_id}))
-    raw.zadd(p + "shb", {"ghost": 0})
-    raw.hset(p + "srole", "ghost", "standby")
+    ghosts = {"ghost-list": ["a", "list"], "ghost-number": 7, "ghost-null": None, "ghost-copy": "someone-else"}
+    for key, node_id in ghosts.items():
+        raw.hset(p + "sched", key, json.dumps({**record, "id": node_id}))
+        raw.zadd(p + "shb", {key: 0})
+        raw.hset(p + "srole", key, "standby")
     status = await app.status()
-    assert sorted(n.id for n in status.schedulers) == sorted([live.decode(), "ghost"])
+    assert sorted(n.id for n in status.schedulers) == sorted([live.decode(), *ghosts])
     await _healthy_keeps_firing(app)
 
 
@@ -525,40 +531,43 @@ async def _failed_twice(app) -> str:
     return task_id
 
 
-@pytest.mark.parametrize(("field", "value"), [("error", -1), ("outcome", "maybe"), ("started_at", "x"),
-                                              ("meta", [1]), ("retryable", "yes"), ("attempt_id", None)])
-async def test_a_task_whose_result_has_a_field_of_the_wrong_type_is_quarantined(distsched_app, redis_server, ns, raw,
-                                                                              field, value):
+async def test_tasks_whose_result_has_a_field_of_the_wrong_type_are_quarantined(distsched_app, redis_server, ns, raw):
     """A finished task's stored result (``r``) with an error that is a number made the
     task's page fail (HTTP 500: its length is taken); other fields of another type than the
     engine writes, likewise or later. Reading such a task now moves it aside."""
     app = await _start(distsched_app, redis_server, ns, functions={"fails": _fails})
-    task_id = await _failed_twice(app)
     p = "{" + ns + "}:"
-    result = json.loads(raw.hget(p + "t:" + task_id, "r"))
-    raw.hset(p + "t:" + task_id, "r", json.dumps({**result, field: value}))
-    assert await (await app.storage()).tasks.get(task_id) is None
-    entry = await _quarantined(app, "task", task_id)
-    assert f"its result's {field} is not" in entry.reason, entry.reason
+    cases = [("error", -1), ("outcome", "maybe"), ("started_at", "x"), ("meta", [1]), ("retryable", "yes"),
+             ("attempt_id", None)]
+    ids = [await _failed_twice(app) for _ in cases]
+    for task_id, (field, value) in zip(ids, cases):
+        result = json.loads(raw.hget(p + "t:" + task_id, "r"))
+        raw.hset(p + "t:" + task_id, "r", json.dumps({**result, field: value}))
+    storage = await app.storage()
+    for task_id, (field, _) in zip(ids, cases):
+        assert await storage.tasks.get(task_id) is None
+        entry = await _quarantined(app, "task", task_id)
+        assert f"its result's {field} is not" in entry.reason, entry.reason
     await _healthy_keeps_firing(app)
 
 
-@pytest.mark.parametrize(("field", "value"), [("started_at", {"a": 1}), ("number", "1"), ("error", -1),
-                                              ("finished_at", 1e12), ("truncated", None), ("outcome", None)])
-async def test_an_attempt_record_that_cannot_be_read_is_left_out_of_the_history(distsched_app, redis_server, ns, raw,
-                                                                               field, value):
+async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(distsched_app, redis_server, ns, raw):
     """An attempt record (``ta:<id>``) with a start time that is a table made the task's
     page fail (HTTP 500: the duration is a subtraction); one that is not JSON (a NaN
     literal, cut bytes) failed the whole detail. Such a record is left out of the task's
     history (a warning); the others and the task are shown."""
     app = await _start(distsched_app, redis_server, ns, functions={"fails": _fails})
-    task_id = await _failed_twice(app)
     p = "{" + ns + "}:"
-    worker, _, text = raw.lindex(p + "ta:" + task_id, 0).decode().partition("\x1f")
-    raw.lset(p + "ta:" + task_id, 0, worker + "\x1f" + json.dumps({**json.loads(text), field: value}))
-    raw.rpush(p + "ta:" + task_id, worker + "\x1f" + '{"number": NaN, "outcome": "fa')
-    detail = await app.task_detail(task_id)
-    assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
+    cases = [("started_at", {"a": 1}), ("number", "1"), ("error", -1), ("finished_at", 1e12), ("truncated", None),
+             ("outcome", None)]
+    ids = [await _failed_twice(app) for _ in cases]
+    for task_id, (field, value) in zip(ids, cases):
+        worker, _, text = raw.lindex(p + "ta:" + task_id, 0).decode().partition("\x1f")
+        raw.lset(p + "ta:" + task_id, 0, worker + "\x1f" + json.dumps({**json.loads(text), field: value}))
+        raw.rpush(p + "ta:" + task_id, worker + "\x1f" + '{"number": NaN, "outcome": "fa')
+    for task_id in ids:
+        detail = await app.task_detail(task_id)
+        assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
     await _healthy_keeps_firing(app)
 
 
