@@ -15,7 +15,7 @@ import attrs
 from .errors import ValidationError
 from .spec import TaskSpec, check_name
 from .task import Task, slot_task_id
-from .times import check_time
+from .times import valid_time
 from .trigger import Slot, Trigger, trigger_from_dict
 
 MISFIRE_MODES = ("skip", "fire-once", "fire-all")
@@ -39,12 +39,10 @@ def _grace(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValidationError("misfire_grace", f"must be a number of seconds >= 0, not {value!r}")
 
 
-def _time_or_none(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    # a stored NaN (PostgreSQL's float8 takes it; float("nan") reads it from Redis) sorted
-    # after every slot: the job never came due again, without a word; 1e12 (year 33658)
-    # took down `jobs list` and the dashboard's jobs pages ("year 33658 is out of range")
-    if value is not None:
-        check_time(attribute.name, value)
+#: A stored NaN (PostgreSQL's float8 takes it; float("nan") reads it from Redis) sorted after
+#: every slot: the job never came due again, without a word; 1e12 (year 33658) took down
+#: `jobs list` and the dashboard's jobs pages ("year 33658 is out of range").
+_time_or_none = attrs.validators.optional(valid_time)
 
 
 @attrs.frozen(kw_only=True)

@@ -37,6 +37,13 @@ def check_time(field: str, value: Any) -> None:
                                      f"not {value!r}")
 
 
+def valid_time(instance: Any, attribute: Any, value: Any) -> None:
+    """An attrs validator: :func:`check_time` of the field's value, naming the field (a job's
+    state, a trigger's time, a worker's start: a record read back from a store holding a
+    time no date can show fails its decode and is moved aside)."""
+    check_time(attribute.name, value)
+
+
 def to_datetime(at: float, tz: tzinfo) -> datetime | None:
     """``datetime.fromtimestamp(at, tz)``, or None when no date can show ``at`` (out of
     range, NaN, or past year 9999 in ``tz``): the caller shows the number instead."""
@@ -46,4 +53,4 @@ def to_datetime(at: float, tz: tzinfo) -> datetime | None:
         return None
 
 
-__all__ = ["TIME_MAX", "TIME_MIN", "check_time", "is_time", "to_datetime"]
+__all__ = ["TIME_MAX", "TIME_MIN", "check_time", "is_time", "to_datetime", "valid_time"]

@@ -40,7 +40,7 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from .errors import ValidationError
-from .times import check_time
+from .times import valid_time
 
 UTC = timezone.utc
 DST_GAP = ("shift", "skip", "transition")
@@ -294,17 +294,13 @@ def _interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValidationError("every", f"must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL:g}s, not {value!r}")
 
 
-def _time(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    # a trigger read back from a store is built with its validators: a stored one that
-    # holds a time no date can show is moved aside (it took down `jobs list` and the
-    # dashboard's jobs pages), and a parsed `at` past year 9999 UTC is refused naming it
-    check_time(attribute.name, value)
-
-
 @attrs.frozen
 class EveryTrigger:
     interval: float = attrs.field(validator=_interval)
-    anchor: float = attrs.field(default=0.0, validator=_time)
+    # a trigger read back from a store is built with its validators: a stored one that
+    # holds a time no date can show is moved aside (it took down `jobs list` and the
+    # dashboard's jobs pages), and a parsed `at` past year 9999 UTC is refused naming it
+    anchor: float = attrs.field(default=0.0, validator=valid_time)
     timezone: str = attrs.field(default="UTC", validator=_zone)
 
     kind = "every"
@@ -330,7 +326,7 @@ class EveryTrigger:
 
 @attrs.frozen
 class AtTrigger:
-    at: float = attrs.field(validator=_time)
+    at: float = attrs.field(validator=valid_time)  # as EveryTrigger.anchor
     timezone: str = attrs.field(default="UTC", validator=_zone)
 
     kind = "at"

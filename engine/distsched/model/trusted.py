@@ -102,8 +102,12 @@ def stored_task(values: dict[str, Any]) -> Task:
     return unchecked(Task, values)
 
 
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and isfinite(value)
+
+
 def _check_time(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
+    if not _finite_number(value):
         raise ValueError(f"its {name} is not a finite number ({value!r})")
     if not is_time(value):
         raise ValueError(f"its {name} is not a time from year 1 to 9999 ({value!r})")
@@ -147,8 +151,7 @@ def stored_result(values: dict[str, Any]) -> TaskResult:
     for name in ("started_at", "finished_at"):
         _check_time(f"result's {name}", values.get(name))
     retry_after = values.get("retry_after")
-    if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, (int, float))
-                                    or not isfinite(retry_after)):
+    if retry_after is not None and not _finite_number(retry_after):
         raise ValueError(f"its result's retry_after is not a finite number ({retry_after!r:.80})")
     if not isinstance(values.get("retryable", True), bool):
         raise ValueError(f"its result's retryable is not true or false ({values.get('retryable')!r:.80})")
@@ -178,7 +181,7 @@ def stored_spec(data: dict[str, Any]) -> TaskSpec:
             raise ValueError(f"its spec's {name} is not text ({data[name]!r:.80})")
     if "timeout" in data:
         timeout = data["timeout"]
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not isfinite(timeout):
+        if not _finite_number(timeout):
             raise ValueError(f"its spec's timeout is not a finite number ({timeout!r:.80})")
 
     args = data.get("args")
