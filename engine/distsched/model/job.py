@@ -107,7 +107,7 @@ class TaskConfig:
     name: str = attrs.field()
     trigger: Trigger | None = None
     spec: TaskSpec
-    enabled: bool = True
+    enabled: bool = attrs.field(default=True)
     misfire: MisfirePolicy = attrs.field(factory=MisfirePolicy)
     overlap: OverlapPolicy = attrs.field(factory=OverlapPolicy)
     description: str = attrs.field(default="")
@@ -116,6 +116,13 @@ class TaskConfig:
     @name.validator
     def _check_name(self, attribute: attrs.Attribute, value: Any) -> None:
         check_name("name", value)
+
+    @enabled.validator
+    def _check_enabled(self, attribute: attrs.Attribute, value: Any) -> None:
+        # a stored "false" (written by something other than distsched) was true to the leader:
+        # the job fired while its record said disabled
+        if not isinstance(value, bool):
+            raise ValidationError("enabled", f"must be true or false, not {value!r}")
 
     @description.validator
     def _check_description(self, attribute: attrs.Attribute, value: Any) -> None:

@@ -285,6 +285,8 @@ def test_overlap_decide_property(mode, max_instances, live):
         (lambda: TaskConfig(name="-leading", spec=TaskSpec(target="f")), "name"),
         (lambda: TaskConfig(name="x" * 129, spec=TaskSpec(target="f")), "name"),
         (lambda: TaskConfig(name=None, spec=TaskSpec(target="f")), "name"),
+        (lambda: TaskConfig(name="j", spec=TaskSpec(target="f"), enabled="false"), "enabled"),
+        (lambda: TaskConfig.from_dict({"name": "j", "spec": {"target": "f"}, "enabled": 1}), "enabled"),
     ],
 )
 def test_invalid_job_values_name_the_field(make, field):

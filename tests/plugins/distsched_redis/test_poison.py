@@ -478,18 +478,19 @@ async def test_jobs_whose_stored_spec_has_a_field_of_the_wrong_type_are_quaranti
     it as it was) made the job's page and API fail (HTTP 500: 'str' has no to_dict), and
     the leader's firing of the job failed at every pass: a crash loop, no job fired any
     more. Reading such a job now moves it aside; the rest goes on. (Args that are not a
-    list were refused already.)"""
+    list were refused already.) The same for a config whose ``enabled`` is not true or
+    false: a stored "false" was true to every reader (the pages said enabled)."""
     app = await _start(distsched_app, redis_server, ns)
     p = "{" + ns + "}:"
     cases = {"retry-text": ("retry", "x"), "retry-null": ("retry", None), "retry-list": ("retry", [1]),
-             "args-table": ("args", {"a": 1})}
+             "args-table": ("args", {"a": 1}), "enabled-text": ("enabled", "false"), "enabled-one": ("enabled", 1)}
     for name in cases:
         await app.add_job(name, every="0.3s", target="noop")
     for name in cases:
         await _wait_for(lambda name=name: _succeeded(app, name), what=f"the first run of {name}")
     for name, (field, value) in cases.items():
         config = json.loads(raw.hget(p + "jobs", name))
-        config["spec"][field] = value
+        (config if field == "enabled" else config["spec"])[field] = value
         raw.hset(p + "jobs", name, json.dumps(config))
     for name, (field, _) in cases.items():
         entry = await _quarantined(app, "job", name)
