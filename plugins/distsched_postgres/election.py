@@ -10,6 +10,8 @@ holds the lease is refused where it lands.
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from distsched.config import lease_timing
@@ -19,6 +21,8 @@ from distsched.ports import Fence, LeaseInfo
 from .storage import PostgresStorage
 from .url import parse
 
+log = logging.getLogger(__name__)
+
 
 class PostgresElection:
     def __init__(self, storage: PostgresStorage, ttl: float = 10.0, renew_interval: float = 3.0) -> None:
@@ -26,6 +30,7 @@ class PostgresElection:
             raise TypeError("the postgres election needs postgresql:// (or postgres://) storage")
         self.storage = storage
         self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
+        self._broken: tuple[float, float, float] | None = None  # the unreadable lease times last warned of
 
     @classmethod
     def for_url(cls, url: str, *, storage: Any, **options: Any) -> PostgresElection:
@@ -70,5 +75,18 @@ class PostgresElection:
                         "FROM lease WHERE id = 1 AND last_holder IS NOT NULL")
         if row is None:
             return None
-        return LeaseInfo(holder=row["last_holder"], term=int(row["term"]), acquired_at=row["acquired_at"],
-                         renewed_at=row["renewed_at"], expires_at=row["expires_at"], now=row["now"])
+        times = (row["acquired_at"], row["renewed_at"], row["expires_at"])
+        if not all(map(math.isfinite, times)):
+            # timestamptz takes '-infinity' and 'infinity' (a row written by hand, or restored
+            # from elsewhere): no age or date can show such a lease, and a status carrying it
+            # failed the dashboard's overview (no JSON number). Shown as no lease until the
+            # holder's next renewal writes the row whole (ds_lease_renew, version 16) or a
+            # node takes it (an expiry past LEASE_TTL_MAX can be taken, version 13).
+            if self._broken != times:
+                self._broken = times
+                log.warning("the lease row of schema %s has a time no date can show (acquired %s, renewed %s, "
+                            "expires %s); the status shows no lease until its holder's next renewal or a new "
+                            "leader writes it again", self.storage.settings.schema, *times)
+            return None
+        return LeaseInfo(holder=row["last_holder"], term=int(row["term"]), acquired_at=times[0],
+                         renewed_at=times[1], expires_at=times[2], now=row["now"])

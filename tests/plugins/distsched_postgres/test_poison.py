@@ -302,6 +302,38 @@ async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url
     await _healthy_keeps_firing(app)
 
 
+async def test_a_lease_whose_times_no_date_can_show_leaves_the_status_up_and_is_written_again(distsched_app,
+                                                                                            pg_url, caplog):
+    """The lease row's times are timestamptz, which take '-infinity' and 'infinity': the
+    status carried them as infinite ages and times, and the dashboard's overview failed
+    (HTTP 500: no JSON number; ``status --json`` printed Infinity). Such a lease shows as no
+    lease (with a warning) until a node takes it or its holder's renewal writes the row
+    whole - the renewal wrote two of its times, and an acquisition time of -infinity stayed
+    for the whole term."""
+    idle = await distsched_app(pg_url, scheduler=False, worker=False)  # the schema, nothing running
+    await _sql(idle, "UPDATE lease SET holder = 'ghost-node', last_holder = 'ghost-node', term = term + 5, "
+                     "acquired_at = '-infinity', renewed_at = '-infinity', expires_at = 'infinity' WHERE id = 1")
+    status = await idle.status()
+    assert status.leader is None
+    json.dumps(status.to_dict(), allow_nan=False)
+    assert "has a time no date can show" in caplog.text
+    app = await distsched_app(pg_url, functions={"noop": noop}, worker=WorkerConfig(name="w", concurrency=4),
+                              heartbeat_interval=0.2, lease_ttl=1.5, renew_interval=0.3)
+    await app.add_job("healthy", every=f"{HEALTHY_EVERY}s", target="noop")
+
+    async def shown(term: int | None = None) -> bool:
+        leader = (await app.status()).leader
+        return leader is not None and leader.node_id != "ghost-node" and (term is None or leader.term == term) \
+            and leader.lease_age < 3600 and 0 < leader.expires_in <= 2
+
+    await wait_until_async(shown, 10, what="the lease taken from the ghost and shown")
+    term = (await app.status()).leader.term
+    await _sql(app, "UPDATE lease SET acquired_at = '-infinity' WHERE id = 1")
+    json.dumps((await app.status()).to_dict(), allow_nan=False)  # no lease shown meanwhile, or the renewed one
+    await wait_until_async(lambda: shown(term), 10, what="the acquisition time written again by the renewal")
+    await _healthy_keeps_firing(app)
+
+
 async def test_a_task_time_no_date_can_show_is_quarantined_when_read(storage):
     """A task's created_at of 1e12 (year 33658; float8 takes it): ``distsched tasks show``
     ended in a traceback ("year 33658 is out of range"). It is moved aside when read."""
