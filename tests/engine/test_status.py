@@ -3,7 +3,7 @@ scheduler node, on the store's clock - alive by the leader's own rule (Worker.is
 
 import pytest
 
-from distsched.cli.status import beat
+from distsched.cli.status import beat, render
 from distsched.ports import SchedulerNode
 from distsched.status import scheduler_status, worker_status
 from distsched.testing import make_worker
@@ -39,3 +39,19 @@ def test_a_scheduler_node_is_alive_within_the_ttl_of_the_store_clock(heartbeat, 
     assert status.alive is alive
     assert status.heartbeat_age == (None if heartbeat == float("inf") else -86400.0 if heartbeat == NOW + 86400
                                     else max(0.0, NOW - heartbeat))
+
+
+def _status(leader, *roles: tuple[str, bool]) -> dict:
+    return {"storage": "memory://", "signing": "unsigned", "leader": leader, "workers": [], "counts": {},
+            "oldest_pending_age": None,
+            "schedulers": [{"id": f"s{i}", "role": role, "alive": alive, "heartbeat_age": 1.0, "host": "h", "pid": 1}
+                           for i, (role, alive) in enumerate(roles, 1)]}
+
+
+def test_no_lease_shown_while_a_live_node_reports_leading_says_the_record_cannot_be_read():
+    # both stores give no lease for a lease record they cannot read, until the holder's next
+    # renewal writes it: "no scheduler ever took the lease" was untrue then
+    text = render(_status(None, ("standby", True), ("leader", True)))
+    assert "leader      unknown: the lease record cannot be read while s2 reports leading" in text
+    for roles in ((), (("standby", True),), (("leader", False),)):
+        assert "leader      none (no scheduler ever took the lease)" in render(_status(None, *roles))

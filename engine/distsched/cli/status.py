@@ -63,7 +63,13 @@ def render(data: dict[str, Any]) -> str:
         out.append("signing     unsigned: anyone who can write to the store can run tasks on the workers "
                    "(set DISTSCHED_SIGNING_KEY, see docs/security.md)")
     leader = data["leader"]
-    if leader is None:
+    claiming = [n["id"] for n in data["schedulers"] if n["role"] == "leader" and n["alive"]]
+    if leader is None and claiming:
+        # the store gives no lease for a lease record it cannot read (a warning in the log),
+        # until the holder's next renewal writes it again: not "no scheduler ever took it"
+        out.append(f"leader      unknown: the lease record cannot be read while {', '.join(claiming)} reports "
+                   "leading (see the warning logged; the holder's next renewal writes the record again)")
+    elif leader is None:
         out.append("leader      none (no scheduler ever took the lease)")
     elif leader["expired"]:
         out.append(f"leader      none: the lease EXPIRED {ago(-leader['expires_in'])} ago "
