@@ -114,15 +114,17 @@ def _check_time(name: str, value: Any) -> None:
 
 
 def stored_worker(values: dict[str, Any]) -> Worker:
-    """``unchecked(Worker, values)`` for a worker record read back from a store, refusing
-    (``ValueError``, naming the field) a ``started_at`` that is not a time a date can show:
-    the dashboard's overview and workers pages showed it as a date and failed whole (HTTP
-    500) for one such record. (The heartbeat is not checked: one far from the store's clock
-    is a dead worker, which the leader reaps and ``status`` shows as stale.)"""
+    """A worker record read back from a store, built by the validating constructor (a
+    ``ValidationError`` names the field), not :func:`unchecked`: a store lists a few workers
+    a pass, and the leader reads their fields - one record with a capacity that is a list or
+    none, or functions that are a number, failed every pass of the leader on PostgreSQL (a
+    crash loop while that worker heartbeated), and a start time no date can show took down
+    the dashboard's overview and workers pages. (The heartbeat is not checked: one far from
+    the store's clock is a dead worker, which the leader reaps and ``status`` shows as
+    stale.)"""
     from .worker import Worker
 
-    _check_time("started_at", values.get("started_at"))
-    return unchecked(Worker, values)
+    return Worker(**values)
 
 
 #: A stored result's fields that are text, and those that may be none.

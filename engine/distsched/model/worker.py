@@ -21,6 +21,26 @@ def _positive_int(limit: int):
     return check
 
 
+def _of_type(kind: type, text: str):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+            raise ValidationError(attribute.name, f"must be {text}, not {value!r}")
+
+    return check
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("functions", f"must be a list of function names, not {value!r}")
+    return tuple(value)
+
+
+def _interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not 0 < value < float("inf")):
+        raise ValidationError("heartbeat_interval", f"must be a number of seconds > 0, not {value!r}")
+
+
 def heard_within(heartbeat: float, now: float, ttl: float) -> bool:
     """A heartbeat within ``ttl`` of ``now`` (the store's clock, which heartbeats are written
     in), either side. One more than ``ttl`` ahead of it is no sign of life but a broken record
@@ -42,11 +62,11 @@ class Worker:
     """
 
     id: str
-    host: str = ""
-    pid: int = 0
+    host: str = attrs.field(default="", validator=_of_type(str, "text"))
+    pid: int = attrs.field(default=0, validator=_of_type(int, "an integer"))
     concurrency: int = attrs.field(default=DEFAULT_CONCURRENCY, validator=_positive_int(10_000))
     capacity: int = attrs.field(validator=_positive_int(1_000_000))
-    load: int = 0
+    load: int = attrs.field(default=0, validator=_of_type(int, "an integer"))
     # a start time no date can show took down the dashboard's overview and workers pages
     started_at: float = attrs.field(validator=valid_time)
     last_heartbeat: float = attrs.field()
@@ -54,13 +74,13 @@ class Worker:
     blocked: int = attrs.field(default=0, validator=attrs.validators.and_(
         attrs.validators.instance_of(int), attrs.validators.ge(0)))
     #: The worker checks the leader's signatures (it has a signing key).
-    signed: bool = False
+    signed: bool = attrs.field(default=False, validator=_of_type(bool, "true or false"))
     #: The function names its ``local`` executor can run (advertised at registration, so the
     #: leader sends a ``local`` task to a worker that offers its function).
-    functions: tuple[str, ...] = attrs.field(default=(), converter=lambda names: tuple(names))
+    functions: tuple[str, ...] = attrs.field(default=(), converter=_names)
     #: Seconds between its heartbeats, as it registered (None: not said; the leader then
     #: assumes its own setting). The leader chooses no worker silent for two of them.
-    heartbeat_interval: float | None = None
+    heartbeat_interval: float | None = attrs.field(default=None, validator=_interval)
 
     def is_fresh(self, now: float, default_interval: float, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
         """Its last heartbeat is younger than two of its heartbeat intervals (at most ``ttl``):

@@ -97,6 +97,18 @@ def test_complete_never_goes_negative():
         ({"capacity": "10"}, "capacity"),
         ({"concurrency": 8, "capacity": 7}, "capacity"),
         ({"concurrency": 100, "capacity": 64}, "capacity"),
+        ({"host": 5}, "host"),
+        ({"pid": []}, "pid"),
+        ({"pid": True}, "pid"),
+        ({"load": "1"}, "load"),
+        ({"signed": "no"}, "signed"),
+        ({"functions": 5}, "functions"),
+        ({"functions": "add"}, "functions"),
+        ({"functions": ["add", 1]}, "functions"),
+        ({"heartbeat_interval": "x"}, "heartbeat_interval"),
+        ({"heartbeat_interval": 0}, "heartbeat_interval"),
+        ({"heartbeat_interval": float("nan")}, "heartbeat_interval"),
+        ({"heartbeat_interval": float("inf")}, "heartbeat_interval"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):

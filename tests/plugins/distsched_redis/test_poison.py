@@ -397,20 +397,46 @@ async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_ap
     await _healthy_keeps_firing(app)
 
 
-async def test_a_worker_whose_start_time_no_date_can_show_is_quarantined(distsched_app, redis_server, ns, raw):
-    """A worker record whose started_at is 1e12 (year 33658): the dashboard's overview and
-    workers pages failed whole (HTTP 500). Reading it now moves it aside."""
+#: Worker records holding a field of another type or range than a worker writes (see the
+#: PostgreSQL plugin's test of the same name): a start time no date can show took down the
+#: dashboard's overview and workers pages; a heartbeat interval that is text failed the
+#: leader's every pass while the worker heartbeated (a crash loop); the others were taken as
+#: they were (a signed "no" counted as signing).
+WORKER_CASES = {"ghost-start": ("started_at", 1e12), "ghost-cap-list": ("capacity", [1]),
+                "ghost-cap-none": ("capacity", None), "ghost-functions": ("functions", 5),
+                "ghost-interval": ("heartbeat_interval", "x"), "ghost-signed": ("signed", "no"),
+                "ghost-host": ("host", 5), "ghost-pid": ("pid", [])}
+
+
+async def test_workers_whose_record_holds_a_field_of_the_wrong_type_are_quarantined(distsched_app, redis_server, ns,
+                                                                                  raw):
+    """Worker records copied from the live one with one field changed, heartbeating. Reading
+    them moves them aside, naming the field; the leader goes on."""
     app = await _start(distsched_app, redis_server, ns)
     await _wait_for(lambda: _succeeded(app), what="the healthy job's first run (the worker is registered)")
     p = "{" + ns + "}:"
     record = json.loads(raw.hget(p + "workers", app.engine.worker.id))
-    raw.hset(p + "workers", "ghost", json.dumps({**record, "id": "ghost", "started_at": 1e12}))
-    raw.zadd(p + "hb", {"ghost": raw.time()[0]})
-    storage = await app.storage()
-    assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
-    entry = await _quarantined(app, "worker", "ghost")
-    assert "started_at: must be a time from year 1 to 9999" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
+    for ghost, (field, value) in WORKER_CASES.items():
+        raw.hset(p + "workers", ghost, json.dumps({**record, "id": ghost, field: value}))
+
+    async def beat() -> None:  # the ghosts stay alive and fresh, as a worker does
+        while True:
+            now = raw.time()
+            raw.zadd(p + "hb", {ghost: now[0] + now[1] / 1e6 for ghost in WORKER_CASES})
+            await asyncio.sleep(0.1)
+
+    beating = asyncio.create_task(beat())
+    try:
+        for _ in range(10):
+            await app.submit("noop")  # tasks to dispatch: the leader reads the workers
+        storage = await app.storage()
+        assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
+        for ghost, (field, _) in WORKER_CASES.items():
+            entry = await _quarantined(app, "worker", ghost)
+            assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
+        await _healthy_keeps_firing(app)
+    finally:
+        beating.cancel()
 
 
 async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_written_again(distsched_app, redis_server,
