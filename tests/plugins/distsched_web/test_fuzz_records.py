@@ -110,7 +110,7 @@ def _corrupt(rng: random.Random, raw: Any, p: str, ids: list[str]) -> None:
 
 
 @pytest.mark.parametrize("seed", [4, 6])
-def test_every_page_answers_whatever_the_stored_records_hold(web_server, redis_server, seed):
+def test_every_page_answers_whatever_the_stored_records_hold(web_server, redis_server, seed, caplog):
     rng = random.Random(seed)
     ns = f"fz{uuid.uuid4().hex[:8]}"
     server = web_server(storage=redis_server.url_for(namespace=ns), jobs=JOBS)
@@ -140,3 +140,7 @@ def test_every_page_answers_whatever_the_stored_records_hold(web_server, redis_s
                     assert status < 500, f"round {round_}: GET {path} answered {status}"
     finally:
         raw.close()
+    # and the engine beside the pages: no pass of the leader failed, no observer of its events
+    failed = [r.getMessage() for r in caplog.records if "leader loop failed" in r.getMessage()
+              or "event observer" in r.getMessage()]
+    assert not failed, failed
