@@ -21,8 +21,11 @@ if cur then
   end
 end
 -- a stored term that is not a finite number ("nan" and "inf" are numbers to Lua) counts as
--- none: the term "nan" or "inf" it would give is a token no node can read
+-- none: the term "nan" or "inf" it would give is a token no node can read; so does one from
+-- 2^53 on, where a double + 1 is the same number: every term would be that one (a node that
+-- lost the lease and took it again would hold its old token)
 local stored = finite(redis.call('GET', P .. 'term')) or 0
+if stored >= 9007199254740992 then stored = 0 end
 local micros = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
 local term = string.format('%.0f', math.max(stored + 1, micros))
 redis.call('SET', P .. 'term', term)

@@ -334,6 +334,20 @@ async def test_a_lease_whose_times_no_date_can_show_leaves_the_status_up_and_is_
     await _healthy_keeps_firing(app)
 
 
+async def test_a_term_at_the_limit_of_its_column_starts_again(election, storage):
+    """The lease's term is a bigint, and each acquisition adds one: a row with a term of
+    2^63 - 1 (written by hand, or restored from elsewhere) failed every acquisition with
+    "bigint out of range" - no node could ever lead again. At the limit the next term is 1;
+    they rise again from there (the fence compares holder and term: the old term's holder
+    is refused)."""
+    await storage.pool.execute("UPDATE lease SET term = 9223372036854775807 WHERE id = 1")
+    first = await election.acquire("node-a")
+    assert first is not None and first.term == 1
+    await election.release(first)
+    second = await election.acquire("node-a")
+    assert second.term == 2
+
+
 async def test_a_task_time_no_date_can_show_is_quarantined_when_read(storage):
     """A task's created_at of 1e12 (year 33658; float8 takes it): ``distsched tasks show``
     ended in a traceback ("year 33658 is out of range"). It is moved aside when read."""

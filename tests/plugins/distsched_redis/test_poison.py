@@ -371,6 +371,23 @@ async def test_a_lease_that_would_never_lapse_is_given_an_expiry(distsched_app, 
     await _healthy_keeps_firing(app)
 
 
+@pytest.mark.parametrize("stored", ["1e300", "9007199254740993"])
+async def test_a_stored_term_past_the_exact_integers_counts_as_none(distsched_app, redis_server, ns, raw, stored):
+    """Lua's numbers are doubles: from 2^53 on, a stored term + 1 is the same number, so every
+    acquisition from then on gave the same term (1e300 printed as 301 digits) - terms no
+    longer rose, and a node that lost the lease and took it again held its old token, under
+    which its writes of the lost term would pass the fence. Such a term counts as none now,
+    as a "nan" one does: the next term is the server's time in microseconds, and they rise
+    again from there."""
+    raw.set("{" + ns + "}:term", stored)
+    app = await distsched_app(redis_server.url_for(namespace=ns), scheduler=False, worker=False)
+    election = await app.engine.open_election()
+    first = await election.acquire("node-a")
+    await election.release(first)
+    second = await election.acquire("node-a")
+    assert first.term < 2**53 and first.term < second.term < 2**53
+
+
 async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_app, redis_server, ns, raw):
     """"nan" as a job's next fire time (float() reads it): the job never came due again, and
     the job list showed it as if scheduled. A time of 1e12 (year 33658) in its state or its
