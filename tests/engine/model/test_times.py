@@ -43,7 +43,7 @@ def test_a_trigger_a_job_state_or_a_worker_holding_one_is_refused(value):
             JobState(name="j", **{"next_fire_at": 0.0, field: value})
     with pytest.raises(ValidationError, match="^started_at:"):
         Worker(id="w", started_at=value)
-    with pytest.raises(ValueError, match="its started_at is not"):
+    with pytest.raises(ValidationError, match="^started_at: must be a time from year 1 to 9999"):
         stored_worker({"id": "w", "started_at": value, "last_heartbeat": 0.0})
 
 
