@@ -83,10 +83,12 @@ def stored_task(values: dict[str, Any]) -> Task:
     column, or a JSON value (a string, null for a time every task has) written by something
     other than distsched, or a time no date can show (before year 1 or after 9999); and a
     counter (version, attempt, dispatches, redeliveries) that is not an integer from its
-    least to ``COUNTER_MAX - 1``. No validator runs on a stored task, and a leader that
-    acted on one failed the write it made of it (a NOT NULL column, a sorted-set score, a
-    version + 1 out of PostgreSQL's integer range) at every pass; refused here, the store
-    moves the record aside like any other it cannot decode."""
+    least to ``COUNTER_MAX - 1``; a job or reason that is not text, a serial limit that is
+    not an integer >= 1 (Redis keeps them in the task's JSON: a job of ``true`` or a serial
+    limit of ``"x"`` failed the leader's dispatch). No validator runs on a stored task, and a
+    leader that acted on one failed the write it made of it (a NOT NULL column, a sorted-set
+    score, a version + 1 out of PostgreSQL's integer range) at every pass; refused here, the
+    store moves the record aside like any other it cannot decode."""
     from .task import Task
 
     for name, least in _TASK_COUNTERS:
@@ -99,6 +101,13 @@ def stored_task(values: dict[str, Any]) -> Task:
         value = values.get(name)
         if value is not None:
             _check_time(name, value)
+    for name in ("job", "reason"):
+        value = values.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"its {name} is not text ({value!r:.80})")
+    limit = values.get("serial_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"its serial_limit is not an integer >= 1 ({limit!r:.80})")
     return unchecked(Task, values)
 
 

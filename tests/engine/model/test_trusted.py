@@ -48,3 +48,21 @@ def test_a_time_no_date_can_show_is_refused(name, value):
 
 def test_the_first_and_last_second_of_the_dates_are_taken():
     assert stored_task(_values(not_before=TIME_MAX, slot=TIME_MIN)).not_before == TIME_MAX
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("job", True, "its job is not text"), ("job", 5, "its job is not text"), ("job", [1], "its job is not text"),
+    ("reason", {"a": 1}, "its reason is not text"),
+    ("serial_limit", "x", "its serial_limit is not an integer >= 1"),
+    ("serial_limit", 0, "its serial_limit is not an integer >= 1"),
+    ("serial_limit", 1.5, "its serial_limit is not an integer >= 1"),
+    ("serial_limit", True, "its serial_limit is not an integer >= 1"),
+])
+def test_a_field_the_leader_reads_of_another_type_is_refused(name, value, says):
+    with pytest.raises(ValueError, match=says):
+        stored_task(_values(**{name: value}))
+
+
+def test_a_job_reason_and_serial_limit_as_the_engine_writes_them_are_taken():
+    task = stored_task(_values(job="nightly", reason="skipped: misfire", serial_limit=3))
+    assert (task.job, task.reason, task.serial_limit) == ("nightly", "skipped: misfire", 3)

@@ -152,6 +152,36 @@ async def test_ready_tasks_whose_stored_spec_has_values_of_the_wrong_type_stop_n
     assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
 
 
+#: A ready task's JSON (``d``) fields the leader reads, with values of another type: a job
+#: that is not text (true, -1, 1e12, a list...) or, for a job's task, a serial limit that is
+#: text or a table failed the leader's dispatch at every pass (a crash loop).
+TASK_JSON_CASES = {"job-true": ("job", True), "job-number": ("job", -1), "job-list": ("job", [1]),
+                   "job-table": ("job", {"a": 1}), "reason-list": ("reason", [1]),
+                   "serial-text": ("serial_limit", "x"), "serial-list": ("serial_limit", [1]),
+                   "serial-zero": ("serial_limit", 0)}
+
+
+async def test_ready_tasks_whose_stored_json_has_a_field_of_the_wrong_type_are_quarantined(distsched_app,
+                                                                                         redis_server, ns, raw,
+                                                                                         caplog):
+    """Ready tasks whose JSON record holds a job, reason or serial limit of another type than
+    the engine writes (the serial limit beside a job name, as a job's task has): each is
+    moved aside when read, naming the field; the healthy job keeps firing under one term."""
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    for task_id, (field, value) in TASK_JSON_CASES.items():
+        await _later_task(app, task_id)
+        data = json.loads(raw.hget(p + "t:" + task_id, "d"))
+        data.update({"job": "healthy", field: value} if field == "serial_limit" else {field: value})
+        raw.hset(p + "t:" + task_id, "d", json.dumps(data))
+        raw.zadd(p + "ready", {task_id: 1})
+    for task_id, (field, _) in TASK_JSON_CASES.items():
+        entry = await _quarantined(app, "task", task_id)
+        assert f"its {field} is not" in entry.reason, entry.reason
+    await _healthy_keeps_firing(app)
+    assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
+
+
 async def test_a_job_whose_config_is_not_json_is_quarantined(distsched_app, redis_server, ns, raw):
     app = await _start(distsched_app, redis_server, ns)
     p = "{" + ns + "}:"
