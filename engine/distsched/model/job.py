@@ -119,8 +119,8 @@ class TaskConfig:
 
     @enabled.validator
     def _check_enabled(self, attribute: attrs.Attribute, value: Any) -> None:
-        # a stored "false" (written by something other than distsched) was true to the leader:
-        # the job fired while its record said disabled
+        # a stored "false" (written by something other than distsched) was true to every
+        # reader: the pages and jobs list said enabled, a sync or an update stored it enabled
         if not isinstance(value, bool):
             raise ValidationError("enabled", f"must be true or false, not {value!r}")
 
