@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -36,6 +37,43 @@ def _dump(value: Any) -> str:
     return json.dumps(value)  # NaN as the literal NaN: not JSON, as a broken writer would write it
 
 
+def set_a_field(rng: random.Random, data: dict[str, Any]) -> None:
+    """The fuzz's change of a JSON record: one of its fields, chosen by ``rng``, gets one of
+    :data:`VALUES`."""
+    data[rng.choice(sorted(data))] = rng.choice(VALUES)
+
+
+def read_every_page_while_corrupting(server: Any, corrupt: Callable[[list[str]], None], caplog: Any) -> None:
+    """The fuzz on ``server`` (the dashboard over a running engine): a few tasks run to their
+    end, then eight rounds of six ``corrupt(task_ids)`` each, after each round every page and
+    API read of the dashboard, none of which may answer 500; at the end the engine's log must
+    show no failed pass of the leader and no failed observer of its events."""
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        ids = [server.call(lambda app: app.submit("add", 1, 2)) for _ in range(4)]
+        ids += [server.call(lambda app: app.submit("boom", retry={"max_attempts": 2, "delay": "0.1s"}))
+                for _ in range(3)]
+        wait_for(lambda: all(http.get(f"/api/v1/tasks/{t}").json().get("state") in ("succeeded", "failed")
+                             for t in ids), what="the tasks to finish")
+        paths = ["/", "/jobs", "/tasks", "/workers", "/api/v1/overview", "/api/v1/jobs", "/api/v1/tasks",
+                 "/api/v1/workers", "/metrics"]
+        for name in JOBS:
+            paths += [f"/jobs/{name}", f"/api/v1/jobs/{name}", f"/api/v1/jobs/{name}/history",
+                      f"/jobs/{name}/pause"]
+        for state in ("pending", "running", "succeeded", "failed", "retrying"):
+            paths += [f"/tasks?state={state}", f"/api/v1/tasks?state={state}"]
+        for task_id in ids:
+            paths += [f"/tasks/{task_id}", f"/api/v1/tasks/{task_id}"]
+        for round_ in range(8):
+            for _ in range(6):
+                corrupt(ids)
+            for path in paths:
+                status = http.get(path).status_code
+                assert status < 500, f"round {round_}: GET {path} answered {status}"
+    failed = [r.getMessage() for r in caplog.records if "leader loop failed" in r.getMessage()
+              or "event observer" in r.getMessage()]
+    assert not failed, failed
+
+
 def _corrupt(rng: random.Random, raw: Any, p: str, ids: list[str]) -> None:
     kind = rng.choice(["task", "taskjson", "attempt", "job", "jst", "jlast", "worker", "hb", "lease", "sched", "tp",
                        "blk", "qr", "cnt"])
@@ -47,7 +85,7 @@ def _corrupt(rng: random.Random, raw: Any, p: str, ids: list[str]) -> None:
         text = raw.hget(p + "t:" + tid, field)
         data = json.loads(text) if text else None
         if isinstance(data, dict) and data:
-            data[rng.choice(sorted(data))] = rng.choice(VALUES)
+            set_a_field(rng, data)
             raw.hset(p + "t:" + tid, field, _dump(data))
     elif kind == "attempt":
         tid = rng.choice(ids)
@@ -56,7 +94,7 @@ def _corrupt(rng: random.Random, raw: Any, p: str, ids: list[str]) -> None:
             i = rng.randrange(len(entries))
             worker, _, text = entries[i].partition("\x1f")
             data = json.loads(text)
-            data[rng.choice(sorted(data))] = rng.choice(VALUES)
+            set_a_field(rng, data)
             raw.lset(p + "ta:" + tid, i, worker + "\x1f" + _dump(data))
     elif kind == "job":
         name = rng.choice(sorted(JOBS))
@@ -66,7 +104,7 @@ def _corrupt(rng: random.Random, raw: Any, p: str, ids: list[str]) -> None:
             part = rng.choice(["trigger", "spec", "misfire", "overlap", None])
             target = data.get(part) if part else data
             if isinstance(target, dict) and target:
-                target[rng.choice(sorted(target))] = rng.choice(VALUES)
+                set_a_field(rng, target)
                 raw.hset(p + "jobs", name, _dump(data))
     elif kind in ("jst", "jlast"):
         name = rng.choice(sorted(JOBS))
@@ -79,7 +117,7 @@ def _corrupt(rng: random.Random, raw: Any, p: str, ids: list[str]) -> None:
         workers = sorted(w for w in raw.hkeys(p + "workers") if not w.startswith("fz-"))
         if workers:
             data = json.loads(raw.hget(p + "workers", workers[0]))
-            data[rng.choice(sorted(data))] = rng.choice(VALUES)
+            set_a_field(rng, data)
             raw.hset(p + "workers", "fz-w", _dump(data))
             raw.zadd(p + "hb", {"fz-w": 0})
     elif kind == "hb" and raw.hexists(p + "workers", "fz-w"):
@@ -90,7 +128,7 @@ def _corrupt(rng: random.Random, raw: Any, p: str, ids: list[str]) -> None:
         nodes = sorted(n for n in raw.hkeys(p + "sched") if n != "fz-s")
         if nodes:
             data = json.loads(raw.hget(p + "sched", nodes[0]))
-            data[rng.choice(sorted(data))] = rng.choice(VALUES)
+            set_a_field(rng, data)
             raw.hset(p + "sched", "fz-s", _dump(data))
             raw.zadd(p + "shb", {"fz-s": 0})
             raw.hset(p + "srole", "fz-s", "standby")
@@ -117,30 +155,6 @@ def test_every_page_answers_whatever_the_stored_records_hold(web_server, redis_s
     p = "{" + ns + "}:"
     raw = redis_server.client()
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            ids = [server.call(lambda app: app.submit("add", 1, 2)) for _ in range(4)]
-            ids += [server.call(lambda app: app.submit("boom", retry={"max_attempts": 2, "delay": "0.1s"}))
-                    for _ in range(3)]
-            wait_for(lambda: all(http.get(f"/api/v1/tasks/{t}").json().get("state") in ("succeeded", "failed")
-                                 for t in ids), what="the tasks to finish")
-            paths = ["/", "/jobs", "/tasks", "/workers", "/api/v1/overview", "/api/v1/jobs", "/api/v1/tasks",
-                     "/api/v1/workers", "/metrics"]
-            for name in JOBS:
-                paths += [f"/jobs/{name}", f"/api/v1/jobs/{name}", f"/api/v1/jobs/{name}/history",
-                          f"/jobs/{name}/pause"]
-            for state in ("pending", "running", "succeeded", "failed", "retrying"):
-                paths += [f"/tasks?state={state}", f"/api/v1/tasks?state={state}"]
-            for task_id in ids:
-                paths += [f"/tasks/{task_id}", f"/api/v1/tasks/{task_id}"]
-            for round_ in range(8):
-                for _ in range(6):
-                    _corrupt(rng, raw, p, ids)
-                for path in paths:
-                    status = http.get(path).status_code
-                    assert status < 500, f"round {round_}: GET {path} answered {status}"
+        read_every_page_while_corrupting(server, lambda ids: _corrupt(rng, raw, p, ids), caplog)
     finally:
         raw.close()
-    # and the engine beside the pages: no pass of the leader failed, no observer of its events
-    failed = [r.getMessage() for r in caplog.records if "leader loop failed" in r.getMessage()
-              or "event observer" in r.getMessage()]
-    assert not failed, failed
