@@ -48,7 +48,14 @@ from .model.trigger import AtTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
-from .status import Status, leader_status, scheduler_status, signing_state, worker_status
+from .status import (
+    Status,
+    leader_claimed_by,
+    leader_status,
+    scheduler_status,
+    signing_state,
+    worker_status,
+)
 from .tasks import marked_functions
 
 #: How many times a sync retries one job when a concurrent write got in its way.
@@ -458,6 +465,7 @@ class DistributeSchedule:
             oldest_pending_age=None if ready_at is None or ready_at > now else now - ready_at,
             quarantined=quarantined,
             quarantine=newest,
+            leader_claimed_by=leader_claimed_by(leader, schedulers),
         )
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:

@@ -85,6 +85,11 @@ class Status:
     #: ``signed`` (the leader signs and every live worker checks), ``unsigned`` (nobody
     #: signs: anyone who can write to the store can run tasks on the workers) or ``mixed``.
     signing: str = "unsigned"
+    #: With no lease to show (``leader`` None): the live scheduler nodes whose own record says
+    #: they lead. A store shows no lease for a lease record it cannot read (a warning in the
+    #: log) until the holder's next renewal writes it again; with a node here the leader is
+    #: unknown, not absent.
+    leader_claimed_by: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -102,6 +107,13 @@ def signing_state(schedulers: tuple[SchedulerStatus, ...], workers: tuple[Worker
     if not any(flags):
         return "unsigned"
     return "mixed"
+
+
+def leader_claimed_by(leader: LeaderStatus | None, schedulers: tuple[SchedulerStatus, ...]) -> tuple[str, ...]:
+    """``Status.leader_claimed_by``: with no lease to show, the live nodes reporting leading."""
+    if leader is not None:
+        return ()
+    return tuple(n.id for n in schedulers if n.role == "leader" and n.alive)
 
 
 def leader_status(info: LeaseInfo | None) -> LeaderStatus | None:

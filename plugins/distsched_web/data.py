@@ -145,6 +145,7 @@ class WebData:
                 "node_id": leader.node_id, "term": leader.term, "since": leader.acquired_at,
                 "since_iso": iso(leader.acquired_at), "lease_age": round(leader.lease_age, 3),
                 "expires_in": round(leader.expires_in, 3), "expired": leader.expired},
+            "leader_claimed_by": list(status.leader_claimed_by),
             "schedulers": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role,
                             "heartbeat_age": None if n.heartbeat_age is None else round(n.heartbeat_age, 3),
                             "alive": n.alive} for n in status.schedulers],

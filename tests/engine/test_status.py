@@ -5,7 +5,14 @@ import pytest
 
 from distsched.cli.status import beat, render
 from distsched.ports import SchedulerNode
-from distsched.status import scheduler_status, worker_status
+from distsched.status import (
+    LeaderStatus,
+    SchedulerStatus,
+    Status,
+    leader_claimed_by,
+    scheduler_status,
+    worker_status,
+)
 from distsched.testing import make_worker
 
 NOW = 1_800_000_000.0
@@ -42,16 +49,26 @@ def test_a_scheduler_node_is_alive_within_the_ttl_of_the_store_clock(heartbeat, 
 
 
 def _status(leader, *roles: tuple[str, bool]) -> dict:
-    return {"storage": "memory://", "signing": "unsigned", "leader": leader, "workers": [], "counts": {},
-            "oldest_pending_age": None,
-            "schedulers": [{"id": f"s{i}", "role": role, "alive": alive, "heartbeat_age": 1.0, "host": "h", "pid": 1}
-                           for i, (role, alive) in enumerate(roles, 1)]}
+    """What ``distsched status --json`` holds (``Status.to_dict()`` and the storage) for nodes
+    s1, s2... with these (role, alive); ``leader``: a LeaderStatus or None."""
+    nodes = tuple(SchedulerStatus(id=f"s{i}", host="h", pid=1, role=role, started_at=NOW, heartbeat_age=1.0,
+                                  alive=alive) for i, (role, alive) in enumerate(roles, 1))
+    status = Status(now=NOW, leader=leader, schedulers=nodes, workers=(), counts={}, oldest_pending_age=None,
+                    leader_claimed_by=leader_claimed_by(leader, nodes))
+    return {**status.to_dict(), "storage": "memory://"}
 
 
 def test_no_lease_shown_while_a_live_node_reports_leading_says_the_record_cannot_be_read():
     # both stores give no lease for a lease record they cannot read, until the holder's next
     # renewal writes it: "no scheduler ever took the lease" was untrue then
-    text = render(_status(None, ("standby", True), ("leader", True)))
-    assert "leader      unknown: the lease record cannot be read while s2 reports leading" in text
+    data = _status(None, ("standby", True), ("leader", True))
+    assert data["leader_claimed_by"] == ("s2",)
+    assert "leader      unknown: the lease record cannot be read while s2 reports leading" in render(data)
     for roles in ((), (("standby", True),), (("leader", False),)):
-        assert "leader      none (no scheduler ever took the lease)" in render(_status(None, *roles))
+        data = _status(None, *roles)
+        assert data["leader_claimed_by"] == ()
+        assert "leader      none (no scheduler ever took the lease)" in render(data)
+    lease = LeaderStatus(node_id="s2", term=3, acquired_at=NOW - 5, lease_age=5.0, renewed_age=1.0, expires_in=9.0,
+                         expired=False)
+    data = _status(lease, ("standby", True), ("leader", True))
+    assert data["leader_claimed_by"] == () and "leader      s2  term 3" in render(data)

@@ -63,7 +63,7 @@ def render(data: dict[str, Any]) -> str:
         out.append("signing     unsigned: anyone who can write to the store can run tasks on the workers "
                    "(set DISTSCHED_SIGNING_KEY, see docs/security.md)")
     leader = data["leader"]
-    claiming = [n["id"] for n in data["schedulers"] if n["role"] == "leader" and n["alive"]]
+    claiming = data.get("leader_claimed_by") or ()
     if leader is None and claiming:
         # the store gives no lease for a lease record it cannot read (a warning in the log),
         # until the holder's next renewal writes it again: not "no scheduler ever took it"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import httpx
 import pytest
@@ -196,5 +197,37 @@ def test_a_record_holding_a_time_no_date_can_show_leaves_every_page_up(web_serve
             assert http.get("/api/v1/overview").json()["quarantined"] == 3
             assert re.search(r'<a href="/workers#ahead">ahead</a>.*?<td>86[34]\d\d\.\d s ahead</td>', overview, re.S)
             assert re.search(r"heartbeat 86[34]\d\d\.\d s ahead", http.get("/workers").text)
+    finally:
+        raw.close()
+
+
+@pytest.mark.redis
+def test_the_overview_says_the_leader_is_unknown_while_the_lease_record_cannot_be_read(web_server, redis_server):
+    """Both stores show no lease for a lease record they cannot read (here a term that is not a
+    number), until the holder's next renewal writes it again (every 3 s here). The overview
+    said "no leader" then, beside the scheduler list naming the node that leads; it now says
+    the leader is unknown and why, as ``distsched status`` does, and the API names the node."""
+    ns = f"unknown{uuid.uuid4().hex[:8]}"
+    server = web_server(storage=redis_server.url_for(namespace=ns))
+    raw = redis_server.client()
+    p = "{" + ns + "}:"
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            leader = wait_for(lambda: http.get("/api/v1/overview").json()["leader"], what="a leader")
+
+            def unreadable() -> tuple[dict, str] | None:
+                raw.hset(p + "leaseinfo", "t", "x")
+                page = http.get("/").text
+                overview = http.get("/api/v1/overview").json()
+                # a renewal in between wrote the record again: the page may show it; again
+                return None if overview["leader"] is not None else (overview, page)
+
+            overview, page = wait_for(unreadable, what="an overview read before the next renewal")
+            assert overview["leader_claimed_by"] == [leader["node_id"]]
+            assert "leader unknown" in page and "no leader" not in page
+            assert f"the lease record cannot be read while {leader['node_id']} reports leading" in page
+            back = wait_for(lambda: (o := http.get("/api/v1/overview").json())["leader"] and o,
+                            what="the record written again")
+            assert back["leader"]["node_id"] == leader["node_id"] and back["leader_claimed_by"] == []
     finally:
         raw.close()
