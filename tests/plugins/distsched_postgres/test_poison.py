@@ -284,6 +284,29 @@ async def test_a_task_whose_counter_is_at_the_integer_limit_is_quarantined(dists
     await _healthy_keeps_firing(app)
 
 
+def _next_version(stored: int) -> int:
+    """A job's version after an update of ``stored``: one more, or 1 from 2^31 - 1 on and below 1."""
+    return stored + 1 if 1 <= stored < 2**31 - 1 else 1
+
+
+@pytest.mark.parametrize("stored", [2147483646, 2147483647, -5])
+async def test_a_job_whose_version_is_at_the_integer_limit_is_updated_to_version_1(distsched_app, pg_url, stored):
+    """A job's version at 2^31 - 1, the limit of its column: updating the job raised
+    asyncpg's "value out of range" to the caller (the dashboard's HTTP 500), and the job could
+    never be changed again. Below 1 (-5): every update was refused as a conflict with a
+    version the job does not have. The next version is 1 then, as on Redis; the job is
+    updated again."""
+    app = await _start(distsched_app, pg_url)
+    await app.add_job("j", every="1h", target="noop")
+    await _sql(app, "UPDATE jobs SET version = $1 WHERE name = 'j'", stored)
+    assert (await app.get_job("j")).version == stored
+    expected = _next_version(stored)
+    assert (await app.update_job("j", every="2h")).version == expected
+    assert (await app.get_job("j")).version == expected
+    assert (await app.update_job("j", every="3h")).version == _next_version(expected)
+    await _healthy_keeps_firing(app)
+
+
 @pytest.mark.parametrize("expiry", ["infinity", "a day"])
 async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url, expiry):
     """The lease row held by a node that is gone, with an expiry of 'infinity' (timestamptz

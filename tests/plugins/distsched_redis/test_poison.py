@@ -418,6 +418,34 @@ async def test_a_stored_term_past_the_exact_integers_counts_as_none(distsched_ap
     assert first.term < 2**53 and first.term < second.term < 2**53
 
 
+def _next_version(stored: int) -> int:
+    """A job's version after an update of ``stored``: one more, or 1 from 2^31 - 1 on and below 1."""
+    return stored + 1 if 1 <= stored < 2**31 - 1 else 1
+
+
+@pytest.mark.parametrize("stored", ["2147483646", "2147483647", "99999999999999999999", "-5"])
+async def test_a_job_whose_version_is_past_the_end_of_its_numbers_is_updated_to_version_1(distsched_app, redis_server,
+                                                                                         ns, raw, stored):
+    """A job's stored version is read as any integer. Updating one past 10^14 - 1 made the
+    script write the next as a Lua number does ("1e+20"): the update raised int()'s error to
+    the caller (the dashboard's HTTP 500) and the next read moved the job aside - it fired
+    no more. From 2^31 - 1 on (PostgreSQL's integer, the narrowest column a store keeps a
+    version in), and below 1, the next version is 1 on both stores; the job stays, and is
+    updated again."""
+    app = await _start(distsched_app, redis_server, ns)
+    await app.add_job("j", every="1h", target="noop")
+    p = ("{" + ns + "}:").encode()
+    state = raw.hget(p + b"jst", b"j").split(b"|")
+    raw.hset(p + b"jst", b"j", b"|".join([stored.encode(), *state[1:]]))
+    assert (await app.get_job("j")).version == int(stored)
+    expected = _next_version(int(stored))
+    assert (await app.update_job("j", every="2h")).version == expected
+    assert (await app.get_job("j")).version == expected
+    assert (await app.update_job("j", every="3h")).version == _next_version(expected)
+    assert await (await app.storage()).quarantine.list_quarantined() == []
+    await _healthy_keeps_firing(app)
+
+
 async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_app, redis_server, ns, raw):
     """"nan" as a job's next fire time (float() reads it): the job never came due again, and
     the job list showed it as if scheduled. A time of 1e12 (year 33658) in its state or its

@@ -16,6 +16,17 @@ local function job_state(name)
   return {v = v, n = n, l = l, p = p, e = e, op = op or ''}
 end
 
+-- The version after stored version v (text): one more, written as integer text (a Lua
+-- number from 10^14 on is written "1e+14", which no reader takes for a version); 1 again
+-- from 2^31 - 1 on (PostgreSQL's integer, the narrowest column a store keeps a version in)
+-- and below 1 - both written by something other than distsched. Versions are compared for
+-- equality only.
+local function next_version(v)
+  local n = tonumber(v)
+  if not n or n < 1 or n >= 2147483647 or n ~= math.floor(n) then return '1' end
+  return string.format('%d', n + 1)
+end
+
 local function put_job_state(name, st)
   redis.call('HSET', P .. 'jst', name,
              st.v .. '|' .. st.n .. '|' .. st.l .. '|' .. st.p .. '|' .. st.e .. '|' .. st.op)
