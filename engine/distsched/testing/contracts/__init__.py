@@ -12,6 +12,7 @@ The built-in plugins are tested with exactly these suites (tests/contracts/).
 from .balancer import BalancerContract
 from .election import ElectionContract
 from .executor import ExecutorContract
+from .processes import ProcessContract
 from .storage import StorageContract
 
-__all__ = ["BalancerContract", "ElectionContract", "ExecutorContract", "StorageContract"]
+__all__ = ["BalancerContract", "ElectionContract", "ExecutorContract", "ProcessContract", "StorageContract"]
