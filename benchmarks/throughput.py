@@ -312,17 +312,17 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         before, usec0 = calls(), calls("usec")
         elapsed, submitted, polls, submit_cpu = asyncio.run(submit_and_wait(url, mode, n, timeout=120))
         cmds, usec = calls() - before, calls("usec") - usec0
+        writes = task_writes(port) if TASK_WRITE and port is not None else None
         if redis:
             cmds["zcard"] -= polls
-            if TASK_WRITE:  # the tasks' own writes are not the engine's commands
-                cmds["incr"] -= n
-                usec["incr"] = 0
+            if writes is not None:  # the tasks' own writes are not the engine's commands (redis-py's incr is INCRBY)
+                cmds["incrby"] -= writes
+                usec["incrby"] = 0
         cpu1 = {name: proc_cpu_split(pid) for name, pid in pids.items()}
         switches = {name: proc_switches(pid) - switches0[name] for name, pid in pids.items()}
         cpu = {name: round(sum(cpu1[name]) - sum(cpu0[name]), 2) for name in pids}
         kernel = {name: cpu1[name][1] - cpu0[name][1] for name in pids}
         counts = asyncio.run(final_counts(url))
-        writes = task_writes(port) if TASK_WRITE and port is not None else None
         rss = [proc_peak_rss_mb(w.pid) for w in workers]
         for name in ("worker1", "worker2", "scheduler"):
             dep.stop(name)
