@@ -2,6 +2,11 @@
 
 ``postgresql://[user[:password]@]host[:port]/database[?option=value&...]`` (``postgres://`` too)
 
+A Unix socket, as libpq writes it: the socket's directory as the host, percent-encoded
+(``postgresql://app@%2Fvar%2Frun%2Fpostgresql/sched``), or no host and the ``host`` option
+(``postgresql://app@/sched?host=/var/run/postgresql``); the port names the socket file
+(``.s.PGSQL.<port>``).
+
 distsched's own options (URL query or the engine's storage options; an option given both ways
 takes the engine's value): ``schema`` (or its alias ``namespace``; default ``distsched``: the
 PostgreSQL schema holding this deployment's tables, so several deployments share one database),
@@ -37,12 +42,13 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword",
                  "application_name", "target_session_attrs", "passfile")
 OPTIONS = ("schema", "namespace", "pool_size", "pool_min", "retention", "results_max", "migrate",
-           "connect_timeout", "command_timeout", *LIBPQ_OPTIONS)
+           "connect_timeout", "command_timeout", "host", *LIBPQ_OPTIONS)
 @attrs.frozen(kw_only=True)
 class PostgresSettings:
     """A parsed, validated storage URL plus options."""
 
     url: str
+    #: A host name or address, or (starting with "/") the directory of a Unix socket.
     host: str
     port: int
     database: str
@@ -78,10 +84,19 @@ class PostgresSettings:
             if self.password is not None:
                 creds += ":" + quote(self.password, safe="")
             creds += "@"
-        host = f"[{self.host}]" if ":" in self.host else self.host
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(self.libpq.items()))
-        out = f"postgresql://{creds}{host}:{self.port}/{quote(self.database, safe='')}"
+        database = quote(self.database, safe="")
+        if self.unix_socket:  # the driver takes the socket's directory as the host option
+            out = f"postgresql://{creds}/{database}?host={quote(self.host, safe='')}&port={self.port}"
+            return f"{out}&{query}" if query else out
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        out = f"postgresql://{creds}{host}:{self.port}/{database}"
         return f"{out}?{query}" if query else out
+
+    @property
+    def unix_socket(self) -> bool:
+        """The server is reached through a Unix socket in the directory ``host``."""
+        return self.host.startswith("/")
 
     def channel(self, *parts: str) -> str:
         """A LISTEN/NOTIFY channel name of this schema (a hash: channel names are identifiers
@@ -118,9 +133,10 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> PostgresSettings:
         name, sep, pw = creds.partition(":")
         user = unquote(name) or None
         password = unquote(pw) if sep and pw else None
-    host = parts.hostname
-    if not host:
-        raise url_error(url, "the host is missing (postgresql://[user[:password]@]HOST[:PORT]/DATABASE)")
+    # the host as written (urlsplit's hostname is lowercased: a socket directory is a path)
+    written = netloc.rsplit("@", 1)[-1]
+    written = unquote(written.rsplit(":", 1)[0] if port is not None else written)
+    host = written if written.startswith("/") else parts.hostname
     database = unquote(parts.path.lstrip("/"))
     if not database:
         raise url_error(url, "the database name is missing (postgresql://HOST[:PORT]/DATABASE)")
@@ -137,6 +153,18 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> PostgresSettings:
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
         raise url_error(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+
+    if "host" in values:
+        socket_dir = values.pop("host")
+        if host:
+            raise url_error(url, "the host is given twice: in the URL and as the host option")
+        if not isinstance(socket_dir, str) or not socket_dir.startswith("/"):
+            raise url_error(url, "option host must be the absolute path of a Unix socket's directory "
+                             f"(e.g. /var/run/postgresql), not {socket_dir!r}; name a network host in the URL")
+        host = socket_dir
+    if not host:
+        raise url_error(url, "the host is missing (postgresql://[user[:password]@]HOST[:PORT]/DATABASE, or "
+                         "?host=/SOCKET/DIRECTORY for a Unix socket)")
 
     kw: dict[str, Any] = {}
     if "schema" in values and "namespace" in values and values["schema"] != values["namespace"]:

@@ -52,3 +52,49 @@ def test_channels_and_lock_keys_are_per_schema() -> None:
     assert a.channel("q", "w1") != a.channel("q", "w2")
     assert len(a.channel("q", "w" * 500)) <= 63, "a channel is an identifier: at most 63 bytes"
     assert a.lock_key() != b.lock_key() and -2**63 <= a.lock_key() < 2**63
+
+
+def test_a_unix_socket_is_named_as_libpq_names_it() -> None:
+    # the directory as the host, percent-encoded (not lowercased: it is a path), or no host and
+    # the host option; the port names the socket file, and the driver gets both as options
+    for url in ("postgresql://app:pw@%2FVar%2Frun%2Fpostgresql:5433/sched?sslmode=disable",
+                "postgresql://app:pw@:5433/sched?host=/Var/run/postgresql&sslmode=disable"):
+        s = parse(url)
+        assert (s.host, s.unix_socket, s.database, s.user) == ("/Var/run/postgresql", True, "sched", "app")
+        assert s.dsn() == "postgresql://app:pw@/sched?host=%2FVar%2Frun%2Fpostgresql&port=5433&sslmode=disable"
+        assert "pw" not in s.redacted
+    assert parse("postgresql://app@/sched?host=/var/run/postgresql").port == 5432
+    assert not parse("postgresql://db.example/sched").unix_socket
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://h/db?host=/var/run/postgresql", "the host is given twice"),
+    ("postgresql:///db?host=var/run/postgresql", "option host must be the absolute path of a Unix socket's directory"),
+    ("postgresql:///db?host=", "option host must be the absolute path"),
+])
+def test_bad_socket_directories_name_the_problem(url: str, message: str) -> None:
+    with pytest.raises(ValidationError, match="storage") as info:
+        parse(url)
+    assert message in str(info.value)
+
+
+@pytest.mark.postgres
+async def test_a_deployment_runs_over_the_servers_unix_socket(postgres_database, schema, distsched_app) -> None:
+    """The machine's server through its Unix socket (the directory it reports): a scheduler and
+    a worker run a task, and the store's connections are not TCP ones."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_database.url)
+    try:
+        directories = await conn.fetchval("SHOW unix_socket_directories")
+    finally:
+        await conn.close()
+    directory = next((d.strip() for d in directories.split(",") if d.strip().startswith("/")), None)
+    if directory is None:
+        pytest.skip(f"the server listens on no Unix socket directory ({directories!r})")
+    url = f"postgresql://postgres@/{postgres_database.name}?host={directory}&schema={schema}"
+    app = await distsched_app(url, functions={"add": lambda a, b: a + b})
+    task = await app.wait(await app.submit("add", 2, 3), timeout=20)
+    assert task.state.value == "succeeded" and task.result.value == 5
+    storage = await app.storage()
+    assert await storage.pool.fetchval("SELECT inet_server_addr()") is None, "a Unix socket has no server address"
