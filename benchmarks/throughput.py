@@ -46,6 +46,7 @@ import sys
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 from _common import (
     TASK_WRITE_CODE,
@@ -119,6 +120,26 @@ RAW_BATCH = 100
 TRANSPORT = "tcp"
 
 
+def pg_socket_url(database: Any, namespace: str) -> str:
+    """``--transport unix`` on PostgreSQL: the throwaway database's URL through its server's
+    Unix socket (the first directory the server reports), with the same credentials."""
+    import asyncpg
+
+    async def directories() -> str:
+        conn = await asyncpg.connect(database.url)
+        try:
+            return str(await conn.fetchval("SHOW unix_socket_directories"))
+        finally:
+            await conn.close()
+
+    found = [d.strip() for d in asyncio.run(directories()).split(",") if d.strip().startswith("/")]
+    if not found:
+        raise SystemExit("--transport unix: the PostgreSQL server listens on no Unix socket")
+    netloc = urlsplit(database.url).netloc
+    creds = netloc.rsplit("@", 1)[0] + "@" if "@" in netloc else ""
+    return f"postgresql://{creds}/{database.name}?host={found[0]}&namespace={namespace}"
+
+
 def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> float:
     """Messages/s through a plain Redis list: one producer (pipelined: LPUSH batches of 100
     in one round trip each; else one LPUSH round trip per message), two BLMPOP-100 consumers."""
@@ -158,6 +179,25 @@ def client_transports(server: RedisServer) -> dict[str, int]:
         names = [c for c in client.client_list() if c.get("name") == "distsched"]
     unix = sum(1 for c in names if "U" in c.get("flags", ""))  # (U: connected through the Unix socket)
     return {"unix": unix, "tcp": len(names) - unix}
+
+
+def pg_transports(database: Any) -> dict[str, int]:
+    """The other connections to the throwaway ``database`` (``pg_stat_activity``), by whether
+    they came through the server's Unix socket (no client address) or over TCP."""
+    import asyncpg
+
+    async def count() -> dict[str, int]:
+        conn = await asyncpg.connect(database.url)
+        try:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE client_addr IS NULL) AS unix, "
+                "count(*) FILTER (WHERE client_addr IS NOT NULL) AS tcp FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            return {"unix": int(row["unix"]), "tcp": int(row["tcp"])}
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
 
 
 def command_calls(port: int, field: str = "calls") -> Counter[str]:
@@ -274,6 +314,8 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         via: dict[str, Any] = {"unix": True} if redis and TRANSPORT == "unix" else {}  # RedisServer.url_for's
 
         def store_url(namespace: str) -> str:
+            if not redis and TRANSPORT == "unix":
+                return pg_socket_url(dep.store, namespace)
             url = dep.store.url_for(**via, namespace=namespace)
             # --lean off: every process's Redis calls go through redis-py's client (storage option lean=false)
             return url if lean or not redis else _with_option(url, "lean=false")
@@ -302,7 +344,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
             return len(await storage.workers.list_workers()) == 2
 
         dep.wait_for(lambda: dep.call(registered), 30, "two workers to register", interval=0.1)
-        transports = client_transports(dep.store) if redis else None
+        transports = client_transports(dep.store) if redis else pg_transports(dep.store)
         pids = {"scheduler": dep.procs["scheduler"].pid, "worker1": workers[0].pid, "worker2": workers[1].pid}
         if redis:  # PostgreSQL's server processes are not counted
             pids["redis"] = dep.store.pid
@@ -333,7 +375,7 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
     rate = n / elapsed
     total_cmds = sum(cmds.values())
     return {
-        "storage": storage, "lean": lean if redis else None, "transport": TRANSPORT if redis else None,
+        "storage": storage, "lean": lean if redis else None, "transport": TRANSPORT,
         "mode": mode, "n": n,
         "seconds": round(elapsed, 3), "tasks_per_s": round(rate, 1),
         # the submitter's part of those seconds: once it is most of them, the end-to-end rate is
@@ -406,7 +448,8 @@ def add_transport(p: Any) -> None:
     p.add_argument("--transport", choices=TRANSPORTS, default="tcp",
                    help="Redis: how every process (distsched's, the raw ceilings', the tasks' own writes; "
                         "peers.py: the peers' too) reaches redis-server: loopback TCP, or its Unix socket "
-                        "(redis+unix://) (default tcp)")
+                        "(redis+unix://); PostgreSQL (throughput.py --storage postgres): every distsched process "
+                        "reaches the server through its Unix socket (default tcp)")
 
 
 def main() -> None:
@@ -434,8 +477,6 @@ def main() -> None:
                         "with a backlog queued, as with slow tasks")
     add_transport(p)
     args = p.parse_args()
-    if args.transport == "unix" and args.storage != "redis":
-        p.error("--transport unix: the Unix socket is redis-server's; use it with --storage redis")
     global PACE, CONCURRENCY, TASK_WRITE, TRANSPORT
     TRANSPORT = args.transport
     PACE = max(0.0, args.pace)

@@ -36,6 +36,16 @@ def test_throughput_short():
     assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["executed"] == 2000
 
 
+def test_throughput_short_over_the_unix_socket():
+    """``--transport unix``: every distsched process reaches the server through its Unix socket
+    (the directory the server reports), none over TCP."""
+    figures = run("throughput.py", "-n", "500", "--mode", "single", "--transport", "unix")
+    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["executed"] == 500
+    assert figures["transport"] == "unix"  # (one mode: its figures at the top level)
+    connections = figures["distsched_connections"]
+    assert connections["unix"] >= 3 and connections["tcp"] == 0, connections
+
+
 def test_lag_short():
     figures = run("lag.py", "--jobs", "5", "--duration", "3")
     assert figures["missed"] == 0 and figures["duplicated"] == 0 and figures["slots"] == 15
