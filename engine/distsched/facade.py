@@ -47,7 +47,7 @@ from .model.sync import SyncPlan, plan_sync
 from .model.trigger import AtTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
-from .ports import JobPage, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
+from .ports import JobPage, Quarantined, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
 from .status import (
     Status,
     leader_claimed_by,
@@ -467,6 +467,22 @@ class DistributeSchedule:
             quarantine=newest,
             leader_claimed_by=leader_claimed_by(leader, schedulers),
         )
+
+    async def quarantined(self, limit: int = 100) -> list[Quarantined]:
+        """The records the store moved aside because they could not be decoded, newest first
+        (none on a store that keeps no quarantine)."""
+        quarantine = getattr(await self.storage(), "quarantine", None)
+        return list(await quarantine.list_quarantined(limit)) if quarantine is not None else []
+
+    async def drop_quarantined(self, kind: str, key: str) -> bool:
+        """Forget one quarantined record, its kept bytes with it (inspect them first: the
+        store's docs say where they are); False when no such record is quarantined. Raises
+        ValidationError on a store that cannot drop one."""
+        quarantine = getattr(await self.storage(), "quarantine", None)
+        drop = getattr(quarantine, "drop", None)
+        if drop is None:
+            raise ValidationError("storage", "this store keeps no quarantine that can be dropped from")
+        return bool(await drop(kind, key))
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Wait until the task is terminal; returns it. Raises TimeoutError."""

@@ -487,7 +487,12 @@ class Quarantine(Protocol):
     atomic step, logs an ERROR once, and goes on. Not fenced (any node may meet the record;
     moving garbage aside twice is harmless). Optional: a backend offers it as
     ``StorageBackend.quarantine``; the leader reports new entries as ``record.quarantined``
-    events and ``distsched status`` shows them."""
+    events and ``distsched status`` shows them.
+
+    It may also define ``async drop(kind, key) -> bool`` (``distsched quarantine drop``):
+    forget one quarantined record - its kept bytes first, then its entry, so that a drop cut
+    off between the two is listed still and done again by the next - and True when it was
+    quarantined. Not fenced (an operator's act; the record already left every index)."""
 
     async def count(self) -> int:
         """Number of quarantined records (O(1))."""

@@ -1030,6 +1030,12 @@ class _Quarantine:
         out.sort(key=lambda q: q.at, reverse=True)
         return out[:limit]
 
+    async def drop(self, kind: str, key: str) -> bool:
+        """The kept bytes (``qd:<kind>:<key>``), then the entry (``qr``): see ``ports.Quarantine``."""
+        prefix, client = self.store.prefix, self.store.client
+        await client.delete(f"{prefix}qd:{kind}:{key}")
+        return bool(await client.hdel(prefix + "qr", f"{kind}:{key}"))
+
 
 # -- queues and results -------------------------------------------------------------------
 class _Queues:

@@ -596,6 +596,22 @@ def jobs() -> None:
     """Manage the jobs of a shared store."""
 
 
+def _store_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]]) -> T:
+    """``await call(app)`` on a new app over ``storage``, stopped afterwards; a DistschedError
+    is the command's error (one line, exit status 1)."""
+    app = _app(ctx, storage)
+
+    async def main(stop: asyncio.Event) -> T:
+        try:
+            return await call(app)
+        except DistschedError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await app.stop()
+
+    return _run(main)
+
+
 def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]]) -> T:
     app = _app(ctx, storage)
 
@@ -703,6 +719,7 @@ def main() -> None:
     cli(prog_name="distsched")
 
 
+from . import quarantine as _quarantine  # noqa: E402,F401  (distsched quarantine ...)
 from . import status as _status  # noqa: E402,F401  (distsched status)
 from . import tasks as _tasks  # noqa: E402,F401  (distsched tasks ...)
 

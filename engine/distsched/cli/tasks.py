@@ -12,36 +12,19 @@ Every read goes through the storage port's history queries (``TaskRepository.que
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from ..model import Task, TaskState
 from ..model.errors import DistschedError
 from ..ports import Attempt
-from . import _app, _run, cli, storage_option
+from . import _store_call, cli, storage_option
 from .format import when
 
-T = TypeVar("T")
 #: Characters of an error shown in one line of ``tasks list``.
 SHORT_ERROR = 60
-
-
-def _call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]]) -> T:
-    app = _app(ctx, storage)
-
-    async def main(stop: asyncio.Event) -> T:
-        try:
-            return await call(app)
-        except DistschedError as exc:
-            raise click.ClickException(str(exc)) from None
-        finally:
-            await app.stop()
-
-    return _run(main)
 
 
 def seconds(value: float | None) -> str:
@@ -129,7 +112,7 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
                                since=None if window is None else now - window)
         return [task_row(t, now) for t in page.tasks], page.next_cursor
 
-    rows, nxt = _call(ctx, storage, call)
+    rows, nxt = _store_call(ctx, storage, call)
     if as_json:
         click.echo(json.dumps({"tasks": rows, "next_cursor": nxt}, indent=2))
         return
@@ -166,7 +149,7 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
             "max_attempts": t.spec.retry.max_attempts,
         }
 
-    data = _call(ctx, storage, call)
+    data = _store_call(ctx, storage, call)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
@@ -239,7 +222,7 @@ def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage
             raise click.ClickException(f"{new_id}: {exc}") from None
         return new_id, task
 
-    new_id, task = _call(ctx, storage, call)
+    new_id, task = _store_call(ctx, storage, call)
     click.echo(new_id)
     if task is not None:
         result = task.result
@@ -255,7 +238,7 @@ def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage
 @click.pass_context
 def tasks_retry(ctx: click.Context, task_id: str, storage: str | None) -> None:
     """Run finished task TASK_ID again, as a new task; prints the new task's id."""
-    click.echo(_call(ctx, storage, lambda app: app.retry_task(task_id)))
+    click.echo(_store_call(ctx, storage, lambda app: app.retry_task(task_id)))
 
 
 @tasks.command("cancel")
@@ -277,4 +260,4 @@ def tasks_cancel(ctx: click.Context, task_id: str, storage: str | None, reason: 
             raise click.ClickException(f"task {task_id!r} already finished ({current.state.value})") from None
         return f"cancelled {task.id} (was running on {task.worker_id})" if task.worker_id else f"cancelled {task.id}"
 
-    click.echo(_call(ctx, storage, call))
+    click.echo(_store_call(ctx, storage, call))
