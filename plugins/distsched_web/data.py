@@ -125,6 +125,11 @@ def task_detail(task: Task, attempts: Any) -> dict[str, Any]:
     return row
 
 
+def quarantine_row(q: Any) -> dict[str, Any]:
+    """A record the store moved aside (``distsched.ports.Quarantined``), as the pages show it."""
+    return {"kind": q.kind, "key": q.key, "reason": q.reason, "at": q.at, "at_iso": iso(q.at)}
+
+
 class WebData:
     """The queries behind the pages and the API, over one DistributeSchedule (its history
     queries: ``status``, ``throughput``, ``jobs_page``, ``tasks``, ``task_detail``)."""
@@ -157,8 +162,7 @@ class WebData:
             "tasks": {s: int(status.counts.get(s, 0)) for s in TASK_STATES},
             "oldest_pending_age": status.oldest_pending_age,
             "quarantined": status.quarantined,
-            "quarantine": [{"kind": q.kind, "key": q.key, "reason": q.reason, "at": q.at, "at_iso": iso(q.at)}
-                           for q in status.quarantine],
+            "quarantine": [quarantine_row(q) for q in status.quarantine],
         }
 
     async def overview(self) -> dict[str, Any]:
@@ -174,6 +178,10 @@ class WebData:
             failures=failures[:20],
         )
         return data
+
+    async def quarantine(self, *, limit: int = 100) -> dict[str, Any]:
+        """Every record the store moved aside (the overview shows the newest five), newest first."""
+        return {"items": [quarantine_row(q) for q in await self.app.quarantined(limit)], "limit": limit}
 
     # -- jobs -------------------------------------------------------------------------
     async def jobs(self, *, after: str | None = None, limit: int = 50) -> dict[str, Any]:

@@ -66,6 +66,7 @@ _JOB = {"allOf": [_ref("JobRow"), _obj({
     "spec": {"type": "object"},
     "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR})},
 })]}
+_QUARANTINED = _obj({"kind": _STR, "key": _STR, "reason": _STR, "at": _NUM, "at_iso": _NSTR})
 _WORKER = _obj({
     "id": _STR, "host": _STR, "pid": _INT, "state": {"type": "string", "enum": ["alive", "draining", "stale", "stopped"]},
     "load": _INT, "capacity": _INT, "concurrency": _INT, "queued": _INT, "heartbeat_age": _NNUM,
@@ -187,10 +188,16 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "Workers with load, heartbeat age and live tasks", "operationId": "listWorkers",
                         "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("Worker")}})),
                                       **_errors(401)}}},
+            "/api/v1/quarantine": {
+                "get": {"summary": "Records the store moved aside because they could not be decoded, newest first",
+                        "operationId": "listQuarantined", "parameters": [_LIMIT],
+                        "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("Quarantined")},
+                                                         "limit": _INT})),
+                                      **_errors(400, 401)}}},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": _ERROR, "TaskRow": _TASK_ROW, "Attempt": _ATTEMPT, "Task": _TASK,
-                        "JobRow": _JOB_ROW, "Job": _JOB, "Worker": _WORKER},
+                        "JobRow": _JOB_ROW, "Job": _JOB, "Worker": _WORKER, "Quarantined": _QUARANTINED},
         },
     }

@@ -381,6 +381,11 @@ async def api_workers(d: Dashboard, request: Request) -> Response:
 
 
 @api
+async def api_quarantine(d: Dashboard, request: Request) -> Response:
+    return JSONResponse(await d.data.quarantine(limit=q.check_limit(request.query_params.get("limit"), 100)))
+
+
+@api
 async def api_openapi(d: Dashboard, request: Request) -> Response:
     return JSONResponse(openapi_document())
 
@@ -512,6 +517,7 @@ def create_app(app: Any, security: Security) -> Starlette:
         Route("/api/v1/tasks", api_tasks(d), methods=["GET", "POST"]),
         Route("/api/v1/tasks/{task_id:path}", api_task(d)),
         Route("/api/v1/workers", api_workers(d)),
+        Route("/api/v1/quarantine", api_quarantine(d)),
         Route("/", overview_page(d)),
         Route("/jobs", jobs_page(d)),
         Route("/jobs/{name}", job_page(d)),

@@ -207,3 +207,32 @@ def test_a_plugin_adds_a_page_and_an_api_route(web_server):
         assert http.get("/api/v1/x/count").json() == {"jobs": 2}
         assert http.get("/extra").text == "<h1>Extra page</h1>"
         assert '<a href="/extra">Extra</a>' in http.get("/").text
+
+
+@pytest.mark.redis
+def test_quarantine_lists_every_record_moved_aside(web_server, redis_server):
+    """``GET /api/v1/quarantine``: every record the store moved aside (the overview shows the
+    newest five), newest first, as ``distsched quarantine list`` does; a bad limit is a 400."""
+    import uuid
+
+    ns = f"quar{uuid.uuid4().hex[:8]}"
+    server = web_server(storage=redis_server.url_for(namespace=ns), jobs=JOBS)
+    raw = redis_server.client()
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            assert http.get("/api/v1/quarantine").json() == {"items": [], "limit": 100}
+            for i in range(7):
+                server.call(lambda app, i=i: app.add_job(f"bad{i}", every="1h", target="add"))
+                raw.hset("{" + ns + "}:jobs", f"bad{i}", "{not json")
+            http.get("/api/v1/jobs?limit=200")  # the read that meets them moves them aside
+            items = wait_for(lambda: (got := http.get("/api/v1/quarantine").json()["items"]) and len(got) == 7
+                             and got, what="seven jobs moved aside")
+            assert sorted(i["key"] for i in items) == [f"bad{i}" for i in range(7)]
+            assert all(i["kind"] == "job" and i["reason"] and i["at_iso"] for i in items)
+            assert [i["at"] for i in items] == sorted((i["at"] for i in items), reverse=True), "newest first"
+            assert len(http.get("/api/v1/overview").json()["quarantine"]) == 5
+            assert len(http.get("/api/v1/quarantine?limit=2").json()["items"]) == 2
+            bad = http.get("/api/v1/quarantine?limit=0")
+            assert bad.status_code == 400 and error_of(bad)["field"] == "limit"
+    finally:
+        raw.close()
