@@ -176,10 +176,11 @@ def stored_attempt(values: dict[str, Any]) -> Attempt:
     """An :class:`~distsched.ports.Attempt` from a record a store kept (its JSON, as
     :func:`ended_attempt` wrote it), refusing (``ValueError``, naming the field) a field of
     another type than that: a start time that was a table made the task's page fail (the
-    duration is a subtraction). Fields it does not know are left out."""
+    duration is a subtraction); and a number below 1 (attempts count from 1). Fields it does
+    not know are left out."""
     number = values.get("number")
-    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-        raise ValueError(f"its number is not a count ({number!r:.80})")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ValueError(f"its number is not an attempt number from 1 ({number!r:.80})")
     for name in _ATTEMPT_TEXT:
         if not isinstance(values.get(name), str):
             raise ValueError(f"its {name} is not text ({values.get(name)!r:.80})")

@@ -1,0 +1,45 @@
+"""distsched.history: an attempt record read back from a store (``stored_attempt``) is the one
+written, and a field of another type or range than distsched writes is refused, naming it
+(the stores then leave the record out of the task's history with a warning)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from distsched.history import stored_attempt
+from distsched.ports import Attempt
+
+T0 = 1_800_000_000.0
+WRITTEN = Attempt(number=2, attempt_id="t#3", worker_id="w1", dispatched_at=T0, started_at=T0 + 1,
+                  finished_at=T0 + 2, outcome="failed", value=None, error="boom", error_type="ValueError",
+                  retry_at=T0 + 10, truncated=False)
+
+
+def test_an_attempt_is_read_back_as_written() -> None:
+    assert stored_attempt(WRITTEN.to_dict()) == WRITTEN
+    assert stored_attempt({**WRITTEN.to_dict(), "from_a_newer_version": 1}) == WRITTEN, "unknown fields left out"
+    first = {"number": 1, "attempt_id": "t#1", "outcome": "succeeded", "value": {"rows": 3}}
+    assert stored_attempt(first) == Attempt(number=1, attempt_id="t#1", outcome="succeeded", value={"rows": 3})
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("number", 0, "its number is not an attempt number from 1 (0)"),  # attempts count from 1
+    ("number", -1, "its number is not an attempt number from 1 (-1)"),
+    ("number", True, "its number is not an attempt number from 1 (True)"),
+    ("number", "2", "its number is not an attempt number from 1 ('2')"),
+    ("number", None, "its number is not an attempt number from 1 (None)"),
+    ("attempt_id", 5, "its attempt_id is not text (5)"),
+    ("outcome", None, "its outcome is not text (None)"),
+    ("worker_id", [], "its worker_id is not text ([])"),
+    ("error", 7, "its error is not text (7)"),
+    ("started_at", {"a": 1}, "its started_at is not a time from year 1 to 9999"),
+    ("finished_at", 1e12, "its finished_at is not a time from year 1 to 9999"),
+    ("retry_at", float("nan"), "its retry_at is not a time from year 1 to 9999"),
+    ("truncated", "no", "its truncated is not true or false ('no')"),
+])
+def test_a_field_distsched_does_not_write_is_refused_naming_it(field: str, value: Any, reason: str) -> None:
+    with pytest.raises(ValueError) as info:
+        stored_attempt({**WRITTEN.to_dict(), field: value})
+    assert str(info.value).startswith(reason)
