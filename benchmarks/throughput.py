@@ -46,7 +46,6 @@ import sys
 import time
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
 
 from _common import (
     TASK_WRITE_CODE,
@@ -118,26 +117,6 @@ CONCURRENCY = 64
 RAW_BATCH = 100
 #: how every process of a run reaches Redis (--transport): loopback TCP or its Unix socket
 TRANSPORT = "tcp"
-
-
-def pg_socket_url(database: Any, namespace: str) -> str:
-    """``--transport unix`` on PostgreSQL: the throwaway database's URL through its server's
-    Unix socket (the first directory the server reports), with the same credentials."""
-    import asyncpg
-
-    async def directories() -> str:
-        conn = await asyncpg.connect(database.url)
-        try:
-            return str(await conn.fetchval("SHOW unix_socket_directories"))
-        finally:
-            await conn.close()
-
-    found = [d.strip() for d in asyncio.run(directories()).split(",") if d.strip().startswith("/")]
-    if not found:
-        raise SystemExit("--transport unix: the PostgreSQL server listens on no Unix socket")
-    netloc = urlsplit(database.url).netloc
-    creds = netloc.rsplit("@", 1)[0] + "@" if "@" in netloc else ""
-    return f"postgresql://{creds}/{database.name}?host={found[0]}&namespace={namespace}"
 
 
 def raw_baseline(dep: Deployment[RedisServer], n: int, *, pipelined: bool) -> float:
@@ -314,8 +293,8 @@ def one_run(n: int, mode: str, metrics: bool = False, storage: str = "redis", le
         via: dict[str, Any] = {"unix": True} if redis and TRANSPORT == "unix" else {}  # RedisServer.url_for's
 
         def store_url(namespace: str) -> str:
-            if not redis and TRANSPORT == "unix":
-                return pg_socket_url(dep.store, namespace)
+            if not redis and TRANSPORT == "unix":  # PostgresDatabase.url_for's
+                return dep.store.url_for(unix=True, namespace=namespace)
             url = dep.store.url_for(**via, namespace=namespace)
             # --lean off: every process's Redis calls go through redis-py's client (storage option lean=false)
             return url if lean or not redis else _with_option(url, "lean=false")

@@ -67,16 +67,37 @@ class PostgresDatabase:
         self.admin = admin or admin_url()
         self.name = PREFIX + uuid.uuid4().hex[:12]
         self.created = False
+        self._socket_directory: str | None = None  # "" once asked and there is none
 
     @property
     def url(self) -> str:
         parts = urlsplit(self.admin)
         return urlunsplit(parts._replace(path="/" + self.name, query=""))
 
-    def url_for(self, **options: Any) -> str:
-        """The database's URL with distsched options (``schema=...``, ``pool_size=...``)."""
+    def url_for(self, *, unix: bool = False, **options: Any) -> str:
+        """The database's URL with distsched options (``schema=...``, ``pool_size=...``);
+        ``unix=True``: through the server's Unix socket (:meth:`socket_directory`; a
+        ``RuntimeError`` when it has none), with the same credentials."""
         query = urlencode({k: str(v) for k, v in options.items()})
-        return f"{self.url}?{query}" if query else self.url
+        url = self.url
+        if unix:
+            directory = self.socket_directory()
+            if directory is None:
+                raise RuntimeError("the PostgreSQL server listens on no Unix socket")
+            netloc = urlsplit(url).netloc
+            creds = netloc.rsplit("@", 1)[0] + "@" if "@" in netloc else ""
+            url = f"postgresql://{creds}/{self.name}?host={directory}"
+            return f"{url}&{query}" if query else url
+        return f"{url}?{query}" if query else url
+
+    def socket_directory(self) -> str | None:
+        """The first directory of the server's Unix socket (``unix_socket_directories``), or
+        None when it listens on none."""
+        if self._socket_directory is None:
+            directories = str(asyncio.run(_admin(self.admin, "SHOW unix_socket_directories")))
+            found = [d.strip() for d in directories.split(",") if d.strip().startswith("/")]
+            self._socket_directory = found[0] if found else ""
+        return self._socket_directory or None
 
     def create(self) -> PostgresDatabase:
         asyncio.run(_admin(self.admin, f'CREATE DATABASE "{self.name}"'))

@@ -328,10 +328,15 @@ class Deployment(Generic[S]):
 
     def close(self) -> None:
         """kill -9 every process still running, then stop the store."""
+        self.kill_all()
+        self.store.stop()
+
+    def kill_all(self) -> None:
+        """kill -9 every process still running; the store stays (a shared one is not this
+        deployment's to stop)."""
         for proc in self.procs.values():
             if proc.alive():
                 proc.kill()
-        self.store.stop()
 
     # -- processes ------------------------------------------------------------------------
     def write(self, name: str, text: str) -> Path:

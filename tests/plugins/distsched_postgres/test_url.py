@@ -1,5 +1,7 @@
 """URL parsing: every option, and errors that name the problem without the password."""
 
+import asyncio
+
 import pytest
 
 from distsched.model import ValidationError
@@ -82,17 +84,11 @@ def test_bad_socket_directories_name_the_problem(url: str, message: str) -> None
 async def test_a_deployment_runs_over_the_servers_unix_socket(postgres_database, schema, distsched_app) -> None:
     """The machine's server through its Unix socket (the directory it reports): a scheduler and
     a worker run a task, and the store's connections are not TCP ones."""
-    import asyncpg
-
-    conn = await asyncpg.connect(postgres_database.url)
-    try:
-        directories = await conn.fetchval("SHOW unix_socket_directories")
-    finally:
-        await conn.close()
-    directory = next((d.strip() for d in directories.split(",") if d.strip().startswith("/")), None)
+    directory = await asyncio.to_thread(postgres_database.socket_directory)
     if directory is None:
-        pytest.skip(f"the server listens on no Unix socket directory ({directories!r})")
-    url = f"postgresql://postgres@/{postgres_database.name}?host={directory}&schema={schema}"
+        pytest.skip("the server listens on no Unix socket")
+    url = postgres_database.url_for(unix=True, schema=schema)
+    assert url.startswith("postgresql://postgres@/") and f"?host={directory}&schema={schema}" in url
     app = await distsched_app(url, functions={"add": lambda a, b: a + b})
     task = await app.wait(await app.submit("add", 2, 3), timeout=20)
     assert task.state.value == "succeeded" and task.result.value == 5

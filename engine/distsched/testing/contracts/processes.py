@@ -53,7 +53,7 @@ BEAT = '''
 
 class Nodes(Deployment[Any]):
     """The testing kit's :class:`~distsched.testing.processes.Deployment` with the scheduler
-    and worker options of these tests. :meth:`kill_all` ends the processes and leaves the
+    and worker options of these tests; the fixtures end it with ``kill_all``, leaving the
     store to the fixture that made it."""
 
     def __init__(self, store: StoreServer, directory: Path, url_options: dict[str, Any]) -> None:
@@ -82,11 +82,6 @@ class Nodes(Deployment[Any]):
     def other_leader(self, than: str) -> str | None:
         node = self.leader()
         return node if node and node != than else None
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.alive():
-                proc.kill()
 
 
 def slot_figures(tasks: list[Any], interval: float) -> tuple[int, int]:
