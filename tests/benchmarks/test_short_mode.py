@@ -108,9 +108,10 @@ def test_cluster_short():
 
 
 def test_peers_short():
-    """huey, taskiq and dramatiq beside distsched's single mode: each one's tasks all ran. The peers are
-    installed into a virtual environment of their own, from the package index: where it cannot
-    be reached, peers.py says so (exit status 3) and this is skipped."""
+    """huey, taskiq and dramatiq, and the two skeletons (distsched's layout with nothing kept),
+    beside distsched's single mode: each one's tasks all ran, and no skeleton process outlives
+    its run. The peers are installed into a virtual environment of their own, from the package
+    index: where it cannot be reached, peers.py says so (exit status 3) and this is skipped."""
     proc = subprocess.run([sys.executable, str(BENCH / "peers.py"), "-n", "300", "--runs", "1", "--json"],
                           capture_output=True, text=True, cwd=BENCH, timeout=400)
     if proc.returncode == 3:
@@ -119,10 +120,15 @@ def test_peers_short():
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["lost"] == 0 and figures["duplicated"] == 0
     assert figures["transport"] == "tcp"
-    for system in ("distsched", "huey", "taskiq", "dramatiq"):
+    for system in ("distsched", "huey", "taskiq", "dramatiq", "skeleton", "skeleton-asyncio"):
         assert figures[system]["tasks_per_s"] > 0 and figures[system]["enqueue_median"] > 0, system
         assert figures[system]["cpu_us_per_task_all"] > 0 and figures[system]["cpu_us_per_task"]["redis"] > 0, system
+    # the skeletons are bounds, never the fastest peer; their CPU is split by process
     assert figures["fastest_peer"] in ("huey", "taskiq", "dramatiq") and figures["ratio_to_fastest_peer"] > 0
+    for skeleton in ("skeleton", "skeleton-asyncio"):
+        assert set(figures[skeleton]["cpu_us_per_task"]) == {"producer", "leader", "worker1", "worker2", "redis"}
+        assert figures[f"ratio_to_{skeleton}"] > 0 and figures[f"enqueue_ratio_to_{skeleton}"] > 0
+        assert figures[skeleton]["left_running"] == 0, "a leader or worker outlived its consumer"
 
 
 def test_redis_steps_short():
