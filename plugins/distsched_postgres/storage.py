@@ -98,6 +98,9 @@ WATCHED_TABLES = ("tasks", "jobs", "attempts", "results")
 ANALYZE_FLOOR_PAGES = 128
 #: SQLSTATE of a refused fence (raised by ds_fence).
 FENCED = "DSFEN"
+#: ds_job_update's reply to a conflict with a stored version below 1 (migration 0019); any
+#: other conflict is the stored version negated.
+_CONFLICT_BELOW_1 = -2147483648
 #: Retried at once: the whole transaction was rolled back, nothing of the call landed.
 _RETRY = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 #: A NUL character sent in a text parameter (refused as a ValidationError).
@@ -499,9 +502,10 @@ class _Jobs:
         if version == 0:
             raise NotFound(f"job {config.name!r} does not exist")
         if version < 0:
+            stored = "below 1" if version == _CONFLICT_BELOW_1 else str(-version)
             raise VersionConflict(
                 f"job {config.name!r}: update based on version {config.version}, but the stored "
-                f"version is {-version}; reload the job and apply the change again"
+                f"version is {stored}; reload the job and apply the change again"
             )
         return _evolve(config, version)
 

@@ -10,10 +10,11 @@ import json
 import time
 from typing import Any
 
+import attrs
 import pytest
 
 from distsched.config import WorkerConfig
-from distsched.model import Task, TaskSpec
+from distsched.model import Task, TaskSpec, VersionConflict
 from distsched.testing.processes import wait_until_async
 
 pytestmark = pytest.mark.postgres
@@ -304,6 +305,27 @@ async def test_a_job_whose_version_is_at_the_integer_limit_is_updated_to_version
     assert (await app.update_job("j", every="2h")).version == expected
     assert (await app.get_job("j")).version == expected
     assert (await app.update_job("j", every="3h")).version == _next_version(expected)
+    await _healthy_keeps_firing(app)
+
+
+@pytest.mark.parametrize("stored", [0, -5, -2147483648])
+async def test_an_update_racing_a_version_below_1_is_a_conflict(distsched_app, pg_url, stored):
+    """An update based on a version the job no longer has, while the stored one is below 1
+    (written by hand meanwhile): the conflict came back as the stored version negated, which
+    is 0 or more - read as "not found" (0), as a success with version 5 while nothing was
+    written (-5), or "integer out of range" (-2^31). It is a conflict now, and the stored row
+    is left as it is."""
+    app = await _start(distsched_app, pg_url)
+    await app.add_job("j", every="1h", target="noop")
+    read = await app.get_job("j")  # version 1
+    await _sql(app, "UPDATE jobs SET version = $1 WHERE name = 'j'", stored)
+    storage = await app.storage()
+    with pytest.raises(VersionConflict, match=r"^job 'j': update based on version 1, but the stored version is "
+                                              r"below 1; reload the job and apply the change again$"):
+        await storage.jobs.update(attrs.evolve(read, description="changed"), next_fire_at=None)
+    assert await _sql(app, "SELECT version FROM jobs WHERE name = 'j'") == stored
+    assert (await app.get_job("j")).description == ""  # nothing written
+    assert (await app.update_job("j", every="3h")).version == 1  # updated from what is stored
     await _healthy_keeps_firing(app)
 
 
