@@ -15,6 +15,7 @@ import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import Task, TaskSpec, VersionConflict
+from distsched.testing import poison
 from distsched.testing.processes import wait_until_async
 
 pytestmark = pytest.mark.postgres
@@ -43,38 +44,6 @@ async def _sql(app, sql: str, *args: Any) -> Any:
     return await storage.pool.fetchval(sql, *args)
 
 
-async def _succeeded(app) -> int:
-    storage = await app.storage()
-    return int(await storage.pool.fetchval("SELECT count(*) FROM tasks WHERE job = 'healthy' AND state = 'succeeded'"))
-
-
-async def _healthy_keeps_firing(app, seconds: float = 2.0) -> None:
-    election = await app.engine.open_election()
-    deadline = time.monotonic() + 10
-    while await election.current() is None:
-        assert time.monotonic() < deadline, "no leader"
-        await asyncio.sleep(0.05)
-    before_term = (await election.current()).term
-    before = await _succeeded(app)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:  # a fixed observation window, not a synchronisation
-        await asyncio.sleep(0.1)
-    after = await _succeeded(app)
-    assert after - before >= seconds / HEALTHY_EVERY * 0.6, f"healthy job ran {after - before} times in {seconds}s"
-    assert (await election.current()).term == before_term, "the leader lost its lease (crash loop)"
-
-
-async def _quarantined(app, kind: str, key: str, timeout: float = 10.0):
-    storage = await app.storage()
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [q for q in await storage.quarantine.list_quarantined() if (q.kind, q.key) == (kind, key)]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"{kind} {key!r} was never quarantined"
-        await asyncio.sleep(0.05)
-
-
 async def _kept(app, kind: str, key: str) -> dict[str, Any]:
     return json.loads(await _sql(app, "SELECT data FROM quarantine WHERE kind = $1 AND key = $2", kind, key))
 
@@ -83,18 +52,18 @@ async def test_a_job_whose_config_is_not_json_is_quarantined(distsched_app, pg_u
     app = await _start(distsched_app, pg_url)
     await _sql(app, "INSERT INTO jobs (name, config, version, enabled, next_fire_at) "
                     "VALUES ('poison', '{not json', 1, true, 1)")
-    entry = await _quarantined(app, "job", "poison")
+    entry = await poison.quarantined(app, "job", "poison")
     assert entry.reason and await _sql(app, "SELECT count(*) FROM jobs WHERE name = 'poison'") == 0
     assert (await _kept(app, "job", "poison"))["config"] == "{not json", "the row is kept"
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
     assert await (await app.storage()).quarantine.count() == 1
 
 
 async def test_a_garbage_worker_row_is_quarantined(distsched_app, pg_url):
     app = await _start(distsched_app, pg_url)
     await _sql(app, "INSERT INTO workers (id, data, heartbeat) VALUES ('ghost', '[1, 2', ds_now())")
-    await _quarantined(app, "worker", "ghost")
-    await _healthy_keeps_firing(app)
+    await poison.quarantined(app, "worker", "ghost")
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_jobs_whose_stored_spec_has_a_retry_that_is_not_a_policy_are_quarantined(distsched_app, pg_url):
@@ -108,9 +77,9 @@ async def test_jobs_whose_stored_spec_has_a_retry_that_is_not_a_policy_are_quara
         await _sql(app, f"UPDATE jobs SET config = jsonb_set(config::jsonb, '{{spec,retry}}', '{retry}')::text "
                         "WHERE name = $1", name)
     for name in cases:
-        entry = await _quarantined(app, "job", name)
+        entry = await poison.quarantined(app, "job", name)
         assert "retry: must be a retry policy" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_tasks_whose_stored_spec_the_leader_cannot_use_are_quarantined(distsched_app, pg_url, caplog):
@@ -130,9 +99,9 @@ async def test_tasks_whose_stored_spec_the_leader_cannot_use_are_quarantined(dis
         await _sql(app, f"UPDATE tasks SET spec = jsonb_set(spec::jsonb, '{{{field}}}', '{value}')::text, "
                         "not_before = 1 WHERE id = $1", task_id)
     for task_id, (field, _) in cases.items():
-        entry = await _quarantined(app, "task", task_id)
+        entry = await poison.quarantined(app, "task", task_id)
         assert f"its spec's {field} {'are' if field == 'args' else 'is'} not" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
     assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
 
 
@@ -148,30 +117,22 @@ async def test_quarantine_entries_whose_time_is_not_finite_are_listed_at_time_0(
     json.dumps((await app.status()).to_dict(), allow_nan=False)
 
 
-async def _failed_twice(app) -> str:
-    """A task that failed twice: one attempt recorded in its history, one in its row."""
-    task_id = await app.submit("fails", retry={"max_attempts": 2, "delay": "0.1s"})
-    assert (await app.wait(task_id, timeout=10)).state.value == "failed"
-    assert len((await app.task_detail(task_id)).attempts) == 2
-    return task_id
-
-
 async def test_tasks_whose_result_has_a_field_of_the_wrong_type_are_quarantined(distsched_app, pg_url):
     """A finished task's stored result with an error that is a number made the task's page
     fail (HTTP 500: its length is taken); other fields of another type than the engine
     writes, likewise or later. Reading such a task now moves it aside."""
     app = await _start(distsched_app, pg_url)
     cases = [("error", "-1"), ("outcome", '"maybe"'), ("started_at", '"x"'), ("meta", "[1]")]
-    ids = [await _failed_twice(app) for _ in cases]
+    ids = [await poison.failed_twice(app) for _ in cases]
     for task_id, (field, value) in zip(ids, cases):
         await _sql(app, f"UPDATE tasks SET result = jsonb_set(result::jsonb, '{{{field}}}', '{value}')::text "
                         "WHERE id = $1", task_id)
     storage = await app.storage()
     for task_id, (field, _) in zip(ids, cases):
         assert await storage.tasks.get(task_id) is None
-        entry = await _quarantined(app, "task", task_id)
+        entry = await poison.quarantined(app, "task", task_id)
         assert f"its result's {field} is not" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(distsched_app, pg_url):
@@ -180,7 +141,7 @@ async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(d
     a row is left out of the task's history (a warning); the others and the task are shown."""
     app = await _start(distsched_app, pg_url)
     cases = [("started_at", '{"a": 1}'), ("number", '"1"'), ("error", "-1"), ("finished_at", "1e12")]
-    ids = [await _failed_twice(app) for _ in cases]
+    ids = [await poison.failed_twice(app) for _ in cases]
     for task_id, (field, value) in zip(ids, cases):
         await _sql(app, f"UPDATE attempts SET data = jsonb_set(data::jsonb, '{{{field}}}', '{value}')::text "
                         "WHERE task_id = $1", task_id)
@@ -189,7 +150,7 @@ async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(d
     for task_id in ids:
         detail = await app.task_detail(task_id)
         assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_worker_row_copied_from_another_is_listed_under_its_own_id(distsched_app, pg_url):
@@ -197,13 +158,14 @@ async def test_a_worker_row_copied_from_another_is_listed_under_its_own_id(dists
     hand edit might): it was listed as that worker - twice the same id, one of them with the
     copy's heartbeat. The id column names the worker."""
     app = await _start(distsched_app, pg_url)
-    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run (the worker is registered)")
+    await wait_until_async(lambda: poison.succeeded(app), 10,
+                           what="the healthy job's first run (the worker is registered)")
     live = app.engine.worker.id
     await _sql(app, "INSERT INTO workers (id, data, heartbeat) SELECT 'ghost', data, 0 FROM workers WHERE id = $1", live)
     workers = {w.id: w for w in await (await app.storage()).workers.list_workers()}
     assert sorted(workers) == sorted([live, "ghost"])
     assert workers["ghost"].last_heartbeat == 0 and workers[live].last_heartbeat > 0
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("heartbeat", ["'infinity'::float8", "ds_now() + 86400"])
@@ -213,7 +175,8 @@ async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app,
     until they timed out. A heartbeat more than a TTL ahead of the store's clock is no sign
     of life (the Redis plugin's test of the same)."""
     app = await _start(distsched_app, pg_url)
-    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run (the worker is registered)")
+    await wait_until_async(lambda: poison.succeeded(app), 10,
+                           what="the healthy job's first run (the worker is registered)")
     await _sql(app, "INSERT INTO workers (id, data, heartbeat) SELECT 'ghost', jsonb_set(data::jsonb, '{id}', "
                     f"'\"ghost\"')::text, {heartbeat} FROM workers WHERE id = $1", app.engine.worker.id)
     ids = [await app.submit("noop", i) for i in range(12)]
@@ -222,7 +185,7 @@ async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app,
         assert task.state.value == "succeeded" and task.worker_id != "ghost"
     storage = await app.storage()
     assert (await storage.tasks.query(worker="ghost")).tasks == ()
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_ready_task_with_a_garbage_spec_is_quarantined(distsched_app, pg_url):
@@ -231,10 +194,10 @@ async def test_a_ready_task_with_a_garbage_spec_is_quarantined(distsched_app, pg
     now = storage.clock()
     await storage.tasks.submit([Task(id="bad-task", spec=TaskSpec(target="noop"), created_at=now, not_before=now + 3600)])
     await _sql(app, "UPDATE tasks SET spec = '\"just a string\"', not_before = 1 WHERE id = 'bad-task'")
-    await _quarantined(app, "task", "bad-task")
+    await poison.quarantined(app, "task", "bad-task")
     assert await _sql(app, "SELECT count(*) FROM tasks WHERE id = 'bad-task'") == 0
     assert (await _kept(app, "task", "bad-task"))["spec"] == '"just a string"'
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_broken_row_does_not_fail_a_read(postgres_database, schema):
@@ -265,9 +228,9 @@ async def test_a_queued_task_whose_time_is_not_finite_is_quarantined(distsched_a
                                      not_before=now + 3600)])
     await _sql(app, "UPDATE tasks SET not_before = $1::float8, state = 'dispatched', worker_id = $2, "
                     "dispatched_at = ds_now(), dispatches = 1 WHERE id = 'odd-time'", value, app.engine.worker.id)
-    entry = await _quarantined(app, "task", "odd-time")
+    entry = await poison.quarantined(app, "task", "odd-time")
     assert "not_before is not a finite number" in entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("column", ["version", "dispatches"])
@@ -280,14 +243,9 @@ async def test_a_task_whose_counter_is_at_the_integer_limit_is_quarantined(dists
     now = storage.clock()
     await storage.tasks.submit([Task(id="odd", spec=TaskSpec(target="noop"), created_at=now, not_before=now + 0.5)])
     await _sql(app, f"UPDATE tasks SET {column} = 2147483647 WHERE id = 'odd'")
-    entry = await _quarantined(app, "task", "odd")
+    entry = await poison.quarantined(app, "task", "odd")
     assert f"{column} is not an integer" in entry.reason
-    await _healthy_keeps_firing(app)
-
-
-def _next_version(stored: int) -> int:
-    """A job's version after an update of ``stored``: one more, or 1 from 2^31 - 1 on and below 1."""
-    return stored + 1 if 1 <= stored < 2**31 - 1 else 1
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("stored", [2147483646, 2147483647, -5])
@@ -301,11 +259,11 @@ async def test_a_job_whose_version_is_at_the_integer_limit_is_updated_to_version
     await app.add_job("j", every="1h", target="noop")
     await _sql(app, "UPDATE jobs SET version = $1 WHERE name = 'j'", stored)
     assert (await app.get_job("j")).version == stored
-    expected = _next_version(stored)
+    expected = poison.next_job_version(stored)
     assert (await app.update_job("j", every="2h")).version == expected
     assert (await app.get_job("j")).version == expected
-    assert (await app.update_job("j", every="3h")).version == _next_version(expected)
-    await _healthy_keeps_firing(app)
+    assert (await app.update_job("j", every="3h")).version == poison.next_job_version(expected)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("stored", [0, -5, -2147483648])
@@ -326,7 +284,7 @@ async def test_an_update_racing_a_version_below_1_is_a_conflict(distsched_app, p
     assert await _sql(app, "SELECT version FROM jobs WHERE name = 'j'") == stored
     assert (await app.get_job("j")).description == ""  # nothing written
     assert (await app.update_job("j", every="3h")).version == 1  # updated from what is stored
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("expiry", ["infinity", "a day"])
@@ -344,7 +302,7 @@ async def test_a_lease_that_would_never_lapse_can_be_taken(distsched_app, pg_url
     while (await election.current()) is None or (await election.current()).node_id == "ghost-node":
         assert time.monotonic() < deadline, "no node took the lease"
         await asyncio.sleep(0.05)
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_lease_whose_times_no_date_can_show_leaves_the_status_up_and_is_written_again(distsched_app,
@@ -376,7 +334,7 @@ async def test_a_lease_whose_times_no_date_can_show_leaves_the_status_up_and_is_
     await _sql(app, "UPDATE lease SET acquired_at = '-infinity' WHERE id = 1")
     json.dumps((await app.status()).to_dict(), allow_nan=False)  # no lease shown meanwhile, or the renewed one
     await wait_until_async(lambda: shown(term), 10, what="the acquisition time written again by the renewal")
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_term_at_the_limit_of_its_column_starts_again(election, storage):
@@ -437,11 +395,11 @@ async def test_a_minute_count_at_the_integer_limit_saturates(distsched_app, pg_u
     leader's settle at every pass - no task finished for the rest of the minute, nor in a
     minute written ahead. The count now stops at the limit."""
     app = await _start(distsched_app, pg_url)
-    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     await _sql(app, "INSERT INTO throughput (minute, state, n) SELECT floor(ds_now() / 60)::bigint + m, s, 2147483647 "
                     "FROM generate_series(0, 1) m, unnest(ARRAY['succeeded', 'failed']) s "
                     "ON CONFLICT (minute, state) DO UPDATE SET n = excluded.n")
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
     assert await _sql(app, "SELECT n FROM throughput WHERE state = 'succeeded' "
                            "AND minute = floor(ds_now() / 60)::bigint") == 2147483647
 
@@ -463,19 +421,9 @@ async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_ap
         await _sql(app, f"UPDATE jobs SET {change} WHERE name = $1", name)
     assert not set(cases) & {c.name for c in await (await app.storage()).jobs.list_jobs()}
     for name, (field, _) in cases.items():
-        entry = await _quarantined(app, "job", name)
+        entry = await poison.quarantined(app, "job", name)
         assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
-    await _healthy_keeps_firing(app)
-
-
-#: Worker records holding a field of another type or range than a worker writes: each failed
-#: the leader's every pass while it heartbeated (capacity, functions: a crash loop, no task
-#: dispatched and no job fired), the status (signed: a "no" counted as signing) or the
-#: dashboard's overview and workers pages (a start time no date can show: HTTP 500).
-WORKER_CASES = {"ghost-start": ("started_at", 1e12), "ghost-cap-list": ("capacity", [1]),
-                "ghost-cap-none": ("capacity", None), "ghost-functions": ("functions", 5),
-                "ghost-interval": ("heartbeat_interval", "x"), "ghost-signed": ("signed", "no"),
-                "ghost-host": ("host", 5), "ghost-pid": ("pid", [])}
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_workers_whose_record_holds_a_field_of_the_wrong_type_are_quarantined(distsched_app, pg_url):
@@ -483,29 +431,18 @@ async def test_workers_whose_record_holds_a_field_of_the_wrong_type_are_quaranti
     JSON text; PostgreSQL's decode did not check it). Reading them now moves them aside,
     naming the field; the leader goes on."""
     app = await _start(distsched_app, pg_url)
-    await wait_until_async(lambda: _succeeded(app), 10, what="the healthy job's first run (the worker is registered)")
+    await wait_until_async(lambda: poison.succeeded(app), 10,
+                           what="the healthy job's first run (the worker is registered)")
     storage = await app.storage()
-    for ghost, (field, value) in WORKER_CASES.items():
+    for ghost, (field, value) in poison.WORKER_CASES.items():
         await _sql(app, "INSERT INTO workers (id, data, heartbeat) SELECT $2, jsonb_set(jsonb_set(data::jsonb, "
                         "'{id}', to_jsonb($2::text)), ARRAY[$3], $4::jsonb)::text, ds_now() FROM workers WHERE id = $1",
                    app.engine.worker.id, ghost, field, json.dumps(value))
 
     async def beat() -> None:  # the ghosts stay alive and fresh, as a worker does
-        while True:
-            await storage.pool.execute("UPDATE workers SET heartbeat = ds_now() WHERE id LIKE 'ghost-%'")
-            await asyncio.sleep(0.1)
+        await storage.pool.execute("UPDATE workers SET heartbeat = ds_now() WHERE id LIKE 'ghost-%'")
 
-    beating = asyncio.create_task(beat())
-    try:
-        for _ in range(10):
-            await app.submit("noop")  # tasks to dispatch: the leader reads the workers
-        assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
-        for ghost, (field, _) in WORKER_CASES.items():
-            entry = await _quarantined(app, "worker", ghost)
-            assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
-        await _healthy_keeps_firing(app)
-    finally:
-        beating.cancel()
+    await poison.ghost_workers_are_quarantined(app, beat, every=HEALTHY_EVERY)
 
 
 #: float8 takes them all; NaN sorts above every number in PostgreSQL.
@@ -548,6 +485,6 @@ async def test_fuzz_numberish_values_in_every_time_column(distsched_app, pg_url,
                 column = rng.choice(["next_fire_at", "last_slot"])
                 await _sql(app, f"UPDATE jobs SET {column} = $1::float8 WHERE name = $2", value,
                            f"victim-{rng.randrange(4)}")
-        await _healthy_keeps_firing(app, seconds=2.0)
+        await poison.keeps_firing(app, every=HEALTHY_EVERY, seconds=2.0)
     counts = await storage.tasks.counts()
     assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts

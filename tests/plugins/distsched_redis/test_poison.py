@@ -22,6 +22,8 @@ import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import Task, TaskSpec
+from distsched.testing import poison
+from distsched.testing.processes import wait_until_async
 
 pytestmark = pytest.mark.redis
 
@@ -51,50 +53,6 @@ async def _start(distsched_app, redis_server, ns, functions=None, **kw):
     return app
 
 
-async def _succeeded(app, job: str = "healthy") -> int:
-    """How many of the job's tasks succeeded (every page of its history)."""
-    storage = await app.storage()
-    total, cursor = 0, None
-    while True:
-        page = await storage.tasks.query(job=job, state="succeeded", cursor=cursor, limit=200)
-        total += len(page.tasks)
-        if page.next_cursor is None:
-            return total
-        cursor = page.next_cursor
-
-
-async def _wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-async def _healthy_keeps_firing(app, seconds: float = 2.0) -> None:
-    """The healthy job keeps succeeding at its pace, under one and the same leader term."""
-    election = await app.engine.open_election()
-    before_term = (await election.current()).term
-    before = await _succeeded(app)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:  # a fixed observation window, not a synchronisation
-        await asyncio.sleep(0.1)
-    after = await _succeeded(app)
-    expected = seconds / HEALTHY_EVERY
-    assert after - before >= expected * 0.6, f"healthy job ran {after - before} times in {seconds}s"
-    assert (await election.current()).term == before_term, "the leader lost its lease (crash loop)"
-
-
-async def _quarantined(app, kind: str, key: str, timeout: float = 10.0):
-    storage = await app.storage()
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [q for q in await storage.quarantine.list_quarantined() if (q.kind, q.key) == (kind, key)]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"{kind} {key!r} was never quarantined"
-        await asyncio.sleep(0.05)
-
-
 async def _later_task(app, task_id: str, **spec: Any) -> None:
     """A stored pending task that no pass dispatches for an hour (a record to corrupt)."""
     storage = await app.storage()
@@ -117,9 +75,9 @@ async def test_tasks_whose_stored_args_are_not_a_list_are_quarantined(distsched_
         raw.hset(p + "t:" + task_id, "sp", json.dumps({**spec, "args": args}))
         raw.zadd(p + "ready", {task_id: 1})
     for task_id in cases:
-        entry = await _quarantined(app, "task", task_id)
+        entry = await poison.quarantined(app, "task", task_id)
         assert "its spec's args are not a list" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 #: Values of the wrong type for a stored spec's fields; each field gets every one of them.
@@ -148,7 +106,7 @@ async def test_ready_tasks_whose_stored_spec_has_values_of_the_wrong_type_stop_n
                 spec[field] = value
             raw.hset(p + "t:" + task_id, "sp", json.dumps(spec))
             raw.zadd(p + "ready", {task_id: 1})
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
     assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
 
 
@@ -176,9 +134,9 @@ async def test_ready_tasks_whose_stored_json_has_a_field_of_the_wrong_type_are_q
         raw.hset(p + "t:" + task_id, "d", json.dumps(data))
         raw.zadd(p + "ready", {task_id: 1})
     for task_id, (field, _) in TASK_JSON_CASES.items():
-        entry = await _quarantined(app, "task", task_id)
+        entry = await poison.quarantined(app, "task", task_id)
         assert f"its {field} is not" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
     assert not [r for r in caplog.records if "leader loop failed" in r.getMessage()]
 
 
@@ -188,11 +146,11 @@ async def test_a_job_whose_config_is_not_json_is_quarantined(distsched_app, redi
     raw.hset(p + "jobs", "poison", b"{not json\xff")
     raw.hset(p + "jst", "poison", b"1|1|||1|x")
     raw.zadd(p + "due", {"poison": 1})
-    entry = await _quarantined(app, "job", "poison")
+    entry = await poison.quarantined(app, "job", "poison")
     assert b"poison" not in raw.hkeys(p + "jobs")
     assert raw.hget(p + "qd:job:poison", "config") == b"{not json\xff", "the bytes are kept"
     assert entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_garbage_worker_entry_is_quarantined(distsched_app, redis_server, ns, raw):
@@ -200,8 +158,8 @@ async def test_a_garbage_worker_entry_is_quarantined(distsched_app, redis_server
     p = "{" + ns + "}:"
     raw.hset(p + "workers", "ghost", b"\x00\x01garbage")
     raw.zadd(p + "hb", {"ghost": time.time()})
-    await _quarantined(app, "worker", "ghost")
-    await _healthy_keeps_firing(app)
+    await poison.quarantined(app, "worker", "ghost")
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_ready_task_with_a_garbage_spec_is_quarantined(distsched_app, redis_server, ns, raw):
@@ -210,10 +168,10 @@ async def test_a_ready_task_with_a_garbage_spec_is_quarantined(distsched_app, re
     await _later_task(app, "bad-task")
     raw.hset(p + "t:bad-task", "sp", b"\xfe\xfe")
     raw.zadd(p + "ready", {"bad-task": 1})
-    await _quarantined(app, "task", "bad-task")
+    await poison.quarantined(app, "task", "bad-task")
     assert raw.zscore(p + "ready", "bad-task") is None
     assert raw.hget(p + "qd:task:bad-task", "sp") == b"\xfe\xfe", "the bytes are kept"
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("garbage", [b"many", b"nan", b"1.5"])
@@ -227,7 +185,7 @@ async def test_a_count_that_is_not_a_number_is_quarantined(distsched_app, redis_
     raw.hset(p + "cnt", "pending", garbage)
     raw.hset(p + "cnt", "dispatched", b"lots")
     raw.hset(p + "cnt", "retrying", garbage)
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
     counts = await (await app.storage()).tasks.counts()
     assert all(isinstance(v, int) for v in counts.values())
     assert {b"count:pending", b"count:dispatched", b"count:retrying"} <= set(raw.hkeys(p + "qr"))
@@ -248,7 +206,7 @@ async def test_a_balancer_failing_on_one_task_cancels_that_task_only(distsched_a
     raw.hset(p + "jobs", "hashed", json.dumps({"spec": spec, "trigger": None}))
     raw.hset(p + "jst", "hashed", "1|1|||1|")
     raw.zadd(p + "due", {"hashed": 1})
-    await _quarantined(app, "job", "hashed")
+    await poison.quarantined(app, "job", "hashed")
     await _later_task(app, "hashed@1", balancer="consistent-hash")
     raw.hset(p + "t:hashed@1", "sp", json.dumps(spec))  # the task the job left behind
     raw.zadd(p + "ready", {"hashed@1": 1})
@@ -260,8 +218,8 @@ async def test_a_balancer_failing_on_one_task_cancels_that_task_only(distsched_a
         return any(e.kind == "record.quarantined" and e.key == "hashed@1" and e.action == "cancelled"
                    for e in events)
 
-    await _wait_for(evented, what="the record.quarantined event")
-    await _healthy_keeps_firing(app)
+    await wait_until_async(evented, 10, what="the record.quarantined event")
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("broken", [{"v": "NaN-ish"}, {"v": "1", "to": "nan"}], ids=["version", "timeout-nan"])
@@ -271,7 +229,7 @@ async def test_pull_takes_the_entries_behind_a_task_it_cannot_read(distsched_app
     failed half-way, the tasks taken with it written running, their deadlines never
     indexed, and the worker never told), all start at once; the broken one is moved aside."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     p = "{" + ns + "}:"
     worker_id = app.engine.worker.id
     await _later_task(app, "broken")
@@ -280,8 +238,8 @@ async def test_pull_takes_the_entries_behind_a_task_it_cannot_read(distsched_app
     ids = [await app.submit("noop", i) for i in range(5)]
     for task_id in ids:
         assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
-    await _quarantined(app, "task", "broken")
-    await _healthy_keeps_firing(app)
+    await poison.quarantined(app, "task", "broken")
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_ready_task_whose_created_at_is_nan_is_dispatched_whole(distsched_app, redis_server, ns, raw):
@@ -290,7 +248,7 @@ async def test_a_ready_task_whose_created_at_is_nan_is_dispatched_whole(distsche
     a deadline (stuck for ever), and the same failure at every pass. It is scored by its
     update time, as a created_at that is not a number already was, and runs."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     storage = await app.storage()
     p = "{" + ns + "}:"
     await _later_task(app, "nan-created")
@@ -305,8 +263,8 @@ async def test_a_ready_task_whose_created_at_is_nan_is_dispatched_whole(distsche
         counts = await storage.tasks.counts()
         return counts.get("running", 0) == 0 and counts.get("dispatched", 0) == 0
 
-    await _wait_for(nothing_assigned, what="no task counted as running or dispatched")
-    await _healthy_keeps_firing(app)
+    await wait_until_async(nothing_assigned, 10, what="no task counted as running or dispatched")
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_tasks_dispatched_long_before_their_time_do_not_hold_the_workers_slots(distsched_app, redis_server,
@@ -316,7 +274,7 @@ async def test_tasks_dispatched_long_before_their_time_do_not_hold_the_workers_s
     hour, and the healthy job stopped. No leader dispatches more than fire_ahead (60 s at
     most) ahead, so the worker refuses them at once, naming why."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     p = "{" + ns + "}:"
     early = [f"early-{i}" for i in range(5)]
     for task_id in early:
@@ -326,7 +284,7 @@ async def test_tasks_dispatched_long_before_their_time_do_not_hold_the_workers_s
         task = await app.wait(task_id, timeout=10)
         assert task.state.value == "failed" and task.result.error_type == "InvalidTask"
         assert "before its not_before" in task.result.error, task.result.error
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("index", ["ready", "dl"])
@@ -337,7 +295,7 @@ async def test_a_finished_task_misfiled_in_an_index_of_waiting_tasks_leaves_it(d
     the index of deadlines it was read again at every pass, for ever. The read now drops
     the misfiled entry."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     p = "{" + ns + "}:"
     done = await app.submit("noop")
     assert (await app.wait(done, timeout=10)).state.value == "succeeded"
@@ -346,9 +304,9 @@ async def test_a_finished_task_misfiled_in_an_index_of_waiting_tasks_leaves_it(d
     async def dropped() -> bool:
         return raw.zscore(p + index, done) is None
 
-    await _wait_for(dropped, what=f"the misfiled entry to leave {index}")
+    await wait_until_async(dropped, 10, what=f"the misfiled entry to leave {index}")
     assert (await (await app.storage()).tasks.get(done)).state.value == "succeeded"
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_minute_figure_that_is_not_an_integer_starts_again(distsched_app, redis_server, ns, raw, caplog):
@@ -357,7 +315,7 @@ async def test_a_minute_figure_that_is_not_an_integer_starts_again(distsched_app
     before its reply (a warning and a retry per report, all that minute). The figure now
     starts again; the tasks finish as usual."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     p = "{" + ns + "}:"
     minute = int(raw.time()[0]) // 60
     for m in (minute, minute + 1):  # the test may cross a minute
@@ -368,7 +326,7 @@ async def test_a_minute_figure_that_is_not_an_integer_starts_again(distsched_app
     assert "not an integer" not in caplog.text, "a script failed on the figure"
     figures = [raw.hget(p + f"tp:{m}", "succeeded") for m in (minute, minute + 1)]
     assert any(f.isdigit() for f in figures), figures  # started again where tasks finished
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("term", [b"nan", b"inf", b"-inf", b"many"])
@@ -381,9 +339,9 @@ async def test_a_stored_term_that_is_not_a_finite_number_does_not_stop_the_elect
     p = "{" + ns + "}:"
     raw.set(p + "term", term)
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     assert int(raw.get(p + "term")) > 10**15  # microseconds since 1970
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("expiry", ["none", "a day"])
@@ -395,10 +353,10 @@ async def test_a_lease_that_would_never_lapse_is_given_an_expiry(distsched_app, 
     raw.set(p + "lease", "ghost-node|5", px=86_400_000 if expiry == "a day" else None)
     raw.set(p + "term", "5")
     app = await _start(distsched_app, redis_server, ns, lease_ttl=1.0, renew_interval=0.3)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run under a new leader")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run under a new leader")
     election = await app.engine.open_election()
     assert (await election.current()).node_id != "ghost-node"
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("stored", ["1e300", "9007199254740993"])
@@ -418,11 +376,6 @@ async def test_a_stored_term_past_the_exact_integers_counts_as_none(distsched_ap
     assert first.term < 2**53 and first.term < second.term < 2**53
 
 
-def _next_version(stored: int) -> int:
-    """A job's version after an update of ``stored``: one more, or 1 from 2^31 - 1 on and below 1."""
-    return stored + 1 if 1 <= stored < 2**31 - 1 else 1
-
-
 @pytest.mark.parametrize("stored", ["2147483646", "2147483647", "99999999999999999999", "-5"])
 async def test_a_job_whose_version_is_past_the_end_of_its_numbers_is_updated_to_version_1(distsched_app, redis_server,
                                                                                          ns, raw, stored):
@@ -438,12 +391,12 @@ async def test_a_job_whose_version_is_past_the_end_of_its_numbers_is_updated_to_
     state = raw.hget(p + b"jst", b"j").split(b"|")
     raw.hset(p + b"jst", b"j", b"|".join([stored.encode(), *state[1:]]))
     assert (await app.get_job("j")).version == int(stored)
-    expected = _next_version(int(stored))
+    expected = poison.next_job_version(int(stored))
     assert (await app.update_job("j", every="2h")).version == expected
     assert (await app.get_job("j")).version == expected
-    assert (await app.update_job("j", every="3h")).version == _next_version(expected)
+    assert (await app.update_job("j", every="3h")).version == poison.next_job_version(expected)
     assert await (await app.storage()).quarantine.list_quarantined() == []
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_app, redis_server, ns, raw):
@@ -467,20 +420,9 @@ async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_ap
             raw.hset(p + "jobs", name, json.dumps(config))
     assert not set(cases) & {c.name for c in await (await app.storage()).jobs.list_jobs()}
     for name, (field, _) in cases.items():
-        entry = await _quarantined(app, "job", name)
+        entry = await poison.quarantined(app, "job", name)
         assert entry.reason.startswith(f"ValidationError: {field}: must be a time from year 1 to 9999"), entry.reason
-    await _healthy_keeps_firing(app)
-
-
-#: Worker records holding a field of another type or range than a worker writes (see the
-#: PostgreSQL plugin's test of the same name): a start time no date can show took down the
-#: dashboard's overview and workers pages; a heartbeat interval that is text failed the
-#: leader's every pass while the worker heartbeated (a crash loop); the others were taken as
-#: they were (a signed "no" counted as signing).
-WORKER_CASES = {"ghost-start": ("started_at", 1e12), "ghost-cap-list": ("capacity", [1]),
-                "ghost-cap-none": ("capacity", None), "ghost-functions": ("functions", 5),
-                "ghost-interval": ("heartbeat_interval", "x"), "ghost-signed": ("signed", "no"),
-                "ghost-host": ("host", 5), "ghost-pid": ("pid", [])}
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_workers_whose_record_holds_a_field_of_the_wrong_type_are_quarantined(distsched_app, redis_server, ns,
@@ -488,30 +430,18 @@ async def test_workers_whose_record_holds_a_field_of_the_wrong_type_are_quaranti
     """Worker records copied from the live one with one field changed, heartbeating. Reading
     them moves them aside, naming the field; the leader goes on."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run (the worker is registered)")
+    await wait_until_async(lambda: poison.succeeded(app), 10,
+                           what="the healthy job's first run (the worker is registered)")
     p = "{" + ns + "}:"
     record = json.loads(raw.hget(p + "workers", app.engine.worker.id))
-    for ghost, (field, value) in WORKER_CASES.items():
+    for ghost, (field, value) in poison.WORKER_CASES.items():
         raw.hset(p + "workers", ghost, json.dumps({**record, "id": ghost, field: value}))
 
     async def beat() -> None:  # the ghosts stay alive and fresh, as a worker does
-        while True:
-            now = raw.time()
-            raw.zadd(p + "hb", {ghost: now[0] + now[1] / 1e6 for ghost in WORKER_CASES})
-            await asyncio.sleep(0.1)
+        now = raw.time()
+        raw.zadd(p + "hb", {ghost: now[0] + now[1] / 1e6 for ghost in poison.WORKER_CASES})
 
-    beating = asyncio.create_task(beat())
-    try:
-        for _ in range(10):
-            await app.submit("noop")  # tasks to dispatch: the leader reads the workers
-        storage = await app.storage()
-        assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
-        for ghost, (field, _) in WORKER_CASES.items():
-            entry = await _quarantined(app, "worker", ghost)
-            assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
-        await _healthy_keeps_firing(app)
-    finally:
-        beating.cancel()
+    await poison.ghost_workers_are_quarantined(app, beat, every=HEALTHY_EVERY)
 
 
 async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_written_again(distsched_app, redis_server,
@@ -524,7 +454,7 @@ async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_wr
     shows no lease while the record cannot be read, and the holder's next renewal writes it
     whole. Each breakage in turn."""
     app = await _start(distsched_app, redis_server, ns, lease_ttl=1.5, renew_interval=0.3)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     fence = await (await app.engine.open_election()).current()
     p = "{" + ns + "}:"
 
@@ -539,8 +469,8 @@ async def test_a_lease_record_that_cannot_be_read_leaves_the_status_up_and_is_wr
         else:
             raw.hset(p + "leaseinfo", field, value)
         await app.status()  # answers, whatever it shows of the lease meanwhile
-        await _wait_for(written_again, what=f"the lease record written whole after {field} = {value!r}")
-    await _healthy_keeps_firing(app)
+        await wait_until_async(written_again, 10, what=f"the lease record written whole after {field} = {value!r}")
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_quarantine_entries_whose_time_is_not_a_number_are_listed_as_unreadable(distsched_app, redis_server, ns,
@@ -563,14 +493,14 @@ async def test_throughput_figures_that_are_not_counts_are_left_out_of_the_read(d
     ``tasks.throughput`` - and so the dashboard's overview - fail ("invalid literal for
     int()"). It is left out of the read; the others are read."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     p = "{" + ns + "}:"
     minute = int(raw.time()[0]) // 60
     figures = {"failed": b"1.5", "timed_out": b"x", "skipped": b"nan", "retrying": b""}
     raw.hset(p + f"tp:{minute}", mapping={**figures, "cancelled": b"7"})
     buckets = {b.minute: b.counts for b in await app.throughput(2)}
     assert not set(figures) & set(buckets[minute * 60.0]) and buckets[minute * 60.0]["cancelled"] == 7
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_jobs_whose_stored_spec_has_a_field_of_the_wrong_type_are_quarantined(distsched_app, redis_server, ns,
@@ -588,16 +518,16 @@ async def test_jobs_whose_stored_spec_has_a_field_of_the_wrong_type_are_quaranti
     for name in cases:
         await app.add_job(name, every="0.3s", target="noop")
     for name in cases:
-        await _wait_for(lambda name=name: _succeeded(app, name), what=f"the first run of {name}")
+        await wait_until_async(lambda name=name: poison.succeeded(app, name), 10, what=f"the first run of {name}")
     for name, (field, value) in cases.items():
         config = json.loads(raw.hget(p + "jobs", name))
         (config if field == "enabled" else config["spec"])[field] = value
         raw.hset(p + "jobs", name, json.dumps(config))
     for name, (field, _) in cases.items():
-        entry = await _quarantined(app, "job", name)
+        entry = await poison.quarantined(app, "job", name)
         assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
     assert not set(cases) & {c.name for c in await (await app.storage()).jobs.list_jobs()}
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_scheduler_records_whose_json_names_another_id_are_listed_under_their_key(distsched_app, redis_server,
@@ -607,7 +537,7 @@ async def test_scheduler_records_whose_json_names_another_id_are_listed_under_th
     dashboard's overview and workers pages ('<' not supported between str and list); a
     copy of another node's record listed that node twice. The key names the node."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     p = "{" + ns + "}:"
     [live] = raw.hkeys(p + "sched")
     record = json.loads(raw.hget(p + "sched", live))
@@ -618,19 +548,11 @@ async def test_scheduler_records_whose_json_names_another_id_are_listed_under_th
         raw.hset(p + "srole", key, "standby")
     status = await app.status()
     assert sorted(n.id for n in status.schedulers) == sorted([live.decode(), *ghosts])
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 def _fails(*args: Any) -> None:
     raise RuntimeError("no")
-
-
-async def _failed_twice(app) -> str:
-    """A task that failed twice: one attempt recorded in its history, one in its record."""
-    task_id = await app.submit("fails", retry={"max_attempts": 2, "delay": "0.1s"})
-    assert (await app.wait(task_id, timeout=10)).state.value == "failed"
-    assert len((await app.task_detail(task_id)).attempts) == 2
-    return task_id
 
 
 async def test_tasks_whose_result_has_a_field_of_the_wrong_type_are_quarantined(distsched_app, redis_server, ns, raw):
@@ -641,16 +563,16 @@ async def test_tasks_whose_result_has_a_field_of_the_wrong_type_are_quarantined(
     p = "{" + ns + "}:"
     cases = [("error", -1), ("outcome", "maybe"), ("started_at", "x"), ("meta", [1]), ("retryable", "yes"),
              ("attempt_id", None)]
-    ids = [await _failed_twice(app) for _ in cases]
+    ids = [await poison.failed_twice(app) for _ in cases]
     for task_id, (field, value) in zip(ids, cases):
         result = json.loads(raw.hget(p + "t:" + task_id, "r"))
         raw.hset(p + "t:" + task_id, "r", json.dumps({**result, field: value}))
     storage = await app.storage()
     for task_id, (field, _) in zip(ids, cases):
         assert await storage.tasks.get(task_id) is None
-        entry = await _quarantined(app, "task", task_id)
+        entry = await poison.quarantined(app, "task", task_id)
         assert f"its result's {field} is not" in entry.reason, entry.reason
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(distsched_app, redis_server, ns, raw):
@@ -662,7 +584,7 @@ async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(d
     p = "{" + ns + "}:"
     cases = [("started_at", {"a": 1}), ("number", "1"), ("error", -1), ("finished_at", 1e12), ("truncated", None),
              ("outcome", None)]
-    ids = [await _failed_twice(app) for _ in cases]
+    ids = [await poison.failed_twice(app) for _ in cases]
     for task_id, (field, value) in zip(ids, cases):
         worker, _, text = raw.lindex(p + "ta:" + task_id, 0).decode().partition("\x1f")
         raw.lset(p + "ta:" + task_id, 0, worker + "\x1f" + json.dumps({**json.loads(text), field: value}))
@@ -670,7 +592,7 @@ async def test_attempt_records_that_cannot_be_read_are_left_out_of_the_history(d
     for task_id in ids:
         detail = await app.task_detail(task_id)
         assert [a.number for a in detail.attempts] == [2] and detail.task.state.value == "failed"
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_a_worker_record_copied_from_another_is_listed_under_its_own_key(distsched_app, redis_server, ns, raw):
@@ -678,7 +600,8 @@ async def test_a_worker_record_copied_from_another_is_listed_under_its_own_key(d
     or a hand edit might): it was listed as that worker - twice the same id, one of them
     with the copy's heartbeat. The key names the worker."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run (the worker is registered)")
+    await wait_until_async(lambda: poison.succeeded(app), 10,
+                           what="the healthy job's first run (the worker is registered)")
     p = "{" + ns + "}:"
     live = app.engine.worker.id
     raw.hset(p + "workers", "ghost", raw.hget(p + "workers", live))
@@ -686,7 +609,7 @@ async def test_a_worker_record_copied_from_another_is_listed_under_its_own_key(d
     workers = {w.id: w for w in await (await app.storage()).workers.list_workers()}
     assert sorted(workers) == sorted([live, "ghost"])
     assert workers["ghost"].last_heartbeat == 0 and workers[live].last_heartbeat > 0
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("heartbeat", ["inf", "a day ahead"])
@@ -695,7 +618,7 @@ async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app,
     alive for ever - never reaped, and given tasks that no one ran until they timed out. A
     heartbeat more than a TTL ahead of the store's clock is no sign of life."""
     app = await _start(distsched_app, redis_server, ns)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     p = "{" + ns + "}:"
     record = json.loads(raw.hget(p + "workers", app.engine.worker.id))
     record["id"] = "ghost"
@@ -707,7 +630,7 @@ async def test_a_worker_whose_heartbeat_is_far_ahead_gets_no_task(distsched_app,
         assert task.state.value == "succeeded" and task.worker_id != "ghost"
     storage = await app.storage()
     assert (await storage.tasks.query(worker="ghost")).tasks == ()
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 @pytest.mark.parametrize("garbage", [b"yesterday", b"nan"])
@@ -733,7 +656,7 @@ async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(di
         task = await storage.tasks.get(task_id)
         return task is not None and task.state.value == "running"
 
-    await _wait_for(running, what="the held task to run")
+    await wait_until_async(running, 10, what="the held task to run")
     raw.hset(p + "t:" + task_id, "c", garbage)
     gate.set()
     assert (await app.wait(task_id, timeout=10)).state.value == "succeeded"
@@ -742,10 +665,10 @@ async def test_a_running_task_whose_created_at_is_not_a_number_finishes_whole(di
         counts = await storage.tasks.counts()
         return counts.get("running", 0) == 0 and counts.get("dispatched", 0) == 0
 
-    await _wait_for(nothing_running, what="no task counted as running or dispatched")
+    await wait_until_async(nothing_running, 10, what="no task counted as running or dispatched")
     assert float(raw.hget(p + "t:" + task_id, "c")) > 0, "the record was written whole again"
     assert task_id in [t.id for t in (await storage.tasks.query(state="succeeded", limit=200)).tasks]
-    await _healthy_keeps_firing(app)
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
 async def test_fuzz_random_bytes_in_every_kind_of_record(distsched_app, redis_server, ns, raw):
@@ -759,7 +682,7 @@ async def test_fuzz_random_bytes_in_every_kind_of_record(distsched_app, redis_se
     victims = [f"victim-task-{i}" for i in range(10)]
     for victim in victims:
         await _later_task(app, victim)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
 
     def junk() -> bytes:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 24)))
@@ -788,7 +711,7 @@ async def test_fuzz_random_bytes_in_every_kind_of_record(distsched_app, redis_se
                     raw.rpush(key, junk())
             else:
                 raw.rpush(p + "results", junk())
-        await _healthy_keeps_firing(app, seconds=1.2)
+        await poison.keeps_firing(app, every=HEALTHY_EVERY, seconds=1.2)
     storage = await app.storage()
     assert isinstance(await storage.tasks.counts(), dict)  # the status view still works
     assert await storage.quarantine.count() > 0
@@ -813,7 +736,7 @@ async def test_fuzz_numberish_values_in_every_field_that_holds_a_number(distsche
     victims = [f"victim-task-{i}" for i in range(8)]
     for victim in victims:
         await _later_task(app, victim)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     worker_id = app.engine.worker.id
     task_fields = ["v", "u", "n", "sa", "da", "fa", "to", "c"]
     for _round in range(6):
@@ -834,7 +757,7 @@ async def test_fuzz_numberish_values_in_every_field_that_holds_a_number(distsche
                 raw.hset(p + "jst", f"victim-{rng.randrange(4)}", "|".join(fields).encode("latin-1"))
             else:
                 raw.hset(p + "cnt", rng.choice(["pending", "dispatched", "running", "retrying"]), value)
-        await _healthy_keeps_firing(app, seconds=1.2)
+        await poison.keeps_firing(app, every=HEALTHY_EVERY, seconds=1.2)
     storage = await app.storage()
     counts = await storage.tasks.counts()
     assert all(isinstance(v, int) and v >= 0 for v in counts.values()), counts
@@ -857,7 +780,7 @@ async def test_fuzz_out_of_range_values_in_task_records(distsched_app, redis_ser
     victims = [f"victim-task-{i}" for i in range(8)]
     for victim in victims:
         await _later_task(app, victim)
-    await _wait_for(lambda: _succeeded(app), what="the healthy job's first run")
+    await wait_until_async(lambda: poison.succeeded(app), 10, what="the healthy job's first run")
     worker_id = app.engine.worker.id
     for _round in range(5):
         for _ in range(8):
@@ -880,4 +803,4 @@ async def test_fuzz_out_of_range_values_in_task_records(distsched_app, redis_ser
                     [-1, 10**30, 0, 1e300, "x", None])
                 raw.hset(p + "t:" + victim, "d", json.dumps(data))
                 raw.zadd(p + "ready", {victim: 1})
-        await _healthy_keeps_firing(app, seconds=1.2)
+        await poison.keeps_firing(app, every=HEALTHY_EVERY, seconds=1.2)
