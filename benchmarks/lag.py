@@ -17,7 +17,10 @@ Beside both windows a sleeper process (real-time priority where it may, as root;
 normal) notes every time it woke more than 5 ms late: the machine's own stalls (a VM whose
 host did not run it, seen here for 10-50 ms at a time). Printed per window: how many and the
 longest, and how many of the slots that started over 10 ms late overlapped one - a late slot
-during a stall is the machine's, not the engine's.
+during a stall is the machine's, not the engine's. For each second whose slots started over
+10 ms late, each worker's first and last start of that second's slots (ms after the slot)
+and how many it started: one worker late while the other was on time means that worker
+started late; both late, the leader fired or dispatched late.
 
 With ``--metrics`` the workers also serve Prometheus metrics (``--metrics 127.0.0.1:PORT``);
 their fire-lag histograms are scraped over HTTP just before and at the end of the measured
@@ -183,11 +186,12 @@ def stalls_in(stalls: list[tuple[float, float]], lags_by_slot: dict[float, float
             "late_slots": len(late), "late_slots_in_stalls": overlapped}
 
 
-def window(started: dict[str, list[tuple[float, str]]], jobs: int, start: float, end: float) -> dict:
+def window(started: dict[str, list[tuple[float, str, str]]], jobs: int, start: float, end: float) -> dict:
     """Fire lag of the slots in [start, end): p50 / p99 / max (ms), missed, duplicated."""
     lags, duplicated = [], 0
     seen: set[str] = set()
     by_slot: dict[float, float] = {}  # slot -> the latest first start of its tasks (ms)
+    by_worker: dict[float, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))  # slot -> worker -> lags
     for task_id, starts in started.items():
         if "@" not in task_id:
             continue  # a load task
@@ -195,15 +199,20 @@ def window(started: dict[str, list[tuple[float, str]]], jobs: int, start: float,
         if not start <= slot < end:
             continue
         seen.add(task_id)
-        duplicated += len({attempt for _, attempt in starts}) - 1
-        lags.append((min(at for at, _ in starts) - slot) * 1000)
+        duplicated += len({attempt for _, attempt, _ in starts}) - 1
+        at, _, worker = min(starts)
+        lags.append((at - slot) * 1000)
         by_slot[slot] = max(by_slot.get(slot, lags[-1]), lags[-1])
+        by_worker[slot][worker].append(lags[-1])
+    late_seconds = [{"slot": slot, "workers": {worker: [round(min(got), 2), round(max(got), 2), len(got)]
+                                               for worker, got in sorted(by_worker[slot].items())}}
+                    for slot in sorted(by_slot) if by_slot[slot] > LATE_MS]
     expected = {f"j{i}@{int(s * 1000)}" for i in range(jobs) for s in range(int(start), int(end))}
     return {
         "slots": len(expected), "lags": lags,
         "lag_p50_ms": rounded(percentile(lags, 50), 2), "lag_p99_ms": rounded(percentile(lags, 99), 2),
         "lag_max_ms": round(max(lags), 2) if lags else None, "missed": len(expected - seen), "duplicated": duplicated,
-        "by_slot": by_slot,
+        "by_slot": by_slot, "late_seconds": late_seconds,
     }
 
 
@@ -215,6 +224,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         jobs = dep.write("jobs.toml", "\n".join(
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
+        names: dict[str, str] = {}  # a worker's observer file -> the worker's name
         if storage == "redis":  # each load task writes once, as throughput.py's do
             env[TASK_WRITE_ENV] = json.dumps(redis_kwargs(redis_address(dep.store, "tcp")))  # (lag.py: loopback TCP)
         for i in (1, 2):
@@ -225,9 +235,9 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
                 port = free_port()
                 metrics = ["--metrics", f"127.0.0.1:{port}"]
                 metric_urls.append(f"http://127.0.0.1:{port}/metrics")
-            dep.spawn(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import", "bench_tasks",
-                      "--concurrency", "64", *metrics,
-                      env=env)
+            proc = dep.spawn(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import",
+                             "bench_tasks", "--concurrency", "64", *metrics, env=env)
+            names[f"events-{proc.pid}.jsonl"] = f"worker{i}"
         dep.spawn("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
         stall_file = dep.dir / "stalls.txt"
         probe_priority = witness.enter_context(stall_witness(stall_file))
@@ -268,16 +278,20 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             dep.stop(name)
         witness.close()
         stalls = read_stalls(stall_file)
-        started: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        started: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
         for path in dep.dir.glob("events-*.jsonl"):
             for line in path.read_text().splitlines():
                 event = json.loads(line)
-                started[event["task_id"]].append((event["at"], event["attempt"]))
+                started[event["task_id"]].append((event["at"], event["attempt"], names.get(path.name, path.name)))
 
     def machine(figures: dict) -> str:
         return (f"\n  the machine's stalls in this window ({probe_priority}-priority sleeper woke over {STALL_MS:g} ms late): "
                 f"{figures['stalls']}, longest {figures['stall_max_ms']} ms; slots started over {LATE_MS:g} ms late: "
-                f"{figures['late_slots']}, {figures['late_slots_in_stalls']} of them during a stall")
+                f"{figures['late_slots']}, {figures['late_slots_in_stalls']} of them during a stall"
+                + "".join(f"\n  the second {time.strftime('%H:%M:%S', time.gmtime(late['slot']))}: "
+                          + ", ".join(f"{worker} started {n} of its slots {first}-{last} ms late"
+                                      for worker, (first, last, n) in late["workers"].items())
+                          for late in figures["late_seconds"]))
 
     idle = window(started, args.jobs, start, end)
     lags = idle.pop("lags")

@@ -63,6 +63,7 @@ def test_lag_short():
     assert 0 < loaded["task_writes"] <= loaded["submitted"]  # the load tasks wrote, once each
     for f in (figures, loaded):  # the machine's stalls beside each window
         assert f["stalls"] >= 0 and f["stall_max_ms"] >= 0 and 0 <= f["late_slots_in_stalls"] <= f["late_slots"]
+        assert len(f["late_seconds"]) == f["late_slots"]  # each late second, by worker
     assert figures["stall_probe"] in ("real-time", "normal")
 
 
