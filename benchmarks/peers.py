@@ -1,7 +1,7 @@
 """Peers: huey, taskiq and dramatiq beside distsched's single mode, on this machine, in the same minutes.
 
-    python benchmarks/peers.py [-n 20000] [--runs 3] [--peers huey,taskiq,dramatiq,skeleton] [--venv DIR]
-        [--transport tcp|unix] [--json]
+    python benchmarks/peers.py [-n 20000] [--runs 3] [--peers huey,taskiq,dramatiq,skeleton,skeleton-asyncio]
+        [--venv DIR] [--transport tcp|unix] [--json]
 
 Issue 13 sets its single-mode targets as multiples of the fastest peer "measured here", and
 this VM's speed moves from one session (and minute) to the next: a figure means something only
@@ -224,7 +224,8 @@ if __name__ == "__main__":
         roles += [(f"worker{k + 1}", lambda k=k: asyncio.run(aworker(k))) for k in range(WORKERS)]
     else:
         roles = [("leader", leader)] + [(f"worker{k + 1}", lambda k=k: worker(k)) for k in range(WORKERS)]
-    procs = {name: multiprocessing.Process(target=run, daemon=True) for name, run in roles}
+    fork = multiprocessing.get_context("fork")  # the roles are closures: not picklable
+    procs = {name: fork.Process(target=run, daemon=True) for name, run in roles}
     for proc in procs.values():
         proc.start()
     with open("skeleton.pids", "w") as f:
