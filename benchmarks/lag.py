@@ -1,6 +1,6 @@
 """Fire lag: 50 jobs firing every second for 30 s, idle and then under load; 1 scheduler + 2 workers on Redis.
 
-    python benchmarks/lag.py [--jobs 50] [--duration 30] [--no-load] [--metrics] [--json]
+    python benchmarks/lag.py [--jobs 50] [--duration 30] [--no-load] [--metrics] [--probe] [--json]
 
 Fire lag = the moment a worker starts the slot's task minus the slot time. The workers
 load a small observer plugin (`distsched -p`) that appends every `attempt.started` event to
@@ -22,6 +22,20 @@ during a stall is the machine's, not the engine's. For each second whose slots s
 and how many it started: one worker late while the other was on time means that worker
 started late; both late, the leader fired or dispatched late.
 
+With ``--probe`` the scheduler and both workers run a probe in their event loop (a
+``sitecustomize`` on their ``PYTHONPATH`` that wraps ``asyncio.run``): a task that sleeps
+1 ms in a loop and, whenever the sleep took over 4 ms, notes the wall time, the loop
+thread's time running and its time waiting in the kernel's run queue for a core (from
+``/proc/self/task/<tid>/schedstat``; Linux). Printed per window and process: those
+oversleeps' count and wall, running and queued milliseconds; and for each late second, each
+worker's oversleeps between the slot and its first start of the slot's tasks - a loop that
+was queued for most of them waited for a core (the machine's cores oversubscribed), one that
+ran for most of them was busy, and the rest it was asleep or blocked in a call - a worker's
+loop sleeps on purpose before each slot (``distsched.asyncutil.PreciseTimer`` blocks it in
+``time.sleep`` for its lead, 10-25 ms, to start the slot's tasks to the sub-millisecond),
+so an idle worker shows one such oversleep a second. The probe costs CPU of its own, so its runs' lags are not the
+benchmark's figures; its ``sitecustomize`` takes the place of any the environment has.
+
 With ``--metrics`` the workers also serve Prometheus metrics (``--metrics 127.0.0.1:PORT``);
 their fire-lag histograms are scraped over HTTP just before and at the end of the measured
 window, and the histogram of the window (the difference, summed over both workers) is
@@ -33,6 +47,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -85,6 +100,39 @@ def p99_bucket(before: dict[float, float], after: dict[float, float], n: int) ->
             return count, lower * 1000, le * 1000
         lower = le
     return count, lower * 1000, float("inf")
+
+PROBE = '''
+import asyncio, os, sys, threading, time
+
+if "worker" in sys.argv or "scheduler" in sys.argv:
+    _run = asyncio.run
+
+    def _schedstat():
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            running, queued, _ = f.read().split()
+        return int(running) / 1e6, int(queued) / 1e6
+
+    async def _probe():
+        with open(os.path.join(os.environ["BENCH_DIR"], f"probe-{os.getpid()}.txt"), "a", buffering=1) as out:
+            out.write("# probing\\n")  # the probe runs in this process
+            while True:
+                t0, (r0, q0) = time.time(), _schedstat()
+                await asyncio.sleep(0.001)
+                t1, (r1, q1) = time.time(), _schedstat()
+                if t1 - t0 > 0.004:
+                    out.write(f"{t0:.4f} {t1:.4f} {r1 - r0:.2f} {q1 - q0:.2f}\\n")
+
+    def _probed(main, **kwargs):
+        async def both():
+            probe = asyncio.ensure_future(_probe())
+            try:
+                return await main
+            finally:
+                probe.cancel()
+        return _run(both(), **kwargs)
+
+    asyncio.run = _probed
+'''
 
 OBSERVER = '''
 import json, os
@@ -186,6 +234,44 @@ def stalls_in(stalls: list[tuple[float, float]], lags_by_slot: dict[float, float
             "late_slots": len(late), "late_slots_in_stalls": overlapped}
 
 
+def started_pid(proc) -> int:
+    """A spawned process's pid (it has one once started)."""
+    if proc.pid is None:
+        raise RuntimeError(f"{proc.name} has not started")
+    return int(proc.pid)
+
+
+def read_probe(path: Path) -> list[tuple[float, float, float, float]] | None:
+    """A probed loop's oversleeps: (start, end, running ms, queued ms) each; None when the
+    probe did not run in that process."""
+    if not path.exists():
+        return None
+    rows = (line.split() for line in path.read_text().splitlines() if not line.startswith("#"))
+    return [(float(a), float(b), float(r), float(q)) for a, b, r, q in rows]
+
+
+def oversleeps(sleeps: list[tuple[float, float, float, float]] | None, start: float, end: float) -> dict | None:
+    """The oversleeps that overlap [start, end): how many, and their wall, running and queued
+    ms (None: the process was not probed)."""
+    if sleeps is None:
+        return None
+    inside = [x for x in sleeps if x[0] < end and x[1] >= start]
+    wall, running, queued = (sum((b - a) * 1000 for a, b, _, _ in inside), sum(x[2] for x in inside),
+                             sum(x[3] for x in inside))
+    return {"oversleeps": len(inside), "wall_ms": round(wall, 1), "running_ms": round(running, 1),
+            "queued_ms": round(queued, 1), "asleep_ms": round(max(0.0, wall - running - queued), 1)}
+
+
+def probe_window(probes: dict[str, list[tuple[float, float, float, float]] | None], start: float, end: float,
+                 late_seconds: list[dict]) -> dict:
+    """``--probe``: each process's oversleeps in the window, and on each late second, each
+    worker's oversleeps between the slot and its first start of the slot's tasks."""
+    for late in late_seconds:
+        late["probe"] = {worker: oversleeps(probes.get(worker), late["slot"], late["slot"] + first / 1000)
+                         for worker, (first, _, _) in late["workers"].items()}
+    return {name: oversleeps(sleeps, start, end) for name, sleeps in probes.items()}
+
+
 def window(started: dict[str, list[tuple[float, str, str]]], jobs: int, start: float, end: float) -> dict:
     """Fire lag of the slots in [start, end): p50 / p99 / max (ms), missed, duplicated."""
     lags, duplicated = [], 0
@@ -224,7 +310,12 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         jobs = dep.write("jobs.toml", "\n".join(
             f'[[jobs]]\nname = "j{i}"\nevery = "1s"\ntarget = "noop"\ntimeout = "5s"\n' for i in range(args.jobs)))
         env = {"BENCH_DIR": str(dep.dir)}
+        if args.probe:
+            (dep.dir / "probe").mkdir()
+            dep.write("probe/sitecustomize.py", PROBE)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dep.dir / "probe"), os.environ.get("PYTHONPATH")]))
         names: dict[str, str] = {}  # a worker's observer file -> the worker's name
+        pids: dict[int, str] = {}  # the probed processes' names
         if storage == "redis":  # each load task writes once, as throughput.py's do
             env[TASK_WRITE_ENV] = json.dumps(redis_kwargs(redis_address(dep.store, "tcp")))  # (lag.py: loopback TCP)
         for i in (1, 2):
@@ -238,7 +329,9 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             proc = dep.spawn(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import",
                              "bench_tasks", "--concurrency", "64", *metrics, env=env)
             names[f"events-{proc.pid}.jsonl"] = f"worker{i}"
-        dep.spawn("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
+            pids[started_pid(proc)] = f"worker{i}"
+        scheduler = dep.spawn("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
+        pids[started_pid(scheduler)] = "scheduler"
         stall_file = dep.dir / "stalls.txt"
         probe_priority = witness.enter_context(stall_witness(stall_file))
         # Measure whole seconds, after a warm-up second.
@@ -283,6 +376,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             for line in path.read_text().splitlines():
                 event = json.loads(line)
                 started[event["task_id"]].append((event["at"], event["attempt"], names.get(path.name, path.name)))
+        probes = {name: read_probe(dep.dir / f"probe-{pid}.txt") for pid, name in pids.items()} if args.probe else {}
 
     def machine(figures: dict) -> str:
         return (f"\n  the machine's stalls in this window ({probe_priority}-priority sleeper woke over {STALL_MS:g} ms late): "
@@ -290,12 +384,23 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
                 f"{figures['late_slots']}, {figures['late_slots_in_stalls']} of them during a stall"
                 + "".join(f"\n  the second {time.strftime('%H:%M:%S', time.gmtime(late['slot']))}: "
                           + ", ".join(f"{worker} started {n} of its slots {first}-{last} ms late"
+                                      + probed(late.get("probe", {}).get(worker), "before its first start, its loop overslept")
                                       for worker, (first, last, n) in late["workers"].items())
-                          for late in figures["late_seconds"]))
+                          for late in figures["late_seconds"])
+                + ("\n  the loops' oversleeps over 4 ms (--probe): " + ", ".join(
+                    f"{name}{probed(got, '')}" for name, got in figures["probe"].items()) if "probe" in figures else ""))
+
+    def probed(got: dict | None, what: str) -> str:
+        if not got:
+            return ""
+        return (f" ({what}{' ' if what else ''}{got['oversleeps']}x, {got['wall_ms']} ms: running "
+                f"{got['running_ms']}, queued for a core {got['queued_ms']}, asleep {got['asleep_ms']})")
 
     idle = window(started, args.jobs, start, end)
     lags = idle.pop("lags")
     idle.update(stalls_in(stalls, idle.pop("by_slot"), start, end))
+    if args.probe:
+        idle["probe"] = probe_window(probes, start, end, idle["late_seconds"])
     missed, duplicated = idle["missed"], idle["duplicated"]
     figures = {"storage": storage, "jobs": args.jobs, "seconds": args.duration, "stall_probe": probe_priority, **idle}
     line = (f"lag idle: {args.jobs} jobs every 1s for {args.duration:g}s ({idle['slots']} slots): fire lag p50 "
@@ -305,6 +410,8 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         busy = window(started, args.jobs, load_start, load_end)
         busy.pop("lags")
         busy.update(stalls_in(stalls, busy.pop("by_slot"), load_start, load_end))
+        if args.probe:
+            busy["probe"] = probe_window(probes, load_start, load_end, busy["late_seconds"])
         busy.update(loaded)
         figures["loaded"] = busy
         missed += busy["missed"]
@@ -331,6 +438,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=50, help="jobs, each firing every second (default 50)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of firing measured (default 30)")
     p.add_argument("--no-load", action="store_true", help="measure the idle window only")
+    p.add_argument("--probe", action="store_true",
+                   help="probe the scheduler's and workers' event loops: their oversleeps over 4 ms, running or "
+                        "queued for a core (the module's docstring); costs CPU of its own")
     p.add_argument("--metrics", action="store_true",
                    help="workers serve /metrics; compare their fire-lag histogram with the figures")
     run_storages(p.parse_args(), measure)

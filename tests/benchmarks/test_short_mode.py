@@ -67,6 +67,20 @@ def test_lag_short():
     assert figures["stall_probe"] in ("real-time", "normal")
 
 
+def test_lag_short_probe():
+    """``--probe``: the scheduler's and workers' loops are probed (their oversleeps over 4 ms,
+    running or queued for a core), reported per process."""
+    figures = run("lag.py", "--jobs", "5", "--duration", "3", "--no-load", "--probe")
+    assert figures["missed"] == 0 and figures["duplicated"] == 0
+    assert set(figures["probe"]) == {"scheduler", "worker1", "worker2"}
+    for got in figures["probe"].values():
+        assert got is not None, "the probe did not run in every process"
+        assert got["oversleeps"] >= 0 and got["wall_ms"] >= 4 * got["oversleeps"]
+        assert got["running_ms"] >= 0 and got["queued_ms"] >= 0
+    for late in figures["late_seconds"]:
+        assert set(late["probe"]) == set(late["workers"])
+
+
 def test_lag_short_metrics_agree():
     """The workers' /metrics fire-lag histogram agrees with the benchmark's own figures."""
     figures = run("lag.py", "--jobs", "5", "--duration", "3", "--metrics", "--no-load")
