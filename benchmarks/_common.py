@@ -54,7 +54,8 @@ def report(figures: dict[str, Any], line: str, as_json: bool) -> None:
     print(json.dumps(figures) if as_json else line, flush=True)
 
 
-def _started(pid: int | None) -> int:
+def started_pid(pid: int | None) -> int:
+    """A spawned process's pid, which it has once started."""
     if pid is None:
         raise ValueError("the process has not started: no pid")
     return pid
@@ -63,7 +64,7 @@ def _started(pid: int | None) -> int:
 def proc_cpu_split(pid: int | None) -> tuple[float, float]:
     """(user, system) CPU seconds of a process (Linux /proc): the system part is the kernel's
     work for it - its socket writes and reads, its waits, its wake-ups."""
-    pid = _started(pid)
+    pid = started_pid(pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / ticks, int(fields[12]) / ticks
@@ -77,7 +78,7 @@ def proc_cpu_seconds(pid: int | None) -> float:
 def proc_switches(pid: int | None) -> int:
     """Voluntary context switches of a process so far (Linux /proc): how often it waited -
     for a reply, for work - and was woken."""
-    pid = _started(pid)
+    pid = started_pid(pid)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("voluntary_ctxt_switches:"):
             return int(line.split()[1])
@@ -85,7 +86,7 @@ def proc_switches(pid: int | None) -> int:
 
 
 def proc_peak_rss_mb(pid: int | None) -> float:
-    pid = _started(pid)
+    pid = started_pid(pid)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024

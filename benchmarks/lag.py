@@ -65,6 +65,7 @@ from _common import (
     redis_kwargs,
     rounded,
     run_storages,
+    started_pid,
     task_writes,
 )
 
@@ -234,13 +235,6 @@ def stalls_in(stalls: list[tuple[float, float]], lags_by_slot: dict[float, float
             "late_slots": len(late), "late_slots_in_stalls": overlapped}
 
 
-def started_pid(proc) -> int:
-    """A spawned process's pid (it has one once started)."""
-    if proc.pid is None:
-        raise RuntimeError(f"{proc.name} has not started")
-    return int(proc.pid)
-
-
 def read_probe(path: Path) -> list[tuple[float, float, float, float]] | None:
     """A probed loop's oversleeps: (start, end, running ms, queued ms) each; None when the
     probe did not run in that process."""
@@ -314,8 +308,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
             (dep.dir / "probe").mkdir()
             dep.write("probe/sitecustomize.py", PROBE)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dep.dir / "probe"), os.environ.get("PYTHONPATH")]))
-        names: dict[str, str] = {}  # a worker's observer file -> the worker's name
-        pids: dict[int, str] = {}  # the probed processes' names
+        pids: dict[int, str] = {}  # the workers' and the scheduler's names
         if storage == "redis":  # each load task writes once, as throughput.py's do
             env[TASK_WRITE_ENV] = json.dumps(redis_kwargs(redis_address(dep.store, "tcp")))  # (lag.py: loopback TCP)
         for i in (1, 2):
@@ -328,10 +321,9 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
                 metric_urls.append(f"http://127.0.0.1:{port}/metrics")
             proc = dep.spawn(f"worker{i}", "-p", "bench_observer", "worker", "--storage", dep.url, "--import",
                              "bench_tasks", "--concurrency", "64", *metrics, env=env)
-            names[f"events-{proc.pid}.jsonl"] = f"worker{i}"
-            pids[started_pid(proc)] = f"worker{i}"
+            pids[started_pid(proc.pid)] = f"worker{i}"
         scheduler = dep.spawn("scheduler", "scheduler", "--storage", dep.url, "--jobs", str(jobs), env=env)
-        pids[started_pid(scheduler)] = "scheduler"
+        pids[started_pid(scheduler.pid)] = "scheduler"
         stall_file = dep.dir / "stalls.txt"
         probe_priority = witness.enter_context(stall_witness(stall_file))
         # Measure whole seconds, after a warm-up second.
@@ -372,6 +364,7 @@ def measure(args, storage: str) -> tuple[dict, str, bool]:
         witness.close()
         stalls = read_stalls(stall_file)
         started: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+        names = {f"events-{pid}.jsonl": name for pid, name in pids.items()}  # a worker's observer file
         for path in dep.dir.glob("events-*.jsonl"):
             for line in path.read_text().splitlines():
                 event = json.loads(line)
