@@ -90,19 +90,29 @@ class PreciseTimer:
     that late (docs/performance.md, round 2's eighth session). ``block`` (10 ms) covers the
     first busy instants, before any lateness was seen. A machine that quiets down gets the short lead back after that many
     instants (a minute of once-a-second slots). The lead is at most ``max_block``: the loop is
-    blocked at most that long per distinct instant, which is why the worker uses it only for
-    schedule slots (whole seconds).
+    blocked at most that long per distinct instant.
+
+    Slots need not be whole seconds (an ``every=0.01`` job has a hundred a second), and a loop
+    blocked before each of them would hold the worker's other tasks, heartbeats and reports
+    nearly all the time. So the timer blocks the loop at most ``block_share`` of the last
+    second (10 %: four instants a second at the longest lead, ten at the shortest; counted as
+    the leads it slept, not the time the kernel kept the process off a CPU meanwhile); an
+    instant beyond that waits on the loop itself, to its millisecond.
     """
 
     #: how many of the last instants' wake-ups the lead covers
     LATE_WINDOW = 60
 
     def __init__(self, clock: Callable[[], float], block: float = 0.01, spin: float = 0.0004,
-                 max_block: float = 0.025) -> None:
+                 max_block: float = 0.025, block_share: float = 0.1) -> None:
         self.clock = clock
         self.block = block
         self.spin = spin
         self.max_block = max(block, max_block)
+        self.block_share = block_share
+        #: (time.monotonic() at its end, seconds it was meant to last) of each time the loop was
+        #: blocked, the last second's
+        self._blocked: deque[tuple[float, float]] = deque()
         #: how late (seconds) the loop woke the runner for each of the last instants
         self._late: deque[float] = deque(maxlen=self.LATE_WINDOW)
         self._late_now = 0.0  # for the instant being waited for
@@ -114,6 +124,14 @@ class PreciseTimer:
     def lead(self) -> float:
         """How long before an instant the runner leaves the loop for ``time.sleep``."""
         return min(self.max_block, self.block + max(self._late, default=0.0))
+
+    def _may_block(self, lead: float) -> bool:
+        """Whether blocking the loop for ``lead`` more keeps it within ``block_share`` of the
+        last second."""
+        blocked, since = self._blocked, time.monotonic() - 1.0
+        while blocked and blocked[0][0] < since:
+            blocked.popleft()
+        return sum(seconds for _, seconds in blocked) + lead <= self.block_share
 
     async def wait_until(self, at: float) -> None:
         if at <= self.clock():
@@ -131,6 +149,9 @@ class PreciseTimer:
         heap, clock = self._heap, self.clock
         while heap:
             lead = self.lead()
+            precise = self._may_block(lead)
+            if not precise:
+                lead = 0.0  # over its share: this instant waits on the loop
             delay = heap[0][0] - clock()
             if delay > lead:
                 signalled = await self._signal.wait(delay - lead)
@@ -139,13 +160,15 @@ class PreciseTimer:
                     # beyond the millisecond epoll rounds up to (which ``block`` covers)?
                     self._late_now = max(self._late_now, lead - (heap[0][0] - clock()) - 0.001)
                 continue
-            if delay > self.spin:
-                time.sleep(delay - self.spin)
-            at = heap[0][0]
-            # bounded by the monotonic clock too: ``clock`` may be wall time, which can step back
-            stop = time.monotonic() + min(max(delay, 0.0), self.max_block) + 0.001
-            while clock() < at and time.monotonic() < stop:
-                pass
+            if precise and delay > 0:
+                if delay > self.spin:
+                    time.sleep(delay - self.spin)
+                at = heap[0][0]
+                # bounded by the monotonic clock too: ``clock`` may be wall time, which can step back
+                stop = time.monotonic() + min(delay, self.max_block) + 0.001
+                while clock() < at and time.monotonic() < stop:
+                    pass
+                self._blocked.append((time.monotonic(), delay))
             now = clock()
             while heap and heap[0][0] <= now:
                 waiter = heapq.heappop(heap)[2]

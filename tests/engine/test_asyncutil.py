@@ -101,3 +101,44 @@ async def test_a_loop_that_woke_the_timer_late_gets_a_longer_lead() -> None:
         await slot(f"quick {i}", time.monotonic() + 0.002)
     assert timer.lead() < timer.block + 0.002, timer.lead()
     timer.close()
+
+
+async def test_instants_close_together_do_not_hold_the_loop() -> None:
+    """Schedule slots need not be whole seconds (``every=0.01`` is allowed): a worker with
+    slots 10 ms apart must not have its loop blocked before every one of them - its other
+    tasks, its heartbeats and its reports would wait in turn. The timer blocks the loop at
+    most ``block_share`` of the last second; the other instants wait on the loop (to its
+    millisecond), every waiter still released in order and never early."""
+    timer = PreciseTimer(time.monotonic)
+    base = time.monotonic() + 0.05
+    instants = [base + 0.01 * i for i in range(100)]  # one second of slots 10 ms apart
+    woke: list[tuple[float, float]] = []
+    stalled = 0.0
+    probing = True
+
+    async def probe() -> None:
+        nonlocal stalled
+        while probing:
+            before = time.monotonic()
+            await asyncio.sleep(0.001)
+            gap = time.monotonic() - before
+            if gap > 0.005:  # the loop was held (a 1 ms sleep wakes within about 2 ms)
+                stalled += gap
+
+    async def wait(at: float) -> None:
+        await timer.wait_until(at)
+        woke.append((at, time.monotonic()))
+
+    prober = asyncio.ensure_future(probe())
+    await asyncio.gather(*(wait(at) for at in instants))
+    probing = False
+    await prober
+    timer.close()
+    assert [at for at, _ in woke] == instants, "released out of order"
+    assert all(now >= at for at, now in woke), "a waiter woke early"
+    # before: about 1 s of the 1 s held (every instant blocked the loop for its 10 ms lead)
+    assert stalled < 0.3, f"the loop was held {stalled:.3f} s of about 1 s"
+    # the instants beyond the share were released by the loop (about 1-2 ms late here), not
+    # left for a later instant
+    late = max(now - at for at, now in woke)
+    assert late < 0.05, f"a waiter was released {late * 1000:.1f} ms late"
