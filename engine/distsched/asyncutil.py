@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from types import FrameType
 
 
 class WakeSignal:
@@ -186,4 +189,80 @@ class PreciseTimer:
         self._heap.clear()
 
 
-__all__ = ["PreciseTimer", "WakeSignal", "cancel_and_wait"]
+class LoopWatch:
+    """Notices an event loop held by one callback - typically an ``async def`` task that
+    blocks (``time.sleep``, blocking I/O, a long computation) - and says so, from a thread of
+    its own since the loop cannot.
+
+    On the loop, a tick every ``threshold / 4`` seconds notes the time. A daemon thread
+    looks as often: when the last tick is over ``threshold`` old and the loop thread is not
+    waiting in its selector (a loop that waits for I/O is not held; a process stopped and
+    continued is not either), it calls ``held(seconds, frames)`` once for that stall, with
+    the loop thread's frames innermost first (``sys._current_frames``; to tell the culprit).
+    The first tick after calls ``freed(seconds)`` for a stall ``held`` was called for.
+    Both callbacks must be quick; ``held`` runs on the watch thread, ``freed`` on the loop.
+    """
+
+    def __init__(self, threshold: float = 1.0) -> None:
+        self.threshold = threshold
+        self.interval = threshold / 4
+        self._last = time.monotonic()
+        self._seen_held = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, held: Callable[[float, list[FrameType]], None], freed: Callable[[float], None]) -> None:
+        """Start watching the running loop (call from its thread)."""
+        loop = asyncio.get_running_loop()
+        ident = threading.get_ident()
+        self._last = time.monotonic()
+
+        def tick() -> None:
+            now = time.monotonic()
+            gap, self._last = now - self._last, now
+            if self._seen_held:
+                self._seen_held = False
+                freed(gap)
+            self._handle = loop.call_later(self.interval, tick)
+
+        def watch() -> None:
+            while not self._stop.wait(self.interval):
+                since = time.monotonic() - self._last
+                if since <= self.threshold or self._seen_held:
+                    continue
+                frames = _frames(ident)
+                if not frames or _waiting_for_io(frames[0]):
+                    continue
+                self._seen_held = True
+                try:
+                    held(since, frames)
+                except Exception:  # a report must not end the watch
+                    pass
+
+        self._handle = loop.call_later(self.interval, tick)
+        self._thread = threading.Thread(target=watch, name="distsched-loop-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+def _frames(ident: int) -> list[FrameType]:
+    """The frames of thread ``ident``, innermost first."""
+    frame = sys._current_frames().get(ident)
+    out = []
+    while frame is not None:
+        out.append(frame)
+        frame = frame.f_back
+    return out
+
+
+def _waiting_for_io(frame: FrameType) -> bool:
+    """Whether the innermost frame is a selector's wait (the loop is idle, not held)."""
+    return frame.f_code.co_name in ("select", "poll", "control") and "selectors" in frame.f_code.co_filename
+
+
+__all__ = ["LoopWatch", "PreciseTimer", "WakeSignal", "cancel_and_wait"]

@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from distsched.asyncutil import PreciseTimer
+from distsched.asyncutil import LoopWatch, PreciseTimer
 
 
 async def test_waiters_wake_at_their_instant_in_order() -> None:
@@ -142,3 +142,32 @@ async def test_instants_close_together_do_not_hold_the_loop() -> None:
     # left for a later instant
     late = max(now - at for at, now in woke)
     assert late < 0.05, f"a waiter was released {late * 1000:.1f} ms late"
+
+
+def _blocks(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def test_the_loop_watch_names_where_a_callback_holds_the_loop() -> None:
+    """A callback holding the loop 0.6 s (threshold 0.2 s) is reported once while it holds it,
+    with the loop thread's frames innermost first (the blocking function), and once after;
+    a loop that waits (an idle sleep longer than the threshold) is not reported."""
+    watch = LoopWatch(threshold=0.2)
+    held: list[tuple[float, str]] = []
+    freed: list[float] = []
+    got_freed = asyncio.Event()
+
+    def on_freed(seconds: float) -> None:
+        freed.append(seconds)
+        got_freed.set()
+
+    watch.start(lambda seconds, frames: held.append((seconds, frames[0].f_code.co_name)), on_freed)
+    try:
+        await asyncio.sleep(0.6)  # idle: the loop waits in its selector, it is not held
+        assert held == [] and freed == []
+        asyncio.get_running_loop().call_soon(_blocks, 0.6)
+        await asyncio.wait_for(got_freed.wait(), 5)
+    finally:
+        watch.stop()
+    assert len(held) == 1 and held[0][1] == "_blocks" and 0.2 < held[0][0] < 0.6, held
+    assert len(freed) == 1 and freed[0] >= 0.6, freed

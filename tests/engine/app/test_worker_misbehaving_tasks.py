@@ -67,8 +67,13 @@ def huge_error():
     raise ValueError("x" * (50 * 1024 * 1024))
 
 
+async def blocks_the_loop():
+    time.sleep(0.8)  # the mistake: a blocking call in an async function
+    return "done"
+
+
 FUNCTIONS = {f.__name__: f for f in (ok, lone_surrogate, huge_int, exits, exits_async, interrupts,
-                                     generator_exit, unprintable, huge_error)}
+                                     generator_exit, unprintable, huge_error, blocks_the_loop)}
 
 
 async def _run_bad_then_good(app, bad: str):
@@ -118,6 +123,27 @@ async def test_a_huge_error_message_is_capped(distsched_app, store_url):
     assert task.state.value == "failed"
     assert len(task.result.error) < MAX_ERROR_CHARS + 100
     assert task.result.error.endswith("more characters]")
+
+
+async def test_an_async_task_that_blocks_the_loop_is_named(distsched_app, store_url, monkeypatch, caplog):
+    """An async function that blocks holds every task, heartbeat and report of its worker:
+    the worker says so while it is held - naming the task, its function's file and line, and
+    what to do - and for how long once it is free; the task itself still succeeds."""
+    from distsched.app import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "LOOP_HELD_WARNING", 0.2)
+    caplog.set_level("WARNING", logger="distsched.worker")
+    app = await distsched_app(store_url, functions=FUNCTIONS)
+    task = await _run_bad_then_good(app, "blocks_the_loop")
+    assert task.state.value == "succeeded"
+    messages = [r.getMessage() for r in caplog.records if r.name == "distsched.worker"]
+    held = [m for m in messages if "has held its event loop" in m]
+    assert len(held) == 1, messages
+    assert f"task {task.id} " in held[0] and "an async function must not block" in held[0]
+    line = blocks_the_loop.__code__.co_firstlineno + 1
+    assert f"{__file__}:{line} in blocks_the_loop()" in held[0], held[0]
+    freed = [m for m in messages if "its event loop was held for about" in m]
+    assert len(freed) == 1 and freed[0].endswith(f"by task {task.id}"), messages
 
 
 async def test_stuck_sync_functions_shrink_the_workers_capacity(distsched_app, distsched_workers, store_url):
