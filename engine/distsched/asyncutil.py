@@ -199,7 +199,8 @@ class LoopWatch:
     waiting in its selector (a loop that waits for I/O is not held; a process stopped and
     continued is not either), it calls ``held(seconds, frames)`` once for that stall, with
     the loop thread's frames innermost first (``sys._current_frames``; to tell the culprit).
-    The first tick after calls ``freed(seconds)`` for a stall ``held`` was called for.
+    The first tick after calls ``freed(seconds)`` (the time since the tick before) for a stall
+    ``held`` was called for.
     Both callbacks must be quick; ``held`` runs on the watch thread, ``freed`` on the loop.
     """
 
@@ -223,7 +224,8 @@ class LoopWatch:
             gap, self._last = now - self._last, now
             if self._seen_held:
                 self._seen_held = False
-                freed(gap)
+                if gap > self.threshold:  # (a watch that looked just as the loop ran again: no stall)
+                    freed(gap)
             self._handle = loop.call_later(self.interval, tick)
 
         def watch() -> None:
@@ -232,7 +234,7 @@ class LoopWatch:
                 if since <= self.threshold or self._seen_held:
                     continue
                 frames = _frames(ident)
-                if not frames or _waiting_for_io(frames[0]):
+                if not frames or _waiting_for_io(frames[0]) or time.monotonic() - self._last <= self.threshold:
                     continue
                 self._seen_held = True
                 try:

@@ -184,11 +184,11 @@ class WorkerService:
         task = next((holding[id(f)] for f in frames if id(f) in holding), None)
         code = frames[0].f_code
         at = f"{code.co_filename}:{frames[0].f_lineno} in {code.co_name}()"
+        self._held_by = task
         if task is None:
             log.warning("worker %s: its event loop has been held for %.1f s, at %s; its tasks, heartbeats and reports "
                         "wait meanwhile", self.id, seconds, at)
             return
-        self._held_by = task
         log.warning("worker %s: task %s%s has held its event loop for %.1f s, at %s: an async function must not block "
                     "(time.sleep, blocking I/O, a long computation) - every other task, heartbeat and report of this "
                     "worker waits meanwhile; make it a plain def (it then runs in a thread) or await what blocks",
