@@ -130,7 +130,9 @@ def distsched_event(event: Event) -> None:
     worker's process).
 
     Called for every event, after the state change is stored, from a background queue off
-    the scheduling path. ``event`` is a frozen :class:`distsched.model.events.Event`; its
+    the scheduling path, on the process's event loop: an observer must be quick and must not
+    block (slow work goes to a thread or a task of its own; one that holds the loop over a
+    second is logged as a WARNING with its file and line). ``event`` is a frozen :class:`distsched.model.events.Event`; its
     ``kind`` is a stable string. Return value ignored; all implementations are called. An
     exception is logged with the plugin's name and swallowed: a failing observer never
     breaks scheduling.

@@ -12,8 +12,10 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 
+from ..asyncutil import LoopWatch
 from ..config import EngineConfig, WorkerConfig
 from ..model.events import Event
 from ..plugin.manager import BALANCER, ELECTION, EXECUTOR, STORAGE, PluginManager
@@ -25,6 +27,10 @@ from .scheduler import FALLBACK_BALANCER, Scheduler
 from .worker import WorkerService
 
 log = logging.getLogger("distsched.engine")
+#: The engine warns when this process's event loop is held longer than this (seconds) by one
+#: callback - an ``async def`` task that blocks, or a plugin's hook or balancer - naming the
+#: task if it is one, and where the loop is (asyncutil.LoopWatch).
+LOOP_HELD_WARNING = 1.0
 
 
 class Engine:
@@ -49,6 +55,8 @@ class Engine:
         #: The servers running beside the engine (``EngineConfig.serve``), by name: the
         #: handles their plugins returned from ``distsched_serve``.
         self.servers: dict[str, Any] = {}
+        #: The task the loop watch found holding the loop (None: none, or not a task).
+        self._held_by: Any = None
 
     def all_functions(self) -> FunctionRegistry:
         """Functions from plugins (``distsched_register_functions``) plus the application's."""
@@ -100,10 +108,39 @@ class Engine:
         """Run the requested services until ``stop`` is set; then drain and close."""
         storage = await self.open()
         await self._serve()
+        watch = LoopWatch(LOOP_HELD_WARNING)
+        watch.start(self._loop_held, self._loop_freed)
         try:
             await self._run_services(storage, stop, scheduler=scheduler, worker=worker, on_ready=on_ready)
         finally:
+            watch.stop()
             await self._close_servers()
+
+    def _loop_held(self, seconds: float, frames: list[FrameType]) -> None:
+        """LoopWatch, on its thread: this process's loop has been held ``seconds``; say by
+        which task (the worker knows its executions' frames) and where."""
+        task = self.worker.task_in(frames) if self.worker is not None else None
+        self._held_by = task
+        code = frames[0].f_code
+        at = f"{code.co_filename}:{frames[0].f_lineno} in {code.co_name}()"
+        waits = ", ".join(what for what, here in (("the worker's other tasks, heartbeats and reports", self.worker),
+                                                    ("the scheduler's passes and lease renewals", self.scheduler))
+                          if here is not None) or "everything in this process"
+        if task is None:
+            log.warning("the event loop has been held for %.1f s, at %s: nothing on it may block (a task, a plugin's "
+                        "hook or balancer); %s wait meanwhile", seconds, at, waits)
+            return
+        log.warning("task %s%s has held the event loop for %.1f s, at %s: an async function must not block "
+                    "(time.sleep, blocking I/O, a long computation) - %s wait meanwhile; make it a plain def "
+                    "(it then runs in a thread) or await what blocks",
+                    task.id, f" (job {task.job!r})" if task.job else "", seconds, at, waits)
+
+    def _loop_freed(self, seconds: float) -> None:
+        """LoopWatch, on the loop: the loop it said was held ran again after ``seconds``."""
+        task, self._held_by = self._held_by, None
+        by = f" by task {task.id}" + (f" (job {task.job!r})" if task.job else "") if task is not None else ""
+        # the loop's ticks are a quarter of the threshold apart: the stall began up to one before
+        log.warning("the event loop was held for about %.1f s%s", max(0.0, seconds - LOOP_HELD_WARNING / 8), by)
 
     async def _run_services(self, storage: StorageBackend, stop: asyncio.Event, *, scheduler: bool,
                             worker: WorkerConfig | None, on_ready: Callable[[], Any] | None) -> None:

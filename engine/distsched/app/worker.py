@@ -20,7 +20,7 @@ from types import FrameType
 
 import attrs
 
-from ..asyncutil import LoopWatch, PreciseTimer, cancel_and_wait
+from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import FIRE_AHEAD_MAX, EngineConfig, WorkerConfig
 from ..model import Outcome, Task, TaskResult, TaskSpec, TaskState, ValidationError, Worker
 from ..model import events as ev
@@ -39,9 +39,6 @@ PULL_TIMEOUT = 0.5
 BLOCKED_RECHECK = 0.5
 #: Results are reported in batches of at most this many.
 REPORT_BATCH = 500
-#: A worker warns when its event loop is held longer than this (seconds) by one callback -
-#: an ``async def`` task that blocks - naming the task and where it is (asyncutil.LoopWatch).
-LOOP_HELD_WARNING = 1.0
 #: Exceptions a task may raise that must not stop the worker: they fail the task.
 _TASK_EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -97,8 +94,6 @@ class WorkerService:
         self._waiting_for_slot = False
         self._slot_free = asyncio.Event()
         self._timer = PreciseTimer(storage.clock)
-        #: The task the loop watch found holding the loop (None: none, or not a task).
-        self._held_by: Task | None = None
         self._draining = False
         self._closing = False
         self._blocked_reported = 0
@@ -135,8 +130,6 @@ class WorkerService:
             return
         self.registered.set()
         log.info("worker %s: registered (concurrency %d)", self.id, self.config.concurrency)
-        watch = LoopWatch(LOOP_HELD_WARNING)
-        watch.start(self._loop_held, self._loop_freed)
         heartbeat = asyncio.create_task(self._heartbeat_loop(stop), name="distsched-heartbeat")
         reporter = asyncio.create_task(self._report_loop(), name="distsched-report")
         puller = asyncio.create_task(self._pull_loop(stop), name="distsched-pull")
@@ -160,7 +153,6 @@ class WorkerService:
             await _cancel_and_wait(reporter, "report")
             await _cancel_and_wait(heartbeat, "heartbeat")
             self._timer.close()
-            watch.stop()
             await self._flush_results(final=True)
             try:
                 await self.storage.workers.deregister(self.id)
@@ -174,33 +166,15 @@ class WorkerService:
                     except Exception:
                         log.exception("closing an executor failed")
 
-    def _loop_held(self, seconds: float, frames: list[FrameType]) -> None:
-        """LoopWatch, on its thread: the loop has been held ``seconds``; name the task whose
-        execution holds it (its ``_execute`` frame is among the loop thread's frames) and where."""
+    def task_in(self, frames: list[FrameType]) -> Task | None:
+        """The task whose execution is among ``frames`` (a thread's frames; its ``_execute``
+        coroutine's frame is one of them while it runs), or None. Called from the engine's loop
+        watch thread while this worker's loop is held (so nothing here changes meanwhile)."""
         try:
             holding = {id(getattr(job.get_coro(), "cr_frame", None)): task for job, task in list(self._holding.items())}
         except RuntimeError:  # changed meanwhile: the loop is not held after all
-            return
-        task = next((holding[id(f)] for f in frames if id(f) in holding), None)
-        code = frames[0].f_code
-        at = f"{code.co_filename}:{frames[0].f_lineno} in {code.co_name}()"
-        self._held_by = task
-        if task is None:
-            log.warning("worker %s: its event loop has been held for %.1f s, at %s; its tasks, heartbeats and reports "
-                        "wait meanwhile", self.id, seconds, at)
-            return
-        log.warning("worker %s: task %s%s has held its event loop for %.1f s, at %s: an async function must not block "
-                    "(time.sleep, blocking I/O, a long computation) - every other task, heartbeat and report of this "
-                    "worker waits meanwhile; make it a plain def (it then runs in a thread) or await what blocks",
-                    self.id, task.id, f" (job {task.job!r})" if task.job else "", seconds, at)
-
-    def _loop_freed(self, seconds: float) -> None:
-        """LoopWatch, on the loop: the loop it said was held ran again after ``seconds``."""
-        task, self._held_by = self._held_by, None
-        by = f" by task {task.id}" + (f" (job {task.job!r})" if task.job else "") if task is not None else ""
-        # the loop's ticks are a quarter of the threshold apart: the stall began up to one before
-        log.warning("worker %s: its event loop was held for about %.1f s%s", self.id,
-                    max(0.0, seconds - LOOP_HELD_WARNING / 8), by)
+            return None
+        return next((holding[id(f)] for f in frames if id(f) in holding), None)
 
     def blocked(self) -> int:
         """Execution slots held by attempts that are over but could not be stopped (a

@@ -4,6 +4,8 @@ scheduler and the worker."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 import uuid
 
 import pytest
@@ -93,3 +95,46 @@ async def test_an_executor_provided_twice_is_not_built():
     with pytest.raises(NameConflict, match=r"executor 'local' is provided by plugin 'local' \(distsched .*\) and "
                                            r"plugin 'other'"):
         await build("local")
+
+
+class _BlockingObserver:
+    """A plugin whose event hook blocks - it runs on the process's event loop."""
+
+    def __init__(self):
+        self.blocked = asyncio.Event()
+
+    @hookimpl
+    def distsched_event(self, event):
+        if event.kind == "task.finished" and not self.blocked.is_set():
+            time.sleep(0.6)  # the mistake: a blocking call on the loop
+            self.blocked.set()
+
+
+async def test_a_plugin_hook_that_holds_the_loop_is_named(monkeypatch, caplog):
+    """The engine watches its event loop whatever holds it: a plugin's blocking event hook (no
+    task) is reported at its file and line, naming what waits in this process."""
+    from distsched.app import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "LOOP_HELD_WARNING", 0.2)
+    caplog.set_level("WARNING", logger="distsched.engine")
+    observer = _BlockingObserver()
+    app = DistributeSchedule(f"memory://engine-{uuid.uuid4().hex}", plugins=[("blocks", observer)])
+    app.task(lambda: 1, name="one")
+    await app.start()
+    try:
+        await app.result(await app.submit("one"), timeout=20)
+        await asyncio.wait_for(observer.blocked.wait(), 20)
+        deadline = time.monotonic() + 10
+        while not any("the event loop was held for about" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+            await asyncio.sleep(0.05)
+    finally:
+        await app.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "distsched.engine"]
+    held = [m for m in messages if "has been held" in m]
+    assert len(held) == 1, messages
+    lines, first = inspect.getsourcelines(_BlockingObserver.distsched_event)
+    line = first + next(i for i, text in enumerate(lines) if "time.sleep" in text)
+    assert f"{__file__}:{line} in distsched_event()" in held[0], held[0]
+    assert "the worker's other tasks, heartbeats and reports, the scheduler's passes and lease renewals" in held[0]
+    assert [m for m in messages if "was held for about" in m][0].endswith("s"), messages  # no task named

@@ -127,22 +127,23 @@ async def test_a_huge_error_message_is_capped(distsched_app, store_url):
 
 async def test_an_async_task_that_blocks_the_loop_is_named(distsched_app, store_url, monkeypatch, caplog):
     """An async function that blocks holds every task, heartbeat and report of its worker:
-    the worker says so while it is held - naming the task, its function's file and line, and
+    the engine says so while it is held - naming the task, its function's file and line, and
     what to do - and for how long once it is free; the task itself still succeeds."""
-    from distsched.app import worker as worker_module
+    from distsched.app import engine as engine_module
 
-    monkeypatch.setattr(worker_module, "LOOP_HELD_WARNING", 0.2)
-    caplog.set_level("WARNING", logger="distsched.worker")
+    monkeypatch.setattr(engine_module, "LOOP_HELD_WARNING", 0.2)
+    caplog.set_level("WARNING", logger="distsched.engine")
     app = await distsched_app(store_url, functions=FUNCTIONS)
     task = await _run_bad_then_good(app, "blocks_the_loop")
     assert task.state.value == "succeeded"
-    messages = [r.getMessage() for r in caplog.records if r.name == "distsched.worker"]
-    held = [m for m in messages if "has held its event loop" in m]
+    messages = [r.getMessage() for r in caplog.records if r.name == "distsched.engine"]
+    held = [m for m in messages if "has held the event loop" in m]
     assert len(held) == 1, messages
-    assert f"task {task.id} " in held[0] and "an async function must not block" in held[0]
+    assert held[0].startswith(f"task {task.id} ") and "an async function must not block" in held[0]
+    assert "the worker's other tasks, heartbeats and reports, the scheduler's passes and lease renewals" in held[0]
     line = blocks_the_loop.__code__.co_firstlineno + 1
     assert f"{__file__}:{line} in blocks_the_loop()" in held[0], held[0]
-    freed = [m for m in messages if "its event loop was held for about" in m]
+    freed = [m for m in messages if "the event loop was held for about" in m]
     assert len(freed) == 1 and freed[0].endswith(f"by task {task.id}"), messages
 
 
