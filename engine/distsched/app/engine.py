@@ -17,6 +17,7 @@ from typing import Any
 
 from ..asyncutil import LoopWatch
 from ..config import EngineConfig, WorkerConfig
+from ..model import Task
 from ..model.events import Event
 from ..plugin.manager import BALANCER, ELECTION, EXECUTOR, STORAGE, PluginManager
 from ..ports import Balancer, Election, Executor, ExecutorContext, StorageBackend
@@ -56,7 +57,7 @@ class Engine:
         #: handles their plugins returned from ``distsched_serve``.
         self.servers: dict[str, Any] = {}
         #: The task the loop watch found holding the loop (None: none, or not a task).
-        self._held_by: Any = None
+        self._held_by: Task | None = None
 
     def all_functions(self) -> FunctionRegistry:
         """Functions from plugins (``distsched_register_functions``) plus the application's."""
