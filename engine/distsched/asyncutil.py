@@ -199,8 +199,8 @@ class LoopWatch:
     waiting in its selector (a loop that waits for I/O is not held; a process stopped and
     continued is not either), it calls ``held(seconds, frames)`` once for that stall, with
     the loop thread's frames innermost first (``sys._current_frames``; to tell the culprit).
-    The first tick after calls ``freed(seconds)`` (the time since the tick before) for a stall
-    ``held`` was called for.
+    The first tick after calls ``freed(seconds)`` (the time since the tick before: the stall
+    began at most ``interval`` after it) for a stall ``held`` was called for.
     Both callbacks must be quick; ``held`` runs on the watch thread, ``freed`` on the loop.
     """
 
@@ -210,7 +210,6 @@ class LoopWatch:
         self._last = time.monotonic()
         self._seen_held = False
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self, held: Callable[[float, list[FrameType]], None], freed: Callable[[float], None]) -> None:
@@ -243,8 +242,7 @@ class LoopWatch:
                     pass
 
         self._handle = loop.call_later(self.interval, tick)
-        self._thread = threading.Thread(target=watch, name="distsched-loop-watch", daemon=True)
-        self._thread.start()
+        threading.Thread(target=watch, name="distsched-loop-watch", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -110,7 +110,8 @@ class Engine:
         storage = await self.open()
         await self._serve()
         watch = LoopWatch(LOOP_HELD_WARNING)
-        watch.start(self._loop_held, self._loop_freed)
+        # the stall began up to one of the watch's ticks after the tick before it: about half
+        watch.start(self._loop_held, lambda seconds: self._loop_freed(max(0.0, seconds - watch.interval / 2)))
         try:
             await self._run_services(storage, stop, scheduler=scheduler, worker=worker, on_ready=on_ready)
         finally:
@@ -131,17 +132,14 @@ class Engine:
             log.warning("the event loop has been held for %.1f s, at %s: nothing on it may block (a task, a plugin's "
                         "hook or balancer); %s wait meanwhile", seconds, at, waits)
             return
-        log.warning("task %s%s has held the event loop for %.1f s, at %s: an async function must not block "
+        log.warning("%s has held the event loop for %.1f s, at %s: an async function must not block "
                     "(time.sleep, blocking I/O, a long computation) - %s wait meanwhile; make it a plain def "
-                    "(it then runs in a thread) or await what blocks",
-                    task.id, f" (job {task.job!r})" if task.job else "", seconds, at, waits)
+                    "(it then runs in a thread) or await what blocks", _named(task), seconds, at, waits)
 
     def _loop_freed(self, seconds: float) -> None:
-        """LoopWatch, on the loop: the loop it said was held ran again after ``seconds``."""
+        """LoopWatch, on the loop: the loop it said was held ran again, held about ``seconds``."""
         task, self._held_by = self._held_by, None
-        by = f" by task {task.id}" + (f" (job {task.job!r})" if task.job else "") if task is not None else ""
-        # the loop's ticks are a quarter of the threshold apart: the stall began up to one before
-        log.warning("the event loop was held for about %.1f s%s", max(0.0, seconds - LOOP_HELD_WARNING / 8), by)
+        log.warning("the event loop was held for about %.1f s%s", seconds, f" by {_named(task)}" if task else "")
 
     async def _run_services(self, storage: StorageBackend, stop: asyncio.Event, *, scheduler: bool,
                             worker: WorkerConfig | None, on_ready: Callable[[], Any] | None) -> None:
@@ -234,3 +232,7 @@ class Engine:
             self.storage = None
             self.election = None
 
+
+def _named(task: Task) -> str:
+    """A task as the loop watch's warnings name it: its id, and its job if it has one."""
+    return f"task {task.id}" + (f" (job {task.job!r})" if task.job else "")
