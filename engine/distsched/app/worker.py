@@ -410,12 +410,18 @@ class WorkerService:
             if refused is not None:
                 raise _Refused(refused)
             executor = self._executors.get(task.spec.executor) or await self.executor(task.spec.executor)
+            loop = asyncio.get_running_loop()
             if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution
-                async with _timeout(timeout):
+                async with _timeout(timeout) as limit:
                     outcome = await executor.run(task)
+                deadline = limit.when()
             else:  # pragma: no cover - Python 3.10
+                deadline = loop.time() + timeout
                 outcome = await asyncio.wait_for(executor.run(task), timeout)
             finished = clock()
+            if deadline is not None and loop.time() > deadline:
+                # it returned after its deadline: the loop was held (the timeout runs on it)
+                raise _Overran
             if precise:
                 # Tasks of the same slot start one after another on this loop: let the others
                 # start before this one's bookkeeping (they were released together).
@@ -423,6 +429,10 @@ class WorkerService:
             outcome = _checked(outcome, task.spec.executor)
             result = TaskResult.from_outcome(outcome, task_id=task.id, attempt_id=task.attempt_id,
                                              started_at=started, finished_at=finished, worker_id=worker_id)
+        except _Overran:
+            result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
+                                          finished_at=finished, timeout=timeout, worker_id=worker_id)
+            result = attrs.evolve(result, error=f"{result.error}: {_OVERRAN}")
         except asyncio.TimeoutError:
             finished = clock()
             if finished - started < timeout * 0.999:  # the function itself raised TimeoutError
@@ -551,6 +561,15 @@ class _Refused(Exception):
     def __init__(self, refusal: tuple[str, str]) -> None:
         super().__init__(refusal[1])
         self.kind, self.reason = refusal
+
+
+class _Overran(Exception):
+    """An execution returned after its deadline: its timeout could not interrupt it."""
+
+
+#: Why an attempt that returned after its deadline is recorded as timed out.
+_OVERRAN = ("it returned only then: the event loop was held past its deadline (a blocking call in an async "
+            "function, this task's or another's on this worker), so its timeout could not interrupt it")
 
 
 #: What a store's encoder raises on a value it cannot encode (as opposed to a store outage).

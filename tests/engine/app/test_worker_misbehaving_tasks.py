@@ -72,13 +72,19 @@ async def blocks_the_loop():
     return "done"
 
 
+async def blocks_past_its_timeout():
+    time.sleep(0.6)  # blocks the loop past a 0.2 s timeout: asyncio's timeout cannot interrupt it
+    return "late"
+
+
 FUNCTIONS = {f.__name__: f for f in (ok, lone_surrogate, huge_int, exits, exits_async, interrupts,
-                                     generator_exit, unprintable, huge_error, blocks_the_loop)}
+                                     generator_exit, unprintable, huge_error, blocks_the_loop,
+                                     blocks_past_its_timeout)}
 
 
-async def _run_bad_then_good(app, bad: str):
+async def _run_bad_then_good(app, bad: str, **options):
     worker_before = app.engine.worker.id
-    bad_id = await app.submit(bad)
+    bad_id = await app.submit(bad, **options)
     bad_task = await app.wait(bad_id, timeout=20)
     good = await app.result(await app.submit("ok"), timeout=20)
     assert good.value == "fine"
@@ -145,6 +151,20 @@ async def test_an_async_task_that_blocks_the_loop_is_named(distsched_app, store_
     assert f"{__file__}:{line} in blocks_the_loop()" in held[0], held[0]
     freed = [m for m in messages if "the event loop was held for about" in m]
     assert len(freed) == 1 and freed[0].endswith(f"by task {task.id}"), messages
+
+
+async def test_an_async_task_that_blocks_past_its_timeout_has_timed_out(distsched_app, store_url):
+    """A timeout cannot interrupt an async function that blocks the loop (its timer runs on
+    that loop): it returns after its timeout. It is recorded as timed out, as a sync function
+    past its timeout is, and its error says why the timeout did not stop it."""
+    app = await distsched_app(store_url, functions=FUNCTIONS)
+    task = await _run_bad_then_good(app, "blocks_past_its_timeout", timeout=0.2)
+    assert task.state.value == "timed_out", task.result
+    assert task.result.value is None
+    assert task.result.error_type == "Timeout"
+    assert task.result.error.startswith("timed out after 0.2s (attempt took 0.6s)"), task.result.error
+    assert "the event loop was held past its deadline" in task.result.error
+    assert task.result.error.endswith("so its timeout could not interrupt it")
 
 
 async def test_stuck_sync_functions_shrink_the_workers_capacity(distsched_app, distsched_workers, store_url):
