@@ -45,6 +45,7 @@ class ElectionContract:
             s = await h.storage()
             a, b = await h.election(s), await h.election(s)
             fa = await a.acquire("a")
+            assert fa is not None
             await a.release(fa)
             assert await a.current() is None
             fb = await b.acquire("b")

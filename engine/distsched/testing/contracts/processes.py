@@ -132,6 +132,7 @@ class ProcessContract:
         s2 = deployment.scheduler("s2", jobs)
         deployment.worker("w1")
         first = deployment.wait_for(deployment.leader, 15, "a leader")
+        assert first is not None
         # Exactly one leads: the other is a follower (its log never says it leads).
         time.sleep(1.0)  # let both campaign for a few renew intervals before looking
         leading = [n for n in ("s1", "s2") if "leading with term" in deployment.log(n)]
@@ -161,6 +162,7 @@ class ProcessContract:
         procs = {"s1": deployment.scheduler("s1", jobs), "s2": deployment.scheduler("s2", jobs)}
         deployment.worker("w1")
         first = deployment.wait_for(deployment.leader, 15, "a leader")
+        assert first is not None
         paused = procs[first]
         paused.pause()
         stopped_at = time.monotonic()
@@ -211,6 +213,7 @@ class ProcessContract:
             return tasks if all(t.terminal for t in tasks) else None
 
         tasks = deployment.wait_for(lambda: deployment.call(all_done), HEARTBEAT_TTL + 20, "every task to finish")
+        assert tasks is not None
         moved = [t for t in tasks if t.redeliveries]
         delays = [t.dispatched_at - killed_at for t in moved]
         lost = sum(1 for t in tasks if t.state is not TaskState.SUCCEEDED)
@@ -241,7 +244,8 @@ class ProcessContract:
         w1.send_signal(signal.SIGTERM)
         assert w1.wait(timeout=20) == 0
         task = deployment.call(lambda app, storage: app.wait(task_id, timeout=10))
-        assert task.state is TaskState.SUCCEEDED and task.worker_id.startswith("w1-") and task.redeliveries == 0
+        assert task.state is TaskState.SUCCEEDED and task.worker_id is not None and task.worker_id.startswith("w1-") \
+            and task.redeliveries == 0
 
         async def gone(app: Any, storage: Any) -> bool:
             return not [w for w in await storage.workers.list_workers() if w.is_alive(storage.clock(), 10)]

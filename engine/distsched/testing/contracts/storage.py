@@ -7,6 +7,7 @@ private to the test, e.g. a unique namespace); optionally ``storage_options``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -18,6 +19,7 @@ from ...model import (
     FencedError,
     NotFound,
     RetryPolicy,
+    Task,
     TaskConfig,
     TaskResult,
     TaskSpec,
@@ -25,12 +27,12 @@ from ...model import (
     ValidationError,
     VersionConflict,
 )
-from ...ports import ATTEMPT_TEXT_CAP, Firing, SchedulerNode
+from ...ports import ATTEMPT_TEXT_CAP, Fence, Firing, SchedulerNode, StorageBackend
 from .. import all_tasks, make_job, make_task, make_worker
 from ._harness import Harness, plugin_manager_for, poll
 
 
-def _result(task, outcome="succeeded", worker="w1", now=0.0, **kw: Any) -> TaskResult:
+def _result(task: Task, outcome: str = "succeeded", worker: str = "w1", now: float = 0.0, **kw: Any) -> TaskResult:
     return TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome=outcome, started_at=now,
                       finished_at=now, worker_id=worker, **kw)
 
@@ -45,11 +47,26 @@ def _optional(s: Any, name: str, without: str) -> Any:
     return found
 
 
-async def _dispatched(s: Any, fence: Any, ids: list[str], worker: str = "w1") -> list[Any]:
+async def _get(s: StorageBackend, task_id: str) -> Task:
+    """``s.tasks.get(task_id)``, which must find the task."""
+    task = await s.tasks.get(task_id)
+    assert task is not None, f"task {task_id!r} is not in the store"
+    return task
+
+
+async def _get_many(s: StorageBackend, task_ids: Sequence[str]) -> list[Task]:
+    """``s.tasks.get_many(task_ids)``, which must find every one of them."""
+    tasks = await s.tasks.get_many(task_ids)
+    found = [task for task in tasks if task is not None]
+    assert len(found) == len(tasks), f"not in the store: {[i for i, t in zip(task_ids, tasks) if t is None]}"
+    return found
+
+
+async def _dispatched(s: StorageBackend, fence: Fence, ids: list[str], worker: str = "w1") -> list[Task]:
     """Register ``worker``, submit tasks ``ids`` and dispatch them all to it."""
     await s.workers.register(make_worker(worker, now=s.clock()))
     await s.tasks.submit([make_task(i) for i in ids])
-    tasks = await s.tasks.get_many(ids)
+    tasks = await _get_many(s, ids)
     for task in tasks:
         task.dispatch(worker, s.clock())
     assert await s.tasks.dispatch(fence, tasks) == [True] * len(ids)
@@ -198,7 +215,8 @@ class StorageContract:
             report = await s.jobs.fire(fence, [replay])
             assert (report.created, report.existing) == (1, 1)
             tasks = await all_tasks(s, job="j")
-            assert sorted(t.slot for t in tasks) == [10.0, 20.0]
+            assert all(t.slot is not None for t in tasks), "a slot task records its slot"
+            assert sorted(t.slot for t in tasks if t.slot is not None) == [10.0, 20.0]
             assert all(t.state is TaskState.PENDING for t in tasks)
             assert [t.id for t in await s.tasks.ready(100.0, 10)] == [job.create_task(10.0, 0).id, job.create_task(20.0, 0).id]
 
@@ -267,11 +285,11 @@ class StorageContract:
                             tasks=(job.create_task(10.0, 11.0),))
             with pytest.raises(FencedError):
                 await s.jobs.fire(old, [firing])
-            t = await s.tasks.get("t")
+            t = await _get(s, "t")
             t.dispatch("w1", s.clock())
             with pytest.raises(FencedError):
                 await s.tasks.dispatch(old, [t])
-            t2 = await s.tasks.get("t")
+            t2 = await _get(s, "t")
             t2.cancel("x", s.clock())
             with pytest.raises(FencedError):
                 await s.tasks.save(old, [t2])
@@ -279,7 +297,7 @@ class StorageContract:
                 await s.workers.reap(old, "w1", [])
             # Nothing of it landed.
             assert (await s.jobs.state("j")).next_fire_at == 10.0
-            assert (await s.tasks.get("t")).state is TaskState.PENDING
+            assert (await _get(s, "t")).state is TaskState.PENDING
             assert await s.tasks.get(job.create_task(10.0, 0).id) is None
             assert [w.id for w in await s.workers.list_workers()] == ["w1"]
             assert await s.queues.pull("w1", 10, 0.05) == []
@@ -316,7 +334,7 @@ class StorageContract:
             assert await s.tasks.next_ready_at() == 10.0
             # A failed attempt with retries left waits for its retry time.
             await s.workers.register(make_worker("w1", now=s.clock()))
-            t = (await s.tasks.get_many(["early"]))[0]
+            t = (await _get_many(s, ["early"]))[0]
             t.dispatch("w1", 40.0)
             assert await s.tasks.dispatch(fence, [t]) == [True]
             t.finish(_result(t, "failed", now=41.0), 41.0)
@@ -350,13 +368,13 @@ class StorageContract:
             s = await h.storage()
             _, fence = await h.leader(s)
             await s.tasks.submit([make_task("t")])
-            first = await s.tasks.get("t")
-            second = await s.tasks.get("t")
+            first = await _get(s, "t")
+            second = await _get(s, "t")
             first.cancel("by first", 1.0)
             second.cancel("by second", 2.0)
             assert await s.tasks.save(fence, [first]) == [True]
             assert await s.tasks.save(fence, [second]) == [False]
-            stored = await s.tasks.get("t")
+            stored = await _get(s, "t")
             assert stored.reason == "by first" and stored.version == first.version
 
         harness.run(body)
@@ -366,15 +384,15 @@ class StorageContract:
             a, b = await h.storage(), await h.storage()
             _, fence = await h.leader(a)
             await a.tasks.submit([make_task(f"t{i}") for i in range(20)])
-            ta = await a.tasks.get_many([f"t{i}" for i in range(20)])
-            tb = await b.tasks.get_many([f"t{i}" for i in range(20)])
+            ta = await _get_many(a, [f"t{i}" for i in range(20)])
+            tb = await _get_many(b, [f"t{i}" for i in range(20)])
             for x in ta:
                 x.cancel("a", 1.0)
             for x in tb:
                 x.cancel("b", 1.0)
             ra, rb = await asyncio.gather(a.tasks.save(fence, ta), b.tasks.save(fence, tb))
             assert all(x != y for x, y in zip(ra, rb)), "exactly one writer wins each task"
-            stored = await a.tasks.get_many([f"t{i}" for i in range(20)])
+            stored = await _get_many(a, [f"t{i}" for i in range(20)])
             for i, task in enumerate(stored):
                 assert task.reason == ("a" if ra[i] else "b")
 
@@ -389,7 +407,7 @@ class StorageContract:
             await s.workers.register(make_worker("w1", now=now))
             await s.workers.register(make_worker("w2", now=now))
             await s.tasks.submit([make_task("a"), make_task("b")])
-            a, b = await s.tasks.get_many(["a", "b"])
+            a, b = await _get_many(s, ["a", "b"])
             a.dispatch("w1", now)
             b.dispatch("w2", now)
             assert await s.tasks.dispatch(fence, [a, b]) == [True, True]
@@ -399,16 +417,16 @@ class StorageContract:
             pulled = await s.queues.pull("w1", 10, 1.0)
             assert [t.id for t in pulled] == ["a"], "a worker only ever gets its own queue"
             assert pulled[0].state is TaskState.RUNNING and pulled[0].attempt_id == a.attempt_id
-            assert (await s.tasks.get("a")).state is TaskState.RUNNING
+            assert (await _get(s, "a")).state is TaskState.RUNNING
             assert await s.queues.pull("w1", 10, 0.05) == []
             await s.queues.report("w1", [_result(pulled[0], value={"x": 1})])
             results = await s.results.peek(10)
             assert [(r.task_id, r.value) for r in results] == [("a", {"x": 1})]
-            task = await s.tasks.get("a")
+            task = await _get(s, "a")
             task.finish(results[0], s.clock())
             assert await s.tasks.save(fence, [task], ack_results=1) == [True]
             assert await s.results.peek(10) == []
-            assert (await s.tasks.get("a")).state is TaskState.SUCCEEDED
+            assert (await _get(s, "a")).state is TaskState.SUCCEEDED
             assert {w.id: w.load for w in await s.workers.list_workers()} == {"w1": 0, "w2": 1}
 
         harness.run(body)
@@ -422,7 +440,7 @@ class StorageContract:
             assert await s.tasks.save(fence, [a]) == [True]
             pulled = await s.queues.pull("w1", 10, 1.0)
             assert [t.id for t in pulled] == ["b"]
-            assert (await s.tasks.get("a")).state is TaskState.CANCELLED
+            assert (await _get(s, "a")).state is TaskState.CANCELLED
 
         harness.run(body)
 
@@ -435,7 +453,7 @@ class StorageContract:
             waiter = asyncio.create_task(s.queues.pull("w1", 1, 5.0))
             await asyncio.sleep(0.05)
             assert not waiter.done()
-            a = await s.tasks.get("a")
+            a = await _get(s, "a")
             a.dispatch("w1", s.clock())
             await s.tasks.dispatch(fence, [a])
             pulled = await asyncio.wait_for(waiter, 3.0)
@@ -470,7 +488,7 @@ class StorageContract:
             assert await s.workers.reap(fence, "w1", held) == [True, True]
             assert await s.workers.list_workers() == []
             assert await s.workers.heartbeat("w1") is False, "a reaped worker learns it was declared dead"
-            again = await s.tasks.get_many(["a", "b"])
+            again = await _get_many(s, ["a", "b"])
             assert all(t.state is TaskState.PENDING and t.redeliveries == 1 and t.attempt == 1 for t in again)
             assert {t.id for t in await s.tasks.ready(s.clock() + 1, 10)} == {"a", "b"}
             assert await s.tasks.assigned("w1") == []
@@ -493,7 +511,7 @@ class StorageContract:
             assert await s.workers.reap(fence, "w1", held) == [False, True]
             # b is requeued; a runs on w1, which is kept but dead: its heartbeat is refused
             # (so it drops what it runs) and it is never alive again
-            assert (await s.tasks.get("b")).state is TaskState.PENDING
+            assert (await _get(s, "b")).state is TaskState.PENDING
             [a] = await s.tasks.assigned("w1")
             assert a.id == "a" and a.state is TaskState.RUNNING and a.worker_id == "w1"
             assert await s.workers.heartbeat("w1") is False
@@ -508,7 +526,7 @@ class StorageContract:
             assert await s.workers.list_workers() == []
             assert await s.tasks.assigned("w1") == []
             assert await s.workers.heartbeat("w1") is False
-            tasks = await s.tasks.get_many(["a", "b"])
+            tasks = await _get_many(s, ["a", "b"])
             assert all(t.state is TaskState.PENDING and t.redeliveries == 1 for t in tasks)
             assert {t.id for t in await s.tasks.ready(s.clock() + 1, 10)} == {"a", "b"}
 
@@ -541,7 +559,7 @@ class StorageContract:
             t = job.create_task(1.0, s.clock())
             await s.jobs.fire(fence, [Firing(job="j", expected_next=1.0, next_fire_at=2.0, last_slot=1.0, tasks=(t,))])
             assert [x.id for x in await s.tasks.live("j")] == [t.id]
-            t = await s.tasks.get(t.id)
+            t = await _get(s, t.id)
             t.dispatch("w1", s.clock())
             await s.tasks.dispatch(fence, [t])
             assert await s.tasks.overdue(s.clock() - 10, 10) == []
@@ -550,7 +568,7 @@ class StorageContract:
                 return [x.id for x in await s.tasks.overdue(s.clock(), 10)] == [t.id]
 
             assert await poll(late, 3.0)
-            t = await s.tasks.get(t.id)
+            t = await _get(s, t.id)
             t.cancel("done", s.clock())
             await s.tasks.save(fence, [t])
             assert await s.tasks.live("j") == []
@@ -589,12 +607,12 @@ class StorageContract:
             done = await s.results.settle(fence, 10, want_tasks=True)
             assert (done.settled, done.stale, done.left) == (1, 2, 2), done
             assert [(t.task_id, t.attempt, t.started_at, t.finished_at) for t in done.tasks] == [("a", 1, 0.5, 1.5)]
-            stored = await s.tasks.get("a")
+            stored = await _get(s, "a")
             assert stored.state is TaskState.SUCCEEDED and stored.result is not None
             assert (stored.result.attempt_id, stored.result.value) == (a.attempt_id, {"x": 1})
             assert stored.finished_at is not None and stored.started_at == a.started_at
             assert stored.version == a.version + 1 and stored.finished_at == done.tasks[0].at
-            assert (await s.tasks.get("b")).state is TaskState.RUNNING, "a result from another worker is refused"
+            assert (await _get(s, "b")).state is TaskState.RUNNING, "a result from another worker is refused"
             assert [(r.task_id, r.outcome) for r in await s.results.peek(10)] == [("c", "failed"), ("d", "succeeded")]
             again = await s.results.settle(fence, 10)
             assert (again.settled, again.stale, again.left) == (0, 0, 2), "it stops at the failure"
@@ -619,7 +637,7 @@ class StorageContract:
             done = await s.results.settle(fence, 10, want_tasks=True)
             assert (done.settled, done.stale, done.left) == (1, 0, 2), done
             assert [(t.task_id, t.attempt, t.started_at) for t in done.tasks] == [("a", 1, 2.0)]
-            stored = await s.tasks.get("a")
+            stored = await _get(s, "a")
             assert stored.state is TaskState.SUCCEEDED and stored.result is not None
             assert (stored.result.attempt_id, stored.result.value) == (a.attempt_id, {"x": 1})
             assert stored.finished_at == done.tasks[0].at
@@ -642,7 +660,7 @@ class StorageContract:
             [a] = await s.queues.pull("w1", 1, 1.0)
             got = await carry("w1", [_result(a, value={"x": 1}, now=2.0)], 1, settle=True)
             assert [(t.id, t.state, t.attempt_id) for t in got] == [("b", TaskState.RUNNING, b0.attempt_id)]
-            assert (await s.tasks.get("b")).state is TaskState.RUNNING
+            assert (await _get(s, "b")).state is TaskState.RUNNING
             stale = TaskResult(**{**_result(c0).to_dict(), "attempt_id": "c#7"})
             got = await carry("w1", [_result(got[0], "failed", error="boom"), stale], 10)
             assert [(t.id, t.state) for t in got] == [("c", TaskState.RUNNING)], "only what is queued"
@@ -650,7 +668,7 @@ class StorageContract:
             done = await s.results.settle(fence, 10, want_tasks=True)
             assert (done.settled, done.stale, done.left) == (1, 0, 2), done
             assert [(t.task_id, t.started_at) for t in done.tasks] == [("a", 2.0)]
-            stored = await s.tasks.get("a")
+            stored = await _get(s, "a")
             assert stored.state is TaskState.SUCCEEDED and stored.result is not None
             assert stored.result.value == {"x": 1}
             assert [(r.task_id, r.outcome, r.attempt_id) for r in await s.results.peek(10)] == [
@@ -674,7 +692,7 @@ class StorageContract:
             assert await election.acquire("other") is not None
             with pytest.raises(FencedError):
                 await s.results.settle(fence, 10)
-            assert (await s.tasks.get("c")).state is TaskState.RUNNING, "a fenced settle changes nothing"
+            assert (await _get(s, "c")).state is TaskState.RUNNING, "a fenced settle changes nothing"
             assert [r.task_id for r in await s.results.peek(10)] == ["c"]
 
         harness.run(body)
@@ -689,7 +707,7 @@ class StorageContract:
             await s.tasks.submit(tasks)
             await s.workers.register(make_worker("w1", now=s.clock()))
             await s.workers.register(make_worker("w2", now=s.clock()))
-            stored = await s.tasks.get_many(["t1", "t3", "t5", "t6"])
+            stored = await _get_many(s, ["t1", "t3", "t5", "t6"])
             for task, worker in zip(stored, ["w1", "w1", "w1", "w2"]):
                 task.dispatch(worker, s.clock())
             assert await s.tasks.dispatch(fence, stored) == [True] * 4
@@ -721,7 +739,7 @@ class StorageContract:
             # the cursor's own task leaves the index between two pages: the walk goes on after it
             page1 = await s.tasks.query(state="pending", limit=1)
             assert [t.id for t in page1.tasks] == ["same-c"]
-            moved = await s.tasks.get("same-c")
+            moved = await _get(s, "same-c")
             moved.dispatch("w2", s.clock())
             assert await s.tasks.dispatch(fence, [moved]) == [True]
             page2 = await s.tasks.query(state="pending", limit=2, cursor=page1.next_cursor)
@@ -752,7 +770,7 @@ class StorageContract:
             await s.jobs.fire(fence, [Firing(job="j", expected_next=10.0, next_fire_at=50.0, last_slot=40.0,
                                              tasks=(*slots, skipped))])
             await _dispatched(s, fence, [], worker="w1")
-            first = await s.tasks.get(slots[0].id)
+            first = await _get(s, slots[0].id)
             first.dispatch("w1", s.clock())
             await s.tasks.dispatch(fence, [first])
             [running] = await s.queues.pull("w1", 1, 1.0)
@@ -784,7 +802,7 @@ class StorageContract:
             # saved one by one in the order they finish (a store may index by its own clock)
             for task_id, at, end in (("early", 200.0, "fail"), ("mid", 4500.0, "fail"), ("gone", 4800.0, "cancel"),
                                      ("old", 5000.0, "fail")):
-                task = await s.tasks.get(task_id)
+                task = await _get(s, task_id)
                 if end == "fail":
                     task.undispatchable("no balancer", at)
                 else:
@@ -821,14 +839,14 @@ class StorageContract:
             assert t.state is TaskState.RETRYING
             assert await s.tasks.save(fence, [t]) == [True]
             # attempt 2 goes to w2, whose worker is lost: requeued (same attempt number)
-            t = await s.tasks.get("x")
+            t = await _get(s, "x")
             t.dispatch("w2", s.clock())
             assert await s.tasks.dispatch(fence, [t]) == [True]
-            t = await s.tasks.get("x")
+            t = await _get(s, "x")
             t.requeue("worker w2 lost", s.clock())
             assert await s.workers.reap(fence, "w2", [t]) == [True]
             # attempt 3 on w1 succeeds through the store's fast path
-            t = await s.tasks.get("x")
+            t = await _get(s, "x")
             t.dispatch("w1", s.clock())
             assert await s.tasks.dispatch(fence, [t]) == [True]
             [t] = await s.queues.pull("w1", 1, 1.0)
@@ -924,8 +942,8 @@ class StorageContract:
             await s.tasks.submit([make_task("p")])
             await _dispatched(s, fence, ["r"])
             [running] = await s.queues.pull("w1", 1, 1.0)
-            pending = await s.tasks.get("p")
-            stale = await s.tasks.get("p")
+            pending = await _get(s, "p")
+            stale = await _get(s, "p")
             pending.cancel("by user", s.clock())
             assert await s.tasks.cancel(pending) is True
             stale.cancel("twice", s.clock())
@@ -944,7 +962,7 @@ class StorageContract:
             assert [t.id for t in (await s.tasks.query(state="cancelled")).tasks] == ["r", "p"]
             counts = await s.tasks.counts()
             assert counts.get("cancelled") == 2 and not counts.get("pending") and not counts.get("running")
-            final = await s.tasks.get("r")
+            final = await _get(s, "r")
             final.state = TaskState.CANCELLED
             assert await s.tasks.cancel(final) is False, "a final task is not written again"
 
