@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 
+#: The engine's own random stream: it draws nothing from the global one, which an application
+#: may seed for its own reproducible sequence.
+_random = random.Random()
+
 
 class Backoff:
     def __init__(self, first: float = 0.05, cap: float = 2.0) -> None:
@@ -12,7 +16,7 @@ class Backoff:
 
     def next(self) -> float:
         self.current = self.first if self.current == 0 else min(self.cap, self.current * 2)
-        return self.current * (0.5 + random.random() / 2)
+        return self.current * (0.5 + _random.random() / 2)
 
     def reset(self) -> None:
         self.current = 0.0

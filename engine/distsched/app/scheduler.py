@@ -43,6 +43,9 @@ from .backoff import Backoff, wait_or_stop
 from .events import EventBus
 
 log = logging.getLogger("distsched.scheduler")
+#: The retry jitter's random stream: the engine draws nothing from the global one, which an
+#: application may seed for its own reproducible sequence.
+_random = random.Random()
 #: The balancer a task whose balancer cannot be built falls back to.
 FALLBACK_BALANCER = "least-tasks"
 FIRE_BATCH = 500
@@ -91,7 +94,7 @@ class Scheduler:
         balancers: Callable[[str], Awaitable[Balancer]],
         events: EventBus,
         config: EngineConfig,
-        rand: Callable[[], float] = random.random,
+        rand: Callable[[], float] = _random.random,
     ) -> None:
         self.storage = storage
         self.election = election

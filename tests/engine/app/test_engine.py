@@ -139,3 +139,25 @@ async def test_a_plugin_hook_that_holds_the_loop_is_named(monkeypatch, caplog):
     assert "the worker's other tasks, heartbeats and reports, the scheduler's passes and lease renewals" in held[0]
     freed = [m for m in messages if "was held for about" in m]
     assert len(freed) == 1 and "by task" not in freed[0], messages  # a hook, not a task
+
+
+def _always_fails():
+    raise RuntimeError("again")
+
+
+async def test_the_engine_draws_nothing_from_the_global_random_stream(distsched_app):
+    """An application that seeds ``random`` for a reproducible sequence of its own keeps it:
+    the retry jitter and the reconnect backoff draw from the engine's own stream (and a
+    hypothesis strategy drawn beside an engine in another thread sees no state change)."""
+    import random
+
+    from distsched.app.backoff import Backoff
+
+    app = await distsched_app(f"memory://rand-{uuid.uuid4().hex}", functions={"fails": _always_fails})
+    random.seed(1234)
+    state = random.getstate()
+    task = await app.wait(await app.submit("fails", retry={"max_attempts": 3, "delay": 0.01, "jitter": 0.5}),
+                          timeout=20)
+    assert task.state.value == "failed" and task.attempt == 3
+    assert 0 < Backoff().next() <= 0.05
+    assert random.getstate() == state
