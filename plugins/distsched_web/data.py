@@ -81,8 +81,7 @@ def check_state(value: Any, *, empty_is_any: bool = False) -> str | None:
 def task_row(task: Task) -> dict[str, Any]:
     """One task as a listing row."""
     result = task.result
-    started = task.started_at
-    finished = task.finished_at
+    started, finished = task.last_attempt_times()
     return {
         "id": task.id, "job": task.job, "state": task.state.value, "slot": task.slot, "slot_iso": iso(task.slot),
         "attempt": task.attempt, "worker_id": task.worker_id,

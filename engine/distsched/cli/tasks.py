@@ -39,13 +39,10 @@ def seconds(value: float | None) -> str:
     return f"{int(hours)}h{int(minutes):02d}m"
 
 
-def _duration(task: Task, now: float) -> float | None:
-    if task.result is not None and task.result.attempt_id == task.attempt_id:
-        return task.result.duration
-    if task.started_at is not None:
-        end = task.finished_at if task.finished_at is not None else now
-        return max(0.0, end - task.started_at)
-    return None
+def _duration(started: float | None, finished: float | None, now: float) -> float | None:
+    if started is None:
+        return None
+    return max(0.0, (finished if finished is not None else now) - started)
 
 
 def _error(task: Task) -> str | None:
@@ -64,12 +61,13 @@ def _short(text: str | None, limit: int = SHORT_ERROR) -> str:
 
 
 def task_row(task: Task, now: float) -> dict[str, Any]:
-    """The fields ``tasks list --json`` gives for one task."""
+    """The fields ``tasks list --json`` gives for one task (its latest attempt's times)."""
+    started, finished = task.last_attempt_times()
     return {
         "id": task.id, "job": task.job, "slot": task.slot, "state": task.state.value, "attempt": task.attempt,
         "worker": task.worker_id or (task.result.worker_id if task.result else None),
-        "created_at": task.created_at, "started_at": task.started_at, "finished_at": task.finished_at,
-        "duration": _duration(task, now), "error": _error(task),
+        "created_at": task.created_at, "started_at": started, "finished_at": finished,
+        "duration": _duration(started, finished, now), "error": _error(task),
     }
 
 

@@ -148,6 +148,18 @@ class Task:
             return None
         return since + self.spec.timeout + grace
 
+    def last_attempt_times(self) -> tuple[float | None, float | None]:
+        """(started, finished) of the latest attempt as its worker measured them, for a
+        listing: those of the result when the current attempt has one, or when the task waits
+        to retry (the result is then the last attempt's); otherwise the record's own
+        ``started_at`` and ``finished_at``. The record's ``started_at`` is when a worker took
+        the task - before its slot for a slot dispatched ahead, which the worker holds until
+        its time - and its ``finished_at`` when the leader recorded the outcome."""
+        result = self.result
+        if result is not None and (result.attempt_id == self.attempt_id or self.state is TaskState.RETRYING):
+            return result.started_at, result.finished_at
+        return self.started_at, self.finished_at
+
     # -- transitions ---------------------------------------------------------------
     def _move(self, target: TaskState, now: float) -> None:
         if target not in TRANSITIONS[self.state]:

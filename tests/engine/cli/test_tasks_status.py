@@ -84,6 +84,11 @@ def test_tasks_list_show_retry_cancel_submit(distsched_cli: Any, store_url: str)
     assert by_id[ids["bad"]]["state"] == "failed" and by_id[ids["bad"]]["attempt"] == 2
     assert "boom! " in by_id[ids["bad"]]["error"]
     assert by_id[ids["ok"]]["duration"] is not None and by_id[ids["ok"]]["started_at"] is not None
+    for key in ("ok", "bad"):  # the row's times are its last attempt's, as its worker measured them
+        last = _json(cli("tasks", "show", ids[key], "--json"))["attempts"][-1]
+        row = by_id[ids[key]]
+        assert (row["started_at"], row["finished_at"], row["duration"]) == (
+            last["started_at"], last["finished_at"], last["duration"]), key
     assert by_id[ids["job"]]["job"] == "nightly"
 
     assert [t["id"] for t in _json(cli("tasks", "list", "--job", "nightly", "--json"))["tasks"]] == [ids["job"]]

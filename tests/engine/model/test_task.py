@@ -377,6 +377,30 @@ def test_result_may_overtake_the_start_record():
         task.start(task.attempt_id, T0 + 6)
 
 
+def test_the_last_attempt_times_are_the_workers_not_the_records():
+    """A slot dispatched ahead is taken by its worker (the record's started_at) before its
+    time and recorded by the leader (finished_at) after its worker finished: a listing shows
+    when the attempt itself ran, from its result - also while the task waits to retry."""
+    task = make_task(max_attempts=2, delay=5.0)
+    task.not_before = T0 + 10
+    task.start(task.dispatch("w1", T0 + 9.5), T0 + 9.6)
+    assert task.last_attempt_times() == (T0 + 9.6, None)  # running: since its worker took it
+    ran = TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome="failed", started_at=T0 + 10.001,
+                     finished_at=T0 + 10.003, worker_id="w1", error="boom")
+    assert task.finish(ran, T0 + 10.2) is TaskState.RETRYING
+    assert task.last_attempt_times() == (T0 + 10.001, T0 + 10.003)
+    task.start(task.dispatch("w1", T0 + 15), T0 + 15.1)
+    assert task.last_attempt_times() == (T0 + 15.1, None)  # the new attempt runs: not the old result
+    again = TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome="succeeded", started_at=T0 + 15.2,
+                       finished_at=T0 + 15.5, worker_id="w1")
+    assert task.finish(again, T0 + 15.9) is TaskState.SUCCEEDED
+    assert (task.started_at, task.finished_at) == (T0 + 15.1, T0 + 15.9)
+    assert task.last_attempt_times() == (T0 + 15.2, T0 + 15.5)
+    cancelled = make_task()
+    cancelled.cancel("no longer wanted", T0 + 1)
+    assert cancelled.last_attempt_times() == (None, cancelled.finished_at)  # never ran: the record's
+
+
 def test_deadline_counts_from_dispatch_until_started():
     task = make_task(timeout=10.0)
     assert task.deadline() is None

@@ -171,6 +171,22 @@ def test_trigger_shows_in_the_job_history_newest_first(web_server):
         assert http.get("/api/v1/jobs/nope/history").status_code == 404
 
 
+def test_a_slots_history_row_shows_when_its_attempt_ran(web_server):
+    """A slot is dispatched ahead (fire_ahead) and its worker takes it before its time, then
+    holds it: the row's start and duration are the attempt's own, not when the worker took
+    it (before the slot) or when the leader recorded the outcome."""
+    server = web_server(jobs={"every2": JOBS["every2"]})
+    with httpx.Client(base_url=server.url) as http:
+        row = wait_for(lambda: next((t for t in http.get("/api/v1/jobs/every2/history").json()["items"]
+                                     if t["state"] == "succeeded"), None), what="a slot of every2 to succeed")
+        detail = http.get(f"/api/v1/tasks/{row['id']}").json()
+        attempt = detail["attempts"][-1]
+        assert row["started_at"] >= row["slot"], row
+        assert (row["started_at"], row["finished_at"]) == (attempt["started_at"], attempt["finished_at"])
+        assert row["duration"] == round(attempt["finished_at"] - attempt["started_at"], 6)
+        assert detail["dispatched_at"] < row["slot"], "the slot was dispatched ahead, as the test means"
+
+
 def test_secrets_stay_out_of_pages_and_api(web_server):
     server = web_server(token=TOKEN, jobs={
         "call": {"every": "1h", "executor": "http", "target": "https://user:hunter2@example.invalid/hook",
