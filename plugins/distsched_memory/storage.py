@@ -586,8 +586,8 @@ class _Tasks:
         while heap and heap[0][0] < now and len(out) < limit:
             item = heapq.heappop(heap)
             task = self.s.tasks.get(item[1])
-            if task is None or task.deadline() != item[0]:
-                continue
+            if task is None or task.deadline() != item[0] or (taken and taken[-1] == item):
+                continue  # gone, moved on, or a second entry of the same deadline (a take ahead of time)
             taken.append(item)
             out.append(copy.copy(task))
         for item in taken:

@@ -140,13 +140,15 @@ class Task:
         return self.spec.retry
 
     def deadline(self, grace: float = 0.0) -> float | None:
-        """When a running attempt must have finished (start + timeout + grace)."""
+        """When a running attempt must have finished: start + timeout + grace, the start
+        being when its worker took it (or, until then, the dispatch) but never before
+        ``not_before`` - a task dispatched ahead of its time is held by its worker until then."""
         if self.state not in ASSIGNED:
             return None
         since = self.started_at if self.started_at is not None else self.dispatched_at
         if since is None:
             return None
-        return since + self.spec.timeout + grace
+        return max(since, self.not_before) + self.spec.timeout + grace
 
     def last_attempt_times(self) -> tuple[float | None, float | None]:
         """(started, finished) of the latest attempt as its worker measured them, for a

@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
@@ -9,7 +10,9 @@ from distsched import DistributeSchedule, hookimpl
 from distsched.app import scheduler as scheduler_module
 from distsched.app.scheduler import Scheduler
 from distsched.model import TaskResult, TaskState, build_job
+from distsched.model.task import slot_task_id
 from distsched.testing import all_tasks, make_task, make_worker
+from distsched.testing.processes import wait_until_async
 
 
 class Leader:
@@ -644,3 +647,27 @@ async def test_a_pass_that_skips_nothing_reads_the_ready_queue_once(any_leader, 
     reads = _count_ready_reads(leader, monkeypatch)
     assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (3, False)
     assert len(reads) == 1
+
+
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_a_slot_dispatched_further_ahead_than_the_grace_runs(distsched_app, store, request):
+    """A slot is dispatched ``fire_ahead`` before its time and its worker takes it at once,
+    then holds it: the leader's deadline counts from the slot. With ``fire_ahead`` longer
+    than timeout + grace, it counted from the take and the leader timed the slot out before
+    it ran."""
+    url = (f"memory://ahead-{uuid.uuid4().hex}" if store == "memory"
+           else request.getfixturevalue("redis_server").url_for(namespace=f"a{uuid.uuid4().hex[:10]}"))
+    app = await distsched_app(url, functions={"quick": lambda: "ran"}, fire_ahead=2.0, timeout_grace=0.2)
+    storage = await app.storage()
+    slot = round(storage.clock() + 2.5, 3)
+    at = datetime.fromtimestamp(slot, timezone.utc).isoformat()
+    await app.add_job("ahead", at=at, target="quick", timeout="0.5s")
+    task_id = slot_task_id("ahead", slot)
+
+    async def finished():
+        task = await storage.tasks.get(task_id)
+        return task if task is not None and task.terminal else None
+
+    task = await wait_until_async(finished, 20, what=f"slot task {task_id} to finish")
+    assert task.state is TaskState.SUCCEEDED, task.result
+    assert task.result.started_at >= slot

@@ -408,6 +408,19 @@ def test_deadline_counts_from_dispatch_until_started():
     assert task.deadline() == T0 + 11
 
 
+def test_deadline_of_a_task_dispatched_ahead_counts_from_its_not_before():
+    task = make_task(timeout=10.0)
+    task.not_before = T0 + 30  # a slot dispatched ahead; its worker holds it until then
+    task.dispatch("w1", T0 + 1)
+    assert task.deadline(grace=5) == T0 + 45
+    task.start(task.attempt_id, T0 + 2)  # taken at once
+    assert task.deadline(grace=5) == T0 + 45
+    late = make_task(timeout=10.0)
+    late.not_before = T0 + 30
+    late.start(late.dispatch("w1", T0 + 29), T0 + 33)  # taken after its time: from the take
+    assert late.deadline() == T0 + 43
+
+
 def test_retry_sets_not_before_from_the_policy_and_an_early_dispatch_keeps_it():
     task = make_task(max_attempts=3, delay=4.0, backoff="exponential")
     task.dispatch("w1", T0)

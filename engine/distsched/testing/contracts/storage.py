@@ -576,6 +576,30 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_a_task_taken_ahead_of_its_time_is_overdue_only_after_it(self, harness: Harness) -> None:
+        """A slot is dispatched ahead of its time (``fire_ahead``) and its worker takes it at
+        once, then holds it until then: its deadline counts from its ``not_before``, not from
+        the dispatch or the take (a ``fire_ahead`` longer than the grace had every slot timed
+        out by the leader before it ran)."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            due = s.clock() + 30
+            ahead = make_task("ahead", now=s.clock(), timeout=0.5)
+            ahead.not_before = due
+            await s.tasks.submit([ahead])
+            ahead = await _get(s, "ahead")
+            ahead.dispatch("w1", s.clock())
+            assert await s.tasks.dispatch(fence, [ahead]) == [True]
+            assert await s.tasks.overdue(s.clock() + 5, 10) == [], "dispatched ahead: not overdue before its time"
+            assert [t.id for t in await s.queues.pull("w1", 10, 1.0)] == ["ahead"]
+            assert (await _get(s, "ahead")).state is TaskState.RUNNING
+            assert await s.tasks.overdue(due, 10) == [], "taken ahead: not overdue before its time + timeout"
+            assert [t.id for t in await s.tasks.overdue(due + 0.6, 10)] == ["ahead"]
+
+        harness.run(body)
+
     def test_results_keep_order_and_json_values(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()

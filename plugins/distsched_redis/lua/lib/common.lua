@@ -120,7 +120,7 @@ local function batch1(cmd, key, member)
   args[#args + 1] = member
 end
 
--- ZADD key score member
+-- ZADD key score member ('ZADD GT': a member's score is only ever raised)
 local function batch2(cmd, key, score, member)
   local args = batch_args(cmd, key)
   args[#args + 1] = score
@@ -185,9 +185,13 @@ local function flush_batched()
   for _, b in ipairs(BATCH_ORDER) do
     local cmd, key, args = b[1], b[2], b[3]
     local n = #args
-    local long = cmd == 'ZADD' and to_skiplist(key, n / 2)
+    local long = (cmd == 'ZADD' or cmd == 'ZADD GT') and to_skiplist(key, n / 2)
     for first = 1, n, 1000 do  -- 1000 is even: ZADD pairs stay together
-      redis.call(cmd, key, unpack(args, first, math.min(n, first + 999)))
+      if cmd == 'ZADD GT' then
+        redis.call('ZADD', key, 'GT', unpack(args, first, math.min(n, first + 999)))
+      else
+        redis.call(cmd, key, unpack(args, first, math.min(n, first + 999)))
+      end
     end
     if long then redis.call('ZREM', key, LONG_MEMBER) end
   end

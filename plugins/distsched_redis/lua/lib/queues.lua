@@ -54,7 +54,8 @@ end
 
 -- Take up to `max` entries of worker `w`'s own queue (first the claim list that a blocking
 -- BLMOVE filled, then the queue) and mark them running (state, started_at = server time,
--- version + 1, deadline = now + timeout). Entries whose task is no longer dispatched to this
+-- version + 1, deadline = now + timeout, or the dispatch's when later: a task dispatched
+-- ahead of its not_before, which its worker holds until then, is due at not_before + timeout). Entries whose task is no longer dispatched to this
 -- worker with that attempt are dropped. Returns the task rows (see task_reply), the entries
 -- taken ("<id>#<n>") and the ids of records that cannot be read (a non-numeric version or
 -- timeout: the caller quarantines those; the entries behind them are taken as usual).
@@ -83,7 +84,7 @@ local function take_entries(w, max)
     -- reindex() for dispatched -> running on the same worker, by hand
     count_delta('dispatched', -1)
     count_delta('running', 1)
-    batch2('ZADD', P .. 'dl', NOW + timeout, id)
+    batch2('ZADD GT', P .. 'dl', NOW + timeout, id)
     ids[#ids + 1] = entry
     cur[1], cur[2], cur[3], cur[4] = 'running', tostring(v), NOW_S, NOW_S
     out[#out + 1] = task_reply(id, cur)
