@@ -454,7 +454,7 @@ class DistributeSchedule:
         cfg = self.config
         leader = leader_status(info)
         schedulers = tuple(scheduler_status(n, now, cfg.lease_ttl) for n in nodes)
-        worker_rows = tuple(worker_status(w, now, cfg.heartbeat_ttl, depths.get(w.id, 0)) for w in workers)
+        worker_rows = tuple(worker_status(w, now, cfg.heartbeat_ttl, depths.get(w.id, 0), cfg.heartbeat_interval) for w in workers)
         return Status(
             now=now,
             leader=leader,

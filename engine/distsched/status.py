@@ -46,9 +46,11 @@ class SchedulerStatus:
 
 @attrs.frozen(kw_only=True)
 class WorkerStatus:
-    """A worker: ``state`` is ``alive``, ``draining``, ``stale`` (no heartbeat within the TTL
-    of the store's clock - older, or far ahead of it, a broken record - not reaped yet) or
-    ``stopped`` (deregistered or declared dead: no heartbeat age then). ``heartbeat_age``:
+    """A worker: ``state`` is ``alive``, ``draining``, ``silent`` (it missed a heartbeat: none
+    for two of its intervals - maybe killed; the leader gives it no task, and reaps it at the
+    TTL), ``stale`` (no heartbeat within the TTL of the store's clock - older, or far ahead of
+    it, a broken record - not reaped yet) or ``stopped`` (deregistered or declared dead: no
+    heartbeat age then). ``heartbeat_age``:
     see :func:`heartbeat_age` (negative: that far ahead of the store's clock)."""
 
     id: str
@@ -101,7 +103,7 @@ def signing_state(schedulers: tuple[SchedulerStatus, ...], workers: tuple[Worker
     worker checks; ``unsigned`` when none does; ``mixed`` otherwise."""
     live_nodes = [s.id for s in schedulers if s.alive]
     signers = [leader.node_id] if leader is not None and not leader.expired else live_nodes
-    flags = [n in signed_nodes for n in signers] + [w.signed for w in workers if w.state in ("alive", "draining")]
+    flags = [n in signed_nodes for n in signers] + [w.signed for w in workers if w.state in LIVE_WORKER_STATES]
     if flags and all(flags):
         return "signed"
     if not any(flags):
@@ -142,18 +144,29 @@ def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerSt
                            alive=heard_within(node.last_heartbeat, now, ttl))
 
 
-def worker_status(worker: Worker, now: float, ttl: float, queued: int) -> WorkerStatus:
+#: The worker states in which it is registered and heard from within the TTL (not reaped).
+LIVE_WORKER_STATES = ("alive", "draining", "silent")
+
+
+def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval: float) -> WorkerStatus:
+    """``interval``: the heartbeat interval of a worker that registered none."""
     if worker.last_heartbeat <= 0:
         state, age = "stopped", None
     else:
-        # the leader's rule (Worker.is_alive): a heartbeat far ahead of the store's clock is
-        # no sign of life - the leader reaps such a worker, and status must not call it alive
+        # the leader's rules (Worker.is_alive, is_fresh): a heartbeat far ahead of the store's
+        # clock is no sign of life - the leader reaps such a worker, and status must not call
+        # it alive; one older than two intervals gets no task
         age = heartbeat_age(worker.last_heartbeat, now, ttl)
-        state = ("draining" if worker.draining else "alive") if worker.is_alive(now, ttl) else "stale"
+        if not worker.is_alive(now, ttl):
+            state = "stale"
+        elif not worker.is_fresh(now, interval, ttl):
+            state = "silent"
+        else:
+            state = "draining" if worker.draining else "alive"
     return WorkerStatus(id=worker.id, host=worker.host, pid=worker.pid, state=state, heartbeat_age=age,
                         load=worker.load, capacity=worker.capacity, concurrency=worker.concurrency,
                         draining=worker.draining, queued=queued, started_at=worker.started_at,
                         blocked=worker.blocked, signed=worker.signed)
 
 
-__all__ = ["LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]
+__all__ = ["LIVE_WORKER_STATES", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]

@@ -68,7 +68,7 @@ _JOB = {"allOf": [_ref("JobRow"), _obj({
 })]}
 _QUARANTINED = _obj({"kind": _STR, "key": _STR, "reason": _STR, "at": _NUM, "at_iso": _NSTR})
 _WORKER = _obj({
-    "id": _STR, "host": _STR, "pid": _INT, "state": {"type": "string", "enum": ["alive", "draining", "stale", "stopped"]},
+    "id": _STR, "host": _STR, "pid": _INT, "state": {"type": "string", "enum": ["alive", "draining", "silent", "stale", "stopped"]},
     "load": _INT, "capacity": _INT, "concurrency": _INT, "queued": _INT, "heartbeat_age": _NNUM,
     "alive": {"type": "boolean"}, "draining": {"type": "boolean"}, "started_iso": _NSTR,
     "live": {"type": "array", "items": _ref("TaskRow")}, "recent": {"type": "array", "items": _ref("TaskRow")},

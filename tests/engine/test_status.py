@@ -22,6 +22,8 @@ TTL = 10.0
 @pytest.mark.parametrize(("heartbeat", "state", "age", "shown"), [
     (NOW - 3, "alive", 3.0, "3.0s ago"),
     (NOW + 3, "alive", 0.0, "0.0s ago"),  # a little ahead: the clocks of two reads of the store
+    # two heartbeat intervals (2 s) missed: the leader gives it no task (maybe kill -9), reaped at the TTL
+    (NOW - 5, "silent", 5.0, "5.0s ago"),
     (NOW - TTL - 1, "stale", TTL + 1, "11s ago"),
     # a day ahead: a broken record the leader reaps, never alive - nor "0.0s ago", a beat just now
     (NOW + 86400, "stale", -86400.0, "24h00m ahead"),
@@ -32,9 +34,18 @@ TTL = 10.0
 def test_a_worker_is_alive_by_the_leaders_rule_and_its_heartbeat_age_says_where_it_is(heartbeat, state, age, shown):
     worker = make_worker("w1", now=NOW)
     worker.last_heartbeat = heartbeat
-    status = worker_status(worker, NOW, TTL, queued=0)
+    status = worker_status(worker, NOW, TTL, queued=0, interval=2.0)
     assert (status.state, status.heartbeat_age) == (state, age)
     assert beat(status.heartbeat_age) == shown
+
+
+def test_a_silent_worker_is_counted_apart_and_by_its_own_interval():
+    quiet = make_worker("w1", now=NOW - 5)  # registered with the default interval (2 s here)
+    slow = make_worker("w2", now=NOW - 5, heartbeat_interval=4.0)  # beats every 4 s: 5 s is one missed beat
+    rows = tuple(worker_status(w, NOW, TTL, queued=0, interval=2.0) for w in (quiet, slow))
+    assert [r.state for r in rows] == ["silent", "alive"]
+    status = Status(now=NOW, leader=None, schedulers=(), workers=rows, counts={}, oldest_pending_age=None)
+    assert "workers     2 (1 alive, 1 silent: given no task)" in render({**status.to_dict(), "storage": "memory://"})
 
 
 @pytest.mark.parametrize(("heartbeat", "alive"), [

@@ -85,7 +85,8 @@ def render(data: dict[str, Any]) -> str:
         out.append(f"  {n['id']:<36} {state:<20} heartbeat {beat(n['heartbeat_age'])}  host {n['host']} pid {n['pid']}")
     workers = data["workers"]
     alive = sum(1 for w in workers if w["state"] in ("alive", "draining"))
-    out.append(f"workers     {len(workers)} ({alive} alive)")
+    silent = sum(1 for w in workers if w["state"] == "silent")
+    out.append(f"workers     {len(workers)} ({alive} alive" + (f", {silent} silent: given no task" if silent else "") + ")")
     for w in workers:
         out.append(f"  {w['id']:<36} {w['state']:<9} load {w['load']}/{w['capacity']}  queued {w['queued']}"
                    f"  heartbeat {beat(w['heartbeat_age'])}  host {w['host']} pid {w['pid']}")
