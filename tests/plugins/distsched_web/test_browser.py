@@ -120,6 +120,12 @@ def test_dashboard_in_chromium(deployment, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             page.set_default_timeout(15_000)
+            # every page loads whole: no console error, no resource answered with an error
+            # (a page without an icon made the browser ask for /favicon.ico: a 404 on each)
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+            page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
+                    if r.status >= 400 and r.request.resource_type != "fetch" else None)
 
             # Overview: the leader and both workers.
             page.goto(f"{base}/")
@@ -213,5 +219,6 @@ def test_dashboard_in_chromium(deployment, tmp_path):
             refused = page.request.post(f"{base}/api/v1/jobs/tick/resume")
             assert refused.status == 401 and refused.json()["error"]["field"] == "Authorization"
             assert httpx.get(f"{base}/api/v1/jobs/tick").json()["paused"] is True
+            assert problems == []
         finally:
             browser.close()
