@@ -44,6 +44,10 @@ class SchedulerStatus:
     alive: bool
 
 
+#: The worker states in which it is registered and heard from within the TTL (not reaped).
+LIVE_WORKER_STATES = ("alive", "draining", "silent")
+
+
 @attrs.frozen(kw_only=True)
 class WorkerStatus:
     """A worker: ``state`` is ``alive``, ``draining``, ``silent`` (it missed a heartbeat: none
@@ -142,10 +146,6 @@ def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerSt
     return SchedulerStatus(id=node.id, host=node.host, pid=node.pid, role=node.role, started_at=node.started_at,
                            heartbeat_age=heartbeat_age(node.last_heartbeat, now, ttl),
                            alive=heard_within(node.last_heartbeat, now, ttl))
-
-
-#: The worker states in which it is registered and heard from within the TTL (not reaped).
-LIVE_WORKER_STATES = ("alive", "draining", "silent")
 
 
 def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval: float) -> WorkerStatus:
