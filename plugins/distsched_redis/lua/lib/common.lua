@@ -239,11 +239,13 @@ local function op_reply(reply)
   return reply
 end
 
--- Wake the leader (BLPOP in wait_for_activity); the list holds at most one token (trimmed
--- only when a token was there already: a listening leader has taken it).
+-- Wake the leader (BLPOP in wait_for_activity); the list holds at most one token. A token
+-- already there has not been taken yet: the pass it wakes comes after this script and sees
+-- what it wrote, so nothing is pushed (under a stream of calls most find one: a read instead
+-- of a push and a trim).
 local function notify()
-  if redis.call('LPUSH', P .. 'notify', '1') > 1 then
-    redis.call('LTRIM', P .. 'notify', 0, 0)
+  if redis.call('LLEN', P .. 'notify') == 0 then
+    redis.call('LPUSH', P .. 'notify', '1')
   end
 end
 
