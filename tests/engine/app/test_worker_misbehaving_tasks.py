@@ -162,7 +162,8 @@ async def test_an_async_task_that_blocks_past_its_timeout_has_timed_out(distsche
     assert task.state.value == "timed_out", task.result
     assert task.result.value is None
     assert task.result.error_type == "Timeout"
-    assert task.result.error.startswith("timed out after 0.2s (attempt took 0.6s)"), task.result.error
+    assert task.result.error.startswith("timed out after 0.2s (attempt took "), task.result.error
+    assert task.result.duration >= 0.6  # it ran to its end: nothing could interrupt it
     assert "the event loop was held past its deadline" in task.result.error
     assert task.result.error.endswith("so its timeout could not interrupt it")
 
