@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-#: The engine's own random stream: it draws nothing from the global one, which an application
-#: may seed for its own reproducible sequence.
-_random = random.Random()
+#: The engine's own random stream (the reconnect backoff's and the retry jitter's): it draws
+#: nothing from the global one, which an application may seed for its own reproducible sequence.
+ENGINE_RANDOM = random.Random()
 
 
 class Backoff:
@@ -16,7 +16,7 @@ class Backoff:
 
     def next(self) -> float:
         self.current = self.first if self.current == 0 else min(self.cap, self.current * 2)
-        return self.current * (0.5 + _random.random() / 2)
+        return self.current * (0.5 + ENGINE_RANDOM.random() / 2)
 
     def reset(self) -> None:
         self.current = 0.0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import time
 from collections import Counter
@@ -39,13 +38,10 @@ from ..model.result import safe_str
 from ..model.task import ASSIGNED
 from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, Settled, StorageBackend
 from ..signing import signer_from
-from .backoff import Backoff, wait_or_stop
+from .backoff import ENGINE_RANDOM, Backoff, wait_or_stop
 from .events import EventBus
 
 log = logging.getLogger("distsched.scheduler")
-#: The retry jitter's random stream: the engine draws nothing from the global one, which an
-#: application may seed for its own reproducible sequence.
-_random = random.Random()
 #: The balancer a task whose balancer cannot be built falls back to.
 FALLBACK_BALANCER = "least-tasks"
 FIRE_BATCH = 500
@@ -94,7 +90,7 @@ class Scheduler:
         balancers: Callable[[str], Awaitable[Balancer]],
         events: EventBus,
         config: EngineConfig,
-        rand: Callable[[], float] = _random.random,
+        rand: Callable[[], float] = ENGINE_RANDOM.random,
     ) -> None:
         self.storage = storage
         self.election = election
