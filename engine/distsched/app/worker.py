@@ -5,7 +5,8 @@ only as many tasks as it has free execution slots (so pulled = started), runs ea
 task's executor under ``asyncio.wait_for(timeout)``, and reports results in batches. When
 the store says it was declared dead (its heartbeat was too old), it drops what it holds -
 the leader has already requeued it - and re-registers under a new id. On stop it drains:
-stops pulling, lets running tasks finish (up to ``drain_timeout``), reports, deregisters.
+stops pulling, hands back the tasks it holds for a later time (dispatched ahead, not
+started), lets running tasks finish (up to ``drain_timeout``), reports, deregisters.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class WorkerService:
         self._slot_free = asyncio.Event()
         self._timer = PreciseTimer(storage.clock)
         self._draining = False
+        #: Executions that hold their task for its time (dispatched ahead) and have not started it.
+        self._not_started: set[asyncio.Task[None]] = set()
         self._closing = False
         self._blocked_reported = 0
         self.executed = 0
@@ -282,7 +285,17 @@ class WorkerService:
         self._slot_free.set()
 
     async def _drain(self) -> None:
+        """Let the running tasks finish (up to ``drain_timeout``). A task held for its time
+        (dispatched ahead, up to ``fire_ahead``) is not started: it is handed back at once, as
+        one still running at the timeout is - the leader requeues both when this worker
+        deregisters and dispatches them to another worker."""
         self._draining = True
+        held = [job for job in self._running if job in self._not_started]
+        for job in held:
+            job.cancel()
+        if held:
+            await asyncio.gather(*held, return_exceptions=True)
+            log.info("worker %s: handed back %d task(s) held for a later time", self.id, len(held))
         if not self._running:
             return
         try:
@@ -389,11 +402,18 @@ class WorkerService:
         # not_before; a few such tasks would stop the worker)
         too_early = not early <= FIRE_AHEAD_MAX + 1.0
         if 0 < early and not too_early:  # dispatched ahead of its time: start it on time
-            if task.slot is not None and task.slot == task.not_before:
-                await self._timer.wait_until(task.not_before)  # a schedule slot: to the sub-millisecond
-                precise = True
-            else:
-                await asyncio.sleep(early)
+            me = asyncio.current_task()
+            if me is not None:  # a draining worker hands it back instead of waiting for its time
+                self._not_started.add(me)
+            try:
+                if task.slot is not None and task.slot == task.not_before:
+                    await self._timer.wait_until(task.not_before)  # a schedule slot: to the sub-millisecond
+                    precise = True
+                else:
+                    await asyncio.sleep(early)
+            finally:
+                if me is not None:
+                    self._not_started.discard(me)
         started = clock()
         timeout = task.spec.timeout
         worker_id = self.id

@@ -265,7 +265,9 @@ class Task:
             self.attempt += 1
         self._move(TaskState.PENDING, now)
         self.redeliveries += 1
-        self.not_before = now
+        # due at once, but never before its time: a task dispatched ahead (a slot, up to
+        # ``fire_ahead``) whose worker left before its time still starts at its time
+        self.not_before = max(self.not_before, now)
         return self.state
 
     def undispatchable(self, reason: str, now: float) -> None:

@@ -490,6 +490,20 @@ def test_requeue_does_not_consume_the_retry_budget_and_gives_up_after_max_redeli
     assert task.attempt == 1
 
 
+def test_a_task_requeued_before_its_time_keeps_its_time():
+    # a slot dispatched ahead (fire_ahead) whose worker left before the slot: it is dispatched
+    # again, and must still start at its time, not at the requeue
+    task = make_task()
+    task.not_before = T0 + 30
+    task.start(task.dispatch("w1", T0 + 1), T0 + 1)
+    assert task.requeue("worker left", T0 + 2) is TaskState.PENDING
+    assert task.not_before == T0 + 30
+    late = make_task()
+    late.start(late.dispatch("w1", T0), T0)
+    late.requeue("worker lost", T0 + 5)  # lost after its time: due at once
+    assert late.not_before == T0 + 5
+
+
 @pytest.mark.parametrize("state", [TaskState.PENDING, TaskState.RETRYING])
 def test_requeue_outside_a_worker_is_refused(state):
     task = make_task()

@@ -1,0 +1,71 @@
+"""A stopping worker drains (docs/architecture.md): it stops pulling, hands back what it holds
+for a later time, lets running tasks finish, reports and deregisters - on memory and on real
+Redis. (A running task that finishes during the drain: tests/engine/test_facade.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from distsched.config import WorkerConfig
+from distsched.model import TaskState
+from distsched.model.task import slot_task_id
+from distsched.testing.processes import wait_until_async
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_url(request):
+    if request.param == "memory":
+        return f"memory://drain-{uuid.uuid4().hex}"
+    server = request.getfixturevalue("redis_server")
+    return server.url_for(namespace=f"d{uuid.uuid4().hex[:10]}")
+
+
+async def test_a_task_held_for_its_slot_is_handed_back_at_once(distsched_app, store_url):
+    """A slot is dispatched ``fire_ahead`` before its time and its worker takes it, then waits
+    for the time. A worker stopped meanwhile used to wait for the slot (up to its
+    ``drain_timeout``), so with ``fire_ahead`` above ``drain_timeout`` every stop took the whole
+    drain and then gave the task back; it now hands it back at once, and the slot runs on time
+    on another worker."""
+    ran: list[str] = []
+
+    def quick(name: str) -> str:
+        ran.append(name)
+        return "ran"
+
+    leader = await distsched_app(store_url, worker=False, fire_ahead=3.0)
+    storage = await leader.storage()
+    first = await distsched_app(store_url, scheduler=False, functions={"quick": quick},
+                                worker=WorkerConfig(name="first", drain_timeout=60.0))
+    slot = round(storage.clock() + 4.0, 3)
+    at = datetime.fromtimestamp(slot, timezone.utc).isoformat()
+    await leader.add_job("later", at=at, target="quick", args=["later"], timeout="5s")
+    task_id = slot_task_id("later", slot)
+
+    async def held_by_first():
+        task = await storage.tasks.get(task_id)
+        return task if task is not None and task.state is TaskState.RUNNING else None
+
+    held = await wait_until_async(held_by_first, 10, what=f"slot task {task_id} to be taken")
+    assert held.worker_id is not None and held.worker_id.startswith("first-")
+    second = await distsched_app(store_url, scheduler=False, functions={"quick": quick},
+                                 worker=WorkerConfig(name="second"))
+    assert storage.clock() < slot - 1.0, "the test was too slow to stop the worker before the slot"
+    # before the slot's time (the old code waited here for the slot, then for the task: 60 s at most)
+    await asyncio.wait_for(first.stop(), timeout=slot - storage.clock() - 0.5)
+    assert ran == [], "the stopped worker started the task"
+
+    async def finished():
+        task = await storage.tasks.get(task_id)
+        return task if task is not None and task.terminal else None
+
+    task = await wait_until_async(finished, 20, what=f"slot task {task_id} to finish")
+    assert task.state is TaskState.SUCCEEDED, task.result
+    assert task.result.worker_id is not None and task.result.worker_id.startswith("second-")
+    assert task.result.started_at >= slot
+    assert task.attempt == 1, "handing the task back used none of its retries"
+    assert ran == ["later"]
+    await second.stop()
