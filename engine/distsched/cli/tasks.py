@@ -193,7 +193,8 @@ def _json_or_text(value: str) -> Any:
 @click.option("--executor", default="local", show_default=True, help="Executor that runs it (local, http, rpc, ...).")
 @click.option("--kwargs", "kwargs_json", default=None, metavar="JSON", help="Keyword arguments as a JSON object.")
 @click.option("--timeout", default="60s", show_default=True, help="Timeout of each attempt.")
-@click.option("--retries", type=click.IntRange(1, 100), default=1, show_default=True, help="Attempts at most.")
+@click.option("--retries", type=click.IntRange(0, 99), default=0, show_default=True,
+              help="Retries after a failed or timed-out attempt (N + 1 attempts at most, default backoff).")
 @click.option("--id", "task_id", default=None, help="Task id (makes the submission idempotent).")
 @click.option("--wait", "wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Wait this long for the result and print it.")
@@ -211,7 +212,7 @@ def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage
 
     async def call(app: Any) -> tuple[str, Any]:
         new_id = await app.submit(target, *[_json_or_text(a) for a in args], executor=executor, kwargs=kwargs,
-                                  timeout=timeout, retry={"max_attempts": retries}, task_id=task_id)
+                                  timeout=timeout, retry={"max_attempts": retries + 1}, task_id=task_id)
         if wait is None:
             return new_id, None
         try:

@@ -137,9 +137,14 @@ def test_tasks_list_show_retry_cancel_submit(distsched_cli: Any, store_url: str)
 
     submitted = cli("tasks", "submit", "double", "5", "--id", "my-task")
     assert submitted.exit_code == 0 and submitted.output.strip() == "my-task"
-    task = _json(cli("tasks", "show", "my-task", "--json"))["task"]
+    shown = _json(cli("tasks", "show", "my-task", "--json"))
+    task = shown["task"]
     assert task["spec"]["target"] == "double" and task["spec"]["args"] == [5], "an argument that parses is JSON"
-    assert [t["id"] for t in _json(cli("tasks", "list", "-n", "1", "--json"))["tasks"]] == ["my-task"]
+    assert shown["max_attempts"] == 1, "no retry unless asked"
+    retried = cli("tasks", "submit", "double", "6", "--id", "my-retried-task", "--retries", "2")
+    assert retried.exit_code == 0, retried.output
+    assert _json(cli("tasks", "show", "my-retried-task", "--json"))["max_attempts"] == 3, "2 retries: 3 attempts"
+    assert [t["id"] for t in _json(cli("tasks", "list", "-n", "1", "--json"))["tasks"]] == ["my-retried-task"]
 
     bad_since = cli("tasks", "list", "--since", "soon")
     assert bad_since.exit_code == 2 and "--since" in bad_since.output
