@@ -53,7 +53,7 @@ class WaitTimeout(AssertionError):
     AssertionError, so a test reports it as a failed expectation)."""
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, *, what: str = "a condition",
+def wait_until(predicate: Callable[[], T | None], timeout: float, *, what: str = "a condition",
                interval: float = 0.05, detail: Callable[[], str] | None = None) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns a truthy value, and return
     that value; raise :class:`WaitTimeout` naming ``what`` (plus ``detail()``, e.g. log tails)
@@ -67,7 +67,7 @@ def wait_until(predicate: Callable[[], T], timeout: float, *, what: str = "a con
     raise WaitTimeout(f"timed out after {timeout}s waiting for {what}" + (f"\n{detail()}" if detail else ""))
 
 
-async def wait_until_async(predicate: Callable[[], Awaitable[T]], timeout: float, *, what: str = "a condition",
+async def wait_until_async(predicate: Callable[[], Awaitable[T | None]], timeout: float, *, what: str = "a condition",
                            interval: float = 0.05) -> T:
     """:func:`wait_until` for an async predicate (awaited; the loop sleeps with ``asyncio.sleep``)."""
     deadline = time.monotonic() + timeout
@@ -390,7 +390,7 @@ class Deployment(Generic[S]):
                 codes[p] = None
         return codes
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
         """:func:`wait_until`, whose :class:`WaitTimeout` carries the tail of every log."""
         return wait_until(predicate, timeout, what=what, interval=interval, detail=self.logs_tail)
 

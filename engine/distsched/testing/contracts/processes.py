@@ -132,7 +132,6 @@ class ProcessContract:
         s2 = deployment.scheduler("s2", jobs)
         deployment.worker("w1")
         first = deployment.wait_for(deployment.leader, 15, "a leader")
-        assert first is not None
         # Exactly one leads: the other is a follower (its log never says it leads).
         time.sleep(1.0)  # let both campaign for a few renew intervals before looking
         leading = [n for n in ("s1", "s2") if "leading with term" in deployment.log(n)]
@@ -162,7 +161,6 @@ class ProcessContract:
         procs = {"s1": deployment.scheduler("s1", jobs), "s2": deployment.scheduler("s2", jobs)}
         deployment.worker("w1")
         first = deployment.wait_for(deployment.leader, 15, "a leader")
-        assert first is not None
         paused = procs[first]
         paused.pause()
         stopped_at = time.monotonic()
@@ -213,7 +211,6 @@ class ProcessContract:
             return tasks if all(t.terminal for t in tasks) else None
 
         tasks = deployment.wait_for(lambda: deployment.call(all_done), HEARTBEAT_TTL + 20, "every task to finish")
-        assert tasks is not None
         moved = [t for t in tasks if t.redeliveries]
         delays = [t.dispatched_at - killed_at for t in moved]
         lost = sum(1 for t in tasks if t.state is not TaskState.SUCCEEDED)
