@@ -1,7 +1,8 @@
 """The worker: pulls from its own queue, executes under the timeout, reports results.
 
 It registers under a new incarnation id at every start, heartbeats asynchronously, pulls
-only as many tasks as it has free execution slots (so pulled = started), runs each with the
+only as many tasks as it has free execution slots (a task held for its time - dispatched
+ahead - takes none until then), runs each with the
 task's executor under ``asyncio.wait_for(timeout)``, and reports results in batches. When
 the store says it was declared dead (its heartbeat was too old), it drops what it holds -
 the leader has already requeued it - and re-registers under a new id. On stop it drains:
@@ -96,8 +97,13 @@ class WorkerService:
         self._slot_free = asyncio.Event()
         self._timer = PreciseTimer(storage.clock)
         self._draining = False
-        #: Executions that hold their task for its time (dispatched ahead) and have not started it.
+        #: Executions that hold their task for its time (dispatched ahead) and have not started
+        #: it: they take no execution slot until then (``concurrency`` counts tasks running).
         self._not_started: set[asyncio.Task[None]] = set()
+        #: Of those, the ones whose time came, waiting for an execution slot (ahead of new pulls).
+        self._due: set[asyncio.Task[None]] = set()
+        #: Woken when an execution ends (a due task waiting for a slot looks again).
+        self._slot_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self._blocked_reported = 0
         self.executed = 0
@@ -111,9 +117,13 @@ class WorkerService:
         base = self.config.name or socket.gethostname()
         return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
+    def _capacity(self) -> int:
+        """Tasks this worker holds at most, queued and running (the leader's balancers read it)."""
+        return self.config.capacity or max(self.config.concurrency * 4, 64)
+
     def _worker_record(self) -> Worker:
         concurrency = self.config.concurrency
-        capacity = self.config.capacity or max(concurrency * 4, 64)
+        capacity = self._capacity()
         return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
                       capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None,
                       functions=self.functions.names(),
@@ -196,9 +206,12 @@ class WorkerService:
     async def _pull_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
         concurrency = self.config.concurrency
+        # Tasks held for their time take no execution slot, so this many may be held at once
+        # (the leader dispatches no more to this worker than its capacity anyway).
+        capacity = self._capacity()
         while not stop.is_set():
             blocked = self.blocked() if self._executors else 0
-            free = concurrency - len(self._running) - blocked
+            free = min(concurrency - self._executing() - len(self._due) - blocked, capacity - len(self._running))
             if free <= 0:
                 self._slot_free.clear()
                 self._waiting_for_slot = True
@@ -279,10 +292,36 @@ class WorkerService:
                         ", ".join(t.attempt_id for t in lost[:5]))
         return lost
 
+    def _executing(self) -> int:
+        """Executions that started their task (or start it now): what ``concurrency`` bounds."""
+        return len(self._running) - len(self._not_started)
+
+    async def _start_slot(self, me: asyncio.Task[None]) -> None:
+        """A held task's time came: wait for a free execution slot (at once when one is
+        free, as it nearly always is), ahead of the pull loop's new tasks."""
+        self._due.add(me)
+        try:
+            while self._executing() + (self.blocked() if self._executors else 0) >= self.config.concurrency:
+                waiter = asyncio.get_running_loop().create_future()
+                self._slot_waiters.append(waiter)
+                try:
+                    # (a blocked thread frees its slot without telling anyone: look again)
+                    await asyncio.wait_for(waiter, BLOCKED_RECHECK)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self._due.discard(me)
+
     def _done(self, job: asyncio.Task[None]) -> None:
         self._running.pop(job, None)
         self._holding.pop(job, None)
+        self._not_started.discard(job)
+        self._due.discard(job)
         self._slot_free.set()
+        waiters, self._slot_waiters = self._slot_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _drain(self) -> None:
         """Let the running tasks finish (up to ``drain_timeout``). A task held for its time
@@ -405,12 +444,16 @@ class WorkerService:
             me = asyncio.current_task()
             if me is not None:  # a draining worker hands it back instead of waiting for its time
                 self._not_started.add(me)
+                self._slot_free.set()  # it takes no execution slot meanwhile: the pull loop may pull
             try:
                 if task.slot is not None and task.slot == task.not_before:
                     await self._timer.wait_until(task.not_before)  # a schedule slot: to the sub-millisecond
                     precise = True
                 else:
                     await asyncio.sleep(early)
+                if me is not None and (self._executing() + len(self._due) + (self.blocked() if self._executors else 0)
+                                       >= self.config.concurrency):
+                    await self._start_slot(me)  # every execution slot is taken: wait for one
             finally:
                 if me is not None:
                     self._not_started.discard(me)
