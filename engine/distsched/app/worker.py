@@ -6,8 +6,8 @@ ahead - takes none until then), runs each with the
 task's executor under ``asyncio.wait_for(timeout)``, and reports results in batches. When
 the store says it was declared dead (its heartbeat was too old), it drops what it holds -
 the leader has already requeued it - and re-registers under a new id. On stop it drains:
-stops pulling, hands back the tasks it holds for a later time (dispatched ahead, not
-started), lets running tasks finish (up to ``drain_timeout``), reports, deregisters.
+stops pulling, hands back the tasks it holds for a time after the drain (dispatched ahead,
+not started), lets running tasks finish (up to ``drain_timeout``), reports, deregisters.
 """
 
 from __future__ import annotations
@@ -324,17 +324,20 @@ class WorkerService:
                 waiter.set_result(None)
 
     async def _drain(self) -> None:
-        """Let the running tasks finish (up to ``drain_timeout``). A task held for its time
-        (dispatched ahead, up to ``fire_ahead``) is not started: it is handed back at once, as
-        one still running at the timeout is - the leader requeues both when this worker
-        deregisters and dispatches them to another worker."""
+        """Let the running tasks finish (up to ``drain_timeout``), and start those held for a
+        time within it (dispatched ahead, up to ``fire_ahead``): they run on time here. One held
+        for a later time is handed back at once, as one still running at the timeout is - the
+        leader requeues both when this worker deregisters and dispatches them to another
+        worker, and a requeued task keeps its time."""
         self._draining = True
-        held = [job for job in self._running if job in self._not_started]
+        until = self.storage.clock() + self.config.drain_timeout
+        held = [job for job, task in self._holding.items()
+                if job in self._not_started and job not in self._due and task.not_before > until]
         for job in held:
             job.cancel()
         if held:
             await asyncio.gather(*held, return_exceptions=True)
-            log.info("worker %s: handed back %d task(s) held for a later time", self.id, len(held))
+            log.info("worker %s: handed back %d task(s) held for a time after the drain", self.id, len(held))
         if not self._running:
             return
         try:

@@ -556,7 +556,7 @@ configurable("scheduler")(scheduler)
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
 @click.option("--drain-timeout", type=click.FloatRange(0, 86400), default=None,
-              help="Seconds a stopping worker lets running tasks finish before returning them (default 30; tasks held for a later time are returned at once).")
+              help="Seconds a stopping worker lets running tasks finish before returning them (default 30; a task held for a time after it is returned at once).")
 @click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @metrics_option
 @click.pass_context
@@ -565,8 +565,8 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
            fail_fast: bool, metrics: str | None) -> None:
     """Run a worker: execute the tasks the leader pushes into this worker's own queue.
 
-    SIGTERM drains: it stops pulling, returns the tasks it holds for a later time, lets
-    running ones finish (or returns them after --drain-timeout), deregisters.
+    SIGTERM drains: it stops pulling, returns the tasks it holds for a time after the
+    drain, lets running ones finish (or returns them after --drain-timeout), deregisters.
     """
     jobs = _load_jobs(jobs_file) if jobs_file else None
     app = _app(ctx, storage, worker=_worker_config(jobs, name=name, concurrency=concurrency, capacity=capacity,
