@@ -309,6 +309,9 @@ class WorkerService:
                     await asyncio.wait_for(waiter, BLOCKED_RECHECK)
                 except asyncio.TimeoutError:
                     pass
+                finally:
+                    if waiter in self._slot_waiters:  # not woken (timed out, or cancelled)
+                        self._slot_waiters.remove(waiter)
         finally:
             self._due.discard(me)
 
