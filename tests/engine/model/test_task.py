@@ -199,7 +199,7 @@ class TaskLifecycle(RuleBasedStateMachine):
     def do_requeue(self):
         task = self.task
         state, attempt, redeliveries = task.state, task.attempt, task.redeliveries
-        dispatches = task.dispatches
+        dispatches, not_before = task.dispatches, task.not_before
         outcome = self.call(task.requeue, "worker lost", self.now, max_redeliveries=MAX_REDELIVERIES)
         if state not in ASSIGNED:
             assert isinstance(outcome, InvalidTransition)
@@ -216,7 +216,8 @@ class TaskLifecycle(RuleBasedStateMachine):
         else:
             assert task.state is TaskState.PENDING
             assert task.redeliveries == redeliveries + 1
-            assert task.not_before == self.now
+            # due at once, but never before its time (a task dispatched ahead of it)
+            assert task.not_before == max(not_before, self.now)
             assert task.reason == "worker lost"
 
     def do_cancel(self):
