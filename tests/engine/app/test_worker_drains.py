@@ -1,6 +1,6 @@
 """A stopping worker drains (docs/architecture.md): it stops pulling, hands back what it holds
 for a time after the drain, lets running tasks finish - and starts those held for a time
-within it -, reports and deregisters; on memory, real Redis and PostgreSQL. (A running task that
+within it -, reports and deregisters; on memory and on real Redis. (A running task that
 finishes during the drain: tests/engine/test_facade.py.)"""
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from distsched.model.task import slot_task_id
 from distsched.testing.processes import wait_until_async
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def store_url(request):
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_database").url_for(schema=f"d{uuid.uuid4().hex[:10]}")
     if request.param == "memory":
         return f"memory://drain-{uuid.uuid4().hex}"
     server = request.getfixturevalue("redis_server")

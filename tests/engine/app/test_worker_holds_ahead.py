@@ -1,6 +1,6 @@
 """Tasks a worker holds for their time (slots dispatched ``fire_ahead`` ahead) take no execution
-slot until then, and ``concurrency`` still bounds what runs at once - on memory, real Redis
-and PostgreSQL."""
+slot until then, and ``concurrency`` still bounds what runs at once - on memory and on real
+Redis."""
 
 from __future__ import annotations
 
@@ -17,11 +17,8 @@ from distsched.model.task import slot_task_id
 from distsched.testing.processes import wait_until_async
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def store_url(request):
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_database").url_for(schema=f"a{uuid.uuid4().hex[:10]}")
     if request.param == "memory":
         return f"memory://ahead-{uuid.uuid4().hex}"
     server = request.getfixturevalue("redis_server")
