@@ -4,21 +4,11 @@ counted (and a lost reply injected) around the real ones."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from distsched import DistributeSchedule
 from distsched.config import WorkerConfig
 from distsched.model import TaskState
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store_url(request):
-    if request.param == "memory":
-        return f"memory://carry-{uuid.uuid4().hex}"
-    server = request.getfixturevalue("redis_server")
-    return server.url_for(namespace=f"t{uuid.uuid4().hex[:12]}")
 
 
 @pytest.mark.parametrize("lose_a_reply", [False, True])

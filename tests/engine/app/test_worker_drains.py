@@ -6,23 +6,12 @@ finishes during the drain: tests/engine/test_facade.py.)"""
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime, timezone
-
-import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import TaskState
 from distsched.model.task import slot_task_id
 from distsched.testing.processes import wait_until_async
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_url(request):
-    if request.param == "memory":
-        return f"memory://drain-{uuid.uuid4().hex}"
-    server = request.getfixturevalue("redis_server")
-    return server.url_for(namespace=f"d{uuid.uuid4().hex[:10]}")
 
 
 async def _slot_held_by_first(distsched_app, store_url, drain_timeout, ran):

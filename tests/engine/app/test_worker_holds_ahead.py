@@ -6,23 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import datetime, timezone
-
-import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import TaskState
 from distsched.model.task import slot_task_id
 from distsched.testing.processes import wait_until_async
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_url(request):
-    if request.param == "memory":
-        return f"memory://ahead-{uuid.uuid4().hex}"
-    server = request.getfixturevalue("redis_server")
-    return server.url_for(namespace=f"h{uuid.uuid4().hex[:10]}")
 
 
 def _iso(at: float) -> str:

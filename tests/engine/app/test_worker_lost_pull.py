@@ -7,21 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-
-import pytest
 
 from distsched import DistributeSchedule
 from distsched.app.scheduler import Scheduler
 from distsched.model import TaskState
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store_url(request):
-    if request.param == "memory":
-        return f"memory://lostpull-{uuid.uuid4().hex}"
-    server = request.getfixturevalue("redis_server")
-    return server.url_for(namespace=f"t{uuid.uuid4().hex[:12]}")
 
 
 async def test_a_pull_whose_reply_was_lost_gets_its_tasks_back(distsched_app, store_url):

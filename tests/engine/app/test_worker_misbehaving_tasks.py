@@ -10,20 +10,11 @@ import asyncio
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model.result import MAX_ERROR_CHARS
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_url(request):
-    if request.param == "memory":
-        return f"memory://hostile-{uuid.uuid4().hex}"
-    server = request.getfixturevalue("redis_server")
-    return server.url_for(namespace=f"h{uuid.uuid4().hex[:10]}")
 
 
 def ok():

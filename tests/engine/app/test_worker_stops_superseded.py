@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-
-import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import TaskState
@@ -18,14 +15,6 @@ from distsched.testing import all_tasks
 HEARTBEAT = 0.2
 #: The slot in flight at the end runs forever too: do not wait for it when stopping.
 QUICK_STOP = WorkerConfig(drain_timeout=0.2)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store_url(request):
-    if request.param == "memory":
-        return f"memory://replace-{uuid.uuid4().hex}"
-    server = request.getfixturevalue("redis_server")
-    return server.url_for(namespace=f"t{uuid.uuid4().hex[:12]}")
 
 
 async def _cancelled_in_store(app, job, deadline):
