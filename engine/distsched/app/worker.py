@@ -296,12 +296,16 @@ class WorkerService:
         """Executions that started their task (or start it now): what ``concurrency`` bounds."""
         return len(self._running) - len(self._not_started)
 
-    async def _start_slot(self, me: asyncio.Task[None]) -> None:
-        """A held task's time came: wait for a free execution slot (at once when one is
-        free, as it nearly always is), ahead of the pull loop's new tasks."""
+    async def _take_slot(self, me: asyncio.Task[None]) -> None:
+        """A held task's time came: take a free execution slot - at once when one is free and
+        no other due task waits for one, as nearly always - else wait for one, ahead of the
+        pull loop's new tasks."""
+        concurrency = self.config.concurrency
+        if self._executing() + len(self._due) + self.blocked() < concurrency:
+            return
         self._due.add(me)
         try:
-            while self._executing() + (self.blocked() if self._executors else 0) >= self.config.concurrency:
+            while self._executing() + self.blocked() >= concurrency:
                 waiter = asyncio.get_running_loop().create_future()
                 self._slot_waiters.append(waiter)
                 try:
@@ -457,9 +461,8 @@ class WorkerService:
                     precise = True
                 else:
                     await asyncio.sleep(early)
-                if me is not None and (self._executing() + len(self._due) + (self.blocked() if self._executors else 0)
-                                       >= self.config.concurrency):
-                    await self._start_slot(me)  # every execution slot is taken: wait for one
+                if me is not None:
+                    await self._take_slot(me)
             finally:
                 if me is not None:
                     self._not_started.discard(me)
