@@ -168,9 +168,15 @@ class WorkerConfig:
 
     name: str | None = None
     concurrency: int = attrs.field(default=8, validator=_positive(10_000))
-    capacity: int | None = None
+    #: Tasks the worker may hold, queued and running: at least ``concurrency`` (None:
+    #: ``max(4 x concurrency, 64)``).
+    capacity: int | None = attrs.field(default=None, validator=attrs.validators.optional(_positive(1_000_000)))
     drain_timeout: float = attrs.field(default=30.0, validator=_seconds(0, 86400))
     settings: dict[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.capacity is not None and self.capacity < self.concurrency:
+            raise ValidationError("capacity", f"must be at least concurrency ({self.concurrency}), not {self.capacity}")
 
 
 __all__ = [

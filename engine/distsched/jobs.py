@@ -187,10 +187,12 @@ def _worker(raw: dict[str, Any]) -> WorkerSection:
         imports = [imports]
     if not isinstance(imports, list) or not all(isinstance(m, str) and m for m in imports):
         raise ValidationError("imports", f"must be a list of module names, not {imports!r}")
-    for key in ("concurrency", "capacity"):
+    for key, limit in (("concurrency", 10_000), ("capacity", 1_000_000)):  # WorkerConfig's limits
         value = raw.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000):
-            raise ValidationError(key, f"must be an integer between 1 and 100000, not {value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit):
+            raise ValidationError(key, f"must be an integer between 1 and {limit}, not {value!r}")
+    if raw.get("capacity") is not None and raw.get("concurrency") is not None and raw["capacity"] < raw["concurrency"]:
+        raise ValidationError("capacity", f"must be at least concurrency ({raw['concurrency']}), not {raw['capacity']}")
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise ValidationError("name", f"must be a string, not {name!r}")

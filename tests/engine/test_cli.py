@@ -70,6 +70,16 @@ def test_run_refuses_a_bad_file_naming_job_and_field(distsched_cli, tmp_path):
     assert "2 problem(s)" in result.output
 
 
+def test_a_capacity_under_the_concurrency_is_refused_before_the_worker_starts(distsched_cli, tmp_path):
+    # it registered never, retrying the store's refusal forever
+    result = distsched_cli("worker", "--storage", "memory://", "--concurrency", "8", "--capacity", "2")
+    assert result.exit_code != 0 and "capacity: must be at least concurrency (8), not 2" in result.output
+    jobs = tmp_path / "jobs.toml"  # each from its own source: the jobs file's [worker] table, the command line
+    jobs.write_text('[worker]\ncapacity = 4\n\n[[jobs]]\nname = "x"\nevery = "1s"\ntarget = "x"\n')
+    result = distsched_cli("run", str(jobs), "--concurrency", "9", "--duration", "0")
+    assert result.exit_code != 0 and "capacity: must be at least concurrency (9), not 4" in result.output
+
+
 def _distsched(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "distsched", *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from distsched.config import LEASE_TTL_MAX, EngineConfig, lease_timing
+from distsched.config import LEASE_TTL_MAX, EngineConfig, WorkerConfig, lease_timing
 from distsched.model import ValidationError
 
 
@@ -28,3 +28,19 @@ def test_the_engine_config_caps_the_lease_alike():
     with pytest.raises(ValidationError) as info:
         EngineConfig(storage="memory://", lease_ttl=LEASE_TTL_MAX + 1)
     assert info.value.field == "lease_ttl"
+
+
+@pytest.mark.parametrize(("kw", "reason"), [
+    # a worker holding fewer tasks than it runs at once could never register
+    ({"concurrency": 8, "capacity": 2}, "must be at least concurrency (8), not 2"),
+    ({"capacity": 0}, "between 1 and 1000000"),
+    ({"capacity": True}, "between 1 and 1000000"),
+])
+def test_the_worker_config_refuses_a_capacity_under_its_concurrency(kw, reason):
+    with pytest.raises(ValidationError) as info:
+        WorkerConfig(**kw)
+    assert info.value.field == "capacity" and reason in info.value.reason
+
+
+def test_the_worker_config_takes_a_capacity_equal_to_its_concurrency():
+    assert WorkerConfig(concurrency=4, capacity=4).capacity == 4 and WorkerConfig().capacity is None

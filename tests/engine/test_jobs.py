@@ -118,6 +118,8 @@ def test_all_problems_are_reported_with_job_field_and_reason(tmp_path):
     ("jobs = 3", "must be an array of tables"),
     ("[workers]\n", "unknown top-level key 'workers' (did you mean 'worker'?)"),
     ("[worker]\nconcurrency = 0", "[worker]: concurrency: must be an integer"),
+    ("[worker]\nconcurrency = 20000", "[worker]: concurrency: must be an integer between 1 and 10000, not 20000"),
+    ("[worker]\nconcurrency = 8\ncapacity = 2", "[worker]: capacity: must be at least concurrency (8), not 2"),
 ])
 def test_bad_files(tmp_path, text, expected):
     with pytest.raises(JobsFileError) as err:

@@ -230,13 +230,16 @@ def _worker_config(jobs_file: Any, *, name: str | None = None, concurrency: int 
     section = jobs_file.worker if jobs_file else None
     if drain_timeout is None:
         drain_timeout = section.drain_timeout if section and section.drain_timeout is not None else 30.0
-    return WorkerConfig(
-        name=name or (section.name if section else None),
-        concurrency=concurrency or (section.concurrency if section and section.concurrency else 8),
-        capacity=capacity or (section.capacity if section else None),
-        drain_timeout=drain_timeout,
-        settings={**(dict(section.settings) if section else {}), **config_settings()},
-    )
+    try:
+        return WorkerConfig(
+            name=name or (section.name if section else None),
+            concurrency=concurrency or (section.concurrency if section and section.concurrency else 8),
+            capacity=capacity or (section.capacity if section else None),
+            drain_timeout=drain_timeout,
+            settings={**(dict(section.settings) if section else {}), **config_settings()},
+        )
+    except DistschedError as exc:  # capacity under concurrency, each from its own source
+        raise click.ClickException(f"worker: {exc}") from None
 
 
 storage_option = click.option(
@@ -549,7 +552,7 @@ configurable("scheduler")(scheduler)
 @click.option("--name", default=None, help="Worker name prefix (default: the host name).")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default 8).")
 @click.option("--capacity", type=click.IntRange(1, 1_000_000), default=None,
-              help="Tasks this worker may hold, queued + running (default max(4 x concurrency, 64)).")
+              help="Tasks this worker may hold, queued + running: at least --concurrency (default max(4 x concurrency, 64)).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE",
               help="Module with @distsched.task functions, or a DistributeSchedule with @app.task ones (repeatable).")
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
