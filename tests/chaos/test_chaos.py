@@ -24,13 +24,13 @@ HERE = Path(__file__).resolve().parent
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
 sys.path.insert(0, str(HERE))
-from chaos_run import run_profile  # noqa: E402
+from chaos_run import early_profile  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, pytestconfig):
     run_dir = tmp_path_factory.mktemp("chaos") / "run"
-    return run_profile("smoke", run_dir, pytestconfig, timeout=240)[1]
+    return early_profile("smoke", pytestconfig, run_dir)[1]
 
 
 def test_at_most_one_dispatch_per_slot_and_no_slot_lost(smoke):

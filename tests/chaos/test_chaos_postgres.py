@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
 sys.path.insert(0, str(HERE))
-from chaos_run import run_profile  # noqa: E402
+from chaos_run import early_profile  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def pg_smoke(tmp_path_factory, pytestconfig):
     """One smoke run on a throwaway PostgreSQL cluster (initdb + pg_ctl on a free port): the
     same faults, with pg_ctl stop -m immediate + restart as the store's fault."""
     run_dir = tmp_path_factory.mktemp("chaos-pg") / "run"
-    return run_profile("smoke", run_dir, pytestconfig, "--storage", "postgres")[1]
+    return early_profile("pg_smoke", pytestconfig, run_dir)[1]
 
 
 def test_postgres_smoke_at_most_one_dispatch_per_slot_no_task_lost_no_stale_result(pg_smoke):

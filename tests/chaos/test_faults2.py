@@ -23,7 +23,7 @@ from distsched.testing.redis_server import redis_server_binary
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaos_cluster import LIBFAKETIME  # noqa: E402
-from chaos_run import run_profile  # noqa: E402
+from chaos_run import early_profile  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis,
               pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
@@ -34,7 +34,19 @@ needs_faketime = pytest.mark.skipif(not os.path.exists(LIBFAKETIME) or shutil.wh
 def faults2(tmp_path_factory, pytestconfig):
     if not os.path.exists(LIBFAKETIME):
         pytest.skip("libfaketime is not installed (Debian package faketime)")
-    return run_profile("faults2", tmp_path_factory.mktemp("chaos") / "run", pytestconfig)
+    return early_profile("faults2", pytestconfig, tmp_path_factory.mktemp("chaos") / "run")
+
+
+@pytest.fixture
+def skew_check(tmp_path, pytestconfig):
+    """The skew-check profile with the wall-clock mutant (``chaos_run.EARLY``)."""
+    return early_profile("skew_check", pytestconfig, tmp_path / "run")
+
+
+@pytest.fixture
+def everysec(tmp_path, pytestconfig):
+    """The everysec profile (``chaos_run.EARLY``)."""
+    return early_profile("everysec", pytestconfig, tmp_path / "run")
 
 
 @needs_faketime
@@ -81,22 +93,22 @@ def test_a_stepped_wall_clock_changes_nothing(faults2):
 
 
 @needs_faketime
-def test_the_harness_catches_a_node_that_reads_its_wall_clock(tmp_path, pytestconfig):
+def test_the_harness_catches_a_node_that_reads_its_wall_clock(skew_check):
     """The harness checks itself: with the store's clock made the node's wall clock (test-only
     mutant), a stepped clock fires and starts slots late or early, and the check must say so."""
-    rc, fig = run_profile("skew-check", tmp_path / "run", pytestconfig, "--mutate", "wall-clock")
+    rc, fig = skew_check
     assert rc != 0
     assert not fig["properties"]["clock_skew"]
     assert sum(d["early"] + d["late"] for d in fig["clock_skew"]) > 0
 
 
-def test_redis_kill9_under_everysec_is_measured_and_the_other_promises_hold(tmp_path, pytestconfig):
+def test_redis_kill9_under_everysec_is_measured_and_the_other_promises_hold(everysec):
     """`appendfsync everysec`: Redis is killed (-9) right after acknowledged submissions, while
     the jobs fire; the harness counts the acknowledged submissions and slot records that are
     gone (reported, not gated: a process crash loses what Redis had not written to the AOF,
     which is nothing unless a slow fsync made it postpone the write). Every promise that does
     not assume durability holds either way."""
-    rc, fig = run_profile("everysec", tmp_path / "run", pytestconfig)
+    rc, fig = everysec
     loss = fig["aof_loss"]
     assert loss["appendfsync"] == "everysec" and loss["kills"] >= 3
     assert loss["acked_submissions"] >= 2000 and sum(1 for b in loss["burst_before_each_kill"] if b) >= 3
