@@ -4,10 +4,12 @@ A chaos profile is a minute or more of real processes that use about a quarter o
 machine, mostly waiting for their faults' timers. The session starts the runs its selected
 tests need when collection ends, one at a time in the background, and orders its tests:
 
-1. the tests not marked ``slow`` (in-process: the model, the contract suites, the CLI...),
-   while the early runs go on beside them;
+1. the tests marked neither ``slow`` nor ``timing`` (in-process: the model, the contract
+   suites, the CLI...), while the early runs go on beside them;
 2. the tests that read an early run (they wait for it if it is not over);
-3. the other ``slow`` tests (multi-process, benchmarks' short modes, the browser);
+3. the ``slow`` tests (multi-process, benchmarks' short modes, the browser) and the ``timing``
+   ones (they assert how long the loop is held or a call takes, to the millisecond: a run
+   beside them would preempt them);
 4. the endurance profile (five minutes of load that keeps the machine busy) last.
 
 No two multi-process runs share the machine: an early run overlaps only the in-process tests.
@@ -33,7 +35,8 @@ def _group(items: list[pytest.Item]) -> int:
         return 3
     if any(name in EARLY for item in items for name in getattr(item, "fixturenames", ())):
         return 1
-    if any(item.get_closest_marker("slow") is not None for item in items):
+    if any(item.get_closest_marker("slow") is not None or item.get_closest_marker("timing") is not None
+           for item in items):
         return 2
     return 0
 

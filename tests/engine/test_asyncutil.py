@@ -3,7 +3,12 @@
 import asyncio
 import time
 
+import pytest
+
 from distsched.asyncutil import LoopWatch, PreciseTimer
+
+# how long the loop is held or a waiter released, to the millisecond (tests/chaos/conftest.py)
+pytestmark = pytest.mark.timing
 
 
 async def test_waiters_wake_at_their_instant_in_order() -> None:

@@ -95,6 +95,7 @@ async def test_the_handshake_authenticates_selects_and_names(make_server) -> Non
         await wrong.aclose()
 
 
+@pytest.mark.timing
 async def test_a_call_unanswered_for_the_socket_timeout_fails_with_timeout_error() -> None:
     """A server that accepts and never answers (a blackholed Redis): the call fails after
     socket_timeout (checked every quarter of it), not never."""
@@ -116,6 +117,7 @@ async def test_a_call_unanswered_for_the_socket_timeout_fails_with_timeout_error
         server.close()
 
 
+@pytest.mark.timing
 async def test_a_reply_late_after_connecting_times_out_within_the_bound(private_server) -> None:
     """Connected, then a call that the server holds longer than socket_timeout (a blocking
     command is the stand-in for a stalled server): TimeoutError after 0.4-0.6 s, and the next
