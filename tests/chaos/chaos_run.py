@@ -2,7 +2,7 @@
 its summary lines printed to the terminal (not captured, so CI logs show every figure), its
 figures returned.
 
-The runs whose figures several tests share, or that take a minute, are named in ``EARLY``
+The runs whose figures several tests share, or that take half a minute or more, are named in ``EARLY``
 (by the fixture that returns them). A session that selects a test using one starts them at
 the end of collection, in the background, one at a time (``Background``), while the suite's
 in-process tests run; ``tests/chaos/conftest.py`` orders those first, the tests reading the
@@ -91,10 +91,13 @@ class Early:
 #: they are started.
 EARLY: dict[str, Early] = {
     "smoke": Early("smoke", timeout=240),
+    "fence_check": Early("fence-check", ("--mutate", "no-fence"), timeout=180),
     "pg_smoke": Early("smoke", ("--storage", "postgres"), can_run=_postgres),
+    "pg_fence_check": Early("fence-check", ("--storage", "postgres", "--mutate", "no-fence"), timeout=180,
+                            can_run=_postgres),
     "faults2": Early("faults2", can_run=lambda: _redis() and _faketime()),
-    "everysec": Early("everysec"),
     "skew_check": Early("skew-check", ("--mutate", "wall-clock"), can_run=lambda: _redis() and _faketime()),
+    "everysec": Early("everysec"),
 }
 
 

@@ -7,9 +7,6 @@ tests below; each asserts a group of its figures. ``CHAOS_SEED`` picks the seed 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +18,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis,
               pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
 
 HERE = Path(__file__).resolve().parent
-SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
 sys.path.insert(0, str(HERE))
 from chaos_run import early_profile  # noqa: E402
@@ -89,16 +85,17 @@ def test_every_attempt_runs_only_on_the_worker_it_was_dispatched_to(smoke):
     assert smoke["duplicate_executions_unexplained"] == 0 and smoke["stream_runs_beyond_dispatches"] == 0
 
 
-def test_the_harness_catches_a_leader_write_without_fence(tmp_path):
+@pytest.fixture
+def fence_check(tmp_path, pytestconfig):
+    """The fence-check profile with the no-fence mutant (``chaos_run.EARLY``)."""
+    return early_profile("fence_check", pytestconfig, tmp_path / "run")
+
+
+def test_the_harness_catches_a_leader_write_without_fence(fence_check):
     """The harness checks itself: with the fence check removed from the leader-write scripts
     (test-only mutant loaded into the schedulers), a paused leader's late write is accepted,
     and the harness must report it and exit non-zero."""
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--profile", "fence-check", "--seed", str(SEED), "--json", "--quiet",
-         "--mutate", "no-fence", "--workdir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=180, cwd=HERE.parent.parent,
-    )
-    fig = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert proc.returncode != 0
+    returncode, fig = fence_check
+    assert returncode != 0
     assert fig["wire_leader_writes"]["accepted_from_a_superseded_term"] >= 1
     assert not fig["properties"]["zombie_leader"] and not fig["properties"]["fenced_writes_refused"]

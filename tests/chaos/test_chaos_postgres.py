@@ -10,9 +10,6 @@ One run of ``tests/chaos/run.py --profile smoke --storage postgres`` (a subproce
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,7 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres,
                                                     "not installed")]
 
 HERE = Path(__file__).resolve().parent
-SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
 sys.path.insert(0, str(HERE))
 from chaos_run import early_profile  # noqa: E402
@@ -92,16 +88,17 @@ def test_postgres_smoke_recovers_unaided_within_bounds(pg_smoke):
     assert pg_smoke["ok"], {k: v for k, v in pg_smoke["properties"].items() if not v}
 
 
-def test_the_postgres_harness_catches_a_leader_write_without_fence(tmp_path):
+@pytest.fixture
+def pg_fence_check(tmp_path, pytestconfig):
+    """The fence-check profile on PostgreSQL with the no-fence mutant (``chaos_run.EARLY``)."""
+    return early_profile("pg_fence_check", pytestconfig, tmp_path / "run")
+
+
+def test_the_postgres_harness_catches_a_leader_write_without_fence(pg_fence_check):
     """On PostgreSQL the fence is checked in the database: the mutant turns the plugin's
     check (renamed chaos_fence_checked by the harness) into a no-op, and the harness must
     find the paused leader's late write committed after a higher term was acquired."""
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--profile", "fence-check", "--storage", "postgres", "--seed",
-         str(SEED), "--json", "--quiet", "--mutate", "no-fence", "--workdir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=180, cwd=HERE.parent.parent,
-    )
-    fig = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert proc.returncode != 0
+    returncode, fig = pg_fence_check
+    assert returncode != 0
     assert fig["store_leader_writes"]["accepted_from_a_superseded_term"] >= 1
     assert not fig["properties"]["zombie_leader"] and not fig["properties"]["fenced_writes_refused"]
