@@ -1,7 +1,7 @@
 """The order of the whole session, and the chaos runs started early (``chaos_run.EARLY``).
 
-A chaos profile is a minute or more of real processes that use about a quarter of a 2-core
-machine, mostly waiting for their faults' timers. The session starts the runs its selected
+A chaos profile is 20-90 s of real processes that use about a quarter of a 2-core machine,
+mostly waiting for their faults' timers. The session starts the runs its selected
 tests need when collection ends, one at a time in the background, and orders its tests:
 
 1. the tests marked neither ``slow`` nor ``timing`` (in-process: the model, the contract
@@ -20,6 +20,7 @@ slowest test; within a group the collection order holds.
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,14 +53,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    if config.option.collectonly or getattr(config.option, "setuponly", False):
-        return
+    if any(getattr(config.option, option, False) for option in ("collectonly", "setuponly", "setupplan")):
+        return  # nothing runs
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in EARLY}
     names = [name for name, early in EARLY.items() if name in wanted and early.can_run()]
     if not names:
         return
     factory = getattr(config, "_tmp_path_factory", None)  # pytest's tmp_path_factory (it keeps the last runs)
-    base = factory.mktemp("chaos-early") if factory is not None else Path(__import__("tempfile").mkdtemp())
+    base = factory.mktemp("chaos-early") if factory is not None else Path(tempfile.mkdtemp(prefix="chaos-early-"))
     background = Background(names, base)
     config.stash[BACKGROUND_KEY] = background
     background.start()
