@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,16 +103,29 @@ EARLY: dict[str, Early] = {
 }
 
 
+#: Starts its arguments as a process of a new session and exits at once, printing its pid: the
+#: process is then no child of the test session (its parent is gone), so a test that walks this
+#: process's descendants (the executor contract's check for processes an attempt left behind,
+#: which also kills them) never sees a chaos run's processes.
+_DETACH = ("import subprocess, sys; print(subprocess.Popen(sys.argv[1:], start_new_session=True, "
+           "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)")
+#: The detached shell: runs the command with its output in files, then writes its exit status.
+_RUN_TO_FILES = '"$@" >"$0.out" 2>"$0.err"; echo $? >"$0.rc.tmp" && mv "$0.rc.tmp" "$0.rc"'
+#: How often a wait for a detached run looks for its exit status (the run writes it last).
+_POLL = 0.25
+
+
 class Background:
-    """The early runs of a session, one at a time in a thread; ``result`` waits for one."""
+    """The early runs of a session, one at a time in a thread; ``result`` waits for one. Each
+    run is detached from the session's process tree (``_DETACH``) and reports through files."""
 
     def __init__(self, names: list[str], base: Path) -> None:
         self.names = names
         self.base = base
         self.results: dict[str, tuple[int, str, str]] = {}
         self.done = {name: threading.Event() for name in names}
-        self.stopping = False
-        self.proc: subprocess.Popen[str] | None = None
+        self.stopping = threading.Event()
+        self.group: int | None = None  # the running run's process group
         self.thread = threading.Thread(target=self._run_all, name="chaos-early-runs", daemon=True)
 
     def start(self) -> None:
@@ -121,26 +136,45 @@ class Background:
 
     def _run_all(self) -> None:
         for name in self.names:
-            early = EARLY[name]
             try:
-                if self.stopping:
+                if self.stopping.is_set():
                     self.results[name] = (-1, "", "the session ended before this run started")
-                    continue
-                self.run_dir(name).parent.mkdir(parents=True, exist_ok=True)
-                self.proc = subprocess.Popen(_command(early.profile, self.run_dir(name), early.extra),
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                             cwd=HERE.parent.parent)
-                try:
-                    out, err = self.proc.communicate(timeout=early.timeout)
-                    self.results[name] = (self.proc.returncode, out, err)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    out, err = self.proc.communicate()
-                    self.results[name] = (-1, out, f"{err}\nthe run took over {early.timeout:g}s: killed")
+                else:
+                    self.results[name] = self._run(name, EARLY[name])
             except Exception as exc:  # reported by the fixture that waits for it
                 self.results[name] = (-1, "", f"the run could not start: {exc!r}")
             finally:
                 self.done[name].set()
+
+    def _run(self, name: str, early: Early) -> tuple[int, str, str]:
+        prefix = self.base / name / "harness"
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        launcher = subprocess.run(
+            [sys.executable, "-c", _DETACH, "sh", "-c", _RUN_TO_FILES, str(prefix),
+             *_command(early.profile, self.run_dir(name), early.extra)],
+            capture_output=True, text=True, timeout=30, cwd=HERE.parent.parent, check=True)
+        self.group = int(launcher.stdout)
+        rc_file = Path(f"{prefix}.rc")
+        deadline = time.monotonic() + early.timeout
+        note = ""
+        while not rc_file.exists():
+            if self.stopping.wait(_POLL) or time.monotonic() > deadline:
+                note = (f"\nthe run took over {early.timeout:g}s: killed" if not self.stopping.is_set()
+                        else "\nthe session ended: killed")
+                self._kill()
+                break
+        self.group = None
+        returncode = int(rc_file.read_text()) if rc_file.exists() else -1
+        out = Path(f"{prefix}.out").read_text() if Path(f"{prefix}.out").exists() else ""
+        err = Path(f"{prefix}.err").read_text() if Path(f"{prefix}.err").exists() else ""
+        return returncode, out, err + note
+
+    def _kill(self) -> None:
+        if self.group is not None:
+            try:
+                os.killpg(self.group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def result(self, name: str) -> tuple[int, str, str]:
         # each run is bounded by its own timeout, so the wait is too
@@ -148,10 +182,7 @@ class Background:
         return self.results[name]
 
     def stop(self) -> None:
-        self.stopping = True
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
+        self.stopping.set()
         self.thread.join(timeout=30)
 
 
