@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from .model.errors import ValidationError
+from .model.worker import MAX_CAPACITY, MAX_CONCURRENCY, check_capacity
 from .urls import redact_url
 
 STORAGE_ENV = "DISTSCHED_STORAGE"
@@ -167,16 +168,16 @@ class WorkerConfig:
     """
 
     name: str | None = None
-    concurrency: int = attrs.field(default=8, validator=_positive(10_000))
+    concurrency: int = attrs.field(default=8, validator=_positive(MAX_CONCURRENCY))
     #: Tasks the worker may hold, queued and running: at least ``concurrency`` (None:
     #: ``max(4 x concurrency, 64)``).
-    capacity: int | None = attrs.field(default=None, validator=attrs.validators.optional(_positive(1_000_000)))
+    capacity: int | None = attrs.field(default=None, validator=attrs.validators.optional(_positive(MAX_CAPACITY)))
     drain_timeout: float = attrs.field(default=30.0, validator=_seconds(0, 86400))
     settings: dict[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        if self.capacity is not None and self.capacity < self.concurrency:
-            raise ValidationError("capacity", f"must be at least concurrency ({self.concurrency}), not {self.capacity}")
+        if self.capacity is not None:
+            check_capacity(self.concurrency, self.capacity)
 
 
 __all__ = [

@@ -24,6 +24,7 @@ import attrs
 
 from .model import JOB_FIELDS, TaskConfig, TaskSpec, ValidationError, build_job
 from .model.errors import DistschedError
+from .model.worker import MAX_CAPACITY, MAX_CONCURRENCY, check_capacity
 from .tasks import marked_functions
 
 if sys.version_info >= (3, 11):
@@ -187,12 +188,12 @@ def _worker(raw: dict[str, Any]) -> WorkerSection:
         imports = [imports]
     if not isinstance(imports, list) or not all(isinstance(m, str) and m for m in imports):
         raise ValidationError("imports", f"must be a list of module names, not {imports!r}")
-    for key, limit in (("concurrency", 10_000), ("capacity", 1_000_000)):  # WorkerConfig's limits
+    for key, limit in (("concurrency", MAX_CONCURRENCY), ("capacity", MAX_CAPACITY)):
         value = raw.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit):
             raise ValidationError(key, f"must be an integer between 1 and {limit}, not {value!r}")
-    if raw.get("capacity") is not None and raw.get("concurrency") is not None and raw["capacity"] < raw["concurrency"]:
-        raise ValidationError("capacity", f"must be at least concurrency ({raw['concurrency']}), not {raw['capacity']}")
+    if raw.get("capacity") is not None and raw.get("concurrency") is not None:
+        check_capacity(raw["concurrency"], raw["capacity"])
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise ValidationError("name", f"must be a string, not {name!r}")

@@ -26,6 +26,7 @@ from ..__about__ import __version__
 from ..config import ALLOW_REPLACE_ENV, DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
 from ..model import events as ev
 from ..model.errors import DistschedError
+from ..model.worker import MAX_CAPACITY, MAX_CONCURRENCY
 from ..urls import redact_text, redact_url
 from .config import configurable
 
@@ -357,7 +358,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @storage_option
 @click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
-@click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
+@click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
 @log_format_option
 @metrics_option
 @click.option("--web", "web", is_flag=False, flag_value="127.0.0.1:8787", default=None, metavar="[HOST:PORT]",
@@ -550,8 +551,8 @@ configurable("scheduler")(scheduler)
 @cli.command()
 @storage_option
 @click.option("--name", default=None, help="Worker name prefix (default: the host name).")
-@click.option("--concurrency", type=click.IntRange(1, 10_000), default=None, help="Tasks run at once (default 8).")
-@click.option("--capacity", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=None, help="Tasks run at once (default 8).")
+@click.option("--capacity", type=click.IntRange(1, MAX_CAPACITY), default=None,
               help="Tasks this worker may hold, queued + running: at least --concurrency (default max(4 x concurrency, 64)).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE",
               help="Module with @distsched.task functions, or a DistributeSchedule with @app.task ones (repeatable).")

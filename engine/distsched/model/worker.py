@@ -11,6 +11,16 @@ from .times import valid_time
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_HEARTBEAT_TTL = 10.0
+#: The most tasks a worker runs at once, and holds (queued + running).
+MAX_CONCURRENCY = 10_000
+MAX_CAPACITY = 1_000_000
+
+
+def check_capacity(concurrency: int, capacity: int) -> None:
+    """A worker's configured capacity holds at least what it runs at once: refused before it
+    starts (a worker under it could never register)."""
+    if capacity < concurrency:
+        raise ValidationError("capacity", f"must be at least concurrency ({concurrency}), not {capacity}")
 
 
 def _positive_int(limit: int):
@@ -64,8 +74,8 @@ class Worker:
     id: str
     host: str = attrs.field(default="", validator=_of_type(str, "text"))
     pid: int = attrs.field(default=0, validator=_of_type(int, "an integer"))
-    concurrency: int = attrs.field(default=DEFAULT_CONCURRENCY, validator=_positive_int(10_000))
-    capacity: int = attrs.field(validator=_positive_int(1_000_000))
+    concurrency: int = attrs.field(default=DEFAULT_CONCURRENCY, validator=_positive_int(MAX_CONCURRENCY))
+    capacity: int = attrs.field(validator=_positive_int(MAX_CAPACITY))
     load: int = attrs.field(default=0, validator=_of_type(int, "an integer"))
     # a start time no date can show took down the dashboard's overview and workers pages
     started_at: float = attrs.field(validator=valid_time)
