@@ -57,19 +57,22 @@ def run_profile(profile: str, run_dir: Path, pytestconfig: Any, *extra: str,
     return _figures(proc.returncode, proc.stdout, proc.stderr, pytestconfig)
 
 
-def _faketime() -> bool:
+def has_faketime() -> bool:
+    """libfaketime and ``faketime`` (Debian package faketime): the clock-skew faults need them."""
     from chaos_cluster import LIBFAKETIME
 
     return os.path.exists(LIBFAKETIME) and shutil.which("faketime") is not None
 
 
-def _redis() -> bool:
+def has_redis() -> bool:
+    """A ``redis-server`` on PATH."""
     from distsched.testing.redis_server import redis_server_binary
 
     return redis_server_binary() is not None
 
 
-def _postgres() -> bool:
+def has_postgres() -> bool:
+    """PostgreSQL's server binaries (initdb, pg_ctl) and asyncpg: a throwaway cluster can run."""
     from distsched.testing.postgres_server import postgres_bindir
 
     try:
@@ -86,7 +89,7 @@ class Early:
     profile: str
     extra: tuple[str, ...] = ()
     timeout: float = 300
-    can_run: Callable[[], bool] = _redis
+    can_run: Callable[[], bool] = has_redis
 
 
 #: The runs started early, by the name of the fixture that returns their figures, in the order
@@ -94,11 +97,11 @@ class Early:
 EARLY: dict[str, Early] = {
     "smoke": Early("smoke", timeout=240),
     "fence_check": Early("fence-check", ("--mutate", "no-fence"), timeout=180),
-    "pg_smoke": Early("smoke", ("--storage", "postgres"), can_run=_postgres),
+    "pg_smoke": Early("smoke", ("--storage", "postgres"), can_run=has_postgres),
     "pg_fence_check": Early("fence-check", ("--storage", "postgres", "--mutate", "no-fence"), timeout=180,
-                            can_run=_postgres),
-    "faults2": Early("faults2", can_run=lambda: _redis() and _faketime()),
-    "skew_check": Early("skew-check", ("--mutate", "wall-clock"), can_run=lambda: _redis() and _faketime()),
+                            can_run=has_postgres),
+    "faults2": Early("faults2", can_run=lambda: has_redis() and has_faketime()),
+    "skew_check": Early("skew-check", ("--mutate", "wall-clock"), can_run=lambda: has_redis() and has_faketime()),
     "everysec": Early("everysec"),
 }
 

@@ -15,25 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from distsched.testing.postgres_server import postgres_bindir
-
-
-def _missing() -> bool:
-    try:
-        import asyncpg  # noqa: F401
-    except ImportError:
-        return True
-    return postgres_bindir() is None
-
-
-pytestmark = [pytest.mark.slow, pytest.mark.postgres,
-              pytest.mark.skipif(_missing(), reason="PostgreSQL server binaries (initdb, pg_ctl) or asyncpg are "
-                                                    "not installed")]
-
 HERE = Path(__file__).resolve().parent
 
 sys.path.insert(0, str(HERE))
-from chaos_run import early_profile  # noqa: E402
+from chaos_run import early_profile, has_postgres  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres,
+              pytest.mark.skipif(not has_postgres(), reason="PostgreSQL server binaries (initdb, pg_ctl) or asyncpg "
+                                                            "are not installed")]
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ the seed (default 7).
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -22,17 +20,16 @@ from distsched.testing.redis_server import redis_server_binary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos_cluster import LIBFAKETIME  # noqa: E402
-from chaos_run import early_profile  # noqa: E402
+from chaos_run import early_profile, has_faketime  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis,
               pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")]
-needs_faketime = pytest.mark.skipif(not os.path.exists(LIBFAKETIME) or shutil.which("faketime") is None,
+needs_faketime = pytest.mark.skipif(not has_faketime(),
                                     reason="libfaketime is not installed (Debian package faketime)")
 
 @pytest.fixture(scope="module")
 def faults2(tmp_path_factory, pytestconfig):
-    if not os.path.exists(LIBFAKETIME):
+    if not has_faketime():
         pytest.skip("libfaketime is not installed (Debian package faketime)")
     return early_profile("faults2", pytestconfig, tmp_path_factory.mktemp("chaos") / "run")
 
