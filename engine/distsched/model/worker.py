@@ -109,8 +109,7 @@ class Worker:
         return self.started_at
 
     def __attrs_post_init__(self) -> None:
-        if self.capacity < self.concurrency:
-            raise ValidationError("capacity", f"must be >= concurrency ({self.concurrency}), not {self.capacity}")
+        check_capacity(self.concurrency, self.capacity)
 
     @property
     def usable_capacity(self) -> int:
