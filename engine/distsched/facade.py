@@ -207,10 +207,17 @@ class DistributeSchedule:
         storage = await self.storage()
         now = storage.clock()
         firsts: dict[Any, float | None] = {}
-        items = []
+        items: list[tuple[TaskConfig, float | None]] = []
         for config in configs:
             if isinstance(config.trigger, AtTrigger):  # depends on the misfire grace too
-                items.append((config, first_fire(config, now)))
+                try:
+                    items.append((config, first_fire(config, now)))
+                except ValidationError:
+                    # Past: refused for a new job or a new time, before anything is written;
+                    # a stored one-shot whose time is unchanged keeps its progress (fired).
+                    if not replace or not await self._same_trigger_stored(storage, config):
+                        raise
+                    items.append((config, None))  # stored: add_many leaves it, put_job updates it
                 continue
             if config.trigger not in firsts:
                 firsts[config.trigger] = first_fire(config, now)
@@ -230,6 +237,13 @@ class DistributeSchedule:
         updated = {c.name: await self.put_job(c, replace=True) for c in existing}
         return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
 
+    @staticmethod
+    async def _same_trigger_stored(storage: Any, config: TaskConfig) -> bool:
+        try:
+            return bool((await storage.jobs.get(config.name)).trigger == config.trigger)
+        except NotFound:
+            return False
+
     async def sync_jobs(self, configs: Sequence[TaskConfig], *, prune: bool = False,
                         dry_run: bool = False) -> SyncPlan:
         """Make the stored jobs equal ``configs`` (a jobs file as the source of truth): add the
@@ -242,7 +256,16 @@ class DistributeSchedule:
             twice = sorted({n for n in names if names.count(n) > 1})
             raise ValidationError("name", f"given more than once: {', '.join(twice[:5])}")
         self._check_many((c.spec, f"job {c.name!r}") for c in configs)
-        plan = plan_sync(await self.jobs(), configs, prune=prune)
+        stored = await self.jobs()
+        plan = plan_sync(stored, configs, prune=prune)
+        # What the real sync would refuse, the dry run refuses too: the first slot of every
+        # new job and of every job whose trigger changes (a one-shot in the past, a cron
+        # expression that never fires). A job whose trigger is unchanged keeps its progress.
+        triggers = {c.name: c.trigger for c in stored}
+        now = (await self.storage()).clock()
+        for config in configs:
+            if triggers.get(config.name) != config.trigger:
+                first_fire(config, now)
         if dry_run:
             return plan
         changed = set(plan.added) | {c.name for c in plan.updated}

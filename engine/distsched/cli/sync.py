@@ -67,12 +67,13 @@ def summary(plan: SyncPlan) -> str:
 def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, dry_run: bool, as_json: bool) -> None:
     """Make the stored jobs equal JOBS_FILE: add the new jobs, update the changed ones and,
     with --prune, remove the stored jobs the file does not have. The diff is printed first."""
-    from . import _jobs_call, _load_jobs
+    from . import _check_jobs, _jobs_call, _load_jobs
 
     loaded = _load_jobs(jobs_file)
     configs = {c.name: c for c in loaded.jobs}
 
     async def call(app: Any) -> SyncPlan:
+        _check_jobs(app, loaded)  # every problem of the file at once, as `jobs add` lists them
         plan = await app.sync_jobs(loaded.jobs, prune=prune, dry_run=True)
         if not as_json:
             for line in plan_lines(plan, jobs_file, configs):

@@ -18,7 +18,9 @@ from .errors import ValidationError
 from .job import MisfirePolicy, OverlapPolicy, TaskConfig
 from .retry import RetryPolicy
 from .spec import TaskSpec
+from .times import iso_utc
 from .trigger import AtTrigger, CronTrigger, EveryTrigger, Trigger, parse_duration
+from .words import duration_words
 
 _TASK_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 
@@ -146,13 +148,13 @@ def first_fire(config: TaskConfig, now: float) -> float | None:
     still inside its misfire grace fires at once, one further in the past is refused."""
     if isinstance(config.trigger, AtTrigger):
         if config.trigger.at <= now - config.misfire.grace:
-            raise ValidationError("at", f"job {config.name!r}: {config.trigger.at:.0f} is in the past "
-                                        f"(beyond the misfire grace of {config.misfire.grace:g}s)")
+            raise ValidationError("at", f"{iso_utc(config.trigger.at)} is in the past (beyond the misfire grace of "
+                                        f"{duration_words(config.misfire.grace)})", where=f"job {config.name!r}")
         return config.trigger.at
     first = config.next_fire_after(now)
     if first is None and isinstance(config.trigger, CronTrigger):
-        raise ValidationError("cron", f"job {config.name!r}: {config.trigger.expr!r} never fires "
-                                      "(no matching date within the next years)")
+        raise ValidationError("cron", f"{config.trigger.expr!r} never fires (no matching date within the next years)",
+                              where=f"job {config.name!r}")
     return first
 
 

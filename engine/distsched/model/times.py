@@ -12,7 +12,7 @@ lease's, an event's) or is shown in a zone that pushes it past year 9999.
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from math import isfinite
 from typing import Any
 
@@ -53,4 +53,11 @@ def to_datetime(at: float, tz: tzinfo) -> datetime | None:
         return None
 
 
-__all__ = ["TIME_MAX", "TIME_MIN", "check_time", "is_time", "to_datetime", "valid_time"]
+def iso_utc(at: float) -> str:
+    """``at`` as an ISO 8601 UTC time (``2030-01-01T08:00:00Z``), or the number when no date
+    can show it."""
+    when = to_datetime(at, timezone.utc)
+    return when.isoformat().replace("+00:00", "Z") if when else repr(at)
+
+
+__all__ = ["TIME_MAX", "TIME_MIN", "check_time", "is_time", "iso_utc", "to_datetime", "valid_time"]

@@ -6,10 +6,9 @@ shown as it is.
 
 from __future__ import annotations
 
-from datetime import timezone
 from typing import Any
 
-from .times import to_datetime
+from .times import iso_utc
 from .trigger import AtTrigger, CronTrigger, EveryTrigger
 
 #: The aliases croniter accepts, as 5-field expressions (cron-descriptor does not read them).
@@ -61,8 +60,7 @@ def schedule_words(trigger: Any) -> str:
     if isinstance(trigger, EveryTrigger):
         return f"every {duration_words(trigger.interval)}"
     if isinstance(trigger, AtTrigger):
-        when = to_datetime(trigger.at, timezone.utc)
-        return f"once at {when.isoformat().replace('+00:00', 'Z') if when else repr(trigger.at)}"
+        return f"once at {iso_utc(trigger.at)}"
     return "no schedule"
 
 

@@ -127,10 +127,19 @@ def test_jobs_sync_refuses_a_bad_file_and_changes_nothing(distsched_cli, tmp_pat
         every = "10s"
         target = "x"
         executor = "htp"
+
+        [[jobs]]
+        name = "other"
+        every = "10s"
+        target = "x"
+        executor = "nope"
     """)
     result = distsched_cli("jobs", "sync", bad, "--storage", store_url, "--prune")
     assert result.exit_code != 0
-    assert "executor 'htp' is not registered" in result.output and "Traceback" not in result.output
+    assert "Traceback" not in result.output
+    # every problem of the file at once, as `jobs add` lists them
+    assert "2 problem(s)" in result.output and "job 'keep': executor 'htp' is not registered" in result.output
+    assert "job 'other': executor 'nope' is not registered" in result.output
     assert set(_names(distsched_cli, store_url)) == {"keep", "change", "stray"}
 
 
@@ -215,3 +224,58 @@ async def test_two_nodes_syncing_the_same_file_at_once_both_succeed(redis_server
     finally:
         for app in apps:
             await app.stop()
+
+
+ONE_SHOT = """
+[[jobs]]
+name = "once"
+at = "2001-01-01T00:00:00Z"
+target = "x"
+args = [1]
+"""
+
+
+def test_a_one_shot_that_fired_stays_in_its_file(distsched_cli, tmp_path, store_url):
+    """A one-shot job whose time has passed (it fired) stays in its jobs file: `jobs add`,
+    `jobs sync` and a change of another field go through and keep its progress (it does not
+    fire again); a new one-shot in the past, or a stored one given a new past time, is
+    refused by the dry run as by the real run, naming the job and the time, and nothing
+    of the file is written."""
+    import asyncio
+
+    from distsched.facade import build_job
+
+    async def seed() -> None:  # as the leader leaves it once fired: stored, no next slot
+        app = DistributeSchedule(store_url)
+        try:
+            await (await app.storage()).jobs.add(build_job("once", at="2001-01-01T00:00:00Z", target="x", args=[1]),
+                                                 next_fire_at=None)
+        finally:
+            await app.stop()
+
+    asyncio.run(seed())
+    path = _write(tmp_path, "once.toml", ONE_SHOT)
+    added = distsched_cli("jobs", "add", path, "--storage", store_url)
+    assert added.exit_code == 0 and "once: version 1" in added.stdout, added.output
+    synced = distsched_cli("jobs", "sync", path, "--storage", store_url)
+    assert synced.exit_code == 0 and "0 added, 0 updated, 0 removed, 1 unchanged" in synced.stdout, synced.output
+
+    changed = _write(tmp_path, "changed.toml", ONE_SHOT.replace("args = [1]", "args = [2]"))
+    dry = distsched_cli("jobs", "sync", changed, "--storage", store_url, "--dry-run")
+    assert dry.exit_code == 0 and "~ once" in dry.stdout and "args: [1] -> [2]" in dry.stdout, dry.output
+    real = distsched_cli("jobs", "sync", changed, "--storage", store_url)
+    assert real.exit_code == 0 and "0 added, 1 updated" in real.stdout, real.output
+    job = _names(distsched_cli, store_url)["once"]
+    assert job["version"] == 2 and job["next_fire_at"] is None, job  # updated, and fired already
+
+    late = "\n[[jobs]]\nname = \"fine\"\nevery = \"1h\"\ntarget = \"x\"\n"
+    for label, body in (("new", ONE_SHOT.replace('"once"', '"late"') + late),
+                        ("re-timed", ONE_SHOT.replace("2001-", "2002-") + late)):
+        path = _write(tmp_path, f"{label}.toml", body)
+        for args in (("jobs", "sync", path, "--dry-run"), ("jobs", "sync", path), ("jobs", "add", path)):
+            result = distsched_cli(*args, "--storage", store_url)
+            name, year = ("late", 2001) if label == "new" else ("once", 2002)
+            assert result.exit_code == 1, (label, args, result.output)
+            assert (f"job '{name}': at: {year}-01-01T00:00:00Z is in the past (beyond the misfire grace of 1m)"
+                    in result.output and "Traceback" not in result.output), (label, args, result.output)
+        assert set(_names(distsched_cli, store_url)) == {"once"}, label
