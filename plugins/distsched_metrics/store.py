@@ -10,6 +10,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from distsched.model import TaskState
+
 log = logging.getLogger("distsched.metrics")
 
 
@@ -54,7 +56,10 @@ class StoreGauges(Collector):
         if not self._up:
             return
         tasks = GaugeMetricFamily("distsched_store_tasks", "Tasks in the store by state.", labels=["state"])
-        for state, count in sorted(self._tasks.items()):
+        # every state, 0 where the store counts none (its counts leave empty states out): a
+        # series that vanishes at 0 reads as "no data" in PromQL, not as none
+        counts = {state.value: 0 for state in TaskState} | self._tasks
+        for state, count in counts.items():
             tasks.add_metric([state], count)
         yield tasks
         yield GaugeMetricFamily("distsched_store_workers_alive", "Registered workers with a fresh heartbeat.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import uuid
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from distsched import DistributeSchedule
+from distsched.model import TaskState
 from distsched.plugin.errors import PluginError
 from distsched.testing.redis_server import RedisServer, free_port, redis_server_binary
 
@@ -133,6 +135,10 @@ async def test_the_asgi_app_the_web_server_mounts():
         # the store's own figures, read at the scrape
         assert "distsched_store_up 1.0" in body
         assert 'distsched_store_tasks{state="succeeded"} 1.0' in body
+        # all 9 states, 0 where none (the store's counts leave those out; the series were missing)
+        states = re.findall(r'^distsched_store_tasks\{state="(\w+)"\} (\S+)$', body, re.M)
+        assert [s for s, _ in states] == [s.value for s in TaskState]
+        assert dict(states)["pending"] == dict(states)["running"] == dict(states)["skipped"] == "0.0"
         assert "distsched_store_workers_alive 1.0" in body
         assert "distsched_store_leader_term 1.0" in body
         assert body.count("distsched_store_worker_queue_depth{worker=") == 1
