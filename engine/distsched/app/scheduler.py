@@ -476,7 +476,7 @@ class Scheduler:
             if state.next_fire_at is None:
                 continue
             try:
-                plan = config.plan(state.next_fire_at, horizon)
+                plan = config.plan(state.next_fire_at, horizon, now=now)
             except Exception as exc:  # one job's broken schedule never stops the others
                 await self._pause_poisoned(config.name, exc, now)
                 continue
@@ -496,9 +496,13 @@ class Scheduler:
                         continue
                     while decision == "replace" and len(live) >= config.overlap.max_instances:
                         victim = live.pop(0)
-                        if victim.version:  # stored (not one created in this pass)
-                            victim.cancel(f"overlap: replaced by the slot at {slot.at:.3f}", now)
+                        reason = f"overlap: replaced by the slot at {slot.at:.3f}"
+                        if victim.version:  # stored
+                            victim.cancel(reason, now)
                             cancels.append(victim)
+                        else:  # a slot of this pass (a backlog fired at once): it never runs
+                            at = next(i for i, t in enumerate(tasks) if t is victim)
+                            tasks[at] = config.skipped_task(victim.slot or slot.at, reason, now)
                 task = config.create_task(slot.at, now)
                 tasks.append(task)
                 if live is not None:
@@ -640,19 +644,27 @@ class Scheduler:
         #: when each chosen task became ready (for the dispatch lag), only with observers
         ready_at: list[float] | None = [] if self.events.active else None
         blocked = False
-        running: dict[str, int] = {}
+        #: a serial job -> (its tasks dispatched or running, counting those of this pass; its
+        #: tasks waiting for a retry, by slot): the live runs a ready task of the job waits for
+        serial: dict[str, tuple[set[str], list[tuple[float, str]]]] = {}
         #: function name -> the workers that may run it: a ``local`` task goes to a worker
         #: that advertises its function (or advertises none: an older one) when any live
         #: worker offers it, else to any (whose executor then fails it as unknown, at once)
         offering: dict[str, list[Worker]] = {}
         async for task in window(ready, limit):
             if task.serial_limit is not None and task.job is not None:
-                if task.job not in running:
-                    running[task.job] = sum(1 for t in await storage.tasks.live(task.job) if t.state in ASSIGNED)
-                if running[task.job] >= task.serial_limit:
+                if task.job not in serial:
+                    live = await storage.tasks.live(task.job)
+                    serial[task.job] = ({t.id for t in live if t.state in ASSIGNED},
+                                        [(_slot_order(t), t.id) for t in live if t.state is TaskState.RETRYING])
+                busy, retrying = serial[task.job]
+                # A run waiting for its retry is live too: an earlier slot's retry goes first.
+                mine = _slot_order(task)
+                waiting = sum(1 for at, tid in retrying if at < mine and tid not in busy and tid != task.id)
+                if len(busy) + waiting >= task.serial_limit:
                     blocked = True
                     continue
-                running[task.job] += 1
+                busy.add(task.id)
             pool = workers
             if task.spec.executor == "local":
                 target = task.spec.target
@@ -849,3 +861,8 @@ class Scheduler:
                                                  reason=reason))
         self._finished_events(t for t in written if t.id not in lost or t.state is not TaskState.PENDING)
         return len(written)
+
+
+def _slot_order(task: Task) -> tuple[float, str]:
+    """A serial job's runs go in slot order (a triggered run, with no slot, by its creation)."""
+    return (task.slot if task.slot is not None else task.created_at, task.id)

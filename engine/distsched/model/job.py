@@ -153,21 +153,25 @@ class TaskConfig:
             t = slot.at
         return out
 
-    def plan(self, next_fire_at: float, now: float, limit: int = MAX_SLOTS_PER_PASS) -> FirePlan:
-        """Decide the fate of every slot from ``next_fire_at`` up to ``now``.
+    def plan(self, next_fire_at: float, until: float, limit: int = MAX_SLOTS_PER_PASS, *,
+             now: float | None = None) -> FirePlan:
+        """Decide the fate of every slot from ``next_fire_at`` up to ``until``.
 
-        Applies the DST gap policy (via the trigger) and the misfire policy. Every slot in the
-        range comes back, fired or skipped with a reason, so none is silently lost. At most
-        ``limit`` slots are planned; ``next_fire_at`` of the plan then points at the rest.
+        Applies the DST gap policy (via the trigger) and the misfire policy, a slot's lateness
+        measured at ``now`` (default ``until``; a leader plans up to ``fire_ahead`` beyond
+        ``now``, and a slot not yet come is never late). Every slot in the range comes back,
+        fired or skipped with a reason, so none is silently lost. At most ``limit`` slots are
+        planned; ``next_fire_at`` of the plan then points at the rest.
         """
         if self.trigger is None:
             return FirePlan((), None)
         due: list[Slot] = []
         slot: Slot | None = self.trigger.next_after(next_fire_at - 1e-6)
-        while slot is not None and slot.at <= now and len(due) < limit:
+        while slot is not None and slot.at <= until and len(due) < limit:
             due.append(slot)
             slot = self.trigger.next_after(slot.at)
         nxt = slot.at if slot is not None else None
+        now = until if now is None else now
         grace = self.misfire.grace
         mode = self.misfire.mode
         runnable = [s for s in due if s.skip is None]
@@ -180,7 +184,7 @@ class TaskConfig:
         elif mode == "fire-once":
             # When ``limit`` cut the range short, a later pass plans the later due slots and
             # fires the one run: firing the latest missed slot of this part too would run twice.
-            more_due = nxt is not None and nxt <= now
+            more_due = nxt is not None and nxt <= until
             if missed and not on_time and not more_due:
                 keep.add(missed[-1].at)
             for s in missed:

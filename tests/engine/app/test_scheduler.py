@@ -72,6 +72,15 @@ async def test_misfire_policies_record_every_missed_slot(leader, mode, fired, re
     assert [t.reason for t in tasks if t.state is TaskState.SKIPPED] == reasons
 
 
+@pytest.mark.parametrize("mode", ["skip", "fire-once"])
+async def test_a_slot_fired_ahead_is_not_late_with_a_grace_under_fire_ahead(leader, mode):
+    """The leader fires up to ``fire_ahead`` before a slot: a ``misfire_grace`` under it (0 s)
+    skipped every slot of a healthy leader, recorded ``misfire: skipped`` 0.2 s before its time."""
+    await leader.add("j", 100.0, every="10s", misfire=mode, misfire_grace=0)
+    await leader.scheduler.fire_due(leader.fence, 99.9, horizon=100.1)
+    assert [(t.slot, t.state.value) for t in await leader.tasks("j")] == [(100, "pending")]
+
+
 async def test_fire_once_with_only_missed_slots_runs_the_latest(leader):
     await leader.add("j", 100.0, every="10s", misfire="fire-once", misfire_grace=1)
     await leader.scheduler.fire_due(leader.fence, 135.0)
@@ -105,6 +114,61 @@ async def test_overlap_replace_cancels_the_running_one(leader):
     tasks = await leader.tasks("j")
     assert [t.state.value for t in tasks] == ["cancelled", "pending"]
     assert tasks[0].reason.startswith("overlap: replaced by the slot at 110")
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+async def test_overlap_replace_runs_only_the_latest_of_slots_fired_together(leader, limit):
+    """Slots that come due in one pass (a backlog within the misfire grace after a leader's
+    downtime): each replaces the one before it, so only the latest ``max_instances`` run;
+    the others are recorded skipped, naming the slot that replaced them. The replaced ones,
+    created in the same pass, ran too: seven copies at once after a 6 s restart."""
+    await _one_worker(leader)
+    await leader.add("j", 100.0, every="10s", overlap="replace", max_instances=limit)
+    await leader.scheduler.fire_due(leader.fence, 140.0)
+    tasks = await leader.tasks("j")
+    assert [t.state.value for t in tasks] == ["skipped"] * (5 - limit) + ["pending"] * limit
+    assert [t.reason for t in tasks[: 5 - limit]] == [
+        f"overlap: replaced by the slot at {slot + 10 * limit:.3f}" for slot in range(100, 150 - 10 * limit, 10)]
+    assert (await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()))[0] == limit
+
+
+async def test_overlap_serial_waits_for_a_run_waiting_to_retry():
+    """A serial job's earlier run waiting for its retry is still live: the next slot waits
+    for it, and the two run in slot order. (Only the dispatched and running ones counted: the
+    next slot ran while the earlier one waited for its retry, which then ran after it.)"""
+    leader = await Leader.create(heartbeat_ttl=60.0)  # the worker still alive at the retry's time below
+    try:
+        await _serial_behind_a_retry(leader)
+    finally:
+        await leader.app.stop()
+
+
+async def _serial_behind_a_retry(leader):
+    await _one_worker(leader, heartbeat_interval=25.0)
+    await leader.add("j", 100.0, every="10s", overlap="serial",
+                     retry={"max_attempts": 2, "backoff": "fixed", "delay": "20s"})
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    assert (await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()))[0] == 1
+
+    async def finish(outcome):
+        (task,) = await leader.storage.queues.pull("w1", 1, 1.0)
+        await leader.storage.queues.report("w1", [TaskResult(
+            task_id=task.id, attempt_id=task.attempt_id, outcome=outcome, started_at=1, finished_at=2,
+            error=None if outcome == "succeeded" else "boom")])
+        await leader.scheduler.apply_results(leader.fence, leader.storage.clock())
+        return task.id
+
+    assert await finish("failed") == "j@100000"
+    await leader.scheduler.fire_due(leader.fence, 110.0)
+    now = leader.storage.clock()
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+    assert [t.state.value for t in await leader.tasks("j")] == ["retrying", "pending"]
+    # The retry's time: it goes first, the next slot still waits behind it.
+    assert await leader.scheduler.dispatch_ready(leader.fence, now + 21) == (1, True)
+    assert [t.state.value for t in await leader.tasks("j")] == ["dispatched", "pending"]
+    assert await finish("succeeded") == "j@100000"
+    assert await leader.scheduler.dispatch_ready(leader.fence, leader.storage.clock()) == (1, False)
+    assert [t.state.value for t in await leader.tasks("j")] == ["succeeded", "dispatched"]
 
 
 async def test_overlap_serial_queues_behind_the_running_one(leader):

@@ -86,6 +86,18 @@ def test_grace_boundary_is_on_time():
     assert fired(plan) == [T0, T0 + 10]
 
 
+@pytest.mark.parametrize("mode", ["skip", "fire-once"])
+def test_a_slot_planned_ahead_of_its_time_is_on_time_whatever_the_grace(mode):
+    """The leader plans up to ``fire_ahead`` ahead of ``now``: lateness is measured at
+    ``now``, not at the end of the planned range. Measured at the range's end, a grace under
+    ``fire_ahead`` (0 s: a slot is on time only when fired at its instant) skipped every slot
+    of a healthy leader, 0.2 s before its time."""
+    plan = every10(mode, grace=0.0).plan(T0, T0 + 0.2, now=T0 - 0.2)
+    assert fired(plan) == [T0] and reasons(plan) == {}
+    late = every10(mode, grace=0.0).plan(T0, T0 + 10.2, now=T0 + 10 - 0.2)  # T0 missed by 9.8 s
+    assert T0 not in fired(late) and fired(late) == [T0 + 10]
+
+
 def test_nothing_due_plans_nothing():
     plan = every10().plan(T0, T0 - 5)
     assert plan.slots == () and plan.next_fire_at == T0
