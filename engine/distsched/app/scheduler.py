@@ -646,7 +646,7 @@ class Scheduler:
         blocked = False
         #: a serial job -> (its tasks dispatched or running, counting those of this pass; its
         #: tasks waiting for a retry, by slot): the live runs a ready task of the job waits for
-        serial: dict[str, tuple[set[str], list[tuple[float, str]]]] = {}
+        serial: dict[str, tuple[set[str], list[tuple[tuple[float, str], str]]]] = {}
         #: function name -> the workers that may run it: a ``local`` task goes to a worker
         #: that advertises its function (or advertises none: an older one) when any live
         #: worker offers it, else to any (whose executor then fails it as unknown, at once)
