@@ -190,7 +190,7 @@ class DistributeSchedule:
         if attrs.evolve(current, version=0) == attrs.evolve(config, version=0):
             return current
         state = await storage.jobs.state(config.name)
-        nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, now)
+        nxt = state.next_fire_at if _keeps_progress(current, config) else first_fire(config, now)
         return await storage.jobs.update(attrs.evolve(config, version=current.version), next_fire_at=nxt)
 
     async def put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool = False) -> list[TaskConfig]:
@@ -215,7 +215,7 @@ class DistributeSchedule:
                 except ValidationError:
                     # Past: refused for a new job or a new time, before anything is written;
                     # a stored one-shot whose time is unchanged keeps its progress (fired).
-                    if not replace or not await self._same_trigger_stored(storage, config):
+                    if not replace or not await self._keeps_stored_progress(storage, config):
                         raise
                     items.append((config, None))  # stored: add_many leaves it, put_job updates it
                 continue
@@ -238,9 +238,9 @@ class DistributeSchedule:
         return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
 
     @staticmethod
-    async def _same_trigger_stored(storage: Any, config: TaskConfig) -> bool:
+    async def _keeps_stored_progress(storage: Any, config: TaskConfig) -> bool:
         try:
-            return bool((await storage.jobs.get(config.name)).trigger == config.trigger)
+            return _keeps_progress(await storage.jobs.get(config.name), config)
         except NotFound:
             return False
 
@@ -259,12 +259,14 @@ class DistributeSchedule:
         stored = await self.jobs()
         plan = plan_sync(stored, configs, prune=prune)
         # What the real sync would refuse, the dry run refuses too: the first slot of every
-        # new job and of every job whose trigger changes (a one-shot in the past, a cron
-        # expression that never fires). A job whose trigger is unchanged keeps its progress.
-        triggers = {c.name: c.trigger for c in stored}
+        # new job, of every job whose trigger changes and of every job enabled again (a
+        # one-shot in the past, a cron expression that never fires). Any other job keeps
+        # its progress.
+        current = {c.name: c for c in stored}
         now = (await self.storage()).clock()
         for config in configs:
-            if triggers.get(config.name) != config.trigger:
+            old = current.get(config.name)
+            if old is None or not _keeps_progress(old, config):
                 first_fire(config, now)
         if dry_run:
             return plan
@@ -301,7 +303,7 @@ class DistributeSchedule:
         config = attrs.evolve(build_job(name, **fields), version=current.version)
         self.check_spec(config.spec, f"job {name!r}")
         state = await storage.jobs.state(name)
-        nxt = state.next_fire_at if current.trigger == config.trigger else first_fire(config, storage.clock())
+        nxt = state.next_fire_at if _keeps_progress(current, config) else first_fire(config, storage.clock())
         return await storage.jobs.update(config, next_fire_at=nxt)
 
     async def get_job(self, name: str) -> TaskConfig:
@@ -325,7 +327,12 @@ class DistributeSchedule:
         """Resume from the next slot after now (slots while paused are not run)."""
         storage = await self.storage()
         config = await storage.jobs.get(name)
-        await storage.jobs.set_paused(name, False, next_fire_at=config.next_fire_after(storage.clock()))
+        nxt = config.next_fire_after(storage.clock())
+        if nxt is None and (await storage.jobs.state(name)).paused:
+            # No slot after now (a one-shot whose time passed while paused): the one left
+            # pending is dropped while the job is still paused, or resuming would run it.
+            await storage.jobs.update(config, next_fire_at=None)
+        await storage.jobs.set_paused(name, False, next_fire_at=nxt)
 
     async def trigger_job(self, name: str) -> str:
         """Run a job once now, outside its schedule; returns the task id."""
@@ -720,3 +727,10 @@ async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:
     done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         waiter.cancel()
+
+
+def _keeps_progress(current: TaskConfig, config: TaskConfig) -> bool:
+    """A stored job updated to ``config`` keeps its next slot: its trigger is unchanged and it
+    is not enabled again (a job enabled again starts from the first slot after now, as a
+    resumed one does: the slots that fell while it was disabled are not run)."""
+    return current.trigger == config.trigger and (current.enabled or not config.enabled)

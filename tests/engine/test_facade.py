@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
@@ -241,3 +242,62 @@ async def test_finished_tasks_lists_what_ended_since_and_asks_by_creation_withou
     with pytest.raises(ValidationError) as err:
         await app.finished_tasks(["failed"], since=None)
     assert err.value.field == "since"
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
+def idle_url(request):
+    if request.param == "memory":
+        return f"memory://facade-idle-{uuid.uuid4().hex}"
+    if request.param == "redis":
+        return request.getfixturevalue("redis_server").url_for(namespace=f"f{uuid.uuid4().hex[:12]}")
+    return request.getfixturevalue("postgres_database").url_for(schema=f"f{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def idle_app(idle_url):
+    """An app on a store of its own, not started: no leader fires anything meanwhile."""
+    app = DistributeSchedule(idle_url)
+    yield app
+    await app.stop()
+
+
+async def test_a_job_enabled_again_starts_from_now(idle_app):
+    """A disabled job is stored but never fires; enabled again (a jobs file's `enabled =
+    true`, `update_job`), it starts from the first slot after now, as a resumed job does.
+    It kept the slot it stopped at, and its leader then ran (fire-all) or coalesced
+    (fire-once) every slot that fell while it was disabled."""
+    from distsched.model import build_job
+
+    storage = await idle_app.storage()
+    now = storage.clock()
+    for name in ("by-file", "by-update"):
+        await storage.jobs.add(build_job(name, every="1s", target="add", misfire="fire-all", enabled=False),
+                               next_fire_at=now - 100)
+    await idle_app.put_jobs([build_job("by-file", every="1s", target="add", misfire="fire-all")], replace=True)
+    await idle_app.update_job("by-update", enabled=True)
+    for name in ("by-file", "by-update"):
+        state = await storage.jobs.state(name)
+        assert now < state.next_fire_at <= storage.clock() + 1, (name, state)
+    # Disabling, or any other change, keeps the progress.
+    kept = (await storage.jobs.state("by-file")).next_fire_at
+    await idle_app.update_job("by-file", timeout="5s")
+    await idle_app.update_job("by-file", enabled=False)
+    assert (await storage.jobs.state("by-file")).next_fire_at == kept
+
+
+async def test_a_one_shot_resumed_after_its_time_does_not_run(idle_app):
+    """`resume` continues from the first slot after now: a one-shot paused before its time
+    and resumed after it has none, and its slot is dropped. It stayed due, and the leader
+    ran it (misfire fire-once) at once."""
+    from distsched.model import build_job
+
+    storage = await idle_app.storage()
+    past = storage.clock() - 100
+    at = datetime.fromtimestamp(past, timezone.utc).isoformat()
+    await storage.jobs.add(build_job("once", at=at, target="add"), next_fire_at=past)
+    await storage.jobs.set_paused("once", True)
+    await idle_app.resume_job("once")
+    state = await storage.jobs.state("once")
+    assert not state.paused and state.next_fire_at is None, state
+    assert await storage.jobs.due(storage.clock() + 3600, 10) == []
