@@ -199,9 +199,9 @@ def _worker(raw: dict[str, Any]) -> WorkerSection:
         raise ValidationError("name", f"must be a string, not {name!r}")
     drain = raw.get("drain_timeout")
     if drain is not None:
-        from .model.trigger import parse_duration
+        from .model.trigger import parse_seconds
 
-        drain = parse_duration(drain, "drain_timeout")
+        drain = parse_seconds(drain, "drain_timeout")  # 0 to 1 day: WorkerConfig's check
     return WorkerSection(
         imports=tuple(imports), concurrency=raw.get("concurrency"), capacity=raw.get("capacity"), name=name,
         drain_timeout=drain, settings={k: v for k, v in raw.items() if k not in WORKER_KEYS + WORKER_OPTION_KEYS},

@@ -61,6 +61,14 @@ def test_every_field_is_read(tmp_path):
     assert settings == {"http_allow": ["127.0.0.1"]}
 
 
+@pytest.mark.parametrize("value", ['"0s"', "0"])
+def test_a_drain_timeout_of_zero_reads_as_the_option_does(tmp_path, value):
+    """`[worker] drain_timeout = 0` (or "0s") is what `--drain-timeout 0` is: stop at once.
+    The table held it to an interval's range (0.01 s to 366 d) and refused it."""
+    path = write(tmp_path, f"[worker]\ndrain_timeout = {value}\n")
+    assert load_jobs_file(path).worker.drain_timeout == 0
+
+
 def test_all_problems_are_reported_with_job_field_and_reason(tmp_path):
     path = write(tmp_path, """
         [[jobs]]

@@ -19,7 +19,16 @@ from .job import MisfirePolicy, OverlapPolicy, TaskConfig
 from .retry import RetryPolicy
 from .spec import TaskSpec
 from .times import iso_utc
-from .trigger import AtTrigger, CronTrigger, EveryTrigger, Trigger, parse_duration
+from .trigger import (
+    DST_FOLD,
+    DST_GAP,
+    AtTrigger,
+    CronTrigger,
+    EveryTrigger,
+    Trigger,
+    parse_duration,
+    parse_seconds,
+)
 from .words import duration_words
 
 _TASK_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
@@ -47,7 +56,7 @@ def build_retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
     data = dict(value)
     for key in ("delay", "max_delay"):
         if key in data:
-            data[key] = parse_duration(data[key], f"retry.{key}") if isinstance(data[key], str) else data[key]
+            data[key] = parse_seconds(data[key], f"retry.{key}") if isinstance(data[key], str) else data[key]
     unknown = set(data) - {"max_attempts", "backoff", "delay", "max_delay", "jitter"}
     if unknown:
         raise ValidationError(f"retry.{sorted(unknown)[0]}", "unknown field (expected max_attempts, backoff, delay, max_delay, jitter)")
@@ -93,6 +102,10 @@ def build_job(
     given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(given) != 1:
         raise ValidationError("cron/every/at", f"give exactly one of cron, every, at (got {', '.join(given) or 'none'})")
+    # Read by cron jobs only, but checked for every job: a typo is an error, not ignored.
+    for field, value, choices in (("dst_gap", dst_gap, DST_GAP), ("dst_fold", dst_fold, DST_FOLD)):
+        if value not in choices:
+            raise ValidationError(field, f"must be one of {', '.join(choices)}, not {value!r}")
     trigger: Trigger
     if cron is not None:
         trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold)
@@ -112,7 +125,7 @@ def build_job(
     )
     return TaskConfig(
         name=name, trigger=trigger, spec=spec, enabled=enabled,
-        misfire=MisfirePolicy(mode=misfire, grace=parse_duration(misfire_grace, "misfire_grace")
+        misfire=MisfirePolicy(mode=misfire, grace=parse_seconds(misfire_grace, "misfire_grace")
                               if isinstance(misfire_grace, str) else misfire_grace),
         overlap=OverlapPolicy(mode=overlap, max_instances=max_instances),
         description=description,

@@ -61,7 +61,20 @@ class Slot:
 
 
 def parse_duration(value: Any, field: str = "every") -> float:
-    """``"10s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a number of seconds -> seconds."""
+    """``"10s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a number of seconds -> seconds, from
+    ``MIN_INTERVAL`` to ``MAX_INTERVAL`` (an interval, a timeout)."""
+    seconds = parse_seconds(value, field)
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise ValidationError(
+            field, f"must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL:g}s, not {value!r}"
+        )
+    return seconds
+
+
+def parse_seconds(value: Any, field: str) -> float:
+    """A duration with units or a number of seconds, as :func:`parse_duration` reads it,
+    without its range: for a value whose own validator sets its range (a misfire grace or a
+    retry delay may be 0, as ``"0s"`` as well as ``0``)."""
     if isinstance(value, bool):
         raise ValidationError(field, f"must be a duration such as '10s' or '5m', not {value!r}")
     if isinstance(value, (int, float)):
@@ -83,10 +96,8 @@ def parse_duration(value: Any, field: str = "every") -> float:
                 ) from None
     else:
         raise ValidationError(field, f"must be a duration such as '10s' or '5m', not {value!r}")
-    if not math.isfinite(seconds) or not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
-        raise ValidationError(
-            field, f"must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL:g}s, not {value!r}"
-        )
+    if not math.isfinite(seconds):
+        raise ValidationError(field, f"must be a finite duration, not {value!r}")
     return seconds
 
 

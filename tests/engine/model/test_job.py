@@ -21,6 +21,7 @@ from distsched.model import (
     TaskSpec,
     TaskState,
     ValidationError,
+    build_job,
     slot_task_id,
 )
 from distsched.model.job import MAX_SLOTS_PER_PASS
@@ -299,12 +300,26 @@ def test_overlap_decide_property(mode, max_instances, live):
         (lambda: TaskConfig(name=None, spec=TaskSpec(target="f")), "name"),
         (lambda: TaskConfig(name="j", spec=TaskSpec(target="f"), enabled="false"), "enabled"),
         (lambda: TaskConfig.from_dict({"name": "j", "spec": {"target": "f"}, "enabled": 1}), "enabled"),
+        # read by cron jobs only, checked for every job: a typo is not silently ignored
+        (lambda: build_job("j", every="1s", dst_gap="foo"), "dst_gap"),
+        (lambda: build_job("j", at="2030-01-01T00:00:00Z", dst_fold="thrice"), "dst_fold"),
+        (lambda: build_job("j", every="1s", misfire_grace="-1s"), "misfire_grace"),
+        (lambda: build_job("j", every="1s", misfire_grace="nan"), "misfire_grace"),
+        (lambda: build_job("j", every="1s", retry={"delay": "1x"}), "retry.delay"),
     ],
 )
 def test_invalid_job_values_name_the_field(make, field):
     with pytest.raises(ValidationError) as exc:
         make()
     assert exc.value.field == field
+
+
+def test_a_zero_grace_or_delay_reads_the_same_with_units():
+    """``"0s"`` is ``0``: a misfire grace and a retry delay may be 0 (their own ranges); the
+    string was held to an interval's range (0.01 s to 366 d) and refused."""
+    with_units = build_job("j", every="1s", misfire_grace="0s", retry={"delay": "0s", "max_delay": "0ms"})
+    plain = build_job("j", every="1s", misfire_grace=0, retry={"delay": 0, "max_delay": 0})
+    assert with_units == plain and with_units.misfire.grace == 0 and with_units.spec.retry.delay == 0
 
 
 # -- serialisation -------------------------------------------------------------------------
