@@ -538,7 +538,7 @@ def create_app(app: Any, security: Security) -> Starlette:
             d.nav.append((name, path))
     metrics = _metrics_app(app)
     if metrics is not None:  # a Route, not a Mount: /metrics itself answers (no redirect to /metrics/)
-        routes.append(Route("/metrics", _Asgi(metrics), methods=["GET"]))
+        routes.append(Route("/metrics", _Asgi(metrics, guard=d), methods=["GET"]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -567,12 +567,25 @@ def _plugin_routes(app: Any) -> list[BaseRoute]:
 
 
 class _Asgi:
-    """An ASGI callable Starlette's Route passes the raw request to (not a request handler)."""
+    """An ASGI callable Starlette's Route passes the raw request to (not a request handler).
 
-    def __init__(self, app: Any) -> None:
+    With ``guard``, the dashboard's read rule applies first: on a non-loopback bind a request
+    needs the bearer token (what a Prometheus scraper sends: ``authorization`` in its scrape
+    config) or a login session, else 401; on loopback it is open, as every read is."""
+
+    def __init__(self, app: Any, guard: Dashboard | None = None) -> None:
         self.app = app
+        self.guard = guard
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        d = self.guard
+        if d is not None and scope.get("type") == "http" and d.security.reads_need_login:
+            request = Request(scope, receive)
+            if not (d.security.bearer_ok(request.headers.get("authorization")) or d.logged_in(request)):
+                refused = ApiError(401, "Authorization", "a valid 'Authorization: Bearer <token>' header (or a "
+                                                         "login session) is required", "unauthorized")
+                await _json_error(refused)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 

@@ -144,7 +144,7 @@ def test_non_loopback_server_needs_login_to_read(web_server, monkeypatch):
 
 def test_metrics_are_served_when_prometheus_client_is_installed(web_server):
     pytest.importorskip("prometheus_client")
-    server = web_server(jobs=JOBS)
+    server = web_server(token=TOKEN, jobs=JOBS)  # on loopback open to all, as every read, token or not
     with httpx.Client(base_url=server.url) as http:
         task_id = server.call(lambda app: app.submit("add", 1, 1))
         wait_for(lambda: http.get(f"/api/v1/tasks/{task_id}").json()["state"] == "succeeded", what="task")
@@ -231,3 +231,26 @@ def test_the_overview_says_the_leader_is_unknown_while_the_lease_record_cannot_b
             assert back["leader"]["node_id"] == leader["node_id"] and back["leader_claimed_by"] == []
     finally:
         raw.close()
+
+
+def test_metrics_on_a_non_loopback_bind_need_the_token_or_a_login(web_server, monkeypatch):
+    """``/metrics`` answered anyone on a non-loopback bind (the store's task counts, worker
+    ids, the leader's term) while every page wanted a login and the API the token. It now
+    wants the bearer token (what a Prometheus scrape config sends) or a login session."""
+    pytest.importorskip("prometheus_client")
+    from distsched_web import auth
+
+    monkeypatch.setattr(auth, "is_loopback", lambda host: False)
+    server = web_server(token=TOKEN, jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN}):
+            refused = http.get("/metrics", headers=headers)
+            assert refused.status_code == 401, refused.text
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert refused.json()["error"]["field"] == "Authorization"
+            assert "distsched_" not in refused.text
+        scraped = http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert scraped.status_code == 200 and "distsched_store_tasks" in scraped.text
+        login(http)
+        assert "distsched_store_tasks" in http.get("/metrics").text
+
