@@ -20,6 +20,7 @@ from distsched.model import (  # the job builders (issue 12.1)
 )
 from distsched.model.times import to_datetime
 from distsched.model.words import schedule_words
+from distsched.urls import redact_text
 
 from .redact import safe_url, scrub
 
@@ -125,8 +126,10 @@ def task_detail(task: Task, attempts: Any) -> dict[str, Any]:
 
 
 def quarantine_row(q: Any) -> dict[str, Any]:
-    """A record the store moved aside (``distsched.ports.Quarantined``), as the pages show it."""
-    return {"kind": q.kind, "key": q.key, "reason": q.reason, "at": q.at, "at_iso": iso(q.at)}
+    """A record the store moved aside (``distsched.ports.Quarantined``), as the pages show it.
+    Its reason quotes the bad value (a corrupted field may hold a storage URL): the passwords
+    of URLs in it are hidden, as in task errors."""
+    return {"kind": q.kind, "key": q.key, "reason": redact_text(q.reason), "at": q.at, "at_iso": iso(q.at)}
 
 
 class WebData:

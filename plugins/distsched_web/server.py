@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from distsched.model import (
     AlreadyExists,
     DistschedError,
     NotFound,
+    PluginError,
     ValidationError,
     VersionConflict,
 )
@@ -46,6 +48,9 @@ from .redact import safe_url
 log = logging.getLogger("distsched.web")
 HERE = Path(__file__).parent
 MAX_BODY = 1_000_000
+#: Deepest nesting of arrays and objects a JSON body may have (the JSON parser's recursion
+#: would otherwise decide, at about 1,000 levels and depending on the stack: a 500).
+MAX_DEPTH = 100
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -55,12 +60,35 @@ class ApiError(Exception):
         self.status, self.field, self.reason, self.code = status, field, reason, code
 
 
+def _unreachable(exc: BaseException, transient: tuple[type[BaseException], ...]) -> BaseException | None:
+    """What in ``exc`` says the store does not answer, or None. A store that cannot be opened
+    (not yet opened when it went down: the dashboard's first request) comes as a PluginError
+    raised from the backend's error, itself raised from the socket's: its causes are looked
+    at too, before its backend's ``transient_errors`` are known. A TLS error (an untrusted
+    certificate) is an OSError but no outage: it stays an error naming the reason."""
+    unreachable: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, *transient)
+    if isinstance(exc, unreachable) and not isinstance(exc, ssl.SSLError):
+        return exc
+    if not isinstance(exc, PluginError):
+        return None
+    seen: set[int] = set()
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return None
+        if isinstance(cause, unreachable):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return None
+
+
 def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = ()) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, (OSError, asyncio.TimeoutError, *transient)):
-        log.warning("web: the store did not answer: %s", type(exc).__name__)
-        return ApiError(503, None, f"the store does not answer ({type(exc).__name__}); try again shortly",
+    if (down := _unreachable(exc, transient)) is not None:
+        log.warning("web: the store did not answer: %s", type(down).__name__)
+        return ApiError(503, None, f"the store does not answer ({type(down).__name__}); try again shortly",
                         "unavailable")
     if isinstance(exc, ValidationError):
         return ApiError(400, exc.field, exc.reason)
@@ -209,13 +237,32 @@ async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise ApiError(413, None, f"body larger than {MAX_BODY} bytes", "too_large")
+    too_deep = ApiError(400, "body", f"nested deeper than {MAX_DEPTH} levels of arrays and objects")
     try:
         value = json.loads(raw or b"null")
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "body", f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "body", f"must be a JSON object, not {type(value).__name__}")
+    if _depth(value) > MAX_DEPTH:
+        raise too_deep
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in a JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH:
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _params(request: Request, default_limit: int = 50, cursor: str = "cursor") -> tuple[str | None, int]:

@@ -260,3 +260,60 @@ def test_quarantine_lists_every_record_moved_aside(web_server, redis_server):
             assert bad.status_code == 400 and error_of(bad)["field"] == "limit"
     finally:
         raw.close()
+
+
+@pytest.mark.redis
+def test_a_quarantine_reason_hides_the_passwords_of_urls(web_server, redis_server):
+    """A stored job whose field holds a storage URL is moved aside with a reason quoting the
+    value: /api/v1/quarantine and the overview showed its password, as task errors do not."""
+    import json
+    import uuid
+
+    ns = f"qurl{uuid.uuid4().hex[:8]}"
+    server = web_server(storage=redis_server.url_for(namespace=ns))
+    raw = redis_server.client()
+    secret = "Pw-" + uuid.uuid4().hex
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            server.call(lambda app: app.add_job("leaky", every="1h", target="add"))
+            key = "{" + ns + "}:jobs"
+            config = json.loads(raw.hget(key, "leaky"))
+            config["spec"]["timeout"] = f"redis://admin:{secret}@db.internal:6379/0"
+            raw.hset(key, "leaky", json.dumps(config))
+            http.get("/api/v1/jobs")  # the read that meets it moves it aside
+            items = wait_for(lambda: http.get("/api/v1/quarantine").json()["items"], what="the job moved aside")
+            assert [i["key"] for i in items] == ["leaky"]
+            assert "timeout" in items[0]["reason"] and "redis://admin:***@db.internal" in items[0]["reason"]
+            for path in ("/api/v1/quarantine", "/api/v1/overview", "/"):
+                text = http.get(path).text
+                assert secret not in text and "admin:***@db.internal" in text, path
+    finally:
+        raw.close()
+
+
+def _nested(depth: int) -> str:
+    """``depth`` levels of arrays, as a JSON text."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [101, 5_000])
+def test_a_body_nested_too_deep_is_a_400_naming_the_body(web_server, caplog, depth):
+    """A body nested about 1,000 levels deep or more was a 500 and a logged traceback
+    (RecursionError in json.loads); 100 levels is the limit, the same whatever the stack."""
+    server = web_server(token=TOKEN)
+    args = _nested(depth - 1)  # the body's object is the first level
+    with httpx.Client(base_url=server.url, headers=AUTH) as http:
+        for method, path, body in (
+                ("PUT", "/api/v1/jobs/deep", f'{{"every": "1h", "target": "add", "args": {args}}}'),
+                ("POST", "/api/v1/jobs", f'{{"name": "deep", "every": "1h", "target": "add", "args": {args}}}'),
+                ("POST", "/api/v1/tasks", f'{{"target": "add", "args": {args}}}')):
+            response = http.request(method, path, content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 400, (path, response.text)
+            error = error_of(response)
+            assert error == {"code": "invalid", "field": "body",
+                             "reason": "nested deeper than 100 levels of arrays and objects"}, path
+        assert http.get("/api/v1/jobs").json()["items"] == [] and http.get("/api/v1/tasks").json()["items"] == []
+        # 100 levels are taken
+        ok = http.post("/api/v1/tasks", content=f'{{"target": "add", "args": {_nested(99)}}}')
+        assert ok.status_code == 201, ok.text
+    assert "unexpected error" not in caplog.text and "RecursionError" not in caplog.text

@@ -143,6 +143,43 @@ def test_run_with_web_without_the_plugin_says_what_to_install():
 
 
 @pytest.mark.redis
+def test_a_store_down_at_the_first_request_is_a_503_and_the_dashboard_recovers():
+    """A store that was down when the dashboard first needed it answered 400 ``invalid`` (the
+    engine could not open it: a PluginError raised from redis-py's ConnectionError), not the
+    503 ``unavailable`` it answers once the store had been opened; the page said the same."""
+    from distsched.testing.redis_server import RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH")
+    password = f"pw-{os.getpid()}-{time.monotonic_ns()}"
+    redis = RedisServer(port=free_port(), config={"requirepass": password})  # not started yet
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "distsched", "web", "--storage", redis.url_for(password=password),
+                             "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    try:
+        base = f"http://127.0.0.1:{port}"
+        down = _get_when_up(f"{base}/api/v1/overview", proc)
+        assert down.status_code == 503, down.text
+        assert down.json()["error"]["code"] == "unavailable" and "the store does not answer" in down.text
+        page = httpx.get(f"{base}/jobs", timeout=30)
+        assert page.status_code == 503 and "the store does not answer" in page.text
+        assert password not in down.text + page.text
+        redis.start()
+        deadline = time.monotonic() + 20
+        while (up := httpx.get(f"{base}/api/v1/overview", timeout=30)).status_code != 200:
+            assert up.status_code == 503, up.text
+            assert time.monotonic() < deadline, "the dashboard did not recover"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+        redis.stop()
+    assert "Traceback" not in err and password not in err
+    assert "the store did not answer" in err
+
+
+@pytest.mark.redis
 def test_a_store_outage_is_a_503_and_the_dashboard_recovers(tmp_path):
     from distsched.testing.redis_server import RedisServer
 
