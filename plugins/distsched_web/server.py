@@ -138,7 +138,7 @@ class Dashboard:
         context.update(
             request=request, nav=self.nav, logged_in=self.logged_in(request), writable=self.security.writable,
             csrf=self.security.csrf_token(csrf_cookie), storage=safe_url(self.app.config.storage),
-            path=request.url.path, qs=_qs,
+            path=request.url.path, here=_here(request), qs=_qs,
         )
         html = self.env.get_template(name).render(**context)
         response = HTMLResponse(html, status_code=status)
@@ -217,9 +217,9 @@ def page(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable
                         raise ApiError(403, None, "the dashboard is read-only: start it with DISTSCHED_WEB_TOKEN "
                                                   "set to allow changes", "read_only")
                     if not d.logged_in(request):
-                        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+                        return RedirectResponse(f"/login?next={quote(_here(request), safe='')}", status_code=303)
                 elif d.security.reads_need_login and not d.logged_in(request):
-                    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+                    return RedirectResponse(f"/login?next={quote(_here(request), safe='')}", status_code=303)
                 return await method(d, request)
             except Exception as exc:
                 err = _error_of(exc, d.transient())
@@ -228,6 +228,12 @@ def page(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable
         return endpoint
 
     return bind
+
+
+def _here(request: Request) -> str:
+    """The path and query of ``request``: where the login sends the browser back to."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
 
 
 # -- API --------------------------------------------------------------------------------
@@ -373,8 +379,11 @@ async def api_tasks(d: Dashboard, request: Request) -> Response:
     return JSONResponse(await d.data.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit))
 
 
-def _text_param(request: Request, name: str) -> str | None:
+def _text_param(request: Request, name: str, *, empty_is_any: bool = False) -> str | None:
+    """A text filter; ``""`` means none only on the pages (their form sends it)."""
     value = request.query_params.get(name)
+    if value == "" and empty_is_any:
+        return None
     if value is not None and not 1 <= len(value) <= 256:
         raise ValidationError(name, "must be 1-256 characters when given")
     return value
@@ -449,7 +458,7 @@ async def overview_page(d: Dashboard, request: Request) -> Response:
 async def jobs_page(d: Dashboard, request: Request) -> Response:
     after, limit = _params(request, cursor="after")
     return d.render(request, "jobs.html", page=await d.data.jobs(after=after, limit=limit), title="Jobs",
-                    flash=request.query_params.get("done"))
+                    flash=request.query_params.get("done"), keep=_keep_limit(request, limit))
 
 
 @page
@@ -459,7 +468,12 @@ async def job_page(d: Dashboard, request: Request) -> Response:
     job = await d.data.job(name)
     history = await d.data.job_history(name, cursor=cursor, limit=limit)
     return d.render(request, "job.html", job=job, history=history, title=f"Job {name}",
-                    flash=request.query_params.get("done"))
+                    flash=request.query_params.get("done"), keep=_keep_limit(request, limit))
+
+
+def _keep_limit(request: Request, limit: int) -> dict[str, Any]:
+    """What the pager links keep of the query: the page size, when one was asked for."""
+    return {"limit": limit} if "limit" in request.query_params else {}
 
 
 @page
@@ -487,11 +501,11 @@ async def job_action_page(d: Dashboard, request: Request) -> Response:
 async def tasks_page(d: Dashboard, request: Request) -> Response:
     cursor, limit = _params(request)
     state = q.check_state(request.query_params.get("state"), empty_is_any=True)
-    job = request.query_params.get("job") or None
-    worker = request.query_params.get("worker") or None
+    job = _text_param(request, "job", empty_is_any=True)
+    worker = _text_param(request, "worker", empty_is_any=True)
     tasks = await d.data.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit)
     return d.render(request, "tasks.html", page=tasks, states=q.TASK_STATES, title="Tasks",
-                    filters={"state": state, "job": job, "worker": worker})
+                    filters={"state": state, "job": job, "worker": worker, **_keep_limit(request, limit)})
 
 
 @page
@@ -507,8 +521,9 @@ async def workers_page(d: Dashboard, request: Request) -> Response:
 
 async def login_page(d: Dashboard, request: Request) -> Response:
     next_url = request.query_params.get("next") or "/"
-    if not next_url.startswith("/") or next_url.startswith("//") or "\\" in next_url or "\n" in next_url:
-        next_url = "/"  # only a path of this site: never an open redirect (//host, /\host)
+    if (not next_url.startswith("/") or next_url.startswith("//") or "\\" in next_url
+            or any(ord(c) < 32 or ord(c) == 127 for c in next_url)):
+        next_url = "/"  # only a path of this site (and its query): never an open redirect (//host, /\host)
     if request.method == "GET":
         return d.render(request, "login.html", title="Log in", next=next_url, failed=False)
     try:

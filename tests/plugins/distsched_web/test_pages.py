@@ -254,3 +254,77 @@ def test_metrics_on_a_non_loopback_bind_need_the_token_or_a_login(web_server, mo
         login(http)
         assert "distsched_store_tasks" in http.get("/metrics").text
 
+
+def test_the_login_sends_back_to_the_page_with_its_query(web_server, monkeypatch):
+    """The login's redirect kept only the path: /tasks?state=failed came back as /tasks."""
+    from distsched_web import auth
+
+    monkeypatch.setattr(auth, "is_loopback", lambda host: False)
+    server = web_server(token=TOKEN, jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        sent = http.get("/tasks?state=failed&job=every2")
+        assert sent.status_code == 303
+        location = sent.headers["location"]
+        assert location == "/login?next=%2Ftasks%3Fstate%3Dfailed%26job%3Devery2"
+        page = http.get(location)
+        assert 'action="/login?next=%2Ftasks%3Fstate%3Dfailed%26job%3Devery2"' in page.text
+        back = http.post(location, data={"token": TOKEN, "csrf": csrf_of(page.text)})
+        assert back.status_code == 303 and back.headers["location"] == "/tasks?state=failed&job=every2"
+        # still never elsewhere
+        for target in ("//evil.example/x?a=b", "/\\evil.example", "https://evil.example/", "/x\r\nSet-Cookie: a=b"):
+            csrf = csrf_of(http.get("/login").text)
+            response = http.post("/login", params={"next": target}, data={"token": TOKEN, "csrf": csrf})
+            assert response.status_code == 303 and response.headers["location"] == "/", target
+
+
+def test_the_tasks_page_checks_its_filters_as_the_api_does(web_server):
+    """The page took a 60,000-character job filter that the API refuses (1-256 characters)."""
+    server = web_server(jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        for query in ({"job": "x" * 60_000}, {"job": "x" * 257}, {"worker": "w" * 257}):
+            page, api = http.get("/tasks", params=query), http.get("/api/v1/tasks", params=query)
+            field = next(iter(query))
+            assert page.status_code == api.status_code == 400, query
+            assert f"{field}: must be 1-256 characters when given" in page.text
+            assert api.json()["error"]["field"] == field
+        assert http.get("/tasks", params={"job": "", "state": ""}).status_code == 200  # the empty form
+        assert http.get("/tasks", params={"job": "x" * 256}).status_code == 200
+
+
+def test_the_pager_keeps_the_page_size(web_server):
+    """"older" on the tasks and job pages (and "next" on the jobs page) dropped ?limit=."""
+    server = web_server(token=TOKEN, jobs={f"job{i}": {"every": "1h", "target": "add"} for i in range(3)})
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        for _ in range(3):
+            http.post("/api/v1/jobs/job0/trigger")
+        wait_for(lambda: len(http.get("/api/v1/jobs/job0/history").json()["items"]) == 3, what="three runs")
+
+        def link(html: str, anchor: str) -> str:
+            match = re.search(rf'<a (?:id="{anchor}" )?href="([^"]+)">{re.escape(anchor_text[anchor])}', html)
+            assert match, anchor
+            return match.group(1).replace("&amp;", "&")
+
+        anchor_text = {"older": "older &rarr;", "next": "next &rarr;", "newest": "&larr; newest"}
+        older = link(http.get("/tasks?limit=1&job=job0").text, "older")
+        assert "limit=1" in older and "job=job0" in older
+        second = http.get(older).text
+        assert second.count('<td class="state-') == 1 and "limit=1" in link(second, "newest")
+        assert 'name="limit" value="1"' in second  # the filter form keeps it too
+        assert "limit=1" in link(http.get("/jobs/job0?limit=1").text, "older")
+        assert "limit=2" in link(http.get("/jobs?limit=2").text, "next")
+
+
+def test_a_read_only_dashboard_shows_no_action_links(web_server):
+    """The read-only dashboard showed pause / trigger / remove links that ended in a 403."""
+    server = web_server(jobs=JOBS)
+    with httpx.Client(base_url=server.url) as http:
+        for path in ("/jobs", "/jobs/every2"):
+            html = http.get(path).text
+            assert "every2" in html
+            for action in ("pause", "resume", "trigger", "remove"):
+                assert f'/jobs/every2/{action}"' not in html, (path, action)
+    writable = web_server(token=TOKEN, jobs=JOBS)
+    with httpx.Client(base_url=writable.url) as http:
+        for path in ("/jobs", "/jobs/every2"):
+            html = http.get(path).text
+            assert all(f'/jobs/every2/{action}"' in html for action in ("pause", "trigger", "remove")), path
