@@ -110,6 +110,9 @@ class Scheduler:
         self._role_changed = asyncio.Event()
         self._balancers: dict[str, Balancer] = {}
         self._known_workers: set[str] = set()
+        #: a worker started before this (the term's start, less the time another node may
+        #: have led) was already seen join by an earlier leader: not announced again
+        self._joined_after = float("-inf")
         #: Workers declared dead but not removed yet (a reap found a task changed since it
         #: read it): worker id -> tasks requeued so far.
         self._reaping: dict[str, int] = {}
@@ -216,6 +219,11 @@ class Scheduler:
         self._known_workers = set()
         self._reaping = {}
         self._term_started = self.storage.clock()
+        # A worker joins once, not at each failover: one that started before another node
+        # last led (seen holding the lease; unknown: up to one lease TTL before this term)
+        # joined under that leader.
+        seen_held = self._lease_seen_held_at
+        self._joined_after = seen_held if seen_held is not None else self._term_started - self.config.lease_ttl
         self.stats["terms"] += 1
         log.info("%s: leading with term %d", self.node_id, fence.term)
         self.events.emit(ev.LeaderElected(at=self.storage.clock(), node_id=self.node_id, term=fence.term,
@@ -750,7 +758,8 @@ class Scheduler:
         for worker in workers:
             if worker.id not in self._known_workers and worker.is_alive(now, self.config.heartbeat_ttl):
                 self._known_workers.add(worker.id)
-                self.events.emit(ev.WorkerJoined(at=now, worker_id=worker.id))
+                if worker.started_at >= self._joined_after:
+                    self.events.emit(ev.WorkerJoined(at=now, worker_id=worker.id))
             if worker.is_alive(now, self.config.heartbeat_ttl):
                 continue
             # (last_heartbeat 0: deregistered, or declared dead by an earlier reap)

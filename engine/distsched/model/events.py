@@ -150,6 +150,10 @@ class LeadershipLost(Event):
 
 @attrs.frozen(kw_only=True)
 class WorkerJoined(Event):
+    """The leader saw a new live worker. Once per worker: a new leader does not announce
+    again the workers that started before another node last led (or, when it saw none
+    lead, more than one ``lease_ttl`` before its term)."""
+
     kind: ClassVar[str] = "worker.joined"
     worker_id: str
 

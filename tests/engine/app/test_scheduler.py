@@ -735,3 +735,34 @@ async def test_a_slot_dispatched_further_ahead_than_the_grace_runs(distsched_app
     task = await wait_until_async(finished, 20, what=f"slot task {task_id} to finish")
     assert task.state is TaskState.SUCCEEDED, task.result
     assert task.result.started_at >= slot
+
+
+async def test_a_new_leader_announces_only_the_workers_that_joined_since_the_last_one_led():
+    """``worker.joined`` (``distsched_workers_joined``) once per worker, not at each
+    failover: a new leader announced every live worker again, a worker that had run for
+    an hour included."""
+    from distsched.model import events as ev
+
+    leader = await Leader.create(lease_ttl=2.0, renew_interval=0.5)
+    try:
+        await leader.election.release(leader.fence)  # the helper's own term: the run below campaigns
+        now = leader.storage.clock()
+        await leader.storage.workers.register(make_worker("old", now=now - 3600))
+        await leader.storage.workers.register(make_worker("new", now=now - 1))
+        assert await leader.storage.workers.heartbeat("old")  # alive, started an hour ago
+        events = []
+        leader.app.engine.events.listeners.append(events.append)
+        stop = asyncio.Event()
+        run = asyncio.create_task(leader.scheduler.run(stop))
+
+        async def joined():
+            leader.app.engine.events.flush()
+            return [e.worker_id for e in events if isinstance(e, ev.WorkerJoined)]
+
+        try:
+            assert await wait_until_async(joined, 10, what="the new worker announced") == ["new"]
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 10)
+    finally:
+        await leader.app.stop()
