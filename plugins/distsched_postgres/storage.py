@@ -57,6 +57,7 @@ from distsched.ports import (
     TaskPage,
     ThroughputBucket,
 )
+from distsched.urls import redact_text
 
 from . import codec, migrate
 from .codec import TASK_COLUMNS
@@ -263,7 +264,7 @@ class PostgresStorage:
         an ERROR when moved; the read that met it goes on without it. With ``row`` (the row
         as read), only while its text columns a decode can fail on (``_POISON_COLUMNS``)
         are still the ones read: a row rewritten since (a worker registering again) stays."""
-        reason = f"{type(exc).__name__}: {exc}"[:500]
+        reason = redact_text(f"{type(exc).__name__}: {exc}")[:500]  # a bad value quoted: a URL's password masked
         seen = None
         if row is not None:
             names = set(row.keys())

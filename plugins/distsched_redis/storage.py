@@ -76,6 +76,7 @@ from distsched.ports import (
     TaskPage,
     ThroughputBucket,
 )
+from distsched.urls import redact_text
 
 from . import codec
 from .codec import num, task_args
@@ -316,7 +317,7 @@ class RedisStorage:
         """Quarantine a record the engine cannot decode (lua/quarantine.lua): it leaves every
         index, its bytes are kept under ``qd:<kind>:<key>``, and ``qr`` says why. Logged as
         an ERROR the first time; the read that met it goes on without it."""
-        reason = f"{type(exc).__name__}: {exc}"[:500]
+        reason = redact_text(f"{type(exc).__name__}: {exc}")[:500]  # a bad value quoted: a URL's password masked
         try:
             new = await self.run(self.scripts.quarantine, [kind, key, reason], op=False)
         except RedisError as err:  # the read goes on; the next one tries again

@@ -16,8 +16,9 @@ from distsched import DistributeSchedule
 
 @pytest.fixture(params=["redis", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> tuple[str, Any]:
-    """(the store's URL, a function that corrupts job ``name``'s stored config and returns a
-    function telling whether the store still keeps its quarantined bytes)."""
+    """(the store's URL, a function that corrupts job ``name``'s stored config - with ``bad``,
+    default not JSON - and returns a function telling whether the store still keeps its
+    quarantined bytes)."""
     if request.param == "postgres":
         database = request.getfixturevalue("postgres_database")
         schema = f"q{uuid.uuid4().hex[:10]}"
@@ -31,8 +32,8 @@ def store(request: pytest.FixtureRequest) -> tuple[str, Any]:
             finally:
                 await conn.close()
 
-        def corrupt_pg(name: str) -> Any:
-            asyncio.run(sql("UPDATE S.jobs SET config = '{not json' WHERE name = $1", name))
+        def corrupt_pg(name: str, bad: str = "{not json") -> Any:
+            asyncio.run(sql("UPDATE S.jobs SET config = $2 WHERE name = $1", name, bad))
             return lambda: asyncio.run(sql("SELECT count(*) FROM S.quarantine WHERE kind = 'job' AND key = $1",
                                            name)) == 1
 
@@ -42,8 +43,8 @@ def store(request: pytest.FixtureRequest) -> tuple[str, Any]:
     raw = server.client()
     request.addfinalizer(raw.close)
 
-    def corrupt_redis(name: str) -> Any:
-        raw.hset("{" + ns + "}:jobs", name, "{not json")
+    def corrupt_redis(name: str, bad: str = "{not json") -> Any:
+        raw.hset("{" + ns + "}:jobs", name, bad)
         return lambda: raw.exists("{" + ns + "}:qd:job:" + name) == 1
 
     return server.url_for(namespace=ns), corrupt_redis
@@ -81,6 +82,33 @@ def test_a_quarantined_job_is_listed_and_dropped_once(distsched_cli: Any, store:
     again = cli("quarantine", "drop", "job", "broken")
     assert again.exit_code == 1 and "no job 'broken' is quarantined" in again.output
     assert "healthy" in cli("jobs", "list").output
+
+
+def test_a_quarantine_reason_hides_the_passwords_of_urls(distsched_cli: Any, store: tuple[str, Any],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A bad value quoted in the reason is shown with its URL's password masked, in the
+    store's ERROR log line, the stored reason and so `quarantine list`: it was written and
+    logged as it was."""
+    url, corrupt = store
+
+    async def add() -> None:
+        app = DistributeSchedule(url)
+        try:
+            await app.add_job("broken", every="1h", target="noop")
+        finally:
+            await app.stop()
+
+    asyncio.run(add())
+    corrupt("broken", json.dumps({"name": "broken", "spec": {
+        "target": "noop", "timeout": "redis://admin:S3cretPW@db.internal:6379/0"}}))
+    cli = lambda *args: distsched_cli(*args, "--storage", url)  # noqa: E731
+    with caplog.at_level("ERROR"):
+        assert cli("jobs", "list").exit_code == 0  # the read that meets the record moves it aside
+    assert "quarantined job 'broken'" in caplog.text and "db.internal" in caplog.text
+    listed = cli("quarantine", "list", "--json").output
+    [entry] = json.loads(listed)["quarantined"]
+    assert "redis://admin:***@db.internal:6379/0" in entry["reason"], entry
+    assert "S3cretPW" not in caplog.text + listed + cli("quarantine", "list").output
 
 
 def test_memory_keeps_no_quarantine(distsched_cli: Any) -> None:
