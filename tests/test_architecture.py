@@ -204,7 +204,7 @@ PUBLIC_MODULES = (
     "distsched.model.events", "distsched.model.times", "distsched.model.trusted",
     "distsched.model.words", "distsched.plugin.manager",
     "distsched.asyncutil",
-    "distsched.urls",
+    "distsched.urls", "distsched.masking",
     "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.redis_server",
     "distsched.testing.redis_cluster",
 )

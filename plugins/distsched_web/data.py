@@ -12,6 +12,7 @@ from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from distsched.masking import mask_secrets
 from distsched.model import (  # the job builders (issue 12.1)
     Task,
     TaskConfig,
@@ -20,9 +21,7 @@ from distsched.model import (  # the job builders (issue 12.1)
 )
 from distsched.model.times import to_datetime
 from distsched.model.words import schedule_words
-from distsched.urls import redact_text
-
-from .redact import safe_url, scrub
+from distsched.urls import redact_text, redact_url
 
 #: Largest page the pages and the API hand out.
 MAX_LIMIT = 200
@@ -90,7 +89,7 @@ def task_row(task: Task) -> dict[str, Any]:
         "started_at": started, "started_iso": iso(started), "finished_at": finished,
         "duration": round(finished - started, 6) if started is not None and finished is not None else None,
         "outcome": result.outcome if result is not None else None,
-        "error": scrub(result.error) if result is not None and result.error else (task.reason if task.state.value == "skipped" else None),
+        "error": mask_secrets(result.error) if result is not None and result.error else (task.reason if task.state.value == "skipped" else None),
         "reason": task.reason,
     }
 
@@ -102,7 +101,7 @@ def attempt_row(a: Any) -> dict[str, Any]:
         "dispatched_at": a.dispatched_at, "started_at": a.started_at, "started_iso": iso(a.started_at),
         "finished_at": a.finished_at, "finished_iso": iso(a.finished_at),
         "duration": round(duration, 6) if duration is not None else None, "outcome": a.outcome,
-        "value": scrub(a.value), "error": scrub(a.error), "error_type": a.error_type,
+        "value": mask_secrets(a.value), "error": mask_secrets(a.error), "error_type": a.error_type,
         "retry_at": a.retry_at, "retry_iso": iso(a.retry_at), "truncated": a.truncated,
     }
 
@@ -115,7 +114,7 @@ def task_detail(task: Task, attempts: Any) -> dict[str, Any]:
     schedule = [{"after_attempt": n, "delay": retry.delay_after(n)} for n in range(1, min(retry.max_attempts, 51))]
     retrying = task.state.value == "retrying"
     row.update(
-        spec=scrub(spec.to_dict()), dispatches=task.dispatches, redeliveries=task.redeliveries,
+        spec=mask_secrets(spec.to_dict()), dispatches=task.dispatches, redeliveries=task.redeliveries,
         not_before=task.not_before, not_before_iso=iso(task.not_before), dispatched_at=task.dispatched_at,
         version=task.version, attempts=[attempt_row(a) for a in attempts],
         retry={"policy": retry.to_dict(), "schedule": schedule,
@@ -174,7 +173,7 @@ class WebData:
         failures = [task_row(t) for t in await self.app.finished_tasks(FAILED_STATES, since=now - 3600, limit=20)]
         buckets = await self.app.throughput(60)
         data.update(
-            storage=safe_url(self.app.config.storage),
+            storage=redact_url(self.app.config.storage),
             throughput=[{"minute": b.minute, "minute_iso": iso(b.minute), "count": sum(b.counts.values()),
                          "counts": dict(b.counts)} for b in buckets],
             failures=failures[:20],
@@ -200,7 +199,7 @@ class WebData:
         fields["retry"] = config.spec.retry.to_dict()
         if fields.get("balance_key") is None:
             fields.pop("balance_key", None)
-        row["spec"] = scrub(fields)
+        row["spec"] = mask_secrets(fields)
         row["upcoming"] = [{"at": s.at, "utc": iso(s.at), "local": iso(s.at, row["timezone"]), "skip": s.skip}
                            for s in config.upcoming(store.clock(), count)]
         return row
@@ -242,7 +241,7 @@ def job_row(config: TaskConfig, state: Any) -> dict[str, Any]:
     zone = config.trigger.timezone if config.trigger is not None else "UTC"
     return {
         "name": config.name, "trigger": trigger_words(config), "timezone": zone,
-        "executor": config.spec.executor, "target": safe_url(config.spec.target),
+        "executor": config.spec.executor, "target": mask_secrets(config.spec.target),
         "enabled": config.enabled, "paused": state.paused, "version": config.version,
         "next_fire_at": state.next_fire_at, "next_fire_utc": iso(state.next_fire_at),
         "next_fire_local": iso(state.next_fire_at, zone),

@@ -39,11 +39,11 @@ from distsched.model import (
     ValidationError,
     VersionConflict,
 )
+from distsched.urls import redact_url
 
 from . import data as q
 from .auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Security
 from .openapi import openapi_document
-from .redact import safe_url
 
 log = logging.getLogger("distsched.web")
 HERE = Path(__file__).parent
@@ -137,7 +137,7 @@ class Dashboard:
             csrf_cookie = new_cookie = self.security.new_csrf_cookie()
         context.update(
             request=request, nav=self.nav, logged_in=self.logged_in(request), writable=self.security.writable,
-            csrf=self.security.csrf_token(csrf_cookie), storage=safe_url(self.app.config.storage),
+            csrf=self.security.csrf_token(csrf_cookie), storage=redact_url(self.app.config.storage),
             path=request.url.path, here=_here(request), qs=_qs,
         )
         html = self.env.get_template(name).render(**context)

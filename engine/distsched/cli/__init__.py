@@ -24,6 +24,7 @@ import click
 
 from ..__about__ import __version__
 from ..config import ALLOW_REPLACE_ENV, DISABLE_ENV, PLUGINS_ENV, STORAGE_ENV, WorkerConfig
+from ..masking import mask_secrets
 from ..model import events as ev
 from ..model.errors import DistschedError
 from ..model.worker import MAX_CAPACITY, MAX_CONCURRENCY
@@ -102,12 +103,12 @@ def _ts(at: float) -> str:
 def task_line(event: ev.Event) -> str | None:
     """One line per finished attempt or skipped slot (job, attempt, state, duration, task id)."""
     if isinstance(event, ev.TaskFinished):
-        tail = f"  {event.error}" if event.error and event.state != "succeeded" else ""
+        tail = f"  {mask_secrets(event.error)}" if event.error and event.state != "succeeded" else ""
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} "
                 f"{event.duration:8.3f}s  task {event.task_id}{tail}")
     if isinstance(event, ev.TaskRetryScheduled):
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.failed_attempt:<3} {event.outcome:<10} "
-                f"{event.duration:8.3f}s  task {event.task_id}  retry in {event.delay:.2f}s: {event.error}")
+                f"{event.duration:8.3f}s  task {event.task_id}  retry in {event.delay:.2f}s: {mask_secrets(event.error)}")
     if isinstance(event, ev.TaskSkipped):
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
                 f"  task {event.task_id}")
@@ -132,7 +133,7 @@ def task_json(event: ev.Event) -> str | None:
     (ISO-8601 UTC), for log shippers."""
     if not isinstance(event, JSON_LOG_EVENTS):
         return None
-    data = event.to_dict()
+    data = mask_secrets(event.to_dict())
     data["time"] = datetime.fromtimestamp(event.at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return json.dumps(data, separators=(",", ":"), default=str)
 
@@ -649,7 +650,8 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
             state = await store.jobs.state(job.name)
             out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
                         "schedule": schedule_words(job.trigger),
-                        "executor": job.spec.executor, "target": job.spec.target, "enabled": job.enabled,
+                        "executor": job.spec.executor, "target": mask_secrets(job.spec.target),
+                        "enabled": job.enabled,
                         "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
         return out
 

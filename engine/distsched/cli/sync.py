@@ -10,34 +10,41 @@ from typing import Any
 
 import click
 
+from ..masking import mask_secrets
 from ..model import RetryPolicy, Trigger
 from ..model.sync import SyncPlan
 from ..model.words import duration_words, schedule_words
 
 
 def _value(field: str, value: Any) -> str:
+    """A field's value as the diff shows it, its secrets masked (:func:`mask_secrets`)."""
     if field == "schedule":
         return schedule_words(value)
     if field in ("timeout", "misfire_grace") and isinstance(value, (int, float)):
         return duration_words(value)
     if isinstance(value, RetryPolicy):
         return json.dumps(value.to_dict(), sort_keys=True)
+    value = mask_secrets(value)
     if isinstance(value, (tuple, list, dict)):
         return json.dumps(value, default=str, sort_keys=True)
     return repr(value) if isinstance(value, str) else str(value)
 
 
 def plan_lines(plan: SyncPlan, source: str, configs: dict[str, Any]) -> list[str]:
-    """The diff of a sync, one line per job (a changed job: one line per field)."""
+    """The diff of a sync, one line per job (a changed job: one line per field); targets,
+    options, arguments and headers are shown with their secrets masked."""
     lines: list[str] = []
     for name in plan.added:
         config = configs[name]
         trigger: Trigger | None = config.trigger
-        lines.append(f"+ {name:<24} {schedule_words(trigger)}  {config.spec.executor}:{config.spec.target}")
+        lines.append(f"+ {name:<24} {schedule_words(trigger)}  {config.spec.executor}:{mask_secrets(config.spec.target)}")
     for change in plan.updated:
         for i, field in enumerate(change.changes):
             head = f"~ {change.name:<24}" if i == 0 else f"  {'':<24}"
-            lines.append(f"{head} {field.field}: {_value(field.field, field.old)} -> {_value(field.field, field.new)}")
+            old, new = _value(field.field, field.old), _value(field.field, field.new)
+            # Only a masked part changed: say so rather than print two equal values.
+            tail = " (a masked secret changed)" if old == new else ""
+            lines.append(f"{head} {field.field}: {old} -> {new}{tail}")
     for name in plan.removed:
         lines.append(f"- {name:<24} not in {source}: removed")
     for name in plan.kept:
@@ -45,6 +52,16 @@ def plan_lines(plan: SyncPlan, source: str, configs: dict[str, Any]) -> list[str
     if plan.unchanged:
         lines.append(f"= {len(plan.unchanged)} job(s) unchanged")
     return lines
+
+
+def plan_dict(plan: SyncPlan) -> dict[str, Any]:
+    """``jobs sync --json``: the plan, each changed field's old and new value with its secrets
+    masked."""
+    data = plan.to_dict()
+    for job in data["updated"]:
+        for change in job["changes"]:
+            change["old"], change["new"] = mask_secrets(change["old"]), mask_secrets(change["new"])
+    return data
 
 
 def summary(plan: SyncPlan) -> str:
@@ -84,7 +101,7 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
 
     plan = _jobs_call(ctx, storage, call)
     if as_json:
-        click.echo(json.dumps(plan.to_dict(), indent=2))
+        click.echo(json.dumps(plan_dict(plan), indent=2))
         return
     click.echo(summary(plan if plan.changes or dry_run else _as_applied(plan)))
 

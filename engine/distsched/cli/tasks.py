@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ..masking import mask_secrets
 from ..model import Task, TaskState
 from ..model.errors import DistschedError
 from ..ports import Attempt
@@ -108,7 +109,7 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
         now = store.clock()
         page = await app.tasks(job=job, state=state, worker=worker, cursor=cursor, limit=limit,
                                since=None if window is None else now - window)
-        return [task_row(t, now) for t in page.tasks], page.next_cursor
+        return [mask_secrets(task_row(t, now)) for t in page.tasks], page.next_cursor
 
     rows, nxt = _store_call(ctx, storage, call)
     if as_json:
@@ -141,11 +142,11 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
     async def call(app: Any) -> dict[str, Any]:
         detail = await app.task_detail(task_id)
         t = detail.task
-        return {
+        return mask_secrets({  # its target, arguments, options, results and errors: secrets masked
             "task": t.to_dict(), "attempts": [_attempt_dict(a) for a in detail.attempts],
             "next_attempt_at": t.not_before if t.state in (TaskState.RETRYING, TaskState.PENDING) else None,
             "max_attempts": t.spec.retry.max_attempts,
-        }
+        })
 
     data = _store_call(ctx, storage, call)
     if as_json:
@@ -226,9 +227,9 @@ def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage
     if task is not None:
         result = task.result
         if task.state is TaskState.SUCCEEDED and result is not None:
-            click.echo(json.dumps(result.value))
+            click.echo(json.dumps(mask_secrets(result.value)))
         else:
-            raise click.ClickException(f"{new_id} {task.state.value}: {_error(task) or ''}")
+            raise click.ClickException(f"{new_id} {task.state.value}: {mask_secrets(_error(task) or '')}")
 
 
 @tasks.command("retry")
