@@ -409,15 +409,12 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
     from zoneinfo import ZoneInfo
 
     from ..model import AtTrigger, CronTrigger
+    from ..model.times import iso_utc
 
     jobs = _load_jobs(jobs_file)
     start = _time.time()
     if after is not None:
-        try:
-            parsed = datetime.fromisoformat(after.replace("Z", "+00:00"))
-        except ValueError:
-            raise click.BadParameter(f"not an ISO-8601 date-time: {after!r}", param_hint="--after") from None
-        start = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+        start = _after_time(after)
     try:
         selected = [jobs.job(job)] if job else list(jobs.jobs)
     except DistschedError as exc:
@@ -433,19 +430,48 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
             what = "at"
         else:
             what = f"every {trigger.interval:g}s" if trigger else "no trigger"
-        rows = [{"utc": datetime.fromtimestamp(s.at, timezone.utc).isoformat().replace("+00:00", "Z"),
-                 "local": datetime.fromtimestamp(s.at, zone).isoformat(), "skip": s.skip} for s in slots]
-        out.append({"job": config.name, "trigger": what, "timezone": str(zone.key), "slots": rows})
+        rows = [{"utc": iso_utc(s.at), "local": _local_iso(s.at, zone), "skip": s.skip} for s in slots]
+        out.append({"job": config.name, "trigger": what, "timezone": str(zone.key), "enabled": config.enabled,
+                    "slots": rows})
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
     for item in out:
         click.echo(f"{item['job']}: {item['trigger']}, time zone {item['timezone']}")
+        if not item["enabled"]:
+            click.echo("    disabled (enabled = false): it never fires; the times it would fire at:")
         if not item["slots"]:
             click.echo("    (no more fire times)")
         for i, row in enumerate(item["slots"], 1):
             skip = f"   skipped ({row['skip']})" if row["skip"] else ""
-            click.echo(f"  {i:>3}  {row['utc']:<26} {row['local']}{skip}")
+            click.echo(f"  {i:>3}  {row['utc']:<26} {row['local'] or '(past year 9999 there)'}{skip}")
+
+
+def _after_time(after: str) -> float:
+    """``explain --after``: an ISO-8601 time (UTC unless it has an offset) from year 1 to
+    9999 UTC, as UNIX seconds; a clear error otherwise."""
+    from ..model.times import is_time
+
+    try:
+        parsed = datetime.fromisoformat(after.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 date-time: {after!r}", param_hint="--after") from None
+    try:
+        start = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    except (ValueError, OverflowError):
+        start = float("nan")
+    if not is_time(start):
+        raise click.BadParameter(f"{after!r} is not between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z "
+                                 "(the times a date can show)", param_hint="--after")
+    return start
+
+
+def _local_iso(at: float, zone: Any) -> str | None:
+    """``at`` as ISO-8601 in ``zone``; None when no date can show it there (past year 9999)."""
+    from ..model.times import to_datetime
+
+    shown = to_datetime(at, zone)
+    return shown.isoformat() if shown is not None else None
 
 
 @cli.command()
@@ -701,6 +727,9 @@ def _simple(action: str, help_text: str) -> None:
                 return f"paused {name}"
             if action == "resume":
                 await app.resume_job(name)
+                if not (await app.get_job(name)).enabled:  # resume lifts a pause, not enabled = false
+                    return (f"resumed {name}, but it is disabled (enabled = false): it never fires until its "
+                            "jobs file sets enabled = true and is synced (distsched jobs sync FILE)")
                 return f"resumed {name}"
             return f"triggered {name}: task {await app.trigger_job(name)}"
 
@@ -709,7 +738,7 @@ def _simple(action: str, help_text: str) -> None:
 
 _simple("remove", "Remove job NAME (its past tasks stay).")
 _simple("pause", "Pause job NAME: no slot fires until it is resumed.")
-_simple("resume", "Resume job NAME from its next slot after now.")
+_simple("resume", "Resume job NAME from its next slot after now (a disabled job, enabled = false, stays disabled and never fires).")
 _simple("trigger", "Run job NAME once now, outside its schedule.")
 
 from .sync import sync as _sync  # noqa: E402  (jobs sync: its own module)

@@ -247,8 +247,9 @@ def tasks_retry(ctx: click.Context, task_id: str, storage: str | None) -> None:
 @click.option("--reason", default="cancelled by user", show_default=True, help="Recorded on the task.")
 @click.pass_context
 def tasks_cancel(ctx: click.Context, task_id: str, storage: str | None, reason: str) -> None:
-    """Cancel task TASK_ID: it will not run (again). A running attempt is not interrupted;
-    its result is dropped."""
+    """Cancel task TASK_ID: it will not run (again). A running attempt is stopped by its
+    worker within one heartbeat (a sync function's thread is abandoned); any late result is
+    dropped."""
 
     async def call(app: Any) -> str:
         from ..model import InvalidTransition

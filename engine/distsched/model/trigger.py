@@ -40,7 +40,7 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from .errors import ValidationError
-from .times import valid_time
+from .times import TIME_MAX, to_datetime, valid_time
 
 UTC = timezone.utc
 DST_GAP = ("shift", "skip", "transition")
@@ -199,10 +199,18 @@ class CronTrigger:
         while True:
             try:
                 yield it.get_next(datetime)
-            except (CroniterError, ValueError):
+            except (CroniterError, ValueError, OverflowError):  # OverflowError: past year 9999
                 return
 
     def _instants(self, wall: datetime) -> list[Slot]:
+        """The instants of wall time ``wall``; none when it has none a date can show (a wall
+        time near year 1 or 9999 whose instant falls before year 1 or after 9999 UTC)."""
+        try:
+            return self._instants_of(wall)
+        except (ValueError, OverflowError):
+            return []
+
+    def _instants_of(self, wall: datetime) -> list[Slot]:
         zone = self._zone
         first = wall.replace(tzinfo=zone, fold=0)
         utc0 = first.astimezone(UTC)
@@ -243,11 +251,14 @@ class CronTrigger:
         before it, every wall time before it maps to an instant before t, so croniter's next wall time is the answer - unless that wall time is
         itself missing or repeated, where the careful walk takes over (returns None).
         """
-        local = datetime.fromtimestamp(t, self._zone)
+        local = to_datetime(t, self._zone)
+        before = to_datetime(t - 3 * 3600, self._zone)
+        if local is None or before is None:  # near year 1 or 9999: the careful walk
+            return None
         wall = local.replace(tzinfo=None)
         if self._ambiguous_or_missing(wall):
             return None
-        if datetime.fromtimestamp(t - 3 * 3600, self._zone).utcoffset() != local.utcoffset():
+        if before.utcoffset() != local.utcoffset():
             # Just after a transition: a non-existent wall time before t's can still map
             # (shifted) to an instant after t - the careful walk finds it.
             return None
@@ -258,7 +269,17 @@ class CronTrigger:
         return Slot(at) if at > t else None
 
     def next_after(self, t: float) -> Slot | None:
-        """The first slot strictly after ``t``, or None when the expression never fires again."""
+        """The first slot strictly after ``t``, or None when the expression never fires again
+        - nor before the end of year 9999 (UTC): the times a date can show (``model.times``)."""
+        try:
+            slot = self._next_after(t)
+        except (ValueError, OverflowError):
+            # The next wall time maps past year 9999 UTC (a zone behind UTC on 9999-12-31):
+            # no instant a date can show, now or later.
+            return None
+        return slot if slot is None or slot.at <= TIME_MAX else None
+
+    def _next_after(self, t: float) -> Slot | None:
         if self.timezone == "UTC":
             wall = datetime.fromtimestamp(t, UTC).replace(tzinfo=None)
             for nxt in self._walls_after(wall):
@@ -270,8 +291,17 @@ class CronTrigger:
         if fast is not None:
             return fast
         # Walk wall-clock time from a little before t's wall time (an instant in a repeated
-        # hour can map to an earlier wall time) and keep the earliest instant after t.
-        wall = datetime.fromtimestamp(t, self._zone).replace(tzinfo=None) - timedelta(hours=3)
+        # hour can map to an earlier wall time) and keep the earliest instant after t. Near
+        # the ends of the calendar: from the first wall time (t's is before year 1 there), or
+        # none at all (t's is after year 9999 there).
+        local = to_datetime(t, self._zone)
+        if local is None:
+            if t > 0:
+                return None
+            wall = datetime.min
+        else:
+            wall = local.replace(tzinfo=None)
+            wall = wall - timedelta(hours=3) if wall - datetime.min > timedelta(hours=3) else datetime.min
         best: Slot | None = None
         best_wall: datetime | None = None
         for count, nxt in enumerate(self._walls_after(wall)):
@@ -284,7 +314,8 @@ class CronTrigger:
                     or (slot.at == best.at and best.skip is not None and slot.skip is None)
                 ):
                     best = slot
-                    best_wall = datetime.fromtimestamp(slot.at, self._zone).replace(tzinfo=None)
+                    shown = to_datetime(slot.at, self._zone)
+                    best_wall = shown.replace(tzinfo=None) if shown is not None else nxt
             # A later wall time maps to an instant whose own wall time differs from it by at
             # most a DST shift (<= 2 h): compare wall times, not wall time to UTC (the zone's
             # offset, up to 14 h, must not end the walk early).
@@ -317,6 +348,7 @@ class EveryTrigger:
     kind = "every"
 
     def next_after(self, t: float) -> Slot | None:
+        """The first slot strictly after ``t``, or None when it falls past year 9999 (UTC)."""
         if t < self.anchor:
             return Slot(self.anchor)
         # Millisecond resolution keeps slot ids stable across nodes. The comparisons are made
@@ -329,7 +361,8 @@ class EveryTrigger:
             k -= 1
         while at(k) <= t:  # float rounding undershot
             k += 1
-        return Slot(at(k))
+        # None past year 9999 (UTC): no date can show that slot (``model.times``).
+        return Slot(at(k)) if at(k) <= TIME_MAX else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "every", "interval": self.interval, "anchor": self.anchor, "timezone": self.timezone}

@@ -21,6 +21,7 @@ from distsched.model import (
     ValidationError,
     parse_duration,
 )
+from distsched.model.times import TIME_MAX, TIME_MIN
 from distsched.model.trigger import MAX_INTERVAL, MIN_INTERVAL, is_wildcard, trigger_from_dict
 
 UTC = timezone.utc
@@ -567,3 +568,36 @@ def test_every_non_existent_wall_time_of_a_gap_is_planned(gap):
                  utc("2026-03-08T08:00"))
     assert ats(slots) == [utc("2026-03-08T07:00"), utc("2026-03-08T07:20"), utc("2026-03-08T07:40")]
     assert {s.skip for s in slots} == ({None} if gap == "shift" else {"dst-gap"})
+
+
+# -- the ends of the calendar: years 1 and 9999 ------------------------------------------------
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "America/New_York", "Asia/Tokyo"])
+def test_cron_near_year_1_gives_a_slot_a_date_can_show(zone):
+    """``* * * * *`` from 0001-01-01T00:30Z: a slot within the hour, never "year 0 is out of
+    range" (Kiritimati's wall time of that instant is in year 0: its LMT is UTC-10:29)."""
+    start = TIME_MIN + 1800
+    slot = CronTrigger("* * * * *", zone).next_after(start)
+    assert slot is not None and start < slot.at <= start + 12 * 3600
+    assert datetime.fromtimestamp(slot.at, ZoneInfo(zone)).second == 0  # a whole minute of its wall clock
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "America/New_York", "Asia/Tokyo"])
+@pytest.mark.parametrize("expr", ["* * * * *", "0 0 1 1 *"])
+def test_cron_near_year_9999_ends_instead_of_raising(zone, expr):
+    trigger = CronTrigger(expr, zone)
+    t = TIME_MAX - 2 * 86400
+    for _ in range(4000):  # every minute of the last two days, then the end
+        slot = trigger.next_after(t)
+        if slot is None:
+            break
+        assert t < slot.at <= TIME_MAX
+        t = slot.at
+    else:
+        pytest.fail("no end of the slots before year 10000")
+
+
+def test_every_ends_at_year_9999():
+    trigger = EveryTrigger(86400.0)
+    last = trigger.next_after(TIME_MAX - 86400 * 1.5)
+    assert last is not None and last.at <= TIME_MAX
+    assert trigger.next_after(last.at) is None  # the next would be in year 10000
