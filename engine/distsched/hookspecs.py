@@ -93,6 +93,14 @@ def distsched_register_executors(registry: ExecutorRegistry) -> None:
     plugin. Keep it pure and fast (no I/O): the ``http`` executor checks that the target is
     an http(s) URL and that the options parse.
 
+    ``check_settings=check`` (optional): ``check(settings)`` is called with the worker's
+    settings when a worker starts; a ``ValidationError`` stops it, naming the setting.
+    ``settings=[...]`` (optional; newer than 0.1.0): the names of the ``[worker]`` settings
+    the executor reads (``()`` for none). When every loaded executor declares them, a worker
+    refuses a key that is neither one of them nor a worker option (a typo), with a
+    did-you-mean; an executor that does not declare (the argument omitted) keeps working,
+    and unknown keys are then only logged as a WARNING naming it.
+
     .. versionadded:: 0.1
     """
 

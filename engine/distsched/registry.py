@@ -17,7 +17,9 @@ other is shown as replaced.
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -33,6 +35,8 @@ from .model.errors import (
     ValidationError,
 )
 from .urls import redact_url
+
+log = logging.getLogger("distsched.plugins")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.\-]*$")
@@ -75,6 +79,10 @@ class Registration:
     #: Executors only: ``check_settings(settings)`` checks the worker's settings (the jobs
     #: file's ``[worker]`` table) when a worker starts; a ValidationError stops the worker.
     check_settings: Callable[[Any], None] | None = None
+    #: Executors only: the names of the worker settings (``[worker]`` keys) the executor
+    #: reads, declared with ``registry.add(..., settings=[...])``; None: not declared (then a
+    #: worker cannot tell a typo from a setting this executor reads).
+    settings: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -350,29 +358,74 @@ class ElectionRegistry(SchemeRegistry):
 
 class ExecutorRegistry(Registry):
     """What ``distsched_register_executors`` receives: executors by name.
-    ``add(name, factory, description=..., validate=..., check_settings=...)``: the optional
-    ``validate(spec)`` runs wherever a job is added or a task submitted, in any process (no
-    worker needed), and refuses a spec its executor could never run by raising
+    ``add(name, factory, description=..., validate=..., check_settings=..., settings=...)``:
+    the optional ``validate(spec)`` runs wherever a job is added or a task submitted, in any
+    process (no worker needed), and refuses a spec its executor could never run by raising
     ``distsched.model.ValidationError(field, reason)``. The optional ``check_settings(settings)``
     runs when a worker starts, with its settings (the ``[worker]`` table): a ValidationError
-    stops the worker, naming the setting."""
+    stops the worker, naming the setting. The optional ``settings`` names the worker settings
+    the executor reads (``()`` for none): a ``[worker]`` key that no executor declares is
+    refused as unknown - a typo - as long as every executor declares its own."""
 
     family = "executor"
 
     def add(self, name: str, factory: Callable[..., Any], *, description: str = "", replace: bool = False,
             validate: Callable[[Any], None] | None = None,
-            check_settings: Callable[[Any], None] | None = None) -> None:
+            check_settings: Callable[[Any], None] | None = None,
+            settings: Iterable[str] | None = None) -> None:
         if validate is not None and not callable(validate):
             raise TypeError(f"{self.current}: executor {name!r}: validate {validate!r} is not callable")
         if check_settings is not None and not callable(check_settings):
             raise TypeError(f"{self.current}: executor {name!r}: check_settings {check_settings!r} is not callable")
+        declared: tuple[str, ...] | None = None
+        if settings is not None:
+            declared = (settings,) if isinstance(settings, str) else tuple(settings)
+            if isinstance(settings, str) or not all(isinstance(key, str) and key for key in declared):
+                raise TypeError(f"{self.current}: executor {name!r}: settings must be a list of setting names, "
+                                f"not {settings!r}")
         self._add(Registration(self.family, name, factory, self.current, description, override=replace,
-                               validate=validate, check_settings=check_settings))
+                               validate=validate, check_settings=check_settings, settings=declared))
 
-    def check_settings(self, settings: Any, *, where: str = "worker") -> None:
-        """Run every usable executor's ``check_settings`` on a worker's settings: the first
-        refusal -> ValidationError naming ``where``, the setting and the reason; a checker that
-        fails otherwise -> PluginError naming its plugin."""
+    def unknown_settings(self, settings: Any, *, where: str = "worker", options: Iterable[str] = ()) -> list[str]:
+        """Refuse a worker setting no usable executor declares (``add(..., settings=...)``):
+        a ValidationError naming ``where``, the key, the closest of ``options`` (the worker's
+        own options) and the declared settings, and what those are. When a usable executor
+        does not declare its settings, a key no other one declares may be its own: such keys
+        are not refused but returned (sorted), for the caller to warn about."""
+        declared: set[str] = set()
+        undeclared = False
+        for reg in self:
+            if reg.settings is None:
+                undeclared = True
+            else:
+                declared.update(reg.settings)
+        unknown = sorted(str(key) for key in settings if key not in declared)
+        if not unknown or undeclared:
+            return unknown
+        names = sorted(declared | set(options))
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, names, n=1)
+            if close:
+                hints.append(f"did you mean {close[0]!r}?" if len(unknown) == 1 else f"{key}: did you mean {close[0]!r}?")
+        raise ValidationError(f"[worker] {', '.join(unknown)}",
+                              f"unknown setting{'s' if len(unknown) > 1 else ''} ({'; '.join(hints + [''])}"
+                              f"the loaded executors read: {', '.join(sorted(declared)) or 'none'}; "
+                              f"the worker's options: {', '.join(sorted(options)) or 'none'})", where=where)
+
+    def check_settings(self, settings: Any, *, where: str = "worker", options: Iterable[str] = ()) -> None:
+        """Refuse an unknown setting (:meth:`unknown_settings`; one it cannot judge is logged
+        as a WARNING naming the executors that do not declare theirs), then run every usable
+        executor's ``check_settings`` on a worker's settings: the first refusal ->
+        ValidationError naming ``where``, the setting and the reason; a checker that fails
+        otherwise -> PluginError naming its plugin."""
+        unjudged = self.unknown_settings(settings, where=where, options=options)
+        if unjudged:
+            who = ", ".join(f"{reg.name!r} from {reg.origin}" for reg in self if reg.settings is None)
+            log.warning("%s: [worker] %s: no executor declares %s; executor(s) %s do not declare their settings "
+                        "and may read %s - a typo is read by nothing", where, ", ".join(unjudged),
+                        "this setting" if len(unjudged) == 1 else "these settings", who,
+                        "it" if len(unjudged) == 1 else "them")
         for reg in self:
             if reg.check_settings is None:
                 continue

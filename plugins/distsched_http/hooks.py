@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from distsched import hookimpl
 
+#: The worker settings (``[worker]`` keys) the http and rpc executors read.
+SETTINGS = ("http_allow", "http_body_limit", "secrets")
+
 
 @hookimpl
 def distsched_register_executors(registry):
@@ -17,6 +20,7 @@ def distsched_register_executors(registry):
         description="Makes one HTTP(S) request to the target URL (status, latency and a body excerpt in meta)",
         validate=_validate_http,
         check_settings=_check_settings,
+        settings=SETTINGS,
     )
     registry.add(
         "rpc",
@@ -24,6 +28,7 @@ def distsched_register_executors(registry):
         description="Calls a JSON-RPC 2.0 method over HTTP(S) POST at the target endpoint",
         validate=_validate_rpc,
         check_settings=_check_settings,
+        settings=SETTINGS,
     )
 
 

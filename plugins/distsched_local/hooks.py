@@ -11,6 +11,7 @@ def distsched_register_executors(registry):
         "local",
         _make,
         description="Runs a Python function the application registered by name (sync ones in a thread pool)",
+        settings=(),  # it reads no worker setting
     )
 
 

@@ -149,9 +149,13 @@ class Engine:
         # results and emits their events instead of leaving them to the next leader.
         scheduler_stop = asyncio.Event() if scheduler and worker is not None else stop
         if worker is not None:
-            # Settings the executors refuse (a bad http_allow entry...) stop the process here,
-            # before anything starts, rather than failing each task later.
-            self.plugins.executors.check_settings(worker.settings, where="worker")
+            # Settings the executors refuse (a bad http_allow entry, a key no executor reads:
+            # a typo...) stop the process here, before anything starts, rather than failing
+            # each task later or going unnoticed.
+            from ..jobs import WORKER_KEYS, WORKER_OPTION_KEYS
+
+            self.plugins.executors.check_settings(worker.settings, where="worker",
+                                                  options=WORKER_KEYS + WORKER_OPTION_KEYS)
         if scheduler:
             if not len(self.plugins.balancers):
                 self.plugins.balancers.get(FALLBACK_BALANCER, where="scheduler")  # raises, naming why

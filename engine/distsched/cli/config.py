@@ -6,7 +6,9 @@ the jobs file's ``[scheduler]`` / ``[worker]`` table > built-in default.
   exists. TOML: a top-level ``storage`` shared by both roles, a ``[scheduler]`` and a
   ``[worker]`` table whose keys are the option names with ``_`` (``lease_ttl = "10s"``,
   ``imports = ["myapp"]``). Other keys of ``[worker]`` are executor settings (``http_allow``),
-  as in the jobs file. A ``[web]`` table is left to the ``distsched web`` command.
+  as in the jobs file: a key that is neither an option nor a setting a loaded executor
+  declares is refused, with a did-you-mean. A ``[web]`` table is left to the ``distsched web``
+  command.
 * Environment: ``DISTSCHED_SCHEDULER_<OPTION>`` / ``DISTSCHED_WORKER_<OPTION>``
   (``DISTSCHED_SCHEDULER_LEASE_TTL=5``); ``$DISTSCHED_STORAGE`` for both.
 
@@ -184,7 +186,10 @@ def configurable(section: str, *, jobs_param: str = "jobs_file") -> Callable[[cl
 
 
 def _check_keys(table: dict[str, Any], by_key: dict[str, click.Option], section: str, where: str) -> None:
-    if section != "scheduler":  # other [worker] keys are executor settings
+    if section == "worker":  # other [worker] keys are executor settings: those the executors read
+        settings = [key for key in table if key not in by_key]
+        if settings:
+            _check_settings(settings, list(by_key), where)
         return
     names = list(by_key)
     for key in table:
@@ -193,6 +198,22 @@ def _check_keys(table: dict[str, Any], by_key: dict[str, click.Option], section:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise click.ClickException(f"{where}: [{section}] {key}: unknown option{hint} "
                                        f"(options: {', '.join(sorted(names))})")
+
+
+def _check_settings(settings: list[str], options: list[str], where: str) -> None:
+    """Refuse a ``[worker]`` key that is no option and no setting a loaded executor declares
+    (a typo: ``concurency``, ``http_alow``), with a did-you-mean. A key that an executor not
+    declaring its settings may read is left to the worker's start, which warns about it."""
+    from ..model.errors import DistschedError
+    from ..plugin.manager import PluginManager
+    from . import _allow_replace, _disabled, _extra_plugins
+
+    ctx = click.get_current_context()
+    try:
+        manager = PluginManager(disabled=_disabled(ctx), plugins=_extra_plugins(ctx), allow_replace=_allow_replace(ctx))
+        manager.executors.unknown_settings(settings, where=where, options=options)
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _apply(ctx: click.Context, kwargs: dict[str, Any], table: dict[str, Any], by_key: dict[str, click.Option],

@@ -1,0 +1,98 @@
+"""A ``[worker]`` key that is neither an option of the worker nor a setting a loaded executor
+declares (``registry.add(..., settings=[...])``) is refused with a did-you-mean, in a config
+file, a jobs file and a worker started from Python. Before, ``concurency = 2`` and
+``http_alow = [...]`` became executor settings that nothing read: a typo silently removed
+the HTTP allow-list."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distsched import DistributeSchedule, hookimpl
+from distsched.config import WorkerConfig
+from distsched.model import ValidationError
+from distsched.plugin.manager import PluginManager
+
+TYPOS = """
+[worker]
+concurency = 2
+http_alow = ["10.0.0.0/8"]
+"""
+
+
+def _write(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def test_a_typo_in_the_config_files_worker_table_is_refused(distsched_cli: Any, tmp_path: Path) -> None:
+    path = _write(tmp_path, "t.toml", TYPOS)
+    result = distsched_cli("worker", "--config", path, "--show-config")
+    assert result.exit_code == 1, result.output
+    assert f"{path}: [worker] concurency, http_alow: unknown settings (" in result.output
+    assert "concurency: did you mean 'concurrency'?" in result.output
+    assert "http_alow: did you mean 'http_allow'?" in result.output
+    assert "executor setting" not in result.output  # not listed as one
+    # Spelled right, both are taken (as an option and as a setting the http executor declares).
+    fixed = _write(tmp_path, "t.toml", TYPOS.replace("concurency", "concurrency").replace("http_alow", "http_allow"))
+    shown = distsched_cli("worker", "--config", fixed, "--show-config")
+    assert shown.exit_code == 0, shown.output
+    assert "http_allow" in shown.output and "(executor setting, config file)" in shown.output
+
+
+def test_a_typo_in_the_jobs_files_worker_table_is_refused(distsched_cli: Any, tmp_path: Path) -> None:
+    path = _write(tmp_path, "jobs.toml", '[worker]\nhttp_alow = ["10.0.0.0/8"]\n')
+    result = distsched_cli("worker", "--jobs", path, "--show-config")
+    assert result.exit_code == 1, result.output
+    assert f"{path}: [worker] http_alow: unknown setting (did you mean 'http_allow'?" in result.output
+
+
+def test_a_worker_started_from_python_refuses_a_typo() -> None:
+    app = DistributeSchedule(f"memory://settings-{uuid.uuid4().hex[:8]}",
+                             worker=WorkerConfig(settings={"http_alow": ["10.0.0.0/8"]}))
+
+    async def main() -> None:
+        async with app.running(scheduler=False):
+            pass
+
+    with pytest.raises(ValidationError, match=r"worker: \[worker\] http_alow: unknown setting \(did you mean 'http_allow'\?"):
+        asyncio.run(main())
+
+
+class _Undeclared:
+    """A third-party executor that does not declare its settings (registered as before)."""
+
+    @hookimpl
+    def distsched_register_executors(self, registry):
+        registry.add("acme", lambda context: None)
+
+
+def test_an_executor_that_does_not_declare_its_settings_gets_a_warning_not_a_refusal(caplog) -> None:
+    pm = PluginManager(plugins=[("acme", _Undeclared())])
+    with caplog.at_level(logging.WARNING, logger="distsched.plugins"):
+        pm.executors.check_settings({"acme_endpoint": "e", "http_allow": []}, where="worker")
+    [record] = [r for r in caplog.records if "acme_endpoint" in r.getMessage()]
+    assert "no executor declares this setting" in record.getMessage()
+    assert "'acme' from" in record.getMessage()
+    # Without it, the same key is a typo.
+    with pytest.raises(ValidationError, match=r"\[worker\] acme_endpoint: unknown setting"):
+        PluginManager().executors.check_settings({"acme_endpoint": "e"}, where="worker")
+
+
+class _BadDeclaration:
+    @hookimpl
+    def distsched_register_executors(self, registry):
+        registry.add("bad-settings", lambda context: None, settings="http_allow")
+
+
+def test_settings_must_be_a_list_of_names() -> None:
+    pm = PluginManager(plugins=[("bad", _BadDeclaration())])
+    assert "settings must be a list of setting names" in (pm.plugins["bad"].error or "")
