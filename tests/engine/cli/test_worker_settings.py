@@ -55,6 +55,18 @@ def test_a_typo_in_the_jobs_files_worker_table_is_refused(distsched_cli: Any, tm
     assert f"{path}: [worker] http_alow: unknown setting (did you mean 'http_allow'?" in result.output
 
 
+def test_run_refuses_a_typo_before_it_starts(distsched_cli: Any, tmp_path: Path) -> None:
+    """`distsched run` refuses it at once, naming the file, as the worker command does: it
+    printed its start line and stored the jobs first, and failed as its worker started."""
+    _write(tmp_path, "probe_typo_tasks.py", "from distsched import task\n\n@task\ndef noop():\n    pass\n")
+    path = _write(tmp_path, "jobs.toml", '[worker]\nimports = ["probe_typo_tasks"]\nhttp_alow = ["10.0.0.0/8"]\n\n'
+                                         '[[jobs]]\nname = "j"\nevery = "1h"\ntarget = "noop"\n')
+    result = distsched_cli("run", path, "--duration", "5")
+    assert result.exit_code == 1, result.output
+    assert f"{path}: [worker] http_alow: unknown setting (did you mean 'http_allow'?" in result.output
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output, result.output
+
+
 def test_a_worker_started_from_python_refuses_a_typo() -> None:
     app = DistributeSchedule(f"memory://settings-{uuid.uuid4().hex[:8]}",
                              worker=WorkerConfig(settings={"http_alow": ["10.0.0.0/8"]}))
