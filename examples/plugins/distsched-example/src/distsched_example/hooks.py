@@ -30,6 +30,7 @@ def distsched_register_executors(registry: ExecutorRegistry) -> None:
         _echo,
         description="Returns the task's target, args and kwargs; runs nothing",
         validate=_validate_echo,
+        settings=(),  # it reads no [worker] setting: a key no executor declares is a typo
     )
 
 
