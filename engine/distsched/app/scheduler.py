@@ -110,6 +110,8 @@ class Scheduler:
         self._role_changed = asyncio.Event()
         self._balancers: dict[str, Balancer] = {}
         self._known_workers: set[str] = set()
+        #: workers already logged as given no task for a signing mismatch
+        self._signing_said: set[str] = set()
         #: a worker started before this (the term's start, less the time another node may
         #: have led) was already seen join by an earlier leader: not announced again
         self._joined_after = float("-inf")
@@ -367,6 +369,21 @@ class Scheduler:
                 if COALESCE > 0 and time.monotonic() - waited < timeout - COALESCE:
                     await asyncio.sleep(COALESCE)  # woken early by activity: let more arrive
 
+    def _say_signing_mismatch(self, workers: list[Worker]) -> None:
+        """Log once per worker that it gets no task: its signing differs from this leader's."""
+        for worker in workers:
+            if worker.id in self._signing_said:
+                continue
+            self._signing_said.add(worker.id)
+            if self.signer is not None:
+                log.error("%s: worker %r has no DISTSCHED_SIGNING_KEY while this leader signs: it is given no task "
+                          "(it could not check them, and its results would be refused); set the key on it",
+                          self.node_id, worker.id)
+            else:
+                log.error("%s: worker %r checks signatures while this leader has no DISTSCHED_SIGNING_KEY: it is "
+                          "given no task (it would refuse them all); set the key on every scheduler",
+                          self.node_id, worker.id)
+
     async def _say_waiting_for_room(self, waiting: bool) -> None:
         """Tell the store whether ready tasks wait for room (worker capacity, a serial limit):
         a store whose reports wake the leader only when needed wakes it on every report while
@@ -598,6 +615,7 @@ class Scheduler:
         storage = self.storage
         ttl = self.config.heartbeat_ttl
         beat = self.config.heartbeat_interval
+        signing = self.signer is not None
         # The ready tasks first: a pass with nothing ready (most passes under a trickle: the
         # one a worker's report wakes) costs one read, not the worker list too. The limit is
         # the free slots seen last time (never more than a batch), trimmed once known.
@@ -614,6 +632,12 @@ class Scheduler:
             # No worker silent for two heartbeat intervals is offered to any balancer: a worker
             # killed with kill -9 gets no more work although it is reaped only after the TTL.
             workers = [w for w in alive if w.can_accept(now, ttl) and w.is_fresh(now, beat, ttl)]
+            if any(w.signed is not signing for w in workers):
+                # Fail closed without losing work: a worker that cannot check this leader's
+                # signatures (or signs where this leader does not) would fail the task or
+                # have its result refused - it gets none; the tasks wait for one that matches.
+                self._say_signing_mismatch([w for w in workers if w.signed is not signing])
+                workers = [w for w in workers if w.signed is signing]
             free = sum(w.free for w in workers)
             if not reuse or free >= len(ready):
                 break

@@ -58,7 +58,8 @@ def render(data: dict[str, Any]) -> str:
     if signing == "signed":
         out.append("signing     signed: the leader signs every dispatch, every live worker checks")
     elif signing == "mixed":
-        out.append("signing     MIXED: some nodes have no DISTSCHED_SIGNING_KEY (their tasks or results are refused)")
+        out.append("signing     MIXED: some nodes have no DISTSCHED_SIGNING_KEY (the leader gives no task to a "
+                   "worker whose signing differs from its own)")
     else:
         out.append("signing     unsigned: anyone who can write to the store can run tasks on the workers "
                    "(set DISTSCHED_SIGNING_KEY, see docs/security.md)")

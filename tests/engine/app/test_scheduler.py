@@ -766,3 +766,30 @@ async def test_a_new_leader_announces_only_the_workers_that_joined_since_the_las
             await asyncio.wait_for(run, 10)
     finally:
         await leader.app.stop()
+
+
+@pytest.mark.parametrize("leader_signs", [True, False])
+async def test_a_worker_whose_signing_differs_from_the_leaders_gets_no_task(leader_signs, caplog):
+    """A mixed deployment fails closed without losing work: a worker without the key under a
+    signing leader (it could not check the signatures, and the leader refuses its unsigned
+    results) - or one that checks under a leader that does not sign (it would refuse every
+    task) - is given no task; the tasks wait for a worker that matches, and the leader says
+    why once. It was given its share: each attempt ran, its result was refused, the task
+    timed out and ran again, up to its attempts."""
+    leader = await Leader.create(signing_keys=("test-signing-key-0123456789",) if leader_signs else ())
+    try:
+        now = leader.storage.clock()
+        await leader.storage.workers.register(make_worker("odd", now=now, concurrency=4, capacity=10,
+                                                          signed=not leader_signs))
+        await leader.storage.tasks.submit([make_task(f"t{i}", now=now) for i in range(3)])
+        with caplog.at_level("ERROR"):
+            assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+            assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+        assert caplog.text.count("worker 'odd'") == 1 and "given no task" in caplog.text, caplog.text
+        await leader.storage.workers.register(make_worker("match", now=now, concurrency=4, capacity=10,
+                                                          signed=leader_signs))
+        leader.scheduler._workers_seen = None  # (the pass's short-lived copy of the list)
+        assert await leader.scheduler.dispatch_ready(leader.fence, now) == (3, False)
+        assert set((await _dispatched(leader)).values()) == {"match"}
+    finally:
+        await leader.app.stop()
