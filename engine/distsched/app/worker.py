@@ -546,7 +546,12 @@ class WorkerService:
 
         With a signing key, the leader's signature must match the task's content and this
         worker. Always, the spec read back from the store must be valid (a ``timeout`` of
-        1e308 or ``args = "abc"`` written straight into the store is refused)."""
+        1e308 or ``args = "abc"`` written straight into the store is refused). An attempt this
+        worker already ran (one of its last 10,000), queued again, is refused too: written
+        back into the store, a signed attempt would still match its signature."""
+        if task.attempt_id in self._finished_attempts:
+            return "ReplayedAttempt", (f"attempt {task.attempt_id!r} already ran on this worker: queued for it again "
+                                       "(written into the store), it is not run twice")
         if self.signer is not None:
             why = self.signer.check_dispatch(task)
             if why is not None:

@@ -169,3 +169,36 @@ async def test_a_stored_spec_that_is_not_valid_is_refused_by_the_worker(distsche
         assert task.state.value == "failed", task_id
         assert task.result.error_type == "InvalidTask"
         assert next(iter(spec)) in task.result.error
+
+
+@pytest.mark.parametrize("key", [KEY, None])
+async def test_an_attempt_queued_again_does_not_run_twice(distsched_app, redis_server, ns, raw, tmp_path, key):
+    """A signed attempt this worker already ran, queued for it again by hand (its record set
+    back to dispatched, its id pushed onto the worker's queue - the signature still matches):
+    it is refused (`ReplayedAttempt`, not retried) instead of running a second time. The
+    worker remembers the attempts it ran (the last 10,000) but looked only after a failed
+    pull."""
+    calls = []
+
+    def count(x):
+        calls.append(x)
+        return x
+
+    app = await distsched_app(redis_server.url_for(namespace=ns), functions={"count": count},
+                              signing_keys=(key,) if key else ())
+    task_id = await app.submit("count", 1)
+    assert (await app.result(task_id, timeout=10)).value == 1 and calls == [1]
+    p = "{" + ns + "}:"
+    worker_id = app.engine.worker.id
+    raw.hset(p + "t:" + task_id, mapping={"s": "dispatched", "w": worker_id})
+    raw.rpush(p + "q:" + worker_id, f"{task_id}#1")
+
+    async def refused():
+        task = await app.get_task(task_id)
+        return task if task.result is not None and task.result.error_type == "ReplayedAttempt" else None
+
+    from distsched.testing.processes import wait_until_async
+
+    task = await wait_until_async(refused, 10, what="the replayed attempt refused")
+    assert calls == [1], "the attempt ran twice"
+    assert "already ran on this worker" in task.result.error and task.state.value == "failed"
