@@ -673,6 +673,7 @@ class Scheduler:
         chosen: list[Task] = []
         poisoned: list[tuple[Task, str]] = []
         unknown: list[tuple[Task, str]] = []
+        unusable: dict[str, str] = {}  # balancer name -> why this pass cannot use it
         #: when each chosen task became ready (for the dispatch lag), only with observers
         ready_at: list[float] | None = [] if self.events.active else None
         blocked = False
@@ -710,16 +711,30 @@ class Scheduler:
                 if not pool:  # those that offer it are full
                     blocked = True
                     continue
-            try:
-                balancer = self._balancers.get(task.spec.balancer) or await self.balancer(task.spec.balancer)
-            except LookupError as exc:  # not registered on this leader: the task fails, no fallback
-                unknown.append((task, f"cannot dispatch: {safe_str(exc)}"[:500]))
-                continue
+            name = task.spec.balancer
+            balancer = self._balancers.get(name)
+            if balancer is None:
+                if name in unusable:
+                    unknown.append((task, unusable[name]))
+                    continue
+                try:
+                    balancer = await self.balancer(name)
+                except Exception as exc:
+                    # Not registered on this leader (LookupError), or its plugin's factory failed
+                    # (PluginError, naming the plugin): the tasks that ask for it fail, no
+                    # fallback, and every other task goes on.
+                    unusable[name] = f"cannot dispatch: {safe_str(exc)}"[:500]
+                    unknown.append((task, unusable[name]))
+                    continue
             try:
                 worker = balancer.select(task, pool, now=now, ttl=ttl)
             except Exception as exc:  # the balancer fails on this task: it alone is cancelled
-                poisoned.append((task, f"balancer {task.spec.balancer!r} failed on this task: "
+                poisoned.append((task, f"balancer {name!r} failed on this task: "
                                        f"{type(exc).__name__}: {safe_str(exc)}"[:500]))
+                continue
+            if worker is not None and not isinstance(worker, Worker):
+                poisoned.append((task, f"balancer {name!r} failed on this task: it returned a "
+                                       f"{type(worker).__name__}, not one of the workers it was offered"))
                 continue
             if worker is None or not worker.can_accept(now, ttl):
                 blocked = True

@@ -617,6 +617,44 @@ async def test_a_task_whose_balancer_nobody_or_two_plugins_provide_fails_naming_
         await lead.app.stop()
 
 
+class _BrokenBalancers:
+    @hookimpl
+    def distsched_register_balancers(self, registry):
+        def exploding_factory():
+            raise RuntimeError("balancer factory exploded")
+
+        class WrongAnswer:
+            def select(self, task, workers, *, now, ttl):
+                return "w1"  # a name, not one of the workers it was offered
+
+        registry.add("explode-bal", exploding_factory)
+        registry.add("wrong-bal", WrongAnswer)
+
+
+async def test_a_broken_balancer_fails_its_tasks_only():
+    """A third-party balancer whose factory raises, or whose ``select`` returns something that
+    is not one of the workers it was offered, fails the tasks that ask for it, naming it; the
+    other tasks go on. The leader's pass failed whole ("leader loop failed: PluginError ...",
+    "AttributeError: 'str' object has no attribute 'can_accept'") and no task of any job was
+    dispatched again."""
+    lead = await Leader.create(plugins=[("broken", _BrokenBalancers())])
+    try:
+        await _one_worker(lead)
+        await lead.storage.tasks.submit([make_task("e1", balancer="explode-bal"), make_task("e2", balancer="explode-bal"),
+                                         make_task("w1", balancer="wrong-bal"), make_task("ok")])
+        assert (await lead.scheduler.dispatch_ready(lead.fence, lead.storage.clock()))[0] == 1
+        assert await _dispatched(lead) == {"ok": "w1"}
+        for task_id, why in (("e1", "balancer 'explode-bal' from plugin 'broken' failed: RuntimeError: balancer factory "
+                                    "exploded"),
+                             ("e2", "balancer 'explode-bal' from plugin 'broken' failed"),
+                             ("w1", "balancer 'wrong-bal' failed on this task: it returned a str, not one of the "
+                                    "workers it was offered")):
+            task = await lead.storage.tasks.get(task_id)
+            assert task.state in (TaskState.FAILED, TaskState.CANCELLED) and why in task.reason, (task_id, task.reason)
+    finally:
+        await lead.app.stop()
+
+
 async def test_the_leader_tells_a_store_that_wants_it_when_ready_tasks_wait_for_room(leader, monkeypatch):
     """StorageBackend.waiting_for_room (optional): said when it changes, and again while it
     holds after ROOM_REFRESH; a store without it is left alone (the memory store here)."""
