@@ -274,14 +274,20 @@ class Scheduler:
             except Exception as exc:
                 log.warning("%s: last settle before stopping failed: %s: %s", self.node_id, type(exc).__name__, exc)
         if stop.is_set():
-            try:
-                await asyncio.wait_for(self.election.release(fence), timeout=2.0)
-            except Exception as exc:
-                log.warning("%s: could not release the lease: %s", self.node_id, exc)
+            await self._release(fence)
         log.info("%s: stopped leading term %d (%s)", self.node_id, fence.term, reason)
         self.events.emit(ev.LeadershipLost(at=stopped_at, node_id=self.node_id, term=fence.term, reason=reason))
         if not stop.is_set() and reason.startswith(("error", "store unreachable")):
-            await wait_or_stop(stop, self.config.renew_interval)
+            # It still holds the lease (it campaigns again after the pause); stopped during
+            # the pause, it hands it over as a clean stop does rather than leave it to lapse.
+            if await wait_or_stop(stop, self.config.renew_interval):
+                await self._release(fence)
+
+    async def _release(self, fence: Fence) -> None:
+        try:
+            await asyncio.wait_for(self.election.release(fence), timeout=2.0)
+        except Exception as exc:
+            log.warning("%s: could not release the lease: %s", self.node_id, exc)
 
     def _unwound(self, renewal: asyncio.Future[bool]) -> None:
         self._abandoned.discard(renewal)

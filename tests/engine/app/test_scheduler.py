@@ -831,3 +831,37 @@ async def test_a_worker_whose_signing_differs_from_the_leaders_gets_no_task(lead
         assert set((await _dispatched(leader)).values()) == {"match"}
     finally:
         await leader.app.stop()
+
+
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def test_a_leader_stopped_in_its_pause_after_an_error_releases_the_lease(store, request, monkeypatch):
+    """After its loop fails, the leader pauses (``renew_interval``) still holding the lease,
+    then campaigns again; stopped during that pause it hands the lease over as a clean stop
+    does. It returned holding it, and the lease lapsed only at its TTL: a standby waited up
+    to ``lease_ttl``."""
+    url = None if store == "memory" else request.getfixturevalue("redis_server").url_for(
+        namespace=f"s{uuid.uuid4().hex[:10]}")
+    lead = await Leader.create(url, lease_ttl=30.0, renew_interval=10.0)
+    try:
+        await lead.election.release(lead.fence)  # the helper's own term: the run below campaigns
+        failed = asyncio.Event()
+
+        async def broken(*args, **kwargs):
+            failed.set()
+            raise RuntimeError("a bug in the leader's pass")
+
+        monkeypatch.setattr(lead.scheduler, "fire_due", broken)
+        stop = asyncio.Event()
+        run = asyncio.create_task(lead.scheduler.run(stop))
+        await asyncio.wait_for(failed.wait(), 10)
+        await wait_until_async(lambda: _async(not lead.scheduler.is_leader.is_set()), 10, what="the step-down")
+        assert (await lead.election.current()) is not None, "it holds the lease through its pause"
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        assert (await lead.election.current()) is None, "released at once, not left to lapse"
+    finally:
+        await lead.app.stop()
+
+
+async def _async(value):
+    return value
