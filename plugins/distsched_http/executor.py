@@ -47,12 +47,13 @@ import zlib
 from collections.abc import AsyncGenerator, Mapping
 from datetime import timezone
 from typing import Any, cast
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 import attrs
 import httpx
 
 from distsched.model import Outcome, Task, ValidationError
+from distsched.model.result import MAX_RESULT_BYTES, json_problem
 from distsched.ports import ExecutorContext
 
 from .client import acquire
@@ -66,6 +67,7 @@ from .options import (
 )
 from .safety import (
     ACTIVE,
+    ENV_REF,
     AddressRefused,
     AllowList,
     Scrubber,
@@ -82,6 +84,12 @@ log = logging.getLogger("distsched.http")
 MAX_REDIRECTS = 10
 #: How much of a bad JSON-RPC response goes into ``meta.body_excerpt``.
 RPC_EXCERPT = 1024
+#: Largest JSON-RPC error ``data`` kept in meta (bytes of JSON), and ``message``.
+RPC_DATA_BYTES = 64 * 1024
+RPC_MESSAGE_BYTES = 8 * 1024
+#: How much of an ``http`` response goes into ``meta.body_excerpt`` (the value holds the
+#: body; meta is capped at a quarter of a result, so it must stay an excerpt).
+EXCERPT_LIMIT = 4096
 
 #: JSON-RPC codes another attempt cannot fix (parse error, invalid request/method/params).
 RPC_FINAL_CODES = frozenset({-32700, -32600, -32601, -32602})
@@ -108,7 +116,6 @@ class _Request:
     method: str
     url: httpx.URL
     headers: dict[str, str]
-    params: dict[str, Any] | None
     content: bytes | None
     follow_redirects: bool
     body_limit: int
@@ -127,6 +134,9 @@ class _Fetched:
     latency_ms: float
     redirects: int
     charset: str | None
+    #: Why the body could not be decoded (an unsupported or corrupt Content-Encoding); the
+    #: status still counts (a 503 stays retryable), a success status becomes MalformedResponse.
+    body_error: str | None = None
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -191,7 +201,9 @@ def _decode(body: bytes, truncated: bool, charset: str | None) -> str:
         except Exception:  # unknown or non-text codec named by the server
             continue
         if isinstance(text, str):
-            return text
+            # A codec named by the server (unicode_escape...) can make lone surrogates,
+            # which no result can hold.
+            return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
     return body.decode("utf-8", errors="replace")
 
 
@@ -237,6 +249,72 @@ def _transport_failure(exc: Exception, timeout: float, latency_ms: float) -> Out
     if isinstance(exc, httpx.TransportError):
         return Outcome.failure(detail, error_type="ConnectionError", retryable=True, latency_ms=latency_ms)
     return Outcome.failure(detail, error_type=name, retryable=True, latency_ms=latency_ms)
+
+
+def _check_userinfo(target: str, allowed: frozenset[str]) -> None:
+    """Refuse a ``${NAME}`` in the URL's user name or password whose value holds ``/``,
+    ``?``, ``#`` or ``@``: it would move the end of the userinfo, and so the host the request
+    goes to (``svc:p@ss#x@api`` is host ``ss`` for httpx), sending part of the secret there.
+    The value is not quoted."""
+    start = target.find("://")
+    if start < 0:  # the scheme itself comes from a variable: the URL is the value
+        return
+    rest = target[start + 3:]
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    authority = rest[: min(ends)] if ends else rest
+    userinfo = authority.rpartition("@")[0]
+    names = sorted(set(ENV_REF.findall(userinfo)))
+    if not names:
+        return
+    expanded = resolve(userinfo, "the target URL", set(), allowed)
+    if any(c in expanded for c in "/?#@"):
+        refs = ", ".join(f"${{{name}}}" for name in names)
+        raise _config_error(
+            f"the target URL's user name or password holds {refs}, and a value there holds '/', '?', '#' or "
+            f"'@', which would change the host the request is sent to; percent-encode them in the variable's "
+            f"value (%2F, %3F, %23, %40)"
+        )
+
+
+def _secret_pieces(url: httpx.URL, secrets: set[str]) -> set[str]:
+    """The URL's host, user name and password where they are a piece of a secret (a value
+    such as ``api.example.com/v1`` put where the host goes): errors and logs quote them."""
+    pieces = set()
+    for piece in (url.host, url.username, url.password or ""):
+        if len(piece) >= 3 and any(piece.casefold() in secret.casefold() for secret in secrets):
+            pieces.add(piece)
+    return pieces
+
+
+def _invalid_request(req: _Request, exc: Exception) -> str:
+    """Why httpx would not build the request, quoting nothing that came from a secret."""
+    bad = [name for name, value in req.headers.items() if not value.isascii()]
+    if bad:
+        held = [name for name in bad if name.lower() in req.secret_headers]
+        note = " once its ${NAME} references are expanded" if held else ""
+        return f"invalid request: the value of header {bad[0]!r} is not ASCII text{note}"
+    if req.secret_headers:
+        return f"invalid request: {type(exc).__name__} (the reason is not shown: it may quote a secret)"
+    return f"invalid request: {type(exc).__name__}: {exc}"
+
+
+def _with_query(url: httpx.URL, query: Mapping[str, Any] | None) -> httpx.URL:
+    """``url`` with the ``query`` option's parameters added to its query string.
+
+    The URL's own query is kept byte for byte (a signed URL stays signed); a name given in
+    both is sent once, with the option's value (the URL's pairs of that name are dropped).
+    """
+    if not query:
+        return url
+    try:
+        added = str(httpx.QueryParams(query))
+    except (TypeError, ValueError) as exc:
+        raise _config_error(f"option 'query': {exc}") from None
+    kept = [
+        pair for pair in url.query.decode("ascii").split("&")
+        if pair and unquote_plus(pair.split("=", 1)[0]) not in query
+    ]
+    return url.copy_with(query="&".join([*kept, added]).encode("ascii"))
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
@@ -293,25 +371,32 @@ def _inflater(headers: httpx.Headers) -> _Inflater | None:
     return _Inflater(codings[0])
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the (decoded) body, and whether there was more.
+async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool, str | None]:
+    """At most ``limit`` bytes of the (decoded) body, whether there was more, and why the
+    body could not be decoded (None if it could; the bytes are then what was decoded).
 
     Never reads the whole body, and never inflates a compressed one past ``limit + 1``
     bytes: memory stays bounded by the limit plus one network chunk.
     """
     buffer = bytearray()
-    inflater = _inflater(response.headers)
+    try:
+        inflater = _inflater(response.headers)
+    except httpx.DecodingError as exc:  # nothing is downloaded
+        return b"", False, str(exc)
     async with contextlib.aclosing(cast("AsyncGenerator[bytes, None]", response.aiter_raw())) as chunks:
         async for chunk in chunks:
             if inflater is None:
                 buffer += chunk[: limit + 1 - len(buffer)]
             else:
-                buffer += inflater.take(chunk, limit + 1 - len(buffer))
-                while inflater.pending and len(buffer) <= limit:
-                    buffer += inflater.take(b"", limit + 1 - len(buffer))
+                try:
+                    buffer += inflater.take(chunk, limit + 1 - len(buffer))
+                    while inflater.pending and len(buffer) <= limit:
+                        buffer += inflater.take(b"", limit + 1 - len(buffer))
+                except httpx.DecodingError as exc:
+                    return bytes(buffer[:limit]), False, str(exc)
             if len(buffer) > limit:
-                return bytes(buffer[:limit]), True
-    return bytes(buffer), False
+                return bytes(buffer[:limit]), True, None
+    return bytes(buffer), False, None
 
 
 # -- the executors ---------------------------------------------------------------------------
@@ -370,10 +455,22 @@ class _HttpBase:
     # -- shared steps --------------------------------------------------------------------
     def _url(self, target: str, secrets: set[str]) -> httpx.URL:
         resolved = resolve(target, "the target URL", secrets, self.secret_names)
+        _check_userinfo(target, self.secret_names)
         try:
             url = httpx.URL(resolved)
         except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            names = sorted(set(ENV_REF.findall(target)))
+            if names and resolved != target:
+                # The parser's reason quotes the URL's pieces, and a piece of a secret (a
+                # password cut at its "/") is not a secret the scrubber knows: say nothing of it.
+                refs = ", ".join(f"${{{name}}}" for name in names)
+                raise _config_error(
+                    f"the target is not a valid URL once {refs} is expanded (the parser's reason is not "
+                    f"shown: it may quote part of a secret); a value must be written as it goes in the URL, "
+                    f"percent-encoded where needed"
+                ) from None
             raise _config_error(f"the target is not a valid URL: {exc}") from None
+        secrets |= _secret_pieces(url, secrets)
         self._check_url(url)
         if url.userinfo and secrets and any(s in unquote(url.userinfo.decode("ascii", "replace")) for s in secrets):
             # httpx turns the userinfo into "Authorization: Basic <base64>": an endpoint that
@@ -417,11 +514,10 @@ class _HttpBase:
         client = self._shared.client()
         try:
             request = client.build_request(
-                req.method, req.url, headers=req.headers, params=req.params,
-                content=req.content, timeout=req.timeout,
+                req.method, req.url, headers=req.headers, content=req.content, timeout=req.timeout,
             )
         except (ValueError, TypeError) as exc:  # e.g. a non-ASCII header value
-            raise _config_error(f"invalid request: {type(exc).__name__}: {exc}") from None
+            raise _config_error(_invalid_request(req, exc)) from None
         origin = request.url
         redirects = 0
         while True:
@@ -449,7 +545,7 @@ class _HttpBase:
                             following.headers.pop(name, None)
                     request = following
                     continue
-                body, truncated = await _read_limited(response, req.body_limit)
+                body, truncated, body_error = await _read_limited(response, req.body_limit)
                 return _Fetched(
                     status=response.status_code,
                     reason=response.reason_phrase,
@@ -459,25 +555,33 @@ class _HttpBase:
                     latency_ms=round((time.perf_counter() - started) * 1000, 1),
                     redirects=redirects,
                     charset=response.charset_encoding,
+                    body_error=body_error,
                 )
             finally:
                 await response.aclose()
 
-    def _meta(self, fetched: _Fetched, scrubber: Scrubber, *, excerpt_limit: int | None = None) -> dict[str, Any]:
-        body, truncated = fetched.body, fetched.truncated
-        if excerpt_limit is not None and len(body) > excerpt_limit:
-            body, truncated = body[:excerpt_limit], True
-        excerpt = _decode(body, truncated, fetched.charset)
-        if truncated:
+    def _meta(self, fetched: _Fetched, scrubber: Scrubber, *, excerpt_limit: int = EXCERPT_LIMIT,
+              cut_is_truncated: bool = False) -> dict[str, Any]:
+        """``meta`` of a response: status, latency and the first ``excerpt_limit`` bytes of the
+        body as text (an excerpt: for ``http`` the body itself, up to ``body_limit``, is the
+        value). ``truncated`` says the body was longer than ``body_limit`` (for ``rpc``, also
+        that the excerpt was cut)."""
+        body, cut = fetched.body, fetched.truncated
+        if len(body) > excerpt_limit:
+            body, cut = body[:excerpt_limit], True
+        excerpt = _decode(body, cut, fetched.charset)
+        if cut:
             excerpt = scrubber.tail(excerpt)
         meta: dict[str, Any] = {
             "status": fetched.status,
             "latency_ms": fetched.latency_ms,
             "body_excerpt": excerpt,
-            "truncated": fetched.truncated or truncated,
+            "truncated": fetched.truncated or (cut and cut_is_truncated),
         }
         if fetched.redirects:
             meta["redirects"] = fetched.redirects
+        if fetched.body_error is not None:
+            meta["body_error"] = fetched.body_error
         return meta
 
     def _log(self, task: Task, method: str, fetched: _Fetched) -> None:
@@ -500,8 +604,7 @@ class HttpExecutor(_HttpBase):
             _set_default(headers, "Content-Type", "application/json")
         _with_idempotency_key(headers, task)
         request = _Request(
-            method=options.method, url=url, headers=headers,
-            params=dict(options.query) if options.query is not None else None, content=options.content,
+            method=options.method, url=_with_query(url, options.query), headers=headers, content=options.content,
             follow_redirects=options.follow_redirects,
             body_limit=self.body_limit if options.body_limit is None else options.body_limit,
             timeout=float(task.spec.timeout), secret_headers=secret_headers,
@@ -514,13 +617,24 @@ class HttpExecutor(_HttpBase):
         meta = self._meta(fetched, scrubber)
         if fetched.status not in success:
             return _status_failure(fetched, meta)
-        value: Any = meta["body_excerpt"]
+        if fetched.body_error is not None:
+            del meta["body_error"]
+            return Outcome.failure(
+                f"undecodable response body: {fetched.body_error}", error_type="MalformedResponse",
+                retryable=False, **meta,
+            )
         if not fetched.truncated and _is_json(fetched.headers):
-            try:
-                value = json.loads(fetched.body)
-            except ValueError:
-                pass
-        return Outcome.success(value, **meta)
+            parsed, doc = _parse_json(fetched.body)
+            if parsed and json_problem(doc) is None:
+                return Outcome.success(doc, **meta)
+        text = _decode(fetched.body, fetched.truncated, fetched.charset)
+        fitted = _fit(text, MAX_RESULT_BYTES)
+        if len(fitted) < len(text):  # its JSON would be more than a result holds: cut like a truncation
+            meta["truncated"] = True
+            fitted = scrubber.tail(scrubber.text(fitted))
+        elif fetched.truncated:
+            fitted = scrubber.tail(fitted)
+        return Outcome.success(fitted, **meta)
 
 
 class RpcExecutor(_HttpBase):
@@ -545,7 +659,7 @@ class RpcExecutor(_HttpBase):
         _set_default(headers, "Accept", "application/json")
         _with_idempotency_key(headers, task)
         request = _Request(
-            method="POST", url=url, headers=headers, params=None, content=content,
+            method="POST", url=url, headers=headers, content=content,
             follow_redirects=options.follow_redirects,
             body_limit=self.body_limit if options.body_limit is None else options.body_limit,
             timeout=float(task.spec.timeout), secret_headers=secret_headers,
@@ -560,14 +674,14 @@ class RpcExecutor(_HttpBase):
             base["redirects"] = fetched.redirects
 
         def malformed(why: str) -> Outcome:
-            meta = {**self._meta(fetched, scrubber, excerpt_limit=RPC_EXCERPT), **base}
+            meta = {**self._meta(fetched, scrubber, excerpt_limit=RPC_EXCERPT, cut_is_truncated=True), **base}
             return Outcome.failure(
                 f"malformed JSON-RPC response: {why}", error_type="MalformedResponse",
                 retryable=False, **meta,
             )
 
         if not 200 <= fetched.status < 300:
-            meta = {**self._meta(fetched, scrubber, excerpt_limit=RPC_EXCERPT), **base}
+            meta = {**self._meta(fetched, scrubber, excerpt_limit=RPC_EXCERPT, cut_is_truncated=True), **base}
             outcome = _status_failure(fetched, meta)
             error = _rpc_error(_json_or_none(fetched))
             if error is not None:
@@ -575,9 +689,11 @@ class RpcExecutor(_HttpBase):
                 outcome = attrs.evolve(
                     outcome,
                     error=f"{outcome.error}; JSON-RPC error {code}: {message}",
-                    meta={**outcome.meta, "code": code, "message": message},
+                    meta={**outcome.meta, "code": code, "message": _fit(message, RPC_MESSAGE_BYTES)},
                 )
             return outcome
+        if fetched.body_error is not None:
+            return malformed(f"undecodable body: {fetched.body_error}")
         if fetched.truncated:
             return malformed(f"the response is larger than body_limit ({request.body_limit} bytes)")
         doc = _json_or_none(fetched)
@@ -603,9 +719,9 @@ class RpcExecutor(_HttpBase):
         if error is None:
             return malformed("'error' is not an object with an integer 'code' and a string 'message'")
         code, message = error["code"], error["message"]
-        meta = {**base, "code": code, "message": message}
+        meta = {**base, "code": code, "message": _fit(message, RPC_MESSAGE_BYTES)}
         if "data" in error:
-            meta["data"] = error["data"]
+            meta.update(_rpc_data(error["data"]))
         return Outcome.failure(
             f"JSON-RPC error {code}: {message}",
             error_type="RPCError",
@@ -614,13 +730,52 @@ class RpcExecutor(_HttpBase):
         )
 
 
-def _json_or_none(fetched: _Fetched) -> Any:
-    if fetched.truncated:
-        return None
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_json(body: bytes) -> tuple[bool, Any]:
+    """``(True, document)`` for a body that is strict JSON, ``(False, None)`` otherwise:
+    NaN and Infinity (Python's extension) are not JSON, and a document nested too deeply for
+    Python to parse is treated as not JSON rather than crashing the attempt."""
     try:
-        return json.loads(fetched.body)
-    except ValueError:
+        return True, json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def _json_or_none(fetched: _Fetched) -> Any:
+    if fetched.truncated or fetched.body_error is not None:
         return None
+    return _parse_json(fetched.body)[1]
+
+
+def _fit(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose JSON encoding (as a result is stored) is at most
+    ``limit`` bytes: an escaped control character takes 6 bytes, a non-ASCII one 2 to 4."""
+    def size(n: int) -> int:
+        return len(json.dumps(text[:n], ensure_ascii=False).encode("utf-8", "replace"))
+
+    if size(len(text)) <= limit:
+        return text
+    low, high = 0, len(text)  # size(low) <= limit < size(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if size(middle) <= limit:
+            low = middle
+        else:
+            high = middle
+    return text[:low]
+
+
+def _rpc_data(data: Any) -> dict[str, Any]:
+    """The ``data`` of a JSON-RPC error for ``meta``: itself when it is at most
+    :data:`RPC_DATA_BYTES` of JSON, else ``data_excerpt``, the start of its JSON text (meta
+    is capped at a quarter of a result: a big ``data`` must not fail the attempt)."""
+    if json_problem(data, RPC_DATA_BYTES) is None:
+        return {"data": data}
+    text = json.dumps(data, ensure_ascii=True)[:RPC_EXCERPT]
+    return {"data_excerpt": text}
 
 
 def _rpc_error(doc: Any) -> dict[str, Any] | None:

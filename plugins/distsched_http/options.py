@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 import attrs
 
 from distsched.model import TaskSpec, ValidationError
+from distsched.model.result import MAX_RESULT_BYTES
 
 DEFAULT_BODY_LIMIT = 64 * 1024
 RPC_DEFAULT_BODY_LIMIT = 1024 * 1024
-MAX_BODY_LIMIT = 16 * 1024 * 1024
+#: The largest body_limit: what a task's result can hold (the body is the result's value).
+MAX_BODY_LIMIT = MAX_RESULT_BYTES
 SCHEMES = ("http", "https")
 
 HTTP_OPTIONS = frozenset(
@@ -121,8 +123,13 @@ def flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
 
 def body_limit(value: Any, where: str) -> int:
     """A body limit in bytes (an option or the worker's ``http_body_limit``); ValueError if bad."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BODY_LIMIT:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{where} must be a number of bytes between 0 and {MAX_BODY_LIMIT}, not {value!r}")
+    if value > MAX_BODY_LIMIT:
+        raise ValueError(
+            f"{where} must be a number of bytes between 0 and {MAX_BODY_LIMIT}, not {value!r}: the body is the "
+            f"task's result, and a result holds at most {MAX_BODY_LIMIT} bytes (1 MiB) of JSON"
+        )
     return value
 
 

@@ -6,7 +6,8 @@ the host allow-list.
   (no list: nothing is expanded, so a job cannot read the worker's environment). The task
   is never changed: the resolved text exists only for the request. Every resolved value is a *secret*: it is replaced by ``***`` in the
   Outcome (value, error, meta) and in log records emitted while the request runs (ours and
-  httpx/httpcore's), in its plain, percent-encoded and JSON-escaped forms.
+  httpx/httpcore's), in its plain, percent-encoded and JSON-escaped forms (any mix of them,
+  character by character: ``\\/``, ``\\u003c``...), without regard to case.
 * The allow-list (worker setting ``http_allow``) names the hosts a worker may call: exact
   host names, ``*.suffix`` wildcards (sub-domains only) and IP networks. Networks match
   IP-literal URLs only; names are never resolved to check them.
@@ -112,7 +113,8 @@ def resolve(text: str, where: str, secrets: set[str], allowed: frozenset[str] = 
 
 
 def _variants(secret: str) -> set[str]:
-    """The forms a secret can take in a URL, a JSON body or an exception message."""
+    """Whole forms a secret can take in a URL, a JSON body or an exception message (used to
+    find a secret's prefix at the end of a truncated text; :func:`_pattern` covers more)."""
     forms = {
         secret,
         quote(secret, safe=""),
@@ -120,9 +122,50 @@ def _variants(secret: str) -> set[str]:
         quote_plus(secret),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),  # PHP's json_encode
         repr(secret)[1:-1],
     }
+    try:
+        forms.add(secret.encode("idna").decode("ascii"))  # a host name, as the client sends it
+    except UnicodeError:
+        pass
     return {form for form in forms if form}
+
+
+#: The two-character JSON escapes (``\/`` is optional in JSON and written by PHP, Ruby...).
+_JSON_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+               "\r": "\\r", "\t": "\\t"}
+
+
+def _char_forms(char: str) -> set[str]:
+    """Every way one character of a secret can be written in a JSON string, a URL or a repr:
+    itself, its JSON escapes (short, ``\\uXXXX`` - what Go writes for ``<>&``, PHP for
+    non-ASCII - or a surrogate pair), its percent-encoding (``+`` for a space), its repr."""
+    forms = {char, repr(char)[1:-1], "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))}
+    if char in _JSON_SHORT:
+        forms.add(_JSON_SHORT[char])
+    if char == "'":
+        forms.add("\\'")
+    if char == " ":
+        forms.add("+")
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        forms.add(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+    else:
+        forms.add(f"\\u{code:04x}")
+    return {form for form in forms if form}
+
+
+def _pattern(secret: str) -> str:
+    """A regular expression for ``secret`` written with any mix of the forms of
+    :func:`_char_forms`, character by character (matched without regard to case: a host name
+    comes back lower-cased, hex digits in either case)."""
+    parts = []
+    for char in secret:
+        forms = sorted(_char_forms(char), key=len, reverse=True)
+        parts.append("(?:" + "|".join(re.escape(form) for form in forms) + ")")
+    return "".join(parts)
 
 
 class Scrubber:
@@ -134,22 +177,24 @@ class Scrubber:
         for secret in self.secrets:
             forms |= _variants(secret)
         self._forms = tuple(sorted(forms, key=len, reverse=True))
+        alternatives = [_pattern(secret) for secret in self.secrets]
+        alternatives += [re.escape(form) for form in self._forms]
+        self._regex = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
     def __bool__(self) -> bool:
         return bool(self._forms)
 
     def text(self, text: str) -> str:
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
-        return text
+        if self._regex is None:
+            return text
+        return self._regex.sub(REDACTED, text)
 
     def tail(self, text: str) -> str:
         """Scrub, and also drop a secret's prefix left at the end of a truncated text."""
         text = self.text(text)
         for form in self._forms:
-            for n in range(len(form) - 1, _MIN_TAIL - 1, -1):
-                if text.endswith(form[:n]):
+            for n in range(min(len(form) - 1, len(text)), _MIN_TAIL - 1, -1):
+                if text[-n:].casefold() == form[:n].casefold():
                     return text[:-n] + REDACTED
         return text
 
@@ -173,7 +218,6 @@ class Scrubber:
             error=self.text(outcome.error) if outcome.error is not None else None,
             meta=self.value(outcome.meta),
         )
-
 
 #: The secrets of the request the current asyncio task is running (read by the log filter).
 ACTIVE: ContextVar[Scrubber | None] = ContextVar("distsched_http_secrets", default=None)

@@ -151,6 +151,30 @@ class Handler(BaseHTTPRequestHandler):
             encoder = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS if "raw" in query else zlib.MAX_WBITS)
             self._reply(200, encoder.compress(b"deflated") + encoder.flush(), content_type="text/plain",
                         headers={"Content-Encoding": "deflate"})
+        elif route == "/echo-escaped":  # the request's headers as other JSON encoders write them
+            text = json.dumps({"headers": record["headers"], "target": record["target"]})
+            style = query.get("style", ["php"])[0]
+            if style == "php":  # json_encode: "/" as "\/", non-ASCII as \uXXXX
+                text = text.replace("/", "\\/")
+            else:  # Go's encoding/json ("go") or Gson ("gson", upper-case hex): <, >, &, ' as \uXXXX
+                for char in "<>&'":
+                    escape = f"\\u{ord(char):04x}"
+                    text = text.replace(char, escape.upper().replace("\\U", "\\u") if style == "gson" else escape)
+            self._reply(200, text, content_type="application/json")
+        elif route == "/sized":  # ?n=bytes&fill=x: a JSON document or a text of about n bytes
+            size, fill = int(query["n"][0]), query.get("fill", ["x"])[0]
+            if query.get("type", ["json"])[0] == "json":
+                self._reply(200, '{"data": "' + fill * (size - 12) + '"}', content_type="application/json")
+            else:
+                self._reply(200, (fill * size).encode("latin-1"), content_type="text/plain; charset=latin-1")
+        elif route == "/deep":  # valid JSON nested deeper than Python's parser can go
+            depth = int(query.get("n", ["30000"])[0])
+            self._reply(200, "[" * depth + "]" * depth, content_type="application/json")
+        elif route == "/nan":  # Python's json accepts NaN; it is not JSON
+            self._reply(200, '{"a": NaN}', content_type="application/json")
+        elif route == "/unavailable-br":  # a 503 whose body the client cannot decode
+            self._reply(503, b"\x0b\x02\x80down\x03", content_type="text/plain",
+                        headers={"Content-Encoding": "br", "Retry-After": "7"})
         elif route == "/brotli":
             self._reply(200, b"\x0b\x02\x80hello\x03", content_type="text/plain", headers={"Content-Encoding": "br"})
         elif route == "/redirect":
@@ -198,6 +222,19 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, {"id": rid, "result": 1})
         elif method == "neither":
             self._reply(200, {"jsonrpc": "2.0", "id": rid})
+        elif method == "nested":
+            self._reply(200, "[" * 30000 + "]" * 30000, content_type="application/json")
+        elif method == "nan":
+            text = json.dumps({"jsonrpc": "2.0", "id": rid, "result": 0}).replace("0}", "NaN}")
+            self._reply(200, text, content_type="application/json")
+        elif method == "big_result":  # params: [bytes]
+            self._reply(200, {"jsonrpc": "2.0", "id": rid, "result": "r" * params[0]})
+        elif method == "big_data":  # params: [bytes]
+            self._reply(200, {"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": "big",
+                                                                     "data": "d" * params[0]}})
+        elif method == "unavailable_br":
+            self._reply(503, b"\x0b\x02\x80down\x03", content_type="application/json",
+                        headers={"Content-Encoding": "br", "Retry-After": "7"})
         elif method == "http500":
             self._reply(500, {"jsonrpc": "2.0", "id": rid, "error": {"code": -32603, "message": "internal"}})
         else:

@@ -85,6 +85,20 @@ async def test_idempotency_key_and_options(server, make_executor, task_factory):
     assert "Idempotency-Key" not in seen["headers"]
 
 
+async def test_query_option_is_added_to_the_urls_query(server, make_executor, task_factory, monkeypatch):
+    """Found by an exploratory probe: ``query`` replaced the URL's query string (httpx's
+    ``params=``), so ``key=${TOK}&fixed=1`` was never sent. The URL's query is kept byte for
+    byte; a name in both is sent once, with the option's value."""
+    monkeypatch.setenv("DISTSCHED_TEST_TOK", "t0k/en+1")
+    executor = make_executor(secrets=["DISTSCHED_TEST_TOK"])
+    target = server.url("/echo-headers?key=${DISTSCHED_TEST_TOK}&sig=a%2Fb%2B&page=1&fixed=1")
+    outcome = await executor.run(task_factory(target, options={"query": {"page": "2", "extra": "a b", "n": [1, 2]}}))
+    assert outcome.ok, outcome
+    assert server.requests[0]["target"] == "/echo-headers?key=t0k/en+1&sig=a%2Fb%2B&fixed=1&page=2&extra=a+b&n=1&n=2"
+    outcome = await executor.run(task_factory(server.url("/echo-headers?a=1"), options={"params": {}}))
+    assert server.requests[1]["target"] == "/echo-headers?a=1"
+
+
 async def test_500_then_success(server, make_executor, task_factory):
     executor = make_executor()
     first = await executor.run(task_factory(server.url("/flaky")))

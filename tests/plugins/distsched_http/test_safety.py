@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
+from urllib.parse import quote
 
 import pytest
 
@@ -138,6 +140,85 @@ async def test_a_secret_in_the_userinfo_is_not_echoed_in_base64(server, make_exe
     assert_clean(outcome, caplog)
 
 
+#: A secret with the characters JSON encoders escape in different ways ("/", "<", "&", "'").
+ESCAPABLE = "Zk9/Qm+Tx2<Lp8>&rV'w"
+
+
+@pytest.mark.parametrize("style", ["php", "go", "gson"])
+async def test_a_secret_echoed_by_another_json_encoder_is_scrubbed(server, make_executor, task_factory,
+                                                                   monkeypatch, caplog, style):
+    """Found by an exploratory probe: PHP's json_encode writes "/" as "\\/", Go writes "<>&" as
+    \\u003c..., Gson the same in upper case; the echoed secret came back in the body excerpt."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", ESCAPABLE)
+    outcome = await make_executor(secrets=LISTED).run(task_factory(
+        server.url(f"/echo-escaped?style={style}"),
+        options={"headers": {"Authorization": "Bearer ${DISTSCHED_TEST_TOKEN}"}},
+    ))
+    assert outcome.ok, outcome
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {ESCAPABLE}"
+    assert outcome.value["headers"]["Authorization"] == "Bearer ***"
+    excerpt = outcome.meta["body_excerpt"]
+    assert "Bearer ***" in excerpt, excerpt
+    assert "Zk9" not in repr(outcome) and "Zk9" not in caplog.text, excerpt
+
+
+async def test_a_secret_is_scrubbed_whatever_its_case(server, make_executor, task_factory, monkeypatch, caplog):
+    """Found by an exploratory probe: httpx lower-cases a host, so a secret host name came
+    back in errors and logs in a form the case-sensitive scrubber missed."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", "Canary-Host-S3cr3t.invalid")
+    target = "http://${DISTSCHED_TEST_TOKEN}:" + str(server.port) + "/ok"
+    unresolvable = await make_executor(secrets=LISTED).run(task_factory(target))
+    refused = await make_executor(secrets=LISTED, http_allow=["127.0.0.1"]).run(task_factory(target))
+    assert unresolvable.error_type == "ConnectError" or unresolvable.error_type == "ConnectionError", unresolvable
+    assert "cannot resolve '***'" in unresolvable.error, unresolvable
+    assert refused.error_type == "Forbidden" and "host '***' refused" in refused.error, refused
+    assert "s3cr3t" not in (repr(unresolvable) + repr(refused)).lower()
+    assert "s3cr3t" not in caplog.text.lower()
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(("where", "value", "says"), [
+    ("userinfo", "Zk9/Qm+Tx2Lp8rVw", "would change the host the request is sent to"),
+    ("userinfo", "p@ss#w0rdQ", "would change the host the request is sent to"),
+    ("host", "evilhost.invalid/Xq9", "cannot resolve '***'"),  # the host is a piece of the secret
+    ("port", "80x", "not a valid URL once ${DISTSCHED_TEST_TOKEN} is expanded"),
+    ("path", "Tok\x7fenXq", "not a valid URL once ${DISTSCHED_TEST_TOKEN} is expanded"),
+])
+async def test_a_url_broken_by_a_secret_is_refused_without_quoting_it(server, make_executor, task_factory,
+                                                                      monkeypatch, caplog, where, value, says):
+    """Found by an exploratory probe: a password with "/" in the userinfo made the parser
+    report "Invalid port: 'Zk9'", a piece of the secret the scrubber did not know; one with
+    "@" and "#" sent the request to host "ss"; a host that is a piece of a secret was quoted."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", value)
+    ref = "${DISTSCHED_TEST_TOKEN}"
+    target = {
+        "userinfo": server.url("/echo-headers").replace("://", f"://svc:{ref}@"),
+        "host": f"http://{ref}:{server.port}/echo-headers",
+        "port": f"http://127.0.0.1:{ref}/echo-headers",
+        "path": server.url(f"/echo-headers/{ref}"),
+    }[where]
+    outcome = await make_executor(secrets=LISTED).run(task_factory(target))
+    assert outcome.error_type == ("ConnectionError" if where == "host" else "ConfigError"), outcome
+    assert says in outcome.error, outcome
+    for piece in (value[:3], value[-3:]):
+        assert piece not in repr(outcome) and piece not in caplog.text, outcome
+    assert server.requests == []
+
+
+async def test_a_non_ascii_secret_header_is_refused_without_quoting_it(server, make_executor, task_factory,
+                                                                      monkeypatch):
+    monkeypatch.setenv("DISTSCHED_TEST_TOKEN", "pässwörd")
+    outcome = await make_executor(secrets=LISTED).run(task_factory(
+        server.url("/ok"), options={"headers": {"X-Key": "${DISTSCHED_TEST_TOKEN}"}}))
+    assert outcome.error_type == "ConfigError", outcome
+    assert outcome.error == ("invalid request: the value of header 'X-Key' is not ASCII text once its "
+                             "${NAME} references are expanded")
+    assert server.requests == []
+
+
 async def test_host_outside_the_allow_list_is_refused(server, make_executor, task_factory):
     executor = make_executor(http_allow=["10.0.0.0/8", "api.example.com", "*.example.org"])
     outcome = await executor.run(task_factory(server.url("/ok")))
@@ -194,6 +275,22 @@ def test_scrubber_forms():
     assert scrub.tail("prefix a b") == "prefix ***"
     assert scrub.tail("prefix xy") == "prefix xy"  # too short to be told from text
     assert Scrubber([""]).text("anything") == "anything"
+
+
+def test_scrubber_covers_the_json_escapes_of_every_encoder():
+    """Found by an exploratory probe: a secret JSON-escaped by PHP ("\\/", \\uXXXX for
+    non-ASCII), Go (\\u003c for "<"), with upper-case hex, or lower-cased by a URL parser."""
+    secret = "Zk9/Qm<é>&'😀 x"
+    scrub = Scrubber([secret])
+    php = json.dumps(secret).replace("/", "\\/")[1:-1]
+    go = json.dumps(secret, ensure_ascii=False)[1:-1].replace("<", "\\u003c").replace(">", "\\u003e")
+    upper_hex = json.dumps(secret)[1:-1].replace("\\u00e9", "\\u00E9").replace("\\ud83d\\ude00", "\\uD83D\\uDE00")
+    lower_percent = quote(secret, safe="").lower()
+    for form in (php, go, upper_hex, lower_percent, secret.lower(), secret.upper()):
+        assert form != secret or form is secret
+        assert scrub.text(f"<{form}>") == "<***>", form
+    assert scrub.text("Zk9/Qm") == "Zk9/Qm"  # a piece of a secret alone is not a secret
+    assert scrub.tail("... Bearer zK9\\/qM") == "... Bearer ***"  # a cut secret, in another case and form
 
 
 def test_parse_retry_after():
