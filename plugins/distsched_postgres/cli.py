@@ -63,15 +63,19 @@ def db() -> None:
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(storage: str | None, as_json: bool) -> None:
-    """Show the schema version applied and the migrations pending."""
+    """Show the schema version applied and the migrations pending. Exits 1 when the schema
+    is newer than this distsched knows (its nodes refuse it)."""
     from . import migrate
 
     settings = _settings(storage)
     found = _run(settings, lambda conn: migrate.status(conn, settings))
+    too_new = found.current > found.known  # the nodes of this version refuse it: so does the exit status
     if as_json:
         click.echo(json.dumps({"schema": found.schema, "current": found.current, "known": found.known,
                                "pending": found.pending,
                                "applied": [{"version": v, "name": n, "applied_at": at} for v, n, at in found.applied]}))
+        if too_new:
+            raise SystemExit(1)
         return
     click.echo(f"database {settings.redacted}, schema {found.schema!r}")
     if not found.applied:
@@ -80,8 +84,9 @@ def status(storage: str | None, as_json: bool) -> None:
         return
     for version, name, at in found.applied:
         click.echo(f"  {version:04d} {name:<20} applied {at}")
-    if found.current > found.known:
+    if too_new:
         click.echo(f"  version {found.current} is newer than this distsched knows ({found.known}): upgrade distsched")
+        raise SystemExit(1)
     elif found.pending:
         click.echo(f"  pending: {', '.join(f'{v:04d}' for v in found.pending)} (run 'distsched db upgrade')")
     else:

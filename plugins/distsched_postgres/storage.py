@@ -148,6 +148,7 @@ class PostgresStorage:
         self._channel_signals: dict[str, WakeSignal] = {}
         self._listen_conn: Any = None
         self._listen_lock = asyncio.Lock()
+        self._listen_failing = False  # the last attempt at the LISTEN connection failed (said once)
         self._activity_channel = settings.channel("activity")
         self._clock_last = 0.0
         self._clock_server = time.time()
@@ -369,10 +370,21 @@ class PostgresStorage:
                 for worker_id in list(self._queue_signals):
                     await conn.add_listener(self.settings.channel("q", worker_id), self._on_notify)
             except (asyncpg.PostgresError, *self.transient_errors, OSError, asyncio.TimeoutError) as exc:
-                log.debug("LISTEN connection: %s", exc)
+                # Said once per outage (it is tried again every half second or so): without it
+                # this node looks at the store on a timer instead of being woken.
+                if self._listen_failing:
+                    log.debug("LISTEN connection: %s", exc)
+                else:
+                    self._listen_failing = True
+                    log.warning("cannot open the LISTEN connection (%s: %s): this node polls the store instead "
+                                "of being woken by NOTIFY, and tries again (a full max_connections?)",
+                                type(exc).__name__, redact_text(str(exc)))
                 if conn is not None:
                     conn.terminate()
                 return False
+            if self._listen_failing:
+                self._listen_failing = False
+                log.warning("the LISTEN connection is open again: NOTIFY wakes this node")
             self._listen_conn = conn
             # anything may have happened while nobody listened
             self._on_listener_lost(conn)

@@ -71,6 +71,28 @@ def test_db_status_and_upgrade_commands(distsched_cli, pg_url) -> None:
     assert asyncio.run(_versions(pg_url)) == [m.version for m in migrate.migrations()]
 
 
+def test_db_status_exits_1_on_a_schema_newer_than_this_distsched(distsched_cli, pg_url) -> None:
+    """The nodes refuse such a schema; `db status` said so and exited 0, which a script
+    checking its exit status missed."""
+    assert distsched_cli("db", "upgrade", "--storage", pg_url).exit_code == 0
+    newer = migrate.latest() + 1
+
+    async def add_a_version() -> None:
+        settings = parse(pg_url)
+        conn = await asyncpg.connect(settings.dsn())
+        try:
+            await conn.execute(f"INSERT INTO {settings.quoted_schema}.schema_migrations (version, name, checksum) "
+                               "VALUES ($1, 'from_the_future', 'x')", newer)
+        finally:
+            await conn.close()
+
+    asyncio.run(add_a_version())
+    text = distsched_cli("db", "status", "--storage", pg_url)
+    assert text.exit_code == 1 and f"version {newer} is newer than this distsched knows" in text.output, text.output
+    as_json = distsched_cli("db", "status", "--storage", pg_url, "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.output)["current"] == newer
+
+
 def test_db_commands_fail_clearly(distsched_cli, postgres_database) -> None:
     bad = distsched_cli("db", "status", "--storage", "postgresql://postgres:pw@127.0.0.1/no_such_db_here")
     assert bad.exit_code != 0 and "does not exist" in bad.output and "pw@" not in bad.output

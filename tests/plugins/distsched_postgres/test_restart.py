@@ -75,6 +75,32 @@ async def test_calls_fail_transiently_then_work_and_notify_again(server) -> None
         await store.close()
 
 
+async def test_a_lost_listen_connection_is_said_once_and_its_return_too(server, caplog) -> None:
+    """While the LISTEN connection cannot be opened (the server down, or max_connections
+    full) the node polls the store instead of being woken: said once as a WARNING, and once
+    when it is back. It was a DEBUG line twice a second, and nothing at the default level."""
+    from distsched_postgres.storage import PostgresStorage
+
+    store = await PostgresStorage.open(server.url_for(schema="l"))
+    try:
+        assert await store._listener()
+        await asyncio.to_thread(server.kill)
+        with caplog.at_level(logging.WARNING, logger="distsched.postgres"):
+            for _ in range(4):
+                assert not await store._listener()
+            lost = [r for r in caplog.records if "cannot open the LISTEN connection" in r.getMessage()]
+            assert len(lost) == 1 and lost[0].levelno == logging.WARNING, caplog.text
+            assert "polls the store instead" in lost[0].getMessage()
+            await asyncio.to_thread(server.restart)
+            deadline = time.monotonic() + 20
+            while not await store._listener():
+                assert time.monotonic() < deadline, "the LISTEN connection was not re-opened"
+                await asyncio.sleep(0.1)
+            assert sum("LISTEN connection is open again" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        await store.close()
+
+
 async def test_the_pool_floor_is_retried_in_one_line_while_the_server_is_down(server, caplog) -> None:
     """asyncpg logs each failed try to reconnect the pool's minimum connections with a whole
     traceback (three to six per process in a chaos run's server kills); the store's filter
