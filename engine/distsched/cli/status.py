@@ -117,6 +117,8 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
     """Show the leader (term, lease age, or EXPIRED), the scheduler nodes, the workers (heartbeat
     age on the store's clock, load, queue depth; `stopped` once deregistered), the task counts
     and the age of the oldest pending task."""
+    if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--interval needs --watch (without it, one status is shown and the command ends)")
     app = _app(ctx, storage)
     where = redact_url(app.config.storage)
 

@@ -211,9 +211,17 @@ def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage
     if not isinstance(kwargs, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
 
+    call_args = [_json_or_text(a) for a in args]
+
     async def call(app: Any) -> tuple[str, Any]:
-        new_id = await app.submit(target, *[_json_or_text(a) for a in args], executor=executor, kwargs=kwargs,
+        new_id = await app.submit(target, *call_args, executor=executor, kwargs=kwargs,
                                   timeout=timeout, retry={"max_attempts": retries + 1}, task_id=task_id)
+        if task_id is not None:  # idempotent by id: a task already stored under it is the one that runs
+            spec = (await app.get_task(new_id)).spec
+            if (spec.executor, spec.target, list(spec.args), spec.kwargs) != (executor, target, call_args, kwargs):
+                click.echo(f"note: task {new_id!r} already exists with another call "
+                           f"({spec.executor}:{mask_secrets(spec.target)}); it is that one that runs, not this "
+                           "submission (--id makes a submission idempotent)", err=True)
         if wait is None:
             return new_id, None
         try:

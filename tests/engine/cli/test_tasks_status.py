@@ -253,3 +253,23 @@ def test_run_names_the_task_and_logs_json(distsched_cli: Any, tmp_path: Any) -> 
             assert {e["kind"] for e in events} == {"task.finished"}
             assert all(e["task_id"].startswith("hi@") and e["state"] == "succeeded" and e["job"] == "hi"
                        and e["time"].endswith("Z") for e in events), events
+
+
+def test_a_submission_under_an_existing_id_with_another_call_says_so(distsched_cli: Any) -> None:
+    """`--id` makes a submission idempotent: the task already stored under it is the one that
+    runs. With other arguments, the command said nothing and printed the id, as if this call
+    would run."""
+    url = f"memory://cli-{uuid.uuid4().hex}"
+    first = distsched_cli("tasks", "submit", "add", "1", "2", "--id", "same", "--storage", url)
+    assert first.exit_code == 0 and first.stdout == "same\n" and "note:" not in first.output, first.output
+    again = distsched_cli("tasks", "submit", "add", "1", "2", "--id", "same", "--storage", url)
+    assert again.exit_code == 0 and "note:" not in again.output, again.output  # the same call: nothing to say
+    other = distsched_cli("tasks", "submit", "add", "5", "5", "--id", "same", "--storage", url)
+    assert other.exit_code == 0 and other.stdout == "same\n", other.output
+    assert "note: task 'same' already exists with another call (local:add); it is that one that runs" in other.stderr
+
+
+def test_status_interval_needs_watch(distsched_cli: Any) -> None:
+    """`--interval` alone was silently ignored (one status, no refresh)."""
+    result = distsched_cli("status", "--interval", "5", "--storage", f"memory://cli-{uuid.uuid4().hex}")
+    assert result.exit_code == 2 and "--interval needs --watch" in result.output
