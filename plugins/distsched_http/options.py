@@ -201,6 +201,12 @@ def parse_http(spec: TaskSpec) -> HttpOptions:
     query = options.get("query", options.get("params"))
     if query is not None and not (isinstance(query, dict) and all(isinstance(k, str) for k in query)):
         raise _error("options.query", "option 'query' must be a table of name = value")
+    for name, value in (query or {}).items():
+        # what a query string can carry: text, a number, true/false, or a list of them (the
+        # name once per item); a table would go out as Python's text of it ({'b': 1})
+        if not all(isinstance(item, (str, int, float)) for item in (value if isinstance(value, list) else [value])):
+            raise _error("options.query", f"option 'query': {name!r} must be text, a number, true or false, or a "
+                                          f"list of them, not {type(value).__name__}")
     method = http_method(options.get("method"), "POST" if has_json or has_body else "GET")
     codes = success_codes(options.get("success_codes"))
     follow = flag(options, "follow_redirects", False)

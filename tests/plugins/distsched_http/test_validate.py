@@ -50,6 +50,10 @@ def test_refused_targets(target, fragment):
     ({"follow_redirects": "yes"}, "options.follow_redirects", "true or false"),
     ({"body_limit": -1}, "options.body_limit", "between 0 and"),
     ({"header": {"a": "b"}}, "options.header", "unknown option"),
+    # a table or a null was sent as Python's text of it (a=%7B%27b%27...)
+    ({"query": {"a": {"b": 1}}}, "options.query", "'a' must be text, a number, true or false, or a list of them"),
+    ({"query": {"a": [1, {"b": 1}]}}, "options.query", "not list"),
+    ({"query": {"a": None}}, "options.query", "not NoneType"),
 ])
 def test_http_options_are_checked(options, field, fragment):
     with pytest.raises(ValidationError) as info:
