@@ -598,6 +598,11 @@ def create_app(app: Any, security: Security) -> Starlette:
         path = getattr(route, "path", "")
         if name and isinstance(route, Route) and not path.startswith("/api/") and "{" not in path:
             d.nav.append((name, path))
+        # The read rule covers a plugin's routes as the dashboard's own: on a non-loopback
+        # bind a page wants a login, an API call the bearer token (a route that changes
+        # anything still checks the write rule itself).
+        if isinstance(route, (Route, Mount)):
+            route.app = _Asgi(route.app, guard=d, pages=not path.startswith("/api/"))
     metrics = _metrics_app(app)
     if metrics is not None:  # a Route, not a Mount: /metrics itself answers (no redirect to /metrics/)
         routes.append(Route("/metrics", _Asgi(metrics, guard=d), methods=["GET"]))
@@ -635,15 +640,20 @@ class _Asgi:
     needs the bearer token (what a Prometheus scraper sends: ``authorization`` in its scrape
     config) or a login session, else 401; on loopback it is open, as every read is."""
 
-    def __init__(self, app: Any, guard: Dashboard | None = None) -> None:
+    def __init__(self, app: Any, guard: Dashboard | None = None, *, pages: bool = False) -> None:
         self.app = app
         self.guard = guard
+        self.pages = pages  # a refused page goes to the login, as the dashboard's own pages do
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         d = self.guard
         if d is not None and scope.get("type") == "http" and d.security.reads_need_login:
             request = Request(scope, receive)
             if not (d.security.bearer_ok(request.headers.get("authorization")) or d.logged_in(request)):
+                if self.pages:
+                    await RedirectResponse(f"/login?next={quote(_here(request), safe='')}",
+                                           status_code=303)(scope, receive, send)
+                    return
                 refused = ApiError(401, "Authorization", "a valid 'Authorization: Bearer <token>' header (or a "
                                                          "login session) is required", "unauthorized")
                 await _json_error(refused)(scope, receive, send)

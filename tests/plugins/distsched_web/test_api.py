@@ -233,6 +233,25 @@ def test_a_plugin_adds_a_page_and_an_api_route(web_server):
         assert '<a href="/extra">Extra</a>' in http.get("/").text
 
 
+def test_a_plugins_routes_follow_the_read_rule_on_a_non_loopback_bind(web_server, monkeypatch):
+    """On a non-loopback bind a plugin's page wants a login and its API route the bearer
+    token, as the dashboard's own do: they answered anyone (the job count here)."""
+    from distsched_web import auth
+
+    monkeypatch.setattr(auth, "is_loopback", lambda host: False)
+    server = web_server(token=TOKEN, jobs=JOBS, plugins=(("extra-routes", ExtraRoutes()),))
+    with httpx.Client(base_url=server.url) as http:
+        refused = http.get("/api/v1/x/count")
+        assert refused.status_code == 401 and "jobs" not in refused.json(), refused.text
+        page = http.get("/extra")
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fextra"
+        assert http.get("/api/v1/x/count", headers={"Authorization": f"Bearer {TOKEN}"}).json() == {"jobs": 2}
+        from .test_pages import login
+
+        login(http)
+        assert http.get("/extra").text == "<h1>Extra page</h1>"
+
+
 @pytest.mark.redis
 def test_quarantine_lists_every_record_moved_aside(web_server, redis_server):
     """``GET /api/v1/quarantine``: every record the store moved aside (the overview shows the
