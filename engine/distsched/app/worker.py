@@ -79,9 +79,11 @@ class WorkerService:
         #: A pull failed: its reply may have been lost after the store marked tasks running
         #: here. The next pull that succeeds looks for them (:meth:`_lost_pulls`).
         self._pull_failed = False
-        #: Attempts this worker ran to the end (newest last, bounded): their tasks read
-        #: ``running`` here until the leader applies the result, and must not run again.
-        self._finished_attempts: dict[str, None] = {}
+        #: Attempts this worker ran to the end (newest last, bounded), with their results
+        #: (a large value left out): their tasks read ``running`` here until the leader
+        #: applies the result, and must not run again - one queued here again (a store that
+        #: lost its last writes, or one written into it) gets its result reported again.
+        self._finished_attempts: dict[str, TaskResult] = {}
         #: Tasks of a pull whose reply was lost that this worker took back (and ran).
         self.recovered = 0
         self._results: list[TaskResult] = []
@@ -442,6 +444,10 @@ class WorkerService:
         return found
 
     async def _execute(self, task: Task) -> None:
+        ran = self._finished_attempts.get(task.attempt_id)
+        if ran is not None:
+            self._report_again(task, ran)
+            return
         clock = self.storage.clock
         early = task.not_before - clock()
         precise = False
@@ -527,7 +533,7 @@ class WorkerService:
             result = _failure(task, started, clock(), worker_id, kind,
                               f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
         self.executed += 1
-        self._finished_attempts[task.attempt_id] = None
+        self._finished_attempts[task.attempt_id] = _kept(result)
         if len(self._finished_attempts) > 10_000:
             del self._finished_attempts[next(iter(self._finished_attempts))]
         if self.signer is not None:
@@ -541,17 +547,25 @@ class WorkerService:
         if self.on_result is not None:
             self.on_result(result)
 
+    def _report_again(self, task: Task, result: TaskResult) -> None:
+        """An attempt this worker already ran, queued for it again - a store that lost its last
+        writes (a power loss under ``appendfsync everysec``, a failover to a replica behind),
+        or one written into it (a signed attempt still matches its signature): it is not run
+        twice; its result is reported again (its value left out when it was large)."""
+        log.warning("worker %s: attempt %s of task %r already ran here and was queued again (a store that lost "
+                    "writes, or one written into); not run twice: its result (%s) is reported again",
+                    self.id, task.attempt_id, task.id, result.outcome)
+        if self.signer is not None:
+            result = attrs.evolve(result, signature=self.signer.sign_result(result))
+        self._results.append(result)
+        self._results_ready.set()
+
     def _refusal(self, task: Task) -> tuple[str, str] | None:
         """Why ``task`` must not run here, as (error type, reason), or None.
 
         With a signing key, the leader's signature must match the task's content and this
         worker. Always, the spec read back from the store must be valid (a ``timeout`` of
-        1e308 or ``args = "abc"`` written straight into the store is refused). An attempt this
-        worker already ran (one of its last 10,000), queued again, is refused too: written
-        back into the store, a signed attempt would still match its signature."""
-        if task.attempt_id in self._finished_attempts:
-            return "ReplayedAttempt", (f"attempt {task.attempt_id!r} already ran on this worker: queued for it again "
-                                       "(written into the store), it is not run twice")
+        1e308 or ``args = "abc"`` written straight into the store is refused)."""
         if self.signer is not None:
             why = self.signer.check_dispatch(task)
             if why is not None:
@@ -687,3 +701,14 @@ def _checked(outcome: object, executor: str) -> Outcome:
             return Outcome.failure(f"executor {executor!r} returned meta that cannot be stored: {problem[1]}",
                                    error_type="PluginError", retryable=False)
     return outcome
+
+
+def _kept(result: TaskResult) -> TaskResult:
+    """What a worker keeps of a finished attempt's result to report it again (bounded memory:
+    10,000 of them): the result itself when its value is small, else the result without its
+    value and meta (``meta.value_not_kept``)."""
+    value = result.value
+    if not result.meta and (value is None or isinstance(value, (bool, int, float))
+                            or (isinstance(value, str) and len(value) <= 256)):
+        return result
+    return attrs.evolve(result, value=None, meta={"value_not_kept": True}, signature=None)
