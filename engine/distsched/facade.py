@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -157,6 +157,14 @@ class DistributeSchedule:
                 problems.append(f"{where}: target: function {config.spec.target!r} is not registered (registered: "
                                 f"{', '.join(registered.names()) or 'none'}; list its module in [worker] imports)")
         return problems
+
+    def check_worker_keys(self, settings: Mapping[str, Any], *, where: str = "worker") -> None:
+        """Refuse a ``[worker]`` key that is neither a worker option nor a setting a loaded
+        executor declares (a typo: ``concurency``, ``http_alow``), with a did-you-mean: a
+        ValidationError naming ``where`` and the keys. A worker checks it again at start."""
+        from .jobs import WORKER_KEYS, WORKER_OPTION_KEYS
+
+        self.plugins.executors.unknown_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS)
 
     def function_names(self) -> list[str]:
         """The functions the ``local`` executor of this process may run (plugins' and the app's)."""

@@ -52,8 +52,7 @@ from urllib.parse import unquote, unquote_plus
 import attrs
 import httpx
 
-from distsched.model import Outcome, Task, ValidationError
-from distsched.model.result import MAX_RESULT_BYTES, json_problem
+from distsched.model import MAX_RESULT_BYTES, Outcome, Task, ValidationError, json_problem
 from distsched.ports import ExecutorContext
 
 from .client import acquire

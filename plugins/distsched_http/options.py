@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from distsched.model import TaskSpec, ValidationError
-from distsched.model.result import MAX_RESULT_BYTES
+from distsched.model import MAX_RESULT_BYTES, TaskSpec, ValidationError
 
 DEFAULT_BODY_LIMIT = 64 * 1024
 RPC_DEFAULT_BODY_LIMIT = 1024 * 1024

@@ -213,11 +213,8 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
         raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
     if jobs_file:
         _refuse(jobs_file, app.check_jobs(jobs_file.jobs, functions=True))
-        from ..jobs import WORKER_KEYS, WORKER_OPTION_KEYS
-
         try:  # a [worker] typo: before anything is stored or started (the worker checks it again)
-            app.plugins.executors.unknown_settings(jobs_file.worker.settings, where=str(jobs_file.path),
-                                                   options=WORKER_KEYS + WORKER_OPTION_KEYS)
+            app.check_worker_keys(jobs_file.worker.settings, where=str(jobs_file.path))
         except DistschedError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -19,7 +19,7 @@ from .errors import (
 )
 from .events import Event
 from .job import FirePlan, JobState, MisfirePolicy, OverlapPolicy, PlannedSlot, TaskConfig
-from .result import Outcome, TaskResult
+from .result import MAX_RESULT_BYTES, Outcome, TaskResult, json_problem
 from .retry import RetryPolicy
 from .spec import TaskSpec
 from .task import ASSIGNED, TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
@@ -33,5 +33,5 @@ __all__ = [
     "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "TERMINAL",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",
     "ValidationError", "VersionConflict", "Worker", "WorkerFull", "build_job", "build_retry", "check_task_id",
-    "first_fire", "job_fields", "parse_duration", "slot_task_id",
+    "first_fire", "job_fields", "json_problem", "parse_duration", "slot_task_id", "MAX_RESULT_BYTES",
 ]
