@@ -29,7 +29,7 @@ from ..model import events as ev
 from ..model.errors import DistschedError
 from ..model.worker import MAX_CAPACITY, MAX_CONCURRENCY
 from ..urls import redact_text, redact_url
-from .config import configurable
+from .config import Seconds, configurable
 
 T = TypeVar("T")
 log = logging.getLogger("distsched.cli")
@@ -361,7 +361,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, disable: tuple[str, ...],
 @cli.command()
 @click.argument("jobs_file", type=click.Path(dir_okay=False))
 @storage_option
-@click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--duration", type=Seconds(min=0), default=None, metavar="DURATION",
               help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=None, help="Tasks run at once (default: [worker] concurrency or 8).")
 @log_format_option
@@ -533,9 +533,9 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Add or update the jobs of this file in the store at start (and name the stored jobs it lacks).")
 @click.option("--node-id", default=None, help="This node's id (default: host-pid-random).")
-@click.option("--lease-ttl", type=click.FloatRange(0.2, 3600), default=10.0, show_default=True, help="Seconds a lease lasts without renewal.")
-@click.option("--renew-interval", type=click.FloatRange(0.05, 3600), default=3.0, show_default=True, help="Seconds between lease renewals.")
-@click.option("--heartbeat-ttl", type=click.FloatRange(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead.")
+@click.option("--lease-ttl", type=Seconds(0.2, 3600), default=10.0, show_default=True, help="How long a lease lasts without renewal (seconds, or 10s, 1m).")
+@click.option("--renew-interval", type=Seconds(0.05, 3600), default=3.0, show_default=True, help="Time between lease renewals (seconds, or 3s, 500ms).")
+@click.option("--heartbeat-ttl", type=Seconds(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead (seconds, or 10s, 1m).")
 @click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
 @click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @log_format_option
@@ -589,8 +589,8 @@ configurable("scheduler")(scheduler)
               help="Module with @distsched.task functions, or a DistributeSchedule with @app.task ones (repeatable).")
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Take the [worker] table (imports, concurrency, settings) from this jobs file.")
-@click.option("--heartbeat-interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True, help="Seconds between heartbeats.")
-@click.option("--drain-timeout", type=click.FloatRange(0, 86400), default=None,
+@click.option("--heartbeat-interval", type=Seconds(0.05, 3600), default=2.0, show_default=True, help="Time between heartbeats (seconds, or 2s, 500ms).")
+@click.option("--drain-timeout", type=Seconds(0, 86400), default=None,
               help="Seconds a stopping worker lets running tasks finish before returning them (default 30; a task held for a time after it is returned at once).")
 @click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @metrics_option

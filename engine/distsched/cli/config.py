@@ -97,15 +97,33 @@ def _find_config(explicit: str | None) -> ConfigFile | None:
     return None
 
 
+class Seconds(click.FloatRange):
+    """A duration option: ``"10s"``, ``"1m30s"``, ``"250ms"`` or a number of seconds, within
+    the range given - on the command line, in the environment and in a config file alike."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            from ..model.errors import ValidationError
+            from ..model.trigger import parse_seconds
+
+            try:
+                value = parse_seconds(value, param.name if param is not None and param.name else "value")
+            except ValidationError as exc:
+                self.fail(exc.reason, param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _convert(ctx: click.Context, param: click.Parameter, value: Any, where: str) -> Any:
     """A config value as the option would have parsed it; durations (``"10s"``) are accepted
-    for options in seconds."""
+    for options in seconds (within the option's own range: ``"0s"`` is 0)."""
     from ..model.errors import ValidationError
-    from ..model.trigger import parse_duration
+    from ..model.trigger import parse_seconds
 
     try:
         if isinstance(param.type, click.types.FloatParamType) and isinstance(value, str):
-            value = parse_duration(value, param.name or "value")
+            value = parse_seconds(value, param.name or "value")
         if param.multiple:
             value = [value] if isinstance(value, str) else value
             if not isinstance(value, list):

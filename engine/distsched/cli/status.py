@@ -18,6 +18,7 @@ from ..model.errors import DistschedError
 from ..model.task import TaskState
 from ..urls import redact_text, redact_url
 from . import _app, _run, cli, storage_option
+from .config import Seconds
 
 #: Task states in the order the status prints them.
 STATE_ORDER = [s.value for s in TaskState]
@@ -110,7 +111,7 @@ def render(data: dict[str, Any]) -> str:
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON document per refresh).")
 @click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True, metavar="SECONDS",
+@click.option("--interval", type=Seconds(0.2, 3600), default=2.0, show_default=True, metavar="DURATION",
               help="Seconds between refreshes with --watch.")
 @click.pass_context
 def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, interval: float) -> None:

@@ -22,6 +22,7 @@ from ..model import Task, TaskState
 from ..model.errors import DistschedError
 from ..ports import Attempt
 from . import _store_call, cli, storage_option
+from .config import Seconds
 from .format import when
 
 #: Characters of an error shown in one line of ``tasks list``.
@@ -197,7 +198,7 @@ def _json_or_text(value: str) -> Any:
 @click.option("--retries", type=click.IntRange(0, 99), default=0, show_default=True,
               help="Retries after a failed or timed-out attempt (N + 1 attempts at most, default backoff).")
 @click.option("--id", "task_id", default=None, help="Task id (makes the submission idempotent).")
-@click.option("--wait", "wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--wait", "wait", type=Seconds(min=0), default=None, metavar="DURATION",
               help="Wait this long for the result and print it.")
 @click.pass_context
 def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage: str | None, executor: str,

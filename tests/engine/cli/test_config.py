@@ -102,6 +102,25 @@ def test_worker_options_and_executor_settings_from_the_files(distsched_cli, depl
     assert "heartbeat_interval" not in loaded.worker.settings and loaded.worker.capacity == 100
 
 
+def test_durations_take_units_from_every_source(distsched_cli, deploy_dir):
+    """docs/cli.md: "Durations take units or numbers of seconds", for the four sources of
+    options; the command line and the environment took numbers only (`'20s' is not a valid
+    float range`), and a config file's "0s" for the drain was held to an interval's range."""
+    result = distsched_cli("scheduler", "--show-config", "--lease-ttl", "20s", env={
+        "DISTSCHED_SCHEDULER_RENEW_INTERVAL": "500ms"})
+    assert result.exit_code == 0, result.output
+    shown = _shown(result.stdout)
+    assert shown["lease_ttl"] == ("20.0", "command line") and shown["renew_interval"] == ("0.5", "environment")
+    (deploy_dir / "distsched.toml").write_text('[worker]\ndrain_timeout = "0s"\n')
+    worker = distsched_cli("worker", "--show-config", "--heartbeat-interval", "1m")
+    assert worker.exit_code == 0, worker.output
+    shown = _shown(worker.stdout)
+    assert shown["drain_timeout"] == ("0.0", "distsched.toml [worker]") and shown["heartbeat_interval"][0] == "60.0"
+    for bad, why in (("1x", "must be a duration such as '10s'"), ("0.1", "0.1 is not in the range 0.2<=x<=3600")):
+        refused = distsched_cli("scheduler", "--show-config", "--lease-ttl", bad)
+        assert refused.exit_code == 2 and why in refused.output, refused.output
+
+
 @pytest.mark.parametrize("body, message", [
     ('[scheduler]\nlease_ttl = "abc"\n', "distsched.toml: [scheduler] lease_ttl: "),
     ('[scheduler]\nlease_tl = 5\n', "[scheduler] lease_tl: unknown option (did you mean 'lease_ttl'?)"),
