@@ -13,6 +13,7 @@ import bisect
 import copy
 import heapq
 import itertools
+import json
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from distsched.model import (
     Task,
     TaskConfig,
     TaskResult,
+    TaskSpec,
     TaskState,
     ValidationError,
     VersionConflict,
@@ -445,6 +447,7 @@ class _Tasks:
                 out.append(False)
                 continue
             new = copy.copy(task)
+            new.spec = _json_copy(task.spec)  # kept as a real store keeps it: the caller's later changes stay out
             new.version = 1
             task.version = 1
             self.s.put_task(None, new)
@@ -749,7 +752,7 @@ class _Queues:
         # settle is a hint this store does not take: results.settle finishes the successes
         inflight = self.s.inflight.get(worker_id, set())
         for result in results:
-            self.s.results.append(result)
+            self.s.results.append(_json_result(result))
             inflight.discard(result.task_id)
         self.s.activity.set()
 
@@ -758,6 +761,24 @@ class _Queues:
         # one step: nothing between the report and the take awaits
         await self.report(worker_id, results, settle=settle)
         return self._take(worker_id, max(0, max_items))
+
+
+def _json_copy(spec: TaskSpec) -> TaskSpec:
+    """``spec`` as a store that keeps JSON reads it back: a copy (a tuple is a list...)."""
+    if not spec.kwargs and not spec.options and all(isinstance(a, (str, int, float, bool, type(None)))
+                                                    for a in spec.args):
+        return spec  # nothing a caller could change, nothing JSON would change
+    return TaskSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+
+
+def _json_result(result: TaskResult) -> TaskResult:
+    """A result as a store that keeps JSON reads it back: its value and meta copied (a tuple
+    is a list, an int key a string; the function's later changes to what it returned stay
+    out). The worker checked that they are JSON (``json_problem``)."""
+    value = result.value
+    if not result.meta and (value is None or isinstance(value, (str, int, float, bool))):
+        return result
+    return attrs.evolve(result, value=json.loads(json.dumps(value)), meta=json.loads(json.dumps(result.meta)))
 
 
 def _settled(task: Task) -> SettledTask:
