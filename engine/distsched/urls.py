@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .model.errors import ValidationError
-from .model.trigger import parse_duration
+from .model.trigger import parse_seconds
 
 #: What replaces a secret.
 REDACTED = "***"
@@ -156,7 +156,7 @@ def option_seconds(url: str, name: str, value: Any, low: float, high: float) -> 
             try:
                 number = float(value)
             except ValueError:
-                number = parse_duration(value, name)
+                number = parse_seconds(value, name)  # the range is checked below, naming it
         else:
             number = value
         if isinstance(number, bool) or not isinstance(number, (int, float)):

@@ -78,3 +78,19 @@ def test_urls_inside_a_text_are_redacted():
     assert shown == ("could not open redis://default:***@db:6379/0: AuthenticationError; "
                      "tried 'redis+sentinel://s1/m?sentinel_password=*** and (rediss://u:***@h/1)")
     assert redact_text("no url here: a:b@c") == "no url here: a:b@c"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0s", "must be between 1 and 3.16224e+07 seconds, not '0s'"),
+    ("367d", "must be between 1 and 3.16224e+07 seconds, not '367d'"),
+    ("abc", "must be a number of seconds (or a duration such as '5s'), not 'abc'"),
+])
+def test_a_duration_option_out_of_its_range_says_the_range(value, message):
+    """A duration with units out of the option's range was reported as not a duration
+    ("must be a number of seconds ... not '0s'"), without the range."""
+    from distsched.model import ValidationError
+    from distsched.urls import option_seconds
+
+    with pytest.raises(ValidationError) as info:
+        option_seconds("redis://h/0", "retention", value, 1, 366 * 86400)
+    assert message in str(info.value)

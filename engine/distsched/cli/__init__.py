@@ -532,7 +532,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @storage_option
 @click.option("--jobs", "jobs_file", type=click.Path(dir_okay=False), default=None,
               help="Add or update the jobs of this file in the store at start (and name the stored jobs it lacks).")
-@click.option("--node-id", default=None, help="This node's id (default: host-pid-random).")
+@click.option("--node-id", default=None, help="This node's id (default: node-HOST-PID-RANDOM).")
 @click.option("--lease-ttl", type=Seconds(0.2, 3600), default=10.0, show_default=True, help="How long a lease lasts without renewal (seconds, or 10s, 1m).")
 @click.option("--renew-interval", type=Seconds(0.05, 3600), default=3.0, show_default=True, help="Time between lease renewals (seconds, or 3s, 500ms).")
 @click.option("--heartbeat-ttl", type=Seconds(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead (seconds, or 10s, 1m).")
