@@ -6,17 +6,69 @@ sync ones run in a thread pool sized to the worker's concurrency (a timed-out sy
 cannot be killed: its thread finishes in the background and its result is discarded). Such
 abandoned threads still hold a slot of the pool: :meth:`LocalExecutor.blocked` counts them,
 so the worker pulls no task it could not start and reports its real free capacity.
+
+Each call gets arguments of its own: the stores share one decoded spec between the tasks of
+a job (and its retries), so a list or dict argument is copied (at every depth) before the
+call - what a function does to its arguments reaches no other task, retry or store. Scalar
+arguments, the common case, are passed as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import copy
 import inspect
+from collections.abc import Callable
+from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from distsched.model import NameConflict, Outcome, Task
 from distsched.ports import ExecutorContext
+
+#: Argument types a call cannot change: passed as they are.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _own(value: Any) -> Any:
+    """``value`` for one call: its lists and dicts (at any depth) new, its scalars shared."""
+    kind = value.__class__
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        return [_own(v) for v in value]
+    if kind is dict:
+        return {k: _own(v) for k, v in value.items()}
+    if kind is tuple:
+        return tuple(_own(v) for v in value)
+    return copy.deepcopy(value)  # another type a store kept as given (memory): a subclass, say
+
+
+class _Raised:
+    """An exception of a sync function that cannot cross into the worker's asyncio future as
+    it is: ``StopIteration`` (asyncio refuses it: the future would never finish) and
+    ``concurrent.futures.CancelledError`` (asyncio turns it into a cancellation of the task)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def failure(self) -> Outcome:
+        """The attempt's failure, as the worker words a raised exception (``Kind: message``)."""
+        kind = type(self.exc).__name__
+        try:
+            text = str(self.exc)
+        except (Exception, KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
+            text = f"<{kind} object: str() raised {type(exc).__name__}>"
+        return Outcome.failure(f"{kind}: {text}", error_type=kind, retryable=True)
+
+
+def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except (StopIteration, FutureCancelled) as exc:
+        return _Raised(exc)
 
 
 class LocalExecutor:
@@ -47,10 +99,19 @@ class LocalExecutor:
             )
         func = self.functions.function(target)
         args, kwargs = task.spec.args, task.spec.kwargs
+        for arg in args:
+            if arg.__class__ not in _SCALARS:
+                args = _own(args)
+                break
+        if kwargs:  # ``**kwargs`` makes a new dict: only its values may need copying
+            for arg in kwargs.values():
+                if arg.__class__ not in _SCALARS:
+                    kwargs = _own(kwargs)
+                    break
         if inspect.iscoroutinefunction(func):
             value = await func(*args, **kwargs)
         else:
-            future = self._pool.submit(functools.partial(func, *args, **kwargs))
+            future = self._pool.submit(_call, func, args, kwargs)
             try:
                 value = await asyncio.wrap_future(future)
             except asyncio.CancelledError:
@@ -58,6 +119,8 @@ class LocalExecutor:
                     self._abandoned.add(future)
                     future.add_done_callback(self._abandoned.discard)
                 raise
+            if value.__class__ is _Raised:
+                return value.failure()
             if inspect.isawaitable(value):
                 value = await value
         return Outcome.success(value)

@@ -96,7 +96,10 @@ def spec_json(spec: TaskSpec) -> str:
 
 @lru_cache(maxsize=4096)
 def spec_from_json(text: str) -> TaskSpec:
-    """TaskSpec is frozen; tasks of one job share the decoded instance."""
+    """TaskSpec is frozen; tasks of one job share the decoded instance - its ``args`` and
+    ``kwargs`` too, which must never be changed: the ``local`` executor copies a list or dict
+    argument before each call (a function changing its arguments in place would otherwise
+    change later tasks' and retries', and what the store writes back)."""
     return stored_spec(loads(text))
 
 

@@ -41,7 +41,9 @@ PULL_TIMEOUT = 0.5
 BLOCKED_RECHECK = 0.5
 #: Results are reported in batches of at most this many.
 REPORT_BATCH = 500
-#: Exceptions a task may raise that must not stop the worker: they fail the task.
+#: Exceptions a task may raise that must not stop the worker: they fail the task, not
+#: retryable (any other BaseException fails it as an Exception does; only the worker's own
+#: cancellation of an attempt goes through).
 _TASK_EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
@@ -480,6 +482,7 @@ class WorkerService:
             events.emit(ev.AttemptStarted(at=started, task_id=task.id, job=task.job, attempt_id=task.attempt_id,
                                           worker_id=worker_id, slot=task.slot, due_at=task.not_before,
                                           dispatched_at=task.dispatched_at))
+        limit = None
         try:
             refused = self._refusal(task)
             if refused is None and too_early:
@@ -511,27 +514,34 @@ class WorkerService:
             result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
                                           finished_at=finished, timeout=timeout, worker_id=worker_id)
             result = attrs.evolve(result, error=f"{result.error}: {_OVERRAN}")
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
             finished = clock()
-            if finished - started < timeout * 0.999:  # the function itself raised TimeoutError
-                result = _failure(task, started, finished, worker_id, "TimeoutError", "the task raised TimeoutError", True)
-            else:
+            # the attempt's own timeout, or a TimeoutError the function raised (an HTTP read
+            # timing out...): that one is its failure, with its message
+            expired = limit.expired() if limit is not None else finished - started >= timeout * 0.999
+            if expired:
                 result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
                                               finished_at=finished, timeout=timeout, worker_id=worker_id)
+            else:
+                kind = type(exc).__name__
+                result = _failure(task, started, finished, worker_id, kind, f"{kind}: {safe_str(exc)}", True)
         except PluginError as exc:  # the executor is unknown, provided twice, or its factory failed
             result = _failure(task, started, clock(), worker_id, type(exc).__name__, str(exc), False)
         except _Refused as exc:
             log.error("worker %s: refused to run task %s: %s", worker_id, task.id, exc.reason)
             result = _failure(task, started, clock(), worker_id, exc.kind, f"refused to run: {exc.reason}", False)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             kind = type(exc).__name__
             result = _failure(task, started, clock(), worker_id, kind, f"{kind}: {safe_str(exc)}", True)
-        except _TASK_EXITS as exc:  # sys.exit() or a stray KeyboardInterrupt in a task: its failure only
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelled_here():
+                raise  # the worker stops this attempt (its timeout, a cancel, a drain): not a result
             kind = type(exc).__name__
-            result = _failure(task, started, clock(), worker_id, kind,
-                              f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
+            if isinstance(exc, _TASK_EXITS):  # sys.exit() or a stray KeyboardInterrupt in a task: its failure only
+                result = _failure(task, started, clock(), worker_id, kind,
+                                  f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
+            else:  # a CancelledError of the task's own (a future it awaited was cancelled), a BaseException subclass
+                result = _failure(task, started, clock(), worker_id, kind, f"{kind}: {safe_str(exc)}", True)
         self.executed += 1
         self._finished_attempts[task.attempt_id] = _kept(result)
         if len(self._finished_attempts) > 10_000:
@@ -677,6 +687,15 @@ def _unencodable(result: TaskResult) -> TaskResult:
 async def _cancel_and_wait(task: asyncio.Task[None], what: str, timeout: float = 5.0) -> None:
     if await cancel_and_wait([task], timeout):  # pragma: no cover - a client that swallowed it
         log.error("the worker's %s loop did not stop within %gs", what, timeout)
+
+
+def _cancelled_here() -> bool:
+    """True when the running asyncio task was asked to stop (``cancel()``): a CancelledError it
+    meets is that cancellation, not one the task's function raised of its own. Python 3.10
+    cannot tell (no ``Task.cancelling``): every CancelledError is taken as a cancellation."""
+    me = asyncio.current_task()
+    cancelling = getattr(me, "cancelling", None)
+    return cancelling is None or cancelling() > 0
 
 
 def _failure(task: Task, started: float, finished: float, worker_id: str, kind: str, error: str, retryable: bool) -> TaskResult:

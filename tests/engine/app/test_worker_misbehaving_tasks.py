@@ -7,6 +7,7 @@ the same one (it was not deregistered or wedged)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import sys
 import threading
 import time
@@ -68,9 +69,47 @@ async def blocks_past_its_timeout():
     return "late"
 
 
+class Abort(BaseException):  # pytest's OutcomeException, gevent.Timeout...
+    pass
+
+
+def aborts():
+    raise Abort("give up")
+
+
+async def aborts_async():
+    raise Abort("give up")
+
+
+def uses_a_cancelled_future():
+    future = concurrent.futures.Future()
+    future.cancel()
+    return future.result()  # concurrent.futures.CancelledError, of the function's own
+
+
+async def awaits_a_cancelled_future():
+    future = asyncio.get_running_loop().create_future()
+    future.cancel()
+    return await future  # asyncio.CancelledError, though nobody cancelled the task
+
+
+def first_match():
+    return next(x for x in [1, 2, 3] if x > 10)  # StopIteration
+
+
+def times_out_itself():
+    raise TimeoutError("GET https://api.example/v1/orders: read timed out after 30s")
+
+
+async def times_out_itself_async():
+    raise TimeoutError("read timed out after 30s")
+
+
 FUNCTIONS = {f.__name__: f for f in (ok, lone_surrogate, huge_int, exits, exits_async, interrupts,
                                      generator_exit, unprintable, huge_error, blocks_the_loop,
-                                     blocks_past_its_timeout)}
+                                     blocks_past_its_timeout, aborts, aborts_async, uses_a_cancelled_future,
+                                     awaits_a_cancelled_future, first_match, times_out_itself,
+                                     times_out_itself_async)}
 
 
 async def _run_bad_then_good(app, bad: str, **options):
@@ -105,6 +144,29 @@ async def test_exit_and_interrupt_in_a_task_are_its_failure(distsched_app, store
     assert task.state.value == "failed"
     assert task.result.error_type == kind
     assert "the worker goes on" in task.result.error
+
+
+@pytest.mark.parametrize("func, kind, error", [
+    ("aborts", "Abort", "Abort: give up"),
+    ("aborts_async", "Abort", "Abort: give up"),
+    ("uses_a_cancelled_future", "CancelledError", "CancelledError: "),
+    ("awaits_a_cancelled_future", "CancelledError", "CancelledError: "),
+    ("first_match", "StopIteration", "StopIteration: "),
+    ("times_out_itself", "TimeoutError", "TimeoutError: GET https://api.example/v1/orders: read timed out after 30s"),
+    ("times_out_itself_async", "TimeoutError", "TimeoutError: read timed out after 30s"),
+])
+async def test_what_a_task_raises_is_its_prompt_failure(distsched_app, store_url, func, kind, error):
+    """A BaseException subclass, a CancelledError of the task's own (not the worker's
+    cancellation), a StopIteration from a sync function, a TimeoutError of the function (not
+    its attempt's timeout): each fails its task at once, with its type and message; the
+    attempt is not left running until its timeout (which was 30 s) and recorded timed out."""
+    app = await distsched_app(store_url, functions=FUNCTIONS)
+    started = time.monotonic()
+    task = await _run_bad_then_good(app, func, timeout=30, retry={"max_attempts": 1})
+    assert time.monotonic() - started < 10
+    assert task.state.value == "failed", task.result
+    assert (task.result.error_type, task.result.error) == (kind, error)
+    assert task.result.retryable
 
 
 async def test_an_exception_that_cannot_be_printed_still_fails_its_task(distsched_app, store_url):
