@@ -108,7 +108,11 @@ class DistributeSchedule:
     def task(self, func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Decorator: let the ``local`` executor run ``func`` under ``name`` (default __name__)."""
 
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValidationError("name", f"must be a non-empty string, not {name!r}")
+
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            self._check_not_serving(name or f.__name__)
             self.functions.current = APP
             self.functions.add(name or f.__name__, f)
             return f
@@ -119,9 +123,20 @@ class DistributeSchedule:
         """Register the functions of ``module`` marked with ``@distsched.task`` and those
         registered with ``@app.task`` on a DistributeSchedule defined at its top level."""
         found = functions_in_module(module)
+        if found:
+            self._check_not_serving(", ".join(sorted(found)))
         for task_name, func in found.items():
             self.functions.add(task_name, func)
         return sorted(found)
+
+    def _check_not_serving(self, names: str) -> None:
+        """Refuse a registration while a worker of this process runs: it offers the functions
+        registered when it started (its record tells the leader which), so a later one would
+        be listed here but fail its tasks with UnknownFunction."""
+        if self.engine.worker_running:
+            raise RuntimeError(f"cannot register {names!r} while this app's worker is running: a worker runs the "
+                               "functions registered before it started; register them before start() (or stop, "
+                               "register, and start again)")
 
     # -- store ------------------------------------------------------------------------
     async def storage(self) -> StorageBackend:
@@ -371,13 +386,15 @@ class DistributeSchedule:
         """Submit a one-off task; returns its id (a given ``task_id`` makes it idempotent)."""
         spec = TaskSpec(executor=executor, target=target, args=args, kwargs=kwargs or {}, options=options or {},
                         timeout=parse_duration(timeout, "timeout"), retry=build_retry(retry), balancer=balancer)
-        return (await self.submit_many([spec], task_ids=[task_id] if task_id else None))[0]
+        return (await self.submit_many([spec], task_ids=None if task_id is None else [task_id]))[0]
 
     async def submit_many(self, specs: Sequence[TaskSpec], *, task_ids: Sequence[str] | None = None) -> list[str]:
         """Submit many one-off tasks in one store round trip; returns their ids."""
         self._check_many((spec, "task") for spec in specs)
         ids = list(task_ids) if task_ids is not None else [uuid.uuid4().hex for _ in specs]
         if task_ids is not None:
+            if len(ids) != len(specs):
+                raise ValidationError("task_ids", f"{len(ids)} task ids for {len(specs)} specs: give one per spec")
             for task_id in ids:
                 check_task_id(task_id)
         storage = await self.storage()

@@ -301,3 +301,56 @@ async def test_a_one_shot_resumed_after_its_time_does_not_run(idle_app):
     state = await storage.jobs.state("once")
     assert not state.paused and state.next_fire_at is None, state
     assert await storage.jobs.due(storage.clock() + 3600, 10) == []
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_submit_many_wants_one_task_id_per_spec(app, count):
+    """Two specs with 1 or 3 task ids: refused, naming task_ids, and nothing is stored (a
+    shorter list dropped tasks, a longer one returned ids never submitted)."""
+    from distsched.model import TaskSpec
+
+    specs = [TaskSpec(target="add", args=(i, i)) for i in range(2)]
+    ids = [f"given-{count}-{i}" for i in range(count)]
+    with pytest.raises(ValidationError, match="task_ids") as caught:
+        await app.submit_many(specs, task_ids=ids)
+    assert caught.value.field == "task_ids"
+    assert not (await app.tasks()).tasks
+
+
+async def test_an_empty_task_id_or_function_name_is_refused(app):
+    """``task_id=""`` was taken as no id (a random one, so not idempotent); ``name=""`` as no
+    name (the function's own)."""
+    with pytest.raises(ValidationError, match="task_id") as caught:
+        await app.submit("add", 1, 2, task_id="")
+    assert caught.value.field == "task_id"
+    assert not (await app.tasks()).tasks
+    fresh = DistributeSchedule(f"memory://facade-{uuid.uuid4().hex}")
+
+    def named():
+        return 1
+
+    with pytest.raises(ValidationError, match="name") as caught:
+        fresh.task(named, name="")
+    assert caught.value.field == "name"
+    assert fresh.function_names() == []
+
+
+async def test_a_function_registered_while_the_worker_runs_is_refused():
+    """A running worker runs the functions registered when it started: a later registration
+    is refused (it was listed by function_names() and its tasks failed UnknownFunction);
+    after a stop it registers, and the next start runs it."""
+    app = DistributeSchedule(f"memory://facade-{uuid.uuid4().hex}")
+
+    def late():
+        return "late"
+
+    async with app.running():
+        with pytest.raises(RuntimeError, match="while this app's worker is running"):
+            app.task(late)
+        assert "late" not in app.function_names()
+    app.task(late)
+    async with app.running():
+        assert (await app.result(await app.submit("late"), timeout=5)).value == "late"
+    async with app.running(worker=False):  # no worker here: nothing runs the old list
+        app.task(late, name="later")
+    assert "later" in app.function_names()

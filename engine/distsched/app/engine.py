@@ -53,6 +53,9 @@ class Engine:
         self.election: Election | None = None
         self.scheduler: Scheduler | None = None
         self.worker: WorkerService | None = None
+        #: A worker of this engine is running: it runs the functions registered when it
+        #: started, so the facade refuses to register more meanwhile.
+        self.worker_running = False
         #: The servers running beside the engine (``EngineConfig.serve``), by name: the
         #: handles their plugins returned from ``distsched_serve``.
         self.servers: dict[str, Any] = {}
@@ -177,6 +180,7 @@ class Engine:
                     scheduler_stop.set()
 
                 services.append(asyncio.create_task(stop_scheduler_after_worker(), name="distsched-stop-order"))
+        self.worker_running = worker is not None  # until the services ended (the finally below)
         if on_ready is not None:
             on_ready()
         try:
@@ -194,6 +198,7 @@ class Engine:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*services, return_exceptions=True)
+            self.worker_running = False
             await self.events.aclose()
 
     async def _serve(self) -> None:
