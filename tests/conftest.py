@@ -1,4 +1,5 @@
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -43,3 +44,17 @@ def redis6_server(redis6_binary: str) -> Iterator[RedisServer]:
     plugin's ``redis_server``; each test takes a namespace of its own on it."""
     with RedisServer(binary=redis6_binary) as server:
         yield server
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store_url(request: pytest.FixtureRequest) -> str:
+    """A store of the test's own on each of the three built-in backends in turn: a private
+    ``memory://`` name (shared by the in-process commands of the test), a namespace on the
+    suite's ``redis-server``, a schema in the throwaway PostgreSQL database."""
+    tag = uuid.uuid4().hex[:12]
+    if request.param == "memory":
+        return f"memory://test-{tag}"
+    if request.param == "redis":
+        return request.getfixturevalue("redis_server").url_for(namespace=f"t{tag}")
+    return request.getfixturevalue("postgres_database").url_for(schema=f"t{tag}")

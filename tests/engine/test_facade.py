@@ -244,20 +244,10 @@ async def test_finished_tasks_lists_what_ended_since_and_asks_by_creation_withou
     assert err.value.field == "since"
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])
-def idle_url(request):
-    if request.param == "memory":
-        return f"memory://facade-idle-{uuid.uuid4().hex}"
-    if request.param == "redis":
-        return request.getfixturevalue("redis_server").url_for(namespace=f"f{uuid.uuid4().hex[:12]}")
-    return request.getfixturevalue("postgres_database").url_for(schema=f"f{uuid.uuid4().hex[:12]}")
-
-
 @pytest.fixture
-async def idle_app(idle_url):
+async def idle_app(any_store_url):
     """An app on a store of its own, not started: no leader fires anything meanwhile."""
-    app = DistributeSchedule(idle_url)
+    app = DistributeSchedule(any_store_url)
     yield app
     await app.stop()
 

@@ -19,6 +19,27 @@ def _jobs(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
+DAILY = """
+    [[jobs]]
+    name = "daily"
+    every = "1d"
+    target = "x"
+"""
+
+OFF_AND_ON = """
+    [[jobs]]
+    name = "off"
+    every = "1h"
+    target = "x"
+    enabled = false
+
+    [[jobs]]
+    name = "on"
+    every = "1h"
+    target = "x"
+"""
+
+
 def _ok(result: Any) -> str:
     assert result.exit_code == 0 and result.exception is None, result.output
     return str(result.output)
@@ -38,12 +59,7 @@ def test_a_one_shot_whose_local_time_is_past_year_9999(distsched_cli: Any, tmp_p
 
 
 def test_the_listing_ends_at_year_9999(distsched_cli: Any, tmp_path: Path) -> None:
-    path = _jobs(tmp_path, """
-        [[jobs]]
-        name = "daily"
-        every = "1d"
-        target = "x"
-    """)
+    path = _jobs(tmp_path, DAILY)
     out = _ok(distsched_cli("explain", path, "-n", "3", "--after", "9999-12-30T12:00:00Z"))
     assert "9999-12-31T00:00:00Z" in out and "year 10000" not in out
     assert len([line for line in out.splitlines() if line.startswith("    1  ")]) == 1  # one slot, then the end
@@ -65,30 +81,14 @@ def test_a_cron_near_year_1_in_a_zone_whose_wall_clock_is_in_year_0(distsched_cl
 
 @pytest.mark.parametrize("after", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_after_out_of_the_calendar_is_a_clear_error(distsched_cli: Any, tmp_path: Path, after: str) -> None:
-    path = _jobs(tmp_path, """
-        [[jobs]]
-        name = "daily"
-        every = "1d"
-        target = "x"
-    """)
+    path = _jobs(tmp_path, DAILY)
     result = distsched_cli("explain", path, "--after", after)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--after" in result.output and "is not between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z" in result.output
 
 
 def test_explain_says_a_disabled_job_never_fires(distsched_cli: Any, tmp_path: Path) -> None:
-    path = _jobs(tmp_path, """
-        [[jobs]]
-        name = "off"
-        every = "1h"
-        target = "x"
-        enabled = false
-
-        [[jobs]]
-        name = "on"
-        every = "1h"
-        target = "x"
-    """)
+    path = _jobs(tmp_path, OFF_AND_ON)
     out = _ok(distsched_cli("explain", path, "-n", "1"))
     off, on = out.split("on: every", 1)
     assert "disabled (enabled = false): it never fires" in off and "disabled" not in on
@@ -96,18 +96,7 @@ def test_explain_says_a_disabled_job_never_fires(distsched_cli: Any, tmp_path: P
 
 
 def test_resume_of_a_disabled_job_says_it_stays_disabled(distsched_cli: Any, tmp_path: Path) -> None:
-    path = _jobs(tmp_path, """
-        [[jobs]]
-        name = "off"
-        every = "1h"
-        target = "x"
-        enabled = false
-
-        [[jobs]]
-        name = "on"
-        every = "1h"
-        target = "x"
-    """)
+    path = _jobs(tmp_path, OFF_AND_ON)
     url = f"memory://resume-{uuid.uuid4().hex[:8]}"
     _ok(distsched_cli("jobs", "sync", path, "--storage", url))
     for name in ("off", "on"):

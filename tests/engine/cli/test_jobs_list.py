@@ -8,9 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
-
-import pytest
 
 from distsched.cli.format import NAME_WIDTH, SCHEDULE_WIDTH, TARGET_WIDTH
 
@@ -44,21 +41,11 @@ def test_memory_in_a_fresh_process_says_why_nothing_is_listed(tmp_path):
     assert "--storage redis://" in result.stderr
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request):
-    if request.param == "memory":
-        return f"memory://list-{uuid.uuid4().hex[:8]}"
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_database").url_for(schema=f"list{uuid.uuid4().hex[:8]}")
-    return f"{request.getfixturevalue('redis_server').url}?namespace=list-{uuid.uuid4().hex[:8]}"
-
-
-def test_schedules_in_words_and_long_cells_wrapped(distsched_cli, tmp_path, url):
+def test_schedules_in_words_and_long_cells_wrapped(distsched_cli, tmp_path, any_store_url):
     path = tmp_path / "jobs.toml"
     path.write_text(textwrap.dedent(JOBS))
-    assert distsched_cli("jobs", "sync", str(path), "--storage", url).exit_code == 0
-    result = distsched_cli("jobs", "list", "--storage", url)
+    assert distsched_cli("jobs", "sync", str(path), "--storage", any_store_url).exit_code == 0
+    result = distsched_cli("jobs", "list", "--storage", any_store_url)
     assert result.exit_code == 0, result.output
     assert "memory://" not in result.stderr  # the store has jobs: no note
     lines = result.stdout.splitlines()
@@ -73,5 +60,5 @@ def test_schedules_in_words_and_long_cells_wrapped(distsched_cli, tmp_path, url)
                     for line in lines[1:]]
     joined = "".join(target_cells)
     assert "http:https://example.invalid/a/rather/long/path/that/cannot/fit/in/its/column?and=a&query=string" in joined
-    data = json.loads(distsched_cli("jobs", "list", "--storage", url, "--json").stdout)
+    data = json.loads(distsched_cli("jobs", "list", "--storage", any_store_url, "--json").stdout)
     assert {j["name"]: j["schedule"] for j in data}["seconds"] == "every 20 seconds (cron '*/20 * * * * *')"

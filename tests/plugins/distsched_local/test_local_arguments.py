@@ -7,10 +7,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
-
-import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import TaskSpec
@@ -18,16 +15,6 @@ from distsched.plugin.registry import FunctionRegistry
 from distsched.ports import ExecutorContext
 from distsched.testing import make_task
 from distsched_local.executor import LocalExecutor
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return f"memory://args-{uuid.uuid4().hex}"
-    if request.param == "redis":
-        return request.getfixturevalue("redis_server").url_for(namespace=f"t{uuid.uuid4().hex[:12]}")
-    return request.getfixturevalue("postgres_database").url_for(schema=f"t_{uuid.uuid4().hex[:12]}")
 
 
 def grow(items: list[str], *, seen: dict[str, Any]) -> int:
@@ -40,10 +27,10 @@ async def grow_async(items: list[str], *, seen: dict[str, Any]) -> int:
     return grow(items, seen=seen)
 
 
-async def test_tasks_sharing_a_spec_each_get_their_own_arguments(distsched_app, store_url):
+async def test_tasks_sharing_a_spec_each_get_their_own_arguments(distsched_app, any_store_url):
     """Four tasks of one spec (as a job's tasks are), sync and async: each sees its list and
     its keyword's dict empty; the spec read back from the store still holds them empty."""
-    app = await distsched_app(store_url, functions={"grow": grow, "grow_async": grow_async},
+    app = await distsched_app(any_store_url, functions={"grow": grow, "grow_async": grow_async},
                               worker=WorkerConfig(concurrency=1))
     for target in ("grow", "grow_async"):
         spec = TaskSpec(target=target, args=[[]], kwargs={"seen": {}})
@@ -55,7 +42,7 @@ async def test_tasks_sharing_a_spec_each_get_their_own_arguments(distsched_app, 
             assert stored.args == ([],) and stored.kwargs == {"seen": {}}, stored
 
 
-async def test_a_retry_gets_the_arguments_the_task_was_submitted_with(distsched_app, store_url):
+async def test_a_retry_gets_the_arguments_the_task_was_submitted_with(distsched_app, any_store_url):
     """A function that counts its runs in a dict argument and fails until the third: every
     attempt starts from the submitted dict, so the count is 1 at every attempt."""
     counts: list[int] = []
@@ -67,7 +54,7 @@ async def test_a_retry_gets_the_arguments_the_task_was_submitted_with(distsched_
             raise RuntimeError("not yet")
         return cfg["runs"]
 
-    app = await distsched_app(store_url, functions={"count": count})
+    app = await distsched_app(any_store_url, functions={"count": count})
     task_id = await app.submit("count", {"runs": 0}, retry={"max_attempts": 3, "delay": 0.0})
     result = await app.result(task_id, timeout=20)
     assert counts == [1, 1, 1]
