@@ -151,6 +151,12 @@ class EngineConfig:
     #: "127.0.0.1:9100"}``; each is started by the plugin that serves that name (the
     #: ``distsched_serve`` hook). The CLI's ``--metrics HOST:PORT`` fills it.
     serve: dict[str, str] = attrs.field(factory=dict, validator=_check_serve)
+    #: The process only reads the store (the CLI's ``status``, ``tasks list`` / ``show``,
+    #: ``jobs list``, ``jobs sync --dry-run``, ``quarantine list``): the store is opened as a
+    #: reader, which skips the set-up only a writer needs - PostgreSQL applies no migration
+    #: and creates no schema, and refuses one that is missing or outdated, naming
+    #: ``distsched db upgrade``. Nothing else changes: a reader's writes are not refused.
+    reader: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.renew_interval >= self.lease_ttl:

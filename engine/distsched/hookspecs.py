@@ -49,11 +49,16 @@ def distsched_register_storage(registry: StorageRegistry) -> None:
     Called once per plugin when a plugin manager is built (an engine, a CLI command).
     ``registry.add(name, schemes=(...), factory=..., description=...)``; the factory is
     called as ``factory(url, *, options)`` when an engine opens that URL and returns a
-    :class:`distsched.ports.StorageBackend` (or an awaitable of one). Returns nothing;
+    :class:`distsched.ports.StorageBackend` (or an awaitable of one). A factory that names
+    a ``reader`` parameter is also given ``reader=``: True when the process only reads
+    (``EngineConfig.reader``: the CLI's ``status`` and listing commands), so that it can skip
+    the set-up only a writer needs (PostgreSQL applies no migration) and refuse a store
+    that is not set up, naming the command that sets it up. Returns nothing;
     every plugin's registrations are kept (no first-result-wins); a scheme two plugins
     register is unusable until one is disabled (the error names both).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 the factory's optional ``reader`` keyword.
     """
 
 

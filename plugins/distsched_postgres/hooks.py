@@ -30,7 +30,7 @@ def distsched_register_election(registry):
     )
 
 
-def _open_storage(url, *, options):
+def _open_storage(url, *, options, reader=False):
     try:
         from .storage import PostgresStorage
     except ImportError as exc:  # the extra is not installed
@@ -39,7 +39,7 @@ def _open_storage(url, *, options):
         raise ValidationError("storage", f"postgresql:// needs the asyncpg driver ({exc}): "
                                          "pip install 'distsched[postgres]'") from None
 
-    return PostgresStorage.open(url, options)  # a coroutine: connects in the engine's loop
+    return PostgresStorage.open(url, options, reader=reader)  # a coroutine: connects in the engine's loop
 
 
 def _open_election(url, *, storage, options):

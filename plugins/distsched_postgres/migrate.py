@@ -106,22 +106,31 @@ def _too_new(settings: PostgresSettings, current: int) -> SchemaTooNew:
     )
 
 
-async def upgrade(conn: Any, settings: PostgresSettings, *, apply: bool = True) -> list[int]:
+async def upgrade(conn: Any, settings: PostgresSettings, *, apply: bool = True, reader: bool = False) -> list[int]:
     """Apply the missing migrations (all in one transaction, under the schema's advisory lock);
-    returns the versions applied. With ``apply=False`` only check: raise SchemaOutdated when
-    some are missing. Raises SchemaTooNew for a schema newer than this code."""
+    returns the versions applied. With ``apply=False`` (``migrate=false``), or for a
+    ``reader`` (a process that only reads: the engine's ``reader``), only check - no DDL, no
+    schema created: raise SchemaOutdated when some are missing, naming the command that
+    applies them. Raises SchemaTooNew for a schema newer than this code."""
     known = migrations()
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", settings.lock_key())
-        if not apply:
+        if reader or not apply:
             current_status = await status(conn, settings)
             if current_status.current > latest():
                 raise _too_new(settings, current_status.current)
+            why = ("this command only reads, and applies no migration" if reader else "migrate=false")
+            if not current_status.applied:
+                raise SchemaOutdated(
+                    "storage",
+                    f"{settings.redacted}: schema {settings.schema!r} holds no distsched deployment - is the "
+                    f"schema name right? ({why}: 'distsched db upgrade --storage URL' creates it, as the first "
+                    "scheduler or worker does)")
             if current_status.pending:
                 raise SchemaOutdated(
                     "storage",
                     f"{settings.redacted}: schema {settings.schema!r} is at version {current_status.current}, "
-                    f"this distsched needs {latest()} (migrate=false: run 'distsched db upgrade --storage URL')")
+                    f"this distsched needs {latest()} ({why}: run 'distsched db upgrade --storage URL')")
             return []
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {settings.quoted_schema}")
         await conn.execute(f"SET LOCAL search_path TO {settings.quoted_schema}")

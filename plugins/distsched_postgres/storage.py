@@ -171,12 +171,13 @@ class PostgresStorage:
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
-    async def open(cls, url: str, options: dict[str, Any] | None = None) -> PostgresStorage:
-        """Parse and validate ``url``, bring the schema up to date (or check it), open the pool."""
+    async def open(cls, url: str, options: dict[str, Any] | None = None, *, reader: bool = False) -> PostgresStorage:
+        """Parse and validate ``url``, bring the schema up to date (or check it: with
+        ``migrate=false``, and for a ``reader``, which runs no DDL), open the pool."""
         settings = parse(url, options)
         conn = await connect(settings, migrations=True)
         try:
-            await migrate.upgrade(conn, settings, apply=settings.migrate)
+            await migrate.upgrade(conn, settings, apply=settings.migrate, reader=reader)
         finally:
             await conn.close()
         pool = await asyncpg.create_pool(

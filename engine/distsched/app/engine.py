@@ -71,6 +71,7 @@ class Engine:
             return self.storage
         url = self.config.storage
         self.storage = await self.plugins.build(STORAGE, url, url, options=dict(self.config.storage_options),
+                                                optional={"reader": self.config.reader},
                                                 where="storage", failed="could not open", subject=redact_url(url))
         return self.storage
 

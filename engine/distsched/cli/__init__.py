@@ -632,10 +632,12 @@ def jobs() -> None:
     """Manage the jobs of a shared store."""
 
 
-def _store_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]]) -> T:
+def _store_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]], *,
+                reader: bool = False) -> T:
     """``await call(app)`` on a new app over ``storage``, stopped afterwards; a DistschedError
-    is the command's error (one line, exit status 1)."""
-    app = _app(ctx, storage)
+    is the command's error (one line, exit status 1). ``reader``: the command only reads, and
+    the store is opened as a reader (``EngineConfig.reader``: no migrations)."""
+    app = _app(ctx, storage, reader=reader)
 
     async def main(stop: asyncio.Event) -> T:
         try:
@@ -648,8 +650,9 @@ def _store_call(ctx: click.Context, storage: str | None, call: Callable[[Any], A
     return _run(main)
 
 
-def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]]) -> T:
-    app = _app(ctx, storage)
+def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Awaitable[T]], *,
+               reader: bool = False) -> T:
+    app = _app(ctx, storage, reader=reader)
 
     async def main(stop: asyncio.Event) -> T:
         try:
@@ -685,7 +688,7 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
                         "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
         return out
 
-    data = _jobs_call(ctx, storage, call)
+    data = _jobs_call(ctx, storage, call, reader=True)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

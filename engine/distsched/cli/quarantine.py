@@ -35,7 +35,7 @@ def quarantine() -> None:
 @click.pass_context
 def quarantine_list(ctx: click.Context, storage: str | None, limit: int, as_json: bool) -> None:
     """List the quarantined records, newest first: when, kind, key and why."""
-    rows = _store_call(ctx, storage, lambda app: app.quarantined(limit))
+    rows = _store_call(ctx, storage, lambda app: app.quarantined(limit), reader=True)
     if as_json:
         click.echo(json.dumps({"quarantined": [{"kind": q.kind, "key": q.key, "reason": q.reason, "at": q.at}
                                                for q in rows]}))

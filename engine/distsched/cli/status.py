@@ -120,7 +120,7 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
     and the age of the oldest pending task."""
     if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--interval needs --watch (without it, one status is shown and the command ends)")
-    app = _app(ctx, storage)
+    app = _app(ctx, storage, reader=True)
     where = redact_url(app.config.storage)
 
     def show(data: dict[str, Any]) -> None:

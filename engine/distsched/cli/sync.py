@@ -99,7 +99,7 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
             return plan
         return await app.sync_jobs(loaded.jobs, prune=prune)
 
-    plan = _jobs_call(ctx, storage, call)
+    plan = _jobs_call(ctx, storage, call, reader=dry_run)
     if as_json:
         click.echo(json.dumps(plan_dict(plan), indent=2))
         return

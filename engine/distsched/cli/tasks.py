@@ -112,7 +112,7 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
                                since=None if window is None else now - window)
         return [mask_secrets(task_row(t, now)) for t in page.tasks], page.next_cursor
 
-    rows, nxt = _store_call(ctx, storage, call)
+    rows, nxt = _store_call(ctx, storage, call, reader=True)
     if as_json:
         click.echo(json.dumps({"tasks": rows, "next_cursor": nxt}, indent=2))
         return
@@ -149,7 +149,7 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
             "max_attempts": t.spec.retry.max_attempts,
         })
 
-    data = _store_call(ctx, storage, call)
+    data = _store_call(ctx, storage, call, reader=True)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return

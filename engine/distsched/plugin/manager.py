@@ -423,10 +423,14 @@ class PluginManager:
         return registry.get(key, where=where)
 
     async def build(self, family: Family[T], key: str, *args: Any, where: str = "", failed: str = "failed",
-                    subject: str | None = None, **kwargs: Any) -> T:
+                    subject: str | None = None, optional: dict[str, Any] | None = None, **kwargs: Any) -> T:
         """The one way to build what a plugin provides: look up the registration of ``key``,
         call its factory with ``args`` and ``kwargs``, await the result when it is awaitable,
         and check it implements the family's port.
+
+        ``optional``: keywords added later to a factory's documented call (the storage
+        factory's ``reader``), passed only to a factory that names them as parameters, so that a plugin written before them keeps working, as pluggy passes a
+        hook implementation only the arguments it names.
 
         Raises UnknownName / NameConflict (lookup) or PluginError naming the plugin and its
         distribution (the factory raised, or returned something that is not the port), as
@@ -434,6 +438,8 @@ class PluginManager:
         redacted URL; any URL in the error's text is redacted too.
         """
         reg = self.registration(family, key, where=where)
+        if optional:
+            kwargs.update(_taken(reg.factory, optional))
         try:
             obj = reg.factory(*args, **kwargs)
             if inspect.isawaitable(obj):
@@ -548,3 +554,16 @@ __all__ = [
     "BALANCER", "ELECTION", "EXECUTOR", "GROUP", "STORAGE", "Family", "PluginInfo", "PluginManager",
     "allow_replace_from_env", "check_returns", "disabled_from_env", "load_plugin_modules", "modules_from_env",
 ]
+
+
+def _taken(factory: Callable[..., Any], optional: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``optional`` that ``factory`` names as parameters (a ``**kwargs``
+    does not count: it may hand them on to a call that refuses them). A callable whose
+    signature cannot be read takes none."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: value for name, value in optional.items()
+            if name in parameters and parameters[name].kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                                 inspect.Parameter.POSITIONAL_OR_KEYWORD)}

@@ -353,3 +353,45 @@ def test_observers_are_called_through_pluggy_and_a_wrapper_sees_around_them(capl
     pm.notify(WorkerJoined(at=0.0, worker_id="w"))
     assert wrapper.seen == ["before worker.joined", "after worker.joined"]
     assert failing.seen == ["worker.joined"] and "event observer of plugin 'failing' failed" in caplog.text
+
+
+class _Openers:
+    """Three storage factories a third party might have written: before ``reader`` existed,
+    with it, and with ``**kwargs`` handed on to a constructor that takes none."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def distsched_register_storage(self, registry):
+        from distsched_memory.storage import MemoryStorage
+
+        def before(url, *, options):
+            self.calls.append(("before", url))
+            return MemoryStorage.open("memory://")
+
+        def knows(url, *, options, reader=False):
+            self.calls.append(("knows", reader))
+            return MemoryStorage.open("memory://")
+
+        def hands_on(url, **kw):
+            self.calls.append(("hands-on", sorted(kw)))
+            return MemoryStorage.open("memory://")
+
+        registry.add("before", schemes=("before",), factory=before)
+        registry.add("knows", schemes=("knows",), factory=knows)
+        registry.add("hands-on", schemes=("hands-on",), factory=hands_on)
+
+
+@pytest.mark.parametrize("reader", [False, True])
+async def test_a_storage_factory_gets_reader_only_when_it_names_it(reader):
+    """``reader`` came after 0.1: a factory written before it (or one with ``**kwargs``) is
+    called as before, one that names it learns whether the process only reads."""
+    from distsched import DistributeSchedule
+
+    openers = _Openers()
+    for url in ("before://x", "knows://x", "hands-on://x"):
+        app = DistributeSchedule(url, plugins=[("openers", openers)], reader=reader)
+        await app.storage()
+        await app.stop()
+    assert openers.calls == [("before", "before://x"), ("knows", reader), ("hands-on", ["options"])]

@@ -138,3 +138,59 @@ async def test_an_old_schema_with_data_is_upgraded_in_place(pg_url, monkeypatch)
         assert [t.id for t in (await store.tasks.query(state="succeeded")).tasks] == ["a"]
     finally:
         await store.close()
+
+
+async def _schemas(url: str) -> int:
+    settings = parse(url)
+    conn = await asyncpg.connect(settings.dsn())
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", settings.schema))
+    finally:
+        await conn.close()
+
+
+READ_ONLY_COMMANDS = [("status",), ("tasks", "list"), ("tasks", "show", "no-such-task"), ("jobs", "list"),
+                      ("quarantine", "list")]
+
+
+def test_read_only_commands_create_no_schema_and_apply_no_migration(distsched_cli, pg_url, tmp_path) -> None:
+    """`status` with a typo in the schema name created a whole new deployment; after a newer
+    CLI's `status` the schema was migrated under the running older nodes."""
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text('[[jobs]]\nname = "j"\nevery = "1m"\ntarget = "x"\n')
+    commands = READ_ONLY_COMMANDS + [("jobs", "sync", str(jobs_file), "--dry-run")]
+    for command in commands:
+        result = distsched_cli(*command, "--storage", pg_url)
+        assert result.exit_code == 1, (command, result.output)
+        assert "holds no distsched deployment - is the schema name right?" in result.output, (command, result.output)
+        assert "Traceback" not in result.output
+    assert asyncio.run(_schemas(pg_url)) == 0
+
+    assert distsched_cli("db", "upgrade", "--storage", pg_url).exit_code == 0
+    latest = migrate.latest()
+
+    async def forget_the_last_migration() -> None:
+        settings = parse(pg_url)
+        conn = await asyncpg.connect(settings.dsn())
+        try:
+            await conn.execute(f"DELETE FROM {settings.quoted_schema}.schema_migrations WHERE version = $1", latest)
+        finally:
+            await conn.close()
+
+    asyncio.run(forget_the_last_migration())
+    for command in commands:
+        result = distsched_cli(*command, "--storage", pg_url)
+        assert result.exit_code == 1, (command, result.output)
+        assert (f"is at version {latest - 1}, this distsched needs {latest} (this command only reads, and applies "
+                "no migration: run 'distsched db upgrade --storage URL')") in result.output, (command, result.output)
+    assert asyncio.run(_versions(pg_url))[-1] == latest - 1
+
+
+def test_read_only_commands_read_an_up_to_date_schema(distsched_cli, pg_url) -> None:
+    assert distsched_cli("db", "upgrade", "--storage", pg_url).exit_code == 0
+    for command in READ_ONLY_COMMANDS[:-1]:
+        result = distsched_cli(*command, "--storage", pg_url)
+        expected = 1 if command[:2] == ("tasks", "show") else 0
+        assert result.exit_code == expected, (command, result.output)
+    shown = distsched_cli("tasks", "show", "no-such-task", "--storage", pg_url)
+    assert "deployment" not in shown.output and "no-such-task" in shown.output
