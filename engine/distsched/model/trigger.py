@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 from croniter import croniter
-from croniter.croniter import CroniterError
+from croniter.croniter import CroniterBadDateError, CroniterError
 
 from .errors import ValidationError
 from .times import TIME_MAX, to_datetime, valid_time
@@ -135,21 +135,49 @@ def is_wildcard(expr: str) -> bool:
     return any(f.startswith("*") for f in times)
 
 
+#: The window croniter searches for a step's next match. Most expressions match within a
+#: year; a step that finds none in it is searched again over :data:`CRON_CYCLE_YEARS`.
+CRON_NEAR_YEARS = 5
+#: The Gregorian calendar repeats every 400 years (146,097 days, whole weeks): an expression
+#: that matches any date matches one in every 400 years, so a step searched this far finds
+#: the next match when there is one (``0 0 29 2 *``: 2096 to 2104, no Feb 29 in 2100), and
+#: one that finds none there never matches.
+CRON_CYCLE_YEARS = 400
+
+
+def _croniter(expr: str, seconds: bool, years: int) -> croniter:
+    try:
+        # implement_cron_bug: the day fields of Vixie/Debian cron (see the module doc)
+        return croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds, max_years_between_matches=years,
+                        implement_cron_bug=True)
+    except (CroniterError, ValueError, KeyError, TypeError) as exc:
+        raise ValidationError("cron", f"invalid expression {expr!r}: {exc}") from None
+
+
 @lru_cache(maxsize=4096)
 def _parsed_cron(expr: str, seconds: bool) -> croniter:
     """croniter's parse of ``expr`` (most of its cost), checked to fire at all; done once per
-    expression and copied for every walk. Raises ValidationError (not cached)."""
-    try:
-        # implement_cron_bug: the day fields of Vixie/Debian cron (see the module doc)
-        parsed = croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds, max_years_between_matches=5,
-                          implement_cron_bug=True)
-    except (CroniterError, ValueError, KeyError, TypeError) as exc:
-        raise ValidationError("cron", f"invalid expression {expr!r}: {exc}") from None
+    expression and copied for every walk. It searches :data:`CRON_NEAR_YEARS` for a step's
+    next match (cheap: a day field that cannot match, the ``30 2`` of ``0 0 30 2 mon``, is
+    searched to the window's end at every step); a step it finds nothing for is searched again
+    with :func:`_cycle_cron`. Raises ValidationError (not cached)."""
+    parsed = _croniter(expr, seconds, CRON_NEAR_YEARS)
     try:
         copy.copy(parsed).get_next(datetime)
     except (CroniterError, ValueError):
-        raise ValidationError("cron", f"{expr!r} never fires (no matching date within years)") from None
+        try:  # a rare date (Feb 29 on a Sunday), or none: the whole cycle, once per expression
+            copy.copy(_cycle_cron(expr, seconds)).get_next(datetime)
+        except (CroniterError, ValueError):
+            raise ValidationError("cron", f"{expr!r} never fires: no date matches its day and month fields (none "
+                                          f"in the {CRON_CYCLE_YEARS}-year cycle of the calendar)") from None
     return parsed
+
+
+@lru_cache(maxsize=256)
+def _cycle_cron(expr: str, seconds: bool) -> croniter:
+    """``expr`` searching the whole calendar cycle (:data:`CRON_CYCLE_YEARS`) for a step's
+    next match: it finds one whenever the expression fires at all."""
+    return _croniter(expr, seconds, CRON_CYCLE_YEARS)
 
 
 @attrs.frozen
@@ -194,13 +222,23 @@ class CronTrigger:
                 f"a repeated wall time runs {fold} occurrence{'s' if fold == 'both' else ''}{why}")
 
     def _walls_after(self, wall: datetime):
-        it = copy.copy(_parsed_cron(self.expr, self._seconds))
-        it.set_current(wall, force=True)
+        """The expression's wall times after ``wall``, in order, until year 9999 ends. Each
+        step searches a few years, then (no match there: ``0 0 29 2 *`` from 2096) the whole
+        calendar cycle, which finds the next match of an expression that fires at all."""
+        near = copy.copy(_parsed_cron(self.expr, self._seconds))
+        cycle: croniter | None = None
         while True:
             try:
-                yield it.get_next(datetime)
+                try:
+                    near.set_current(wall, force=True)
+                    wall = near.get_next(datetime)
+                except CroniterBadDateError:
+                    cycle = cycle or copy.copy(_cycle_cron(self.expr, self._seconds))
+                    cycle.set_current(wall, force=True)
+                    wall = cycle.get_next(datetime)
             except (CroniterError, ValueError, OverflowError):  # OverflowError: past year 9999
                 return
+            yield wall
 
     def _instants(self, wall: datetime) -> list[Slot]:
         """The instants of wall time ``wall``; none when it has none a date can show (a wall

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -146,6 +147,37 @@ def test_cron_that_never_fires_is_refused():
     with pytest.raises(ValidationError, match="never fires") as err:
         CronTrigger("0 0 31 2 *")
     assert err.value.field == "cron"
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
+def test_a_leap_day_cron_finds_its_next_date_across_the_year_2100(zone):
+    """Was: ``0 0 29 2 *`` ended after 2096-02-29 (croniter searched 5 years for the next
+    match; 2100 is not a leap year, so the next is 8 years on). ``explain`` and a job's fire
+    times stopped there."""
+    trigger = CronTrigger("0 0 29 2 *", zone)
+    slots = walk(trigger, local("2095-01-01T00:00", zone), local("2112-12-31T00:00", zone))
+    assert ats(slots) == [local(f"{year}-02-29T00:00", zone) for year in (2096, 2104, 2108, 2112)]
+
+
+def test_a_rare_cron_date_is_found_however_far_it_is():
+    """Feb 29 on a Sunday (both day fields must match: ``*/7`` starts with ``*``): 28 or 40
+    years apart. Every one in 1,200 years, as the calendar has them."""
+    expected = [utc(f"{year}-02-29T00:00") for year in range(2001, 3201)
+                if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+                and datetime(year, 2, 29).weekday() == 6]
+    assert max(b - a for a, b in pairwise(expected)) > 39 * 365 * 86400  # the 40-year gaps are in it
+    assert ats(walk(CronTrigger("0 0 29 2 */7"), utc("2001-01-01T00:00"), utc("3201-01-01T00:00"))) == expected
+
+
+@pytest.mark.parametrize("expr", ["0 0 30 2 *", "0 0 31 4 *", "0 0 30 2 */7", "*/1 * * 31 11 *"])
+def test_a_cron_no_date_matches_is_refused_at_once(expr):
+    """The search that finds a rare date (the calendar's 400-year cycle) refuses one that no
+    date matches when the trigger is built, in milliseconds: no fire ever searches for it."""
+    started = time.perf_counter()
+    with pytest.raises(ValidationError, match="never fires: no date matches its day and month fields") as err:
+        CronTrigger(expr)
+    assert err.value.field == "cron"
+    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize(
