@@ -221,10 +221,13 @@ class CronTrigger:
         return (f"dst_gap={self.dst_gap}, dst_fold={self.dst_fold}: a wall time in a spring-forward gap is {gap}; "
                 f"a repeated wall time runs {fold} occurrence{'s' if fold == 'both' else ''}{why}")
 
-    def _walls_after(self, wall: datetime):
-        """The expression's wall times after ``wall``, in order, until year 9999 ends. Each
-        step searches a few years, then (no match there: ``0 0 29 2 *`` from 2096) the whole
-        calendar cycle, which finds the next match of an expression that fires at all."""
+    def _walls_after(self, wall: datetime, *, inclusive: bool = False):
+        """The expression's wall times after ``wall`` (and ``wall`` itself if ``inclusive``
+        and it matches), in order, until year 9999 ends. Each step searches a few years, then
+        (no match there: ``0 0 29 2 *`` from 2096) the whole calendar cycle, which finds the
+        next match of an expression that fires at all."""
+        if inclusive and self._matches(wall):
+            yield wall
         near = copy.copy(_parsed_cron(self.expr, self._seconds))
         cycle: croniter | None = None
         while True:
@@ -239,6 +242,18 @@ class CronTrigger:
             except (CroniterError, ValueError, OverflowError):  # OverflowError: past year 9999
                 return
             yield wall
+
+    def _matches(self, wall: datetime) -> bool:
+        """``wall`` is one of the expression's wall times. croniter only walks forward from a
+        time before it, and nothing is before 0001-01-01 00:00 (``datetime.min``, where a
+        walk from the start of the calendar begins): the calendar repeats every 400 years
+        (146,097 days, whole weeks), so the same wall time 400 years on is asked instead."""
+        try:
+            later = wall.replace(year=wall.year + 400)
+        except ValueError:  # past year 9999: a wall time no walk starts from
+            return False
+        step = timedelta(seconds=1) if self._seconds else timedelta(minutes=1)
+        return next(self._walls_after(later - step), None) == later
 
     def _instants(self, wall: datetime) -> list[Slot]:
         """The instants of wall time ``wall``; none when it has none a date can show (a wall
@@ -319,8 +334,12 @@ class CronTrigger:
 
     def _next_after(self, t: float) -> Slot | None:
         if self.timezone == "UTC":
-            wall = datetime.fromtimestamp(t, UTC).replace(tzinfo=None)
-            for nxt in self._walls_after(wall):
+            start = to_datetime(t, UTC)
+            if start is None and not t < 0:  # after year 9999, or NaN
+                return None
+            # before year 1: from the calendar's first wall time, which is after t
+            wall = datetime.min if start is None else start.replace(tzinfo=None)
+            for nxt in self._walls_after(wall, inclusive=start is None):
                 at = nxt.replace(tzinfo=UTC).timestamp()
                 if at > t:
                     return Slot(at)
@@ -342,7 +361,9 @@ class CronTrigger:
             wall = wall - timedelta(hours=3) if wall - datetime.min > timedelta(hours=3) else datetime.min
         best: Slot | None = None
         best_wall: datetime | None = None
-        for count, nxt in enumerate(self._walls_after(wall)):
+        # From the calendar's first wall time, that one is a slot too when it matches (its
+        # instant, 0001-01-01 00:00 local, is after t in a zone behind UTC).
+        for count, nxt in enumerate(self._walls_after(wall, inclusive=wall == datetime.min)):
             for slot in self._instants(nxt):
                 if slot.at > t and (
                     best is None

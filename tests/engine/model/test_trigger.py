@@ -613,6 +613,26 @@ def test_cron_near_year_1_gives_a_slot_a_date_can_show(zone):
     assert datetime.fromtimestamp(slot.at, ZoneInfo(zone)).second == 0  # a whole minute of its wall clock
 
 
+@pytest.mark.parametrize(("expr", "first"), [
+    ("0 0 1 1 *", "0001-01-01T00:00:00"), ("@yearly", "0001-01-01T00:00:00"),
+    ("0 0 * * mon", "0001-01-01T00:00:00"),  # 0001-01-01 is a Monday
+    ("0 0 * * tue", "0001-01-02T00:00:00"), ("0 0 2 1 *", "0001-01-02T00:00:00"),
+    ("0 0 0 1 1 *", "0001-01-01T00:00:00"), ("30 0 0 1 1 *", "0001-01-01T00:00:30"),
+])
+@pytest.mark.parametrize(("zone", "start"), [
+    ("UTC", TIME_MIN - 1),  # before year 1: from the calendar's first wall time
+    ("America/New_York", TIME_MIN),  # 0001-01-01 00:00 there (LMT, UTC-4:56:02) is 04:56:02Z
+])
+def test_a_walk_from_the_calendars_start_keeps_its_first_wall_time(expr, first, zone, start):
+    """Was: a walk from the first wall time of the calendar (0001-01-01 00:00, ``datetime.min``)
+    began after it, so a slot right there was missed, though after ``start`` (``next_after``
+    is strictly after ``start``): ``0 0 1 1 *`` gave 0002-01-01. In UTC, from before year 1, it
+    gave none at all."""
+    assert datetime(1, 1, 1).weekday() == datetime(401, 1, 1).weekday() == 0  # the 400-year cycle
+    slot = CronTrigger(expr, zone).next_after(start)
+    assert slot is not None and slot.at == local(first, zone) and slot.at > start
+
+
 @pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "America/New_York", "Asia/Tokyo"])
 @pytest.mark.parametrize("expr", ["* * * * *", "0 0 1 1 *"])
 def test_cron_near_year_9999_ends_instead_of_raising(zone, expr):
