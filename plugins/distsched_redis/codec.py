@@ -6,7 +6,7 @@ field the scripts change on their own - ``s`` state, ``v`` version, ``w`` worker
 dispatches, ``u`` updated_at, ``sa`` started_at, ``da`` dispatched_at, ``fa`` finished_at,
 ``r`` the result JSON - plus ``to`` timeout and ``j`` job for the indexes. A dispatch, a
 worker's pull and the leader's settling of successes change only those fields, in Lua,
-without reading or rewriting the JSON.
+without reading or rewriting the JSON (settling drops the ``reason`` of a requeue from ``d``).
 
 Records read back from the store are rebuilt without running the model's validators again
 (``distsched.model.trusted``): the engine validated them when they were created.

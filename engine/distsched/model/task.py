@@ -200,6 +200,8 @@ class Task:
         A success ends the task. A failure or timeout becomes ``retrying`` (with
         ``not_before`` set by the policy and ``attempt`` + 1) when the result is retryable
         and the policy allows another attempt; otherwise ``failed`` / ``timed_out``.
+        The result says how the attempt ended: the ``reason`` of an earlier requeue (its
+        worker was lost) is cleared - that attempt's record in the history keeps it.
         Raises ``StaleAttempt`` for a result of a superseded attempt.
         """
         self._check_attempt(result.attempt_id)
@@ -211,6 +213,7 @@ class Task:
                 f"{self.attempt_id!r} was dispatched to {self.worker_id!r}"
             )
         self.result = result
+        self.reason = None
         if self.started_at is None:
             self.started_at = result.started_at
         if result.ok:

@@ -152,6 +152,57 @@ def test_tasks_list_show_retry_cancel_submit(distsched_cli: Any, store_url: str)
     assert bad_cursor.exit_code == 1 and "cursor" in bad_cursor.output and "Traceback" not in bad_cursor.output
 
 
+async def _leader(url: str) -> tuple[Any, Any]:
+    """The store at ``url`` and a leader's fence on it, with workers w1 and w2 (no engine
+    runs: the test plays the leader's and the workers' part through the storage port)."""
+    from distsched.plugin.manager import ELECTION, STORAGE, PluginManager
+    from distsched.testing import make_worker
+
+    plugins = PluginManager()
+    store = await plugins.build(STORAGE, url, url, options={})
+    election = await plugins.build(ELECTION, url, url, storage=store, options={"ttl": 10.0, "renew_interval": 3.0})
+    fence = await election.acquire("leader-1")
+    for worker in ("w1", "w2"):
+        await store.workers.register(make_worker(worker, now=store.clock()))
+    return store, fence
+
+
+def test_a_success_after_a_lost_worker_shows_no_stale_reason(distsched_cli: Any, store_url: str) -> None:
+    """Requeued when its worker was lost, then run to success on another worker: ``tasks
+    show`` read ``succeeded (worker w1 lost ...)``. The state line is ``succeeded`` now; the
+    lost attempt still says why it ended."""
+    from distsched.model import TaskResult
+    from distsched.testing import make_task
+
+    async def lose_w1_then_succeed_on_w2() -> None:
+        store, fence = await _leader(store_url)
+        await store.tasks.submit([make_task("x", target="double")])
+        task = await store.tasks.get("x")
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        held = await store.queues.pull("w1", 1, 1.0)
+        for t in held:
+            t.requeue("worker w1 lost (declared dead)", store.clock())  # the leader's reap
+        assert await store.workers.reap(fence, "w1", held) == [True]
+        task = await store.tasks.get("x")
+        task.dispatch("w2", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        [task] = await store.queues.pull("w2", 1, 1.0)
+        now = store.clock()
+        await store.queues.report("w2", [TaskResult(task_id="x", attempt_id=task.attempt_id, outcome="succeeded",
+                                                    started_at=now, finished_at=now, worker_id="w2", value=2)])
+        assert (await store.results.settle(fence, 10)).settled == 1
+        await store.close()
+
+    asyncio.run(lose_w1_then_succeed_on_w2())
+    text = distsched_cli("tasks", "show", "x", "--storage", store_url).output
+    assert "state     succeeded   attempt 1 of 1" in text, text
+    assert "      error  worker w1 lost (declared dead)" in text, "the lost attempt keeps why it ended"
+    shown = _json(distsched_cli("tasks", "show", "x", "--storage", store_url, "--json"))
+    assert shown["task"]["reason"] is None
+    assert [(a["worker_id"], a["outcome"]) for a in shown["attempts"]] == [("w1", "lost"), ("w2", "succeeded")]
+
+
 def test_status_after_a_clean_stop_tells_the_truth(distsched_cli: Any, store_url: str) -> None:
     ids = _history(store_url)
     data = _json(distsched_cli("status", "--storage", store_url, "--json"))

@@ -478,6 +478,20 @@ def test_result_of_the_current_attempt_after_requeue_is_refused():
     assert task.state is TaskState.PENDING and task.result is None
 
 
+@pytest.mark.parametrize("outcome, state", [("succeeded", TaskState.SUCCEEDED), ("failed", TaskState.RETRYING),
+                                            ("timed_out", TaskState.TIMED_OUT)])
+def test_a_finished_attempt_clears_the_reason_of_a_requeue(outcome, state):
+    # requeued when its worker was lost, then run on another worker: the requeue's reason
+    # said why it waited again, not why it ended (tasks show read "succeeded (worker w1 lost)")
+    task = make_task(max_attempts=2 if outcome != "timed_out" else 1)
+    task.dispatch("w1", T0)
+    task.requeue("worker w1 lost (declared dead)", T0 + 1)
+    assert task.reason == "worker w1 lost (declared dead)"
+    task.start(task.dispatch("w2", T0 + 2), T0 + 2)
+    assert task.finish(result_for(task, outcome, T0 + 3), T0 + 3) is state
+    assert task.reason is None
+
+
 def test_requeue_does_not_consume_the_retry_budget_and_gives_up_after_max_redeliveries():
     task = make_task(max_attempts=2)
     for i in range(DEFAULT_MAX_REDELIVERIES):

@@ -890,6 +890,56 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_a_finished_attempt_clears_the_reason_of_a_requeue(self, harness: Harness) -> None:
+        """A task requeued because its worker was lost (the leader's reap) and then finished
+        on another worker no longer carries the requeue's reason (``tasks show`` read
+        ``succeeded (worker w1 lost ...)``): neither after the store's own settling of a
+        success (``results.settle``, and a worker's ``report(settle=True)``) nor after the
+        leader's write of a failure. The lost attempt's record in the history keeps it, and
+        the task's other fields are as they were."""
+        # quotes, a backslash and non-ASCII: a store that edits its JSON record in place must
+        # find where the reason ends
+        reason = 'worker "w1\\" lost (declared dead) \u2603 {"reason":"x"},'
+
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            await s.workers.register(make_worker("w2", now=s.clock()))
+            await s.workers.register(make_worker("w1", now=s.clock()))
+            await s.tasks.submit([attrs.evolve(make_task(i, now=s.clock()), job="nightly", slot=1234.5, serial_limit=2)
+                                  for i in ("a", "b", "c")])
+            for t in await _get_many(s, ["a", "b", "c"]):
+                t.dispatch("w1", s.clock())
+                assert await s.tasks.dispatch(fence, [t]) == [True]
+            held = await s.queues.pull("w1", 10, 1.0)
+            for t in held:
+                t.requeue(reason, s.clock())  # w1 was lost: the leader's reap
+            assert await s.workers.reap(fence, "w1", held) == [True, True, True]
+            for t in await _get_many(s, ["a", "b", "c"]):
+                assert t.reason == reason, "a requeued task says why while it waits"
+                t.dispatch("w2", s.clock())
+                assert await s.tasks.dispatch(fence, [t]) == [True]
+            a, b, c = sorted(await s.queues.pull("w2", 10, 1.0), key=lambda t: t.id)
+            # a: the leader's settle; b: the worker's settling report; c fails (the leader's write)
+            await s.queues.report("w2", [_result(a, worker="w2", value=1, now=s.clock())])
+            assert (await s.results.settle(fence, 10)).settled == 1
+            await s.queues.report("w2", [_result(b, worker="w2", value=2, now=s.clock())], settle=True)
+            assert (await s.results.settle(fence, 10)).settled == 1
+            await s.queues.report("w2", [_result(c, "failed", worker="w2", error="boom", now=s.clock())])
+            [failure] = await s.results.peek(10)
+            c.finish(failure, s.clock())
+            assert await s.tasks.save(fence, [c], ack_results=1) == [True]
+            for task_id, state in (("a", TaskState.SUCCEEDED), ("b", TaskState.SUCCEEDED), ("c", TaskState.FAILED)):
+                detail = await s.tasks.detail(task_id)
+                assert detail is not None
+                t = detail.task
+                assert t.state is state and t.reason is None, (task_id, t.state, t.reason)
+                assert (t.job, t.slot, t.serial_limit, t.attempt, t.redeliveries) == ("nightly", 1234.5, 2, 1, 1), t
+                assert [(x.attempt_id, x.worker_id, x.outcome, x.error) for x in detail.attempts][:1] == [
+                    (f"{task_id}#1", "w1", "lost", reason)], "the history keeps why the first attempt ended"
+
+        harness.run(body)
+
     def test_throughput_counts_finished_tasks_per_minute(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()

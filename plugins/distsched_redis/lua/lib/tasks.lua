@@ -263,15 +263,45 @@ local function judgeable(r)
   return true
 end
 
+-- `d` (a task's rarely changed fields: compact JSON written by Python, codec.task_args)
+-- without its "reason" member, or nil when it has none. Task.finish clears the reason (that
+-- of a requeue: "worker ... lost"), which a finished attempt's task no longer shows; the
+-- requeued attempt's history keeps it. Python writes a string member only (None is left out),
+-- as `,"reason":"` or `{"reason":"`: inside a JSON string every quote is escaped, so that
+-- text is the member itself, and its value ends at the first quote that is not escaped. A
+-- value of another type (written by something else) is left as it is: the read quarantines it.
+local function without_reason(d)
+  local at, key_end = string.find(d, '"reason":"', 1, true)
+  if not at then return nil end
+  local before = string.sub(d, at - 1, at - 1)
+  if before ~= ',' and before ~= '{' then return nil end
+  local i = key_end + 1
+  while true do
+    local q = string.find(d, '["\\]', i)
+    if not q then return nil end  -- no end of the string: not JSON Python wrote
+    if string.sub(d, q, q) == '"' then
+      i = q
+      break
+    end
+    i = q + 2  -- an escape: skip the character it escapes
+  end
+  if before == ',' then
+    return string.sub(d, 1, at - 2) .. string.sub(d, i + 1)
+  end
+  -- the first member: drop the comma after it, if another member follows
+  local after = string.sub(d, i + 1, i + 1) == ',' and i + 2 or i + 1
+  return string.sub(d, 1, at - 1) .. string.sub(d, after)
+end
+
 -- Apply judgeable success r (its JSON text `entry`) exactly as Task.finish would, when it is
 -- the task's current attempt (attempt id "<id>#<n>" with n the stored dispatches, the task
 -- dispatched or running, on the worker that reported it): the task becomes `succeeded`
--- (result, finished_at = server time, started_at if unset), with every index, the minute's
--- throughput and the job's last outcome. Returns 'settled' and the summary row
--- "job\31attempt\31started_at\31finished_at\31settled at\31id"; 'stale' (a superseded attempt,
--- a task that is gone, another worker's claim); 'unreadable' (a record this script cannot
--- read); or, with unsigned_only, 'signed' for a task whose dispatch the leader signed (the
--- leader checks the result's signature itself).
+-- (result, finished_at = server time, started_at if unset, no reason: without_reason), with
+-- every index, the minute's throughput and the job's last outcome. Returns 'settled' and the
+-- summary row "job\31attempt\31started_at\31finished_at\31settled at\31id"; 'stale' (a
+-- superseded attempt, a task that is gone, another worker's claim); 'unreadable' (a record
+-- this script cannot read); or, with unsigned_only, 'signed' for a task whose dispatch the
+-- leader signed (the leader checks the result's signature itself).
 local function settle_success(entry, r, unsigned_only)
   local id = r.task_id
   local key = task_key(id)
@@ -296,6 +326,8 @@ local function settle_success(entry, r, unsigned_only)
   if not sa or sa == '' then sa = string.format('%.17g', r.started_at) end
   redis.call('HSET', key, 's', 'succeeded', 'v', stored_v + 1, 'u', NOW_S, 'fa', NOW_S,
              'sa', sa, 'r', entry)
+  local d = cur[7] and without_reason(cur[7])
+  if d then redis.call('HSET', key, 'd', d) end
   -- reindex() for dispatched/running -> succeeded, by hand
   local w, j = cur[2] or '', cur[5] or ''
   count_delta(cur[1], -1)
