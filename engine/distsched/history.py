@@ -123,10 +123,11 @@ def _attempt(task: Task, *, outcome: str, worker_id: str | None, number: int, re
     value, cut_v = _capped_value(result.value) if result is not None else (None, False)
     error, cut_e = _capped_text(result.error if result is not None else
                                 (task.reason if outcome in ("lost", "cancelled", "failed") else None))
-    # the worker's own start when it reported (a task dispatched ahead waits for its slot)
-    started = result.started_at if result is not None else task.started_at
     finished = None if outcome in ("dispatched", "running") else (
         result.finished_at if result is not None else task.updated_at)
+    # the worker's own start when it reported; else the record's, which is not the take of a
+    # task its worker held for its slot (dispatched ahead) and that ended (or, here, runs) before it
+    started = result.started_at if result is not None else task.attempt_began(finished)
     return Attempt(
         number=number, attempt_id=task.attempt_id,
         worker_id=worker_id if worker_id else (result.worker_id if result is not None else None),

@@ -78,12 +78,15 @@ def check_state(value: Any, *, empty_is_any: bool = False) -> str | None:
     return str(value)
 
 
-def task_row(task: Task) -> dict[str, Any]:
-    """One task as a listing row."""
+def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
+    """One task as a listing row. ``now`` (the store's clock) tells whether a task its worker
+    took ahead of its slot is still held (``held_until``: it has not started) or runs."""
     result = task.result
-    started, finished = task.last_attempt_times()
+    started, finished = task.last_attempt_times(now)
+    held = task.held_until(now) if now is not None else None
     return {
         "id": task.id, "job": task.job, "state": task.state.value, "slot": task.slot, "slot_iso": iso(task.slot),
+        "held_until": held, "held_until_iso": iso(held),
         "attempt": task.attempt, "worker_id": task.worker_id,
         "created_at": task.created_at, "updated_at": task.updated_at, "updated_iso": iso(task.updated_at),
         "started_at": started, "started_iso": iso(started), "finished_at": finished,
@@ -103,12 +106,20 @@ def attempt_row(a: Any) -> dict[str, Any]:
         "duration": round(duration, 6) if duration is not None else None, "outcome": a.outcome,
         "value": mask_secrets(a.value), "error": mask_secrets(a.error), "error_type": a.error_type,
         "retry_at": a.retry_at, "retry_iso": iso(a.retry_at), "truncated": a.truncated,
+        "held_until": None, "held_until_iso": None,
     }
 
 
-def task_detail(task: Task, attempts: Any) -> dict[str, Any]:
-    """One task with every attempt (result or error) and its retry schedule."""
-    row = task_row(task)
+def task_detail(task: Task, attempts: Any, now: float | None = None) -> dict[str, Any]:
+    """One task with every attempt (result or error) and its retry schedule; the attempt in
+    flight has not started while its worker holds it for its slot (``held_until``)."""
+    row = task_row(task, now)
+    rows = [attempt_row(a) for a in attempts]
+    for a in rows:
+        if a["attempt_id"] == task.attempt_id and a["outcome"] in ("dispatched", "running") and now is not None:
+            started = task.attempt_began(now) if a["outcome"] == "running" else None
+            a.update(started_at=started, started_iso=iso(started), held_until=row["held_until"],
+                     held_until_iso=row["held_until_iso"])
     spec = task.spec
     retry = spec.retry
     schedule = [{"after_attempt": n, "delay": retry.delay_after(n)} for n in range(1, min(retry.max_attempts, 51))]
@@ -116,7 +127,7 @@ def task_detail(task: Task, attempts: Any) -> dict[str, Any]:
     row.update(
         spec=mask_secrets(spec.to_dict()), dispatches=task.dispatches, redeliveries=task.redeliveries,
         not_before=task.not_before, not_before_iso=iso(task.not_before), dispatched_at=task.dispatched_at,
-        version=task.version, attempts=[attempt_row(a) for a in attempts],
+        version=task.version, attempts=rows,
         retry={"policy": retry.to_dict(), "schedule": schedule,
                "next_attempt_at": task.not_before if retrying else None,
                "next_attempt_iso": iso(task.not_before) if retrying else None},
@@ -207,19 +218,21 @@ class WebData:
     async def job_history(self, name: str, *, cursor: str | None = None, limit: int = 20) -> dict[str, Any]:
         await self.app.get_job(name)  # NotFound for an unknown job
         page = await self.app.job_history(name, cursor=cursor, limit=limit)
-        return {"items": [task_row(t) for t in page.tasks], "cursor": cursor, "limit": limit,
+        now = (await self.store()).clock()
+        return {"items": [task_row(t, now) for t in page.tasks], "cursor": cursor, "limit": limit,
                 "next_cursor": page.next_cursor}
 
     # -- tasks ------------------------------------------------------------------------
     async def tasks(self, *, state: str | None = None, job: str | None = None, worker: str | None = None,
                     cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
         page = await self.app.tasks(state=state, job=job, worker=worker, cursor=cursor, limit=limit)
-        return {"items": [task_row(t) for t in page.tasks], "cursor": cursor, "limit": limit,
+        now = (await self.store()).clock()
+        return {"items": [task_row(t, now) for t in page.tasks], "cursor": cursor, "limit": limit,
                 "next_cursor": page.next_cursor, "state": state, "job": job, "worker": worker}
 
     async def task(self, task_id: str) -> dict[str, Any]:
         detail = await self.app.task_detail(task_id)
-        return task_detail(detail.task, detail.attempts)
+        return task_detail(detail.task, detail.attempts, (await self.store()).clock())
 
     # -- workers ----------------------------------------------------------------------
     async def workers(self, *, recent: int = 10) -> list[dict[str, Any]]:
@@ -229,7 +242,8 @@ class WebData:
             assigned, page = await asyncio.gather(store.tasks.assigned(w["id"]),
                                                   self.app.tasks(worker=w["id"], limit=recent))
             live = sorted(assigned, key=lambda t: t.updated_at, reverse=True)
-            w.update(live=[task_row(t) for t in live[:100]], recent=[task_row(t) for t in page.tasks])
+            now = store.clock()
+            w.update(live=[task_row(t, now) for t in live[:100]], recent=[task_row(t, now) for t in page.tasks])
             return w
 
         # Two queries per worker, all in flight at once: the page costs about one round trip

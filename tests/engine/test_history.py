@@ -43,3 +43,26 @@ def test_a_field_distsched_does_not_write_is_refused_naming_it(field: str, value
     with pytest.raises(ValueError) as info:
         stored_attempt({**WRITTEN.to_dict(), field: value})
     assert str(info.value).startswith(reason)
+
+
+def test_an_attempt_held_for_its_slot_has_no_start_until_its_slot() -> None:
+    """A slot dispatched ahead is taken by its worker at once (the record's ``started_at``)
+    and held until its time: the attempt in flight, and one cancelled or lost before its
+    slot, has not started - the history showed the take as its start."""
+    from distsched.history import current_attempt, ended_attempt
+    from distsched.testing import make_task
+
+    task = make_task("s", now=T0)
+    task.not_before = T0 + 30
+    task.start(task.dispatch("w1", T0 + 1), T0 + 1.5)
+    running = current_attempt(task)
+    assert running is not None and (running.outcome, running.started_at) == ("running", None)
+    cancelled = make_task("s", now=T0)
+    cancelled.not_before = T0 + 30
+    cancelled.start(cancelled.dispatch("w1", T0 + 1), T0 + 1.5)
+    cancelled.cancel("cancelled by user", T0 + 5)
+    record = ended_attempt(cancelled, "w1")
+    assert record is not None and (record.outcome, record.started_at, record.finished_at) == ("cancelled", None, T0 + 5)
+    task.requeue("worker w1 lost", T0 + 6)
+    lost = ended_attempt(task, "w1")
+    assert lost is not None and (lost.outcome, lost.started_at) == ("lost", None)

@@ -63,14 +63,22 @@ def _short(text: str | None, limit: int = SHORT_ERROR) -> str:
 
 
 def task_row(task: Task, now: float) -> dict[str, Any]:
-    """The fields ``tasks list --json`` gives for one task (its latest attempt's times)."""
-    started, finished = task.last_attempt_times()
+    """The fields ``tasks list --json`` gives for one task (its latest attempt's times; a
+    task its worker holds for its slot has not started: ``held_until`` says until when)."""
+    started, finished = task.last_attempt_times(now)
     return {
         "id": task.id, "job": task.job, "slot": task.slot, "state": task.state.value, "attempt": task.attempt,
         "worker": task.worker_id or (task.result.worker_id if task.result else None),
         "created_at": task.created_at, "started_at": started, "finished_at": finished,
-        "duration": _duration(started, finished, now), "error": _error(task),
+        "duration": _duration(started, finished, now), "error": _error(task), "held_until": task.held_until(now),
     }
+
+
+def state_label(row: dict[str, Any]) -> str:
+    """The STATE cell of ``tasks list``: the state, or ``held`` for a task that is
+    ``running`` on its worker only in that the worker took it ahead of its slot and holds it
+    until then (the stored state stays ``running``; ``--state running`` lists it)."""
+    return "held" if row.get("held_until") is not None else row["state"]
 
 
 def _attempt_dict(a: Attempt) -> dict[str, Any]:
@@ -124,7 +132,7 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
     click.echo(f"{'ID':<{width}}  {'JOB':<{job_w}}  {'SLOT':<8}  {'STATE':<10} {'ATT':>3}  {'WORKER':<20} "
                f"{'STARTED':<19}  {'DURATION':>9}  ERROR")
     for r in rows:
-        click.echo(f"{r['id']:<{width}}  {r['job'] or '-':<{job_w}}  {when(r['slot'], date=False):<8}  {r['state']:<10} "
+        click.echo(f"{r['id']:<{width}}  {r['job'] or '-':<{job_w}}  {when(r['slot'], date=False):<8}  {state_label(r):<10} "
                    f"{r['attempt']:>3}  {(r['worker'] or '-')[:20]:<20} {when(r['started_at']):<19}  "
                    f"{seconds(r['duration']):>9}  {_short(r['error'])}".rstrip())
     if nxt:
@@ -142,9 +150,19 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
 
     async def call(app: Any) -> dict[str, Any]:
         detail = await app.task_detail(task_id)
+        now = (await app.storage()).clock()
         t = detail.task
+        attempts = [_attempt_dict(a) for a in detail.attempts]
+        held = t.held_until(now)
+        for a in attempts:
+            if a["attempt_id"] == t.attempt_id and a["outcome"] in ("dispatched", "running"):
+                # the attempt in flight: not started while its worker holds it for its slot
+                # (taken ahead), started at its slot once that came (until its result says)
+                a["started_at"] = t.attempt_began(now) if a["outcome"] == "running" else None
+                a["held_until"] = held
+                a["taken_at"] = t.started_at if held is not None else None
         return mask_secrets({  # its target, arguments, options, results and errors: secrets masked
-            "task": t.to_dict(), "attempts": [_attempt_dict(a) for a in detail.attempts],
+            "task": t.to_dict(), "attempts": attempts, "held_until": held,
             "next_attempt_at": t.not_before if t.state in (TaskState.RETRYING, TaskState.PENDING) else None,
             "max_attempts": t.spec.retry.max_attempts,
         })
@@ -159,7 +177,9 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
     click.echo(f"job       {t['job'] or '-'}" + (f"   slot {when(t['slot'])}" if t["slot"] is not None else ""))
     call_args = ", ".join([json.dumps(a) for a in spec["args"]] + [f"{k}={json.dumps(v)}" for k, v in spec["kwargs"].items()])
     click.echo(f"call      {spec['executor']}:{spec['target']}({call_args})   timeout {spec['timeout']:g}s")
-    state = t["state"] + (f" ({t['reason']})" if t.get("reason") else "")
+    notes = ([f"held by its worker until {when(data['held_until'])}, its slot"] if data["held_until"] is not None
+             else []) + ([t["reason"]] if t.get("reason") else [])
+    state = t["state"] + (f" ({'; '.join(notes)})" if notes else "")
     click.echo(f"state     {state}   attempt {t['attempt']} of {data['max_attempts']}")
     click.echo(f"created   {when(t['created_at'])}   updated {when(t['updated_at'])}")
     if data["next_attempt_at"] is not None and t["state"] == "retrying":
@@ -169,7 +189,9 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
     click.echo(f"attempts  {len(data['attempts'])}")
     for a in data["attempts"]:
         click.echo(f"  #{a['number']} {a['attempt_id']}  {a['outcome']:<10} worker {a['worker_id'] or '-'}")
-        click.echo(f"      dispatched {when(a['dispatched_at'])}  started {when(a['started_at'])}  "
+        began = (f"taken {when(a['taken_at'])}, held until {when(a['held_until'])}" if a.get("held_until") is not None
+                 else f"started {when(a['started_at'])}")
+        click.echo(f"      dispatched {when(a['dispatched_at'])}  {began}  "
                    f"finished {when(a['finished_at'])}  took {seconds(a['duration'])}")
         if a["outcome"] == "succeeded":
             click.echo(f"      value  {_short(json.dumps(a['value']), 200)}" + ("  (truncated)" if a["truncated"] else ""))

@@ -150,17 +150,42 @@ class Task:
             return None
         return max(since, self.not_before) + self.spec.timeout + grace
 
-    def last_attempt_times(self) -> tuple[float | None, float | None]:
+    def last_attempt_times(self, now: float | None = None) -> tuple[float | None, float | None]:
         """(started, finished) of the latest attempt as its worker measured them, for a
         listing: those of the result when the current attempt has one, or when the task waits
-        to retry (the result is then the last attempt's); otherwise the record's own
-        ``started_at`` and ``finished_at``. The record's ``started_at`` is when a worker took
-        the task - before its slot for a slot dispatched ahead, which the worker holds until
-        its time - and its ``finished_at`` when the leader recorded the outcome."""
+        to retry (the result is then the last attempt's); otherwise when the attempt began as
+        the record tells it (:meth:`attempt_began`, until ``finished_at`` or ``now``) and the
+        record's ``finished_at`` (when the leader recorded the outcome). A slot held by its
+        worker for its time, or cancelled before it, has not started: None."""
         result = self.result
         if result is not None and (result.attempt_id == self.attempt_id or self.state is TaskState.RETRYING):
             return result.started_at, result.finished_at
-        return self.started_at, self.finished_at
+        return self.attempt_began(self.finished_at if self.finished_at is not None else now), self.finished_at
+
+    def attempt_began(self, until: float | None) -> float | None:
+        """When the current (or, after a requeue, the lost) attempt began, as the record tells
+        it - a result tells it better: when its worker took the task (``started_at``). But a
+        worker that takes a task before ``not_before`` (a slot dispatched ahead by
+        ``fire_ahead``) holds it until then: such an attempt has not begun (None) while
+        ``until`` (its end, or now; None: not known) is before ``not_before``, and began at
+        ``not_before`` once ``until`` reached it. A requeue moves ``not_before`` up to the
+        requeue time: for a requeued task's lost attempt that reached its time, the take is
+        all the record knows."""
+        started = self.started_at
+        if started is None or started >= self.not_before:
+            return started
+        if until is None or until < self.not_before:
+            return None  # held for its time: not started
+        return started if self.state is TaskState.PENDING else self.not_before
+
+    def held_until(self, now: float) -> float | None:
+        """For a display: ``not_before`` while the worker that took this task holds it for
+        its time (state ``running``, taken before ``not_before``, which ``now`` has not
+        reached: a slot dispatched ahead by ``fire_ahead``); None otherwise. The stored state
+        stays ``running``: this only says it is not running yet."""
+        if self.state is TaskState.RUNNING and self.attempt_began(now) is None and self.started_at is not None:
+            return self.not_before
+        return None
 
     # -- transitions ---------------------------------------------------------------
     def _move(self, target: TaskState, now: float) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from distsched import DistributeSchedule
+from distsched.cli.format import when
 from distsched.config import WorkerConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -165,6 +166,57 @@ async def _leader(url: str) -> tuple[Any, Any]:
     for worker in ("w1", "w2"):
         await store.workers.register(make_worker(worker, now=store.clock()))
     return store, fence
+
+
+def _held_slot(url: str) -> tuple[str, float]:
+    """A slot 60 s ahead, dispatched ahead (fire_ahead) to w1, which took it and holds it."""
+    from distsched.model import Task, TaskSpec
+
+    async def main() -> tuple[str, float]:
+        store, fence = await _leader(url)
+        now = store.clock()
+        slot = round(now + 60, 3)
+        task = Task(id="held@1", spec=TaskSpec(target="double", args=[1]), job="nightly", slot=slot,
+                    created_at=now, not_before=slot)
+        await store.tasks.submit([task])
+        task = await store.tasks.get(task.id)
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        assert [t.id for t in await store.queues.pull("w1", 1, 1.0)] == [task.id]
+        await store.close()
+        return task.id, slot
+
+    return asyncio.run(main())
+
+
+def test_a_task_held_for_its_slot_has_not_started(distsched_cli: Any, store_url: str) -> None:
+    """A slot its worker took ahead and holds until its time read ``running`` with its take
+    as its start, before its slot; cancelled before its slot, it still showed that start.
+    Now: ``held`` in the list (its state stays ``running``), ``tasks show`` says until when,
+    and neither shows a start until it starts - cancelled before, never."""
+    task_id, slot = _held_slot(store_url)
+    cli = lambda *args: distsched_cli(*args, "--storage", store_url)  # noqa: E731
+
+    [row] = _json(cli("tasks", "list", "--json"))["tasks"]
+    assert (row["state"], row["held_until"], row["started_at"], row["duration"]) == ("running", slot, None, None)
+    [line] = cli("tasks", "list").output.splitlines()[1:]
+    assert line.split()[3] == "held" and " - " in line, line
+    assert [t["id"] for t in _json(cli("tasks", "list", "--state", "running", "--json"))["tasks"]] == [task_id]
+    shown = _json(cli("tasks", "show", task_id, "--json"))
+    assert shown["task"]["state"] == "running" and shown["held_until"] == slot
+    [attempt] = shown["attempts"]
+    assert (attempt["outcome"], attempt["started_at"], attempt["held_until"]) == ("running", None, slot)
+    assert attempt["taken_at"] == shown["task"]["started_at"] < slot
+    text = cli("tasks", "show", task_id).output
+    assert f"state     running (held by its worker until {when(slot)}, its slot)" in text, text
+    assert f", held until {when(slot)}  finished -" in text and "started" not in text, text
+
+    assert cli("tasks", "cancel", task_id).exit_code == 0
+    [row] = _json(cli("tasks", "list", "--json"))["tasks"]
+    assert (row["state"], row["held_until"], row["started_at"], row["duration"]) == ("cancelled", None, None, None)
+    [attempt] = _json(cli("tasks", "show", task_id, "--json"))["attempts"]
+    assert (attempt["outcome"], attempt["started_at"], attempt["duration"]) == ("cancelled", None, None)
+    assert "  started -  finished " in cli("tasks", "show", task_id).output
 
 
 def test_a_success_after_a_lost_worker_shows_no_stale_reason(distsched_cli: Any, store_url: str) -> None:

@@ -385,21 +385,51 @@ def test_the_last_attempt_times_are_the_workers_not_the_records():
     task = make_task(max_attempts=2, delay=5.0)
     task.not_before = T0 + 10
     task.start(task.dispatch("w1", T0 + 9.5), T0 + 9.6)
-    assert task.last_attempt_times() == (T0 + 9.6, None)  # running: since its worker took it
+    assert task.last_attempt_times(T0 + 9.8) == (None, None)  # held by its worker until its time
+    assert task.last_attempt_times(T0 + 10.5) == (T0 + 10, None)  # running: since its time
     ran = TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome="failed", started_at=T0 + 10.001,
                      finished_at=T0 + 10.003, worker_id="w1", error="boom")
     assert task.finish(ran, T0 + 10.2) is TaskState.RETRYING
     assert task.last_attempt_times() == (T0 + 10.001, T0 + 10.003)
-    task.start(task.dispatch("w1", T0 + 15), T0 + 15.1)
-    assert task.last_attempt_times() == (T0 + 15.1, None)  # the new attempt runs: not the old result
+    task.start(task.dispatch("w1", T0 + 15.3), T0 + 15.4)
+    assert task.last_attempt_times(T0 + 15.5) == (T0 + 15.4, None)  # the new attempt runs: not the old result
     again = TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome="succeeded", started_at=T0 + 15.2,
                        finished_at=T0 + 15.5, worker_id="w1")
     assert task.finish(again, T0 + 15.9) is TaskState.SUCCEEDED
-    assert (task.started_at, task.finished_at) == (T0 + 15.1, T0 + 15.9)
+    assert (task.started_at, task.finished_at) == (T0 + 15.4, T0 + 15.9)
     assert task.last_attempt_times() == (T0 + 15.2, T0 + 15.5)
     cancelled = make_task()
     cancelled.cancel("no longer wanted", T0 + 1)
     assert cancelled.last_attempt_times() == (None, cancelled.finished_at)  # never ran: the record's
+
+
+def test_a_task_held_for_its_slot_has_not_started():
+    """A slot dispatched ahead (fire_ahead) is taken by its worker at once and held until its
+    time: it reads ``running`` (the stored state) but has not started - no start time, and
+    ``held_until`` says until when - and cancelled before its slot it never started (the
+    listing showed its take time as its start)."""
+    task = make_task()
+    task.not_before = T0 + 30
+    task.start(task.dispatch("w1", T0 + 1), T0 + 1.5)
+    assert task.state is TaskState.RUNNING
+    assert task.held_until(T0 + 2) == T0 + 30 and task.attempt_began(T0 + 2) is None
+    assert task.last_attempt_times(T0 + 2) == (None, None)
+    assert task.last_attempt_times() == (None, None), "without a clock: not known to have started"
+    assert task.held_until(T0 + 30) is None and task.attempt_began(T0 + 31) == T0 + 30, "its time came: it runs"
+    cancelled = attrs.evolve(task)
+    cancelled.cancel("cancelled by user", T0 + 5)
+    assert cancelled.last_attempt_times(T0 + 40) == (None, T0 + 5) and cancelled.held_until(T0 + 6) is None
+    late = attrs.evolve(task)
+    late.cancel("cancelled by user", T0 + 35)  # after its time: it had begun at its time
+    assert late.last_attempt_times(T0 + 40) == (T0 + 30, T0 + 35)
+    lost = attrs.evolve(task)
+    lost.requeue("worker w1 lost", T0 + 5)  # lost before its time: that attempt never started
+    assert lost.not_before == T0 + 30 and lost.attempt_began(T0 + 5) is None
+    on_time = make_task()
+    on_time.start(on_time.dispatch("w1", T0), T0 + 0.1)  # taken at or after its time: the take
+    assert on_time.held_until(T0 + 1) is None and on_time.last_attempt_times(T0 + 1) == (T0 + 0.1, None)
+    on_time.requeue("worker w1 lost", T0 + 9)  # (the requeue moves not_before to now)
+    assert on_time.attempt_began(T0 + 9) == T0 + 0.1, "a lost attempt that ran keeps its take"
 
 
 def test_deadline_counts_from_dispatch_until_started():

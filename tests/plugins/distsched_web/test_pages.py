@@ -328,3 +328,51 @@ def test_a_read_only_dashboard_shows_no_action_links(web_server):
         for path in ("/jobs", "/jobs/every2"):
             html = http.get(path).text
             assert all(f'/jobs/every2/{action}"' in html for action in ("pause", "trigger", "remove")), path
+
+
+def test_a_task_held_for_its_slot_shows_so_and_no_start(web_server):
+    """A slot its worker took ahead of its time (fire_ahead) and holds until then: the task
+    pages, the workers page and the API said ``running`` with its take, before its slot, as
+    its start; cancelled before its slot, it kept that start. Now each says until when it is
+    held (its state stays ``running``) and shows no start until it starts."""
+    from distsched.model import Task, TaskSpec
+    from distsched.plugin.manager import ELECTION, PluginManager
+    from distsched.testing import make_worker
+
+    server = web_server(engine=False)
+
+    async def hold(app):
+        store = await app.storage()
+        election = await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
+                                               options={"ttl": 10.0, "renew_interval": 3.0})
+        fence = await election.acquire("leader-1")
+        await store.workers.register(make_worker("w1", now=store.clock()))
+        slot = round(store.clock() + 60, 3)
+        await store.tasks.submit([Task(id="held@1", spec=TaskSpec(target="add", args=[1, 2]), job="nightly",
+                                       slot=slot, created_at=store.clock(), not_before=slot)])
+        task = await store.tasks.get("held@1")
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        [taken] = await store.queues.pull("w1", 1, 1.0)
+        return slot, taken.started_at
+
+    slot, taken = server.call(hold)
+    with httpx.Client(base_url=server.url) as http:
+        api = http.get("/api/v1/tasks/held@1").json()
+        assert (api["state"], api["held_until"], api["started_at"]) == ("running", slot, None), api
+        assert taken < slot and api["attempts"][0]["started_at"] is None
+        assert api["attempts"][0]["held_until"] == slot
+        [row] = http.get("/api/v1/tasks").json()["items"]
+        assert (row["held_until"], row["started_at"]) == (slot, None)
+        held = f"held until {api['held_until_iso']}"
+        for path in ("/tasks", "/tasks/held@1", "/workers"):
+            page = http.get(path)
+            assert page.status_code == 200 and held in page.text, path
+        assert f"held by its worker until {api['held_until_iso']}, its slot: not started yet" in \
+            http.get("/tasks/held@1").text
+
+        server.call(lambda app: app.cancel_task("held@1", "cancelled by user"))
+        api = http.get("/api/v1/tasks/held@1").json()
+        assert (api["state"], api["held_until"], api["started_at"], api["duration"]) == ("cancelled", None, None, None)
+        assert [(a["outcome"], a["started_at"]) for a in api["attempts"]] == [("cancelled", None)]
+        assert "held until" not in http.get("/tasks/held@1").text
