@@ -56,7 +56,7 @@ from .status import (
     signing_state,
     worker_status,
 )
-from .tasks import marked_functions
+from .tasks import decorator_arguments, duplicate_function, marked_functions
 
 #: How many times a sync retries one job when a concurrent write got in its way.
 SYNC_ATTEMPTS = 5
@@ -105,9 +105,12 @@ class DistributeSchedule:
         return app
 
     # -- functions --------------------------------------------------------------------
-    def task(self, func: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
-        """Decorator: let the ``local`` executor run ``func`` under ``name`` (default __name__)."""
-
+    def task(self, func: Callable[..., Any] | str | None = None, *, name: str | None = None) -> Any:
+        """Decorator: let the ``local`` executor run ``func`` under ``name`` (default __name__):
+        ``@app.task``, ``@app.task("name")`` or ``@app.task(name="name")``. Registering the
+        same function again is a no-op; another function under a taken name raises
+        DuplicateRegistration naming both (``module:qualname``)."""
+        func, name = decorator_arguments("app.task", func, name)
         if name is not None and (not isinstance(name, str) or not name):
             raise ValidationError("name", f"must be a non-empty string, not {name!r}")
 
@@ -697,7 +700,9 @@ def functions_in_module(module: ModuleType) -> dict[str, Callable[..., Any]]:
     for value in list(vars(module).values()):
         if isinstance(value, DistributeSchedule):
             for reg in value.functions:
-                found.setdefault(reg.name, reg.factory)
+                first = found.setdefault(reg.name, reg.factory)
+                if first is not reg.factory:
+                    raise duplicate_function(reg.name, first, reg.factory, f"module {module.__name__!r}")
     return found
 
 

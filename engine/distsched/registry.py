@@ -34,6 +34,7 @@ from .model.errors import (
     UnknownName,
     ValidationError,
 )
+from .tasks import duplicate_function
 from .urls import redact_url
 
 log = logging.getLogger("distsched.plugins")
@@ -467,9 +468,24 @@ class FunctionRegistry(Registry):
     family = "function"
 
     def add(self, name: str, factory: Callable[..., Any], *, description: str = "", replace: bool = False) -> None:
+        """Register ``factory`` under ``name`` (see :meth:`Registry.add`). The same function
+        registered again under its name by the same registrant is a no-op; another function
+        under that name raises DuplicateRegistration naming both (``module:qualname``) unless
+        ``replace=True``."""
+        if not replace:
+            for old in self._same_origin(name):
+                if old.factory is factory:
+                    return
+                raise duplicate_function(name, old.factory, factory, "" if self.current == APP else str(self.current))
         if not description:
             description = (inspect.getdoc(factory) or "").split("\n", 1)[0]
         super().add(name, factory, description=description, replace=replace)
+
+    def _same_origin(self, name: str) -> list[Registration]:
+        """The registrations of ``name`` by the current registrant, stored or staged."""
+        pending = self._staged if self._staged is not None else []
+        return [r for r in [*self._candidates.get(("name", name), ()), *pending]
+                if r.name == name and r.origin == self.current]
 
     def function(self, name: str) -> Callable[..., Any]:
         """The callable registered as ``name``. Raises NameConflict or UnknownName."""

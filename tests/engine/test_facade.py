@@ -344,3 +344,77 @@ async def test_a_function_registered_while_the_worker_runs_is_refused():
     async with app.running(worker=False):  # no worker here: nothing runs the old list
         app.task(late, name="later")
     assert "later" in app.function_names()
+
+
+def test_the_task_decorators_take_the_name_positionally():
+    """``@app.task("name")`` raised AttributeError ('str' object has no attribute
+    '__name__'), and so did ``@distsched.task("name")`` (probe finding): both take the name
+    as Celery's and arq's do; a name given both ways, or a decorator given something that is
+    neither a function nor a name, is a TypeError saying how to call it."""
+    import distsched
+    from distsched.facade import functions_in_module
+
+    app = DistributeSchedule(f"memory://facade-{uuid.uuid4().hex}")
+
+    @app.task("hello")
+    def greet():
+        return "hi"
+
+    @distsched.task("marked")
+    def mark():
+        return 1
+
+    assert app.function_names() == ["hello"] and app.functions.function("hello") is greet
+    module = type(distsched)("positional_names_mod")
+    module.mark = mark
+    assert functions_in_module(module) == {"marked": mark}
+    for decorator, where in ((app.task, "app.task"), (distsched.task, "distsched.task")):
+        with pytest.raises(TypeError, match=rf"{where}\(\) takes the task name once"):
+            decorator("a", name="b")
+        with pytest.raises(TypeError, match=rf"{where}\(\) takes a function or a task name, not int 3"):
+            decorator(3)
+
+
+def test_two_functions_under_one_task_name_are_refused_naming_both(tmp_path, monkeypatch):
+    """The last of two functions registered under one name silently won (probe finding):
+    a clear error now names the name and both functions (``module:qualname``), whether they
+    are marked in one module or registered on one app; the same function registered again
+    is fine."""
+    import importlib
+    import sys
+
+    from distsched.facade import functions_in_module
+    from distsched.model import DuplicateRegistration
+
+    (tmp_path / "twice_marked_mod.py").write_text(
+        "import distsched\n"
+        "@distsched.task(name='x')\ndef first(): return 1\n"
+        "@distsched.task(name='x')\ndef second(): return 2\n"
+        "again = first\n")  # one function under two attribute names: one function
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "twice_marked_mod", raising=False)
+    module = importlib.import_module("twice_marked_mod")
+    with pytest.raises(DuplicateRegistration) as caught:
+        functions_in_module(module)
+    assert str(caught.value) == (
+        "module 'twice_marked_mod': task name 'x' is given to two different functions, twice_marked_mod:first and "
+        "twice_marked_mod:second: one name runs one function; register one of them under another name (name=...)")
+    app = DistributeSchedule(f"memory://facade-{uuid.uuid4().hex}")
+    with pytest.raises(DuplicateRegistration, match="'x' is given to two different functions"):
+        app.register_module(module)
+
+    def one():
+        return 1
+
+    def other():
+        return 2
+
+    app.task(one, name="y")
+    app.task(one, name="y")  # the very same function: fine
+    app.task("y")(one)
+    with pytest.raises(DuplicateRegistration) as caught:
+        app.task(other, name="y")
+    message = str(caught.value)
+    assert "task name 'y'" in message and f"{__name__}:{one.__qualname__}" in message
+    assert f"{__name__}:{other.__qualname__}" in message
+    assert app.functions.function("y") is one, "the first registration stays"

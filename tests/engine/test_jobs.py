@@ -187,3 +187,26 @@ def test_distsched_run_on_dev_zero_is_one_line(distsched_cli):
     result = distsched_cli("run", "/dev/zero", "--duration", "0")
     assert result.exit_code != 0
     assert "must be a regular file" in result.output and "Traceback" not in result.output
+
+
+def test_two_task_modules_giving_one_name_to_two_functions_are_refused(tmp_path, monkeypatch):
+    """The worker's registry refuses the second, naming both functions; a module that
+    re-exports another's function gives the same function: fine."""
+    import sys
+
+    from distsched.facade import DistributeSchedule, functions_in_module
+    from distsched.model import DuplicateRegistration
+
+    (tmp_path / "first_tasks_mod.py").write_text("from distsched import task\n@task\ndef hello():\n    return 1\n")
+    (tmp_path / "reexports_tasks_mod.py").write_text("from first_tasks_mod import hello\n")
+    (tmp_path / "second_tasks_mod.py").write_text("from distsched import task\n@task\ndef hello():\n    return 2\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    app = DistributeSchedule("memory://two-modules")
+    names = import_task_modules(["first_tasks_mod", "reexports_tasks_mod"], base=tmp_path,
+                                register=app.functions.add, collect=functions_in_module)
+    assert names == ["hello", "hello"] and app.function_names() == ["hello"]
+    with pytest.raises(DuplicateRegistration, match="'hello' is given to two different functions, "
+                                                    "first_tasks_mod:hello and second_tasks_mod:hello"):
+        import_task_modules(["second_tasks_mod"], base=tmp_path, register=app.functions.add,
+                            collect=functions_in_module)
+
