@@ -90,6 +90,29 @@ def _plain_and_small(args: tuple[Any, ...]) -> bool:
     return True
 
 
+def _json_error(value: Any) -> Exception | None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return exc
+    return None
+
+
+def _not_json(args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> tuple[str, Exception] | None:
+    """The first argument that is not plain JSON, as ``(field, error)`` - ``args[1]``,
+    ``kwargs.when``, ``options.body`` - or None (only the arguments together fail)."""
+    for i, value in enumerate(args):
+        exc = _json_error(value)
+        if exc is not None:
+            return f"args[{i}]", exc
+    for field, table in (("kwargs", kwargs), ("options", options)):
+        for key, value in table.items():
+            exc = _json_error(value)
+            if exc is not None:
+                return f"{field}.{key}", exc
+    return None
+
+
 @attrs.frozen(kw_only=True)
 class TaskSpec:
     """What to run: executor name, target (a registered function name, a URL, an endpoint),
@@ -122,7 +145,8 @@ class TaskSpec:
                 json.dumps([self.args, self.kwargs, self.options], allow_nan=False, separators=(",", ":"))
             )
         except (TypeError, ValueError, RecursionError) as exc:
-            raise ValidationError("args", f"must be plain JSON (no {exc})") from None
+            field, problem = _not_json(self.args, self.kwargs, self.options) or ("args", exc)
+            raise ValidationError(field, f"must be plain JSON ({problem})") from None
         if size > MAX_PAYLOAD_BYTES:
             raise ValidationError(
                 "args", f"payload is {size} bytes of JSON; the limit is {MAX_PAYLOAD_BYTES}"

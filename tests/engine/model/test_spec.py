@@ -52,13 +52,14 @@ def test_args_list_becomes_a_tuple():
         ({"kwargs": "a=1"}, "kwargs"),
         ({"kwargs": None}, "kwargs"),
         ({"options": ["x"]}, "options"),
-        ({"args": [{1, 2}]}, "args"),
-        ({"args": [object()]}, "args"),
-        ({"args": [math.nan]}, "args"),
-        ({"args": [math.inf]}, "args"),
-        ({"args": [b"bytes"]}, "args"),
-        ({"kwargs": {"when": object()}}, "args"),
-        ({"options": {"s": {1}}}, "args"),
+        ({"args": [{1, 2}]}, "args[0]"),
+        ({"args": [object()]}, "args[0]"),
+        ({"args": [math.nan]}, "args[0]"),
+        ({"args": [1, math.inf]}, "args[1]"),
+        ({"args": [b"bytes"]}, "args[0]"),
+        ({"kwargs": {"when": object()}}, "kwargs.when"),
+        ({"kwargs": {"ok": 1, "s": {1}}}, "kwargs.s"),
+        ({"options": {"s": {1}}}, "options.s"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):
@@ -113,7 +114,7 @@ def test_deeply_nested_payload_is_refused_quickly(where):
     with pytest.raises(ValidationError) as exc:
         TaskSpec(target="f", **{where: value})
     assert time.perf_counter() - started < 2.0
-    assert exc.value.field == "args"
+    assert exc.value.field == {"args": "args[0]", "kwargs": "kwargs.k", "options": "options.o"}[where]
 
 
 def test_circular_payload_is_refused():
@@ -121,7 +122,7 @@ def test_circular_payload_is_refused():
     loop.append(loop)
     with pytest.raises(ValidationError) as exc:
         TaskSpec(target="f", args=[loop])
-    assert exc.value.field == "args"
+    assert exc.value.field == "args[0]"
 
 
 json_values = st.recursive(
@@ -161,7 +162,7 @@ def test_plain_looking_args_that_are_not_json_are_still_refused(args) -> None:
     would accept: a non-finite float or a non-JSON value still fails naming the field."""
     with pytest.raises(ValidationError) as err:
         TaskSpec(target="f", args=args)
-    assert err.value.field == "args"
+    assert err.value.field == f"args[{len(args) - 1}]"
 
 
 def test_big_arguments_past_the_shortcut_are_measured() -> None:
@@ -175,7 +176,7 @@ def test_big_arguments_past_the_shortcut_are_measured() -> None:
 # checks it with TaskSpec.validate before running it. Each hostile value written straight
 # into the store is refused with the error a constructor gives it.
 _HOSTILE_STORED = [
-    ({"timeout": 1e308}, "timeout"), ({"timeout": -1}, "timeout"), ({"args": [float("inf")]}, "args"), ({"args": ["x" * 1_100_000]}, "args"),
+    ({"timeout": 1e308}, "timeout"), ({"timeout": -1}, "timeout"), ({"args": [float("inf")]}, "args[0]"), ({"args": ["x" * 1_100_000]}, "args"),
     ({"executor": "bad name!"}, "executor"), ({"target": ""}, "target"), ({"balancer": "bad name!"}, "balancer"),
     ({"balance_key": 5}, "balance_key"), ({"kwargs": []}, "kwargs"),
     ({"options": {1: 2}}, "options"), ({"retry": {"max_attempts": -1}}, "max_attempts"),
@@ -231,3 +232,14 @@ def test_validate_accepts_a_valid_stored_spec():
 
     spec = TaskSpec(target="noop", args=(1, "a", None), kwargs={"k": [1]}, timeout=5)
     stored_spec(spec.to_dict()).validate()
+
+
+def test_a_value_that_is_not_json_is_named_by_its_place():
+    """It was reported as ``args: ...`` wherever it was (probe finding): the field names the
+    argument - ``args[1]``, ``kwargs.when``, ``options.body`` - and the reason says why."""
+    with pytest.raises(ValidationError) as err:
+        TaskSpec(target="f", args=[1, 2], kwargs={"n": 1, "when": object()})
+    assert err.value.field == "kwargs.when"
+    assert str(err.value) == "kwargs.when: must be plain JSON (Object of type object is not JSON serializable)"
+    with pytest.raises(ValidationError, match=r"^args\[1\]: must be plain JSON \(Out of range float"):
+        TaskSpec(target="f", args=[1, math.nan], kwargs={"n": 1})
