@@ -55,6 +55,14 @@ def safe_str(obj: Any) -> str:
         return f"<{type(obj).__name__} object: str() raised {type(exc).__name__}>"
 
 
+def error_text(exc: BaseException) -> str:
+    """How a task's exception is recorded: ``Kind: message``, or ``Kind`` alone when its
+    message is empty (``raise ValueError()``)."""
+    kind = type(exc).__name__
+    text = safe_str(exc)
+    return f"{kind}: {text}" if text else kind
+
+
 def json_problem(value: Any, limit: int = MAX_RESULT_BYTES) -> tuple[str, str] | None:
     """Why ``value`` cannot be stored as a JSON result, as ``(error_type, reason)`` with
     ``error_type`` ``"ResultNotJSON"`` or ``"ResultTooLarge"``; None when it can.
@@ -119,6 +127,8 @@ class Outcome:
         retry_after: float | None = None,
         **meta: Any,
     ) -> Outcome:
+        if error == f"{error_type}: ":  # an exception with an empty message, worded "Kind: message"
+            error = error_type
         return cls(
             ok=False,
             error=error,

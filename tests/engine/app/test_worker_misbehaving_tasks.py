@@ -149,9 +149,9 @@ async def test_exit_and_interrupt_in_a_task_are_its_failure(distsched_app, store
 @pytest.mark.parametrize("func, kind, error", [
     ("aborts", "Abort", "Abort: give up"),
     ("aborts_async", "Abort", "Abort: give up"),
-    ("uses_a_cancelled_future", "CancelledError", "CancelledError: "),
-    ("awaits_a_cancelled_future", "CancelledError", "CancelledError: "),
-    ("first_match", "StopIteration", "StopIteration: "),
+    ("uses_a_cancelled_future", "CancelledError", "CancelledError"),
+    ("awaits_a_cancelled_future", "CancelledError", "CancelledError"),
+    ("first_match", "StopIteration", "StopIteration"),
     ("times_out_itself", "TimeoutError", "TimeoutError: GET https://api.example/v1/orders: read timed out after 30s"),
     ("times_out_itself_async", "TimeoutError", "TimeoutError: read timed out after 30s"),
 ])

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distsched.model import Outcome, TaskResult, ValidationError
+from distsched.model.result import error_text
 
 
 def test_success_outcome():
@@ -88,3 +89,13 @@ def test_round_trip_through_json(outcome, started, took, value, retryable, retry
     again = TaskResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again == result
     assert again.ok == (outcome == "succeeded")
+
+
+def test_an_exception_without_a_message_is_recorded_as_its_kind_alone():
+    """``raise ValueError()`` was recorded ``ValueError: `` (probe finding): the worker words
+    a task's exception ``Kind: message``, and so do the executors; with no message it is
+    ``Kind``. A message is kept as it is."""
+    assert Outcome.failure("ValueError: ", error_type="ValueError").error == "ValueError"
+    assert Outcome.failure("ValueError: bad", error_type="ValueError").error == "ValueError: bad"
+    assert Outcome.failure("KeyError: ", error_type="Other").error == "KeyError: "  # not its kind: as given
+    assert error_text(ValueError()) == "ValueError" and error_text(ValueError("x")) == "ValueError: x"
