@@ -24,6 +24,7 @@ import attrs
 
 from .model import JOB_FIELDS, TaskConfig, TaskSpec, ValidationError, build_job
 from .model.errors import DistschedError
+from .model.result import error_text
 from .model.worker import MAX_CAPACITY, MAX_CONCURRENCY, check_capacity
 from .tasks import marked_functions
 
@@ -223,11 +224,15 @@ def import_task_modules(
             sys.path.insert(0, str(folder.resolve()))
     names: list[str] = []
     for module_name in modules:
+        where = f" (looked in {base} and the current directory)" if base else ""
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            where = f" (looked in {base} and the current directory)" if base else ""
-            raise ValidationError("imports", f"cannot import {module_name!r}{where}: {type(exc).__name__}: {exc}") from None
+            raise ValidationError("imports", f"cannot import {module_name!r}{where}: {error_text(exc)}") from None
+        except SystemExit as exc:  # sys.exit() at import: the worker would exit with its status, saying nothing
+            raise ValidationError("imports", f"cannot import {module_name!r}{where}: it called sys.exit({exc.code!r}) "
+                                             "when imported (a task module must not exit on import: put the code "
+                                             "that exits under `if __name__ == \"__main__\":`)") from None
         found = collect(module)
         if not found:
             what = hint(module) if hint is not None else "mark its functions with @distsched.task"

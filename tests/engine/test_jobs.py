@@ -189,6 +189,38 @@ def test_distsched_run_on_dev_zero_is_one_line(distsched_cli):
     assert "must be a regular file" in result.output and "Traceback" not in result.output
 
 
+def test_a_task_module_that_exits_on_import_is_named(tmp_path, monkeypatch, distsched_cli):
+    """A module imported by the worker that called ``sys.exit(3)`` on import made
+    ``distsched worker`` exit 3 saying nothing (probe finding): a clear error names the
+    module and the call, and the worker exits non-zero without starting."""
+    import sys
+
+    (tmp_path / "exits_on_import_mod.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "jobs.toml").write_text('[worker]\nimports = ["exits_on_import_mod"]\n')
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(ValidationError) as err:
+        import_task_modules(["exits_on_import_mod"], base=tmp_path, register=lambda *a: None)
+    assert err.value.field == "imports"
+    assert "cannot import 'exits_on_import_mod'" in str(err.value) and "called sys.exit(3) when imported" in str(err.value)
+    monkeypatch.chdir(tmp_path)
+    for args in (["--import", "exits_on_import_mod"], ["--jobs", str(tmp_path / "jobs.toml")]):
+        result = distsched_cli("worker", "--storage", "memory://exits", *args)
+        assert result.exit_code == 1, (args, result.exit_code, result.output)
+        assert "cannot import 'exits_on_import_mod'" in result.output, result.output
+        assert "called sys.exit(3) when imported" in result.output and "Traceback" not in result.output
+
+
+def test_an_import_error_without_a_message_names_its_kind_alone(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "raises_bare_mod.py").write_text("raise RuntimeError()\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(ValidationError) as err:
+        import_task_modules(["raises_bare_mod"], base=tmp_path, register=lambda *a: None)
+    assert str(err.value).endswith("cannot import 'raises_bare_mod' (looked in "
+                                   f"{tmp_path} and the current directory): RuntimeError")
+
+
 def test_two_task_modules_giving_one_name_to_two_functions_are_refused(tmp_path, monkeypatch):
     """The worker's registry refuses the second, naming both functions; a module that
     re-exports another's function gives the same function: fine."""
@@ -209,4 +241,3 @@ def test_two_task_modules_giving_one_name_to_two_functions_are_refused(tmp_path,
                                                     "first_tasks_mod:hello and second_tasks_mod:hello"):
         import_task_modules(["second_tasks_mod"], base=tmp_path, register=app.functions.add,
                             collect=functions_in_module)
-
