@@ -34,6 +34,7 @@ from .model import (
     RetryPolicy,
     Slot,
     Task,
+    TaskCancelled,
     TaskConfig,
     TaskResult,
     TaskSpec,
@@ -617,8 +618,16 @@ class DistributeSchedule:
         return ""
 
     async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
-        """The final TaskResult of a task (success, or the last failed attempt)."""
+        """The final TaskResult of a task, once it finished: its success, or its last failed
+        or timed-out attempt (``result.ok`` False, ``outcome``, ``error_type`` and ``error``
+        say which). A cancelled task has no result: raises TaskCancelled naming the task and
+        the reason (its ``result`` is the last failed attempt's, if one ran before the
+        cancel). Raises NotFound for an unknown task or one that ended without an attempt
+        (``skipped``, or failed before any dispatch: the message says why), TimeoutError when
+        it has not finished within ``timeout`` seconds (saying why it may never run)."""
         task = await self.wait(task_id, timeout)
+        if task.state is TaskState.CANCELLED:
+            raise TaskCancelled(task_id, task.reason, task.result)
         if task.result is None:
             raise NotFound(f"task {task_id!r} ended {task.state.value} without a result ({task.reason})")
         return task.result

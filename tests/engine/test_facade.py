@@ -418,3 +418,29 @@ def test_two_functions_under_one_task_name_are_refused_naming_both(tmp_path, mon
     assert "task name 'y'" in message and f"{__name__}:{one.__qualname__}" in message
     assert f"{__name__}:{other.__qualname__}" in message
     assert app.functions.function("y") is one, "the first registration stays"
+
+
+async def test_the_result_of_a_cancelled_task_says_it_was_cancelled(any_store_url):
+    """``app.result`` on a cancelled task raised NotFound (probe finding), though the task
+    exists: it raises TaskCancelled naming the task and the reason; a failed task's result
+    is still returned (``ok`` False), an unknown task is still NotFound."""
+    from distsched.model import TaskCancelled
+
+    app = DistributeSchedule(any_store_url)
+
+    @app.task
+    def never():
+        return 1
+
+    try:
+        task_id = await app.submit("never")  # no worker runs here: it waits
+        await app.cancel_task(task_id, reason="not needed")
+        with pytest.raises(TaskCancelled) as caught:
+            await app.result(task_id, timeout=5)
+        assert str(caught.value) == f"task {task_id!r} was cancelled (not needed): it has no result"
+        assert caught.value.task_id == task_id and caught.value.reason == "not needed"
+        assert caught.value.result is None
+        with pytest.raises(NotFound):
+            await app.result("no-such-task", timeout=5)
+    finally:
+        await app.stop()

@@ -60,6 +60,19 @@ class NotFound(DistschedError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TaskCancelled(DistschedError):
+    """A task whose result was asked for was cancelled: it has no result of its own. Names
+    the task (``task_id``) and why (``reason``); ``result`` is its last attempt's, when one
+    failed before the cancel (else None)."""
+
+    def __init__(self, task_id: str, reason: str | None, result: object = None) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        self.result = result
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"task {task_id!r} was cancelled{why}: it has no result")
+
+
 class AlreadyExists(DistschedError):
     """A job with that name already exists. ``names``: every existing name, when a bulk
     call refused several at once."""
