@@ -3,7 +3,9 @@
 It registers under a new incarnation id at every start, heartbeats asynchronously, pulls
 only as many tasks as it has free execution slots (a task held for its time - dispatched
 ahead - takes none until then), runs each with the
-task's executor under ``asyncio.wait_for(timeout)``, and reports results in batches. When
+task's executor under ``asyncio.timeout(timeout)`` (a coroutine that catches its cancellation
+and goes on is recorded timed out ``CANCEL_GRACE`` later, its slot reported as blocked until it
+returns), and reports results in batches. When
 the store says it was declared dead (its heartbeat was too old), it drops what it holds -
 the leader has already requeued it - and re-registers under a new id. On stop it drains:
 stops pulling, hands back the tasks it holds for a time after the drain (dispatched ahead,
@@ -41,6 +43,13 @@ PULL_TIMEOUT = 0.5
 BLOCKED_RECHECK = 0.5
 #: Results are reported in batches of at most this many.
 REPORT_BATCH = 500
+#: How long an attempt may take to end once the worker cancelled it (its timeout, a stop): its
+#: cleanup (``finally``, ``async with``) runs meanwhile. A coroutine still running then caught
+#: the cancellation and goes on (``except asyncio.CancelledError: pass``): its attempt is
+#: recorded as timed out (or, stopped, reports nothing), and the execution slot it holds counts
+#: as blocked in the worker's heartbeats until it returns (the store no longer counts its task
+#: in the worker's load, so the leader would send the worker more than it runs).
+CANCEL_GRACE = 1.0
 #: Exceptions a task may raise that must not stop the worker: they fail the task, not
 #: retryable (any other BaseException fails it as an Exception does; only the worker's own
 #: cancellation of an attempt goes through).
@@ -110,6 +119,15 @@ class WorkerService:
         self._slot_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self._blocked_reported = 0
+        #: For each execution that started its task, the timer that looks, ``CANCEL_GRACE``
+        #: after its timeout (or after :meth:`stop_superseded` stopped it), whether it ended.
+        self._overdue_timers: dict[asyncio.Task[None], asyncio.TimerHandle] = {}
+        #: Executions cancelled over ``CANCEL_GRACE`` ago whose coroutine goes on (it caught the
+        #: cancellation), by attempt id: over for the store (timed out, or stopped), their slot
+        #: taken until they return - the heartbeat counts them as blocked.
+        self._stubborn: dict[asyncio.Task[None], str] = {}
+        #: Executions :meth:`stop_superseded` stopped (one that goes on is not stopped again).
+        self._stopped: set[asyncio.Task[None]] = set()
         self.executed = 0
         self.on_result: Callable[[TaskResult], None] | None = None
         #: Checks the leader's signature of each task and signs results (None: unsigned).
@@ -206,6 +224,12 @@ class WorkerService:
                 except Exception:  # a plugin's bug must not stop the pull loop
                     log.exception("executor %r: blocked() failed", executor)
         return min(total, self.config.concurrency)
+
+    def blocked_slots(self) -> int:
+        """The execution slots the heartbeat reports as blocked: :meth:`blocked` (threads),
+        and the coroutines that went on after their timeout or stop (they are among the
+        executions the pull loop counts, so it does not add them again)."""
+        return min(self.blocked() + len(self._stubborn), self.config.concurrency)
 
     async def _pull_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
@@ -325,6 +349,12 @@ class WorkerService:
 
     def _done(self, job: asyncio.Task[None]) -> None:
         self._running.pop(job, None)
+        timer = self._overdue_timers.pop(job, None)
+        if timer is not None:
+            timer.cancel()
+        self._stopped.discard(job)
+        if self._stubborn.pop(job, None) is not None:
+            log.info("worker %s: the attempt that went on after it was cancelled ended; its slot is free", self.id)
         self._holding.pop(job, None)
         self._not_started.discard(job)
         self._due.discard(job)
@@ -352,7 +382,8 @@ class WorkerService:
         if not self._running:
             return
         try:
-            await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True, blocked=self.blocked()),
+            await asyncio.wait_for(self.storage.workers.heartbeat(self.id, draining=True,
+                                                                  blocked=self.blocked_slots()),
                                    timeout=2.0)
         except Exception:
             pass
@@ -364,17 +395,23 @@ class WorkerService:
         if pending:
             log.warning("worker %s: %d task(s) still running after %gs; returned for re-dispatch",
                         self.id, len(pending), self.config.drain_timeout)
-            await asyncio.gather(*pending, return_exceptions=True)
+            # a coroutine that caught its cancellation would hold the stop for ever
+            _, went_on = await asyncio.wait(pending, timeout=CANCEL_GRACE)
+            if went_on:
+                log.warning("worker %s: %d task(s) still running %gs after they were cancelled (their function "
+                            "caught asyncio.CancelledError and went on); the worker stops without waiting for them",
+                            self.id, len(went_on), CANCEL_GRACE)
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         interval = self.engine_config.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
             try:
-                blocked = self.blocked()
+                blocked = self.blocked_slots()
                 if blocked and blocked != self._blocked_reported:
-                    log.warning("worker %s: %d of %d execution slot(s) held by timed-out sync function(s) "
-                                "that are still running; this worker takes fewer tasks until they return",
+                    log.warning("worker %s: %d of %d execution slot(s) held by attempts that are over but still "
+                                "running (a timed-out sync function's thread, a coroutine that caught its "
+                                "cancellation); this worker takes fewer tasks until they return",
                                 self.id, blocked, self.config.concurrency)
                 self._blocked_reported = blocked
                 alive = await asyncio.wait_for(
@@ -403,7 +440,9 @@ class WorkerService:
         thread cannot be killed and is abandoned (it holds its slot until it returns, see
         :meth:`blocked`). No result is reported for a stopped attempt (the store would drop
         it as stale anyway). Returns how many were stopped."""
-        holding = [(job, task) for job, task in self._holding.items() if not job.done()]
+        # one already stopped that goes on is not stopped (nor logged) again at every beat
+        holding = [(job, task) for job, task in self._holding.items()
+                   if not job.done() and job not in self._stopped and job not in self._stubborn]
         if not holding:
             return 0
         stored = await self.storage.tasks.get_many([task.id for _, task in holding])
@@ -418,6 +457,8 @@ class WorkerService:
                 if now.attempt_id == task.attempt_id else f"attempt {now.attempt_id} superseded it")
             log.warning("worker %s: stopping attempt %s: %s", self.id, task.attempt_id, why)
             job.cancel()
+            self._stopped.add(job)
+            self._watch(job, task, asyncio.get_running_loop().time(), None)
             stopped += 1
         self.abandoned += stopped
         return stopped
@@ -453,13 +494,13 @@ class WorkerService:
         clock = self.storage.clock
         early = task.not_before - clock()
         precise = False
+        me = asyncio.current_task()
         # no leader dispatches further ahead than fire_ahead allows: a task that comes earlier
         # (a broken record, or one written straight into the store) is refused below, rather
         # than hold an execution slot until its time (an hour, or for ever for an infinite
         # not_before; a few such tasks would stop the worker)
         too_early = not early <= FIRE_AHEAD_MAX + 1.0
         if 0 < early and not too_early:  # dispatched ahead of its time: start it on time
-            me = asyncio.current_task()
             if me is not None:  # a draining worker hands it back instead of waiting for its time
                 self._not_started.add(me)
                 self._slot_free.set()  # it takes no execution slot meanwhile: the pull loop may pull
@@ -494,10 +535,14 @@ class WorkerService:
             loop = asyncio.get_running_loop()
             if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution
                 async with _timeout(timeout) as limit:
+                    if me is not None:  # it must end by its deadline (and a grace to clean up)
+                        self._watch(me, task, limit.when(), (started, timeout, worker_id, events))
                     outcome = await executor.run(task)
                 deadline = limit.when()
             else:  # pragma: no cover - Python 3.10
                 deadline = loop.time() + timeout
+                if me is not None:
+                    self._watch(me, task, deadline, (started, timeout, worker_id, events))
                 outcome = await asyncio.wait_for(executor.run(task), timeout)
             finished = clock()
             if deadline is not None and loop.time() > deadline:
@@ -542,6 +587,51 @@ class WorkerService:
                                   f"the task raised {kind}({safe_str(exc)}); the worker goes on", False)
             else:  # a CancelledError of the task's own (a future it awaited was cancelled), a BaseException subclass
                 result = _failure(task, started, clock(), worker_id, kind, f"{kind}: {safe_str(exc)}", True)
+        if me is not None and me in self._stubborn:
+            return  # it went on after its timeout or stop: its attempt was recorded (or dropped) then
+        self._record(task, result, events)
+
+    def _watch(self, job: asyncio.Task[None], task: Task, deadline: float, timed: _Timed | None) -> None:
+        """Look ``CANCEL_GRACE`` after ``deadline`` (loop time: the attempt's timeout, or now
+        for a stop) whether ``job`` ended; ``timed``: the attempt's start, timeout, worker id
+        and event bus, for the timed-out result it gets if not (a stopped one reports nothing)."""
+        old = self._overdue_timers.pop(job, None)
+        if old is not None:
+            old.cancel()
+        due = deadline + CANCEL_GRACE
+        self._overdue_timers[job] = asyncio.get_running_loop().call_at(due, self._overdue, job, task, due, timed)
+
+    def _overdue(self, job: asyncio.Task[None], task: Task, due: float, timed: _Timed | None) -> None:
+        """``CANCEL_GRACE`` after ``job``'s timeout or stop: if its coroutine still runs, it
+        caught its cancellation and goes on. Its attempt is over: a timed-out one is recorded
+        as timed out now (not when, or if, it returns); its slot stays taken and counts as
+        blocked in the heartbeat until it returns (:meth:`blocked_slots`)."""
+        self._overdue_timers.pop(job, None)
+        if job.done() or job not in self._running:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - due > CANCEL_GRACE / 2:
+            # the loop was held (a blocking call): the cancellation may not even have reached
+            # the coroutine yet - look again once it has had its grace
+            due = loop.time() + CANCEL_GRACE
+            self._overdue_timers[job] = loop.call_at(due, self._overdue, job, task, due, timed)
+            return
+        self._stubborn[job] = task.attempt_id
+        if timed is None:
+            log.warning("worker %s: attempt %s was stopped %gs ago and its function still runs (it caught "
+                        "asyncio.CancelledError and went on): its execution slot stays taken, reported as "
+                        "blocked, until it returns", self.id, task.attempt_id, CANCEL_GRACE)
+            return
+        started, timeout, worker_id, events = timed
+        log.warning("worker %s: attempt %s timed out after %gs and its function still runs %gs later (it caught "
+                    "asyncio.CancelledError and went on): recorded as timed out; its execution slot stays "
+                    "taken, reported as blocked, until it returns", self.id, task.attempt_id, timeout, CANCEL_GRACE)
+        result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
+                                      finished_at=self.storage.clock(), timeout=timeout, worker_id=worker_id)
+        self._record(task, attrs.evolve(result, error=f"{result.error}: {_WENT_ON}"), events)
+
+    def _record(self, task: Task, result: TaskResult, events: EventBus | None) -> None:
+        """An attempt's result, for the report (and kept, so that it never runs twice here)."""
         self.executed += 1
         self._finished_attempts[task.attempt_id] = _kept(result)
         if len(self._finished_attempts) > 10_000:
@@ -550,7 +640,7 @@ class WorkerService:
             result = attrs.evolve(result, signature=self.signer.sign_result(result))
         if events is not None:
             events.emit(ev.AttemptFinished(at=result.finished_at, task_id=task.id, job=task.job,
-                                           attempt_id=task.attempt_id, worker_id=worker_id,
+                                           attempt_id=task.attempt_id, worker_id=result.worker_id or self.id,
                                            outcome=result.outcome, duration=result.duration))
         self._results.append(result)
         self._results_ready.set()
@@ -658,6 +748,11 @@ class WorkerService:
                     break
 
 
+#: What :meth:`WorkerService._overdue` needs of an attempt to record it as timed out: its start
+#: (store clock), timeout, worker id and event bus.
+_Timed = tuple[float, float, str, EventBus | None]
+
+
 class _Refused(Exception):
     def __init__(self, refusal: tuple[str, str]) -> None:
         super().__init__(refusal[1])
@@ -671,6 +766,11 @@ class _Overran(Exception):
 #: Why an attempt that returned after its deadline is recorded as timed out.
 _OVERRAN = ("it returned only then: the event loop was held past its deadline (a blocking call in an async "
             "function, this task's or another's on this worker), so its timeout could not interrupt it")
+
+
+#: Why an attempt still running ``CANCEL_GRACE`` after its timeout is recorded as timed out then.
+_WENT_ON = ("its function caught the cancellation at its timeout and went on (it must let "
+            "asyncio.CancelledError propagate); its execution slot stays taken until it returns")
 
 
 #: What a store's encoder raises on a value it cannot encode (as opposed to a store outage).

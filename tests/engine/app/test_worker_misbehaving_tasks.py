@@ -124,6 +124,18 @@ async def _run_bad_then_good(app, bad: str, **options):
     return bad_task
 
 
+async def _blocked_of(storage, worker_id: str) -> int | None:
+    return {w.id: w.blocked for w in await storage.workers.list_workers()}.get(worker_id)
+
+
+async def _until_blocked(storage, worker_id: str, count: int, why: str) -> None:
+    """Poll the store until the worker reports ``count`` blocked execution slots."""
+    deadline = time.monotonic() + 10
+    while await _blocked_of(storage, worker_id) != count:
+        assert time.monotonic() < deadline, why
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("func", ["lone_surrogate", "huge_int"])
 async def test_a_result_the_store_cannot_encode_fails_only_its_task(distsched_app, store_url, func):
     app = await distsched_app(store_url, functions=FUNCTIONS)
@@ -242,20 +254,114 @@ async def test_stuck_sync_functions_shrink_the_workers_capacity(distsched_app, d
         for task_id in hung:
             assert (await app.wait(task_id, timeout=20)).state.value == "timed_out"
         storage = await app.storage()
-
-        async def blocked_of_stuck():
-            return {w.id: w.blocked for w in await storage.workers.list_workers()}.get(stuck_id)
-
-        deadline = time.monotonic() + 10
-        while await blocked_of_stuck() != 2:
-            assert time.monotonic() < deadline, "the worker never reported its blocked slots"
-            await asyncio.sleep(0.05)
+        await _until_blocked(storage, stuck_id, 2, "the worker never reported its blocked slots")
         (other,) = await distsched_workers(store_url, 1, functions=functions)
         results = [await app.result(await app.submit("where"), timeout=20) for _ in range(4)]
         assert {r.worker_id for r in results} == {other.engine.worker.id}
     finally:
         release.set()
-    deadline = time.monotonic() + 10
-    while await blocked_of_stuck() != 0:  # the threads returned: the slots are free again
-        assert time.monotonic() < deadline, "blocked slots were never given back"
-        await asyncio.sleep(0.05)
+    # the threads returned: the slots are free again
+    await _until_blocked(storage, stuck_id, 0, "blocked slots were never given back")
+
+
+def _goes_on_after_cancel(release: asyncio.Event, started: asyncio.Event | None = None):
+    """An async function that catches the worker's cancellation and goes on until released."""
+
+    async def goes_on():
+        if started is not None:
+            started.set()
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                pass  # the mistake: the cancellation is swallowed
+        return "late"
+
+    return goes_on
+
+
+async def test_an_async_task_that_goes_on_after_its_timeout_keeps_its_slot(distsched_app, distsched_workers,
+                                                                           store_url, caplog):
+    """Was: an async function that caught the CancelledError of its timeout and went on kept
+    its worker's only execution slot, yet the worker reported nothing blocked; once its task
+    was timed out (by the leader, ``timeout_grace`` later) the store counted the worker's load
+    as 0, so the leader kept sending it tasks it could not start. Now the worker records the
+    attempt timed out ``CANCEL_GRACE`` after its timeout, and reports the slot as blocked
+    until the coroutine ends: work goes to the other worker meanwhile."""
+    caplog.set_level("WARNING", logger="distsched.worker")
+    release = asyncio.Event()
+
+    def where():
+        return "ran"
+
+    functions = {"goes_on": _goes_on_after_cancel(release), "where": where}
+    app = await distsched_app(store_url, functions=functions, worker=WorkerConfig(name="stuck", concurrency=1),
+                              heartbeat_interval=0.1)
+    storage = await app.storage()
+    stuck_id = app.engine.worker.id
+    try:
+        started = time.monotonic()
+        task = await app.wait(await app.submit("goes_on", timeout=0.3, retry={"max_attempts": 1}), timeout=20)
+        assert task.state.value == "timed_out", task.result
+        # by the worker, CANCEL_GRACE (1 s) after the timeout; not by the leader, timeout_grace (5 s) after it
+        assert time.monotonic() - started < 3.5
+        assert task.result.worker_id == stuck_id
+        assert "caught the cancellation at its timeout and went on" in task.result.error, task.result.error
+        await _until_blocked(storage, stuck_id, 1, "the worker never reported the slot the coroutine holds")
+        (other,) = await distsched_workers(store_url, 1, functions=functions)
+        results = [await app.result(await app.submit("where"), timeout=20) for _ in range(4)]
+        assert {r.worker_id for r in results} == {other.engine.worker.id}
+        assert await _blocked_of(storage, stuck_id) == 1
+    finally:
+        release.set()
+    await _until_blocked(storage, stuck_id, 0, "the blocked slot was never given back")  # it returned
+    assert (await app.result(await app.submit("where"), timeout=20)).value == "ran"
+    again = [r.getMessage() for r in caplog.records if "stopping attempt" in r.getMessage()]
+    assert again == [], "an attempt already over is not stopped again at every heartbeat"
+
+
+async def test_a_worker_stops_though_a_task_goes_on_after_it_is_cancelled(distsched_app, store_url):
+    """Was: a worker whose running task caught the CancelledError of the drain (and went on)
+    never finished stopping: ``app.stop()`` waited for the coroutine for ever."""
+    release, running = asyncio.Event(), asyncio.Event()
+    app = await distsched_app(store_url, functions={"goes_on": _goes_on_after_cancel(release, running)},
+                              worker=WorkerConfig(drain_timeout=0.2))
+    await app.submit("goes_on", timeout=60)
+    await asyncio.wait_for(running.wait(), 20)
+    stopping = asyncio.create_task(app.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert done, "the worker never finished stopping"
+    finally:
+        release.set()  # lets the coroutine, and a stop that hangs on it, end
+        await stopping
+
+
+async def test_a_cancelled_task_that_goes_on_is_stopped_once_and_keeps_its_slot(distsched_app, store_url, caplog):
+    """A task cancelled while it runs whose function catches the worker's cancellation and goes
+    on: the worker stops it once (it was cancelled again, and logged, at every heartbeat), and
+    reports its slot as blocked until it returns (the store no longer counts it)."""
+    caplog.set_level("INFO", logger="distsched.worker")
+    release, running = asyncio.Event(), asyncio.Event()
+    app = await distsched_app(store_url, functions={"goes_on": _goes_on_after_cancel(release, running)},
+                              worker=WorkerConfig(name="stuck", concurrency=1), heartbeat_interval=0.1)
+    storage = await app.storage()
+    stuck_id = app.engine.worker.id
+    try:
+        task_id = await app.submit("goes_on", timeout=60)
+        await asyncio.wait_for(running.wait(), 20)
+        await app.cancel_task(task_id)
+        await _until_blocked(storage, stuck_id, 1, "the worker never reported the slot the coroutine holds")
+        beats: set[float] = set()
+        deadline = time.monotonic() + 10
+        while len(beats) < 5:  # five heartbeats more: none stops it again
+            assert time.monotonic() < deadline, "the worker stopped beating"
+            beats.update(w.last_heartbeat for w in await storage.workers.list_workers() if w.id == stuck_id)
+            await asyncio.sleep(0.02)
+        assert app.engine.worker.abandoned == 1
+        assert await _blocked_of(storage, stuck_id) == 1
+    finally:
+        release.set()
+    await _until_blocked(storage, stuck_id, 0, "the blocked slot was never given back")
+    stops = [r.getMessage() for r in caplog.records if "stopping attempt" in r.getMessage()]
+    assert len(stops) == 1, stops
