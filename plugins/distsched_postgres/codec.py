@@ -31,6 +31,7 @@ from distsched.model import (
     TaskState,
     ValidationError,
     Worker,
+    spec_json_cache,
 )
 from distsched.model.trusted import (
     stored_result,
@@ -64,18 +65,9 @@ _W_FIELDS = tuple(f.name for f in attrs.fields(Worker)
 _STATES = {state.value: state for state in TaskState}
 
 # -- specs: many tasks share one; cache both directions -------------------------------------
-_spec_json: dict[int, tuple[TaskSpec, str]] = {}
-
-
-def spec_json(spec: TaskSpec) -> str:
-    hit = _spec_json.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    text = dumps(spec.to_dict())
-    if len(_spec_json) >= 4096:
-        _spec_json.clear()
-    _spec_json[id(spec)] = (spec, text)  # holds the spec, so its id is not reused meanwhile
-    return text
+#: A spec's JSON, encoded once for the tasks that share it while its kwargs and options
+#: dicts are unchanged (see distsched.model.spec_json_cache).
+spec_json = spec_json_cache(dumps)
 
 
 @lru_cache(maxsize=4096)

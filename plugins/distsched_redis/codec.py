@@ -37,6 +37,7 @@ from distsched.model import (
     TaskSpec,
     TaskState,
     Worker,
+    spec_json_cache,
 )
 from distsched.model.trusted import stored_result, stored_spec, stored_task
 from distsched.ports import Attempt, SettledTask
@@ -80,18 +81,9 @@ def dumps(value: Any) -> str:
 
 
 # -- specs: many tasks share one; cache both directions --------------------------------
-_spec_json: dict[int, tuple[TaskSpec, str]] = {}
-
-
-def spec_json(spec: TaskSpec) -> str:
-    hit = _spec_json.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    text = _dumps(spec.to_dict())
-    if len(_spec_json) >= 4096:
-        _spec_json.clear()
-    _spec_json[id(spec)] = (spec, text)  # holds the spec, so its id is not reused meanwhile
-    return text
+#: A spec's JSON, encoded once for the tasks that share it while its kwargs and options
+#: dicts are unchanged (see distsched.model.spec_json_cache).
+spec_json = spec_json_cache(_dumps)
 
 
 @lru_cache(maxsize=4096)

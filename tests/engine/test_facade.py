@@ -444,3 +444,25 @@ async def test_the_result_of_a_cancelled_task_says_it_was_cancelled(any_store_ur
             await app.result("no-such-task", timeout=5)
     finally:
         await app.stop()
+
+
+async def test_a_spec_changed_after_a_submit_is_stored_as_it_is_now(any_store_url):
+    """The stores cache a spec's JSON by the spec object: a spec whose kwargs dict was changed
+    after a first submit, submitted again, was stored with its old JSON on Redis and
+    PostgreSQL (probe finding). Each task is stored with the arguments it was submitted with."""
+    from distsched.model import TaskSpec
+
+    app = DistributeSchedule(any_store_url)
+    try:
+        spec = TaskSpec(target="add", args=(1,), kwargs={"b": 1}, options={"o": "x"})
+        before = await app.submit_many([spec, spec])
+        spec.kwargs["b"] = 2
+        after = await app.submit_many([spec])
+        spec.kwargs["c"] = True
+        spec.options["o"] = "y"
+        last = await app.submit_many([spec])
+        stored = [(await app.get_task(task_id)).spec for task_id in [*before, *after, *last]]
+        assert [s.kwargs for s in stored] == [{"b": 1}, {"b": 1}, {"b": 2}, {"b": 2, "c": True}]
+        assert [s.options for s in stored] == [{"o": "x"}] * 3 + [{"o": "y"}]
+    finally:
+        await app.stop()

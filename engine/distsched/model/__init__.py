@@ -22,7 +22,7 @@ from .events import Event
 from .job import FirePlan, JobState, MisfirePolicy, OverlapPolicy, PlannedSlot, TaskConfig
 from .result import MAX_RESULT_BYTES, Outcome, TaskResult, json_problem
 from .retry import RetryPolicy
-from .spec import TaskSpec
+from .spec import TaskSpec, spec_json_cache
 from .task import ASSIGNED, TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
 from .trigger import AtTrigger, CronTrigger, EveryTrigger, Slot, Trigger, parse_duration
 from .worker import Worker
@@ -34,5 +34,5 @@ __all__ = [
     "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "TERMINAL", "TaskCancelled",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",
     "ValidationError", "VersionConflict", "Worker", "WorkerFull", "build_job", "build_retry", "check_task_id",
-    "first_fire", "job_fields", "json_problem", "parse_duration", "slot_task_id", "MAX_RESULT_BYTES",
+    "first_fire", "job_fields", "json_problem", "parse_duration", "slot_task_id", "spec_json_cache", "MAX_RESULT_BYTES",
 ]

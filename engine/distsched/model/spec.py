@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -88,6 +89,13 @@ def _plain_and_small(args: tuple[Any, ...]) -> bool:
             continue
         return False
     return True
+
+
+#: Argument types that cannot change once built (a spec holding only these, in its tuple of
+#: arguments, changes only through its kwargs and options dicts).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 
 
 def _json_error(value: Any) -> Exception | None:
@@ -185,3 +193,64 @@ class TaskSpec:
         if isinstance(data.get("retry"), dict):
             data["retry"] = RetryPolicy.from_dict(data["retry"])
         return cls(**data)
+
+
+#: What of a spec may change after it was built: ``()`` when its kwargs and options dicts
+#: were empty, else the items of both.
+_Snapshot = tuple[tuple[tuple[str, Any], ...], ...]
+
+
+def _tables_snapshot(spec: TaskSpec) -> _Snapshot | None:
+    """What may still change in a frozen spec - the items of its ``kwargs`` and ``options``
+    dicts, which the caller keeps - when that is all that may: None when an argument or one
+    of those values is not an immutable scalar (a list, a dict), whose inside could change."""
+    for value in spec.args:
+        if value.__class__ not in _SCALARS:
+            return None
+    kwargs, options = spec.kwargs, spec.options
+    if not kwargs and not options:
+        return ()  # the common one-off task
+    for table in (kwargs, options):
+        for value in table.values():
+            if value.__class__ not in _SCALARS:
+                return None
+    return tuple(kwargs.items()), tuple(options.items())
+
+
+def _same_items(items: tuple[tuple[str, Any], ...], table: dict[str, Any]) -> bool:
+    """``table`` holds ``items``: the same keys in the same order, each with the very same
+    value object (by identity: ``1``, ``1.0`` and ``True`` are equal but encode differently)."""
+    if len(items) != len(table):
+        return False
+    for (key, value), (now_key, now_value) in zip(items, table.items()):
+        if value is not now_value or key != now_key:
+            return False
+    return True
+
+
+def spec_json_cache(encode: Callable[[dict[str, Any]], str], size: int = 4096) -> Callable[[TaskSpec], str]:
+    """A store's spec encoder, ``encode(spec.to_dict())``, with a cache by spec object: the
+    tasks of one spec (a ``submit_many`` of one spec, a job's slots, the tasks a store decoded)
+    are encoded once. A spec is frozen but its ``kwargs`` and ``options`` dicts are the
+    caller's, who may change them and submit the spec again: a cached text is used only while
+    they hold what they held when it was encoded (checked by identity, cheaply), and a spec
+    with a list or dict argument (whose inside could change unseen) is encoded every time.
+    At most ``size`` specs are kept (the cache is emptied when full)."""
+    cache: dict[int, tuple[TaskSpec, str, _Snapshot]] = {}
+
+    def spec_json(spec: TaskSpec) -> str:
+        hit = cache.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            was = hit[2]
+            if (not spec.kwargs and not spec.options) if not was else (
+                    _same_items(was[0], spec.kwargs) and _same_items(was[1], spec.options)):
+                return hit[1]
+        text = encode(spec.to_dict())
+        snapshot = _tables_snapshot(spec)
+        if snapshot is not None:
+            if len(cache) >= size:
+                cache.clear()
+            cache[id(spec)] = (spec, text, snapshot)  # holds the spec, so its id is not reused meanwhile
+        return text
+
+    return spec_json

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distsched.model import RetryPolicy, TaskSpec, ValidationError
+from distsched.model import RetryPolicy, TaskSpec, ValidationError, spec_json_cache
 from distsched.model.spec import MAX_PAYLOAD_BYTES, MAX_TIMEOUT
 
 
@@ -243,3 +243,48 @@ def test_a_value_that_is_not_json_is_named_by_its_place():
     assert str(err.value) == "kwargs.when: must be plain JSON (Object of type object is not JSON serializable)"
     with pytest.raises(ValidationError, match=r"^args\[1\]: must be plain JSON \(Out of range float"):
         TaskSpec(target="f", args=[1, math.nan], kwargs={"n": 1})
+
+
+def encoder():
+    calls = []
+
+    def encode(data):
+        calls.append(data)
+        return json.dumps(data, sort_keys=True)
+
+    return calls, spec_json_cache(encode)
+
+
+@pytest.mark.parametrize("change", [
+    lambda spec: spec.kwargs.update(n=2),
+    lambda spec: spec.kwargs.update(n=True),  # equal to 1, another JSON
+    lambda spec: spec.kwargs.update(extra="x"),
+    lambda spec: spec.kwargs.pop("n"),
+    lambda spec: spec.options.update(body="b"),
+])
+def test_the_json_cache_sees_a_spec_changed_after_it_was_encoded(change):
+    """A spec is frozen, but its kwargs and options dicts are the caller's: a spec changed
+    after a first submit and submitted again was written with its old JSON (the stores cached
+    it by the spec object). The cached text is used only while they hold what they held."""
+    calls, spec_json = encoder()
+    spec = TaskSpec(target="f", args=(1,), kwargs={"n": 1})
+    first = spec_json(spec)
+    assert spec_json(spec) == first and len(calls) == 1, "unchanged: encoded once"
+    change(spec)
+    assert json.loads(spec_json(spec)) == spec.to_dict()
+    assert len(calls) == 2
+    assert spec_json(spec) == spec_json(spec) and len(calls) == 2, "changed once: cached again"
+
+
+def test_the_json_cache_encodes_a_spec_with_a_list_or_dict_argument_every_time():
+    """A change inside a list or dict argument cannot be told cheaply: never cached."""
+    calls, spec_json = encoder()
+    spec = TaskSpec(target="f", args=([1],), kwargs={"cfg": {"a": 1}})
+    spec_json(spec)
+    spec.args[0].append(2)
+    spec.kwargs["cfg"]["a"] = 3
+    assert json.loads(spec_json(spec)) == spec.to_dict() and len(calls) == 2
+    empty = TaskSpec(target="f", args=(1,))
+    spec_json(empty)
+    empty.kwargs["late"] = [1]  # an empty table filled after the first encoding
+    assert json.loads(spec_json(empty))["kwargs"] == {"late": [1]}
