@@ -110,7 +110,8 @@ class Scheduler:
         self._role_changed = asyncio.Event()
         self._balancers: dict[str, Balancer] = {}
         self._known_workers: set[str] = set()
-        #: workers already logged as given no task for a signing mismatch
+        #: workers already logged as given no task for a signing mismatch (those still
+        #: registered: a worker gone from the store is forgotten, see :meth:`reap_workers`)
         self._signing_said: set[str] = set()
         #: a worker started before this (the term's start, less the time another node may
         #: have led) was already seen join by an earlier leader: not announced again
@@ -796,6 +797,8 @@ class Scheduler:
         self._workers_seen = None  # a reap may remove workers: the next dispatch reads them again
         workers: list[Worker] = await storage.workers.list_workers()
         ttl = self.config.heartbeat_ttl
+        if self._signing_said:  # forget the workers gone from the store (reaped by any leader)
+            self._signing_said.intersection_update({w.id for w in workers})
         if self.events.active:
             self.events.emit(ev.WorkersSeen(at=now, workers=tuple(
                 ev.WorkerLoad(worker_id=w.id, load=w.load, capacity=w.capacity, alive=w.is_alive(now, ttl),
@@ -841,6 +844,7 @@ class Scheduler:
                          reason, sum(ok), len(tasks), len(tasks) - sum(ok))
                 continue
             self._known_workers.discard(worker.id)
+            self._signing_said.discard(worker.id)
             if worker.id in self._reported_lost:
                 if tasks:
                     log.warning("%s; requeued %d more task(s)", reason, sum(ok))

@@ -833,6 +833,37 @@ async def test_a_worker_whose_signing_differs_from_the_leaders_gets_no_task(lead
         await leader.app.stop()
 
 
+async def test_the_workers_told_of_a_signing_mismatch_are_forgotten_once_gone(caplog):
+    """Was: the leader's set of workers it had logged a signing mismatch for only grew (each
+    start of a worker registers a new id). A worker gone from the store - reaped by this
+    leader or by another - is forgotten; one still registered is still logged once only."""
+    leader = await Leader.create(signing_keys=("test-signing-key-0123456789",))
+    try:
+        now = leader.storage.clock()
+        ids = [f"odd{i}" for i in range(50)]
+        for worker_id in [*ids, "stays", "other"]:
+            await leader.storage.workers.register(make_worker(worker_id, now=now, concurrency=1, capacity=1,
+                                                              signed=False))
+        await leader.storage.tasks.submit([make_task("t", now=now)])
+        with caplog.at_level("ERROR"):
+            assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+        assert leader.scheduler._signing_said == {*ids, "stays", "other"}
+        for worker_id in ids:  # they stop: deregistered, this leader reaps them
+            await leader.storage.workers.deregister(worker_id)
+        assert await leader.scheduler.reap_workers(leader.fence, now) == len(ids)
+        assert leader.scheduler._signing_said == {"stays", "other"}
+        await leader.storage.workers.reap(leader.fence, "other", [])  # as another leader would
+        await leader.scheduler.reap_workers(leader.fence, now)
+        assert leader.scheduler._signing_said == {"stays"}
+        caplog.clear()
+        with caplog.at_level("ERROR"):
+            leader.scheduler._workers_seen = None
+            assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+        assert "given no task" not in caplog.text, "a worker still registered is told of once"
+    finally:
+        await leader.app.stop()
+
+
 @pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def test_a_leader_stopped_in_its_pause_after_an_error_releases_the_lease(store, request, monkeypatch):
     """After its loop fails, the leader pauses (``renew_interval``) still holding the lease,
