@@ -86,6 +86,9 @@ from .scripts import Scripts, unwrap_refusal
 from .url import RedisSettings, parse
 
 log = logging.getLogger("distsched.redis")
+#: Tasks looked at per housekeeping call until every retained task is in the history
+#: indexes (lua/history_backfill.lua): a bounded time of Redis's per call.
+HISTORY_BACKFILL = 1000
 
 #: Tasks per script call for bulk writes (keeps each script short: Redis runs one at a time).
 WRITE_CHUNK = 500
@@ -147,6 +150,8 @@ class RedisStorage:
         self._clock_server = time.time()
         self._clock_mono = time.monotonic()
         self._clock_at = float("-inf")
+        #: Whether every retained task is in the history indexes (lua/history_backfill.lua).
+        self._history_indexed = False
         self.jobs = _Jobs(self)
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
@@ -285,8 +290,20 @@ class RedisStorage:
 
     async def housekeeping(self, budget: int) -> int:
         """lua/prune.lua: drop the index entries of finished tasks whose hashes expired, and
-        sweep the per-worker history indexes of the workers still known."""
-        return int(await self.run(self.scripts.prune, [str(int(budget)), self.retention], op=False))
+        sweep the per-worker history indexes of the workers still known. Until every
+        retained task is in the history indexes - tasks stored by distsched 0.1, before they
+        existed, are not -, lua/history_backfill.lua adds up to :data:`HISTORY_BACKFILL`
+        of them a call (once done, the store records it and no call is made again)."""
+        due = int(await self.run(self.scripts.prune, [str(int(budget)), self.retention], op=False))
+        if not self._history_indexed:
+            done, _, added = await self.run(self.scripts.history_backfill,
+                                            [str(min(int(budget), HISTORY_BACKFILL)), self.retention], op=False)
+            self._history_indexed = int(done) == 1
+            if int(added):
+                log.info("%s: %d history index entries added for tasks stored before the history indexes existed "
+                         "(distsched 0.1); they are listed by 'distsched tasks list' and the dashboard now%s",
+                         self.settings.redacted, int(added), "" if self._history_indexed else " (more to come)")
+        return due
 
     async def next_times(self) -> tuple[float | None, float | None]:
         """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (a pipeline of
