@@ -203,11 +203,15 @@ _Snapshot = tuple[tuple[tuple[str, Any], ...], ...]
 def _tables_snapshot(spec: TaskSpec) -> _Snapshot | None:
     """What may still change in a frozen spec - the items of its ``kwargs`` and ``options``
     dicts, which the caller keeps - when that is all that may: None when an argument or one
-    of those values is not an immutable scalar (a list, a dict), whose inside could change."""
-    for value in spec.args:
+    of those values is not an immutable scalar (a list, a dict), whose inside could change,
+    and for a spec a store decoded whose fields are not of their types (a broken record,
+    which is encoded as it is, not cached)."""
+    args, kwargs, options = spec.args, spec.kwargs, spec.options
+    if args.__class__ not in (tuple, list) or kwargs.__class__ is not dict or options.__class__ is not dict:
+        return None
+    for value in args:
         if value.__class__ not in _SCALARS:
             return None
-    kwargs, options = spec.kwargs, spec.options
     if not kwargs and not options:
         return ()  # the common one-off task
     for table in (kwargs, options):
