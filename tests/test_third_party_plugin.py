@@ -405,7 +405,7 @@ class TestTwoProvidersOfOneName:
         env = {"DISTSCHED_DISABLE_PLUGINS": "takeover", **self._logs(tmp_path)}
         proc = installed.distsched("run", jobs, "--duration", "2", env=env, cwd=tmp_path)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-        assert ("job 'local-job': executor 'local' is provided by plugin 'local' (distsched 0.1.0) and "
+        assert ("job 'local-job': executor 'local' is provided by plugin 'local' (distsched 0.2.0.dev0) and "
                 "plugin 'shadow' (distsched-shadow 1.0.0): the name is unusable until one of them is disabled "
                 "(--disable-plugin NAME or DISTSCHED_DISABLE_PLUGINS=NAME, NAME one of: local, shadow)") in proc.stderr
         assert _task_lines(proc.stdout, "local-job") == []

@@ -29,7 +29,7 @@ def test_plugins_lists_the_builtins_with_their_distribution(distsched_cli):
     assert sorted(by_name["balancers"]["provides"]["balancer"]) == ["consistent-hash", "least-tasks", "round-robin"]
     assert all(p["dist"] == "distsched" for p in by_name.values() if p["name"] in ("memory", "local", "balancers"))
     text = distsched_cli("plugins").output
-    assert "memory" in text and "distsched 0.1.0" in text
+    assert "memory" in text and "distsched 0.2.0.dev0" in text
 
 
 def test_disable_plugin(distsched_cli):
