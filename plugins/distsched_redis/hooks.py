@@ -32,10 +32,10 @@ def distsched_register_election(registry):
     )
 
 
-def _open_storage(url, *, options):
+def _open_storage(url, *, options, reader=False):
     from .storage import RedisStorage
 
-    return RedisStorage.open(url, options)  # a coroutine: connects in the engine's loop
+    return RedisStorage.open(url, options, reader=reader)  # a coroutine: connects in the engine's loop
 
 
 def _open_election(url, *, storage, options):

@@ -86,6 +86,19 @@ from .scripts import Scripts, unwrap_refusal
 from .url import RedisSettings, parse
 
 log = logging.getLogger("distsched.redis")
+#: The layout of a namespace's records this code writes, kept in ``{ns}:layout`` (none: 1,
+#: distsched 0.1). Raised when a version writes records an older one cannot read (0.2: the
+#: worker records' ``signed``, which a 0.1 scheduler failed on at every pass): a node
+#: refuses a namespace whose layout is higher than its own, naming the upgrade.
+LAYOUT = 2
+#: ARGV: this code's layout, whether the caller writes ("1") - then a lower layout (or none)
+#: is raised to it. Reply: the layout found (1 for none).
+_LAYOUT_SCRIPT = """
+local found = tonumber(redis.call('GET', KEYS[1])) or 1
+local mine = tonumber(ARGV[1])
+if ARGV[2] == '1' and found < mine then redis.call('SET', KEYS[1], mine) end
+return found
+"""
 #: Tasks looked at per housekeeping call until every retained task is in the history
 #: indexes (lua/history_backfill.lua): a bounded time of Redis's per call.
 HISTORY_BACKFILL = 1000
@@ -165,8 +178,9 @@ class RedisStorage:
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
-    async def open(cls, url: str, options: dict[str, Any] | None = None) -> RedisStorage:
-        """Parse and validate ``url``, connect, check the server, load the scripts."""
+    async def open(cls, url: str, options: dict[str, Any] | None = None, *, reader: bool = False) -> RedisStorage:
+        """Parse and validate ``url``, connect, check the server and the namespace's layout
+        (:data:`LAYOUT`; a ``reader`` only checks it), load the scripts."""
         settings = parse(url, options)
         client, waiter, sentinel = _clients(settings)
         store = cls(settings, client, waiter, sentinel)
@@ -174,13 +188,29 @@ class RedisStorage:
             # The first contact goes through the waiter's retry-free connection, so a wrong
             # password or an untrusted certificate fails at once instead of being retried;
             # a Redis still loading its data set is waited for.
-            await _while_loading(store._first_contact)
+            await _while_loading(lambda: store._first_contact(reader))
         except BaseException:
             await store.close()
             raise
         return store
 
-    async def _first_contact(self) -> None:
+    async def _check_layout(self, reader: bool) -> None:
+        """Refuse a namespace a newer distsched wrote (``{ns}:layout`` above :data:`LAYOUT`:
+        its records may not read here); a writer raises a lower one to :data:`LAYOUT`, in
+        one script, so that an older node opening it later is refused in turn."""
+        try:
+            found = int(await self._waiter.eval(_LAYOUT_SCRIPT, 1, self.prefix + "layout", LAYOUT,
+                                                "0" if reader else "1"))
+        except (ResponseError, ValueError, TypeError) as exc:
+            # NOPERM (an ACL user without EVAL: the calls will say so), or not a number
+            log.debug("%s: layout check at open: %s", self.settings.redacted, exc)
+            return
+        if found > LAYOUT:
+            raise ValidationError(
+                "storage", f"{self.settings.redacted}: namespace {self.settings.namespace!r} was written by a newer "
+                f"distsched (store layout {found}; this one knows up to {LAYOUT}): upgrade distsched on this node")
+
+    async def _first_contact(self, reader: bool = False) -> None:
         await self._sync_clock(self._waiter)
         await self._check_server(self._waiter)
         await self.scripts.load(self._waiter)
@@ -197,6 +227,7 @@ class RedisStorage:
                 ) from None
             except ResponseError as exc:  # NOPERM (an ACL user without these keys): the calls will say so
                 log.debug("%s: EXISTS at open: %s", self.settings.redacted, exc)
+        await self._check_layout(reader)
 
     async def _check_server(self, client: Redis) -> None:
         settings = self.settings
@@ -296,8 +327,12 @@ class RedisStorage:
         of them a call (once done, the store records it and no call is made again)."""
         due = int(await self.run(self.scripts.prune, [str(int(budget)), self.retention], op=False))
         if not self._history_indexed:
-            done, _, added = await self.run(self.scripts.history_backfill,
-                                            [str(min(int(budget), HISTORY_BACKFILL)), self.retention], op=False)
+            try:
+                done, _, added = await self.run(self.scripts.history_backfill,
+                                                [str(min(int(budget), HISTORY_BACKFILL)), self.retention], op=False)
+            except (OutOfMemoryError, ReadOnlyError) as exc:  # it adds entries: the next pass tries again
+                log.debug("%s: history backfill refused: %s", self.settings.redacted, exc)
+                return due
             self._history_indexed = int(done) == 1
             if int(added):
                 log.info("%s: %d history index entries added for tasks stored before the history indexes existed "

@@ -1,8 +1,12 @@
 """The plugin is found through its entry point and opens through the engine's registries."""
 
+import asyncio
+import uuid
+
 import pytest
 
 from distsched.config import EngineConfig
+from distsched.model import ValidationError
 from distsched.plugin.manager import PluginManager
 from distsched.ports import Election, StorageBackend
 from distsched.testing import discovered_plugins
@@ -41,3 +45,35 @@ async def test_a_bad_url_fails_with_the_reason(redis_server) -> None:
     engine = Engine(EngineConfig(storage=redis_server.url_for(namespace="bad{ns}")))
     with pytest.raises(PluginError, match="namespace must be"):
         await engine.open()
+
+
+def test_a_namespace_a_newer_distsched_wrote_is_refused_naming_the_upgrade(redis_server, distsched_cli) -> None:
+    """0.1 nodes crash-looped on records 0.2 wrote (a worker's `signed`): from 0.2 on a
+    namespace says which layout wrote it, and an older node is refused at open instead."""
+    from distsched_redis.storage import LAYOUT, RedisStorage
+
+    async def open_and_close(url: str) -> None:
+        store = await RedisStorage.open(url)
+        await store.close()
+
+    ns = f"l{uuid.uuid4().hex[:10]}"
+    url, key = redis_server.url_for(namespace=ns), "{" + ns + "}:layout"
+    raw = redis_server.client()
+    try:
+        assert distsched_cli("status", "--storage", url).exit_code == 0
+        assert raw.get(key) is None, "a command that only reads writes no layout"
+        asyncio.run(open_and_close(url))
+        assert raw.get(key) == str(LAYOUT), "a writer records its layout"
+        raw.set(key, "1")  # as 0.1 left it (no key reads 1 too)
+        asyncio.run(open_and_close(url))
+        assert raw.get(key) == str(LAYOUT)
+        raw.set(key, str(LAYOUT + 1))
+        with pytest.raises(ValidationError, match=rf"namespace '{ns}' was written by a newer distsched \(store "
+                                                  rf"layout {LAYOUT + 1}; this one knows up to {LAYOUT}\): upgrade "
+                                                  "distsched on this node"):
+            asyncio.run(open_and_close(url))
+        shown = distsched_cli("status", "--storage", url)
+        assert shown.exit_code == 1 and "upgrade distsched on this node" in shown.output
+        assert "Traceback" not in shown.output and raw.get(key) == str(LAYOUT + 1)
+    finally:
+        raw.close()
