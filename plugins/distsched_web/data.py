@@ -93,7 +93,8 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
         "duration": round(finished - started, 6) if started is not None and finished is not None else None,
         "outcome": result.outcome if result is not None else None,
         "error": mask_secrets(result.error) if result is not None and result.error else (task.reason if task.state.value == "skipped" else None),
-        "reason": task.reason,
+        # a dispatched or running task's reason is an earlier requeue's (Task.reasons)
+        "reason": task.reasons()[0], "earlier_reason": task.reasons()[1],
     }
 
 

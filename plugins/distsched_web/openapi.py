@@ -41,7 +41,7 @@ _TASK_ROW = _obj({
     "id": _STR, "job": _NSTR, "state": {"type": "string", "enum": list(TASK_STATES)}, "slot": _NNUM,
     "slot_iso": _NSTR, "attempt": _INT, "worker_id": _NSTR, "created_at": _NUM, "updated_at": _NUM,
     "updated_iso": _NSTR, "started_at": _NNUM, "started_iso": _NSTR, "finished_at": _NNUM, "duration": _NNUM,
-    "outcome": _NSTR, "error": _NSTR, "reason": _NSTR, "held_until": _NNUM, "held_until_iso": _NSTR,
+    "outcome": _NSTR, "error": _NSTR, "reason": _NSTR, "earlier_reason": _NSTR, "held_until": _NNUM, "held_until_iso": _NSTR,
 })
 _ATTEMPT = _obj({
     "attempt": _INT, "attempt_id": _STR, "worker_id": _NSTR, "dispatched_at": _NNUM, "started_at": _NNUM,

@@ -52,7 +52,7 @@ def _error(task: Task) -> str | None:
         return None
     if task.result is not None and task.result.error:
         return task.result.error
-    return task.reason
+    return task.reasons()[0]
 
 
 def _short(text: str | None, limit: int = SHORT_ERROR) -> str:
@@ -163,6 +163,8 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
                 a["taken_at"] = t.started_at if held is not None else None
         return mask_secrets({  # its target, arguments, options, results and errors: secrets masked
             "task": t.to_dict(), "attempts": attempts, "held_until": held,
+            # a dispatched or running task's reason is an earlier requeue's (Task.reasons)
+            "earlier_reason": t.reasons()[1],
             "next_attempt_at": t.not_before if t.state in (TaskState.RETRYING, TaskState.PENDING) else None,
             "max_attempts": t.spec.retry.max_attempts,
         })
@@ -177,8 +179,9 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
     click.echo(f"job       {t['job'] or '-'}" + (f"   slot {when(t['slot'])}" if t["slot"] is not None else ""))
     call_args = ", ".join([json.dumps(a) for a in spec["args"]] + [f"{k}={json.dumps(v)}" for k, v in spec["kwargs"].items()])
     click.echo(f"call      {spec['executor']}:{spec['target']}({call_args})   timeout {spec['timeout']:g}s")
+    earlier = data["earlier_reason"]
     notes = ([f"held by its worker until {when(data['held_until'])}, its slot"] if data["held_until"] is not None
-             else []) + ([t["reason"]] if t.get("reason") else [])
+             else []) + ([f"run again after: {earlier}"] if earlier else [t["reason"]] if t.get("reason") else [])
     state = t["state"] + (f" ({'; '.join(notes)})" if notes else "")
     click.echo(f"state     {state}   attempt {t['attempt']} of {data['max_attempts']}")
     click.echo(f"created   {when(t['created_at'])}   updated {when(t['updated_at'])}")

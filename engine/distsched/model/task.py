@@ -187,6 +187,16 @@ class Task:
             return self.not_before
         return None
 
+    def reasons(self) -> tuple[str | None, str | None]:
+        """For a display: ``(why it is in its state, an earlier requeue's reason)``. A
+        dispatched or running task keeps the ``reason`` of the requeue before its attempt (a
+        dispatch does not rewrite the record for it: the busiest write path); it says why the
+        task ran again, not why it runs - ``tasks show`` read ``running (worker w1 lost ...)``
+        for a task running on w2. Any other state's reason is its own."""
+        if self.state in ASSIGNED:
+            return None, self.reason
+        return self.reason, None
+
     # -- transitions ---------------------------------------------------------------
     def _move(self, target: TaskState, now: float) -> None:
         if target not in TRANSITIONS[self.state]:

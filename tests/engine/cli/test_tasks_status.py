@@ -255,6 +255,37 @@ def test_a_success_after_a_lost_worker_shows_no_stale_reason(distsched_cli: Any,
     assert [(a["worker_id"], a["outcome"]) for a in shown["attempts"]] == [("w1", "lost"), ("w2", "succeeded")]
 
 
+def test_a_task_running_again_after_a_lost_worker_says_why_it_runs_again(distsched_cli: Any, store_url: str) -> None:
+    """Requeued when w1 was lost, then running on w2: ``tasks show`` read ``running (worker
+    w1 lost ...)``, as if the worker running it were lost, and ``tasks list`` showed it as
+    the running task's error (a dispatch leaves the requeue's reason in the record)."""
+    from distsched.testing import make_task
+
+    async def lose_w1_then_run_on_w2() -> None:
+        store, fence = await _leader(store_url)
+        await store.tasks.submit([make_task("x", target="double")])
+        task = await store.tasks.get("x")
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        held = await store.queues.pull("w1", 1, 1.0)
+        for t in held:
+            t.requeue("worker w1 lost (declared dead)", store.clock())  # the leader's reap
+        assert await store.workers.reap(fence, "w1", held) == [True]
+        task = await store.tasks.get("x")
+        task.dispatch("w2", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        assert len(await store.queues.pull("w2", 1, 1.0)) == 1
+        await store.close()
+
+    asyncio.run(lose_w1_then_run_on_w2())
+    text = distsched_cli("tasks", "show", "x", "--storage", store_url).output
+    assert "state     running (run again after: worker w1 lost (declared dead))   attempt 1 of 1" in text, text
+    shown = _json(distsched_cli("tasks", "show", "x", "--storage", store_url, "--json"))
+    assert shown["earlier_reason"] == "worker w1 lost (declared dead)"
+    [row] = _json(distsched_cli("tasks", "list", "--storage", store_url, "--json"))["tasks"]
+    assert row["state"] == "running" and not row.get("error"), row
+
+
 def test_status_after_a_clean_stop_tells_the_truth(distsched_cli: Any, store_url: str) -> None:
     ids = _history(store_url)
     data = _json(distsched_cli("status", "--storage", store_url, "--json"))

@@ -376,3 +376,37 @@ def test_a_task_held_for_its_slot_shows_so_and_no_start(web_server):
         assert (api["state"], api["held_until"], api["started_at"], api["duration"]) == ("cancelled", None, None, None)
         assert [(a["outcome"], a["started_at"]) for a in api["attempts"]] == [("cancelled", None)]
         assert "held until" not in http.get("/tasks/held@1").text
+
+
+def test_a_task_running_again_after_a_lost_worker_says_why_it_runs_again(web_server):
+    """Requeued when w1 was lost, then running on w2: the task page said ``reason: worker
+    w1 lost ...`` for the running task, and the API gave it as its reason."""
+    from distsched.plugin.manager import ELECTION, PluginManager
+    from distsched.testing import make_task
+
+    server = web_server(engine=False)
+
+    async def rerun(app):
+        store = await app.storage()
+        election = await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
+                                               options={"ttl": 10.0, "renew_interval": 3.0})
+        fence = await election.acquire("leader-1")
+        await store.tasks.submit([make_task("again", target="add")])
+        task = await store.tasks.get("again")
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        held = await store.queues.pull("w1", 1, 1.0)
+        for t in held:
+            t.requeue("worker w1 lost (declared dead)", store.clock())
+        assert await store.workers.reap(fence, "w1", held) == [True]
+        task = await store.tasks.get("again")
+        task.dispatch("w2", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+
+    server.call(rerun)
+    with httpx.Client(base_url=server.url) as http:
+        api = http.get("/api/v1/tasks/again").json()
+        assert (api["state"], api["reason"], api["earlier_reason"]) == (
+            "dispatched", None, "worker w1 lost (declared dead)"), api
+        page = http.get("/tasks/again").text
+        assert "run again after: worker w1 lost (declared dead)" in page and "reason: worker w1" not in page
