@@ -797,8 +797,11 @@ class Scheduler:
         self._workers_seen = None  # a reap may remove workers: the next dispatch reads them again
         workers: list[Worker] = await storage.workers.list_workers()
         ttl = self.config.heartbeat_ttl
-        if self._signing_said:  # forget the workers gone from the store (reaped by any leader)
-            self._signing_said.intersection_update({w.id for w in workers})
+        present = {w.id for w in workers}
+        # forget the workers gone from the store (reaped by any leader, or deregistered and
+        # removed): a worker's id is new at each start, so both sets only grew within a term
+        self._signing_said.intersection_update(present)
+        self._known_workers.intersection_update(present)
         if self.events.active:
             self.events.emit(ev.WorkersSeen(at=now, workers=tuple(
                 ev.WorkerLoad(worker_id=w.id, load=w.load, capacity=w.capacity, alive=w.is_alive(now, ttl),

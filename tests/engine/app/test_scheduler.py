@@ -864,6 +864,32 @@ async def test_the_workers_told_of_a_signing_mismatch_are_forgotten_once_gone(ca
         await leader.app.stop()
 
 
+async def test_the_workers_a_leader_saw_join_are_forgotten_once_gone():
+    """Was: the set of workers a leader had seen join was emptied only by its own reaps, so
+    within a term it kept every worker another leader reaped or removed (a worker's id is
+    new at each start: a fleet that restarts its workers grew it without end)."""
+    from distsched.model import events as ev
+
+    leader = await Leader.create()
+    try:
+        now = leader.storage.clock()
+        for worker_id in ("stays", "other"):
+            await leader.storage.workers.register(make_worker(worker_id, now=now))
+        joined: list[str] = []
+        leader.app.engine.events.listeners.append(
+            lambda e: joined.append(e.worker_id) if isinstance(e, ev.WorkerJoined) else None)
+        leader.scheduler._joined_after = 0.0  # these registered before the term: count them as joining
+        await leader.scheduler.reap_workers(leader.fence, now)
+        assert leader.scheduler._known_workers == {"stays", "other"}
+        await leader.storage.workers.reap(leader.fence, "other", [])  # as another leader would
+        await leader.scheduler.reap_workers(leader.fence, now)
+        assert leader.scheduler._known_workers == {"stays"}
+        leader.app.engine.events.flush()
+        assert sorted(joined) == ["other", "stays"], "a worker still registered joined once"
+    finally:
+        await leader.app.stop()
+
+
 @pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def test_a_leader_stopped_in_its_pause_after_an_error_releases_the_lease(store, request, monkeypatch):
     """After its loop fails, the leader pauses (``renew_interval``) still holding the lease,
