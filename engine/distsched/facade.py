@@ -37,6 +37,7 @@ from .model import (
     TaskCancelled,
     TaskConfig,
     TaskResult,
+    TaskSkipped,
     TaskSpec,
     TaskState,
     ValidationError,
@@ -620,15 +621,23 @@ class DistributeSchedule:
     async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The final TaskResult of a task, once it finished: its success, or its last failed
         or timed-out attempt (``result.ok`` False, ``outcome``, ``error_type`` and ``error``
-        say which). A cancelled task has no result: raises TaskCancelled naming the task and
-        the reason (its ``result`` is the last failed attempt's, if one ran before the
-        cancel). Raises NotFound for an unknown task or one that ended without an attempt
-        (``skipped``, or failed before any dispatch: the message says why), TimeoutError when
-        it has not finished within ``timeout`` seconds (saying why it may never run)."""
+        say which). A task that failed with no attempt's result to give - its balancer could
+        not be built on the leader, so it was never dispatched, or its worker was lost once
+        too often - gives one made from its record: outcome ``failed``, ``error_type``
+        ``NoResult``, ``error`` the reason it failed, no worker. A cancelled task has no
+        result: raises TaskCancelled naming the task and the reason (its ``result`` is the
+        last failed attempt's, if one ran before the cancel). A skipped task (a schedule slot
+        its job's misfire or overlap policy did not run) never ran: raises TaskSkipped naming
+        the task, its job and the reason. Raises NotFound for an unknown task, TimeoutError
+        when it has not finished within ``timeout`` seconds (saying why it may never run)."""
         task = await self.wait(task_id, timeout)
         if task.state is TaskState.CANCELLED:
             raise TaskCancelled(task_id, task.reason, task.result)
-        if task.result is None:
+        if task.state is TaskState.SKIPPED:
+            raise TaskSkipped(task_id, task.reason, job=task.job, slot=task.slot)
+        if task.result is None and task.state is TaskState.FAILED:
+            return _failure_of_record(task)
+        if task.result is None:  # a record no engine writes (succeeded without a result)
             raise NotFound(f"task {task_id!r} ended {task.state.value} without a result ({task.reason})")
         return task.result
 
@@ -766,6 +775,14 @@ async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:
     done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         waiter.cancel()
+
+
+def _failure_of_record(task: Task) -> TaskResult:
+    """The result :meth:`DistributeSchedule.result` gives for a task that failed with no
+    attempt's result: made from its record (the reason it failed, when), no worker."""
+    at = task.finished_at if task.finished_at is not None else task.updated_at
+    return TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome="failed", started_at=at, finished_at=at,
+                      error=task.reason or "it failed without a result", error_type="NoResult", retryable=False)
 
 
 def _keeps_progress(current: TaskConfig, config: TaskConfig) -> bool:

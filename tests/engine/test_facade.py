@@ -446,6 +446,57 @@ async def test_the_result_of_a_cancelled_task_says_it_was_cancelled(any_store_ur
         await app.stop()
 
 
+async def test_the_result_of_a_skipped_slot_or_a_task_failed_before_dispatch_says_so(any_store_url):
+    """``app.result`` raised NotFound (probe finding) for a skipped slot and for a task that
+    failed before any dispatch (its balancer is not registered on the leader), though both
+    exist: a skipped slot raises TaskSkipped naming the task, its job and the reason; the
+    task that failed gives a failed TaskResult made from its record (``NoResult``, the
+    reason). Real scheduler (and worker) on each store."""
+    from distsched.model import TaskSkipped
+    from distsched.testing.processes import wait_until_async
+
+    app = DistributeSchedule(any_store_url)
+    try:
+        # A slot two hours in the past of a job whose misfire policy skips missed slots.
+        await app.add_job("hourly", every="1h", target="t", misfire="skip", misfire_grace="0s")
+        storage = await app.storage()
+        missed = (storage.clock() // 3600 - 2) * 3600
+        await storage.jobs.update(await storage.jobs.get("hourly"), next_fire_at=missed)
+        await app.start(worker=False)
+
+        async def skipped():
+            return (await app.tasks(job="hourly", state="skipped")).tasks
+
+        task = (await wait_until_async(skipped, 10, what="the missed slot recorded skipped"))[-1]
+        with pytest.raises(TaskSkipped) as caught:
+            await app.result(task.id, timeout=5)
+        assert str(caught.value) == (f"task {task.id!r} of job 'hourly' was skipped (misfire: skipped): it never ran, "
+                                     "so it has no result")
+        assert (caught.value.task_id, caught.value.job, caught.value.reason) == (task.id, "hourly", "misfire: skipped")
+        assert caught.value.slot == missed
+    finally:
+        await app.stop()
+
+    class OnlyHere:
+        @hookimpl
+        def distsched_register_balancers(self, registry):
+            registry.add("only-here", lambda: None)
+
+    submitter = DistributeSchedule(any_store_url, plugins=[OnlyHere()])
+    leader = DistributeSchedule(any_store_url)  # without that balancer
+    try:
+        task_id = await submitter.submit("t", balancer="only-here")
+        await leader.start()
+        result = await leader.result(task_id, timeout=10)
+        assert not result.ok and result.outcome == "failed" and result.error_type == "NoResult"
+        assert result.task_id == task_id and result.worker_id is None and not result.retryable
+        assert result.error.startswith("cannot dispatch: ") and "balancer 'only-here' is not registered" in result.error
+        assert result.finished_at == (await leader.get_task(task_id)).finished_at
+    finally:
+        await submitter.stop()
+        await leader.stop()
+
+
 async def test_a_spec_changed_after_a_submit_is_stored_as_it_is_now(any_store_url):
     """The stores cache a spec's JSON by the spec object: a spec whose kwargs dict was changed
     after a first submit, submitted again, was stored with its old JSON on Redis and

@@ -73,6 +73,23 @@ class TaskCancelled(DistschedError):
         super().__init__(f"task {task_id!r} was cancelled{why}: it has no result")
 
 
+class TaskSkipped(DistschedError):
+    """A task whose result was asked for is a schedule slot that was deliberately not run
+    (its job's misfire or overlap policy, a DST gap): it never ran, so it has no result.
+    Names the task (``task_id``), why (``reason``: ``misfire: skipped``, ``overlap:
+    discarded``...), its ``job`` and ``slot`` (UNIX seconds)."""
+
+    def __init__(self, task_id: str, reason: str | None, *, job: str | None = None,
+                 slot: float | None = None) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        self.job = job
+        self.slot = slot
+        why = f" ({reason})" if reason else ""
+        of = f" of job {job!r}" if job else ""
+        super().__init__(f"task {task_id!r}{of} was skipped{why}: it never ran, so it has no result")
+
+
 class AlreadyExists(DistschedError):
     """A job with that name already exists. ``names``: every existing name, when a bulk
     call refused several at once."""
