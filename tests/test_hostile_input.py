@@ -333,8 +333,8 @@ def test_an_error_about_a_huge_value_stays_short(field: str) -> None:
 @pytest.mark.parametrize(("call", "field"), [
     pytest.param(lambda app: app.submit("echo", "x" * (MAX_PAYLOAD_BYTES + 1)), "args", id="args-1MiB"),
     pytest.param(lambda app: app.submit("echo", "x" * 10_000_000), "args", id="args-10MB"),
-    pytest.param(lambda app: app.submit("echo", kwargs={"k": "y" * MAX_PAYLOAD_BYTES}), "args", id="kwargs-1MiB"),
-    pytest.param(lambda app: app.submit("echo", options={"o": "y" * MAX_PAYLOAD_BYTES}), "args", id="options-1MiB"),
+    pytest.param(lambda app: app.submit("echo", kwargs={"k": "y" * MAX_PAYLOAD_BYTES}), "kwargs", id="kwargs-1MiB"),
+    pytest.param(lambda app: app.submit("echo", options={"o": "y" * MAX_PAYLOAD_BYTES}), "options", id="options-1MiB"),
     pytest.param(lambda app: app.submit("echo", _nested(10_000)), "args[0]", id="args-nested-10000"),
     pytest.param(lambda app: app.submit("echo", math.nan), "args[0]", id="args-nan"),
     pytest.param(lambda app: app.submit("echo", b"\x80\x04\x95"), "args[0]", id="args-bytes"),

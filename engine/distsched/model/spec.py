@@ -121,6 +121,21 @@ def _not_json(args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, 
     return None
 
 
+def _too_large(size: int, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> ValidationError:
+    """The error of a payload of ``size`` bytes of JSON, over the limit: it names the part
+    that is too large alone (``kwargs: payload is ...``), or ``payload`` when only the parts
+    together are, saying how large each is and which is the largest."""
+    parts = {name: len(json.dumps(value, allow_nan=False, separators=(",", ":")))
+             for name, value in (("args", list(args)), ("kwargs", kwargs), ("options", options))}
+    largest = max(parts, key=parts.__getitem__)
+    limit = f"the limit is {MAX_PAYLOAD_BYTES} for args, kwargs and options together"
+    if parts[largest] > MAX_PAYLOAD_BYTES:
+        return ValidationError(largest, f"payload is {size} bytes of JSON, {parts[largest]} of them in {largest}; {limit}")
+    sizes = ", ".join(f"{name} {n}" for name, n in parts.items())
+    return ValidationError("payload", f"args, kwargs and options are {size} bytes of JSON together ({sizes}: "
+                                      f"{largest} is the largest); the limit is {MAX_PAYLOAD_BYTES}")
+
+
 @attrs.frozen(kw_only=True)
 class TaskSpec:
     """What to run: executor name, target (a registered function name, a URL, an endpoint),
@@ -156,9 +171,7 @@ class TaskSpec:
             field, problem = _not_json(self.args, self.kwargs, self.options) or ("args", exc)
             raise ValidationError(field, f"must be plain JSON ({problem})") from None
         if size > MAX_PAYLOAD_BYTES:
-            raise ValidationError(
-                "args", f"payload is {size} bytes of JSON; the limit is {MAX_PAYLOAD_BYTES}"
-            )
+            raise _too_large(size, self.args, self.kwargs, self.options)
 
     def validate(self) -> None:
         """Run the checks of construction again on this instance: for a spec built without

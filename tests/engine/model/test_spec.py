@@ -81,11 +81,36 @@ def test_payload_limit_applies_to_args_kwargs_and_options_together():
     TaskSpec(target="f", args=[big])
     with pytest.raises(ValidationError) as exc:
         TaskSpec(target="f", args=[big], kwargs={"b": big})
-    assert exc.value.field == "args" and "limit" in exc.value.reason
+    assert exc.value.field == "payload" and "limit" in exc.value.reason
     with pytest.raises(ValidationError):
         TaskSpec(target="f", args=["x" * (MAX_PAYLOAD_BYTES + 1)])
     with pytest.raises(ValidationError):
         TaskSpec(target="f", options={"body": "x" * (MAX_PAYLOAD_BYTES + 1)})
+
+
+@pytest.mark.parametrize("where", ["args", "kwargs", "options"])
+def test_a_payload_over_the_limit_names_the_part_that_is_too_large(where):
+    """Was: ``args: payload is ...`` whichever part was large (probe finding). The part too
+    large alone is named (field and message); when only the parts together are, ``payload``,
+    with each part's size and the largest named."""
+    big = "x" * MAX_PAYLOAD_BYTES
+    parts = {"args": [big]} if where == "args" else {where: {"body": big}}
+    with pytest.raises(ValidationError) as exc:
+        TaskSpec(target="f", **parts)
+    assert exc.value.field == where
+    assert str(exc.value).startswith(f"{where}: payload is ")
+    assert f" of them in {where}; the limit is {MAX_PAYLOAD_BYTES} for args, kwargs and options together" in str(exc.value)
+
+    half = "y" * (MAX_PAYLOAD_BYTES // 2)
+    with pytest.raises(ValidationError) as exc:
+        TaskSpec(target="f", args=[half], kwargs={"k": half}, options={"o": half + "z"})
+    assert exc.value.field == "payload"
+    sizes = {name: len(json.dumps(value, separators=(",", ":")))
+             for name, value in (("args", [half]), ("kwargs", {"k": half}), ("options", {"o": half + "z"}))}
+    total = len(json.dumps([[half], {"k": half}, {"o": half + "z"}], separators=(",", ":")))
+    assert str(exc.value) == (f"payload: args, kwargs and options are {total} bytes of JSON together (args "
+                              f"{sizes['args']}, kwargs {sizes['kwargs']}, options {sizes['options']}: options is the "
+                              f"largest); the limit is {MAX_PAYLOAD_BYTES}")
 
 
 def test_payload_just_under_the_limit_is_accepted():
