@@ -45,6 +45,15 @@ def _grace(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 _time_or_none = attrs.validators.optional(valid_time)
 
 
+def _just_before(t: float) -> float:
+    """The latest time before ``t`` that a trigger tells apart from it, so that the slot at
+    ``t`` is the first one after it. A cron trigger reads a time to the microsecond (a
+    datetime): the float just below ``t`` reads as ``t`` itself while a float holds less
+    than a microsecond, so 1 us before; after year 2514 (2**34 s) a float no longer holds
+    one (``t - 1e-6 == t``: the slot at ``t`` was skipped), so the float just below."""
+    return min(t - 1e-6, math.nextafter(t, -math.inf))
+
+
 @attrs.frozen(kw_only=True)
 class MisfirePolicy:
     """What happens to slots that came due while no leader ran.
@@ -166,7 +175,7 @@ class TaskConfig:
         if self.trigger is None:
             return FirePlan((), None)
         due: list[Slot] = []
-        slot: Slot | None = self.trigger.next_after(next_fire_at - 1e-6)
+        slot: Slot | None = self.trigger.next_after(_just_before(next_fire_at))
         while slot is not None and slot.at <= until and len(due) < limit:
             due.append(slot)
             slot = self.trigger.next_after(slot.at)

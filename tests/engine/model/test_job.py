@@ -151,6 +151,24 @@ def test_dst_gap_slot_comes_back_skipped_with_its_reason():
     assert plan.next_fire_at == utc("2026-03-10T06:30")
 
 
+@pytest.mark.parametrize("year", [2026, 2300, 2515, 2600, 5000, 9997])
+@pytest.mark.parametrize("trigger", [CronTrigger("0 0 1 1 *"), CronTrigger("0 0 1 1 *", "Europe/Paris"),
+                                     CronTrigger("*/5 0 0 1 1 *"), EveryTrigger(3600.0), EveryTrigger(0.25)],
+                         ids=["cron", "cron-paris", "cron-seconds", "every-1h", "every-250ms"])
+def test_plan_from_a_slot_plans_that_slot_in_any_year(trigger, year):
+    """Was: ``plan`` started at ``next_after(next_fire_at - 1e-6)``; after year 2514 (2**34 s)
+    a float no longer holds 1e-6, so the slot at ``next_fire_at`` was skipped - a yearly job
+    from a 2600-01-01 slot planned nothing and moved to 2601 (probe finding)."""
+    config = TaskConfig(name="job", trigger=trigger, spec=TaskSpec(target="f"))
+    first = trigger.next_after(utc(f"{year}-01-01T00:00") - 1.0).at
+    second = trigger.next_after(first).at
+    plan = config.plan(first, first)
+    assert [s.at for s in plan.slots] == [first] and plan.slots[0].fire
+    assert plan.next_fire_at == second
+    assert [s.at for s in config.plan(first, second).slots] == [first, second]
+    assert [s.at for s in config.plan(second, second).slots] == [second]
+
+
 def test_plan_without_trigger_and_exhausted_trigger():
     bare = TaskConfig(name="manual", spec=TaskSpec(target="f"))
     assert bare.plan(T0, T0 + 100).slots == () and bare.plan(T0, T0 + 100).next_fire_at is None
