@@ -166,7 +166,10 @@ def first_fire(config: TaskConfig, now: float) -> float | None:
         return config.trigger.at
     first = config.next_fire_after(now)
     if first is None and isinstance(config.trigger, CronTrigger):
-        raise ValidationError("cron", f"{config.trigger.expr!r} never fires (no matching date within the next years)",
+        # A cron no date matches is refused when its trigger is built (the calendar's whole
+        # 400-year cycle is searched): here the next date is past the last time kept.
+        raise ValidationError("cron", f"{config.trigger.expr!r} fires no more after {iso_utc(now)}: its next date "
+                                      "is after the end of year 9999 (UTC), the last time distsched keeps",
                               where=f"job {config.name!r}")
     return first
 
