@@ -33,6 +33,7 @@ from .model import (
     NotFound,
     RetryPolicy,
     Slot,
+    StartInterrupted,
     Task,
     TaskCancelled,
     TaskConfig,
@@ -62,6 +63,8 @@ from .tasks import decorator_arguments, duplicate_function, marked_functions
 
 #: How many times a sync retries one job when a concurrent write got in its way.
 SYNC_ATTEMPTS = 5
+#: What start() raises when a stop() interrupted it.
+_INTERRUPTED = "start() was interrupted by stop(): nothing of this app runs"
 
 
 class DistributeSchedule:
@@ -87,6 +90,10 @@ class DistributeSchedule:
         self.engine = Engine(self.config, plugins=self.plugins, functions=self.functions, listeners=self.listeners)
         self._stop: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
+        #: Set while a stop() is under way: a start() or another stop() waits for it.
+        self._stopping: asyncio.Future[None] | None = None
+        #: How many times stop() was called: a start() a stop interrupts raises StartInterrupted.
+        self._stops = 0
 
     @classmethod
     def of_engine(cls, engine: Engine) -> DistributeSchedule:
@@ -104,6 +111,8 @@ class DistributeSchedule:
         app.engine = engine
         app._stop = None
         app._runner = None
+        app._stopping = None
+        app._stops = 0
         return app
 
     # -- functions --------------------------------------------------------------------
@@ -651,32 +660,72 @@ class DistributeSchedule:
 
     # -- running ----------------------------------------------------------------------
     async def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
-        """Start the scheduler and/or a worker in the background of this event loop."""
+        """Start the scheduler and/or a worker in the background of this event loop; returns
+        once they run (the store open, the worker registered). Raises RuntimeError when they
+        already run, and what stopped them from starting (the store cannot be opened...).
+
+        A :meth:`stop` called meanwhile (from another task: a signal handler, a shutdown
+        hook) wins: it does not wait for the start to finish, and this ``start()`` raises
+        StartInterrupted once what it had started has stopped - it never returns with nothing
+        running. Called while a :meth:`stop` is under way, it first waits for that stop to
+        end, then starts afresh."""
+        stops = self._stops
+        while self._stopping is not None:  # a stop under way ends first (then start afresh)
+            await asyncio.shield(self._stopping)
+        if self._stops != stops:  # ... unless another stop() was called meanwhile
+            raise StartInterrupted(_INTERRUPTED)
         if self._runner is not None:
             raise RuntimeError("already running")
-        await self.engine.open()
-        self._stop = asyncio.Event()
+        # The stop event exists before anything is opened, so that a stop() called from now
+        # on reaches the runner whatever it is doing, the store's opening included.
+        stop = self._stop = asyncio.Event()
         ready = asyncio.Event()
-        runner = self._runner = asyncio.create_task(self.engine.run(
-            self._stop, scheduler=scheduler, worker=self.worker_config if worker else None, on_ready=ready.set))
+        runner = self._runner = asyncio.create_task(
+            self._run_until(stop, scheduler=scheduler, worker=self.worker_config if worker else None,
+                            on_ready=ready.set))
         await _first(ready.wait(), runner)  # the runner ends early when a server cannot start
-        if runner.done():
-            self._runner = None
-            await runner
-        if self.engine.worker is not None:
+        if worker and not runner.done() and self.engine.worker is not None:
             await _first(self.engine.worker.registered.wait(), runner)
+        if stop.is_set():
+            raise StartInterrupted(_INTERRUPTED)
         if runner.done():
-            await runner
+            if self._runner is runner:
+                self._runner = None
+            await runner  # raises why it could not start
+            raise StartInterrupted("start(): the services ended before they were ready")  # pragma: no cover
+
+    async def _run_until(self, stop: asyncio.Event, *, scheduler: bool, worker: WorkerConfig | None,
+                         on_ready: Callable[[], Any]) -> None:
+        """The runner :meth:`start` creates: open the store, then run the services until
+        ``stop`` is set (nothing more when it was set while the store was opening)."""
+        await self.engine.open()
+        if stop.is_set():
+            return
+        await self.engine.run(stop, scheduler=scheduler, worker=worker, on_ready=on_ready)
 
     async def stop(self) -> None:
-        """Stop the services (workers drain) and close the store."""
-        if self._runner is not None and self._stop is not None:
-            self._stop.set()
-            try:
-                await self._runner
-            finally:
-                self._runner = None
-        await self.engine.close()
+        """Stop the services (workers drain) and close the store; once it returns nothing of
+        this app runs. A :meth:`start` still starting is interrupted (it raises
+        StartInterrupted). Called again while a stop is under way, it waits for that one."""
+        self._stops += 1
+        if self._stopping is not None:
+            await asyncio.shield(self._stopping)
+            return
+        self._stopping = asyncio.get_running_loop().create_future()
+        try:
+            if self._stop is not None:
+                self._stop.set()
+            runner = self._runner
+            if runner is not None:
+                try:
+                    await runner
+                finally:
+                    if self._runner is runner:
+                        self._runner = None
+            await self.engine.close()
+        finally:
+            stopping, self._stopping = self._stopping, None
+            stopping.set_result(None)
 
     @contextlib.asynccontextmanager
     async def running(self, *, scheduler: bool = True, worker: bool = True) -> AsyncIterator[DistributeSchedule]:

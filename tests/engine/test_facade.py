@@ -517,3 +517,146 @@ async def test_a_spec_changed_after_a_submit_is_stored_as_it_is_now(any_store_ur
         assert [s.options for s in stored] == [{"o": "x"}] * 3 + [{"o": "y"}]
     finally:
         await app.stop()
+
+
+# -- start() and stop() racing ------------------------------------------------------------
+
+
+class _Gate:
+    """Holds whoever awaits it until released, and says when someone is held."""
+
+    def __init__(self) -> None:
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.held.set()
+        await self.release.wait()
+
+
+class _GatedMemory:
+    """memory:// under the ``gated://`` scheme, whose opening, worker registration or close
+    waits at a gate - the moments a ``stop()`` or a ``start()`` from another task can meet."""
+
+    def __init__(self, at: str) -> None:
+        self.gate = _Gate()
+        self.at = at
+        self.closed = 0
+
+    @hookimpl
+    def distsched_register_storage(self, registry):
+        registry.add("gated", schemes=("gated",), factory=self.open)
+
+    @hookimpl
+    def distsched_register_election(self, registry):
+        from distsched_memory.election import MemoryElection
+
+        registry.add("gated", schemes=("gated",),
+                     factory=lambda url, *, storage, options: MemoryElection(storage, **options))
+
+    async def open(self, url, *, options):
+        from distsched_memory.storage import MemoryStorage
+
+        if self.at == "open":
+            await self.gate()
+        storage = MemoryStorage.open(url.replace("gated://", "memory://", 1))
+        register, close = storage.workers.register, storage.close
+
+        async def gated_register(worker):
+            if self.at == "register":
+                await self.gate()
+            return await register(worker)
+
+        async def gated_close():
+            self.closed += 1
+            if self.at == "close":
+                await self.gate()
+            await close()
+
+        storage.workers.register, storage.close = gated_register, gated_close
+        return storage
+
+
+def _app_tasks():
+    """The engine's tasks still alive in this loop (scheduler, worker and their loops)."""
+    return sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("distsched-") and not t.done())
+
+
+async def _stop_called(app, stopping):
+    """Until ``app.stop()`` (the task ``stopping``) has told the runner to stop, or returned
+    (polled, with a deadline)."""
+    from distsched.testing.processes import wait_until_async
+
+    async def told():
+        return (app._stop is not None and app._stop.is_set()) or stopping.done()
+
+    await wait_until_async(told, 5, what="stop() to reach the runner", interval=0.001)
+
+
+@pytest.mark.parametrize("at", ["open", "register"])
+async def test_a_stop_while_start_is_starting_interrupts_it(at):
+    """Was (probe finding): a ``stop()`` from another task while ``start()`` opened the store
+    left the scheduler and worker running after stop returned (start went on and returned);
+    one while the worker registered made start return with nothing running. Now stop ends
+    what had started, and start raises StartInterrupted; a later start runs normally."""
+    from distsched.model import StartInterrupted
+
+    plugin = _GatedMemory(at)
+    app = DistributeSchedule(f"gated://race-{uuid.uuid4().hex[:8]}", plugins=[plugin])
+    starting = asyncio.create_task(app.start())
+    await plugin.gate.held.wait()  # start() is opening the store / registering the worker
+    stopping = asyncio.create_task(app.stop())
+    await _stop_called(app, stopping)
+    plugin.gate.release.set()
+    await stopping
+    assert _app_tasks() == [], "nothing of the app runs once stop() returned"
+    assert app.engine.storage is None and plugin.closed == 1 and not app.engine.worker_running
+    with pytest.raises(StartInterrupted, match=r"^start\(\) was interrupted by stop\(\): nothing of this app runs$"):
+        await starting
+    assert _app_tasks() == []
+
+    plugin.at = None  # no gate: the app starts and stops as before
+    await app.start()
+    try:
+        assert "distsched-worker" in _app_tasks() and "distsched-scheduler" in _app_tasks()
+        assert app.engine.worker.registered.is_set()
+    finally:
+        await app.stop()
+    assert _app_tasks() == []
+
+
+async def test_a_start_while_stop_is_stopping_waits_for_it_then_starts():
+    """The other order: ``start()`` called while ``stop()`` closes the store waits for the
+    stop to end (it did open the store being closed) and then starts afresh; a ``stop()``
+    called meanwhile interrupts that start as well."""
+    from distsched.model import StartInterrupted
+
+    plugin = _GatedMemory("close")
+    app = DistributeSchedule(f"gated://race-{uuid.uuid4().hex[:8]}", plugins=[plugin])
+    await app.start()
+    order = []
+    stopping = asyncio.create_task(app.stop())
+    await plugin.gate.held.wait()  # stop() is closing the store
+    starting = asyncio.create_task(app.start())
+    stopping.add_done_callback(lambda _: order.append("stopped"))
+    starting.add_done_callback(lambda _: order.append("started"))
+    plugin.at = None
+    plugin.gate.release.set()
+    await starting
+    assert order == ["stopped", "started"] and stopping.done()
+    try:
+        assert "distsched-worker" in _app_tasks() and app.engine.storage is not None
+        # a stop() called while a start() waits for an earlier stop interrupts it too
+        plugin.at, plugin.gate = "close", _Gate()
+        first = asyncio.create_task(app.stop())
+        await plugin.gate.held.wait()
+        again = asyncio.create_task(app.start())  # tasks start in the order they were made:
+        second = asyncio.create_task(app.stop())  # this stop() comes after that start()
+        plugin.gate.release.set()
+        await first
+        await second
+        with pytest.raises(StartInterrupted):
+            await again
+        assert _app_tasks() == [] and app.engine.storage is None
+    finally:
+        await app.stop()

@@ -90,6 +90,11 @@ class TaskSkipped(DistschedError):
         super().__init__(f"task {task_id!r}{of} was skipped{why}: it never ran, so it has no result")
 
 
+class StartInterrupted(DistschedError, RuntimeError):
+    """``DistributeSchedule.start()`` was interrupted by a ``stop()`` called while it was
+    starting (the store opening, the worker registering): nothing of the app runs."""
+
+
 class AlreadyExists(DistschedError):
     """A job with that name already exists. ``names``: every existing name, when a bulk
     call refused several at once."""
