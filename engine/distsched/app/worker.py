@@ -18,9 +18,11 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import uuid
-from collections.abc import Awaitable, Callable
-from types import FrameType
+from collections.abc import Awaitable, Callable, Coroutine
+from types import FrameType, TracebackType
+from typing import Any
 
 import attrs
 
@@ -37,7 +39,6 @@ from .backoff import Backoff, wait_or_stop
 from .events import EventBus
 
 log = logging.getLogger("distsched.worker")
-_timeout = getattr(asyncio, "timeout", None)
 PULL_TIMEOUT = 0.5
 #: How often a worker whose slots are all taken by blocked threads looks whether one returned.
 BLOCKED_RECHECK = 0.5
@@ -270,7 +271,7 @@ class WorkerService:
             if self._pull_failed:
                 tasks = [*tasks, *await self._lost_pulls(tasks)]
             for task in tasks:
-                job = asyncio.create_task(self._execute(task))
+                job = _start(self._execute(task))
                 self._running[job] = self.id
                 self._holding[job] = task
                 job.add_done_callback(self._done)
@@ -533,17 +534,13 @@ class WorkerService:
                 raise _Refused(refused)
             executor = self._executors.get(task.spec.executor) or await self.executor(task.spec.executor)
             loop = asyncio.get_running_loop()
-            if _timeout is not None:  # Python 3.11+: no extra asyncio task per execution
-                async with _timeout(timeout) as limit:
-                    if me is not None:  # it must end by its deadline (and a grace to clean up)
-                        self._watch(me, task, limit.when(), (started, timeout, worker_id, events))
-                    outcome = await executor.run(task)
+            # in this asyncio task (no task of its own): what the function raises reaches the
+            # handlers below, and the loop watch finds this coroutine's frame (task_in)
+            async with _timeout(timeout) as limit:
                 deadline = limit.when()
-            else:  # pragma: no cover - Python 3.10
-                deadline = loop.time() + timeout
-                if me is not None:
+                if me is not None and deadline is not None:  # it must end by then (and a grace to clean up)
                     self._watch(me, task, deadline, (started, timeout, worker_id, events))
-                outcome = await asyncio.wait_for(executor.run(task), timeout)
+                outcome = await executor.run(task)
             finished = clock()
             if deadline is not None and loop.time() > deadline:
                 # it returned after its deadline: the loop was held (the timeout runs on it)
@@ -563,8 +560,7 @@ class WorkerService:
             finished = clock()
             # the attempt's own timeout, or a TimeoutError the function raised (an HTTP read
             # timing out...): that one is its failure, with its message
-            expired = limit.expired() if limit is not None else finished - started >= timeout * 0.999
-            if expired:
+            if limit is not None and limit.expired():
                 result = TaskResult.timed_out(task_id=task.id, attempt_id=task.attempt_id, started_at=started,
                                               finished_at=finished, timeout=timeout, worker_id=worker_id)
             else:
@@ -791,11 +787,91 @@ async def _cancel_and_wait(task: asyncio.Task[None], what: str, timeout: float =
 
 def _cancelled_here() -> bool:
     """True when the running asyncio task was asked to stop (``cancel()``): a CancelledError it
-    meets is that cancellation, not one the task's function raised of its own. Python 3.10
-    cannot tell (no ``Task.cancelling``): every CancelledError is taken as a cancellation."""
+    meets is that cancellation, not one the task's function raised of its own. An execution
+    counts its cancellations (``Task.cancelling``; on Python 3.10, :class:`_CountingTask`); a
+    task that cannot tell takes every CancelledError as a cancellation."""
     me = asyncio.current_task()
     cancelling = getattr(me, "cancelling", None)
     return cancelling is None or cancelling() > 0
+
+
+if sys.version_info >= (3, 11):
+    #: Starts an execution, and bounds its attempt by its timeout, in the same asyncio task.
+    _start = asyncio.create_task
+    _timeout = asyncio.timeout
+else:  # Python 3.10: no Task.cancelling() nor asyncio.timeout(); asyncio.wait_for runs the
+    # function in an asyncio task of its own, from which sys.exit() or KeyboardInterrupt stop
+    # the event loop, and every CancelledError there would read as the worker's cancellation
+
+    class _CountingTask(asyncio.Task):  # type: ignore[type-arg]
+        """An asyncio task that counts the requests to cancel it, as Python 3.11's does
+        (``cancelling()``, ``uncancel()``): a CancelledError met while none is pending is
+        the task's function's own (a future it awaited was cancelled)."""
+
+        _cancel_requests = 0
+
+        def cancel(self, msg: Any = None) -> bool:
+            if self.done():
+                return False
+            self._cancel_requests += 1
+            return super().cancel(msg)
+
+        def cancelling(self) -> int:
+            return self._cancel_requests
+
+        def uncancel(self) -> int:
+            if self._cancel_requests > 0:
+                self._cancel_requests -= 1
+            return self._cancel_requests
+
+    def _start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return _CountingTask(coro, loop=asyncio.get_running_loop())
+
+    class _timeout:  # Python 3.11's asyncio.timeout(), for a _CountingTask
+        """``async with _timeout(delay) as limit``: the block is cancelled at its deadline
+        (``limit.when()``, loop time), which then raises asyncio.TimeoutError
+        (``limit.expired()``); a CancelledError of the block's own, or a cancellation
+        requested from outside, goes through as it is."""
+
+        def __init__(self, delay: float) -> None:
+            self._delay = delay
+            self._when = 0.0
+            self._expired = False
+            self._cancelling = 0
+            self._task: _CountingTask | None = None
+            self._handle: asyncio.TimerHandle | None = None
+
+        def when(self) -> float | None:
+            return self._when
+
+        def expired(self) -> bool:
+            return self._expired
+
+        async def __aenter__(self) -> _timeout:
+            task = asyncio.current_task()
+            if not isinstance(task, _CountingTask):
+                raise RuntimeError("the worker's timeout runs in an execution it started (_start)")
+            loop = asyncio.get_running_loop()
+            self._task = task
+            self._cancelling = task.cancelling()
+            self._when = loop.time() + self._delay
+            self._handle = loop.call_at(self._when, self._on_timeout)
+            return self
+
+        def _on_timeout(self) -> None:
+            assert self._task is not None
+            self._handle = None
+            self._expired = True
+            self._task.cancel()
+
+        async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                            tb: TracebackType | None) -> None:
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            assert self._task is not None
+            if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                raise asyncio.TimeoutError from exc
 
 
 def _failure(task: Task, started: float, finished: float, worker_id: str, kind: str, error: str, retryable: bool) -> TaskResult:

@@ -105,11 +105,15 @@ async def times_out_itself_async():
     raise TimeoutError("read timed out after 30s")
 
 
+async def times_out_its_own_wait_for():
+    await asyncio.wait_for(asyncio.Event().wait(), 0.01)  # asyncio.TimeoutError (Python 3.10: not TimeoutError)
+
+
 FUNCTIONS = {f.__name__: f for f in (ok, lone_surrogate, huge_int, exits, exits_async, interrupts,
                                      generator_exit, unprintable, huge_error, blocks_the_loop,
                                      blocks_past_its_timeout, aborts, aborts_async, uses_a_cancelled_future,
                                      awaits_a_cancelled_future, first_match, times_out_itself,
-                                     times_out_itself_async)}
+                                     times_out_itself_async, times_out_its_own_wait_for)}
 
 
 async def _run_bad_then_good(app, bad: str, **options):
@@ -151,6 +155,8 @@ async def test_a_result_the_store_cannot_encode_fails_only_its_task(distsched_ap
 @pytest.mark.parametrize("func, kind", [("exits", "SystemExit"), ("exits_async", "SystemExit"),
                                         ("interrupts", "KeyboardInterrupt"), ("generator_exit", "GeneratorExit")])
 async def test_exit_and_interrupt_in_a_task_are_its_failure(distsched_app, store_url, func, kind):
+    """Was, on Python 3.10: the SystemExit or KeyboardInterrupt left the function's own asyncio
+    task (``asyncio.wait_for`` ran it in one) and stopped the event loop: the whole process."""
     app = await distsched_app(store_url, functions=FUNCTIONS)
     task = await _run_bad_then_good(app, func)
     assert task.state.value == "failed"
@@ -166,12 +172,16 @@ async def test_exit_and_interrupt_in_a_task_are_its_failure(distsched_app, store
     ("first_match", "StopIteration", "StopIteration"),
     ("times_out_itself", "TimeoutError", "TimeoutError: GET https://api.example/v1/orders: read timed out after 30s"),
     ("times_out_itself_async", "TimeoutError", "TimeoutError: read timed out after 30s"),
+    ("times_out_its_own_wait_for", "TimeoutError", "TimeoutError"),
 ])
 async def test_what_a_task_raises_is_its_prompt_failure(distsched_app, store_url, func, kind, error):
     """A BaseException subclass, a CancelledError of the task's own (not the worker's
     cancellation), a StopIteration from a sync function, a TimeoutError of the function (not
     its attempt's timeout): each fails its task at once, with its type and message; the
-    attempt is not left running until its timeout (which was 30 s) and recorded timed out."""
+    attempt is not left running until its timeout (which was 30 s) and recorded timed out.
+    Was, on Python 3.10: a CancelledError of the task's own was taken as the worker's
+    cancellation - nothing was recorded, and the task read running until the leader timed it
+    out (the function ran in an asyncio task of its own, under ``asyncio.wait_for``)."""
     app = await distsched_app(store_url, functions=FUNCTIONS)
     started = time.monotonic()
     task = await _run_bad_then_good(app, func, timeout=30, retry={"max_attempts": 1})
