@@ -46,7 +46,7 @@ from .model import (
 )
 from .model.build import build_job, build_retry, check_task_id, first_fire, job_fields
 from .model.errors import DistschedError
-from .model.sync import SyncPlan, plan_sync
+from .model.sync import JobChange, SyncPlan, job_changes, plan_sync
 from .model.trigger import AtTrigger, parse_duration
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
@@ -214,21 +214,23 @@ class DistributeSchedule:
         """Store ``config``; with ``replace``, update an existing job (keeping its progress
         unless its trigger changed)."""
         self.check_spec(config.spec, f"job {config.name!r}")
+        return (await self._put_job(config, replace=replace)).stored
+
+    async def _put_job(self, config: TaskConfig, *, replace: bool) -> _Put:
+        """:meth:`put_job` (its spec checked), saying what it wrote."""
         storage = await self.storage()
         now = storage.clock()
         try:
             current = await storage.jobs.get(config.name)
         except NotFound:
-            return await storage.jobs.add(config, next_fire_at=first_fire(config, now))
+            return _Put(await storage.jobs.add(config, next_fire_at=first_fire(config, now)), None)
         if not replace:
-            from .model import AlreadyExists
-
             raise AlreadyExists(f"job {config.name!r} already exists (use replace=True to update it)")
         if attrs.evolve(current, version=0) == attrs.evolve(config, version=0):
-            return current
+            return _Put(current, current, wrote=False)
         state = await storage.jobs.state(config.name)
         nxt = state.next_fire_at if _keeps_progress(current, config) else first_fire(config, now)
-        return await storage.jobs.update(attrs.evolve(config, version=current.version), next_fire_at=nxt)
+        return _Put(await storage.jobs.update(attrs.evolve(config, version=current.version), next_fire_at=nxt), current)
 
     async def put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool = False) -> list[TaskConfig]:
         """Store many jobs at once: the new ones in bulk (one store call per few hundred, each
@@ -236,6 +238,11 @@ class DistributeSchedule:
         one by one as :meth:`put_job` does. Without ``replace`` it is all or nothing: when any
         name already exists nothing is stored and AlreadyExists names every one of them
         (``names``). Returns the stored jobs in the order given."""
+        return [put.stored for put in await self._put_jobs(configs, replace=replace)]
+
+    async def _put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool, attempts: int = 1) -> list[_Put]:
+        """:meth:`put_jobs`, saying what it wrote for each job; an existing job is updated
+        with up to ``attempts`` tries when a concurrent write gets in the way (:meth:`_converge`)."""
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
@@ -254,25 +261,21 @@ class DistributeSchedule:
                     # a stored one-shot whose time is unchanged keeps its progress (fired).
                     if not replace or not await self._keeps_stored_progress(storage, config):
                         raise
-                    items.append((config, None))  # stored: add_many leaves it, put_job updates it
+                    items.append((config, None))  # stored: add_many leaves it, _put_job updates it
                 continue
             if config.trigger not in firsts:
                 firsts[config.trigger] = first_fire(config, now)
             items.append((config, firsts[config.trigger]))
         if not replace:
-            from .model import AlreadyExists
-
             try:
-                return [s for s in await storage.jobs.add_many(items, all_or_nothing=True) if s is not None]
+                return [_Put(s, None) for s in await storage.jobs.add_many(items, all_or_nothing=True) if s is not None]
             except AlreadyExists as exc:
                 existing_names = exc.names
                 raise AlreadyExists(f"{len(existing_names)} job(s) already exist: {', '.join(map(repr, existing_names))} (use "
                                     f"replace=True to update them); none of the {len(configs)} was stored",
                                     names=existing_names) from None
         stored = await storage.jobs.add_many(items)
-        existing = [c for c, s in zip(configs, stored) if s is None]
-        updated = {c.name: await self.put_job(c, replace=True) for c in existing}
-        return [s if s is not None else updated[c.name] for c, s in zip(configs, stored)]
+        return [_Put(s, None) if s is not None else await self._converge(c, attempts) for c, s in zip(configs, stored)]
 
     @staticmethod
     async def _keeps_stored_progress(storage: Any, config: TaskConfig) -> bool:
@@ -287,7 +290,13 @@ class DistributeSchedule:
         new ones, update the changed ones (a job whose trigger is unchanged keeps its
         progress) and, with ``prune``, remove the stored jobs not in ``configs``. Returns the
         :class:`~distsched.model.sync.SyncPlan` (what changes, field by field); ``dry_run``
-        computes it and changes nothing. Every name is checked before anything is written."""
+        computes it and changes nothing. Every name is checked before anything is written.
+
+        The plan returned once applied says what this sync wrote: when another node syncs at
+        the same moment (schedulers started together with one file), a job it had already
+        made as ``configs`` want is not counted as added, updated or removed here but named
+        in ``concurrent`` (and ``unchanged``); one it wrote otherwise is updated from what it
+        wrote, the changes shown against that."""
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
@@ -309,25 +318,38 @@ class DistributeSchedule:
             return plan
         changed = set(plan.added) | {c.name for c in plan.updated}
         wanted = [c for c in configs if c.name in changed]
-        try:
-            if wanted:
-                await self.put_jobs(wanted, replace=True)
-        except (VersionConflict, AlreadyExists):
-            # Another node synced at the same moment (two schedulers started together with
-            # the same file): converge job by job - a job it already made equal is left as is.
-            for config in wanted:
-                await self._converge(config)
+        # Another node may sync at the same moment (schedulers started together with the
+        # same file): each job is converged on its own - one it already made equal is left
+        # as it is - and the plan returned says what this sync wrote.
+        puts = await self._put_jobs(wanted, replace=True, attempts=SYNC_ATTEMPTS) if wanted else []
+        planned = {c.name: c for c in plan.updated}
+        added: list[str] = []
+        updated: list[JobChange] = []
+        concurrent: list[str] = []
+        for config, put in zip(wanted, puts):
+            if not put.wrote:
+                concurrent.append(config.name)
+            elif put.old is None:
+                added.append(config.name)
+            elif config.name in planned and put.old.version == current[config.name].version:
+                updated.append(planned[config.name])
+            else:  # it replaced what another node wrote meanwhile: the changes from that
+                updated.append(JobChange(name=config.name, changes=job_changes(put.old, config)))
+        removed: list[str] = []
         for name in plan.removed:
-            await self.remove_job(name)
-        return attrs.evolve(plan, applied=True)
+            (removed if await self.remove_job(name) else concurrent).append(name)
+        kept_as_is = tuple(n for n in concurrent if n not in plan.removed)
+        return attrs.evolve(plan, added=tuple(added), updated=tuple(updated), removed=tuple(removed),
+                            unchanged=plan.unchanged + kept_as_is, concurrent=tuple(concurrent), applied=True)
 
-    async def _converge(self, config: TaskConfig) -> TaskConfig:
-        """``put_job(config, replace=True)``, again when a concurrent write got in the way."""
-        for attempt in range(1, SYNC_ATTEMPTS + 1):
+    async def _converge(self, config: TaskConfig, attempts: int = SYNC_ATTEMPTS) -> _Put:
+        """``_put_job(config, replace=True)``, again (up to ``attempts`` tries) when a
+        concurrent write got in the way."""
+        for attempt in range(1, attempts + 1):
             try:
-                return await self.put_job(config, replace=True)
+                return await self._put_job(config, replace=True)
             except (VersionConflict, AlreadyExists):
-                if attempt == SYNC_ATTEMPTS:
+                if attempt >= attempts:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -832,6 +854,16 @@ def _failure_of_record(task: Task) -> TaskResult:
     at = task.finished_at if task.finished_at is not None else task.updated_at
     return TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome="failed", started_at=at, finished_at=at,
                       error=task.reason or "it failed without a result", error_type="NoResult", retryable=False)
+
+
+@attrs.frozen
+class _Put:
+    """What storing one job did: ``stored`` is the job as stored now, ``old`` the one it
+    replaced (None: it was added), ``wrote`` False when the store held it already as wanted."""
+
+    stored: TaskConfig
+    old: TaskConfig | None
+    wrote: bool = True
 
 
 def _keeps_progress(current: TaskConfig, config: TaskConfig) -> bool:

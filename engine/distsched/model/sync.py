@@ -38,6 +38,11 @@ class SyncPlan:
     with the changed fields; ``removed``: stored jobs not in the file, removed because of
     ``prune``; ``kept``: stored jobs not in the file that stay (no ``prune``);
     ``unchanged``: jobs equal in both. ``applied`` is False for a dry run.
+
+    An applied plan says what this sync itself wrote: ``concurrent`` names the jobs it was to
+    add, update or remove that another node (a sync at the same moment: schedulers started
+    together with one file) had already made as the file wants when this one came to write
+    them - left as they were, and listed in ``unchanged`` too unless removed.
     """
 
     added: tuple[str, ...] = ()
@@ -47,6 +52,7 @@ class SyncPlan:
     unchanged: tuple[str, ...] = ()
     prune: bool = False
     applied: bool = False
+    concurrent: tuple[str, ...] = ()
 
     @property
     def changes(self) -> int:
@@ -59,7 +65,7 @@ class SyncPlan:
             "updated": [{"name": c.name, "changes": [{"field": f.field, "old": _json(f.old), "new": _json(f.new)}
                                                      for f in c.changes]} for c in self.updated],
             "removed": list(self.removed), "kept": list(self.kept), "unchanged": list(self.unchanged),
-            "prune": self.prune, "applied": self.applied,
+            "prune": self.prune, "applied": self.applied, "concurrent": list(self.concurrent),
         }
 
 

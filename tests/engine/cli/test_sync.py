@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 import uuid
@@ -221,6 +222,86 @@ async def test_two_nodes_syncing_the_same_file_at_once_both_succeed(redis_server
         assert sum(len(p.updated) for p in plans) >= 50  # every job updated, by one node or another
         stored = {j.name: j for j in await apps[0].jobs()}
         assert len(stored) == 50 and all(j.spec.timeout == 5.0 for j in stored.values())
+    finally:
+        for app in apps:
+            await app.stop()
+
+
+class _Together:
+    """A barrier for two syncs: each ``sync_jobs`` reads the stored jobs (its plan), then waits
+    until the other has read them too, so both plan before either writes."""
+
+    def __init__(self, apps):
+        self.arrived = 0
+        self.both = asyncio.Event()
+        for app in apps:
+            app.jobs = self._wrap(app.jobs)
+
+    def _wrap(self, read):
+        async def jobs():
+            stored = await read()
+            self.arrived += 1
+            if self.arrived == 2:
+                self.both.set()
+            await self.both.wait()
+            return stored
+
+        return jobs
+
+
+async def _sync_together(apps, *files, prune=False):
+    _Together(apps)
+    return await asyncio.gather(*(app.sync_jobs(jobs, prune=prune) for app, jobs in zip(apps, files)))
+
+
+async def test_two_syncs_at_the_same_moment_each_report_what_they_wrote(any_store_url):
+    """Was (probe finding): two schedulers syncing one jobs file at the same moment both
+    reported "3 added" (the plan each computed before writing). Each now reports what it
+    wrote: one adds (updates, removes) the jobs, the other names them ``concurrent`` - another
+    node had made them as the file wants - and ``unchanged``. Both plan before either writes."""
+    from distsched.facade import build_job
+
+    def jobs(every, timeout="1m"):
+        return [build_job(f"job-{i}", every=every, target="t", timeout=timeout) for i in range(3)]
+
+    names = ("job-0", "job-1", "job-2")
+    apps = [DistributeSchedule(any_store_url) for _ in range(2)]
+    try:
+        await apps[0].add_job("stray", every="1m", target="t")
+        plans = await _sync_together(apps, jobs("10s"), jobs("10s"))
+        assert all(p.applied and not p.updated and not p.removed for p in plans)
+        for name in names:  # each job added by one sync, found made by the other
+            writer = 0 if name in plans[0].added else 1
+            assert name in plans[writer].added and name not in plans[writer].concurrent + plans[writer].unchanged
+            other = plans[1 - writer]
+            assert name not in other.added and name in other.concurrent and name in other.unchanged
+        assert sum(len(p.added) for p in plans) == 3
+        assert sorted(plans[0].to_dict()["concurrent"] + plans[1].to_dict()["concurrent"]) == list(names)
+
+        plans = await _sync_together(apps, jobs("20s"), jobs("20s"), prune=True)
+        for name in names:  # each job updated by one sync, found updated by the other
+            updated = [[c.name for c in p.updated] for p in plans]
+            writer = 0 if name in updated[0] else 1
+            assert name in updated[writer] and name not in plans[writer].concurrent
+            assert name not in updated[1 - writer] and name in plans[1 - writer].concurrent
+            assert name in plans[1 - writer].unchanged
+        remover = 0 if plans[0].removed else 1
+        assert plans[remover].removed == ("stray",) and plans[1 - remover].removed == ()
+        assert "stray" in plans[1 - remover].concurrent and "stray" not in plans[1 - remover].unchanged
+
+        # Two different files at the same moment: for each job, the later writer updates what
+        # the earlier one wrote, and shows the change from that (not from what it planned on).
+        plans = await _sync_together(apps, jobs("30s", "5s"), jobs("30s", "7s"))
+        timeouts = (5.0, 7.0)
+        stored = {j.name: j.spec.timeout for j in await apps[0].jobs()}
+        for name in names:
+            changes = [[(f.field, f.old, f.new) for f in c.changes] for p in plans for c in p.updated if c.name == name]
+            assert len(changes) == 2, (name, plans)
+            later = 0 if len(changes[0]) == 1 else 1
+            assert changes[later] == [("timeout", timeouts[1 - later], timeouts[later])]
+            assert [field for field, _, _ in changes[1 - later]] == ["schedule", "timeout"]
+            assert changes[1 - later][1] == ("timeout", 60.0, timeouts[1 - later])
+            assert stored[name] == timeouts[later]
     finally:
         for app in apps:
             await app.stop()
