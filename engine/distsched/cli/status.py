@@ -136,12 +136,15 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
                 except DistschedError:
                     raise
                 except Exception as exc:
+                    error = f"{type(exc).__name__}: {redact_text(str(exc))}"
                     if not watch:
-                        raise click.ClickException(f"{where}: {type(exc).__name__}: {redact_text(str(exc))}") from None
-                    click.echo(f"{CLEAR if not as_json else ''}{where}: unreachable ({type(exc).__name__}: {redact_text(str(exc))})",
-                               color=True)
+                        raise click.ClickException(f"{where}: {error}") from None
+                    if as_json:  # stdout stays one JSON document per refresh
+                        click.echo(json.dumps({"storage": where, "reachable": False, "error": error}))
+                    else:
+                        click.echo(f"{CLEAR}{where}: unreachable ({error})", color=True)
                 else:
-                    show({"storage": where, **snapshot.to_dict()})
+                    show({"storage": where, "reachable": True, **snapshot.to_dict()})
                 if not watch:
                     return
                 try:

@@ -407,3 +407,37 @@ def test_status_interval_needs_watch(distsched_cli: Any) -> None:
     """`--interval` alone was silently ignored (one status, no refresh)."""
     result = distsched_cli("status", "--interval", "5", "--storage", f"memory://cli-{uuid.uuid4().hex}")
     assert result.exit_code == 2 and "--interval needs --watch" in result.output
+
+
+@pytest.mark.redis
+def test_status_watch_json_stays_json_while_the_store_is_down() -> None:
+    """`status --watch --json` wrote `redis://...: unreachable (ConnectionError: ...)` between
+    its JSON documents while the store was down. Every stdout line is one JSON document now:
+    `{"storage", "reachable": false, "error"}` during the outage, `"reachable": true` with the
+    status otherwise. A Redis of the test's own, killed while the watch runs."""
+    from distsched.testing.processes import wait_until
+    from distsched.testing.redis_server import RedisServer
+
+    with RedisServer() as server:
+        url = server.url_for(namespace=f"down{uuid.uuid4().hex[:8]}")
+        proc = subprocess.Popen([sys.executable, "-m", "distsched", "status", "--storage", url, "--watch", "--json",
+                                 "--interval", "0.2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: len(lines) >= 1 or None, 30, what="a first status document")
+            server.kill()
+            wait_until(lambda: sum('"reachable": false' in line for line in lines) >= 2 or None, 30,
+                       what="two documents during the outage", detail=lambda: "".join(lines))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+            reader.join(timeout=10)
+    assert proc.returncode == 0, err
+    documents = [json.loads(line) for line in lines]  # every line parses: no text between them
+    assert documents[0]["reachable"] is True and documents[0]["storage"] == url
+    down = [d for d in documents if d["reachable"] is False]
+    assert down and all(set(d) == {"storage", "reachable", "error"} and d["storage"] == url for d in down), down
+    assert "ConnectionError" in down[0]["error"], down[0]
