@@ -656,10 +656,10 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 
     async def main(stop: asyncio.Event) -> T:
         try:
-            from .format import MEMORY_NOTE, is_memory
+            from .format import is_memory, note_memory
 
-            if is_memory(app.config.storage) and not await app.jobs():
-                click.echo(MEMORY_NOTE, err=True)
+            if is_memory(app.config.storage):
+                note_memory(app.config.storage, not await app.jobs())
             return await call(app)
         finally:
             await app.stop()

@@ -6,6 +6,8 @@ import textwrap
 from datetime import timezone
 from typing import Any
 
+import click
+
 from ..model.times import to_datetime
 
 MEMORY_NOTE = ("note: memory:// storage lives only inside one process, so this command sees a new, empty "
@@ -18,6 +20,14 @@ NAME_WIDTH, SCHEDULE_WIDTH, TARGET_WIDTH = 24, 34, 36
 
 def is_memory(url: str) -> bool:
     return url.split("://", 1)[0].lower() == "memory"
+
+
+def note_memory(url: str, empty: bool) -> None:
+    """:data:`MEMORY_NOTE` on stderr when a command read nothing (``empty``) from a
+    ``memory://`` store: in a command of its own, that store is a new one, never the store of
+    a ``distsched run`` or ``scheduler`` elsewhere."""
+    if empty and is_memory(url):
+        click.echo(MEMORY_NOTE, err=True)
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -14,11 +14,12 @@ docs/postgres.md).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from . import _store_call, cli, storage_option
-from .format import when
+from .format import note_memory, when
 
 
 @cli.group()
@@ -35,7 +36,12 @@ def quarantine() -> None:
 @click.pass_context
 def quarantine_list(ctx: click.Context, storage: str | None, limit: int, as_json: bool) -> None:
     """List the quarantined records, newest first: when, kind, key and why."""
-    rows = _store_call(ctx, storage, lambda app: app.quarantined(limit), reader=True)
+    async def call(app: Any) -> list[Any]:
+        found = await app.quarantined(limit)
+        note_memory(app.config.storage, not found)
+        return found
+
+    rows = _store_call(ctx, storage, call, reader=True)
     if as_json:
         click.echo(json.dumps({"quarantined": [{"kind": q.kind, "key": q.key, "reason": q.reason, "at": q.at}
                                                for q in rows]}))

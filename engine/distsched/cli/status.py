@@ -19,6 +19,7 @@ from ..model.task import TaskState
 from ..urls import redact_text, redact_url
 from . import _app, _run, cli, storage_option
 from .config import Seconds
+from .format import note_memory
 
 #: Task states in the order the status prints them.
 STATE_ORDER = [s.value for s in TaskState]
@@ -129,6 +130,7 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
         click.echo((CLEAR if watch and not as_json else "") + text, color=True)
 
     async def main(stop: asyncio.Event) -> None:
+        noted = False
         try:
             while True:
                 try:
@@ -145,6 +147,10 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
                         click.echo(f"{CLEAR}{where}: unreachable ({error})", color=True)
                 else:
                     show({"storage": where, "reachable": True, **snapshot.to_dict()})
+                    if not noted:  # once: a memory:// store read by a command of its own is a new one
+                        noted = True
+                        note_memory(app.config.storage, snapshot.leader is None and not snapshot.schedulers
+                                    and not snapshot.workers and not any(snapshot.counts.values()))
                 if not watch:
                     return
                 try:

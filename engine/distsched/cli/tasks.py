@@ -19,11 +19,11 @@ import click
 
 from ..masking import mask_secrets
 from ..model import Task, TaskState
-from ..model.errors import DistschedError
+from ..model.errors import DistschedError, NotFound
 from ..ports import Attempt
 from . import _store_call, cli, storage_option
 from .config import Seconds
-from .format import when
+from .format import is_memory, note_memory, when
 
 #: Characters of an error shown in one line of ``tasks list``.
 SHORT_ERROR = 60
@@ -118,6 +118,8 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
         now = store.clock()
         page = await app.tasks(job=job, state=state, worker=worker, cursor=cursor, limit=limit,
                                since=None if window is None else now - window)
+        if not page.tasks and is_memory(app.config.storage):
+            note_memory(app.config.storage, not any((await store.tasks.counts()).values()))
         return [mask_secrets(task_row(t, now)) for t in page.tasks], page.next_cursor
 
     rows, nxt = _store_call(ctx, storage, call, reader=True)
@@ -149,7 +151,12 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
     retry schedule)."""
 
     async def call(app: Any) -> dict[str, Any]:
-        detail = await app.task_detail(task_id)
+        try:
+            detail = await app.task_detail(task_id)
+        except NotFound:
+            if is_memory(app.config.storage):
+                note_memory(app.config.storage, not any((await (await app.storage()).tasks.counts()).values()))
+            raise
         now = (await app.storage()).clock()
         t = detail.task
         attempts = [_attempt_dict(a) for a in detail.attempts]

@@ -113,6 +113,8 @@ def test_a_quarantine_reason_hides_the_passwords_of_urls(distsched_cli: Any, sto
 
 def test_memory_keeps_no_quarantine(distsched_cli: Any) -> None:
     url = f"memory://q-{uuid.uuid4().hex}"
-    assert distsched_cli("quarantine", "list", "--storage", url).output == "nothing quarantined\n"
+    listed = distsched_cli("quarantine", "list", "--storage", url)
+    assert listed.stdout == "nothing quarantined\n"
+    assert listed.stderr.startswith("note: memory:// storage lives only inside one process"), listed.stderr
     refused = distsched_cli("quarantine", "drop", "job", "x", "--storage", url)
     assert refused.exit_code == 1 and "this store keeps no quarantine that can be dropped from" in refused.output

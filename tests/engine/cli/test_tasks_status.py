@@ -441,3 +441,38 @@ def test_status_watch_json_stays_json_while_the_store_is_down() -> None:
     down = [d for d in documents if d["reachable"] is False]
     assert down and all(set(d) == {"storage", "reachable", "error"} and d["storage"] == url for d in down), down
     assert "ConnectionError" in down[0]["error"], down[0]
+
+
+@pytest.mark.parametrize("args, stdout", [
+    (("tasks", "list"), "no tasks"),
+    (("tasks", "show", "nightly@1"), ""),
+    (("status",), "leader      none (no scheduler ever took the lease)"),
+    (("status", "--json"), '"leader": null'),
+    (("quarantine", "list"), "nothing quarantined"),
+])
+def test_memory_in_a_fresh_process_says_why_nothing_is_there(tmp_path: Any, args: tuple[str, ...], stdout: str) -> None:
+    """On the default memory:// store (no --storage, no $DISTSCHED_STORAGE), `tasks list` said
+    `no tasks`, `status` `no scheduler ever took the lease`, with no hint that the store is a
+    new one of this process; only `jobs list` said so. Each says it now, on stderr (its
+    stdout unchanged: `--json` stays JSON)."""
+    env = {k: v for k, v in os.environ.items() if k != "DISTSCHED_STORAGE"}
+    result = subprocess.run([sys.executable, "-m", "distsched", *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert stdout in result.stdout, result.stdout
+    assert "note: memory:// storage lives only inside one process" in result.stderr, result.stderr
+    assert "--storage redis://" in result.stderr
+    if "--json" in args:
+        json.loads(result.stdout)
+
+
+def test_no_memory_note_where_the_store_has_something_or_is_not_memory(distsched_cli: Any, store_url: str) -> None:
+    """The note is for a memory:// store that shows nothing: a named memory:// store this
+    process filled (or any other store) gets none."""
+    ids = _history(store_url)
+    cli = lambda *args: distsched_cli(*args, "--storage", store_url)  # noqa: E731
+    for args in (("tasks", "list"), ("tasks", "list", "--job", "no-such-job"), ("tasks", "show", ids["ok"]),
+                 ("status",)):
+        result = cli(*args)
+        assert result.exit_code == 0 and "note:" not in result.stderr, (args, result.output)
+    missing = cli("tasks", "show", "no-such-task")
+    assert missing.exit_code == 1 and "note:" not in missing.stderr, missing.output
