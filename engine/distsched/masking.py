@@ -9,7 +9,10 @@ Every output that shows a job's target, options, arguments or a task's result - 
 :func:`mask_secrets`. It hides:
 
 * in every string, the passwords and secret query values of the URLs in it, by the one URL
-  redactor (:func:`distsched.urls.redact_text`);
+  redactor (:func:`distsched.urls.redact_text`), and the value of every ``name=value`` or
+  ``name: value`` pair whose name says it is a secret (an error message such as ``login
+  failed (password=hunter2)``, ``{"api_key": "k"}`` or ``Authorization: Bearer t``):
+  :func:`mask_text`;
 * the value under every key whose name says it is a secret (:data:`SECRET_KEY`:
   ``password``, ``token``, ``secret``, ``authorization``, ``api_key``, ``cookie``,
   ``credential``...), at any depth: ``***`` (an empty value or ``null`` is shown as it is).
@@ -28,6 +31,39 @@ from .urls import REDACTED, redact_text
 #: A key whose value is a secret (matched case-insensitively, anywhere in the key).
 SECRET_KEY = re.compile(r"pass(word)?|token|secret|authori[sz]ation|api[_-]?key|cookie|credential", re.IGNORECASE)
 
+#: A ``name=value`` / ``name: value`` pair in free text: the name (a run of word characters,
+#: dots and dashes, quoted or not; only a run's start is tried, so a long word costs one
+#: scan), then the value - quoted (up to 500 characters), or up to a space or a delimiter;
+#: after a scheme word (``Bearer``, ``Basic``...) the credentials after it too. Whether the
+#: name is a secret's is :data:`SECRET_NAME`'s to say.
+_PAIR = re.compile(
+    r"""(?<![\w.-])(?P<key>(?P<q>["']?)(?P<name>[\w.-]+)(?P=q))(?P<sep>[ \t]*[=:][ \t]*)"""
+    r"""(?P<value>(?:(?:bearer|basic|digest|token|negotiate)[ \t]+)?"""
+    r"""(?:"[^"\n]{0,500}"|'[^'\n]{0,500}'|[^\s,;&)\]}"'<>]+))""",
+    re.IGNORECASE)
+#: A pair's name that says its value is a secret: one of :data:`SECRET_KEY`'s words at its
+#: end or before a ``_``, ``-`` or ``.`` (``access_token``, ``db_password``, ``X-Api-Key``,
+#: ``password_file``; not ``tokenizer`` or ``max_tokens``).
+SECRET_NAME = re.compile(r"(?:pass(?:word|wd)?|pwd|token|secret|authori[sz]ation|api[_-]?key|cookie|credential)"
+                         r"(?:[_.-]|$)", re.IGNORECASE)
+
+
+def _mask_pair(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if not SECRET_NAME.search(match.group("name")) or value.strip("\"'") in ("", REDACTED):
+        return match.group(0)
+    return f"{match.group('key')}{match.group('sep')}{REDACTED}"
+
+
+def mask_text(text: str) -> str:
+    """``text`` with its URLs redacted and the values of its secret-looking ``name=value``
+    pairs shown as ``***`` (:data:`SECRET_NAME`). Linear in the text's length."""
+    text = redact_text(text)
+    if "=" not in text and ":" not in text:
+        return text
+    return _PAIR.sub(_mask_pair, text)
+
+
 #: How deep :func:`mask_secrets` looks; what is nested deeper is shown as ``***``.
 MAX_DEPTH = 20
 
@@ -37,7 +73,7 @@ def mask_secrets(value: Any, _depth: int = 0) -> Any:
     secrets masked: URL passwords and secret query values in every string, the values of
     secret-looking keys. Tuples come back as lists; other values as they are."""
     if isinstance(value, str):
-        return redact_text(value)
+        return mask_text(value)
     if isinstance(value, dict):
         if _depth >= MAX_DEPTH:
             return REDACTED
@@ -50,4 +86,4 @@ def mask_secrets(value: Any, _depth: int = 0) -> Any:
     return value
 
 
-__all__ = ["MAX_DEPTH", "SECRET_KEY", "mask_secrets"]
+__all__ = ["MAX_DEPTH", "SECRET_KEY", "SECRET_NAME", "mask_secrets", "mask_text"]
