@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from .config import EngineConfig
 from .model import Worker
 from .model.worker import heard_within
 from .ports import LeaseInfo, Quarantined, SchedulerNode
@@ -18,7 +19,12 @@ from .ports import LeaseInfo, Quarantined, SchedulerNode
 @attrs.frozen(kw_only=True)
 class LeaderStatus:
     """The lease: its holder and term, how long it has been held (``lease_age``: since it was
-    acquired), seconds since its last renewal, and until it expires (negative: ``expired``)."""
+    acquired), seconds since its last renewal, and until it expires (negative: ``expired``).
+
+    ``renewal_overdue``: the lease has not expired, but its last renewal is older than
+    ``renewal_overdue_after`` (two renew intervals) - the holder may be dead, and nobody else
+    can lead until the lease expires. A live holder renews every renew interval, as a worker
+    heartbeats (a worker silent for two of its intervals is shown ``silent``)."""
 
     node_id: str
     term: int
@@ -27,6 +33,10 @@ class LeaderStatus:
     renewed_age: float
     expires_in: float
     expired: bool
+    renewal_overdue: bool = False
+    #: Seconds after a renewal from which the next one is overdue (None: the record gives no
+    #: lease TTL to measure it by). See :func:`renewal_overdue_after`.
+    renewal_overdue_after: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -122,13 +132,43 @@ def leader_claimed_by(leader: LeaderStatus | None, schedulers: tuple[SchedulerSt
     return tuple(n.id for n in schedulers if n.role == "leader" and n.alive)
 
 
-def leader_status(info: LeaseInfo | None) -> LeaderStatus | None:
+def _default(name: str) -> float:
+    default = attrs.fields_dict(EngineConfig)[name].default
+    assert isinstance(default, float)
+    return default
+
+
+#: The share of the lease TTL a holder renews at by default (``EngineConfig``: 3 s of 10 s).
+DEFAULT_RENEW_SHARE = _default("renew_interval") / _default("lease_ttl")
+
+
+def renewal_overdue_after(info: LeaseInfo, renew_interval: float | None = None) -> float | None:
+    """Seconds after the lease's last renewal from which the next one is overdue: two renew
+    intervals. The holder's renew interval is not in the lease record (nor known to a reader
+    such as ``distsched status``, which has no ``--renew-interval``); unless the caller knows
+    it (``renew_interval``), it is taken as the default share of the lease TTL the record
+    gives (its expiry minus its last renewal): 3 s of 10 s, so 6 s for the default lease and
+    1.2 s for a 2 s one. None when the record gives no TTL (not a positive, finite time)."""
+    ttl = info.expires_at - info.renewed_at
+    if not math.isfinite(ttl) or ttl <= 0:
+        return None
+    interval = renew_interval if renew_interval is not None else ttl * DEFAULT_RENEW_SHARE
+    return round(2 * interval, 3)
+
+
+def leader_status(info: LeaseInfo | None, renew_interval: float | None = None) -> LeaderStatus | None:
+    """The lease as a status shows it; ``renew_interval``: the holder's, when known (else see
+    :func:`renewal_overdue_after`)."""
     if info is None:
         return None
+    renewed_age = max(0.0, info.now - info.renewed_at)
+    overdue_after = renewal_overdue_after(info, renew_interval)
     return LeaderStatus(node_id=info.holder, term=info.term, acquired_at=info.acquired_at,
                         lease_age=max(0.0, info.now - info.acquired_at),
-                        renewed_age=max(0.0, info.now - info.renewed_at),
-                        expires_in=info.expires_at - info.now, expired=info.expired)
+                        renewed_age=renewed_age,
+                        expires_in=info.expires_at - info.now, expired=info.expired,
+                        renewal_overdue=not info.expired and overdue_after is not None and renewed_age > overdue_after,
+                        renewal_overdue_after=overdue_after)
 
 
 def heartbeat_age(heartbeat: float, now: float, ttl: float) -> float | None:

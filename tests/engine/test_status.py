@@ -83,3 +83,47 @@ def test_no_lease_shown_while_a_live_node_reports_leading_says_the_record_cannot
                          expired=False)
     data = _status(lease, ("standby", True), ("leader", True))
     assert data["leader_claimed_by"] == () and "leader      s2  term 3" in render(data)
+
+
+def _lease(renewed_ago: float, *, ttl: float = 10.0, held: float = 60.0):
+    from distsched.ports import LeaseInfo
+
+    return LeaseInfo(holder="s1", term=7, acquired_at=NOW - held, renewed_at=NOW - renewed_ago,
+                     expires_at=NOW - renewed_ago + ttl, now=NOW)
+
+
+@pytest.mark.parametrize(("renewed_ago", "ttl", "overdue"), [
+    (1.0, 10.0, False),   # a live holder renews every 3 s (the default, of a 10 s lease)
+    (5.9, 10.0, False),   # one renewal late: not yet two intervals
+    (8.3, 10.0, True),    # the probe's dead leader: renewed 8.3 s ago, expires in 1.7 s
+    (10.5, 10.0, False),  # expired: shown EXPIRED, not overdue
+    (1.0, 2.0, False),    # a 2 s lease (renewed every 0.6 s by the default share)
+    (1.3, 2.0, True),
+])
+def test_a_lease_renewed_longer_ago_than_two_renew_intervals_is_flagged(renewed_ago, ttl, overdue):
+    """A dead leader read as healthy for the whole lease TTL (`renewed 8.3s ago, expires in
+    1.7s`, no flag) while workers are `silent` after two heartbeat intervals. Now its
+    renewal is `overdue` past two renew intervals - the default share of the lease's TTL, as
+    the record gives it (status does not know the holder's renew interval)."""
+    from distsched.status import leader_status
+
+    leader = leader_status(_lease(renewed_ago, ttl=ttl))
+    assert leader is not None and leader.renewal_overdue is overdue
+    assert leader.renewal_overdue_after == pytest.approx(0.6 * ttl)
+    text = render({**Status(now=NOW, leader=leader, schedulers=(), workers=(), counts={},
+                            oldest_pending_age=None).to_dict(), "storage": "redis://x"})
+    line = next(line for line in text.splitlines() if line.startswith("leader"))
+    if overdue:
+        assert (f"(renewal overdue: renewed {beat(renewed_ago)} - the holder may be dead; the lease expires in "
+                f"{ttl - renewed_ago:.1f}s)") in line, line
+    else:
+        assert "overdue" not in line, line
+
+
+def test_a_known_renew_interval_is_used_and_a_record_without_a_ttl_flags_nothing():
+    from distsched.status import leader_status
+
+    assert leader_status(_lease(2.5), renew_interval=1.0).renewal_overdue is True  # 2.5 s > 2 x 1 s
+    assert leader_status(_lease(2.5), renew_interval=3.0).renewal_overdue is False
+    broken = leader_status(_lease(5.0, ttl=-1.0))  # expires before its renewal: no TTL to measure by
+    assert broken.renewal_overdue is False and broken.renewal_overdue_after is None

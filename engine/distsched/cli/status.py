@@ -1,7 +1,8 @@
 """``distsched status``: the truthful state of a deployment (``app.status()``).
 
 The lease with its term and age ("EXPIRED" once it lapsed, never a dead leader shown as
-leading), the scheduler nodes (leader and standbys), every worker with its heartbeat age on
+leading; "renewal overdue" before that, once its last renewal is older than two renew
+intervals: the holder may be dead), the scheduler nodes (leader and standbys), every worker with its heartbeat age on
 the store's clock (``stopped`` once deregistered), load, capacity and queue depth, the task
 counts and the age of the oldest task waiting for dispatch. ``--watch`` redraws in place.
 """
@@ -77,6 +78,12 @@ def render(data: dict[str, Any]) -> str:
     elif leader["expired"]:
         out.append(f"leader      none: the lease EXPIRED {ago(-leader['expires_in'])} ago "
                    f"(last holder {leader['node_id']}, term {leader['term']})")
+    elif leader.get("renewal_overdue"):
+        # the holder renews every renew interval: one silent for two may be dead, and no
+        # other node can lead until its lease expires
+        out.append(f"leader      {leader['node_id']}  term {leader['term']}  leading for {ago(leader['lease_age'])}"
+                   f"  (renewal overdue: renewed {ago(leader['renewed_age'])} ago - the holder may be dead; "
+                   f"the lease expires in {ago(leader['expires_in'])})")
     else:
         out.append(f"leader      {leader['node_id']}  term {leader['term']}  leading for {ago(leader['lease_age'])}"
                    f"  (renewed {ago(leader['renewed_age'])} ago, expires in {ago(leader['expires_in'])})")
@@ -116,7 +123,7 @@ def render(data: dict[str, Any]) -> str:
               help="Seconds between refreshes with --watch.")
 @click.pass_context
 def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, interval: float) -> None:
-    """Show the leader (term, lease age, or EXPIRED), the scheduler nodes, the workers (heartbeat
+    """Show the leader (term, lease age, renewal overdue, or EXPIRED), the scheduler nodes, the workers (heartbeat
     age on the store's clock, load, queue depth; `stopped` once deregistered), the task counts
     and the age of the oldest pending task."""
     if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:

@@ -476,3 +476,32 @@ def test_no_memory_note_where_the_store_has_something_or_is_not_memory(distsched
         assert result.exit_code == 0 and "note:" not in result.stderr, (args, result.output)
     missing = cli("tasks", "show", "no-such-task")
     assert missing.exit_code == 1 and "note:" not in missing.stderr, missing.output
+
+
+def test_status_flags_a_leader_whose_renewal_is_overdue(distsched_cli: Any, store_url: str) -> None:
+    """A leader killed with SIGKILL read as healthy (`renewed 8.3s ago, expires in 1.7s`) for
+    the whole lease TTL. A lease taken on the store and never renewed (the holder died) is
+    flagged once its last renewal is older than two renew intervals (`renewal_overdue` in
+    --json, `renewal overdue` in the text), before it expires."""
+    from distsched.plugin.manager import ELECTION, STORAGE, PluginManager
+    from distsched.testing.processes import wait_until
+
+    async def take_the_lease_and_die() -> None:
+        plugins = PluginManager()
+        store = await plugins.build(STORAGE, store_url, store_url, options={})
+        election = await plugins.build(ELECTION, store_url, store_url, storage=store,
+                                       options={"ttl": 2.0, "renew_interval": 0.5})
+        assert await election.acquire("dead-leader") is not None
+        await store.close()
+
+    asyncio.run(take_the_lease_and_die())
+    status = lambda: _json(distsched_cli("status", "--storage", store_url, "--json"))["leader"]  # noqa: E731
+    fresh = status()
+    assert fresh["node_id"] == "dead-leader" and not fresh["renewal_overdue"] and not fresh["expired"]
+    assert fresh["renewal_overdue_after"] == pytest.approx(1.2, abs=0.01)  # 2 x the default share of its 2 s TTL
+    overdue = wait_until(lambda: (lambda lease: lease if lease["renewal_overdue"] or lease["expired"] else None)(status()),
+                         10, what="the lease's renewal overdue")
+    assert overdue["renewal_overdue"] and not overdue["expired"] and overdue["renewed_age"] > 1.2, overdue
+    text = distsched_cli("status", "--storage", store_url).output
+    leader_line = next(line for line in text.splitlines() if line.startswith("leader"))
+    assert "renewal overdue" in leader_line or "EXPIRED" in leader_line, leader_line
