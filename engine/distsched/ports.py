@@ -506,7 +506,10 @@ class StorageBackend(Protocol):
     """All the ports over one store. A backend may also define ``transient_errors``, a tuple
     of the exception types that mean the store is unreachable or not ready for now (down,
     restarting, cut off): a leader whose pass fails with one of them (or with an ``OSError``
-    or ``asyncio.TimeoutError``) steps down with a warning instead of an error. A backend
+    or ``asyncio.TimeoutError``) steps down with a warning instead of an error. Likewise
+    ``refusing_errors``: the types that mean the store answers but refuses writes for now
+    (full - Redis's ``maxmemory``, a full disk -, or a read-only replica): the leader steps
+    down with a warning that says so (reason ``store refusing writes: ...``). A backend
     may also define ``quarantine`` (a :class:`Quarantine`) and ``async housekeeping(budget)
     -> int``: the leader calls it on every housekeeping pass (each heartbeat interval) to
     drop what the retention let expire (index entries of finished tasks whose records are

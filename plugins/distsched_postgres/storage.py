@@ -136,6 +136,13 @@ class PostgresStorage:
         asyncpg.exceptions.TooManyConnectionsError,
         ConnectionError,
     )
+    #: Errors that mean PostgreSQL answers but refuses writes for now: a full disk, no memory
+    #: or resources left, a hot standby (read-only): the leader steps down with a warning
+    #: that says so.
+    refusing_errors: tuple[type[BaseException], ...] = (
+        asyncpg.exceptions.InsufficientResourcesError,  # DiskFullError, OutOfMemoryError...
+        asyncpg.exceptions.ReadOnlySQLTransactionError,
+    )
 
     def __init__(self, settings: PostgresSettings, pool: asyncpg.Pool) -> None:
         self.settings = settings

@@ -136,6 +136,10 @@ class RedisStorage:
     #: down on them with a warning, not an error.
     transient_errors: tuple[type[BaseException], ...] = (
         RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError, SlotNotCoveredError)
+    #: Errors that mean Redis answers but refuses writes for now: out of memory (maxmemory
+    #: under noeviction), a replica that is read-only (after a failover that did not move
+    #: the clients): the leader steps down with a warning that says so.
+    refusing_errors: tuple[type[BaseException], ...] = (OutOfMemoryError, ReadOnlyError)
 
     def __init__(self, settings: RedisSettings, client: Redis, waiter: Redis, sentinel: Any = None) -> None:
         self.settings = settings

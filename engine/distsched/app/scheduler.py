@@ -202,7 +202,9 @@ class Scheduler:
             try:
                 fence = await self.election.acquire(self.node_id)
             except Exception as exc:
-                log.warning("%s: cannot reach the election store (%s: %s); retrying", self.node_id, type(exc).__name__, exc)
+                what = "refuses writes" if self._refusing(exc) else "cannot be reached"
+                log.warning("%s: cannot campaign: the election store %s (%s: %s); retrying", self.node_id, what,
+                            type(exc).__name__, exc)
                 await wait_or_stop(stop, backoff.next())
                 continue
             backoff.reset()
@@ -259,6 +261,11 @@ class Scheduler:
                 if isinstance(exc, FencedError):
                     self.stats["fenced"] += 1
                     reason = "fenced"
+                elif self._refusing(exc):
+                    # the store answers but refuses writes (full, read-only): the operator's
+                    # to fix, not a fault of the engine's - a warning, not a traceback
+                    reason = f"store refusing writes: {type(exc).__name__}: {exc}"
+                    log.warning("%s: %s; stepping down", self.node_id, reason)
                 elif isinstance(exc, (OSError, asyncio.TimeoutError, *getattr(self.storage, "transient_errors", ()))):
                     # the store is down, restarting or cut off: nothing to fix here
                     reason = f"store unreachable: {type(exc).__name__}: {exc}"
@@ -278,11 +285,15 @@ class Scheduler:
             await self._release(fence)
         log.info("%s: stopped leading term %d (%s)", self.node_id, fence.term, reason)
         self.events.emit(ev.LeadershipLost(at=stopped_at, node_id=self.node_id, term=fence.term, reason=reason))
-        if not stop.is_set() and reason.startswith(("error", "store unreachable")):
+        if not stop.is_set() and reason.startswith(("error", "store unreachable", "store refusing writes")):
             # It still holds the lease (it campaigns again after the pause); stopped during
             # the pause, it hands it over as a clean stop does rather than leave it to lapse.
             if await wait_or_stop(stop, self.config.renew_interval):
                 await self._release(fence)
+
+    def _refusing(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the store refuses writes for now (``refusing_errors``)."""
+        return isinstance(exc, getattr(self.storage, "refusing_errors", ()))
 
     async def _release(self, fence: Fence) -> None:
         try:

@@ -412,8 +412,9 @@ async def test_out_of_memory_a_store_call_keeps_the_rules_of_a_script(open_stora
         try:
             stats0 = client.info("commandstats")
             assert await s.tasks.counts() == {"pending": 1}
-            with pytest.raises(OutOfMemoryError):
+            with pytest.raises(OutOfMemoryError) as refused:
                 await s.tasks.submit([task("b", 1.0)])
+            assert isinstance(refused.value, s.refusing_errors), "the leader steps down with a warning on it"
             assert await s.housekeeping(100) == 0
             stats = client.info("commandstats")
             # counts, submit, prune and the history backfill (which only adds: refused at its
