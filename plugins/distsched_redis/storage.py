@@ -169,6 +169,9 @@ class RedisStorage:
         self._clock_at = float("-inf")
         #: Whether every retained task is in the history indexes (lua/history_backfill.lua).
         self._history_indexed = False
+        #: Whether this store wrote (or found) the namespace's layout mark at open: the
+        #: leader's housekeeping finding it gone means the namespace lost its data.
+        self._layout_marked = False
         self.jobs = _Jobs(self)
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
@@ -209,6 +212,7 @@ class RedisStorage:
             # NOPERM (an ACL user without EVAL: the calls will say so), or not a number
             log.debug("%s: layout check at open: %s", self.settings.redacted, exc)
             return
+        self._layout_marked = not reader
         if found > LAYOUT:
             raise ValidationError(
                 "storage", f"{self.settings.redacted}: namespace {self.settings.namespace!r} was written by a newer "
@@ -330,6 +334,8 @@ class RedisStorage:
         existed, are not -, lua/history_backfill.lua adds up to :data:`HISTORY_BACKFILL`
         of them a call (once done, the store records it and no call is made again)."""
         due = int(await self.run(self.scripts.prune, [str(int(budget)), self.retention], op=False))
+        if self._layout_marked and not await self.client.exists(self.prefix + "layout"):
+            await self._data_lost()
         if not self._history_indexed:
             try:
                 done, _, added = await self.run(self.scripts.history_backfill,
@@ -343,6 +349,22 @@ class RedisStorage:
                          "(distsched 0.1); they are listed by 'distsched tasks list' and the dashboard now%s",
                          self.settings.redacted, int(added), "" if self._history_indexed else " (more to come)")
         return due
+
+    async def _data_lost(self) -> None:
+        """The namespace's layout mark, written at open, is gone: its data is (a Redis that
+        restarted without persistence or from an older snapshot, a FLUSHALL, a failover to
+        an empty replica). Nothing stored before - jobs, tasks, workers - is there any more,
+        and nothing else would say so: the nodes go on, registering again, with no job to
+        fire. Said once per loss, at ERROR; the mark is written again."""
+        log.error("%s: namespace %r lost its data - its layout mark, written when this node opened it, is gone "
+                  "(a Redis restarted without persistence or from an older snapshot, a FLUSHALL, a failover to an "
+                  "empty replica?): the jobs, tasks and worker records stored before are gone. Sync the jobs again "
+                  "(distsched jobs sync FILE, or restart the schedulers started with --jobs) and check the "
+                  "persistence settings (docs/redis.md)", self.settings.redacted, self.settings.namespace)
+        try:
+            await self._check_layout(False)
+        except (RedisError, ValidationError) as exc:  # refused (out of memory...): said again next pass
+            log.debug("%s: layout mark not written again: %s", self.settings.redacted, exc)
 
     async def next_times(self) -> tuple[float | None, float | None]:
         """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (a pipeline of

@@ -472,7 +472,8 @@ class WorkerService:
                 job.cancel()
         self._results = [r for r in self._results if r.worker_id != old]
         self.id = self._new_id()
-        log.warning("worker %s was declared dead by the leader; dropped its tasks, re-registering as %s", old, self.id)
+        log.warning("worker %s: its record is gone from the store (the leader declared it dead, or the store lost "
+                    "its data); dropped its tasks, re-registering as %s", old, self.id)
         await self.storage.workers.register(self._worker_record())
 
     # -- execution ------------------------------------------------------------------

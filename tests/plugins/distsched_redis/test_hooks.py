@@ -77,3 +77,28 @@ def test_a_namespace_a_newer_distsched_wrote_is_refused_naming_the_upgrade(redis
         assert "Traceback" not in shown.output and raw.get(key) == str(LAYOUT + 1)
     finally:
         raw.close()
+
+
+async def test_a_namespace_that_lost_its_data_is_said_once_by_the_leaders_housekeeping(redis_server, caplog) -> None:
+    """Redis restarted empty (no persistence): jobs, tasks and workers were gone and every
+    node went on as if healthy - nothing fired and nothing said why (an incident probe)."""
+    from distsched_redis.storage import LAYOUT, RedisStorage
+
+    ns = f"l{uuid.uuid4().hex[:10]}"
+    url, p = redis_server.url_for(namespace=ns), "{" + ns + "}:"
+    store = await RedisStorage.open(url)
+    raw = redis_server.client()
+    try:
+        with caplog.at_level("ERROR", logger="distsched.redis"):
+            await store.housekeeping(100)
+            assert not caplog.records, "a namespace with its data says nothing"
+            for key in raw.scan_iter(match=p + "*"):  # as a restart without persistence leaves it
+                raw.delete(key)
+            await store.housekeeping(100)
+            await store.housekeeping(100)
+        [said] = [r.getMessage() for r in caplog.records]
+        assert f"namespace '{ns}' lost its data" in said and "distsched jobs sync FILE" in said
+        assert raw.get(p + "layout") == str(LAYOUT), "written again: the loss is said once"
+    finally:
+        raw.close()
+        await store.close()
