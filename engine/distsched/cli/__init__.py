@@ -101,7 +101,8 @@ def _ts(at: float) -> str:
 
 
 def task_line(event: ev.Event) -> str | None:
-    """One line per finished attempt or skipped slot (job, attempt, state, duration, task id)."""
+    """One line per finished attempt or skipped slot (job, attempt, state, duration, task id),
+    lost worker, and this node's leadership taken (its term) or lost (why)."""
     if isinstance(event, ev.TaskFinished):
         tail = f"  {mask_secrets(event.error)}" if event.error and event.state != "succeeded" else ""
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} "
@@ -115,6 +116,10 @@ def task_line(event: ev.Event) -> str | None:
     if isinstance(event, ev.WorkerLost) and (event.requeued or event.reason not in ("", "worker left")):
         what = event.reason if event.reason.startswith("worker ") else f"worker {event.worker_id} lost"
         return f"{_ts(event.at)}  {what}; {event.requeued} task(s) requeued"
+    if isinstance(event, ev.LeaderElected):
+        return f"{_ts(event.at)}  leading: {event.node_id} took the lease, term {event.term}"
+    if isinstance(event, ev.LeadershipLost):
+        return f"{_ts(event.at)}  stopped leading: {event.node_id}, term {event.term} ({event.reason})"
     return None
 
 
@@ -124,12 +129,14 @@ def _told_by_event(record: logging.LogRecord) -> bool:
 
 
 #: Events ``--log-format json`` writes (one JSON object a line).
-JSON_LOG_EVENTS = (ev.TaskFinished, ev.TaskRetryScheduled, ev.TaskSkipped, ev.TaskCancelled, ev.WorkerLost)
+JSON_LOG_EVENTS = (ev.TaskFinished, ev.TaskRetryScheduled, ev.TaskSkipped, ev.TaskCancelled, ev.WorkerLost,
+                   ev.LeaderElected, ev.LeadershipLost)
 
 
 def task_json(event: ev.Event) -> str | None:
-    """One JSON object (one line) per finished attempt, skipped slot, cancel or lost worker:
-    the event's fields (``kind``, ``at`` in UNIX seconds, ``task_id``, ...) plus ``time``
+    """One JSON object (one line) per finished attempt, skipped slot, cancel, lost worker,
+    and this node's leadership taken or lost: the event's fields (``kind``, ``at`` in UNIX
+    seconds, ``task_id``, ...) plus ``time``
     (ISO-8601 UTC), for log shippers."""
     if not isinstance(event, JSON_LOG_EVENTS):
         return None
@@ -375,8 +382,9 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
         log_format: str, metrics: str | None, web: str | None) -> None:
     """Run the scheduler and a worker in this process with the jobs of JOBS_FILE.
 
-    Prints one line per finished attempt: time, job, attempt, state, duration, task id
-    (--log-format json: one JSON object a line). Stops cleanly on Ctrl-C / SIGTERM or after
+    Prints one line per finished attempt: time, job, attempt, state, duration, task id, and
+    one when this process takes or loses the lease (--log-format json: one JSON object a
+    line). Stops cleanly on Ctrl-C / SIGTERM or after
     --duration.
     """
     jobs = _load_jobs(jobs_file)
@@ -546,7 +554,8 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
               log_format: str, metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 
-    Run several on different machines against one shared store; exactly one leads.
+    Run several on different machines against one shared store; exactly one leads. Prints
+    the task log on stdout while it leads, and a line when it takes or loses the lease.
     """
     if prune and not jobs_file:
         raise click.UsageError("--prune needs --jobs FILE (the jobs it keeps)")

@@ -1,5 +1,5 @@
 """The lines `distsched run` / `scheduler` print (issue 17.7): a timeout says how long the
-attempt took; a lost worker is reported once."""
+attempt took; a lost worker is reported once; a node says when it takes or loses the lease."""
 
 from __future__ import annotations
 
@@ -58,3 +58,44 @@ def test_a_lost_worker_is_reported_once(redis_server, tmp_path, distsched_proces
     output = scheduler.log_text()
     reports = [ln for ln in output.splitlines() if re.search(r"doomed-\S+ lost", ln)]
     assert len(reports) == 1, output
+
+
+def test_task_lines_of_leadership_taken_and_lost():
+    from distsched.cli import task_json, task_line
+    from distsched.model import events as ev
+
+    taken = ev.LeaderElected(at=1796428054.25, node_id="s2", term=17)
+    lost = ev.LeadershipLost(at=1796428064.5, node_id="s2", term=17, reason="lease lost")
+    assert task_line(taken) == "23:47:34.250  leading: s2 took the lease, term 17"
+    assert task_line(lost) == "23:47:44.500  stopped leading: s2, term 17 (lease lost)"
+    assert '"kind":"leader.elected"' in task_json(taken) and '"reason":"lease lost"' in task_json(lost)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
+def test_a_failover_shows_in_the_task_log_at_the_default_log_level(redis_server, tmp_path, distsched_process,
+                                                                   line_matching):
+    """After the leader was killed, the new leader's output said nothing (`leading with term`
+    is logged at INFO, below the default level). Each node's task log (stdout) now has a line
+    when it takes the lease (with the term) and when it loses it (why)."""
+    url = f"{redis_server.url}?namespace=failover-{uuid.uuid4().hex[:6]}"
+    nodes = {name: distsched_process(name, "scheduler", "--storage", url, "--node-id", name, "--lease-ttl", "1",
+                                     "--renew-interval", "0.3") for name in ("s1", "s2")}
+
+    def first_leader() -> str | None:
+        return next((name for name, node in nodes.items() if f"leading: {name} took the lease" in node.log_text()),
+                    None)
+
+    from distsched.testing.processes import wait_until
+
+    first = wait_until(first_leader, 30, what="a node taking the lease")
+    other = "s2" if first == "s1" else "s1"
+    term = int(line_matching(nodes[first], rf"leading: {first} took the lease, term \d+").rsplit(" ", 1)[1])
+    nodes[first].kill()  # kill -9: its lease lapses
+    taken = line_matching(nodes[other], rf"leading: {other} took the lease, term \d+")
+    assert int(taken.rsplit(" ", 1)[1]) > term, taken
+    nodes[other].stop()
+    assert re.search(rf"stopped leading: {other}, term \d+ \(shutdown\)", nodes[other].log_text()), \
+        nodes[other].log_text()
+    assert "Traceback" not in nodes[other].log_text()

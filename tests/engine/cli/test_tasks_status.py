@@ -378,11 +378,17 @@ def test_run_names_the_task_and_logs_json(distsched_cli: Any, tmp_path: Any) -> 
         proc = subprocess.run([sys.executable, "-m", "distsched", "run", str(jobs), "--duration", "1.5",
                                "--log-format", fmt], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
-        lines = proc.stdout.splitlines()
+        # this process takes the lease first and gives it up last (a line each)
+        lead, *lines, stepped_down = proc.stdout.splitlines()
         assert len(lines) >= 2, proc.stdout
         if fmt == "text":
+            assert " leading: " in lead and " took the lease, term " in lead, lead
+            assert " stopped leading: " in stepped_down and stepped_down.endswith("(shutdown)"), stepped_down
             assert all(" hi " in line and " task hi@" in line for line in lines), lines
         else:
+            assert json.loads(lead)["kind"] == "leader.elected" and json.loads(lead)["term"] > 0
+            assert json.loads(stepped_down)["kind"] == "leader.lost"
+            assert json.loads(stepped_down)["reason"] == "shutdown"
             events = [json.loads(line) for line in lines]
             assert {e["kind"] for e in events} == {"task.finished"}
             assert all(e["task_id"].startswith("hi@") and e["state"] == "succeeded" and e["job"] == "hi"
