@@ -602,7 +602,8 @@ async def test_a_stop_while_start_is_starting_interrupts_it(at):
     from distsched.model import StartInterrupted
 
     plugin = _GatedMemory(at)
-    app = DistributeSchedule(f"gated://race-{uuid.uuid4().hex[:8]}", plugins=[plugin])
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    app = DistributeSchedule(f"gated://{name}", plugins=[plugin])
     starting = asyncio.create_task(app.start())
     await plugin.gate.held.wait()  # start() is opening the store / registering the worker
     stopping = asyncio.create_task(app.stop())
@@ -614,6 +615,11 @@ async def test_a_stop_while_start_is_starting_interrupts_it(at):
     with pytest.raises(StartInterrupted, match=r"^start\(\) was interrupted by stop\(\): nothing of this app runs$"):
         await starting
     assert _app_tasks() == []
+    from distsched_memory.storage import MemoryStorage
+
+    store = MemoryStorage.open(f"memory://{name}")  # the same data: memory:// shares it by name
+    alive = [w.id for w in await store.workers.list_workers() if w.is_alive(store.clock(), 10.0)]
+    assert alive == [], "a worker stopped while it registered leaves no record that looks alive"
 
     plugin.at = None  # no gate: the app starts and stops as before
     await app.start()

@@ -155,14 +155,21 @@ class WorkerService:
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
+        registered = False
         while not stop.is_set():
             try:
                 await self.storage.workers.register(self._worker_record())
+                registered = True
                 break
             except Exception as exc:
                 log.warning("worker %s: cannot register (%s: %s); retrying", self.id, type(exc).__name__, exc)
                 await wait_or_stop(stop, backoff.next())
         if stop.is_set():
+            if registered:  # stopped while it registered: its record must not stay, looking alive
+                try:
+                    await self.storage.workers.deregister(self.id)
+                except Exception as exc:
+                    log.warning("worker %s: could not deregister: %s", self.id, exc)
             return
         self.registered.set()
         log.info("worker %s: registered (concurrency %d)", self.id, self.config.concurrency)
