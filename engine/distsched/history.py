@@ -118,6 +118,18 @@ def _capped_text(text: str | None) -> tuple[str | None, bool]:
     return text[:ATTEMPT_TEXT_CAP], True
 
 
+def shown_start(started: float | None, until: float | None, slot: float | None) -> float | None:
+    """The start of an attempt as a display may show it: never before the task's ``slot``. A
+    worker takes a slot dispatched ahead (``fire_ahead``) before its time and holds it until
+    then; an attempt that ended (``until``) before its slot never started (None), one that
+    ended after it began at its slot - the rule of :meth:`Task.attempt_began`, which a requeue
+    cannot apply itself (it moves ``not_before`` to the requeue: a lost attempt showed its
+    take, before its slot, as its start). ``until`` None: in flight, held (None)."""
+    if started is None or slot is None or started >= slot:
+        return started
+    return slot if until is not None and until >= slot else None
+
+
 def _attempt(task: Task, *, outcome: str, worker_id: str | None, number: int, retry_at: float | None) -> Attempt:
     result = task.result if task.result is not None and task.result.attempt_id == task.attempt_id else None
     value, cut_v = _capped_value(result.value) if result is not None else (None, False)
@@ -127,7 +139,8 @@ def _attempt(task: Task, *, outcome: str, worker_id: str | None, number: int, re
         result.finished_at if result is not None else task.updated_at)
     # the worker's own start when it reported; else the record's, which is not the take of a
     # task its worker held for its slot (dispatched ahead) and that ended (or, here, runs) before it
-    started = result.started_at if result is not None else task.attempt_began(finished)
+    started = result.started_at if result is not None else shown_start(task.attempt_began(finished), finished,
+                                                                        task.slot)
     return Attempt(
         number=number, attempt_id=task.attempt_id,
         worker_id=worker_id if worker_id else (result.worker_id if result is not None else None),
@@ -224,5 +237,5 @@ def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ..
 __all__ = [
     "FINISHED_STATES", "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "check_finished", "check_limit", "check_since",
     "check_state", "current_attempt", "decode_cursor", "newest_finished",
-    "encode_cursor", "ended_attempt", "merge_attempts", "readable_attempts", "stored_attempt",
+    "encode_cursor", "ended_attempt", "merge_attempts", "readable_attempts", "shown_start", "stored_attempt",
 ]

@@ -587,8 +587,9 @@ def _cluster_clients(settings: RedisSettings, common: dict[str, Any], retry: Ret
 
 def _sentinel_class() -> Any:
     """redis-py's Sentinel, whose "no master found" error names each sentinel by its address
-    (redis-py's names it by its client's repr: about 1,500 characters of pool settings), and
-    carries why the first sentinel could not be asked: redis-py keeps only the text, so a
+    (redis-py's names it by its client's repr: about 1,500 characters of pool settings), says
+    why the first sentinel that fails could not be asked (:func:`_with_reason`), and carries
+    that error as its cause: redis-py keeps only the text, so a
     certificate or a password every sentinel refused read as "not reachable now" (a role
     waited for the store for ever instead of saying what is wrong)."""
     from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
@@ -609,10 +610,26 @@ def _sentinel_class() -> Any:
                             await each.ping()
                         except Exception as error:  # why this sentinel cannot be asked
                             cause = error
+                            kw = each.connection_pool.connection_kwargs
+                            text = _with_reason(text, f"sentinel {kw.get('host')}:{kw.get('port')}", error)
                             break
                 raise MasterNotFoundError(text) from cause
 
     return _Sentinel
+
+
+def _with_reason(text: str, sentinel: str, error: BaseException) -> str:
+    """redis-py's "no master found" text with why ``sentinel`` could not be asked: redis-py
+    before 8.2 (the newest for Python 3.10 is 8.1) writes only the class of each sentinel's
+    error (``sentinel 127.0.0.1:26379 - network:ConnectionError``), leaving out the reason
+    (an untrusted certificate, a refused password); 8.2 adds its text itself."""
+    reason = str(error)
+    if not reason or reason in text:
+        return text
+    named = f"{sentinel} - {error!r}"
+    if named in text and f"{named}: " not in text:
+        return text.replace(named, f"{named}: {reason}", 1)
+    return f"{text} ({sentinel}: {reason})"
 
 
 def _ssl_kwargs(settings: RedisSettings) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from distsched.history import shown_start
 from distsched.masking import mask_secrets
 from distsched.model import (  # the job builders (issue 12.1)
     Task,
@@ -98,11 +99,16 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def attempt_row(a: Any) -> dict[str, Any]:
-    duration = (a.finished_at - a.started_at) if a.started_at is not None and a.finished_at is not None else None
+def attempt_row(a: Any, slot: float | None = None) -> dict[str, Any]:
+    """One attempt as the task page shows it. A ``lost`` attempt has no duration: its end is
+    when the leader declared its worker lost, not when the worker stopped. A start is never
+    before the task's ``slot`` (``distsched.history.shown_start``)."""
+    duration = (a.finished_at - a.started_at) if (
+        a.started_at is not None and a.finished_at is not None and a.outcome != "lost") else None
+    started = shown_start(a.started_at, a.finished_at, slot)
     return {
         "attempt": a.number, "attempt_id": a.attempt_id, "worker_id": a.worker_id,
-        "dispatched_at": a.dispatched_at, "started_at": a.started_at, "started_iso": iso(a.started_at),
+        "dispatched_at": a.dispatched_at, "started_at": started, "started_iso": iso(started),
         "finished_at": a.finished_at, "finished_iso": iso(a.finished_at),
         "duration": round(duration, 6) if duration is not None else None, "outcome": a.outcome,
         "value": mask_secrets(a.value), "error": mask_secrets(a.error), "error_type": a.error_type,
@@ -115,7 +121,7 @@ def task_detail(task: Task, attempts: Any, now: float | None = None) -> dict[str
     """One task with every attempt (result or error) and its retry schedule; the attempt in
     flight has not started while its worker holds it for its slot (``held_until``)."""
     row = task_row(task, now)
-    rows = [attempt_row(a) for a in attempts]
+    rows = [attempt_row(a, task.slot) for a in attempts]
     for a in rows:
         if a["attempt_id"] == task.attempt_id and a["outcome"] in ("dispatched", "running") and now is not None:
             started = task.attempt_began(now) if a["outcome"] == "running" else None

@@ -66,3 +66,31 @@ def test_an_attempt_held_for_its_slot_has_no_start_until_its_slot() -> None:
     task.requeue("worker w1 lost", T0 + 6)
     lost = ended_attempt(task, "w1")
     assert lost is not None and (lost.outcome, lost.started_at) == ("lost", None)
+
+
+def test_a_lost_attempt_of_a_slot_taken_ahead_never_starts_before_its_slot() -> None:
+    """A slot taken ahead by its worker (held until its time) whose worker was declared lost
+    after the slot: the requeue moves ``not_before`` to its own time, and the lost attempt's
+    record showed the take - before the slot - as its start. It began at its slot now (the
+    rule of a held attempt that reached its time); lost before its slot, it never started."""
+    from distsched.history import ended_attempt, shown_start
+    from distsched.model import Task, TaskSpec
+
+    def slot_task() -> Task:
+        task = Task(id="job@1", spec=TaskSpec(target="noop"), job="job", slot=T0 + 30, created_at=T0,
+                    not_before=T0 + 30)
+        task.start(task.dispatch("w1", T0 + 29.8), T0 + 29.85)  # fire_ahead: taken 0.15 s before its slot
+        return task
+
+    after = slot_task()
+    after.requeue("worker w1 lost (no heartbeat for 10.1s)", T0 + 42)
+    lost = ended_attempt(after, "w1")
+    assert lost is not None and (lost.outcome, lost.started_at, lost.finished_at) == ("lost", T0 + 30, T0 + 42)
+    before = slot_task()
+    before.requeue("worker w1 lost (declared dead)", T0 + 29.9)
+    lost = ended_attempt(before, "w1")
+    assert lost is not None and (lost.outcome, lost.started_at) == ("lost", None)
+    # the display rule, for records written before it
+    assert shown_start(T0 + 29.85, T0 + 42, T0 + 30) == T0 + 30
+    assert shown_start(T0 + 29.85, None, T0 + 30) is None
+    assert shown_start(T0 + 31, T0 + 42, T0 + 30) == T0 + 31 and shown_start(T0 + 29, T0 + 42, None) == T0 + 29

@@ -13,10 +13,12 @@ Every read goes through the storage port's history queries (``TaskRepository.que
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import click
 
+from ..history import shown_start
 from ..masking import mask_secrets
 from ..model import Task, TaskState
 from ..model.errors import DistschedError, NotFound
@@ -64,13 +66,18 @@ def _short(text: str | None, limit: int = SHORT_ERROR) -> str:
 
 def task_row(task: Task, now: float) -> dict[str, Any]:
     """The fields ``tasks list --json`` gives for one task (its latest attempt's times; a
-    task its worker holds for its slot has not started: ``held_until`` says until when)."""
+    task its worker holds for its slot has not started: ``held_until`` says until when; a
+    task pending again after its worker was lost has no duration - when that worker stopped
+    is not known - and no start before its slot)."""
     started, finished = task.last_attempt_times(now)
+    started = shown_start(started, finished if finished is not None else now, task.slot)
+    lost = task.state is TaskState.PENDING and task.dispatches > 0
     return {
         "id": task.id, "job": task.job, "slot": task.slot, "state": task.state.value, "attempt": task.attempt,
         "worker": task.worker_id or (task.result.worker_id if task.result else None),
         "created_at": task.created_at, "started_at": started, "finished_at": finished,
-        "duration": _duration(started, finished, now), "error": _error(task), "held_until": task.held_until(now),
+        "duration": None if lost else _duration(started, finished, now), "error": _error(task),
+        "held_until": task.held_until(now),
     }
 
 
@@ -81,10 +88,22 @@ def state_label(row: dict[str, Any]) -> str:
     return "held" if row.get("held_until") is not None else row["state"]
 
 
-def _attempt_dict(a: Attempt) -> dict[str, Any]:
-    data = a.to_dict()
-    data["duration"] = (a.finished_at - a.started_at) if a.finished_at is not None and a.started_at is not None else None
-    return data
+def _attempt_dicts(attempts: Iterable[Attempt], slot: float | None) -> list[dict[str, Any]]:
+    """The attempts of ``tasks show --json``, oldest first: each record plus ``duration`` (none
+    for a ``lost`` attempt: its end is when the leader declared it lost, not when its worker
+    stopped) and ``redelivered`` (a crash re-delivery keeps its attempt number: true for the
+    dispatches after the first of a number); a start is never before the task's slot
+    (:func:`~distsched.history.shown_start`: records written before it was applied)."""
+    out, numbers = [], set()
+    for a in attempts:
+        data = a.to_dict()
+        data["duration"] = (a.finished_at - a.started_at) if (
+            a.finished_at is not None and a.started_at is not None and a.outcome != "lost") else None
+        data["started_at"] = shown_start(a.started_at, a.finished_at, slot)
+        data["redelivered"] = a.number in numbers
+        numbers.add(a.number)
+        out.append(data)
+    return out
 
 
 @cli.group()
@@ -159,7 +178,7 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
             raise
         now = (await app.storage()).clock()
         t = detail.task
-        attempts = [_attempt_dict(a) for a in detail.attempts]
+        attempts = _attempt_dicts(detail.attempts, t.slot)
         held = t.held_until(now)
         for a in attempts:
             if a["attempt_id"] == t.attempt_id and a["outcome"] in ("dispatched", "running"):
@@ -198,11 +217,14 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
         click.echo(f"result    {_short(json.dumps(t['result']['value']), 200)}")
     click.echo(f"attempts  {len(data['attempts'])}")
     for a in data["attempts"]:
-        click.echo(f"  #{a['number']} {a['attempt_id']}  {a['outcome']:<10} worker {a['worker_id'] or '-'}")
+        number = f"#{a['number']}" + (" (re-delivered)" if a.get("redelivered") else "")
+        click.echo(f"  {number} {a['attempt_id']}  {a['outcome']:<10} worker {a['worker_id'] or '-'}")
         began = (f"taken {when(a['taken_at'])}, held until {when(a['held_until'])}" if a.get("held_until") is not None
                  else f"started {when(a['started_at'])}")
-        click.echo(f"      dispatched {when(a['dispatched_at'])}  {began}  "
-                   f"finished {when(a['finished_at'])}  took {seconds(a['duration'])}")
+        # a lost attempt ended when the leader declared its worker lost, not when it stopped
+        ended = (f"declared lost {when(a['finished_at'])}" if a["outcome"] == "lost"
+                 else f"finished {when(a['finished_at'])}  took {seconds(a['duration'])}")
+        click.echo(f"      dispatched {when(a['dispatched_at'])}  {began}  {ended}")
         if a["outcome"] == "succeeded":
             click.echo(f"      value  {_short(json.dumps(a['value']), 200)}" + ("  (truncated)" if a["truncated"] else ""))
         elif a["error"]:

@@ -511,3 +511,80 @@ def test_status_flags_a_leader_whose_renewal_is_overdue(distsched_cli: Any, stor
     text = distsched_cli("status", "--storage", store_url).output
     leader_line = next(line for line in text.splitlines() if line.startswith("leader"))
     assert "renewal overdue" in leader_line or "EXPIRED" in leader_line, leader_line
+
+
+def test_a_lost_attempt_shows_no_duration_no_start_before_its_slot_and_its_redelivery(
+        distsched_cli: Any, store_url: str) -> None:
+    """A slot taken ahead by w1, which was declared lost after the slot; re-delivered to w2,
+    which succeeded. `tasks show` labelled both attempts `#1`, gave the lost one `took
+    14.746s` (the reap minus the take: the worker had run 5 s before it died) and its take,
+    before the slot, as its start. Now: `#1 (re-delivered)` for the second (`redelivered` in
+    --json), `declared lost HH:MM:SS` and no duration for the lost one, and no start before
+    the slot - nor on the dashboard's attempt rows (`distsched_web.data.task_detail`)."""
+    from distsched.model import Task, TaskResult, TaskSpec
+    from distsched.testing.processes import wait_until_async
+
+    cli = lambda *args: distsched_cli(*args, "--storage", store_url)  # noqa: E731
+
+    async def main() -> float:
+        store, fence = await _leader(store_url)
+        slot = round(store.clock() + 0.3, 3)
+        await store.tasks.submit([Task(id="job@1", spec=TaskSpec(target="double", args=[1]), job="job",
+                                       slot=slot, created_at=store.clock(), not_before=slot)])
+        task = await store.tasks.get("job@1")
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        held = await store.queues.pull("w1", 1, 1.0)  # taken ahead of its slot, held until then
+        assert held and held[0].started_at < slot
+        async def slot_passed() -> bool:
+            return store.clock() > slot + 0.2
+
+        await wait_until_async(slot_passed, 10, what="the slot to pass")
+        for t in held:
+            t.requeue("worker w1 lost (declared dead)", store.clock())  # the leader's reap, after the slot
+        assert await store.workers.reap(fence, "w1", held) == [True]
+        await store.close()
+        return slot
+
+    slot = asyncio.run(main())
+    [row] = _json(cli("tasks", "list", "--json"))["tasks"]  # pending again: no duration growing with the clock
+    assert row["state"] == "pending" and row["duration"] is None and row["started_at"] >= slot, row
+
+    async def redeliver() -> None:
+        store, fence = await _leader(store_url)
+        task = await store.tasks.get("job@1")
+        task.dispatch("w2", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        [task] = await store.queues.pull("w2", 1, 1.0)
+        now = store.clock()
+        await store.queues.report("w2", [TaskResult(task_id=task.id, attempt_id=task.attempt_id, outcome="succeeded",
+                                                    started_at=now, finished_at=now + 0.25, worker_id="w2", value=2)])
+        assert (await store.results.settle(fence, 10)).settled == 1
+        await store.close()
+
+    asyncio.run(redeliver())
+    lost, redelivered = _json(cli("tasks", "show", "job@1", "--json"))["attempts"]
+    assert (lost["number"], lost["outcome"], lost["duration"], lost["redelivered"]) == (1, "lost", None, False)
+    assert lost["started_at"] == slot and lost["finished_at"] > slot, lost
+    assert (redelivered["number"], redelivered["outcome"], redelivered["redelivered"]) == (1, "succeeded", True)
+    assert redelivered["duration"] == pytest.approx(0.25)
+    text = cli("tasks", "show", "job@1").output
+    lost_line, lost_times, redelivered_line, redelivered_times = [
+        line for line in text.splitlines() if line.startswith(("  #", "      dispatched"))]
+    assert lost_line.startswith("  #1 job@1#1  lost") and redelivered_line.startswith("  #1 (re-delivered) job@1#2"), text
+    assert f"started {when(slot)}  declared lost {when(lost['finished_at'])}" in lost_times, lost_times
+    assert "took" not in lost_times and "took 0.250s" in redelivered_times, text
+
+    from distsched_web.data import task_detail
+
+    async def web_rows() -> list[dict[str, Any]]:
+        app = DistributeSchedule(store_url)
+        try:
+            detail = await app.task_detail("job@1")
+            return task_detail(detail.task, detail.attempts, (await app.storage()).clock())["attempts"]
+        finally:
+            await app.stop()
+
+    web_lost, web_redelivered = asyncio.run(web_rows())
+    assert (web_lost["outcome"], web_lost["duration"], web_lost["started_at"]) == ("lost", None, slot), web_lost
+    assert web_redelivered["duration"] == pytest.approx(0.25)

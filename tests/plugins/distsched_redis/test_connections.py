@@ -72,6 +72,35 @@ async def test_no_master_found_names_each_sentinel_by_its_address(make_server, o
     assert not store_unreachable(info.value)
 
 
+async def test_no_master_found_says_why_with_a_redis_py_that_names_only_the_class(make_server, open_storage,
+                                                                                    monkeypatch) -> None:
+    """Was: with redis-py before 8.2 - every install on Python 3.10, whose newest is 8.1 - the
+    error named each sentinel's error by its class alone (``sentinel 127.0.0.1:PORT -
+    network:ConnectionError``), without the reason (an untrusted certificate). redis-py 8.1's
+    discover_master is played here on the real sentinel: the message still says why."""
+    from redis.asyncio.sentinel import Sentinel
+
+    async def discover_master_of_redis_py_8_1(self, service_name):
+        errors = []
+        for sentinel in self.sentinels:
+            try:
+                await sentinel.sentinel_masters()
+            except (ConnectionError, TimeoutError) as exc:
+                errors.append(f"{sentinel} - {exc!r}")  # (8.2 adds f": {exc}")
+        raise MasterNotFoundError(f"No master found for {service_name!r} : {', '.join(errors)}")
+
+    monkeypatch.setattr(Sentinel, "discover_master", discover_master_of_redis_py_8_1)
+    master = make_server(tls=True)
+    with RedisSentinel(master, service="tlsmaster") as sentinel:
+        bare = sentinel.url_for(namespace="tlsold").split("?", 1)[0] + "?namespace=tlsold&connect_timeout=1"
+        with pytest.raises(MasterNotFoundError) as info:
+            await open_storage(bare)
+    message = str(info.value)
+    assert f"sentinel 127.0.0.1:{sentinel.port} - network:ConnectionError: " in message, message
+    assert "CERTIFICATE_VERIFY_FAILED" in message and message.count("CERTIFICATE_VERIFY_FAILED") == 1, message
+    assert not store_unreachable(info.value)
+
+
 async def test_no_master_found_tells_an_outage_from_a_refusal(make_server, open_storage) -> None:
     """A sentinel that is down: the store is unreachable for now (a role waits for it). A
     sentinel refusing the URL's password: it is not (a role says so and exits)."""
