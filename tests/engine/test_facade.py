@@ -666,3 +666,32 @@ async def test_a_start_while_stop_is_stopping_waits_for_it_then_starts():
         assert _app_tasks() == [] and app.engine.storage is None
     finally:
         await app.stop()
+
+
+async def test_calls_that_open_the_store_at_the_same_time_share_one() -> None:
+    """Two first calls at once (``app.storage()``, a job or task call, a server beside the
+    engine) each opened a store: one was kept, the others leaked, never closed."""
+    opened = []
+    gate = asyncio.Event()
+
+    class _Slow:
+        @hookimpl
+        def distsched_register_storage(self, registry):
+            from distsched_memory.storage import MemoryStorage
+
+            async def open_(url, *, options):
+                await gate.wait()
+                store = MemoryStorage.open("memory://")
+                opened.append(store)
+                return store
+
+            registry.add("slow", schemes=("slow",), factory=open_)
+
+    app = DistributeSchedule("slow://x", plugins=[("slow", _Slow())])
+    first = asyncio.create_task(app.storage())
+    second = asyncio.create_task(app.storage())
+    await asyncio.sleep(0)  # both are waiting: one in the factory, one for it
+    gate.set()
+    assert await first is await second
+    assert len(opened) == 1
+    await app.stop()

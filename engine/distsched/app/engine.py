@@ -51,6 +51,9 @@ class Engine:
         self.events = EventBus(self.plugins.notify, listeners, observed=lambda: self.plugins.has_observers)
         self.storage: StorageBackend | None = None
         self.election: Election | None = None
+        #: Held while the store opens: callers at the same time (the facade's calls, a
+        #: server beside it) share one store instead of each opening one (all but one leaked).
+        self._opening: asyncio.Lock | None = None
         self.scheduler: Scheduler | None = None
         self.worker: WorkerService | None = None
         #: A worker of this engine is running: it runs the functions registered when it
@@ -69,11 +72,15 @@ class Engine:
     async def open(self) -> StorageBackend:
         if self.storage is not None:
             return self.storage
-        url = self.config.storage
-        self.storage = await self.plugins.build(STORAGE, url, url, options=dict(self.config.storage_options),
-                                                optional={"reader": self.config.reader},
-                                                where="storage", failed="could not open", subject=redact_url(url))
-        return self.storage
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self.storage is None:  # not opened by a caller this one waited for
+                url = self.config.storage
+                self.storage = await self.plugins.build(
+                    STORAGE, url, url, options=dict(self.config.storage_options), optional={"reader": self.config.reader},
+                    where="storage", failed="could not open", subject=redact_url(url))
+            return self.storage
 
     async def open_election(self) -> Election:
         if self.election is not None:
