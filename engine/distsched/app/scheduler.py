@@ -291,7 +291,7 @@ class Scheduler:
             if await wait_or_stop(stop, self.config.renew_interval):
                 await self._release(fence)
 
-    def _refusing(self, exc: BaseException) -> bool:
+    def _refusing(self, exc: BaseException | None) -> bool:
         """Whether ``exc`` says the store refuses writes for now (``refusing_errors``)."""
         return isinstance(exc, getattr(self.storage, "refusing_errors", ()))
 
