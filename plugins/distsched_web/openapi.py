@@ -10,7 +10,7 @@ from typing import Any
 
 from distsched import __version__
 
-from .data import MAX_LIMIT, TASK_STATES
+from .data import MAX_LIMIT, SCHEDULER_STATES, TASK_STATES
 
 _NUM = {"type": "number"}
 _NNUM = {"type": "number", "nullable": True}
@@ -73,6 +73,21 @@ _WORKER = _obj({
     "alive": {"type": "boolean"}, "draining": {"type": "boolean"}, "started_iso": _NSTR,
     "live": {"type": "array", "items": _ref("TaskRow")}, "recent": {"type": "array", "items": _ref("TaskRow")},
 })
+_SCHEDULER = _obj({
+    "id": _STR, "host": _STR, "pid": _INT,
+    "role": {"type": "string", "description": "The role the node last reported (leader or standby), as "
+                                              "recorded: a killed leader's stays 'leader'"},
+    "state": {"type": "string", "enum": list(SCHEDULER_STATES),
+              "description": "Its role while it is heard from within the lease TTL, else 'silent' "
+                             "(distsched status: 'silent (was leader)')"},
+    "heartbeat_age": _NNUM, "alive": {"type": "boolean"},
+})
+_OVERVIEW = {"type": "object", "required": ["now", "leader", "leader_claimed_by", "schedulers", "workers", "tasks"],
+             "properties": {"now": _NUM, "leader": {"type": "object", "nullable": True},
+                            "leader_claimed_by": {"type": "array", "items": _STR},
+                            "schedulers": {"type": "array", "items": _ref("Scheduler")},
+                            "workers": {"type": "array", "items": {"type": "object"}},
+                            "tasks": {"type": "object", "additionalProperties": _INT}}}
 _JOB_INPUT = {
     "type": "object", "additionalProperties": False,
     "description": "The fields of a [[jobs]] table of the jobs file (docs/jobs-file.md); exactly one of "
@@ -136,7 +151,7 @@ def openapi_document() -> dict[str, Any]:
                                 "'Authorization: Bearer <DISTSCHED_WEB_TOKEN>'."},
         "paths": {
             "/api/v1/overview": {"get": {"summary": "Leader, workers, task counts, throughput, recent failures",
-                                         "operationId": "overview", "responses": {"200": _json({"type": "object"}), **_errors(401)}}},
+                                         "operationId": "overview", "responses": {"200": _json(_ref("Overview")), **_errors(401)}}},
             "/api/v1/jobs": {
                 "get": {"summary": "Jobs, by name, paginated", "operationId": "listJobs",
                         "parameters": [_AFTER, _LIMIT],
@@ -198,6 +213,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": _ERROR, "TaskRow": _TASK_ROW, "Attempt": _ATTEMPT, "Task": _TASK,
-                        "JobRow": _JOB_ROW, "Job": _JOB, "Worker": _WORKER, "Quarantined": _QUARANTINED},
+                        "JobRow": _JOB_ROW, "Job": _JOB, "Worker": _WORKER, "Quarantined": _QUARANTINED,
+                        "Scheduler": _SCHEDULER, "Overview": _OVERVIEW},
         },
     }

@@ -24,8 +24,11 @@ TOKEN = "test-token-0123456789abcdef"
 
 class ServerThread:
     def __init__(self, storage: str = "memory://", *, token: str | None = None, engine: bool = True,
-                 jobs: dict[str, dict[str, Any]] | None = None, plugins: tuple[Any, ...] = ()) -> None:
+                 jobs: dict[str, dict[str, Any]] | None = None, plugins: tuple[Any, ...] = (),
+                 config: dict[str, Any] | None = None) -> None:
         self.storage, self.token, self.engine, self.jobs, self.plugins = storage, token, engine, jobs or {}, plugins
+        #: More engine options (``lease_ttl=``, ``node_id=``...) for its DistributeSchedule.
+        self.config = {"heartbeat_interval": 0.2, "heartbeat_ttl": 2.0, **(config or {})}
         self.port = 0
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -58,8 +61,7 @@ class ServerThread:
 
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
-        app = self.app = DistributeSchedule(self.storage, plugins=self.plugins, heartbeat_interval=0.2,
-                                            heartbeat_ttl=2.0)
+        app = self.app = DistributeSchedule(self.storage, plugins=self.plugins, **self.config)
 
         @app.task
         def add(a: int, b: int) -> int:

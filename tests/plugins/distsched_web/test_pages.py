@@ -410,3 +410,69 @@ def test_a_task_running_again_after_a_lost_worker_says_why_it_runs_again(web_ser
             "dispatched", None, "worker w1 lost (declared dead)"), api
         page = http.get("/tasks/again").text
         assert "run again after: worker w1 lost (declared dead)" in page and "reason: worker w1" not in page
+
+
+@pytest.mark.redis
+def test_a_killed_leader_reads_silent_was_leader_beside_the_node_that_took_over(web_server, redis_server, tmp_path):
+    """Two ``distsched scheduler`` processes and ``distsched web``: a leader killed (``kill -9``)
+    keeps ``role: leader`` in its record. After the failover the overview said ``schedulers:
+    s1 (leader, silent), s2 (leader)`` - two leaders - and the API gave both rows ``role:
+    leader`` with only ``alive`` to tell them apart. The page now says ``s1: silent (was
+    leader)``, as ``distsched status`` does, and each API row has a ``state`` (``leader``,
+    ``standby``, ``silent``) beside the role as recorded."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url = redis_server.url_for(namespace=f"failover{uuid.uuid4().hex[:8]}")
+    procs: dict[str, subprocess.Popen] = {}
+
+    def scheduler(node: str) -> None:
+        log = open(tmp_path / f"{node}.log", "w")
+        procs[node] = subprocess.Popen(
+            [sys.executable, "-m", "distsched", "scheduler", "--storage", url, "--node-id", node,
+             "--lease-ttl", "1", "--renew-interval", "0.2"],
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+    # the dashboard alone, as `distsched web` (its lease TTL tells a node heard from recently)
+    server = web_server(storage=url, engine=False, config={"lease_ttl": 1.0, "renew_interval": 0.2})
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            def rows() -> dict[str, dict]:
+                return {n["id"]: n for n in http.get("/api/v1/overview").json()["schedulers"]}
+
+            def state(want: dict[str, str], what: str) -> dict[str, dict]:
+                def reached() -> dict[str, dict] | None:
+                    r = rows()
+                    return r if {n: r.get(n, {}).get("state") for n in want} == want else None
+
+                try:
+                    return wait_for(reached, timeout=30, what=what)
+                except AssertionError:
+                    logs = "\n".join((tmp_path / f"{n}.log").read_text() for n in procs)
+                    raise AssertionError(f"{what}: {rows()}\n{logs}") from None
+
+            scheduler("s1")
+            state({"s1": "leader"}, "s1 leading")
+            scheduler("s2")
+            before = state({"s1": "leader", "s2": "standby"}, "s2 standing by")
+            assert before["s2"]["role"] == "standby" and before["s2"]["alive"] is True
+            assert "schedulers: s1: leader, s2: standby</p>" in http.get("/").text
+            procs["s1"].send_signal(signal.SIGKILL)
+            procs["s1"].wait(10)
+            after = state({"s1": "silent", "s2": "leader"}, "s2 taking over, s1 silent")
+            assert http.get("/api/v1/overview").json()["leader"]["node_id"] == "s2"
+            assert {k: after["s1"][k] for k in ("role", "state", "alive")} == {
+                "role": "leader", "state": "silent", "alive": False}
+            assert {k: after["s2"][k] for k in ("role", "state", "alive")} == {
+                "role": "leader", "state": "leader", "alive": True}
+            page = http.get("/").text
+            assert "schedulers: s1: silent (was leader), s2: leader</p>" in page
+            assert "(leader, silent)" not in page
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
