@@ -63,8 +63,10 @@ class WorkerStatus:
     """A worker: ``state`` is ``alive``, ``draining``, ``silent`` (it missed a heartbeat: none
     for two of its intervals - maybe killed; the leader gives it no task, and reaps it at the
     TTL), ``stale`` (no heartbeat within the TTL of the store's clock - older, or far ahead of
-    it, a broken record - not reaped yet) or ``stopped`` (deregistered or declared dead: no
-    heartbeat age then). ``heartbeat_age``:
+    it, a broken record - not reaped yet) or ``stopped`` (deregistered on a clean stop, until
+    the leader reaps it; or a reap that raced its last pull kept it for the next pass: no
+    heartbeat age then). A worker the leader reaped - declared dead, or stopped - is removed
+    from the store: it is not in the status at all. ``heartbeat_age``:
     see :func:`heartbeat_age` (negative: that far ahead of the store's clock)."""
 
     id: str

@@ -2,9 +2,10 @@
 
 The lease with its term and age ("EXPIRED" once it lapsed, never a dead leader shown as
 leading; "renewal overdue" before that, once its last renewal is older than two renew
-intervals: the holder may be dead), the scheduler nodes (leader and standbys), every worker with its heartbeat age on
-the store's clock (``stopped`` once deregistered), load, capacity and queue depth, the task
-counts and the age of the oldest task waiting for dispatch. ``--watch`` redraws in place.
+intervals: the holder may be dead), the scheduler nodes (leader and standbys), every worker
+with its heartbeat age on the store's clock (``stopped`` once deregistered, until the leader
+reaps it; a reaped worker is gone), load, capacity and queue depth, the task counts and the
+age of the oldest task waiting for dispatch. ``--watch`` redraws in place.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -588,3 +589,35 @@ def test_a_lost_attempt_shows_no_duration_no_start_before_its_slot_and_its_redel
     web_lost, web_redelivered = asyncio.run(web_rows())
     assert (web_lost["outcome"], web_lost["duration"], web_lost["started_at"]) == ("lost", None, slot), web_lost
     assert web_redelivered["duration"] == pytest.approx(0.25)
+
+
+def test_a_worker_declared_dead_is_gone_from_status_as_the_docs_say(distsched_cli: Any, store_url: str) -> None:
+    """docs/cli.md said a worker declared dead shows `stopped` in `status`, and
+    docs/reliability.md that a node started while Redis is unreachable exits with an error.
+    The leader's reap removes a dead worker from the store: it is gone from `status` (only
+    the leader's task log line says it was lost); and a node waits for its store
+    (`tests/engine/cli/test_config.py::test_roles_wait_for_a_store_that_comes_up_later`).
+    The docs say so now."""
+    from distsched.testing import make_task
+
+    async def reap_w1() -> None:
+        store, fence = await _leader(store_url)
+        await store.tasks.submit([make_task("x", target="double")])
+        task = await store.tasks.get("x")
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        held = await store.queues.pull("w1", 1, 1.0)
+        for t in held:
+            t.requeue("worker w1 lost (no heartbeat for 10.4s)", store.clock())
+        assert await store.workers.reap(fence, "w1", held) == [True]  # declared dead
+        await store.close()
+
+    asyncio.run(reap_w1())
+    workers = _json(distsched_cli("status", "--storage", store_url, "--json"))["workers"]
+    assert [w["id"] for w in workers] == ["w2"], workers  # not `stopped`: gone
+    cli_md = " ".join((Path(REPO) / "docs" / "cli.md").read_text().split())
+    assert "a dead worker is not shown `stopped`, it disappears" in cli_md
+    assert "`stopped` once it deregistered or was declared dead" not in cli_md
+    reliability = " ".join((Path(REPO) / "docs" / "reliability.md").read_text().split())
+    assert "started while Redis is unreachable waits and retries" in reliability
+    assert "unreachable exits with an error" not in reliability
