@@ -18,6 +18,7 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -104,6 +105,15 @@ def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = (
     return ApiError(500, None, "internal error (see the server log)", "internal")
 
 
+def _status_title(status: int) -> str:
+    """An error page's title: ``503 Service Unavailable`` (the status alone for one Python
+    does not name)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
 def _json_error(err: ApiError) -> JSONResponse:
     body: dict[str, Any] = {"error": {"code": err.code, "field": err.field, "reason": err.reason}}
     headers = {"WWW-Authenticate": 'Bearer realm="distsched"'} if err.status == 401 else None
@@ -140,6 +150,9 @@ class Dashboard:
             csrf=self.security.csrf_token(csrf_cookie), storage=redact_url(self.app.config.storage),
             path=request.url.path, here=_here(request), qs=_qs,
         )
+        if "title" not in context and "error" in context:
+            # every error page (a 503 while the store is down, a 404...): the tab says which
+            context["title"] = _status_title(status)
         html = self.env.get_template(name).render(**context)
         response = HTMLResponse(html, status_code=status)
         response.headers["Cache-Control"] = "no-store"

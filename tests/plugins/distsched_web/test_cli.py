@@ -207,3 +207,40 @@ def test_a_store_outage_is_a_503_and_the_dashboard_recovers(tmp_path):
             proc.terminate()
             _, err = proc.communicate(timeout=20)
         assert "Traceback" not in err
+
+
+@pytest.mark.redis
+def test_an_error_page_has_a_title_naming_its_status():
+    """The 503 page of a store outage (and every error page) had an empty title: the tab read
+    `` · distsched``. It now names the status: ``503 Service Unavailable · distsched``."""
+    import re
+
+    from distsched.testing.redis_server import RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH")
+
+    def title(response: httpx.Response) -> str:
+        found = re.search(r"<title>(.*?)</title>", response.text)
+        assert found, response.text
+        return found.group(1)
+
+    with RedisServer() as redis:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "distsched", "web", "--storage", redis.url,
+                                 "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=_env())
+        try:
+            base = f"http://127.0.0.1:{port}"
+            up = _get_when_up(f"{base}/", proc)
+            assert up.status_code == 200 and title(up) == "Overview · distsched"
+            missing = httpx.get(f"{base}/no-such-page", timeout=30)
+            assert missing.status_code == 404 and title(missing) == "404 Not Found · distsched"
+            redis.kill()
+            page = httpx.get(f"{base}/", timeout=30)
+            assert page.status_code == 503 and "the store does not answer" in page.text
+            assert title(page) == "503 Service Unavailable · distsched"
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=20)
+        assert "Traceback" not in err
