@@ -228,7 +228,20 @@ def _status_failure(fetched: _Fetched, meta: dict[str, Any]) -> Outcome:
     )
 
 
-def _transport_failure(exc: Exception, timeout: float, latency_ms: float) -> Outcome:
+def _where(exc: Exception, url: httpx.URL | None) -> str:
+    """``HOST:PORT`` of the request that failed (of the hop, after a redirect): never its
+    path, query or credentials (a secret in the host is scrubbed with the outcome)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]  # httpx.RequestError: the request sent
+    except (AttributeError, RuntimeError):
+        pass
+    if url is None or not url.host:
+        return ""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{url.port or {'https': 443}.get(url.scheme, 80)}"
+
+
+def _transport_failure(exc: Exception, timeout: float, latency_ms: float, url: httpx.URL | None = None) -> Outcome:
     name = type(exc).__name__
     detail = f"{name}: {exc}" if str(exc) else name
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, httpx.TimeoutException)):
@@ -246,7 +259,15 @@ def _transport_failure(exc: Exception, timeout: float, latency_ms: float) -> Out
             retryable=False, latency_ms=latency_ms,
         )
     if isinstance(exc, httpx.TransportError):
-        return Outcome.failure(detail, error_type="ConnectionError", retryable=True, latency_ms=latency_ms)
+        # the error_type names the kind, the message the target and httpx's own exception
+        # ("ConnectionError: ConnectError: All connection attempts failed" named neither host)
+        where = _where(exc, url)
+        if isinstance(exc, httpx.ConnectError):
+            what = f"cannot connect to {where}" if where else "cannot connect"
+        else:
+            what = where or "connection"
+        text = f"{what}: {exc} ({name})" if str(exc) else f"{what}: {name}"
+        return Outcome.failure(text, error_type="ConnectionError", retryable=True, latency_ms=latency_ms)
     return Outcome.failure(detail, error_type=name, retryable=True, latency_ms=latency_ms)
 
 
@@ -507,7 +528,7 @@ class _HttpBase:
             raise
         except (httpx.HTTPError, httpx.InvalidURL, asyncio.TimeoutError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
-            raise _Refused(_transport_failure(exc, request.timeout, latency)) from None
+            raise _Refused(_transport_failure(exc, request.timeout, latency, request.url)) from None
 
     async def _send(self, req: _Request, started: float) -> _Fetched:
         client = self._shared.client()

@@ -13,6 +13,7 @@ Every read goes through the storage port's history queries (``TaskRepository.que
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,19 @@ def _error(task: Task) -> str | None:
     if task.result is not None and task.result.error:
         return task.result.error
     return task.reasons()[0]
+
+
+#: An error that begins with the name of its own exception (``ConnectError: ...``).
+_NAMED = re.compile(r"[A-Z][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*: ")
+
+
+def error_text(error_type: str | None, error: str) -> str:
+    """An attempt's error with its type in front - unless the error already begins with a
+    type's name: ``ConnectionError: ConnectError: All connection attempts failed`` named two
+    types and no host (an http attempt recorded before its executor named the target)."""
+    if not error_type or error.startswith(error_type) or _NAMED.match(error):
+        return error
+    return f"{error_type}: {error}"
 
 
 def _short(text: str | None, limit: int = SHORT_ERROR) -> str:
@@ -228,8 +242,7 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
         if a["outcome"] == "succeeded":
             click.echo(f"      value  {_short(json.dumps(a['value']), 200)}" + ("  (truncated)" if a["truncated"] else ""))
         elif a["error"]:
-            kind = f"{a['error_type']}: " if a["error_type"] and not a["error"].startswith(a["error_type"]) else ""
-            click.echo(f"      error  {kind}{a['error']}" + ("  (truncated)" if a["truncated"] else ""))
+            click.echo(f"      error  {error_text(a['error_type'], a['error'])}" + ("  (truncated)" if a["truncated"] else ""))
         if a["retry_at"] is not None:
             click.echo(f"      retry scheduled at {when(a['retry_at'])}")
 

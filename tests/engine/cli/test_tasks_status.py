@@ -621,3 +621,40 @@ def test_a_worker_declared_dead_is_gone_from_status_as_the_docs_say(distsched_cl
     reliability = " ".join((Path(REPO) / "docs" / "reliability.md").read_text().split())
     assert "started while Redis is unreachable waits and retries" in reliability
     assert "unreachable exits with an error" not in reliability
+
+
+def test_an_http_connect_error_names_its_target_once_typed(distsched_cli: Any) -> None:
+    """`tasks show` printed `error ConnectionError: ConnectError: All connection attempts
+    failed`: the type doubled, the target unnamed. It prints the error type once, and the
+    http executor's error names the host and port (not the path, query or credentials); an
+    error recorded before, which begins with its own exception's name, is not prefixed again."""
+    import socket
+
+    url = f"memory://cli-{uuid.uuid4().hex}"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens on it
+
+    async def main() -> str:
+        app = _app(url)
+        async with app.running():
+            task_id = await app.submit(f"http://svc:pw-Xq9@127.0.0.1:{port}/hook?token=Tk-Zz8", executor="http",
+                                       timeout="5s")
+            await app.wait(task_id, timeout=20)
+        return task_id
+
+    task_id = asyncio.run(main())
+    [error] = [line for line in distsched_cli("tasks", "show", task_id, "--storage", url).output.splitlines()
+               if line.startswith("      error")]
+    assert error == (f"      error  ConnectionError: cannot connect to 127.0.0.1:{port}: All connection attempts "
+                     "failed (ConnectError)"), error
+
+    from distsched.cli.tasks import error_text
+
+    assert error_text("ConnectionError", "ConnectError: All connection attempts failed") == \
+        "ConnectError: All connection attempts failed"
+    assert error_text("ValueError", "ValueError: boom") == "ValueError: boom"
+    assert error_text("HTTPStatus", "HTTP 500 Internal Server Error") == "HTTPStatus: HTTP 500 Internal Server Error"
+    assert error_text("RPCError", "JSON-RPC error -32000: big") == "RPCError: JSON-RPC error -32000: big"
+    assert error_text(None, "worker w1 lost (declared dead)") == "worker w1 lost (declared dead)"

@@ -197,6 +197,22 @@ async def test_connection_refused(refused_url, make_executor, task_factory):
     assert "latency_ms" in outcome.meta
 
 
+async def test_a_connect_error_names_the_target_host_not_its_path_query_or_credentials(refused_url, make_executor,
+                                                                                        task_factory):
+    """`tasks show` read `ConnectionError: ConnectError: All connection attempts failed`:
+    two type names and no target. The error names the host and port it could not connect
+    to (never the path, query or credentials) and httpx's exception after the reason."""
+    host_port = refused_url.split("//", 1)[1].split("/", 1)[0]
+    target = refused_url.replace("//", "//svc:pw-Xq9@").replace("/ok", "/hook-path?token=Tk-Zz8")
+    outcome = await make_executor().run(task_factory(target))
+    assert outcome.error_type == "ConnectionError" and outcome.retryable is True
+    assert outcome.error == f"cannot connect to {host_port}: All connection attempts failed (ConnectError)", outcome
+    for hidden in ("pw-Xq9", "svc", "hook-path", "Tk-Zz8"):
+        assert hidden not in outcome.error
+    rpc = await make_executor("rpc").run(task_factory(target, options={"method": "ping"}))
+    assert rpc.error == outcome.error, rpc
+
+
 async def test_huge_body_is_cut_not_buffered(server, make_executor, task_factory):
     executor = make_executor(http_body_limit=1000)
     start = time.monotonic()
