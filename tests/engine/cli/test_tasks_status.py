@@ -169,6 +169,21 @@ async def _leader(url: str) -> tuple[Any, Any]:
     return store, fence
 
 
+async def _submit_x_and_lose_w1(store: Any, fence: Any, reason: str) -> None:
+    """Task ``x`` dispatched to w1, which takes it and is declared dead: the leader's reap
+    requeues it (``reason``) and removes w1."""
+    from distsched.testing import make_task
+
+    await store.tasks.submit([make_task("x", target="double")])
+    task = await store.tasks.get("x")
+    task.dispatch("w1", store.clock())
+    assert await store.tasks.dispatch(fence, [task]) == [True]
+    held = await store.queues.pull("w1", 1, 1.0)
+    for t in held:
+        t.requeue(reason, store.clock())  # the leader's reap
+    assert await store.workers.reap(fence, "w1", held) == [True]
+
+
 def _held_slot(url: str) -> tuple[str, float]:
     """A slot 60 s ahead, dispatched ahead (fire_ahead) to w1, which took it and holds it."""
     from distsched.model import Task, TaskSpec
@@ -225,18 +240,10 @@ def test_a_success_after_a_lost_worker_shows_no_stale_reason(distsched_cli: Any,
     show`` read ``succeeded (worker w1 lost ...)``. The state line is ``succeeded`` now; the
     lost attempt still says why it ended."""
     from distsched.model import TaskResult
-    from distsched.testing import make_task
 
     async def lose_w1_then_succeed_on_w2() -> None:
         store, fence = await _leader(store_url)
-        await store.tasks.submit([make_task("x", target="double")])
-        task = await store.tasks.get("x")
-        task.dispatch("w1", store.clock())
-        assert await store.tasks.dispatch(fence, [task]) == [True]
-        held = await store.queues.pull("w1", 1, 1.0)
-        for t in held:
-            t.requeue("worker w1 lost (declared dead)", store.clock())  # the leader's reap
-        assert await store.workers.reap(fence, "w1", held) == [True]
+        await _submit_x_and_lose_w1(store, fence, "worker w1 lost (declared dead)")
         task = await store.tasks.get("x")
         task.dispatch("w2", store.clock())
         assert await store.tasks.dispatch(fence, [task]) == [True]
@@ -260,18 +267,10 @@ def test_a_task_running_again_after_a_lost_worker_says_why_it_runs_again(distsch
     """Requeued when w1 was lost, then running on w2: ``tasks show`` read ``running (worker
     w1 lost ...)``, as if the worker running it were lost, and ``tasks list`` showed it as
     the running task's error (a dispatch leaves the requeue's reason in the record)."""
-    from distsched.testing import make_task
 
     async def lose_w1_then_run_on_w2() -> None:
         store, fence = await _leader(store_url)
-        await store.tasks.submit([make_task("x", target="double")])
-        task = await store.tasks.get("x")
-        task.dispatch("w1", store.clock())
-        assert await store.tasks.dispatch(fence, [task]) == [True]
-        held = await store.queues.pull("w1", 1, 1.0)
-        for t in held:
-            t.requeue("worker w1 lost (declared dead)", store.clock())  # the leader's reap
-        assert await store.workers.reap(fence, "w1", held) == [True]
+        await _submit_x_and_lose_w1(store, fence, "worker w1 lost (declared dead)")
         task = await store.tasks.get("x")
         task.dispatch("w2", store.clock())
         assert await store.tasks.dispatch(fence, [task]) == [True]
@@ -598,18 +597,10 @@ def test_a_worker_declared_dead_is_gone_from_status_as_the_docs_say(distsched_cl
     the leader's task log line says it was lost); and a node waits for its store
     (`tests/engine/cli/test_config.py::test_roles_wait_for_a_store_that_comes_up_later`).
     The docs say so now."""
-    from distsched.testing import make_task
 
     async def reap_w1() -> None:
         store, fence = await _leader(store_url)
-        await store.tasks.submit([make_task("x", target="double")])
-        task = await store.tasks.get("x")
-        task.dispatch("w1", store.clock())
-        assert await store.tasks.dispatch(fence, [task]) == [True]
-        held = await store.queues.pull("w1", 1, 1.0)
-        for t in held:
-            t.requeue("worker w1 lost (no heartbeat for 10.4s)", store.clock())
-        assert await store.workers.reap(fence, "w1", held) == [True]  # declared dead
+        await _submit_x_and_lose_w1(store, fence, "worker w1 lost (no heartbeat for 10.4s)")
         await store.close()
 
     asyncio.run(reap_w1())
