@@ -54,7 +54,7 @@ def asgi_app(engine: Any, *, store: bool = True) -> Any:
     at ``/metrics`` (``prometheus_client.make_asgi_app`` over the observer's registry).
 
     With ``store`` (the default), each scrape first reads the deployment's figures from the
-    store (``distsched_store_*``: tasks by state, workers alive, queue depth per worker, the
+    store (``distsched_store_*``: tasks by state, workers alive and silent, queue depth per worker, the
     leader's term: three reads), which is what a dashboard that runs no scheduler and no
     worker can show. The engine's own metrics are there as well (its observer is
     registered on first use); they move only when the engine runs a scheduler or a worker

@@ -118,8 +118,13 @@ class MetricsObserver:
             "At each election of this node: seconds since it last saw the lease held by another node.",
             buckets=TAKEOVER_BUCKETS, registry=r)
         self.workers_alive = Gauge(
-            "distsched_workers_alive", "Workers with a fresh heartbeat, as the leader sees them (0 on a follower).",
-            registry=r)
+            "distsched_workers_alive",
+            "Workers heard from within two heartbeat intervals (alive or draining), as the leader sees them "
+            "and distsched status counts them (0 on a follower).", registry=r)
+        self.workers_silent = Gauge(
+            "distsched_workers_silent",
+            "Workers silent for two heartbeat intervals but not yet reaped (given no task), as the leader sees "
+            "them (0 on a follower).", registry=r)
         self.queue_depth = Gauge(
             "distsched_worker_queue_depth", "Tasks a worker holds, queued and running (leader's view).",
             ["worker"], registry=r)
@@ -219,6 +224,7 @@ class MetricsObserver:
         self.losses.labels(loss_reason(e.reason)).inc()
         # A follower does not see the workers: no stale figures from the last term.
         self.workers_alive.set(0)
+        self.workers_silent.set(0)
         for worker in self._workers:
             self.queue_depth.remove(worker)
             self.capacity.remove(worker)
@@ -226,10 +232,15 @@ class MetricsObserver:
 
     def _workers_seen(self, e: Any) -> None:
         seen = set()
-        alive = 0
+        alive = silent = 0
         for w in e.workers:
             seen.add(w.worker_id)
-            alive += w.alive
+            # status's states: alive within the TTL, silent when not fresh (Worker.is_fresh)
+            if w.alive:
+                if w.fresh:
+                    alive += 1
+                else:
+                    silent += 1
             self.queue_depth.labels(w.worker_id).set(w.load)
             self.capacity.labels(w.worker_id).set(w.capacity)
         for gone in self._workers - seen:
@@ -237,3 +248,4 @@ class MetricsObserver:
             self.capacity.remove(gone)
         self._workers = seen
         self.workers_alive.set(alive)
+        self.workers_silent.set(silent)

@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from distsched.model import TaskState
+from distsched.status import worker_status
 
 log = logging.getLogger("distsched.metrics")
 
@@ -22,7 +23,8 @@ class StoreGauges(Collector):
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._tasks: dict[str, int] = {}
-        self._workers: list[tuple[str, int, bool]] = []
+        #: (id, load, state as ``distsched status`` tells it: alive, draining, silent, stale, stopped)
+        self._workers: list[tuple[str, int, str]] = []
         self._term: int | None = None
         self._up = 0
 
@@ -42,11 +44,12 @@ class StoreGauges(Collector):
         engine = self.engine
         storage = await engine.open()
         now = storage.clock()
-        ttl = engine.config.heartbeat_ttl
+        ttl, interval = engine.config.heartbeat_ttl, engine.config.heartbeat_interval
         workers = storage.workers
         listing = getattr(workers, "list_workers", None) or workers.list  # list_workers after the port rename
         self._tasks = dict(await storage.tasks.counts())
-        self._workers = [(w.id, w.load, w.is_alive(now, ttl)) for w in await listing()]
+        # each worker's state by status's own rule (silent: no heartbeat for two intervals)
+        self._workers = [(w.id, w.load, worker_status(w, now, ttl, 0, interval).state) for w in await listing()]
         fence = await (await engine.open_election()).current()
         self._term = fence.term if fence is not None else None
 
@@ -62,8 +65,15 @@ class StoreGauges(Collector):
         for state, count in counts.items():
             tasks.add_metric([state], count)
         yield tasks
-        yield GaugeMetricFamily("distsched_store_workers_alive", "Registered workers with a fresh heartbeat.",
-                                value=sum(1 for _, _, alive in self._workers if alive))
+        states = [state for _, _, state in self._workers]
+        yield GaugeMetricFamily("distsched_store_workers_alive",
+                                "Registered workers heard from within two heartbeat intervals (alive or draining), "
+                                "as distsched status counts them.",
+                                value=sum(1 for state in states if state in ("alive", "draining")))
+        yield GaugeMetricFamily("distsched_store_workers_silent",
+                                "Registered workers silent for two heartbeat intervals but not yet reaped (given no "
+                                "task), as distsched status counts them.",
+                                value=states.count("silent"))
         depth = GaugeMetricFamily("distsched_store_worker_queue_depth",
                                   "Tasks each registered worker holds, queued and running.", labels=["worker"])
         for worker_id, load, _ in self._workers:

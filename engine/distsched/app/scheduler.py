@@ -816,7 +816,8 @@ class Scheduler:
         if self.events.active:
             self.events.emit(ev.WorkersSeen(at=now, workers=tuple(
                 ev.WorkerLoad(worker_id=w.id, load=w.load, capacity=w.capacity, alive=w.is_alive(now, ttl),
-                              draining=w.draining) for w in workers)))
+                              draining=w.draining, fresh=w.is_fresh(now, self.config.heartbeat_interval, ttl))
+                for w in workers)))
         for worker in workers:
             if worker.id not in self._known_workers and worker.is_alive(now, self.config.heartbeat_ttl):
                 self._known_workers.add(worker.id)

@@ -173,13 +173,17 @@ class WorkerLost(Event):
 @attrs.frozen(kw_only=True)
 class WorkerLoad:
     """One worker's load as the leader read it from the store (part of ``WorkersSeen``):
-    ``load`` counts the tasks it holds, queued and running."""
+    ``load`` counts the tasks it holds, queued and running. ``alive``: heard from within the
+    heartbeat TTL (not reaped); ``fresh``: within two of its heartbeat intervals too
+    (``Worker.is_fresh``) - an alive worker that is not fresh is ``silent`` in ``status``
+    and given no task."""
 
     worker_id: str
     load: int
     capacity: int
     alive: bool
     draining: bool
+    fresh: bool = True
 
 
 @attrs.frozen(kw_only=True)

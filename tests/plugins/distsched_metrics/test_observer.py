@@ -117,3 +117,17 @@ def test_worker_gauges_follow_the_registered_workers(obs):
     obs.distsched_event(ev.LeadershipLost(at=2, node_id="n", term=1, reason="shutdown"))
     assert value(obs, "distsched_workers_alive") == 0
     assert value(obs, "distsched_worker_queue_depth", worker="w1") is None
+
+
+def test_a_silent_worker_is_counted_silent_not_alive(obs):
+    """Alive within the TTL but not fresh (no heartbeat for two intervals: ``silent`` in
+    ``distsched status``, given no task) is not counted alive; draining ones are."""
+    obs.distsched_event(ev.WorkersSeen(at=1, workers=(
+        ev.WorkerLoad(worker_id="w1", load=0, capacity=64, alive=True, draining=False),
+        ev.WorkerLoad(worker_id="w2", load=0, capacity=64, alive=True, draining=True),
+        ev.WorkerLoad(worker_id="w3", load=2, capacity=64, alive=True, draining=False, fresh=False),
+        ev.WorkerLoad(worker_id="w4", load=0, capacity=64, alive=False, draining=False, fresh=False))))
+    assert value(obs, "distsched_workers_alive") == 2
+    assert value(obs, "distsched_workers_silent") == 1
+    obs.distsched_event(ev.LeadershipLost(at=2, node_id="n", term=1, reason="shutdown"))
+    assert value(obs, "distsched_workers_silent") == 0

@@ -192,3 +192,91 @@ def test_a_handover_shows_in_the_new_leaders_metrics(tmp_path, scrape, capsys):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)
+
+
+def test_a_killed_worker_is_counted_silent_as_status_says_not_alive(tmp_path, scrape):
+    """A worker killed (``kill -9``) is ``silent`` in ``distsched status`` once it missed two
+    heartbeats (given no task; reaped only at the TTL): ``3 (2 alive, 1 silent: given no
+    task)``. ``distsched_workers_alive`` on the leader and ``distsched_store_workers_alive``
+    on ``distsched web`` still counted it alive until the TTL. Both count as status does now,
+    and ``distsched_workers_silent`` / ``distsched_store_workers_silent`` count the silent."""
+    import json
+    import signal
+
+    (tmp_path / "metrics_tasks.py").write_text(TASKS)
+    (tmp_path / "jobs.toml").write_text('[worker]\nimports = ["metrics_tasks"]\n')
+    procs: dict[str, subprocess.Popen] = {}
+    ports = {"scheduler": free_port(), "web": free_port()}
+    urls = {"scheduler": f"http://127.0.0.1:{ports['scheduler']}/metrics",
+            "web": f"http://127.0.0.1:{ports['web']}/metrics"}
+
+    def start(name: str, *args: str) -> None:
+        log = open(tmp_path / f"{name}.log", "w")
+        procs[name] = subprocess.Popen([sys.executable, "-m", "distsched", *args], cwd=tmp_path, stdout=log,
+                                       stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+    def status(url: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "distsched", "status", "--storage", url, "--json"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        return json.loads(out.stdout)
+
+    def poll(what: str, predicate, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = predicate()
+            except Exception:  # not listening yet
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-2000:]}" for n in procs)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+            time.sleep(0.1)
+
+    with RedisServer() as redis:
+        url = f"{redis.url}?namespace=silent"
+        try:
+            # the leader reaps at its heartbeat TTL (10 s): a worker is silent from 2 of its
+            # intervals (0.6 s) until then
+            start("scheduler", "scheduler", "--storage", url, "--jobs", "jobs.toml",
+                  "--metrics", f"127.0.0.1:{ports['scheduler']}")
+            start("web", "web", "--storage", url, "--bind", f"127.0.0.1:{ports['web']}")
+            for n in range(3):
+                start(f"w{n}", "worker", "--storage", url, "--jobs", "jobs.toml", "--heartbeat-interval", "0.3")
+
+            def counted(alive: int, silent: int):
+                states = [w["state"] for w in status(url)["workers"]]
+                leader, web = scrape(urls["scheduler"]), scrape(urls["web"])
+                seen = {"status": (states.count("alive"), states.count("silent")),
+                        "leader": (leader.get_value("distsched_workers_alive"),
+                                   leader.get_value("distsched_workers_silent")),
+                        "web": (web.get_value("distsched_store_workers_alive"),
+                                web.get_value("distsched_store_workers_silent"))}
+                return seen if all(v == (alive, silent) for v in seen.values()) else None
+
+            poll("3 workers alive everywhere", lambda: counted(3, 0))
+            procs["w0"].send_signal(signal.SIGKILL)
+            procs["w0"].wait(10)
+            try:
+                poll("status, the leader's and the store's gauges to agree: 2 alive, 1 silent",
+                     lambda: counted(2, 1), timeout=8)
+            except AssertionError:
+                states = [w["state"] for w in status(url)["workers"]]
+                leader, web = scrape(urls["scheduler"]), scrape(urls["web"])
+                raise AssertionError(
+                    f"status {states}; leader alive {leader.get_value('distsched_workers_alive')} silent "
+                    f"{leader.get_value('distsched_workers_silent')}; web alive "
+                    f"{web.get_value('distsched_store_workers_alive')} silent "
+                    f"{web.get_value('distsched_store_workers_silent')}") from None
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
