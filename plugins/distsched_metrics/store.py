@@ -11,7 +11,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from distsched.model import TaskState
-from distsched.status import worker_status
 
 log = logging.getLogger("distsched.metrics")
 
@@ -23,8 +22,8 @@ class StoreGauges(Collector):
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._tasks: dict[str, int] = {}
-        #: (id, load, state as ``distsched status`` tells it: alive, draining, silent, stale, stopped)
-        self._workers: list[tuple[str, int, str]] = []
+        #: (id, load, alive, silent) as ``distsched status`` counts them
+        self._workers: list[tuple[str, int, bool, bool]] = []
         self._term: int | None = None
         self._up = 0
 
@@ -48,8 +47,14 @@ class StoreGauges(Collector):
         workers = storage.workers
         listing = getattr(workers, "list_workers", None) or workers.list  # list_workers after the port rename
         self._tasks = dict(await storage.tasks.counts())
-        # each worker's state by status's own rule (silent: no heartbeat for two intervals)
-        self._workers = [(w.id, w.load, worker_status(w, now, ttl, 0, interval).state) for w in await listing()]
+        seen = []
+        for w in await listing():
+            # status's rules (distsched.status.worker_status): within the TTL, and silent when
+            # not fresh - no heartbeat for two of its intervals (Worker.is_fresh)
+            heard = w.is_alive(now, ttl)
+            fresh = w.is_fresh(now, interval, ttl)
+            seen.append((w.id, w.load, heard and fresh, heard and not fresh))
+        self._workers = seen
         fence = await (await engine.open_election()).current()
         self._term = fence.term if fence is not None else None
 
@@ -65,18 +70,17 @@ class StoreGauges(Collector):
         for state, count in counts.items():
             tasks.add_metric([state], count)
         yield tasks
-        states = [state for _, _, state in self._workers]
         yield GaugeMetricFamily("distsched_store_workers_alive",
                                 "Registered workers heard from within two heartbeat intervals (alive or draining), "
                                 "as distsched status counts them.",
-                                value=sum(1 for state in states if state in ("alive", "draining")))
+                                value=sum(1 for _, _, alive, _ in self._workers if alive))
         yield GaugeMetricFamily("distsched_store_workers_silent",
                                 "Registered workers silent for two heartbeat intervals but not yet reaped (given no "
                                 "task), as distsched status counts them.",
-                                value=states.count("silent"))
+                                value=sum(1 for _, _, _, silent in self._workers if silent))
         depth = GaugeMetricFamily("distsched_store_worker_queue_depth",
                                   "Tasks each registered worker holds, queued and running.", labels=["worker"])
-        for worker_id, load, _ in self._workers:
+        for worker_id, load, _, _ in self._workers:
             depth.add_metric([worker_id], load)
         yield depth
         if self._term is not None:
