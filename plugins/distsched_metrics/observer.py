@@ -3,7 +3,7 @@
 Only the public event hook feeds it (``distsched_event``), in the process that emits the
 events: a scheduler node counts what its leader did (dispatches, results, retries, skipped
 slots, leadership, the workers it sees), a worker what it ran (fire lag, queue wait,
-attempts). Every metric is listed in docs/metrics.md.
+attempts, the results the store dropped as superseded). Every metric is listed in docs/metrics.md.
 
 Label cardinality is bounded: ``job`` takes at most ``max_jobs`` distinct job names per
 process (then ``_other``; tasks submitted without a job are ``_none``); ``outcome``,
@@ -81,6 +81,11 @@ class MetricsObserver:
         self.attempts = Counter(
             "distsched_attempts", "Attempts a worker ran, by job and outcome (worker).", ["job", "outcome"],
             registry=r)
+        self.results_dropped = Counter(
+            "distsched_results_dropped",
+            "Of those attempts, the ones whose result the store dropped because the leader had declared the worker "
+            "dead and requeued the attempt (lost) before it came: superseded, by job and outcome (worker).",
+            ["job", "outcome"], registry=r)
         # -- the leader's side --------------------------------------------------------
         self.dispatch_lag = Histogram(
             "distsched_dispatch_lag_seconds",
@@ -136,6 +141,7 @@ class MetricsObserver:
         self._handlers = {
             ev.AttemptStarted: self._attempt_started,
             ev.AttemptFinished: self._attempt_finished,
+            ev.ResultDropped: self._result_dropped,
             ev.TaskDispatched: self._dispatched,
             ev.TaskFinished: self._finished,
             ev.TaskRetryScheduled: self._retry,
@@ -190,6 +196,9 @@ class MetricsObserver:
 
     def _attempt_finished(self, e: Any) -> None:
         self.child(self.attempts, self.job(e.job), self.outcome(e.outcome)).inc()
+
+    def _result_dropped(self, e: Any) -> None:
+        self.child(self.results_dropped, self.job(e.job), self.outcome(e.outcome)).inc()
 
     def _dispatched(self, e: Any) -> None:
         self.dispatched.inc()

@@ -130,6 +130,10 @@ class WorkerService:
         #: Executions :meth:`stop_superseded` stopped (one that goes on is not stopped again).
         self._stopped: set[asyncio.Task[None]] = set()
         self.executed = 0
+        #: While events are observed: the attempts finished since the last heartbeat that found
+        #: this worker alive (or not reported yet), by attempt id - if the next heartbeat says it
+        #: was declared dead, the store may have dropped their results (:meth:`_count_dropped`).
+        self._unconfirmed: dict[str, tuple[Task, TaskResult]] = {}
         self.on_result: Callable[[TaskResult], None] | None = None
         #: Checks the leader's signature of each task and signs results (None: unsigned).
         self.signer = signer_from(engine_config.signing_keys)
@@ -434,6 +438,9 @@ class WorkerService:
                 except Exception as exc:  # the next beat tries again
                     log.warning("worker %s: re-registering failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
             elif alive:
+                if self._unconfirmed:  # reported while alive: no leader requeued them meanwhile
+                    pending = {r.attempt_id for r in self._results}
+                    self._unconfirmed = {a: v for a, v in self._unconfirmed.items() if a in pending}
                 try:
                     await asyncio.wait_for(self.stop_superseded(), timeout=interval * 2)
                 except Exception as exc:  # the next beat looks again
@@ -482,6 +489,28 @@ class WorkerService:
         log.warning("worker %s: its record is gone from the store (the leader declared it dead, or the store lost "
                     "its data); dropped its tasks, re-registering as %s", old, self.id)
         await self.storage.workers.register(self._worker_record())
+        await self._count_dropped()
+
+    async def _count_dropped(self) -> None:
+        """Each ``attempt.finished`` of an earlier id whose result the store did not apply - its
+        task was requeued when that id was declared dead, so the late result is dropped - gets
+        a ``result.dropped`` event (the store tells: its task holds no result of that attempt)."""
+        unconfirmed = [v for v in self._unconfirmed.values() if v[1].worker_id != self.id]
+        self._unconfirmed = {}
+        events = self.events
+        if not unconfirmed or events is None or not events.active:
+            return
+        try:
+            stored = await self.storage.tasks.get_many([task.id for task, _ in unconfirmed])
+        except Exception as exc:  # not counted: it cannot tell
+            log.warning("worker %s: cannot tell which results of its earlier id were dropped (%s: %s)", self.id,
+                        type(exc).__name__, exc)
+            return
+        for (task, result), now in zip(unconfirmed, stored):
+            if now is None or now.result is None or now.result.attempt_id != task.attempt_id:
+                events.emit(ev.ResultDropped(at=self.storage.clock(), task_id=task.id, job=task.job,
+                                             attempt_id=task.attempt_id, worker_id=result.worker_id or "",
+                                             outcome=result.outcome))
 
     # -- execution ------------------------------------------------------------------
     async def executor(self, name: str) -> Executor:
@@ -646,6 +675,7 @@ class WorkerService:
             events.emit(ev.AttemptFinished(at=result.finished_at, task_id=task.id, job=task.job,
                                            attempt_id=task.attempt_id, worker_id=result.worker_id or self.id,
                                            outcome=result.outcome, duration=result.duration))
+            self._unconfirmed[task.attempt_id] = (task, result)
         self._results.append(result)
         self._results_ready.set()
         if self.on_result is not None:

@@ -63,6 +63,21 @@ class AttemptFinished(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ResultDropped(Event):
+    """Emitted by a worker told it was declared dead (its heartbeat refused): an attempt it
+    finished under its old id (``worker_id``; ``attempt.finished`` counted it) whose result
+    the store did not apply - the leader had requeued its task (the attempt reads ``lost``),
+    so the late result is dropped (superseded)."""
+
+    kind: ClassVar[str] = "result.dropped"
+    task_id: str
+    job: str | None
+    attempt_id: str
+    worker_id: str
+    outcome: str
+
+
+@attrs.frozen(kw_only=True)
 class TaskFinished(Event):
     """A task reached a terminal state through a result: succeeded, failed or timed_out."""
 
@@ -214,6 +229,7 @@ __all__ = [
     "LeaderElected",
     "LeadershipLost",
     "RecordQuarantined",
+    "ResultDropped",
     "TaskCancelled",
     "TaskDispatched",
     "TaskFinished",

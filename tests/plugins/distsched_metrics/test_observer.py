@@ -131,3 +131,14 @@ def test_a_silent_worker_is_counted_silent_not_alive(obs):
     assert value(obs, "distsched_workers_silent") == 1
     obs.distsched_event(ev.LeadershipLost(at=2, node_id="n", term=1, reason="shutdown"))
     assert value(obs, "distsched_workers_silent") == 0
+
+
+def test_a_dropped_result_is_counted_apart_from_the_attempts(obs):
+    """An attempt a worker ran to success whose result the store then dropped (the worker had
+    been declared dead): still one attempt run, and one result dropped."""
+    obs.distsched_event(ev.AttemptFinished(at=1, task_id="t", job="j", attempt_id="t#1", worker_id="w-old",
+                                           outcome="succeeded", duration=0.1))
+    obs.distsched_event(ev.ResultDropped(at=2, task_id="t", job="j", attempt_id="t#1", worker_id="w-old",
+                                         outcome="succeeded"))
+    assert value(obs, "distsched_attempts_total", job="j", outcome="succeeded") == 1
+    assert value(obs, "distsched_results_dropped_total", job="j", outcome="succeeded") == 1

@@ -280,3 +280,114 @@ def test_a_killed_worker_is_counted_silent_as_status_says_not_alive(tmp_path, sc
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)
+
+
+FROZEN_TASKS = '''
+import os
+import time
+
+from distsched import task
+
+@task
+def until_released(path):
+    while not os.path.exists(path):  # released by the test (a file), not by time
+        time.sleep(0.05)
+    return "done"
+'''
+
+
+def test_a_frozen_workers_late_result_is_counted_dropped(tmp_path, scrape):
+    """A worker frozen (SIGSTOP) past the heartbeat TTL is declared dead and its attempt
+    requeued (``lost``); resumed (SIGCONT), it finishes that attempt, reports it - the store
+    drops it - and only then hears it was declared dead. Its
+    ``distsched_attempts_total{outcome="succeeded"}`` went up with nothing to tell that the
+    result was dropped. ``distsched_results_dropped_total`` counts it now: attempts less dropped
+    results are the results the store applied."""
+    import json
+    import signal
+
+    (tmp_path / "frozen_tasks.py").write_text(FROZEN_TASKS)
+    (tmp_path / "jobs.toml").write_text('[worker]\nimports = ["frozen_tasks"]\n')
+    release = tmp_path / "release"
+    procs: dict[str, subprocess.Popen] = {}
+    ports = {"scheduler": free_port(), "worker": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+
+    def start(name: str, *args: str) -> None:
+        log = open(tmp_path / f"{name}.log", "w")
+        procs[name] = subprocess.Popen([sys.executable, "-m", "distsched", "-v", *args], cwd=tmp_path, stdout=log,
+                                       stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+    def cli(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "distsched", *args], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def poll(what: str, predicate, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = predicate()
+            except Exception:  # not listening yet
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in procs)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+            time.sleep(0.1)
+
+    with RedisServer() as redis:
+        url = f"{redis.url}?namespace=frozen"
+        try:
+            # the leader reaps a worker silent for 1.5 s
+            start("scheduler", "scheduler", "--storage", url, "--jobs", "jobs.toml", "--heartbeat-ttl", "1.5",
+                  "--metrics", f"127.0.0.1:{ports['scheduler']}")
+            start("worker", "worker", "--storage", url, "--jobs", "jobs.toml", "--heartbeat-interval", "0.3",
+                  "--metrics", f"127.0.0.1:{ports['worker']}")
+            poll("the worker registered", lambda: json.loads(cli("status", "--storage", url, "--json"))["workers"])
+            task_id = cli("tasks", "submit", "until_released", str(release), "--storage", url).split()[-1]
+
+            def task() -> dict:
+                return json.loads(cli("tasks", "show", task_id, "--storage", url, "--json"))
+
+            poll("the attempt running", lambda: task()["task"]["state"] == "running")
+            procs["worker"].send_signal(signal.SIGSTOP)
+            try:
+                poll("the frozen worker declared dead, its attempt lost",
+                     lambda: [a for a in task()["attempts"] if a["outcome"] == "lost"])
+                release.write_text("")  # the attempt ends as soon as the worker runs again
+            finally:
+                procs["worker"].send_signal(signal.SIGCONT)
+            done = poll("the task run again and succeeded", lambda: (t := task())["task"]["state"] == "succeeded" and t)
+            outcomes = [a["outcome"] for a in done["attempts"]]
+            assert outcomes == ["lost", "succeeded"], outcomes
+
+            def worker_counts():
+                s = scrape(urls["worker"])
+                ran = s.get_value("distsched_attempts_total", job="_none", outcome="succeeded")
+                dropped = s.get_value("distsched_results_dropped_total", job="_none", outcome="succeeded")
+                return (ran, dropped) if ran == 2 and dropped else None
+
+            try:
+                ran, dropped = poll("the worker to count the dropped result", worker_counts, timeout=10)
+            except AssertionError:
+                s = scrape(urls["worker"])
+                raise AssertionError(
+                    f"worker: attempts {s.get_value('distsched_attempts_total', job='_none', outcome='succeeded')}, "
+                    f"dropped {s.get_value('distsched_results_dropped_total', job='_none', outcome='succeeded')}; "
+                    f"store: {outcomes}") from None
+            assert (ran, dropped) == (2, 1)  # ran - dropped = the one success the store applied
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
+                    proc.terminate()
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
