@@ -37,6 +37,15 @@ def _get_when_up(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> htt
             time.sleep(0.1)
 
 
+def _web(storage: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """``distsched web --storage STORAGE`` on a free loopback port: the process and its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "distsched", "web", "--storage", storage,
+                             "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=_env(**env))
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def test_run_with_web_serves_the_embedded_store():
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "distsched", "run", str(ROOT / "examples" / "jobs.toml"),
@@ -186,12 +195,8 @@ def test_a_store_outage_is_a_503_and_the_dashboard_recovers(tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not on PATH")
     with RedisServer() as redis:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "distsched", "web", "--storage", redis.url,
-                                 "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=_env())
+        proc, base = _web(redis.url)
         try:
-            base = f"http://127.0.0.1:{port}"
             assert _get_when_up(f"{base}/api/v1/overview", proc).status_code == 200
             redis.kill()
             down = httpx.get(f"{base}/api/v1/overview", timeout=30)
@@ -226,12 +231,8 @@ def test_an_error_page_has_a_title_naming_its_status():
         return found.group(1)
 
     with RedisServer() as redis:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "distsched", "web", "--storage", redis.url,
-                                 "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=_env())
+        proc, base = _web(redis.url)
         try:
-            base = f"http://127.0.0.1:{port}"
             up = _get_when_up(f"{base}/", proc)
             assert up.status_code == 200 and title(up) == "Overview · distsched"
             missing = httpx.get(f"{base}/no-such-page", timeout=30)
