@@ -268,8 +268,8 @@ def test_a_frozen_workers_late_result_is_counted_dropped(tmp_path, scrape, run):
     requeued (``lost``); resumed (SIGCONT), it finishes that attempt, reports it - the store
     drops it - and only then hears it was declared dead. Its
     ``distsched_attempts_total{outcome="succeeded"}`` went up with nothing to tell that the
-    result was dropped. ``distsched_results_dropped_total`` counts it now: attempts less dropped
-    results are the results the store applied."""
+    result was dropped (2 attempts, 1 result applied). ``distsched_results_dropped_total``
+    counts it now: attempts less dropped results are the results the store applied."""
     (tmp_path / "frozen_tasks.py").write_text(FROZEN_TASKS)
     (tmp_path / "jobs.toml").write_text('[worker]\nimports = ["frozen_tasks"]\n')
     release = tmp_path / "release"
@@ -307,11 +307,14 @@ def test_a_frozen_workers_late_result_is_counted_dropped(tmp_path, scrape, run):
                 return (s.get_value("distsched_attempts_total", job="_none", outcome="succeeded"),
                         s.get_value("distsched_results_dropped_total", job="_none", outcome="succeeded"))
 
+            # attempts less dropped results = the one success the store applied. (Resumed, the
+            # worker finishes the abandoned attempt and reports it before its heartbeat hears it
+            # was declared dead - 2 attempts, 1 dropped -, or the heartbeat comes first and
+            # stops it - 1, 0; tests/engine/app/test_worker_dropped_results.py holds the order.)
             try:
-                ran, dropped = run.poll("the worker to count the dropped result",
-                                        lambda: (c := counts())[0] == 2 and c[1] and c, timeout=10)
+                run.poll("attempts less dropped results to be 1", lambda: (c := counts())[0] - c[1] == 1, timeout=10)
             except AssertionError:
                 raise AssertionError(f"worker (attempts, dropped): {counts()}; store: {outcomes}") from None
-            assert (ran, dropped) == (2, 1)  # ran - dropped = the one success the store applied
+            assert counts() in ((2, 1), (1, 0))
         finally:
             run.stop()  # before the store goes
