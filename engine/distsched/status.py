@@ -43,7 +43,9 @@ class LeaderStatus:
 class SchedulerStatus:
     """A scheduler node as it registered itself; ``alive`` while its heartbeat is within the
     lease TTL of the store's clock (younger than it, and not further ahead). ``heartbeat_age``:
-    see :func:`heartbeat_age` (negative: that far ahead of the store's clock)."""
+    see :func:`heartbeat_age` (negative: that far ahead of the store's clock). ``role`` is what
+    it last reported; ``state`` is ``leader`` or ``standby`` (that role) while it is alive,
+    else ``silent``: a leader killed keeps ``role: leader`` beside the node that took over."""
 
     id: str
     host: str
@@ -52,7 +54,11 @@ class SchedulerStatus:
     started_at: float
     heartbeat_age: float | None
     alive: bool
+    state: str = "standby"
 
+
+#: A scheduler node's ``state`` (:class:`SchedulerStatus`).
+SCHEDULER_STATES = ("leader", "standby", "silent")
 
 #: The worker states in which it is registered and heard from within the TTL (not reaped).
 LIVE_WORKER_STATES = ("alive", "draining", "silent")
@@ -185,9 +191,10 @@ def heartbeat_age(heartbeat: float, now: float, ttl: float) -> float | None:
 
 
 def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerStatus:
+    alive = heard_within(node.last_heartbeat, now, ttl)
     return SchedulerStatus(id=node.id, host=node.host, pid=node.pid, role=node.role, started_at=node.started_at,
-                           heartbeat_age=heartbeat_age(node.last_heartbeat, now, ttl),
-                           alive=heard_within(node.last_heartbeat, now, ttl))
+                           heartbeat_age=heartbeat_age(node.last_heartbeat, now, ttl), alive=alive,
+                           state=SCHEDULER_STATES[0 if node.role == "leader" else 1] if alive else SCHEDULER_STATES[2])
 
 
 def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval: float) -> WorkerStatus:
@@ -211,4 +218,4 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval:
                         blocked=worker.blocked, signed=worker.signed)
 
 
-__all__ = ["LIVE_WORKER_STATES", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]
+__all__ = ["LIVE_WORKER_STATES", "LeaderStatus", "SCHEDULER_STATES", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]

@@ -142,18 +142,10 @@ def task_detail(task: Task, attempts: Any, now: float | None = None) -> dict[str
     return row
 
 
-#: A scheduler node's ``state``: its role while it is heard from, else ``silent``.
+#: A scheduler node's ``state`` (``distsched.status.SchedulerStatus.state``): its role while
+#: it is heard from, else ``silent`` - a leader killed keeps ``role: leader`` beside the
+#: node that took over.
 SCHEDULER_STATES = ("leader", "standby", "silent")
-
-
-def scheduler_state(node: Any) -> str:
-    """``leader`` or ``standby`` for a node heard from within the lease TTL (as its record
-    says), ``silent`` for one that is not: its ``role`` is only what it last reported - a
-    leader killed keeps ``role: leader`` beside the node that took over (``distsched status``
-    prints ``silent (was leader)``)."""
-    if not node.alive:
-        return "silent"
-    return "leader" if node.role == "leader" else "standby"
 
 
 def quarantine_row(q: Any) -> dict[str, Any]:
@@ -184,7 +176,7 @@ class WebData:
                 "since_iso": iso(leader.acquired_at), "lease_age": round(leader.lease_age, 3),
                 "expires_in": round(leader.expires_in, 3), "expired": leader.expired},
             "leader_claimed_by": list(status.leader_claimed_by),
-            "schedulers": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role, "state": scheduler_state(n),
+            "schedulers": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role, "state": n.state,
                             "heartbeat_age": None if n.heartbeat_age is None else round(n.heartbeat_age, 3),
                             "alive": n.alive} for n in status.schedulers],
             "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "state": w.state, "load": w.load,

@@ -127,3 +127,17 @@ def test_a_known_renew_interval_is_used_and_a_record_without_a_ttl_flags_nothing
     assert leader_status(_lease(2.5), renew_interval=3.0).renewal_overdue is False
     broken = leader_status(_lease(5.0, ttl=-1.0))  # expires before its renewal: no TTL to measure by
     assert broken.renewal_overdue is False and broken.renewal_overdue_after is None
+
+
+def test_a_scheduler_nodes_state_is_its_role_while_alive_and_silent_after() -> None:
+    """After a failover `status --json` (and the dashboard's API) gave two nodes `role:
+    leader` - the killed one and the one that took over - with only `alive` telling them
+    apart; `state` says it: `silent` for the node not heard from."""
+    def node(node_id: str, role: str, beat_age: float) -> SchedulerStatus:
+        return scheduler_status(SchedulerNode(id=node_id, started_at=NOW - 60, last_heartbeat=NOW - beat_age, role=role),
+                                NOW, TTL)
+
+    states = [(s.role, s.alive, s.state) for s in (node("s1", "leader", TTL + 1), node("s2", "leader", 0.5),
+                                                   node("s3", "standby", 0.5), node("s4", "standby", TTL + 1))]
+    assert states == [("leader", False, "silent"), ("leader", True, "leader"), ("standby", True, "standby"),
+                      ("standby", False, "silent")]

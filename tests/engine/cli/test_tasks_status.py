@@ -345,8 +345,8 @@ def test_status_of_a_live_deployment(distsched_cli: Any, redis_server: Any) -> N
         leader = data["leader"]
         assert leader["node_id"] == "node-a" and not leader["expired"] and leader["term"] > 0
         assert 0 <= leader["lease_age"] < 30 and 0 < leader["expires_in"] <= 2.0
-        assert [(n["id"], n["role"], n["alive"]) for n in data["schedulers"]] == \
-            [("node-a", "leader", True), ("node-b", "standby", True)]
+        assert [(n["id"], n["role"], n["alive"], n["state"]) for n in data["schedulers"]] == \
+            [("node-a", "leader", True, "leader"), ("node-b", "standby", True, "standby")]
         [worker] = data["workers"]
         assert worker["state"] == "alive" and 0 <= worker["heartbeat_age"] < 2.0
         assert worker["capacity"] >= worker["load"] >= 0 and worker["queued"] >= 0
