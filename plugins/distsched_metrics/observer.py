@@ -36,7 +36,7 @@ TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 OUTCOMES = frozenset({"succeeded", "failed", "timed_out"})
 SKIP_REASONS = {"misfire: skipped": "misfire_skipped", "misfire: coalesced": "misfire_coalesced",
                 "dst-gap": "dst_gap", "overlap: discarded": "overlap_discarded"}
-LOSS_REASONS = ("shutdown", "lease lost", "fenced", "store unreachable", "error")
+LOSS_REASONS = ("shutdown", "lease lost", "fenced", "store unreachable", "store refusing writes", "error")
 
 
 def skip_reason(reason: str) -> str:

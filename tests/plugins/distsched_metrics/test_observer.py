@@ -98,6 +98,8 @@ def test_leadership_and_takeover(obs):
     assert value(obs, "distsched_leader") == 0
     assert value(obs, "distsched_leader_losses_total", reason="store_unreachable") == 1
     assert loss_reason("lease lost") == "lease_lost" and loss_reason("??") == "other"
+    # a store answering but refusing writes (Redis maxmemory): its own label, not "other"
+    assert loss_reason("store refusing writes: OutOfMemoryError: command not allowed") == "store_refusing_writes"
 
 
 def test_worker_gauges_follow_the_registered_workers(obs):
