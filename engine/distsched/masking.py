@@ -29,7 +29,8 @@ from typing import Any
 from .urls import REDACTED, redact_text
 
 #: A key whose value is a secret (matched case-insensitively, anywhere in the key).
-SECRET_KEY = re.compile(r"pass(word)?|token|secret|authori[sz]ation|api[_-]?key|cookie|credential", re.IGNORECASE)
+_SECRET_WORDS = r"pass(?:word)?|token|secret|authori[sz]ation|api[_-]?key|cookie|credential"
+SECRET_KEY = re.compile(_SECRET_WORDS, re.IGNORECASE)
 
 #: A ``name=value`` / ``name: value`` pair in free text: the name (a run of word characters,
 #: dots and dashes, quoted or not; only a run's start is tried, so a long word costs one
@@ -44,8 +45,7 @@ _PAIR = re.compile(
 #: A pair's name that says its value is a secret: one of :data:`SECRET_KEY`'s words at its
 #: end or before a ``_``, ``-`` or ``.`` (``access_token``, ``db_password``, ``X-Api-Key``,
 #: ``password_file``; not ``tokenizer`` or ``max_tokens``).
-SECRET_NAME = re.compile(r"(?:pass(?:word|wd)?|pwd|token|secret|authori[sz]ation|api[_-]?key|cookie|credential)"
-                         r"(?:[_.-]|$)", re.IGNORECASE)
+SECRET_NAME = re.compile(rf"(?:{_SECRET_WORDS}|passwd|pwd)(?:[_.-]|$)", re.IGNORECASE)
 
 
 def _mask_pair(match: re.Match[str]) -> str:

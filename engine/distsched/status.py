@@ -57,9 +57,6 @@ class SchedulerStatus:
     state: str = "standby"
 
 
-#: A scheduler node's ``state`` (:class:`SchedulerStatus`).
-SCHEDULER_STATES = ("leader", "standby", "silent")
-
 #: The worker states in which it is registered and heard from within the TTL (not reaped).
 LIVE_WORKER_STATES = ("alive", "draining", "silent")
 
@@ -194,7 +191,7 @@ def scheduler_status(node: SchedulerNode, now: float, ttl: float) -> SchedulerSt
     alive = heard_within(node.last_heartbeat, now, ttl)
     return SchedulerStatus(id=node.id, host=node.host, pid=node.pid, role=node.role, started_at=node.started_at,
                            heartbeat_age=heartbeat_age(node.last_heartbeat, now, ttl), alive=alive,
-                           state=SCHEDULER_STATES[0 if node.role == "leader" else 1] if alive else SCHEDULER_STATES[2])
+                           state=("leader" if node.role == "leader" else "standby") if alive else "silent")
 
 
 def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval: float) -> WorkerStatus:
@@ -218,4 +215,4 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval:
                         blocked=worker.blocked, signed=worker.signed)
 
 
-__all__ = ["LIVE_WORKER_STATES", "LeaderStatus", "SCHEDULER_STATES", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]
+__all__ = ["LIVE_WORKER_STATES", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]

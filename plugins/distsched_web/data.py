@@ -85,6 +85,7 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
     result = task.result
     started, finished = task.last_attempt_times(now)
     held = task.held_until(now) if now is not None else None
+    reason, earlier_reason = task.reasons()
     return {
         "id": task.id, "job": task.job, "state": task.state.value, "slot": task.slot, "slot_iso": iso(task.slot),
         "held_until": held, "held_until_iso": iso(held),
@@ -95,7 +96,7 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
         "outcome": result.outcome if result is not None else None,
         "error": mask_secrets(result.error) if result is not None and result.error else (task.reason if task.state.value == "skipped" else None),
         # a dispatched or running task's reason is an earlier requeue's (Task.reasons)
-        "reason": task.reasons()[0], "earlier_reason": task.reasons()[1],
+        "reason": reason, "earlier_reason": earlier_reason,
     }
 
 

@@ -32,7 +32,7 @@ if at then
   end  -- anything else (written by hand): start the round again
 end
 
-local function created(id, f)
+local function created(f)
   local c = finite(f[1])
   if c then return c, false end
   if f[2] then
@@ -47,7 +47,7 @@ local function index(id)
   local key = task_key(id)
   local f = redis.pcall('HMGET', key, 'c', 'd', 's', 'w', 'u')
   if type(f) ~= 'table' or f.err or type(f[3]) ~= 'string' then return 0 end  -- no task record here
-  local c, from_d = created(id, f)
+  local c, from_d = created(f)
   if from_d then redis.call('HSET', key, 'c', string.format('%.17g', c)) end
   local n = redis.call('ZADD', P .. 'tc', 'NX', c, id)
   n = n + redis.call('ZADD', P .. 'ts:' .. ts_group(f[3]), 'NX', c, id)

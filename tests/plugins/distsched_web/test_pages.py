@@ -330,22 +330,29 @@ def test_a_read_only_dashboard_shows_no_action_links(web_server):
             assert all(f'/jobs/every2/{action}"' in html for action in ("pause", "trigger", "remove")), path
 
 
+async def _leader_fence(app):
+    """The app's store and a leader's fence on it (no engine runs: the test plays the
+    leader's part through the storage port)."""
+    from distsched.plugin.manager import ELECTION, PluginManager
+
+    store = await app.storage()
+    election = await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
+                                           options={"ttl": 10.0, "renew_interval": 3.0})
+    return store, await election.acquire("leader-1")
+
+
 def test_a_task_held_for_its_slot_shows_so_and_no_start(web_server):
     """A slot its worker took ahead of its time (fire_ahead) and holds until then: the task
     pages, the workers page and the API said ``running`` with its take, before its slot, as
     its start; cancelled before its slot, it kept that start. Now each says until when it is
     held (its state stays ``running``) and shows no start until it starts."""
     from distsched.model import Task, TaskSpec
-    from distsched.plugin.manager import ELECTION, PluginManager
     from distsched.testing import make_worker
 
     server = web_server(engine=False)
 
     async def hold(app):
-        store = await app.storage()
-        election = await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
-                                               options={"ttl": 10.0, "renew_interval": 3.0})
-        fence = await election.acquire("leader-1")
+        store, fence = await _leader_fence(app)
         await store.workers.register(make_worker("w1", now=store.clock()))
         slot = round(store.clock() + 60, 3)
         await store.tasks.submit([Task(id="held@1", spec=TaskSpec(target="add", args=[1, 2]), job="nightly",
@@ -381,16 +388,12 @@ def test_a_task_held_for_its_slot_shows_so_and_no_start(web_server):
 def test_a_task_running_again_after_a_lost_worker_says_why_it_runs_again(web_server):
     """Requeued when w1 was lost, then running on w2: the task page said ``reason: worker
     w1 lost ...`` for the running task, and the API gave it as its reason."""
-    from distsched.plugin.manager import ELECTION, PluginManager
     from distsched.testing import make_task
 
     server = web_server(engine=False)
 
     async def rerun(app):
-        store = await app.storage()
-        election = await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
-                                               options={"ttl": 10.0, "renew_interval": 3.0})
-        fence = await election.acquire("leader-1")
+        store, fence = await _leader_fence(app)
         await store.tasks.submit([make_task("again", target="add")])
         task = await store.tasks.get("again")
         task.dispatch("w1", store.clock())
