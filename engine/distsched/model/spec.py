@@ -122,15 +122,25 @@ def _not_json(args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, 
 
 
 def _too_large(size: int, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> ValidationError:
-    """The error of a payload of ``size`` bytes of JSON, over the limit: it names the part
-    that is too large alone (``kwargs: payload is ...``), or ``payload`` when only the parts
-    together are, saying how large each is and which is the largest."""
+    """The error of a payload of ``size`` bytes of JSON, over the limit: it names the value
+    that is too large alone (``kwargs.body``, ``args[0]``), else the part that is
+    (``kwargs: payload is ...``, naming its largest value), or ``payload`` when only the
+    parts together are, saying how large each is and which is the largest."""
     parts = {name: len(json.dumps(value, allow_nan=False, separators=(",", ":")))
              for name, value in (("args", list(args)), ("kwargs", kwargs), ("options", options))}
     largest = max(parts, key=parts.__getitem__)
     limit = f"the limit is {MAX_PAYLOAD_BYTES} for args, kwargs and options together"
     if parts[largest] > MAX_PAYLOAD_BYTES:
-        return ValidationError(largest, f"payload is {size} bytes of JSON, {parts[largest]} of them in {largest}; {limit}")
+        items: list[tuple[str, Any]] = (
+            [(f"args[{i}]", value) for i, value in enumerate(args)] if largest == "args"
+            else [(f"{largest}.{key}", value) for key, value in (kwargs if largest == "kwargs" else options).items()]
+        )
+        each = [(name, len(json.dumps(value, allow_nan=False, separators=(",", ":")))) for name, value in items]
+        name, n = max(each, key=lambda pair: pair[1], default=(largest, 0))
+        if n > MAX_PAYLOAD_BYTES:  # one value alone is over the limit: name it
+            return ValidationError(name, f"is {n} bytes of JSON; {limit} (the payload is {size})")
+        return ValidationError(largest, f"payload is {size} bytes of JSON, {parts[largest]} of them in {largest} "
+                                        f"({name} is the largest, {n} bytes); {limit}")
     sizes = ", ".join(f"{name} {n}" for name, n in parts.items())
     return ValidationError("payload", f"args, kwargs and options are {size} bytes of JSON together ({sizes}: "
                                       f"{largest} is the largest); the limit is {MAX_PAYLOAD_BYTES}")

@@ -90,16 +90,31 @@ def test_payload_limit_applies_to_args_kwargs_and_options_together():
 
 @pytest.mark.parametrize("where", ["args", "kwargs", "options"])
 def test_a_payload_over_the_limit_names_the_part_that_is_too_large(where):
-    """Was: ``args: payload is ...`` whichever part was large (probe finding). The part too
-    large alone is named (field and message); when only the parts together are, ``payload``,
+    """Was: ``args: payload is ...`` whichever part was large (probe finding), then the part
+    (``kwargs``) even when one value of it was the culprit. A value too large alone is named
+    (``kwargs.body``); a part too large alone is named with its largest value; when only the
+    parts together are, ``payload``,
     with each part's size and the largest named."""
     big = "x" * MAX_PAYLOAD_BYTES
-    parts = {"args": [big]} if where == "args" else {where: {"body": big}}
+    parts = {"args": [1, big]} if where == "args" else {where: {"id": 1, "body": big}}
+    key = "args[1]" if where == "args" else f"{where}.body"
+    with pytest.raises(ValidationError) as exc:
+        TaskSpec(target="f", **parts)
+    # One value alone over the limit is named by its key (was: the part, ``kwargs``).
+    assert exc.value.field == key
+    assert str(exc.value).startswith(f"{key}: is {MAX_PAYLOAD_BYTES + 2} bytes of JSON; the limit is ")
+
+    # A part over the limit only with all its values: the part, and its largest value.
+    third = "x" * (MAX_PAYLOAD_BYTES // 3)
+    parts = {"args": [third, third, third + "z"]} if where == "args" else {
+        where: {"a": third, "b": third + "z", "c": third}}
+    largest = "args[2]" if where == "args" else f"{where}.b"
     with pytest.raises(ValidationError) as exc:
         TaskSpec(target="f", **parts)
     assert exc.value.field == where
     assert str(exc.value).startswith(f"{where}: payload is ")
-    assert f" of them in {where}; the limit is {MAX_PAYLOAD_BYTES} for args, kwargs and options together" in str(exc.value)
+    assert (f" of them in {where} ({largest} is the largest, {len(third) + 3} bytes); the limit is "
+            f"{MAX_PAYLOAD_BYTES} for args, kwargs and options together") in str(exc.value)
 
     half = "y" * (MAX_PAYLOAD_BYTES // 2)
     with pytest.raises(ValidationError) as exc:
@@ -201,7 +216,7 @@ def test_big_arguments_past_the_shortcut_are_measured() -> None:
 # checks it with TaskSpec.validate before running it. Each hostile value written straight
 # into the store is refused with the error a constructor gives it.
 _HOSTILE_STORED = [
-    ({"timeout": 1e308}, "timeout"), ({"timeout": -1}, "timeout"), ({"args": [float("inf")]}, "args[0]"), ({"args": ["x" * 1_100_000]}, "args"),
+    ({"timeout": 1e308}, "timeout"), ({"timeout": -1}, "timeout"), ({"args": [float("inf")]}, "args[0]"), ({"args": ["x" * 1_100_000]}, "args[0]"),
     ({"executor": "bad name!"}, "executor"), ({"target": ""}, "target"), ({"balancer": "bad name!"}, "balancer"),
     ({"balance_key": 5}, "balance_key"), ({"kwargs": []}, "kwargs"),
     ({"options": {1: 2}}, "options"), ({"retry": {"max_attempts": -1}}, "max_attempts"),
