@@ -654,7 +654,8 @@ class DistributeSchedule:
         or timed-out attempt (``result.ok`` False, ``outcome``, ``error_type`` and ``error``
         say which). A task that failed with no attempt's result to give - its balancer could
         not be built on the leader, so it was never dispatched, or its worker was lost once
-        too often - gives one made from its record: outcome ``failed``, ``error_type``
+        too often (even after an earlier attempt failed and was retried) - gives one made
+        from its record: outcome ``failed``, ``error_type``
         ``NoResult``, ``error`` the reason it failed, no worker. A cancelled task has no
         result: raises TaskCancelled naming the task and the reason (its ``result`` is the
         last failed attempt's, if one ran before the cancel). A skipped task (a schedule slot
@@ -666,7 +667,8 @@ class DistributeSchedule:
             raise TaskCancelled(task_id, task.reason, task.result)
         if task.state is TaskState.SKIPPED:
             raise TaskSkipped(task_id, task.reason, job=task.job, slot=task.slot)
-        if task.result is None and task.state is TaskState.FAILED:
+        if task.state is TaskState.FAILED and (task.result is None or task.result.attempt_id != task.attempt_id):
+            # no result, or an earlier attempt's (one that failed and was retried): not why it ended
             return _failure_of_record(task)
         if task.result is None:  # a record no engine writes (succeeded without a result)
             raise NotFound(f"task {task_id!r} ended {task.state.value} without a result ({task.reason})")

@@ -497,6 +497,39 @@ async def test_the_result_of_a_skipped_slot_or_a_task_failed_before_dispatch_say
         await leader.stop()
 
 
+async def test_the_result_of_a_task_its_workers_lost_too_often_after_a_retry_is_the_loss(any_store_url):
+    """A task whose first attempt failed (retried), then whose next attempt's worker was lost
+    once too often, gave that first attempt's result from ``app.result`` ("boom",
+    retryable) - not why it ended. It gives the record's failure now: ``NoResult``, the
+    reason naming the lost worker and the re-deliveries. The leader's writes are made here
+    by the model's transitions and the store's fenced save, on each store."""
+    from distsched.model import TaskResult
+
+    app = DistributeSchedule(any_store_url)
+    try:
+        task_id = await app.submit("t", retry={"max_attempts": 3, "delay": "0s"})
+        storage = await app.storage()
+        fence = await (await app.engine.open_election()).acquire("n1")
+        assert fence is not None
+        task = await storage.tasks.get(task_id)
+        now = storage.clock()
+        task.start(task.dispatch("w1", now), now)
+        task.finish(TaskResult(task_id=task_id, attempt_id=task.attempt_id, outcome="failed", started_at=now,
+                               finished_at=now, worker_id="w1", error="boom", error_type="ValueError",
+                               retryable=True), now)
+        assert task.state is TaskState.RETRYING
+        while not task.terminal:
+            task.dispatch("w2", now)
+            task.requeue("worker w2 lost (declared dead)", now)
+        assert await storage.tasks.save(fence, [task]) == [True]
+        result = await app.result(task_id, timeout=5)
+        assert (result.outcome, result.error_type, result.worker_id, result.retryable) == (
+            "failed", "NoResult", None, False)
+        assert result.error == "worker w2 lost (declared dead); gave up after 10 re-deliveries"
+    finally:
+        await app.stop()
+
+
 async def test_a_spec_changed_after_a_submit_is_stored_as_it_is_now(any_store_url):
     """The stores cache a spec's JSON by the spec object: a spec whose kwargs dict was changed
     after a first submit, submitted again, was stored with its old JSON on Redis and
