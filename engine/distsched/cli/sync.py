@@ -83,7 +83,8 @@ def summary(plan: SyncPlan) -> str:
 @click.pass_context
 def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, dry_run: bool, as_json: bool) -> None:
     """Make the stored jobs equal JOBS_FILE: add the new jobs, update the changed ones and,
-    with --prune, remove the stored jobs the file does not have. The diff is printed first."""
+    with --prune, remove the stored jobs the file does not have. Prints the diff of what it
+    wrote (--dry-run: of what it would write), then a summary."""
     from . import _check_jobs, _jobs_call, _load_jobs
 
     loaded = _load_jobs(jobs_file)
@@ -91,41 +92,31 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
 
     async def call(app: Any) -> SyncPlan:
         _check_jobs(app, loaded)  # every problem of the file at once, as `jobs add` lists them
-        plan = await app.sync_jobs(loaded.jobs, prune=prune, dry_run=True)
-        if not as_json:
-            for line in plan_lines(plan, jobs_file, configs):
-                click.echo(line)
-        if dry_run or not plan.changes:
-            return plan
-        return await app.sync_jobs(loaded.jobs, prune=prune)
+        # The plan the store answered with, not the one computed before writing: another
+        # node syncing at the same moment may have written some of it (SyncPlan.concurrent).
+        return await app.sync_jobs(loaded.jobs, prune=prune, dry_run=dry_run)
 
     plan = _jobs_call(ctx, storage, call, reader=dry_run)
     if as_json:
         click.echo(json.dumps(plan_dict(plan), indent=2))
         return
-    click.echo(summary(plan if plan.changes or dry_run else _as_applied(plan)))
+    for line in plan_lines(plan, jobs_file, configs):
+        click.echo(line)
+    click.echo(summary(plan))
 
 
 async def report_sync(app: Any, jobs_file: Any, *, prune: bool) -> SyncPlan:
-    """The scheduler's start with ``--jobs FILE``: sync the file's jobs and print the diff on
-    stderr (without ``prune``, the stored jobs the file lacks are named and kept)."""
+    """The scheduler's start with ``--jobs FILE``: sync the file's jobs and print the diff of
+    what it wrote on stderr (without ``prune``, the stored jobs the file lacks are named and
+    kept)."""
     configs = {c.name: c for c in jobs_file.jobs}
-    plan = await app.sync_jobs(jobs_file.jobs, prune=prune, dry_run=True)
-    lines = [line for line in plan_lines(plan, str(jobs_file.path), configs) if not line.startswith("=")]
-    if plan.changes:
-        plan = await app.sync_jobs(jobs_file.jobs, prune=prune)
-    else:
-        plan = _as_applied(plan)
-    for line in lines:
-        click.echo(line, err=True)
+    plan = await app.sync_jobs(jobs_file.jobs, prune=prune)
+    for line in plan_lines(plan, str(jobs_file.path), configs):
+        if not line.startswith("="):
+            click.echo(line, err=True)
     if plan.kept:
         click.echo(f"{len(plan.kept)} stored job(s) not in {jobs_file.path}: {', '.join(plan.kept[:20])}"
                    f"{' ...' if len(plan.kept) > 20 else ''} (kept; --prune removes them)", err=True)
     click.echo(f"jobs from {jobs_file.path}: {summary(plan)}", err=True)
     return plan
 
-
-def _as_applied(plan: SyncPlan) -> SyncPlan:
-    import attrs
-
-    return attrs.evolve(plan, applied=True)

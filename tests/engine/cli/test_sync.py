@@ -360,3 +360,61 @@ def test_a_one_shot_that_fired_stays_in_its_file(distsched_cli, tmp_path, store_
             assert (f"job '{name}': at: {year}-01-01T00:00:00Z is in the past (beyond the misfire grace of 1m)"
                     in result.output and "Traceback" not in result.output), (label, args, result.output)
         assert set(_names(distsched_cli, store_url)) == {"once"}, label
+
+
+def _another_node_syncs_first(monkeypatch, url, configs, *, prune=False):
+    """Between this sync's plan and its first write, another node syncs ``configs`` to the
+    same store (two syncs at the same moment, in a fixed order). Returns a list that holds
+    True once the other node has synced."""
+    real = DistributeSchedule._put_jobs
+    raced: list[bool] = []
+
+    async def put_jobs(self, *args, **kwargs):
+        if not raced:
+            raced.append(True)
+            other = DistributeSchedule(url)
+            try:
+                await other.sync_jobs(configs, prune=prune)
+            finally:
+                await other.stop()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DistributeSchedule, "_put_jobs", put_jobs)
+    return raced
+
+
+def test_jobs_sync_prints_what_it_wrote_not_what_it_planned(distsched_cli, tmp_path, store_url, monkeypatch):
+    """Was (noticed by the last stop): `jobs sync` printed its plan (`+ keep`, ...) before
+    writing, above a summary of what it wrote: when another node synced the same file at
+    the same moment, `+` lines stood above `0 added`. The diff is what this sync wrote."""
+    from distsched.jobs import load_jobs_file
+
+    path = _write(tmp_path, "first.toml", FIRST)
+    keep = load_jobs_file(path).job("keep")
+    raced = _another_node_syncs_first(monkeypatch, store_url, [keep])
+    result = distsched_cli("jobs", "sync", path, "--storage", store_url)
+    assert result.exit_code == 0, result.output
+    assert raced
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines if line.startswith(("+", "~", "-"))] == [["+", "change"], ["+", "stray"]], \
+        result.stdout
+    assert "2 added, 0 updated, 0 removed, 1 unchanged" in result.stdout
+    assert set(_names(distsched_cli, store_url)) == {"keep", "change", "stray"}
+
+
+async def test_a_scheduler_start_prints_what_its_sync_wrote(any_store_url, tmp_path, monkeypatch, capsys):
+    """`scheduler --jobs FILE` at start: the same (it printed the plan above the summary)."""
+    from distsched.cli.sync import report_sync
+    from distsched.jobs import load_jobs_file
+
+    jobs_file = load_jobs_file(_write(tmp_path, "first.toml", FIRST))
+    raced = _another_node_syncs_first(monkeypatch, any_store_url, jobs_file.jobs)
+    app = DistributeSchedule(any_store_url)
+    try:
+        plan = await report_sync(app, jobs_file, prune=False)
+    finally:
+        await app.stop()
+    assert raced and plan.added == ()
+    err = capsys.readouterr().err
+    assert not any(line.startswith(("+", "~", "-")) for line in err.splitlines()), err
+    assert "0 added, 0 updated, 0 removed, 3 unchanged" in err
