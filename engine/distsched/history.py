@@ -163,7 +163,10 @@ def ended_attempt(task: Task, worker_id: str | None) -> Attempt | None:
                         number=max(1, task.attempt - 1), retry_at=task.not_before)
     if result is not None:
         return _attempt(task, outcome=result.outcome, worker_id=worker_id, number=task.attempt, retry_at=None)
-    outcome = {TaskState.PENDING: "lost", TaskState.CANCELLED: "cancelled"}.get(state, state.value)
+    # failed with no result of this attempt: its worker was lost once too often (a requeue
+    # that gives up) - the attempt was lost like one requeued, not a failure it reported
+    outcome = {TaskState.PENDING: "lost", TaskState.FAILED: "lost",
+               TaskState.CANCELLED: "cancelled"}.get(state, state.value)
     return _attempt(task, outcome=outcome, worker_id=worker_id, number=task.attempt, retry_at=None)
 
 

@@ -111,7 +111,7 @@ class Attempt:
     ``number`` is the retry-policy attempt (1 = first; a crash re-delivery keeps it), and
     ``attempt_id`` the dispatch (``"<task id>#<dispatches>"``). ``outcome`` is the result's
     (``succeeded``, ``failed``, ``timed_out``), or ``lost`` (its worker died and the task was
-    requeued), ``cancelled``, or - for the attempt in flight - ``dispatched`` / ``running``.
+    requeued, or failed for a worker lost once too often), ``cancelled``, or - for the attempt in flight - ``dispatched`` / ``running``.
     ``error`` and ``value`` are capped (:data:`ATTEMPT_TEXT_CAP`); ``truncated`` says so.
     ``retry_at`` is when the retry policy scheduled the next attempt (None: no retry)."""
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from distsched.history import stored_attempt
+from distsched.model import TaskState
+from distsched.model.task import DEFAULT_MAX_REDELIVERIES
 from distsched.ports import Attempt
 
 T0 = 1_800_000_000.0
@@ -66,6 +68,28 @@ def test_an_attempt_held_for_its_slot_has_no_start_until_its_slot() -> None:
     task.requeue("worker w1 lost", T0 + 6)
     lost = ended_attempt(task, "w1")
     assert lost is not None and (lost.outcome, lost.started_at) == ("lost", None)
+
+
+def test_an_attempt_lost_when_its_task_gives_up_is_recorded_lost() -> None:
+    """The attempt whose worker was lost once too often (the requeue fails the task instead)
+    was recorded ``failed`` with the take-to-reap time as its duration, as if it had run and
+    reported a failure: it is ``lost`` like every other lost attempt (the display shows no
+    duration for it), with the reason the task ended."""
+    from distsched.history import ended_attempt
+    from distsched.testing import make_task
+
+    for consume in (False, True):
+        task = make_task("g", now=T0)
+        for i in range(DEFAULT_MAX_REDELIVERIES):
+            task.dispatch("w1", T0 + i)
+            task.requeue("worker w1 lost", T0 + i, consume_attempt=False)
+        task.start(task.dispatch("w2", T0 + 20), T0 + 20)
+        task.requeue("worker w2 lost (declared dead)", T0 + 50, consume_attempt=consume)
+        assert task.state is TaskState.FAILED
+        record = ended_attempt(task, "w2")
+        assert record is not None
+        assert (record.outcome, record.worker_id, record.finished_at) == ("lost", "w2", T0 + 50)
+        assert record.error == task.reason and record.error.startswith("worker w2 lost (declared dead); ")
 
 
 def test_a_lost_attempt_of_a_slot_taken_ahead_never_starts_before_its_slot() -> None:
