@@ -129,6 +129,8 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
     and the age of the oldest pending task."""
     if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--interval needs --watch (without it, one status is shown and the command ends)")
+    from ..facade import store_unreachable
+
     app = _app(ctx, storage, reader=True)
     where = redact_url(app.config.storage)
 
@@ -143,10 +145,15 @@ def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, 
             while True:
                 try:
                     snapshot = await app.status()
-                except DistschedError:
-                    raise
                 except Exception as exc:
-                    error = f"{type(exc).__name__}: {redact_text(str(exc))}"
+                    # a watch started during an outage fails to open the store (the plugin's
+                    # PluginError around the client's error): retried as an outage that began
+                    # during the watch; anything the store refused (a bad URL, a password, a
+                    # schema too new) ends the watch as it ends a single status
+                    if isinstance(exc, DistschedError) and not (watch and store_unreachable(exc)):
+                        raise
+                    cause = exc.__cause__ if isinstance(exc, DistschedError) and exc.__cause__ is not None else exc
+                    error = f"{type(cause).__name__}: {redact_text(str(cause))}"
                     if not watch:
                         raise click.ClickException(f"{where}: {error}") from None
                     if as_json:  # stdout stays one JSON document per refresh

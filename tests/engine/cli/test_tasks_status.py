@@ -449,6 +449,52 @@ def test_status_watch_json_stays_json_while_the_store_is_down() -> None:
     assert "ConnectionError" in down[0]["error"], down[0]
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_status_watch_started_during_an_outage_retries_until_the_store_answers(as_json: bool) -> None:
+    """`status --watch` started while the store was unreachable exited at once (`Error:
+    storage 'redis' ... could not open ...`): only an outage that began during the watch was
+    retried. It is retried the same way now, from the first refresh - `{"reachable": false,
+    "error": "ConnectionError: ..."}` with `--json`, `unreachable (ConnectionError: ...)` in
+    the text - until the store answers; plain `status` still fails at once."""
+    from distsched.testing.processes import wait_until
+    from distsched.testing.redis_server import RedisServer
+
+    with RedisServer() as server:
+        url = server.url_for(namespace=f"late{uuid.uuid4().hex[:8]}")
+        server.kill()
+        once = subprocess.run([sys.executable, "-m", "distsched", "status", "--storage", url], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        assert once.returncode == 1 and once.stdout == "" and "could not open" in once.stderr, once
+        proc = subprocess.Popen([sys.executable, "-m", "distsched", "status", "--storage", url, "--watch",
+                                 *(["--json"] if as_json else []), "--interval", "0.2"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+        reader.start()
+        down = '"reachable": false' if as_json else f"{url}: unreachable (ConnectionError: "
+        up = '"reachable": true' if as_json else "leader      none"
+        try:
+            wait_until(lambda: sum(down in line for line in lines) >= 2 or proc.poll() is not None or None, 30,
+                       what="two refreshes during the outage", detail=lambda: "".join(lines))
+            assert proc.poll() is None, f"the watch exited ({proc.returncode}): {proc.stderr.read()}"
+            server.restart()
+            wait_until(lambda: any(up in line for line in lines) or None, 30, what="a refresh once Redis answers",
+                       detail=lambda: "".join(lines))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+            reader.join(timeout=10)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    if as_json:
+        documents = [json.loads(line) for line in lines]  # stdout stays one JSON document a line
+        first = documents[0]
+        assert set(first) == {"storage", "reachable", "error"} and first["storage"] == url, first
+        assert first["error"].startswith("ConnectionError: "), first  # what failed, not the plugin's wrapper
+        assert any(d["reachable"] is True and d["leader"] is None for d in documents)
+
+
 @pytest.mark.parametrize("args, stdout", [
     (("tasks", "list"), "no tasks"),
     (("tasks", "show", "nightly@1"), ""),
