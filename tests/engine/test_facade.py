@@ -728,3 +728,40 @@ async def test_calls_that_open_the_store_at_the_same_time_share_one() -> None:
     assert await first is await second
     assert len(opened) == 1
     await app.stop()
+
+
+async def test_a_stop_while_the_store_is_being_opened_closes_it() -> None:
+    """``app.storage()`` called outside start() and a ``stop()`` during its open: the stop
+    found no store yet and closed nothing, then the open finished and kept its store - left
+    open after the app had stopped. The stop waits for the open and closes that store."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+    closed: list[object] = []
+
+    class _Slow:
+        @hookimpl
+        def distsched_register_storage(self, registry):
+            from distsched_memory.storage import MemoryStorage
+
+            async def open_(url, *, options):
+                entered.set()
+                await gate.wait()
+                store = MemoryStorage.open("memory://")
+
+                async def close() -> None:
+                    closed.append(store)
+
+                store.close = close  # type: ignore[method-assign]
+                return store
+
+            registry.add("slow", schemes=("slow",), factory=open_)
+
+    app = DistributeSchedule("slow://x", plugins=[("slow", _Slow())])
+    opening = asyncio.create_task(app.storage())
+    await asyncio.wait_for(entered.wait(), 5)
+    stopping = asyncio.create_task(app.stop())
+    await asyncio.sleep(0)  # the stop runs up to its wait
+    gate.set()
+    store = await opening
+    await asyncio.wait_for(stopping, 5)
+    assert closed == [store], "the store opened during the stop is closed by it"
+    assert app.engine.storage is None

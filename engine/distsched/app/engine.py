@@ -244,6 +244,9 @@ class Engine:
 
     async def close(self) -> None:
         await self.events.aclose()
+        if self._opening is not None:
+            async with self._opening:  # an open under way (``app.storage()`` outside start()) ends
+                pass                   # first, so that its store is closed here, not left open
         if self.storage is not None:
             await self.storage.close()
             self.storage = None
