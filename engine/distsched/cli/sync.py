@@ -31,8 +31,9 @@ def _value(field: str, value: Any) -> str:
 
 
 def plan_lines(plan: SyncPlan, source: str, configs: dict[str, Any]) -> list[str]:
-    """The diff of a sync, one line per job (a changed job: one line per field); targets,
-    options, arguments and headers are shown with their secrets masked."""
+    """The diff of a sync, one line per job (a changed job: one line per field; a job another
+    node's sync changed at the same moment: a ``*`` line); targets, options, arguments and
+    headers are shown with their secrets masked."""
     lines: list[str] = []
     for name in plan.added:
         config = configs[name]
@@ -49,6 +50,9 @@ def plan_lines(plan: SyncPlan, source: str, configs: dict[str, Any]) -> list[str
         lines.append(f"- {name:<24} not in {source}: removed")
     for name in plan.kept:
         lines.append(f"! {name:<24} stored, not in {source}: kept (--prune removes it)")
+    for name in plan.concurrent:  # another node's sync wrote it first: this one left it as it was
+        done = f"already as in {source}" if name in configs else f"already removed (not in {source})"
+        lines.append(f"* {name:<24} changed by another node at the same moment: {done}")
     if plan.unchanged:
         lines.append(f"= {len(plan.unchanged)} job(s) unchanged")
     return lines
@@ -70,6 +74,8 @@ def summary(plan: SyncPlan) -> str:
             f"{len(plan.removed)} {verb}removed, {len(plan.unchanged)} unchanged")
     if plan.kept:
         text += f", {len(plan.kept)} stored job(s) not in the file kept"
+    if plan.concurrent:
+        text += f", {len(plan.concurrent)} job(s) changed by another node at the same moment"
     return text + ("" if plan.applied else " (dry run: nothing changed)")
 
 

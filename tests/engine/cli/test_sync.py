@@ -418,3 +418,27 @@ async def test_a_scheduler_start_prints_what_its_sync_wrote(any_store_url, tmp_p
     err = capsys.readouterr().err
     assert not any(line.startswith(("+", "~", "-")) for line in err.splitlines()), err
     assert "0 added, 0 updated, 0 removed, 3 unchanged" in err
+
+
+def test_jobs_sync_names_the_jobs_another_node_changed_at_the_same_moment(distsched_cli, tmp_path, store_url,
+                                                                        monkeypatch):
+    """Was (noticed by the last stop): the jobs another node's sync had written (or removed)
+    as the file wants when this one came to (`SyncPlan.concurrent`) were only counted
+    unchanged, never named: each has a `*` line, and the summary counts them."""
+    from distsched.jobs import load_jobs_file
+
+    first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
+    assert distsched_cli("jobs", "sync", first, "--storage", store_url).exit_code == 0
+    raced = _another_node_syncs_first(monkeypatch, store_url, load_jobs_file(second).jobs, prune=True)
+    result = distsched_cli("jobs", "sync", second, "--storage", store_url, "--prune")
+    assert result.exit_code == 0, result.output
+    assert raced
+    lines = result.stdout.splitlines()
+    assert not any(line.startswith(("+", "~", "-")) for line in lines), result.stdout
+    assert sorted(line for line in lines if line.startswith("*")) == [
+        f"* {'change':<24} changed by another node at the same moment: already as in {second}",
+        f"* {'new':<24} changed by another node at the same moment: already as in {second}",
+        f"* {'stray':<24} changed by another node at the same moment: already removed (not in {second})",
+    ], result.stdout
+    assert lines[-1] == "0 added, 0 updated, 0 removed, 3 unchanged, 3 job(s) changed by another node at the same moment"
+    assert set(_names(distsched_cli, store_url)) == {"keep", "change", "new"}
