@@ -100,10 +100,12 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def attempt_row(a: Any, slot: float | None = None) -> dict[str, Any]:
+def attempt_row(a: Any, slot: float | None = None, *, redelivered: bool = False) -> dict[str, Any]:
     """One attempt as the task page shows it. A ``lost`` attempt has no duration: its end is
-    when the leader declared its worker lost, not when the worker stopped. A start is never
-    before the task's ``slot`` (``distsched.history.shown_start``)."""
+    when the leader declared its worker lost, not when the worker stopped (the page says
+    ``declared lost``, as ``distsched tasks show``). A start is never before the task's
+    ``slot`` (``distsched.history.shown_start``). ``redelivered``: a crash re-delivery, which
+    keeps its attempt number (``Attempt.number``) under a dispatch of its own."""
     duration = (a.finished_at - a.started_at) if (
         a.started_at is not None and a.finished_at is not None and a.outcome != "lost") else None
     started = shown_start(a.started_at, a.finished_at, slot)
@@ -114,7 +116,7 @@ def attempt_row(a: Any, slot: float | None = None) -> dict[str, Any]:
         "duration": round(duration, 6) if duration is not None else None, "outcome": a.outcome,
         "value": mask_secrets(a.value), "error": mask_secrets(a.error), "error_type": a.error_type,
         "retry_at": a.retry_at, "retry_iso": iso(a.retry_at), "truncated": a.truncated,
-        "held_until": None, "held_until_iso": None,
+        "held_until": None, "held_until_iso": None, "redelivered": redelivered,
     }
 
 
@@ -122,7 +124,8 @@ def task_detail(task: Task, attempts: Any, now: float | None = None) -> dict[str
     """One task with every attempt (result or error) and its retry schedule; the attempt in
     flight has not started while its worker holds it for its slot (``held_until``)."""
     row = task_row(task, now)
-    rows = [attempt_row(a, task.slot) for a in attempts]
+    numbers = [a.number for a in attempts]  # oldest first: a number seen before is a re-delivery
+    rows = [attempt_row(a, task.slot, redelivered=n in numbers[:i]) for i, (a, n) in enumerate(zip(attempts, numbers))]
     for a in rows:
         if a["attempt_id"] == task.attempt_id and a["outcome"] in ("dispatched", "running") and now is not None:
             started = task.attempt_began(now) if a["outcome"] == "running" else None

@@ -48,6 +48,8 @@ _ATTEMPT = _obj({
     "started_iso": _NSTR, "finished_at": _NNUM, "finished_iso": _NSTR, "duration": _NNUM, "outcome": _STR,
     "value": {"nullable": True}, "error": _NSTR, "error_type": _NSTR, "retry_at": _NNUM, "retry_iso": _NSTR,
     "truncated": {"type": "boolean"}, "held_until": _NNUM, "held_until_iso": _NSTR,
+    "redelivered": {"type": "boolean", "description": "A crash re-delivery: it keeps the attempt number of the "
+                                                      "dispatch before it (distsched tasks show: '#1 (re-delivered)')"},
 })
 _TASK = {"allOf": [_ref("TaskRow"), _obj({
     "spec": {"type": "object"}, "dispatches": _INT, "redeliveries": _INT, "not_before": _NUM,

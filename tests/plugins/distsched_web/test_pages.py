@@ -479,3 +479,70 @@ def test_a_killed_leader_reads_silent_was_leader_beside_the_node_that_took_over(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(20)
+
+
+async def _taken_ahead_then_lost_after_its_slot(app) -> float:
+    """A slot w1 took ahead of its time (fire_ahead), then declared lost after the slot (the
+    leader's reap, which then gives up the lease): the task is pending again, its record
+    still holds w1's take - before the slot - as ``started_at``. Returns the slot."""
+    from distsched.model import Task, TaskSpec
+    from distsched.plugin.manager import ELECTION, PluginManager
+    from distsched.testing import make_worker
+    from distsched.testing.processes import wait_until_async
+
+    store = await app.storage()
+    election = await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
+                                           options={"ttl": 10.0, "renew_interval": 3.0})
+    fence = await election.acquire("leader-1")
+    await app.add_job("job", every="1h", target="add", args=[1, 2])
+    await store.workers.register(make_worker("w1", now=store.clock()))
+    slot = round(store.clock() + 0.3, 3)
+    await store.tasks.submit([Task(id="job@1", spec=TaskSpec(target="add", args=[1, 2]), job="job", slot=slot,
+                                   created_at=store.clock(), not_before=slot)])
+    task = await store.tasks.get("job@1")
+    task.dispatch("w1", store.clock())
+    assert await store.tasks.dispatch(fence, [task]) == [True]
+    held = await store.queues.pull("w1", 1, 1.0)
+    assert held and held[0].started_at < slot
+
+    async def slot_passed() -> bool:
+        return store.clock() > slot + 0.2
+
+    await wait_until_async(slot_passed, 10, what="the slot to pass")
+    for t in held:
+        t.requeue("worker w1 lost (declared dead)", store.clock())
+    assert await store.workers.reap(fence, "w1", held) == [True]
+    await election.release(fence)
+    return slot
+
+
+@pytest.mark.redis
+def test_the_task_page_says_declared_lost_and_re_delivered_as_tasks_show(web_server, redis_server, distsched_cli):
+    """The same slot re-delivered: the task page labelled both attempts ``1`` and gave the
+    lost one's end as ``finished`` - when the leader declared w1 lost, not when w1 stopped.
+    As ``distsched tasks show`` (``#1 (re-delivered)``, ``declared lost``, no duration), it
+    now reads ``declared lost ...`` and ``1 (re-delivered)``; the API gives ``redelivered``
+    as ``tasks show --json`` does."""
+    import json
+
+    url = redis_server.url_for(namespace=f"lost{uuid.uuid4().hex[:8]}")
+    server = web_server(storage=url, engine=False)
+
+    async def lost_then_redelivered(app) -> None:
+        await _taken_ahead_then_lost_after_its_slot(app)
+        await app.start()  # a real leader and worker: the leader re-delivers the task, the worker runs it
+
+    server.call(lost_then_redelivered)
+    with httpx.Client(base_url=server.url) as http:
+        wait_for(lambda: http.get("/api/v1/tasks/job@1").json()["state"] == "succeeded", what="the re-delivery")
+        api = http.get("/api/v1/tasks/job@1").json()["attempts"]
+        page = http.get("/tasks/job@1").text
+    shown = json.loads(distsched_cli("tasks", "show", "job@1", "--json", "--storage", url).output)["attempts"]
+    assert [a["redelivered"] for a in api] == [a["redelivered"] for a in shown] == [False, True], api
+    assert [(a["outcome"], a["duration"] is None) for a in api] == [("lost", True), ("succeeded", False)], api
+    lost, again = re.findall(r"<tr><td>1 .*?</tr>", page, re.S)
+    lost_cells = re.findall(r"<td[^>]*>(.*?)</td>", lost, re.S)
+    assert f"declared lost {api[0]['finished_iso']}" in lost_cells, lost_cells
+    assert "finished" not in lost and " s</td>" not in lost, lost  # no duration
+    assert again.startswith('<tr><td>1 (re-delivered) <span class="muted">job@1#2</span>'), again
+    assert " s</td>" in again and "declared lost" not in again, again
