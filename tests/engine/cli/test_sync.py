@@ -442,3 +442,36 @@ def test_jobs_sync_names_the_jobs_another_node_changed_at_the_same_moment(distsc
     ], result.stdout
     assert lines[-1] == "0 added, 0 updated, 0 removed, 3 unchanged, 3 job(s) changed by another node at the same moment"
     assert set(_names(distsched_cli, store_url)) == {"keep", "change", "new"}
+
+
+
+
+HTTP_JOBS = """
+[[jobs]]
+name = "ping"
+every = "1m"
+executor = "http"
+target = "https://example.com/health"
+"""
+
+
+def test_jobs_sync_refuses_a_typo_in_the_worker_table_as_the_worker_does(distsched_cli, tmp_path, store_url):
+    """Was (noticed by the last stop): `jobs sync` did not check the `[worker]` keys - a typo
+    passed it silently and failed later at `distsched worker --jobs FILE`. It refuses it, the
+    dry run too, with the worker's message and exit status, and writes nothing."""
+    assert distsched_cli("jobs", "sync", _write(tmp_path, "first.toml", FIRST), "--storage", store_url).exit_code == 0
+    path = _write(tmp_path, "jobs.toml", '[worker]\nconcurency = 4\nhttp_alow = ["example.com"]\n' + HTTP_JOBS)
+    worker = distsched_cli("worker", "--jobs", path, "--storage", store_url, "--fail-fast")
+    assert worker.exit_code == 1, worker.output
+    said = worker.output[worker.output.find("Error: "):]
+    assert said.startswith(f"Error: {path}: [worker] concurency, http_alow: unknown settings (concurency: did you "
+                           "mean 'concurrency'?; http_alow: did you mean 'http_allow'?"), worker.output
+    for args in ((), ("--dry-run",), ("--json",)):
+        result = distsched_cli("jobs", "sync", path, "--storage", store_url, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output[result.output.find("Error: "):] == said, (args, result.output)  # after memory://'s note
+        assert "Traceback" not in result.output
+    assert set(_names(distsched_cli, store_url)) == {"keep", "change", "stray"}  # nothing written
+    fixed = _write(tmp_path, "fixed.toml", '[worker]\nconcurrency = 4\nhttp_allow = ["example.com"]\n' + HTTP_JOBS)
+    assert distsched_cli("jobs", "sync", fixed, "--storage", store_url).exit_code == 0
+    assert set(_names(distsched_cli, store_url)) == {"keep", "change", "stray", "ping"}
