@@ -81,9 +81,13 @@ def check_state(value: Any, *, empty_is_any: bool = False) -> str | None:
 
 def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
     """One task as a listing row. ``now`` (the store's clock) tells whether a task its worker
-    took ahead of its slot is still held (``held_until``: it has not started) or runs."""
+    took ahead of its slot is still held (``held_until``: it has not started) or runs. Its
+    start is never before its slot, as in ``distsched tasks list``
+    (``distsched.history.shown_start``): a slot pending again after the worker that took it
+    ahead was lost showed that take as its start."""
     result = task.result
     started, finished = task.last_attempt_times(now)
+    started = shown_start(started, finished if finished is not None else now, task.slot)
     held = task.held_until(now) if now is not None else None
     reason, earlier_reason = task.reasons()
     return {

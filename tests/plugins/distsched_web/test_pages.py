@@ -546,3 +546,24 @@ def test_the_task_page_says_declared_lost_and_re_delivered_as_tasks_show(web_ser
     assert "finished" not in lost and " s</td>" not in lost, lost  # no duration
     assert again.startswith('<tr><td>1 (re-delivered) <span class="muted">job@1#2</span>'), again
     assert " s</td>" in again and "declared lost" not in again, again
+
+
+@pytest.mark.redis
+def test_a_pending_again_slot_task_shows_no_start_before_its_slot_as_tasks_list(web_server, redis_server, distsched_cli):
+    """A slot taken ahead by w1, w1 declared lost after the slot, the task pending again: the
+    task lists (API, the job's run history) gave w1's take - before the slot - as its start,
+    where ``distsched tasks list`` gives the slot. They now agree with the CLI."""
+    import json
+
+    url = redis_server.url_for(namespace=f"again{uuid.uuid4().hex[:8]}")
+    server = web_server(storage=url, engine=False)
+    slot = server.call(_taken_ahead_then_lost_after_its_slot)
+    [cli_row] = json.loads(distsched_cli("tasks", "list", "--json", "--storage", url).output)["tasks"]
+    assert (cli_row["state"], cli_row["started_at"], cli_row["duration"]) == ("pending", slot, None), cli_row
+    with httpx.Client(base_url=server.url) as http:
+        [row] = http.get("/api/v1/tasks").json()["items"]
+        [history] = http.get("/api/v1/jobs/job/history").json()["items"]
+        page = http.get("/jobs/job").text
+    for r in (row, history):
+        assert (r["state"], r["started_at"], r["duration"]) == ("pending", slot, None), r
+    assert f"<td>{row['started_iso']}</td>" in page
