@@ -515,6 +515,10 @@ class StorageBackend(Protocol):
     drop what the retention let expire (index entries of finished tasks whose records are
     gone), at most ``budget`` entries per call, not fenced (idempotent); it returns how many
     entries were due, and the leader calls again at once while that is ``budget`` or more.
+    And ``data_losses``, an int: how many times this store object found, since it was
+    opened, that the data it held is gone (a Redis restarted empty, a FLUSHALL); the leader
+    reads it after each housekeeping call and emits ``store.data_lost`` when it grew (a
+    scheduler with a jobs file syncs it again).
     And ``async next_times() -> (next_due_at, next_ready_at)``: the results of
     ``jobs.next_due_at()`` and ``tasks.next_ready_at()`` (each read as those do, not
     necessarily atomic together) in one round trip; the leader calls it at the end of every

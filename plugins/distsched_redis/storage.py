@@ -172,6 +172,9 @@ class RedisStorage:
         #: Whether this store wrote (or found) the namespace's layout mark at open: the
         #: leader's housekeeping finding it gone means the namespace lost its data.
         self._layout_marked = False
+        #: Times the housekeeping found the namespace's data gone (``StorageBackend``'s
+        #: ``data_losses``: the leader emits ``store.data_lost`` when it grows).
+        self.data_losses = 0
         self.jobs = _Jobs(self)
         self.tasks = _Tasks(self)
         self.workers = _Workers(self)
@@ -355,12 +358,15 @@ class RedisStorage:
         restarted without persistence or from an older snapshot, a FLUSHALL, a failover to
         an empty replica). Nothing stored before - jobs, tasks, workers - is there any more,
         and nothing else would say so: the nodes go on, registering again, with no job to
-        fire. Said once per loss, at ERROR; the mark is written again."""
+        fire. Said once per loss, at ERROR, and counted in ``data_losses`` (the leader then
+        emits ``store.data_lost``: a scheduler started with ``--jobs`` syncs its file again);
+        the mark is written again."""
+        self.data_losses += 1
         log.error("%s: namespace %r lost its data - its layout mark, written when this node opened it, is gone "
                   "(a Redis restarted without persistence or from an older snapshot, a FLUSHALL, a failover to an "
-                  "empty replica?): the jobs, tasks and worker records stored before are gone. Sync the jobs again "
-                  "(distsched jobs sync FILE, or restart the schedulers started with --jobs) and check the "
-                  "persistence settings (docs/redis.md)", self.settings.redacted, self.settings.namespace)
+                  "empty replica?): the jobs, tasks and worker records stored before are gone. A scheduler started "
+                  "with --jobs FILE syncs its file again when it leads; else sync the jobs again (distsched jobs "
+                  "sync FILE). Check the persistence settings (docs/redis.md)", self.settings.redacted, self.settings.namespace)
         try:
             await self._check_layout(False)
         except (RedisError, ValidationError) as exc:  # refused (out of memory...): said again next pass

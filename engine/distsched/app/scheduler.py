@@ -124,6 +124,8 @@ class Scheduler:
         #: without a second ``worker.lost``.
         self._reported_lost: dict[str, None] = {}
         self._term_started = float("-inf")
+        #: The store's ``data_losses`` when last looked at (a growth is a ``store.data_lost``).
+        self._data_losses = 0
         #: Store time of the last stall of the store seen by this leader (see STORE_STALL).
         self._stalled_at = float("-inf")
         #: time.monotonic() when the lease renewal in flight started (None: none in flight).
@@ -585,7 +587,8 @@ class Scheduler:
 
     async def housekeeping(self) -> int:
         """The store's own housekeeping (``StorageBackend.housekeeping``: retention pruning),
-        with a bounded budget per pass so that a backlog never stalls the leader."""
+        with a bounded budget per pass so that a backlog never stalls the leader; then a
+        ``store.data_lost`` event if the store's ``data_losses`` grew meanwhile."""
         prune = getattr(self.storage, "housekeeping", None)
         if prune is None:
             return 0
@@ -598,6 +601,10 @@ class Scheduler:
             if due < HOUSEKEEPING_BUDGET:
                 break
             await asyncio.sleep(0)
+        losses = getattr(self.storage, "data_losses", 0)
+        if losses != self._data_losses:  # found by the store's housekeeping (its layout mark gone...)
+            self._data_losses = losses
+            self.events.emit(ev.StoreDataLost(at=self.storage.clock(), node_id=self.node_id))
         return total
 
     async def report_quarantine(self, now: float) -> int:

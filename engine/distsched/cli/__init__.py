@@ -393,9 +393,10 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     app.listeners.append(_TaskLog(log_format))
 
     async def main(stop: asyncio.Event) -> None:
-        from .service import freeze_startup_objects
+        from .service import SyncAgainOnDataLoss, freeze_startup_objects
 
         await app.put_jobs(jobs.jobs, replace=True)
+        app.listeners.append(SyncAgainOnDataLoss(lambda: app.put_jobs(jobs.jobs, replace=True), jobs_file))
         freeze_startup_objects()
         click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {redact_url(app.config.storage)}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
@@ -570,7 +571,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
         _check_jobs(app, jobs)
 
     async def main(stop: asyncio.Event) -> None:
-        from .service import freeze_startup_objects, wait_for_store
+        from .service import SyncAgainOnDataLoss, freeze_startup_objects, wait_for_store
 
         if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=redact_url(app.config.storage)):
             return
@@ -578,6 +579,7 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
             from .sync import report_sync
 
             await report_sync(app, jobs, prune=prune)
+            app.listeners.append(SyncAgainOnDataLoss(lambda: report_sync(app, jobs, prune=prune), str(jobs_file)))
         freeze_startup_objects()
         click.echo(f"scheduler {app.config.node_id} on {redact_url(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)

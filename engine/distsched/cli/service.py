@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -61,6 +62,33 @@ def freeze_startup_objects() -> bool:
     gc.collect()
     gc.freeze()
     return True
+
+
+class SyncAgainOnDataLoss:
+    """An event listener of ``scheduler --jobs FILE`` and ``run FILE``: on ``store.data_lost``
+    (emitted by the leader: its store found the data it held gone - a Redis restarted empty)
+    it syncs the file's jobs again with ``sync``, in the background, saying so. Without it
+    nothing would fire until an operator noticed and synced by hand."""
+
+    def __init__(self, sync: Callable[[], Awaitable[Any]], source: str) -> None:
+        self.sync = sync
+        self.source = source
+        self._running: asyncio.Task[Any] | None = None
+
+    def __call__(self, event: Any) -> None:
+        if getattr(event, "kind", None) != "store.data_lost":
+            return
+        if self._running is not None and not self._running.done():
+            return  # the sync under way writes the whole file
+        log.warning("the store lost its data: syncing the jobs of %s again", self.source)
+        self._running = asyncio.get_running_loop().create_task(self._sync(), name="distsched-sync-again")
+
+    async def _sync(self) -> None:
+        try:
+            await self.sync()
+        except Exception as exc:  # the store down again...: the next loss found says it again
+            log.error("could not sync the jobs of %s again after the store lost its data (%s); "
+                      "sync them by hand: distsched jobs sync %s", self.source, _short(exc), self.source)
 
 
 def _short(exc: BaseException) -> str:

@@ -156,6 +156,18 @@ class LeaderElected(Event):
 
 
 @attrs.frozen(kw_only=True)
+class StoreDataLost(Event):
+    """Emitted by the leader when its store found the data it held gone (the store's
+    ``data_losses`` grew: a Redis restarted without persistence or from an older snapshot,
+    a FLUSHALL, a failover to an empty replica): the jobs, tasks and worker records stored
+    before are lost. Workers register again by themselves; a scheduler or ``run`` started
+    with a jobs file syncs that file again on it."""
+
+    kind: ClassVar[str] = "store.data_lost"
+    node_id: str
+
+
+@attrs.frozen(kw_only=True)
 class LeadershipLost(Event):
     kind: ClassVar[str] = "leader.lost"
     node_id: str

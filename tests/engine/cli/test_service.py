@@ -93,3 +93,42 @@ def test_a_command_run_inside_another_program_leaves_its_collector_alone(distsch
     assert result.exit_code == 0, result.output
     assert _counts(out), result.output  # the task ran, in this process
     assert set(_counts(out)) == {before} and gc.get_freeze_count() == before
+
+
+@pytest.mark.redis
+def test_a_scheduler_started_with_jobs_syncs_them_again_when_the_store_lost_its_data(
+        redis_server: Any, distsched_process: Any, line_matching: Any, tmp_path: Path) -> None:
+    """Redis restarted empty (no persistence): the jobs were gone, the leader logged the loss
+    (an incident drill finding, then said only), and nothing fired again until an operator
+    synced by hand. A scheduler started with ``--jobs FILE`` syncs its file again when its
+    store finds the loss (``store.data_lost``), and its jobs fire again (no worker here: the
+    slots' tasks wait, pending)."""
+    ns = f"l{uuid.uuid4().hex[:10]}"
+    url, prefix = redis_server.url_for(namespace=ns), "{" + ns + "}:"
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[[jobs]]\nname = "tick"\nevery = "1s"\ntarget = "noop"\n')
+    raw = redis_server.client()
+
+    async def stored() -> list[str]:
+        async with DistributeSchedule(url) as app:
+            return [job.name for job in await (await app.storage()).jobs.list_jobs()]
+
+    async def fired() -> int:
+        async with DistributeSchedule(url) as app:
+            return len((await app.tasks(job="tick")).tasks)
+
+    try:
+        node = distsched_process("scheduler", "scheduler", "--storage", url, "--jobs", str(jobs),
+                                 "--heartbeat-ttl", "1.5", "--lease-ttl", "2", "--renew-interval", "0.5")
+        line_matching(node, r"leading: ")
+        assert asyncio.run(stored()) == ["tick"]
+        for key in raw.scan_iter(match=prefix + "*"):  # as a restart without persistence leaves it
+            raw.delete(key)
+        line_matching(node, rf"namespace '{ns}' lost its data")
+        line_matching(node, r"the store lost its data: syncing the jobs of .*jobs\.toml again")
+        wait_until(lambda: asyncio.run(stored()) == ["tick"] or None, 20, what="the job stored again",
+                   detail=node.log_text)
+        wait_until(lambda: asyncio.run(fired()) >= 2 or None, 20, what="the job firing again", detail=node.log_text)
+        assert node.alive(), node.log_text()
+    finally:
+        raw.close()
