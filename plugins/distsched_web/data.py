@@ -8,6 +8,7 @@ the store, counts come from the store's counters.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -102,6 +103,21 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
         # a dispatched or running task's reason is an earlier requeue's (Task.reasons)
         "reason": reason, "earlier_reason": earlier_reason,
     }
+
+
+#: An error that begins with the name of its own exception (``ConnectError: ...``).
+_NAMED = re.compile(r"[A-Z][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*: ")
+
+
+def typed_error(error: str, error_type: str | None) -> str:
+    """An attempt's error with its type in front, as ``distsched tasks show`` prints it -
+    unless the error already begins with a type's name: an http attempt recorded before its
+    executor named the target reads ``ConnectError: All connection attempts failed`` under
+    ``error_type: ConnectionError`` (the page showed both). The core has no public helper for
+    this (the CLI's is ``distsched.cli.tasks.error_text``, which a plugin may not import)."""
+    if not error_type or error.startswith(error_type) or _NAMED.match(error):
+        return error
+    return f"{error_type}: {error}"
 
 
 def attempt_row(a: Any, slot: float | None = None, *, redelivered: bool = False) -> dict[str, Any]:

@@ -572,6 +572,7 @@ def create_app(app: Any, security: Security) -> Starlette:
                              autoescape=jinja2.select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
     env.filters["urlpart"] = lambda s: quote(str(s), safe="")
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+    env.filters["typed_error"] = q.typed_error
     d = Dashboard(app=app, security=security, data=q.WebData(app), env=env)
     d.nav = [("Overview", "/"), ("Jobs", "/jobs"), ("Tasks", "/tasks"), ("Workers", "/workers")]
 

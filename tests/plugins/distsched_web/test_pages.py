@@ -567,3 +567,51 @@ def test_a_pending_again_slot_task_shows_no_start_before_its_slot_as_tasks_list(
     for r in (row, history):
         assert (r["state"], r["started_at"], r["duration"]) == ("pending", slot, None), r
     assert f"<td>{row['started_iso']}</td>" in page
+
+
+@pytest.mark.redis
+def test_an_error_that_names_its_own_type_is_not_typed_again(web_server, redis_server, distsched_cli):
+    """An http attempt recorded before the executor named its target (97ac9b1) holds
+    ``error_type: ConnectionError`` and ``error: ConnectError: All connection attempts
+    failed``: the task page read ``ConnectionError: ConnectError: ...`` (two types), where
+    ``distsched tasks show`` prints the error once. An error that does not begin with a
+    type's name still gets its type in front."""
+    from distsched.model import TaskResult
+    from distsched.testing import make_task, make_worker
+
+    url = redis_server.url_for(namespace=f"typed{uuid.uuid4().hex[:8]}")
+    server = web_server(storage=url, engine=False)
+    errors = {"old-http": ("ConnectionError", "ConnectError: All connection attempts failed"),
+              "status": ("HTTPStatus", "HTTP 500 Internal Server Error"),
+              "own": ("ValueError", "ValueError: boom")}
+
+    async def failed(app) -> None:
+        store, fence = await _leader_fence(app)
+        await store.workers.register(make_worker("w1", now=store.clock()))
+        for task_id in errors:
+            await store.tasks.submit([make_task(task_id, target="add", now=store.clock())])
+            task = await store.tasks.get(task_id)
+            task.dispatch("w1", store.clock())
+            assert await store.tasks.dispatch(fence, [task]) == [True]
+        now = store.clock()
+        taken = await store.queues.pull("w1", len(errors), 1.0)
+        await store.queues.report("w1", [
+            TaskResult(task_id=t.id, attempt_id=t.attempt_id, outcome="failed", started_at=now, finished_at=now,
+                       worker_id="w1", error=errors[t.id][1], error_type=errors[t.id][0], retryable=False)
+            for t in taken])
+        results = await store.results.peek(10)  # failures: the leader applies them itself
+        tasks = []
+        for result in results:
+            task = await store.tasks.get(result.task_id)
+            task.finish(result, store.clock())
+            tasks.append(task)
+        assert await store.tasks.save(fence, tasks, ack_results=len(results)) == [True] * len(errors)
+
+    server.call(failed)
+    shown = {"old-http": "ConnectError: All connection attempts failed",
+             "status": "HTTPStatus: HTTP 500 Internal Server Error", "own": "ValueError: boom"}
+    with httpx.Client(base_url=server.url) as http:
+        for task_id, text in shown.items():
+            cli = distsched_cli("tasks", "show", task_id, "--storage", url).output
+            assert f"      error  {text}\n" in cli, cli
+            assert re.findall(r'<pre class="err error">(.*?)</pre>', http.get(f"/tasks/{task_id}").text) == [text]
