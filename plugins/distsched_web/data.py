@@ -198,7 +198,10 @@ class WebData:
             "leader": None if leader is None else {
                 "node_id": leader.node_id, "term": leader.term, "since": leader.acquired_at,
                 "since_iso": iso(leader.acquired_at), "lease_age": round(leader.lease_age, 3),
-                "expires_in": round(leader.expires_in, 3), "expired": leader.expired},
+                "renewed_age": round(leader.renewed_age, 3), "expires_in": round(leader.expires_in, 3),
+                "expired": leader.expired,
+                # its last renewal older than two renew intervals: the holder may be dead
+                "renewal_overdue": leader.renewal_overdue, "renewal_overdue_after": leader.renewal_overdue_after},
             "leader_claimed_by": list(status.leader_claimed_by),
             "schedulers": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role, "state": n.state,
                             "heartbeat_age": None if n.heartbeat_age is None else round(n.heartbeat_age, 3),

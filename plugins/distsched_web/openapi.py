@@ -84,8 +84,22 @@ _SCHEDULER = _obj({
                              "(distsched status: 'silent (was leader)')"},
     "heartbeat_age": _NNUM, "alive": {"type": "boolean"},
 })
+_LEADER = {**_obj({
+    "node_id": _STR, "term": _INT, "since": _NUM, "since_iso": _NSTR, "lease_age": _NUM,
+    "renewed_age": {"type": "number", "description": "Seconds since the lease's last renewal"},
+    "expires_in": {"type": "number", "description": "Seconds until the lease expires (negative: expired)"},
+    "expired": {"type": "boolean"},
+    "renewal_overdue": {"type": "boolean", "description": "Not expired, but its last renewal is older than "
+                                                          "renewal_overdue_after: the holder may be dead, and no "
+                                                          "other node can lead until the lease expires "
+                                                          "(distsched status: 'renewal overdue')"},
+    "renewal_overdue_after": {"type": "number", "nullable": True,
+                              "description": "Seconds after a renewal from which the next one is overdue: two "
+                                             "renew intervals (null: the lease record gives none to measure by)"},
+}), "nullable": True, "description": "The lease as recorded (null: none was ever taken, or its record cannot be "
+                                     "read: see leader_claimed_by)"}
 _OVERVIEW = {"type": "object", "required": ["now", "leader", "leader_claimed_by", "schedulers", "workers", "tasks"],
-             "properties": {"now": _NUM, "leader": {"type": "object", "nullable": True},
+             "properties": {"now": _NUM, "leader": _LEADER,
                             "leader_claimed_by": {"type": "array", "items": _STR},
                             "schedulers": {"type": "array", "items": _ref("Scheduler")},
                             "workers": {"type": "array", "items": {"type": "object"}},

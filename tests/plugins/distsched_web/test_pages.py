@@ -615,3 +615,44 @@ def test_an_error_that_names_its_own_type_is_not_typed_again(web_server, redis_s
             cli = distsched_cli("tasks", "show", task_id, "--storage", url).output
             assert f"      error  {text}\n" in cli, cli
             assert re.findall(r'<pre class="err error">(.*?)</pre>', http.get(f"/tasks/{task_id}").text) == [text]
+
+
+@pytest.mark.redis
+def test_the_overview_flags_a_lease_whose_renewal_is_overdue(web_server, redis_server, distsched_cli):
+    """A lease taken and never renewed (its holder died): ``distsched status`` flags ``renewal
+    overdue`` once its last renewal is older than two renew intervals, before it expires; the
+    overview showed the dead holder as the leader with nothing to tell, and the API had no
+    ``renewal_overdue``. Both say it now, as ``status --json`` does."""
+    import json
+
+    from distsched.plugin.manager import ELECTION, PluginManager
+
+    url = redis_server.url_for(namespace=f"overdue{uuid.uuid4().hex[:8]}")
+    server = web_server(storage=url, engine=False)
+
+    async def take_the_lease_and_die(app) -> None:
+        store = await app.storage()
+        election = await PluginManager().build(ELECTION, url, url, storage=store,
+                                               options={"ttl": 4.0, "renew_interval": 1.0})
+        assert await election.acquire("dead-leader") is not None
+
+    server.call(take_the_lease_and_die)
+    with httpx.Client(base_url=server.url) as http:
+        fresh = http.get("/api/v1/overview").json()["leader"]
+        assert (fresh["node_id"], fresh["renewal_overdue"], fresh["expired"]) == ("dead-leader", False, False), fresh
+        assert "renewal overdue" not in http.get("/").text
+
+        def overdue() -> tuple[dict, str] | None:
+            leader = http.get("/api/v1/overview").json()["leader"]
+            assert not leader["expired"], f"the lease expired before the overview said its renewal was overdue: {leader}"
+            page = http.get("/").text
+            return (leader, page) if leader["renewal_overdue"] and "renewal overdue" in page else None
+
+        leader, page = wait_for(overdue, timeout=10, what="the renewal overdue on the overview")
+    status = json.loads(distsched_cli("status", "--json", "--storage", url).output)["leader"]
+    assert status["renewal_overdue"] or status["expired"], status
+    # two renew intervals, by status's rule (of 4 s: 1 s as recorded, or the default 30 % share)
+    assert leader["renewal_overdue_after"] == status["renewal_overdue_after"] and 2.0 <= status["renewal_overdue_after"] <= 2.4
+    assert leader["renewed_age"] > leader["renewal_overdue_after"], leader
+    assert re.search(r"renewal overdue: renewed \d+\.\d s ago - the holder may be dead; the lease expires in "
+                     r"\d+\.\d s", page), page
