@@ -175,6 +175,10 @@ class LeaseInfo:
     renewed_at: float
     expires_at: float
     now: float
+    #: The holder's renew interval (seconds) as it recorded it when it took the lease, so a
+    #: status tells a late renewal by the holder's own interval; None when the record has
+    #: none (written by a node of an older version, or a store that keeps none).
+    renew_interval: float | None = None
 
     @property
     def expired(self) -> bool:
@@ -566,9 +570,9 @@ class Election(Protocol):
         """The current holder and term, if any."""
 
     async def lease(self) -> LeaseInfo | None:
-        """The lease as last recorded (holder, term, acquired / renewed / expiry times and
-        the store's ``now``), also after it lapsed or was released (then ``expired``); None
-        when no lease was ever taken. One read."""
+        """The lease as last recorded (holder, term, acquired / renewed / expiry times, the
+        holder's renew interval when it recorded one, and the store's ``now``), also after it
+        lapsed or was released (then ``expired``); None when no lease was ever taken."""
 
 
 @runtime_checkable

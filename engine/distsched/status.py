@@ -22,9 +22,12 @@ class LeaderStatus:
     acquired), seconds since its last renewal, and until it expires (negative: ``expired``).
 
     ``renewal_overdue``: the lease has not expired, but its last renewal is older than
-    ``renewal_overdue_after`` (two renew intervals) - the holder may be dead, and nobody else
-    can lead until the lease expires. A live holder renews every renew interval, as a worker
-    heartbeats (a worker silent for two of its intervals is shown ``silent``)."""
+    ``renewal_overdue_after`` (two of the holder's renew intervals) - the holder may be dead,
+    and nobody else can lead until the lease expires. A live holder renews every renew
+    interval, as a worker heartbeats (a worker silent for two of its intervals is shown
+    ``silent``). ``renew_interval``: the holder's, as its lease record gives it (None: a
+    record written by an older node; the interval is then estimated, see
+    :func:`renewal_overdue_after`)."""
 
     node_id: str
     term: int
@@ -34,9 +37,11 @@ class LeaderStatus:
     expires_in: float
     expired: bool
     renewal_overdue: bool = False
-    #: Seconds after a renewal from which the next one is overdue (None: the record gives no
-    #: lease TTL to measure it by). See :func:`renewal_overdue_after`.
+    #: Seconds after a renewal from which the next one is overdue (None: the record gives
+    #: neither a renew interval nor a lease TTL to measure it by). See
+    #: :func:`renewal_overdue_after`.
     renewal_overdue_after: float | None = None
+    renew_interval: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -147,23 +152,36 @@ def _default(name: str) -> float:
 DEFAULT_RENEW_SHARE = _default("renew_interval") / _default("lease_ttl")
 
 
-def renewal_overdue_after(info: LeaseInfo, renew_interval: float | None = None) -> float | None:
-    """Seconds after the lease's last renewal from which the next one is overdue: two renew
-    intervals. The holder's renew interval is not in the lease record (nor known to a reader
-    such as ``distsched status``, which has no ``--renew-interval``); unless the caller knows
-    it (``renew_interval``), it is taken as the default share of the lease TTL the record
-    gives (its expiry minus its last renewal): 3 s of 10 s, so 6 s for the default lease and
-    1.2 s for a 2 s one. None when the record gives no TTL (not a positive, finite time)."""
-    ttl = info.expires_at - info.renewed_at
-    if not math.isfinite(ttl) or ttl <= 0:
+def recorded_renew_interval(info: LeaseInfo) -> float | None:
+    """The holder's renew interval as its lease record gives it: None when it gives none (a
+    record written by a node of an older version) or one that is no interval (not a
+    positive, finite number of seconds: a record broken by something other than distsched)."""
+    interval = info.renew_interval
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
         return None
-    interval = renew_interval if renew_interval is not None else ttl * DEFAULT_RENEW_SHARE
+    return float(interval) if math.isfinite(interval) and interval > 0 else None
+
+
+def renewal_overdue_after(info: LeaseInfo, renew_interval: float | None = None) -> float | None:
+    """Seconds after the lease's last renewal from which the next one is overdue: two of the
+    holder's renew intervals - ``renew_interval`` when the caller knows it, else the one the
+    lease record gives (:func:`recorded_renew_interval`). A record written by a node of an
+    older version gives none: the interval is then taken as the default share of the lease
+    TTL the record gives (its expiry minus its last renewal): 3 s of 10 s, so 6 s for the
+    default lease and 1.2 s for a 2 s one. None when there is no recorded interval and the
+    record gives no TTL (not a positive, finite time)."""
+    interval = renew_interval if renew_interval is not None else recorded_renew_interval(info)
+    if interval is None:
+        ttl = info.expires_at - info.renewed_at
+        if not math.isfinite(ttl) or ttl <= 0:
+            return None
+        interval = ttl * DEFAULT_RENEW_SHARE
     return round(2 * interval, 3)
 
 
 def leader_status(info: LeaseInfo | None, renew_interval: float | None = None) -> LeaderStatus | None:
-    """The lease as a status shows it; ``renew_interval``: the holder's, when known (else see
-    :func:`renewal_overdue_after`)."""
+    """The lease as a status shows it; ``renew_interval``: the holder's, when the caller knows
+    it (else the record's, see :func:`renewal_overdue_after`)."""
     if info is None:
         return None
     renewed_age = max(0.0, info.now - info.renewed_at)
@@ -173,7 +191,7 @@ def leader_status(info: LeaseInfo | None, renew_interval: float | None = None) -
                         renewed_age=renewed_age,
                         expires_in=info.expires_at - info.now, expired=info.expired,
                         renewal_overdue=not info.expired and overdue_after is not None and renewed_age > overdue_after,
-                        renewal_overdue_after=overdue_after)
+                        renewal_overdue_after=overdue_after, renew_interval=recorded_renew_interval(info))
 
 
 def heartbeat_age(heartbeat: float, now: float, ttl: float) -> float | None:

@@ -50,7 +50,10 @@ class PostgresElection:
     async def acquire(self, node_id: str) -> Fence | None:
         if not isinstance(node_id, str) or not node_id:
             raise ValidationError("node_id", f"must be a non-empty string, not {node_id!r}")
-        term = await self.storage.call("fetchval", "SELECT ds_lease_acquire($1, $2)", node_id, self.ttl)
+        # the renew interval goes into the lease row (version 22): the status measures a late
+        # renewal by it
+        term = await self.storage.call("fetchval", "SELECT ds_lease_acquire($1, $2, $3)", node_id, self.ttl,
+                                       self.renew_interval)
         return None if term is None else Fence(node_id, int(term))
 
     async def renew(self, fence: Fence) -> bool:
@@ -71,7 +74,7 @@ class PostgresElection:
         row = await self.storage.call(
             "fetchrow", "SELECT last_holder, term, extract(epoch FROM acquired_at)::float8 AS acquired_at, "
                         "extract(epoch FROM renewed_at)::float8 AS renewed_at, "
-                        "extract(epoch FROM expires_at)::float8 AS expires_at, ds_now() AS now "
+                        "extract(epoch FROM expires_at)::float8 AS expires_at, renew_interval, ds_now() AS now "
                         "FROM lease WHERE id = 1 AND last_holder IS NOT NULL")
         if row is None:
             return None
@@ -88,5 +91,8 @@ class PostgresElection:
                             "expires %s); the status shows no lease until its holder's next renewal or a new "
                             "leader writes it again", self.storage.settings.schema, *times)
             return None
+        # renew_interval: NULL for a lease taken by a node before version 22 (and whatever
+        # else was written there by hand: the status uses only a positive, finite one)
         return LeaseInfo(holder=row["last_holder"], term=int(row["term"]), acquired_at=times[0],
-                         renewed_at=times[1], expires_at=times[2], now=row["now"])
+                         renewed_at=times[1], expires_at=times[2], now=row["now"],
+                         renew_interval=row["renew_interval"])

@@ -4,13 +4,22 @@ Key ``{ns}:lease`` = ``"<node_id>|<term>"`` with a PX TTL; ``{ns}:term`` holds t
 issued. Acquire, renew and release are scripts (``lua/lease_*.lua``); the leader-write scripts
 check the same key with the same snippet (``fence_ok`` in ``lua/lib/common.lua``), so a write
 carrying a term that no longer holds the lease is refused where it lands.
+
+The status's record of the lease, ``{ns}:leaseinfo``, also carries the holder's renew
+interval: fields ``i`` (seconds) and ``it`` (the term it was written for), set once the node
+took the lease. Only an ``i`` of the record's own term is read: a node of an older version
+taking the lease rewrites the other fields and leaves these, and the status then estimates
+the interval, as it does for a record without them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from distsched.config import lease_timing
 from distsched.model import ValidationError
@@ -31,6 +40,7 @@ class RedisElection:
         self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
         self._ttl_ms = str(max(1, int(round(self.ttl * 1000))))
         self._broken: list[Any] | None = None  # the last unreadable lease record, logged once
+        self._recorded: int | None = None  # the term whose renew interval this node recorded
 
     @classmethod
     def for_url(cls, url: str, *, storage: Any, **options: Any) -> RedisElection:
@@ -51,11 +61,30 @@ class RedisElection:
         if not isinstance(node_id, str) or not node_id:
             raise ValidationError("node_id", f"must be a non-empty string, not {node_id!r}")
         term = await self.storage.run(self.storage.scripts.lease_acquire, [node_id, self._ttl_ms], op=False)
-        return None if term is None else Fence(node_id, int(term))
+        if term is None:
+            return None
+        fence = Fence(node_id, int(term))
+        await self._record_interval(fence)
+        return fence
 
     async def renew(self, fence: Fence) -> bool:
         ok = await self.storage.run(self.storage.scripts.lease_renew, [_token(fence), self._ttl_ms], op=False)
+        if ok and self._recorded != fence.term:  # not recorded when the lease was taken: again
+            await self._record_interval(fence)
         return bool(ok)
+
+    async def _record_interval(self, fence: Fence) -> None:
+        """Write this node's renew interval into the status's record of the lease it holds
+        (``i``, with its term ``it``). For the status only: a failure leaves the status to
+        estimate the interval, and the next renewal tries again; the lease is held either way."""
+        try:
+            await self.storage.client.hset(self.storage.prefix + "leaseinfo",
+                                           mapping={"i": repr(self.renew_interval), "it": str(fence.term)})
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            log.debug("%s: the renew interval of term %s was not recorded (%s: %s); the next renewal tries again",
+                      self.storage.settings.redacted, fence.term, type(exc).__name__, exc)
+            return
+        self._recorded = fence.term
 
     async def release(self, fence: Fence) -> None:
         await self.storage.run(self.storage.scripts.lease_release, [_token(fence)], op=False)
@@ -77,12 +106,14 @@ class RedisElection:
         if not reply:
             return None
         holder, term, acquired, renewed, expires, now = reply
+        interval, interval_term = await self.storage.client.hmget(self.storage.prefix + "leaseinfo", ["i", "it"])
         try:
             times = [float(acquired), float(renewed), float(expires)]
             if not all(map(math.isfinite, times)):
                 raise ValueError(f"times {acquired!r}, {renewed!r}, {expires!r}")
             return LeaseInfo(holder=holder, term=int(term), acquired_at=times[0], renewed_at=times[1],
-                             expires_at=times[2], now=float(now))
+                             expires_at=times[2], now=float(now),
+                             renew_interval=_interval(interval) if interval_term == term else None)
         except (TypeError, ValueError) as exc:
             # {ns}:leaseinfo is the status's record only (the lease key decides who leads), and
             # the holder's next renewal writes it whole again: until then, no lease to show
@@ -93,3 +124,13 @@ class RedisElection:
                             "until the holder's next renewal or a new leader writes it again",
                             self.storage.prefix, type(exc).__name__, exc)
             return None
+
+
+def _interval(text: Any) -> float | None:
+    """A recorded renew interval (``leaseinfo`` field ``i``), or None for one that is not a
+    number (written by something other than distsched; the status also ignores one that is
+    not a positive, finite number of seconds)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None

@@ -85,11 +85,11 @@ def test_no_lease_shown_while_a_live_node_reports_leading_says_the_record_cannot
     assert data["leader_claimed_by"] == () and "leader      s2  term 3" in render(data)
 
 
-def _lease(renewed_ago: float, *, ttl: float = 10.0, held: float = 60.0):
+def _lease(renewed_ago: float, *, ttl: float = 10.0, held: float = 60.0, renew_interval: float | None = None):
     from distsched.ports import LeaseInfo
 
     return LeaseInfo(holder="s1", term=7, acquired_at=NOW - held, renewed_at=NOW - renewed_ago,
-                     expires_at=NOW - renewed_ago + ttl, now=NOW)
+                     expires_at=NOW - renewed_ago + ttl, now=NOW, renew_interval=renew_interval)
 
 
 @pytest.mark.parametrize(("renewed_ago", "ttl", "overdue"), [
@@ -118,6 +118,29 @@ def test_a_lease_renewed_longer_ago_than_two_renew_intervals_is_flagged(renewed_
                 f"{ttl - renewed_ago:.1f}s)") in line, line
     else:
         assert "overdue" not in line, line
+
+
+@pytest.mark.parametrize(("recorded", "overdue_after", "shown"), [
+    (8.0, 16.0, 8.0),     # renewing every 8 s of a 10 s lease: never overdue before it expires
+    (1.0, 2.0, 1.0),
+    (None, 6.0, None),    # a record written by an older node: the default share of its TTL
+    (float("nan"), 6.0, None), (float("inf"), 6.0, None), (0.0, 6.0, None), (-3.0, 6.0, None),
+])
+def test_the_holders_recorded_renew_interval_measures_its_renewal(recorded, overdue_after, shown):
+    """The renew interval was estimated as 30 % of the lease TTL: a deployment renewing every
+    8 s of a 10 s lease read `renewal overdue` on its live leader 6 s after each renewal. The
+    lease record carries the holder's own interval now; a record without one (an older node)
+    or with one that is no interval is measured by the estimate, as before."""
+    from distsched.status import leader_status
+
+    leader = leader_status(_lease(7.0, renew_interval=recorded))
+    assert leader.renewal_overdue_after == overdue_after and leader.renew_interval == shown
+    assert leader.renewal_overdue is (7.0 > overdue_after)
+    if recorded == 8.0:  # what the live leader read: renewed 7 s ago, a second before its next renewal
+        line = next(line for line in render({**Status(now=NOW, leader=leader, schedulers=(), workers=(), counts={},
+                                                      oldest_pending_age=None).to_dict(), "storage": "redis://x"}
+                                            ).splitlines() if line.startswith("leader"))
+        assert "overdue" not in line and "(renewed 7.0s ago, expires in 3.0s)" in line, line
 
 
 def test_a_known_renew_interval_is_used_and_a_record_without_a_ttl_flags_nothing():

@@ -530,33 +530,57 @@ def test_no_memory_note_where_the_store_has_something_or_is_not_memory(distsched
     assert missing.exit_code == 1 and "note:" not in missing.stderr, missing.output
 
 
+def _take_the_lease(url: str, node_id: str, *, ttl: float, renew_interval: float) -> None:
+    """``node_id`` takes the lease of ``url`` with these timings, and never renews it."""
+    from distsched.plugin.manager import ELECTION, STORAGE, PluginManager
+
+    async def take() -> None:
+        plugins = PluginManager()
+        store = await plugins.build(STORAGE, url, url, options={})
+        election = await plugins.build(ELECTION, url, url, storage=store,
+                                       options={"ttl": ttl, "renew_interval": renew_interval})
+        assert await election.acquire(node_id) is not None
+        await store.close()
+
+    asyncio.run(take())
+
+
 def test_status_flags_a_leader_whose_renewal_is_overdue(distsched_cli: Any, store_url: str) -> None:
     """A leader killed with SIGKILL read as healthy (`renewed 8.3s ago, expires in 1.7s`) for
     the whole lease TTL. A lease taken on the store and never renewed (the holder died) is
     flagged once its last renewal is older than two renew intervals (`renewal_overdue` in
     --json, `renewal overdue` in the text), before it expires."""
-    from distsched.plugin.manager import ELECTION, STORAGE, PluginManager
     from distsched.testing.processes import wait_until
 
-    async def take_the_lease_and_die() -> None:
-        plugins = PluginManager()
-        store = await plugins.build(STORAGE, store_url, store_url, options={})
-        election = await plugins.build(ELECTION, store_url, store_url, storage=store,
-                                       options={"ttl": 2.0, "renew_interval": 0.5})
-        assert await election.acquire("dead-leader") is not None
-        await store.close()
-
-    asyncio.run(take_the_lease_and_die())
+    _take_the_lease(store_url, "dead-leader", ttl=2.0, renew_interval=0.5)
     status = lambda: _json(distsched_cli("status", "--storage", store_url, "--json"))["leader"]  # noqa: E731
     fresh = status()
     assert fresh["node_id"] == "dead-leader" and not fresh["renewal_overdue"] and not fresh["expired"]
-    assert fresh["renewal_overdue_after"] == pytest.approx(1.2, abs=0.01)  # 2 x the default share of its 2 s TTL
+    assert fresh["renewal_overdue_after"] == pytest.approx(1.0)  # 2 x the 0.5 s interval its record gives
+    assert fresh["renew_interval"] == pytest.approx(0.5)
     overdue = wait_until(lambda: (lambda lease: lease if lease["renewal_overdue"] or lease["expired"] else None)(status()),
                          10, what="the lease's renewal overdue")
-    assert overdue["renewal_overdue"] and not overdue["expired"] and overdue["renewed_age"] > 1.2, overdue
+    assert overdue["renewal_overdue"] and not overdue["expired"] and overdue["renewed_age"] > 1.0, overdue
     text = distsched_cli("status", "--storage", store_url).output
     leader_line = next(line for line in text.splitlines() if line.startswith("leader"))
     assert "renewal overdue" in leader_line or "EXPIRED" in leader_line, leader_line
+
+
+def test_a_leader_renewing_less_often_than_the_estimate_is_not_flagged(distsched_cli: Any, store_url: str) -> None:
+    """`renewal overdue` estimated the leader's renew interval as 30 % of the lease TTL: a
+    leader renewing every 1.5 s of a 2 s lease read `renewal overdue` 1.2 s after each
+    renewal, alive. The lease record carries the interval it took the lease with: measured by
+    it, a renewal 1.3 s ago is on time (overdue after 3 s - the lease expires first)."""
+    from distsched.testing.processes import wait_until
+
+    _take_the_lease(store_url, "slow-renewer", ttl=2.0, renew_interval=1.5)
+    status = lambda: _json(distsched_cli("status", "--storage", store_url, "--json"))["leader"]  # noqa: E731
+    # between the estimate's two intervals (1.2 s) and its own next renewal (1.5 s)
+    late = wait_until(lambda: (lambda lease: lease if lease["renewed_age"] > 1.25 else None)(status()), 10,
+                      what="a lease renewed more than 1.25 s ago")
+    assert late["renewed_age"] < 2.0 and not late["expired"], late
+    assert not late["renewal_overdue"], late
+    assert late["renewal_overdue_after"] == pytest.approx(3.0) and late["renew_interval"] == pytest.approx(1.5)
 
 
 def test_a_lost_attempt_shows_no_duration_no_start_before_its_slot_and_its_redelivery(

@@ -119,3 +119,53 @@ async def test_a_lease_said_to_be_expired_is_gone(storage, election) -> None:
         assert info is not None and info.expires_at * 1000 >= expiry_ms + 1, (info.expires_at, expiry_ms)
         assert info.expires_at - info.renewed_at < 10.0 + 0.01
         assert await election.renew(fa)
+
+
+async def test_the_lease_record_carries_the_holders_renew_interval_of_its_own_term(storage, monkeypatch) -> None:
+    """`renewal overdue` estimated the holder's renew interval as 30 % of the lease TTL (the
+    record did not carry it). A holder records its own in {ns}:leaseinfo (``i``, with its term
+    ``it``); an older node taking the lease runs the same acquire script and records none: the
+    interval of the term before is not taken as its own. A recording that failed is made by
+    the next renewal; a value that is no number reads as none, never a status that fails."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from distsched.status import leader_status
+
+    key = storage.prefix + "leaseinfo"
+    slow = RedisElection(storage, ttl=10.0, renew_interval=8.0)
+    fence = await slow.acquire("slow")
+    assert fence is not None
+    info = await slow.lease()
+    assert info.renew_interval == 8.0 and await storage.client.hmget(key, ["i", "it"]) == ["8.0", str(fence.term)]
+    assert leader_status(info).renewal_overdue_after == 16.0
+    await slow.release(fence)
+
+    # a node of an older version: the acquire script alone
+    old_term = await storage.run(storage.scripts.lease_acquire, ["old-node", "10000"], op=False)
+    info = await slow.lease()
+    assert info.holder == "old-node" and info.term == int(old_term) and info.renew_interval is None
+    assert await storage.client.hget(key, "it") == str(fence.term), "the term before's, left as it was"
+    assert leader_status(info).renewal_overdue_after == pytest.approx(6.0, abs=0.01)  # the estimate: 2 x 30 % of 10 s
+    await storage.client.delete(storage.prefix + "lease")
+
+    real_hset, failures = storage.client.hset, []
+
+    async def hset_failing_once(*args, **kwargs):
+        if not failures:
+            failures.append(args)
+            raise RedisConnectionError("the connection dropped right after the acquisition")
+        return await real_hset(*args, **kwargs)
+
+    monkeypatch.setattr(storage.client, "hset", hset_failing_once)
+    unlucky = RedisElection(storage, ttl=10.0, renew_interval=4.0)
+    fence = await unlucky.acquire("unlucky")
+    assert fence is not None and failures, "the lease is held though its interval was not recorded"
+    assert (await unlucky.lease()).renew_interval is None
+    assert await unlucky.renew(fence)
+    assert (await unlucky.lease()).renew_interval == 4.0
+
+    for broken in ("x", "nan", "-1", ""):
+        await storage.client.hset(key, "i", broken)
+        info = await unlucky.lease()
+        assert info is not None and leader_status(info).renew_interval is None, broken
+        assert leader_status(info).renewal_overdue_after == pytest.approx(6.0, abs=0.01), broken
