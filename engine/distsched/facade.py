@@ -52,7 +52,9 @@ from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, Quarantined, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
 from .status import (
+    JOBS_COUNTED,
     Status,
+    job_count,
     leader_claimed_by,
     leader_status,
     scheduler_status,
@@ -528,8 +530,9 @@ class DistributeSchedule:
 
     async def status(self) -> Status:
         """The deployment now, on the store's clock: the lease (and whether it lapsed), the
-        scheduler nodes, every worker with its heartbeat age and queue, the task counts and
-        the age of the oldest task waiting to be dispatched."""
+        scheduler nodes, every worker with its heartbeat age and queue, the jobs stored (up to
+        ``JOBS_COUNTED``), the task counts and the age of the oldest task waiting to be
+        dispatched."""
         storage = await self.storage()
         election = await self.engine.open_election()
         info = await election.lease()
@@ -537,6 +540,7 @@ class DistributeSchedule:
         workers = await storage.workers.list_workers()
         depths = await storage.workers.queue_depths()
         counts = await storage.tasks.counts()
+        jobs = job_count(await storage.jobs.page(None, JOBS_COUNTED))
         ready_at = await storage.tasks.next_ready_at()
         quarantine = getattr(storage, "quarantine", None)
         quarantined = await quarantine.count() if quarantine is not None else 0
@@ -553,6 +557,7 @@ class DistributeSchedule:
             workers=worker_rows,
             signing=signing_state(schedulers, worker_rows, leader, {n.id for n in nodes if n.signed}),
             counts=counts,
+            jobs=jobs,
             oldest_pending_age=None if ready_at is None or ready_at > now else now - ready_at,
             quarantined=quarantined,
             quarantine=newest,

@@ -13,7 +13,7 @@ import attrs
 from .config import EngineConfig
 from .model import Worker
 from .model.worker import heard_within
-from .ports import LeaseInfo, Quarantined, SchedulerNode
+from .ports import JobPage, LeaseInfo, Quarantined, SchedulerNode
 
 
 @attrs.frozen(kw_only=True)
@@ -62,6 +62,29 @@ class SchedulerStatus:
     state: str = "standby"
 
 
+#: How many jobs a status counts at most: it reads them (one page of ``JobRepository.page``),
+#: so its cost stays that of this many jobs however many are stored.
+JOBS_COUNTED = 200
+
+
+@attrs.frozen(kw_only=True)
+class JobCount:
+    """The jobs stored: ``total``, of which ``enabled`` (a disabled job never fires), counted
+    up to :data:`JOBS_COUNTED`; ``more``: more are stored than that (``total`` is then that
+    limit, ``enabled`` None). A store that lost its data (a Redis restarted empty) shows 0."""
+
+    total: int
+    enabled: int | None
+    more: bool = False
+
+
+def job_count(page: JobPage) -> JobCount:
+    """The count a status shows, from the first page of jobs (``JOBS_COUNTED`` at most)."""
+    if page.next_after is not None:
+        return JobCount(total=len(page.jobs), enabled=None, more=True)
+    return JobCount(total=len(page.jobs), enabled=sum(1 for config, _ in page.jobs if config.enabled))
+
+
 #: The worker states in which it is registered and heard from within the TTL (not reaped).
 LIVE_WORKER_STATES = ("alive", "draining", "silent")
 
@@ -104,6 +127,8 @@ class Status:
     workers: tuple[WorkerStatus, ...]
     counts: dict[str, int]
     oldest_pending_age: float | None
+    #: The jobs stored (None: not counted).
+    jobs: JobCount | None = None
     #: Records the store moved aside because they could not be decoded: how many, and the
     #: newest few (see ``distsched.ports.Quarantine``).
     quarantined: int = 0
@@ -233,4 +258,4 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval:
                         blocked=worker.blocked, signed=worker.signed)
 
 
-__all__ = ["LIVE_WORKER_STATES", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]
+__all__ = ["JOBS_COUNTED", "LIVE_WORKER_STATES", "JobCount", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]

@@ -4,8 +4,8 @@ The lease with its term and age ("EXPIRED" once it lapsed, never a dead leader s
 leading; "renewal overdue" before that, once its last renewal is older than two renew
 intervals: the holder may be dead), the scheduler nodes (leader and standbys), every worker
 with its heartbeat age on the store's clock (``stopped`` once deregistered, until the leader
-reaps it; a reaped worker is gone), load, capacity and queue depth, the task counts and the
-age of the oldest task waiting for dispatch. ``--watch`` redraws in place.
+reaps it; a reaped worker is gone), load, capacity and queue depth, the jobs stored (how
+many enabled), the task counts and the age of the oldest task waiting for dispatch. ``--watch`` redraws in place.
 """
 
 from __future__ import annotations
@@ -104,6 +104,12 @@ def render(data: dict[str, Any]) -> str:
         if w.get("blocked"):
             out.append(f"  {'':<36} {w['blocked']} of {w['concurrency']} execution slot(s) blocked by timed-out "
                        "sync calls still running: it takes fewer tasks")
+    jobs = data.get("jobs")
+    if jobs is not None:
+        if jobs["more"]:
+            out.append(f"jobs        more than {jobs['total']} (status counts up to {jobs['total']})")
+        else:
+            out.append(f"jobs        {jobs['total']} ({jobs['enabled']} enabled)" if jobs["total"] else "jobs        none")
     counts = data["counts"]
     ordered = [s for s in STATE_ORDER if counts.get(s)] + sorted(s for s in counts if s not in STATE_ORDER)
     out.append("tasks       " + (", ".join(f"{s} {counts[s]}" for s in ordered) or "none"))
@@ -125,8 +131,8 @@ def render(data: dict[str, Any]) -> str:
 @click.pass_context
 def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, interval: float) -> None:
     """Show the leader (term, lease age, renewal overdue, or EXPIRED), the scheduler nodes, the workers (heartbeat
-    age on the store's clock, load, queue depth; `stopped` once deregistered), the task counts
-    and the age of the oldest pending task."""
+    age on the store's clock, load, queue depth; `stopped` once deregistered), the jobs stored, the task
+    counts and the age of the oldest pending task."""
     if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--interval needs --watch (without it, one status is shown and the command ends)")
     from ..facade import store_unreachable

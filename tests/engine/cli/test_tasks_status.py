@@ -530,6 +530,56 @@ def test_no_memory_note_where_the_store_has_something_or_is_not_memory(distsched
     assert missing.exit_code == 1 and "note:" not in missing.stderr, missing.output
 
 
+def _store_jobs(url: str, count: int, *, disabled: int = 0) -> None:
+    """``count`` jobs in the store of ``url``, the first ``disabled`` of them disabled."""
+    from distsched.model.build import build_job
+
+    async def store() -> None:
+        app = DistributeSchedule(url)
+        try:
+            await app.storage()  # a PostgreSQL schema is created (status only reads)
+            await app.put_jobs([build_job(f"job-{i:04d}", every=60, target="double", args=[i], enabled=i >= disabled)
+                                for i in range(count)], replace=True)
+        finally:
+            await app.stop()
+
+    asyncio.run(store())
+
+
+def test_status_counts_the_jobs(distsched_cli: Any, store_url: str) -> None:
+    """`distsched status` gave no job count: after Redis restarted empty it read healthy, the
+    nodes registered again, and nothing said the jobs were gone. It counts them now (how many
+    enabled too) - `jobs` in `--json` - up to a limit (JOBS_COUNTED): past it, `more`."""
+    from distsched.status import JOBS_COUNTED
+
+    status = lambda: json.loads(distsched_cli("status", "--storage", store_url, "--json").stdout)  # noqa: E731
+    text = lambda: distsched_cli("status", "--storage", store_url).stdout  # noqa: E731
+    _store_jobs(store_url, 0)
+    assert status()["jobs"] == {"total": 0, "enabled": 0, "more": False}
+    assert "\njobs        none\n" in text()
+    _store_jobs(store_url, 3, disabled=1)
+    assert status()["jobs"] == {"total": 3, "enabled": 2, "more": False}
+    assert "\njobs        3 (2 enabled)\n" in text()
+    _store_jobs(store_url, JOBS_COUNTED + 1)  # the 3 stored already, and JOBS_COUNTED - 2 more
+    assert status()["jobs"] == {"total": JOBS_COUNTED, "enabled": None, "more": True}
+    assert f"\njobs        more than {JOBS_COUNTED} (status counts up to {JOBS_COUNTED})\n" in text()
+
+
+@pytest.mark.redis
+def test_status_says_the_jobs_are_gone_after_redis_restarted_empty(distsched_cli: Any) -> None:
+    """The case of the report: a Redis without persistence restarted; the status read healthy
+    (a scheduler node, no tasks) with no word of the jobs. It reads `jobs        none` now."""
+    from distsched.testing.redis_server import RedisServer
+
+    with RedisServer() as server:
+        url = server.url_for(namespace=f"wiped{uuid.uuid4().hex[:8]}")
+        _store_jobs(url, 2)
+        assert _json(distsched_cli("status", "--storage", url, "--json"))["jobs"]["total"] == 2
+        server.kill()
+        server.restart()
+        assert "\njobs        none\n" in distsched_cli("status", "--storage", url).output
+
+
 def _take_the_lease(url: str, node_id: str, *, ttl: float, renew_interval: float) -> None:
     """``node_id`` takes the lease of ``url`` with these timings, and never renews it."""
     from distsched.plugin.manager import ELECTION, STORAGE, PluginManager
