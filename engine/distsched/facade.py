@@ -197,6 +197,17 @@ class DistributeSchedule:
 
         self.plugins.executors.unknown_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS)
 
+    def check_worker_settings(self, settings: Mapping[str, Any], *, where: str = "worker") -> None:
+        """Refuse a ``[worker]`` table as a worker refuses it at start: a key
+        :meth:`check_worker_keys` refuses, or a value a loaded executor's settings check
+        refuses (an ``http_allow`` entry that is no host or URL...) - a ValidationError naming
+        ``where``, the setting and the reason. For the commands that store a jobs file's jobs
+        before a worker reads its ``[worker]`` table (``run``, ``jobs sync``, ``scheduler
+        --jobs``): nothing is written for a table the worker would refuse."""
+        from .jobs import WORKER_KEYS, WORKER_OPTION_KEYS
+
+        self.plugins.executors.check_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS)
+
     def function_names(self) -> list[str]:
         """The functions the ``local`` executor of this process may run (plugins' and the app's)."""
         return self.plugins.functions.merged(self.functions).names()

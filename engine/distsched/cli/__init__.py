@@ -220,8 +220,8 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
         raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
     if jobs_file:
         _refuse(jobs_file, app.check_jobs(jobs_file.jobs, functions=True))
-        try:  # a [worker] typo: before anything is stored or started (the worker checks it again)
-            app.check_worker_keys(jobs_file.worker.settings, where=str(jobs_file.path))
+        try:  # a [worker] typo or bad value: before anything is stored or started (the worker checks it again)
+            app.check_worker_settings(jobs_file.worker.settings, where=str(jobs_file.path))
         except DistschedError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -569,6 +569,10 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
     app.listeners.append(_TaskLog(log_format))
     if jobs is not None:
         _check_jobs(app, jobs)
+        try:  # the [worker] table of the file it syncs, as `jobs sync` checks it (a worker reads it)
+            app.check_worker_settings(jobs.worker.settings, where=str(jobs.path))
+        except DistschedError as exc:
+            raise click.ClickException(str(exc)) from None
 
     async def main(stop: asyncio.Event) -> None:
         from .service import SyncAgainOnDataLoss, freeze_startup_objects, wait_for_store

@@ -98,8 +98,8 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
 
     async def call(app: Any) -> SyncPlan:
         _check_jobs(app, loaded)  # every problem of the file at once, as `jobs add` lists them
-        # a [worker] typo: refused as `worker --jobs FILE` and `run` refuse it (their _prepare)
-        app.check_worker_keys(loaded.worker.settings, where=str(loaded.path))
+        # a [worker] typo or bad value: refused as `worker --jobs FILE` and `run` refuse it
+        app.check_worker_settings(loaded.worker.settings, where=str(loaded.path))
         # The plan the store answered with, not the one computed before writing: another
         # node syncing at the same moment may have written some of it (SyncPlan.concurrent).
         return await app.sync_jobs(loaded.jobs, prune=prune, dry_run=dry_run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import textwrap
 import uuid
 
@@ -475,3 +477,31 @@ def test_jobs_sync_refuses_a_typo_in_the_worker_table_as_the_worker_does(distsch
     fixed = _write(tmp_path, "fixed.toml", '[worker]\nconcurrency = 4\nhttp_allow = ["example.com"]\n' + HTTP_JOBS)
     assert distsched_cli("jobs", "sync", fixed, "--storage", store_url).exit_code == 0
     assert set(_names(distsched_cli, store_url)) == {"keep", "change", "stray", "ping"}
+
+
+@pytest.mark.parametrize("table", [
+    pytest.param('[worker]\nhttp_allow = ["http://exa mple.com:99999/"]\n', id="bad-value"),
+    pytest.param('[worker]\nconcurency = 4\n', id="typo"),
+])
+def test_a_worker_table_the_worker_refuses_is_refused_before_anything_is_stored(distsched_cli, tmp_path, table):
+    """``jobs sync`` checked only the ``[worker]`` keys: a value the http executor refuses (an
+    ``http_allow`` entry that is no host) passed it and failed only when a worker started;
+    ``scheduler --jobs FILE`` checked neither and synced the file. Both refuse it with the
+    worker's own message, exit status 1, and store nothing."""
+    url = f"memory://sync-{uuid.uuid4().hex[:8]}"  # shared by the in-process commands of this test
+    path = _write(tmp_path, "jobs.toml", table + HTTP_JOBS)
+    worker = distsched_cli("worker", "--jobs", path, "--storage", url, "--fail-fast")
+    assert worker.exit_code == 1, worker.output
+    said = worker.output[worker.output.find("Error: "):]
+    assert said.startswith(f"Error: {path}: [worker] "), worker.output
+    for command in (("jobs", "sync", path), ("jobs", "sync", path, "--dry-run")):
+        result = distsched_cli(*command, "--storage", url)
+        assert result.exit_code == 1, (command, result.output)
+        assert result.output[result.output.find("Error: "):] == said, (command, result.output)
+        assert "Traceback" not in result.output
+    assert _names(distsched_cli, url) == {}, "nothing was stored"
+    # a process of its own: a scheduler that is not refused runs (the timeout fails the test)
+    scheduler = subprocess.run([sys.executable, "-m", "distsched", "scheduler", "--jobs", path, "--storage", url,
+                                "--fail-fast"], capture_output=True, text=True, timeout=60)
+    assert scheduler.returncode == 1, scheduler.stderr
+    assert scheduler.stderr[scheduler.stderr.find("Error: "):] == said, scheduler.stderr
