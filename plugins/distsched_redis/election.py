@@ -6,20 +6,19 @@ check the same key with the same snippet (``fence_ok`` in ``lua/lib/common.lua``
 carrying a term that no longer holds the lease is refused where it lands.
 
 The status's record of the lease, ``{ns}:leaseinfo``, also carries the holder's renew
-interval: fields ``i`` (seconds) and ``it`` (the term it was written for), set once the node
-took the lease. Only an ``i`` of the record's own term is read: a node of an older version
-taking the lease rewrites the other fields and leaves these, and the status then estimates
-the interval, as it does for a record without them.
+interval: fields ``i`` (seconds) and ``it`` (the term it was written for), written by the
+acquire script in the step that takes the lease (and again by each renewal, as the rest of
+the record). Only an ``i`` of the record's own term is read (``stats_read.lua``, in the same
+call as the rest of the record): a node of an older version taking the lease rewrites the
+other fields and leaves these, and the status then estimates the interval, as it does for a
+record without them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Any
-
-from redis.exceptions import RedisError
 
 from distsched.config import lease_timing
 from distsched.model import ValidationError
@@ -39,8 +38,8 @@ class RedisElection:
         self.storage = storage
         self.ttl, self.renew_interval = lease_timing(ttl, renew_interval)
         self._ttl_ms = str(max(1, int(round(self.ttl * 1000))))
+        self._interval = repr(self.renew_interval)  # recorded in the lease record (``i``)
         self._broken: list[Any] | None = None  # the last unreadable lease record, logged once
-        self._recorded: int | None = None  # the term whose renew interval this node recorded
 
     @classmethod
     def for_url(cls, url: str, *, storage: Any, **options: Any) -> RedisElection:
@@ -60,31 +59,15 @@ class RedisElection:
     async def acquire(self, node_id: str) -> Fence | None:
         if not isinstance(node_id, str) or not node_id:
             raise ValidationError("node_id", f"must be a non-empty string, not {node_id!r}")
-        term = await self.storage.run(self.storage.scripts.lease_acquire, [node_id, self._ttl_ms], op=False)
-        if term is None:
-            return None
-        fence = Fence(node_id, int(term))
-        await self._record_interval(fence)
-        return fence
+        # the renew interval is recorded in the same script call (lua/lease_acquire.lua)
+        term = await self.storage.run(self.storage.scripts.lease_acquire, [node_id, self._ttl_ms, self._interval],
+                                      op=False)
+        return None if term is None else Fence(node_id, int(term))
 
     async def renew(self, fence: Fence) -> bool:
-        ok = await self.storage.run(self.storage.scripts.lease_renew, [_token(fence), self._ttl_ms], op=False)
-        if ok and self._recorded != fence.term:  # not recorded when the lease was taken: again
-            await self._record_interval(fence)
+        ok = await self.storage.run(self.storage.scripts.lease_renew, [_token(fence), self._ttl_ms, self._interval],
+                                    op=False)
         return bool(ok)
-
-    async def _record_interval(self, fence: Fence) -> None:
-        """Write this node's renew interval into the status's record of the lease it holds
-        (``i``, with its term ``it``). For the status only: a failure leaves the status to
-        estimate the interval, and the next renewal tries again; the lease is held either way."""
-        try:
-            await self.storage.client.hset(self.storage.prefix + "leaseinfo",
-                                           mapping={"i": repr(self.renew_interval), "it": str(fence.term)})
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            log.debug("%s: the renew interval of term %s was not recorded (%s: %s); the next renewal tries again",
-                      self.storage.settings.redacted, fence.term, type(exc).__name__, exc)
-            return
-        self._recorded = fence.term
 
     async def release(self, fence: Fence) -> None:
         await self.storage.run(self.storage.scripts.lease_release, [_token(fence)], op=False)
@@ -105,15 +88,16 @@ class RedisElection:
         reply = await self.storage.run(self.storage.scripts.stats_read, ["lease"], op=False)
         if not reply:
             return None
-        holder, term, acquired, renewed, expires, now = reply
-        interval, interval_term = await self.storage.client.hmget(self.storage.prefix + "leaseinfo", ["i", "it"])
+        # interval: the record's ``i`` when its ``it`` is the record's term, else None (the
+        # script compares them)
+        holder, term, acquired, renewed, expires, now, interval = reply
         try:
             times = [float(acquired), float(renewed), float(expires)]
             if not all(map(math.isfinite, times)):
                 raise ValueError(f"times {acquired!r}, {renewed!r}, {expires!r}")
             return LeaseInfo(holder=holder, term=int(term), acquired_at=times[0], renewed_at=times[1],
                              expires_at=times[2], now=float(now),
-                             renew_interval=_interval(interval) if interval_term == term else None)
+                             renew_interval=_interval(interval))
         except (TypeError, ValueError) as exc:
             # {ns}:leaseinfo is the status's record only (the lease key decides who leads), and
             # the holder's next renewal writes it whole again: until then, no lease to show

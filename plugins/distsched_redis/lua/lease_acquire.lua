@@ -3,7 +3,8 @@
 -- term = max(stored term + 1, server time in microseconds): strictly increasing, and still
 -- increasing after Redis lost recent writes (a restart without AOF, a failover), as long as
 -- the server clock does not step back.
--- ARGV: prefix, node id, ttl (ms). Reply: the new term (string), or false when held by another.
+-- ARGV: prefix, node id, ttl (ms), renew interval (seconds, as the node's text). Reply: the
+-- new term (string), or false when held by another.
 local node, ttl = ARGV[2], tonumber(ARGV[3])
 local cur = redis.call('GET', P .. 'lease')
 if cur then
@@ -31,7 +32,11 @@ local term = string.format('%.0f', math.max(stored + 1, micros))
 redis.call('SET', P .. 'term', term)
 redis.call('SET', P .. 'lease', node .. '|' .. term, 'PX', ttl)
 -- for the status: who holds it since when, kept after it lapses (P.."leaseinfo"); the expiry
--- it says is never before the key's own (see lease_expiry in common.lua)
+-- it says is never before the key's own (see lease_expiry in common.lua). 'i': the holder's
+-- renew interval, 'it': the term it is for - written with the lease, in this one step (a
+-- node of an older version leaves both as they were: the status reads 'i' only while 'it'
+-- is the record's term)
 local exp = lease_expiry(ttl)
-redis.call('HSET', P .. 'leaseinfo', 'h', node, 't', term, 'a', NOW_S, 'r', NOW_S, 'e', exp)
+redis.call('HSET', P .. 'leaseinfo', 'h', node, 't', term, 'a', NOW_S, 'r', NOW_S, 'e', exp,
+           'i', ARGV[4], 'it', term)
 return term

@@ -4,8 +4,11 @@
 --                                    current minute last (P.."tp:"..minute, see common.lua)
 --   prefix, 'queues'              -> {worker, queued, ...}: LLEN of each registered worker's
 --                                    queue plus its claim list
---   prefix, 'lease'               -> {holder, term, acquired, renewed, expires, now} or {}
---                                    (P.."leaseinfo", written by the lease scripts)
+--   prefix, 'lease'               -> {holder, term, acquired, renewed, expires, now,
+--                                    interval} or {} (P.."leaseinfo", written by the lease
+--                                    scripts); interval: the holder's renew interval ('i')
+--                                    while it is of the record's term ('it'), else nil (a
+--                                    lease taken by a node of an older version)
 --   prefix, 'schedulers'          -> {id, JSON, heartbeat, role, ...}
 local mode = ARGV[2]
 local out = {}
@@ -23,9 +26,9 @@ elseif mode == 'queues' then
     out[#out + 1] = redis.call('LLEN', P .. 'q:' .. id) + redis.call('LLEN', P .. 'c:' .. id)
   end
 elseif mode == 'lease' then
-  local info = redis.call('HMGET', P .. 'leaseinfo', 'h', 't', 'a', 'r', 'e')
+  local info = redis.call('HMGET', P .. 'leaseinfo', 'h', 't', 'a', 'r', 'e', 'i', 'it')
   if info[1] then
-    out = {info[1], info[2], info[3], info[4], info[5], NOW_S}
+    out = {info[1], info[2], info[3], info[4], info[5], NOW_S, info[7] == info[2] and info[6] or false}
   end
 elseif mode == 'schedulers' then
   local all = redis.call('HGETALL', P .. 'sched')

@@ -121,14 +121,13 @@ async def test_a_lease_said_to_be_expired_is_gone(storage, election) -> None:
         assert await election.renew(fa)
 
 
-async def test_the_lease_record_carries_the_holders_renew_interval_of_its_own_term(storage, monkeypatch) -> None:
+async def test_the_lease_record_carries_the_holders_renew_interval_of_its_own_term(storage) -> None:
     """`renewal overdue` estimated the holder's renew interval as 30 % of the lease TTL (the
     record did not carry it). A holder records its own in {ns}:leaseinfo (``i``, with its term
-    ``it``); an older node taking the lease runs the same acquire script and records none: the
-    interval of the term before is not taken as its own. A recording that failed is made by
-    the next renewal; a value that is no number reads as none, never a status that fails."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
+    ``it``) as it takes the lease; an older node taking the lease runs its own acquire script,
+    which records none: the interval of the term before is not taken as its own. Each renewal
+    writes it again, as the rest of the record; a value that is no number reads as none,
+    never a status that fails."""
     from distsched.status import leader_status
 
     key = storage.prefix + "leaseinfo"
@@ -138,34 +137,83 @@ async def test_the_lease_record_carries_the_holders_renew_interval_of_its_own_te
     info = await slow.lease()
     assert info.renew_interval == 8.0 and await storage.client.hmget(key, ["i", "it"]) == ["8.0", str(fence.term)]
     assert leader_status(info).renewal_overdue_after == 16.0
+    await storage.client.hdel(key, "i")
+    assert (await slow.lease()).renew_interval is None
+    assert await slow.renew(fence)
+    assert (await slow.lease()).renew_interval == 8.0, "a renewal writes the record whole, the interval too"
     await slow.release(fence)
 
-    # a node of an older version: the acquire script alone
-    old_term = await storage.run(storage.scripts.lease_acquire, ["old-node", "10000"], op=False)
+    # a node of an older version: its acquire script records no interval (the one of cdfed3e
+    # wrote it afterwards, in a second call; the one before never)
+    recording = "'e', exp,\n           'i', ARGV[4], 'it', term)"
+    assert source("lease_acquire").count(recording) == 1
+    older = storage.client.register_script(source("lease_acquire").replace(recording, "'e', exp)"))
+    old_term = await older(keys=[storage.prefix + "lease"], args=[storage.prefix, "old-node", "10000"])
     info = await slow.lease()
     assert info.holder == "old-node" and info.term == int(old_term) and info.renew_interval is None
     assert await storage.client.hget(key, "it") == str(fence.term), "the term before's, left as it was"
     assert leader_status(info).renewal_overdue_after == pytest.approx(6.0, abs=0.01)  # the estimate: 2 x 30 % of 10 s
     await storage.client.delete(storage.prefix + "lease")
 
-    real_hset, failures = storage.client.hset, []
-
-    async def hset_failing_once(*args, **kwargs):
-        if not failures:
-            failures.append(args)
-            raise RedisConnectionError("the connection dropped right after the acquisition")
-        return await real_hset(*args, **kwargs)
-
-    monkeypatch.setattr(storage.client, "hset", hset_failing_once)
-    unlucky = RedisElection(storage, ttl=10.0, renew_interval=4.0)
-    fence = await unlucky.acquire("unlucky")
-    assert fence is not None and failures, "the lease is held though its interval was not recorded"
-    assert (await unlucky.lease()).renew_interval is None
-    assert await unlucky.renew(fence)
-    assert (await unlucky.lease()).renew_interval == 4.0
-
+    other = RedisElection(storage, ttl=10.0, renew_interval=4.0)
+    fence = await other.acquire("other")
+    assert fence is not None and (await other.lease()).renew_interval == 4.0
     for broken in ("x", "nan", "-1", ""):
         await storage.client.hset(key, "i", broken)
-        info = await unlucky.lease()
+        info = await other.lease()
         assert info is not None and leader_status(info).renew_interval is None, broken
         assert leader_status(info).renewal_overdue_after == pytest.approx(6.0, abs=0.01), broken
+
+
+async def _top_level_calls(server, prefix, action) -> list[list[str]]:
+    """The commands clients sent to ``server`` naming a key of ``prefix`` (MONITOR; the ones
+    scripts ran, and a new connection's CLIENT SETNAME, left out) while ``action()`` ran, each
+    as its words."""
+    import uuid
+
+    from redis.asyncio import Redis
+
+    marker = f"done-{uuid.uuid4().hex}"
+    monitor_client, marker_client = Redis.from_url(server.url), Redis.from_url(server.url)
+    try:
+        async with monitor_client.monitor() as monitor:
+            await marker_client.echo(f"start-{marker}")
+            seen: list[list[str]] = []
+            while f"start-{marker}" not in (await monitor.next_command())["command"]:
+                pass
+            await action()
+            await marker_client.echo(marker)
+            while True:
+                call = await monitor.next_command()
+                if call["command"] == f"ECHO {marker}":
+                    return seen
+                if call["client_type"] != "lua" and prefix in call["command"]:
+                    seen.append(call["command"].split())
+    finally:
+        await monitor_client.aclose()
+        await marker_client.aclose()
+
+
+@pytest.mark.parametrize("server_fixture", ["private_server", "private_server6"])
+async def test_the_interval_is_recorded_in_the_acquisition_and_read_with_the_record(
+        request, server_fixture, open_storage) -> None:
+    """The renew interval was written by an HSET after the acquire script (a node paused or
+    cut off between the two held its term with no interval recorded) and read by an HMGET
+    after the record's script. Now acquire and renew are one script call each that writes it,
+    and ``lease()`` one that reads it with the record: counted on a server of the test's own
+    (MONITOR, the commands the scripts run left out), as functions (Redis 7) and as scripts
+    (Redis 6.2, EVALSHA)."""
+    server = request.getfixturevalue(server_fixture)
+    storage = await open_storage(server.url_for(namespace="calls"))
+    election = RedisElection(storage, ttl=10.0, renew_interval=2.5)
+    got = {}
+
+    async def take_renew_read() -> None:
+        got["fence"] = fence = await election.acquire("n1")
+        got["renewed"] = await election.renew(fence)
+        got["info"] = await election.lease()
+
+    calls = await _top_level_calls(server, storage.prefix, take_renew_read)
+    assert got["fence"] is not None and got["renewed"] and got["info"].renew_interval == 2.5
+    assert [call[0].upper() for call in calls] == ["FCALL" if server_fixture == "private_server" else "EVALSHA"] * 3, \
+        calls
