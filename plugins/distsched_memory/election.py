@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import weakref
-from typing import Any
-
 from distsched.config import lease_timing
 from distsched.ports import Fence, LeaseInfo
 
 from .storage import MemoryStorage
-
-#: The renew interval the holder of each memory store's lease took it with, and that term:
-#: what ``lease()`` gives as the record's ``renew_interval`` while the term is the lease's.
-#: Kept beside the store's state (every election of one store shares it, as the lease).
-_RENEW_INTERVALS: weakref.WeakKeyDictionary[Any, tuple[int, float]] = weakref.WeakKeyDictionary()
 
 
 class MemoryElection:
@@ -33,7 +25,7 @@ class MemoryElection:
         lease.holder = lease.last_holder = node_id
         lease.expires_at = now + self.ttl
         lease.acquired_at = lease.renewed_at = now
-        _RENEW_INTERVALS[self.state] = (lease.term, self.renew_interval)
+        lease.renew_interval = self.renew_interval
         return Fence(node_id, lease.term)
 
     async def renew(self, fence: Fence) -> bool:
@@ -60,7 +52,6 @@ class MemoryElection:
         lease = self.state.lease
         if lease.last_holder is None:
             return None
-        term, interval = _RENEW_INTERVALS.get(self.state, (None, None))
         return LeaseInfo(holder=lease.last_holder, term=lease.term, acquired_at=lease.acquired_at,
                          renewed_at=lease.renewed_at, expires_at=lease.expires_at, now=self.clock(),
-                         renew_interval=interval if term == lease.term else None)
+                         renew_interval=lease.renew_interval)

@@ -91,6 +91,9 @@ class Lease:
     renewed_at: float = 0.0
     #: The last holder, kept after a release or expiry (for the status).
     last_holder: str | None = None
+    #: The renew interval (seconds) the holder took the lease with, for the status (None:
+    #: no lease taken yet).
+    renew_interval: float | None = None
 
 
 class _Index:
