@@ -1,8 +1,10 @@
 """Helpers storage backends share for the history queries (``TaskRepository.query`` and
-``detail``): the opaque page cursor, and the attempt records built from a task.
+``detail``): the opaque page cursor, and the attempt records built from a task; and the
+rules by which a display shows that history (``distsched tasks list`` / ``show`` and the
+dashboard: a start, a duration, an error, a re-delivery).
 
-Public for storage plugins: a third-party backend uses these to answer exactly like the
-built-in ones.
+Public for plugins: a third-party backend uses these to answer exactly like the built-in
+ones, and a display (the dashboard) to show what the CLI shows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -130,6 +133,72 @@ def shown_start(started: float | None, until: float | None, slot: float | None) 
     return slot if until is not None and until >= slot else None
 
 
+def task_times(task: Task, now: float | None) -> tuple[float | None, float | None, float | None]:
+    """``(started, finished, duration)`` of a task's latest attempt as a listing shows them
+    (``distsched tasks list``, the dashboard's task rows): the times of
+    :meth:`Task.last_attempt_times`, the start never before its slot (:func:`shown_start`). A
+    task in flight has run for ``now`` minus its start - none while its worker holds it for
+    its slot (taken ahead: it has not started); a task pending again after its worker was
+    lost has no duration (when that worker stopped is not known). ``now``: the store's clock
+    (None: not known, and no duration for a task that has not ended)."""
+    started, finished = task.last_attempt_times(now)
+    until = finished if finished is not None else now
+    started = shown_start(started, until, task.slot)
+    lost = task.state is TaskState.PENDING and task.dispatches > 0
+    duration = None if lost or started is None or until is None else max(0.0, until - started)
+    return started, finished, duration
+
+
+def task_error(task: Task) -> str | None:
+    """What a listing shows in a task's error column (``distsched tasks list``, the
+    dashboard's task rows): none for a task that succeeded; its result's error; else why it is
+    in its state (:meth:`Task.reasons`) - a task that failed with no result (the leader
+    could not dispatch it: ``cannot dispatch: balancer ... is not registered``; its worker was
+    lost once too often: ``...; gave up after 10 re-deliveries``), one cancelled, skipped or
+    pending again after its worker was lost. Not masked: a display masks what it shows."""
+    if task.state is TaskState.SUCCEEDED:
+        return None
+    if task.result is not None and task.result.error:
+        return task.result.error
+    return task.reasons()[0]
+
+
+#: An error that begins with the name of its own exception (``ConnectError: ...``).
+_NAMED = re.compile(r"[A-Z][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*: ")
+
+
+def shown_error(error_type: str | None, error: str) -> str:
+    """An attempt's error as a display shows it (``distsched tasks show``, the dashboard's
+    task page): its type in front - unless the error already begins with a type's name:
+    ``ConnectionError: ConnectError: All connection attempts failed`` named two types and no
+    host (an http attempt recorded before its executor named the target)."""
+    if not error_type or error.startswith(error_type) or _NAMED.match(error):
+        return error
+    return f"{error_type}: {error}"
+
+
+def attempt_duration(attempt: Attempt) -> float | None:
+    """How long an attempt took, as a display shows it: its end minus its start as recorded;
+    none for a ``lost`` attempt (its end is when the leader declared its worker lost, not
+    when the worker stopped) or one without both times."""
+    if attempt.started_at is None or attempt.finished_at is None or attempt.outcome == "lost":
+        return None
+    return attempt.finished_at - attempt.started_at
+
+
+def redelivered(attempts: Iterable[Attempt]) -> list[bool]:
+    """For each attempt of a task, oldest first (as ``TaskRepository.detail`` gives them):
+    whether it is a crash re-delivery - a dispatch after the first of its number. A
+    re-delivery keeps its attempt number (:attr:`Attempt.number`: the retry policy's) under a
+    dispatch of its own (``attempt_id``); a display says ``1 (re-delivered)``."""
+    seen: set[int] = set()
+    out = []
+    for attempt in attempts:
+        out.append(attempt.number in seen)
+        seen.add(attempt.number)
+    return out
+
+
 def _attempt(task: Task, *, outcome: str, worker_id: str | None, number: int, retry_at: float | None) -> Attempt:
     result = task.result if task.result is not None and task.result.attempt_id == task.attempt_id else None
     value, cut_v = _capped_value(result.value) if result is not None else (None, False)
@@ -238,7 +307,8 @@ def merge_attempts(task: Task, recorded: Iterable[Attempt]) -> tuple[Attempt, ..
 
 
 __all__ = [
-    "FINISHED_STATES", "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "check_finished", "check_limit", "check_since",
-    "check_state", "current_attempt", "decode_cursor", "newest_finished",
-    "encode_cursor", "ended_attempt", "merge_attempts", "readable_attempts", "shown_start", "stored_attempt",
+    "FINISHED_STATES", "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "attempt_duration", "check_finished", "check_limit",
+    "check_since", "check_state", "current_attempt", "decode_cursor", "newest_finished",
+    "encode_cursor", "ended_attempt", "merge_attempts", "readable_attempts", "redelivered", "shown_error",
+    "shown_start", "stored_attempt", "task_error", "task_times",
 ]

@@ -8,12 +8,11 @@ the store, counts come from the store's counters.
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from distsched.history import shown_start
+from distsched.history import attempt_duration, redelivered, shown_start
 from distsched.masking import mask_secrets
 from distsched.model import (  # the job builders (issue 12.1)
     Task,
@@ -105,29 +104,14 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
     }
 
 
-#: An error that begins with the name of its own exception (``ConnectError: ...``).
-_NAMED = re.compile(r"[A-Z][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*: ")
-
-
-def typed_error(error: str, error_type: str | None) -> str:
-    """An attempt's error with its type in front, as ``distsched tasks show`` prints it -
-    unless the error already begins with a type's name: an http attempt recorded before its
-    executor named the target reads ``ConnectError: All connection attempts failed`` under
-    ``error_type: ConnectionError`` (the page showed both). The core has no public helper for
-    this (the CLI's is ``distsched.cli.tasks.error_text``, which a plugin may not import)."""
-    if not error_type or error.startswith(error_type) or _NAMED.match(error):
-        return error
-    return f"{error_type}: {error}"
-
-
 def attempt_row(a: Any, slot: float | None = None, *, redelivered: bool = False) -> dict[str, Any]:
-    """One attempt as the task page shows it. A ``lost`` attempt has no duration: its end is
-    when the leader declared its worker lost, not when the worker stopped (the page says
-    ``declared lost``, as ``distsched tasks show``). A start is never before the task's
-    ``slot`` (``distsched.history.shown_start``). ``redelivered``: a crash re-delivery, which
-    keeps its attempt number (``Attempt.number``) under a dispatch of its own."""
-    duration = (a.finished_at - a.started_at) if (
-        a.started_at is not None and a.finished_at is not None and a.outcome != "lost") else None
+    """One attempt as the task page shows it, by the rules of ``distsched tasks show``
+    (``distsched.history``). A ``lost`` attempt has no duration: its end is when the leader
+    declared its worker lost, not when the worker stopped (the page says ``declared lost``)
+    - ``attempt_duration``. A start is never before the task's ``slot`` (``shown_start``).
+    ``redelivered``: a crash re-delivery, which keeps its attempt number (``Attempt.number``)
+    under a dispatch of its own (``redelivered``)."""
+    duration = attempt_duration(a)
     started = shown_start(a.started_at, a.finished_at, slot)
     return {
         "attempt": a.number, "attempt_id": a.attempt_id, "worker_id": a.worker_id,
@@ -144,8 +128,8 @@ def task_detail(task: Task, attempts: Any, now: float | None = None) -> dict[str
     """One task with every attempt (result or error) and its retry schedule; the attempt in
     flight has not started while its worker holds it for its slot (``held_until``)."""
     row = task_row(task, now)
-    numbers = [a.number for a in attempts]  # oldest first: a number seen before is a re-delivery
-    rows = [attempt_row(a, task.slot, redelivered=n in numbers[:i]) for i, (a, n) in enumerate(zip(attempts, numbers))]
+    attempts = list(attempts)  # oldest first
+    rows = [attempt_row(a, task.slot, redelivered=again) for a, again in zip(attempts, redelivered(attempts))]
     for a in rows:
         if a["attempt_id"] == task.attempt_id and a["outcome"] in ("dispatched", "running") and now is not None:
             started = task.attempt_began(now) if a["outcome"] == "running" else None

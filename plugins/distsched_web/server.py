@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from distsched.history import shown_error
 from distsched.model import (
     AlreadyExists,
     DistschedError,
@@ -572,7 +573,7 @@ def create_app(app: Any, security: Security) -> Starlette:
                              autoescape=jinja2.select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
     env.filters["urlpart"] = lambda s: quote(str(s), safe="")
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
-    env.filters["typed_error"] = q.typed_error
+    env.globals["shown_error"] = shown_error  # an attempt's error, as distsched tasks show prints it
     d = Dashboard(app=app, security=security, data=q.WebData(app), env=env)
     d.nav = [("Overview", "/"), ("Jobs", "/jobs"), ("Tasks", "/tasks"), ("Workers", "/workers")]
 

@@ -118,3 +118,48 @@ def test_a_lost_attempt_of_a_slot_taken_ahead_never_starts_before_its_slot() -> 
     assert shown_start(T0 + 29.85, T0 + 42, T0 + 30) == T0 + 30
     assert shown_start(T0 + 29.85, None, T0 + 30) is None
     assert shown_start(T0 + 31, T0 + 42, T0 + 30) == T0 + 31 and shown_start(T0 + 29, T0 + 42, None) == T0 + 29
+
+
+def test_the_display_rules_the_cli_and_the_dashboard_share() -> None:
+    """``distsched tasks show`` and the dashboard's task page read one copy of each rule: an
+    error that begins with a type's name gets no second one; a dispatch after the first of an
+    attempt number is a crash re-delivery; a lost attempt has no duration."""
+    from distsched.history import attempt_duration, redelivered, shown_error
+
+    assert shown_error("ConnectionError", "ConnectError: All connection attempts failed") == \
+        "ConnectError: All connection attempts failed"
+    assert shown_error("ValueError", "boom") == "ValueError: boom"
+    assert shown_error("ValueError", "ValueError: boom") == "ValueError: boom"
+    assert shown_error(None, "worker w1 lost (declared dead)") == "worker w1 lost (declared dead)"
+    lost = Attempt(number=1, attempt_id="t#1", started_at=T0, finished_at=T0 + 9, outcome="lost")
+    again = Attempt(number=1, attempt_id="t#2", started_at=T0 + 10, finished_at=T0 + 12, outcome="failed")
+    retry = Attempt(number=2, attempt_id="t#3", started_at=T0 + 20, outcome="running")
+    assert redelivered([lost, again, retry]) == [False, True, False]
+    assert redelivered(iter([lost, again])) == [False, True] and redelivered([]) == []
+    assert [attempt_duration(a) for a in (lost, again, retry)] == [None, 2.0, None]
+
+
+def test_a_task_rows_times_and_error() -> None:
+    """``tasks list`` and the dashboard's task rows: a running task has run for now minus its
+    start, one held for its slot has not started; a task that failed with no result shows
+    why (the leader could not dispatch it, or its worker was lost once too often)."""
+    from distsched.history import task_error, task_times
+    from distsched.testing import make_task
+
+    running = make_task("r", now=T0)
+    running.start(running.dispatch("w1", T0 + 1), T0 + 2)
+    assert task_times(running, T0 + 5) == (T0 + 2, None, 3.0)
+    assert task_times(running, None) == (T0 + 2, None, None), "no clock: no duration for what has not ended"
+    held = make_task("h", now=T0)
+    held.not_before = T0 + 30
+    held.start(held.dispatch("w1", T0 + 1), T0 + 1.5)
+    assert task_times(held, T0 + 5) == (None, None, None)
+    assert task_error(running) is None
+    undispatchable = make_task("u", now=T0)
+    undispatchable.undispatchable("cannot dispatch: balancer 'fastest' is not registered", T0 + 1)
+    assert task_error(undispatchable) == "cannot dispatch: balancer 'fastest' is not registered"
+    gave_up = make_task("g", now=T0)
+    gave_up.start(gave_up.dispatch("w1", T0 + 1), T0 + 2)
+    gave_up.requeue("worker w1 lost (declared dead)", T0 + 3, max_redeliveries=0)
+    assert gave_up.state is TaskState.FAILED
+    assert task_error(gave_up) == "worker w1 lost (declared dead); gave up after 0 re-deliveries"

@@ -13,13 +13,13 @@ Every read goes through the storage port's history queries (``TaskRepository.que
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import click
 
-from ..history import shown_start
+from ..history import attempt_duration, redelivered, shown_start, task_error, task_times
+from ..history import shown_error as error_text
 from ..masking import mask_secrets
 from ..model import Task, TaskState
 from ..model.errors import DistschedError, NotFound
@@ -44,33 +44,6 @@ def seconds(value: float | None) -> str:
     return f"{int(hours)}h{int(minutes):02d}m"
 
 
-def _duration(started: float | None, finished: float | None, now: float) -> float | None:
-    if started is None:
-        return None
-    return max(0.0, (finished if finished is not None else now) - started)
-
-
-def _error(task: Task) -> str | None:
-    if task.state is TaskState.SUCCEEDED:
-        return None
-    if task.result is not None and task.result.error:
-        return task.result.error
-    return task.reasons()[0]
-
-
-#: An error that begins with the name of its own exception (``ConnectError: ...``).
-_NAMED = re.compile(r"[A-Z][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*: ")
-
-
-def error_text(error_type: str | None, error: str) -> str:
-    """An attempt's error with its type in front - unless the error already begins with a
-    type's name: ``ConnectionError: ConnectError: All connection attempts failed`` named two
-    types and no host (an http attempt recorded before its executor named the target)."""
-    if not error_type or error.startswith(error_type) or _NAMED.match(error):
-        return error
-    return f"{error_type}: {error}"
-
-
 def _short(text: str | None, limit: int = SHORT_ERROR) -> str:
     if not text:
         return ""
@@ -82,15 +55,13 @@ def task_row(task: Task, now: float) -> dict[str, Any]:
     """The fields ``tasks list --json`` gives for one task (its latest attempt's times; a
     task its worker holds for its slot has not started: ``held_until`` says until when; a
     task pending again after its worker was lost has no duration - when that worker stopped
-    is not known - and no start before its slot)."""
-    started, finished = task.last_attempt_times(now)
-    started = shown_start(started, finished if finished is not None else now, task.slot)
-    lost = task.state is TaskState.PENDING and task.dispatches > 0
+    is not known - and no start before its slot: :func:`~distsched.history.task_times`)."""
+    started, finished, duration = task_times(task, now)
     return {
         "id": task.id, "job": task.job, "slot": task.slot, "state": task.state.value, "attempt": task.attempt,
         "worker": task.worker_id or (task.result.worker_id if task.result else None),
         "created_at": task.created_at, "started_at": started, "finished_at": finished,
-        "duration": None if lost else _duration(started, finished, now), "error": _error(task),
+        "duration": duration, "error": task_error(task),
         "held_until": task.held_until(now),
     }
 
@@ -107,15 +78,15 @@ def _attempt_dicts(attempts: Iterable[Attempt], slot: float | None) -> list[dict
     for a ``lost`` attempt: its end is when the leader declared it lost, not when its worker
     stopped) and ``redelivered`` (a crash re-delivery keeps its attempt number: true for the
     dispatches after the first of a number); a start is never before the task's slot
-    (:func:`~distsched.history.shown_start`: records written before it was applied)."""
-    out, numbers = [], set()
-    for a in attempts:
+    (:func:`~distsched.history.shown_start`: records written before it was applied). The
+    rules are :mod:`distsched.history`'s, which the dashboard follows too."""
+    attempts = list(attempts)
+    out = []
+    for a, again in zip(attempts, redelivered(attempts)):
         data = a.to_dict()
-        data["duration"] = (a.finished_at - a.started_at) if (
-            a.finished_at is not None and a.started_at is not None and a.outcome != "lost") else None
+        data["duration"] = attempt_duration(a)
         data["started_at"] = shown_start(a.started_at, a.finished_at, slot)
-        data["redelivered"] = a.number in numbers
-        numbers.add(a.number)
+        data["redelivered"] = again
         out.append(data)
     return out
 
@@ -305,7 +276,7 @@ def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage
         if task.state is TaskState.SUCCEEDED and result is not None:
             click.echo(json.dumps(mask_secrets(result.value)))
         else:
-            raise click.ClickException(f"{new_id} {task.state.value}: {mask_secrets(_error(task) or '')}")
+            raise click.ClickException(f"{new_id} {task.state.value}: {mask_secrets(task_error(task) or '')}")
 
 
 @tasks.command("retry")
