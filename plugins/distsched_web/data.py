@@ -12,7 +12,7 @@ from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from distsched.history import attempt_duration, redelivered, shown_start
+from distsched.history import attempt_duration, redelivered, shown_start, task_error
 from distsched.masking import mask_secrets
 from distsched.model import (  # the job builders (issue 12.1)
     Task,
@@ -84,7 +84,9 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
     took ahead of its slot is still held (``held_until``: it has not started) or runs. Its
     start is never before its slot, as in ``distsched tasks list``
     (``distsched.history.shown_start``): a slot pending again after the worker that took it
-    ahead was lost showed that take as its start."""
+    ahead was lost showed that take as its start. Its ``error`` is that of ``tasks list``
+    (``distsched.history.task_error``): a task that failed with no result - not dispatchable,
+    or its worker lost once too often - gives why (it gave none), as a cancelled one does."""
     result = task.result
     started, finished = task.last_attempt_times(now)
     started = shown_start(started, finished if finished is not None else now, task.slot)
@@ -98,7 +100,7 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
         "started_at": started, "started_iso": iso(started), "finished_at": finished,
         "duration": round(finished - started, 6) if started is not None and finished is not None else None,
         "outcome": result.outcome if result is not None else None,
-        "error": mask_secrets(result.error) if result is not None and result.error else (task.reason if task.state.value == "skipped" else None),
+        "error": mask_secrets(task_error(task)),
         # a dispatched or running task's reason is an earlier requeue's (Task.reasons)
         "reason": reason, "earlier_reason": earlier_reason,
     }

@@ -330,14 +330,20 @@ def test_a_read_only_dashboard_shows_no_action_links(web_server):
             assert all(f'/jobs/every2/{action}"' in html for action in ("pause", "trigger", "remove")), path
 
 
-async def _leader_fence(app):
-    """The app's store and a leader's fence on it (no engine runs: the test plays the
-    leader's part through the storage port)."""
+async def _election(app):
+    """The app's store and an election on it, to play the leader's part through the storage
+    port while no engine runs."""
     from distsched.plugin.manager import ELECTION, PluginManager
 
     store = await app.storage()
-    election = await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
-                                           options={"ttl": 10.0, "renew_interval": 3.0})
+    return store, await PluginManager().build(ELECTION, app.config.storage, app.config.storage, storage=store,
+                                              options={"ttl": 10.0, "renew_interval": 3.0})
+
+
+async def _leader_fence(app):
+    """The app's store and a leader's fence on it (no engine runs: the test plays the
+    leader's part through the storage port)."""
+    store, election = await _election(app)
     return store, await election.acquire("leader-1")
 
 
@@ -656,3 +662,55 @@ def test_the_overview_flags_a_lease_whose_renewal_is_overdue(web_server, redis_s
     assert leader["renewed_age"] > leader["renewal_overdue_after"], leader
     assert re.search(r"renewal overdue: renewed \d+\.\d s ago - the holder may be dead; the lease expires in "
                      r"\d+\.\d s", page), page
+
+
+@pytest.mark.redis
+def test_a_task_that_failed_with_no_result_shows_why_as_tasks_list(web_server, redis_server, distsched_cli):
+    """A task the leader could not dispatch (its balancer is not registered on the leader)
+    and one whose worker was lost once too often fail with no result: ``distsched tasks
+    list`` gives why in its error column, the overview's failures of the last hour showed an
+    empty error cell (and the API's rows ``error: null``). They agree with the CLI now."""
+    import json
+
+    from distsched.model import Task, TaskSpec
+    from distsched.testing import make_task, make_worker
+
+    url = redis_server.url_for(namespace=f"noresult{uuid.uuid4().hex[:8]}")
+    server = web_server(storage=url, engine=False)
+
+    async def fail_both(app) -> None:
+        store, election = await _election(app)
+        fence = await election.acquire("leader-1")
+        await store.workers.register(make_worker("w1", now=store.clock()))
+        await store.tasks.submit([make_task("gave-up", target="add", now=store.clock())])
+        task = await store.tasks.get("gave-up")
+        task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, [task]) == [True]
+        taken = await store.queues.pull("w1", 1, 1.0)
+        for t in taken:  # the leader's reap of a task already re-delivered as often as allowed
+            t.requeue("worker w1 lost (declared dead)", store.clock(), max_redeliveries=0)
+        assert await store.workers.reap(fence, "w1", taken) == [True]
+        # stored past the facade's check (by a node with another balancer plugin)
+        await store.tasks.submit([Task(id="no-balancer", spec=TaskSpec(target="add", args=[1, 2], balancer="fastest"),
+                                       created_at=store.clock())])
+        await election.release(fence)
+        await app.start()  # a real leader: it cannot dispatch no-balancer
+
+    server.call(fail_both)
+    reasons = {"gave-up": "worker w1 lost (declared dead); gave up after 0 re-deliveries",
+               "no-balancer": "cannot dispatch: scheduler: balancer 'fastest' is not registered"}
+    with httpx.Client(base_url=server.url) as http:
+        def failed() -> dict | None:
+            overview = http.get("/api/v1/overview").json()
+            return overview if len(overview["failures"]) == 2 else None
+
+        overview = wait_for(failed, what="both failures on the overview")
+        page = http.get("/").text
+        rows = {r["id"]: r for r in http.get("/api/v1/tasks?state=failed").json()["items"]}
+    cli = {r["id"]: r for r in json.loads(distsched_cli("tasks", "list", "--json", "--storage", url).output)["tasks"]}
+    failures = {r["id"]: r for r in overview["failures"]}
+    for task_id, reason in reasons.items():
+        assert cli[task_id]["error"].startswith(reason), cli[task_id]
+        assert failures[task_id]["error"] == rows[task_id]["error"] == cli[task_id]["error"], (failures, rows)
+    cells = re.findall(r'<td class="err">(.*?)</td>', page.split('id="failures"', 1)[1], re.S)
+    assert sorted(cells) == sorted(cli[t]["error"].replace("'", "&#39;") for t in reasons), cells
