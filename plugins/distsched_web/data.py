@@ -12,7 +12,7 @@ from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from distsched.history import attempt_duration, redelivered, shown_start, task_error
+from distsched.history import attempt_duration, redelivered, shown_start, task_error, task_times
 from distsched.masking import mask_secrets
 from distsched.model import (  # the job builders (issue 12.1)
     Task,
@@ -80,16 +80,15 @@ def check_state(value: Any, *, empty_is_any: bool = False) -> str | None:
 
 
 def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
-    """One task as a listing row. ``now`` (the store's clock) tells whether a task its worker
-    took ahead of its slot is still held (``held_until``: it has not started) or runs. Its
-    start is never before its slot, as in ``distsched tasks list``
-    (``distsched.history.shown_start``): a slot pending again after the worker that took it
-    ahead was lost showed that take as its start. Its ``error`` is that of ``tasks list``
-    (``distsched.history.task_error``): a task that failed with no result - not dispatchable,
-    or its worker lost once too often - gives why (it gave none), as a cancelled one does."""
+    """One task as a listing row, by the rules of ``distsched tasks list``. ``now`` (the
+    store's clock) tells whether a task its worker took ahead of its slot is still held
+    (``held_until``: it has not started) or runs - for ``now`` minus its start: its duration.
+    Its start is never before its slot, and a task pending again after its worker was lost
+    has no duration (``distsched.history.task_times``). Its ``error`` is that of ``tasks
+    list`` (``distsched.history.task_error``): a task that failed with no result - not
+    dispatchable, or its worker lost once too often - gives why, as a cancelled one does."""
     result = task.result
-    started, finished = task.last_attempt_times(now)
-    started = shown_start(started, finished if finished is not None else now, task.slot)
+    started, finished, duration = task_times(task, now)
     held = task.held_until(now) if now is not None else None
     reason, earlier_reason = task.reasons()
     return {
@@ -98,7 +97,7 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
         "attempt": task.attempt, "worker_id": task.worker_id,
         "created_at": task.created_at, "updated_at": task.updated_at, "updated_iso": iso(task.updated_at),
         "started_at": started, "started_iso": iso(started), "finished_at": finished,
-        "duration": round(finished - started, 6) if started is not None and finished is not None else None,
+        "duration": round(duration, 6) if duration is not None else None,
         "outcome": result.outcome if result is not None else None,
         "error": mask_secrets(task_error(task)),
         # a dispatched or running task's reason is an earlier requeue's (Task.reasons)

@@ -714,3 +714,49 @@ def test_a_task_that_failed_with_no_result_shows_why_as_tasks_list(web_server, r
         assert failures[task_id]["error"] == rows[task_id]["error"] == cli[task_id]["error"], (failures, rows)
     cells = re.findall(r'<td class="err">(.*?)</td>', page.split('id="failures"', 1)[1], re.S)
     assert sorted(cells) == sorted(cli[t]["error"].replace("'", "&#39;") for t in reasons), cells
+
+
+@pytest.mark.redis
+def test_a_running_task_has_run_for_now_minus_its_start_as_tasks_list(web_server, redis_server, distsched_cli):
+    """``distsched tasks list`` gives a running task a duration (now minus its start); the
+    dashboard's task rows gave none. They agree now - and a task its worker holds for its
+    slot (taken ahead) has not started: no duration in either."""
+    import json
+
+    from distsched.model import Task, TaskSpec
+    from distsched.testing import make_task, make_worker
+
+    url = redis_server.url_for(namespace=f"running{uuid.uuid4().hex[:8]}")
+    server = web_server(storage=url, engine=False)
+
+    async def run_and_hold(app) -> None:
+        store, fence = await _leader_fence(app)
+        await store.workers.register(make_worker("w1", now=store.clock()))
+        slot = round(store.clock() + 600, 3)
+        await store.tasks.submit([make_task("runs", target="add", now=store.clock()),
+                                  Task(id="held@1", spec=TaskSpec(target="add", args=[1, 2]), job="nightly",
+                                       slot=slot, created_at=store.clock(), not_before=slot)])
+        tasks = [await store.tasks.get("runs"), await store.tasks.get("held@1")]
+        for task in tasks:
+            task.dispatch("w1", store.clock())
+        assert await store.tasks.dispatch(fence, tasks) == [True, True]
+        assert len(await store.queues.pull("w1", 2, 1.0)) == 2
+
+    server.call(run_and_hold)
+    with httpx.Client(base_url=server.url) as http:
+        def running_a_while() -> dict | None:
+            rows = {r["id"]: r for r in http.get("/api/v1/tasks").json()["items"]}
+            return rows if (rows["runs"]["duration"] or 0) > 0.2 else None
+
+        rows = wait_for(running_a_while, what="the running task's duration to grow")
+        page = http.get("/tasks").text
+        later = {r["id"]: r for r in http.get("/api/v1/tasks").json()["items"]}
+    cli = {r["id"]: r for r in json.loads(distsched_cli("tasks", "list", "--json", "--storage", url).output)["tasks"]}
+    runs = rows["runs"]
+    assert (runs["state"], runs["started_at"]) == ("running", cli["runs"]["started_at"]), runs
+    assert runs["duration"] <= later["runs"]["duration"], (runs, later)  # it grows with the store's clock
+    assert cli["runs"]["duration"] == pytest.approx(later["runs"]["duration"], abs=5), (later, cli["runs"])
+    assert (rows["held@1"]["started_at"], rows["held@1"]["duration"]) == (None, None) == \
+        (cli["held@1"]["started_at"], cli["held@1"]["duration"])
+    row = re.search(r'<tr><td>[^<]*</td><td><a href="/tasks/runs">.*?</tr>', page, re.S)
+    assert row and re.search(r"<td>\d+\.\d{3} s</td>", row.group(0)), page
