@@ -44,14 +44,34 @@ async def fence(election: Any) -> Any:
     return fence
 
 
+async def function_signature(storage: Any, function: str) -> str:
+    """The one function of the test's schema that ``function`` names: a signature as
+    ``regprocedure`` reads it (``"ds_lease_acquire(text, float8, float8)"``), or a bare name
+    that only one function has (``"ds_pull"``). A bare name that several overloads share
+    (``ds_lease_acquire`` since version 22) fails naming each of them: ``regproc`` took the
+    name alone and so could not say which one was meant."""
+    if "(" in function:
+        return str(await storage.pool.fetchval("SELECT $1::regprocedure::text", function))
+    found = await storage.pool.fetch(
+        "SELECT p.oid::regprocedure::text AS signature FROM pg_proc p "
+        "WHERE p.proname = $1 AND p.pronamespace = current_schema()::regnamespace ORDER BY 1", function)
+    signatures = [row["signature"] for row in found]
+    assert len(signatures) == 1, (f"{function!r} names {len(signatures)} functions of the schema "
+                                  f"({', '.join(signatures) or 'none'}): give the signature of the one to change")
+    return str(signatures[0])
+
+
 @pytest.fixture
 def rewrite_function(storage: Any) -> Callable[[str, str, str], Awaitable[None]]:
     """``await rewrite_function("ds_pull", old, new)``: the installed function of the test's
     schema with the text ``old`` (found exactly once) replaced by ``new`` - a pause put at a
-    gap between two statements, say, to make a race deterministic."""
+    gap between two statements, say, to make a race deterministic. ``function`` is a
+    signature (``"ds_lease_acquire(text, float8, float8)"``) or a name only one function has
+    (:func:`function_signature`): never one overload picked for another."""
     async def rewrite(function: str, old: str, new: str) -> None:
-        source = await storage.pool.fetchval(f"SELECT pg_get_functiondef('{function}'::regproc)")
-        assert source.count(old) == 1, f"{function}: {old!r} found {source.count(old)} times"
+        signature = await function_signature(storage, function)
+        source = await storage.pool.fetchval("SELECT pg_get_functiondef($1::regprocedure)", signature)
+        assert source.count(old) == 1, f"{signature}: {old!r} found {source.count(old)} times"
         await storage.pool.execute(source.replace(old, new))
 
     return rewrite

@@ -38,3 +38,25 @@ async def test_the_lease_row_carries_the_holders_renew_interval(storage: Any) ->
         await storage.pool.execute(f"UPDATE lease SET renew_interval = {broken} WHERE id = 1")
         status = leader_status(await slow.lease())
         assert status.renew_interval is None and status.renewal_overdue_after == pytest.approx(6.0, abs=0.01), broken
+
+
+async def test_rewrite_function_changes_the_overload_named_and_refuses_a_name_two_share(storage,
+                                                                                      rewrite_function) -> None:
+    """The tests' ``rewrite_function`` read a function by its name alone (``regproc``): since
+    version 22, ``ds_lease_acquire`` has two overloads, which it could not tell apart. It
+    takes a signature now, and a bare name two functions share fails naming both."""
+    from distsched_postgres.election import PostgresElection
+
+    with pytest.raises(AssertionError, match=r"'ds_lease_acquire' names 2 functions of the schema "
+                                             r"\(ds_lease_acquire\(text,double precision\), "
+                                             r"ds_lease_acquire\(text,double precision,double precision\)\)"):
+        await rewrite_function("ds_lease_acquire", "renew_interval = p_renew", "renew_interval = 42")
+    # the three-argument form (what a node of version 22 calls) made to record 42 s, whatever
+    # it is given; the two-argument one is left as it was
+    await rewrite_function("ds_lease_acquire(text, float8, float8)", "renew_interval = p_renew",
+                           "renew_interval = 42")
+    election = PostgresElection(storage, ttl=10.0, renew_interval=3.0)
+    assert await election.acquire("n1") is not None
+    assert (await election.lease()).renew_interval == 42.0
+    two = await storage.pool.fetchval("SELECT pg_get_functiondef('ds_lease_acquire(text, float8)'::regprocedure)")
+    assert "42" not in two and "NULL::float8" in two
