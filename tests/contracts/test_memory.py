@@ -14,6 +14,8 @@ class TestMemoryStorage(StorageContract):
 
 
 class TestMemoryElection(ElectionContract):
+    records_renew_interval = True
+
     @pytest.fixture
     def election_url(self):
         return f"memory://election-{uuid.uuid4().hex}"

@@ -18,6 +18,8 @@ class TestPostgresStorageContract(StorageContract):
 
 
 class TestPostgresElectionContract(ElectionContract):
+    records_renew_interval = True
+
     @pytest.fixture
     def election_url(self, postgres_database):
         return postgres_database.url_for(namespace=f"election-{uuid.uuid4().hex[:12]}")

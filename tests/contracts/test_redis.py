@@ -17,6 +17,8 @@ class TestRedisStorageContract(StorageContract):
 
 
 class TestRedisElectionContract(ElectionContract):
+    records_renew_interval = True
+
     @pytest.fixture
     def election_url(self, redis_server):
         return redis_server.url_for(namespace=f"election-{uuid.uuid4().hex[:12]}")

@@ -18,6 +18,8 @@ class TestRedis6StorageContract(StorageContract):
 
 
 class TestRedis6ElectionContract(ElectionContract):
+    records_renew_interval = True
+
     @pytest.fixture
     def election_url(self, redis6_server):
         return redis6_server.url_for(namespace=f"election-{uuid.uuid4().hex[:12]}")

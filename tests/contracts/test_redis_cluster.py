@@ -18,6 +18,8 @@ class TestRedisClusterStorageContract(StorageContract):
 
 
 class TestRedisClusterElectionContract(ElectionContract):
+    records_renew_interval = True
+
     @pytest.fixture
     def election_url(self, redis_cluster):
         return redis_cluster.url_for(namespace=f"election-{uuid.uuid4().hex[:12]}")

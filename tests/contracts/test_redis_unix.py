@@ -18,6 +18,8 @@ class TestRedisUnixStorageContract(StorageContract):
 
 
 class TestRedisUnixElectionContract(ElectionContract):
+    records_renew_interval = True
+
     @pytest.fixture
     def election_url(self, redis_server):
         return redis_server.url_for(unix=True, namespace=f"election-{uuid.uuid4().hex[:12]}")

@@ -13,6 +13,12 @@ from ._harness import Harness, plugin_manager_for, poll
 
 
 class ElectionContract:
+    #: The election records the holder's renew interval in its lease record
+    #: (``LeaseInfo.renew_interval``; the built-in ones do): set it True in your subclass, and
+    #: ``lease()`` must give the holder's own. Left False, it may also give None - the status
+    #: then estimates the interval from the lease TTL - but never another interval.
+    records_renew_interval = False
+
     @pytest.fixture
     def election_url(self) -> str:  # pragma: no cover - must be overridden
         raise NotImplementedError("an ElectionContract subclass must provide the election_url fixture")
@@ -136,5 +142,32 @@ class ElectionContract:
             await a.release(fb)
             released = await a.lease()
             assert released is not None and released.holder == "b" and released.expired
+
+        election_harness.run(body)
+
+    def test_lease_info_carries_the_holders_renew_interval(self, election_harness: Harness) -> None:
+        """``lease().renew_interval`` is the interval the holder took the lease with, as any
+        node reads it (a status flags a renewal overdue by it), and kept by its renewals; the
+        next holder's replaces it. None is allowed unless ``records_renew_interval``."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            a = await h.election(s, ttl=10.0, renew_interval=2.5)
+            b = await h.election(s, ttl=10.0, renew_interval=4.0)
+
+            async def check(expected: float) -> None:
+                info = await b.lease()  # read by another node than the holder
+                assert info is not None
+                got = info.renew_interval
+                allowed = (expected,) if self.records_renew_interval else (expected, None)
+                assert got in allowed, f"lease().renew_interval is {got!r}, the holder's is {expected}"
+
+            fa = await a.acquire("a")
+            assert fa is not None
+            await check(2.5)
+            assert await a.renew(fa)
+            await check(2.5)
+            await a.release(fa)
+            assert await b.acquire("b") is not None
+            await check(4.0)
 
         election_harness.run(body)
