@@ -186,7 +186,9 @@ class WebData:
                 "renewed_age": round(leader.renewed_age, 3), "expires_in": round(leader.expires_in, 3),
                 "expired": leader.expired,
                 # its last renewal older than two renew intervals: the holder may be dead
-                "renewal_overdue": leader.renewal_overdue, "renewal_overdue_after": leader.renewal_overdue_after},
+                "renewal_overdue": leader.renewal_overdue, "renewal_overdue_after": leader.renewal_overdue_after,
+                # the holder's, as its lease record gives it (None: an older node's record)
+                "renew_interval": leader.renew_interval},
             "leader_claimed_by": list(status.leader_claimed_by),
             "schedulers": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role, "state": n.state,
                             "heartbeat_age": None if n.heartbeat_age is None else round(n.heartbeat_age, 3),
@@ -196,6 +198,9 @@ class WebData:
                          "heartbeat_age": None if w.heartbeat_age is None else round(w.heartbeat_age, 3),
                          "alive": w.state in ("alive", "draining"), "draining": w.draining,
                          "started_iso": iso(w.started_at)} for w in sorted(status.workers, key=lambda w: w.id)],
+            # the jobs stored, as distsched status counts them (none: a store that lost its data)
+            "jobs": None if status.jobs is None else {"total": status.jobs.total, "enabled": status.jobs.enabled,
+                                                      "more": status.jobs.more},
             "tasks": {s: int(status.counts.get(s, 0)) for s in TASK_STATES},
             "oldest_pending_age": status.oldest_pending_age,
             "quarantined": status.quarantined,

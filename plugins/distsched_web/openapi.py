@@ -96,10 +96,23 @@ _LEADER = {**_obj({
     "renewal_overdue_after": {"type": "number", "nullable": True,
                               "description": "Seconds after a renewal from which the next one is overdue: two "
                                              "renew intervals (null: the lease record gives none to measure by)"},
+    "renew_interval": {"type": "number", "nullable": True,
+                       "description": "The holder's renew interval, as it recorded it when it took the lease (null: "
+                                      "a record written by an older node; renewal_overdue_after is then estimated "
+                                      "from the lease TTL)"},
 }), "nullable": True, "description": "The lease as recorded (null: none was ever taken, or its record cannot be "
                                      "read: see leader_claimed_by)"}
-_OVERVIEW = {"type": "object", "required": ["now", "leader", "leader_claimed_by", "schedulers", "workers", "tasks"],
-             "properties": {"now": _NUM, "leader": _LEADER,
+_JOBS = {**_obj({
+    "total": {"type": "integer", "description": "Jobs stored (when more: the most the status counts)"},
+    "enabled": {"type": "integer", "nullable": True,
+                "description": "Of which enabled: a disabled job never fires (null: more than counted)"},
+    "more": {"type": "boolean", "description": "More jobs are stored than the status counts"},
+}), "nullable": True, "description": "The jobs stored, as distsched status counts them ('jobs 12 (11 enabled)'; "
+                                     "total 0: none - a store that lost its data, a Redis restarted empty, reads "
+                                     "so too). Null: not counted"}
+_OVERVIEW = {"type": "object", "required": ["now", "leader", "leader_claimed_by", "schedulers", "workers", "jobs",
+                                            "tasks"],
+             "properties": {"now": _NUM, "leader": _LEADER, "jobs": _JOBS,
                             "leader_claimed_by": {"type": "array", "items": _STR},
                             "schedulers": {"type": "array", "items": _ref("Scheduler")},
                             "workers": {"type": "array", "items": {"type": "object"}},

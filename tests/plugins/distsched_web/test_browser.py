@@ -135,6 +135,9 @@ def test_dashboard_in_chromium(deployment, tmp_path):
             sync_api.expect(workers).to_have_count(2)
             names = " ".join(workers.all_inner_texts())
             assert "worker-1" in names and "worker-2" in names
+            # the jobs stored, as distsched status counts them: examples/jobs.toml's five
+            assert page.locator("#jobs .big").inner_text() == "5"
+            assert page.locator("#jobs p:not(.big)").inner_text() == "5 enabled"
             shot(page, "overview")
 
             # A change without logging in is refused (and sent to the login page).

@@ -760,3 +760,33 @@ def test_a_running_task_has_run_for_now_minus_its_start_as_tasks_list(web_server
         (cli["held@1"]["started_at"], cli["held@1"]["duration"])
     row = re.search(r'<tr><td>[^<]*</td><td><a href="/tasks/runs">.*?</tr>', page, re.S)
     assert row and re.search(r"<td>\d+\.\d{3} s</td>", row.group(0)), page
+
+
+@pytest.mark.redis
+def test_the_overview_shows_the_jobs_and_the_leaders_renew_interval_as_status(web_server, redis_server, distsched_cli):
+    """``distsched status`` counts the jobs stored (``jobs 2 (1 enabled)``; ``jobs none``
+    after a Redis restarted empty) and gives the leader's recorded ``renew_interval``; the
+    overview and ``/api/v1/overview`` had neither. They give both now, as ``status --json``."""
+    import json
+
+    url = redis_server.url_for(namespace=f"jobs{uuid.uuid4().hex[:8]}")
+    server = web_server(storage=url, config={"lease_ttl": 4.0, "renew_interval": 1.0})
+    with httpx.Client(base_url=server.url) as http:
+        none = wait_for(lambda: (o := http.get("/api/v1/overview").json())["leader"] and o, what="a leader")
+        assert none["jobs"] == {"total": 0, "enabled": 0, "more": False}, none["jobs"]
+        assert re.search(r'id="jobs".*?<p class="big warn">none</p>', http.get("/").text, re.S)
+
+        async def two_jobs(app) -> None:
+            await app.add_job("every2", every="2s", target="add", args=[1, 2])
+            await app.add_job("off", every="1h", target="add", args=[1, 2], enabled=False)
+
+        server.call(two_jobs)
+        overview = http.get("/api/v1/overview").json()
+        page = http.get("/").text
+    status = json.loads(distsched_cli("status", "--json", "--storage", url).output)
+    assert overview["jobs"] == status["jobs"] == {"total": 2, "enabled": 1, "more": False}, (overview, status)
+    card = re.search(r'<div class="card" id="jobs">(.*?)</div>', page, re.S)
+    assert card and re.search(r'<p class="big">2</p>\s*<p>1 enabled</p>', card.group(1)), page
+    leader = overview["leader"]
+    assert leader["renew_interval"] == status["leader"]["renew_interval"] == 1.0, (leader, status["leader"])
+    assert leader["renewal_overdue_after"] == 2.0, leader  # two renew intervals, as recorded
