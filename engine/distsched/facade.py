@@ -53,6 +53,7 @@ from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, Quarantined, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
 from .status import (
     JOBS_COUNTED,
+    JobCount,
     Status,
     job_count,
     leader_claimed_by,
@@ -541,9 +542,9 @@ class DistributeSchedule:
 
     async def status(self) -> Status:
         """The deployment now, on the store's clock: the lease (and whether it lapsed), the
-        scheduler nodes, every worker with its heartbeat age and queue, the jobs stored (up to
-        ``JOBS_COUNTED``), the task counts and the age of the oldest task waiting to be
-        dispatched."""
+        scheduler nodes, every worker with its heartbeat age and queue, the jobs stored (all
+        of them where the store counts them, ``jobs.count()``; else up to ``JOBS_COUNTED``),
+        the task counts and the age of the oldest task waiting to be dispatched."""
         storage = await self.storage()
         election = await self.engine.open_election()
         info = await election.lease()
@@ -551,7 +552,12 @@ class DistributeSchedule:
         workers = await storage.workers.list_workers()
         depths = await storage.workers.queue_depths()
         counts = await storage.tasks.counts()
-        jobs = job_count(await storage.jobs.page(None, JOBS_COUNTED))
+        count_jobs = getattr(storage.jobs, "count", None)  # optional (JobRepository)
+        if count_jobs is not None:
+            total, enabled = await count_jobs()
+            jobs = JobCount(total=total, enabled=enabled)
+        else:
+            jobs = job_count(await storage.jobs.page(None, JOBS_COUNTED))
         ready_at = await storage.tasks.next_ready_at()
         quarantine = getattr(storage, "quarantine", None)
         quarantined = await quarantine.count() if quarantine is not None else 0

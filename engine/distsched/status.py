@@ -62,15 +62,17 @@ class SchedulerStatus:
     state: str = "standby"
 
 
-#: How many jobs a status counts at most: it reads them (one page of ``JobRepository.page``),
-#: so its cost stays that of this many jobs however many are stored.
+#: How many jobs a status counts at most on a store that does not count them itself (no
+#: ``JobRepository.count``, optional: a third-party store): it reads them (one page of
+#: ``JobRepository.page``), so its cost stays that of this many jobs however many are stored.
 JOBS_COUNTED = 200
 
 
 @attrs.frozen(kw_only=True)
 class JobCount:
-    """The jobs stored: ``total``, of which ``enabled`` (a disabled job never fires), counted
-    up to :data:`JOBS_COUNTED`; ``more``: more are stored than that (``total`` is then that
+    """The jobs stored: ``total``, of which ``enabled`` (a disabled job never fires). Every
+    one where the store counts them (``JobRepository.count``: the built-in stores); else up
+    to :data:`JOBS_COUNTED`, and ``more``: more are stored than that (``total`` is then that
     limit, ``enabled`` None). A store that lost its data (a Redis restarted empty) shows 0."""
 
     total: int

@@ -360,6 +360,9 @@ class _Jobs:
             next_after=chosen[-1] if more and chosen else None,
         )
 
+    async def count(self) -> tuple[int, int]:
+        return len(self.s.jobs), sum(1 for data in self.s.jobs.values() if data["enabled"])
+
     async def remove(self, name: str) -> bool:
         self.s.job_state.pop(name, None)
         names = self.s.job_names

@@ -558,6 +558,11 @@ class _Jobs:
         more = len(rows) > limit
         return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
+    async def count(self) -> tuple[int, int]:
+        row = await self.store.call("fetchrow", "SELECT count(*) AS total, count(*) FILTER (WHERE enabled) AS enabled "
+                                                "FROM jobs")
+        return int(row["total"]), int(row["enabled"])
+
     async def remove(self, name: str) -> bool:
         return await self.store.call("fetchval", "DELETE FROM jobs WHERE name = $1 RETURNING true", name) is True
 

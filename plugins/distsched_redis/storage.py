@@ -798,6 +798,11 @@ class _Jobs:
         more = int(flat[0]) == 1
         return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
+    async def count(self) -> tuple[int, int]:
+        """``HLEN`` of the jobs and the disabled ones (``{ns}:joff``, lua/job_read.lua)."""
+        total, enabled = await self.store.run(self.s.job_read, ["count"], op=False)
+        return int(total), int(enabled)
+
     async def remove(self, name: str) -> bool:
         return bool(await self.store.run(self.s.job_remove, [name], op=False))
 

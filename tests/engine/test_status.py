@@ -164,3 +164,37 @@ def test_a_scheduler_nodes_state_is_its_role_while_alive_and_silent_after() -> N
                                                    node("s3", "standby", 0.5), node("s4", "standby", TTL + 1))]
     assert states == [("leader", False, "silent"), ("leader", True, "leader"), ("standby", True, "standby"),
                       ("standby", False, "silent")]
+
+
+class _JobsWithoutCount:
+    """A store's jobs as a third-party store may offer them: no ``count`` (it is optional)."""
+
+    def __init__(self, jobs):
+        self._jobs = jobs
+
+    def __getattr__(self, name):
+        if name == "count":
+            raise AttributeError(name)
+        return getattr(self._jobs, name)
+
+
+async def test_the_status_counts_every_job_where_the_store_counts_them_and_one_page_elsewhere():
+    """The status read one page of jobs (JOBS_COUNTED) and said only "more than 200" past
+    it, on every store. Where the store counts them (``jobs.count``, optional: each built-in
+    store) it shows them all; a store without it is counted by the page, as before."""
+    import uuid
+
+    from distsched import DistributeSchedule
+    from distsched.model.build import build_job
+    from distsched.status import JOBS_COUNTED, JobCount
+
+    app = DistributeSchedule(f"memory://count-{uuid.uuid4().hex}")
+    try:
+        await app.put_jobs([build_job(f"job-{i:04d}", every=60, target="double", enabled=i >= 3)
+                            for i in range(JOBS_COUNTED + 50)], replace=True)
+        assert (await app.status()).jobs == JobCount(total=JOBS_COUNTED + 50, enabled=JOBS_COUNTED + 47)
+        storage = await app.storage()
+        storage.jobs = _JobsWithoutCount(storage.jobs)
+        assert (await app.status()).jobs == JobCount(total=JOBS_COUNTED, enabled=None, more=True)
+    finally:
+        await app.stop()

@@ -30,6 +30,8 @@ for i = FIRST, #ARGV do
     batch2('HSET', P .. 'jst', name, '1|' .. nxt .. '||0|' .. enabled .. '|')
     if enabled == '1' and nxt ~= '' then
       batch2('ZADD', P .. 'due', nxt, name)
+    elseif enabled == '0' then
+      batch1('SADD', P .. 'joff', name)
     end
     bits[#bits + 1] = '1'
   end

@@ -6,6 +6,10 @@
 --   ARGV: prefix, 'page', after|'', limit -> {more 0/1, name, config JSON, state, last, ...}
 --                                        by name after `after` (P.."jn": ZSET of the names,
 --                                        all scored 0, read by ZRANGEBYLEX)
+--   ARGV: prefix, 'count'              -> {jobs, enabled}: HLEN of P.."jobs", less the
+--                                        disabled ones (SCARD of P.."joff"): O(1); the
+--                                        index is built from P.."jst" the first time (jobs
+--                                        stored before it), O(jobs) once
 -- last: P.."jlast" "<state>|<at>|<task id>" of the job's last finished task ('' = none).
 local mode = ARGV[2]
 local out = {}
@@ -33,6 +37,17 @@ elseif mode == 'page' then
   local names = redis.call('ZRANGEBYLEX', P .. 'jn', after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, limit + 1)
   out[1] = #names > limit and 1 or 0
   for k = 1, math.min(#names, limit) do add(names[k]) end
+elseif mode == 'count' then
+  if redis.call('EXISTS', P .. 'joffb') == 0 then
+    redis.call('DEL', P .. 'joff')
+    local all = redis.call('HGETALL', P .. 'jst')
+    for k = 1, #all, 2 do
+      if parse_job_state(all[k + 1]).e == '0' then redis.call('SADD', P .. 'joff', all[k]) end
+    end
+    redis.call('SET', P .. 'joffb', '1')
+  end
+  local total = redis.call('HLEN', P .. 'jobs')
+  out = {total, math.max(0, total - redis.call('SCARD', P .. 'joff'))}
 elseif mode == 'due' then
   local names = redis.call('ZRANGEBYSCORE', P .. 'due', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
   for _, name in ipairs(names) do add(name) end

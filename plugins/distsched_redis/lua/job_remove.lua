@@ -6,5 +6,6 @@ local existed = redis.call('HDEL', P .. 'jobs', name)
 redis.call('HDEL', P .. 'jst', name)
 redis.call('ZREM', P .. 'due', name)
 redis.call('ZREM', P .. 'jn', name)
+redis.call('SREM', P .. 'joff', name)
 redis.call('HDEL', P .. 'jlast', name)
 return existed

@@ -39,6 +39,7 @@ elseif kind == 'job' then
     redis.call('HDEL', P .. 'jobs', id)
     redis.call('HDEL', P .. 'jst', id)
     redis.call('ZREM', P .. 'due', id)
+    redis.call('SREM', P .. 'joff', id)
     moved = true
   end
 elseif kind == 'worker' then

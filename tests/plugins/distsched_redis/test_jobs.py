@@ -167,3 +167,37 @@ async def test_a_defined_job_costs_less_than_1_kib(storage) -> None:
         total += await client.memory_usage(storage.prefix + key, samples=0)
     per_job = total / n
     assert per_job < 1024, f"{per_job:.0f} bytes of Redis memory per job"
+
+
+async def test_count_is_one_cheap_read_and_builds_its_index_once_for_jobs_stored_before(
+        private_server, open_storage, command_calls) -> None:
+    """``jobs.count()`` (the status's job count, which read one page of 200 jobs and said
+    only "more than 200" past it): HLEN of the jobs less the disabled ones, a set the job
+    writes keep (``{ns}:joff``), so no job is read whatever their number. Jobs stored before
+    the set existed are counted too: the first count builds it from the jobs' state (once,
+    marked by ``{ns}:joffb``); a job moved aside (quarantined) leaves it."""
+    storage = await open_storage(private_server.url_for(namespace="count"))
+    p = storage.prefix
+    jobs = [(job(f"j{i:04d}"), 10.0) for i in range(1000)]
+    for config, _ in jobs[:30]:
+        config.enabled = False
+    await storage.jobs.add_many(jobs)
+    await storage.client.delete(p + "joff", p + "joffb")  # as a node of an older version left them
+    assert await storage.jobs.count() == (1000, 970)
+    assert await storage.client.scard(p + "joff") == 30 and await storage.client.exists(p + "joffb")
+
+    client = private_server.client()
+    try:
+        before = command_calls(client)
+        assert await storage.jobs.count() == (1000, 970)
+        spent = command_calls(client)
+        spent.subtract(before)
+    finally:
+        client.close()
+    # the script call and what it runs (its clock, the index's mark, two sizes): no job is read
+    assert +spent == {"fcall": 1, "time": 1, "exists": 1, "hlen": 1, "scard": 1}, spent
+
+    await storage.client.hset(p + "jobs", "j0000", "not json")  # a disabled job's config, broken
+    assert await storage.jobs.page(None, 1) is not None  # the read that meets it moves it aside
+    assert await storage.client.sismember(p + "joff", "j0000") == 0
+    assert await storage.jobs.count() == (999, 970)

@@ -173,6 +173,38 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_count_is_every_job_and_the_enabled_ones(self, harness: Harness) -> None:
+        """The optional ``jobs.count()``: ``(total, enabled)`` of every job stored (a paused
+        job counts as enabled), after adds (in bulk too), updates that disable or enable a job,
+        and removals. A store without it gets one page of jobs counted by the status."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            count = _optional(s, "jobs.count", "the status counts one page of jobs")
+            assert await count() == (0, 0)
+            off = make_job("off")
+            off.enabled = False
+            await s.jobs.add(off, next_fire_at=5.0)
+            await s.jobs.add(make_job("a"), next_fire_at=1.0)
+            bulk_off = make_job("m-off")
+            bulk_off.enabled = False
+            await s.jobs.add_many([*((make_job(f"m{i:03d}"), 1.0) for i in range(600)), (bulk_off, None)])
+            assert await count() == (603, 601)
+            await s.jobs.set_paused("a", True)
+            assert await count() == (603, 601), "a paused job is still enabled"
+            disabled = make_job("a")
+            disabled.enabled, disabled.version = False, 1
+            await s.jobs.update(disabled, next_fire_at=1.0)
+            enabled = make_job("off")
+            enabled.version = 1
+            await s.jobs.update(enabled, next_fire_at=5.0)
+            assert await count() == (603, 601)
+            assert await s.jobs.remove("m-off") and await s.jobs.remove("a") and await s.jobs.remove("m000")
+            assert await count() == (600, 600)
+            assert await count() == (len(await s.jobs.list_jobs()),
+                                     sum(1 for c in await s.jobs.list_jobs() if c.enabled))
+
+        harness.run(body)
+
     def test_due_is_ordered_limited_and_skips_paused_and_disabled(self, harness: Harness) -> None:
         async def body(h: Harness) -> None:
             s = await h.storage()

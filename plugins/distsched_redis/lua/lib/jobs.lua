@@ -6,14 +6,22 @@
 --           update, so a retried call is recognised without a reply-cache key per job
 -- P.."due"  ZSET name -> next_fire_at of the enabled, unpaused jobs that have a next slot,
 --           so due() costs O(log jobs + due jobs).
+-- P.."joff" SET of the names of the disabled jobs, so that jobs.count() costs O(1);
+--           P.."joffb" marks it built (job_read.lua 'count' builds it once from P.."jst":
+--           jobs stored before it existed).
+
+-- A P.."jst" value as its fields.
+local function parse_job_state(raw)
+  local v, n, l, p, e, op = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
+  return {v = v, n = n, l = l, p = p, e = e, op = op or ''}
+end
 
 local function job_state(name)
   local raw = redis.call('HGET', P .. 'jst', name)
   if not raw then
     return nil
   end
-  local v, n, l, p, e, op = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
-  return {v = v, n = n, l = l, p = p, e = e, op = op or ''}
+  return parse_job_state(raw)
 end
 
 -- The version after stored version v (text): one more, written as integer text (a Lua
@@ -30,6 +38,11 @@ end
 local function put_job_state(name, st)
   redis.call('HSET', P .. 'jst', name,
              st.v .. '|' .. st.n .. '|' .. st.l .. '|' .. st.p .. '|' .. st.e .. '|' .. st.op)
+  if st.e == '0' then
+    redis.call('SADD', P .. 'joff', name)
+  else
+    redis.call('SREM', P .. 'joff', name)
+  end
   if st.e == '1' and st.p == '0' and st.n ~= '' then
     redis.call('ZADD', P .. 'due', st.n, name)
   else
