@@ -139,12 +139,15 @@ def task_times(task: Task, now: float | None) -> tuple[float | None, float | Non
     :meth:`Task.last_attempt_times`, the start never before its slot (:func:`shown_start`). A
     task in flight has run for ``now`` minus its start - none while its worker holds it for
     its slot (taken ahead: it has not started); a task pending again after its worker was
-    lost has no duration (when that worker stopped is not known). ``now``: the store's clock
-    (None: not known, and no duration for a task that has not ended)."""
+    lost has no duration (when that worker stopped is not known), nor one that failed with no
+    result of its attempt (its worker lost once too often: its end is the reap; or the
+    leader could not dispatch it). ``now``: the store's clock (None: not known, and no
+    duration for a task that has not ended)."""
     started, finished = task.last_attempt_times(now)
     until = finished if finished is not None else now
     started = shown_start(started, until, task.slot)
-    lost = task.state is TaskState.PENDING and task.dispatches > 0
+    no_result = task.result is None or task.result.attempt_id != task.attempt_id
+    lost = task.dispatches > 0 and (task.state is TaskState.PENDING or (task.state is TaskState.FAILED and no_result))
     duration = None if lost or started is None or until is None else max(0.0, until - started)
     return started, finished, duration
 

@@ -162,4 +162,5 @@ def test_a_task_rows_times_and_error() -> None:
     gave_up.start(gave_up.dispatch("w1", T0 + 1), T0 + 2)
     gave_up.requeue("worker w1 lost (declared dead)", T0 + 3, max_redeliveries=0)
     assert gave_up.state is TaskState.FAILED
+    assert task_times(gave_up, T0 + 9) == (T0 + 2, T0 + 3, None), "take to reap is no duration"
     assert task_error(gave_up) == "worker w1 lost (declared dead); gave up after 0 re-deliveries"

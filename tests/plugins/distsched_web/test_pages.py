@@ -712,6 +712,8 @@ def test_a_task_that_failed_with_no_result_shows_why_as_tasks_list(web_server, r
     for task_id, reason in reasons.items():
         assert cli[task_id]["error"].startswith(reason), cli[task_id]
         assert failures[task_id]["error"] == rows[task_id]["error"] == cli[task_id]["error"], (failures, rows)
+    # no duration: a take-to-reap (when the lost worker stopped is not known), or none at all
+    assert [(rows[t]["duration"], cli[t]["duration"]) for t in reasons] == [(None, None)] * 2, (rows, cli)
     cells = re.findall(r'<td class="err">(.*?)</td>', page.split('id="failures"', 1)[1], re.S)
     assert sorted(cells) == sorted(cli[t]["error"].replace("'", "&#39;") for t in reasons), cells
 
