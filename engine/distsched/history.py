@@ -157,12 +157,15 @@ def task_error(task: Task) -> str | None:
     dashboard's task rows): none for a task that succeeded; its result's error; else why it is
     in its state (:meth:`Task.reasons`) - a task that failed with no result (the leader
     could not dispatch it: ``cannot dispatch: balancer ... is not registered``; its worker was
-    lost once too often: ``...; gave up after 10 re-deliveries``), one cancelled, skipped or
-    pending again after its worker was lost. Not masked: a display masks what it shows."""
+    lost once too often: ``...; gave up after 10 re-deliveries`` - not the error of an earlier
+    attempt that failed and was retried), one cancelled, skipped or pending again after its
+    worker was lost. Not masked: a display masks what it shows."""
     if task.state is TaskState.SUCCEEDED:
         return None
-    if task.result is not None and task.result.error:
-        return task.result.error
+    result = task.result  # the current attempt's, or the last one's while the task waits to retry
+    if result is not None and result.error and (result.attempt_id == task.attempt_id
+                                                or task.state is TaskState.RETRYING):
+        return result.error
     return task.reasons()[0]
 
 

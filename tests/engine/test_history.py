@@ -92,6 +92,37 @@ def test_an_attempt_lost_when_its_task_gives_up_is_recorded_lost() -> None:
         assert record.error == task.reason and record.error.startswith("worker w2 lost (declared dead); ")
 
 
+def test_a_task_row_after_a_retried_failure_shows_why_it_ended() -> None:
+    """A task whose first attempt failed (retried), then whose next attempt's worker was lost
+    once too often, showed that first attempt's error ("boom") in ``tasks list`` and the
+    dashboard's rows; one whose retry the leader could not dispatch showed the failed
+    attempt's start. Each shows why it ended, and no start that is not its own."""
+    from distsched.history import task_error, task_times
+    from distsched.model import RetryPolicy, TaskResult
+    from distsched.testing import make_task
+
+    def failed_once(task_id: str) -> Any:
+        task = make_task(task_id, now=T0, retry=RetryPolicy(max_attempts=3))
+        task.start(task.dispatch("w1", T0 + 1), T0 + 1)
+        task.finish(TaskResult(task_id=task_id, attempt_id=task.attempt_id, outcome="failed", started_at=T0 + 1,
+                               finished_at=T0 + 2, worker_id="w1", error="boom", error_type="ValueError",
+                               retryable=True), T0 + 2)
+        assert task.state is TaskState.RETRYING and task_error(task) == "boom"
+        return task
+
+    gave_up = failed_once("g")
+    gave_up.start(gave_up.dispatch("w2", T0 + 5), T0 + 5)
+    gave_up.requeue("worker w2 lost (declared dead)", T0 + 9, max_redeliveries=0)
+    assert gave_up.state is TaskState.FAILED
+    assert task_error(gave_up) == "worker w2 lost (declared dead); gave up after 0 re-deliveries"
+    assert task_times(gave_up, T0 + 10) == (T0 + 5, T0 + 9, None)
+
+    stuck = failed_once("u")
+    stuck.undispatchable("cannot dispatch: balancer 'fastest' is not registered", T0 + 6)
+    assert task_error(stuck) == "cannot dispatch: balancer 'fastest' is not registered"
+    assert task_times(stuck, T0 + 10) == (None, T0 + 6, None)
+
+
 def test_a_lost_attempt_of_a_slot_taken_ahead_never_starts_before_its_slot() -> None:
     """A slot taken ahead by its worker (held until its time) whose worker was declared lost
     after the slot: the requeue moves ``not_before`` to its own time, and the lost attempt's

@@ -316,6 +316,7 @@ class Task:
         self._move(TaskState.FAILED, now)
         self.reason = reason
         self.result = None  # (a retrying task's: that attempt's failure is not why it ends)
+        self.started_at = None  # nor is that attempt's start the start of what failed here
         self.worker_id = None
         self.finished_at = now
 
