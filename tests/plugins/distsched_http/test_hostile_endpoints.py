@@ -183,6 +183,9 @@ def test_bad_settings_are_refused_naming_the_entry(settings, field, named):
     with pytest.raises(ValidationError) as caught:
         check_settings(settings)
     assert caught.value.field == field and named in caught.value.reason
+    # the setting is named once (was: "[worker] http_allow: http_allow: '...' is not a host name")
+    name = field.removeprefix("[worker] ")
+    assert str(caught.value).count(name) == 1, str(caught.value)
 
 
 async def test_a_bad_http_allow_entry_stops_the_worker_at_start(distsched_app):
