@@ -544,7 +544,8 @@ class DistributeSchedule:
         """The deployment now, on the store's clock: the lease (and whether it lapsed), the
         scheduler nodes, every worker with its heartbeat age and queue, the jobs stored (all
         of them where the store counts them, ``jobs.count()``; else up to ``JOBS_COUNTED``),
-        the task counts and the age of the oldest task waiting to be dispatched."""
+        the task counts and the age of the oldest task waiting to be dispatched, and what the
+        store says is wrong with it (``warnings()``: it refuses writes...)."""
         storage = await self.storage()
         election = await self.engine.open_election()
         info = await election.lease()
@@ -559,6 +560,8 @@ class DistributeSchedule:
         else:
             jobs = job_count(await storage.jobs.page(None, JOBS_COUNTED))
         ready_at = await storage.tasks.next_ready_at()
+        store_warnings = getattr(storage, "warnings", None)  # optional (StorageBackend)
+        warnings = tuple(await store_warnings()) if store_warnings is not None else ()
         quarantine = getattr(storage, "quarantine", None)
         quarantined = await quarantine.count() if quarantine is not None else 0
         newest = tuple(await quarantine.list_quarantined(5)) if quarantine is not None and quarantined else ()
@@ -579,6 +582,7 @@ class DistributeSchedule:
             quarantined=quarantined,
             quarantine=newest,
             leader_claimed_by=leader_claimed_by(leader, schedulers),
+            store_warnings=warnings,
         )
 
     async def quarantined(self, limit: int = 100) -> list[Quarantined]:

@@ -532,6 +532,11 @@ class StorageBackend(Protocol):
     opened, that the data it held is gone (a Redis restarted empty, a FLUSHALL); the leader
     reads it after each housekeeping call and emits ``store.data_lost`` when it grew (a
     scheduler with a jobs file syncs it again).
+    And ``async warnings() -> list[str]``: what the store itself says is wrong with it now,
+    one line each, that no node can cure - it refuses writes (Redis at ``maxmemory``, a
+    read-only replica, a PostgreSQL standby), or it may drop records (an evicting
+    ``maxmemory-policy``); ``[]`` when nothing is. A few cheap reads, not fenced; ``distsched
+    status`` and the dashboard show them (a leader only sees its writes refused).
     And ``async next_times() -> (next_due_at, next_ready_at)``: the results of
     ``jobs.next_due_at()`` and ``tasks.next_ready_at()`` (each read as those do, not
     necessarily atomic together) in one round trip; the leader calls it at the end of every

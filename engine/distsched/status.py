@@ -143,6 +143,10 @@ class Status:
     #: log) until the holder's next renewal writes it again; with a node here the leader is
     #: unknown, not absent.
     leader_claimed_by: tuple[str, ...] = ()
+    #: What the store itself says is wrong with it now (``StorageBackend.warnings``: it
+    #: refuses writes - full, a read-only replica or standby -, or may evict records); the
+    #: leader only sees its writes refused, the reads a status makes still succeed.
+    store_warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -423,6 +423,20 @@ class PostgresStorage:
             timeout = min(timeout, RELISTEN_POLL)
         await self._activity.wait(timeout)
 
+    async def warnings(self) -> list[str]:
+        """``StorageBackend.warnings``: a standby (in recovery) or sessions read-only by
+        default refuse writes - no scheduler can lead (a full disk cannot be seen from here)."""
+        row = await self.call("fetchrow", "SELECT pg_is_in_recovery() AS standby, "
+                                          "current_setting('default_transaction_read_only') AS read_only")
+        out = []
+        if row["standby"]:
+            out.append("PostgreSQL is a standby (in recovery): it refuses writes - no scheduler can lead, nothing "
+                       "is dispatched; point the storage URL at the primary")
+        elif row["read_only"] == "on":
+            out.append("PostgreSQL sessions are read-only (default_transaction_read_only = on): writes are refused "
+                       "- no scheduler can lead, nothing is dispatched")
+        return out
+
     async def close(self) -> None:
         if self._analyzing is not None and not self._analyzing.done():
             self._analyzing.cancel()

@@ -172,6 +172,8 @@ class RedisStorage:
         #: Whether this store wrote (or found) the namespace's layout mark at open: the
         #: leader's housekeeping finding it gone means the namespace lost its data.
         self._layout_marked = False
+        #: Opened for a command that only reads (``EngineConfig.reader``): it writes nothing.
+        self.reader = False
         #: Times the housekeeping found the namespace's data gone (``StorageBackend``'s
         #: ``data_losses``: the leader emits ``store.data_lost`` when it grows).
         self.data_losses = 0
@@ -194,6 +196,7 @@ class RedisStorage:
         settings = parse(url, options)
         client, waiter, sentinel = _clients(settings)
         store = cls(settings, client, waiter, sentinel)
+        store.reader = reader
         try:
             # The first contact goes through the waiter's retry-free connection, so a wrong
             # password or an untrusted certificate fails at once instead of being retried;
@@ -372,6 +375,19 @@ class RedisStorage:
         except (RedisError, ValidationError) as exc:  # refused (out of memory...): said again next pass
             log.debug("%s: layout mark not written again: %s", self.settings.redacted, exc)
 
+    async def warnings(self) -> list[str]:
+        """``StorageBackend.warnings``: from ``INFO memory`` and ``INFO replication`` of the
+        namespace's server (its master in a cluster) - at ``maxmemory`` (it refuses writes:
+        ``OutOfMemoryError``, or evicts keys under another policy), an evicting policy, a
+        replica. An ACL user that may not run INFO gets none (a debug line)."""
+        try:
+            memory = await _info(self.client, self.prefix, "memory")
+            replication = await _info(self.client, self.prefix, "replication")
+        except ResponseError as exc:  # NOPERM: nothing to tell
+            log.debug("%s: INFO not allowed: %s", self.settings.redacted, exc)
+            return []
+        return redis_warnings(memory, replication)
+
     async def next_times(self) -> tuple[float | None, float | None]:
         """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (a pipeline of
         the two reads, not atomic together): the leader's end of every pass."""
@@ -545,6 +561,36 @@ async def _time(client: Any, prefix: str) -> tuple[int, int]:
         return await client.time()  # type: ignore[no-any-return]
     reply = await client.execute_command("TIME", target_nodes=client.get_node_from_key(prefix))
     return int(reply[0]), int(reply[1])
+
+
+async def _info(client: Any, prefix: str, section: str) -> dict[str, Any]:
+    """``INFO section`` of the server, or of the cluster node that holds the namespace."""
+    if isinstance(client, Redis):
+        return dict(await client.info(section))
+    reply = await client.execute_command("INFO", section, target_nodes=client.get_node_from_key(prefix))
+    return dict(reply) if isinstance(reply, dict) else {}
+
+
+def redis_warnings(memory: dict[str, Any], replication: dict[str, Any]) -> list[str]:
+    """The ``StorageBackend.warnings`` lines ``INFO memory`` and ``INFO replication`` give."""
+    out = []
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    used, limit = int(memory.get("used_memory", 0) or 0), int(memory.get("maxmemory", 0) or 0)
+    if limit and used >= limit:
+        size = f"{memory.get('used_memory_human', used)} of {memory.get('maxmemory_human', limit)}"
+        out.append(f"Redis is at its maxmemory ({size}): it refuses writes (OutOfMemoryError) - no scheduler "
+                   "can lead, nothing is dispatched; raise maxmemory or free memory (docs/redis.md)"
+                   if policy in EVICTING_OK else
+                   f"Redis is at its maxmemory ({size}) and evicts keys (maxmemory-policy {policy}): "
+                   "distsched's records are being dropped (docs/redis.md)")
+    elif policy not in EVICTING_OK:
+        out.append(f"Redis maxmemory-policy is {policy!r}: under memory pressure it would evict distsched's keys "
+                   "(tasks, queues, the lease); set 'maxmemory-policy noeviction'")
+    if replication.get("role") == "slave":
+        master = f"{replication.get('master_host', '?')}:{replication.get('master_port', '?')}"
+        out.append(f"Redis is a replica of {master}: it refuses writes (READONLY) unless replica-read-only is off "
+                   "- point the storage URL at the master")
+    return out
 
 
 async def _maxmemory_policies(client: Any) -> list[str | None]:
@@ -799,8 +845,16 @@ class _Jobs:
         return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
     async def count(self) -> tuple[int, int]:
-        """``HLEN`` of the jobs and the disabled ones (``{ns}:joff``, lua/job_read.lua)."""
-        total, enabled = await self.store.run(self.s.job_read, ["count"], op=False)
+        """``HLEN`` of the jobs and the disabled ones (``{ns}:joff``, lua/job_read.lua). A
+        reader (``status``), or a server that refuses writes (a replica, ``maxmemory``),
+        counts without building the index."""
+        build = "0" if self.store.reader else "1"
+        try:
+            total, enabled = await self.store.run(self.s.job_read, ["count", build], op=False)
+        except (OutOfMemoryError, ReadOnlyError):
+            if build == "0":
+                raise
+            total, enabled = await self.store.run(self.s.job_read, ["count", "0"], op=False)
         return int(total), int(enabled)
 
     async def remove(self, name: str) -> bool:

@@ -205,6 +205,8 @@ class WebData:
             "oldest_pending_age": status.oldest_pending_age,
             "quarantined": status.quarantined,
             "quarantine": [quarantine_row(q) for q in status.quarantine],
+            # what the store says is wrong with it (it refuses writes...): the reads still work
+            "store_warnings": list(status.store_warnings),
         }
 
     async def overview(self) -> dict[str, Any]:

@@ -116,7 +116,12 @@ _OVERVIEW = {"type": "object", "required": ["now", "leader", "leader_claimed_by"
                             "leader_claimed_by": {"type": "array", "items": _STR},
                             "schedulers": {"type": "array", "items": _ref("Scheduler")},
                             "workers": {"type": "array", "items": {"type": "object"}},
-                            "tasks": {"type": "object", "additionalProperties": _INT}}}
+                            "tasks": {"type": "object", "additionalProperties": _INT},
+                            "store_warnings": {"type": "array", "items": _STR,
+                                               "description": "What the store says is wrong with it now, a "
+                                                              "line each: it refuses writes (Redis at maxmemory, "
+                                                              "a read-only replica, a PostgreSQL standby) or may "
+                                                              "evict records; empty when nothing is"}}}
 _JOB_INPUT = {
     "type": "object", "additionalProperties": False,
     "description": "The fields of a [[jobs]] table of the jobs file (docs/jobs-file.md); exactly one of "

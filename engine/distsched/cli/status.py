@@ -58,6 +58,8 @@ def ago(seconds: float | None) -> str:
 def render(data: dict[str, Any]) -> str:
     """The status as text (``data``: ``Status.to_dict()`` plus ``storage``)."""
     out = [f"storage     {data['storage']}"]
+    for warning in data.get("store_warnings") or ():
+        out.append(f"  WARNING   {warning}")
     signing = data.get("signing", "unsigned")
     if signing == "signed":
         out.append("signing     signed: the leader signs every dispatch, every live worker checks")

@@ -6,10 +6,11 @@
 --   ARGV: prefix, 'page', after|'', limit -> {more 0/1, name, config JSON, state, last, ...}
 --                                        by name after `after` (P.."jn": ZSET of the names,
 --                                        all scored 0, read by ZRANGEBYLEX)
---   ARGV: prefix, 'count'              -> {jobs, enabled}: HLEN of P.."jobs", less the
---                                        disabled ones (SCARD of P.."joff"): O(1); the
---                                        index is built from P.."jst" the first time (jobs
---                                        stored before it), O(jobs) once
+--   ARGV: prefix, 'count', build '1'|'0' -> {jobs, enabled}: HLEN of P.."jobs", less the
+--                                        disabled ones (SCARD of P.."joff"): O(1); until
+--                                        the index is built (jobs stored before it) they are
+--                                        counted from P.."jst", O(jobs), and a writer
+--                                        (build '1') builds it, once
 -- last: P.."jlast" "<state>|<at>|<task id>" of the job's last finished task ('' = none).
 local mode = ARGV[2]
 local out = {}
@@ -38,16 +39,26 @@ elseif mode == 'page' then
   out[1] = #names > limit and 1 or 0
   for k = 1, math.min(#names, limit) do add(names[k]) end
 elseif mode == 'count' then
-  if redis.call('EXISTS', P .. 'joffb') == 0 then
-    redis.call('DEL', P .. 'joff')
+  local total = redis.call('HLEN', P .. 'jobs')
+  local off
+  if redis.call('EXISTS', P .. 'joffb') == 1 then
+    off = redis.call('SCARD', P .. 'joff')
+  else
+    -- not built yet (jobs stored before it): counted from P.."jst"; a writer (ARGV[3] '1')
+    -- builds the index, a reader (a replica, a status) writes nothing
+    local off_names = {}
     local all = redis.call('HGETALL', P .. 'jst')
     for k = 1, #all, 2 do
-      if parse_job_state(all[k + 1]).e == '0' then redis.call('SADD', P .. 'joff', all[k]) end
+      if parse_job_state(all[k + 1]).e == '0' then off_names[#off_names + 1] = all[k] end
     end
-    redis.call('SET', P .. 'joffb', '1')
+    off = #off_names
+    if ARGV[3] == '1' then
+      redis.call('DEL', P .. 'joff')
+      for _, name in ipairs(off_names) do redis.call('SADD', P .. 'joff', name) end
+      redis.call('SET', P .. 'joffb', '1')
+    end
   end
-  local total = redis.call('HLEN', P .. 'jobs')
-  out = {total, math.max(0, total - redis.call('SCARD', P .. 'joff'))}
+  out = {total, math.max(0, total - off)}
 elseif mode == 'due' then
   local names = redis.call('ZRANGEBYSCORE', P .. 'due', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
   for _, name in ipairs(names) do add(name) end

@@ -770,3 +770,60 @@ def test_an_http_connect_error_names_its_target_once_typed(distsched_cli: Any) -
     assert error_text("HTTPStatus", "HTTP 500 Internal Server Error") == "HTTPStatus: HTTP 500 Internal Server Error"
     assert error_text("RPCError", "JSON-RPC error -32000: big") == "RPCError: JSON-RPC error -32000: big"
     assert error_text(None, "worker w1 lost (declared dead)") == "worker w1 lost (declared dead)"
+
+
+@pytest.mark.redis
+def test_status_says_what_the_redis_server_refuses(distsched_cli: Any) -> None:
+    """Redis at its maxmemory refused every write: the leader stepped down at each pass, and
+    ``distsched status`` (whose reads still succeed) said nothing of why nothing was
+    dispatched (an incident drill finding). It says what the server tells: at maxmemory
+    (refusing writes, or evicting under another policy), an evicting policy, a replica."""
+    from distsched.testing.redis_server import RedisServer
+
+    with RedisServer() as primary, RedisServer() as replica:
+        url = primary.url_for(namespace=f"w{uuid.uuid4().hex[:10]}")
+        raw = primary.client()
+        try:
+            assert _json(distsched_cli("status", "--storage", url, "--json"))["store_warnings"] == []
+            raw.config_set("maxmemory", 1)
+            [said] = _json(distsched_cli("status", "--storage", url, "--json"))["store_warnings"]
+            assert said.startswith("Redis is at its maxmemory (") and "it refuses writes (OutOfMemoryError)" in said
+            text = distsched_cli("status", "--storage", url).output
+            assert f"  WARNING   {said}" in text.splitlines(), text
+            raw.config_set("maxmemory-policy", "allkeys-lru")
+            [said] = _json(distsched_cli("status", "--storage", url, "--json"))["store_warnings"]
+            assert "evicts keys (maxmemory-policy allkeys-lru): distsched's records are being dropped" in said
+            raw.config_set("maxmemory", 0)
+            [said] = _json(distsched_cli("status", "--storage", url, "--json"))["store_warnings"]
+            assert said.startswith("Redis maxmemory-policy is 'allkeys-lru': ")
+            raw.config_set("maxmemory-policy", "noeviction")
+        finally:
+            raw.close()
+        follower = replica.client()
+        try:
+            follower.execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
+            shown = distsched_cli("status", "--storage", replica.url_for(namespace="r"), "--json")
+            [said] = _json(shown)["store_warnings"]
+            assert said.startswith(f"Redis is a replica of 127.0.0.1:{primary.port}: it refuses writes (READONLY)")
+        finally:
+            follower.close()
+
+
+@pytest.mark.postgres
+def test_status_says_the_postgresql_sessions_refuse_writes(distsched_cli: Any, postgres_database: Any) -> None:
+    """The same for PostgreSQL: sessions read-only by default (as on a standby, which says
+    so too) refuse every write while the reads of a status succeed. A database of the
+    test's own (the suite's shared one must stay writable)."""
+    from distsched.testing.postgres_server import PostgresDatabase, _admin
+
+    database = PostgresDatabase(postgres_database.admin).create()
+    try:
+        url = database.url_for(schema="w")
+        assert distsched_cli("db", "upgrade", "--storage", url).exit_code == 0
+        assert _json(distsched_cli("status", "--storage", url, "--json"))["store_warnings"] == []
+        asyncio.run(_admin(database.admin, f'ALTER DATABASE "{database.name}" SET default_transaction_read_only = on'))
+        [said] = _json(distsched_cli("status", "--storage", url, "--json"))["store_warnings"]
+        assert said.startswith("PostgreSQL sessions are read-only (default_transaction_read_only = on): writes are "
+                               "refused")
+    finally:
+        database.drop()

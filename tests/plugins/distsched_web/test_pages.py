@@ -792,3 +792,27 @@ def test_the_overview_shows_the_jobs_and_the_leaders_renew_interval_as_status(we
     leader = overview["leader"]
     assert leader["renew_interval"] == status["leader"]["renew_interval"] == 1.0, (leader, status["leader"])
     assert leader["renewal_overdue_after"] == 2.0, leader  # two renew intervals, as recorded
+
+
+@pytest.mark.redis
+def test_the_overview_says_what_the_store_refuses(web_server):
+    """Redis at its maxmemory refused every write (no scheduler could lead) while the overview,
+    whose reads succeed, said nothing of it. It says what the store says, as ``distsched
+    status``: above the cards, and ``store_warnings`` in ``/api/v1/overview``."""
+    from distsched.testing.redis_server import RedisServer
+
+    with RedisServer() as own:
+        raw = own.client()
+        try:
+            # no engine beside it: a leader would step down at each pass (the store is full)
+            server = web_server(storage=own.url_for(namespace=f"w{uuid.uuid4().hex[:8]}"), engine=False)
+            with httpx.Client(base_url=server.url) as http:
+                assert http.get("/api/v1/overview").json()["store_warnings"] == []
+                raw.config_set("maxmemory", 1)
+                [said] = http.get("/api/v1/overview").json()["store_warnings"]
+                page = http.get("/").text
+            raw.config_set("maxmemory", 0)
+        finally:
+            raw.close()
+    assert said.startswith("Redis is at its maxmemory (") and "it refuses writes (OutOfMemoryError)" in said
+    assert re.search(r'<p class="warn" id="store-warning-1">store: Redis is at its maxmemory \(', page), page
