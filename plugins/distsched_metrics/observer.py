@@ -138,8 +138,8 @@ class MetricsObserver:
         self.workers_joined = Counter("distsched_workers_joined", "Workers the leader saw join.", registry=r)
         self.workers_lost = Counter("distsched_workers_lost", "Workers the leader declared lost or saw leave.",
                                     registry=r)
-        self.store_data_lost = Counter(
-            "distsched_store_data_lost",
+        self.data_losses = Counter(
+            "distsched_data_losses",
             "Times this node, leading, found the store's data gone (a Redis restarted empty, a FLUSHALL).",
             registry=r)
         self._handlers = {
@@ -158,7 +158,7 @@ class MetricsObserver:
             ev.WorkersSeen: self._workers_seen,
             ev.WorkerJoined: lambda e: self.workers_joined.inc(),
             ev.WorkerLost: lambda e: self.workers_lost.inc(),
-            ev.StoreDataLost: lambda e: self.store_data_lost.inc(),
+            ev.StoreDataLost: lambda e: self.data_losses.inc(),
         }
 
     # -- the hook -----------------------------------------------------------------------

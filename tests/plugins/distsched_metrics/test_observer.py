@@ -138,9 +138,9 @@ def test_a_silent_worker_is_counted_silent_not_alive(obs):
 def test_a_store_that_lost_its_data_is_counted(obs):
     """``store.data_lost`` (the leader's store found its data gone) had no metric: only a log
     line said a Redis restarted empty."""
-    assert value(obs, "distsched_store_data_lost_total") == 0
+    assert value(obs, "distsched_data_losses_total") == 0
     obs.distsched_event(ev.StoreDataLost(at=1, node_id="n"))
-    assert value(obs, "distsched_store_data_lost_total") == 1
+    assert value(obs, "distsched_data_losses_total") == 1
 
 
 def test_a_dropped_result_is_counted_apart_from_the_attempts(obs):
