@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,8 +97,11 @@ LAYOUT = 2
 _LAYOUT_SCRIPT = """
 local found = tonumber(redis.call('GET', KEYS[1])) or 1
 local mine = tonumber(ARGV[1])
-if ARGV[2] == '1' and found < mine then redis.call('SET', KEYS[1], mine) end
-return found
+if ARGV[2] == '1' then
+  if found < mine then redis.call('SET', KEYS[1], mine) end
+  redis.call('SET', KEYS[2], ARGV[3], 'NX')
+end
+return {found, redis.call('GET', KEYS[2]) or ''}
 """
 #: Tasks looked at per housekeeping call until every retained task is in the history
 #: indexes (lua/history_backfill.lua): a bounded time of Redis's per call.
@@ -172,6 +176,10 @@ class RedisStorage:
         #: Whether this store wrote (or found) the namespace's layout mark at open: the
         #: leader's housekeeping finding it gone means the namespace lost its data.
         self._layout_marked = False
+        #: The namespace's epoch (``{ns}:epoch``), a random token its first writer set: another
+        #: one found later means the data was lost and the namespace written anew (by a node
+        #: that opened it since, which also wrote the layout mark again).
+        self._epoch: str | None = None
         #: Opened for a command that only reads (``EngineConfig.reader``): it writes nothing.
         self.reader = False
         #: Times the housekeeping found the namespace's data gone (``StorageBackend``'s
@@ -212,13 +220,15 @@ class RedisStorage:
         its records may not read here); a writer raises a lower one to :data:`LAYOUT`, in
         one script, so that an older node opening it later is refused in turn."""
         try:
-            found = int(await self._waiter.eval(_LAYOUT_SCRIPT, 1, self.prefix + "layout", LAYOUT,
-                                                "0" if reader else "1"))
+            found_, epoch = await self._waiter.eval(_LAYOUT_SCRIPT, 2, self.prefix + "layout", self.prefix + "epoch",
+                                                    LAYOUT, "0" if reader else "1", uuid.uuid4().hex)
+            found = int(found_)
         except (ResponseError, ValueError, TypeError) as exc:
             # NOPERM (an ACL user without EVAL: the calls will say so), or not a number
             log.debug("%s: layout check at open: %s", self.settings.redacted, exc)
             return
         self._layout_marked = not reader
+        self._epoch = (epoch.decode() if isinstance(epoch, bytes) else str(epoch)) or None
         if found > LAYOUT:
             raise ValidationError(
                 "storage", f"{self.settings.redacted}: namespace {self.settings.namespace!r} was written by a newer "
@@ -340,8 +350,12 @@ class RedisStorage:
         existed, are not -, lua/history_backfill.lua adds up to :data:`HISTORY_BACKFILL`
         of them a call (once done, the store records it and no call is made again)."""
         due = int(await self.run(self.scripts.prune, [str(int(budget)), self.retention], op=False))
-        if self._layout_marked and not await self.client.exists(self.prefix + "layout"):
-            await self._data_lost()
+        if self._layout_marked:
+            mark, epoch = await self.client.mget(self.prefix + "layout", self.prefix + "epoch")
+            if isinstance(epoch, bytes):
+                epoch = epoch.decode()
+            if mark is None or (self._epoch is not None and epoch != self._epoch):
+                await self._data_lost()
         if not self._history_indexed:
             try:
                 done, _, added = await self.run(self.scripts.history_backfill,
@@ -357,15 +371,17 @@ class RedisStorage:
         return due
 
     async def _data_lost(self) -> None:
-        """The namespace's layout mark, written at open, is gone: its data is (a Redis that
-        restarted without persistence or from an older snapshot, a FLUSHALL, a failover to
-        an empty replica). Nothing stored before - jobs, tasks, workers - is there any more,
+        """The namespace's layout mark, written at open, is gone - or its epoch is another
+        than the one found at open: a node that opened it since wrote both again -, and so
+        is its data (a Redis that restarted without persistence or from an older snapshot, a
+        FLUSHALL, a failover to an empty replica). Nothing stored before - jobs, tasks, workers - is there any more,
         and nothing else would say so: the nodes go on, registering again, with no job to
         fire. Said once per loss, at ERROR, and counted in ``data_losses`` (the leader then
         emits ``store.data_lost``: a scheduler started with ``--jobs`` syncs its file again);
         the mark is written again."""
         self.data_losses += 1
-        log.error("%s: namespace %r lost its data - its layout mark, written when this node opened it, is gone "
+        log.error("%s: namespace %r lost its data - its layout mark, written when this node opened it, is gone or "
+                  "was written anew "
                   "(a Redis restarted without persistence or from an older snapshot, a FLUSHALL, a failover to an "
                   "empty replica?): the jobs, tasks and worker records stored before are gone. A scheduler started "
                   "with --jobs FILE syncs its file again when it leads; else sync the jobs again (distsched jobs "

@@ -113,6 +113,12 @@ def test_a_scheduler_started_with_jobs_syncs_them_again_when_the_store_lost_its_
         async with DistributeSchedule(url) as app:
             return [job.name for job in await (await app.storage()).jobs.list_jobs()]
 
+    async def states() -> str:  # for a failure's message: what the store holds
+        async with DistributeSchedule(url, reader=True) as app:
+            page = await (await app.storage()).jobs.page(None, 10)
+            keys = sorted(k if isinstance(k, str) else k.decode() for k in raw.scan_iter(match=prefix + "*"))
+            return f"jobs: {page.jobs!r}\nkeys: {keys}"
+
     async def fired() -> int:
         async with DistributeSchedule(url) as app:
             return len((await app.tasks(job="tick")).tasks)
@@ -122,13 +128,13 @@ def test_a_scheduler_started_with_jobs_syncs_them_again_when_the_store_lost_its_
                                  "--heartbeat-ttl", "1.5", "--lease-ttl", "2", "--renew-interval", "0.5")
         line_matching(node, r"leading: ")
         assert asyncio.run(stored()) == ["tick"]
-        for key in raw.scan_iter(match=prefix + "*"):  # as a restart without persistence leaves it
-            raw.delete(key)
+        raw.delete(*raw.scan_iter(match=prefix + "*"))  # at once, as a restart without persistence leaves it
         line_matching(node, rf"namespace '{ns}' lost its data")
         line_matching(node, r"the store lost its data: syncing the jobs of .*jobs\.toml again")
         wait_until(lambda: asyncio.run(stored()) == ["tick"] or None, 20, what="the job stored again",
                    detail=node.log_text)
-        wait_until(lambda: asyncio.run(fired()) >= 2 or None, 20, what="the job firing again", detail=node.log_text)
+        wait_until(lambda: asyncio.run(fired()) >= 2 or None, 20, what="the job firing again",
+                   detail=lambda: node.log_text() + "\n" + asyncio.run(states()))
         assert node.alive(), node.log_text()
     finally:
         raw.close()

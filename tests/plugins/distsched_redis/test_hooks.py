@@ -102,3 +102,32 @@ async def test_a_namespace_that_lost_its_data_is_said_once_by_the_leaders_housek
     finally:
         raw.close()
         await store.close()
+
+
+async def test_a_loss_is_found_even_after_another_node_wrote_the_namespace_anew(redis_server, caplog) -> None:
+    """The leader found a loss by its layout mark gone; but any node that opened the
+    namespace after the loss and before the leader's next housekeeping - a worker restarting,
+    a `distsched jobs add` - wrote the mark again, and the loss went unsaid (nothing synced
+    the jobs again: a CI run's test polled with such opens). The first writer sets the
+    namespace's epoch; a store that finds another one than it saw at open says the loss."""
+    from distsched_redis.storage import RedisStorage
+
+    ns = f"l{uuid.uuid4().hex[:10]}"
+    url, p = redis_server.url_for(namespace=ns), "{" + ns + "}:"
+    leader = await RedisStorage.open(url)
+    raw = redis_server.client()
+    try:
+        with caplog.at_level("ERROR", logger="distsched.redis"):
+            for key in raw.scan_iter(match=p + "*"):  # as a restart without persistence leaves it
+                raw.delete(key)
+            later = await RedisStorage.open(url)  # writes the mark (and a new epoch) again
+            await later.close()
+            assert raw.exists(p + "layout")
+            await leader.housekeeping(100)
+            await leader.housekeeping(100)
+        [said] = [r.getMessage() for r in caplog.records]
+        assert f"namespace '{ns}' lost its data" in said
+        assert leader.data_losses == 1, "said once: the leader adopts the new epoch"
+    finally:
+        raw.close()
+        await leader.close()
