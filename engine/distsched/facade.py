@@ -693,7 +693,7 @@ class DistributeSchedule:
             raise TaskCancelled(task_id, task.reason, task.result)
         if task.state is TaskState.SKIPPED:
             raise TaskSkipped(task_id, task.reason, job=task.job, slot=task.slot)
-        if task.state is TaskState.FAILED and (task.result is None or task.result.attempt_id != task.attempt_id):
+        if task.state is TaskState.FAILED and task.attempt_result is None:
             # no result, or an earlier attempt's (one that failed and was retried): not why it ended
             return _failure_of_record(task)
         if task.result is None:  # a record no engine writes (succeeded without a result)

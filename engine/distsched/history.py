@@ -146,7 +146,7 @@ def task_times(task: Task, now: float | None) -> tuple[float | None, float | Non
     started, finished = task.last_attempt_times(now)
     until = finished if finished is not None else now
     started = shown_start(started, until, task.slot)
-    no_result = task.result is None or task.result.attempt_id != task.attempt_id
+    no_result = task.attempt_result is None
     lost = task.dispatches > 0 and (task.state is TaskState.PENDING or (task.state is TaskState.FAILED and no_result))
     duration = None if lost or started is None or until is None else max(0.0, until - started)
     return started, finished, duration
@@ -162,9 +162,8 @@ def task_error(task: Task) -> str | None:
     worker was lost. Not masked: a display masks what it shows."""
     if task.state is TaskState.SUCCEEDED:
         return None
-    result = task.result  # the current attempt's, or the last one's while the task waits to retry
-    if result is not None and result.error and (result.attempt_id == task.attempt_id
-                                                or task.state is TaskState.RETRYING):
+    result = task.latest_result  # the current attempt's, or the last one's while the task waits to retry
+    if result is not None and result.error:
         return result.error
     return task.reasons()[0]
 
@@ -206,7 +205,7 @@ def redelivered(attempts: Iterable[Attempt]) -> list[bool]:
 
 
 def _attempt(task: Task, *, outcome: str, worker_id: str | None, number: int, retry_at: float | None) -> Attempt:
-    result = task.result if task.result is not None and task.result.attempt_id == task.attempt_id else None
+    result = task.attempt_result
     value, cut_v = _capped_value(result.value) if result is not None else (None, False)
     error, cut_e = _capped_text(result.error if result is not None else
                                 (task.reason if outcome in ("lost", "cancelled", "failed") else None))
@@ -231,7 +230,7 @@ def ended_attempt(task: Task, worker_id: str | None) -> Attempt | None:
     was assigned to before the write. None when the task never was dispatched."""
     if task.dispatches <= 0 or task.state in ASSIGNED:
         return None
-    result = task.result if task.result is not None and task.result.attempt_id == task.attempt_id else None
+    result = task.attempt_result
     state = task.state
     if state is TaskState.RETRYING:
         return _attempt(task, outcome=result.outcome if result else "failed", worker_id=worker_id,
@@ -253,7 +252,7 @@ def current_attempt(task: Task) -> Attempt | None:
     if task.state in ASSIGNED:
         return _attempt(task, outcome=task.state.value, worker_id=task.worker_id, number=task.attempt,
                         retry_at=None)
-    if task.result is not None and task.result.attempt_id == task.attempt_id:
+    if task.attempt_result is not None:
         return ended_attempt(task, task.worker_id)
     return None
 

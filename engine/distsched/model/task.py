@@ -136,6 +136,20 @@ class Task:
         return self.state in TERMINAL
 
     @property
+    def attempt_result(self) -> TaskResult | None:
+        """The result of the current attempt (its ``attempt_id``), else None: once another
+        dispatch (a requeue's, a retry's) or a failure before it followed, ``result`` still
+        holds an earlier attempt's, which is not why the task is where it is."""
+        result = self.result
+        return result if result is not None and result.attempt_id == self.attempt_id else None
+
+    @property
+    def latest_result(self) -> TaskResult | None:
+        """:attr:`attempt_result`, or, while the task waits to retry, the result of the attempt
+        that failed (``result``: the retry is not dispatched yet)."""
+        return self.result if self.state is TaskState.RETRYING else self.attempt_result
+
+    @property
     def retry(self) -> RetryPolicy:
         return self.spec.retry
 
@@ -157,8 +171,8 @@ class Task:
         the record tells it (:meth:`attempt_began`, until ``finished_at`` or ``now``) and the
         record's ``finished_at`` (when the leader recorded the outcome). A slot held by its
         worker for its time, or cancelled before it, has not started: None."""
-        result = self.result
-        if result is not None and (result.attempt_id == self.attempt_id or self.state is TaskState.RETRYING):
+        result = self.latest_result
+        if result is not None:
             return result.started_at, result.finished_at
         return self.attempt_began(self.finished_at if self.finished_at is not None else now), self.finished_at
 
