@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -79,21 +80,30 @@ def test_a_namespace_a_newer_distsched_wrote_is_refused_naming_the_upgrade(redis
         raw.close()
 
 
+def _namespace(redis_server: Any) -> tuple[str, str, str]:
+    """A fresh namespace: its name, its storage URL and its keys' prefix."""
+    ns = f"l{uuid.uuid4().hex[:10]}"
+    return ns, redis_server.url_for(namespace=ns), "{" + ns + "}:"
+
+
+def _lose_its_data(raw: Any, prefix: str) -> None:
+    """Every key of the namespace gone at once, as a restart without persistence leaves it."""
+    raw.delete(*raw.scan_iter(match=prefix + "*"))
+
+
 async def test_a_namespace_that_lost_its_data_is_said_once_by_the_leaders_housekeeping(redis_server, caplog) -> None:
     """Redis restarted empty (no persistence): jobs, tasks and workers were gone and every
     node went on as if healthy - nothing fired and nothing said why (an incident probe)."""
     from distsched_redis.storage import LAYOUT, RedisStorage
 
-    ns = f"l{uuid.uuid4().hex[:10]}"
-    url, p = redis_server.url_for(namespace=ns), "{" + ns + "}:"
+    ns, url, p = _namespace(redis_server)
     store = await RedisStorage.open(url)
     raw = redis_server.client()
     try:
         with caplog.at_level("ERROR", logger="distsched.redis"):
             await store.housekeeping(100)
             assert not caplog.records, "a namespace with its data says nothing"
-            for key in raw.scan_iter(match=p + "*"):  # as a restart without persistence leaves it
-                raw.delete(key)
+            _lose_its_data(raw, p)
             await store.housekeeping(100)
             await store.housekeeping(100)
         [said] = [r.getMessage() for r in caplog.records]
@@ -112,14 +122,12 @@ async def test_a_loss_is_found_even_after_another_node_wrote_the_namespace_anew(
     namespace's epoch; a store that finds another one than it saw at open says the loss."""
     from distsched_redis.storage import RedisStorage
 
-    ns = f"l{uuid.uuid4().hex[:10]}"
-    url, p = redis_server.url_for(namespace=ns), "{" + ns + "}:"
+    ns, url, p = _namespace(redis_server)
     leader = await RedisStorage.open(url)
     raw = redis_server.client()
     try:
         with caplog.at_level("ERROR", logger="distsched.redis"):
-            for key in raw.scan_iter(match=p + "*"):  # as a restart without persistence leaves it
-                raw.delete(key)
+            _lose_its_data(raw, p)
             later = await RedisStorage.open(url)  # writes the mark (and a new epoch) again
             await later.close()
             assert raw.exists(p + "layout")
