@@ -204,10 +204,11 @@ class DistributeSchedule:
         refuses (an ``http_allow`` entry that is no host or URL...) - a ValidationError naming
         ``where``, the setting and the reason. For the commands that store a jobs file's jobs
         before a worker reads its ``[worker]`` table (``run``, ``jobs sync``, ``scheduler
-        --jobs``): nothing is written for a table the worker would refuse."""
-        from .jobs import WORKER_KEYS, WORKER_OPTION_KEYS
-
-        self.plugins.executors.check_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS)
+        --jobs``): nothing is written for a table the worker would refuse. A key no executor
+        can judge (one that does not declare its settings) is a WARNING, once: this app's
+        worker does not check settings it accepted again at its start
+        (:meth:`Engine.check_worker_settings <distsched.app.engine.Engine.check_worker_settings>`)."""
+        self.engine.check_worker_settings(settings, where=where)
 
     def function_names(self) -> list[str]:
         """The functions the ``local`` executor of this process may run (plugins' and the app's)."""

@@ -9,9 +9,10 @@ callables (``name -> Balancer``, ``name -> Executor``) and depend on the ports o
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -64,6 +65,28 @@ class Engine:
         self.servers: dict[str, Any] = {}
         #: The task the loop watch found holding the loop (None: none, or not a task).
         self._held_by: Task | None = None
+        #: The worker settings :meth:`check_worker_settings` accepted (copies): not checked -
+        #: nor warned about - again.
+        self._settings_accepted: list[Mapping[str, Any]] = []
+
+    def check_worker_settings(self, settings: Mapping[str, Any], *, where: str = "worker") -> None:
+        """Refuse a worker's ``[worker]`` settings as its start does: a key that is neither an
+        option of the worker (``WORKER_KEYS``, ``WORKER_OPTION_KEYS``) nor a setting a loaded
+        executor declares, or a value an executor's ``check_settings`` refuses - a
+        ValidationError naming ``where``; a key it cannot judge (an executor that does not
+        declare its settings) is a WARNING. The one home of this check: the commands that
+        store a jobs file's jobs check its table before (``run``, ``jobs sync``,
+        ``scheduler --jobs``), the worker's start (:meth:`run`) checks its settings, and
+        settings this engine already accepted are not checked, nor warned about, again."""
+        if any(settings == accepted for accepted in self._settings_accepted):
+            return
+        from ..jobs import WORKER_KEYS, WORKER_OPTION_KEYS
+
+        self.plugins.executors.check_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS)
+        try:
+            self._settings_accepted.append(copy.deepcopy(dict(settings)))
+        except Exception:  # a value that cannot be copied: checked again next time
+            pass
 
     def all_functions(self) -> FunctionRegistry:
         """Functions from plugins (``distsched_register_functions``) plus the application's."""
@@ -162,11 +185,9 @@ class Engine:
         if worker is not None:
             # Settings the executors refuse (a bad http_allow entry, a key no executor reads:
             # a typo...) stop the process here, before anything starts, rather than failing
-            # each task later or going unnoticed.
-            from ..jobs import WORKER_KEYS, WORKER_OPTION_KEYS
-
-            self.plugins.executors.check_settings(worker.settings, where="worker",
-                                                  options=WORKER_KEYS + WORKER_OPTION_KEYS)
+            # each task later or going unnoticed (once: settings a command checked before
+            # storing its jobs file's jobs are not checked, nor warned about, again).
+            self.check_worker_settings(worker.settings)
         if scheduler:
             if not len(self.plugins.balancers):
                 self.plugins.balancers.get(FALLBACK_BALANCER, where="scheduler")  # raises, naming why

@@ -7,6 +7,7 @@ the HTTP allow-list."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import textwrap
 import uuid
@@ -19,6 +20,7 @@ from distsched import DistributeSchedule, hookimpl
 from distsched.config import WorkerConfig
 from distsched.model import ValidationError
 from distsched.plugin.manager import PluginManager
+from distsched.testing.processes import wait_until
 
 TYPOS = """
 [worker]
@@ -108,3 +110,93 @@ class _BadDeclaration:
 def test_settings_must_be_a_list_of_names() -> None:
     pm = PluginManager(plugins=[("bad", _BadDeclaration())])
     assert "settings must be a list of setting names" in (pm.plugins["bad"].error or "")
+
+
+ACME_PLUGIN = """\
+from distsched import hookimpl
+
+
+@hookimpl
+def distsched_register_executors(registry):
+    registry.add("acme", lambda context: None)  # a third-party executor: no settings declared
+"""
+
+ACME_JOBS = """\
+[worker]
+acme_endpoint = "https://acme.example"
+
+[[jobs]]
+name = "j"
+every = "1h"
+executor = "acme"
+target = "noop"
+"""
+
+
+def _unjudged_warnings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "acme_endpoint: no executor declares this setting" in line]
+
+
+@pytest.mark.redis
+def test_a_setting_no_executor_can_judge_is_warned_about_once_per_command(
+        tmp_path: Path, distsched_process: Any, line_matching: Any, distsched_cli: Any, redis_server: Any) -> None:
+    """Was (noticed by the last stop): `distsched run` (and `worker --jobs FILE`) warned twice
+    about a `[worker]` key that an executor that does not declare its settings may read: once
+    as the command checked the file before storing its jobs, once as its worker started.
+    Once each now, naming the file; `scheduler --jobs FILE` and `jobs sync` as before. A real
+    plugin (-p MODULE, the module in the processes' working folder) in real processes."""
+    (tmp_path / "acme_plugin.py").write_text(ACME_PLUGIN)
+    path = _write(tmp_path, "jobs.toml", ACME_JOBS)
+    said = f"{path}: [worker] acme_endpoint: no executor declares this setting; executor(s) 'acme' from plugin "
+
+    run = distsched_process("run", "-p", "acme_plugin", "run", path, "--duration", "0.3")
+    assert run.wait(timeout=60) == 0, run.log_text()
+    assert "stopped: " in run.log_text(), run.log_text()  # its worker started and stopped
+    warnings = _unjudged_warnings(run.log_text())
+    assert len(warnings) == 1 and said in warnings[0], run.log_text()
+
+    url = redis_server.url_for(namespace=f"acme{uuid.uuid4().hex[:8]}")
+    worker = distsched_process("worker", "-p", "acme_plugin", "worker", "--jobs", path, "--storage", url,
+                               "--fail-fast")
+    line_matching(worker, r"^worker on ")
+
+    def registered() -> bool:
+        status = distsched_cli("status", "--storage", url, "--json")
+        return status.exit_code == 0 and bool(json.loads(status.stdout)["workers"])
+
+    wait_until(registered, 30, what="the worker registered (after its start's settings check)",
+               detail=worker.log_text)
+    worker.stop()
+    warnings = _unjudged_warnings(worker.log_text())
+    assert len(warnings) == 1 and said in warnings[0], worker.log_text()
+
+    scheduler = distsched_process("scheduler", "-p", "acme_plugin", "scheduler", "--jobs", path, "--storage", url,
+                                  "--fail-fast")
+    line_matching(scheduler, r"^scheduler \S+ on ")  # after its sync
+    scheduler.stop()
+    assert len(_unjudged_warnings(scheduler.log_text())) == 1, scheduler.log_text()
+    sync = distsched_process("sync", "-p", "acme_plugin", "jobs", "sync", path, "--storage", url)
+    assert sync.wait(timeout=60) == 0, sync.log_text()
+    assert len(_unjudged_warnings(sync.log_text())) == 1, sync.log_text()
+
+
+def test_settings_the_app_accepted_are_not_checked_again_as_its_worker_starts(caplog: Any) -> None:
+    """The same from Python: ``check_worker_settings`` before the worker starts (as the
+    commands do) is the one warning; settings not checked before are checked at the start."""
+
+    async def main(app: DistributeSchedule) -> None:
+        async with app.running(scheduler=False):
+            pass
+
+    settings = {"acme_endpoint": "e"}
+    for checked_before in (True, False):
+        caplog.clear()
+        app = DistributeSchedule(f"memory://settings-{uuid.uuid4().hex[:8]}", plugins=[("acme", _Undeclared())],
+                                 worker=WorkerConfig(settings=settings))
+        with caplog.at_level(logging.WARNING, logger="distsched.plugins"):
+            if checked_before:
+                app.check_worker_settings(settings, where="jobs.toml")
+            asyncio.run(main(app))
+        said = [r.getMessage() for r in caplog.records if "acme_endpoint" in r.getMessage()]
+        assert len(said) == 1, (checked_before, said)
+        assert said[0].startswith("jobs.toml: " if checked_before else "worker: "), said
