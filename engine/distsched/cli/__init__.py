@@ -386,6 +386,14 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     one when this process takes or loses the lease (--log-format json: one JSON object a
     line). Stops cleanly on Ctrl-C / SIGTERM or after
     --duration.
+
+    Before it stores anything it checks the jobs and the file's [worker] table as the worker
+    does: a key or value the worker refuses is an error (exit status 1, nothing stored); a
+    key that only an executor that does not declare its settings may read is one warning.
+    It then adds or updates the file's jobs (stored jobs the file lacks are left as they
+    are); a failed write ends it with the error and exit status 1 before anything starts -
+    the jobs written before the failure stay (`distsched jobs sync JOBS_FILE --dry-run
+    --storage URL` shows what is left).
     """
     jobs = _load_jobs(jobs_file)
     app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics, web))
@@ -557,6 +565,13 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
 
     Run several on different machines against one shared store; exactly one leads. Prints
     the task log on stdout while it leads, and a line when it takes or loses the lease.
+
+    With --jobs FILE it first checks the jobs and the file's [worker] table as a worker
+    checks it (it does not use those settings itself): a key or value the worker refuses is
+    an error (exit status 1, nothing stored); a key that only an executor that does not
+    declare its settings may read is a warning. It then syncs the file as `distsched jobs
+    sync` does, printing the diff on stderr; a failed write ends it with exit status 1 and
+    the report `jobs sync` gives (the changes written, those not written).
     """
     if prune and not jobs_file:
         raise click.UsageError("--prune needs --jobs FILE (the jobs it keeps)")

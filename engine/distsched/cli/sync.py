@@ -6,13 +6,14 @@ Also the diff printer the ``scheduler --jobs FILE [--prune]`` start uses.
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from typing import Any, cast
 
 import click
 
 from ..masking import mask_secrets
 from ..model import RetryPolicy, Trigger
-from ..model.sync import SyncPlan
+from ..model.sync import SyncPlan, plan_sync
 from ..model.words import duration_words, schedule_words
 
 
@@ -68,6 +69,86 @@ def plan_dict(plan: SyncPlan) -> dict[str, Any]:
     return data
 
 
+#: How many names a failed sync's message lists per kind (then "and N more").
+SHOWN = 20
+
+
+def _changes(plan: SyncPlan) -> list[tuple[str, str]]:
+    """The jobs a plan adds, updates and removes: ``(mark, name)``, marked as the diff marks them."""
+    return ([("+", n) for n in plan.added] + [("~", c.name) for c in plan.updated]
+            + [("-", n) for n in plan.removed])
+
+
+def _named(changes: list[tuple[str, str]]) -> str:
+    shown = ", ".join(f"{mark} {name}" for mark, name in changes[:SHOWN])
+    return shown + (f" and {len(changes) - SHOWN} more" if len(changes) > SHOWN else "")
+
+
+def _cause(exc: BaseException) -> str:
+    """The error that stopped a write, in one line, its secrets masked."""
+    from ..model.errors import DistschedError
+    from ..urls import redact_text
+
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return redact_text(text if isinstance(exc, DistschedError) else f"{type(exc).__name__}: {text}".rstrip(": "))
+
+
+async def apply_sync(app: Any, configs: Any, *, prune: bool, source: str, command: str) -> SyncPlan:
+    """``app.sync_jobs(configs, prune=prune)`` - the plan the store answered with - and, when a
+    write fails, an error (click.ClickException) that says what the store holds then.
+
+    A sync is not one atomic write, on any store: the new jobs are stored in batches of a
+    few hundred, each batch in one atomic step, then each changed job and each removed one
+    on its own; each job is written whole or not at all. So the plan is computed first (as
+    ``--dry-run`` does, writing nothing), and after a failed write the stored jobs are read
+    again: the planned changes now made are named as written, the others as not written
+    (``command`` runs the sync again: it writes only what is left). When the store cannot
+    be read then, every planned change is named as one that may or may not have been
+    written. A problem found before any write (a bad job, a one-shot in the past...) is
+    raised as it is: nothing was written."""
+    planned = await app.sync_jobs(configs, prune=prune, dry_run=True)
+    try:
+        return cast(SyncPlan, await app.sync_jobs(configs, prune=prune))
+    except Exception as exc:  # the store refused a write, or went away: say what it holds
+        logging.getLogger("distsched.cli").debug("the sync's write failed", exc_info=exc)  # -vv: the traceback
+        raise click.ClickException(await _failed_sync(app, configs, planned, exc, prune=prune, source=source,
+                                                      command=command)) from None
+
+
+async def _failed_sync(app: Any, configs: Any, planned: SyncPlan, exc: BaseException, *, prune: bool,
+                       source: str, command: str) -> str:
+    cause = _cause(exc)
+    wanted = _changes(planned)
+    try:  # the stored jobs as they are now (a read: a store refusing writes still answers it)
+        left = plan_sync(await app.jobs(), configs, prune=prune)
+    except Exception as again:
+        return (f"jobs sync of {source} failed: {cause}\n"
+                f"  what it wrote is unknown: the store could not be read after the failure ({_cause(again)})\n"
+                f"  may or may not have been written: {_named(wanted)}\n"
+                f"  each job is written whole or not at all, but a sync is not one atomic write: once the store "
+                f"answers, `{command} --dry-run` shows what is left and `{command}` writes it")
+    todo = {name for _, name in _changes(left)}
+    written = [(mark, name) for mark, name in wanted if name not in todo]
+    not_written = [(mark, name) for mark, name in wanted if name in todo]
+    # changed meanwhile by someone else, not planned by this sync: differs from the file too
+    others = [(mark, name) for mark, name in _changes(left) if name not in {n for _, n in wanted}]
+    lines = [f"jobs sync of {source} wrote nothing: {cause}" if not written
+             else f"jobs sync of {source} failed partway: {cause}"]
+    if written:
+        lines.append(f"  written before the failure (now stored as in {source}): {_named(written)}")
+    if not_written:
+        lines.append(f"  not written: {_named(not_written)}")
+    if others:
+        lines.append(f"  also not as in {source} (changed by another node meanwhile): {_named(others)}")
+    if not (not_written or others):
+        lines.append(f"  every job is now stored as in {source} (the failed write had been made, or another node made it)")
+    elif written:
+        lines.append(f"  the other stored jobs are as they were; once the cause is fixed, `{command}` writes what is left")
+    else:
+        lines.append(f"  the stored jobs are as they were; once the cause is fixed, `{command}` writes them")
+    return "\n".join(lines)
+
+
 def summary(plan: SyncPlan) -> str:
     verb = "" if plan.applied else "would be "
     text = (f"{len(plan.added)} {verb}added, {len(plan.updated)} {verb}updated, "
@@ -90,7 +171,18 @@ def summary(plan: SyncPlan) -> str:
 def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, dry_run: bool, as_json: bool) -> None:
     """Make the stored jobs equal JOBS_FILE: add the new jobs, update the changed ones and,
     with --prune, remove the stored jobs the file does not have. Prints the diff of what it
-    wrote (--dry-run: of what it would write), then a summary."""
+    wrote (--dry-run: of what it would write), then a summary.
+
+    Every job, and the file's [worker] table, is checked first, as a worker checks the table:
+    a key or value the worker refuses is an error and nothing is written; a key that only an
+    executor that does not declare its settings may read is a warning.
+
+    A sync is not one atomic write: the new jobs are stored in batches, then each changed or
+    removed job on its own, each job whole or not at all. When a write fails (the store
+    refuses it, or goes away) it exits 1 with the error and names the changes written before
+    it and those not written, as read back from the store - or, when the store cannot be
+    read, the changes that may or may not have been written. Run it again to write what is
+    left."""
     from . import _check_jobs, _jobs_call, _load_jobs
 
     loaded = _load_jobs(jobs_file)
@@ -100,9 +192,13 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
         _check_jobs(app, loaded)  # every problem of the file at once, as `jobs add` lists them
         # a [worker] typo or bad value: refused as `worker --jobs FILE` and `run` refuse it
         app.check_worker_settings(loaded.worker.settings, where=str(loaded.path))
+        if dry_run:
+            return cast(SyncPlan, await app.sync_jobs(loaded.jobs, prune=prune, dry_run=True))
         # The plan the store answered with, not the one computed before writing: another
         # node syncing at the same moment may have written some of it (SyncPlan.concurrent).
-        return await app.sync_jobs(loaded.jobs, prune=prune, dry_run=dry_run)
+        # A failed write says what the store holds then (apply_sync).
+        return await apply_sync(app, loaded.jobs, prune=prune, source=jobs_file,
+                                command=f"distsched jobs sync {jobs_file}{' --prune' if prune else ''}")
 
     plan = _jobs_call(ctx, storage, call, reader=dry_run)
     if as_json:
@@ -118,7 +214,8 @@ async def report_sync(app: Any, jobs_file: Any, *, prune: bool) -> SyncPlan:
     what it wrote on stderr (without ``prune``, the stored jobs the file lacks are named and
     kept)."""
     configs = {c.name: c for c in jobs_file.jobs}
-    plan = await app.sync_jobs(jobs_file.jobs, prune=prune)
+    plan = await apply_sync(app, jobs_file.jobs, prune=prune, source=str(jobs_file.path),
+                            command=f"distsched jobs sync {jobs_file.path}{' --prune' if prune else ''}")
     for line in plan_lines(plan, str(jobs_file.path), configs):
         if not line.startswith("="):
             click.echo(line, err=True)

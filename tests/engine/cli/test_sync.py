@@ -505,3 +505,112 @@ def test_a_worker_table_the_worker_refuses_is_refused_before_anything_is_stored(
                                 "--fail-fast"], capture_output=True, text=True, timeout=60)
     assert scheduler.returncode == 1, scheduler.stderr
     assert scheduler.stderr[scheduler.stderr.find("Error: "):] == said, scheduler.stderr
+
+
+# -- a write that fails partway: the command says what the store holds then ----------------
+def _sync_fails(distsched_cli, path, url):
+    result = distsched_cli("jobs", "sync", path, "--storage", url, "--prune")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.output.startswith("Error: jobs sync of "), result.output
+    return result.output
+
+
+@pytest.mark.redis
+def test_a_sync_whose_writes_redis_refuses_says_it_wrote_nothing(distsched_cli, tmp_path, distsched_process,
+                                                                  line_matching):
+    """Was (noticed by the last stop): a sync whose write failed printed only the error (since
+    the diff shown is what the store answered with, not the plan), so the operator did not
+    know what was stored. Redis at its maxmemory refuses every write while it still answers
+    reads: the sync says it wrote nothing, which changes were not made, and the cause; so
+    does `scheduler --jobs FILE --prune` at its start."""
+    from distsched.testing.redis_server import RedisServer
+
+    first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
+    with RedisServer() as server:
+        url = server.url_for(namespace=f"full{uuid.uuid4().hex[:8]}")
+        assert distsched_cli("jobs", "sync", first, "--storage", url).exit_code == 0
+        raw = server.client()
+        try:
+            raw.config_set("maxmemory", 1)
+            said = _sync_fails(distsched_cli, second, url)
+            scheduler = distsched_process("scheduler", "scheduler", "--jobs", second, "--prune", "--storage", url,
+                                          "--fail-fast")
+            assert scheduler.wait(timeout=60) == 1, scheduler.log_text()
+            raw.config_set("maxmemory", 0)
+        finally:
+            raw.close()
+        assert set(_names(distsched_cli, url)) == {"keep", "change", "stray"}  # as it said: nothing written
+    assert said.splitlines()[0].startswith(f"Error: jobs sync of {second} wrote nothing: OutOfMemoryError: command "
+                                           "not allowed when used memory > 'maxmemory'."), said
+    assert said.splitlines()[1:] == [
+        "  not written: + new, ~ change, - stray",
+        f"  the stored jobs are as they were; once the cause is fixed, `distsched jobs sync {second} --prune` "
+        "writes them",
+    ], said
+    text = scheduler.log_text()
+    assert f"Error: jobs sync of {second} wrote nothing: OutOfMemoryError: " in text, text
+    assert "  not written: + new, ~ change, - stray" in text and "Traceback" not in text, text
+
+
+@pytest.mark.postgres
+def test_a_sync_postgresql_refuses_partway_says_what_it_wrote(distsched_cli, tmp_path, postgres_database):
+    """PostgreSQL refuses the update of one job (a trigger of the database's, as a policy or
+    a constraint would): the new job was already stored, the removal not made yet. The sync
+    names each, with the database's error, and exits 1; run again once the cause is gone,
+    it writes only what is left."""
+    from distsched.testing.postgres_server import _admin
+
+    schema = f"sync{uuid.uuid4().hex[:8]}"
+    url = postgres_database.url_for(schema=schema)
+    first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
+    assert distsched_cli("jobs", "sync", first, "--storage", url).exit_code == 0
+    asyncio.run(_admin(postgres_database.url, f"""CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN RAISE EXCEPTION 'job % is frozen by policy', OLD.name; END $$"""))
+    asyncio.run(_admin(postgres_database.url, f"""CREATE TRIGGER refuse BEFORE UPDATE ON "{schema}".jobs FOR EACH ROW
+        WHEN (OLD.name = 'change') EXECUTE FUNCTION "{schema}".refuse()"""))
+    said = _sync_fails(distsched_cli, second, url)
+    assert said.splitlines()[0].startswith(f"Error: jobs sync of {second} failed partway: ") and \
+        "job change is frozen by policy" in said.splitlines()[0], said
+    assert said.splitlines()[1:] == [
+        f"  written before the failure (now stored as in {second}): + new",
+        "  not written: ~ change, - stray",
+        f"  the other stored jobs are as they were; once the cause is fixed, `distsched jobs sync {second} --prune` "
+        "writes what is left",
+    ], said
+    assert set(_names(distsched_cli, url)) == {"keep", "change", "stray", "new"}
+    asyncio.run(_admin(postgres_database.url, f'DROP TRIGGER refuse ON "{schema}".jobs'))
+    again = distsched_cli("jobs", "sync", second, "--storage", url, "--prune")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[-1] == "0 added, 1 updated, 1 removed, 2 unchanged", again.stdout
+
+
+@pytest.mark.redis
+def test_a_sync_whose_store_goes_away_names_what_may_have_been_written(distsched_cli, tmp_path, monkeypatch):
+    """Redis goes away during the sync (stopped once the new jobs are stored, before the
+    update and the removal): the store cannot be read after the failure either, so the
+    sync names every planned change as one that may or may not have been written."""
+    from distsched.testing.redis_server import RedisServer
+
+    first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
+    with RedisServer() as server:
+        url = server.url_for(namespace=f"gone{uuid.uuid4().hex[:8]}")
+        assert distsched_cli("jobs", "sync", first, "--storage", url).exit_code == 0
+        real = DistributeSchedule._put_jobs
+
+        async def put_jobs(self, *args, **kwargs):
+            try:
+                return await real(self, *args, **kwargs)
+            finally:
+                server.stop()  # after this sync's first writes: the rest fails
+
+        monkeypatch.setattr(DistributeSchedule, "_put_jobs", put_jobs)
+        said = _sync_fails(distsched_cli, second, url)
+    lines = said.splitlines()
+    assert lines[0].startswith(f"Error: jobs sync of {second} failed: ") and "Connection" in lines[0], said
+    assert lines[1].startswith("  what it wrote is unknown: the store could not be read after the failure ("), said
+    assert lines[2:] == [
+        "  may or may not have been written: + new, ~ change, - stray",
+        "  each job is written whole or not at all, but a sync is not one atomic write: once the store answers, "
+        f"`distsched jobs sync {second} --prune --dry-run` shows what is left and `distsched jobs sync {second} "
+        "--prune` writes it",
+    ], said
