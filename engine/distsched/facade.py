@@ -198,7 +198,8 @@ class DistributeSchedule:
 
         self.plugins.executors.unknown_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS)
 
-    def check_worker_settings(self, settings: Mapping[str, Any], *, where: str = "worker") -> None:
+    def check_worker_settings(self, settings: Mapping[str, Any], *, where: str = "worker",
+                              sources: Mapping[str, str] | None = None) -> None:
         """Refuse a ``[worker]`` table as a worker refuses it at start: a key
         :meth:`check_worker_keys` refuses, or a value a loaded executor's settings check
         refuses (an ``http_allow`` entry that is no host or URL...) - a ValidationError naming
@@ -207,8 +208,10 @@ class DistributeSchedule:
         --jobs``): nothing is written for a table the worker would refuse. A key no executor
         can judge (one that does not declare its settings) is a WARNING, once: this app's
         worker does not check settings it accepted again at its start
-        (:meth:`Engine.check_worker_settings <distsched.app.engine.Engine.check_worker_settings>`)."""
-        self.engine.check_worker_settings(settings, where=where)
+        (:meth:`Engine.check_worker_settings <distsched.app.engine.Engine.check_worker_settings>`).
+        ``sources`` (key -> where it came from: a config file, a jobs file) names each key's
+        own source in the warning or the error instead of ``where``."""
+        self.engine.check_worker_settings(settings, where=where, sources=sources)
 
     def function_names(self) -> list[str]:
         """The functions the ``local`` executor of this process may run (plugins' and the app's)."""

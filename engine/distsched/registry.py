@@ -21,7 +21,7 @@ import difflib
 import inspect
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -387,12 +387,14 @@ class ExecutorRegistry(Registry):
         self._add(Registration(self.family, name, factory, self.current, description, override=replace,
                                validate=validate, check_settings=check_settings, settings=declared))
 
-    def unknown_settings(self, settings: Any, *, where: str = "worker", options: Iterable[str] = ()) -> list[str]:
+    def unknown_settings(self, settings: Any, *, where: str = "worker", options: Iterable[str] = (),
+                         sources: Mapping[str, str] | None = None) -> list[str]:
         """Refuse a worker setting no usable executor declares (``add(..., settings=...)``):
-        a ValidationError naming ``where``, the key, the closest of ``options`` (the worker's
-        own options) and the declared settings, and what those are. When a usable executor
-        does not declare its settings, a key no other one declares may be its own: such keys
-        are not refused but returned (sorted), for the caller to warn about."""
+        a ValidationError naming ``where`` (or the one source, in ``sources``, of the keys
+        refused), the key, the closest of ``options`` (the worker's own options) and the
+        declared settings, and what those are. When a usable executor does not declare its
+        settings, a key no other one declares may be its own: such keys are not refused but
+        returned (sorted), for the caller to warn about."""
         declared: set[str] = set()
         undeclared = False
         for reg in self:
@@ -412,28 +414,36 @@ class ExecutorRegistry(Registry):
         raise ValidationError(f"[worker] {', '.join(unknown)}",
                               f"unknown setting{'s' if len(unknown) > 1 else ''} ({'; '.join(hints + [''])}"
                               f"the loaded executors read: {', '.join(sorted(declared)) or 'none'}; "
-                              f"the worker's options: {', '.join(sorted(options)) or 'none'})", where=where)
+                              f"the worker's options: {', '.join(sorted(options)) or 'none'})",
+                              where=_source(unknown, sources, where))
 
-    def check_settings(self, settings: Any, *, where: str = "worker", options: Iterable[str] = ()) -> None:
+    def check_settings(self, settings: Any, *, where: str = "worker", options: Iterable[str] = (),
+                       sources: Mapping[str, str] | None = None) -> None:
         """Refuse an unknown setting (:meth:`unknown_settings`; one it cannot judge is logged
-        as a WARNING naming the executors that do not declare theirs), then run every usable
-        executor's ``check_settings`` on a worker's settings: the first refusal ->
-        ValidationError naming ``where``, the setting and the reason; a checker that fails
-        otherwise -> PluginError naming its plugin."""
-        unjudged = self.unknown_settings(settings, where=where, options=options)
-        if unjudged:
-            who = ", ".join(f"{reg.name!r} from {reg.origin}" for reg in self if reg.settings is None)
+        as a WARNING naming the executors that do not declare theirs, once per key), then run
+        every usable executor's ``check_settings`` on a worker's settings: the first refusal
+        -> ValidationError naming ``where``, the setting and the reason; a checker that fails
+        otherwise -> PluginError naming its plugin. ``sources`` (key -> where it came from: a
+        config file, a jobs file) names a key's own source instead of ``where``: settings
+        merged from several places are checked together, each key named by its place."""
+        unjudged = self.unknown_settings(settings, where=where, options=options, sources=sources)
+        by_source: dict[str, list[str]] = {}
+        for key in unjudged:
+            by_source.setdefault(_source([key], sources, where), []).append(key)
+        who = ", ".join(f"{reg.name!r} from {reg.origin}" for reg in self if reg.settings is None)
+        for source, keys in by_source.items():
             log.warning("%s: [worker] %s: no executor declares %s; executor(s) %s do not declare their settings "
-                        "and may read %s - a typo is read by nothing", where, ", ".join(unjudged),
-                        "this setting" if len(unjudged) == 1 else "these settings", who,
-                        "it" if len(unjudged) == 1 else "them")
+                        "and may read %s - a typo is read by nothing", source, ", ".join(keys),
+                        "this setting" if len(keys) == 1 else "these settings", who,
+                        "it" if len(keys) == 1 else "them")
         for reg in self:
             if reg.check_settings is None:
                 continue
             try:
                 reg.check_settings(settings)
             except ValidationError as exc:
-                raise ValidationError(exc.field, exc.reason, where=where) from None
+                key = exc.field.removeprefix("[worker] ").split(" ", 1)[0]
+                raise ValidationError(exc.field, exc.reason, where=_source([key], sources, where)) from None
             except Exception as exc:
                 raise PluginError(f"{where}: the settings check of executor {reg.name!r} from {reg.origin} "
                                   f"failed: {type(exc).__name__}: {exc}") from exc
@@ -453,6 +463,12 @@ class ExecutorRegistry(Registry):
             prefix = f"{where}: " if where else ""
             raise PluginError(f"{prefix}the validator of executor {reg.name!r} from {reg.origin} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
+
+
+def _source(keys: Iterable[str], sources: Mapping[str, str] | None, where: str) -> str:
+    """Where ``keys`` came from (``sources``: key -> place): their one place, else ``where``."""
+    places = {(sources or {}).get(key, where) for key in keys}
+    return places.pop() if len(places) == 1 else where
 
 
 class BalancerRegistry(Registry):

@@ -69,20 +69,26 @@ class Engine:
         #: nor warned about - again.
         self._settings_accepted: list[Mapping[str, Any]] = []
 
-    def check_worker_settings(self, settings: Mapping[str, Any], *, where: str = "worker") -> None:
+    def check_worker_settings(self, settings: Mapping[str, Any], *, where: str = "worker",
+                              sources: Mapping[str, str] | None = None) -> None:
         """Refuse a worker's ``[worker]`` settings as its start does: a key that is neither an
         option of the worker (``WORKER_KEYS``, ``WORKER_OPTION_KEYS``) nor a setting a loaded
         executor declares, or a value an executor's ``check_settings`` refuses - a
         ValidationError naming ``where``; a key it cannot judge (an executor that does not
-        declare its settings) is a WARNING. The one home of this check: the commands that
-        store a jobs file's jobs check its table before (``run``, ``jobs sync``,
-        ``scheduler --jobs``), the worker's start (:meth:`run`) checks its settings, and
-        settings this engine already accepted are not checked, nor warned about, again."""
+        declare its settings) is a WARNING, once per key. ``sources`` (key -> where it came
+        from) names each key's own source instead: the worker commands check the settings
+        they merged from a config file and a jobs file. The one home of this check: the
+        commands that store a jobs file's jobs check its table before (``run``, ``jobs
+        sync``, ``scheduler --jobs``), the worker commands (``run``, ``worker``) check the
+        worker's settings before it starts, the worker's start (:meth:`run`) checks its
+        settings, and settings this engine already accepted are not checked, nor warned
+        about, again."""
         if any(settings == accepted for accepted in self._settings_accepted):
             return
         from ..jobs import WORKER_KEYS, WORKER_OPTION_KEYS
 
-        self.plugins.executors.check_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS)
+        self.plugins.executors.check_settings(settings, where=where, options=WORKER_KEYS + WORKER_OPTION_KEYS,
+                                              sources=sources)
         try:
             self._settings_accepted.append(copy.deepcopy(dict(settings)))
         except Exception:  # a value that cannot be copied: checked again next time

@@ -208,9 +208,11 @@ def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
 
 
 def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> None:
-    """Import the worker's task modules and check every job's executor, balancer and target."""
+    """Import the worker's task modules, check every job's executor, balancer and target,
+    and check the worker's settings as its start would (once: it does not check them again)."""
     from ..facade import functions_in_module, missing_functions_hint
     from ..jobs import import_task_modules
+    from .config import config_settings, config_settings_source
 
     try:
         import_task_modules(list(dict.fromkeys(list(jobs_file.worker.imports if jobs_file else ()) + list(extra_imports))),
@@ -220,10 +222,16 @@ def _prepare(app: Any, jobs_file: Any, extra_imports: tuple[str, ...] = ()) -> N
         raise click.ClickException(f"{jobs_file.path if jobs_file else 'worker'}: {exc}") from None
     if jobs_file:
         _refuse(jobs_file, app.check_jobs(jobs_file.jobs, functions=True))
-        try:  # a [worker] typo or bad value: before anything is stored or started (the worker checks it again)
-            app.check_worker_settings(jobs_file.worker.settings, where=str(jobs_file.path))
-        except DistschedError as exc:
-            raise click.ClickException(str(exc)) from None
+    # The settings the worker will read, merged from the jobs file's [worker] table and the
+    # config file's (its value wins), each key named by the file it comes from: a typo or
+    # bad value is refused before anything is stored or started, a key no executor can judge
+    # is warned about once (the worker's start does not check settings accepted here again).
+    sources = {key: str(jobs_file.path) for key in (jobs_file.worker.settings if jobs_file else ())}
+    sources.update({key: config_settings_source() for key in config_settings()})
+    try:
+        app.check_worker_settings(app.worker_config.settings, where="worker", sources=sources)
+    except DistschedError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _check_jobs(app: Any, jobs_file: Any, jobs: Any = None) -> None:

@@ -179,6 +179,7 @@ def configurable(section: str, *, jobs_param: str = "jobs_file") -> Callable[[cl
             if config is not None:
                 _check_keys(table, by_key, section, str(config.path))
                 ctx.meta["distsched.config_settings"] = {k: v for k, v in table.items() if k not in by_key}
+                ctx.meta["distsched.config_path"] = str(config.path)
                 _apply(ctx, kwargs, table, by_key, given, f"{config.path}: [{section}]", sources)
                 if kwargs.get(jobs_param) and sources.get("jobs", "").startswith(str(config.path)):
                     if not Path(kwargs[jobs_param]).is_absolute():  # relative to the config file's folder
@@ -221,7 +222,8 @@ def _check_keys(table: dict[str, Any], by_key: dict[str, click.Option], section:
 def _check_settings(settings: list[str], options: list[str], where: str) -> None:
     """Refuse a ``[worker]`` key that is no option and no setting a loaded executor declares
     (a typo: ``concurency``, ``http_alow``), with a did-you-mean. A key that an executor not
-    declaring its settings may read is left to the worker's start, which warns about it."""
+    declaring its settings may read is left to the command's check of the settings the worker
+    will read (their values too), which warns about it once, naming this file."""
     from ..model.errors import DistschedError
     from ..plugin.manager import PluginManager
     from . import _allow_replace, _disabled, _extra_plugins
@@ -274,4 +276,10 @@ def config_settings() -> dict[str, Any]:
     return dict(ctx.meta.get("distsched.config_settings") or {})
 
 
-__all__ = ["CONFIG_ENV", "ConfigFile", "config_key", "config_settings", "configurable", "load_config"]
+def config_settings_source() -> str:
+    """The config file :func:`config_settings` come from (as given; "" without one)."""
+    ctx = click.get_current_context(silent=True)
+    return str(ctx.meta.get("distsched.config_path") or "") if ctx is not None else ""
+
+
+__all__ = ["CONFIG_ENV", "ConfigFile", "config_key", "config_settings", "config_settings_source", "configurable", "load_config"]

@@ -200,3 +200,72 @@ def test_settings_the_app_accepted_are_not_checked_again_as_its_worker_starts(ca
         said = [r.getMessage() for r in caplog.records if "acme_endpoint" in r.getMessage()]
         assert len(said) == 1, (checked_before, said)
         assert said[0].startswith("jobs.toml: " if checked_before else "worker: "), said
+
+
+
+ACME_CONFIG = """\
+[worker]
+acme_token_file = "/etc/acme/token"
+"""
+
+
+def _warned_about(key: str, text: str) -> list[str]:
+    """The WARNING lines naming ``key`` as a setting no executor declares."""
+    return [line.split(" WARNING distsched.plugins: ", 1)[-1] for line in text.splitlines()
+            if "no executor declares" in line and (f"] {key}:" in line or f"] {key}," in line or f", {key}:" in line)]
+
+
+@pytest.mark.redis
+def test_a_setting_no_executor_can_judge_is_warned_about_once_whatever_its_source(
+        tmp_path: Path, distsched_process: Any, distsched_cli: Any, redis_server: Any) -> None:
+    """Was (left by the last fix): `worker --config C --jobs F` warned about the jobs file's
+    key twice (once naming F, once more as `worker:` at its start, with the config file's key)
+    and about the config file's key only as `worker:`, not naming the file; `worker --config
+    C` alone the same. Once per key now, before the worker starts, each naming the file the
+    worker takes it from (the config file when both have it: its value is the one used).
+    Real processes; each worker is stopped once it registered (its start's check is behind)."""
+    (tmp_path / "acme_plugin.py").write_text(ACME_PLUGIN)
+    jobs = _write(tmp_path, "jobs.toml", ACME_JOBS)
+    config = _write(tmp_path, "distsched-worker.toml", ACME_CONFIG)
+    both = _write(tmp_path, "both.toml", ACME_CONFIG + 'acme_endpoint = "https://acme.internal"\n')
+
+    def worker_log(name: str, *args: str) -> str:
+        url = redis_server.url_for(namespace=f"acme{uuid.uuid4().hex[:8]}")
+        worker = distsched_process(name, "-p", "acme_plugin", "worker", *args, "--storage", url, "--fail-fast")
+
+        def registered() -> bool:
+            status = distsched_cli("status", "--storage", url, "--json")
+            return status.exit_code == 0 and bool(json.loads(status.stdout)["workers"])
+
+        wait_until(registered, 30, what=f"worker {name} registered", detail=worker.log_text)
+        worker.stop()
+        return worker.log_text()
+
+    said = "[worker] {}: no executor declares this setting; executor(s) 'acme' from plugin 'acme_plugin' "
+    text = worker_log("both-sources", "--config", config, "--jobs", jobs)
+    assert _warned_about("acme_endpoint", text) == [f"{jobs}: " + said.format("acme_endpoint") + ANY_TAIL], text
+    assert _warned_about("acme_token_file", text) == [f"{config}: " + said.format("acme_token_file") + ANY_TAIL], text
+
+    text = worker_log("config-only", "--config", config)
+    assert _warned_about("acme_token_file", text) == [f"{config}: " + said.format("acme_token_file") + ANY_TAIL], text
+
+    text = worker_log("in-both", "--config", both, "--jobs", jobs)  # the config file's value is the one used
+    [line] = _warned_about("acme_endpoint", text)
+    assert line.startswith(f"{both}: [worker] acme_endpoint, acme_token_file: no executor declares these settings"), text
+    assert _warned_about("acme_token_file", text) == [line], text
+
+
+#: The rest of the warning: who may read the setting, and what a typo does.
+ANY_TAIL = "do not declare their settings and may read it - a typo is read by nothing"
+
+
+def test_a_value_the_worker_refuses_in_the_config_file_is_refused_naming_it_before_the_worker_starts(
+        distsched_cli: Any, tmp_path: Path) -> None:
+    """The config file's executor settings are checked with the jobs file's before the worker
+    starts, each named by its file: a bad `http_allow` entry in the config file was refused
+    only as the worker started (after its start line), as `worker: [worker] http_allow: ...`."""
+    path = _write(tmp_path, "distsched.toml", '[worker]\nhttp_allow = ["not a host!"]\n')
+    result = distsched_cli("worker", "--config", path, "--storage", f"memory://cfg-{uuid.uuid4().hex[:8]}")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {path}: [worker] http_allow: 'not a host!' is not a host name"), \
+        result.output
