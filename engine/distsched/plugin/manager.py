@@ -529,17 +529,31 @@ class _HookFailed(Exception):
         self.error = error
 
 
+#: The methods of a port the engine awaits directly, by port: an implementation's must be
+#: coroutine functions (``async def``), or every call fails far from the plugin.
+_COROUTINE_METHODS: dict[type, tuple[str, ...]] = {Executor: ("run",)}
+
+
 def check_returns(obj: Any, protocol: type, registration: Registration, what: str) -> Any:
-    """Refuse a factory result that does not implement ``protocol``, naming the plugin."""
+    """Refuse a factory result that does not implement ``protocol``, naming the plugin: a
+    missing member, or (an Executor's ``run``) a method that must be ``async def`` and is not."""
+    whose = f"{registration.family} {registration.name!r} from {registration.origin}"
     if obj is None or not isinstance(obj, protocol):
         members = {n for n in vars(protocol) if not n.startswith("_")} | set(getattr(protocol, "__annotations__", {}))
         missing = [name for name in members if not hasattr(obj, name)] if obj is not None else []
         detail = f" (missing: {', '.join(sorted(missing))})" if missing else ""
-        raise PluginError(
-            f"{registration.family} {registration.name!r} from {registration.origin} returned "
-            f"{type(obj).__name__}, which is not a {what}{detail}"
-        )
+        raise PluginError(f"{whose} returned {type(obj).__name__}, which is not {_article(what)} {what}{detail}")
+    for name in _COROUTINE_METHODS.get(protocol, ()):
+        method = getattr(obj, name)
+        if not inspect.iscoroutinefunction(method):
+            raise PluginError(
+                f"{whose} returned {type(obj).__name__}, whose {name} is not a coroutine function: {name} must be "
+                f"a coroutine function (async def {name}(...)), which the worker awaits")
     return obj
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _module_name(obj: Any) -> str:

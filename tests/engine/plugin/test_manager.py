@@ -395,3 +395,28 @@ async def test_a_storage_factory_gets_reader_only_when_it_names_it(reader):
         await app.storage()
         await app.stop()
     assert openers.calls == [("before", "before://x"), ("knows", reader), ("hands-on", ["options"])]
+
+
+class _SyncRun:
+    """An executor plugin whose ``run`` is a plain ``def``: the worker would await an Outcome."""
+
+    @hookimpl
+    def distsched_register_executors(self, registry):
+        registry.add("x6", lambda context: _SyncRun.Executor())
+        registry.add("no-run", lambda context: object())
+
+    class Executor:
+        def run(self, task):
+            from distsched.model import Outcome
+
+            return Outcome.success(1)
+
+
+def test_an_executor_whose_run_is_not_async_is_refused_naming_the_plugin():
+    pm = PluginManager(plugins=[("syncrun", _SyncRun())])
+    context = ExecutorContext(functions=FunctionRegistry())
+    with pytest.raises(PluginError, match=r"^executor 'x6' from plugin 'syncrun' returned Executor, whose run is not a "
+                                          r"coroutine function: run must be a coroutine function \(async def run"):
+        asyncio.run(pm.build(EXECUTOR, "x6", context))
+    with pytest.raises(PluginError, match=r"returned object, which is not an Executor \(missing: run\)"):
+        asyncio.run(pm.build(EXECUTOR, "no-run", context))

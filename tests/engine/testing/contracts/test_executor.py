@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
+from distsched import hookimpl
 from distsched.model import Outcome, Task
+from distsched.model.errors import PluginError
 from distsched.testing import make_task
 from distsched.testing.contracts import ExecutorContract
 from distsched.testing.contracts.executor import descendants
@@ -102,3 +104,47 @@ def test_an_executor_that_kills_its_process_group_passes(cut_after):
     before = descendants()
     ExecutorContract.check_nothing_left_behind(_factory(CarefulSubprocessExecutor), OK, HANG, cut_after=cut_after)
     assert descendants().items() <= before.items()
+
+
+class SyncRunExecutor:
+    """``run`` is a plain ``def``: the worker (and the contract) would await an Outcome."""
+
+    def run(self, task: Task) -> Outcome:
+        return Outcome.success(None)
+
+
+class _SyncRunPlugin:
+    @hookimpl
+    def distsched_register_executors(self, registry):
+        registry.add("sync-run", lambda context: SyncRunExecutor())
+
+
+class TestTheContractRefusesASyncRun(ExecutorContract):
+    """The contract builds the executor as a worker does: a plain ``run`` fails every test
+    with the reason, naming the plugin (not a TypeError from ``asyncio.wait_for``)."""
+
+    @pytest.fixture
+    def distsched_plugins(self):
+        return [("sync-run-plugin", _SyncRunPlugin())]
+
+    @pytest.fixture
+    def executor_name(self):
+        return "sync-run"
+
+    def test_success(self, make_executor, succeeding_task=OK) -> None:
+        with pytest.raises(PluginError, match=r"executor 'sync-run' from plugin 'sync-run-plugin' returned "
+                                              r"SyncRunExecutor, whose run is not a coroutine function: run must be a "
+                                              r"coroutine function \(async def run"):
+            super().test_success(make_executor, OK)
+
+    def test_failure_is_an_outcome_or_an_exception(self) -> None:  # type: ignore[override]
+        pass
+
+    def test_timeout_is_honoured(self) -> None:  # type: ignore[override]
+        pass
+
+    def test_a_timed_out_attempt_leaves_nothing_behind(self) -> None:  # type: ignore[override]
+        pass
+
+    def test_a_cancelled_attempt_leaves_nothing_behind(self) -> None:  # type: ignore[override]
+        pass
