@@ -422,7 +422,8 @@ class ExecutorRegistry(Registry):
         """Refuse an unknown setting (:meth:`unknown_settings`; one it cannot judge is logged
         as a WARNING naming the executors that do not declare theirs, once per key), then run
         every usable executor's ``check_settings`` on a worker's settings: the first refusal
-        -> ValidationError naming ``where``, the setting and the reason; a checker that fails
+        -> ValidationError naming ``where``, the setting (``[worker] NAME``: the checker's
+        ``ValidationError`` names the setting, ``NAME``) and the reason; a checker that fails
         otherwise -> PluginError naming its plugin. ``sources`` (key -> where it came from: a
         config file, a jobs file) names a key's own source instead of ``where``: settings
         merged from several places are checked together, each key named by its place."""
@@ -442,8 +443,11 @@ class ExecutorRegistry(Registry):
             try:
                 reg.check_settings(settings)
             except ValidationError as exc:
-                key = exc.field.removeprefix("[worker] ").split(" ", 1)[0]
-                raise ValidationError(exc.field, exc.reason, where=_source([key], sources, where)) from None
+                # the field is the setting's name: "[worker] " is added here, for every executor
+                # (one that adds it itself, as the built-in http did, is not prefixed twice)
+                field = exc.field.removeprefix("[worker] ")
+                key = field.split(" ", 1)[0]
+                raise ValidationError(f"[worker] {field}", exc.reason, where=_source([key], sources, where)) from None
             except Exception as exc:
                 raise PluginError(f"{where}: the settings check of executor {reg.name!r} from {reg.origin} "
                                   f"failed: {type(exc).__name__}: {exc}") from exc

@@ -276,12 +276,12 @@ def check_settings(settings: Mapping[str, Any]) -> None:
         try:
             check(settings.get(name))
         except ValueError as exc:
-            reason = str(exc)  # said once: "[worker] http_allow: 'x' is not...", not "... http_allow: http_allow: ..."
+            reason = str(exc)  # said once: "http_allow: 'x' is not...", not "http_allow: http_allow: ..."
             for said in (f"{name}: ", f"setting {name} ", f"{name} "):
                 if reason.startswith(said):
                     reason = reason[len(said):]
                     break
-            raise _error(f"[worker] {name}", reason) from None
+            raise _error(name, reason) from None  # the engine adds "[worker] " (for every executor)
 
 
 # -- the executors' validators (run when a job is added or a task submitted) -----------------

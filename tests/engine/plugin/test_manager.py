@@ -420,3 +420,37 @@ def test_an_executor_whose_run_is_not_async_is_refused_naming_the_plugin():
         asyncio.run(pm.build(EXECUTOR, "x6", context))
     with pytest.raises(PluginError, match=r"returned object, which is not an Executor \(missing: run\)"):
         asyncio.run(pm.build(EXECUTOR, "no-run", context))
+
+
+class _ChecksSettings:
+    """A third-party executor whose check_settings names the setting alone (as hooks.md says)."""
+
+    @hookimpl
+    def distsched_register_executors(self, registry):
+        registry.add("cmd", lambda context: None, check_settings=self.check, settings=["cmd_output_limit", "cmd_shell"])
+
+    @staticmethod
+    def check(settings):
+        from distsched.model import ValidationError
+
+        if settings.get("cmd_output_limit", 1) <= 0:
+            raise ValidationError("cmd_output_limit", "must be a positive integer")
+        if settings.get("cmd_shell") == "":
+            raise ValidationError("[worker] cmd_shell", "must not be empty")  # prefixed itself: not twice
+
+
+def test_a_settings_refusal_reads_the_same_for_every_executor():
+    from distsched.model import ValidationError
+
+    pm = PluginManager(plugins=[("cmd", _ChecksSettings())])
+    with pytest.raises(ValidationError) as caught:
+        pm.executors.check_settings({"cmd_output_limit": -1}, where="worker")
+    assert str(caught.value) == "worker: [worker] cmd_output_limit: must be a positive integer"
+    assert caught.value.field == "[worker] cmd_output_limit"
+    with pytest.raises(ValidationError) as caught:
+        pm.executors.check_settings({"cmd_shell": ""}, where="jobs.toml")
+    assert str(caught.value) == "jobs.toml: [worker] cmd_shell: must not be empty"
+    with pytest.raises(ValidationError) as caught:
+        pm.executors.check_settings({"http_allow": ["http://x/"]}, where="worker")  # the built-in http's
+    assert str(caught.value).startswith("worker: [worker] http_allow: 'http://x/' is not a host name")
+    assert str(caught.value).count("http_allow") == 1

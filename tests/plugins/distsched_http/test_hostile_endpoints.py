@@ -12,6 +12,7 @@ import pytest
 
 from distsched.config import WorkerConfig
 from distsched.model import TaskSpec, ValidationError
+from distsched.plugin.manager import PluginManager
 from distsched_http.client import GuardedBackend
 from distsched_http.options import check_settings, validate_http
 from distsched_http.safety import AddressRefused, AllowList, check_address
@@ -174,18 +175,21 @@ async def test_framing_headers_are_refused(server, make_executor, task_factory, 
 
 # -- worker settings ----------------------------------------------------------------------------
 @pytest.mark.parametrize(("settings", "field", "named"), [
-    ({"http_allow": ["127.0.0.1", "http://api.example.com/"]}, "[worker] http_allow", "'http://api.example.com/'"),
-    ({"http_allow": "127.0.0.1"}, "[worker] http_allow", "'127.0.0.1'"),
-    ({"secrets": ["API_TOKEN", "not a name"]}, "[worker] secrets", "'not a name'"),
-    ({"http_body_limit": -1}, "[worker] http_body_limit", "-1"),
+    ({"http_allow": ["127.0.0.1", "http://api.example.com/"]}, "http_allow", "'http://api.example.com/'"),
+    ({"http_allow": "127.0.0.1"}, "http_allow", "'127.0.0.1'"),
+    ({"secrets": ["API_TOKEN", "not a name"]}, "secrets", "'not a name'"),
+    ({"http_body_limit": -1}, "http_body_limit", "-1"),
 ])
 def test_bad_settings_are_refused_naming_the_entry(settings, field, named):
     with pytest.raises(ValidationError) as caught:
         check_settings(settings)
+    # the setting's name alone: the engine adds "[worker] " for every executor
     assert caught.value.field == field and named in caught.value.reason
     # the setting is named once (was: "[worker] http_allow: http_allow: '...' is not a host name")
-    name = field.removeprefix("[worker] ")
-    assert str(caught.value).count(name) == 1, str(caught.value)
+    assert str(caught.value).count(field) == 1, str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        PluginManager().executors.check_settings(settings, where="worker")
+    assert str(caught.value).startswith(f"worker: [worker] {field}: ") and str(caught.value).count(field) == 1
 
 
 async def test_a_bad_http_allow_entry_stops_the_worker_at_start(distsched_app):
