@@ -32,7 +32,7 @@ from importlib import resources
 from typing import Any
 
 from redis._parsers.base import BaseParser
-from redis.exceptions import NoPermissionError, ResponseError
+from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 
 log = logging.getLogger("distsched.redis")
 
@@ -144,7 +144,8 @@ class Scripts:
     async def load_library(self, client: Any) -> bool:
         """Load the function library (``FUNCTION LOAD``); True if the server has it now.
         False, and the scripts stay the way to call, where the server cannot take it: a
-        Redis older than 7, or a user whose ACL does not allow ``FUNCTION``."""
+        Redis older than 7, a user whose ACL does not allow ``FUNCTION``, a server that
+        refuses writes (:func:`refused`)."""
         try:
             await client.execute_command("FUNCTION", "LOAD", self.library)
         except ResponseError as exc:  # a refusal (unknown command, NOPERM...): use the scripts
@@ -160,9 +161,12 @@ class Scripts:
 
 def refused(exc: ResponseError) -> bool:
     """Whether ``FUNCTION LOAD`` failed because the server or the user may not run it: a
-    Redis older than 7 (unknown command) or an ACL without ``FUNCTION`` (NOPERM)."""
+    Redis older than 7 (unknown command), an ACL without ``FUNCTION`` (NOPERM), or a server
+    that refuses writes (a read-only replica, which would refuse every function call too;
+    a primary at ``maxmemory``)."""
     text = str(exc).lower()
-    return isinstance(exc, NoPermissionError) or "unknown command" in text or "noperm" in text
+    return (isinstance(exc, (NoPermissionError, ReadOnlyError, OutOfMemoryError)) or "unknown command" in text
+            or "noperm" in text)
 
 
 def unwrap_refusal(exc: ResponseError) -> ResponseError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import heapq
 import logging
 import math
 import os
@@ -107,6 +108,10 @@ return {found, redis.call('GET', KEYS[2]) or ''}
 #: indexes (lua/history_backfill.lua): a bounded time of Redis's per call.
 HISTORY_BACKFILL = 1000
 
+#: How long a writer whose server refused a read's tidying (:meth:`RedisStorage.read`)
+#: reads without tidying before it tries again (seconds).
+UNTIDY_FOR = 60.0
+
 #: Tasks per script call for bulk writes (keeps each script short: Redis runs one at a time).
 WRITE_CHUNK = 500
 #: Re-measure the offset to the server clock this often (seconds).
@@ -182,6 +187,9 @@ class RedisStorage:
         self._epoch: str | None = None
         #: Opened for a command that only reads (``EngineConfig.reader``): it writes nothing.
         self.reader = False
+        #: Until when (monotonic) the reads of a writer tidy nothing (:meth:`read`): its
+        #: server refused such a write (a replica, ``maxmemory``).
+        self._untidy_until = float("-inf")
         #: Times the housekeeping found the namespace's data gone (``StorageBackend``'s
         #: ``data_losses``: the leader emits ``store.data_lost`` when it grows).
         self.data_losses = 0
@@ -316,6 +324,23 @@ class RedisStorage:
     async def run(self, script: Any, args: Sequence[Any], *, op: bool = True) -> Any:
         keys = [self._opkey()] if op else [self.prefix + "lease"]
         return await self.call(script, keys, [self.prefix, *args])
+
+    async def read(self, script: Any, args: Sequence[Any]) -> Any:
+        """A read whose script may tidy the store as it goes - build an index a namespace
+        written before it lacks, drop the entries of expired tasks - when its last argument
+        is "1". A reader (``EngineConfig.reader``: the CLI's reading commands) never does
+        ("0"): it writes nothing, and a replica or a primary at ``maxmemory`` answers it.
+        A writer does; when its server refuses the write (``ReadOnlyError``: a replica;
+        ``OutOfMemoryError``) it reads again without, and its reads tidy nothing for
+        :data:`UNTIDY_FOR` seconds (the dashboard on a replica: one call per read)."""
+        if self.reader or time.monotonic() < self._untidy_until:
+            return await self.run(script, [*args, "0"], op=False)
+        try:
+            return await self.run(script, [*args, "1"], op=False)
+        except (OutOfMemoryError, ReadOnlyError) as exc:
+            log.debug("%s: a read that tidies was refused (%s); reading without tidying", self.settings.redacted, exc)
+            self._untidy_until = time.monotonic() + UNTIDY_FOR
+            return await self.run(script, [*args, "0"], op=False)
 
     async def call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """One script call: on the lean connection where there is one (as the library's
@@ -852,25 +877,29 @@ class _Jobs:
         return sorted((config for config, _ in await self._read("list")), key=lambda c: c.name)
 
     async def page(self, after: str | None = None, limit: int = 50) -> JobPage:
+        """By name (``{ns}:jn``, lua/job_read.lua). On a namespace written before that index,
+        a writer builds it; a reader (or a server that refuses writes) gets every name and
+        pages them here, reading only the page's jobs (:func:`_name_order`)."""
         check_limit(limit)
         if after is not None and not isinstance(after, str):
             raise ValidationError("after", f"must be a job name, not {after!r}")
-        flat = await self.store.run(self.s.job_read, ["page", after or "", str(limit)], op=False)
-        jobs = await _decode_jobs(self.store, flat[1:])
-        more = int(flat[0]) == 1
+        flat = await self.store.read(self.s.job_read, ["page", after or "", str(limit)])
+        if flat and flat[0] == "all":
+            start = _name_order(after) if after else None
+            chosen = heapq.nsmallest(limit + 1, (n for n in flat[1:] if start is None or _name_order(n) > start),
+                                     key=_name_order)
+            jobs = await self._read("get", *chosen[:limit]) if chosen else []
+            more = len(chosen) > limit
+        else:
+            jobs = await _decode_jobs(self.store, flat[1:])
+            more = int(flat[0]) == 1
         return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
 
     async def count(self) -> tuple[int, int]:
         """``HLEN`` of the jobs and the disabled ones (``{ns}:joff``, lua/job_read.lua). A
         reader (``status``), or a server that refuses writes (a replica, ``maxmemory``),
-        counts without building the index."""
-        build = "0" if self.store.reader else "1"
-        try:
-            total, enabled = await self.store.run(self.s.job_read, ["count", build], op=False)
-        except (OutOfMemoryError, ReadOnlyError):
-            if build == "0":
-                raise
-            total, enabled = await self.store.run(self.s.job_read, ["count", "0"], op=False)
+        counts without building the index (:meth:`RedisStorage.read`)."""
+        total, enabled = await self.store.read(self.s.job_read, ["count"])
         return int(total), int(enabled)
 
     async def remove(self, name: str) -> bool:
@@ -903,6 +932,11 @@ class _Jobs:
             args += [task_args(task, 0) for task in f.tasks]
         reply = await self.store.leader_write(self.s.fire, fence, args)
         return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[3:]))
+
+
+def _name_order(name: str) -> bytes:
+    """A job name's place in ``{ns}:jn``'s order (ZRANGEBYLEX: by bytes)."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 async def _decode_jobs(store: RedisStorage, flat: list[Any]) -> list[tuple[TaskConfig, JobState]]:
@@ -943,8 +977,9 @@ class _Tasks:
             await self.store.run(self.s.submit, [self.store.retention])
         return out
 
-    async def _read(self, *args: Any) -> list[Task]:
-        rows = await self.store.run(self.s.task_read, args, op=False)
+    async def _read(self, *args: Any, tidy: bool = False) -> list[Task]:
+        """``tidy``: the mode drops misfiled index entries where it may (:meth:`RedisStorage.read`)."""
+        rows = await (self.store.read(self.s.task_read, args) if tidy else self.store.run(self.s.task_read, args, op=False))
         return [task for task in [await self._decode(row) for row in rows if row] if task is not None]
 
     async def _decode(self, row: list[Any]) -> Task | None:
@@ -1007,9 +1042,9 @@ class _Tasks:
             index = "ts:" + ("assigned" if state in _ASSIGNED_VALUES else state)
         else:
             index = "tc"
-        rows = await self.store.run(self.s.task_read, [
+        rows = await self.store.read(self.s.task_read, [
             "query", index, state or "", job or "", worker or "", num(since), num(score), after,
-            str(limit), str(SCAN_BASE + SCAN_FACTOR * limit)], op=False)
+            str(limit), str(SCAN_BASE + SCAN_FACTOR * limit)])
         tasks = tuple(task for task in [await self._decode(row) for row in rows[2:]] if task is not None)
         nxt = encode_cursor(float(rows[0]), rows[1]) if rows[0] != "" else None
         return TaskPage(tasks=tasks, next_cursor=nxt)
@@ -1039,7 +1074,7 @@ class _Tasks:
         return out
 
     async def counts(self) -> dict[str, int]:
-        flat = await self.store.run(self.s.counts, [self.store.retention], op=False)
+        flat = await self.store.read(self.s.counts, [self.store.retention])
         out = {}
         for i in range(0, len(flat), 2):
             try:
@@ -1058,10 +1093,10 @@ class _Tasks:
         return float(first[0][1]) if first else None
 
     async def live(self, job: str) -> list[Task]:
-        return sorted(await self._read("live", job), key=lambda t: t.created_at)
+        return sorted(await self._read("live", job, tidy=True), key=lambda t: t.created_at)
 
     async def assigned(self, worker_id: str) -> list[Task]:
-        return await self._read("assigned", worker_id)
+        return await self._read("assigned", worker_id, tidy=True)
 
     async def overdue(self, now: float, limit: int) -> list[Task]:
         if limit <= 0:

@@ -1,9 +1,11 @@
 --! requires: common tasks
 -- tasks.counts: number of tasks per state; finished tasks past their retention are not
 -- counted (some index entries are pruned first; the leader's housekeeping prunes the rest).
--- ARGV: prefix, retention. Reply: {state, count, ...} for the states that have tasks.
+-- ARGV: prefix, retention, prune '1'|'0' (a reader - a replica, a CLI status - writes
+-- nothing: what it finds expired is left to the housekeeping, and not counted either way).
+-- Reply: {state, count, ...} for the states that have tasks.
 configure_retention(ARGV[2])
-prune_expired(10000)
+if ARGV[3] == '1' then prune_expired(10000) end
 local out = {}
 local live = redis.call('HGETALL', P .. 'cnt')
 for k = 1, #live, 2 do

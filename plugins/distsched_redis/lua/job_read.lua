@@ -1,11 +1,17 @@
 --! requires: common jobs
 -- Job reads, each one consistent snapshot:
---   ARGV: prefix, 'get', name          -> {name, config JSON, state, last} or {} when unknown
+--   ARGV: prefix, 'get', name...       -> {name, config JSON, state, last, ...} of the names
+--                                        known, in the order given ({} when none is)
 --   ARGV: prefix, 'list'               -> {name, config JSON, state, last, ...}
 --   ARGV: prefix, 'due', now, limit    -> {name, config JSON, state, last, ...} earliest first
---   ARGV: prefix, 'page', after|'', limit -> {more 0/1, name, config JSON, state, last, ...}
+--   ARGV: prefix, 'page', after|'', limit, build '1'|'0'
+--                                     -> {more 0/1, name, config JSON, state, last, ...}
 --                                        by name after `after` (P.."jn": ZSET of the names,
---                                        all scored 0, read by ZRANGEBYLEX)
+--                                        all scored 0, read by ZRANGEBYLEX). Until the
+--                                        index is built (jobs stored before it), a writer
+--                                        (build '1') builds it, once; a reader (a replica, a
+--                                        CLI listing) writes nothing and gets {'all', name...}:
+--                                        every name, to page itself and read with 'get'
 --   ARGV: prefix, 'count', build '1'|'0' -> {jobs, enabled}: HLEN of P.."jobs", less the
 --                                        disabled ones (SCARD of P.."joff"): O(1); until
 --                                        the index is built (jobs stored before it) they are
@@ -25,19 +31,28 @@ local function add(name)
   end
 end
 if mode == 'get' then
-  add(ARGV[3])
+  for i = 3, #ARGV do add(ARGV[i]) end
 elseif mode == 'list' then
   for _, name in ipairs(redis.call('HKEYS', P .. 'jobs')) do add(name) end
 elseif mode == 'page' then
   local after, limit = ARGV[3], tonumber(ARGV[4])
-  if redis.call('ZCARD', P .. 'jn') ~= redis.call('HLEN', P .. 'jobs') then
-    -- jobs stored before the name index existed: build it (once)
+  local indexed = redis.call('ZCARD', P .. 'jn') == redis.call('HLEN', P .. 'jobs')
+  if not indexed and ARGV[5] == '1' then
+    -- jobs stored before the name index existed: a writer builds it (once)
     redis.call('DEL', P .. 'jn')
     for _, name in ipairs(redis.call('HKEYS', P .. 'jobs')) do redis.call('ZADD', P .. 'jn', 0, name) end
+    indexed = true
   end
-  local names = redis.call('ZRANGEBYLEX', P .. 'jn', after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, limit + 1)
-  out[1] = #names > limit and 1 or 0
-  for k = 1, math.min(#names, limit) do add(names[k]) end
+  if indexed then
+    local names = redis.call('ZRANGEBYLEX', P .. 'jn', after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, limit + 1)
+    out[1] = #names > limit and 1 or 0
+    for k = 1, math.min(#names, limit) do add(names[k]) end
+  else
+    -- a reader: every name (Lua compares strings by the server's locale, not by bytes as
+    -- ZRANGEBYLEX: the caller sorts them)
+    out = redis.call('HKEYS', P .. 'jobs')
+    table.insert(out, 1, 'all')
+  end
 elseif mode == 'count' then
   local total = redis.call('HLEN', P .. 'jobs')
   local off

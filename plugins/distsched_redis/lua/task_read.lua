@@ -4,10 +4,10 @@
 --   prefix, 'get', id...                     the tasks by id
 --   prefix, 'ready', now, limit              pending/retrying with not_before <= now, oldest first
 --   prefix, 'overdue', now, limit            dispatched/running with deadline < now, earliest first
---   prefix, 'assigned', worker               dispatched/running tasks of a worker
---   prefix, 'live', job                      non-terminal tasks of a job
+--   prefix, 'assigned', worker, tidy         dispatched/running tasks of a worker
+--   prefix, 'live', job, tidy                non-terminal tasks of a job
 --   prefix, 'query', index key, state|'', job|'', worker|'', since|'', cursor score|'',
---           cursor id, limit, budget
+--           cursor id, limit, budget, tidy
 --                                            tasks.query: walk the index (a ZSET scored by
 --                                            created_at) from the newest entry below the
 --                                            cursor, keep the tasks that match the filters,
@@ -15,7 +15,8 @@
 --                                            examined, or an entry is older than `since`.
 --                                            Reply: {next score|'', next id|'', rows...}
 --                                            (next: the last entry examined, when more may
---                                            follow). Entries whose task is gone are removed.
+--                                            follow). Entries whose task is gone are removed
+--                                            (when tidy is '1').
 --   prefix, 'detail', id                     {row or false, attempt entries...}
 local mode = ARGV[2]
 local out = {}
@@ -25,8 +26,11 @@ local out = {}
 -- leaves the index (`drop`, ZREM or SREM), so that no reader acts on it - the leader
 -- dispatched a failed task read from `ready`, and its pass failed on it at every try. A
 -- state the engine does not know is returned: the caller moves the record aside.
+-- tidy: '1' but for a caller that writes nothing (a reader - a replica, a CLI listing - or
+-- a writer whose server refuses writes): entries are then left where they are, and skipped.
+-- (The leader's 'ready' and 'overdue' always tidy.)
 local LIVE = {pending = true, retrying = true, dispatched = true, running = true}
-local function add_indexed(ids, key, drop, wanted, worker)
+local function add_indexed(ids, key, drop, wanted, worker, tidy)
   for _, id in ipairs(ids) do
     local row = task_row(id)
     local s = row and row[1]
@@ -34,7 +38,7 @@ local function add_indexed(ids, key, drop, wanted, worker)
       out[#out + 1] = row
     elseif row and wanted[s] and (not worker or row[5] == worker) then
       out[#out + 1] = row
-    else
+    elseif tidy ~= '0' then
       redis.call(drop, key, id)
     end
   end
@@ -51,14 +55,15 @@ elseif mode == 'overdue' then
   add_indexed(redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[4])),
               P .. 'dl', 'ZREM', ASSIGNED)
 elseif mode == 'assigned' then
-  add_indexed(redis.call('SMEMBERS', P .. 'wa:' .. ARGV[3]), P .. 'wa:' .. ARGV[3], 'SREM', ASSIGNED, ARGV[3])
+  add_indexed(redis.call('SMEMBERS', P .. 'wa:' .. ARGV[3]), P .. 'wa:' .. ARGV[3], 'SREM', ASSIGNED, ARGV[3],
+              ARGV[4])
 elseif mode == 'live' then
-  add_indexed(redis.call('SMEMBERS', P .. 'jl:' .. ARGV[3]), P .. 'jl:' .. ARGV[3], 'SREM', LIVE)
+  add_indexed(redis.call('SMEMBERS', P .. 'jl:' .. ARGV[3]), P .. 'jl:' .. ARGV[3], 'SREM', LIVE, nil, ARGV[4])
 elseif mode == 'query' then
   local key, state, job, worker = P .. ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local since = ARGV[7] ~= '' and tonumber(ARGV[7]) or nil
   local cscore, cid = ARGV[8], ARGV[9]
-  local limit, budget = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local limit, budget, tidy = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12] == '1'
   local start = 0
   local tie = nil  -- score of the cursor when its entry is gone: skip ties >= its id
   if cscore ~= '' then
@@ -103,7 +108,9 @@ elseif mode == 'query' then
       out[1], out[2] = last_s, last_id
     end
   end
-  for _, id in ipairs(gone) do redis.call('ZREM', key, id) end
+  if tidy then
+    for _, id in ipairs(gone) do redis.call('ZREM', key, id) end
+  end
 elseif mode == 'detail' then
   out[1] = task_row(ARGV[3]) or false
   if out[1] then
