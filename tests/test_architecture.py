@@ -205,8 +205,8 @@ PUBLIC_MODULES = (
     "distsched.model.words", "distsched.plugin.manager",
     "distsched.asyncutil",
     "distsched.urls", "distsched.masking",
-    "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.redis_server",
-    "distsched.testing.redis_cluster",
+    "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.poison",
+    "distsched.testing.processes", "distsched.testing.redis_server", "distsched.testing.redis_cluster",
 )
 PLUGIN_SOURCES = ("plugins", "examples/plugins")
 
@@ -396,3 +396,48 @@ def test_distsched_explain_loads_no_facade_engine_or_plugin_manager():
     forbidden = [m for m in loaded if m == "distsched.facade"
                  or m.startswith(("distsched.app", "distsched.plugin", "distsched_"))]
     assert "distsched.model.build" in loaded and forbidden == []
+
+
+def _event_classes():
+    import attrs
+
+    from distsched.model import events
+
+    return {cls.kind: cls for cls in vars(events).values()
+            if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event
+            and attrs.has(cls)}
+
+
+def test_every_event_class_is_public_and_its_fields_are_documented():
+    """docs/hooks.md's "Event fields" table lists every event kind with its class and its
+    fields (besides ``at``), in the class's order; every class is in ``__all__``."""
+    import attrs
+
+    from distsched.model import events
+
+    classes = _event_classes()
+    assert len(classes) > 10
+    assert sorted(cls.__name__ for cls in classes.values() if cls.__name__ not in events.__all__) == []
+    page = (ROOT / "docs" / "hooks.md").read_text()
+    table = page.split("### Event fields", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        kind, name, fields = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[kind.strip("`")] = (name.strip("`"), [f.strip().strip("`") for f in fields.split(",")])
+    assert sorted(rows) == sorted(classes), "docs/hooks.md: the Event fields table and the event classes differ"
+    for kind, cls in classes.items():
+        fields = [f.name for f in attrs.fields(cls) if f.name != "at"]
+        assert rows[kind] == (cls.__name__, fields), f"docs/hooks.md: the Event fields row of {kind}"
+
+
+def test_every_event_kind_is_in_the_event_lists():
+    """The lists of event kinds in docs/plugins.md (Observers), docs/architecture.md
+    (Events) and docs/hooks.md (distsched_event) name every kind."""
+    pages = {
+        "docs/plugins.md": (ROOT / "docs/plugins.md").read_text().split("### Observers", 1)[1].split("\n* Observers", 1)[0],
+        "docs/architecture.md": (ROOT / "docs/architecture.md").read_text().split("## Events", 1)[1].split("\n## ", 1)[0],
+        "docs/hooks.md": (ROOT / "docs/hooks.md").read_text().split("## distsched_event(", 1)[1].split("* **Returns", 1)[0],
+    }
+    for page, text in pages.items():
+        missing = sorted(kind for kind in _event_classes() if f"`{kind}`" not in text)
+        assert missing == [], f"{page}: the list of event kinds lacks {missing}"

@@ -242,6 +242,7 @@ __all__ = [
     "LeadershipLost",
     "RecordQuarantined",
     "ResultDropped",
+    "StoreDataLost",
     "TaskCancelled",
     "TaskDispatched",
     "TaskFinished",
