@@ -399,20 +399,27 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     does: a key or value the worker refuses is an error (exit status 1, nothing stored); a
     key that only an executor that does not declare its settings may read is one warning.
     It then adds or updates the file's jobs (stored jobs the file lacks are left as they
-    are); a failed write ends it with the error and exit status 1 before anything starts -
-    the jobs written before the failure stay (`distsched jobs sync JOBS_FILE --dry-run
-    --storage URL` shows what is left).
+    are); a failed write ends it with exit status 1 before anything starts, naming the
+    changes written before the failure (they stay) and those not written, as `jobs sync`
+    does, and the `distsched jobs sync` command that writes what is left.
     """
     jobs = _load_jobs(jobs_file)
     app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics, web))
     _prepare(app, jobs)
     app.listeners.append(_TaskLog(log_format))
 
+    from .sync import sync_again, write_reporting
+
+    again = sync_again(ctx, jobs_file, prune=False, storage=storage)
+
     async def main(stop: asyncio.Event) -> None:
         from .service import SyncAgainOnDataLoss, freeze_startup_objects
 
-        await app.put_jobs(jobs.jobs, replace=True)
-        app.listeners.append(SyncAgainOnDataLoss(lambda: app.put_jobs(jobs.jobs, replace=True), jobs_file))
+        # A failed write says what the store holds then, as `jobs sync` does (write_reporting).
+        await write_reporting(app, jobs.jobs, lambda: app.put_jobs(jobs.jobs, replace=True), prune=False,
+                              source=jobs_file, again=again, subject=f"storing the jobs of {jobs_file}")
+        app.listeners.append(SyncAgainOnDataLoss(lambda: app.put_jobs(jobs.jobs, replace=True), jobs_file,
+                                                 again.command))
         freeze_startup_objects()
         click.echo(f"distsched {__version__}: {len(jobs.jobs)} job(s) from {jobs_file} on {redact_url(app.config.storage)}"
                    + (f" for {duration:g}s" if duration is not None else "; Ctrl-C to stop") + _serving(metrics), err=True)
@@ -597,16 +604,21 @@ def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, no
         except DistschedError as exc:
             raise click.ClickException(str(exc)) from None
 
+    from .sync import sync_again
+
+    again = sync_again(ctx, str(jobs.path), prune=prune, storage=storage) if jobs is not None else None
+
     async def main(stop: asyncio.Event) -> None:
         from .service import SyncAgainOnDataLoss, freeze_startup_objects, wait_for_store
 
         if not await wait_for_store(app, stop, fail_fast=fail_fast, role="scheduler", url=redact_url(app.config.storage)):
             return
-        if jobs is not None:
+        if jobs is not None and again is not None:
             from .sync import report_sync
 
-            await report_sync(app, jobs, prune=prune)
-            app.listeners.append(SyncAgainOnDataLoss(lambda: report_sync(app, jobs, prune=prune), str(jobs_file)))
+            await report_sync(app, jobs, prune=prune, again=again)
+            app.listeners.append(SyncAgainOnDataLoss(lambda: report_sync(app, jobs, prune=prune, again=again),
+                                                     str(jobs_file), again.command))
         freeze_startup_objects()
         click.echo(f"scheduler {app.config.node_id} on {redact_url(app.config.storage)}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, worker=False)

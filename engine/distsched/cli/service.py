@@ -70,9 +70,11 @@ class SyncAgainOnDataLoss:
     it syncs the file's jobs again with ``sync``, in the background, saying so. Without it
     nothing would fire until an operator noticed and synced by hand."""
 
-    def __init__(self, sync: Callable[[], Awaitable[Any]], source: str) -> None:
+    def __init__(self, sync: Callable[[], Awaitable[Any]], source: str, command: str = "") -> None:
         self.sync = sync
         self.source = source
+        #: The command that syncs by hand (on this command's store: ``sync.sync_again``).
+        self.command = command or f"distsched jobs sync {source}"
         self._running: asyncio.Task[Any] | None = None
 
     def __call__(self, event: Any) -> None:
@@ -88,7 +90,7 @@ class SyncAgainOnDataLoss:
             await self.sync()
         except Exception as exc:  # the store down again...: the next loss found says it again
             log.error("could not sync the jobs of %s again after the store lost its data (%s); "
-                      "sync them by hand: distsched jobs sync %s", self.source, _short(exc), self.source)
+                      "sync them by hand: %s", self.source, _short(exc), self.command)
 
 
 def _short(exc: BaseException) -> str:

@@ -7,14 +7,22 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, cast
+import os
+import shlex
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar, cast
 
 import click
+from click.core import ParameterSource
 
+from ..config import STORAGE_ENV
 from ..masking import mask_secrets
 from ..model import RetryPolicy, Trigger
 from ..model.sync import SyncPlan, plan_sync
 from ..model.words import duration_words, schedule_words
+from ..urls import REDACTED, redact_url
+
+T = TypeVar("T")
 
 
 def _value(field: str, value: Any) -> str:
@@ -93,47 +101,97 @@ def _cause(exc: BaseException) -> str:
     return redact_text(text if isinstance(exc, DistschedError) else f"{type(exc).__name__}: {text}".rstrip(": "))
 
 
-async def apply_sync(app: Any, configs: Any, *, prune: bool, source: str, command: str) -> SyncPlan:
+class SyncAgain(NamedTuple):
+    """How a failed write's report tells the operator to write what is left."""
+
+    #: The ``distsched jobs sync`` command, runnable as shown (its secrets masked: ``note``).
+    command: str
+    #: A line to add, or "" (the storage URL is shown with its secrets masked).
+    note: str = ""
+
+
+def sync_again(ctx: click.Context, jobs_file: str, *, prune: bool, storage: str | None) -> SyncAgain:
+    """The ``distsched jobs sync`` command that writes what a failed write of ``jobs_file``
+    left, on the store this command used, runnable as shown: the storage URL given on the
+    command line or in a config file (``jobs sync`` reads no config file) as
+    ``--storage URL``, its password and secret query values masked - the note then says to
+    put them back; a storage from an environment variable as the variable
+    (``--storage "$DISTSCHED_SCHEDULER_STORAGE"``), or not at all for ``$DISTSCHED_STORAGE``
+    (``jobs sync`` reads it too) and for the default store."""
+    words = ["distsched", "jobs", "sync", shlex.quote(str(jobs_file))]
+    note = ""
+    if storage:
+        if ctx.get_parameter_source("storage") is ParameterSource.ENVIRONMENT:
+            param = next((p for p in ctx.command.params if p.name == "storage"), None)
+            envvar = param.envvar if param is not None else None
+            names = [envvar] if isinstance(envvar, str) else list(envvar or ())
+            name = next((n for n in names if os.environ.get(n)), STORAGE_ENV)
+            if name != STORAGE_ENV:
+                words += ["--storage", f'"${name}"']
+        else:
+            shown = redact_url(storage)
+            words += ["--storage", shlex.quote(shown)]
+            if shown != storage:
+                note = (f"  the storage URL is shown with {REDACTED} in place of its password (and secret "
+                        "query values): put them back to run it")
+    if prune:
+        words.append("--prune")
+    return SyncAgain(" ".join(words), note)
+
+
+async def apply_sync(app: Any, configs: Any, *, prune: bool, source: str, again: SyncAgain) -> SyncPlan:
     """``app.sync_jobs(configs, prune=prune)`` - the plan the store answered with - and, when a
-    write fails, an error (click.ClickException) that says what the store holds then.
+    write fails, an error (click.ClickException) that says what the store holds then
+    (:func:`write_reporting`)."""
+    return await write_reporting(app, configs, lambda: app.sync_jobs(configs, prune=prune), prune=prune,
+                                 source=source, again=again, subject=f"jobs sync of {source}")
+
+
+async def write_reporting(app: Any, configs: Any, write: Callable[[], Awaitable[T]], *, prune: bool, source: str,
+                          again: SyncAgain, subject: str) -> T:
+    """``await write()`` - a write of the jobs ``configs`` of ``source`` (a sync, with
+    ``prune`` or not; ``distsched run``'s ``put_jobs``) - and, when it fails, an error
+    (click.ClickException) that says what the store holds then, starting with ``subject``.
 
     A sync is not one atomic write, on any store: the new jobs are stored in batches of a
     few hundred, each batch in one atomic step, then each changed job and each removed one
     on its own; each job is written whole or not at all. So the plan is computed first (as
     ``--dry-run`` does, writing nothing), and after a failed write the stored jobs are read
     again: the planned changes now made are named as written, the others as not written
-    (``command`` runs the sync again: it writes only what is left). When the store cannot
-    be read then, every planned change is named as one that may or may not have been
+    (``again.command`` runs the sync again: it writes only what is left). When the store
+    cannot be read then, every planned change is named as one that may or may not have been
     written. A problem found before any write (a bad job, a one-shot in the past...) is
     raised as it is: nothing was written."""
     planned = await app.sync_jobs(configs, prune=prune, dry_run=True)
     try:
-        return cast(SyncPlan, await app.sync_jobs(configs, prune=prune))
+        return await write()
     except Exception as exc:  # the store refused a write, or went away: say what it holds
-        logging.getLogger("distsched.cli").debug("the sync's write failed", exc_info=exc)  # -vv: the traceback
+        logging.getLogger("distsched.cli").debug("the jobs' write failed", exc_info=exc)  # -vv: the traceback
         raise click.ClickException(await _failed_sync(app, configs, planned, exc, prune=prune, source=source,
-                                                      command=command)) from None
+                                                      again=again, subject=subject)) from None
 
 
 async def _failed_sync(app: Any, configs: Any, planned: SyncPlan, exc: BaseException, *, prune: bool,
-                       source: str, command: str) -> str:
+                       source: str, again: SyncAgain, subject: str) -> str:
     cause = _cause(exc)
     wanted = _changes(planned)
+    command = again.command
+    note = [again.note] if again.note else []
     try:  # the stored jobs as they are now (a read: a store refusing writes still answers it)
         left = plan_sync(await app.jobs(), configs, prune=prune)
-    except Exception as again:
-        return (f"jobs sync of {source} failed: {cause}\n"
-                f"  what it wrote is unknown: the store could not be read after the failure ({_cause(again)})\n"
-                f"  may or may not have been written: {_named(wanted)}\n"
-                f"  each job is written whole or not at all, but a sync is not one atomic write: once the store "
-                f"answers, `{command} --dry-run` shows what is left and `{command}` writes it")
+    except Exception as failed:
+        return "\n".join([
+            f"{subject} failed: {cause}",
+            f"  what it wrote is unknown: the store could not be read after the failure ({_cause(failed)})",
+            f"  may or may not have been written: {_named(wanted)}",
+            f"  each job is written whole or not at all, but a sync is not one atomic write: once the store "
+            f"answers, `{command} --dry-run` shows what is left and `{command}` writes it"] + note)
     todo = {name for _, name in _changes(left)}
     written = [(mark, name) for mark, name in wanted if name not in todo]
     not_written = [(mark, name) for mark, name in wanted if name in todo]
     # changed meanwhile by someone else, not planned by this sync: differs from the file too
     others = [(mark, name) for mark, name in _changes(left) if name not in {n for _, n in wanted}]
-    lines = [f"jobs sync of {source} wrote nothing: {cause}" if not written
-             else f"jobs sync of {source} failed partway: {cause}"]
+    lines = [f"{subject} wrote nothing: {cause}" if not written else f"{subject} failed partway: {cause}"]
     if written:
         lines.append(f"  written before the failure (now stored as in {source}): {_named(written)}")
     if not_written:
@@ -146,7 +204,7 @@ async def _failed_sync(app: Any, configs: Any, planned: SyncPlan, exc: BaseExcep
         lines.append(f"  the other stored jobs are as they were; once the cause is fixed, `{command}` writes what is left")
     else:
         lines.append(f"  the stored jobs are as they were; once the cause is fixed, `{command}` writes them")
-    return "\n".join(lines)
+    return "\n".join(lines + (note if not_written or others else []))
 
 
 def summary(plan: SyncPlan) -> str:
@@ -182,7 +240,8 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
     refuses it, or goes away) it exits 1 with the error and names the changes written before
     it and those not written, as read back from the store - or, when the store cannot be
     read, the changes that may or may not have been written. Run it again to write what is
-    left."""
+    left: the command it names does (with --storage URL as given, its password shown as ***
+    to put back)."""
     from . import _check_jobs, _jobs_call, _load_jobs
 
     loaded = _load_jobs(jobs_file)
@@ -198,7 +257,7 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
         # node syncing at the same moment may have written some of it (SyncPlan.concurrent).
         # A failed write says what the store holds then (apply_sync).
         return await apply_sync(app, loaded.jobs, prune=prune, source=jobs_file,
-                                command=f"distsched jobs sync {jobs_file}{' --prune' if prune else ''}")
+                                again=sync_again(ctx, jobs_file, prune=prune, storage=storage))
 
     plan = _jobs_call(ctx, storage, call, reader=dry_run)
     if as_json:
@@ -209,13 +268,15 @@ def sync(ctx: click.Context, jobs_file: str, storage: str | None, prune: bool, d
     click.echo(summary(plan))
 
 
-async def report_sync(app: Any, jobs_file: Any, *, prune: bool) -> SyncPlan:
+async def report_sync(app: Any, jobs_file: Any, *, prune: bool, again: SyncAgain | None = None) -> SyncPlan:
     """The scheduler's start with ``--jobs FILE``: sync the file's jobs and print the diff of
     what it wrote on stderr (without ``prune``, the stored jobs the file lacks are named and
-    kept)."""
+    kept); a failed write says what the store holds and ``again``'s command (:func:`sync_again`;
+    default: ``distsched jobs sync FILE [--prune]``, on the default store)."""
     configs = {c.name: c for c in jobs_file.jobs}
-    plan = await apply_sync(app, jobs_file.jobs, prune=prune, source=str(jobs_file.path),
-                            command=f"distsched jobs sync {jobs_file.path}{' --prune' if prune else ''}")
+    if again is None:
+        again = SyncAgain(f"distsched jobs sync {shlex.quote(str(jobs_file.path))}{' --prune' if prune else ''}")
+    plan = await apply_sync(app, jobs_file.jobs, prune=prune, source=str(jobs_file.path), again=again)
     for line in plan_lines(plan, str(jobs_file.path), configs):
         if not line.startswith("="):
             click.echo(line, err=True)

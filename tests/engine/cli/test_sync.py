@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import pytest
 from distsched import DistributeSchedule
 from distsched.model.sync import plan_sync
 from distsched.testing.redis_server import redis_server_binary
+from distsched.urls import redact_url
 
 FIRST = """
 [[jobs]]
@@ -508,6 +510,11 @@ def test_a_worker_table_the_worker_refuses_is_refused_before_anything_is_stored(
 
 
 # -- a write that fails partway: the command says what the store holds then ----------------
+#: The last line of a failed write's report when the command it gives shows a masked URL.
+PUT_BACK = ("  the storage URL is shown with *** in place of its password (and secret query values): put them back "
+            "to run it")
+
+
 def _sync_fails(distsched_cli, path, url):
     result = distsched_cli("jobs", "sync", path, "--storage", url, "--prune")
     assert result.exit_code == 1, result.output
@@ -544,8 +551,8 @@ def test_a_sync_whose_writes_redis_refuses_says_it_wrote_nothing(distsched_cli, 
                                            "not allowed when used memory > 'maxmemory'."), said
     assert said.splitlines()[1:] == [
         "  not written: + new, ~ change, - stray",
-        f"  the stored jobs are as they were; once the cause is fixed, `distsched jobs sync {second} --prune` "
-        "writes them",
+        f"  the stored jobs are as they were; once the cause is fixed, `distsched jobs sync {second} --storage "
+        f"{shlex.quote(url)} --prune` writes them",
     ], said
     text = scheduler.log_text()
     assert f"Error: jobs sync of {second} wrote nothing: OutOfMemoryError: " in text, text
@@ -571,12 +578,13 @@ def test_a_sync_postgresql_refuses_partway_says_what_it_wrote(distsched_cli, tmp
     said = _sync_fails(distsched_cli, second, url)
     assert said.splitlines()[0].startswith(f"Error: jobs sync of {second} failed partway: ") and \
         "job change is frozen by policy" in said.splitlines()[0], said
+    shown = redact_url(url)  # the test server's URL may hold a password ($DISTSCHED_TEST_POSTGRES)
     assert said.splitlines()[1:] == [
         f"  written before the failure (now stored as in {second}): + new",
         "  not written: ~ change, - stray",
-        f"  the other stored jobs are as they were; once the cause is fixed, `distsched jobs sync {second} --prune` "
-        "writes what is left",
-    ], said
+        f"  the other stored jobs are as they were; once the cause is fixed, `distsched jobs sync {second} --storage "
+        f"{shlex.quote(shown)} --prune` writes what is left",
+    ] + ([] if shown == url else [PUT_BACK]), said
     assert set(_names(distsched_cli, url)) == {"keep", "change", "stray", "new"}
     asyncio.run(_admin(postgres_database.url, f'DROP TRIGGER refuse ON "{schema}".jobs'))
     again = distsched_cli("jobs", "sync", second, "--storage", url, "--prune")
@@ -611,6 +619,6 @@ def test_a_sync_whose_store_goes_away_names_what_may_have_been_written(distsched
     assert lines[2:] == [
         "  may or may not have been written: + new, ~ change, - stray",
         "  each job is written whole or not at all, but a sync is not one atomic write: once the store answers, "
-        f"`distsched jobs sync {second} --prune --dry-run` shows what is left and `distsched jobs sync {second} "
-        "--prune` writes it",
+        f"`distsched jobs sync {second} --storage {shlex.quote(url)} --prune --dry-run` shows what is left and "
+        f"`distsched jobs sync {second} --storage {shlex.quote(url)} --prune` writes it",
     ], said
