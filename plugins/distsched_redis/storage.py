@@ -942,11 +942,27 @@ def _name_order(name: str) -> bytes:
 async def _decode_jobs(store: RedisStorage, flat: list[Any]) -> list[tuple[TaskConfig, JobState]]:
     out = []
     for i in range(0, len(flat), 4):
+        name, config, state = flat[i], flat[i + 1], flat[i + 2]
+        if config is None or state is None:  # a due job half gone (lua/job_read.lua 'due')
+            await _put_aside_half(store, name, config, state)
+            continue
         try:
-            out.append(codec.decode_job(flat[i], flat[i + 1], flat[i + 2], flat[i + 3]))
+            out.append(codec.decode_job(name, config, state, flat[i + 3]))
         except Exception as exc:  # one bad record never stops the reader
-            await store.put_aside("job", flat[i], exc)
+            await store.put_aside("job", name, exc)
     return out
+
+
+async def _put_aside_half(store: RedisStorage, name: str, config: Any, state: Any) -> None:
+    """A due job whose config or schedule state is gone (a partial loss of Redis's data: keys
+    evicted or deleted one by one): the half left is quarantined, or the due entry alone
+    removed, so that its name is free and the leader's next due time is not held in the past."""
+    if config is None and state is None:
+        log.warning("job %r: its config and schedule state are gone (a partial loss of the store's data?); "
+                    "removed its entry in %sdue", name, store.prefix)
+    missing = "config" if config is None else "schedule state"
+    await store.put_aside("job", name, LookupError(
+        f"its {missing} is missing (a partial loss of the store's data?): add or sync the job again"))
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:

@@ -3,6 +3,7 @@
 -- ARGV: prefix, name, config JSON, next_fire_at ("" = none), enabled (0/1), op id.
 -- Reply: 'OK' or 'EXISTS'. A retry of the call that created the job (same op id) is 'OK'.
 local name, op = ARGV[2], ARGV[6]
+if orphan_state(name) then drop_orphan_state(name) end
 local st = job_state(name)
 if st then
   if st.op == op and st.v == '1' then return 'OK' end

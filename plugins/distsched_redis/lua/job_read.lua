@@ -3,7 +3,8 @@
 --   ARGV: prefix, 'get', name...       -> {name, config JSON, state, last, ...} of the names
 --                                        known, in the order given ({} when none is)
 --   ARGV: prefix, 'list'               -> {name, config JSON, state, last, ...}
---   ARGV: prefix, 'due', now, limit    -> {name, config JSON, state, last, ...} earliest first
+--   ARGV: prefix, 'due', now, limit    -> {name, config JSON, state, last, ...} earliest first;
+--                                        a config or state that is gone is nil
 --   ARGV: prefix, 'page', after|'', limit, build '1'|'0'
 --                                     -> {more 0/1, name, config JSON, state, last, ...}
 --                                        by name after `after` (P.."jn": ZSET of the names,
@@ -20,10 +21,10 @@
 -- last: P.."jlast" "<state>|<at>|<task id>" of the job's last finished task ('' = none).
 local mode = ARGV[2]
 local out = {}
-local function add(name)
+local function add(name, half)
   local cfg = redis.call('HGET', P .. 'jobs', name)
   local st = redis.call('HGET', P .. 'jst', name)
-  if cfg and st then
+  if (cfg and st) or half then
     out[#out + 1] = name
     out[#out + 1] = cfg
     out[#out + 1] = st
@@ -76,6 +77,8 @@ elseif mode == 'count' then
   out = {total, math.max(0, total - off)}
 elseif mode == 'due' then
   local names = redis.call('ZRANGEBYSCORE', P .. 'due', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
-  for _, name in ipairs(names) do add(name) end
+  -- a due job whose config or state is gone (a partial loss) comes back with nil for it, to
+  -- be put aside: its entry would hold the leader's next due time in the past for ever
+  for _, name in ipairs(names) do add(name, true) end
 end
 return out

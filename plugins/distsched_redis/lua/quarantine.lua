@@ -4,7 +4,8 @@
 -- P.."qd:<kind>:<id>"   the record's bytes (a task's hash renamed; a HASH of the raw fields
 --                       of a job, worker or count)
 -- ARGV: prefix, kind (task | job | worker | scheduler | count), id, reason.
--- Reply: 1 when newly quarantined, 0 when it already was (or is gone).
+-- Reply: 1 when newly quarantined, 0 when it already was (or is gone: a job's due entry left
+-- alone is removed).
 local kind, id, reason = ARGV[2], ARGV[3], ARGV[4]
 local data = P .. 'qd:' .. kind .. ':' .. id
 local moved = false
@@ -41,6 +42,10 @@ elseif kind == 'job' then
     redis.call('ZREM', P .. 'due', id)
     redis.call('SREM', P .. 'joff', id)
     moved = true
+  else
+    -- only a due entry is left (its job's config and state are gone): nothing to keep, and
+    -- the entry would hold the leader's next due time in the past for ever
+    redis.call('ZREM', P .. 'due', id)
   end
 elseif kind == 'worker' then
   local rec = redis.call('HGET', P .. 'workers', id)

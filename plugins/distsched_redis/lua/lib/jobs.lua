@@ -24,6 +24,25 @@ local function job_state(name)
   return parse_job_state(raw)
 end
 
+-- Whether a job's schedule state is left without its config (P.."jobs" lost the name: a
+-- partial loss of the store's data, a hand-made HDEL): no read shows such a job, so it is no
+-- job, and a new one of that name replaces it (drop_orphan_state) instead of being refused.
+local function orphan_state(name)
+  return redis.call('HEXISTS', P .. 'jobs', name) == 0 and redis.call('HEXISTS', P .. 'jst', name) == 1
+end
+
+-- Whether job `name` exists: its config and its schedule state are both stored.
+local function job_exists(name)
+  return redis.call('HEXISTS', P .. 'jst', name) == 1 and redis.call('HEXISTS', P .. 'jobs', name) == 1
+end
+
+local function drop_orphan_state(name)
+  redis.call('HDEL', P .. 'jst', name)
+  redis.call('ZREM', P .. 'due', name)
+  redis.call('SREM', P .. 'joff', name)
+  redis.call('HDEL', P .. 'jlast', name)
+end
+
 -- The version after stored version v (text): one more, written as integer text (a Lua
 -- number from 10^14 on is written "1e+14", which no reader takes for a version); 1 again
 -- from 2^31 - 1 on (PostgreSQL's integer, the narrowest column a store keeps a version in)

@@ -1,0 +1,109 @@
+"""A job left half-stored: its config, its schedule state or both gone while the rest stays (a
+partial loss of Redis's data - keys evicted or deleted one by one, a hand-made ``HDEL`` -).
+
+Found by the CLI's data-loss test when it deleted a namespace key by key while the scheduler
+synced its file again: the half a deletion left behind stopped that job for good. A due entry
+whose job could not be read held the leader's next due time in the past, so the leader ran
+its pass thousands of times a second; a schedule state without its config made the job's
+name "already exist" for ``jobs add`` and ``jobs sync`` while no read showed the job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from distsched.config import WorkerConfig
+from distsched.testing import poison
+from distsched.testing.processes import wait_until_async
+
+pytestmark = pytest.mark.redis
+
+EVERY = 0.3
+
+
+def noop(*args: Any, **kwargs: Any) -> str:
+    return "ok"
+
+
+@pytest.fixture
+def ns() -> str:
+    return f"h{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def raw(redis_server):
+    client = redis_server.client(decode_responses=False)
+    yield client
+    client.close()
+
+
+async def _start(distsched_app, redis_server, ns):
+    app = await distsched_app(redis_server.url_for(namespace=ns), functions={"noop": noop},
+                              worker=WorkerConfig(name="w", concurrency=4), heartbeat_interval=0.2)
+    await app.add_job("healthy", every=f"{EVERY}s", target="noop")
+    await app.add_job("half", every=f"{EVERY}s", target="noop")
+    await wait_until_async(lambda: poison.succeeded(app, "half"), 10, what="the job 'half' running once")
+    return app
+
+
+async def _not_due(raw, p: str) -> bool:
+    return raw.zscore(p + "due", "half") is None
+
+
+@pytest.mark.parametrize("lost", ["jobs", "jst"])
+async def test_a_job_whose_config_or_state_is_gone_is_put_aside_and_can_be_added_again(
+        distsched_app, redis_server, ns, raw, lost):
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    kept = "jst" if lost == "jobs" else "jobs"
+    kept_bytes = raw.hget(p + kept, "half")
+    raw.hdel(p + lost, "half")
+    entry = await poison.quarantined(app, "job", "half")
+    what = "config" if lost == "jobs" else "schedule state"
+    assert f"its {what} is missing" in entry.reason, entry.reason
+    assert raw.hget(p + "qd:job:half", "config" if kept == "jobs" else "state") == kept_bytes, "the half kept"
+    assert await _not_due(raw, p)
+    await poison.keeps_firing(app, every=EVERY)
+    # the name is free again: the job is added anew and fires
+    before = await poison.succeeded(app, "half")
+    await app.add_job("half", every=f"{EVERY}s", target="noop")
+    await wait_until_async(lambda: _more(app, before), 10, what="the job added again firing")
+
+
+async def _more(app, before: int) -> bool:
+    return await poison.succeeded(app, "half") > before
+
+
+async def test_a_due_entry_whose_job_is_gone_is_removed(distsched_app, redis_server, ns, raw):
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    raw.hdel(p + "jobs", "half")
+    raw.hdel(p + "jst", "half")
+    await wait_until_async(lambda: _not_due(raw, p), 10, what="the due entry of a job that is gone removed")
+    await poison.keeps_firing(app, every=EVERY)
+
+
+@pytest.mark.parametrize("how", ["add", "sync"])
+async def test_a_schedule_state_left_without_its_config_does_not_hold_the_name(distsched_app, redis_server, ns,
+                                                                             raw, how):
+    """A paused job (no due entry, so the leader never reads it) lost its config: no read
+    shows it, and adding or syncing a job of its name was refused as existing, for good."""
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    await app.pause_job("half")
+    raw.hdel(p + "jobs", "half")
+    assert "half" not in {job.name for job in await app.jobs()}
+    if how == "add":
+        await app.add_job("half", every=f"{EVERY}s", target="noop")
+    else:
+        from distsched.model import build_job
+        plan = await app.sync_jobs([build_job("healthy", every=f"{EVERY}s", target="noop"),
+                                    build_job("half", every=f"{EVERY}s", target="noop")])
+        assert plan.added == ("half",), plan
+    stored = {job.name: job for job in await app.jobs()}
+    assert "half" in stored
+    before = await poison.succeeded(app, "half")
+    await wait_until_async(lambda: _more(app, before), 10, what="the job added again firing (not paused)")
