@@ -101,8 +101,9 @@ def _ts(at: float) -> str:
 
 
 def task_line(event: ev.Event) -> str | None:
-    """One line per finished attempt or skipped slot (job, attempt, state, duration, task id),
-    lost worker, and this node's leadership taken (its term) or lost (why)."""
+    """One line per finished attempt, skipped slot or cancelled task (job, attempt, state,
+    duration, task id; a cancel's reason), lost worker, and this node's leadership taken (its
+    term) or lost (why)."""
     if isinstance(event, ev.TaskFinished):
         tail = f"  {mask_secrets(event.error)}" if event.error and event.state != "succeeded" else ""
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} "
@@ -112,6 +113,9 @@ def task_line(event: ev.Event) -> str | None:
                 f"{event.duration:8.3f}s  task {event.task_id}  retry in {event.delay:.2f}s: {mask_secrets(event.error)}")
     if isinstance(event, ev.TaskSkipped):
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} slot {_ts(event.slot or 0)} skipped ({event.reason})"
+                f"  task {event.task_id}")
+    if isinstance(event, ev.TaskCancelled):
+        return (f"{_ts(event.at)}  {event.job or event.task_id:<20} cancelled: {mask_secrets(event.reason)}"
                 f"  task {event.task_id}")
     if isinstance(event, ev.WorkerLost) and (event.requeued or event.reason not in ("", "worker left")):
         what = event.reason if event.reason.startswith("worker ") else f"worker {event.worker_id} lost"
@@ -150,6 +154,9 @@ class _TaskLog:
 
     def __init__(self, fmt: str = "text") -> None:
         self.lines: list[str] = []
+        #: Tasks this node cancelled (a balancer failing on a task, a job's overlap policy):
+        #: the summary of ``run`` counts them, its scheduler's stats do not.
+        self.cancelled = 0
         self.format = task_json if fmt == "json" else task_line
         # A lost worker is reported once: by its event line here, not also by the log.
         scheduler_log = logging.getLogger("distsched.scheduler")
@@ -157,6 +164,8 @@ class _TaskLog:
             scheduler_log.addFilter(_told_by_event)
 
     def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TaskCancelled):
+            self.cancelled += 1
         line = self.format(event)
         if line is None:
             return
@@ -406,7 +415,8 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     jobs = _load_jobs(jobs_file)
     app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics, web))
     _prepare(app, jobs)
-    app.listeners.append(_TaskLog(log_format))
+    task_log = _TaskLog(log_format)
+    app.listeners.append(task_log)
 
     from .sync import sync_again, write_reporting
 
@@ -426,8 +436,10 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
         await app.run_async(duration=duration, stop=stop)
         s = app.stats
         if s is not None:
+            cancelled = f", {task_log.cancelled} cancelled" if task_log.cancelled else ""
             click.echo(f"stopped: {s.get('succeeded', 0)} succeeded, {s.get('failed', 0)} failed, "
-                       f"{s.get('timed_out', 0)} timed out, {s.get('retrying', 0)} retries scheduled", err=True)
+                       f"{s.get('timed_out', 0)} timed out{cancelled}, {s.get('retrying', 0)} retries scheduled",
+                       err=True)
 
     _run(main)
 

@@ -99,3 +99,44 @@ def test_a_failover_shows_in_the_task_log_at_the_default_log_level(redis_server,
     assert re.search(rf"stopped leading: {other}, term \d+ \(shutdown\)", nodes[other].log_text()), \
         nodes[other].log_text()
     assert "Traceback" not in nodes[other].log_text()
+
+
+FAILING_BALANCER = """
+from distsched import hookimpl
+
+
+class Broken:
+    def select(self, task, workers, *, now, ttl):
+        raise RuntimeError("no worker for you")
+
+
+@hookimpl
+def distsched_register_balancers(registry):
+    registry.add("broken", lambda: Broken())
+"""
+
+
+def test_a_task_its_balancer_fails_on_is_a_line_and_counted(tmp_path, distsched_process, line_matching):
+    """A balancer whose select() raises has its task cancelled: `run` printed no line for it
+    and left it out of its summary (`stopped: 0 succeeded, 0 failed, 0 timed out`), so the
+    tasks seemed to vanish (a plugin author's probe)."""
+    (tmp_path / "ol_tasks.py").write_text(TASKS)
+    (tmp_path / "ol_broken.py").write_text(FAILING_BALANCER)
+    (tmp_path / "jobs.toml").write_text(textwrap.dedent("""
+        [worker]
+        imports = ["ol_tasks"]
+
+        [[jobs]]
+        name = "routed"
+        every = "0.5s"
+        target = "sleepy"
+        args = [0]
+        balancer = "broken"
+    """))
+    run = distsched_process("run", "-p", "ol_broken", "run", "jobs.toml", "--duration", "1.6")
+    line = line_matching(run, r" routed .*cancelled")
+    assert re.search(r"cancelled: balancer 'broken' .*failed on this task: RuntimeError: no worker for you", line), line
+    assert run.wait(timeout=60) == 0, run.log_text()
+    summary = next(ln for ln in run.log_text().splitlines() if ln.startswith("stopped: "))
+    cancelled = len([ln for ln in run.log_text().splitlines() if re.search(r" routed .*cancelled", ln)])
+    assert f"timed out, {cancelled} cancelled, " in summary, summary
