@@ -185,7 +185,8 @@ class Registry:
 
     def _add(self, reg: Registration) -> None:
         if not isinstance(reg.name, str) or not _NAME_RE.match(reg.name):
-            raise ValueError(f"{self.current}: {self.family} name {reg.name!r} is not a valid name")
+            raise ValueError(f"{self.current}: {self.family} name {reg.name!r} is not a valid name: a name is 1-128 "
+                             f"letters, digits, '_', '-', '.' or ':', starting with a letter or digit")
         if not callable(reg.factory):
             raise TypeError(f"{self.current}: {self.family} {reg.name!r}: factory {reg.factory!r} is not callable")
         pending = self._staged if self._staged is not None else []

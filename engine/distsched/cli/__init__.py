@@ -526,10 +526,12 @@ def _local_iso(at: float, zone: Any) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
-    """List the discovered plugins: distribution, version, module, hooks and what each provides.
+    """List the discovered plugins: distribution, version, module, hooks and what each provides
+    (names with their descriptions, an executor's declared settings; observer, server...).
 
     Exits 1 when a plugin failed to load or a name is provided by more than one plugin (the
     name is then unusable), so a deploy script can check an environment with it."""
+    from ..plugin.listing import registration_lines, role_lines
     from ..plugin.manager import PluginManager
 
     try:
@@ -561,8 +563,12 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
             marks[(rep["family"], rep["kind"], rep["key"])] = what
         for family, names in sorted(item["provides"].items()):
             click.echo(f"    {family:<10} " + ", ".join(n + marks.pop((family, "name", n), "") for n in names))
+            for line in registration_lines(item, family):  # descriptions, an executor's settings
+                click.echo(line)
         for (family, _, key), mark in sorted(marks.items()):  # URL schemes
             click.echo(f"    {family:<10} scheme {key}://{mark}")
+        for line in role_lines(item):  # observer, server...; warnings
+            click.echo(line)
         if item["error"]:
             click.echo(f"    error: {item['error']}")
     if conflicts:

@@ -56,6 +56,9 @@ _REGISTRATION_HOOKS = {
     "function": "distsched_register_functions",
 }
 _FAMILY_OF_HOOK = {hook: family for family, hook in _REGISTRATION_HOOKS.items()}
+#: What a plugin is, by the other hooks it implements (the kinds docs/plugins.md names).
+_ROLES = {"distsched_event": "observer", "distsched_serve": "server", "distsched_cli_commands": "commands",
+          "distsched_web_routes": "web routes"}
 
 
 @attrs.frozen
@@ -85,6 +88,16 @@ class PluginInfo:
     version: str | None = None
     hooks: list[str] = attrs.field(factory=list)
     provides: dict[str, list[str]] = attrs.field(factory=dict)
+    #: What each registration hook registered, by family: ``name``, ``description`` and, for
+    #: an executor, the ``settings`` it declared (None: not declared), for storage and
+    #: election the URL ``schemes``.
+    registered: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)
+    #: What it is besides its registrations, by the other hooks it implements: ``observer``
+    #: (distsched_event), ``server`` (distsched_serve), ``commands``
+    #: (distsched_cli_commands), ``web routes`` (distsched_web_routes).
+    roles: list[str] = attrs.field(factory=list)
+    #: Problems that do not break it, such as a hook function not marked ``@hookimpl``.
+    warnings: list[str] = attrs.field(factory=list)
     error: str | None = None
     disabled: bool = False
     #: Names this plugin provides that another plugin provides too (unusable), as
@@ -253,6 +266,10 @@ class PluginManager:
             return
         self.plugins[name] = info
         info.hooks = self._guard_plugin(obj, name)
+        info.roles = sorted({_ROLES[hook] for hook in info.hooks if hook in _ROLES})
+        for warning in _unmarked_hooks(obj, info.hooks):
+            info.warnings.append(warning)
+            log.warning("%s: %s", info.origin, warning)
 
     def _guard_plugin(self, obj: Any, name: str) -> list[str]:
         """Guard every plain hook implementation of the registered plugin ``obj`` (see
@@ -338,6 +355,8 @@ class PluginManager:
             added = registry.commit()
             if added:
                 info.provides.setdefault(family, []).extend(sorted({reg.name for reg in added}))
+                info.registered.setdefault(family, []).extend(
+                    _registration_dict(reg) for reg in sorted(added, key=lambda r: r.name))
             return result
 
         return register
@@ -554,6 +573,43 @@ def check_returns(obj: Any, protocol: type, registration: Registration, what: st
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _registration_dict(reg: Registration) -> dict[str, Any]:
+    """What ``distsched plugins`` shows of one registration."""
+    out: dict[str, Any] = {"name": reg.name, "description": reg.description}
+    if reg.schemes:
+        out["schemes"] = list(reg.schemes)
+    if reg.family == "executor":
+        out["settings"] = None if reg.settings is None else list(reg.settings)
+    return out
+
+
+def _unmarked_hooks(obj: Any, implemented: Iterable[str]) -> list[str]:
+    """Functions of plugin ``obj`` named like a hook (``distsched_...``) that pluggy does not
+    take as one, because they lack ``@hookimpl``: without a word they would do nothing."""
+    import difflib
+
+    specs = [name for name in hookspecs.__all__ if name.startswith("distsched_")]
+    done = set(implemented)
+    found = []
+    for name in sorted(vars(obj) if isinstance(obj, ModuleType) else dir(obj)):
+        if not name.startswith("distsched_") or name in done:
+            continue
+        value = inspect.getattr_static(obj, name, None)
+        if not (inspect.isfunction(value) or inspect.ismethod(value) or isinstance(value, (staticmethod, classmethod))):
+            continue
+        if isinstance(obj, ModuleType) and getattr(value, "__module__", obj.__name__) != obj.__name__:
+            continue  # imported from elsewhere
+        if name in specs:
+            found.append(f"{name} is not marked as a hook implementation, so it is never called: decorate it with "
+                         f"@hookimpl (from distsched import hookimpl)")
+        else:
+            close = difflib.get_close_matches(name, specs, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            found.append(f"{name} is named like a hook but is neither a hook{hint} nor marked @hookimpl: "
+                         f"it is never called")
+    return found
 
 
 def _module_name(obj: Any) -> str:
