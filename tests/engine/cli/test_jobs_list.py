@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import uuid
+
+import pytest
 
 from distsched.cli.format import NAME_WIDTH, SCHEDULE_WIDTH, TARGET_WIDTH
 
@@ -62,3 +66,40 @@ def test_schedules_in_words_and_long_cells_wrapped(distsched_cli, tmp_path, any_
     assert "http:https://example.invalid/a/rather/long/path/that/cannot/fit/in/its/column?and=a&query=string" in joined
     data = json.loads(distsched_cli("jobs", "list", "--storage", any_store_url, "--json").stdout)
     assert {j["name"]: j["schedule"] for j in data}["seconds"] == "every 20 seconds (cron '*/20 * * * * *')"
+
+
+@pytest.mark.redis
+def test_listing_many_jobs_reads_them_by_pages(distsched_cli, redis_server):
+    """`jobs list` read each job's schedule state with a call of its own: 10,000 jobs were
+    10,000 round trips. It reads pages of jobs with their state now."""
+    from distsched import DistributeSchedule
+    from distsched.model import build_job
+
+    url = redis_server.url_for(namespace=f"many{uuid.uuid4().hex[:8]}")
+    names = [f"job-{i:04d}" for i in range(1500)]
+
+    async def add() -> None:
+        async with DistributeSchedule(url) as app:
+            await app.put_jobs([build_job(n, every="1h", target="tick") for n in names])
+
+    asyncio.run(add())
+    raw = redis_server.client()
+    try:
+        before = _script_calls(raw)
+        result = distsched_cli("jobs", "list", "--storage", url, "--json")
+        after = _script_calls(raw)
+    finally:
+        raw.close()
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert [j["name"] for j in listed] == names
+    assert all(j["next_fire_at"] is not None and j["paused"] is False for j in listed)
+    # two pages of up to 1,000: a few script calls, not one a job
+    assert after - before < 20, after - before
+
+
+def _script_calls(raw) -> int:
+    """Script and function calls the server ran so far (FCALL, EVALSHA, EVAL and their _RO forms)."""
+    stats = raw.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items()
+               if k.split("_", 1)[1].split("|")[0] in ("fcall", "fcall_ro", "evalsha", "evalsha_ro", "eval", "eval_ro"))
