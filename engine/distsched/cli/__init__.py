@@ -745,16 +745,22 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     from ..model.words import schedule_words
 
     async def call(app: Any) -> list[dict[str, Any]]:
+        from ..history import MAX_PAGE
+
         store = await app.storage()
         out = []
-        for job in await store.jobs.list_jobs():
-            state = await store.jobs.state(job.name)
-            out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
-                        "schedule": schedule_words(job.trigger),
-                        "executor": job.spec.executor, "target": mask_secrets(job.spec.target),
-                        "enabled": job.enabled,
-                        "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
-        return out
+        after: str | None = None
+        while True:  # by pages of jobs with their state: one store call a page, not one a job
+            page = await store.jobs.page(after, MAX_PAGE)
+            for job, state in page.jobs:
+                out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
+                            "schedule": schedule_words(job.trigger),
+                            "executor": job.spec.executor, "target": mask_secrets(job.spec.target),
+                            "enabled": job.enabled,
+                            "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
+            if page.next_after is None:
+                return sorted(out, key=lambda j: j["name"])
+            after = page.next_after
 
     data = _jobs_call(ctx, storage, call, reader=True)
     if as_json:
