@@ -10,7 +10,10 @@ Fixtures:
                               uninstalled plugin); default none - entry points are loaded.
 ``distsched_plugin_manager``  a fresh PluginManager per test.
 ``distsched_storage_url``     the storage URL to test on: ``--distsched-storage`` or
-                              ``$DISTSCHED_TEST_STORAGE``, default a private ``memory://`` store.
+                              ``$DISTSCHED_TEST_STORAGE`` made private to the test (a fresh Redis
+                              ``namespace=``, PostgreSQL ``schema=``, ``memory://NAME``; removed
+                              after it where it can be: :func:`private_storage_url`), default a
+                              private ``memory://`` store.
 ``redis_server``              a throwaway ``redis-server`` on a free loopback port (session
                               scope; skipped when the binary is missing). Never the shared 6379.
 ``redis_cluster``             a throwaway Redis Cluster (3 masters + 3 replicas, session scope;
@@ -58,10 +61,98 @@ def distsched_plugin_manager(distsched_plugins: list[Any]):
     return PluginManager(plugins=distsched_plugins)
 
 
+#: The URL option that makes a shared store private to one test, by URL scheme (the
+#: built-in stores'): a URL of another scheme is used as given, shared by every test.
+PRIVATE_OPTIONS = {
+    **dict.fromkeys(("redis", "rediss", "redis+unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+                     "rediss+cluster"), "namespace"),
+    "postgresql": "schema", "postgres": "schema",
+}
+#: Other names of those options (replaced too): a PostgreSQL URL's ``namespace=`` is its schema.
+_ALIASES = {"schema": ("schema", "namespace"), "namespace": ("namespace",)}
+
+
+def private_storage_url(url: str, name: str | None = None) -> str:
+    """``url`` made private to one test, under ``name`` (default a fresh ``test_<random>``):
+    ``memory://NAME``; a Redis URL's ``namespace=`` or a PostgreSQL URL's ``schema=`` set to
+    ``name`` (replacing the one given, the rest of the URL kept). Another scheme's URL is
+    returned unchanged: every test shares its store."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    name = name or f"test_{uuid.uuid4().hex}"
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        return f"memory://{name}"
+    option = PRIVATE_OPTIONS.get(scheme)
+    if option is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _ALIASES[option]]
+    return urlunsplit(parts._replace(query=urlencode([*query, (option, name)], safe="/,:")))
+
+
+def _remove_private_store(url: str, name: str) -> None:
+    """Remove what a test left under its private ``name`` on ``url``'s store, where that is
+    one command: a Redis namespace's keys (``redis://``, ``rediss://``, ``redis+unix://``;
+    not through Sentinel or a Cluster), a PostgreSQL schema (``DROP SCHEMA ... CASCADE``).
+    A failure is a warning, not the test's failure."""
+    import warnings
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from ..urls import redact_url
+
+    scheme = url.split("://", 1)[0].lower()
+    parts = urlsplit(url)
+    try:
+        if scheme in ("redis", "rediss", "redis+unix"):
+            import redis
+
+            db = dict(parse_qsl(parts.query)).get("db")
+            plain = urlunsplit(parts._replace(scheme={"redis+unix": "unix"}.get(scheme, scheme),
+                                              query=urlencode({"db": db} if db and scheme == "redis+unix" else {})))
+            client = redis.Redis.from_url(plain, socket_timeout=5)
+            try:
+                keys = list(client.scan_iter(match="{" + name + "}:*", count=1000))
+                for start in range(0, len(keys), 500):
+                    client.delete(*keys[start:start + 500])
+            finally:
+                client.close()
+        elif scheme in ("postgresql", "postgres"):
+            import asyncio
+
+            import asyncpg
+
+            libpq = [(k, v) for k, v in parse_qsl(parts.query) if k in ("host", "port", "user", "sslmode")]
+            dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(libpq)))
+
+            async def drop() -> None:
+                conn = await asyncpg.connect(dsn, timeout=10)
+                try:
+                    await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+                finally:
+                    await conn.close()
+
+            asyncio.run(drop())
+    except Exception as exc:  # the test ran: a store left behind is said, not failed
+        warnings.warn(f"distsched_storage_url: could not remove the test's {PRIVATE_OPTIONS[scheme]} {name!r} "
+                      f"from {redact_url(url)}: {type(exc).__name__}: {exc}", stacklevel=1)
+
+
 @pytest.fixture
-def distsched_storage_url(request: pytest.FixtureRequest) -> str:
-    url = request.config.getoption("--distsched-storage") or os.environ.get("DISTSCHED_TEST_STORAGE")
-    return url or f"memory://test-{uuid.uuid4().hex}"
+def distsched_storage_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The storage URL a test runs on: ``--distsched-storage URL`` or ``$DISTSCHED_TEST_STORAGE``
+    made private to this test by :func:`private_storage_url` (a fresh namespace or schema,
+    removed after the test where :func:`_remove_private_store` can), else a private
+    ``memory://`` store. A URL of another scheme is used as given: its store is shared."""
+    given = request.config.getoption("--distsched-storage") or os.environ.get("DISTSCHED_TEST_STORAGE")
+    if not given:
+        yield f"memory://test-{uuid.uuid4().hex}"
+        return
+    name = f"test_{uuid.uuid4().hex}"
+    url = private_storage_url(given, name)
+    yield url
+    if url != given and given.split("://", 1)[0].lower() in PRIVATE_OPTIONS:
+        _remove_private_store(url, name)
 
 
 @pytest.fixture(scope="session")
