@@ -107,3 +107,24 @@ async def test_a_schedule_state_left_without_its_config_does_not_hold_the_name(d
     assert "half" in stored
     before = await poison.succeeded(app, "half")
     await wait_until_async(lambda: _more(app, before), 10, what="the job added again firing (not paused)")
+
+
+async def test_jobs_whose_due_index_is_gone_get_their_entries_back(distsched_app, redis_server, ns, raw, caplog):
+    """The due index lost whole (evicted, deleted) while the jobs stayed: they were listed,
+    their next fire time in the past, and never fired again. The leader's housekeeping walks
+    the jobs' states a slice a pass and gives each its entry back."""
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    await poison.keeps_firing(app, every=EVERY)
+    caplog.set_level("WARNING", logger="distsched.redis")
+    raw.delete(p + "due")
+    await wait_until_async(lambda: _both_due(raw, p), 10, what="the due entries given back")
+    assert any("lost their entry in the due index" in r.getMessage() and "'half'" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    before = await poison.succeeded(app, "half")
+    await wait_until_async(lambda: _more(app, before), 10, what="the job firing again")
+    await poison.keeps_firing(app, every=EVERY)
+
+
+async def _both_due(raw, p: str) -> bool:
+    return raw.zscore(p + "due", "half") is not None and raw.zscore(p + "due", "healthy") is not None
