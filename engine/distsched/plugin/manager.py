@@ -139,9 +139,16 @@ def modules_from_env() -> list[str]:
 
 def load_plugin_modules(names: Iterable[str]) -> list[tuple[str, Any]]:
     """Import plugin modules named on the command line or in ``DISTSCHED_PLUGINS`` (like
-    pytest's ``-p NAME``): configuration given by the operator, never stored data."""
+    pytest's ``-p NAME``): configuration given by the operator, never stored data. A module
+    resolves relative to the current directory too, as ``python -m distsched`` and the
+    ``[worker] imports`` of a jobs file do (the ``distsched`` console script alone did not
+    look there)."""
     import importlib
 
+    names = list(names)
+    here = os.path.abspath(os.getcwd())
+    if names and here not in sys.path:
+        sys.path.insert(0, here)
     out = []
     for name in names:
         try:
