@@ -652,7 +652,8 @@ class DistributeSchedule:
 
     async def _why_waiting(self, task: Task) -> str:
         """Why a task that is not dispatched yet may never run: no live worker, none that
-        offers its function, or all of them full. Empty when none of these holds."""
+        has its executor or offers its function, or all of them full. Empty when none of
+        these holds."""
         if task.state not in (TaskState.PENDING, TaskState.RETRYING):
             return ""
         storage = await self.storage()
@@ -663,8 +664,13 @@ class DistributeSchedule:
             return (f": no live worker is registered on {display_url(self.config.storage)}; start one "
                     f"(distsched worker --storage URL --import MODULE) or run one in this process "
                     f"(async with app.running(): ...)")
-        target = task.spec.target
-        if task.spec.executor == "local" and not any(target in w.functions for w in live):
+        target, executor = task.spec.target, task.spec.executor
+        if not any(w.may_have(executor) for w in live):  # each says its executors: none has it
+            have = sorted({name for w in live for name in w.executors})
+            return (f": none of the {len(live)} live worker(s) has executor {executor!r} (they have: "
+                    f"{', '.join(have)}); start a worker with the plugin that provides it (`distsched plugins` "
+                    f"lists the executors a node has)")
+        if executor == "local" and not any(target in w.functions for w in live):
             offered = sorted({name for w in live for name in w.functions})
             return (f": none of the {len(live)} live worker(s) offers function {target!r} (they offer: "
                     f"{', '.join(offered) or 'nothing'}); start a worker that imports the module defining it "

@@ -204,7 +204,7 @@ class Engine:
         if worker is not None:
             functions = self.all_functions()
             self.worker = WorkerService(storage=storage, executors=self.executors_for(worker, functions),
-                                        functions=functions,
+                                        functions=functions, executor_names=self.plugins.executors.names(),
                                         config=worker, engine_config=self.config, events=self.events)
             worker_task = asyncio.create_task(self.worker.run(stop), name="distsched-worker")
             services.append(worker_task)

@@ -705,10 +705,21 @@ class Scheduler:
         #: a serial job -> (its tasks dispatched or running, counting those of this pass; its
         #: tasks waiting for a retry, by slot): the live runs a ready task of the job waits for
         serial: dict[str, tuple[set[str], list[tuple[tuple[float, str], str]]]] = {}
-        #: function name -> the workers that may run it: a ``local`` task goes to a worker
-        #: that advertises its function (or advertises none: an older one) when any live
-        #: worker offers it, else to any (whose executor then fails it as unknown, at once)
+        #: executor name -> the workers that may run its tasks: those that have it (or do not
+        #: say: older ones, see Worker.may_have) when any live worker may, else any (whose
+        #: executor then fails the task as unknown, at once). Built once per name and pass:
+        #: a task costs one dict lookup.
+        having: dict[str, list[Worker]] = {}
+        #: function name -> the workers that may run a ``local`` task of it: of those that
+        #: may run ``local`` tasks, the ones that offer it (Worker.may_offer) when any live
+        #: one does, else all of them (the ``local`` executor fails it naming its functions)
         offering: dict[str, list[Worker]] = {}
+
+        def may_run(executor: str) -> list[Worker]:
+            found = having.get(executor)
+            if found is None:
+                found = having[executor] = _narrowed(workers, alive, Worker.may_have, executor)
+            return found
         async for task in window(ready, limit):
             if task.serial_limit is not None and task.job is not None:
                 if task.job not in serial:
@@ -723,19 +734,19 @@ class Scheduler:
                     blocked = True
                     continue
                 busy.add(task.id)
-            pool = workers
-            if task.spec.executor == "local":
+            executor = task.spec.executor
+            if executor == "local":
                 target = task.spec.target
                 pool = offering.get(target)  # type: ignore[assignment]
                 if pool is None:
-                    if any(target in w.functions for w in alive):
-                        pool = [w for w in workers if not w.functions or target in w.functions]
-                    else:  # nobody offers it: the worker's executor reports the unknown function
-                        pool = workers
-                    offering[target] = pool
-                if not pool:  # those that offer it are full
-                    blocked = True
-                    continue
+                    pool = offering[target] = _narrowed(may_run("local"), alive, Worker.may_offer, target)
+            else:
+                pool = having.get(executor)  # type: ignore[assignment]
+                if pool is None:
+                    pool = may_run(executor)
+            if not pool:  # those that have its executor (and offer its function) are full
+                blocked = True
+                continue
             name = task.spec.balancer
             balancer = self._balancers.get(name)
             if balancer is None:
@@ -941,6 +952,17 @@ class Scheduler:
                                                  reason=reason))
         self._finished_events(t for t in written if t.id not in lost or t.state is not TaskState.PENDING)
         return len(written)
+
+
+def _narrowed(workers: list[Worker], alive: list[Worker], may: Callable[[Worker, str], bool],
+              name: str) -> list[Worker]:
+    """The ``workers`` that ``may`` run the tasks of ``name`` (an executor, a function), when
+    any live worker (``alive``: full ones too) may; else all of ``workers`` - a task nobody
+    can run goes to any, whose executor then fails it at once with the clear error (unknown
+    executor, unknown function)."""
+    if any(may(w, name) for w in alive):
+        return [w for w in workers if may(w, name)]
+    return workers
 
 
 def _slot_order(task: Task) -> tuple[float, str]:

@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -67,6 +67,7 @@ class WorkerService:
         config: WorkerConfig,
         engine_config: EngineConfig,
         events: EventBus | None = None,
+        executor_names: Sequence[str] = (),
     ) -> None:
         self.storage = storage
         #: Builds the executor of a name (called once per name and process; the composition
@@ -75,6 +76,9 @@ class WorkerService:
         self.make_executor = executors
         #: The functions this worker offers (registered with its record, for the leader).
         self.functions = functions
+        #: The executors this worker has (registered with its record: the leader sends it
+        #: only tasks of these; none said, as by a worker of an earlier version: any task).
+        self.executor_names = tuple(executor_names)
         self.config = config
         self.engine_config = engine_config
         self.events = events
@@ -153,7 +157,7 @@ class WorkerService:
         capacity = self._capacity()
         return Worker(id=self.id, host=socket.gethostname(), pid=os.getpid(), concurrency=concurrency,
                       capacity=capacity, started_at=self.storage.clock(), signed=self.signer is not None,
-                      functions=self.functions.names(),
+                      functions=self.functions.names(), executors=self.executor_names,
                       heartbeat_interval=self.engine_config.heartbeat_interval)
 
     # -- lifecycle ------------------------------------------------------------------

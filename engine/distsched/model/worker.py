@@ -39,10 +39,18 @@ def _of_type(kind: type, text: str):
     return check
 
 
-def _names(value: Any) -> tuple[str, ...]:
+def _names(field: str, what: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
-        raise ValidationError("functions", f"must be a list of function names, not {value!r}")
+        raise ValidationError(field, f"must be a list of {what} names, not {value!r}")
     return tuple(value)
+
+
+def _function_names(value: Any) -> tuple[str, ...]:
+    return _names("functions", "function", value)
+
+
+def _executor_names(value: Any) -> tuple[str, ...]:
+    return _names("executors", "executor", value)
 
 
 def _interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -64,7 +72,8 @@ class Worker:
     """A registered worker and its load.
 
     ``concurrency`` is how many tasks it executes at once; ``capacity`` is how many it may
-    hold (queued + running); ``functions`` are the names its ``local`` executor runs.
+    hold (queued + running); ``functions`` are the names its ``local`` executor runs, and
+    ``executors`` the executors it has.
     ``load`` is the number it holds now. ``blocked`` is how many of its execution slots are held by attempts that are over but cannot be stopped (a timed-out
     sync function's thread runs on): its capacity shrinks in proportion, and a worker whose
     every slot is blocked accepts nothing. A worker is healthy while its last heartbeat is
@@ -87,10 +96,27 @@ class Worker:
     signed: bool = attrs.field(default=False, validator=_of_type(bool, "true or false"))
     #: The function names its ``local`` executor can run (advertised at registration, so the
     #: leader sends a ``local`` task to a worker that offers its function).
-    functions: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    functions: tuple[str, ...] = attrs.field(default=(), converter=_function_names)
+    #: The executors it has (advertised at registration, so the leader sends a task to a
+    #: worker that has its executor). Empty: not said - a worker of an earlier version, taken
+    #: to have every executor and to offer every function.
+    executors: tuple[str, ...] = attrs.field(default=(), converter=_executor_names)
     #: Seconds between its heartbeats, as it registered (None: not said; the leader then
     #: assumes its own setting). The leader chooses no worker silent for two of them.
     heartbeat_interval: float | None = attrs.field(default=None, validator=_interval)
+
+    def may_have(self, executor: str) -> bool:
+        """It has the executor, or may have it: a worker of an earlier version does not say."""
+        return not self.executors or executor in self.executors
+
+    def may_offer(self, function: str) -> bool:
+        """Its ``local`` executor runs ``function``, or may: it advertises the function (and
+        has ``local``), or it is a worker of an earlier version, which says neither its
+        functions nor its executors. A worker that says its executors and no function (one
+        dedicated to a plugin's executor) offers none."""
+        if not self.executors:
+            return not self.functions or function in self.functions
+        return function in self.functions and "local" in self.executors
 
     def is_fresh(self, now: float, default_interval: float, ttl: float = DEFAULT_HEARTBEAT_TTL) -> bool:
         """Its last heartbeat is younger than two of its heartbeat intervals (at most ``ttl``):

@@ -28,7 +28,7 @@ __all__ = ["WORKER_CASES", "failed_twice", "ghost_workers_are_quarantined", "kee
 #: dashboard's overview and workers pages (a start time no date can show).
 WORKER_CASES: dict[str, tuple[str, Any]] = {
     "ghost-start": ("started_at", 1e12), "ghost-cap-list": ("capacity", [1]), "ghost-cap-none": ("capacity", None),
-    "ghost-functions": ("functions", 5), "ghost-interval": ("heartbeat_interval", "x"),
+    "ghost-functions": ("functions", 5), "ghost-executors": ("executors", 5), "ghost-interval": ("heartbeat_interval", "x"),
     "ghost-signed": ("signed", "no"), "ghost-host": ("host", 5), "ghost-pid": ("pid", []),
 }
 

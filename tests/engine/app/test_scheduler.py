@@ -930,3 +930,52 @@ async def test_a_leader_stopped_in_its_pause_after_an_error_releases_the_lease(s
 
 async def _async(value):
     return value
+
+
+async def test_a_worker_that_advertises_executors_and_no_functions_gets_no_local_task(any_leader):
+    """A worker of this version says its executors: one with no functions (dedicated to a
+    plugin's executor) offers no function, and one without an executor gets none of its
+    tasks - while a worker that says it has them is live. A worker record of an earlier
+    version (neither executors nor functions) still counts as running everything."""
+    leader = any_leader
+    now = leader.storage.clock()
+    await leader.storage.workers.register(make_worker("w-local", now=now, capacity=50, executors=["local", "http"],
+                                                      functions=["f"]))
+    await leader.storage.workers.register(make_worker("w-cmd", now=now, capacity=50, executors=["cmd", "local"]))
+    [stored] = [w for w in await leader.storage.workers.list_workers() if w.id == "w-cmd"]
+    assert stored.executors == ("cmd", "local") and stored.functions == ()
+    for balancer in ("round-robin", "least-tasks"):
+        await leader.storage.tasks.submit([make_task(f"{balancer}-f{i}", target="f", balancer=balancer) for i in range(4)]
+                                          + [make_task(f"{balancer}-c{i}", executor="cmd", balancer=balancer)
+                                             for i in range(4)])
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (16, False)
+    placed = await _dispatched(leader)
+    assert {w for t, w in placed.items() if "-f" in t} == {"w-local"}
+    assert {w for t, w in placed.items() if "-c" in t} == {"w-cmd"}
+    # An executor nobody says it has goes to any worker: its executor fails it at once, naming it.
+    await leader.storage.tasks.submit([make_task(f"r{i}", executor="rpc", balancer="round-robin") for i in range(4)])
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (4, False)
+    assert {w for t, w in (await _dispatched(leader)).items() if t.startswith("r")} == {"w-local", "w-cmd"}
+    # A worker of an earlier version (no executors, no functions) may run anything: it shares
+    # the tasks of every executor and function with those that say they have them.
+    await leader.storage.workers.register(make_worker("w-old", now=now, capacity=50))
+    leader.scheduler._workers_seen = None  # (the pass's short-lived copy of the list)
+    await leader.storage.tasks.submit([make_task(f"o-f{i}", target="f", balancer="round-robin") for i in range(4)]
+                                      + [make_task(f"o-c{i}", executor="cmd", balancer="round-robin") for i in range(4)]
+                                      + [make_task(f"o-x{i}", executor="exotic", balancer="round-robin")
+                                         for i in range(2)])
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (10, False)
+    placed = await _dispatched(leader)
+    assert {w for t, w in placed.items() if t.startswith("o-f")} == {"w-local", "w-old"}
+    assert {w for t, w in placed.items() if t.startswith("o-c")} == {"w-cmd", "w-old"}
+    assert {w for t, w in placed.items() if t.startswith("o-x")} == {"w-old"}, "the only one that may have it"
+
+
+async def test_an_older_worker_alone_gets_every_task(any_leader):
+    leader = any_leader
+    now = leader.storage.clock()
+    await leader.storage.workers.register(make_worker("w-old", now=now, capacity=50))
+    await leader.storage.tasks.submit([make_task("a", target="f"), make_task("b", executor="cmd"),
+                                       make_task("c", executor="http", target="https://example.com")])
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (3, False)
+    assert await _dispatched(leader) == {"a": "w-old", "b": "w-old", "c": "w-old"}

@@ -37,3 +37,17 @@ def test_what_the_standard_library_would_write() -> None:
     assert math.copysign(1, codec.loads(codec.dumps(-0.0))) == -1
     for f in (1e16, 1.5e-7, 0.1, 1795826480.5114872):
         assert codec.loads(codec.dumps(f)) == f
+
+
+def test_a_worker_record_keeps_its_executors_and_one_written_before_them_has_none():
+    """The leader routes by a worker's executors: they come back as registered; a record of
+    an earlier version (no ``executors`` in its JSON) reads as not saying (it may run anything)."""
+    from distsched.testing import make_worker
+
+    worker = make_worker("w1", functions=["f"], executors=["local", "cmd"])
+    back = codec.decode_worker("w1", codec.worker_json(worker), 1.0, 0, 0)
+    assert (back.functions, back.executors) == (("f",), ("local", "cmd"))
+    older = json.loads(codec.worker_json(worker))
+    del older["executors"], older["functions"]
+    back = codec.decode_worker("w1", json.dumps(older), 1.0, 0, 0)
+    assert back.executors == () and back.functions == () and back.may_have("cmd") and back.may_offer("f")

@@ -568,9 +568,12 @@ class StorageContract:
         async def body(h: Harness) -> None:
             s = await h.storage()
             start = s.clock()
-            await s.workers.register(make_worker("w1", now=start, concurrency=3, capacity=12))
+            await s.workers.register(make_worker("w1", now=start, concurrency=3, capacity=12, functions=["f", "g"],
+                                                 executors=["local", "cmd"]))
             [w] = await s.workers.list_workers()
             assert (w.concurrency, w.capacity, w.load) == (3, 12, 0)
+            # what the leader routes by: the functions and executors it registered with
+            assert (w.functions, w.executors) == (("f", "g"), ("local", "cmd"))
             assert w.is_alive(s.clock(), 5.0)
             assert await s.workers.heartbeat("w1", draining=True) is True
             [w] = await s.workers.list_workers()
