@@ -125,6 +125,14 @@ class Engine:
         """A new balancer of ``name`` (what the scheduler is given, once per name and term)."""
         return await self.plugins.build(BALANCER, name, where="scheduler")
 
+    def balancer_origin(self, name: str) -> str:
+        """The plugin that provides the balancer of ``name`` (``plugin 'x' (dist 1.0)``), for
+        the scheduler's messages about it; empty for a name no plugin of this node provides."""
+        try:
+            return str(self.plugins.registration(BALANCER, name).origin)
+        except LookupError:
+            return ""
+
     def executors_for(self, worker: WorkerConfig,
                       functions: FunctionRegistry | None = None) -> Callable[[str], Awaitable[Executor]]:
         """``name -> Executor`` for a worker of this process: one ExecutorContext for all its
@@ -199,6 +207,7 @@ class Engine:
                 self.plugins.balancers.get(FALLBACK_BALANCER, where="scheduler")  # raises, naming why
             election = await self.open_election()
             self.scheduler = Scheduler(storage=storage, election=election, balancers=self.balancer,
+                                       balancer_origin=self.balancer_origin,
                                        events=self.events, config=self.config)
             services.append(asyncio.create_task(self.scheduler.run(scheduler_stop), name="distsched-scheduler"))
         if worker is not None:

@@ -91,12 +91,16 @@ class Scheduler:
         events: EventBus,
         config: EngineConfig,
         rand: Callable[[], float] = ENGINE_RANDOM.random,
+        balancer_origin: Callable[[str], str] | None = None,
     ) -> None:
         self.storage = storage
         self.election = election
         #: Builds the balancer of a name (a fresh one; called once per name and term). Raises
         #: LookupError for a name nobody (or more than one plugin) provides.
         self.make_balancer = balancers
+        #: The plugin that provides the balancer of a name (``plugin 'x' (dist 1.0)``; empty:
+        #: not known), named when that balancer fails on a task.
+        self.balancer_origin = balancer_origin
         #: Signs what this leader dispatches and checks the results (None: unsigned deployment).
         self.signer = signer_from(config.signing_keys)
         self.events = events
@@ -765,11 +769,11 @@ class Scheduler:
             try:
                 worker = balancer.select(task, pool, now=now, ttl=ttl)
             except Exception as exc:  # the balancer fails on this task: it alone is cancelled
-                poisoned.append((task, f"balancer {name!r} failed on this task: "
+                poisoned.append((task, f"{self._balancer_named(name)} failed on this task: "
                                        f"{type(exc).__name__}: {safe_str(exc)}"[:500]))
                 continue
             if worker is not None and not isinstance(worker, Worker):
-                poisoned.append((task, f"balancer {name!r} failed on this task: it returned a "
+                poisoned.append((task, f"{self._balancer_named(name)} failed on this task: it returned a "
                                        f"{type(worker).__name__}, not one of the workers it was offered"))
                 continue
             if worker is None or not worker.can_accept(now, ttl):
@@ -799,6 +803,17 @@ class Scheduler:
                                                        worker_id=task.worker_id or "", attempt_id=task.attempt_id,
                                                        ready_at=min(became, now)))
         return sent, blocked
+
+    def _balancer_named(self, name: str) -> str:
+        """``balancer 'x' from plugin 'p' (dist 1.0)``, as the factory's failure names it (the
+        balancer alone when its plugin is not known)."""
+        origin = ""
+        if self.balancer_origin is not None:
+            try:
+                origin = self.balancer_origin(name)
+            except Exception:  # only a name in a message
+                origin = ""
+        return f"balancer {name!r} from {origin}" if origin else f"balancer {name!r}"
 
     async def _fail_undispatchable(self, fence: Fence, failing: list[tuple[Task, str]], now: float) -> None:
         for task, reason in failing:

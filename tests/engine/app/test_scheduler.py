@@ -25,7 +25,8 @@ class Leader:
         self.storage = await self.app.engine.open()
         self.election = await self.app.engine.open_election()
         self.scheduler = Scheduler(storage=self.storage, election=self.election, balancers=self.app.engine.balancer,
-                                   events=self.app.engine.events, config=self.app.config, rand=lambda: 0.5)
+                                   events=self.app.engine.events, config=self.app.config, rand=lambda: 0.5,
+                                   balancer_origin=self.app.engine.balancer_origin)
         self.fence = await self.election.acquire(self.app.config.node_id)
         return self
 
@@ -635,13 +636,19 @@ class _BrokenBalancers:
             def select(self, task, workers, *, now, ttl):
                 return "w1"  # a name, not one of the workers it was offered
 
+        class Raises:
+            def select(self, task, workers, *, now, ttl):
+                raise ValueError("no worker suits me")
+
         registry.add("explode-bal", exploding_factory)
         registry.add("wrong-bal", WrongAnswer)
+        registry.add("raise-bal", Raises)
 
 
 async def test_a_broken_balancer_fails_its_tasks_only():
-    """A third-party balancer whose factory raises, or whose ``select`` returns something that
-    is not one of the workers it was offered, fails the tasks that ask for it, naming it; the
+    """A third-party balancer whose factory raises, or whose ``select`` raises or returns
+    something that is not one of the workers it was offered, fails (or cancels) the tasks that
+    ask for it, naming it and its plugin (select's failures named the balancer only); the
     other tasks go on. The leader's pass failed whole ("leader loop failed: PluginError ...",
     "AttributeError: 'str' object has no attribute 'can_accept'") and no task of any job was
     dispatched again."""
@@ -649,14 +656,17 @@ async def test_a_broken_balancer_fails_its_tasks_only():
     try:
         await _one_worker(lead)
         await lead.storage.tasks.submit([make_task("e1", balancer="explode-bal"), make_task("e2", balancer="explode-bal"),
-                                         make_task("w1", balancer="wrong-bal"), make_task("ok")])
+                                         make_task("w1", balancer="wrong-bal"), make_task("r1", balancer="raise-bal"),
+                                         make_task("ok")])
         assert (await lead.scheduler.dispatch_ready(lead.fence, lead.storage.clock()))[0] == 1
         assert await _dispatched(lead) == {"ok": "w1"}
         for task_id, why in (("e1", "balancer 'explode-bal' from plugin 'broken' failed: RuntimeError: balancer factory "
                                     "exploded"),
                              ("e2", "balancer 'explode-bal' from plugin 'broken' failed"),
-                             ("w1", "balancer 'wrong-bal' failed on this task: it returned a str, not one of the "
-                                    "workers it was offered")):
+                             ("w1", "balancer 'wrong-bal' from plugin 'broken' failed on this task: it returned a "
+                                    "str, not one of the workers it was offered"),
+                             ("r1", "balancer 'raise-bal' from plugin 'broken' failed on this task: ValueError: no "
+                                    "worker suits me")):
             task = await lead.storage.tasks.get(task_id)
             assert task.state in (TaskState.FAILED, TaskState.CANCELLED) and why in task.reason, (task_id, task.reason)
     finally:

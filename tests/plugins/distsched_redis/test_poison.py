@@ -212,7 +212,8 @@ async def test_a_balancer_failing_on_one_task_cancels_that_task_only(distsched_a
     raw.zadd(p + "ready", {"hashed@1": 1})
     task = await app.wait("hashed@1", timeout=10)
     assert task.state.value == "cancelled"
-    assert "balancer 'consistent-hash' failed on this task" in (task.reason or "")
+    assert "balancer 'consistent-hash' from plugin 'balancers'" in (task.reason or "")
+    assert "failed on this task" in (task.reason or "")
 
     async def evented():
         return any(e.kind == "record.quarantined" and e.key == "hashed@1" and e.action == "cancelled"
