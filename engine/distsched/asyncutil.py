@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import FrameType
+
+log = logging.getLogger("distsched.timer")
 
 
 class WakeSignal:
@@ -123,6 +126,8 @@ class PreciseTimer:
         self._seq = itertools.count()
         self._signal = WakeSignal()
         self._runner: asyncio.Task[None] | None = None
+        #: ``time.sleep`` failed once: every instant waits on the loop (:meth:`_run`)
+        self._no_block = False
 
     def lead(self) -> float:
         """How long before an instant the runner leaves the loop for ``time.sleep``."""
@@ -134,6 +139,8 @@ class PreciseTimer:
         blocked, since = self._blocked, time.monotonic() - 1.0
         while blocked and blocked[0][0] < since:
             blocked.popleft()
+        if self._no_block:
+            return False
         return sum(seconds for _, seconds in blocked) + lead <= self.block_share
 
     async def wait_until(self, at: float) -> None:
@@ -165,7 +172,16 @@ class PreciseTimer:
                 continue
             if precise and delay > 0:
                 if delay > self.spin:
-                    time.sleep(delay - self.spin)
+                    try:
+                        time.sleep(delay - self.spin)
+                    except (OSError, ValueError, OverflowError) as exc:
+                        # the kernel refused the sleep (a clock libfaketime fakes gave
+                        # EINVAL): the runner died with it, and its waiters hung until the
+                        # next wait_until. From now on every instant waits on the loop.
+                        self._no_block = True
+                        log.warning("precise timer: time.sleep failed (%s: %s); slots are now started by the "
+                                    "event loop, to its millisecond", type(exc).__name__, exc)
+                        continue
                 at = heap[0][0]
                 # bounded by the monotonic clock too: ``clock`` may be wall time, which can step back
                 stop = time.monotonic() + min(delay, self.max_block) + 0.001

@@ -177,3 +177,30 @@ async def test_the_loop_watch_names_where_a_callback_holds_the_loop() -> None:
         watch.stop()
     assert len(held) == 1 and held[0][1] == "_blocks" and 0.2 < held[0][0] < 0.6, held
     assert len(freed) == 1 and freed[0] >= 0.6, freed
+
+
+async def test_a_sleep_the_kernel_refuses_leaves_the_waiters_to_the_loop(monkeypatch, caplog) -> None:
+    """Under libfaketime, ``time.sleep`` raised ``OSError(22)`` in the timer's runner: the runner
+    died ("Task exception was never retrieved") and its waiters hung until the next
+    ``wait_until`` - a schedule slot started 4.8 s late (a scheduling probe). The kernel's
+    refusal is injected here: it cannot be had on demand."""
+    import distsched.asyncutil as asyncutil
+
+    def refused(seconds: float) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(asyncutil.time, "sleep", refused)
+    timer = PreciseTimer(time.monotonic)
+    base = time.monotonic()
+    woke: list[str] = []
+
+    async def wait(name: str, at: float) -> None:
+        await timer.wait_until(at)
+        assert time.monotonic() >= at, f"{name} woke early"
+        woke.append(name)
+
+    await asyncio.wait_for(asyncio.gather(wait("b", base + 0.06), wait("a", base + 0.03)), 2)
+    assert woke == ["a", "b"]
+    said = [r.getMessage() for r in caplog.records if "time.sleep failed" in r.getMessage()]
+    assert len(said) == 1, said
+    timer.close()
