@@ -300,13 +300,14 @@ class PluginManager:
         An observer: an exception is logged with the plugin's name and swallowed.
         """
         if hook_name == "distsched_event":
+            failures = _ObserverFailures()
+
             def observe(*args: Any, **kwargs: Any) -> Any:
                 try:
                     return function(*args, **kwargs)
-                except Exception:
+                except Exception as exc:
                     event = args[0] if args else kwargs.get("event")
-                    log.exception("event observer of %s failed on %s", self.origin_of(plugin_name),
-                                  getattr(event, "kind", event))
+                    failures.log(exc, self.origin_of(plugin_name), getattr(event, "kind", event))
                     return None
 
             return observe
@@ -544,6 +545,37 @@ class PluginManager:
             self.hook_manager.hook.distsched_event(event=event)
         except Exception:
             log.exception("an event wrapper failed on %s", event.kind)
+
+
+#: Seconds between two lines about one observer's repeated failures (the first failure of each
+#: exception type is logged with its traceback at once).
+OBSERVER_FAILURE_INTERVAL = 60.0
+
+
+class _ObserverFailures:
+    """How one observer's failures are logged: each exception type's first with its
+    traceback, the rest as one line a :data:`OBSERVER_FAILURE_INTERVAL` counting them - an
+    observer that fails on every event logged a traceback per event (a plugin author's probe)."""
+
+    def __init__(self) -> None:
+        self.seen: set[type] = set()
+        self.since = 0  # failures not yet said
+        self.said_at = float("-inf")
+
+    def log(self, exc: Exception, origin: str, kind: Any) -> None:
+        import time
+
+        if type(exc) not in self.seen:
+            self.seen.add(type(exc))
+            self.said_at = time.monotonic()
+            log.error("event observer of %s failed on %s (each new kind of failure is logged once with its "
+                      "traceback; repeats are counted once a minute)", origin, kind, exc_info=exc)
+            return
+        self.since += 1
+        if time.monotonic() - self.said_at >= OBSERVER_FAILURE_INTERVAL:
+            log.error("event observer of %s failed %d more time(s), the last on %s: %s: %s", origin, self.since, kind,
+                      type(exc).__name__, str(exc)[:300])
+            self.since, self.said_at = 0, time.monotonic()
 
 
 class _HookFailed(Exception):
