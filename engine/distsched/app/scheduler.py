@@ -825,11 +825,12 @@ class Scheduler:
 
     async def _cancel_poisoned(self, fence: Fence, poisoned: list[tuple[Task, str]], now: float) -> None:
         for task, reason in poisoned:
-            log.error("task %s cancelled: %s", task.id, reason)
             task.cancel(reason, now)
         ok = await self.storage.tasks.save(fence, [task for task, _ in poisoned])
         for (task, reason), written in zip(poisoned, ok):
             if written:
+                # also told by the TaskCancelled event: `distsched run` prints that line, not both
+                log.error("task %s cancelled: %s", task.id, reason, extra={"distsched_event": ev.TaskCancelled.kind})
                 self.events.emit(ev.TaskCancelled(at=now, task_id=task.id, job=task.job, reason=reason))
                 self.events.emit(ev.RecordQuarantined(at=now, record="task", key=task.id, reason=reason,
                                                       action="cancelled"))

@@ -140,3 +140,4 @@ def test_a_task_its_balancer_fails_on_is_a_line_and_counted(tmp_path, distsched_
     summary = next(ln for ln in run.log_text().splitlines() if ln.startswith("stopped: "))
     cancelled = len([ln for ln in run.log_text().splitlines() if re.search(r" routed .*cancelled", ln)])
     assert f"timed out, {cancelled} cancelled, " in summary, summary
+    assert "ERROR" not in run.log_text(), "each cancel is told once, by its line"
