@@ -36,6 +36,7 @@ from ..model import (
 from ..model import events as ev
 from ..model.result import safe_str
 from ..model.task import ASSIGNED
+from ..model.times import iso_utc
 from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, Settled, StorageBackend
 from ..signing import signer_from
 from .backoff import ENGINE_RANDOM, Backoff, wait_or_stop
@@ -545,7 +546,7 @@ class Scheduler:
                         continue
                     while decision == "replace" and len(live) >= config.overlap.max_instances:
                         victim = live.pop(0)
-                        reason = f"overlap: replaced by the slot at {slot.at:.3f}"
+                        reason = f"overlap: replaced by the slot at {iso_utc(slot.at)}"
                         if victim.version:  # stored
                             victim.cancel(reason, now)
                             cancels.append(victim)
