@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -44,7 +45,15 @@ from .model import (
     ValidationError,
     VersionConflict,
 )
-from .model.build import build_job, build_retry, check_task_id, first_fire, job_fields
+from .model.build import (
+    build_job,
+    build_retry,
+    check_task_id,
+    first_fire,
+    job_fields,
+    missed_words,
+    one_shot_missed,
+)
 from .model.errors import DistschedError
 from .model.sync import JobChange, SyncPlan, job_changes, plan_sync
 from .model.trigger import AtTrigger, parse_duration
@@ -66,6 +75,8 @@ from .tasks import decorator_arguments, duplicate_function, marked_functions
 
 #: How many times a sync retries one job when a concurrent write got in its way.
 SYNC_ATTEMPTS = 5
+#: The jobs' logger: a jobs file's one-shot whose time passed, stored as fired.
+log = logging.getLogger("distsched.jobs")
 #: What start() raises when a stop() interrupted it.
 _INTERRUPTED = "start() was interrupted by stop(): nothing of this app runs"
 
@@ -97,6 +108,8 @@ class DistributeSchedule:
         self._stopping: asyncio.Future[None] | None = None
         #: How many times stop() was called: a start() a stop interrupts raises StartInterrupted.
         self._stops = 0
+        #: The past one-shots of a jobs file already said (name, time): each is said once.
+        self._missed_said: set[tuple[str, float]] = set()
 
     @classmethod
     def of_engine(cls, engine: Engine) -> DistributeSchedule:
@@ -116,6 +129,7 @@ class DistributeSchedule:
         app._runner = None
         app._stopping = None
         app._stops = 0
+        app._missed_said = set()
         return app
 
     # -- functions --------------------------------------------------------------------
@@ -230,35 +244,62 @@ class DistributeSchedule:
 
     async def put_job(self, config: TaskConfig, *, replace: bool = False) -> TaskConfig:
         """Store ``config``; with ``replace``, update an existing job (keeping its progress
-        unless its trigger changed)."""
+        unless its trigger changed). A one-shot ``at`` whose time is more than its misfire
+        grace in the past is refused (ValidationError naming ``at``); :meth:`put_jobs` and
+        :meth:`sync_jobs`, which store a jobs file, store it as fired instead."""
         self.check_spec(config.spec, f"job {config.name!r}")
-        return (await self._put_job(config, replace=replace)).stored
+        return (await self._put_job(config, replace=replace, missed=False)).stored
 
-    async def _put_job(self, config: TaskConfig, *, replace: bool) -> _Put:
-        """:meth:`put_job` (its spec checked), saying what it wrote."""
+    def _first(self, config: TaskConfig, now: float, *, missed: bool) -> float | None:
+        """``first_fire(config, now)``; with ``missed`` (a jobs file's job), a one-shot whose
+        time is beyond its misfire grace is not refused but has no slot (stored as a one-shot
+        that already fired: listed, never fires), said once as a WARNING naming it."""
+        if missed and one_shot_missed(config, now):
+            self._say_missed(config)
+        return first_fire(config, now, missed=missed)
+
+    def _say_missed(self, config: TaskConfig) -> None:
+        assert isinstance(config.trigger, AtTrigger)
+        key = (config.name, config.trigger.at)
+        if key not in self._missed_said:  # a sync's plan, then its write: one line
+            self._missed_said.add(key)
+            log.warning("job %r: at: %s: it will not run; a jobs file's one-shot in the past is stored as one "
+                        "that already fired (listed, never fires) and the other jobs as usual", config.name,
+                        missed_words(config))
+
+    async def _put_job(self, config: TaskConfig, *, replace: bool, missed: bool = True) -> _Put:
+        """:meth:`put_job` (its spec checked), saying what it wrote; ``missed``: a past
+        one-shot is stored as fired (:meth:`_first`), not refused."""
         storage = await self.storage()
         now = storage.clock()
         try:
             current = await storage.jobs.get(config.name)
         except NotFound:
-            return _Put(await storage.jobs.add(config, next_fire_at=first_fire(config, now)), None)
+            return _Put(await storage.jobs.add(config, next_fire_at=self._first(config, now, missed=missed)), None)
         if not replace:
             raise AlreadyExists(f"job {config.name!r} already exists (use replace=True to update it)")
         if attrs.evolve(current, version=0) == attrs.evolve(config, version=0):
             return _Put(current, current, wrote=False)
         state = await storage.jobs.state(config.name)
-        nxt = state.next_fire_at if _keeps_progress(current, config) else first_fire(config, now)
+        nxt = state.next_fire_at if _keeps_progress(current, config) else self._first(config, now, missed=missed)
         return _Put(await storage.jobs.update(attrs.evolve(config, version=current.version), next_fire_at=nxt), current)
 
-    async def put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool = False) -> list[TaskConfig]:
+    async def put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool = False,
+                       missed: bool = True) -> list[TaskConfig]:
         """Store many jobs at once: the new ones in bulk (one store call per few hundred, each
         distinct schedule computed once), then, with ``replace``, the existing ones updated
         one by one as :meth:`put_job` does. Without ``replace`` it is all or nothing: when any
         name already exists nothing is stored and AlreadyExists names every one of them
-        (``names``). Returns the stored jobs in the order given."""
-        return [put.stored for put in await self._put_jobs(configs, replace=replace)]
+        (``names``). Returns the stored jobs in the order given.
 
-    async def _put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool, attempts: int = 1) -> list[_Put]:
+        The jobs of a file (``distsched run FILE``, the re-sync after a data loss): a one-shot
+        ``at`` whose time is more than its misfire grace in the past does not stop the others;
+        it is stored as a one-shot that already fired (listed, never fires) and said once as a
+        WARNING naming it. ``missed=False`` refuses it instead, as :meth:`put_job` does."""
+        return [put.stored for put in await self._put_jobs(configs, replace=replace, missed=missed)]
+
+    async def _put_jobs(self, configs: Sequence[TaskConfig], *, replace: bool, attempts: int = 1,
+                        missed: bool = True) -> list[_Put]:
         """:meth:`put_jobs`, saying what it wrote for each job; an existing job is updated
         with up to ``attempts`` tries when a concurrent write gets in the way (:meth:`_converge`)."""
         names = [c.name for c in configs]
@@ -272,14 +313,15 @@ class DistributeSchedule:
         items: list[tuple[TaskConfig, float | None]] = []
         for config in configs:
             if isinstance(config.trigger, AtTrigger):  # depends on the misfire grace too
-                try:
+                if not one_shot_missed(config, now):
                     items.append((config, first_fire(config, now)))
-                except ValidationError:
-                    # Past: refused for a new job or a new time, before anything is written;
-                    # a stored one-shot whose time is unchanged keeps its progress (fired).
-                    if not replace or not await self._keeps_stored_progress(storage, config):
-                        raise
+                elif replace and await self._keeps_stored_progress(storage, config):
+                    # a stored one-shot whose time is unchanged keeps its progress (fired)
                     items.append((config, None))  # stored: add_many leaves it, _put_job updates it
+                else:
+                    # Past, for a new job or a new time: refused before anything is written,
+                    # or (a jobs file's) stored with no slot, as a one-shot that already fired.
+                    items.append((config, self._first(config, now, missed=missed)))
                 continue
             if config.trigger not in firsts:
                 firsts[config.trigger] = first_fire(config, now)
@@ -293,7 +335,8 @@ class DistributeSchedule:
                                     f"replace=True to update them); none of the {len(configs)} was stored",
                                     names=existing_names) from None
         stored = await storage.jobs.add_many(items)
-        return [_Put(s, None) if s is not None else await self._converge(c, attempts) for c, s in zip(configs, stored)]
+        return [_Put(s, None) if s is not None else await self._converge(c, attempts, missed=missed)
+                for c, s in zip(configs, stored)]
 
     @staticmethod
     async def _keeps_stored_progress(storage: Any, config: TaskConfig) -> bool:
@@ -309,6 +352,9 @@ class DistributeSchedule:
         progress) and, with ``prune``, remove the stored jobs not in ``configs``. Returns the
         :class:`~distsched.model.sync.SyncPlan` (what changes, field by field); ``dry_run``
         computes it and changes nothing. Every name is checked before anything is written.
+        A one-shot ``at`` whose time is more than its misfire grace in the past does not
+        stop the others: it is stored as a one-shot that already fired (listed, never fires)
+        and said once as a WARNING naming it (:meth:`put_jobs`); the dry run says it too.
 
         The plan returned once applied says what this sync wrote: when another node syncs at
         the same moment (schedulers started together with one file), a job it had already
@@ -324,14 +370,14 @@ class DistributeSchedule:
         plan = plan_sync(stored, configs, prune=prune)
         # What the real sync would refuse, the dry run refuses too: the first slot of every
         # new job, of every job whose trigger changes and of every job enabled again (a
-        # one-shot in the past, a cron expression that never fires). Any other job keeps
-        # its progress.
+        # cron expression that never fires); a one-shot in the past is said. Any other job
+        # keeps its progress.
         current = {c.name: c for c in stored}
         now = (await self.storage()).clock()
         for config in configs:
             old = current.get(config.name)
             if old is None or not _keeps_progress(old, config):
-                first_fire(config, now)
+                self._first(config, now, missed=True)
         if dry_run:
             return plan
         changed = set(plan.added) | {c.name for c in plan.updated}
@@ -360,12 +406,12 @@ class DistributeSchedule:
         return attrs.evolve(plan, added=tuple(added), updated=tuple(updated), removed=tuple(removed),
                             unchanged=plan.unchanged + kept_as_is, concurrent=tuple(concurrent), applied=True)
 
-    async def _converge(self, config: TaskConfig, attempts: int = SYNC_ATTEMPTS) -> _Put:
+    async def _converge(self, config: TaskConfig, attempts: int = SYNC_ATTEMPTS, *, missed: bool = True) -> _Put:
         """``_put_job(config, replace=True)``, again (up to ``attempts`` tries) when a
         concurrent write got in the way."""
         for attempt in range(1, attempts + 1):
             try:
-                return await self._put_job(config, replace=True)
+                return await self._put_job(config, replace=True, missed=missed)
             except (VersionConflict, AlreadyExists):
                 if attempt >= attempts:
                     raise

@@ -777,7 +777,11 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
 @storage_option
 @click.pass_context
 def jobs_add(ctx: click.Context, jobs_file: str, names: tuple[str, ...], storage: str | None) -> None:
-    """Add (or update) the jobs of JOBS_FILE, or only NAMES, in the store."""
+    """Add (or update) the jobs of JOBS_FILE, or only NAMES, in the store.
+
+    A one-shot (`at`) whose time is more than its misfire grace in the past is refused when
+    NAMES names it; adding the whole file stores it as a one-shot that already fired (never
+    runs) with a warning, as `jobs sync` does, so it does not hold up the other jobs."""
     loaded = _load_jobs(jobs_file)
     try:
         selected = [loaded.job(n) for n in names] if names else list(loaded.jobs)
@@ -786,7 +790,8 @@ def jobs_add(ctx: click.Context, jobs_file: str, names: tuple[str, ...], storage
 
     async def call(app: Any) -> None:
         _check_jobs(app, loaded, selected)
-        for stored in await app.put_jobs(selected, replace=True):
+        # named: a past one-shot is an error; the whole file: stored as fired (jobs sync's rule)
+        for stored in await app.put_jobs(selected, replace=True, missed=not names):
             click.echo(f"{stored.name}: version {stored.version}")
 
     _jobs_call(ctx, storage, call)

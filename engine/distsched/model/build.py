@@ -156,13 +156,30 @@ def job_fields(config: TaskConfig) -> dict[str, Any]:
     return fields
 
 
-def first_fire(config: TaskConfig, now: float) -> float | None:
+def one_shot_missed(config: TaskConfig, now: float) -> bool:
+    """A one-shot ``at`` whose time is more than its misfire grace before ``now``: it can no
+    more fire on time (:func:`first_fire` refuses it; a jobs file stores it as fired)."""
+    return isinstance(config.trigger, AtTrigger) and config.trigger.at <= now - config.misfire.grace
+
+
+def missed_words(config: TaskConfig) -> str:
+    """Why a missed one-shot (:func:`one_shot_missed`) does not fire: ``<time> is in the past
+    (beyond the misfire grace of <grace>)``."""
+    assert isinstance(config.trigger, AtTrigger)
+    return (f"{iso_utc(config.trigger.at)} is in the past (beyond the misfire grace of "
+            f"{duration_words(config.misfire.grace)})")
+
+
+def first_fire(config: TaskConfig, now: float, *, missed: bool = False) -> float | None:
     """The first slot of a new (or re-timed) job: the next one after now; a one-shot ``at``
-    still inside its misfire grace fires at once, one further in the past is refused."""
+    still inside its misfire grace fires at once, one further in the past is refused - or,
+    with ``missed`` (a jobs file's job: a past one-shot must not block the others), has no
+    slot (None: stored as a one-shot that already fired)."""
     if isinstance(config.trigger, AtTrigger):
-        if config.trigger.at <= now - config.misfire.grace:
-            raise ValidationError("at", f"{iso_utc(config.trigger.at)} is in the past (beyond the misfire grace of "
-                                        f"{duration_words(config.misfire.grace)})", where=f"job {config.name!r}")
+        if one_shot_missed(config, now):
+            if missed:
+                return None
+            raise ValidationError("at", missed_words(config), where=f"job {config.name!r}")
         return config.trigger.at
     first = config.next_fire_after(now)
     if first is None and isinstance(config.trigger, CronTrigger):
@@ -174,4 +191,5 @@ def first_fire(config: TaskConfig, now: float) -> float | None:
     return first
 
 
-__all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "first_fire", "job_fields"]
+__all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "first_fire", "job_fields", "missed_words",
+           "one_shot_missed"]
