@@ -443,19 +443,31 @@ class DistributeSchedule:
     async def remove_job(self, name: str) -> bool:
         return await (await self.storage()).jobs.remove(name)
 
-    async def pause_job(self, name: str) -> None:
-        await (await self.storage()).jobs.set_paused(name, True)
+    async def pause_job(self, name: str) -> bool:
+        """Pause job ``name``: its slots until it is resumed are neither run nor recorded.
+        False when it was paused already (nothing changed); NotFound when there is no such job."""
+        storage = await self.storage()
+        if (await storage.jobs.state(name)).paused:
+            return False
+        await storage.jobs.set_paused(name, True)
+        return True
 
-    async def resume_job(self, name: str) -> None:
-        """Resume from the next slot after now (slots while paused are not run)."""
+    async def resume_job(self, name: str) -> bool:
+        """Resume a paused job from the next slot after now (the slots while it was paused are
+        neither run nor recorded). False when it is not paused: nothing changes - its next
+        slot and the slots it missed while no leader ran stay, for its misfire policy.
+        NotFound when there is no such job."""
         storage = await self.storage()
         config = await storage.jobs.get(name)
+        if not (await storage.jobs.state(name)).paused:
+            return False
         nxt = config.next_fire_after(storage.clock())
-        if nxt is None and (await storage.jobs.state(name)).paused:
+        if nxt is None:
             # No slot after now (a one-shot whose time passed while paused): the one left
             # pending is dropped while the job is still paused, or resuming would run it.
             await storage.jobs.update(config, next_fire_at=None)
         await storage.jobs.set_paused(name, False, next_fire_at=nxt)
+        return True
 
     async def trigger_job(self, name: str) -> str:
         """Run a job once now, outside its schedule; returns the task id."""

@@ -809,22 +809,29 @@ def _simple(action: str, help_text: str) -> None:
                     raise click.ClickException(f"job {name!r} does not exist")
                 return f"removed {name}"
             if action == "pause":
-                await app.pause_job(name)
-                return f"paused {name}"
+                if not await app.pause_job(name):  # a no-op, exit status 0 (as resume's)
+                    return f"{name} is already paused: nothing changed"
+                return f"paused {name}: its slots until it is resumed are neither run nor recorded"
             if action == "resume":
-                await app.resume_job(name)
+                # not paused: nothing changes (its next slot and missed slots stay), exit status 0
+                resumed = await app.resume_job(name)
+                said = f"resumed {name}" if resumed else f"{name} is not paused: nothing changed"
                 if not (await app.get_job(name)).enabled:  # resume lifts a pause, not enabled = false
-                    return (f"resumed {name}, but it is disabled (enabled = false): it never fires until its "
+                    return (f"{said}, but it is disabled (enabled = false): it never fires until its "
                             "jobs file sets enabled = true and is synced (distsched jobs sync FILE)")
-                return f"resumed {name}"
+                return said
             return f"triggered {name}: task {await app.trigger_job(name)}"
 
         click.echo(_jobs_call(ctx, storage, call))
 
 
 _simple("remove", "Remove job NAME (its past tasks stay).")
-_simple("pause", "Pause job NAME: no slot fires until it is resumed.")
-_simple("resume", "Resume job NAME from its next slot after now (a disabled job, enabled = false, stays disabled and never fires).")
+_simple("pause", "Pause job NAME: no slot fires until it is resumed; its slots until then are neither run nor "
+                 "recorded. A paused job: nothing changes.")
+_simple("resume", "Resume paused job NAME from its next slot after now: the slots while it was paused are neither run "
+                  "nor recorded. A job that is not paused: nothing changes (its next slot and the slots it missed while "
+                  "no leader ran stay, for its misfire policy). A disabled job, enabled = false, stays disabled and "
+                  "never fires.")
 _simple("trigger", "Run job NAME once now, outside its schedule.")
 
 from .sync import sync as _sync  # noqa: E402  (jobs sync: its own module)
