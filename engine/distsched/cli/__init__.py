@@ -740,7 +740,9 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
-    """List the jobs: schedule in words, executor:target, next fire time (UTC), paused/disabled."""
+    """List the jobs: schedule in words, executor:target, next fire time (UTC) - or, for a
+    paused or disabled job, that state in its place (--json: next_fire_at as stored, with the
+    paused and enabled fields)."""
 
     from ..model.words import schedule_words
 

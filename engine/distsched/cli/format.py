@@ -45,20 +45,30 @@ def when(at: float | None, *, date: bool = True) -> str:
     return when_.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
 
 
+def next_cell(row: dict[str, Any]) -> str:
+    """The NEXT column of ``jobs list``: the next fire time (UTC), ``-`` for none, or the
+    state of a job that does not fire - ``paused``, ``disabled`` or both - in place of the
+    time it keeps stored (an old time, not one it will fire at)."""
+    held = [word for word, on in (("paused", row["paused"]), ("disabled", not row["enabled"])) if on]
+    if held:
+        return ", ".join(held)
+    return when(row["next_fire_at"]) if row["next_fire_at"] else "-"
+
+
 def jobs_table(rows: list[dict[str, Any]]) -> list[str]:
-    """``jobs list`` as lines: name, schedule in words, executor:target, next fire time (UTC)
-    and flags; a long name, schedule or target wraps within its column."""
+    """``jobs list`` as lines: name, schedule in words, executor:target and the next fire
+    time (UTC) or, for a job that does not fire, its state (:func:`next_cell`); a long name,
+    schedule or target wraps within its column."""
     if not rows:
         return []
     lines = [f"{'NAME':<{NAME_WIDTH}} {'SCHEDULE':<{SCHEDULE_WIDTH}} {'TARGET':<{TARGET_WIDTH}} NEXT (UTC)"]
     for row in rows:
-        nxt = when(row["next_fire_at"]) if row["next_fire_at"] else "-"
-        flag = " paused" if row["paused"] else ("" if row["enabled"] else " disabled")
+        nxt = next_cell(row)
         name = _wrap(row["name"], NAME_WIDTH)
         schedule = _wrap(row["schedule"], SCHEDULE_WIDTH)
         target = _wrap(f"{row['executor']}:{row['target']}", TARGET_WIDTH)
         for i in range(max(len(name), len(schedule), len(target))):
             cells = [part[i] if i < len(part) else "" for part in (name, schedule, target)]
-            tail = f" {nxt}{flag}" if i == 0 else ""
+            tail = f" {nxt}" if i == 0 else ""
             lines.append(f"{cells[0]:<{NAME_WIDTH}} {cells[1]:<{SCHEDULE_WIDTH}} {cells[2]:<{TARGET_WIDTH}}{tail}".rstrip())
     return lines
