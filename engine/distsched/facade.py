@@ -50,6 +50,7 @@ from .model.build import (
     build_retry,
     check_task_id,
     first_fire,
+    ignored_timezone,
     job_fields,
     missed_words,
     one_shot_missed,
@@ -238,8 +239,12 @@ class DistributeSchedule:
     # -- jobs -------------------------------------------------------------------------
     async def add_job(self, name: str, *, replace: bool = False, **fields: Any) -> TaskConfig:
         """Define a job. Exactly one of ``cron=``, ``every=``, ``at=``; see :func:`distsched.model.build_job`
-        for every field. ``replace=True`` updates an existing job of that name."""
+        for every field. ``replace=True`` updates an existing job of that name. A ``timezone``
+        its trigger does not read (``every`` counts from the UNIX epoch in UTC) is a WARNING."""
         config = build_job(name, **fields)
+        said = ignored_timezone(config)
+        if said:
+            log.warning("%s", said)
         return await self.put_job(config, replace=replace)
 
     async def put_job(self, config: TaskConfig, *, replace: bool = False) -> TaskConfig:

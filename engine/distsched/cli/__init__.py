@@ -188,12 +188,20 @@ log_format_option = click.option(
 
 
 def _load_jobs(path: str) -> Any:
+    """The jobs file at ``path`` (a clear error when it is invalid); a job whose ``timezone``
+    its trigger does not read (``every``) is a WARNING naming it, not an error."""
     from ..jobs import load_jobs_file
+    from ..model.build import ignored_timezone
 
     try:
-        return load_jobs_file(path)
+        loaded = load_jobs_file(path)
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
+    for config in loaded.jobs:
+        said = ignored_timezone(config)
+        if said:
+            log.warning("%s: %s", path, said)
+    return loaded
 
 
 def _extra_plugins(ctx: click.Context) -> list[tuple[str, Any]]:
@@ -456,7 +464,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
     import time as _time
     from zoneinfo import ZoneInfo
 
-    from ..model import AtTrigger, CronTrigger
+    from ..model import AtTrigger, CronTrigger, EveryTrigger
     from ..model.times import iso_utc
 
     jobs = _load_jobs(jobs_file)
@@ -470,7 +478,9 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
     out = []
     for config in selected:
         trigger = config.trigger
-        zone = ZoneInfo(trigger.timezone) if trigger else ZoneInfo("UTC")
+        # an every job's slots count from the epoch in UTC: its timezone, not read, is not shown as its zone
+        ignored = trigger.timezone if isinstance(trigger, EveryTrigger) and trigger.timezone != "UTC" else None
+        zone = ZoneInfo(trigger.timezone) if trigger and not ignored else ZoneInfo("UTC")
         slots = config.upcoming(start, count)
         if isinstance(trigger, CronTrigger):
             what = f"cron {trigger.expr!r} ({trigger.dst_summary()})"
@@ -480,12 +490,16 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
             what = f"every {trigger.interval:g}s" if trigger else "no trigger"
         rows = [{"utc": iso_utc(s.at), "local": _local_iso(s.at, zone), "skip": s.skip} for s in slots]
         out.append({"job": config.name, "trigger": what, "timezone": str(zone.key), "enabled": config.enabled,
-                    "slots": rows})
+                    "slots": rows, **({"timezone_ignored": ignored} if ignored else {})})
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
     for item in out:
-        click.echo(f"{item['job']}: {item['trigger']}, time zone {item['timezone']}")
+        if "timezone_ignored" in item:
+            click.echo(f"{item['job']}: {item['trigger']}, in UTC (timezone {item['timezone_ignored']!r} is not read: "
+                       "every counts from the UNIX epoch in UTC)")
+        else:
+            click.echo(f"{item['job']}: {item['trigger']}, time zone {item['timezone']}")
         if not item["enabled"]:
             click.echo("    disabled (enabled = false): it never fires; the times it would fire at:")
         if not item["slots"]:

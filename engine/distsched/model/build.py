@@ -156,6 +156,19 @@ def job_fields(config: TaskConfig) -> dict[str, Any]:
     return fields
 
 
+def ignored_timezone(config: TaskConfig) -> str | None:
+    """What to warn about a job whose ``timezone`` its trigger does not read - an ``every``
+    job (its slots count from the UNIX epoch in UTC, wherever it runs) with a zone other than
+    UTC - or None. Not refused: a stored job may already have it."""
+    trigger = config.trigger
+    if not isinstance(trigger, EveryTrigger) or trigger.timezone == "UTC":
+        return None
+    return (f"job {config.name!r}: timezone: {trigger.timezone!r} is not read by an every schedule: every counts "
+            f"from the UNIX epoch in UTC (every {duration_words(trigger.interval)} fires at the multiples of it "
+            f"since 1970-01-01T00:00:00Z, not at local times); timezone applies to cron and to a naive at only "
+            f"(for midnight in {trigger.timezone}: cron = \"0 0 * * *\")")
+
+
 def one_shot_missed(config: TaskConfig, now: float) -> bool:
     """A one-shot ``at`` whose time is more than its misfire grace before ``now``: it can no
     more fire on time (:func:`first_fire` refuses it; a jobs file stores it as fired)."""
@@ -191,5 +204,5 @@ def first_fire(config: TaskConfig, now: float, *, missed: bool = False) -> float
     return first
 
 
-__all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "first_fire", "job_fields", "missed_words",
-           "one_shot_missed"]
+__all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "first_fire", "ignored_timezone", "job_fields",
+           "missed_words", "one_shot_missed"]
