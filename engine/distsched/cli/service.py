@@ -68,7 +68,9 @@ class SyncAgainOnDataLoss:
     """An event listener of ``scheduler --jobs FILE`` and ``run FILE``: on ``store.data_lost``
     (emitted by the leader: its store found the data it held gone - a Redis restarted empty)
     it syncs the file's jobs again with ``sync``, in the background, saying so. Without it
-    nothing would fire until an operator noticed and synced by hand."""
+    nothing would fire until an operator noticed and synced by hand. So it does when the
+    store put a job aside (``record.quarantined`` of a job: a record it could not read, half
+    of a job lost in a partial loss): the file's job takes its place."""
 
     def __init__(self, sync: Callable[[], Awaitable[Any]], source: str, command: str = "") -> None:
         self.sync = sync
@@ -76,21 +78,33 @@ class SyncAgainOnDataLoss:
         #: The command that syncs by hand (on this command's store: ``sync.sync_again``).
         self.command = command or f"distsched jobs sync {source}"
         self._running: asyncio.Task[Any] | None = None
+        #: Why to sync once more when the sync under way ends (an event came during it).
+        self._again: str | None = None
 
     def __call__(self, event: Any) -> None:
-        if getattr(event, "kind", None) != "store.data_lost":
+        kind = getattr(event, "kind", None)
+        if kind == "store.data_lost":
+            why = "the store lost its data"
+        elif kind == "record.quarantined" and event.record == "job" and event.action == "quarantined":
+            why = f"the store put job {event.key!r} aside"
+        else:
             return
+        log.warning("%s: syncing the jobs of %s again", why, self.source)
         if self._running is not None and not self._running.done():
-            return  # the sync under way writes the whole file
-        log.warning("the store lost its data: syncing the jobs of %s again", self.source)
-        self._running = asyncio.get_running_loop().create_task(self._sync(), name="distsched-sync-again")
+            self._again = why  # the sync under way may have read the store before: once more after it
+            return
+        self._running = asyncio.get_running_loop().create_task(self._sync(why), name="distsched-sync-again")
 
-    async def _sync(self) -> None:
-        try:
-            await self.sync()
-        except Exception as exc:  # the store down again...: the next loss found says it again
-            log.error("could not sync the jobs of %s again after the store lost its data (%s); "
-                      "sync them by hand: %s", self.source, _short(exc), self.command)
+    async def _sync(self, why: str = "the store lost its data") -> None:
+        while True:
+            try:
+                await self.sync()
+            except Exception as exc:  # the store down again...: the next loss found says it again
+                log.error("could not sync the jobs of %s again after %s (%s); "
+                          "sync them by hand: %s", self.source, why, _short(exc), self.command)
+            if self._again is None:
+                return
+            why, self._again = self._again, None
 
 
 def _short(exc: BaseException) -> str:

@@ -138,3 +138,34 @@ def test_a_scheduler_started_with_jobs_syncs_them_again_when_the_store_lost_its_
         assert node.alive(), node.log_text()
     finally:
         raw.close()
+
+
+@pytest.mark.redis
+def test_a_scheduler_started_with_jobs_syncs_them_again_when_the_store_put_a_job_aside(
+        redis_server: Any, distsched_process: Any, line_matching: Any, tmp_path: Path) -> None:
+    """Half of a job lost (its config deleted: a partial loss) is put aside by the leader; a
+    scheduler started with ``--jobs FILE`` then syncs its file again, and the job fires again.
+    The data-loss test above, deleting a namespace key by key, left such a half behind."""
+    ns = f"q{uuid.uuid4().hex[:10]}"
+    url, prefix = redis_server.url_for(namespace=ns), "{" + ns + "}:"
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[[jobs]]\nname = "tick"\nevery = "1s"\ntarget = "noop"\n')
+    raw = redis_server.client()
+
+    async def fired() -> int:
+        async with DistributeSchedule(url, reader=True) as app:
+            return len((await app.tasks(job="tick")).tasks)
+
+    try:
+        node = distsched_process("scheduler", "scheduler", "--storage", url, "--jobs", str(jobs),
+                                 "--heartbeat-ttl", "1.5", "--lease-ttl", "2", "--renew-interval", "0.5")
+        line_matching(node, r"leading: ")
+        raw.hdel(prefix + "jobs", "tick")
+        line_matching(node, r"the store put job 'tick' aside: syncing the jobs of .*jobs\.toml again")
+        before = asyncio.run(fired())
+        wait_until(lambda: asyncio.run(fired()) > before or None, 20, what="the job firing again",
+                   detail=node.log_text)
+        assert raw.hexists(prefix + "jobs", "tick")
+        assert node.alive(), node.log_text()
+    finally:
+        raw.close()
