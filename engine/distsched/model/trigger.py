@@ -180,6 +180,23 @@ def _cycle_cron(expr: str, seconds: bool) -> croniter:
     return _croniter(expr, seconds, CRON_CYCLE_YEARS)
 
 
+#: A list item of a cron field that is Jenkins' ``H`` (hashed): ``H``, ``H(0-29)``, ``H/15``;
+#: a name holding the letter (``THU``) is not one.
+_HASHED_ITEM = re.compile(r"^[Hh](?:\(|/|$)")
+_CRON_FIELDS = {5: ("minute", "hour", "day", "month", "weekday"),
+                6: ("second", "minute", "hour", "day", "month", "weekday")}
+
+
+def _refuse_hashed(expr: str, fields: list[str]) -> None:
+    """``H`` values are refused naming the field (croniter's own error, "Hashed definitions
+    must include hash_id", names neither; no stored job can hold one)."""
+    for name, field in zip(_CRON_FIELDS[len(fields)], fields):
+        for item in field.split(","):
+            if _HASHED_ITEM.match(item):
+                raise ValidationError("cron", f"H (hashed) fields are not supported: {expr!r} has {item!r} in its "
+                                              f"{name} field; write the values themselves")
+
+
 @attrs.frozen
 class CronTrigger:
     expr: str
@@ -207,6 +224,8 @@ class CronTrigger:
                 "or 6 (second first)",
             )
         seconds = len(fields) == 6
+        if not expr.startswith("@"):
+            _refuse_hashed(expr, fields)
         _parsed_cron(expr, seconds)
         object.__setattr__(self, "_zone", load_zone(self.timezone))
         object.__setattr__(self, "_seconds", seconds)
