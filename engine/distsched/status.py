@@ -117,6 +117,12 @@ class WorkerStatus:
     blocked: int = 0
     #: The worker checks the leader's signatures.
     signed: bool = False
+    #: The executors it advertised (``Worker.executors``): the leader sends it only tasks of
+    #: these. Empty: not said - a worker of an earlier version, which gets every task.
+    executors: tuple[str, ...] = ()
+    #: The functions its ``local`` executor runs (``Worker.functions``): the leader sends it
+    #: only ``local`` tasks of these (when it says its executors).
+    functions: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -261,7 +267,8 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval:
     return WorkerStatus(id=worker.id, host=worker.host, pid=worker.pid, state=state, heartbeat_age=age,
                         load=worker.load, capacity=worker.capacity, concurrency=worker.concurrency,
                         draining=worker.draining, queued=queued, started_at=worker.started_at,
-                        blocked=worker.blocked, signed=worker.signed)
+                        blocked=worker.blocked, signed=worker.signed, executors=worker.executors,
+                        functions=worker.functions)
 
 
 __all__ = ["JOBS_COUNTED", "LIVE_WORKER_STATES", "JobCount", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]

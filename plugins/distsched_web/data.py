@@ -197,7 +197,11 @@ class WebData:
                          "capacity": w.capacity, "concurrency": w.concurrency, "queued": w.queued,
                          "heartbeat_age": None if w.heartbeat_age is None else round(w.heartbeat_age, 3),
                          "alive": w.state in ("alive", "draining"), "draining": w.draining,
-                         "started_iso": iso(w.started_at)} for w in sorted(status.workers, key=lambda w: w.id)],
+                         "started_iso": iso(w.started_at),
+                         # what it advertised, by which the leader routes its tasks ([]: not
+                         # said - a worker of an earlier version, which gets every task)
+                         "executors": mask_secrets(list(w.executors)), "functions": mask_secrets(list(w.functions))}
+                        for w in sorted(status.workers, key=lambda w: w.id)],
             # the jobs stored, as distsched status counts them (none: a store that lost its data)
             "jobs": None if status.jobs is None else {"total": status.jobs.total, "enabled": status.jobs.enabled,
                                                       "more": status.jobs.more},

@@ -69,10 +69,22 @@ _JOB = {"allOf": [_ref("JobRow"), _obj({
     "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR})},
 })]}
 _QUARANTINED = _obj({"kind": _STR, "key": _STR, "reason": _STR, "at": _NUM, "at_iso": _NSTR})
-_WORKER = _obj({
+#: A worker as the overview lists it; /api/v1/workers adds its live and recent tasks.
+_WORKER_FIELDS = {
     "id": _STR, "host": _STR, "pid": _INT, "state": {"type": "string", "enum": ["alive", "draining", "silent", "stale", "stopped"]},
     "load": _INT, "capacity": _INT, "concurrency": _INT, "queued": _INT, "heartbeat_age": _NNUM,
     "alive": {"type": "boolean"}, "draining": {"type": "boolean"}, "started_iso": _NSTR,
+    "executors": {"type": "array", "items": _STR,
+                  "description": "The executors the worker advertised: the leader sends it only tasks of these. "
+                                 "Empty: not said - a worker of an earlier version, which gets every task "
+                                 "(distsched status: 'executors not said')"},
+    "functions": {"type": "array", "items": _STR,
+                  "description": "The functions its local executor runs, all of them: the leader sends it only "
+                                 "local tasks of these (empty, with executors said: none)"},
+}
+_WORKER_SUMMARY = _obj(_WORKER_FIELDS)
+_WORKER = _obj({
+    **_WORKER_FIELDS,
     "live": {"type": "array", "items": _ref("TaskRow")}, "recent": {"type": "array", "items": _ref("TaskRow")},
 })
 _SCHEDULER = _obj({
@@ -115,7 +127,7 @@ _OVERVIEW = {"type": "object", "required": ["now", "leader", "leader_claimed_by"
              "properties": {"now": _NUM, "leader": _LEADER, "jobs": _JOBS,
                             "leader_claimed_by": {"type": "array", "items": _STR},
                             "schedulers": {"type": "array", "items": _ref("Scheduler")},
-                            "workers": {"type": "array", "items": {"type": "object"}},
+                            "workers": {"type": "array", "items": _ref("WorkerSummary")},
                             "tasks": {"type": "object", "additionalProperties": _INT},
                             "store_warnings": {"type": "array", "items": _STR,
                                                "description": "What the store says is wrong with it now, a "
@@ -247,7 +259,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": _ERROR, "TaskRow": _TASK_ROW, "Attempt": _ATTEMPT, "Task": _TASK,
-                        "JobRow": _JOB_ROW, "Job": _JOB, "Worker": _WORKER, "Quarantined": _QUARANTINED,
+                        "JobRow": _JOB_ROW, "Job": _JOB, "Worker": _WORKER, "WorkerSummary": _WORKER_SUMMARY, "Quarantined": _QUARANTINED,
                         "Scheduler": _SCHEDULER, "Overview": _OVERVIEW},
         },
     }

@@ -198,3 +198,41 @@ async def test_the_status_counts_every_job_where_the_store_counts_them_and_one_p
         assert (await app.status()).jobs == JobCount(total=JOBS_COUNTED, enabled=None, more=True)
     finally:
         await app.stop()
+
+
+def _worker_lines(**fields) -> tuple[dict, list[str]]:
+    row = worker_status(make_worker("w1", now=NOW, **fields), NOW, TTL, queued=0, interval=2.0)
+    status = Status(now=NOW, leader=None, schedulers=(), workers=(row,), counts={}, oldest_pending_age=None)
+    data = status.to_dict()
+    lines = render({**data, "storage": "memory://"}).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  w1 "))
+    return data["workers"][0], [line.strip() for line in lines[at + 1:at + 2]]
+
+
+@pytest.mark.parametrize(("executors", "functions", "shown"), [
+    (("local", "http", "cmd"), ("tick", "report"), "executors local, http, cmd; functions tick, report"),
+    # a worker dedicated to a plugin's executor: no local executor, no function
+    (("cmd",), (), "executors cmd"),
+    (("cmd", "local"), (), "executors cmd, local; functions none (gets no local task)"),
+    # the record of an earlier version says neither: it is taken to have and offer everything
+    ((), (), "executors not said (an older worker: gets every task)"),
+    # a broken record's names cannot break the line
+    (("local",), ("a\nb", "c\x1b[2J"), r"executors local; functions 'a\nb', 'c\x1b[2J'"),
+])
+def test_status_shows_what_a_worker_advertises(executors, functions, shown):
+    row, detail = _worker_lines(executors=executors, functions=functions)
+    assert (list(row["executors"]), list(row["functions"])) == (list(executors), list(functions))
+    assert detail == [shown]
+
+
+def test_a_long_function_list_is_capped_and_counted():
+    names = tuple(f"function_with_a_long_name_{i:03d}" for i in range(200))
+    row, [detail] = _worker_lines(executors=("local",), functions=names)
+    assert list(row["functions"]) == list(names), "the JSON has them all"
+    assert detail.startswith("executors local; functions function_with_a_long_name_000")
+    shown = detail.split("functions ", 1)[1].split(" (+")[0].split(", ")
+    assert shown == list(names[:len(shown)]) and 1 <= len(shown) < 10
+    assert detail.endswith(f" (+{200 - len(shown)} more)") and len(detail) <= 100
+    # one name longer than the line is cut, never the count
+    row, [detail] = _worker_lines(executors=("local",), functions=("x" * 500, "y"))
+    assert detail.endswith("... (+1 more)") and len(detail) <= 100, detail

@@ -55,6 +55,45 @@ def ago(seconds: float | None) -> str:
     return f"{days}d{hours:02d}h"
 
 
+#: Characters of names a worker's executors line shows of each list, then ``(+N more)``: the
+#: line stays readable with hundreds of functions (``--json`` gives them all).
+NAMES_WIDTH = 50
+
+
+def names(items: list[str], width: int = NAMES_WIDTH) -> str:
+    """``a, b, c (+12 more)``: as many of ``items`` as fit in ``width`` characters (at least
+    one, cut with ``...`` when it alone is longer), then how many more. A name that is not
+    printable (a broken record: a newline, an escape sequence) is shown quoted, escaped."""
+    shown: list[str] = []
+    used = 0
+    for name in items:
+        text = name if isinstance(name, str) and name.isprintable() else repr(name)
+        if not shown and len(text) > width:
+            text = text[:width - 3] + "..."
+        cost = len(text) + (2 if shown else 0)
+        if shown and used + cost > width:
+            break
+        shown.append(text)
+        used += cost
+    rest = len(items) - len(shown)
+    return ", ".join(shown) + (f" (+{rest} more)" if rest else "")
+
+
+def advertised(worker: dict[str, Any]) -> str:
+    """What a worker advertised, by which the leader routes its tasks: ``executors local,
+    http; functions tick, report (+12 more)``."""
+    executors = worker.get("executors") or []
+    functions = worker.get("functions") or []
+    if not executors:  # a record of an earlier version: taken to have and offer everything
+        return "executors not said (an older worker: gets every task)"
+    text = f"executors {names(executors)}"
+    if functions:
+        text += f"; functions {names(functions)}"
+    elif "local" in executors:
+        text += "; functions none (gets no local task)"
+    return text
+
+
 def render(data: dict[str, Any]) -> str:
     """The status as text (``data``: ``Status.to_dict()`` plus ``storage``)."""
     out = [f"storage     {data['storage']}"]
@@ -103,6 +142,7 @@ def render(data: dict[str, Any]) -> str:
     for w in workers:
         out.append(f"  {w['id']:<36} {w['state']:<9} load {w['load']}/{w['capacity']}  queued {w['queued']}"
                    f"  heartbeat {beat(w['heartbeat_age'])}  host {w['host']} pid {w['pid']}")
+        out.append(f"  {'':<36} {advertised(w)}")
         if w.get("blocked"):
             out.append(f"  {'':<36} {w['blocked']} of {w['concurrency']} execution slot(s) blocked by timed-out "
                        "sync calls still running: it takes fewer tasks")

@@ -336,3 +336,38 @@ def test_a_body_nested_too_deep_is_a_400_naming_the_body(web_server, caplog, dep
         ok = http.post("/api/v1/tasks", content=f'{{"target": "add", "args": {_nested(99)}}}')
         assert ok.status_code == 201, ok.text
     assert "unexpected error" not in caplog.text and "RecursionError" not in caplog.text
+
+
+def test_workers_say_their_executors_and_functions(web_server):
+    """Each worker object of /api/v1/workers and /api/v1/overview carries what the worker
+    advertised - its executors and the functions its local executor runs, the whole lists -
+    by which the leader routes its tasks. A record of an earlier version says neither: []."""
+    from distsched.testing import make_worker
+
+    server = web_server(jobs=JOBS)
+    many = [f"report_{i:03d}" for i in range(120)]
+
+    async def register(app: Any) -> None:
+        storage = await app.storage()
+        await storage.workers.register(make_worker("older", now=storage.clock()))
+        await storage.workers.register(make_worker("busy", now=storage.clock(), executors=("cmd", "local"),
+                                                   functions=tuple(many)))
+
+    with httpx.Client(base_url=server.url) as http:
+        own = wait_for(lambda: http.get("/api/v1/workers").json()["items"], what="the worker")[0]["id"]
+        server.call(register)
+        workers = {w["id"]: w for w in http.get("/api/v1/workers").json()["items"]}
+        overview = {w["id"]: w for w in http.get("/api/v1/overview").json()["workers"]}
+    for listed in (workers, overview):
+        assert {name: (w["executors"], w["functions"]) for name, w in listed.items()} == {
+            own: (list(server.app.engine.plugins.executors.names()), ["add", "boom"]),
+            "older": ([], []), "busy": (["cmd", "local"], many)}
+    # the OpenAPI document says so, for both (test_openapi checks the responses against it)
+    from distsched_web.openapi import openapi_document
+
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
+    overview_workers = schemas["Overview"]["properties"]["workers"]["items"]
+    for schema in (schemas["Worker"], schemas[overview_workers["$ref"].rsplit("/", 1)[1]]):
+        assert {"executors", "functions"} <= set(schema["required"])
+        assert schema["properties"]["executors"]["items"] == {"type": "string"}

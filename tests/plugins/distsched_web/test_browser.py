@@ -58,15 +58,26 @@ def deployment(redis_server, tmp_path) -> Iterator[dict[str, Any]]:
         "scheduler-b": ["scheduler", "--storage", url, "--jobs", jobs, "--node-id", "scheduler-b",
                         "--lease-ttl", "3", "--renew-interval", "0.5", "--heartbeat-ttl", "4"],
         "worker-1": ["worker", "--storage", url, "--jobs", jobs, "--name", "worker-1", "--heartbeat-interval", "0.5"],
-        "worker-2": ["worker", "--storage", url, "--jobs", jobs, "--name", "worker-2", "--heartbeat-interval", "0.5"],
+        # with a third-party executor (a -p plugin module): the pages say which worker has it
+        "worker-2": ["-p", "browser_cmd_plugin", "worker", "--storage", url, "--jobs", jobs, "--name", "worker-2",
+                     "--heartbeat-interval", "0.5"],
         "web": ["web", "--storage", url, "--bind", f"127.0.0.1:{port}"],
     }
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "browser_cmd_plugin.py").write_text(
+        "from distsched import hookimpl\n"
+        "@hookimpl\n"
+        "def distsched_register_executors(registry):\n"
+        "    registry.add('cmd', lambda context: None, description='a third-party executor')\n")
     procs: dict[str, subprocess.Popen] = {}
     logs = tmp_path / "logs"
     logs.mkdir()
     try:
         for name, args in commands.items():
             extra = {"DISTSCHED_WEB_TOKEN": TOKEN} if name == "web" else {}
+            if name == "worker-2":
+                extra = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), env.get("PYTHONPATH")]))}
             procs[name] = subprocess.Popen([sys.executable, "-m", "distsched", *args], cwd=ROOT,
                                            stdout=(logs / f"{name}.out").open("w"),
                                            stderr=(logs / f"{name}.err").open("w"), env={**env, **extra})
@@ -135,6 +146,10 @@ def test_dashboard_in_chromium(deployment, tmp_path):
             sync_api.expect(workers).to_have_count(2)
             names = " ".join(workers.all_inner_texts())
             assert "worker-1" in names and "worker-2" in names
+            # what each advertises, by which the leader routes: executors, how many functions
+            executors = {row.locator("td").first.inner_text(): row.locator("td").last.inner_text()
+                         for row in workers.all()}
+            assert sorted(executors.values()) == ["cmd, http, local, rpc · 4 functions", "http, local, rpc · 4 functions"], executors
             # the jobs stored, as distsched status counts them: examples/jobs.toml's five
             assert page.locator("#jobs .big").inner_text() == "5"
             assert page.locator("#jobs p:not(.big)").inner_text() == "5 enabled"
@@ -211,6 +226,9 @@ def test_dashboard_in_chromium(deployment, tmp_path):
 
             page.goto(f"{base}/workers")
             sync_api.expect(page.locator("section.worker-box")).to_have_count(2)
+            advertised = sorted(page.locator("section.worker-box p.advertised").all_inner_texts())
+            assert advertised == ["executors cmd, http, local, rpc · functions add, always_fails, slow, tick",
+                                  "executors http, local, rpc · functions add, always_fails, slow, tick"], advertised
             shot(page, "workers")
 
             # Log out; changes are refused again.

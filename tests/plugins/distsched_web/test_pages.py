@@ -816,3 +816,52 @@ def test_the_overview_says_what_the_store_refuses(web_server):
             raw.close()
     assert said.startswith("Redis is at its maxmemory (") and "it refuses writes (OutOfMemoryError)" in said
     assert re.search(r'<p class="warn" id="store-warning-1">store: Redis is at its maxmemory \(', page), page
+
+
+def test_the_workers_pages_show_what_each_worker_advertises_escaped_and_capped(web_server):
+    """The workers page says each worker's executors and functions (a long list capped, with
+    how many more, the rest behind a disclosure), the overview its executors and how many
+    functions; a record of an earlier version says neither. Every name is escaped."""
+    from distsched.testing import make_worker
+
+    server = web_server(engine=False)
+    many = tuple(f"report_{i:03d}" for i in range(40))
+
+    async def register(app):
+        storage = await app.storage()
+        await storage.workers.register(make_worker("older", now=storage.clock()))
+        await storage.workers.register(make_worker("busy", now=storage.clock(), executors=("cmd", "local"),
+                                                   functions=many))
+        await storage.workers.register(make_worker("odd", now=storage.clock(), executors=("<b>x</b>",),
+                                                   functions=("<script>alert(1)</script>",)))
+        await storage.workers.register(make_worker("dedicated", now=storage.clock(), executors=("cmd", "local")))
+
+    server.call(register)
+    with httpx.Client(base_url=server.url) as http:
+        page = http.get("/workers").text
+        overview = http.get("/").text
+
+    def box(worker: str) -> str:
+        match = re.search(rf'<section class="worker-box" id="{worker}">(.*?)</section>', page, re.S)
+        assert match, page
+        return match.group(1)
+
+    older = re.search(r'<p class="advertised">(.*?)</p>', box("older"), re.S)
+    assert older and older.group(1) == "executors not said (an older worker: gets every task)"
+    busy = re.search(r'<p class="advertised">(.*?)</p>', box("busy"), re.S)
+    assert busy, box("busy")
+    shown = re.sub(r"<details.*", "", busy.group(1))
+    assert shown.startswith("executors cmd, local · functions report_000, report_001, ")
+    assert "report_039" not in shown
+    count = len(re.findall(r"report_\d{3}", shown))
+    assert f"(+{40 - count} more)" in busy.group(1) and 5 <= count <= 20
+    assert "report_039" in busy.group(1), "the rest behind the disclosure"
+    assert "functions none (gets no local task)" in box("dedicated")
+    for html in (page, overview):
+        assert "<script>alert" not in html and "<b>x</b>" not in html
+        assert "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    row = re.search(r'<tr class="worker"><td><a href="/workers#busy">busy</a></td>(.*?)</tr>', overview, re.S)
+    assert row and "<td>cmd, local · 40 functions</td>" in row.group(1), overview
+    row = re.search(r'<tr class="worker"><td><a href="/workers#older">older</a></td>(.*?)</tr>', overview, re.S)
+    assert row and "<td>not said</td>" in row.group(1), overview
