@@ -226,7 +226,7 @@ def test_dashboard_in_chromium(deployment, tmp_path):
 
             page.goto(f"{base}/workers")
             sync_api.expect(page.locator("section.worker-box")).to_have_count(2)
-            advertised = sorted(page.locator("section.worker-box p.advertised").all_inner_texts())
+            advertised = sorted(page.locator("section.worker-box .advertised").all_inner_texts())
             assert advertised == ["executors cmd, http, local, rpc · functions add, always_fails, slow, tick",
                                   "executors http, local, rpc · functions add, always_fails, slow, tick"], advertised
             shot(page, "workers")

@@ -846,9 +846,9 @@ def test_the_workers_pages_show_what_each_worker_advertises_escaped_and_capped(w
         assert match, page
         return match.group(1)
 
-    older = re.search(r'<p class="advertised">(.*?)</p>', box("older"), re.S)
+    older = re.search(r'<div class="advertised">(.*?)</div>', box("older"), re.S)
     assert older and older.group(1) == "executors not said (an older worker: gets every task)"
-    busy = re.search(r'<p class="advertised">(.*?)</p>', box("busy"), re.S)
+    busy = re.search(r'<div class="advertised">(.*?)</div>', box("busy"), re.S)
     assert busy, box("busy")
     shown = re.sub(r"<details.*", "", busy.group(1))
     assert shown.startswith("executors cmd, local · functions report_000, report_001, ")
