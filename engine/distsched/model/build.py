@@ -28,6 +28,7 @@ from .trigger import (
     Trigger,
     parse_duration,
     parse_seconds,
+    refuse_random,
 )
 from .words import duration_words
 
@@ -109,6 +110,7 @@ def build_job(
     trigger: Trigger
     if cron is not None:
         trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold)
+        refuse_random(trigger.expr)
     elif every is not None:
         trigger = EveryTrigger(parse_duration(every, "every"), timezone=timezone)
     else:

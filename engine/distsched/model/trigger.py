@@ -197,6 +197,26 @@ def _refuse_hashed(expr: str, fields: list[str]) -> None:
                                               f"{name} field; write the values themselves")
 
 
+#: A list item of a cron field that is croniter's ``R`` (random): ``R``, ``R(0-29)``, ``R/15``.
+_RANDOM_ITEM = re.compile(r"^[Rr](?:\(|/|$)")
+
+
+def refuse_random(expr: str) -> None:
+    """``R`` values are refused naming the field, for a new job (the job builder): croniter
+    draws the value each time it parses the expression, so every scheduler process - each
+    leader after a failover, each ``explain`` - would fire the job at its own time. A stored
+    job that holds one is still read (refusing it there would put it aside)."""
+    fields = expr.split()
+    if expr.startswith("@") or len(fields) not in _CRON_FIELDS:
+        return
+    for name, field in zip(_CRON_FIELDS[len(fields)], fields):
+        for item in field.split(","):
+            if _RANDOM_ITEM.match(item):
+                raise ValidationError("cron", f"R (random) fields are not supported: {expr!r} has {item!r} in its "
+                                              f"{name} field, and each scheduler would draw its own value (the job "
+                                              "would fire at another time after a failover); write the value itself")
+
+
 @attrs.frozen
 class CronTrigger:
     expr: str
