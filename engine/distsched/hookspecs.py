@@ -99,7 +99,10 @@ def distsched_register_executors(registry: ExecutorRegistry) -> None:
     an http(s) URL and that the options parse.
 
     ``check_settings=check`` (optional): ``check(settings)`` is called with the worker's
-    settings when a worker starts; a ``ValidationError`` stops it, naming the setting.
+    settings when a worker starts (and by ``jobs sync`` / ``scheduler --jobs`` before they
+    store a file's jobs); a ``ValidationError`` stops it, naming the setting: give the
+    setting's name alone as its field (``ValidationError("cmd_limit", ...)``), the engine
+    adds ``[worker] ``.
     ``settings=[...]`` (optional; newer than 0.1.0): the names of the ``[worker]`` settings
     the executor reads (``()`` for none). When every loaded executor declares them, a worker
     refuses a key that is neither one of them nor a worker option (a typo), with a
