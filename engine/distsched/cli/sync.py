@@ -186,11 +186,13 @@ async def _failed_sync(app: Any, configs: Any, planned: SyncPlan, exc: BaseExcep
             f"  may or may not have been written: {_named(wanted)}",
             f"  each job is written whole or not at all, but a sync is not one atomic write: once the store "
             f"answers, `{command} --dry-run` shows what is left and `{command}` writes it"] + note)
-    todo = {name for _, name in _changes(left)}
+    remaining = _changes(left)
+    todo = {name for _, name in remaining}
     written = [(mark, name) for mark, name in wanted if name not in todo]
     not_written = [(mark, name) for mark, name in wanted if name in todo]
     # changed meanwhile by someone else, not planned by this sync: differs from the file too
-    others = [(mark, name) for mark, name in _changes(left) if name not in {n for _, n in wanted}]
+    planned_names = {name for _, name in wanted}
+    others = [(mark, name) for mark, name in remaining if name not in planned_names]
     lines = [f"{subject} wrote nothing: {cause}" if not written else f"{subject} failed partway: {cause}"]
     if written:
         lines.append(f"  written before the failure (now stored as in {source}): {_named(written)}")

@@ -183,22 +183,28 @@ def _cycle_cron(expr: str, seconds: bool) -> croniter:
 #: A list item of a cron field that is Jenkins' ``H`` (hashed): ``H``, ``H(0-29)``, ``H/15``;
 #: a name holding the letter (``THU``) is not one.
 _HASHED_ITEM = re.compile(r"^[Hh](?:\(|/|$)")
+#: A list item of a cron field that is croniter's ``R`` (random): ``R``, ``R(0-29)``, ``R/15``.
+_RANDOM_ITEM = re.compile(r"^[Rr](?:\(|/|$)")
 _CRON_FIELDS = {5: ("minute", "hour", "day", "month", "weekday"),
                 6: ("second", "minute", "hour", "day", "month", "weekday")}
+
+
+def _item_matching(fields: list[str], pattern: re.Pattern[str]) -> tuple[str, str] | None:
+    """The first list item of a cron field that matches ``pattern``, and that field's name."""
+    for name, field in zip(_CRON_FIELDS[len(fields)], fields):
+        for item in field.split(","):
+            if pattern.match(item):
+                return item, name
+    return None
 
 
 def _refuse_hashed(expr: str, fields: list[str]) -> None:
     """``H`` values are refused naming the field (croniter's own error, "Hashed definitions
     must include hash_id", names neither; no stored job can hold one)."""
-    for name, field in zip(_CRON_FIELDS[len(fields)], fields):
-        for item in field.split(","):
-            if _HASHED_ITEM.match(item):
-                raise ValidationError("cron", f"H (hashed) fields are not supported: {expr!r} has {item!r} in its "
-                                              f"{name} field; write the values themselves")
-
-
-#: A list item of a cron field that is croniter's ``R`` (random): ``R``, ``R(0-29)``, ``R/15``.
-_RANDOM_ITEM = re.compile(r"^[Rr](?:\(|/|$)")
+    found = _item_matching(fields, _HASHED_ITEM)
+    if found:
+        raise ValidationError("cron", f"H (hashed) fields are not supported: {expr!r} has {found[0]!r} in its "
+                                      f"{found[1]} field; write the values themselves")
 
 
 def refuse_random(expr: str) -> None:
@@ -207,14 +213,11 @@ def refuse_random(expr: str) -> None:
     leader after a failover, each ``explain`` - would fire the job at its own time. A stored
     job that holds one is still read (refusing it there would put it aside)."""
     fields = expr.split()
-    if expr.startswith("@") or len(fields) not in _CRON_FIELDS:
-        return
-    for name, field in zip(_CRON_FIELDS[len(fields)], fields):
-        for item in field.split(","):
-            if _RANDOM_ITEM.match(item):
-                raise ValidationError("cron", f"R (random) fields are not supported: {expr!r} has {item!r} in its "
-                                              f"{name} field, and each scheduler would draw its own value (the job "
-                                              "would fire at another time after a failover); write the value itself")
+    found = None if expr.startswith("@") or len(fields) not in _CRON_FIELDS else _item_matching(fields, _RANDOM_ITEM)
+    if found:
+        raise ValidationError("cron", f"R (random) fields are not supported: {expr!r} has {found[0]!r} in its "
+                                      f"{found[1]} field, and each scheduler would draw its own value (the job "
+                                      "would fire at another time after a failover); write the value itself")
 
 
 @attrs.frozen

@@ -37,6 +37,7 @@ from ..registry import (
 )
 from ..urls import redact_text
 from .errors import PluginError, PluginLoadError
+from .listing import ROLE_HOOKS
 
 if sys.version_info >= (3, 12):
     from importlib.metadata import EntryPoint, entry_points
@@ -57,8 +58,7 @@ _REGISTRATION_HOOKS = {
 }
 _FAMILY_OF_HOOK = {hook: family for family, hook in _REGISTRATION_HOOKS.items()}
 #: What a plugin is, by the other hooks it implements (the kinds docs/plugins.md names).
-_ROLES = {"distsched_event": "observer", "distsched_serve": "server", "distsched_cli_commands": "commands",
-          "distsched_web_routes": "web routes"}
+_ROLES = {hook: role for role, hook in ROLE_HOOKS.items()}
 
 
 @attrs.frozen
