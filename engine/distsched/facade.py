@@ -733,7 +733,7 @@ class DistributeSchedule:
             return (f": none of the {len(live)} live worker(s) has executor {executor!r} (they have: "
                     f"{', '.join(have)}); start a worker with the plugin that provides it (`distsched plugins` "
                     f"lists the executors a node has)")
-        if executor == "local" and not any(target in w.functions for w in live):
+        if executor == "local" and not any(w.may_offer(target) for w in live):  # the leader's rule
             offered = sorted({name for w in live for name in w.functions})
             return (f": none of the {len(live)} live worker(s) offers function {target!r} (they offer: "
                     f"{', '.join(offered) or 'nothing'}); start a worker that imports the module defining it "
