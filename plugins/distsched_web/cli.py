@@ -24,8 +24,9 @@ from .auth import DEFAULT_BIND, TOKEN_ENV
 def web(ctx: click.Context, storage: str | None, bind: str) -> None:
     """Serve the web dashboard and the REST API (/api/v1) over the store at --storage.
 
-    Without $DISTSCHED_WEB_TOKEN it listens on loopback only and is read-only; with it,
-    changes need the token (log in on the pages; 'Authorization: Bearer' on the API).
+    Without $DISTSCHED_WEB_TOKEN it listens on loopback only and is read-only (it opens the
+    store as a reader and writes nothing, as 'status' does); with it, changes need the token
+    (log in on the pages; 'Authorization: Bearer' on the API).
     """
     from .hooks import _require_extra
 
@@ -33,10 +34,13 @@ def web(ctx: click.Context, storage: str | None, bind: str) -> None:
         _require_extra()
         from .auth import Security, parse_bind
 
-        Security.for_bind(parse_bind(bind)[0])
+        security = Security.for_bind(parse_bind(bind)[0])
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
-    app = _app(ctx, storage)
+    # Without the token nothing on the server may change anything: its store is opened as a
+    # reader, as `status` opens it (no migrations, no layout marks, no tidying writes), so
+    # the read-only dashboard works on a read-only replica or standby and writes nothing.
+    app = _app(ctx, storage, reader=not security.writable)
     if app.config.storage.rstrip("/") == "memory:":
         click.echo("note: memory:// is private to this process, so there is nothing to show; use "
                    "`distsched run JOBS_FILE --web` for the embedded engine, or --storage redis://...", err=True)
@@ -60,9 +64,9 @@ def web(ctx: click.Context, storage: str | None, bind: str) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _app(ctx: click.Context, storage: str | None) -> Any:
+def _app(ctx: click.Context, storage: str | None, *, reader: bool = False) -> Any:
     """The facade, with the global --disable-plugin / -p / --allow-replace options of the root
-    command."""
+    command; ``reader``: the store is opened as a reader (``EngineConfig.reader``)."""
     from distsched import DistributeSchedule
     from distsched.plugin.manager import (
         allow_replace_from_env,
@@ -77,6 +81,7 @@ def _app(ctx: click.Context, storage: str | None) -> Any:
                if obj.get("allow_replace") else None)
     try:
         extra = load_plugin_modules(list(obj.get("plugins") or ()) + modules_from_env())
-        return DistributeSchedule(storage, disabled_plugins=disabled, allow_replace=allowed, plugins=extra)
+        return DistributeSchedule(storage, disabled_plugins=disabled, allow_replace=allowed, plugins=extra,
+                                  reader=reader)
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None

@@ -104,6 +104,25 @@ def test_web_over_a_store_with_the_token(redis_server):
     assert token not in err
 
 
+@pytest.mark.redis
+def test_web_without_the_token_opens_its_store_as_a_reader_and_writes_nothing(redis_server):
+    """The read-only dashboard (no token) writes nothing to its store: not the layout marks a
+    writer's open sets on a new namespace, nor any tidying a writer's read does."""
+    namespace = f"webro{os.getpid()}"
+    proc, base = _web(redis_server.url_for(namespace=namespace))
+    try:
+        assert _get_when_up(f"{base}/api/v1/jobs", proc).json()["items"] == []
+        for path in ("/", "/jobs", "/tasks", "/workers", "/api/v1/overview", "/api/v1/tasks",
+                     "/api/v1/workers", "/api/v1/quarantine"):
+            assert httpx.get(f"{base}{path}", timeout=10).status_code == 200, path
+        with redis_server.client() as client:
+            assert sorted(client.scan_iter(match=f"{{{namespace}}}:*")) == []
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+
+
 class EchoServer:
     """A third-party server beside the engine, through ``distsched_serve``."""
 
