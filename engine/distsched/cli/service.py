@@ -34,7 +34,7 @@ async def wait_for_store(app: Any, stop: asyncio.Event, *, fail_fast: bool, role
     except DistschedError:
         raise
     except Exception as exc:
-        raise click.ClickException(f"{role}: cannot open {url}: {type(exc).__name__}: {exc}") from None
+        raise click.ClickException(f"{role}: cannot open {url}: {type(exc).__name__}: {_short(exc, 2000)}") from None
     if ready and attempts[0]:
         log.warning("%s: store %s reachable after %d attempts", role, url, attempts[0] + 1)
     return bool(ready)
@@ -107,6 +107,10 @@ class SyncAgainOnDataLoss:
             why, self._again = self._again, None
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s text, at most ``limit`` characters, a URL's password in it
+    masked (a driver's error may name the store's URL whole)."""
+    from ..urls import redact_text
+
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+    return redact_text(text)[:limit]
