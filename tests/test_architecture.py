@@ -207,6 +207,7 @@ PUBLIC_MODULES = (
     "distsched.urls", "distsched.masking",
     "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.poison",
     "distsched.testing.processes", "distsched.testing.redis_server", "distsched.testing.redis_cluster",
+    "distsched.testing.postgres_server", "distsched.testing.pytest_plugin",
 )
 PLUGIN_SOURCES = ("plugins", "examples/plugins")
 

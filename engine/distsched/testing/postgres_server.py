@@ -283,3 +283,6 @@ class PostgresServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+__all__ = ["DEFAULT_ADMIN_URL", "PostgresDatabase", "PostgresServer", "admin_url", "postgres_bindir", "server_answers"]

@@ -250,3 +250,8 @@ def distsched_cli():
         return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
     return invoke
+
+
+#: The fixtures are found by name once the plugin is enabled (``pytest_plugins``), not
+#: imported; a plugin's own fixture may build on ``private_storage_url``.
+__all__ = ["private_storage_url"]
