@@ -61,7 +61,7 @@ def loads(text: str) -> Any:
 
 _R_FIELDS = tuple(f.name for f in attrs.fields(TaskResult))
 _W_FIELDS = tuple(f.name for f in attrs.fields(Worker)
-                  if f.name not in ("load", "last_heartbeat", "draining", "blocked"))
+                  if f.init and f.name not in ("load", "last_heartbeat", "draining", "blocked"))
 _STATES = {state.value: state for state in TaskState}
 
 # -- specs: many tasks share one; cache both directions -------------------------------------

@@ -66,7 +66,7 @@ _OVERLAY = {"id", "spec", "state", "version", "started_at", "updated_at", "worke
 _D_FIELDS = tuple(f.name for f in attrs.fields(Task) if f.name not in _OVERLAY)
 _R_FIELDS = tuple(f.name for f in attrs.fields(TaskResult))
 #: Worker fields kept in its JSON (heartbeat, draining and load live elsewhere).
-_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.name not in ("load", "last_heartbeat", "draining", "blocked"))
+_W_FIELDS = tuple(f.name for f in attrs.fields(Worker) if f.init and f.name not in ("load", "last_heartbeat", "draining", "blocked"))
 #: Separates the fields of a task in script arguments and replies.
 SEP = "\x1f"
 

@@ -200,10 +200,14 @@ async def test_the_status_counts_every_job_where_the_store_counts_them_and_one_p
         await app.stop()
 
 
-def _worker_lines(**fields) -> tuple[dict, list[str]]:
+def _worker_lines(*, shown_functions: tuple[str, ...] | None = None, **fields) -> tuple[dict, list[str]]:
+    """The worker's row and the line under it; ``shown_functions``: the row says these (names
+    the model refuses, which a store puts aside: the line must still not break)."""
     row = worker_status(make_worker("w1", now=NOW, **fields), NOW, TTL, queued=0, interval=2.0)
     status = Status(now=NOW, leader=None, schedulers=(), workers=(row,), counts={}, oldest_pending_age=None)
     data = status.to_dict()
+    if shown_functions is not None:
+        data["workers"][0]["functions"] = list(shown_functions)
     lines = render({**data, "storage": "memory://"}).splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("  w1 "))
     return data["workers"][0], [line.strip() for line in lines[at + 1:at + 2]]
@@ -216,13 +220,18 @@ def _worker_lines(**fields) -> tuple[dict, list[str]]:
     (("cmd", "local"), (), "executors cmd, local; functions none (gets no local task)"),
     # the record of an earlier version says neither: it is taken to have and offer everything
     ((), (), "executors not said (an older worker: gets every task)"),
-    # a broken record's names cannot break the line
-    (("local",), ("a\nb", "c\x1b[2J"), r"executors local; functions 'a\nb', 'c\x1b[2J'"),
 ])
 def test_status_shows_what_a_worker_advertises(executors, functions, shown):
     row, detail = _worker_lines(executors=executors, functions=functions)
     assert (list(row["executors"]), list(row["functions"])) == (list(executors), list(functions))
     assert detail == [shown]
+
+
+def test_names_no_worker_may_advertise_cannot_break_the_line():
+    """The model refuses them (a store puts such a record aside); the line quotes them if a
+    row says them all the same."""
+    _, detail = _worker_lines(executors=("local",), functions=("f",), shown_functions=("a\nb", "c\x1b[2J"))
+    assert detail == [r"executors local; functions 'a\nb', 'c\x1b[2J'"]
 
 
 def test_a_long_function_list_is_capped_and_counted():
@@ -234,5 +243,5 @@ def test_a_long_function_list_is_capped_and_counted():
     assert shown == list(names[:len(shown)]) and 1 <= len(shown) < 10
     assert detail.endswith(f" (+{200 - len(shown)} more)") and len(detail) <= 100
     # one name longer than the line is cut, never the count
-    row, [detail] = _worker_lines(executors=("local",), functions=("x" * 500, "y"))
+    row, [detail] = _worker_lines(executors=("local",), functions=("x" * 128, "y"), shown_functions=("x" * 500, "y"))
     assert detail.endswith("... (+1 more)") and len(detail) <= 100, detail

@@ -162,6 +162,9 @@ class WorkerService:
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        # A record the model refuses (more functions than a worker may advertise) would be
+        # refused at every attempt below: the worker stops here instead, naming the field.
+        self._worker_record()
         backoff = Backoff()
         registered = False
         while not stop.is_set():

@@ -30,6 +30,13 @@ WORKER_CASES: dict[str, tuple[str, Any]] = {
     "ghost-start": ("started_at", 1e12), "ghost-cap-list": ("capacity", [1]), "ghost-cap-none": ("capacity", None),
     "ghost-functions": ("functions", 5), "ghost-executors": ("executors", 5), "ghost-interval": ("heartbeat_interval", "x"),
     "ghost-signed": ("signed", "no"), "ghost-host": ("host", 5), "ghost-pid": ("pid", []),
+    # advertised names no registry accepts: 50,000 of them (1.7 MB the leader decoded every
+    # pass, and scanned per function routed), one of 1 MB, terminal escapes, markup, a newline
+    "ghost-many-functions": ("functions", [f"app.tasks.f{i:06d}" for i in range(50_000)]),
+    "ghost-huge-name": ("functions", ["f" * 1_000_000]),
+    "ghost-ansi": ("functions", ["\x1b[2J\x1b[31mreboot now"]),
+    "ghost-html": ("executors", ["<script>alert(1)</script>"]),
+    "ghost-newline": ("executors", ["local\nfake status line"]),
 }
 
 
@@ -113,7 +120,7 @@ async def ghost_workers_are_quarantined(app: Any, beat: Callable[[], Awaitable[N
         assert [w.id for w in await storage.workers.list_workers()] == [app.engine.worker.id]
         for ghost, (field, _) in WORKER_CASES.items():
             entry = await quarantined(app, "worker", ghost)
-            assert f"ValidationError: {field}: must be" in entry.reason, entry.reason
+            assert f"ValidationError: {field}: must " in entry.reason and len(entry.reason) <= 500, entry.reason
         await keeps_firing(app, every=every)
     finally:
         task.cancel()

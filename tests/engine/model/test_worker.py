@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distsched.model import ValidationError, Worker, WorkerFull
-from distsched.model.worker import DEFAULT_HEARTBEAT_TTL
+from distsched.model.worker import DEFAULT_HEARTBEAT_TTL, MAX_EXECUTORS, MAX_FUNCTIONS
 
 T0 = 1_700_000_000.0
 
@@ -108,6 +108,13 @@ def test_complete_never_goes_negative():
         ({"executors": 5}, "executors"),
         ({"executors": "local"}, "executors"),
         ({"executors": ["local", None]}, "executors"),
+        ({"functions": [f"f{i}" for i in range(4097)]}, "functions"),
+        ({"functions": ["f" * 129]}, "functions"),
+        ({"functions": ["\x1b[2Jf"]}, "functions"),
+        ({"functions": [""]}, "functions"),
+        ({"executors": ["<b>local</b>"]}, "executors"),
+        ({"executors": ["local\n"]}, "executors"),
+        ({"executors": [f"e{i}" for i in range(257)]}, "executors"),
         ({"heartbeat_interval": "x"}, "heartbeat_interval"),
         ({"heartbeat_interval": 0}, "heartbeat_interval"),
         ({"heartbeat_interval": float("nan")}, "heartbeat_interval"),
@@ -153,3 +160,21 @@ def test_round_trip_through_json():
     w.heartbeat(T0 + 3, load=2)
     again = Worker.from_dict(json.loads(json.dumps(w.to_dict())))
     assert again == w
+
+
+@pytest.mark.parametrize("functions", [[f"app.f{i}" for i in range(50_000)], ["f" * 1_000_000], 5, {"a": 1}])
+def test_an_error_about_advertised_names_stays_short(functions):
+    """The message quotes the offending name cut, not a list or name of megabytes (it is the
+    quarantine's reason and an ERROR line)."""
+    with pytest.raises(ValidationError, match="^functions: must") as exc:
+        worker(functions=functions)
+    assert len(str(exc.value)) < 250
+
+
+def test_the_most_advertised_names_are_taken_and_routed_by():
+    names = [f"app.tasks.{'x' * 100}{i:05d}" for i in range(MAX_FUNCTIONS)]
+    w = worker(functions=names, executors=[f"e{i}" for i in range(MAX_EXECUTORS - 1)] + ["local"])
+    assert w.may_offer(names[-1]) and not w.may_offer("app.tasks.other") and w.may_have("local")
+    w.functions = ("other",)  # the lookup follows a changed list
+    assert w.may_offer("other") and not w.may_offer(names[-1])
+    assert Worker.from_dict(json.loads(json.dumps(w.to_dict()))) == w
