@@ -176,7 +176,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "Invalid input: the field and the reason", 401: "Missing or wrong bearer token",
              403: "Read-only dashboard (no DISTSCHED_WEB_TOKEN)", 404: "Not found",
              409: "Conflict (exists, or changed meanwhile)", 413: "Body too large",
-             503: "The store does not answer"}
+             503: "The store does not answer, or cannot be opened (the reason says why)"}
     return {str(c): _json(_ref("Error"), words[c]) for c in codes}
 
 

@@ -41,7 +41,7 @@ from distsched.model import (
     ValidationError,
     VersionConflict,
 )
-from distsched.urls import redact_url
+from distsched.urls import redact_text, redact_url
 
 from . import data as q
 from .auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Security
@@ -85,13 +85,21 @@ def _unreachable(exc: BaseException, transient: tuple[type[BaseException], ...])
     return None
 
 
-def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = ()) -> ApiError:
+def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = (), *,
+              store_open: bool = True) -> ApiError:
+    """The API error of ``exc``. ``store_open``: whether the app's store was open when the
+    request failed; a plugin error while it was not is the store's open failing (a schema
+    that needs migrating, a refused login...): the server's fault, not the request's - a
+    503 naming why, as for a store that does not answer."""
     if isinstance(exc, ApiError):
         return exc
     if (down := _unreachable(exc, transient)) is not None:
         log.warning("web: the store did not answer: %s", type(down).__name__)
         return ApiError(503, None, f"the store does not answer ({type(down).__name__}); try again shortly",
                         "unavailable")
+    if isinstance(exc, PluginError) and not store_open:
+        log.warning("web: the store cannot be opened: %s", redact_text(str(exc)))
+        return ApiError(503, None, f"the store cannot be opened: {redact_text(str(exc))}", "unavailable")
     if isinstance(exc, ValidationError):
         return ApiError(400, exc.field, exc.reason)
     if isinstance(exc, NotFound):
@@ -137,6 +145,10 @@ class Dashboard:
         ``transient_errors``)."""
         storage = getattr(self.app.engine, "storage", None)
         return tuple(getattr(storage, "transient_errors", ()))
+
+    def error_of(self, exc: BaseException) -> ApiError:
+        """``exc`` as the API error a request answers (:func:`_error_of`)."""
+        return _error_of(exc, self.transient(), store_open=getattr(self.app.engine, "storage", None) is not None)
 
     def logged_in(self, request: Request) -> bool:
         return self.security.session_ok(request.cookies.get(SESSION_COOKIE))
@@ -199,7 +211,7 @@ def api(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable[
                 _check_api_auth(d, request)
                 return await method(d, request)
             except Exception as exc:  # every error becomes JSON, never a traceback
-                return _json_error(_error_of(exc, d.transient()))
+                return _json_error(d.error_of(exc))
 
         return endpoint
 
@@ -236,7 +248,7 @@ def page(method: Handler) -> Callable[[Dashboard], Callable[[Request], Awaitable
                     return RedirectResponse(f"/login?next={quote(_here(request), safe='')}", status_code=303)
                 return await method(d, request)
             except Exception as exc:
-                err = _error_of(exc, d.transient())
+                err = d.error_of(exc)
                 return d.render(request, "error.html", status=err.status, error=err)
 
         return endpoint

@@ -123,6 +123,33 @@ def test_web_without_the_token_opens_its_store_as_a_reader_and_writes_nothing(re
     assert proc.returncode == 0, err
 
 
+@pytest.mark.postgres
+def test_web_without_the_token_on_a_schema_never_created_answers_503_naming_the_upgrade(postgres_database):
+    """The read-only dashboard does not create or migrate a PostgreSQL schema: until one is
+    there, the API and the pages answer 503 naming `distsched db upgrade` (the server's state,
+    not a bad request), and they recover once it ran."""
+    url = postgres_database.url_for(schema=f"webnew{os.getpid()}")
+    proc, base = _web(url)
+    try:
+        answer = _get_when_up(f"{base}/api/v1/jobs", proc)
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "unavailable"
+        assert error["reason"].startswith("the store cannot be opened: ") and "distsched db upgrade" in error["reason"]
+        page = httpx.get(f"{base}/jobs", timeout=10)
+        assert page.status_code == 503 and "distsched db upgrade" in page.text
+        upgrade = subprocess.run([sys.executable, "-m", "distsched", "db", "upgrade", "--storage", url],
+                                 capture_output=True, text=True, env=_env(), timeout=60)
+        assert upgrade.returncode == 0, upgrade.stderr
+        answer = httpx.get(f"{base}/api/v1/jobs", timeout=10)
+        assert answer.status_code == 200 and answer.json()["items"] == [], answer.text
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
 class EchoServer:
     """A third-party server beside the engine, through ``distsched_serve``."""
 
