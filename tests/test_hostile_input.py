@@ -630,3 +630,36 @@ async def test_a_poisoned_result_entry_does_not_stop_the_leader(redis_server: An
     finally:
         await app.stop()
         raw.close()
+
+
+# -- a name or id ending in a newline: `$` matches before one ---------------------------------
+
+async def test_a_name_or_id_ending_in_a_newline_is_refused(canary: Path) -> None:
+    """Every name rule is "1-128 letters, digits, '_', '-', '.', ':'" (task ids: no control
+    character), checked with a regex ending in ``$``, which matches before a final newline: a
+    job ``"nightly\\n"`` was stored (and broke every line that shows it), a task id ``"a\\n"``,
+    an executor, balancer or function name, a Redis namespace or a PostgreSQL schema too."""
+    app = _app(f"memory://{_ns()}", canary)
+    try:
+        with pytest.raises(ValidationError) as caught:
+            await app.add_job("nightly\n", every="1h", target="echo")
+        assert caught.value.field == "name"
+        for call, field in [(lambda: app.submit("echo", task_id="a\n"), "task_id"),
+                            (lambda: app.submit("echo", executor="local\n"), "executor"),
+                            (lambda: app.submit("echo", balancer="least-tasks\n"), "balancer")]:
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert caught.value.field == field
+        with pytest.raises(ValueError, match="is not a valid name"):
+            app.task(lambda: None, name="echo2\n")
+        storage = await app.storage()
+        assert await storage.tasks.counts() == {} and not await storage.jobs.list_jobs()
+    finally:
+        await app.stop()
+    from distsched_postgres.url import parse as parse_postgres
+    from distsched_redis.url import parse as parse_redis
+
+    with pytest.raises(ValueError, match="namespace must be"):
+        parse_redis("redis://127.0.0.1:1/0?namespace=ns%0A")
+    with pytest.raises(ValueError, match="schema .namespace. must be"):
+        parse_postgres("postgresql://127.0.0.1:1/db?schema=s%0A")

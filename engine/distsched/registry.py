@@ -184,7 +184,7 @@ class Registry:
         return [("name", reg.name)]
 
     def _add(self, reg: Registration) -> None:
-        if not isinstance(reg.name, str) or not _NAME_RE.match(reg.name):
+        if not isinstance(reg.name, str) or not _NAME_RE.fullmatch(reg.name):  # not match: "$" takes a final "\n"
             raise ValueError(f"{self.current}: {self.family} name {reg.name!r} is not a valid name: a name is 1-128 "
                              f"letters, digits, '_', '-', '.' or ':', starting with a letter or digit")
         if not callable(reg.factory):

@@ -171,7 +171,7 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> PostgresSettings:
         raise url_error(url, "options schema and namespace name the same thing: give one")
     schema = values.get("schema", values.get("namespace"))
     if schema is not None:
-        if not isinstance(schema, str) or not SCHEMA_RE.match(schema):
+        if not isinstance(schema, str) or not SCHEMA_RE.fullmatch(schema):  # not match: "$" takes a final "\n"
             raise url_error(url, "schema (namespace) must be 1-63 characters of letters, digits, '_' and '-' "
                              f"(not starting with '-'), not {schema!r}")
         kw["schema"] = schema

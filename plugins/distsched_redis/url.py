@@ -248,7 +248,7 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
     kw: dict[str, Any] = {}
     if "namespace" in values:
         ns = values["namespace"]
-        if not isinstance(ns, str) or not NAMESPACE_RE.match(ns):
+        if not isinstance(ns, str) or not NAMESPACE_RE.fullmatch(ns):  # not match: "$" takes a final "\n"
             raise url_error(url, f"namespace must be 1-64 characters of letters, digits, '_', '-', '.', ':' "
                              f"(starting with a letter or digit), not {ns!r}")
         kw["namespace"] = ns

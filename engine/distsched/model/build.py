@@ -37,7 +37,7 @@ _TASK_ID_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 
 def check_task_id(task_id: Any) -> None:
     """A caller-chosen task id: 1-256 characters, no control characters (it becomes a key)."""
-    if not isinstance(task_id, str) or not _TASK_ID_RE.match(task_id):
+    if not isinstance(task_id, str) or not _TASK_ID_RE.fullmatch(task_id):  # not match: "$" takes a final "\n"
         raise ValidationError("task_id", "must be 1-256 characters without control characters")
 
 

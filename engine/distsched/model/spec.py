@@ -23,7 +23,7 @@ DEFAULT_BALANCER = "least-tasks"
 
 
 def check_name(field: str, value: Any) -> None:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):  # not match: "$" takes a final "\n"
         raise ValidationError(
             field,
             f"must be 1-128 characters of letters, digits, '_', '-', '.', ':' "
