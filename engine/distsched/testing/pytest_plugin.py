@@ -107,9 +107,14 @@ def _remove_private_store(url: str, name: str) -> None:
         if scheme in ("redis", "rediss", "redis+unix"):
             import redis
 
-            db = dict(parse_qsl(parts.query)).get("db")
+            options = dict(parse_qsl(parts.query))
+            # redis-py reads the TLS options under the same names (a rediss:// URL's CA and
+            # client certificate), and a Unix socket's database as db=; distsched's own go.
+            kept = {k: v for k, v in options.items() if k.startswith("ssl_") and scheme == "rediss"}
+            if options.get("db") and scheme == "redis+unix":
+                kept["db"] = options["db"]
             plain = urlunsplit(parts._replace(scheme={"redis+unix": "unix"}.get(scheme, scheme),
-                                              query=urlencode({"db": db} if db and scheme == "redis+unix" else {})))
+                                              query=urlencode(kept)))
             client = redis.Redis.from_url(plain, socket_timeout=5)
             try:
                 keys = list(client.scan_iter(match="{" + name + "}:*", count=1000))

@@ -63,6 +63,22 @@ def test_each_test_gets_its_own_redis_namespace_removed_after_it(redis_server, t
     assert left == [], f"the tests' namespaces were left behind: {left[:10]}"
 
 
+def test_each_test_gets_its_own_namespace_removed_after_it_over_tls(tmp_path):
+    """A rediss:// URL's TLS options (its CA) reach the clean-up too: it connected without
+    them, failed the handshake and left the namespaces behind with a warning."""
+    from distsched.testing.redis_server import RedisServer
+
+    with RedisServer(tls=True) as server:
+        urls = _run_suite(tmp_path, server.url_for(namespace="shared"))
+        assert len(urls) == 2 and all(url.startswith("rediss://") and "ssl_ca_certs=" in url for url in urls), urls
+        client = server.client()
+        try:
+            left = sorted(client.scan_iter(match="{test_*"))
+        finally:
+            client.close()
+    assert left == [], f"the tests' namespaces were left behind: {left[:10]}"
+
+
 def test_each_test_gets_its_own_postgres_schema_dropped_after_it(postgres_database, tmp_path):
     import asyncio
 
