@@ -33,7 +33,7 @@ HTTP_OPTIONS = frozenset(
 )
 RPC_OPTIONS = frozenset({"method", "params", "headers", "follow_redirects", "body_limit"})
 
-_METHOD_RE = re.compile(r"^[A-Za-z]{1,20}$")
+_METHOD_RE = re.compile(r"[A-Za-z]{1,20}")
 _CODE_RE = re.compile(r"^([1-5])(xx|\d\d)$", re.IGNORECASE)
 #: Headers the client computes from the body it sends: a job setting them could desync the
 #: request framing (request smuggling through a proxy) or cut the body.
@@ -108,7 +108,7 @@ def check_known(options: Mapping[str, Any], known: frozenset[str], kind: str) ->
 def http_method(value: Any, default: str) -> str:
     if value is None:
         return default
-    if not isinstance(value, str) or not _METHOD_RE.match(value):
+    if not isinstance(value, str) or not _METHOD_RE.fullmatch(value):
         raise _error("options.method", f"option 'method' must be an HTTP method such as GET or POST, not {value!r}")
     return value.upper()
 

@@ -39,7 +39,7 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MIN_TAIL = 3
 
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class VariableError(Exception):
@@ -82,7 +82,7 @@ def secrets_setting(value: Any) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise ValueError(f"secrets must be a list of environment variable names, not {value!r}")
     for entry in value:
-        if not isinstance(entry, str) or not _NAME_RE.match(entry):
+        if not isinstance(entry, str) or not _NAME_RE.fullmatch(entry):
             raise ValueError(
                 f"secrets: entry {entry!r} is not an environment variable name (letters, digits, _)"
             )
@@ -364,7 +364,7 @@ class AllowList:
             text = entry.strip()
             wildcard = text.startswith("*.")
             host = normalise_host(text[2:] if wildcard else text)
-            if not _HOST_RE.match(host):
+            if not _HOST_RE.fullmatch(host):
                 raise ValueError(
                     f"http_allow: {entry!r} is not a host name, a '*.suffix' wildcard or an "
                     f"IP network (no schemes, ports or paths)"

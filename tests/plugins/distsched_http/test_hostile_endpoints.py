@@ -178,6 +178,7 @@ async def test_framing_headers_are_refused(server, make_executor, task_factory, 
     ({"http_allow": ["127.0.0.1", "http://api.example.com/"]}, "http_allow", "'http://api.example.com/'"),
     ({"http_allow": "127.0.0.1"}, "http_allow", "'127.0.0.1'"),
     ({"secrets": ["API_TOKEN", "not a name"]}, "secrets", "'not a name'"),
+    ({"secrets": ["API_TOKEN\n"]}, "secrets", "'API_TOKEN\\n'"),  # a `$` rule let a final newline in
     ({"http_body_limit": -1}, "http_body_limit", "-1"),
 ])
 def test_bad_settings_are_refused_naming_the_entry(settings, field, named):

@@ -44,6 +44,7 @@ def test_refused_targets(target, fragment):
 
 @pytest.mark.parametrize(("options", "field", "fragment"), [
     ({"method": 5}, "options.method", "HTTP method"),
+    ({"method": "GET\n"}, "options.method", "HTTP method"),  # a `$` rule let a final newline in
     ({"json": {}, "body": "x"}, "options.json", "exclusive"),
     ({"headers": ["a"]}, "options.headers", "table"),
     ({"success_codes": ["2yy"]}, "options.success_codes", "2yy"),
