@@ -136,6 +136,10 @@ class _State:
         self.deadline_heap: list[tuple[float, str]] = []
         self.assigned: dict[str, set[str]] = {}
         self.live_by_job: dict[str, set[str]] = {}
+        #: A serial job's held tasks: fired while the job had ``serial_limit`` tasks live,
+        #: kept out of ``ready_heap`` (they would fill every ready read) until it has room:
+        #: job -> heap of (not_before, id), the ids still held, and the job's limit.
+        self.held: dict[str, tuple[list[tuple[float, str]], set[str], int]] = {}
         self.finished: deque[str] = deque()
         self.keep_finished = keep_finished
         self.queues: dict[str, deque[tuple[str, str]]] = {}
@@ -162,8 +166,14 @@ class _State:
         return lease.holder == fence.node_id and lease.term == fence.term and lease.expires_at > now
 
     # -- task indexes -----------------------------------------------------------------
-    def put_task(self, old: Task | None, new: Task) -> None:
+    def put_task(self, old: Task | None, new: Task, *, hold: bool = False) -> None:
         self.tasks[new.id] = new
+        if old is not None and self.held and new.job in self.held and new.id in self.held[new.job][1]:
+            # a held task written (cancelled...): no longer held; if still ready, it is in
+            # the ready queue as any other (the leader's serial check still holds it back)
+            self.held[new.job][1].discard(new.id)
+            if new.state in READY:
+                heapq.heappush(self.ready_heap, (new.not_before, next(self.seq), new.id))
         key = (new.created_at, new.id)
         if old is None:
             self.by_created.add(key)
@@ -192,7 +202,12 @@ class _State:
                 st = self.job_state.get(new.job)
                 if st is not None:
                     st.last_outcome, st.last_outcome_at, st.last_task = new.state.value, now, new.id
-        if new.state in READY and (old is None or old.state not in READY or old.not_before != new.not_before):
+        if hold and new.job is not None and new.serial_limit is not None:
+            heap, ids, _ = self.held.setdefault(new.job, ([], set(), new.serial_limit))
+            heapq.heappush(heap, (new.not_before, new.id))
+            ids.add(new.id)
+            self.held[new.job] = (heap, ids, new.serial_limit)
+        elif new.state in READY and (old is None or old.state not in READY or old.not_before != new.not_before):
             heapq.heappush(self.ready_heap, (new.not_before, next(self.seq), new.id))
         if old is not None and old.state in ASSIGNED and old.worker_id:
             self.assigned.get(old.worker_id, set()).discard(old.id)
@@ -216,6 +231,36 @@ class _State:
                 task = self.tasks.get(gone_id)
                 if task is not None and task.terminal:
                     self.drop_task(task)
+
+    def must_hold(self, task: Task) -> bool:
+        """Whether a new task of a serial job waits in the job's held queue: the job has
+        ``serial_limit`` tasks live and not held, or held ones (slot order)."""
+        if task.serial_limit is None or task.job is None or task.state is not TaskState.PENDING:
+            return False
+        held = self.held.get(task.job)
+        waiting = len(held[1]) if held is not None else 0
+        return waiting > 0 or len(self.live_by_job.get(task.job, ())) - waiting >= task.serial_limit
+
+    def release_held(self) -> None:
+        """Move the oldest held tasks of each serial job that has room (fewer than its limit
+        live and not held) to the ready queue. O(jobs with held tasks + tasks moved)."""
+        for job in list(self.held):
+            heap, ids, limit = self.held[job]
+            live = len(self.live_by_job.get(job, ()))
+            while heap:
+                at, task_id = heap[0]
+                if task_id not in ids:
+                    heapq.heappop(heap)  # written since (cancelled...): not held any more
+                    continue
+                if live - len(ids) >= limit:
+                    break
+                heapq.heappop(heap)
+                ids.discard(task_id)
+                task = self.tasks.get(task_id)
+                if task is not None and task.state in READY:
+                    heapq.heappush(self.ready_heap, (task.not_before, next(self.seq), task_id))
+            if not heap:
+                del self.held[job]
 
     def drop_task(self, task: Task) -> None:
         """Forget a finished task and its index entries (its worker indexes drop it lazily)."""
@@ -433,7 +478,7 @@ class _Jobs:
                     continue
                 new = copy.copy(task)
                 new.version = 1
-                self.s.put_task(None, new)
+                self.s.put_task(None, new, hold=self.s.must_hold(new))
                 created += 1
             st.next_fire_at = f.next_fire_at
             st.last_slot = f.last_slot
@@ -555,6 +600,8 @@ class _Tasks:
                 for m in range(current - minutes + 1, current + 1)]
 
     async def ready(self, now: float, limit: int) -> list[Task]:
+        if self.s.held:
+            self.s.release_held()
         heap = self.s.ready_heap
         taken: list[tuple[float, int, str]] = []
         out: list[Task] = []

@@ -956,7 +956,10 @@ class _Jobs:
     async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
         args: list[str] = [self.store.retention]
         for f in firings:
-            args += [f.job, num(f.expected_next), num(f.next_fire_at), num(f.last_slot), str(len(f.tasks))]
+            # a serial job's limit (its tasks' serial_limit): the script holds those beyond it
+            serial = next((t.serial_limit for t in f.tasks if t.serial_limit is not None), None)
+            args += [f.job, num(f.expected_next), num(f.next_fire_at), num(f.last_slot),
+                     "" if serial is None else str(serial), str(len(f.tasks))]
             args += [task_args(task, 0) for task in f.tasks]
         reply = await self.store.leader_write(self.s.fire, fence, args)
         return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[3:]))

@@ -3,9 +3,12 @@
 -- expected one and that the job is enabled and not paused (a pause committed after the leader
 -- read the job due wins: the firing is a conflict), create the slot tasks whose ids do not
 -- exist yet, advance next_fire_at and the high-water mark last_slot, and keep the due index
--- right.
+-- right. A serial job's new pending task (serial limit given) is held (lib/tasks.lua, sh:)
+-- while the job has that many tasks live and not held, or held ones: it leaves that queue
+-- in slot order, when the job has room, rather than fill every read of the ready ones.
 -- ARGV: prefix, fence token, retention, then per firing:
---   job, expected_next, next_fire_at ("" = none), last_slot ("" = none), task count, tasks.
+--   job, expected_next, next_fire_at ("" = none), last_slot ("" = none), serial limit ("" =
+--   not serial), task count, tasks.
 -- Reply: {'OK', created, existing, conflicting job names...} or {'FENCED', current lease}.
 local replay = op_replay()
 if replay then return replay end
@@ -15,20 +18,37 @@ local created, existing, conflicts = 0, 0, {}
 local i = 4
 while i <= #ARGV do
   local job, expected, nxt, last = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local ntasks = tonumber(ARGV[i + 4])
-  local first = i + 5
+  local serial = tonumber(ARGV[i + 4])
+  local ntasks = tonumber(ARGV[i + 5])
+  local first = i + 6
   i = first + ntasks
   local st = job_state(job)
   -- a job paused or disabled since the leader read it due does not fire
   if not st or st.n == '' or tonumber(st.n) ~= tonumber(expected) or st.p ~= '0' or st.e ~= '1' then
     conflicts[#conflicts + 1] = job
   else
+    local held, admitted = 0, 0
+    if serial then
+      held = redis.call('ZCARD', P .. 'sh:' .. job)
+      admitted = redis.call('SCARD', P .. 'jl:' .. job) - held
+    end
     for k = first, first + ntasks - 1 do
-      if create_task(ARGV[k]) then
-        created = created + 1
-      else
+      local t = parse_task(ARGV[k])
+      if redis.call('EXISTS', task_key(t.id)) == 1 then
         existing = existing + 1
+      else
+        local hold = false
+        if serial and t.s == 'pending' then
+          hold = held > 0 or admitted >= serial
+          if hold then held = held + 1 else admitted = admitted + 1 end
+        end
+        write_task(t, 1, nil, hold)
+        created = created + 1
       end
+    end
+    if held > 0 then
+      redis.call('SADD', P .. 'shj', job)
+      redis.call('HSET', P .. 'shl', job, serial)
     end
     st.n = nxt
     st.l = last

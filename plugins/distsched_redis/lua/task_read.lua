@@ -3,6 +3,8 @@
 -- false (nil) in place of a missing task.
 --   prefix, 'get', id...                     the tasks by id
 --   prefix, 'ready', now, limit              pending/retrying with not_before <= now, oldest first
+--                                            (after moving the held tasks of serial jobs
+--                                            that have room to `ready`: release_held)
 --   prefix, 'overdue', now, limit            dispatched/running with deadline < now, earliest first
 --   prefix, 'assigned', worker, tidy         dispatched/running tasks of a worker
 --   prefix, 'live', job, tidy                non-terminal tasks of a job
@@ -49,6 +51,7 @@ if mode == 'get' then
     out[#out + 1] = task_row(ARGV[i]) or false
   end
 elseif mode == 'ready' then
+  release_held()  -- a serial job's held tasks that may run now join the ready ones first
   add_indexed(redis.call('ZRANGEBYSCORE', P .. 'ready', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4])),
               P .. 'ready', 'ZREM', READY)
 elseif mode == 'overdue' then

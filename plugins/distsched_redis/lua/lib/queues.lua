@@ -16,7 +16,7 @@
 local FIN_WAKE = 1000
 local function report_results(worker, cap, retention, first)
   local settle = retention ~= ''
-  local pushed, fin = {}, {}
+  local pushed, fin, held = {}, {}, false
   if settle then configure_retention(retention) end
   for i = first, #ARGV do
     local entry = ARGV[i]
@@ -24,9 +24,10 @@ local function report_results(worker, cap, retention, first)
     if settle then
       local ok, r = pcall(cjson.decode, entry)
       if ok and judgeable(r) and r.worker_id == worker then
-        local how, row = settle_success(entry, r, true)
+        local how, row, frees = settle_success(entry, r, true)
         if how == 'settled' then
           fin[#fin + 1] = row
+          held = held or frees
           done = true
         end
       end
@@ -46,7 +47,7 @@ local function report_results(worker, cap, retention, first)
     if flen > cap then
       redis.call('LTRIM', P .. 'fin', -cap, -1)  -- no leader for that long: the oldest rows go
     end
-    wake = wake or flen >= FIN_WAKE or redis.call('EXISTS', P .. 'room') == 1
+    wake = wake or held or flen >= FIN_WAKE or redis.call('EXISTS', P .. 'room') == 1
   end
   if wake then notify() end
   return len or 0

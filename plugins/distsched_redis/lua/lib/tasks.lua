@@ -14,6 +14,11 @@
 --   P.."wa:"..worker   SET of the dispatched/running tasks of a worker (its load)
 --   P.."jl:"..job      SET of the non-terminal tasks of a job
 --   P.."jt:"..job      ZSET id -> created_at of every retained task of a job
+--   P.."sh:"..job      ZSET id -> not_before of a serial job's held tasks: pending tasks
+--                      fired while the job had its serial limit of tasks live (and not
+--                      held), kept out of `ready` until it has room (task_read.lua 'ready'
+--                      moves them); P.."shj" SET the jobs that have some, P.."shl" HASH
+--                      job -> its serial limit
 --   P.."x:"..state     ZSET "<#job>:<job><id>" -> expiry (server time), one per terminal
 --                      state: the retained finished tasks (counts, pruning)
 -- History indexes (tasks.query: newest first by creation), all scored by created_at:
@@ -101,7 +106,8 @@ end
 
 -- Keep every index right for task t (parsed, or a table with the same fields) that moved from
 -- old = {s, w, n} (nil for a new task). Count changes and set writes are batched (common.lua).
-local function reindex(key, t, old)
+-- hold: a new serial task that waits in its job's held queue (not in `ready`).
+local function reindex(key, t, old, hold)
   local id, s, w, j, c = t.id, t.s, t.w, t.j, t.c
   local os, ow = nil, nil
   if old then os, ow = old[1], old[2] end
@@ -122,10 +128,15 @@ local function reindex(key, t, old)
     batch2('ZADD', P .. 'tw:' .. w, c, id)
     redis.call('EXPIRE', P .. 'tw:' .. w, RETENTION)
   end
-  if READY[s] then
+  if hold then
+    redis.call('ZADD', P .. 'sh:' .. j, t.nb, id)
+  elseif READY[s] then
     batch2('ZADD', P .. 'ready', t.nb, id)
   elseif os and READY[os] then
     batch1('ZREM', P .. 'ready', id)
+    if j ~= '' and string.find(t.d, '"serial_limit"', 1, true) then
+      batch1('ZREM', P .. 'sh:' .. j, id)  -- held no more (cancelled...)
+    end
   end
   if ASSIGNED[s] and t.dl ~= '' then
     batch2('ZADD', P .. 'dl', t.dl, id)
@@ -163,12 +174,12 @@ local function reindex(key, t, old)
   end
 end
 
--- Write parsed task t with version v; old = {s, w, n} or nil.
-local function write_task(t, v, old)
+-- Write parsed task t with version v; old = {s, w, n} or nil; hold: see reindex.
+local function write_task(t, v, old, hold)
   local key = task_key(t.id)
   redis.call('HSET', key, 'sp', t.sp, 'd', t.d, 's', t.s, 'v', v, 'w', t.w, 'n', t.n, 'u', t.u,
              'sa', t.sa, 'da', t.da, 'fa', t.fa, 'r', t.r, 'to', t.to, 'j', t.j, 'c', t.c)
-  reindex(key, t, old)
+  reindex(key, t, old, hold)
   -- an attempt ended (out of dispatched/running): record it, with the worker it was on
   if old and ASSIGNED[old[1]] and not ASSIGNED[t.s] and t.a ~= '' then
     local ta = P .. 'ta:' .. t.id
@@ -215,6 +226,31 @@ local function cas_tasks(first)
     end
   end
   return table.concat(bits), written
+end
+
+-- Move the oldest held tasks of each serial job that has room (fewer than its limit of tasks
+-- live and not held) to `ready`. O(jobs with held tasks + tasks moved); an entry whose task
+-- is no longer pending is dropped.
+local function release_held()
+  local jobs = redis.call('SMEMBERS', P .. 'shj')
+  for _, j in ipairs(jobs) do
+    local sh = P .. 'sh:' .. j
+    local limit = tonumber(redis.call('HGET', P .. 'shl', j)) or 1
+    local live = redis.call('SCARD', P .. 'jl:' .. j)
+    local held = redis.call('ZCARD', sh)
+    while held > 0 and live - held < limit do
+      local first = redis.call('ZRANGE', sh, 0, 0, 'WITHSCORES')
+      redis.call('ZREM', sh, first[1])
+      held = held - 1
+      if redis.call('HGET', task_key(first[1]), 's') == 'pending' then
+        redis.call('ZADD', P .. 'ready', first[2], first[1])
+      end
+    end
+    if held == 0 then
+      redis.call('SREM', P .. 'shj', j)
+      redis.call('HDEL', P .. 'shl', j)
+    end
+  end
 end
 
 -- Drop the index entries of terminal tasks whose retention ended (their records expired);
@@ -339,9 +375,11 @@ local function settle_success(entry, r, unsigned_only)
   batch1('ZREM', P .. 'ts:assigned', id)
   batch2('ZADD', P .. 'ts:succeeded', cur[8] or cur[9], id)
   note_finished('succeeded', j, id)
+  -- a serial job's held task may go now: the leader is to be woken (report_results)
+  local held = j ~= '' and redis.call('EXISTS', P .. 'sh:' .. j) == 1
   -- d is compact JSON written by Python: '"attempt":' occurs once, as its top-level key
   -- (a quote inside a string value is escaped)
   local attempt = string.match(cur[7] or '', '"attempt":(%d+)') or '1'
   return 'settled', table.concat({j, attempt, string.format('%.17g', r.started_at),
-                                  string.format('%.17g', r.finished_at), NOW_S, id}, SEP)
+                                  string.format('%.17g', r.finished_at), NOW_S, id}, SEP), held
 end

@@ -1,0 +1,108 @@
+"""A serial job slower than its interval: its backlog of held slots must not starve the
+other jobs' tasks, nor make every leader pass cost O(backlog)."""
+
+import uuid
+
+import pytest
+
+from distsched.model import TaskResult, TaskState
+from distsched.testing import make_task, make_worker
+from distsched.testing.processes import wait_until_async
+
+from .test_scheduler import Leader
+
+BACKLOG = 1500  # more than dispatch_batch (500): every ready read was the backlog's oldest
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def leader(request):
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url_for(namespace=f"b{uuid.uuid4().hex[:10]}")
+    lead = await Leader.create(url)
+    yield lead
+    await lead.app.stop()
+
+
+async def _backlog(leader, name="s", limit=1):
+    """A serial job whose slots 100..100+BACKLOG-1 came due at once (misfire fire-all)."""
+    await leader.add(name, 100.0, every="1s", overlap="serial", misfire="fire-all", max_instances=limit)
+    while await leader.scheduler.fire_due(leader.fence, 100.0 + BACKLOG - 1):
+        pass
+    # (its later slots are not fired by the passes below, at the real clock)
+    await leader.storage.jobs.set_paused(name, True)
+
+
+async def test_a_serial_backlog_does_not_starve_another_jobs_task(leader):
+    """1,500 held slots of a serial job ahead of a one-off task in the ready queue: the
+    leader's ready read (at most dispatch_batch, 500, with its head-of-line reads) held only
+    the backlog's slots, pass after pass: the one-off task never ran while the backlog stood
+    (each pass read 3 x 500 tasks and the job's 1,500 live ones: 120 ms on Redis)."""
+    st = leader.storage
+    await st.workers.register(make_worker("w1", now=st.clock(), concurrency=1, capacity=10))
+    await _backlog(leader)
+    await st.tasks.submit([make_task("other", now=st.clock())])
+    await leader.add("j", round(st.clock()) - 1.0, every="1s")
+    await leader.scheduler.fire_due(leader.fence, st.clock())
+    job_task = (await st.tasks.live("j"))[0]
+
+    async def others_dispatched():
+        await leader.scheduler.dispatch_ready(leader.fence, st.clock())
+        states = [(await st.tasks.get(i)) for i in ("other", job_task.id)]
+        return all(t is not None and t.state is TaskState.DISPATCHED for t in states)
+
+    await wait_until_async(others_dispatched, 10, what="the other tasks to be dispatched beside the backlog")
+    live = await st.tasks.live("s")
+    assert sum(t.state is TaskState.DISPATCHED for t in live) == 1, "the serial job still runs one at a time"
+    assert len(live) == BACKLOG
+
+
+async def test_a_pass_with_a_serial_backlog_reads_only_what_it_dispatches(leader, monkeypatch):
+    """With the serial job at its limit, a pass reads no task of its backlog: its ready read
+    comes back empty (it read the oldest 500 held slots, and 2 more reads of them)."""
+    st = leader.storage
+    await st.workers.register(make_worker("w1", now=st.clock(), concurrency=1, capacity=10))
+    await _backlog(leader, limit=2)
+    assert (await leader.scheduler.dispatch_ready(leader.fence, st.clock()))[0] == 2
+    read = []
+    ready = st.tasks.ready
+
+    async def counted(until, limit):
+        found = await ready(until, limit)
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(st.tasks, "ready", counted)
+    assert await leader.scheduler.dispatch_ready(leader.fence, st.clock()) == (0, False)
+    assert read == [0]
+    # one of the two finishes: the next slot, and only it, comes out of the backlog
+    first = await st.tasks.get("s@100000")
+    first.cancel("test", st.clock())
+    assert await st.tasks.save(leader.fence, [first]) == [True]
+    assert await leader.scheduler.dispatch_ready(leader.fence, st.clock()) == (1, False)
+    assert sorted(t.slot for t in await st.tasks.live("s") if t.state is TaskState.DISPATCHED) == [101.0, 102.0]
+
+
+@pytest.mark.redis
+async def test_a_worker_settling_a_serial_run_wakes_the_leader_for_the_held_slot(redis_server):
+    """The leader no longer waits for room while a serial job's slots are held (none is in
+    the ready queue): a worker's own settling report of the job's run must wake it, or the
+    next slot waited for the leader's idle tick (1 s)."""
+    lead = await Leader.create(redis_server.url_for(namespace=f"w{uuid.uuid4().hex[:10]}"))
+    try:
+        st = lead.storage
+        await st.workers.register(make_worker("w1", now=st.clock(), concurrency=1, capacity=10))
+        await lead.add("s", 100.0, every="1s", overlap="serial", misfire="fire-all")
+        await lead.scheduler.fire_due(lead.fence, 102.0)
+        assert await lead.scheduler.dispatch_ready(lead.fence, st.clock()) == (1, False)
+        await st.waiting_for_room(False)
+        (run,) = await st.queues.pull("w1", 10, 1.0)
+        notify = st.prefix + "notify"
+        await st.client.delete(notify)
+        await st.queues.report("w1", [TaskResult(task_id=run.id, attempt_id=run.attempt_id, outcome="succeeded",
+                                                 started_at=1, finished_at=2, worker_id="w1")], settle=True)
+        assert (await st.tasks.get(run.id)).state is TaskState.SUCCEEDED
+        assert await st.client.llen(notify) == 1, "a held slot may go now: the leader is woken"
+        assert await lead.scheduler.dispatch_ready(lead.fence, st.clock()) == (1, False)
+    finally:
+        await lead.app.stop()
