@@ -505,7 +505,17 @@ class Quarantine(Protocol):
     It may also define ``async drop(kind, key) -> bool`` (``distsched quarantine drop``):
     forget one quarantined record - its kept bytes first, then its entry, so that a drop cut
     off between the two is listed still and done again by the next - and True when it was
-    quarantined. Not fenced (an operator's act; the record already left every index)."""
+    quarantined. Not fenced (an operator's act; the record already left every index).
+
+    And ``async quarantined_since(seq, limit) -> (int, list[Quarantined])``: the quarantine's
+    sequence number - how many times the store moved a record aside, ever: a record moved
+    aside again under the same (kind, key) counts again (its entry replaced, listed first
+    with its new ``at``), and a drop does not lower it - and the entries moved aside after
+    number ``seq``, newest first, at most ``limit`` (0: the number alone), in one atomic
+    read that costs O(log n) at most. The number grows in the same atomic step as the entry
+    is written. The leader asks it once per housekeeping pass; a store without it gets
+    :meth:`count` compared with the count it last saw, which misses a record moved aside
+    again, or after a drop, between two looks."""
 
     async def count(self) -> int:
         """Number of quarantined records (O(1))."""

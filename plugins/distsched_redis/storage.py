@@ -1274,26 +1274,37 @@ class _Quarantine:
         return int(await self.store.client.hlen(self.store.prefix + "qr"))
 
     async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
-        out = []
-        for field, raw in (await self.store.client.hgetall(self.store.prefix + "qr")).items():
-            try:
-                data = codec.loads(raw if isinstance(raw, str) else raw.decode())
-                at = float(data["at"])
-                if not math.isfinite(at):  # "nan": no JSON number (the dashboard's API failed on it)
-                    raise ValueError(at)
-                out.append(Quarantined(kind=str(data["kind"]), key=str(data["id"]), reason=str(data["reason"]),
-                                       at=at))
-            except Exception:
-                kind, _, key = str(field).partition(":")
-                out.append(Quarantined(kind=kind, key=key, reason="(unreadable quarantine entry)", at=0.0))
+        out = [_entry(field, raw) for field, raw in (await self.store.client.hgetall(self.store.prefix + "qr")).items()]
         out.sort(key=lambda q: q.at, reverse=True)
         return out[:limit]
 
+    async def quarantined_since(self, seq: int, limit: int) -> tuple[int, list[Quarantined]]:
+        """lua/quarantine_since.lua: ``qseq`` and the entries whose number in ``qs`` is
+        above ``seq``, newest first (see ``ports.Quarantine``)."""
+        flat = await self.store.run(self.store.scripts.quarantine_since, [str(int(seq)), str(max(0, int(limit)))],
+                                    op=False)
+        return int(flat[0]), [_entry(flat[i], flat[i + 1]) for i in range(1, len(flat) - 1, 2)]
+
     async def drop(self, kind: str, key: str) -> bool:
-        """The kept bytes (``qd:<kind>:<key>``), then the entry (``qr``): see ``ports.Quarantine``."""
+        """The kept bytes (``qd:<kind>:<key>``), then the entry (its number in ``qs``, then
+        ``qr``): see ``ports.Quarantine``."""
         prefix, client = self.store.prefix, self.store.client
         await client.delete(f"{prefix}qd:{kind}:{key}")
+        await client.zrem(prefix + "qs", f"{kind}:{key}")
         return bool(await client.hdel(prefix + "qr", f"{kind}:{key}"))
+
+
+def _entry(field: Any, raw: Any) -> Quarantined:
+    """A ``qr`` entry (``field`` "<kind>:<id>", ``raw`` its JSON) as a :class:`Quarantined`."""
+    try:
+        data = codec.loads(raw if isinstance(raw, str) else raw.decode())
+        at = float(data["at"])
+        if not math.isfinite(at):  # "nan": no JSON number (the dashboard's API failed on it)
+            raise ValueError(at)
+        return Quarantined(kind=str(data["kind"]), key=str(data["id"]), reason=str(data["reason"]), at=at)
+    except Exception:
+        kind, _, key = str(field).partition(":")
+        return Quarantined(kind=kind, key=key, reason="(unreadable quarantine entry)", at=0.0)
 
 
 # -- queues and results -------------------------------------------------------------------

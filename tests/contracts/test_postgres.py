@@ -11,7 +11,16 @@ from distsched.testing.contracts import ElectionContract, StorageContract
 pytestmark = pytest.mark.postgres
 
 
+async def spoil_job(storage, name):
+    """A job config that is not JSON, written straight into the schema's ``jobs`` table."""
+    await storage.pool.execute("UPDATE jobs SET config = '{not json' WHERE name = $1", name)
+
+
 class TestPostgresStorageContract(StorageContract):
+    @pytest.fixture
+    def spoil_job(self):
+        return spoil_job
+
     @pytest.fixture
     def storage_url(self, postgres_database):
         return postgres_database.url_for(schema=f"contract_{uuid.uuid4().hex[:12]}")

@@ -11,7 +11,16 @@ from distsched.testing.contracts import ElectionContract, StorageContract
 pytestmark = pytest.mark.redis
 
 
+async def spoil_job(storage, name):
+    """A job config that is not JSON, written straight into the namespace's ``jobs`` hash."""
+    await storage.client.hset(storage.prefix + "jobs", name, "{not json")
+
+
 class TestRedis6StorageContract(StorageContract):
+    @pytest.fixture
+    def spoil_job(self):
+        return spoil_job
+
     @pytest.fixture
     def storage_url(self, redis6_server):
         return redis6_server.url_for(namespace=f"contract-{uuid.uuid4().hex[:12]}")

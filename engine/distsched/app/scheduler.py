@@ -74,6 +74,9 @@ ROOM_REFRESH = 1.0
 HOL_READS = 2
 HOL_GROWTH = 8
 HOL_MIN_WINDOW = 64
+#: At most this many ``record.quarantined`` events per look at the store's quarantine (the
+#: newest; more between two looks are logged as a number).
+QUARANTINE_REPORT_MAX = 1000
 #: How often a follower tries to take the lease.
 FOLLOWER_POLL = 0.2
 #: A store call (a pass's first calls, a lease renewal) slower than this means the store
@@ -137,7 +140,8 @@ class Scheduler:
         self._renewing_since: float | None = None
         #: Renewals given up on (timed out) that have not unwound yet.
         self._abandoned: set[asyncio.Future[bool]] = set()
-        #: Quarantined records already reported as events (None: not looked yet this term).
+        #: The store's quarantine sequence number (``Quarantine.quarantined_since``), or its
+        #: count of entries without it, at the last look (None: not looked yet this term).
         self._quarantined_seen: int | None = None
         #: Store time of this node's last refused lease acquisition (another node held it).
         self._lease_seen_held_at: float | None = None
@@ -614,16 +618,36 @@ class Scheduler:
 
     async def report_quarantine(self, now: float) -> int:
         """Emit a ``record.quarantined`` event for each record the store moved aside since the
-        last look (one O(1) count per housekeeping pass; the list only when it grew)."""
+        last look: one O(1) read per housekeeping pass. With the store's quarantine sequence
+        (``Quarantine.quarantined_since``) that read also returns what was moved aside after
+        the number last seen - a record moved aside again under the same key, or after a
+        drop, included. Without it (an older or third-party store), its ``count()`` compared
+        with the last count, and the newest entries listed when it grew: a record moved aside
+        again, or after a drop, leaves the count as it was and is not reported."""
         quarantine = getattr(self.storage, "quarantine", None)
         if quarantine is None:
             return 0
-        count = await quarantine.count()
-        if self._quarantined_seen is None or count <= self._quarantined_seen:
+        since = getattr(quarantine, "quarantined_since", None)
+        seen = self._quarantined_seen
+        if since is not None:
+            if seen is None:
+                self._quarantined_seen, _ = await since(0, 0)
+                return 0
+            seq, fresh = await since(seen, QUARANTINE_REPORT_MAX)
+            if seq < seen:  # the number went back: the store lost what it held (a Redis restarted empty)
+                seq, fresh = await since(0, QUARANTINE_REPORT_MAX)
+                seen = 0
+            if seq - seen > len(fresh) == QUARANTINE_REPORT_MAX:
+                log.warning("%d records were moved aside since the last look: the newest %d are reported "
+                            "one by one (distsched quarantine list shows them all)", seq - seen, len(fresh))
+            self._quarantined_seen = seq
+        else:
+            count = await quarantine.count()
+            if seen is None or count <= seen:
+                self._quarantined_seen = count
+                return 0
+            fresh = await quarantine.list_quarantined(min(count - seen, QUARANTINE_REPORT_MAX))
             self._quarantined_seen = count
-            return 0
-        fresh = await quarantine.list_quarantined(count - self._quarantined_seen)
-        self._quarantined_seen = count
         for item in fresh:
             self.events.emit(ev.RecordQuarantined(at=now, record=item.kind, key=item.key, reason=item.reason,
                                                   action="quarantined"))

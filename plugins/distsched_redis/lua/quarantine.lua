@@ -1,6 +1,8 @@
 --! requires: common tasks
 -- quarantine: move a record the engine cannot decode out of the way, keeping its bytes.
 -- P.."qr"               HASH "<kind>:<id>" -> JSON {kind, id, reason, at}: what is quarantined
+-- P.."qseq", P.."qs"     the quarantine's sequence number and each entry's (common.lua's
+--                       quarantine_entry)
 -- P.."qd:<kind>:<id>"   the record's bytes (a task's hash renamed; a HASH of the raw fields
 --                       of a job, worker or count)
 -- ARGV: prefix, kind (task | job | worker | scheduler | count), id, reason.
@@ -78,7 +80,6 @@ if not moved then
   return 0
 end
 flush_counts()
-redis.call('HSET', P .. 'qr', kind .. ':' .. id,
-           cjson.encode({kind = kind, id = id, reason = reason, at = NOW}))
+quarantine_entry(kind, id, reason)
 notify()
 return 1

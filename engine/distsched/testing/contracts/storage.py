@@ -7,7 +7,7 @@ private to the test, e.g. a unique namespace); optionally ``storage_options``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -27,6 +27,7 @@ from ...model import (
     ValidationError,
     VersionConflict,
 )
+from ...model.job import OverlapPolicy
 from ...ports import ATTEMPT_TEXT_CAP, Fence, Firing, SchedulerNode, StorageBackend
 from .. import all_tasks, make_job, make_task, make_worker
 from ._harness import Harness, plugin_manager_for, poll
@@ -73,6 +74,57 @@ async def _dispatched(s: StorageBackend, fence: Fence, ids: list[str], worker: s
     return tasks
 
 
+class _CountOnly:
+    """A quarantine as a store without ``quarantined_since`` offers it (an older or a
+    third-party store): the real one's ``count`` and ``list_quarantined``, nothing else."""
+
+    def __init__(self, real: Any) -> None:
+        self.count = real.count
+        self.list_quarantined = real.list_quarantined
+
+
+async def _quarantine_leader(h: Harness, spoil_job: Callable[[StorageBackend, str], Awaitable[None]] | None,
+                             *, count_only: bool = False) -> Any:
+    """A store with a quarantine, ``put_aside(name)`` (store job ``name`` - again -, spoil it,
+    read it: moved aside) and ``reported()`` (one :meth:`Scheduler.report_quarantine` look:
+    the ``(record, key, action)`` of the events it emitted). Skips a store that has nothing
+    to spoil (``spoil_job`` None). ``count_only``: the leader sees the store's quarantine
+    without its optional ``quarantined_since``."""
+    if spoil_job is None:
+        pytest.skip("this store holds no bytes that can fail to decode: nothing is quarantined")
+    from ...app.events import EventBus
+    from ...app.scheduler import Scheduler
+    from ...config import EngineConfig
+
+    s = await h.storage()
+    quarantine = s.quarantine  # type: ignore[attr-defined]
+    seen: list[Any] = []
+    events = EventBus(listeners=[seen.append])
+
+    async def no_balancer(name: str) -> Any:
+        raise LookupError(name)
+
+    leader = Scheduler(storage=s, election=await h.election(s), balancers=no_balancer, events=events,
+                       config=EngineConfig(storage=h.url, storage_options=dict(h.options)))
+    if count_only:
+        s.quarantine = _CountOnly(quarantine)  # type: ignore[attr-defined]
+
+    async def put_aside(name: str) -> None:
+        await s.jobs.add(make_job(name), next_fire_at=s.clock() + 3600)  # (again) as from a jobs file
+        await spoil_job(s, name)
+        assert name not in [j.name for j in await s.jobs.list_jobs()], "the read moves it aside"
+        assert any((q.kind, q.key) == ("job", name) for q in await quarantine.list_quarantined())
+
+    async def reported() -> list[tuple[str, str, str]]:
+        await leader.report_quarantine(s.clock())
+        events.flush()
+        out = [(e.record, e.key, e.action) for e in seen]
+        seen.clear()
+        return out
+
+    return s, put_aside, reported
+
+
 class StorageContract:
     @pytest.fixture
     def storage_url(self) -> str:  # pragma: no cover - must be overridden
@@ -81,6 +133,14 @@ class StorageContract:
     @pytest.fixture
     def storage_options(self) -> dict[str, Any]:
         return {}
+
+    @pytest.fixture
+    def spoil_job(self) -> Callable[[StorageBackend, str], Awaitable[None]] | None:
+        """``async spoil_job(storage, name)``: overwrite the stored job ``name`` with bytes the
+        engine cannot decode (a config that is not JSON), as a client other than distsched
+        could; its next read moves it aside. None (the default): the store holds no bytes that
+        can fail to decode (the memory store), and the quarantine tests are skipped."""
+        return None
 
     @pytest.fixture
     def harness(self, request: pytest.FixtureRequest, storage_url: str,
@@ -281,6 +341,47 @@ class StorageContract:
             report = await s.jobs.fire(fence, [Firing(job="paused", expected_next=10.0, next_fire_at=20.0,
                                                       last_slot=10.0, tasks=(paused.create_task(10.0, 12.0),))])
             assert report.created == 1 and not report.conflicts
+
+        harness.run(body)
+
+    def test_fire_records_a_serial_slot_beyond_max_backlog_skipped(self, harness: Harness) -> None:
+        """``Firing.max_backlog``: a serial job's pending slot fired while the job already has
+        ``max_instances + max_backlog`` live tasks (this firing's counted) is stored
+        ``skipped`` with the reason ``overlap: backlog full (max_backlog = N)``, in the same
+        step; a task that ends makes room for the next firing's slot."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            job = make_job("sb")
+            job.overlap = OverlapPolicy(mode="serial", max_instances=1, max_backlog=2)
+            await s.jobs.add(job, next_fire_at=10.0)
+            tasks = tuple(job.create_task(10.0 * i, 11.0) for i in range(1, 6))
+            report = await s.jobs.fire(fence, [Firing(job="sb", expected_next=10.0, next_fire_at=60.0, last_slot=50.0,
+                                                      tasks=tasks, max_backlog=job.overlap.serial_backlog)])
+            assert (report.created, report.existing) == (5, 0)
+            got = await _get_many(s, [t.id for t in tasks])
+            assert [t.state for t in got] == [TaskState.PENDING] * 3 + [TaskState.SKIPPED] * 2
+            assert {t.reason for t in got[3:]} == {"overlap: backlog full (max_backlog = 2)"}
+            assert len(await s.tasks.live("sb")) == 3
+            # still full: the next slot is skipped too; once one ends, the one after it waits
+            nxt = job.create_task(60.0, 61.0)
+            await s.jobs.fire(fence, [Firing(job="sb", expected_next=60.0, next_fire_at=70.0, last_slot=60.0,
+                                             tasks=(nxt,), max_backlog=2)])
+            assert (await s.tasks.get(nxt.id)).state is TaskState.SKIPPED
+            first = got[0]
+            first.cancel("done", 62.0)
+            assert await s.tasks.save(fence, [first]) == [True]
+            after = job.create_task(70.0, 71.0)
+            await s.jobs.fire(fence, [Firing(job="sb", expected_next=70.0, next_fire_at=80.0, last_slot=70.0,
+                                             tasks=(after,), max_backlog=2)])
+            assert (await s.tasks.get(after.id)).state is TaskState.PENDING
+            # without max_backlog (any other overlap mode) nothing is skipped
+            other = make_job("par")
+            await s.jobs.add(other, next_fire_at=10.0)
+            many = tuple(other.create_task(10.0 * i, 11.0) for i in range(1, 6))
+            await s.jobs.fire(fence, [Firing(job="par", expected_next=10.0, next_fire_at=60.0, last_slot=50.0,
+                                             tasks=many)])
+            assert len(await s.tasks.live("par")) == 5
 
         harness.run(body)
 
@@ -1074,5 +1175,62 @@ class StorageContract:
             final = await _get(s, "r")
             final.state = TaskState.CANCELLED
             assert await s.tasks.cancel(final) is False, "a final task is not written again"
+
+        harness.run(body)
+
+    # -- quarantine ---------------------------------------------------------------------
+    def test_the_leader_reports_a_record_quarantined_again_under_the_same_key(
+            self, harness: Harness, spoil_job: Callable[[StorageBackend, str], Awaitable[None]] | None) -> None:
+        """A job put aside, stored again (``scheduler --jobs`` syncs its file again on the
+        event) and put aside again is reported again. The second entry replaces the first:
+        the count of entries does not change, and a leader that compared counts saw nothing
+        (no event: no second sync, the job stayed gone)."""
+        async def body(h: Harness) -> None:
+            s, put_aside, reported = await _quarantine_leader(h, spoil_job)
+            assert await reported() == [], "the first look is the baseline"
+            await put_aside("tick")
+            assert await reported() == [("job", "tick", "quarantined")]
+            assert await reported() == [], "reported once"
+            await put_aside("tick")
+            assert await s.quarantine.count() == 1, "one entry per record: the second replaced the first"
+            assert await reported() == [("job", "tick", "quarantined")], "put aside again: reported again"
+            await put_aside("tick")
+            await put_aside("tock")
+            await put_aside("tick")
+            assert sorted(await reported()) == [("job", "tick", "quarantined"), ("job", "tock", "quarantined")]
+            assert await reported() == []
+
+        harness.run(body)
+
+    def test_the_leader_reports_a_record_quarantined_after_a_drop(
+            self, harness: Harness, spoil_job: Callable[[StorageBackend, str], Awaitable[None]] | None) -> None:
+        """``distsched quarantine drop`` then a new record put aside, between two looks of the
+        leader: the count of entries is the same, and the new one must still be reported."""
+        async def body(h: Harness) -> None:
+            s, put_aside, reported = await _quarantine_leader(h, spoil_job)
+            await reported()
+            await put_aside("tick")
+            assert await reported() == [("job", "tick", "quarantined")]
+            assert await s.quarantine.drop("job", "tick") is True  # type: ignore[attr-defined]
+            await put_aside("tock")
+            assert await s.quarantine.count() == 1
+            assert await reported() == [("job", "tock", "quarantined")], "put aside after a drop: reported"
+            assert await s.quarantine.drop("job", "tock") is True  # type: ignore[attr-defined]
+            assert await reported() == [], "a drop is no new record"
+
+        harness.run(body)
+
+    def test_the_leader_still_reports_a_new_record_of_a_store_without_the_sequence(
+            self, harness: Harness, spoil_job: Callable[[StorageBackend, str], Awaitable[None]] | None) -> None:
+        """A store whose quarantine lacks the optional ``quarantined_since`` (an older or a
+        third-party store): the leader compares ``count()`` with the last count, as before,
+        and reports a record newly put aside."""
+        async def body(h: Harness) -> None:
+            _, put_aside, reported = await _quarantine_leader(h, spoil_job, count_only=True)
+            assert await reported() == []
+            await put_aside("tick")
+            await put_aside("tock")
+            assert sorted(await reported()) == [("job", "tick", "quarantined"), ("job", "tock", "quarantined")]
+            assert await reported() == []
 
         harness.run(body)

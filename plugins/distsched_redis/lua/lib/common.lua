@@ -77,6 +77,28 @@ local function count_delta(state, delta)
   CNT[state] = (CNT[state] or 0) + delta
 end
 
+-- Record that `kind`:`id` was moved aside (its bytes already under P.."qd:<kind>:<id>"): its
+-- entry in P.."qr" (replacing an earlier one of the same record), the quarantine's sequence
+-- number P.."qseq" (INCR: every move counts, a record moved aside again too; a drop does not
+-- lower it), and the entry's number in P.."qs" (ZSET "<kind>:<id>" -> number: what
+-- quarantine_since.lua reads). Needs read_clock() first. A number or an index that is not
+-- one (written by something else) starts again, instead of failing the move half-way: the
+-- leader then takes the number gone back for a store that lost its data.
+local function quarantine_entry(kind, id, reason)
+  local field = kind .. ':' .. id
+  redis.call('HSET', P .. 'qr', field, cjson.encode({kind = kind, id = id, reason = reason, at = NOW}))
+  local n = redis.pcall('INCR', P .. 'qseq')
+  if type(n) ~= 'number' then
+    redis.call('DEL', P .. 'qseq', P .. 'qs')
+    n = redis.call('INCR', P .. 'qseq')
+  end
+  local added = redis.pcall('ZADD', P .. 'qs', n, field)
+  if type(added) == 'table' and added.err then
+    redis.call('DEL', P .. 'qs')
+    redis.call('ZADD', P .. 'qs', n, field)
+  end
+end
+
 local function flush_counts()
   for state, delta in pairs(CNT) do
     if delta ~= 0 then
@@ -87,8 +109,7 @@ local function flush_counts()
         read_clock()
         local raw = redis.call('HGET', P .. 'cnt', state) or ''
         redis.call('HSET', P .. 'qd:count:' .. state, 'value', raw)
-        redis.call('HSET', P .. 'qr', 'count:' .. state, cjson.encode({kind = 'count', id = state,
-                   reason = 'the count of state ' .. state .. ' was not an integer', at = NOW}))
+        quarantine_entry('count', state, 'the count of state ' .. state .. ' was not an integer')
         redis.call('HSET', P .. 'cnt', state, math.max(0, delta))
       end
     end
