@@ -61,6 +61,31 @@ class SchemaOutdated(ValidationError):
     """Migrations are missing and the node was told not to apply them (``migrate=false``)."""
 
 
+class ServerRefusesWrites(ValidationError):
+    """A process that writes opened a server that refuses writes: a hot standby, or
+    sessions read-only by default."""
+
+
+#: What the commands that only read are: they work where writes are refused.
+READERS = ("status, jobs list, tasks list and show, quarantine list, jobs sync --dry-run and the dashboard "
+           "without a token only read")
+
+
+async def refuses_writes(conn: Any) -> str | None:
+    """Why the server refuses this session's writes, and what to do - a hot standby
+    (``pg_is_in_recovery()``), or ``default_transaction_read_only = on`` - or None when it
+    takes them."""
+    row = await conn.fetchrow("SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') "
+                              "AS read_only")
+    if row["standby"]:
+        return ("PostgreSQL is a standby (in recovery): it refuses writes, and this command writes - point the "
+                "storage URL at the primary")
+    if row["read_only"] == "on":
+        return ("PostgreSQL sessions are read-only (default_transaction_read_only = on): writes are refused, and "
+                "this command writes - turn it off for this database or user")
+    return None
+
+
 @attrs.frozen
 class Status:
     schema: str
@@ -111,8 +136,16 @@ async def upgrade(conn: Any, settings: PostgresSettings, *, apply: bool = True, 
     returns the versions applied. With ``apply=False`` (``migrate=false``), or for a
     ``reader`` (a process that only reads: the engine's ``reader``), only check - no DDL, no
     schema created: raise SchemaOutdated when some are missing, naming the command that
-    applies them. Raises SchemaTooNew for a schema newer than this code."""
+    applies them. Raises SchemaTooNew for a schema newer than this code, and - for anything
+    but a reader - ServerRefusesWrites on a server that refuses writes (a hot standby): a
+    writer's open fails there in one line, before any DDL, rather than on its first write
+    (or on ``CREATE SCHEMA``: "cannot execute CREATE SCHEMA in a read-only transaction")."""
     known = migrations()
+    if not reader:
+        why_not = await refuses_writes(conn)
+        if why_not is not None:
+            raise ServerRefusesWrites(
+                "storage", f"{settings.redacted}: {why_not} ({READERS}, and work there)")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", settings.lock_key())
         if reader or not apply:

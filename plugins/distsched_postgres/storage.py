@@ -97,6 +97,9 @@ WATCHED_TABLES = ("tasks", "jobs", "attempts", "results")
 #: A watched table is analyzed once it holds twice the pages its statistics say (and this
 #: many at least: below that, a plan made for a smaller table costs too little to matter).
 ANALYZE_FLOOR_PAGES = 128
+#: After a server refused to move a record aside (a hot standby), reads leave such records
+#: where they are for this long (seconds) before trying again.
+UNTIDY_FOR = 60.0
 #: SQLSTATE of a refused fence (raised by ds_fence).
 FENCED = "DSFEN"
 #: ds_job_update's reply to a conflict with a stored version below 1 (migration 0019); any
@@ -148,6 +151,13 @@ class PostgresStorage:
         self.settings = settings
         self.url = settings.url
         self.pool = pool
+        #: Opened for a command that only reads (``EngineConfig.reader``): no DDL at open, and
+        #: its status reads a standby as one (``warnings``).
+        self.reader = False
+        #: a server refused to move a record aside (a standby) until then; records it could
+        #: not move, warned of once each
+        self._untidy_until = float("-inf")
+        self._unmoved: set[tuple[str, str]] = set()
         self.retention = float(settings.retention)
         self._activity = WakeSignal()
         self._queue_signals: dict[str, WakeSignal] = {}
@@ -192,6 +202,7 @@ class PostgresStorage:
             timeout=settings.connect_timeout, command_timeout=settings.command_timeout,
             server_settings=_server_settings(settings), reset=_keep_session)
         store = cls(settings, pool)
+        store.reader = reader
         try:
             await store._sync_clock()
         except BaseException:
@@ -274,18 +285,37 @@ class PostgresStorage:
         as read), only while its text columns a decode can fail on (``_POISON_COLUMNS``)
         are still the ones read: a row rewritten since (a worker registering again) stays."""
         reason = redact_text(f"{type(exc).__name__}: {exc}")[:500]  # a bad value quoted: a URL's password masked
+        if time.monotonic() < self._untidy_until:  # the server refuses writes (a standby): leave it
+            self._cannot_move(kind, key, reason)
+            return
         seen = None
         if row is not None:
             names = set(row.keys())
             seen = codec.dumps({c: row[c] for c in _POISON_COLUMNS.get(kind, ()) if c in names})
         try:
             moved = await self.call("fetchval", "SELECT ds_put_aside($1, $2, $3, $4::json)", kind, key, reason, seen)
+        except asyncpg.exceptions.ReadOnlySQLTransactionError:
+            # a hot standby (or read-only sessions): nothing can be moved here; the read goes
+            # on without the record, and the next read on the primary moves it aside
+            self._untidy_until = time.monotonic() + UNTIDY_FOR
+            self._cannot_move(kind, key, reason)
+            return
         except (asyncpg.PostgresError, ValidationError, *self.transient_errors, OSError) as err:
             log.warning("could not quarantine %s %r (%s: %s)", kind, key, type(err).__name__, err)
             return
         if moved:
             log.error("quarantined %s %r: it cannot be decoded (%s); the rest goes on. Its row is kept in "
                       "%s.quarantine", kind, key, reason, self.settings.quoted_schema)
+
+    def _cannot_move(self, kind: str, key: str, reason: str) -> None:
+        """A record that cannot be decoded, on a server that refuses writes: said once per
+        record (a dashboard reads it at every page)."""
+        if (kind, key) in self._unmoved:
+            log.debug("%s %r cannot be decoded (%s): left out", kind, key, reason)
+            return
+        self._unmoved.add((kind, key))
+        log.warning("%s %r cannot be decoded (%s): left out of what this reads; this server refuses writes (a "
+                    "standby?), so it stays where it is until a read on the primary moves it aside", kind, key, reason)
 
     async def next_times(self) -> tuple[float | None, float | None]:
         """``(jobs.next_due_at(), tasks.next_ready_at())`` in one round trip (one statement,
@@ -425,11 +455,21 @@ class PostgresStorage:
 
     async def warnings(self) -> list[str]:
         """``StorageBackend.warnings``: a standby (in recovery) or sessions read-only by
-        default refuse writes - no scheduler can lead (a full disk cannot be seen from here)."""
+        default refuse writes - no scheduler can lead (a full disk cannot be seen from here).
+        A reader (``status`` pointed at a standby on purpose) is told how old what it reads is
+        instead."""
         row = await self.call("fetchrow", "SELECT pg_is_in_recovery() AS standby, "
-                                          "current_setting('default_transaction_read_only') AS read_only")
+                                          "current_setting('default_transaction_read_only') AS read_only, "
+                                          "extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
+                                          "::float8 AS behind")
         out = []
-        if row["standby"]:
+        if row["standby"] and self.reader:
+            behind = row["behind"]
+            age = ("none replayed yet" if behind is None or not math.isfinite(behind)
+                   else f"committed {max(0.0, behind):.1f}s ago on the primary; no lag if nothing was committed since")
+            out.append(f"PostgreSQL is a standby (in recovery): what this reads is the primary's data as of the last "
+                       f"transaction it replayed ({age}); schedulers and workers need the primary (it refuses writes)")
+        elif row["standby"]:
             out.append("PostgreSQL is a standby (in recovery): it refuses writes - no scheduler can lead, nothing "
                        "is dispatched; point the storage URL at the primary")
         elif row["read_only"] == "on":
@@ -878,7 +918,6 @@ class _Quarantine:
         self.store = store
 
     async def count(self) -> int:
-        # count(*): O(entries), not the O(1) the port says; the leader uses quarantined_since
         return int(await self.store.call("fetchval", "SELECT count(*) FROM quarantine"))
 
     async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
@@ -888,15 +927,6 @@ class _Quarantine:
         # failed on it; such an entry is listed at time 0
         return [Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"],
                             at=r["at"] if math.isfinite(r["at"]) else 0.0) for r in rows]
-
-    async def quarantined_since(self, seq: int, limit: int) -> tuple[int, list[Quarantined]]:
-        """``ds_quarantined_since`` (migration 23): the number of ``quarantine_sequence`` and
-        the rows numbered above ``seq``, newest first, in one statement (see
-        ``ports.Quarantine``)."""
-        rows = await self.store.call("fetch", "SELECT * FROM ds_quarantined_since($1, $2)", int(seq), max(0, int(limit)))
-        return (int(rows[0]["n"]) if rows else 0), [
-            Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"], at=r["at"] if math.isfinite(r["at"]) else 0.0)
-            for r in rows if r["kind"] is not None]
 
     async def drop(self, kind: str, key: str) -> bool:
         """The row (its kept data with it, in one statement): see ``ports.Quarantine``."""
