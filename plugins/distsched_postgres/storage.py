@@ -918,6 +918,7 @@ class _Quarantine:
         self.store = store
 
     async def count(self) -> int:
+        # count(*): O(entries), not the O(1) the port says; the leader uses quarantined_since
         return int(await self.store.call("fetchval", "SELECT count(*) FROM quarantine"))
 
     async def list_quarantined(self, limit: int = 100) -> list[Quarantined]:
@@ -927,6 +928,15 @@ class _Quarantine:
         # failed on it; such an entry is listed at time 0
         return [Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"],
                             at=r["at"] if math.isfinite(r["at"]) else 0.0) for r in rows]
+
+    async def quarantined_since(self, seq: int, limit: int) -> tuple[int, list[Quarantined]]:
+        """``ds_quarantined_since`` (migration 23): the number of ``quarantine_sequence`` and
+        the rows numbered above ``seq``, newest first, in one statement (see
+        ``ports.Quarantine``)."""
+        rows = await self.store.call("fetch", "SELECT * FROM ds_quarantined_since($1, $2)", int(seq), max(0, int(limit)))
+        return (int(rows[0]["n"]) if rows else 0), [
+            Quarantined(kind=r["kind"], key=r["key"], reason=r["reason"], at=r["at"] if math.isfinite(r["at"]) else 0.0)
+            for r in rows if r["kind"] is not None]
 
     async def drop(self, kind: str, key: str) -> bool:
         """The row (its kept data with it, in one statement): see ``ports.Quarantine``."""
