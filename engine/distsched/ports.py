@@ -45,7 +45,10 @@ class Firing:
     only if it is still the stored one (so two leaders cannot both advance a job).
     ``tasks`` are the new slot tasks (pending, or skipped records); a task whose id already
     exists is left as it is (slot creation is idempotent). ``last_slot`` is the new
-    high-water mark.
+    high-water mark. ``max_backlog`` (a ``serial`` job's; None: any other): a pending task
+    with a ``serial_limit`` is stored as ``skipped`` (reason ``overlap: backlog full
+    (max_backlog = N)``) when the job already has ``serial_limit + max_backlog`` live tasks -
+    decided by the store in the same atomic step, counting the tasks this firing adds.
     """
 
     job: str
@@ -53,6 +56,12 @@ class Firing:
     next_fire_at: float | None
     last_slot: float | None
     tasks: tuple[Task, ...]
+    max_backlog: int | None = None
+
+    @property
+    def backlog_full(self) -> str:
+        """The reason of a slot the store records skipped for ``max_backlog``."""
+        return f"overlap: backlog full (max_backlog = {self.max_backlog})"
 
 
 @attrs.frozen(kw_only=True)

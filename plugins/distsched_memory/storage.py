@@ -478,6 +478,9 @@ class _Jobs:
                     continue
                 new = copy.copy(task)
                 new.version = 1
+                if f.max_backlog is not None and new.serial_limit is not None and new.state is TaskState.PENDING \
+                        and len(self.s.live_by_job.get(f.job, ())) >= new.serial_limit + f.max_backlog:
+                    new.state, new.reason, new.finished_at = TaskState.SKIPPED, f.backlog_full, new.created_at
                 self.s.put_task(None, new, hold=self.s.must_hold(new))
                 created += 1
             st.next_fire_at = f.next_fire_at

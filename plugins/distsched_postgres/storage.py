@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
+import attrs
 
 from distsched.asyncutil import WakeSignal
 from distsched.history import (
@@ -40,6 +41,7 @@ from distsched.model import (
     Task,
     TaskConfig,
     TaskResult,
+    TaskState,
     ValidationError,
     VersionConflict,
     Worker,
@@ -639,12 +641,37 @@ class _Jobs:
         return await self.store.call("fetchval", _NEXT_DUE)
 
     async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
+        if any(f.max_backlog is not None for f in firings):
+            firings = [await self._within_backlog(f) for f in firings]
         meta = codec.dumps([{"job": f.job, "expected": f.expected_next, "nxt": f.next_fire_at,
                              "last": f.last_slot, "idx": i} for i, f in enumerate(firings)])
         tasks = codec.dumps([codec.task_in(t, i) for i, f in enumerate(firings) for t in f.tasks])
         row = await self.store.leader_write(fence, "fetchrow", "SELECT * FROM ds_fire($1, $2, $3::json, $4::json, $5)",
                                             meta, tasks, self.store.retention)
         return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]))
+
+
+    async def _within_backlog(self, f: Firing) -> Firing:
+        """``f`` with its serial pending tasks beyond the job's ``max_backlog`` turned into
+        skipped records (``Firing.max_backlog``). One count of the job's live tasks (index
+        tasks_live) before ds_fire, not in its transaction: a task that ends meanwhile makes
+        the count one too high for that firing, never too low."""
+        serial = next((t.serial_limit for t in f.tasks if t.serial_limit is not None), None)
+        if f.max_backlog is None or serial is None:
+            return f
+        live = await self.store.call("fetchval", f"SELECT count(*) FROM tasks WHERE job = $1 AND {_LIVE}", f.job)
+        room = serial + f.max_backlog - int(live)
+        tasks: list[Task] = []
+        for task in f.tasks:
+            if task.serial_limit is not None and task.state is TaskState.PENDING:
+                if room <= 0:
+                    task = copy.copy(task)
+                    task.state, task.reason, task.finished_at = (TaskState.SKIPPED, f.backlog_full,
+                                                                 task.created_at)
+                else:
+                    room -= 1
+            tasks.append(task)
+        return attrs.evolve(f, tasks=tuple(tasks))
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:

@@ -958,8 +958,9 @@ class _Jobs:
         for f in firings:
             # a serial job's limit (its tasks' serial_limit): the script holds those beyond it
             serial = next((t.serial_limit for t in f.tasks if t.serial_limit is not None), None)
+            backlog = "" if serial is None or f.max_backlog is None else str(f.max_backlog)
             args += [f.job, num(f.expected_next), num(f.next_fire_at), num(f.last_slot),
-                     "" if serial is None else str(serial), str(len(f.tasks))]
+                     "" if serial is None else str(serial), backlog, str(len(f.tasks))]
             args += [task_args(task, 0) for task in f.tasks]
         reply = await self.store.leader_write(self.s.fire, fence, args)
         return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[3:]))

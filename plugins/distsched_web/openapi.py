@@ -145,7 +145,8 @@ _JOB_INPUT = {
         "enabled": {"type": "boolean"}, "misfire": {"type": "string", "enum": ["skip", "fire-once", "fire-all"]},
         "misfire_grace": _DURATION,
         "overlap": {"type": "string", "enum": ["parallel", "serial", "discard", "replace"]},
-        "max_instances": {"type": "integer", "minimum": 1}, "dst_gap": {"type": "string", "enum": ["shift", "skip", "transition"]},
+        "max_instances": {"type": "integer", "minimum": 1},
+        "max_backlog": {"type": "integer", "minimum": 0, "maximum": 1_000_000}, "dst_gap": {"type": "string", "enum": ["shift", "skip", "transition"]},
         "dst_fold": {"type": "string", "enum": ["once", "twice"]}, "description": _STR,
     },
 }

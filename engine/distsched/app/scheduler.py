@@ -564,7 +564,8 @@ class Scheduler:
             last = plan.slots[-1].at if plan.slots else state.last_slot
             nxt = plan.next_fire_at if plan.slots else config.next_fire_after(horizon)
             firings.append(Firing(job=config.name, expected_next=state.next_fire_at,
-                                  next_fire_at=nxt, last_slot=last, tasks=tuple(tasks)))
+                                  next_fire_at=nxt, last_slot=last, tasks=tuple(tasks),
+                                  max_backlog=config.overlap.serial_backlog))
         if cancels:
             saved = await storage.tasks.save(fence, cancels)
             for task, written in zip(cancels, saved):

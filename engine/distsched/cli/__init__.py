@@ -490,7 +490,8 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
             what = f"every {trigger.interval:g}s" if trigger else "no trigger"
         rows = [{"utc": iso_utc(s.at), "local": _local_iso(s.at, zone), "skip": s.skip} for s in slots]
         out.append({"job": config.name, "trigger": what, "timezone": str(zone.key), "enabled": config.enabled,
-                    "slots": rows, **({"timezone_ignored": ignored} if ignored else {})})
+                    "overlap": _overlap_json(config), "slots": rows,
+                    **({"timezone_ignored": ignored} if ignored else {})})
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
@@ -500,6 +501,10 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
                        "every counts from the UNIX epoch in UTC)")
         else:
             click.echo(f"{item['job']}: {item['trigger']}, time zone {item['timezone']}")
+        overlap = item["overlap"]
+        if overlap["mode"] == "serial":
+            click.echo(f"    overlap serial: {overlap['max_instances']} at a time, at most {overlap['max_backlog']} "
+                       "slot(s) waiting (max_backlog; later ones are recorded skipped)")
         if not item["enabled"]:
             click.echo("    disabled (enabled = false): it never fires; the times it would fire at:")
         if not item["slots"]:
@@ -507,6 +512,12 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
         for i, row in enumerate(item["slots"], 1):
             skip = f"   skipped ({row['skip']})" if row["skip"] else ""
             click.echo(f"  {i:>3}  {row['utc']:<26} {row['local'] or '(past year 9999 there)'}{skip}")
+
+
+def _overlap_json(config: Any) -> dict[str, Any]:
+    """A job's overlap policy for explain and jobs list --json."""
+    overlap = config.overlap
+    return {"mode": overlap.mode, "max_instances": overlap.max_instances, "max_backlog": overlap.max_backlog}
 
 
 def _after_time(after: str) -> float:
@@ -772,7 +783,7 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
                 out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
                             "schedule": schedule_words(job.trigger),
                             "executor": job.spec.executor, "target": mask_secrets(job.spec.target),
-                            "enabled": job.enabled,
+                            "enabled": job.enabled, "overlap": _overlap_json(job),
                             "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
             if page.next_after is None:
                 return sorted(out, key=lambda j: j["name"])

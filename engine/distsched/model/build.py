@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import ValidationError
-from .job import MisfirePolicy, OverlapPolicy, TaskConfig
+from .job import DEFAULT_MAX_BACKLOG, MisfirePolicy, OverlapPolicy, TaskConfig
 from .retry import RetryPolicy
 from .spec import TaskSpec
 from .times import iso_utc
@@ -70,7 +70,7 @@ def build_retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
 JOB_FIELDS = (
     "cron", "every", "at", "timezone", "executor", "target", "args", "kwargs", "options", "timeout",
     "balancer", "balance_key", "retry", "enabled", "misfire", "misfire_grace", "overlap", "max_instances",
-    "dst_gap", "dst_fold", "description",
+    "max_backlog", "dst_gap", "dst_fold", "description",
 )
 
 
@@ -95,6 +95,7 @@ def build_job(
     misfire_grace: float | str = 60.0,
     overlap: str = "parallel",
     max_instances: int = 1,
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
     dst_gap: str = "shift",
     dst_fold: str = "once",
     description: str = "",
@@ -129,7 +130,7 @@ def build_job(
         name=name, trigger=trigger, spec=spec, enabled=enabled,
         misfire=MisfirePolicy(mode=misfire, grace=parse_seconds(misfire_grace, "misfire_grace")
                               if isinstance(misfire_grace, str) else misfire_grace),
-        overlap=OverlapPolicy(mode=overlap, max_instances=max_instances),
+        overlap=OverlapPolicy(mode=overlap, max_instances=max_instances, max_backlog=max_backlog),
         description=description,
     )
 
@@ -153,7 +154,8 @@ def job_fields(config: TaskConfig) -> dict[str, Any]:
         balance_key=None if spec.balance_key == config.name else spec.balance_key,
         retry=spec.retry, enabled=config.enabled, misfire=config.misfire.mode,
         misfire_grace=config.misfire.grace, overlap=config.overlap.mode,
-        max_instances=config.overlap.max_instances, description=config.description,
+        max_instances=config.overlap.max_instances, max_backlog=config.overlap.max_backlog,
+        description=config.description,
     )
     return fields
 

@@ -83,7 +83,7 @@ def _json(value: Any) -> Any:
 
 #: Field paths of a TaskConfig -> the name the jobs file uses for them.
 _NAMES = {"misfire.mode": "misfire", "misfire.grace": "misfire_grace", "overlap.mode": "overlap",
-          "overlap.max_instances": "max_instances"}
+          "overlap.max_instances": "max_instances", "overlap.max_backlog": "max_backlog"}
 
 
 def job_view(config: TaskConfig) -> dict[str, Any]:

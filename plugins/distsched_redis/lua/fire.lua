@@ -6,9 +6,12 @@
 -- right. A serial job's new pending task (serial limit given) is held (lib/tasks.lua, sh:)
 -- while the job has that many tasks live and not held, or held ones: it leaves that queue
 -- in slot order, when the job has room, rather than fill every read of the ready ones.
+-- With a max_backlog too, a serial job's new pending task is stored `skipped` instead
+-- (reason "overlap: backlog full (max_backlog = N)", as ports.Firing.backlog_full) while the job
+-- has serial limit + max_backlog tasks live, those of this firing counted.
 -- ARGV: prefix, fence token, retention, then per firing:
 --   job, expected_next, next_fire_at ("" = none), last_slot ("" = none), serial limit ("" =
---   not serial), task count, tasks.
+--   not serial), max_backlog ("" = none), task count, tasks.
 -- Reply: {'OK', created, existing, conflicting job names...} or {'FENCED', current lease}.
 local replay = op_replay()
 if replay then return replay end
@@ -18,9 +21,9 @@ local created, existing, conflicts = 0, 0, {}
 local i = 4
 while i <= #ARGV do
   local job, expected, nxt, last = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local serial = tonumber(ARGV[i + 4])
-  local ntasks = tonumber(ARGV[i + 5])
-  local first = i + 6
+  local serial, backlog = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local ntasks = tonumber(ARGV[i + 6])
+  local first = i + 7
   i = first + ntasks
   local st = job_state(job)
   -- a job paused or disabled since the leader read it due does not fire
@@ -38,7 +41,13 @@ while i <= #ARGV do
         existing = existing + 1
       else
         local hold = false
-        if serial and t.s == 'pending' then
+        if serial and t.s == 'pending' and backlog and admitted + held >= serial + backlog then
+          -- the backlog is full: recorded skipped, as Task.skipped (finished at its creation)
+          t.s, t.fa = 'skipped', t.c
+          local reason = cjson.encode('overlap: backlog full (max_backlog = ' .. backlog .. ')')
+          t.d = (t.d == '{}' or t.d == '') and ('{"reason":' .. reason .. '}')
+            or (string.sub(t.d, 1, -2) .. ',"reason":' .. reason .. '}')
+        elseif serial and t.s == 'pending' then
           hold = held > 0 or admitted >= serial
           if hold then held = held + 1 else admitted = admitted + 1 end
         end

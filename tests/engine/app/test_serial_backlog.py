@@ -26,7 +26,9 @@ async def leader(request):
 
 async def _backlog(leader, name="s", limit=1):
     """A serial job whose slots 100..100+BACKLOG-1 came due at once (misfire fire-all)."""
-    await leader.add(name, 100.0, every="1s", overlap="serial", misfire="fire-all", max_instances=limit)
+    # (max_backlog raised over its default, 100, for a backlog this long)
+    await leader.add(name, 100.0, every="1s", overlap="serial", misfire="fire-all", max_instances=limit,
+                     max_backlog=BACKLOG)
     while await leader.scheduler.fire_due(leader.fence, 100.0 + BACKLOG - 1):
         pass
     # (its later slots are not fired by the passes below, at the real clock)
@@ -104,5 +106,34 @@ async def test_a_worker_settling_a_serial_run_wakes_the_leader_for_the_held_slot
         assert (await st.tasks.get(run.id)).state is TaskState.SUCCEEDED
         assert await st.client.llen(notify) == 1, "a held slot may go now: the leader is woken"
         assert await lead.scheduler.dispatch_ready(lead.fence, st.clock()) == (1, False)
+    finally:
+        await lead.app.stop()
+
+
+async def test_a_serial_job_keeps_at_most_max_backlog_slots_waiting(leader):
+    """A serial job that falls behind (here 10 slots come due at once, fire-all) keeps
+    ``max_instances`` + ``max_backlog`` live; the store records the slots beyond as skipped,
+    in the step that fires them - every slot ran or waited before, without bound."""
+    st = leader.storage
+    await st.workers.register(make_worker("w1", now=st.clock(), concurrency=1, capacity=10))
+    await leader.add("s", 100.0, every="1s", overlap="serial", misfire="fire-all", max_backlog=3)
+    await leader.scheduler.fire_due(leader.fence, 109.0)
+    tasks = await leader.tasks("s")
+    assert [t.state.value for t in tasks] == ["pending"] * 4 + ["skipped"] * 6
+    assert {t.reason for t in tasks[4:]} == {"overlap: backlog full (max_backlog = 3)"}
+    assert (await leader.scheduler.dispatch_ready(leader.fence, st.clock()))[0] == 1
+    # the next slot while still full: skipped as well
+    await leader.scheduler.fire_due(leader.fence, 110.0)
+    assert (await leader.tasks("s"))[-1].state is TaskState.SKIPPED
+
+
+async def test_the_default_max_backlog_bounds_a_serial_job():
+    """Without max_backlog a serial job keeps 100 slots waiting (DEFAULT_MAX_BACKLOG)."""
+    lead = await Leader.create()
+    try:
+        await lead.add("s", 100.0, every="1s", overlap="serial", misfire="fire-all")
+        await lead.scheduler.fire_due(lead.fence, 100.0 + 149)
+        states = [t.state for t in await lead.tasks("s")]
+        assert states.count(TaskState.PENDING) == 101 and states.count(TaskState.SKIPPED) == 49
     finally:
         await lead.app.stop()

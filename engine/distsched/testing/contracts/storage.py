@@ -367,14 +367,14 @@ class StorageContract:
             nxt = job.create_task(60.0, 61.0)
             await s.jobs.fire(fence, [Firing(job="sb", expected_next=60.0, next_fire_at=70.0, last_slot=60.0,
                                              tasks=(nxt,), max_backlog=2)])
-            assert (await s.tasks.get(nxt.id)).state is TaskState.SKIPPED
+            assert [t.state for t in await _get_many(s, [nxt.id])] == [TaskState.SKIPPED]
             first = got[0]
             first.cancel("done", 62.0)
             assert await s.tasks.save(fence, [first]) == [True]
             after = job.create_task(70.0, 71.0)
             await s.jobs.fire(fence, [Firing(job="sb", expected_next=70.0, next_fire_at=80.0, last_slot=70.0,
                                              tasks=(after,), max_backlog=2)])
-            assert (await s.tasks.get(after.id)).state is TaskState.PENDING
+            assert [t.state for t in await _get_many(s, [after.id])] == [TaskState.PENDING]
             # without max_backlog (any other overlap mode) nothing is skipped
             other = make_job("par")
             await s.jobs.add(other, next_fire_at=10.0)
