@@ -663,3 +663,63 @@ async def test_a_name_or_id_ending_in_a_newline_is_refused(canary: Path) -> None
         parse_redis("redis://127.0.0.1:1/0?namespace=ns%0A")
     with pytest.raises(ValueError, match="schema .namespace. must be"):
         parse_postgres("postgresql://127.0.0.1:1/db?schema=s%0A")
+
+
+@pytest.mark.redis
+async def test_a_worker_whose_record_is_put_aside_again_and_again_backs_off_and_says_why(
+        redis_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker whose record the leader cannot decode (here a field this version does not
+    know, as a newer worker's record may have) was put aside at the leader's next pass, found
+    itself gone at its next heartbeat and registered again under a new id at once: a new
+    quarantine entry keeping its whole record (up to 0.5 MB), an ERROR line and a
+    ``record.quarantined`` event every heartbeat interval, for ever, while the worker said
+    only that it had been declared dead. It now says why (the quarantine's reason, once),
+    doubles its wait each time, and keeps one quarantine entry, not one per attempt."""
+    import logging
+
+    import distsched_redis.codec as codec
+
+    url = redis_server.url_for(namespace=_ns())
+    options = {"heartbeat_interval": 0.05, "heartbeat_ttl": 5.0}
+    leader = DistributeSchedule(url, **options)
+    worker = DistributeSchedule(url, **options)
+    worker.task(lambda: None, name="noop")
+    written = codec.worker_json
+    monkeypatch.setattr(codec, "worker_json", lambda w: written(w)[:-1] + ', "zone": "eu-1"}')
+    caplog.set_level(logging.INFO)
+
+    def put_aside() -> int:  # the leader's ERROR for each record it put aside
+        return sum(r.name == "distsched.redis" and r.message.startswith("quarantined worker") for r in caplog.records)
+
+    def registered_again() -> int:  # the worker met its record put aside, and says so
+        return sum(r.name == "distsched.worker" and "registering again in" in r.message.lower()
+                   for r in caplog.records)
+
+    stop = asyncio.Event()
+    running = asyncio.gather(leader.run_async(stop=stop, worker=False), worker.run_async(stop=stop, scheduler=False))
+    try:
+        # before: it registered again at once, saying only that it had been declared dead
+        await _eventually(lambda: registered_again() >= 5 or put_aside() >= 30 or running.done(), 30,
+                          "the worker finding its record put aside five times")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+    said = [r for r in caplog.records if r.name == "distsched.worker" and r.levelno >= logging.WARNING]
+    errors = [r.message for r in said if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "quarantined: TypeError" in errors[0] and "'zone'" in errors[0], errors
+    # the wait doubles: one heartbeat interval, then twice as long...
+    waits = [float(m.lower().split("registering again in ")[1].split("s")[0])
+             for m in (r.message for r in said) if "registering again in " in m.lower()]
+    assert len(waits) >= 5 and waits == sorted(waits) and waits[-1] >= 8 * waits[0], waits
+    # one entry kept (the newest), not one per registration
+    entries = await _quarantined_workers(url)
+    assert 1 <= len(entries) <= 2 < put_aside(), (entries, put_aside())
+
+
+async def _quarantined_workers(url: str) -> list[Any]:
+    app = DistributeSchedule(url)
+    storage = await app.storage()
+    try:
+        return [q for q in await storage.quarantine.list_quarantined(1000) if q.kind == "worker"]
+    finally:
+        await app.engine.close()

@@ -39,6 +39,12 @@ from .backoff import Backoff, wait_or_stop
 from .events import EventBus
 
 log = logging.getLogger("distsched.worker")
+
+#: The longest a worker whose record the store's readers keep putting aside waits before it
+#: registers again (its wait doubles from one heartbeat interval), and how many of the newest
+#: quarantine entries it reads to find why.
+REFUSED_BACKOFF_MAX = 300.0
+REFUSED_LOOKUP = 50
 PULL_TIMEOUT = 0.5
 #: How often a worker whose slots are all taken by blocked threads looks whether one returned.
 BLOCKED_RECHECK = 0.5
@@ -143,6 +149,15 @@ class WorkerService:
         self.signer = signer_from(engine_config.signing_keys)
         #: Specs already validated (by identity: the store's decoder shares them), bounded.
         self._valid_specs: dict[int, TaskSpec] = {}
+        #: When (monotonic) its record was last written, and how many times in a row it was
+        #: gone again within a heartbeat TTL of that - a record the store's readers refuse
+        #: and put aside (quarantine), not one reaped for silence (see :meth:`_refused_delay`).
+        self._registered_mono = 0.0
+        self._refused = 0
+        #: The ids under which its record was put aside in a row (their quarantine entries),
+        #: and the last reason logged as an ERROR.
+        self._refused_ids: list[str] = []
+        self._refused_reason: str | None = None
 
     def _new_id(self) -> str:
         base = self.config.name or socket.gethostname()
@@ -170,6 +185,7 @@ class WorkerService:
         while not stop.is_set():
             try:
                 await self.storage.workers.register(self._worker_record())
+                self._registered_mono = asyncio.get_running_loop().time()
                 registered = True
                 break
             except Exception as exc:
@@ -441,6 +457,9 @@ class WorkerService:
                 continue
             if not alive and not stop.is_set():
                 try:
+                    delay = await self._refused_delay()
+                    if delay and await wait_or_stop(stop, delay):
+                        return
                     await self._reincarnate()
                 except Exception as exc:  # the next beat tries again
                     log.warning("worker %s: re-registering failed (%s: %s); retrying", self.id, type(exc).__name__, exc)
@@ -493,10 +512,75 @@ class WorkerService:
                 job.cancel()
         self._results = [r for r in self._results if r.worker_id != old]
         self.id = self._new_id()
-        log.warning("worker %s: its record is gone from the store (the leader declared it dead, or the store lost "
-                    "its data); dropped its tasks, re-registering as %s", old, self.id)
+        if self._refused < 2:  # else _refused_delay said why
+            log.warning("worker %s: its record is gone from the store (the leader declared it dead, or the store lost "
+                        "its data); dropped its tasks, re-registering as %s", old, self.id)
         await self.storage.workers.register(self._worker_record())
+        self._registered_mono = asyncio.get_running_loop().time()
         await self._count_dropped()
+
+    async def _refused_delay(self) -> float:
+        """Its record is gone: how long to wait before registering anew (0: at once).
+
+        A record gone within a heartbeat TTL of being written was not reaped for silence:
+        a reader (the leader each pass, ``status``, the dashboard) could not decode it and put
+        it aside - a worker of another version than the leader's, or a modified one. Written
+        again under a new id at every heartbeat, it was put aside again each time: a new
+        quarantine entry keeping the whole record (up to 0.5 MB) every two seconds, an ERROR
+        line and a ``record.quarantined`` event each, for ever, while this worker got no task
+        and said only that it had been declared dead. From the second time in a row it says
+        why (the quarantine's reason, as an ERROR once per reason), waits twice as long each
+        time (one heartbeat interval, up to ``REFUSED_BACKOFF_MAX``), and forgets the
+        quarantine entries of its earlier ids (copies of the same record): the newest one
+        stays for the operator. A record that lives longer than the TTL ends the streak."""
+        old, loop = self.id, asyncio.get_running_loop()
+        if loop.time() - self._registered_mono >= self.engine_config.heartbeat_ttl:
+            self._refused, self._refused_ids, self._refused_reason = 0, [], None
+            return 0.0
+        self._refused += 1
+        self._refused_ids.append(old)
+        if self._refused < 2:  # once may be a store that lost its data: register again at once
+            return 0.0
+        delay = min(self.engine_config.heartbeat_interval * 2 ** (self._refused - 2), REFUSED_BACKOFF_MAX)
+        reason = await self._quarantine_reason(old)
+        await self._forget_refused(self._refused_ids[:-1])
+        self._refused_ids = self._refused_ids[-1:]
+        if reason != self._refused_reason:
+            self._refused_reason = reason
+            log.error("worker %s: its record was put aside by the store's readers %d times in a row, each time "
+                      "right after it registered (%s): this worker gets no task. A leader of another version "
+                      "than this worker's, or a modified worker? Registering again in %.3gs, waiting twice as "
+                      "long each time (at most %.3gs)", old, self._refused,
+                      f"quarantined: {reason}" if reason else "no quarantine entry says why",
+                      delay, REFUSED_BACKOFF_MAX)
+        else:
+            log.warning("worker %s: its record was put aside again (%d times in a row); dropped its tasks, "
+                        "registering again in %.3gs", old, self._refused, delay)
+        return delay
+
+    async def _quarantine_reason(self, worker_id: str) -> str | None:
+        """Why the store's quarantine holds this worker's record (None: it does not say)."""
+        quarantine = getattr(self.storage, "quarantine", None)
+        if quarantine is None:
+            return None
+        try:
+            entries = await quarantine.list_quarantined(REFUSED_LOOKUP)
+        except Exception as exc:  # it cannot tell: the ERROR says so
+            log.warning("worker %s: cannot read the store's quarantine (%s: %s)", worker_id, type(exc).__name__, exc)
+            return None
+        return next((q.reason for q in entries if q.kind == "worker" and q.key == worker_id), None)
+
+    async def _forget_refused(self, ids: Sequence[str]) -> None:
+        drop = getattr(getattr(self.storage, "quarantine", None), "drop", None)
+        if drop is None:
+            return
+        for worker_id in ids:
+            try:
+                await drop("worker", worker_id)
+            except Exception as exc:  # kept: the next refusal tries again
+                log.warning("worker %s: cannot drop the quarantine entry of its earlier id %s (%s: %s)", self.id,
+                            worker_id, type(exc).__name__, exc)
+                return
 
     async def _count_dropped(self) -> None:
         """Each ``attempt.finished`` of an earlier id whose result the store did not apply - its
