@@ -153,18 +153,21 @@ async def upgrade(conn: Any, settings: PostgresSettings, *, apply: bool = True, 
             if current_status.current > latest():
                 raise _too_new(settings, current_status.current)
             why = ("this command only reads, and applies no migration" if reader else "migrate=false")
+            if current_status.applied and not current_status.pending:
+                return []
+            # A standby replays the primary's schema: the upgrade is run there.
+            url = ("PRIMARY_URL' (this server is a standby: the upgrade runs on the primary)"
+                   if (await conn.fetchval("SELECT pg_is_in_recovery()")) else "URL'")
             if not current_status.applied:
                 raise SchemaOutdated(
                     "storage",
                     f"{settings.redacted}: schema {settings.schema!r} holds no distsched deployment - is the "
-                    f"schema name right? ({why}: 'distsched db upgrade --storage URL' creates it, as the first "
+                    f"schema name right? ({why}: 'distsched db upgrade --storage {url} creates it, as the first "
                     "scheduler or worker does)")
-            if current_status.pending:
-                raise SchemaOutdated(
-                    "storage",
-                    f"{settings.redacted}: schema {settings.schema!r} is at version {current_status.current}, "
-                    f"this distsched needs {latest()} ({why}: run 'distsched db upgrade --storage URL')")
-            return []
+            raise SchemaOutdated(
+                "storage",
+                f"{settings.redacted}: schema {settings.schema!r} is at version {current_status.current}, "
+                f"this distsched needs {latest()} ({why}: run 'distsched db upgrade --storage {url})")
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {settings.quoted_schema}")
         await conn.execute(f"SET LOCAL search_path TO {settings.quoted_schema}")
         await conn.execute(_TABLE)

@@ -411,3 +411,17 @@ def test_a_record_that_cannot_be_decoded_is_left_out_on_the_standby_with_one_war
     asyncio.run(twice())
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
     assert "zz-late" not in _cli("quarantine", "list", "--storage", made.url()).output  # not moved yet
+
+
+def test_a_schema_missing_on_the_standby_names_the_upgrade_on_the_primary(cluster) -> None:
+    """A reading command on a standby whose schema is missing (or outdated) named
+    'distsched db upgrade --storage URL' - which, run with the standby's URL, is refused: the
+    upgrade runs on the primary, and the error says so."""
+    made, _ = cluster
+    result = _cli("status", "--storage", made.url(standby=True, schema="never_made"))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert ("'distsched db upgrade --storage PRIMARY_URL' (this server is a standby: the upgrade runs on the "
+            "primary) creates it") in result.output, result.output
+    # on the primary, the URL it was given
+    result = _cli("status", "--storage", made.url(schema="never_made"))
+    assert result.exit_code == 1 and "'distsched db upgrade --storage URL' creates it" in result.output, result.output
