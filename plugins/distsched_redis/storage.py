@@ -912,16 +912,20 @@ class _Jobs:
         if after is not None and not isinstance(after, str):
             raise ValidationError("after", f"must be a job name, not {after!r}")
         flat = await self.store.read(self.s.job_read, ["page", after or "", str(limit)])
+        # The next page starts after the last name this one examined, not after its last job:
+        # a name whose job is half-stored (its config without its schedule state, which no
+        # read puts aside) is left out, and a page of them ended the paging - every job named
+        # after them was missing from `jobs list`, the dashboard and /api/v1/jobs.
         if flat and flat[0] == "all":
             start = _name_order(after) if after else None
             chosen = heapq.nsmallest(limit + 1, (n for n in flat[1:] if start is None or _name_order(n) > start),
                                      key=_name_order)
             jobs = await self._read("get", *chosen[:limit]) if chosen else []
-            more = len(chosen) > limit
+            next_after = chosen[limit - 1] if len(chosen) > limit else None
         else:
             jobs = await _decode_jobs(self.store, flat[1:])
-            more = int(flat[0]) == 1
-        return JobPage(jobs=tuple(jobs), next_after=jobs[-1][0].name if more and jobs else None)
+            next_after = flat[0] or None
+        return JobPage(jobs=tuple(jobs), next_after=next_after)
 
     async def count(self) -> tuple[int, int]:
         """``HLEN`` of the jobs and the disabled ones (``{ns}:joff``, lua/job_read.lua). A

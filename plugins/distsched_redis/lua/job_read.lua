@@ -6,8 +6,10 @@
 --   ARGV: prefix, 'due', now, limit    -> {name, config JSON, state, last, ...} earliest first;
 --                                        a config or state that is gone is nil
 --   ARGV: prefix, 'page', after|'', limit, build '1'|'0'
---                                     -> {more 0/1, name, config JSON, state, last, ...}
---                                        by name after `after` (P.."jn": ZSET of the names,
+--                                     -> {next after ('' = no more), name, config JSON,
+--                                        state, last, ...} by name after `after`; next after
+--                                        is the page's last name, whether its job is whole
+--                                        or half-stored (left out) (P.."jn": ZSET of the names,
 --                                        all scored 0, read by ZRANGEBYLEX). Until the
 --                                        index is built (jobs stored before it), a writer
 --                                        (build '1') builds it, once; a reader (a replica, a
@@ -46,7 +48,9 @@ elseif mode == 'page' then
   end
   if indexed then
     local names = redis.call('ZRANGEBYLEX', P .. 'jn', after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, limit + 1)
-    out[1] = #names > limit and 1 or 0
+    -- the cursor is the last name examined, not the last job returned: a page of names
+    -- whose jobs are half-stored (left out) must not end the paging
+    out[1] = #names > limit and names[limit] or ''
     for k = 1, math.min(#names, limit) do add(names[k]) end
   else
     -- a reader: every name (Lua compares strings by the server's locale, not by bytes as

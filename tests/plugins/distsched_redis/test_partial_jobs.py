@@ -10,6 +10,8 @@ name "already exist" for ``jobs add`` and ``jobs sync`` while no read showed the
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -128,3 +130,44 @@ async def test_jobs_whose_due_index_is_gone_get_their_entries_back(distsched_app
 
 async def _both_due(raw, p: str) -> bool:
     return raw.zscore(p + "due", "half") is not None and raw.zscore(p + "due", "healthy") is not None
+
+
+@pytest.mark.parametrize("reader", [False, True], ids=["writer", "reader"])
+async def test_a_page_of_half_stored_jobs_does_not_end_the_paging(redis_server, ns, raw, reader):
+    """A paused job (no due entry: no read puts it aside) whose schedule state is gone is left
+    out of a page. A page of them - 60 here, one page's worth - came back empty with no next
+    page: every job named after them was missing from `jobs list`, the dashboard's jobs pages
+    and /api/v1/jobs while `status` counted them. A writer pages by the name index
+    (``{ns}:jn``), a reader of a namespace without it by every name (``HKEYS``)."""
+    from click.testing import CliRunner
+
+    from distsched import DistributeSchedule
+    from distsched.cli import cli
+
+    url = redis_server.url_for(namespace=ns)
+    app = DistributeSchedule(url, reader=reader)
+    p = "{" + ns + "}:"
+    writer = DistributeSchedule(url)
+    for name in ("zeta", "zulu"):
+        await writer.add_job(name, every="1h", target="noop")
+    config = raw.hget(p + "jobs", "zeta")
+    raw.hset(p + "jobs", mapping={f"half{i:03d}": config for i in range(60)})  # no schedule state
+    await writer.stop()
+    if reader:
+        raw.delete(p + "jn")  # a namespace written before the name index: a reader pages every name
+    try:
+        seen, after, pages = [], None, 0
+        while pages < 10:
+            page = await app.jobs_page(after=after, limit=50)
+            seen += [config.name for config, _ in page.jobs]
+            pages += 1
+            if page.next_after is None:
+                break
+            after = page.next_after
+        assert seen == ["zeta", "zulu"] and pages == 2, (seen, pages)
+    finally:
+        await app.stop()
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["jobs", "list", "--json", "--storage", url],
+                                     env={"DISTSCHED_STORAGE": None})
+    assert result.exit_code == 0, result.output
+    assert [job["name"] for job in json.loads(result.output)] == ["zeta", "zulu"]
