@@ -709,14 +709,21 @@ def worker(ctx: click.Context, storage: str | None, name: str | None, concurrenc
         if not await wait_for_store(app, stop, fail_fast=fail_fast, role="worker", url=redact_url(app.config.storage)):
             return
         freeze_startup_objects()
-        click.echo(f"worker on {redact_url(app.config.storage)}; functions: {', '.join(app.function_names()) or 'none'}"
-                   f"{_serving(metrics)}", err=True)
+        from .status import names
+
+        # as many names as fit a line, then how many more (`status --json` lists them all)
+        click.echo(f"worker on {redact_url(app.config.storage)}; functions: "
+                   f"{names(app.function_names(), WORKER_LINE_NAMES) or 'none'}{_serving(metrics)}", err=True)
         await app.run_async(stop=stop, scheduler=False)
 
     _run(main)
 
 
 configurable("worker")(worker)
+
+
+#: Characters of function names the worker's start line shows, then ``(+N more)``.
+WORKER_LINE_NAMES = 200
 
 
 # -- jobs ------------------------------------------------------------------------------

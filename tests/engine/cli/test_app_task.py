@@ -124,3 +124,21 @@ async def test_worker_import_runs_app_task_functions(redis_server, tmp_path, dis
         assert (await app.result(second, timeout=10)).value == "hello you"
         (record,) = await (await app.storage()).workers.list_workers()
         assert record.functions == ("add", "greet")
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not on PATH")
+def test_the_worker_start_line_shows_as_many_functions_as_fit_then_how_many_more(redis_server, tmp_path,
+                                                                                  distsched_process, line_matching):
+    """The start line listed every function (4,097 names on one line in a probe): it shows
+    as many as fit, then how many more."""
+    module = "from distsched import task\n" + "".join(
+        f"\n@task\ndef a_rather_long_function_name_{i:03d}():\n    return {i}\n" for i in range(300))
+    (tmp_path / "many_functions_mod.py").write_text(module)
+    url = f"{redis_server.url}?namespace=manyfn-{uuid.uuid4().hex[:6]}"
+    worker = distsched_process("worker", "worker", "--storage", url, "--import", "many_functions_mod")
+    line = line_matching(worker, r"worker on ")
+    assert "functions: a_rather_long_function_name_000, a_rather_long_function_name_001" in line, line
+    shown = line.split("functions: ", 1)[1].split(" (+", 1)[0].count(", ") + 1
+    assert f"(+{300 - shown} more)" in line and len(line) < 400, line
