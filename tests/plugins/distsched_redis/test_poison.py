@@ -426,6 +426,36 @@ async def test_jobs_holding_a_time_no_date_can_show_are_quarantined(distsched_ap
     await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
+async def test_a_job_whose_state_flags_the_scripts_do_not_fire_by_is_quarantined(distsched_app, redis_server, ns,
+                                                                                raw):
+    """The scripts fire a job whose schedule state's paused field is ``0`` and enabled field
+    ``1``, nothing else; the reader took every paused field but ``1`` for "not paused" and
+    did not read the enabled field. A due job whose state said ``x`` there, or ``0`` for a
+    job its config says is enabled, or that the scripts cannot parse (8 fields), was listed
+    as scheduled and never fired, and held the leader's next due time in the past: its pass
+    ran without pause (12,000 Redis commands a second instead of 200). Each is now put
+    aside when read, naming the field, and leaves the due index."""
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    cases = {"paused-x": (3, "x", "paused"), "paused-empty": (3, "", "paused"), "enabled-x": (4, "x", "enabled"),
+             "enabled-off": (4, "0", "enabled"), "fields-8": (None, "|extra|more", "schedule state")}
+    for name, (index, value, _) in cases.items():
+        await app.add_job(name, every="1h", target="noop")
+        fields = raw.hget(p + "jst", name).decode().split("|")
+        if index is None:
+            fields[-1] += value
+        else:
+            fields[index] = value
+        raw.hset(p + "jst", name, "|".join(fields))
+        raw.zadd(p + "due", {name: time.time() - 1})  # due now: the leader's next read meets it
+    for name, (_, _, field) in cases.items():
+        entry = await poison.quarantined(app, "job", name)
+        assert entry.reason.startswith(f"ValidationError: {field}: "), entry.reason
+        assert raw.zscore(p + "due", name) is None
+    assert not set(cases) & {c.name for c in await (await app.storage()).jobs.list_jobs()}
+    await poison.keeps_firing(app, every=HEALTHY_EVERY)
+
+
 async def test_workers_whose_record_holds_a_field_of_the_wrong_type_are_quarantined(distsched_app, redis_server, ns,
                                                                                   raw):
     """Worker records copied from the live one with one field changed, heartbeating. Reading
