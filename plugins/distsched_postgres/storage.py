@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-import attrs
 
 from distsched.asyncutil import WakeSignal
 from distsched.history import (
@@ -41,7 +40,6 @@ from distsched.model import (
     Task,
     TaskConfig,
     TaskResult,
-    TaskState,
     ValidationError,
     VersionConflict,
     Worker,
@@ -641,37 +639,17 @@ class _Jobs:
         return await self.store.call("fetchval", _NEXT_DUE)
 
     async def fire(self, fence: Fence, firings: Sequence[Firing]) -> FireReport:
-        if any(f.max_backlog is not None for f in firings):
-            firings = [await self._within_backlog(f) for f in firings]
-        meta = codec.dumps([{"job": f.job, "expected": f.expected_next, "nxt": f.next_fire_at,
-                             "last": f.last_slot, "idx": i} for i, f in enumerate(firings)])
+        meta = []
+        for i, f in enumerate(firings):
+            # a serial job's limit (its tasks' serial_limit): ds_fire holds the slots beyond it
+            # and, with a max_backlog, stores skipped those beyond that (0024)
+            serial = next((t.serial_limit for t in f.tasks if t.serial_limit is not None), None)
+            meta.append({"job": f.job, "expected": f.expected_next, "nxt": f.next_fire_at, "last": f.last_slot,
+                         "idx": i, "serial": serial, "backlog": None if serial is None else f.max_backlog})
         tasks = codec.dumps([codec.task_in(t, i) for i, f in enumerate(firings) for t in f.tasks])
         row = await self.store.leader_write(fence, "fetchrow", "SELECT * FROM ds_fire($1, $2, $3::json, $4::json, $5)",
-                                            meta, tasks, self.store.retention)
+                                            codec.dumps(meta), tasks, self.store.retention)
         return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]))
-
-
-    async def _within_backlog(self, f: Firing) -> Firing:
-        """``f`` with its serial pending tasks beyond the job's ``max_backlog`` turned into
-        skipped records (``Firing.max_backlog``). One count of the job's live tasks (index
-        tasks_live) before ds_fire, not in its transaction: a task that ends meanwhile makes
-        the count one too high for that firing, never too low."""
-        serial = next((t.serial_limit for t in f.tasks if t.serial_limit is not None), None)
-        if f.max_backlog is None or serial is None:
-            return f
-        live = await self.store.call("fetchval", f"SELECT count(*) FROM tasks WHERE job = $1 AND {_LIVE}", f.job)
-        room = serial + f.max_backlog - int(live)
-        tasks: list[Task] = []
-        for task in f.tasks:
-            if task.serial_limit is not None and task.state is TaskState.PENDING:
-                if room <= 0:
-                    task = copy.copy(task)
-                    task.state, task.reason, task.finished_at = (TaskState.SKIPPED, f.backlog_full,
-                                                                 task.created_at)
-                else:
-                    room -= 1
-            tasks.append(task)
-        return attrs.evolve(f, tasks=tuple(tasks))
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:
@@ -684,7 +662,8 @@ def _evolve(config: TaskConfig, version: int) -> TaskConfig:
 #: The first due job's next fire time; the first ready task's not_before (jobs_due, tasks_ready).
 _NEXT_DUE = ("SELECT next_fire_at FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
              "ORDER BY next_fire_at, name LIMIT 1")
-_NEXT_READY = "SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') ORDER BY not_before, id LIMIT 1"
+_NEXT_READY = ("SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') AND NOT held "
+               "ORDER BY not_before, id LIMIT 1")
 _LIVE = "state NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')"
 _UNEXPIRED = "(expires_at IS NULL OR expires_at >= ds_now())"
 # the predicate of the partial indexes tasks_rare_created and tasks_rare_finished
@@ -807,8 +786,9 @@ class _Tasks:
     async def ready(self, now: float, limit: int) -> list[Task]:
         if limit <= 0:
             return []
-        return await self._read("state IN ('pending', 'retrying') AND not_before <= $1 ORDER BY not_before, id "
-                                "LIMIT $2", now, int(limit))
+        # ds_ready (0024): a serial job's held slots that may run now leave the held queue
+        # first; the held ones are never read (tasks_ready leaves them out)
+        return await self._select("ds_ready($1, $2)", now, int(limit))
 
     async def next_ready_at(self) -> float | None:
         return await self.store.call("fetchval", _NEXT_READY)

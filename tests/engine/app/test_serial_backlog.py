@@ -14,12 +14,21 @@ from .test_scheduler import Leader
 BACKLOG = 1500  # more than dispatch_batch (500): every ready read was the backlog's oldest
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def leader(request):
-    url = None
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request):
+    """None (memory), or a throwaway Redis namespace / PostgreSQL schema (a sync fixture:
+    the servers' fixtures check the server with their own event loop)."""
     if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url_for(namespace=f"b{uuid.uuid4().hex[:10]}")
-    lead = await Leader.create(url)
+        return request.getfixturevalue("redis_server").url_for(namespace=f"b{uuid.uuid4().hex[:10]}")
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"b{uuid.uuid4().hex[:10]}")
+    return None
+
+
+@pytest.fixture
+async def leader(store_url):
+    lead = await Leader.create(store_url)
     yield lead
     await lead.app.stop()
 
@@ -137,3 +146,28 @@ async def test_the_default_max_backlog_bounds_a_serial_job():
         assert states.count(TaskState.PENDING) == 101 and states.count(TaskState.SKIPPED) == 49
     finally:
         await lead.app.stop()
+
+
+async def test_six_serial_jobs_at_their_default_backlog_do_not_starve_another_task(leader):
+    """Six serial jobs each 100 slots behind (the default max_backlog): 600 waiting slots,
+    more than a ready read (dispatch_batch, 500). On PostgreSQL they stayed in the ready
+    queue ahead of a one-off task, which was never dispatched while they stood."""
+    st = leader.storage
+    await st.workers.register(make_worker("w1", now=st.clock(), concurrency=10, capacity=20))
+    for n in range(6):
+        await leader.add(f"s{n}", 100.0, every="1s", overlap="serial", misfire="fire-all")
+        while await leader.scheduler.fire_due(leader.fence, 100.0 + 100):
+            pass
+        await st.jobs.set_paused(f"s{n}", True)
+    await st.tasks.submit([make_task("other", now=st.clock())])
+
+    async def other_dispatched():
+        await leader.scheduler.dispatch_ready(leader.fence, st.clock())
+        task = await st.tasks.get("other")
+        return task is not None and task.state is TaskState.DISPATCHED
+
+    await wait_until_async(other_dispatched, 10, what="the one-off task to be dispatched beside 600 waiting slots")
+    for n in range(6):
+        states = [t.state for t in await st.tasks.live(f"s{n}")]
+        assert states.count(TaskState.DISPATCHED) == 1 and states.count(TaskState.PENDING) == 100
+

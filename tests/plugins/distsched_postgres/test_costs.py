@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow,
 #: The functions that read or write tasks, jobs or results by key: each runs with these
 #: settings (migration 0014), which a migration replacing one must restate.
 KEYED = ("ds_cancel", "ds_create", "ds_dispatch_slim", "ds_fire", "ds_get_tasks", "ds_job_add", "ds_job_pause",
-         "ds_job_update", "ds_pull", "ds_prune", "ds_put_aside", "ds_reap", "ds_report", "ds_save", "ds_settle",
-         "ds_submit", "ds_write")
+         "ds_job_update", "ds_pull", "ds_prune", "ds_put_aside", "ds_ready", "ds_reap", "ds_report", "ds_save",
+         "ds_settle", "ds_submit", "ds_write")
 SETTINGS = ["enable_seqscan=off", "jit=off"]
 #: Most rows a plan node may read in the test below (each call touches one or two tasks;
 #: the table holds more than 20,000).
