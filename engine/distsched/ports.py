@@ -66,9 +66,17 @@ class Firing:
 
 @attrs.frozen(kw_only=True)
 class FireReport:
+    """What :meth:`JobRepository.fire` did: tasks ``created``, ``existing`` ones left as they
+    were, the jobs whose firing was a ``conflict`` (not applied), and ``skipped``: the
+    ``(task id, reason)`` of each pending slot the store itself created as ``skipped``
+    (``Firing.max_backlog``), in firing order - the leader announces them (``task.skipped``)
+    as it does the skipped records it built itself. A store that reports none (an older
+    plugin) leaves it empty: those slots are then not announced."""
+
     created: int = 0
     existing: int = 0
     conflicts: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen(kw_only=True)

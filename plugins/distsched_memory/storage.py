@@ -465,6 +465,7 @@ class _Jobs:
         self.store.check_fence(fence)
         created = existing = 0
         conflicts = []
+        skipped: list[tuple[str, str]] = []
         for f in firings:
             st = self.s.job_state.get(f.job)
             data = self.s.jobs.get(f.job)
@@ -481,12 +482,13 @@ class _Jobs:
                 if f.max_backlog is not None and new.serial_limit is not None and new.state is TaskState.PENDING \
                         and len(self.s.live_by_job.get(f.job, ())) >= new.serial_limit + f.max_backlog:
                     new.state, new.reason, new.finished_at = TaskState.SKIPPED, f.backlog_full, new.created_at
+                    skipped.append((new.id, f.backlog_full))
                 self.s.put_task(None, new, hold=self.s.must_hold(new))
                 created += 1
             st.next_fire_at = f.next_fire_at
             st.last_slot = f.last_slot
             self._push(f.job, st)
-        return FireReport(created=created, existing=existing, conflicts=tuple(conflicts))
+        return FireReport(created=created, existing=existing, conflicts=tuple(conflicts), skipped=tuple(skipped))
 
 
 class _Tasks:

@@ -649,7 +649,10 @@ class _Jobs:
         tasks = codec.dumps([codec.task_in(t, i) for i, f in enumerate(firings) for t in f.tasks])
         row = await self.store.leader_write(fence, "fetchrow", "SELECT * FROM ds_fire($1, $2, $3::json, $4::json, $5)",
                                             codec.dumps(meta), tasks, self.store.retention)
-        return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]))
+        # the ids ds_fire stored skipped for max_backlog: the reason is their firing's
+        reasons = {t.id: f.backlog_full for f in firings for t in f.tasks} if row["skipped"] else {}
+        return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]),
+                          skipped=tuple((i, reasons[i]) for i in row["skipped"]))
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:

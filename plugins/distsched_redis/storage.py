@@ -967,7 +967,11 @@ class _Jobs:
                      "" if serial is None else str(serial), backlog, str(len(f.tasks))]
             args += [task_args(task, 0) for task in f.tasks]
         reply = await self.store.leader_write(self.s.fire, fence, args)
-        return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[3:]))
+        ends = 4 + int(reply[3])
+        # the ids the script stored skipped for max_backlog: the reason is their firing's
+        reasons = {t.id: f.backlog_full for f in firings for t in f.tasks} if len(reply) > ends else {}
+        return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[4:ends]),
+                          skipped=tuple((i, reasons[i]) for i in reply[ends:]))
 
 
 def _name_order(name: str) -> bytes:

@@ -578,11 +578,15 @@ class Scheduler:
         if report.existing:
             self.events.emit(ev.DuplicatesSuppressed(at=now, what="slot", count=report.existing))
         if self.events.active:
+            # the skipped records built here (misfire, discard, replace...), and the pending
+            # slots the store recorded skipped as it fired them (max_backlog), with its reason
+            by_store = dict(report.skipped)
             for firing in firings:
                 for task in firing.tasks:
-                    if task.state is TaskState.SKIPPED:
+                    if task.state is TaskState.SKIPPED or task.id in by_store:
+                        reason = by_store.get(task.id, task.reason or "")
                         self.events.emit(ev.TaskSkipped(at=now, task_id=task.id, job=task.job, slot=task.slot,
-                                                        reason=task.reason or ""))
+                                                        reason=reason))
         return len(due)
 
     async def _pause_poisoned(self, name: str, exc: BaseException, now: float) -> None:

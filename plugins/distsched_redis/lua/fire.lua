@@ -12,12 +12,13 @@
 -- ARGV: prefix, fence token, retention, then per firing:
 --   job, expected_next, next_fire_at ("" = none), last_slot ("" = none), serial limit ("" =
 --   not serial), max_backlog ("" = none), task count, tasks.
--- Reply: {'OK', created, existing, conflicting job names...} or {'FENCED', current lease}.
+-- Reply: {'OK', created, existing, number of conflicts, conflicting job names..., ids of the
+-- tasks stored skipped for max_backlog...} or {'FENCED', current lease}.
 local replay = op_replay()
 if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
-local created, existing, conflicts = 0, 0, {}
+local created, existing, conflicts, skipped = 0, 0, {}, {}
 local i = 4
 while i <= #ARGV do
   local job, expected, nxt, last = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -47,6 +48,7 @@ while i <= #ARGV do
           local reason = cjson.encode('overlap: backlog full (max_backlog = ' .. backlog .. ')')
           t.d = (t.d == '{}' or t.d == '') and ('{"reason":' .. reason .. '}')
             or (string.sub(t.d, 1, -2) .. ',"reason":' .. reason .. '}')
+          skipped[#skipped + 1] = t.id
         elseif serial and t.s == 'pending' then
           hold = held > 0 or admitted >= serial
           if hold then held = held + 1 else admitted = admitted + 1 end
@@ -65,6 +67,7 @@ while i <= #ARGV do
   end
 end
 notify()
-local reply = {'OK', created, existing}
+local reply = {'OK', created, existing, #conflicts}
 for _, name in ipairs(conflicts) do reply[#reply + 1] = name end
+for _, id in ipairs(skipped) do reply[#reply + 1] = id end
 return op_reply(reply)

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from distsched.model import TaskResult, TaskState
+from distsched.model import events as ev
 from distsched.testing import make_task, make_worker
 from distsched.testing.processes import wait_until_async
 
@@ -171,3 +172,32 @@ async def test_six_serial_jobs_at_their_default_backlog_do_not_starve_another_ta
         states = [t.state for t in await st.tasks.live(f"s{n}")]
         assert states.count(TaskState.DISPATCHED) == 1 and states.count(TaskState.PENDING) == 100
 
+
+async def test_a_slot_the_store_skips_for_max_backlog_is_announced(leader):
+    """The store records a serial slot beyond max_backlog skipped as it fires it; the fire
+    report names it and the leader emits task.skipped for it, with the store's reason, as
+    for every other skipped slot (observers - metrics, notifications - missed them)."""
+    events = []
+    leader.app.engine.events.listeners.append(events.append)
+    await leader.add("s", 100.0, every="1s", overlap="serial", misfire="fire-all", max_backlog=3)
+    await leader.scheduler.fire_due(leader.fence, 109.0)
+    await leader.scheduler.fire_due(leader.fence, 110.0)  # still full: skipped too
+    leader.app.engine.events.flush()
+    skipped = [(e.task_id, e.job, e.slot, e.reason) for e in events if isinstance(e, ev.TaskSkipped)]
+    reason = "overlap: backlog full (max_backlog = 3)"
+    assert skipped == [(f"s@{int(at * 1000)}", "s", at, reason) for at in range(104, 111)]
+    stored = [t.id for t in await leader.tasks("s") if t.state is TaskState.SKIPPED]
+    assert stored == [e[0] for e in skipped]
+
+
+async def test_a_discarded_slot_is_announced_once(leader):
+    """discard's skip is decided by the leader, which builds the skipped record and announces
+    it (task.skipped) - not again from the store's report."""
+    events = []
+    leader.app.engine.events.listeners.append(events.append)
+    await leader.add("d", 100.0, every="10s", overlap="discard")
+    await leader.scheduler.fire_due(leader.fence, 100.0)
+    await leader.scheduler.fire_due(leader.fence, 110.0)
+    leader.app.engine.events.flush()
+    skipped = [(e.task_id, e.reason) for e in events if isinstance(e, ev.TaskSkipped)]
+    assert skipped == [("d@110000", "overlap: discarded (1 instance(s) still live)")]

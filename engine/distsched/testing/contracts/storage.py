@@ -361,27 +361,39 @@ class StorageContract:
             assert (report.created, report.existing) == (5, 0)
             got = await _get_many(s, [t.id for t in tasks])
             assert [t.state for t in got] == [TaskState.PENDING] * 3 + [TaskState.SKIPPED] * 2
-            assert {t.reason for t in got[3:]} == {"overlap: backlog full (max_backlog = 2)"}
+            full = "overlap: backlog full (max_backlog = 2)"
+            assert {t.reason for t in got[3:]} == {full}
+            # the report names the slots the store skipped, and why (the leader announces them)
+            assert report.skipped == ((tasks[3].id, full), (tasks[4].id, full))
             assert len(await s.tasks.live("sb")) == 3
             # still full: the next slot is skipped too; once one ends, the one after it waits
             nxt = job.create_task(60.0, 61.0)
-            await s.jobs.fire(fence, [Firing(job="sb", expected_next=60.0, next_fire_at=70.0, last_slot=60.0,
-                                             tasks=(nxt,), max_backlog=2)])
+            report = await s.jobs.fire(fence, [Firing(job="sb", expected_next=60.0, next_fire_at=70.0,
+                                                      last_slot=60.0, tasks=(nxt,), max_backlog=2)])
             assert [t.state for t in await _get_many(s, [nxt.id])] == [TaskState.SKIPPED]
+            assert report.skipped == ((nxt.id, full),)
+            # a slot that exists already is left as it is, and not reported skipped again
+            report = await s.jobs.fire(fence, [Firing(job="sb", expected_next=70.0, next_fire_at=70.0,
+                                                      last_slot=60.0, tasks=(nxt,), max_backlog=2)])
+            assert (report.created, report.existing, report.skipped) == (0, 1, ())
             first = got[0]
             first.cancel("done", 62.0)
             assert await s.tasks.save(fence, [first]) == [True]
             after = job.create_task(70.0, 71.0)
-            await s.jobs.fire(fence, [Firing(job="sb", expected_next=70.0, next_fire_at=80.0, last_slot=70.0,
-                                             tasks=(after,), max_backlog=2)])
+            report = await s.jobs.fire(fence, [Firing(job="sb", expected_next=70.0, next_fire_at=80.0,
+                                                      last_slot=70.0, tasks=(after,), max_backlog=2)])
             assert [t.state for t in await _get_many(s, [after.id])] == [TaskState.PENDING]
-            # without max_backlog (any other overlap mode) nothing is skipped
+            assert report.skipped == ()
+            # without max_backlog (any other overlap mode) nothing is skipped; the leader's own
+            # skipped records (discard, misfire) are its own: not in the report
             other = make_job("par")
             await s.jobs.add(other, next_fire_at=10.0)
             many = tuple(other.create_task(10.0 * i, 11.0) for i in range(1, 6))
-            await s.jobs.fire(fence, [Firing(job="par", expected_next=10.0, next_fire_at=60.0, last_slot=50.0,
-                                             tasks=many)])
+            mine = other.skipped_task(60.0, "overlap: discarded (1 instance(s) still live)", 61.0)
+            report = await s.jobs.fire(fence, [Firing(job="par", expected_next=10.0, next_fire_at=70.0,
+                                                      last_slot=60.0, tasks=(*many, mine))])
             assert len(await s.tasks.live("par")) == 5
+            assert (report.created, report.skipped) == (6, ())
 
         harness.run(body)
 
