@@ -5,6 +5,7 @@ Also the diff printer the ``scheduler --jobs FILE [--prune]`` start uses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -98,6 +99,8 @@ def _cause(exc: BaseException) -> str:
     from ..urls import redact_text
 
     text = str(exc).splitlines()[0] if str(exc) else ""
+    if not text and isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # says nothing by itself
+        text = "the store did not answer in time"
     return redact_text(text if isinstance(exc, DistschedError) else f"{type(exc).__name__}: {text}".rstrip(": "))
 
 
@@ -161,8 +164,19 @@ async def write_reporting(app: Any, configs: Any, write: Callable[[], Awaitable[
     (``again.command`` runs the sync again: it writes only what is left). When the store
     cannot be read then, every planned change is named as one that may or may not have been
     written. A problem found before any write (a bad job, a one-shot in the past...) is
-    raised as it is: nothing was written."""
-    planned = await app.sync_jobs(configs, prune=prune, dry_run=True)
+    raised as it is: nothing was written; so is a failure to read the stored jobs for the
+    plan (the store went away, a lock held past the store's command timeout), saying so."""
+    from ..model.errors import DistschedError
+
+    try:
+        planned = await app.sync_jobs(configs, prune=prune, dry_run=True)
+    except DistschedError:
+        raise
+    except Exception as exc:  # it printed "Error: TimeoutError:  (run with -vv ...)", no more
+        logging.getLogger("distsched.cli").debug("reading the stored jobs failed", exc_info=exc)
+        raise click.ClickException("\n".join([
+            f"{subject} wrote nothing: the stored jobs could not be read to plan it ({_cause(exc)})",
+            f"  once the store answers, `{again.command}` writes them"] + ([again.note] if again.note else []))) from None
     try:
         return await write()
     except Exception as exc:  # the store refused a write, or went away: say what it holds

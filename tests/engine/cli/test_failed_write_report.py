@@ -299,3 +299,56 @@ def test_a_failed_sync_after_a_data_loss_names_the_command_on_this_store(caplog:
     assert [r.getMessage() for r in caplog.records] == [
         "could not sync the jobs of jobs.toml again after the store lost its data (the store is down); sync them by "
         "hand: distsched jobs sync jobs.toml --storage 'redis://u:***@h/0'"], caplog.text
+
+
+@pytest.mark.postgres
+def test_a_sync_whose_read_of_the_stored_jobs_times_out_says_it_wrote_nothing(
+        distsched_cli: Any, tmp_path: Path, postgres_database: Any) -> None:
+    """The stored jobs are read first, to plan the sync. With PostgreSQL's jobs table locked
+    by another session past the store's command timeout, `jobs sync` printed `Error:
+    TimeoutError:  (run with -vv for the traceback)`: not what timed out, nor that nothing
+    was written. It now says so, with the command to run once the store answers (the
+    password masked)."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    first, second = _write(tmp_path, "first.toml", FIRST), _write(tmp_path, "second.toml", SECOND)
+    schema = f"lk{uuid.uuid4().hex[:8]}"
+    url = postgres_database.url_for(schema=schema, command_timeout=0.5).replace(
+        "postgres@", f"postgres:{PASSWORD}@", 1)  # trust auth: the password is only shown, or not
+    assert distsched_cli("jobs", "sync", first, "--storage", url).exit_code == 0
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        async def hold() -> None:
+            conn = await asyncpg.connect(postgres_database.url)
+            try:
+                async with conn.transaction():
+                    await conn.execute(f'LOCK TABLE "{schema}".jobs IN ACCESS EXCLUSIVE MODE')
+                    held.set()
+                    await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+            finally:
+                await conn.close()
+
+        asyncio.run(hold())
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert held.wait(10), "the lock was not taken"
+        result = distsched_cli("jobs", "sync", second, "--storage", url)
+    finally:
+        release.set()
+        holder.join(30)
+    assert result.exit_code == 1, result.output
+    assert PASSWORD not in result.output, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"Error: jobs sync of {second} wrote nothing: the stored jobs could not be read to plan it "
+                        "(TimeoutError: the store did not answer in time)"), result.output
+    masked = url.replace(PASSWORD, "***")
+    assert lines[1] == f"  once the store answers, `distsched jobs sync {second} --storage {shlex.quote(masked)}` " \
+                       "writes them", result.output
+    assert lines[-1] == PUT_BACK
+    assert _stored(url) == {"keep", "change", "stray"}
