@@ -35,13 +35,19 @@ TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 
 OUTCOMES = frozenset({"succeeded", "failed", "timed_out"})
 SKIP_REASONS = {"misfire: skipped": "misfire_skipped", "misfire: coalesced": "misfire_coalesced",
-                "dst-gap": "dst_gap", "overlap: discarded": "overlap_discarded"}
+                "dst-gap": "dst_gap", "overlap: discarded": "overlap_discarded",
+                "overlap: backlog full": "overlap_backlog_full"}
+#: Reasons that carry a value without parentheses (``overlap: replaced by the slot at <ISO>``).
+SKIP_PREFIXES = {"overlap: replaced by ": "overlap_replaced"}
 LOSS_REASONS = ("shutdown", "lease lost", "fenced", "store unreachable", "store refusing writes", "error")
 
 
 def skip_reason(reason: str) -> str:
     """A skipped slot's free-text reason -> one of a fixed set of label values."""
-    return SKIP_REASONS.get(reason.split(" (", 1)[0], "other")
+    known = SKIP_REASONS.get(reason.split(" (", 1)[0])
+    if known is not None:
+        return known
+    return next((label for prefix, label in SKIP_PREFIXES.items() if reason.startswith(prefix)), "other")
 
 
 def loss_reason(reason: str) -> str:

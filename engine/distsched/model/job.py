@@ -76,11 +76,11 @@ def _max_instances(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
 #: A ``serial`` job's default ``max_backlog``: slots that may wait beyond ``max_instances``.
 #: Measured with a backlog (a serial job every 1 s behind a downtime, misfire fire-all): Redis
 #: holds 2-2.6 KB per waiting task, and the leader reads the job's live tasks whole at each of
-#: its dispatches (86 ms at 2,000 waiting, 333 ms at 10,000 on Redis; 5 ms at 100); on
-#: PostgreSQL more than ``dispatch_batch`` (500) waiting slots ahead of other tasks in the
-#: ready queue held those back. 100 keeps each of those small - a job that falls 100 slots
-#: behind is not catching up - while a short burst (a slow run, a downtime of up to 100
-#: intervals with ``fire-all``) still waits and runs.
+#: its dispatches (86 ms at 2,000 waiting, 333 ms at 10,000 on Redis; 5 ms at 100). (Every
+#: store holds waiting slots out of the ready queue: before, more than ``dispatch_batch``
+#: (500) of them held back every task behind them.) 100 keeps each of those small - a job
+#: that falls 100 slots behind is not catching up - while a short burst (a slow run, a
+#: downtime of up to 100 intervals with ``fire-all``) still waits and runs.
 DEFAULT_MAX_BACKLOG = 100
 MAX_BACKLOG_LIMIT = 1_000_000
 

@@ -68,6 +68,8 @@ def test_job_labels_are_bounded():
 @pytest.mark.parametrize(("reason", "label"), [
     ("misfire: coalesced", "misfire_coalesced"), ("misfire: skipped", "misfire_skipped"), ("dst-gap", "dst_gap"),
     ("overlap: discarded (3 instance(s) still live)", "overlap_discarded"), ("something new", "other"),
+    ("overlap: backlog full (max_backlog = 100)", "overlap_backlog_full"),
+    ("overlap: replaced by the slot at 2026-12-07T21:00:00Z", "overlap_replaced"),
 ])
 def test_skip_reasons_are_a_fixed_set(obs, reason, label):
     assert skip_reason(reason) == label
