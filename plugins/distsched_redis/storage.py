@@ -184,6 +184,8 @@ class RedisStorage:
         self._history_indexed = False
         #: Where the walk of the jobs' schedule states (lua/job_check.lua) goes on ('0': a new one).
         self._job_check_cursor = "0"
+        #: Where the walk of the jobs' configs (job_check.lua 'configs') goes on.
+        self._config_check_cursor = "0"
         self._job_check_next = float("-inf")
         #: Whether this store wrote (or found) the namespace's layout mark at open: the
         #: leader's housekeeping finding it gone means the namespace lost its data.
@@ -422,6 +424,15 @@ class RedisStorage:
             log.warning("%s: %d job(s) had lost their entry in the due index (a partial loss of the store's data?) "
                         "and would never have fired: given back: %s", self.settings.redacted, len(names),
                         ", ".join(repr(n) for n in names[:20]) + (" ..." if len(names) > 20 else ""))
+        # The configs left without their schedule state (a paused job's has no due entry, so
+        # the due read never meets it): put aside as the due read puts a half aside. Before,
+        # `status` and the dashboard's overview counted each as a job that no list showed,
+        # whose page said it did not exist, for ever.
+        reply = await self.run(self.scripts.job_check, [self._config_check_cursor, str(JOB_CHECK), "configs"],
+                               op=False)
+        self._config_check_cursor = reply[0] if isinstance(reply[0], str) else reply[0].decode()
+        for name in reply[1:]:
+            await _put_aside_half(self, name if isinstance(name, str) else name.decode("utf-8", "replace"), "", None)
 
     async def _data_lost(self) -> None:
         """The namespace's layout mark, written at open, is gone - or its epoch is another

@@ -6,8 +6,21 @@
 -- or deleted while the jobs stayed; such a job was listed, its next fire time in the past,
 -- and never fired). The entry is scored by the state's own next fire time, so the job fires
 -- as a scheduler back from downtime fires it (its misfire policy).
--- ARGV: prefix, cursor ('0' starts a walk), count.
+-- ARGV: prefix, cursor ('0' starts a walk), count[, 'configs'].
 -- Reply: {next cursor ('0': the walk is over), name of each job given its entry back...}
+-- With 'configs' it walks P.."jobs" instead and names each config whose schedule state is
+-- gone (a partial loss, a hand-made HDEL): with no due entry (a paused job's) no read meets
+-- such a half, which `status` counted as a job that no list showed; the caller puts it aside.
+-- Nothing is written then.
+if ARGV[4] == 'configs' then
+  local scan = redis.call('HSCAN', P .. 'jobs', ARGV[2], 'COUNT', tonumber(ARGV[3]))
+  local out = {scan[1]}
+  local found = scan[2]
+  for k = 1, #found, 2 do
+    if redis.call('HEXISTS', P .. 'jst', found[k]) == 0 then out[#out + 1] = found[k] end
+  end
+  return out
+end
 local scan = redis.call('HSCAN', P .. 'jst', ARGV[2], 'COUNT', tonumber(ARGV[3]))
 local out = {scan[1]}
 local found = scan[2]

@@ -171,3 +171,24 @@ async def test_a_page_of_half_stored_jobs_does_not_end_the_paging(redis_server, 
                                      env={"DISTSCHED_STORAGE": None})
     assert result.exit_code == 0, result.output
     assert [job["name"] for job in json.loads(result.output)] == ["zeta", "zulu"]
+
+
+async def test_a_config_left_without_its_state_and_due_entry_is_put_aside_by_the_housekeeping(
+        distsched_app, redis_server, ns, raw):
+    """A paused job (no due entry) whose schedule state is gone: no read meets it, so it was
+    never put aside - `status` and the dashboard's overview counted it as a job that no list
+    showed, and its page said it did not exist, for ever. The leader's housekeeping walks the
+    configs too (job_check.lua 'configs', 200 a second) and puts it aside, naming the half
+    that is missing; the name is free again."""
+    app = await _start(distsched_app, redis_server, ns)
+    p = "{" + ns + "}:"
+    await app.pause_job("half")
+    assert raw.zscore(p + "due", "half") is None
+    kept = raw.hget(p + "jobs", "half")
+    raw.hdel(p + "jst", "half")
+    entry = await poison.quarantined(app, "job", "half")
+    assert "its schedule state is missing" in entry.reason, entry.reason
+    assert raw.hget(p + "qd:job:half", "config") == kept, "the half kept"
+    storage = await app.storage()
+    assert await storage.jobs.count() == (1, 1), "only the healthy job is counted"
+    await poison.keeps_firing(app, every=EVERY)
