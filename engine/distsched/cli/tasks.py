@@ -226,12 +226,27 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
+def _json_object(text: str | None, option: str) -> dict[str, Any]:
+    """The JSON object an option gives ({} without it); a usage error naming the option otherwise."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=option)
+    return value
+
+
 @tasks.command("submit")
 @click.argument("target")
 @click.argument("args", nargs=-1)
 @storage_option
 @click.option("--executor", default="local", show_default=True, help="Executor that runs it (local, http, rpc, ...).")
 @click.option("--kwargs", "kwargs_json", default=None, metavar="JSON", help="Keyword arguments as a JSON object.")
+@click.option("--options", "options_json", default=None, metavar="JSON",
+              help='Executor options as a JSON object (rpc: {"method": "name"}; http: method, json, headers...).')
 @click.option("--timeout", default="60s", show_default=True, help="Timeout of each attempt.")
 @click.option("--retries", type=click.IntRange(0, 99), default=0, show_default=True,
               help="Retries after a failed or timed-out attempt (N + 1 attempts at most, default backoff).")
@@ -240,24 +255,22 @@ def _json_or_text(value: str) -> Any:
               help="Wait this long for the result and print it.")
 @click.pass_context
 def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage: str | None, executor: str,
-                 kwargs_json: str | None, timeout: str, retries: int, task_id: str | None, wait: float | None) -> None:
+                 kwargs_json: str | None, options_json: str | None, timeout: str, retries: int, task_id: str | None,
+                 wait: float | None) -> None:
     """Submit a one-off task calling TARGET with ARGS (each JSON when it parses, else text);
     prints its id. A worker offering TARGET runs it."""
-    try:
-        kwargs = json.loads(kwargs_json) if kwargs_json is not None else {}
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--kwargs") from None
-    if not isinstance(kwargs, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+    kwargs = _json_object(kwargs_json, "--kwargs")
+    options = _json_object(options_json, "--options")
 
     call_args = [_json_or_text(a) for a in args]
 
     async def call(app: Any) -> tuple[str, Any]:
-        new_id = await app.submit(target, *call_args, executor=executor, kwargs=kwargs,
+        new_id = await app.submit(target, *call_args, executor=executor, kwargs=kwargs, options=options,
                                   timeout=timeout, retry={"max_attempts": retries + 1}, task_id=task_id)
         if task_id is not None:  # idempotent by id: a task already stored under it is the one that runs
             spec = (await app.get_task(new_id)).spec
-            if (spec.executor, spec.target, list(spec.args), spec.kwargs) != (executor, target, call_args, kwargs):
+            if ((spec.executor, spec.target, list(spec.args), spec.kwargs, spec.options)
+                    != (executor, target, call_args, kwargs, options)):
                 click.echo(f"note: task {new_id!r} already exists with another call "
                            f"({spec.executor}:{mask_secrets(spec.target)}); it is that one that runs, not this "
                            "submission (--id makes a submission idempotent)", err=True)
