@@ -204,10 +204,11 @@ def test_the_pages_commands_parse():
 
 # -- a downtime: slots that fell while no scheduler ran -----------------------------------
 
-async def _after_downtime(tool: str, module: str, job: str, gap: float) -> tuple[float, list[Any]]:
+async def _after_downtime(tool: str, module: str, job: str, gap: float, interval: float) -> tuple[float, list[Any]]:
     """Store ``job`` of the tool's jobs file with no scheduler running, wait ``gap`` seconds
     (the downtime), start one, and return the start time and the tasks of the slots that fell
-    in the gap, once they are all settled."""
+    in the gap and of the first slot after it (the leader's first pass may fire it ahead, on
+    time), once they are all settled."""
     sys.path.insert(0, str(EXAMPLES / tool))
     try:
         functions = importlib.import_module(module)
@@ -222,7 +223,8 @@ async def _after_downtime(tool: str, module: str, job: str, gap: float) -> tuple
         await app.start()
 
         async def settled() -> list[Any] | None:
-            tasks = [t for t in (await app.job_history(job, limit=100)).tasks if t.slot is not None and t.slot <= started]
+            tasks = [t for t in (await app.job_history(job, limit=100)).tasks
+                     if t.slot is not None and t.slot <= started + interval]
             return tasks if tasks and all(t.terminal for t in tasks) else None
 
         tasks = await wait_until_async(settled, 10, what=f"{job}'s missed slots settled")
@@ -232,19 +234,24 @@ async def _after_downtime(tool: str, module: str, job: str, gap: float) -> tuple
 
 async def _downtimes() -> list[tuple[float, list[Any]]]:
     return await asyncio.gather(
-        _after_downtime("celery", "celery_tasks", "refresh-rates", 4.5),
-        _after_downtime("arq", "arq_tasks", "poll-feeds", 4.5),
-        _after_downtime("apscheduler", "aps_tasks", "export-orders", 3.5),
+        _after_downtime("celery", "celery_tasks", "refresh-rates", 4.5, 2.0),
+        _after_downtime("arq", "arq_tasks", "poll-feeds", 4.5, 2.0),
+        _after_downtime("apscheduler", "aps_tasks", "export-orders", 3.5, 1.0),
     )
 
 
 def test_after_a_downtime_each_example_runs_what_the_page_says(runs):
-    (_, celery), (arq_start, arq), (_, aps) = asyncio.run(_downtimes())
-    # Celery beat's rule: one run for the slots missed, the others recorded coalesced.
-    for tasks in (celery, aps):
-        ran = [t for t in tasks if t.state.value != "skipped"]
-        assert len(tasks) >= 2 and len(ran) == 1, [(t.slot, t.state.value, t.reason) for t in tasks]
-        assert {t.reason for t in tasks if t not in ran} == {"misfire: coalesced"}
+    (celery_start, celery), (arq_start, arq), (aps_start, aps) = asyncio.run(_downtimes())
+    # Celery beat's rule: one run for the slots missed - the latest of them, or the first slot
+    # after the start when the leader's first pass fires it (on time) - the others coalesced.
+    for started, tasks in ((celery_start, celery), (aps_start, aps)):
+        outcome = [(round(started - t.slot, 2), t.state.value, t.reason) for t in tasks]
+        missed = [t for t in tasks if t.slot <= started]
+        ran = [t for t in missed if t.state.value != "skipped"]
+        assert len(missed) >= 2 and len(ran) <= 1, outcome
+        assert {t.reason for t in missed if t not in ran} == {"misfire: coalesced"}, outcome
+        if not ran:
+            assert any(t.slot > started and t.state.value != "skipped" for t in tasks), outcome
     # arq's: a slot missed by more than the grace is not run (recorded skipped).
     # (A slot 0.5-1.5 s old when the scheduler started may go either way: the grace is counted
     # when the leader fires it, a moment after the start.)
@@ -300,8 +307,8 @@ def test_xxl_job_http_jobs_discard_retry_at_once_and_alert(runs):
     assert retry and retry[0]["delay"] == 0 and "503" in retry[0]["error"]
     failed = [e for e in _of(events, "task.finished", "reconcile-ledger") if e["task_id"] == retry[0]["task_id"]]
     assert failed and failed[0]["state"] == "failed" and failed[0]["attempt"] == 2
-    out = runs.output("xxl-job")[1]
-    assert "ALERT job reconcile-ledger failed after 2 attempt(s): HTTP 503 Service Unavailable" in out
+    err = runs.output("xxl-job")[2]  # on stderr: stdout stays the JSON task log
+    assert "ALERT job reconcile-ledger failed after 2 attempt(s): HTTP 503 Service Unavailable" in err
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
