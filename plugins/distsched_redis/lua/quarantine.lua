@@ -43,11 +43,13 @@ elseif kind == 'job' then
     redis.call('HDEL', P .. 'jst', id)
     redis.call('ZREM', P .. 'due', id)
     redis.call('SREM', P .. 'joff', id)
+    redis.call('ZREM', P .. 'jn', id)  -- else every reader's page reads all names (jobs.page)
     moved = true
   else
     -- only a due entry is left (its job's config and state are gone): nothing to keep, and
     -- the entry would hold the leader's next due time in the past for ever
     redis.call('ZREM', P .. 'due', id)
+    redis.call('ZREM', P .. 'jn', id)
   end
 elseif kind == 'worker' then
   local rec = redis.call('HGET', P .. 'workers', id)

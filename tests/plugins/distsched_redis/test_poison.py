@@ -146,10 +146,14 @@ async def test_a_job_whose_config_is_not_json_is_quarantined(distsched_app, redi
     raw.hset(p + "jobs", "poison", b"{not json\xff")
     raw.hset(p + "jst", "poison", b"1|1|||1|x")
     raw.zadd(p + "due", {"poison": 1})
+    raw.zadd(p + "jn", {"poison": 0})  # as a jobs.page of a writer indexes every name
     entry = await poison.quarantined(app, "job", "poison")
     assert b"poison" not in raw.hkeys(p + "jobs")
     assert raw.hget(p + "qd:job:poison", "config") == b"{not json\xff", "the bytes are kept"
     assert entry.reason
+    # it left the name index too: a name there without its job made every reader's page
+    # read all the names (the index's size no longer matched the jobs')
+    assert raw.zscore(p + "jn", "poison") is None
     await poison.keeps_firing(app, every=HEALTHY_EVERY)
 
 
