@@ -137,6 +137,18 @@ def url_error(url: str, reason: str) -> ValidationError:
     return ValidationError("storage", f"{redact_url(url)}: {reason}")
 
 
+def refuse_control_characters(url: str) -> None:
+    """Refuse a storage URL that holds an ASCII control character (a newline, a tab...) with
+    a ValidationError naming it (the URL shown redacted and escaped). Python's URL parser
+    drops tabs and newlines without a word: a password ``pa\\nss`` would be read as ``pass``,
+    or the user name and password misread as part of the host."""
+    bad = next((c for c in url if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        shown = redact_url(url).encode("unicode_escape").decode("ascii")
+        raise ValidationError("storage", f"{shown}: holds a control character ({bad!r}): remove it, or "
+                                         "percent-encode it in a user name or password (%0A for a newline)")
+
+
 def option_bool(url: str, name: str, value: Any) -> bool:
     """Option ``name`` as a boolean (``1/true/yes/on``, ``0/false/no/off``)."""
     if isinstance(value, bool):
@@ -186,4 +198,4 @@ def option_int(url: str, name: str, value: Any, low: int, high: int) -> int:
 
 
 __all__ = ["FALSE_WORDS", "REDACTED", "SECRET_PARAM", "TRUE_WORDS", "option_bool", "option_int", "option_seconds",
-           "redact_text", "redact_url", "url_error", "userinfo_end"]
+           "redact_text", "redact_url", "refuse_control_characters", "url_error", "userinfo_end"]

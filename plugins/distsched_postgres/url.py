@@ -31,7 +31,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import attrs
 
 from distsched.model import ValidationError
-from distsched.urls import option_bool, option_int, option_seconds, redact_url, url_error
+from distsched.urls import (
+    option_bool,
+    option_int,
+    option_seconds,
+    redact_url,
+    refuse_control_characters,
+    url_error,
+)
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "distsched"
@@ -117,6 +124,7 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> PostgresSettings:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
         raise url_error(url, f"unsupported scheme {scheme}:// (use postgresql:// or postgres://)")
+    refuse_control_characters(url)
     try:
         parts = urlsplit(url)
         port = parts.port

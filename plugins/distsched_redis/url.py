@@ -44,6 +44,7 @@ from distsched.urls import (
     option_int,
     option_seconds,
     redact_url,
+    refuse_control_characters,
     url_error,
     userinfo_end,
 )
@@ -161,6 +162,7 @@ def parse(url: Any, options: dict[str, Any] | None = None) -> RedisSettings:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
         raise url_error(url, f"unsupported scheme {scheme}:// (use one of {', '.join(s + '://' for s in SCHEMES)})")
+    refuse_control_characters(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
