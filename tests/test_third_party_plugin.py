@@ -166,7 +166,8 @@ def test_distsched_plugins_lists_the_installed_plugin(venv: Venv) -> None:
     assert (example["dist"], example["version"]) == ("distsched-example", "0.1.0")
     assert example["module"] == "distsched_example.hooks"
     assert example["provides"] == {"executor": ["echo"], "balancer": ["most-free"]}
-    assert example["hooks"] == ["distsched_event", "distsched_register_balancers", "distsched_register_executors"]
+    assert example["hooks"] == ["distsched_configure", "distsched_event", "distsched_register_balancers",
+                                "distsched_register_executors"]
     assert example["error"] is None and example["disabled"] is False
     # The built-ins are discovered next to it, from the installed distsched wheel.
     assert {"memory", "local", "balancers"} <= plugins.keys()
@@ -191,6 +192,32 @@ def test_run_uses_the_plugins_executor_balancer_and_observer(venv: Venv, jobs_fi
     dispatched = {r["task_id"] for r in records if r["kind"] == "task.dispatched"}
     assert {r["task_id"] for r in finished} <= dispatched
     assert len(finished) == len(lines)  # one event per attempt the CLI printed
+
+
+def test_a_scheduler_gives_the_plugin_its_table_from_the_config_file(venv: Venv, tmp_path: Path) -> None:
+    # The observer reads [plugins.example] events through distsched_configure (the public
+    # API only) in a real scheduler process; `distsched plugins` shows the keys, not values.
+    events = tmp_path / "events.jsonl"
+    config = tmp_path / "distsched.toml"
+    config.write_text(f"[plugins.example]\nevents = {json.dumps(str(events))}\n")
+    listed = _plugins(venv.distsched("plugins", "--json", "--config", config))
+    assert listed["example"]["settings"] == ["events"]
+    assert str(events) not in json.dumps(listed)
+    proc = subprocess.Popen([str(venv.distsched_exe), "scheduler", "--config", str(config)], cwd=tmp_path,
+                            env=venv.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        from distsched.testing.processes import wait_until
+
+        wait_until(lambda: events.exists() and "leader.elected" in events.read_text(), CLI_TIMEOUT,
+                   what="the example observer's leader.elected line")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=CLI_TIMEOUT)
+    config.write_text("[plugins.example]\nevent = \"typo.jsonl\"\n")
+    refused = venv.distsched("scheduler", "--config", config, "--fail-fast", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "[plugins.example] event: unknown setting (the example plugin reads: events)" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_the_plugins_own_test_suite_passes(venv: Venv, tmp_path: Path) -> None:

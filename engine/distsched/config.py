@@ -112,6 +112,57 @@ def _check_serve(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         parse_address(address, f"serve.{name}")
 
 
+def plugin_table_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a value of a ``[plugins.<name>]`` table (strict JSON: text,
+    numbers, true/false, lists, tables with text keys - no TOML date or time), or None. The
+    value itself is never in the reason: it may be a secret."""
+    import datetime
+
+    def problem(item: Any, depth: int) -> str | None:
+        if depth > 32:
+            return "it is nested more than 32 levels deep"
+        if item is None or isinstance(item, (bool, int, str)):
+            return None
+        if isinstance(item, float):
+            return None if math.isfinite(item) else "NaN and infinities are not JSON"
+        if isinstance(item, (datetime.date, datetime.time)):
+            return "a TOML date or time is not JSON (quote it)"
+        if isinstance(item, (list, tuple)):
+            return next((p for p in (problem(i, depth + 1) for i in item) if p), None)
+        if isinstance(item, dict):
+            if not all(isinstance(k, str) for k in item):
+                return "a table with keys that are not text is not JSON"
+            return next((p for p in (problem(i, depth + 1) for i in item.values()) if p), None)
+        return f"a {type(item).__name__} is not JSON"
+
+    return problem(value, 0)
+
+
+def check_plugin_settings(value: Any) -> dict[str, dict[str, Any]]:
+    """``EngineConfig.plugin_settings``: plugin name -> its table of JSON values; a
+    :class:`ValidationError` names ``[plugins.<name>]`` and the key, never the value."""
+    if not isinstance(value, dict):
+        raise ValidationError("plugin_settings", f"must be a mapping of plugin name to table, not {type(value).__name__}")
+    for name, table in value.items():
+        if not isinstance(name, str) or not name:
+            raise ValidationError("plugin_settings", f"plugin names must be non-empty text, not {name!r}")
+        if not isinstance(table, dict):
+            raise ValidationError(f"[plugins.{name}]", f"must be a table ([plugins.{name}]), not {type(table).__name__}")
+        for key, item in table.items():
+            if not isinstance(key, str):
+                raise ValidationError(f"[plugins.{name}]", f"keys must be text, not {type(key).__name__}")
+            why = plugin_table_problem(item)
+            if why:
+                raise ValidationError(f"[plugins.{name}] {key}", why)
+    return value
+
+
+def _masked(value: Any) -> str:
+    from .masking import mask_secrets
+
+    return repr(mask_secrets(value))
+
+
 @attrs.frozen(kw_only=True)
 class EngineConfig:
     """How one process takes part: which store, and the timing of leases and heartbeats.
@@ -157,6 +208,13 @@ class EngineConfig:
     #: and creates no schema, and refuses one that is missing or outdated, naming
     #: ``distsched db upgrade``. Nothing else changes: a reader's writes are not refused.
     reader: bool = False
+    #: Each plugin's own settings, by the plugin's name as ``distsched plugins`` lists it:
+    #: ``{"metrics": {"max_jobs": 500}}`` - the config file's ``[plugins.<name>]`` tables.
+    #: Values are JSON (a ``ValidationError`` names ``[plugins.<name>] key``); a plugin reads
+    #: its table in the ``distsched_configure(config)`` hook, a server also as
+    #: ``engine.config.plugin_settings``. Secrets are masked in the repr.
+    plugin_settings: dict[str, dict[str, Any]] = attrs.field(factory=dict, repr=_masked,
+                                                               validator=lambda i, a, v: check_plugin_settings(v))
 
     def __attrs_post_init__(self) -> None:
         if self.renew_interval >= self.lease_ttl:

@@ -24,6 +24,7 @@ import pluggy
 
 # Runtime imports (not under TYPE_CHECKING): the hooks are typed against the public types a
 # plugin receives, and none of these modules imports this one back (no import loop).
+from .config import EngineConfig
 from .model.events import Event
 from .ports import ServedEngine
 from .registry import (
@@ -40,6 +41,28 @@ if TYPE_CHECKING:  # click is a dependency, not a distsched module: no import lo
 PROJECT = "distsched"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def distsched_configure(config: EngineConfig) -> None:
+    """Read (and check) this plugin's own settings: ``config.plugin_settings.get(NAME, {})``,
+    the config file's ``[plugins.NAME]`` table (``NAME``: the plugin's name as ``distsched
+    plugins`` lists it) or ``EngineConfig(plugin_settings=...)``; values are JSON.
+
+    Called once per engine, in every process that runs one (scheduler, worker, ``run``, a
+    facade, the CLI's reading commands), when the engine first opens its store: before the
+    store, the election, any server (``distsched_serve``), balancer or executor is built
+    and before any event (``distsched_event``) - so an observer, a balancer factory or a
+    storage plugin finds its settings kept. ``config`` is the engine's frozen
+    :class:`distsched.config.EngineConfig`. Returns nothing. To refuse the table, raise
+    ``distsched.model.ValidationError(key, reason)`` with the key alone as its field: the
+    engine does not start and the error reads ``[plugins.NAME] key: reason``; any other
+    exception stops it as a PluginError naming the plugin. Keep it quick, no I/O. A process
+    running several engines calls it once for each (what a plugin keeps in its module is
+    then the last one's; a server reads ``engine.config.plugin_settings`` instead).
+
+    .. versionadded:: 0.2
+    """
 
 
 @hookspec
@@ -213,7 +236,7 @@ def distsched_serve(engine: ServedEngine, name: str, address: str) -> Any:
 
 
 __all__ = [
-    "PROJECT", "distsched_cli_commands", "distsched_event", "distsched_serve", "distsched_web_routes",
+    "PROJECT", "distsched_cli_commands", "distsched_configure", "distsched_event", "distsched_serve", "distsched_web_routes",
     "distsched_register_balancers", "distsched_register_election",
     "distsched_register_executors", "distsched_register_functions", "distsched_register_storage",
     "hookimpl", "hookspec",

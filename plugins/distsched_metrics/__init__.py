@@ -15,10 +15,48 @@ from __future__ import annotations
 from typing import Any
 
 OBSERVER_NAME = "metrics-observer"
+#: The plugin's name (its entry point): its settings are the config file's ``[plugins.metrics]``.
+PLUGIN_NAME = "metrics"
+#: The keys of ``[plugins.metrics]``.
+SETTINGS = ("max_jobs",)
 #: Distinct job names labelled per process (default 100; the others count as ``_other``).
+#: Set, it wins over ``[plugins.metrics] max_jobs`` (environment over config file, as the
+#: CLI's options).
 MAX_JOBS_ENV = "DISTSCHED_METRICS_MAX_JOBS"
 
-__all__ = ["MAX_JOBS_ENV", "OBSERVER_NAME", "asgi_app", "max_jobs_from_env", "observer_for"]
+__all__ = ["MAX_JOBS_ENV", "OBSERVER_NAME", "PLUGIN_NAME", "SETTINGS", "asgi_app", "check_settings", "max_jobs_for",
+           "max_jobs_from_env", "observer_for"]
+
+
+def check_settings(table: dict[str, Any]) -> None:
+    """Refuse a ``[plugins.metrics]`` table the plugin would not read right: an unknown key (a
+    typo, with a did-you-mean) or a ``max_jobs`` that is not an integer >= 0 -
+    a ValidationError naming the key (the engine adds ``[plugins.metrics] ``)."""
+    import difflib
+
+    from distsched.model import ValidationError
+
+    for key in table:
+        if key not in SETTINGS:
+            close = difflib.get_close_matches(key, SETTINGS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValidationError(key, f"unknown setting ({hint}the metrics plugin reads: {', '.join(SETTINGS)})")
+    value = table.get("max_jobs")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValidationError("max_jobs", f"must be an integer >= 0, not {value!r}")
+
+
+def max_jobs_for(engine: Any) -> int | None:
+    """The job label limit of ``engine``: ``$DISTSCHED_METRICS_MAX_JOBS`` when set, else its
+    ``[plugins.metrics] max_jobs`` (``EngineConfig.plugin_settings``), else None (the
+    observer's default)."""
+    from_env = max_jobs_from_env()
+    if from_env is not None:
+        return from_env
+    config = getattr(engine, "config", None)
+    table = (getattr(config, "plugin_settings", None) or {}).get(PLUGIN_NAME) or {}
+    value = table.get("max_jobs")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def max_jobs_from_env() -> int | None:
@@ -43,7 +81,7 @@ def observer_for(engine: Any, *, max_jobs: int | None = None) -> Any:
     found = engine.plugins.hook_manager.get_plugin(OBSERVER_NAME)
     if found is None:
         if max_jobs is None:
-            max_jobs = max_jobs_from_env()
+            max_jobs = max_jobs_for(engine)
         found = MetricsObserver() if max_jobs is None else MetricsObserver(max_jobs=max_jobs)
         engine.plugins.register(found, OBSERVER_NAME)
     return found

@@ -12,6 +12,14 @@ from distsched import hookimpl
 
 
 @hookimpl
+def distsched_configure(config: Any) -> None:
+    """Check ``[plugins.metrics]`` when any engine starts, served or not: a typo is refused."""
+    from . import PLUGIN_NAME, check_settings
+
+    check_settings(config.plugin_settings.get(PLUGIN_NAME) or {})
+
+
+@hookimpl
 def distsched_serve(engine: Any, name: str, address: str) -> Any:
     if name != "metrics":
         return None
@@ -24,8 +32,10 @@ def distsched_serve(engine: Any, name: str, address: str) -> Any:
         from distsched.model import PluginError
 
         raise PluginError("serving metrics needs prometheus-client: pip install 'distsched[metrics]'") from None
-    from . import max_jobs_from_env
+    from . import max_jobs_for
     from .server import MetricsServer
 
-    max_jobs = max_jobs_from_env()  # a bad value: ValidationError naming the variable, nothing started
+    # $DISTSCHED_METRICS_MAX_JOBS, else [plugins.metrics] max_jobs (checked by distsched_configure);
+    # a bad variable: ValidationError naming it, nothing started
+    max_jobs = max_jobs_for(engine)
     return MetricsServer.start(engine, host, port, max_jobs=max_jobs)

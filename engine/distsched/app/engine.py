@@ -68,6 +68,8 @@ class Engine:
         #: The worker settings :meth:`check_worker_settings` accepted (copies): not checked -
         #: nor warned about - again.
         self._settings_accepted: list[Mapping[str, Any]] = []
+        #: ``distsched_configure`` ran for this engine (at its first :meth:`open`).
+        self._configured = False
 
     def check_worker_settings(self, settings: Mapping[str, Any], *, where: str = "worker",
                               sources: Mapping[str, str] | None = None) -> None:
@@ -105,6 +107,9 @@ class Engine:
             self._opening = asyncio.Lock()
         async with self._opening:
             if self.storage is None:  # not opened by a caller this one waited for
+                if not self._configured:  # the plugins' own settings, before they build anything
+                    self.plugins.configure(self.config)
+                    self._configured = True
                 url = self.config.storage
                 self.storage = await self.plugins.build(
                     STORAGE, url, url, options=dict(self.config.storage_options), optional={"reader": self.config.reader},

@@ -216,7 +216,10 @@ def _extra_plugins(ctx: click.Context) -> list[tuple[str, Any]]:
 
 def _app(ctx: click.Context, storage: str | None, **kw: Any) -> Any:
     from ..facade import DistributeSchedule
+    from .config import plugin_settings
 
+    if "plugin_settings" not in kw and plugin_settings():  # the config file's [plugins.<name>] tables
+        kw["plugin_settings"] = plugin_settings()
     try:
         return DistributeSchedule(storage, disabled_plugins=_disabled(ctx), allow_replace=_allow_replace(ctx),
                                  plugins=_extra_plugins(ctx), **kw)
@@ -549,20 +552,29 @@ def _local_iso(at: float, zone: Any) -> str | None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--config", "config_file", metavar="FILE", envvar="DISTSCHED_CONFIG", show_envvar=True, default=None,
+              type=click.Path(dir_okay=False),
+              help="Say which plugins have a [plugins.<name>] table in this config file (keys only; default "
+                   "./distsched.toml if present).")
 @click.pass_context
-def plugins(ctx: click.Context, as_json: bool) -> None:
+def plugins(ctx: click.Context, as_json: bool, config_file: str | None) -> None:
     """List the discovered plugins: distribution, version, module, hooks and what each provides
-    (names with their descriptions, an executor's declared settings; observer, server...).
+    (names with their descriptions, an executor's declared settings; observer, server...;
+    the keys of its [plugins.<name>] table in the config file, never the values).
 
     Exits 1 when a plugin failed to load or a name is provided by more than one plugin (the
     name is then unusable), so a deploy script can check an environment with it."""
-    from ..plugin.listing import registration_lines, role_lines
+    from ..plugin.listing import registration_lines, role_lines, settings_lines
     from ..plugin.manager import PluginManager
+    from .config import find_config
 
+    config = find_config(config_file)
     try:
         pm = PluginManager(disabled=_disabled(ctx), plugins=_extra_plugins(ctx), allow_replace=_allow_replace(ctx))
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in pm.note_settings(config.plugin_settings if config is not None else {}):
+        click.echo(f"warning: {config.path if config is not None else ''}: {warning}", err=True)
     data = pm.describe()
     conflicts = pm.conflicts()
     unhealthy = bool(conflicts) or any(item["error"] and not item["disabled"] for item in data)
@@ -592,6 +604,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
                 click.echo(line)
         for (family, _, key), mark in sorted(marks.items()):  # URL schemes
             click.echo(f"    {family:<10} scheme {key}://{mark}")
+        for line in settings_lines(item, str(config.path) if config is not None else ""):  # [plugins.<name>] keys
+            click.echo(line)
         for line in role_lines(item):  # observer, server...; warnings
             click.echo(line)
         if item["error"]:

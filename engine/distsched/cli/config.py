@@ -8,7 +8,9 @@ the jobs file's ``[scheduler]`` / ``[worker]`` table > built-in default.
   ``imports = ["myapp"]``). Other keys of ``[worker]`` are executor settings (``http_allow``),
   as in the jobs file: a key that is neither an option nor a setting a loaded executor
   declares is refused, with a did-you-mean. A ``[web]`` table is left to the ``distsched web``
-  command.
+  command. ``[plugins.<name>]`` tables are each plugin's own settings (JSON values), given to
+  both roles as ``EngineConfig.plugin_settings`` (the ``distsched_configure`` hook) and
+  listed, keys only, by ``distsched plugins``.
 * Environment: ``DISTSCHED_SCHEDULER_<OPTION>`` / ``DISTSCHED_WORKER_<OPTION>``
   (``DISTSCHED_SCHEDULER_LEASE_TTL=5``); ``$DISTSCHED_STORAGE`` for both.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +41,7 @@ else:  # pragma: no cover
 CONFIG_ENV = "DISTSCHED_CONFIG"
 DEFAULT_CONFIG = "distsched.toml"
 #: Top-level keys of the config file; ``web`` belongs to the ``distsched web`` command.
-TOP_LEVEL = ("storage", "scheduler", "worker", "web")
+TOP_LEVEL = ("storage", "scheduler", "worker", "web", "plugins")
 #: Options that are not configuration (they name the config file itself).
 NOT_CONFIGURABLE = ("config", "show_config")
 #: Config keys that differ from the option's long name (``--import`` is repeatable).
@@ -65,6 +68,11 @@ class ConfigFile:
             table["storage"] = self.data["storage"]
         return table
 
+    @property
+    def plugin_settings(self) -> dict[str, dict[str, Any]]:
+        """The ``[plugins.<name>]`` tables (checked by :func:`load_config`)."""
+        return {name: dict(table) for name, table in (self.data.get("plugins") or {}).items()}
+
 
 def load_config(path: str | Path) -> ConfigFile:
     path = Path(path)
@@ -81,12 +89,38 @@ def load_config(path: str | Path) -> ConfigFile:
         if key not in TOP_LEVEL:
             close = difflib.get_close_matches(key, TOP_LEVEL, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"unknown top-level key {key!r}{hint} (expected storage, [scheduler], [worker], [web])")
+            problems.append(f"unknown top-level key {key!r}{hint} "
+                            "(expected storage, [scheduler], [worker], [web], [plugins.<name>])")
         elif key != "storage" and not isinstance(value, dict):
             problems.append(f"{key}: must be a table ([{key}])")
+        elif key == "plugins":
+            problems += _plugin_table_problems(value)
     if problems:
         raise click.ClickException(f"{path}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
     return ConfigFile(path, data)
+
+
+def _plugin_table_problems(tables: dict[str, Any]) -> list[str]:
+    """What is wrong with the ``[plugins.<name>]`` tables: one that is not a table, a value
+    that is not JSON (a TOML date) - each naming the table and the key, never the value."""
+    from ..config import plugin_table_problem
+
+    problems = []
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            problems.append(f"[plugins.{name}]: must be a table ([plugins.{name}]), not {type(table).__name__}")
+            continue
+        for key, value in table.items():
+            why = plugin_table_problem(value)
+            if why:
+                problems.append(f"[plugins.{name}] {key}: {why}")
+    return problems
+
+
+def find_config(explicit: str | None) -> ConfigFile | None:
+    """The config file of ``--config FILE`` (``$DISTSCHED_CONFIG``), else ``./distsched.toml``
+    when it exists, else None."""
+    return _find_config(explicit)
 
 
 def _find_config(explicit: str | None) -> ConfigFile | None:
@@ -177,6 +211,7 @@ def configurable(section: str, *, jobs_param: str = "jobs_file") -> Callable[[cl
             given = set(sources)
             table = config.section(section) if config is not None else {}
             if config is not None:
+                ctx.meta["distsched.plugin_settings"] = config.plugin_settings
                 _check_keys(table, by_key, section, str(config.path))
                 ctx.meta["distsched.config_settings"] = {k: v for k, v in table.items() if k not in by_key}
                 ctx.meta["distsched.config_path"] = str(config.path)
@@ -195,6 +230,12 @@ def configurable(section: str, *, jobs_param: str = "jobs_file") -> Callable[[cl
                     click.echo(f"{key:<20} {_show(kwargs.get(param.name or ''))!s:<40} ({sources.get(key, 'default')})")
                 for key, value in sorted((ctx.meta.get("distsched.config_settings") or {}).items()):
                     click.echo(f"{key:<20} {value!r:<40} (executor setting, config file)")
+                from ..masking import mask_secrets
+
+                for name, plugin_table in sorted((ctx.meta.get("distsched.plugin_settings") or {}).items()):
+                    for key, value in sorted(mask_secrets(plugin_table).items()):  # `token = ***`
+                        click.echo(f"[plugins.{name}] {key} = {json.dumps(value)} "
+                                   f"(plugin setting, {config.path if config else 'config file'})")
                 return None
             return callback(*args, **kwargs)
 
@@ -276,10 +317,18 @@ def config_settings() -> dict[str, Any]:
     return dict(ctx.meta.get("distsched.config_settings") or {})
 
 
+def plugin_settings() -> dict[str, dict[str, Any]]:
+    """The config file's ``[plugins.<name>]`` tables, for ``EngineConfig.plugin_settings``
+    ({} without a config file)."""
+    ctx = click.get_current_context(silent=True)
+    return dict(ctx.meta.get("distsched.plugin_settings") or {}) if ctx is not None else {}
+
+
 def config_settings_source() -> str:
     """The config file :func:`config_settings` come from (as given; "" without one)."""
     ctx = click.get_current_context(silent=True)
     return str(ctx.meta.get("distsched.config_path") or "") if ctx is not None else ""
 
 
-__all__ = ["CONFIG_ENV", "ConfigFile", "config_key", "config_settings", "config_settings_source", "configurable", "load_config"]
+__all__ = ["CONFIG_ENV", "ConfigFile", "config_key", "config_settings", "config_settings_source", "configurable", "find_config",
+           "load_config", "plugin_settings"]

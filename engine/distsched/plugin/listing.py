@@ -25,6 +25,15 @@ def registration_lines(item: dict[str, Any], family: str) -> list[str]:
     return lines
 
 
+def settings_lines(item: dict[str, Any], source: str) -> list[str]:
+    """The keys of the plugin's ``[plugins.<name>]`` table in the config file ``source`` -
+    never the values, which may be secrets."""
+    keys = item.get("settings")
+    if keys is None:
+        return []
+    return [f"    {'settings':<10} {source}: {', '.join(keys) or '(empty table)'}"]
+
+
 def role_lines(item: dict[str, Any]) -> list[str]:
     """What the plugin is besides its registrations (``observer   distsched_event``), then its
     warnings."""
@@ -33,4 +42,4 @@ def role_lines(item: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["ROLE_HOOKS", "registration_lines", "role_lines"]
+__all__ = ["ROLE_HOOKS", "registration_lines", "role_lines", "settings_lines"]

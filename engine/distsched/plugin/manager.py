@@ -20,6 +20,7 @@ import pluggy
 
 from .. import hookspecs
 from ..config import ALLOW_REPLACE_ENV, DISABLE_ENV, PLUGINS_ENV
+from ..model.errors import ValidationError
 from ..model.events import Event
 from ..ports import Balancer, Election, Executor, StorageBackend
 from ..registry import (
@@ -106,6 +107,9 @@ class PluginInfo:
     #: Names taken over by one plugin from another (declared and allowed), as
     #: :meth:`Replacement.to_dict`.
     replacements: list[dict[str, Any]] = attrs.field(factory=list)
+    #: The keys of its ``[plugins.<name>]`` table (``EngineConfig.plugin_settings``), never
+    #: the values; None when it has none (see :meth:`PluginManager.note_settings`).
+    settings: list[str] | None = None
 
     @property
     def origin(self) -> Origin:
@@ -311,6 +315,18 @@ class PluginManager:
                     return None
 
             return observe
+        if hook_name == "distsched_configure":
+            def configure(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return function(*args, **kwargs)
+                except ValidationError as exc:  # the plugin refused its table: name it as [worker] settings are
+                    raise ValidationError(f"[plugins.{plugin_name}] {exc.field}", exc.reason, where=exc.where) from None
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise _HookFailed(self.origin_of(plugin_name), exc) from exc
+
+            return configure
         if hook_name == "distsched_cli_commands":
             def commands(*args: Any, **kwargs: Any) -> Any:
                 import click
@@ -438,6 +454,38 @@ class PluginManager:
     def origin_of(self, plugin_name: str) -> str:
         info = self.plugins.get(plugin_name)
         return str(info.origin) if info else f"plugin {plugin_name!r}"
+
+    # -- plugin settings --------------------------------------------------------------
+    def note_settings(self, tables: dict[str, dict[str, Any]]) -> list[str]:
+        """Record which plugins have a ``[plugins.<name>]`` table (its keys, for ``distsched
+        plugins``) and return a warning for each table no plugin of that name has - a typo:
+        it is read by nothing. A disabled plugin's table is normal (no warning)."""
+        import difflib
+
+        for name, info in self.plugins.items():
+            info.settings = sorted(tables[name]) if name in tables else None
+        known = sorted(self.plugins)
+        warnings = []
+        for name in sorted(set(tables) - set(known)):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            warnings.append(f"[plugins.{name}]: no plugin named {name!r} is loaded{hint}, so nothing reads these "
+                            f"settings (plugins: {', '.join(known) or 'none'})")
+        return warnings
+
+    def configure(self, config: Any) -> None:
+        """Give every plugin the engine's configuration (``distsched_configure``), once per
+        engine, after warning about a ``[plugins.<name>]`` table no plugin reads. A plugin
+        refusing its table raises ``ValidationError`` naming ``[plugins.<name>] key``; any
+        other failure a PluginError naming the plugin."""
+        for warning in self.note_settings(config.plugin_settings):
+            log.warning("%s", warning)
+        try:
+            self.hook_manager.hook.distsched_configure(config=config)
+        except _HookFailed as failed:
+            exc = failed.error
+            raise PluginError(f"{failed.origin} failed to read its settings (distsched_configure): "
+                              f"{type(exc).__name__}: {redact_text(str(exc))}") from exc
 
     # -- building what a plugin provides ----------------------------------------------
     def registration(self, family: Family[Any], key: str, *, where: str = "") -> Registration:

@@ -23,7 +23,7 @@ def test_it_registers_the_echo_executor_and_the_most_free_balancer(distsched_plu
     assert info["error"] is None
     assert info["provides"] == {"executor": ["echo"], "balancer": ["most-free"]}
     assert sorted(info["hooks"]) == [
-        "distsched_event", "distsched_register_balancers", "distsched_register_executors",
+        "distsched_configure", "distsched_event", "distsched_register_balancers", "distsched_register_executors",
     ]
 
 
@@ -87,3 +87,30 @@ def test_distsched_plugins_shows_it(distsched_cli):
     assert result.exit_code == 0, result.output
     [example] = [item for item in json.loads(result.output) if item["name"] == "example"]
     assert (example["dist"], example["version"]) == ("distsched-example", "0.1.0")
+
+
+async def test_the_observer_reads_its_file_from_the_plugins_table(tmp_path, monkeypatch):
+    # [plugins.example] events = "..." in the config file; EngineConfig.plugin_settings here.
+    from distsched import DistributeSchedule
+
+    monkeypatch.delenv(hooks.EVENTS_ENV, raising=False)
+    events = tmp_path / "events.jsonl"
+    app = DistributeSchedule(f"memory://{tmp_path.name}", plugin_settings={"example": {"events": str(events)}})
+    async with app.running():
+        task_id = await app.submit("hi", executor="echo", balancer="most-free")
+        assert (await app.result(task_id, timeout=10)).outcome == "succeeded"
+    kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
+    assert "task.finished" in kinds
+
+
+async def test_a_typo_in_the_plugins_table_stops_the_engine(tmp_path):
+    import pytest
+
+    from distsched import DistributeSchedule
+    from distsched.model import ValidationError
+
+    app = DistributeSchedule(f"memory://{tmp_path.name}", plugin_settings={"example": {"event": "x.jsonl"}})
+    with pytest.raises(ValidationError) as info:
+        await app.start()
+    await app.stop()
+    assert str(info.value) == "[plugins.example] event: unknown setting (the example plugin reads: events)"
