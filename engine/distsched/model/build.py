@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .errors import ValidationError
 from .job import DEFAULT_MAX_BACKLOG, MisfirePolicy, OverlapPolicy, TaskConfig
@@ -29,6 +30,7 @@ from .trigger import (
     parse_duration,
     parse_seconds,
     refuse_random,
+    zone_name,
 )
 from .words import duration_words
 
@@ -57,7 +59,8 @@ def build_retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
     data = dict(value)
     for key in ("delay", "max_delay"):
         if key in data:
-            data[key] = parse_seconds(data[key], f"retry.{key}") if isinstance(data[key], str) else data[key]
+            data[key] = (parse_seconds(data[key], f"retry.{key}") if isinstance(data[key], (str, timedelta))
+                         else data[key])
     unknown = set(data) - {"max_attempts", "backoff", "delay", "max_delay", "jitter"}
     if unknown:
         raise ValidationError(f"retry.{sorted(unknown)[0]}", "unknown field (expected max_attempts, backoff, delay, max_delay, jitter)")
@@ -78,21 +81,21 @@ def build_job(
     name: str,
     *,
     cron: str | None = None,
-    every: str | float | None = None,
-    at: str | None = None,
-    timezone: str = "UTC",
+    every: str | float | timedelta | None = None,
+    at: str | datetime | None = None,
+    timezone: str | ZoneInfo = "UTC",
     executor: str = "local",
     target: str | None = None,
     args: Sequence[Any] = (),
     kwargs: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
-    timeout: float | str = 60.0,
+    timeout: float | str | timedelta = 60.0,
     balancer: str = "least-tasks",
     balance_key: str | None = None,
     retry: RetryPolicy | dict[str, Any] | None = None,
     enabled: bool = True,
     misfire: str = "fire-once",
-    misfire_grace: float | str = 60.0,
+    misfire_grace: float | str | timedelta = 60.0,
     overlap: str = "parallel",
     max_instances: int = 1,
     max_backlog: int = DEFAULT_MAX_BACKLOG,
@@ -101,6 +104,7 @@ def build_job(
     description: str = "",
 ) -> TaskConfig:
     """Build and validate a job. Raises ValidationError naming the field and the reason."""
+    timezone = zone_name(timezone)  # a ZoneInfo is taken by its name
     given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(given) != 1:
         raise ValidationError("cron/every/at", f"give exactly one of cron, every, at (got {', '.join(given) or 'none'})")
@@ -129,7 +133,7 @@ def build_job(
     return TaskConfig(
         name=name, trigger=trigger, spec=spec, enabled=enabled,
         misfire=MisfirePolicy(mode=misfire, grace=parse_seconds(misfire_grace, "misfire_grace")
-                              if isinstance(misfire_grace, str) else misfire_grace),
+                              if isinstance(misfire_grace, (str, timedelta)) else misfire_grace),
         overlap=OverlapPolicy(mode=overlap, max_instances=max_instances, max_backlog=max_backlog),
         description=description,
     )

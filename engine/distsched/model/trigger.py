@@ -77,7 +77,9 @@ def parse_seconds(value: Any, field: str) -> float:
     retry delay may be 0, as ``"0s"`` as well as ``0``)."""
     if isinstance(value, bool):
         raise ValidationError(field, f"must be a duration such as '10s' or '5m', not {value!r}")
-    if isinstance(value, (int, float)):
+    if isinstance(value, timedelta):  # what APScheduler and Celery users pass
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
@@ -99,6 +101,20 @@ def parse_seconds(value: Any, field: str) -> float:
     if not math.isfinite(seconds):
         raise ValidationError(field, f"must be a finite duration, not {value!r}")
     return seconds
+
+
+def zone_name(value: Any, field: str = "timezone") -> str:
+    """A time zone given as an IANA name, a ``zoneinfo.ZoneInfo`` (its key) or UTC
+    (``datetime.timezone.utc``) -> its IANA name; a fixed offset or another tzinfo has no
+    name the rules of its zone can be read by: refused, naming the field."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, ZoneInfo) and value.key:
+        return value.key
+    if value is timezone.utc:
+        return "UTC"
+    raise ValidationError(field, f"must be an IANA time zone name such as 'Europe/Paris' (or its ZoneInfo), "
+                                 f"not {value!r}")
 
 
 def load_zone(name: str, field: str = "timezone") -> ZoneInfo:
