@@ -50,8 +50,8 @@ from .model.build import (
     build_retry,
     check_task_id,
     first_fire,
-    ignored_timezone,
     job_fields,
+    job_warnings,
     missed_words,
     one_shot_missed,
 )
@@ -242,8 +242,7 @@ class DistributeSchedule:
         for every field. ``replace=True`` updates an existing job of that name. A ``timezone``
         its trigger does not read (``every`` counts from the UNIX epoch in UTC) is a WARNING."""
         config = build_job(name, **fields)
-        said = ignored_timezone(config)
-        if said:
+        for said in job_warnings(config):
             log.warning("%s", said)
         return await self.put_job(config, replace=replace)
 

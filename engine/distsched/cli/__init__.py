@@ -189,17 +189,17 @@ log_format_option = click.option(
 
 def _load_jobs(path: str) -> Any:
     """The jobs file at ``path`` (a clear error when it is invalid); a job whose ``timezone``
-    its trigger does not read (``every``) is a WARNING naming it, not an error."""
+    its trigger does not read (``every``), or a Quartz-style cron whose day numbers are read
+    as cron's, is a WARNING naming it, not an error (``job_warnings``)."""
     from ..jobs import load_jobs_file
-    from ..model.build import ignored_timezone
+    from ..model.build import job_warnings
 
     try:
         loaded = load_jobs_file(path)
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
     for config in loaded.jobs:
-        said = ignored_timezone(config)
-        if said:
+        for said in job_warnings(config):
             log.warning("%s: %s", path, said)
     return loaded
 

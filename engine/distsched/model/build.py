@@ -177,6 +177,35 @@ def ignored_timezone(config: TaskConfig) -> str | None:
             f"(for midnight in {trigger.timezone}: cron = \"0 0 * * *\")")
 
 
+#: A day-of-week field holding a number: Quartz counts from 1 = Sunday, cron from 0 = Sunday.
+_NUMBERED_WEEKDAY = re.compile(r"\d")
+
+
+def quartz_weekdays(config: TaskConfig) -> str | None:
+    """What to warn about a cron job written the Quartz way (a ``?`` in a day field, as
+    Quartz and XXL-JOB require) whose day of the week is given by number: cron numbers the
+    days from 0 = Sunday (1 = Monday ... 6 = Saturday, 7 = Sunday too), Quartz from 1 =
+    Sunday (2 = Monday ... 7 = Saturday), so Quartz's ``2-6`` (Monday to Friday) runs Tuesday
+    to Saturday here - or None. Names (``MON-FRI``) mean the same in both."""
+    trigger = config.trigger
+    if not isinstance(trigger, CronTrigger) or "?" not in trigger.expr:
+        return None
+    weekday = trigger.expr.split()[-1]
+    if not _NUMBERED_WEEKDAY.search(weekday):
+        return None
+    return (f"job {config.name!r}: cron: {trigger.expr!r} has a '?' as Quartz expressions do, but its day of the "
+            f"week {weekday!r} is read as cron numbers the days (0 or 7 = Sunday, 1 = Monday ... 6 = Saturday), "
+            f"not as Quartz does (1 = Sunday ... 7 = Saturday): write the days by name (MON-FRI) to mean the same "
+            f"in both")
+
+
+def job_warnings(config: TaskConfig) -> list[str]:
+    """What to warn about a job that is stored as given but may not mean what its author
+    meant: a ``timezone`` its trigger does not read (:func:`ignored_timezone`), Quartz day
+    numbers (:func:`quartz_weekdays`)."""
+    return [said for said in (ignored_timezone(config), quartz_weekdays(config)) if said]
+
+
 def one_shot_missed(config: TaskConfig, now: float) -> bool:
     """A one-shot ``at`` whose time is more than its misfire grace before ``now``: it can no
     more fire on time (:func:`first_fire` refuses it; a jobs file stores it as fired)."""
@@ -213,4 +242,4 @@ def first_fire(config: TaskConfig, now: float, *, missed: bool = False) -> float
 
 
 __all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "first_fire", "ignored_timezone", "job_fields",
-           "missed_words", "one_shot_missed"]
+           "job_warnings", "missed_words", "one_shot_missed", "quartz_weekdays"]
