@@ -65,6 +65,8 @@ from .status import (
     JOBS_COUNTED,
     JobCount,
     Status,
+    held_status,
+    job_backlog,
     job_count,
     leader_claimed_by,
     leader_status,
@@ -444,6 +446,25 @@ class DistributeSchedule:
         """Jobs by name with their schedule state and last outcome, ``limit`` after ``after``."""
         return await (await self.storage()).jobs.page(after, limit)
 
+    async def held_slots(self, jobs: Sequence[str] | None = None) -> dict[str, tuple[int, float]] | None:
+        """A serial job's backlog: per job with slots waiting their turn (held by the store
+        out of the ready queue while the job has ``max_instances`` live), how many and the
+        earliest one's slot time (``not_before``); ``jobs`` asks only those, None every job.
+        None when the store cannot count them (no ``TaskRepository.held_slots``). For the
+        operator's commands and pages: the leader never reads it."""
+        held = getattr((await self.storage()).tasks, "held_slots", None)  # optional (TaskRepository)
+        if held is None:
+            return None
+        return dict(await held(None if jobs is None else list(jobs)))
+
+    async def job_backlogs(self, configs: Sequence[TaskConfig]) -> dict[str, dict[str, Any] | None]:
+        """Each job's backlog (:func:`distsched.status.job_backlog`: how many of a serial job's
+        slots wait their turn, of its ``max_backlog``, ``full``, in words), by name; None for
+        a job that is not serial and has none waiting. One store call (:meth:`held_slots`)."""
+        held = await self.held_slots([c.name for c in configs]) if configs else {}
+        return {c.name: job_backlog(c.overlap.mode, c.overlap.max_instances, c.overlap.max_backlog,
+                                    None if held is None else held.get(c.name, (0, 0.0))[0]) for c in configs}
+
     async def remove_job(self, name: str) -> bool:
         return await (await self.storage()).jobs.remove(name)
 
@@ -610,7 +631,8 @@ class DistributeSchedule:
         """The deployment now, on the store's clock: the lease (and whether it lapsed), the
         scheduler nodes, every worker with its heartbeat age and queue, the jobs stored (all
         of them where the store counts them, ``jobs.count()``; else up to ``JOBS_COUNTED``),
-        the task counts and the age of the oldest task waiting to be dispatched, and what the
+        the task counts and the age of the oldest task waiting to be dispatched (the slots
+        held behind serial jobs left out: ``held`` counts them, per job), and what the
         store says is wrong with it (``warnings()``: it refuses writes...)."""
         storage = await self.storage()
         election = await self.engine.open_election()
@@ -626,6 +648,7 @@ class DistributeSchedule:
         else:
             jobs = job_count(await storage.jobs.page(None, JOBS_COUNTED))
         ready_at = await storage.tasks.next_ready_at()
+        held = await self.held_slots()
         store_warnings = getattr(storage, "warnings", None)  # optional (StorageBackend)
         warnings = tuple(await store_warnings()) if store_warnings is not None else ()
         quarantine = getattr(storage, "quarantine", None)
@@ -649,6 +672,7 @@ class DistributeSchedule:
             quarantine=newest,
             leader_claimed_by=leader_claimed_by(leader, schedulers),
             store_warnings=warnings,
+            held=None if held is None else held_status(held, now),
         )
 
     async def quarantined(self, limit: int = 100) -> list[Quarantined]:
@@ -712,12 +736,40 @@ class DistributeSchedule:
                 await wait_or_stop(stop, delay)
         return False
 
+    async def why_waiting(self, task: Task | str) -> str:
+        """Why a task (or the task of that id: NotFound) that is not dispatched yet waits:
+        its turn behind the runs of its serial job before it, no live worker, none that has
+        its executor or offers its function, all of them full, or no scheduler leading. Empty
+        when it is not waiting (dispatched, running, finished) or none of these holds."""
+        if isinstance(task, str):
+            task = await self.get_task(task)
+        why = await self._why_waiting(task)
+        return why[2:] if why.startswith(": ") else why
+
+    async def _serial_turn(self, task: Task) -> str:
+        """``why_waiting``'s first reason: a serial job's pending slot waits while the job has
+        its limit (``serial_limit``) of tasks live before it - started (dispatched, running,
+        retrying), or pending with an earlier slot. Reads the job's live tasks (its backlog: ``max_backlog`` at most, by
+        default 100)."""
+        if task.state is not TaskState.PENDING or task.job is None or task.serial_limit is None:
+            return ""
+        live = [t for t in await (await self.storage()).tasks.live(task.job) if t.id != task.id]
+        started = sum(1 for t in live if t.state is not TaskState.PENDING)
+        earlier = sum(1 for t in live if t.state is TaskState.PENDING and (t.not_before, t.id) < (task.not_before, task.id))
+        if started + earlier < task.serial_limit:  # room for it too
+            return ""
+        return (f": waiting its turn behind {started + earlier} run(s) of serial job {task.job!r} ({started} "
+                f"started, {earlier} waiting with an earlier slot; max_instances {task.serial_limit})")
+
     async def _why_waiting(self, task: Task) -> str:
-        """Why a task that is not dispatched yet may never run: no live worker, none that
-        has its executor or offers its function, or all of them full. Empty when none of
-        these holds."""
+        """Why a task that is not dispatched yet may never run: its turn behind its serial
+        job's runs (:meth:`_serial_turn`), no live worker, none that has its executor or
+        offers its function, or all of them full. Empty when none of these holds."""
         if task.state not in (TaskState.PENDING, TaskState.RETRYING):
             return ""
+        turn = await self._serial_turn(task)
+        if turn:
+            return turn
         storage = await self.storage()
         now = storage.clock()
         live = [w for w in await storage.workers.list_workers()

@@ -294,6 +294,21 @@ class JobRepository(Protocol):
 
 @runtime_checkable
 class TaskRepository(Protocol):
+    """Tasks, their indexes and queues.
+
+    A store may also define ``async held_slots(jobs=None) -> dict[str, tuple[int, float]]``:
+    for each serial job with slots *held* (pending slots kept out of the ready queue while
+    the job has its ``serial_limit`` of tasks live: its backlog), ``(how many, the earliest
+    not_before among them)``; ``jobs`` (a sequence of names) asks only those, None every
+    job that has some; a job with none is left out. For the operator's commands and pages
+    (``distsched status``, ``jobs list``, the dashboard), never the leader's passes. Each
+    job's pair is one consistent read, not fenced; the jobs are not read atomically
+    together. Cost grows with the jobs asked (or that have held slots), not with the tasks
+    stored: Redis: ``ZCARD`` and the first entry of ``{ns}:sh:<job>`` per job, in one
+    pipeline (``SMEMBERS {ns}:shj`` first for every job); PostgreSQL: one grouped read of
+    the ``tasks_held`` index (it grows with the held slots, at most ``max_backlog`` a job);
+    memory: the job's held heap. A store without it shows no backlog."""
+
     async def submit(self, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Store new pending tasks (one-off submissions; not fenced). Idempotent by id:
         False for a task whose id already exists (it is left unchanged)."""

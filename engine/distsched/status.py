@@ -87,6 +87,76 @@ def job_count(page: JobPage) -> JobCount:
     return JobCount(total=len(page.jobs), enabled=sum(1 for config, _ in page.jobs if config.enabled))
 
 
+#: How many serial jobs a status names with their held slots (the most first); ``total``
+#: and ``jobs`` count them all.
+HELD_SHOWN = 10
+
+
+@attrs.frozen(kw_only=True)
+class JobBacklog:
+    """A serial job's slots waiting their turn, held by the store out of the ready queue
+    (``TaskRepository.held_slots``): how many, and the age of the earliest one's slot
+    (None: not yet due)."""
+
+    job: str
+    waiting: int
+    oldest_age: float | None
+
+
+@attrs.frozen(kw_only=True)
+class HeldSlots:
+    """The pending tasks that wait their turn behind serial jobs (``Status.counts`` counts
+    them as ``pending``; ``Status.oldest_pending_age`` leaves them out): ``total`` of them,
+    behind ``jobs`` serial jobs, the :data:`HELD_SHOWN` with the most named in ``backlogs``."""
+
+    total: int
+    jobs: int
+    backlogs: tuple[JobBacklog, ...] = ()
+
+
+def held_status(held: dict[str, tuple[int, float]], now: float) -> HeldSlots:
+    """``Status.held`` from ``TaskRepository.held_slots()`` read at ``now`` (store time)."""
+    ordered = sorted(held.items(), key=lambda item: (-item[1][0], item[0]))[:HELD_SHOWN]
+    return HeldSlots(total=sum(n for n, _ in held.values()), jobs=len(held),
+                     backlogs=tuple(JobBacklog(job=job, waiting=n, oldest_age=now - at if at <= now else None)
+                                    for job, (n, at) in ordered))
+
+
+def backlog_words(mode: str, max_instances: int, max_backlog: int, waiting: int | None) -> str | None:
+    """A job's backlog as ``jobs list`` and the dashboard say it: ``serial, 37 waiting of
+    100`` (``max_backlog``), ``... - full: new slots are skipped`` at its limit; None for a
+    job that is not serial and has no held slot. ``waiting`` None: the store cannot count
+    them (no ``TaskRepository.held_slots``)."""
+    if mode != "serial":
+        return None if not waiting else f"{mode}, {waiting} slot(s) still waiting from when it was serial"
+    head = "serial" if max_instances == 1 else f"serial ({max_instances} at a time)"
+    if max_backlog == 0:
+        return f"{head}, no backlog (max_backlog 0): a slot fired while it runs is skipped"
+    if waiting is None:
+        return f"{head}, at most {max_backlog} waiting"
+    if backlog_full(max_backlog, waiting):
+        return f"{head}, {waiting} waiting of {max_backlog} - full: new slots are skipped"
+    return f"{head}, {waiting} waiting of {max_backlog}"
+
+
+def backlog_full(max_backlog: int, waiting: int | None) -> bool:
+    """A serial job at its ``max_backlog``: the store records its next slots skipped."""
+    return waiting is not None and max_backlog > 0 and waiting >= max_backlog
+
+
+def job_backlog(mode: str, max_instances: int, max_backlog: int, waiting: int | None) -> dict[str, Any] | None:
+    """A job's backlog as ``jobs list --json`` and the dashboard give it: its slots waiting
+    their turn (``waiting``: None on a store that cannot count them), of its ``max_backlog``,
+    ``full`` at it (new slots are recorded skipped), in words (:func:`backlog_words`). None
+    for a job that is not serial and has none waiting."""
+    serial = mode == "serial"
+    if not serial and not waiting:
+        return None
+    return {"waiting": waiting, "max_backlog": max_backlog if serial else None,
+            "full": serial and backlog_full(max_backlog, waiting),
+            "words": backlog_words(mode, max_instances, max_backlog, waiting)}
+
+
 #: The worker states in which it is registered and heard from within the TTL (not reaped).
 LIVE_WORKER_STATES = ("alive", "draining", "silent")
 
@@ -134,6 +204,8 @@ class Status:
     schedulers: tuple[SchedulerStatus, ...]
     workers: tuple[WorkerStatus, ...]
     counts: dict[str, int]
+    #: The age of the oldest task the leader may dispatch now: the slots held behind serial
+    #: jobs (``held``, counted as pending) are left out.
     oldest_pending_age: float | None
     #: The jobs stored (None: not counted).
     jobs: JobCount | None = None
@@ -153,6 +225,9 @@ class Status:
     #: refuses writes - full, a read-only replica or standby -, or may evict records); the
     #: leader only sees its writes refused, the reads a status makes still succeed.
     store_warnings: tuple[str, ...] = ()
+    #: The pending tasks that wait their turn behind serial jobs (None: the store cannot
+    #: count them, no ``TaskRepository.held_slots``).
+    held: HeldSlots | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -271,4 +346,4 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval:
                         functions=worker.functions)
 
 
-__all__ = ["JOBS_COUNTED", "LIVE_WORKER_STATES", "JobCount", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "heartbeat_age", "signing_state"]
+__all__ = ["HELD_SHOWN", "JOBS_COUNTED", "LIVE_WORKER_STATES", "HeldSlots", "JobBacklog", "JobCount", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "backlog_full", "backlog_words", "heartbeat_age", "held_status", "job_backlog", "signing_state"]

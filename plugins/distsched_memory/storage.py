@@ -633,6 +633,18 @@ class _Tasks:
             heapq.heappop(heap)
         return None
 
+    async def held_slots(self, jobs: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
+        """Per serial job with held slots: how many, and their earliest ``not_before``
+        (``TaskRepository``); entries written since (cancelled...) are dropped from the top."""
+        out: dict[str, tuple[int, float]] = {}
+        for job in (self.s.held if jobs is None else [j for j in jobs if j in self.s.held]):
+            heap, ids, _ = self.s.held[job]
+            while heap and heap[0][1] not in ids:
+                heapq.heappop(heap)
+            if ids and heap:
+                out[job] = (len(ids), heap[0][0])
+        return out
+
     async def live(self, job: str) -> list[Task]:
         ids = self.s.live_by_job.get(job, ())
         return sorted((copy.copy(self.s.tasks[i]) for i in ids if i in self.s.tasks), key=lambda t: t.created_at)

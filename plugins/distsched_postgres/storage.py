@@ -796,6 +796,15 @@ class _Tasks:
     async def next_ready_at(self) -> float | None:
         return await self.store.call("fetchval", _NEXT_READY)
 
+    async def held_slots(self, jobs: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
+        """Per serial job with held slots: how many and the earliest ``not_before``, one
+        grouped read of the ``tasks_held`` index (migration 0024)."""
+        rows = await self.store.call(
+            "fetch", "SELECT job, count(*) AS n, min(not_before) AS oldest FROM tasks WHERE held AND state = 'pending' "
+                     "AND ($1::text[] IS NULL OR job = ANY ($1::text[])) GROUP BY job",
+            None if jobs is None else list(jobs))
+        return {row["job"]: (int(row["n"]), float(row["oldest"])) for row in rows}
+
     async def live(self, job: str) -> list[Task]:
         return await self._read(f"job = $1 AND {_LIVE} ORDER BY created_at", job)
 

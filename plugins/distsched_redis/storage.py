@@ -1159,6 +1159,27 @@ class _Tasks:
         first = await self.store.client.zrange(self.store.prefix + "ready", 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
+    async def held_slots(self, jobs: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
+        """Per serial job with held slots: how many (``ZCARD {ns}:sh:<job>``) and the earliest
+        ``not_before`` (its first entry), the jobs in one pipeline; every job: those of
+        ``{ns}:shj`` (a job whose held queue emptied since is left out)."""
+        client, prefix = self.store.client, self.store.prefix
+        names: list[str] = (sorted(str(j) for j in await client.smembers(prefix + "shj")) if jobs is None
+                            else list(dict.fromkeys(jobs)))
+        if not names:
+            return {}
+        async with client.pipeline(transaction=False) as pipe:
+            for job in names:
+                pipe.zcard(f"{prefix}sh:{job}")
+                pipe.zrange(f"{prefix}sh:{job}", 0, 0, withscores=True)
+            replies = await pipe.execute()
+        out: dict[str, tuple[int, float]] = {}
+        for i, job in enumerate(names):
+            count, first = replies[2 * i], replies[2 * i + 1]
+            if count and first:
+                out[job] = (int(count), float(first[0][1]))
+        return out
+
     async def live(self, job: str) -> list[Task]:
         return sorted(await self._read("live", job, tidy=True), key=lambda t: t.created_at)
 

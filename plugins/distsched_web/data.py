@@ -206,7 +206,13 @@ class WebData:
             "jobs": None if status.jobs is None else {"total": status.jobs.total, "enabled": status.jobs.enabled,
                                                       "more": status.jobs.more},
             "tasks": {s: int(status.counts.get(s, 0)) for s in TASK_STATES},
+            # the oldest pending task the leader may dispatch: the slots held behind serial jobs left out
             "oldest_pending_age": status.oldest_pending_age,
+            # the pending slots that wait their turn behind serial jobs (null: the store cannot count them)
+            "held": None if status.held is None else {
+                "total": status.held.total, "jobs": status.held.jobs,
+                "backlogs": [{"job": b.job, "waiting": b.waiting, "oldest_age": b.oldest_age}
+                             for b in status.held.backlogs]},
             "quarantined": status.quarantined,
             "quarantine": [quarantine_row(q) for q in status.quarantine],
             # what the store says is wrong with it (it refuses writes...): the reads still work
@@ -234,14 +240,21 @@ class WebData:
     # -- jobs -------------------------------------------------------------------------
     async def jobs(self, *, after: str | None = None, limit: int = 50) -> dict[str, Any]:
         page = await self.app.jobs_page(after=after, limit=limit)
-        return {"items": [job_row(c, s) for c, s in page.jobs], "after": after, "limit": limit,
+        # the page's serial backlogs: one store call for the page
+        backlogs = await self.app.job_backlogs([c for c, _ in page.jobs])
+        return {"items": [job_row(c, s, backlogs[c.name]) for c, s in page.jobs], "after": after, "limit": limit,
                 "next_after": page.next_after}
 
     async def job(self, name: str, *, count: int = 10) -> dict[str, Any]:
         store = await self.store()
         config = await store.jobs.get(name)
         state = await store.jobs.state(name)
-        row = job_row(config, state)
+        row = job_row(config, state, (await self.app.job_backlogs([config]))[name])
+        held = await self.app.held_slots([name]) if row["waiting"] else None
+        oldest = held.get(name) if held is not None else None
+        # when the oldest of its waiting slots came due (null: none waits)
+        row["backlog_oldest_at"] = oldest[1] if oldest is not None else None
+        row["backlog_oldest_iso"] = iso(oldest[1]) if oldest is not None else None
         fields = job_fields(config)
         fields["retry"] = config.spec.retry.to_dict()
         if fields.get("balance_key") is None:
@@ -287,9 +300,18 @@ class WebData:
         return list(await asyncio.gather(*(detail(w) for w in (await self.status())["workers"])))
 
 
-def job_row(config: TaskConfig, state: Any) -> dict[str, Any]:
+def job_row(config: TaskConfig, state: Any, backlog: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A job as the jobs page and the API list it. ``backlog``: its ``job_backlogs`` entry
+    (None: not serial) - a serial job's slots waiting their turn, ``waiting`` of its
+    ``max_backlog`` (``backlog_full`` at it: new slots are recorded skipped), in words as
+    ``distsched jobs list`` says them (``backlog``)."""
     zone = config.trigger.timezone if config.trigger is not None else "UTC"
     return {
+        "overlap": config.overlap.mode, "max_instances": config.overlap.max_instances,
+        "max_backlog": backlog["max_backlog"] if backlog is not None else None,
+        "waiting": backlog["waiting"] if backlog is not None else None,
+        "backlog_full": backlog is not None and backlog["full"],
+        "backlog": backlog["words"] if backlog is not None else None,
         "name": config.name, "trigger": trigger_words(config), "timezone": zone,
         "executor": config.spec.executor, "target": mask_secrets(config.spec.target),
         "enabled": config.enabled, "paused": state.paused, "version": config.version,

@@ -63,9 +63,23 @@ _JOB_ROW = _obj({
     "paused": {"type": "boolean"}, "version": _INT, "next_fire_at": _NNUM, "next_fire_utc": _NSTR,
     "next_fire_local": _NSTR, "last_state": _NSTR, "last_at": _NNUM, "last_iso": _NSTR, "last_task": _NSTR,
     "description": _STR,
+    "overlap": {"type": "string", "enum": ["parallel", "serial", "discard", "replace"]}, "max_instances": _INT,
+    "max_backlog": {"type": "integer", "nullable": True,
+                    "description": "A serial job's max_backlog: how many of its slots may wait (null: not serial)"},
+    "waiting": {"type": "integer", "nullable": True,
+                "description": "How many of its slots wait their turn, held by the store until the job has room "
+                               "(null: not serial, or a store that cannot count them)"},
+    "backlog_full": {"type": "boolean", "description": "A serial job with max_backlog slots waiting: the store "
+                                                       "records its new slots skipped"},
+    "backlog": {"type": "string", "nullable": True,
+                "description": "The backlog in words, as distsched jobs list says it ('serial, 37 waiting of 100'); "
+                               "null: not serial"},
 })
 _JOB = {"allOf": [_ref("JobRow"), _obj({
     "spec": {"type": "object"},
+    "backlog_oldest_at": {"type": "number", "nullable": True,
+                          "description": "The slot time of its oldest waiting slot (null: none waits)"},
+    "backlog_oldest_iso": _NSTR,
     "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR})},
 })]}
 _QUARANTINED = _obj({"kind": _STR, "key": _STR, "reason": _STR, "at": _NUM, "at_iso": _NSTR})
@@ -122,9 +136,18 @@ _JOBS = {**_obj({
 }), "nullable": True, "description": "The jobs stored, as distsched status counts them ('jobs 12 (11 enabled)'; "
                                      "total 0: none - a store that lost its data, a Redis restarted empty, reads "
                                      "so too). Null: not counted"}
+_HELD = {**_obj({
+    "total": {"type": "integer", "description": "Pending slots that wait their turn behind serial jobs (counted "
+                                                "in tasks.pending, left out of oldest_pending_age)"},
+    "jobs": {"type": "integer", "description": "The serial jobs they wait behind"},
+    "backlogs": {"type": "array", "description": "The jobs with the most waiting (10 at most)",
+                 "items": _obj({"job": _STR, "waiting": _INT, "oldest_age": {
+                     "type": "number", "nullable": True, "description": "Seconds since the oldest one's slot"}})},
+}), "nullable": True, "description": "A serial job's backlog: its slots held by the store until the job has room "
+                                     "(null: the store cannot count them)"}
 _OVERVIEW = {"type": "object", "required": ["now", "leader", "leader_claimed_by", "schedulers", "workers", "jobs",
                                             "tasks"],
-             "properties": {"now": _NUM, "leader": _LEADER, "jobs": _JOBS,
+             "properties": {"now": _NUM, "leader": _LEADER, "jobs": _JOBS, "held": _HELD,
                             "leader_claimed_by": {"type": "array", "items": _STR},
                             "schedulers": {"type": "array", "items": _ref("Scheduler")},
                             "workers": {"type": "array", "items": _ref("WorkerSummary")},

@@ -788,7 +788,8 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     """List the jobs: schedule in words, executor:target, next fire time (UTC) - or, for a
     paused or disabled job, that state in its place (--json: next_fire_at as stored, with the
-    paused and enabled fields)."""
+    paused and enabled fields). A serial job has a line more: how many of its slots wait their
+    turn, of its max_backlog (full: new slots are recorded skipped)."""
 
     from ..model.words import schedule_words
 
@@ -800,11 +801,15 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
         after: str | None = None
         while True:  # by pages of jobs with their state: one store call a page, not one a job
             page = await store.jobs.page(after, MAX_PAGE)
+            # the page's serial backlogs (held slots): one store call a page too
+            backlogs = await app.job_backlogs([job for job, _ in page.jobs])
             for job, state in page.jobs:
                 out.append({"name": job.name, "trigger": job.trigger.to_dict() if job.trigger else None,
                             "schedule": schedule_words(job.trigger),
                             "executor": job.spec.executor, "target": mask_secrets(job.spec.target),
                             "enabled": job.enabled, "overlap": _overlap_json(job),
+                            # its slots waiting their turn, of its max_backlog (null: not serial)
+                            "backlog": backlogs[job.name],
                             "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
             if page.next_after is None:
                 return sorted(out, key=lambda j: j["name"])
@@ -816,7 +821,12 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
         return
     from .format import jobs_table
 
-    click.echo("\n".join(jobs_table(data)) if data else "no jobs")
+    lines = jobs_table(data)[:1]
+    for row in data:
+        lines += jobs_table([row])[1:]
+        if row["backlog"] is not None:  # a serial job: how many of its slots wait their turn, of its max_backlog
+            lines.append(f"  {row['backlog']['words']}")
+    click.echo("\n".join(lines) if data else "no jobs")
 
 
 @jobs.command("add")

@@ -154,8 +154,22 @@ def render(data: dict[str, Any]) -> str:
             out.append(f"jobs        {jobs['total']} ({jobs['enabled']} enabled)" if jobs["total"] else "jobs        none")
     counts = data["counts"]
     ordered = [s for s in STATE_ORDER if counts.get(s)] + sorted(s for s in counts if s not in STATE_ORDER)
-    out.append("tasks       " + (", ".join(f"{s} {counts[s]}" for s in ordered) or "none"))
-    out.append(f"oldest pending  {ago(data['oldest_pending_age']) if data['oldest_pending_age'] is not None else '-'}")
+    held = data.get("held") or {"total": 0, "jobs": 0, "backlogs": []}
+    cells = [f"{s} {counts[s]}" + (f" ({held['total']} held behind {held['jobs']} serial job(s))"
+                                   if s == "pending" and held["total"] else "") for s in ordered]
+    out.append("tasks       " + (", ".join(cells) or "none"))
+    oldest = ago(data["oldest_pending_age"]) if data["oldest_pending_age"] is not None else "-"
+    out.append(f"oldest pending  {oldest}" + ("  (the held ones left out: the leader does not dispatch them yet)"
+                                              if held["total"] else ""))
+    if held["total"]:
+        # a serial job slower than its slots: its waiting slots, the most first
+        out.append(f"serial backlog  {held['total']} slot(s) wait their turn (distsched jobs list shows each "
+                   "job's max_backlog):")
+        for b in held["backlogs"]:
+            since = f"oldest slot {ago(b['oldest_age'])} ago" if b["oldest_age"] is not None else "not due yet"
+            out.append(f"  {b['job']:<36} {b['waiting']} waiting, {since}")
+        if held["jobs"] > len(held["backlogs"]):
+            out.append(f"  ... and {held['jobs'] - len(held['backlogs'])} more serial job(s)")
     if data.get("quarantined"):
         out.append(f"quarantined {data['quarantined']} record(s) the engine could not decode, moved aside "
                    "(see Failure modes in docs/redis.md or docs/postgres.md):")
@@ -174,7 +188,8 @@ def render(data: dict[str, Any]) -> str:
 def status(ctx: click.Context, storage: str | None, as_json: bool, watch: bool, interval: float) -> None:
     """Show the leader (term, lease age, renewal overdue, or EXPIRED), the scheduler nodes, the workers (heartbeat
     age on the store's clock, load, queue depth; `stopped` once deregistered), the jobs stored, the task
-    counts and the age of the oldest pending task."""
+    counts (how many pending slots wait their turn behind serial jobs, per job) and the age of the oldest pending
+    task the leader may dispatch (those held slots left out)."""
     if not watch and ctx.get_parameter_source("interval") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--interval needs --watch (without it, one status is shown and the command ends)")
     from ..facade import store_unreachable

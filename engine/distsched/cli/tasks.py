@@ -152,7 +152,8 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
 @click.pass_context
 def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: bool) -> None:
     """One task: its call, state and every attempt (worker, timings, result value or error,
-    retry schedule)."""
+    retry schedule); one not dispatched yet says why it waits (its turn behind its serial
+    job's runs, no live worker...)."""
 
     async def call(app: Any) -> dict[str, Any]:
         try:
@@ -178,6 +179,8 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
             "earlier_reason": t.reasons()[1],
             "next_attempt_at": t.not_before if t.state in (TaskState.RETRYING, TaskState.PENDING) else None,
             "max_attempts": t.spec.retry.max_attempts,
+            # why a task not dispatched yet waits (its serial job's turn, no worker...): None when it does not
+            "waiting": await app.why_waiting(t) or None,
         })
 
     data = _store_call(ctx, storage, call, reader=True)
@@ -195,6 +198,8 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
              else []) + ([f"run again after: {earlier}"] if earlier else [t["reason"]] if t.get("reason") else [])
     state = t["state"] + (f" ({'; '.join(notes)})" if notes else "")
     click.echo(f"state     {state}   attempt {t['attempt']} of {data['max_attempts']}")
+    if data["waiting"]:
+        click.echo(f"why       {data['waiting']}")
     click.echo(f"created   {when(t['created_at'])}   updated {when(t['updated_at'])}")
     if data["next_attempt_at"] is not None and t["state"] == "retrying":
         click.echo(f"retry at  {when(data['next_attempt_at'])}")

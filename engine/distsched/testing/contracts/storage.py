@@ -344,6 +344,35 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_held_slots_counts_a_serial_jobs_waiting_slots(self, harness: Harness) -> None:
+        """``tasks.held_slots`` (optional): per serial job, how many of its slots wait held
+        (fired while the job had ``max_instances`` live) and the earliest of them; a job
+        without any is left out; a held slot cancelled leaves the count."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            held_slots = _optional(s, "tasks.held_slots", "status, jobs list and the dashboard show no backlog")
+            _, fence = await h.leader(s)
+            job = make_job("hs")
+            job.overlap = OverlapPolicy(mode="serial", max_instances=1, max_backlog=10)
+            await s.jobs.add(job, next_fire_at=10.0)
+            tasks = tuple(job.create_task(10.0 * i, 11.0) for i in range(1, 5))
+            await s.jobs.fire(fence, [Firing(job="hs", expected_next=10.0, next_fire_at=50.0, last_slot=40.0,
+                                             tasks=tasks, max_backlog=10)])
+            other = make_job("par")
+            await s.jobs.add(other, next_fire_at=10.0)
+            await s.jobs.fire(fence, [Firing(job="par", expected_next=10.0, next_fire_at=30.0, last_slot=20.0,
+                                             tasks=(other.create_task(10.0, 11.0), other.create_task(20.0, 11.0)))])
+            # the first slot is admitted (the job has room), the three after it wait
+            assert await held_slots() == {"hs": (3, 20.0)}
+            assert await held_slots(["hs", "par", "nope"]) == {"hs": (3, 20.0)}
+            assert await held_slots([]) == {}
+            second = (await _get_many(s, [tasks[1].id]))[0]
+            second.cancel("by hand", 12.0)
+            assert await s.tasks.cancel(second)
+            assert await held_slots(["hs"]) == {"hs": (2, 30.0)}
+
+        harness.run(body)
+
     def test_fire_records_a_serial_slot_beyond_max_backlog_skipped(self, harness: Harness) -> None:
         """``Firing.max_backlog``: a serial job's pending slot fired while the job already has
         ``max_instances + max_backlog`` live tasks (this firing's counted) is stored
