@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -55,6 +56,7 @@ from .model.build import (
     missed_words,
     one_shot_missed,
 )
+from .model.due import due_at
 from .model.errors import DistschedError
 from .model.sync import JobChange, SyncPlan, job_changes, plan_sync
 from .model.trigger import AtTrigger, parse_duration
@@ -519,14 +521,34 @@ class DistributeSchedule:
         retry: RetryPolicy | dict[str, Any] | None = None,
         balancer: str = "least-tasks",
         task_id: str | None = None,
+        delay: float | str | timedelta | None = None,
+        at: datetime | str | float | None = None,
     ) -> str:
-        """Submit a one-off task; returns its id (a given ``task_id`` makes it idempotent)."""
+        """Submit a one-off task; returns its id (a given ``task_id`` makes it idempotent).
+
+        It runs at once, or later: ``delay`` (seconds, ``"10s"``, ``"5m"``, a ``timedelta``)
+        or ``at`` (an aware ``datetime``, an ISO-8601 string with an offset, or epoch
+        seconds; a naive time is refused; one already past is due at once) - one of them, at
+        most 366 days ahead (:func:`distsched.model.due.due_at`). The task is stored at once
+        (its id exists, ``get_task``/``cancel_task`` work) as ``pending`` with that time as
+        its ``not_before``: the leader dispatches it when it is due and no worker starts it
+        before."""
         spec = TaskSpec(executor=executor, target=target, args=args, kwargs=kwargs or {}, options=options or {},
                         timeout=parse_duration(timeout, "timeout"), retry=build_retry(retry), balancer=balancer)
-        return (await self.submit_many([spec], task_ids=None if task_id is None else [task_id]))[0]
+        for field, value in (("delay", delay), ("at", at)):
+            if isinstance(value, (list, tuple)):  # submit_many's per-spec form
+                raise ValidationError(field, "must be one time, not a list (submit_many takes one per spec)")
+        return (await self.submit_many([spec], task_ids=None if task_id is None else [task_id],
+                                       delay=delay, at=at))[0]
 
-    async def submit_many(self, specs: Sequence[TaskSpec], *, task_ids: Sequence[str] | None = None) -> list[str]:
-        """Submit many one-off tasks in one store round trip; returns their ids."""
+    async def submit_many(self, specs: Sequence[TaskSpec], *, task_ids: Sequence[str] | None = None,
+                          delay: Any = None, at: Any = None) -> list[str]:
+        """Submit many one-off tasks in one store round trip; returns their ids.
+
+        ``delay`` / ``at`` as :meth:`submit` takes them, for every task; or a list (or
+        tuple) of them, one per spec (None: that one at once) - ``delay=[0, "10s", None]``.
+        A bad one is refused naming it (``delay[1]``) and nothing is stored."""
+        specs = list(specs)
         self._check_many((spec, "task") for spec in specs)
         ids = list(task_ids) if task_ids is not None else [uuid.uuid4().hex for _ in specs]
         if task_ids is not None:
@@ -534,10 +556,15 @@ class DistributeSchedule:
                 raise ValidationError("task_ids", f"{len(ids)} task ids for {len(specs)} specs: give one per spec")
             for task_id in ids:
                 check_task_id(task_id)
+        delays, ats = _per_spec(delay, "delay", len(specs)), _per_spec(at, "at", len(specs))
         storage = await self.storage()
         now = storage.clock()
+        per_spec = isinstance(delay, (list, tuple)) or isinstance(at, (list, tuple))
+        due = [due_at(now, delay=d, at=a, field_suffix=f"[{i}]" if per_spec else "")
+               for i, (d, a) in enumerate(zip(delays, ats))]
         # A one-off task's balance key defaults to its id (the balancers fall back to it).
-        tasks = [Task(id=i, spec=s, created_at=now) for i, s in zip(ids, specs)]
+        tasks = [Task(id=i, spec=s, created_at=now) if d is None else Task(id=i, spec=s, created_at=now, not_before=d)
+                 for i, s, d in zip(ids, specs, due)]
         await storage.tasks.submit(tasks)
         return ids
 
@@ -991,6 +1018,16 @@ def store_unreachable(exc: BaseException) -> bool:
             retry = True
         current = current.__cause__ or current.__context__
     return retry
+
+
+def _per_spec(value: Any, field: str, count: int) -> list[Any]:
+    """``submit_many``'s ``delay`` / ``at``: one value for every spec, or a list of one per spec."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise ValidationError(field, f"{len(value)} values for {count} specs: give one per spec (None: at once), "
+                                         "or one value for all")
+        return list(value)
+    return [value] * count
 
 
 async def _first(awaitable: Any, runner: asyncio.Task[Any]) -> None:

@@ -178,6 +178,13 @@ _SUBMIT = {
     "properties": {
         "target": _STR, "executor": _STR, "args": {"type": "array"}, "kwargs": {"type": "object"},
         "options": {"type": "object"}, "timeout": _DURATION, "retry": _RETRY, "balancer": _STR, "task_id": _STR,
+        "delay": {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+                  "description": "Run it this long from now, not at once: seconds or '10s', '5m', '1h30m' (366 days "
+                                 "at most; not with at). Stored as its not_before: pending until then"},
+        "at": {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
+               "description": "Run it at this time, not at once: ISO-8601 with an offset ('2030-01-01T09:00:00Z') or "
+                              "epoch seconds (366 days ahead at most; a time without an offset is refused; one "
+                              "already past is due at once; not with delay)"},
     },
 }
 

@@ -415,7 +415,8 @@ def _text_param(request: Request, name: str, *, empty_is_any: bool = False) -> s
     return value
 
 
-SUBMIT_FIELDS = ("target", "executor", "args", "kwargs", "options", "timeout", "retry", "balancer", "task_id")
+SUBMIT_FIELDS = ("target", "executor", "args", "kwargs", "options", "timeout", "retry", "balancer", "task_id",
+                 "delay", "at")
 
 
 async def _submit(d: Dashboard, body: dict[str, Any]) -> str:
@@ -437,6 +438,13 @@ async def _submit(d: Dashboard, body: dict[str, Any]) -> str:
     timeout = body.get("timeout", 60.0)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float, str)):
         raise ValidationError("timeout", "must be seconds or a duration such as '30s'")
+    # a task for later: delay (seconds or "10s") or at (ISO-8601 with an offset, or epoch seconds)
+    for key in ("delay", "at"):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+            raise ValidationError(key, "must be seconds or a duration such as '10s'" if key == "delay" else
+                                       "must be an ISO-8601 date-time with an offset ('2030-01-01T09:00:00Z') or "
+                                       "epoch seconds")
     retry = body.get("retry")
     if retry is not None and not isinstance(retry, dict):
         raise ValidationError("retry", "must be an object with max_attempts, backoff, delay, max_delay, jitter")
@@ -444,7 +452,8 @@ async def _submit(d: Dashboard, body: dict[str, Any]) -> str:
         result: str = await d.app.submit(
             target, *args, executor=body.get("executor", "local"), kwargs=body.get("kwargs") or {},
             options=body.get("options") or {}, timeout=timeout, retry=retry,
-            balancer=body.get("balancer", "least-tasks"), task_id=body.get("task_id"))
+            balancer=body.get("balancer", "least-tasks"), task_id=body.get("task_id"),
+            delay=body.get("delay"), at=body.get("at"))
     except (ValidationError, DistschedError):
         raise
     except (TypeError, ValueError, OverflowError) as exc:

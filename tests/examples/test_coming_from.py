@@ -44,7 +44,7 @@ JOBS = {
 #: Python scripts the page shows, and what each prints (a regular expression).
 SCRIPTS = {
     "celery/send_receipt.py": r"^[0-9a-f]{32} receipt sent for order 42$",
-    "rq/enqueue_in.py": r"^reminder-user-7@\d+ succeeded reminder sent to user 7$",
+    "rq/enqueue_in.py": r"^reminder-user-7 pending\nreminder-user-7 succeeded reminder sent to user 7$",
     "arq/enqueue_job.py": r"^fetch-home fetch-home fetched https://example.org/$",
     "apscheduler/embedded.py": r"^ALERT check-disk: failed: OSError: /var: no space left on device$",
 }

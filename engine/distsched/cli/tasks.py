@@ -2,7 +2,7 @@
 
     distsched tasks list [--job J] [--state S] [--worker W] [--since DURATION] [-n N] [--json]
     distsched tasks show ID [--json]
-    distsched tasks submit TARGET [ARGS...]
+    distsched tasks submit TARGET [ARGS...] [--in DURATION | --at TIME]
     distsched tasks retry ID
     distsched tasks cancel ID
 
@@ -13,6 +13,7 @@ Every read goes through the storage port's history queries (``TaskRepository.que
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..history import attempt_duration, redelivered, shown_start, task_error, ta
 from ..history import shown_error as error_text
 from ..masking import mask_secrets
 from ..model import Task, TaskState
+from ..model.due import due_at
 from ..model.errors import DistschedError, NotFound
 from ..ports import Attempt
 from . import _store_call, cli, storage_option
@@ -179,6 +181,8 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
             "earlier_reason": t.reasons()[1],
             "next_attempt_at": t.not_before if t.state in (TaskState.RETRYING, TaskState.PENDING) else None,
             "max_attempts": t.spec.retry.max_attempts,
+            # a pending task submitted for later (submit --in/--at), not due yet: when it is
+            "due_at": t.not_before if t.state is TaskState.PENDING and t.not_before > now else None,
             # why a task not dispatched yet waits (its serial job's turn, no worker...): None when it does not
             "waiting": await app.why_waiting(t) or None,
         })
@@ -201,6 +205,8 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
     if data["waiting"]:
         click.echo(f"why       {data['waiting']}")
     click.echo(f"created   {when(t['created_at'])}   updated {when(t['updated_at'])}")
+    if data["due_at"] is not None:
+        click.echo(f"due at    {when(data['due_at'])}   (not dispatched before then)")
     if data["next_attempt_at"] is not None and t["state"] == "retrying":
         click.echo(f"retry at  {when(data['next_attempt_at'])}")
     if t["result"] is not None and t["state"] == "succeeded":
@@ -258,20 +264,34 @@ def _json_object(text: str | None, option: str) -> dict[str, Any]:
 @click.option("--id", "task_id", default=None, help="Task id (makes the submission idempotent).")
 @click.option("--wait", "wait", type=Seconds(min=0), default=None, metavar="DURATION",
               help="Wait this long for the result and print it.")
+@click.option("--in", "delay", default=None, metavar="DURATION",
+              help="Run it this long from now, not at once (10s, 5m, 1h30m; 366 days at most).")
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Run it at this time, not at once: ISO-8601 with an offset (2030-01-01T09:00:00Z, "
+                   "...+01:00) or epoch seconds; a time without an offset is refused.")
 @click.pass_context
 def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage: str | None, executor: str,
                  kwargs_json: str | None, options_json: str | None, timeout: str, retries: int, task_id: str | None,
-                 wait: float | None) -> None:
+                 wait: float | None, delay: str | None, at: str | None) -> None:
     """Submit a one-off task calling TARGET with ARGS (each JSON when it parses, else text);
-    prints its id. A worker offering TARGET runs it."""
+    prints its id. A worker offering TARGET runs it - at once, or when it is due with
+    ``--in`` / ``--at`` (it is stored at once, pending: ``tasks show`` says when it is due,
+    ``tasks cancel`` before then means it never runs)."""
     kwargs = _json_object(kwargs_json, "--kwargs")
     options = _json_object(options_json, "--options")
+    if delay is not None and at is not None:
+        raise click.UsageError("give --in or --at, not both")
+    try:  # refused here, naming the option; the store's clock sets the time when it is stored
+        due_at(time.time(), delay=delay, at=at)
+    except DistschedError as exc:
+        raise click.BadParameter(getattr(exc, "reason", str(exc)), param_hint="--in" if delay is not None else "--at") from None
 
     call_args = [_json_or_text(a) for a in args]
 
     async def call(app: Any) -> tuple[str, Any]:
         new_id = await app.submit(target, *call_args, executor=executor, kwargs=kwargs, options=options,
-                                  timeout=timeout, retry={"max_attempts": retries + 1}, task_id=task_id)
+                                  timeout=timeout, retry={"max_attempts": retries + 1}, task_id=task_id,
+                                  delay=delay, at=at)
         if task_id is not None:  # idempotent by id: a task already stored under it is the one that runs
             spec = (await app.get_task(new_id)).spec
             if ((spec.executor, spec.target, list(spec.args), spec.kwargs, spec.options)

@@ -1,11 +1,10 @@
 """rq-scheduler's scheduler.enqueue_in(timedelta(seconds=2), send_reminder, 7), in distsched:
-a one-shot job (`at`) - submit() has no countdown.
+submit() with a delay (at= for enqueue_at). The task is stored at once, pending until its time.
 
     python examples/coming-from/rq/enqueue_in.py
 """
 
 import asyncio
-import datetime
 
 import rq_tasks
 
@@ -17,14 +16,10 @@ app.register_module(rq_tasks)
 
 async def main():
     async with app.running():
-        when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
-        await app.add_job("reminder-user-7", at=when.isoformat(), target="send_reminder", args=[7])
-        task = (await app.job_history("reminder-user-7")).tasks
-        while not task or not task[0].terminal:
-            await asyncio.sleep(0.1)
-            task = (await app.job_history("reminder-user-7")).tasks
-        print(task[0].id, task[0].state.value, task[0].result.value)
-        await app.remove_job("reminder-user-7")   # its task stays in the history
+        task_id = await app.submit("send_reminder", 7, delay="2s", task_id="reminder-user-7")
+        print(task_id, (await app.get_task(task_id)).state.value)   # pending: not due yet
+        task = await app.wait(task_id, timeout=10)
+        print(task.id, task.state.value, task.result.value)
 
 
 asyncio.run(main())
