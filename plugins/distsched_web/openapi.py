@@ -197,6 +197,7 @@ _AFTER = {"name": "after", "in": "query", "required": False,
 _LIMIT = {"name": "limit", "in": "query", "required": False,
           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": _STR}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -224,7 +225,7 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "distsched REST API", "version": __version__,
-                 "description": "Read a deployment and operate its jobs. Mutating calls need "
+                 "description": "Read a deployment and operate its jobs and tasks. Mutating calls need "
                                 "'Authorization: Bearer <DISTSCHED_WEB_TOKEN>'."},
         "paths": {
             "/api/v1/overview": {"get": {"summary": "Leader, workers, task counts, throughput, recent failures",
@@ -276,6 +277,24 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "One task: attempts, result or error, retry schedule", "operationId": "getTask",
                         "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": _STR}],
                         "responses": {"200": _json(_ref("Task")), **_errors(401, 404)}}},
+            "/api/v1/tasks/{task_id}/cancel": {
+                "post": {"summary": "Cancel a task that has not finished (as distsched tasks cancel): it will not "
+                                    "run (again); a running attempt is stopped by its worker within one heartbeat. "
+                                    "409: it already finished", "operationId": "cancelTask",
+                         "parameters": [_TASK_ID], "security": _SECURED,
+                         "responses": {"200": _json(_obj({
+                             "task_id": _STR, "cancelled": {"type": "boolean"},
+                             "was_running_on": {"type": "string", "nullable": True,
+                                                "description": "The worker that had it (it stops the attempt)"},
+                             "task": _ref("Task")})), **_errors(401, 403, 404, 409)}}},
+            "/api/v1/tasks/{task_id}/retry": {
+                "post": {"summary": "Run a finished task again as a new task with the same call (as distsched "
+                                    "tasks retry; a job's task stays with its job: <job>@retry-<hex>). 409: it "
+                                    "has not finished", "operationId": "retryTask",
+                         "parameters": [_TASK_ID], "security": _SECURED,
+                         "responses": {"201": _json(_obj({
+                             "task_id": _STR, "retry_task_id": {"type": "string", "description": "The new task"},
+                             "task": _ref("Task")}), "Submitted"), **_errors(401, 403, 404, 409)}}},
             "/api/v1/workers": {
                 "get": {"summary": "Workers with load, heartbeat age and live tasks", "operationId": "listWorkers",
                         "responses": {"200": _json(_obj({"items": {"type": "array", "items": _ref("Worker")}})),

@@ -38,6 +38,7 @@ from distsched.model import (
     DistschedError,
     NotFound,
     PluginError,
+    TaskState,
     ValidationError,
     VersionConflict,
 )
@@ -466,6 +467,49 @@ async def api_task(d: Dashboard, request: Request) -> Response:
     return JSONResponse(await d.data.task(request.path_params["task_id"]))
 
 
+#: What a task action records as the cancelled task's reason (``tasks cancel --reason``).
+CANCEL_REASONS = {"api": "cancelled through the REST API", "page": "cancelled from the dashboard"}
+#: The finished states a task page offers to retry (the API retries any finished task, as
+#: ``distsched tasks retry`` does).
+RETRY_OFFERED = ("failed", "timed_out", "cancelled")
+
+
+async def _cancel_task(d: Dashboard, task_id: str, reason: str) -> dict[str, Any]:
+    """Cancel a task that has not finished (``DistributeSchedule.cancel_task``, as ``distsched
+    tasks cancel``): a running attempt is stopped by its worker within one heartbeat. A
+    finished task is a 409 saying so."""
+    from distsched.model import InvalidTransition
+
+    try:
+        task = await d.app.cancel_task(task_id, reason)
+    except InvalidTransition:
+        current = await d.app.get_task(task_id)
+        raise ApiError(409, None, f"task {task_id!r} already finished ({current.state.value}): only a task that "
+                                  "has not finished can be cancelled", "conflict") from None
+    return {"task_id": task_id, "cancelled": True, "was_running_on": task.worker_id,
+            "task": await d.data.task(task_id)}
+
+
+async def _retry_task(d: Dashboard, task_id: str) -> dict[str, Any]:
+    """Run a finished task again as a new task with the same call (``DistributeSchedule.
+    retry_task``, as ``distsched tasks retry``); one that has not finished is a 409."""
+    try:
+        new_id = await d.app.retry_task(task_id)
+    except ValidationError as exc:  # not finished: the task's state, not the request, is in the way
+        raise ApiError(409, None, exc.reason, "conflict") from None
+    return {"task_id": task_id, "retry_task_id": new_id, "task": await d.data.task(new_id)}
+
+
+@api
+async def api_task_cancel(d: Dashboard, request: Request) -> Response:
+    return JSONResponse(await _cancel_task(d, request.path_params["task_id"], CANCEL_REASONS["api"]))
+
+
+@api
+async def api_task_retry(d: Dashboard, request: Request) -> Response:
+    return JSONResponse(await _retry_task(d, request.path_params["task_id"]), status_code=201)
+
+
 @api
 async def api_workers(d: Dashboard, request: Request) -> Response:
     return JSONResponse({"items": await d.data.workers()})
@@ -545,8 +589,58 @@ async def tasks_page(d: Dashboard, request: Request) -> Response:
 
 @page
 async def task_page(d: Dashboard, request: Request) -> Response:
-    task = await d.data.task(request.path_params["task_id"])
-    return d.render(request, "task.html", task=task, title=f"Task {task['id']}")
+    return await _task_page(d, request, request.path_params["task_id"])
+
+
+async def _task_page(d: Dashboard, request: Request, task_id: str) -> Response:
+    task = await d.data.task(task_id)
+    # the outcome of an action (its own flash line: a retry's links to the new task)
+    retried = request.query_params.get("retried")
+    return d.render(request, "task.html", task=task, title=f"Task {task['id']}", retry_offered=RETRY_OFFERED,
+                    done=request.query_params.get("done"), retried=retried or None)
+
+
+#: The task actions of a task page (``/tasks/ID/<action>``: a confirmation page, then a POST).
+TASK_ACTIONS = ("cancel", "retry")
+
+
+def _task_action(request: Request) -> str:
+    """The action of ``/tasks/ID/<action>``: the last part of the path its route matched."""
+    return str(request.scope["path"]).rsplit("/", 1)[1]
+
+
+@page
+async def task_confirm_page(d: Dashboard, request: Request) -> Response:
+    """``/tasks/ID/cancel`` or ``/retry``: the confirmation of a task action - or, for a task
+    whose own id ends so (``/tasks/a/cancel`` with no task ``a``), that task's page."""
+    task_id, action = request.path_params["task_id"], _task_action(request)
+    try:
+        task = await d.data.task(task_id)
+    except NotFound:
+        return await _task_page(d, request, f"{task_id}/{action}")
+    refused = None
+    finished = TaskState(task["state"]).terminal
+    if action == "cancel" and finished:
+        refused = f"Task {task_id} already finished ({task['state']}): only a task that has not finished can be cancelled."
+    elif action == "retry" and not finished:
+        refused = f"Task {task_id} is {task['state']}: only a finished task can be retried (cancel it first)."
+    return d.render(request, "task_confirm.html", status=409 if refused else 200, task=task, action=action,
+                    refused=refused, title=f"{action.title()} task {task_id}?")
+
+
+@page
+async def task_action_page(d: Dashboard, request: Request) -> Response:
+    task_id, action = request.path_params["task_id"], _task_action(request)
+    here = f"/tasks/{quote(task_id, safe='')}"
+    if action == "cancel":
+        done = await _cancel_task(d, task_id, CANCEL_REASONS["page"])
+        worker = done["was_running_on"]
+        note = f"cancelled (it was running on {worker}: its worker stops it within one heartbeat)" if worker else "cancelled"
+        return RedirectResponse(f"{here}?{urlencode({'done': note})}", status_code=303)
+    retried = await _retry_task(d, task_id)
+    new_id = retried["retry_task_id"]
+    return RedirectResponse(f"{here}?{urlencode({'done': f'retried as task {new_id}', 'retried': new_id})}",
+                            status_code=303)
 
 
 @page
@@ -613,6 +707,9 @@ def create_app(app: Any, security: Security) -> Starlette:
         *[Route(f"/api/v1/jobs/{{name}}/{a}", api(_job_action(a))(d), methods=["POST"])
           for a in ("pause", "resume", "trigger")],
         Route("/api/v1/tasks", api_tasks(d), methods=["GET", "POST"]),
+        # before the task itself: a POST to .../ID/cancel is the action, a GET of it the task "ID/cancel"
+        Route("/api/v1/tasks/{task_id:path}/cancel", api_task_cancel(d), methods=["POST"]),
+        Route("/api/v1/tasks/{task_id:path}/retry", api_task_retry(d), methods=["POST"]),
         Route("/api/v1/tasks/{task_id:path}", api_task(d)),
         Route("/api/v1/workers", api_workers(d)),
         Route("/api/v1/quarantine", api_quarantine(d)),
@@ -622,6 +719,8 @@ def create_app(app: Any, security: Security) -> Starlette:
         Route("/jobs/{name}/{action}", job_confirm_page(d), methods=["GET"]),
         Route("/jobs/{name}/{action}", job_action_page(d), methods=["POST"]),
         Route("/tasks", tasks_page(d)),
+        *[Route(f"/tasks/{{task_id:path}}/{a}", handler(d), methods=[method])
+          for a in TASK_ACTIONS for handler, method in ((task_confirm_page, "GET"), (task_action_page, "POST"))],
         Route("/tasks/{task_id:path}", task_page(d)),
         Route("/workers", workers_page(d)),
         Route("/login", both(login_page), methods=["GET", "POST"]),

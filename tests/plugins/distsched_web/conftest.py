@@ -25,8 +25,10 @@ TOKEN = "test-token-0123456789abcdef"
 class ServerThread:
     def __init__(self, storage: str = "memory://", *, token: str | None = None, engine: bool = True,
                  jobs: dict[str, dict[str, Any]] | None = None, plugins: tuple[Any, ...] = (),
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, functions: dict[str, Callable[..., Any]] | None = None) -> None:
         self.storage, self.token, self.engine, self.jobs, self.plugins = storage, token, engine, jobs or {}, plugins
+        #: More functions for its worker (name: function), beside ``add`` and ``boom``.
+        self.functions = functions or {}
         #: More engine options (``lease_ttl=``, ``node_id=``...) for its DistributeSchedule.
         self.config = {"heartbeat_interval": 0.2, "heartbeat_ttl": 2.0, **(config or {})}
         self.port = 0
@@ -70,6 +72,9 @@ class ServerThread:
         @app.task
         def boom() -> None:
             raise RuntimeError("boom: the upstream said no")
+
+        for name, function in self.functions.items():
+            app.task(name=name)(function)
 
         if self.engine:
             await app.start()

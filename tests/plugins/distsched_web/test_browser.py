@@ -223,6 +223,17 @@ def test_dashboard_in_chromium(deployment, tmp_path):
             sync_api.expect(errors).to_have_count(3)
             assert "ConnectionError: the upstream is down" in errors.first.inner_text()
             shot(page, "task")
+            # Retry it from its page, through the confirmation page: the flash line links to the new task.
+            failed_id = page.locator("h1").inner_text().removeprefix("Task ")
+            page.click("#retry")
+            sync_api.expect(page.locator("h1")).to_have_text(f"Retry task {failed_id}?")
+            page.click("#confirm")
+            retried = page.locator("#flash a#retried")
+            new_id = retried.inner_text()
+            assert new_id.startswith("flaky@retry-") and page.locator("#flash").inner_text() == f"retried as task {new_id}"
+            retried.click()
+            sync_api.expect(page.locator("h1")).to_have_text(f"Task {new_id}")
+            assert httpx.get(f"{base}/api/v1/tasks/{new_id}").json()["job"] == "flaky"
 
             page.goto(f"{base}/workers")
             sync_api.expect(page.locator("section.worker-box")).to_have_count(2)
