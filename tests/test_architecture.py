@@ -203,7 +203,7 @@ PUBLIC_MODULES = (
     "distsched", "distsched.hookspecs", "distsched.ports", "distsched.registry", "distsched.config", "distsched.model",
     "distsched.model.events", "distsched.model.times", "distsched.model.trusted",
     "distsched.model.words", "distsched.plugin.manager",
-    "distsched.asyncutil",
+    "distsched.asyncutil", "distsched.context",
     "distsched.urls", "distsched.masking",
     "distsched.history", "distsched.testing", "distsched.testing.contracts", "distsched.testing.poison",
     "distsched.testing.processes", "distsched.testing.redis_server", "distsched.testing.redis_cluster",

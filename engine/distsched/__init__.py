@@ -5,6 +5,8 @@ is built):
 
 * :class:`DistributeSchedule` - the facade: register functions, add jobs, submit tasks, run.
 * :func:`task` - mark a module-level function as a task for ``[worker] imports``.
+* :func:`current_task` - in a running task, its id, attempt, job, slot and deadline
+  (:class:`~distsched.context.TaskContext`); None outside one.
 * :data:`hookimpl` - the marker plugins use for their hook implementations.
 """
 
@@ -17,9 +19,10 @@ from .hookspecs import hookimpl
 from .tasks import task
 
 if TYPE_CHECKING:
+    from .context import TaskContext, current_task
     from .facade import DistributeSchedule
 
-__all__ = ["DistributeSchedule", "__version__", "hookimpl", "task"]
+__all__ = ["DistributeSchedule", "TaskContext", "__version__", "current_task", "hookimpl", "task"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +30,8 @@ def __getattr__(name: str) -> Any:
         from .facade import DistributeSchedule
 
         return DistributeSchedule
+    if name in ("current_task", "TaskContext"):
+        from . import context
+
+        return getattr(context, name)
     raise AttributeError(f"module 'distsched' has no attribute {name!r}")

@@ -11,18 +11,25 @@ Each call gets arguments of its own: the stores share one decoded spec between t
 a job (and its retries), so a list or dict argument is copied (at every depth) before the
 call - what a function does to its arguments reaches no other task, retry or store. Scalar
 arguments, the common case, are passed as they are.
+
+The call runs with :func:`distsched.current_task` set to the task's context (id, attempt,
+job, slot, deadline): a coroutine in this asyncio task (and the tasks it starts), a sync
+function in a copy of that context in its thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import inspect
+import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from distsched.context import TaskContext, running
 from distsched.model import NameConflict, Outcome, Task
 from distsched.ports import ExecutorContext
 
@@ -108,10 +115,16 @@ class LocalExecutor:
                 if arg.__class__ not in _SCALARS:
                     kwargs = _own(kwargs)
                     break
+        with running(TaskContext.of(task, time.time())):
+            return await self._call(func, args, kwargs)
+
+    async def _call(self, func: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Outcome:
+        """Call ``func`` in the current context (``current_task()`` set)."""
         if inspect.iscoroutinefunction(func):
             value = await func(*args, **kwargs)
         else:
-            future = self._pool.submit(_call, func, args, kwargs)
+            # the thread runs a copy of this context: current_task() answers there too
+            future = self._pool.submit(contextvars.copy_context().run, _call, func, args, kwargs)
             try:
                 value = await asyncio.wrap_future(future)
             except asyncio.CancelledError:
