@@ -404,7 +404,9 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 
 async def test_unregistered_function_names_fail_and_run_nothing(storage_url: str, canary: Path,
                                                                 tmp_path: Path) -> None:
-    app = _app(storage_url, canary)
+    # unroutable_wait=0: each goes to the worker, whose executor refuses it (the defence under
+    # test), instead of waiting for a worker that offers it
+    app = _app(storage_url, canary, unroutable_wait=0)
     await app.start(scheduler=True, worker=True)
     try:
         ids = []

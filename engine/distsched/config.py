@@ -195,6 +195,13 @@ class EngineConfig:
     #: The leader fires and dispatches slots this many seconds ahead; the worker starts each
     #: task at its slot, so the leader's own work does not delay it.
     fire_ahead: float = attrs.field(default=0.2, validator=_seconds(0, FIRE_AHEAD_MAX))
+    #: How long a task no live worker may run waits for one (no live worker has its
+    #: executor or, for ``local``, offers its function): it stays pending, and fails once it
+    #: has waited this long with none (its error names the function or executor and what the
+    #: live workers offer). 5 minutes: a rolling restart of the only workers of a function
+    #: (drain up to ``drain_timeout``, 30 s, then a start) fits; a misspelt function fails
+    #: within minutes. 0: fails at once. No live worker at all: it waits, with no bound.
+    unroutable_wait: float = attrs.field(default=300.0, validator=_seconds(0, 86400))
     max_redeliveries: int = attrs.field(default=10, validator=_positive(10_000))
     #: When True a task lost with its worker uses up an attempt of its retry policy.
     redeliveries_use_attempts: bool = False

@@ -788,6 +788,17 @@ class DistributeSchedule:
         return (f": waiting its turn behind {started + earlier} run(s) of serial job {task.job!r} ({started} "
                 f"started, {earlier} waiting with an earlier slot; max_instances {task.serial_limit})")
 
+    def _left(self, task: Task, now: float) -> str:
+        """How long a task no live worker may run has left before the leader fails it
+        (``unroutable_wait``, this process's setting), counted from when it became ready: the
+        leader counts from when it also saw no worker that may, so a task that waited for
+        room first has more."""
+        bound = self.config.unroutable_wait
+        left = bound - (now - max(task.updated_at, task.not_before))
+        if left > 0:
+            return f"{left:.0f}s left before it fails"
+        return f"it has waited past unroutable_wait ({bound:g}s): it fails soon unless one starts"
+
     async def _why_waiting(self, task: Task) -> str:
         """Why a task that is not dispatched yet may never run: its turn behind its serial
         job's runs (:meth:`_serial_turn`), no live worker, none that has its executor or
@@ -808,12 +819,14 @@ class DistributeSchedule:
         target, executor = task.spec.target, task.spec.executor
         if not any(w.may_have(executor) for w in live):  # each says its executors: none has it
             have = sorted({name for w in live for name in w.executors})
-            return (f": none of the {len(live)} live worker(s) has executor {executor!r} (they have: "
+            return (f": waiting for a worker that has executor {executor!r} ({self._left(task, now)}): none of "
+                    f"the {len(live)} live worker(s) has executor {executor!r} (they have: "
                     f"{', '.join(have)}); start a worker with the plugin that provides it (`distsched plugins` "
                     f"lists the executors a node has)")
         if executor == "local" and not any(w.may_offer(target) for w in live):  # the leader's rule
             offered = sorted({name for w in live for name in w.functions})
-            return (f": none of the {len(live)} live worker(s) offers function {target!r} (they offer: "
+            return (f": waiting for a worker that offers function {target!r} ({self._left(task, now)}): none of "
+                    f"the {len(live)} live worker(s) offers function {target!r} (they offer: "
                     f"{', '.join(offered) or 'nothing'}); start a worker that imports the module defining it "
                     f"(distsched worker --import MODULE, with @distsched.task or @app.task on it)")
         if all(w.free == 0 for w in live):

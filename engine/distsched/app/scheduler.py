@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -79,6 +79,14 @@ HOL_MIN_WINDOW = 64
 QUARANTINE_REPORT_MAX = 1000
 #: How often a follower tries to take the lease.
 FOLLOWER_POLL = 0.2
+#: A function or executor that no live worker offered, last seen by a pass longer ago than
+#: this (store clock), starts its wait again: the passes that saw nobody offering it were not
+#: this one's neighbours (its tasks were all gone, or behind full workers), and a worker that
+#: offers it may have come and gone meanwhile. While such tasks wait the leader passes at
+#: least every MAX_IDLE.
+NOBODY_FORGET = 10.0
+#: Past this many names remembered, the stale ones are dropped (misspelt names add up).
+NOBODY_KEPT = 1000
 #: A store call (a pass's first calls, a lease renewal) slower than this means the store
 #: stalled or was unreachable for a while: workers' heartbeats stalled with it, so the
 #: leader gives every worker one heartbeat TTL before it reaps silent ones (seconds).
@@ -152,6 +160,11 @@ class Scheduler:
         self._workers_seen: tuple[float, list[Worker]] | None = None
         #: (waiting, time.monotonic()) last told to the store's waiting_for_room (None: not yet this term)
         self._room_said: tuple[bool, float] | None = None
+        #: executor or ``local:<function>`` -> (since when, last seen) no live worker may run
+        #: its tasks, as this leader's passes saw it (store clock): such a task waits for one
+        #: until it has waited ``unroutable_wait`` since both its readiness and that moment.
+        #: Forgotten when a pass finds one that may, or when not seen for NOBODY_FORGET.
+        self._nobody_since: dict[str, tuple[float, float]] = {}
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -740,19 +753,28 @@ class Scheduler:
         #: tasks waiting for a retry, by slot): the live runs a ready task of the job waits for
         serial: dict[str, tuple[set[str], list[tuple[tuple[float, str], str]]]] = {}
         #: executor name -> the workers that may run its tasks: those that have it (or do not
-        #: say: older ones, see Worker.may_have) when any live worker may, else any (whose
-        #: executor then fails the task as unknown, at once). Built once per name and pass:
-        #: a task costs one dict lookup.
+        #: say: older ones, see Worker.may_have) when any live worker may, else _NOBODY (its
+        #: tasks wait for one, up to unroutable_wait: see _nobody; with 0, any worker). Built
+        #: once per name and pass: a task costs one dict lookup.
         having: dict[str, list[Worker]] = {}
         #: function name -> the workers that may run a ``local`` task of it: of those that
         #: may run ``local`` tasks, the ones that offer it (Worker.may_offer) when any live
-        #: one does, else all of them (the ``local`` executor fails it naming its functions)
+        #: one does, else _NOBODY (as above)
         offering: dict[str, list[Worker]] = {}
+
+        #: executor or ``local:<function>`` nobody may run -> (since, why), for this pass
+        nobody: dict[str, tuple[float, str]] = {}
+        #: unroutable_wait 0: such a task goes to any worker, as before it existed (whose
+        #: executor fails it at once: UnknownFunction, not retried)
+        at_once = self.config.unroutable_wait == 0
 
         def may_run(executor: str) -> list[Worker]:
             found = having.get(executor)
             if found is None:
-                found = having[executor] = _narrowed(workers, alive, Worker.may_have, executor)
+                found = having[executor] = _narrowed(workers, alive, Worker.may_have, executor,
+                                                     workers if at_once else _NOBODY)
+                if found is not _NOBODY and self._nobody_since:
+                    self._nobody_since.pop(executor, None)  # one may: a later lack waits afresh
             return found
         async for task in window(ready, limit):
             if task.serial_limit is not None and task.job is not None:
@@ -768,19 +790,6 @@ class Scheduler:
                     blocked = True
                     continue
                 busy.add(task.id)
-            executor = task.spec.executor
-            if executor == "local":
-                target = task.spec.target
-                pool = offering.get(target)  # type: ignore[assignment]
-                if pool is None:
-                    pool = offering[target] = _narrowed(may_run("local"), alive, Worker.may_offer, target)
-            else:
-                pool = having.get(executor)  # type: ignore[assignment]
-                if pool is None:
-                    pool = may_run(executor)
-            if not pool:  # those that have its executor (and offer its function) are full
-                blocked = True
-                continue
             name = task.spec.balancer
             balancer = self._balancers.get(name)
             if balancer is None:
@@ -792,10 +801,34 @@ class Scheduler:
                 except Exception as exc:
                     # Not registered on this leader (LookupError), or its plugin's factory failed
                     # (PluginError, naming the plugin): the tasks that ask for it fail, no
-                    # fallback, and every other task goes on.
+                    # fallback, and every other task goes on - before any routing, so a task
+                    # that would wait for a worker fails at once for this.
                     unusable[name] = f"cannot dispatch: {safe_str(exc)}"[:500]
                     unknown.append((task, unusable[name]))
                     continue
+            executor = task.spec.executor
+            if executor == "local":
+                target = task.spec.target
+                pool = offering.get(target)  # type: ignore[assignment]
+                if pool is None:
+                    local = may_run("local")
+                    pool = offering[target] = _narrowed(local, alive, Worker.may_offer, target,
+                                                        local if at_once else _NOBODY)
+                    if pool is not _NOBODY and self._nobody_since:
+                        self._nobody_since.pop("local:" + target, None)
+            else:
+                pool = having.get(executor)  # type: ignore[assignment]
+                if pool is None:
+                    pool = may_run(executor)
+            if not pool:
+                if pool is _NOBODY:  # no live worker may run it: it waits for one, up to the bound
+                    why = self._nobody(nobody, task, alive, having, now)
+                    if why is not None:
+                        unknown.append((task, why))
+                        continue
+                # those that have its executor (and offer its function) are full, or none is live
+                blocked = True
+                continue
             try:
                 worker = balancer.select(task, pool, now=now, ttl=ttl)
             except Exception as exc:  # the balancer fails on this task: it alone is cancelled
@@ -833,6 +866,36 @@ class Scheduler:
                                                        worker_id=task.worker_id or "", attempt_id=task.attempt_id,
                                                        ready_at=min(became, now)))
         return sent, blocked
+
+    def _nobody(self, nobody: dict[str, tuple[float, str]], task: Task, alive: list[Worker],
+                having: dict[str, list[Worker]], now: float) -> str | None:
+        """A task no live worker may run: None while it may wait for one (``unroutable_wait``
+        since it became ready and since this leader saw none that may), else why it fails -
+        what it waited for and what the live workers have. Once per task of such a pass; the
+        rest once per executor or function and pass."""
+        executor = task.spec.executor
+        by_executor = executor != "local" or having.get("local") is _NOBODY
+        key = executor if by_executor else "local:" + task.spec.target
+        found = nobody.get(key)
+        if found is None:
+            since, seen = self._nobody_since.get(key, (now, now))
+            if now - seen > NOBODY_FORGET:
+                since = now
+            if key not in self._nobody_since and len(self._nobody_since) >= NOBODY_KEPT:
+                self._nobody_since = {k: v for k, v in self._nobody_since.items() if now - v[1] <= NOBODY_FORGET}
+            self._nobody_since[key] = (since, now)
+            if by_executor:
+                why = (f"no live worker has executor {executor!r} (they have: "
+                       f"{_listed(name for w in alive for name in w.executors)})")
+            else:
+                why = (f"no live worker offered function {task.spec.target!r} (they offer: "
+                       f"{_listed(name for w in alive for name in w.functions)})")
+            found = nobody[key] = (since, why)
+        since, why = found
+        waited = now - max(since, task.updated_at, task.not_before)
+        if waited < self.config.unroutable_wait:
+            return None
+        return f"waited {max(0.0, waited):.1f}s and {why}; unroutable_wait is {self.config.unroutable_wait:g}s"
 
     def _balancer_named(self, name: str) -> str:
         """``balancer 'x' from plugin 'p' (dist 1.0)``, as the factory's failure names it (the
@@ -1000,15 +1063,29 @@ class Scheduler:
         return len(written)
 
 
+#: What :func:`_narrowed` gives for a name no live worker may run (an empty list, told apart
+#: by identity: the dispatch loop's ``not pool`` test costs nothing more).
+_NOBODY: list[Worker] = []
+
+
 def _narrowed(workers: list[Worker], alive: list[Worker], may: Callable[[Worker, str], bool],
-              name: str) -> list[Worker]:
+              name: str, nobody: list[Worker]) -> list[Worker]:
     """The ``workers`` that ``may`` run the tasks of ``name`` (an executor, a function), when
-    any live worker (``alive``: full ones too) may; else all of ``workers`` - a task nobody
-    can run goes to any, whose executor then fails it at once with the clear error (unknown
-    executor, unknown function)."""
+    any live worker (``alive``: full ones too) may; else ``nobody``: ``_NOBODY`` - a task
+    nobody can run waits for a worker that may (``unroutable_wait``) - or, under
+    ``unroutable_wait = 0``, ``workers``: it goes to any, whose executor fails it at once."""
+    if workers is _NOBODY:
+        return _NOBODY
     if any(may(w, name) for w in alive):
         return [w for w in workers if may(w, name)]
-    return workers
+    return nobody
+
+
+def _listed(names: Iterable[str], most: int = 20) -> str:
+    """Sorted distinct names, the first ``most`` of them, then ``(+N more)``."""
+    distinct = sorted(set(names))
+    shown = ", ".join(distinct[:most]) or "nothing"
+    return shown + (f" (+{len(distinct) - most} more)" if len(distinct) > most else "")
 
 
 def _slot_order(task: Task) -> tuple[float, str]:

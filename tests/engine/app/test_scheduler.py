@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from datetime import datetime, timezone
 
+import attrs
 import pytest
 
 from distsched import DistributeSchedule, hookimpl
@@ -964,10 +965,11 @@ async def test_a_worker_that_advertises_executors_and_no_functions_gets_no_local
     placed = await _dispatched(leader)
     assert {w for t, w in placed.items() if "-f" in t} == {"w-local"}
     assert {w for t, w in placed.items() if "-c" in t} == {"w-cmd"}
-    # An executor nobody says it has goes to any worker: its executor fails it at once, naming it.
-    await leader.storage.tasks.submit([make_task(f"r{i}", executor="rpc", balancer="round-robin") for i in range(4)])
-    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (4, False)
-    assert {w for t, w in (await _dispatched(leader)).items() if t.startswith("r")} == {"w-local", "w-cmd"}
+    # An executor nobody says it has: its tasks wait for a worker that has it (unroutable_wait),
+    # counted as waiting for room (the leader does not spin on them).
+    await leader.storage.tasks.submit([make_task(f"x-r{i}", executor="rpc", balancer="round-robin") for i in range(4)])
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+    assert not [t for t in await _dispatched(leader) if t.startswith("x-r")]
     # A worker of an earlier version (no executors, no functions) may run anything: it shares
     # the tasks of every executor and function with those that say they have them.
     await leader.storage.workers.register(make_worker("w-old", now=now, capacity=50))
@@ -976,11 +978,35 @@ async def test_a_worker_that_advertises_executors_and_no_functions_gets_no_local
                                       + [make_task(f"o-c{i}", executor="cmd", balancer="round-robin") for i in range(4)]
                                       + [make_task(f"o-x{i}", executor="exotic", balancer="round-robin")
                                          for i in range(2)])
-    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (10, False)
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (14, False)
     placed = await _dispatched(leader)
+    assert {w for t, w in placed.items() if t.startswith("x-r")} == {"w-old"}, "the waiting ones, at last"
     assert {w for t, w in placed.items() if t.startswith("o-f")} == {"w-local", "w-old"}
     assert {w for t, w in placed.items() if t.startswith("o-c")} == {"w-cmd", "w-old"}
     assert {w for t, w in placed.items() if t.startswith("o-x")} == {"w-old"}, "the only one that may have it"
+
+
+async def test_a_task_nobody_may_run_waits_from_when_nobody_may_then_fails_saying_why(any_leader):
+    """A task of ``f`` that waited 1,000 s already (for room, say) when no live worker offers
+    ``f`` gets the whole ``unroutable_wait`` (1 s here) from then, not none: it stays pending
+    (the pass counts it as waiting for room) while a ``g`` task behind it is dispatched, and
+    fails past the bound naming the wait, the function and what the live workers offer."""
+    leader = any_leader
+    leader.scheduler.config = attrs.evolve(leader.scheduler.config, unroutable_wait=1.0)
+    now = leader.storage.clock()
+    await leader.storage.workers.register(make_worker("w-g", now=now, capacity=50, executors=["local"],
+                                                      functions=["g"]))
+    await leader.storage.tasks.submit([make_task("old-f", now=now - 1000, target="f")])
+    await leader.storage.tasks.submit([make_task("g1", now=now, target="g")])
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (1, True)
+    assert await leader.scheduler.dispatch_ready(leader.fence, now + 0.5) == (0, True)
+    assert (await leader.storage.tasks.get("old-f")).state is TaskState.PENDING
+    assert set(await _dispatched(leader)) == {"g1"}
+    assert await leader.scheduler.dispatch_ready(leader.fence, now + 1.5) == (0, True)
+    task = await leader.storage.tasks.get("old-f")
+    assert task.state is TaskState.FAILED
+    assert task.reason == ("waited 1.5s and no live worker offered function 'f' (they offer: g); "
+                           "unroutable_wait is 1s"), task.reason
 
 
 async def test_an_older_worker_alone_gets_every_task(any_leader):

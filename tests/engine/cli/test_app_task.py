@@ -96,13 +96,15 @@ async def test_local_tasks_go_to_the_workers_that_offer_their_function():
     def nothing():
         return None
 
-    leader = DistributeSchedule(url)
+    leader = DistributeSchedule(url, unroutable_wait=0)
     async with adder.running(scheduler=False), other.running(scheduler=False), leader.running(worker=False):
         ids = [await leader.submit("add", i, 1) for i in range(20)]
         results = [await leader.result(i, timeout=10) for i in ids]
         assert [r.value for r in results] == [i + 1 for i in range(20)]
         assert {r.worker_id for r in results} == {adder.engine.worker.id}
-        # A function nobody offers still fails at once, naming what the worker has.
+        # A function nobody offers fails at once under unroutable_wait=0, naming what the
+        # worker has (by default it waits for a worker that offers it, up to 5 minutes:
+        # tests/engine/app/test_unroutable_wait.py).
         task = await leader.wait(await leader.submit("typo"), timeout=10)
         assert task.state.value == "failed" and "'typo' is not registered" in task.result.error
 
