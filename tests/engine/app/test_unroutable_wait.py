@@ -9,12 +9,15 @@ them."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from distsched import DistributeSchedule, hookimpl
+from distsched.cli import cli
 from distsched.config import EngineConfig, WorkerConfig
 from distsched.model import Outcome, TaskState, ValidationError
 from distsched.testing.processes import wait_until_async
@@ -93,6 +96,11 @@ async def test_a_task_waits_while_the_workers_of_its_function_restart(store_url)
         message = str(info.value)
         assert "waiting for a worker that offers function 'send_email'" in message, message
         assert "s left before it fails" in message, message
+        # ``tasks show`` (another client of the store) says the same on its ``why`` line
+        shown = await asyncio.to_thread(CliRunner().invoke, cli, ["tasks", "show", task_id, "--storage", store_url])
+        assert shown.exit_code == 0, shown.output
+        assert re.search(r"why +waiting for a worker that offers function 'send_email' \(\d+s left before it "
+                         r"fails\)", shown.output), shown.output
 
         await _started(apps, store_url, worker=WorkerConfig(name="mailer2"), functions={"send_email": send_email})
         result = await leader.result(task_id, timeout=20.0)
