@@ -794,6 +794,8 @@ class DistributeSchedule:
         leader counts from when it also saw no worker that may, so a task that waited for
         room first has more."""
         bound = self.config.unroutable_wait
+        if bound == 0:  # this process does not know the leader's (a CLI's is 0 unless given)
+            return "the leader's unroutable_wait bounds the wait"
         left = bound - (now - max(task.updated_at, task.not_before))
         if left > 0:
             return f"{left:.0f}s left before it fails"

@@ -951,6 +951,8 @@ async def test_a_worker_that_advertises_executors_and_no_functions_gets_no_local
     tasks - while a worker that says it has them is live. A worker record of an earlier
     version (neither executors nor functions) still counts as running everything."""
     leader = any_leader
+    # a task no live worker may run waits for one (opt-in: unroutable_wait), below
+    leader.scheduler.config = attrs.evolve(leader.scheduler.config, unroutable_wait=300.0)
     now = leader.storage.clock()
     await leader.storage.workers.register(make_worker("w-local", now=now, capacity=50, executors=["local", "http"],
                                                       functions=["f"]))
