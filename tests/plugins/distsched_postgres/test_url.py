@@ -96,12 +96,12 @@ async def test_a_deployment_runs_over_the_servers_unix_socket(postgres_database,
     assert await storage.pool.fetchval("SELECT inet_server_addr()") is None, "a Unix socket has no server address"
 
 
-@pytest.mark.parametrize("url", ["postgresql://app:pa\nss@h/db", "postgresql://app:pa\tss@h/db",
+@pytest.mark.parametrize("url", ["postgresql://app:s3cr\net@h/db", "postgresql://app:s3cr\tet@h/db",
                                  "postgresql://app@h/db?schema=a\nb"])
 def test_a_control_character_is_refused_naming_it(url: str) -> None:
     """Python's URL parser drops a tab or a newline without a word: the password 'pa\\nss'
     was taken as 'pass'. A control character is refused, named as such."""
     with pytest.raises(ValidationError) as info:
         parse(url)
-    assert "holds a control character" in info.value.reason and "pa" + "ss" not in str(info.value)
+    assert "holds a control character" in info.value.reason and "s3cr" not in str(info.value)
     assert "\n" not in str(info.value) and "\t" not in str(info.value)

@@ -153,12 +153,12 @@ def test_passwords_never_appear_in_errors() -> None:
     assert "s3cret" not in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["redis://app:pa\nss@h/0", "redis://app:pa\tss@h/0", "redis://app:pa\x01ss@h/0",
+@pytest.mark.parametrize("url", ["redis://app:s3cr\net@h/0", "redis://app:s3cr\tet@h/0", "redis://app:s3cr\x01et@h/0",
                                  "redis://h/0?namespace=a\nb"])
 def test_a_control_character_is_refused_naming_it(url: str) -> None:
     """Python's URL parser drops a tab or a newline without a word (a password 'pa\\nss' was
     then said to hold an unencoded '/' or '@'); a control character is named as such."""
     with pytest.raises(ValidationError) as info:
         parse(url)
-    assert "holds a control character" in info.value.reason and "pa" + "ss" not in str(info.value)
+    assert "holds a control character" in info.value.reason and "s3cr" not in str(info.value)
     assert "\n" not in str(info.value) and "\t" not in str(info.value)
