@@ -275,7 +275,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/tasks/{task_id}": {
                 "get": {"summary": "One task: attempts, result or error, retry schedule", "operationId": "getTask",
-                        "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": _STR}],
+                        "parameters": [_TASK_ID],
                         "responses": {"200": _json(_ref("Task")), **_errors(401, 404)}}},
             "/api/v1/tasks/{task_id}/cancel": {
                 "post": {"summary": "Cancel a task that has not finished (as distsched tasks cancel): it will not "
