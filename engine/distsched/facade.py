@@ -60,6 +60,7 @@ from .model.due import due_at
 from .model.errors import DistschedError
 from .model.sync import JobChange, SyncPlan, job_changes, plan_sync
 from .model.trigger import AtTrigger, parse_duration
+from .model.words import names_listed
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
 from .ports import JobPage, Quarantined, StorageBackend, TaskDetail, TaskPage, ThroughputBucket
@@ -820,16 +821,14 @@ class DistributeSchedule:
                     f"(async with app.running(): ...)")
         target, executor = task.spec.target, task.spec.executor
         if not any(w.may_have(executor) for w in live):  # each says its executors: none has it
-            have = sorted({name for w in live for name in w.executors})
             return (f": waiting for a worker that has executor {executor!r} ({self._left(task, now)}): none of "
                     f"the {len(live)} live worker(s) has executor {executor!r} (they have: "
-                    f"{', '.join(have)}); start a worker with the plugin that provides it (`distsched plugins` "
+                    f"{names_listed(name for w in live for name in w.executors)}); start a worker with the plugin that provides it (`distsched plugins` "
                     f"lists the executors a node has)")
         if executor == "local" and not any(w.may_offer(target) for w in live):  # the leader's rule
-            offered = sorted({name for w in live for name in w.functions})
             return (f": waiting for a worker that offers function {target!r} ({self._left(task, now)}): none of "
                     f"the {len(live)} live worker(s) offers function {target!r} (they offer: "
-                    f"{', '.join(offered) or 'nothing'}); start a worker that imports the module defining it "
+                    f"{names_listed(name for w in live for name in w.functions)}); start a worker that imports the module defining it "
                     f"(distsched worker --import MODULE, with @distsched.task or @app.task on it)")
         if all(w.free == 0 for w in live):
             return f": all {len(live)} live worker(s) are full"

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -37,6 +37,7 @@ from ..model import events as ev
 from ..model.result import safe_str
 from ..model.task import ASSIGNED
 from ..model.times import iso_utc
+from ..model.words import names_listed
 from ..ports import Balancer, Election, Fence, Firing, SchedulerNode, Settled, StorageBackend
 from ..signing import signer_from
 from .backoff import ENGINE_RANDOM, Backoff, wait_or_stop
@@ -886,10 +887,10 @@ class Scheduler:
             self._nobody_since[key] = (since, now)
             if by_executor:
                 why = (f"no live worker has executor {executor!r} (they have: "
-                       f"{_listed(name for w in alive for name in w.executors)})")
+                       f"{names_listed(name for w in alive for name in w.executors)})")
             else:
                 why = (f"no live worker offered function {task.spec.target!r} (they offer: "
-                       f"{_listed(name for w in alive for name in w.functions)})")
+                       f"{names_listed(name for w in alive for name in w.functions)})")
             found = nobody[key] = (since, why)
         since, why = found
         waited = now - max(since, task.updated_at, task.not_before)
@@ -1079,13 +1080,6 @@ def _narrowed(workers: list[Worker], alive: list[Worker], may: Callable[[Worker,
     if any(may(w, name) for w in alive):
         return [w for w in workers if may(w, name)]
     return nobody
-
-
-def _listed(names: Iterable[str], most: int = 20) -> str:
-    """Sorted distinct names, the first ``most`` of them, then ``(+N more)``."""
-    distinct = sorted(set(names))
-    shown = ", ".join(distinct[:most]) or "nothing"
-    return shown + (f" (+{len(distinct) - most} more)" if len(distinct) > most else "")
 
 
 def _slot_order(task: Task) -> tuple[float, str]:

@@ -6,6 +6,7 @@ shown as it is.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .times import iso_utc
@@ -64,4 +65,13 @@ def schedule_words(trigger: Any) -> str:
     return "no schedule"
 
 
-__all__ = ["cron_words", "duration_words", "schedule_words"]
+def names_listed(names: Iterable[str], most: int = 20) -> str:
+    """Sorted distinct ``names``, the first ``most`` of them, then ``(+N more)``; ``nothing``
+    for none: what the live workers have or offer, in a message (a worker may advertise
+    4,096 function names)."""
+    distinct = sorted(set(names))
+    shown = ", ".join(distinct[:most]) or "nothing"
+    return shown + (f" (+{len(distinct) - most} more)" if len(distinct) > most else "")
+
+
+__all__ = ["cron_words", "duration_words", "names_listed", "schedule_words"]
