@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -86,6 +87,39 @@ def _unreachable(exc: BaseException, transient: tuple[type[BaseException], ...])
     return None
 
 
+class _Repeats:
+    """A WARNING said at most once per ``window`` seconds for each text; the repeats in between
+    are counted and said with the next one (``(12 more in the last 60s)``). A store that is
+    down answers every request - the pages' live refresh included - with the same 503, which
+    logged one WARNING per request."""
+
+    #: Distinct texts remembered; past it the oldest is forgotten (texts come from errors).
+    MAX_TEXTS = 100
+
+    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._seen: dict[str, tuple[float, int]] = {}  # text -> (when last said, repeats since)
+
+    def warning(self, text: str) -> None:
+        now = self.clock()
+        said = self._seen.get(text)
+        if said is not None and now - said[0] < self.window:
+            self._seen[text] = (said[0], said[1] + 1)
+            return
+        if said is not None and said[1]:
+            log.warning("%s (%d more in the last %.0fs)", text, said[1], now - said[0])
+        else:
+            log.warning("%s", text)
+        self._seen.pop(text, None)
+        self._seen[text] = (now, 0)
+        if len(self._seen) > self.MAX_TEXTS:
+            del self._seen[next(iter(self._seen))]
+
+
+_store_warnings = _Repeats()
+
+
 def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = (), *,
               store_open: bool = True) -> ApiError:
     """The API error of ``exc``. ``store_open``: whether the app's store was open when the
@@ -95,11 +129,11 @@ def _error_of(exc: BaseException, transient: tuple[type[BaseException], ...] = (
     if isinstance(exc, ApiError):
         return exc
     if (down := _unreachable(exc, transient)) is not None:
-        log.warning("web: the store did not answer: %s", type(down).__name__)
+        _store_warnings.warning(f"web: the store did not answer: {type(down).__name__}")
         return ApiError(503, None, f"the store does not answer ({type(down).__name__}); try again shortly",
                         "unavailable")
     if isinstance(exc, PluginError) and not store_open:
-        log.warning("web: the store cannot be opened: %s", redact_text(str(exc)))
+        _store_warnings.warning(f"web: the store cannot be opened: {redact_text(str(exc))}")
         return ApiError(503, None, f"the store cannot be opened: {redact_text(str(exc))}", "unavailable")
     if isinstance(exc, ValidationError):
         return ApiError(400, exc.field, exc.reason)
