@@ -1,4 +1,5 @@
-"""The TOML jobs file: ``[[jobs]]`` tables and a ``[worker]`` table.
+"""The TOML jobs file: ``[[jobs]]`` tables, a ``[worker]`` and a ``[scheduler]`` table, and
+``[plugins.<name>]`` tables (plugins' own settings, as in the config file).
 
 Loading validates everything before anything is stored, and reports every problem at once,
 one line each, naming the job, the field and the reason: a bad file changes nothing.
@@ -22,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from .config import check_plugin_settings
 from .model import JOB_FIELDS, TaskConfig, TaskSpec, ValidationError, build_job
 from .model.errors import DistschedError
 from .model.result import error_text
@@ -39,6 +41,8 @@ WORKER_KEYS = ("imports", "concurrency", "capacity", "name", "drain_timeout")
 WORKER_OPTION_KEYS = ("storage", "heartbeat_interval", "fail_fast", "metrics", "jobs")
 #: ``[scheduler]``: options of ``distsched scheduler`` (checked by the command).
 SCHEDULER_TABLE = "scheduler"
+#: ``[plugins.<name>]``: a plugin's own settings (``EngineConfig.plugin_settings``).
+PLUGINS_TABLE = "plugins"
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_JOBS = 100_000
 
@@ -69,6 +73,9 @@ class JobsFile:
     path: Path
     jobs: tuple[TaskConfig, ...]
     worker: WorkerSection
+    #: The ``[plugins.<name>]`` tables: plugin name -> its settings (JSON values), for
+    #: ``EngineConfig.plugin_settings``; a config file's table of the same plugin wins key by key.
+    plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     def job(self, name: str) -> TaskConfig:
         for job in self.jobs:
@@ -121,11 +128,21 @@ def load_jobs_file(path: str | Path, *, check_spec: SpecCheck | None = None) -> 
 def parse_jobs(data: dict[str, Any], path: Path, *, check_spec: SpecCheck | None = None) -> JobsFile:
     problems: list[str] = []
     for key in data:
-        if key not in ("jobs", "worker", SCHEDULER_TABLE):
-            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker', 'scheduler'))} "
-                            "(expected [[jobs]], [worker] and [scheduler])")
+        if key not in ("jobs", "worker", SCHEDULER_TABLE, PLUGINS_TABLE):
+            problems.append(f"unknown top-level key {key!r}{_suggest(key, ('jobs', 'worker', 'scheduler', 'plugins'))} "
+                            "(expected [[jobs]], [worker], [scheduler] and [plugins.<name>])")
         elif key == SCHEDULER_TABLE and not isinstance(data[key], dict):
             problems.append("scheduler: must be a table ([scheduler])")
+    plugins: dict[str, dict[str, Any]] = {}
+    raw_plugins = data.get(PLUGINS_TABLE, {})
+    if not isinstance(raw_plugins, dict):
+        problems.append("plugins: must be tables of plugin settings ([plugins.<name>])")
+    else:
+        for name, table in raw_plugins.items():
+            try:  # the value itself is never in the reason: it may be a secret
+                plugins.update(check_plugin_settings({name: table}))
+            except ValidationError as exc:
+                problems.append(f"{exc.field}: {exc.reason}")
     raw_jobs = data.get("jobs", [])
     if not isinstance(raw_jobs, list):
         problems.append("jobs: must be an array of tables ([[jobs]])")
@@ -180,7 +197,7 @@ def parse_jobs(data: dict[str, Any], path: Path, *, check_spec: SpecCheck | None
             problems.append(f"[worker]: {exc.field}: {exc.reason}")
     if problems:
         raise JobsFileError(str(path), problems)
-    return JobsFile(path=path, jobs=tuple(jobs), worker=worker)
+    return JobsFile(path=path, jobs=tuple(jobs), worker=worker, plugins=plugins)
 
 
 def _worker(raw: dict[str, Any]) -> WorkerSection:

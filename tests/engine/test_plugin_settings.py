@@ -226,3 +226,65 @@ def test_show_config_lists_plugin_tables_with_secrets_masked(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "s3cret-t0ken" not in proc.stdout
     assert "[plugins.notify_plugin] api_token" in proc.stdout and "***" in proc.stdout
+
+
+# -- the jobs file's [plugins.<name>] tables ------------------------------------------------
+JOBS = '''
+[worker]
+imports = ["notify_tasks"]
+
+[[jobs]]
+name = "tick"
+every = "1h"
+target = "tick"
+'''
+
+
+def _jobs(tmp_path: Path, text: str) -> str:
+    (tmp_path / "notify_tasks.py").write_text("from distsched import task\n\n@task\ndef tick():\n    return 1\n")
+    (tmp_path / "j.toml").write_text(textwrap.dedent(text) + JOBS)
+    return "j.toml"
+
+
+def test_run_gives_the_jobs_files_plugin_tables_to_its_plugins(tmp_path):
+    """`distsched run FILE` reads no config file: a plugin's table in the jobs file is how it
+    is configured there (before, the jobs file refused a `plugins` key)."""
+    out = tmp_path / "notified.jsonl"
+    _config(tmp_path, "")
+    _jobs(tmp_path, f"""
+        [plugins.notify_plugin]
+        webhook_url = "https://hooks.example/run"
+        kinds = ["leader.elected"]
+        out = {json.dumps(str(out))}
+        """)
+    proc = _cli(tmp_path, "run", "j.toml", "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text().splitlines()[0]) == {"kind": "leader.elected", "url": "https://hooks.example/run"}
+
+
+def test_a_bad_plugin_table_in_the_jobs_file_is_one_of_its_problems(tmp_path):
+    _config(tmp_path, "")
+    _jobs(tmp_path, "[plugins.notify_plugin]\nwebhook_url = \"https://x\"\nwhen = 2026-01-01\n")
+    proc = _cli(tmp_path, "run", "j.toml", "--duration", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "j.toml: 1 problem(s):\n  - [plugins.notify_plugin] when: a TOML date or time is not JSON (quote it)" \
+        in proc.stderr
+    assert "2026-01-01" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_config_files_plugin_table_wins_over_the_jobs_files_key_by_key(tmp_path):
+    config = _config(tmp_path, """
+        [plugins.notify_plugin]
+        webhook_url = "https://hooks.example/from-config"
+        """)
+    _jobs(tmp_path, """
+        [plugins.notify_plugin]
+        webhook_url = "https://hooks.example/from-jobs"
+        kinds = ["leader.elected"]
+        """)
+    proc = _cli(tmp_path, "scheduler", "--config", config, "--jobs", "j.toml", "--show-config")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[plugins.")]
+    assert lines == ['[plugins.notify_plugin] kinds = ["leader.elected"] (plugin setting, j.toml)',
+                     '[plugins.notify_plugin] webhook_url = "https://hooks.example/from-config" (plugin setting, '
+                     f"{config})"], proc.stdout

@@ -418,13 +418,16 @@ def run(ctx: click.Context, jobs_file: str, storage: str | None, duration: float
     Before it stores anything it checks the jobs and the file's [worker] table as the worker
     does: a key or value the worker refuses is an error (exit status 1, nothing stored); a
     key that only an executor that does not declare its settings may read is one warning.
-    It then adds or updates the file's jobs (stored jobs the file lacks are left as they
-    are); a failed write ends it with exit status 1 before anything starts, naming the
-    changes written before the failure (they stay) and those not written, as `jobs sync`
-    does, and the `distsched jobs sync` command that writes what is left.
+    Its [plugins.<name>] tables are the plugins' settings (no config file is read). It then
+    adds or updates the file's jobs (stored jobs the file lacks are left as they are); a
+    failed write ends it with exit status 1 before anything starts, naming the changes
+    written before the failure (they stay) and those not written, as `jobs sync` does, and
+    the `distsched jobs sync` command that writes what is left.
     """
     jobs = _load_jobs(jobs_file)
-    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics, web))
+    plugin_tables = {"plugin_settings": jobs.plugins} if jobs.plugins else {}  # its [plugins.<name>] tables
+    app = _app(ctx, storage, worker=_worker_config(jobs, concurrency=concurrency), serve=_serve(metrics, web),
+               **plugin_tables)
     _prepare(app, jobs)
     task_log = _TaskLog(log_format)
     app.listeners.append(task_log)

@@ -220,11 +220,23 @@ def configurable(section: str, *, jobs_param: str = "jobs_file") -> Callable[[cl
                     if not Path(kwargs[jobs_param]).is_absolute():  # relative to the config file's folder
                         kwargs[jobs_param] = str(config.path.parent / kwargs[jobs_param])
                 given |= {k for k in table if k in by_key}
+            plugin_sources = {(name, key): str(config.path) for name, table in config.plugin_settings.items()
+                              for key in table} if config is not None else {}
             jobs_path: str | None = kwargs.get(jobs_param)
             if jobs_path:
-                jobs_table = _jobs_tables(jobs_path).get(section) or {}
+                tables = _jobs_tables(jobs_path)
+                jobs_table = tables.get(section) or {}
                 _check_keys(jobs_table, by_key, section, jobs_path)
                 _apply(ctx, kwargs, jobs_table, by_key, given, f"{jobs_path}: [{section}]", sources)
+                # the jobs file's [plugins.<name>] tables, under the config file's key by key
+                # (checked with the rest of the file when the command loads it)
+                merged = dict(ctx.meta.get("distsched.plugin_settings") or {})
+                for name, table in (tables.get("plugins") or {}).items():
+                    if isinstance(table, dict):
+                        merged[name] = {**table, **merged.get(name, {})}
+                        plugin_sources.update({(name, key): jobs_path for key in table
+                                               if (name, key) not in plugin_sources})
+                ctx.meta["distsched.plugin_settings"] = merged
             if show:
                 for key, param in by_key.items():
                     click.echo(f"{key:<20} {_show(kwargs.get(param.name or ''))!s:<40} ({sources.get(key, 'default')})")
@@ -235,7 +247,7 @@ def configurable(section: str, *, jobs_param: str = "jobs_file") -> Callable[[cl
                 for name, plugin_table in sorted((ctx.meta.get("distsched.plugin_settings") or {}).items()):
                     for key, value in sorted(mask_secrets(plugin_table).items()):  # `token = ***`
                         click.echo(f"[plugins.{name}] {key} = {json.dumps(value)} "
-                                   f"(plugin setting, {config.path if config else 'config file'})")
+                                   f"(plugin setting, {plugin_sources.get((name, key), 'config file')})")
                 return None
             return callback(*args, **kwargs)
 
@@ -299,13 +311,13 @@ def _show(value: Any) -> str:
 
 
 def _jobs_tables(path: str) -> dict[str, Any]:
-    """The raw ``[scheduler]`` / ``[worker]`` tables of a jobs file (the file itself is
-    validated when the command loads it)."""
+    """The raw ``[scheduler]`` / ``[worker]`` / ``[plugins.<name>]`` tables of a jobs file
+    (the file itself is validated when the command loads it)."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return {}  # the command's own loading reports it, with every other problem
-    return {k: v for k, v in data.items() if k in ("scheduler", "worker") and isinstance(v, dict)}
+    return {k: v for k, v in data.items() if k in ("scheduler", "worker", "plugins") and isinstance(v, dict)}
 
 
 def config_settings() -> dict[str, Any]:
