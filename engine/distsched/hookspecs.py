@@ -44,7 +44,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def distsched_configure(config: EngineConfig) -> None:
+def distsched_configure(config: EngineConfig, plugins: Any) -> None:
     """Read (and check) this plugin's own settings: ``config.plugin_settings.get(NAME, {})``,
     the config file's ``[plugins.NAME]`` table (``NAME``: the plugin's name as ``distsched
     plugins`` lists it) or ``EngineConfig(plugin_settings=...)``; values are JSON.
@@ -60,6 +60,12 @@ def distsched_configure(config: EngineConfig) -> None:
     exception stops it as a PluginError naming the plugin. Keep it quick, no I/O. A process
     running several engines calls it once for each (what a plugin keeps in its module is
     then the last one's; a server reads ``engine.config.plugin_settings`` instead).
+
+    ``plugins`` (optional, like every argument) is this engine's
+    :class:`distsched.plugin.manager.PluginManager`: ``plugins.register(obj, name)`` adds an
+    object's ``distsched_event`` for this engine only - an observer that only some settings
+    ask for (the built-in ``alerts`` plugin) registers it here, so that an engine nobody
+    observes builds no events.
 
     .. versionadded:: 0.2
     """

@@ -4,6 +4,7 @@ observer, a balancer factory, a server - not only by an executor (``[worker]``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -95,6 +96,48 @@ async def test_hook_distsched_configure_serves_an_observer_and_a_balancer_factor
     assert plugin.configured == 1  # once per engine, before anything else used the plugin
     assert plugin.balancer_settings and plugin.balancer_settings[0]["webhook_url"] == "https://hooks.example/x"
     assert plugin.seen == ["task.finished"]
+
+
+class OnDemand:
+    """A plugin whose observer exists only when its table asks for it: registered through the
+    ``plugins`` argument of distsched_configure, on that engine alone."""
+
+    def __init__(self) -> None:
+        self.finished: list[Event] = []
+
+    @hookimpl
+    def distsched_configure(self, config: EngineConfig, plugins: Any) -> None:
+        if config.plugin_settings.get("ondemand", {}).get("observe"):
+            owner = self
+
+            class Observer:
+                @hookimpl
+                def distsched_event(self, event: Event) -> None:
+                    if event.kind == "task.finished":
+                        owner.finished.append(event)
+
+            plugins.register(Observer(), "ondemand-observer")
+
+
+async def test_distsched_configure_may_register_an_observer_for_its_engine_only():
+    def boom() -> None:
+        raise KeyError("gone")
+
+    plugin = OnDemand()
+    idle = DistributeSchedule("memory://", plugins=[("ondemand", plugin)])
+    async with idle.running():
+        assert not idle.engine.events.active  # nobody observes: no events are built
+    app = DistributeSchedule("memory://", plugins=[("ondemand", plugin)], plugin_settings={"ondemand": {"observe": True}})
+    app.task(name="boom")(boom)
+    async with app.running():
+        assert app.engine.events.active
+        task = await app.wait(await app.submit("boom"), timeout=30)
+        for _ in range(200):  # events are delivered off the scheduling path
+            if plugin.finished:
+                break
+            await asyncio.sleep(0.01)
+    [finished] = plugin.finished
+    assert (finished.state, finished.worker_id, finished.error_type) == ("failed", task.worker_id, "KeyError")
 
 
 async def test_a_plugin_refusing_its_table_stops_the_engine_naming_the_table_and_key():

@@ -527,7 +527,9 @@ class Scheduler:
                 self.events.emit(ev.TaskFinished(
                     at=task.updated_at, task_id=task.id, job=task.job, state=task.state.value,
                     attempt=task.attempt, duration=result.duration if result else 0.0,
-                    error=result.error if result else task.reason))
+                    error=result.error if result else task.reason,
+                    worker_id=result.worker_id if result else None,
+                    error_type=result.error_type if result and not result.ok else None))
 
     async def fire_due(self, fence: Fence, now: float, *, horizon: float | None = None) -> int:
         """Fire the jobs whose next slot comes due by ``horizon`` (default ``now``); returns

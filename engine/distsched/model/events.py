@@ -88,6 +88,10 @@ class TaskFinished(Event):
     attempt: int
     duration: float
     error: str | None = None
+    #: The last attempt's worker and its result's ``error_type`` (None when the task ended
+    #: without a result, or succeeded).
+    worker_id: str | None = None
+    error_type: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -481,7 +481,7 @@ class PluginManager:
         for warning in self.note_settings(config.plugin_settings):
             log.warning("%s", warning)
         try:
-            self.hook_manager.hook.distsched_configure(config=config)
+            self.hook_manager.hook.distsched_configure(config=config, plugins=self)
         except _HookFailed as failed:
             exc = failed.error
             raise PluginError(f"{failed.origin} failed to read its settings (distsched_configure): "
