@@ -10,6 +10,11 @@ The ``local`` executor sets it around each call through a :class:`~contextvars.C
 an ``async def`` function and the asyncio tasks it starts see it, and so does a sync
 function in its thread (the call runs in a copy of the context). Another executor (``http``,
 ``rpc``...) runs nothing in this process and sets nothing.
+
+The worker also gives each attempt an :class:`AttemptLog` (:func:`collecting_log`): an
+executor that captured what the task logged hands it over with :func:`report_log`, and the
+worker stores it with the attempt's result (``TaskResult.log``) however the attempt ended -
+returned, raised or timed out.
 """
 
 from __future__ import annotations
@@ -74,4 +79,36 @@ def running(context: TaskContext) -> Iterator[None]:
         _current.reset(token)
 
 
-__all__ = ["TaskContext", "current_task", "running"]
+class AttemptLog:
+    """Where an executor leaves the log it captured of the attempt running (``text``; None:
+    nothing captured)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+
+
+_attempt_log: ContextVar[AttemptLog | None] = ContextVar("distsched_attempt_log", default=None)
+
+
+@contextlib.contextmanager
+def collecting_log(log: AttemptLog) -> Iterator[AttemptLog]:
+    """For the worker: what :func:`report_log` is given in the ``with`` block goes to ``log``."""
+    token = _attempt_log.set(log)
+    try:
+        yield log
+    finally:
+        _attempt_log.reset(token)
+
+
+def report_log(text: str | None) -> None:
+    """For an executor: ``text`` is the log it captured of the attempt running now (secrets
+    already masked); the worker keeps it with the attempt's result. Outside an attempt the
+    worker collects, nothing happens."""
+    log = _attempt_log.get()
+    if log is not None:
+        log.text = text
+
+
+__all__ = ["AttemptLog", "TaskContext", "collecting_log", "current_task", "report_log", "running"]

@@ -13,7 +13,7 @@ What is signed (canonical JSON, sorted keys, ASCII):
 * a dispatch: task id, attempt id, worker id, executor, target, args, kwargs, options,
   timeout - everything that decides what runs, where and for how long;
 * a result: task id, attempt id, worker id, outcome, value, error, error type, retryable,
-  retry_after.
+  retry_after, and its captured log when it has one (a result without one signs as before).
 
 A signature reads ``v1:<key id>:<hex digest>``, the key id being the first 8 hex digits of
 the key's SHA-256, so a verifier picks the right key without trying them all.
@@ -55,8 +55,11 @@ def dispatch_payload(task: Task) -> bytes:
 
 
 def result_payload(result: TaskResult) -> bytes:
-    return _canonical(["result", result.task_id, result.attempt_id, result.worker_id or "", result.outcome,
-                       result.value, result.error, result.error_type, result.retryable, result.retry_after])
+    signed = ["result", result.task_id, result.attempt_id, result.worker_id or "", result.outcome,
+              result.value, result.error, result.error_type, result.retryable, result.retry_after]
+    if result.log is not None:  # (a result without a log signs as before it could have one)
+        signed.append(result.log)
+    return _canonical(signed)
 
 
 class Signer:

@@ -15,6 +15,11 @@ arguments, the common case, are passed as they are.
 The call runs with :func:`distsched.current_task` set to the task's context (id, attempt,
 job, slot, deadline): a coroutine in this asyncio task (and the tasks it starts), a sync
 function in a copy of that context in its thread.
+
+What the call logs through :mod:`logging` is captured for its attempt alone (the worker's
+``log_capture`` setting: its last 16 KiB by default, 0 for none; :mod:`.capture`) and
+handed to the worker (:func:`distsched.context.report_log`), which keeps it with the
+attempt's result however it ended - returned, raised or timed out.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from distsched.context import TaskContext, running
+from distsched.context import TaskContext, report_log, running
 from distsched.model import NameConflict, Outcome, Task
 from distsched.ports import ExecutorContext
+
+from . import capture
 
 #: Argument types a call cannot change: passed as they are.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -84,6 +91,10 @@ class LocalExecutor:
         self._pool = ThreadPoolExecutor(max_workers=max(1, context.concurrency), thread_name_prefix="distsched-local")
         #: Calls whose attempt was abandoned (timed out, cancelled) while their thread runs on.
         self._abandoned: set[Future[object]] = set()
+        #: Bytes of each task's log kept with its result (0: none captured).
+        self.log_capture = capture.capture_limit((context.settings or {}).get("log_capture"))
+        if self.log_capture:
+            capture.install()
 
     def blocked(self) -> int:
         """Threads of the pool still running a call whose attempt is over."""
@@ -115,8 +126,15 @@ class LocalExecutor:
                 if arg.__class__ not in _SCALARS:
                     kwargs = _own(kwargs)
                     break
-        with running(TaskContext.of(task, time.time())):
-            return await self._call(func, args, kwargs)
+        if not self.log_capture:
+            with running(TaskContext.of(task, time.time())):
+                return await self._call(func, args, kwargs)
+        state = capture.start(self.log_capture)
+        try:
+            with running(TaskContext.of(task, time.time())):
+                return await self._call(func, args, kwargs)
+        finally:  # returned, raised or cancelled (its timeout): what it logged goes with its result
+            report_log(capture.stop(state))
 
     async def _call(self, func: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Outcome:
         """Call ``func`` in the current context (``current_task()`` set)."""

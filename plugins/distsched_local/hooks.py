@@ -11,8 +11,15 @@ def distsched_register_executors(registry):
         "local",
         _make,
         description="Runs a Python function the application registered by name (sync ones in a thread pool)",
-        settings=(),  # it reads no worker setting
+        check_settings=_check_settings,
+        settings=("log_capture",),
     )
+
+
+def _check_settings(settings):
+    from .capture import capture_limit
+
+    capture_limit(settings.get("log_capture"))
 
 
 def _make(context):

@@ -18,6 +18,7 @@ from distsched.model import (  # the job builders (issue 12.1)
     Task,
     TaskConfig,
     ValidationError,
+    clean_log,
     job_fields,
 )
 from distsched.model.times import to_datetime
@@ -148,6 +149,10 @@ def task_detail(task: Task, attempts: Any, now: float | None = None) -> dict[str
                "next_attempt_at": task.not_before if retrying else None,
                "next_attempt_iso": iso(task.not_before) if retrying else None},
     )
+    result = task.result
+    # what the last attempt's code logged (the local executor's capture), masked; null: none
+    row["log"] = None if result is None or result.log is None else {
+        "attempt_id": result.attempt_id, "text": mask_secrets(clean_log(result.log))}
     return row
 
 

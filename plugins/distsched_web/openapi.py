@@ -51,7 +51,13 @@ _ATTEMPT = _obj({
     "redelivered": {"type": "boolean", "description": "A crash re-delivery: it keeps the attempt number of the "
                                                       "dispatch before it (distsched tasks show: '#1 (re-delivered)')"},
 })
+#: What the last attempt's code logged (the local executor's capture), secrets masked.
+_LOG = {**_obj({"attempt_id": _STR, "text": _STR}), "nullable": True,
+        "description": "What the task's last attempt logged through Python logging (the local executor's capture: "
+                       "its last log_capture bytes, 16 KiB by default, with a first line saying what was dropped; "
+                       "secrets masked); null: nothing captured (another executor, capture off, no attempt yet)"}
 _TASK = {"allOf": [_ref("TaskRow"), _obj({
+    "log": _LOG,
     "spec": {"type": "object"}, "dispatches": _INT, "redeliveries": _INT, "not_before": _NUM,
     "not_before_iso": _NSTR, "dispatched_at": _NNUM, "version": _INT,
     "attempts": {"type": "array", "items": _ref("Attempt")},

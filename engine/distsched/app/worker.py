@@ -28,6 +28,7 @@ import attrs
 
 from ..asyncutil import PreciseTimer, cancel_and_wait
 from ..config import FIRE_AHEAD_MAX, EngineConfig, WorkerConfig
+from ..context import AttemptLog, collecting_log
 from ..model import Outcome, Task, TaskResult, TaskSpec, TaskState, ValidationError, Worker
 from ..model import events as ev
 from ..model.errors import PluginError
@@ -653,6 +654,7 @@ class WorkerService:
                                           worker_id=worker_id, slot=task.slot, due_at=task.not_before,
                                           dispatched_at=task.dispatched_at))
         limit = None
+        captured = AttemptLog()  # what the executor captured of the task's logging (local), if anything
         try:
             refused = self._refusal(task)
             if refused is None and too_early:
@@ -668,7 +670,8 @@ class WorkerService:
                 deadline = limit.when()
                 if me is not None and deadline is not None:  # it must end by then (and a grace to clean up)
                     self._watch(me, task, deadline, (started, timeout, worker_id, events))
-                outcome = await executor.run(task)
+                with collecting_log(captured):
+                    outcome = await executor.run(task)
             finished = clock()
             if deadline is not None and loop.time() > deadline:
                 # it returned after its deadline: the loop was held (the timeout runs on it)
@@ -713,6 +716,8 @@ class WorkerService:
                 result = _failure(task, started, clock(), worker_id, kind, f"{kind}: {safe_str(exc)}", True)
         if me is not None and me in self._stubborn:
             return  # it went on after its timeout or stop: its attempt was recorded (or dropped) then
+        if captured.text is not None:  # returned, raised or timed out: what it logged goes with its result
+            result = result.with_log(captured.text)
         self._record(task, result, events)
 
     def _watch(self, job: asyncio.Task[None], task: Task, deadline: float, timed: _Timed | None) -> None:
@@ -1030,7 +1035,9 @@ def _checked(outcome: object, executor: str) -> Outcome:
 def _kept(result: TaskResult) -> TaskResult:
     """What a worker keeps of a finished attempt's result to report it again (bounded memory:
     10,000 of them): the result itself when its value is small, else the result without its
-    value and meta (``meta.value_not_kept``)."""
+    value and meta (``meta.value_not_kept``); never its captured log (up to 256 KiB each)."""
+    if result.log is not None:
+        result = result.with_log(None)
     value = result.value
     if not result.meta and (value is None or isinstance(value, (bool, int, float))
                             or (isinstance(value, str) and len(value) <= 256)):

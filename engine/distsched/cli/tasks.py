@@ -25,6 +25,7 @@ from ..masking import mask_secrets
 from ..model import Task, TaskState
 from ..model.due import due_at
 from ..model.errors import DistschedError, NotFound
+from ..model.result import clean_log
 from ..ports import Attempt
 from . import _store_call, cli, storage_option
 from .config import Seconds
@@ -154,8 +155,9 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
 @click.pass_context
 def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: bool) -> None:
     """One task: its call, state and every attempt (worker, timings, result value or error,
-    retry schedule); one not dispatched yet says why it waits (its turn behind its serial
-    job's runs, no live worker...)."""
+    retry schedule), then what its last attempt logged (a local function's logging, its
+    last 16 KiB by default); one not dispatched yet says why it waits (its turn behind its
+    serial job's runs, no live worker...)."""
 
     async def call(app: Any) -> dict[str, Any]:
         try:
@@ -227,6 +229,11 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
             click.echo(f"      error  {error_text(a['error_type'], a['error'])}" + ("  (truncated)" if a["truncated"] else ""))
         if a["retry_at"] is not None:
             click.echo(f"      retry scheduled at {when(a['retry_at'])}")
+    log = (t["result"] or {}).get("log")
+    if log:  # what the last attempt's code logged (local executor), masked, its control characters escaped
+        click.echo(f"log       of attempt {t['result']['attempt_id']}")
+        for line in (clean_log(log) or "").splitlines():
+            click.echo(f"  {line}")
 
 
 def _json_or_text(value: str) -> Any:

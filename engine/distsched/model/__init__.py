@@ -22,7 +22,7 @@ from .errors import (
 )
 from .events import Event
 from .job import FirePlan, JobState, MisfirePolicy, OverlapPolicy, PlannedSlot, TaskConfig
-from .result import MAX_RESULT_BYTES, Outcome, TaskResult, json_problem
+from .result import MAX_LOG_BYTES, MAX_RESULT_BYTES, Outcome, TaskResult, clean_log, json_problem
 from .retry import RetryPolicy
 from .spec import TaskSpec, spec_json_cache
 from .task import ASSIGNED, TERMINAL, TRANSITIONS, Task, TaskState, slot_task_id
@@ -36,6 +36,6 @@ __all__ = [
     "Outcome", "OverlapPolicy", "PlannedSlot", "RetryPolicy", "Slot", "StaleAttempt", "StartInterrupted", "TERMINAL", "TaskCancelled",
     "TaskSkipped",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",
-    "ValidationError", "VersionConflict", "Worker", "WorkerFull", "build_job", "build_retry", "check_task_id",
-    "first_fire", "job_fields", "json_problem", "parse_duration", "slot_task_id", "spec_json_cache", "MAX_RESULT_BYTES",
+    "ValidationError", "VersionConflict", "Worker", "WorkerFull", "build_job", "build_retry", "check_task_id", "clean_log",
+    "first_fire", "job_fields", "json_problem", "parse_duration", "slot_task_id", "spec_json_cache", "MAX_LOG_BYTES", "MAX_RESULT_BYTES",
 ]

@@ -3,12 +3,15 @@
 Whatever a task or an executor hands back is made safe to store here, the same way for every
 backend: error texts are valid UTF-8 and capped (:data:`MAX_ERROR_CHARS`), and
 :func:`json_problem` says why a value cannot be stored as JSON (a lone surrogate, an integer
-too long to print, NaN, a non-JSON type, more than :data:`MAX_RESULT_BYTES`).
+too long to print, NaN, a non-JSON type, more than :data:`MAX_RESULT_BYTES`). A captured log
+(``TaskResult.log``) is cleaned the same way, its control characters (but newlines and tabs)
+escaped, and capped at :data:`MAX_LOG_CHARS`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
@@ -21,7 +24,16 @@ MAX_ERROR_CHARS = 8 * 1024
 MAX_ERROR_TYPE_CHARS = 200
 #: Largest JSON result value kept; a bigger one makes its attempt fail.
 MAX_RESULT_BYTES = 1024 * 1024
+#: Most of a task's log a worker may keep with an attempt's result (its ``log_capture``
+#: setting, in bytes of UTF-8): a quarter of what a result value may hold.
+MAX_LOG_BYTES = 256 * 1024
+#: Longest captured log a result holds (characters): :data:`MAX_LOG_BYTES` and room for the
+#: line that says what was dropped; a longer one is cut like an error.
+MAX_LOG_CHARS = MAX_LOG_BYTES + 1024
 _INT64 = (-(1 << 63), (1 << 64) - 1)
+#: Control characters a log line must not carry to a terminal or a page (an ANSI escape
+#: sequence, a carriage return rewriting the line); newline and tab stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def clean_text(text: Any, limit: int = MAX_ERROR_CHARS) -> str | None:
@@ -41,6 +53,16 @@ def clean_text(text: Any, limit: int = MAX_ERROR_CHARS) -> str | None:
         cut = len(text) - limit
         text = f"{text[:limit]}... [{cut} more characters]"
     return text
+
+
+def clean_log(text: Any) -> str | None:
+    """A captured log as a result keeps it: :func:`clean_text` (valid UTF-8, at most
+    :data:`MAX_LOG_CHARS`), its control characters but newline and tab shown as ``\\xNN``
+    (none stays none)."""
+    text = clean_text(text, MAX_LOG_CHARS)
+    if text is None:
+        return None
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def safe_str(obj: Any) -> str:
@@ -161,10 +183,23 @@ class TaskResult:
     meta: dict[str, Any] = attrs.field(factory=dict)
     #: The worker's signature of this result (``distsched.signing``); None unsigned.
     signature: str | None = None
+    #: What the task's code logged during this attempt (the ``local`` executor's capture:
+    #: its last ``log_capture`` bytes, secrets masked); None: nothing captured (another
+    #: executor, capture off, or a result of an earlier version).
+    log: str | None = attrs.field(default=None, converter=clean_log)
 
     @property
     def ok(self) -> bool:
         return self.outcome == "succeeded"
+
+    def with_log(self, log: str | None) -> TaskResult:
+        """This result with ``log`` (cleaned: :func:`clean_log`) as its captured log; nothing
+        else is converted again (``attrs.evolve`` would cut a cut error once more)."""
+        from .trusted import unchecked
+
+        values = {field.name: getattr(self, field.name) for field in attrs.fields(TaskResult)}
+        values["log"] = clean_log(log)
+        return unchecked(TaskResult, values)
 
     @property
     def duration(self) -> float:

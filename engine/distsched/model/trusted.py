@@ -138,7 +138,7 @@ def stored_worker(values: dict[str, Any]) -> Worker:
 
 #: A stored result's fields that are text, and those that may be none.
 _RESULT_TEXT = ("task_id", "attempt_id", "outcome")
-_RESULT_TEXT_OR_NONE = ("worker_id", "error", "error_type", "signature")
+_RESULT_TEXT_OR_NONE = ("worker_id", "error", "error_type", "signature", "log")
 
 
 def stored_result(values: dict[str, Any]) -> TaskResult:

@@ -107,7 +107,7 @@ def test_plugins_shows_descriptions_settings_roles_and_warnings(plugin_modules, 
     ], result.output
     at = lines.index(next(line for line in lines if line.startswith("acme_probe_observer ")))
     assert lines[at + 1] == "    observer   distsched_event", result.output  # it provides something
-    assert "        local: Runs a Python function" in result.output and "; settings: none" in result.output
+    assert "        local: Runs a Python function" in result.output and "; settings: log_capture" in result.output
     assert "        http: Makes one HTTP(S) request" in result.output
     assert "settings: http_allow, http_body_limit, secrets" in result.output
 

@@ -4,9 +4,12 @@ what they receive; a port where nothing answers, and one that accepts and stays 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,18 +56,51 @@ class SmtpServer:
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    server.port = sock.getsockname()[1]
-    controller = _Controller(server, sock, authenticator=server.authenticate, auth_require_tls=False)
-    controller.start()
-    try:
-        yield server
-    finally:
+def smtp_factory() -> Iterator[Callable[..., SmtpServer]]:
+    """Start an SMTP server with these aiosmtpd options (``tls_context=`` for STARTTLS,
+    ``ssl_context=`` for TLS from the first byte); stopped after the test."""
+    controllers: list[_Controller] = []
+
+    def start(ssl_context: ssl.SSLContext | None = None, **options: Any) -> SmtpServer:
+        server = SmtpServer()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        server.port = sock.getsockname()[1]
+        options.setdefault("auth_require_tls", False)
+        controller = _Controller(server, sock, ssl_context=ssl_context, authenticator=server.authenticate, **options)
+        controller.start()
+        controllers.append(controller)
+        return server
+
+    yield start
+    for controller in controllers:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server(smtp_factory: Callable[..., SmtpServer]) -> SmtpServer:
+    return smtp_factory()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl), as file paths."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture
+def server_tls(tls_files: tuple[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
+    return context
 
 
 class WebhookServer:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import pytest
+
 from distsched.model.events import LeadershipLost, RecordQuarantined, TaskFinished, WorkerLost
 from distsched.testing.processes import wait_until
 from distsched_alerts import parse_settings
@@ -117,3 +119,43 @@ def test_events_other_than_the_selected_ones_are_not_sent(smtp_server):
     [text] = smtp_server.texts()
     assert "worker w-dead lost" in text and "requeued    4 task(s)" in text
     assert "w-left" not in text and "poison" not in text and "report" not in text
+
+
+def _login_settings(port: int, security: str) -> dict:
+    return {**GOOD, "smtp_port": port, "smtp_security": security, "smtp_user": "ops",
+            "smtp_password_env": "ALERTS_TEST_PW", "timeout": 2}
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_logs_in_after_the_handshake_against_a_trusted_certificate(
+        smtp_factory, server_tls, tls_files, security, monkeypatch):
+    monkeypatch.setenv("ALERTS_TEST_PW", "right-pw-123")
+    monkeypatch.setenv("SSL_CERT_FILE", tls_files[0])  # the system's CAs, here: the test's own
+    server = (smtp_factory(tls_context=server_tls, require_starttls=True, auth_require_tls=True)
+              if security == "starttls" else smtp_factory(ssl_context=server_tls))
+    alerter = Alerter(parse_settings(_login_settings(server.port, security)))
+    try:
+        alerter.distsched_event(failed(1))
+        wait_until(lambda: server.mails or alerter.failed, 5, what="the mail")
+    finally:
+        alerter.stop(timeout=5)
+    assert alerter.failed == {} and len(server.mails) == 1
+    assert server.logins == [("ops", "right-pw-123")]
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_an_untrusted_certificate_is_refused_before_the_password_is_sent(
+        smtp_factory, server_tls, security, monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, logger="distsched.alerts")
+    monkeypatch.setenv("ALERTS_TEST_PW", "right-pw-123")
+    server = (smtp_factory(tls_context=server_tls, require_starttls=True, auth_require_tls=True)
+              if security == "starttls" else smtp_factory(ssl_context=server_tls))
+    alerter = Alerter(parse_settings(_login_settings(server.port, security)))
+    try:
+        alerter.distsched_event(failed(1))
+        wait_until(lambda: alerter.failed, 5, what="the refused handshake")
+    finally:
+        alerter.stop(timeout=5)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "distsched.alerts"]
+    assert "CERTIFICATE_VERIFY_FAILED" in warning
+    assert server.logins == [] and server.mails == []

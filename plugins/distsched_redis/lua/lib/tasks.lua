@@ -284,7 +284,7 @@ end
 -- The fields a result may have (model.result.TaskResult).
 local RESULT_FIELDS = {task_id = true, attempt_id = true, outcome = true, started_at = true, finished_at = true,
                        worker_id = true, value = true, error = true, error_type = true, retryable = true,
-                       retry_after = true, meta = true, signature = true}
+                       retry_after = true, meta = true, signature = true, log = true}
 
 -- A success this script can judge: the required fields typed right, nothing unknown.
 local function judgeable(r)
