@@ -595,9 +595,13 @@ class Scheduler:
             self.events.emit(ev.DuplicatesSuppressed(at=now, what="slot", count=report.existing))
         if self.events.active:
             # the skipped records built here (misfire, discard, replace...), and the pending
-            # slots the store recorded skipped as it fired them (max_backlog), with its reason
+            # slots the store recorded skipped as it fired them (max_backlog), with its reason;
+            # none of a firing the store refused (a conflict: its records were not stored)
             by_store = dict(report.skipped)
+            refused = set(report.conflicts)
             for firing in firings:
+                if firing.job in refused:
+                    continue
                 for task in firing.tasks:
                     if task.state is TaskState.SKIPPED or task.id in by_store:
                         reason = by_store.get(task.id, task.reason or "")

@@ -75,6 +75,32 @@ async def test_misfire_policies_record_every_missed_slot(leader, mode, fired, re
     assert [t.reason for t in tasks if t.state is TaskState.SKIPPED] == reasons
 
 
+async def test_a_firing_the_store_refused_announces_no_skipped_slot(leader, monkeypatch):
+    """A firing that conflicts (another leader's pass moved the job first) is not applied:
+    the skipped records this pass built for it were never stored, so no task.skipped for
+    them - the pass that stored them announced them, once each."""
+    from distsched.model import events as ev
+
+    events = []
+    leader.app.engine.events.listeners.append(events.append)
+    await leader.add("j", 100.0, every="10s", misfire="skip", misfire_grace=10)
+    fire = leader.storage.jobs.fire
+    raced = []
+
+    async def racing_fire(fence, firings):
+        if not raced:  # the first pass's firing: another pass fires the same slots first
+            raced.append(True)
+            await leader.scheduler.fire_due(leader.fence, 155.0)
+        return await fire(fence, firings)
+
+    monkeypatch.setattr(leader.storage.jobs, "fire", racing_fire)
+    await leader.scheduler.fire_due(leader.fence, 155.0)
+    leader.app.engine.events.flush()
+    assert leader.scheduler.stats["fire_conflicts"] == 1
+    skipped = [e.task_id for e in events if isinstance(e, ev.TaskSkipped)]
+    assert skipped == [f"j@{slot}000" for slot in (100, 110, 120, 130, 140)]
+
+
 @pytest.mark.parametrize("mode", ["skip", "fire-once"])
 async def test_a_slot_fired_ahead_is_not_late_with_a_grace_under_fire_ahead(leader, mode):
     """The leader fires up to ``fire_ahead`` before a slot: a ``misfire_grace`` under it (0 s)
