@@ -7,6 +7,8 @@ is built):
 * :func:`task` - mark a module-level function as a task for ``[worker] imports``.
 * :func:`current_task` - in a running task, its id, attempt, job, slot and deadline
   (:class:`~distsched.context.TaskContext`); None outside one.
+* :class:`Retry` - raised by a task function to ask for another attempt
+  (``raise distsched.Retry("busy", after=30)``), counted against the job's ``max_attempts``.
 * :data:`hookimpl` - the marker plugins use for their hook implementations.
 """
 
@@ -21,8 +23,9 @@ from .tasks import task
 if TYPE_CHECKING:
     from .context import TaskContext, current_task
     from .facade import DistributeSchedule
+    from .model.retry import Retry
 
-__all__ = ["DistributeSchedule", "TaskContext", "__version__", "current_task", "hookimpl", "task"]
+__all__ = ["DistributeSchedule", "Retry", "TaskContext", "__version__", "current_task", "hookimpl", "task"]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from .facade import DistributeSchedule
 
         return DistributeSchedule
+    if name == "Retry":
+        from .model.retry import Retry
+
+        return Retry
     if name in ("current_task", "TaskContext"):
         from . import context
 

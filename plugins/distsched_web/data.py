@@ -145,7 +145,7 @@ def task_detail(task: Task, attempts: Any, now: float | None = None) -> dict[str
         spec=mask_secrets(spec.to_dict()), dispatches=task.dispatches, redeliveries=task.redeliveries,
         not_before=task.not_before, not_before_iso=iso(task.not_before), dispatched_at=task.dispatched_at,
         version=task.version, attempts=rows,
-        retry={"policy": retry.to_dict(), "schedule": schedule,
+        retry={"policy": retry.to_dict(), "words": retry.words(), "schedule": schedule,
                "next_attempt_at": task.not_before if retrying else None,
                "next_attempt_iso": iso(task.not_before) if retrying else None},
     )
@@ -262,6 +262,7 @@ class WebData:
         row["backlog_oldest_iso"] = iso(oldest[1]) if oldest is not None else None
         fields = job_fields(config)
         fields["retry"] = config.spec.retry.to_dict()
+        row["retry_words"] = config.spec.retry.words()
         if fields.get("balance_key") is None:
             fields.pop("balance_key", None)
         row["spec"] = mask_secrets(fields)

@@ -34,7 +34,10 @@ _ERROR = _obj({"error": _obj({"code": _STR, "field": _NSTR, "reason": _STR})})
 _DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}
 _RETRY = {"type": "object", "properties": {
     "max_attempts": {"type": "integer", "minimum": 1}, "backoff": {"type": "string", "enum": ["fixed", "exponential"]},
-    "delay": _DURATION, "max_delay": _DURATION, "jitter": {"type": "number", "minimum": 0, "maximum": 1}},
+    "delay": _DURATION, "max_delay": _DURATION, "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+    "intervals": {"type": "array", "items": _DURATION, "maxItems": 100},
+    "retry_on": {"type": "array", "items": {"type": "string"}, "maxItems": 64},
+    "dont_retry_on": {"type": "array", "items": {"type": "string"}, "maxItems": 64}},
     "additionalProperties": False}
 
 _TASK_ROW = _obj({
@@ -61,7 +64,8 @@ _TASK = {"allOf": [_ref("TaskRow"), _obj({
     "spec": {"type": "object"}, "dispatches": _INT, "redeliveries": _INT, "not_before": _NUM,
     "not_before_iso": _NSTR, "dispatched_at": _NNUM, "version": _INT,
     "attempts": {"type": "array", "items": _ref("Attempt")},
-    "retry": _obj({"policy": {"type": "object"}, "schedule": {"type": "array", "items": {"type": "object"}},
+    "retry": _obj({"policy": {"type": "object"}, "words": _STR,
+                   "schedule": {"type": "array", "items": {"type": "object"}},
                    "next_attempt_at": _NNUM, "next_attempt_iso": _NSTR}),
 })]}
 _JOB_ROW = _obj({
@@ -86,6 +90,8 @@ _JOB = {"allOf": [_ref("JobRow"), _obj({
     "backlog_oldest_at": {"type": "number", "nullable": True,
                           "description": "The slot time of its oldest waiting slot (null: none waits)"},
     "backlog_oldest_iso": _NSTR,
+    "retry_words": {"type": "string", "description": "The retry policy in one line, as distsched explain says it "
+                                                     "('4 attempts, waits 10s, 30s, 60s (the last repeats)')"},
     "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR})},
 })]}
 _QUARANTINED = _obj({"kind": _STR, "key": _STR, "reason": _STR, "at": _NUM, "at_iso": _NSTR})

@@ -482,7 +482,8 @@ async def _submit(d: Dashboard, body: dict[str, Any]) -> str:
                                        "epoch seconds")
     retry = body.get("retry")
     if retry is not None and not isinstance(retry, dict):
-        raise ValidationError("retry", "must be an object with max_attempts, backoff, delay, max_delay, jitter")
+        raise ValidationError("retry", "must be an object with max_attempts, backoff, delay, max_delay, jitter, "
+                                       "intervals, retry_on, dont_retry_on")
     try:
         result: str = await d.app.submit(
             target, *args, executor=body.get("executor", "local"), kwargs=body.get("kwargs") or {},

@@ -291,6 +291,16 @@ def test_arq_the_seconds_cron_runs_every_two_seconds(runs):
     assert all(ms % 2000 == 0 for ms in slots) and all(b - a == 2000 for a, b in zip(slots, slots[1:]))
 
 
+def test_arq_a_function_asks_for_its_retry_as_arqs_retry_defer(runs):
+    events = runs.events("arq")
+    [retry] = _of(events, "task.retry_scheduled", "poll-feeds")  # only the first call asks
+    assert retry["delay"] == pytest.approx(0.5, abs=1e-3)
+    assert retry["error"] == "retry requested (after 0.5s): the feed is not ready"
+    finished = {e["task_id"]: e for e in _of(events, "task.finished", "poll-feeds")}
+    again = finished[retry["task_id"]]  # the same task, its second attempt
+    assert again["state"] == "succeeded" and again["attempt"] == 2
+
+
 def test_apscheduler_max_instances_skips_the_slot_that_would_overlap(runs):
     events = runs.events("apscheduler")
     skipped = _of(events, "task.skipped", "export-orders")

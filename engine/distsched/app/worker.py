@@ -33,6 +33,7 @@ from ..model import Outcome, Task, TaskResult, TaskSpec, TaskState, ValidationEr
 from ..model import events as ev
 from ..model.errors import PluginError
 from ..model.result import MAX_RESULT_BYTES, json_problem, safe_str
+from ..model.retry import RETRY_REQUESTED, Retry
 from ..model.task import ASSIGNED
 from ..ports import Executor, FunctionLookup, StorageBackend
 from ..signing import signer_from
@@ -702,6 +703,11 @@ class WorkerService:
         except _Refused as exc:
             log.error("worker %s: refused to run task %s: %s", worker_id, task.id, exc.reason)
             result = _failure(task, started, clock(), worker_id, exc.kind, f"refused to run: {exc.reason}", False)
+        except Retry as exc:  # the function asks for another attempt (the leader counts it, caps its delay)
+            result = TaskResult.from_outcome(
+                Outcome.failure(exc.message(), error_type=RETRY_REQUESTED, retryable=True, retry_after=exc.after),
+                task_id=task.id, attempt_id=task.attempt_id, started_at=started, finished_at=clock(),
+                worker_id=worker_id)
         except Exception as exc:
             kind = type(exc).__name__
             result = _failure(task, started, clock(), worker_id, kind, f"{kind}: {safe_str(exc)}", True)

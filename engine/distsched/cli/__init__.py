@@ -482,6 +482,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
     except DistschedError as exc:
         raise click.ClickException(str(exc)) from None
     out = []
+    retry_words = {config.name: config.spec.retry.words() for config in selected}
     for config in selected:
         trigger = config.trigger
         # an every job's slots count from the epoch in UTC: its timezone, not read, is not shown as its zone
@@ -496,7 +497,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
             what = f"every {trigger.interval:g}s" if trigger else "no trigger"
         rows = [{"utc": iso_utc(s.at), "local": _local_iso(s.at, zone), "skip": s.skip} for s in slots]
         out.append({"job": config.name, "trigger": what, "timezone": str(zone.key), "enabled": config.enabled,
-                    "overlap": _overlap_json(config), "slots": rows,
+                    "overlap": _overlap_json(config), "retry": config.spec.retry.to_dict(), "slots": rows,
                     **({"timezone_ignored": ignored} if ignored else {})})
     if as_json:
         click.echo(json.dumps(out, indent=2))
@@ -511,6 +512,8 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
         if overlap["mode"] == "serial":
             click.echo(f"    overlap serial: {overlap['max_instances']} at a time, at most {overlap['max_backlog']} "
                        "slot(s) waiting (max_backlog; later ones are recorded skipped)")
+        if item["retry"]["max_attempts"] > 1:
+            click.echo(f"    retry: {retry_words[item['job']]}")
         if not item["enabled"]:
             click.echo("    disabled (enabled = false): it never fires; the times it would fire at:")
         if not item["slots"]:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from .errors import ValidationError
 from .job import DEFAULT_MAX_BACKLOG, MisfirePolicy, OverlapPolicy, TaskConfig
-from .retry import RetryPolicy
+from .retry import MAX_INTERVALS, RetryPolicy
 from .spec import TaskSpec
 from .times import iso_utc
 from .trigger import (
@@ -43,6 +43,8 @@ def check_task_id(task_id: Any) -> None:
         raise ValidationError("task_id", "must be 1-256 characters without control characters")
 
 
+#: The fields of a ``retry`` table.
+RETRY_FIELDS = ("max_attempts", "backoff", "delay", "max_delay", "jitter", "intervals", "retry_on", "dont_retry_on")
 #: The policy of a task submitted without one (frozen: one instance serves every call).
 _DEFAULT_RETRY = RetryPolicy()
 
@@ -55,15 +57,26 @@ def build_retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
     if isinstance(value, RetryPolicy):
         return value
     if not isinstance(value, dict):
-        raise ValidationError("retry", f"must be a table with max_attempts, backoff, delay, max_delay, jitter; not {value!r}")
+        raise ValidationError("retry", f"must be a table with {', '.join(RETRY_FIELDS)}; not {value!r}")
     data = dict(value)
     for key in ("delay", "max_delay"):
         if key in data:
             data[key] = (parse_seconds(data[key], f"retry.{key}") if isinstance(data[key], (str, timedelta))
                          else data[key])
-    unknown = set(data) - {"max_attempts", "backoff", "delay", "max_delay", "jitter"}
+    unknown = set(data) - set(RETRY_FIELDS)
     if unknown:
-        raise ValidationError(f"retry.{sorted(unknown)[0]}", "unknown field (expected max_attempts, backoff, delay, max_delay, jitter)")
+        raise ValidationError(f"retry.{sorted(unknown)[0]}", f"unknown field (expected {', '.join(RETRY_FIELDS)})")
+    if "intervals" in data:
+        clash = [key for key in ("backoff", "delay") if key in data]
+        if clash:
+            raise ValidationError("retry.intervals", f"cannot be combined with {' and '.join(f'retry.{k}' for k in clash)}"
+                                                     " (intervals lists every delay itself)")
+        given = data["intervals"]
+        if isinstance(given, (list, tuple)):
+            if len(given) > MAX_INTERVALS:
+                raise ValidationError("retry.intervals", f"must hold at most {MAX_INTERVALS} delays, not {len(given)}")
+            data["intervals"] = [parse_seconds(v, "retry.intervals") if isinstance(v, (str, timedelta)) else v
+                                 for v in given]
     try:
         return RetryPolicy(**data)
     except ValidationError as exc:

@@ -30,7 +30,7 @@ import attrs
 
 from .errors import InvalidTransition, StaleAttempt, ValidationError
 from .result import TaskResult
-from .retry import RetryPolicy
+from .retry import RETRY_REQUESTED, RetryPolicy
 from .spec import TaskSpec
 
 
@@ -248,7 +248,10 @@ class Task:
 
         A success ends the task. A failure or timeout becomes ``retrying`` (with
         ``not_before`` set by the policy and ``attempt`` + 1) when the result is retryable
-        and the policy allows another attempt; otherwise ``failed`` / ``timed_out``.
+        and the policy allows another attempt; otherwise ``failed`` / ``timed_out`` - with a
+        ``reason`` when the policy's filters refused a retry that attempts were left for
+        (``not retried: ValueError is not in retry_on (...)``), or the function asked for a
+        retry (:class:`~distsched.model.retry.Retry`) with none left.
         The result says how the attempt ended: the ``reason`` of an earlier requeue (its
         worker was lost) is cleared - that attempt's record in the history keeps it.
         Raises ``StaleAttempt`` for a result of a superseded attempt.
@@ -268,12 +271,18 @@ class Task:
         if result.ok:
             target = TaskState.SUCCEEDED
         else:
+            policy = self.spec.retry
+            refused = policy.refusal(result.error_type) if result.retryable else None
             delay = (
-                self.spec.retry.delay_after(self.attempt, rand=rand, retry_after=result.retry_after)
-                if result.retryable
+                policy.delay_after(self.attempt, rand=rand, retry_after=result.retry_after)
+                if result.retryable and refused is None
                 else None
             )
             if delay is None:
+                if refused is not None and self.attempt < policy.max_attempts:
+                    self.reason = refused  # the filters, not the attempts spent, end it: say so
+                elif result.error_type == RETRY_REQUESTED:
+                    self.reason = f"retry requested, but no attempt left ({self.attempt} of {policy.max_attempts})"
                 target = TaskState.TIMED_OUT if result.outcome == "timed_out" else TaskState.FAILED
             else:
                 self._move(TaskState.RETRYING, now)

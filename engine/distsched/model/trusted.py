@@ -202,8 +202,23 @@ def stored_spec(data: dict[str, Any]) -> TaskSpec:
         raise ValueError(f"its spec's args are not a list ({type(args).__name__} {args!r:.80})")
     data["args"] = tuple(args)
     retry = data.get("retry")
-    data["retry"] = _retry(tuple(sorted(retry.items()))) if retry else _retry(())
+    data["retry"] = _retry(tuple(sorted(_retry_items(retry)))) if retry else _retry(())
     return unchecked(TaskSpec, data)
+
+
+def _retry_items(retry: dict[str, Any]) -> Any:
+    """A stored policy's fields, its lists as the tuples the policy holds (hashable: the
+    cache's key). The lists the leader reads when it applies the policy are refused
+    (``ValueError``) unless they hold names (text) or finite delays: a string ``intervals``
+    would fail the leader at every result of the task."""
+    for key, value in retry.items():
+        if key in ("retry_on", "dont_retry_on", "intervals"):
+            if not isinstance(value, list) or not all(
+                    isinstance(v, str) if key != "intervals" else _finite_number(v) for v in value):
+                raise ValueError(f"its spec's retry.{key} is not a list of "
+                                 f"{'delays' if key == 'intervals' else 'names'} ({value!r:.80})")
+            value = tuple(value)
+        yield key, value
 
 
 @lru_cache(maxsize=256)

@@ -2,13 +2,18 @@
 only its job's args and kwargs."""
 
 import asyncio
+import itertools
 
-from distsched import task
+from distsched import Retry, task
+
+_calls = itertools.count(1)
 
 
 @task
 async def poll_feeds(source):
     await asyncio.sleep(0.05)          # an HTTP call, say
+    if next(_calls) == 1:              # arq: raise Retry(defer=0.5)
+        raise Retry("the feed is not ready", after=0.5)
     return {"source": source, "new_items": 0}
 
 
