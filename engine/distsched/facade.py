@@ -50,6 +50,7 @@ from .model.build import (
     build_job,
     build_retry,
     check_task_id,
+    ended_words,
     first_fire,
     job_fields,
     job_warnings,
@@ -265,7 +266,13 @@ class DistributeSchedule:
         that already fired: listed, never fires), said once as a WARNING naming it."""
         if missed and one_shot_missed(config, now):
             self._say_missed(config)
-        return first_fire(config, now, missed=missed)
+        first = first_fire(config, now, missed=missed)
+        end = getattr(config.trigger, "end", None)
+        if first is None and missed and end is not None and (config.name, end) not in self._missed_said:
+            self._missed_said.add((config.name, end))  # a sync's plan, then its write: one line
+            log.warning("job %r: end_date: %s; stored as ended (listed, never fires)", config.name,
+                        ended_words(config, now))
+        return first
 
     def _say_missed(self, config: TaskConfig) -> None:
         assert isinstance(config.trigger, AtTrigger)
@@ -333,7 +340,7 @@ class DistributeSchedule:
                     items.append((config, self._first(config, now, missed=missed)))
                 continue
             if config.trigger not in firsts:
-                firsts[config.trigger] = first_fire(config, now)
+                firsts[config.trigger] = self._first(config, now, missed=missed)
             items.append((config, firsts[config.trigger]))
         if not replace:
             try:

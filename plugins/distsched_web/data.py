@@ -266,7 +266,9 @@ class WebData:
         if fields.get("balance_key") is None:
             fields.pop("balance_key", None)
         row["spec"] = mask_secrets(fields)
-        row["upcoming"] = [{"at": s.at, "utc": iso(s.at), "local": iso(s.at, row["timezone"]), "skip": s.skip}
+        # start: the slot delayed by the job's jitter (the slot stays the task's identity)
+        row["upcoming"] = [{"at": s.at, "utc": iso(s.at), "local": iso(s.at, row["timezone"]), "skip": s.skip,
+                            "start": config.start_at(s.at), "start_utc": iso(config.start_at(s.at))}
                            for s in config.upcoming(store.clock(), count)]
         return row
 
@@ -325,4 +327,6 @@ def job_row(config: TaskConfig, state: Any, backlog: dict[str, Any] | None = Non
         "next_fire_local": iso(state.next_fire_at, zone),
         "last_state": state.last_outcome, "last_at": state.last_outcome_at, "last_iso": iso(state.last_outcome_at),
         "last_task": state.last_task, "description": config.description,
+        # its end_date passed (no slot left): shown as ended, not with a next time
+        "ended": config.ended(state.next_fire_at), "end_date": iso(getattr(config.trigger, "end", None)),
     }

@@ -72,7 +72,9 @@ _JOB_ROW = _obj({
     "name": _STR, "trigger": _STR, "timezone": _STR, "executor": _STR, "target": _STR, "enabled": {"type": "boolean"},
     "paused": {"type": "boolean"}, "version": _INT, "next_fire_at": _NNUM, "next_fire_utc": _NSTR,
     "next_fire_local": _NSTR, "last_state": _NSTR, "last_at": _NNUM, "last_iso": _NSTR, "last_task": _NSTR,
-    "description": _STR,
+    "description": _STR, "ended": {"type": "boolean", "description": "its end_date passed: no slot left (it stays "
+                                                                     "stored until removed)"},
+    "end_date": _NSTR,
     "overlap": {"type": "string", "enum": ["parallel", "serial", "discard", "replace"]}, "max_instances": _INT,
     "max_backlog": {"type": "integer", "nullable": True,
                     "description": "A serial job's max_backlog: how many of its slots may wait (null: not serial)"},
@@ -92,7 +94,8 @@ _JOB = {"allOf": [_ref("JobRow"), _obj({
     "backlog_oldest_iso": _NSTR,
     "retry_words": {"type": "string", "description": "The retry policy in one line, as distsched explain says it "
                                                      "('4 attempts, waits 10s, 30s, 60s (the last repeats)')"},
-    "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR})},
+    "upcoming": {"type": "array", "items": _obj({"at": _NUM, "utc": _STR, "local": _STR, "skip": _NSTR,
+                                                 "start": _NUM, "start_utc": _STR})},
 })]}
 _QUARANTINED = _obj({"kind": _STR, "key": _STR, "reason": _STR, "at": _NUM, "at_iso": _NSTR})
 #: A worker as the overview lists it; /api/v1/workers adds its live and recent tasks.
@@ -183,6 +186,11 @@ _JOB_INPUT = {
         "max_instances": {"type": "integer", "minimum": 1},
         "max_backlog": {"type": "integer", "minimum": 0, "maximum": 1_000_000}, "dst_gap": {"type": "string", "enum": ["shift", "skip", "transition"]},
         "dst_fold": {"type": "string", "enum": ["once", "twice"]}, "description": _STR,
+        "start_date": {"type": "string", "format": "date-time", "description": "cron and every: no slot before it "
+                       "(ISO-8601 with an offset; an every job counts its slots from it)"},
+        "end_date": {"type": "string", "format": "date-time", "description": "cron and every: no slot after it "
+                     "(ISO-8601 with an offset)"},
+        "jitter": _DURATION,
     },
 }
 _SUBMIT = {

@@ -472,6 +472,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
 
     from ..model import AtTrigger, CronTrigger, EveryTrigger
     from ..model.times import iso_utc
+    from ..model.words import window_words
 
     jobs = _load_jobs(jobs_file)
     start = _time.time()
@@ -495,9 +496,16 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
             what = "at"
         else:
             what = f"every {trigger.interval:g}s" if trigger else "no trigger"
+        if isinstance(trigger, (CronTrigger, EveryTrigger)):
+            what += window_words(trigger)
         rows = [{"utc": iso_utc(s.at), "local": _local_iso(s.at, zone), "skip": s.skip} for s in slots]
+        if getattr(trigger, "jitter", 0.0):
+            # a jitter delays each slot's start (the slot, the task's identity, stays): when it starts
+            for row, slot in zip(rows, slots, strict=True):
+                row["start_utc"] = _start_iso(config.start_at(slot.at))
         out.append({"job": config.name, "trigger": what, "timezone": str(zone.key), "enabled": config.enabled,
                     "overlap": _overlap_json(config), "retry": config.spec.retry.to_dict(), "slots": rows,
+                    "ended": not slots and getattr(trigger, "end", None) is not None,
                     **({"timezone_ignored": ignored} if ignored else {})})
     if as_json:
         click.echo(json.dumps(out, indent=2))
@@ -505,7 +513,7 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
     for item in out:
         if "timezone_ignored" in item:
             click.echo(f"{item['job']}: {item['trigger']}, in UTC (timezone {item['timezone_ignored']!r} is not read: "
-                       "every counts from the UNIX epoch in UTC)")
+                       "every counts from its start_date, else from the UNIX epoch, in UTC)")
         else:
             click.echo(f"{item['job']}: {item['trigger']}, time zone {item['timezone']}")
         overlap = item["overlap"]
@@ -517,10 +525,22 @@ def explain(jobs_file: str, job: str | None, count: int, after: str | None, as_j
         if not item["enabled"]:
             click.echo("    disabled (enabled = false): it never fires; the times it would fire at:")
         if not item["slots"]:
-            click.echo("    (no more fire times)")
+            click.echo("    (ended: no fire time left before its end_date)" if item["ended"]
+                       else "    (no more fire times)")
         for i, row in enumerate(item["slots"], 1):
             skip = f"   skipped ({row['skip']})" if row["skip"] else ""
-            click.echo(f"  {i:>3}  {row['utc']:<26} {row['local'] or '(past year 9999 there)'}{skip}")
+            starts = f"   starts {row['start_utc']}" if row.get("start_utc", row["utc"]) != row["utc"] and not skip else ""
+            click.echo(f"  {i:>3}  {row['utc']:<26} {row['local'] or '(past year 9999 there)'}{skip}{starts}")
+
+
+def _start_iso(at: float) -> str:
+    """A slot's start (its jitter applied) in UTC, to the millisecond when it has some."""
+    from ..model.times import iso_utc, to_datetime
+
+    when = to_datetime(at, timezone.utc)
+    if when is None or not when.microsecond:
+        return iso_utc(at)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _overlap_json(config: Any) -> dict[str, Any]:
@@ -798,9 +818,10 @@ def _jobs_call(ctx: click.Context, storage: str | None, call: Callable[[Any], Aw
 @click.pass_context
 def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
     """List the jobs: schedule in words, executor:target, next fire time (UTC) - or, for a
-    paused or disabled job, that state in its place (--json: next_fire_at as stored, with the
-    paused and enabled fields). A serial job has a line more: how many of its slots wait their
-    turn, of its max_backlog (full: new slots are recorded skipped)."""
+    paused or disabled job, that state in its place, and `ended` for a job past its end_date
+    (--json: next_fire_at as stored, with the paused, enabled and ended fields). A serial job
+    has a line more: how many of its slots wait their turn, of its max_backlog (full: new
+    slots are recorded skipped)."""
 
     from ..model.words import schedule_words
 
@@ -821,7 +842,9 @@ def jobs_list(ctx: click.Context, storage: str | None, as_json: bool) -> None:
                             "enabled": job.enabled, "overlap": _overlap_json(job),
                             # its slots waiting their turn, of its max_backlog (null: not serial)
                             "backlog": backlogs[job.name],
-                            "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version})
+                            "paused": state.paused, "next_fire_at": state.next_fire_at, "version": job.version,
+                            # its end_date passed: no slot left (next_fire_at is none, not a stale time)
+                            "ended": job.ended(state.next_fire_at)})
             if page.next_after is None:
                 return sorted(out, key=lambda j: j["name"])
             after = page.next_after

@@ -48,7 +48,10 @@ def when(at: float | None, *, date: bool = True) -> str:
 def next_cell(row: dict[str, Any]) -> str:
     """The NEXT column of ``jobs list``: the next fire time (UTC), ``-`` for none, or the
     state of a job that does not fire - ``paused``, ``disabled`` or both - in place of the
-    time it keeps stored (an old time, not one it will fire at)."""
+    time it keeps stored (an old time, not one it will fire at) - and ``ended`` for a job
+    whose end_date left it no slot (it stays stored until removed)."""
+    if row.get("ended"):
+        return "ended"
     held = [word for word, on in (("paused", row["paused"]), ("disabled", not row["enabled"])) if on]
     if held:
         return ", ".join(held)

@@ -15,11 +15,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .due import epoch_seconds
 from .errors import ValidationError
 from .job import DEFAULT_MAX_BACKLOG, MisfirePolicy, OverlapPolicy, TaskConfig
 from .retry import MAX_INTERVALS, RetryPolicy
 from .spec import TaskSpec
-from .times import iso_utc
+from .times import check_time, iso_utc
 from .trigger import (
     DST_FOLD,
     DST_GAP,
@@ -27,6 +28,8 @@ from .trigger import (
     CronTrigger,
     EveryTrigger,
     Trigger,
+    check_jitter,
+    check_window,
     parse_duration,
     parse_seconds,
     refuse_random,
@@ -86,7 +89,7 @@ def build_retry(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
 JOB_FIELDS = (
     "cron", "every", "at", "timezone", "executor", "target", "args", "kwargs", "options", "timeout",
     "balancer", "balance_key", "retry", "enabled", "misfire", "misfire_grace", "overlap", "max_instances",
-    "max_backlog", "dst_gap", "dst_fold", "description",
+    "max_backlog", "dst_gap", "dst_fold", "description", "start_date", "end_date", "jitter",
 )
 
 
@@ -115,22 +118,46 @@ def build_job(
     dst_gap: str = "shift",
     dst_fold: str = "once",
     description: str = "",
+    start_date: str | datetime | float | None = None,
+    end_date: str | datetime | float | None = None,
+    jitter: float | str | timedelta | None = None,
 ) -> TaskConfig:
-    """Build and validate a job. Raises ValidationError naming the field and the reason."""
+    """Build and validate a job. Raises ValidationError naming the field and the reason.
+
+    ``start_date`` / ``end_date`` (cron and every jobs): no slot before / after them (both
+    inclusive); an aware ``datetime``, ISO-8601 text with an offset or epoch seconds - a
+    naive time is refused, naming the field. An every job counts its slots from its
+    ``start_date`` (APScheduler's IntervalTrigger does), not from the epoch. ``jitter``
+    (seconds, a duration string or a ``timedelta``; at most 1 hour, and an every job's
+    interval): each slot's start is delayed by 0 to ``jitter`` seconds, the same delay on
+    every node (:func:`distsched.model.job.jitter_delay`)."""
     timezone = zone_name(timezone)  # a ZoneInfo is taken by its name
     given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(given) != 1:
         raise ValidationError("cron/every/at", f"give exactly one of cron, every, at (got {', '.join(given) or 'none'})")
+    if at is not None:
+        for field, value in (("start_date", start_date), ("end_date", end_date), ("jitter", jitter)):
+            if value is not None:
+                raise ValidationError(field, "applies to cron and every jobs, not to a one-shot at")
+    start = _date_field(start_date, "start_date")
+    end = _date_field(end_date, "end_date")
+    check_window(start, end)
+    jitter_s = 0.0 if jitter is None else parse_seconds(jitter, "jitter")
     # Read by cron jobs only, but checked for every job: a typo is an error, not ignored.
     for field, value, choices in (("dst_gap", dst_gap, DST_GAP), ("dst_fold", dst_fold, DST_FOLD)):
         if value not in choices:
             raise ValidationError(field, f"must be one of {', '.join(choices)}, not {value!r}")
     trigger: Trigger
     if cron is not None:
-        trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold)
+        check_jitter(jitter_s)
+        trigger = CronTrigger(cron, timezone, dst_gap=dst_gap, dst_fold=dst_fold, start=start, end=end,
+                              jitter=jitter_s)
         refuse_random(trigger.expr)
     elif every is not None:
-        trigger = EveryTrigger(parse_duration(every, "every"), timezone=timezone)
+        interval = parse_duration(every, "every")
+        check_jitter(jitter_s, interval)
+        trigger = EveryTrigger(interval, anchor=0.0 if start is None else _ms_up(start), timezone=timezone,
+                               end=end, jitter=jitter_s)
     else:
         trigger = AtTrigger.parse(at, timezone)
     if not isinstance(args, (list, tuple)):
@@ -152,6 +179,23 @@ def build_job(
     )
 
 
+def _date_field(value: Any, field: str) -> float | None:
+    """``start_date`` / ``end_date`` as UNIX seconds (None: not given), read as ``submit(at=)``
+    reads its time: a naive one is refused naming the field, as is one no date can show."""
+    if value is None:
+        return None
+    seconds = epoch_seconds(value, field)
+    check_time(field, seconds)
+    return seconds
+
+
+def _ms_up(t: float) -> float:
+    """``t`` to the millisecond, not earlier than ``t`` (an every job's slots are kept to the
+    millisecond: its first slot, its start_date, must not fall before the start)."""
+    at = round(t, 3)
+    return at if at >= t - 1e-7 else round(at + 0.001, 3)
+
+
 def job_fields(config: TaskConfig) -> dict[str, Any]:
     """The keyword arguments of :func:`build_job` that rebuild ``config``."""
     trigger = config.trigger
@@ -160,6 +204,12 @@ def job_fields(config: TaskConfig) -> dict[str, Any]:
         fields.update(cron=trigger.expr, dst_gap=trigger.dst_gap, dst_fold=trigger.dst_fold)
     elif isinstance(trigger, EveryTrigger):
         fields.update(every=trigger.interval)
+    if isinstance(trigger, (CronTrigger, EveryTrigger)):
+        for field, value in (("start_date", trigger.start_date), ("end_date", trigger.end)):
+            if value is not None:
+                fields[field] = value
+        if trigger.jitter:
+            fields["jitter"] = trigger.jitter
     elif isinstance(trigger, AtTrigger):
         fields.update(at=datetime.fromtimestamp(trigger.at, timezone.utc).isoformat())
     if trigger is not None:
@@ -184,9 +234,11 @@ def ignored_timezone(config: TaskConfig) -> str | None:
     trigger = config.trigger
     if not isinstance(trigger, EveryTrigger) or trigger.timezone == "UTC":
         return None
+    since = iso_utc(trigger.anchor) if trigger.start_date is not None else "1970-01-01T00:00:00Z"
+    origin = "its start_date" if trigger.start_date is not None else "the UNIX epoch"
     return (f"job {config.name!r}: timezone: {trigger.timezone!r} is not read by an every schedule: every counts "
-            f"from the UNIX epoch in UTC (every {duration_words(trigger.interval)} fires at the multiples of it "
-            f"since 1970-01-01T00:00:00Z, not at local times); timezone applies to cron and to a naive at only "
+            f"from {origin} in UTC (every {duration_words(trigger.interval)} fires at the multiples of it "
+            f"since {since}, not at local times); timezone applies to cron and to a naive at only "
             f"(for midnight in {trigger.timezone}: cron = \"0 0 * * *\")")
 
 
@@ -233,11 +285,22 @@ def missed_words(config: TaskConfig) -> str:
             f"{duration_words(config.misfire.grace)})")
 
 
+def ended_words(config: TaskConfig, now: float) -> str:
+    """Why a job with an ``end_date`` has no slot left after ``now``."""
+    end = getattr(config.trigger, "end", None)
+    assert end is not None
+    if end <= now:
+        return f"{iso_utc(end)} is in the past: the job would never fire"
+    return f"no slot of the schedule falls from {iso_utc(now)} to {iso_utc(end)}: the job would never fire"
+
+
 def first_fire(config: TaskConfig, now: float, *, missed: bool = False) -> float | None:
     """The first slot of a new (or re-timed) job: the next one after now; a one-shot ``at``
     still inside its misfire grace fires at once, one further in the past is refused - or,
     with ``missed`` (a jobs file's job: a past one-shot must not block the others), has no
-    slot (None: stored as a one-shot that already fired)."""
+    slot (None: stored as a one-shot that already fired). A cron or every job whose
+    ``end_date`` leaves it no slot after now is refused the same way, or with ``missed``
+    has none (stored as ended)."""
     if isinstance(config.trigger, AtTrigger):
         if one_shot_missed(config, now):
             if missed:
@@ -245,6 +308,11 @@ def first_fire(config: TaskConfig, now: float, *, missed: bool = False) -> float
             raise ValidationError("at", missed_words(config), where=f"job {config.name!r}")
         return config.trigger.at
     first = config.next_fire_after(now)
+    if first is None and getattr(config.trigger, "end", None) is not None:
+        # a jobs file's job is stored as ended (listed, never fires), as a past one-shot is
+        if missed:
+            return None
+        raise ValidationError("end_date", ended_words(config, now), where=f"job {config.name!r}")
     if first is None and isinstance(config.trigger, CronTrigger):
         # A cron no date matches is refused when its trigger is built (the calendar's whole
         # 400-year cycle is searched): here the next date is past the last time kept.
@@ -254,5 +322,5 @@ def first_fire(config: TaskConfig, now: float, *, missed: bool = False) -> float
     return first
 
 
-__all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "first_fire", "ignored_timezone", "job_fields",
+__all__ = ["JOB_FIELDS", "build_job", "build_retry", "check_task_id", "ended_words", "first_fire", "ignored_timezone", "job_fields",
            "job_warnings", "missed_words", "one_shot_missed", "quartz_weekdays"]

@@ -55,6 +55,12 @@ def due_at(now: float, *, delay: Any = None, at: Any = None, field_suffix: str =
     return None
 
 
+def epoch_seconds(value: Any, field: str) -> float:
+    """A date-time as UNIX seconds: an aware ``datetime``, ISO-8601 text with an offset or
+    epoch seconds; a naive time, a date or anything else is refused naming ``field``."""
+    return _epoch(value, field)
+
+
 def _epoch(value: Any, field: str) -> float:
     """``at`` as UNIX seconds."""
     if isinstance(value, bool):

@@ -7,6 +7,7 @@ which ones fire and which are recorded as skipped (misfire policy, DST gap).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -43,6 +44,18 @@ def _grace(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 #: every slot: the job never came due again, without a word; 1e12 (year 33658) took down
 #: `jobs list` and the dashboard's jobs pages ("year 33658 is out of range").
 _time_or_none = attrs.validators.optional(valid_time)
+
+
+def jitter_delay(job: str, slot: float, jitter: float) -> float:
+    """How long the start of ``job``'s slot at ``slot`` is delayed, from 0 to ``jitter``
+    seconds (to the millisecond): a pseudo-random draw that is a function of the job's name
+    and the slot alone (a hash of the slot's task id), so that every leader - the one that
+    takes over after a failover, or an ``explain`` anywhere - computes the same start."""
+    if not jitter:
+        return 0.0
+    digest = hashlib.sha256(slot_task_id(job, slot).encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2.0 ** 64  # [0, 1)
+    return min(jitter, round(fraction * jitter, 3))
 
 
 def _just_before(t: float) -> float:
@@ -178,6 +191,18 @@ class TaskConfig:
         slot = self.trigger.next_after(t)
         return None if slot is None else slot.at
 
+    def start_at(self, slot: float) -> float:
+        """When the task of the slot at ``slot`` may start: the slot itself delayed by the
+        trigger's ``jitter`` (:func:`jitter_delay`); the slot stays its identity."""
+        jitter = getattr(self.trigger, "jitter", 0.0)
+        return round(slot + jitter_delay(self.name, slot, jitter), 3) if jitter else slot
+
+    def ended(self, next_fire_at: float | None) -> bool:
+        """The job has an ``end_date`` and no slot left inside it (its stored next slot is
+        none, or after the end): listed as ended, not with a next time."""
+        end = getattr(self.trigger, "end", None)
+        return end is not None and (next_fire_at is None or next_fire_at > end)
+
     def upcoming(self, after: float, count: int) -> list[Slot]:
         """The next ``count`` slots after ``after`` (for ``distsched explain``)."""
         out: list[Slot] = []
@@ -240,11 +265,11 @@ class TaskConfig:
     def create_task(self, slot: float, now: float) -> Task:
         """The task for schedule slot ``slot``, with the deterministic id of that slot.
 
-        It may not start before its slot (``not_before``): a leader that fires a little
-        ahead lets the worker start it on time."""
+        It may not start before its slot (``not_before``) - delayed by the job's jitter
+        (:meth:`start_at`): a leader that fires a little ahead lets the worker start it on time."""
         serial = self.overlap.max_instances if self.overlap.mode == "serial" else None
         return Task(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name, slot=slot,
-                    created_at=now, not_before=slot, serial_limit=serial)
+                    created_at=now, not_before=self.start_at(slot), serial_limit=serial)
 
     def skipped_task(self, slot: float, reason: str, now: float) -> Task:
         return Task.skipped(id=slot_task_id(self.name, slot), spec=self.spec, job=self.name,

@@ -21,8 +21,16 @@ Three kinds, all pure (time is passed in as UNIX seconds, UTC):
                                field) starts with ``*``, or ``@hourly`` - follows real time:
                                it runs in both occurrences whatever ``dst_fold`` says.
 ``EveryTrigger``  a fixed interval ("10s", "5m", "1h30m"), aligned to ``anchor`` (default the
-                  UNIX epoch, so every node computes the same slots without coordination).
+                  UNIX epoch, so every node computes the same slots without coordination;
+                  a job's ``start_date`` is its anchor, as APScheduler's IntervalTrigger
+                  counts from its start_date).
 ``AtTrigger``     one instant (ISO-8601; a naive time is read in the job's time zone).
+
+A cron or every trigger may have an active window - no slot before ``start`` (inclusive),
+none after ``end`` (inclusive: APScheduler 3's ``start_date`` / ``end_date``) - and a
+``jitter``: the most seconds a slot's start is delayed by (``TaskConfig.start_at``: a
+deterministic function of the job's name and the slot, so the slot, the task's identity,
+stays where the schedule puts it).
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from croniter import croniter
 from croniter.croniter import CroniterBadDateError, CroniterError
 
 from .errors import ValidationError
-from .times import TIME_MAX, to_datetime, valid_time
+from .times import TIME_MAX, check_time, iso_utc, to_datetime, valid_time
 
 UTC = timezone.utc
 DST_GAP = ("shift", "skip", "transition")
@@ -48,6 +56,8 @@ DST_FOLD = ("once", "twice")
 MIN_INTERVAL = 0.01
 MAX_CRON_LENGTH = 1024
 MAX_INTERVAL = 366 * 24 * 3600.0
+#: The longest ``jitter`` (an every job's is at most its interval too).
+MAX_JITTER = 3600.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 
@@ -236,12 +246,53 @@ def refuse_random(expr: str) -> None:
                                       "would fire at another time after a failover); write the value itself")
 
 
+def _window_time(field: str):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None:
+            check_time(field, value)
+
+    return check
+
+
+def check_window(start: float | None, end: float | None) -> None:
+    """``end`` after ``start`` (both given), or a ValidationError naming both fields."""
+    if start is not None and end is not None and not end > start:
+        raise ValidationError("end_date", f"must be after start_date ({iso_utc(end)} is not after "
+                                          f"{iso_utc(start)}): the job would never fire")
+
+
+def check_jitter(value: Any, interval: float | None = None) -> None:
+    """``jitter``: 0 to :data:`MAX_JITTER` seconds and, for an every job, at most its interval
+    (a delay longer than that would start a slot after the next one's)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= MAX_JITTER:
+        raise ValidationError("jitter", f"must be from 0 to {MAX_JITTER:g} seconds (1 hour), not {value!r}")
+    if interval is not None and value > interval:
+        raise ValidationError("jitter", f"{value:g}s is longer than the interval ({interval:g}s): a slot would "
+                                        "start after the next one's")
+
+
+def _jitter(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    check_jitter(value, getattr(instance, "interval", None))
+
+
+def _windowed(trigger: Any, slot: Slot | None) -> Slot | None:
+    """``slot`` unless it is after the trigger's ``end`` (None: the window is over)."""
+    end = trigger.end
+    return None if slot is None or (end is not None and slot.at > end) else slot
+
+
 @attrs.frozen
 class CronTrigger:
     expr: str
     timezone: str = attrs.field(default="UTC", validator=_zone)
     dst_gap: str = attrs.field(default="shift", validator=_choice(DST_GAP))
     dst_fold: str = attrs.field(default="once", validator=_choice(DST_FOLD))
+    #: The active window: no slot before ``start``, none after ``end`` (both inclusive).
+    start: float | None = attrs.field(default=None, validator=_window_time("start_date"))
+    end: float | None = attrs.field(default=None, validator=_window_time("end_date"))
+    #: The most seconds a slot's start is delayed by (``TaskConfig.start_at``).
+    jitter: float = attrs.field(default=0.0, validator=_jitter)
     _zone: ZoneInfo = attrs.field(init=False, repr=False, eq=False)
     _seconds: bool = attrs.field(init=False, repr=False, eq=False)
     #: Runs by real time across DST changes, as cron runs it (see :func:`is_wildcard`).
@@ -269,6 +320,11 @@ class CronTrigger:
         object.__setattr__(self, "_zone", load_zone(self.timezone))
         object.__setattr__(self, "_seconds", seconds)
         object.__setattr__(self, "wildcard", is_wildcard(expr))
+        check_window(self.start, self.end)
+
+    @property
+    def start_date(self) -> float | None:
+        return self.start
 
     def dst_summary(self) -> str:
         """What the DST policies do for this expression, in words (for ``explain``)."""
@@ -380,6 +436,17 @@ class CronTrigger:
         return Slot(at) if at > t else None
 
     def next_after(self, t: float) -> Slot | None:
+        """The first slot strictly after ``t`` inside the window (none before ``start``; None
+        after ``end``)."""
+        start = self.start
+        if start is not None and t < start:
+            t = min(start - 1e-6, math.nextafter(start, -math.inf))  # the slot at start is after it
+        slot = self._unbounded_next(t)
+        while slot is not None and start is not None and slot.at < start:
+            slot = self._unbounded_next(slot.at)
+        return _windowed(self, slot)
+
+    def _unbounded_next(self, t: float) -> Slot | None:
         """The first slot strictly after ``t``, or None when the expression never fires again
         - nor before the end of year 9999 (UTC): the times a date can show (``model.times``)."""
         try:
@@ -444,7 +511,20 @@ class CronTrigger:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "cron", "expr": self.expr, "timezone": self.timezone,
-                "dst_gap": self.dst_gap, "dst_fold": self.dst_fold}
+                "dst_gap": self.dst_gap, "dst_fold": self.dst_fold, **_window_dict(self)}
+
+
+def _window_dict(trigger: Any) -> dict[str, Any]:
+    """The window and jitter fields of a trigger's dict, only those set: the record of a job
+    without them is the one written before they existed (and reads back the same)."""
+    out: dict[str, Any] = {}
+    if getattr(trigger, "start", None) is not None:
+        out["start"] = trigger.start
+    if trigger.end is not None:
+        out["end"] = trigger.end
+    if trigger.jitter:
+        out["jitter"] = trigger.jitter
+    return out
 
 
 def _interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -461,10 +541,26 @@ class EveryTrigger:
     # dashboard's jobs pages), and a parsed `at` past year 9999 UTC is refused naming it
     anchor: float = attrs.field(default=0.0, validator=valid_time)
     timezone: str = attrs.field(default="UTC", validator=_zone)
+    #: No slot after ``end`` (inclusive); the window's start is ``anchor`` (``start_date``).
+    end: float | None = attrs.field(default=None, validator=_window_time("end_date"))
+    #: The most seconds a slot's start is delayed by (``TaskConfig.start_at``), <= interval.
+    jitter: float = attrs.field(default=0.0, validator=_jitter)
 
     kind = "every"
 
+    def __attrs_post_init__(self) -> None:
+        check_window(self.start_date, self.end)
+
+    @property
+    def start_date(self) -> float | None:
+        """The job's ``start_date``: its anchor when one was given (the epoch is no start)."""
+        return self.anchor if self.anchor else None
+
     def next_after(self, t: float) -> Slot | None:
+        """The first slot strictly after ``t`` inside the window (None after ``end``)."""
+        return _windowed(self, self._unbounded_next(t))
+
+    def _unbounded_next(self, t: float) -> Slot | None:
         """The first slot strictly after ``t``, or None when it falls past year 9999 (UTC)."""
         if t < self.anchor:
             return Slot(self.anchor)
@@ -482,7 +578,8 @@ class EveryTrigger:
         return Slot(at(k)) if at(k) <= TIME_MAX else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "every", "interval": self.interval, "anchor": self.anchor, "timezone": self.timezone}
+        return {"kind": "every", "interval": self.interval, "anchor": self.anchor, "timezone": self.timezone,
+                **_window_dict(self)}
 
 
 @attrs.frozen

@@ -52,14 +52,27 @@ def cron_words(expr: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+def window_words(trigger: Any) -> str:
+    """A trigger's window and jitter in words (``, from 2030-01-01T00:00:00Z until ...,
+    jitter 30s``), or "" when it has none."""
+    start = getattr(trigger, "start_date", None)
+    end = getattr(trigger, "end", None)
+    jitter = getattr(trigger, "jitter", 0.0)
+    window = " ".join(([f"from {iso_utc(start)}"] if start is not None else [])
+                      + ([f"until {iso_utc(end)}"] if end is not None else []))
+    parts = ([window] if window else []) + ([f"jitter {duration_words(jitter)}"] if jitter else [])
+    return (", " + ", ".join(parts)) if parts else ""
+
+
 def schedule_words(trigger: Any) -> str:
     """A trigger in words: ``every 10s``, ``at 02:30 (cron '30 2 * * *', Europe/Paris)``,
-    ``once at 2030-01-01T08:00:00Z``."""
+    ``once at 2030-01-01T08:00:00Z``; a window and a jitter follow (``every 10s, from
+    2030-01-01T00:00:00Z until 2030-02-01T00:00:00Z, jitter 5s``)."""
     if isinstance(trigger, CronTrigger):
         zone = "" if trigger.timezone == "UTC" else f", {trigger.timezone}"
-        return f"{cron_words(trigger.expr)} (cron '{trigger.expr}'{zone})"
+        return f"{cron_words(trigger.expr)} (cron '{trigger.expr}'{zone}){window_words(trigger)}"
     if isinstance(trigger, EveryTrigger):
-        return f"every {duration_words(trigger.interval)}"
+        return f"every {duration_words(trigger.interval)}{window_words(trigger)}"
     if isinstance(trigger, AtTrigger):
         return f"once at {iso_utc(trigger.at)}"
     return "no schedule"
@@ -74,4 +87,4 @@ def names_listed(names: Iterable[str], most: int = 20) -> str:
     return shown + (f" (+{len(distinct) - most} more)" if len(distinct) > most else "")
 
 
-__all__ = ["cron_words", "duration_words", "names_listed", "schedule_words"]
+__all__ = ["cron_words", "duration_words", "names_listed", "schedule_words", "window_words"]

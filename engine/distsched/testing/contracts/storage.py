@@ -168,6 +168,27 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_a_jobs_window_and_jitter_survive_the_store(self, harness: Harness) -> None:
+        """start_date, end_date and jitter are part of the stored job (its JSON): read back
+        the same, and a job with no slot left (ended: next_fire_at none) stays stored."""
+        async def body(h: Harness) -> None:
+            from ...model import build_job
+
+            s = await h.storage()
+            window = build_job("w", every="10s", target="noop", start_date="2030-01-01T00:00:00Z",
+                               end_date="2030-01-02T00:00:00+01:00", jitter="5s")
+            cron = build_job("c", cron="*/5 * * * *", target="noop", end_date="2020-01-01T00:00:00Z", jitter=30)
+            await s.jobs.add(window, next_fire_at=window.next_fire_after(0.0))
+            await s.jobs.add_many([(cron, None)])
+            got = await s.jobs.get("w")
+            assert got.trigger == window.trigger and got.start_at(1893456000.0) == window.start_at(1893456000.0)
+            assert (await s.jobs.get("c")).trigger == cron.trigger
+            page = {job.name: (job, state) for job, state in (await s.jobs.page(None, 10)).jobs}
+            assert page["c"][1].next_fire_at is None and page["c"][0].ended(None)
+            assert page["w"][1].next_fire_at == 1893456000.0 and not page["w"][0].ended(1893456000.0)
+
+        harness.run(body)
+
     def test_job_add_many_all_or_nothing(self, harness: Harness) -> None:
         """``all_or_nothing=True``: one existing name (here after more than one batch of new
         ones) stores nothing, and the error lists every existing name in the order given."""
