@@ -55,6 +55,19 @@ def clean_text(text: Any, limit: int = MAX_ERROR_CHARS) -> str | None:
     return text
 
 
+def clean_error(text: Any, limit: int = MAX_ERROR_CHARS) -> str | None:
+    """An error text (or error type) as a result keeps it: its control characters but newline
+    and tab shown as ``\\xNN`` - an exception message holding an ANSI escape sequence or a
+    carriage return must not rewrite the terminal of whoever reads it (``tasks show``,
+    ``run``'s lines, a log, a mail) - then :func:`clean_text` (valid UTF-8, at most ``limit``
+    characters; escaped first, so a second pass finds nothing more to escape)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        text = safe_str(text)
+    return clean_text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text), limit)
+
+
 def clean_log(text: Any) -> str | None:
     """A captured log as a result keeps it: :func:`clean_text` (valid UTF-8, at most
     :data:`MAX_LOG_CHARS`), its control characters but newline and tab shown as ``\\xNN``
@@ -129,8 +142,8 @@ class Outcome:
 
     ok: bool
     value: Any = None
-    error: str | None = attrs.field(default=None, converter=clean_text)
-    error_type: str | None = attrs.field(default=None, converter=lambda t: clean_text(t, MAX_ERROR_TYPE_CHARS))
+    error: str | None = attrs.field(default=None, converter=clean_error)
+    error_type: str | None = attrs.field(default=None, converter=lambda t: clean_error(t, MAX_ERROR_TYPE_CHARS))
     retryable: bool = True
     retry_after: float | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)
@@ -176,8 +189,8 @@ class TaskResult:
     finished_at: float
     worker_id: str | None = None
     value: Any = None
-    error: str | None = attrs.field(default=None, converter=clean_text)
-    error_type: str | None = attrs.field(default=None, converter=lambda t: clean_text(t, MAX_ERROR_TYPE_CHARS))
+    error: str | None = attrs.field(default=None, converter=clean_error)
+    error_type: str | None = attrs.field(default=None, converter=lambda t: clean_error(t, MAX_ERROR_TYPE_CHARS))
     retryable: bool = True
     retry_after: float | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)

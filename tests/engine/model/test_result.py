@@ -99,3 +99,19 @@ def test_an_exception_without_a_message_is_recorded_as_its_kind_alone():
     assert Outcome.failure("ValueError: bad", error_type="ValueError").error == "ValueError: bad"
     assert Outcome.failure("KeyError: ", error_type="Other").error == "KeyError: "  # not its kind: as given
     assert error_text(ValueError()) == "ValueError" and error_text(ValueError("x")) == "ValueError: x"
+
+
+def test_an_errors_control_characters_are_kept_as_text_newline_and_tab_stay():
+    """An exception message with an ANSI escape sequence or a carriage return reached every
+    terminal that showed it (``tasks show``, ``run``'s lines) as it was."""
+    from distsched.model.result import Outcome, clean_error
+
+    hostile = "bad \x1b[2J\x1b[H\rall good\x07\x9b\nnext\tline"
+    escaped = "bad \\x1b[2J\\x1b[H\\x0dall good\\x07\\x9b\nnext\tline"
+    assert clean_error(hostile) == escaped
+    assert clean_error(escaped) == escaped  # a second pass (a record read back) changes nothing
+    outcome = Outcome.failure(hostile, error_type="Value\x1bError")
+    assert (outcome.error, outcome.error_type) == (escaped, "Value\\x1bError")
+    result = TaskResult.from_outcome(outcome, task_id="t", attempt_id="t#1", started_at=1.0, finished_at=2.0)
+    assert (result.error, result.error_type) == (escaped, "Value\\x1bError")
+    assert TaskResult.from_dict(result.to_dict()) == result
