@@ -97,7 +97,7 @@ def runs() -> Iterator[Runs]:
         for tool in ("celery", "rq", "arq", "apscheduler"):
             runs.start(tool, _distsched("run", "jobs.toml", "--duration", str(RUN_FOR), "--log-format", "json"),
                        cwd=EXAMPLES / tool, env=_env())
-        runs.start("xxl-job", _distsched("-p", "alerts", "run", "jobs.toml", "--duration", str(RUN_FOR),
+        runs.start("xxl-job", _distsched("-p", "alarm", "run", "jobs.toml", "--duration", str(RUN_FOR),
                                          "--log-format", "json"),
                    cwd=EXAMPLES / "xxl-job", env=_env(BILLING_URL=line.split("=", 1)[1]))
         for script in SCRIPTS:  # run from the repository's root, as the page says
