@@ -206,12 +206,22 @@ def stored_spec(data: dict[str, Any]) -> TaskSpec:
     return unchecked(TaskSpec, data)
 
 
-def _retry_items(retry: dict[str, Any]) -> Any:
+def _retry_items(retry: Any) -> Any:
     """A stored policy's fields, its lists as the tuples the policy holds (hashable: the
-    cache's key). The lists the leader reads when it applies the policy are refused
-    (``ValueError``) unless they hold names (text) or finite delays: a string ``intervals``
-    would fail the leader at every result of the task."""
+    cache's key). What the leader reads when it applies the policy is refused (``ValueError``)
+    unless it has the type the engine writes - ``max_attempts`` an integer, ``delay``,
+    ``max_delay`` and ``jitter`` finite numbers, ``backoff`` text, the lists names (text) or
+    finite delays: a string ``intervals`` or ``max_attempts`` failed the leader's pass at the
+    task's timeout or requeue (every pass: the crash loop above), and the task's page."""
+    if not isinstance(retry, dict):
+        raise ValueError(f"its spec's retry is not a table ({retry!r:.80})")
     for key, value in retry.items():
+        if key == "max_attempts" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"its spec's retry.max_attempts is not an integer ({value!r:.80})")
+        if key in ("delay", "max_delay", "jitter") and not _finite_number(value):
+            raise ValueError(f"its spec's retry.{key} is not a finite number ({value!r:.80})")
+        if key == "backoff" and not isinstance(value, str):
+            raise ValueError(f"its spec's retry.backoff is not text ({value!r:.80})")
         if key in ("retry_on", "dont_retry_on", "intervals"):
             if not isinstance(value, list) or not all(
                     isinstance(v, str) if key != "intervals" else _finite_number(v) for v in value):

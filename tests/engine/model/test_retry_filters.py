@@ -121,6 +121,26 @@ def test_a_stored_list_the_leader_would_fail_on_is_refused_naming_it(key, value)
         stored_spec(data)
 
 
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("max_attempts", "3", "not an integer"), ("max_attempts", True, "not an integer"),
+    ("max_attempts", [1], "not an integer"), ("delay", "1s", "not a finite number"),
+    ("max_delay", math.inf, "not a finite number"), ("jitter", {"a": 1}, "not a finite number"),
+    ("backoff", 2, "not text"),
+])
+def test_a_stored_scalar_the_leader_would_fail_on_is_refused_naming_it(key, value, words):
+    """Before, a stored ``max_attempts = "3"`` was kept, and the leader's comparison with it
+    failed its pass at the task's timeout or requeue; a list or a table failed the cache's
+    key with a TypeError, a retry that is not a table with an AttributeError."""
+    data = TaskSpec(target="f").to_dict()
+    data["retry"][key] = value
+    with pytest.raises(ValueError, match=f"retry.{key} is {words}"):
+        stored_spec(data)
+    data = TaskSpec(target="f").to_dict()  # (stored_spec consumed it)
+    data["retry"] = "x"
+    with pytest.raises(ValueError, match="retry is not a table"):
+        stored_spec(data)
+
+
 # -- Retry -----------------------------------------------------------------------------------
 def test_retry_is_exported_and_checks_its_delay():
     assert distsched.Retry is Retry
