@@ -211,6 +211,12 @@ class PluginManager:
         if entry_points:
             self._load_entry_points()
         for name, obj in extra:
+            if name in self.plugins:  # an installed plugin's name: pluggy refused it with a dump
+                if self.hook_manager.get_plugin(name) is obj:
+                    continue  # the same module given twice
+                raise PluginError(
+                    f"plugin module {_module_name(obj)!r} cannot be loaded as {name!r}: "
+                    f"{self.plugins[name].origin} has that name; give your module another name")
             self._register(name, obj, PluginInfo(name=name, module=_module_name(obj)))
         self._fill_registries()
 
