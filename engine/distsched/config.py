@@ -198,12 +198,14 @@ class EngineConfig:
     #: How long a task no live worker may run waits for one (no live worker has its
     #: executor or, for ``local``, offers its function): it stays pending, and fails once it
     #: has waited this long with none (its error names the function or executor and what the
-    #: live workers offer). 0 (the default): it goes to any worker, whose executor fails it at
-    #: once. A wait (e.g. 300 s: a rolling restart of a function's only workers - a drain,
-    #: ``drain_timeout`` 30 s, then a start - fits) is opt-in because waiting tasks stay in the
-    #: ready queue, where more than ``dispatch_batch`` of them at its head hold back every task
-    #: behind them (docs/reliability.md). No live worker at all: a task waits, with no bound.
-    unroutable_wait: float = attrs.field(default=0.0, validator=_seconds(0, 86400))
+    #: live workers offer). 0: it goes to any worker, whose executor fails it at once. None
+    #: (the default): 300 s (a rolling restart of a function's only workers - a drain,
+    #: ``drain_timeout`` 30 s, then a start - fits) where the store parks such tasks out of the
+    #: ready queue (``TaskRepository.park``: memory, Redis), else 0 - there they would stay in
+    #: the ready queue, where more than ``dispatch_batch`` of them at its head hold back every
+    #: task behind them (docs/reliability.md). No live worker at all: a task waits, with no bound.
+    unroutable_wait: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_seconds(0, 86400)))
     max_redeliveries: int = attrs.field(default=10, validator=_positive(10_000))
     #: When True a task lost with its worker uses up an attempt of its retry policy.
     redeliveries_use_attempts: bool = False

@@ -802,7 +802,10 @@ class DistributeSchedule:
         leader counts from when it also saw no worker that may, so a task that waited for
         room first has more."""
         bound = self.config.unroutable_wait
-        if bound == 0:  # this process does not know the leader's (a CLI's is 0 unless given)
+        scheduler = self.engine.scheduler
+        if bound is None and scheduler is not None and scheduler.is_leader.is_set():
+            bound = scheduler.unroutable_wait  # this process leads: its wait (the store's default)
+        if not bound:  # this process does not know the leader's (a CLI's is not set unless given)
             return "the leader's unroutable_wait bounds the wait"
         left = bound - (now - max(task.updated_at, task.not_before))
         if left > 0:

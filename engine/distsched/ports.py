@@ -307,7 +307,43 @@ class TaskRepository(Protocol):
     stored: Redis: ``ZCARD`` and the first entry of ``{ns}:sh:<job>`` per job, in one
     pipeline (``SMEMBERS {ns}:shj`` first for every job); PostgreSQL: one grouped read of
     the ``tasks_held`` index (it grows with the held slots, at most ``max_backlog`` a job);
-    memory: the job's held heap. A store without it shows no backlog."""
+    memory: the job's held heap. A store without it shows no backlog.
+
+    A store may also *park* ready tasks that no live worker may run (``unroutable_wait``: no
+    live worker has the task's executor or offers its function), so that they wait out of
+    the ready queue - at its head they would fill every ready read (``dispatch_batch``) and
+    hold back every other task. It then defines the three methods below, all of them (the
+    leader uses the capability only when it finds all three; a store without them keeps the
+    old behaviour: such tasks wait in the ready queue, and ``unroutable_wait`` defaults to 0
+    there). A parked task stays ``pending`` / ``retrying`` with its version and record
+    unchanged: only its place changes. Every write of a parked task (``save``, ``cancel``,
+    ``reap``) takes it out of the parked set in the same atomic step - into the ready queue
+    again if it is still pending or retrying - and ``dispatch`` never dispatches one.
+
+    ``async park(fence, parked: Sequence[tuple[Task, str, float]]) -> list[bool]``: fenced
+    (refused whole with ``FencedError``, atomically with the write). For each ``(task, key,
+    until)``: ``key`` is what it waits for (the executor name, or ``local:<function>``),
+    ``until`` when its wait runs out (store time); the task moves from the ready queue to
+    the parked set of ``key`` only while its stored version is ``task.version``, it is
+    pending or retrying and in the ready queue (not held, not parked): one bool each, True
+    when it was parked. One atomic step for the call; cost grows with the tasks given.
+
+    ``async unpark(fence, keys: Sequence[str], until: float, limit: int) -> int``: fenced, as
+    above. In one atomic step moves back to the ready queue (at its ``not_before``, as
+    before it was parked) at most ``limit`` parked tasks: first those parked under
+    ``keys`` (a worker that may run them is live now), oldest ``until`` first, then those of
+    any key whose ``until`` is at or before ``until`` (their wait ran out: the leader fails
+    them as it did before the parking). Returns how many it moved (``limit``: call again).
+    Cost grows with the tasks moved and the keys that have parked tasks, never with the
+    tasks stored.
+
+    ``async parked(keys: Sequence[str] | None = None) -> dict[str, tuple[int, float]]``: per
+    key with parked tasks (only ``keys`` when given), ``(how many, the earliest until)``;
+    a key with none is left out. Not fenced; each key's pair is one consistent read. The
+    leader reads it when its term starts and after an ``unpark`` (it then keeps its own
+    view: it is the only one that parks), ``distsched status`` for its count. Cost grows
+    with the keys that have parked tasks (a handful: the functions whose workers are
+    away), not with the tasks."""
 
     async def submit(self, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Store new pending tasks (one-off submissions; not fenced). Idempotent by id:

@@ -140,6 +140,10 @@ class _State:
         #: kept out of ``ready_heap`` (they would fill every ready read) until it has room:
         #: job -> heap of (not_before, id), the ids still held, and the job's limit.
         self.held: dict[str, tuple[list[tuple[float, str]], set[str], int]] = {}
+        #: Parked tasks (``TaskRepository.park``: no live worker may run them), kept out of
+        #: ``ready_heap``: id -> (key, until), and key -> (heap of (until, id), the ids).
+        self.parked: dict[str, tuple[str, float]] = {}
+        self.parked_keys: dict[str, tuple[list[tuple[float, str]], set[str]]] = {}
         self.finished: deque[str] = deque()
         self.keep_finished = keep_finished
         self.queues: dict[str, deque[tuple[str, str]]] = {}
@@ -172,6 +176,11 @@ class _State:
             # a held task written (cancelled...): no longer held; if still ready, it is in
             # the ready queue as any other (the leader's serial check still holds it back)
             self.held[new.job][1].discard(new.id)
+            if new.state in READY:
+                heapq.heappush(self.ready_heap, (new.not_before, next(self.seq), new.id))
+        if old is not None and self.parked and new.id in self.parked:
+            # a parked task written (cancelled...): parked no more; still ready, it is ready
+            self.unpark_one(new.id)
             if new.state in READY:
                 heapq.heappush(self.ready_heap, (new.not_before, next(self.seq), new.id))
         key = (new.created_at, new.id)
@@ -261,6 +270,15 @@ class _State:
                     heapq.heappush(self.ready_heap, (task.not_before, next(self.seq), task_id))
             if not heap:
                 del self.held[job]
+
+    def unpark_one(self, task_id: str) -> None:
+        """Forget that ``task_id`` is parked (its key's heap drops the entry lazily)."""
+        key, _ = self.parked.pop(task_id)
+        entry = self.parked_keys.get(key)
+        if entry is not None:
+            entry[1].discard(task_id)
+            if not entry[1]:
+                del self.parked_keys[key]
 
     def drop_task(self, task: Task) -> None:
         """Forget a finished task and its index entries (its worker indexes drop it lazily)."""
@@ -614,7 +632,8 @@ class _Tasks:
         while heap and heap[0][0] <= now and len(out) < limit:
             item = heapq.heappop(heap)
             task = self.s.tasks.get(item[2])
-            if task is None or task.state not in READY or task.not_before != item[0] or task.id in seen:
+            if task is None or task.state not in READY or task.not_before != item[0] or task.id in seen \
+                    or (self.s.parked and task.id in self.s.parked):
                 continue
             seen.add(task.id)
             taken.append(item)
@@ -628,10 +647,78 @@ class _Tasks:
         while heap:
             at, _, task_id = heap[0]
             task = self.s.tasks.get(task_id)
-            if task is not None and task.state in READY and task.not_before == at:
+            if task is not None and task.state in READY and task.not_before == at and task_id not in self.s.parked:
                 return at
             heapq.heappop(heap)
         return None
+
+    async def park(self, fence: Fence, parked: Sequence[tuple[Task, str, float]]) -> list[bool]:
+        """Move ready tasks no live worker may run to their key's parked set (``TaskRepository``):
+        fenced; each only while its stored version is the one given and it is ready (not held,
+        not parked). No await between the checks and the writes: one atomic step."""
+        self.store.check_fence(fence)
+        s = self.s
+        out: list[bool] = []
+        for task, key, until in parked:
+            stored = s.tasks.get(task.id)
+            held = stored is not None and stored.job is not None and stored.job in s.held \
+                and task.id in s.held[stored.job][1]
+            if stored is None or stored.version != task.version or stored.state not in READY \
+                    or task.id in s.parked or held:
+                out.append(False)
+                continue
+            s.parked[task.id] = (key, until)
+            heap, ids = s.parked_keys.setdefault(key, ([], set()))
+            heapq.heappush(heap, (until, task.id))
+            ids.add(task.id)
+            out.append(True)  # its ready_heap entry is dropped by the next read (it is parked)
+        return out
+
+    async def unpark(self, fence: Fence, keys: Sequence[str], until: float, limit: int) -> int:
+        """Move parked tasks back to the ready queue (``TaskRepository``): those of ``keys``,
+        then those of any key whose wait ran out by ``until``; at most ``limit``. Fenced."""
+        self.store.check_fence(fence)
+        s = self.s
+        moved = 0
+
+        def take(key: str, by: float | None) -> None:
+            nonlocal moved
+            entry = s.parked_keys.get(key)
+            if entry is None:
+                return
+            heap, ids = entry
+            while heap and moved < limit:
+                at, task_id = heap[0]
+                if task_id not in ids:
+                    heapq.heappop(heap)  # written since (cancelled...): not parked any more
+                    continue
+                if by is not None and at > by:
+                    break
+                heapq.heappop(heap)
+                s.unpark_one(task_id)
+                moved += 1
+                task = s.tasks.get(task_id)
+                if task is not None and task.state in READY:
+                    heapq.heappush(s.ready_heap, (task.not_before, next(s.seq), task_id))
+
+        for key in dict.fromkeys(keys):
+            take(key, None)
+        for key in list(s.parked_keys):
+            if moved >= limit:
+                break
+            take(key, until)
+        return moved
+
+    async def parked(self, keys: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
+        """Per key with parked tasks: how many, and their earliest ``until`` (``TaskRepository``)."""
+        out: dict[str, tuple[int, float]] = {}
+        for key in (list(self.s.parked_keys) if keys is None else [k for k in keys if k in self.s.parked_keys]):
+            heap, ids = self.s.parked_keys[key]
+            while heap and heap[0][1] not in ids:
+                heapq.heappop(heap)
+            if ids and heap:
+                out[key] = (len(ids), heap[0][0])
+        return out
 
     async def held_slots(self, jobs: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
         """Per serial job with held slots: how many, and their earliest ``not_before``
@@ -686,7 +773,12 @@ class _Tasks:
 
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
         self.store.check_fence(fence)
-        out = self.store._cas(tasks)
+        parked = self.s.parked
+        if parked and any(t.id in parked for t in tasks):  # a parked task is never dispatched
+            written = iter(self.store._cas([t for t in tasks if t.id not in parked]))
+            out = [False if t.id in parked else next(written) for t in tasks]
+        else:
+            out = self.store._cas(tasks)
         for task, ok in zip(tasks, out):
             if ok and task.worker_id:
                 self.s.queues.setdefault(task.worker_id, deque()).append((task.id, task.attempt_id))

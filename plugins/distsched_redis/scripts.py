@@ -45,7 +45,7 @@ NAMES = (
     "job_add", "job_add_many", "job_update", "job_remove", "job_pause", "job_read",
     "worker_register", "worker_heartbeat", "worker_deregister", "worker_list",
     "lease_acquire", "lease_renew", "lease_release", "stats_read", "scheduler_node",
-    "quarantine", "quarantine_since", "prune", "history_backfill", "job_check",
+    "quarantine", "quarantine_since", "prune", "history_backfill", "job_check", "park", "unpark",
 )
 
 #: How Redis before 7 answers a script whose write it refused before running the command (out

@@ -1180,6 +1180,43 @@ class _Tasks:
                 out[job] = (int(count), float(first[0][1]))
         return out
 
+    async def park(self, fence: Fence, parked: Sequence[tuple[Task, str, float]]) -> list[bool]:
+        """Move ready tasks no live worker may run to ``{ns}:pk:<key>`` (park.lua; fenced, one
+        atomic step per chunk of a few thousand)."""
+        out: list[bool] = []
+        for chunk in _chunks(parked):
+            args: list[str] = []
+            for task, key, until in chunk:
+                args += [task.id, str(task.version), key, num(until)]
+            out += _bits(await self.store.leader_write(self.s.park, fence, args))
+        return out
+
+    async def unpark(self, fence: Fence, keys: Sequence[str], until: float, limit: int) -> int:
+        """Move parked tasks back to ``{ns}:ready`` (unpark.lua; fenced, one atomic step)."""
+        reply = await self.store.leader_write(self.s.unpark, fence, [num(until), str(max(0, int(limit))),
+                                                                     *dict.fromkeys(keys)])
+        return int(reply[1])
+
+    async def parked(self, keys: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
+        """Per key with parked tasks: ``ZCARD {ns}:pk:<key>`` and its first entry's until, the
+        keys in one pipeline; every key: those of ``{ns}:pkk`` (a key emptied since is left out)."""
+        client, prefix = self.store.client, self.store.prefix
+        names: list[str] = ([str(k) for k in await client.zrange(prefix + "pkk", 0, -1)] if keys is None
+                            else list(dict.fromkeys(keys)))
+        if not names:
+            return {}
+        async with client.pipeline(transaction=False) as pipe:
+            for key in names:
+                pipe.zcard(f"{prefix}pk:{key}")
+                pipe.zrange(f"{prefix}pk:{key}", 0, 0, withscores=True)
+            replies = await pipe.execute()
+        out: dict[str, tuple[int, float]] = {}
+        for i, key in enumerate(names):
+            count, first = replies[2 * i], replies[2 * i + 1]
+            if count and first:
+                out[key] = (int(count), float(first[0][1]))
+        return out
+
     async def live(self, job: str) -> list[Task]:
         return sorted(await self._read("live", job, tidy=True), key=lambda t: t.created_at)
 

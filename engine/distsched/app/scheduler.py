@@ -88,6 +88,14 @@ FOLLOWER_POLL = 0.2
 NOBODY_FORGET = 10.0
 #: Past this many names remembered, the stale ones are dropped (misspelt names add up).
 NOBODY_KEPT = 1000
+#: ``unroutable_wait`` when not set (None): this long where the store can park the tasks
+#: that wait (``TaskRepository.park``), else 0 - in the ready queue they would hold back the
+#: tasks behind them (docs/reliability.md).
+UNROUTABLE_WAIT_PARKED = 300.0
+#: A pass that parked what one ready read found unroutable reads the head of the queue
+#: again, at most this many times (each read up to ``dispatch_batch``): a task behind up to
+#: about ``PARK_READS * dispatch_batch`` parkable ones is dispatched in the same pass.
+PARK_READS = 4
 #: A store call (a pass's first calls, a lease renewal) slower than this means the store
 #: stalled or was unreachable for a while: workers' heartbeats stalled with it, so the
 #: leader gives every worker one heartbeat TTL before it reaps silent ones (seconds).
@@ -166,6 +174,23 @@ class Scheduler:
         #: until it has waited ``unroutable_wait`` since both its readiness and that moment.
         #: Forgotten when a pass finds one that may, or when not seen for NOBODY_FORGET.
         self._nobody_since: dict[str, tuple[float, float]] = {}
+        #: The store parks the tasks that wait for a worker (``TaskRepository.park``, optional).
+        tasks = storage.tasks
+        self._can_park = all(callable(getattr(tasks, m, None)) for m in ("park", "unpark", "parked"))
+        #: Key (executor or ``local:<function>``) -> the earliest ``until`` of the tasks parked
+        #: under it, as this leader knows it: read at the start of its term and after each
+        #: release, kept up to date by its own parking (only the leader parks). Empty: nothing
+        #: parked, and a pass costs no more than one truth test of it.
+        self._parked: dict[str, float] = {}
+
+    @property
+    def unroutable_wait(self) -> float:
+        """The wait of a task no live worker may run: the setting, else (None)
+        UNROUTABLE_WAIT_PARKED where the store parks such tasks, 0 where it cannot."""
+        wait = self.config.unroutable_wait
+        if wait is not None:
+            return wait
+        return UNROUTABLE_WAIT_PARKED if self._can_park else 0.0
 
     def note_store_stall(self) -> None:
         """The store was slow or unreachable just now: workers could not heartbeat either."""
@@ -371,6 +396,7 @@ class Scheduler:
         self._workers_seen = None
         self._room_said = None
         await self.report_quarantine(storage.clock())  # the baseline: reported from here on
+        await self._read_parked(storage.clock())
         # The loop also ends when the term is over, not only when cancelled: a store client
         # can swallow a cancellation (asyncio.wait_for on Python 3.11), which must not leave
         # an old term's loop running.
@@ -388,6 +414,8 @@ class Scheduler:
                 await self.report_quarantine(now)
                 await self.housekeeping()
                 last_house = now
+            if self._parked:  # tasks wait parked for a worker: release those that may run now
+                await self.release_parked(fence, storage.clock())
             dispatched, blocked = await self.dispatch_ready(fence, storage.clock(), ahead=cfg.fire_ahead)
             await self._say_waiting_for_room(blocked)
             if applied >= cfg.result_batch or fired >= FIRE_BATCH or dispatched >= cfg.dispatch_batch:
@@ -404,6 +432,8 @@ class Scheduler:
                 wake.append(nxt - cfg.fire_ahead)
             if not blocked and ready_at is not None:
                 wake.append(ready_at - cfg.fire_ahead)
+            if self._parked:  # the earliest parked wait that runs out
+                wake.append(min(self._parked.values()))
             delay = min(wake) - storage.clock()
             if delay > 0:
                 timeout = min(delay, MAX_IDLE)
@@ -440,6 +470,48 @@ class Scheduler:
             return
         await say(waiting)
         self._room_said = (waiting, time.monotonic())
+
+    async def _read_parked(self, now: float) -> None:
+        """This leader's view of the parked tasks (``TaskRepository.parked``): at the start of
+        its term (an earlier leader parked them) and after a release. A key's wait counts on
+        from the earliest of its tasks' ``until`` less the wait (never longer than the earlier
+        leader's count: no task of it fails sooner than it would have)."""
+        if not self._can_park:
+            return
+        found = await self.storage.tasks.parked()  # type: ignore[attr-defined]
+        self._parked = {key: until for key, (_, until) in found.items()}
+        for key, until in self._parked.items():
+            if key not in self._nobody_since:
+                self._nobody_since[key] = (until - self.unroutable_wait, now)
+
+    async def release_parked(self, fence: Fence, now: float) -> int:
+        """Move back to the ready queue, in one bounded store call (``TaskRepository.unpark``,
+        at most ``dispatch_batch``), the parked tasks a live worker may run now (one joined,
+        or says it offers their function) and those whose wait ran out (the dispatch that
+        follows fails them, naming what the live workers offer); with ``unroutable_wait`` 0,
+        all of them. Called by a pass only while something is parked; reads the worker list
+        unless the last one is fresh (``WORKER_LIST_REUSE``). Returns how many it moved."""
+        if self.unroutable_wait == 0:
+            keys = list(self._parked)
+        else:
+            seen = self._workers_seen
+            if seen is None or time.monotonic() - seen[0] >= min(WORKER_LIST_REUSE, self.config.heartbeat_interval / 4):
+                seen = self._workers_seen = (time.monotonic(), await self.storage.workers.list_workers())
+            ttl = self.config.heartbeat_ttl
+            alive = [w for w in seen[1] if w.is_alive(now, ttl)]
+            keys = [key for key in self._parked if _may_run(key, alive)]
+            for key in self._parked:
+                if key not in keys and key in self._nobody_since:
+                    # still nobody: its wait goes on (NOBODY_FORGET would start it again)
+                    self._nobody_since[key] = (self._nobody_since[key][0], now)
+        if not keys and min(self._parked.values()) > now:
+            return 0
+        limit = self.config.dispatch_batch
+        moved = await self.storage.tasks.unpark(fence, keys, now, limit)  # type: ignore[attr-defined]
+        self.stats["unparked"] += moved
+        if moved < limit:
+            await self._read_parked(now)
+        return moved
 
     async def apply_results(self, fence: Fence, now: float) -> int:
         """Apply the oldest results: each task moves on by its retry policy. The store
@@ -734,20 +806,30 @@ class Scheduler:
         async def window(ready: list[Task], limit: int) -> AsyncIterator[Task]:
             """The ready tasks read, oldest first, while workers have ``room``; then, if some
             were skipped (``blocked``) and there is still room, those further in the queue
-            (head-of-line blocking: see HOL_READS)."""
+            (head-of-line blocking: see HOL_READS); or, when some were found that no live
+            worker may run and the store parks them, the head again once they are parked
+            (PARK_READS)."""
             considered: set[str] = set()
-            for reads in range(HOL_READS + 1):
-                if reads:
-                    if not (blocked and room > 0 and len(ready) >= limit and limit < batch):
-                        return
-                    limit = min(batch, max(HOL_MIN_WINDOW, limit * HOL_GROWTH))
-                    ready = await storage.tasks.ready(now + ahead, limit)
+            reads = parks = 0
+            while True:
                 for task in ready:
                     if room <= 0:
                         return
                     if task.id not in considered:
                         considered.add(task.id)
                         yield task
+                if room <= 0 or len(ready) < limit:
+                    return
+                if parking and parks < PARK_READS:
+                    parks += 1
+                    await park()  # out of the queue: the next read sees the tasks behind them
+                    limit = batch
+                elif blocked and reads < HOL_READS and limit < batch:
+                    reads += 1
+                    limit = min(batch, max(HOL_MIN_WINDOW, limit * HOL_GROWTH))
+                else:
+                    return
+                ready = await storage.tasks.ready(now + ahead, limit)
 
         chosen: list[Task] = []
         poisoned: list[tuple[Task, str]] = []
@@ -773,7 +855,22 @@ class Scheduler:
         nobody: dict[str, tuple[float, str]] = {}
         #: unroutable_wait 0: such a task goes to any worker, as before it existed (whose
         #: executor fails it at once: UnknownFunction, not retried)
-        at_once = self.config.unroutable_wait == 0
+        at_once = self.unroutable_wait == 0
+        #: (task, key, until) of the tasks that wait for a worker, for the store to park
+        #: (empty when it cannot: they stay in the ready queue)
+        parking: list[tuple[Task, str, float]] = []
+        parked_now = 0
+
+        async def park() -> None:
+            """Park the tasks found waiting for a worker so far (``TaskRepository.park``)."""
+            ok = await storage.tasks.park(fence, parking)  # type: ignore[attr-defined]
+            for (_, key, until), written in zip(parking, ok):
+                if written and until < self._parked.get(key, float("inf")):
+                    self._parked[key] = until
+            nonlocal parked_now
+            parked_now += sum(ok)
+            self.stats["parked"] += sum(ok)
+            parking.clear()
 
         def may_run(executor: str) -> list[Worker]:
             found = having.get(executor)
@@ -829,9 +926,12 @@ class Scheduler:
                     pool = may_run(executor)
             if not pool:
                 if pool is _NOBODY:  # no live worker may run it: it waits for one, up to the bound
-                    why = self._nobody(nobody, task, alive, having, now)
+                    why, key, until = self._nobody(nobody, task, alive, having, now)
                     if why is not None:
                         unknown.append((task, why))
+                        continue
+                    if self._can_park:  # out of the ready queue, not holding back the rest
+                        parking.append((task, key, until))
                         continue
                 # those that have its executor (and offer its function) are full, or none is live
                 blocked = True
@@ -857,12 +957,15 @@ class Scheduler:
                 task.signature = self.signer.sign_dispatch(task)
             chosen.append(task)
             room -= 1
+        if parking:
+            await park()
         if poisoned:
             await self._cancel_poisoned(fence, poisoned, now)
         if unknown:
             await self._fail_undispatchable(fence, unknown, now)
         if not chosen:
-            return 0, True
+            # (a pass that only parked tasks left nothing waiting for room)
+            return 0, blocked or not parked_now
         ok = await storage.tasks.dispatch(fence, chosen)
         sent = sum(ok)
         self.stats["dispatched"] += sent
@@ -875,11 +978,12 @@ class Scheduler:
         return sent, blocked
 
     def _nobody(self, nobody: dict[str, tuple[float, str]], task: Task, alive: list[Worker],
-                having: dict[str, list[Worker]], now: float) -> str | None:
-        """A task no live worker may run: None while it may wait for one (``unroutable_wait``
-        since it became ready and since this leader saw none that may), else why it fails -
-        what it waited for and what the live workers have. Once per task of such a pass; the
-        rest once per executor or function and pass."""
+                having: dict[str, list[Worker]], now: float) -> tuple[str | None, str, float]:
+        """A task no live worker may run: ``(why, key, until)`` - ``why`` None while it may
+        wait for one (``unroutable_wait`` since it became ready and since this leader saw
+        none that may: until ``until``), else why it fails - what it waited for and what the
+        live workers have; ``key`` what it waits for (an executor, ``local:<function>``).
+        Once per task of such a pass; the rest once per executor or function and pass."""
         executor = task.spec.executor
         by_executor = executor != "local" or having.get("local") is _NOBODY
         key = executor if by_executor else "local:" + task.spec.target
@@ -899,10 +1003,12 @@ class Scheduler:
                        f"{names_listed(name for w in alive for name in w.functions)})")
             found = nobody[key] = (since, why)
         since, why = found
-        waited = now - max(since, task.updated_at, task.not_before)
-        if waited < self.config.unroutable_wait:
-            return None
-        return f"waited {max(0.0, waited):.1f}s and {why}; unroutable_wait is {self.config.unroutable_wait:g}s"
+        began = max(since, task.updated_at, task.not_before)
+        waited = now - began
+        bound = self.unroutable_wait
+        if waited < bound:
+            return None, key, began + bound
+        return f"waited {max(0.0, waited):.1f}s and {why}; unroutable_wait is {bound:g}s", key, began + bound
 
     def _balancer_named(self, name: str) -> str:
         """``balancer 'x' from plugin 'p' (dist 1.0)``, as the factory's failure names it (the
@@ -1086,6 +1192,15 @@ def _narrowed(workers: list[Worker], alive: list[Worker], may: Callable[[Worker,
     if any(may(w, name) for w in alive):
         return [w for w in workers if may(w, name)]
     return nobody
+
+
+def _may_run(key: str, alive: list[Worker]) -> bool:
+    """Whether a live worker may run the tasks parked under ``key`` (an executor, or
+    ``local:<function>``), by the dispatch's rules (Worker.may_have, Worker.may_offer)."""
+    if key.startswith("local:"):
+        function = key[len("local:"):]
+        return any(w.may_have("local") and w.may_offer(function) for w in alive)
+    return any(w.may_have(key) for w in alive)
 
 
 def _slot_order(task: Task) -> tuple[float, str]:

@@ -651,17 +651,18 @@ def plugins(ctx: click.Context, as_json: bool, config_file: str | None) -> None:
 @click.option("--lease-ttl", type=Seconds(0.2, 3600), default=10.0, show_default=True, help="How long a lease lasts without renewal (seconds, or 10s, 1m).")
 @click.option("--renew-interval", type=Seconds(0.05, 3600), default=3.0, show_default=True, help="Time between lease renewals (seconds, or 3s, 500ms).")
 @click.option("--heartbeat-ttl", type=Seconds(0.2, 86400), default=10.0, show_default=True, help="A worker silent this long is dead (seconds, or 10s, 1m).")
-@click.option("--unroutable-wait", type=Seconds(0, 86400), default=0.0, show_default=True,
+@click.option("--unroutable-wait", type=Seconds(0, 86400), default=None,
               help="How long a task that no live worker may run (none offers its function or has its executor: "
                    "its workers are restarting) waits for one before it fails (e.g. 5m). 0: it goes to any "
-                   "worker, which fails it at once. More than 500 waiting ones hold back the tasks behind them.")
+                   "worker, which fails it at once. Default: 300s where the store parks such tasks out of the "
+                   "ready queue (memory, Redis), else 0 (there more than 500 waiting would hold back the rest).")
 @click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
 @click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @log_format_option
 @metrics_option
 @click.pass_context
 def scheduler(ctx: click.Context, storage: str | None, jobs_file: str | None, node_id: str | None,
-              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, unroutable_wait: float, prune: bool,
+              lease_ttl: float, renew_interval: float, heartbeat_ttl: float, unroutable_wait: float | None, prune: bool,
               fail_fast: bool, log_format: str, metrics: str | None) -> None:
     """Run a scheduler node: campaign for the lease; while leader, fire and dispatch.
 

@@ -4,7 +4,7 @@
 -- changes travel (the spec and the rest of the record stay as stored): each task is one
 -- string "<expected version>\31<n>\31<u>\31<da>\31<deadline>\31<#worker>\31" .. worker .. id.
 -- A task is written only while its stored version is the expected one and it is pending or
--- retrying.
+-- retrying, and not parked (park.lua).
 -- ARGV: prefix, fence token, retention, then one task string each.
 -- Reply: {'OK', bits} or {'FENCED', current lease}.
 local replay = op_replay()
@@ -25,8 +25,8 @@ local bits, seen_workers = {}, {}
 for i = 4, #ARGV do
   local t = parse_dispatch(ARGV[i])
   local key = task_key(t.id)
-  local cur = redis.call('HMGET', key, 'v', 's', 'c', 'u')
-  if cur[1] and tonumber(cur[1]) == tonumber(t.ev) and READY[cur[2]] then
+  local cur = redis.call('HMGET', key, 'v', 's', 'c', 'u', 'pk')
+  if cur[1] and tonumber(cur[1]) == tonumber(t.ev) and READY[cur[2]] and not cur[5] then
     redis.call('HSET', key, 's', 'dispatched', 'v', tonumber(cur[1]) + 1, 'w', t.w, 'n', t.n,
                'u', t.u, 'da', t.da, 'sa', '', 'g', t.g)
     -- reindex() for pending/retrying -> dispatched, by hand: such a task holds no worker,

@@ -994,14 +994,16 @@ async def test_a_worker_that_advertises_executors_and_no_functions_gets_no_local
     assert {w for t, w in placed.items() if "-f" in t} == {"w-local"}
     assert {w for t, w in placed.items() if "-c" in t} == {"w-cmd"}
     # An executor nobody says it has: its tasks wait for a worker that has it (unroutable_wait),
-    # counted as waiting for room (the leader does not spin on them).
+    # parked out of the ready queue (the leader does not spin on them, nor wait for room).
     await leader.storage.tasks.submit([make_task(f"x-r{i}", executor="rpc", balancer="round-robin") for i in range(4)])
-    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, True)
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (0, False)
     assert not [t for t in await _dispatched(leader) if t.startswith("x-r")]
+    assert await leader.storage.tasks.parked() == {"rpc": (4, pytest.approx(now + 300.0))}
     # A worker of an earlier version (no executors, no functions) may run anything: it shares
     # the tasks of every executor and function with those that say they have them.
     await leader.storage.workers.register(make_worker("w-old", now=now, capacity=50))
     leader.scheduler._workers_seen = None  # (the pass's short-lived copy of the list)
+    assert await leader.scheduler.release_parked(leader.fence, now) == 4  # one may run them now
     await leader.storage.tasks.submit([make_task(f"o-f{i}", target="f", balancer="round-robin") for i in range(4)]
                                       + [make_task(f"o-c{i}", executor="cmd", balancer="round-robin") for i in range(4)]
                                       + [make_task(f"o-x{i}", executor="exotic", balancer="round-robin")
@@ -1017,8 +1019,9 @@ async def test_a_worker_that_advertises_executors_and_no_functions_gets_no_local
 async def test_a_task_nobody_may_run_waits_from_when_nobody_may_then_fails_saying_why(any_leader):
     """A task of ``f`` that waited 1,000 s already (for room, say) when no live worker offers
     ``f`` gets the whole ``unroutable_wait`` (1 s here) from then, not none: it stays pending
-    (the pass counts it as waiting for room) while a ``g`` task behind it is dispatched, and
-    fails past the bound naming the wait, the function and what the live workers offer."""
+    (parked: not waiting for room) while a ``g`` task behind it is dispatched, and fails past
+    the bound (released, then failed) naming the wait, the function and what the live
+    workers offer."""
     leader = any_leader
     leader.scheduler.config = attrs.evolve(leader.scheduler.config, unroutable_wait=1.0)
     now = leader.storage.clock()
@@ -1026,10 +1029,12 @@ async def test_a_task_nobody_may_run_waits_from_when_nobody_may_then_fails_sayin
                                                       functions=["g"]))
     await leader.storage.tasks.submit([make_task("old-f", now=now - 1000, target="f")])
     await leader.storage.tasks.submit([make_task("g1", now=now, target="g")])
-    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (1, True)
-    assert await leader.scheduler.dispatch_ready(leader.fence, now + 0.5) == (0, True)
+    assert await leader.scheduler.dispatch_ready(leader.fence, now) == (1, False)
+    assert await leader.scheduler.release_parked(leader.fence, now + 0.5) == 0
+    assert await leader.scheduler.dispatch_ready(leader.fence, now + 0.5) == (0, False)
     assert (await leader.storage.tasks.get("old-f")).state is TaskState.PENDING
     assert set(await _dispatched(leader)) == {"g1"}
+    assert await leader.scheduler.release_parked(leader.fence, now + 1.5) == 1
     assert await leader.scheduler.dispatch_ready(leader.fence, now + 1.5) == (0, True)
     task = await leader.storage.tasks.get("old-f")
     assert task.state is TaskState.FAILED

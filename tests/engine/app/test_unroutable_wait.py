@@ -114,16 +114,21 @@ async def test_a_task_waits_while_the_workers_of_its_function_restart(store_url)
 
 async def test_a_task_of_an_executor_no_live_worker_has_waits_for_one(store_url):
     """The same for an executor: a ``cmd`` task waits while the only live worker lacks
-    ``cmd``, and runs on a worker with it that starts later."""
+    ``cmd``, and runs on a worker with it that starts later - by default (unroutable_wait
+    not set: 300 s on these stores, which park it out of the ready queue)."""
     apps: list[DistributeSchedule] = []
     try:
-        leader = await _started(apps, store_url, scheduler=True, plugins=[("cmd", CmdPlugin())], unroutable_wait=300.0)
+        leader = await _started(apps, store_url, scheduler=True, plugins=[("cmd", CmdPlugin())])
         other = await _started(apps, store_url, worker=WorkerConfig(name="other"), functions={"tick": tick})
         await _live(leader, {other.engine.worker.id})
         task_id = await leader.submit("job", executor="cmd")
         await _a_pass_went_by(leader)
         task = await leader.get_task(task_id)
         assert task.state is TaskState.PENDING, (task.state, task.reason, task.result)
+        parked = await (await leader.storage()).tasks.parked()
+        assert list(parked) == ["cmd"] and parked["cmd"][0] == 1, parked
+        why = await leader.why_waiting(task_id)
+        assert re.match(r"waiting for a worker that has executor 'cmd' \((300|29\d)s left before it fails\)", why), why
         await _started(apps, store_url, worker=WorkerConfig(name="cmd"), plugins=[("cmd", CmdPlugin())])
         result = await leader.result(task_id, timeout=20.0)
         assert result.ok, (result.error_type, result.error)
@@ -177,7 +182,9 @@ async def test_a_bound_of_zero_fails_at_once(store_url):
 
 @pytest.mark.parametrize("store_url", ["memory"], indirect=True)
 def test_the_setting_is_checked(store_url):
-    assert EngineConfig(storage=store_url).unroutable_wait == 0.0  # opt-in: see docs/reliability.md
+    # not set: 300 s where the store parks the waiting tasks, else 0 (the leader decides)
+    assert EngineConfig(storage=store_url).unroutable_wait is None
+    assert EngineConfig(storage=store_url, unroutable_wait=0).unroutable_wait == 0
     for bad in (-1, "5", float("nan"), True, 86_401):
         with pytest.raises(ValidationError) as info:
             EngineConfig(storage=store_url, unroutable_wait=bad)

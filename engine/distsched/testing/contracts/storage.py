@@ -394,6 +394,59 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_park_keeps_tasks_out_of_the_ready_queue_until_unparked(self, harness: Harness) -> None:
+        """``tasks.park`` / ``unpark`` / ``parked`` (optional, all three): a parked task leaves
+        the ready reads (and ``next_ready_at``) and is never dispatched; only a task still
+        ready at its version is parked; ``unpark`` moves back those of the keys given, then
+        those whose wait ran out, at most ``limit``; a parked task cancelled leaves the set;
+        both writes are fenced."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            park = _optional(s, "tasks.park", "tasks no live worker may run wait in the ready queue")
+            unpark, parked = s.tasks.unpark, s.tasks.parked  # type: ignore[attr-defined]
+            _, fence = await h.leader(s)
+            other = Fence("another-node", fence.term + 1)  # not the lease's: refused
+            await s.tasks.submit([make_task(i, now=float(n)) for n, i in enumerate(["p1", "p2", "p3", "p4", "ok"], 1)])
+            p1, p2, p3, p4 = await _get_many(s, ["p1", "p2", "p3", "p4"])
+            stale = attrs.evolve(p4, version=p4.version - 1)
+            assert await park(fence, [(p1, "local:f", 110.0), (p2, "local:f", 100.0), (p3, "cmd", 120.0),
+                                      (stale, "cmd", 90.0)]) == [True, True, True, False]
+            assert await park(fence, [(p1, "local:f", 50.0)]) == [False]  # parked already
+            assert await parked() == {"local:f": (2, 100.0), "cmd": (1, 120.0)}
+            assert await parked(["cmd", "nope"]) == {"cmd": (1, 120.0)}
+            assert [t.id for t in await s.tasks.ready(1000.0, 10)] == ["p4", "ok"]
+            assert await s.tasks.next_ready_at() == 4.0
+            assert all(t.state is TaskState.PENDING for t in await _get_many(s, ["p1", "p2", "p3"]))
+            p1.dispatch("w1", 5.0)
+            assert await s.tasks.dispatch(fence, [p1]) == [False], "a parked task is never dispatched"
+            with pytest.raises(FencedError):
+                await park(other, [(p4, "cmd", 1.0)])
+            with pytest.raises(FencedError):
+                await unpark(other, ["local:f"], 1000.0, 10)
+            # by key (a worker offering it is live), oldest until first, at most limit
+            assert await unpark(fence, ["local:f"], 0.0, 1) == 1
+            assert [t.id for t in await s.tasks.ready(1000.0, 10)] == ["p2", "p4", "ok"]
+            assert await parked() == {"local:f": (1, 110.0), "cmd": (1, 120.0)}
+            # by time: the waits that ran out by then, whatever their key
+            assert await unpark(fence, [], 115.0, 10) == 1
+            assert await parked() == {"cmd": (1, 120.0)}
+            assert [t.id for t in await s.tasks.ready(1000.0, 10)] == ["p1", "p2", "p4", "ok"]
+            # a parked task written (cancelled) leaves the set; nothing is left to move
+            (p3,) = await _get_many(s, ["p3"])
+            p3.cancel("by hand", 6.0)
+            assert await s.tasks.cancel(p3)
+            assert await parked() == {}
+            assert await unpark(fence, ["cmd"], 1000.0, 10) == 0
+            # a parked task the leader saves still pending goes back to the ready queue
+            (p4,) = await _get_many(s, ["p4"])
+            assert await park(fence, [(p4, "cmd", 130.0)]) == [True]
+            p4.reason = "noted"
+            assert await s.tasks.save(fence, [p4]) == [True]
+            assert await parked() == {}
+            assert [t.id for t in await s.tasks.ready(1000.0, 10)] == ["p1", "p2", "p4", "ok"]
+
+        harness.run(body)
+
     def test_fire_records_a_serial_slot_beyond_max_backlog_skipped(self, harness: Harness) -> None:
         """``Firing.max_backlog``: a serial job's pending slot fired while the job already has
         ``max_instances + max_backlog`` live tasks (this firing's counted) is stored

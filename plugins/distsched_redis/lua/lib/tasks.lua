@@ -19,6 +19,9 @@
 --                      held), kept out of `ready` until it has room (task_read.lua 'ready'
 --                      moves them); P.."shj" SET the jobs that have some, P.."shl" HASH
 --                      job -> its serial limit
+--   P.."pk:"..key      ZSET id -> until of the tasks parked under key (park.lua: no live
+--                      worker may run them; out of `ready`, the task's hash fields pk and
+--                      pn say so); P.."pkk" ZSET key -> the earliest until (or earlier)
 --   P.."x:"..state     ZSET "<#job>:<job><id>" -> expiry (server time), one per terminal
 --                      state: the retained finished tasks (counts, pruning)
 -- History indexes (tasks.query: newest first by creation), all scored by created_at:
@@ -202,11 +205,17 @@ end
 
 -- Optimistic write of the task in `str`: only when the stored version is the expected one;
 -- the stored version becomes expected + 1. Returns the parsed task when written, else nil.
+-- A parked task (park.lua: field pk) leaves its parked set; reindex() puts it in `ready`
+-- again when it is still pending or retrying.
 local function cas_task(str)
   local t = parse_task(str)
-  local cur = redis.call('HMGET', task_key(t.id), 'v', 's', 'w', 'n')
+  local cur = redis.call('HMGET', task_key(t.id), 'v', 's', 'w', 'n', 'pk')
   if not cur[1] or tonumber(cur[1]) ~= tonumber(t.ev) then
     return nil
+  end
+  if cur[5] then
+    redis.call('ZREM', P .. 'pk:' .. cur[5], t.id)
+    redis.call('HDEL', task_key(t.id), 'pk', 'pn')
   end
   write_task(t, tonumber(cur[1]) + 1, {cur[2], cur[3], cur[4]})
   return t
