@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
@@ -57,10 +58,11 @@ from .model.build import (
     missed_words,
     one_shot_missed,
 )
-from .model.due import due_at
+from .model.due import due_at, past_at
 from .model.errors import DistschedError
 from .model.sync import JobChange, SyncPlan, job_changes, plan_sync
 from .model.trigger import AtTrigger, parse_duration
+from .model.trusted import unchecked
 from .model.words import names_listed
 from .plugin.manager import PluginManager
 from .plugin.registry import APP, FunctionRegistry
@@ -536,7 +538,8 @@ class DistributeSchedule:
 
         It runs at once, or later: ``delay`` (seconds, ``"10s"``, ``"5m"``, a ``timedelta``)
         or ``at`` (an aware ``datetime``, an ISO-8601 string with an offset, or epoch
-        seconds; a naive time is refused; one already past is due at once) - one of them, at
+        seconds; a naive time is refused; one already past is due at once - a WARNING when it
+        is more than a minute past, ``PAST_GRACE``) - one of them, at
         most 366 days ahead (:func:`distsched.model.due.due_at`). The task is stored at once
         (its id exists, ``get_task``/``cancel_task`` work) as ``pending`` with that time as
         its ``not_before``: the leader dispatches it when it is due and no worker starts it
@@ -574,6 +577,11 @@ class DistributeSchedule:
         tasks = [Task(id=i, spec=s, created_at=now) if d is None else Task(id=i, spec=s, created_at=now, not_before=d)
                  for i, s, d in zip(ids, specs, due)]
         await storage.tasks.submit(tasks)
+        if at is not None:  # a time long past is due at once: said (a WARNING naming the task), not refused
+            for i, (task_id, when) in enumerate(zip(ids, ats)):
+                said = past_at(now, when, f"[{i}]" if per_spec else "")
+                if said:
+                    log.warning("task %r: %s", task_id, said)
         return ids
 
     async def get_task(self, task_id: str) -> Task:
@@ -642,9 +650,16 @@ class DistributeSchedule:
         raise VersionConflict(f"task {task_id!r} kept changing; try again")
 
     async def retry_task(self, task_id: str) -> str:
-        """Run a finished task again as a new task (same call; a job's task stays with its
-        job); returns the new task's id. Raises NotFound, or ValidationError when the task
-        has not finished."""
+        """Run a finished task - in any final state: succeeded, failed, timed out, cancelled
+        or skipped - again as a new task (same call; a job's task stays with its job);
+        returns the new task's id. Raises NotFound, or ValidationError when the task has not
+        finished.
+
+        The new task's spec says ``retry_of`` the old id, and its id is the old one's with
+        ``.retry-N`` after it (N: 1 for its first retry, then 2...), so :meth:`retried_as`
+        finds it from the old task with no index (an id that would pass 256 characters
+        becomes ``retry-<hash of the old id>.retry-N``, a job's after ``<job>@``). Two retries
+        of one task at once each get their own N (a store keeps the first task of an id)."""
         storage = await self.storage()
         task = await storage.tasks.get(task_id)
         if task is None:
@@ -652,11 +667,37 @@ class DistributeSchedule:
         if not task.terminal:
             raise ValidationError("task", f"task {task_id!r} is {task.state.value}: only a finished task can be "
                                           "retried (cancel it first)")
-        suffix = uuid.uuid4().hex[:12]
-        new_id = f"{task.job}@retry-{suffix}" if task.job else uuid.uuid4().hex
-        new = Task(id=new_id, spec=task.spec, job=task.job, created_at=storage.clock())
-        await storage.tasks.submit([new])
+        # as stored, with the link (no validator runs again: the call is the one that ran)
+        spec = unchecked(TaskSpec, {**{f.name: getattr(task.spec, f.name) for f in attrs.fields(TaskSpec)},
+                                    "retry_of": task.id})
+        for n in range(1, RETRIES_LINKED + 1):
+            new_id = retry_id(task, n)
+            if (await storage.tasks.submit([Task(id=new_id, spec=spec, job=task.job, created_at=storage.clock())]))[0]:
+                return new_id
+        # past RETRIES_LINKED retries of one task: a random id (retried_as lists the first ones)
+        new_id = f"{task.job}@retry-{uuid.uuid4().hex[:12]}" if task.job else uuid.uuid4().hex
+        await storage.tasks.submit([Task(id=new_id, spec=spec, job=task.job, created_at=storage.clock())])
         return new_id
+
+    async def retried_as(self, task: Task | str) -> list[str]:
+        """The ids of the retries of a task (or of the task of that id: NotFound) that
+        :meth:`retry_task` made, oldest first: the tasks ``<id>.retry-1``, ``-2``... whose spec
+        says ``retry_of`` it, up to the first missing one (a retry the store's retention
+        removed ends the list) and at most ``RETRIES_LINKED``. Retries made before the link
+        existed (random ids) are not found. One store read for the first ten."""
+        if isinstance(task, str):
+            task = await self.get_task(task)
+        if not task.terminal:
+            return []
+        storage = await self.storage()
+        found: list[str] = []
+        for first in range(1, RETRIES_LINKED + 1, 10):
+            ids = [retry_id(task, n) for n in range(first, min(first + 10, RETRIES_LINKED + 1))]
+            for new_id, new in zip(ids, await storage.tasks.get_many(ids)):
+                if new is None or new.spec.retry_of != task.id:
+                    return found
+                found.append(new_id)
+        return found
 
     async def throughput(self, minutes: int = 60) -> list[ThroughputBucket]:
         """Tasks finished per minute (by final state) over the last ``minutes`` minutes."""
@@ -1042,6 +1083,22 @@ def store_unreachable(exc: BaseException) -> bool:
             retry = True
         current = current.__cause__ or current.__context__
     return retry
+
+
+#: The retries of one task :meth:`DistributeSchedule.retry_task` numbers (``<id>.retry-N``)
+#: and :meth:`~DistributeSchedule.retried_as` lists; past them a retry's id is random.
+RETRIES_LINKED = 100
+
+
+def retry_id(task: Task, n: int) -> str:
+    """The id of the ``n``-th retry of ``task`` (``retry_task``): ``<id>.retry-<n>``; for an id
+    too long for that (task ids are 256 characters at most), ``retry-<hash of the id>.retry-<n>``
+    - after ``<job>@`` for a job's task, whose retries stay with its job."""
+    new_id = f"{task.id}.retry-{n}"
+    if len(new_id) <= 256:
+        return new_id
+    digest = hashlib.sha256(task.id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{task.job + '@' if task.job else ''}retry-{digest}.retry-{n}"
 
 
 def _per_spec(value: Any, field: str, count: int) -> list[Any]:

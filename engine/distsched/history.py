@@ -152,6 +152,35 @@ def task_times(task: Task, now: float | None) -> tuple[float | None, float | Non
     return started, finished, duration
 
 
+def scheduled_for(task: Task, now: float | None) -> float | None:
+    """When a task submitted for later (``submit(delay=/at=)``, ``tasks submit --in/--at``,
+    the REST ``delay`` / ``at``) is due: its ``not_before``, while it is ``pending`` and that
+    is after ``now`` (the store's clock); None otherwise (None ``now``: not known). A display
+    says ``scheduled for <time> (in 4m10s)`` beside its state (:func:`in_words`): a plain
+    ``pending`` read as "waiting to be dispatched"."""
+    if now is None or task.state is not TaskState.PENDING or task.not_before <= now:
+        return None
+    return task.not_before
+
+
+def in_words(seconds: float) -> str:
+    """A time ahead, short, as ``distsched status`` writes ages: ``0.4s``, ``12s``, ``4m10s``,
+    ``3h04m``, ``2d03h``."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
 def task_error(task: Task) -> str | None:
     """What a listing shows in a task's error column (``distsched tasks list``, the
     dashboard's task rows): none for a task that succeeded; its result's error; else why it is
@@ -315,5 +344,5 @@ __all__ = [
     "FINISHED_STATES", "MAX_PAGE", "SCAN_BASE", "SCAN_FACTOR", "attempt_duration", "check_finished", "check_limit",
     "check_since", "check_state", "current_attempt", "decode_cursor", "newest_finished",
     "encode_cursor", "ended_attempt", "merge_attempts", "readable_attempts", "redelivered", "shown_error",
-    "shown_start", "stored_attempt", "task_error", "task_times",
+    "shown_start", "stored_attempt", "task_error", "task_times", "scheduled_for", "in_words",
 ]

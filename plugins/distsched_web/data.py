@@ -12,7 +12,15 @@ from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from distsched.history import attempt_duration, redelivered, shown_start, task_error, task_times
+from distsched.history import (
+    attempt_duration,
+    in_words,
+    redelivered,
+    scheduled_for,
+    shown_start,
+    task_error,
+    task_times,
+)
 from distsched.masking import mask_secrets
 from distsched.model import (  # the job builders (issue 12.1)
     Task,
@@ -92,6 +100,7 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
     started, finished, duration = task_times(task, now)
     held = task.held_until(now) if now is not None else None
     reason, earlier_reason = task.reasons()
+    scheduled = scheduled_for(task, now)
     return {
         "id": task.id, "job": task.job, "state": task.state.value, "slot": task.slot, "slot_iso": iso(task.slot),
         "held_until": held, "held_until_iso": iso(held),
@@ -103,6 +112,11 @@ def task_row(task: Task, now: float | None = None) -> dict[str, Any]:
         "error": mask_secrets(task_error(task)),
         # a dispatched or running task's reason is an earlier requeue's (Task.reasons)
         "reason": reason, "earlier_reason": earlier_reason,
+        # when it may be dispatched; a pending task submitted for later (delay / at), not due
+        # yet, says when it is due beside its state: "scheduled for <iso> (in 4m10s)"
+        "not_before": task.not_before, "not_before_iso": iso(task.not_before),
+        "scheduled_for": scheduled, "scheduled_for_iso": iso(scheduled),
+        "scheduled_in": in_words(scheduled - now) if scheduled is not None and now is not None else None,
     }
 
 
@@ -289,7 +303,15 @@ class WebData:
 
     async def task(self, task_id: str) -> dict[str, Any]:
         detail = await self.app.task_detail(task_id)
-        return task_detail(detail.task, detail.attempts, (await self.store()).clock())
+        row = task_detail(detail.task, detail.attempts, (await self.store()).clock())
+        task = detail.task
+        row.update(
+            # why one not dispatched yet waits (its serial job's turn, no worker that offers its
+            # function...), as distsched tasks show says it; null when it does not
+            waiting=mask_secrets(await self.app.why_waiting(task)) or None,
+            # the task this one retries, and the retries of this one (retry_task: <id>.retry-N)
+            retry_of=task.spec.retry_of, retried_as=await self.app.retried_as(task))
+        return row
 
     # -- workers ----------------------------------------------------------------------
     async def workers(self, *, recent: int = 10) -> list[dict[str, Any]]:

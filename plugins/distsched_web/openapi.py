@@ -45,6 +45,16 @@ _TASK_ROW = _obj({
     "slot_iso": _NSTR, "attempt": _INT, "worker_id": _NSTR, "created_at": _NUM, "updated_at": _NUM,
     "updated_iso": _NSTR, "started_at": _NNUM, "started_iso": _NSTR, "finished_at": _NNUM, "duration": _NNUM,
     "outcome": _NSTR, "error": _NSTR, "reason": _NSTR, "earlier_reason": _NSTR, "held_until": _NNUM, "held_until_iso": _NSTR,
+    "not_before": {"type": "number", "description": "When it may be dispatched (epoch seconds): its slot, a retry's "
+                                                    "time, or the time it was submitted for (delay / at)"},
+    "not_before_iso": _NSTR,
+    "scheduled_for": {"type": "number", "nullable": True,
+                      "description": "A pending task submitted for later (delay / at), not due yet: when it is "
+                                     "(its not_before); null otherwise. The pages say 'scheduled for <time> (in "
+                                     "4m10s)' beside its state, distsched tasks list 'scheduled'"},
+    "scheduled_for_iso": _NSTR,
+    "scheduled_in": {"type": "string", "nullable": True,
+                     "description": "How long until scheduled_for, in words ('4m10s'), on the store's clock"},
 })
 _ATTEMPT = _obj({
     "attempt": _INT, "attempt_id": _STR, "worker_id": _NSTR, "dispatched_at": _NNUM, "started_at": _NNUM,
@@ -64,6 +74,15 @@ _TASK = {"allOf": [_ref("TaskRow"), _obj({
     "spec": {"type": "object"}, "dispatches": _INT, "redeliveries": _INT, "not_before": _NUM,
     "not_before_iso": _NSTR, "dispatched_at": _NNUM, "version": _INT,
     "attempts": {"type": "array", "items": _ref("Attempt")},
+    "waiting": {"type": "string", "nullable": True,
+                "description": "Why a task not dispatched yet waits, as distsched tasks show says it (its serial "
+                               "job's turn, no live worker, none that offers its function, all full, no leader); "
+                               "null when it does not wait or none of these holds"},
+    "retry_of": {"type": "string", "nullable": True,
+                 "description": "The task this one runs again (a retry: POST .../retry, distsched tasks retry)"},
+    "retried_as": {"type": "array", "items": _STR,
+                   "description": "The retries of this task, oldest first (<id>.retry-1, -2...; retries made "
+                                  "before this link existed are not listed)"},
     "retry": _obj({"policy": {"type": "object"}, "words": _STR,
                    "schedule": {"type": "array", "items": {"type": "object"}},
                    "next_attempt_at": _NNUM, "next_attempt_iso": _NSTR}),
@@ -291,7 +310,11 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": _json(page(_ref("TaskRow"))), **_errors(400, 401)}},
                 "post": {"summary": "Submit a one-off task", "operationId": "submitTask", "security": _SECURED,
                          "requestBody": {"required": True, "content": {"application/json": {"schema": _SUBMIT}}},
-                         "responses": {"201": _json(_ref("Task"), "Submitted"), **_errors(*_WRITE)}},
+                         "responses": {"201": _json({"allOf": [_ref("Task"), _obj({"warnings": {
+                             "type": "array", "items": _STR,
+                             "description": "What was accepted but is likely a mistake, a line each: an 'at' more "
+                                            "than a minute in the past (the task is due at once). Empty: none"}})]},
+                             "Submitted"), **_errors(*_WRITE)}},
             },
             "/api/v1/tasks/{task_id}": {
                 "get": {"summary": "One task: attempts, result or error, retry schedule", "operationId": "getTask",
@@ -308,9 +331,10 @@ def openapi_document() -> dict[str, Any]:
                                                 "description": "The worker that had it (it stops the attempt)"},
                              "task": _ref("Task")})), **_errors(401, 403, 404, 409)}}},
             "/api/v1/tasks/{task_id}/retry": {
-                "post": {"summary": "Run a finished task again as a new task with the same call (as distsched "
-                                    "tasks retry; a job's task stays with its job: <job>@retry-<hex>). 409: it "
-                                    "has not finished", "operationId": "retryTask",
+                "post": {"summary": "Run a finished task (any final state: succeeded, failed, timed_out, "
+                                    "cancelled, skipped) again as a new task with the same call (as distsched "
+                                    "tasks retry; a job's task stays with its job), <id>.retry-N, its retry_of "
+                                    "the old id. 409: it has not finished", "operationId": "retryTask",
                          "parameters": [_TASK_ID], "security": _SECURED,
                          "responses": {"201": _json(_obj({
                              "task_id": _STR, "retry_task_id": {"type": "string", "description": "The new task"},

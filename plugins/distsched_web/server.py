@@ -42,6 +42,7 @@ from distsched.model import (
     TaskState,
     ValidationError,
     VersionConflict,
+    past_at,
 )
 from distsched.urls import redact_text, redact_url
 
@@ -432,7 +433,9 @@ async def api_tasks(d: Dashboard, request: Request) -> Response:
     if request.method == "POST":
         body = await _body(request)
         task_id = await _submit(d, body)
-        return JSONResponse(await d.data.task(task_id), status_code=201)
+        # accepted, but likely a mistake: an "at" long past (due at once; the app logs it too)
+        said = past_at((await d.app.storage()).clock(), body.get("at"))
+        return JSONResponse({**await d.data.task(task_id), "warnings": [said] if said else []}, status_code=201)
     cursor, limit = _params(request)
     state = q.check_state(request.query_params.get("state"))
     job = _text_param(request, "job")
@@ -504,9 +507,10 @@ async def api_task(d: Dashboard, request: Request) -> Response:
 
 #: What a task action records as the cancelled task's reason (``tasks cancel --reason``).
 CANCEL_REASONS = {"api": "cancelled through the REST API", "page": "cancelled from the dashboard"}
-#: The finished states a task page offers to retry (the API retries any finished task, as
-#: ``distsched tasks retry`` does).
-RETRY_OFFERED = ("failed", "timed_out", "cancelled")
+#: The states a task page offers to retry: every final one (succeeded, failed, timed_out,
+#: cancelled, skipped), the rule ``retry_task`` enforces - the API and ``distsched tasks
+#: retry`` retry the same.
+RETRY_OFFERED = tuple(s.value for s in TaskState if s.terminal)
 
 
 async def _cancel_task(d: Dashboard, task_id: str, reason: str) -> dict[str, Any]:

@@ -19,7 +19,15 @@ from typing import Any
 
 import click
 
-from ..history import attempt_duration, redelivered, shown_start, task_error, task_times
+from ..history import (
+    attempt_duration,
+    in_words,
+    redelivered,
+    scheduled_for,
+    shown_start,
+    task_error,
+    task_times,
+)
 from ..history import shown_error as error_text
 from ..masking import mask_secrets
 from ..model import Task, TaskState
@@ -66,14 +74,27 @@ def task_row(task: Task, now: float) -> dict[str, Any]:
         "created_at": task.created_at, "started_at": started, "finished_at": finished,
         "duration": duration, "error": task_error(task),
         "held_until": task.held_until(now),
+        # a pending task submitted for later (submit --in/--at): when it is due (None: not)
+        "scheduled_for": scheduled_for(task, now),
     }
 
 
 def state_label(row: dict[str, Any]) -> str:
     """The STATE cell of ``tasks list``: the state, or ``held`` for a task that is
     ``running`` on its worker only in that the worker took it ahead of its slot and holds it
-    until then (the stored state stays ``running``; ``--state running`` lists it)."""
-    return "held" if row.get("held_until") is not None else row["state"]
+    until then (the stored state stays ``running``; ``--state running`` lists it), or
+    ``scheduled`` for a ``pending`` task submitted for later, not due yet (``--state
+    pending`` lists it; :func:`scheduled_note` says when)."""
+    if row.get("held_until") is not None:
+        return "held"
+    return "scheduled" if row.get("scheduled_for") is not None else row["state"]
+
+
+def scheduled_note(at: float, now: float, *, inside: bool = False) -> str:
+    """``scheduled for 2026-12-07 23:00:05 (in 4m10s)``: a pending task submitted for later
+    (``inside`` parentheses already: ``..., in 4m10s``)."""
+    left = in_words(at - now)
+    return f"scheduled for {when(at)}, in {left}" if inside else f"scheduled for {when(at)} (in {left})"
 
 
 def _attempt_dicts(attempts: Iterable[Attempt], slot: float | None) -> list[dict[str, Any]]:
@@ -120,16 +141,16 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
     except DistschedError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
 
-    async def call(app: Any) -> tuple[list[dict[str, Any]], str | None]:
+    async def call(app: Any) -> tuple[list[dict[str, Any]], str | None, float]:
         store = await app.storage()
         now = store.clock()
         page = await app.tasks(job=job, state=state, worker=worker, cursor=cursor, limit=limit,
                                since=None if window is None else now - window)
         if not page.tasks and is_memory(app.config.storage):
             note_memory(app.config.storage, not any((await store.tasks.counts()).values()))
-        return [mask_secrets(task_row(t, now)) for t in page.tasks], page.next_cursor
+        return [mask_secrets(task_row(t, now)) for t in page.tasks], page.next_cursor, now
 
-    rows, nxt = _store_call(ctx, storage, call, reader=True)
+    rows, nxt, now = _store_call(ctx, storage, call, reader=True)
     if as_json:
         click.echo(json.dumps({"tasks": rows, "next_cursor": nxt}, indent=2))
         return
@@ -143,7 +164,9 @@ def tasks_list(ctx: click.Context, storage: str | None, job: str | None, state: 
     for r in rows:
         click.echo(f"{r['id']:<{width}}  {r['job'] or '-':<{job_w}}  {when(r['slot'], date=False):<8}  {state_label(r):<10} "
                    f"{r['attempt']:>3}  {(r['worker'] or '-')[:20]:<20} {when(r['started_at']):<19}  "
-                   f"{seconds(r['duration']):>9}  {_short(r['error'])}".rstrip())
+                   f"{seconds(r['duration']):>9}  "
+                   f"{scheduled_note(r['scheduled_for'], now) if r['scheduled_for'] is not None else _short(r['error'])}"
+                   .rstrip())
     if nxt:
         click.echo(f"more: --cursor {nxt}", err=True)
 
@@ -184,12 +207,16 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
             "next_attempt_at": t.not_before if t.state in (TaskState.RETRYING, TaskState.PENDING) else None,
             "max_attempts": t.spec.retry.max_attempts,
             # a pending task submitted for later (submit --in/--at), not due yet: when it is
-            "due_at": t.not_before if t.state is TaskState.PENDING and t.not_before > now else None,
+            # (due_at: its name before scheduled_for, the same)
+            "due_at": scheduled_for(t, now), "scheduled_for": scheduled_for(t, now), "now": now,
+            # the task this one retries (retry_task), and the retries of this one
+            "retry_of": t.spec.retry_of, "retried_as": await app.retried_as(t),
             # why a task not dispatched yet waits (its serial job's turn, no worker...): None when it does not
             "waiting": await app.why_waiting(t) or None,
         })
 
     data = _store_call(ctx, storage, call, reader=True)
+    now = data.pop("now")  # the store's clock, for "in 4m10s"
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
@@ -201,14 +228,17 @@ def tasks_show(ctx: click.Context, task_id: str, storage: str | None, as_json: b
     click.echo(f"call      {spec['executor']}:{spec['target']}({call_args})   timeout {spec['timeout']:g}s")
     earlier = data["earlier_reason"]
     notes = ([f"held by its worker until {when(data['held_until'])}, its slot"] if data["held_until"] is not None
-             else []) + ([f"run again after: {earlier}"] if earlier else [t["reason"]] if t.get("reason") else [])
+             else []) + ([scheduled_note(data["scheduled_for"], now, inside=True)] if data["scheduled_for"] is not None
+                         else []) + ([f"run again after: {earlier}"] if earlier else [t["reason"]] if t.get("reason") else [])
     state = t["state"] + (f" ({'; '.join(notes)})" if notes else "")
     click.echo(f"state     {state}   attempt {t['attempt']} of {data['max_attempts']}")
     if data["waiting"]:
         click.echo(f"why       {data['waiting']}")
     click.echo(f"created   {when(t['created_at'])}   updated {when(t['updated_at'])}")
-    if data["due_at"] is not None:
-        click.echo(f"due at    {when(data['due_at'])}   (not dispatched before then)")
+    if data["retry_of"] is not None:
+        click.echo(f"retry of  {data['retry_of']}")
+    if data["retried_as"]:
+        click.echo(f"retried as {', '.join(data['retried_as'])}")
     if data["next_attempt_at"] is not None and t["state"] == "retrying":
         click.echo(f"retry at  {when(data['next_attempt_at'])}")
     if t["result"] is not None and t["state"] == "succeeded":
@@ -329,7 +359,9 @@ def tasks_submit(ctx: click.Context, target: str, args: tuple[str, ...], storage
 @storage_option
 @click.pass_context
 def tasks_retry(ctx: click.Context, task_id: str, storage: str | None) -> None:
-    """Run finished task TASK_ID again, as a new task; prints the new task's id."""
+    """Run finished task TASK_ID again (in any final state), as a new task; prints the new
+    task's id, ``TASK_ID.retry-N`` (``tasks show`` links the two: ``retry of`` /
+    ``retried as``)."""
     click.echo(_store_call(ctx, storage, lambda app: app.retry_task(task_id)))
 
 

@@ -1,6 +1,7 @@
 """The domain model: pure attrs objects, no I/O, no clock reads (time is passed in)."""
 
 from .build import JOB_FIELDS, build_job, build_retry, check_task_id, first_fire, job_fields
+from .due import past_at
 from .errors import (
     AlreadyExists,
     DistschedError,
@@ -37,5 +38,5 @@ __all__ = [
     "TaskSkipped",
     "TRANSITIONS", "Task", "TaskConfig", "TaskResult", "TaskSpec", "TaskState", "Trigger",
     "ValidationError", "VersionConflict", "Worker", "WorkerFull", "build_job", "build_retry", "check_task_id", "clean_log",
-    "first_fire", "job_fields", "json_problem", "parse_duration", "slot_task_id", "spec_json_cache", "MAX_LOG_BYTES", "MAX_RESULT_BYTES",
+    "first_fire", "job_fields", "json_problem", "parse_duration", "past_at", "slot_task_id", "spec_json_cache", "MAX_LOG_BYTES", "MAX_RESULT_BYTES",
 ]

@@ -14,13 +14,20 @@ from datetime import date, datetime
 from typing import Any
 
 from .errors import ValidationError
+from .times import iso_utc
 from .trigger import parse_seconds
+from .words import duration_words
 
 #: The furthest ahead a task may be submitted (366 days). A wait longer than that is a
 #: calendar's (an ``at`` job's) work, and such a time is most often a mistake: epoch
 #: milliseconds given as seconds, or a year typed wrong.
 MAX_AHEAD = 366 * 86400.0
 _MAX_WORDS = "366 days"
+#: How far in the past an ``at`` may be before submitting it says so (a WARNING; it is due
+#: at once either way): a job's default ``misfire_grace``. A time a little past is a clock
+#: or a network's delay; one long past (epoch 0, a year typed wrong, a time in another zone
+#: than meant) is most often a mistake, which ran at once without a word.
+PAST_GRACE = 60.0
 
 
 def due_at(now: float, *, delay: Any = None, at: Any = None, field_suffix: str = "") -> float | None:
@@ -59,6 +66,21 @@ def epoch_seconds(value: Any, field: str) -> float:
     """A date-time as UNIX seconds: an aware ``datetime``, ISO-8601 text with an offset or
     epoch seconds; a naive time, a date or anything else is refused naming ``field``."""
     return _epoch(value, field)
+
+
+def past_at(now: float, at: Any, field_suffix: str = "") -> str | None:
+    """What to warn of an ``at`` more than :data:`PAST_GRACE` before ``now`` (the store's
+    clock), which :func:`due_at` makes due at once; None for any other (or no) ``at``. Call it
+    after ``due_at`` accepted the value."""
+    if at is None:
+        return None
+    when = _epoch(at, "at" + field_suffix)
+    late = now - when
+    if late <= PAST_GRACE:
+        return None
+    ago = f"{late / 86400:,.0f} days" if late >= 2 * 86400 else duration_words(round(late))
+    return (f"at{field_suffix}: {iso_utc(when)} is {ago} in the past: the task is due at "
+            f"once (meant for later? check its year, its time zone, that it is epoch seconds)")
 
 
 def _epoch(value: Any, field: str) -> float:

@@ -61,6 +61,11 @@ def _retry(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
                                        f"not {type(value).__name__} {value!r:.80}")
 
 
+def _retry_of(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValidationError("retry_of", f"must be a task id (text), not {value!r:.80}")
+
+
 def _args(value: Any) -> tuple[Any, ...]:
     if isinstance(value, tuple):
         return value
@@ -161,6 +166,10 @@ class TaskSpec:
     balancer: str = attrs.field(default=DEFAULT_BALANCER, validator=_name)
     #: What consistent-hash balancing hashes; defaults to the job name (or the task id).
     balance_key: str | None = attrs.field(default=None, validator=_balance_key)
+    #: The task this one runs again (``retry_task`` sets it: "retry of <id>"); None for any
+    #: other task. Kept in the spec's JSON, which every store stores as it is (a record
+    #: written before it has none; one key more, only when set, no migration).
+    retry_of: str | None = attrs.field(default=None, validator=_retry_of)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.kwargs, dict):
@@ -198,7 +207,7 @@ class TaskSpec:
         retry.__attrs_post_init__()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "executor": self.executor,
             "target": self.target,
             "args": list(self.args),
@@ -209,6 +218,9 @@ class TaskSpec:
             "balancer": self.balancer,
             "balance_key": self.balance_key,
         }
+        if self.retry_of is not None:  # a retry's only: every other spec's JSON stays as it was
+            data["retry_of"] = self.retry_of
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:

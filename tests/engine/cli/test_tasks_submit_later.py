@@ -37,7 +37,7 @@ def test_submit_in_and_at_store_the_due_time_and_show_says_it(distsched_cli: Any
     assert _task(url, "at").not_before == at.timestamp()
     shown = distsched_cli("tasks", "show", "at", "--storage", url)
     assert shown.exit_code == 0, shown.output
-    assert f"due at    {at.strftime('%Y-%m-%d %H:%M:%S')}" in shown.output, shown.output
+    assert f"(scheduled for {at.strftime('%Y-%m-%d %H:%M:%S')}, in " in shown.output, shown.output
     data = json.loads(distsched_cli("tasks", "show", "at", "--json", "--storage", url).stdout)
     assert data["due_at"] == at.timestamp()
     cancelled = distsched_cli("tasks", "cancel", "at", "--storage", url)
@@ -51,7 +51,7 @@ def test_a_task_due_at_once_shows_no_due_time(distsched_cli: Any) -> None:
     url = f"memory://cli-{uuid.uuid4().hex}"
     assert distsched_cli("tasks", "submit", "noop", "--id", "now", "--storage", url).exit_code == 0
     shown = distsched_cli("tasks", "show", "now", "--storage", url)
-    assert "due at" not in shown.output
+    assert "scheduled for" not in shown.output
 
 
 @pytest.mark.parametrize("args, option, words", [

@@ -230,7 +230,7 @@ def test_dashboard_in_chromium(deployment, tmp_path):
             page.click("#confirm")
             retried = page.locator("#flash a#retried")
             new_id = retried.inner_text()
-            assert new_id.startswith("flaky@retry-") and page.locator("#flash").inner_text() == f"retried as task {new_id}"
+            assert new_id == f"{failed_id}.retry-1" and page.locator("#flash").inner_text() == f"retried as task {new_id}"
             retried.click()
             sync_api.expect(page.locator("h1")).to_have_text(f"Task {new_id}")
             assert httpx.get(f"{base}/api/v1/tasks/{new_id}").json()["job"] == "flaky"

@@ -92,7 +92,7 @@ def test_cancel_a_running_task_and_retry_it_over_the_api(web_server, storage):
         failed = http.post("/api/v1/jobs/failing/trigger").json()["task_id"]
         wait_for(lambda: state_of(http, failed) == "failed", what="the job's task to fail")
         again_id = http.post(f"/api/v1/tasks/{failed}/retry").json()["retry_task_id"]
-        assert again_id.startswith("failing@retry-")
+        assert again_id == f"{failed}.retry-1" and failed.startswith("failing@")
         wait_for(lambda: state_of(http, again_id) == "failed", what="the retry to run (and fail)")
         assert again_id in [t["id"] for t in http.get("/api/v1/jobs/failing/history").json()["items"]]
 
