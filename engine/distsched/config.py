@@ -201,7 +201,7 @@ class EngineConfig:
     #: live workers offer). 0: it goes to any worker, whose executor fails it at once. None
     #: (the default): 300 s (a rolling restart of a function's only workers - a drain,
     #: ``drain_timeout`` 30 s, then a start - fits) where the store parks such tasks out of the
-    #: ready queue (``TaskRepository.park``: memory, Redis), else 0 - there they would stay in
+    #: ready queue (``TaskRepository.park``: memory, Redis, PostgreSQL), else 0 - there they would stay in
     #: the ready queue, where more than ``dispatch_batch`` of them at its head hold back every
     #: task behind them (docs/reliability.md). No live worker at all: a task waits, with no bound.
     unroutable_wait: float | None = attrs.field(

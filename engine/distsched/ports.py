@@ -341,9 +341,9 @@ class TaskRepository(Protocol):
     key with parked tasks (only ``keys`` when given), ``(how many, the earliest until)``;
     a key with none is left out. Not fenced; each key's pair is one consistent read. The
     leader reads it when its term starts and after an ``unpark`` (it then keeps its own
-    view: it is the only one that parks), ``distsched status`` for its count. Cost grows
-    with the keys that have parked tasks (a handful: the functions whose workers are
-    away), not with the tasks."""
+    view: it is the only one that parks). Cost grows with the keys that have parked tasks (a
+    handful: the functions whose workers are away), not with the tasks - but on PostgreSQL:
+    one grouped read of its ``tasks_parked`` index, which grows with the parked tasks."""
 
     async def submit(self, tasks: Sequence[Task]) -> builtins.list[bool]:
         """Store new pending tasks (one-off submissions; not fenced). Idempotent by id:

@@ -652,7 +652,8 @@ class _Jobs:
         # the ids ds_fire stored skipped for max_backlog: the reason is their firing's
         reasons = {t.id: f.backlog_full for f in firings for t in f.tasks} if row["skipped"] else {}
         return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]),
-                          skipped=tuple((i, reasons[i]) for i in row["skipped"]))
+                          skipped=tuple((i, reasons[i]) for i in row["skipped"]),
+                          existing_ids=tuple(row["existing_ids"]))  # (0026)
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:
@@ -665,7 +666,7 @@ def _evolve(config: TaskConfig, version: int) -> TaskConfig:
 #: The first due job's next fire time; the first ready task's not_before (jobs_due, tasks_ready).
 _NEXT_DUE = ("SELECT next_fire_at FROM jobs WHERE enabled AND NOT paused AND next_fire_at IS NOT NULL "
              "ORDER BY next_fire_at, name LIMIT 1")
-_NEXT_READY = ("SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') AND NOT held "
+_NEXT_READY = ("SELECT not_before FROM tasks WHERE state IN ('pending', 'retrying') AND NOT held AND parked IS NULL "
                "ORDER BY not_before, id LIMIT 1")
 _LIVE = "state NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'skipped')"
 _UNEXPIRED = "(expires_at IS NULL OR expires_at >= ds_now())"
@@ -804,6 +805,33 @@ class _Tasks:
                      "AND ($1::text[] IS NULL OR job = ANY ($1::text[])) GROUP BY job",
             None if jobs is None else list(jobs))
         return {row["job"]: (int(row["n"]), float(row["oldest"])) for row in rows}
+
+    async def park(self, fence: Fence, parked: Sequence[tuple[Task, str, float]]) -> list[bool]:
+        """Move ready tasks no live worker may run to their key's parked set (ds_park, 0025;
+        fenced, one transaction per chunk)."""
+        out: list[bool] = []
+        for chunk in _chunks(list(parked)):
+            written = set(await self.store.leader_write(
+                fence, "fetchval", "SELECT ds_park($1, $2, $3, $4, $5, $6)",
+                [t.id for t, _, _ in chunk], [t.version for t, _, _ in chunk], [k for _, k, _ in chunk],
+                [float(u) for _, _, u in chunk]))
+            out += [t.id in written for t, _, _ in chunk]
+        return out
+
+    async def unpark(self, fence: Fence, keys: Sequence[str], until: float, limit: int) -> int:
+        """Move parked tasks back to the ready queue (ds_unpark, 0025; fenced, one transaction)."""
+        return int(await self.store.leader_write(fence, "fetchval", "SELECT ds_unpark($1, $2, $3, $4, $5)",
+                                                 list(dict.fromkeys(keys)), float(until), max(0, int(limit))))
+
+    async def parked(self, keys: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
+        """Per key with parked tasks: how many and the earliest ``until``, one grouped read of
+        the ``tasks_parked`` index (migration 0025: it grows with the parked tasks)."""
+        rows = await self.store.call(
+            "fetch", "SELECT parked, count(*) AS n, min(parked_until) AS first FROM tasks WHERE parked IS NOT NULL "
+                     "AND state IN ('pending', 'retrying') AND ($1::text[] IS NULL OR parked = ANY ($1::text[])) "
+                     "GROUP BY parked",
+            None if keys is None else list(keys))
+        return {row["parked"]: (int(row["n"]), float(row["first"])) for row in rows}
 
     async def live(self, job: str) -> list[Task]:
         return await self._read(f"job = $1 AND {_LIVE} ORDER BY created_at", job)

@@ -655,7 +655,7 @@ def plugins(ctx: click.Context, as_json: bool, config_file: str | None) -> None:
               help="How long a task that no live worker may run (none offers its function or has its executor: "
                    "its workers are restarting) waits for one before it fails (e.g. 5m). 0: it goes to any "
                    "worker, which fails it at once. Default: 300s where the store parks such tasks out of the "
-                   "ready queue (memory, Redis), else 0 (there more than 500 waiting would hold back the rest).")
+                   "ready queue (memory, Redis, PostgreSQL), else 0 (there more than 500 waiting would hold back the rest).")
 @click.option("--prune", is_flag=True, help="Remove the stored jobs that are not in --jobs FILE (the file is the source of truth).")
 @click.option("--fail-fast", is_flag=True, help="Exit at once when the store is unreachable at start (default: wait and retry with backoff).")
 @log_format_option

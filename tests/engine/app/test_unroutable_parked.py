@@ -1,7 +1,7 @@
 """Tasks that no live worker may run wait *parked* out of the ready queue (``unroutable_wait``,
 ``TaskRepository.park``), so that more than ``dispatch_batch`` of them do not hold back every
-other task - which is why the wait was opt-in (845e04c). Memory, Redis 7 and 6.2; passes
-driven by the test, with its own clock values (no sleeping)."""
+other task - which is why the wait was opt-in (845e04c). Memory, Redis 7 and 6.2,
+PostgreSQL; passes driven by the test, with its own clock values (no sleeping)."""
 
 import uuid
 
@@ -17,13 +17,17 @@ AHEAD = 1500  # more than dispatch_batch (500): every ready read was theirs
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("redis6", marks=pytest.mark.redis)])
+                        pytest.param("redis6", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request):
-    """None (memory), or a throwaway namespace on Redis 7 / Redis 6.2 (scripts, no library)."""
+    """None (memory), or a throwaway namespace on Redis 7 / Redis 6.2 (scripts, no library),
+    or a throwaway PostgreSQL schema (a sync fixture, as test_serial_backlog's)."""
     if request.param == "redis":
         return request.getfixturevalue("redis_server").url_for(namespace=f"p{uuid.uuid4().hex[:10]}")
     if request.param == "redis6":
         return request.getfixturevalue("redis6_server").url_for(namespace=f"p{uuid.uuid4().hex[:10]}")
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"p{uuid.uuid4().hex[:10]}")
     return None
 
 
