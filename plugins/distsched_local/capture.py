@@ -8,8 +8,16 @@ by a log record factory wrapping the one in place, not by a handler: no handler 
 application is added, removed or reordered, and ``logging.dictConfig`` cannot drop it).
 Concurrent tasks of one worker each have their own context, so none sees another's lines.
 
-A record is captured when its logger's level lets it through (the worker's ``-v`` / your
-logger's ``setLevel``): a record the level drops is never made. Each line reads
+A record is captured when its level is at or above the worker's ``log_capture_level``
+(INFO by default), even when the process's logging shows less: the root logger's WARNING
+(the worker without ``-v``) does not hide a task's INFO lines from its capture, while the
+console and log files still show only what they showed. In a task's context, a logger whose
+level comes from the root lets a record at or above ``log_capture_level`` be made; such a
+record is captured and not handled (no handler sees it: the logger's ``handle`` drops, in a
+task's context, a record its level would have dropped). A level the application set on the
+logger or one of its parents (not the root) still decides - a logger set to ERROR stays
+ERROR -, and so do ``logging.disable`` and a disabled logger. Outside a task a dropped
+record costs one context-variable read more than before, and nothing is made. Each line reads
 ``TIME LEVEL LOGGER: MESSAGE`` (UTC, milliseconds) plus, for a record with an exception,
 the place it was raised and its last line. The capture keeps the last ``limit`` bytes
 (UTF-8) and says how many earlier lines and bytes it dropped; its text has the secrets of
@@ -32,6 +40,9 @@ from distsched.model import MAX_LOG_BYTES, ValidationError
 
 #: Bytes of a task's log kept with its result unless the worker's ``log_capture`` says.
 DEFAULT_LOG_CAPTURE = 16 * 1024
+#: The levels ``log_capture_level`` takes, and its default.
+CAPTURE_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
+DEFAULT_CAPTURE_LEVEL = logging.INFO
 #: Longest line kept whole (characters): a longer message is cut, saying how much.
 _LINE_CHARS = 4096
 
@@ -46,14 +57,26 @@ def capture_limit(value: Any) -> int:
     return value
 
 
+def capture_level(value: Any) -> int:
+    """The worker setting ``log_capture_level`` (None: INFO) as a :mod:`logging` level;
+    ValidationError naming it."""
+    if value is None:
+        return DEFAULT_CAPTURE_LEVEL
+    if isinstance(value, str) and value.strip().upper() in CAPTURE_LEVELS:
+        return CAPTURE_LEVELS[value.strip().upper()]
+    raise ValidationError("log_capture_level", f"must be one of {', '.join(CAPTURE_LEVELS)}, not {value!r:.80}")
+
+
 class Capture:
-    """The last ``limit`` bytes of one attempt's log lines; thread-safe (a sync function's
-    thread and the loop may write at once). Closed by :meth:`text`: a line a timed-out
-    function logs afterwards is not kept."""
+    """The last ``limit`` bytes of one attempt's log lines at or above ``level``; thread-safe
+    (a sync function's thread and the loop may write at once). Closed by :meth:`text`: a
+    line a timed-out function logs afterwards is not kept."""
 
-    __slots__ = ("_limit", "_lines", "_size", "_dropped_lines", "_dropped_bytes", "_open", "_lock")
+    __slots__ = ("level", "_limit", "_lines", "_size", "_dropped_lines", "_dropped_bytes", "_open", "_lock")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, level: int = DEFAULT_CAPTURE_LEVEL) -> None:
+        #: The lowest level captured (``log_capture_level``).
+        self.level = level
         self._limit = limit
         self._lines: collections.deque[tuple[str, int]] = collections.deque()
         self._size = 0
@@ -124,13 +147,59 @@ def line_of(record: logging.LogRecord) -> str:
 
 #: The capture of the attempt running in this context (None: no task, or capture off).
 _current: ContextVar[Capture | None] = ContextVar("distsched_local_capture", default=None)
+_get_capture = _current.get
 _install_lock = threading.Lock()
 _installed = False
 
 
+#: The methods of :class:`logging.Logger` :func:`install` wraps.
+_enabled_for = logging.Logger.isEnabledFor
+_handle = logging.Logger.handle
+
+
+def _made_for_capture(logger: logging.Logger, level: int) -> bool:
+    """Whether a record at ``level`` that ``logger``'s level drops may still be made for the
+    task's capture: only when the level that drops it is the root logger's - not a level
+    the application set on this logger or a parent, nor ``logging.disable``, nor a disabled
+    logger."""
+    if logger.disabled or logger.manager.disable >= level:
+        return False
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.root:
+        if node.level:  # a level of its own: the application's choice
+            return False
+        node = node.parent
+    return True
+
+
+def _is_enabled_for(self: logging.Logger, level: int) -> bool:
+    """``Logger.isEnabledFor``, and in a capturing task's context also true for a record at or
+    above ``log_capture_level`` that only the root's level would drop."""
+    if self.disabled:
+        return False
+    try:  # Logger.isEnabledFor's own fast path (its cache), without a second call
+        if self._cache[level]:  # type: ignore[attr-defined]
+            return True
+    except (KeyError, AttributeError):  # not cached yet (or a logging without the cache)
+        if _enabled_for(self, level):
+            return True
+    capture = _get_capture()  # outside a task: this read is all it costs more
+    return capture is not None and level >= capture.level and _made_for_capture(self, level)
+
+
+def _handle_record(self: logging.Logger, record: logging.LogRecord) -> None:
+    """``Logger.handle``; in a capturing task's context, a record this logger's level drops
+    (made for the capture alone) goes to no handler: the handlers show what they showed."""
+    if _get_capture() is not None and not _enabled_for(self, record.levelno):
+        return
+    _handle(self, record)
+
+
 def install() -> None:
     """Wrap the process's log record factory (once) so that records made in a task's
-    context are captured too."""
+    context are captured too, and :class:`logging.Logger`'s ``isEnabledFor`` and ``handle``
+    so that a task's records at or above its ``log_capture_level`` are made (for the
+    capture) even when the root logger's level drops them, without reaching a handler."""
     global _installed
     with _install_lock:
         if _installed:
@@ -142,19 +211,22 @@ def install() -> None:
             capture = _current.get()
             if capture is not None:
                 try:
-                    capture.add(line_of(record))
+                    if record.levelno >= capture.level:  # None for logging.makeLogRecord's
+                        capture.add(line_of(record))
                 except Exception:  # never fail the task's logging call
                     pass
             return record
 
         logging.setLogRecordFactory(factory)
+        logging.Logger.isEnabledFor = _is_enabled_for  # type: ignore[method-assign]
+        logging.Logger.handle = _handle_record  # type: ignore[method-assign]
         _installed = True
 
 
-def start(limit: int) -> tuple[Capture, Token[Capture | None]]:
-    """Capture this context's records into a new :class:`Capture` of ``limit`` bytes:
-    returns ``(capture, token)`` for :func:`stop`."""
-    capture = Capture(limit)
+def start(limit: int, level: int = DEFAULT_CAPTURE_LEVEL) -> tuple[Capture, Token[Capture | None]]:
+    """Capture this context's records at or above ``level`` into a new :class:`Capture` of
+    ``limit`` bytes: returns ``(capture, token)`` for :func:`stop`."""
+    capture = Capture(limit, level)
     return capture, _current.set(capture)
 
 
@@ -165,4 +237,5 @@ def stop(state: tuple[Capture, Token[Capture | None]]) -> str | None:
     return capture.text()
 
 
-__all__ = ["DEFAULT_LOG_CAPTURE", "Capture", "capture_limit", "install", "line_of", "start", "stop"]
+__all__ = ["CAPTURE_LEVELS", "DEFAULT_CAPTURE_LEVEL", "DEFAULT_LOG_CAPTURE", "Capture", "capture_level", "capture_limit",
+           "install", "line_of", "start", "stop"]

@@ -17,7 +17,8 @@ job, slot, deadline): a coroutine in this asyncio task (and the tasks it starts)
 function in a copy of that context in its thread.
 
 What the call logs through :mod:`logging` is captured for its attempt alone (the worker's
-``log_capture`` setting: its last 16 KiB by default, 0 for none; :mod:`.capture`) and
+``log_capture`` setting: its last 16 KiB by default, 0 for none; ``log_capture_level``: its
+records at INFO and above by default, whatever the root logger's level; :mod:`.capture`) and
 handed to the worker (:func:`distsched.context.report_log`), which keeps it with the
 attempt's result however it ended - returned, raised or timed out.
 """
@@ -92,7 +93,10 @@ class LocalExecutor:
         #: Calls whose attempt was abandoned (timed out, cancelled) while their thread runs on.
         self._abandoned: set[Future[object]] = set()
         #: Bytes of each task's log kept with its result (0: none captured).
-        self.log_capture = capture.capture_limit((context.settings or {}).get("log_capture"))
+        settings = context.settings or {}
+        self.log_capture = capture.capture_limit(settings.get("log_capture"))
+        #: The lowest level of a task's records captured (a :mod:`logging` level).
+        self.log_capture_level = capture.capture_level(settings.get("log_capture_level"))
         if self.log_capture:
             capture.install()
 
@@ -129,7 +133,7 @@ class LocalExecutor:
         if not self.log_capture:
             with running(TaskContext.of(task, time.time())):
                 return await self._call(func, args, kwargs)
-        state = capture.start(self.log_capture)
+        state = capture.start(self.log_capture, self.log_capture_level)
         try:
             with running(TaskContext.of(task, time.time())):
                 return await self._call(func, args, kwargs)

@@ -18,7 +18,7 @@ from distsched.model import TaskState, ValidationError
 from distsched_local.capture import DEFAULT_LOG_CAPTURE, capture_limit
 
 log = logging.getLogger("tasks.capture_test")
-log.setLevel(logging.INFO)  # the root logger's WARNING would drop the INFO lines before any capture
+log.setLevel(logging.INFO)  # a level of its own (the root's WARNING no longer hides INFO: test_log_capture_level.py)
 
 
 def chatty(n: int) -> int:
