@@ -13,8 +13,11 @@ A record is captured when its level is at or above the worker's ``log_capture_le
 (the worker without ``-v``) does not hide a task's INFO lines from its capture, while the
 console and log files still show only what they showed. In a task's context, a logger whose
 level comes from the root lets a record at or above ``log_capture_level`` be made; such a
-record is captured and not handled (no handler sees it: the logger's ``handle`` drops, in a
-task's context, a record its level would have dropped). A level the application set on the
+record is captured and not handled: the record factory marks it (its logger's level drops
+it) and ``Logger.handle`` gives a marked record to no handler - a record a task hands to a
+logger itself (``logger.handle(record)``, as a queue or socket receiver does) is handled as
+before. A record factory set after the worker starts must call the one in place (as
+:func:`logging.setLogRecordFactory`'s documentation shows), or nothing is captured. A level the application set on the
 logger or one of its parents (not the root) still decides - a logger set to ERROR stays
 ERROR -, and so do ``logging.disable`` and a disabled logger. Outside a task a dropped
 record costs one context-variable read more than before, and nothing is made. Each line reads
@@ -187,12 +190,24 @@ def _is_enabled_for(self: logging.Logger, level: int) -> bool:
     return capture is not None and level >= capture.level and _made_for_capture(self, level)
 
 
+#: The attribute that marks a record made for a task's capture alone (never handled, so no
+#: formatter or handler ever sees it).
+_CAPTURE_ONLY = "_distsched_capture_only"
+
+
+def _logger_named(name: Any) -> logging.Logger | None:
+    """The logger of this name (``logging.getLogger``'s), without creating one."""
+    if name == logging.root.name:
+        return logging.root
+    logger = logging.Logger.manager.loggerDict.get(name)
+    return logger if isinstance(logger, logging.Logger) else None
+
+
 def _handle_record(self: logging.Logger, record: logging.LogRecord) -> None:
-    """``Logger.handle``; in a capturing task's context, a record this logger's level drops
-    (made for the capture alone) goes to no handler: the handlers show what they showed."""
-    if _get_capture() is not None and not _enabled_for(self, record.levelno):
-        return
-    _handle(self, record)
+    """``Logger.handle``, except for a record made for a task's capture alone (marked by the
+    record factory): it goes to no handler, so the handlers show what they showed."""
+    if _CAPTURE_ONLY not in record.__dict__:
+        _handle(self, record)
 
 
 def install() -> None:
@@ -208,11 +223,15 @@ def install() -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            capture = _current.get()
+            capture = _get_capture()
             if capture is not None:
                 try:
-                    if record.levelno >= capture.level:  # None for logging.makeLogRecord's
+                    level = record.levelno
+                    if level >= capture.level:  # None for logging.makeLogRecord's
                         capture.add(line_of(record))
+                        logger = _logger_named(record.name)
+                        if logger is not None and not _enabled_for(logger, level) and _made_for_capture(logger, level):
+                            record.__dict__[_CAPTURE_ONLY] = True  # made for the capture alone
                 except Exception:  # never fail the task's logging call
                     pass
             return record

@@ -43,6 +43,17 @@ def strict_levels() -> str:
     return "ok"
 
 
+def relays() -> str:
+    """Hands a record made elsewhere to a logger (as a socket or queue receiver does)."""
+    plain.handle(logging.makeLogRecord({"name": plain.name, "levelno": logging.DEBUG, "levelname": "DEBUG",
+                                        "msg": "relayed debug"}))
+    plain.handle(logging.makeLogRecord({"name": plain.name, "levelno": logging.INFO, "levelname": "INFO",
+                                        "msg": "relayed info"}))
+    strict.handle(logging.makeLogRecord({"name": strict.name, "levelno": logging.WARNING, "levelname": "WARNING",
+                                         "msg": "relayed warning"}))
+    return "ok"
+
+
 _barrier = threading.Barrier(2, timeout=10)
 
 
@@ -66,7 +77,7 @@ async def async_pair(name: str, other: str) -> str:
     return name
 
 
-FUNCTIONS = {"every_level": every_level, "strict_levels": strict_levels, "sync_pair": sync_pair,
+FUNCTIONS = {"every_level": every_level, "strict_levels": strict_levels, "relays": relays, "sync_pair": sync_pair,
              "async_pair": async_pair}
 
 
@@ -156,6 +167,19 @@ async def test_a_logger_the_application_set_to_error_stays_error(distsched_app, 
     assert _messages(task.result.log) == ["ERROR tasks.level_test.strict: strict error",
                                           "INFO tasks.level_test.plain: plain info"]
     assert console.getvalue() == "ERROR tasks.level_test.strict: strict error\n"
+
+
+async def test_a_record_a_task_hands_to_a_logger_itself_reaches_the_console(distsched_app, console):
+    # Logger.handle never looked at the logger's level: only a record made for the capture alone is kept from it
+    strict.setLevel(logging.ERROR)
+    try:
+        app = await distsched_app(functions=FUNCTIONS)
+        await _run(app, "relays")
+    finally:
+        strict.setLevel(logging.NOTSET)
+    assert console.getvalue() == ("DEBUG tasks.level_test.plain: relayed debug\n"
+                                  "INFO tasks.level_test.plain: relayed info\n"
+                                  "WARNING tasks.level_test.strict: relayed warning\n")
 
 
 async def test_tasks_running_at_once_each_get_only_their_own_info_lines(distsched_app, console):
