@@ -76,6 +76,7 @@ from .status import (
     job_count,
     leader_claimed_by,
     leader_status,
+    parked_status,
     scheduler_status,
     signing_state,
     worker_status,
@@ -725,6 +726,7 @@ class DistributeSchedule:
             jobs = job_count(await storage.jobs.page(None, JOBS_COUNTED))
         ready_at = await storage.tasks.next_ready_at()
         held = await self.held_slots()
+        parked = await self.parked_tasks()
         store_warnings = getattr(storage, "warnings", None)  # optional (StorageBackend)
         warnings = tuple(await store_warnings()) if store_warnings is not None else ()
         quarantine = getattr(storage, "quarantine", None)
@@ -749,6 +751,7 @@ class DistributeSchedule:
             leader_claimed_by=leader_claimed_by(leader, schedulers),
             store_warnings=warnings,
             held=None if held is None else held_status(held, now),
+            parked=None if parked is None else parked_status(parked, now),
         )
 
     async def quarantined(self, limit: int = 100) -> list[Quarantined]:
@@ -853,6 +856,21 @@ class DistributeSchedule:
             return f"{left:.0f}s left before it fails"
         return f"it has waited past unroutable_wait ({bound:g}s): it fails soon unless one starts"
 
+    async def parked_tasks(self) -> dict[str, tuple[int, float]] | None:
+        """The tasks parked out of the ready queue while they wait for a worker that may run
+        them (``unroutable_wait``), per ``local:<function>`` or executor: ``(how many, when
+        the earliest one's wait runs out)`` (store time). None when the store cannot park
+        (no ``TaskRepository.parked``). One store call."""
+        parked = getattr((await self.storage()).tasks, "parked", None)  # optional (TaskRepository)
+        return None if parked is None else dict(await parked())
+
+    async def _parked_note(self, key: str) -> str:
+        """``; parked: N task(s) wait for it out of the ready queue`` when the store parked
+        tasks under ``key`` (``local:<function>`` or an executor), else empty."""
+        parked = getattr((await self.storage()).tasks, "parked", None)
+        found = (await parked([key])).get(key) if parked is not None else None
+        return f"; parked: {found[0]} task(s) wait for it out of the ready queue" if found else ""
+
     async def _why_waiting(self, task: Task) -> str:
         """Why a task that is not dispatched yet may never run: its turn behind its serial
         job's runs (:meth:`_serial_turn`), no live worker, none that has its executor or
@@ -872,12 +890,14 @@ class DistributeSchedule:
                     f"(async with app.running(): ...)")
         target, executor = task.spec.target, task.spec.executor
         if not any(w.may_have(executor) for w in live):  # each says its executors: none has it
-            return (f": waiting for a worker that has executor {executor!r} ({self._left(task, now)}): none of "
+            return (f": waiting for a worker that has executor {executor!r} ({self._left(task, now)}"
+                    f"{await self._parked_note(executor)}): none of "
                     f"the {len(live)} live worker(s) has executor {executor!r} (they have: "
                     f"{names_listed(name for w in live for name in w.executors)}); start a worker with the plugin that provides it (`distsched plugins` "
                     f"lists the executors a node has)")
         if executor == "local" and not any(w.may_offer(target) for w in live):  # the leader's rule
-            return (f": waiting for a worker that offers function {target!r} ({self._left(task, now)}): none of "
+            return (f": waiting for a worker that offers function {target!r} ({self._left(task, now)}"
+                    f"{await self._parked_note('local:' + target)}): none of "
                     f"the {len(live)} live worker(s) offers function {target!r} (they offer: "
                     f"{names_listed(name for w in live for name in w.functions)}); start a worker that imports the module defining it "
                     f"(distsched worker --import MODULE, with @distsched.task or @app.task on it)")

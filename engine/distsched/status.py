@@ -122,6 +122,25 @@ def held_status(held: dict[str, tuple[int, float]], now: float) -> HeldSlots:
                                     for job, (n, at) in ordered))
 
 
+@attrs.frozen(kw_only=True)
+class ParkedTasks:
+    """The tasks that wait for a worker that may run them (``unroutable_wait``), parked by the
+    store out of the ready queue (``TaskRepository.parked``), per thing they wait for: ``key``
+    (``local:<function>`` or an executor), how many (``waiting``), and the seconds until the
+    earliest one's wait runs out (``fails_in``; 0 when it has: the leader fails it now)."""
+
+    key: str
+    waiting: int
+    fails_in: float
+
+
+def parked_status(parked: dict[str, tuple[int, float]], now: float) -> tuple[ParkedTasks, ...]:
+    """``Status.parked`` from ``TaskRepository.parked()`` read at ``now`` (store time), the
+    most first."""
+    ordered = sorted(parked.items(), key=lambda item: (-item[1][0], item[0]))
+    return tuple(ParkedTasks(key=key, waiting=n, fails_in=max(0.0, until - now)) for key, (n, until) in ordered)
+
+
 def backlog_words(mode: str, max_instances: int, max_backlog: int, waiting: int | None) -> str | None:
     """A job's backlog as ``jobs list`` and the dashboard say it: ``serial, 37 waiting of
     100`` (``max_backlog``), ``... - full: new slots are skipped`` at its limit; None for a
@@ -228,6 +247,9 @@ class Status:
     #: The pending tasks that wait their turn behind serial jobs (None: the store cannot
     #: count them, no ``TaskRepository.held_slots``).
     held: HeldSlots | None = None
+    #: The tasks that wait, parked, for a worker that may run them, per function or executor
+    #: (None: the store cannot park, no ``TaskRepository.parked``).
+    parked: tuple[ParkedTasks, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -346,4 +368,4 @@ def worker_status(worker: Worker, now: float, ttl: float, queued: int, interval:
                         functions=worker.functions)
 
 
-__all__ = ["HELD_SHOWN", "JOBS_COUNTED", "LIVE_WORKER_STATES", "HeldSlots", "JobBacklog", "JobCount", "LeaderStatus", "SchedulerStatus", "Status", "WorkerStatus", "backlog_full", "backlog_words", "heartbeat_age", "held_status", "job_backlog", "signing_state"]
+__all__ = ["HELD_SHOWN", "JOBS_COUNTED", "LIVE_WORKER_STATES", "HeldSlots", "JobBacklog", "JobCount", "LeaderStatus", "ParkedTasks", "SchedulerStatus", "Status", "WorkerStatus", "backlog_full", "backlog_words", "heartbeat_age", "held_status", "job_backlog", "parked_status", "signing_state"]

@@ -18,6 +18,7 @@ import click
 
 from ..model.errors import DistschedError
 from ..model.task import TaskState
+from ..status import HELD_SHOWN
 from ..urls import redact_text, redact_url
 from . import _app, _run, cli, storage_option
 from .config import Seconds
@@ -155,12 +156,27 @@ def render(data: dict[str, Any]) -> str:
     counts = data["counts"]
     ordered = [s for s in STATE_ORDER if counts.get(s)] + sorted(s for s in counts if s not in STATE_ORDER)
     held = data.get("held") or {"total": 0, "jobs": 0, "backlogs": []}
-    cells = [f"{s} {counts[s]}" + (f" ({held['total']} held behind {held['jobs']} serial job(s))"
-                                   if s == "pending" and held["total"] else "") for s in ordered]
+    parked = data.get("parked") or []
+    parked_total = sum(p["waiting"] for p in parked)
+    aside = ([f"{held['total']} held behind {held['jobs']} serial job(s)"] if held["total"] else []) + (
+        [f"{parked_total} parked waiting for a worker"] if parked_total else [])
+    cells = [f"{s} {counts[s]}" + (f" ({', '.join(aside)})" if s == "pending" and aside else "") for s in ordered]
     out.append("tasks       " + (", ".join(cells) or "none"))
     oldest = ago(data["oldest_pending_age"]) if data["oldest_pending_age"] is not None else "-"
-    out.append(f"oldest pending  {oldest}" + ("  (the held ones left out: the leader does not dispatch them yet)"
-                                              if held["total"] else ""))
+    left_out = " and ".join(w for w, n in (("held", held["total"]), ("parked", parked_total)) if n)
+    out.append(f"oldest pending  {oldest}" + (f"  (the {left_out} ones left out: the leader does not dispatch them yet)"
+                                              if left_out else ""))
+    if parked:
+        # tasks no live worker may run (unroutable_wait), out of the ready queue
+        out.append(f"parked      {parked_total} task(s) wait for a worker that may run them (no live worker "
+                   "offers the function or has the executor):")
+        for p in parked[:HELD_SHOWN]:
+            what = (f"function {p['key'][len('local:'):]!r}" if p["key"].startswith("local:")
+                    else f"executor {p['key']!r}")
+            fails = f"the first fails in {ago(p['fails_in'])}" if p["fails_in"] > 0 else "the first fails now"
+            out.append(f"  {what:<36} {p['waiting']} waiting, {fails} unless one starts")
+        if len(parked) > HELD_SHOWN:
+            out.append(f"  ... and {len(parked) - HELD_SHOWN} more")
     if held["total"]:
         # a serial job slower than its slots: its waiting slots, the most first
         out.append(f"serial backlog  {held['total']} slot(s) wait their turn (distsched jobs list shows each "

@@ -3,11 +3,13 @@
 other task - which is why the wait was opt-in (845e04c). Memory, Redis 7 and 6.2,
 PostgreSQL; passes driven by the test, with its own clock values (no sleeping)."""
 
+import re
 import uuid
 
 import pytest
 
 from distsched.app.scheduler import UNROUTABLE_WAIT_PARKED, Scheduler
+from distsched.cli.status import render
 from distsched.model import FencedError, TaskState
 from distsched.testing import make_task, make_worker
 
@@ -149,5 +151,35 @@ async def test_the_wait_is_300s_by_default_where_the_store_parks(store_url):
     try:
         assert leader.app.config.unroutable_wait is None
         assert leader.scheduler.unroutable_wait == UNROUTABLE_WAIT_PARKED == 300.0
+    finally:
+        await leader.app.stop()
+
+
+async def test_status_and_why_waiting_say_what_is_parked(store_url):
+    """``status`` (the facade's, its text and ``--json`` form) counts the parked tasks per
+    function or executor, with when the first one fails, and leaves them out of the oldest
+    pending age; "why is this task waiting" says how many are parked for its function.
+    Before, they were counted ``pending`` and nothing said where they were."""
+    leader = await _leader(store_url)
+    try:
+        st, sched = leader.storage, leader.scheduler
+        now = st.clock()
+        await st.workers.register(make_worker("w1", now=now, capacity=50, functions=("tick",), executors=("local",)))
+        await _nobody_offers(st, 3, now - 5.0)
+        await st.tasks.submit([make_task("x1", now=now - 5.0, executor="cmd")])
+        assert await sched.dispatch_ready(leader.fence, now) == (0, False)
+        status = await leader.app.status()
+        assert status.counts["pending"] == 4 and status.oldest_pending_age is None
+        assert [(p.key, p.waiting) for p in status.parked] == [("local:report.build", 3), ("cmd", 1)]
+        assert 290 < status.parked[0].fails_in <= 300
+        text = render({"storage": "memory://", **status.to_dict()})
+        assert "pending 4 (4 parked waiting for a worker)" in text, text
+        assert "(the parked ones left out: the leader does not dispatch them yet)" in text, text
+        assert re.search(r"parked +4 task\(s\) wait for a worker that may run them", text), text
+        assert re.search(r"function 'report.build' +3 waiting, the first fails in 4m5\ds unless one starts", text), text
+        assert re.search(r"executor 'cmd' +1 waiting, the first fails in 4m5\ds", text), text
+        why = await leader.app.why_waiting("r00000")
+        assert why.startswith("waiting for a worker that offers function 'report.build' ("), why
+        assert "; parked: 3 task(s) wait for it out of the ready queue): none of the 1 live worker(s)" in why, why
     finally:
         await leader.app.stop()

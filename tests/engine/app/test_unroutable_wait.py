@@ -101,7 +101,8 @@ async def test_a_task_waits_while_the_workers_of_its_function_restart(store_url)
         assert shown.exit_code == 0, shown.output
         # (a process that does not know the leader's unroutable_wait - the CLI's is 0 - says so)
         assert re.search(r"why +waiting for a worker that offers function 'send_email' \(the leader's "
-                         r"unroutable_wait bounds the wait\)", shown.output), shown.output
+                         r"unroutable_wait bounds the wait; parked: 1 task\(s\) wait for it out of the ready "
+                         r"queue\)", shown.output), shown.output
 
         await _started(apps, store_url, worker=WorkerConfig(name="mailer2"), functions={"send_email": send_email})
         result = await leader.result(task_id, timeout=20.0)
@@ -128,7 +129,8 @@ async def test_a_task_of_an_executor_no_live_worker_has_waits_for_one(store_url)
         parked = await (await leader.storage()).tasks.parked()
         assert list(parked) == ["cmd"] and parked["cmd"][0] == 1, parked
         why = await leader.why_waiting(task_id)
-        assert re.match(r"waiting for a worker that has executor 'cmd' \((300|29\d)s left before it fails\)", why), why
+        assert re.match(r"waiting for a worker that has executor 'cmd' \((300|29\d)s left before it fails; parked: 1 "
+                        r"task\(s\) wait for it out of the ready queue\)", why), why
         await _started(apps, store_url, worker=WorkerConfig(name="cmd"), plugins=[("cmd", CmdPlugin())])
         result = await leader.result(task_id, timeout=20.0)
         assert result.ok, (result.error_type, result.error)
