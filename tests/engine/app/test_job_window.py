@@ -1,5 +1,5 @@
-"""A job's active window and jitter as a running leader and worker apply them, on memory and
-on real Redis: a job whose start_date is a little ahead fires no slot before it (its first
+"""A job's active window and jitter as a running leader and worker apply them, on memory, on
+real Redis and on PostgreSQL (its ds_fire and the deadline it computes from not_before): a job whose start_date is a little ahead fires no slot before it (its first
 slot is the start), one whose end_date passes stops and is left ended (no next slot, still
 stored), and a jittered slot's task keeps its slot as its identity and starts at its
 jittered time."""
@@ -21,9 +21,9 @@ async def _tasks(app, job: str) -> list:
     return (await app.job_history(job, limit=200)).tasks
 
 
-async def test_no_slot_before_start_date_and_none_after_end_date(distsched_app, store_url):
+async def test_no_slot_before_start_date_and_none_after_end_date(distsched_app, any_store_url):
     calls: list[float] = []
-    app = await distsched_app(store_url, functions={"tick": lambda: calls.append(time.time())})
+    app = await distsched_app(any_store_url, functions={"tick": lambda: calls.append(time.time())})
     storage = await app.storage()
     now = storage.clock()
     start, end = round(now + 0.6, 3), round(now + 1.25, 3)
@@ -52,8 +52,8 @@ async def test_no_slot_before_start_date_and_none_after_end_date(distsched_app, 
     assert all(t.result.started_at >= start for t in done) and min(calls) >= start
 
 
-async def test_a_jittered_slot_starts_at_its_jittered_time(distsched_app, store_url):
-    app = await distsched_app(store_url, functions={"tick": lambda: "ok"})
+async def test_a_jittered_slot_starts_at_its_jittered_time(distsched_app, any_store_url):
+    app = await distsched_app(any_store_url, functions={"tick": lambda: "ok"})
     await app.add_job("jittered", every="0.5s", target="tick", jitter="0.4s")
     config = await app.get_job("jittered")
 

@@ -1,5 +1,5 @@
 """Retry policies as Celery, RQ and arq users write them, end to end on memory and real Redis
-(the filters on PostgreSQL too):
+(the filters and a retry the function asks for on PostgreSQL too):
 ``retry_on`` / ``dont_retry_on`` (a listed exception is retried, an unlisted one ends the task
 with a reason saying why), ``intervals`` (each retry's ``not_before``), and a function that
 asks for its own retry (``raise distsched.Retry(after=...)``), counted as an attempt."""
@@ -69,7 +69,8 @@ async def test_intervals_set_each_retrys_not_before_the_last_one_repeating(dists
         assert delay - 1e-3 <= attempt.retry_at - attempt.finished_at <= delay + 0.5
 
 
-async def test_a_function_asks_for_its_own_retry_counted_and_capped(distsched_app, store_url):
+async def test_a_function_asks_for_its_own_retry_counted_and_capped(distsched_app, any_store_url):
+    # on PostgreSQL too: the retry_after a result carries crosses its result channel
     calls: list[int] = []
 
     def busy():
@@ -78,7 +79,7 @@ async def test_a_function_asks_for_its_own_retry_counted_and_capped(distsched_ap
             raise distsched.Retry("the printer is busy", after=0.3 if len(calls) == 1 else 60)
         return "printed"
 
-    app = await distsched_app(store_url, functions={"busy": busy, "always": _raise(distsched.Retry)})
+    app = await distsched_app(any_store_url, functions={"busy": busy, "always": _raise(distsched.Retry)})
     seen = _delays(app)
     # retry_on does not hold it back; max_delay caps the 60 s it asked for
     task_id = await app.submit("busy", retry={"max_attempts": 3, "delay": 0, "max_delay": "0.5s", "retry_on": ["OSError"]})

@@ -25,11 +25,14 @@ end_date = "9999-01-01T00:00:00Z"
 """
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest) -> str:
     tag = uuid.uuid4().hex[:10]
     if request.param == "memory":
         return f"memory://ended-{tag}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"le{tag}")
     return request.getfixturevalue("redis_server").url_for(namespace=f"le{tag}")
 
 

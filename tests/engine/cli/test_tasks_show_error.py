@@ -1,6 +1,7 @@
 """An error text is shown in a terminal by ``tasks show``, ``tasks list`` and ``run``: its
 control characters (an exception message holding ANSI escapes, a carriage return) are kept
-as ``\\xNN`` text, never sent to the terminal as they are - on memory:// and a real Redis."""
+as ``\\xNN`` text, never sent to the terminal as they are - on memory://, a real Redis and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ def hostile() -> None:
     raise ValueError(f"bad input {HOSTILE}\nsecond line\tand a tab")
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return f"memory://cli-err-{uuid.uuid4().hex}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"clierr{uuid.uuid4().hex[:10]}")
     return request.getfixturevalue("redis_server").url_for(namespace=f"clierr{uuid.uuid4().hex[:10]}")
 
 

@@ -1,6 +1,6 @@
 """``distsched tasks show`` prints what the task's last attempt logged (and ``--json`` has it),
 read from the store by the CLI like any other client - on memory:// (a store named in this
-process) and on a real Redis."""
+process), on a real Redis and on PostgreSQL (a schema of the throwaway database)."""
 
 from __future__ import annotations
 
@@ -34,10 +34,13 @@ def quiet() -> int:
     return 1
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return f"memory://cli-log-{uuid.uuid4().hex}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"clilog{uuid.uuid4().hex[:10]}")
     return request.getfixturevalue("redis_server").url_for(namespace=f"clilog{uuid.uuid4().hex[:10]}")
 
 
