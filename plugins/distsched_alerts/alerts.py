@@ -60,7 +60,9 @@ def alert_for(event: Any, settings: Settings) -> Alert | None:
         job = one_line(event.job) if event.job else "(no job: a submitted task)"
         error_type = getattr(event, "error_type", None)
         worker = getattr(event, "worker_id", None)
-        fields = [("job", job), ("task", one_line(event.task_id)), ("attempt", f"{event.attempt} (no retry left)"),
+        reason = getattr(event, "reason", None)  # its retry policy's filters ended it: why
+        ended = f"({one_line(reason)})" if reason else "(no retry left)"
+        fields = [("job", job), ("task", one_line(event.task_id)), ("attempt", f"{event.attempt} {ended}"),
                   ("outcome", event.state), ("error type", one_line(error_type) if error_type else "-"),
                   ("error", one_line(event.error) if event.error else "-"),
                   ("worker", one_line(worker) if worker else "-")]

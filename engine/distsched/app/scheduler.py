@@ -601,7 +601,8 @@ class Scheduler:
                     attempt=task.attempt, duration=result.duration if result else 0.0,
                     error=result.error if result else task.reason,
                     worker_id=result.worker_id if result else None,
-                    error_type=result.error_type if result and not result.ok else None))
+                    error_type=result.error_type if result and not result.ok else None,
+                    reason=task.reason if result else None))
 
     async def fire_due(self, fence: Fence, now: float, *, horizon: float | None = None) -> int:
         """Fire the jobs whose next slot comes due by ``horizon`` (default ``now``); returns

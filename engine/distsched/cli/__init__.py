@@ -106,6 +106,7 @@ def task_line(event: ev.Event) -> str | None:
     term) or lost (why)."""
     if isinstance(event, ev.TaskFinished):
         tail = f"  {mask_secrets(event.error)}" if event.error and event.state != "succeeded" else ""
+        tail += f" ({mask_secrets(event.reason)})" if event.reason else ""  # not retried: why
         return (f"{_ts(event.at)}  {event.job or event.task_id:<20} attempt {event.attempt:<3} {event.state:<10} "
                 f"{event.duration:8.3f}s  task {event.task_id}{tail}")
     if isinstance(event, ev.TaskRetryScheduled):

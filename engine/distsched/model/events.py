@@ -92,6 +92,10 @@ class TaskFinished(Event):
     #: without a result, or succeeded).
     worker_id: str | None = None
     error_type: str | None = None
+    #: Why it ended without a retry when attempts were left (the retry policy's filters:
+    #: ``not retried: ValueError is not in retry_on (...)``; a ``distsched.Retry`` with none
+    #: left), else None.
+    reason: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -141,3 +141,31 @@ def test_a_task_its_balancer_fails_on_is_a_line_and_counted(tmp_path, distsched_
     cancelled = len([ln for ln in run.log_text().splitlines() if re.search(r" routed .*cancelled", ln)])
     assert f"timed out, {cancelled} cancelled, " in summary, summary
     assert "ERROR" not in run.log_text(), "each cancel is told once, by its line"
+
+
+FILTERED = """
+from distsched import task
+
+@task
+def picky():
+    raise ValueError("bad row 7")
+"""
+
+
+def test_a_failure_the_retry_filters_do_not_retry_says_why(tmp_path, distsched_process, line_matching):
+    """The line of a task ended by its retry policy's filters, with attempts left, said only
+    its error: why it was not retried (`tasks show` said) was missing from the run's log."""
+    (tmp_path / "ol_filtered.py").write_text(FILTERED)
+    (tmp_path / "jobs.toml").write_text(textwrap.dedent("""
+        [worker]
+        imports = ["ol_filtered"]
+
+        [[jobs]]
+        name = "picky"
+        every = "1s"
+        target = "picky"
+        retry = { max_attempts = 3, retry_on = ["ConnectionError"] }
+    """))
+    run = distsched_process("run", "run", "jobs.toml")
+    line = line_matching(run, r" picky .*attempt 1 +failed")
+    assert line.endswith("ValueError: bad row 7 (not retried: ValueError is not in retry_on (ConnectionError))"), line

@@ -27,6 +27,16 @@ def test_a_timed_out_task_names_everything_and_links_to_its_page():
     assert (fields["worker"], fields["attempt"], fields["outcome"]) == ("w-7", "2 (no retry left)", "timed_out")
 
 
+def test_a_task_its_retry_filters_ended_says_why_not_that_no_retry_was_left():
+    """With attempts left, a failure the retry policy's filters do not retry said `(no retry
+    left)`: it names the filter's reason now."""
+    alert = alert_for(TaskFinished(at=0.0, task_id="p@1", job="picky", state="failed", attempt=1, duration=0.1,
+                                   error="ValueError: bad row", error_type="ValueError",
+                                   reason="not retried: ValueError is not in retry_on (ConnectionError)"), SETTINGS)
+    assert alert is not None
+    assert dict(alert.fields)["attempt"] == "1 (not retried: ValueError is not in retry_on (ConnectionError))"
+
+
 def test_a_success_is_no_alert_and_a_digest_lists_then_counts():
     assert alert_for(TaskFinished(at=0.0, task_id="t", job=None, state="succeeded", attempt=1, duration=0.1),
                      SETTINGS) is None
