@@ -71,12 +71,22 @@ class FireReport:
     ``(task id, reason)`` of each pending slot the store itself created as ``skipped``
     (``Firing.max_backlog``), in firing order - the leader announces them (``task.skipped``)
     as it does the skipped records it built itself. A store that reports none (an older
-    plugin) leaves it empty: those slots are then not announced."""
+    plugin) leaves it empty: those slots are then not announced.
+
+    ``existing_ids``: the ids of the ``existing`` tasks (one per task of an applied firing
+    that the store left as it was because its id was stored already), decided in the same
+    atomic step as the rest. The leader announces no ``task.skipped`` for a skipped record of
+    its firing whose id is among them: that slot was stored - and announced - before (by
+    this leader or an earlier one), or it is a live task that runs. None: the store does not
+    name them (a third-party store written before they existed; optional); the leader then
+    announces every skipped record of an applied firing, as before - with ``existing`` 0 it
+    knows none existed."""
 
     created: int = 0
     existing: int = 0
     conflicts: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    existing_ids: tuple[str, ...] | None = None
 
 
 @attrs.frozen(kw_only=True)

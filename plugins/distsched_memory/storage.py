@@ -484,6 +484,7 @@ class _Jobs:
         created = existing = 0
         conflicts = []
         skipped: list[tuple[str, str]] = []
+        there: list[str] = []
         for f in firings:
             st = self.s.job_state.get(f.job)
             data = self.s.jobs.get(f.job)
@@ -494,6 +495,7 @@ class _Jobs:
             for task in f.tasks:
                 if task.id in self.s.tasks:
                     existing += 1
+                    there.append(task.id)
                     continue
                 new = copy.copy(task)
                 new.version = 1
@@ -506,7 +508,8 @@ class _Jobs:
             st.next_fire_at = f.next_fire_at
             st.last_slot = f.last_slot
             self._push(f.job, st)
-        return FireReport(created=created, existing=existing, conflicts=tuple(conflicts), skipped=tuple(skipped))
+        return FireReport(created=created, existing=existing, conflicts=tuple(conflicts), skipped=tuple(skipped),
+                          existing_ids=tuple(there))
 
 
 class _Tasks:

@@ -652,7 +652,8 @@ class _Jobs:
         # the ids ds_fire stored skipped for max_backlog: the reason is their firing's
         reasons = {t.id: f.backlog_full for f in firings for t in f.tasks} if row["skipped"] else {}
         return FireReport(created=row["created"], existing=row["existing"], conflicts=tuple(row["conflicts"]),
-                          skipped=tuple((i, reasons[i]) for i in row["skipped"]))
+                          skipped=tuple((i, reasons[i]) for i in row["skipped"]),
+                          existing_ids=tuple(row["existing_ids"]))  # (0026)
 
 
 def _evolve(config: TaskConfig, version: int) -> TaskConfig:

@@ -979,10 +979,13 @@ class _Jobs:
             args += [task_args(task, 0) for task in f.tasks]
         reply = await self.store.leader_write(self.s.fire, fence, args)
         ends = 4 + int(reply[3])
-        # the ids the script stored skipped for max_backlog: the reason is their firing's
-        reasons = {t.id: f.backlog_full for f in firings for t in f.tasks} if len(reply) > ends else {}
+        # then the ids the script stored skipped for max_backlog (the reason is their
+        # firing's), then those of the `existing` tasks it left as they were
+        there = len(reply) - int(reply[2])
+        reasons = {t.id: f.backlog_full for f in firings for t in f.tasks} if there > ends else {}
         return FireReport(created=int(reply[1]), existing=int(reply[2]), conflicts=tuple(reply[4:ends]),
-                          skipped=tuple((i, reasons[i]) for i in reply[ends:]))
+                          skipped=tuple((i, reasons[i]) for i in reply[ends:there]),
+                          existing_ids=tuple(reply[there:]))
 
 
 def _name_order(name: str) -> bytes:

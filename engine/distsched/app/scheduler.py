@@ -669,13 +669,18 @@ class Scheduler:
         if self.events.active:
             # the skipped records built here (misfire, discard, replace...), and the pending
             # slots the store recorded skipped as it fired them (max_backlog), with its reason;
-            # none of a firing the store refused (a conflict: its records were not stored)
+            # none of a firing the store refused (a conflict: its records were not stored),
+            # and none the store found stored already (FireReport.existing_ids: announced when
+            # stored, by this leader or an earlier one - or a live task, which runs)
             by_store = dict(report.skipped)
             refused = set(report.conflicts)
+            there = set(report.existing_ids or ())
             for firing in firings:
                 if firing.job in refused:
                     continue
                 for task in firing.tasks:
+                    if task.id in there:
+                        continue
                     if task.state is TaskState.SKIPPED or task.id in by_store:
                         reason = by_store.get(task.id, task.reason or "")
                         self.events.emit(ev.TaskSkipped(at=now, task_id=task.id, job=task.job, slot=task.slot,

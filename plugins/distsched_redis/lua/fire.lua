@@ -13,12 +13,13 @@
 --   job, expected_next, next_fire_at ("" = none), last_slot ("" = none), serial limit ("" =
 --   not serial), max_backlog ("" = none), task count, tasks.
 -- Reply: {'OK', created, existing, number of conflicts, conflicting job names..., ids of the
--- tasks stored skipped for max_backlog...} or {'FENCED', current lease}.
+-- tasks stored skipped for max_backlog..., ids of the `existing` tasks left as they were
+-- (as many as `existing`)} or {'FENCED', current lease}.
 local replay = op_replay()
 if replay then return replay end
 if not fence_ok(ARGV[2]) then return fenced_reply() end
 configure_retention(ARGV[3])
-local created, existing, conflicts, skipped = 0, 0, {}, {}
+local created, existing, conflicts, skipped, there = 0, 0, {}, {}, {}
 local i = 4
 while i <= #ARGV do
   local job, expected, nxt, last = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -40,6 +41,7 @@ while i <= #ARGV do
       local t = parse_task(ARGV[k])
       if redis.call('EXISTS', task_key(t.id)) == 1 then
         existing = existing + 1
+        there[#there + 1] = t.id
       else
         local hold = false
         if serial and t.s == 'pending' and backlog and admitted + held >= serial + backlog then
@@ -70,4 +72,5 @@ notify()
 local reply = {'OK', created, existing, #conflicts}
 for _, name in ipairs(conflicts) do reply[#reply + 1] = name end
 for _, id in ipairs(skipped) do reply[#reply + 1] = id end
+for _, id in ipairs(there) do reply[#reply + 1] = id end
 return op_reply(reply)

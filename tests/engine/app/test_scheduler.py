@@ -101,6 +101,32 @@ async def test_a_firing_the_store_refused_announces_no_skipped_slot(leader, monk
     assert skipped == [f"j@{slot}000" for slot in (100, 110, 120, 130, 140)]
 
 
+async def test_a_slot_stored_already_is_not_announced_skipped_again(leader):
+    """A job set back to slots it fired already (resumed inside ``fire_ahead``, re-timed...)
+    fires them again: the store leaves those tasks as they are (``FireReport.existing_ids``).
+    A slot the pass then records skipped was not announced again - neither one announced
+    skipped when it was stored (it was announced twice), nor one stored pending, which runs
+    (announced skipped, then finished)."""
+    from distsched.model import events as ev
+
+    events = []
+    leader.app.engine.events.listeners.append(events.append)
+    await leader.add("m", 100.0, every="10s", misfire="skip", misfire_grace=0)
+    await leader.add("d", 100.0, every="10s", overlap="discard")
+    await leader.scheduler.fire_due(leader.fence, 115.0, horizon=115.0)
+    for name in ("m", "d"):  # set back to slot 100
+        await leader.storage.jobs.set_paused(name, True)
+        await leader.storage.jobs.set_paused(name, False, next_fire_at=100.0)
+    await leader.scheduler.fire_due(leader.fence, 125.0, horizon=125.0)
+    leader.app.engine.events.flush()
+    skipped = [e.task_id for e in events if isinstance(e, ev.TaskSkipped)]
+    # the first pass: m@100 and m@110 missed (late), d@110 discarded (d@100 live); the
+    # second only the slots new to the store: m@120 missed, d@120 discarded
+    assert sorted(skipped) == ["d@110000", "d@120000", "m@100000", "m@110000", "m@120000"], skipped
+    assert leader.scheduler.stats["slots_existing"] == 4
+    assert [t.state for t in await leader.tasks("d")] == [TaskState.PENDING, TaskState.SKIPPED, TaskState.SKIPPED]
+
+
 @pytest.mark.parametrize("mode", ["skip", "fire-once"])
 async def test_a_slot_fired_ahead_is_not_late_with_a_grace_under_fire_ahead(leader, mode):
     """The leader fires up to ``fire_ahead`` before a slot: a ``misfire_grace`` under it (0 s)

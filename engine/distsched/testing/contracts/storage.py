@@ -335,6 +335,54 @@ class StorageContract:
 
         harness.run(body)
 
+    def test_fire_names_the_tasks_it_found_stored_already(self, harness: Harness) -> None:
+        """``FireReport.existing_ids``: the tasks of an applied firing whose ids were stored
+        already (left as they were), in firing order, beside the slots the store skipped for
+        ``max_backlog`` - the leader announces no ``task.skipped`` for those (optional for a
+        third-party store: None there)."""
+        async def body(h: Harness) -> None:
+            s = await h.storage()
+            _, fence = await h.leader(s)
+            job = make_job("j")
+            await s.jobs.add(job, next_fire_at=10.0)
+            first = (job.skipped_task(10.0, "missed", 11.0), job.create_task(20.0, 11.0))
+            report = await s.jobs.fire(fence, [Firing(job="j", expected_next=10.0, next_fire_at=30.0,
+                                                      last_slot=20.0, tasks=first)])
+            assert (report.created, report.existing) == (2, 0)
+            assert report.existing_ids in ((), None)
+            # the job set back (a re-timed or resumed job): its slots 10 and 20 fire again
+            await s.jobs.set_paused("j", True)
+            await s.jobs.set_paused("j", False, next_fire_at=10.0)
+            again = (job.skipped_task(10.0, "missed", 31.0), job.skipped_task(20.0, "overlap: discarded", 31.0),
+                     job.create_task(30.0, 31.0))
+            report = await s.jobs.fire(fence, [Firing(job="j", expected_next=10.0, next_fire_at=40.0,
+                                                      last_slot=30.0, tasks=again)])
+            assert (report.created, report.existing) == (1, 2)
+            assert report.existing_ids == (again[0].id, again[1].id)
+            got = await _get_many(s, [t.id for t in again])
+            assert [t.state for t in got] == [TaskState.SKIPPED, TaskState.PENDING, TaskState.PENDING]
+            # beside the slots a serial job's max_backlog skips, and with a conflict
+            serial = make_job("sb")
+            serial.overlap = OverlapPolicy(mode="serial", max_instances=1, max_backlog=0)
+            await s.jobs.add(serial, next_fire_at=10.0)
+            s1 = serial.create_task(10.0, 11.0)
+            await s.jobs.fire(fence, [Firing(job="sb", expected_next=10.0, next_fire_at=20.0, last_slot=10.0,
+                                             tasks=(s1,), max_backlog=0)])
+            await s.jobs.set_paused("sb", True)
+            await s.jobs.set_paused("sb", False, next_fire_at=10.0)
+            s2 = serial.create_task(20.0, 21.0)
+            report = await s.jobs.fire(fence, [
+                Firing(job="gone", expected_next=1.0, next_fire_at=2.0, last_slot=1.0,
+                       tasks=(make_job("gone").create_task(1.0, 1.0),)),
+                Firing(job="sb", expected_next=10.0, next_fire_at=30.0, last_slot=20.0, tasks=(s1, s2),
+                       max_backlog=0)])
+            assert report.conflicts == ("gone",)
+            assert (report.created, report.existing) == (1, 1)
+            assert report.skipped == ((s2.id, "overlap: backlog full (max_backlog = 0)"),)
+            assert report.existing_ids == (s1.id,)
+
+        harness.run(body)
+
     def test_fire_refuses_a_job_paused_or_disabled_after_it_was_read_due(self, harness: Harness) -> None:
         """The leader reads the due jobs, then fires them: a pause (or a disable) committed in
         between must win - the firing is a conflict, no task is created, the schedule stays."""
