@@ -158,9 +158,10 @@ def check_plugin_settings(value: Any) -> dict[str, dict[str, Any]]:
 
 
 def _masked(value: Any) -> str:
-    from .masking import mask_secrets
+    """The plugin tables as the repr shows them: secrets and webhook URL paths masked."""
+    from .masking import mask_settings
 
-    return repr(mask_secrets(value))
+    return repr({name: mask_settings(table) if isinstance(table, dict) else "***" for name, table in value.items()})
 
 
 @attrs.frozen(kw_only=True)
@@ -223,7 +224,8 @@ class EngineConfig:
     #: ``{"metrics": {"max_jobs": 500}}`` - the config file's ``[plugins.<name>]`` tables.
     #: Values are JSON (a ``ValidationError`` names ``[plugins.<name>] key``); a plugin reads
     #: its table in the ``distsched_configure(config)`` hook, a server also as
-    #: ``engine.config.plugin_settings``. Secrets are masked in the repr.
+    #: ``engine.config.plugin_settings``. Secrets and webhook URL paths are masked in the repr
+    #: (``distsched.masking.mask_settings``).
     plugin_settings: dict[str, dict[str, Any]] = attrs.field(factory=dict, repr=_masked,
                                                                validator=lambda i, a, v: check_plugin_settings(v))
 

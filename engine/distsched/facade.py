@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ import attrs
 
 from .app.engine import Engine
 from .config import EngineConfig, WorkerConfig, default_storage_url
-from .history import check_finished, check_since, newest_finished
+from .history import check_finished, check_since, in_words, newest_finished, scheduled_for
 from .model import (
     AlreadyExists,
     NotFound,
@@ -61,6 +62,7 @@ from .model.build import (
 from .model.due import due_at, past_at
 from .model.errors import DistschedError
 from .model.sync import JobChange, SyncPlan, job_changes, plan_sync
+from .model.times import iso_utc
 from .model.trigger import AtTrigger, parse_duration
 from .model.trusted import unchecked
 from .model.words import names_listed
@@ -872,11 +874,23 @@ class DistributeSchedule:
         return f"; parked: {found[0]} task(s) wait for it out of the ready queue" if found else ""
 
     async def _why_waiting(self, task: Task) -> str:
+        """Why a task that is not dispatched yet waits: a task for later that is not due yet
+        (``scheduled for ...``; with what would hold it once due, if anything), then
+        :meth:`_why_blocked`."""
+        if task.state not in (TaskState.PENDING, TaskState.RETRYING):
+            return ""
+        blocked = await self._why_blocked(task)
+        now = (await self.storage()).clock()
+        due = scheduled_for(task, now)
+        if due is None:
+            return blocked
+        later = f"; once due, it would wait too{blocked}" if blocked else ""
+        return f": not due yet: scheduled for {iso_utc(float(math.ceil(due)))} (in {in_words(due - now)}){later}"
+
+    async def _why_blocked(self, task: Task) -> str:
         """Why a task that is not dispatched yet may never run: its turn behind its serial
         job's runs (:meth:`_serial_turn`), no live worker, none that has its executor or
         offers its function, or all of them full. Empty when none of these holds."""
-        if task.state not in (TaskState.PENDING, TaskState.RETRYING):
-            return ""
         turn = await self._serial_turn(task)
         if turn:
             return turn

@@ -19,12 +19,23 @@ Every output that shows a job's target, options, arguments or a task's result - 
 
 It errs on the side of hiding: what is nested deeper than it looks is shown as ``***``.
 It never raises and never changes its argument.
+
+A plugin's settings (``[plugins.<name>]``, as ``--show-config`` and ``EngineConfig``'s repr
+show them) go through :func:`mask_settings`: :func:`mask_secrets`, and a webhook URL's path,
+which is its token (Slack's ``/services/T../B../XXXX``, Mattermost's ``/hooks/<key>``,
+Discord's ``/api/webhooks/<id>/<token>``), shown as ``/***`` - every URL under a key that
+names a hook (:data:`HOOK_KEY`: ``webhook_urls``, ``slack_hook``...), and under any other
+key a URL whose path has a token-like segment (:data:`TOKEN_SEGMENT`):
+
+>>> mask_settings({"webhook_urls": ["https://hooks.slack.com/services/T0/B0/XXXX"], "dashboard_url": "https://d.example.com/ui"})
+{'webhook_urls': ['https://hooks.slack.com/***'], 'dashboard_url': 'https://d.example.com/ui'}
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from .urls import REDACTED, redact_text
 
@@ -86,4 +97,54 @@ def mask_secrets(value: Any, _depth: int = 0) -> Any:
     return value
 
 
-__all__ = ["MAX_DEPTH", "SECRET_KEY", "SECRET_NAME", "mask_secrets", "mask_text"]
+#: A plugin setting's key whose URLs are webhooks (matched case-insensitively, anywhere in
+#: the key): their whole path is masked.
+HOOK_KEY = re.compile(r"hook", re.IGNORECASE)
+#: A URL path segment that looks like a token: 20 or more letters, digits, ``_`` or ``-``
+#: with a digit among them, or 32 or more of them (a Slack, Mattermost, Discord or Teams
+#: webhook's key); an ordinary path (``/api/v1/reports``, ``/distsched``) has none.
+TOKEN_SEGMENT = re.compile(r"(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}|[A-Za-z0-9_-]{32,}")
+#: A URL in a setting's text: the scheme, then everything up to a space.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s]*")
+
+
+def _mask_url_path(match: re.Match[str], every: bool) -> str:
+    url = match.group(0)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a bad port or IPv6 literal: show nothing after the scheme
+        return url.split("://", 1)[0] + "://" + REDACTED
+    rest = url[len(parts.scheme) + 3 + len(parts.netloc):]
+    if rest in ("", "/"):
+        return url
+    if not every and not any(TOKEN_SEGMENT.fullmatch(seg) for seg in re.split(r"[/?#&=]", rest)):
+        return url
+    return f"{parts.scheme}://{parts.netloc}/{REDACTED}"
+
+
+def _mask_setting(value: Any, hook: bool, depth: int) -> Any:
+    if isinstance(value, str):
+        return _URL.sub(lambda m: _mask_url_path(m, hook), value) if "://" in value else value
+    if depth >= MAX_DEPTH:
+        return value  # mask_secrets shows it as ***
+    if isinstance(value, dict):
+        return {k: _mask_setting(v, hook or (isinstance(k, str) and bool(HOOK_KEY.search(k))), depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_setting(v, hook, depth + 1) for v in value]
+    return value
+
+
+def mask_settings(table: dict[str, Any]) -> dict[str, Any]:
+    """A plugin's settings table as shown (``--show-config``, ``EngineConfig``'s repr): a
+    copy with :func:`mask_secrets`'s masking, and the path of every webhook URL shown as
+    ``/***`` (``https://hooks.slack.com/***``): every URL under a key that names a hook
+    (:data:`HOOK_KEY`), and any URL whose path has a token-like segment
+    (:data:`TOKEN_SEGMENT`). Its scheme, host and port stay, and so does every ordinary URL
+    (``dashboard_url = "https://dash.example.com/ui"``). Never raises."""
+    masked = mask_secrets(_mask_setting(table, False, 0))
+    return masked if isinstance(masked, dict) else {}
+
+
+__all__ = ["HOOK_KEY", "MAX_DEPTH", "SECRET_KEY", "SECRET_NAME", "TOKEN_SEGMENT", "mask_secrets", "mask_settings",
+           "mask_text"]

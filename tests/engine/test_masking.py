@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from distsched.masking import MAX_DEPTH, mask_secrets
+from distsched.config import EngineConfig
+from distsched.masking import MAX_DEPTH, mask_secrets, mask_settings
 
 
 def test_urls_and_secret_keys_are_masked_at_any_depth() -> None:
@@ -65,3 +66,45 @@ def test_masking_a_long_hostile_text_takes_one_scan() -> None:
     for text in hostile:
         mask_secrets(text)
     assert time.process_time() - started < 5.0
+
+
+def test_a_plugin_settings_webhook_urls_show_only_scheme_host_and_port() -> None:
+    """A Slack or Mattermost webhook URL's path is its token: ``--show-config`` and
+    ``EngineConfig``'s repr (``mask_settings``) show it as ``/***`` - every URL under a key
+    naming a hook, and under any key a URL whose path has a token-like segment - while
+    ordinary values and URLs stay as they are."""
+    table = {
+        "webhook_urls": ["https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+                         "http://mattermost.local:8065/hooks/xkq9z8abc7defgh6ijk5lmno4p?channel=ops"],
+        "slack_hook": "https://hooks.slack.com/services/T1/B1/short",
+        "notify": {"url": "https://discord.com/api/webhooks/1234567890123/abcDEFghiJKL0123456789mnoPQRstu"},
+        "dashboard_url": "https://distsched.example.com/ui",
+        "api": "https://api.example.com/v1/reports/daily-summary-of-things",
+        "smtp_host": "smtp.example.com",
+        "email_to": ["ops@example.com", "On call <oncall@example.com>"],
+        "min_interval": 60,
+        "webhook_format": "json",
+        "smtp_password_env": "DISTSCHED_SMTP_PASSWORD",
+        "api_token": "s3cret",
+    }
+    shown = mask_settings(table)
+    assert shown == {
+        "webhook_urls": ["https://hooks.slack.com/***", "http://mattermost.local:8065/***"],
+        "slack_hook": "https://hooks.slack.com/***",
+        "notify": {"url": "https://discord.com/***"},
+        "dashboard_url": "https://distsched.example.com/ui",
+        "api": "https://api.example.com/v1/reports/daily-summary-of-things",
+        "smtp_host": "smtp.example.com",
+        "email_to": ["ops@example.com", "On call <oncall@example.com>"],
+        "min_interval": 60,
+        "webhook_format": "json",
+        "smtp_password_env": "***",
+        "api_token": "***",
+    }
+    assert table["webhook_urls"][0].endswith("XXXX"), "its argument is not changed"
+    # a URL it cannot parse shows nothing after its scheme; a host alone stays
+    assert mask_settings({"webhook_url": "https://[::1/services/x"}) == {"webhook_url": "https://***"}
+    assert mask_settings({"webhook_url": "https://hooks.example.com/"}) == {"webhook_url": "https://hooks.example.com/"}
+    config = EngineConfig(storage="memory://", plugin_settings={"alerts": {"webhook_urls": table["webhook_urls"]}})
+    assert "XXXX" not in repr(config) and "xkq9" not in repr(config)
+    assert "https://hooks.slack.com/***" in repr(config)

@@ -271,6 +271,26 @@ def test_show_config_lists_plugin_tables_with_secrets_masked(tmp_path):
     assert "[plugins.notify_plugin] api_token" in proc.stdout and "***" in proc.stdout
 
 
+def test_show_config_masks_a_webhook_urls_token_path(tmp_path):
+    """``[plugins.alerts] webhook_urls``: a Slack or Mattermost webhook URL's path is its
+    token. ``--show-config`` showed it whole (only keys named like a secret were masked);
+    now its scheme, host and port, the path as ``/***`` - the other settings as they are."""
+    config = _config(tmp_path, """
+        [plugins.alerts]
+        webhook_urls = ["https://hooks.slack.com/services/T0AAAA/B0BBBB/Zq8rT2vX9kLmN4pQ7sW1yB3c",
+                        "https://chat.example.com/hooks/xkq9z8abc7defgh6ijk5lmno4p"]
+        dashboard_url = "https://distsched.example.com"
+        """)
+    proc = _cli(tmp_path, "scheduler", "--config", config, "--show-config")
+    assert proc.returncode == 0, proc.stderr
+    assert "Zq8rT2vX9kLmN4pQ7sW1yB3c" not in proc.stdout and "xkq9z8abc7" not in proc.stdout
+    assert "T0AAAA" not in proc.stdout
+    lines = {line.split(" = ")[0]: line for line in proc.stdout.splitlines() if line.startswith("[plugins.alerts]")}
+    assert lines["[plugins.alerts] webhook_urls"].startswith(
+        '[plugins.alerts] webhook_urls = ["https://hooks.slack.com/***", "https://chat.example.com/***"] ('), lines
+    assert '[plugins.alerts] dashboard_url = "https://distsched.example.com" (' in lines["[plugins.alerts] dashboard_url"]
+
+
 # -- the jobs file's [plugins.<name>] tables ------------------------------------------------
 JOBS = '''
 [worker]
@@ -318,16 +338,17 @@ def test_a_bad_plugin_table_in_the_jobs_file_is_one_of_its_problems(tmp_path):
 def test_the_config_files_plugin_table_wins_over_the_jobs_files_key_by_key(tmp_path):
     config = _config(tmp_path, """
         [plugins.notify_plugin]
-        webhook_url = "https://hooks.example/from-config"
+        webhook_url = "https://config.example/hook"
         """)
     _jobs(tmp_path, """
         [plugins.notify_plugin]
-        webhook_url = "https://hooks.example/from-jobs"
+        webhook_url = "https://jobs.example/hook"
         kinds = ["leader.elected"]
         """)
     proc = _cli(tmp_path, "scheduler", "--config", config, "--jobs", "j.toml", "--show-config")
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[plugins.")]
     assert lines == ['[plugins.notify_plugin] kinds = ["leader.elected"] (plugin setting, j.toml)',
-                     '[plugins.notify_plugin] webhook_url = "https://hooks.example/from-config" (plugin setting, '
+                     # (a webhook URL's path is masked: mask_settings)
+                     '[plugins.notify_plugin] webhook_url = "https://config.example/***" (plugin setting, '
                      f"{config})"], proc.stdout

@@ -242,10 +242,11 @@ def configurable(section: str, *, jobs_param: str = "jobs_file") -> Callable[[cl
                     click.echo(f"{key:<20} {_show(kwargs.get(param.name or ''))!s:<40} ({sources.get(key, 'default')})")
                 for key, value in sorted((ctx.meta.get("distsched.config_settings") or {}).items()):
                     click.echo(f"{key:<20} {value!r:<40} (executor setting, config file)")
-                from ..masking import mask_secrets
+                from ..masking import mask_settings
 
                 for name, plugin_table in sorted((ctx.meta.get("distsched.plugin_settings") or {}).items()):
-                    for key, value in sorted(mask_secrets(plugin_table).items()):  # `token = ***`
+                    # `token = ***`, `webhook_urls = ["https://hooks.slack.com/***"]`
+                    for key, value in sorted(mask_settings(plugin_table).items()):
                         click.echo(f"[plugins.{name}] {key} = {json.dumps(value)} "
                                    f"(plugin setting, {plugin_sources.get((name, key), 'config file')})")
                 return None
