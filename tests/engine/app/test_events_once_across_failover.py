@@ -1,11 +1,11 @@
 """Each task is announced once across a leader failover: two ``distsched scheduler``
-processes and a worker on a real Redis, the leader killed with ``kill -9`` while tasks fail.
+processes and a worker on a real Redis (and PostgreSQL), the leader killed with ``kill -9`` while tasks fail.
 An observer plugin (``-p``) in each scheduler appends every ``task.finished`` and
 ``task.skipped`` to a file of its own; at the end each task the store holds failed has
 exactly one ``task.finished`` across both leaders' files (an alert line each: the alerts
 plugin is fed by these events), and each slot it holds skipped exactly one ``task.skipped``
 - also when the new leader fires again slots the old one fired (``FireReport.existing_ids``).
-About 3 s.
+About 3 s on each store.
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ import pytest
 from distsched.testing.processes import Deployment, wait_until
 from distsched.testing.redis_server import RedisServer
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not on PATH"),
-]
+pytestmark = pytest.mark.slow
 
 OBSERVER = '''
 import json, os
@@ -96,10 +93,26 @@ def _finished(events: list[dict[str, Any]]) -> int:
     return sum(1 for e in events if e["kind"] == "task.finished" and e["state"] == "failed")
 
 
-def test_each_task_is_announced_once_across_a_kill9_failover(tmp_path: Path) -> None:
+def _store(kind: str) -> tuple[Any, dict[str, str]]:
+    """A throwaway store server for a Deployment, and its URL options."""
+    if kind == "redis":
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not on PATH")
+        return RedisServer(), {"namespace": f"f{uuid.uuid4().hex[:8]}"}
+    from distsched.testing.postgres_server import PostgresDatabase, server_answers
+
+    reason = server_answers()
+    if reason is not None:
+        pytest.skip(reason)
+    return PostgresDatabase(), {"schema": f"f{uuid.uuid4().hex[:8]}"}
+
+
+@pytest.mark.parametrize("kind", ["redis", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_each_task_is_announced_once_across_a_kill9_failover(tmp_path: Path, kind: str) -> None:
     obs = tmp_path / "obs"
     obs.mkdir()
-    with Deployment(RedisServer(), directory=tmp_path / "run", url_options={"namespace": f"f{uuid.uuid4().hex[:8]}"},
+    store, options = _store(kind)
+    with Deployment(store, directory=tmp_path / "run", url_options=options,
                     env={"OBS_DIR": str(obs), "PYTHONPATH": os.pathsep.join([str(tmp_path / "run"), *sys.path])}) as dep:
         dep.write("obs_once.py", OBSERVER)
         dep.write("boom_tasks.py", TASKS)
