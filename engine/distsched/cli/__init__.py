@@ -6,7 +6,7 @@
     distsched scheduler / worker       the distributed roles, on a shared store (redis://...)
     distsched status                   leader and lease, schedulers, workers, task counts
     distsched tasks ...                list / show / submit / retry / cancel tasks
-    distsched jobs ...                 list / add / remove / pause / resume / trigger jobs
+    distsched jobs ...                 list / show / add / remove / pause / resume / trigger jobs
 """
 
 from __future__ import annotations
@@ -942,6 +942,7 @@ def main() -> None:
     cli(prog_name="distsched")
 
 
+from . import jobs_show as _jobs_show  # noqa: E402,F401  (distsched jobs show)
 from . import quarantine as _quarantine  # noqa: E402,F401  (distsched quarantine ...)
 from . import status as _status  # noqa: E402,F401  (distsched status)
 from . import tasks as _tasks  # noqa: E402,F401  (distsched tasks ...)
