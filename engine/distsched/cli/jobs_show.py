@@ -88,7 +88,7 @@ async def job_detail(app: Any, name: str, runs: int) -> dict[str, Any]:
         "overlap": _overlap_json(config), "backlog": backlog, "paused": state.paused,
         "next_fire_at": state.next_fire_at, "version": config.version, "ended": config.ended(state.next_fire_at),
         # and more: its definition...
-        "description": config.description, "timezone": zone,
+        "description": mask_secrets(config.description), "timezone": zone,
         "start_date": getattr(trigger, "start_date", None), "end_date": getattr(trigger, "end", None),
         "jitter": getattr(trigger, "jitter", 0.0) or 0.0,
         "args": mask_secrets(list(spec.args)), "kwargs": mask_secrets(spec.kwargs),

@@ -27,11 +27,14 @@ RUN_KEYS = {"id", "job", "slot", "state", "attempt", "worker", "created_at", "st
             "error", "error_line", "held_until", "scheduled_for"}
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest) -> str:
     tag = uuid.uuid4().hex[:10]
     if request.param == "memory":
         return f"memory://show-{tag}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database").url_for(schema=f"js{tag}")
     return request.getfixturevalue("redis_server").url_for(namespace=f"js{tag}")
 
 
@@ -118,6 +121,7 @@ def test_a_job_with_runs_shows_its_definition_state_and_last_runs(distsched_cli,
 JOBS = """
 [[jobs]]
 name = "nightly-report"
+description = "the report, password=desc-do-not-print"
 cron = "30 2 * * *"
 timezone = "Europe/Paris"
 target = "t"
@@ -157,7 +161,7 @@ def test_a_paused_job_an_ended_one_and_a_disabled_one_say_so(distsched_cli, tmp_
     assert _field(live.output, "runs") == "none yet"
     for args in ((), ("--json",)):  # no secret of its args, kwargs or options is printed
         out = distsched_cli("jobs", "show", "nightly-report", "--storage", url, *args).output
-        assert not any(s in out for s in ("pa55word", "tok-do-not-print", "bearer-do-not-print")), out
+        assert not any(s in out for s in ("pa55word", "tok-do-not-print", "bearer-do-not-print", "desc-do-not-print")), out
     data = json.loads(distsched_cli("jobs", "show", "nightly-report", "--storage", url, "--json").output)
     assert data["kwargs"] == {"api_token": "***", "rows": 3} and data["timezone"] == "Europe/Paris"
     assert data["next_fire_local"].endswith(("T02:30:00+01:00", "T02:30:00+02:00"))
