@@ -143,7 +143,7 @@ def tasks_param(tasks: Any, *, ended: bool = False) -> str:
 #: The columns of ``tasks`` a read selects, in this order (decode_task).
 TASK_COLUMNS = ("id, job, slot, state, spec, created_at, updated_at, not_before, attempt, dispatches, "
                 "redeliveries, worker_id, dispatched_at, started_at, finished_at, result, reason, "
-                "serial_limit, version")
+                "serial_limit, version, signature")
 
 
 def decode_task(row: Any) -> Task:
@@ -157,6 +157,7 @@ def decode_task(row: Any) -> Task:
         "finished_at": row["finished_at"],
         "result": None if result is None else stored_result(loads(result)),
         "reason": row["reason"], "serial_limit": row["serial_limit"], "version": row["version"],
+        "signature": row["signature"],
     })
 
 

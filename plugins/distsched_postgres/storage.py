@@ -880,13 +880,15 @@ class _Tasks:
         return await self._cas(tasks, write)
 
     async def dispatch(self, fence: Fence, tasks: Sequence[Task]) -> list[bool]:
-        """Only the fields a dispatch changes travel (ds_dispatch_slim), as arrays."""
+        """Only the fields a dispatch changes travel (ds_dispatch_slim), as arrays; the
+        leader's signature of the dispatch too (None: unsigned; migration 27)."""
         out: list[bool] = []
         for chunk in _chunks(tasks) or [[]]:
             written = set(await self.store.leader_write(
-                fence, "fetchval", "SELECT ds_dispatch_slim($1, $2, $3, $4, $5, $6, $7, $8)",
+                fence, "fetchval", "SELECT ds_dispatch_slim($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 [t.id for t in chunk], [t.version for t in chunk], [t.worker_id for t in chunk],
-                [t.dispatches for t in chunk], [t.dispatched_at for t in chunk], [t.updated_at for t in chunk]))
+                [t.dispatches for t in chunk], [t.dispatched_at for t in chunk], [t.updated_at for t in chunk],
+                [t.signature for t in chunk]))
             for task in chunk:
                 ok = task.id in written
                 if ok:

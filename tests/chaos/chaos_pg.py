@@ -90,9 +90,10 @@ CREATE OR REPLACE FUNCTION chaos_fence_checked(p_node text, p_term bigint) RETUR
 """,
 }
 
-#: Parameters of the fenced functions (ds_fire/save/reap/settle take 5, ds_dispatch_slim 8);
-#: the lease's renew (3) and release (2) take the same first two and are not leader writes.
-LEADER_WRITE_PARAMS = (5, 8)
+#: Parameters of the fenced functions (ds_fire/save/reap/settle take 5, ds_dispatch_slim 9
+#: since migration 27, with the dispatches' signatures); the lease's renew (3) and release (2)
+#: take the same first two and are not leader writes.
+LEADER_WRITE_PARAMS = (5, 9)
 
 REFUSAL = re.compile(r"^(\S+ \S+) UTC \[(\d+)\] DSFEN ERROR:\s+write by '([^']*)' with term (\d+) refused")
 
