@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .model import Task, TaskState, ValidationError
+from .model.newer import ignore_newer, init_fields
 from .model.result import safe_str
 from .model.task import ASSIGNED
 from .model.times import is_time
@@ -297,7 +298,9 @@ def stored_attempt(values: dict[str, Any]) -> Attempt:
     :func:`ended_attempt` wrote it), refusing (``ValueError``, naming the field) a field of
     another type than that: a start time that was a table made the task's page fail (the
     duration is a subtraction); and a number below 1 (attempts count from 1). Fields it does
-    not know are left out."""
+    not know (a newer node's) are left out, with one WARNING per field per process
+    (``distsched.model.newer``)."""
+    ignore_newer("attempt", values, init_fields(Attempt))
     number = values.get("number")
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise ValueError(f"its number is not an attempt number from 1 ({number!r:.80})")

@@ -27,6 +27,7 @@ import attrs
 
 from .config import EngineConfig
 from .model import JobState, Outcome, Task, TaskConfig, TaskResult, Worker
+from .model.newer import ignore_newer, init_fields
 
 
 @attrs.frozen
@@ -231,8 +232,9 @@ class SchedulerNode:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SchedulerNode:
-        known = {f.name for f in attrs.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """A node from its stored record; a field this version does not know (a newer
+        node's) is left out, with one WARNING per field per process (``model.newer``)."""
+        return cls(**ignore_newer("scheduler", dict(data), init_fields(cls)))
 
 
 @runtime_checkable

@@ -17,6 +17,21 @@ What is signed (canonical JSON, sorted keys, ASCII):
 
 A signature reads ``v1:<key id>:<hex digest>``, the key id being the first 8 hex digits of
 the key's SHA-256, so a verifier picks the right key without trying them all.
+
+A field written by a newer node (rolling upgrades, ``distsched.model.newer``): a node
+builds the payload it checks from the fields it knows, and only from those, so
+
+* a newer field that the newer node also signs (as ``log`` was added to a result's payload,
+  only when the result has one) makes this node's check fail: the record is refused as one
+  whose "signature does not match its content" (a result: logged as an ERROR, counted in
+  ``forged_results``, the attempt times out and is retried) - never accepted without the
+  field, never a crash. Sign a new field only when it is set, so that records without it
+  still verify on older nodes;
+* a newer field the newer node does not sign is dropped before the check (a result, a
+  worker's record) or refuses the record before it (a task's spec: put aside): this node
+  never acts on it, so dropping it cannot make a forged record verify - the fields the
+  check covers are the ones this node acts on - nor a genuine one fail (they are signed
+  as they were).
 """
 
 from __future__ import annotations

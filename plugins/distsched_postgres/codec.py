@@ -204,4 +204,5 @@ def scheduler_json(node: SchedulerNode) -> str:
 
 def decode_scheduler(row: Any) -> SchedulerNode:
     data = loads(row["data"])
-    return SchedulerNode(id=row["id"], last_heartbeat=row["heartbeat"], role=row["role"], **data)
+    data.update(id=row["id"], last_heartbeat=row["heartbeat"], role=row["role"])
+    return SchedulerNode.from_dict(data)  # a newer node's field: left out, with a WARNING

@@ -40,7 +40,7 @@ from distsched.model import (
     Worker,
     spec_json_cache,
 )
-from distsched.model.trusted import stored_result, stored_spec, stored_task
+from distsched.model.trusted import stored_result, stored_spec, stored_task, stored_worker
 from distsched.ports import Attempt, SettledTask
 
 _std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -283,13 +283,9 @@ def worker_json(worker: Worker) -> str:
 def decode_worker(worker_id: str, data: str, heartbeat: Any, draining: Any, load: Any, blocked: Any = 0) -> Worker:
     """The worker stored under ``worker_id``: the key names it (its heartbeat, queue and tasks
     are kept under that id), not the copy of the id in its JSON - a record copied from
-    another worker listed twice under that worker's id."""
+    another worker listed twice under that worker's id. A field this version does not know
+    (a newer worker's) is left out, with one WARNING per field (``stored_worker``)."""
     fields = loads(data)
-    fields["id"] = worker_id
-    return Worker(
-        **fields,
-        last_heartbeat=float(heartbeat),
-        draining=bool(int(draining)),
-        load=int(load),
-        blocked=int(blocked or 0),
-    )
+    fields.update(id=worker_id, last_heartbeat=float(heartbeat), draining=bool(int(draining)), load=int(load),
+                  blocked=int(blocked or 0))
+    return stored_worker(fields)

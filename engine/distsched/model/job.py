@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from .errors import ValidationError
+from .newer import init_fields, refuse_newer
 from .spec import TaskSpec, check_name
 from .task import Task, slot_task_id
 from .times import valid_time
@@ -291,16 +292,32 @@ class TaskConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
+        """A job from its stored dict (``to_dict()``). A field this version does not know -
+        of the job, its trigger, misfire or overlap policy, its spec or retry policy: a
+        newer node's - is refused naming it (``ValidationError``; the store puts the job
+        aside): ignored, the job would fire, run or retry otherwise than stored
+        (``distsched.model.newer``)."""
+        refuse_newer("job", data, _JOB_FIELDS)
+        misfire = data.get("misfire", {})
+        overlap = data.get("overlap", {})
+        if isinstance(misfire, dict):
+            refuse_newer("misfire", misfire, init_fields(MisfirePolicy), "misfire")
+        if isinstance(overlap, dict):
+            refuse_newer("overlap", overlap, init_fields(OverlapPolicy), "overlap")
         return cls(
             name=data["name"],
             trigger=trigger_from_dict(data["trigger"]) if data.get("trigger") else None,
             spec=TaskSpec.from_dict(data["spec"]),
             enabled=data.get("enabled", True),
-            misfire=MisfirePolicy(**data.get("misfire", {})),
-            overlap=OverlapPolicy(**data.get("overlap", {})),
+            misfire=MisfirePolicy(**misfire),
+            overlap=OverlapPolicy(**overlap),
             description=data.get("description", ""),
             version=data.get("version", 0),
         )
+
+
+#: The fields of a job's stored dict (``TaskConfig.to_dict``).
+_JOB_FIELDS = frozenset(("name", "trigger", "spec", "enabled", "misfire", "overlap", "description", "version"))
 
 
 @attrs.define(kw_only=True)

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from .errors import ValidationError
+from .newer import ignore_newer, init_fields
 
 #: Longest error text kept (characters); a longer one is cut, saying how much was cut.
 MAX_ERROR_CHARS = 8 * 1024
@@ -271,4 +272,9 @@ class TaskResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskResult:
-        return cls(**data)
+        """A result from its dict (``to_dict()``: a worker's report, or the one a task
+        stored), validated. A field this version does not know (a newer worker's) is
+        dropped, with one WARNING per field per process (``distsched.model.newer``): the
+        result is recorded by the fields this node knows. (A signed result: see
+        ``distsched.signing``.)"""
+        return cls(**ignore_newer("result", dict(data), init_fields(cls)))

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from .errors import ValidationError
+from .newer import init_fields, refuse_newer
 
 BACKOFFS = ("fixed", "exponential")
 #: Upper bounds that keep hostile or mistyped input from producing absurd schedules.
@@ -225,7 +226,11 @@ class RetryPolicy:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
+    def from_dict(cls, data: dict[str, Any], *, field: str = "retry") -> RetryPolicy:
+        """A policy from its stored dict (``to_dict()``). A field this version does not know
+        (a newer node's) is refused naming it (``<field>.<name>``): ignored, the task would
+        be retried otherwise than stored (``distsched.model.newer``)."""
+        refuse_newer("retry", data, init_fields(cls), field)
         return cls(**data)
 
 

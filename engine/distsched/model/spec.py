@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from .errors import ValidationError
+from .newer import init_fields, refuse_newer
 from .retry import RetryPolicy
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
@@ -224,9 +225,14 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        """A spec from its stored dict (``to_dict()``). A field this version does not know
+        (a newer node's), of the spec or its retry policy, is refused naming it
+        (``spec.<field>``, ``spec.retry.<field>``): ignored, the task would run or retry
+        otherwise than stored (``distsched.model.newer``)."""
+        refuse_newer("spec", data, init_fields(cls), "spec")
         data = dict(data)
         if isinstance(data.get("retry"), dict):
-            data["retry"] = RetryPolicy.from_dict(data["retry"])
+            data["retry"] = RetryPolicy.from_dict(data["retry"], field="spec.retry")
         return cls(**data)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 
 from .errors import InvalidTransition, StaleAttempt, ValidationError
+from .newer import init_fields, refuse_newer
 from .result import TaskResult
 from .retry import RETRY_REQUESTED, RetryPolicy
 from .spec import TaskSpec
@@ -388,6 +389,10 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
+        """A task from its dict (``to_dict()``), validated. A field this version does not
+        know, of the task or its spec (a newer node's), is refused naming it; one of its
+        result is dropped with a WARNING (``distsched.model.newer``)."""
+        refuse_newer("task", data, init_fields(cls))
         data = dict(data)
         data["spec"] = TaskSpec.from_dict(data["spec"])
         data["state"] = TaskState(data["state"])

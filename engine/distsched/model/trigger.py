@@ -48,6 +48,7 @@ from croniter import croniter
 from croniter.croniter import CroniterBadDateError, CroniterError
 
 from .errors import ValidationError
+from .newer import init_fields, refuse_newer
 from .times import TIME_MAX, check_time, iso_utc, to_datetime, valid_time
 
 UTC = timezone.utc
@@ -616,12 +617,18 @@ Trigger = CronTrigger | EveryTrigger | AtTrigger
 
 
 def trigger_from_dict(data: dict[str, Any]) -> Trigger:
+    """A trigger from its stored dict (``to_dict()``). A field its kind does not know (a
+    trigger option of a newer version) is refused naming it (``trigger.<field>``): read
+    without it, the job would fire on another schedule than the one stored
+    (``distsched.model.newer``)."""
     data = dict(data)
     kind = data.pop("kind", None)
-    if kind == "cron":
-        return CronTrigger(**data)
-    if kind == "every":
-        return EveryTrigger(**data)
-    if kind == "at":
-        return AtTrigger(**data)
-    raise ValidationError("trigger", f"unknown kind {kind!r} (cron, every, at)")
+    cls = _TRIGGER_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValidationError("trigger", f"unknown kind {kind!r} (cron, every, at)")
+    refuse_newer("trigger", data, init_fields(cls), "trigger")
+    return cls(**data)  # type: ignore[no-any-return]
+
+
+_TRIGGER_KINDS: dict[str, type] = {"cron": CronTrigger, "every": EveryTrigger, "at": AtTrigger}
+

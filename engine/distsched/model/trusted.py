@@ -6,6 +6,11 @@ builds an instance field by field, with the class's defaults, and runs no valida
 converter or ``__attrs_post_init__``. Use it only for data the engine wrote; anything that
 crossed a trust boundary (a jobs file, a submission, a worker's result) goes through the
 normal constructor.
+
+A field a newer distsched node wrote, which this version does not know, is refused naming
+it in a task or its spec or retry policy (ignored, the task would run or retry otherwise
+than stored), and dropped with one WARNING per field per process in a result or a worker
+record (``distsched.model.newer``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from .newer import ignore_newer, init_fields, refuse_newer
 from .times import is_time
 
 if TYPE_CHECKING:
@@ -91,6 +97,7 @@ def stored_task(values: dict[str, Any]) -> Task:
     store moves the record aside like any other it cannot decode."""
     from .task import Task
 
+    refuse_newer("task", values, init_fields(Task))
     for name, least in _TASK_COUNTERS:
         value = values.get(name, least)  # missing: the Task default
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value < COUNTER_MAX:
@@ -133,7 +140,7 @@ def stored_worker(values: dict[str, Any]) -> Worker:
     stale.)"""
     from .worker import Worker
 
-    return Worker(**values)
+    return Worker(**ignore_newer("worker", values, init_fields(Worker)))
 
 
 #: A stored result's fields that are text, and those that may be none.
@@ -150,6 +157,7 @@ def stored_result(values: dict[str, Any]) -> TaskResult:
     table. The store then moves the task aside like any record it cannot decode."""
     from .result import OUTCOMES, TaskResult
 
+    ignore_newer("result", values, init_fields(TaskResult))
     for name in _RESULT_TEXT:
         if not isinstance(values.get(name), str):
             raise ValueError(f"its result's {name} is not text ({values.get(name)!r:.80})")
@@ -185,6 +193,7 @@ def stored_spec(data: dict[str, Any]) -> TaskSpec:
     instance. ``data`` is consumed."""
     from .spec import TaskSpec
 
+    refuse_newer("spec", data, init_fields(TaskSpec), "spec")
     if not isinstance(data.get("target"), str):
         raise ValueError(f"its spec's target is not text ({data.get('target')!r:.80})")
     for name in ("executor", "balancer"):
@@ -215,6 +224,9 @@ def _retry_items(retry: Any) -> Any:
     task's timeout or requeue (every pass: the crash loop above), and the task's page."""
     if not isinstance(retry, dict):
         raise ValueError(f"its spec's retry is not a table ({retry!r:.80})")
+    from .retry import RetryPolicy
+
+    refuse_newer("retry", retry, init_fields(RetryPolicy), "spec.retry")
     for key, value in retry.items():
         if key == "max_attempts" and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"its spec's retry.max_attempts is not an integer ({value!r:.80})")

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from .errors import ValidationError, WorkerFull
+from .newer import ignore_newer, init_fields
 from .spec import NAME_RE
 from .times import valid_time
 
@@ -206,4 +207,7 @@ class Worker:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Worker:
-        return cls(**data)
+        """A worker from its stored record, validated. A field this version does not know
+        (a newer worker's registration) is dropped, with one WARNING per field per process
+        (``distsched.model.newer``): the worker is routed to by what this node knows."""
+        return cls(**ignore_newer("worker", dict(data), init_fields(cls)))
