@@ -1432,22 +1432,42 @@ class StorageContract:
             assert await write(s, "worker", "w1", "", {"zone": "eu-west-1", "gpus": [0, 1]})
             [listed] = await s.workers.list_workers()
             assert (listed.id, listed.capacity, listed.functions) == ("w1", registered.capacity, registered.functions)
-            await s.tasks.submit([make_task("a")])
-            task = await _get(s, "a")
-            task.dispatch("w1", s.clock())
-            assert await s.tasks.dispatch(fence, [task]) == [True]
-            [pulled] = await s.queues.pull("w1", 10, 1.0)
-            sent = _result(pulled, value={"rows": 3}, now=s.clock())
+            await s.tasks.submit([make_task("a"), make_task("b")])
+            tasks = await _get_many(s, ["a", "b"])
+            for task in tasks:
+                task.dispatch("w1", s.clock())
+            assert await s.tasks.dispatch(fence, tasks) == [True, True]
+            a, b = sorted(await s.queues.pull("w1", 10, 1.0), key=lambda t: t.id)
+            # a failure, read by the leader (peek) and settled by its own write
+            sent = _result(a, "failed", error="E: boom", error_type="E", now=s.clock())
             await s.queues.report("w1", [sent])
             assert await write(s, "result", "", "", {"cpu_seconds": 0.4, "peak_rss": 1 << 20})
             assert await s.results.peek(10) == [sent]
             task = await _get(s, "a")
             task.finish(sent, s.clock())
             assert await s.tasks.save(fence, [task], ack_results=1) == [True]
+            stored = await _get(s, "a")
+            assert stored.state is TaskState.FAILED and stored.result == sent
+            # a success: settled by the store itself (the result's JSON kept in the task), or
+            # left to the leader's own path when the store cannot judge it (Redis's script
+            # takes only the fields it knows), as the leader does
+            ok = _result(b, value={"rows": 3}, now=s.clock())
+            await s.queues.report("w1", [ok])
+            assert await write(s, "result", "", "", {"cpu_seconds": 0.1})
+            await s.results.settle(fence, 10)
+            left = await s.results.peek(10)
+            assert left in ([], [ok])
+            if left:
+                task = await _get(s, "b")
+                task.finish(ok, s.clock())
+                assert await s.tasks.save(fence, [task], ack_results=1) == [True]
             assert await s.results.peek(10) == []
-            if await write(s, "task", "a", "result", {"cpu_seconds": 0.4}):
-                done = await _get(s, "a")
-                assert done.state is TaskState.SUCCEEDED and done.result == sent
+            done = await _get(s, "b")
+            assert done.state is TaskState.SUCCEEDED and done.result is not None
+            assert (done.result.attempt_id, done.result.value, done.result.outcome) == (b.attempt_id, {"rows": 3},
+                                                                                        "succeeded")
+            if await write(s, "task", "b", "result", {"cpu_seconds": 0.4}):
+                assert (await _get(s, "b")).result == done.result
 
         harness.run(body)
 
