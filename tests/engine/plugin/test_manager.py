@@ -318,7 +318,10 @@ async def test_a_name_in_conflict_is_refused_at_submit_and_fails_a_task_that_get
     from distsched import DistributeSchedule
     from distsched.testing import make_task
 
-    app = DistributeSchedule(f"memory://conflict-{uuid.uuid4().hex}", plugins=[("dup", _Dup())])
+    # (unroutable_wait 0: the worker, whose 'local' is unusable, gets the task and fails it
+    # naming the conflict; with the default wait the leader parks it, no worker having 'local')
+    app = DistributeSchedule(f"memory://conflict-{uuid.uuid4().hex}", plugins=[("dup", _Dup())],
+                             unroutable_wait=0)
     app.task(lambda: 1, name="one")
     with pytest.raises(NameConflict, match=r"executor 'local' is provided by plugin 'dup' and plugin 'local' \(distsched"):
         await app.submit("one")
