@@ -39,21 +39,10 @@ def beat(age: float | None) -> str:
 
 
 def ago(seconds: float | None) -> str:
-    """A short age: ``0.4s``, ``12s``, ``5m12s``, ``3h04m``, ``2d03h``."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
+    """A short age: ``0.4s``, ``12s``, ``5m12s``, ``3h04m``, ``2d03h`` (``-`` for None)."""
+    from ..history import in_words
+
+    return "-" if seconds is None else in_words(seconds)
 
 
 #: Characters of names a worker's executors line shows of each list, then ``(+N more)``: the
