@@ -854,6 +854,24 @@ def _bits(reply: list[Any]) -> list[bool]:
     return [c == "1" for c in reply[1]]
 
 
+async def _sizes_and_firsts(client: Any, key_prefix: str, names: list[str]) -> dict[str, tuple[int, float]]:
+    """Per name with a non-empty sorted set ``<key_prefix><name>``: its ``ZCARD`` and its first
+    entry's score, the names in one pipeline (the held slots' and the parked tasks' reads)."""
+    if not names:
+        return {}
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.zcard(key_prefix + name)
+            pipe.zrange(key_prefix + name, 0, 0, withscores=True)
+        replies = await pipe.execute()
+    out: dict[str, tuple[int, float]] = {}
+    for i, name in enumerate(names):
+        count, first = replies[2 * i], replies[2 * i + 1]
+        if count and first:
+            out[name] = (int(count), float(first[0][1]))
+    return out
+
+
 def _chunks(items: Sequence[Any], size: int = WRITE_CHUNK):
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -1169,19 +1187,7 @@ class _Tasks:
         client, prefix = self.store.client, self.store.prefix
         names: list[str] = (sorted(str(j) for j in await client.smembers(prefix + "shj")) if jobs is None
                             else list(dict.fromkeys(jobs)))
-        if not names:
-            return {}
-        async with client.pipeline(transaction=False) as pipe:
-            for job in names:
-                pipe.zcard(f"{prefix}sh:{job}")
-                pipe.zrange(f"{prefix}sh:{job}", 0, 0, withscores=True)
-            replies = await pipe.execute()
-        out: dict[str, tuple[int, float]] = {}
-        for i, job in enumerate(names):
-            count, first = replies[2 * i], replies[2 * i + 1]
-            if count and first:
-                out[job] = (int(count), float(first[0][1]))
-        return out
+        return await _sizes_and_firsts(client, prefix + "sh:", names)
 
     async def park(self, fence: Fence, parked: Sequence[tuple[Task, str, float]]) -> list[bool]:
         """Move ready tasks no live worker may run to ``{ns}:pk:<key>`` (park.lua; fenced, one
@@ -1206,19 +1212,7 @@ class _Tasks:
         client, prefix = self.store.client, self.store.prefix
         names: list[str] = ([str(k) for k in await client.zrange(prefix + "pkk", 0, -1)] if keys is None
                             else list(dict.fromkeys(keys)))
-        if not names:
-            return {}
-        async with client.pipeline(transaction=False) as pipe:
-            for key in names:
-                pipe.zcard(f"{prefix}pk:{key}")
-                pipe.zrange(f"{prefix}pk:{key}", 0, 0, withscores=True)
-            replies = await pipe.execute()
-        out: dict[str, tuple[int, float]] = {}
-        for i, key in enumerate(names):
-            count, first = replies[2 * i], replies[2 * i + 1]
-            if count and first:
-                out[key] = (int(count), float(first[0][1]))
-        return out
+        return await _sizes_and_firsts(client, prefix + "pk:", names)
 
     async def live(self, job: str) -> list[Task]:
         return sorted(await self._read("live", job, tidy=True), key=lambda t: t.created_at)
