@@ -66,7 +66,7 @@ def clean_error(text: Any, limit: int = MAX_ERROR_CHARS) -> str | None:
         return None
     if not isinstance(text, str):
         text = safe_str(text)
-    return clean_text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text), limit)
+    return clean_text(escape_controls(text), limit)
 
 
 def clean_log(text: Any) -> str | None:
@@ -74,8 +74,11 @@ def clean_log(text: Any) -> str | None:
     :data:`MAX_LOG_CHARS`), its control characters but newline and tab shown as ``\\xNN``
     (none stays none)."""
     text = clean_text(text, MAX_LOG_CHARS)
-    if text is None:
-        return None
+    return None if text is None else escape_controls(text)
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters but newline and tab shown as ``\\xNN``."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
